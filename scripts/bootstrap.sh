@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Creates .venv (Python 3.11) and installs Curata into it. Used by both README commands.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="${1:-}"
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  for cand in python3.11 python3; do
+    if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+      PY="$cand"; break
+    fi
+  done
+fi
+[ -n "$PY" ] || { echo "curata: Python 3.11 or newer is needed" >&2; exit 2; }
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+if [ -n "$EXTRAS" ]; then
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+else
+  .venv/bin/python -m pip install -q -e .
+fi

@@ -1,0 +1,141 @@
+"""The catalog: what the platform holds, indexed for curators. SQLite by default, PostgreSQL at scale."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from curata.catalog.models import (
+    Base,
+    Blob,
+    Instance,
+    Patient,
+    Provenance,
+    QuarantineItem,
+    Series,
+    Site,
+    Study,
+)
+from curata.errors import CatalogError
+
+__all__ = [
+    "Base",
+    "Blob",
+    "Catalog",
+    "Instance",
+    "Patient",
+    "Provenance",
+    "QuarantineItem",
+    "Series",
+    "Site",
+    "Study",
+]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<invalid database url>"
+
+
+class Catalog:
+    """One database: an engine, a session factory, and the migrations that shape it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        try:
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise CatalogError(
+                f"cannot use database {redact_url(url)}: {exc}",
+                hint="check CURATA_DATABASE_URL or [catalog] url in curata.toml",
+            ) from exc
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (every stage's branch)."""
+        from alembic import command
+
+        try:
+            with self.engine.begin() as conn:
+                cfg = self._alembic_config()
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "heads")
+        except OperationalError as exc:
+            raise CatalogError(
+                f"cannot reach database {redact_url(self.url)}: {exc.orig}",
+                hint="is the server running and the URL right?",
+            ) from exc
+
+    def _alembic_config(self):  # type: ignore[no-untyped-def]
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return cfg
+
+    def current_revisions(self) -> set[str]:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return set(MigrationContext.configure(conn).get_current_heads())
+
+    def head_revisions(self) -> set[str]:
+        from alembic.script import ScriptDirectory
+
+        return set(ScriptDirectory.from_config(self._alembic_config()).get_heads())
+
+    def check_schema(self) -> None:
+        if (
+            not inspect(self.engine).has_table("alembic_version")
+            or self.current_revisions() != self.head_revisions()
+        ):
+            raise CatalogError(
+                f"the catalog at {redact_url(self.url)} is not at the current schema",
+                hint="run `curata init` on the workspace (it migrates the catalog)",
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()

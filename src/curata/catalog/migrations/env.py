@@ -1,0 +1,26 @@
+"""Alembic environment: runs on the connection the Catalog hands over (or the configured URL)."""
+
+from alembic import context
+from sqlalchemy import create_engine
+
+import curata.catalog.models as models
+
+target_metadata = models.Base.metadata
+config = context.config
+
+
+def run() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    with engine.begin() as conn:
+        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run()

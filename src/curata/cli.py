@@ -1,0 +1,68 @@
+"""The ``curata`` command line: one command group per stage, over the same stage services as the server.
+
+Stage modules add their commands through a ``register(app)`` function in ``curata/<stage>/cli.py``;
+this module holds no stage logic of its own.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from curata import __version__
+from curata.console import err_console
+from curata.errors import CurataError
+
+app = typer.Typer(
+    name="curata",
+    help="Curata: hospital medical images to ready-to-use, de-identified AI datasets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"curata {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Curata keeps a workspace: a catalog of everything ingested and a content-addressed store."""
+
+
+def workspace_option() -> Path | None:
+    return typer.Option(
+        None, "--workspace", "-w", help="Workspace folder (default: $CURATA_WORKSPACE or the enclosing one)."
+    )
+
+
+# --- stage registrations (each stage owns its commands) ------------------------------------
+from curata.catalog import cli as _catalog_cli  # noqa: E402
+from curata.collect import cli as _collect_cli  # noqa: E402
+
+_catalog_cli.register(app)
+_collect_cli.register(app)
+# ------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    try:
+        app()
+    except CurataError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}")
+        if exc.hint:
+            err_console.print(f"  [dim]hint:[/] {exc.hint}")
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

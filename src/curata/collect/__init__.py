@@ -1,0 +1,1 @@
+"""Collection: getting data into the platform, de-identified at the edge."""

@@ -1,0 +1,53 @@
+"""`curata ingest`: folders, files and zip archives into the workspace, de-identified first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from curata.collect.ingest import Ingestor
+from curata.console import console, make_progress
+
+
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Folders (recursive), files or zip archives."),
+    site: str = typer.Option(None, "--site", help="File under this site (default: the workspace's site)."),
+    profile: str = typer.Option(None, "--profile", help="De-identification profile (default: research)."),
+    config: Path = typer.Option(None, "--config", help="De-identification TOML overrides."),
+    no_deid: bool = typer.Option(
+        False,
+        "--verified-deidentified",
+        help="Central platform: accept only objects already marked de-identified.",
+    ),
+    workers: int = typer.Option(0, "--workers", "-j", help="Worker processes (default: all cores)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+) -> None:
+    """De-identify, store and catalog every DICOM file under PATHS. Re-ingesting adds nothing new."""
+    from curata.workspace import Workspace
+
+    ws = Workspace.find(workspace)
+    ingestor = Ingestor(
+        ws, deidentify=not no_deid, profile=profile, profile_config=config, site=site, workers=workers or None
+    )
+    with make_progress(quiet=quiet or as_json) as progress:
+        task = progress.add_task("ingest", total=None)
+        summary, problems = ingestor.ingest_paths(
+            list(paths),
+            total_hint=lambda n: progress.update(task, total=n),
+            on_progress=lambda _o: progress.advance(task),
+        )
+    summary.render(as_json=as_json)
+    if problems and not as_json:
+        for p in problems[:20]:
+            console.print(f"[red]{p.status}[/] {p.source}: {p.reason}")
+        if len(problems) > 20:
+            console.print(f"... and {len(problems) - 20} more: `curata ls quarantine`")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ingest)

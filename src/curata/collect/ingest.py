@@ -1,0 +1,412 @@
+"""Ingest: de-identify each input at the edge, store its bytes, index it in the catalog.
+
+Order of writes for every instance (DESIGN: "the catalog commits after the blob"):
+1. the worker de-identifies and writes the de-identified bytes to the store (atomic rename);
+2. the main process inserts the catalog rows and commits in small batches.
+A kill at any moment leaves, at worst, a blob without a row (harmless, re-used on the next run), never a
+row without its blob, and never a duplicate: instances are unique by SOP Instance UID and inputs are
+recognised by the sha256 of their bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from curata.catalog import Blob, Instance, Patient, QuarantineItem, Series, Site, Study
+from curata.catalog.dicom_index import index_fields
+from curata.catalog.provenance import record as record_provenance
+from curata.collect.sources import Source, iter_sources
+from curata.console import RunSummary
+from curata.errors import CurataError, DeidError, InputError
+from curata.runtime import imap_unordered
+from curata.workspace import Workspace
+
+
+@dataclass
+class IngestOutcome:
+    """What became of one input: ingested, present (already in the catalog), skipped or quarantined."""
+
+    status: str
+    source: str
+    input_digest: str | None = None
+    reason: str | None = None
+    sop_instance_uid: str | None = None
+    blob_digest: str | None = None
+    size: int = 0
+    fields: dict[str, Any] = field(default_factory=dict)
+    deid_record: dict[str, Any] | None = None
+
+
+@dataclass
+class _WorkerContext:
+    store_url: str
+    quarantine_dir: str
+    deidentify: bool
+    key: bytes | None
+    profile: str
+    profile_config: str | None
+    vault_dir: str | None
+    known_inputs: frozenset[str]
+    deidentifier: Any = None
+    store: Any = None
+
+
+_CTX: _WorkerContext | None = None
+
+
+def _init_worker(ctx: _WorkerContext) -> None:
+    global _CTX
+    _setup_context(ctx)
+    _CTX = ctx
+
+
+def _setup_context(ctx: _WorkerContext) -> None:
+    from curata.store import open_store
+
+    ctx.store = open_store(ctx.store_url)
+    if ctx.deidentify:
+        from curata.collect.deid import Deidentifier, load_profile
+
+        vault = None
+        if ctx.vault_dir and ctx.key is not None:
+            from curata.collect.deid import Vault
+
+            vault = Vault(Path(ctx.vault_dir), ctx.key)
+        profile = load_profile(ctx.profile, config=Path(ctx.profile_config) if ctx.profile_config else None)
+        ctx.deidentifier = Deidentifier(key=ctx.key, profile=profile, vault=vault)
+
+
+def _quarantine_bytes(folder: str, digest: str, raw: bytes, source: str, reason: str, stage: str) -> None:
+    """Keep a refused input on site (never in the store) with its reason, atomically."""
+    qdir = Path(folder)
+    qdir.mkdir(parents=True, exist_ok=True)
+    target = qdir / f"{digest}.bin"
+    if not target.exists():
+        tmp = qdir / f".{digest}.{os.getpid()}.tmp"
+        tmp.write_bytes(raw)
+        tmp.replace(target)
+    meta = {
+        "source": source,
+        "reason": reason,
+        "stage": stage,
+        "sha256": digest,
+        "size": len(raw),
+        "at": datetime.now(UTC).isoformat(),
+    }
+    tmp = qdir / f".{digest}.{os.getpid()}.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(qdir / f"{digest}.json")
+
+
+def _verify_deidentified(raw: bytes) -> tuple[bytes, pydicom.Dataset]:
+    """Central-platform mode: accept only objects already marked de-identified at a gateway."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True)
+    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
+        raise InputError(f"not a readable DICOM file ({exc})") from exc
+    if str(ds.get("PatientIdentityRemoved", "")).upper() != "YES":
+        raise DeidError(
+            "not marked de-identified (PatientIdentityRemoved is not YES); refused",
+            hint="send it through a Curata gateway, or ingest with de-identification on",
+        )
+    return raw, ds
+
+
+def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None = None) -> IngestOutcome:
+    """De-identify (or verify), store and index one input. Never raises for a bad input."""
+    ctx = ctx or _CTX
+    assert ctx is not None, "worker not initialised"
+    if isinstance(source, Source):
+        name = source.name
+        if source.skipped:
+            return IngestOutcome(
+                "skipped", name, reason="not an image object (directory record or desktop file)"
+            )
+        try:
+            raw = source.read()
+        except InputError as exc:
+            return IngestOutcome("failed", name, reason=exc.reason)
+    else:
+        name, raw = source
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest in ctx.known_inputs:
+        return IngestOutcome("present", name, input_digest=digest)
+    try:
+        if ctx.deidentify:
+            result = ctx.deidentifier.deidentify_bytes(raw, source=name)
+            out_bytes, ds, rec = result.output_bytes, result.dataset, result.record
+            deid_record = rec.as_dict() if hasattr(rec, "as_dict") else dict(rec)
+        else:
+            out_bytes, ds = _verify_deidentified(raw)
+            deid_record = None
+        fields = index_fields(ds)
+        blob = ctx.store.put_bytes(out_bytes)
+    except CurataError as exc:
+        reason = exc.reason if isinstance(exc, InputError) else exc.message
+        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
+        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
+    except Exception as exc:  # a bug or an unforeseen input: quarantine, never stop the batch
+        reason = f"unexpected {type(exc).__name__}: {exc}"
+        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
+        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
+    return IngestOutcome(
+        "ingested",
+        name,
+        input_digest=digest,
+        sop_instance_uid=fields["instance"]["sop_instance_uid"],
+        blob_digest=blob,
+        size=len(out_bytes),
+        fields=fields,
+        deid_record=deid_record,
+    )
+
+
+class CatalogWriter:
+    """Files outcomes into the catalog with small batched commits; keeps id caches per batch run."""
+
+    def __init__(self, session: Session, site: Site) -> None:
+        self.session = session
+        self.site = site
+        self._patients: dict[str, Patient] = {}
+        self._studies: dict[str, Study] = {}
+        self._series: dict[str, Series] = {}
+
+    def _patient(self, values: dict[str, Any]) -> Patient:
+        key = values["pseudonym"]
+        patient = self._patients.get(key) or self.session.scalar(
+            select(Patient).where(Patient.site_id == self.site.id, Patient.pseudonym == key)
+        )
+        if patient is None:
+            patient = Patient(site=self.site, **values)
+            self.session.add(patient)
+        elif values.get("sex") and not patient.sex:
+            patient.sex = values["sex"]
+        self._patients[key] = patient
+        return patient
+
+    def _study(self, patient: Patient, values: dict[str, Any]) -> Study:
+        key = values["study_uid"]
+        study = self._studies.get(key) or self.session.scalar(select(Study).where(Study.study_uid == key))
+        if study is None:
+            study = Study(patient=patient, **values)
+            self.session.add(study)
+        self._studies[key] = study
+        return study
+
+    def _series_row(self, study: Study, values: dict[str, Any]) -> Series:
+        key = values["series_uid"]
+        series = self._series.get(key) or self.session.scalar(select(Series).where(Series.series_uid == key))
+        if series is None:
+            series = Series(study=study, instance_count=0, **values)
+            self.session.add(series)
+        self._series[key] = series
+        return series
+
+    def file(self, outcome: IngestOutcome) -> str:
+        """Insert the rows for an ingested outcome; returns the final status (ingested or present)."""
+        f = outcome.fields
+        uid = f["instance"]["sop_instance_uid"]
+        if self.session.scalar(select(Instance.id).where(Instance.sop_instance_uid == uid)) is not None:
+            return "present"
+        patient = self._patient(f["patient"])
+        study = self._study(patient, f["study"])
+        series = self._series_row(study, f["series"])
+        if self.session.get(Blob, outcome.blob_digest) is None:
+            self.session.add(Blob(digest=outcome.blob_digest, size=outcome.size))
+        self.session.add(
+            Instance(
+                series=series,
+                blob_digest=outcome.blob_digest,
+                source_digest=outcome.input_digest,
+                **f["instance"],
+            )
+        )
+        series.instance_count = (series.instance_count or 0) + 1
+        if outcome.deid_record is not None:
+            record_provenance(
+                self.session,
+                "deid",
+                [outcome.input_digest or ""],
+                {k: outcome.deid_record.get(k) for k in ("profile", "options") if k in outcome.deid_record},
+                {"blob": outcome.blob_digest, "record": outcome.deid_record},
+                version=str(outcome.deid_record.get("code_version") or "") or None,
+            )
+        self.session.flush()
+        return "ingested"
+
+    def quarantine(self, outcome: IngestOutcome, stage: str = "ingest") -> None:
+        item = self.session.scalar(
+            select(QuarantineItem).where(
+                QuarantineItem.stage == stage, QuarantineItem.input_digest == outcome.input_digest
+            )
+        )
+        if item is None:
+            self.session.add(
+                QuarantineItem(
+                    stage=stage,
+                    input_digest=outcome.input_digest,
+                    reason=outcome.reason or "",
+                    size=outcome.size,
+                )
+            )
+        else:
+            item.reason = outcome.reason or item.reason
+        self.session.flush()
+
+
+def ensure_site(session: Session, name: str, region: str | None = None, country: str | None = None) -> Site:
+    site = session.scalar(select(Site).where(Site.name == name))
+    if site is None:
+        site = Site(name=name, region=region or None, country=country or None)
+        session.add(site)
+        session.flush()
+    return site
+
+
+class Ingestor:
+    """The ingest service the CLI, the demo and the network gateway share."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        deidentify: bool = True,
+        profile: str | None = None,
+        profile_config: Path | None = None,
+        site: str | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.ws = ws
+        self.deidentify = deidentify
+        self.profile = profile or str(ws.config["deid"].get("profile") or "research")
+        cfg = profile_config or (
+            Path(ws.config["deid"]["config"]) if ws.config["deid"].get("config") else None
+        )
+        self.profile_config = cfg
+        self.site_name = site or ws.site_name
+        self.workers = workers
+        self._single: _WorkerContext | None = None
+        ws.catalog.check_schema()
+
+    def _context(self, known: frozenset[str]) -> _WorkerContext:
+        return _WorkerContext(
+            store_url=str(self.ws.config["store"].get("url") or self.ws.store_path),
+            quarantine_dir=str(self.ws.quarantine_path),
+            deidentify=self.deidentify,
+            key=self.ws.site_key() if self.deidentify else None,
+            profile=self.profile,
+            profile_config=str(self.profile_config) if self.profile_config else None,
+            vault_dir=str(self.ws.vault_path) if self.deidentify else None,
+            known_inputs=known,
+        )
+
+    def _known_inputs(self, session: Session) -> frozenset[str]:
+        rows = session.scalars(select(Instance.source_digest).where(Instance.source_digest.is_not(None)))
+        return frozenset(rows)
+
+    def ingest_paths(
+        self,
+        paths: list[Path],
+        *,
+        on_progress: Callable[[IngestOutcome], None] | None = None,
+        total_hint: Callable[[int], None] | None = None,
+    ) -> tuple[RunSummary, list[IngestOutcome]]:
+        sources = list(iter_sources(paths))
+        if total_hint:
+            total_hint(len(sources))
+        return self.ingest_sources(sources, on_progress=on_progress)
+
+    def ingest_sources(
+        self,
+        sources: Iterable[Source | tuple[str, bytes]],
+        *,
+        on_progress: Callable[[IngestOutcome], None] | None = None,
+        batch_seconds: float = 1.0,
+        batch_size: int = 256,
+    ) -> tuple[RunSummary, list[IngestOutcome]]:
+        summary = RunSummary("ingest")
+        for key in ("ingested", "present", "skipped", "quarantined", "failed"):
+            summary.counts[key] = 0
+        problems: list[IngestOutcome] = []
+        catalog = self.ws.catalog
+        with catalog.session() as session:
+            site = ensure_site(
+                session,
+                self.site_name,
+                self.ws.config["site"].get("region"),
+                self.ws.config["site"].get("country"),
+            )
+            known = self._known_inputs(session)
+            session.commit()
+            writer = CatalogWriter(session, site)
+            ctx = self._context(known)
+            pending, last_commit = 0, time.monotonic()
+            for _src, outcome in imap_unordered(
+                process_one, sources, workers=self.workers, initializer=_init_worker, initargs=(ctx,)
+            ):
+                status = outcome.status
+                if status == "ingested":
+                    status = writer.file(outcome)
+                    pending += 1
+                elif status == "quarantined":
+                    writer.quarantine(outcome)
+                    pending += 1
+                outcome.status = status
+                summary.add(status)
+                summary.extra["bytes_in"] = summary.extra.get("bytes_in", 0) + outcome.size
+                if status in ("quarantined", "failed"):
+                    problems.append(outcome)
+                if pending and (pending >= batch_size or time.monotonic() - last_commit > batch_seconds):
+                    session.commit()
+                    pending, last_commit = 0, time.monotonic()
+                if on_progress:
+                    on_progress(outcome)
+        summary.extra.pop("bytes_in", None)
+        return summary, problems
+
+    def ingest_bytes(self, raw: bytes, source: str) -> IngestOutcome:
+        """One input, durably filed (blob written, catalog committed) before this returns.
+
+        The network gateway calls this per received instance and acknowledges only after it returns
+        ``ingested`` or ``present``. The de-identifier is built once and reused across calls.
+        """
+        if self._single is None:
+            ctx = self._context(frozenset())
+            _setup_context(ctx)
+            self._single = ctx
+        outcome = process_one((source, raw), self._single)
+        with self.ws.catalog.session() as session:
+            if (
+                outcome.input_digest
+                and outcome.status == "ingested"
+                and session.scalar(select(Instance.id).where(Instance.source_digest == outcome.input_digest))
+                is not None
+            ):
+                outcome.status = "present"
+                return outcome
+            site = ensure_site(
+                session,
+                self.site_name,
+                self.ws.config["site"].get("region"),
+                self.ws.config["site"].get("country"),
+            )
+            writer = CatalogWriter(session, site)
+            if outcome.status == "ingested":
+                outcome.status = writer.file(outcome)
+            elif outcome.status == "quarantined":
+                writer.quarantine(outcome)
+        return outcome

@@ -1,0 +1,113 @@
+"""Terminal output shared by every command: progress bars, summary tables, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+T = TypeVar("T")
+
+
+def make_progress(*, quiet: bool = False) -> Progress:
+    """A progress bar on stderr, so ``--json`` output on stdout stays clean."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet or not err_console.is_terminal,
+        transient=False,
+    )
+
+
+def track(
+    items: Iterable[T], description: str, *, total: int | None = None, quiet: bool = False
+) -> Iterator[T]:
+    with make_progress(quiet=quiet) as progress:
+        task = progress.add_task(description, total=total)
+        for item in items:
+            yield item
+            progress.advance(task)
+
+
+@dataclass
+class RunSummary:
+    """Counts every long command reports at its end; ``failed`` decides the exit code."""
+
+    title: str
+    counts: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    failure_keys: tuple[str, ...] = ("quarantined", "failed")
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def failed(self) -> bool:
+        return any(self.counts.get(k, 0) for k in self.failure_keys)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.counts, **self.extra, "seconds": round(self.seconds, 3)}
+
+    def render(self, *, as_json: bool = False) -> None:
+        if as_json:
+            print_json(self.as_dict())
+            return
+        table = Table(title=self.title, show_header=True)
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        for key, value in {**self.counts, **self.extra}.items():
+            style = "red" if key in self.failure_keys and value else ""
+            table.add_row(key.replace("_", " "), f"[{style}]{value}[/{style}]" if style else str(value))
+        table.add_row("seconds", f"{self.seconds:.2f}")
+        console.print(table)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, sort_keys=False) + "\n")
+
+
+def print_table(
+    rows: list[Mapping[str, Any]], *, title: str | None = None, columns: list[str] | None = None
+) -> None:
+    table = Table(title=title)
+    cols = columns or (list(rows[0].keys()) if rows else [])
+    for col in cols:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in cols))
+    console.print(table)
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    with err_console.status(message):
+        yield

@@ -1,0 +1,77 @@
+"""Curata's own errors: every message says what went wrong, where, and what to do about it."""
+
+from __future__ import annotations
+
+
+class CurataError(Exception):
+    """Base of every error Curata raises on purpose. The CLI prints these without a traceback."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class ConfigError(CurataError):
+    """A configuration file or option is missing, malformed or contradictory."""
+
+    exit_code = 2
+
+
+class WorkspaceError(CurataError):
+    """The workspace is missing, not initialised, or inconsistent."""
+
+    exit_code = 2
+
+
+class CatalogError(CurataError):
+    """The catalog database cannot be opened, migrated or queried."""
+
+
+class StoreError(CurataError):
+    """The blob store cannot read or write an object."""
+
+
+class BlobNotFound(StoreError):
+    """A digest the catalog names is not in the store."""
+
+
+class IntegrityError(StoreError):
+    """Stored bytes no longer hash to their digest."""
+
+
+class InputError(CurataError):
+    """An input file is unusable: not DICOM, truncated, or missing required attributes.
+
+    Ingest and de-identification quarantine the file with this message as the reason.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message, hint=hint)
+        self.reason = message
+        self.path = path
+
+
+class DeidError(CurataError):
+    """De-identification could not guarantee a clean output; the input is quarantined, never passed on."""
+
+
+class KeyFileError(CurataError):
+    """The site secret is missing, unreadable, too short or too widely readable."""
+
+    exit_code = 2
+
+
+class QueryError(CurataError):
+    """A cohort query does not parse or names an unknown field; the message points at the token."""
+
+    exit_code = 2
+
+
+class NetworkError(CurataError):
+    """A DICOM or HTTP peer refused, timed out or answered with a failure."""

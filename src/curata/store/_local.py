@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from curata.errors import BlobNotFound, StoreError
+from curata.store._base import CHUNK, BlobStore, check_digest, is_digest, shard
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore(BlobStore):
+    """Blobs under ``root/sha256/ab/cd/<digest>``, written to ``root/tmp`` then renamed into place.
+
+    A crash at any moment leaves either no blob or the whole blob under its name; stray temp files are
+    swept on open. Several processes may write at once: rename is atomic and the content is the name.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.url = str(self.root)
+        self._objects = self.root / "sha256"
+        self._tmp = self.root / "tmp"
+        try:
+            self._objects.mkdir(parents=True, exist_ok=True)
+            self._tmp.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+
+    def _path(self, digest: str) -> Path:
+        return self._objects / shard(check_digest(digest))
+
+    def local_path(self, digest: str) -> Path | None:
+        path = self._path(digest)
+        return path if path.exists() else None
+
+    def _commit(self, tmp: Path, digest: str) -> str:
+        final = self._path(digest)
+        if final.exists():
+            tmp.unlink(missing_ok=True)
+            return digest
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        return digest
+
+    def _tempfile(self) -> tuple[int, Path]:
+        import tempfile
+
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        return fd, Path(name)
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        if self._path(digest).exists():
+            return digest
+        fd, tmp = self._tempfile()
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return self._commit(tmp, digest)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write a blob into {self.root}: {exc.strerror}") from exc
+
+    def put_file(self, path: Path) -> str:
+        h = hashlib.sha256()
+        fd, tmp = self._tempfile()
+        try:
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+            return self._commit(tmp, h.hexdigest())
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot store {path}: {exc.strerror}") from exc
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return open(self._path(digest), "rb")
+        except FileNotFoundError as exc:
+            raise BlobNotFound(
+                f"blob {digest} is not in the store at {self.root}",
+                hint="run `curata store verify` to list what is missing",
+            ) from exc
+
+    def exists(self, digest: str) -> bool:
+        return self._path(digest).exists()
+
+    def size(self, digest: str) -> int:
+        try:
+            return self._path(digest).stat().st_size
+        except FileNotFoundError as exc:
+            raise BlobNotFound(f"blob {digest} is not in the store at {self.root}") from exc
+
+    def digests(self) -> Iterator[str]:
+        for path in sorted(self._objects.glob("??/??/*")):
+            if is_digest(path.name):
+                yield path.name
+
+    def delete(self, digest: str) -> None:
+        path = self._path(digest)
+        if path.exists():
+            os.chmod(path, 0o644)
+            path.unlink()
+
+    def sweep_temp(self) -> int:
+        """Remove temp files left by writers that died mid-write; returns how many."""
+        n = 0
+        for tmp in self._tmp.glob("put-*"):
+            tmp.unlink(missing_ok=True)
+            n += 1
+        return n
+
+    def clear(self) -> None:
+        shutil.rmtree(self.root)

@@ -1,0 +1,148 @@
+"""Shared fixtures: workspaces, catalogs on SQLite and a real PostgreSQL, small real DICOM files."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+PG_ADMIN_URL = os.environ.get("CURATA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    if not _pg_available():
+        if os.environ.get("CI") or os.environ.get("CURATA_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}; scripts/test.sh starts one")
+        pytest.skip("PostgreSQL not reachable (run the tests through scripts/test.sh)")
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+
+    name = f"curata_test_{uuid.uuid4().hex[:12]}"
+    admin = pg_admin_url.replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The catalog tests run on both engines."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from curata.workspace import Workspace
+
+    monkeypatch.delenv("CURATA_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CURATA_WORKSPACE", raising=False)
+    return Workspace.init(tmp_path / "ws", site="test-site")
+
+
+def make_ct(
+    path: Path | None = None,
+    *,
+    patient_id: str = "PAT-0001",
+    patient_name: str = "Doe^Jane",
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+    index: int = 0,
+    rows: int = 16,
+    columns: int = 16,
+    deidentified: bool = False,
+    seed: int = 0,
+) -> pydicom.Dataset:
+    """A small but complete CT image (real Part-10 when ``path`` is given)."""
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    sop = sop_uid or generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
+    ds.PatientBirthDate = "19600101"
+    ds.PatientSex = "F"
+    ds.PatientAge = "064Y"
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = series_uid or generate_uid()
+    ds.StudyDate = ds.SeriesDate = "20240301"
+    ds.StudyTime = "101500"
+    ds.AccessionNumber = "ACC123"
+    ds.StudyDescription = "CT CHEST"
+    ds.SeriesDescription = "AXIAL 1.0"
+    ds.Modality = "CT"
+    ds.BodyPartExamined = "CHEST"
+    ds.Manufacturer = "GE MEDICAL SYSTEMS"
+    ds.ManufacturerModelName = "Revolution"
+    ds.SeriesNumber = 2
+    ds.InstanceNumber = index + 1
+    ds.FrameOfReferenceUID = "1.2.3.4.5.6.7"
+    ds.ImagePositionPatient = [-100.0, -100.0, float(-index)]
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.PixelSpacing = [0.7, 0.7]
+    ds.SliceThickness = 1.0
+    ds.KVP = 120
+    ds.Rows, ds.Columns = rows, columns
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept = -1024
+    ds.RescaleSlope = 1
+    rng = np.random.default_rng(seed + index)
+    ds.PixelData = rng.integers(0, 2000, size=(rows, columns), dtype=np.uint16).tobytes()
+    if deidentified:
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = "test fixture"
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+    return ds
+
+
+@pytest.fixture
+def ct_series(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Factory: write ``n`` slices of one series into a folder; returns the folder."""
+
+    def build(n: int = 5, folder: str = "in", deidentified: bool = False, **kw: object) -> Path:
+        out = tmp_path / folder
+        study, series = generate_uid(), generate_uid()
+        for i in range(n):
+            make_ct(out / f"IM{i:04d}", study_uid=study, series_uid=series, index=i, deidentified=deidentified, **kw)  # type: ignore[arg-type]
+        return out
+
+    return build
