@@ -142,7 +142,14 @@ def ct_series(tmp_path: Path):  # type: ignore[no-untyped-def]
         out = tmp_path / folder
         study, series = generate_uid(), generate_uid()
         for i in range(n):
-            make_ct(out / f"IM{i:04d}", study_uid=study, series_uid=series, index=i, deidentified=deidentified, **kw)  # type: ignore[arg-type]
+            make_ct(
+                out / f"IM{i:04d}",
+                study_uid=study,
+                series_uid=series,
+                index=i,
+                deidentified=deidentified,
+                **kw,
+            )  # type: ignore[arg-type]
         return out
 
     return build

@@ -16,8 +16,12 @@ def test_migrations_create_every_model_table(database_url: str) -> None:
     cat = Catalog(database_url)
     cat.migrate()
     tables = set(inspect(cat.engine).get_table_names())
-    assert {t.name for t in Base.metadata.sorted_tables if t.name in {
-        "site", "patient", "study", "series", "instance", "blob", "quarantine_item", "provenance"}} <= tables
+    assert {
+        t.name
+        for t in Base.metadata.sorted_tables
+        if t.name
+        in {"site", "patient", "study", "series", "instance", "blob", "quarantine_item", "provenance"}
+    } <= tables
     assert cat.current_revisions() == cat.head_revisions()
     cat.check_schema()
     cat.migrate()  # idempotent
@@ -35,8 +39,11 @@ def test_migrations_match_the_models(database_url: str) -> None:
     cat.migrate()
     with cat.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": False})
-        diff = [d for d in compare_metadata(ctx, models.Base.metadata)
-                if not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name == "alembic_version")]
+        diff = [
+            d
+            for d in compare_metadata(ctx, models.Base.metadata)
+            if not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name == "alembic_version")
+        ]
     cat.dispose()
     assert diff == []
 
@@ -55,7 +62,9 @@ def _hierarchy(cat: Catalog) -> None:
         st = Study(patient=pat, study_uid="2.25.1", study_date="20240101", patient_age_years=54.0)
         se = Series(study=st, series_uid="2.25.2", modality="CT", rows=512, columns=512, instance_count=1)
         blob = Blob(digest="a" * 64, size=10)
-        s.add_all([site, pat, st, se, blob, Instance(series=se, sop_instance_uid="2.25.3", blob_digest="a" * 64)])
+        s.add_all(
+            [site, pat, st, se, blob, Instance(series=se, sop_instance_uid="2.25.3", blob_digest="a" * 64)]
+        )
 
 
 def test_hierarchy_round_trips_and_uids_are_unique(database_url: str) -> None:

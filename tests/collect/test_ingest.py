@@ -32,7 +32,11 @@ def test_verified_ingest_files_and_indexes(workspace, ct_series) -> None:  # typ
     with workspace.catalog.session() as s:
         series = s.scalar(select(Series))
         assert series is not None
-        assert (series.modality, series.body_part, series.manufacturer) == ("CT", "CHEST", "GE MEDICAL SYSTEMS")
+        assert (series.modality, series.body_part, series.manufacturer) == (
+            "CT",
+            "CHEST",
+            "GE MEDICAL SYSTEMS",
+        )
         assert (series.rows, series.columns, series.slice_thickness) == (16, 16, 1.0)
         assert series.pixel_spacing_row == pytest.approx(0.7)
         assert series.transfer_syntax == "1.2.840.10008.1.2.1"
@@ -130,9 +134,27 @@ def test_sigkill_mid_ingest_then_rerun_is_consistent(workspace, tmp_path) -> Non
     folder = tmp_path / "many"
     study, series = generate_uid(), generate_uid()
     for i in range(n):
-        make_ct(folder / f"{i:05d}.dcm", study_uid=study, series_uid=series, index=i, deidentified=True, rows=8, columns=8)
+        make_ct(
+            folder / f"{i:05d}.dcm",
+            study_uid=study,
+            series_uid=series,
+            index=i,
+            deidentified=True,
+            rows=8,
+            columns=8,
+        )
     env = {**os.environ, "CURATA_WORKSPACE": str(workspace.root)}
-    cmd = [sys.executable, "-m", "curata.cli", "ingest", str(folder), "--verified-deidentified", "-j", "1", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "curata.cli",
+        "ingest",
+        str(folder),
+        "--verified-deidentified",
+        "-j",
+        "1",
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = workspace.root / "catalog.sqlite"
     seen = 0
@@ -151,7 +173,7 @@ def test_sigkill_mid_ingest_then_rerun_is_consistent(workspace, tmp_path) -> Non
     assert 0 < seen < n, f"the kill must land mid-ingest (saw {seen} of {n} committed)"
     killed_at = _count(workspace, Instance)
     assert killed_at < n
-    rerun = subprocess.run(cmd[:-1] + ["--json"], env=env, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run([*cmd[:-1], "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout)
     assert summary["ingested"] + summary["present"] == n
