@@ -289,6 +289,8 @@ class Ingestor:
         profile_config: Path | None = None,
         site: str | None = None,
         workers: int | None = None,
+        region: str | None = None,
+        country: str | None = None,
     ) -> None:
         self.ws = ws
         self.deidentify = deidentify
@@ -298,6 +300,8 @@ class Ingestor:
         )
         self.profile_config = cfg
         self.site_name = site or ws.site_name
+        self.region = region or ws.config["site"].get("region") or None
+        self.country = country or ws.config["site"].get("country") or None
         self.workers = workers
         self._single: _WorkerContext | None = None
         ws.catalog.check_schema()
@@ -344,12 +348,7 @@ class Ingestor:
         problems: list[IngestOutcome] = []
         catalog = self.ws.catalog
         with catalog.session() as session:
-            site = ensure_site(
-                session,
-                self.site_name,
-                self.ws.config["site"].get("region"),
-                self.ws.config["site"].get("country"),
-            )
+            site = ensure_site(session, self.site_name, self.region, self.country)
             known = self._known_inputs(session)
             session.commit()
             writer = CatalogWriter(session, site)
@@ -398,12 +397,7 @@ class Ingestor:
             ):
                 outcome.status = "present"
                 return outcome
-            site = ensure_site(
-                session,
-                self.site_name,
-                self.ws.config["site"].get("region"),
-                self.ws.config["site"].get("country"),
-            )
+            site = ensure_site(session, self.site_name, self.region, self.country)
             writer = CatalogWriter(session, site)
             if outcome.status == "ingested":
                 outcome.status = writer.file(outcome)
