@@ -1,0 +1,1 @@
+"""Demo data: synthetic studies and planted identifiers for tests and benchmarks."""
