@@ -51,6 +51,9 @@ from curata.collect import cli as _collect_cli  # noqa: E402
 
 _catalog_cli.register(app)
 _collect_cli.register(app)
+from curata.demo import cli as _demo_cli  # noqa: E402
+
+_demo_cli.register(app)
 # ------------------------------------------------------------------------------------------------
 
 
