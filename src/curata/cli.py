@@ -54,6 +54,9 @@ _collect_cli.register(app)
 from curata.demo import cli as _demo_cli  # noqa: E402
 
 _demo_cli.register(app)
+from curata.preprocess import cli as _preprocess_cli  # noqa: E402
+
+_preprocess_cli.register(app)
 # ------------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,114 @@
+"""Commands: ``curata convert`` and ``curata preprocess run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from curata.console import RunSummary, err_console, make_progress, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(convert_command)
+    group = typer.Typer(
+        help="Pre-processing pipelines: convert, resample, normalize, denoise, register.",
+        no_args_is_help=True,
+    )
+    group.command("run")(run_command)
+    app.add_typer(group, name="preprocess")
+
+
+def convert_command(
+    source: Path = typer.Argument(..., help="Folder of DICOM files (searched recursively) or one file."),
+    output: Path = typer.Argument(..., help="Folder for the volumes and their JSON sidecars."),
+    fmt: str = typer.Option("nifti", "--format", "-f", help="nifti, nifti-gz (level 1, parallel) or zarr."),
+    uneven: str = typer.Option(
+        "refuse",
+        "--uneven",
+        help="Missing slices / variable spacing: refuse, split (even runs) or interpolate.",
+    ),
+    tilt: str = typer.Option(
+        "shear", "--tilt", help="Gantry tilt: shear (exact sheared affine) or resample."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Convert every series under SOURCE: one volume per stack plus a BIDS-like JSON sidecar."""
+    from curata.preprocess.convert import convert_folder
+
+    if uneven not in ("refuse", "split", "interpolate"):
+        raise typer.BadParameter("--uneven must be refuse, split or interpolate")
+    if tilt not in ("shear", "resample"):
+        raise typer.BadParameter("--tilt must be shear or resample")
+    summary = RunSummary("convert", failure_keys=("refused",))
+    with make_progress(quiet=as_json) as progress:
+        task = progress.add_task("converting", total=None)
+        result = convert_folder(
+            source,
+            output,
+            fmt=fmt,
+            uneven=uneven,
+            tilt=tilt,
+            on_file=lambda: progress.advance(task),  # type: ignore[arg-type]
+        )
+    summary.add("converted", len(result.converted))
+    summary.add("refused", len(result.refused))
+    summary.add("skipped_files", len(result.skipped))
+    if as_json:
+        print_json(
+            {
+                "converted": [
+                    {
+                        "name": c.name,
+                        "path": str(c.volume_path),
+                        "sidecar": str(c.sidecar_path),
+                        "shape": c.shape,
+                        "warnings": c.report.warnings,
+                    }
+                    for c in result.converted
+                ],
+                "refused": [{"where": w, "reason": r} for w, r in result.refused],
+                "skipped": [{"path": p, "reason": r} for p, r in result.skipped],
+                "summary": summary.as_dict(),
+            }
+        )
+    else:
+        for c in result.converted:
+            for warning in c.report.warnings:
+                err_console.print(f"[yellow]{c.name}:[/] {warning}")
+        for where, reason in result.refused:
+            err_console.print(f"[red]refused[/] {where}: {reason}")
+        summary.render()
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def run_command(
+    pipeline: Path = typer.Argument(..., help="Pipeline TOML file."),
+    cohort: str | None = typer.Option(None, "--cohort", help="Run over this cohort (default: every series)."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address tcp://host:port."),
+    source: Path | None = typer.Option(
+        None, "--input", help="A folder of DICOM files instead of the workspace."
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Also export the final volumes here."),
+    workers: int = typer.Option(
+        0, "--workers", help="Local worker processes (0: the config or the CPU count)."
+    ),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w", help="Workspace folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Run a declared pipeline; cached by (inputs, step, parameters, code version)."""
+    from curata.preprocess.pipeline import run_pipeline_cli
+
+    summary = run_pipeline_cli(
+        pipeline,
+        cohort=cohort,
+        scheduler=scheduler,
+        source=source,
+        output=output,
+        workers=workers,
+        workspace=workspace,
+        as_json=as_json,
+    )
+    if summary.failed:
+        raise typer.Exit(1)

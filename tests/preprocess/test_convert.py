@@ -1,0 +1,286 @@
+"""Conversion against the real dcm2niix, case by case, and against the geometry each case was built with."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from curata.preprocess.convert import convert_folder
+from curata.preprocess.synthetic import axial_slices, phantom, write_enhanced, write_series
+from curata.preprocess.volume import read_volume
+from tests.preprocess.conftest import misplaced, run_dcm2niix
+
+VOL = phantom((8, 10, 12))
+OBLIQUE = (0.9659258, 0.2588190, 0.0, -0.2331, 0.8693, 0.4358899)
+
+
+def _ours(source: Path, out: Path, **kw: object) -> dict[str, nib.Nifti1Image]:
+    result = convert_folder(source, out, **kw)  # type: ignore[arg-type]
+    assert not result.refused, result.refused
+    return {c.volume_path.name: nib.load(c.volume_path) for c in result.converted}
+
+
+def _assert_same(ours: nib.Nifti1Image, theirs: nib.Nifti1Image) -> None:
+    assert ours.shape == theirs.shape
+    assert ours.get_data_dtype() == theirs.get_data_dtype()
+    assert np.array_equal(ours.dataobj.get_unscaled(), theirs.dataobj.get_unscaled())
+    assert np.abs(ours.affine - theirs.affine).max() < 1e-3
+    assert ours.dataobj.slope == pytest.approx(theirs.dataobj.slope)
+    assert ours.dataobj.inter == pytest.approx(theirs.dataobj.inter)
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs"),
+    [
+        ("axial", {}),
+        ("flipped-rows", {"orientation": (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0)}),
+        ("negative-spacing", {"spacing": -2.5}),
+        ("sagittal", {"orientation": (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)}),
+        ("coronal-flipped-negative", {"orientation": (-1.0, 0.0, 0.0, 0.0, 0.0, -1.0), "spacing": -3.0}),
+        ("oblique", {"orientation": OBLIQUE}),
+    ],
+)
+def test_orientations_match_dcm2niix(tmp_path: Path, case: str, kwargs: dict) -> None:
+    slices = axial_slices(VOL, **kwargs)
+    write_series(tmp_path / "in", slices)
+    theirs = run_dcm2niix(tmp_path / "in", tmp_path / "d2n")
+    ours = _ours(tmp_path / "in", tmp_path / "cur")
+    assert list(ours) == list(theirs) == ["1_phantom.nii"]
+    _assert_same(ours["1_phantom.nii"], theirs["1_phantom.nii"])
+    assert misplaced(ours["1_phantom.nii"], slices) == []
+
+
+@pytest.mark.parametrize(
+    ("dtype", "slope", "intercept", "poke"),
+    [
+        ("int16", 1.0, -1024.0, None),
+        ("int16", 0.5, -10.25, None),
+        ("uint16", 2.0, -1000.0, None),
+        ("uint16", 1.0, 0.0, 60000),
+    ],
+)
+def test_rescale_and_16_bit(
+    tmp_path: Path, dtype: str, slope: float, intercept: float, poke: int | None
+) -> None:
+    vol = phantom((6, 10, 12), dtype=dtype)
+    if poke is not None:
+        vol[0, 0, 0] = poke
+    write_series(tmp_path / "in", axial_slices(vol), slope=slope, intercept=intercept)
+    theirs = run_dcm2niix(tmp_path / "in", tmp_path / "d2n")["1_phantom.nii"]
+    ours = _ours(tmp_path / "in", tmp_path / "cur")["1_phantom.nii"]
+    _assert_same(ours, theirs)
+    assert ours.get_data_dtype() == np.dtype(dtype)
+    real = read_volume(tmp_path / "cur" / "1_phantom.nii").real()
+    assert real.max() == pytest.approx(vol.max() * slope + intercept)
+
+
+def test_gantry_tilt_shear_matches_and_resample_is_exact(tmp_path: Path) -> None:
+    # A linear ramp: linear interpolation reproduces it exactly, so the de-sheared values have a truth.
+    nz, ny, nx = 8, 10, 12
+    z, y, x = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    ramp = (40 * y + 3 * x + 7 * z).astype(np.int16)
+    shear = (0.0, float(np.tan(np.radians(15))), 0.0)
+    slices = axial_slices(ramp, shear=shear)
+    write_series(tmp_path / "in", slices, gantry_tilt=15.0)
+    theirs = run_dcm2niix(tmp_path / "in", tmp_path / "d2n")
+    assert set(theirs) == {"1_phantom.nii", "1_phantom_Tilt_1.nii"}
+    sheared = _ours(tmp_path / "in", tmp_path / "cur")["1_phantom.nii"]
+    _assert_same(sheared, theirs["1_phantom.nii"])  # both keep the exact sheared sform
+    assert misplaced(sheared, slices) == []
+    res = convert_folder(tmp_path / "in", tmp_path / "cur2", tilt="resample")
+    assert res.converted[0].report.gantry_tilt_deg == pytest.approx(15.0, abs=0.01)
+    ours = nib.load(res.converted[0].volume_path)
+    d2n = theirs["1_phantom_Tilt_1.nii"]
+    assert ours.shape == d2n.shape
+    assert np.abs(ours.affine - d2n.affine).max() < 1e-3
+    # truth: the ramp at the world position of each output voxel
+    a, b = ours.dataobj.get_unscaled().astype(float), d2n.dataobj.get_unscaled().astype(float)
+    src_aff = sheared.affine
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in ours.shape], indexing="ij"), -1).reshape(-1, 3)
+    src = (np.linalg.inv(src_aff) @ ours.affine @ np.c_[idx, np.ones(len(idx))].T)[:3].T
+    inside = np.all((src >= 0) & (src <= np.array(sheared.shape) - 1), axis=1)
+    i, j, k = src[inside].T
+    truth = 40 * (ny - 1 - j) + 3 * i + 7 * k  # rows were flipped on the way in
+    ours_err = np.abs(a.reshape(-1)[inside] - np.rint(truth)).max()
+    theirs_err = np.abs(b.reshape(-1)[inside] - truth).max()
+    assert ours_err <= 1.0  # rounding to int16 only
+    print(f"tilt: max error vs truth curata {ours_err:.2f}, dcm2niix {theirs_err:.2f}")
+
+
+GAP = [0.0, 2.5, 5.0, 7.5, 12.5, 15.0, 17.5, 20.0]  # one slice missing at 10.0
+VARIABLE = [0.0, 2.0, 4.0, 6.0, 9.0, 12.0, 15.0, 18.0]
+
+
+@pytest.mark.parametrize("offsets", [GAP, VARIABLE], ids=["missing-slice", "variable-spacing"])
+def test_uneven_slices_never_misplaced(tmp_path: Path, offsets: list[float]) -> None:
+    slices = axial_slices(VOL, offsets=offsets)
+    write_series(tmp_path / "in", slices)
+    theirs = run_dcm2niix(tmp_path / "in", tmp_path / "d2n")
+    # dcm2niix's main output spaces the slices evenly: the slices after the change sit off.
+    assert misplaced(theirs["1_phantom.nii"], slices) != []
+    # default: refused with the reason
+    refused = convert_folder(tmp_path / "in", tmp_path / "refuse")
+    assert refused.converted == [] and len(refused.refused) == 1
+    assert "missing" in refused.refused[0][1] or "variable" in refused.refused[0][1]
+    # split: evenly spaced runs, every slice in place
+    split = _ours(tmp_path / "in", tmp_path / "split", uneven="split")
+    assert len(split) == 2
+    placed = sum(len(slices) - len(misplaced(img, slices)) for img in split.values())
+    assert placed == len(slices)
+    # interpolate: an even grid, every original slice kept exactly where it was
+    res = convert_folder(tmp_path / "in", tmp_path / "interp", uneven="interpolate")
+    img = nib.load(res.converted[0].volume_path)
+    step = min(np.diff(offsets))
+    on_grid = [n for n, d in enumerate(offsets) if abs(d / step - round(d / step)) < 1e-6]
+    assert [n for n in misplaced(img, slices) if n in on_grid] == []
+    expected_new = [k for k in range(img.shape[2]) if not any(abs(k * step - d) < 1e-6 for d in offsets)]
+    assert res.converted[0].report.interpolated_slices == expected_new
+    if offsets is GAP:
+        assert img.shape[2] == 9 and expected_new == [4]
+        assert res.converted[0].report.missing_slices == 1
+        # the filled slice is the mean of its neighbours (linear, rounded)
+        data = img.dataobj.get_unscaled().astype(float)
+        assert np.abs(data[..., 4] - np.rint((data[..., 3] + data[..., 5]) / 2)).max() <= 0.5
+
+
+def test_two_stacks_in_one_series_are_split(tmp_path: Path) -> None:
+    uid = "1.2.826.0.1.3680043.8.498.1"
+    write_series(tmp_path / "in" / "a", axial_slices(VOL), series_uid=uid)
+    other = phantom((5, 12, 10), seed=3)
+    write_series(
+        tmp_path / "in" / "b",
+        axial_slices(other, orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), origin=(0, -50, 80), spacing=3.0),
+        series_uid=uid,
+        pixel_spacing=(0.9, 0.9),
+    )
+    theirs = run_dcm2niix(tmp_path / "in", tmp_path / "d2n")
+    ours = _ours(tmp_path / "in", tmp_path / "cur")
+    assert len(theirs) == len(ours) == 2
+    for img in ours.values():
+        twin = [t for t in theirs.values() if t.shape == img.shape]
+        assert len(twin) == 1
+        _assert_same(img, twin[0])
+
+
+@pytest.mark.parametrize(
+    ("modality", "dtype", "kw"),
+    [
+        ("CT", "int16", {}),
+        ("MR", "uint16", {"slope": 1.5, "intercept": 0.0, "orientation": (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)}),
+    ],
+    ids=["enhanced-ct", "enhanced-mr-sagittal"],
+)
+def test_enhanced_multiframe(tmp_path: Path, modality: str, dtype: str, kw: dict) -> None:
+    write_enhanced(tmp_path / "in" / "mf.dcm", phantom((8, 10, 12), dtype=dtype), modality=modality, **kw)
+    theirs = run_dcm2niix(tmp_path / "in", tmp_path / "d2n")
+    ours = _ours(tmp_path / "in", tmp_path / "cur")
+    assert list(ours) == list(theirs)
+    name = next(iter(ours))
+    _assert_same(ours[name], theirs[name])
+
+
+@pytest.mark.parametrize("slice_major", [False, True], ids=["time-major-frames", "slice-major-frames"])
+def test_enhanced_4d_follows_frame_content(tmp_path: Path, slice_major: bool) -> None:
+    nt, nz = 3, 4
+    vol = phantom((nt * nz, 10, 12), dtype="uint16")
+    write_enhanced(
+        tmp_path / "in" / "mf.dcm",
+        vol,
+        modality="MR",
+        slope=1.0,
+        intercept=0.0,
+        temporal=nt,
+        slice_major_dimensions=slice_major,
+    )
+    truth = np.stack([vol[t * nz : (t + 1) * nz].transpose(2, 1, 0)[:, ::-1, :] for t in range(nt)], axis=-1)
+    theirs = next(iter(run_dcm2niix(tmp_path / "in", tmp_path / "d2n").values()))
+    ours = next(iter(_ours(tmp_path / "in", tmp_path / "cur").values()))
+    assert ours.shape == theirs.shape == (12, 10, nz, nt)
+    assert np.abs(ours.affine - theirs.affine).max() < 1e-3
+    assert np.array_equal(ours.dataobj.get_unscaled(), truth)  # ordered by TemporalPositionIndex
+    d2n_right = np.array_equal(theirs.dataobj.get_unscaled(), truth)
+    print(
+        f"enhanced 4D ({'slice' if slice_major else 'time'}-major frames): dcm2niix frame order right: {d2n_right}"
+    )
+
+
+def test_dynamic_4d_classic(tmp_path: Path) -> None:
+    nt, nz = 3, 6
+    vol = phantom((nt * nz, 10, 12))
+    slices = []
+    for t in range(nt):
+        for spec in axial_slices(vol[t * nz : (t + 1) * nz]):
+            spec.extra = {
+                "AcquisitionNumber": t + 1,
+                "TemporalPositionIdentifier": t + 1,
+                "TriggerTime": str(t * 1000),
+            }
+            slices.append(spec)
+    write_series(tmp_path / "in", slices, modality="MR", slope=1.0, intercept=0.0)
+    theirs = run_dcm2niix(tmp_path / "in", tmp_path / "d2n")["1_phantom.nii"]
+    ours = _ours(tmp_path / "in", tmp_path / "cur")["1_phantom.nii"]
+    _assert_same(ours, theirs)
+    data = ours.dataobj.get_unscaled()
+    assert data.shape == (12, 10, nz, nt)
+    assert np.array_equal(data[..., 1], vol[nz : 2 * nz].transpose(2, 1, 0)[:, ::-1, :])
+
+
+def test_formats_round_trip_and_bad_files_are_skipped(tmp_path: Path) -> None:
+    write_series(tmp_path / "in", axial_slices(VOL))
+    (tmp_path / "in" / "notes.txt").write_text("not dicom")
+    nii = convert_folder(tmp_path / "in", tmp_path / "nii", fmt="nifti")
+    assert [s[0] for s in nii.skipped] == [str(tmp_path / "in" / "notes.txt")]
+    gz = convert_folder(tmp_path / "in", tmp_path / "gz", fmt="nifti-gz")
+    zr = convert_folder(tmp_path / "in", tmp_path / "zarr", fmt="zarr")
+    raw = nii.converted[0].volume_path.read_bytes()
+    assert gzip.decompress(gz.converted[0].volume_path.read_bytes()) == raw  # multi-member gzip, same bytes
+    a, b, c = (read_volume(r.converted[0].volume_path) for r in (nii, gz, zr))
+    for other in (b, c):
+        assert np.array_equal(a.data, other.data) and np.allclose(a.affine, other.affine)
+        assert (a.slope, a.inter) == (other.slope, other.inter)
+    sidecar = nii.converted[0].sidecar_path.read_text()
+    assert '"Modality": "CT"' in sidecar and '"max_slice_residual_mm"' in sidecar
+
+
+def test_incomplete_4d_is_refused(tmp_path: Path) -> None:
+    slices = axial_slices(VOL) + axial_slices(VOL)[:3]
+    write_series(tmp_path / "in", slices)
+    res = convert_folder(tmp_path / "in", tmp_path / "out")
+    assert res.converted == [] and "incomplete 4D" in res.refused[0][1]
+
+
+def test_convert_command(tmp_path: Path) -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from curata.preprocess.cli import register
+
+    app = typer.Typer()
+    register(app)
+    write_series(tmp_path / "in", axial_slices(VOL, offsets=GAP))
+    runner = CliRunner()
+    refused = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "a"), "--json"])
+    assert refused.exit_code == 1
+    assert "missing slice" in json.loads(refused.stdout)["refused"][0]["reason"]
+    ok = runner.invoke(
+        app,
+        [
+            "convert",
+            str(tmp_path / "in"),
+            str(tmp_path / "b"),
+            "--uneven",
+            "split",
+            "-f",
+            "nifti-gz",
+            "--json",
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
+    paths = [c["path"] for c in json.loads(ok.stdout)["converted"]]
+    assert len(paths) == 2 and all(p.endswith(".nii.gz") and Path(p).exists() for p in paths)
