@@ -4,6 +4,9 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import curata.catalog.models as models
+import curata.publish.models  # noqa: F401  (publish tables)
+import curata.collect.net.models  # noqa: F401  (gateway tables)
+import curata.select.models  # noqa: F401  (selection tables)
 
 target_metadata = models.Base.metadata
 config = context.config
