@@ -1,0 +1,21 @@
+"""The transparency log: an RFC 6962 Merkle log with C2SP signed checkpoints, tiles, witnesses and
+receipts, plus the licences, usage events and revenue statements computed from it.
+
+    from curata.ledger import Ledger
+    ledger = Ledger.open(ws)
+    entry = ledger.append("release", {"name": "lung-ct", "version": 1, "sites": {...}})
+    ledger.checkpoint(); ledger.prove(entry.index); ledger.receipt(entry.index); ledger.verify()
+"""
+
+from curata.ledger.checkpoint import Checkpoint
+from curata.ledger.log import KINDS, InclusionProof, Ledger, LedgerEntry, LedgerError, VerifyReport
+
+__all__ = [
+    "KINDS",
+    "Checkpoint",
+    "InclusionProof",
+    "Ledger",
+    "LedgerEntry",
+    "LedgerError",
+    "VerifyReport",
+]
