@@ -57,6 +57,18 @@ _demo_cli.register(app)
 from curata.preprocess import cli as _preprocess_cli  # noqa: E402
 
 _preprocess_cli.register(app)
+from curata.collect.deid import cli as _deid_cli  # noqa: E402
+
+_deid_cli.register(app)
+from curata.ledger import cli as _ledger_cli  # noqa: E402
+
+_ledger_cli.register(app)
+from curata.publish import cli as _publish_cli  # noqa: E402
+
+_publish_cli.register(app)
+from curata.select import cli as _select_cli  # noqa: E402
+
+_select_cli.register(app)
 # ------------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,23 @@
+"""De-identification at the edge: DICOM PS3.15 Annex E (Table E.1-1), keyed pseudonyms, clean pixels.
+
+>>> from curata.collect.deid import Deidentifier, load_profile
+>>> deid = Deidentifier(key=site_secret, profile=load_profile("research"))
+>>> res = deid.deidentify_bytes(raw)          # raises InputError / DeidError; never an unclean file
+>>> res.output_bytes, res.dataset, res.record.as_dict()
+"""
+
+from curata.collect.deid.engine import CODE_VERSION, Deidentifier, DeidRecord, DeidResult
+from curata.collect.deid.profile import OPTIONS, PROFILES, Profile, load_profile
+from curata.collect.deid.vault import Vault
+
+__all__ = [
+    "CODE_VERSION",
+    "OPTIONS",
+    "PROFILES",
+    "DeidRecord",
+    "DeidResult",
+    "Deidentifier",
+    "Profile",
+    "Vault",
+    "load_profile",
+]

@@ -1,0 +1,725 @@
+"""The de-identification engine: one DICOM instance in, one clean instance (or an error) out."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from typing import Any
+
+import pydicom
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.uid import UID
+
+from curata import __version__
+from curata.collect.deid import pixels
+from curata.collect.deid.profile import BASIC_CODE, OPTIONS, Profile, load_profile
+from curata.collect.deid.pseudonyms import (
+    Pseudonymizer,
+    age_between,
+    cap_age,
+    is_standard_uid,
+    shift_date,
+    shift_datetime,
+)
+from curata.collect.deid.table import action_maps, descriptor_tags, rules
+from curata.collect.deid.text import Identifiers, clean_text
+from curata.collect.deid.vault import Vault
+from curata.errors import DeidError, InputError
+
+CODE_VERSION = f"curata-deid {__version__}"
+IMPLEMENTATION_CLASS_UID = "2.25.199402385611389430434395361398461927417"
+IMPLEMENTATION_VERSION = f"CURATA_{__version__}"[:16]
+DUMMY_TEXT = "REMOVED"
+DUMMY_BY_VR: dict[str, Any] = {
+    "DA": "19000101",
+    "DT": "19000101000000",
+    "TM": "000000",
+    "AS": "000Y",
+    "DS": "0",
+    "IS": "0",
+    "CS": "REMOVED",
+    "AE": "REMOVED",
+    "UR": "",
+    "PN": "REMOVED",
+}
+TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS", "AE"})
+FREE_TEXT_VRS = frozenset({"ST", "LT", "UT", "UC"})
+NUMERIC_BINARY_VRS = frozenset(
+    {"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT", "OB", "OW", "OF", "OD", "OL", "OV", "UN"}
+)
+SAFE_PRIVATE_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "DS", "IS"})
+# UI attributes that name a class or syntax rather than an instance: kept when standard, else remapped
+# (a private SOP class keeps working through the same mapping everywhere it is named).
+CLASS_UID_KEYWORDS = frozenset(
+    {
+        "SOPClassUID",
+        "ReferencedSOPClassUID",
+        "MediaStorageSOPClassUID",
+        "TransferSyntaxUID",
+        "ReferencedTransferSyntaxUIDInFile",
+        "ReferencedSOPClassUIDInFile",
+        "AffectedSOPClassUID",
+        "RequestedSOPClassUID",
+        "RelatedGeneralSOPClassUID",
+        "OriginalSpecializedSOPClassUID",
+        "SOPClassesInStudy",
+        "ImplementationClassUID",
+    }
+)
+# UI attributes naming a terminology: kept when standard or registered under HL7's OID root, else remapped.
+SCHEME_UID_KEYWORDS = frozenset(
+    {
+        "CodingSchemeUID",
+        "ContextUID",
+        "MappingResourceUID",
+        "ContextGroupExtensionCreatorUID",
+        "TemplateExtensionCreatorUID",
+    }
+)
+_HL7_ROOT = "2.16.840.1.113883."
+_BURNED_IN = 0x00280301
+_PATIENT_ID, _PATIENT_NAME, _BIRTH_DATE, _AGE = 0x00100020, 0x00100010, 0x00100030, 0x00101010
+_REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+_AGE_DATES = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+
+
+@dataclass
+class DeidRecord:
+    """What the ledger appends for one file. Pseudonymous values only: nothing here identifies anyone."""
+
+    input_sha256: str
+    output_sha256: str
+    profile: str
+    options: list[str]
+    profile_fingerprint: str
+    code_version: str
+    sop_class_uid: str
+    patient_pseudonym: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    transfer_syntax: str
+    pixels: str  # "kept" (bit for bit), "cleaned" (text masked), "verified" (OCR found none), "none"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DeidResult:
+    output_bytes: bytes
+    dataset: Dataset
+    record: DeidRecord
+    reid: list[dict[str, Any]] = field(default_factory=list)  # for the vault only, never for OUTPUT
+
+    @property
+    def relative_path(self) -> str:
+        """``<patient pseudonym>/<study uid>/<series uid>/<sop uid>.dcm`` from pseudonymous values only."""
+        r = self.record
+        return f"{r.patient_pseudonym}/{r.study_uid}/{r.series_uid}/{r.sop_uid}.dcm"
+
+
+@cache
+def _vr_of(tag: int) -> str | None:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
+@cache
+def _identifier_sources(profile: Profile) -> frozenset[int]:
+    """Table rows whose values identify (not descriptors) and which the profile does not keep."""
+    top, _ = action_maps(profile, "")
+    descriptors = descriptor_tags()
+    out = set()
+    for tag in rules():
+        if tag < 0 or tag in descriptors or top.get(tag) == "K":
+            continue
+        if _vr_of(tag) in {"PN", "LO", "SH", "ST", "LT", "UT", "UC", "DA", "DT"}:
+            out.add(tag)
+    return frozenset(out)
+
+
+@cache
+def _address_tags() -> frozenset[int]:
+    return frozenset(t for t, r in rules().items() if t > 0 and ("Address" in r.name or "Telecom" in r.name))
+
+
+@cache
+def _safe_private() -> frozenset[tuple[str, int, int]]:
+    from curata.collect.deid.table import _load_json
+
+    return frozenset(
+        (e["creator"].strip().upper(), int(e["group"], 16), int(e["element"], 16))
+        for e in _load_json("safe_private.json")["entries"]
+    )
+
+
+class _Ctx:
+    """Per-instance state of one de-identification."""
+
+    def __init__(self, profile: Profile, pseudo: Pseudonymizer, sop_class: str) -> None:
+        self.profile = profile
+        self.pseudo = pseudo
+        self.top, self.nested = action_maps(profile, sop_class)
+        self.ids = Identifiers()
+        self.patient_id = ""
+        self.patient_name = ""
+        self.pseudonym = ""
+        self.shift = 0
+        self.full_dates = profile.has("retain_long_full_dates")
+        self.mod_dates = profile.has("retain_long_modified_dates")
+        self.clean_desc = profile.has("clean_descriptors")
+        self.clean_struct = profile.has("clean_structured_content")
+        self.retain_uids = profile.has("retain_uids")
+        self.uid_map: dict[str, str] = {}
+        self.later: list[tuple[Dataset, int, bool]] = []  # text to clean once all identifiers are known
+
+
+class Deidentifier:
+    """De-identifies DICOM instances with one site secret and one profile. Safe to reuse, not to share
+    across threads; each worker process builds its own."""
+
+    def __init__(
+        self, key: bytes, profile: Profile | None = None, vault: Vault | None = None, *, ocr: bool = True
+    ) -> None:
+        self.profile = profile or load_profile()
+        self.pseudo = Pseudonymizer(
+            key,
+            uid_root=self.profile.uid_root,
+            prefix=self.profile.pseudonym_prefix,
+            shift_range=self.profile.date_shift_days,
+        )
+        self.vault = vault
+        self.ocr = ocr
+        self._sources = _identifier_sources(self.profile)
+
+    # ------------------------------------------------------------------ public API
+    def deidentify_bytes(self, raw: bytes, source: str = "") -> DeidResult:
+        """De-identify one Part-10 file (or a bare data set) given as bytes."""
+        try:
+            ds = pydicom.dcmread(io.BytesIO(raw), force=False)
+        except InvalidDicomError:
+            try:
+                ds = pydicom.dcmread(io.BytesIO(raw), force=True)
+            except Exception as exc:
+                raise InputError(f"not a DICOM file ({type(exc).__name__})", path=source or None) from exc
+            if "SOPClassUID" not in ds:
+                raise InputError(
+                    "not a DICOM file (no DICM prefix and no SOP Class UID)", path=source or None
+                ) from None
+        except Exception as exc:
+            raise InputError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path=source or None) from exc
+        return self._run(ds, hashlib.sha256(raw).hexdigest(), source)
+
+    def deidentify_dataset(self, ds: Dataset) -> DeidResult:
+        """De-identify an in-memory data set (the network gateway); ``ds`` itself is not modified."""
+        buf = io.BytesIO()
+        if not getattr(ds, "file_meta", None) or "TransferSyntaxUID" not in ds.file_meta:
+            ds = ds.copy()
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        try:
+            ds.save_as(buf, enforce_file_format=True)
+        except Exception as exc:
+            raise InputError(f"data set cannot be encoded ({type(exc).__name__}: {exc})") from exc
+        return self.deidentify_bytes(buf.getvalue())
+
+    # ------------------------------------------------------------------ the work
+    def _run(self, ds: Dataset, input_sha: str, source: str) -> DeidResult:
+        where = source or None
+        try:
+            self._check_readable(ds)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(
+                f"truncated or corrupt data set ({type(exc).__name__}: {exc})", path=where
+            ) from exc
+        missing = [k for k in _REQUIRED if not str(ds.get(k, "") or "").strip()]
+        if missing:
+            raise InputError(f"missing required attribute(s): {', '.join(missing)}", path=where)
+        sop_class = str(ds.SOPClassUID)
+        ctx = _Ctx(self.profile, self.pseudo, sop_class)
+        self._patient(ds, ctx)
+        self._collect(ds, ctx, top=True)
+        age = self._age_before(ds, ctx)
+        pixel_state = self._pixels(ds, ctx)
+        try:
+            self._clean(ds, ctx, top=True, structured=False)
+            for target, tag, generic in ctx.later:
+                self._clean_text_elem(target, tag, ctx, generic=generic)
+        except DeidError:
+            raise
+        except Exception as exc:
+            raise InputError(f"cannot process data set ({type(exc).__name__}: {exc})", path=where) from exc
+        if age is not None:
+            ds.PatientAge = age
+        self._mark(ds, ctx)
+        self._file_meta(ds, ctx)
+        out = io.BytesIO()
+        try:
+            ds.save_as(out, enforce_file_format=True)
+        except Exception as exc:
+            raise DeidError(
+                f"cannot encode the de-identified data set ({type(exc).__name__}: {exc})"
+            ) from exc
+        output = out.getvalue()
+        self._gate(output, ds, ctx, pixel_state == "kept")
+        record = DeidRecord(
+            input_sha256=input_sha,
+            output_sha256=hashlib.sha256(output).hexdigest(),
+            profile=self.profile.name,
+            options=sorted(self.profile.options),
+            profile_fingerprint=self.profile.fingerprint,
+            code_version=CODE_VERSION,
+            sop_class_uid=sop_class,
+            patient_pseudonym=ctx.pseudonym,
+            study_uid=str(ds.StudyInstanceUID),
+            series_uid=str(ds.SeriesInstanceUID),
+            sop_uid=str(ds.SOPInstanceUID),
+            transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+            pixels=pixel_state,
+        )
+        reid = [
+            {
+                "kind": "patient",
+                "pseudonym": ctx.pseudonym,
+                "patient_id": ctx.patient_id,
+                "patient_name": ctx.patient_name,
+            }
+        ]
+        if self.profile.vault_uids:
+            reid += [
+                {"kind": "uid", "pseudonym": ctx.pseudonym, "original": o, "new": n}
+                for o, n in ctx.uid_map.items()
+            ]
+        if self.vault is not None:
+            self.vault.append(reid)
+        return DeidResult(output_bytes=output, dataset=ds, record=record, reid=reid)
+
+    @staticmethod
+    def _check_readable(ds: Dataset) -> None:
+        """Force every element to be read so truncation shows up here, not half-way through writing."""
+        for elem in ds.iterall():
+            _ = elem.value
+
+    def _patient(self, ds: Dataset, ctx: _Ctx) -> None:
+        pid = str(ds.get("PatientID", "") or "").strip()
+        name = str(ds.get("PatientName", "") or "").strip()
+        issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+        if pid:
+            key = f"id:{issuer}|{pid}"
+        elif name:
+            key = f"name:{name}|{str(ds.get('PatientBirthDate', '') or '').strip()}"
+        else:
+            key = f"study:{ds.StudyInstanceUID}"
+        ctx.patient_id, ctx.patient_name = pid, name
+        ctx.pseudonym = self.pseudo.patient(key)
+        ctx.shift = self.pseudo.date_shift(key)
+
+    def _collect(self, ds: Dataset, ctx: _Ctx, top: bool) -> None:
+        """First pass: every identifying value of the input, for free-text cleaning and the final gate."""
+        ids, sources, addresses = ctx.ids, self._sources, _address_tags()
+        for tag in list(ds.keys()):
+            raw = ds.get_item(tag)
+            vr = raw.VR or _vr_of(tag)
+            if vr == "SQ":
+                for item in ds[tag].value or ():
+                    self._collect(item, ctx, top=False)
+                continue
+            if tag not in sources and vr != "PN":
+                continue
+            value = ds[tag].value
+            if value is None or value == "":
+                continue
+            values = value if isinstance(value, MultiValue | list) else [value]
+            for v in values:
+                text = str(v).strip()
+                if not text:
+                    continue
+                if vr == "PN":
+                    ids.add_name(text)
+                elif vr in ("DA", "DT"):
+                    if not ctx.full_dates or tag == _BIRTH_DATE:
+                        ids.add_date(text)
+                elif tag in addresses:
+                    ids.add_word(text)
+                elif len(text) >= 3:
+                    ids.words.add(text)
+        if top:
+            for d in (*_AGE_DATES, "PatientBirthDate"):
+                if not ctx.full_dates:
+                    ids.add_date(str(ds.get(d, "") or ""))
+
+    def _age_before(self, ds: Dataset, ctx: _Ctx) -> str | None:
+        """The age to write, computed before the birth date goes (Retain Patient Characteristics)."""
+        if not self.profile.has("retain_patient_characteristics") or ctx.top.get(_AGE) != "K":
+            return None
+        current = str(ds.get("PatientAge", "") or "").strip()
+        if current:
+            return cap_age(current, self.profile.cap_age_years)
+        birth = str(ds.get("PatientBirthDate", "") or "")
+        for key in _AGE_DATES:
+            on = str(ds.get(key, "") or "")
+            if birth and on:
+                age = age_between(birth, on)
+                if age:
+                    return cap_age(age, self.profile.cap_age_years)
+        return None
+
+    # ------------------------------------------------------------------ element actions
+    def _clean(self, ds: Dataset, ctx: _Ctx, *, top: bool, structured: bool) -> None:
+        actions = ctx.top if top else ctx.nested
+        private: list[int] = []
+        overlay_groups: set[int] = set()
+        for tag in list(ds.keys()):
+            group = tag >> 16
+            if group & 1:
+                private.append(tag)
+                continue
+            if top and 0x6000 <= group <= 0x60FF:
+                overlay_groups.add(group)
+                continue
+            if 0x5000 <= group <= 0x50FF:
+                self._curve(ds, tag, ctx)
+                continue
+            if group == 0x0002:  # file meta inside the data set: never valid there
+                del ds[tag]
+                continue
+            action = actions.get(tag)
+            raw = ds.get_item(tag)
+            vr = raw.VR or _vr_of(tag) or "UN"
+            if action is None:
+                action = self._unlisted_action(tag, vr, ctx, structured)
+            if tag in (_PATIENT_ID, _PATIENT_NAME):
+                self._patient_value(ds, tag, ctx, top)
+                continue
+            self._apply(ds, tag, vr, action, ctx, top=top, structured=structured)
+        if private:
+            self._private(ds, private, ctx)
+        if overlay_groups:
+            self._overlays(ds, overlay_groups, ctx)
+
+    def _unlisted_action(self, tag: int, vr: str, ctx: _Ctx, structured: bool) -> str:
+        """Attributes the table does not list are kept, with safety nets for what could still identify."""
+        if vr == "SQ":
+            return "K"
+        if vr == "UI":
+            keyword = keyword_for_tag(tag)
+            if ctx.retain_uids:
+                return "K"
+            return "S" if keyword in SCHEME_UID_KEYWORDS or keyword in CLASS_UID_KEYWORDS else "U"
+        if vr == "PN":
+            return "D"
+        if vr in ("DA", "DT"):
+            return "K" if ctx.full_dates else ("C" if ctx.mod_dates else "D")
+        if structured and vr in FREE_TEXT_VRS:
+            return "C" if ctx.clean_struct else "D"
+        return "K"
+
+    def _apply(
+        self, ds: Dataset, tag: int, vr: str, action: str, ctx: _Ctx, *, top: bool, structured: bool
+    ) -> None:
+        if action == "X":
+            del ds[tag]
+            return
+        if vr == "SQ":
+            if action == "Z":
+                ds[tag].value = Sequence()
+                return
+            inner_structured = structured or action in ("C", "D")
+            for item in ds[tag].value or ():
+                self._clean(item, ctx, top=False, structured=inner_structured)
+            return
+        if action == "Z":
+            if vr in NUMERIC_BINARY_VRS:
+                ds[tag].value = b"" if vr in ("OB", "OW", "UN") else None
+            else:
+                ds[tag].value = ""
+            return
+        if action == "S":  # terminology UID: well-known ones stay, anything else is treated as an identifier
+            value = str(ds[tag].value or "")
+            if not (is_standard_uid(value) or value.startswith(_HL7_ROOT)):
+                self._remap_uids(ds[tag], ctx)
+            return
+        if action == "U" or (vr == "UI" and action in ("D", "C")):
+            if not ctx.retain_uids:
+                self._remap_uids(ds[tag], ctx)
+            return
+        if action == "D":
+            self._dummy(ds[tag], vr)
+            return
+        if action == "C":
+            if vr == "DA" or vr == "DT":
+                self._shift(ds[tag], vr, ctx)
+            elif vr in TEXT_VRS and vr != "PN":
+                ctx.later.append((ds, tag, True))
+            elif vr == "PN":
+                self._dummy(ds[tag], vr)
+            return
+        # K: the value stays, but a kept text value still loses the patient's own identifiers.
+        if vr in TEXT_VRS:
+            ctx.later.append((ds, tag, False))
+
+    def _patient_value(self, ds: Dataset, tag: int, ctx: _Ctx, top: bool) -> None:
+        elem = ds[tag]
+        value = str(elem.value or "").strip()
+        if top or value in (ctx.patient_id, ctx.patient_name):
+            elem.value = ctx.pseudonym
+        elif value:
+            elem.value = self.pseudo.patient(f"id:|{value}") if tag == _PATIENT_ID else DUMMY_TEXT
+
+    def _remap_uids(self, elem: DataElement, ctx: _Ctx) -> None:
+        value = elem.value
+        if not value:
+            return
+        many = isinstance(value, MultiValue | list)
+        out = []
+        for v in value if many else [value]:
+            old = str(v).strip("\0 ")
+            new = ctx.pseudo.uid(old)
+            if new != old:
+                ctx.uid_map[old] = new
+                ctx.ids.add_uid(old)
+            out.append(UID(new))
+        elem.value = out if many else out[0]
+
+    def _dummy(self, elem: DataElement, vr: str) -> None:
+        if vr in ("LO", "SH", "ST", "LT", "UT", "UC"):
+            elem.value = DUMMY_TEXT
+        elif vr in DUMMY_BY_VR:
+            elem.value = DUMMY_BY_VR[vr]
+        elif vr in ("OB", "OW", "UN"):
+            elem.value = b"\0\0"
+        elif vr in ("US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"):
+            elem.value = 0
+        else:
+            elem.value = ""
+
+    def _shift(self, elem: DataElement, vr: str, ctx: _Ctx) -> None:
+        value = elem.value
+        if not value:
+            return
+        many = isinstance(value, MultiValue | list)
+        out = []
+        fn = shift_date if vr == "DA" else shift_datetime
+        for v in value if many else [value]:
+            text = str(v).strip()
+            if not text:
+                out.append(text)
+                continue
+            shifted = fn(text, ctx.shift)
+            out.append(shifted if shifted is not None else DUMMY_BY_VR[vr])
+        elem.value = out if many else out[0]
+
+    def _clean_text_elem(self, ds: Dataset, tag: int, ctx: _Ctx, *, generic: bool) -> None:
+        if tag not in ds:
+            return
+        elem = ds[tag]
+        value = elem.value
+        if value is None or value == "" or isinstance(value, bytes):
+            return
+        vr = elem.VR
+        many = isinstance(value, MultiValue | list)
+        out = []
+        for v in value if many else [value]:
+            text = str(v)
+            cleaned = clean_text(text, ctx.ids, generic=generic and vr not in ("CS", "AE"))
+            if vr in ("CS", "AE") and cleaned != text:
+                cleaned = DUMMY_TEXT if vr == "CS" else DUMMY_BY_VR["AE"]
+            out.append(cleaned)
+        if out != (list(value) if many else [value]):
+            elem.value = out if many else out[0]
+
+    # ------------------------------------------------------------------ special groups
+    def _private(self, ds: Dataset, tags: list[int], ctx: _Ctx) -> None:
+        keep: set[int] = set()
+        if self.profile.has("retain_safe_private"):
+            safe = _safe_private()
+            for tag in tags:
+                group, elem = tag >> 16, tag & 0xFFFF
+                if elem < 0x1000:
+                    continue
+                creator_tag = (group << 16) | (elem >> 8)
+                if creator_tag not in ds:
+                    continue
+                creator = str(ds[creator_tag].value or "").strip().upper()
+                if (creator, group, elem & 0xFF) not in safe:
+                    continue
+                vr = ds.get_item(tag).VR
+                if vr in SAFE_PRIVATE_VRS:
+                    keep.add(tag)
+                    keep.add(creator_tag)
+        overridden = {t for t, a in self.profile.overrides if a == "K"}
+        for tag in tags:
+            if tag not in keep and tag not in overridden:
+                del ds[tag]
+
+    def _overlays(self, ds: Dataset, groups: set[int], ctx: _Ctx) -> None:
+        """Overlay planes: removed, or under Clean Graphics kept only when OCR finds no text in them."""
+        for group in sorted(groups):
+            keep = False
+            if self.profile.has("clean_graphics") and (group << 16 | 0x3000) in ds:
+                keep = self.ocr and pixels.overlay_is_clean(ds, group)
+            tags = ds.keys()
+            for tag in [t for t in tags if t >> 16 == group]:
+                if not keep:
+                    del ds[tag]
+                elif _vr_of(tag & 0xFF00FFFF) in TEXT_VRS:
+                    ctx.later.append((ds, tag, True))
+
+    def _curve(self, ds: Dataset, tag: int, ctx: _Ctx) -> None:
+        """Curves (retired 50xx groups): removed, or under Clean Graphics kept with their text cleaned."""
+        if not self.profile.has("clean_graphics"):
+            del ds[tag]
+            return
+        vr = ds.get_item(tag).VR or _vr_of(tag & 0xFF00FFFF)
+        if vr in TEXT_VRS:
+            ctx.later.append((ds, tag, True))
+
+    def _pixels(self, ds: Dataset, ctx: _Ctx) -> str:
+        if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+            return "none"
+        if not pixels.may_carry_burned_in_text(ds):
+            return "kept"
+        if not self.profile.has("clean_pixel_data"):
+            if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+                raise DeidError("burned-in annotation present and the profile has no Clean Pixel Data option")
+            return "kept"
+        if not self.ocr:
+            raise DeidError("this object class may carry burned-in text and OCR is switched off")
+        return pixels.clean_burned_in(ds)
+
+    # ------------------------------------------------------------------ marking and file meta
+    def _mark(self, ds: Dataset, ctx: _Ctx) -> None:
+        ds.PatientIdentityRemoved = "YES"
+        codes = [BASIC_CODE] + [(OPTIONS[o][1], OPTIONS[o][2]) for o in sorted(self.profile.options)]
+        method = [f"Curata {__version__} {self.profile.name} profile", "DICOM PS3.15 E.1-1 Basic Profile"]
+        if self.profile.overrides:
+            method.append(f"site overrides {self.profile.fingerprint}")
+        ds.DeidentificationMethod = method
+        items = []
+        for value, meaning in codes:
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning[:64]
+            items.append(item)
+        ds.DeidentificationMethodCodeSequence = Sequence(items)
+        if ctx.full_dates:
+            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+        elif ctx.mod_dates:
+            ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        else:
+            ds.LongitudinalTemporalInformationModified = "REMOVED"
+
+    def _file_meta(self, ds: Dataset, ctx: _Ctx) -> None:
+        old = getattr(ds, "file_meta", None) or FileMetaDataset()
+        ts = old.get("TransferSyntaxUID")
+        if ts is None:
+            implicit, little = ds.original_encoding
+            if implicit:
+                ts = pydicom.uid.ImplicitVRLittleEndian
+            else:
+                ts = (
+                    pydicom.uid.ExplicitVRLittleEndian
+                    if little in (True, None)
+                    else pydicom.uid.ExplicitVRBigEndian
+                )
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        meta.TransferSyntaxUID = ts
+        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+        ds.file_meta = meta
+        ds.preamble = b"\0" * 128
+
+    def _gate(self, output: bytes, ds: Dataset, ctx: _Ctx, pixel_kept: bool) -> None:
+        """Refuse the output if any identifying value of the input appears anywhere in its bytes.
+
+        Pixel data kept bit for bit is the input's own image, not text, and is skipped: compressed
+        image bytes match short words by chance. Cleaned pixels were checked by OCR instead.
+        """
+        ids = ctx.ids
+        own = _own_text(self.profile)
+        ids.words = {
+            w
+            for w in ids.words
+            if not re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", own, re.I)
+        }
+        encodings = []
+        charset = ds.get("SpecificCharacterSet")
+        if charset:
+            try:
+                encodings = pydicom.charset.convert_encodings(
+                    list(charset) if isinstance(charset, MultiValue) else [charset]
+                )
+            except Exception:
+                encodings = []
+        pattern = ids.gate_pattern(encodings)
+        if pattern is None:
+            return
+        hit = None
+        for start, end in _header_spans(output, ds, pixel_kept):
+            hit = pattern.search(output, start, end)
+            if hit:
+                break
+        if hit:
+            raise DeidError(
+                f"final gate: an identifying value of the input survived at byte {hit.start()} "
+                f"of the output ({_describe_hit(hit.group(0), ctx)}); not released"
+            )
+
+
+def _header_spans(output: bytes, ds: Dataset, pixel_kept: bool) -> list[tuple[int, int]]:
+    """Byte ranges of the output the gate scans: all of it, less the pixel value when kept as it came."""
+    px = ds.get("PixelData") if pixel_kept else None
+    if not isinstance(px, bytes | bytearray) or len(px) < 1024:
+        return [(0, len(output))]
+    for tail in (0, 8):  # encapsulated pixel data ends with an 8-byte sequence delimiter
+        start = len(output) - tail - len(px)
+        if (
+            start > 0
+            and output[start : start + 64] == px[:64]
+            and output[start + len(px) - 64 : start + len(px)] == px[-64:]
+        ):
+            return [(0, start), (start + len(px), len(output))]
+    return [(0, len(output))]
+
+
+def _describe_hit(found: bytes, ctx: _Ctx) -> str:
+    text = found.decode("latin-1")
+    if text in ctx.ids.uids:
+        return "an original UID"
+    if text.isdigit() or re.fullmatch(r"[\d./-]+", text):
+        return "a date or number"
+    return "a name, ID or text value"
+
+
+@cache
+def _own_text(profile: Profile) -> str:
+    """Every string the engine itself writes; input words that occur in it cannot be scanned for."""
+    parts = [
+        DUMMY_TEXT,
+        *map(str, DUMMY_BY_VR.values()),
+        BASIC_CODE[1],
+        CODE_VERSION,
+        IMPLEMENTATION_VERSION,
+        f"Curata {__version__} {profile.name} profile",
+        "DICOM PS3.15 E.1-1 Basic Profile",
+        "YES NO MODIFIED UNMODIFIED REMOVED DCM",
+        "site overrides",
+    ]
+    parts += [meaning for _, _, meaning in OPTIONS.values()]
+    return "\n".join(parts)

@@ -1,0 +1,191 @@
+"""Clean Pixel Data: find burned-in text with OCR (tesseract), black it out, re-encode, confirm.
+
+Only object classes that may carry burned-in text are decoded; every other image keeps its pixel
+bytes exactly as they came (the engine never touches them).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from curata.errors import DeidError
+
+# SOP classes whose pixels often hold burned-in text: ultrasound, secondary and screen captures,
+# visible-light photography and video, X-ray angiography/fluoroscopy, ophthalmic photography.
+BURNED_IN_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.6",
+        "1.2.840.10008.5.1.4.1.1.6.1",
+        "1.2.840.10008.5.1.4.1.1.6.2",
+        "1.2.840.10008.5.1.4.1.1.3",
+        "1.2.840.10008.5.1.4.1.1.3.1",
+        "1.2.840.10008.5.1.4.1.1.7",
+        "1.2.840.10008.5.1.4.1.1.7.1",
+        "1.2.840.10008.5.1.4.1.1.7.2",
+        "1.2.840.10008.5.1.4.1.1.7.3",
+        "1.2.840.10008.5.1.4.1.1.7.4",
+        "1.2.840.10008.5.1.4.1.1.77.1.1",
+        "1.2.840.10008.5.1.4.1.1.77.1.1.1",
+        "1.2.840.10008.5.1.4.1.1.77.1.2",
+        "1.2.840.10008.5.1.4.1.1.77.1.2.1",
+        "1.2.840.10008.5.1.4.1.1.77.1.4",
+        "1.2.840.10008.5.1.4.1.1.77.1.4.1",
+        "1.2.840.10008.5.1.4.1.1.77.1.5.1",
+        "1.2.840.10008.5.1.4.1.1.77.1.5.2",
+        "1.2.840.10008.5.1.4.1.1.12.1",
+        "1.2.840.10008.5.1.4.1.1.12.2",
+    }
+)
+BURNED_IN_MODALITIES = frozenset({"US", "SC", "OT", "XC", "ES", "GM", "OP", "DOC"})
+DETECT_CONF = 40.0  # tesseract word confidence (0-100) at which a box is masked
+CONFIRM_CONF = 60.0  # after masking, a word this confident means we could not clean the image
+MAX_ROUNDS = 3
+PAD = 3
+
+
+def may_carry_burned_in_text(ds: Dataset) -> bool:
+    flag = str(ds.get("BurnedInAnnotation", "") or "").upper()
+    if flag == "YES":
+        return True
+    if str(ds.get("SOPClassUID", "")) in BURNED_IN_CLASSES:
+        return True
+    return flag != "NO" and str(ds.get("Modality", "") or "").upper() in BURNED_IN_MODALITIES
+
+
+@dataclass
+class Box:
+    left: int
+    top: int
+    width: int
+    height: int
+    text: str
+    conf: float
+
+
+def ocr_available() -> bool:
+    return shutil.which("tesseract") is not None
+
+
+def _to_gray8(frame: np.ndarray) -> np.ndarray:
+    f = frame.astype(np.float32)
+    if f.ndim == 3:
+        f = f[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32) if f.shape[-1] >= 3 else f[..., 0]
+    lo, hi = float(f.min()), float(f.max())
+    if hi <= lo:
+        return np.zeros(f.shape, dtype=np.uint8)
+    return ((f - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def find_text(gray: np.ndarray, min_conf: float = DETECT_CONF, min_chars: int = 2) -> list[Box]:
+    """Words tesseract reads in an 8-bit image (either polarity), in the image's own coordinates."""
+    import pytesseract
+    from PIL import Image
+
+    if not ocr_available():
+        raise DeidError(
+            "tesseract is not installed, so burned-in text cannot be checked",
+            hint="install Debian's tesseract-ocr (scripts/system-deps.sh)",
+        )
+    scale = 2 if max(gray.shape) < 1000 else 1
+    boxes: list[Box] = []
+    for img8 in (gray, 255 - gray):  # light text on dark and dark text on light
+        img = Image.fromarray(img8)
+        if scale != 1:
+            img = img.resize((img.width * scale, img.height * scale), Image.Resampling.BICUBIC)
+        data = pytesseract.image_to_data(img, config="--psm 11", output_type=pytesseract.Output.DICT)
+        for i, word in enumerate(data["text"]):
+            conf = float(data["conf"][i])
+            if conf < min_conf or sum(ch.isalnum() for ch in word) < min_chars:
+                continue
+            boxes.append(
+                Box(
+                    data["left"][i] // scale,
+                    data["top"][i] // scale,
+                    -(-data["width"][i] // scale),
+                    -(-data["height"][i] // scale),
+                    word,
+                    conf,
+                )
+            )
+    return boxes
+
+
+def _frames(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Pixels as (frames, rows, cols[, samples])."""
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    return arr[np.newaxis] if n == 1 else arr
+
+
+def _composite(frames: np.ndarray) -> np.ndarray:
+    if frames.shape[0] == 1:
+        return _to_gray8(frames[0])
+    pick = np.unique(np.linspace(0, frames.shape[0] - 1, min(16, frames.shape[0])).astype(int))
+    return np.max(np.stack([_to_gray8(frames[i]) for i in pick]), axis=0)
+
+
+def clean_burned_in(ds: Dataset) -> str:
+    """Mask every text region OCR finds; ``"verified"`` when none, ``"cleaned"`` when masked.
+
+    Raises DeidError when the pixels cannot be decoded or text remains after masking.
+    """
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        raise DeidError(
+            f"cannot decode pixel data to look for burned-in text ({type(exc).__name__}: {exc})"
+        ) from exc
+    frames = np.array(_frames(arr, ds), copy=True)
+    mono1 = str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
+    fill = frames.max() if mono1 else (0 if frames.ndim == 4 else frames.min())
+    masked_any = False
+    for _ in range(MAX_ROUNDS):
+        boxes = find_text(_composite(frames))
+        if not boxes:
+            break
+        masked_any = True
+        rows, cols = frames.shape[1], frames.shape[2]
+        for b in boxes:
+            t, left = max(0, b.top - PAD), max(0, b.left - PAD)
+            frames[:, t : min(rows, b.top + b.height + PAD), left : min(cols, b.left + b.width + PAD)] = fill
+    confirm = [b for b in find_text(_composite(frames), CONFIRM_CONF, 3)]
+    if confirm:
+        raise DeidError(
+            f"burned-in text remains after masking ({len(confirm)} word(s) still legible); "
+            "cannot clean with confidence"
+        )
+    ds.BurnedInAnnotation = "NO"
+    if not masked_any:
+        return "verified"
+    _store(ds, frames if int(ds.get("NumberOfFrames", 1) or 1) > 1 else frames[0])
+    return "cleaned"
+
+
+def _store(ds: Dataset, arr: np.ndarray) -> None:
+    """Write masked pixels back uncompressed (Explicit VR Little Endian), keeping the SOP Instance UID."""
+    pi = str(ds.PhotometricInterpretation)
+    if int(ds.get("SamplesPerPixel", 1)) == 3 and pi.startswith("YBR"):
+        pi = "RGB"  # pydicom hands decoded YBR data over as RGB
+    if pi == "PALETTE COLOR" or arr.dtype not in (np.uint8, np.uint16, np.int8, np.int16):
+        arr = arr.astype(np.uint16 if arr.dtype.itemsize > 1 else np.uint8)
+    bits = int(ds.get("BitsStored", arr.dtype.itemsize * 8))
+    ds.set_pixel_data(arr, pi, min(bits, arr.dtype.itemsize * 8), generate_instance_uid=False)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+
+
+def overlay_is_clean(ds: Dataset, group: int) -> bool:
+    """True when OCR finds no text in the overlay plane of ``group`` (Clean Graphics)."""
+    try:
+        bitmap = ds.overlay_array(group)
+    except Exception:
+        return False
+    planes = bitmap if bitmap.ndim == 3 else bitmap[np.newaxis]
+    gray = (np.max(planes, axis=0) > 0).astype(np.uint8) * 255
+    try:
+        return not find_text(gray)
+    except DeidError:
+        return False

@@ -1,0 +1,164 @@
+"""Profiles: which PS3.15 Table E.1-1 options are on, plus a site's own overrides from TOML."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom.datadict import tag_for_keyword
+
+from curata.errors import ConfigError
+
+# Option name -> (Table E.1-1 column, CID 7050 code value, code meaning)
+OPTIONS: dict[str, tuple[str | None, str, str]] = {
+    "retain_safe_private": ("rtnSafePrivOpt", "113111", "Retain Safe Private Option"),
+    "retain_uids": ("rtnUIDsOpt", "113110", "Retain UIDs Option"),
+    "retain_device_identity": ("rtnDevIdOpt", "113109", "Retain Device Identity Option"),
+    "retain_institution_identity": ("rtnInstIdOpt", "113112", "Retain Institution Identity Option"),
+    "retain_patient_characteristics": ("rtnPatCharsOpt", "113108", "Retain Patient Characteristics Option"),
+    "retain_long_full_dates": (
+        "rtnLongFullDatesOpt",
+        "113106",
+        "Retain Longitudinal Temporal Information Full Dates Option",
+    ),
+    "retain_long_modified_dates": (
+        "rtnLongModifDatesOpt",
+        "113107",
+        "Retain Longitudinal Temporal Information Modified Dates Option",
+    ),
+    "clean_descriptors": ("cleanDescOpt", "113105", "Clean Descriptors Option"),
+    "clean_structured_content": ("cleanStructContOpt", "113104", "Clean Structured Content Option"),
+    "clean_graphics": ("cleanGraphOpt", "113103", "Clean Graphics Option"),
+    "clean_pixel_data": (None, "113101", "Clean Pixel Data Option"),
+}
+BASIC_CODE = ("113100", "Basic Application Confidentiality Profile")
+
+PROFILES: dict[str, frozenset[str]] = {
+    "basic": frozenset(),
+    "research": frozenset(
+        {
+            "retain_long_modified_dates",
+            "retain_patient_characteristics",
+            "retain_device_identity",
+            "clean_descriptors",
+            "clean_structured_content",
+            "clean_graphics",
+            "retain_safe_private",
+            "clean_pixel_data",
+        }
+    ),
+}
+DEFAULT_PROFILE = "research"
+ACTIONS = {"D", "Z", "X", "K", "C", "U"}
+_TAG_RE = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
+_UID_ROOT_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the engine does: a named option set plus per-attribute overrides."""
+
+    name: str = DEFAULT_PROFILE
+    options: frozenset[str] = PROFILES[DEFAULT_PROFILE]
+    overrides: tuple[tuple[int, str], ...] = ()  # (tag, action): wins over the table
+    uid_root: str = "2.25"
+    pseudonym_prefix: str = "CUR-"
+    cap_age_years: int | None = 90  # ages above this read as this (HIPAA safe harbour); None keeps them
+    date_shift_days: tuple[int, int] = (365, 3650)  # each patient's dates move back within this range
+    vault_uids: bool = False  # also write the UID map into the vault
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def has(self, option: str) -> bool:
+        return option in self.options
+
+    @property
+    def override_map(self) -> dict[int, str]:
+        return dict(self.overrides)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "options": sorted(self.options),
+            "overrides": {f"({t >> 16:04X},{t & 0xFFFF:04X})": a for t, a in self.overrides},
+            "uid_root": self.uid_root,
+            "pseudonym_prefix": self.pseudonym_prefix,
+            "cap_age_years": self.cap_age_years,
+            "date_shift_days": list(self.date_shift_days),
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of everything that changes the output (for caching and provenance)."""
+        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def parse_tag(text: str) -> int:
+    """A tag from ``(0010,0010)``, ``00100010``, ``0010,0010`` or a keyword such as ``PatientName``."""
+    text = text.strip()
+    m = _TAG_RE.match(text)
+    if m:
+        return int(m.group(1) + m.group(2), 16)
+    tag = tag_for_keyword(text)
+    if tag is None:
+        raise ConfigError(f"unknown attribute {text!r}", hint="use a DICOM keyword or a tag like (0010,0010)")
+    return tag
+
+
+def load_profile(name: str | None = DEFAULT_PROFILE, config: Path | None = None) -> Profile:
+    """The named profile (``basic`` or ``research``), then the TOML ``config`` applied on top.
+
+    TOML keys (all optional): ``profile = "basic"``; ``[options]`` ``retain_uids = true`` ...;
+    ``[actions]`` ``StudyDescription = "K"`` or ``"(0008,1030)" = "X"``; ``keep = [...]``,
+    ``remove = [...]``; ``uid_root``; ``pseudonym_prefix``; ``cap_age_years``; ``vault_uids``.
+    """
+    data: dict[str, Any] = {}
+    if config is not None:
+        try:
+            data = tomllib.loads(Path(config).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {config} not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config} is not valid TOML: {exc}") from exc
+        data = data.get("deid", data)
+    name = name or data.get("profile") or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}", hint=f"choose one of: {', '.join(PROFILES)}")
+    options = set(PROFILES[name])
+    for opt, on in (data.get("options") or {}).items():
+        if opt not in OPTIONS:
+            raise ConfigError(f"unknown option {opt!r} in {config}", hint=f"options: {', '.join(OPTIONS)}")
+        (options.add if on else options.discard)(opt)
+    if {"retain_long_full_dates", "retain_long_modified_dates"} <= options:
+        raise ConfigError("retain_long_full_dates and retain_long_modified_dates exclude each other")
+    overrides: dict[int, str] = {}
+    for key, action in (data.get("actions") or {}).items():
+        action = str(action).upper()
+        if action not in ACTIONS:
+            raise ConfigError(f"action {action!r} for {key} is not one of {sorted(ACTIONS)}")
+        overrides[parse_tag(key)] = action
+    for key in data.get("keep", []):
+        overrides[parse_tag(key)] = "K"
+    for key in data.get("remove", []):
+        overrides[parse_tag(key)] = "X"
+    uid_root = str(data.get("uid_root", "2.25")).rstrip(".")
+    if not _UID_ROOT_RE.match(uid_root) or len(uid_root) > 30:
+        raise ConfigError(f"uid_root {uid_root!r} is not a UID root of at most 30 characters")
+    prefix = str(data.get("pseudonym_prefix", "CUR-"))
+    if len(prefix) > 16 or not re.fullmatch(r"[A-Za-z0-9_-]*", prefix):
+        raise ConfigError(f"pseudonym_prefix {prefix!r}: at most 16 letters, digits, '-' or '_'")
+    cap = data.get("cap_age_years", 90)
+    return Profile(
+        name=name,
+        options=frozenset(options),
+        overrides=tuple(sorted(overrides.items())),
+        uid_root=uid_root,
+        pseudonym_prefix=prefix,
+        cap_age_years=None if cap in (None, False, 0) else int(cap),
+        vault_uids=bool(data.get("vault_uids", False)),
+    )

@@ -1,0 +1,164 @@
+"""Free text: the patient's own identifiers and generic identifier patterns removed, clinical words kept."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+REDACTED = "*"
+_HONORIFICS = {"DR", "MR", "MRS", "MS", "MISS", "PROF", "MD", "PHD", "JR", "SR", "II", "III", "RN", "DDS"}
+_MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_NAME = r"[A-Z][a-zA-Z'\-]+"
+
+# Generic identifier shapes, applied to every cleaned descriptor whatever the header says.
+GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),  # e-mail
+    re.compile(r"\b(?:https?://|www\.)\S+", re.I),  # URL
+    re.compile(r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b"),  # 2021-03-04
+    re.compile(r"\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b"),  # 04/03/2021, 4.3.21
+    re.compile(r"\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b"),  # 20210304
+    re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTHS},?\s+\d{{2,4}}\b", re.I),  # 4 March 2021
+    re.compile(rf"\b{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b", re.I),  # March 4, 2021
+    re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),  # SSN
+    re.compile(rf"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof|Doctor|Nurse|Sister)\.?\s+{_NAME}(?:\s+{_NAME})?"),  # titles
+    re.compile(r"\b[A-Za-z'\-]+\^[A-Za-z'\-^ ]*"),  # DICOM person name syntax FAMILY^GIVEN
+    re.compile(
+        rf"\b(?:patient|pt|name|physician|referred by|signed by|dictated by|reported by|read by|"
+        rf"seen by|by)\s*:?\s+{_NAME}(?:\s+{_NAME})?",
+        re.I,
+    ),
+    re.compile(
+        r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|"
+        r"Way|Court|Ct|Place|Pl|Square|Sq|Terrace|Strasse|Straße|Rue)\b\.?",
+        re.I,
+    ),
+)
+
+
+# Shapes that only count when they hold enough digits: phone numbers (>= 7), ID-like tokens (>= 5).
+_PHONE = re.compile(r"(?<![\w.])\+?\(?\d{1,4}\)?(?:[\s.\-/]?\(?\d{2,4}\)?){2,4}(?![\w.])")
+_TOKEN = re.compile(r"(?<![\w.])[A-Za-z0-9][A-Za-z0-9\-_/]*(?![\w])")
+
+
+def _drop_if_digits(minimum: int):  # type: ignore[no-untyped-def]
+    def repl(m: re.Match[str]) -> str:
+        text = m.group(0)
+        return REDACTED if sum(ch.isdigit() for ch in text) >= minimum else text
+
+    return repl
+
+
+_DROP_PHONE = _drop_if_digits(7)
+_DROP_TOKEN = _drop_if_digits(5)
+
+
+def _date_forms(da: str) -> list[str]:
+    """A YYYYMMDD date as the ways people write it in free text."""
+    if len(da) != 8 or not da.isdigit():
+        return [da]
+    y, m, d = da[:4], da[4:6], da[6:]
+    forms = {
+        da,
+        f"{y}-{m}-{d}",
+        f"{y}/{m}/{d}",
+        f"{y}.{m}.{d}",
+        f"{d}/{m}/{y}",
+        f"{m}/{d}/{y}",
+        f"{d}.{m}.{y}",
+        f"{d}-{m}-{y}",
+        f"{m}-{d}-{y}",
+    }
+    return sorted(forms)
+
+
+class Identifiers:
+    """The identifying values found in one input: what free text must lose and what the gate looks for."""
+
+    def __init__(self) -> None:
+        self.words: set[str] = set()  # name parts, IDs, phones, address parts, institutions, staff
+        self.dates: set[str] = set()  # YYYYMMDD
+        self.uids: set[str] = set()  # original UIDs that were remapped
+        self._text_re: re.Pattern[str] | None = None
+
+    def add_name(self, value: str) -> None:
+        """A PN value: the whole name and each part of it (family, given, middle...)."""
+        for group in value.split("="):
+            whole = " ".join(p for p in group.replace("^", " ").split())
+            if len(whole) >= 3:
+                self.words.add(whole)
+            for part in re.split(r"[\^\s,]+", group):
+                part = part.strip(".")
+                if len(part) >= 3 and part.upper() not in _HONORIFICS:
+                    self.words.add(part)
+        self._text_re = None
+
+    def add_word(self, value: str, *, min_len: int = 3) -> None:
+        """An ID, a phone number, an institution: the whole value, and for addresses, its parts."""
+        value = value.strip()
+        if len(value) >= min_len:
+            self.words.add(value)
+            for part in re.split(r"[\^,;\n\r]+", value):
+                part = part.strip()
+                if len(part) >= 5 and part != value:
+                    self.words.add(part)
+        self._text_re = None
+
+    def add_date(self, value: str) -> None:
+        value = value.strip()[:8]
+        if len(value) == 8 and value.isdigit():
+            self.dates.add(value)
+            self._text_re = None
+
+    def add_uid(self, value: str) -> None:
+        if len(value) >= 8:  # shorter "UIDs" are malformed values, not identifiers worth a byte scan
+            self.uids.add(value)
+
+    def text_pattern(self) -> re.Pattern[str] | None:
+        if self._text_re is None:
+            alts = sorted(
+                {*self.words, *(f for d in self.dates for f in _date_forms(d))}, key=len, reverse=True
+            )
+            if not alts:
+                return None
+            body = "|".join(re.escape(a) for a in alts)
+            self._text_re = re.compile(rf"(?<![A-Za-z0-9])(?:{body})(?![A-Za-z0-9])", re.I)
+        return self._text_re
+
+    def gate_pattern(self, encodings: Iterable[str] = ()) -> re.Pattern[bytes] | None:
+        """A bytes pattern for the raw-output scan: every value in every encoding it can take."""
+        texts = {*self.words, *(f for d in self.dates for f in _date_forms(d))}
+        alts: set[bytes] = set()
+        codecs = ["utf-8", "latin-1", "utf-16-le", *encodings]
+        for t in texts:
+            for codec in codecs:
+                try:
+                    alts.add(t.encode(codec))
+                except (UnicodeEncodeError, LookupError):
+                    continue
+        parts = []
+        if alts:
+            body = b"|".join(re.escape(a) for a in sorted(alts, key=len, reverse=True))
+            parts.append(rb"(?<![A-Za-z0-9])(?:" + body + rb")(?![A-Za-z0-9])")
+        if self.uids:
+            body = b"|".join(
+                re.escape(u.encode("ascii", "ignore")) for u in sorted(self.uids, key=len, reverse=True)
+            )
+            parts.append(rb"(?<![0-9.])(?:" + body + rb")(?![0-9]|\.[0-9])")
+        if not parts:
+            return None
+        return re.compile(b"|".join(parts), re.I)
+
+
+def clean_text(value: str, ids: Identifiers, *, generic: bool = True) -> str:
+    """Remove the patient's own identifiers (always) and generic identifier shapes (when ``generic``)."""
+    if not value:
+        return value
+    pattern = ids.text_pattern()
+    if pattern is not None:
+        value = pattern.sub(REDACTED, value)
+    if generic:
+        for pat in GENERIC_PATTERNS:
+            value = pat.sub(REDACTED, value)
+        value = _PHONE.sub(_DROP_PHONE, value)
+        value = _TOKEN.sub(_DROP_TOKEN, value)
+    return value

@@ -1,0 +1,68 @@
+"""Fixtures: real vendor files from pydicom-data, dressed with planted identifiers."""
+
+from __future__ import annotations
+
+import io
+import random
+import warnings
+from pathlib import Path
+
+import pydicom
+import pydicom.data
+import pytest
+from pydicom.dataset import Dataset
+
+from curata.collect.deid import Deidentifier, load_profile
+from curata.demo.phi import Identity, PlantedSet, plant_identifiers
+
+KEY = bytes(range(32))
+OTHER_KEY = bytes(range(1, 33))
+
+# Real files of several vendors, modalities and transfer syntaxes (none needs OCR).
+HEADER_FILES = [
+    "CT_small.dcm",  # GE CT, explicit little endian
+    "MR_small.dcm",  # MR, explicit little endian
+    "MR_small_implicit.dcm",  # implicit VR
+    "MR_small_bigendian.dcm",  # explicit big endian
+    "MR_small_RLE.dcm",  # encapsulated RLE
+    "MR2_J2KR.dcm",  # JPEG 2000 lossless
+    "emri_small_jpeg_2k_lossless.dcm",  # multi-frame
+    "rtplan.dcm",  # RT plan: references
+    "rtdose.dcm",  # RT dose
+    "reportsi.dcm",  # SR: content tree
+]
+
+
+def testdata(name: str) -> Path:
+    return Path(pydicom.data.get_testdata_file(name))
+
+
+def read(name: str) -> Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(testdata(name))
+
+
+def to_bytes(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def dressed(
+    name: str, seed: int = 0, *, identity: Identity | None = None, study: int = 0, uid_map: dict | None = None
+) -> tuple[bytes, PlantedSet]:
+    """A real file with one patient's identifiers planted in every place they hide."""
+    ds = read(name)
+    planted = plant_identifiers(ds, random.Random(seed), identity=identity, study=study, uid_map=uid_map)
+    return to_bytes(ds), planted
+
+
+@pytest.fixture(scope="session")
+def research() -> Deidentifier:
+    return Deidentifier(KEY, load_profile("research"), ocr=False)
+
+
+@pytest.fixture(scope="session")
+def basic() -> Deidentifier:
+    return Deidentifier(KEY, load_profile("basic"), ocr=False)
