@@ -182,6 +182,8 @@ class Statement:
 
 def statement(ledger: Ledger, period: str, *, rule: str = "patients") -> Statement:
     """The period's revenue statement from the log's licence and release entries, up to a fresh checkpoint."""
+    if rule not in RULES:
+        raise LedgerError(f"unknown revenue rule {rule!r}", hint=f"use one of {', '.join(RULES)}")
     start, end = parse_period(period)
     cp = ledger.checkpoint()
     releases: dict[str, LedgerEntry] = {}
