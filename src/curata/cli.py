@@ -69,6 +69,9 @@ _publish_cli.register(app)
 from curata.select import cli as _select_cli  # noqa: E402
 
 _select_cli.register(app)
+from curata.collect import gateway_cli as _gateway_cli  # noqa: E402
+
+_gateway_cli.register(app)
 # ------------------------------------------------------------------------------------------------
 
 

@@ -4,8 +4,8 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import curata.catalog.models as models
-import curata.publish.models  # noqa: F401  (publish tables)
-import curata.collect.net.models  # noqa: F401  (gateway tables)
+import curata.collect.net.models
+import curata.publish.models
 import curata.select.models  # noqa: F401  (selection tables)
 
 target_metadata = models.Base.metadata

@@ -1,0 +1,221 @@
+"""`curata gateway serve|pull|push` and `curata server`: the hospital gateway from the command line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from curata.console import console, err_console, make_progress
+
+gateway_app = typer.Typer(
+    name="gateway",
+    help="Hospital gateway: receive from the PACS (DICOM/DICOMweb), de-identify, push to the platform.",
+    no_args_is_help=True,
+)
+
+
+def _workspace(path: Path | None):  # type: ignore[no-untyped-def]
+    from curata.workspace import Workspace
+
+    return Workspace.find(path)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING if verbose else logging.ERROR)
+
+
+@gateway_app.command("serve")
+def serve(
+    ae_title: str = typer.Option(None, "--ae-title", help="Our AE title (default: [gateway] ae_title)."),
+    port: int = typer.Option(None, "--port", help="DICOM port (default: [gateway] port, 11112)."),
+    bind: str = typer.Option(None, "--bind", help="Address to listen on (default: [gateway] bind)."),
+    allow: list[str] = typer.Option(
+        None, "--allow", help="Calling AE allowed to associate, AE or AE@host (repeat; default: config)."
+    ),
+    verified: bool = typer.Option(
+        False, "--verified-deidentified", help="Accept only objects already marked de-identified."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every association."),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+) -> None:
+    """Answer C-ECHO and C-STORE; de-identify and file every instance as it arrives (Ctrl-C stops)."""
+    from curata.collect.net.config import AllowRule, GatewayConfig, check_ae_title
+    from curata.collect.net.scp import GatewayServer
+    from curata.console import RunSummary
+
+    _setup_logging(verbose)
+    ws = _workspace(workspace)
+    cfg = GatewayConfig.from_workspace(ws)
+    if ae_title:
+        cfg.ae_title = check_ae_title(ae_title)
+    if port is not None:
+        cfg.port = port
+    if bind:
+        cfg.bind = bind
+    if allow:
+        cfg.allow = [AllowRule.parse(a) for a in allow]
+    server = GatewayServer(ws, cfg, deidentify=not verified)
+    server.start()
+    who = ", ".join(f"{r.ae_title}@{r.host}" if r.host else r.ae_title for r in cfg.allow) or "any AE"
+    err_console.print(
+        f"[bold]{cfg.ae_title}[/] listening on {cfg.bind}:{server.port} "
+        f"(de-identification {'off: verify only' if verified else 'on'}; allowed: {who}). Ctrl-C stops."
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        server.receiver.close()
+    summary = RunSummary("gateway serve", failure_keys=("refused", "errors"))
+    summary.counts.update(server.counts.as_dict())
+    summary.render(as_json=as_json)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@gateway_app.command("pull")
+def pull(
+    source: str = typer.Option(
+        None, "--from", help="The PACS: AE@host:port, or a peer named in [gateway.peers]."
+    ),
+    dicomweb: str = typer.Option(None, "--dicomweb", help="A DICOMweb base URL (QIDO-RS + WADO-RS) instead."),
+    level: str = typer.Option("study", "--level", help="Retrieve granularity: study or series."),
+    match: list[str] = typer.Option(None, "--match", help="C-FIND / QIDO match KEYWORD=VALUE (repeat)."),
+    get: bool = typer.Option(False, "--get", help="Retrieve with C-GET instead of C-MOVE."),
+    port: int = typer.Option(None, "--port", help="Our DICOM port for C-MOVE (default: [gateway] port)."),
+    token: str = typer.Option(None, "--token", envvar="CURATA_PULL_TOKEN", help="Bearer token for DICOMweb."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+) -> None:
+    """Fetch matching studies from a PACS, de-identified on arrival. A second run fetches only what is missing."""
+    from curata.collect.net.config import GatewayConfig
+    from curata.collect.net.pull import parse_matches, pull_dimse
+    from curata.collect.net.receive import Receiver
+    from curata.errors import ConfigError
+
+    _setup_logging(False)
+    if bool(source) == bool(dicomweb):
+        raise ConfigError("give exactly one of --from AE@host:port or --dicomweb URL")
+    ws = _workspace(workspace)
+    cfg = GatewayConfig.from_workspace(ws)
+    if port is not None:
+        cfg.port = port
+    matches = parse_matches(match)
+    receiver = Receiver(ws)
+    try:
+        with make_progress(quiet=quiet or as_json) as progress:
+            task = progress.add_task("pull", total=None)
+
+            def tick(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            if dicomweb:
+                from curata.collect.dicomweb import pull_dicomweb
+
+                summary = pull_dicomweb(
+                    ws, dicomweb, level=level, matches=matches, token=token, receiver=receiver, progress=tick
+                )
+            else:
+                summary = pull_dimse(
+                    ws,
+                    cfg.peer(source),
+                    level=level,
+                    matches=matches,
+                    method="get" if get else "move",
+                    config=cfg,
+                    receiver=receiver,
+                    progress=tick,
+                )
+    finally:
+        receiver.close()
+    errors = summary.extra.pop("errors", [])
+    summary.render(as_json=as_json)
+    for line in errors:
+        console.print(f"[red]{line}[/]")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@gateway_app.command("push")
+def push(
+    to: str = typer.Option(
+        ..., "--to", help="Base URL of the central Curata server, e.g. https://platform:8042"
+    ),
+    token: str = typer.Option(
+        None, "--token", envvar="CURATA_PUSH_TOKEN", help="Bearer token (default: config)."
+    ),
+    batch: int = typer.Option(None, "--batch", help="Instances per STOW-RS request (default: config, 32)."),
+    ca_cert: Path = typer.Option(None, "--ca-cert", help="CA bundle to verify the server's TLS certificate."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+) -> None:
+    """Send de-identified instances to the platform in batches; resumable, sha256-checked per instance."""
+    from curata.collect.net.config import GatewayConfig
+    from curata.collect.net.push import push_instances
+
+    ws = _workspace(workspace)
+    cfg = GatewayConfig.from_workspace(ws)
+    with make_progress(quiet=quiet or as_json) as progress:
+        task = progress.add_task("push", total=None)
+        summary = push_instances(
+            ws,
+            to,
+            token=token or cfg.push_token,
+            batch=batch or cfg.push_batch,
+            verify=str(ca_cert) if ca_cert else True,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    errors = summary.extra.pop("errors", [])
+    summary.render(as_json=as_json)
+    for line in errors:
+        console.print(f"[red]{line}[/]")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def server(
+    host: str = typer.Option(None, "--host", help="Address to listen on (default: [gateway] http_host)."),
+    port: int = typer.Option(None, "--port", help="HTTP port (default: [gateway] http_port, 8042)."),
+    verified: bool = typer.Option(
+        False,
+        "--verified-deidentified",
+        help="Central platform: refuse anything not marked de-identified (no de-identification here).",
+    ),
+    token: str = typer.Option(None, "--token", envvar="CURATA_TOKEN", help="Require this bearer token."),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+) -> None:
+    """Run the HTTP server: DICOMweb (STOW-RS, QIDO-RS, WADO-RS) over the workspace, with token auth and TLS."""
+    import uvicorn
+
+    from curata.collect.net.config import GatewayConfig
+    from curata.server import create_app
+
+    ws = _workspace(workspace)
+    cfg = GatewayConfig.from_workspace(ws)
+    app = create_app(ws, token=token or cfg.token, verified_deidentified=verified)
+    scheme = "https" if cfg.tls else "http"
+    err_console.print(f"Curata server on {scheme}://{host or cfg.http_host}:{port or cfg.http_port}/dicomweb")
+    uvicorn.run(
+        app,
+        host=host or cfg.http_host,
+        port=port or cfg.http_port,
+        ssl_certfile=cfg.tls_cert or None,
+        ssl_keyfile=cfg.tls_key or None,
+        log_level="warning",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(gateway_app)
+    app.command("server")(server)

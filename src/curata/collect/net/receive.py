@@ -1,0 +1,204 @@
+"""The one place every network input goes through: de-identify, store, catalog, remember.
+
+The DICOM SCP, C-MOVE/C-GET and DICOMweb pulls and the STOW-RS endpoint all hand their bytes to a
+:class:`Receiver`. Work is split for throughput without giving up durability:
+
+1. the calling thread (one per association or HTTP request) de-identifies and writes the blob
+   (fsync + rename) with a de-identifier of its own, so associations run side by side;
+2. one writer thread files the catalog rows of everything waiting, commits once (group commit), and
+   only then wakes the callers. SQLite takes one writer at a time; this keeps it to exactly one.
+
+``receive`` therefore returns only after the blob and its catalog row are durable, which is when the
+SCP may answer success. A keyed hash of each source SOP Instance UID is recorded in the same commit,
+so a resumed pull fetches only what is missing; the original UID is never written anywhere in clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import queue
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from curata.catalog import Instance
+from curata.collect.ingest import CatalogWriter, Ingestor, IngestOutcome, ensure_site, process_one
+from curata.collect.net.models import GatewayReceived
+from curata.errors import CatalogError
+from curata.workspace import Workspace
+
+log = logging.getLogger("curata.gateway")
+
+OK_STATUSES = frozenset({"ingested", "present"})
+_MAX_BATCH = 256
+
+
+def source_key(key: bytes, source_uid: str) -> str:
+    """Keyed hash of a source SOP Instance UID (never stored in clear)."""
+    msg = b"gateway-source-uid\0" + source_uid.strip("\0 ").encode("ascii", "replace")
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class _Job:
+    outcome: IngestOutcome
+    source_key: str | None
+    peer: str
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class Receiver:
+    """Ingest received instances durably, from any number of threads at once."""
+
+    def __init__(self, ws: Workspace, *, deidentify: bool = True, profile: str | None = None) -> None:
+        self.ws = ws
+        self.deidentify = deidentify
+        self.ingestor = Ingestor(ws, deidentify=deidentify, profile=profile)
+        self._key = ws.site_key()
+        self._local = threading.local()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    # -- public --------------------------------------------------------------------------------
+    def key_for(self, source_uid: str) -> str:
+        return source_key(self._key, source_uid)
+
+    def receive(
+        self, raw: bytes, *, source: str, source_uid: str | None = None, peer: str = ""
+    ) -> IngestOutcome:
+        """File ``raw`` (Part-10 bytes); returns once the blob and its catalog row are durable.
+
+        A bad dataset comes back ``quarantined`` with its reason; infrastructure failures (database,
+        disk) raise, so a network caller answers a failure status and the sender retries.
+        """
+        outcome = process_one((source, raw), self._context())
+        if outcome.status not in ("ingested", "quarantined"):
+            return outcome
+        job = _Job(outcome, self.key_for(source_uid) if source_uid else None, peer[:64])
+        self._ensure_writer()
+        self._queue.put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise CatalogError(f"the catalog could not file {source}: {job.error}") from job.error
+        return outcome
+
+    def missing(self, source_uids: Iterable[str]) -> list[str]:
+        """The source UIDs this workspace has not received yet (order kept)."""
+        uids = list(dict.fromkeys(source_uids))
+        keys = {uid: self.key_for(uid) for uid in uids}
+        values = list(keys.values())
+        have: set[str] = set()
+        with self.ws.catalog.session() as session:
+            for start in range(0, len(values), 500):
+                chunk = values[start : start + 500]
+                rows = session.scalars(
+                    select(GatewayReceived.source_key).where(GatewayReceived.source_key.in_(chunk))
+                )
+                have.update(rows)
+        return [uid for uid in uids if keys[uid] not in have]
+
+    def close(self) -> None:
+        """Stop the writer thread (after it filed everything queued)."""
+        with self._start_lock:
+            if self._writer is not None:
+                self._queue.put(None)
+                self._writer.join()
+                self._writer = None
+
+    # -- internals -----------------------------------------------------------------------------
+    def _context(self):  # type: ignore[no-untyped-def]
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            from curata.collect.ingest import _setup_context
+
+            ctx = self.ingestor._context(frozenset())
+            _setup_context(ctx)
+            self._local.ctx = ctx
+        return ctx
+
+    def _ensure_writer(self) -> None:
+        with self._start_lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="curata-catalog-writer", daemon=True
+                )
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        session: Session | None = None
+        writer: CatalogWriter | None = None
+        while True:
+            job = self._queue.get()
+            if job is None:
+                break
+            jobs = [job]
+            stop = False
+            while len(jobs) < _MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+            try:
+                if session is None:
+                    session, writer = self._open_writer()
+                assert writer is not None
+                for j in jobs:
+                    self._file(session, writer, j)
+                session.commit()
+            except Exception as exc:  # database trouble: nobody in this batch is acknowledged
+                log.exception("catalog commit failed for %d instance(s)", len(jobs))
+                if session is not None:
+                    session.rollback()
+                    session.close()
+                session = writer = None
+                for j in jobs:
+                    j.error = exc
+            for j in jobs:
+                j.done.set()
+            if stop:
+                break
+        if session is not None:
+            session.close()
+
+    def _open_writer(self) -> tuple[Session, CatalogWriter]:
+        session = self.ws.catalog._sessions()
+        cfg = self.ws.config["site"]
+        site = ensure_site(session, self.ingestor.site_name, cfg.get("region"), cfg.get("country"))
+        session.commit()
+        return session, CatalogWriter(session, site)
+
+    def _file(self, session: Session, writer: CatalogWriter, job: _Job) -> None:
+        outcome = job.outcome
+        if outcome.status == "quarantined":
+            writer.quarantine(outcome)
+            return
+        known = session.scalar(
+            select(Instance.sop_instance_uid).where(Instance.source_digest == outcome.input_digest).limit(1)
+        )
+        if known is not None:
+            outcome.status = "present"
+            outcome.sop_instance_uid = known
+        else:
+            outcome.status = writer.file(outcome)
+        if (
+            job.source_key
+            and session.scalar(select(GatewayReceived.id).where(GatewayReceived.source_key == job.source_key))
+            is None
+        ):
+            session.add(
+                GatewayReceived(
+                    source_key=job.source_key, sop_instance_uid=outcome.sop_instance_uid, peer=job.peer
+                )
+            )
+            session.flush()

@@ -1,0 +1,171 @@
+"""The gateway SCP against real senders: dcmtk's storescu/echoscu, a pynetdicom SCU, and Orthanc."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+
+import httpx
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage, Verification
+from sqlalchemy import select
+
+from curata.catalog import Instance
+from curata.collect.net.config import AllowRule, GatewayConfig
+from curata.collect.net.scp import GatewayServer
+from tests.collect.net.conftest import PLANTED, free_port, need
+from tests.collect.net.helpers import (
+    assert_deidentified,
+    count,
+    quarantined_count,
+    received_count,
+    record,
+    storescu,
+)
+from tests.conftest import make_ct
+
+pytestmark = pytest.mark.integration
+
+
+def _config(port: int = 0, allow: list[str] | None = None) -> GatewayConfig:
+    return GatewayConfig(
+        ae_title="CURATA", port=port, bind="127.0.0.1", allow=[AllowRule.parse(a) for a in allow or []]
+    )
+
+
+def test_storescu_push_is_deidentified_and_filed_exactly_once(workspace, ct_series) -> None:  # type: ignore[no-untyped-def]
+    need("storescu", "echoscu")
+    folder = ct_series(6)
+    with GatewayServer(workspace, _config()) as server:
+        echo = subprocess.run(
+            ["echoscu", "-aec", "CURATA", "127.0.0.1", str(server.port)], capture_output=True
+        )
+        assert echo.returncode == 0, echo.stderr
+        first = storescu(server.port, folder)
+        assert first.returncode == 0, first.stderr
+        assert server.counts.stored == 6
+        again = storescu(server.port, folder)  # a PACS re-sending the same study
+        assert again.returncode == 0, again.stderr
+        assert server.counts.present == 6
+    assert count(workspace) == 6 and received_count(workspace) == 6
+    assert assert_deidentified(workspace, ("Doe^Jane", "PAT-0001", "ACC123")) == 6
+    record("storescu -> gateway (sent twice)", 12, count(workspace))
+
+
+def test_association_from_unlisted_ae_is_rejected(workspace) -> None:  # type: ignore[no-untyped-def]
+    need("echoscu")
+    with GatewayServer(workspace, _config(allow=["MODALITY1", "PACS@127.0.0.1"])) as server:
+
+        def echo(aet: str) -> int:
+            cmd = ["echoscu", "-aet", aet, "-aec", "CURATA", "127.0.0.1", str(server.port)]
+            return subprocess.run(cmd, capture_output=True, timeout=30).returncode
+
+        assert echo("INTRUDER") != 0
+        assert echo("MODALITY1") == 0
+        assert echo("PACS") == 0
+        assert server.counts.rejected_associations == 1
+    with GatewayServer(workspace, _config(allow=["PACS@10.9.9.9"])) as server:
+        cmd = ["echoscu", "-aet", "PACS", "-aec", "CURATA", "127.0.0.1", str(server.port)]
+        assert subprocess.run(cmd, capture_output=True, timeout=30).returncode != 0  # right AE, wrong host
+
+
+def _scu() -> AE:
+    ae = AE(ae_title="MODALITY1")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    ae.add_requested_context(Verification)
+    return ae
+
+
+def test_bad_dataset_is_refused_with_failure_and_the_server_keeps_serving(workspace) -> None:  # type: ignore[no-untyped-def]
+    with GatewayServer(workspace, _config()) as server:
+        assoc = _scu().associate("127.0.0.1", server.port, ae_title="CURATA")
+        assert assoc.is_established
+        bad = make_ct()
+        del bad.StudyInstanceUID  # cannot be filed: de-identification refuses it
+        status = assoc.send_c_store(bad)
+        assert status.Status == 0xC000 and "refused" in status.ErrorComment
+        good = make_ct(index=1)
+        assert assoc.send_c_store(good).Status == 0x0000  # same association goes on
+        assoc.release()
+        assoc = _scu().associate("127.0.0.1", server.port, ae_title="CURATA")  # and new ones too
+        assert assoc.send_c_store(make_ct(index=2)).Status == 0x0000
+        assoc.release()
+        assert server.counts.refused == 1 and server.counts.stored == 2
+    assert count(workspace) == 2 and quarantined_count(workspace) == 1
+    record("pynetdicom SCU -> gateway (1 malformed)", 3, count(workspace))
+
+
+def test_catalog_failure_is_never_acknowledged(workspace) -> None:  # type: ignore[no-untyped-def]
+    db = workspace.root / "catalog.sqlite"
+    with GatewayServer(workspace, _config()) as server:
+        with sqlite3.connect(db) as conn:  # a real database failure: the table disappears
+            conn.execute("ALTER TABLE instance RENAME TO instance_away")
+        assoc = _scu().associate("127.0.0.1", server.port, ae_title="CURATA")
+        ds = make_ct()
+        status = assoc.send_c_store(ds)
+        assert status.Status == 0xA700, "a failed catalog write must not be acknowledged"
+        with sqlite3.connect(db) as conn:
+            conn.execute("ALTER TABLE instance_away RENAME TO instance")
+        assert assoc.send_c_store(ds).Status == 0x0000  # the sender's retry succeeds
+        assoc.release()
+    assert count(workspace) == 1 and received_count(workspace) == 1
+
+
+def test_common_transfer_syntaxes_are_accepted(workspace) -> None:  # type: ignore[no-untyped-def]
+    """Compressed and deflated objects from pydicom's test data: each is filed or refused, never lost."""
+    need("storescu")
+    from pydicom.data import get_testdata_file
+
+    files = {  # file -> the storescu option proposing its transfer syntax
+        "CT_small.dcm": "-xe",  # explicit VR little endian
+        "SC_rgb_jpeg_dcmtk.dcm": "-xy",  # JPEG baseline
+        "JPEG-LL.dcm": "-xs",  # JPEG lossless SV1
+        "MR_small_jp2klossless.dcm": "-xv",  # JPEG 2000 lossless
+        "MR_small_jpeg_ls_lossless.dcm": "-xt",  # JPEG-LS lossless
+        "MR_small_RLE.dcm": "-xr",  # RLE
+        "image_dfl.dcm": "-xd",  # deflated
+    }
+    names = list(files)
+    with GatewayServer(workspace, _config()) as server:
+        for name, option in files.items():
+            src = get_testdata_file(name)
+            assert src is not None, name
+            cmd = ["storescu", option, "-aec", "CURATA", "127.0.0.1", str(server.port), str(src)]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, (name, done.stderr[-500:])
+        answered = server.counts.stored + server.counts.refused + server.counts.present
+    assert answered == len(names), "every object was negotiated and answered"
+    # the three MR_small files share one SOP Instance UID: filed once, the others answered "present"
+    distinct = {
+        str(pydicom.dcmread(get_testdata_file(n), stop_before_pixels=True).SOPInstanceUID) for n in names
+    }
+    assert count(workspace) + quarantined_count(workspace) == len(distinct) == 5
+    with workspace.catalog.session() as s:
+        syntaxes = set(s.scalars(select(Instance.transfer_syntax)))
+    assert len(syntaxes) >= 3, syntaxes  # compressed objects are kept compressed
+    record("storescu -R (7 transfer syntaxes) -> gateway", len(names), count(workspace))
+
+
+def test_orthanc_pushes_to_the_gateway(workspace, orthanc) -> None:  # type: ignore[no-untyped-def]
+    with GatewayServer(workspace, _config(port=orthanc.gateway_port, allow=["ORTHANC"])):
+        r = httpx.post(
+            f"{orthanc.url}/modalities/curata/store",
+            json={"Resources": orthanc.instances, "Synchronous": True},
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+    assert count(workspace) == len(orthanc.instances) == received_count(workspace)
+    assert assert_deidentified(workspace, PLANTED) == len(orthanc.instances)
+    record("Orthanc C-STORE -> gateway", len(orthanc.instances), count(workspace))
+
+
+def test_port_in_use_is_a_clear_error(workspace) -> None:  # type: ignore[no-untyped-def]
+    from curata.errors import NetworkError
+
+    port = free_port()
+    with GatewayServer(workspace, _config(port=port)), pytest.raises(NetworkError, match="cannot listen"):
+        GatewayServer(workspace, _config(port=port)).start()
+    assert generate_uid()  # uid generator untouched
