@@ -37,6 +37,11 @@ def ledger(tmp_path: Path) -> Ledger:
         },
     )
     ledger.append("release", {"name": "brain-mr", "version": 2, "sites": {"hopital-a": 30, "klinik-b": 10}})
+    # the form `curata release create` logs
+    ledger.append(
+        "release",
+        {"release": "liver", "version": 3, "manifest_sha256": "11" * 32, "site_patients": {"x": 2, "y": 5}},
+    )
     return ledger
 
 
@@ -106,3 +111,13 @@ def test_licence_needs_a_logged_release(ledger: Ledger) -> None:
         add_licence(ledger, "acme-ai", "chest-ct", 100)
     with pytest.raises(LedgerError, match="rule"):
         statement(ledger, "2026-Q4", rule="vibes")
+
+
+def test_statement_reads_the_release_entries_publish_writes(ledger: Ledger) -> None:
+    add_licence(ledger, "acme-ai", "liver@3", 700, on=date(2026, 12, 1))
+    st_ = statement(ledger, "2026-Q4")
+    assert st_.licences[0].shares == {"x": 200, "y": 500} and st_.reconciles
+    by_cases = statement(ledger, "2026-Q4", rule="annotated_cases")
+    # no per-site annotated cases logged: the fee stays unallocated, the statement still reconciles
+    assert by_cases.licences[0].unallocated_cents == 700 and "annotated cases" in by_cases.licences[0].problem
+    assert by_cases.reconciles

@@ -2,8 +2,9 @@
 
 Entries this module reads and writes (payloads):
 
-- ``release`` (written by publish): ``{"release": "NAME@V", "name", "version", "manifest_root",
-  "sites": {SITE: {"patients": int, "annotated_cases": int}}}``; a bare int per site means patients.
+- ``release`` (written by publish): ``{"release": NAME, "version": V, ..., "site_patients": {SITE: n},
+  "site_annotated_cases": {SITE: n}}``, or the nested form ``"sites": {SITE: {"patients": n,
+  "annotated_cases": n}}`` (a bare int per site means patients); ``"release": "NAME@V"`` also works.
 - ``licence``: ``{"licensee", "release": "NAME@V", "terms", "fee_cents", "currency", "date"}``.
 - ``usage`` / ``export``: ``{"licensee", "release", "action", ...}`` (metered, never billed here).
 
@@ -96,10 +97,11 @@ def record_usage(ledger: Ledger, licensee: str, release: str, action: str, **det
 
 
 def _release_name(payload: dict[str, Any]) -> str | None:
-    if isinstance(payload.get("release"), str):
-        return str(payload["release"])
-    if "name" in payload and "version" in payload:
-        return f"{payload['name']}@{payload['version']}"
+    release, version = payload.get("release"), payload.get("version")
+    if isinstance(release, str):
+        return release if "@" in release or version is None else f"{release}@{version}"
+    if "name" in payload and version is not None:
+        return f"{payload['name']}@{version}"
     return None
 
 
@@ -114,7 +116,11 @@ def find_release(ledger: Ledger, release: str) -> LedgerEntry | None:
 def site_weights(release_payload: dict[str, Any], rule: str) -> dict[str, int]:
     if rule not in RULES:
         raise LedgerError(f"unknown revenue rule {rule!r}", hint=f"use one of {', '.join(RULES)}")
-    sites = release_payload.get("sites") or {}
+    sites = release_payload.get("sites")
+    if not sites:  # publish's form: one mapping per rule, site -> count
+        sites = {k: {rule: v} for k, v in (release_payload.get(f"site_{rule}") or {}).items()}
+    if not sites:
+        raise LedgerError(f"the release entry gives no per-site {rule.replace('_', ' ')}")
     if isinstance(sites, list):
         sites = {s["site"]: s for s in sites}
     out = {}
