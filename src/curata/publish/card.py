@@ -1,0 +1,234 @@
+"""The dataset card: who is in the data, compared with the whole catalog, with imbalances flagged.
+
+Patient-level groups (sex, age band, site, region, country) count patients; acquisition groups (scanner
+vendor and model, slice thickness, modality) count series. A group is flagged *under-represented* when
+its share of the release is below ``UNDER`` times its share of the catalog, or when it is absent from the
+release although the catalog holds it. Markdown and HTML carry the same tables; the HTML embeds the
+plots (PNG files beside it, drawn with matplotlib).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+UNDER = 0.5  # flag when release share < UNDER x catalog share
+MIN_CATALOG_SHARE = 0.02  # groups this rare in the catalog are not flagged
+
+PATIENT_DIMENSIONS = (
+    ("sex", "Sex"),
+    ("age", "Age band"),
+    ("site", "Site"),
+    ("region", "Region"),
+    ("country", "Country"),
+)
+SERIES_DIMENSIONS = (
+    ("modality", "Modality"),
+    ("vendor", "Scanner vendor"),
+    ("model", "Scanner model"),
+    ("thickness", "Slice thickness"),
+)
+
+
+def thickness_band(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    for limit, label in ((1.0, "<=1 mm"), (2.5, "1-2.5 mm"), (5.0, "2.5-5 mm")):
+        if value <= limit:
+            return label
+    return ">5 mm"
+
+
+@dataclass
+class Composition:
+    """Counts per dimension and group, for the release or for the catalog."""
+
+    patients: dict[str, Counter[str]] = field(default_factory=dict)
+    series: dict[str, Counter[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, patients: Sequence[Mapping[str, Any]], series: Sequence[Mapping[str, Any]]) -> Composition:
+        comp = cls()
+        for key, _ in PATIENT_DIMENSIONS:
+            comp.patients[key] = Counter(str(p.get(key) or "unknown") for p in patients)
+        for key, _ in SERIES_DIMENSIONS:
+            comp.series[key] = Counter(str(s.get(key) or "unknown") for s in series)
+        return comp
+
+    def counter(self, key: str) -> Counter[str]:
+        return self.patients.get(key) or self.series.get(key) or Counter()
+
+
+@dataclass
+class Row:
+    group: str
+    release: int
+    release_share: float
+    catalog: int
+    catalog_share: float
+    flagged: bool
+
+
+def compare(release: Counter[str], catalog: Counter[str]) -> list[Row]:
+    r_total, c_total = sum(release.values()) or 1, sum(catalog.values()) or 1
+    rows = []
+    for group in sorted(set(release) | set(catalog)):
+        rs, cs = release[group] / r_total, catalog[group] / c_total
+        flagged = group != "unknown" and cs >= MIN_CATALOG_SHARE and rs < UNDER * cs
+        rows.append(Row(group, release[group], rs, catalog[group], cs, flagged))
+    return rows
+
+
+@dataclass
+class CardInput:
+    name: str
+    version: int
+    release: Composition
+    catalog: Composition
+    splits: dict[str, int]  # split -> patients
+    qc: dict[str, tuple[int, int]] | None = None  # group -> (passed, assessed); None when QC never ran
+    labels: dict[str, tuple[int, float]] = field(default_factory=dict)  # label -> (cases, total ml)
+    n_cases: int = 0
+    n_labelled: int = 0
+
+
+def flags(card: CardInput) -> list[str]:
+    """One sentence per under-represented group."""
+    out = []
+    for key, title in (*PATIENT_DIMENSIONS, *SERIES_DIMENSIONS):
+        for row in compare(card.release.counter(key), card.catalog.counter(key)):
+            if row.flagged:
+                out.append(
+                    f"{title} '{row.group}' is under-represented: {row.release_share:.0%} of the release "
+                    f"vs {row.catalog_share:.0%} of the catalog."
+                )
+    return out
+
+
+def _plot(key: str, title: str, rows: list[Row]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.8), dpi=80)
+    groups = [r.group for r in rows]
+    x = range(len(groups))
+    ax.bar([i - 0.2 for i in x], [100 * r.release_share for r in rows], 0.4, label="release")
+    ax.bar([i + 0.2 for i in x], [100 * r.catalog_share for r in rows], 0.4, label="catalog", alpha=0.6)
+    for i, r in enumerate(rows):
+        if r.flagged:
+            ax.annotate(
+                "under", (i - 0.2, 100 * r.release_share), ha="center", va="bottom", color="red", fontsize=8
+            )
+    ax.set_xticks(list(x), groups, rotation=20, fontsize=8)
+    ax.set_ylabel("%")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    # no timestamps in the PNG, so the same card is the same bytes
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _table_md(rows: list[Row]) -> list[str]:
+    lines = ["| group | release | share | catalog | share | |", "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        flag = "**under-represented**" if r.flagged else ""
+        lines.append(
+            f"| {r.group} | {r.release} | {r.release_share:.0%} | {r.catalog} | {r.catalog_share:.0%} | {flag} |"
+        )
+    return lines
+
+
+def _table_html(rows: list[Row]) -> str:
+    out = [
+        "<table><tr><th>group</th><th>release</th><th>share</th><th>catalog</th><th>share</th><th></th></tr>"
+    ]
+    for r in rows:
+        flag = '<b class="flag">under-represented</b>' if r.flagged else ""
+        out.append(
+            f"<tr><td>{html.escape(r.group)}</td><td>{r.release}</td><td>{r.release_share:.0%}</td>"
+            f"<td>{r.catalog}</td><td>{r.catalog_share:.0%}</td><td>{flag}</td></tr>"
+        )
+    out.append("</table>")
+    return "".join(out)
+
+
+def render(card: CardInput) -> dict[str, bytes]:
+    """card/README.md, card/card.html and card/<dimension>.png."""
+    files: dict[str, bytes] = {}
+    title = f"{card.name}@{card.version}"
+    md = [f"# Dataset card: {title}", ""]
+    hx = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Dataset card: {html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 8px}.flag{color:#b00}</style></head><body>",
+        f"<h1>Dataset card: {html.escape(title)}</h1>",
+    ]
+    split_text = ", ".join(f"{k}: {v}" for k, v in card.splits.items())
+    md += [
+        f"{card.n_cases} cases ({card.n_labelled} with label maps); patients per split: {split_text}.",
+        "No patient is in two splits.",
+        "",
+    ]
+    hx.append(
+        f"<p>{card.n_cases} cases ({card.n_labelled} with label maps); patients per split: "
+        f"{html.escape(split_text)}. No patient is in two splits.</p>"
+    )
+    found = flags(card)
+    md += ["## Representation flags", ""] + ([f"- {f}" for f in found] or ["- none"]) + [""]
+    hx.append("<h2>Representation flags</h2><ul>")
+    hx += [f"<li class='flag'>{html.escape(f)}</li>" for f in found] or ["<li>none</li>"]
+    hx.append("</ul>")
+    for key, dim_title in (*PATIENT_DIMENSIONS, *SERIES_DIMENSIONS):
+        rows = compare(card.release.counter(key), card.catalog.counter(key))
+        unit = "patients" if key in card.release.patients else "series"
+        png = f"{key}.png"
+        files[f"card/{png}"] = _plot(key, f"{dim_title} ({unit})", rows)
+        md += [f"## {dim_title} ({unit})", "", f"![{dim_title}]({png})", "", *_table_md(rows), ""]
+        hx += [
+            f"<h2>{html.escape(dim_title)} ({unit})</h2>",
+            f"<img src='{png}' alt='{html.escape(dim_title)}'>",
+            _table_html(rows),
+        ]
+    md += ["## Quality control", ""]
+    hx.append("<h2>Quality control</h2>")
+    if card.qc is None:
+        md += ["QC has not been run on these series.", ""]
+        hx.append("<p>QC has not been run on these series.</p>")
+    else:
+        md += ["| group | passed | assessed | rate |", "|---|---:|---:|---:|"]
+        hx.append("<table><tr><th>group</th><th>passed</th><th>assessed</th><th>rate</th></tr>")
+        for group, (passed, assessed) in sorted(card.qc.items()):
+            rate = passed / assessed if assessed else 0.0
+            md.append(f"| {group} | {passed} | {assessed} | {rate:.0%} |")
+            hx.append(
+                f"<tr><td>{html.escape(group)}</td><td>{passed}</td><td>{assessed}</td><td>{rate:.0%}</td></tr>"
+            )
+        md.append("")
+        hx.append("</table>")
+    md += ["## Labels", ""]
+    hx.append("<h2>Labels</h2>")
+    if not card.labels:
+        md += ["No label maps in this release.", ""]
+        hx.append("<p>No label maps in this release.</p>")
+    else:
+        md += ["| label | cases | total volume (ml) |", "|---|---:|---:|"]
+        hx.append("<table><tr><th>label</th><th>cases</th><th>total volume (ml)</th></tr>")
+        for label, (n, ml) in sorted(card.labels.items()):
+            md.append(f"| {label} | {n} | {ml:.2f} |")
+            hx.append(f"<tr><td>{html.escape(label)}</td><td>{n}</td><td>{ml:.2f}</td></tr>")
+        md.append("")
+        hx.append("</table>")
+    hx.append("</body></html>")
+    files["card/README.md"] = "\n".join(md).encode()
+    files["card/card.html"] = "\n".join(hx).encode()
+    return files

@@ -1,0 +1,215 @@
+"""A licensee's copy of a release: fingerprinted files, their manifest, a log receipt and the verifier.
+
+The copy is written into ``DIR.partial`` and renamed to ``DIR`` when complete, so a half-written export
+never looks finished. The export manifest is kept in the store (for ``curata trace``), logged as an
+``export`` entry, and the entry's receipt ships in ``ledger/export.tlog-proof`` with the log's public key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from sqlalchemy import select
+
+from curata.errors import ConfigError, InputError
+from curata.publish import fingerprint as fp
+from curata.publish.manifest import Manifest, ManifestFile
+from curata.publish.models import ReleaseExport
+from curata.publish.release import ReleaseError, get_version
+from curata.publish.verify_release import script_source
+from curata.workspace import Workspace
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def export_release(
+    ws: Workspace, ref: str, out_dir: Path | str, licensee: str, on_file: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Write ``licensee``'s fingerprinted copy of ``NAME@V`` into ``out_dir`` and log the export."""
+    licensee = licensee.strip()
+    if not licensee:
+        raise ConfigError("--licensee is required: every export names who receives it")
+    out = Path(out_dir).resolve()
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not empty", hint="export into a new folder")
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    with ws.catalog.session() as session:
+        version = get_version(session, ref)
+        label = f"{version.release.name}@{version.version}"
+        release_manifest = Manifest.from_bytes(ws.store.get_bytes(version.manifest_digest))
+        key = ws.site_key()
+        mark = fp.make_mark(key, label, licensee)
+        remap = fp.uid_mapper(key, mark)
+        marked: dict[str, bytes] = {}  # source digest -> fingerprinted bytes (nnU-Net shares NIfTI files)
+        files = []
+        for f in release_manifest.files:
+            data = ws.store.get_bytes(f.sha256)
+            if f.path.endswith(".dcm"):
+                data = marked.get(f.sha256) or fp.fingerprint_dicom(data, mark, remap)
+            elif f.path.endswith(".nii.gz") or f.path.endswith(".nii"):
+                data = marked.get(f.sha256) or fp.fingerprint_nifti(data, mark)
+            marked[f.sha256] = data
+            _write(partial / f.path, data)
+            files.append(ManifestFile(f.path, hashlib.sha256(data).hexdigest(), len(data)))
+            if on_file:
+                on_file()
+        marked.clear()
+        manifest = Manifest(
+            release_manifest.release,
+            release_manifest.version,
+            files,
+            {"licensee": licensee, "release_manifest_sha256": version.manifest_digest},
+        )
+        manifest_bytes = manifest.to_bytes()
+        manifest_sha = ws.store.put_bytes(manifest_bytes)  # kept for `curata trace`
+        _write(partial / "manifest.json", manifest_bytes)
+        _write(partial / "verify_release.py", script_source().encode())
+
+        index = receipt = vkey = None
+        try:
+            from curata.ledger import Ledger
+        except ImportError:
+            Ledger = None  # type: ignore[assignment,misc]
+        if Ledger is not None:
+            ledger = Ledger.open(ws)
+            entry = ledger.append(
+                "export",
+                {
+                    "release": version.release.name,
+                    "version": version.version,
+                    "licensee": licensee,
+                    "manifest_sha256": manifest_sha,
+                    "release_manifest_sha256": version.manifest_digest,
+                    "files": len(files),
+                    "bytes": manifest.total_size,
+                },
+            )
+            index = entry.index
+            ledger.checkpoint()
+            receipt = ledger.receipt(index)
+            vkey = (ledger.folder / "log.vkey").read_text()
+            _write(partial / "ledger" / "export.tlog-proof", receipt)
+            _write(partial / "ledger" / "log.vkey", vkey.encode())
+        _fsync_tree(partial)
+        if out.exists():
+            out.rmdir()
+        partial.rename(out)
+
+        existing = session.scalar(select(ReleaseExport).where(ReleaseExport.mark == mark))
+        if existing is None:
+            session.add(
+                ReleaseExport(
+                    version_id=version.id,
+                    licensee=licensee,
+                    mark=mark,
+                    manifest_sha256=manifest_sha,
+                    ledger_index=index,
+                )
+            )
+        else:
+            existing.manifest_sha256, existing.ledger_index = manifest_sha, index
+    return {
+        "ref": label,
+        "licensee": licensee,
+        "directory": str(out),
+        "files": len(files),
+        "bytes": manifest.total_size,
+        "manifest_sha256": manifest_sha,
+        "ledger_index": index,
+    }
+
+
+# -- tracing a leaked file ---------------------------------------------------------------------
+def trace_file(ws: Workspace, path: Path | str) -> dict[str, Any]:
+    """Name the licensee whose copy ``path`` came from: by its mark (DICOM private attribute or NIfTI
+    header), by its fingerprinted instance UID where the private attribute was stripped, or else by its
+    exact bytes in an export manifest."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    mark, how, sop_uid = None, None, None
+    if data[:2] == b"\x1f\x8b" or path.name.endswith(".nii"):
+        try:
+            mark, how = fp.nifti_mark(data), "NIfTI header mark"
+        except (OSError, EOFError):
+            mark = None
+    else:
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            mark, how = fp.dicom_mark(ds), "DICOM private attribute"
+            sop_uid = str(ds.get("SOPInstanceUID", "")) or None
+        except Exception:  # not DICOM: fall through to the byte match
+            mark = None
+    digest = hashlib.sha256(data).hexdigest()
+    with ws.catalog.session() as session:
+        exports = list(session.scalars(select(ReleaseExport).order_by(ReleaseExport.id)))
+        found = [e for e in exports if mark and e.mark == mark]
+        if not found and sop_uid:
+            found = _by_uid(ws, session, exports, sop_uid)
+            how = "fingerprinted instance UID"
+        if not found:
+            found = [e for e in exports if _manifest_has(ws, e.manifest_sha256, digest)]
+            how = "exact bytes in an export manifest"
+        matches = [
+            {
+                "licensee": e.licensee,
+                "release": f"{e.version.release.name}@{e.version.version}",
+                "exported_at": e.created_at.isoformat() if e.created_at else None,
+                "ledger_index": e.ledger_index,
+            }
+            for e in found
+        ]
+    if not matches:
+        raise ReleaseError(f"{path}: no export of this workspace carries this file or its mark")
+    return {"file": str(path), "sha256": digest, "how": how, "unique": len(matches) == 1, "matches": matches}
+
+
+def _by_uid(ws: Workspace, session: Any, exports: list[ReleaseExport], uid: str) -> list[ReleaseExport]:
+    from curata.catalog.models import Instance
+    from curata.publish.models import ReleaseMember
+
+    key = ws.site_key()
+    out = []
+    for e in exports:
+        remap = fp.uid_mapper(key, e.mark)
+        uids = session.scalars(
+            select(Instance.sop_instance_uid)
+            .join(ReleaseMember, ReleaseMember.series_id == Instance.series_id)
+            .where(ReleaseMember.version_id == e.version_id)
+        )
+        if any(remap(u) == uid for u in uids):
+            out.append(e)
+    return out
+
+
+def _manifest_has(ws: Workspace, manifest_sha: str, digest: str) -> bool:
+    try:
+        manifest = Manifest.from_bytes(ws.store.get_bytes(manifest_sha))
+    except Exception:
+        return False
+    return any(f.sha256 == digest for f in manifest.files)

@@ -1,0 +1,733 @@
+"""Releases: immutable, versioned datasets built from the catalog into the store.
+
+A version is decided by its *content key*: the sha256 of its members (series, their instances' blob
+digests, each patient's split), the formats and parameters and the code version. Building the same
+content again returns the existing version; any change makes NAME@(n+1). Old versions stay in the store
+and the catalog, and their manifests stay verifiable.
+
+Order of writes: every file goes to the store first, then the manifest, then the catalog rows (one
+commit), then the log entry. A crash leaves at worst unreferenced blobs, never a version without files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.orm import Session
+
+from curata.catalog.models import Blob, Instance, Patient, Series, Site, Study
+from curata.catalog.provenance import code_version
+from curata.errors import ConfigError, CurataError, InputError
+from curata.publish import card as card_mod
+from curata.publish.formats import DEFAULT_FORMATS, FORMATS
+from curata.publish.formats import croissant as croissant_fmt
+from curata.publish.formats import monai as monai_fmt
+from curata.publish.formats import nnunet as nnunet_fmt
+from curata.publish.formats._case import Case
+from curata.publish.formats.nifti import SliceRef, seg_labels, seg_referenced_series, series_to_nifti
+from curata.publish.manifest import Manifest, ManifestFile
+from curata.publish.models import ConsentWithdrawal, Release, ReleaseMember, ReleaseVersion
+from curata.publish.splits import PatientInfo, SplitSpec, age_band, assign_splits
+from curata.workspace import Workspace
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+class ReleaseError(CurataError):
+    """A release cannot be built, found or changed as asked."""
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME@V``."""
+    name, _, version = ref.partition("@")
+    if not NAME_RE.match(name):
+        raise ConfigError(f"{name!r} is not a release name", hint="letters, digits, '.', '_' and '-'")
+    if not version:
+        return name, None
+    if not version.isdigit() or int(version) < 1:
+        raise ConfigError(f"{ref!r}: the version after '@' is a positive number (NAME@1)")
+    return name, int(version)
+
+
+def get_version(session: Session, ref: str) -> ReleaseVersion:
+    """The version ``NAME@V`` names (the latest for a bare ``NAME``)."""
+    name, version = parse_ref(ref)
+    release = session.scalar(select(Release).where(Release.name == name))
+    if release is None or not release.versions:
+        raise ReleaseError(f"no release named {name!r}", hint="see `curata release ls`")
+    if version is None:
+        return release.versions[-1]
+    for v in release.versions:
+        if v.version == version:
+            return v
+    raise ReleaseError(
+        f"{name} has no version {version}",
+        hint=f"versions: {', '.join(str(v.version) for v in release.versions)}",
+    )
+
+
+# -- choosing the series ----------------------------------------------------------------------------
+def _has_table(session: Session, name: str) -> bool:
+    return inspect(session.get_bind()).has_table(name)
+
+
+def cohort_series_ids(session: Session, cohort: str) -> list[int]:
+    """The series a cohort (``curata cohort create``) holds."""
+    if not _has_table(session, "cohort"):
+        raise ReleaseError(f"no cohort named {cohort!r}: this catalog has no cohorts yet")
+    row = session.execute(text("SELECT id FROM cohort WHERE name = :n"), {"n": cohort}).first()
+    if row is None:
+        raise ReleaseError(f"no cohort named {cohort!r}", hint="see `curata cohort ls`")
+    ids = session.execute(text("SELECT series_id FROM cohort_series WHERE cohort_id = :c"), {"c": row[0]})
+    return sorted(int(r[0]) for r in ids)
+
+
+def where_series_ids(ws: Workspace, where: str) -> list[int]:
+    """The series a selection query matches (the query language belongs to ``curata.select``)."""
+    try:
+        from curata.select import query_series  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise ReleaseError(
+            "--where needs the selection stage (curata.select.query_series), which is not installed",
+            hint="create a cohort with `curata cohort create NAME --where ...` and pass --cohort NAME",
+        ) from exc
+    return sorted(int(i) for i in query_series(ws, where))
+
+
+def _withdrawn_patient_ids(session: Session) -> set[int]:
+    return set(session.scalars(select(ConsentWithdrawal.patient_id)))
+
+
+def _patient_key(site: str, pseudonym: str) -> str:
+    return f"{site}/{pseudonym}"
+
+
+def _case_id(pseudonym: str, series_uid: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9]+", "", pseudonym)[:24] or "case"
+    return f"{safe}_{hashlib.sha256(series_uid.encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class _Member:
+    series: Series
+    patient: Patient
+    site: Site
+    study: Study
+    split: str = ""
+
+
+def _load_members(session: Session, series_ids: Sequence[int] | None) -> list[_Member]:
+    stmt = (
+        select(Series, Study, Patient, Site)
+        .join(Study, Series.study_id == Study.id)
+        .join(Patient, Study.patient_id == Patient.id)
+        .join(Site, Patient.site_id == Site.id)
+        .where(Series.instance_count > 0)
+        .order_by(Series.id)
+    )
+    if series_ids is not None:
+        stmt = stmt.where(Series.id.in_(list(series_ids)))
+    withdrawn = _withdrawn_patient_ids(session)
+    return [
+        _Member(se, pa, si, st)
+        for se, st, pa, si in session.execute(stmt)
+        if pa.id not in withdrawn and se.modality != "SEG" and se.sop_class_uid != SEG_SOP_CLASS
+    ]
+
+
+def _patient_attributes(m: _Member) -> dict[str, str]:
+    return {
+        "sex": m.patient.sex or "unknown",
+        "age": age_band(m.study.patient_age_years),
+        "site": m.site.name,
+        "region": m.site.region or "unknown",
+        "country": m.site.country or "unknown",
+        "vendor": m.series.manufacturer or "unknown",
+        "modality": m.series.modality or "unknown",
+    }
+
+
+# -- building ----------------------------------------------------------------------------------------
+@dataclass
+class BuildParams:
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    split: SplitSpec = field(default_factory=lambda: SplitSpec.parse())
+    pipeline: str | None = None
+    cohort: str | None = None
+    where: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "formats": list(self.formats),
+            "split": self.split.as_dict(),
+            "pipeline": self.pipeline,
+            "cohort": self.cohort,
+            "where": self.where,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BuildParams:
+        s = data.get("split") or {}
+        fr = s.get("fractions") or {"train": 0.7, "validation": 0.15, "test": 0.15}
+        return cls(
+            formats=tuple(data.get("formats") or DEFAULT_FORMATS),
+            split=SplitSpec(tuple(fr.items()), tuple(s.get("stratify") or ()), int(s.get("seed") or 0)),
+            pipeline=data.get("pipeline"),
+            cohort=data.get("cohort"),
+            where=data.get("where"),
+        )
+
+
+def parse_formats(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return DEFAULT_FORMATS
+    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    unknown = [v for v in items if v not in FORMATS]
+    if unknown or not items:
+        raise ConfigError(
+            f"--format: unknown format(s) {', '.join(unknown) or '(none)'}",
+            hint=f"choose from {', '.join(FORMATS)}",
+        )
+    if "nnunet" in items and "nifti" not in items:
+        items.append("nifti")  # nnU-Net's files are the NIfTI ones
+    return tuple(dict.fromkeys(items))
+
+
+def _instances(session: Session, series_ids: Sequence[int]) -> dict[int, list[tuple[Instance, int]]]:
+    out: dict[int, list[tuple[Instance, int]]] = defaultdict(list)
+    rows = session.execute(
+        select(Instance, Blob.size)
+        .join(Blob, Instance.blob_digest == Blob.digest)
+        .where(Instance.series_id.in_(list(series_ids)))
+        .order_by(Instance.series_id, Instance.instance_number, Instance.sop_instance_uid)
+    )
+    for inst, size in rows:
+        out[inst.series_id].append((inst, int(size)))
+    return out
+
+
+def _segs_for(session: Session, ws: Workspace, members: Sequence[_Member]) -> dict[str, list[str]]:
+    """Image series UID -> blob digests of the DICOM-SEG instances (same studies) that reference it."""
+    study_ids = {m.study.id for m in members}
+    if not study_ids:
+        return {}
+    rows = session.execute(
+        select(Instance.blob_digest)
+        .join(Series, Instance.series_id == Series.id)
+        .where(Series.study_id.in_(study_ids))
+        .where((Series.modality == "SEG") | (Series.sop_class_uid == SEG_SOP_CLASS))
+        .order_by(Instance.blob_digest)
+    )
+    out: dict[str, list[str]] = defaultdict(list)
+    for (digest,) in rows:
+        for uid in seg_referenced_series(ws.store.get_bytes(digest)):
+            out[uid].append(digest)
+    return out
+
+
+def content_key(
+    members: Sequence[_Member],
+    instances: dict[int, list[tuple[Instance, int]]],
+    segs: dict[str, list[str]],
+    params: BuildParams,
+) -> str:
+    body = {
+        "members": sorted(
+            (
+                m.series.series_uid,
+                m.split,
+                sorted(i.blob_digest for i, _ in instances[m.series.id]),
+                sorted(segs.get(m.series.series_uid, [])),
+            )
+            for m in members
+        ),
+        "parameters": params.as_dict(),
+        "code": code_version(),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _qc_rates(
+    session: Session, series_ids: Sequence[int], members: Sequence[_Member]
+) -> dict[str, tuple[int, int]] | None:
+    if not _has_table(session, "qc_verdict") or not series_ids:
+        return None
+    rows = session.execute(
+        text(
+            "SELECT series_id, passed FROM qc_verdict WHERE series_id IN ({})".format(
+                ",".join(str(int(i)) for i in series_ids)
+            )
+        )
+    ).all()
+    if not rows:
+        return None
+    site_of = {m.series.id: m.site.name for m in members}
+    rates: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for sid, passed in rows:
+        for group in ("all", f"site {site_of.get(int(sid), '?')}"):
+            rates[group][0] += int(bool(passed))
+            rates[group][1] += 1
+    return {k: (v[0], v[1]) for k, v in rates.items()}
+
+
+def _catalog_composition(session: Session) -> card_mod.Composition:
+    patients = [
+        {"sex": pa.sex, "age": age_band(age), "site": si.name, "region": si.region, "country": si.country}
+        for pa, si, age in session.execute(
+            select(Patient, Site, func.max(Study.patient_age_years))
+            .join(Site, Patient.site_id == Site.id)
+            .outerjoin(Study, Study.patient_id == Patient.id)
+            .group_by(Patient.id, Site.id)
+        )
+    ]
+    series = [
+        {
+            "modality": s.modality,
+            "vendor": s.manufacturer,
+            "model": s.model,
+            "thickness": card_mod.thickness_band(s.slice_thickness),
+        }
+        for s in session.scalars(
+            select(Series).where(Series.instance_count > 0).where(Series.modality != "SEG")
+        )
+    ]
+    return card_mod.Composition.of(patients, series)
+
+
+class _Files:
+    """Release path -> (sha256, size); bytes go to the store as they come."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.entries: dict[str, tuple[str, int]] = {}
+
+    def put(self, path: str, data: bytes) -> str:
+        digest = self.store.put_bytes(data)
+        self.entries[path] = (digest, len(data))
+        return digest
+
+    def link(self, path: str, digest: str, size: int) -> None:
+        self.entries[path] = (digest, size)
+
+
+def _build(
+    ws: Workspace,
+    session: Session,
+    name: str,
+    version: int,
+    members: Sequence[_Member],
+    instances: dict[int, list[tuple[Instance, int]]],
+    segs: dict[str, list[str]],
+    params: BuildParams,
+    on_case: Callable[[], None] | None = None,
+) -> tuple[Manifest, dict[str, Any]]:
+    files = _Files(ws.store)
+    cases: list[Case] = []
+    problems: list[str] = []
+    for m in members:
+        pkey = _patient_key(m.site.name, m.patient.pseudonym)
+        case = Case(
+            case_id=_case_id(m.patient.pseudonym, m.series.series_uid),
+            patient=pkey,
+            split=m.split,
+            series_uid=m.series.series_uid,
+            modality=m.series.modality,
+            attributes=_patient_attributes(m) | {"model": m.series.model or "unknown"},
+        )
+        if "dicom" in params.formats:
+            for inst, size in instances[m.series.id]:
+                path = f"dicom/{m.split}/{case.case_id}/{inst.sop_instance_uid}.dcm"
+                files.link(path, inst.blob_digest, size)
+                case.dicom.append(path)
+            for digest in segs.get(m.series.series_uid, []):
+                path = f"dicom/{m.split}/{case.case_id}/seg-{digest[:16]}.dcm"
+                files.link(path, digest, ws.store.size(digest))
+                case.dicom.append(path)
+        if "nifti" in params.formats:
+            slices = [
+                SliceRef(
+                    i.sop_instance_uid,
+                    i.blob_digest,
+                    i.image_position,
+                    i.image_orientation,
+                    i.instance_number,
+                )
+                for i, _ in instances[m.series.id]
+            ]
+            seg_digests = segs.get(m.series.series_uid, [])
+            try:
+                vol = series_to_nifti(ws.store, slices, seg_digests)
+            except InputError as exc:
+                problems.append(f"{case.case_id}: {exc.message}")
+            else:
+                case.image = f"nifti/images/{case.case_id}.nii.gz"
+                files.put(case.image, vol.image)
+                if vol.label is not None:
+                    case.label = f"nifti/labels/{case.case_id}.nii.gz"
+                    files.put(case.label, vol.label)
+                    for digest in seg_digests:
+                        case.label_names.update(seg_labels(ws.store.get_bytes(digest)))
+                    case.label_voxels = vol.label_voxels
+                    case.voxel_ml = vol.voxel_ml
+        cases.append(case)
+        if on_case:
+            on_case()
+
+    # splits.json: patient key -> split (what every consumer needs to respect the patient-level split)
+    splits = {c.patient: c.split for c in cases}
+    files.put("splits.json", json.dumps(dict(sorted(splits.items())), indent=2).encode())
+    files.put("cases.csv", croissant_fmt.cases_csv(cases))
+
+    if "monai" in params.formats:
+        for path, data in monai_fmt.files(cases).items():
+            files.put(path, data)
+    if "nnunet" in params.formats:
+        nifti_paths = {p: d for p, (d, _) in files.entries.items() if p.startswith("nifti/")}
+        for path, source in nnunet_fmt.layout(cases, name, {c: c for c in nifti_paths}).items():
+            files.link(path, *files.entries[source])
+        for path, data in nnunet_fmt.files(cases, name).items():
+            files.put(path, data)
+
+    # the card
+    patients_seen: dict[str, dict[str, str]] = {}
+    for c in cases:
+        patients_seen.setdefault(c.patient, c.attributes)
+    release_comp = card_mod.Composition.of(
+        list(patients_seen.values()),
+        [
+            {
+                "modality": m.series.modality,
+                "vendor": m.series.manufacturer,
+                "model": m.series.model,
+                "thickness": card_mod.thickness_band(m.series.slice_thickness),
+            }
+            for m in members
+        ],
+    )
+    labels: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for c in cases:
+        for value, voxels in c.label_voxels.items():
+            entry = labels[c.label_names.get(value, str(value))]
+            entry[0] += 1
+            entry[1] += voxels * c.voxel_ml
+    card_in = card_mod.CardInput(
+        name=name,
+        version=version,
+        release=release_comp,
+        catalog=_catalog_composition(session),
+        splits=dict(sorted(Counter(splits.values()).items())),
+        qc=_qc_rates(session, [m.series.id for m in members], members),
+        labels={k: (int(v[0]), float(v[1])) for k, v in labels.items()},
+        n_cases=len(cases),
+        n_labelled=sum(1 for c in cases if c.label),
+    )
+    for path, data in card_mod.render(card_in).items():
+        files.put(path, data)
+    biases = card_mod.flags(card_in)
+
+    if "croissant" in params.formats:
+        doc = croissant_fmt.metadata(
+            name=name,
+            version=version,
+            description=f"Curata release {name}@{version}: {len(cases)} cases from {len(patients_seen)} patients.",
+            cases=cases,
+            files=files.entries,
+            biases=biases,
+        )
+        files.put("croissant.json", croissant_fmt.to_bytes(doc))
+
+    manifest = Manifest(
+        release=name,
+        version=version,
+        files=[ManifestFile(p, d, s) for p, (d, s) in sorted(files.entries.items())],
+    )
+    site_patients = Counter(key.split("/", 1)[0] for key in splits)
+    summary = {
+        "cases": len(cases),
+        "patients": len(patients_seen),
+        "labelled": card_in.n_labelled,
+        "files": len(manifest.files),
+        "bytes": manifest.total_size,
+        "splits": card_in.splits,
+        "site_patients": dict(sorted(site_patients.items())),
+        "flags": biases,
+        "problems": problems,
+    }
+    return manifest, summary
+
+
+def _ledger_append(ws: Workspace, kind: str, payload: dict[str, Any]) -> int | None:
+    """Append to the transparency log; returns the entry's index (None where no log is installed)."""
+    try:
+        from curata.ledger import Ledger
+    except ImportError:
+        return None
+    return int(Ledger.open(ws).append(kind, payload).index)
+
+
+def _version_result(v: ReleaseVersion, created: bool) -> dict[str, Any]:
+    return {
+        "ref": f"{v.release.name}@{v.version}",
+        "name": v.release.name,
+        "version": v.version,
+        "created": created,
+        "manifest": v.manifest_digest,
+        "merkle_root": v.merkle_root,
+        "ledger_index": v.ledger_index,
+        "reason": v.reason,
+        "created_at": v.created_at.isoformat() if v.created_at else None,
+        **v.summary,
+        "parameters": v.parameters,
+    }
+
+
+def card_folder(ws: Workspace, v: ReleaseVersion) -> Path:
+    """The version's dataset card, copied out of the store into ``WORKSPACE/releases/NAME@V/card``."""
+    folder = ws.root / "releases" / f"{v.release.name}@{v.version}"
+    if not (folder / "card" / "card.html").exists():
+        manifest = Manifest.from_bytes(ws.store.get_bytes(v.manifest_digest))
+        for f in manifest.files:
+            if f.path.startswith("card/"):
+                target = folder / f.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(target.name + ".tmp")
+                tmp.write_bytes(ws.store.get_bytes(f.sha256))
+                tmp.replace(target)
+    return folder / "card"
+
+
+def _previous_splits(session: Session, release: Release | None) -> dict[str, str]:
+    if release is None or not release.versions:
+        return {}
+    last = release.versions[-1]
+    rows = session.execute(
+        select(Patient.pseudonym, Site.name, ReleaseMember.split)
+        .join(Patient, ReleaseMember.patient_id == Patient.id)
+        .join(Site, Patient.site_id == Site.id)
+        .where(ReleaseMember.version_id == last.id)
+    )
+    return {_patient_key(site, pseudo): split for pseudo, site, split in rows}
+
+
+def _make_version(
+    ws: Workspace,
+    session: Session,
+    name: str,
+    members: list[_Member],
+    params: BuildParams,
+    reason: str,
+    on_case: Callable[[], None] | None = None,
+) -> tuple[ReleaseVersion, bool]:
+    release = session.scalar(select(Release).where(Release.name == name))
+    series_ids = [m.series.id for m in members]
+    instances = _instances(session, series_ids)
+    segs = _segs_for(session, ws, members)
+    key = content_key(members, instances, segs, params)
+    if release is not None and release.versions and release.versions[-1].content_key == key:
+        return release.versions[-1], False
+    version = (release.versions[-1].version + 1) if release is not None and release.versions else 1
+    manifest, summary = _build(ws, session, name, version, members, instances, segs, params, on_case)
+    manifest_bytes = manifest.to_bytes()
+    manifest_digest = ws.store.put_bytes(manifest_bytes)
+    if release is None:
+        release = Release(name=name)
+        session.add(release)
+    row = ReleaseVersion(
+        release=release,
+        version=version,
+        content_key=key,
+        manifest_digest=manifest_digest,
+        merkle_root=manifest.merkle_root(),
+        parameters=params.as_dict(),
+        summary=summary,
+        reason=reason,
+    )
+    session.add(row)
+    session.flush()
+    for m in members:
+        session.add(
+            ReleaseMember(version_id=row.id, patient_id=m.patient.id, series_id=m.series.id, split=m.split)
+        )
+    session.commit()
+    row.ledger_index = _ledger_append(
+        ws,
+        "release",
+        {
+            "release": name,
+            "version": version,
+            "manifest_sha256": manifest_digest,
+            "merkle_root": row.merkle_root,
+            "files": len(manifest.files),
+            "bytes": manifest.total_size,
+            "patients": summary["patients"],
+            "site_patients": summary["site_patients"],
+            "reason": reason.split(":", 1)[0],
+        },
+    )
+    session.commit()
+    return row, True
+
+
+def create_release(
+    ws: Workspace,
+    name: str,
+    cohort: str | None = None,
+    where: str | None = None,
+    formats: str | Sequence[str] | None = None,
+    split: str | Sequence[float] = "70,15,15",
+    stratify: str | Sequence[str] = (),
+    seed: int = 0,
+    pipeline: str | None = None,
+    on_case: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Build NAME@(n+1) from a cohort, a query or every series; return the existing version when nothing
+    changed. Returns a summary dict (``ref``, ``version``, ``created``, counts, ``card``)."""
+    parse_ref(name)
+    if cohort and where:
+        raise ConfigError("give --cohort or --where, not both")
+    params = BuildParams(
+        formats=parse_formats(formats),
+        split=SplitSpec.parse(split, stratify, seed),
+        pipeline=pipeline,
+        cohort=cohort,
+        where=where,
+    )
+    if pipeline:
+        raise ConfigError(
+            f"--pipeline {pipeline!r}: pre-processing pipelines are not wired into releases yet",
+            hint="leave --pipeline out; the release converts each series to NIfTI without resampling",
+        )
+    with ws.catalog.session() as session:
+        if cohort:
+            ids: list[int] | None = cohort_series_ids(session, cohort)
+        elif where:
+            ids = where_series_ids(ws, where)
+        else:
+            ids = None
+        members = _load_members(session, ids)
+        if not members:
+            raise ReleaseError(
+                "nothing to release: no image series selected",
+                hint="check the cohort or query (withdrawn patients are always left out)",
+            )
+        release = session.scalar(select(Release).where(Release.name == name))
+        infos = {
+            _patient_key(m.site.name, m.patient.pseudonym): PatientInfo(
+                _patient_key(m.site.name, m.patient.pseudonym), _patient_attributes(m)
+            )
+            for m in members
+        }
+        assignment = assign_splits(list(infos.values()), params.split, _previous_splits(session, release))
+        for m in members:
+            m.split = assignment[_patient_key(m.site.name, m.patient.pseudonym)]
+        row, created = _make_version(ws, session, name, members, params, "created", on_case)
+        return {**_version_result(row, created), "card": str(card_folder(ws, row) / "card.html")}
+
+
+def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> dict[str, Any]:
+    """Consent withdrawn: record it (every later version leaves the patient out) and, when the release's
+    latest version holds them, build the next version without them and log the withdrawal."""
+    with ws.catalog.session() as session:
+        patients = list(session.scalars(select(Patient).where(Patient.pseudonym == pseudonym)))
+        if not patients:
+            raise ReleaseError(f"no patient with pseudonym {pseudonym!r} in the catalog")
+        if len(patients) > 1:
+            raise ReleaseError(
+                f"pseudonym {pseudonym!r} is known at {len(patients)} sites; cannot tell which"
+            )
+        patient = patients[0]
+        latest = get_version(session, name)
+        if (
+            session.scalar(select(ConsentWithdrawal).where(ConsentWithdrawal.patient_id == patient.id))
+            is None
+        ):
+            session.add(
+                ConsentWithdrawal(
+                    patient_id=patient.id, salt=hashlib.sha256(ws.site_key() + pseudonym.encode()).hexdigest()
+                )
+            )
+            session.flush()
+        kept = [
+            _Member(se, pa, si, st, split)
+            for se, st, pa, si, split in session.execute(
+                select(Series, Study, Patient, Site, ReleaseMember.split)
+                .join(Series, ReleaseMember.series_id == Series.id)
+                .join(Study, Series.study_id == Study.id)
+                .join(Patient, Study.patient_id == Patient.id)
+                .join(Site, Patient.site_id == Site.id)
+                .where(ReleaseMember.version_id == latest.id)
+                .order_by(Series.id)
+            )
+        ]
+        removed = [m for m in kept if m.patient.id == patient.id]
+        if not removed:
+            session.commit()
+            return {**_version_result(latest, False), "removed_series": 0}
+        members = [m for m in kept if m.patient.id != patient.id]
+        if not members:
+            raise ReleaseError(f"{name}: withdrawing {pseudonym} would leave the release empty")
+        params = BuildParams.from_dict(latest.parameters)
+        row, _ = _make_version(
+            ws, session, name, members, params, f"withdrawal: one patient from @{latest.version}"
+        )
+        commitment = _commitment(ws, pseudonym)
+        _ledger_append(
+            ws,
+            "withdrawal",
+            {
+                "release": name,
+                "from_version": latest.version,
+                "to_version": row.version,
+                "patient_commitment": commitment,
+                "series_removed": len(removed),
+            },
+        )
+        return {**_version_result(row, True), "removed_series": len(removed)}
+
+
+def _commitment(ws: Workspace, value: str) -> str:
+    try:
+        from curata.ledger import Ledger
+    except ImportError:
+        import hmac
+
+        return "hmac-sha256:" + hmac.new(ws.site_key(), value.encode(), "sha256").hexdigest()
+    return str(Ledger.open(ws).commit(value))
+
+
+def list_releases(ws: Workspace) -> list[dict[str, Any]]:
+    with ws.catalog.session() as session:
+        out = []
+        for release in session.scalars(select(Release).order_by(Release.name)):
+            for v in release.versions:
+                out.append(
+                    {
+                        "ref": f"{release.name}@{v.version}",
+                        "created": v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "",
+                        "patients": v.summary.get("patients"),
+                        "cases": v.summary.get("cases"),
+                        "files": v.summary.get("files"),
+                        "reason": v.reason,
+                        "ledger": v.ledger_index,
+                    }
+                )
+        return out
+
+
+def show_release(ws: Workspace, ref: str) -> dict[str, Any]:
+    with ws.catalog.session() as session:
+        return _version_result(get_version(session, ref), False)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

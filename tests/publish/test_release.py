@@ -1,0 +1,220 @@
+"""Releases: content in the store, patient-level splits, versions, formats, the card, withdrawal."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from curata.catalog.models import Patient, Series, Study
+from curata.publish import create_release, show_release, withdraw_patient
+from curata.publish.manifest import Manifest
+from curata.publish.models import ReleaseMember, ReleaseVersion
+from curata.publish.release import ReleaseError, get_version
+from tests.publish.conftest import PATIENTS, populate
+
+
+def _manifest(ws, ref: str) -> Manifest:  # type: ignore[no-untyped-def]
+    with ws.catalog.session() as s:
+        return Manifest.from_bytes(ws.store.get_bytes(get_version(s, ref).manifest_digest))
+
+
+def _read(ws, manifest: Manifest, path: str) -> bytes:  # type: ignore[no-untyped-def]
+    f = manifest.file(path)
+    assert f is not None, path
+    return ws.store.get_bytes(f.sha256)
+
+
+def test_every_manifest_file_is_in_the_store(released) -> None:  # type: ignore[no-untyped-def]
+    ws, release, _ = released
+    manifest = _manifest(ws, release["ref"])
+    assert release["ref"] == "lungs@1" and release["created"]
+    assert len(manifest.files) == release["files"] > 0
+    for f in manifest.files:
+        assert ws.store.hash_of(f.sha256) == f.sha256
+        assert ws.store.size(f.sha256) == f.size
+    assert release["patients"] == len(PATIENTS) and release["labelled"] == len(PATIENTS)
+    assert release["site_patients"] == {"site-a": 6, "site-b": 2}
+
+
+def test_splits_are_patient_level(released) -> None:  # type: ignore[no-untyped-def]
+    ws, release, _ = released
+    manifest = _manifest(ws, release["ref"])
+    splits = json.loads(_read(ws, manifest, "splits.json"))
+    assert len(splits) == len(PATIENTS)
+    assert sum(release["splits"].values()) == len(PATIENTS)
+    # every file of a case sits under its patient's split, and no patient appears in two splits
+    seen: dict[str, set[str]] = {}
+    for row in csv.DictReader(io.StringIO(_read(ws, manifest, "cases.csv").decode())):
+        patient = row["case_id"].split("_")[0]
+        seen.setdefault(patient, set()).add(row["split"])
+    assert all(len(v) == 1 for v in seen.values())
+    for f in manifest.files:
+        if f.path.startswith("dicom/"):
+            split, case = f.path.split("/")[1:3]
+            assert {split} == seen[case.split("_")[0]]
+    with ws.catalog.session() as s:
+        v = get_version(s, release["ref"])
+        rows = s.execute(
+            select(ReleaseMember.patient_id, ReleaseMember.split).where(ReleaseMember.version_id == v.id)
+        ).all()
+        by_patient: dict[int, set[str]] = {}
+        for pid, split in rows:
+            by_patient.setdefault(pid, set()).add(split)
+        assert all(len(v) == 1 for v in by_patient.values())
+
+
+def test_nifti_image_and_label_share_the_grid(released) -> None:  # type: ignore[no-untyped-def]
+    ws, release, _ = released
+    manifest = _manifest(ws, release["ref"])
+    datalist = json.loads(_read(ws, manifest, "datalist.json"))
+    item = (datalist["training"] + datalist["validation"])[0]
+    image = nib.Nifti1Image.from_bytes(__import__("gzip").decompress(_read(ws, manifest, item["image"])))
+    label = nib.Nifti1Image.from_bytes(__import__("gzip").decompress(_read(ws, manifest, item["label"])))
+    assert image.shape == label.shape == (16, 16, 4)
+    assert np.allclose(image.affine, label.affine)
+    mask = np.asarray(label.dataobj)
+    assert int(mask.sum()) == 2 * 5 * 6  # the fixture's box: 2 slices x 5 rows x 6 columns
+    assert sorted(np.unique(mask).tolist()) == [0, 1]
+
+
+def test_nnunet_layout(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ws, release, _ = released
+    manifest = _manifest(ws, release["ref"])
+    nn = [f for f in manifest.files if f.path.startswith("nnunet/")]
+    root = nn[0].path.split("/")[1]
+    assert root.startswith("Dataset") and "_" in root
+    dataset = json.loads(_read(ws, manifest, f"nnunet/{root}/dataset.json"))
+    images_tr = [f for f in nn if "/imagesTr/" in f.path]
+    labels_tr = [f for f in nn if "/labelsTr/" in f.path]
+    assert dataset["labels"] == {"background": 0, "lesion": 1}
+    assert (
+        dataset["numTraining"]
+        == len(images_tr)
+        == len(labels_tr)
+        == release["splits"].get("train", 0) + release["splits"].get("validation", 0)
+    )
+    assert all(f.path.endswith("_0000.nii.gz") for f in images_tr)
+    # nnU-Net's own verifier, where it is installed
+    verify = pytest.importorskip("nnunetv2.experiment_planning.verify_dataset_integrity")
+    for f in nn:
+        if "/imagesTs/" in f.path:
+            continue
+        target = tmp_path / f.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(ws.store.get_bytes(f.sha256))
+    verify.verify_dataset_integrity(str(tmp_path / "nnunet" / root), num_processes=1)
+
+
+def test_croissant_validates_with_mlcroissant(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    mlc = pytest.importorskip("mlcroissant")
+    ws, release, _ = released
+    manifest = _manifest(ws, release["ref"])
+    doc = json.loads(_read(ws, manifest, "croissant.json"))
+    assert doc["rai:dataCollection"] and doc["rai:personalSensitiveInformation"]
+    (tmp_path / "croissant.json").write_bytes(_read(ws, manifest, "croissant.json"))
+    (tmp_path / "cases.csv").write_bytes(_read(ws, manifest, "cases.csv"))
+    dataset = mlc.Dataset(jsonld=str(tmp_path / "croissant.json"))
+    records = list(dataset.records(record_set="cases"))
+    assert len(records) == release["cases"]
+    splits = sorted(
+        {
+            r["cases/split"].decode() if isinstance(r["cases/split"], bytes) else r["cases/split"]
+            for r in records
+        }
+    )
+    assert set(splits) <= {"train", "validation", "test"}
+
+
+def test_card_compares_with_the_catalog(released) -> None:  # type: ignore[no-untyped-def]
+    ws, release, _ = released
+    manifest = _manifest(ws, release["ref"])
+    md = _read(ws, manifest, "card/README.md").decode()
+    html = _read(ws, manifest, "card/card.html").decode()
+    for section in ("Sex", "Age band", "Site", "Country", "Scanner vendor", "Slice thickness", "Labels"):
+        assert f"## {section}" in md and f"<h2>{section}" in html
+    assert "| lesion | 8 |" in md
+    pngs = [f for f in manifest.files if f.path.endswith(".png")]
+    assert len(pngs) >= 9 and all(_read(ws, manifest, f.path)[:4] == b"\x89PNG" for f in pngs)
+    assert Path(release["card"]).is_file()
+
+
+def test_card_flags_an_under_represented_site(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    populate(workspace, tmp_path, PATIENTS)
+    with workspace.catalog.session() as s:  # a cohort-like choice: all of site-a, one patient of site-b
+        keep = [
+            sid
+            for sid, pseudo in s.execute(
+                select(Series.id, Patient.pseudonym)
+                .join(Study, Series.study_id == Study.id)
+                .join(Patient, Study.patient_id == Patient.id)
+            )
+            if pseudo not in ("P07", "P08")
+        ]
+    from curata.publish import release as rel
+
+    original = rel.cohort_series_ids
+    rel.cohort_series_ids = lambda session, cohort: keep  # type: ignore[assignment]
+    try:
+        result = create_release(workspace, "skewed", cohort="any", formats="dicom", split="100")
+    finally:
+        rel.cohort_series_ids = original  # type: ignore[assignment]
+    assert any("Site 'site-b' is under-represented" in f for f in result["flags"])
+    assert any("Country 'KE'" in f for f in result["flags"])
+
+
+def test_same_content_same_version_new_content_new_version(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ws, _, _ = released
+    again = create_release(ws, "lungs", stratify="sex,site", seed=7)
+    assert again["ref"] == "lungs@1" and not again["created"]
+    populate(ws, tmp_path, [("P09", "F", 41, "site-b")])
+    grown = create_release(ws, "lungs", stratify="sex,site", seed=7)
+    assert grown["ref"] == "lungs@2" and grown["created"] and grown["patients"] == len(PATIENTS) + 1
+    # old splits kept for everyone already released; the old version is still whole in the store
+    old, new = _manifest(ws, "lungs@1"), _manifest(ws, "lungs@2")
+    old_splits = json.loads(_read(ws, old, "splits.json"))
+    new_splits = json.loads(_read(ws, new, "splits.json"))
+    assert all(new_splits[k] == v for k, v in old_splits.items())
+    for f in old.files:
+        assert ws.store.hash_of(f.sha256) == f.sha256
+    assert show_release(ws, "lungs@1")["patients"] == len(PATIENTS)
+
+
+def test_withdrawal_makes_a_logged_version_without_the_patient(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from curata.ledger import Ledger
+
+    populate(workspace, tmp_path, PATIENTS[:4])
+    first = create_release(workspace, "w", formats="dicom,monai")
+    result = withdraw_patient(workspace, "w", "P02")
+    assert result["ref"] == "w@2" and result["removed_series"] == 1 and result["patients"] == 3
+    manifest = _manifest(workspace, "w@2")
+    assert not any("P02" in f.path for f in manifest.files)
+    assert "P02" not in _read(workspace, manifest, "splits.json").decode()
+    assert any("P02" in f.path for f in _manifest(workspace, first["ref"]).files)  # @1 kept
+    ledger = Ledger.open(workspace)
+    kinds = [e.kind for e in ledger.entries()]
+    assert kinds.count("release") == 2 and kinds.count("withdrawal") == 1
+    withdrawal = next(ledger.entries("withdrawal"))
+    assert withdrawal.payload["to_version"] == 2 and withdrawal.payload["patient_commitment"].startswith(
+        "hmac-sha256:"
+    )
+    assert b"P02" not in b"".join(e.data for e in ledger.entries())
+    # later builds leave the patient out too; withdrawing again changes nothing
+    again = create_release(workspace, "w", formats="dicom,monai")
+    assert again["patients"] == 3
+    assert withdraw_patient(workspace, "w", "P02")["removed_series"] == 0
+    with pytest.raises(ReleaseError, match="no patient"):
+        withdraw_patient(workspace, "w", "NOBODY")
+
+
+def test_nothing_selected_is_an_error(workspace) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ReleaseError, match="nothing to release"):
+        create_release(workspace, "empty")
+    with workspace.catalog.session() as s:
+        assert s.scalar(select(ReleaseVersion)) is None
