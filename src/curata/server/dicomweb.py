@@ -1,0 +1,403 @@
+"""DICOMweb over the workspace: STOW-RS (upload), QIDO-RS (search), WADO-RS (retrieve, metadata, frames).
+
+Enough of PS3.18 for dicomweb-client, OHIF and 3D Slicer: searches at study, series and instance level
+with exact, wildcard (``*``) and date-range matching; retrieval of whole studies, series or instances
+as ``multipart/related; type="application/dicom"``, metadata as DICOM JSON, and single frames.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pydicom
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy import Select, func, select
+
+from curata.catalog import Instance, Patient, Series, Study
+from curata.collect.dicomweb import _multipart
+from curata.collect.net.receive import OK_STATUSES
+from curata.errors import InputError
+
+router = APIRouter(tags=["dicomweb"])
+DICOM_JSON = "application/dicom+json"
+FAILURE_PROCESSING = 0x0110
+FAILURE_OUT_OF_RESOURCES = 0xA700
+FAILURE_REFUSED = 0xC000
+FAILURE_DIGEST_MISMATCH = 0xA900
+
+
+def _el(vr: str, *values: Any) -> dict[str, Any]:
+    vals = [v for v in values if v is not None and v != ""]
+    if vr == "PN":
+        vals = [{"Alphabetic": str(v)} for v in vals]
+    return {"vr": vr, "Value": vals} if vals else {"vr": vr}
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/dicomweb"
+
+
+# -- QIDO-RS -----------------------------------------------------------------------------------
+_STUDY_FIELDS = {
+    "StudyInstanceUID": Study.study_uid,
+    "StudyDate": Study.study_date,
+    "StudyDescription": Study.description,
+    "PatientID": Patient.pseudonym,
+    "PatientName": Patient.pseudonym,
+}
+_SERIES_FIELDS = {
+    "SeriesInstanceUID": Series.series_uid,
+    "Modality": Series.modality,
+    "SeriesDescription": Series.description,
+    "BodyPartExamined": Series.body_part,
+}
+_INSTANCE_FIELDS = {"SOPInstanceUID": Instance.sop_instance_uid, "SOPClassUID": Instance.sop_class_uid}
+_TAGS = {
+    "0020000D": "StudyInstanceUID",
+    "00080020": "StudyDate",
+    "00100020": "PatientID",
+    "0020000E": "SeriesInstanceUID",
+    "00080060": "Modality",
+    "00080018": "SOPInstanceUID",
+    "00080016": "SOPClassUID",
+}
+
+
+def _filters(request: Request, fields: dict[str, Any], stmt: Select[Any]) -> Select[Any]:
+    for key, value in request.query_params.multi_items():
+        name = _TAGS.get(key.upper(), key)
+        if name == "ModalitiesInStudy" and "Modality" not in fields:
+            stmt = stmt.where(Study.series.any(Series.modality == value))
+            continue
+        column = fields.get(name)
+        if column is None or value == "":
+            continue
+        if name.endswith("Date") and "-" in value:
+            lo, _, hi = value.partition("-")
+            if lo:
+                stmt = stmt.where(column >= lo)
+            if hi:
+                stmt = stmt.where(column <= hi)
+        elif "*" in value or "?" in value:
+            stmt = stmt.where(column.like(value.replace("*", "%").replace("?", "_")))
+        elif name.endswith("UID") and "," in value:
+            stmt = stmt.where(column.in_(value.split(",")))
+        else:
+            stmt = stmt.where(column == value)
+    return stmt
+
+
+def _page(request: Request, stmt: Select[Any]) -> Select[Any]:
+    try:
+        limit = int(request.query_params.get("limit", 0))
+        offset = int(request.query_params.get("offset", 0))
+    except ValueError as exc:
+        raise HTTPException(400, "limit and offset must be integers") from exc
+    if offset:
+        stmt = stmt.offset(offset)
+    return stmt.limit(limit) if limit else stmt
+
+
+def _json(data: list[dict[str, Any]]) -> JSONResponse:
+    return JSONResponse(data, media_type=DICOM_JSON)
+
+
+def _study_json(
+    base: str, study: Study, patient: Patient, n_series: int, n_inst: int, mods: list[str]
+) -> dict:
+    return {
+        "00080020": _el("DA", study.study_date),
+        "00080030": _el("TM", study.study_time),
+        "00080050": _el("SH"),
+        "00080061": _el("CS", *sorted(m for m in mods if m)),
+        "00081030": _el("LO", study.description),
+        "00081190": _el("UR", f"{base}/studies/{study.study_uid}"),
+        "00100010": _el("PN", patient.pseudonym),
+        "00100020": _el("LO", patient.pseudonym),
+        "00100040": _el("CS", patient.sex),
+        "0020000D": _el("UI", study.study_uid),
+        "00201206": _el("IS", n_series),
+        "00201208": _el("IS", n_inst),
+    }
+
+
+def _series_json(base: str, study_uid: str, series: Series) -> dict:
+    return {
+        "00080060": _el("CS", series.modality),
+        "0008103E": _el("LO", series.description),
+        "00081190": _el("UR", f"{base}/studies/{study_uid}/series/{series.series_uid}"),
+        "00180015": _el("CS", series.body_part),
+        "0020000D": _el("UI", study_uid),
+        "0020000E": _el("UI", series.series_uid),
+        "00200011": _el("IS", series.series_number),
+        "00201209": _el("IS", series.instance_count),
+    }
+
+
+def _instance_json(base: str, study_uid: str, series_uid: str, inst: Instance, series: Series) -> dict:
+    return {
+        "00080016": _el("UI", inst.sop_class_uid),
+        "00080018": _el("UI", inst.sop_instance_uid),
+        "00080060": _el("CS", series.modality),
+        "00081190": _el(
+            "UR", f"{base}/studies/{study_uid}/series/{series_uid}/instances/{inst.sop_instance_uid}"
+        ),
+        "0020000D": _el("UI", study_uid),
+        "0020000E": _el("UI", series_uid),
+        "00200013": _el("IS", inst.instance_number),
+        "00280008": _el("IS", inst.number_of_frames),
+        "00280010": _el("US", series.rows),
+        "00280011": _el("US", series.columns),
+    }
+
+
+@router.get("/studies")
+def search_studies(request: Request) -> JSONResponse:
+    ws = request.app.state.ws
+    n_series = select(func.count(Series.id)).where(Series.study_id == Study.id).scalar_subquery()
+    n_inst = (
+        select(func.coalesce(func.sum(Series.instance_count), 0))
+        .where(Series.study_id == Study.id)
+        .scalar_subquery()
+    )
+    stmt = select(Study, Patient, n_series, n_inst).join(Patient, Study.patient_id == Patient.id)
+    stmt = _page(request, _filters(request, _STUDY_FIELDS, stmt).order_by(Study.id))
+    base = _base(request)
+    out = []
+    with ws.catalog.session() as s:
+        for study, patient, ns, ni in s.execute(stmt):
+            mods = list(s.scalars(select(Series.modality).where(Series.study_id == study.id).distinct()))
+            out.append(_study_json(base, study, patient, ns, ni, mods))
+    return _json(out)
+
+
+@router.get("/series")
+@router.get("/studies/{study_uid}/series")
+def search_series(request: Request, study_uid: str | None = None) -> JSONResponse:
+    ws = request.app.state.ws
+    stmt = select(Series, Study.study_uid).join(Study, Series.study_id == Study.id)
+    stmt = stmt.join(Patient, Study.patient_id == Patient.id)
+    if study_uid:
+        stmt = stmt.where(Study.study_uid == study_uid)
+    stmt = _filters(request, {**_STUDY_FIELDS, **_SERIES_FIELDS}, stmt).order_by(Series.id)
+    base = _base(request)
+    with ws.catalog.session() as s:
+        return _json([_series_json(base, st, se) for se, st in s.execute(_page(request, stmt))])
+
+
+@router.get("/instances")
+@router.get("/studies/{study_uid}/instances")
+@router.get("/studies/{study_uid}/series/{series_uid}/instances")
+def search_instances(
+    request: Request, study_uid: str | None = None, series_uid: str | None = None
+) -> JSONResponse:
+    ws = request.app.state.ws
+    stmt = (
+        select(Instance, Series, Study.study_uid)
+        .join(Series, Instance.series_id == Series.id)
+        .join(Study, Series.study_id == Study.id)
+        .join(Patient, Study.patient_id == Patient.id)
+    )
+    if study_uid:
+        stmt = stmt.where(Study.study_uid == study_uid)
+    if series_uid:
+        stmt = stmt.where(Series.series_uid == series_uid)
+    fields = {**_STUDY_FIELDS, **_SERIES_FIELDS, **_INSTANCE_FIELDS}
+    stmt = _filters(request, fields, stmt).order_by(Series.id, Instance.instance_number, Instance.id)
+    base = _base(request)
+    with ws.catalog.session() as s:
+        rows = s.execute(_page(request, stmt))
+        return _json([_instance_json(base, st, se.series_uid, inst, se) for inst, se, st in rows])
+
+
+# -- WADO-RS -----------------------------------------------------------------------------------
+def _blobs(request: Request, study_uid: str, series_uid: str | None, sop_uid: str | None) -> list[str]:
+    stmt = (
+        select(Instance.blob_digest)
+        .join(Series, Instance.series_id == Series.id)
+        .join(Study, Series.study_id == Study.id)
+        .where(Study.study_uid == study_uid)
+    )
+    if series_uid:
+        stmt = stmt.where(Series.series_uid == series_uid)
+    if sop_uid:
+        stmt = stmt.where(Instance.sop_instance_uid == sop_uid)
+    with request.app.state.ws.catalog.session() as s:
+        digests = list(s.scalars(stmt.order_by(Series.id, Instance.instance_number, Instance.id)))
+    if not digests:
+        raise HTTPException(404, "no such study, series or instance in this workspace")
+    return digests
+
+
+def _multipart_stream(request: Request, digests: list[str]) -> StreamingResponse:
+    store = request.app.state.ws.store
+    boundary = "curata-wado-" + hashlib.sha256("".join(digests).encode()).hexdigest()[:24]
+
+    def body() -> Iterator[bytes]:
+        for digest in digests:
+            yield (
+                f"--{boundary}\r\nContent-Type: application/dicom\r\nContent-Location: {digest}\r\n\r\n"
+            ).encode()
+            yield store.get_bytes(digest)
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    media = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    return StreamingResponse(body(), media_type=media)
+
+
+@router.get("/studies/{study_uid}")
+@router.get("/studies/{study_uid}/series/{series_uid}")
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}")
+def retrieve(
+    request: Request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+) -> StreamingResponse:
+    return _multipart_stream(request, _blobs(request, study_uid, series_uid, sop_uid))
+
+
+def _metadata(raw: bytes, bulk_base: str) -> dict[str, Any]:
+    ds = pydicom.dcmread(io.BytesIO(raw), defer_size=1024)
+
+    def bulk(elem: Any) -> str:
+        return f"{bulk_base}/bulkdata/{elem.tag:08X}"
+
+    out = ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk)
+    out["00020010"] = _el("UI", str(ds.file_meta.TransferSyntaxUID))
+    return out
+
+
+@router.get("/studies/{study_uid}/metadata")
+@router.get("/studies/{study_uid}/series/{series_uid}/metadata")
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata")
+def metadata(
+    request: Request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+) -> JSONResponse:
+    store = request.app.state.ws.store
+    base = _base(request)
+    out = []
+    with request.app.state.ws.catalog.session() as s:
+        stmt = (
+            select(Instance.blob_digest, Instance.sop_instance_uid, Series.series_uid)
+            .join(Series, Instance.series_id == Series.id)
+            .join(Study, Series.study_id == Study.id)
+            .where(Study.study_uid == study_uid)
+        )
+        if series_uid:
+            stmt = stmt.where(Series.series_uid == series_uid)
+        if sop_uid:
+            stmt = stmt.where(Instance.sop_instance_uid == sop_uid)
+        rows = list(s.execute(stmt.order_by(Series.id, Instance.instance_number, Instance.id)))
+    if not rows:
+        raise HTTPException(404, "no such study, series or instance in this workspace")
+    for digest, sop, se in rows:
+        url = f"{base}/studies/{study_uid}/series/{se}/instances/{sop}"
+        out.append(_metadata(store.get_bytes(digest), url))
+    return _json(out)
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/{frames}")
+def frames(request: Request, study_uid: str, series_uid: str, sop_uid: str, frames: str) -> Response:
+    """Frames (1-based, comma separated) as multipart/related of raw frame bytes."""
+    from pydicom.encaps import generate_frames
+
+    digest = _blobs(request, study_uid, series_uid, sop_uid)[0]
+    ds = pydicom.dcmread(io.BytesIO(request.app.state.ws.store.get_bytes(digest)))
+    if "PixelData" not in ds:
+        raise HTTPException(404, "this instance has no pixel data")
+    try:
+        wanted = [int(f) for f in frames.split(",")]
+    except ValueError as exc:
+        raise HTTPException(400, "frame numbers are 1-based integers, comma separated") from exc
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    if any(f < 1 or f > n for f in wanted):
+        raise HTTPException(404, f"this instance has {n} frame(s)")
+    ts = ds.file_meta.TransferSyntaxUID
+    if ts.is_encapsulated:
+        all_frames = list(generate_frames(ds.PixelData, number_of_frames=n))
+        media = f"application/octet-stream; transfer-syntax={ts}"
+    else:
+        size = len(ds.PixelData) // n
+        all_frames = [ds.PixelData[i * size : (i + 1) * size] for i in range(n)]
+        media = "application/octet-stream"
+    body, content_type = _multipart.encode([({}, all_frames[f - 1]) for f in wanted], media)
+    return Response(body, media_type=content_type)
+
+
+# -- STOW-RS -----------------------------------------------------------------------------------
+def _digest_ok(headers: dict[str, str], data: bytes) -> bool:
+    """Check an RFC 9530 ``Content-Digest: sha-256=:<base64>:`` part header where one is given."""
+    value = headers.get("content-digest")
+    if not value:
+        return True
+    for item in value.split(","):
+        algo, _, encoded = item.strip().partition("=")
+        if algo.strip().lower() == "sha-256":
+            try:
+                expected = base64.b64decode(encoded.strip().strip(":"))
+            except ValueError:
+                return False
+            return hashlib.sha256(data).digest() == expected
+    return True
+
+
+def _source_uids(data: bytes) -> tuple[str, str]:
+    try:
+        ds = pydicom.dcmread(
+            io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"]
+        )
+        return str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))
+    except Exception:
+        return "", ""
+
+
+@router.post("/studies")
+@router.post("/studies/{study_uid}")
+async def store_instances(request: Request, study_uid: str | None = None) -> JSONResponse:
+    """STOW-RS: file every part; answer which were stored and which failed (with a reason code)."""
+    from starlette.concurrency import run_in_threadpool
+
+    body = await request.body()
+    try:
+        parts = _multipart.decode(body, request.headers.get("content-type", ""))
+    except InputError as exc:
+        raise HTTPException(415, exc.message) from exc
+    receiver = request.app.state.receiver
+    base = _base(request)
+    stored: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for headers, data in parts:
+        sop_class, sop_uid = _source_uids(data)
+        ref = {"00081150": _el("UI", sop_class), "00081155": _el("UI", sop_uid)}
+        if not _digest_ok(headers, data):
+            failed.append({**ref, "00081197": _el("US", FAILURE_DIGEST_MISMATCH)})
+            continue
+        try:
+            outcome = await run_in_threadpool(
+                receiver.receive, data, source="stow-rs", source_uid=sop_uid or None, peer="stow-rs"
+            )
+        except Exception:
+            failed.append({**ref, "00081197": _el("US", FAILURE_OUT_OF_RESOURCES)})
+            continue
+        if outcome.status not in OK_STATUSES:
+            failed.append({**ref, "00081197": _el("US", FAILURE_REFUSED)})
+            continue
+        stored_uid = outcome.sop_instance_uid or sop_uid
+        item = {"00081150": _el("UI", sop_class), "00081155": _el("UI", stored_uid)}
+        fields = outcome.fields or {}
+        st = (fields.get("study") or {}).get("study_uid")
+        se = (fields.get("series") or {}).get("series_uid")
+        if st and se:
+            item["00081190"] = _el("UR", f"{base}/studies/{st}/series/{se}/instances/{stored_uid}")
+        stored.append(item)
+    result: dict[str, Any] = {"00081190": _el("UR", f"{base}/studies/{study_uid}" if study_uid else base)}
+    if stored:
+        result["00081199"] = {"vr": "SQ", "Value": stored}
+    if failed:
+        result["00081198"] = {"vr": "SQ", "Value": failed}
+    code = 200 if not failed else (202 if stored else 409)
+    return JSONResponse(result, status_code=code, media_type=DICOM_JSON)
