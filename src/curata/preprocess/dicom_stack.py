@@ -217,12 +217,17 @@ def group_stacks(frames: Iterable[Frame]) -> list[list[Frame]]:
 
 
 # -- pixels ------------------------------------------------------------------------------------------
-def _pixels(frames: list[Frame]) -> np.ndarray:
-    """Stored values of ``frames`` as one (n, rows, cols) array, decoding each object once."""
+def _pixels(frames: list[Frame], shape: tuple[int, ...]) -> np.ndarray:
+    """Stored values of ``frames`` in C order ``shape`` = (..., rows, cols), rows bottom-up (NIfTI).
+
+    Filling the final layout directly makes the NIfTI array (its transpose) Fortran-contiguous
+    without another copy.
+    """
     first = frames[0].ds
     rows, cols = int(first.Rows), int(first.Columns)
     cache: dict[int, np.ndarray] = {}
     out = None
+    flat_shape = (len(frames), rows, cols)
     for n, frame in enumerate(frames):
         arr = cache.get(id(frame.ds))
         if arr is None:
@@ -230,10 +235,10 @@ def _pixels(frames: list[Frame]) -> np.ndarray:
             cache[id(frame.ds)] = arr
         plane = arr[frame.frame] if frame.frame is not None else arr.reshape(rows, cols)
         if out is None:
-            out = np.empty((len(frames), rows, cols), dtype=plane.dtype)
-        out[n] = plane
+            out = np.empty(flat_shape, dtype=plane.dtype)
+        out[n] = plane[::-1]
     assert out is not None
-    return out
+    return out.reshape(shape)
 
 
 def _decode(ds: Dataset) -> np.ndarray:
@@ -367,7 +372,7 @@ def _volume(
         step_vec = _normal(first.orientation) * thick
     # frames in (t, k) order -> pixels (t, k, rows, cols)
     ordered = [g[t] for t in range(nt) for g in groups]
-    pix = _pixels(ordered).reshape(nt, nz, rows, cols)
+    pix = _pixels(ordered, (nt, nz, rows, cols))  # rows already bottom-up
     slopes = {(f.slope, f.inter) for f in ordered}
     if len(slopes) == 1:
         slope, inter = slopes.pop()
@@ -410,7 +415,7 @@ def _volume(
             hint="the series mixes stacks that share an orientation; split it by acquisition before converting",
         )
     affine = LPS_TO_RAS @ lps
-    data = pix[:, :, ::-1, :].transpose(3, 2, 1, 0)  # (t,k,j,i) -> (i,j,k,t), rows flipped
+    data = pix.transpose(3, 2, 1, 0)  # (t,k,j,i) -> (i,j,k,t): Fortran-contiguous, no copy
     if nt == 1:
         data = data[..., 0]
     vol = Volume(np.asfortranarray(data), affine, float(slope), float(inter))

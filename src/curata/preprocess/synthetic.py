@@ -93,6 +93,7 @@ def write_series(
     series_number: int = 1,
     gantry_tilt: float | None = None,
     shuffle_seed: int | None = 0,
+    study_date: str = "20240101",
 ) -> list[Path]:
     """Write one classic (single-frame) DICOM file per slice; file order shuffled like a real export."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,6 +107,7 @@ def write_series(
     for number, index in enumerate(order):
         spec = slices[index]
         ds = _base_dataset(CT_IMAGE if modality == "CT" else MR_IMAGE, modality, patient_id, study_uid)
+        ds.StudyDate = ds.SeriesDate = study_date
         ds.SeriesInstanceUID = series_uid
         ds.SeriesNumber = series_number
         ds.SeriesDescription = series_description
@@ -275,3 +277,58 @@ def write_enhanced(
 
 def read_back(path: Path) -> Dataset:
     return pydicom.dcmread(path)
+
+
+def moved_phantom(
+    volume: np.ndarray,
+    spacing: float,
+    *,
+    rotation_deg: Sequence[float] = (0.0, 0.0, 0.0),
+    translation_mm: Sequence[float] = (0.0, 0.0, 0.0),
+) -> np.ndarray:
+    """``volume`` (slices, rows, cols) seen after a rigid move about its centre: a follow-up scan."""
+    import math
+
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(volume)
+    img.SetSpacing([spacing] * 3)
+    t = sitk.Euler3DTransform()
+    t.SetCenter(img.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in img.GetSize()]))
+    t.SetRotation(*(math.radians(a) for a in rotation_deg))
+    t.SetTranslation(tuple(float(v) for v in translation_mm))
+    out = sitk.Resample(img, img, t, sitk.sitkLinear, float(volume.min()))
+    return sitk.GetArrayFromImage(out)
+
+
+def write_ct_volume(
+    folder: Path,
+    hu: np.ndarray,
+    *,
+    spacing: float,
+    patient_id: str,
+    study_date: str = "20240101",
+    series_description: str = "CT chest",
+    origin: Sequence[float] = (-100.0, -120.0, 50.0),
+) -> list[Path]:
+    """A CT series of ``hu`` (slices, rows, cols, Hounsfield units) stored with intercept -1024."""
+    stored = np.clip(np.rint(hu + 1024), -32768, 32767).astype(np.int16)
+    slices = axial_slices(stored, origin=origin, spacing=spacing)
+    paths = write_series(
+        folder,
+        slices,
+        pixel_spacing=(spacing, spacing),
+        slice_thickness=spacing,
+        patient_id=patient_id,
+        series_description=series_description,
+        shuffle_seed=None,
+        study_uid=_study_uid(patient_id, study_date),
+        study_date=study_date,
+    )
+    return paths
+
+
+def _study_uid(patient_id: str, date: str) -> str:
+    import hashlib
+
+    return "2.25." + str(int(hashlib.sha256(f"{patient_id}/{date}".encode()).hexdigest()[:30], 16))
