@@ -87,6 +87,8 @@ SCHEME_UID_KEYWORDS = frozenset(
 _HL7_ROOT = "2.16.840.1.113883."
 _BURNED_IN = 0x00280301
 _PATIENT_ID, _PATIENT_NAME, _BIRTH_DATE, _AGE = 0x00100020, 0x00100010, 0x00100030, 0x00101010
+# Not rows of Table E.1-1 but meaningless once signatures go (E.1-1 removes them): MAC Parameters Sequence.
+_ALWAYS_REMOVE = frozenset({0x4FFE0001})
 _REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _AGE_DATES = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
 
@@ -310,6 +312,13 @@ class Deidentifier:
     @staticmethod
     def _check_readable(ds: Dataset) -> None:
         """Force every element to be read so truncation shows up here, not half-way through writing."""
+        tags = ds.keys()  # tags, not elements: reading must not convert values yet
+        for tag in tags:
+            raw = ds.get_item(tag)
+            length = getattr(raw, "length", None)
+            value = getattr(raw, "value", None)
+            if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
+                raise InputError(f"truncated: element {tag} declares {length} bytes, {len(value)} present")
         for elem in ds.iterall():
             _ = elem.value
 
@@ -393,7 +402,7 @@ class Deidentifier:
             if 0x5000 <= group <= 0x50FF:
                 self._curve(ds, tag, ctx)
                 continue
-            if group == 0x0002:  # file meta inside the data set: never valid there
+            if group == 0x0002 or tag in _ALWAYS_REMOVE:  # file meta inside the data set: never valid there
                 del ds[tag]
                 continue
             action = actions.get(tag)

@@ -16,7 +16,7 @@ from typing import Any
 from curata.collect.deid.profile import OPTIONS, Profile
 
 PRIVATE = -1  # pseudo tag for the "(GGGG,EEEE) where GGGG is odd" row
-CURVE_GROUP = 0x5000  # (50xx,xxxx): whole repeating group
+CURVE_GROUP = 0x50000000  # (50xx,xxxx): whole repeating group
 OVERLAY_DATA = 0x60003000  # (60xx,3000)
 OVERLAY_COMMENTS = 0x60004000  # (60xx,4000)
 
