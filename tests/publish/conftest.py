@@ -99,9 +99,9 @@ def populate(ws, root: Path, patients=PATIENTS) -> None:  # type: ignore[no-unty
         assert not problems, problems
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def released(tmp_path_factory):  # type: ignore[no-untyped-def]
-    """Built once per module: a populated workspace, release ``lungs@1`` and ACME's export of it."""
+    """Built once per session (read-only for tests, except new versions and exports): a populated workspace, release ``lungs@1`` and ACME's export of it."""
     from curata.publish import create_release, export_release
     from curata.workspace import Workspace
 

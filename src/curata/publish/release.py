@@ -92,16 +92,16 @@ def cohort_series_ids(session: Session, cohort: str) -> list[int]:
     return sorted(int(r[0]) for r in ids)
 
 
-def where_series_ids(ws: Workspace, where: str) -> list[int]:
+def where_series_ids(session: Session, where: str) -> list[int]:
     """The series a selection query matches (the query language belongs to ``curata.select``)."""
     try:
-        from curata.select import query_series  # type: ignore[attr-defined]
+        from curata.select import series_select
     except ImportError as exc:
         raise ReleaseError(
-            "--where needs the selection stage (curata.select.query_series), which is not installed",
+            "--where needs the selection stage (curata.select), which is not installed",
             hint="create a cohort with `curata cohort create NAME --where ...` and pass --cohort NAME",
         ) from exc
-    return sorted(int(i) for i in query_series(ws, where))
+    return sorted(int(i) for i in session.scalars(series_select(where)))
 
 
 def _withdrawn_patient_ids(session: Session) -> set[int]:
@@ -611,7 +611,7 @@ def create_release(
         if cohort:
             ids: list[int] | None = cohort_series_ids(session, cohort)
         elif where:
-            ids = where_series_ids(ws, where)
+            ids = where_series_ids(session, where)
         else:
             ids = None
         members = _load_members(session, ids)
