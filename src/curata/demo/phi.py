@@ -789,6 +789,8 @@ def _plant_uids(
     ds: Dataset, planted: PlantedSet, idt: Identity, study: int, uid_map: dict[str, str], rng: random.Random
 ) -> None:
     _put(ds, "StudyInstanceUID", idt.study_uids[study], planted, "uid")
+    if not ds.get("SeriesInstanceUID"):  # a few real files lack it; every object here has one
+        _put(ds, "SeriesInstanceUID", uid_map.setdefault(f"series#{study}", _uid(rng)), planted, "uid")
     _put(ds, "FrameOfReferenceUID", idt.frame_of_reference_uids[study], planted, "uid")
     sop = str(ds.SOPInstanceUID)  # already replaced by _replace_everywhere
     if not hasattr(ds, "file_meta"):
