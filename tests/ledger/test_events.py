@@ -19,7 +19,9 @@ def test_provenance_rows_are_logged_once_without_identifiers(workspace) -> None:
             {"profile": "research"},
             {"blob": out, "record": {"pseudonym": "PSEUDO-123", "PatientName": "DOE^JANE"}},
         )
-        provenance.record(s, "qc-rules", [out], {"rule": "min_slices"}, {"decision": "exclude"})
+        provenance.record(
+            s, "qc.decide", ["2.25.1234", out], {"ruleset": "r"}, {"passed": False, "decision": "exclude"}
+        )
     assert log_provenance(workspace) == 2
     assert log_provenance(workspace) == 0  # idempotent
     ledger = Ledger.open(workspace)
@@ -32,6 +34,8 @@ def test_provenance_rows_are_logged_once_without_identifiers(workspace) -> None:
     assert b"PSEUDO-123" not in raw and b"DOE" not in raw and b"exclude" not in raw
     # the QC decision is there as a commitment the site can reproduce
     assert ledger.commit("exclude") in entries[1].payload["outputs"]
+    assert entries[1].payload["values"] == {"passed": False}
+    assert entries[1].payload["inputs"] == [ledger.commit("2.25.1234"), out]  # UIDs only as commitments
     with workspace.catalog.session() as s:
         provenance.record(s, "ingest", ["c" * 64], {}, {"blob": "d" * 64})
         assert log_provenance(workspace, s) == 1

@@ -3,7 +3,7 @@
 Stages record their work as catalog ``Provenance`` rows and never call the ledger themselves;
 ``log_provenance`` appends an entry for each row not logged yet. The entry holds only digests:
 the provenance key, the step, the input and output digests (sha256 hex), the code version and a digest
-of the parameters. Any other input or output value is replaced by a salted commitment (or dropped
+of the parameters, and the output's flags and counts (a QC verdict's ``passed``). Any other value is replaced by a salted commitment (or dropped
 where the site secret is missing), so no pseudonym or identifier reaches the log in the clear.
 """
 
@@ -71,6 +71,10 @@ def provenance_payload(row: Provenance, ledger: Ledger) -> dict[str, Any]:
         if output.get("record") is not None
         else None,
         "code_version": row.code_version,
+        # flags and counts (a QC verdict's passed/warned, a cohort's size) say nothing about a patient
+        "values": {
+            k: v for k, v in sorted(output.items()) if isinstance(v, bool | int | float) and k != "record"
+        },
     }
 
 

@@ -211,7 +211,7 @@ def load_or_create_signer(key_path: Path, origin: str) -> Signer:
     with os.fdopen(fd, "w") as fh:
         fh.write(signer.to_skey() + "\n")
         fh.flush()
-        os.fsync(fh.fileno())
+        os.fdatasync(fh.fileno())
     os.replace(key_path.with_suffix(".tmp"), key_path)
     return signer
 
@@ -248,8 +248,10 @@ class Ledger:
             tiles.write_atomic(vkey_path, (self.verifier.vkey + "\n").encode())
         self._entries_path = self.data / "entries.bin"
         self._index_path = self.data / "index.bin"
-        for p in (self._entries_path, self._index_path):
-            p.touch(exist_ok=True)
+        if not self._entries_path.exists() or not self._index_path.exists():
+            for p in (self._entries_path, self._index_path):
+                p.touch(exist_ok=True)
+            _fsync_dir(self.data)  # the files' names are durable before any entry is
         self.tree = MerkleTree()
         self._offsets: list[int] = []
         self._end = 0  # byte length of the valid entries
@@ -345,7 +347,7 @@ class Ledger:
             fh.write(b"".join(_INDEX.pack(off, h) for off, h in records))
             fh.flush()
             if self._fsync:
-                os.fsync(fh.fileno())
+                os.fdatasync(fh.fileno())
         for off, h in records:
             self._offsets.append(off)
             self.tree.append(h)
@@ -400,7 +402,7 @@ class Ledger:
                 fh.write(blob)
                 fh.flush()
                 if self._fsync:
-                    os.fsync(fh.fileno())
+                    os.fdatasync(fh.fileno())
             self._end = pos
             self._write_index(records)
         return [LedgerEntry.decode(first + i, data) for i, data in enumerate(encoded)]
