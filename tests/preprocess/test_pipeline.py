@@ -166,3 +166,16 @@ def test_workspace_run_records_provenance(workspace, hospital: Path, tmp_path: P
         app, ["preprocess", "run", str(toml), "-w", str(workspace.root), "--json", "--workers", "1"]
     )
     assert json.loads(rerun.stdout)["summary"]["computed"] == 0
+
+
+def test_demo_pipeline_registers_follow_ups(workspace, hospital: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from curata.collect.ingest import Ingestor
+    from curata.preprocess import run_demo_pipeline
+
+    Ingestor(workspace, workers=1).ingest_paths([hospital / "P1"])
+    result = run_demo_pipeline(workspace, tmp_path / "demo-out", workers=1, quiet=True)
+    assert result["series"] == 2 and result["volumes"] == 2 and result["failed"] == 0
+    assert result["registered_followups"] == 1 and result["mean_body_dice"] > 0.95
+    assert len(list((tmp_path / "demo-out").rglob("*.nii.gz"))) == 2
+    again = run_demo_pipeline(workspace, tmp_path / "demo-out", workers=1, quiet=True)
+    assert again["computed"] == 0
