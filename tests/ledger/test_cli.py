@@ -59,6 +59,16 @@ def test_ledger_commands(workspace, tmp_path: Path) -> None:  # type: ignore[no-
     assert code == 0 and "— hospital-b.example/witness " in out
     early = tmp_path / "early.checkpoint"
     early.write_text(out)
+    # a second, remote witness: cosigns a checkpoint file, the log stores the cosignature
+    remote = tmp_path / "remote"
+    cli("ledger", "witness", "init", str(remote), "--name", "clinic-c.example/witness")
+    code, out = cli(
+        "ledger", "witness", "cosign", str(remote), "--checkpoint", str(early), "--log-key", vkey.strip()
+    )
+    assert code == 0
+    (tmp_path / "cosigned").write_text(out)
+    code, out = cli("ledger", "add-cosignature", str(tmp_path / "cosigned"), "-w", ws)
+    assert code == 0 and "— clinic-c.example/witness " in out and "— hospital-b.example/witness " in out
 
     code, out = cli("ledger", "verify", "--from", str(early), "--json", "-w", ws)
     assert code == 0 and json.loads(out)["ok"]

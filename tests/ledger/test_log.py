@@ -217,3 +217,27 @@ def test_proofs_and_receipts(tmp_path: Path) -> None:
     assert receipt.startswith("c2sp.org/tlog-proof@v1\nextra ") and "\nindex 300\n" in receipt
     out = vs.verify_receipt(receipt, ledger.verifier.vkey)
     assert out["index"] == 300 and out["size"] == 301 and out["entry"]["payload"] == blob(300)
+
+
+CONCURRENT = r"""
+import sys
+from pathlib import Path
+from curata.ledger import Ledger
+root, who = Path(sys.argv[1]), sys.argv[2]
+ledger = Ledger(root / "ledger", root / "keys" / "ledger.key", origin="curata/test/ledger", fsync=False)
+for i in range(150):
+    ledger.append("usage", {"licensee": who, "n": i})
+"""
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    """Two processes opening a fresh log and appending at once: one key, every entry, a valid tree."""
+    script = tmp_path / "concurrent.py"
+    script.write_text(CONCURRENT)
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path), who]) for who in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    ledger = make(tmp_path)
+    assert ledger.size == 300
+    seen = sorted((e.payload["licensee"], e.payload["n"]) for e in ledger.entries())
+    assert seen == sorted((w, i) for w in "ab" for i in range(150))
+    assert ledger.verify().ok

@@ -177,6 +177,18 @@ def witness_cosign(
     typer.echo(note + w.cosign(note, log_key, hashes), nl=False)
 
 
+@ledger_app.command("add-cosignature")
+def add_cosignature_cmd(
+    cosigned: Path = typer.Argument(
+        ..., help="A checkpoint note a witness cosigned (`witness cosign` output)."
+    ),
+    workspace: Path | None = WS,
+) -> None:
+    """Store a remote witness's cosignature with the checkpoint it cosigned."""
+    cp = _ledger(workspace).add_cosignature(cosigned.read_text())
+    typer.echo(cp.note, nl=False)
+
+
 @witness_app.command("key")
 def witness_key(folder: Path = typer.Argument(...)) -> None:
     """Print the witness's public key (vkey)."""

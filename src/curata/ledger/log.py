@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,12 +87,17 @@ def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+@lru_cache(maxsize=4096)
+def _forbidden(key: str) -> bool:
+    return re.sub(r"[^a-z]", "", key.lower()) in _FORBIDDEN_KEYS
+
+
 def _check_payload(payload: Any, where: str = "payload") -> None:
     if isinstance(payload, dict):
         for key, value in payload.items():
             if not isinstance(key, str):
                 raise LedgerError(f"{where}: keys must be strings, not {key!r}")
-            if re.sub(r"[^a-z]", "", key.lower()) in _FORBIDDEN_KEYS:
+            if _forbidden(key):
                 raise LedgerError(
                     f"{where}.{key}: the log holds no patient data",
                     hint="log a digest or `ledger.commit(value)` (a salted commitment) instead",
@@ -232,32 +238,32 @@ class Ledger:
         self.data = folder / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         (folder / "checkpoints").mkdir(exist_ok=True)
-        self.signer = load_or_create_signer(key_path, origin)
-        self.verifier = self.signer.verifier
-        self.origin = self.signer.name
         self._commitment_key = commitment_key
         self._fsync = fsync
-        vkey_path = folder / "log.vkey"
-        if vkey_path.exists():
-            if vkey_path.read_text().strip() != self.verifier.vkey:
-                raise KeyFileError(
-                    f"{key_path} does not match the published key {vkey_path}",
-                    hint="restore the ledger key that signed this log; a new key starts a new log",
-                )
-        else:
-            tiles.write_atomic(vkey_path, (self.verifier.vkey + "\n").encode())
         self._entries_path = self.data / "entries.bin"
         self._index_path = self.data / "index.bin"
-        if not self._entries_path.exists() or not self._index_path.exists():
-            for p in (self._entries_path, self._index_path):
-                p.touch(exist_ok=True)
-            _fsync_dir(self.data)  # the files' names are durable before any entry is
         self.tree = MerkleTree()
         self._offsets: list[int] = []
         self._end = 0  # byte length of the valid entries
         self._index_bytes = 0
-        with self._locked():
-            pass  # opening under the lock recovers the tail
+        with self._flock():  # first opens may race: one key, one set of files
+            self.signer = load_or_create_signer(key_path, origin)
+            self.verifier = self.signer.verifier
+            self.origin = self.signer.name
+            vkey_path = folder / "log.vkey"
+            if vkey_path.exists():
+                if vkey_path.read_text().strip() != self.verifier.vkey:
+                    raise KeyFileError(
+                        f"{key_path} does not match the published key {vkey_path}",
+                        hint="restore the ledger key that signed this log; a new key starts a new log",
+                    )
+            else:
+                tiles.write_atomic(vkey_path, (self.verifier.vkey + "\n").encode())
+            if not self._entries_path.exists() or not self._index_path.exists():
+                for p in (self._entries_path, self._index_path):
+                    p.touch(exist_ok=True)
+                _fsync_dir(self.data)  # the files' names are durable before any entry is
+            self._sync_from_disk()  # opening under the lock recovers a torn tail
 
     @classmethod
     def open(cls, ws: Workspace, *, fsync: bool = True) -> Ledger:
@@ -276,14 +282,20 @@ class Ledger:
 
     # -- durability --------------------------------------------------------------------------
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _flock(self) -> Iterator[None]:
         with open(self.data / ".lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                self._sync_from_disk()
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The writer lock, with the in-memory state caught up with the files."""
+        with self._flock():
+            self._sync_from_disk()
+            yield
 
     def _sync_from_disk(self) -> None:
         """Catch up with entries other processes appended; repair a torn tail. Caller holds the lock."""
@@ -368,7 +380,7 @@ class Ledger:
         mac = hmac.new(self._commitment_key, b"curata/ledger-commitment/v1\n" + value.encode(), "sha256")
         return "hmac-sha256:" + mac.hexdigest()
 
-    def _encode(self, kind: str, payload: dict[str, Any], time: datetime | None) -> bytes:
+    def _encode(self, kind: str, payload: dict[str, Any], time: datetime | None) -> tuple[bytes, str]:
         if kind not in KINDS:
             raise LedgerError(f"unknown entry kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
         if not isinstance(payload, dict):
@@ -378,7 +390,7 @@ class Ledger:
         data = _canonical({"v": ENTRY_VERSION, "kind": kind, "time": when, "payload": payload})
         if len(data) > tiles.MAX_ENTRY_SIZE:
             raise LedgerError(f"a {kind} entry of {len(data)} bytes is too large (65535 at most)")
-        return data
+        return data, when
 
     def append(self, kind: str, payload: dict[str, Any], *, time: datetime | None = None) -> LedgerEntry:
         """Append one entry; durable when this returns."""
@@ -389,13 +401,14 @@ class Ledger:
     ) -> list[LedgerEntry]:
         """Append several entries with one pair of fsyncs (all durable when this returns)."""
         encoded = [self._encode(kind, payload, time) for kind, payload in items]
+        hashes = [leaf_hash(data) for data, _ in encoded]
         with self._locked():
             first = self.size
             records, blob, pos = [], bytearray(), self._end
-            for data in encoded:
+            for (data, _), h in zip(encoded, hashes, strict=True):
                 head = _HEAD.pack(len(data))
                 blob += head + data + _record_check(head, data)
-                records.append((pos, leaf_hash(data)))
+                records.append((pos, h))
                 pos += _HEAD.size + len(data) + _CHECK
             with open(self._entries_path, "r+b") as fh:
                 fh.seek(self._end)
@@ -405,7 +418,10 @@ class Ledger:
                     os.fdatasync(fh.fileno())
             self._end = pos
             self._write_index(records)
-        return [LedgerEntry.decode(first + i, data) for i, data in enumerate(encoded)]
+        return [
+            LedgerEntry(first + i, kind, when, payload, data)
+            for i, ((kind, payload), (data, when)) in enumerate(zip(items, encoded, strict=True))
+        ]
 
     # -- reading -----------------------------------------------------------------------------
     def refresh(self) -> None:
