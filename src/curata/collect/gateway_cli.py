@@ -203,7 +203,7 @@ def server(
 
     ws = _workspace(workspace)
     cfg = GatewayConfig.from_workspace(ws)
-    app = create_app(ws, token=token or cfg.token, verified_deidentified=verified)
+    app = create_app(ws, token=token or cfg.token, verified_deidentified=verified, public_url=cfg.public_url)
     scheme = "https" if cfg.tls else "http"
     err_console.print(f"Curata server on {scheme}://{host or cfg.http_host}:{port or cfg.http_port}/dicomweb")
     uvicorn.run(

@@ -39,7 +39,18 @@ def _el(vr: str, *values: Any) -> dict[str, Any]:
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/dicomweb"
+    """Absolute DICOMweb root for RetrieveURL/BulkDataURI: the configured public URL, else the request's.
+
+    Some clients (dicomweb-client) send a Host header without the port; the socket's port fills it in.
+    """
+    public = getattr(request.app.state, "public_url", "")
+    if public:
+        return public.rstrip("/") + "/dicomweb"
+    url = request.base_url
+    server = request.scope.get("server")
+    if url.port is None and server and server[1] not in (80, 443):
+        url = url.replace(port=server[1])
+    return str(url).rstrip("/") + "/dicomweb"
 
 
 # -- QIDO-RS -----------------------------------------------------------------------------------
@@ -267,6 +278,9 @@ def _metadata(raw: bytes, bulk_base: str) -> dict[str, Any]:
         return f"{bulk_base}/bulkdata/{elem.tag:08X}"
 
     out = ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk)
+    for tag in ("7FE00010", "7FE00008", "7FE00009"):  # pixel data is always fetched apart
+        if tag in out:
+            out[tag] = {"vr": out[tag]["vr"], "BulkDataURI": f"{bulk_base}/bulkdata/{tag}"}
     out["00020010"] = _el("UI", str(ds.file_meta.TransferSyntaxUID))
     return out
 
@@ -325,6 +339,21 @@ def frames(request: Request, study_uid: str, series_uid: str, sop_uid: str, fram
         all_frames = [ds.PixelData[i * size : (i + 1) * size] for i in range(n)]
         media = "application/octet-stream"
     body, content_type = _multipart.encode([({}, all_frames[f - 1]) for f in wanted], media)
+    return Response(body, media_type=content_type)
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/bulkdata/{tag}")
+def bulkdata(request: Request, study_uid: str, series_uid: str, sop_uid: str, tag: str) -> Response:
+    """The value of one large element named in the metadata by its BulkDataURI."""
+    try:
+        number = int(tag, 16)
+    except ValueError as exc:
+        raise HTTPException(400, "the tag is 8 hexadecimal digits") from exc
+    digest = _blobs(request, study_uid, series_uid, sop_uid)[0]
+    ds = pydicom.dcmread(io.BytesIO(request.app.state.ws.store.get_bytes(digest)))
+    if number not in ds:
+        raise HTTPException(404, f"no element {tag} in this instance")
+    body, content_type = _multipart.encode([({}, bytes(ds[number].value))], "application/octet-stream")
     return Response(body, media_type=content_type)
 
 

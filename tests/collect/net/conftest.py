@@ -149,3 +149,6 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+from tests.server.conftest import serve, tls_files  # noqa: E402, F401  (HTTP server fixtures)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from curata.collect.dicomweb import _multipart
+from curata.collect.net.config import tls_verify
 from curata.collect.net.pull import SERIES_KEYS, SeriesPlan
 from curata.collect.net.receive import OK_STATUSES, Receiver
 from curata.console import RunSummary
@@ -103,7 +104,7 @@ def pull_dicomweb(
             urls.extend(f"{series_url}/instances/{sop}" for sop in plan.missing)
     errors: list[str] = []
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(headers=headers, timeout=120, verify=verify) as http:
+    with httpx.Client(headers=headers, timeout=120, verify=tls_verify(verify)) as http:
         for n, target in enumerate(urls, 1):
             try:
                 for raw in _fetch(http, target):

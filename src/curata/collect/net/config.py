@@ -9,6 +9,7 @@ Example::
     allow = ["PACS@10.0.0.5", "MODALITY1"]   # calling AE titles (optionally @host); empty = any
     http_host = "127.0.0.1"
     http_port = 8042             # `curata server`
+    public_url = ""              # how clients reach the server, if behind a proxy
     tls_cert = ""                # PEM files: TLS on when both are set
     tls_key = ""
     token = ""                   # bearer token the HTTP server requires ($CURATA_TOKEN wins)
@@ -36,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "allow": [],
     "http_host": "127.0.0.1",
     "http_port": 8042,
+    "public_url": "",
     "tls_cert": "",
     "tls_key": "",
     "token": "",
@@ -102,6 +104,7 @@ class GatewayConfig:
     allow: list[AllowRule] = field(default_factory=list)
     http_host: str = DEFAULTS["http_host"]
     http_port: int = DEFAULTS["http_port"]
+    public_url: str = ""
     tls_cert: str = ""
     tls_key: str = ""
     token: str = ""
@@ -124,6 +127,7 @@ class GatewayConfig:
                 allow=[AllowRule.parse(str(a)) for a in section.get("allow") or []],
                 http_host=str(section["http_host"]),
                 http_port=int(section["http_port"]),
+                public_url=str(section.get("public_url") or ""),
                 tls_cert=str(section.get("tls_cert") or ""),
                 tls_key=str(section.get("tls_key") or ""),
                 token=os.environ.get("CURATA_TOKEN") or str(section.get("token") or ""),
@@ -145,3 +149,12 @@ class GatewayConfig:
     @property
     def tls(self) -> bool:
         return bool(self.tls_cert and self.tls_key)
+
+
+def tls_verify(verify: bool | str) -> Any:
+    """``True``, ``False`` or a CA bundle path, as httpx wants it (an SSL context for a bundle)."""
+    if isinstance(verify, str):
+        import ssl
+
+        return ssl.create_default_context(cafile=verify)
+    return verify

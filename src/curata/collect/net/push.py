@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from curata.catalog import Instance
 from curata.collect.dicomweb import _multipart
+from curata.collect.net.config import tls_verify
 from curata.collect.net.models import GatewayPush
 from curata.console import RunSummary
 from curata.errors import ConfigError, NetworkError
@@ -63,7 +64,7 @@ def push_instances(
     summary.counts.update({"pushed": 0, "already": already, "failed": 0})
     errors: list[str] = []
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    http = client or httpx.Client(timeout=300, verify=verify)
+    http = client or httpx.Client(timeout=300, verify=tls_verify(verify))
     try:
         for start in range(0, len(todo), max(1, batch)):
             chunk = todo[start : start + batch]
