@@ -380,13 +380,12 @@ class Ledger:
         mac = hmac.new(self._commitment_key, b"curata/ledger-commitment/v1\n" + value.encode(), "sha256")
         return "hmac-sha256:" + mac.hexdigest()
 
-    def _encode(self, kind: str, payload: dict[str, Any], time: datetime | None) -> tuple[bytes, str]:
+    def _encode(self, kind: str, payload: dict[str, Any], when: str) -> tuple[bytes, str]:
         if kind not in KINDS:
             raise LedgerError(f"unknown entry kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
         if not isinstance(payload, dict):
             raise LedgerError("an entry's payload is a dict")
         _check_payload(payload)
-        when = (time or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         data = _canonical({"v": ENTRY_VERSION, "kind": kind, "time": when, "payload": payload})
         if len(data) > tiles.MAX_ENTRY_SIZE:
             raise LedgerError(f"a {kind} entry of {len(data)} bytes is too large (65535 at most)")
@@ -400,7 +399,8 @@ class Ledger:
         self, items: Sequence[tuple[str, dict[str, Any]]], *, time: datetime | None = None
     ) -> list[LedgerEntry]:
         """Append several entries with one pair of fsyncs (all durable when this returns)."""
-        encoded = [self._encode(kind, payload, time) for kind, payload in items]
+        when = (time or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        encoded = [self._encode(kind, payload, when) for kind, payload in items]
         hashes = [leaf_hash(data) for data, _ in encoded]
         with self._locked():
             first = self.size
