@@ -33,14 +33,14 @@ HEADER_FILES = [
 ]
 
 
-def testdata(name: str) -> Path:
+def vendor_file(name: str) -> Path:
     return Path(pydicom.data.get_testdata_file(name))
 
 
 def read(name: str) -> Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(testdata(name))
+        return pydicom.dcmread(vendor_file(name))
 
 
 def to_bytes(ds: Dataset) -> bytes:

@@ -50,7 +50,9 @@ DUMMY_BY_VR: dict[str, Any] = {
     "UR": "",
     "PN": "REMOVED",
 }
-TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS", "AE"})
+# Text that may hold free words. CS (coded strings: enumerated terms) and AE are not scrubbed but the
+# final gate still scans them.
+TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})
 FREE_TEXT_VRS = frozenset({"ST", "LT", "UT", "UC"})
 NUMERIC_BINARY_VRS = frozenset(
     {"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT", "OB", "OW", "OF", "OD", "OL", "OV", "UN"}
@@ -184,6 +186,7 @@ class _Ctx:
         self.clean_struct = profile.has("clean_structured_content")
         self.retain_uids = profile.has("retain_uids")
         self.uid_map: dict[str, str] = {}
+        self.coded: set[str] = set()  # CS values of the input: coded terms, not identifiers
         self.later: list[tuple[Dataset, int, bool]] = []  # text to clean once all identifiers are known
 
 
@@ -345,6 +348,13 @@ class Deidentifier:
             if vr == "SQ":
                 for item in ds[tag].value or ():
                     self._collect(item, ctx, top=False)
+                continue
+            if vr == "CS":  # coded terms (TEXT, CONTAINER, HEAD...) are never a person's identifier
+                value = ds[tag].value
+                if value:
+                    ctx.coded.update(
+                        str(v).upper() for v in (value if isinstance(value, MultiValue) else [value])
+                    )
                 continue
             if tag not in sources and vr != "PN":
                 continue
@@ -665,7 +675,8 @@ class Deidentifier:
         ids.words = {
             w
             for w in ids.words
-            if not re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", own, re.I)
+            if w.upper() not in ctx.coded
+            and not re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", own, re.I)
         }
         encodings = []
         charset = ds.get("SpecificCharacterSet")

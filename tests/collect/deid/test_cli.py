@@ -1,0 +1,105 @@
+"""The command-line contract: `curata keygen FILE`, `curata deid INPUT OUTPUT --key-file FILE`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+
+from curata.collect.deid import Vault
+from curata.collect.keys import read_key_file
+
+from .conftest import dressed, vendor_file
+
+
+def _curata(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "curata.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+
+
+def _tree(tmp_path: Path) -> tuple[Path, list]:
+    src = tmp_path / "in" / "Smith_John" / "study 1"
+    src.mkdir(parents=True)
+    planted = []
+    for i, name in enumerate(["CT_small.dcm", "MR_small.dcm", "rtplan.dcm"]):
+        raw, p = dressed(name, seed=40 + i)
+        (src / f"IMG{i:04d}").write_bytes(raw)  # any file names, no extension
+        planted.append(p)
+    return tmp_path / "in", planted
+
+
+def test_keygen_writes_a_0600_key(tmp_path: Path) -> None:
+    r = _curata("keygen", "site.key", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    key = tmp_path / "site.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert len(read_key_file(key)) == 32
+    again = _curata("keygen", "site.key", cwd=tmp_path)
+    assert again.returncode != 0  # never overwrites a site key
+
+
+def test_deid_end_to_end_clean_batch_exits_zero(tmp_path: Path) -> None:
+    _curata("keygen", "site.key", cwd=tmp_path)
+    inp, planted = _tree(tmp_path)
+    r = _curata("deid", str(inp), "out", "--key-file", "site.key", "--workers", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = tmp_path / "out"
+    files = sorted(p for p in out.rglob("*.dcm"))
+    assert len(files) == 3
+    for f in files:
+        rel = f.relative_to(out).parts
+        assert re.fullmatch(r"CUR-[A-Z2-7]{16}", rel[0])
+        assert all(re.fullmatch(r"2\.25\.\d+(\.dcm)?", part) for part in rel[1:])
+        ds = pydicom.dcmread(f)
+        assert f.name == f"{ds.SOPInstanceUID}.dcm" and ds.PatientIdentityRemoved == "YES"
+        for p in planted:
+            assert not [h for h in p.scan(f.read_bytes()) if h.kind != "device"]
+    report = json.loads((out / "deid-report.json").read_text())
+    assert report["counts"] == {"deidentified": 3}
+    assert len(report["files"]) == 3 and all(len(f["input_sha256"]) == 64 for f in report["files"])
+    assert "Smith" not in (out / "deid-report.json").read_text()  # no input paths in OUTPUT
+    vault = Vault(tmp_path / "curata-vault", read_key_file(tmp_path / "site.key"))
+    ids = {r["patient_id"] for r in vault.records()}
+    assert {p.identity.patient_id for p in planted} <= ids
+
+
+def test_deid_quarantines_bad_input_outside_output_and_exits_one(tmp_path: Path) -> None:
+    _curata("keygen", "site.key", cwd=tmp_path)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(vendor_file("CT_small.dcm"), inp / "a.dcm")
+    (inp / "notes.txt").write_text("not an image")
+    raw = vendor_file("MR_small.dcm").read_bytes()
+    (inp / "cut.dcm").write_bytes(raw[: len(raw) // 2])
+    r = _curata("deid", str(inp), "out", "--key-file", "site.key", "--profile", "basic", "--json",
+                "--workers", "1", cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 1
+    summary = json.loads(r.stdout)
+    assert summary["deidentified"] == 1 and summary["quarantined"] == 2
+    report = json.loads((tmp_path / "out" / "deid-report.json").read_text())
+    reasons = " ".join(q["reason"] for q in report["quarantined"])
+    assert "not a DICOM" in reasons and "truncated" in reasons
+    qdir = tmp_path / "curata-quarantine"
+    assert len(list(qdir.glob("*.input"))) == 2 and len(list(qdir.glob("*.json"))) == 2
+    assert not list((tmp_path / "out").rglob("*.input"))
+
+
+def test_deid_refuses_vault_inside_output(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from curata.cli import app
+    from curata.collect.keys import generate_key_file
+    from curata.errors import ConfigError
+
+    generate_key_file(tmp_path / "site.key")
+    (tmp_path / "in").mkdir()
+    r = CliRunner().invoke(app, ["deid", str(tmp_path / "in"), str(tmp_path / "out"), "--key-file",
+                                 str(tmp_path / "site.key"), "--vault", str(tmp_path / "out" / "vault")])  # fmt: skip
+    assert r.exit_code != 0 and isinstance(r.exception, ConfigError) and "inside OUTPUT" in str(r.exception)
