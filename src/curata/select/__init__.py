@@ -1,0 +1,35 @@
+"""Selection: QC metrics per series, exclusion rules with reasons, cohort queries, the QC report.
+
+Public API (the CLI, the server and the demo use these)::
+
+    run_qc(ws, where=None, workers=None) -> RunSummary     # measure (cached by content), then decide
+    write_report(ws, out_html) -> Path                      # self-contained HTML report
+    explain(ws, uid) -> dict                                # metrics, rules and verdict of one series
+    create_cohort(ws, name, where), list_cohorts(ws), show_cohort(ws, name)
+    parse(query), series_select(query)                      # the cohort query language
+"""
+
+from __future__ import annotations
+
+from curata.select.query import parse, series_select
+from curata.select.report import write_report
+from curata.select.service import (
+    create_cohort,
+    explain,
+    list_cohorts,
+    run_qc,
+    set_rules,
+    show_cohort,
+)
+
+__all__ = [
+    "create_cohort",
+    "explain",
+    "list_cohorts",
+    "parse",
+    "run_qc",
+    "series_select",
+    "set_rules",
+    "show_cohort",
+    "write_report",
+]

@@ -1,0 +1,179 @@
+"""Every QC metric with its type, unit and definition: the single list the query language, the rules,
+``curata qc explain`` and the report read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    kind: str  # "num", "bool" or "str"
+    unit: str
+    definition: str
+    modalities: tuple[str, ...] = ("CT", "MR")
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in [
+        Metric("slice_count", "num", "images", "images in the series"),
+        Metric("modality", "str", "", "the series' modality as measured"),
+        Metric(
+            "header_complete",
+            "bool",
+            "",
+            "PixelSpacing, ImageOrientationPatient, ImagePositionPatient, Rows/Columns present on every image and sane (spacing in (0, 10] mm, orthonormal direction cosines)",
+        ),
+        Metric(
+            "missing_slices",
+            "num",
+            "slices",
+            "slices missing from isolated gaps: a short run of steps close to k times the neighbouring steps counts k-1 (positions projected on the slice normal)",
+        ),
+        Metric("gap_count", "num", "gaps", "isolated gaps in the slice positions"),
+        Metric(
+            "irregular_steps",
+            "num",
+            "steps",
+            "steps between sorted positions that are neither part of a run of constant step nor a whole-number gap",
+        ),
+        Metric(
+            "spacing_deviation",
+            "num",
+            "fraction",
+            "largest relative deviation of a step from its run's (or neighbouring run's) step",
+        ),
+        Metric(
+            "variable_spacing",
+            "bool",
+            "",
+            "two or more runs (3+ steps each) of different constant steps: variable spacing by protocol, not missing slices",
+        ),
+        Metric("spacing_levels", "num", "", "distinct constant steps among the long runs"),
+        Metric("slice_step_mm", "num", "mm", "median step between sorted slice positions along the normal"),
+        Metric(
+            "duplicate_positions", "num", "images", "images sharing a position (within 0.01 mm) with another"
+        ),
+        Metric(
+            "mixed_orientation", "bool", "", "slice normals differ by more than 0.5 degrees inside the series"
+        ),
+        Metric(
+            "orientation_spread_deg",
+            "num",
+            "deg",
+            "largest angle between the first image's normal and another image's",
+        ),
+        Metric("mixed_size", "bool", "", "more than one Rows x Columns inside the series"),
+        Metric(
+            "mixed_pixel_spacing",
+            "bool",
+            "",
+            "more than one PixelSpacing (beyond 0.001 mm) inside the series",
+        ),
+        Metric(
+            "is_localizer",
+            "bool",
+            "",
+            "a localizer/scout: ImageType LOCALIZER, a scout word in the description, or up to 3 images of mixed orientation",
+        ),
+        Metric("plane", "str", "", "AXIAL, CORONAL or SAGITTAL: the patient axis nearest the slice normal"),
+        Metric("obliquity_deg", "num", "deg", "angle between the slice normal and the nearest patient axis"),
+        Metric(
+            "shear_deg",
+            "num",
+            "deg",
+            "gantry tilt / shear: angle between the slice normal and the line through the first and last positions",
+        ),
+        Metric("gantry_tilt_deg", "num", "deg", "largest |GantryDetectorTilt| in the headers"),
+        Metric(
+            "lossy_compression",
+            "bool",
+            "",
+            "LossyImageCompression = 01 or a lossy transfer syntax on any image",
+        ),
+        Metric("lossy_ratio", "num", "x", "largest LossyImageCompressionRatio recorded"),
+        Metric(
+            "fov_truncation",
+            "num",
+            "fraction",
+            "largest share (over analysed slices) of the body outline lying on the image edge or the edge of the reconstructed field",
+        ),
+        Metric(
+            "clip_high_fraction",
+            "num",
+            "fraction",
+            "body pixels at the series' maximum stored value (saturation); for CT not counted when the maximum is metal",
+        ),
+        Metric(
+            "clip_low_fraction",
+            "num",
+            "fraction",
+            "body pixels at the series' minimum stored value (clipping)",
+        ),
+        Metric(
+            "noise_hu",
+            "num",
+            "HU",
+            "CT noise in homogeneous soft tissue: 1.4826 x MAD of neighbour differences / sqrt(2) inside the body where the 5x5 mean is in (-30, 150) HU",
+            ("CT",),
+        ),
+        Metric("noise_air_hu", "num", "HU", "CT noise in the air around the body, same estimator", ("CT",)),
+        Metric(
+            "air_hu", "num", "HU", "median CT number of the air around the body (calibration: -1000)", ("CT",)
+        ),
+        Metric("hu_air_offset", "num", "HU", "air_hu + 1000: the calibration error of the air peak", ("CT",)),
+        Metric(
+            "soft_tissue_hu",
+            "num",
+            "HU",
+            "median CT number of homogeneous soft tissue (water-like peak)",
+            ("CT",),
+        ),
+        Metric("fat_hu", "num", "HU", "median CT number of homogeneous fat, where present", ("CT",)),
+        Metric(
+            "snr",
+            "num",
+            "",
+            "CT: (soft_tissue_hu + 1000) / noise_hu; MR: mean body signal / background noise sigma",
+        ),
+        Metric(
+            "cnr",
+            "num",
+            "",
+            "CT: |soft tissue - fat| / noise_hu; MR: difference of the bright and dark tissue classes (Otsu) / noise sigma",
+        ),
+        Metric("metal_slices", "num", "slices", "slices with any pixel at or above 2500 HU", ("CT",)),
+        Metric(
+            "metal_streak_fraction",
+            "num",
+            "fraction",
+            "share of soft-tissue pixels in metal slices deviating > 120 HU from their 5x5 mean, minus the same share in metal-free slices",
+            ("CT",),
+        ),
+        Metric(
+            "noise_background",
+            "num",
+            "signal",
+            "MR noise sigma from the Rayleigh-distributed air background: median / sqrt(2 ln 2)",
+            ("MR",),
+        ),
+        Metric(
+            "noise_tissue",
+            "num",
+            "signal",
+            "MR noise sigma inside the body from neighbour differences",
+            ("MR",),
+        ),
+        Metric("signal_mean", "num", "signal", "MR mean body signal", ("MR",)),
+        Metric(
+            "ghost_ratio",
+            "num",
+            "fraction",
+            "MR ghosting (ACR): |mean(background above+below the body) - mean(left+right)| / mean body signal",
+            ("MR",),
+        ),
+    ]
+}

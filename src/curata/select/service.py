@@ -1,0 +1,440 @@
+"""The selection service: measure series (cached by content), decide verdicts under the active rules,
+explain one series, and save cohorts. The CLI, the server and the demo call these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from curata.catalog import Blob, Instance, Patient, QuarantineItem, Series, Site, Study
+from curata.catalog.provenance import code_version
+from curata.catalog.provenance import record as record_provenance
+from curata.console import RunSummary, make_progress
+from curata.errors import CurataError, QueryError
+from curata.runtime import imap_unordered
+from curata.select.metrics.ct_mr import measure, read_images
+from curata.select.models import Cohort, CohortSeries, QcMeasurement, QcRuleSet, QcVerdict
+from curata.select.query import HEADER_FIELDS, Query, parse, series_select
+from curata.select.rules import RuleSet, apply, default_ruleset, load_ruleset
+from curata.workspace import Workspace
+
+QC_VERSION = "1"  # bump whenever a metric's definition changes: every series is measured again
+
+
+def qc_code_version() -> str:
+    return f"{code_version()} qc/{QC_VERSION}"
+
+
+def qc_key(blob_digests: Iterable[str]) -> str:
+    """The content key of a series' QC: its sorted blob digests and the QC code version."""
+    h = hashlib.sha256(qc_code_version().encode())
+    for d in sorted(blob_digests):
+        h.update(d.encode())
+    return h.hexdigest()
+
+
+# -- measuring (in worker processes) --------------------------------------------------------------------
+
+
+@dataclass
+class QcJob:
+    series_id: int
+    key: str
+    digests: list[str]
+
+
+@dataclass
+class QcOutcome:
+    metrics: dict[str, Any] = field(default_factory=dict)
+    thumbnail: str | None = None
+    thumbnail_size: int = 0
+    error: str | None = None
+    seconds: float = 0.0
+
+
+_STORE: Any = None
+
+
+def _init_worker(store_url: str) -> None:
+    global _STORE
+    from curata.store import open_store
+
+    _STORE = open_store(store_url)
+
+
+def measure_job(job: QcJob) -> QcOutcome:
+    """Read a series from the store once and measure it; never raises for a bad series."""
+    t0 = time.perf_counter()
+    try:
+        sources: list[Any] = []
+        for d in job.digests:
+            path = _STORE.local_path(d)
+            sources.append(path if path is not None else _STORE.open(d))
+        images = read_images(sources)
+        metrics, thumb = measure(images)
+        digest = _STORE.put_bytes(thumb) if thumb else None
+        return QcOutcome(metrics, digest, len(thumb or b""), None, time.perf_counter() - t0)
+    except Exception as exc:  # one unreadable series must not stop the batch
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return QcOutcome(
+            error=f"{type(exc).__name__}: {exc} (at {where.name}:{where.lineno})",
+            seconds=time.perf_counter() - t0,
+        )
+
+
+# -- the run --------------------------------------------------------------------------------------------
+
+
+def _selected(session: Session, where: str | Query | None) -> list[int]:
+    return list(session.scalars(series_select(where).order_by(Series.id)))
+
+
+def _digests(session: Session, ids: list[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = defaultdict(list)
+    for chunk in _chunks(ids, 500):
+        rows = session.execute(
+            select(Instance.series_id, Instance.blob_digest).where(Instance.series_id.in_(chunk))
+        )
+        for sid, digest in rows:
+            out[sid].append(digest)
+    return out
+
+
+def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _existing_keys(session: Session, keys: list[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(keys, 500):
+        found.update(session.scalars(select(QcMeasurement.qc_key).where(QcMeasurement.qc_key.in_(chunk))))
+    return found
+
+
+def run_qc(
+    ws: Workspace, where: str | None = None, workers: int | None = None, *, quiet: bool = False
+) -> RunSummary:
+    """Measure every selected series not yet measured, then decide every selected series' verdict."""
+    ws.catalog.check_schema()
+    query = parse(where) if where else None
+    summary = RunSummary("qc run")
+    for key in ("measured", "cached", "passed", "excluded", "warned", "failed"):
+        summary.counts[key] = 0
+    with ws.catalog.session() as session:
+        ids = _selected(session, query)
+        digests = _digests(session, ids)
+        keys = {sid: qc_key(digests[sid]) for sid in ids if digests.get(sid)}
+        have = _existing_keys(session, list(keys.values()))
+    jobs = [QcJob(sid, k, sorted(digests[sid])) for sid, k in keys.items() if k not in have]
+    summary.add("cached", len(keys) - len(jobs))
+    store_url = str(ws.config["store"].get("url") or ws.store_path)
+    workers = workers or int(ws.config.get("runtime", {}).get("workers") or 0) or None
+    with make_progress(quiet=quiet) as progress, ws.catalog.session() as session:
+        task = progress.add_task("measuring series", total=len(jobs))
+        last = time.monotonic()
+        for job, out in imap_unordered(
+            measure_job, jobs, workers=workers, initializer=_init_worker, initargs=(store_url,), window=None
+        ):
+            _file_outcome(session, job, out)
+            summary.add("failed" if out.error else "measured")
+            progress.advance(task)
+            if time.monotonic() - last > 1.0:
+                session.commit()
+                last = time.monotonic()
+    decided = decide(ws, ids)
+    for key in ("passed", "excluded", "warned"):
+        summary.add(key, decided.counts.get(key, 0))
+    summary.extra["rules"] = active_ruleset(ws).digest[:12]
+    return summary
+
+
+def _file_outcome(session: Session, job: QcJob, out: QcOutcome) -> None:
+    if out.thumbnail and session.get(Blob, out.thumbnail) is None:
+        session.add(Blob(digest=out.thumbnail, size=out.thumbnail_size, media_type="image/png"))
+    session.add(
+        QcMeasurement(
+            qc_key=job.key,
+            series_id=job.series_id,
+            metrics=out.metrics,
+            error=out.error,
+            thumbnail_digest=out.thumbnail,
+            code_version=qc_code_version(),
+            seconds=round(out.seconds, 4),
+        )
+    )
+    if out.error:
+        exists = session.scalar(
+            select(QuarantineItem.id).where(
+                QuarantineItem.stage == "qc", QuarantineItem.input_digest == job.key
+            )
+        )
+        if exists is None:
+            session.add(
+                QuarantineItem(
+                    stage="qc", input_digest=job.key, reason=f"QC could not read the series: {out.error}"
+                )
+            )
+    session.flush()
+
+
+# -- rules and verdicts ---------------------------------------------------------------------------------
+
+
+def active_ruleset(ws: Workspace) -> RuleSet:
+    with ws.catalog.session() as session:
+        row = session.scalar(select(QcRuleSet).order_by(QcRuleSet.created_at.desc(), QcRuleSet.id.desc()))
+        if row is None:
+            return default_ruleset()
+        return load_ruleset(row.source, f"rule set {row.digest[:12]}")
+
+
+def set_rules(ws: Workspace, text: str, origin: str = "rules") -> tuple[RuleSet, RunSummary]:
+    """Make ``text`` (TOML) the active rule set and decide every measured series again."""
+    ruleset = load_ruleset(text, origin)
+    with ws.catalog.session() as session:
+        row = session.scalar(select(QcRuleSet).where(QcRuleSet.digest == ruleset.digest))
+        if row is None:
+            session.add(QcRuleSet(digest=ruleset.digest, source=text))
+        else:
+            row.source = text
+            row.created_at = datetime.now(UTC)
+    return ruleset, decide(ws, None)
+
+
+def _holder(col: Any, objs: dict[type, Any]) -> Any:
+    obj = objs.get(col.class_)
+    return getattr(obj, col.key) if obj is not None else None
+
+
+def series_record(series: Series, metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """The values a rule or a query sees for one series: header fields, then ``qc.<metric>``."""
+    study = series.study
+    patient = study.patient
+    objs: dict[type, Any] = {Series: series, Study: study, Patient: patient, Site: patient.site}
+    rec = {name: _holder(f.column(), objs) for name, f in HEADER_FIELDS.items()}
+    for k, v in (metrics or {}).items():
+        rec[f"qc.{k}"] = v
+    return rec
+
+
+def decide(ws: Workspace, series_ids: list[int] | None) -> RunSummary:
+    """Apply the active rules to the current measurement of each series; record verdicts + provenance."""
+    ruleset = active_ruleset(ws)
+    summary = RunSummary("qc decide")
+    version = qc_code_version()
+    with ws.catalog.session() as session:
+        ids = series_ids if series_ids is not None else _selected(session, None)
+        digests = _digests(session, ids)
+        for chunk in _chunks(ids, 200):
+            rows = {s.id: s for s in session.scalars(select(Series).where(Series.id.in_(chunk)))}
+            for sid in chunk:
+                if not digests.get(sid):
+                    continue
+                key = qc_key(digests[sid])
+                m = session.scalar(select(QcMeasurement).where(QcMeasurement.qc_key == key))
+                if m is None:
+                    continue
+                if m.error:
+                    passed, warned = False, False
+                    reasons = [
+                        {
+                            "rule": "unreadable",
+                            "action": "exclude",
+                            "reason": m.error,
+                            "when": "",
+                            "values": {},
+                        }
+                    ]
+                else:
+                    passed, warned, firings = apply(ruleset, series_record(rows[sid], m.metrics))
+                    reasons = [f.as_dict() for f in firings]
+                _upsert_verdict(session, sid, key, passed, warned, reasons, ruleset.digest, version)
+                record_provenance(
+                    session,
+                    "qc.decide",
+                    [rows[sid].series_uid, key],
+                    {"ruleset": ruleset.digest},
+                    {"passed": passed, "warned": warned, "reasons": reasons},
+                    version=version,
+                )
+                summary.add("passed" if passed else "excluded")
+                if warned:
+                    summary.add("warned")
+            session.commit()
+    return summary
+
+
+def _upsert_verdict(
+    session: Session,
+    sid: int,
+    key: str,
+    passed: bool,
+    warned: bool,
+    reasons: list[Any],
+    rules: str,
+    version: str,
+) -> None:
+    v = session.scalar(select(QcVerdict).where(QcVerdict.series_id == sid))
+    if v is None:
+        v = QcVerdict(series_id=sid)
+        session.add(v)
+    v.qc_key, v.passed, v.warned, v.reasons = key, passed, warned, reasons
+    v.ruleset_digest, v.code_version, v.decided_at = rules, version, datetime.now(UTC)
+
+
+# -- explain --------------------------------------------------------------------------------------------
+
+
+def find_series(session: Session, uid: str) -> Series:
+    s = session.scalar(select(Series).where(Series.series_uid == uid))
+    if s is None:
+        matches = list(session.scalars(select(Series).where(Series.series_uid.like(f"{uid}%")).limit(2)))
+        if len(matches) == 1:
+            return matches[0]
+        raise CurataError(f"no series with UID {uid!r}", hint="`curata ls series` lists them")
+    return s
+
+
+def explain(ws: Workspace, uid: str) -> dict[str, Any]:
+    """Every metric (with unit and definition), every rule (fired or not, with the values it read), the verdict."""
+    from curata.select.metrics.registry import METRICS
+
+    ruleset = active_ruleset(ws)
+    with ws.catalog.session() as session:
+        s = find_series(session, uid)
+        digests = [
+            d for (d,) in session.execute(select(Instance.blob_digest).where(Instance.series_id == s.id))
+        ]
+        key = qc_key(digests) if digests else None
+        m = session.scalar(select(QcMeasurement).where(QcMeasurement.qc_key == key)) if key else None
+        verdict = session.scalar(select(QcVerdict).where(QcVerdict.series_id == s.id))
+        record = series_record(s, m.metrics if m else None)
+        out: dict[str, Any] = {
+            "series_uid": s.series_uid,
+            "modality": s.modality,
+            "description": s.description,
+            "site": s.study.patient.site.name,
+            "qc_key": key,
+            "measured": m is not None,
+            "error": m.error if m else None,
+            "metrics": [],
+            "rules": [],
+            "verdict": None,
+        }
+        if m is not None:
+            for name, value in m.metrics.items():
+                meta = METRICS.get(name)
+                out["metrics"].append(
+                    {
+                        "metric": name,
+                        "value": value,
+                        "unit": meta.unit if meta else "",
+                        "definition": meta.definition if meta else "",
+                    }
+                )
+        _, _, firings = apply(ruleset, record)
+        fired = {f.rule for f in firings}
+        from curata.select.query import evaluate
+
+        for rule in ruleset.rules:
+            out["rules"].append(
+                {
+                    **rule.as_dict(),
+                    "fired": rule.name in fired,
+                    "result": evaluate(rule.query.root, record),
+                    "values": {f: record.get(f) for f in dict.fromkeys(rule.query.fields)},
+                }
+            )
+        if verdict is not None:
+            out["verdict"] = {
+                "passed": verdict.passed,
+                "warned": verdict.warned,
+                "reasons": verdict.reasons,
+                "ruleset": verdict.ruleset_digest,
+                "code_version": verdict.code_version,
+                "decided_at": verdict.decided_at,
+                "current": verdict.qc_key == key and verdict.ruleset_digest == ruleset.digest,
+            }
+    return out
+
+
+# -- cohorts --------------------------------------------------------------------------------------------
+
+
+def create_cohort(ws: Workspace, name: str, where: str) -> dict[str, Any]:
+    """Save ``name``: the query, the moment, and the series it matches now."""
+    query = parse(where)
+    with ws.catalog.session() as session:
+        if session.scalar(select(Cohort.id).where(Cohort.name == name)) is not None:
+            raise QueryError(
+                f"a cohort named {name!r} exists", hint="cohorts are immutable: choose a new name"
+            )
+        ids = _selected(session, query)
+        cohort = Cohort(name=name, query=where, series_count=len(ids), code_version=code_version())
+        session.add(cohort)
+        session.flush()
+        session.add_all([CohortSeries(cohort_id=cohort.id, series_id=i) for i in ids])
+        uids = list(session.scalars(select(Series.series_uid).where(Series.id.in_(ids)))) if ids else []
+        record_provenance(
+            session,
+            "cohort.create",
+            sorted(uids),
+            {"name": name, "query": where},
+            {"series": len(ids)},
+        )
+        return {"name": name, "query": where, "series": len(ids), "created_at": cohort.created_at}
+
+
+def list_cohorts(ws: Workspace) -> list[dict[str, Any]]:
+    with ws.catalog.session() as session:
+        return [
+            {"name": c.name, "series": c.series_count, "created_at": c.created_at, "query": c.query}
+            for c in session.scalars(select(Cohort).order_by(Cohort.created_at))
+        ]
+
+
+def show_cohort(ws: Workspace, name: str) -> dict[str, Any]:
+    with ws.catalog.session() as session:
+        c = session.scalar(select(Cohort).where(Cohort.name == name))
+        if c is None:
+            raise CurataError(f"no cohort named {name!r}", hint="`curata cohort ls` lists them")
+        rows = session.execute(
+            select(Series.series_uid, Series.modality, Series.body_part, Site.name, QcVerdict.passed)
+            .join(CohortSeries, CohortSeries.series_id == Series.id)
+            .join(Study, Series.study_id == Study.id)
+            .join(Patient, Study.patient_id == Patient.id)
+            .join(Site, Patient.site_id == Site.id)
+            .outerjoin(QcVerdict, QcVerdict.series_id == Series.id)
+            .where(CohortSeries.cohort_id == c.id)
+            .order_by(Series.series_uid)
+        )
+        series = [
+            {"series_uid": u, "modality": m, "body_part": b, "site": s, "qc_passed": p}
+            for u, m, b, s, p in rows
+        ]
+        return {"name": c.name, "query": c.query, "created_at": c.created_at, "series": series}
+
+
+def drop_verdicts(ws: Workspace) -> None:
+    """Forget every verdict (measurements stay cached); used by tests and ``qc rules --reset``."""
+    with ws.catalog.session() as session:
+        session.execute(delete(QcVerdict))
+
+
+def counts(ws: Workspace) -> dict[str, int]:
+    with ws.catalog.session() as session:
+        total = session.scalar(select(func.count()).select_from(Series)) or 0
+        passed = session.scalar(select(func.count()).where(QcVerdict.passed.is_(True))) or 0
+        judged = session.scalar(select(func.count()).select_from(QcVerdict)) or 0
+    return {"series": total, "judged": judged, "passed": passed, "excluded": judged - passed}

@@ -1,0 +1,66 @@
+"""Image metrics on the validation corpus: every defect class caught at the severity nearest its
+threshold, clean series never excluded, and the noise estimators close to the planted noise.
+(The full corpus, every severity at 512x512, runs in bench/qc.py --validate.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from curata.select.metrics.ct_mr import images_of, measure
+from curata.select.phantoms import DEFECTS, VARIABLE_SPACING, Spec, build, clean_specs, make_series
+from curata.select.rules import apply, default_ruleset
+
+ROWS, SLICES = 96, 12
+
+
+def _verdict(series: list) -> tuple[bool, set[str], dict]:  # type: ignore[type-arg]
+    metrics, _thumb = measure(images_of(series))
+    record = {"modality": metrics["modality"], **{f"qc.{k}": v for k, v in metrics.items()}}
+    passed, _, firings = apply(default_ruleset(), record)
+    return passed, {f.rule for f in firings}, metrics
+
+
+@pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])
+def test_each_defect_class_is_caught_at_its_mildest_severity(defect) -> None:  # type: ignore[no-untyped-def]
+    mildest = min(defect.severities, key=abs) if defect.name != "mr_low_snr" else max(defect.severities)
+    _, fired, metrics = _verdict(make_series(defect, mildest, rows=ROWS, slices=SLICES, seed=3))
+    assert set(defect.rules) <= fired, (defect.name, fired, metrics)
+
+
+def test_clean_series_are_never_excluded() -> None:
+    for spec in clean_specs(rows=ROWS, slices=SLICES, count=6, seed=11):
+        passed, fired, metrics = _verdict(build(spec))
+        assert passed and not fired, (spec, fired, metrics)
+
+
+def test_variable_spacing_warns_but_reports_no_missing_slice() -> None:
+    passed, fired, metrics = _verdict(make_series(VARIABLE_SPACING, 2.0, rows=ROWS, slices=SLICES))
+    assert passed and fired == {"variable_spacing"} and metrics["missing_slices"] == 0
+
+
+def test_mild_noise_below_the_threshold_is_not_excluded() -> None:
+    defect = next(d for d in DEFECTS if d.name == "ct_noise")
+    passed, fired, metrics = _verdict(make_series(defect, 25.0, rows=ROWS, slices=SLICES))
+    assert passed and "ct_noise" not in fired and 23 < metrics["noise_hu"] < 27
+
+
+@pytest.mark.parametrize("sigma", [8.0, 20.0, 45.0])
+def test_ct_noise_estimates_are_within_5_percent(sigma: float) -> None:
+    m, _ = measure(images_of(build(Spec("CT", 128, 12, noise=sigma, seed=5))))
+    assert m["noise_hu"] == pytest.approx(sigma, rel=0.05)
+    assert m["noise_air_hu"] == pytest.approx(sigma, rel=0.05)
+    assert m["hu_air_offset"] == pytest.approx(0, abs=3)
+    assert m["soft_tissue_hu"] == pytest.approx(40, abs=3)
+
+
+@pytest.mark.parametrize("sigma", [10.0, 30.0])
+def test_mr_rician_background_noise_is_within_5_percent(sigma: float) -> None:
+    m, thumb = measure(images_of(build(Spec("MR", 128, 12, noise=sigma, seed=7))))
+    assert m["noise_background"] == pytest.approx(sigma, rel=0.05)
+    assert m["ghost_ratio"] < 0.01
+    assert thumb is not None and thumb.startswith(b"\x89PNG")
+
+
+def test_the_hu_offset_moves_the_air_peak() -> None:
+    m, _ = measure(images_of(build(Spec("CT", 96, 8, hu_offset=80.0))))
+    assert m["hu_air_offset"] == pytest.approx(80, abs=3)
