@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -234,7 +236,9 @@ def licence_add(
 @licence_app.command("list")
 def licence_list(as_json: bool = JSON, workspace: Path | None = WS) -> None:
     """The licences in the log."""
-    rows = [{"index": e.index, **e.payload} for e in _ledger(workspace).entries("licence")]
+    rows: list[Mapping[str, Any]] = [
+        {"index": e.index, **e.payload} for e in _ledger(workspace).entries("licence")
+    ]
     if as_json:
         print_json(rows)
     else:
@@ -261,7 +265,7 @@ def revenue_statement(
     if as_json:
         print_json(st.as_dict())
     else:
-        rows = []
+        rows: list[Mapping[str, Any]] = []
         for currency, totals in st.totals().items():
             for site, cents in sorted(totals.items()):
                 if not site.startswith("_"):
