@@ -85,3 +85,25 @@ def test_any_one_byte_change_fails(receipt_setup) -> None:  # type: ignore[no-un
     receipt.write_bytes(pristine)
     other = Ledger(receipt.parent / "other", receipt.parent / "other.key", origin="curata/site-a/ledger")
     assert run(script, "receipt", str(receipt), "--key", other.verifier.vkey).returncode == 1
+
+
+def test_a_published_log_audits_from_its_tiles_alone(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger", tmp_path / "ledger.key", origin="curata/site-a/ledger", fsync=False)
+    for n in (1, 255, 300, 66000 - 556):  # partial tiles, full tiles, a level-2 tile
+        ledger.append_many([("ingest", {"blob": f"{i:064x}"}) for i in range(n)])
+        ledger.checkpoint()
+        out = vs.verify_tiles(str(ledger.folder), ledger.verifier.vkey)
+        assert out["entries"] == ledger.size
+    assert ledger.size == 66000
+    bundle = ledger.folder / "tile" / "entries" / "100"
+    pristine = bundle.read_bytes()
+    bundle.write_bytes(pristine.replace(b'"blob":"0', b'"blob":"1', 1))
+    with pytest.raises(vs.VerificationError, match="tile tile/0/100 does not match"):
+        vs.verify_tiles(str(ledger.folder), ledger.verifier.vkey)
+    bundle.write_bytes(pristine)
+    upper = ledger.folder / "tile" / "1" / "000"
+    data = bytearray(upper.read_bytes())
+    data[40] ^= 1
+    upper.write_bytes(bytes(data))
+    with pytest.raises(vs.VerificationError, match="tile tile/1/000 does not match"):
+        vs.verify_tiles(str(ledger.folder), ledger.verifier.vkey)

@@ -6,6 +6,7 @@ This file is self-contained on purpose: Curata copies it into every exported rel
 
     python verify_standalone.py receipt ENTRY.tlog-proof --key 'curata/site/ledger+1a2b3c4d+AQ...'
     python verify_standalone.py checkpoint CHECKPOINT --key KEY [--witness VKEY ...]
+    python verify_standalone.py tiles LOG_FOLDER --key KEY     (audit every entry of a published log)
 
 Formats: RFC 6962 Merkle trees; C2SP signed-note, tlog-checkpoint, tlog-cosignature and tlog-proof.
 A key is a C2SP vkey string (``name+keyid+base64``), ``@FILE`` holding one, or 32 raw Ed25519 bytes.
@@ -19,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 import struct
 import sys
 from collections.abc import Sequence
@@ -268,6 +270,75 @@ def verify_receipt(
     return out
 
 
+# -- C2SP tlog-tiles: audit a whole published log from its static files -----------------------
+def _tile_path(level: str, n: int, width: int) -> str:
+    parts = [f"{n % 1000:03d}"]
+    n //= 1000
+    while n:
+        parts.append(f"x{n % 1000:03d}")
+        n //= 1000
+    base = f"tile/{level}/" + "/".join(reversed(parts))
+    return base if width == 256 else f"{base}.p/{width}"
+
+
+def _read(folder: str, rel: str) -> bytes:
+    path = os.path.join(folder, *rel.split("/"))
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise VerificationError(f"missing {rel}") from exc
+
+
+def verify_tiles(folder: str, public_key: Any, witnesses: Sequence[str] = ()) -> dict[str, Any]:
+    """Audit a log published as tiles: every entry bundle, every Merkle tile, the signed root.
+
+    Reads ``checkpoint``, ``tile/entries/...`` and ``tile/<L>/...`` under ``folder``; raises unless
+    the entries hash to the tiles and the tiles to the root the log signed.
+    """
+    head = verify_checkpoint(_read(folder, "checkpoint").decode(), public_key, witnesses)
+    size = head["size"]
+    level_hashes: list[bytes] = []
+    for n in range((size + 255) // 256):
+        width = min(256, size - 256 * n)
+        raw, pos, count = _read(folder, _tile_path("entries", n, width)), 0, 0
+        while pos < len(raw):
+            if pos + 2 > len(raw):
+                raise VerificationError(f"entry bundle {n} is truncated")
+            (length,) = struct.unpack_from(">H", raw, pos)
+            if pos + 2 + length > len(raw):
+                raise VerificationError(f"entry bundle {n} is truncated")
+            level_hashes.append(leaf_hash(raw[pos + 2 : pos + 2 + length]))
+            pos += 2 + length
+            count += 1
+        if count != width:
+            raise VerificationError(f"entry bundle {n} holds {count} entries, not {width}")
+    nodes, level = level_hashes, 0
+    while nodes:
+        for n in range((len(nodes) + 255) // 256):
+            width = min(256, len(nodes) - 256 * n)
+            if _read(folder, _tile_path(str(level), n, width)) != b"".join(nodes[256 * n : 256 * n + width]):
+                raise VerificationError(f"tile {_tile_path(str(level), n, width)} does not match the entries")
+        for _ in range(8):  # the perfect subtrees 8 levels up
+            nodes = [node_hash(nodes[i], nodes[i + 1]) for i in range(0, len(nodes) - 1, 2)]
+        level += 1
+    # the root: fold the perfect subtrees of the size's binary decomposition, right to left
+    stack: list[bytes] = []
+    for i, h in enumerate(level_hashes):
+        stack.append(h)
+        j = i + 1
+        while j & 1 == 0:
+            right, left = stack.pop(), stack.pop()
+            stack.append(node_hash(left, right))
+            j >>= 1
+    root = stack.pop() if stack else hashlib.sha256(b"").digest()
+    while stack:
+        root = node_hash(stack.pop(), root)
+    if root.hex() != head["root"]:
+        raise VerificationError("the published entries do not give the root the log signed")
+    return {**head, "entries": size}
+
+
 # -- command line -----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Verify Curata transparency-log receipts and checkpoints.")
@@ -281,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("checkpoint")
     cp.add_argument("--key", required=True)
     cp.add_argument("--witness", action="append", default=[])
+    tl = sub.add_parser("tiles", help="audit a whole log published as tlog-tiles (a folder)")
+    tl.add_argument("folder")
+    tl.add_argument("--key", required=True)
+    tl.add_argument("--witness", action="append", default=[])
     return parser
 
 
@@ -295,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with open(args.entry, "rb") as fb:
                     entry = fb.read()
             result = verify_receipt(text, args.key, entry, args.witness)
+        elif args.command == "tiles":
+            result = verify_tiles(args.folder, args.key, args.witness)
         else:
             with open(args.checkpoint, encoding="utf-8") as fh:
                 result = verify_checkpoint(fh.read(), args.key, args.witness)
