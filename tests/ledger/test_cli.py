@@ -72,6 +72,13 @@ def test_ledger_commands(workspace, tmp_path: Path) -> None:  # type: ignore[no-
 
     code, out = cli("ledger", "verify", "--from", str(early), "--json", "-w", ws)
     assert code == 0 and json.loads(out)["ok"]
+    code, wkey = cli("ledger", "witness", "key", str(witness))
+    code, out = cli("ledger", "verify", "--witness", wkey.strip(), "--json", "-w", ws)
+    assert code == 0, out
+    ledger.append("usage", {"licensee": "acme-ai", "release": "chest-ct@1", "action": "download"})
+    cli("ledger", "checkpoint", "-w", ws)  # a newer head nobody has cosigned yet
+    code, out = cli("ledger", "verify", "--witness", wkey.strip(), "--json", "-w", ws)
+    assert code == 1 and "has not cosigned" in out
     entries = workspace.root / "ledger" / "data" / "entries.bin"
     data = bytearray(entries.read_bytes())
     data[30] ^= 1

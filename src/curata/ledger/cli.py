@@ -41,14 +41,26 @@ def verify_cmd(
     from_checkpoint: Path = typer.Option(
         None, "--from", help="A checkpoint seen earlier: the log must still extend it."
     ),
+    witness: list[str] = typer.Option(
+        [], "--witness", help="A witness vkey that must have cosigned the latest checkpoint (repeatable)."
+    ),
     as_json: bool = JSON,
     workspace: Path | None = WS,
 ) -> None:
     """Re-read every entry and check the tree against every signed checkpoint and published tile."""
+    from curata.ledger.note import Verifier
+
     ledger = _ledger(workspace)
     note = from_checkpoint.read_text() if from_checkpoint else None
     with status("verifying the log"):
         report = ledger.verify(note)
+    if witness:
+        latest = ledger.load_checkpoint()
+        verifiers = [Verifier.from_vkey(v) for v in witness]
+        cosigned = latest.cosigners(verifiers) if latest else []
+        for v in verifiers:
+            if v.name not in cosigned:
+                report.problems.append(f"witness {v.name} has not cosigned the latest checkpoint")
     summary = RunSummary("ledger verify", failure_keys=("problems",))
     summary.add("entries", report.entries_checked)
     summary.add("checkpoints", report.checkpoints_checked)
