@@ -244,29 +244,24 @@ class Deidentifier:
         where = source or None
         try:
             self._check_readable(ds)
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(
-                f"truncated or corrupt data set ({type(exc).__name__}: {exc})", path=where
-            ) from exc
-        missing = [k for k in _REQUIRED if not str(ds.get(k, "") or "").strip()]
-        if missing:
-            raise InputError(f"missing required attribute(s): {', '.join(missing)}", path=where)
-        sop_class = str(ds.SOPClassUID)
-        ctx = _Ctx(self.profile, self.pseudo, sop_class)
-        self._patient(ds, ctx)
-        self._collect(ds, ctx, top=True)
-        age = self._age_before(ds, ctx)
-        pixel_state = self._pixels(ds, ctx)
-        try:
+            missing = [k for k in _REQUIRED if not str(ds.get(k, "") or "").strip()]
+            if missing:
+                raise InputError(f"missing required attribute(s): {', '.join(missing)}", path=where)
+            sop_class = str(ds.SOPClassUID)
+            ctx = _Ctx(self.profile, self.pseudo, sop_class)
+            self._patient(ds, ctx)
+            self._collect(ds, ctx, top=True)
+            age = self._age_before(ds, ctx)
+            pixel_state = self._pixels(ds, ctx)
             self._clean(ds, ctx, top=True, structured=False)
             for target, tag, generic in ctx.later:
                 self._clean_text_elem(target, tag, ctx, generic=generic)
-        except DeidError:
+        except (DeidError, InputError):
             raise
-        except Exception as exc:
-            raise InputError(f"cannot process data set ({type(exc).__name__}: {exc})", path=where) from exc
+        except Exception as exc:  # pydicom meets truncated or corrupt bytes lazily, while values are read
+            raise InputError(
+                f"truncated, corrupt or unsupported data set ({type(exc).__name__}: {exc})", path=where
+            ) from exc
         if age is not None:
             ds.PatientAge = age
         self._mark(ds, ctx)
@@ -314,7 +309,7 @@ class Deidentifier:
 
     @staticmethod
     def _check_readable(ds: Dataset) -> None:
-        """Force every element to be read so truncation shows up here, not half-way through writing."""
+        """Top-level values shorter than their declared length mean a truncated file."""
         tags = ds.keys()  # tags, not elements: reading must not convert values yet
         for tag in tags:
             raw = ds.get_item(tag)
@@ -322,8 +317,6 @@ class Deidentifier:
             value = getattr(raw, "value", None)
             if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
                 raise InputError(f"truncated: element {tag} declares {length} bytes, {len(value)} present")
-        for elem in ds.iterall():
-            _ = elem.value
 
     def _patient(self, ds: Dataset, ctx: _Ctx) -> None:
         pid = str(ds.get("PatientID", "") or "").strip()
@@ -671,14 +664,14 @@ class Deidentifier:
         image bytes match short words by chance. Cleaned pixels were checked by OCR instead.
         """
         ids = ctx.ids
-        own = _own_text(self.profile)
+        own_upper, own_tokens = _own_text(self.profile)
         ids.words = {
             w
             for w in ids.words
             if w.upper() not in ctx.coded
-            and not re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", own, re.I)
+            and not (w.upper() in own_upper and set(_WORD.findall(w.upper())) <= own_tokens)
         }
-        encodings = []
+        encodings: list[str] = []
         charset = ds.get("SpecificCharacterSet")
         if charset:
             try:
@@ -687,19 +680,49 @@ class Deidentifier:
                 )
             except Exception:
                 encodings = []
-        pattern = ids.gate_pattern(encodings)
-        if pattern is None:
+        needles = ids.gate_needles(encodings)
+        if not needles:
             return
-        hit = None
+        hay = output.lower()
         for start, end in _header_spans(output, ds, pixel_kept):
-            hit = pattern.search(output, start, end)
-            if hit:
-                break
-        if hit:
-            raise DeidError(
-                f"final gate: an identifying value of the input survived at byte {hit.start()} "
-                f"of the output ({_describe_hit(hit.group(0), ctx)}); not released"
+            for needle, kind in needles:
+                pos = _find_bounded(hay, needle, kind, start, end)
+                if pos >= 0:
+                    raise DeidError(
+                        f"final gate: an identifying value of the input survived at byte {pos} "
+                        f"of the output ({_KIND_TEXT[kind]}); not released"
+                    )
+
+
+_WORD = re.compile(r"[A-Z0-9]+")
+_KIND_TEXT = {"uid": "an original UID", "date": "a date", "word": "a name, ID or text value"}
+_ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_DIGIT_DOT = frozenset(b"0123456789.")
+_DIGIT = frozenset(b"0123456789")
+
+
+def _find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> int:
+    """First occurrence of ``needle`` in ``hay[start:end]`` that stands on its own (not inside a longer
+    word, number or UID); -1 if none."""
+    pos = hay.find(needle, start, end)
+    n = len(needle)
+    while pos >= 0:
+        before = hay[pos - 1] if pos > 0 else None
+        after = hay[pos + n] if pos + n < len(hay) else None
+        if kind == "uid":
+            ok = (
+                before not in _DIGIT_DOT
+                and after not in _DIGIT
+                and not (after == 0x2E and pos + n + 1 < len(hay) and hay[pos + n + 1] in _DIGIT)
             )
+        elif kind == "date":  # a date may run on into a time (DT), but not follow other digits
+            ok = before not in _DIGIT
+        else:
+            ok = before not in _ALNUM and after not in _ALNUM
+        if ok:
+            return pos
+        pos = hay.find(needle, pos + 1, end)
+    return -1
 
 
 def _header_spans(output: bytes, ds: Dataset, pixel_kept: bool) -> list[tuple[int, int]]:
@@ -718,18 +741,10 @@ def _header_spans(output: bytes, ds: Dataset, pixel_kept: bool) -> list[tuple[in
     return [(0, len(output))]
 
 
-def _describe_hit(found: bytes, ctx: _Ctx) -> str:
-    text = found.decode("latin-1")
-    if text in ctx.ids.uids:
-        return "an original UID"
-    if text.isdigit() or re.fullmatch(r"[\d./-]+", text):
-        return "a date or number"
-    return "a name, ID or text value"
-
-
 @cache
-def _own_text(profile: Profile) -> str:
-    """Every string the engine itself writes; input words that occur in it cannot be scanned for."""
+def _own_text(profile: Profile) -> tuple[str, frozenset[str]]:
+    """Every string the engine itself writes (upper case) and its words: input words found there are
+    not scanned for, since their presence in the output says nothing about the input."""
     parts = [
         DUMMY_TEXT,
         *map(str, DUMMY_BY_VR.values()),
@@ -742,4 +757,5 @@ def _own_text(profile: Profile) -> str:
         "site overrides",
     ]
     parts += [meaning for _, _, meaning in OPTIONS.values()]
-    return "\n".join(parts)
+    text = "\n".join(parts).upper()
+    return text, frozenset(_WORD.findall(text))

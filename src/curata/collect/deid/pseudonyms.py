@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import hmac
 import re
 
@@ -40,9 +39,7 @@ class Pseudonymizer:
         self._uid_cache: dict[str, str] = {}
 
     def _mac(self, domain: bytes, value: str) -> bytes:
-        return hmac.new(
-            self._key, domain + b"\0" + value.encode("utf-8", "surrogateescape"), hashlib.sha256
-        ).digest()
+        return hmac.digest(self._key, domain + b"\0" + value.encode("utf-8", "surrogateescape"), "sha256")
 
     def patient(self, patient_key: str) -> str:
         """The pseudonym that replaces both PatientID and PatientName of one patient."""
@@ -77,8 +74,8 @@ def shift_date(value: str, days: int) -> str | None:
     if not m:
         return None
     try:
-        day = dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-        return (day + dt.timedelta(days=days)).strftime("%Y%m%d")
+        day = dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3))) + dt.timedelta(days=days)
+        return f"{day.year:04d}{day.month:02d}{day.day:02d}"
     except (ValueError, OverflowError):
         return None
 

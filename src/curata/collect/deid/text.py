@@ -78,7 +78,7 @@ class Identifiers:
         self.words: set[str] = set()  # name parts, IDs, phones, address parts, institutions, staff
         self.dates: set[str] = set()  # YYYYMMDD
         self.uids: set[str] = set()  # original UIDs that were remapped
-        self._text_re: re.Pattern[str] | None = None
+        self._lower: list[str] | None = None
 
     def add_name(self, value: str) -> None:
         """A PN value: the whole name and each part of it (family, given, middle...)."""
@@ -90,7 +90,7 @@ class Identifiers:
                 part = part.strip(".")
                 if len(part) >= 3 and part.upper() not in _HONORIFICS:
                     self.words.add(part)
-        self._text_re = None
+        self._lower = None
 
     def add_word(self, value: str, *, min_len: int = 3) -> None:
         """An ID, a phone number, an institution: the whole value, and for addresses, its parts."""
@@ -101,61 +101,80 @@ class Identifiers:
                 part = part.strip()
                 if len(part) >= 5 and part != value:
                     self.words.add(part)
-        self._text_re = None
+        self._lower = None
 
     def add_date(self, value: str) -> None:
         value = value.strip()[:8]
         if len(value) == 8 and value.isdigit():
             self.dates.add(value)
-            self._text_re = None
+            self._lower = None
 
     def add_uid(self, value: str) -> None:
         if len(value) >= 8:  # shorter "UIDs" are malformed values, not identifiers worth a byte scan
             self.uids.add(value)
 
-    def text_pattern(self) -> re.Pattern[str] | None:
-        if self._text_re is None:
-            alts = sorted(
-                {*self.words, *(f for d in self.dates for f in _date_forms(d))}, key=len, reverse=True
+    def found_in(self, low: str) -> list[str]:
+        """The identifiers (lower case, longest first) that occur in the lower-cased ``low``."""
+        if self._lower is None:
+            self._lower = sorted(
+                {w.lower() for w in self.words} | {f.lower() for d in self.dates for f in _date_forms(d)},
+                key=len,
+                reverse=True,
             )
-            if not alts:
-                return None
-            body = "|".join(re.escape(a) for a in alts)
-            self._text_re = re.compile(rf"(?<![A-Za-z0-9])(?:{body})(?![A-Za-z0-9])", re.I)
-        return self._text_re
+        return [w for w in self._lower if w in low]
 
-    def gate_pattern(self, encodings: Iterable[str] = ()) -> re.Pattern[bytes] | None:
-        """A bytes pattern for the raw-output scan: every value in every encoding it can take."""
-        texts = {*self.words, *(f for d in self.dates for f in _date_forms(d))}
-        alts: set[bytes] = set()
+    def gate_needles(self, encodings: Iterable[str] = ()) -> list[tuple[bytes, str]]:
+        """(lower-cased bytes, kind) for the raw-output scan: every value in every encoding it can take.
+
+        kind is ``word`` (must stand alone), ``date`` (may run on into a time) or ``uid``.
+        """
         codecs = ["utf-8", "latin-1", "utf-16-le", *encodings]
-        for t in texts:
-            for codec in codecs:
-                try:
-                    alts.add(t.encode(codec))
-                except (UnicodeEncodeError, LookupError):
-                    continue
-        parts = []
-        if alts:
-            body = b"|".join(re.escape(a) for a in sorted(alts, key=len, reverse=True))
-            parts.append(rb"(?<![A-Za-z0-9])(?:" + body + rb")(?![A-Za-z0-9])")
-        if self.uids:
-            body = b"|".join(
-                re.escape(u.encode("ascii", "ignore")) for u in sorted(self.uids, key=len, reverse=True)
-            )
-            parts.append(rb"(?<![0-9.])(?:" + body + rb")(?![0-9]|\.[0-9])")
-        if not parts:
-            return None
-        return re.compile(b"|".join(parts), re.I)
+        out: dict[bytes, str] = {}
+        for kind, texts in (("word", self.words), ("date", {f for d in self.dates for f in _date_forms(d)})):
+            for t in texts:
+                for codec in codecs:
+                    try:
+                        out.setdefault(t.encode(codec).lower(), kind)
+                    except (UnicodeEncodeError, LookupError):
+                        continue
+        for u in self.uids:
+            out[u.encode("ascii", "ignore")] = "uid"
+        return sorted(out.items(), key=lambda item: -len(item[0]))
+
+
+def _redact_words(value: str, low: str, found: list[str]) -> str:
+    """Replace each stand-alone occurrence of the ``found`` words (case-insensitive) with REDACTED."""
+    if len(low) != len(value):  # case mapping changed the length: let the regex engine handle it
+        body = "|".join(re.escape(w) for w in found)
+        return re.sub(rf"(?<![A-Za-z0-9])(?:{body})(?![A-Za-z0-9])", REDACTED, value, flags=re.I)
+    spans: list[tuple[int, int]] = []
+    for w in found:
+        pos = low.find(w)
+        while pos >= 0:
+            end = pos + len(w)
+            alone = (pos == 0 or not low[pos - 1].isalnum()) and (end == len(low) or not low[end].isalnum())
+            if alone and not any(a < end and pos < b for a, b in spans):
+                spans.append((pos, end))
+            pos = low.find(w, pos + 1)
+    if not spans:
+        return value
+    out, last = [], 0
+    for a, b in sorted(spans):
+        out.append(value[last:a])
+        out.append(REDACTED)
+        last = b
+    out.append(value[last:])
+    return "".join(out)
 
 
 def clean_text(value: str, ids: Identifiers, *, generic: bool = True) -> str:
     """Remove the patient's own identifiers (always) and generic identifier shapes (when ``generic``)."""
     if not value:
         return value
-    pattern = ids.text_pattern()
-    if pattern is not None:
-        value = pattern.sub(REDACTED, value)
+    low = value.lower()
+    found = ids.found_in(low)
+    if found:
+        value = _redact_words(value, low, found)
     if generic:
         for pat in GENERIC_PATTERNS:
             value = pat.sub(REDACTED, value)
