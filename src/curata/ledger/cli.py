@@ -296,6 +296,8 @@ def revenue_statement(
         for line in st.licences:
             if line.problem:
                 console.print(f"[red]licence {line.index}[/]: {line.problem}")
+        if not st.licences:
+            console.print(f"no licence in the log is dated in {period}")
         console.print("reconciles to the cent" if st.reconciles else "[red]DOES NOT RECONCILE[/]")
     if not st.reconciles or any(line.problem for line in st.licences):
         raise typer.Exit(1)
