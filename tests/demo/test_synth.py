@@ -349,6 +349,52 @@ def test_transforms_are_rigid_and_match_the_study_poses(export: tuple[Path, Expo
         )
 
 
+def _sitk_image(datasets: list[pydicom.Dataset]):
+    import SimpleITK as sitk
+
+    grid = _grid_of(datasets)
+    hu = np.stack([apply_modality_lut(ds.pixel_array, ds) for ds in datasets]).astype(np.float32)
+    image = sitk.GetImageFromArray(np.clip(hu, -1024, 3000))
+    normal = grid.normal * np.sign(grid.slice_step)
+    image.SetOrigin(grid.origin)
+    image.SetSpacing((grid.pixel_spacing[1], grid.pixel_spacing[0], abs(grid.slice_step)))
+    image.SetDirection(np.column_stack([grid.row_dir, grid.col_dir, normal]).ravel().tolist())
+    return image
+
+
+def _mismatch(fixed, moving, transform) -> float:
+    import SimpleITK as sitk
+
+    warped = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, -1000.0)
+    return float(np.mean(np.abs(sitk.GetArrayFromImage(warped) - sitk.GetArrayFromImage(fixed))))
+
+
+def test_the_true_transform_aligns_follow_up_to_baseline_in_simpleitk_terms(
+    export: tuple[Path, ExportManifest],
+) -> None:
+    """Resampling the follow-up through ``baseline_to_followup`` (fixed=baseline) lines it up."""
+    import SimpleITK as sitk
+
+    root, manifest = export
+    defective = {d.series_uid for d in manifest.defects}
+    for t in [t for t in manifest.transforms if t.modality == "CT"][:2]:
+        pair = []
+        for study_uid in (t.baseline_study_uid, t.followup_study_uid):
+            series = next(s for s in manifest.series if s.study_uid == study_uid and s.kind == "ct_body")
+            if series.series_uid in defective:
+                break
+            pair.append(_sitk_image(_series_datasets(root, manifest, series.series_uid)))
+        if len(pair) < 2:
+            continue
+        fixed, moving = pair
+        true = sitk.AffineTransform(3)
+        m = np.array(t.baseline_to_followup)
+        true.SetMatrix(m[:3, :3].ravel().tolist())
+        true.SetTranslation(m[:3, 3].tolist())
+        identity = sitk.Transform(3, sitk.sitkIdentity)
+        assert _mismatch(fixed, moving, true) < 0.6 * _mismatch(fixed, moving, identity)
+
+
 def test_lesions_change_size_and_their_voxels_match_their_volume(export: tuple[Path, ExportManifest]) -> None:
     _root, manifest = export
     assert manifest.lesions
@@ -411,3 +457,24 @@ def test_refuses_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         generate_hospital_export(tmp_path / "y", size="small", manifest_path=tmp_path / "y" / "m.json")
     assert (tmp_path / "full" / "keep.txt").read_text() == "someone's data"
+
+
+@pytest.mark.parametrize("site_index", [0, 1, 2])  # explicit VR, implicit VR, RLE lossless
+def test_fast_slice_writer_matches_pydicom_save_as(site_index: int, tmp_path: Path) -> None:
+    from pydicom.uid import CTImageStorage
+
+    from curata.demo import synth
+
+    plan = synth._plan(tmp_path, sites=3, patients=3, seed=5, preset=synth.SIZES["small"], broken=False)
+    job = next(j for j in plan.jobs if j.site.key == synth.SITES[site_index].key and j.kind == "ct_body")
+    template = synth._header(job, CTImageStorage)
+    writer = synth._SliceWriter(template, job.site, CTImageStorage)
+    frame = (
+        np.arange(job.grid.shape[1] * job.grid.shape[2], dtype=np.uint16).reshape(job.grid.shape[1:]) % 3000
+    )
+    elements = synth._slice_elements(job, 3, job.sop_uids[3], frame)
+    slow = synth._file_bytes(
+        synth._slice_dataset(template, elements), job.site, CTImageStorage, job.sop_uids[3]
+    )
+    assert writer.slice_bytes(job.sop_uids[3], elements) == slow
+    assert "Müller" not in str(pydicom.dcmread(__import__("io").BytesIO(slow)).PatientName)  # parses back

@@ -10,6 +10,7 @@ painted in about a second without per-voxel Python loops.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -140,7 +141,7 @@ class Grid:
     row_dir: tuple[float, float, float] = (1.0, 0.0, 0.0)
     col_dir: tuple[float, float, float] = (0.0, 1.0, 0.0)
 
-    @property
+    @functools.cached_property
     def normal(self) -> np.ndarray:
         return np.cross(np.asarray(self.row_dir), np.asarray(self.col_dir))
 
@@ -148,6 +149,7 @@ class Grid:
         """ImagePositionPatient of slice k (the centre of its first voxel)."""
         return np.asarray(self.origin) + k * self.slice_step * self.normal
 
+    @functools.cached_property
     def axis_vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """World step (mm) per index along k, j, i."""
         return (
@@ -159,7 +161,7 @@ class Grid:
     def affine(self) -> np.ndarray:
         """4x4 LPS affine from (k, j, i) indices to millimetres."""
         m = np.eye(4)
-        for axis, vec in enumerate(self.axis_vectors()):
+        for axis, vec in enumerate(self.axis_vectors):
             m[:3, axis] = vec
         m[:3, 3] = self.origin
         return m
@@ -224,11 +226,18 @@ class Phantom:
         self.solids.append(solid)
 
 
+@functools.lru_cache(maxsize=8192)
+def _placed(solid: Solid, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
+    """The solid's local axes (columns) and centre in the scanner frame."""
+    rot = pose.matrix[:3, :3] @ rotation_matrix(*solid.rotation_deg)
+    center = pose.matrix[:3, :3] @ np.asarray(solid.center) + np.asarray(pose.translation_mm)
+    return rot, center
+
+
 def _local_ramps(grid: Grid, solid: Solid, pose: Pose, box: list[slice]) -> list[np.ndarray]:
     """Local coordinates (divided by radii) of the voxels in ``box``, as broadcastable sums of ramps."""
-    rot = pose.matrix[:3, :3] @ rotation_matrix(*solid.rotation_deg)  # local axes in the scanner frame
-    center = pose.matrix[:3, :3] @ np.asarray(solid.center) + np.asarray(pose.translation_mm)
-    steps = grid.axis_vectors()
+    rot, center = _placed(solid, pose)
+    steps = grid.axis_vectors
     base = np.asarray(grid.origin) - center
     coords = []
     for a in range(3):
@@ -242,11 +251,11 @@ def _local_ramps(grid: Grid, solid: Solid, pose: Pose, box: list[slice]) -> list
     return coords
 
 
-def _bounding_box(grid: Grid, solid: Solid, pose: Pose) -> list[slice] | None:
-    rot = pose.matrix[:3, :3] @ rotation_matrix(*solid.rotation_deg)
-    center = pose.matrix[:3, :3] @ np.asarray(solid.center) + np.asarray(pose.translation_mm)
+@functools.lru_cache(maxsize=8192)
+def _bounding_box(grid: Grid, solid: Solid, pose: Pose) -> tuple[slice, ...] | None:
+    rot, center = _placed(solid, pose)
     box = []
-    for d, step in enumerate(grid.axis_vectors()):
+    for d, step in enumerate(grid.axis_vectors):
         length = float(np.linalg.norm(step))
         unit = step / length
         reach = float(np.sum(np.abs(unit @ rot) * np.asarray(solid.radii)))
@@ -257,18 +266,29 @@ def _bounding_box(grid: Grid, solid: Solid, pose: Pose) -> list[slice] | None:
         if lo >= hi:
             return None
         box.append(slice(lo, hi))
-    return box
+    return tuple(box)
 
 
-def render_labels(grid: Grid, phantom: Phantom, pose: Pose) -> np.ndarray:
-    """Tissue label volume (uint8, shape ``grid.shape``) of ``phantom`` placed by ``pose``."""
-    labels = np.zeros(grid.shape, dtype=np.uint8)
+def render_labels(
+    grid: Grid, phantom: Phantom, pose: Pose, slices: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Tissue labels (uint8) of ``phantom`` placed by ``pose``: the whole grid, or slices ``[k0, k1)``.
+
+    Rendering a slab at a time keeps the working set small; slabs put together equal the whole volume.
+    """
+    k0, k1 = slices or (0, grid.shape[0])
+    labels = np.zeros((k1 - k0, *grid.shape[1:]), dtype=np.uint8)
     for solid in phantom.solids:
-        box = _bounding_box(grid, solid, pose)
-        if box is None:
+        whole = _bounding_box(grid, solid, pose)
+        if whole is None:
             continue
+        box = list(whole)
+        lo, hi = max(box[0].start, k0), min(box[0].stop, k1)
+        if lo >= hi:
+            continue
+        box[0] = slice(lo, hi)
         mask = solid.inside(_local_ramps(grid, solid, pose, box))
-        labels[tuple(box)][mask] = solid.label
+        labels[lo - k0 : hi - k0, box[1], box[2]][mask] = solid.label
     return labels
 
 
@@ -432,21 +452,31 @@ def ct_hounsfield(
     return hu
 
 
-def bias_field(shape: tuple[int, int, int], strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Smooth multiplicative receive-coil field, 1 +/- ``strength``, built from separable ramps."""
-    ramps = [np.linspace(-1.0, 1.0, n, dtype=np.float32) for n in shape]
-    c = rng.uniform(-1.0, 1.0, size=6).astype(np.float32)
-    field = (
-        c[0] * ramps[0][:, None, None]
-        + c[1] * ramps[1][None, :, None]
-        + c[2] * ramps[2][None, None, :]
-        + c[3] * (ramps[1] ** 2)[None, :, None]
-        + c[4] * (ramps[2] ** 2)[None, None, :]
-        + c[5] * (ramps[0] ** 2)[:, None, None]
-    )
-    field *= np.float32(strength / max(float(np.abs(field).max()), 1e-6))
-    field += np.float32(1.0)
-    return field
+@dataclass(frozen=True)
+class BiasField:
+    """Smooth multiplicative receive-coil field, 1 +/- ``strength``, from separable ramps over a volume."""
+
+    shape: tuple[int, int, int]
+    strength: float
+    coefficients: tuple[float, float, float, float, float, float]
+
+    @classmethod
+    def random(cls, shape: tuple[int, int, int], strength: float, rng: np.random.Generator) -> BiasField:
+        return cls(shape, strength, tuple(float(v) for v in rng.uniform(-1.0, 1.0, size=6)))  # type: ignore[arg-type]
+
+    def slab(self, k0: int, k1: int) -> np.ndarray:
+        ramps = [np.linspace(-1.0, 1.0, n, dtype=np.float32) for n in self.shape]
+        rz = ramps[0][k0:k1]
+        c = [np.float32(v) for v in self.coefficients]
+        field = (
+            (c[0] * rz + c[5] * rz * rz)[:, None, None]
+            + (c[1] * ramps[1] + c[3] * ramps[1] ** 2)[None, :, None]
+            + (c[2] * ramps[2] + c[4] * ramps[2] ** 2)[None, None, :]
+        )
+        # |field| <= sum |c| everywhere, so the scale needs no pass over the whole volume
+        field *= np.float32(self.strength / max(sum(abs(v) for v in self.coefficients), 1e-6))
+        field += np.float32(1.0)
+        return field
 
 
 def motion_ghosts(signal: np.ndarray, amplitude_rad: float, period_lines: float, axis: int = 1) -> np.ndarray:
@@ -468,15 +498,16 @@ def mr_signal(
     weighting: str,
     noise_fraction: float,
     rng: np.random.Generator,
-    bias_strength: float = 0.15,
+    bias: np.ndarray | None = None,
     ghost_amplitude: float = 0.0,
 ) -> np.ndarray:
-    """MR magnitude volume (float32): tissue signal, bias field, optional motion ghosts, Rician noise."""
-    which = 0 if weighting == "T1" else 1
-    lut = _lut(phantom, MR_SIGNAL, LESION_MR, which)
+    """MR magnitude (float32): tissue signal, bias field (``BiasField.slab``), optional motion ghosts,
+    Rician noise of ``noise_fraction`` times the brightest tissue."""
+    lut = mr_lut(phantom, weighting)
     signal = lut[labels]
     partial_volume(signal)
-    signal *= bias_field(labels.shape, bias_strength, rng)
+    if bias is not None:
+        signal *= bias
     sigma = np.float32(noise_fraction * float(lut.max()))
     if ghost_amplitude > 0:
         complex_image = motion_ghosts(signal, ghost_amplitude, period_lines=4.0)
@@ -487,3 +518,13 @@ def mr_signal(
     real += sigma * rng.standard_normal(labels.shape, dtype=np.float32)
     imag += sigma * rng.standard_normal(labels.shape, dtype=np.float32)
     return np.sqrt(real * real + imag * imag)
+
+
+def mr_lut(phantom: Phantom, weighting: str) -> np.ndarray:
+    return _lut(phantom, MR_SIGNAL, LESION_MR, 0 if weighting == "T1" else 1)
+
+
+def attenuation_projection(labels: np.ndarray, phantom: Phantom, step_mm: float) -> np.ndarray:
+    """Line integrals of attenuation (relative to water) along the rows of each slice: a radiograph row."""
+    mu = np.clip(_lut(phantom, CT_HU, LESION_CT, 0) + 1000.0, 0.0, None) / 1000.0
+    return mu[labels].sum(axis=1) * np.float32(step_mm)

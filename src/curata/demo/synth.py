@@ -15,6 +15,7 @@ The same seed gives byte-identical files.
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import os
@@ -22,6 +23,7 @@ import random
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -34,6 +36,8 @@ import numpy as np
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     CTImageStorage,
@@ -529,9 +533,11 @@ def _header(job: _Job, sop_class: str) -> Dataset:
         ds.ReferencedImageSequence = Sequence([ref])
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = _transfer_syntax(site)
-    planted = plant_identifiers(
-        ds, random.Random(job.plant_seed), identity=job.identity, study=job.study_index
-    )
+    with warnings.catch_warnings():  # over-long planted text is clipped below
+        warnings.simplefilter("ignore", UserWarning)
+        planted = plant_identifiers(
+            ds, random.Random(job.plant_seed), identity=job.identity, study=job.study_index
+        )
     idt = job.identity
     b = idt.birth_date
     # The planter drew study-level free text and times at random; make them this study's and series'.
@@ -553,8 +559,25 @@ def _header(job: _Job, sop_class: str) -> Dataset:
             block.add_new(offset, vr, value)
     if job.header["modality"] == "CT" and site.vendor.manufacturer.startswith("GE"):
         ds.private_block(0x0009, "GEMS_IDEN_01").add_new(0x02, "SH", site.station)
+    _clip_to_vr_lengths(ds)
     job.header["_planted"] = planted.to_dict()
     return ds
+
+
+_MAX_CHARS = {"LO": 64, "SH": 16}
+
+
+def _clip_to_vr_lengths(ds: Dataset) -> None:
+    """Planted free text can outgrow LO/SH with our long institution names; keep the header conformant."""
+    for elem in ds.iterall():
+        limit = _MAX_CHARS.get(elem.VR)
+        if limit is None or not elem.value:
+            continue
+        if isinstance(elem.value, str):
+            if len(elem.value) > limit:
+                elem.value = elem.value[:limit].rstrip()
+        elif isinstance(elem.value, list | tuple) and any(len(str(v)) > limit for v in elem.value):
+            elem.value = [str(v)[:limit].rstrip() for v in elem.value]
 
 
 def _slice_dataset(template: Dataset, elements: list[DataElement]) -> Dataset:
@@ -585,53 +608,53 @@ def _stored(job: _Job, volume: np.ndarray) -> np.ndarray:
     return stored
 
 
-def _render(job: _Job, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, an.Phantom]:
+SLAB = 16  # slices rendered at a time: a small working set, and noise drawn in a fixed order
+
+
+def _phantom(job: _Job) -> an.Phantom:
     if job.anatomy == "head":
-        phantom = an.head_phantom(job.head_scale, job.lesions, followup=job.followup)
-    else:
-        phantom = an.body_phantom(
-            job.body, job.lesions, followup=job.followup, with_table=job.kind == "ct_body"
-        )
-    labels = an.render_labels(job.grid, phantom, job.pose)
+        return an.head_phantom(job.head_scale, job.lesions, followup=job.followup)
+    return an.body_phantom(job.body, job.lesions, followup=job.followup, with_table=job.kind == "ct_body")
+
+
+def _render_slab(
+    job: _Job,
+    phantom: an.Phantom,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    bias: an.BiasField | None,
+    k0: int,
+) -> np.ndarray:
     if job.kind == "ct_body":
-        volume = an.ct_hounsfield(labels, phantom, contrast=job.contrast, noise_hu=job.noise, rng=rng)
-    else:
-        volume = an.mr_signal(
-            labels,
-            phantom,
-            weighting="T1" if job.kind == "mr_t1" else "T2",
-            noise_fraction=job.noise,
-            rng=rng,
-            ghost_amplitude=job.ghost_amplitude,
-        )
-    return labels, volume, phantom
+        return an.ct_hounsfield(labels, phantom, contrast=job.contrast, noise_hu=job.noise, rng=rng)
+    assert bias is not None
+    return an.mr_signal(
+        labels,
+        phantom,
+        weighting="T1" if job.kind == "mr_t1" else "T2",
+        noise_fraction=job.noise,
+        rng=rng,
+        bias=bias.slab(k0, k0 + labels.shape[0]),
+        ghost_amplitude=job.ghost_amplitude,
+    )
 
 
-def _scout_image(job: _Job, labels: np.ndarray, phantom: an.Phantom) -> tuple[np.ndarray, float, float]:
+def _scout_image(job: _Job, projection: np.ndarray) -> tuple[np.ndarray, float]:
     """A coronal projection radiograph (12-bit) of the CT volume, square pixels of the CT's size."""
-    hu = an._lut(phantom, an.CT_HU, an.LESION_CT, 0)[labels]
-    mu = np.clip(hu + 1000.0, 0.0, None) / 1000.0
-    proj = mu.sum(axis=1) * job.grid.pixel_spacing[0]  # along rows (anterior-posterior)
-    proj = proj[::-1] if job.grid.slice_step > 0 else proj  # top row = most superior
-    dx = job.grid.pixel_spacing[1]
-    dz = abs(job.grid.slice_step)
     from scipy import ndimage
 
-    rows = max(round(proj.shape[0] * dz / dx), 8)
+    proj = projection[::-1] if job.grid.slice_step > 0 else projection  # top row = most superior
+    dx = job.grid.pixel_spacing[1]
+    rows = max(round(proj.shape[0] * abs(job.grid.slice_step) / dx), 8)
     image = ndimage.zoom(proj, (rows / proj.shape[0], 1.0), order=1)
     image = np.clip(image / max(float(image.max()), 1e-6) * 3800.0, 0, 4095)
-    return np.rint(image).astype(np.uint16), dx, dz
+    return np.rint(image).astype(np.uint16), dx
 
 
 def _write_scout(
-    job: _Job,
-    template: Dataset,
-    labels: np.ndarray,
-    phantom: an.Phantom,
-    spec: dict[str, Any],
-    in_series: bool,
+    job: _Job, template: Dataset, projection: np.ndarray, spec: dict[str, Any], in_series: bool
 ) -> dict[str, Any]:
-    image, dx, _dz = _scout_image(job, labels, phantom)
+    image, dx = _scout_image(job, projection)
     top = max(job.grid.position(0)[2], job.grid.position(job.grid.shape[0] - 1)[2])
     origin = [round(float(job.grid.origin[0]), 4), 0.0, round(float(top), 4)]
     elems = [
@@ -707,52 +730,110 @@ def _write_broken(
     _atomic_write(Path(job.root) / spec["path"], data, fsync=False)
 
 
+class _SliceWriter:
+    """Encodes a series' slices fast: the template's elements are encoded once, in runs between the
+    few elements that change per slice; each slice is then those bytes plus its own elements.
+
+    The output is byte-identical to ``Dataset.save_as(enforce_file_format=True)`` (a test checks it).
+    """
+
+    VARYING = (0x00080018, 0x00200013, 0x00200032, 0x00201041, 0x7FE00010)
+
+    def __init__(self, template: Dataset, site: SiteProfile, sop_class: str) -> None:
+        self.site = site
+        self.sop_class = sop_class
+        self.implicit = site.transfer_syntax == "implicit"
+        self.charset = template.get("SpecificCharacterSet", "ISO_IR 100")
+        runs: list[Dataset] = [Dataset() for _ in range(len(self.VARYING) + 1)]
+        for elem in template:
+            if elem.tag in self.VARYING:
+                continue
+            runs[bisect.bisect(self.VARYING, elem.tag)][elem.tag] = elem
+        self.runs = [self._encode(run) for run in runs]
+
+    def _buffer(self) -> DicomBytesIO:
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, self.implicit
+        return fp
+
+    def _encode(self, ds: Dataset) -> bytes:
+        fp = self._buffer()
+        write_dataset(fp, ds, parent_encoding=self.charset)
+        return fp.getvalue()
+
+    def slice_bytes(self, sop: str, elements: list[DataElement]) -> bytes:
+        """``elements``: exactly the VARYING tags, in that order."""
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = self.sop_class
+        meta.MediaStorageSOPInstanceUID = sop
+        meta.TransferSyntaxUID = _transfer_syntax(self.site)
+        fp = self._buffer()
+        fp.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(fp, meta, enforce_standard=True)
+        fp.is_little_endian, fp.is_implicit_VR = True, self.implicit
+        fp.write(self.runs[0])
+        for elem, run in zip(elements, self.runs[1:], strict=True):
+            write_data_element(fp, elem, self.charset)
+            fp.write(run)
+        return fp.getvalue()
+
+
+def _slice_elements(job: _Job, k: int, sop: str, frame: np.ndarray) -> list[DataElement]:
+    pos = job.grid.position(k)
+    return [
+        DataElement(0x00080018, "UI", sop),
+        DataElement(0x00200013, "IS", k + 1),
+        DataElement(0x00200032, "DS", [round(float(v), 4) for v in pos]),
+        DataElement(0x00201041, "DS", round(float(pos @ job.grid.normal), 4)),
+        _encode_frame(job.site, frame),
+    ]
+
+
 def _write_series(job: _Job) -> dict[str, Any]:
+    """Render and write one series slab by slab; returns what the manifest needs to know of it."""
     rng = np.random.default_rng(job.noise_seed)
-    labels, volume, phantom = _render(job, rng)
-    stored = _stored(job, volume)
-    del volume
+    phantom = _phantom(job)
+    bias = an.BiasField.random(job.grid.shape, 0.15, rng) if job.kind != "ct_body" else None
     sop_class = CTImageStorage if job.kind == "ct_body" else MRImageStorage
     template = _header(job, sop_class)
+    writer = _SliceWriter(template, job.site, sop_class)
+    n = job.grid.shape[0]
+    projection = np.zeros((n, job.grid.shape[2]), dtype=np.float32) if job.kind == "ct_body" else None
+    counts = np.zeros(256, dtype=np.int64)
+    kept: dict[int, np.ndarray] = {}
     files: list[dict[str, Any]] = []
+    written = 0
+    for k0 in range(0, n, SLAB):
+        k1 = min(n, k0 + SLAB)
+        labels = an.render_labels(job.grid, phantom, job.pose, (k0, k1))
+        counts += np.bincount(labels.ravel(), minlength=256)
+        if projection is not None:
+            projection[k0:k1] = an.attenuation_projection(labels, phantom, job.grid.pixel_spacing[0])
+        stored = _stored(job, _render_slab(job, phantom, labels, rng, bias, k0))
+        for k in range(k0, k1):
+            if any(spec["slice"] == k for spec in job.broken):
+                kept[k] = stored[k - k0].copy()
+            if k == job.missing_index:
+                continue
+            sop, path = job.sop_uids[written], job.paths[written]
+            data = writer.slice_bytes(sop, _slice_elements(job, k, sop, stored[k - k0]))
+            _atomic_write(Path(job.root) / path, data, fsync=False)
+            files.append({"path": path, "sop": sop, "instance": k + 1})
+            written += 1
     out: dict[str, Any] = {
         "series_uid": job.header["series_uid"],
         "files": files,
         "planted": job.header["_planted"],
     }
-    if job.scout is not None:
-        out["scout"] = _write_scout(job, template, labels, phantom, job.scout, in_series=False)
-    written = 0
-    for k in range(job.grid.shape[0]):
-        if k == job.missing_index:
-            continue
-        pos = job.grid.position(k)
-        sop = job.sop_uids[written]
-        elems = [
-            DataElement(0x00080018, "UI", sop),
-            DataElement(0x00200013, "IS", k + 1),
-            DataElement(0x00200032, "DS", [round(float(v), 4) for v in pos]),
-            DataElement(0x00201041, "DS", round(float(pos @ job.grid.normal), 4)),
-            _encode_frame(job.site, stored[k]),
-        ]
-        path = job.paths[written]
-        _atomic_write(
-            Path(job.root) / path,
-            _file_bytes(_slice_dataset(template, elems), job.site, sop_class, sop),
-            fsync=False,
-        )
-        files.append({"path": path, "sop": sop, "instance": k + 1})
-        written += 1
-    if job.scout_in_series is not None:
-        out["scout_in_series"] = _write_scout(
-            job, template, labels, phantom, job.scout_in_series, in_series=True
-        )
+    if job.scout is not None and projection is not None:
+        out["scout"] = _write_scout(job, template, projection, job.scout, in_series=False)
+    if job.scout_in_series is not None and projection is not None:
+        out["scout_in_series"] = _write_scout(job, template, projection, job.scout_in_series, in_series=True)
     for spec in job.broken:
-        _write_broken(job, template, stored[spec["slice"]], sop_class, spec)
+        _write_broken(job, template, kept[spec["slice"]], sop_class, spec)
     if job.kind != "ct_body":
-        lut = an._lut(phantom, an.MR_SIGNAL, an.LESION_MR, 0 if job.kind == "mr_t1" else 1)
+        lut = an.mr_lut(phantom, "T1" if job.kind == "mr_t1" else "T2")
         out["noise_stored"] = round(job.noise * float(lut.max()) * job.header["mr_scale"], 3)
-    counts = np.bincount(labels.ravel(), minlength=256)
     out["lesion_voxels"] = {str(label): int(counts[label]) for label in phantom.lesion_kinds}
     return out
 
