@@ -41,6 +41,9 @@ def serve(
     verified: bool = typer.Option(
         False, "--verified-deidentified", help="Accept only objects already marked de-identified."
     ),
+    workers: int = typer.Option(
+        None, "--workers", "-j", help="De-identification processes (default: config, or one per core)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every association."),
     workspace: Path | None = typer.Option(None, "--workspace", "-w"),
@@ -61,6 +64,8 @@ def serve(
         cfg.bind = bind
     if allow:
         cfg.allow = [AllowRule.parse(a) for a in allow]
+    if workers is not None:
+        cfg.workers = max(0, workers)
     server = GatewayServer(ws, cfg, deidentify=not verified)
     server.start()
     who = ", ".join(f"{r.ae_title}@{r.host}" if r.host else r.ae_title for r in cfg.allow) or "any AE"
@@ -74,7 +79,6 @@ def serve(
         pass
     finally:
         server.stop()
-        server.receiver.close()
     summary = RunSummary("gateway serve", failure_keys=("refused", "errors"))
     summary.counts.update(server.counts.as_dict())
     summary.render(as_json=as_json)

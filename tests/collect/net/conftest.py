@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -121,7 +122,8 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     cfg_path = root / "orthanc.json"
     cfg_path.write_text(json.dumps(config))
     log = (root / "orthanc.log").open("wb")
-    proc = subprocess.Popen(["Orthanc", str(cfg_path)], stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "TCP_NODELAY": "1"}  # dcmtk inside Orthanc: no delayed-ACK stall per instance
+    proc = subprocess.Popen(["Orthanc", str(cfg_path)], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def _config(orthanc) -> GatewayConfig:  # type: ignore[no-untyped-def]
-    return GatewayConfig(ae_title="CURATA", port=orthanc.gateway_port, bind="127.0.0.1")
+    return GatewayConfig(ae_title="CURATA", port=orthanc.gateway_port, bind="127.0.0.1", workers=1)
 
 
 def _peer(orthanc) -> Peer:  # type: ignore[no-untyped-def]

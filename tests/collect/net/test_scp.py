@@ -32,7 +32,11 @@ pytestmark = pytest.mark.integration
 
 def _config(port: int = 0, allow: list[str] | None = None) -> GatewayConfig:
     return GatewayConfig(
-        ae_title="CURATA", port=port, bind="127.0.0.1", allow=[AllowRule.parse(a) for a in allow or []]
+        ae_title="CURATA",
+        port=port,
+        bind="127.0.0.1",
+        workers=1,
+        allow=[AllowRule.parse(a) for a in allow or []],
     )
 
 

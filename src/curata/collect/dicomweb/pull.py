@@ -84,7 +84,21 @@ def pull_dicomweb(
     """Pull everything matching ``matches`` from the DICOMweb server at ``url`` into ``ws``."""
     if level not in ("study", "series"):
         raise ConfigError(f"--level {level!r} must be study or series")
-    receiver = receiver or Receiver(ws)
+    if receiver is None:
+        own = Receiver(ws)
+        try:
+            return pull_dicomweb(
+                ws,
+                url,
+                level=level,
+                matches=matches,
+                token=token,
+                receiver=own,
+                progress=progress,
+                verify=verify,
+            )
+        finally:
+            own.close()
     base = url.rstrip("/")
     plans = plan_dicomweb(_client(base, token), matches or {}, receiver)
     found = [uid for p in plans for uid in p.instances]

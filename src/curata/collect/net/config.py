@@ -15,6 +15,7 @@ Example::
     token = ""                   # bearer token the HTTP server requires ($CURATA_TOKEN wins)
     push_token = ""              # token sent by `curata gateway push` ($CURATA_PUSH_TOKEN wins)
     push_batch = 32
+    workers = 0                  # de-identification processes; 0 = one per core (1 = in-process)
     [gateway.peers.pacs]         # named peers: `--from pacs`
     ae_title = "ORTHANC"
     host = "10.0.0.5"
@@ -43,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "token": "",
     "push_token": "",
     "push_batch": 32,
+    "workers": 0,
     "peers": {},
 }
 
@@ -110,6 +112,7 @@ class GatewayConfig:
     token: str = ""
     push_token: str = ""
     push_batch: int = DEFAULTS["push_batch"]
+    workers: int = 0
     peers: dict[str, Peer] = field(default_factory=dict)
 
     @classmethod
@@ -133,6 +136,7 @@ class GatewayConfig:
                 token=os.environ.get("CURATA_TOKEN") or str(section.get("token") or ""),
                 push_token=os.environ.get("CURATA_PUSH_TOKEN") or str(section.get("push_token") or ""),
                 push_batch=max(1, int(section["push_batch"])),
+                workers=max(0, int(section.get("workers") or 0)),
                 peers=peers,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -145,6 +149,12 @@ class GatewayConfig:
         if text in self.peers:
             return self.peers[text]
         return Peer.parse(text)
+
+    def worker_count(self) -> int:
+        """De-identification processes: the configured number, or one per core (at most 8)."""
+        from curata.runtime.pool import default_workers
+
+        return self.workers or min(8, default_workers())
 
     @property
     def tls(self) -> bool:

@@ -274,7 +274,21 @@ def pull_dimse(
     if method not in ("move", "get"):
         raise ConfigError(f"retrieve method {method!r} must be move or get")
     config = config or GatewayConfig.from_workspace(ws)
-    receiver = receiver or Receiver(ws)
+    if receiver is None:
+        own = Receiver(ws)
+        try:
+            return pull_dimse(
+                ws,
+                peer,
+                level=level,
+                matches=matches,
+                method=method,
+                config=config,
+                receiver=own,
+                progress=progress,
+            )
+        finally:
+            own.close()
     summary = RunSummary("gateway pull")
     puller = DimsePuller(ws, peer, config=config, receiver=receiver)
     plans = puller.plan(matches or {})

@@ -4,7 +4,9 @@ The DICOM SCP, C-MOVE/C-GET and DICOMweb pulls and the STOW-RS endpoint all hand
 :class:`Receiver`. Work is split for throughput without giving up durability:
 
 1. the calling thread (one per association or HTTP request) de-identifies and writes the blob
-   (fsync + rename) with a de-identifier of its own, so associations run side by side;
+   (fsync + rename) with a de-identifier of its own, so associations run side by side; with
+   ``workers > 1`` that step runs in a pool of processes instead, so de-identification uses every
+   core when several associations send at once;
 2. one writer thread files the catalog rows of everything waiting, commits once (group commit), and
    only then wakes the callers. SQLite takes one writer at a time; this keeps it to exactly one.
 
@@ -18,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import multiprocessing
 import queue
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -36,6 +40,10 @@ log = logging.getLogger("curata.gateway")
 
 OK_STATUSES = frozenset({"ingested", "present"})
 _MAX_BATCH = 256
+
+
+def _ping() -> bool:
+    return True
 
 
 def source_key(key: bytes, source_uid: str) -> str:
@@ -56,10 +64,14 @@ class _Job:
 class Receiver:
     """Ingest received instances durably, from any number of threads at once."""
 
-    def __init__(self, ws: Workspace, *, deidentify: bool = True, profile: str | None = None) -> None:
+    def __init__(
+        self, ws: Workspace, *, deidentify: bool = True, profile: str | None = None, workers: int = 1
+    ) -> None:
         self.ws = ws
         self.deidentify = deidentify
         self.ingestor = Ingestor(ws, deidentify=deidentify, profile=profile)
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
         self._key = ws.site_key()
         self._local = threading.local()
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -78,7 +90,10 @@ class Receiver:
         A bad dataset comes back ``quarantined`` with its reason; infrastructure failures (database,
         disk) raise, so a network caller answers a failure status and the sender retries.
         """
-        outcome = process_one((source, raw), self._context())
+        if self.workers > 1:
+            outcome = self._process_pool().submit(process_one, (source, raw)).result()
+        else:
+            outcome = process_one((source, raw), self._context())
         if outcome.status not in ("ingested", "quarantined"):
             return outcome
         job = _Job(outcome, self.key_for(source_uid) if source_uid else None, peer[:64])
@@ -105,12 +120,24 @@ class Receiver:
         return [uid for uid in uids if keys[uid] not in have]
 
     def close(self) -> None:
-        """Stop the writer thread (after it filed everything queued)."""
+        """Stop the writer thread (after it filed everything queued) and the worker processes."""
         with self._start_lock:
             if self._writer is not None:
                 self._queue.put(None)
                 self._writer.join()
                 self._writer = None
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+    def warm_up(self) -> None:
+        """Build the de-identifier (and start the worker processes) before the first instance arrives."""
+        if self.workers > 1:
+            pool = self._process_pool()
+            for fut in [pool.submit(_ping) for _ in range(self.workers)]:
+                fut.result()
+        else:
+            self._context()
 
     # -- internals -----------------------------------------------------------------------------
     def _context(self):  # type: ignore[no-untyped-def]
@@ -122,6 +149,21 @@ class Receiver:
             _setup_context(ctx)
             self._local.ctx = ctx
         return ctx
+
+    def _process_pool(self) -> ProcessPoolExecutor:
+        with self._start_lock:
+            if self._pool is None:
+                from curata.collect.ingest import _init_worker
+
+                # spawn, not fork: this process runs network threads, and a forked child would
+                # inherit their locks mid-flight
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker,
+                    initargs=(self.ingestor._context(frozenset()),),
+                )
+            return self._pool
 
     def _ensure_writer(self) -> None:
         with self._start_lock:

@@ -1,0 +1,284 @@
+"""Gateway benchmark: the same batch pushed with dcmtk's storescu to storescp, Orthanc and the Curata gateway.
+
+    .venv/bin/python bench/gateway.py [--instances 200] [--size 512] [--associations 1,4]
+                                      [--out bench/results/gateway.json]
+
+One batch of CT instances carrying planted identifiers (``--size`` x ``--size`` pixels, 16 bit) is sent,
+in one run, to three receivers on loopback, each started fresh:
+
+* ``storescp`` (dcmtk): writes each file and answers; no fsync, no database: the floor.
+* Orthanc (Debian package, default SQLite index and file storage, no plugins).
+* ``curata gateway serve`` (the real CLI, de-identification ON with the site key): answers success only
+  after the de-identified blob is fsynced and its catalog row committed.
+
+For every association count in ``--associations`` the batch is split over that many concurrent storescu
+processes (a modality or PACS sending several studies at once). Reported per receiver: instances/s,
+MB/s, the ratio to storescp and to Orthanc, and the count each receiver actually holds afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pydicom
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import console, cores, free_port, print_ratio_table, rate, write_json  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+# dcmtk (storescu, storescp, and Orthanc, which embeds it) leaves Nagle on unless told otherwise; with
+# it on, every instance waits for a delayed ACK (~40 ms) and all receivers look equally slow.
+os.environ["TCP_NODELAY"] = "1"
+
+
+def make_batch(folder: Path, n: int, size: int, studies: int) -> int:
+    """``n`` CT slices over ``studies`` studies, identifiers planted; returns total bytes."""
+    rng = np.random.default_rng(0)
+    total = 0
+    per = max(1, -(-n // studies))
+    for s in range(studies):
+        study, series = generate_uid(), generate_uid()
+        for i in range(min(per, n - s * per)):
+            ds = pydicom.Dataset()
+            ds.file_meta = FileMetaDataset()
+            sop = generate_uid()
+            ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+            ds.file_meta.MediaStorageSOPInstanceUID = sop
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
+            ds.PatientName, ds.PatientID = f"Bench^Patient{s}", f"MRN{s:06d}"
+            ds.PatientBirthDate, ds.PatientSex = "19580214", "M"
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+            ds.StudyDate = ds.SeriesDate = "20240301"
+            ds.StudyTime = "101500"
+            ds.AccessionNumber = f"ACC{s:06d}"
+            ds.InstitutionName = "St Elsewhere General"
+            ds.ReferringPhysicianName = "House^Gregory"
+            ds.Modality, ds.BodyPartExamined = "CT", "CHEST"
+            ds.SeriesNumber, ds.InstanceNumber = 1, i + 1
+            ds.FrameOfReferenceUID = generate_uid()
+            ds.ImagePositionPatient = [-250.0, -250.0, float(-i)]
+            ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+            ds.PixelSpacing = [0.7, 0.7]
+            ds.SliceThickness = 1.0
+            ds.Rows = ds.Columns = size
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+            ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+            ds.PixelData = rng.integers(0, 2000, size=(size, size), dtype=np.uint16).tobytes()
+            path = folder / f"study{s:02d}" / f"IM{i:05d}.dcm"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(path, enforce_file_format=True)
+            total += path.stat().st_size
+    return total
+
+
+def wait_for_echo(port: int, aet: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the receiver exited with {proc.returncode}")
+        cmd = ["echoscu", "-to", "2", "-aec", aet, "127.0.0.1", str(port)]
+        if subprocess.run(cmd, capture_output=True).returncode == 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the receiver did not answer C-ECHO in time")
+
+
+def push(port: int, aet: str, folders: list[Path]) -> float:
+    """storescu on every folder at once; returns wall seconds; raises if any storescu failed."""
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            ["storescu", "-aet", "BENCH", "-aec", aet, "127.0.0.1", str(port), "+sd", "+r", str(f)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for f in folders
+    ]
+    errors = [p.communicate()[1].decode(errors="replace")[-500:] for p in procs if p.wait() != 0]
+    seconds = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"storescu failed: {errors[0]}")
+    return seconds
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_storescp(work: Path, folders: list[Path]) -> tuple[float, int]:
+    out = work / "storescp"
+    out.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        ["storescp", "-aet", "STORESCP", "-od", str(out), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_echo(port, "STORESCP", proc)
+        seconds = push(port, "STORESCP", folders)
+    finally:
+        stop(proc)
+    return seconds, sum(1 for _ in out.iterdir())
+
+
+def run_orthanc(work: Path, folders: list[Path]) -> tuple[float, int]:
+    root = work / "orthanc"
+    root.mkdir()
+    port, http = free_port(), free_port()
+    config = {
+        "Name": "bench",
+        "StorageDirectory": str(root / "db"),
+        "IndexDirectory": str(root / "db"),
+        "DicomAet": "ORTHANC",
+        "DicomPort": port,
+        "HttpPort": http,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomAlwaysAllowStore": True,
+        "DicomAlwaysAllowEcho": True,
+        "DicomCheckCalledAet": False,
+        "Plugins": [],
+        "SaveJobs": False,
+    }
+    (root / "orthanc.json").write_text(json.dumps(config))
+    proc = subprocess.Popen(
+        ["Orthanc", str(root / "orthanc.json")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_echo(port, "ORTHANC", proc)
+        seconds = push(port, "ORTHANC", folders)
+        held = int(httpx.get(f"http://127.0.0.1:{http}/statistics", timeout=30).json()["CountInstances"])
+    finally:
+        stop(proc)
+    return seconds, held
+
+
+def run_curata(work: Path, folders: list[Path]) -> tuple[float, int]:
+    ws = work / "curata"
+    env = {**os.environ, "CURATA_WORKSPACE": str(ws)}
+    env.pop("CURATA_DATABASE_URL", None)
+    curata = str(VENV_BIN / "curata")
+    subprocess.run([curata, "init", str(ws)], check=True, capture_output=True, env=env)
+    port = free_port()
+    proc = subprocess.Popen(
+        [curata, "gateway", "serve", "--port", str(port), "--bind", "127.0.0.1", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        wait_for_echo(port, "CURATA", proc)
+        seconds = push(port, "CURATA", folders)
+    finally:
+        stop(proc, signal.SIGINT)
+    summary = json.loads(proc.stdout.read().decode() if proc.stdout else "{}")
+    return seconds, int(summary.get("stored", 0)) + int(summary.get("present", 0))
+
+
+RECEIVERS: dict[str, Callable[[Path, list[Path]], tuple[float, int]]] = {
+    "storescp": run_storescp,
+    "orthanc": run_orthanc,
+    "curata-gateway (de-id on)": run_curata,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--instances", type=int, default=200)
+    parser.add_argument("--size", type=int, default=512, help="rows = columns of each CT slice")
+    parser.add_argument("--associations", default="1,4", help="comma-separated concurrent storescu counts")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "gateway.json")
+    args = parser.parse_args()
+    missing = [p for p in ("storescu", "storescp", "echoscu", "Orthanc") if shutil.which(p) is None]
+    if missing:
+        console.print(f"[red]not installed: {', '.join(missing)}; run scripts/system-deps.sh[/]")
+        return 2
+    counts = [int(a) for a in args.associations.split(",") if a.strip()]
+    results: dict[str, Any] = {
+        "instances": args.instances,
+        "size": args.size,
+        "cores": cores(),
+        "note": "storescp does not fsync and keeps no index; Curata fsyncs every blob and commits the catalog "
+        "before answering success, with de-identification on.",
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="curata-bench-gw-") as tmp:
+        for n_assoc in counts:
+            batch = Path(tmp) / f"batch-{n_assoc}"
+            nbytes = make_batch(batch, args.instances, args.size, studies=n_assoc)
+            folders = sorted(p for p in batch.iterdir() if p.is_dir())
+            rows = []
+            for name, runner in RECEIVERS.items():
+                work = Path(tmp) / f"{name.split()[0]}-{n_assoc}"
+                work.mkdir()
+                try:
+                    seconds, held = runner(work, folders)
+                    row = {
+                        "tool": name,
+                        "associations": n_assoc,
+                        "seconds": round(seconds, 3),
+                        "instances_per_s": rate(args.instances, seconds),
+                        "mb_per_s": rate(nbytes / 1e6, seconds),
+                        "sent": args.instances,
+                        "held": held,
+                        "status": "ok" if held == args.instances else "MISSING",
+                    }
+                except Exception as exc:
+                    row = {"tool": name, "associations": n_assoc, "status": f"error: {exc}"}
+                shutil.rmtree(work, ignore_errors=True)
+                rows.append(row)
+            ref = {r["tool"]: r.get("instances_per_s") for r in rows}
+            for row in rows:
+                for peer in ("storescp", "orthanc"):
+                    if row.get("instances_per_s") and ref.get(peer):
+                        row[f"ratio_vs_{peer}"] = round(row["instances_per_s"] / ref[peer], 3)
+            print_ratio_table(
+                rows,
+                title=f"{args.instances} CT instances ({args.size}x{args.size}), "
+                f"{n_assoc} concurrent association(s), {cores()} core(s)",
+                reference="storescp",
+                columns=[
+                    ("tool", "receiver"),
+                    ("instances_per_s", "inst/s"),
+                    ("mb_per_s", "MB/s"),
+                    ("held", "held"),
+                    ("status", "status"),
+                ],
+                ratio_of=["instances_per_s"],
+            )
+            results["runs"].extend(rows)
+            shutil.rmtree(batch, ignore_errors=True)
+    write_json(args.out, results)
+    console.print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
