@@ -6,6 +6,7 @@ bytes exactly as they came (the engine never touches them).
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass
 
@@ -181,8 +182,31 @@ def _store(ds: Dataset, arr: np.ndarray) -> None:
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
 
+_OVERLAY_VERDICTS: dict[bytes, bool] = {}
+_OVERLAY_CACHE_MAX = 4096
+
+
 def overlay_is_clean(ds: Dataset, group: int) -> bool:
-    """True when OCR finds no text in the overlay plane of ``group`` (Clean Graphics)."""
+    """True when OCR finds no text in the overlay plane of ``group`` (Clean Graphics).
+
+    A series usually repeats one overlay plane on every slice: the verdict is cached per process by the
+    sha256 of the plane's geometry and bits, so OCR runs once per distinct plane, not once per slice.
+    """
+    try:
+        elem = ds[(group << 16) | 0x3000]
+        key = hashlib.sha256(
+            b"%d,%d,%s|"
+            % (
+                int(ds[(group << 16) | 0x0010].value),
+                int(ds[(group << 16) | 0x0011].value),
+                str(ds.get((group << 16) | 0x0050).value if (group << 16) | 0x0050 in ds else "").encode(),
+            )
+            + bytes(elem.value)
+        ).digest()
+    except Exception:
+        key = b""
+    if key and key in _OVERLAY_VERDICTS:
+        return _OVERLAY_VERDICTS[key]
     try:
         bitmap = ds.overlay_array(group)
     except Exception:
@@ -190,6 +214,11 @@ def overlay_is_clean(ds: Dataset, group: int) -> bool:
     planes = bitmap if bitmap.ndim == 3 else bitmap[np.newaxis]
     gray = (np.max(planes, axis=0) > 0).astype(np.uint8) * 255
     try:
-        return not find_text(gray)
+        clean = not find_text(gray)
     except DeidError:
         return False
+    if key:
+        if len(_OVERLAY_VERDICTS) >= _OVERLAY_CACHE_MAX:
+            _OVERLAY_VERDICTS.clear()
+        _OVERLAY_VERDICTS[key] = clean
+    return clean
