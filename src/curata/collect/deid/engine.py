@@ -715,8 +715,8 @@ def _find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) ->
                 and after not in _DIGIT
                 and not (after == 0x2E and pos + n + 1 < len(hay) and hay[pos + n + 1] in _DIGIT)
             )
-        elif kind == "date":  # a date may run on into a time (DT), but not follow other digits
-            ok = before not in _DIGIT
+        elif kind == "date":  # a date may run on into a time (DT); after digits or a dot it is part of a UID
+            ok = before not in _DIGIT_DOT
         else:
             ok = before not in _ALNUM and after not in _ALNUM
         if ok:
