@@ -73,7 +73,9 @@ def test_every_hiding_place_is_planted(tmp_path):
         "RequestedProcedureDescription", "ProtocolName", "(6000,0022) OverlayDescription", "(6002,1500) OverlayLabel",
         "(5000,2500) CurveLabel", "IconImageSequence[0].PixelData", "DigitalSignaturesSequence[0].CertificateOfSigner",
         "DataSetTrailingPadding", "ContentSequence[0].ContentSequence[0].ContentSequence[0].PersonName",
-        "ContentSequence[0].ContentSequence[0].ContentSequence[1].TextValue",
+        "ContentSequence[0].ContentSequence[0].ContentSequence[1].TextValue", "PatientBirthName",
+        "PatientMotherBirthName", "PerformedProcedureStepID", "PerformedProcedureStepDescription",
+        "AdmittingDiagnosesDescription", "file_meta.SourceApplicationEntityTitle",
     ):  # fmt: skip
         assert expected in paths, expected
     assert any(p.startswith("ACME PACS EXPORT") for p in paths)

@@ -686,6 +686,8 @@ def _plant_patient(ds: Dataset, planted: PlantedSet, idt: Identity, study_date: 
     planted.add(idt.street, "address", "PatientAddress")
     planted.add(idt.city, "address", "PatientAddress")
     _put(ds, "PatientTelephoneNumbers", idt.phone, planted, "phone")
+    _put(ds, "PatientBirthName", f"{idt.other_names[0].split('^')[0]}^{idt.given}", planted, "name")
+    _put(ds, "PatientMotherBirthName", f"{idt.other_names[1].split('^')[0]}^Ottilie", planted, "name")
     _put(ds, "MilitaryRank", idt.military_rank, planted, "demographic")
     _put(ds, "Occupation", idt.occupation)
     planted.add(idt.city, "address", "Occupation")
@@ -720,6 +722,14 @@ def _plant_study(ds: Dataset, planted: PlantedSet, idt: Identity, study: int, ti
     planted.add(idt.patient_name, "name", "RequestAttributesSequence[0].RequestedProcedureDescription")
     planted.add(idt.patient_id, "id", "RequestAttributesSequence[0].RequestedProcedureDescription")
     ds.RequestAttributesSequence = Sequence([request])
+    _put(ds, "PerformedProcedureStepID", f"PPS{idt.accessions[study][3:]}", planted, "id")
+    ds.PerformedProcedureStepDescription = f"Scan of {idt.given} {idt.family}"
+    planted.add(f"{idt.family}^{idt.given}", "name", "PerformedProcedureStepDescription")
+    ds.AdmittingDiagnosesDescription = (
+        f"Mass, adm. {idt.study_dates[study]:%d/%m/%Y} {idt.institution}"  # LO: 64 characters at most
+    )
+    planted.add(idt.study_dates[study].isoformat(), "date", "AdmittingDiagnosesDescription")
+    planted.add(idt.institution, "institution", "AdmittingDiagnosesDescription")
 
 
 def _plant_staff_and_place(ds: Dataset, planted: PlantedSet, idt: Identity) -> None:
@@ -798,6 +808,10 @@ def _plant_uids(
     ds.file_meta.MediaStorageSOPInstanceUID = sop
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     planted.add(sop, "uid", "file_meta.MediaStorageSOPInstanceUID")
+    ds.file_meta.SourceApplicationEntityTitle = (
+        _fold(idt.city).upper().replace(" ", "_")[:16]
+    )  # the site's AE
+    planted.add(idt.city, "address", "file_meta.SourceApplicationEntityTitle")
     patient_ref = Dataset()
     patient_ref.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.1.1"  # Detached Patient Management (retired)
     patient_ref.ReferencedSOPInstanceUID = _uid(rng)
