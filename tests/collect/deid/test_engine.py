@@ -228,3 +228,61 @@ def test_record_is_pseudonymous_and_json_able(research) -> None:
     text = json.dumps(rec)
     assert not planted.scan(text.encode())
     assert rec["profile"] == "research" and len(rec["input_sha256"]) == 64 and rec["code_version"]
+
+
+def test_seg_references_follow_the_source_images(research) -> None:
+    """A real DICOM-SEG and the CT it segments, de-identified apart, still point at each other."""
+    seg = read("liver.dcm")
+    ref_series = seg.ReferencedSeriesSequence[0]
+    ct = read("CT_small.dcm")
+    ct.SOPInstanceUID = ref_series.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+    ct.SeriesInstanceUID = ref_series.SeriesInstanceUID
+    ct.FrameOfReferenceUID = seg.FrameOfReferenceUID
+    ct.StudyInstanceUID = seg.StudyInstanceUID
+    ct.PatientID = seg.PatientID
+    out_seg = research.deidentify_bytes(to_bytes(seg)).dataset
+    out_ct = research.deidentify_bytes(to_bytes(ct)).dataset
+    assert out_seg.ReferencedSeriesSequence[0].SeriesInstanceUID == out_ct.SeriesInstanceUID
+    refs = {
+        i.ReferencedSOPInstanceUID for i in out_seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    }
+    assert out_ct.SOPInstanceUID in refs
+    assert out_seg.FrameOfReferenceUID == out_ct.FrameOfReferenceUID
+    assert out_seg.StudyInstanceUID == out_ct.StudyInstanceUID and out_seg.PatientID == out_ct.PatientID
+    derived = set()
+    for frame in out_seg.PerFrameFunctionalGroupsSequence:
+        for d in frame.DerivationImageSequence:
+            derived |= {s.ReferencedSOPInstanceUID for s in d.SourceImageSequence}
+    assert out_ct.SOPInstanceUID in derived
+    src_pos = [f.PlanePositionSequence[0].ImagePositionPatient for f in seg.PerFrameFunctionalGroupsSequence]
+    out_pos = [
+        f.PlanePositionSequence[0].ImagePositionPatient for f in out_seg.PerFrameFunctionalGroupsSequence
+    ]
+    assert src_pos == out_pos  # geometry inside functional groups kept
+    assert out_seg.PixelData == seg.PixelData
+    assert [s.SegmentLabel for s in out_seg.SegmentSequence] == [s.SegmentLabel for s in seg.SegmentSequence]
+
+
+def test_patient_characteristics_kept_only_with_the_option(research, basic) -> None:
+    src = read("CT_small.dcm")
+    src.PatientWeight = "71.5"
+    src.PatientSize = "1.72"
+    src.PatientSex = "F"
+    src.SmokingStatus = "NO"
+    r = research.deidentify_bytes(to_bytes(src)).dataset
+    assert (r.PatientWeight, r.PatientSize, r.PatientSex, r.SmokingStatus) == (71.5, 1.72, "F", "NO")
+    b = basic.deidentify_bytes(to_bytes(src)).dataset
+    assert "PatientWeight" not in b and "SmokingStatus" not in b and b.PatientSex == ""
+
+
+def test_vault_uid_map_on_request(tmp_path) -> None:
+    from curata.collect.deid import Vault
+
+    prof = load_profile("research")
+    prof = prof.__class__(name=prof.name, options=prof.options, vault_uids=True)
+    vault = Vault(tmp_path, KEY)
+    src = read("CT_small.dcm")
+    res = Deidentifier(KEY, prof, vault=vault, ocr=False).deidentify_bytes(to_bytes(src))
+    uid_map = {r["original"]: r["new"] for r in vault.records() if r["kind"] == "uid"}
+    assert uid_map[str(src.SOPInstanceUID)] == res.dataset.SOPInstanceUID
+    assert str(src.SOPInstanceUID).encode() not in res.output_bytes

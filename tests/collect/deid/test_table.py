@@ -41,7 +41,7 @@ def test_all_621_rows_load_with_repeating_groups_and_private() -> None:
         ("X/D", "1", "D"), ("X/D", "3", "X"), ("X/D", None, "D"),
         ("X/Z/D", "1", "D"), ("X/Z/D", "2", "Z"), ("X/Z/D", "3", "X"),
         ("Z/D", "1", "D"), ("Z/D", "2", "Z"), ("Z/D", None, "D"),
-        ("X/Z/U*", "1", "U"), ("X/Z/U*", "2", "Z"), ("X/Z/U*", "3", "X"), ("X/Z/U*", None, "U"),
+        ("X/Z/U*", "1", "U"), ("X/Z/U*", "2", "U"), ("X/Z/U*", "3", "U"), ("X/Z/U*", None, "U"),
         ("K", "1", "K"), ("U", None, "U"),
     ],
 )  # fmt: skip

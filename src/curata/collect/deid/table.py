@@ -2,7 +2,8 @@
 
 Action codes: D (dummy), Z (zero length), X (remove), K (keep), C (clean), U (new UID). Combinations
 (X/Z, X/D, X/Z/D, Z/D, X/Z/U*) depend on the attribute's type in the object's IOD; where the IOD is
-unknown we take the choice that leaks nothing and keeps any IOD conformant (D, Z, or U for X/Z/U*).
+unknown we take the choice that leaks nothing and keeps any IOD conformant (D or Z). X/Z/U* always
+resolves to U: remapped references leak nothing and keep SEG/SR/RT and derived objects pointing home.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ def resolve(code: str, attr_type: str | None) -> str:
     if "/" not in code:
         return code
     parts = code.split("/")
+    if "U*" in parts:
+        # X/Z/U* (Referenced Image, Source Image sequences): replacing the UIDs inside leaks nothing and
+        # keeps references valid (SEG, SR, RT and derived images), so we always take U, whatever the type.
+        return "U"
     if attr_type is None:  # unknown IOD: leak nothing, keep any IOD valid
         return "U" if "U*" in parts else ("D" if "D" in parts else "Z")
     if attr_type == "1":
