@@ -286,3 +286,23 @@ def test_vault_uid_map_on_request(tmp_path) -> None:
     uid_map = {r["original"]: r["new"] for r in vault.records() if r["kind"] == "uid"}
     assert uid_map[str(src.SOPInstanceUID)] == res.dataset.SOPInstanceUID
     assert str(src.SOPInstanceUID).encode() not in res.output_bytes
+
+
+def test_deflated_input_stays_readable_and_the_gate_looks_inside(research) -> None:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    src = read("CT_small.dcm")
+    src.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    res = research.deidentify_bytes(to_bytes(src))
+    back = pydicom.dcmread(io.BytesIO(res.output_bytes))
+    assert back.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    assert back.pixel_array.shape == (128, 128) and back.PatientID.startswith("CUR-")
+    # the same leak as test_final_gate_catches_a_planted_leak, hidden by deflate: still caught
+    src.PatientID = "PID-55512345"
+    blk = src.private_block(0x0033, "LEAKY VENDOR", create=True)
+    blk.add_new(0x10, "LO", "copy of PID-55512345")
+    prof = load_profile("research")
+    leaky = prof.__class__(name="research", options=prof.options,
+                           overrides=((int(blk.get_tag(0x10)), "K"), (0x00330010, "K")))  # fmt: skip
+    with pytest.raises(DeidError, match="final gate"):
+        Deidentifier(KEY, leaky, ocr=False).deidentify_bytes(to_bytes(src))

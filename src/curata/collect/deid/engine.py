@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import zlib
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
@@ -683,6 +684,7 @@ class Deidentifier:
         needles = ids.gate_needles(encodings)
         if not needles:
             return
+        output = _inflated(output, ds)
         hay = output.lower()
         for start, end in _header_spans(output, ds, pixel_kept):
             for needle, kind in needles:
@@ -692,6 +694,17 @@ class Deidentifier:
                         f"final gate: an identifying value of the input survived at byte {pos} "
                         f"of the output ({_KIND_TEXT[kind]}); not released"
                     )
+
+
+def _inflated(output: bytes, ds: Dataset) -> bytes:
+    """A deflated output as the gate must see it: file meta, then the data set inflated."""
+    if ds.file_meta.TransferSyntaxUID != pydicom.uid.DeflatedExplicitVRLittleEndian:
+        return output
+    meta_end = 144 + int.from_bytes(output[140:144], "little")  # (0002,0000) group length value
+    try:
+        return output[:meta_end] + zlib.decompress(output[meta_end:], -zlib.MAX_WBITS)
+    except zlib.error as exc:
+        raise DeidError("final gate: the deflated output does not inflate; not released") from exc
 
 
 _WORD = re.compile(r"[A-Z0-9]+")
