@@ -11,6 +11,7 @@ painted in about a second without per-voxel Python loops.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -391,7 +392,8 @@ def head_phantom(scale: float, lesions: list[Lesion], *, followup: bool) -> Phan
     r = np.array([74.0, 92.0, 100.0]) * scale
 
     def shell(offset: float, label: int) -> None:
-        ph.add(Ellipsoid((0.0, 0.0, 0.0), tuple(float(v) for v in r - offset), label))
+        rx, ry, rz = (float(v) for v in r - offset)
+        ph.add(Ellipsoid((0.0, 0.0, 0.0), (rx, ry, rz), label))
 
     ph.add(Cylinder((0.0, 10.0, -150.0), (55.0 * scale, 60.0 * scale, 80.0), Tissue.MUSCLE))  # neck
     shell(0.0, Tissue.SKIN)
@@ -423,8 +425,8 @@ def head_phantom(scale: float, lesions: list[Lesion], *, followup: bool) -> Phan
 
 def _lut(
     phantom: Phantom,
-    table: dict[int, tuple[float, float]],
-    lesion_table: dict[str, tuple[float, float]],
+    table: Mapping[int, tuple[float, float]],
+    lesion_table: Mapping[str, tuple[float, float]],
     which: int,
 ) -> np.ndarray:
     lut = np.zeros(256, dtype=np.float32)

@@ -40,6 +40,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -463,7 +464,7 @@ def _atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
     os.replace(tmp, path)
 
 
-def _transfer_syntax(site: SiteProfile) -> str:
+def _transfer_syntax(site: SiteProfile) -> UID:
     return {"explicit": ExplicitVRLittleEndian, "implicit": ImplicitVRLittleEndian, "rle": RLELossless}[
         site.transfer_syntax
     ]
@@ -483,8 +484,8 @@ def _encode_frame(site: SiteProfile, frame: np.ndarray) -> DataElement:
 
 def _file_bytes(ds: Dataset, site: SiteProfile, sop_class: str, sop: str) -> bytes:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop)
     meta.TransferSyntaxUID = _transfer_syntax(site)
     ds.file_meta = meta
     buf = io.BytesIO()
@@ -712,9 +713,9 @@ def _write_broken(
     if spec["kind"] == "missing_attribute":
         del ds[spec["attribute"]]
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class
+        meta.MediaStorageSOPClassUID = UID(sop_class)
         if spec["attribute"] != "SOPInstanceUID":
-            meta.MediaStorageSOPInstanceUID = spec["sop_uid"]
+            meta.MediaStorageSOPInstanceUID = UID(spec["sop_uid"])
         meta.TransferSyntaxUID = _transfer_syntax(job.site)
         ds.file_meta = meta
         buf = io.BytesIO()
@@ -764,8 +765,8 @@ class _SliceWriter:
     def slice_bytes(self, sop: str, elements: list[DataElement]) -> bytes:
         """``elements``: exactly the VARYING tags, in that order."""
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = self.sop_class
-        meta.MediaStorageSOPInstanceUID = sop
+        meta.MediaStorageSOPClassUID = UID(self.sop_class)
+        meta.MediaStorageSOPInstanceUID = UID(sop)
         meta.TransferSyntaxUID = _transfer_syntax(self.site)
         fp = self._buffer()
         fp.write(b"\x00" * 128 + b"DICM")
@@ -1644,9 +1645,8 @@ def _assemble(
                     planted=res["planted"],
                 )
             )
-            files.append(
-                FileRecord(f"{folder}/{sc['path']}", sc["sop"], job.scout["series_uid"], 1, "localizer")
-            )  # type: ignore[index]
+            scout_uid = job.scout["series_uid"]  # type: ignore[index]
+            files.append(FileRecord(f"{folder}/{sc['path']}", sc["sop"], scout_uid, 1, "localizer"))
         for f in res["files"]:
             files.append(FileRecord(f"{folder}/{f['path']}", f["sop"], uid, f["instance"], "image"))
         if "scout_in_series" in res:
