@@ -179,3 +179,29 @@ def test_demo_pipeline_registers_follow_ups(workspace, hospital: Path, tmp_path:
     assert len(list((tmp_path / "demo-out").rglob("*.nii.gz"))) == 2
     again = run_demo_pipeline(workspace, tmp_path / "demo-out", workers=1, quiet=True)
     assert again["computed"] == 0
+
+
+def test_convert_a_workspace_selection(workspace, hospital: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import typer
+    from typer.testing import CliRunner
+
+    from curata.collect.ingest import Ingestor
+    from curata.preprocess.cli import register as register_cli
+
+    Ingestor(workspace, workers=1).ingest_paths([hospital / "P1", hospital / "broken"])
+    app = typer.Typer()
+    register_cli(app)
+    res = CliRunner().invoke(
+        app, ["convert", "all", str(tmp_path / "out"), "-w", str(workspace.root), "--json"]
+    )
+    assert res.exit_code == 1, res.output  # the broken series is refused, the others converted
+    out = json.loads(res.stdout)
+    assert len(out["converted"]) == 2 and len(out["refused"]) == 1
+    uid = series_from_workspace(workspace)[0].item_id
+    one = CliRunner().invoke(
+        app, ["convert", f"series:{uid}", str(tmp_path / "one"), "-w", str(workspace.root), "--json"]
+    )
+    assert (
+        one.exit_code in (0, 1)
+        and len(json.loads(one.stdout)["converted"]) + len(json.loads(one.stdout)["refused"]) == 1
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -20,7 +21,11 @@ def register(app: typer.Typer) -> None:
 
 
 def convert_command(
-    source: Path = typer.Argument(..., help="Folder of DICOM files (searched recursively) or one file."),
+    source: str = typer.Argument(
+        ...,
+        help="Folder of DICOM files (searched recursively), one file, or a workspace selection: "
+        "all, cohort:NAME or series:UID.",
+    ),
     output: Path = typer.Argument(..., help="Folder for the volumes and their JSON sidecars."),
     fmt: str = typer.Option("nifti", "--format", "-f", help="nifti, nifti-gz (level 1, parallel) or zarr."),
     uneven: str = typer.Option(
@@ -32,9 +37,10 @@ def convert_command(
         "shear", "--tilt", help="Gantry tilt: shear (exact sheared affine) or resample."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w", help="Workspace for a selection."),
 ) -> None:
     """Convert every series under SOURCE: one volume per stack plus a BIDS-like JSON sidecar."""
-    from curata.preprocess.convert import convert_folder
+    from curata.preprocess.convert import convert_folder, convert_selection
 
     if uneven not in ("refuse", "split", "interpolate"):
         raise typer.BadParameter("--uneven must be refuse, split or interpolate")
@@ -43,8 +49,13 @@ def convert_command(
     summary = RunSummary("convert", failure_keys=("refused",))
     with make_progress(quiet=as_json) as progress:
         task = progress.add_task("converting", total=None)
-        result = convert_folder(
-            source,
+        if not Path(source).exists() and (source == "all" or source.startswith(("cohort:", "series:"))):
+            from curata.workspace import Workspace
+
+            convert = partial(convert_selection, Workspace.find(workspace), source)
+        else:
+            convert = partial(convert_folder, Path(source))
+        result = convert(
             output,
             fmt=fmt,
             uneven=uneven,

@@ -216,3 +216,51 @@ def convert_series(
         vol.meta = sidecar(ds, report, vol)
         out.append((name, vol))
     return out
+
+
+def convert_selection(
+    workspace: Any,
+    selection: str,
+    output: Path,
+    *,
+    fmt: OutputFormat = "nifti",
+    uneven: UnevenPolicy = "refuse",
+    tilt: TiltPolicy = "shear",
+    on_file: Callable[[], None] | None = None,
+) -> ConvertResult:
+    """Convert workspace series: ``all``, ``cohort:NAME`` or ``series:UID`` (read from the store)."""
+    import io
+
+    from curata.preprocess.pipeline import series_from_workspace
+
+    kind, _, value = selection.partition(":")
+    if kind not in ("all", "cohort", "series") or (kind != "all" and not value):
+        raise CurataError(f"unknown selection {selection!r}", hint="use all, cohort:NAME or series:UID")
+    items = series_from_workspace(workspace, cohort=value if kind == "cohort" else None)
+    if kind == "series":
+        items = [i for i in items if i.item_id == value]
+        if not items:
+            raise CurataError(f"no series {value} in the workspace", hint="`curata ls` lists series")
+    result = ConvertResult()
+    output.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        files: list[Any] = [
+            io.BytesIO(workspace.store.get_bytes(s[5:])) if s.startswith("blob:") else Path(s)
+            for s in item.sources
+        ]
+        frames = load_frames(files, result)
+        for name, vol, report, ds in stacks_to_volumes(frames, result, uneven=uneven, tilt=tilt):
+            name = f"{_safe(item.patient)}_{name}_{item.item_id[-8:]}"
+            target = output / f"{name}{SUFFIX[fmt]}"
+            meta = sidecar(ds, report, vol)
+            if fmt == "zarr":
+                vol.meta = meta
+                write_zarr(vol, target)
+            else:
+                write_nifti(vol, target, gzip=fmt == "nifti-gz")
+            side = output / f"{name}.json"
+            write_json(side, meta)
+            result.converted.append(ConvertedStack(name, target, side, vol.shape, report))
+            if on_file:
+                on_file()
+    return result
