@@ -103,3 +103,11 @@ def test_deid_refuses_vault_inside_output(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["deid", str(tmp_path / "in"), str(tmp_path / "out"), "--key-file",
                                  str(tmp_path / "site.key"), "--vault", str(tmp_path / "out" / "vault")])  # fmt: skip
     assert r.exit_code != 0 and isinstance(r.exception, ConfigError) and "inside OUTPUT" in str(r.exception)
+
+
+def test_report_reasons_never_quote_values() -> None:
+    from curata.collect.deid.batch import _sanitized
+
+    reason = "unsupported data set (ValueError: Invalid value for VR PN: 'DOE^JOHN' born 19610203)"
+    clean = _sanitized(reason)
+    assert "DOE" not in clean and "19610203" not in clean and clean.startswith("unsupported data set")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -191,6 +192,16 @@ def write_report(output: Path, profile: Profile, report: BatchReport) -> Path:
     path = output / REPORT_NAME
     atomic_write(path, json.dumps(body, indent=2, sort_keys=True).encode())
     return path
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|<[^>]*>|\[[^\]]*\]")
+_LONG_NUMBER = re.compile(r"\d[\d.\-/]{4,}")
+
+
+def _sanitized(reason: str) -> str:
+    """A quarantine reason fit for OUTPUT: parser messages can quote the offending value, so quoted
+    text and long numbers (dates, IDs, UIDs) go. The full reason stays in the on-site quarantine."""
+    return _LONG_NUMBER.sub("#", _QUOTED.sub("'…'", reason))
 
 
 def default_vault_dir(key_file: Path) -> Path:
