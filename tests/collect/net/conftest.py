@@ -93,7 +93,7 @@ def _study_files(tmp: Path) -> list[Path]:
     return files
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     need("Orthanc")
     if DICOMWEB_PLUGIN is None:

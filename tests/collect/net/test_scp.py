@@ -150,7 +150,9 @@ def test_common_transfer_syntaxes_are_accepted(workspace) -> None:  # type: igno
     with workspace.catalog.session() as s:
         syntaxes = set(s.scalars(select(Instance.transfer_syntax)))
     assert len(syntaxes) >= 3, syntaxes  # compressed objects are kept compressed
-    record("storescu -R (7 transfer syntaxes) -> gateway", len(names), count(workspace))
+    record(
+        "storescu (7 transfer syntaxes, 5 distinct SOP instances) -> gateway", len(names), count(workspace)
+    )
 
 
 def test_orthanc_pushes_to_the_gateway(workspace, orthanc) -> None:  # type: ignore[no-untyped-def]
@@ -173,3 +175,60 @@ def test_port_in_use_is_a_clear_error(workspace) -> None:  # type: ignore[no-unt
     with GatewayServer(workspace, _config(port=port)), pytest.raises(NetworkError, match="cannot listen"):
         GatewayServer(workspace, _config(port=port)).start()
     assert generate_uid()  # uid generator untouched
+
+
+def test_every_acknowledged_instance_survives_a_kill(workspace) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL the gateway mid-stream: whatever it acknowledged is in the catalog and the store."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from curata.collect.net.receive import Receiver
+    from curata.store import open_store
+
+    need("echoscu")
+    port = free_port()
+    cmd = [sys.executable, "-m", "curata.cli", "gateway", "serve", "-w", str(workspace.root)]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port), "--bind", "127.0.0.1", "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    acked: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        echo = ["echoscu", "-to", "2", "-aec", "CURATA", "127.0.0.1", str(port)]
+        while subprocess.run(echo, capture_output=True).returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, "gateway did not start"
+            time.sleep(0.2)
+        assoc = _scu().associate("127.0.0.1", port, ae_title="CURATA")
+        study, series = generate_uid(), generate_uid()
+        for i in range(40):
+            if i == 5:  # without warning, while the next instances are in flight
+                threading.Timer(0.05, os.kill, (proc.pid, signal.SIGKILL)).start()
+            ds = make_ct(study_uid=study, series_uid=series, index=i)
+            status = assoc.send_c_store(ds) if assoc.is_established else None
+            if status is not None and status.get("Status") == 0x0000:
+                acked.append(str(ds.SOPInstanceUID))
+            elif not assoc.is_established:
+                break
+        if assoc.is_established:
+            assoc.abort()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert 1 <= len(acked) <= 40
+    ws = type(workspace).open(workspace.root)
+    receiver = Receiver(ws, deidentify=False)
+    assert receiver.missing(acked) == [], "an acknowledged instance was lost"
+    store = open_store(str(ws.store_path))
+    with ws.catalog.session() as s:
+        digests = list(s.scalars(select(Instance.blob_digest)))
+    assert len(digests) >= len(acked)
+    assert all(store.exists(d) and store.hash_of(d) == d for d in digests)
+    record(
+        "pynetdicom SCU -> gateway killed with SIGKILL mid-stream (acked vs filed)", len(acked), len(digests)
+    )
