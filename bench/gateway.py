@@ -225,6 +225,7 @@ def main() -> int:
         "instances": args.instances,
         "size": args.size,
         "cores": cores(),
+        "load_average_at_start": os.getloadavg(),
         "note": "storescp does not fsync and keeps no index; Curata fsyncs every blob and commits the catalog "
         "before answering success, with de-identification on.",
         "runs": [],
@@ -275,6 +276,7 @@ def main() -> int:
             )
             results["runs"].extend(rows)
             shutil.rmtree(batch, ignore_errors=True)
+    results["load_average_at_end"] = os.getloadavg()
     write_json(args.out, results)
     console.print(f"written: {args.out}")
     return 0

@@ -232,3 +232,22 @@ def test_every_acknowledged_instance_survives_a_kill(workspace) -> None:  # type
     record(
         "pynetdicom SCU -> gateway killed with SIGKILL mid-stream (acked vs filed)", len(acked), len(digests)
     )
+
+
+def test_dicom_tls(workspace, tls_files) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+
+    cert, key = tls_files
+    cfg = _config()
+    cfg.tls_cert, cfg.tls_key, cfg.dicom_tls = str(cert), str(key), True
+    with GatewayServer(workspace, cfg) as server:
+        client = ssl.create_default_context(cafile=str(cert))
+        assoc = _scu().associate("127.0.0.1", server.port, ae_title="CURATA", tls_args=(client, "127.0.0.1"))
+        assert assoc.is_established
+        assert assoc.send_c_store(make_ct()).Status == 0x0000
+        assoc.release()
+        scu = _scu()
+        scu.acse_timeout = scu.network_timeout = 2
+        plain = scu.associate("127.0.0.1", server.port, ae_title="CURATA")  # no TLS: no association
+        assert not plain.is_established
+    assert count(workspace) == 1

@@ -10,8 +10,10 @@ Example::
     http_host = "127.0.0.1"
     http_port = 8042             # `curata server`
     public_url = ""              # how clients reach the server, if behind a proxy
-    tls_cert = ""                # PEM files: TLS on when both are set
+    tls_cert = ""                # PEM files: HTTPS for `curata server` when both are set
     tls_key = ""
+    dicom_tls = false            # also DICOM TLS (PS3.15 B.1) on the SCP, with the same certificate
+    tls_ca = ""                  # CA bundle: DICOM TLS peers must present a certificate it signed
     token = ""                   # bearer token the HTTP server requires ($CURATA_TOKEN wins)
     push_token = ""              # token sent by `curata gateway push` ($CURATA_PUSH_TOKEN wins)
     push_batch = 32
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "public_url": "",
     "tls_cert": "",
     "tls_key": "",
+    "dicom_tls": False,
+    "tls_ca": "",
     "token": "",
     "push_token": "",
     "push_batch": 32,
@@ -109,6 +114,8 @@ class GatewayConfig:
     public_url: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+    dicom_tls: bool = False
+    tls_ca: str = ""
     token: str = ""
     push_token: str = ""
     push_batch: int = DEFAULTS["push_batch"]
@@ -133,6 +140,8 @@ class GatewayConfig:
                 public_url=str(section.get("public_url") or ""),
                 tls_cert=str(section.get("tls_cert") or ""),
                 tls_key=str(section.get("tls_key") or ""),
+                dicom_tls=bool(section.get("dicom_tls")),
+                tls_ca=str(section.get("tls_ca") or ""),
                 token=os.environ.get("CURATA_TOKEN") or str(section.get("token") or ""),
                 push_token=os.environ.get("CURATA_PUSH_TOKEN") or str(section.get("push_token") or ""),
                 push_batch=max(1, int(section["push_batch"])),
@@ -160,11 +169,28 @@ class GatewayConfig:
     def tls(self) -> bool:
         return bool(self.tls_cert and self.tls_key)
 
+    def dicom_ssl_context(self) -> ssl.SSLContext | None:
+        """The server-side TLS context for the SCP, or None when DICOM TLS is off."""
+        if not self.dicom_tls:
+            return None
+        if not self.tls:
+            raise ConfigError(
+                "[gateway] dicom_tls is on but tls_cert / tls_key are not set",
+                hint="point tls_cert and tls_key at PEM files, or turn dicom_tls off",
+            )
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(self.tls_cert, self.tls_key)
+            if self.tls_ca:
+                ctx.load_verify_locations(self.tls_ca)
+                ctx.verify_mode = ssl.CERT_REQUIRED
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
+        return ctx
+
 
 def tls_verify(verify: bool | str) -> Any:
     """``True``, ``False`` or a CA bundle path, as httpx wants it (an SSL context for a bundle)."""
     if isinstance(verify, str):
-        import ssl
-
         return ssl.create_default_context(cafile=verify)
     return verify

@@ -156,7 +156,10 @@ class GatewayServer:
         ]
         try:
             self._server = self.ae.start_server(
-                (self.config.bind, self.config.port), block=False, evt_handlers=handlers
+                (self.config.bind, self.config.port),
+                block=False,
+                evt_handlers=handlers,
+                ssl_context=self.config.dicom_ssl_context(),
             )
         except OSError as exc:
             raise NetworkError(
