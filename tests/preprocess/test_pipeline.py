@@ -205,3 +205,12 @@ def test_convert_a_workspace_selection(workspace, hospital: Path, tmp_path: Path
         one.exit_code in (0, 1)
         and len(json.loads(one.stdout)["converted"]) + len(json.loads(one.stdout)["refused"]) == 1
     )
+
+
+@pytest.mark.parametrize("name", ["ct_followup.toml", "mr_standard.toml"])
+def test_shipped_pipelines_parse(name: str) -> None:
+    from curata.preprocess.pipeline import load_pipeline
+
+    path = Path(__import__("curata.preprocess", fromlist=["x"]).__file__).parent / "pipelines" / name
+    p = load_pipeline(path)
+    assert p.steps and p.describe()["steps"][0]["op"] == "reorient"

@@ -16,7 +16,7 @@ DEMO_PIPELINE: dict[str, Any] = {
         {"op": "reorient", "axcodes": "RAS"},
         {"op": "resample", "spacing": [2.0, 2.0, 2.0]},
         {"op": "zscore", "mask": "body", "threshold": -500.0},
-        {"op": "register", "to": "baseline", "kind": "rigid", "metric": "mattes"},
+        {"op": "register", "to": "baseline", "kind": "rigid", "metric": "meansquares"},
     ],
 }
 
