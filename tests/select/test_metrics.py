@@ -46,7 +46,7 @@ def test_mild_noise_below_the_threshold_is_not_excluded() -> None:
 
 @pytest.mark.parametrize("sigma", [8.0, 20.0, 45.0])
 def test_ct_noise_estimates_are_within_5_percent(sigma: float) -> None:
-    m, _ = measure(images_of(build(Spec("CT", 128, 12, noise=sigma, seed=5))))
+    m, _ = measure(images_of(build(Spec("CT", 256, 10, noise=sigma, seed=5))))
     assert m["noise_hu"] == pytest.approx(sigma, rel=0.05)
     assert m["noise_air_hu"] == pytest.approx(sigma, rel=0.05)
     assert m["hu_air_offset"] == pytest.approx(0, abs=3)
@@ -55,7 +55,7 @@ def test_ct_noise_estimates_are_within_5_percent(sigma: float) -> None:
 
 @pytest.mark.parametrize("sigma", [10.0, 30.0])
 def test_mr_rician_background_noise_is_within_5_percent(sigma: float) -> None:
-    m, thumb = measure(images_of(build(Spec("MR", 128, 12, noise=sigma, seed=7))))
+    m, thumb = measure(images_of(build(Spec("MR", 256, 10, noise=sigma, seed=7))))
     assert m["noise_background"] == pytest.approx(sigma, rel=0.05)
     assert m["ghost_ratio"] < 0.01
     assert thumb is not None and thumb.startswith(b"\x89PNG")

@@ -29,6 +29,7 @@ is not selected (SQL's three-valued logic). Errors point at the offending token 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ def _metric_field(name: str) -> Field:
     return Field(f"qc.{name}", metric.kind, getter, f"{metric.definition} ({metric.unit})")
 
 
+@functools.cache
 def all_fields() -> dict[str, Field]:
     out = dict(HEADER_FIELDS)
     out.update(VERDICT_FIELDS)

@@ -16,6 +16,7 @@ Every decision records the rule, the values of the fields its query read, and th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tomllib
@@ -100,11 +101,13 @@ def _rules_of(text: str, origin: str) -> tuple[dict[str, Any], list[Rule]]:
     return data, [_rule(e, f"{origin} rule {i + 1}") for i, e in enumerate(entries)]
 
 
+@functools.cache
 def default_ruleset() -> RuleSet:
     text = DEFAULT_RULES.read_text()
     return RuleSet(_rules_of(text, str(DEFAULT_RULES))[1], text)
 
 
+@functools.lru_cache(maxsize=16)
 def load_ruleset(text: str, origin: str = "rules") -> RuleSet:
     """The defaults overridden by a project's TOML ``text``."""
     data, own = _rules_of(text, origin)

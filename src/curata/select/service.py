@@ -155,7 +155,7 @@ def run_qc(
     decided = decide(ws, ids)
     for key in ("passed", "excluded", "warned"):
         summary.add(key, decided.counts.get(key, 0))
-    summary.extra["rules"] = active_ruleset(ws).digest[:12]
+    summary.extra["rules"] = decided.extra["rules"]
     return summary
 
 
@@ -232,6 +232,7 @@ def decide(ws: Workspace, series_ids: list[int] | None) -> RunSummary:
     """Apply the active rules to the current measurement of each series; record verdicts + provenance."""
     ruleset = active_ruleset(ws)
     summary = RunSummary("qc decide")
+    summary.extra["rules"] = ruleset.digest[:12]
     version = qc_code_version()
     with ws.catalog.session() as session:
         ids = series_ids if series_ids is not None else _selected(session, None)
