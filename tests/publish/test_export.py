@@ -225,11 +225,10 @@ def test_cli_ls_show_trace_and_errors(released) -> None:  # type: ignore[no-unty
     assert out.exit_code != 0
 
 
-def test_cli_create_and_export(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_create_and_export(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from curata.cli import app
-    from tests.publish.conftest import PATIENTS, populate
 
-    populate(workspace, tmp_path, PATIENTS[:3])
+    ws, _, _ = released
     runner = CliRunner()
     args = [
         "release",
@@ -240,16 +239,18 @@ def test_cli_create_and_export(workspace, tmp_path: Path) -> None:  # type: igno
         "--split",
         "2,1",
         "-w",
-        str(workspace.root),
+        str(ws.root),
         "--json",
     ]
     out = runner.invoke(app, args)
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
-    assert result["ref"] == "cli@1" and sum(result["splits"].values()) == 3
+    assert result["ref"] == "cli@1" and sum(result["splits"].values()) == result["patients"]
     target = tmp_path / "exp"
     out = runner.invoke(
-        app, ["release", "export", "cli@1", str(target), "--licensee", "L", "-w", str(workspace.root)]
+        app, ["release", "export", "cli@1", str(target), "--licensee", "L", "-w", str(ws.root)]
     )
     assert out.exit_code == 0, out.output
     assert _verify(target).returncode == 0
+    out = runner.invoke(app, ["release", "create", "cli", "--split", "1,2,3,4", "-w", str(ws.root)])
+    assert out.exit_code != 0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from curata.catalog.models import Patient, Series, Study
+from curata.catalog.models import Patient, Series, Site, Study
 from curata.publish import create_release, show_release, withdraw_patient
 from curata.publish.manifest import Manifest
 from curata.publish.models import ReleaseMember, ReleaseVersion
@@ -84,7 +84,7 @@ def test_nifti_image_and_label_share_the_grid(released) -> None:  # type: ignore
     assert sorted(np.unique(mask).tolist()) == [0, 1]
 
 
-def test_nnunet_layout(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_nnunet_layout(released) -> None:  # type: ignore[no-untyped-def]
     ws, release, _ = released
     manifest = _manifest(ws, release["ref"])
     nn = [f for f in manifest.files if f.path.startswith("nnunet/")]
@@ -101,15 +101,20 @@ def test_nnunet_layout(released, tmp_path: Path) -> None:  # type: ignore[no-unt
         == release["splits"].get("train", 0) + release["splits"].get("validation", 0)
     )
     assert all(f.path.endswith("_0000.nii.gz") for f in images_tr)
-    # nnU-Net's own verifier, where it is installed
+
+
+@pytest.mark.slow
+def test_nnunet_own_verifier_accepts_the_layout(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """nnU-Net's dataset verifier, where nnunetv2 is installed (slow: it imports torch)."""
     verify = pytest.importorskip("nnunetv2.experiment_planning.verify_dataset_integrity")
+    ws, release, _ = released
+    manifest = _manifest(ws, release["ref"])
+    nn = [f for f in manifest.files if f.path.startswith("nnunet/") and "/imagesTs/" not in f.path]
     for f in nn:
-        if "/imagesTs/" in f.path:
-            continue
         target = tmp_path / f.path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(ws.store.get_bytes(f.sha256))
-    verify.verify_dataset_integrity(str(tmp_path / "nnunet" / root), num_processes=1)
+    verify.verify_dataset_integrity(str(tmp_path / "nnunet" / nn[0].path.split("/")[1]), num_processes=1)
 
 
 def test_croissant_validates_with_mlcroissant(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -145,28 +150,30 @@ def test_card_compares_with_the_catalog(released) -> None:  # type: ignore[no-un
     assert Path(release["card"]).is_file()
 
 
-def test_card_flags_an_under_represented_site(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    populate(workspace, tmp_path, PATIENTS)
-    with workspace.catalog.session() as s:  # a cohort-like choice: all of site-a, one patient of site-b
+def test_card_flags_an_under_represented_site(released) -> None:  # type: ignore[no-untyped-def]
+    ws, _, _ = released
+    with ws.catalog.session() as s:  # a cohort-like choice that leaves site-b out
         keep = [
             sid
-            for sid, pseudo in s.execute(
-                select(Series.id, Patient.pseudonym)
+            for sid, site in s.execute(
+                select(Series.id, Site.name)
                 .join(Study, Series.study_id == Study.id)
                 .join(Patient, Study.patient_id == Patient.id)
+                .join(Site, Patient.site_id == Site.id)
             )
-            if pseudo not in ("P07", "P08")
+            if site != "site-b"
         ]
     from curata.publish import release as rel
 
     original = rel.cohort_series_ids
     rel.cohort_series_ids = lambda session, cohort: keep  # type: ignore[assignment]
     try:
-        result = create_release(workspace, "skewed", cohort="any", formats="dicom", split="100")
+        result = create_release(ws, "skewed", cohort="any", formats="dicom", split="100")
     finally:
         rel.cohort_series_ids = original  # type: ignore[assignment]
     assert any("Site 'site-b' is under-represented" in f for f in result["flags"])
     assert any("Country 'KE'" in f for f in result["flags"])
+    assert not any("site-a" in f for f in result["flags"])
 
 
 def test_same_content_same_version_new_content_new_version(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -218,3 +225,34 @@ def test_nothing_selected_is_an_error(workspace) -> None:  # type: ignore[no-unt
         create_release(workspace, "empty")
     with workspace.catalog.session() as s:
         assert s.scalar(select(ReleaseVersion)) is None
+
+
+def test_pipeline_volumes_replace_the_plain_conversion(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("curata.preprocess.pipeline")
+    populate(workspace, tmp_path, PATIENTS[:2])
+    pipeline = tmp_path / "iso.toml"
+    pipeline.write_text(
+        'name = "iso"\n[[step]]\nop = "reorient"\naxcodes = "RAS"\n'
+        '[[step]]\nop = "resample"\nspacing = [1.4, 1.4, 2.0]\n'
+    )
+    result = create_release(workspace, "pre", formats="nifti,monai", split="1,1", pipeline=str(pipeline))
+    assert result["problems"] == [] and result["parameters"]["pipeline_sha256"]
+    manifest = _manifest(workspace, result["ref"])
+    datalist = json.loads(_read(workspace, manifest, "datalist.json"))
+    item = (datalist["training"] + datalist["validation"])[0]
+    image = nib.Nifti1Image.from_bytes(
+        __import__("gzip").decompress(_read(workspace, manifest, item["image"]))
+    )
+    label = nib.Nifti1Image.from_bytes(
+        __import__("gzip").decompress(_read(workspace, manifest, item["label"]))
+    )
+    assert nib.aff2axcodes(image.affine) == ("R", "A", "S")
+    assert np.allclose(image.header.get_zooms()[:3], (1.4, 1.4, 2.0), atol=1e-3)
+    assert image.shape == label.shape and np.allclose(image.affine, label.affine, atol=1e-4)
+    mask = np.asarray(label.dataobj)
+    # the 2x5x6 box at 0.7x0.7x1 mm is about 2.5x3x1 voxels at 1.4x1.4x2 mm: present, and far smaller
+    assert 0 < int(mask.sum()) < 60
+    # the same pipeline again: the same version (and the pipeline's own cache makes it cheap)
+    assert not create_release(workspace, "pre", formats="nifti,monai", split="1,1", pipeline=str(pipeline))[
+        "created"
+    ]

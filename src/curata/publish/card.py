@@ -115,7 +115,8 @@ def _plot(key: str, title: str, rows: list[Row]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 2.8), dpi=80)
+    fig = plt.figure(figsize=(6, 2.8), dpi=72)
+    ax = fig.add_axes((0.1, 0.25, 0.88, 0.63))  # fixed layout: tight_layout costs a second per plot
     groups = [r.group for r in rows]
     x = range(len(groups))
     ax.bar([i - 0.2 for i in x], [100 * r.release_share for r in rows], 0.4, label="release")
@@ -129,7 +130,6 @@ def _plot(key: str, title: str, rows: list[Row]) -> bytes:
     ax.set_ylabel("%")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     buf = io.BytesIO()
     # no timestamps in the PNG, so the same card is the same bytes
     fig.savefig(buf, format="png", metadata={"Software": None})

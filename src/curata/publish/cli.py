@@ -30,7 +30,11 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Argument(..., help="Release name (a new version NAME@n+1 when content changed)."),
         cohort: str = typer.Option(None, "--cohort", help="Cohort to release (curata cohort create)."),
         where: str = typer.Option(None, "--where", help="Selection query instead of a cohort."),
-        pipeline: str = typer.Option(None, "--pipeline", help="Pre-processing pipeline (not wired yet)."),
+        pipeline: str = typer.Option(
+            None,
+            "--pipeline",
+            help="Pipeline TOML (curata preprocess) whose volumes replace the plain NIfTI conversion.",
+        ),
         split: str = typer.Option("70,15,15", "--split", help="train,validation,test shares."),
         stratify: str = typer.Option(
             "", "--stratify", help="Balance splits on: sex,age,site,region,country,vendor,modality."

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.orm import Session
 
@@ -165,12 +166,14 @@ class BuildParams:
     pipeline: str | None = None
     cohort: str | None = None
     where: str | None = None
+    pipeline_sha256: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "formats": list(self.formats),
             "split": self.split.as_dict(),
             "pipeline": self.pipeline,
+            "pipeline_sha256": self.pipeline_sha256,
             "cohort": self.cohort,
             "where": self.where,
         }
@@ -183,6 +186,7 @@ class BuildParams:
             formats=tuple(data.get("formats") or DEFAULT_FORMATS),
             split=SplitSpec(tuple(fr.items()), tuple(s.get("stratify") or ()), int(s.get("seed") or 0)),
             pipeline=data.get("pipeline"),
+            pipeline_sha256=data.get("pipeline_sha256"),
             cohort=data.get("cohort"),
             where=data.get("where"),
         )
@@ -334,6 +338,12 @@ def _build(
     files = _Files(ws.store)
     cases: list[Case] = []
     problems: list[str] = []
+    pre = None
+    if params.pipeline and "nifti" in params.formats:
+        from curata.publish.formats import pipeline as pipeline_fmt
+
+        pre = pipeline_fmt.run(ws, params.pipeline, [m.series.series_uid for m in members])
+        problems += [f"pipeline: {where}: {why}" for where, why in pre.failures]
     for m in members:
         pkey = _patient_key(m.site.name, m.patient.pseudonym)
         case = Case(
@@ -366,19 +376,16 @@ def _build(
             ]
             seg_digests = segs.get(m.series.series_uid, [])
             try:
-                vol = series_to_nifti(ws.store, slices, seg_digests)
+                if pre is not None:
+                    _preprocessed(ws, pre, m.series.series_uid, slices, seg_digests, case, files, problems)
+                else:
+                    vol = series_to_nifti(ws.store, slices, seg_digests)
+                    _put_nifti(files, case, vol.image, vol.label, vol.label_voxels, vol.voxel_ml)
             except InputError as exc:
                 problems.append(f"{case.case_id}: {exc.message}")
-            else:
-                case.image = f"nifti/images/{case.case_id}.nii.gz"
-                files.put(case.image, vol.image)
-                if vol.label is not None:
-                    case.label = f"nifti/labels/{case.case_id}.nii.gz"
-                    files.put(case.label, vol.label)
-                    for digest in seg_digests:
-                        case.label_names.update(seg_labels(ws.store.get_bytes(digest)))
-                    case.label_voxels = vol.label_voxels
-                    case.voxel_ml = vol.voxel_ml
+            if case.label:
+                for digest in seg_digests:
+                    case.label_names.update(seg_labels(ws.store.get_bytes(digest)))
         cases.append(case)
         if on_case:
             on_case()
@@ -464,6 +471,44 @@ def _build(
         "problems": problems,
     }
     return manifest, summary
+
+
+def _put_nifti(
+    files: _Files, case: Case, image: bytes, label: bytes | None, voxels: dict[int, int], voxel_ml: float
+) -> None:
+    case.image = f"nifti/images/{case.case_id}.nii.gz"
+    files.put(case.image, image)
+    if label is not None:
+        case.label = f"nifti/labels/{case.case_id}.nii.gz"
+        files.put(case.label, label)
+        case.label_voxels, case.voxel_ml = voxels, voxel_ml
+
+
+def _preprocessed(
+    ws: Workspace,
+    pre: Any,
+    series_uid: str,
+    slices: list[SliceRef],
+    seg_digests: list[str],
+    case: Case,
+    files: _Files,
+    problems: list[str],
+) -> None:
+    """The pipeline's volume for this series (its first stack) and the label map on its grid."""
+    from curata.publish.formats import pipeline as pipeline_fmt
+    from curata.publish.formats.nifti import label_on_grid
+
+    stacks = pre.volumes.get(series_uid) or []
+    if not stacks:
+        return  # the pipeline refused or filtered it out; its failure is already reported
+    if len(stacks) > 1:
+        problems.append(f"{case.case_id}: the pipeline made {len(stacks)} stacks; the first is released")
+    _stack, volume = stacks[0]
+    label, voxels = None, {}
+    if seg_digests:
+        label, voxels = label_on_grid(ws.store, slices, seg_digests, pipeline_fmt.reference_image(volume))
+    voxel_ml = float(abs(np.linalg.det(volume.affine[:3, :3]))) / 1000.0
+    _put_nifti(files, case, pipeline_fmt.nifti_gz(volume), label, voxels, voxel_ml)
 
 
 def _ledger_append(ws: Workspace, kind: str, payload: dict[str, Any]) -> int | None:
@@ -603,10 +648,9 @@ def create_release(
         where=where,
     )
     if pipeline:
-        raise ConfigError(
-            f"--pipeline {pipeline!r}: pre-processing pipelines are not wired into releases yet",
-            hint="leave --pipeline out; the release converts each series to NIfTI without resampling",
-        )
+        from curata.publish.formats.pipeline import pipeline_digest
+
+        params.pipeline_sha256 = pipeline_digest(pipeline)
     with ws.catalog.session() as session:
         if cohort:
             ids: list[int] | None = cohort_series_ids(session, cohort)
@@ -677,6 +721,10 @@ def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> dict[str, Any]
         if not members:
             raise ReleaseError(f"{name}: withdrawing {pseudonym} would leave the release empty")
         params = BuildParams.from_dict(latest.parameters)
+        if params.pipeline:
+            from curata.publish.formats.pipeline import pipeline_digest
+
+            params.pipeline_sha256 = pipeline_digest(params.pipeline)
         row, _ = _make_version(
             ws, session, name, members, params, f"withdrawal: one patient from @{latest.version}"
         )

@@ -67,6 +67,35 @@ def _write_nifti(img: sitk.Image, tmp: Path, name: str) -> bytes:
     return path.read_bytes()
 
 
+def _read_series(store: Any, ordered: Sequence[SliceRef], tmp: Path) -> sitk.Image:
+    files = [_materialize(store, s.blob_digest, tmp) for s in ordered]
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(f"ITK cannot read the series as a volume: {str(exc).strip()[:200]}") from exc
+
+
+def _label_image(
+    store: Any, ordered: Sequence[SliceRef], img: sitk.Image, seg_digests: Sequence[str]
+) -> sitk.Image:
+    labels = np.zeros(sitk.GetArrayViewFromImage(img).shape[:3], dtype=np.uint8)
+    uids = [s.sop_instance_uid for s in ordered]
+    for digest in seg_digests:
+        labels = np.maximum(labels, seg_label_array(store.get_bytes(digest), uids, labels.shape))
+    label_img = sitk.GetImageFromArray(labels)
+    label_img.SetOrigin(img.GetOrigin())
+    label_img.SetSpacing(img.GetSpacing())
+    label_img.SetDirection(img.GetDirection())
+    return label_img
+
+
+def _count(case: NiftiCase, label_img: sitk.Image) -> None:
+    values, counts = np.unique(sitk.GetArrayViewFromImage(label_img), return_counts=True)
+    case.label_voxels = {int(v): int(c) for v, c in zip(values, counts, strict=True) if v}
+
+
 def series_to_nifti(store: Any, slices: Sequence[SliceRef], seg_digests: Sequence[str] = ()) -> NiftiCase:
     """The series as a .nii.gz volume and, given DICOM-SEG blobs that reference it, a label map."""
     if not slices:
@@ -74,31 +103,36 @@ def series_to_nifti(store: Any, slices: Sequence[SliceRef], seg_digests: Sequenc
     ordered = sort_slices(slices)
     with tempfile.TemporaryDirectory(prefix="curata-nifti-") as tmpdir:
         tmp = Path(tmpdir)
-        files = [_materialize(store, s.blob_digest, tmp) for s in ordered]
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(files)
-        try:
-            img = reader.Execute()
-        except RuntimeError as exc:
-            raise InputError(f"ITK cannot read the series as a volume: {str(exc).strip()[:200]}") from exc
+        img = _read_series(store, ordered, tmp)
         spacing = tuple(float(v) for v in img.GetSpacing())
         case = NiftiCase(
             image=_write_nifti(img, tmp, "image.nii.gz"),
             shape=tuple(img.GetSize()),
             spacing=spacing,
-            voxel_ml=float(np.prod(spacing)) / 1000.0,
+            voxel_ml=float(np.prod(spacing[:3])) / 1000.0,
         )
         if seg_digests:
-            labels = np.zeros(sitk.GetArrayViewFromImage(img).shape, dtype=np.uint8)
-            uids = [s.sop_instance_uid for s in ordered]
-            for digest in seg_digests:
-                labels = np.maximum(labels, seg_label_array(store.get_bytes(digest), uids, labels.shape))
-            label_img = sitk.GetImageFromArray(labels)
-            label_img.CopyInformation(img)
+            label_img = _label_image(store, ordered, img, seg_digests)
             case.label = _write_nifti(label_img, tmp, "label.nii.gz")
-            values, counts = np.unique(labels, return_counts=True)
-            case.label_voxels = {int(v): int(c) for v, c in zip(values, counts, strict=True) if v}
+            _count(case, label_img)
     return case
+
+
+def label_on_grid(
+    store: Any, slices: Sequence[SliceRef], seg_digests: Sequence[str], reference: sitk.Image
+) -> tuple[bytes, dict[int, int]]:
+    """The SEG label map resampled (nearest neighbour) onto another grid, e.g. a pre-processed volume."""
+    ordered = sort_slices(slices)
+    with tempfile.TemporaryDirectory(prefix="curata-nifti-") as tmpdir:
+        tmp = Path(tmpdir)
+        img = _read_series(store, ordered, tmp)
+        label_img = _label_image(store, ordered, img, seg_digests)
+        moved = sitk.Resample(
+            label_img, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
+        )
+        case = NiftiCase(image=b"")
+        _count(case, moved)
+        return _write_nifti(moved, tmp, "label.nii.gz"), case.label_voxels
 
 
 def seg_label_array(seg_bytes: bytes, source_uids: Sequence[str], shape: tuple[int, ...]) -> np.ndarray:
