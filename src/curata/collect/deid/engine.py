@@ -12,7 +12,7 @@ from typing import Any
 
 import pydicom
 from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
@@ -20,7 +20,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
 from curata import __version__
-from curata.collect.deid import pixels
+from curata.collect.deid import _writer, pixels
 from curata.collect.deid.profile import BASIC_CODE, OPTIONS, Profile, load_profile
 from curata.collect.deid.pseudonyms import (
     Pseudonymizer,
@@ -189,6 +189,14 @@ class _Ctx:
         self.uid_map: dict[str, str] = {}
         self.coded: set[str] = set()  # CS values of the input: coded terms, not identifiers
         self.later: list[tuple[Dataset, int, bool]] = []  # text to clean once all identifiers are known
+        self.encodings: list[str] = []
+        self._raw_needles: list[bytes] | None = None
+
+    def raw_needles(self) -> list[bytes]:
+        """The input's identifying words and dates as lower-case bytes, in every encoding."""
+        if self._raw_needles is None:
+            self._raw_needles = [n for n, _ in self.ids.gate_needles(self.encodings)]
+        return self._raw_needles
 
 
 class Deidentifier:
@@ -250,6 +258,7 @@ class Deidentifier:
                 raise InputError(f"missing required attribute(s): {', '.join(missing)}", path=where)
             sop_class = str(ds.SOPClassUID)
             ctx = _Ctx(self.profile, self.pseudo, sop_class)
+            ctx.encodings = _encodings(ds)
             self._patient(ds, ctx)
             self._collect(ds, ctx, top=True)
             age = self._age_before(ds, ctx)
@@ -267,14 +276,12 @@ class Deidentifier:
             ds.PatientAge = age
         self._mark(ds, ctx)
         self._file_meta(ds, ctx)
-        out = io.BytesIO()
         try:
-            ds.save_as(out, enforce_file_format=True)
+            output = _writer.encode(ds)
         except Exception as exc:
             raise DeidError(
                 f"cannot encode the de-identified data set ({type(exc).__name__}: {exc})"
             ) from exc
-        output = out.getvalue()
         self._gate(output, ds, ctx, pixel_state == "kept")
         record = DeidRecord(
             input_sha256=input_sha,
@@ -344,8 +351,10 @@ class Deidentifier:
                     self._collect(item, ctx, top=False)
                 continue
             if vr == "CS":  # coded terms (TEXT, CONTAINER, HEAD...) are never a person's identifier
-                value = ds[tag].value
-                if value:
+                value = raw.value
+                if isinstance(value, bytes):  # still raw: read it without converting the element
+                    ctx.coded.update(v.strip(" \0").upper() for v in value.decode("latin-1").split("\\"))
+                elif value:
                     ctx.coded.update(
                         str(v).upper() for v in (value if isinstance(value, MultiValue) else [value])
                     )
@@ -538,6 +547,14 @@ class Deidentifier:
     def _clean_text_elem(self, ds: Dataset, tag: int, ctx: _Ctx, *, generic: bool) -> None:
         if tag not in ds:
             return
+        if not generic:
+            # Kept text only loses the patient's own identifiers: when its raw bytes hold none of them
+            # (in any encoding), leave the element unconverted so it is copied as it came.
+            raw = ds.get_item(tag)
+            if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+                low = raw.value.lower()
+                if not any(needle in low for needle in ctx.raw_needles()):
+                    return
         elem = ds[tag]
         value = elem.value
         if value is None or value == "" or isinstance(value, bytes):
@@ -672,16 +689,7 @@ class Deidentifier:
             if w.upper() not in ctx.coded
             and not (w.upper() in own_upper and set(_WORD.findall(w.upper())) <= own_tokens)
         }
-        encodings: list[str] = []
-        charset = ds.get("SpecificCharacterSet")
-        if charset:
-            try:
-                encodings = pydicom.charset.convert_encodings(
-                    list(charset) if isinstance(charset, MultiValue) else [charset]
-                )
-            except Exception:
-                encodings = []
-        needles = ids.gate_needles(encodings)
+        needles = ids.gate_needles(ctx.encodings)
         if not needles:
             return
         output = _inflated(output, ds)
@@ -694,6 +702,18 @@ class Deidentifier:
                         f"final gate: an identifying value of the input survived at byte {pos} "
                         f"of the output ({_KIND_TEXT[kind]}); not released"
                     )
+
+
+def _encodings(ds: Dataset) -> list[str]:
+    charset = ds.get("SpecificCharacterSet")
+    if not charset:
+        return []
+    try:
+        return list(
+            pydicom.charset.convert_encodings(list(charset) if isinstance(charset, MultiValue) else [charset])
+        )
+    except Exception:
+        return []
 
 
 def _inflated(output: bytes, ds: Dataset) -> bytes:

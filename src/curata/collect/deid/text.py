@@ -132,11 +132,12 @@ class Identifiers:
         out: dict[bytes, str] = {}
         for kind, texts in (("word", self.words), ("date", {f for d in self.dates for f in _date_forms(d)})):
             for t in texts:
-                for codec in codecs:
-                    try:
-                        out.setdefault(t.encode(codec).lower(), kind)
-                    except (UnicodeEncodeError, LookupError):
-                        continue
+                for variant in {t, t.upper(), t.lower(), t.title()}:  # bytes.lower() folds ASCII only
+                    for codec in codecs:
+                        try:
+                            out.setdefault(variant.encode(codec).lower(), kind)
+                        except (UnicodeEncodeError, LookupError):
+                            continue
         for u in self.uids:
             out[u.encode("ascii", "ignore")] = "uid"
         return sorted(out.items(), key=lambda item: -len(item[0]))

@@ -1,0 +1,127 @@
+"""A lean Part-10 serializer: elements the engine left untouched are copied as raw bytes.
+
+pydicom's writer costs a few microseconds of Python per element even for raw, unchanged ones, which
+is most of the work on small files. Here untouched elements of a little-endian data set go out as
+``header + raw value`` and only changed elements go through pydicom's element writer. Anything
+unusual (big endian, deflate, undefined-length raw values, odd lengths, nested character sets)
+falls back to pydicom for the whole file, so the output is always what pydicom would write.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.uid import UID
+
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+_ITEM = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+_ITEM_END = struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+_SEQ_END = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+_PACK_TAG = struct.Struct("<HH").pack
+_PACK_SHORT = struct.Struct("<HH2sH").pack
+_PACK_LONG = struct.Struct("<HH2s2xI").pack
+_PACK_IMPLICIT = struct.Struct("<HHI").pack
+
+
+class _Fallback(Exception):
+    pass
+
+
+def encode(ds: Dataset) -> bytes:
+    """``ds`` (with ``file_meta``) as a Part-10 file."""
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    if not ts.is_little_endian or ts.is_deflated:
+        return _pydicom(ds)
+    out = io.BytesIO()
+    out.write(b"\0" * 128 + b"DICM")
+    meta = DicomBytesIO()
+    meta.is_little_endian, meta.is_implicit_VR = True, False
+    write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+    out.write(meta.getvalue())
+    body: list[bytes] = []
+    try:
+        _dataset(ds, body, ts.is_implicit_VR, ds._character_set, top=True)
+    except _Fallback:
+        return _pydicom(ds)
+    out.write(b"".join(body))
+    return out.getvalue()
+
+
+def _pydicom(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _dataset(ds: Dataset, body: list[bytes], implicit: bool, encodings: list[str], *, top: bool) -> None:
+    if not top and "SpecificCharacterSet" in ds:
+        raise _Fallback
+    for tag in sorted(ds.keys()):
+        if tag >> 16 == 0x0002:
+            continue
+        elem = ds.get_item(tag)
+        if isinstance(elem, RawDataElement):
+            _raw(tag, elem, body, implicit, encodings)
+        elif elem.VR == "SQ":
+            _sequence(tag, elem, body, implicit, encodings)
+        else:
+            body.append(_pydicom_element(elem, implicit, encodings))
+
+
+def _raw(tag: int, elem: RawDataElement, body: list[bytes], implicit: bool, encodings: list[str]) -> None:
+    value = elem.value
+    if (
+        elem.is_implicit_VR != implicit
+        or not elem.is_little_endian
+        or elem.length == 0xFFFFFFFF
+        or value is None
+        or len(value) & 1
+        or (not implicit and not elem.VR)
+    ):
+        body.append(_pydicom_element(elem, implicit, encodings))
+        return
+    group, element = tag >> 16, tag & 0xFFFF
+    if implicit:
+        body.append(_PACK_IMPLICIT(group, element, len(value)))
+    elif elem.VR in _LONG_VRS:
+        body.append(_PACK_LONG(group, element, elem.VR.encode(), len(value)))
+    elif len(value) > 0xFFFF:
+        raise _Fallback
+    else:
+        body.append(_PACK_SHORT(group, element, elem.VR.encode(), len(value)))
+    body.append(value)
+
+
+def _sequence(tag: int, elem: DataElement, body: list[bytes], implicit: bool, encodings: list[str]) -> None:
+    """Sequences and items keep the length style they were read with (defined or undefined), as pydicom."""
+    group, element = tag >> 16, tag & 0xFFFF
+    inner: list[bytes] = []
+    for item in elem.value or ():
+        content: list[bytes] = []
+        _dataset(item, content, implicit, encodings, top=False)
+        if getattr(item, "is_undefined_length_sequence_item", False):
+            inner += [_ITEM, *content, _ITEM_END]
+        else:
+            inner += [_PACK_IMPLICIT(0xFFFE, 0xE000, sum(map(len, content))), *content]
+    if elem.is_undefined_length:
+        length, tail = 0xFFFFFFFF, [_SEQ_END]
+    else:
+        length, tail = sum(map(len, inner)), []
+    if implicit:
+        body.append(_PACK_IMPLICIT(group, element, length))
+    else:
+        body.append(_PACK_LONG(group, element, b"SQ", length))
+    body += inner
+    body += tail
+
+
+def _pydicom_element(elem: DataElement | RawDataElement, implicit: bool, encodings: list[str]) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, implicit
+    write_data_element(fp, elem, encodings)
+    return fp.getvalue()
