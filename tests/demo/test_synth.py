@@ -478,3 +478,17 @@ def test_fast_slice_writer_matches_pydicom_save_as(site_index: int, tmp_path: Pa
     )
     assert writer.slice_bytes(job.sop_uids[3], elements) == slow
     assert "Müller" not in str(pydicom.dcmread(__import__("io").BytesIO(slow)).PatientName)  # parses back
+
+
+def test_ground_truth_labels_match_the_files(export: tuple[Path, ExportManifest]) -> None:
+    root, manifest = export
+    for series in [s for s in manifest.series if s.kind in ("ct_body", "mr_t1")][:4]:
+        labels, affine, names = manifest.labels(series.series_uid)
+        assert labels.shape == (series.slices_planned, series.rows, series.columns)
+        for lesion, count in series.lesion_voxels.items():
+            value = next(v for v, name in names.items() if name == lesion)
+            assert int((labels == value).sum()) == count
+        first = next(f for f in manifest.files_of(series.series_uid) if f.instance_number == 1)
+        position = np.array(_read(root, first.path).ImagePositionPatient, dtype=float)
+        np.testing.assert_allclose(affine[:3, 3], position, atol=1e-3)
+        assert names[int(an.Tissue.AIR)] == "air" and (labels == an.Tissue.AIR).any()

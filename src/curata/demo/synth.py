@@ -140,7 +140,7 @@ class SeriesRecord:
     slices_planned: int
     files: int
     pixel_spacing: list[float]
-    slice_spacing: float
+    slice_spacing: float  # distance between slice centres (mm)
     slice_thickness: float
     orientation: list[float]
     first_position: list[float]
@@ -150,6 +150,7 @@ class SeriesRecord:
     rescale_intercept: float
     lesion_voxels: dict[str, int]
     planted: dict[str, Any] = field(repr=False)
+    slice_step: float = 0.0  # signed: position of instance k+1 = first_position + k * slice_step * normal
 
 
 @dataclass
@@ -202,6 +203,7 @@ class LesionRecord:
     volume_baseline_ml: float
     volume_followup_ml: float
     change: str
+    scale_followup: float = 1.0  # radii at follow-up = radii at baseline * this
 
 
 @dataclass
@@ -260,6 +262,53 @@ class ExportManifest:
 
     def files_of(self, series_uid: str) -> list[FileRecord]:
         return [f for f in self.files if f.series_uid == series_uid]
+
+    def labels(self, series_uid: str) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+        """Ground-truth tissue and lesion labels of a CT/MR series on its planned grid.
+
+        Returns ``(labels, affine, names)``: a uint8 volume indexed ``[k, row, column]`` where slice k is
+        instance number k+1 (a missing slice's labels are still there), the 4x4 LPS affine from
+        ``(k, row, column)`` to millimetres, and label value -> name (tissues, and lesion ids such as
+        ``P001-L2`` for values from 100 on). For registration Dice, segmentation labels, lesion volumes.
+        """
+        series = next(s for s in self.series if s.series_uid == series_uid)
+        if series.kind == "ct_localizer":
+            raise ValueError(f"series {series_uid} is a localizer: it has no 3-D grid")
+        study = next(st for st in self.studies if st.study_uid == series.study_uid)
+        patient = next(p for p in self.patients if p.key == series.patient)
+        iop = series.orientation
+        grid = an.Grid(
+            shape=(series.slices_planned, series.rows, series.columns),
+            pixel_spacing=(series.pixel_spacing[0], series.pixel_spacing[1]),
+            slice_step=series.slice_step,
+            origin=(series.first_position[0], series.first_position[1], series.first_position[2]),
+            row_dir=(iop[0], iop[1], iop[2]),
+            col_dir=(iop[3], iop[4], iop[5]),
+        )
+        pose = an.Pose(tuple(study.pose["rotation_deg"]), tuple(study.pose["translation_mm"]))  # type: ignore[arg-type]
+        followup = study.timepoint == "followup"
+        head = series.kind != "ct_body" and patient.indication == "lung"
+        frame = "head" if head else "body"
+        records = [le for le in self.lesions if le.patient == patient.key and le.frame == frame]
+        lesions = [
+            an.Lesion(
+                le.organ,
+                (le.center_mm[0], le.center_mm[1], le.center_mm[2]),
+                (le.radii_baseline_mm[0], le.radii_baseline_mm[1], le.radii_baseline_mm[2]),
+                le.scale_followup,
+            )
+            for le in records
+        ]
+        if head:
+            phantom = an.head_phantom(patient.body["head_scale"], lesions, followup=followup)
+        else:
+            body = an.BodyShape(
+                patient.body["half_width"], patient.body["half_depth"], patient.body["fat_mm"]
+            )
+            phantom = an.body_phantom(body, lesions, followup=followup, with_table=series.kind == "ct_body")
+        names = {int(t): t.name.lower() for t in an.Tissue}
+        names.update({an.LESION_BASE + i: le.lesion for i, le in enumerate(records)})
+        return an.render_labels(grid, phantom, pose), grid.affine(), names
 
 
 # --- planning ---------------------------------------------------------------------------------------
@@ -1089,6 +1138,7 @@ def _plan_patient(
                 volume_baseline_ml=round(les.volume_ml(False), 4),
                 volume_followup_ml=round(les.volume_ml(True), 4),
                 change=response if les.organ != "kidney" else "stable",
+                scale_followup=les.scale_followup,
             )
         )
     for modality in ("CT", "MR"):
@@ -1672,6 +1722,7 @@ def _assemble(
                 files=len(res["files"]) + ("scout_in_series" in res),
                 pixel_spacing=list(job.grid.pixel_spacing),
                 slice_spacing=abs(job.grid.slice_step),
+                slice_step=job.grid.slice_step,
                 slice_thickness=h["slice_thickness"],
                 orientation=[float(v) for v in (*job.grid.row_dir, *job.grid.col_dir)],
                 first_position=[round(float(v), 4) for v in job.grid.position(0)],
