@@ -86,3 +86,37 @@ def test_real_ultrasound_is_checked(tmp_path) -> None:
     assert res.record.pixels in ("verified", "cleaned")
     assert res.dataset.BurnedInAnnotation == "NO"
     assert not [b for b in find_text(res.dataset.pixel_array, 60, 3)]
+
+
+def _with_overlay(text: str | None) -> Dataset:
+    """CT_small with an overlay plane: either text (a name) or a plain ROI rectangle."""
+    from pydicom.pixels import pack_bits
+
+    ds = read("CT_small.dcm")
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    pil = Image.new("L", (cols, rows), 0)
+    draw = ImageDraw.Draw(pil)
+    if text:
+        draw.text((4, 40), text, fill=255, font=ImageFont.load_default(size=18))
+    else:
+        draw.rectangle((30, 30, 90, 90), outline=255, width=2)
+    bits = (np.asarray(pil) > 127).astype(np.uint8)
+    ds.add_new(0x60000010, "US", rows)
+    ds.add_new(0x60000011, "US", cols)
+    ds.add_new(0x60000040, "CS", "G")
+    ds.add_new(0x60000050, "SS", [1, 1])
+    ds.add_new(0x60000100, "US", 1)
+    ds.add_new(0x60000102, "US", 0)
+    ds.add_new(0x60003000, "OW", pack_bits(bits.ravel()))
+    return ds
+
+
+def test_clean_graphics_keeps_overlays_without_text_and_drops_text() -> None:
+    deid = Deidentifier(KEY, load_profile("research"))
+    with_text = deid.deidentify_bytes(to_bytes(_with_overlay("DOE JANE 1961"))).dataset
+    assert 0x60003000 not in with_text and not any(t.group == 0x6000 for t in with_text.keys())  # noqa: SIM118
+    roi = _with_overlay(None)
+    kept = deid.deidentify_bytes(to_bytes(roi)).dataset
+    assert kept[0x60003000].value == roi[0x60003000].value
+    basic = Deidentifier(KEY, load_profile("basic"), ocr=False).deidentify_bytes(to_bytes(roi)).dataset
+    assert 0x60003000 not in basic
