@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -55,13 +56,8 @@ def convert_command(
             convert = partial(convert_selection, Workspace.find(workspace), source)
         else:
             convert = partial(convert_folder, Path(source))
-        result = convert(
-            output,
-            fmt=fmt,
-            uneven=uneven,
-            tilt=tilt,
-            on_file=lambda: progress.advance(task),  # type: ignore[arg-type]
-        )
+        options: dict[str, Any] = {"fmt": fmt, "uneven": uneven, "tilt": tilt}
+        result = convert(output, on_file=lambda: progress.advance(task), **options)
     summary.add("converted", len(result.converted))
     summary.add("refused", len(result.refused))
     summary.add("skipped_files", len(result.skipped))

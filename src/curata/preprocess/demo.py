@@ -16,7 +16,14 @@ DEMO_PIPELINE: dict[str, Any] = {
         {"op": "reorient", "axcodes": "RAS"},
         {"op": "resample", "spacing": [2.0, 2.0, 2.0]},
         {"op": "zscore", "mask": "body", "threshold": -500.0},
-        {"op": "register", "to": "baseline", "kind": "rigid", "metric": "meansquares"},
+        {
+            "op": "register",
+            "to": "baseline",
+            "kind": "rigid",
+            "metric": "meansquares",
+            "iterations": 100,
+            "sampling": [0.05, 0.05, 0.05],
+        },
     ],
 }
 

@@ -9,6 +9,7 @@ pairwise steps only (registration: the fixed image; histogram matching: the refe
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -163,9 +164,10 @@ class Percentile(Step):
     threshold: float = -500.0
 
     def apply(self, image: Volume, reference: Volume | None = None) -> Volume:
+        mask: Any = self.mask
         return intensity.percentile_scale(
-            image, low=self.low, high=self.high, mask=self.mask, threshold=self.threshold
-        )  # type: ignore[arg-type]
+            image, low=self.low, high=self.high, mask=mask, threshold=self.threshold
+        )
 
 
 @step
@@ -307,7 +309,7 @@ def _coerce(op: str, key: str, value: Any, hint: Any) -> Any:
     if value is None:
         return None
     if origin is tuple or (
-        origin in (typing.Union, __import__("types").UnionType) and tuple in map(typing.get_origin, args)
+        origin in (typing.Union, types.UnionType) and any(typing.get_origin(a) is tuple for a in args)
     ):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"step {op!r}: {key} must be a list, got {value!r}")

@@ -15,7 +15,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -97,8 +97,8 @@ def write_series(
 ) -> list[Path]:
     """Write one classic (single-frame) DICOM file per slice; file order shuffled like a real export."""
     folder.mkdir(parents=True, exist_ok=True)
-    series_uid = series_uid or generate_uid()
-    study_uid = study_uid or generate_uid()
+    series_uid = series_uid or str(generate_uid())
+    study_uid = study_uid or str(generate_uid())
     frame_uid = generate_uid()
     order = list(range(len(slices)))
     if shuffle_seed is not None:
@@ -140,7 +140,7 @@ def write_series(
 
 def _base_dataset(sop_class: str, modality: str, patient_id: str, study_uid: str) -> Dataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPClassUID = UID(sop_class)
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()

@@ -20,7 +20,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nibabel as nib
 import numpy as np
@@ -75,7 +75,7 @@ class Volume:
 
 
 # -- atomic file helpers --------------------------------------------------------------------------
-def atomic_write_bytes(path: Path, payload: bytes | memoryview | list[bytes]) -> None:
+def atomic_write_bytes(path: Path, payload: bytes | memoryview | list[Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -104,12 +104,13 @@ def _json_default(value: Any) -> Any:
 
 
 # -- gzip ----------------------------------------------------------------------------------------
+_deflate: Any
 try:  # Intel ISA-L: deflate 4-5x faster than zlib; its level 2 gives zlib level 1's size
     from isal import isal_zlib as _deflate
 
     GZIP_LEVEL = 2
 except ImportError:  # pragma: no cover - isal is a dependency; zlib stays correct
-    _deflate = zlib  # type: ignore[assignment]
+    _deflate = zlib
     GZIP_LEVEL = 1
 
 
@@ -133,7 +134,7 @@ def gzip_parallel(
 
 
 # -- NIfTI ---------------------------------------------------------------------------------------
-def nifti_bytes(volume: Volume) -> list[bytes | memoryview]:
+def nifti_bytes(volume: Volume) -> list[Any]:
     """Header (+ pad to vox_offset) and the voxel bytes, without copying a Fortran-ordered array."""
     img = volume.to_nifti()
     header = img.header
@@ -143,9 +144,9 @@ def nifti_bytes(volume: Volume) -> list[bytes | memoryview]:
     data = volume.data
     if not data.flags.f_contiguous:
         data = np.asfortranarray(data)
-    raw = memoryview(data.T.reshape(-1).view(np.uint8)) if data.size else memoryview(b"")
     if data.dtype.byteorder == ">":
-        raw = memoryview(data.T.astype(data.dtype.newbyteorder("<")).reshape(-1).view(np.uint8))
+        data = np.asfortranarray(data.astype(data.dtype.newbyteorder("<")))
+    raw = data.T.reshape(-1).view(np.uint8).data if data.size else memoryview(b"")
     return [head, raw]
 
 
@@ -166,11 +167,12 @@ def write_nifti(volume: Volume, path: Path, *, gzip: bool | None = None, threads
 
 
 def read_nifti(path: Path) -> Volume:
-    img = nib.load(str(path))
+    img = cast(nib.Nifti1Image, nib.load(str(path)))
     data = (
         np.asanyarray(img.dataobj.get_unscaled()) if hasattr(img.dataobj, "get_unscaled") else img.get_fdata()
     )
-    slope, inter = img.dataobj.slope, img.dataobj.inter
+    proxy: Any = img.dataobj
+    slope, inter = getattr(proxy, "slope", None), getattr(proxy, "inter", None)
     return Volume(
         data=data,
         affine=np.asarray(img.affine, float),
