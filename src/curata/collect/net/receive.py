@@ -7,8 +7,10 @@ The DICOM SCP, C-MOVE/C-GET and DICOMweb pulls and the STOW-RS endpoint all hand
    (fsync + rename) with a de-identifier of its own, so associations run side by side; with
    ``workers > 1`` that step runs in a pool of processes instead, so de-identification uses every
    core when several associations send at once;
-2. one writer thread files the catalog rows of everything waiting, commits once (group commit), and
-   only then wakes the callers. SQLite takes one writer at a time; this keeps it to exactly one.
+2. the catalog rows are filed by one thread at a time (SQLite takes one writer): whichever caller
+   takes the writer lock files everything queued by then, commits once (group commit) and wakes the
+   others. A lone association thus commits its own rows with no hand-over to another thread, and
+   many associations share commits.
 
 ``receive`` therefore returns only after the blob and its catalog row are durable, which is when the
 SCP may answer success. A keyed hash of each source SOP Instance UID is recorded in the same commit,
@@ -74,8 +76,10 @@ class Receiver:
         self._pool: ProcessPoolExecutor | None = None
         self._key = ws.site_key()
         self._local = threading.local()
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._writer: threading.Thread | None = None
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._write_lock = threading.Lock()
+        self._session: Session | None = None
+        self._writer: CatalogWriter | None = None
         self._start_lock = threading.Lock()
 
     # -- public --------------------------------------------------------------------------------
@@ -97,9 +101,11 @@ class Receiver:
         if outcome.status not in ("ingested", "quarantined"):
             return outcome
         job = _Job(outcome, self.key_for(source_uid) if source_uid else None, peer[:64])
-        self._ensure_writer()
         self._queue.put(job)
-        job.done.wait()
+        while not job.done.is_set():
+            with self._write_lock:  # whoever holds it has filed our job, or we file it now
+                if not job.done.is_set():
+                    self._write_pending()
         if job.error is not None:
             raise CatalogError(f"the catalog could not file {source}: {job.error}") from job.error
         return outcome
@@ -120,12 +126,13 @@ class Receiver:
         return [uid for uid in uids if keys[uid] not in have]
 
     def close(self) -> None:
-        """Stop the writer thread (after it filed everything queued) and the worker processes."""
+        """File everything queued, close the catalog session and stop the worker processes."""
+        with self._write_lock:
+            self._write_pending()
+            if self._session is not None:
+                self._session.close()
+                self._session = self._writer = None
         with self._start_lock:
-            if self._writer is not None:
-                self._queue.put(None)
-                self._writer.join()
-                self._writer = None
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
@@ -165,53 +172,33 @@ class Receiver:
                 )
             return self._pool
 
-    def _ensure_writer(self) -> None:
-        with self._start_lock:
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(
-                    target=self._write_loop, name="curata-catalog-writer", daemon=True
-                )
-                self._writer.start()
-
-    def _write_loop(self) -> None:
-        session: Session | None = None
-        writer: CatalogWriter | None = None
-        while True:
-            job = self._queue.get()
-            if job is None:
-                break
-            jobs = [job]
-            stop = False
-            while len(jobs) < _MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                jobs.append(nxt)
+    def _write_pending(self) -> None:
+        """File every queued job in one transaction (caller holds the write lock)."""
+        jobs: list[_Job] = []
+        while len(jobs) < _MAX_BATCH:
             try:
-                if session is None:
-                    session, writer = self._open_writer()
-                assert writer is not None
-                for j in jobs:
-                    self._file(session, writer, j)
-                session.commit()
-            except Exception as exc:  # database trouble: nobody in this batch is acknowledged
-                log.exception("catalog commit failed for %d instance(s)", len(jobs))
-                if session is not None:
-                    session.rollback()
-                    session.close()
-                session = writer = None
-                for j in jobs:
-                    j.error = exc
-            for j in jobs:
-                j.done.set()
-            if stop:
+                jobs.append(self._queue.get_nowait())
+            except queue.Empty:
                 break
-        if session is not None:
-            session.close()
+        if not jobs:
+            return
+        try:
+            if self._session is None:
+                self._session, self._writer = self._open_writer()
+            assert self._writer is not None
+            for job in jobs:
+                self._file(self._session, self._writer, job)
+            self._session.commit()
+        except Exception as exc:  # database trouble: nobody in this batch is acknowledged
+            log.exception("catalog commit failed for %d instance(s)", len(jobs))
+            if self._session is not None:
+                self._session.rollback()
+                self._session.close()
+            self._session = self._writer = None
+            for job in jobs:
+                job.error = exc
+        for job in jobs:
+            job.done.set()
 
     def _open_writer(self) -> tuple[Session, CatalogWriter]:
         session = self.ws.catalog._sessions()
