@@ -254,6 +254,7 @@ def test_identifiers_are_planted_in_the_files(export: tuple[Path, ExportManifest
         assert {"name", "id", "date"} <= kinds, (series.site, kinds)
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached before delimiter")
 def test_broken_files_are_really_broken(export: tuple[Path, ExportManifest]) -> None:
     root, manifest = export
     kinds = defaultdict(int)

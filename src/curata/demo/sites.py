@@ -84,7 +84,7 @@ PHILIPS = Vendor(
         (
             0x2001,
             "Philips Imaging DD 001",
-            ((0x01, "FL", 0.0), (0x03, "FL", 0.0), (0x63, "CS", "NO"), (0x08, "SH", "1")),
+            ((0x01, "FL", 0.0), (0x03, "FL", 0.0), (0x63, "CS", "NO"), (0x08, "IS", "1")),
         ),
         (0x2005, "Philips MR Imaging DD 001", ((0x0D, "FL", 0.0), (0x0E, "FL", 1.0), (0x20, "SL", 1))),
         (0x01F1, "ELSCINT1", ((0x01, "CS", "SPIRAL"), (0x26, "DS", "0.5"))),
