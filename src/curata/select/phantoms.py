@@ -231,6 +231,18 @@ def _localizer(spec: Spec, sev: float) -> list[Any]:
     return series
 
 
+def _scout_in_series(spec: Spec, sev: float) -> list[Any]:
+    series = build(spec)
+    for k in range(int(sev)):
+        scout = copy.deepcopy(series[k])
+        scout.SOPInstanceUID = scout.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+        scout.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+        scout.InstanceNumber = len(series) + k + 1
+        series.append(scout)
+    return series
+
+
 def _oblique(spec: Spec, sev: float) -> list[Any]:
     return build(Spec(**{**spec.__dict__, "orientation": tuple(_rotate_x(spec.orientation, sev))}))
 
@@ -366,6 +378,7 @@ DEFECTS: list[Defect] = [
     Defect("mixed_size", "CT", (1, 3, 10), ("mixed_size",), _mixed_size, "slices at half size"),
     Defect("mixed_pixel_spacing", "CT", (1, 3, 10), ("mixed_pixel_spacing",), _mixed_spacing, "slices"),
     Defect("localizer", "CT", (1, 2, 3), ("localizer",), _localizer, "variant: type, SCOUT, 3-plane"),
+    Defect("localizer_in_series", "CT", (1, 2), ("localizer_in_series",), _scout_in_series, "scout images"),
     Defect("oblique", "CT", (12, 25, 40), ("oblique",), _oblique, "deg"),
     Defect("non_axial_ct", "CT", (1,), ("non_axial_ct",), _coronal, "coronal"),
     Defect("gantry_tilt", "CT", (2, 10, 20), ("gantry_tilt",), _tilt, "deg"),
@@ -376,8 +389,8 @@ DEFECTS: list[Defect] = [
     Defect("clipping", "CT", (0.01, 0.05, 0.2), ("clipping",), _clipping, "share of body clipped"),
     Defect("metal_streaks", "CT", (300, 600, 1200), ("metal_streaks",), _metal, "streak HU"),
     Defect("lossy_compression", "CT", (8, 20, 40), ("lossy_compression",), _lossy, "ratio"),
-    Defect("mr_low_snr", "MR", (8, 5, 3), ("mr_low_snr",), _mr_snr, "SNR"),
-    Defect("mr_ghosting", "MR", (0.05, 0.1, 0.2), ("mr_ghosting",), _ghost, "ghost amplitude"),
+    Defect("mr_low_snr", "MR", (4, 3, 2), ("mr_low_snr",), _mr_snr, "SNR"),
+    Defect("mr_ghosting", "MR", (0.08, 0.15, 0.3), ("mr_ghosting",), _ghost, "ghost amplitude"),
 ]
 # Not a defect, but must not be reported as missing slices: a long run of 2x steps after 1x steps.
 VARIABLE_SPACING = Defect("variable_spacing", "CT", (2.0, 1.5), ("variable_spacing",), _variable, "step x")

@@ -24,7 +24,7 @@ import numpy as np
 import pydicom
 from scipy import ndimage
 
-from curata.select.metrics.geometry import SliceHeader, geometry_metrics
+from curata.select.metrics.geometry import SliceHeader, geometry_metrics, is_localizer_image
 
 ANALYSED_SLICES = 5  # at most; a short series gets fewer (one per ~10 images, at least 3)
 METAL_HU = 2500.0
@@ -446,11 +446,36 @@ def _mr_metrics(per: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(images: SeriesImages) -> tuple[dict[str, Any], bytes | None]:
-    """All metrics of one series: header metrics, then image metrics where the pixels allow them."""
-    metrics = geometry_metrics(images.headers, description=images.description)
+    """All metrics of one series: header metrics, then image metrics where the pixels allow them.
+
+    Localizer images mixed into a series are counted (``localizer_images``) and left out of the
+    geometry and image metrics, which describe the series' real images; a series of localizers only
+    gets its header metrics and a thumbnail.
+    """
+    scouts = [i for i, h in enumerate(images.headers) if is_localizer_image(h)]
+    main = images
+    if scouts and len(scouts) < len(images.headers):
+        keep = [i for i in range(len(images.headers)) if i not in set(scouts)]
+        main = SeriesImages(
+            images.modality,
+            images.description,
+            [images.headers[i] for i in keep],
+            [images.pixels[i] for i in keep],
+            images.padding,
+        )
+    metrics = geometry_metrics(main.headers, description=images.description)
+    metrics["slice_count"] = len(images.headers)
+    metrics["localizer_images"] = len(scouts)
     metrics["modality"] = images.modality
     thumb = None
-    if images.modality in ("CT", "MR") and images.pixels:
-        px, thumb = pixel_metrics(images)
+    if metrics["is_localizer"] and images.pixels:
+        first = images.pixels[0]
+        if first.ndim == 2:
+            h = images.headers[0]
+            thumb = _thumbnail(
+                first.astype(np.float32) * np.float32(h.slope) + np.float32(h.intercept), images.modality
+            )
+    elif images.modality in ("CT", "MR") and main.pixels:
+        px, thumb = pixel_metrics(main)
         metrics.update(px)
     return metrics, thumb

@@ -81,6 +81,11 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     return math.degrees(math.acos(min(1.0, c)))
 
 
+def is_localizer_image(header: SliceHeader) -> bool:
+    kind = header.image_type.upper()
+    return "LOCALIZER" in kind or "LOCALISER" in kind
+
+
 def header_problems(headers: Sequence[SliceHeader]) -> list[str]:
     """What an AI pipeline needs and cannot find or trust: spacing, orientation, position."""
     problems: list[str] = []
@@ -191,8 +196,7 @@ def geometry_metrics(headers: Sequence[SliceHeader], *, description: str | None 
     m["lossy_ratio"] = round(max(ratios), 2) if ratios else None
     tilts = [abs(h.gantry_tilt) for h in headers if h.gantry_tilt is not None]
     m["gantry_tilt_deg"] = round(max(tilts), 3) if tilts else None
-    words = " ".join([description or "", *(h.image_type for h in headers[:1])]).upper()
-    image_types = {h.image_type.upper() for h in headers}
+    words = (description or "").upper()
     orientations = [h.orientation for h in headers if h.orientation and len(h.orientation) == 6]
     normals = [_normal(o) for o in orientations]
     spread = 0.0
@@ -201,7 +205,7 @@ def geometry_metrics(headers: Sequence[SliceHeader], *, description: str | None 
     m["orientation_spread_deg"] = round(spread, 3)
     m["mixed_orientation"] = spread > ORIENTATION_TOL_DEG
     m["is_localizer"] = (
-        any(w in t for t in image_types for w in ("LOCALIZER", "LOCALISER"))
+        all(is_localizer_image(h) for h in headers)
         or any(w in words for w in LOCALIZER_WORDS)
         or (len(headers) <= 3 and m["mixed_orientation"])
     )
