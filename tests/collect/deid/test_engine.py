@@ -316,3 +316,16 @@ def test_lean_writer_matches_pydicom_byte_for_byte(name: str, research) -> None:
     ref = io.BytesIO()
     res.dataset.save_as(ref, enforce_file_format=True)
     assert res.output_bytes == ref.getvalue()
+
+
+def test_standard_attributes_sent_as_un_are_still_cleaned(research) -> None:
+    from pydicom.dataelem import DataElement
+
+    ds = read("CT_small.dcm")
+    ds.PatientName = "Doe^Jane"
+    ds.add(DataElement(0x00081030, "UN", b"CT for Jane Doe 2019-03-04 "))  # Study Description
+    ds.add(DataElement(0x00101040, "UN", b"12 Baker Street"))  # Patient's Address
+    res = research.deidentify_bytes(to_bytes(ds))
+    assert "PatientAddress" not in res.dataset
+    assert res.dataset.StudyDescription.startswith("CT for") and "Jane" not in res.dataset.StudyDescription
+    assert b"Baker" not in res.output_bytes and b"2019-03-04" not in res.output_bytes

@@ -345,7 +345,7 @@ class Deidentifier:
         ids, sources, addresses = ctx.ids, self._sources, _address_tags()
         for tag in list(ds.keys()):
             raw = ds.get_item(tag)
-            vr = raw.VR or _vr_of(tag)
+            vr = raw.VR if raw.VR and raw.VR != "UN" else _vr_of(tag)
             if vr == "SQ":
                 for item in ds[tag].value or ():
                     self._collect(item, ctx, top=False)
@@ -420,7 +420,9 @@ class Deidentifier:
                 continue
             action = actions.get(tag)
             raw = ds.get_item(tag)
-            vr = raw.VR or _vr_of(tag) or "UN"
+            vr = raw.VR
+            if not vr or vr == "UN":  # implicit VR, or a standard attribute sent as UN: act on its real VR
+                vr = _vr_of(tag) or "UN"
             if action is None:
                 action = self._unlisted_action(tag, vr, ctx, structured)
             if tag in (_PATIENT_ID, _PATIENT_NAME):
