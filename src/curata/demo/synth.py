@@ -919,8 +919,10 @@ def generate_hospital_export(
     out_dir = Path(out_dir)
     if size not in SIZES:
         raise ConfigError(f"unknown demo size {size!r}", hint=f"use one of {', '.join(SIZES)}")
-    if sites < 1 or patients < 1:
-        raise ConfigError("the demo needs at least one site and one patient")
+    if sites < 1 or patients < sites:
+        raise ConfigError(
+            f"{patients} patients cannot fill {sites} sites", hint="ask for at least one patient per site"
+        )
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} exists and is not empty", hint="choose a new folder or remove it first")
     manifest_path = Path(manifest_path) if manifest_path else _default_manifest_path(out_dir)
