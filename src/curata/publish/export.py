@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from curata.publish.manifest import Manifest, ManifestFile
 from curata.publish.models import ReleaseExport
 from curata.publish.release import ReleaseError, get_version
 from curata.publish.verify_release import script_source
+from curata.runtime import imap_unordered
 from curata.workspace import Workspace
 
 
@@ -33,14 +35,67 @@ def _write(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def _fsync_tree(root: Path) -> None:
-    for folder, _dirs, names in os.walk(root):
-        for name in names:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+def _fsync_tree(root: Path, only: tuple[str, ...]) -> None:
+    for name in only:
+        target = root / name
+        paths = [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+# -- fingerprinting in worker processes ---------------------------------------------------------
+CHUNK = 32
+
+
+@dataclass
+class _ExportContext:
+    store_url: str
+    key: bytes
+    mark: str
+    root: str
+    store: Any = None
+    remap: Any = None
+
+
+_CTX: _ExportContext | None = None
+
+
+def _init_export(ctx: _ExportContext) -> None:
+    global _CTX
+    from curata.store import open_store
+
+    ctx.store = open_store(ctx.store_url)
+    ctx.remap = fp.uid_mapper(ctx.key, ctx.mark)
+    _CTX = ctx
+
+
+def _export_one(ctx: _ExportContext, digest: str, paths: list[str]) -> tuple[str, int] | str:
+    data = ctx.store.get_bytes(digest)
+    name = paths[0]
+    try:
+        if name.endswith(".dcm"):
+            data = fp.fingerprint_dicom(data, ctx.mark, ctx.remap)
+        elif name.endswith((".nii.gz", ".nii")):
+            data = fp.fingerprint_nifti(data, ctx.mark)
+    except Exception as exc:  # reported against the file; the export as a whole then fails
+        return f"{type(exc).__name__}: {exc}"
+    for rel in paths:
+        target = Path(ctx.root) / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def _export_chunk(job: list[tuple[str, list[str]]]) -> list[tuple[list[str], tuple[str, int] | str]]:
+    assert _CTX is not None
+    return [(paths, _export_one(_CTX, digest, paths)) for digest, paths in job]
 
 
 def export_release(
@@ -62,21 +117,35 @@ def export_release(
         release_manifest = Manifest.from_bytes(ws.store.get_bytes(version.manifest_digest))
         key = ws.site_key()
         mark = fp.make_mark(key, label, licensee)
-        remap = fp.uid_mapper(key, mark)
-        marked: dict[str, bytes] = {}  # source digest -> fingerprinted bytes (nnU-Net shares NIfTI files)
-        files = []
+        # one task per stored object (nnU-Net shares the NIfTI files' bytes), in chunks over the pool
+        by_digest: dict[str, list[str]] = {}
         for f in release_manifest.files:
-            data = ws.store.get_bytes(f.sha256)
-            if f.path.endswith(".dcm"):
-                data = marked.get(f.sha256) or fp.fingerprint_dicom(data, mark, remap)
-            elif f.path.endswith(".nii.gz") or f.path.endswith(".nii"):
-                data = marked.get(f.sha256) or fp.fingerprint_nifti(data, mark)
-            marked[f.sha256] = data
-            _write(partial / f.path, data)
-            files.append(ManifestFile(f.path, hashlib.sha256(data).hexdigest(), len(data)))
-            if on_file:
-                on_file()
-        marked.clear()
+            by_digest.setdefault(f.sha256, []).append(f.path)
+        items = list(by_digest.items())
+        jobs = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+        ctx = _ExportContext(str(ws.config["store"].get("url") or ws.store_path), key, mark, str(partial))
+        workers = int(ws.config.get("runtime", {}).get("workers") or 0) or None
+        written: dict[str, tuple[str, int]] = {}
+        errors: list[str] = []
+        for _job, results in imap_unordered(
+            _export_chunk,
+            jobs,
+            workers=workers if len(jobs) > 1 else 1,
+            initializer=_init_export,
+            initargs=(ctx,),
+        ):
+            for paths, outcome in results:
+                if isinstance(outcome, str):
+                    errors.append(f"{paths[0]}: {outcome}")
+                    continue
+                for path in paths:
+                    written[path] = outcome
+                    if on_file:
+                        on_file()
+        if errors:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise ReleaseError(f"{len(errors)} file(s) could not be fingerprinted: {'; '.join(errors[:3])}")
+        files = [ManifestFile(p, *written[p]) for p in sorted(written)]
         manifest = Manifest(
             release_manifest.release,
             release_manifest.version,
@@ -113,7 +182,7 @@ def export_release(
             vkey = (ledger.folder / "log.vkey").read_text()
             _write(partial / "ledger" / "export.tlog-proof", receipt)
             _write(partial / "ledger" / "log.vkey", vkey.encode())
-        _fsync_tree(partial)
+        _fsync_tree(partial, only=("manifest.json", "verify_release.py", "ledger"))
         if out.exists():
             out.rmdir()
         partial.rename(out)
