@@ -575,26 +575,30 @@ class Deidentifier:
 
     # ------------------------------------------------------------------ special groups
     def _private(self, ds: Dataset, tags: list[int], ctx: _Ctx) -> None:
-        keep: set[int] = set()
+        """Private elements go, except numeric ones on the safe list under Retain Safe Private."""
+        keep: set[int] = {t for t, a in self.profile.overrides if a == "K"}
         if self.profile.has("retain_safe_private"):
             safe = _safe_private()
+            creators: dict[int, str] = {}
             for tag in tags:
                 group, elem = tag >> 16, tag & 0xFFFF
                 if elem < 0x1000:
                     continue
                 creator_tag = (group << 16) | (elem >> 8)
-                if creator_tag not in ds:
-                    continue
-                creator = str(ds[creator_tag].value or "").strip().upper()
+                creator = creators.get(creator_tag)
+                if creator is None:
+                    raw = ds.get_item(creator_tag) if creator_tag in ds else None
+                    value = getattr(raw, "value", None) or b""
+                    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                    creator = creators[creator_tag] = text.strip(" \0").upper()
                 if (creator, group, elem & 0xFF) not in safe:
                     continue
-                vr = ds.get_item(tag).VR
+                vr = ds.get_item(tag).VR or ds[tag].VR  # implicit VR: the private dictionary knows it
                 if vr in SAFE_PRIVATE_VRS:
                     keep.add(tag)
                     keep.add(creator_tag)
-        overridden = {t for t, a in self.profile.overrides if a == "K"}
         for tag in tags:
-            if tag not in keep and tag not in overridden:
+            if tag not in keep:
                 del ds[tag]
 
     def _overlays(self, ds: Dataset, groups: set[int], ctx: _Ctx) -> None:
