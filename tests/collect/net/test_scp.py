@@ -251,3 +251,22 @@ def test_dicom_tls(workspace, tls_files) -> None:  # type: ignore[no-untyped-def
         plain = scu.associate("127.0.0.1", server.port, ae_title="CURATA")  # no TLS: no association
         assert not plain.is_established
     assert count(workspace) == 1
+
+
+def test_concurrent_associations_share_commits_and_lose_nothing(workspace) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(patient: int) -> int:
+        assoc = _scu().associate("127.0.0.1", server.port, ae_title="CURATA")
+        study, series = generate_uid(), generate_uid()
+        ok = 0
+        for i in range(4):
+            ds = make_ct(patient_id=f"PAT-{patient:04d}", study_uid=study, series_uid=series, index=i)
+            ok += assoc.send_c_store(ds).Status == 0x0000
+        assoc.release()
+        return ok
+
+    with GatewayServer(workspace, _config()) as server, ThreadPoolExecutor(4) as pool:
+        acked = sum(pool.map(send, range(4)))
+    assert acked == 16 == count(workspace) == received_count(workspace)
+    record("4 concurrent pynetdicom SCUs -> gateway", 16, count(workspace))
