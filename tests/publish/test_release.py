@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from curata.catalog.models import Patient, Series, Site, Study
-from curata.publish import create_release, show_release, withdraw_patient
+from curata.publish import create_release, show_release, verify_version, withdraw_patient
 from curata.publish.manifest import Manifest
 from curata.publish.models import ReleaseMember, ReleaseVersion
 from curata.publish.release import ReleaseError, get_version
@@ -188,9 +188,22 @@ def test_same_content_same_version_new_content_new_version(released, tmp_path: P
     old_splits = json.loads(_read(ws, old, "splits.json"))
     new_splits = json.loads(_read(ws, new, "splits.json"))
     assert all(new_splits[k] == v for k, v in old_splits.items())
-    for f in old.files:
-        assert ws.store.hash_of(f.sha256) == f.sha256
+    assert verify_version(ws, "lungs@1")["verified"] and verify_version(ws, "lungs@2")["verified"]
     assert show_release(ws, "lungs@1")["patients"] == len(PATIENTS)
+
+
+def test_verify_version_catches_a_corrupt_stored_file(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    populate(workspace, tmp_path, PATIENTS[:2])
+    result = create_release(workspace, "v", formats="dicom,monai", split="1,1")
+    assert verify_version(workspace, result["ref"])["verified"]
+    victim = next(f for f in _manifest(workspace, result["ref"]).files if f.path == "datalist.json")
+    path = workspace.store.local_path(victim.sha256)
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[0] ^= 1
+    path.write_bytes(bytes(data))
+    report = verify_version(workspace, result["ref"])
+    assert not report["verified"] and report["problems"] == ["corrupt in the store: datalist.json"]
 
 
 def test_withdrawal_makes_a_logged_version_without_the_patient(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -256,3 +269,35 @@ def test_pipeline_volumes_replace_the_plain_conversion(workspace, tmp_path: Path
     assert not create_release(workspace, "pre", formats="nifti,monai", split="1,1", pipeline=str(pipeline))[
         "created"
     ]
+
+
+def test_card_reports_qc_pass_rates(released) -> None:  # type: ignore[no-untyped-def]
+    from curata.select.models import QcVerdict
+
+    ws, _, _ = released
+    with ws.catalog.session() as s:
+        rows = s.execute(
+            select(Series.id, Site.name)
+            .join(Study, Series.study_id == Study.id)
+            .join(Patient, Study.patient_id == Patient.id)
+            .join(Site, Patient.site_id == Site.id)
+            .where(Series.modality == "CT")
+        ).all()
+        for n, (sid, _site) in enumerate(rows):
+            s.add(
+                QcVerdict(
+                    series_id=sid,
+                    qc_key=f"{n:064x}",
+                    passed=n % 4 != 0,
+                    ruleset_digest="0" * 64,
+                    code_version="t",
+                )
+            )
+    expected_failed = sum(1 for n in range(len(rows)) if n % 4 == 0)
+    result = create_release(ws, "qc", formats="dicom", split="100")
+    md = _read(ws, _manifest(ws, result["ref"]), "card/README.md").decode()
+    line = next(ln for ln in md.splitlines() if ln.startswith("| all |"))
+    assert (
+        line
+        == f"| all | {len(rows) - expected_failed} | {len(rows)} | {(len(rows) - expected_failed) / len(rows):.0%} |"
+    )

@@ -12,6 +12,7 @@ from curata.publish.release import (
     create_release,
     list_releases,
     show_release,
+    verify_version,
     withdraw_patient,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "list_releases",
     "show_release",
     "trace_file",
+    "verify_version",
     "withdraw_patient",
 ]

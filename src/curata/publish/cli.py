@@ -138,6 +138,28 @@ def register(app: typer.Typer) -> None:
         rows = [{"field": k, "value": v} for k, v in result.items() if k not in {"parameters"}]
         print_table(rows, title=result["ref"])
 
+    @release.command("verify")
+    def verify(
+        ref: str = typer.Argument(..., help="NAME@V (or NAME for the latest version)."),
+        workspace: Path | None = workspace_option(),
+        as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    ) -> None:
+        """Re-check a version in the store: every file, the manifest, and its entry in the signed log."""
+        from curata.publish import verify_version
+
+        result = verify_version(_ws(workspace), ref)
+        if as_json:
+            print_json(result)
+        elif result["verified"]:
+            console.print(
+                f"OK: {result['ref']}: {result['files']} files; manifest is log entry {result['log_index']}"
+            )
+        else:
+            for problem in result["problems"]:
+                console.print(f"[red]FAILED:[/] {problem}")
+        if not result["verified"]:
+            raise typer.Exit(1)
+
     @release.command("withdraw")
     def withdraw(
         name: str = typer.Argument(..., help="Release name."),

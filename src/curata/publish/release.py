@@ -774,7 +774,57 @@ def list_releases(ws: Workspace) -> list[dict[str, Any]]:
 
 def show_release(ws: Workspace, ref: str) -> dict[str, Any]:
     with ws.catalog.session() as session:
-        return _version_result(get_version(session, ref), False)
+        v = get_version(session, ref)
+        return {**_version_result(v, False), "card": str(card_folder(ws, v) / "card.html")}
+
+
+def verify_version(ws: Workspace, ref: str) -> dict[str, Any]:
+    """Re-check a version (old ones too): every file in the store against the manifest, the manifest
+    against its Merkle root and the catalog, and the manifest's log entry against a signed checkpoint."""
+    problems: list[str] = []
+    with ws.catalog.session() as session:
+        v = get_version(session, ref)
+        label, digest, root, index = (
+            f"{v.release.name}@{v.version}",
+            v.manifest_digest,
+            v.merkle_root,
+            v.ledger_index,
+        )
+    raw = ws.store.get_bytes(digest)
+    if hashlib.sha256(raw).hexdigest() != digest:
+        problems.append("manifest: its bytes no longer hash to the digest the catalog records")
+    try:
+        manifest = Manifest.from_bytes(raw)
+    except InputError as exc:
+        return {"ref": label, "verified": False, "files": 0, "problems": [*problems, exc.message]}
+    if manifest.merkle_root() != root:
+        problems.append("manifest: Merkle root differs from the catalog's")
+    for f in manifest.files:
+        if not ws.store.exists(f.sha256):
+            problems.append(f"missing from the store: {f.path}")
+        elif ws.store.hash_of(f.sha256) != f.sha256:
+            problems.append(f"corrupt in the store: {f.path}")
+    if index is None:
+        problems.append("no log entry recorded for this version")
+    else:
+        from curata.ledger import Ledger
+        from curata.ledger.verify_standalone import VerificationError, verify_receipt
+
+        ledger = Ledger.open(ws)
+        entry = ledger.entry(index)
+        if entry.kind != "release" or entry.payload.get("manifest_sha256") != digest:
+            problems.append(f"log entry {index} is not this version's manifest")
+        try:
+            verify_receipt(ledger.receipt(index).decode(), (ledger.folder / "log.vkey").read_text())
+        except VerificationError as exc:
+            problems.append(f"log: {exc}")
+    return {
+        "ref": label,
+        "verified": not problems,
+        "files": len(manifest.files),
+        "log_index": index,
+        "problems": problems,
+    }
 
 
 def now_iso() -> str:
