@@ -10,6 +10,9 @@ in one run, to three receivers on loopback, each started fresh:
 * Orthanc (Debian package, default SQLite index and file storage, no plugins).
 * ``curata gateway serve`` (the real CLI, de-identification ON with the site key): answers success only
   after the de-identified blob is fsynced and its catalog row committed.
+* a pynetdicom SCP that answers success and keeps nothing: the ceiling of the Python network layer the
+  gateway is built on, so the table shows how much of the gap is the network stack and how much is
+  de-identification + durable filing.
 
 For every association count in ``--associations`` the batch is split over that many concurrent storescu
 processes (a modality or PACS sending several studies at once). Reported per receiver: instances/s,
@@ -207,10 +210,46 @@ def run_curata(work: Path, folders: list[Path]) -> tuple[float, int]:
     return seconds, int(summary.get("stored", 0)) + int(summary.get("present", 0))
 
 
+_NOOP_SCP = """
+import signal, sys, threading
+from pynetdicom import AE, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import Verification
+from curata.collect.net.scp import TRANSFER_SYNTAXES, _no_delay
+ae = AE("NOOP"); ae.maximum_pdu_size = 0
+for cx in AllStoragePresentationContexts:
+    ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
+ae.add_supported_context(Verification)
+n = [0]
+def store(event):
+    event.encoded_dataset(); n[0] += 1; return 0
+server = ae.start_server(("127.0.0.1", int(sys.argv[1])), block=False,
+    evt_handlers=[(evt.EVT_C_STORE, store), (evt.EVT_CONN_OPEN, _no_delay)])
+done = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: done.set())
+done.wait(); server.shutdown(); print(n[0])
+"""
+
+
+def run_pynetdicom_noop(work: Path, folders: list[Path]) -> tuple[float, int]:
+    """The network layer alone: pynetdicom answering success without storing anything."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _NOOP_SCP, str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_echo(port, "NOOP", proc)
+        seconds = push(port, "NOOP", folders)
+    finally:
+        stop(proc)
+    return seconds, int((proc.stdout.read() if proc.stdout else b"0").strip() or 0)
+
+
 RECEIVERS: dict[str, Callable[[Path, list[Path]], tuple[float, int]]] = {
     "storescp": run_storescp,
     "orthanc": run_orthanc,
     "curata-gateway (de-id on)": run_curata,
+    "pynetdicom no-op SCP (ceiling)": run_pynetdicom_noop,
 }
 
 
