@@ -64,3 +64,54 @@ def test_mr_rician_background_noise_is_within_5_percent(sigma: float) -> None:
 def test_the_hu_offset_moves_the_air_peak() -> None:
     m, _ = measure(images_of(build(Spec("CT", 96, 8, hu_offset=80.0))))
     assert m["hu_air_offset"] == pytest.approx(80, abs=3)
+
+
+def test_enhanced_multiframe_frames_are_slices() -> None:
+    """An enhanced CT: frames placed by their functional groups; a missing frame is a missing slice."""
+    import numpy as np
+    import pydicom
+    from pydicom.sequence import Sequence as Seq
+
+    series = build(Spec("CT", 96, 10, seed=2))
+    del series[5]  # a gap
+    first = series[0]
+    ds = pydicom.Dataset()
+    ds.file_meta = first.file_meta
+    for kw in (
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "Modality",
+        "SeriesDescription",
+        "Rows",
+        "Columns",
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "BitsAllocated",
+        "BitsStored",
+        "HighBit",
+        "PixelRepresentation",
+    ):
+        setattr(ds, kw, getattr(first, kw))
+    ds.NumberOfFrames = len(series)
+    ds.PixelData = b"".join(s.PixelData for s in series)
+
+    def item(**kw: object) -> pydicom.Dataset:
+        d = pydicom.Dataset()
+        for k, v in kw.items():
+            setattr(d, k, v)
+        return d
+
+    shared = item(
+        PlaneOrientationSequence=Seq([item(ImageOrientationPatient=[1, 0, 0, 0, 1, 0])]),
+        PixelMeasuresSequence=Seq([item(PixelSpacing=[0.75, 0.75], SliceThickness=2.5)]),
+        PixelValueTransformationSequence=Seq([item(RescaleSlope=1, RescaleIntercept=-1024)]),
+    )
+    ds.SharedFunctionalGroupsSequence = Seq([shared])
+    ds.PerFrameFunctionalGroupsSequence = Seq(
+        [item(PlanePositionSequence=Seq([item(ImagePositionPatient=s.ImagePositionPatient)])) for s in series]
+    )
+    images = images_of([ds])
+    assert len(images.pixels) == 9 and all(p.shape == (96, 96) for p in images.pixels)
+    m, _ = measure(images)
+    assert m["missing_slices"] == 1 and m["header_complete"] and m["slice_count"] == 9
+    assert m["noise_hu"] == pytest.approx(12.0, rel=0.1) and np.isclose(m["hu_air_offset"], 0, atol=3)

@@ -207,3 +207,21 @@ def test_cli_contract(loaded, tmp_path: Path) -> None:  # type: ignore[no-untype
     assert not _verdicts(ws)[uid].passed
     r = runner.invoke(app, ["qc", "report", str(tmp_path / "out.html"), *w])
     assert r.exit_code == 0 and (tmp_path / "out.html").stat().st_size > 10_000
+
+
+@pytest.mark.postgres
+def test_qc_and_cohorts_on_postgresql(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from curata.workspace import Workspace
+
+    monkeypatch.setenv("CURATA_DATABASE_URL", pg_url)
+    ws = Workspace.init(tmp_path / "pgws", site="pg-site")
+    src = tmp_path / "in"
+    save(build(Spec("CT", ROWS, SLICES, seed=4)), src / "clean")
+    save(make_series(_defect("ct_noise"), 60, rows=ROWS, slices=SLICES), src / "noisy")
+    Ingestor(ws, deidentify=False, workers=1).ingest_paths([src])
+    summary = run_qc(ws, workers=1, quiet=True)
+    assert (summary.counts["passed"], summary.counts["excluded"]) == (1, 1)
+    assert run_qc(ws, workers=1, quiet=True).counts["cached"] == 2
+    assert create_cohort(ws, "quiet", "qc.noise_hu < 20 and qc.passed and not qc.is_localizer")["series"] == 1
+    assert create_cohort(ws, "loud", "qc.noise_hu >= 20 and qc.excluded")["series"] == 1
+    ws.catalog.dispose()

@@ -118,11 +118,69 @@ def images_of(datasets: Iterable[pydicom.Dataset]) -> SeriesImages:
             images.description = str(ds.get("SeriesDescription", "") or "")
             padding = ds.get("PixelPaddingValue")
             images.padding = float(padding) if isinstance(padding, int | float) else None
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            for header, frame in _frames_of(ds):
+                images.headers.append(header)
+                images.pixels.append(frame)
+            continue
         images.headers.append(header_of(ds))
         images.pixels.append(ds.pixel_array)
     if not images.headers:
         raise ValueError("the series has no images")
     return images
+
+
+def _group_value(item: Any, shared: Any, sequence: str, keyword: str) -> Any:
+    """A value from a frame's functional group, else from the shared functional groups."""
+    for holder in (item, shared):
+        if holder is None:
+            continue
+        seq = holder.get(sequence)
+        if seq:
+            value = seq[0].get(keyword)
+            if value not in (None, ""):
+                return value
+    return None
+
+
+def _frames_of(ds: pydicom.Dataset) -> list[tuple[SliceHeader, np.ndarray]]:
+    """Each frame of an enhanced multi-frame image as its own slice, placed by its functional groups."""
+    base = header_of(ds)
+    frames = ds.pixel_array
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared_seq[0] if shared_seq else None
+    per = ds.get("PerFrameFunctionalGroupsSequence") or []
+    out = []
+    for i in range(frames.shape[0]):
+        item = per[i] if i < len(per) else None
+
+        def pick(sequence: str, keyword: str, item: Any = item) -> Any:
+            return _group_value(item, shared, sequence, keyword)
+
+        position = pick("PlanePositionSequence", "ImagePositionPatient")
+        orientation = pick("PlaneOrientationSequence", "ImageOrientationPatient")
+        spacing = pick("PixelMeasuresSequence", "PixelSpacing")
+        slope = pick("PixelValueTransformationSequence", "RescaleSlope")
+        intercept = pick("PixelValueTransformationSequence", "RescaleIntercept")
+        frame_type = pick("CTImageFrameTypeSequence", "FrameType") or pick(
+            "MRImageFrameTypeSequence", "FrameType"
+        )
+        header = SliceHeader(
+            position=tuple(float(v) for v in position) if position else None,
+            orientation=tuple(float(v) for v in orientation) if orientation else None,
+            rows=base.rows,
+            columns=base.columns,
+            pixel_spacing=tuple(float(v) for v in spacing) if spacing else base.pixel_spacing,
+            image_type="\\".join(str(v) for v in frame_type) if frame_type else base.image_type,
+            lossy=base.lossy,
+            lossy_ratio=base.lossy_ratio,
+            transfer_syntax=base.transfer_syntax,
+            gantry_tilt=base.gantry_tilt,
+            slope=float(slope) if slope not in (None, "") else base.slope,
+            intercept=float(intercept) if intercept not in (None, "") else base.intercept,
+        )
+        out.append((header, frames[i]))
+    return out
 
 
 def read_images(paths: Sequence[Any]) -> SeriesImages:
