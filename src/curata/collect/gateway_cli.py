@@ -69,6 +69,11 @@ def serve(
     server = GatewayServer(ws, cfg, deidentify=not verified)
     server.start()
     who = ", ".join(f"{r.ae_title}@{r.host}" if r.host else r.ae_title for r in cfg.allow) or "any AE"
+    if not cfg.allow:
+        err_console.print(
+            "[yellow]warning:[/] no allow list: any application entity may store here "
+            "(set [gateway] allow or pass --allow AE@host)"
+        )
     err_console.print(
         f"[bold]{cfg.ae_title}[/] listening on {cfg.bind}:{server.port} "
         f"(de-identification {'off: verify only' if verified else 'on'}; allowed: {who}). Ctrl-C stops."
@@ -209,6 +214,11 @@ def server(
     cfg = GatewayConfig.from_workspace(ws)
     app = create_app(ws, token=token or cfg.token, verified_deidentified=verified, public_url=cfg.public_url)
     scheme = "https" if cfg.tls else "http"
+    bind = host or cfg.http_host
+    if not (token or cfg.token) and bind not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(f"[yellow]warning:[/] no token: anyone who reaches {bind} can read and upload")
+    if not cfg.tls and bind not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print("[yellow]warning:[/] plain HTTP: set [gateway] tls_cert and tls_key for HTTPS")
     err_console.print(f"Curata server on {scheme}://{host or cfg.http_host}:{port or cfg.http_port}/dicomweb")
     uvicorn.run(
         app,

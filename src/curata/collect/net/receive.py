@@ -27,6 +27,7 @@ import queue
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -95,7 +96,14 @@ class Receiver:
         disk) raise, so a network caller answers a failure status and the sender retries.
         """
         if self.workers > 1:
-            outcome = self._process_pool().submit(process_one, (source, raw)).result()
+            pool = self._process_pool()
+            try:
+                outcome = pool.submit(process_one, (source, raw)).result()
+            except BrokenProcessPool:  # a worker died (killed, out of memory): fail this one, renew
+                with self._start_lock:
+                    if self._pool is pool:
+                        self._pool = None
+                raise
         else:
             outcome = process_one((source, raw), self._context())
         if outcome.status not in ("ingested", "quarantined"):
