@@ -175,24 +175,30 @@ def _judge(item: tuple[str, float, int, int, int]) -> tuple[str, float, set[str]
 
 
 def validate(args: argparse.Namespace) -> dict[str, Any]:
+    """Every defect class at every severity (and just under its threshold), and clean series."""
     items: list[tuple[str, float, int, int, int]] = []
     for seed in range(args.seeds):
         for d in [*DEFECTS, VARIABLE_SPACING]:
-            items += [(d.name, s, seed, args.rows, args.val_slices) for s in d.severities]
+            items += [(d.name, s, seed, args.rows, args.val_slices) for s in (*d.severities, *d.below)]
         items += [
             (f"clean{seed}", float(k), 100 + seed, args.rows, args.val_slices) for k in range(args.clean)
         ]
-    results = list(imap_unordered(_judge, items, workers=args.workers))
-    clean = [r for _, r in results if r[0].startswith("clean")]
+    results = [r for _, r in imap_unordered(_judge, items, workers=args.workers)]
+    clean = [r for r in results if r[0].startswith("clean")]
     rows = []
     for d in [*DEFECTS, VARIABLE_SPACING]:
-        mine = [r for _, r in results if r[0] == d.name]
+        mine = [r for r in results if r[0] == d.name and r[1] not in d.below]
+        under = [r for r in results if r[0] == d.name and r[1] in d.below]
         hits = [r for r in mine if set(d.rules) <= r[2]]
         fp = [r for r in clean if set(d.rules) & r[2]]
         by_sev = {}
         for s in d.severities:
             got = [r for r in mine if r[1] == s]
             by_sev[str(s)] = f"{sum(set(d.rules) <= r[2] for r in got)}/{len(got)}"
+        below = {}
+        for b in d.below:
+            got = [r for r in under if r[1] == b]
+            below[str(b)] = f"{sum(bool(set(d.rules) & r[2]) for r in got)}/{len(got)}"
         rows.append(
             {
                 "class": d.name,
@@ -201,6 +207,7 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
                 "by severity": by_sev,
                 "sensitivity": len(hits) / len(mine),
                 "false-positive rate": len(fp) / len(clean),
+                "below threshold flagged": below,
                 "planted": len(mine),
                 "clean": len(clean),
             }
@@ -209,16 +216,25 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
     table = Table(
         title=f"QC validation: {len(results)} series ({args.rows}x{args.rows}x{args.val_slices}), {len(clean)} clean"
     )
-    for col in ("class", "modality", "severities (detected/planted)", "sensitivity", "FP rate on clean"):
+    for col in (
+        "class",
+        "mod",
+        "detected/planted by severity",
+        "sens.",
+        "FP rate (clean)",
+        "flagged below threshold",
+    ):
         table.add_column(col)
     for r in rows:
         sev = ", ".join(f"{k}: {v}" for k, v in r["by severity"].items())
+        below_txt = ", ".join(f"{k}: {v}" for k, v in r["below threshold flagged"].items()) or "-"
         table.add_row(
             r["class"],
             r["modality"],
             f"{sev} ({r['severity unit']})",
             f"{r['sensitivity']:.2f}",
             f"{r['false-positive rate']:.2f}",
+            below_txt,
         )
     console.print(table)
     console.print(f"clean series excluded: {excluded_clean}/{len(clean)}")

@@ -357,6 +357,7 @@ class Defect:
     rules: tuple[str, ...]
     plant: Callable[[Spec, float], list[Any]]
     unit: str = ""
+    below: tuple[float, ...] = ()  # severities under the rule's threshold: must NOT be flagged
 
 
 DEFECTS: list[Defect] = [
@@ -370,27 +371,50 @@ DEFECTS: list[Defect] = [
         ("irregular_spacing",),
         _irregular,
         "slice moved, x step",
+        below=(0.04,),
     ),
     Defect(
         "duplicate_positions", "CT", (1, 3, 8), ("duplicate_positions",), _duplicates, "duplicated slices"
     ),
-    Defect("mixed_orientation", "CT", (2, 10, 90), ("mixed_orientation",), _mixed_orientation, "deg"),
+    Defect(
+        "mixed_orientation",
+        "CT",
+        (2, 10, 90),
+        ("mixed_orientation",),
+        _mixed_orientation,
+        "deg",
+        below=(0.2,),
+    ),
     Defect("mixed_size", "CT", (1, 3, 10), ("mixed_size",), _mixed_size, "slices at half size"),
     Defect("mixed_pixel_spacing", "CT", (1, 3, 10), ("mixed_pixel_spacing",), _mixed_spacing, "slices"),
     Defect("localizer", "CT", (1, 2, 3), ("localizer",), _localizer, "variant: type, SCOUT, 3-plane"),
     Defect("localizer_in_series", "CT", (1, 2), ("localizer_in_series",), _scout_in_series, "scout images"),
-    Defect("oblique", "CT", (12, 25, 40), ("oblique",), _oblique, "deg"),
+    Defect("oblique", "CT", (12, 25, 40), ("oblique",), _oblique, "deg", below=(7,)),
     Defect("non_axial_ct", "CT", (1,), ("non_axial_ct",), _coronal, "coronal"),
-    Defect("gantry_tilt", "CT", (2, 10, 20), ("gantry_tilt",), _tilt, "deg"),
+    Defect("gantry_tilt", "CT", (2, 10, 20), ("gantry_tilt",), _tilt, "deg", below=(0.5,)),
     Defect("header_incomplete", "CT", (1, 2, 3), ("header_incomplete",), _header, "variant"),
-    Defect("fov_truncation", "CT", (1.35, 1.5, 1.8), ("fov_truncation",), _truncation, "body scale"),
-    Defect("ct_noise", "CT", (35, 60, 120), ("ct_noise",), _noise, "HU sigma"),
-    Defect("hu_calibration", "CT", (60, 120, -150), ("hu_calibration",), _hu_offset, "HU offset"),
-    Defect("clipping", "CT", (0.01, 0.05, 0.2), ("clipping",), _clipping, "share of body clipped"),
-    Defect("metal_streaks", "CT", (300, 600, 1200), ("metal_streaks",), _metal, "streak HU"),
+    Defect(
+        "fov_truncation",
+        "CT",
+        (1.35, 1.5, 1.8),
+        ("fov_truncation",),
+        _truncation,
+        "body scale",
+        below=(1.15,),
+    ),
+    Defect("ct_noise", "CT", (35, 60, 120), ("ct_noise",), _noise, "HU sigma", below=(25,)),
+    Defect(
+        "hu_calibration", "CT", (60, 120, -150), ("hu_calibration",), _hu_offset, "HU offset", below=(30, -30)
+    ),
+    Defect(
+        "clipping", "CT", (0.01, 0.05, 0.2), ("clipping",), _clipping, "share of body clipped", below=(0.002,)
+    ),
+    Defect("metal_streaks", "CT", (300, 600, 1200), ("metal_streaks",), _metal, "streak HU", below=(0,)),
     Defect("lossy_compression", "CT", (8, 20, 40), ("lossy_compression",), _lossy, "ratio"),
-    Defect("mr_low_snr", "MR", (4, 3, 2), ("mr_low_snr",), _mr_snr, "SNR"),
-    Defect("mr_ghosting", "MR", (0.08, 0.15, 0.3), ("mr_ghosting",), _ghost, "ghost amplitude"),
+    Defect("mr_low_snr", "MR", (4, 3, 2), ("mr_low_snr",), _mr_snr, "SNR", below=(7,)),
+    Defect(
+        "mr_ghosting", "MR", (0.08, 0.15, 0.3), ("mr_ghosting",), _ghost, "ghost amplitude", below=(0.02,)
+    ),
 ]
 # Not a defect, but must not be reported as missing slices: a long run of 2x steps after 1x steps.
 VARIABLE_SPACING = Defect("variable_spacing", "CT", (2.0, 1.5), ("variable_spacing",), _variable, "step x")

@@ -3,13 +3,15 @@ metal streaks; plus the per-series driver that reads each image once and adds th
 
 Each image is decoded once. Cheap per-slice statistics (minimum, maximum) cover every slice; the
 region-based metrics run on up to ``ANALYSED_SLICES`` slices spread evenly along the series (slices with
-metal always among them), which keeps QC's cost a fraction of the decoding cost while leaving hundreds
-of thousands of pixels for every estimate.
+metal always among them) and on an analysis grid of every k-th pixel (at most ~256 wide), which keeps
+QC's cost a fraction of the decoding cost while leaving tens of thousands of pixels for every estimate.
 
-Noise is estimated from the differences of horizontally adjacent pixels that both lie in a region:
-for white noise of standard deviation sigma they have standard deviation sigma*sqrt(2), and their
-median absolute deviation (x 1.4826) ignores the few pairs that straddle an edge. In MR air the
-magnitude signal is Rayleigh-distributed, so the background sigma is its median / sqrt(2 ln 2).
+Noise is estimated from the differences between each grid pixel and its right-hand neighbour in the
+full image, both inside a region: for white noise of standard deviation sigma they have standard
+deviation sigma*sqrt(2). A robust first scale (1.4826 x MAD) sets a +-3.5 sigma window that drops the
+pairs straddling an edge; the standard deviation inside the window, corrected for the truncation, is
+free of the MAD's quantisation on integer pixels. In MR air the magnitude signal is Rayleigh
+distributed, so the background sigma is its median / sqrt(2 ln 2).
 """
 
 from __future__ import annotations

@@ -123,10 +123,16 @@ METRICS: dict[str, Metric] = {
             "noise_hu",
             "num",
             "HU",
-            "CT noise in homogeneous soft tissue: 1.4826 x MAD of neighbour differences / sqrt(2) inside the body where the 5x5 mean is in (-30, 150) HU",
+            "CT noise in homogeneous soft tissue: SD of right-neighbour differences / sqrt(2) inside the body where the 5x5 mean is in (-30, 150) HU, pairs beyond 3.5 sigma (edges) dropped and the truncation corrected",
             ("CT",),
         ),
-        Metric("noise_air_hu", "num", "HU", "CT noise in the air around the body, same estimator", ("CT",)),
+        Metric(
+            "noise_air_hu",
+            "num",
+            "HU",
+            "CT noise in the air around the body (away from the reconstruction-field padding), same estimator",
+            ("CT",),
+        ),
         Metric(
             "air_hu", "num", "HU", "median CT number of the air around the body (calibration: -1000)", ("CT",)
         ),
