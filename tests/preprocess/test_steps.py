@@ -230,3 +230,15 @@ def test_nifti_of_a_float_result_is_readable() -> None:
     img = out.to_nifti()
     assert img.get_data_dtype() == np.float32
     assert np.allclose(nib.Nifti1Image.from_bytes(img.to_bytes()).get_fdata(), out.data)
+
+
+def test_deshear_removes_the_shear_for_each_time_point() -> None:
+    aff = np.eye(4)
+    aff[1, 2] = 0.5  # each slice shifted half a row further along y
+    vol = Volume(np.asfortranarray(np.random.default_rng(5).random((6, 7, 5, 3), dtype=np.float32)), aff)
+    out = spatial.deshear(vol)
+    assert out.shape == (6, 9, 5, 3) and out.affine[1, 2] == 0.0
+    single = spatial.deshear(Volume(np.asfortranarray(vol.data[..., 2]), aff))
+    assert np.allclose(out.data[..., 2], single.data)
+    # an integer shift (slice 2 moves one whole row) copies voxels exactly
+    assert np.allclose(single.data[:, 1:8, 2], vol.data[:, :, 2, 2])

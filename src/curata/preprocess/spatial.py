@@ -276,6 +276,18 @@ def deshear(volume: Volume) -> Volume:
     true slice distance; rows grow to hold the shifted slices. Interpolation is linear in-plane,
     exactly what a shear needs (every output voxel lies in one source slice).
     """
+    if volume.data.ndim == 4:  # a tilted dynamic series: each time point the same way
+        parts = [
+            deshear(Volume(volume.data[..., t], volume.affine, volume.slope, volume.inter, dict(volume.meta)))
+            for t in range(volume.data.shape[3])
+        ]
+        return Volume(
+            np.asfortranarray(np.stack([p.data for p in parts], axis=-1)),
+            parts[0].affine,
+            volume.slope,
+            volume.inter,
+            parts[0].meta,
+        )
     a = volume.affine[:3, :3]
     col_i, col_j, col_k = a[:, 0], a[:, 1], a[:, 2]
     normal = np.cross(col_i, col_j)
