@@ -66,14 +66,16 @@ def _dataset(ds: Dataset, body: list[bytes], implicit: bool, encodings: list[str
             continue
         elem = ds.get_item(tag)
         if isinstance(elem, RawDataElement):
-            _raw(tag, elem, body, implicit, encodings)
+            if not _raw(tag, elem, body, implicit):
+                body.append(_pydicom_element(ds[tag], implicit, encodings))  # converted: VR resolved
         elif elem.VR == "SQ":
             _sequence(tag, elem, body, implicit, encodings)
         else:
             body.append(_pydicom_element(elem, implicit, encodings))
 
 
-def _raw(tag: int, elem: RawDataElement, body: list[bytes], implicit: bool, encodings: list[str]) -> None:
+def _raw(tag: int, elem: RawDataElement, body: list[bytes], implicit: bool) -> bool:
+    """Copy an untouched element as it came; False when it needs pydicom (odd, undefined length...)."""
     value = elem.value
     if (
         elem.is_implicit_VR != implicit
@@ -81,10 +83,9 @@ def _raw(tag: int, elem: RawDataElement, body: list[bytes], implicit: bool, enco
         or elem.length == 0xFFFFFFFF
         or value is None
         or len(value) & 1
-        or (not implicit and not elem.VR)
+        or (not implicit and (not elem.VR or len(elem.VR) != 2))
     ):
-        body.append(_pydicom_element(elem, implicit, encodings))
-        return
+        return False
     group, element = tag >> 16, tag & 0xFFFF
     if implicit:
         body.append(_PACK_IMPLICIT(group, element, len(value)))
@@ -95,6 +96,7 @@ def _raw(tag: int, elem: RawDataElement, body: list[bytes], implicit: bool, enco
     else:
         body.append(_PACK_SHORT(group, element, elem.VR.encode(), len(value)))
     body.append(value)
+    return True
 
 
 def _sequence(tag: int, elem: DataElement, body: list[bytes], implicit: bool, encodings: list[str]) -> None:
