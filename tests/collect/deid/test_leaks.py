@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -92,3 +93,27 @@ def test_random_identifier_in_random_text_never_survives(seed, keyword, words, w
         for w in words:
             if w.lower() not in secret.lower() and len(w) > 2:
                 assert w in kept
+
+
+@pytest.mark.parametrize("name", ["chrJapMulti.dcm", "chrH31.dcm", "chrI2.dcm", "chrRuss.dcm", "chrArab.dcm",
+                                  "chrGerm.dcm", "chrKoreanMulti.dcm", "chrX1.dcm"])  # fmt: skip
+def test_names_in_every_character_set_never_survive(name: str, basic) -> None:
+    """Names in ISO 2022 (Japanese, Korean), GB18030, Cyrillic, Arabic, Latin-1: gone, in any encoding."""
+    import os
+
+    import pydicom.data
+
+    path = next(p for p in pydicom.data.get_charset_files(name) if os.path.basename(p) == name)
+    ds = pydicom.dcmread(path)
+    names = [str(e.value) for e in ds.iterall() if e.VR == "PN" and e.value]
+    res = basic.deidentify_bytes(Path(path).read_bytes())
+    encodings = ["utf-8", "latin-1", "iso2022_jp", "euc_kr", "gb18030", "iso8859_5", "iso8859_6", "iso8859_7"]
+    for full in names:
+        for part in full.replace("=", "^").split("^"):
+            part = part.strip()
+            for enc in encodings:
+                try:
+                    needle = part.encode(enc)
+                except UnicodeEncodeError:
+                    continue
+                assert len(part) < 2 or needle not in res.output_bytes, (name, part, enc)
