@@ -58,7 +58,9 @@ def _pydicom(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def _dataset(ds: Dataset, body: list[bytes], implicit: bool, encodings: list[str], *, top: bool) -> None:
+def _dataset(
+    ds: Dataset, body: list[bytes], implicit: bool, encodings: str | list[str], *, top: bool
+) -> None:
     if not top and "SpecificCharacterSet" in ds:
         raise _Fallback
     for tag in sorted(ds.keys()):
@@ -77,29 +79,32 @@ def _dataset(ds: Dataset, body: list[bytes], implicit: bool, encodings: list[str
 def _raw(tag: int, elem: RawDataElement, body: list[bytes], implicit: bool) -> bool:
     """Copy an untouched element as it came; False when it needs pydicom (odd, undefined length...)."""
     value = elem.value
+    vr = elem.VR or ""
     if (
         elem.is_implicit_VR != implicit
         or not elem.is_little_endian
         or elem.length == 0xFFFFFFFF
         or value is None
         or len(value) & 1
-        or (not implicit and (not elem.VR or len(elem.VR) != 2))
+        or (not implicit and len(vr) != 2)
     ):
         return False
     group, element = tag >> 16, tag & 0xFFFF
     if implicit:
         body.append(_PACK_IMPLICIT(group, element, len(value)))
-    elif elem.VR in _LONG_VRS:
-        body.append(_PACK_LONG(group, element, elem.VR.encode(), len(value)))
+    elif vr in _LONG_VRS:
+        body.append(_PACK_LONG(group, element, vr.encode(), len(value)))
     elif len(value) > 0xFFFF:
         raise _Fallback
     else:
-        body.append(_PACK_SHORT(group, element, elem.VR.encode(), len(value)))
+        body.append(_PACK_SHORT(group, element, vr.encode(), len(value)))
     body.append(value)
     return True
 
 
-def _sequence(tag: int, elem: DataElement, body: list[bytes], implicit: bool, encodings: list[str]) -> None:
+def _sequence(
+    tag: int, elem: DataElement, body: list[bytes], implicit: bool, encodings: str | list[str]
+) -> None:
     """Sequences and items keep the length style they were read with (defined or undefined), as pydicom."""
     group, element = tag >> 16, tag & 0xFFFF
     inner: list[bytes] = []
@@ -122,7 +127,7 @@ def _sequence(tag: int, elem: DataElement, body: list[bytes], implicit: bool, en
     body += tail
 
 
-def _pydicom_element(elem: DataElement | RawDataElement, implicit: bool, encodings: list[str]) -> bytes:
+def _pydicom_element(elem: DataElement | RawDataElement, implicit: bool, encodings: str | list[str]) -> bytes:
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, implicit
     write_data_element(fp, elem, encodings)

@@ -555,7 +555,7 @@ class Deidentifier:
         if not value:
             return
         many = isinstance(value, MultiValue | list)
-        out = []
+        out: list[str] = []
         fn = shift_date if vr == "DA" else shift_datetime
         for v in value if many else [value]:
             text = str(v).strip()
@@ -681,7 +681,7 @@ class Deidentifier:
 
     def _file_meta(self, ds: Dataset, ctx: _Ctx) -> None:
         old = getattr(ds, "file_meta", None) or FileMetaDataset()
-        ts = old.get("TransferSyntaxUID")
+        ts: str | None = old.get("TransferSyntaxUID")
         if ts is None:
             implicit, little = ds.original_encoding
             if implicit:
@@ -695,8 +695,8 @@ class Deidentifier:
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.TransferSyntaxUID = ts
-        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+        meta.TransferSyntaxUID = UID(ts)
+        meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION
         ds.file_meta = meta
         ds.preamble = b"\0" * 128

@@ -36,8 +36,8 @@ def main() -> None:
                 kw = attr["keyword"]
                 if kw in combos:
                     where = nested if attr["path"] else top
-                    tag = combos[kw]
-                    where[tag] = min(where.get(tag, "3"), attr["type"][0])
+                    key = combos[kw]
+                    where[key] = min(where.get(key, "3"), attr["type"][0])
         iods[iod] = {"top": dict(sorted(top.items())), "nested": dict(sorted(nested.items()))}
     out = {"sop_class_iod": get_sop_class_iod_map(), "iod_attribute_types": iods}
     (HERE / "attribute_types.json").write_text(json.dumps(out, indent=0, sort_keys=True) + "\n")
