@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -116,7 +118,7 @@ def register(app: typer.Typer) -> None:
         """Every version of every release."""
         from curata.publish import list_releases
 
-        rows = list_releases(_ws(workspace))
+        rows: list[Mapping[str, Any]] = list(list_releases(_ws(workspace)))
         if as_json:
             print_json(rows)
         else:
@@ -135,7 +137,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(result)
             return
-        rows = [{"field": k, "value": v} for k, v in result.items() if k not in {"parameters"}]
+        rows: list[Mapping[str, Any]] = [
+            {"field": k, "value": v} for k, v in result.items() if k != "parameters"
+        ]
         print_table(rows, title=result["ref"])
 
     @release.command("verify")

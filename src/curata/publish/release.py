@@ -16,6 +16,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ from curata.publish.formats.nifti import SliceRef, seg_labels, seg_referenced_se
 from curata.publish.manifest import Manifest, ManifestFile
 from curata.publish.models import ConsentWithdrawal, Release, ReleaseMember, ReleaseVersion
 from curata.publish.splits import PatientInfo, SplitSpec, age_band, assign_splits
+from curata.runtime import default_workers
 from curata.workspace import Workspace
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -324,26 +326,28 @@ class _Files:
         self.entries[path] = (digest, size)
 
 
-def _build(
+def _slices(rows: list[tuple[Instance, int]]) -> list[SliceRef]:
+    return [
+        SliceRef(i.sop_instance_uid, i.blob_digest, i.image_position, i.image_orientation, i.instance_number)
+        for i, _ in rows
+    ]
+
+
+def _cases(
     ws: Workspace,
-    session: Session,
-    name: str,
-    version: int,
     members: Sequence[_Member],
     instances: dict[int, list[tuple[Instance, int]]],
     segs: dict[str, list[str]],
     params: BuildParams,
-    on_case: Callable[[], None] | None = None,
-) -> tuple[Manifest, dict[str, Any]]:
-    files = _Files(ws.store)
-    cases: list[Case] = []
-    problems: list[str] = []
-    pre = None
-    if params.pipeline and "nifti" in params.formats:
-        from curata.publish.formats import pipeline as pipeline_fmt
-
-        pre = pipeline_fmt.run(ws, params.pipeline, [m.series.series_uid for m in members])
-        problems += [f"pipeline: {where}: {why}" for where, why in pre.failures]
+    pre: Any,
+    files: _Files,
+    cases: list[Case],
+    problems: list[str],
+    converted: dict[int, Future[Any]],
+    submit_ahead: Callable[[], None],
+    on_case: Callable[[], None] | None,
+) -> None:
+    """One case per member series: DICOM links, NIfTI image and label (converted ahead in ``converted``)."""
     for m in members:
         pkey = _patient_key(m.site.name, m.patient.pseudonym)
         case = Case(
@@ -364,22 +368,14 @@ def _build(
                 files.link(path, digest, ws.store.size(digest))
                 case.dicom.append(path)
         if "nifti" in params.formats:
-            slices = [
-                SliceRef(
-                    i.sop_instance_uid,
-                    i.blob_digest,
-                    i.image_position,
-                    i.image_orientation,
-                    i.instance_number,
-                )
-                for i, _ in instances[m.series.id]
-            ]
+            slices = _slices(instances[m.series.id])
             seg_digests = segs.get(m.series.series_uid, [])
             try:
                 if pre is not None:
                     _preprocessed(ws, pre, m.series.series_uid, slices, seg_digests, case, files, problems)
                 else:
-                    vol = series_to_nifti(ws.store, slices, seg_digests)
+                    submit_ahead()
+                    vol = converted.pop(m.series.id).result()
                     _put_nifti(files, case, vol.image, vol.label, vol.label_voxels, vol.voxel_ml)
             except InputError as exc:
                 problems.append(f"{case.case_id}: {exc.message}")
@@ -389,6 +385,63 @@ def _build(
         cases.append(case)
         if on_case:
             on_case()
+
+
+def _build(
+    ws: Workspace,
+    session: Session,
+    name: str,
+    version: int,
+    members: Sequence[_Member],
+    instances: dict[int, list[tuple[Instance, int]]],
+    segs: dict[str, list[str]],
+    params: BuildParams,
+    on_case: Callable[[], None] | None = None,
+) -> tuple[Manifest, dict[str, Any]]:
+    files = _Files(ws.store)
+    cases: list[Case] = []
+    problems: list[str] = []
+    pre = None
+    if params.pipeline and "nifti" in params.formats:
+        from curata.publish.formats import pipeline as pipeline_fmt
+
+        pre = pipeline_fmt.run(ws, params.pipeline, [m.series.series_uid for m in members])
+        problems += [f"pipeline: {where}: {why}" for where, why in pre.failures]
+    # NIfTI conversions run ahead on a thread pool (ITK releases the GIL), a bounded window at a time
+    workers = default_workers(int(ws.config.get("runtime", {}).get("workers") or 0) or None)
+    pool = ThreadPoolExecutor(workers)
+    converted: dict[int, Future[Any]] = {}
+    todo = iter(members if "nifti" in params.formats and pre is None else [])
+
+    def submit_ahead() -> None:
+        while len(converted) < 2 * workers:  # results wait here until consumed, so this bounds memory
+            nxt = next(todo, None)
+            if nxt is None:
+                return
+            converted[nxt.series.id] = pool.submit(
+                series_to_nifti,
+                ws.store,
+                _slices(instances[nxt.series.id]),
+                segs.get(nxt.series.series_uid, []),
+            )
+
+    try:
+        _cases(
+            ws,
+            members,
+            instances,
+            segs,
+            params,
+            pre,
+            files,
+            cases,
+            problems,
+            converted,
+            submit_ahead,
+            on_case,
+        )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
     # splits.json: patient key -> split (what every consumer needs to respect the patient-level split)
     splits = {c.patient: c.split for c in cases}
@@ -504,7 +557,8 @@ def _preprocessed(
     if len(stacks) > 1:
         problems.append(f"{case.case_id}: the pipeline made {len(stacks)} stacks; the first is released")
     _stack, volume = stacks[0]
-    label, voxels = None, {}
+    label: bytes | None = None
+    voxels: dict[int, int] = {}
     if seg_digests:
         label, voxels = label_on_grid(ws.store, slices, seg_digests, pipeline_fmt.reference_image(volume))
     voxel_ml = float(abs(np.linalg.det(volume.affine[:3, :3]))) / 1000.0
