@@ -20,15 +20,29 @@ from curata.publish.loader import ReleaseDataset, ReleaseDirectory
 from curata.publish.manifest import Manifest
 from curata.publish.release import get_version
 
+# The exported script must work without Curata: run it with every `curata` import blocked.
+_NO_CURATA = (
+    "import runpy, sys; sys.modules['curata'] = None; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
 
 def _verify(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    # run with -I (isolated): the script must work without Curata on the path
     return subprocess.run(
-        [sys.executable, "-I", str(folder / "verify_release.py"), str(folder), *args],
+        [sys.executable, "-I", "-c", _NO_CURATA, str(folder / "verify_release.py"), str(folder), *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_the_curata_blocker_works(tmp_path: Path) -> None:
+    script = tmp_path / "probe.py"
+    script.write_text("import curata\n")
+    probe = subprocess.run(
+        [sys.executable, "-I", "-c", _NO_CURATA, str(script)], capture_output=True, text=True
+    )
+    assert probe.returncode != 0 and "curata" in probe.stderr
 
 
 @pytest.fixture
