@@ -7,6 +7,7 @@ bytes exactly as they came (the engine never touches them).
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 
@@ -86,7 +87,6 @@ def find_text(gray: np.ndarray, min_conf: float = DETECT_CONF, min_chars: int = 
     """Words tesseract reads in an 8-bit image (either polarity), in the image's own coordinates."""
     if gray.dtype != np.uint8 or gray.ndim != 2:
         gray = _to_gray8(gray)
-    import pytesseract
     from PIL import Image
 
     if not ocr_available():
@@ -101,7 +101,7 @@ def find_text(gray: np.ndarray, min_conf: float = DETECT_CONF, min_chars: int = 
         img = Image.fromarray(img8)
         if scale != 1:
             img = img.resize((img.width * scale, img.height * scale), Image.Resampling.BICUBIC)
-        data = pytesseract.image_to_data(img, config="--psm 11", output_type=pytesseract.Output.DICT)
+        data = _tesseract(img)
         for i, word in enumerate(data["text"]):
             conf = float(data["conf"][i])
             if conf < min_conf or sum(ch.isalnum() for ch in word) < min_chars:
@@ -117,6 +117,21 @@ def find_text(gray: np.ndarray, min_conf: float = DETECT_CONF, min_chars: int = 
                 )
             )
     return boxes
+
+
+def _tesseract(img: object) -> dict:
+    """One tesseract run, single-threaded: our workers already use every core (OpenMP would oversubscribe)."""
+    import pytesseract
+
+    saved = os.environ.get("OMP_THREAD_LIMIT")
+    os.environ["OMP_THREAD_LIMIT"] = "1"
+    try:
+        return pytesseract.image_to_data(img, config="--psm 11", output_type=pytesseract.Output.DICT)
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_THREAD_LIMIT", None)
+        else:
+            os.environ["OMP_THREAD_LIMIT"] = saved
 
 
 def _frames(arr: np.ndarray, ds: Dataset) -> np.ndarray:
