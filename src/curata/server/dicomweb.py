@@ -16,7 +16,7 @@ from typing import Any
 import pydicom
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 
 from curata.catalog import Instance, Patient, Series, Study
 from curata.collect.dicomweb import _multipart
@@ -79,7 +79,7 @@ _TAGS = {
 }
 
 
-def _filters(request: Request, fields: dict[str, Any], stmt: Select[Any]) -> Select[Any]:
+def _filters(request: Request, fields: dict[str, Any], stmt: Any) -> Any:
     for key, value in request.query_params.multi_items():
         name = _TAGS.get(key.upper(), key)
         if name == "ModalitiesInStudy" and "Modality" not in fields:
@@ -103,7 +103,7 @@ def _filters(request: Request, fields: dict[str, Any], stmt: Select[Any]) -> Sel
     return stmt
 
 
-def _page(request: Request, stmt: Select[Any]) -> Select[Any]:
+def _page(request: Request, stmt: Any) -> Any:
     try:
         limit = int(request.query_params.get("limit", 0))
         offset = int(request.query_params.get("offset", 0))

@@ -14,13 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import AE, build_role, evt
 from pynetdicom.presentation import StoragePresentationContexts
-from pynetdicom.sop_class import (
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
-)
 
 from curata.collect.net.config import AllowRule, GatewayConfig, Peer
 from curata.collect.net.receive import OK_STATUSES, Receiver
@@ -30,6 +26,11 @@ from curata.errors import ConfigError, NetworkError
 from curata.workspace import Workspace
 
 log = logging.getLogger("curata.gateway")
+
+# Study Root Query/Retrieve Information Model (PS3.4 C.6.2)
+StudyRootQueryRetrieveInformationModelFind = UID("1.2.840.10008.5.1.4.1.2.2.1")
+StudyRootQueryRetrieveInformationModelMove = UID("1.2.840.10008.5.1.4.1.2.2.2")
+StudyRootQueryRetrieveInformationModelGet = UID("1.2.840.10008.5.1.4.1.2.2.3")
 
 # Attributes matched at the series level of the Study Root model; every other key is study level.
 SERIES_KEYS = frozenset(
@@ -199,10 +200,9 @@ class DimsePuller:
                         final = status
                 code = int(final.Status) if final is not None else None
                 if code not in (0x0000, 0xB000):
+                    comment = final.get("ErrorComment", "") if final is not None else ""
                     text = f"C-MOVE {ident.QueryRetrieveLevel} failed: " + (
-                        f"status 0x{code:04X} {final.get('ErrorComment', '')}"
-                        if code is not None
-                        else "no answer"
+                        f"status 0x{code:04X} {comment}" if code is not None else "no answer"
                     )
                     errors.append(text.strip())
                 if on_done:
@@ -219,8 +219,8 @@ class DimsePuller:
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
         roles = []
         for cx in StoragePresentationContexts[:120]:
-            ae.add_requested_context(cx.abstract_syntax, TRANSFER_SYNTAXES[:4])
-            roles.append(build_role(cx.abstract_syntax, scp_role=True))
+            ae.add_requested_context(str(cx.abstract_syntax), TRANSFER_SYNTAXES[:4])
+            roles.append(build_role(str(cx.abstract_syntax), scp_role=True))
         errors: list[str] = []
         peer = self.peer.ae_title
 
@@ -229,7 +229,7 @@ class DimsePuller:
                 outcome = self.receiver.receive(
                     event.encoded_dataset(),
                     source=f"c-get from {peer}",
-                    source_uid=str(event.request.AffectedSOPInstanceUID or ""),
+                    source_uid=str(getattr(event.request, "AffectedSOPInstanceUID", "") or ""),
                     peer=peer,
                 )
             except Exception as exc:

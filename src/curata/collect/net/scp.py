@@ -17,6 +17,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     JPEG2000,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -32,7 +33,6 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
-from pynetdicom.sop_class import Verification
 
 from curata.collect.net.config import AllowRule, GatewayConfig
 from curata.collect.net.receive import OK_STATUSES, Receiver
@@ -40,6 +40,8 @@ from curata.errors import NetworkError
 from curata.workspace import Workspace
 
 log = logging.getLogger("curata.gateway")
+
+Verification = UID("1.2.840.10008.1.1")
 
 TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian,
@@ -129,7 +131,7 @@ class GatewayServer:
         ae.dimse_timeout = 120
         ae.maximum_associations = 32
         for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
+            ae.add_supported_context(str(cx.abstract_syntax), TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         return ae
 
@@ -148,7 +150,7 @@ class GatewayServer:
         if self._server is not None:
             return self
         self.receiver.warm_up()  # the first instance must not wait for the de-identifier to load
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_CONN_OPEN, _no_delay),
             (evt.EVT_REQUESTED, self._handle_requested),
             (evt.EVT_C_ECHO, self._handle_echo),
@@ -198,7 +200,7 @@ class GatewayServer:
 
     def _handle_requested(self, event: evt.Event) -> None:
         assoc = event.assoc
-        calling = str(assoc.requestor.primitive.calling_ae_title).strip()
+        calling = str(getattr(assoc.requestor.primitive, "calling_ae_title", "")).strip()
         address = str(assoc.requestor.address)
         if not self.allowed(calling, address):
             log.warning("rejected association from %s@%s: not on the allow list", calling, address)
@@ -213,7 +215,7 @@ class GatewayServer:
 
     def _handle_store(self, event: evt.Event) -> int | Dataset:
         calling = str(event.assoc.requestor.ae_title).strip()
-        source_uid = str(event.request.AffectedSOPInstanceUID or "")
+        source_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
         try:
             raw = event.encoded_dataset(include_meta=True)
             outcome = self.receiver.receive(
