@@ -329,3 +329,13 @@ def test_standard_attributes_sent_as_un_are_still_cleaned(research) -> None:
     assert "PatientAddress" not in res.dataset
     assert res.dataset.StudyDescription.startswith("CT for") and "Jane" not in res.dataset.StudyDescription
     assert b"Baker" not in res.output_bytes and b"2019-03-04" not in res.output_bytes
+
+
+def test_one_deidentifier_serves_several_threads(research) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    raws = [dressed(n, seed=i)[0] for i, n in enumerate(["CT_small.dcm", "MR_small.dcm", "rtplan.dcm"] * 3)]
+    serial = [research.deidentify_bytes(r).output_bytes for r in raws]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda r: research.deidentify_bytes(r).output_bytes, raws))
+    assert threaded == serial

@@ -216,8 +216,11 @@ class _Ctx:
 
 
 class Deidentifier:
-    """De-identifies DICOM instances with one site secret and one profile. Safe to reuse, not to share
-    across threads; each worker process builds its own."""
+    """De-identifies DICOM instances with one site secret and one profile.
+
+    All per-instance state lives in a per-call context, so one instance may serve many calls and
+    threads (the gateway's associations); worker processes each build their own.
+    """
 
     def __init__(
         self, key: bytes, profile: Profile | None = None, vault: Vault | None = None, *, ocr: bool = True
