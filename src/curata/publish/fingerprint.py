@@ -19,7 +19,9 @@ import io
 from collections.abc import Callable
 
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag, Tag
 
 MARK_HEX = 20
 PRIVATE_GROUP = 0x0011
@@ -27,6 +29,8 @@ PRIVATE_CREATOR = "CURATA FINGERPRINT"
 NIFTI_PREFIX = b"cm:"
 AUX_FILE = slice(228, 252)  # nifti-1 header: char aux_file[24]
 UID_TAGS = ("SOPInstanceUID", "ReferencedSOPInstanceUID", "ReferencedSOPInstanceUIDInFile")
+_UID_TAGS = {Tag(keyword) for keyword in UID_TAGS}
+_PIXEL_DATA = Tag("PixelData")
 
 
 def make_mark(site_key: bytes, ref: str, licensee: str) -> str:
@@ -44,10 +48,28 @@ def uid_mapper(site_key: bytes, mark: str) -> Callable[[str], str]:
     return remap
 
 
+def _vr(ds: Dataset, tag: BaseTag) -> str | None:
+    raw = ds.get_item(tag)  # the raw element where still unparsed: no value conversion
+    vr = getattr(raw, "VR", None)
+    if vr is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return None
+    return str(vr)
+
+
 def _remap_dataset(ds: Dataset, remap: Callable[[str], str]) -> None:
-    for elem in ds.iterall():
-        if elem.keyword in UID_TAGS and elem.value:
-            elem.value = remap(str(elem.value))
+    """Remap instance UIDs wherever they are, converting only sequences and those elements (most of a
+    file stays as raw bytes, which pydicom writes back untouched)."""
+    for tag in list(ds.keys()):
+        if tag in _UID_TAGS:
+            elem = ds[tag]
+            if elem.value:
+                elem.value = remap(str(elem.value))
+        elif not tag.is_private and tag != _PIXEL_DATA and _vr(ds, tag) == "SQ":
+            for item in ds[tag].value:
+                _remap_dataset(item, remap)
 
 
 def fingerprint_dicom(data: bytes, mark: str, remap: Callable[[str], str]) -> bytes:
