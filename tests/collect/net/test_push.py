@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from curata.catalog import Blob, Instance
 from curata.collect.ingest import Ingestor
+from curata.collect.net.models import GatewayPush
 from curata.collect.net.push import pending, push_instances
 from curata.errors import NetworkError
 from curata.server import create_app
@@ -44,6 +45,13 @@ def test_push_over_https_is_verified_resumable_and_exactly_once(  # type: ignore
     third = push_instances(workspace, server.url, token=TOKEN, verify=str(cert))
     assert third.counts["pushed"] == 0 and not third.failed
     assert count(central) == count(workspace) == 8
+    # the platform filed a batch but its answer was lost: the gateway re-sends, nothing is doubled
+    with workspace.catalog.session() as s:
+        for row in list(s.scalars(select(GatewayPush)))[:3]:
+            s.delete(row)
+    lost = push_instances(workspace, server.url, token=TOKEN, verify=str(cert))
+    assert (lost.counts["pushed"], lost.counts["failed"]) == (3, 0)
+    assert count(central) == 8
     record("gateway push -> central (HTTPS, 2 runs + 1 idle)", 8, count(central))
 
 
