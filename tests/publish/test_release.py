@@ -301,3 +301,15 @@ def test_card_reports_qc_pass_rates(released) -> None:  # type: ignore[no-untype
         line
         == f"| all | {len(rows) - expected_failed} | {len(rows)} | {(len(rows) - expected_failed) / len(rows):.0%} |"
     )
+
+
+def test_where_selects_through_the_query_language(released) -> None:  # type: ignore[no-untyped-def]
+    from curata.errors import QueryError
+
+    ws, _, _ = released
+    result = create_release(ws, "where-b", where="site = site-b", formats="dicom", split="100")
+    assert set(result["site_patients"]) == {"site-b"}
+    with pytest.raises(QueryError):
+        create_release(ws, "where-bad", where="modality ===", formats="dicom")
+    with pytest.raises(ReleaseError, match="no cohort"):
+        create_release(ws, "c", cohort="nope", formats="dicom")
