@@ -95,7 +95,14 @@ class Receiver:
         A bad dataset comes back ``quarantined`` with its reason; infrastructure failures (database,
         disk) raise, so a network caller answers a failure status and the sender retries.
         """
-        if self.workers > 1:
+        known = self._known(raw)
+        if known is not None:  # a re-send: no second de-identification, just remember the source
+            outcome = IngestOutcome(
+                "present", source, input_digest=known[0], sop_instance_uid=known[1], size=len(raw)
+            )
+            if not source_uid:
+                return outcome
+        elif self.workers > 1:
             pool = self._process_pool()
             try:
                 outcome = pool.submit(process_one, (source, raw)).result()
@@ -106,7 +113,7 @@ class Receiver:
                 raise
         else:
             outcome = process_one((source, raw), self._context())
-        if outcome.status not in ("ingested", "quarantined"):
+        if outcome.status not in ("ingested", "quarantined", "present"):
             return outcome
         job = _Job(outcome, self.key_for(source_uid) if source_uid else None, peer[:64])
         self._queue.put(job)
@@ -215,18 +222,21 @@ class Receiver:
         session.commit()
         return session, CatalogWriter(session, site)
 
+    def _known(self, raw: bytes) -> tuple[str, str] | None:
+        """(input digest, SOP Instance UID) when these exact bytes were filed before (a read only)."""
+        digest = hashlib.sha256(raw).hexdigest()
+        with self.ws.catalog.session() as session:
+            uid = session.scalar(
+                select(Instance.sop_instance_uid).where(Instance.source_digest == digest).limit(1)
+            )
+        return (digest, uid) if uid is not None else None
+
     def _file(self, session: Session, writer: CatalogWriter, job: _Job) -> None:
         outcome = job.outcome
         if outcome.status == "quarantined":
             writer.quarantine(outcome)
             return
-        known = session.scalar(
-            select(Instance.sop_instance_uid).where(Instance.source_digest == outcome.input_digest).limit(1)
-        )
-        if known is not None:
-            outcome.status = "present"
-            outcome.sop_instance_uid = known
-        else:
+        if outcome.status == "ingested":  # same de-identified UID already filed: "present"
             outcome.status = writer.file(outcome)
         if (
             job.source_key
