@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
-from curata.catalog import Blob, Instance, Patient, QuarantineItem, Series, Site, Study
-from curata.catalog.provenance import code_version
+from curata.catalog import Blob, Instance, Patient, Provenance, QuarantineItem, Series, Site, Study
+from curata.catalog.provenance import cache_key, code_version
 from curata.catalog.provenance import record as record_provenance
 from curata.console import RunSummary, make_progress
 from curata.errors import CurataError, QueryError
@@ -152,7 +152,7 @@ def run_qc(
             if time.monotonic() - last > 1.0:
                 session.commit()
                 last = time.monotonic()
-    decided = decide(ws, ids)
+    decided = decide(ws, ids, keys)
     for key in ("passed", "excluded", "warned"):
         summary.add(key, decided.counts.get(key, 0))
     summary.extra["rules"] = decided.extra["rules"]
@@ -228,22 +228,49 @@ def series_record(series: Series, metrics: dict[str, Any] | None) -> dict[str, A
     return rec
 
 
-def decide(ws: Workspace, series_ids: list[int] | None) -> RunSummary:
-    """Apply the active rules to the current measurement of each series; record verdicts + provenance."""
+def decide(ws: Workspace, series_ids: list[int] | None, keys: dict[int, str] | None = None) -> RunSummary:
+    """Apply the active rules to the current measurement of each series; record verdicts + provenance.
+
+    Works in chunks with a handful of bulk queries each (series with their study, patient and site;
+    measurements; verdicts; existing provenance), so deciding costs little next to measuring.
+    """
     ruleset = active_ruleset(ws)
     summary = RunSummary("qc decide")
     summary.extra["rules"] = ruleset.digest[:12]
     version = qc_code_version()
+    params = {"ruleset": ruleset.digest}
     with ws.catalog.session() as session:
         ids = series_ids if series_ids is not None else _selected(session, None)
-        digests = _digests(session, ids)
-        for chunk in _chunks(ids, 200):
-            rows = {s.id: s for s in session.scalars(select(Series).where(Series.id.in_(chunk)))}
+        if keys is None:
+            digests = _digests(session, ids)
+            keys = {sid: qc_key(digests[sid]) for sid in ids if digests.get(sid)}
+        for chunk in _chunks([i for i in ids if i in keys], 200):
+            rows = {
+                s.id: s
+                for s in session.scalars(
+                    select(Series)
+                    .where(Series.id.in_(chunk))
+                    .options(joinedload(Series.study).joinedload(Study.patient).joinedload(Patient.site))
+                )
+            }
+            wanted = [keys[sid] for sid in chunk]
+            measured = {
+                m.qc_key: m
+                for m in session.scalars(select(QcMeasurement).where(QcMeasurement.qc_key.in_(wanted)))
+            }
+            verdicts = {
+                v.series_id: v
+                for v in session.scalars(select(QcVerdict).where(QcVerdict.series_id.in_(chunk)))
+            }
+            prov_keys = {
+                sid: cache_key("qc.decide", [rows[sid].series_uid, keys[sid]], params, version)
+                for sid in chunk
+            }
+            recorded = set(
+                session.scalars(select(Provenance.key).where(Provenance.key.in_(list(prov_keys.values()))))
+            )
             for sid in chunk:
-                if not digests.get(sid):
-                    continue
-                key = qc_key(digests[sid])
-                m = session.scalar(select(QcMeasurement).where(QcMeasurement.qc_key == key))
+                m = measured.get(keys[sid])
                 if m is None:
                     continue
                 if m.error:
@@ -260,38 +287,28 @@ def decide(ws: Workspace, series_ids: list[int] | None) -> RunSummary:
                 else:
                     passed, warned, firings = apply(ruleset, series_record(rows[sid], m.metrics))
                     reasons = [f.as_dict() for f in firings]
-                _upsert_verdict(session, sid, key, passed, warned, reasons, ruleset.digest, version)
-                record_provenance(
-                    session,
-                    "qc.decide",
-                    [rows[sid].series_uid, key],
-                    {"ruleset": ruleset.digest},
-                    {"passed": passed, "warned": warned, "reasons": reasons},
-                    version=version,
-                )
+                v = verdicts.get(sid)
+                if v is None:
+                    v = QcVerdict(series_id=sid)
+                    session.add(v)
+                v.qc_key, v.passed, v.warned, v.reasons = keys[sid], passed, warned, reasons
+                v.ruleset_digest, v.code_version, v.decided_at = ruleset.digest, version, datetime.now(UTC)
+                if prov_keys[sid] not in recorded:
+                    session.add(
+                        Provenance(
+                            key=prov_keys[sid],
+                            step="qc.decide",
+                            inputs=[rows[sid].series_uid, keys[sid]],
+                            parameters=params,
+                            code_version=version,
+                            output={"passed": passed, "warned": warned, "reasons": reasons},
+                        )
+                    )
                 summary.add("passed" if passed else "excluded")
                 if warned:
                     summary.add("warned")
             session.commit()
     return summary
-
-
-def _upsert_verdict(
-    session: Session,
-    sid: int,
-    key: str,
-    passed: bool,
-    warned: bool,
-    reasons: list[Any],
-    rules: str,
-    version: str,
-) -> None:
-    v = session.scalar(select(QcVerdict).where(QcVerdict.series_id == sid))
-    if v is None:
-        v = QcVerdict(series_id=sid)
-        session.add(v)
-    v.qc_key, v.passed, v.warned, v.reasons = key, passed, warned, reasons
-    v.ruleset_digest, v.code_version, v.decided_at = rules, version, datetime.now(UTC)
 
 
 # -- explain --------------------------------------------------------------------------------------------

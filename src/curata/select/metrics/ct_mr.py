@@ -33,7 +33,7 @@ METAL_HU = 2500.0
 MAD_TO_SIGMA = 1.4826
 RAYLEIGH_MEDIAN = math.sqrt(2 * math.log(2))
 THUMBNAIL_PX = 160
-ANALYSIS_GRID = 256  # region metrics run on every k-th pixel so that the grid is at most ~256 wide
+ANALYSIS_GRID = 256  # region metrics run on every k-th pixel so that the grid is at most ~2x256 wide
 TRUNCATE_SIGMAS = 3.5
 TRUNCATED_SD = 0.99694  # sd of a unit normal truncated at +-3.5
 
