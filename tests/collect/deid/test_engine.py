@@ -339,3 +339,16 @@ def test_one_deidentifier_serves_several_threads(research) -> None:
     with ThreadPoolExecutor(4) as pool:
         threaded = list(pool.map(lambda r: research.deidentify_bytes(r).output_bytes, raws))
     assert threaded == serial
+
+
+@pytest.mark.parametrize("name", ["chrKoreanMulti.dcm", "chrJapMulti.dcm", "chrGerm.dcm"])
+def test_lean_writer_matches_pydicom_with_group_lengths_and_iso2022(name: str, basic) -> None:
+    from pathlib import Path
+
+    import pydicom.data
+
+    path = next(p for p in pydicom.data.get_charset_files(name) if Path(p).name == name)
+    res = basic.deidentify_bytes(Path(path).read_bytes())
+    ref = io.BytesIO()
+    res.dataset.save_as(ref, enforce_file_format=True)
+    assert res.output_bytes == ref.getvalue()

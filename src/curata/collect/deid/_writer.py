@@ -16,7 +16,9 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.multival import MultiValue
 from pydicom.uid import UID
+from pydicom.valuerep import PersonName
 
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _ITEM = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
@@ -64,7 +66,9 @@ def _dataset(
     if not top and "SpecificCharacterSet" in ds:
         raise _Fallback
     for tag in sorted(ds.keys()):
-        if tag >> 16 == 0x0002:
+        if (
+            tag >> 16 == 0x0002 or not tag & 0xFFFF
+        ):  # group lengths: stale once elements go (pydicom drops them)
             continue
         elem = ds.get_item(tag)
         if isinstance(elem, RawDataElement):
@@ -127,7 +131,48 @@ def _sequence(
     body += tail
 
 
+_PAD_NUL = frozenset({"UI"})
+_STRING_VRS = frozenset({"UI", "CS", "DA", "TM", "DT", "AS", "AE", "SH", "LO", "ST", "LT", "UT", "UC", "PN"})
+_SINGLE_VALUED = frozenset({"ST", "LT", "UT"})  # a backslash is text here, not a separator
+
+
+def _fast_string(elem: DataElement, implicit: bool) -> bytes | None:
+    """Header + value of a plain ASCII string element, as pydicom writes it; None when not plain."""
+    vr = elem.VR
+    if vr not in _STRING_VRS:
+        return None
+    value = elem.value
+    if value is None:
+        text = ""
+    elif isinstance(value, str | PersonName):  # str and UID are str; PersonName prints as written
+        text = str(value)
+    elif isinstance(value, MultiValue | list | tuple) and vr not in _SINGLE_VALUED:
+        if not all(isinstance(v, str | PersonName) for v in value):
+            return None
+        text = "\\".join(str(v) for v in value)
+    else:
+        return None
+    if not isinstance(text, str) or not text.isascii():
+        return None
+    data = text.encode("ascii")
+    if len(data) & 1:
+        data += b"\0" if vr in _PAD_NUL else b" "
+    tag = elem.tag
+    group, element = tag >> 16, tag & 0xFFFF
+    if implicit:
+        return _PACK_IMPLICIT(group, element, len(data)) + data
+    if vr in _LONG_VRS:
+        return _PACK_LONG(group, element, vr.encode(), len(data)) + data
+    if len(data) > 0xFFFF:
+        return None
+    return _PACK_SHORT(group, element, vr.encode(), len(data)) + data
+
+
 def _pydicom_element(elem: DataElement | RawDataElement, implicit: bool, encodings: str | list[str]) -> bytes:
+    if isinstance(elem, DataElement) and type(elem.value) is not bytes:
+        fast = _fast_string(elem, implicit)
+        if fast is not None:
+            return fast
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, implicit
     write_data_element(fp, elem, encodings)
