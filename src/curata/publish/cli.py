@@ -80,6 +80,8 @@ def register(app: typer.Typer) -> None:
         else:
             for problem in result.get("problems") or []:
                 console.print(f"[red]not converted:[/] {problem}")
+            for note in result.get("notes") or []:
+                console.print(f"[yellow]note:[/] {note}")
             summary.render()
         if summary.failed:
             raise typer.Exit(1)

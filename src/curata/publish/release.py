@@ -343,6 +343,7 @@ def _cases(
     files: _Files,
     cases: list[Case],
     problems: list[str],
+    notes: list[str],
     converted: dict[int, Future[Any]],
     submit_ahead: Callable[[], None],
     on_case: Callable[[], None] | None,
@@ -372,13 +373,19 @@ def _cases(
             seg_digests = segs.get(m.series.series_uid, [])
             try:
                 if pre is not None:
-                    _preprocessed(ws, pre, m.series.series_uid, slices, seg_digests, case, files, problems)
+                    _preprocessed(ws, pre, m.series.series_uid, slices, seg_digests, case, files, notes)
                 else:
                     submit_ahead()
                     vol = converted.pop(m.series.id).result()
+                    if vol.stacks > 1:
+                        notes.append(
+                            f"{case.case_id}: {vol.stacks} stacks in the series; the first is released"
+                        )
                     _put_nifti(files, case, vol.image, vol.label, vol.label_voxels, vol.voxel_ml)
             except InputError as exc:
                 problems.append(f"{case.case_id}: {exc.message}")
+            except Exception as exc:  # one series that cannot be converted never stops the release
+                problems.append(f"{case.case_id}: conversion failed: {type(exc).__name__}: {exc}")
             if case.label:
                 for digest in seg_digests:
                     case.label_names.update(seg_labels(ws.store.get_bytes(digest)))
@@ -401,6 +408,7 @@ def _build(
     files = _Files(ws.store)
     cases: list[Case] = []
     problems: list[str] = []
+    notes: list[str] = []
     pre = None
     if params.pipeline and "nifti" in params.formats:
         from curata.publish.formats import pipeline as pipeline_fmt
@@ -436,6 +444,7 @@ def _build(
             files,
             cases,
             problems,
+            notes,
             converted,
             submit_ahead,
             on_case,
@@ -522,6 +531,7 @@ def _build(
         "site_patients": dict(sorted(site_patients.items())),
         "flags": biases,
         "problems": problems,
+        "notes": notes,
     }
     return manifest, summary
 
@@ -545,7 +555,7 @@ def _preprocessed(
     seg_digests: list[str],
     case: Case,
     files: _Files,
-    problems: list[str],
+    notes: list[str],
 ) -> None:
     """The pipeline's volume for this series (its first stack) and the label map on its grid."""
     from curata.publish.formats import pipeline as pipeline_fmt
@@ -555,7 +565,7 @@ def _preprocessed(
     if not stacks:
         return  # the pipeline refused or filtered it out; its failure is already reported
     if len(stacks) > 1:
-        problems.append(f"{case.case_id}: the pipeline made {len(stacks)} stacks; the first is released")
+        notes.append(f"{case.case_id}: the pipeline made {len(stacks)} stacks; the first is released")
     _stack, volume = stacks[0]
     label: bytes | None = None
     voxels: dict[int, int] = {}

@@ -36,6 +36,7 @@ class NiftiCase:
     spacing: tuple[float, ...] = ()
     label_voxels: dict[int, int] = field(default_factory=dict)  # label value -> voxel count
     voxel_ml: float = 0.0
+    stacks: int = 1  # stacks the series held (the first is released)
 
 
 def sort_slices(slices: Sequence[SliceRef]) -> list[SliceRef]:
@@ -97,9 +98,45 @@ def _count(case: NiftiCase, label_img: sitk.Image) -> None:
 
 
 def series_to_nifti(store: Any, slices: Sequence[SliceRef], seg_digests: Sequence[str] = ()) -> NiftiCase:
-    """The series as a .nii.gz volume and, given DICOM-SEG blobs that reference it, a label map."""
+    """The series as a .nii.gz volume and, given DICOM-SEG blobs that reference it, a label map.
+
+    The volume comes from ``curata.preprocess.convert`` (lossless, exact affine, tilt, gaps, 4D and
+    enhanced multi-frame handled; checked against dcm2niix) and the label map is resampled onto its
+    grid; where that stage is not installed, ITK converts both on one grid.
+    """
     if not slices:
         raise InputError("series has no instances to convert")
+    try:
+        from curata.preprocess.convert import convert_series
+    except ImportError:
+        return itk_series_to_nifti(store, slices, seg_digests)
+    from curata.publish.formats.pipeline import nifti_gz, reference_image
+
+    with tempfile.TemporaryDirectory(prefix="curata-nifti-") as tmpdir:
+        tmp = Path(tmpdir)
+        files = [Path(_materialize(store, s.blob_digest, tmp)) for s in sort_slices(slices)]
+        try:
+            pieces = convert_series(files)
+        except InputError:
+            raise
+        except Exception:  # a case the converter does not handle (e.g. colour): ITK may still read it
+            return itk_series_to_nifti(store, slices, seg_digests)
+    _name, volume = pieces[0]
+    spacing = tuple(float(v) for v in volume.spacing)
+    case = NiftiCase(
+        image=nifti_gz(volume),
+        shape=tuple(volume.shape),
+        spacing=spacing,
+        voxel_ml=float(abs(np.linalg.det(volume.affine[:3, :3]))) / 1000.0,
+        stacks=len(pieces),
+    )
+    if seg_digests:
+        case.label, case.label_voxels = label_on_grid(store, slices, seg_digests, reference_image(volume))
+    return case
+
+
+def itk_series_to_nifti(store: Any, slices: Sequence[SliceRef], seg_digests: Sequence[str] = ()) -> NiftiCase:
+    """ITK reads image and label on one grid (used where ``curata.preprocess`` is not installed)."""
     ordered = sort_slices(slices)
     with tempfile.TemporaryDirectory(prefix="curata-nifti-") as tmpdir:
         tmp = Path(tmpdir)
