@@ -41,6 +41,17 @@ def test_every_manifest_file_is_in_the_store(released) -> None:  # type: ignore[
         assert ws.store.size(f.sha256) == f.size
     assert release["patients"] == len(PATIENTS) and release["labelled"] == len(PATIENTS)
     assert release["site_patients"] == {"site-a": 6, "site-b": 2}
+    assert release["site_annotated_cases"] == {"site-a": 6, "site-b": 2}
+
+
+def test_the_log_entry_feeds_the_revenue_statement(released) -> None:  # type: ignore[no-untyped-def]
+    from curata.ledger import Ledger
+    from curata.ledger.revenue import find_release, site_weights
+
+    ws, release, _ = released
+    entry = find_release(Ledger.open(ws), release["ref"])
+    assert entry is not None and entry.payload["manifest_sha256"] == release["manifest"]
+    assert site_weights(entry.payload, "patients") == {"site-a": 6, "site-b": 2}
 
 
 def test_splits_are_patient_level(released) -> None:  # type: ignore[no-untyped-def]

@@ -521,6 +521,7 @@ def _build(
         files=[ManifestFile(p, d, s) for p, (d, s) in sorted(files.entries.items())],
     )
     site_patients = Counter(key.split("/", 1)[0] for key in splits)
+    site_annotated = Counter(c.patient.split("/", 1)[0] for c in cases if c.label)
     summary = {
         "cases": len(cases),
         "patients": len(patients_seen),
@@ -529,6 +530,7 @@ def _build(
         "bytes": manifest.total_size,
         "splits": card_in.splits,
         "site_patients": dict(sorted(site_patients.items())),
+        "site_annotated_cases": dict(sorted(site_annotated.items())),
         "flags": biases,
         "problems": problems,
         "notes": notes,
@@ -680,6 +682,7 @@ def _make_version(
             "bytes": manifest.total_size,
             "patients": summary["patients"],
             "site_patients": summary["site_patients"],
+            "site_annotated_cases": summary["site_annotated_cases"],
             "reason": reason.split(":", 1)[0],
         },
     )
