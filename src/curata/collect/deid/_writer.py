@@ -177,3 +177,8 @@ def _pydicom_element(elem: DataElement | RawDataElement, implicit: bool, encodin
     fp.is_little_endian, fp.is_implicit_VR = True, implicit
     write_data_element(fp, elem, encodings)
     return fp.getvalue()
+
+
+# Used by the engine to pre-encode its marking elements.
+sequence = _sequence
+element = _pydicom_element

@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from curata import __version__
@@ -297,8 +298,8 @@ class Deidentifier:
             ) from exc
         if age is not None:
             ds.PatientAge = age
-        self._mark(ds, ctx)
         self._file_meta(ds, ctx)
+        self._mark(ds, ctx)
         try:
             output = _writer.encode(ds)
         except Exception as exc:
@@ -661,26 +662,20 @@ class Deidentifier:
 
     # ------------------------------------------------------------------ marking and file meta
     def _mark(self, ds: Dataset, ctx: _Ctx) -> None:
-        ds.PatientIdentityRemoved = "YES"
-        codes = [BASIC_CODE] + [(OPTIONS[o][1], OPTIONS[o][2]) for o in sorted(self.profile.options)]
-        method = [f"Curata {__version__} {self.profile.name} profile", "DICOM PS3.15 E.1-1 Basic Profile"]
-        if self.profile.overrides:
-            method.append(f"site overrides {self.profile.fingerprint}")
-        ds.DeidentificationMethod = method
-        items = []
-        for value, meaning in codes:
-            item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning[:64]
-            items.append(item)
-        ds.DeidentificationMethodCodeSequence = Sequence(items)
+        """PatientIdentityRemoved, DeidentificationMethod(CodeSequence), LongitudinalTemporal...Modified."""
         if ctx.full_dates:
-            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+            temporal = "UNMODIFIED"
         elif ctx.mod_dates:
-            ds.LongitudinalTemporalInformationModified = "MODIFIED"
+            temporal = "MODIFIED"
         else:
-            ds.LongitudinalTemporalInformationModified = "REMOVED"
+            temporal = "REMOVED"
+        ts = UID(ds.file_meta.TransferSyntaxUID)
+        if ts.is_little_endian:  # pre-encoded once per profile; pydicom decodes them on access
+            for raw in _marking_raw(self.profile, temporal, ts.is_implicit_VR):
+                ds[raw.tag] = raw
+            return
+        for elem in _marking_elements(self.profile, temporal):
+            ds.add(elem)
 
     def _file_meta(self, ds: Dataset, ctx: _Ctx) -> None:
         old = getattr(ds, "file_meta", None) or FileMetaDataset()
@@ -785,6 +780,54 @@ def _find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) ->
             return pos
         pos = hay.find(needle, pos + 1, end)
     return -1
+
+
+def _marking_elements(profile: Profile, temporal: str) -> list[DataElement]:
+    codes = [BASIC_CODE] + [(OPTIONS[o][1], OPTIONS[o][2]) for o in sorted(profile.options)]
+    method = [f"Curata {__version__} {profile.name} profile", "DICOM PS3.15 E.1-1 Basic Profile"]
+    if profile.overrides:
+        method.append(f"site overrides {profile.fingerprint}")
+    items = []
+    for value, meaning in codes:
+        item = Dataset()
+        item.CodeValue = value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = meaning[:64]
+        item.is_undefined_length_sequence_item = False
+        items.append(item)
+    seq = DataElement(0x00120064, "SQ", Sequence(items))
+    seq.is_undefined_length = False
+    return [
+        DataElement(0x00120062, "CS", "YES"),  # Patient Identity Removed
+        DataElement(0x00120063, "LO", method),  # De-identification Method
+        seq,  # De-identification Method Code Sequence
+        DataElement(0x00280303, "CS", temporal),  # Longitudinal Temporal Information Modified
+    ]
+
+
+@cache
+def _marking_raw(profile: Profile, temporal: str, implicit: bool) -> tuple[RawDataElement, ...]:
+    """The marking elements encoded once (little endian) as raw elements: immutable, shared safely."""
+    out = []
+    for elem in _marking_elements(profile, temporal):
+        if elem.VR == "SQ":
+            parts: list[bytes] = []
+            _writer.sequence(elem.tag, elem, parts, implicit, "iso8859")
+            data = b"".join(parts)
+        else:
+            data = _writer.element(elem, implicit, "iso8859")
+        if implicit:  # tag, 4-byte length
+            start, length = 8, int.from_bytes(data[4:8], "little")
+        elif elem.VR == "SQ":  # tag, VR, 2 reserved, 4-byte length
+            start, length = 12, int.from_bytes(data[8:12], "little")
+        else:  # tag, VR, 2-byte length
+            start, length = 8, int.from_bytes(data[6:8], "little")
+        value = data[start:]
+        assert length == len(value), "marking elements must have defined lengths"
+        out.append(
+            RawDataElement(BaseTag(elem.tag), None if implicit else elem.VR, length, value, 0, implicit, True)
+        )
+    return tuple(out)
 
 
 def _header_spans(output: bytes, ds: Dataset, pixel_kept: bool) -> list[tuple[int, int]]:
