@@ -115,3 +115,23 @@ def test_enhanced_multiframe_frames_are_slices() -> None:
     m, _ = measure(images)
     assert m["missing_slices"] == 1 and m["header_complete"] and m["slice_count"] == 9
     assert m["noise_hu"] == pytest.approx(12.0, rel=0.1) and np.isclose(m["hu_air_offset"], 0, atol=3)
+
+
+def test_streaming_read_keeps_only_the_analysed_slices(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from curata.select.metrics.ct_mr import analysis_ranks, read_images
+    from curata.select.phantoms import save
+
+    folder = save(
+        make_series(next(d for d in DEFECTS if d.name == "metal_streaks"), 600, rows=96, slices=40), tmp_path
+    )
+    paths = sorted(folder.iterdir())
+    keep = set(analysis_ranks(len(paths)))
+    streamed = read_images(paths, keep=keep)
+    whole = read_images(paths)
+    kept = {i for i, p in enumerate(streamed.pixels) if p is not None}
+    assert keep <= kept and 0 < len(kept - keep) <= 3  # plus up to 3 slices with metal
+    assert streamed.maxs == whole.maxs and len(streamed.headers) == 40
+    a, _ = measure(streamed)
+    b, _ = measure(whole)
+    assert a["metal_slices"] == b["metal_slices"] == 4
+    assert a["metal_streak_fraction"] > 0.01 and a["noise_hu"] == pytest.approx(b["noise_hu"], rel=0.1)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, joinedload
 
@@ -22,7 +23,7 @@ from curata.catalog.provenance import record as record_provenance
 from curata.console import RunSummary, make_progress
 from curata.errors import CurataError, QueryError
 from curata.runtime import imap_unordered
-from curata.select.metrics.ct_mr import measure, read_images
+from curata.select.metrics.ct_mr import analysis_ranks, measure, read_images
 from curata.select.models import Cohort, CohortSeries, QcMeasurement, QcRuleSet, QcVerdict
 from curata.select.query import HEADER_FIELDS, Query, parse, series_select
 from curata.select.rules import RuleSet, apply, default_ruleset, load_ruleset
@@ -80,7 +81,7 @@ def measure_job(job: QcJob) -> QcOutcome:
         for d in job.digests:
             path = _STORE.local_path(d)
             sources.append(path if path is not None else _STORE.open(d))
-        images = read_images(sources)
+        images = read_images(sources, keep=set(analysis_ranks(len(sources))))
         metrics, thumb = measure(images)
         digest = _STORE.put_bytes(thumb) if thumb else None
         return QcOutcome(metrics, digest, len(thumb or b""), None, time.perf_counter() - t0)
@@ -100,14 +101,27 @@ def _selected(session: Session, where: str | Query | None) -> list[int]:
 
 
 def _digests(session: Session, ids: list[int]) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = defaultdict(list)
+    """Each series' blob digests in slice order (position along the normal, else instance number)."""
+    rows: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     for chunk in _chunks(ids, 500):
-        rows = session.execute(
-            select(Instance.series_id, Instance.blob_digest).where(Instance.series_id.in_(chunk))
-        )
-        for sid, digest in rows:
-            out[sid].append(digest)
-    return out
+        q = select(
+            Instance.series_id,
+            Instance.blob_digest,
+            Instance.image_position,
+            Instance.image_orientation,
+            Instance.instance_number,
+        ).where(Instance.series_id.in_(chunk))
+        for sid, digest, pos, orient, number in session.execute(q):
+            rows[sid].append((digest, pos, orient, number))
+    return {sid: _in_slice_order(items) for sid, items in rows.items()}
+
+
+def _in_slice_order(items: list[tuple[Any, ...]]) -> list[str]:
+    orient = next((o for _, _, o, _ in items if o and len(o) == 6), None)
+    if orient is not None and all(p and len(p) == 3 for _, p, _, _ in items):
+        normal = np.cross(np.asarray(orient[:3], float), np.asarray(orient[3:], float))
+        return [d for d, *_ in sorted(items, key=lambda t: (float(np.dot(t[1], normal)), t[0]))]
+    return [d for d, *_ in sorted(items, key=lambda t: (t[3] if t[3] is not None else 0, t[0]))]
 
 
 def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
@@ -136,7 +150,7 @@ def run_qc(
         digests = _digests(session, ids)
         keys = {sid: qc_key(digests[sid]) for sid in ids if digests.get(sid)}
         have = _existing_keys(session, list(keys.values()))
-    jobs = [QcJob(sid, k, sorted(digests[sid])) for sid, k in keys.items() if k not in have]
+    jobs = [QcJob(sid, k, digests[sid]) for sid, k in keys.items() if k not in have]
     summary.add("cached", len(keys) - len(jobs))
     store_url = str(ws.config["store"].get("url") or ws.store_path)
     workers = workers or int(ws.config.get("runtime", {}).get("workers") or 0) or None

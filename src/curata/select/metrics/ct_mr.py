@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ METAL_HU = 2500.0
 MAD_TO_SIGMA = 1.4826
 RAYLEIGH_MEDIAN = math.sqrt(2 * math.log(2))
 THUMBNAIL_PX = 160
-ANALYSIS_GRID = 256  # region metrics run on every k-th pixel so that the grid is at most ~2x256 wide
+ANALYSIS_GRID = 256  # region metrics run on every k-th pixel so that the grid is at most about 256 wide
 TRUNCATE_SIGMAS = 3.5
 TRUNCATED_SD = 0.99694  # sd of a unit normal truncated at +-3.5
 
@@ -45,8 +45,10 @@ class SeriesImages:
     modality: str
     description: str
     headers: list[SliceHeader]
-    pixels: list[np.ndarray]  # stored values, as decoded
+    pixels: list[np.ndarray | None]  # stored values as decoded; None where the reader let a slice go
     padding: float | None = None
+    maxs: list[float] = field(default_factory=list)  # every slice's stored maximum and minimum
+    mins: list[float] = field(default_factory=list)
 
 
 def _raw(ds: pydicom.Dataset, tag: int) -> Any:
@@ -111,25 +113,42 @@ def header_of(ds: pydicom.Dataset) -> SliceHeader:
     )
 
 
-def images_of(datasets: Iterable[pydicom.Dataset]) -> SeriesImages:
-    """Headers and decoded pixels of a series' datasets (each decoded exactly once, then let go)."""
+def images_of(datasets: Iterable[pydicom.Dataset], keep: Collection[int] | None = None) -> SeriesImages:
+    """Headers and decoded pixels of a series' datasets, each decoded exactly once.
+
+    With ``keep`` (the positions in the stream of the slices to analyse), every other slice is reduced
+    to its minimum and maximum and let go at once, so a series never sits in memory whole (holding it
+    costs more than the analysis); slices with metal are kept too (up to 3).
+    """
     images = SeriesImages("", "", [], [])
+    metal_kept = 0
     for i, ds in enumerate(datasets):
         if i == 0:
             images.modality = str(ds.get("Modality", "") or "").upper()
             images.description = str(ds.get("SeriesDescription", "") or "")
             padding = ds.get("PixelPaddingValue")
             images.padding = float(padding) if isinstance(padding, int | float) else None
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-            for header, frame in _frames_of(ds):
-                images.headers.append(header)
-                images.pixels.append(frame)
-            continue
-        images.headers.append(header_of(ds))
-        images.pixels.append(ds.pixel_array)
+        pairs = (
+            _frames_of(ds) if int(ds.get("NumberOfFrames", 1) or 1) > 1 else [(header_of(ds), ds.pixel_array)]
+        )
+        for header, arr in pairs:
+            mx, mn = float(arr.max()), float(arr.min())
+            metal = images.modality == "CT" and mx * header.slope + header.intercept >= METAL_HU
+            kept = keep is None or len(pairs) > 1 or i in keep or (metal and metal_kept < 3)
+            metal_kept += int(kept and metal)
+            images.headers.append(header)
+            images.pixels.append(arr if kept else None)
+            images.maxs.append(mx)
+            images.mins.append(mn)
     if not images.headers:
         raise ValueError("the series has no images")
     return images
+
+
+def analysis_ranks(n: int) -> list[int]:
+    """Which of ``n`` slices (in position order) the region metrics analyse: evenly spread."""
+    k = min(n, max(3, min(ANALYSED_SLICES, n // 10)))
+    return sorted(set(np.linspace(0, n - 1, k).round().astype(int).tolist()))
 
 
 def _group_value(item: Any, shared: Any, sequence: str, keyword: str) -> Any:
@@ -185,9 +204,9 @@ def _frames_of(ds: pydicom.Dataset) -> list[tuple[SliceHeader, np.ndarray]]:
     return out
 
 
-def read_images(paths: Sequence[Any]) -> SeriesImages:
-    """Read a series from files or binary streams, one at a time, each once."""
-    return images_of(pydicom.dcmread(p) for p in paths)
+def read_images(paths: Sequence[Any], keep: Collection[int] | None = None) -> SeriesImages:
+    """Read a series from files or binary streams, one at a time, each once (see ``images_of``)."""
+    return images_of((pydicom.dcmread(p) for p in paths), keep)
 
 
 # -- region helpers -------------------------------------------------------------------------------------
@@ -306,8 +325,7 @@ def _ghost_bands(img: np.ndarray, body: np.ndarray) -> tuple[float, float] | Non
 
 
 def _choose_slices(n: int, metal: np.ndarray) -> list[int]:
-    k = min(n, max(3, min(ANALYSED_SLICES, n // 10)))
-    chosen = set(np.linspace(0, n - 1, k).round().astype(int).tolist())
+    chosen = set(analysis_ranks(n))
     metal_idx = np.flatnonzero(metal)
     if metal_idx.size:
         chosen.update(
@@ -390,18 +408,22 @@ def pixel_metrics(images: SeriesImages) -> tuple[dict[str, Any], bytes | None]:
     pixels = [pixels[i] for i in order]
     headers = [headers[i] for i in order]
     ct = images.modality == "CT"
-    raw_max = np.array([float(p.max()) for p in pixels])
-    raw_min = np.array([float(p.min()) for p in pixels])
+    raw_max = np.array([images.maxs[i] for i in order])
+    raw_min = np.array([images.mins[i] for i in order])
     vmax, vmin = float(raw_max.max()), float(raw_min.min())
     hu_max = np.array([m * h.slope + h.intercept for m, h in zip(raw_max, headers, strict=True)])
     metal = hu_max >= METAL_HU if ct else np.zeros(len(pixels), bool)
-    chosen = _choose_slices(len(pixels), metal)
+    available = [i for i, p in enumerate(pixels) if p is not None]
+    chosen = _choose_slices(len(pixels), metal) if len(available) == len(pixels) else available
+    if not chosen:
+        return {}, None
     per: list[dict[str, Any]] = []
     clip_hi = clip_lo = body_px = 0
     thumb = None
     mid = chosen[len(chosen) // 2]
     for i in chosen:
         raw, h = pixels[i], headers[i]
+        assert raw is not None
         if raw.ndim != 2:
             raise ValueError(f"image {i} is not a single 2D frame (shape {raw.shape})")
         # the analysis grid: every f-th pixel (a), and each one's right-hand neighbour (b) for noise
@@ -522,20 +544,22 @@ def measure(images: SeriesImages) -> tuple[dict[str, Any], bytes | None]:
             [images.headers[i] for i in keep],
             [images.pixels[i] for i in keep],
             images.padding,
+            [images.maxs[i] for i in keep],
+            [images.mins[i] for i in keep],
         )
     metrics = geometry_metrics(main.headers, description=images.description)
     metrics["slice_count"] = len(images.headers)
     metrics["localizer_images"] = len(scouts)
     metrics["modality"] = images.modality
     thumb = None
-    if metrics["is_localizer"] and images.pixels:
-        first = images.pixels[0]
-        if first.ndim == 2:
-            h = images.headers[0]
+    if metrics["is_localizer"]:
+        i, first = next(((i, p) for i, p in enumerate(images.pixels) if p is not None), (0, None))
+        if first is not None and first.ndim == 2:
+            h = images.headers[i]
             thumb = _thumbnail(
                 first.astype(np.float32) * np.float32(h.slope) + np.float32(h.intercept), images.modality
             )
-    elif images.modality in ("CT", "MR") and main.pixels:
+    elif images.modality in ("CT", "MR") and any(p is not None for p in main.pixels):
         px, thumb = pixel_metrics(main)
         metrics.update(px)
     return metrics, thumb
