@@ -119,6 +119,8 @@ def test_an_unreadable_series_is_quarantined_and_the_batch_goes_on(loaded) -> No
         assert q is not None and "could not read" in q.reason
     bad = [v for v in _verdicts(ws).values() if v.reasons and v.reasons[0]["rule"] == "unreadable"]
     assert len(bad) == 1 and not bad[0].passed
+    again = run_qc(ws, workers=1, quiet=True)  # a failed series is tried again, the others are cached
+    assert (again.counts["failed"], again.counts["cached"], again.counts["measured"]) == (1, 3, 0)
 
 
 def test_project_rules_override_and_redecide(loaded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

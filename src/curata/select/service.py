@@ -130,9 +130,20 @@ def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
 
 
 def _existing_keys(session: Session, keys: list[str]) -> set[str]:
+    """Keys already measured; a measurement that failed is forgotten, so the next run tries again."""
     found: set[str] = set()
     for chunk in _chunks(keys, 500):
-        found.update(session.scalars(select(QcMeasurement.qc_key).where(QcMeasurement.qc_key.in_(chunk))))
+        rows = session.execute(
+            select(QcMeasurement.qc_key, QcMeasurement.error).where(QcMeasurement.qc_key.in_(chunk))
+        )
+        failed = []
+        for key, error in rows:
+            if error:
+                failed.append(key)
+            else:
+                found.add(key)
+        if failed:
+            session.execute(delete(QcMeasurement).where(QcMeasurement.qc_key.in_(failed)))
     return found
 
 
