@@ -13,7 +13,7 @@ import io
 import struct
 
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.multival import MultiValue
@@ -41,10 +41,7 @@ def encode(ds: Dataset) -> bytes:
         return _pydicom(ds)
     out = io.BytesIO()
     out.write(b"\0" * 128 + b"DICM")
-    meta = DicomBytesIO()
-    meta.is_little_endian, meta.is_implicit_VR = True, False
-    write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
-    out.write(meta.getvalue())
+    out.write(_file_meta(ds.file_meta))
     body: list[bytes] = []
     try:
         _dataset(ds, body, ts.is_implicit_VR, ds._character_set, top=True)
@@ -52,6 +49,33 @@ def encode(ds: Dataset) -> bytes:
         return _pydicom(ds)
     out.write(b"".join(body))
     return out.getvalue()
+
+
+_META_UIDS = (0x00020002, 0x00020003, 0x00020010, 0x00020012)
+_META_ALLOWED = frozenset({0x00020000, 0x00020001, *_META_UIDS, 0x00020013})
+
+
+def _file_meta(meta: FileMetaDataset) -> bytes:
+    """Group 0002 as pydicom writes it (version, group length), built directly for the usual keys."""
+    keys = set(meta.keys())
+    if not keys <= _META_ALLOWED or not set(_META_UIDS) <= keys:
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        write_file_meta_info(fp, meta, enforce_standard=True)
+        return fp.getvalue()
+    parts = [_PACK_LONG(0x0002, 0x0001, b"OB", 2) + b"\x00\x01"]
+    for tag in _META_UIDS:
+        value = str(meta[tag].value).encode("ascii")
+        if len(value) & 1:
+            value += b"\0"
+        parts.append(_PACK_SHORT(0x0002, tag & 0xFFFF, b"UI", len(value)) + value)
+    if 0x00020013 in keys:
+        value = str(meta[0x00020013].value).encode("ascii")
+        if len(value) & 1:
+            value += b" "
+        parts.append(_PACK_SHORT(0x0002, 0x0013, b"SH", len(value)) + value)
+    body = b"".join(parts)
+    return _PACK_SHORT(0x0002, 0x0000, b"UL", 4) + len(body).to_bytes(4, "little") + body
 
 
 def _pydicom(ds: Dataset) -> bytes:
