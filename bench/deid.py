@@ -265,7 +265,10 @@ class DicomAnonymizer(PyTool):
 
 class Gdcmanon(Tool):
     name = "gdcmanon"
-    asked = "gdcmanon -e (its default: PS3.15 E.1 Basic Profile, originals encrypted to a certificate) -r"
+    asked = (
+        "gdcmanon -e -c CERT -i IN -o OUT (its default: PS3.15 E.1 Basic Profile, originals encrypted to a "
+        "certificate), one process per file: its directory mode stops at the first file it cannot handle"
+    )
 
     def setup(self, work: Path) -> None:
         exe = shutil.which("gdcmanon")
@@ -283,32 +286,26 @@ class Gdcmanon(Tool):
             raise Skip(f"cannot make a certificate for gdcmanon -e: {proc.stderr[-200:]}")
 
     def run(self, items: list[Item], out_dir: Path, workers: int) -> RunResult:
-        staging = out_dir.with_name(out_dir.name + "-in")
-        chunks = []
-        for k in range(workers):
-            src = staging / f"c{k}"
-            src.mkdir(parents=True, exist_ok=True)
-            for it in items[k::workers]:
-                os.link(it.path, src / f"{it.index:05d}.dcm")
-            chunks.append((src, out_dir / f"c{k}"))
-        with timed() as t:
-            procs = [
-                subprocess.Popen(
-                    [self.exe, "-e", "-c", str(self.cert), "--continue", "-r", "-i", str(s), "-o", str(o)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                )
-                for s, o in chunks
-            ]  # fmt: skip
-            stderr = [p.communicate()[1].decode(errors="replace") for p in procs]
-        result = RunResult(t["seconds"])
-        for k, (_, o) in enumerate(chunks):
-            for it in items[k::workers]:
-                out = o / f"{it.index:05d}.dcm"
-                if out.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result = RunResult(0.0)
+        lock = threading.Lock()
+
+        def one(it: Item) -> None:
+            out = out_dir / f"{it.index:05d}.dcm"
+            proc = subprocess.run(
+                [self.exe, "-e", "-c", str(self.cert), "-i", str(it.path), "-o", str(out)],
+                capture_output=True, text=True, errors="replace",
+            )  # fmt: skip
+            with lock:
+                if proc.returncode == 0 and out.exists():
                     result.outputs[it.index] = out
                 else:
-                    result.errors[it.index] = f"no output; gdcmanon said: {stderr[k][-200:].strip()}"
-        shutil.rmtree(staging, ignore_errors=True)
+                    said = (proc.stdout + proc.stderr).strip().replace(str(it.path), "<input>")
+                    result.errors[it.index] = f"exit {proc.returncode}: {said[-200:]}"
+
+        with timed() as t, ThreadPoolExecutor(max(1, workers)) as pool:
+            list(pool.map(one, items))
+        result.seconds = t["seconds"]
         return result
 
 
