@@ -151,7 +151,9 @@ def test_name_forms_and_encodings(tmp_path, text, codec):
         assert any(v.startswith("Müllerhagen") for v in names), hits
 
 
-@pytest.mark.parametrize("fmt", ["%Y%m%d", "%Y-%m-%d", "%d.%m.%Y", "%m/%d/%Y"])
+@pytest.mark.parametrize(
+    "fmt", ["%Y%m%d", "%Y-%m-%d", "%d.%m.%Y", "%m/%d/%Y", "%d %B %Y", "%B %d, %Y", "%d-%b-%Y"]
+)
 def test_dates_found_in_every_format_but_not_when_shifted(tmp_path, fmt):
     _, planted = _planted_ct(tmp_path)
     birth = planted.identity.birth_date

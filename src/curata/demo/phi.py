@@ -463,6 +463,10 @@ def _date_forms(iso: str) -> set[str]:
         d.strftime("%Y/%m/%d"),
         d.strftime("%m/%d/%Y"),
         d.strftime("%d/%m/%Y"),
+        d.strftime("%d %B %Y"),  # 12 March 1948 (English month names: what a report writer types)
+        d.strftime("%B %d, %Y"),
+        d.strftime("%d-%b-%Y"),
+        d.strftime("%d %b %Y"),
     }
 
 
