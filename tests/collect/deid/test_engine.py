@@ -352,3 +352,22 @@ def test_lean_writer_matches_pydicom_with_group_lengths_and_iso2022(name: str, b
     ref = io.BytesIO()
     res.dataset.save_as(ref, enforce_file_format=True)
     assert res.output_bytes == ref.getvalue()
+
+
+def test_implicit_input_written_explicit_resolves_ambiguous_vrs() -> None:
+    """After pixel cleaning an implicit-VR object is written explicit: curve data (OB or OW) must resolve."""
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    from curata.collect.deid import _writer
+
+    ds = read("CT_small.dcm")
+    ds.add_new(0x50000005, "US", 2)
+    ds.add_new(0x50000010, "US", 3)
+    ds.add_new(0x50000103, "US", 0)
+    ds.add_new(0x50003000, "OW", b"\x01\x00\x02\x00\x03\x00\x04\x00\x05\x00\x06\x00")
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    implicit = pydicom.dcmread(io.BytesIO(to_bytes(ds)))
+    implicit.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    back = pydicom.dcmread(io.BytesIO(_writer.encode(implicit)))
+    assert back[0x50003000].VR in ("OB", "OW") and back[0x50003000].value == ds[0x50003000].value
+    assert back.PixelData == ds.PixelData

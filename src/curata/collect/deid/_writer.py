@@ -15,7 +15,7 @@ import struct
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element, write_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
 from pydicom.valuerep import PersonName
@@ -97,11 +97,23 @@ def _dataset(
         elem = ds.get_item(tag)
         if isinstance(elem, RawDataElement):
             if not _raw(tag, elem, body, implicit):
-                body.append(_pydicom_element(ds[tag], implicit, encodings))  # converted: VR resolved
+                body.append(_pydicom_element(_resolved(ds, ds[tag]), implicit, encodings))
         elif elem.VR == "SQ":
             _sequence(tag, elem, body, implicit, encodings)
         else:
-            body.append(_pydicom_element(elem, implicit, encodings))
+            body.append(_pydicom_element(_resolved(ds, elem), implicit, encodings))
+
+
+def _resolved(ds: Dataset, elem: DataElement) -> DataElement | RawDataElement:
+    """An ambiguous dictionary VR (OB or OW, US or SS...) made definite from the data set, as pydicom does
+    (it happens when an implicit-VR input is written explicit, after pixel cleaning)."""
+    out: DataElement | RawDataElement = elem
+    if " or " in elem.VR:
+        out = correct_ambiguous_vr_element(elem, ds, True)
+    if isinstance(out, DataElement) and " or " in out.VR:
+        # pydicom leaves some (curve data): implicit VR data of this kind is OW (PS3.5 A.1)
+        out.VR = "OW" if "OW" in out.VR else out.VR.split(" or ")[0]
+    return out
 
 
 def _raw(tag: int, elem: RawDataElement, body: list[bytes], implicit: bool) -> bool:

@@ -187,6 +187,11 @@ def clean_burned_in(ds: Dataset) -> str:
 
 def _store(ds: Dataset, arr: np.ndarray) -> None:
     """Write masked pixels back uncompressed (Explicit VR Little Endian), keeping the SOP Instance UID."""
+    if not ds.file_meta.TransferSyntaxUID.is_little_endian:
+        raise DeidError(
+            "burned-in text was masked but a big-endian (retired) object cannot be re-encoded here",
+            hint="convert it to little endian first (e.g. dcmconv +te), then de-identify again",
+        )
     pi = str(ds.PhotometricInterpretation)
     if int(ds.get("SamplesPerPixel", 1)) == 3 and pi.startswith("YBR"):
         pi = "RGB"  # pydicom hands decoded YBR data over as RGB
