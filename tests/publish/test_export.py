@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from curata.errors import ConfigError, IntegrityError
 from curata.publish import export_release, trace_file
 from curata.publish import fingerprint as fp
-from curata.publish.loader import ReleaseDataset, ReleaseDirectory
+from curata.publish.loader import ReleaseDataset, ReleaseDirectory, torch_dataset
 from curata.publish.manifest import Manifest
 from curata.publish.release import get_version
 
@@ -206,11 +206,11 @@ def test_loader_iterates_a_split_and_checks_hashes(copy_of_export: Path) -> None
     victim.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="sha256"):
         train[0]
-    try:
-        import torch.utils.data
-    except ImportError:
-        return
-    assert isinstance(train, torch.utils.data.Dataset)
+    data = pytest.importorskip("torch.utils.data")
+    as_torch = torch_dataset(release, "validation", verify=False)
+    assert isinstance(as_torch, data.Dataset) and len(as_torch) == len(release.datalist("validation"))
+    batches = list(data.DataLoader(as_torch, batch_size=1, collate_fn=lambda b: b))
+    assert [b[0]["case_id"] for b in batches] == [i["case_id"] for i in release.datalist("validation")]
 
 
 def test_monai_datalist_paths_resolve(released) -> None:  # type: ignore[no-untyped-def]

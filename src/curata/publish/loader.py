@@ -5,14 +5,14 @@ Torch stays optional: :class:`ReleaseDataset` works as a plain sequence and beco
 
 Example (iterates a split, trains nothing)::
 
-    from curata.publish.loader import ReleaseDirectory, ReleaseDataset
+    from curata.publish.loader import ReleaseDataset, ReleaseDirectory, torch_dataset
 
     release = ReleaseDirectory("exports/acme")       # reads manifest.json and datalist.json
     for item in ReleaseDataset(release, split="train", verify=True):
         image, label = item["image"], item["label"]  # numpy arrays (z, y, x), label may be None
         print(item["case_id"], image.shape, None if label is None else int(label.max()))
 
-    # with torch: torch.utils.data.DataLoader(ReleaseDataset(release, "train"), batch_size=1)
+    # with torch: DataLoader(torch_dataset(release, "train"), batch_size=1, collate_fn=lambda b: b)
     # with MONAI: monai.data.Dataset(release.datalist("train"), transform=LoadImaged(...))
 """
 
@@ -85,17 +85,12 @@ def _load_nifti(data: bytes) -> Any:
     return img.get_fdata(dtype="float32").transpose(2, 1, 0)  # (z, y, x) like the DICOM slices
 
 
-def _base() -> type:
-    try:
-        from torch.utils.data import Dataset
-    except ImportError:
-        return object
-    return Dataset  # type: ignore[no-any-return]
-
-
-class ReleaseDataset(_base()):  # type: ignore[misc]
+class ReleaseDataset:
     """Items of one split: ``{"case_id", "image", "label", "patient"}`` with numpy arrays (or whatever
-    ``transform`` makes of them). ``verify=True`` checks every file's sha256 against the manifest."""
+    ``transform`` makes of them). ``verify=True`` checks every file's sha256 against the manifest.
+
+    A map-style dataset (``__len__`` and ``__getitem__``), so ``torch.utils.data.DataLoader`` takes it
+    as it is; :func:`torch_dataset` gives a true ``torch.utils.data.Dataset`` subclass instance."""
 
     def __init__(
         self,
@@ -128,3 +123,22 @@ class ReleaseDataset(_base()):  # type: ignore[misc]
     def __iter__(self) -> Iterator[Any]:
         for i in range(len(self)):
             yield self[i]
+
+
+def torch_dataset(
+    release: ReleaseDirectory | Path | str,
+    split: str = "train",
+    *,
+    verify: bool = True,
+    transform: Callable[[dict[str, Any]], Any] | None = None,
+) -> Any:
+    """The split as a ``torch.utils.data.Dataset`` (torch is imported here, and only here)."""
+    try:
+        from torch.utils.data import Dataset
+    except ImportError as exc:
+        raise InputError("torch is not installed", hint="pip install 'curata[torch]'") from exc
+
+    class TorchReleaseDataset(ReleaseDataset, Dataset):  # type: ignore[misc]
+        pass
+
+    return TorchReleaseDataset(release, split, verify=verify, transform=transform)
