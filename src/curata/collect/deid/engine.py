@@ -717,13 +717,15 @@ class Deidentifier:
         if not needles:
             return
         output = _inflated(output, ds)
-        hay = output.lower()
         for start, end in _header_spans(output, ds, pixel_kept):
+            # one span at a time, lower-cased with a byte of context on each side for the boundary test
+            lo = max(0, start - 1)
+            hay = output[lo : end + 1].lower()
             for needle, kind in needles:
-                pos = _find_bounded(hay, needle, kind, start, end)
+                pos = _find_bounded(hay, needle, kind, start - lo, end - lo)
                 if pos >= 0:
                     raise DeidError(
-                        f"final gate: an identifying value of the input survived at byte {pos} "
+                        f"final gate: an identifying value of the input survived at byte {pos + lo} "
                         f"of the output ({_KIND_TEXT[kind]}); not released"
                     )
 
