@@ -239,7 +239,9 @@ def test_withdrawal_makes_a_logged_version_without_the_patient(workspace, tmp_pa
     # later builds leave the patient out too; withdrawing again changes nothing
     again = create_release(workspace, "w", formats="dicom,monai")
     assert again["patients"] == 3
-    assert withdraw_patient(workspace, "w", "P02")["removed_series"] == 0
+    assert withdraw_patient(workspace, "w", "site-a/P02")["removed_series"] == 0
+    with pytest.raises(ReleaseError, match="no patient"):
+        withdraw_patient(workspace, "w", "site-b/P02")
     with pytest.raises(ReleaseError, match="no patient"):
         withdraw_patient(workspace, "w", "NOBODY")
 

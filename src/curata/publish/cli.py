@@ -169,7 +169,9 @@ def register(app: typer.Typer) -> None:
     @release.command("withdraw")
     def withdraw(
         name: str = typer.Argument(..., help="Release name."),
-        patient: str = typer.Option(..., "--patient", help="Pseudonym of the patient who withdrew consent."),
+        patient: str = typer.Option(
+            ..., "--patient", help="Pseudonym (or SITE/PSEUDONYM) of the patient who withdrew consent."
+        ),
         workspace: Path | None = workspace_option(),
         as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
     ) -> None:

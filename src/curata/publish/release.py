@@ -749,13 +749,19 @@ def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> dict[str, Any]
     """Consent withdrawn: record it (every later version leaves the patient out) and, when the release's
     latest version holds them, build the next version without them and log the withdrawal."""
     with ws.catalog.session() as session:
-        patients = list(session.scalars(select(Patient).where(Patient.pseudonym == pseudonym)))
+        site_name, _, bare = pseudonym.rpartition("/")  # SITE/PSEUDONYM where one is known at two sites
+        stmt = select(Patient).join(Site, Patient.site_id == Site.id).where(Patient.pseudonym == bare)
+        if site_name:
+            stmt = stmt.where(Site.name == site_name)
+        patients = list(session.scalars(stmt))
         if not patients:
             raise ReleaseError(f"no patient with pseudonym {pseudonym!r} in the catalog")
         if len(patients) > 1:
             raise ReleaseError(
-                f"pseudonym {pseudonym!r} is known at {len(patients)} sites; cannot tell which"
+                f"pseudonym {pseudonym!r} is known at {len(patients)} sites; cannot tell which",
+                hint="name the site too: --patient SITE/PSEUDONYM",
             )
+        pseudonym = bare
         patient = patients[0]
         latest = get_version(session, name)
         if (
