@@ -306,7 +306,7 @@ class Deidentifier:
             raise DeidError(
                 f"cannot encode the de-identified data set ({type(exc).__name__}: {exc})"
             ) from exc
-        self._gate(output, ds, ctx, pixel_state == "kept")
+        self._gate(output, ds, ctx, pixel_state in ("kept", "verified", "cleaned"))
         record = DeidRecord(
             input_sha256=input_sha,
             output_sha256=hashlib.sha256(output).hexdigest(),
@@ -702,8 +702,8 @@ class Deidentifier:
     def _gate(self, output: bytes, ds: Dataset, ctx: _Ctx, pixel_kept: bool) -> None:
         """Refuse the output if any identifying value of the input appears anywhere in its bytes.
 
-        Pixel data kept bit for bit is the input's own image, not text, and is skipped: compressed
-        image bytes match short words by chance. Cleaned pixels were checked by OCR instead.
+        Pixel data is image, not text, and is skipped (its bytes match short words by chance): it is
+        either the input's own bytes, untouched, or was checked for burned-in text by OCR.
         """
         ids = ctx.ids
         own_upper, own_tokens = _own_text(self.profile)
@@ -833,7 +833,7 @@ def _marking_raw(profile: Profile, temporal: str, implicit: bool) -> tuple[RawDa
 
 
 def _header_spans(output: bytes, ds: Dataset, pixel_kept: bool) -> list[tuple[int, int]]:
-    """Byte ranges of the output the gate scans: all of it, less the pixel value when kept as it came."""
+    """Byte ranges of the output the gate scans: all of it, less the pixel data value."""
     px = ds.get("PixelData") if pixel_kept else None
     if not isinstance(px, bytes | bytearray) or len(px) < 1024:
         return [(0, len(output))]
