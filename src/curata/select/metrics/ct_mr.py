@@ -33,7 +33,7 @@ METAL_HU = 2500.0
 MAD_TO_SIGMA = 1.4826
 RAYLEIGH_MEDIAN = math.sqrt(2 * math.log(2))
 THUMBNAIL_PX = 160
-ANALYSIS_GRID = 256  # region metrics run on every k-th pixel so that the grid is at most about 256 wide
+ANALYSIS_GRID = 170  # region metrics run on every k-th pixel: a grid about 170 wide (512 -> k=3)
 TRUNCATE_SIGMAS = 3.5
 TRUNCATED_SD = 0.99694  # sd of a unit normal truncated at +-3.5
 
@@ -353,11 +353,13 @@ def _thumbnail(img: np.ndarray, modality: str) -> bytes:
 # -- the metrics ----------------------------------------------------------------------------------------
 
 
-def _ct_slice(img: np.ndarray, nb: np.ndarray, padding_mask: np.ndarray, streaks: bool) -> dict[str, Any]:
+def _ct_slice(
+    img: np.ndarray, nb: np.ndarray, padding_mask: np.ndarray, streaks: bool, smooth_px: int = 5
+) -> dict[str, Any]:
     body = _largest_filled((img > -500) & ~padding_mask)
     near = _dilate(body, 5)
     air = ~near & ~padding_mask & (img > -1500) & (img < -500)
-    smooth = ndimage.uniform_filter(img, 5)
+    smooth = ndimage.uniform_filter(img, smooth_px)
     inner = _erode(body, 3)
     tissue = inner & (smooth > -30) & (smooth < 150)
     fat = inner & (smooth > -150) & (smooth < -60)
@@ -427,7 +429,7 @@ def pixel_metrics(images: SeriesImages) -> tuple[dict[str, Any], bytes | None]:
         if raw.ndim != 2:
             raise ValueError(f"image {i} is not a single 2D frame (shape {raw.shape})")
         # the analysis grid: every f-th pixel (a), and each one's right-hand neighbour (b) for noise
-        f = max(1, min(raw.shape) // ANALYSIS_GRID)
+        f = max(1, round(min(raw.shape) / ANALYSIS_GRID))
         cols = raw.shape[1]
         a, b = raw[::f, 0 : cols - 1 : f], raw[::f, 1:cols:f]
         slope, inter = np.float32(h.slope), np.float32(h.intercept)
@@ -438,7 +440,7 @@ def pixel_metrics(images: SeriesImages) -> tuple[dict[str, Any], bytes | None]:
             pad |= img <= -1500
             if pad.any():
                 pad = _touching_border(pad)
-            s = _ct_slice(img, nb, pad, bool(metal.any()))
+            s = _ct_slice(img, nb, pad, bool(metal.any()), 5 if f <= 2 else 3)
         else:
             s = _mr_slice(img, nb)
         s["metal"] = bool(metal[i])
