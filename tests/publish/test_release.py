@@ -326,3 +326,37 @@ def test_where_selects_through_the_query_language(released) -> None:  # type: ig
         create_release(ws, "where-bad", where="modality ===", formats="dicom")
     with pytest.raises(ReleaseError, match="no cohort"):
         create_release(ws, "c", cohort="nope", formats="dicom")
+
+
+def test_card_compares_with_the_catalog_of_the_same_modality(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A CT release is compared with the CT in the catalog: the catalog's MR is not 'missing' from it."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from curata.collect.ingest import Ingestor
+
+    populate(workspace, tmp_path, PATIENTS[:2])
+    mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    mr.PatientIdentityRemoved, mr.PatientID = "YES", "MR01"
+    (tmp_path / "mr").mkdir()
+    mr.save_as(tmp_path / "mr" / "mr.dcm")
+    _, problems = Ingestor(workspace, deidentify=False, workers=1, site="site-mr").ingest_paths(
+        [tmp_path / "mr"]
+    )
+    assert not problems
+    with workspace.catalog.session() as s:
+        ct = list(s.scalars(select(Series.id).where(Series.modality == "CT")))
+    from curata.publish import release as rel
+
+    original = rel.cohort_series_ids
+    rel.cohort_series_ids = lambda session, cohort: ct  # type: ignore[assignment]
+    try:
+        result = create_release(workspace, "ct-only", cohort="ct", formats="dicom", split="100")
+    finally:
+        rel.cohort_series_ids = original  # type: ignore[assignment]
+    assert result["flags"] == []
+    md = _read(workspace, _manifest(workspace, result["ref"]), "card/README.md").decode()
+    assert "same modalities (CT)" in md and "site-mr" not in md
+    everything = create_release(workspace, "all", formats="dicom", split="100")
+    md = _read(workspace, _manifest(workspace, everything["ref"]), "card/README.md").decode()
+    assert "same modalities (CT, MR)" in md and "site-mr" in md

@@ -94,6 +94,7 @@ class CardInput:
     labels: dict[str, tuple[int, float]] = field(default_factory=dict)  # label -> (cases, total ml)
     n_cases: int = 0
     n_labelled: int = 0
+    catalog_scope: str = "all modalities"  # which part of the catalog the release is compared with
 
 
 def flags(card: CardInput) -> list[str]:
@@ -177,11 +178,14 @@ def render(card: CardInput) -> dict[str, bytes]:
     md += [
         f"{card.n_cases} cases ({card.n_labelled} with label maps); patients per split: {split_text}.",
         "No patient is in two splits.",
+        f"The catalog columns count every patient and series in the catalog of the same modalities "
+        f"({card.catalog_scope}).",
         "",
     ]
     hx.append(
         f"<p>{card.n_cases} cases ({card.n_labelled} with label maps); patients per split: "
-        f"{html.escape(split_text)}. No patient is in two splits.</p>"
+        f"{html.escape(split_text)}. No patient is in two splits. The catalog columns count every "
+        f"patient and series in the catalog of the same modalities ({html.escape(card.catalog_scope)}).</p>"
     )
     found = flags(card)
     md += ["## Representation flags", ""] + ([f"- {f}" for f in found] or ["- none"]) + [""]

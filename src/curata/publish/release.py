@@ -286,13 +286,18 @@ def _qc_rates(
     return {k: (v[0], v[1]) for k, v in rates.items()}
 
 
-def _catalog_composition(session: Session) -> card_mod.Composition:
+def _catalog_composition(session: Session, modalities: set[str]) -> card_mod.Composition:
+    """The catalog's patients and series of the release's modalities: what the release is drawn from
+    (a CT release is compared with the CT in the catalog, not with its MR)."""
+    scope = Series.modality.in_(sorted(modalities)) if modalities else Series.modality.is_not(None)
     patients = [
         {"sex": pa.sex, "age": age_band(age), "site": si.name, "region": si.region, "country": si.country}
         for pa, si, age in session.execute(
             select(Patient, Site, func.max(Study.patient_age_years))
             .join(Site, Patient.site_id == Site.id)
-            .outerjoin(Study, Study.patient_id == Patient.id)
+            .join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id)
+            .where(scope)
             .group_by(Patient.id, Site.id)
         )
     ]
@@ -303,9 +308,7 @@ def _catalog_composition(session: Session) -> card_mod.Composition:
             "model": s.model,
             "thickness": card_mod.thickness_band(s.slice_thickness),
         }
-        for s in session.scalars(
-            select(Series).where(Series.instance_count > 0).where(Series.modality != "SEG")
-        )
+        for s in session.scalars(select(Series).where(Series.instance_count > 0).where(scope))
     ]
     return card_mod.Composition.of(patients, series)
 
@@ -489,11 +492,13 @@ def _build(
             entry = labels[c.label_names.get(value, str(value))]
             entry[0] += 1
             entry[1] += voxels * c.voxel_ml
+    modalities = {m.series.modality for m in members if m.series.modality}
     card_in = card_mod.CardInput(
         name=name,
         version=version,
         release=release_comp,
-        catalog=_catalog_composition(session),
+        catalog=_catalog_composition(session, modalities),
+        catalog_scope=", ".join(sorted(modalities)) or "all modalities",
         splits=dict(sorted(Counter(splits.values()).items())),
         qc=_qc_rates(session, [m.series.id for m in members], members),
         labels={k: (int(v[0]), float(v[1])) for k, v in labels.items()},
