@@ -91,3 +91,26 @@ def test_age_bands() -> None:
         "80+",
         "80+",
     ]
+
+
+def test_many_small_strata_still_fill_every_split() -> None:
+    """Singleton strata (e.g. sex x site on a handful of patients) must not all land in train."""
+    patients = [PatientInfo(f"s/P{i}", {"sex": "FM"[i % 2], "site": f"site{i}"}) for i in range(20)]
+    out = assign_splits(patients, SplitSpec.parse("70,15,15", stratify="sex,site"))
+    counts = Counter(out.values())
+    assert (
+        abs(counts["train"] - 14) <= 1 and abs(counts["validation"] - 3) <= 1 and abs(counts["test"] - 3) <= 1
+    )
+
+
+def test_large_strata_are_each_split_in_proportion() -> None:
+    spec = SplitSpec.parse("70,15,15", stratify="site")
+    patients = [PatientInfo(f"s/P{i}", {"site": "abc"[i % 3]}) for i in range(300)]
+    out = assign_splits(patients, spec)
+    for site in "abc":
+        counts = Counter(out[p.key] for p in patients if p.attributes["site"] == site)
+        assert (
+            abs(counts["train"] - 70) <= 2
+            and abs(counts["validation"] - 15) <= 2
+            and abs(counts["test"] - 15) <= 2
+        )

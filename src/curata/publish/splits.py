@@ -2,9 +2,9 @@
 
 The unit is the patient: all of a patient's studies and series go to one split, so no patient is ever in
 two. Patients are ordered by stratum (e.g. sex, age band, site) and, within a stratum, by a seeded
-shuffle; each is then given to the split furthest below its target share at that point. Walking the
-strata one after the other makes every stratum (and the whole) match the requested fractions to within
-one patient. Assignments carried over from an earlier version are kept, so a withdrawal or an added
+shuffle; each is then given to the split furthest below its target share of the whole at that point
+(systematic sampling over the stratum-sorted list), so the whole, and every stratum, matches the
+requested fractions to within about one patient. Assignments carried over from an earlier version are kept, so a withdrawal or an added
 patient never reshuffles the others.
 """
 
@@ -114,10 +114,12 @@ def assign_splits(
         def deficit(
             name: str, sc: dict[str, int] = sc, n_total: int = n_total, n_strat: int = n_strat
         ) -> tuple[float, float, int]:
-            # within the stratum first, the whole second, split order last (train before test)
+            # the whole first: walking the stratum-sorted list, this is systematic sampling, so every
+            # stratum (a contiguous run) also lands within one patient of its share, and small strata
+            # cannot all fall into train; the stratum breaks ties, then split order (train first)
             return (
+                round(target[name] * n_total - counts[name], 9),
                 target[name] * n_strat - sc[name],
-                target[name] * n_total - counts[name],
                 -names.index(name),
             )
 
