@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from curata.collect.ingest import Ingestor
 from curata.console import console, make_progress
 
 
@@ -26,6 +25,7 @@ def ingest(
     workspace: Path | None = typer.Option(None, "--workspace", "-w"),
 ) -> None:
     """De-identify, store and catalog every DICOM file under PATHS. Re-ingesting adds nothing new."""
+    from curata.collect.ingest import Ingestor
     from curata.workspace import Workspace
 
     ws = Workspace.find(workspace)

@@ -7,8 +7,28 @@ receipts, plus the licences, usage events and revenue statements computed from i
     ledger.checkpoint(); ledger.prove(entry.index); ledger.receipt(entry.index); ledger.verify()
 """
 
-from curata.ledger.checkpoint import Checkpoint
-from curata.ledger.log import KINDS, InclusionProof, Ledger, LedgerEntry, LedgerError, VerifyReport
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from curata._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from curata.ledger.checkpoint import Checkpoint
+    from curata.ledger.log import KINDS, InclusionProof, Ledger, LedgerEntry, LedgerError, VerifyReport
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Checkpoint": "checkpoint",
+        "KINDS": "log",
+        "InclusionProof": "log",
+        "Ledger": "log",
+        "LedgerEntry": "log",
+        "LedgerError": "log",
+        "VerifyReport": "log",
+    },
+)
 
 __all__ = [
     "KINDS",

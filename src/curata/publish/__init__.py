@@ -6,14 +6,35 @@ nnU-Net, MONAI, Croissant), dataset cards, fingerprinted exports for licensees, 
     export_release(ws, release["ref"], "out/acme", licensee="ACME AI")
 """
 
-from curata.publish.export import export_release, trace_file
-from curata.publish.release import (
-    ReleaseError,
-    create_release,
-    list_releases,
-    show_release,
-    verify_version,
-    withdraw_patient,
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from curata._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from curata.publish.export import export_release, trace_file
+    from curata.publish.release import (
+        ReleaseError,
+        create_release,
+        list_releases,
+        show_release,
+        verify_version,
+        withdraw_patient,
+    )
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "export_release": "export",
+        "trace_file": "export",
+        "ReleaseError": "release",
+        "create_release": "release",
+        "list_releases": "release",
+        "show_release": "release",
+        "verify_version": "release",
+        "withdraw_patient": "release",
+    },
 )
 
 __all__ = [

@@ -11,15 +11,28 @@ Public API (the CLI, the server and the demo use these)::
 
 from __future__ import annotations
 
-from curata.select.query import parse, series_select
-from curata.select.report import write_report
-from curata.select.service import (
-    create_cohort,
-    explain,
-    list_cohorts,
-    run_qc,
-    set_rules,
-    show_cohort,
+from typing import TYPE_CHECKING
+
+from curata._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from curata.select.query import parse, series_select
+    from curata.select.report import write_report
+    from curata.select.service import create_cohort, explain, list_cohorts, run_qc, set_rules, show_cohort
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "parse": "query",
+        "series_select": "query",
+        "write_report": "report",
+        "create_cohort": "service",
+        "explain": "service",
+        "list_cohorts": "service",
+        "run_qc": "service",
+        "set_rules": "service",
+        "show_cohort": "service",
+    },
 )
 
 __all__ = [

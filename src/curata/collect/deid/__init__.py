@@ -6,9 +6,31 @@
 >>> res.output_bytes, res.dataset, res.record.as_dict()
 """
 
-from curata.collect.deid.engine import CODE_VERSION, Deidentifier, DeidRecord, DeidResult
-from curata.collect.deid.profile import OPTIONS, PROFILES, Profile, load_profile
-from curata.collect.deid.vault import Vault
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from curata._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from curata.collect.deid.engine import CODE_VERSION, Deidentifier, DeidRecord, DeidResult
+    from curata.collect.deid.profile import OPTIONS, PROFILES, Profile, load_profile
+    from curata.collect.deid.vault import Vault
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "CODE_VERSION": "engine",
+        "Deidentifier": "engine",
+        "DeidRecord": "engine",
+        "DeidResult": "engine",
+        "OPTIONS": "profile",
+        "PROFILES": "profile",
+        "Profile": "profile",
+        "load_profile": "profile",
+        "Vault": "vault",
+    },
+)
 
 __all__ = [
     "CODE_VERSION",

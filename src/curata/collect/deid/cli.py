@@ -7,8 +7,6 @@ from pathlib import Path
 
 import typer
 
-from curata.collect.deid.batch import default_quarantine_dir, default_vault_dir, run_batch
-from curata.collect.deid.profile import DEFAULT_PROFILE, load_profile
 from curata.collect.keys import generate_key_file, read_key_file
 from curata.console import RunSummary, console, make_progress
 
@@ -27,7 +25,7 @@ def deid(
         ..., metavar="OUTPUT", help="Folder for the de-identified files and the report."
     ),
     key_file: Path = typer.Option(..., "--key-file", help="The site secret (from `curata keygen`)."),
-    profile: str = typer.Option(None, "--profile", help=f"basic or research (default: {DEFAULT_PROFILE})."),
+    profile: str = typer.Option(None, "--profile", help="basic or research (default: research)."),
     config: Path | None = typer.Option(
         None, "--config", help="TOML with option and per-attribute overrides."
     ),
@@ -41,6 +39,9 @@ def deid(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """De-identify every DICOM file under INPUT into OUTPUT/<patient>/<study>/<series>/<instance>.dcm."""
+    from curata.collect.deid.batch import default_quarantine_dir, default_vault_dir, run_batch
+    from curata.collect.deid.profile import load_profile
+
     key = read_key_file(key_file)
     prof = load_profile(profile, config)
     vault_dir = vault or default_vault_dir(key_file)
