@@ -135,3 +135,21 @@ def test_streaming_read_keeps_only_the_analysed_slices(tmp_path) -> None:  # typ
     b, _ = measure(whole)
     assert a["metal_slices"] == b["metal_slices"] == 4
     assert a["metal_streak_fraction"] > 0.01 and a["noise_hu"] == pytest.approx(b["noise_hu"], rel=0.1)
+
+
+def test_mr_slice_past_the_anatomy_has_no_body_touching_the_edge() -> None:
+    """Noise alone (a slice above the head) must not read as a body truncated by the field of view."""
+    import numpy as np
+
+    from curata.select.metrics import ct_mr
+
+    rng = np.random.default_rng(3)
+    sigma = 20.0
+    noise = np.hypot(rng.normal(0, sigma, (96, 96)), rng.normal(0, sigma, (96, 96))).astype(np.float32)
+    s = ct_mr._mr_slice(noise, np.zeros_like(noise, dtype=bool))
+    assert s["contact"] == 0.0 and not s["body"].any()
+    head = noise.copy()
+    yy, xx = np.mgrid[:96, :96]
+    head[((yy - 48) / 30) ** 2 + ((xx - 48) / 24) ** 2 <= 1] += 600
+    s = ct_mr._mr_slice(head, np.zeros_like(head, dtype=bool))
+    assert s["body"].sum() > 0.15 * head.size and s["contact"] == 0.0

@@ -382,11 +382,29 @@ def _ct_slice(
     return s
 
 
+MR_MIN_BODY_FRACTION = 0.01  # a body smaller than 1% of the image is no body
+MR_MIN_BODY_SHARE = 0.5  # share of the above-threshold pixels the body must hold
+
+
+def _holds_body(above: np.ndarray, body: np.ndarray) -> bool:
+    """A real body gathers most bright pixels into one object; noise alone scatters them everywhere."""
+    n_above = int(above.sum())
+    if body.sum() < MR_MIN_BODY_FRACTION * body.size or n_above == 0:
+        return False
+    return int((body & above).sum()) >= MR_MIN_BODY_SHARE * n_above
+
+
 def _mr_slice(img: np.ndarray, nb: np.ndarray) -> dict[str, Any]:
     positive = img[img > 0]
     thr = _otsu(positive[:: max(1, positive.size // 50000)]) if positive.size > 100 else float("inf")
-    body = _largest_filled(img > thr)
+    above = img > thr
+    body = _largest_filled(above)
     background = ~_dilate(body, max(3, img.shape[0] // 50))
+    if not _holds_body(above, body):
+        # A slice past the end of the anatomy: Otsu then splits the noise itself, and its "largest
+        # object" is noise that touches the image edge. Such a slice has no body to measure.
+        body = np.zeros_like(body)
+        background = np.ones_like(body)
     inner = _erode(body, 3)
     s: dict[str, Any] = {
         "body": body,
