@@ -117,3 +117,26 @@ def test_names_in_every_character_set_never_survive(name: str, basic) -> None:
                 except UnicodeEncodeError:
                     continue
                 assert len(part) < 2 or needle not in res.output_bytes, (name, part, enc)
+
+
+def test_two_letter_names_and_districts_never_survive_in_free_text(research) -> None:
+    """Found by the full demo: short family names (Đỗ, Lê, Ng, Li) and a district written without its
+    postal code survived in comments and protocol names."""
+    from tests.collect.deid.conftest import read, to_bytes
+
+    ds = read("CT_small.dcm")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Ngô^Phương Thảo^Văn"
+    ds.ReferringPhysicianName = "Đỗ^Minh"
+    ds.PerformingPhysicianName = "Li^Wei"
+    ds.PatientAddress = "240 Phố Bà Triệu, 70000 Quận Đống Đa, Hà Nội"
+    ds.PatientComments = "Ngô prefers morning slots; reach at Quận Đống Đa. Reviewed with Minh Đỗ and Li Wei."
+    ds.ImageComments = "Liver lesion stable, reviewed with Đỗ"
+    res = research.deidentify_bytes(to_bytes(ds))
+    out = res.dataset
+    for text in (str(out.get("PatientComments", "")), str(out.get("ImageComments", ""))):
+        for leaked in ("Đỗ", "Ngô", "Quận Đống Đa", "Minh", " Li ", "Wei"):
+            assert leaked not in f" {text} ", (leaked, text)
+    assert "Liver lesion stable" in str(out.get("ImageComments", ""))  # clinical words stay
+    for raw in ("Đỗ".encode(), "Quận Đống Đa".encode()):
+        assert raw not in res.output_bytes

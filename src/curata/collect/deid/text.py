@@ -76,6 +76,10 @@ class Identifiers:
 
     def __init__(self) -> None:
         self.words: set[str] = set()  # name parts, IDs, phones, address parts, institutions, staff
+        # Two-letter name parts (Đỗ, Lê, Ng, Wu, Li: common family names where Curata is used). Always
+        # removed from free text as stand-alone words; in the raw-byte gate only where their bytes are
+        # not a plausible header value (ASCII pairs such as "LO" are also VR codes).
+        self.short_names: set[str] = set()
         self.dates: set[str] = set()  # YYYYMMDD
         self.uids: set[str] = set()  # original UIDs that were remapped
         self._lower: list[str] | None = None
@@ -88,8 +92,12 @@ class Identifiers:
                 self.words.add(whole)
             for part in re.split(r"[\^\s,]+", group):
                 part = part.strip(".")
-                if len(part) >= 3 and part.upper() not in _HONORIFICS:
+                if part.upper() in _HONORIFICS:
+                    continue
+                if len(part) >= 3:
                     self.words.add(part)
+                elif len(part) == 2 and part.isalpha():
+                    self.short_names.add(part)
         self._lower = None
 
     def add_word(self, value: str, *, min_len: int = 3) -> None:
@@ -101,6 +109,10 @@ class Identifiers:
                 part = part.strip()
                 if len(part) >= 5 and part != value:
                     self.words.add(part)
+                # "70000 Quận Đống Đa": the district is written without its postal code elsewhere
+                bare = re.sub(r"^\d[\w-]*\s+|\s+\d[\w-]*$", "", part).strip()
+                if len(bare) >= 5 and bare != part:
+                    self.words.add(bare)
         self._lower = None
 
     def add_date(self, value: str) -> None:
@@ -117,7 +129,8 @@ class Identifiers:
         """The identifiers (lower case, longest first) that occur in the lower-cased ``low``."""
         if self._lower is None:
             self._lower = sorted(
-                {w.lower() for w in self.words} | {f.lower() for d in self.dates for f in _date_forms(d)},
+                {w.lower() for w in self.words | self.short_names}
+                | {f.lower() for d in self.dates for f in _date_forms(d)},
                 key=len,
                 reverse=True,
             )
@@ -138,6 +151,15 @@ class Identifiers:
                             out.setdefault(variant.encode(codec).lower(), kind)
                         except (UnicodeEncodeError, LookupError):
                             continue
+        for t in self.short_names:
+            for variant in {t, t.upper(), t.lower(), t.title()}:
+                for codec in codecs:
+                    try:
+                        raw = variant.encode(codec).lower()
+                    except (UnicodeEncodeError, LookupError):
+                        continue
+                    if len(raw) >= 3 and not raw.isascii():
+                        out.setdefault(raw, "word")
         for u in self.uids:
             out[u.encode("ascii", "ignore")] = "uid"
         return sorted(out.items(), key=lambda item: -len(item[0]))
