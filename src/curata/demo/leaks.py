@@ -91,16 +91,32 @@ def needles_from_manifest(manifest: Any) -> list[Needle]:
     return list(needles.values())
 
 
+def curata_vocabulary() -> set[bytes]:
+    """Words of Curata's own fixed vocabulary (option names, code meanings) as lower-case tokens.
+
+    A name that is also one of these words ("Long", a Vietnamese given name, vs the option
+    ``retain_long_modified_dates``) cannot be told apart from the vocabulary as a lone token; its
+    other forms (the full name, other parts) are still looked for.
+    """
+    from curata.collect.deid.profile import BASIC_CODE, OPTIONS, PROFILES
+
+    text = " ".join([*OPTIONS, *(m for _c, _v, m in OPTIONS.values()), *PROFILES, BASIC_CODE[1]])
+    return set(_TOKEN.findall(text.lower().encode()))
+
+
 class Scanner:
     """Finds needles in byte strings through a token index (each needle filed under its longest token)."""
 
-    def __init__(self, needles: list[Needle]) -> None:
+    def __init__(self, needles: list[Needle], vocabulary: set[bytes] | None = None) -> None:
         self.index: dict[bytes, list[Needle]] = defaultdict(list)
-        for needle in needles:
+        skip = vocabulary or set()
+        kept = [n for n in needles if n.pattern not in skip]
+        for needle in kept:
             tokens = _TOKEN.findall(needle.pattern)
             if tokens:
                 self.index[max(tokens, key=len)].append(needle)
-        self.count = len(needles)
+        self.count = len(kept)
+        self.skipped = len(needles) - len(kept)
 
     def scan(self, raw: bytes) -> list[Needle]:
         hay = raw.lower()
@@ -123,7 +139,7 @@ def scan_store_for_identities(ws: Any, manifest: Any, *, max_hits: int = 50) -> 
     """Scan every blob of ``ws``'s store and every catalog row for ``manifest``'s true identities."""
     from sqlalchemy import MetaData, select
 
-    scanner = Scanner(needles_from_manifest(manifest))
+    scanner = Scanner(needles_from_manifest(manifest), curata_vocabulary())
     hits: list[dict[str, Any]] = []
     blobs = scanned = 0
     store = ws.store
@@ -167,6 +183,7 @@ def scan_store_for_identities(ws: Any, manifest: Any, *, max_hits: int = 50) -> 
         "MB_scanned": round(scanned / 1e6, 1),
         "catalog_rows": rows,
         "values_checked": scanner.count,
+        "values_equal_to_curata_vocabulary": scanner.skipped,
         "hits_by_kind": dict(by_kind),
         "hits": hits[:max_hits],
         "hit_count": len(hits),
