@@ -153,3 +153,28 @@ def test_mr_slice_past_the_anatomy_has_no_body_touching_the_edge() -> None:
     head[((yy - 48) / 30) ** 2 + ((xx - 48) / 24) ** 2 <= 1] += 600
     s = ct_mr._mr_slice(head, np.zeros_like(head, dtype=bool))
     assert s["body"].sum() > 0.15 * head.size and s["contact"] == 0.0
+
+
+def test_mr_ghost_bands_ignore_anatomy_outside_the_largest_object() -> None:
+    """Found on the full demo: a sagittal head with the neck as a second object read as a 25% ghost."""
+    import numpy as np
+
+    from curata.select.metrics import ct_mr
+
+    rng = np.random.default_rng(5)
+    sigma, n = 15.0, 192
+    img = np.hypot(rng.normal(0, sigma, (n, n)), rng.normal(0, sigma, (n, n))).astype(np.float32)
+    yy, xx = np.mgrid[:n, :n]
+    img[((yy - 70) / 50) ** 2 + ((xx - 96) / 45) ** 2 <= 1] += 800  # head
+    img[(yy > 135) & (np.abs(xx - 96) < 20)] += 700  # neck, a separate object down to the edge
+
+    def ratio(a: np.ndarray) -> float:
+        s = ct_mr._mr_slice(a, np.zeros_like(a, dtype=bool))
+        tb, lr = s["ghost"]
+        return abs(tb - lr) / float(s["body_values"].mean())
+
+    assert ratio(img) < 0.02
+    ghosted = img.copy()
+    head = ((yy - 70) / 50) ** 2 + ((xx - 96) / 45) ** 2 <= 1
+    ghosted[np.roll(head, 60, axis=1) & ~head] += 250  # a replica along the phase direction, below tissue
+    assert ratio(ghosted) > 0.05

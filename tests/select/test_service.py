@@ -16,7 +16,7 @@ from curata.collect.ingest import Ingestor
 from curata.select import create_cohort, explain, list_cohorts, run_qc, show_cohort, write_report
 from curata.select.models import QcMeasurement, QcVerdict
 from curata.select.phantoms import DEFECTS, Spec, build, make_series, save
-from curata.select.service import set_rules
+from curata.select.service import QC_VERSION, set_rules
 
 ROWS, SLICES = 96, 12
 
@@ -68,7 +68,10 @@ def test_run_measures_once_and_decides(loaded) -> None:  # type: ignore[no-untyp
         assert len(prov) == 4  # a re-run records nothing new
         excluded = [p for p in prov if not p.output["passed"]]
         assert {p.output["reasons"][0]["rule"] for p in excluded} == {"missing_slices", "ct_noise"}
-        assert all("values" in p.output["reasons"][0] and p.code_version.endswith("qc/1") for p in excluded)
+        assert all(
+            "values" in p.output["reasons"][0] and p.code_version.endswith(f"qc/{QC_VERSION}")
+            for p in excluded
+        )
 
 
 def test_new_content_is_measured_again(loaded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

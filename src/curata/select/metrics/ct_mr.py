@@ -386,6 +386,18 @@ MR_MIN_BODY_FRACTION = 0.01  # a body smaller than 1% of the image is no body
 MR_MIN_BODY_SHARE = 0.5  # share of the above-threshold pixels the body must hold
 
 
+def _tissue_objects(above: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Anatomy outside the largest object (a neck below a sagittal head, an arm beside a torso).
+
+    Ghost bands must measure background, not tissue. Objects are what survives a 2-pixel opening of
+    the bright mask: Rician noise above the threshold is speckle and does not, and motion ghosts sit
+    well below the tissue threshold, so the ghost measure still sees them.
+    """
+    if not body.any():
+        return body
+    return ndimage.binary_opening(above & ~body, iterations=2)
+
+
 def _holds_body(above: np.ndarray, body: np.ndarray) -> bool:
     """A real body gathers most bright pixels into one object; noise alone scatters them everywhere."""
     n_above = int(above.sum())
@@ -412,7 +424,7 @@ def _mr_slice(img: np.ndarray, nb: np.ndarray) -> dict[str, Any]:
         "noise_tissue": _pair_noise(img, nb, inner),
         "body_values": img[inner][::5],
         "contact": _contact_fraction(body, None),
-        "ghost": _ghost_bands(img, body),
+        "ghost": _ghost_bands(img, body | _tissue_objects(above, body)),
     }
     return s
 
