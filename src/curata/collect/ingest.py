@@ -366,7 +366,6 @@ class Ingestor:
                     pending += 1
                 outcome.status = status
                 summary.add(status)
-                summary.extra["bytes_in"] = summary.extra.get("bytes_in", 0) + outcome.size
                 if status in ("quarantined", "failed"):
                     problems.append(outcome)
                 if pending and (pending >= batch_size or time.monotonic() - last_commit > batch_seconds):
@@ -374,7 +373,6 @@ class Ingestor:
                     pending, last_commit = 0, time.monotonic()
                 if on_progress:
                     on_progress(outcome)
-        summary.extra.pop("bytes_in", None)
         return summary, problems
 
     def ingest_bytes(self, raw: bytes, source: str) -> IngestOutcome:
