@@ -284,3 +284,27 @@ def test_convert_command(tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     paths = [c["path"] for c in json.loads(ok.stdout)["converted"]]
     assert len(paths) == 2 and all(p.endswith(".nii.gz") and Path(p).exists() for p in paths)
+
+
+def test_12_bit_unsigned_pixels_are_masked_to_bits_stored(tmp_path: Path) -> None:
+    """Unsigned 12-bit pixels in 16-bit words: the upper 4 bits are not part of the value.
+
+    Scanners leave overlay or garbage bits there; the fast uncompressed path read them as value,
+    off by multiples of 4096.
+    """
+    import pydicom
+
+    vol = phantom((4, 10, 12), dtype="uint16") % 4096
+    paths = write_series(tmp_path / "in", axial_slices(vol), modality="MR", slope=1.0, intercept=0.0)
+    rng = np.random.default_rng(3)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        clean = np.frombuffer(ds.PixelData, "<u2")
+        garbage = rng.integers(0, 16, clean.shape, dtype=np.uint16) << 12
+        ds.BitsStored, ds.HighBit = 12, 11
+        ds.PixelData = (clean | garbage).astype("<u2").tobytes()
+        ds.save_as(path)
+    ours = _ours(tmp_path / "in", tmp_path / "cur")["1_phantom.nii"]
+    data = np.asanyarray(ours.dataobj.get_unscaled())
+    assert data.max() < 4096
+    assert np.array_equal(data[:, ::-1, :].transpose(2, 1, 0), vol)

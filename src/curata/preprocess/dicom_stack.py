@@ -256,12 +256,18 @@ def _decode(ds: Dataset) -> np.ndarray:
     ):
         dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
         arr = np.frombuffer(ds.PixelData, dtype=dtype, count=frames * int(ds.Rows) * int(ds.Columns))
+        if stored < bits:
+            # Bits above BitsStored are not part of the value (overlays, or whatever the scanner
+            # left there): an unsigned 12-bit pixel is its low 12 bits, as the standard says.
+            arr = arr & dtype.type((1 << stored) - 1)
         return (
             arr.reshape(frames, int(ds.Rows), int(ds.Columns))
             if frames > 1
             else arr.reshape(int(ds.Rows), int(ds.Columns))
         )
-    arr = ds.pixel_array
+    arr = np.asarray(ds.pixel_array)
+    if stored < bits and not signed and arr.dtype.kind == "u":
+        arr = arr & arr.dtype.type((1 << stored) - 1)  # the same rule whichever decoder ran
     return arr
 
 
