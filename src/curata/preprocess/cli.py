@@ -37,6 +37,11 @@ def convert_command(
     tilt: str = typer.Option(
         "shear", "--tilt", help="Gantry tilt: shear (exact sheared affine) or resample."
     ),
+    philips: str = typer.Option(
+        "precise",
+        "--philips-scaling",
+        help="Philips: precise (private scale slope 2005,100E, as dcm2niix) or display (DICOM rescale).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     workspace: Path | None = typer.Option(None, "--workspace", "-w", help="Workspace for a selection."),
 ) -> None:
@@ -47,6 +52,8 @@ def convert_command(
         raise typer.BadParameter("--uneven must be refuse, split or interpolate")
     if tilt not in ("shear", "resample"):
         raise typer.BadParameter("--tilt must be shear or resample")
+    if philips not in ("precise", "display"):
+        raise typer.BadParameter("--philips-scaling must be precise or display")
     summary = RunSummary("convert", failure_keys=("refused",))
     with make_progress(quiet=as_json) as progress:
         task = progress.add_task("converting", total=None)
@@ -56,7 +63,7 @@ def convert_command(
             convert = partial(convert_selection, Workspace.find(workspace), source)
         else:
             convert = partial(convert_folder, Path(source))
-        options: dict[str, Any] = {"fmt": fmt, "uneven": uneven, "tilt": tilt}
+        options: dict[str, Any] = {"fmt": fmt, "uneven": uneven, "tilt": tilt, "philips": philips}
         result = convert(output, on_file=lambda: progress.advance(task), **options)
     summary.add("converted", len(result.converted))
     summary.add("refused", len(result.refused))

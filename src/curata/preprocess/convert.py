@@ -14,6 +14,7 @@ from curata import __version__
 from curata.errors import CurataError, InputError
 from curata.preprocess.dicom_stack import (
     Frame,
+    PhilipsScaling,
     StackReport,
     TiltPolicy,
     UnevenPolicy,
@@ -52,50 +53,113 @@ def _seconds(ms: Any) -> float | None:
         return None
 
 
-def sidecar(ds: Dataset, report: StackReport, volume: Volume) -> dict[str, Any]:
-    """BIDS-like acquisition parameters plus what conversion found about the geometry."""
+_FIELDS = (
+    "Modality",
+    "MagneticFieldStrength",
+    "ImagingFrequency",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "BodyPartExamined",
+    "PatientPosition",
+    "SoftwareVersions",
+    "MRAcquisitionType",
+    "SeriesDescription",
+    "ProtocolName",
+    "ScanningSequence",
+    "SequenceVariant",
+    "ScanOptions",
+    "SequenceName",
+    "SeriesNumber",
+    "AcquisitionTime",
+    "AcquisitionNumber",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "KVP",
+    "ConvolutionKernel",
+    "FlipAngle",
+    "EchoTrainLength",
+    "PixelBandwidth",
+    "SeriesInstanceUID",
+    "StudyInstanceUID",
+    "SOPClassUID",
+)
+_RENAME = {"ManufacturerModelName": "ManufacturersModelName", "BodyPartExamined": "BodyPart"}
+_KIND_TYPE = {"ph": "PHASE", "real": "REAL", "imag": "IMAGINARY", "fieldmaphz": "FIELDMAPHZ"}
+
+
+def _json_value(value: Any) -> Any:
+    if hasattr(value, "__iter__") and not isinstance(value, str | bytes):
+        return [_json_value(v) for v in value]
+    if isinstance(value, float | int) or type(value).__name__ in ("DSfloat", "IS", "DSdecimal"):
+        return float(value) if "." in str(value) or "e" in str(value).lower() else int(value)
+    return str(value)
+
+
+def _phase_encoding(ds: Dataset, frame: Frame | None) -> dict[str, str]:
+    """BIDS PhaseEncodingDirection (axis and polarity) where the polarity is known, else the axis.
+
+    i runs along a DICOM row; j runs up the columns (rows are stored bottom-up), so a Siemens
+    'positive' column direction (CSA PhaseEncodingDirectionPositive = 1) is j-, as in dcm2niix.
+    """
+    direction = str(ds.get("InPlanePhaseEncodingDirection", "") or "")
+    if not direction and "SharedFunctionalGroupsSequence" in ds:
+        fov = ds.SharedFunctionalGroupsSequence[0].get("MRFOVGeometrySequence")
+        direction = str(fov[0].get("InPlanePhaseEncodingDirection", "")) if fov else ""
+    direction = direction.strip().upper()
+    if direction not in ("ROW", "COL"):
+        return {}
+    axis = "i" if direction == "ROW" else "j"
+    out = {"InPlanePhaseEncodingDirectionDICOM": direction}
+    positive = frame.pe_positive if frame is not None else None
+    if positive is None:
+        out["PhaseEncodingAxis"] = axis
+    else:
+        negative = (positive == 1) if axis == "j" else (positive == 0)
+        out["PhaseEncodingDirection"] = axis + ("-" if negative else "")
+    return out
+
+
+def sidecar(ds: Dataset, report: StackReport, volume: Volume, frame: Frame | None = None) -> dict[str, Any]:
+    """BIDS sidecar fields, as dcm2niix writes them, plus what conversion found about the geometry.
+
+    Times are in seconds (EchoTime, RepetitionTime, SliceTiming); the image type says which image
+    this is (magnitude, phase, field map) when one series held several. No identifiers of people
+    or places (institution, station, serial numbers) are copied.
+    """
     out: dict[str, Any] = {}
-    for key in (
-        "Modality",
-        "Manufacturer",
-        "ManufacturerModelName",
-        "MagneticFieldStrength",
-        "BodyPartExamined",
-        "SeriesDescription",
-        "ProtocolName",
-        "ImageType",
-        "SeriesNumber",
-        "AcquisitionNumber",
-        "SliceThickness",
-        "SpacingBetweenSlices",
-        "KVP",
-        "ConvolutionKernel",
-        "FlipAngle",
-        "ScanningSequence",
-        "SequenceVariant",
-        "MRAcquisitionType",
-        "PatientPosition",
-        "SeriesInstanceUID",
-        "StudyInstanceUID",
-        "SOPClassUID",
-    ):
+    for key in _FIELDS:
         value = ds.get(key)
         if value is None or value == "":
             continue
-        if hasattr(value, "__iter__") and not isinstance(value, str):
-            value = [str(v) for v in value]
-        elif isinstance(value, float | int) or type(value).__name__ in ("DSfloat", "IS", "DSdecimal"):
-            value = float(value) if "." in str(value) else int(value)
-        else:
-            value = str(value)
-        out["ManufacturersModelName" if key == "ManufacturerModelName" else key] = value
-    for key in ("EchoTime", "RepetitionTime", "InversionTime"):
+        out[_RENAME.get(key, key)] = _json_value(value)
+    image_type = list(frame.image_type) if frame is not None and frame.image_type else []
+    if not image_type and ds.get("ImageType"):
+        image_type = [str(v) for v in ds.ImageType]
+    kind = frame.kind if frame is not None else ""
+    if kind and _KIND_TYPE[kind] not in image_type:
+        image_type.append(_KIND_TYPE[kind])
+    if image_type:
+        out["ImageType"] = image_type
+    echo_ms = frame.stack_key[6] if frame is not None and len(frame.stack_key) > 6 else None
+    if echo_ms:
+        out["EchoTime"] = _seconds(echo_ms)
+    elif ds.get("EchoTime") is not None:
+        out["EchoTime"] = _seconds(ds.get("EchoTime"))
+    if ds.get("EchoNumbers") is not None:
+        out["EchoNumber"] = _json_value(ds.EchoNumbers)
+    for key in ("RepetitionTime", "InversionTime"):
         if ds.get(key) is not None:
             out[key] = _seconds(ds.get(key))
-    if ds.get("ImageOrientationPatient") is not None:
+    out.update(_phase_encoding(ds, frame))
+    if report.slice_timing_s is not None:
+        out["SliceTiming"] = report.slice_timing_s
+    if frame is not None:
+        out["ImageOrientationPatientDICOM"] = [round(float(v), 6) for v in frame.orientation]
+    elif ds.get("ImageOrientationPatient") is not None:
         out["ImageOrientationPatientDICOM"] = [float(v) for v in ds.ImageOrientationPatient]
     if ds.get("GantryDetectorTilt") is not None:
         out["GantryDetectorTilt"] = float(ds.GantryDetectorTilt)
+    out.update(report.philips)
     out["RescaleSlope"] = volume.slope
     out["RescaleIntercept"] = volume.inter
     out["Curata"] = {
@@ -136,31 +200,55 @@ def load_frames(files: list[Path], result: ConvertResult) -> list[Frame]:
     return frames
 
 
+def _echo_label(frame: Frame) -> tuple[Any, ...]:
+    return (frame.stack_key[5], frame.stack_key[6])
+
+
 def stacks_to_volumes(
-    frames: list[Frame], result: ConvertResult, *, uneven: UnevenPolicy, tilt: TiltPolicy
-) -> list[tuple[str, Volume, StackReport, Dataset]]:
-    """Every stack assembled; refused stacks are recorded with their reason, the rest go on."""
+    frames: list[Frame],
+    result: ConvertResult,
+    *,
+    uneven: UnevenPolicy,
+    tilt: TiltPolicy,
+    philips: PhilipsScaling = "precise",
+) -> list[tuple[str, Volume, StackReport, Dataset, Frame]]:
+    """Every stack assembled; refused stacks are recorded with their reason, the rest go on.
+
+    Names follow dcm2niix: ``<series>_<description>``, ``_e<n>`` when the series has several echoes,
+    ``_ph`` / ``_real`` / ``_imag`` / ``_fieldmaphz`` for an image that is not the magnitude, and
+    ``_s<n>`` for stacks still sharing a name (two stacks, split runs).
+    """
     stacks = group_stacks(frames)
-    per_series: dict[str, int] = {}
+    echoes: dict[str, set[tuple[Any, ...]]] = {}
     for stack in stacks:
-        per_series[stack[0].stack_key[0]] = per_series.get(stack[0].stack_key[0], 0) + 1
-    out = []
-    seen: dict[str, int] = {}
+        echoes.setdefault(stack[0].stack_key[0], set()).add(_echo_label(stack[0]))
+    built: list[tuple[str, Volume, StackReport, Dataset, Frame]] = []
     for stack in stacks:
-        ds = stack[0].ds
+        first = stack[0]
+        ds = first.ds
         base = stack_name(ds)
+        series_echoes = sorted(echoes[first.stack_key[0]], key=lambda e: (e[0], e[1]))
+        if len(series_echoes) > 1:
+            base += f"_e{series_echoes.index(_echo_label(first)) + 1}"
+        if first.kind:
+            base += f"_{first.kind}"
         try:
-            pieces = assemble_stack(stack, uneven=uneven, tilt=tilt)
+            pieces = assemble_stack(stack, uneven=uneven, tilt=tilt, philips=philips)
         except InputError as exc:
             result.refused.append((f"{base} ({exc.path})", exc.reason))
             continue
         for vol, report in pieces:
-            many = per_series[stack[0].stack_key[0]] > 1 or len(pieces) > 1
-            seen[base] = seen.get(base, 0) + 1
-            name = f"{base}_s{seen[base]}" if many else base
-            if not many and seen[base] > 1:
-                name = f"{base}_{seen[base]}"
-            out.append((name, vol, report, ds))
+            built.append((base, vol, report, ds, first))
+    counts: dict[str, int] = {}
+    for name, *_ in built:
+        counts[name] = counts.get(name, 0) + 1
+    seen: dict[str, int] = {}
+    out = []
+    for name, vol, report, ds, first in built:
+        if counts[name] > 1:
+            seen[name] = seen.get(name, 0) + 1
+            name = f"{name}_s{seen[name]}"
+        out.append((name, vol, report, ds, first))
     return out
 
 
@@ -171,6 +259,7 @@ def convert_folder(
     fmt: OutputFormat = "nifti",
     uneven: UnevenPolicy = "refuse",
     tilt: TiltPolicy = "shear",
+    philips: PhilipsScaling = "precise",
     on_file: Callable[[], None] | None = None,
     threads: int | None = None,
 ) -> ConvertResult:
@@ -183,9 +272,11 @@ def convert_folder(
     files = find_dicom_files(source)
     frames = load_frames(files, result)
     output.mkdir(parents=True, exist_ok=True)
-    for name, vol, report, ds in stacks_to_volumes(frames, result, uneven=uneven, tilt=tilt):
+    for name, vol, report, ds, first in stacks_to_volumes(
+        frames, result, uneven=uneven, tilt=tilt, philips=philips
+    ):
         target = output / f"{name}{SUFFIX[fmt]}"
-        meta = sidecar(ds, report, vol)
+        meta = sidecar(ds, report, vol, first)
         if fmt == "zarr":
             vol.meta = meta
             write_zarr(vol, target)
@@ -200,7 +291,11 @@ def convert_folder(
 
 
 def convert_series(
-    files: list[Path], *, uneven: UnevenPolicy = "refuse", tilt: TiltPolicy = "shear"
+    files: list[Path],
+    *,
+    uneven: UnevenPolicy = "refuse",
+    tilt: TiltPolicy = "shear",
+    philips: PhilipsScaling = "precise",
 ) -> list[tuple[str, Volume]]:
     """In-memory conversion of one series' files (used by pipelines); raises on refused stacks."""
     result = ConvertResult()
@@ -208,12 +303,12 @@ def convert_series(
     if not frames:
         reasons = "; ".join(r for _, r in result.skipped[:3])
         raise InputError(f"no image frames to convert ({reasons})")
-    pieces = stacks_to_volumes(frames, result, uneven=uneven, tilt=tilt)
+    pieces = stacks_to_volumes(frames, result, uneven=uneven, tilt=tilt, philips=philips)
     if result.refused:
         raise InputError("; ".join(f"{w}: {r}" for w, r in result.refused))
     out = []
-    for name, vol, report, ds in pieces:
-        vol.meta = sidecar(ds, report, vol)
+    for name, vol, report, ds, first in pieces:
+        vol.meta = sidecar(ds, report, vol, first)
         out.append((name, vol))
     return out
 
@@ -226,6 +321,7 @@ def convert_selection(
     fmt: OutputFormat = "nifti",
     uneven: UnevenPolicy = "refuse",
     tilt: TiltPolicy = "shear",
+    philips: PhilipsScaling = "precise",
     on_file: Callable[[], None] | None = None,
 ) -> ConvertResult:
     """Convert workspace series: ``all``, ``cohort:NAME`` or ``series:UID`` (read from the store)."""
@@ -249,10 +345,12 @@ def convert_selection(
             for s in item.sources
         ]
         frames = load_frames(files, result)
-        for name, vol, report, ds in stacks_to_volumes(frames, result, uneven=uneven, tilt=tilt):
+        for name, vol, report, ds, first in stacks_to_volumes(
+            frames, result, uneven=uneven, tilt=tilt, philips=philips
+        ):
             name = f"{_safe(item.patient)}_{name}_{item.item_id[-8:]}"
             target = output / f"{name}{SUFFIX[fmt]}"
-            meta = sidecar(ds, report, vol)
+            meta = sidecar(ds, report, vol, first)
             if fmt == "zarr":
                 vol.meta = meta
                 write_zarr(vol, target)

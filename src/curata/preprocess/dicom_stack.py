@@ -29,6 +29,7 @@ from curata.preprocess.volume import Volume
 
 UnevenPolicy = Literal["refuse", "split", "interpolate"]
 TiltPolicy = Literal["shear", "resample"]
+PhilipsScaling = Literal["precise", "display"]
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 POSITION_TOL_MM = 0.01  # two frames closer than this along the normal share a position
@@ -56,6 +57,15 @@ class Frame:
     inter: float
     stack_key: tuple[Any, ...]
     order_key: tuple[Any, ...]
+    rows: int = 0
+    cols: int = 0
+    tile: int | None = None  # index of this slice's tile in a mosaic
+    per_row: int = 1  # tiles per row of that mosaic
+    slice_time_ms: float | None = None  # acquisition time of this slice within its volume
+    kind: str = ""  # '' magnitude, 'ph', 'real', 'imag', 'fieldmaphz'
+    philips_scale: float | None = None  # Philips private MR scale slope (2005,100E), when present
+    pe_positive: int | None = None  # Siemens CSA PhaseEncodingDirectionPositive
+    image_type: tuple[str, ...] = ()  # ImageType, or an enhanced frame's FrameType
 
 
 @dataclass
@@ -72,6 +82,8 @@ class StackReport:
     interpolated_slices: list[int] = field(default_factory=list)
     max_slice_residual_mm: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    philips: dict[str, float] = field(default_factory=dict)  # the Philips scaling found and applied
+    slice_timing_s: list[float] | None = None
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -108,15 +120,150 @@ def _seq_item(ds: Dataset, *names: str) -> Dataset | None:
     return None
 
 
+RGB = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])  # NIfTI RGB24, as dcm2niix writes colour
+SPECTROSCOPY_SOP = {
+    "1.2.840.10008.5.1.4.1.1.4.2",  # MR Spectroscopy Storage
+}
+
+
+def image_kind(tokens: Iterable[str], ds: Dataset | None = None) -> str:
+    """What a frame's pixels are: '' (magnitude), 'ph', 'real', 'imag' or 'fieldmaphz'.
+
+    Magnitude and phase, real and imaginary, and a field map beside its magnitude are different
+    images of one acquisition, never time points of one 4D volume. Read from ImageType / FrameType
+    (Siemens M/P/R/I, Philips and enhanced MAGNITUDE/PHASE/REAL/IMAGINARY/FIELD_MAP) and GE's
+    private image type (0043,102F: 0 magnitude, 1 phase, 2 real, 3 imaginary).
+    """
+    tok = {t.strip().upper() for t in tokens}
+    if tok & {"FIELD_MAP", "FIELDMAP", "B0 MAP", "B0MAP", "FIELDMAPHZ"}:
+        return "fieldmaphz"
+    if tok & {"P", "PHASE"}:
+        return "ph"
+    if tok & {"R", "REAL"}:
+        return "real"
+    if tok & {"I", "IMAGINARY"}:
+        return "imag"
+    if ds is not None and (0x0043, 0x102F) in ds:
+        ge = {1: "ph", 2: "real", 3: "imag"}.get(int(_f(ds[0x0043, 0x102F].value, 0.0) or 0))
+        if ge:
+            return ge
+    return ""
+
+
+def _philips_scale(item: Dataset | None, ds: Dataset) -> float | None:
+    """Philips' private MR scale slope (2005,100E), from a per-frame private item or the dataset."""
+    if "PHILIPS" not in str(ds.get("Manufacturer", "")).upper():
+        return None
+    for source in (item, ds):
+        if source is None or (0x2005, 0x100E) not in source:
+            continue
+        value = source[0x2005, 0x100E].value
+        if isinstance(value, bytes | bytearray):  # implicit VR: the raw float32
+            value = np.frombuffer(bytes(value)[:4], "<f4")[0] if len(value) >= 4 else None
+        ss = _f(value[0] if isinstance(value, list | tuple) else value)
+        if ss and math.isfinite(ss) and ss != 0:
+            return float(ss)
+    return None
+
+
+def _philips_frame(item: Dataset, ds: Dataset) -> float | None:
+    """The scale slope of one enhanced frame: Philips keeps it in the private item (2005,140F)."""
+    private = item.get((0x2005, 0x140F))
+    value = private.value if private is not None else None
+    first = value[0] if value and isinstance(value[0], Dataset) else None
+    return _philips_scale(first, ds)
+
+
+def _ge_image_flag(ds: Dataset) -> int:
+    """GE writes a 3D B0 map's magnitude and its field map into one series, one of each per slice
+    position, told apart only by (0043,1030); elsewhere 0."""
+    if "GE" not in str(ds.get("Manufacturer", "")).upper() or (0x0043, 0x1030) not in ds:
+        return 0
+    return int(_f(ds[0x0043, 0x1030].value, 0.0) or 0)
+
+
+def _csareader() -> Any:
+    """nibabel's Siemens CSA header reader (its package warns that the DICOM readers are young)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        from nibabel.nicom import csareader
+    return csareader
+
+
+@dataclass
+class Mosaic:
+    """A Siemens mosaic: ``n`` slices of ``rows`` x ``cols`` tiled row-major in one image."""
+
+    n: int
+    tiles_per_row: int
+    rows: int
+    cols: int
+    normal: np.ndarray
+    times_ms: list[float] | None
+
+
+def _siemens_mosaic(ds: Dataset, image_type: tuple[str, ...], path: Path) -> Mosaic | None:
+    if "MOSAIC" not in image_type:
+        return None
+    csareader = _csareader()
+    try:
+        csa = csareader.get_csa_header(ds, "image")
+    except Exception as exc:  # a damaged CSA header
+        raise InputError(f"mosaic with an unreadable Siemens CSA header: {exc}", path=str(path)) from exc
+    n = csareader.get_n_mosaic(csa) if csa else None
+    normal = csareader.get_slice_normal(csa) if csa else None
+    if not n or normal is None:
+        raise InputError(
+            "Siemens mosaic without NumberOfImagesInMosaic / SliceNormalVector (CSA header missing)",
+            path=str(path),
+            hint="the CSA header (0029,1010) was removed, perhaps by de-identification; keep it to unpack mosaics",
+        )
+    per_row = math.ceil(math.sqrt(n))
+    rows, cols = int(ds.Rows) // per_row, int(ds.Columns) // per_row
+    times = None
+    tag = csa["tags"].get("MosaicRefAcqTimes") if csa else None
+    if tag and tag.get("n_items", 0) >= n:
+        times = [float(v) for v in tag["items"][:n]]
+    return Mosaic(int(n), per_row, rows, cols, np.asarray(normal, float), times)
+
+
+def _siemens_pe_positive(ds: Dataset) -> int | None:
+    """Siemens' phase-encoding polarity (CSA image header PhaseEncodingDirectionPositive)."""
+    if "SIEMENS" not in str(ds.get("Manufacturer", "")).upper() or (0x0029, 0x1010) not in ds:
+        return None
+    csareader = _csareader()
+    try:
+        csa = csareader.get_csa_header(ds, "image")
+        value = csareader.get_scalar(csa, "PhaseEncodingDirectionPositive") if csa else None
+    except Exception:  # a damaged CSA header only loses the polarity
+        return None
+    return int(value) if value is not None else None
+
+
 def frames_of(ds: Dataset, path: Path) -> list[Frame]:
     """Every image frame of ``ds`` with its geometry; raises InputError when geometry is missing."""
-    if ds.get("SOPClassUID", "") in UNSUPPORTED_SOP or "PixelData" not in ds:
+    sop = str(ds.get("SOPClassUID", ""))
+    if sop in SPECTROSCOPY_SOP or "SpectroscopyData" in ds:
+        raise InputError(
+            "MR spectroscopy holds spectra, not images: it is not converted to a volume",
+            path=str(path),
+            hint="keep the DICOM for spectroscopy tools (e.g. spec2nii)",
+        )
+    if sop in UNSUPPORTED_SOP or "PixelData" not in ds:
         raise InputError("no image pixel data (not an image object)", path=str(path))
-    if int(ds.get("SamplesPerPixel", 1)) != 1:
-        raise InputError("colour images are not volumes", path=str(path))
+    samples = int(ds.get("SamplesPerPixel", 1))
+    if samples not in (1, 3) or (samples == 3 and int(ds.BitsAllocated) != 8):
+        raise InputError(
+            f"{samples} samples of {ds.BitsAllocated} bits per pixel: not a volume", path=str(path)
+        )
     series_uid = str(ds.get("SeriesInstanceUID", ""))
     if "PerFrameFunctionalGroupsSequence" in ds:
         return _enhanced_frames(ds, path, series_uid)
+    image_type = tuple(str(v).upper() for v in ds.get("ImageType", []))
+    mosaic = _siemens_mosaic(ds, image_type, path)
+    pe_positive = _siemens_pe_positive(ds)
     ipp, iop, ps = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient"), ds.get("PixelSpacing")
     if ipp is None or iop is None or ps is None:
         raise InputError(
@@ -124,37 +271,74 @@ def frames_of(ds: Dataset, path: Path) -> list[Frame]:
             path=str(path),
             hint="a volume needs slice geometry; localizers and secondary captures cannot be stacked",
         )
-    image_type = tuple(str(v).upper() for v in ds.get("ImageType", []))
-    frame = Frame(
-        ds=ds,
-        path=path,
-        frame=None,
-        position=np.asarray([float(v) for v in ipp]),
-        orientation=np.asarray([float(v) for v in iop]),
-        pixel_spacing=(float(ps[0]), float(ps[1])),
-        slope=_f(ds.get("RescaleSlope"), 1.0) or 1.0,
-        inter=_f(ds.get("RescaleIntercept"), 0.0) or 0.0,
-        stack_key=(),
-        order_key=(
-            _f(ds.get("TemporalPositionIdentifier"), 0.0),
-            _f(ds.get("TriggerTime"), 0.0),
-            _f(ds.get("AcquisitionNumber"), 0.0),
-            str(ds.get("AcquisitionTime", "") or ds.get("ContentTime", "")),
-            _f(ds.get("InstanceNumber"), 0.0),
-        ),
+    position = np.asarray([float(v) for v in ipp])
+    orientation = np.asarray([float(v) for v in iop])
+    spacing = (float(ps[0]), float(ps[1]))
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    kind = image_kind(image_type, ds)
+    order_key = (
+        _f(ds.get("TemporalPositionIdentifier"), 0.0),
+        _f(ds.get("TriggerTime"), 0.0),
+        _f(ds.get("AcquisitionNumber"), 0.0),
+        str(ds.get("AcquisitionTime", "") or ds.get("ContentTime", "")),
+        _f(ds.get("InstanceNumber"), 0.0),
     )
-    frame.stack_key = (
-        series_uid,
-        int(ds.Rows),
-        int(ds.Columns),
-        tuple(np.round(frame.orientation, 4)),
-        tuple(round(v, 4) for v in frame.pixel_spacing),
-        int(ds.get("EchoNumbers", 1) or 1),
-        _f(ds.get("EchoTime"), 0.0),
-        "LOCALIZER" in image_type,
-        int(ds.get("PixelRepresentation", 0)),
-    )
-    return [frame]
+    tiles: list[tuple[int | None, np.ndarray, float | None]] = [(None, position, None)]
+    if mosaic is not None:
+        # ImagePositionPatient of a mosaic is the corner of the whole tiled image placed as if it
+        # were one slice centred on the first tile; the first slice's corner is half the
+        # difference of the two sizes in along the columns and rows (as nibabel and dcm2niix).
+        row_cos, col_cos = orientation[:3], orientation[3:]
+        first = (
+            position
+            + col_cos * spacing[0] * (rows - mosaic.rows) / 2.0
+            + row_cos * spacing[1] * (cols - mosaic.cols) / 2.0
+        )
+        step = _f(ds.get("SpacingBetweenSlices")) or _f(ds.get("SliceThickness")) or 1.0
+        rows, cols = mosaic.rows, mosaic.cols
+        tiles = [
+            (k, first + k * step * mosaic.normal, mosaic.times_ms[k] if mosaic.times_ms else None)
+            for k in range(mosaic.n)
+        ]
+    out = []
+    for tile, pos, t_ms in tiles:
+        frame = Frame(
+            ds=ds,
+            path=path,
+            frame=None,
+            position=pos,
+            orientation=orientation,
+            pixel_spacing=spacing,
+            slope=_f(ds.get("RescaleSlope"), 1.0) or 1.0,
+            inter=_f(ds.get("RescaleIntercept"), 0.0) or 0.0,
+            stack_key=(),
+            order_key=order_key,
+            rows=rows,
+            cols=cols,
+            tile=tile,
+            per_row=mosaic.tiles_per_row if mosaic else 1,
+            slice_time_ms=t_ms,
+            kind=kind,
+            philips_scale=_philips_scale(None, ds),
+            pe_positive=pe_positive,
+            image_type=image_type,
+        )
+        frame.stack_key = (
+            series_uid,
+            rows,
+            cols,
+            tuple(np.round(orientation, 4)),
+            tuple(round(v, 4) for v in spacing),
+            int(ds.get("EchoNumbers", 1) or 1),
+            _f(ds.get("EchoTime"), 0.0),
+            "LOCALIZER" in image_type,
+            int(ds.get("PixelRepresentation", 0)),
+            kind,
+            _ge_image_flag(ds),
+            samples,
+        )
+        out.append(frame)
+    return out
 
 
 def _enhanced_frames(ds: Dataset, path: Path, series_uid: str) -> list[Frame]:
@@ -175,6 +359,13 @@ def _enhanced_frames(ds: Dataset, path: Path, series_uid: str) -> list[Frame]:
                 f"frame {index + 1} has no plane position, orientation or pixel measures", path=str(path)
             )
         echo = _seq_item(item, "MREchoSequence") or _seq_item(shared, "MREchoSequence")
+        ftype = _seq_item(item, "MRImageFrameTypeSequence", "CTImageFrameTypeSequence") or _seq_item(
+            shared, "MRImageFrameTypeSequence", "CTImageFrameTypeSequence"
+        )
+        tokens = [str(v) for v in (ftype.get("FrameType", []) if ftype is not None else [])]
+        if ftype is not None and ftype.get("ComplexImageComponent"):
+            tokens.append(str(ftype.ComplexImageComponent))
+        kind = image_kind(tokens)
         frame = Frame(
             ds=ds,
             path=path,
@@ -192,6 +383,11 @@ def _enhanced_frames(ds: Dataset, path: Path, series_uid: str) -> list[Frame]:
                 str(content.get("FrameAcquisitionDateTime", "")),
                 float(index),
             ),
+            rows=int(ds.Rows),
+            cols=int(ds.Columns),
+            kind=kind,
+            philips_scale=_philips_frame(item, ds),
+            image_type=tuple(t.upper() for t in tokens),
         )
         frame.stack_key = (
             series_uid,
@@ -203,6 +399,9 @@ def _enhanced_frames(ds: Dataset, path: Path, series_uid: str) -> list[Frame]:
             _f(echo.get("EffectiveEchoTime"), 0.0) if echo is not None else 0.0,
             False,
             int(ds.get("PixelRepresentation", 0)),
+            kind,
+            0,
+            int(ds.get("SamplesPerPixel", 1)),
         )
         out.append(frame)
     return out
@@ -221,10 +420,9 @@ def _pixels(frames: list[Frame], shape: tuple[int, ...]) -> np.ndarray:
     """Stored values of ``frames`` in C order ``shape`` = (..., rows, cols), rows bottom-up (NIfTI).
 
     Filling the final layout directly makes the NIfTI array (its transpose) Fortran-contiguous
-    without another copy.
+    without another copy. A mosaic's slice is cut out of its tile; colour pixels become RGB24.
     """
-    first = frames[0].ds
-    rows, cols = int(first.Rows), int(first.Columns)
+    rows, cols = frames[0].rows, frames[0].cols
     cache: dict[int, np.ndarray] = {}
     out = None
     flat_shape = (len(frames), rows, cols)
@@ -233,7 +431,15 @@ def _pixels(frames: list[Frame], shape: tuple[int, ...]) -> np.ndarray:
         if arr is None:
             arr = _decode(frame.ds)
             cache[id(frame.ds)] = arr
-        plane = arr[frame.frame] if frame.frame is not None else arr.reshape(rows, cols)
+        if frame.frame is not None:
+            plane = arr[frame.frame]
+        elif frame.tile is not None:
+            r0, c0 = (frame.tile // frame.per_row) * rows, (frame.tile % frame.per_row) * cols
+            plane = arr[r0 : r0 + rows, c0 : c0 + cols]
+        else:
+            plane = arr.reshape(arr.shape[-3:] if arr.ndim == 3 and arr.shape[-1] == 3 else (rows, cols))
+        if plane.ndim == 3:  # (rows, cols, 3) colour
+            plane = np.ascontiguousarray(plane, dtype=np.uint8).view(RGB)[..., 0]
         if out is None:
             out = np.empty(flat_shape, dtype=plane.dtype)
         out[n] = plane[::-1]
@@ -248,7 +454,8 @@ def _decode(ds: Dataset) -> np.ndarray:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     uncompressed = ts is None or not ts.is_compressed
     if (
-        uncompressed
+        int(ds.get("SamplesPerPixel", 1)) == 1
+        and uncompressed
         and ts is not None
         and ts.is_little_endian
         and bits in (8, 16, 32)
@@ -297,10 +504,31 @@ def assemble_stack(
     *,
     uneven: UnevenPolicy = "refuse",
     tilt: TiltPolicy = "shear",
+    philips: PhilipsScaling = "precise",
 ) -> list[tuple[Volume, StackReport]]:
-    """One stack's frames to volumes (one, or several when ``uneven='split'``)."""
+    """One stack's frames to volumes (one, or several when ``uneven='split'``).
+
+    Philips scanners store a display value DV = SV * RescaleSlope + RescaleIntercept and, privately,
+    the scale slope SS (2005,100E) that gives the precise value FP = DV / (RescaleSlope * SS), the
+    one comparable between scans. ``philips='precise'`` applies it, as dcm2niix does by default;
+    ``'display'`` keeps the DICOM rescale. Which one was applied goes into the report.
+    """
+    if philips not in ("precise", "display"):
+        raise InputError(f"unknown Philips scaling {philips!r}", hint="use precise or display")
     first = frames[0]
     report = StackReport(series_uid=str(first.ds.get("SeriesInstanceUID", "")))
+    if first.philips_scale is not None:
+        report.philips = {
+            "PhilipsRescaleSlope": first.slope,
+            "PhilipsRescaleIntercept": first.inter,
+            "PhilipsScaleSlope": first.philips_scale,
+            "UsePhilipsFloatNotDisplayScaling": 1 if philips == "precise" else 0,
+        }
+        if philips == "precise":
+            for f in frames:
+                if f.philips_scale is not None:
+                    rs_ss = f.slope * f.philips_scale
+                    f.slope, f.inter = 1.0 / f.philips_scale, f.inter / rs_ss
     where = str(first.path)
     groups = _positions_grouped(frames)
     counts = {len(g) for g in groups}
@@ -366,7 +594,7 @@ def _volume(
     groups: list[list[Frame]], report: StackReport, *, uneven: str, tilt: str
 ) -> tuple[Volume, StackReport]:
     first = groups[0][0]
-    rows, cols = int(first.ds.Rows), int(first.ds.Columns)
+    rows, cols = first.rows, first.cols
     row_cos, col_cos = first.orientation[:3], first.orientation[3:]
     dy, dx = first.pixel_spacing  # PixelSpacing = (row spacing, column spacing)
     nz, nt = len(groups), len(groups[0])
@@ -376,6 +604,9 @@ def _volume(
     else:
         thick = _f(first.ds.get("SpacingBetweenSlices")) or _f(first.ds.get("SliceThickness")) or 1.0
         step_vec = _normal(first.orientation) * thick
+    times = [g[0].slice_time_ms for g in groups]
+    if all(t is not None for t in times):
+        report.slice_timing_s = [round(float(t) / 1000.0, 6) for t in times]  # type: ignore[arg-type]
     # frames in (t, k) order -> pixels (t, k, rows, cols)
     ordered = [g[t] for t in range(nt) for g in groups]
     pix = _pixels(ordered, (nt, nz, rows, cols))  # rows already bottom-up
