@@ -308,3 +308,46 @@ def test_12_bit_unsigned_pixels_are_masked_to_bits_stored(tmp_path: Path) -> Non
     data = np.asanyarray(ours.dataobj.get_unscaled())
     assert data.max() < 4096
     assert np.array_equal(data[:, ::-1, :].transpose(2, 1, 0), vol)
+
+
+def test_rgb_series_converted_like_dcm2niix(tmp_path: Path) -> None:
+    """A colour map (e.g. a colour FA map) becomes an RGB24 volume, channel for channel."""
+    import pydicom
+
+    vol = phantom((3, 10, 12), dtype="uint16")
+    paths = write_series(tmp_path / "in", axial_slices(vol), modality="MR", slope=1.0, intercept=0.0)
+    rng = np.random.default_rng(5)
+    colour = {}
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        rgb = rng.integers(0, 256, (int(ds.Rows), int(ds.Columns), 3), dtype=np.uint8)
+        colour[int(ds.InstanceNumber)] = rgb
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = rgb.tobytes()
+        ds.save_as(path)
+    ours = _ours(tmp_path / "in", tmp_path / "cur")["1_phantom.nii"]
+    theirs = run_dcm2niix(tmp_path / "in", tmp_path / "d2n")["1_phantom.nii"]
+    assert ours.get_data_dtype() == theirs.get_data_dtype()  # RGB24
+    a, b = np.asanyarray(ours.dataobj), np.asanyarray(theirs.dataobj)
+    assert a.shape == b.shape == (12, 10, 3)
+    for channel in "RGB":
+        assert np.array_equal(a[channel], b[channel])
+    assert np.abs(ours.affine - theirs.affine).max() < 1e-3
+    assert np.array_equal(a["G"][:, ::-1, 0].T, colour[1][..., 1])
+
+
+def test_spectroscopy_is_refused_with_its_reason(tmp_path: Path) -> None:
+    import pydicom
+
+    paths = write_series(tmp_path / "in", axial_slices(phantom((2, 6, 6))), modality="MR")
+    ds = pydicom.dcmread(paths[0])
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.2"
+    del ds.PixelData
+    ds.SpectroscopyData = np.zeros(16, np.float32).tobytes()
+    ds.save_as(paths[0])
+    result = convert_folder(tmp_path / "in", tmp_path / "out")
+    assert [r for p, r in result.skipped if p == str(paths[0])] == [
+        "MR spectroscopy holds spectra, not images: it is not converted to a volume"
+    ]
+    assert len(result.converted) == 1  # the other slice still converts
