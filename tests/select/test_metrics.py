@@ -178,3 +178,43 @@ def test_mr_ghost_bands_ignore_anatomy_outside_the_largest_object() -> None:
     head = ((yy - 70) / 50) ** 2 + ((xx - 96) / 45) ** 2 <= 1
     ghosted[np.roll(head, 60, axis=1) & ~head] += 250  # a replica along the phase direction, below tissue
     assert ratio(ghosted) > 0.05
+
+
+def _sagittal_head(rng, n: int = 128, sigma: float = 15.0, ghost: float = 0.0):  # type: ignore[no-untyped-def]
+    """A sagittal head as the full demo draws it: brain, a thin scalp ring beyond a dark skull, and
+    the neck (with the brainstem joining it to the brain) running on out of the bottom of the image."""
+    import numpy as np
+
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot((yy - 52) / 36, (xx - 64) / 32)
+    clean = np.zeros((n, n))
+    clean[r <= 1.0] = 1400  # brain
+    clean[(r > 1.0) & (r <= 1.1)] = 80  # skull
+    clean[(r > 1.1) & (r <= 1.16)] = 1200  # scalp: a ring two pixels thin
+    clean[(yy > 80) & (np.abs(xx - 64) < 14)] = 1000  # brainstem and neck, down to the edge
+    if ghost:
+        clean = clean + ghost * np.roll(clean, n // 4, axis=0)  # phase-encode replica, wrapped
+    return np.hypot(clean + rng.normal(0, sigma, (n, n)), rng.normal(0, sigma, (n, n)))
+
+
+@pytest.mark.parametrize("ghost", [0.0, 0.3])
+def test_sagittal_head_through_the_fov_edge_is_not_truncated_or_ghosted(ghost: float) -> None:
+    """Found on the full demo: clean sagittal T1 heads excluded for ghosting (the scalp ring, thinner
+    than the opening that found tissue objects, and the neck counted as background) and for FOV
+    truncation (the neck leaving the bottom of the image, the way every body leaves an axial series at
+    its first slice). Real ghosts must still be caught, and the same picture read as an axial slice is
+    a body cut by the field of view."""
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    sag = Spec("MR", 128, 12, orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), description="SAG T1", seed=2)
+    passed, fired, metrics = _verdict(build(sag, edit=lambda i, img, pos: _sagittal_head(rng, ghost=ghost)))
+    assert "fov_truncation" not in fired, metrics
+    if ghost:
+        assert "mr_ghosting" in fired, metrics
+    else:
+        assert passed and not fired, (fired, metrics)
+        assert metrics["ghost_ratio"] < 0.01
+    axial = Spec("MR", 128, 12, seed=2)
+    _, fired, metrics = _verdict(build(axial, edit=lambda i, img, pos: _sagittal_head(rng)))
+    assert "fov_truncation" in fired, metrics

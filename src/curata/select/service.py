@@ -29,7 +29,7 @@ from curata.select.query import HEADER_FIELDS, Query, parse, series_select
 from curata.select.rules import RuleSet, apply, default_ruleset, load_ruleset
 from curata.workspace import Workspace
 
-QC_VERSION = "2"  # bump whenever a metric's definition changes: every series is measured again
+QC_VERSION = "3"  # bump whenever a metric's definition changes: every series is measured again
 
 
 def qc_code_version() -> str:

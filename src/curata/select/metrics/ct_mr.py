@@ -289,14 +289,34 @@ def _pool(values: list[tuple[float | None, int]]) -> float | None:
     return float(sum(v * n for v, n in got) / sum(n for _, n in got))
 
 
-def _contact_fraction(body: np.ndarray, outside_fov: np.ndarray | None) -> float:
-    """Share of the body's outline lying on the image edge or on the edge of the reconstructed field."""
+def _contact_fraction(
+    body: np.ndarray, outside_fov: np.ndarray | None, open_edge: str | None = None
+) -> float:
+    """Share of the body's outline lying on the image edge or on the edge of the reconstructed field.
+
+    ``open_edge`` ('top', 'bottom', 'left', 'right') is the image edge facing the patient's feet in a
+    sagittal or coronal image: the body goes on through it (the neck below a head, the legs below a
+    pelvis), as it goes on past the first slice of an axial series. Crossing it is not truncation.
+    """
     edge = body & ~_erode(body, 1)
     n = int(edge.sum())
     if n == 0:
         return 0.0
     border = np.zeros_like(body)
     border[0, :] = border[-1, :] = border[:, 0] = border[:, -1] = True
+    if open_edge is not None:
+        open_mask = np.zeros_like(body)
+        row_or_col = {"top": (0, slice(None)), "bottom": (-1, slice(None))}.get(open_edge)
+        if row_or_col is not None:
+            open_mask[row_or_col] = True
+        else:
+            open_mask[:, 0 if open_edge == "left" else -1] = True
+        # the outline running along the open edge, and the pixels beside it, are the body's cut end
+        edge = edge & ~_dilate(open_mask, 1)
+        n = int(edge.sum())
+        if n == 0:
+            return 0.0
+        border &= ~open_mask
     touching = edge & border
     if outside_fov is not None and outside_fov.any():
         touching |= edge & _dilate(outside_fov, 1)
@@ -386,16 +406,29 @@ MR_MIN_BODY_FRACTION = 0.01  # a body smaller than 1% of the image is no body
 MR_MIN_BODY_SHARE = 0.5  # share of the above-threshold pixels the body must hold
 
 
-def _tissue_objects(above: np.ndarray, body: np.ndarray) -> np.ndarray:
-    """Anatomy outside the largest object (a neck below a sagittal head, an arm beside a torso).
+MR_MIN_OBJECT_FRACTION = 0.0005  # an object of tissue holds at least 0.05% of the image (8 px of 128^2)
 
-    Ghost bands must measure background, not tissue. Objects are what survives a 2-pixel opening of
-    the bright mask: Rician noise above the threshold is speckle and does not, and motion ghosts sit
+
+def _tissue_objects(above: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Anatomy outside the largest object (a neck below a sagittal head, the scalp around the brain,
+    an arm beside a torso), with a 1-pixel rim for the partial-volume edge.
+
+    Ghost bands must measure background, not tissue. Objects are the connected parts of the bright
+    mask outside the body that are not specks: Rician noise above the tissue threshold is single
+    pixels, while the scalp is a thin but long ring (an opening, which erases anything thinner than
+    its element, let a sagittal head's scalp and neck count as background ghosts). Motion ghosts sit
     well below the tissue threshold, so the ghost measure still sees them.
     """
     if not body.any():
         return body
-    return ndimage.binary_opening(above & ~body, iterations=2)
+    rest = above & ~body
+    labels, n = ndimage.label(rest, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return rest
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    keep = sizes >= max(8, MR_MIN_OBJECT_FRACTION * rest.size)
+    return _dilate(keep[labels], 1)
 
 
 def _holds_body(above: np.ndarray, body: np.ndarray) -> bool:
@@ -429,6 +462,18 @@ def _mr_slice(img: np.ndarray, nb: np.ndarray) -> dict[str, Any]:
     return s
 
 
+def _feet_edge(orientation: Sequence[float] | None) -> str | None:
+    """The image edge facing the patient's feet when rows or columns run head to feet (LPS z)."""
+    if not orientation or len(orientation) != 6:
+        return None
+    row_cos, col_cos = orientation[:3], orientation[3:]
+    if abs(col_cos[2]) > math.sqrt(0.5):  # going down the rows moves along z
+        return "bottom" if col_cos[2] < 0 else "top"
+    if abs(row_cos[2]) > math.sqrt(0.5):  # going along a row moves along z
+        return "right" if row_cos[2] < 0 else "left"
+    return None
+
+
 def pixel_metrics(images: SeriesImages) -> tuple[dict[str, Any], bytes | None]:
     """Image metrics of a series (see ``metrics.registry``), and a PNG thumbnail of its middle slice."""
     headers, pixels = images.headers, images.pixels
@@ -440,6 +485,7 @@ def pixel_metrics(images: SeriesImages) -> tuple[dict[str, Any], bytes | None]:
     pixels = [pixels[i] for i in order]
     headers = [headers[i] for i in order]
     ct = images.modality == "CT"
+    open_edge = _feet_edge(headers[0].orientation)
     raw_max = np.array([images.maxs[i] for i in order])
     raw_min = np.array([images.mins[i] for i in order])
     vmax, vmin = float(raw_max.max()), float(raw_min.min())
@@ -475,6 +521,8 @@ def pixel_metrics(images: SeriesImages) -> tuple[dict[str, Any], bytes | None]:
             s = _mr_slice(img, nb)
         s["metal"] = bool(metal[i])
         body = s["body"]
+        if open_edge is not None:
+            s["contact"] = _contact_fraction(body, pad if ct else None, open_edge)
         body_px += int(body.sum())
         if not (ct and vmax * h.slope + h.intercept >= METAL_HU):  # metal pegged at the top is expected
             clip_hi += int(np.count_nonzero(a[body] == vmax))
