@@ -351,3 +351,41 @@ def test_spectroscopy_is_refused_with_its_reason(tmp_path: Path) -> None:
         "MR spectroscopy holds spectra, not images: it is not converted to a volume"
     ]
     assert len(result.converted) == 1  # the other slice still converts
+
+
+def test_single_volume_series_of_one_run_become_one_4d(tmp_path: Path) -> None:
+    """Siemens XA exports each volume of an fMRI run as its own series under one series number."""
+    from pydicom.uid import generate_uid
+
+    study, frame = str(generate_uid()), str(generate_uid())
+    volumes = [phantom((4, 10, 12), seed=t) for t in range(3)]
+    for t, vol in enumerate(volumes):
+        specs = axial_slices(vol)
+        for spec in specs:
+            spec.extra = {"FrameOfReferenceUID": frame, "AcquisitionNumber": t + 1}
+        write_series(
+            tmp_path / "in" / f"v{t}",
+            specs,
+            modality="MR",
+            study_uid=study,
+            series_number=7,
+            series_description="bold",
+            intercept=0.0,
+        )
+    # a series under another number, same geometry: its own volume
+    write_series(
+        tmp_path / "in" / "other",
+        axial_slices(volumes[0]),
+        modality="MR",
+        study_uid=study,
+        series_number=8,
+        series_description="bold",
+        intercept=0.0,
+    )
+    out = _ours(tmp_path / "in", tmp_path / "cur")
+    assert sorted(out) == ["7_bold.nii", "8_bold.nii"]
+    run = np.asanyarray(out["7_bold.nii"].dataobj.get_unscaled())
+    assert run.shape == (12, 10, 4, 3)
+    for t, vol in enumerate(volumes):  # in acquisition order
+        assert np.array_equal(run[:, ::-1, :, t].transpose(2, 1, 0), vol)
+    assert out["8_bold.nii"].shape == (12, 10, 4)

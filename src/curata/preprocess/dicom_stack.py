@@ -408,11 +408,59 @@ def _enhanced_frames(ds: Dataset, path: Path, series_uid: str) -> list[Frame]:
 
 
 def group_stacks(frames: Iterable[Frame]) -> list[list[Frame]]:
-    """Frames grouped by series, then by everything that must match inside one volume."""
+    """Frames grouped by series, then by everything that must match inside one volume; then the
+    single-volume series of one run joined into one 4D stack (see ``_join_run_volumes``)."""
     groups: dict[tuple[Any, ...], list[Frame]] = defaultdict(list)
     for frame in frames:
         groups[frame.stack_key].append(frame)
-    return [groups[k] for k in sorted(groups, key=lambda k: tuple(str(v) for v in k))]
+    stacks = [groups[k] for k in sorted(groups, key=lambda k: tuple(str(v) for v in k))]
+    return _join_run_volumes(stacks)
+
+
+def _run_key(stack: list[Frame]) -> tuple[Any, ...] | None:
+    """What the single-volume series of one run share: the study, the series number and
+    description, the frame of reference, and everything a volume's frames must share, and the
+    same slice positions. None for a stack that is not one volume of an MR run."""
+    ds = stack[0].ds
+    if str(ds.get("Modality", "")) != "MR" or ds.get("SeriesNumber") in (None, ""):
+        return None
+    positions = [tuple(np.round(f.position, 3)) for f in stack]
+    if len(set(positions)) != len(positions):  # several frames per position: already 4D
+        return None
+    return (
+        str(ds.get("StudyInstanceUID", "")),
+        str(ds.get("SeriesNumber")),
+        str(ds.get("SeriesDescription", "") or ds.get("ProtocolName", "")),
+        str(ds.get("FrameOfReferenceUID", "")),
+        stack[0].stack_key[1:],
+        tuple(sorted(positions)),
+    )
+
+
+def _join_run_volumes(stacks: list[list[Frame]]) -> list[list[Frame]]:
+    """Siemens XA (and other enhanced-era exports) may write every volume of an fMRI or diffusion
+    run as its own series (its own SeriesInstanceUID) under one series number. They are the time
+    points of one acquisition: joined into one stack, ordered by acquisition, they become one 4D
+    volume. Only stacks that match in everything but the series UID, slice for slice, are joined."""
+    runs: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for i, stack in enumerate(stacks):
+        key = _run_key(stack)
+        if key is not None:
+            runs[key].append(i)
+    joined: dict[int, list[Frame]] = {}
+    gone: set[int] = set()
+    for members in runs.values():
+        uids = {stacks[i][0].stack_key[0] for i in members}
+        if len(members) < 2 or len(uids) != len(members):
+            continue
+        first = members[0]
+        frames = [f for i in members for f in stacks[i]]
+        key = stacks[first][0].stack_key
+        for f in frames:
+            f.stack_key = key  # one stack now: the first series' key names it
+        joined[first] = frames
+        gone.update(members[1:])
+    return [joined.get(i, stack) for i, stack in enumerate(stacks) if i not in gone]
 
 
 # -- pixels ------------------------------------------------------------------------------------------
