@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -389,3 +390,52 @@ def test_single_volume_series_of_one_run_become_one_4d(tmp_path: Path) -> None:
     for t, vol in enumerate(volumes):  # in acquisition order
         assert np.array_equal(run[:, ::-1, :, t].transpose(2, 1, 0), vol)
     assert out["8_bold.nii"].shape == (12, 10, 4)
+
+
+@pytest.mark.parametrize(
+    ("mode", "reversed_volumes"), [(2, {0, 2}), (3, {1, 3}), (1, {0, 1, 2, 3}), (0, set())]
+)
+def test_ge_pepolar_reversed_volumes_flipped_and_separate(
+    tmp_path: Path, mode: int, reversed_volumes: set[int]
+) -> None:
+    """GE epi_pepolar stores reversed-polarity volumes with their rows reversed (header unchanged):
+    UserData12 (0019,10B3) gives the mode; they are flipped back and written as their own output."""
+    import pydicom
+
+    vol = phantom((3, 10, 12))
+    specs = []
+    for t in range(4):
+        for spec in axial_slices(vol):
+            pixels = spec.pixels[::-1] if t in reversed_volumes else spec.pixels
+            specs.append(
+                type(spec)(
+                    np.ascontiguousarray(pixels),
+                    spec.position,
+                    spec.orientation,
+                    {"TemporalPositionIdentifier": t + 1},
+                )
+            )
+    paths = write_series(tmp_path / "in", specs, modality="MR", series_description="pepolar", intercept=0.0)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.Manufacturer = "GE MEDICAL SYSTEMS"
+        ds.add_new((0x0019, 0x0010), "LO", "GEMS_ACQU_01")
+        ds.add_new((0x0019, 0x109C), "LO", "epi_pepolar")
+        ds.add_new((0x0019, 0x10B3), "DS", str(mode))
+        ds.save_as(path)
+    result = convert_folder(tmp_path / "in", tmp_path / "out")
+    assert not result.refused
+    names = sorted(c.name for c in result.converted)
+    expected = (["1_pepolar"] if len(reversed_volumes) < 4 else []) + (
+        ["1_pepolar_rev"] if reversed_volumes else []
+    )
+    assert names == expected
+    for c in result.converted:
+        data = read_volume(c.volume_path).data
+        n = len(reversed_volumes) if c.name.endswith("_rev") else 4 - len(reversed_volumes)
+        assert data.shape == ((12, 10, 3, n) if n > 1 else (12, 10, 3))
+        frames = data if data.ndim == 4 else data[..., None]
+        for t in range(n):  # every volume, flipped back where it was reversed, is the true anatomy
+            assert np.array_equal(frames[:, ::-1, :, t].transpose(2, 1, 0), vol)
+        side = json.loads(c.sidecar_path.read_text())
+        assert side.get("PhaseEncodingReversed", False) == c.name.endswith("_rev")

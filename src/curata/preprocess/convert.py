@@ -151,6 +151,10 @@ def sidecar(ds: Dataset, report: StackReport, volume: Volume, frame: Frame | Non
         if ds.get(key) is not None:
             out[key] = _seconds(ds.get(key))
     out.update(_phase_encoding(ds, frame))
+    warnings = list(report.warnings)
+    if frame is not None and frame.pe_reversed:
+        out["PhaseEncodingReversed"] = True  # GE epi_pepolar: the other polarity of the pair
+        warnings.append("GE epi_pepolar reversed-polarity volumes: rows were stored reversed; flipped back")
     if report.slice_timing_s is not None:
         out["SliceTiming"] = report.slice_timing_s
     if frame is not None:
@@ -171,7 +175,7 @@ def sidecar(ds: Dataset, report: StackReport, volume: Volume, frame: Frame | Non
         "missing_slices": report.missing_slices,
         "interpolated_slices": report.interpolated_slices,
         "max_slice_residual_mm": report.max_slice_residual_mm,
-        "warnings": report.warnings,
+        "warnings": warnings,
         "spacing_mm": [round(v, 6) for v in volume.spacing],
     }
     out["ConversionSoftware"] = "curata"
@@ -232,6 +236,8 @@ def stacks_to_volumes(
             base += f"_e{series_echoes.index(_echo_label(first)) + 1}"
         if first.kind:
             base += f"_{first.kind}"
+        if first.pe_reversed:
+            base += "_rev"
         try:
             pieces = assemble_stack(stack, uneven=uneven, tilt=tilt, philips=philips)
         except InputError as exc:

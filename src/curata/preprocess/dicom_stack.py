@@ -65,6 +65,7 @@ class Frame:
     kind: str = ""  # '' magnitude, 'ph', 'real', 'imag', 'fieldmaphz'
     philips_scale: float | None = None  # Philips private MR scale slope (2005,100E), when present
     pe_positive: int | None = None  # Siemens CSA PhaseEncodingDirectionPositive
+    pe_reversed: bool = False  # a GE epi_pepolar volume stored with its rows reversed
     image_type: tuple[str, ...] = ()  # ImageType, or an enhanced frame's FrameType
 
 
@@ -414,7 +415,44 @@ def group_stacks(frames: Iterable[Frame]) -> list[list[Frame]]:
     for frame in frames:
         groups[frame.stack_key].append(frame)
     stacks = [groups[k] for k in sorted(groups, key=lambda k: tuple(str(v) for v in k))]
-    return _join_run_volumes(stacks)
+    return [part for stack in _join_run_volumes(stacks) for part in _split_ge_pepolar(stack)]
+
+
+def _ge_pepolar_mode(ds: Dataset) -> int | None:
+    """GE's epi_pepolar research sequence: (0019,109C) names it, UserData12 (0019,10B3) holds the
+    mode: 0 all forward, 1 all reversed, 2 reversed then forward, 3 forward then reversed."""
+    if "GE" not in str(ds.get("Manufacturer", "")).upper() or (0x0019, 0x109C) not in ds:
+        return None
+    name = ds[0x0019, 0x109C].value
+    name = name.decode(errors="replace") if isinstance(name, bytes | bytearray) else str(name)
+    if "epi_pepolar" not in name.lower() or (0x0019, 0x10B3) not in ds:
+        return None
+    value = ds[0x0019, 0x10B3].value
+    value = value.decode(errors="replace") if isinstance(value, bytes | bytearray) else value
+    mode = _f(value)
+    return int(mode) if mode is not None and int(mode) in (0, 1, 2, 3) else None
+
+
+def _split_ge_pepolar(stack: list[Frame]) -> list[list[Frame]]:
+    """GE epi_pepolar volumes acquired with reversed phase-encoding polarity are stored with their
+    rows in reverse order and nothing else changed in the header, so they are flipped back; and,
+    being the other polarity of a TOPUP pair, they are a separate output, not more time points
+    (as dcm2niix does)."""
+    mode = _ge_pepolar_mode(stack[0].ds)
+    if not mode:
+        return [stack]
+    by_position: dict[tuple[float, ...], list[Frame]] = defaultdict(list)
+    for f in stack:
+        by_position[tuple(np.round(f.position, 3))].append(f)
+    for frames in by_position.values():
+        frames.sort(key=lambda f: f.order_key)
+        for t, f in enumerate(frames):
+            f.pe_reversed = mode == 1 or (mode == 2 and t % 2 == 0) or (mode == 3 and t % 2 == 1)
+    forward = [f for f in stack if not f.pe_reversed]
+    reverse = [f for f in stack if f.pe_reversed]
+    for f in reverse:
+        f.stack_key = (*f.stack_key, "pepolar-reversed")
+    return [part for part in (forward, reverse) if part]
 
 
 def _run_key(stack: list[Frame]) -> tuple[Any, ...] | None:
@@ -490,7 +528,7 @@ def _pixels(frames: list[Frame], shape: tuple[int, ...]) -> np.ndarray:
             plane = np.ascontiguousarray(plane, dtype=np.uint8).view(RGB)[..., 0]
         if out is None:
             out = np.empty(flat_shape, dtype=plane.dtype)
-        out[n] = plane[::-1]
+        out[n] = plane if frame.pe_reversed else plane[::-1]
     assert out is not None
     return out.reshape(shape)
 
