@@ -84,6 +84,9 @@ def test_siemens_mosaic_unpacked_like_dcm2niix(real: Path, tmp_path: Path, serie
     assert side["EchoTime"] == pytest.approx(theirs["EchoTime"])
     assert side["RepetitionTime"] == pytest.approx(theirs["RepetitionTime"])
     assert "MOSAIC" in side["ImageType"]
+    for key in ("EffectiveEchoSpacing", "TotalReadoutTime"):  # what TOPUP / fieldmap tools read
+        assert side[key] == pytest.approx(theirs[key], rel=1e-5)  # dcm2niix prints 6 digits
+    assert side["AcquisitionTime"] == theirs["AcquisitionTime"]
 
 
 def test_siemens_echoes_and_phase_are_separate_volumes(real: Path, tmp_path: Path) -> None:

@@ -116,6 +116,13 @@ def _phase_encoding(ds: Dataset, frame: Frame | None) -> dict[str, str]:
     else:
         negative = (positive == 1) if axis == "j" else (positive == 0)
         out["PhaseEncodingDirection"] = axis + ("-" if negative else "")
+    bandwidth = frame.bw_per_pixel_pe if frame is not None else None
+    if bandwidth:
+        # the reconstructed matrix along the phase-encoding axis: rows for COL, columns for ROW
+        matrix = frame.rows if axis == "j" else frame.cols  # type: ignore[union-attr]
+        spacing = 1.0 / (bandwidth * matrix)
+        out["EffectiveEchoSpacing"] = round(spacing, 9)
+        out["TotalReadoutTime"] = round(spacing * (matrix - 1), 9)
     return out
 
 
@@ -132,6 +139,9 @@ def sidecar(ds: Dataset, report: StackReport, volume: Volume, frame: Frame | Non
         if value is None or value == "":
             continue
         out[_RENAME.get(key, key)] = _json_value(value)
+    when = str(out.get("AcquisitionTime", ""))
+    if len(when) >= 6 and when[:6].isdigit():  # DICOM TM hhmmss.ffffff -> BIDS hh:mm:ss.ffffff
+        out["AcquisitionTime"] = f"{when[:2]}:{when[2:4]}:{when[4:]}"
     image_type = list(frame.image_type) if frame is not None and frame.image_type else []
     if not image_type and ds.get("ImageType"):
         image_type = [str(v) for v in ds.ImageType]

@@ -66,6 +66,7 @@ class Frame:
     philips_scale: float | None = None  # Philips private MR scale slope (2005,100E), when present
     pe_positive: int | None = None  # Siemens CSA PhaseEncodingDirectionPositive
     pe_reversed: bool = False  # a GE epi_pepolar volume stored with its rows reversed
+    bw_per_pixel_pe: float | None = None  # Siemens CSA BandwidthPerPixelPhaseEncode (Hz)
     image_type: tuple[str, ...] = ()  # ImageType, or an enhanced frame's FrameType
 
 
@@ -230,17 +231,19 @@ def _siemens_mosaic(ds: Dataset, image_type: tuple[str, ...], path: Path) -> Mos
     return Mosaic(int(n), per_row, rows, cols, np.asarray(normal, float), times)
 
 
-def _siemens_pe_positive(ds: Dataset) -> int | None:
-    """Siemens' phase-encoding polarity (CSA image header PhaseEncodingDirectionPositive)."""
+def _siemens_pe(ds: Dataset) -> tuple[int | None, float | None]:
+    """Siemens' phase-encoding polarity and bandwidth per pixel along it (CSA image header
+    PhaseEncodingDirectionPositive, BandwidthPerPixelPhaseEncode)."""
     if "SIEMENS" not in str(ds.get("Manufacturer", "")).upper() or (0x0029, 0x1010) not in ds:
-        return None
+        return None, None
     csareader = _csareader()
     try:
         csa = csareader.get_csa_header(ds, "image")
-        value = csareader.get_scalar(csa, "PhaseEncodingDirectionPositive") if csa else None
-    except Exception:  # a damaged CSA header only loses the polarity
-        return None
-    return int(value) if value is not None else None
+        positive = csareader.get_scalar(csa, "PhaseEncodingDirectionPositive") if csa else None
+        bandwidth = csareader.get_scalar(csa, "BandwidthPerPixelPhaseEncode") if csa else None
+    except Exception:  # a damaged CSA header only loses these two
+        return None, None
+    return (int(positive) if positive is not None else None), (_f(bandwidth) or None)
 
 
 def frames_of(ds: Dataset, path: Path) -> list[Frame]:
@@ -264,7 +267,7 @@ def frames_of(ds: Dataset, path: Path) -> list[Frame]:
         return _enhanced_frames(ds, path, series_uid)
     image_type = tuple(str(v).upper() for v in ds.get("ImageType", []))
     mosaic = _siemens_mosaic(ds, image_type, path)
-    pe_positive = _siemens_pe_positive(ds)
+    pe_positive, bw_pe = _siemens_pe(ds)
     ipp, iop, ps = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient"), ds.get("PixelSpacing")
     if ipp is None or iop is None or ps is None:
         raise InputError(
@@ -322,6 +325,7 @@ def frames_of(ds: Dataset, path: Path) -> list[Frame]:
             kind=kind,
             philips_scale=_philips_scale(None, ds),
             pe_positive=pe_positive,
+            bw_per_pixel_pe=bw_pe,
             image_type=image_type,
         )
         frame.stack_key = (
