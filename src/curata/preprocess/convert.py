@@ -241,7 +241,8 @@ def stacks_to_volumes(
         first = stack[0]
         ds = first.ds
         base = stack_name(ds)
-        series_echoes = sorted(echoes[first.stack_key[0]], key=lambda e: (e[0], e[1]))
+        # a map without an echo time of its own (a field map: TE 0) follows the measured echoes
+        series_echoes = sorted(echoes[first.stack_key[0]], key=lambda e: (not e[1], str(e[0]), e[1] or 0.0))
         if len(series_echoes) > 1:
             base += f"_e{series_echoes.index(_echo_label(first)) + 1}"
         if first.kind:
