@@ -154,3 +154,18 @@ def test_dcm2niix_agrees_on_the_unpacked_mosaic(real: Path, tmp_path: Path) -> N
     )
     ((vol, _),) = _convert(src, tmp_path / "cur").values()
     assert _matches(vol, tmp_path / "d2n" / "9.nii")
+
+
+def test_mosaic_without_its_csa_header_is_refused_with_the_reason(real: Path, tmp_path: Path) -> None:
+    """De-identification that strips the Siemens CSA header leaves a mosaic that cannot be unpacked."""
+    import pydicom
+
+    src = sorted((real / "dcm_qa_mosaic" / "In" / "ep2d_Asc_2").glob("*.dcm"))[0]
+    ds = pydicom.dcmread(src)
+    del ds[0x0029, 0x1010]
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "m.dcm")
+    result = convert_folder(tmp_path / "in", tmp_path / "out")
+    assert not result.converted
+    ((_, reason),) = result.skipped
+    assert "CSA header missing" in reason
