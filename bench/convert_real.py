@@ -83,7 +83,7 @@ def values_match(ours: np.ndarray, ref: np.ndarray) -> tuple[bool, str]:
     tol = max(scale * 2e-5, 1e-6)
     bad = diff > tol
     if not bad.any():
-        return True, ""
+        return True, f"max |diff| {float(diff.max()):.3g}"
     return (
         False,
         f"{int(bad.sum())} of {bad.size} voxels differ (max {float(diff.max()):g}, at value scale {scale:g})",
@@ -115,7 +115,7 @@ def compare(repo: Path, out: Path) -> list[Case]:
             ok, why = values_match(_values(ours_img), ref_data)
             err = corner_error(ours_img.affine, ref_img.affine, ref_img.shape)
             if ok and err <= AFFINE_TOL_MM:
-                best = Case(repo.name, ref_path.name, "pass", f"affine within {err:.2g} mm", name)
+                best = Case(repo.name, ref_path.name, "pass", f"{why}; affine within {err:.2g} mm", name)
                 break
             reason = why if not ok else f"voxels match but affine is {err:.4g} mm off"
             if best is None or (ok and "voxels match" not in best.reason):
