@@ -439,3 +439,52 @@ def test_ge_pepolar_reversed_volumes_flipped_and_separate(
             assert np.array_equal(frames[:, ::-1, :, t].transpose(2, 1, 0), vol)
         side = json.loads(c.sidecar_path.read_text())
         assert side.get("PhaseEncodingReversed", False) == c.name.endswith("_rev")
+
+
+@pytest.mark.parametrize("n", [9, 7])
+def test_uih_grid_vframe_without_image_position(tmp_path: Path, n: int) -> None:
+    """A UIH 'GRID' (ImageType VFRAME) tiles a volume's slices ceil(sqrt(n)) across and places each
+    in the private VFrame sequence (0065,1051); there is no ImagePositionPatient. It converts to the
+    same volume as the same slices written one file each."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    vol = phantom((n, 10, 12), dtype="uint16")
+    specs = axial_slices(vol, orientation=OBLIQUE)
+    classic = _ours_write(tmp_path / "classic", specs)
+    per_row = int(np.ceil(np.sqrt(n)))
+    grid_rows = int(np.ceil(n / per_row))
+    tiled = np.zeros((grid_rows * 10, per_row * 12), np.uint16)
+    for k in range(n):
+        r, c = divmod(k, per_row)
+        tiled[r * 10 : (r + 1) * 10, c * 12 : (c + 1) * 12] = vol[k]
+    (path,) = write_series(
+        tmp_path / "grid", [type(specs[0])(tiled, specs[0].position, OBLIQUE)], modality="MR", intercept=0.0
+    )
+    ds = pydicom.dcmread(path)
+    del ds.ImagePositionPatient
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "VFRAME"]
+    ds.add_new((0x0065, 0x0010), "LO", "Image Private Header")
+    ds.add_new((0x0065, 0x1050), "DS", str(n))
+    items = []
+    for k, spec in enumerate(specs):
+        item = Dataset()
+        item.ImagePositionPatient = [f"{v:.6f}" for v in spec.position]
+        item.AcquisitionTime = f"1200{k:02d}.500000"
+        items.append(item)
+    ds.add_new((0x0065, 0x1051), "SQ", Sequence(items))
+    ds.save_as(path)
+    result = convert_folder(tmp_path / "grid", tmp_path / "out")
+    assert not result.refused and not result.skipped, (result.refused, result.skipped)
+    (conv,) = result.converted
+    ours = nib.load(conv.volume_path)
+    assert ours.shape == (12, 10, n)
+    assert np.array_equal(ours.dataobj.get_unscaled(), classic.dataobj.get_unscaled())
+    assert np.abs(ours.affine - classic.affine).max() < 1e-4
+    assert json.loads(conv.sidecar_path.read_text())["SliceTiming"] == [float(k) for k in range(n)]
+
+
+def _ours_write(folder: Path, specs: list) -> nib.Nifti1Image:  # type: ignore[type-arg]
+    write_series(folder / "in", specs, modality="MR", intercept=0.0)
+    return _ours(folder / "in", folder / "out")["1_phantom.nii"]

@@ -246,6 +246,54 @@ def _siemens_pe(ds: Dataset) -> tuple[int | None, float | None]:
     return (int(positive) if positive is not None else None), (_f(bandwidth) or None)
 
 
+@dataclass
+class UihGrid(Mosaic):
+    """A United Imaging 'GRID' (ImageType VFRAME): ``n`` slices tiled ceil(sqrt(n)) across, each
+    slice placed by its own item of the private MR VFrame Sequence (0065,1051)."""
+
+    positions: list[np.ndarray] = field(default_factory=list)
+
+
+def _tm_seconds(value: Any) -> float | None:
+    text = str(value or "").strip()
+    if len(text) < 6 or not text[:6].isdigit():
+        return None
+    return int(text[:2]) * 3600 + int(text[2:4]) * 60 + float(text[4:] or 0)
+
+
+def _uih_grid(ds: Dataset, image_type: tuple[str, ...], path: Path) -> UihGrid | None:
+    if "VFRAME" not in image_type or (0x0065, 0x1050) not in ds:
+        return None
+    raw = ds[0x0065, 0x1050].value
+    n = int(_f(raw.decode() if isinstance(raw, bytes | bytearray) else raw, 0.0) or 0)
+    items = ds[0x0065, 0x1051].value if (0x0065, 0x1051) in ds else None
+    if isinstance(items, bytes | bytearray):  # implicit VR: the private sequence arrives unparsed
+        from pydicom.values import convert_SQ
+
+        try:
+            items = convert_SQ(bytes(items), True, True)
+        except Exception:
+            items = None
+    if n < 1 or not items or len(items) < n or any("ImagePositionPatient" not in it for it in items[:n]):
+        raise InputError(
+            "UIH grid (VFRAME) without a slice count (0065,1050) or a position for every slice (0065,1051)",
+            path=str(path),
+            hint="the VFrame sequence holds each slice's ImagePositionPatient; keep private tags to convert",
+        )
+    per_row = math.ceil(math.sqrt(n))
+    grid_rows = math.ceil(n / per_row)
+    positions = [np.asarray([float(v) for v in it.ImagePositionPatient]) for it in items[:n]]
+    seconds = [_tm_seconds(it.get("AcquisitionTime")) for it in items[:n]]
+    times = None
+    if all(t is not None for t in seconds):
+        start = min(seconds)  # type: ignore[type-var]
+        times = [round((t - start) * 1000.0, 3) for t in seconds]  # type: ignore[operator]
+    normal = positions[-1] - positions[0] if n > 1 else np.zeros(3)
+    return UihGrid(
+        n, per_row, int(ds.Rows) // grid_rows, int(ds.Columns) // per_row, normal, times, positions
+    )
+
+
 def frames_of(ds: Dataset, path: Path) -> list[Frame]:
     """Every image frame of ``ds`` with its geometry; raises InputError when geometry is missing."""
     sop = str(ds.get("SOPClassUID", ""))
@@ -267,8 +315,11 @@ def frames_of(ds: Dataset, path: Path) -> list[Frame]:
         return _enhanced_frames(ds, path, series_uid)
     image_type = tuple(str(v).upper() for v in ds.get("ImageType", []))
     mosaic = _siemens_mosaic(ds, image_type, path)
+    grid = _uih_grid(ds, image_type, path)
     pe_positive, bw_pe = _siemens_pe(ds)
     ipp, iop, ps = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient"), ds.get("PixelSpacing")
+    if grid is not None and ipp is None:
+        ipp = grid.positions[0]  # a UIH grid places every slice in its VFrame sequence instead
     if ipp is None or iop is None or ps is None:
         raise InputError(
             "missing ImagePositionPatient, ImageOrientationPatient or PixelSpacing",
@@ -304,6 +355,10 @@ def frames_of(ds: Dataset, path: Path) -> list[Frame]:
             (k, first + k * step * mosaic.normal, mosaic.times_ms[k] if mosaic.times_ms else None)
             for k in range(mosaic.n)
         ]
+    if grid is not None:
+        rows, cols = grid.rows, grid.cols
+        tiles = [(k, grid.positions[k], grid.times_ms[k] if grid.times_ms else None) for k in range(grid.n)]
+        mosaic = grid
     out = []
     for tile, pos, t_ms in tiles:
         frame = Frame(
