@@ -488,3 +488,27 @@ def test_uih_grid_vframe_without_image_position(tmp_path: Path, n: int) -> None:
 def _ours_write(folder: Path, specs: list) -> nib.Nifti1Image:  # type: ignore[type-arg]
     write_series(folder / "in", specs, modality="MR", intercept=0.0)
     return _ours(folder / "in", folder / "out")["1_phantom.nii"]
+
+
+@pytest.mark.parametrize("source", ["TriggerTime", "AcquisitionTime"])
+def test_slice_timing_of_a_classic_4d_series(tmp_path: Path, source: str) -> None:
+    """fMRI written one file per slice: GE gives each slice's time in the TR as TriggerTime, others
+    stamp the AcquisitionTime; either way SliceTiming lists them in the volume's slice order."""
+    vol = phantom((5, 8, 8))
+    order = [0, 2, 4, 1, 3]  # interleaved acquisition
+    specs = []
+    for t in range(2):
+        for k, spec in enumerate(axial_slices(vol)):
+            ms = order.index(k) * 400.0
+            extra: dict[str, object] = {"TemporalPositionIdentifier": t + 1}
+            if source == "TriggerTime":
+                extra["TriggerTime"] = f"{ms:g}"
+            else:
+                seconds = 2.0 * t + ms / 1000.0  # within the minute after 12:00
+                extra["AcquisitionTime"] = f"1200{int(seconds):02d}.{round((seconds % 1) * 1e6):06d}"
+            specs.append(type(spec)(spec.pixels, spec.position, spec.orientation, extra))
+    write_series(tmp_path / "in", specs, modality="MR", intercept=0.0)
+    result = convert_folder(tmp_path / "in", tmp_path / "out")
+    (conv,) = result.converted
+    side = json.loads(conv.sidecar_path.read_text())
+    assert side["SliceTiming"] == pytest.approx([0.0, 1.2, 0.4, 1.6, 0.8])
