@@ -69,10 +69,16 @@ def serve(
     server = GatewayServer(ws, cfg, deidentify=not verified)
     server.start()
     who = ", ".join(f"{r.ae_title}@{r.host}" if r.host else r.ae_title for r in cfg.allow) or "any AE"
-    if not cfg.allow:
+    if cfg.open_to_anyone:
         err_console.print(
-            "[yellow]warning:[/] no allow list: any application entity may store here "
-            "(set [gateway] allow or pass --allow AE@host)"
+            f"[bold red]WARNING: listening on {cfg.bind} with no allow list: ANY host and AE title on "
+            "the network may store here.[/] Set [gateway] allow / allow_hosts, pass --allow AE@host, "
+            "or bind to 127.0.0.1."
+        )
+    elif not cfg.allow:
+        err_console.print(
+            "[yellow]warning:[/] no AE allow list: any application entity that reaches the port may "
+            "store here (set [gateway] allow or pass --allow AE@host)"
         )
     err_console.print(
         f"[bold]{cfg.ae_title}[/] listening on {cfg.bind}:{server.port} "
