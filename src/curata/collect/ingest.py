@@ -23,7 +23,7 @@ from typing import Any
 import pydicom
 from pydicom.errors import InvalidDicomError
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from curata import faults
@@ -413,7 +413,12 @@ class Ingestor:
     ) -> None:
         catalog = self.ws.catalog
         with catalog.session() as session:
-            site = ensure_site(session, self.site_name, self.region, self.country)
+            try:
+                site = ensure_site(session, self.site_name, self.region, self.country)
+                session.commit()
+            except IntegrityError:  # another ingest created the site a moment ago
+                session.rollback()
+                site = ensure_site(session, self.site_name, self.region, self.country)
             known = self._known_inputs(session)
             session.commit()
             writer = CatalogWriter(session, site)
@@ -429,8 +434,11 @@ class Ingestor:
                     summary.add("failed")
                     break
                 if outcome.status in ("ingested", "quarantined"):
-                    outcome.status = self._file_one(writer, outcome)
                     pending.append(outcome)
+                    try:
+                        outcome.status = self._file_one(writer, outcome)
+                    except (IntegrityError, OperationalError) as exc:  # another ingest filed it first
+                        writer = self._retry(session, pending, exc)
                 else:
                     summary.add(outcome.status)
                     if outcome.status == "failed":
@@ -459,33 +467,40 @@ class Ingestor:
     def _commit(
         self, session: Session, site: Site, writer: CatalogWriter, pending: list[IngestOutcome]
     ) -> CatalogWriter:
-        """Commit the rows of ``pending``. Another ingest may have filed the same instances (or the
-        same patient, study, series) since: then roll back and file them again, as present."""
-        from sqlalchemy.exc import IntegrityError, OperationalError
-
+        """Commit the rows of ``pending``; if another ingest filed the same rows first, re-file."""
         faults.point("ingest.before_commit")
-        for attempt in range(8):
+        try:
+            session.commit()
+        except (IntegrityError, OperationalError) as exc:
+            writer = self._retry(session, pending, exc)
+        faults.point("ingest.after_commit")
+        return writer
+
+    def _retry(self, session: Session, pending: list[IngestOutcome], exc: Exception) -> CatalogWriter:
+        """Roll back and file ``pending`` again, then commit. Another ingest may have filed the same
+        instances (or the same site, patient, study, series) since: those come back ``present``."""
+        for attempt in range(10):
+            session.rollback()
+            if is_disk_full(exc):
+                raise CatalogError(DISK_FULL_REASON, hint=DISK_FULL_HINT) from exc
+            if attempt == 9:
+                raise CatalogError(
+                    f"the catalog kept refusing a commit ({type(exc).__name__})",
+                    hint="another process may hold the catalog; run again (the rerun resumes)",
+                ) from exc
+            time.sleep(0.05 * (attempt + 1))
             try:
-                session.commit()
-                faults.point("ingest.after_commit")
-                return writer
-            except (IntegrityError, OperationalError) as exc:
-                session.rollback()
-                if is_disk_full(exc):
-                    raise CatalogError(DISK_FULL_REASON, hint=DISK_FULL_HINT) from exc
-                if attempt == 7:
-                    raise CatalogError(
-                        f"the catalog kept refusing a commit ({type(exc).__name__})",
-                        hint="another process may hold the catalog; run again (the rerun resumes)",
-                    ) from exc
-                time.sleep(0.05 * (attempt + 1))
-                site = session.merge(site)
+                site = ensure_site(session, self.site_name, self.region, self.country)
                 writer = CatalogWriter(session, site)
                 for outcome in pending:
                     if outcome.status == "present" and outcome.fields:
                         outcome.status = "ingested"
                     outcome.status = self._file_one(writer, outcome)
-        return writer
+                session.commit()
+                return writer
+            except (IntegrityError, OperationalError) as again:
+                exc = again
+        raise AssertionError("unreachable")
 
     def ingest_bytes(self, raw: bytes, source: str) -> IngestOutcome:
         """One input, durably filed (blob written, catalog committed) before this returns.

@@ -212,6 +212,7 @@ class GatewayConfig:
     @classmethod
     def from_workspace(cls, ws: Any) -> GatewayConfig:
         section = {**DEFAULTS, **(ws.config.get("gateway") or {})}
+        _check_secret_file(ws, section)
         try:
             peers = {
                 name: Peer(check_ae_title(str(p["ae_title"])), str(p["host"]), int(p["port"]))
@@ -286,6 +287,32 @@ class GatewayConfig:
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
         return ctx
+
+
+def _check_secret_file(ws: Any, section: dict[str, Any]) -> None:
+    """A token written in curata.toml is a secret at rest: the file must be private (0600)."""
+    in_file = [
+        name
+        for name, env in (("token", "CURATA_TOKEN"), ("push_token", "CURATA_PUSH_TOKEN"))
+        if section.get(name) and not os.environ.get(env)
+    ]
+    root = getattr(ws, "root", None)
+    if not in_file or root is None:
+        return
+    from curata.workspace import CONFIG_NAME
+
+    path = root / CONFIG_NAME
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        raise ConfigError(
+            f"{CONFIG_NAME} holds [gateway] {' and '.join(in_file)} but other users can read it "
+            f"(mode {mode & 0o777:o})",
+            hint=f"chmod 600 {path}, or remove the token from the file and set CURATA_TOKEN / "
+            "CURATA_PUSH_TOKEN in the service's environment",
+        )
 
 
 def is_loopback(host: str) -> bool:
