@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import make_ct
 from tests.reliability.conftest import SRC, TABLE, cli, instances_ok, small_fs
 
@@ -210,11 +211,10 @@ def test_vault_survives_a_torn_line_and_a_full_disk(tmp_path: Path) -> None:
     with small_fs(tmp_path / "small", "1m") as mount:
         v2 = Vault(mount / "v", key)
         v2.append([{"pseudonym": "A", "original": "a"}])
-        with pytest.raises(OSError):  # fill what is left, then append past it
-            with open(mount / "filler", "wb") as fh:
-                while True:
-                    fh.write(b"\0" * 4096)
-                    fh.flush()
+        with pytest.raises(OSError), open(mount / "filler", "wb") as fh:  # fill what is left
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
         with pytest.raises(OSError):
             v2.append([{"pseudonym": f"B{i}", "original": "b" * 2000} for i in range(50)])
         (mount / "filler").unlink()
