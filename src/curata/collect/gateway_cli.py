@@ -218,7 +218,13 @@ def server(
 
     ws = _workspace(workspace)
     cfg = GatewayConfig.from_workspace(ws)
-    app = create_app(ws, token=token or cfg.token, verified_deidentified=verified, public_url=cfg.public_url)
+    app = create_app(
+        ws,
+        token=token or cfg.token,
+        verified_deidentified=verified,
+        public_url=cfg.public_url,
+        max_upload_bytes=cfg.max_upload_bytes,
+    )
     scheme = "https" if cfg.tls else "http"
     bind = host or cfg.http_host
     if not (token or cfg.token) and bind not in ("127.0.0.1", "localhost", "::1"):

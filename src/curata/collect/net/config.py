@@ -21,6 +21,7 @@ Example::
     max_associations_per_peer = 8    # per calling AE title and host
     max_connections = 128        # open sockets (negotiated or not) at once
     max_connections_per_host = 32
+    max_upload_bytes = 536870912 # largest STOW-RS request body of `curata server` (413 beyond)
     http_host = "127.0.0.1"
     http_port = 8042             # `curata server`
     public_url = ""              # how clients reach the server, if behind a proxy
@@ -66,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
     "max_associations_per_peer": 8,
     "max_connections": 128,
     "max_connections_per_host": 32,
+    "max_upload_bytes": 512 << 20,
     "http_host": "127.0.0.1",
     "http_port": 8042,
     "public_url": "",
@@ -160,6 +162,7 @@ class GatewayConfig:
     max_associations_per_peer: int = DEFAULTS["max_associations_per_peer"]
     max_connections: int = DEFAULTS["max_connections"]
     max_connections_per_host: int = DEFAULTS["max_connections_per_host"]
+    max_upload_bytes: int = DEFAULTS["max_upload_bytes"]
 
     def __post_init__(self) -> None:
         self.check_limits()
@@ -173,6 +176,7 @@ class GatewayConfig:
             "max_associations_per_peer",
             "max_connections",
             "max_connections_per_host",
+            "max_upload_bytes",
         )
         floats = ("request_timeout", "acse_timeout", "dimse_timeout", "network_timeout")
         for name in ints + floats:
@@ -247,6 +251,7 @@ class GatewayConfig:
                 max_associations_per_peer=int(section["max_associations_per_peer"]),
                 max_connections=int(section["max_connections"]),
                 max_connections_per_host=int(section["max_connections_per_host"]),
+                max_upload_bytes=int(section["max_upload_bytes"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
