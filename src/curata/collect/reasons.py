@@ -30,7 +30,7 @@ def sanitize(reason: str) -> str:
     text = _QUOTED.sub("'…'", reason)
     text = _PATH.sub("<path>", text)
     text = _LONG_NUMBER.sub("#", text)
-    return text[:_MAX]
+    return " ".join(text.split())[:_MAX]
 
 
 def safe_reason(exc: BaseException) -> str:

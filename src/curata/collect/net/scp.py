@@ -66,6 +66,35 @@ STATUS_CANNOT_UNDERSTAND = 0xC000  # the dataset was refused (quarantined with i
 STATUS_PROCESSING_FAILURE = 0xC211  # an unexpected error on our side
 
 
+def prefer_senders_order(assoc: Any) -> None:
+    """Accept, in each presentation context, the first transfer syntax *the sender* lists that we
+    support, not the first of our own list.
+
+    pynetdicom picks by the acceptor's order, so a context proposing [JPEG 2000 Lossless, Explicit
+    VR LE, ...] (dcmtk ``storescu -R +C -xv``, and PACS that combine syntaxes) got Explicit VR LE, and
+    a sender without a JPEG 2000 decoder could not convert: every object was lost to it. Senders put
+    the syntax their data is in first; taking it keeps lossless data as sent, and never makes a sender
+    re-encode (lossy syntaxes are chosen only when the sender proposes them first)."""
+    proposed = getattr(assoc.requestor.primitive, "presentation_context_definition_list", None) or []
+    order: dict[str, list[str]] = {}
+    for cx in proposed:
+        seen = order.setdefault(str(cx.abstract_syntax), [])
+        for ts in cx.transfer_syntax:
+            if str(ts) not in seen:
+                seen.append(str(ts))
+    if not order:
+        return
+    contexts = []
+    for cx in assoc.acceptor.supported_contexts:
+        wanted = order.get(str(cx.abstract_syntax))
+        if wanted:
+            ours = [str(t) for t in cx.transfer_syntax]
+            first = [t for t in wanted if t in ours]
+            cx.transfer_syntax = first + [t for t in ours if t not in first]
+        contexts.append(cx)
+    assoc.acceptor.supported_contexts = contexts
+
+
 def _failure(status: int, comment: str) -> Dataset:
     ds = Dataset()
     ds.Status = status
@@ -298,6 +327,8 @@ class GatewayServer:
             self.counts.add("rejected_associations")
             # rejected-transient, service-provider (presentation), local limit exceeded
             self._reject(assoc, 0x02, 0x03, 0x02)
+            return
+        prefer_senders_order(assoc)
 
     def _handle_closed(self, event: evt.Event) -> None:
         with self._admit_lock:
