@@ -183,6 +183,7 @@ def run_orthanc(work: Path, folders: list[Path]) -> tuple[float, int]:
 
 
 GATEWAY_WORKERS = {"value": 0}
+GATEWAY_PROCESSES = {"value": 1}
 
 
 def run_curata(work: Path, folders: list[Path]) -> tuple[float, int]:
@@ -196,6 +197,7 @@ def run_curata(work: Path, folders: list[Path]) -> tuple[float, int]:
         [
             *(curata, "gateway", "serve", "--port", str(port), "--bind", "127.0.0.1", "--json"),
             *("--workers", str(GATEWAY_WORKERS["value"])),
+            *("--processes", str(GATEWAY_PROCESSES["value"])),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -264,11 +266,18 @@ def main() -> int:
         "--gateway-workers", type=int, default=0, help="de-identification processes (0: one per core)"
     )
     parser.add_argument(
+        "--gateway-processes",
+        type=int,
+        default=1,
+        help="listener processes sharing the port (SO_REUSEPORT); each de-identifies in-process",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="rounds (receivers interleaved); the median rate is kept"
     )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "gateway.json")
     args = parser.parse_args()
     GATEWAY_WORKERS["value"] = args.gateway_workers
+    GATEWAY_PROCESSES["value"] = args.gateway_processes
     missing = [p for p in ("storescu", "storescp", "echoscu", "Orthanc") if shutil.which(p) is None]
     if missing:
         console.print(f"[red]not installed: {', '.join(missing)}; run scripts/system-deps.sh[/]")
@@ -279,6 +288,7 @@ def main() -> int:
         "size": args.size,
         "cores": cores(),
         "gateway_workers": args.gateway_workers or "one per core",
+        "gateway_processes": args.gateway_processes,
         "load_average_at_start": os.getloadavg(),
         "note": "storescp does not fsync and keeps no index; Curata fsyncs every blob and commits the catalog "
         "before answering success, with de-identification on.",

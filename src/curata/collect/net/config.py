@@ -33,6 +33,7 @@ Example::
     push_token = ""              # token sent by `curata gateway push` ($CURATA_PUSH_TOKEN wins)
     push_batch = 32
     workers = 0                  # de-identification processes; 0 = one per core (1 = in-process)
+    processes = 1                # listener processes sharing the port (SO_REUSEPORT); limits are per process
     [gateway.peers.pacs]         # named peers: `--from pacs`
     ae_title = "ORTHANC"
     host = "10.0.0.5"
@@ -68,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "max_connections": 128,
     "max_connections_per_host": 32,
     "max_upload_bytes": 512 << 20,
+    "processes": 1,
     "http_host": "127.0.0.1",
     "http_port": 8042,
     "public_url": "",
@@ -163,6 +165,7 @@ class GatewayConfig:
     max_connections: int = DEFAULTS["max_connections"]
     max_connections_per_host: int = DEFAULTS["max_connections_per_host"]
     max_upload_bytes: int = DEFAULTS["max_upload_bytes"]
+    processes: int = 1
 
     def __post_init__(self) -> None:
         self.check_limits()
@@ -252,6 +255,7 @@ class GatewayConfig:
                 max_connections=int(section["max_connections"]),
                 max_connections_per_host=int(section["max_connections_per_host"]),
                 max_upload_bytes=int(section["max_upload_bytes"]),
+                processes=max(1, int(section.get("processes") or 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
