@@ -183,11 +183,10 @@ def run_orthanc(work: Path, folders: list[Path]) -> tuple[float, int]:
 
 
 GATEWAY_WORKERS = {"value": 0}
-GATEWAY_PROCESSES = {"value": 1}
 
 
-def run_curata(work: Path, folders: list[Path]) -> tuple[float, int]:
-    ws = work / "curata"
+def run_curata(work: Path, folders: list[Path], processes: int = 1) -> tuple[float, int]:
+    ws = work / f"curata-{processes}"
     env = {**os.environ, "CURATA_WORKSPACE": str(ws)}
     env.pop("CURATA_DATABASE_URL", None)
     curata = str(VENV_BIN / "curata")
@@ -196,8 +195,8 @@ def run_curata(work: Path, folders: list[Path]) -> tuple[float, int]:
     proc = subprocess.Popen(
         [
             *(curata, "gateway", "serve", "--port", str(port), "--bind", "127.0.0.1", "--json"),
-            *("--workers", str(GATEWAY_WORKERS["value"])),
-            *("--processes", str(GATEWAY_PROCESSES["value"])),
+            *("--workers", str(GATEWAY_WORKERS["value"] if processes == 1 else 1)),
+            *("--processes", str(processes)),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -269,7 +268,7 @@ def main() -> int:
         "--gateway-processes",
         type=int,
         default=1,
-        help="listener processes sharing the port (SO_REUSEPORT); each de-identifies in-process",
+        help="also run the gateway with N listener processes sharing the port (SO_REUSEPORT)",
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="rounds (receivers interleaved); the median rate is kept"
@@ -277,7 +276,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "gateway.json")
     args = parser.parse_args()
     GATEWAY_WORKERS["value"] = args.gateway_workers
-    GATEWAY_PROCESSES["value"] = args.gateway_processes
+    if args.gateway_processes > 1:  # both designs in the same run: one listener, and N sharing the port
+        n = args.gateway_processes
+        RECEIVERS[f"curata-gateway (de-id on, {n} listener processes)"] = lambda w, f: run_curata(w, f, n)
     missing = [p for p in ("storescu", "storescp", "echoscu", "Orthanc") if shutil.which(p) is None]
     if missing:
         console.print(f"[red]not installed: {', '.join(missing)}; run scripts/system-deps.sh[/]")
