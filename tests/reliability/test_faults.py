@@ -250,3 +250,36 @@ def test_workspace_and_gateway_secrets_at_rest(workspace, monkeypatch) -> None: 
     os.chmod(cfg_path, 0o600)
     assert GatewayConfig.from_workspace(Workspace.open(workspace.root)).token == "s3cret-token"
     TABLE.add("token in a world-readable curata.toml", ok=True)
+
+
+def test_gateway_on_a_full_disk_answers_out_of_resources_and_keeps_serving(tmp_path: Path) -> None:
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage, Verification
+
+    from curata.collect.net.config import GatewayConfig
+    from curata.collect.net.scp import GatewayServer
+    from curata.workspace import Workspace
+
+    with small_fs(tmp_path / "small", "3m") as mount:
+        ws = Workspace.init(mount / "ws", site="test-site")
+        cfg = GatewayConfig(ae_title="CURATA", port=0, bind="127.0.0.1", workers=1)
+        ae = AE(ae_title="MODALITY1")
+        ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+        ae.add_requested_context(Verification)
+        statuses: list[int] = []
+        with GatewayServer(ws, cfg) as server:
+            assoc = ae.associate("127.0.0.1", server.port, ae_title="CURATA")
+            for i in range(40):
+                st = assoc.send_c_store(make_ct(index=i, rows=256, columns=256))
+                statuses.append(int(st.Status))
+                if st.Status == 0xA700:
+                    assert "no space" in str(st.get("ErrorComment", "")) or "not stored" in str(
+                        st.get("ErrorComment", "")
+                    )
+            assert assoc.send_c_echo().Status == 0  # still serving
+            assoc.release()
+            assert server.counts.errors > 0 and server.counts.refused == 0
+        assert statuses[0] == 0 and 0xA700 in statuses and set(statuses) <= {0, 0xA700}
+        assert instances_ok(ws) == statuses.count(0), "every acknowledged instance is filed"
+    TABLE.add("disk full at the gateway (C-STORE answered 0xA700, no false success)", ok=True)

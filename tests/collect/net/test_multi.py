@@ -53,7 +53,11 @@ def test_two_listener_processes_share_the_port(workspace, ct_series) -> None:  #
         assert storescu(port, folders[0]).returncode == 0  # a re-send: present
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # its listeners die with it (PR_SET_PDEATHSIG)
+            out, err = proc.communicate()
     assert out.strip(), (proc.returncode, err)
     summary = json.loads(out)
     assert proc.returncode == 0, err[-1500:]

@@ -34,9 +34,11 @@ from pydicom.uid import (
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 
+from curata.collect.ingest import DISK_FULL_REASON
 from curata.collect.net._guard import GuardedServer, GuardLimits
 from curata.collect.net.config import AllowRule, GatewayConfig
 from curata.collect.net.receive import OK_STATUSES, Receiver
+from curata.collect.reasons import safe_reason
 from curata.errors import NetworkError
 from curata.workspace import Workspace
 
@@ -346,14 +348,19 @@ class GatewayServer:
                 raw, source=f"c-store from {calling}", source_uid=source_uid, peer=calling
             )
         except Exception as exc:  # disk, database or a bug: never acknowledge, keep serving
-            log.exception("C-STORE from %s failed", calling)
+            reason = safe_reason(exc)
+            log.error("C-STORE from %s not stored: %s", calling, reason)
             self.counts.add("errors")
-            return _failure(STATUS_OUT_OF_RESOURCES, f"not stored: {type(exc).__name__}: {exc}")
+            return _failure(STATUS_OUT_OF_RESOURCES, f"not stored: {reason}")
         if self.on_store is not None:
             self.on_store(outcome)
         if outcome.status in OK_STATUSES:
             self.counts.add("stored" if outcome.status == "ingested" else "present")
             return 0x0000
+        if outcome.reason == DISK_FULL_REASON:  # our trouble, not the data's: the sender retries later
+            self.counts.add("errors")
+            log.error("C-STORE from %s not stored: %s", calling, outcome.reason)
+            return _failure(STATUS_OUT_OF_RESOURCES, "not stored: no space left on the gateway")
         self.counts.add("refused")
         log.warning("C-STORE from %s refused: %s", calling, outcome.reason)
         status = STATUS_CANNOT_UNDERSTAND if outcome.status == "quarantined" else STATUS_PROCESSING_FAILURE
