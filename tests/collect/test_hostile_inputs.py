@@ -169,3 +169,33 @@ def test_reasons_are_sanitised() -> None:
     assert "JOHN" not in safe_reason(ValueError("Invalid value 'JOHN^SMITH' for PN"))
     assert "internal error (ValueError" in safe_reason(ValueError("Invalid value 'JOHN^SMITH'"))
     assert sanitize("tag [PatientName] <Smith> rule X") == "tag '…' '…' rule X"
+
+
+def test_deid_duplicate_sop_uids_never_overwrite(tmp_path: Path) -> None:
+    """Two different inputs with one SOP Instance UID: the first is written, the second refused
+    with its reason; the report describes the file that is in OUTPUT."""
+    from curata.cli import app
+    from curata.collect.keys import generate_key_file
+
+    src = tmp_path / "in"
+    same = {"sop_uid": "1.2.826.0.1.3680043.8.498.1", "study_uid": "1.2.3.4", "series_uid": "1.2.3.4.5"}
+    make_ct(src / "a.dcm", index=1, seed=1, **same)
+    make_ct(src / "b.dcm", index=2, seed=2, **same)
+    key = tmp_path / "site.key"
+    generate_key_file(key)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["deid", str(src), str(out), "--key-file", str(key), "-j", "1", "--json"])
+    report = json.loads((out / "deid-report.json").read_text())
+    assert report["counts"].get("deidentified") == 1 and report["counts"].get("quarantined") == 1, report[
+        "counts"
+    ]
+    assert "duplicate SOP Instance UID" in report["quarantined"][0]["reason"]
+    written = [p for p in out.rglob("*.dcm")]
+    assert len(written) == 1
+    ds = pydicom.dcmread(written[0])
+    assert str(report["files"][0]["output"]) in str(written[0].relative_to(out))
+    assert ds.InstanceNumber in (2, 3)  # whichever input won, it is the one described
+    assert res.exit_code != 0  # something was refused
+    qdir = tmp_path / "curata-quarantine"
+    assert stat.S_IMODE(qdir.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in qdir.iterdir())
