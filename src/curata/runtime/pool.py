@@ -38,7 +38,7 @@ def die_with_parent(parent: int | None = None) -> None:
         os._exit(1)
 
 
-def _start_worker(parent: int, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
+def start_worker(parent: int, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
     die_with_parent(parent)
     if initializer is not None:
         initializer(*initargs)
@@ -67,7 +67,7 @@ def imap_unordered(
         return
     window = window or n * 4
     with ProcessPoolExecutor(
-        max_workers=n, initializer=_start_worker, initargs=(os.getpid(), initializer, initargs)
+        max_workers=n, initializer=start_worker, initargs=(os.getpid(), initializer, initargs)
     ) as pool:
         pending: dict[Future[R], T] = {}
         iterator = iter(items)

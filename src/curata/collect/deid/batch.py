@@ -224,7 +224,11 @@ def run_batch(
         consume(_process_one(p) for p in paths)
     else:
         chunk = max(1, min(64, len(paths) // (workers * 8)))
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init_args) as pool:
+        from curata.runtime.pool import start_worker
+
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=start_worker, initargs=(os.getpid(), _init_worker, init_args)
+        ) as pool:
             consume(pool.map(_process_one, paths, chunksize=chunk))
     Vault(vault_dir, key).sync()
     write_report(output, profile, report)
