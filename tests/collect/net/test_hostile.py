@@ -214,3 +214,23 @@ def test_secure_defaults_and_bounded_limits(workspace, caplog) -> None:  # type:
     with caplog.at_level("WARNING", logger="curata.gateway"), GatewayServer(workspace, wide):
         pass
     assert "ANY host" in caplog.text
+
+
+def test_an_oversized_data_set_is_dropped_before_it_is_held(workspace) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import make_ct
+
+    cfg = _config(max_object_bytes=256 << 10, max_pdu=64 << 10)
+    with GatewayServer(workspace, cfg) as server:
+        big = _scu().associate("127.0.0.1", server.port, ae_title="CURATA")
+        assert big.is_established
+        status = big.send_c_store(make_ct(rows=512, columns=512))  # 512 KB of pixels
+        assert not status or status.get("Status") != 0x0000
+        deadline = time.monotonic() + 10
+        while big.is_established and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not big.is_established  # the connection was dropped
+        ok = _scu().associate("127.0.0.1", server.port, ae_title="CURATA")
+        assert ok.send_c_store(make_ct(index=1, rows=128, columns=128)).Status == 0x0000  # 32 KB: fine
+        ok.release()
+        assert server.guard_counts()["dropped_connections"] == 1
+    assert count(workspace) == 1

@@ -58,6 +58,7 @@ class GuardLimits:
     max_connections: int = 128
     max_connections_per_host: int = 32
     allow_hosts: tuple[Any, ...] = ()  # ip_network objects; empty = any host
+    max_object_bytes: int = 2 << 30  # one DIMSE data set, summed over its P-DATA fragments
 
 
 @dataclass
@@ -120,6 +121,8 @@ class GuardedSocket(AssociationSocket):
         self._deadline = self._opened + self._limits.request_timeout
         self._released = False
         self._tls_pending = isinstance(client_socket, ssl.SSLSocket)
+        self._pdu_type = 0
+        self._object_bytes = 0  # data-set bytes of the DIMSE message being received
 
     def overdue(self, now: float) -> bool:
         """Still no complete association request past its deadline (a stalled or silent peer)."""
@@ -187,11 +190,29 @@ class GuardedSocket(AssociationSocket):
                     )
                 if not self._first and length > self._limits.max_pdu + 6:
                     raise self._drop(f"PDU of {length} bytes (limit {self._limits.max_pdu})")
+                self._pdu_type = pdu_type
                 self._at_header = False
         else:
             self._at_header = True
             self._first = False
+            if self._pdu_type == P_DATA_TF:
+                self._count_pdvs(data)
         return data
+
+    def _count_pdvs(self, body: bytearray) -> None:
+        """Sum the data-set fragments of the message in flight (PS3.8 9.3.5.1, E.2): pynetdicom keeps
+        them in memory until the last one, so one object is bounded by ``max_object_bytes``."""
+        pos = 0
+        while pos + 6 <= len(body):
+            (item_len,) = struct.unpack_from(">L", body, pos)
+            control = body[pos + 5]
+            if not control & 0x01:  # a data-set fragment (bit 0 clear), not a command
+                self._object_bytes += max(0, item_len - 2)
+                if self._object_bytes > self._limits.max_object_bytes:
+                    raise self._drop(f"data set over {self._limits.max_object_bytes} bytes")
+                if control & 0x02:  # its last fragment: the next data set starts from zero
+                    self._object_bytes = 0
+            pos += 4 + item_len
 
     def close(self) -> None:
         try:

@@ -22,6 +22,7 @@ Example::
     max_connections = 128        # open sockets (negotiated or not) at once
     max_connections_per_host = 32
     max_upload_bytes = 536870912 # largest STOW-RS request body of `curata server` (413 beyond)
+    max_object_bytes = 2147483648  # largest data set one C-STORE may carry (the connection is dropped)
     http_host = "127.0.0.1"
     http_port = 8042             # `curata server`
     public_url = ""              # how clients reach the server, if behind a proxy
@@ -69,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "max_connections": 128,
     "max_connections_per_host": 32,
     "max_upload_bytes": 512 << 20,
+    "max_object_bytes": 2 << 30,
     "processes": 1,
     "http_host": "127.0.0.1",
     "http_port": 8042,
@@ -165,6 +167,7 @@ class GatewayConfig:
     max_connections: int = DEFAULTS["max_connections"]
     max_connections_per_host: int = DEFAULTS["max_connections_per_host"]
     max_upload_bytes: int = DEFAULTS["max_upload_bytes"]
+    max_object_bytes: int = DEFAULTS["max_object_bytes"]
     processes: int = 1
 
     def __post_init__(self) -> None:
@@ -180,6 +183,7 @@ class GatewayConfig:
             "max_connections",
             "max_connections_per_host",
             "max_upload_bytes",
+            "max_object_bytes",
         )
         floats = ("request_timeout", "acse_timeout", "dimse_timeout", "network_timeout")
         for name in ints + floats:
@@ -255,6 +259,7 @@ class GatewayConfig:
                 max_connections=int(section["max_connections"]),
                 max_connections_per_host=int(section["max_connections_per_host"]),
                 max_upload_bytes=int(section["max_upload_bytes"]),
+                max_object_bytes=int(section["max_object_bytes"]),
                 processes=max(1, int(section.get("processes") or 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:

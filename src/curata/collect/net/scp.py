@@ -224,6 +224,7 @@ class GatewayServer:
             max_connections=cfg.max_connections,
             max_connections_per_host=cfg.max_connections_per_host,
             allow_hosts=cfg.host_networks(),
+            max_object_bytes=cfg.max_object_bytes,
         )
         try:
             server = self.ae.make_server(
