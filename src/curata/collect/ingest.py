@@ -38,7 +38,7 @@ from curata.runtime import imap_unordered
 from curata.workspace import Workspace
 
 DISK_FULL_REASON = "no space left on the device (store, quarantine or catalog)"
-DISK_FULL_HINT = "free space (or point [store] url / the catalog elsewhere) and run again: the rerun resumes"
+DISK_FULL_HINT = "free space (or move the store or the catalog to a larger disk in curata.toml) and run again: the rerun resumes"
 
 
 @dataclass
