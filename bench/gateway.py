@@ -185,8 +185,8 @@ def run_orthanc(work: Path, folders: list[Path]) -> tuple[float, int]:
 GATEWAY_WORKERS = {"value": 0}
 
 
-def run_curata(work: Path, folders: list[Path]) -> tuple[float, int]:
-    ws = work / "curata"
+def run_curata(work: Path, folders: list[Path], processes: int = 1) -> tuple[float, int]:
+    ws = work / f"curata-{processes}"
     env = {**os.environ, "CURATA_WORKSPACE": str(ws)}
     env.pop("CURATA_DATABASE_URL", None)
     curata = str(VENV_BIN / "curata")
@@ -195,7 +195,8 @@ def run_curata(work: Path, folders: list[Path]) -> tuple[float, int]:
     proc = subprocess.Popen(
         [
             *(curata, "gateway", "serve", "--port", str(port), "--bind", "127.0.0.1", "--json"),
-            *("--workers", str(GATEWAY_WORKERS["value"])),
+            *("--workers", str(GATEWAY_WORKERS["value"] if processes == 1 else 1)),
+            *("--processes", str(processes)),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -264,11 +265,20 @@ def main() -> int:
         "--gateway-workers", type=int, default=0, help="de-identification processes (0: one per core)"
     )
     parser.add_argument(
+        "--gateway-processes",
+        type=int,
+        default=1,
+        help="also run the gateway with N listener processes sharing the port (SO_REUSEPORT)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="rounds (receivers interleaved); the median rate is kept"
     )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "gateway.json")
     args = parser.parse_args()
     GATEWAY_WORKERS["value"] = args.gateway_workers
+    if args.gateway_processes > 1:  # both designs in the same run: one listener, and N sharing the port
+        n = args.gateway_processes
+        RECEIVERS[f"curata-gateway (de-id on, {n} listener processes)"] = lambda w, f: run_curata(w, f, n)
     missing = [p for p in ("storescu", "storescp", "echoscu", "Orthanc") if shutil.which(p) is None]
     if missing:
         console.print(f"[red]not installed: {', '.join(missing)}; run scripts/system-deps.sh[/]")
@@ -279,6 +289,7 @@ def main() -> int:
         "size": args.size,
         "cores": cores(),
         "gateway_workers": args.gateway_workers or "one per core",
+        "gateway_processes": args.gateway_processes,
         "load_average_at_start": os.getloadavg(),
         "note": "storescp does not fsync and keeps no index; Curata fsyncs every blob and commits the catalog "
         "before answering success, with de-identification on.",

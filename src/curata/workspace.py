@@ -67,6 +67,7 @@ class Workspace:
             cfg = _merge(DEFAULT_CONFIG, {"site": {"name": site}} if site else {})
             tmp = cfg_path.with_suffix(".tmp")
             tmp.write_text(tomli_w.dumps(cfg))
+            os.chmod(tmp, 0o600)  # it may come to hold tokens ([gateway] token, push_token)
             tmp.replace(cfg_path)
         ws = cls.open(root)
         (root / ".curata").mkdir(exist_ok=True)
@@ -75,6 +76,7 @@ class Workspace:
             generate_key_file(ws.key_path)
         ws.store_path.mkdir(exist_ok=True)
         ws.quarantine_path.mkdir(exist_ok=True)
+        os.chmod(ws.quarantine_path, 0o700)  # refused raw inputs: identifiable, private
         ws.catalog.migrate()
         return ws
 

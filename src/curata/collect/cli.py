@@ -21,6 +21,9 @@ def ingest(
     ),
     workers: int = typer.Option(0, "--workers", "-j", help="Worker processes (default: all cores)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    show_paths: bool = typer.Option(
+        False, "--show-paths", help="Name refused inputs by path (paths may hold patient names)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     workspace: Path | None = typer.Option(None, "--workspace", "-w"),
 ) -> None:
@@ -41,8 +44,16 @@ def ingest(
         )
     summary.render(as_json=as_json)
     if problems and not as_json:
+        from rich.markup import escape
+
         for p in problems[:20]:
-            console.print(f"[red]{p.status}[/] {p.source}: {p.reason}")
+            if show_paths:
+                label = p.source
+            elif p.input_digest:
+                label = f"sha256:{p.input_digest[:16]}"
+            else:
+                label = "an input (--show-paths names it)"
+            console.print(f"[red]{p.status}[/] {escape(label)}: {escape(p.reason or '')}")
         if len(problems) > 20:
             console.print(f"... and {len(problems) - 20} more: `curata ls quarantine`")
     if summary.failed:

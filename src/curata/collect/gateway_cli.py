@@ -44,6 +44,13 @@ def serve(
     workers: int = typer.Option(
         None, "--workers", "-j", help="De-identification processes (default: config, or one per core)."
     ),
+    processes: int = typer.Option(
+        None,
+        "--processes",
+        "-p",
+        help="Listener processes sharing the port (SO_REUSEPORT), each de-identifying in-process "
+        "(default: [gateway] processes, 1).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every association."),
     workspace: Path | None = typer.Option(None, "--workspace", "-w"),
@@ -52,6 +59,7 @@ def serve(
     from curata.collect.net.config import AllowRule, GatewayConfig, check_ae_title
     from curata.collect.net.scp import GatewayServer
     from curata.console import RunSummary
+    from curata.errors import ConfigError
 
     _setup_logging(verbose)
     ws = _workspace(workspace)
@@ -66,26 +74,58 @@ def serve(
         cfg.allow = [AllowRule.parse(a) for a in allow]
     if workers is not None:
         cfg.workers = max(0, workers)
-    server = GatewayServer(ws, cfg, deidentify=not verified)
-    server.start()
-    who = ", ".join(f"{r.ae_title}@{r.host}" if r.host else r.ae_title for r in cfg.allow) or "any AE"
-    if not cfg.allow:
-        err_console.print(
-            "[yellow]warning:[/] no allow list: any application entity may store here "
-            "(set [gateway] allow or pass --allow AE@host)"
-        )
-    err_console.print(
-        f"[bold]{cfg.ae_title}[/] listening on {cfg.bind}:{server.port} "
-        f"(de-identification {'off: verify only' if verified else 'on'}; allowed: {who}). Ctrl-C stops."
-    )
+    if processes is not None:
+        cfg.processes = max(1, processes)
+    group = None
+    if cfg.processes > 1:
+        from curata.collect.net.multi import ProcessGroup
+
+        if not cfg.port:
+            raise ConfigError("--processes needs a fixed --port", hint="e.g. --port 11112")
+        cfg.workers = 1  # each listener de-identifies in its own process
+        group = ProcessGroup(ws.root, cfg, cfg.processes - 1, deidentify=not verified)
+    import signal
+
+    def _terminate(*_args: object) -> None:  # a service manager's stop: same clean end as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+
+    server = GatewayServer(ws, cfg, deidentify=not verified, reuse_port=group is not None)
+    others: list[dict[str, int]] = []
     try:
+        if group is not None:  # the others first: the port answers once every listener is up
+            group.start()
+        server.start()
+        who = ", ".join(f"{r.ae_title}@{r.host}" if r.host else r.ae_title for r in cfg.allow) or "any AE"
+        if cfg.open_to_anyone:
+            err_console.print(
+                f"[bold red]WARNING: listening on {cfg.bind} with no allow list: ANY host and AE title on "
+                "the network may store here.[/] Set \\[gateway] allow / allow_hosts, pass --allow AE@host, "
+                "or bind to 127.0.0.1."
+            )
+        elif not cfg.allow:
+            err_console.print(
+                "[yellow]warning:[/] no AE allow list: any application entity that reaches the port may "
+                "store here (set \\[gateway] allow or pass --allow AE@host)"
+            )
+        err_console.print(
+            f"[bold]{cfg.ae_title}[/] listening on {cfg.bind}:{server.port} "
+            f"(de-identification {'off: verify only' if verified else 'on'}; allowed: {who}; "
+            f"{cfg.processes} process(es)). Ctrl-C stops."
+        )
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
+        if group is not None:
+            others = group.stop()
     summary = RunSummary("gateway serve", failure_keys=("refused", "errors"))
     summary.counts.update(server.counts.as_dict())
+    for counts in others:
+        for key, value in counts.items():
+            summary.counts[key] = summary.counts.get(key, 0) + value
     summary.render(as_json=as_json)
     if summary.failed:
         raise typer.Exit(1)
@@ -212,7 +252,13 @@ def server(
 
     ws = _workspace(workspace)
     cfg = GatewayConfig.from_workspace(ws)
-    app = create_app(ws, token=token or cfg.token, verified_deidentified=verified, public_url=cfg.public_url)
+    app = create_app(
+        ws,
+        token=token or cfg.token,
+        verified_deidentified=verified,
+        public_url=cfg.public_url,
+        max_upload_bytes=cfg.max_upload_bytes,
+    )
     scheme = "https" if cfg.tls else "http"
     bind = host or cfg.http_host
     if not (token or cfg.token) and bind not in ("127.0.0.1", "localhost", "::1"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,16 +23,22 @@ from typing import Any
 import pydicom
 from pydicom.errors import InvalidDicomError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from curata import faults
 from curata.catalog import Blob, Instance, Patient, QuarantineItem, Series, Site, Study
 from curata.catalog.dicom_index import index_fields
 from curata.catalog.provenance import record as record_provenance
+from curata.collect.reasons import is_disk_full, safe_reason, sanitize, write_private
 from curata.collect.sources import Source, iter_sources
 from curata.console import RunSummary
-from curata.errors import CurataError, DeidError, InputError
+from curata.errors import CatalogError, DeidError, InputError, StoreError
 from curata.runtime import imap_unordered
 from curata.workspace import Workspace
+
+DISK_FULL_REASON = "no space left on the device (store, quarantine or catalog)"
+DISK_FULL_HINT = "free space (or move the store or the catalog to a larger disk in curata.toml) and run again: the rerun resumes"
 
 
 @dataclass
@@ -91,25 +96,45 @@ def _setup_context(ctx: _WorkerContext) -> None:
 
 
 def _quarantine_bytes(folder: str, digest: str, raw: bytes, source: str, reason: str, stage: str) -> None:
-    """Keep a refused input on site (never in the store) with its reason, atomically."""
+    """Keep a refused input on site (never in the store) with its reason, atomically, readable by
+    the service account only (folder 0700, files 0600). The source path is not kept: folder names
+    often hold the patient's name; the sha256 names the input."""
+    del source
     qdir = Path(folder)
-    qdir.mkdir(parents=True, exist_ok=True)
     target = qdir / f"{digest}.bin"
     if not target.exists():
-        tmp = qdir / f".{digest}.{os.getpid()}.tmp"
-        tmp.write_bytes(raw)
-        tmp.replace(target)
+        write_private(target, raw)
     meta = {
-        "source": source,
         "reason": reason,
         "stage": stage,
         "sha256": digest,
         "size": len(raw),
         "at": datetime.now(UTC).isoformat(),
     }
-    tmp = qdir / f".{digest}.{os.getpid()}.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(qdir / f"{digest}.json")
+    write_private(qdir / f"{digest}.json", json.dumps(meta, indent=2).encode())
+
+
+_IMAGE_MARKERS = ("Rows", "Columns", "BitsAllocated")
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _check_complete(raw: bytes) -> None:
+    """An image object must still hold its pixel data: a file cut exactly at an element boundary
+    parses cleanly without it (pydicom cannot tell), so look for the element itself."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True, specific_tags=list(_IMAGE_MARKERS))
+    except Exception:
+        return  # unreadable files are the de-identifier's to refuse, with its own reason
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if syntax in ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"):  # deflated, big endian
+        return
+    if all(k in ds for k in _IMAGE_MARKERS) and not any(
+        tag in raw for tag in (b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
+    ):
+        raise InputError(
+            "image object without pixel data (7FE0,0010): truncated file?",
+            hint="send the complete file again",
+        )
 
 
 def _verify_deidentified(raw: bytes) -> tuple[bytes, pydicom.Dataset]:
@@ -132,6 +157,8 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
     assert ctx is not None, "worker not initialised"
     if isinstance(source, Source):
         name = source.name
+        if source.problem:
+            return IngestOutcome(source.kind, name, reason=sanitize(source.problem))
         if source.skipped:
             return IngestOutcome(
                 "skipped", name, reason="not an image object (directory record or desktop file)"
@@ -139,13 +166,14 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
         try:
             raw = source.read()
         except InputError as exc:
-            return IngestOutcome("failed", name, reason=exc.reason)
+            return IngestOutcome("failed", name, reason=sanitize(exc.reason))
     else:
         name, raw = source
     digest = hashlib.sha256(raw).hexdigest()
     if digest in ctx.known_inputs:
         return IngestOutcome("present", name, input_digest=digest)
     try:
+        _check_complete(raw)
         if ctx.deidentify:
             result = ctx.deidentifier.deidentify_bytes(raw, source=name)
             out_bytes, ds, rec = result.output_bytes, result.dataset, result.record
@@ -155,13 +183,19 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
             deid_record = None
         fields = index_fields(ds)
         blob = ctx.store.put_bytes(out_bytes)
-    except CurataError as exc:
-        reason = exc.reason if isinstance(exc, InputError) else exc.message
-        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
-        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
-    except Exception as exc:  # a bug or an unforeseen input: quarantine, never stop the batch
-        reason = f"unexpected {type(exc).__name__}: {exc}"
-        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
+        faults.point("ingest.after_blob")
+    except Exception as exc:  # a bad input or a bug: quarantine with a safe reason, never stop
+        if is_disk_full(exc):
+            return IngestOutcome("failed", name, input_digest=digest, reason=DISK_FULL_REASON, size=len(raw))
+        reason = safe_reason(exc)
+        try:
+            _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
+        except OSError as qexc:
+            if is_disk_full(qexc):
+                return IngestOutcome(
+                    "failed", name, input_digest=digest, reason=DISK_FULL_REASON, size=len(raw)
+                )
+            return IngestOutcome("failed", name, input_digest=digest, reason=safe_reason(qexc))
         return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
     return IngestOutcome(
         "ingested",
@@ -277,6 +311,13 @@ def ensure_site(session: Session, name: str, region: str | None = None, country:
     return site
 
 
+def _tally(summary: RunSummary, problems: list[IngestOutcome], filed: list[IngestOutcome]) -> None:
+    for outcome in filed:
+        summary.add(outcome.status)
+        if outcome.status in ("quarantined", "failed"):
+            problems.append(outcome)
+
+
 class Ingestor:
     """The ingest service the CLI, the demo and the network gateway share."""
 
@@ -346,34 +387,120 @@ class Ingestor:
         for key in ("ingested", "present", "skipped", "quarantined", "failed"):
             summary.counts[key] = 0
         problems: list[IngestOutcome] = []
+        try:
+            self._ingest(sources, summary, problems, on_progress, batch_seconds, batch_size)
+        except SQLAlchemyError as exc:
+            if is_disk_full(exc):
+                raise CatalogError(DISK_FULL_REASON, hint=DISK_FULL_HINT) from exc
+            raise CatalogError(
+                f"the catalog failed ({type(exc).__name__})",
+                hint="check the database (curata status); a rerun resumes where this one stopped",
+            ) from exc
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise StoreError(DISK_FULL_REASON, hint=DISK_FULL_HINT) from exc
+            raise
+        return summary, problems
+
+    def _ingest(
+        self,
+        sources: Iterable[Source | tuple[str, bytes]],
+        summary: RunSummary,
+        problems: list[IngestOutcome],
+        on_progress: Callable[[IngestOutcome], None] | None,
+        batch_seconds: float,
+        batch_size: int,
+    ) -> None:
         catalog = self.ws.catalog
         with catalog.session() as session:
-            site = ensure_site(session, self.site_name, self.region, self.country)
+            try:
+                site = ensure_site(session, self.site_name, self.region, self.country)
+                session.commit()
+            except IntegrityError:  # another ingest created the site a moment ago
+                session.rollback()
+                site = ensure_site(session, self.site_name, self.region, self.country)
             known = self._known_inputs(session)
             session.commit()
             writer = CatalogWriter(session, site)
             ctx = self._context(known)
-            pending, last_commit = 0, time.monotonic()
+            pending: list[IngestOutcome] = []
+            last_commit = time.monotonic()
+            disk_full = False
             for _src, outcome in imap_unordered(
                 process_one, sources, workers=self.workers, initializer=_init_worker, initargs=(ctx,)
             ):
-                status = outcome.status
-                if status == "ingested":
-                    status = writer.file(outcome)
-                    pending += 1
-                elif status == "quarantined":
-                    writer.quarantine(outcome)
-                    pending += 1
-                outcome.status = status
-                summary.add(status)
-                if status in ("quarantined", "failed"):
-                    problems.append(outcome)
-                if pending and (pending >= batch_size or time.monotonic() - last_commit > batch_seconds):
-                    session.commit()
-                    pending, last_commit = 0, time.monotonic()
+                if outcome.reason == DISK_FULL_REASON:  # stop: every later input would fail alike
+                    disk_full = True
+                    summary.add("failed")
+                    break
+                if outcome.status in ("ingested", "quarantined"):
+                    pending.append(outcome)
+                    try:
+                        outcome.status = self._file_one(writer, outcome)
+                    except (IntegrityError, OperationalError) as exc:  # another ingest filed it first
+                        writer = self._retry(session, pending, exc)
+                else:
+                    summary.add(outcome.status)
+                    if outcome.status == "failed":
+                        problems.append(outcome)
+                if pending and (len(pending) >= batch_size or time.monotonic() - last_commit > batch_seconds):
+                    writer = self._commit(session, site, writer, pending)
+                    _tally(summary, problems, pending)
+                    pending, last_commit = [], time.monotonic()
                 if on_progress:
                     on_progress(outcome)
-        return summary, problems
+            writer = self._commit(session, site, writer, pending)
+            _tally(summary, problems, pending)
+            if disk_full:
+                raise StoreError(
+                    f"{DISK_FULL_REASON}; stopped after {summary.counts.get('ingested', 0)} ingested",
+                    hint=DISK_FULL_HINT,
+                )
+
+    @staticmethod
+    def _file_one(writer: CatalogWriter, outcome: IngestOutcome) -> str:
+        if outcome.status == "ingested":
+            return writer.file(outcome)
+        writer.quarantine(outcome)
+        return "quarantined"
+
+    def _commit(
+        self, session: Session, site: Site, writer: CatalogWriter, pending: list[IngestOutcome]
+    ) -> CatalogWriter:
+        """Commit the rows of ``pending``; if another ingest filed the same rows first, re-file."""
+        faults.point("ingest.before_commit")
+        try:
+            session.commit()
+        except (IntegrityError, OperationalError) as exc:
+            writer = self._retry(session, pending, exc)
+        faults.point("ingest.after_commit")
+        return writer
+
+    def _retry(self, session: Session, pending: list[IngestOutcome], exc: Exception) -> CatalogWriter:
+        """Roll back and file ``pending`` again, then commit. Another ingest may have filed the same
+        instances (or the same site, patient, study, series) since: those come back ``present``."""
+        for attempt in range(10):
+            session.rollback()
+            if is_disk_full(exc):
+                raise CatalogError(DISK_FULL_REASON, hint=DISK_FULL_HINT) from exc
+            if attempt == 9:
+                raise CatalogError(
+                    f"the catalog kept refusing a commit ({type(exc).__name__})",
+                    hint="another process may hold the catalog; run again (the rerun resumes)",
+                ) from exc
+            time.sleep(0.05 * (attempt + 1))
+            try:
+                site = ensure_site(session, self.site_name, self.region, self.country)
+                writer = CatalogWriter(session, site)
+                for outcome in pending:
+                    if outcome.status == "present" and outcome.fields:
+                        outcome.status = "ingested"
+                    outcome.status = self._file_one(writer, outcome)
+                session.commit()
+                return writer
+            except (IntegrityError, OperationalError) as again:
+                exc = again
+        raise AssertionError("unreachable")
 
     def ingest_bytes(self, raw: bytes, source: str) -> IngestOutcome:
         """One input, durably filed (blob written, catalog committed) before this returns.

@@ -23,7 +23,7 @@ from curata.errors import ConfigError, InputError
 from curata.publish import fingerprint as fp
 from curata.publish.manifest import Manifest, ManifestFile
 from curata.publish.models import ReleaseExport
-from curata.publish.release import ReleaseError, get_version
+from curata.publish.release import ReleaseError, ensure_logged, get_version
 from curata.publish.verify_release import script_source
 from curata.runtime import imap_unordered
 from curata.workspace import Workspace
@@ -113,6 +113,7 @@ def export_release(
         shutil.rmtree(partial)
     with ws.catalog.session() as session:
         version = get_version(session, ref)
+        ensure_logged(ws, session, version)  # a version a kill left unlogged is logged before it leaves
         label = f"{version.release.name}@{version.version}"
         release_manifest = Manifest.from_bytes(ws.store.get_bytes(version.manifest_digest))
         key = ws.site_key()

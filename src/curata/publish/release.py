@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.orm import Session
 
+from curata import faults
 from curata.catalog.models import Blob, Instance, Patient, Series, Site, Study
 from curata.catalog.provenance import code_version
 from curata.errors import ConfigError, CurataError, InputError
@@ -650,6 +651,7 @@ def _make_version(
     segs = _segs_for(session, ws, members)
     key = content_key(members, instances, segs, params)
     if release is not None and release.versions and release.versions[-1].content_key == key:
+        ensure_logged(ws, session, release.versions[-1])
         return release.versions[-1], False
     version = (release.versions[-1].version + 1) if release is not None and release.versions else 1
     manifest, summary = _build(ws, session, name, version, members, instances, segs, params, on_case)
@@ -675,24 +677,58 @@ def _make_version(
             ReleaseMember(version_id=row.id, patient_id=m.patient.id, series_id=m.series.id, split=m.split)
         )
     session.commit()
-    row.ledger_index = _ledger_append(
-        ws,
-        "release",
-        {
-            "release": name,
-            "version": version,
-            "manifest_sha256": manifest_digest,
-            "merkle_root": row.merkle_root,
-            "files": len(manifest.files),
-            "bytes": manifest.total_size,
-            "patients": summary["patients"],
-            "site_patients": summary["site_patients"],
-            "site_annotated_cases": summary["site_annotated_cases"],
-            "reason": reason.split(":", 1)[0],
-        },
-    )
-    session.commit()
+    faults.point("release.after_catalog")
+    ensure_logged(ws, session, row, manifest)
     return row, True
+
+
+def _release_payload(row: ReleaseVersion, manifest: Manifest) -> dict[str, Any]:
+    summary = row.summary or {}
+    return {
+        "release": row.release.name,
+        "version": row.version,
+        "manifest_sha256": row.manifest_digest,
+        "merkle_root": row.merkle_root,
+        "files": len(manifest.files),
+        "bytes": manifest.total_size,
+        "patients": summary.get("patients"),
+        "site_patients": summary.get("site_patients"),
+        "site_annotated_cases": summary.get("site_annotated_cases"),
+        "reason": (row.reason or "").split(":", 1)[0],
+    }
+
+
+def _logged_index(ws: Workspace, manifest_digest: str) -> int | None:
+    """The log entry already recording this manifest (a kill after the append, before the commit)."""
+    try:
+        from curata.ledger import Ledger
+    except ImportError:
+        return None
+    for entry in Ledger.open(ws).entries("release"):
+        if entry.payload.get("manifest_sha256") == manifest_digest:
+            return entry.index
+    return None
+
+
+def ensure_logged(
+    ws: Workspace, session: Session, row: ReleaseVersion, manifest: Manifest | None = None
+) -> int | None:
+    """Make sure the version's log entry exists and the catalog knows its index; idempotent.
+
+    The catalog commits before the log append, so a kill between the two leaves a version without
+    its entry: every later ``release create``, ``export`` or ``verify`` of it calls this and
+    converges, appending at most once (an entry written before a kill is found, not repeated)."""
+    if row.ledger_index is not None:
+        return row.ledger_index
+    index = _logged_index(ws, row.manifest_digest)
+    if index is None:
+        manifest = manifest or Manifest.from_bytes(ws.store.get_bytes(row.manifest_digest))
+        index = _ledger_append(ws, "release", _release_payload(row, manifest))
+        faults.point("release.after_log")
+    if index is not None:
+        row.ledger_index = index
+        session.commit()
+    return index
 
 
 def create_release(

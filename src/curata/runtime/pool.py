@@ -21,6 +21,29 @@ def default_workers(requested: int | None = None) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def die_with_parent(parent: int | None = None) -> None:
+    """In a worker: be killed when the parent process dies (Linux ``PR_SET_PDEATHSIG``).
+
+    A pool worker must not keep de-identifying and writing after the ingest that started it was
+    killed. Where prctl is missing this is a no-op (the pool's own pipes end the worker later)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if parent is not None and os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def start_worker(parent: int, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
+    die_with_parent(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def imap_unordered(
     fn: Callable[[T], R],
     items: Iterable[T],
@@ -43,7 +66,9 @@ def imap_unordered(
             yield item, fn(item)
         return
     window = window or n * 4
-    with ProcessPoolExecutor(max_workers=n, initializer=initializer, initargs=initargs) as pool:
+    with ProcessPoolExecutor(
+        max_workers=n, initializer=start_worker, initargs=(os.getpid(), initializer, initargs)
+    ) as pool:
         pending: dict[Future[R], T] = {}
         iterator = iter(items)
         exhausted = False

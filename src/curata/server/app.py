@@ -13,14 +13,20 @@ from curata.workspace import Workspace
 
 
 def create_app(
-    ws: Workspace, *, token: str = "", verified_deidentified: bool = False, public_url: str = ""
+    ws: Workspace,
+    *,
+    token: str = "",
+    verified_deidentified: bool = False,
+    public_url: str = "",
+    max_upload_bytes: int | None = None,
 ) -> FastAPI:
     """The server over ``ws``.
 
     ``verified_deidentified``: central-platform behaviour; STOW-RS accepts only objects already marked
     de-identified (PatientIdentityRemoved YES) and stores them unchanged. Otherwise (a gateway) every
     upload is de-identified on arrival with the site key. ``public_url``: the address clients use
-    (behind a proxy), for the absolute URLs in DICOMweb answers.
+    (behind a proxy), for the absolute URLs in DICOMweb answers. ``max_upload_bytes``: the largest
+    STOW-RS request body (413 beyond it; default 512 MiB).
     """
     from curata.collect.net.receive import Receiver
     from curata.server.dicomweb import router as dicomweb_router
@@ -38,6 +44,8 @@ def create_app(
     app.state.public_url = public_url
     app.state.verified_deidentified = verified_deidentified
     app.state.receiver = receiver
+    if max_upload_bytes:
+        app.state.max_upload_bytes = max_upload_bytes
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

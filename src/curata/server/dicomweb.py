@@ -29,6 +29,7 @@ FAILURE_PROCESSING = 0x0110
 FAILURE_OUT_OF_RESOURCES = 0xA700
 FAILURE_REFUSED = 0xC000
 FAILURE_DIGEST_MISMATCH = 0xA900
+FAILURE_STUDY_MISMATCH = 0xC000  # "cannot understand": the instance is not of the study in the URL
 
 
 def _el(vr: str, *values: Any) -> dict[str, Any]:
@@ -103,12 +104,19 @@ def _filters(request: Request, fields: dict[str, Any], stmt: Any) -> Any:
     return stmt
 
 
+MAX_QIDO_LIMIT = 10_000  # results per QIDO page; a larger (or no) limit is cut to this
+_MAX_OFFSET = 2**31 - 1
+
+
 def _page(request: Request, stmt: Any) -> Any:
     try:
         limit = int(request.query_params.get("limit", 0))
         offset = int(request.query_params.get("offset", 0))
     except ValueError as exc:
         raise HTTPException(400, "limit and offset must be integers") from exc
+    if limit < 0 or offset < 0 or offset > _MAX_OFFSET:
+        raise HTTPException(400, f"limit and offset must be between 0 and {_MAX_OFFSET}")
+    limit = min(limit or MAX_QIDO_LIMIT, MAX_QIDO_LIMIT)
     if offset:
         stmt = stmt.offset(offset)
     return stmt.limit(limit) if limit else stmt
@@ -374,14 +382,44 @@ def _digest_ok(headers: dict[str, str], data: bytes) -> bool:
     return True
 
 
-def _source_uids(data: bytes) -> tuple[str, str]:
+def _source_uids(data: bytes) -> tuple[str, str, str]:
+    """(SOP Class, SOP Instance, Study Instance UID) as sent, or empty strings when unreadable."""
     try:
         ds = pydicom.dcmread(
-            io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"]
+            io.BytesIO(data),
+            stop_before_pixels=True,
+            specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"],
         )
-        return str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))
+        return (
+            str(ds.get("SOPClassUID", "")),
+            str(ds.get("SOPInstanceUID", "")),
+            str(ds.get("StudyInstanceUID", "")),
+        )
     except Exception:
-        return "", ""
+        return "", "", ""
+
+
+DEFAULT_MAX_UPLOAD = 512 << 20
+
+
+async def _bounded_body(request: Request) -> bytes:
+    """The request body, refused with 413 past the server's upload limit (before it is all read)."""
+    limit = int(getattr(request.app.state, "max_upload_bytes", DEFAULT_MAX_UPLOAD))
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise HTTPException(413, f"upload of {declared} bytes is over the {limit}-byte limit")
+        except ValueError as exc:
+            raise HTTPException(400, "Content-Length is not a number") from exc
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"upload is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @router.post("/studies")
@@ -390,7 +428,7 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
     """STOW-RS: file every part; answer which were stored and which failed (with a reason code)."""
     from starlette.concurrency import run_in_threadpool
 
-    body = await request.body()
+    body = await _bounded_body(request)
     try:
         parts = _multipart.decode(body, request.headers.get("content-type", ""))
     except InputError as exc:
@@ -399,11 +437,15 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
     base = _base(request)
     stored: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
+    del body
     for headers, data in parts:
-        sop_class, sop_uid = _source_uids(data)
+        sop_class, sop_uid, part_study = _source_uids(data)
         ref = {"00081150": _el("UI", sop_class), "00081155": _el("UI", sop_uid)}
         if not _digest_ok(headers, data):
             failed.append({**ref, "00081197": _el("US", FAILURE_DIGEST_MISMATCH)})
+            continue
+        if study_uid and part_study != study_uid:  # POST /studies/{uid}: only that study's instances
+            failed.append({**ref, "00081197": _el("US", FAILURE_STUDY_MISMATCH)})
             continue
         try:
             outcome = await run_in_threadpool(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -15,7 +15,8 @@ from typing import Any
 from curata.collect.deid.engine import CODE_VERSION, Deidentifier
 from curata.collect.deid.profile import Profile
 from curata.collect.deid.vault import Vault
-from curata.errors import ConfigError, CurataError, InputError
+from curata.collect.reasons import is_disk_full, safe_reason, sanitize, write_private
+from curata.errors import ConfigError, CurataError, DeidError
 
 REPORT_NAME = "deid-report.json"
 
@@ -74,26 +75,78 @@ def _process_one(path_str: str) -> dict[str, Any]:
     try:
         res = deid.deidentify_bytes(raw)
     except CurataError as exc:
-        reason = exc.reason if isinstance(exc, InputError) else str(exc)
-        return _quarantine(path, raw, sha, reason, type(exc).__name__)
+        return _quarantine(path, raw, sha, safe_reason(exc), type(exc).__name__)
     except Exception as exc:  # a bug must not stop the batch, and must not let the file through
-        return _quarantine(path, raw, sha, f"internal error ({type(exc).__name__}: {exc})", "InternalError")
+        return _quarantine(path, raw, sha, safe_reason(exc), "InternalError")
     rel = res.relative_path
-    atomic_write(_WORKER["output"] / rel, res.output_bytes)
-    return {"status": "ok", "output": rel, "record": res.record.as_dict()}
+    try:
+        wrote = write_once(_WORKER["output"] / rel, res.output_bytes)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DeidError(
+                f"no space left on the device writing OUTPUT ({exc.strerror})",
+                hint="free space or choose another OUTPUT, and run again: finished files are kept",
+            ) from exc
+        raise
+    if wrote == "conflict":  # another input of this batch became the same object: never overwrite
+        return _quarantine(
+            path,
+            raw,
+            sha,
+            "duplicate SOP Instance UID: another input with different content maps to the same output",
+            "DuplicateUID",
+        )
+    return {
+        "status": "ok",
+        "output": rel,
+        "record": res.record.as_dict(),
+        "same_as_existing": wrote == "same",
+    }
+
+
+def write_once(path: Path, data: bytes) -> str:
+    """Write ``path`` unless it exists: ``written``, ``same`` (identical bytes already there) or
+    ``conflict`` (different bytes there; nothing is overwritten). Atomic across processes (link)."""
+    if path.exists():
+        return "same" if path.read_bytes() == data else "conflict"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return "same" if path.read_bytes() == data else "conflict"
+        return "written"
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _quarantine(path: Path, raw: bytes, sha: str, reason: str, kind: str) -> dict[str, Any]:
+    """Keep the raw input on site, private (folder 0700, files 0600), with a sanitised reason; the
+    note names the input by its sha256, not by its path (folder names often hold the patient's)."""
     qdir: Path = _WORKER["quarantine"]
-    atomic_write(qdir / f"{sha}.input", raw)
-    note = {
-        "source": str(path),
-        "input_sha256": sha,
-        "reason": reason,
-        "error": kind,
-        "code_version": CODE_VERSION,
-    }
-    atomic_write(qdir / f"{sha}.json", json.dumps(note, indent=2).encode())
+    reason = sanitize(reason)
+    try:
+        write_private(qdir / f"{sha}.input", raw)
+        note = {"input_sha256": sha, "reason": reason, "error": kind, "code_version": CODE_VERSION}
+        write_private(qdir / f"{sha}.json", json.dumps(note, indent=2).encode())
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DeidError(
+                "no space left on the device writing the quarantine folder",
+                hint="free space and run again: finished files are kept",
+            ) from exc
+        raise
     return {
         "status": "quarantined",
         "input_sha256": sha,
@@ -152,7 +205,7 @@ def run_batch(
         for done, res in enumerate(results, 1):
             status = res["status"]
             if status == "ok":
-                if res["output"] in seen:
+                if res["output"] in seen or (res.get("same_as_existing") and res["output"] in seen):
                     report.add("duplicates")
                 else:
                     seen.add(res["output"])
@@ -171,7 +224,11 @@ def run_batch(
         consume(_process_one(p) for p in paths)
     else:
         chunk = max(1, min(64, len(paths) // (workers * 8)))
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init_args) as pool:
+        from curata.runtime.pool import start_worker
+
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=start_worker, initargs=(os.getpid(), _init_worker, init_args)
+        ) as pool:
             consume(pool.map(_process_one, paths, chunksize=chunk))
     Vault(vault_dir, key).sync()
     write_report(output, profile, report)
@@ -194,14 +251,7 @@ def write_report(output: Path, profile: Profile, report: BatchReport) -> Path:
     return path
 
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|<[^>]*>|\[[^\]]*\]")
-_LONG_NUMBER = re.compile(r"\d[\d.\-/]{4,}")
-
-
-def _sanitized(reason: str) -> str:
-    """A quarantine reason fit for OUTPUT: parser messages can quote the offending value, so quoted
-    text and long numbers (dates, IDs, UIDs) go. The full reason stays in the on-site quarantine."""
-    return _LONG_NUMBER.sub("#", _QUOTED.sub("'…'", reason))
+_sanitized = sanitize  # the old private name, still used by tests
 
 
 def default_vault_dir(key_file: Path) -> Path:

@@ -9,6 +9,7 @@ with one ``write`` on an ``O_APPEND`` descriptor, so several worker processes ne
 from __future__ import annotations
 
 import base64
+import binascii
 import fcntl
 import json
 import os
@@ -57,13 +58,26 @@ class Vault:
         if not fresh:
             return 0
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if os.stat(self.folder).st_mode & 0o077:
+            os.chmod(self.folder, 0o700)
         data = b"".join(self._seal(r) for r in fresh)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            end = os.fstat(fd).st_size
+            if end and os.pread(fd, 1, end - 1) != b"\n":
+                # an earlier append was cut short (disk full, kill): start on a line of our own,
+                # so the torn line stays alone and is skipped by records()
+                data = b"\n" + data
             view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            try:
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError:
+                # a partial write leaves a torn last line; readers skip it, and the next append
+                # starts on a fresh line. The records are not written: the caller's error says why.
+                self._seen.difference_update(json.dumps(r, sort_keys=True) for r in fresh)
+                raise
         finally:
             os.close(fd)  # closing releases the lock
         return len(fresh)
@@ -77,23 +91,42 @@ class Vault:
             finally:
                 os.close(fd)
 
+    damaged: int = 0  # torn or damaged lines skipped by the last records() pass
+
     def records(self) -> Iterator[dict[str, Any]]:
-        """Every record, decrypted; a wrong key raises KeyFileError."""
+        """Every record, decrypted; a wrong key raises KeyFileError.
+
+        A line torn by a crash or a full disk (cut short, or not base64) is skipped and counted in
+        ``damaged``: one bad line never makes the whole vault unreadable. A line that is whole but
+        does not decrypt means the wrong key when nothing before it opened either."""
+        self.damaged = 0
         if not self.path.exists():
             return
+        opened = 0
         with open(self.path, "rb") as fh:
             for n, line in enumerate(fh, 1):
                 line = line.strip()
                 if not line:
                     continue
-                raw = base64.b64decode(line)
+                try:
+                    raw = base64.b64decode(line, validate=True)
+                except (binascii.Error, ValueError):
+                    self.damaged += 1
+                    continue
+                if len(raw) < 12 + 16:
+                    self.damaged += 1
+                    continue
                 try:
                     plain = self._aead.decrypt(raw[:12], raw[12:], _AAD)
                 except InvalidTag as exc:
-                    raise KeyFileError(
-                        f"vault {self.path} line {n} does not open with this key",
-                        hint="use the site key file this vault was written with",
-                    ) from exc
+                    if opened == 0:
+                        raise KeyFileError(
+                            f"vault {self.path} line {n} does not open with this key",
+                            hint="use the site key file this vault was written with",
+                        ) from exc
+                    self.damaged += 1
+                    continue
+                opened += 1
                 yield json.loads(plain)
 
     def lookup(self, pseudonym: str) -> list[dict[str, Any]]:

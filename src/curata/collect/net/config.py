@@ -5,8 +5,24 @@ Example::
     [gateway]
     ae_title = "CURATA"          # our AE title
     port = 11112                 # DICOM port of `curata gateway serve`
-    bind = "0.0.0.0"
+    bind = "127.0.0.1"           # loopback by default; a wider bind without an allow list warns loudly
     allow = ["PACS@10.0.0.5", "MODALITY1"]   # calling AE titles (optionally @host); empty = any
+    allow_hosts = ["10.0.0.0/24"]   # addresses that may connect at all, checked at accept (before
+                                    # anything is read); empty = the hosts of `allow` when every
+                                    # entry names one, else any
+    check_called_ae = true       # refuse associations addressed to another AE title
+    max_pdu = 1048576            # largest PDU we accept (advertised in the association)
+    max_request_bytes = 65536    # largest A-ASSOCIATE-RQ
+    request_timeout = 10         # seconds from connect to a complete association request
+    acse_timeout = 30
+    dimse_timeout = 120
+    network_timeout = 60         # idle association, and the longest one PDU may take to arrive
+    max_associations = 16        # negotiated associations at once
+    max_associations_per_peer = 8    # per calling AE title and host
+    max_connections = 128        # open sockets (negotiated or not) at once
+    max_connections_per_host = 32
+    max_upload_bytes = 536870912 # largest STOW-RS request body of `curata server` (413 beyond)
+    max_object_bytes = 2147483648  # largest data set one C-STORE may carry (the connection is dropped)
     http_host = "127.0.0.1"
     http_port = 8042             # `curata server`
     public_url = ""              # how clients reach the server, if behind a proxy
@@ -18,6 +34,7 @@ Example::
     push_token = ""              # token sent by `curata gateway push` ($CURATA_PUSH_TOKEN wins)
     push_batch = 32
     workers = 0                  # de-identification processes; 0 = one per core (1 = in-process)
+    processes = 1                # listener processes sharing the port (SO_REUSEPORT); limits are per process
     [gateway.peers.pacs]         # named peers: `--from pacs`
     ae_title = "ORTHANC"
     host = "10.0.0.5"
@@ -26,6 +43,7 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import ssl
@@ -37,8 +55,23 @@ from curata.errors import ConfigError
 DEFAULTS: dict[str, Any] = {
     "ae_title": "CURATA",
     "port": 11112,
-    "bind": "0.0.0.0",
+    "bind": "127.0.0.1",
     "allow": [],
+    "allow_hosts": [],
+    "check_called_ae": True,
+    "max_pdu": 1 << 20,
+    "max_request_bytes": 64 << 10,
+    "request_timeout": 10.0,
+    "acse_timeout": 30.0,
+    "dimse_timeout": 120.0,
+    "network_timeout": 60.0,
+    "max_associations": 16,
+    "max_associations_per_peer": 8,
+    "max_connections": 128,
+    "max_connections_per_host": 32,
+    "max_upload_bytes": 512 << 20,
+    "max_object_bytes": 2 << 30,
+    "processes": 1,
     "http_host": "127.0.0.1",
     "http_port": 8042,
     "public_url": "",
@@ -121,10 +154,76 @@ class GatewayConfig:
     push_batch: int = DEFAULTS["push_batch"]
     workers: int = 0
     peers: dict[str, Peer] = field(default_factory=dict)
+    allow_hosts: list[str] = field(default_factory=list)
+    check_called_ae: bool = True
+    max_pdu: int = DEFAULTS["max_pdu"]
+    max_request_bytes: int = DEFAULTS["max_request_bytes"]
+    request_timeout: float = DEFAULTS["request_timeout"]
+    acse_timeout: float = DEFAULTS["acse_timeout"]
+    dimse_timeout: float = DEFAULTS["dimse_timeout"]
+    network_timeout: float = DEFAULTS["network_timeout"]
+    max_associations: int = DEFAULTS["max_associations"]
+    max_associations_per_peer: int = DEFAULTS["max_associations_per_peer"]
+    max_connections: int = DEFAULTS["max_connections"]
+    max_connections_per_host: int = DEFAULTS["max_connections_per_host"]
+    max_upload_bytes: int = DEFAULTS["max_upload_bytes"]
+    max_object_bytes: int = DEFAULTS["max_object_bytes"]
+    processes: int = 1
+
+    def __post_init__(self) -> None:
+        self.check_limits()
+
+    def check_limits(self) -> None:
+        """Every bound is positive and finite: an unlimited gateway is one anyone can block."""
+        ints = (
+            "max_pdu",
+            "max_request_bytes",
+            "max_associations",
+            "max_associations_per_peer",
+            "max_connections",
+            "max_connections_per_host",
+            "max_upload_bytes",
+            "max_object_bytes",
+        )
+        floats = ("request_timeout", "acse_timeout", "dimse_timeout", "network_timeout")
+        for name in ints + floats:
+            value = getattr(self, name)
+            if not value or value <= 0 or value != value or value == float("inf"):
+                raise ConfigError(
+                    f"[gateway] {name} must be a positive number, not {value!r}",
+                    hint="every gateway limit is bounded; remove the line to use the default",
+                )
+        if not 4096 <= self.max_pdu <= 1 << 26:
+            raise ConfigError(
+                f"[gateway] max_pdu {self.max_pdu} is out of range",
+                hint="use 4096 to 67108864 bytes (the default is 1048576)",
+            )
+        try:
+            self.host_networks()
+        except ValueError as exc:
+            raise ConfigError(
+                f"[gateway] allow_hosts: {exc}", hint="use addresses or networks, e.g. 10.0.0.0/24"
+            ) from exc
+
+    def host_networks(self) -> tuple:  # type: ignore[type-arg]
+        """Addresses that may connect at all (checked at accept); empty tuple = any."""
+        from curata.collect.net._guard import parse_hosts
+
+        if self.allow_hosts:
+            return parse_hosts(self.allow_hosts)
+        if self.allow and all(rule.host for rule in self.allow):
+            return parse_hosts([str(rule.host) for rule in self.allow])
+        return ()
+
+    @property
+    def open_to_anyone(self) -> bool:
+        """Listening beyond loopback with neither an AE nor a host allow list."""
+        return not is_loopback(self.bind) and not self.allow and not self.allow_hosts
 
     @classmethod
     def from_workspace(cls, ws: Any) -> GatewayConfig:
         section = {**DEFAULTS, **(ws.config.get("gateway") or {})}
+        _check_secret_file(ws, section)
         try:
             peers = {
                 name: Peer(check_ae_title(str(p["ae_title"])), str(p["host"]), int(p["port"]))
@@ -147,6 +246,21 @@ class GatewayConfig:
                 push_batch=max(1, int(section["push_batch"])),
                 workers=max(0, int(section.get("workers") or 0)),
                 peers=peers,
+                allow_hosts=[str(h) for h in section.get("allow_hosts") or []],
+                check_called_ae=bool(section.get("check_called_ae", True)),
+                max_pdu=int(section["max_pdu"]),
+                max_request_bytes=int(section["max_request_bytes"]),
+                request_timeout=float(section["request_timeout"]),
+                acse_timeout=float(section["acse_timeout"]),
+                dimse_timeout=float(section["dimse_timeout"]),
+                network_timeout=float(section["network_timeout"]),
+                max_associations=int(section["max_associations"]),
+                max_associations_per_peer=int(section["max_associations_per_peer"]),
+                max_connections=int(section["max_connections"]),
+                max_connections_per_host=int(section["max_connections_per_host"]),
+                max_upload_bytes=int(section["max_upload_bytes"]),
+                max_object_bytes=int(section["max_object_bytes"]),
+                processes=max(1, int(section.get("processes") or 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
@@ -187,6 +301,41 @@ class GatewayConfig:
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
         return ctx
+
+
+def _check_secret_file(ws: Any, section: dict[str, Any]) -> None:
+    """A token written in curata.toml is a secret at rest: the file must be private (0600)."""
+    in_file = [
+        name
+        for name, env in (("token", "CURATA_TOKEN"), ("push_token", "CURATA_PUSH_TOKEN"))
+        if section.get(name) and not os.environ.get(env)
+    ]
+    root = getattr(ws, "root", None)
+    if not in_file or root is None:
+        return
+    from curata.workspace import CONFIG_NAME
+
+    path = root / CONFIG_NAME
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        raise ConfigError(
+            f"{CONFIG_NAME} holds [gateway] {' and '.join(in_file)} but other users can read it "
+            f"(mode {mode & 0o777:o})",
+            hint=f"chmod 600 {path}, or remove the token from the file and set CURATA_TOKEN / "
+            "CURATA_PUSH_TOKEN in the service's environment",
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def tls_verify(verify: bool | str) -> Any:

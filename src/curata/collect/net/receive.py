@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 from collections.abc import Iterable
@@ -179,11 +180,13 @@ class Receiver:
 
                 # spawn, not fork: this process runs network threads, and a forked child would
                 # inherit their locks mid-flight
+                from curata.runtime.pool import start_worker
+
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init_worker,
-                    initargs=(self.ingestor._context(frozenset()),),
+                    initializer=start_worker,  # dies with the gateway (PR_SET_PDEATHSIG)
+                    initargs=(os.getpid(), _init_worker, (self.ingestor._context(frozenset()),)),
                 )
             return self._pool
 

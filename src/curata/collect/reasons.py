@@ -1,0 +1,91 @@
+"""Reasons and private files at rest: what a refusal may say, and who may read what was refused.
+
+A quarantine reason is kept in the catalog, printed on the console and written into reports, so it
+must not carry the input's values (a parser message can quote a name, an ID or a date) nor its
+source path (folder names often hold the patient's name). :func:`safe_reason` keeps the words, the
+DICOM tag and the rule, and replaces quoted text, paths and long numbers. Raw refused inputs and the
+vault are private to the service account: folders 0700, files 0600.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+from pathlib import Path
+
+from curata.errors import CurataError, InputError
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|<[^>]*>|\[[^\]]*\]|`[^`]*`")
+_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/][^\s,;:()]+|~[^\s,;:()]*")
+_LONG_NUMBER = re.compile(r"\d[\d.\-/]{4,}")
+_MAX = 300
+
+DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG})
+
+
+def sanitize(reason: str) -> str:
+    """Quoted text, paths and long numbers (dates, IDs, UIDs) out; tags like (0010,0010) stay."""
+    text = _QUOTED.sub("'…'", reason)
+    text = _PATH.sub("<path>", text)
+    text = _LONG_NUMBER.sub("#", text)
+    return " ".join(text.split())[:_MAX]
+
+
+def safe_reason(exc: BaseException) -> str:
+    """A reason for ``exc`` fit to keep: our own messages sanitised, anything else by type only."""
+    if isinstance(exc, InputError):
+        return sanitize(exc.reason)
+    if isinstance(exc, CurataError):
+        return sanitize(exc.message)
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or 'I/O error'}"
+    # an unforeseen error: its message may quote the input, so only where it happened
+    tb = exc.__traceback__
+    where = ""
+    while tb is not None:
+        where = f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_frame.f_code.co_name}"
+        tb = tb.tb_next
+    return f"internal error ({type(exc).__name__}{' in ' + where if where else ''})"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Out of space (or quota), from the OS or from SQLite ("database or disk is full")."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            return True
+        if "database or disk is full" in str(exc) or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and make it 0700."""
+    path.mkdir(parents=True, exist_ok=True)
+    if (os.stat(path).st_mode & 0o777) != 0o700:
+        os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically write ``data`` as a 0600 file in a 0700 folder; nothing partial is left behind."""
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
