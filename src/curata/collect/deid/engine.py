@@ -35,7 +35,7 @@ from curata.collect.deid.pseudonyms import (
     shift_datetime,
 )
 from curata.collect.deid.table import action_maps, descriptor_tags, rules
-from curata.collect.deid.text import Identifiers, clean_text
+from curata.collect.deid.text import _SEP_BYTES, Identifiers, Matcher, clean_text, normalise
 from curata.collect.deid.vault import Vault
 from curata.errors import DeidError, InputError
 
@@ -92,6 +92,33 @@ SCHEME_UID_KEYWORDS = frozenset(
     }
 )
 _HL7_ROOT = "2.16.840.1.113883."
+# Coded strings whose values the standard enumerates: such a value is a term, never an identifier,
+# even when a placeholder name happens to spell it (SR: PatientName "Last Name^First Name", ValueType
+# PNAME). Any other CS or AE value that holds one of the patient's own identifiers becomes a dummy.
+# fmt: off
+ENUMERATED_CS: dict[str, frozenset[str]] = {
+    "ValueType": frozenset(
+        {"TEXT", "NUM", "CODE", "DATETIME", "DATE", "TIME", "UIDREF", "PNAME", "COMPOSITE", "IMAGE",
+         "WAVEFORM", "SCOORD", "SCOORD3D", "TCOORD", "CONTAINER", "TABLE"}
+    ),
+    "RelationshipType": frozenset(
+        {"CONTAINS", "HAS PROPERTIES", "HAS OBS CONTEXT", "HAS ACQ CONTEXT", "INFERRED FROM",
+         "SELECTED FROM", "HAS CONCEPT MOD", "R-INFERRED FROM"}
+    ),
+    "ContinuityOfContent": frozenset({"SEPARATE", "CONTINUOUS"}),
+    "CompletionFlag": frozenset({"PARTIAL", "COMPLETE"}),
+    "VerificationFlag": frozenset({"UNVERIFIED", "VERIFIED"}),
+    "PreliminaryFlag": frozenset({"PRELIMINARY", "FINAL"}),
+    "PatientSex": frozenset({"M", "F", "O"}),
+    "GraphicType": frozenset({"POINT", "MULTIPOINT", "POLYLINE", "CIRCLE", "ELLIPSE"}),
+    "TemporalRangeType": frozenset({"POINT", "MULTIPOINT", "SEGMENT", "MULTISEGMENT", "BEGIN", "END"}),
+}
+# fmt: on
+_ENUM_NORM = normalise(" ".join(" ".join(v) for v in ENUMERATED_CS.values()))
+# PN and ID attributes naming the patient: their values are the patient's own identifiers, checked
+# in every element, coded strings included, and never exempt from the gate.
+_STRONG_TAGS = frozenset({0x00100010, 0x00100020, 0x00101000, 0x00101001, 0x00101002, 0x00101005,
+                          0x00101060, 0x00080050, 0x00100030})  # fmt: skip
 _BURNED_IN = 0x00280301
 _PATIENT_ID, _PATIENT_NAME, _BIRTH_DATE, _AGE = 0x00100020, 0x00100010, 0x00100030, 0x00101010
 # Not rows of Table E.1-1 but meaningless once signatures go (E.1-1 removes them): MAC Parameters Sequence.
@@ -207,13 +234,21 @@ class _Ctx:
         self.coded: set[str] = set()  # CS values of the input: coded terms, not identifiers
         self.later: list[tuple[Dataset, int, bool]] = []  # text to clean once all identifiers are known
         self.encodings: list[str] = []
-        self._raw_needles: list[bytes] | None = None
 
-    def raw_needles(self) -> list[bytes]:
-        """The input's identifying words and dates as lower-case bytes, in every encoding."""
-        if self._raw_needles is None:
-            self._raw_needles = [n for n, _ in self.ids.gate_needles(self.encodings)]
-        return self._raw_needles
+    def holds_identifier(self, data: bytes, *, binary: bool = False) -> bool:
+        """Whether raw bytes may hold one of the input's identifiers (any encoding, any spacing); an
+        over-approximation used to skip decoding values that certainly hold none."""
+        needles = self.ids.gate_needles(self.encodings)
+        if not needles:
+            return False
+        if not binary and not data.isascii():
+            return True  # case folding beyond ASCII needs the decoded text: look properly
+        low = data.lower()
+        matcher = self.ids.matcher()
+        if any(w.encode("ascii", "ignore") in low for w in matcher.words):
+            return True
+        norm = low.translate(None, _SEP_BYTES)
+        return any((needle in norm) if kind == "sub" else (needle in low) for needle, kind in needles)
 
 
 class Deidentifier:
@@ -385,14 +420,27 @@ class Deidentifier:
                 continue
             if tag not in sources and vr != "PN":
                 continue
+            rawval = raw.value if isinstance(raw, RawDataElement) else None
             value = ds[tag].value
             if value is None or value == "":
                 continue
             values = value if isinstance(value, MultiValue | list) else [value]
+            if isinstance(rawval, bytes) and not rawval.isascii() and b"\x1b" not in rawval:
+                # Text in a character set other than the declared one (Latin-1 bytes in a UTF-8
+                # file): the value is matched in every plausible decoding, and as its own bytes.
+                ids.add_raw(rawval)
+                for codec in ("utf-8", "latin-1", "cp1252"):
+                    try:
+                        alt = rawval.decode(codec)
+                    except UnicodeDecodeError:
+                        continue
+                    values = [*values, *alt.split("\\")]
             for v in values:
-                text = str(v).strip()
+                text = str(v).strip(" \0")
                 if not text:
                     continue
+                if tag in _STRONG_TAGS:
+                    ids.add_strong(text)
                 if vr == "PN":
                     ids.add_name(text)
                 elif vr in ("DA", "DT"):
@@ -449,6 +497,10 @@ class Deidentifier:
                 vr = _vr_of(tag) or "UN"
             if action is None:
                 action = self._unlisted_action(tag, vr, ctx, structured)
+                if vr == "UN" or _vr_of(tag) is None:
+                    # not in the data dictionary (a vendor's misuse, or a corrupted tag that may be
+                    # PatientName one bit away): nothing says what it holds, so it goes
+                    action = "X"
             if tag in (_PATIENT_ID, _PATIENT_NAME):
                 self._patient_value(ds, tag, ctx, top)
                 continue
@@ -515,8 +567,16 @@ class Deidentifier:
             elif vr == "PN":
                 self._dummy(ds[tag], vr)
             return
-        # K: the value stays, but a kept text value still loses the patient's own identifiers.
-        if vr in TEXT_VRS:
+        # K: the value stays, but a kept date equal to one of the input's identifying dates (the birth
+        # date planted in a device calibration date) is shifted like the others,
+        if vr in ("DA", "DT") and not ctx.full_dates:
+            value = str(ds[tag].value or "")
+            if any(v.strip()[:8] in ctx.ids.dates for v in value.split("\\")):
+                self._shift(ds[tag], vr, ctx)
+            return
+        # and a kept text value still loses the patient's own identifiers
+        # (coded strings and AE titles too: a CS or AE value holding one becomes a dummy).
+        if vr in TEXT_VRS or vr in ("CS", "AE", "UR"):
             ctx.later.append((ds, tag, False))
 
     def _patient_value(self, ds: Dataset, tag: int, ctx: _Ctx, top: bool) -> None:
@@ -577,10 +637,12 @@ class Deidentifier:
             # Kept text only loses the patient's own identifiers: when its raw bytes hold none of them
             # (in any encoding), leave the element unconverted so it is copied as it came.
             raw = ds.get_item(tag)
-            if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
-                low = raw.value.lower()
-                if not any(needle in low for needle in ctx.raw_needles()):
-                    return
+            if (
+                isinstance(raw, RawDataElement)
+                and isinstance(raw.value, bytes)
+                and not ctx.holds_identifier(raw.value)
+            ):
+                return
         elem = ds[tag]
         value = elem.value
         if value is None or value == "" or isinstance(value, bytes):
@@ -588,11 +650,17 @@ class Deidentifier:
         vr = elem.VR
         many = isinstance(value, MultiValue | list)
         out = []
+        coded = vr in ("CS", "AE", "UR")
+        terms = ENUMERATED_CS.get(keyword_for_tag(tag) or "", frozenset()) if coded else frozenset()
         for v in value if many else [value]:
             text = str(v)
-            cleaned = clean_text(text, ctx.ids, generic=generic and vr not in ("CS", "AE"))
-            if vr in ("CS", "AE") and cleaned != text:
-                cleaned = DUMMY_TEXT if vr == "CS" else DUMMY_BY_VR["AE"]
+            if coded:
+                strong = ctx.ids.matcher(strong=True)
+                cleaned = text if text.strip() in terms or not strong.spans(text) else "*"
+            else:
+                cleaned = clean_text(text, ctx.ids, generic=generic)
+            if vr in ("CS", "AE", "UR") and cleaned != text:
+                cleaned = DUMMY_TEXT if vr in ("CS", "AE") else ""
             out.append(cleaned)
         if out != (list(value) if many else [value]):
             elem.value = out if many else out[0]
@@ -629,8 +697,16 @@ class Deidentifier:
         """Overlay planes: removed, or under Clean Graphics kept only when OCR finds no text in them."""
         for group in sorted(groups):
             keep = False
-            if self.profile.has("clean_graphics") and (group << 16 | 0x3000) in ds:
-                keep = self.ocr and pixels.overlay_is_clean(ds, group)
+            data_tag = group << 16 | 0x3000
+            if self.profile.has("clean_graphics") and data_tag in ds:
+                # kept only when proven free of text: no identifier in its bytes, and OCR reads none
+                data = ds.get_item(data_tag).value
+                keep = (
+                    self.ocr
+                    and isinstance(data, bytes)
+                    and not ctx.holds_identifier(data, binary=True)
+                    and pixels.overlay_is_clean(ds, group)
+                )
             tags = ds.keys()
             for tag in [t for t in tags if t >> 16 == group]:
                 if not keep:
@@ -706,14 +782,29 @@ class Deidentifier:
         either the input's own bytes, untouched, or was checked for burned-in text by OCR.
         """
         ids = ctx.ids
-        own_upper, own_tokens = _own_text(self.profile)
-        ids.words = {
-            w
-            for w in ids.words
-            if w.upper() not in ctx.coded
-            and not (w.upper() in own_upper and set(_WORD.findall(w.upper())) <= own_tokens)
-        }
-        needles = ids.gate_needles(ctx.encodings)
+        own_norm, own_tokens = _own_text(self.profile)
+        exempt, demote = set(), set()
+        coded = {normalise(c) for c in ctx.coded}
+        for w in ids.words:
+            norm = normalise(w)
+            strong = norm in ids.strong
+            if not strong and norm in coded:
+                exempt.add(norm)  # a staff or place word that is also a coded term of this object
+            elif norm and norm in _ENUM_NORM:
+                demote.add(w)
+            elif norm and norm in own_norm:
+                # a word the engine writes itself (REMOVED, Basic, Profile...): its presence says
+                # nothing about the input, so it is looked for only where it stands alone, and not at
+                # all when every token of it is one of the engine's own words
+                if set(_WORD.findall(w.upper())) <= own_tokens:
+                    exempt.add(norm)
+                else:
+                    demote.add(w)
+        matcher = Matcher(ids, frozenset(exempt), frozenset(demote))
+        hit = _decoded_hit(ds, matcher, ctx.pseudonym)
+        if hit:
+            raise DeidError(f"final gate: an identifying value of the input survived in {hit}; not released")
+        needles = matcher.byte_needles(tuple(ctx.encodings))
         if not needles:
             return
         output = _inflated(output, ds)
@@ -721,13 +812,58 @@ class Deidentifier:
             # one span at a time, lower-cased with a byte of context on each side for the boundary test
             lo = max(0, start - 1)
             hay = output[lo : end + 1].lower()
+            norm = hay.translate(None, _SEP_BYTES)
             for needle, kind in needles:
-                pos = _find_bounded(hay, needle, kind, start - lo, end - lo)
+                if kind == "sub":
+                    pos = norm.find(needle)
+                else:
+                    pos = _find_bounded(hay, needle, kind, start - lo, end - lo)
                 if pos >= 0:
                     raise DeidError(
-                        f"final gate: an identifying value of the input survived at byte {pos + lo} "
+                        f"final gate: an identifying value of the input survived near byte {pos + lo} "
                         f"of the output ({_KIND_TEXT[kind]}); not released"
                     )
+
+
+_GATE_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC", "CS", "AE", "UR"})
+_MARKING_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
+
+
+def _decoded_hit(ds: Dataset, matcher: Matcher, pseudonym: str, path: str = "") -> str:
+    """The first text element (any depth) whose decoded value holds an identifier, as a path of
+    keywords (no value); "" when none. Sees what the byte scan cannot: single CJK family names and
+    text in any character set the data set declares."""
+    for tag in list(ds.keys()):
+        if tag in _MARKING_TAGS or tag >> 16 == 0x0002:
+            continue
+        raw = ds.get_item(tag)
+        vr = raw.VR
+        if not vr or vr == "UN":
+            vr = _vr_of(tag) or "UN"
+        if vr == "SQ":
+            for n, item in enumerate(ds[tag].value or ()):
+                where = _decoded_hit(item, matcher, pseudonym, f"{path}{_name(tag)}[{n}].")
+                if where:
+                    return where
+            continue
+        if vr not in _GATE_TEXT_VRS:
+            continue
+        value = ds[tag].value
+        if not value:
+            continue
+        for v in value if isinstance(value, MultiValue | list) else [value]:
+            text = str(v)
+            if text in (pseudonym, DUMMY_TEXT):
+                continue
+            if vr == "CS" and text.strip() in ENUMERATED_CS.get(keyword_for_tag(tag) or "", ()):
+                continue
+            if matcher.spans(text):
+                return f"{path}{_name(tag)}"
+    return ""
+
+
+def _name(tag: int) -> str:
+    return keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def _encodings(ds: Dataset) -> list[str]:
@@ -754,7 +890,12 @@ def _inflated(output: bytes, ds: Dataset) -> bytes:
 
 
 _WORD = re.compile(r"[A-Z0-9]+")
-_KIND_TEXT = {"uid": "an original UID", "date": "a date", "word": "a name, ID or text value"}
+_KIND_TEXT = {
+    "uid": "an original UID",
+    "date": "a date or number",
+    "word": "a short name, ID or text value",
+    "sub": "a name, ID or text value, any spacing",
+}
 _ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _DIGIT_DOT = frozenset(b"0123456789.")
 _DIGIT = frozenset(b"0123456789")
@@ -865,4 +1006,4 @@ def _own_text(profile: Profile) -> tuple[str, frozenset[str]]:
     ]
     parts += [meaning for _, _, meaning in OPTIONS.values()]
     text = "\n".join(parts).upper()
-    return text, frozenset(_WORD.findall(text))
+    return normalise(text), frozenset(_WORD.findall(text))
