@@ -11,7 +11,6 @@ recognised by the sha256 of their bytes.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import time
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -31,7 +29,7 @@ from curata.catalog.dicom_index import index_fields
 from curata.catalog.provenance import record as record_provenance
 from curata.collect.sources import Source, iter_sources
 from curata.console import RunSummary
-from curata.errors import CurataError, DeidError, InputError
+from curata.errors import CurataError, InputError
 from curata.runtime import imap_unordered
 from curata.workspace import Workspace
 
@@ -113,17 +111,11 @@ def _quarantine_bytes(folder: str, digest: str, raw: bytes, source: str, reason:
 
 
 def _verify_deidentified(raw: bytes) -> tuple[bytes, pydicom.Dataset]:
-    """Central-platform mode: accept only objects already marked de-identified at a gateway."""
-    try:
-        ds = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
-        raise InputError(f"not a readable DICOM file ({exc})") from exc
-    if str(ds.get("PatientIdentityRemoved", "")).upper() != "YES":
-        raise DeidError(
-            "not marked de-identified (PatientIdentityRemoved is not YES); refused",
-            hint="send it through a Curata gateway, or ingest with de-identification on",
-        )
-    return raw, ds
+    """Central-platform mode: accept only objects already de-identified at a gateway. The
+    PatientIdentityRemoved flag alone is not trusted: the de-identification engine's checks run too."""
+    from curata.collect.deid import check_deidentified
+
+    return raw, check_deidentified(raw)
 
 
 def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None = None) -> IngestOutcome:

@@ -143,7 +143,10 @@ class DeidRecord:
     series_uid: str
     sop_uid: str
     transfer_syntax: str
-    pixels: str  # "kept" (bit for bit), "cleaned" (text masked), "verified" (OCR found none), "none"
+    pixels: str  # "kept" (bit for bit), "cleaned" (masked and re-encoded), "none"
+    # who cleared pixels that may carry burned-in text: "ocr", "template", "ocr+template", "review",
+    # "review+mask"; "" when the class does not carry burned-in text
+    pixels_cleared_by: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,7 +163,25 @@ class DeidResult:
     def relative_path(self) -> str:
         """``<patient pseudonym>/<study uid>/<series uid>/<sop uid>.dcm`` from pseudonymous values only."""
         r = self.record
-        return f"{r.patient_pseudonym}/{r.study_uid}/{r.series_uid}/{r.sop_uid}.dcm"
+        return safe_relative_path(r.patient_pseudonym, r.study_uid, r.series_uid, r.sop_uid)
+
+
+_UID_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+_PSEUDONYM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def safe_relative_path(patient: str, study: str, series: str, sop: str) -> str:
+    """A relative file path built from data, validated: every part a well-formed UID (or pseudonym),
+    so no value can climb out of the folder (``..``), name an absolute path or hide a separator."""
+    if not _PSEUDONYM_RE.fullmatch(patient):
+        raise DeidError("the patient pseudonym cannot name a folder")
+    for label, uid in (("Study", study), ("Series", series), ("SOP", sop)):
+        if len(uid) > 64 or not _UID_RE.fullmatch(uid):
+            raise DeidError(
+                f"the {label} Instance UID is not a well-formed UID, so it cannot name a file",
+                hint="with retain_uids the input's own UIDs name the files: fix them at the source",
+            )
+    return f"{patient}/{study}/{series}/{sop}.dcm"
 
 
 @contextmanager
@@ -273,12 +294,20 @@ class Deidentifier:
         self._sources = _identifier_sources(self.profile)
 
     # ------------------------------------------------------------------ public API
-    def deidentify_bytes(self, raw: bytes, source: str = "") -> DeidResult:
-        """De-identify one Part-10 file (or a bare data set) given as bytes."""
-        with _quiet_pydicom():
-            return self._deidentify_bytes(raw, source)
+    def deidentify_bytes(
+        self, raw: bytes, source: str = "", *, pixel_decision: str | None = None
+    ) -> DeidResult:
+        """De-identify one Part-10 file (or a bare data set) given as bytes.
 
-    def _deidentify_bytes(self, raw: bytes, source: str) -> DeidResult:
+        ``pixel_decision`` is a reviewer's answer for an object that needed review (``accept`` or
+        ``mask``), from ``curata deid-review``.
+        """
+        if pixel_decision not in (None, "accept", "mask"):
+            raise ValueError(f"pixel_decision {pixel_decision!r}")
+        with _quiet_pydicom():
+            return self._deidentify_bytes(raw, source, pixel_decision)
+
+    def _deidentify_bytes(self, raw: bytes, source: str, decision: str | None = None) -> DeidResult:
         try:
             ds = pydicom.dcmread(io.BytesIO(raw), force=False)
         except InvalidDicomError:
@@ -292,7 +321,7 @@ class Deidentifier:
                 ) from None
         except Exception as exc:
             raise InputError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path=source or None) from exc
-        return self._run(ds, hashlib.sha256(raw).hexdigest(), source)
+        return self._run(ds, hashlib.sha256(raw).hexdigest(), source, decision)
 
     def deidentify_dataset(self, ds: Dataset) -> DeidResult:
         """De-identify an in-memory data set (the network gateway); ``ds`` itself is not modified."""
@@ -308,7 +337,7 @@ class Deidentifier:
         return self.deidentify_bytes(buf.getvalue())
 
     # ------------------------------------------------------------------ the work
-    def _run(self, ds: Dataset, input_sha: str, source: str) -> DeidResult:
+    def _run(self, ds: Dataset, input_sha: str, source: str, decision: str | None = None) -> DeidResult:
         where = source or None
         try:
             self._check_readable(ds)
@@ -321,7 +350,7 @@ class Deidentifier:
             self._patient(ds, ctx)
             self._collect(ds, ctx, top=True)
             age = self._age_before(ds, ctx)
-            pixel_state = self._pixels(ds, ctx)
+            pixel_state, cleared_by = self._pixels(ds, ctx, decision)
             self._clean(ds, ctx, top=True, structured=False)
             for target, tag, generic in ctx.later:
                 self._clean_text_elem(target, tag, ctx, generic=generic)
@@ -341,7 +370,7 @@ class Deidentifier:
             raise DeidError(
                 f"cannot encode the de-identified data set ({type(exc).__name__}: {exc})"
             ) from exc
-        self._gate(output, ds, ctx, pixel_state in ("kept", "verified", "cleaned"))
+        self._gate(output, ds, ctx, pixel_state in ("kept", "cleaned"))
         record = DeidRecord(
             input_sha256=input_sha,
             output_sha256=hashlib.sha256(output).hexdigest(),
@@ -356,6 +385,7 @@ class Deidentifier:
             sop_uid=str(ds.SOPInstanceUID),
             transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
             pixels=pixel_state,
+            pixels_cleared_by=cleared_by,
         )
         reid = [
             {
@@ -370,9 +400,11 @@ class Deidentifier:
                 {"kind": "uid", "pseudonym": ctx.pseudonym, "original": o, "new": n}
                 for o, n in ctx.uid_map.items()
             ]
+        result = DeidResult(output_bytes=output, dataset=ds, record=record, reid=reid)
+        _ = result.relative_path  # validated before anything is written anywhere
         if self.vault is not None:
             self.vault.append(reid)
-        return DeidResult(output_bytes=output, dataset=ds, record=record, reid=reid)
+        return result
 
     @staticmethod
     def _check_readable(ds: Dataset) -> None:
@@ -723,18 +755,22 @@ class Deidentifier:
         if vr in TEXT_VRS:
             ctx.later.append((ds, tag, True))
 
-    def _pixels(self, ds: Dataset, ctx: _Ctx) -> str:
+    def _pixels(self, ds: Dataset, ctx: _Ctx, decision: str | None) -> tuple[str, str]:
         if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-            return "none"
+            return "none", ""
         if not pixels.may_carry_burned_in_text(ds):
-            return "kept"
+            return "kept", ""
         if not self.profile.has("clean_pixel_data"):
             if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
                 raise DeidError("burned-in annotation present and the profile has no Clean Pixel Data option")
-            return "kept"
-        if not self.ocr:
-            raise DeidError("this object class may carry burned-in text and OCR is switched off")
-        return pixels.clean_burned_in(ds)
+            return "kept", ""
+        return pixels.clean_burned_in(
+            ds,
+            ocr=self.ocr,
+            regions=self.profile.regions,
+            policy=self.profile.burned_in_policy,
+            decision=decision,
+        )
 
     # ------------------------------------------------------------------ marking and file meta
     def _mark(self, ds: Dataset, ctx: _Ctx) -> None:
