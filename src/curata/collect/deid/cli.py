@@ -25,7 +25,9 @@ def deid(
         ..., metavar="OUTPUT", help="Folder for the de-identified files and the report."
     ),
     key_file: Path = typer.Option(..., "--key-file", help="The site secret (from `curata keygen`)."),
-    profile: str = typer.Option(None, "--profile", help="basic or research (default: research)."),
+    profile: str = typer.Option(
+        None, "--profile", help="basic, research or research-strict (default: research)."
+    ),
     config: Path | None = typer.Option(
         None, "--config", help="TOML with option and per-attribute overrides."
     ),

@@ -34,7 +34,7 @@ from curata.collect.deid.pseudonyms import (
     shift_date,
     shift_datetime,
 )
-from curata.collect.deid.table import action_maps, descriptor_tags, rules
+from curata.collect.deid.table import action_maps, descriptor_tags, iod_allowed_tags, rules
 from curata.collect.deid.text import _SEP_BYTES, Identifiers, Matcher, clean_text, normalise
 from curata.collect.deid.vault import Vault
 from curata.errors import DeidError, InputError
@@ -251,6 +251,7 @@ class _Ctx:
         self.clean_desc = profile.has("clean_descriptors")
         self.clean_struct = profile.has("clean_structured_content")
         self.retain_uids = profile.has("retain_uids")
+        self.allowed: frozenset[int] | None = None  # research-strict: the IOD's attributes
         self.uid_map: dict[str, str] = {}
         self.coded: set[str] = set()  # CS values of the input: coded terms, not identifiers
         self.later: list[tuple[Dataset, int, bool]] = []  # text to clean once all identifiers are known
@@ -346,7 +347,15 @@ class Deidentifier:
                 raise InputError(f"missing required attribute(s): {', '.join(missing)}", path=where)
             sop_class = str(ds.SOPClassUID)
             ctx = _Ctx(self.profile, self.pseudo, sop_class)
+            if self.profile.allow_list:
+                ctx.allowed = iod_allowed_tags(sop_class)
+                if ctx.allowed is None:
+                    raise DeidError(
+                        f"{self.profile.name}: no IOD definition for this SOP class, so no allow-list",
+                        hint="use the research profile for it, or add the class to the site's workflow",
+                    )
             ctx.encodings = _encodings(ds)
+            _refuse_encapsulated_documents(ds)
             self._patient(ds, ctx)
             self._collect(ds, ctx, top=True)
             age = self._age_before(ds, ctx)
@@ -521,6 +530,9 @@ class Deidentifier:
                 continue
             if group == 0x0002 or tag in _ALWAYS_REMOVE:  # file meta inside the data set: never valid there
                 del ds[tag]
+                continue
+            if ctx.allowed is not None and tag not in ctx.allowed and tag not in (_PATIENT_ID, _PATIENT_NAME):
+                del ds[tag]  # research-strict: not an attribute of this IOD
                 continue
             action = actions.get(tag)
             raw = ds.get_item(tag)
@@ -900,6 +912,30 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, pseudonym: str, path: str = "") 
 
 def _name(tag: int) -> str:
     return keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+# Encapsulated documents whose text layer cannot be cleaned here (PDF text is usually compressed,
+# CDA is a structured XML record): the object is refused, not released with the text.
+_DOCUMENT_MIME = ("application/pdf", "text/xml", "application/xml", "text/plain", "text/html", "text/rtf")
+
+
+def _refuse_encapsulated_documents(ds: Dataset) -> None:
+    if 0x00420011 not in ds:  # Encapsulated Document
+        return
+    mime = str(ds.get("MIMETypeOfEncapsulatedDocument", "") or "").strip().lower()
+    if (
+        not mime
+        or mime.startswith(_DOCUMENT_MIME)
+        or str(ds.get("SOPClassUID", ""))
+        in (
+            "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
+            "1.2.840.10008.5.1.4.1.1.104.2",  # Encapsulated CDA
+        )
+    ):
+        raise DeidError(
+            "encapsulated document: its text layer cannot be cleaned here; not released",
+            hint="release the report through a text de-identification workflow instead",
+        )
 
 
 def _encodings(ds: Dataset) -> list[str]:

@@ -54,6 +54,11 @@ PROFILES: dict[str, frozenset[str]] = {
         }
     ),
 }
+# research-strict: the allow-list practice of TCIA and CTP. For each IOD only the attributes it
+# defines survive (cleaned by the table as under research); anything else, every private element,
+# overlays and curves go. Unknown IODs are refused.
+PROFILES["research-strict"] = PROFILES["research"] - {"retain_safe_private", "clean_graphics"}
+ALLOW_LIST_PROFILES = frozenset({"research-strict"})
 DEFAULT_PROFILE = "research"
 ACTIONS = {"D", "Z", "X", "K", "C", "U"}
 _TAG_RE = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
@@ -78,6 +83,11 @@ class Profile:
     burned_in_policy: str = "template"
     regions: tuple[Region, ...] = DEFAULT_REGIONS
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def allow_list(self) -> bool:
+        """Only the attributes the object's IOD defines survive."""
+        return self.name in ALLOW_LIST_PROFILES
 
     def has(self, option: str) -> bool:
         return option in self.options
