@@ -763,9 +763,12 @@ class Deidentifier:
         if not self.profile.has("clean_graphics"):
             del ds[tag]
             return
-        vr = ds.get_item(tag).VR or _vr_of(tag & 0xFF00FFFF)
+        raw = ds.get_item(tag)
+        vr = raw.VR or _vr_of(tag & 0xFF00FFFF)
         if vr in TEXT_VRS:
             ctx.later.append((ds, tag, True))
+        elif isinstance(raw.value, bytes) and ctx.holds_identifier(raw.value, binary=True):
+            del ds[tag]  # curve data that spells an identifier is not a curve
 
     def _pixels(self, ds: Dataset, ctx: _Ctx, decision: str | None) -> tuple[str, str]:
         if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:

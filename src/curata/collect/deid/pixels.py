@@ -277,16 +277,37 @@ def clean_burned_in(
 def _store(ds: Dataset, arr: np.ndarray) -> None:
     """Write masked pixels back uncompressed (Explicit VR Little Endian), keeping the SOP Instance UID."""
     if not ds.file_meta.TransferSyntaxUID.is_little_endian:
-        raise DeidError(
-            "burned-in text was masked but a big-endian (retired) object cannot be re-encoded here",
-            hint="convert it to little endian first (e.g. dcmconv +te), then de-identify again",
-        )
+        # a big-endian (retired) object: every element is decoded now so that it can be written
+        # little endian (raw elements keep their byte order otherwise)
+        for elem in ds.iterall():
+            _ = elem.value
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.set_original_encoding(False, True, ds.original_character_set)
     pi = str(ds.PhotometricInterpretation)
     if int(ds.get("SamplesPerPixel", 1)) == 3 and pi.startswith("YBR"):
         pi = "RGB"  # pydicom hands decoded YBR data over as RGB
-    if pi == "PALETTE COLOR" or arr.dtype not in (np.uint8, np.uint16, np.int8, np.int16):
+    arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)  # big-endian input decodes as >u2, >u4
+    if pi == "PALETTE COLOR" or arr.dtype not in (
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.int8,
+        np.int16,
+        np.int32,
+    ):
         arr = arr.astype(np.uint16 if arr.dtype.itemsize > 1 else np.uint8)
     bits = int(ds.get("BitsStored", arr.dtype.itemsize * 8))
+    if (
+        arr.dtype.itemsize == 4
+    ):  # 32-bit samples: pydicom's set_pixel_data stops at 16, write them as they are
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.PhotometricInterpretation = pi
+        if int(ds.get("SamplesPerPixel", 1)) > 1:
+            ds.PlanarConfiguration = 0  # decoded arrays are interleaved
+        ds.PixelData = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+        ds["PixelData"].VR = "OW"
+        ds["PixelData"].is_undefined_length = False  # native now, not encapsulated
+        return
     ds.set_pixel_data(arr, pi, min(bits, arr.dtype.itemsize * 8), generate_instance_uid=False)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
