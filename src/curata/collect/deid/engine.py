@@ -256,21 +256,31 @@ class _Ctx:
         self.coded: set[str] = set()  # CS values of the input: coded terms, not identifiers
         self.later: list[tuple[Dataset, int, bool]] = []  # text to clean once all identifiers are known
         self.encodings: list[str] = []
+        self._probe: tuple[Matcher, tuple[bytes, ...], tuple[bytes, ...]] | None = None
 
     def holds_identifier(self, data: bytes, *, binary: bool = False) -> bool:
         """Whether raw bytes may hold one of the input's identifiers (any encoding, any spacing); an
         over-approximation used to skip decoding values that certainly hold none."""
-        needles = self.ids.gate_needles(self.encodings)
-        if not needles:
+        matcher = self.ids.matcher()
+        if self._probe is None or self._probe[0] is not matcher:
+            needles = matcher.byte_needles(tuple(self.encodings))
+            self._probe = (
+                matcher,
+                tuple({n for n, k in needles if k == "sub"}),
+                tuple(
+                    {n for n, k in needles if k != "sub"} | {w.encode() for w in matcher.words if w.isascii()}
+                ),
+            )
+        _, subs, plain = self._probe
+        if not subs and not plain and not matcher.cjk:
             return False
         if not binary and not data.isascii():
             return True  # case folding beyond ASCII needs the decoded text: look properly
         low = data.lower()
-        matcher = self.ids.matcher()
-        if any(w.encode("ascii", "ignore") in low for w in matcher.words):
+        if any(n in low for n in plain):
             return True
         norm = low.translate(None, _SEP_BYTES)
-        return any((needle in norm) if kind == "sub" else (needle in low) for needle, kind in needles)
+        return any(n in norm for n in subs)
 
 
 class Deidentifier:
@@ -851,8 +861,8 @@ class Deidentifier:
                     exempt.add(norm)
                 else:
                     demote.add(w)
-        matcher = Matcher(ids, frozenset(exempt), frozenset(demote))
-        hit = _decoded_hit(ds, matcher, ctx.pseudonym)
+        matcher = Matcher(ids, frozenset(exempt), frozenset(demote)) if exempt or demote else ids.matcher()
+        hit = _decoded_hit(ds, matcher, ctx)
         if hit:
             raise DeidError(f"final gate: an identifying value of the input survived in {hit}; not released")
         needles = matcher.byte_needles(tuple(ctx.encodings))
@@ -880,7 +890,7 @@ _GATE_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC", "CS", "AE"
 _MARKING_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
 
 
-def _decoded_hit(ds: Dataset, matcher: Matcher, pseudonym: str, path: str = "") -> str:
+def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> str:
     """The first text element (any depth) whose decoded value holds an identifier, as a path of
     keywords (no value); "" when none. Sees what the byte scan cannot: single CJK family names and
     text in any character set the data set declares."""
@@ -893,18 +903,24 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, pseudonym: str, path: str = "") 
             vr = _vr_of(tag) or "UN"
         if vr == "SQ":
             for n, item in enumerate(ds[tag].value or ()):
-                where = _decoded_hit(item, matcher, pseudonym, f"{path}{_name(tag)}[{n}].")
+                where = _decoded_hit(item, matcher, ctx, f"{path}{_name(tag)}[{n}].")
                 if where:
                     return where
             continue
         if vr not in _GATE_TEXT_VRS:
             continue
+        if (
+            isinstance(raw, RawDataElement)
+            and isinstance(raw.value, bytes)
+            and not ctx.holds_identifier(raw.value)
+        ):
+            continue  # plain ASCII with none of the identifiers' bytes: the byte scan says the same
         value = ds[tag].value
         if not value:
             continue
         for v in value if isinstance(value, MultiValue | list) else [value]:
             text = str(v)
-            if text in (pseudonym, DUMMY_TEXT):
+            if text in (ctx.pseudonym, DUMMY_TEXT):
                 continue
             if vr == "CS" and text.strip() in ENUMERATED_CS.get(keyword_for_tag(tag) or "", ()):
                 continue

@@ -257,36 +257,45 @@ class Matcher:
                 if len(norm) >= MIN_SUBSTRING and norm not in exempt:
                     self.subs.add(norm)
         self._byte_cache: dict[tuple[str, ...], list[tuple[bytes, str]]] = {}
-        subs = sorted(self.subs, key=len, reverse=True)
-        self._sub_re = re.compile("|".join(map(re.escape, subs))) if subs else None
-        words = sorted(self.words | self.cjk, key=len, reverse=True)
-        self._word_re = (
-            re.compile(
-                "|".join(
-                    re.escape(w) if len(w) == 1 and is_cjk(w) else rf"(?<![^\W_]){re.escape(w)}(?![^\W_])"
-                    for w in words
+        self._compiled: tuple[re.Pattern[str] | None, ...] | None = None
+
+    def _regexes(self) -> tuple[re.Pattern[str] | None, ...]:
+        """Compiled on first use: most matchers of a clean object are never asked about text."""
+        if self._compiled is None:
+            subs = sorted(self.subs, key=len, reverse=True)
+            sub_re = re.compile("|".join(map(re.escape, subs))) if subs else None
+            words = sorted(self.words | self.cjk, key=len, reverse=True)
+            alone = r"(?<![^\W_]){}(?![^\W_])"
+            word_re = (
+                re.compile(
+                    "|".join(
+                        re.escape(w) if len(w) == 1 and is_cjk(w) else alone.format(re.escape(w))
+                        for w in words
+                    )
                 )
+                if words
+                else None
             )
-            if words
-            else None
-        )
-        nums = sorted(self.nums, key=len, reverse=True)
-        self._num_re = (
-            re.compile(rf"(?<![0-9.])(?:{'|'.join(map(re.escape, nums))})(?![0-9])") if nums else None
-        )
+            nums = sorted(self.nums, key=len, reverse=True)
+            num_re = (
+                re.compile(rf"(?<![0-9.])(?:{'|'.join(map(re.escape, nums))})(?![0-9])") if nums else None
+            )
+            self._compiled = (sub_re, word_re, num_re)
+        return self._compiled
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where identifiers occur in ``text`` (original positions), overlaps merged."""
         if not text:
             return []
         found: list[tuple[int, int]] = []
+        sub_re, word_re, num_re = self._regexes()
         low = text.lower()
         if len(low) != len(text):
             low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-        if self._sub_re is not None:
+        if sub_re is not None:
             index = [i for i, ch in enumerate(low) if ch not in _SEP_SET]
             norm = "".join(low[i] for i in index)
-            for m in self._sub_re.finditer(norm):
+            for m in sub_re.finditer(norm):
                 found.append((index[m.start()], index[m.end() - 1] + 1))
             # overlapping occurrences of other needles (finditer does not overlap)
             for sub in self.subs:
@@ -294,10 +303,10 @@ class Matcher:
                 while pos >= 0:
                     found.append((index[pos], index[pos + len(sub) - 1] + 1))
                     pos = norm.find(sub, pos + 1)
-        if self._word_re is not None:
-            found += [m.span() for m in self._word_re.finditer(low)]
-        if self._num_re is not None:
-            found += [m.span() for m in self._num_re.finditer(low)]
+        if word_re is not None:
+            found += [m.span() for m in word_re.finditer(low)]
+        if num_re is not None:
+            found += [m.span() for m in num_re.finditer(low)]
         if not found:
             return []
         found.sort()
