@@ -153,9 +153,9 @@ def find_text(
             hint="install Debian's tesseract-ocr (scripts/system-deps.sh)",
         )
     # Small text is read better upscaled, light-on-dark and dark-on-light differently: every image is
-    # read at two sizes (x1 and x2; x2 and x3 when small) in both polarities, and the words pooled.
+    # read in both polarities, images under 640 px at two sizes (x2 and x1), and the words pooled.
     # (``thorough=False``: one pass, for the re-checks after masking.)
-    scales = (2, 3) if max(gray.shape) < 640 else (1, 2)
+    scales = (2, 1) if max(gray.shape) < 640 else (1,)
     passes = [(g, sc) for g in (gray, 255 - gray) for sc in scales] if thorough else [(gray, scales[0])]
     boxes: list[Box] = []
     for img8, scale in passes:
