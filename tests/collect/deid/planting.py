@@ -112,8 +112,8 @@ def plant_everywhere(ds: Dataset, patient: Patient, *, sr_depth: int = 5) -> Pla
         for elem in list(sub):
             if elem.tag in skip or elem.tag >> 16 in (0x0002, 0xFFFE) or elem.VR not in TEXT_VRS:
                 continue
-            if elem.tag == 0x00080008 or elem.tag == 0x0040A040:  # ImageType, ValueType: the tree's shape
-                continue
+            if (elem.tag >> 16 == 0x0028 and elem.VR == "CS") or elem.tag == 0x00080060:
+                continue  # PhotometricInterpretation, Modality: the pixels' shape, the template's key
             form = forms[i % len(forms)]
             i += 1
             elem.value = _fit(f"seen {form} today" if elem.VR in ("ST", "LT", "UT") else form, elem.VR)
