@@ -39,7 +39,9 @@ IDENTITY_KEYWORDS = (
     "PersonAddress",
     "PersonTelephoneNumbers",
 )
-_DUMMY_NAMES = {"", "REMOVED", "ANONYMOUS", "ANONYMIZED", "ANON", "UNKNOWN", "DEIDENTIFIED", "NONE", "NAME"}
+# Placeholder words: a name made only of these (ANON^TEST, ANONYMOUS PATIENT) is a dummy.
+_DUMMY_WORDS = {"REMOVED", "ANONYMOUS", "ANONYMIZED", "ANON", "UNKNOWN", "DEIDENTIFIED", "NONE", "NAME",
+                "TEST", "PATIENT", "PHANTOM", "SUBJECT", "DUMMY"}  # fmt: skip
 # A pseudonym: a short prefix then a code with digits (CUR-3f9a0c12, ANON12345, PAT_0007, 4711).
 _PSEUDONYM = re.compile(r"(?=.*\d)[A-Za-z]{0,10}[-_ ]?[A-Za-z0-9_-]{3,}")
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
@@ -93,7 +95,11 @@ def _walk(ds: Dataset, patient_id: str, path: str) -> None:
             for v in values:
                 text = str(v or "").strip()
                 bare = text.replace("^", " ").replace("=", " ").strip()
-                if bare.upper() in _DUMMY_NAMES or text == patient_id or _PSEUDONYM.fullmatch(bare):
+                if (
+                    set(bare.upper().split()) <= _DUMMY_WORDS
+                    or text == patient_id
+                    or _PSEUDONYM.fullmatch(bare)
+                ):
                     continue
                 raise DeidError(f"marked de-identified but {where} holds a person name; refused")
         elif elem.VR in _TEXT_VRS:
