@@ -270,8 +270,22 @@ def clean_burned_in(
             hint="curata deid-review list; then accept, mask or drop it",
         )
     ds.BurnedInAnnotation = "NO"
+    was_compressed = ds.file_meta.TransferSyntaxUID.is_compressed
     _store(ds, frames if int(ds.get("NumberOfFrames", 1) or 1) > 1 else frames[0])
+    if was_compressed:
+        _recompress(ds)
     return "cleaned", by
+
+
+def _recompress(ds: Dataset) -> None:
+    """A compressed input stays compressed: masked pixels are re-encoded RLE Lossless (pydicom's own
+    encoder: lossless, no plugin needed); left uncompressed when that fails."""
+    from pydicom.uid import RLELossless
+
+    try:
+        ds.compress(RLELossless, generate_instance_uid=False)
+    except Exception:  # an unusual layout: uncompressed is still correct
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
 
 def _store(ds: Dataset, arr: np.ndarray) -> None:
