@@ -125,7 +125,9 @@ def make_ct(
     ds.RescaleSlope = 1
     rng = np.random.default_rng(seed + index)
     ds.PixelData = rng.integers(0, 2000, size=(rows, columns), dtype=np.uint16).tobytes()
-    if deidentified:
+    if deidentified:  # as a de-identifier leaves it: a pseudonym for a name (the flag alone is not trusted)
+        if patient_name == "Doe^Jane":
+            ds.PatientName = patient_id
         ds.PatientIdentityRemoved = "YES"
         ds.DeidentificationMethod = "test fixture"
     if path is not None:

@@ -338,6 +338,9 @@ def test_card_compares_with_the_catalog_of_the_same_modality(workspace, tmp_path
     populate(workspace, tmp_path, PATIENTS[:2])
     mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
     mr.PatientIdentityRemoved, mr.PatientID = "YES", "MR01"
+    for elem in mr.iterall():  # the flag alone is not trusted: names must be gone too (issue 10)
+        if elem.VR == "PN":
+            elem.value = ""
     (tmp_path / "mr").mkdir()
     mr.save_as(tmp_path / "mr" / "mr.dcm")
     _, problems = Ingestor(workspace, deidentify=False, workers=1, site="site-mr").ingest_paths(

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -33,7 +32,7 @@ from curata.catalog.provenance import record as record_provenance
 from curata.collect.reasons import is_disk_full, safe_reason, sanitize, write_private
 from curata.collect.sources import Source, iter_sources
 from curata.console import RunSummary
-from curata.errors import CatalogError, DeidError, InputError, StoreError
+from curata.errors import CatalogError, InputError, StoreError
 from curata.runtime import imap_unordered
 from curata.workspace import Workspace
 
@@ -138,17 +137,11 @@ def _check_complete(raw: bytes) -> None:
 
 
 def _verify_deidentified(raw: bytes) -> tuple[bytes, pydicom.Dataset]:
-    """Central-platform mode: accept only objects already marked de-identified at a gateway."""
-    try:
-        ds = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
-        raise InputError(f"not a readable DICOM file ({exc})") from exc
-    if str(ds.get("PatientIdentityRemoved", "")).upper() != "YES":
-        raise DeidError(
-            "not marked de-identified (PatientIdentityRemoved is not YES); refused",
-            hint="send it through a Curata gateway, or ingest with de-identification on",
-        )
-    return raw, ds
+    """Central-platform mode: accept only objects already de-identified at a gateway. The
+    PatientIdentityRemoved flag alone is not trusted: the de-identification engine's checks run too."""
+    from curata.collect.deid import check_deidentified
+
+    return raw, check_deidentified(raw)
 
 
 def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None = None) -> IngestOutcome:

@@ -83,8 +83,12 @@ def _export_one(ctx: _ExportContext, digest: str, paths: list[str]) -> tuple[str
             data = fp.fingerprint_nifti(data, ctx.mark)
     except Exception as exc:  # reported against the file; the export as a whole then fails
         return f"{type(exc).__name__}: {exc}"
+    root = Path(ctx.root).resolve()
     for rel in paths:
-        target = Path(ctx.root) / rel
+        target = (root / rel).resolve()
+        if not target.is_relative_to(root) or target == root:
+            # paths are built from data (UIDs, series names): one holding ".." must not climb out
+            return "a path built from the data leaves the export folder; refused"
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "wb") as fh:
             fh.write(data)

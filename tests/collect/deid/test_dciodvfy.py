@@ -10,7 +10,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from .conftest import dressed, read, to_bytes
+from curata.collect.deid import Deidentifier, load_profile
+
+from .conftest import KEY, dressed, read, to_bytes
 
 pytestmark = [
     pytest.mark.integration,
@@ -40,7 +42,8 @@ def test_no_new_dciodvfy_errors(name: str, tmp_path: Path, research, basic) -> N
     src = tmp_path / "in.dcm"
     src.write_bytes(raw)
     before = _errors(src)
-    for deid in (research, basic):
+    strict = Deidentifier(KEY, load_profile("research-strict"), ocr=False)
+    for deid in (research, basic, strict):
         res = deid.deidentify_bytes(raw)
         dst = tmp_path / f"out-{deid.profile.name}.dcm"
         dst.write_bytes(res.output_bytes)

@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from curata.collect.deid import Deidentifier, load_profile
-from curata.collect.deid.pixels import find_text, ocr_available
+from curata.collect.deid.pixels import ReviewNeeded, find_text, ocr_available
 from curata.errors import DeidError
 
 from .conftest import KEY, read, to_bytes
@@ -52,7 +52,7 @@ def test_burned_in_text_is_masked_and_confirmed_gone() -> None:
     assert any("MUSTERMANN" in b.text.upper() for b in before)  # OCR reads it in the input
     deid = Deidentifier(KEY, load_profile("research"))
     res = deid.deidentify_bytes(to_bytes(src))
-    assert res.record.pixels == "cleaned"
+    assert res.record.pixels == "cleaned" and res.record.pixels_cleared_by == "ocr+template"
     out = res.dataset
     assert out.BurnedInAnnotation == "NO"
     after = out.pixel_array
@@ -61,11 +61,67 @@ def test_burned_in_text_is_masked_and_confirmed_gone() -> None:
     assert np.array_equal(after[120:200, 120:260], src.pixel_array[120:200, 120:260])  # anatomy untouched
 
 
-def test_clean_image_of_a_text_prone_class_is_verified_and_kept() -> None:
+def test_ocr_finding_nothing_is_not_verification(tmp_path) -> None:
+    """A text-prone object where OCR reads nothing: masked by the region template, or reviewed."""
     src = _sc_with_text(None)
     res = Deidentifier(KEY, load_profile("research")).deidentify_bytes(to_bytes(src))
-    assert res.record.pixels == "verified"
-    assert res.dataset.PixelData == src.PixelData
+    assert res.record.pixels == "cleaned" and res.record.pixels_cleared_by == "template"
+    out = res.dataset.pixel_array
+    fill = src.pixel_array.min()
+    assert (out[:26] == fill).all() and (out[-21:] == fill).all()  # header and footer bands (10%, 8%)
+    assert np.array_equal(out[120:200], src.pixel_array[120:200])  # the rest untouched
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[pixels]\npolicy = "review"\n')
+    strict = Deidentifier(KEY, load_profile("research", cfg))
+    with pytest.raises(ReviewNeeded):
+        strict.deidentify_bytes(to_bytes(src))
+    accepted = strict.deidentify_bytes(to_bytes(src), pixel_decision="accept")
+    assert accepted.record.pixels_cleared_by == "review" and accepted.dataset.PixelData == src.PixelData
+    masked = strict.deidentify_bytes(to_bytes(src), pixel_decision="mask")
+    assert (
+        masked.record.pixels_cleared_by == "review+mask" and (masked.dataset.pixel_array[:30] == fill).all()
+    )
+
+
+def test_site_region_template_for_a_vendor(tmp_path) -> None:
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(
+        '[pixels]\ndefault_regions = false\n[[pixels.regions]]\nname = "acme corner"\n'
+        'modalities = ["OT"]\nmanufacturer = "acme"\nboxes = [[0.0, 0.0, 0.5, 0.2]]\n'
+    )
+    deid = Deidentifier(KEY, load_profile("research", cfg), ocr=False)
+    src = _sc_with_text(None)
+    with pytest.raises(ReviewNeeded):  # not Acme's: no template, and OCR is off
+        deid.deidentify_bytes(to_bytes(src))
+    src.Manufacturer = "ACME Imaging"
+    out = deid.deidentify_bytes(to_bytes(src)).dataset.pixel_array
+    fill = src.pixel_array.min()
+    assert (out[:51, :192] == fill).all() and np.array_equal(out[60:], src.pixel_array[60:])
+
+
+@pytest.mark.parametrize(
+    ("size", "where", "modality"),
+    [(12, "top", "US"), (16, "middle", "OT"), (30, "middle", "US")],
+)
+def test_burned_in_text_at_several_sizes_and_positions_is_gone(size: int, where: str, modality: str) -> None:
+    """Text burned into SC and US pixels, small to large, in the bands and in the middle of the image."""
+    name = "OKONKWO CHIDINMA"
+    if True:
+        src = _sc_with_text(None)
+        src.Modality = modality
+        rows, cols = src.Rows, src.Columns
+        pil = Image.fromarray(src.pixel_array)
+        y = {"top": 4, "bottom": rows - size - 6}.get(where, rows // 2)
+        x = cols // 2 - 20 if where == "middle-right" else 8
+        ImageDraw.Draw(pil).text((x, y), name, fill=255, font=ImageFont.load_default(size=size))
+        src.set_pixel_data(np.asarray(pil).copy(), "MONOCHROME2", 8, generate_instance_uid=False)
+        assert any("OKONKWO" in b.text.upper() for b in find_text(src.pixel_array))  # legible before
+        res = Deidentifier(KEY, load_profile("research")).deidentify_bytes(to_bytes(src))
+        after = find_text(res.dataset.pixel_array, 30, 3)
+        assert not [b for b in after if "OKON" in b.text.upper() or "CHIDI" in b.text.upper()], (
+            modality,
+            after,
+        )
 
 
 def test_burned_in_flag_without_clean_pixel_option_is_refused() -> None:
@@ -83,7 +139,7 @@ def test_ct_pixels_never_decoded() -> None:
 def test_real_ultrasound_is_checked(tmp_path) -> None:
     src = read("US1_UNCR.dcm")
     res = Deidentifier(KEY, load_profile("research")).deidentify_bytes(to_bytes(src))
-    assert res.record.pixels in ("verified", "cleaned")
+    assert res.record.pixels == "cleaned" and "template" in res.record.pixels_cleared_by
     assert res.dataset.BurnedInAnnotation == "NO"
     assert not [b for b in find_text(res.dataset.pixel_array, 60, 3)]
 

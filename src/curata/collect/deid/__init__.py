@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from curata.collect.deid.engine import CODE_VERSION, Deidentifier, DeidRecord, DeidResult
     from curata.collect.deid.profile import OPTIONS, PROFILES, Profile, load_profile
     from curata.collect.deid.vault import Vault
+    from curata.collect.deid.verify import check_deidentified
 
 __getattr__ = lazy_exports(
     __name__,
@@ -29,6 +30,7 @@ __getattr__ = lazy_exports(
         "Profile": "profile",
         "load_profile": "profile",
         "Vault": "vault",
+        "check_deidentified": "verify",
     },
 )
 
@@ -41,5 +43,6 @@ __all__ = [
     "Deidentifier",
     "Profile",
     "Vault",
+    "check_deidentified",
     "load_profile",
 ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from curata.collect.deid.engine import CODE_VERSION, Deidentifier
+from curata.collect.deid.pixels import ReviewNeeded
 from curata.collect.deid.profile import Profile
 from curata.collect.deid.vault import Vault
 from curata.collect.reasons import is_disk_full, safe_reason, sanitize, write_private
@@ -34,6 +37,14 @@ def atomic_write(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def inside(root: Path, relative: str) -> Path:
+    """``root / relative``, refused unless it lies inside ``root`` (paths built from data)."""
+    target = (Path(root) / relative).resolve()
+    if not target.is_relative_to(Path(root).resolve()):
+        raise ConfigError("a path built from the data leaves the output folder; refused")
+    return target
 
 
 def iter_input_files(root: Path, exclude: list[Path]) -> Iterator[Path]:
@@ -74,13 +85,15 @@ def _process_one(path_str: str) -> dict[str, Any]:
     sha = hashlib.sha256(raw).hexdigest()
     try:
         res = deid.deidentify_bytes(raw)
+    except ReviewNeeded as exc:
+        return _quarantine(path, raw, sha, str(exc), "ReviewNeeded", review=True)
     except CurataError as exc:
         return _quarantine(path, raw, sha, safe_reason(exc), type(exc).__name__)
     except Exception as exc:  # a bug must not stop the batch, and must not let the file through
         return _quarantine(path, raw, sha, safe_reason(exc), "InternalError")
     rel = res.relative_path
     try:
-        wrote = write_once(_WORKER["output"] / rel, res.output_bytes)
+        wrote = write_once(inside(_WORKER["output"], rel), res.output_bytes)
     except OSError as exc:
         if is_disk_full(exc):
             raise DeidError(
@@ -131,14 +144,35 @@ def write_once(path: Path, data: bytes) -> str:
             os.unlink(tmp)
 
 
-def _quarantine(path: Path, raw: bytes, sha: str, reason: str, kind: str) -> dict[str, Any]:
+def _quarantine(
+    path: Path, raw: bytes, sha: str, reason: str, kind: str, *, review: bool = False
+) -> dict[str, Any]:
     """Keep the raw input on site, private (folder 0700, files 0600), with a sanitised reason; the
     note names the input by its sha256, not by its path (folder names often hold the patient's)."""
     qdir: Path = _WORKER["quarantine"]
     reason = sanitize(reason)
     try:
         write_private(qdir / f"{sha}.input", raw)
-        note = {"input_sha256": sha, "reason": reason, "error": kind, "code_version": CODE_VERSION}
+        note: dict[str, Any] = {
+            "input_sha256": sha,
+            "reason": reason,
+            "error": kind,
+            "code_version": CODE_VERSION,
+        }
+        if review:  # a thumbnail for the reviewer, on site beside the input (never in OUTPUT)
+            note["review"] = "pending"
+            try:
+                import pydicom
+
+                from curata.collect.deid.pixels import thumbnail_png
+
+                png = thumbnail_png(pydicom.dcmread(io.BytesIO(raw), force=True))
+                write_private(qdir / f"{sha}.png", png)
+                note["thumbnail"] = f"{sha}.png"
+            except OSError:
+                raise
+            except Exception as exc:  # the review still lists it, without a picture
+                note["thumbnail_error"] = type(exc).__name__
         write_private(qdir / f"{sha}.json", json.dumps(note, indent=2).encode())
     except OSError as exc:
         if is_disk_full(exc):
@@ -215,6 +249,8 @@ def run_batch(
                     report.files.append({"output": res["output"], **res["record"]})
             else:
                 report.add("quarantined" if status == "quarantined" else "failed")
+                if res.get("error") == "ReviewNeeded":
+                    report.add("review")
                 report.quarantined.append(res)
             if on_progress:
                 on_progress(done, len(paths))
@@ -260,3 +296,72 @@ def default_vault_dir(key_file: Path) -> Path:
 
 def default_quarantine_dir(vault_dir: Path) -> Path:
     return Path(vault_dir).resolve().parent / "curata-quarantine"
+
+
+# --- review of objects that may carry burned-in text ---------------------------------------------
+@dataclass
+class ReviewItem:
+    input_sha256: str
+    reason: str
+    thumbnail: str | None  # path of the PNG on site
+    state: str  # pending, accept, mask, drop
+    output: str | None = None
+
+
+def _note_path(quarantine: Path, sha: str) -> Path:
+    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise ConfigError(f"{sha!r} is not an input sha256 from the review list")
+    return Path(quarantine) / f"{sha}.json"
+
+
+def review_list(quarantine: Path, *, pending_only: bool = True) -> list[ReviewItem]:
+    """Objects held for review (burned-in text possible, nothing proved it absent)."""
+    out = []
+    for note_file in sorted(Path(quarantine).glob("*.json")):
+        try:
+            note = json.loads(note_file.read_text())
+        except (OSError, ValueError):
+            continue
+        state = note.get("review")
+        if not state or (pending_only and state != "pending"):
+            continue
+        thumb = note.get("thumbnail")
+        out.append(
+            ReviewItem(
+                input_sha256=note["input_sha256"],
+                reason=note.get("reason", ""),
+                thumbnail=str(Path(quarantine) / thumb) if thumb else None,
+                state=state,
+                output=note.get("output"),
+            )
+        )
+    return out
+
+
+def review_decide(
+    quarantine: Path, sha: str, action: str, *, deid: Deidentifier | None = None, output: Path | None = None
+) -> ReviewItem:
+    """``accept`` (pixels released as they are), ``mask`` (the fallback header/footer bands) or
+    ``drop`` (never released; the input is deleted from the quarantine)."""
+    if action not in ("accept", "mask", "drop"):
+        raise ConfigError(f"unknown review action {action!r}", hint="accept, mask or drop")
+    note_file = _note_path(quarantine, sha)
+    if not note_file.exists():
+        raise ConfigError(f"no quarantined input {sha} in {quarantine}")
+    note = json.loads(note_file.read_text())
+    if note.get("review") != "pending":
+        raise ConfigError(f"input {sha} is not waiting for review (state: {note.get('review')})")
+    raw_file = Path(quarantine) / f"{sha}.input"
+    if action == "drop":
+        raw_file.unlink(missing_ok=True)
+        (Path(quarantine) / f"{sha}.png").unlink(missing_ok=True)
+        note.pop("thumbnail", None)
+    else:
+        if deid is None or output is None:
+            raise ConfigError(f"{action} needs the site key and OUTPUT")
+        res = deid.deidentify_bytes(raw_file.read_bytes(), pixel_decision=action)
+        atomic_write(inside(Path(output), res.relative_path), res.output_bytes)
+        note["output"] = res.relative_path
+    note["review"] = action
+    atomic_write(note_file, json.dumps(note, indent=2).encode())
+    return ReviewItem(sha, note.get("reason", ""), None, action, note.get("output"))

@@ -25,7 +25,9 @@ def deid(
         ..., metavar="OUTPUT", help="Folder for the de-identified files and the report."
     ),
     key_file: Path = typer.Option(..., "--key-file", help="The site secret (from `curata keygen`)."),
-    profile: str = typer.Option(None, "--profile", help="basic or research (default: research)."),
+    profile: str = typer.Option(
+        None, "--profile", help="basic, research or research-strict (default: research)."
+    ),
     config: Path | None = typer.Option(
         None, "--config", help="TOML with option and per-attribute overrides."
     ),
@@ -64,7 +66,7 @@ def deid(
             workers=n_workers,
             on_progress=on_progress,
         )
-    for name in ("deidentified", "pixels_cleaned", "duplicates", "quarantined", "failed"):
+    for name in ("deidentified", "pixels_cleaned", "review", "duplicates", "quarantined", "failed"):
         summary.add(name, report.counts.get(name, 0))
     seconds = max(summary.seconds, 1e-9)
     summary.extra.update(
@@ -77,6 +79,8 @@ def deid(
     summary.render(as_json=as_json)
     if not as_json:
         console.print(f"report: {output / 'deid-report.json'}")
+        if report.counts.get("review"):
+            console.print(f"{report.counts['review']} object(s) wait for review: curata deid-review list")
         if report.quarantined:
             console.print(f"[red]{len(report.quarantined)} input(s) quarantined in {qdir}[/]")
             for q in report.quarantined[:10]:
@@ -85,6 +89,91 @@ def deid(
         raise typer.Exit(1)
 
 
+review_app = typer.Typer(
+    help="Objects held for review (burned-in text possible, nothing proved it absent): list, accept, mask, drop."
+)
+
+
+def _review_quarantine(quarantine: Path | None, key_file: Path | None) -> Path:
+    from curata.collect.deid.batch import default_quarantine_dir, default_vault_dir
+
+    if quarantine is not None:
+        return quarantine
+    if key_file is None:
+        raise typer.BadParameter("give --quarantine or --key-file (the quarantine lies beside its vault)")
+    return default_quarantine_dir(default_vault_dir(key_file))
+
+
+@review_app.command("list")
+def review_list_cmd(
+    quarantine: Path | None = typer.Option(None, "--quarantine", help="The quarantine folder."),
+    key_file: Path | None = typer.Option(None, "--key-file", help="Finds the default quarantine."),
+    show_all: bool = typer.Option(False, "--all", help="Also items already decided."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The review list: one line per object with its thumbnail (a PNG on site) and reason."""
+    import json
+    from dataclasses import asdict
+
+    from curata.collect.deid.batch import review_list
+
+    items = review_list(_review_quarantine(quarantine, key_file), pending_only=not show_all)
+    if as_json:
+        console.print_json(json.dumps([asdict(i) for i in items]))
+        return
+    if not items:
+        console.print("nothing to review")
+    for item in items:
+        console.print(
+            f"{item.input_sha256}  [{item.state}]  {item.thumbnail or '(no thumbnail)'}  {item.reason}"
+        )
+
+
+def _decide(action: str, sha: str, quarantine: Path | None, key_file: Path | None, output: Path | None,
+            profile: str | None, config: Path | None) -> None:  # fmt: skip
+    from curata.collect.deid.batch import review_decide
+    from curata.collect.deid.engine import Deidentifier
+    from curata.collect.deid.profile import load_profile
+
+    qdir = _review_quarantine(quarantine, key_file)
+    deid = None
+    if action != "drop":
+        if key_file is None or output is None:
+            raise typer.BadParameter(f"{action} needs --key-file and --output")
+        deid = Deidentifier(read_key_file(key_file), load_profile(profile, config))
+    item = review_decide(qdir, sha, action, deid=deid, output=output)
+    console.print(f"{sha}: {item.state}" + (f" -> {output / item.output}" if item.output and output else ""))
+
+
+_SHA = typer.Argument(..., help="The input's sha256, from `curata deid-review list`.")
+_Q = typer.Option(None, "--quarantine", help="The quarantine folder (default: beside the vault).")
+_K = typer.Option(None, "--key-file", help="The site secret.")
+_O = typer.Option(None, "--output", help="The OUTPUT folder of the de-identification run.")
+_P = typer.Option(None, "--profile", help="The profile of that run.")
+_C = typer.Option(None, "--config", help="The TOML of that run.")
+
+
+@review_app.command("accept")
+def review_accept(sha: str = _SHA, quarantine: Path | None = _Q, key_file: Path | None = _K,
+                  output: Path | None = _O, profile: str | None = _P, config: Path | None = _C) -> None:  # fmt: skip
+    """A person looked: no burned-in text. Release the pixels as they are (cleared by review)."""
+    _decide("accept", sha, quarantine, key_file, output, profile, config)
+
+
+@review_app.command("mask")
+def review_mask(sha: str = _SHA, quarantine: Path | None = _Q, key_file: Path | None = _K,
+                output: Path | None = _O, profile: str | None = _P, config: Path | None = _C) -> None:  # fmt: skip
+    """Release with the header and footer bands masked (12% and 10% of the height)."""
+    _decide("mask", sha, quarantine, key_file, output, profile, config)
+
+
+@review_app.command("drop")
+def review_drop(sha: str = _SHA, quarantine: Path | None = _Q, key_file: Path | None = _K) -> None:
+    """Never release it; the input and its thumbnail are deleted from the quarantine."""
+    _decide("drop", sha, quarantine, key_file, None, None, None)
+
+
 def register(app: typer.Typer) -> None:
     app.command("keygen")(keygen)
     app.command("deid")(deid)
+    app.add_typer(review_app, name="deid-review")

@@ -34,8 +34,8 @@ from curata.collect.deid.pseudonyms import (
     shift_date,
     shift_datetime,
 )
-from curata.collect.deid.table import action_maps, descriptor_tags, rules
-from curata.collect.deid.text import Identifiers, clean_text
+from curata.collect.deid.table import action_maps, descriptor_tags, iod_allowed_tags, rules
+from curata.collect.deid.text import _SEP_BYTES, Identifiers, Matcher, clean_text, normalise
 from curata.collect.deid.vault import Vault
 from curata.errors import DeidError, InputError
 
@@ -92,6 +92,33 @@ SCHEME_UID_KEYWORDS = frozenset(
     }
 )
 _HL7_ROOT = "2.16.840.1.113883."
+# Coded strings whose values the standard enumerates: such a value is a term, never an identifier,
+# even when a placeholder name happens to spell it (SR: PatientName "Last Name^First Name", ValueType
+# PNAME). Any other CS or AE value that holds one of the patient's own identifiers becomes a dummy.
+# fmt: off
+ENUMERATED_CS: dict[str, frozenset[str]] = {
+    "ValueType": frozenset(
+        {"TEXT", "NUM", "CODE", "DATETIME", "DATE", "TIME", "UIDREF", "PNAME", "COMPOSITE", "IMAGE",
+         "WAVEFORM", "SCOORD", "SCOORD3D", "TCOORD", "CONTAINER", "TABLE"}
+    ),
+    "RelationshipType": frozenset(
+        {"CONTAINS", "HAS PROPERTIES", "HAS OBS CONTEXT", "HAS ACQ CONTEXT", "INFERRED FROM",
+         "SELECTED FROM", "HAS CONCEPT MOD", "R-INFERRED FROM"}
+    ),
+    "ContinuityOfContent": frozenset({"SEPARATE", "CONTINUOUS"}),
+    "CompletionFlag": frozenset({"PARTIAL", "COMPLETE"}),
+    "VerificationFlag": frozenset({"UNVERIFIED", "VERIFIED"}),
+    "PreliminaryFlag": frozenset({"PRELIMINARY", "FINAL"}),
+    "PatientSex": frozenset({"M", "F", "O"}),
+    "GraphicType": frozenset({"POINT", "MULTIPOINT", "POLYLINE", "CIRCLE", "ELLIPSE"}),
+    "TemporalRangeType": frozenset({"POINT", "MULTIPOINT", "SEGMENT", "MULTISEGMENT", "BEGIN", "END"}),
+}
+# fmt: on
+_ENUM_NORM = normalise(" ".join(" ".join(v) for v in ENUMERATED_CS.values()))
+# PN and ID attributes naming the patient: their values are the patient's own identifiers, checked
+# in every element, coded strings included, and never exempt from the gate.
+_STRONG_TAGS = frozenset({0x00100010, 0x00100020, 0x00101000, 0x00101001, 0x00101002, 0x00101005,
+                          0x00101060, 0x00080050, 0x00100030})  # fmt: skip
 _BURNED_IN = 0x00280301
 _PATIENT_ID, _PATIENT_NAME, _BIRTH_DATE, _AGE = 0x00100020, 0x00100010, 0x00100030, 0x00101010
 # Not rows of Table E.1-1 but meaningless once signatures go (E.1-1 removes them): MAC Parameters Sequence.
@@ -116,7 +143,10 @@ class DeidRecord:
     series_uid: str
     sop_uid: str
     transfer_syntax: str
-    pixels: str  # "kept" (bit for bit), "cleaned" (text masked), "verified" (OCR found none), "none"
+    pixels: str  # "kept" (bit for bit), "cleaned" (masked and re-encoded), "none"
+    # who cleared pixels that may carry burned-in text: "ocr", "template", "ocr+template", "review",
+    # "review+mask"; "" when the class does not carry burned-in text
+    pixels_cleared_by: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,7 +163,25 @@ class DeidResult:
     def relative_path(self) -> str:
         """``<patient pseudonym>/<study uid>/<series uid>/<sop uid>.dcm`` from pseudonymous values only."""
         r = self.record
-        return f"{r.patient_pseudonym}/{r.study_uid}/{r.series_uid}/{r.sop_uid}.dcm"
+        return safe_relative_path(r.patient_pseudonym, r.study_uid, r.series_uid, r.sop_uid)
+
+
+_UID_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+_PSEUDONYM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def safe_relative_path(patient: str, study: str, series: str, sop: str) -> str:
+    """A relative file path built from data, validated: every part a well-formed UID (or pseudonym),
+    so no value can climb out of the folder (``..``), name an absolute path or hide a separator."""
+    if not _PSEUDONYM_RE.fullmatch(patient):
+        raise DeidError("the patient pseudonym cannot name a folder")
+    for label, uid in (("Study", study), ("Series", series), ("SOP", sop)):
+        if len(uid) > 64 or not _UID_RE.fullmatch(uid):
+            raise DeidError(
+                f"the {label} Instance UID is not a well-formed UID, so it cannot name a file",
+                hint="with retain_uids the input's own UIDs name the files: fix them at the source",
+            )
+    return f"{patient}/{study}/{series}/{sop}.dcm"
 
 
 @contextmanager
@@ -203,17 +251,36 @@ class _Ctx:
         self.clean_desc = profile.has("clean_descriptors")
         self.clean_struct = profile.has("clean_structured_content")
         self.retain_uids = profile.has("retain_uids")
+        self.allowed: frozenset[int] | None = None  # research-strict: the IOD's attributes
         self.uid_map: dict[str, str] = {}
         self.coded: set[str] = set()  # CS values of the input: coded terms, not identifiers
         self.later: list[tuple[Dataset, int, bool]] = []  # text to clean once all identifiers are known
         self.encodings: list[str] = []
-        self._raw_needles: list[bytes] | None = None
+        self._probe: tuple[Matcher, tuple[bytes, ...], tuple[bytes, ...]] | None = None
 
-    def raw_needles(self) -> list[bytes]:
-        """The input's identifying words and dates as lower-case bytes, in every encoding."""
-        if self._raw_needles is None:
-            self._raw_needles = [n for n, _ in self.ids.gate_needles(self.encodings)]
-        return self._raw_needles
+    def holds_identifier(self, data: bytes, *, binary: bool = False) -> bool:
+        """Whether raw bytes may hold one of the input's identifiers (any encoding, any spacing); an
+        over-approximation used to skip decoding values that certainly hold none."""
+        matcher = self.ids.matcher()
+        if self._probe is None or self._probe[0] is not matcher:
+            needles = matcher.byte_needles(tuple(self.encodings))
+            self._probe = (
+                matcher,
+                tuple({n for n, k in needles if k == "sub"}),
+                tuple(
+                    {n for n, k in needles if k != "sub"} | {w.encode() for w in matcher.words if w.isascii()}
+                ),
+            )
+        _, subs, plain = self._probe
+        if not subs and not plain and not matcher.cjk:
+            return False
+        if not binary and not data.isascii():
+            return True  # case folding beyond ASCII needs the decoded text: look properly
+        low = data.lower()
+        if any(n in low for n in plain):
+            return True
+        norm = low.translate(None, _SEP_BYTES)
+        return any(n in norm for n in subs)
 
 
 class Deidentifier:
@@ -238,12 +305,20 @@ class Deidentifier:
         self._sources = _identifier_sources(self.profile)
 
     # ------------------------------------------------------------------ public API
-    def deidentify_bytes(self, raw: bytes, source: str = "") -> DeidResult:
-        """De-identify one Part-10 file (or a bare data set) given as bytes."""
-        with _quiet_pydicom():
-            return self._deidentify_bytes(raw, source)
+    def deidentify_bytes(
+        self, raw: bytes, source: str = "", *, pixel_decision: str | None = None
+    ) -> DeidResult:
+        """De-identify one Part-10 file (or a bare data set) given as bytes.
 
-    def _deidentify_bytes(self, raw: bytes, source: str) -> DeidResult:
+        ``pixel_decision`` is a reviewer's answer for an object that needed review (``accept`` or
+        ``mask``), from ``curata deid-review``.
+        """
+        if pixel_decision not in (None, "accept", "mask"):
+            raise ValueError(f"pixel_decision {pixel_decision!r}")
+        with _quiet_pydicom():
+            return self._deidentify_bytes(raw, source, pixel_decision)
+
+    def _deidentify_bytes(self, raw: bytes, source: str, decision: str | None = None) -> DeidResult:
         try:
             ds = pydicom.dcmread(io.BytesIO(raw), force=False)
         except InvalidDicomError:
@@ -257,7 +332,7 @@ class Deidentifier:
                 ) from None
         except Exception as exc:
             raise InputError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path=source or None) from exc
-        return self._run(ds, hashlib.sha256(raw).hexdigest(), source)
+        return self._run(ds, hashlib.sha256(raw).hexdigest(), source, decision)
 
     def deidentify_dataset(self, ds: Dataset) -> DeidResult:
         """De-identify an in-memory data set (the network gateway); ``ds`` itself is not modified."""
@@ -273,7 +348,7 @@ class Deidentifier:
         return self.deidentify_bytes(buf.getvalue())
 
     # ------------------------------------------------------------------ the work
-    def _run(self, ds: Dataset, input_sha: str, source: str) -> DeidResult:
+    def _run(self, ds: Dataset, input_sha: str, source: str, decision: str | None = None) -> DeidResult:
         where = source or None
         try:
             self._check_readable(ds)
@@ -282,11 +357,19 @@ class Deidentifier:
                 raise InputError(f"missing required attribute(s): {', '.join(missing)}", path=where)
             sop_class = str(ds.SOPClassUID)
             ctx = _Ctx(self.profile, self.pseudo, sop_class)
+            if self.profile.allow_list:
+                ctx.allowed = iod_allowed_tags(sop_class)
+                if ctx.allowed is None:
+                    raise DeidError(
+                        f"{self.profile.name}: no IOD definition for this SOP class, so no allow-list",
+                        hint="use the research profile for it, or add the class to the site's workflow",
+                    )
             ctx.encodings = _encodings(ds)
+            _refuse_encapsulated_documents(ds)
             self._patient(ds, ctx)
             self._collect(ds, ctx, top=True)
             age = self._age_before(ds, ctx)
-            pixel_state = self._pixels(ds, ctx)
+            pixel_state, cleared_by = self._pixels(ds, ctx, decision)
             self._clean(ds, ctx, top=True, structured=False)
             for target, tag, generic in ctx.later:
                 self._clean_text_elem(target, tag, ctx, generic=generic)
@@ -306,7 +389,7 @@ class Deidentifier:
             raise DeidError(
                 f"cannot encode the de-identified data set ({type(exc).__name__}: {exc})"
             ) from exc
-        self._gate(output, ds, ctx, pixel_state in ("kept", "verified", "cleaned"))
+        self._gate(output, ds, ctx, pixel_state in ("kept", "cleaned"))
         record = DeidRecord(
             input_sha256=input_sha,
             output_sha256=hashlib.sha256(output).hexdigest(),
@@ -321,6 +404,7 @@ class Deidentifier:
             sop_uid=str(ds.SOPInstanceUID),
             transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
             pixels=pixel_state,
+            pixels_cleared_by=cleared_by,
         )
         reid = [
             {
@@ -335,9 +419,11 @@ class Deidentifier:
                 {"kind": "uid", "pseudonym": ctx.pseudonym, "original": o, "new": n}
                 for o, n in ctx.uid_map.items()
             ]
+        result = DeidResult(output_bytes=output, dataset=ds, record=record, reid=reid)
+        _ = result.relative_path  # validated before anything is written anywhere
         if self.vault is not None:
             self.vault.append(reid)
-        return DeidResult(output_bytes=output, dataset=ds, record=record, reid=reid)
+        return result
 
     @staticmethod
     def _check_readable(ds: Dataset) -> None:
@@ -385,14 +471,27 @@ class Deidentifier:
                 continue
             if tag not in sources and vr != "PN":
                 continue
+            rawval = raw.value if isinstance(raw, RawDataElement) else None
             value = ds[tag].value
             if value is None or value == "":
                 continue
             values = value if isinstance(value, MultiValue | list) else [value]
+            if isinstance(rawval, bytes) and not rawval.isascii() and b"\x1b" not in rawval:
+                # Text in a character set other than the declared one (Latin-1 bytes in a UTF-8
+                # file): the value is matched in every plausible decoding, and as its own bytes.
+                ids.add_raw(rawval)
+                for codec in ("utf-8", "latin-1", "cp1252"):
+                    try:
+                        alt = rawval.decode(codec)
+                    except UnicodeDecodeError:
+                        continue
+                    values = [*values, *alt.split("\\")]
             for v in values:
-                text = str(v).strip()
+                text = str(v).strip(" \0")
                 if not text:
                     continue
+                if tag in _STRONG_TAGS:
+                    ids.add_strong(text)
                 if vr == "PN":
                     ids.add_name(text)
                 elif vr in ("DA", "DT"):
@@ -442,6 +541,9 @@ class Deidentifier:
             if group == 0x0002 or tag in _ALWAYS_REMOVE:  # file meta inside the data set: never valid there
                 del ds[tag]
                 continue
+            if ctx.allowed is not None and tag not in ctx.allowed and tag not in (_PATIENT_ID, _PATIENT_NAME):
+                del ds[tag]  # research-strict: not an attribute of this IOD
+                continue
             action = actions.get(tag)
             raw = ds.get_item(tag)
             vr = raw.VR
@@ -449,6 +551,10 @@ class Deidentifier:
                 vr = _vr_of(tag) or "UN"
             if action is None:
                 action = self._unlisted_action(tag, vr, ctx, structured)
+                if vr == "UN" or _vr_of(tag) is None:
+                    # not in the data dictionary (a vendor's misuse, or a corrupted tag that may be
+                    # PatientName one bit away): nothing says what it holds, so it goes
+                    action = "X"
             if tag in (_PATIENT_ID, _PATIENT_NAME):
                 self._patient_value(ds, tag, ctx, top)
                 continue
@@ -515,8 +621,16 @@ class Deidentifier:
             elif vr == "PN":
                 self._dummy(ds[tag], vr)
             return
-        # K: the value stays, but a kept text value still loses the patient's own identifiers.
-        if vr in TEXT_VRS:
+        # K: the value stays, but a kept date equal to one of the input's identifying dates (the birth
+        # date planted in a device calibration date) is shifted like the others,
+        if vr in ("DA", "DT") and not ctx.full_dates:
+            value = str(ds[tag].value or "")
+            if any(v.strip()[:8] in ctx.ids.dates for v in value.split("\\")):
+                self._shift(ds[tag], vr, ctx)
+            return
+        # and a kept text value still loses the patient's own identifiers
+        # (coded strings and AE titles too: a CS or AE value holding one becomes a dummy).
+        if vr in TEXT_VRS or vr in ("CS", "AE", "UR"):
             ctx.later.append((ds, tag, False))
 
     def _patient_value(self, ds: Dataset, tag: int, ctx: _Ctx, top: bool) -> None:
@@ -577,10 +691,12 @@ class Deidentifier:
             # Kept text only loses the patient's own identifiers: when its raw bytes hold none of them
             # (in any encoding), leave the element unconverted so it is copied as it came.
             raw = ds.get_item(tag)
-            if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
-                low = raw.value.lower()
-                if not any(needle in low for needle in ctx.raw_needles()):
-                    return
+            if (
+                isinstance(raw, RawDataElement)
+                and isinstance(raw.value, bytes)
+                and not ctx.holds_identifier(raw.value)
+            ):
+                return
         elem = ds[tag]
         value = elem.value
         if value is None or value == "" or isinstance(value, bytes):
@@ -588,11 +704,17 @@ class Deidentifier:
         vr = elem.VR
         many = isinstance(value, MultiValue | list)
         out = []
+        coded = vr in ("CS", "AE", "UR")
+        terms = ENUMERATED_CS.get(keyword_for_tag(tag) or "", frozenset()) if coded else frozenset()
         for v in value if many else [value]:
             text = str(v)
-            cleaned = clean_text(text, ctx.ids, generic=generic and vr not in ("CS", "AE"))
-            if vr in ("CS", "AE") and cleaned != text:
-                cleaned = DUMMY_TEXT if vr == "CS" else DUMMY_BY_VR["AE"]
+            if coded:
+                strong = ctx.ids.matcher(strong=True)
+                cleaned = text if text.strip() in terms or not strong.spans(text) else "*"
+            else:
+                cleaned = clean_text(text, ctx.ids, generic=generic)
+            if vr in ("CS", "AE", "UR") and cleaned != text:
+                cleaned = DUMMY_TEXT if vr in ("CS", "AE") else ""
             out.append(cleaned)
         if out != (list(value) if many else [value]):
             elem.value = out if many else out[0]
@@ -629,8 +751,16 @@ class Deidentifier:
         """Overlay planes: removed, or under Clean Graphics kept only when OCR finds no text in them."""
         for group in sorted(groups):
             keep = False
-            if self.profile.has("clean_graphics") and (group << 16 | 0x3000) in ds:
-                keep = self.ocr and pixels.overlay_is_clean(ds, group)
+            data_tag = group << 16 | 0x3000
+            if self.profile.has("clean_graphics") and data_tag in ds:
+                # kept only when proven free of text: no identifier in its bytes, and OCR reads none
+                data = ds.get_item(data_tag).value
+                keep = (
+                    self.ocr
+                    and isinstance(data, bytes)
+                    and not ctx.holds_identifier(data, binary=True)
+                    and pixels.overlay_is_clean(ds, group)
+                )
             tags = ds.keys()
             for tag in [t for t in tags if t >> 16 == group]:
                 if not keep:
@@ -643,22 +773,29 @@ class Deidentifier:
         if not self.profile.has("clean_graphics"):
             del ds[tag]
             return
-        vr = ds.get_item(tag).VR or _vr_of(tag & 0xFF00FFFF)
+        raw = ds.get_item(tag)
+        vr = raw.VR or _vr_of(tag & 0xFF00FFFF)
         if vr in TEXT_VRS:
             ctx.later.append((ds, tag, True))
+        elif isinstance(raw.value, bytes) and ctx.holds_identifier(raw.value, binary=True):
+            del ds[tag]  # curve data that spells an identifier is not a curve
 
-    def _pixels(self, ds: Dataset, ctx: _Ctx) -> str:
+    def _pixels(self, ds: Dataset, ctx: _Ctx, decision: str | None) -> tuple[str, str]:
         if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-            return "none"
+            return "none", ""
         if not pixels.may_carry_burned_in_text(ds):
-            return "kept"
+            return "kept", ""
         if not self.profile.has("clean_pixel_data"):
             if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
                 raise DeidError("burned-in annotation present and the profile has no Clean Pixel Data option")
-            return "kept"
-        if not self.ocr:
-            raise DeidError("this object class may carry burned-in text and OCR is switched off")
-        return pixels.clean_burned_in(ds)
+            return "kept", ""
+        return pixels.clean_burned_in(
+            ds,
+            ocr=self.ocr,
+            regions=self.profile.regions,
+            policy=self.profile.burned_in_policy,
+            decision=decision,
+        )
 
     # ------------------------------------------------------------------ marking and file meta
     def _mark(self, ds: Dataset, ctx: _Ctx) -> None:
@@ -706,14 +843,29 @@ class Deidentifier:
         either the input's own bytes, untouched, or was checked for burned-in text by OCR.
         """
         ids = ctx.ids
-        own_upper, own_tokens = _own_text(self.profile)
-        ids.words = {
-            w
-            for w in ids.words
-            if w.upper() not in ctx.coded
-            and not (w.upper() in own_upper and set(_WORD.findall(w.upper())) <= own_tokens)
-        }
-        needles = ids.gate_needles(ctx.encodings)
+        own_norm, own_tokens = _own_text(self.profile)
+        exempt, demote = set(), set()
+        coded = {normalise(c) for c in ctx.coded}
+        for w in ids.words:
+            norm = normalise(w)
+            strong = norm in ids.strong
+            if not strong and norm in coded:
+                exempt.add(norm)  # a staff or place word that is also a coded term of this object
+            elif norm and norm in _ENUM_NORM:
+                demote.add(w)
+            elif norm and norm in own_norm:
+                # a word the engine writes itself (REMOVED, Basic, Profile...): its presence says
+                # nothing about the input, so it is looked for only where it stands alone, and not at
+                # all when every token of it is one of the engine's own words
+                if set(_WORD.findall(w.upper())) <= own_tokens:
+                    exempt.add(norm)
+                else:
+                    demote.add(w)
+        matcher = Matcher(ids, frozenset(exempt), frozenset(demote)) if exempt or demote else ids.matcher()
+        hit = _decoded_hit(ds, matcher, ctx)
+        if hit:
+            raise DeidError(f"final gate: an identifying value of the input survived in {hit}; not released")
+        needles = matcher.byte_needles(tuple(ctx.encodings))
         if not needles:
             return
         output = _inflated(output, ds)
@@ -721,13 +873,88 @@ class Deidentifier:
             # one span at a time, lower-cased with a byte of context on each side for the boundary test
             lo = max(0, start - 1)
             hay = output[lo : end + 1].lower()
+            norm = hay.translate(None, _SEP_BYTES)
             for needle, kind in needles:
-                pos = _find_bounded(hay, needle, kind, start - lo, end - lo)
+                if kind == "sub":
+                    pos = norm.find(needle)
+                else:
+                    pos = _find_bounded(hay, needle, kind, start - lo, end - lo)
                 if pos >= 0:
                     raise DeidError(
-                        f"final gate: an identifying value of the input survived at byte {pos + lo} "
+                        f"final gate: an identifying value of the input survived near byte {pos + lo} "
                         f"of the output ({_KIND_TEXT[kind]}); not released"
                     )
+
+
+_GATE_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC", "CS", "AE", "UR"})
+_MARKING_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
+
+
+def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> str:
+    """The first text element (any depth) whose decoded value holds an identifier, as a path of
+    keywords (no value); "" when none. Sees what the byte scan cannot: single CJK family names and
+    text in any character set the data set declares."""
+    for tag in list(ds.keys()):
+        if tag in _MARKING_TAGS or tag >> 16 == 0x0002:
+            continue
+        raw = ds.get_item(tag)
+        vr = raw.VR
+        if not vr or vr == "UN":
+            vr = _vr_of(tag) or "UN"
+        if vr == "SQ":
+            for n, item in enumerate(ds[tag].value or ()):
+                where = _decoded_hit(item, matcher, ctx, f"{path}{_name(tag)}[{n}].")
+                if where:
+                    return where
+            continue
+        if vr not in _GATE_TEXT_VRS:
+            continue
+        if (
+            isinstance(raw, RawDataElement)
+            and isinstance(raw.value, bytes)
+            and not ctx.holds_identifier(raw.value)
+        ):
+            continue  # plain ASCII with none of the identifiers' bytes: the byte scan says the same
+        value = ds[tag].value
+        if not value:
+            continue
+        for v in value if isinstance(value, MultiValue | list) else [value]:
+            text = str(v)
+            if text in (ctx.pseudonym, DUMMY_TEXT):
+                continue
+            if vr == "CS" and text.strip() in ENUMERATED_CS.get(keyword_for_tag(tag) or "", ()):
+                continue
+            if matcher.spans(text):
+                return f"{path}{_name(tag)}"
+    return ""
+
+
+def _name(tag: int) -> str:
+    return keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+# Encapsulated documents whose text layer cannot be cleaned here (PDF text is usually compressed,
+# CDA is a structured XML record): the object is refused, not released with the text.
+_DOCUMENT_MIME = ("application/pdf", "text/xml", "application/xml", "text/plain", "text/html", "text/rtf")
+
+
+def _refuse_encapsulated_documents(ds: Dataset) -> None:
+    if 0x00420011 not in ds:  # Encapsulated Document
+        return
+    mime = str(ds.get("MIMETypeOfEncapsulatedDocument", "") or "").strip().lower()
+    if (
+        not mime
+        or mime.startswith(_DOCUMENT_MIME)
+        or str(ds.get("SOPClassUID", ""))
+        in (
+            "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
+            "1.2.840.10008.5.1.4.1.1.104.2",  # Encapsulated CDA
+        )
+    ):
+        raise DeidError(
+            "encapsulated document: its text layer cannot be cleaned here; not released",
+            hint="release the report through a text de-identification workflow instead",
+        )
 
 
 def _encodings(ds: Dataset) -> list[str]:
@@ -754,7 +981,12 @@ def _inflated(output: bytes, ds: Dataset) -> bytes:
 
 
 _WORD = re.compile(r"[A-Z0-9]+")
-_KIND_TEXT = {"uid": "an original UID", "date": "a date", "word": "a name, ID or text value"}
+_KIND_TEXT = {
+    "uid": "an original UID",
+    "date": "a date or number",
+    "word": "a short name, ID or text value",
+    "sub": "a name, ID or text value, any spacing",
+}
 _ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _DIGIT_DOT = frozenset(b"0123456789.")
 _DIGIT = frozenset(b"0123456789")
@@ -865,4 +1097,4 @@ def _own_text(profile: Profile) -> tuple[str, frozenset[str]]:
     ]
     parts += [meaning for _, _, meaning in OPTIONS.values()]
     text = "\n".join(parts).upper()
-    return text, frozenset(_WORD.findall(text))
+    return normalise(text), frozenset(_WORD.findall(text))

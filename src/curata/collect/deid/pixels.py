@@ -59,6 +59,62 @@ def may_carry_burned_in_text(ds: Dataset) -> bool:
     return flag != "NO" and str(ds.get("Modality", "") or "").upper() in BURNED_IN_MODALITIES
 
 
+@dataclass(frozen=True)
+class Region:
+    """A per-site region template: where a vendor/class writes its text, masked whatever OCR says.
+
+    Matches on modality, SOP class UID and a manufacturer substring (empty: any). ``top`` and
+    ``bottom`` are bands as fractions of the height; ``boxes`` are (x0, y0, x1, y1) fractions.
+    """
+
+    name: str
+    modalities: tuple[str, ...] = ()
+    sop_classes: tuple[str, ...] = ()
+    manufacturer: str = ""
+    top: float = 0.0
+    bottom: float = 0.0
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
+
+    def matches(self, ds: Dataset) -> bool:
+        if self.modalities and str(ds.get("Modality", "") or "").upper() not in self.modalities:
+            return False
+        if self.sop_classes and str(ds.get("SOPClassUID", "")) not in self.sop_classes:
+            return False
+        return (
+            not self.manufacturer
+            or self.manufacturer.lower() in str(ds.get("Manufacturer", "") or "").lower()
+        )
+
+    def mask(self, frames: np.ndarray, fill: float) -> None:
+        rows, cols = frames.shape[1], frames.shape[2]
+        if self.top > 0:
+            frames[:, : int(np.ceil(rows * self.top))] = fill
+        if self.bottom > 0:
+            frames[:, rows - int(np.ceil(rows * self.bottom)) :] = fill
+        for x0, y0, x1, y1 in self.boxes:
+            frames[:, int(rows * y0) : int(np.ceil(rows * y1)), int(cols * x0) : int(np.ceil(cols * x1))] = (
+                fill
+            )
+
+
+# Defaults (a site replaces them in its TOML, see README): the header and footer bands where
+# ultrasound and screen-capture systems write names, IDs and dates.
+DEFAULT_REGIONS: tuple[Region, ...] = (
+    Region("ultrasound header/footer", modalities=("US", "IVUS"), top=0.12, bottom=0.06),
+    Region(
+        "capture header/footer",
+        modalities=("SC", "OT", "XC", "ES", "GM", "OP", "DOC", "XA", "RF", "SM"),
+        top=0.10,
+        bottom=0.08,
+    ),
+)
+FALLBACK_REGION = Region("review mask (header/footer)", top=0.12, bottom=0.10)
+
+
+class ReviewNeeded(DeidError):
+    """May carry burned-in text, OCR found none and no region template applies: a person decides."""
+
+
 @dataclass
 class Box:
     left: int
@@ -83,7 +139,9 @@ def _to_gray8(frame: np.ndarray) -> np.ndarray:
     return ((f - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
-def find_text(gray: np.ndarray, min_conf: float = DETECT_CONF, min_chars: int = 2) -> list[Box]:
+def find_text(
+    gray: np.ndarray, min_conf: float = DETECT_CONF, min_chars: int = 2, *, thorough: bool = True
+) -> list[Box]:
     """Words tesseract reads in an 8-bit image (either polarity), in the image's own coordinates."""
     if gray.dtype != np.uint8 or gray.ndim != 2:
         gray = _to_gray8(gray)
@@ -94,10 +152,13 @@ def find_text(gray: np.ndarray, min_conf: float = DETECT_CONF, min_chars: int = 
             "tesseract is not installed, so burned-in text cannot be checked",
             hint="install Debian's tesseract-ocr (scripts/system-deps.sh)",
         )
-    scale = 2 if max(gray.shape) < 640 else 1
+    # Small text is read better upscaled, light-on-dark and dark-on-light differently: every image is
+    # read in both polarities, images under 640 px at two sizes (x2 and x1), and the words pooled.
+    # (``thorough=False``: one pass, for the re-checks after masking.)
+    scales = (2, 1) if max(gray.shape) < 640 else (1,)
+    passes = [(g, sc) for g in (gray, 255 - gray) for sc in scales] if thorough else [(gray, scales[0])]
     boxes: list[Box] = []
-    # tesseract tries inverted text lines itself (tessedit_do_invert), so one polarity suffices
-    for img8 in (gray,):
+    for img8, scale in passes:
         img = Image.fromarray(img8)
         if scale != 1:
             img = img.resize((img.width * scale, img.height * scale), Image.Resampling.BICUBIC)
@@ -147,11 +208,26 @@ def _composite(frames: np.ndarray) -> np.ndarray:
     return np.max(np.stack([_to_gray8(frames[i]) for i in pick]), axis=0)
 
 
-def clean_burned_in(ds: Dataset) -> str:
-    """Mask every text region OCR finds; ``"verified"`` when none, ``"cleaned"`` when masked.
+def clean_burned_in(
+    ds: Dataset,
+    *,
+    ocr: bool = True,
+    regions: tuple[Region, ...] = DEFAULT_REGIONS,
+    policy: str = "template",
+    decision: str | None = None,
+) -> tuple[str, str]:
+    """Clear an object that may carry burned-in text: ``(pixel state, cleared by)``.
 
-    Raises DeidError when the pixels cannot be decoded or text remains after masking.
+    OCR masks every word it reads (both polarities, several sizes). Then the first region template
+    that matches the object masks its bands whether OCR found text or not. With no template: when OCR
+    found and masked text, the object is cleared by OCR; when OCR found nothing, that proves nothing,
+    so the object raises ``ReviewNeeded`` (policy ``review``, or no template) for a person to accept,
+    mask or drop. ``decision`` is that person's answer (``accept``: pixels as they are; ``mask``: the
+    fallback bands). Raises DeidError when the pixels cannot be decoded or text remains after masking.
     """
+    if decision == "accept":
+        ds.BurnedInAnnotation = "NO"
+        return "kept", "review"
     try:
         arr = ds.pixel_array
     except Exception as exc:
@@ -162,8 +238,8 @@ def clean_burned_in(ds: Dataset) -> str:
     mono1 = str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
     fill = frames.max() if mono1 else (0 if frames.ndim == 4 else frames.min())
     masked_any = False
-    for _ in range(MAX_ROUNDS):
-        boxes = find_text(_composite(frames))
+    for round_ in range(MAX_ROUNDS if ocr else 0):
+        boxes = find_text(_composite(frames), thorough=round_ == 0)
         if not boxes:
             break
         masked_any = True
@@ -172,32 +248,80 @@ def clean_burned_in(ds: Dataset) -> str:
             t, left = max(0, b.top - PAD), max(0, b.left - PAD)
             frames[:, t : min(rows, b.top + b.height + PAD), left : min(cols, b.left + b.width + PAD)] = fill
     else:  # every round still found text: one last, stricter look decides
-        confirm = find_text(_composite(frames), CONFIRM_CONF, 3)
+        confirm = find_text(_composite(frames), CONFIRM_CONF, 3, thorough=False) if ocr else []
         if confirm:
             raise DeidError(
                 f"burned-in text remains after masking ({len(confirm)} word(s) still legible); "
                 "cannot clean with confidence"
             )
+    region = None
+    if decision == "mask":
+        region = FALLBACK_REGION
+    elif policy == "template":
+        region = next((r for r in regions if r.matches(ds)), None)
+    if region is not None:
+        region.mask(frames, fill)
+        by = "review+mask" if decision == "mask" else ("ocr+template" if masked_any else "template")
+    elif masked_any:
+        by = "ocr"
+    else:
+        raise ReviewNeeded(
+            "may carry burned-in text, OCR found none and no region template applies: needs review",
+            hint="curata deid-review list; then accept, mask or drop it",
+        )
     ds.BurnedInAnnotation = "NO"
-    if not masked_any:
-        return "verified"
+    was_compressed = ds.file_meta.TransferSyntaxUID.is_compressed
     _store(ds, frames if int(ds.get("NumberOfFrames", 1) or 1) > 1 else frames[0])
-    return "cleaned"
+    if was_compressed:
+        _recompress(ds)
+    return "cleaned", by
+
+
+def _recompress(ds: Dataset) -> None:
+    """A compressed input stays compressed: masked pixels are re-encoded RLE Lossless (pydicom's own
+    encoder: lossless, no plugin needed); left uncompressed when that fails."""
+    from pydicom.uid import RLELossless
+
+    try:
+        ds.compress(RLELossless, generate_instance_uid=False)
+    except Exception:  # an unusual layout: uncompressed is still correct
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
 
 def _store(ds: Dataset, arr: np.ndarray) -> None:
     """Write masked pixels back uncompressed (Explicit VR Little Endian), keeping the SOP Instance UID."""
     if not ds.file_meta.TransferSyntaxUID.is_little_endian:
-        raise DeidError(
-            "burned-in text was masked but a big-endian (retired) object cannot be re-encoded here",
-            hint="convert it to little endian first (e.g. dcmconv +te), then de-identify again",
-        )
+        # a big-endian (retired) object: every element is decoded now so that it can be written
+        # little endian (raw elements keep their byte order otherwise)
+        for elem in ds.iterall():
+            _ = elem.value
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.set_original_encoding(False, True, ds.original_character_set)
     pi = str(ds.PhotometricInterpretation)
     if int(ds.get("SamplesPerPixel", 1)) == 3 and pi.startswith("YBR"):
         pi = "RGB"  # pydicom hands decoded YBR data over as RGB
-    if pi == "PALETTE COLOR" or arr.dtype not in (np.uint8, np.uint16, np.int8, np.int16):
+    arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)  # big-endian input decodes as >u2, >u4
+    if pi == "PALETTE COLOR" or arr.dtype not in (
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.int8,
+        np.int16,
+        np.int32,
+    ):
         arr = arr.astype(np.uint16 if arr.dtype.itemsize > 1 else np.uint8)
     bits = int(ds.get("BitsStored", arr.dtype.itemsize * 8))
+    if (
+        arr.dtype.itemsize == 4
+    ):  # 32-bit samples: pydicom's set_pixel_data stops at 16, write them as they are
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.PhotometricInterpretation = pi
+        if int(ds.get("SamplesPerPixel", 1)) > 1:
+            ds.PlanarConfiguration = 0  # decoded arrays are interleaved
+        ds.PixelData = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+        ds["PixelData"].VR = "OW"
+        ds["PixelData"].is_undefined_length = False  # native now, not encapsulated
+        return
     ds.set_pixel_data(arr, pi, min(bits, arr.dtype.itemsize * 8), generate_instance_uid=False)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
@@ -242,3 +366,17 @@ def overlay_is_clean(ds: Dataset, group: int) -> bool:
             _OVERLAY_VERDICTS.clear()
         _OVERLAY_VERDICTS[key] = clean
     return clean
+
+
+def thumbnail_png(ds: Dataset, size: int = 256) -> bytes:
+    """A small grey PNG of the object's pixels (every frame pooled) for the on-site review list."""
+    import io
+
+    from PIL import Image
+
+    frames = _frames(ds.pixel_array, ds)
+    img = Image.fromarray(_composite(frames))
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

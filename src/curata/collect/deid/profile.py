@@ -12,6 +12,7 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
+from curata.collect.deid.pixels import DEFAULT_REGIONS, Region
 from curata.errors import ConfigError
 
 # Option name -> (Table E.1-1 column, CID 7050 code value, code meaning)
@@ -53,6 +54,11 @@ PROFILES: dict[str, frozenset[str]] = {
         }
     ),
 }
+# research-strict: the allow-list practice of TCIA and CTP. For each IOD only the attributes it
+# defines survive (cleaned by the table as under research); anything else, every private element,
+# overlays and curves go. Unknown IODs are refused.
+PROFILES["research-strict"] = PROFILES["research"] - {"retain_safe_private", "clean_graphics"}
+ALLOW_LIST_PROFILES = frozenset({"research-strict"})
 DEFAULT_PROFILE = "research"
 ACTIONS = {"D", "Z", "X", "K", "C", "U"}
 _TAG_RE = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
@@ -71,7 +77,17 @@ class Profile:
     cap_age_years: int | None = 90  # ages above this read as this (HIPAA safe harbour); None keeps them
     date_shift_days: tuple[int, int] = (365, 3650)  # each patient's dates move back within this range
     vault_uids: bool = False  # also write the UID map into the vault
+    # Objects that may carry burned-in text: "template" (mask the first matching region template,
+    # review when none matches and OCR found nothing) or "review" (every such object is reviewed
+    # unless OCR found and masked text).
+    burned_in_policy: str = "template"
+    regions: tuple[Region, ...] = DEFAULT_REGIONS
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def allow_list(self) -> bool:
+        """Only the attributes the object's IOD defines survive."""
+        return self.name in ALLOW_LIST_PROFILES
 
     def has(self, option: str) -> bool:
         return option in self.options
@@ -89,6 +105,8 @@ class Profile:
             "pseudonym_prefix": self.pseudonym_prefix,
             "cap_age_years": self.cap_age_years,
             "date_shift_days": list(self.date_shift_days),
+            "burned_in_policy": self.burned_in_policy,
+            "regions": [_region_dict(r) for r in self.regions],
         }
 
     @property
@@ -96,6 +114,18 @@ class Profile:
         """Short hash of everything that changes the output (for caching and provenance)."""
         blob = json.dumps(self.as_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _region_dict(r: Region) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "modalities": list(r.modalities),
+        "sop_classes": list(r.sop_classes),
+        "manufacturer": r.manufacturer,
+        "top": r.top,
+        "bottom": r.bottom,
+        "boxes": [list(b) for b in r.boxes],
+    }
 
 
 def parse_tag(text: str) -> int:
@@ -153,6 +183,7 @@ def load_profile(name: str | None = DEFAULT_PROFILE, config: Path | None = None)
     if len(prefix) > 16 or not re.fullmatch(r"[A-Za-z0-9_-]*", prefix):
         raise ConfigError(f"pseudonym_prefix {prefix!r}: at most 16 letters, digits, '-' or '_'")
     cap = data.get("cap_age_years", 90)
+    policy, regions = _pixel_policy(data.get("pixels") or {}, config)
     return Profile(
         name=name,
         options=frozenset(options),
@@ -161,4 +192,37 @@ def load_profile(name: str | None = DEFAULT_PROFILE, config: Path | None = None)
         pseudonym_prefix=prefix,
         cap_age_years=None if cap in (None, False, 0) else int(cap),
         vault_uids=bool(data.get("vault_uids", False)),
+        burned_in_policy=policy,
+        regions=regions,
     )
+
+
+def _pixel_policy(data: dict[str, Any], config: Path | None) -> tuple[str, tuple[Region, ...]]:
+    """``[pixels]``: ``policy = "template" | "review"``, ``default_regions = true``, and
+    ``[[pixels.regions]]`` with ``name``, ``modalities``, ``sop_classes``, ``manufacturer``, ``top``,
+    ``bottom`` (fractions of the height) and ``boxes`` ([x0, y0, x1, y1] fractions). Site regions
+    are tried before the defaults."""
+    policy = str(data.get("policy", "template"))
+    if policy not in ("template", "review"):
+        raise ConfigError(f"pixels.policy {policy!r} in {config}", hint='use "template" or "review"')
+    regions = []
+    for i, r in enumerate(data.get("regions") or []):
+        try:
+            region = Region(
+                name=str(r.get("name", f"site region {i + 1}")),
+                modalities=tuple(str(m).upper() for m in r.get("modalities", [])),
+                sop_classes=tuple(str(u) for u in r.get("sop_classes", [])),
+                manufacturer=str(r.get("manufacturer", "")),
+                top=float(r.get("top", 0.0)),
+                bottom=float(r.get("bottom", 0.0)),
+                boxes=tuple(tuple(float(v) for v in b) for b in r.get("boxes", [])),  # type: ignore[misc]
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"pixels.regions[{i}] in {config} is malformed ({exc})") from exc
+        fractions = [region.top, region.bottom, *(v for b in region.boxes for v in b)]
+        if any(not 0.0 <= v <= 1.0 for v in fractions) or any(len(b) != 4 for b in region.boxes):
+            raise ConfigError(f"pixels.regions[{i}] in {config}: fractions must lie in [0, 1], boxes have 4")
+        regions.append(region)
+    if data.get("default_regions", True):
+        regions += DEFAULT_REGIONS
+    return policy, tuple(regions)

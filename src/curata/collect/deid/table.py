@@ -119,3 +119,24 @@ def descriptor_tags() -> frozenset[int]:
 @cache
 def _descriptor_tags() -> frozenset[int]:
     return frozenset(t for t, r in rules().items() if any(o == "clean_descriptors" for o, _ in r.options))
+
+
+@cache
+def iod_allowed_tags(sop_class_uid: str) -> frozenset[int] | None:
+    """Every attribute the SOP class's IOD defines, at any depth (its modules and their macros), from
+    highdicom's copy of the standard: the allow-list of ``research-strict``. None: unknown IOD."""
+    from highdicom._standard_utils import get_iod_module_map, get_module_attribute_map
+    from pydicom.datadict import tag_for_keyword
+
+    iod = iod_for(sop_class_uid)
+    modules = get_iod_module_map().get(iod) if iod else None
+    if not modules:
+        return None
+    attributes = get_module_attribute_map()
+    tags = set()
+    for module in modules:
+        for attr in attributes.get(module["key"], []):
+            tag = tag_for_keyword(attr["keyword"])
+            if tag is not None:
+                tags.add(tag)
+    return frozenset(tags)

@@ -52,22 +52,64 @@ _DROP_PHONE = _drop_if_digits(7)
 _DROP_TOKEN = _drop_if_digits(5)
 
 
+# ---------------------------------------------------------------- matching identifiers
+# Separators people and systems put between the parts of a value (SUZUKI^KENJI, SUZUKI KENJI,
+# Suzuki, Kenji, SUZUKI_KENJI...). Matching drops them from both sides, so SUZUKIKENJI matches too.
+SEPARATORS = " \t\r\n^,.-_'/\\=\0;:()\"+"
+_SEP_BYTES = SEPARATORS.encode("ascii")
+_SEP_SET = frozenset(SEPARATORS)
+# A value whose normalised form has at least this many characters is matched as a substring
+# anywhere (inside other words too: SUZUKISUZUKI). Shorter values could occur by chance inside
+# ordinary words, so they are matched only as whole words. CJK/Hangul values of 2+ characters are
+# distinctive enough for substring matching; a single CJK/Hangul family name (王, 李, 张, 김) is matched
+# as a substring of decoded text (CJK text has no spaces), never in raw bytes.
+MIN_SUBSTRING = 4
+_DATE_SEPS = ("", "-", "/", ".", "_", " ")
+
+
+def is_cjk(ch: str) -> bool:
+    o = ord(ch)
+    return (
+        0x3040 <= o <= 0x30FF  # kana
+        or 0x3400 <= o <= 0x4DBF
+        or 0x4E00 <= o <= 0x9FFF
+        or 0xF900 <= o <= 0xFAFF
+        or 0x1100 <= o <= 0x11FF  # Hangul jamo
+        or 0x3130 <= o <= 0x318F
+        or 0xAC00 <= o <= 0xD7AF  # Hangul syllables
+        or 0x20000 <= o <= 0x2FFFF
+    )
+
+
+def normalise(text: str) -> str:
+    """Lower case, separators dropped: the form values are compared in."""
+    return "".join(ch for ch in text.lower() if ch not in _SEP_SET)
+
+
+def normalise_bytes(data: bytes) -> bytes:
+    return data.lower().translate(None, _SEP_BYTES)
+
+
+def _kind(norm: str) -> str:
+    """sub (substring), word (whole word), num (digits, not inside a longer number)."""
+    if not norm:
+        return ""
+    if norm.isdigit():
+        return "num"
+    cjk = sum(is_cjk(c) for c in norm)
+    if len(norm) >= MIN_SUBSTRING or cjk >= 2:
+        return "sub"
+    return "word"
+
+
 def _date_forms(da: str) -> list[str]:
-    """A YYYYMMDD date as the ways people write it in free text."""
+    """A YYYYMMDD date as the ways people write it in free text (Y-M-D, D-M-Y, M-D-Y, six separators)."""
     if len(da) != 8 or not da.isdigit():
         return [da]
     y, m, d = da[:4], da[4:6], da[6:]
-    forms = {
-        da,
-        f"{y}-{m}-{d}",
-        f"{y}/{m}/{d}",
-        f"{y}.{m}.{d}",
-        f"{d}/{m}/{y}",
-        f"{m}/{d}/{y}",
-        f"{d}.{m}.{y}",
-        f"{d}-{m}-{y}",
-        f"{m}-{d}-{y}",
-    }
+    forms = set()
+    for sep in _DATE_SEPS:
+        forms |= {sep.join((y, m, d)), sep.join((d, m, y)), sep.join((m, d, y))}
     return sorted(forms)
 
 
@@ -80,25 +122,48 @@ class Identifiers:
         # removed from free text as stand-alone words; in the raw-byte gate only where their bytes are
         # not a plausible header value (ASCII pairs such as "LO" are also VR codes).
         self.short_names: set[str] = set()
+        self.cjk_names: set[str] = set()  # single CJK/Hangul characters that are a name part
         self.dates: set[str] = set()  # YYYYMMDD
         self.uids: set[str] = set()  # original UIDs that were remapped
-        self._lower: list[str] | None = None
+        self.raw: set[bytes] = set()  # identifying values as the input's own bytes (undecodable text)
+        self.strong: set[str] = set()  # normalised forms of the patient's own name parts and IDs
+        self._matcher: Matcher | None = None
+        self._strong_matcher: Matcher | None = None
+
+    def _changed(self) -> None:
+        self._matcher = self._strong_matcher = None
+
+    def add_strong(self, value: str) -> None:
+        """A value naming the patient (name, ID, accession): its parts and run-together forms."""
+        for group in value.split("="):
+            parts = [p for p in re.split(r"[\^\s,]+", group) if p and p.upper().strip(".") not in _HONORIFICS]
+            for form in (*parts, "".join(parts), "".join(reversed(parts))):
+                norm = normalise(form)
+                if norm:
+                    self.strong.add(norm)
+        self._changed()
 
     def add_name(self, value: str) -> None:
-        """A PN value: the whole name and each part of it (family, given, middle...)."""
+        """A PN value: the whole name, each part (family, given, middle...), and the parts run together
+        in both orders (SUZUKIKENJI, KENJISUZUKI)."""
         for group in value.split("="):
-            whole = " ".join(p for p in group.replace("^", " ").split())
-            if len(whole) >= 3:
-                self.words.add(whole)
+            parts = []
             for part in re.split(r"[\^\s,]+", group):
                 part = part.strip(".")
-                if part.upper() in _HONORIFICS:
+                if not part or part.upper() in _HONORIFICS:
                     continue
-                if len(part) >= 3:
+                parts.append(part)
+                if len(part) >= 3 or (len(part) == 2 and any(is_cjk(c) for c in part)):
                     self.words.add(part)
                 elif len(part) == 2 and part.isalpha():
                     self.short_names.add(part)
-        self._lower = None
+                elif len(part) == 1 and is_cjk(part):
+                    self.cjk_names.add(part)
+            if len(parts) >= 2:
+                for joined in ("".join(parts), "".join(reversed(parts)), " ".join(parts)):
+                    if len(normalise(joined)) >= 3:
+                        self.words.add(joined)
+        self._changed()
 
     def add_word(self, value: str, *, min_len: int = 3) -> None:
         """An ID, a phone number, an institution: the whole value, and for addresses, its parts."""
@@ -113,76 +178,204 @@ class Identifiers:
                 bare = re.sub(r"^\d[\w-]*\s+|\s+\d[\w-]*$", "", part).strip()
                 if len(bare) >= 5 and bare != part:
                     self.words.add(bare)
-        self._lower = None
+        self._changed()
+
+    def add_raw(self, data: bytes) -> None:
+        """The input's own bytes of an identifying value (text that did not decode cleanly)."""
+        data = data.strip(b" \0")
+        if len(normalise_bytes(data)) >= MIN_SUBSTRING:
+            self.raw.add(data)
+            self._changed()
 
     def add_date(self, value: str) -> None:
         value = value.strip()[:8]
         if len(value) == 8 and value.isdigit():
             self.dates.add(value)
-            self._lower = None
+            self._changed()
 
     def add_uid(self, value: str) -> None:
         if len(value) >= 8:  # shorter "UIDs" are malformed values, not identifiers worth a byte scan
             self.uids.add(value)
 
+    def matcher(self, *, strong: bool = False) -> Matcher:
+        """Everything (``strong``: only the patient's own name, IDs and dates), compiled."""
+        if strong:
+            if self._strong_matcher is None:
+                self._strong_matcher = Matcher(self, only=frozenset(self.strong))
+            return self._strong_matcher
+        if self._matcher is None:
+            self._matcher = Matcher(self)
+        return self._matcher
+
     def found_in(self, low: str) -> list[str]:
-        """The identifiers (lower case, longest first) that occur in the lower-cased ``low``."""
-        if self._lower is None:
-            self._lower = sorted(
-                {w.lower() for w in self.words | self.short_names}
-                | {f.lower() for d in self.dates for f in _date_forms(d)},
-                key=len,
-                reverse=True,
-            )
-        return [w for w in self._lower if w in low]
+        """Compatibility: the identifiers (lower case) that occur in ``low``."""
+        return [low[a:b] for a, b in self.matcher().spans(low)]
 
     def gate_needles(self, encodings: Iterable[str] = ()) -> list[tuple[bytes, str]]:
-        """(lower-cased bytes, kind) for the raw-output scan: every value in every encoding it can take.
+        """Compatibility: (bytes, kind) of the byte gate; see ``Matcher.byte_needles``."""
+        return self.matcher().byte_needles(tuple(encodings))
 
-        kind is ``word`` (must stand alone), ``date`` (may run on into a time) or ``uid``.
+
+class Matcher:
+    """One input's identifiers compiled for matching, in text (cleaning, decoded gate) and in bytes
+    (the raw gate). Both use the same rules, so whatever the gate would refuse, cleaning removes."""
+
+    def __init__(
+        self,
+        ids: Identifiers,
+        exempt: frozenset[str] = frozenset(),
+        demote: frozenset[str] = frozenset(),
+        only: frozenset[str] | None = None,
+    ) -> None:
+        self.subs: set[str] = set()  # normalised, matched anywhere in normalised text
+        self.words: set[str] = set()  # lower case, whole words
+        self.nums: set[str] = set()  # digits (and their separators), not inside a longer number
+        self.cjk: set[str] = set(ids.cjk_names)
+        self.ids = ids
+        self.exempt = exempt
+        for w in ids.words | ids.short_names:
+            norm = normalise(w)
+            if norm in exempt or (only is not None and norm not in only):
+                continue
+            kind = _kind(norm)
+            if kind == "sub" and w in demote:
+                kind = "word"
+            if kind == "sub":
+                self.subs.add(norm)
+            elif kind == "word":
+                self.words.add(w.lower().strip())
+            elif kind == "num":
+                self.nums.add(w.lower().strip())
+                if norm != w.strip():
+                    self.nums.add(norm)
+        for d in ids.dates:
+            self.nums.update(_date_forms(d))
+        for raw in ids.raw:
+            for codec in ("utf-8", "latin-1"):
+                text = raw.decode(codec, "replace")
+                norm = normalise(text)
+                if len(norm) >= MIN_SUBSTRING and norm not in exempt:
+                    self.subs.add(norm)
+        self._byte_cache: dict[tuple[str, ...], list[tuple[bytes, str]]] = {}
+        self._compiled: tuple[re.Pattern[str] | None, ...] | None = None
+
+    def _regexes(self) -> tuple[re.Pattern[str] | None, ...]:
+        """Compiled on first use: most matchers of a clean object are never asked about text."""
+        if self._compiled is None:
+            subs = sorted(self.subs, key=len, reverse=True)
+            sub_re = re.compile("|".join(map(re.escape, subs))) if subs else None
+            words = sorted(self.words | self.cjk, key=len, reverse=True)
+            alone = r"(?<![^\W_]){}(?![^\W_])"
+            word_re = (
+                re.compile(
+                    "|".join(
+                        re.escape(w) if len(w) == 1 and is_cjk(w) else alone.format(re.escape(w))
+                        for w in words
+                    )
+                )
+                if words
+                else None
+            )
+            nums = sorted(self.nums, key=len, reverse=True)
+            num_re = (
+                re.compile(rf"(?<![0-9.])(?:{'|'.join(map(re.escape, nums))})(?![0-9])") if nums else None
+            )
+            self._compiled = (sub_re, word_re, num_re)
+        return self._compiled
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where identifiers occur in ``text`` (original positions), overlaps merged."""
+        if not text:
+            return []
+        found: list[tuple[int, int]] = []
+        sub_re, word_re, num_re = self._regexes()
+        low = text.lower()
+        if len(low) != len(text):
+            low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+        if sub_re is not None:
+            index = [i for i, ch in enumerate(low) if ch not in _SEP_SET]
+            norm = "".join(low[i] for i in index)
+            for m in sub_re.finditer(norm):
+                found.append((index[m.start()], index[m.end() - 1] + 1))
+            # overlapping occurrences of other needles (finditer does not overlap)
+            for sub in self.subs:
+                pos = norm.find(sub)
+                while pos >= 0:
+                    found.append((index[pos], index[pos + len(sub) - 1] + 1))
+                    pos = norm.find(sub, pos + 1)
+        if word_re is not None:
+            found += [m.span() for m in word_re.finditer(low)]
+        if num_re is not None:
+            found += [m.span() for m in num_re.finditer(low)]
+        if not found:
+            return []
+        found.sort()
+        merged = [found[0]]
+        for a, b in found[1:]:
+            if a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        return merged
+
+    def byte_needles(self, encodings: tuple[str, ...] = ()) -> list[tuple[bytes, str]]:
+        """(lower-cased bytes, kind) for the raw-output scan, in every encoding a value can take.
+
+        kind ``sub`` is matched in the output with separators dropped (normalised bytes); ``word``
+        must stand alone, ``date``/``num`` must not sit inside a longer number, ``uid`` inside a
+        longer UID. Single CJK characters are left to the decoded-text scan.
         """
-        codecs = ["utf-8", "latin-1", "utf-16-le", *encodings]
+        if encodings in self._byte_cache:
+            return self._byte_cache[encodings]
+        codecs = ["utf-8", "latin-1", "cp1252", "utf-16-le", "utf-16-be", *encodings]
         out: dict[bytes, str] = {}
-        for kind, texts in (("word", self.words), ("date", {f for d in self.dates for f in _date_forms(d)})):
-            for t in texts:
-                for variant in {t, t.upper(), t.lower(), t.title()}:  # bytes.lower() folds ASCII only
-                    for codec in codecs:
-                        try:
-                            out.setdefault(variant.encode(codec).lower(), kind)
-                        except (UnicodeEncodeError, LookupError):
-                            continue
-        for t in self.short_names:
-            for variant in {t, t.upper(), t.lower(), t.title()}:
+
+        def put(data: bytes, kind: str) -> None:
+            if data and data not in out:
+                out[data] = kind
+
+        for text in self.subs:
+            for variant in {text, text.upper(), text.capitalize()}:  # bytes.lower() folds ASCII only
                 for codec in codecs:
                     try:
-                        raw = variant.encode(codec).lower()
+                        enc = variant.encode(codec)
                     except (UnicodeEncodeError, LookupError):
                         continue
-                    if len(raw) >= 3 and not raw.isascii():
-                        out.setdefault(raw, "word")
-        for u in self.uids:
+                    enc = _strip_escapes(enc)
+                    norm = normalise_bytes(enc)
+                    if len(norm) >= 3:
+                        put(norm, "sub")
+        for raw in self.ids.raw:
+            put(normalise_bytes(raw), "sub")
+        for text in self.words:
+            for variant in {text, text.upper(), text.title()}:
+                for codec in codecs:
+                    try:
+                        enc = _strip_escapes(variant.encode(codec)).lower()
+                    except (UnicodeEncodeError, LookupError):
+                        continue
+                    # two ASCII letters (LO, CT...) are VR codes and common words in binary headers
+                    if len(enc) >= 3 or not enc.isascii():
+                        put(enc, "word")
+        for text in self.nums:
+            put(text.encode("ascii", "ignore"), "date")
+        for u in self.ids.uids:
             out[u.encode("ascii", "ignore")] = "uid"
-        return sorted(out.items(), key=lambda item: -len(item[0]))
+        result = sorted(out.items(), key=lambda item: -len(item[0]))
+        self._byte_cache[encodings] = result
+        return result
 
 
-def _redact_words(value: str, low: str, found: list[str]) -> str:
-    """Replace each stand-alone occurrence of the ``found`` words (case-insensitive) with REDACTED."""
-    if len(low) != len(value):  # case mapping changed the length: let the regex engine handle it
-        body = "|".join(re.escape(w) for w in found)
-        return re.sub(rf"(?<![A-Za-z0-9])(?:{body})(?![A-Za-z0-9])", REDACTED, value, flags=re.I)
-    spans: list[tuple[int, int]] = []
-    for w in found:
-        pos = low.find(w)
-        while pos >= 0:
-            end = pos + len(w)
-            alone = (pos == 0 or not low[pos - 1].isalnum()) and (end == len(low) or not low[end].isalnum())
-            if alone and not any(a < end and pos < b for a, b in spans):
-                spans.append((pos, end))
-            pos = low.find(w, pos + 1)
-    if not spans:
-        return value
+def _strip_escapes(data: bytes) -> bytes:
+    """ISO 2022 bytes without the escape sequences at either end (the text around them may differ)."""
+    if b"\x1b" not in data:
+        return data
+    return re.sub(rb"^(?:\x1b[\x20-\x2f]*[\x40-\x7e])+|(?:\x1b[\x20-\x2f]*[\x40-\x7e])+$", b"", data)
+
+
+def redact(value: str, spans: list[tuple[int, int]]) -> str:
     out, last = [], 0
-    for a, b in sorted(spans):
+    for a, b in spans:
         out.append(value[last:a])
         out.append(REDACTED)
         last = b
@@ -194,10 +387,9 @@ def clean_text(value: str, ids: Identifiers, *, generic: bool = True) -> str:
     """Remove the patient's own identifiers (always) and generic identifier shapes (when ``generic``)."""
     if not value:
         return value
-    low = value.lower()
-    found = ids.found_in(low)
-    if found:
-        value = _redact_words(value, low, found)
+    spans = ids.matcher().spans(value)
+    if spans:
+        value = redact(value, spans)
     if generic:
         for pat in GENERIC_PATTERNS:
             value = pat.sub(REDACTED, value)

@@ -1,0 +1,118 @@
+"""Review of objects that may carry burned-in text (CLI), paths built from data, and objects that
+arrive already marked de-identified."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from curata.collect.deid import Deidentifier, check_deidentified, load_profile
+from curata.collect.deid.batch import review_list, run_batch
+from curata.collect.keys import generate_key_file
+from curata.errors import DeidError
+
+from .conftest import KEY, read, to_bytes
+from .test_cli import _curata
+
+
+def _capture(modality: str = "OT") -> pydicom.Dataset:
+    ds = read("CT_small.dcm")
+    ds.SOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
+    ds.Modality = modality
+    ds.PatientName = "SUZUKI^KENJI"
+    arr = (np.arange(128 * 128).reshape(128, 128) % 200).astype(np.uint16)
+    ds.set_pixel_data(arr, "MONOCHROME2", 16, generate_instance_uid=True)
+    return ds
+
+
+def test_review_list_accept_mask_drop_from_the_cli(tmp_path: Path) -> None:
+    key = tmp_path / "site.key"
+    generate_key_file(key)
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[pixels]\npolicy = "review"\n')
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        (src / f"sc{i}").write_bytes(to_bytes(_capture()))
+    out, q = tmp_path / "out", tmp_path / "q"
+    r = _curata("deid", str(src), str(out), "--key-file", str(key), "--config", str(cfg), "--quarantine", str(q),
+                "--json", cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 1  # held back: a failure until decided
+    assert len(list(out.rglob("*.dcm"))) == 0
+    listed = _curata("deid-review", "list", "--quarantine", str(q), "--json", cwd=tmp_path)
+    items = json.loads(listed.stdout)
+    assert len(items) == 3 and all(Path(i["thumbnail"]).read_bytes()[:4] == b"\x89PNG" for i in items)
+    assert all("needs review" in i["reason"] for i in items)
+    a, m, d = (i["input_sha256"] for i in items)
+    common = ["--quarantine", str(q), "--key-file", str(key), "--output", str(out), "--config", str(cfg)]
+    assert _curata("deid-review", "accept", a, *common, cwd=tmp_path).returncode == 0
+    assert _curata("deid-review", "mask", m, *common, cwd=tmp_path).returncode == 0
+    assert _curata("deid-review", "drop", d, "--quarantine", str(q), cwd=tmp_path).returncode == 0
+    outputs = [pydicom.dcmread(p) for p in out.rglob("*.dcm")]
+    assert len(outputs) == 2 and all(o.BurnedInAnnotation == "NO" for o in outputs)
+    assert sorted(int(o.pixel_array[:10].max() == o.pixel_array[:10].min()) for o in outputs) == [0, 1]
+    assert not (q / f"{d}.input").exists()
+    assert review_list(q) == []
+    assert _curata("deid-review", "accept", a, *common, cwd=tmp_path).returncode != 0  # decided once
+
+
+def test_report_says_who_cleared_the_pixels(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "us").write_bytes(to_bytes(_capture("US")))
+    (src / "ct").write_bytes(to_bytes(read("CT_small.dcm")))
+    report = run_batch(src, tmp_path / "out", key=KEY, profile=load_profile("research"),
+                       vault_dir=tmp_path / "v", quarantine=tmp_path / "q", ocr=False)  # fmt: skip
+    by = sorted(f["pixels_cleared_by"] for f in report.files)
+    assert by == ["", "template"]
+    body = json.loads((tmp_path / "out" / "deid-report.json").read_text())
+    assert sorted(f["pixels_cleared_by"] for f in body["files"]) == ["", "template"]
+
+
+@pytest.mark.parametrize("uid", ["..", "../../../../tmp/escape", "1.2/../../x", "/etc/x"])
+def test_retained_uids_never_name_paths_outside_output(tmp_path: Path, uid: str) -> None:
+    cfg = tmp_path / "site.toml"
+    cfg.write_text("[options]\nretain_uids = true\n")
+    ds = read("CT_small.dcm")
+    ds.StudyInstanceUID = uid
+    ds.SeriesInstanceUID = uid
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "x").write_bytes(to_bytes(ds))
+    out = tmp_path / "deep" / "out"
+    report = run_batch(src, out, key=KEY, profile=load_profile("research", cfg), vault_dir=tmp_path / "v",
+                       quarantine=tmp_path / "q", ocr=False)  # fmt: skip
+    assert report.counts.get("quarantined") == 1 and "UID" in report.quarantined[0]["reason"]
+    written = [p for p in tmp_path.rglob("*.dcm")]
+    assert written == []
+
+
+def test_verified_deidentified_does_not_trust_the_flag_alone(tmp_path: Path) -> None:
+    good = Deidentifier(KEY, load_profile("research"), ocr=False).deidentify_bytes(
+        to_bytes(read("CT_small.dcm"))
+    )
+    assert check_deidentified(good.output_bytes).PatientIdentityRemoved == "YES"
+    liar = pydicom.dcmread(pydicom.filebase.DicomBytesIO(good.output_bytes))
+    liar.PatientName = "SUZUKI^KENJI"
+    with pytest.raises(DeidError, match="PatientName holds a person name"):
+        check_deidentified(to_bytes(liar))
+    liar = pydicom.dcmread(pydicom.filebase.DicomBytesIO(good.output_bytes))
+    liar.ImageComments = "Seen by Dr. Suzuki today"
+    with pytest.raises(DeidError, match="ImageComments"):
+        check_deidentified(to_bytes(liar))
+    liar = pydicom.dcmread(pydicom.filebase.DicomBytesIO(good.output_bytes))
+    liar.PatientAddress = "1 Main Street"
+    with pytest.raises(DeidError, match="PatientAddress"):
+        check_deidentified(to_bytes(liar))
+    liar = pydicom.dcmread(pydicom.filebase.DicomBytesIO(good.output_bytes))
+    block = liar.private_block(0x0029, "ACME", create=True)
+    block.add_new(0x10, "LO", "KENJI")
+    with pytest.raises(DeidError, match="private element"):
+        check_deidentified(to_bytes(liar))
+    unmarked = read("CT_small.dcm")
+    with pytest.raises(DeidError, match="PatientIdentityRemoved"):
+        check_deidentified(to_bytes(unmarked))
