@@ -26,9 +26,17 @@ from pydicom.errors import InvalidDicomError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from curata.catalog import Blob, Instance, Patient, QuarantineItem, Series, Site, Study
-from curata.catalog.dicom_index import index_fields
-from curata.catalog.provenance import record as record_provenance
+from curata.catalog import (
+    Blob,
+    Instance,
+    Patient,
+    QuarantineItem,
+    Series,
+    Site,
+    Study,
+    index_fields,
+    record_provenance,
+)
 from curata.collect.sources import Source, iter_sources
 from curata.console import RunSummary
 from curata.errors import CurataError, DeidError, InputError
@@ -80,6 +88,9 @@ def _setup_context(ctx: _WorkerContext) -> None:
     ctx.store = open_store(ctx.store_url)
     if ctx.deidentify:
         from curata.collect.deid import Deidentifier, load_profile
+
+        if ctx.key is None:
+            raise CurataError("de-identification needs the site key", hint="run `curata init` first")
 
         vault = None
         if ctx.vault_dir and ctx.key is not None:
@@ -294,21 +305,19 @@ class Ingestor:
     ) -> None:
         self.ws = ws
         self.deidentify = deidentify
-        self.profile = profile or str(ws.config["deid"].get("profile") or "research")
-        cfg = profile_config or (
-            Path(ws.config["deid"]["config"]) if ws.config["deid"].get("config") else None
-        )
+        self.profile = profile or ws.settings.deid.profile
+        cfg = profile_config or (Path(ws.settings.deid.config) if ws.settings.deid.config else None)
         self.profile_config = cfg
         self.site_name = site or ws.site_name
-        self.region = region or ws.config["site"].get("region") or None
-        self.country = country or ws.config["site"].get("country") or None
-        self.workers = workers
+        self.region = region or ws.settings.site.region or None
+        self.country = country or ws.settings.site.country or None
+        self.workers = ws.workers(workers)
         self._single: _WorkerContext | None = None
         ws.catalog.check_schema()
 
     def _context(self, known: frozenset[str]) -> _WorkerContext:
         return _WorkerContext(
-            store_url=str(self.ws.config["store"].get("url") or self.ws.store_path),
+            store_url=self.ws.store_url,
             quarantine_dir=str(self.ws.quarantine_path),
             deidentify=self.deidentify,
             key=self.ws.site_key() if self.deidentify else None,
@@ -320,7 +329,7 @@ class Ingestor:
 
     def _known_inputs(self, session: Session) -> frozenset[str]:
         rows = session.scalars(select(Instance.source_digest).where(Instance.source_digest.is_not(None)))
-        return frozenset(rows)
+        return frozenset(r for r in rows if r is not None)
 
     def ingest_paths(
         self,

@@ -15,12 +15,14 @@ from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from curata.ledger.checkpoint import Checkpoint
+    from curata.ledger.events import log_provenance
     from curata.ledger.log import KINDS, InclusionProof, Ledger, LedgerEntry, LedgerError, VerifyReport
 
 __getattr__ = lazy_exports(
     __name__,
     {
         "Checkpoint": "checkpoint",
+        "log_provenance": "events",
         "KINDS": "log",
         "InclusionProof": "log",
         "Ledger": "log",
@@ -38,4 +40,5 @@ __all__ = [
     "LedgerEntry",
     "LedgerError",
     "VerifyReport",
+    "log_provenance",
 ]

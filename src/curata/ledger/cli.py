@@ -272,7 +272,7 @@ def revenue_statement(
     from curata.workspace import Workspace
 
     ws = Workspace.find(workspace)
-    rule = rule or str(ws.config.get("revenue", {}).get("rule", "patients"))
+    rule = rule or ws.settings.revenue.rule
     st = statement(Ledger.open(ws), period, rule=rule)
     if as_json:
         print_json(st.as_dict())

@@ -159,10 +159,10 @@ class WorkspaceCache:
         self.ws = Workspace.open(root)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
-        from curata.catalog.provenance import find
+        from curata.catalog import find_provenance
 
         with self.ws.catalog.session() as session:
-            prov = find(session, key)
+            prov = find_provenance(session, key)
             return dict(prov.output) if prov is not None else None
 
     def put(self, data: bytes) -> str:
@@ -182,8 +182,8 @@ class WorkspaceCache:
     ) -> None:
         from sqlalchemy.exc import IntegrityError
 
+        from curata.catalog import find_provenance as find
         from curata.catalog.models import Blob, Provenance
-        from curata.catalog.provenance import find
 
         try:
             with self.ws.catalog.session() as session:
@@ -497,18 +497,12 @@ def series_from_workspace(
             .order_by(Series.series_uid)
         )
         if cohort:
-            try:
-                from curata.select.models import Cohort, CohortSeries
-            except ImportError as exc:
-                raise ConfigError(
-                    "--cohort needs the select stage (curata.select), which is not installed"
-                ) from exc
-            cid = session.scalar(select(Cohort.id).where(Cohort.name == cohort))
-            if cid is None:
+            from curata.select import cohort_series_ids
+
+            members = cohort_series_ids(session, cohort)
+            if members is None:
                 raise ConfigError(f"no cohort named {cohort!r}", hint="`curata cohort ls` lists them")
-            query = query.join(CohortSeries, CohortSeries.series_id == Series.id).where(
-                CohortSeries.cohort_id == cid
-            )
+            query = query.where(Series.id.in_(members))
         if modality:
             query = query.where(Series.modality == modality)
         rows = session.execute(query).all()
@@ -696,8 +690,8 @@ def run_pipeline_cli(
         spec = CacheSpec("folder", str((output / ".curata-cache").resolve()))
     else:
         ws = Workspace.find(workspace)
-        scheduler = scheduler or ws.config.get("runtime", {}).get("scheduler") or None
-        workers = workers or int(ws.config.get("runtime", {}).get("workers") or 0)
+        scheduler = scheduler or ws.settings.runtime.scheduler or None
+        workers = ws.workers(workers)
         items = series_from_workspace(ws, cohort=cohort, modality=pipeline.modality)
         spec = CacheSpec("workspace", str(ws.root))
     result = run_pipeline(

@@ -20,7 +20,7 @@ def _ws(path: Path | None):  # type: ignore[no-untyped-def]
 
 
 def register(app: typer.Typer) -> None:
-    from curata.cli import workspace_option
+    from curata.cli_common import workspace_option
 
     release = typer.Typer(
         help="Immutable, versioned dataset releases: build, export, withdraw.", no_args_is_help=True

@@ -123,8 +123,8 @@ def export_release(
             by_digest.setdefault(f.sha256, []).append(f.path)
         items = list(by_digest.items())
         jobs = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
-        ctx = _ExportContext(str(ws.config["store"].get("url") or ws.store_path), key, mark, str(partial))
-        workers = int(ws.config.get("runtime", {}).get("workers") or 0) or None
+        ctx = _ExportContext(ws.store_url, key, mark, str(partial))
+        workers = ws.workers()
         written: dict[str, tuple[str, int]] = {}
         errors: list[str] = []
         for _job, results in imap_unordered(
@@ -157,31 +157,28 @@ def export_release(
         _write(partial / "manifest.json", manifest_bytes)
         _write(partial / "verify_release.py", script_source().encode())
 
-        index = receipt = vkey = None
-        try:
-            from curata.ledger import Ledger
-        except ImportError:
-            Ledger = None  # type: ignore[assignment,misc]
-        if Ledger is not None:
-            ledger = Ledger.open(ws)
-            entry = ledger.append(
-                "export",
-                {
-                    "release": version.release.name,
-                    "version": version.version,
-                    "licensee": licensee,
-                    "manifest_sha256": manifest_sha,
-                    "release_manifest_sha256": version.manifest_digest,
-                    "files": len(files),
-                    "bytes": manifest.total_size,
-                },
-            )
-            index = entry.index
-            ledger.checkpoint()
-            receipt = ledger.receipt(index)
-            vkey = (ledger.folder / "log.vkey").read_text()
-            _write(partial / "ledger" / "export.tlog-proof", receipt)
-            _write(partial / "ledger" / "log.vkey", vkey.encode())
+        # every export is logged: the receipt ties the licensee to this manifest
+        from curata.ledger import Ledger
+
+        ledger = Ledger.open(ws)
+        entry = ledger.append(
+            "export",
+            {
+                "release": version.release.name,
+                "version": version.version,
+                "licensee": licensee,
+                "manifest_sha256": manifest_sha,
+                "release_manifest_sha256": version.manifest_digest,
+                "files": len(files),
+                "bytes": manifest.total_size,
+            },
+        )
+        index = entry.index
+        ledger.checkpoint()
+        receipt = ledger.receipt(index)
+        vkey = (ledger.folder / "log.vkey").read_text()
+        _write(partial / "ledger" / "export.tlog-proof", receipt)
+        _write(partial / "ledger" / "log.vkey", vkey.encode())
         _fsync_tree(partial, only=("manifest.json", "verify_release.py", "ledger"))
         if out.exists():
             out.rmdir()

@@ -23,23 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from curata.catalog.models import Blob, Instance, Patient, Series, Site, Study
-from curata.catalog.provenance import code_version
+from curata import select as select_stage
+from curata.catalog import Blob, Instance, Patient, Series, Site, Study, code_version
 from curata.errors import ConfigError, CurataError, InputError
 from curata.publish import card as card_mod
-from curata.publish.formats import DEFAULT_FORMATS, FORMATS
+from curata.publish.formats import DEFAULT_FORMATS, FORMATS, Case
 from curata.publish.formats import croissant as croissant_fmt
 from curata.publish.formats import monai as monai_fmt
 from curata.publish.formats import nnunet as nnunet_fmt
-from curata.publish.formats._case import Case
 from curata.publish.formats.nifti import SliceRef, seg_labels, seg_referenced_series, series_to_nifti
 from curata.publish.manifest import Manifest, ManifestFile
 from curata.publish.models import ConsentWithdrawal, Release, ReleaseMember, ReleaseVersion
 from curata.publish.splits import PatientInfo, SplitSpec, age_band, assign_splits
-from curata.runtime import default_workers
 from curata.workspace import Workspace
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -80,31 +78,17 @@ def get_version(session: Session, ref: str) -> ReleaseVersion:
 
 
 # -- choosing the series ----------------------------------------------------------------------------
-def _has_table(session: Session, name: str) -> bool:
-    return inspect(session.get_bind()).has_table(name)
-
-
 def cohort_series_ids(session: Session, cohort: str) -> list[int]:
     """The series a cohort (``curata cohort create``) holds."""
-    if not _has_table(session, "cohort"):
-        raise ReleaseError(f"no cohort named {cohort!r}: this catalog has no cohorts yet")
-    row = session.execute(text("SELECT id FROM cohort WHERE name = :n"), {"n": cohort}).first()
-    if row is None:
+    ids = select_stage.cohort_series_ids(session, cohort)
+    if ids is None:
         raise ReleaseError(f"no cohort named {cohort!r}", hint="see `curata cohort ls`")
-    ids = session.execute(text("SELECT series_id FROM cohort_series WHERE cohort_id = :c"), {"c": row[0]})
-    return sorted(int(r[0]) for r in ids)
+    return ids
 
 
 def where_series_ids(session: Session, where: str) -> list[int]:
     """The series a selection query matches (the query language belongs to ``curata.select``)."""
-    try:
-        from curata.select import series_select
-    except ImportError as exc:
-        raise ReleaseError(
-            "--where needs the selection stage (curata.select), which is not installed",
-            hint="create a cohort with `curata cohort create NAME --where ...` and pass --cohort NAME",
-        ) from exc
-    return sorted(int(i) for i in session.scalars(series_select(where)))
+    return sorted(int(i) for i in session.scalars(select_stage.series_select(where)))
 
 
 def _withdrawn_patient_ids(session: Session) -> set[int]:
@@ -266,15 +250,9 @@ def content_key(
 def _qc_rates(
     session: Session, series_ids: Sequence[int], members: Sequence[_Member]
 ) -> dict[str, tuple[int, int]] | None:
-    if not _has_table(session, "qc_verdict") or not series_ids:
+    if not series_ids:
         return None
-    rows = session.execute(
-        text(
-            "SELECT series_id, passed FROM qc_verdict WHERE series_id IN ({})".format(
-                ",".join(str(int(i)) for i in series_ids)
-            )
-        )
-    ).all()
+    rows = select_stage.qc_verdicts(session, series_ids).items()
     if not rows:
         return None
     site_of = {m.series.id: m.site.name for m in members}
@@ -419,7 +397,7 @@ def _build(
         pre = pipeline_fmt.run(ws, params.pipeline, [m.series.series_uid for m in members])
         problems += [f"pipeline: {where}: {why}" for where, why in pre.failures]
     # NIfTI conversions run ahead on a thread pool (ITK releases the GIL), a bounded window at a time
-    workers = default_workers(int(ws.config.get("runtime", {}).get("workers") or 0) or None)
+    workers = ws.workers()
     pool = ThreadPoolExecutor(workers)
     converted: dict[int, Future[Any]] = {}
     todo = iter(members if "nifti" in params.formats and pre is None else [])
@@ -583,11 +561,9 @@ def _preprocessed(
 
 
 def _ledger_append(ws: Workspace, kind: str, payload: dict[str, Any]) -> int | None:
-    """Append to the transparency log; returns the entry's index (None where no log is installed)."""
-    try:
-        from curata.ledger import Ledger
-    except ImportError:
-        return None
+    """Append to the transparency log; returns the entry's index."""
+    from curata.ledger import Ledger
+
     return int(Ledger.open(ws).append(kind, payload).index)
 
 
@@ -822,12 +798,8 @@ def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> dict[str, Any]
 
 
 def _commitment(ws: Workspace, value: str) -> str:
-    try:
-        from curata.ledger import Ledger
-    except ImportError:
-        import hmac
+    from curata.ledger import Ledger
 
-        return "hmac-sha256:" + hmac.new(ws.site_key(), value.encode(), "sha256").hexdigest()
     return str(Ledger.open(ws).commit(value))
 
 

@@ -33,6 +33,7 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from dataclasses import field as dataclass_field
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select, true
@@ -190,7 +191,7 @@ class Not(Node):
 class Test(Node):
     field: Field
     op: str  # truth, =, !=, <, <=, >, >=, in, like, null
-    values: list[Any] = field(default_factory=list)
+    values: list[Any] = dataclass_field(default_factory=list)
     negate: bool = False
 
 
@@ -442,7 +443,7 @@ def _py_test(t: Test, record: dict[str, Any]) -> bool | None:
     if t.op == "like":
         hit = bool(_like(str(t.values[0])).match(str(v)))
         return not hit if t.negate else hit
-    x = vals[0]
+    x: Any = vals[0]  # the same kind as v (str, float or bool), so the comparisons are defined
     return {
         "=": v == x,
         "!=": v != x,

@@ -8,7 +8,7 @@ import hashlib
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +17,19 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, joinedload
 
-from curata.catalog import Blob, Instance, Patient, Provenance, QuarantineItem, Series, Site, Study
-from curata.catalog.provenance import cache_key, code_version
-from curata.catalog.provenance import record as record_provenance
+from curata.catalog import (
+    Blob,
+    Instance,
+    Patient,
+    Provenance,
+    QuarantineItem,
+    Series,
+    Site,
+    Study,
+    cache_key,
+    code_version,
+    record_provenance,
+)
 from curata.console import RunSummary, make_progress
 from curata.errors import CurataError, QueryError
 from curata.runtime import imap_unordered
@@ -163,8 +173,8 @@ def run_qc(
         have = _existing_keys(session, list(keys.values()))
     jobs = [QcJob(sid, k, digests[sid]) for sid, k in keys.items() if k not in have]
     summary.add("cached", len(keys) - len(jobs))
-    store_url = str(ws.config["store"].get("url") or ws.store_path)
-    workers = workers or int(ws.config.get("runtime", {}).get("workers") or 0) or None
+    store_url = ws.store_url
+    workers = ws.workers(workers)
     with make_progress(quiet=quiet) as progress, ws.catalog.session() as session:
         task = progress.add_task("measuring series", total=len(jobs))
         last = time.monotonic()
@@ -437,6 +447,32 @@ def create_cohort(ws: Workspace, name: str, where: str) -> dict[str, Any]:
             {"series": len(ids)},
         )
         return {"name": name, "query": where, "series": len(ids), "created_at": cohort.created_at}
+
+
+def cohort_id(session: Session, name: str) -> int | None:
+    """The id of cohort ``name``, or None where there is none."""
+    return session.scalar(select(Cohort.id).where(Cohort.name == name))
+
+
+def cohort_series_ids(session: Session, name: str) -> list[int] | None:
+    """The series (ids, sorted) cohort ``name`` holds, or None where there is no such cohort."""
+    cid = cohort_id(session, name)
+    if cid is None:
+        return None
+    ids = session.scalars(select(CohortSeries.series_id).where(CohortSeries.cohort_id == cid))
+    return sorted(int(i) for i in ids)
+
+
+def qc_verdicts(session: Session, series_ids: Sequence[int]) -> dict[int, bool]:
+    """Whether each judged series passed QC (series never judged are absent)."""
+    out: dict[int, bool] = {}
+    ids = [int(i) for i in series_ids]
+    for chunk in _chunks(ids, 500):
+        for sid, passed in session.execute(
+            select(QcVerdict.series_id, QcVerdict.passed).where(QcVerdict.series_id.in_(chunk))
+        ):
+            out[int(sid)] = bool(passed)
+    return out
 
 
 def list_cohorts(ws: Workspace) -> list[dict[str, Any]]:

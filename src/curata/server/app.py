@@ -22,7 +22,7 @@ def create_app(
     upload is de-identified on arrival with the site key. ``public_url``: the address clients use
     (behind a proxy), for the absolute URLs in DICOMweb answers.
     """
-    from curata.collect.net.receive import Receiver
+    from curata.collect.net import Receiver
     from curata.server.dicomweb import router as dicomweb_router
 
     receiver = Receiver(ws, deidentify=not verified_deidentified)

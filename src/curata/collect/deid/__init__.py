@@ -14,7 +14,7 @@ from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from curata.collect.deid.engine import CODE_VERSION, Deidentifier, DeidRecord, DeidResult
-    from curata.collect.deid.profile import OPTIONS, PROFILES, Profile, load_profile
+    from curata.collect.deid.profile import BASIC_CODE, OPTIONS, PROFILES, Profile, load_profile
     from curata.collect.deid.vault import Vault
 
 __getattr__ = lazy_exports(
@@ -24,6 +24,7 @@ __getattr__ = lazy_exports(
         "Deidentifier": "engine",
         "DeidRecord": "engine",
         "DeidResult": "engine",
+        "BASIC_CODE": "profile",
         "OPTIONS": "profile",
         "PROFILES": "profile",
         "Profile": "profile",
@@ -33,6 +34,7 @@ __getattr__ = lazy_exports(
 )
 
 __all__ = [
+    "BASIC_CODE",
     "CODE_VERSION",
     "OPTIONS",
     "PROFILES",

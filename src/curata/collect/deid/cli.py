@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
 from curata.collect.keys import generate_key_file, read_key_file
 from curata.console import RunSummary, console, make_progress
+from curata.runtime import default_workers
 
 
 def keygen(file: Path = typer.Argument(..., help="Where to write the new site secret (mode 0600).")) -> None:
@@ -46,7 +46,7 @@ def deid(
     prof = load_profile(profile, config)
     vault_dir = vault or default_vault_dir(key_file)
     qdir = quarantine or default_quarantine_dir(vault_dir)
-    n_workers = workers if workers > 0 else (os.cpu_count() or 1)
+    n_workers = default_workers(workers or None)  # the same count `curata ingest` uses
     summary = RunSummary("de-identification", failure_keys=("quarantined", "failed"))
     with make_progress(quiet=as_json) as progress:
         task = progress.add_task("de-identifying", total=None)

@@ -26,32 +26,16 @@ Example::
 
 from __future__ import annotations
 
-import os
 import re
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
 from curata.errors import ConfigError
+from curata.settings import GatewaySettings
 
-DEFAULTS: dict[str, Any] = {
-    "ae_title": "CURATA",
-    "port": 11112,
-    "bind": "0.0.0.0",
-    "allow": [],
-    "http_host": "127.0.0.1",
-    "http_port": 8042,
-    "public_url": "",
-    "tls_cert": "",
-    "tls_key": "",
-    "dicom_tls": False,
-    "tls_ca": "",
-    "token": "",
-    "push_token": "",
-    "push_batch": 32,
-    "workers": 0,
-    "peers": {},
-}
+# The defaults are declared once, in curata.settings.GatewaySettings.
+DEFAULTS: dict[str, Any] = GatewaySettings().model_dump()
 
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash, at most 16
 
@@ -124,7 +108,8 @@ class GatewayConfig:
 
     @classmethod
     def from_workspace(cls, ws: Any) -> GatewayConfig:
-        section = {**DEFAULTS, **(ws.config.get("gateway") or {})}
+        # validated (types, unknown keys) and merged with CURATA_* variables by curata.settings
+        section = ws.settings.gateway.model_dump()
         try:
             peers = {
                 name: Peer(check_ae_title(str(p["ae_title"])), str(p["host"]), int(p["port"]))
@@ -142,8 +127,8 @@ class GatewayConfig:
                 tls_key=str(section.get("tls_key") or ""),
                 dicom_tls=bool(section.get("dicom_tls")),
                 tls_ca=str(section.get("tls_ca") or ""),
-                token=os.environ.get("CURATA_TOKEN") or str(section.get("token") or ""),
-                push_token=os.environ.get("CURATA_PUSH_TOKEN") or str(section.get("push_token") or ""),
+                token=str(section.get("token") or ""),
+                push_token=str(section.get("push_token") or ""),
                 push_batch=max(1, int(section["push_batch"])),
                 workers=max(0, int(section.get("workers") or 0)),
                 peers=peers,
@@ -161,7 +146,7 @@ class GatewayConfig:
 
     def worker_count(self) -> int:
         """De-identification processes: the configured number, or one per core (at most 8)."""
-        from curata.runtime.pool import default_workers
+        from curata.runtime import default_workers
 
         return self.workers or min(8, default_workers())
 

@@ -217,8 +217,8 @@ class Receiver:
 
     def _open_writer(self) -> tuple[Session, CatalogWriter]:
         session = self.ws.catalog._sessions()
-        cfg = self.ws.config["site"]
-        site = ensure_site(session, self.ingestor.site_name, cfg.get("region"), cfg.get("country"))
+        cfg = self.ws.settings.site
+        site = ensure_site(session, self.ingestor.site_name, cfg.region or None, cfg.country or None)
         session.commit()
         return session, CatalogWriter(session, site)
 

@@ -6,5 +6,9 @@
 
 from __future__ import annotations
 
+from curata.publish.formats._case import Case
+
 FORMATS = ("dicom", "nifti", "nnunet", "monai", "croissant")
 DEFAULT_FORMATS = ("dicom", "nifti", "nnunet", "monai", "croissant")
+
+__all__ = ["DEFAULT_FORMATS", "FORMATS", "Case"]
