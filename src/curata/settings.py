@@ -60,8 +60,13 @@ class StoreSettings(_Section):
     url: str = Field("", description="Blob store URL (local folder or fsspec URL); empty = WORKSPACE/store.")
 
 
+DEFAULT_DEID_PROFILE = "research"
+
+
 class DeidSettings(_Section):
-    profile: str = Field("research", description="De-identification profile (research, basic, ...).")
+    profile: str = Field(
+        DEFAULT_DEID_PROFILE, description="De-identification profile (research, basic, ...)."
+    )
     config: str = Field("", description="A TOML file of profile overrides; empty = none.")
 
 

@@ -151,6 +151,10 @@ class Catalog:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    def open_session(self) -> Session:
+        """A long-lived session the caller commits and closes (a writer that batches transactions)."""
+        return self._sessions()
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session that commits on success and rolls back on error."""

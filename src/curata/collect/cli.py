@@ -12,7 +12,9 @@ from curata.console import console, make_progress
 def ingest(
     paths: list[Path] = typer.Argument(..., help="Folders (recursive), files or zip archives."),
     site: str = typer.Option(None, "--site", help="File under this site (default: the workspace's site)."),
-    profile: str = typer.Option(None, "--profile", help="De-identification profile (default: research)."),
+    profile: str = typer.Option(
+        None, "--profile", help="De-identification profile (default: [deid] profile in curata.toml)."
+    ),
     config: Path = typer.Option(None, "--config", help="De-identification TOML overrides."),
     no_deid: bool = typer.Option(
         False,

@@ -411,3 +411,19 @@ class Ingestor:
             elif outcome.status == "quarantined":
                 writer.quarantine(outcome)
         return outcome
+
+
+# -- the public face of the worker set-up, for other services of this stage (the gateway's Receiver) --
+def worker_context(ingestor: Ingestor) -> _WorkerContext:
+    """What a process needs to de-identify and store inputs the way ``ingestor`` does (picklable)."""
+    return ingestor._context(frozenset())
+
+
+def prepare_worker(ctx: _WorkerContext) -> None:
+    """Open the store and build the de-identifier of ``ctx`` in this thread or process."""
+    _setup_context(ctx)
+
+
+def init_worker_process(ctx: _WorkerContext) -> None:
+    """A process-pool initializer: :func:`prepare_worker`, then :func:`process_one` uses ``ctx``."""
+    _init_worker(ctx)

@@ -8,7 +8,9 @@ from typing import Any
 
 import typer
 
+from curata.cli_common import finish
 from curata.console import RunSummary, err_console, make_progress, print_json
+from curata.preprocess.dicom_stack import DEFAULT_TILT, DEFAULT_UNEVEN, TILT_POLICIES, UNEVEN_POLICIES
 
 
 def register(app: typer.Typer) -> None:
@@ -30,12 +32,12 @@ def convert_command(
     output: Path = typer.Argument(..., help="Folder for the volumes and their JSON sidecars."),
     fmt: str = typer.Option("nifti", "--format", "-f", help="nifti, nifti-gz (level 1, parallel) or zarr."),
     uneven: str = typer.Option(
-        "refuse",
+        DEFAULT_UNEVEN,
         "--uneven",
         help="Missing slices / variable spacing: refuse, split (even runs) or interpolate.",
     ),
     tilt: str = typer.Option(
-        "shear", "--tilt", help="Gantry tilt: shear (exact sheared affine) or resample."
+        DEFAULT_TILT, "--tilt", help="Gantry tilt: shear (exact sheared affine) or resample."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     workspace: Path | None = typer.Option(None, "--workspace", "-w", help="Workspace for a selection."),
@@ -43,9 +45,9 @@ def convert_command(
     """Convert every series under SOURCE: one volume per stack plus a BIDS-like JSON sidecar."""
     from curata.preprocess.convert import convert_folder, convert_selection
 
-    if uneven not in ("refuse", "split", "interpolate"):
+    if uneven not in UNEVEN_POLICIES:
         raise typer.BadParameter("--uneven must be refuse, split or interpolate")
-    if tilt not in ("shear", "resample"):
+    if tilt not in TILT_POLICIES:
         raise typer.BadParameter("--tilt must be shear or resample")
     summary = RunSummary("convert", failure_keys=("refused",))
     with make_progress(quiet=as_json) as progress:
@@ -105,17 +107,21 @@ def run_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run a declared pipeline; cached by (inputs, step, parameters, code version)."""
-    from curata.preprocess.pipeline import run_pipeline_cli
+    from curata.preprocess.pipeline import run_declared_pipeline
 
-    summary = run_pipeline_cli(
-        pipeline,
-        cohort=cohort,
-        scheduler=scheduler,
-        source=source,
-        output=output,
-        workers=workers,
-        workspace=workspace,
-        as_json=as_json,
-    )
-    if summary.failed:
-        raise typer.Exit(1)
+    with make_progress(quiet=as_json) as progress:
+        bar = progress.add_task(f"pipeline {pipeline.stem}", total=None)
+        run_ = run_declared_pipeline(
+            pipeline,
+            cohort=cohort,
+            scheduler=scheduler,
+            source=source,
+            output=output,
+            workers=workers,
+            workspace=workspace,
+            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
+    if as_json:
+        finish(run_.as_dict(), as_json=True, failed=run_.summary.failed)
+    else:
+        finish(run_.summary, errors=[f"failed {item}: {reason}" for item, reason in run_.result.failures])

@@ -9,6 +9,8 @@ from typing import Any
 import typer
 
 from curata.console import RunSummary, console, make_progress, print_json, print_table
+from curata.publish.formats import DEFAULT_FORMATS
+from curata.publish.splits import DEFAULT_SPLIT
 
 
 def _ws(path: Path | None):  # type: ignore[no-untyped-def]
@@ -37,14 +39,12 @@ def register(app: typer.Typer) -> None:
             "--pipeline",
             help="Pipeline TOML (curata preprocess) whose volumes replace the plain NIfTI conversion.",
         ),
-        split: str = typer.Option("70,15,15", "--split", help="train,validation,test shares."),
+        split: str = typer.Option(DEFAULT_SPLIT, "--split", help="train,validation,test shares."),
         stratify: str = typer.Option(
             "", "--stratify", help="Balance splits on: sex,age,site,region,country,vendor,modality."
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of the split."),
-        formats: str = typer.Option(
-            "dicom,nifti,nnunet,monai,croissant", "--format", help="Formats to build."
-        ),
+        formats: str = typer.Option(",".join(DEFAULT_FORMATS), "--format", help="Formats to build."),
         workspace: Path | None = workspace_option(),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:

@@ -27,17 +27,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from curata import select as select_stage
+from curata._io import atomic_write
 from curata.catalog import Blob, Instance, Patient, Series, Site, Study, code_version
 from curata.errors import ConfigError, CurataError, InputError
 from curata.publish import card as card_mod
-from curata.publish.formats import DEFAULT_FORMATS, FORMATS, Case
+from curata.publish.formats import DEFAULT_FORMATS, BuildContext, Case, check_files, parse_formats, registered
 from curata.publish.formats import croissant as croissant_fmt
-from curata.publish.formats import monai as monai_fmt
-from curata.publish.formats import nnunet as nnunet_fmt
 from curata.publish.formats.nifti import SliceRef, seg_labels, seg_referenced_series, series_to_nifti
 from curata.publish.manifest import Manifest, ManifestFile
 from curata.publish.models import ConsentWithdrawal, Release, ReleaseMember, ReleaseVersion
-from curata.publish.splits import PatientInfo, SplitSpec, age_band, assign_splits
+from curata.publish.splits import DEFAULT_SPLIT, PatientInfo, SplitSpec, age_band, assign_splits
 from curata.workspace import Workspace
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -176,21 +175,6 @@ class BuildParams:
             cohort=data.get("cohort"),
             where=data.get("where"),
         )
-
-
-def parse_formats(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    if value is None:
-        return DEFAULT_FORMATS
-    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
-    unknown = [v for v in items if v not in FORMATS]
-    if unknown or not items:
-        raise ConfigError(
-            f"--format: unknown format(s) {', '.join(unknown) or '(none)'}",
-            hint=f"choose from {', '.join(FORMATS)}",
-        )
-    if "nnunet" in items and "nifti" not in items:
-        items.append("nifti")  # nnU-Net's files are the NIfTI ones
-    return tuple(dict.fromkeys(items))
 
 
 def _instances(session: Session, series_ids: Sequence[int]) -> dict[int, list[tuple[Instance, int]]]:
@@ -438,15 +422,18 @@ def _build(
     files.put("splits.json", json.dumps(dict(sorted(splits.items())), indent=2).encode())
     files.put("cases.csv", croissant_fmt.cases_csv(cases))
 
-    if "monai" in params.formats:
-        for path, data in monai_fmt.files(cases).items():
-            files.put(path, data)
-    if "nnunet" in params.formats:
-        nifti_paths = {p: d for p, (d, _) in files.entries.items() if p.startswith("nifti/")}
-        for path, source in nnunet_fmt.layout(cases, name, {c: c for c in nifti_paths}).items():
-            files.link(path, *files.entries[source])
-        for path, data in nnunet_fmt.files(cases, name).items():
-            files.put(path, data)
+    ctx = BuildContext(
+        name,
+        version,
+        cases,
+        put=lambda path, data: files.put(path, data),
+        link=lambda path, source: files.link(path, *files.entries[source]),
+        entries=files.entries,
+    )
+    formats = [f for n, f in registered().items() if n in params.formats and f.build is not None]
+    for fmt in formats:
+        if not fmt.after_card and fmt.build is not None:
+            fmt.build(ctx)
 
     # the card
     patients_seen: dict[str, dict[str, str]] = {}
@@ -487,16 +474,11 @@ def _build(
         files.put(path, data)
     biases = card_mod.flags(card_in)
 
-    if "croissant" in params.formats:
-        doc = croissant_fmt.metadata(
-            name=name,
-            version=version,
-            description=f"Curata release {name}@{version}: {len(cases)} cases from {len(patients_seen)} patients.",
-            cases=cases,
-            files=files.entries,
-            biases=biases,
-        )
-        files.put("croissant.json", croissant_fmt.to_bytes(doc))
+    ctx.biases = biases
+    for fmt in formats:
+        if fmt.after_card and fmt.build is not None:
+            fmt.build(ctx)
+    check_files(files.entries, params.formats)  # a file no format declares fails here, not at a licensee
 
     manifest = Manifest(
         release=name,
@@ -590,11 +572,7 @@ def card_folder(ws: Workspace, v: ReleaseVersion) -> Path:
         manifest = Manifest.from_bytes(ws.store.get_bytes(v.manifest_digest))
         for f in manifest.files:
             if f.path.startswith("card/"):
-                target = folder / f.path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".tmp")
-                tmp.write_bytes(ws.store.get_bytes(f.sha256))
-                tmp.replace(target)
+                atomic_write(folder / f.path, ws.store.get_bytes(f.sha256), fsync=False)
     return folder / "card"
 
 
@@ -677,7 +655,7 @@ def create_release(
     cohort: str | None = None,
     where: str | None = None,
     formats: str | Sequence[str] | None = None,
-    split: str | Sequence[float] = "70,15,15",
+    split: str | Sequence[float] = DEFAULT_SPLIT,
     stratify: str | Sequence[str] = (),
     seed: int = 0,
     pipeline: str | None = None,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from curata._io import atomic_write
 from curata.catalog import Patient, Series, Site, Study
 from curata.select.metrics.registry import METRICS
 from curata.select.models import QcMeasurement, QcVerdict
@@ -200,13 +200,4 @@ def render_html(ws: Workspace, rows: list[dict[str, Any]]) -> str:
 
 def write_report(ws: Workspace, out_html: Path) -> Path:
     """Write the report atomically; returns its path."""
-    out_html = Path(out_html)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    text = render_html(ws, _rows(ws))
-    tmp = out_html.with_name(f".{out_html.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(out_html)
-    return out_html
+    return atomic_write(Path(out_html), render_html(ws, _rows(ws)))

@@ -33,13 +33,16 @@ from curata.catalog import (
 from curata.console import RunSummary, make_progress
 from curata.errors import CurataError, QueryError
 from curata.runtime import imap_unordered
+from curata.select.metrics import registry as metrics_registry
 from curata.select.metrics.ct_mr import analysis_ranks, measure, read_images
 from curata.select.models import Cohort, CohortSeries, QcMeasurement, QcRuleSet, QcVerdict
 from curata.select.query import HEADER_FIELDS, Query, parse, series_select
 from curata.select.rules import RuleSet, apply, default_ruleset, load_ruleset
 from curata.workspace import Workspace
 
-QC_VERSION = "2"  # bump whenever a metric's definition changes: every series is measured again
+# The QC version lives in the metric registry (bumped with any metric's definition); every series whose
+# measurement carries another version is measured again.
+QC_VERSION = str(metrics_registry.QC_VERSION)
 
 
 def qc_code_version() -> str:

@@ -14,7 +14,7 @@ from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from curata.collect.deid.engine import CODE_VERSION, Deidentifier, DeidRecord, DeidResult
-    from curata.collect.deid.profile import BASIC_CODE, OPTIONS, PROFILES, Profile, load_profile
+    from curata.collect.deid.profile import BASIC_CODE, OPTIONS, PROFILES, DeidOption, Profile, load_profile
     from curata.collect.deid.vault import Vault
 
 __getattr__ = lazy_exports(
@@ -25,6 +25,7 @@ __getattr__ = lazy_exports(
         "DeidRecord": "engine",
         "DeidResult": "engine",
         "BASIC_CODE": "profile",
+        "DeidOption": "profile",
         "OPTIONS": "profile",
         "PROFILES": "profile",
         "Profile": "profile",
@@ -38,6 +39,7 @@ __all__ = [
     "CODE_VERSION",
     "OPTIONS",
     "PROFILES",
+    "DeidOption",
     "DeidRecord",
     "DeidResult",
     "Deidentifier",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curata import _io
 from curata.collect.deid.engine import CODE_VERSION, Deidentifier
 from curata.collect.deid.profile import Profile
 from curata.collect.deid.vault import Vault
@@ -22,17 +23,7 @@ REPORT_NAME = "deid-report.json"
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, fsync, rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    _io.atomic_write(path, data)
 
 
 def iter_input_files(root: Path, exclude: list[Path]) -> Iterator[Path]:
