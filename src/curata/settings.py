@@ -251,6 +251,18 @@ def load_settings(
     return settings, origins
 
 
+def runtime_settings(start: Path | None = None) -> RuntimeSettings:
+    """[runtime] of the enclosing workspace (or $CURATA_WORKSPACE), else the defaults and CURATA_* only:
+    for commands such as `curata deid` that run with or without a workspace."""
+    here = (start or Path.cwd()).resolve()
+    env_ws = os.environ.get("CURATA_WORKSPACE")
+    candidates = [Path(env_ws)] if env_ws else [here, *here.parents]
+    for folder in candidates:
+        if (folder / CONFIG_NAME).exists():
+            return load_settings(read_toml(folder / CONFIG_NAME))[0].runtime
+    return load_settings({})[0].runtime
+
+
 def describe(settings: Settings, origins: Mapping[str, str]) -> list[SettingValue]:
     """Every declared setting, its effective value and its source (for `curata config show`)."""
     rows: list[SettingValue] = []

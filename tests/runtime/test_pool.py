@@ -37,3 +37,16 @@ def test_ingest_and_deid_use_the_same_count(workspace, monkeypatch: pytest.Monke
 def test_every_item_comes_back(workers: int) -> None:
     out = dict(imap_unordered(_square, range(20), workers=workers))
     assert out == {i: i * i for i in range(20)}
+
+
+def test_deid_reads_the_same_setting_without_a_workspace(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from curata.settings import runtime_settings
+
+    monkeypatch.delenv("CURATA_WORKSPACE", raising=False)
+    monkeypatch.delenv("CURATA_RUNTIME__WORKERS", raising=False)
+    assert runtime_settings(tmp_path).worker_count() == default_workers()
+    (tmp_path / "curata.toml").write_text("[runtime]\nworkers = 3\n")
+    (tmp_path / "sub").mkdir()
+    assert runtime_settings(tmp_path / "sub").worker_count() == 3
+    monkeypatch.setenv("CURATA_RUNTIME__WORKERS", "6")
+    assert runtime_settings(tmp_path / "sub").worker_count() == 6

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from curata.console import console, make_progress
+from curata.cli_common import finish, workspace_option
+from curata.console import make_progress
 
 
 def ingest(
@@ -24,7 +25,7 @@ def ingest(
     workers: int = typer.Option(0, "--workers", "-j", help="Worker processes (default: all cores)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+    workspace: Path | None = workspace_option(),
 ) -> None:
     """De-identify, store and catalog every DICOM file under PATHS. Re-ingesting adds nothing new."""
     from curata.collect.ingest import Ingestor
@@ -41,14 +42,10 @@ def ingest(
             total_hint=lambda n: progress.update(task, total=n),
             on_progress=lambda _o: progress.advance(task),
         )
-    summary.render(as_json=as_json)
-    if problems and not as_json:
-        for p in problems[:20]:
-            console.print(f"[red]{p.status}[/] {p.source}: {p.reason}")
-        if len(problems) > 20:
-            console.print(f"... and {len(problems) - 20} more: `curata ls quarantine`")
-    if summary.failed:
-        raise typer.Exit(1)
+    errors = [] if as_json else [f"{p.status} {p.source}: {p.reason}" for p in problems[:20]]
+    if len(problems) > 20 and not as_json:
+        errors.append(f"... and {len(problems) - 20} more: `curata ls quarantine`")
+    finish(summary, as_json=as_json, errors=errors)
 
 
 def register(app: typer.Typer) -> None:

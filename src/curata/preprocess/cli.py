@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from curata.cli_common import finish
+from curata.cli_common import finish, workspace_option
 from curata.console import RunSummary, err_console, make_progress, print_json
 from curata.preprocess.dicom_stack import DEFAULT_TILT, DEFAULT_UNEVEN, TILT_POLICIES, UNEVEN_POLICIES
 
@@ -40,7 +40,7 @@ def convert_command(
         DEFAULT_TILT, "--tilt", help="Gantry tilt: shear (exact sheared affine) or resample."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w", help="Workspace for a selection."),
+    workspace: Path | None = workspace_option(),
 ) -> None:
     """Convert every series under SOURCE: one volume per stack plus a BIDS-like JSON sidecar."""
     from curata.preprocess.convert import convert_folder, convert_selection
@@ -85,11 +85,11 @@ def convert_command(
         for c in result.converted:
             for warning in c.report.warnings:
                 err_console.print(f"[yellow]{c.name}:[/] {warning}")
-        for where, reason in result.refused:
-            err_console.print(f"[red]refused[/] {where}: {reason}")
-        summary.render()
-    if summary.failed:
-        raise typer.Exit(1)
+    finish(
+        summary if not as_json else None,
+        failed=summary.failed,
+        errors=[] if as_json else [f"refused {where}: {reason}" for where, reason in result.refused],
+    )
 
 
 def run_command(
@@ -103,7 +103,7 @@ def run_command(
     workers: int = typer.Option(
         0, "--workers", help="Local worker processes (0: the config or the CPU count)."
     ),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w", help="Workspace folder."),
+    workspace: Path | None = workspace_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run a declared pipeline; cached by (inputs, step, parameters, code version)."""

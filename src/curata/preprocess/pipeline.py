@@ -480,10 +480,10 @@ def series_from_workspace(
 ) -> list[SeriesItem]:
     from sqlalchemy import select
 
-    from curata.catalog.models import Instance, Patient, Series, Study
+    from curata.catalog import Instance, Patient, Series, Study, join_series_to_site
 
     with ws.catalog.session() as session:
-        query = (
+        query = join_series_to_site(
             select(
                 Series.id,
                 Series.series_uid,
@@ -492,11 +492,9 @@ def series_from_workspace(
                 Study.study_date,
                 Study.study_time,
                 Study.study_uid,
-            )
-            .join(Study, Series.study_id == Study.id)
-            .join(Patient, Study.patient_id == Patient.id)
-            .order_by(Series.series_uid)
-        )
+            ),
+            site=False,
+        ).order_by(Series.series_uid)
         if cohort:
             from curata.select import cohort_series_ids
 

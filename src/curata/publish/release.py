@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from curata import select as select_stage
 from curata._io import atomic_write
-from curata.catalog import Blob, Instance, Patient, Series, Site, Study, code_version
+from curata.catalog import Blob, Instance, Patient, Series, Site, Study, code_version, join_series_to_site
 from curata.errors import ConfigError, CurataError, InputError
 from curata.publish import card as card_mod
 from curata.publish.formats import DEFAULT_FORMATS, BuildContext, Case, check_files, parse_formats, registered
@@ -114,10 +114,7 @@ class _Member:
 
 def _load_members(session: Session, series_ids: Sequence[int] | None) -> list[_Member]:
     stmt = (
-        select(Series, Study, Patient, Site)
-        .join(Study, Series.study_id == Study.id)
-        .join(Patient, Study.patient_id == Patient.id)
-        .join(Site, Patient.site_id == Site.id)
+        join_series_to_site(select(Series, Study, Patient, Site))
         .where(Series.instance_count > 0)
         .order_by(Series.id)
     )
@@ -736,11 +733,11 @@ def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> dict[str, Any]
         kept = [
             _Member(se, pa, si, st, split)
             for se, st, pa, si, split in session.execute(
-                select(Series, Study, Patient, Site, ReleaseMember.split)
-                .join(Series, ReleaseMember.series_id == Series.id)
-                .join(Study, Series.study_id == Study.id)
-                .join(Patient, Study.patient_id == Patient.id)
-                .join(Site, Patient.site_id == Site.id)
+                join_series_to_site(
+                    select(Series, Study, Patient, Site, ReleaseMember.split).join(
+                        Series, ReleaseMember.series_id == Series.id
+                    )
+                )
                 .where(ReleaseMember.version_id == latest.id)
                 .order_by(Series.id)
             )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from curata.cli_common import finish, workspace_option
 from curata.console import console, print_json, print_table
 from curata.workspace import Workspace
 
@@ -16,9 +17,7 @@ cohort_app = typer.Typer(
     help="Cohorts: named, saved queries over headers, QC metrics and verdicts.", no_args_is_help=True
 )
 
-WS = typer.Option(
-    None, "--workspace", "-w", help="Workspace folder (default: $CURATA_WORKSPACE or the enclosing one)."
-)
+WS = workspace_option()
 JSON = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
@@ -34,9 +33,7 @@ def qc_run(
     from curata.select.service import run_qc
 
     summary = run_qc(Workspace.find(workspace), where, workers or None, quiet=quiet or as_json)
-    summary.render(as_json=as_json)
-    if summary.failed:
-        raise typer.Exit(1)
+    finish(summary, as_json=as_json)
 
 
 @qc_app.command("rules")

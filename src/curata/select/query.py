@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select, true
 
-from curata.catalog.models import Patient, Series, Site, Study
+from curata.catalog import Patient, Series, Site, Study, join_series_to_site
 from curata.errors import QueryError
 from curata.select.metrics.registry import METRICS
 from curata.select.models import QcMeasurement, QcVerdict
@@ -397,10 +397,7 @@ def to_sql(node: Node) -> ColumnElement[bool]:
 def series_select(query: Query | str | None) -> Select[Any]:
     """``select(Series.id)`` of the series matching ``query`` (all series when None)."""
     stmt = (
-        select(Series.id)
-        .join(Study, Series.study_id == Study.id)
-        .join(Patient, Study.patient_id == Patient.id)
-        .join(Site, Patient.site_id == Site.id)
+        join_series_to_site(select(Series.id))
         .outerjoin(QcVerdict, QcVerdict.series_id == Series.id)
         .outerjoin(QcMeasurement, QcMeasurement.qc_key == QcVerdict.qc_key)
     )

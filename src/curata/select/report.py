@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from curata._io import atomic_write
-from curata.catalog import Patient, Series, Site, Study
+from curata.catalog import Series, Site, join_series_to_site
 from curata.select.metrics.registry import METRICS
 from curata.select.models import QcMeasurement, QcVerdict
 from curata.workspace import Workspace
@@ -26,10 +26,7 @@ from curata.workspace import Workspace
 def _rows(ws: Workspace) -> list[dict[str, Any]]:
     with ws.catalog.session() as session:
         q = (
-            select(Series, Site.name, QcVerdict, QcMeasurement)
-            .join(Study, Series.study_id == Study.id)
-            .join(Patient, Study.patient_id == Patient.id)
-            .join(Site, Patient.site_id == Site.id)
+            join_series_to_site(select(Series, Site.name, QcVerdict, QcMeasurement))
             .join(QcVerdict, QcVerdict.series_id == Series.id)
             .join(QcMeasurement, QcMeasurement.qc_key == QcVerdict.qc_key)
             .order_by(Site.name, Series.series_uid)

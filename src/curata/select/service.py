@@ -28,6 +28,7 @@ from curata.catalog import (
     Study,
     cache_key,
     code_version,
+    join_series_to_site,
     record_provenance,
 )
 from curata.console import RunSummary, make_progress
@@ -492,11 +493,11 @@ def show_cohort(ws: Workspace, name: str) -> dict[str, Any]:
         if c is None:
             raise CurataError(f"no cohort named {name!r}", hint="`curata cohort ls` lists them")
         rows = session.execute(
-            select(Series.series_uid, Series.modality, Series.body_part, Site.name, QcVerdict.passed)
-            .join(CohortSeries, CohortSeries.series_id == Series.id)
-            .join(Study, Series.study_id == Study.id)
-            .join(Patient, Study.patient_id == Patient.id)
-            .join(Site, Patient.site_id == Site.id)
+            join_series_to_site(
+                select(
+                    Series.series_uid, Series.modality, Series.body_part, Site.name, QcVerdict.passed
+                ).join(CohortSeries, CohortSeries.series_id == Series.id)
+            )
             .outerjoin(QcVerdict, QcVerdict.series_id == Series.id)
             .where(CohortSeries.cohort_id == c.id)
             .order_by(Series.series_uid)

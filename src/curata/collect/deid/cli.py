@@ -8,7 +8,7 @@ import typer
 
 from curata.collect.keys import generate_key_file, read_key_file
 from curata.console import RunSummary, console, make_progress
-from curata.runtime import default_workers
+from curata.settings import runtime_settings
 
 
 def keygen(file: Path = typer.Argument(..., help="Where to write the new site secret (mode 0600).")) -> None:
@@ -46,7 +46,7 @@ def deid(
     prof = load_profile(profile, config)
     vault_dir = vault or default_vault_dir(key_file)
     qdir = quarantine or default_quarantine_dir(vault_dir)
-    n_workers = default_workers(workers or None)  # the same count `curata ingest` uses
+    n_workers = runtime_settings().worker_count(workers or None)  # the same rule as `curata ingest`
     summary = RunSummary("de-identification", failure_keys=("quarantined", "failed"))
     with make_progress(quiet=as_json) as progress:
         task = progress.add_task("de-identifying", total=None)
