@@ -99,9 +99,11 @@ def test_config_show_prints_values_and_sources(workspace: Workspace, monkeypatch
     result = CliRunner().invoke(app, ["config", "show", "-w", str(workspace.root), "--json"])
     assert result.exit_code == 0, result.output
     rows = {r["setting"]: r for r in json.loads(result.stdout)}
-    assert rows["site.name"] == {"setting": "site.name", "value": "ghana-1", "source": "curata.toml"}
+    assert rows["site.name"]["value"] == "ghana-1" and rows["site.name"]["source"] == "curata.toml"
+    assert "pseudonyms" in rows["site.name"]["meaning"]  # documented from the model itself
     assert rows["runtime.scheduler"]["source"] == "env CURATA_RUNTIME__SCHEDULER"
-    assert rows["deid.profile"] == {"setting": "deid.profile", "value": "research", "source": "default"}
+    assert (rows["deid.profile"]["value"], rows["deid.profile"]["source"]) == ("research", "default")
+    assert all(r["meaning"] for r in rows.values())
     # every declared field of every section is listed
     assert {k.split(".")[0] for k in rows} >= {
         "site",

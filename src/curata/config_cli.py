@@ -19,7 +19,7 @@ def show(
     """Print the effective settings: value and source (default, curata.toml or env VAR) of each."""
     ws = open_workspace(workspace)
     rows = [
-        {"setting": r.key, "value": r.value, "source": r.source}
+        {"setting": r.key, "value": r.value, "source": r.source, "meaning": r.description}
         for r in describe(ws.settings, ws.setting_sources)
         if section is None or r.key.split(".", 1)[0] == section
     ]

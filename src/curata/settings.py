@@ -179,6 +179,7 @@ class SettingValue:
     key: str
     value: Any
     source: str
+    description: str = ""
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -280,5 +281,7 @@ def describe(settings: Settings, origins: Mapping[str, str]) -> list[SettingValu
                 value = "***"  # a secret is shown set, never printed
             elif isinstance(value, str) and "://" in value:
                 value = _URL_PASSWORD.sub(r"\1***@", value)
-            rows.append(SettingValue(key, value, origins.get(key, "default")))
+            field = type(model).model_fields.get(name)
+            meaning = (field.description or "") if field is not None else "(not yet typed by its stage)"
+            rows.append(SettingValue(key, value, origins.get(key, "default"), meaning))
     return rows
