@@ -109,7 +109,13 @@ class GatewaySettings(_Section):
 
 
 class ServerSettings(_Section):
-    """The web platform (`curata server`). Its listener address, TLS and token are [gateway]'s."""
+    """The web platform (`curata server`). Its listener address, TLS and token are [gateway]'s.
+
+    Open for now: the web platform is landing its settings (accounts, sessions); keys it has not typed
+    yet pass through, as in [annotate]. Type each one here as it lands, then drop ``extra="allow"``.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     verified_deidentified: bool = Field(
         False, description="Central platform: accept only objects already marked de-identified."

@@ -201,7 +201,12 @@ def server(
 
     ws = _workspace(workspace)
     cfg = GatewayConfig.from_workspace(ws)
-    app = create_app(ws, token=token or cfg.token, verified_deidentified=verified, public_url=cfg.public_url)
+    app = create_app(
+        ws,
+        token=token or cfg.token,
+        verified_deidentified=verified or ws.settings.server.verified_deidentified,
+        public_url=cfg.public_url,
+    )
     scheme = "https" if cfg.tls else "http"
     bind = host or cfg.http_host
     if not (token or cfg.token) and bind not in ("127.0.0.1", "localhost", "::1"):
