@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from curata.cli_common import finish, workspace_option
-from curata.console import console, print_json, print_table
+from curata.console import console, make_progress, print_json, print_table
 from curata.workspace import Workspace
 
 qc_app = typer.Typer(
@@ -32,7 +32,14 @@ def qc_run(
     """Measure every series not yet measured (cached by content), then apply the rules."""
     from curata.select.service import run_qc
 
-    summary = run_qc(Workspace.find(workspace), where, workers or None, quiet=quiet or as_json)
+    with make_progress(quiet=quiet or as_json) as progress:
+        bar = progress.add_task("measuring series", total=None)
+        summary = run_qc(
+            Workspace.find(workspace),
+            where,
+            workers or None,
+            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
     finish(summary, as_json=as_json)
 
 

@@ -8,7 +8,7 @@ import hashlib
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +31,7 @@ from curata.catalog import (
     join_series_to_site,
     record_provenance,
 )
-from curata.console import RunSummary, make_progress
+from curata.console import RunSummary
 from curata.errors import CurataError, QueryError
 from curata.runtime import imap_unordered
 from curata.select.metrics import registry as metrics_registry
@@ -162,9 +162,17 @@ def _existing_keys(session: Session, keys: list[str]) -> set[str]:
 
 
 def run_qc(
-    ws: Workspace, where: str | None = None, workers: int | None = None, *, quiet: bool = False
+    ws: Workspace,
+    where: str | None = None,
+    workers: int | None = None,
+    *,
+    quiet: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> RunSummary:
-    """Measure every selected series not yet measured, then decide every selected series' verdict."""
+    """Measure every selected series not yet measured, then decide every selected series' verdict.
+
+    Never prints: ``on_progress(done, total)`` follows the measurements (the CLI draws its bar from
+    it); ``quiet`` is accepted for older callers and changes nothing."""
     ws.catalog.check_schema()
     query = parse(where) if where else None
     summary = RunSummary("qc run")
@@ -179,15 +187,16 @@ def run_qc(
     summary.add("cached", len(keys) - len(jobs))
     store_url = ws.store_url
     workers = ws.workers(workers)
-    with make_progress(quiet=quiet) as progress, ws.catalog.session() as session:
-        task = progress.add_task("measuring series", total=len(jobs))
+    with ws.catalog.session() as session:
         last = time.monotonic()
-        for job, out in imap_unordered(
+        results = imap_unordered(
             measure_job, jobs, workers=workers, initializer=_init_worker, initargs=(store_url,), window=None
-        ):
+        )
+        for done, (job, out) in enumerate(results, start=1):
             _file_outcome(session, job, out)
             summary.add("failed" if out.error else "measured")
-            progress.advance(task)
+            if on_progress is not None:
+                on_progress(done, len(jobs))
             if time.monotonic() - last > 1.0:
                 session.commit()
                 last = time.monotonic()
