@@ -20,14 +20,15 @@ from pydantic import BaseModel
 from curata.console import RunSummary, console, err_console, print_json, print_table
 
 WORKSPACE_HELP = "Workspace folder (default: $CURATA_WORKSPACE or the enclosing one)."
+WORKSPACE_FLAGS = ("--workspace", "-w")  # the one spelling of the option, for every command
 
-# The one definition of --workspace / -w; every command takes ``workspace: WorkspaceOpt = None``.
-WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", help=WORKSPACE_HELP)]
+# Every command takes ``workspace: WorkspaceOpt = None`` (or ``= workspace_option()``).
+WorkspaceOpt = Annotated[Path | None, typer.Option(*WORKSPACE_FLAGS, help=WORKSPACE_HELP)]
 
 
 def workspace_option() -> Any:
     """The same option as :data:`WorkspaceOpt`, for commands written as ``= workspace_option()``."""
-    return typer.Option(None, "--workspace", "-w", help=WORKSPACE_HELP)
+    return typer.Option(None, *WORKSPACE_FLAGS, help=WORKSPACE_HELP)
 
 
 def open_workspace(path: Path | None) -> Any:

@@ -124,7 +124,13 @@ def step_qc(ctx: DemoContext) -> dict[str, Any]:
     from curata.select import run_qc, write_report
 
     assert ctx.ws is not None
-    summary = run_qc(ctx.ws, workers=ctx.workers)
+    with make_progress() as progress:
+        bar = progress.add_task("measuring series", total=None)
+        summary = run_qc(
+            ctx.ws,
+            workers=ctx.workers,
+            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
     report = write_report(ctx.ws, ctx.out / "qc-report.html")
     return {**summary.as_dict(), "report": str(report)}
 
