@@ -58,6 +58,8 @@ def test_historic_variable_names_still_win() -> None:
         ({"runtime": {"workers": "many"}}, {}, "runtime.workers"),
         ({"runtime": {"workers": -1}}, {}, "runtime.workers"),
         ({}, {"CURATA_GATEWAY__PORT": "eighty"}, "gateway.port"),
+        ({}, {"CURATA_SITE": "lagos"}, "CURATA_SITE sets the whole"),
+        ({}, {"CURATA_RUNTIME__THREADS": "2"}, "runtime.threads"),
         ({"gateway": {"peers": {"pacs": {"ae_title": "X", "host": "h"}}}}, {}, "gateway.peers.pacs.port"),
     ],
 )

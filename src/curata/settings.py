@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from curata.errors import ConfigError
 
@@ -204,7 +204,15 @@ def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[s
         Settings, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER
     )
     source.env_vars = {k.lower(): v for k, v in environ.items()}
-    values: dict[str, Any] = {k: v for k, v in source().items() if isinstance(v, dict)}
+    try:
+        parsed = source()
+    except SettingsError as exc:  # e.g. CURATA_SITE=x: a whole section set to a non-JSON value
+        section = str(exc).split('"')[1] if '"' in str(exc) else "?"
+        raise ConfigError(
+            f"{ENV_PREFIX}{section.upper()} sets the whole [{section}] section and is not JSON",
+            hint=f"set one field: {ENV_PREFIX}{section.upper()}{ENV_DELIMITER}<FIELD>=value",
+        ) from exc
+    values: dict[str, Any] = {k: v for k, v in parsed.items() if isinstance(v, dict)}
     origins: dict[tuple[str, str], str] = {}
     for section, fields in values.items():
         for name in fields:
