@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from curata.collect.ingest import Ingestor, IngestOutcome
+    from curata.collect.ingest import Ingestor, IngestOutcome, quarantine_bytes
     from curata.collect.keys import generate_key_file, read_key_file
 
 __getattr__ = lazy_exports(
@@ -22,9 +22,10 @@ __getattr__ = lazy_exports(
     {
         "Ingestor": "ingest",
         "IngestOutcome": "ingest",
+        "quarantine_bytes": "ingest",
         "generate_key_file": "keys",
         "read_key_file": "keys",
     },
 )
 
-__all__ = ["IngestOutcome", "Ingestor", "generate_key_file", "read_key_file"]
+__all__ = ["IngestOutcome", "Ingestor", "generate_key_file", "quarantine_bytes", "read_key_file"]

@@ -427,3 +427,9 @@ def prepare_worker(ctx: _WorkerContext) -> None:
 def init_worker_process(ctx: _WorkerContext) -> None:
     """A process-pool initializer: :func:`prepare_worker`, then :func:`process_one` uses ``ctx``."""
     _init_worker(ctx)
+
+
+def quarantine_bytes(folder: str, digest: str, raw: bytes, source: str, reason: str, stage: str) -> None:
+    """Keep a refused input on site (never in the store) with its reason, atomically (for other
+    collectors of this stage: slides, clinical files)."""
+    _quarantine_bytes(folder, digest, raw, source, reason, stage)

@@ -17,10 +17,15 @@ if TYPE_CHECKING:
     from curata.ledger.checkpoint import Checkpoint
     from curata.ledger.events import log_provenance
     from curata.ledger.log import KINDS, InclusionProof, Ledger, LedgerEntry, LedgerError, VerifyReport
+    from curata.ledger.note import Verifier
+    from curata.ledger.revenue import add_licence, statement
 
 __getattr__ = lazy_exports(
     __name__,
     {
+        "add_licence": "revenue",
+        "statement": "revenue",
+        "Verifier": "note",
         "Checkpoint": "checkpoint",
         "log_provenance": "events",
         "KINDS": "log",
@@ -39,6 +44,9 @@ __all__ = [
     "Ledger",
     "LedgerEntry",
     "LedgerError",
+    "Verifier",
     "VerifyReport",
+    "add_licence",
     "log_provenance",
+    "statement",
 ]

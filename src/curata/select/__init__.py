@@ -8,6 +8,7 @@ Public API (the CLI, the server and the demo use these)::
     create_cohort(ws, name, where), list_cohorts(ws), show_cohort(ws, name)
     cohort_id(session, name), cohort_series_ids(session, name)   # cohort membership, for other stages
     qc_verdicts(session, series_ids) -> {series_id: passed}
+    Cohort, CohortSeries, QcMeasurement, QcVerdict          # its tables, for read-only joins elsewhere
     parse(query), series_select(query)                      # the cohort query language
 """
 
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from curata.select.models import Cohort, CohortSeries, QcMeasurement, QcVerdict
     from curata.select.query import parse, series_select
     from curata.select.report import write_report
     from curata.select.service import (
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     __name__,
     {
+        "Cohort": "models",
+        "CohortSeries": "models",
+        "QcMeasurement": "models",
+        "QcVerdict": "models",
         "parse": "query",
         "series_select": "query",
         "write_report": "report",
@@ -51,6 +57,10 @@ __getattr__ = lazy_exports(
 )
 
 __all__ = [
+    "Cohort",
+    "CohortSeries",
+    "QcMeasurement",
+    "QcVerdict",
     "cohort_id",
     "cohort_series_ids",
     "create_cohort",
