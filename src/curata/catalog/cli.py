@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from curata.catalog import service
-from curata.cli_common import WorkspaceOpt, as_data, open_workspace
+from curata.cli_common import WorkspaceOpt, as_data, finish, open_workspace
 from curata.console import console, print_json, print_table
 from curata.workspace import Workspace
 
@@ -91,11 +91,9 @@ def status(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Counts, quarantine and store size of the workspace."""
-    info = service.workspace_status(open_workspace(workspace)).as_dict()
-    if as_json:
-        print_json(info)
-        return
-    print_table([{"what": k, "value": v} for k, v in info.items()], title="curata status")
+    finish(
+        service.workspace_status(open_workspace(workspace)).as_dict(), as_json=as_json, title="curata status"
+    )
 
 
 @store_app.command("verify")
@@ -107,33 +105,20 @@ def store_verify(
     ws = open_workspace(workspace)
     with console.status("re-hashing the store"):
         report = service.verify_store(ws)
-    info = {
-        "checked": report.checked,
-        "bytes": report.bytes,
-        "corrupt": report.corrupt,
-        "missing": report.missing,
-        "ok": report.ok,
-    }
     if as_json:
-        print_json(info)
-    else:
-        print_table(
-            [
-                {
-                    "checked": report.checked,
-                    "size": service.human_size(report.bytes),
-                    "corrupt": len(report.corrupt),
-                    "missing": len(report.missing),
-                }
-            ],
-            title="store verify",
-        )
-        for d in report.corrupt:
-            console.print(f"[red]corrupt[/] {d}")
-        for d in report.missing:
-            console.print(f"[red]missing[/] {d}")
-    if not report.ok:
-        raise typer.Exit(1)
+        info = {**as_data(report), "ok": report.ok}
+        finish(info, as_json=True, failed=not report.ok)
+        return
+    table = [
+        {
+            "checked": report.checked,
+            "size": service.human_size(report.bytes),
+            "corrupt": len(report.corrupt),
+            "missing": len(report.missing),
+        }
+    ]
+    problems = [f"corrupt {d}" for d in report.corrupt] + [f"missing {d}" for d in report.missing]
+    finish(table, title="store verify", errors=problems, failed=not report.ok)
 
 
 def register(app: typer.Typer) -> None:
