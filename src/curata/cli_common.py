@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel
 
 from curata.console import RunSummary, console, err_console, print_json, print_table
 
@@ -40,6 +39,8 @@ def open_workspace(path: Path | None) -> Any:
 
 def as_data(result: Any) -> Any:
     """A service result as plain data: dataclasses, Pydantic records, RunSummary, lists and dicts."""
+    from pydantic import BaseModel
+
     if isinstance(result, RunSummary):
         return result.as_dict()
     if isinstance(result, BaseModel):

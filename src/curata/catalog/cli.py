@@ -8,10 +8,8 @@ from typing import Any
 
 import typer
 
-from curata.catalog import service
 from curata.cli_common import WorkspaceOpt, as_data, finish, open_workspace
 from curata.console import console, print_json, print_table
-from curata.workspace import Workspace
 
 store_app = typer.Typer(help="The content-addressed blob store.", no_args_is_help=True)
 
@@ -29,6 +27,8 @@ def init(
     site: str = typer.Option(None, "--site", help="This site's name (default: local-site)."),
 ) -> None:
     """Create a workspace: config, catalog (migrated), store and a new site secret."""
+    from curata.workspace import Workspace
+
     ws = Workspace.init(directory, site=site)
     console.print(f"[green]workspace ready[/] at {ws.root}")
     from curata.catalog import redact_url
@@ -50,6 +50,8 @@ def ls(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """List sites, patients, studies, series or quarantined inputs as a table."""
+    from curata.catalog import service
+
     ws = open_workspace(workspace)
     where = service.SeriesFilter(site, patient, modality, body_part, manufacturer)
     listing = {
@@ -79,6 +81,8 @@ def show(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Show everything the catalog knows about one object."""
+    from curata.catalog import service
+
     out = service.describe_object(open_workspace(workspace), uid)
     if as_json:
         print_json(out)
@@ -91,6 +95,8 @@ def status(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Counts, quarantine and store size of the workspace."""
+    from curata.catalog import service
+
     finish(
         service.workspace_status(open_workspace(workspace)).as_dict(), as_json=as_json, title="curata status"
     )
@@ -102,6 +108,8 @@ def store_verify(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Re-hash every blob; report corrupt ones and blobs the catalog names but the store lacks."""
+    from curata.catalog import service
+
     ws = open_workspace(workspace)
     with console.status("re-hashing the store"):
         report = service.verify_store(ws)

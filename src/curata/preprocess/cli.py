@@ -10,7 +10,7 @@ import typer
 
 from curata.cli_common import finish, workspace_option
 from curata.console import RunSummary, err_console, make_progress, print_json
-from curata.preprocess.dicom_stack import DEFAULT_TILT, DEFAULT_UNEVEN, TILT_POLICIES, UNEVEN_POLICIES
+from curata.preprocess.policies import DEFAULT_TILT, DEFAULT_UNEVEN, TILT_POLICIES, UNEVEN_POLICIES
 
 
 def register(app: typer.Typer) -> None:

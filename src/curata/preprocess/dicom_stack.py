@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import pydicom
@@ -29,11 +29,7 @@ from curata.preprocess.volume import Volume
 
 UnevenPolicy = Literal["refuse", "split", "interpolate"]
 TiltPolicy = Literal["shear", "resample"]
-# The conversion policies' allowed values and defaults, spelled once (CLI, pipeline TOML and tasks read these).
-UNEVEN_POLICIES: tuple[str, ...] = get_args(UnevenPolicy)
-TILT_POLICIES: tuple[str, ...] = get_args(TiltPolicy)
-DEFAULT_UNEVEN: UnevenPolicy = "refuse"
-DEFAULT_TILT: TiltPolicy = "shear"
+# Allowed values and defaults: curata.preprocess.policies (tests/preprocess/test_policies.py ties them).
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 POSITION_TOL_MM = 0.01  # two frames closer than this along the normal share a position

@@ -40,7 +40,7 @@ from typing import Any
 from curata import __version__
 from curata.console import RunSummary
 from curata.errors import ConfigError, CurataError, InputError
-from curata.preprocess.dicom_stack import DEFAULT_TILT, DEFAULT_UNEVEN, TILT_POLICIES, UNEVEN_POLICIES
+from curata.preprocess.policies import DEFAULT_TILT, DEFAULT_UNEVEN, TILT_POLICIES, UNEVEN_POLICIES
 from curata.preprocess.steps import Step, make_step
 from curata.preprocess.volume import Volume, volume_from_zarr_zip, write_json, write_nifti, zarr_zip_bytes
 

@@ -8,7 +8,6 @@ import typer
 
 from curata.collect.keys import generate_key_file, read_key_file
 from curata.console import RunSummary, console, make_progress
-from curata.settings import runtime_settings
 
 
 def keygen(file: Path = typer.Argument(..., help="Where to write the new site secret (mode 0600).")) -> None:
@@ -46,6 +45,8 @@ def deid(
     prof = load_profile(profile, config)
     vault_dir = vault or default_vault_dir(key_file)
     qdir = quarantine or default_quarantine_dir(vault_dir)
+    from curata.settings import runtime_settings
+
     n_workers = runtime_settings().worker_count(workers or None)  # the same rule as `curata ingest`
     summary = RunSummary("de-identification", failure_keys=("quarantined", "failed"))
     with make_progress(quiet=as_json) as progress:
