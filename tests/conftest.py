@@ -6,12 +6,49 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+
+def in_ci() -> bool:
+    """True under CI (``CI=true``), where scripts/system-deps.sh has installed every real peer."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def require_peer(available: bool, what: str, hint: str = "scripts/system-deps.sh installs it") -> None:
+    """Skip when a real peer (Orthanc, dcmtk, dcm2niix, tesseract, dciodvfy...) is missing here; FAIL in CI.
+
+    Callable in a test, a fixture, or at module level (then the whole module skips, or errors in CI).
+    """
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"{what} is missing, and CI must run every real peer ({hint})", pytrace=False)
+    pytest.skip(f"{what} not installed ({hint})", allow_module_level=True)
+
+
+def require_programs(*programs: str) -> None:
+    """:func:`require_peer` for programs looked up on PATH."""
+    import shutil
+
+    missing = [p for p in programs if shutil.which(p) is None]
+    require_peer(not missing, ", ".join(missing))
+
+
+def require_module(name: str) -> Any:
+    """Import an optional test dependency (the dev extra installs it); skip without it here, FAIL in CI."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        require_peer(False, f"the Python module {name}", "pip install -e '.[dev]' (scripts/bootstrap.sh)")
+
 
 PG_ADMIN_URL = os.environ.get("CURATA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -29,9 +66,9 @@ def _pg_available() -> bool:
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     if not _pg_available():
-        if os.environ.get("CI") or os.environ.get("CURATA_REQUIRE_POSTGRES"):
+        if os.environ.get("CURATA_REQUIRE_POSTGRES"):
             pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}; scripts/test.sh starts one")
-        pytest.skip("PostgreSQL not reachable (run the tests through scripts/test.sh)")
+        require_peer(False, f"PostgreSQL at {PG_ADMIN_URL}", "run the tests through scripts/test.sh")
     return PG_ADMIN_URL
 
 

@@ -7,11 +7,10 @@ this module holds no stage logic of its own.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import typer
 
-from curata import __version__
+from curata import __version__, cli_common
 from curata.console import err_console
 from curata.errors import CurataError
 
@@ -39,10 +38,7 @@ def _root(
     """Curata keeps a workspace: a catalog of everything ingested and a content-addressed store."""
 
 
-def workspace_option() -> Path | None:
-    return typer.Option(
-        None, "--workspace", "-w", help="Workspace folder (default: $CURATA_WORKSPACE or the enclosing one)."
-    )
+workspace_option = cli_common.workspace_option  # kept for stage modules that import it from here
 
 
 # --- stage registrations (each stage owns its commands) ------------------------------------
@@ -72,6 +68,9 @@ _select_cli.register(app)
 from curata.collect import gateway_cli as _gateway_cli  # noqa: E402
 
 _gateway_cli.register(app)
+from curata import config_cli as _config_cli  # noqa: E402
+
+_config_cli.register(app)
 # ------------------------------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -96,7 +96,7 @@ def print_json(data: Any) -> None:
 
 
 def print_table(
-    rows: list[Mapping[str, Any]], *, title: str | None = None, columns: list[str] | None = None
+    rows: Sequence[Mapping[str, Any]], *, title: str | None = None, columns: list[str] | None = None
 ) -> None:
     table = Table(title=title)
     cols = columns or (list(rows[0].keys()) if rows else [])

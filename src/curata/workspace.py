@@ -4,7 +4,7 @@ the site secret.
 Layout::
 
     WORKSPACE/
-      curata.toml          configuration (see ``DEFAULT_CONFIG``)
+      curata.toml          configuration (every key is declared in ``curata.settings``)
       catalog.sqlite       the catalog, unless ``CURATA_DATABASE_URL`` or [catalog] url names another
       store/               content-addressed blobs (sha256, sharded)
       .curata/site.key     the site secret (mode 0600); never leaves the site
@@ -15,7 +15,6 @@ Layout::
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,29 +22,12 @@ from typing import Any
 
 import tomli_w
 
-from curata.errors import ConfigError, WorkspaceError
+from curata._io import atomic_write
+from curata.errors import WorkspaceError
+from curata.settings import CONFIG_NAME, Settings, initial_config, load_settings, read_toml
 
-CONFIG_NAME = "curata.toml"
 ENV_WORKSPACE = "CURATA_WORKSPACE"
 ENV_DATABASE_URL = "CURATA_DATABASE_URL"
-
-DEFAULT_CONFIG: dict[str, Any] = {
-    "site": {"name": "local-site", "region": "", "country": ""},
-    "catalog": {"url": ""},
-    "store": {"url": ""},
-    "deid": {"profile": "research", "config": ""},
-    "runtime": {"workers": 0, "scheduler": ""},
-}
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 @dataclass
@@ -53,22 +35,21 @@ class Workspace:
     """A Curata workspace rooted at ``root``. Cheap to construct; opens things lazily."""
 
     root: Path
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict, repr=False)  # the effective settings, as data
+    settings: Settings = field(default_factory=Settings.model_construct, repr=False)
+    setting_sources: dict[str, str] = field(default_factory=dict, repr=False)  # "section.field" -> where
 
     @classmethod
     def init(cls, root: Path, *, site: str | None = None) -> Workspace:
         """Create (or re-open) a workspace at ``root``: config, folders, site key, migrated catalog."""
-        from curata.collect.keys import generate_key_file
+        from curata.collect import generate_key_file
 
         root = root.resolve()
         root.mkdir(parents=True, exist_ok=True)
         cfg_path = root / CONFIG_NAME
         if not cfg_path.exists():
-            cfg = _merge(DEFAULT_CONFIG, {"site": {"name": site}} if site else {})
-            tmp = cfg_path.with_suffix(".tmp")
-            tmp.write_text(tomli_w.dumps(cfg))
-            os.chmod(tmp, 0o600)  # it may come to hold tokens ([gateway] token, push_token)
-            tmp.replace(cfg_path)
+            # 0600: it may come to hold tokens ([gateway] token, push_token)
+            atomic_write(cfg_path, tomli_w.dumps(initial_config(site)).encode(), mode=0o600)
         ws = cls.open(root)
         (root / ".curata").mkdir(exist_ok=True)
         os.chmod(root / ".curata", 0o700)
@@ -89,11 +70,8 @@ class Workspace:
                 f"{root} is not a Curata workspace (no {CONFIG_NAME})",
                 hint=f"run `curata init {root}` first, or pass --workspace / set {ENV_WORKSPACE}",
             )
-        try:
-            data = tomllib.loads(cfg_path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{cfg_path}: {exc}", hint="fix the TOML syntax") from exc
-        return cls(root=root, config=_merge(DEFAULT_CONFIG, data))
+        settings, sources = load_settings(read_toml(cfg_path))
+        return cls(root=root, config=settings.model_dump(), settings=settings, setting_sources=sources)
 
     @classmethod
     def find(cls, explicit: Path | None = None) -> Workspace:
@@ -115,7 +93,7 @@ class Workspace:
     # -- locations ---------------------------------------------------------------------------
     @property
     def site_name(self) -> str:
-        return str(self.config["site"]["name"])
+        return self.settings.site.name
 
     @property
     def key_path(self) -> Path:
@@ -135,8 +113,16 @@ class Workspace:
 
     @property
     def database_url(self) -> str:
-        url = os.environ.get(ENV_DATABASE_URL) or self.config["catalog"].get("url") or ""
-        return url or f"sqlite:///{self.root / 'catalog.sqlite'}"
+        return self.settings.catalog.url or f"sqlite:///{self.root / 'catalog.sqlite'}"
+
+    @property
+    def store_url(self) -> str:
+        """Where blobs live: [store] url, or the workspace's own store folder."""
+        return self.settings.store.url or str(self.store_path)
+
+    def workers(self, requested: int | None = None) -> int:
+        """Worker processes for a batch: ``requested`` if positive, else [runtime] workers, else cores."""
+        return self.settings.runtime.worker_count(requested)
 
     # -- services ----------------------------------------------------------------------------
     @cached_property
@@ -149,9 +135,9 @@ class Workspace:
     def store(self):  # type: ignore[no-untyped-def]
         from curata.store import open_store
 
-        return open_store(self.config["store"].get("url") or str(self.store_path))
+        return open_store(self.store_url)
 
     def site_key(self) -> bytes:
-        from curata.collect.keys import read_key_file
+        from curata.collect import read_key_file
 
         return read_key_file(self.key_path)

@@ -18,6 +18,7 @@ from curata.ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.conftest import require_module
 
 # RFC 6962 reference data as published with certificate-transparency / transparency-dev/merkle.
 LEAVES = [
@@ -114,7 +115,7 @@ def test_reference_consistency_proofs(
 
 def test_against_pymerkle_oracle() -> None:
     """Roots, inclusion paths and consistency on every tree of up to 40 leaves agree with pymerkle."""
-    pymerkle = pytest.importorskip("pymerkle")
+    pymerkle = require_module("pymerkle")
     oracle = pymerkle.InmemoryTree(algorithm="sha256")
     tree = MerkleTree()
     with warnings.catch_warnings():

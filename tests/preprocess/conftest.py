@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 from curata.preprocess.synthetic import SliceSpec
+from tests.conftest import require_programs
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
 def run_dcm2niix(source: Path, out: Path) -> dict[str, nib.Nifti1Image]:
-    if shutil.which("dcm2niix") is None:
-        pytest.skip("dcm2niix not installed (scripts/system-deps.sh installs it)")
+    require_programs("dcm2niix")
     out.mkdir(parents=True, exist_ok=True)
     subprocess.run(["dcm2niix", "-f", "%s_%d", "-o", str(out), str(source)], check=True, capture_output=True)
     return {p.name: nib.load(p) for p in sorted(out.glob("*.nii"))}

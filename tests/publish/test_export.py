@@ -19,6 +19,7 @@ from curata.publish import fingerprint as fp
 from curata.publish.loader import ReleaseDataset, ReleaseDirectory, torch_dataset
 from curata.publish.manifest import Manifest
 from curata.publish.release import get_version
+from tests.conftest import require_module
 
 # The exported script must work without Curata: run it with every `curata` import blocked.
 _NO_CURATA = (
@@ -206,7 +207,7 @@ def test_loader_iterates_a_split_and_checks_hashes(copy_of_export: Path) -> None
     victim.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="sha256"):
         train[0]
-    data = pytest.importorskip("torch.utils.data")
+    data = require_module("torch.utils.data")
     as_torch = torch_dataset(release, "validation", verify=False)
     assert isinstance(as_torch, data.Dataset) and len(as_torch) == len(release.datalist("validation"))
     batches = list(data.DataLoader(as_torch, batch_size=1, collate_fn=lambda b: b))

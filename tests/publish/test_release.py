@@ -17,6 +17,7 @@ from curata.publish import create_release, show_release, verify_version, withdra
 from curata.publish.manifest import Manifest
 from curata.publish.models import ReleaseMember, ReleaseVersion
 from curata.publish.release import ReleaseError, get_version
+from tests.conftest import require_module
 from tests.publish.conftest import PATIENTS, populate
 
 
@@ -117,7 +118,7 @@ def test_nnunet_layout(released) -> None:  # type: ignore[no-untyped-def]
 @pytest.mark.slow
 def test_nnunet_own_verifier_accepts_the_layout(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """nnU-Net's dataset verifier, where nnunetv2 is installed (slow: it imports torch)."""
-    verify = pytest.importorskip("nnunetv2.experiment_planning.verify_dataset_integrity")
+    verify = require_module("nnunetv2.experiment_planning.verify_dataset_integrity")
     ws, release, _ = released
     manifest = _manifest(ws, release["ref"])
     nn = [f for f in manifest.files if f.path.startswith("nnunet/") and "/imagesTs/" not in f.path]
@@ -129,7 +130,7 @@ def test_nnunet_own_verifier_accepts_the_layout(released, tmp_path: Path) -> Non
 
 
 def test_croissant_validates_with_mlcroissant(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    mlc = pytest.importorskip("mlcroissant")
+    mlc = require_module("mlcroissant")
     ws, release, _ = released
     manifest = _manifest(ws, release["ref"])
     doc = json.loads(_read(ws, manifest, "croissant.json"))
@@ -254,7 +255,8 @@ def test_nothing_selected_is_an_error(workspace) -> None:  # type: ignore[no-unt
 
 
 def test_pipeline_volumes_replace_the_plain_conversion(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("curata.preprocess.pipeline")
+    import curata.preprocess.pipeline  # noqa: F401  (a part of Curata: never optional)
+
     populate(workspace, tmp_path, PATIENTS[:2])
     pipeline = tmp_path / "iso.toml"
     pipeline.write_text(

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from curata.catalog import Instance
-from curata.collect.dicomweb import _multipart
+from curata.collect.dicomweb import multipart as _multipart
 from curata.server import create_app
 from tests.conftest import make_ct
 

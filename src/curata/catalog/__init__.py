@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from curata._lazy import lazy_exports
 from curata.catalog.models import (
     Base,
     Blob,
@@ -23,6 +25,58 @@ from curata.catalog.models import (
 )
 from curata.errors import CatalogError
 
+if TYPE_CHECKING:
+    from curata.catalog.dicom_index import check_required, index_fields
+    from curata.catalog.provenance import cache_key, code_version
+    from curata.catalog.query import join_series_to_site, series_rows
+    from curata.catalog.service import (
+        SeriesFilter,
+        describe_object,
+        list_patients,
+        list_quarantine,
+        list_series,
+        list_sites,
+        list_studies,
+        verify_store,
+        workspace_status,
+    )
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "check_required": "dicom_index",
+        "index_fields": "dicom_index",
+        "cache_key": "provenance",
+        "code_version": "provenance",
+        "join_series_to_site": "query",
+        "series_rows": "query",
+        "SeriesFilter": "service",
+        "describe_object": "service",
+        "list_patients": "service",
+        "list_quarantine": "service",
+        "list_series": "service",
+        "list_sites": "service",
+        "list_studies": "service",
+        "verify_store": "service",
+        "workspace_status": "service",
+    },
+)
+
+
+def record_provenance(*args: Any, **kwargs: Any) -> Any:
+    """:func:`curata.catalog.provenance.record` (re-exported under a name that says what it records)."""
+    from curata.catalog.provenance import record
+
+    return record(*args, **kwargs)
+
+
+def find_provenance(*args: Any, **kwargs: Any) -> Any:
+    """:func:`curata.catalog.provenance.find`."""
+    from curata.catalog.provenance import find
+
+    return find(*args, **kwargs)
+
+
 __all__ = [
     "Base",
     "Blob",
@@ -32,8 +86,25 @@ __all__ = [
     "Provenance",
     "QuarantineItem",
     "Series",
+    "SeriesFilter",
     "Site",
     "Study",
+    "cache_key",
+    "check_required",
+    "code_version",
+    "describe_object",
+    "find_provenance",
+    "index_fields",
+    "join_series_to_site",
+    "list_patients",
+    "list_quarantine",
+    "list_series",
+    "list_sites",
+    "list_studies",
+    "record_provenance",
+    "series_rows",
+    "verify_store",
+    "workspace_status",
 ]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -79,6 +150,10 @@ class Catalog:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    def open_session(self) -> Session:
+        """A long-lived session the caller commits and closes (a writer that batches transactions)."""
+        return self._sessions()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

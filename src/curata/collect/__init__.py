@@ -1,1 +1,31 @@
-"""Collection: getting data into the platform, de-identified at the edge."""
+"""Collection: getting data into the platform, de-identified at the edge.
+
+Public API (other stages, the CLI and the server use these)::
+
+    Ingestor(ws, ...).run(paths) -> RunSummary       # import files and folders (curata ingest)
+    generate_key_file(path), read_key_file(path)     # the site secret
+    Receiver, OK_STATUSES                            # the gateway's receiving service (curata.collect.net)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from curata._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from curata.collect.ingest import Ingestor, IngestOutcome, quarantine_bytes
+    from curata.collect.keys import generate_key_file, read_key_file
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Ingestor": "ingest",
+        "IngestOutcome": "ingest",
+        "quarantine_bytes": "ingest",
+        "generate_key_file": "keys",
+        "read_key_file": "keys",
+    },
+)
+
+__all__ = ["IngestOutcome", "Ingestor", "generate_key_file", "quarantine_bytes", "read_key_file"]

@@ -6,13 +6,16 @@ from pathlib import Path
 
 import typer
 
-from curata.console import console, make_progress
+from curata.cli_common import finish, workspace_option
+from curata.console import make_progress
 
 
 def ingest(
     paths: list[Path] = typer.Argument(..., help="Folders (recursive), files or zip archives."),
     site: str = typer.Option(None, "--site", help="File under this site (default: the workspace's site)."),
-    profile: str = typer.Option(None, "--profile", help="De-identification profile (default: research)."),
+    profile: str = typer.Option(
+        None, "--profile", help="De-identification profile (default: [deid] profile in curata.toml)."
+    ),
     config: Path = typer.Option(None, "--config", help="De-identification TOML overrides."),
     no_deid: bool = typer.Option(
         False,
@@ -25,7 +28,7 @@ def ingest(
         False, "--show-paths", help="Name refused inputs by path (paths may hold patient names)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+    workspace: Path | None = workspace_option(),
 ) -> None:
     """De-identify, store and catalog every DICOM file under PATHS. Re-ingesting adds nothing new."""
     from curata.collect.ingest import Ingestor
@@ -42,10 +45,8 @@ def ingest(
             total_hint=lambda n: progress.update(task, total=n),
             on_progress=lambda _o: progress.advance(task),
         )
-    summary.render(as_json=as_json)
-    if problems and not as_json:
-        from rich.markup import escape
-
+    errors: list[str] = []
+    if not as_json:
         for p in problems[:20]:
             if show_paths:
                 label = p.source
@@ -53,11 +54,10 @@ def ingest(
                 label = f"sha256:{p.input_digest[:16]}"
             else:
                 label = "an input (--show-paths names it)"
-            console.print(f"[red]{p.status}[/] {escape(label)}: {escape(p.reason or '')}")
+            errors.append(f"{p.status} {label}: {p.reason or ''}")
         if len(problems) > 20:
-            console.print(f"... and {len(problems) - 20} more: `curata ls quarantine`")
-    if summary.failed:
-        raise typer.Exit(1)
+            errors.append(f"... and {len(problems) - 20} more: `curata ls quarantine`")
+    finish(summary, as_json=as_json, errors=errors)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from curata.console import console, err_console, make_progress
+from curata.cli_common import finish, workspace_option
+from curata.console import err_console, make_progress
 
 gateway_app = typer.Typer(
     name="gateway",
@@ -53,7 +54,7 @@ def serve(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every association."),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+    workspace: Path | None = workspace_option(),
 ) -> None:
     """Answer C-ECHO and C-STORE; de-identify and file every instance as it arrives (Ctrl-C stops)."""
     from curata.collect.net.config import AllowRule, GatewayConfig, check_ae_title
@@ -126,9 +127,7 @@ def serve(
     for counts in others:
         for key, value in counts.items():
             summary.counts[key] = summary.counts.get(key, 0) + value
-    summary.render(as_json=as_json)
-    if summary.failed:
-        raise typer.Exit(1)
+    finish(summary, as_json=as_json)
 
 
 @gateway_app.command("pull")
@@ -144,7 +143,7 @@ def pull(
     token: str = typer.Option(None, "--token", envvar="CURATA_PULL_TOKEN", help="Bearer token for DICOMweb."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+    workspace: Path | None = workspace_option(),
 ) -> None:
     """Fetch matching studies from a PACS, de-identified on arrival. A second run fetches only what is missing."""
     from curata.collect.net.config import GatewayConfig
@@ -187,12 +186,7 @@ def pull(
                 )
     finally:
         receiver.close()
-    errors = summary.extra.pop("errors", [])
-    summary.render(as_json=as_json)
-    for line in errors:
-        console.print(f"[red]{line}[/]")
-    if summary.failed:
-        raise typer.Exit(1)
+    finish(summary, as_json=as_json, errors=summary.extra.pop("errors", []))
 
 
 @gateway_app.command("push")
@@ -207,7 +201,7 @@ def push(
     ca_cert: Path = typer.Option(None, "--ca-cert", help="CA bundle to verify the server's TLS certificate."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+    workspace: Path | None = workspace_option(),
 ) -> None:
     """Send de-identified instances to the platform in batches; resumable, sha256-checked per instance."""
     from curata.collect.net.config import GatewayConfig
@@ -225,12 +219,7 @@ def push(
             verify=str(ca_cert) if ca_cert else True,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
-    errors = summary.extra.pop("errors", [])
-    summary.render(as_json=as_json)
-    for line in errors:
-        console.print(f"[red]{line}[/]")
-    if summary.failed:
-        raise typer.Exit(1)
+    finish(summary, as_json=as_json, errors=summary.extra.pop("errors", []))
 
 
 def server(
@@ -242,7 +231,7 @@ def server(
         help="Central platform: refuse anything not marked de-identified (no de-identification here).",
     ),
     token: str = typer.Option(None, "--token", envvar="CURATA_TOKEN", help="Require this bearer token."),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+    workspace: Path | None = workspace_option(),
 ) -> None:
     """Run the HTTP server: DICOMweb (STOW-RS, QIDO-RS, WADO-RS) over the workspace, with token auth and TLS."""
     import uvicorn
@@ -255,7 +244,7 @@ def server(
     app = create_app(
         ws,
         token=token or cfg.token,
-        verified_deidentified=verified,
+        verified_deidentified=verified or ws.settings.server.verified_deidentified,
         public_url=cfg.public_url,
         max_upload_bytes=cfg.max_upload_bytes,
     )

@@ -26,13 +26,21 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from curata import faults
-from curata.catalog import Blob, Instance, Patient, QuarantineItem, Series, Site, Study
-from curata.catalog.dicom_index import index_fields
-from curata.catalog.provenance import record as record_provenance
+from curata.catalog import (
+    Blob,
+    Instance,
+    Patient,
+    QuarantineItem,
+    Series,
+    Site,
+    Study,
+    index_fields,
+    record_provenance,
+)
 from curata.collect.reasons import is_disk_full, safe_reason, sanitize, write_private
 from curata.collect.sources import Source, iter_sources
 from curata.console import RunSummary
-from curata.errors import CatalogError, InputError, StoreError
+from curata.errors import CatalogError, CurataError, InputError, StoreError
 from curata.runtime import imap_unordered
 from curata.workspace import Workspace
 
@@ -84,6 +92,9 @@ def _setup_context(ctx: _WorkerContext) -> None:
     ctx.store = open_store(ctx.store_url)
     if ctx.deidentify:
         from curata.collect.deid import Deidentifier, load_profile
+
+        if ctx.key is None:
+            raise CurataError("de-identification needs the site key", hint="run `curata init` first")
 
         vault = None
         if ctx.vault_dir and ctx.key is not None:
@@ -328,21 +339,19 @@ class Ingestor:
     ) -> None:
         self.ws = ws
         self.deidentify = deidentify
-        self.profile = profile or str(ws.config["deid"].get("profile") or "research")
-        cfg = profile_config or (
-            Path(ws.config["deid"]["config"]) if ws.config["deid"].get("config") else None
-        )
+        self.profile = profile or ws.settings.deid.profile
+        cfg = profile_config or (Path(ws.settings.deid.config) if ws.settings.deid.config else None)
         self.profile_config = cfg
         self.site_name = site or ws.site_name
-        self.region = region or ws.config["site"].get("region") or None
-        self.country = country or ws.config["site"].get("country") or None
-        self.workers = workers
+        self.region = region or ws.settings.site.region or None
+        self.country = country or ws.settings.site.country or None
+        self.workers = ws.workers(workers)
         self._single: _WorkerContext | None = None
         ws.catalog.check_schema()
 
     def _context(self, known: frozenset[str]) -> _WorkerContext:
         return _WorkerContext(
-            store_url=str(self.ws.config["store"].get("url") or self.ws.store_path),
+            store_url=self.ws.store_url,
             quarantine_dir=str(self.ws.quarantine_path),
             deidentify=self.deidentify,
             key=self.ws.site_key() if self.deidentify else None,
@@ -354,7 +363,7 @@ class Ingestor:
 
     def _known_inputs(self, session: Session) -> frozenset[str]:
         rows = session.scalars(select(Instance.source_digest).where(Instance.source_digest.is_not(None)))
-        return frozenset(rows)
+        return frozenset(r for r in rows if r is not None)
 
     def ingest_paths(
         self,
@@ -522,3 +531,25 @@ class Ingestor:
             elif outcome.status == "quarantined":
                 writer.quarantine(outcome)
         return outcome
+
+
+# -- the public face of the worker set-up, for other services of this stage (the gateway's Receiver) --
+def worker_context(ingestor: Ingestor) -> _WorkerContext:
+    """What a process needs to de-identify and store inputs the way ``ingestor`` does (picklable)."""
+    return ingestor._context(frozenset())
+
+
+def prepare_worker(ctx: _WorkerContext) -> None:
+    """Open the store and build the de-identifier of ``ctx`` in this thread or process."""
+    _setup_context(ctx)
+
+
+def init_worker_process(ctx: _WorkerContext) -> None:
+    """A process-pool initializer: :func:`prepare_worker`, then :func:`process_one` uses ``ctx``."""
+    _init_worker(ctx)
+
+
+def quarantine_bytes(folder: str, digest: str, raw: bytes, source: str, reason: str, stage: str) -> None:
+    """Keep a refused input on site (never in the store) with its reason, atomically (for other
+    collectors of this stage: slides, clinical files)."""
+    _quarantine_bytes(folder, digest, raw, source, reason, stage)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import stat
 from pathlib import Path
 
+from curata._io import atomic_write
 from curata.errors import KeyFileError
 
 KEY_BYTES = 32
@@ -22,16 +22,7 @@ def generate_key_file(path: Path, *, overwrite: bool = False) -> Path:
             hint="a site key must not be replaced by accident; "
             "pick another file name or remove the old key knowingly",
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, (_HEADER + secrets.token_hex(KEY_BYTES) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    atomic_write(path, _HEADER + secrets.token_hex(KEY_BYTES) + "\n", mode=0o600, durable_name=True)
     return path
 
 

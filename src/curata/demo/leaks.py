@@ -98,7 +98,7 @@ def curata_vocabulary() -> set[bytes]:
     ``retain_long_modified_dates``) cannot be told apart from the vocabulary as a lone token; its
     other forms (the full name, other parts) are still looked for.
     """
-    from curata.collect.deid.profile import BASIC_CODE, OPTIONS, PROFILES
+    from curata.collect.deid import BASIC_CODE, OPTIONS, PROFILES
 
     text = " ".join([*OPTIONS, *(m for _c, _v, m in OPTIONS.values()), *PROFILES, BASIC_CODE[1]])
     return set(_TOKEN.findall(text.lower().encode()))

@@ -39,7 +39,7 @@ import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 from pydicom.valuerep import PersonName
 
 __all__ = [
@@ -809,7 +809,7 @@ def _plant_uids(
     sop = str(ds.SOPInstanceUID)  # already replaced by _replace_everywhere
     if not hasattr(ds, "file_meta"):
         ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop)
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     planted.add(sop, "uid", "file_meta.MediaStorageSOPInstanceUID")
     ds.file_meta.SourceApplicationEntityTitle = (

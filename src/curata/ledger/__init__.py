@@ -15,12 +15,19 @@ from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from curata.ledger.checkpoint import Checkpoint
+    from curata.ledger.events import log_provenance
     from curata.ledger.log import KINDS, InclusionProof, Ledger, LedgerEntry, LedgerError, VerifyReport
+    from curata.ledger.note import Verifier
+    from curata.ledger.revenue import add_licence, statement
 
 __getattr__ = lazy_exports(
     __name__,
     {
+        "add_licence": "revenue",
+        "statement": "revenue",
+        "Verifier": "note",
         "Checkpoint": "checkpoint",
+        "log_provenance": "events",
         "KINDS": "log",
         "InclusionProof": "log",
         "Ledger": "log",
@@ -37,5 +44,9 @@ __all__ = [
     "Ledger",
     "LedgerEntry",
     "LedgerError",
+    "Verifier",
     "VerifyReport",
+    "add_licence",
+    "log_provenance",
+    "statement",
 ]

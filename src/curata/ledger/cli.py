@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from curata.cli_common import finish, workspace_option
 from curata.console import RunSummary, console, print_json, print_table, status
 from curata.errors import InputError
 
@@ -23,9 +24,7 @@ licence_app = typer.Typer(help="Licences of releases, recorded in the log.", no_
 revenue_app = typer.Typer(help="Revenue statements computed from the log.", no_args_is_help=True)
 ledger_app.add_typer(witness_app, name="witness")
 
-WS = typer.Option(
-    None, "--workspace", "-w", help="Workspace folder (default: $CURATA_WORKSPACE or enclosing)."
-)
+WS = workspace_option()
 JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
@@ -144,7 +143,7 @@ def append_events_cmd(as_json: bool = JSON, workspace: Path | None = WS) -> None
 
     summary = RunSummary("ledger append-events")
     summary.add("appended", log_provenance(Workspace.find(workspace)))
-    summary.render(as_json=as_json)
+    finish(summary, as_json=as_json)
 
 
 @witness_app.command("init")
@@ -272,7 +271,7 @@ def revenue_statement(
     from curata.workspace import Workspace
 
     ws = Workspace.find(workspace)
-    rule = rule or str(ws.config.get("revenue", {}).get("rule", "patients"))
+    rule = rule or ws.settings.revenue.rule
     st = statement(Ledger.open(ws), period, rule=rule)
     if as_json:
         print_json(st.as_dict())

@@ -34,6 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from curata._io import atomic_write, fsync_dir
 from curata.errors import CurataError, KeyFileError
 from curata.ledger import tiles
 from curata.ledger.checkpoint import Checkpoint, CheckpointError
@@ -108,14 +109,6 @@ def _check_payload(payload: Any, where: str = "payload") -> None:
             _check_payload(value, f"{where}[{i}]")
     elif not (payload is None or isinstance(payload, str | int | float | bool)):
         raise LedgerError(f"{where}: {type(payload).__name__} is not JSON data")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _slug(text: str) -> str:
@@ -211,14 +204,8 @@ def load_or_create_signer(key_path: Path, origin: str) -> Signer:
             return Signer.from_skey(key_path.read_text())
         except ValueError as exc:
             raise KeyFileError(f"{key_path} is not a ledger signing key: {exc}") from exc
-    key_path.parent.mkdir(parents=True, exist_ok=True)
     signer = Signer.generate(origin)
-    fd = os.open(key_path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(signer.to_skey() + "\n")
-        fh.flush()
-        os.fdatasync(fh.fileno())
-    os.replace(key_path.with_suffix(".tmp"), key_path)
+    atomic_write(key_path, signer.to_skey() + "\n", mode=0o600, durable_name=True)
     return signer
 
 
@@ -262,7 +249,7 @@ class Ledger:
             if not self._entries_path.exists() or not self._index_path.exists():
                 for p in (self._entries_path, self._index_path):
                     p.touch(exist_ok=True)
-                _fsync_dir(self.data)  # the files' names are durable before any entry is
+                fsync_dir(self.data)  # the files' names are durable before any entry is
             self._sync_from_disk()  # opening under the lock recovers a torn tail
 
     @classmethod

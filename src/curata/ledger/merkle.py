@@ -6,35 +6,39 @@ subtree in that recursion is a perfect, aligned subtree, so :class:`MerkleTree` 
 all perfect aligned subtrees (one list per height) and answers roots and proofs for any past size in
 O(log² n) hash operations without rehashing the leaves.
 
-The verification functions follow RFC 9162 §2.1.3.2 and §2.1.4.2 literally; the standalone verifier
-shipped with releases carries its own copy of them, and the tests cross-check both against an
-independent implementation.
+The hashing and the verification functions (RFC 9162 §2.1.3.2 and §2.1.4.2) live in
+:mod:`curata.rfc6962`, the one copy the standalone verifier vendors; the tests cross-check both against
+an independent implementation.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 
-HASH_SIZE = 32
-EMPTY_ROOT = hashlib.sha256(b"").digest()
+from curata.rfc6962 import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    ProofError,
+    leaf_hash,
+    node_hash,
+    root_from_inclusion_proof,
+    split_point,
+    verify_consistency,
+)
 
-
-class ProofError(ValueError):
-    """A proof does not verify, or was asked for sizes or indexes the tree does not have."""
-
-
-def leaf_hash(data: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def split_point(n: int) -> int:
-    """The largest power of two strictly smaller than ``n`` (n >= 2)."""
-    return 1 << ((n - 1).bit_length() - 1)
+__all__ = [
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "MerkleTree",
+    "ProofError",
+    "leaf_hash",
+    "node_hash",
+    "root_from_inclusion_proof",
+    "root_of",
+    "split_point",
+    "verify_consistency",
+    "verify_inclusion",
+]
 
 
 class MerkleTree:
@@ -136,80 +140,8 @@ def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
     return MerkleTree(leaf_hashes).root()
 
 
-# -- verification (RFC 9162 §2.1.3.2 and §2.1.4.2) ---------------------------------------------
-def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
-    if not 0 <= index < size:
-        raise ProofError(f"index {index} is outside a tree of size {size}")
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if len(p) != HASH_SIZE:
-            raise ProofError("a proof hash is not 32 bytes")
-        if sn == 0:
-            raise ProofError("the inclusion proof is longer than the tree is deep")
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ProofError("the inclusion proof is shorter than the tree is deep")
-    return r
-
-
+# -- verification (RFC 9162 §2.1.3.2 and §2.1.4.2; the hashing lives in curata.rfc6962) ----------
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
     """Raise :class:`ProofError` unless ``proof`` shows leaf hash ``leaf`` at ``index`` under ``root``."""
     if root_from_inclusion_proof(leaf, index, size, proof) != root:
         raise ProofError(f"entry {index} is not included in the tree of size {size} with that root")
-
-
-def verify_consistency(
-    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
-) -> None:
-    """Raise :class:`ProofError` unless ``proof`` shows the old tree is a prefix of the new one."""
-    if not 0 <= old_size <= new_size:
-        raise ProofError(f"size {old_size} is larger than {new_size}: the log went backwards")
-    if old_size == new_size:
-        if proof:
-            raise ProofError("a proof between equal sizes must be empty")
-        if old_root != new_root:
-            raise ProofError(f"two different roots for the same size {new_size}: a split view")
-        return
-    if old_size == 0:
-        if proof:
-            raise ProofError("a proof from the empty tree must be empty")
-        return
-    if not proof:
-        raise ProofError("empty consistency proof")
-    if any(len(p) != HASH_SIZE for p in proof):
-        raise ProofError("a proof hash is not 32 bytes")
-    path = list(proof)
-    if old_size & (old_size - 1) == 0:  # a power of two: the old root is itself a node of the path
-        path.insert(0, old_root)
-    fn, sn = old_size - 1, new_size - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            raise ProofError("the consistency proof is too long")
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ProofError("the consistency proof is too short")
-    if fr != old_root or sr != new_root:
-        raise ProofError(f"the tree of size {new_size} does not extend the tree of size {old_size}")

@@ -14,11 +14,11 @@ partial tile of width W. Full tiles never change, so only the tail is rewritten 
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from curata._io import atomic_write
 from curata.ledger.merkle import HASH_SIZE, MerkleTree
 
 TILE_WIDTH = 256
@@ -49,15 +49,8 @@ def entries_path(index: int, width: int = TILE_WIDTH) -> str:
 
 
 def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Write to a temporary name in the same folder, fsync, rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        if fsync:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write to a temporary name in the same folder, fsync, rename into place (:func:`curata._io.atomic_write`)."""
+    atomic_write(path, data, fsync=fsync)
 
 
 def bundle(entries: list[bytes]) -> bytes:

@@ -38,7 +38,16 @@ class VerificationError(Exception):
     """A signature, proof, receipt or file does not verify."""
 
 
-# -- RFC 6962 ---------------------------------------------------------------------------------
+# -- RFC 6962: a verbatim copy of curata/rfc6962.py (scripts/vendor_rfc6962.py refreshes it) -------
+# ---- VENDOR-START (copied verbatim into curata/ledger/verify_standalone.py) ----
+HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+class ProofError(ValueError):
+    """A proof does not verify, or was asked for sizes or indexes the tree does not have."""
+
+
 def leaf_hash(data: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + data).digest()
 
@@ -47,44 +56,69 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
+def split_point(n: int) -> int:
+    """The largest power of two strictly smaller than ``n`` (n >= 2)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def merkle_tree_hash(leaves: Sequence[bytes]) -> bytes:
+    """MTH(D[n]) of RFC 6962 §2.1 over the leaves' *data* (not their hashes)."""
+    if not leaves:
+        return EMPTY_ROOT
+    if len(leaves) == 1:
+        return leaf_hash(leaves[0])
+    k = split_point(len(leaves))
+    return node_hash(merkle_tree_hash(leaves[:k]), merkle_tree_hash(leaves[k:]))
+
+
 def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
-    """RFC 9162 §2.1.3.2."""
+    """The root an inclusion proof implies for leaf hash ``leaf`` (RFC 9162 §2.1.3.2)."""
     if not 0 <= index < size:
-        raise VerificationError(f"index {index} is outside a tree of size {size}")
+        raise ProofError(f"index {index} is outside a tree of size {size}")
     fn, sn, r = index, size - 1, leaf
     for p in proof:
-        if len(p) != 32 or sn == 0:
-            raise VerificationError("malformed inclusion proof")
+        if len(p) != HASH_SIZE:
+            raise ProofError("a proof hash is not 32 bytes")
+        if sn == 0:
+            raise ProofError("the inclusion proof is longer than the tree is deep")
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            while not fn & 1 and fn:
-                fn >>= 1
-                sn >>= 1
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
         else:
             r = node_hash(r, p)
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise VerificationError("the inclusion proof is too short for the tree")
+        raise ProofError("the inclusion proof is shorter than the tree is deep")
     return r
 
 
-def verify_consistency_proof(
+def verify_consistency(
     old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
 ) -> None:
-    """RFC 9162 §2.1.4.2: raise unless the old tree is a prefix of the new one."""
+    """Raise :class:`ProofError` unless ``proof`` shows the old tree is a prefix of the new one
+    (RFC 9162 §2.1.4.2)."""
     if not 0 <= old_size <= new_size:
-        raise VerificationError("the log went backwards")
+        raise ProofError(f"size {old_size} is larger than {new_size}: the log went backwards")
     if old_size == new_size:
-        if proof or old_root != new_root:
-            raise VerificationError("two different roots for one tree size")
+        if proof:
+            raise ProofError("a proof between equal sizes must be empty")
+        if old_root != new_root:
+            raise ProofError(f"two different roots for the same size {new_size}: a split view")
         return
     if old_size == 0:
+        if proof:
+            raise ProofError("a proof from the empty tree must be empty")
         return
+    if not proof:
+        raise ProofError("empty consistency proof")
+    if any(len(p) != HASH_SIZE for p in proof):
+        raise ProofError("a proof hash is not 32 bytes")
     path = list(proof)
-    if not path or any(len(p) != 32 for p in path):
-        raise VerificationError("malformed consistency proof")
-    if old_size & (old_size - 1) == 0:
+    if old_size & (old_size - 1) == 0:  # a power of two: the old root is itself a node of the path
         path.insert(0, old_root)
     fn, sn = old_size - 1, new_size - 1
     while fn & 1:
@@ -93,18 +127,42 @@ def verify_consistency_proof(
     fr = sr = path[0]
     for c in path[1:]:
         if sn == 0:
-            raise VerificationError("the consistency proof is too long")
+            raise ProofError("the consistency proof is too long")
         if fn & 1 or fn == sn:
-            fr, sr = node_hash(c, fr), node_hash(c, sr)
-            while not fn & 1 and fn:
-                fn >>= 1
-                sn >>= 1
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
         else:
             sr = node_hash(sr, c)
         fn >>= 1
         sn >>= 1
-    if sn != 0 or fr != old_root or sr != new_root:
-        raise VerificationError(f"the tree of size {new_size} does not extend the one of size {old_size}")
+    if sn != 0:
+        raise ProofError("the consistency proof is too short")
+    if fr != old_root or sr != new_root:
+        raise ProofError(f"the tree of size {new_size} does not extend the tree of size {old_size}")
+
+
+# ---- VENDOR-END
+
+
+def verify_consistency_proof(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """RFC 9162 §2.1.4.2: raise unless the old tree is a prefix of the new one."""
+    try:
+        verify_consistency(old_size, new_size, old_root, new_root, proof)
+    except ProofError as exc:
+        raise VerificationError(str(exc)) from exc
+
+
+def _root(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
+    try:
+        return root_from_inclusion_proof(leaf, index, size, proof)
+    except ProofError as exc:
+        raise VerificationError(str(exc)) from exc
 
 
 # -- C2SP signed notes and checkpoints --------------------------------------------------------
@@ -219,7 +277,7 @@ def verify_inclusion(
 ) -> None:
     """Raise unless ``leaf_hash`` sits at ``index`` in the tree the signed checkpoint commits to."""
     head = verify_checkpoint(checkpoint_text, public_key)
-    root = root_from_inclusion_proof(leaf_hash, index, head["size"], proof)
+    root = _root(leaf_hash, index, head["size"], proof)
     if root.hex() != head["root"]:
         raise VerificationError(f"entry {index} is not in the signed tree of size {head['size']}")
 
@@ -259,7 +317,7 @@ def verify_receipt(
     if data is None:
         raise VerificationError("the receipt carries no entry; pass the entry bytes")
     head = verify_checkpoint(r["checkpoint"], public_key, witnesses)
-    root = root_from_inclusion_proof(leaf_hash(data), r["index"], head["size"], r["proof"])
+    root = _root(leaf_hash(data), r["index"], head["size"], r["proof"])
     if root.hex() != head["root"]:
         raise VerificationError(f"entry {r['index']} is not in the signed tree of size {head['size']}")
     out: dict[str, Any] = {**head, "index": r["index"], "leaf_hash": leaf_hash(data).hex()}

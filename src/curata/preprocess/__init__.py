@@ -1,21 +1,51 @@
-"""Pre-processing for CT and MR: conversion exact to the voxel, composable steps, cached pipelines."""
+"""Pre-processing for CT and MR: conversion exact to the voxel, composable steps, cached pipelines.
+
+Public API (other stages, the CLI and the server use these)::
+
+    convert_folder(...), convert_series(store, slices) -> volumes     # DICOM -> NIfTI, exact affine
+    load_pipeline(path), run_pipeline(pipeline, items, spec, ...)     # steps, cached by content
+    series_from_workspace(ws), CacheSpec, load_volume(spec, digest)
+    Volume, read_volume, write_volume, nifti_bytes, to_sitk, STEPS, make_step, register
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from curata._lazy import lazy_exports
+
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from curata.preprocess.convert import convert_folder, convert_series
+    from curata.preprocess.pipeline import (
+        CacheSpec,
+        load_pipeline,
+        load_volume,
+        run_pipeline,
+        series_from_workspace,
+    )
+    from curata.preprocess.register import register
+    from curata.preprocess.spatial import to_sitk
+    from curata.preprocess.steps import STEPS, make_step
+    from curata.preprocess.volume import Volume, nifti_bytes, read_volume, write_volume
+
 __all__ = [
     "STEPS",
+    "CacheSpec",
     "Volume",
     "convert_folder",
+    "convert_series",
+    "load_pipeline",
+    "load_volume",
     "make_step",
+    "nifti_bytes",
     "read_volume",
     "register",
     "run_demo_pipeline",
     "run_pipeline",
+    "series_from_workspace",
+    "to_sitk",
     "write_volume",
 ]
 
@@ -26,26 +56,24 @@ def run_demo_pipeline(workspace: Any, out_dir: Path, **kwargs: Any) -> dict[str,
     return run(workspace, out_dir, **kwargs)
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy re-exports: `import curata.preprocess` stays cheap for the CLI.
-    if name in ("Volume", "read_volume", "write_volume"):
-        from curata.preprocess import volume
-
-        return getattr(volume, name)
-    if name == "convert_folder":
-        from curata.preprocess.convert import convert_folder
-
-        return convert_folder
-    if name in ("STEPS", "make_step"):
-        from curata.preprocess import steps
-
-        return getattr(steps, name)
-    if name == "register":
-        from curata.preprocess.register import register
-
-        return register
-    if name == "run_pipeline":
-        from curata.preprocess.pipeline import run_pipeline
-
-        return run_pipeline
-    raise AttributeError(name)
+# Lazy re-exports: `import curata.preprocess` stays cheap for the CLI.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Volume": "volume",
+        "read_volume": "volume",
+        "write_volume": "volume",
+        "nifti_bytes": "volume",
+        "convert_folder": "convert",
+        "convert_series": "convert",
+        "STEPS": "steps",
+        "make_step": "steps",
+        "register": "register",
+        "CacheSpec": "pipeline",
+        "load_pipeline": "pipeline",
+        "load_volume": "pipeline",
+        "run_pipeline": "pipeline",
+        "series_from_workspace": "pipeline",
+        "to_sitk": "spatial",
+    },
+)

@@ -8,7 +8,9 @@ from typing import Any
 
 import typer
 
+from curata.cli_common import finish, workspace_option
 from curata.console import RunSummary, err_console, make_progress, print_json
+from curata.preprocess.policies import DEFAULT_TILT, DEFAULT_UNEVEN, TILT_POLICIES, UNEVEN_POLICIES
 
 
 def register(app: typer.Typer) -> None:
@@ -30,12 +32,12 @@ def convert_command(
     output: Path = typer.Argument(..., help="Folder for the volumes and their JSON sidecars."),
     fmt: str = typer.Option("nifti", "--format", "-f", help="nifti, nifti-gz (level 1, parallel) or zarr."),
     uneven: str = typer.Option(
-        "refuse",
+        DEFAULT_UNEVEN,
         "--uneven",
         help="Missing slices / variable spacing: refuse, split (even runs) or interpolate.",
     ),
     tilt: str = typer.Option(
-        "shear", "--tilt", help="Gantry tilt: shear (exact sheared affine) or resample."
+        DEFAULT_TILT, "--tilt", help="Gantry tilt: shear (exact sheared affine) or resample."
     ),
     philips: str = typer.Option(
         "precise",
@@ -43,14 +45,14 @@ def convert_command(
         help="Philips: precise (private scale slope 2005,100E, as dcm2niix) or display (DICOM rescale).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w", help="Workspace for a selection."),
+    workspace: Path | None = workspace_option(),
 ) -> None:
     """Convert every series under SOURCE: one volume per stack plus a BIDS-like JSON sidecar."""
     from curata.preprocess.convert import convert_folder, convert_selection
 
-    if uneven not in ("refuse", "split", "interpolate"):
+    if uneven not in UNEVEN_POLICIES:
         raise typer.BadParameter("--uneven must be refuse, split or interpolate")
-    if tilt not in ("shear", "resample"):
+    if tilt not in TILT_POLICIES:
         raise typer.BadParameter("--tilt must be shear or resample")
     if philips not in ("precise", "display"):
         raise typer.BadParameter("--philips-scaling must be precise or display")
@@ -90,11 +92,11 @@ def convert_command(
         for c in result.converted:
             for warning in c.report.warnings:
                 err_console.print(f"[yellow]{c.name}:[/] {warning}")
-        for where, reason in result.refused:
-            err_console.print(f"[red]refused[/] {where}: {reason}")
-        summary.render()
-    if summary.failed:
-        raise typer.Exit(1)
+    finish(
+        summary if not as_json else None,
+        failed=summary.failed,
+        errors=[] if as_json else [f"refused {where}: {reason}" for where, reason in result.refused],
+    )
 
 
 def run_command(
@@ -108,21 +110,25 @@ def run_command(
     workers: int = typer.Option(
         0, "--workers", help="Local worker processes (0: the config or the CPU count)."
     ),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w", help="Workspace folder."),
+    workspace: Path | None = workspace_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run a declared pipeline; cached by (inputs, step, parameters, code version)."""
-    from curata.preprocess.pipeline import run_pipeline_cli
+    from curata.preprocess.pipeline import run_declared_pipeline
 
-    summary = run_pipeline_cli(
-        pipeline,
-        cohort=cohort,
-        scheduler=scheduler,
-        source=source,
-        output=output,
-        workers=workers,
-        workspace=workspace,
-        as_json=as_json,
-    )
-    if summary.failed:
-        raise typer.Exit(1)
+    with make_progress(quiet=as_json) as progress:
+        bar = progress.add_task(f"pipeline {pipeline.stem}", total=None)
+        run_ = run_declared_pipeline(
+            pipeline,
+            cohort=cohort,
+            scheduler=scheduler,
+            source=source,
+            output=output,
+            workers=workers,
+            workspace=workspace,
+            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
+    if as_json:
+        finish(run_.as_dict(), as_json=True, failed=run_.summary.failed)
+    else:
+        finish(run_.summary, errors=[f"failed {item}: {reason}" for item, reason in run_.result.failures])

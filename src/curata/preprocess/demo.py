@@ -70,11 +70,7 @@ def run_demo_pipeline(
 
 
 def _cohort_if_present(workspace: Any, name: str) -> str | None:
-    try:
-        from sqlalchemy import select
+    from curata.select import cohort_id
 
-        from curata.select.models import Cohort
-    except ImportError:
-        return None
     with workspace.catalog.session() as session:
-        return name if session.scalar(select(Cohort.id).where(Cohort.name == name)) is not None else None
+        return name if cohort_id(session, name) is not None else None

@@ -30,6 +30,7 @@ from curata.preprocess.volume import Volume
 UnevenPolicy = Literal["refuse", "split", "interpolate"]
 TiltPolicy = Literal["shear", "resample"]
 PhilipsScaling = Literal["precise", "display"]
+# Allowed values and defaults: curata.preprocess.policies (tests/preprocess/test_policies.py ties them).
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 POSITION_TOL_MM = 0.01  # two frames closer than this along the normal share a position

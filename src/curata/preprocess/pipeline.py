@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from curata import __version__
-from curata.console import RunSummary, make_progress, print_json
+from curata.console import RunSummary
 from curata.errors import ConfigError, CurataError, InputError
+from curata.preprocess.policies import DEFAULT_TILT, DEFAULT_UNEVEN, TILT_POLICIES, UNEVEN_POLICIES
 from curata.preprocess.steps import Step, make_step
 from curata.preprocess.volume import Volume, volume_from_zarr_zip, write_json, write_nifti, zarr_zip_bytes
 
@@ -51,8 +52,8 @@ VOLUME_MEDIA_TYPE = "application/vnd.curata.volume+zarr+zip"
 class Pipeline:
     name: str
     steps: list[Step]
-    uneven: str = "refuse"
-    tilt: str = "shear"
+    uneven: str = DEFAULT_UNEVEN
+    tilt: str = DEFAULT_TILT
     modality: str | None = None
     export: str = "nifti-gz"
 
@@ -70,10 +71,10 @@ def parse_pipeline(data: dict[str, Any], *, origin: str = "pipeline") -> Pipelin
     if unknown:
         raise ConfigError(f"{origin}: unknown key(s) {sorted(unknown)}", hint=f"allowed: {sorted(known)}")
     conv = data.get("convert", {})
-    uneven, tilt = conv.get("uneven", "refuse"), conv.get("tilt", "shear")
-    if uneven not in ("refuse", "split", "interpolate"):
+    uneven, tilt = conv.get("uneven", DEFAULT_UNEVEN), conv.get("tilt", DEFAULT_TILT)
+    if uneven not in UNEVEN_POLICIES:
         raise ConfigError(f"{origin}: convert.uneven must be refuse, split or interpolate, not {uneven!r}")
-    if tilt not in ("shear", "resample"):
+    if tilt not in TILT_POLICIES:
         raise ConfigError(f"{origin}: convert.tilt must be shear or resample, not {tilt!r}")
     export = data.get("export", "nifti-gz")
     if export not in ("nifti", "nifti-gz"):
@@ -159,10 +160,10 @@ class WorkspaceCache:
         self.ws = Workspace.open(root)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
-        from curata.catalog.provenance import find
+        from curata.catalog import find_provenance
 
         with self.ws.catalog.session() as session:
-            prov = find(session, key)
+            prov = find_provenance(session, key)
             return dict(prov.output) if prov is not None else None
 
     def put(self, data: bytes) -> str:
@@ -182,8 +183,8 @@ class WorkspaceCache:
     ) -> None:
         from sqlalchemy.exc import IntegrityError
 
+        from curata.catalog import find_provenance as find
         from curata.catalog.models import Blob, Provenance
-        from curata.catalog.provenance import find
 
         try:
             with self.ws.catalog.session() as session:
@@ -294,8 +295,8 @@ class Task:
     digest: str | None = None
     reference: str | None = None
     steps: tuple[Step, ...] = ()
-    uneven: str = "refuse"
-    tilt: str = "shear"
+    uneven: str = DEFAULT_UNEVEN
+    tilt: str = DEFAULT_TILT
     tag: Any = None
 
 
@@ -479,10 +480,10 @@ def series_from_workspace(
 ) -> list[SeriesItem]:
     from sqlalchemy import select
 
-    from curata.catalog.models import Instance, Patient, Series, Study
+    from curata.catalog import Instance, Patient, Series, Study, join_series_to_site
 
     with ws.catalog.session() as session:
-        query = (
+        query = join_series_to_site(
             select(
                 Series.id,
                 Series.series_uid,
@@ -491,24 +492,16 @@ def series_from_workspace(
                 Study.study_date,
                 Study.study_time,
                 Study.study_uid,
-            )
-            .join(Study, Series.study_id == Study.id)
-            .join(Patient, Study.patient_id == Patient.id)
-            .order_by(Series.series_uid)
-        )
+            ),
+            site=False,
+        ).order_by(Series.series_uid)
         if cohort:
-            try:
-                from curata.select.models import Cohort, CohortSeries
-            except ImportError as exc:
-                raise ConfigError(
-                    "--cohort needs the select stage (curata.select), which is not installed"
-                ) from exc
-            cid = session.scalar(select(Cohort.id).where(Cohort.name == cohort))
-            if cid is None:
+            from curata.select import cohort_series_ids
+
+            members = cohort_series_ids(session, cohort)
+            if members is None:
                 raise ConfigError(f"no cohort named {cohort!r}", hint="`curata cohort ls` lists them")
-            query = query.join(CohortSeries, CohortSeries.series_id == Series.id).where(
-                CohortSeries.cohort_id == cid
-            )
+            query = query.where(Series.id.in_(members))
         if modality:
             query = query.where(Series.modality == modality)
         rows = session.execute(query).all()
@@ -587,54 +580,58 @@ def run_pipeline(
     workers: int | None = None,
     scheduler: str | None = None,
     export_to: Path | None = None,
-    quiet: bool = False,
+    quiet: bool = True,
     on_event: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> RunResult:
+    """Run ``pipeline`` over ``items``; never prints. ``on_progress(done, total)`` follows the tasks
+    (the CLI draws its bar from it); ``quiet`` is accepted for older callers and changes nothing."""
     computed = cached = 0
     failures: list[tuple[str, str]] = []
     timings: dict[str, float] = defaultdict(float)
     segments = _segments(pipeline.steps)
     total = len(items) * (1 + len(segments))
-    with make_progress(quiet=quiet) as progress:
-        bar = progress.add_task(f"pipeline {pipeline.name}", total=total)
+    done = 0
 
-        def run(tasks: list[Task]) -> Iterable[tuple[Task, TaskResult]]:
-            nonlocal computed, cached
-            for task, res in execute(tasks, workers=workers, scheduler=scheduler):
-                computed += res.computed
-                cached += res.cached
-                for k, v in res.timings.items():
-                    timings[k] += v
-                progress.advance(bar)
-                yield task, res
+    def run(tasks: list[Task]) -> Iterable[tuple[Task, TaskResult]]:
+        nonlocal computed, cached, done
+        for task, res in execute(tasks, workers=workers, scheduler=scheduler):
+            computed += res.computed
+            cached += res.cached
+            for k, v in res.timings.items():
+                timings[k] += v
+            done += 1
+            if on_progress is not None:
+                on_progress(done, total)
+            yield task, res
 
-        conv = [Task("convert", cache, series=s, uneven=pipeline.uneven, tilt=pipeline.tilt) for s in items]
-        volumes: list[VolumeItem] = []
-        for task, res in run(conv):
-            assert task.series is not None
+    conv = [Task("convert", cache, series=s, uneven=pipeline.uneven, tilt=pipeline.tilt) for s in items]
+    volumes: list[VolumeItem] = []
+    for task, res in run(conv):
+        assert task.series is not None
+        if not res.ok:
+            failures.append((task.series.item_id, res.error))
+            continue
+        volumes.extend(VolumeItem(task.series, name, d) for name, d in res.outputs)
+    volumes.sort(key=lambda v: v.label)
+    for pairwise, steps in segments:
+        if pairwise:
+            refs = _baselines(volumes)
+            tasks = [
+                Task("pair", cache, digest=v.digest, reference=refs[v.label], steps=tuple(steps), tag=v)
+                for v in volumes
+            ]
+        else:
+            tasks = [Task("chain", cache, digest=v.digest, steps=tuple(steps), tag=v) for v in volumes]
+        survivors = []
+        for task, res in run(tasks):
+            v: VolumeItem = task.tag
             if not res.ok:
-                failures.append((task.series.item_id, res.error))
+                failures.append((v.label, res.error))
                 continue
-            volumes.extend(VolumeItem(task.series, name, d) for name, d in res.outputs)
-        volumes.sort(key=lambda v: v.label)
-        for pairwise, steps in segments:
-            if pairwise:
-                refs = _baselines(volumes)
-                tasks = [
-                    Task("pair", cache, digest=v.digest, reference=refs[v.label], steps=tuple(steps), tag=v)
-                    for v in volumes
-                ]
-            else:
-                tasks = [Task("chain", cache, digest=v.digest, steps=tuple(steps), tag=v) for v in volumes]
-            survivors = []
-            for task, res in run(tasks):
-                v: VolumeItem = task.tag
-                if not res.ok:
-                    failures.append((v.label, res.error))
-                    continue
-                v.digest = res.outputs[0][1]
-                survivors.append(v)
-            volumes = sorted(survivors, key=lambda v: v.label)
+            v.digest = res.outputs[0][1]
+            survivors.append(v)
+        volumes = sorted(survivors, key=lambda v: v.label)
     exported = export(volumes, cache, export_to, pipeline) if export_to is not None else []
     return RunResult(volumes, failures, computed, cached, exported, dict(timings))
 
@@ -668,7 +665,26 @@ def load_volume(spec: CacheSpec, digest: str) -> Volume:
     return volume_from_zarr_zip(open_cache(spec).get(digest))
 
 
-def run_pipeline_cli(
+@dataclass
+class PipelineRun:
+    """What `curata preprocess run` reports: counts, volumes, failures and exported files."""
+
+    summary: RunSummary
+    result: RunResult
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary.as_dict(),
+            "volumes": [
+                {"series": v.series.item_id, "stack": v.stack, "digest": v.digest}
+                for v in self.result.volumes
+            ],
+            "failures": [{"item": i, "reason": r} for i, r in self.result.failures],
+            "exported": [str(p) for p in self.result.exported],
+        }
+
+
+def run_declared_pipeline(
     path: Path,
     *,
     cohort: str | None,
@@ -677,8 +693,9 @@ def run_pipeline_cli(
     output: Path | None,
     workers: int,
     workspace: Path | None,
-    as_json: bool,
-) -> RunSummary:
+    on_progress: Callable[[int, int], None] | None = None,
+) -> PipelineRun:
+    """Run the pipeline TOML at ``path`` over a workspace (or a folder of DICOM files); never prints."""
     from curata.workspace import Workspace
 
     pipeline = load_pipeline(path)
@@ -696,33 +713,22 @@ def run_pipeline_cli(
         spec = CacheSpec("folder", str((output / ".curata-cache").resolve()))
     else:
         ws = Workspace.find(workspace)
-        scheduler = scheduler or ws.config.get("runtime", {}).get("scheduler") or None
-        workers = workers or int(ws.config.get("runtime", {}).get("workers") or 0)
+        scheduler = scheduler or ws.settings.runtime.scheduler or None
+        workers = ws.workers(workers)
         items = series_from_workspace(ws, cohort=cohort, modality=pipeline.modality)
         spec = CacheSpec("workspace", str(ws.root))
     result = run_pipeline(
-        pipeline, items, spec, workers=workers or None, scheduler=scheduler, export_to=output, quiet=as_json
+        pipeline,
+        items,
+        spec,
+        workers=workers or None,
+        scheduler=scheduler,
+        export_to=output,
+        on_progress=on_progress,
     )
     summary.add("series", len(items))
     summary.add("volumes", len(result.volumes))
     summary.add("computed", result.computed)
     summary.add("cached", result.cached)
     summary.add("failed", len(result.failures))
-    if as_json:
-        print_json(
-            {
-                "summary": summary.as_dict(),
-                "volumes": [
-                    {"series": v.series.item_id, "stack": v.stack, "digest": v.digest} for v in result.volumes
-                ],
-                "failures": [{"item": i, "reason": r} for i, r in result.failures],
-                "exported": [str(p) for p in result.exported],
-            }
-        )
-    else:
-        from curata.console import err_console
-
-        for item, reason in result.failures:
-            err_console.print(f"[red]failed[/] {item}: {reason}")
-        summary.render()
-    return summary
+    return PipelineRun(summary, result)

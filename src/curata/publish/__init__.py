@@ -14,6 +14,7 @@ from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from curata.publish.export import export_release, trace_file
+    from curata.publish.models import Release, ReleaseMember, ReleaseVersion
     from curata.publish.release import (
         ReleaseError,
         create_release,
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     __name__,
     {
+        "Release": "models",
+        "ReleaseMember": "models",
+        "ReleaseVersion": "models",
         "export_release": "export",
         "trace_file": "export",
         "ReleaseError": "release",
@@ -38,7 +42,10 @@ __getattr__ = lazy_exports(
 )
 
 __all__ = [
+    "Release",
     "ReleaseError",
+    "ReleaseMember",
+    "ReleaseVersion",
     "create_release",
     "export_release",
     "list_releases",

@@ -19,8 +19,10 @@ from typing import Any
 import pydicom
 from sqlalchemy import select
 
+from curata._io import fsync_file
 from curata.errors import ConfigError, InputError
 from curata.publish import fingerprint as fp
+from curata.publish.formats import FORMATS, Fingerprint, check_files
 from curata.publish.manifest import Manifest, ManifestFile
 from curata.publish.models import ReleaseExport
 from curata.publish.release import ReleaseError, ensure_logged, get_version
@@ -40,11 +42,7 @@ def _fsync_tree(root: Path, only: tuple[str, ...]) -> None:
         target = root / name
         paths = [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]
         for path in paths:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(path)
 
 
 # -- fingerprinting in worker processes ---------------------------------------------------------
@@ -73,13 +71,14 @@ def _init_export(ctx: _ExportContext) -> None:
     _CTX = ctx
 
 
-def _export_one(ctx: _ExportContext, digest: str, paths: list[str]) -> tuple[str, int] | str:
+def _export_one(
+    ctx: _ExportContext, digest: str, paths: list[str], kind: Fingerprint
+) -> tuple[str, int] | str:
     data = ctx.store.get_bytes(digest)
-    name = paths[0]
     try:
-        if name.endswith(".dcm"):
+        if kind is Fingerprint.DICOM:
             data = fp.fingerprint_dicom(data, ctx.mark, ctx.remap)
-        elif name.endswith((".nii.gz", ".nii")):
+        elif kind is Fingerprint.NIFTI:
             data = fp.fingerprint_nifti(data, ctx.mark)
     except Exception as exc:  # reported against the file; the export as a whole then fails
         return f"{type(exc).__name__}: {exc}"
@@ -97,9 +96,24 @@ def _export_one(ctx: _ExportContext, digest: str, paths: list[str]) -> tuple[str
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
-def _export_chunk(job: list[tuple[str, list[str]]]) -> list[tuple[list[str], tuple[str, int] | str]]:
+def _export_chunk(
+    job: list[tuple[str, list[str], Fingerprint]],
+) -> list[tuple[list[str], tuple[str, int] | str]]:
     assert _CTX is not None
-    return [(paths, _export_one(_CTX, digest, paths)) for digest, paths in job]
+    return [(paths, _export_one(_CTX, digest, paths, kind)) for digest, paths, kind in job]
+
+
+def _fingerprint_kinds(paths_by_digest: dict[str, list[str]]) -> list[tuple[str, list[str], Fingerprint]]:
+    """Each stored object with its paths and the one way to mark it; a file no registered format
+    declares, or one object claimed as two kinds, fails before any byte is written."""
+    kinds = check_files([p for paths in paths_by_digest.values() for p in paths], FORMATS)
+    out = []
+    for digest, paths in paths_by_digest.items():
+        found = {kinds[p] for p in paths}
+        if len(found) != 1:
+            raise ReleaseError(f"{', '.join(paths)}: one object declared as {sorted(found)} by its formats")
+        out.append((digest, paths, found.pop()))
+    return out
 
 
 def export_release(
@@ -126,10 +140,10 @@ def export_release(
         by_digest: dict[str, list[str]] = {}
         for f in release_manifest.files:
             by_digest.setdefault(f.sha256, []).append(f.path)
-        items = list(by_digest.items())
+        items = _fingerprint_kinds(by_digest)
         jobs = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
-        ctx = _ExportContext(str(ws.config["store"].get("url") or ws.store_path), key, mark, str(partial))
-        workers = int(ws.config.get("runtime", {}).get("workers") or 0) or None
+        ctx = _ExportContext(ws.store_url, key, mark, str(partial))
+        workers = ws.workers()
         written: dict[str, tuple[str, int]] = {}
         errors: list[str] = []
         for _job, results in imap_unordered(
@@ -162,31 +176,28 @@ def export_release(
         _write(partial / "manifest.json", manifest_bytes)
         _write(partial / "verify_release.py", script_source().encode())
 
-        index = receipt = vkey = None
-        try:
-            from curata.ledger import Ledger
-        except ImportError:
-            Ledger = None  # type: ignore[assignment,misc]
-        if Ledger is not None:
-            ledger = Ledger.open(ws)
-            entry = ledger.append(
-                "export",
-                {
-                    "release": version.release.name,
-                    "version": version.version,
-                    "licensee": licensee,
-                    "manifest_sha256": manifest_sha,
-                    "release_manifest_sha256": version.manifest_digest,
-                    "files": len(files),
-                    "bytes": manifest.total_size,
-                },
-            )
-            index = entry.index
-            ledger.checkpoint()
-            receipt = ledger.receipt(index)
-            vkey = (ledger.folder / "log.vkey").read_text()
-            _write(partial / "ledger" / "export.tlog-proof", receipt)
-            _write(partial / "ledger" / "log.vkey", vkey.encode())
+        # every export is logged: the receipt ties the licensee to this manifest
+        from curata.ledger import Ledger
+
+        ledger = Ledger.open(ws)
+        entry = ledger.append(
+            "export",
+            {
+                "release": version.release.name,
+                "version": version.version,
+                "licensee": licensee,
+                "manifest_sha256": manifest_sha,
+                "release_manifest_sha256": version.manifest_digest,
+                "files": len(files),
+                "bytes": manifest.total_size,
+            },
+        )
+        index = entry.index
+        ledger.checkpoint()
+        receipt = ledger.receipt(index)
+        vkey = (ledger.folder / "log.vkey").read_text()
+        _write(partial / "ledger" / "export.tlog-proof", receipt)
+        _write(partial / "ledger" / "log.vkey", vkey.encode())
         _fsync_tree(partial, only=("manifest.json", "verify_release.py", "ledger"))
         if out.exists():
             out.rmdir()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from curata.errors import InputError
+from curata.rfc6962 import merkle_tree_hash
 
 FORMAT = "curata-manifest/1"
 CHUNK = 1 << 20
@@ -31,16 +32,7 @@ class ManifestFile:
 
 def merkle_root(leaves: list[bytes]) -> str:
     """RFC 6962 MTH over the leaf *data* (hashes ``0x00 || data`` and ``0x01 || left || right``)."""
-
-    def mth(items: list[bytes]) -> bytes:
-        if not items:
-            return hashlib.sha256(b"").digest()
-        if len(items) == 1:
-            return hashlib.sha256(b"\x00" + items[0]).digest()
-        k = 1 << ((len(items) - 1).bit_length() - 1)
-        return hashlib.sha256(b"\x01" + mth(items[:k]) + mth(items[k:])).digest()
-
-    return mth(leaves).hex()
+    return merkle_tree_hash(leaves).hex()
 
 
 @dataclass

@@ -23,24 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from curata import faults
-from curata.catalog.models import Blob, Instance, Patient, Series, Site, Study
-from curata.catalog.provenance import code_version
+from curata import select as select_stage
+from curata._io import atomic_write
+from curata.catalog import Blob, Instance, Patient, Series, Site, Study, code_version, join_series_to_site
 from curata.errors import ConfigError, CurataError, InputError
 from curata.publish import card as card_mod
-from curata.publish.formats import DEFAULT_FORMATS, FORMATS
+from curata.publish.formats import DEFAULT_FORMATS, BuildContext, Case, check_files, parse_formats, registered
 from curata.publish.formats import croissant as croissant_fmt
-from curata.publish.formats import monai as monai_fmt
-from curata.publish.formats import nnunet as nnunet_fmt
-from curata.publish.formats._case import Case
 from curata.publish.formats.nifti import SliceRef, seg_labels, seg_referenced_series, series_to_nifti
 from curata.publish.manifest import Manifest, ManifestFile
 from curata.publish.models import ConsentWithdrawal, Release, ReleaseMember, ReleaseVersion
-from curata.publish.splits import PatientInfo, SplitSpec, age_band, assign_splits
-from curata.runtime import default_workers
+from curata.publish.splits import DEFAULT_SPLIT, PatientInfo, SplitSpec, age_band, assign_splits
 from curata.workspace import Workspace
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -81,31 +78,17 @@ def get_version(session: Session, ref: str) -> ReleaseVersion:
 
 
 # -- choosing the series ----------------------------------------------------------------------------
-def _has_table(session: Session, name: str) -> bool:
-    return inspect(session.get_bind()).has_table(name)
-
-
 def cohort_series_ids(session: Session, cohort: str) -> list[int]:
     """The series a cohort (``curata cohort create``) holds."""
-    if not _has_table(session, "cohort"):
-        raise ReleaseError(f"no cohort named {cohort!r}: this catalog has no cohorts yet")
-    row = session.execute(text("SELECT id FROM cohort WHERE name = :n"), {"n": cohort}).first()
-    if row is None:
+    ids = select_stage.cohort_series_ids(session, cohort)
+    if ids is None:
         raise ReleaseError(f"no cohort named {cohort!r}", hint="see `curata cohort ls`")
-    ids = session.execute(text("SELECT series_id FROM cohort_series WHERE cohort_id = :c"), {"c": row[0]})
-    return sorted(int(r[0]) for r in ids)
+    return ids
 
 
 def where_series_ids(session: Session, where: str) -> list[int]:
     """The series a selection query matches (the query language belongs to ``curata.select``)."""
-    try:
-        from curata.select import series_select
-    except ImportError as exc:
-        raise ReleaseError(
-            "--where needs the selection stage (curata.select), which is not installed",
-            hint="create a cohort with `curata cohort create NAME --where ...` and pass --cohort NAME",
-        ) from exc
-    return sorted(int(i) for i in session.scalars(series_select(where)))
+    return sorted(int(i) for i in session.scalars(select_stage.series_select(where)))
 
 
 def _withdrawn_patient_ids(session: Session) -> set[int]:
@@ -132,10 +115,7 @@ class _Member:
 
 def _load_members(session: Session, series_ids: Sequence[int] | None) -> list[_Member]:
     stmt = (
-        select(Series, Study, Patient, Site)
-        .join(Study, Series.study_id == Study.id)
-        .join(Patient, Study.patient_id == Patient.id)
-        .join(Site, Patient.site_id == Site.id)
+        join_series_to_site(select(Series, Study, Patient, Site))
         .where(Series.instance_count > 0)
         .order_by(Series.id)
     )
@@ -195,21 +175,6 @@ class BuildParams:
         )
 
 
-def parse_formats(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    if value is None:
-        return DEFAULT_FORMATS
-    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
-    unknown = [v for v in items if v not in FORMATS]
-    if unknown or not items:
-        raise ConfigError(
-            f"--format: unknown format(s) {', '.join(unknown) or '(none)'}",
-            hint=f"choose from {', '.join(FORMATS)}",
-        )
-    if "nnunet" in items and "nifti" not in items:
-        items.append("nifti")  # nnU-Net's files are the NIfTI ones
-    return tuple(dict.fromkeys(items))
-
-
 def _instances(session: Session, series_ids: Sequence[int]) -> dict[int, list[tuple[Instance, int]]]:
     out: dict[int, list[tuple[Instance, int]]] = defaultdict(list)
     rows = session.execute(
@@ -267,15 +232,9 @@ def content_key(
 def _qc_rates(
     session: Session, series_ids: Sequence[int], members: Sequence[_Member]
 ) -> dict[str, tuple[int, int]] | None:
-    if not _has_table(session, "qc_verdict") or not series_ids:
+    if not series_ids:
         return None
-    rows = session.execute(
-        text(
-            "SELECT series_id, passed FROM qc_verdict WHERE series_id IN ({})".format(
-                ",".join(str(int(i)) for i in series_ids)
-            )
-        )
-    ).all()
+    rows = select_stage.qc_verdicts(session, series_ids).items()
     if not rows:
         return None
     site_of = {m.series.id: m.site.name for m in members}
@@ -420,7 +379,7 @@ def _build(
         pre = pipeline_fmt.run(ws, params.pipeline, [m.series.series_uid for m in members])
         problems += [f"pipeline: {where}: {why}" for where, why in pre.failures]
     # NIfTI conversions run ahead on a thread pool (ITK releases the GIL), a bounded window at a time
-    workers = default_workers(int(ws.config.get("runtime", {}).get("workers") or 0) or None)
+    workers = ws.workers()
     pool = ThreadPoolExecutor(workers)
     converted: dict[int, Future[Any]] = {}
     todo = iter(members if "nifti" in params.formats and pre is None else [])
@@ -461,15 +420,18 @@ def _build(
     files.put("splits.json", json.dumps(dict(sorted(splits.items())), indent=2).encode())
     files.put("cases.csv", croissant_fmt.cases_csv(cases))
 
-    if "monai" in params.formats:
-        for path, data in monai_fmt.files(cases).items():
-            files.put(path, data)
-    if "nnunet" in params.formats:
-        nifti_paths = {p: d for p, (d, _) in files.entries.items() if p.startswith("nifti/")}
-        for path, source in nnunet_fmt.layout(cases, name, {c: c for c in nifti_paths}).items():
-            files.link(path, *files.entries[source])
-        for path, data in nnunet_fmt.files(cases, name).items():
-            files.put(path, data)
+    ctx = BuildContext(
+        name,
+        version,
+        cases,
+        put=lambda path, data: files.put(path, data),
+        link=lambda path, source: files.link(path, *files.entries[source]),
+        entries=files.entries,
+    )
+    formats = [f for n, f in registered().items() if n in params.formats and f.build is not None]
+    for fmt in formats:
+        if not fmt.after_card and fmt.build is not None:
+            fmt.build(ctx)
 
     # the card
     patients_seen: dict[str, dict[str, str]] = {}
@@ -510,16 +472,11 @@ def _build(
         files.put(path, data)
     biases = card_mod.flags(card_in)
 
-    if "croissant" in params.formats:
-        doc = croissant_fmt.metadata(
-            name=name,
-            version=version,
-            description=f"Curata release {name}@{version}: {len(cases)} cases from {len(patients_seen)} patients.",
-            cases=cases,
-            files=files.entries,
-            biases=biases,
-        )
-        files.put("croissant.json", croissant_fmt.to_bytes(doc))
+    ctx.biases = biases
+    for fmt in formats:
+        if fmt.after_card and fmt.build is not None:
+            fmt.build(ctx)
+    check_files(files.entries, params.formats)  # a file no format declares fails here, not at a licensee
 
     manifest = Manifest(
         release=name,
@@ -584,11 +541,9 @@ def _preprocessed(
 
 
 def _ledger_append(ws: Workspace, kind: str, payload: dict[str, Any]) -> int | None:
-    """Append to the transparency log; returns the entry's index (None where no log is installed)."""
-    try:
-        from curata.ledger import Ledger
-    except ImportError:
-        return None
+    """Append to the transparency log; returns the entry's index."""
+    from curata.ledger import Ledger
+
     return int(Ledger.open(ws).append(kind, payload).index)
 
 
@@ -615,11 +570,7 @@ def card_folder(ws: Workspace, v: ReleaseVersion) -> Path:
         manifest = Manifest.from_bytes(ws.store.get_bytes(v.manifest_digest))
         for f in manifest.files:
             if f.path.startswith("card/"):
-                target = folder / f.path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".tmp")
-                tmp.write_bytes(ws.store.get_bytes(f.sha256))
-                tmp.replace(target)
+                atomic_write(folder / f.path, ws.store.get_bytes(f.sha256), fsync=False)
     return folder / "card"
 
 
@@ -737,7 +688,7 @@ def create_release(
     cohort: str | None = None,
     where: str | None = None,
     formats: str | Sequence[str] | None = None,
-    split: str | Sequence[float] = "70,15,15",
+    split: str | Sequence[float] = DEFAULT_SPLIT,
     stratify: str | Sequence[str] = (),
     seed: int = 0,
     pipeline: str | None = None,
@@ -818,11 +769,11 @@ def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> dict[str, Any]
         kept = [
             _Member(se, pa, si, st, split)
             for se, st, pa, si, split in session.execute(
-                select(Series, Study, Patient, Site, ReleaseMember.split)
-                .join(Series, ReleaseMember.series_id == Series.id)
-                .join(Study, Series.study_id == Study.id)
-                .join(Patient, Study.patient_id == Patient.id)
-                .join(Site, Patient.site_id == Site.id)
+                join_series_to_site(
+                    select(Series, Study, Patient, Site, ReleaseMember.split).join(
+                        Series, ReleaseMember.series_id == Series.id
+                    )
+                )
                 .where(ReleaseMember.version_id == latest.id)
                 .order_by(Series.id)
             )
@@ -858,12 +809,8 @@ def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> dict[str, Any]
 
 
 def _commitment(ws: Workspace, value: str) -> str:
-    try:
-        from curata.ledger import Ledger
-    except ImportError:
-        import hmac
+    from curata.ledger import Ledger
 
-        return "hmac-sha256:" + hmac.new(ws.site_key(), value.encode(), "sha256").hexdigest()
     return str(Ledger.open(ws).commit(value))
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from curata.errors import ConfigError
 
 SPLIT_NAMES = ("train", "validation", "test")
+DEFAULT_SPLIT = "70,15,15"  # train, validation, test shares when none are given
 STRATA = ("sex", "age", "site", "region", "country", "vendor", "modality")
 AGE_BANDS = ((0, 18, "0-17"), (18, 40, "18-39"), (40, 60, "40-59"), (60, 80, "60-79"), (80, 200, "80+"))
 
@@ -40,7 +41,7 @@ class SplitSpec:
 
     @classmethod
     def parse(
-        cls, split: str | Sequence[float] = "70,15,15", stratify: str | Sequence[str] = (), seed: int = 0
+        cls, split: str | Sequence[float] = DEFAULT_SPLIT, stratify: str | Sequence[str] = (), seed: int = 0
     ) -> SplitSpec:
         if isinstance(split, str):
             try:

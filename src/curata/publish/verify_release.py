@@ -26,20 +26,11 @@ from typing import Any as _Any
 
 # Inside Curata this imports the log verifier; in an export its code sits above this block.
 with _contextlib.suppress(ImportError):
-    from curata.ledger.verify_standalone import VerificationError, verify_receipt
+    from curata.ledger.verify_standalone import VerificationError, merkle_tree_hash, verify_receipt
 
 RELEASE_FILES = {"manifest.json", "verify_release.py"}
 RECEIPT = "ledger/export.tlog-proof"
 VKEY = "ledger/log.vkey"
-
-
-def _mth(items: list[bytes]) -> bytes:
-    if not items:
-        return _hashlib.sha256(b"").digest()
-    if len(items) == 1:
-        return _hashlib.sha256(b"\x00" + items[0]).digest()
-    k = 1 << ((len(items) - 1).bit_length() - 1)
-    return _hashlib.sha256(b"\x01" + _mth(items[:k]) + _mth(items[k:])).digest()
 
 
 def _sha256_file(path: str) -> str:
@@ -65,7 +56,7 @@ def check_files(root: str) -> tuple[dict[str, _Any], bytes, list[str]]:
     except (ValueError, KeyError, TypeError) as exc:
         return {}, raw, [f"manifest.json is not a manifest: {exc}"]
     problems = []
-    if _mth(leaves).hex() != manifest.get("merkle_root"):
+    if merkle_tree_hash(leaves).hex() != manifest.get("merkle_root"):
         problems.append("manifest.json: merkle_root does not match the files it lists")
     listed = set()
     for f in files:

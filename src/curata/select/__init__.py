@@ -6,6 +6,9 @@ Public API (the CLI, the server and the demo use these)::
     write_report(ws, out_html) -> Path                      # self-contained HTML report
     explain(ws, uid) -> dict                                # metrics, rules and verdict of one series
     create_cohort(ws, name, where), list_cohorts(ws), show_cohort(ws, name)
+    cohort_id(session, name), cohort_series_ids(session, name)   # cohort membership, for other stages
+    qc_verdicts(session, series_ids) -> {series_id: passed}
+    Cohort, CohortSeries, QcMeasurement, QcVerdict          # its tables, for read-only joins elsewhere
     parse(query), series_select(query)                      # the cohort query language
 """
 
@@ -16,19 +19,37 @@ from typing import TYPE_CHECKING
 from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from curata.select.models import Cohort, CohortSeries, QcMeasurement, QcVerdict
     from curata.select.query import parse, series_select
     from curata.select.report import write_report
-    from curata.select.service import create_cohort, explain, list_cohorts, run_qc, set_rules, show_cohort
+    from curata.select.service import (
+        cohort_id,
+        cohort_series_ids,
+        create_cohort,
+        explain,
+        list_cohorts,
+        qc_verdicts,
+        run_qc,
+        set_rules,
+        show_cohort,
+    )
 
 __getattr__ = lazy_exports(
     __name__,
     {
+        "Cohort": "models",
+        "CohortSeries": "models",
+        "QcMeasurement": "models",
+        "QcVerdict": "models",
         "parse": "query",
         "series_select": "query",
         "write_report": "report",
+        "cohort_id": "service",
+        "cohort_series_ids": "service",
         "create_cohort": "service",
         "explain": "service",
         "list_cohorts": "service",
+        "qc_verdicts": "service",
         "run_qc": "service",
         "set_rules": "service",
         "show_cohort": "service",
@@ -36,10 +57,17 @@ __getattr__ = lazy_exports(
 )
 
 __all__ = [
+    "Cohort",
+    "CohortSeries",
+    "QcMeasurement",
+    "QcVerdict",
+    "cohort_id",
+    "cohort_series_ids",
     "create_cohort",
     "explain",
     "list_cohorts",
     "parse",
+    "qc_verdicts",
     "run_qc",
     "series_select",
     "set_rules",

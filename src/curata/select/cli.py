@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from curata.console import console, print_json, print_table
+from curata.cli_common import finish, workspace_option
+from curata.console import console, make_progress, print_json, print_table
 from curata.workspace import Workspace
 
 qc_app = typer.Typer(
@@ -16,9 +17,7 @@ cohort_app = typer.Typer(
     help="Cohorts: named, saved queries over headers, QC metrics and verdicts.", no_args_is_help=True
 )
 
-WS = typer.Option(
-    None, "--workspace", "-w", help="Workspace folder (default: $CURATA_WORKSPACE or the enclosing one)."
-)
+WS = workspace_option()
 JSON = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
@@ -33,10 +32,15 @@ def qc_run(
     """Measure every series not yet measured (cached by content), then apply the rules."""
     from curata.select.service import run_qc
 
-    summary = run_qc(Workspace.find(workspace), where, workers or None, quiet=quiet or as_json)
-    summary.render(as_json=as_json)
-    if summary.failed:
-        raise typer.Exit(1)
+    with make_progress(quiet=quiet or as_json) as progress:
+        bar = progress.add_task("measuring series", total=None)
+        summary = run_qc(
+            Workspace.find(workspace),
+            where,
+            workers or None,
+            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
+    finish(summary, as_json=as_json)
 
 
 @qc_app.command("rules")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,7 @@ def _image(spec: Spec, z: float, rng: np.random.Generator) -> np.ndarray:
     return np.hypot(re, im)
 
 
-def _dataset(spec: Spec, img: np.ndarray, index: int, position: np.ndarray, uids: dict[str, str]) -> Any:
+def _dataset(spec: Spec, img: np.ndarray, index: int, position: np.ndarray, uids: Mapping[str, str]) -> Any:
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
     sop_class = CTImageStorage if spec.modality == "CT" else MRImageStorage

@@ -33,11 +33,12 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from dataclasses import field as dataclass_field
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select, true
 
-from curata.catalog.models import Patient, Series, Site, Study
+from curata.catalog import Patient, Series, Site, Study, join_series_to_site
 from curata.errors import QueryError
 from curata.select.metrics.registry import METRICS
 from curata.select.models import QcMeasurement, QcVerdict
@@ -190,7 +191,7 @@ class Not(Node):
 class Test(Node):
     field: Field
     op: str  # truth, =, !=, <, <=, >, >=, in, like, null
-    values: list[Any] = field(default_factory=list)
+    values: list[Any] = dataclass_field(default_factory=list)
     negate: bool = False
 
 
@@ -396,10 +397,7 @@ def to_sql(node: Node) -> ColumnElement[bool]:
 def series_select(query: Query | str | None) -> Select[Any]:
     """``select(Series.id)`` of the series matching ``query`` (all series when None)."""
     stmt = (
-        select(Series.id)
-        .join(Study, Series.study_id == Study.id)
-        .join(Patient, Study.patient_id == Patient.id)
-        .join(Site, Patient.site_id == Site.id)
+        join_series_to_site(select(Series.id))
         .outerjoin(QcVerdict, QcVerdict.series_id == Series.id)
         .outerjoin(QcMeasurement, QcMeasurement.qc_key == QcVerdict.qc_key)
     )
@@ -442,7 +440,7 @@ def _py_test(t: Test, record: dict[str, Any]) -> bool | None:
     if t.op == "like":
         hit = bool(_like(str(t.values[0])).match(str(v)))
         return not hit if t.negate else hit
-    x = vals[0]
+    x: Any = vals[0]  # the same kind as v (str, float or bool), so the comparisons are defined
     return {
         "=": v == x,
         "!=": v != x,

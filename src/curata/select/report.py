@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from curata.catalog import Patient, Series, Site, Study
+from curata._io import atomic_write
+from curata.catalog import Series, Site, join_series_to_site
 from curata.select.metrics.registry import METRICS
 from curata.select.models import QcMeasurement, QcVerdict
 from curata.workspace import Workspace
@@ -26,10 +26,7 @@ from curata.workspace import Workspace
 def _rows(ws: Workspace) -> list[dict[str, Any]]:
     with ws.catalog.session() as session:
         q = (
-            select(Series, Site.name, QcVerdict, QcMeasurement)
-            .join(Study, Series.study_id == Study.id)
-            .join(Patient, Study.patient_id == Patient.id)
-            .join(Site, Patient.site_id == Site.id)
+            join_series_to_site(select(Series, Site.name, QcVerdict, QcMeasurement))
             .join(QcVerdict, QcVerdict.series_id == Series.id)
             .join(QcMeasurement, QcMeasurement.qc_key == QcVerdict.qc_key)
             .order_by(Site.name, Series.series_uid)
@@ -200,13 +197,4 @@ def render_html(ws: Workspace, rows: list[dict[str, Any]]) -> str:
 
 def write_report(ws: Workspace, out_html: Path) -> Path:
     """Write the report atomically; returns its path."""
-    out_html = Path(out_html)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    text = render_html(ws, _rows(ws))
-    tmp = out_html.with_name(f".{out_html.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(out_html)
-    return out_html
+    return atomic_write(Path(out_html), render_html(ws, _rows(ws)))

@@ -8,7 +8,7 @@ import hashlib
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,19 +17,33 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, joinedload
 
-from curata.catalog import Blob, Instance, Patient, Provenance, QuarantineItem, Series, Site, Study
-from curata.catalog.provenance import cache_key, code_version
-from curata.catalog.provenance import record as record_provenance
-from curata.console import RunSummary, make_progress
+from curata.catalog import (
+    Blob,
+    Instance,
+    Patient,
+    Provenance,
+    QuarantineItem,
+    Series,
+    Site,
+    Study,
+    cache_key,
+    code_version,
+    join_series_to_site,
+    record_provenance,
+)
+from curata.console import RunSummary
 from curata.errors import CurataError, QueryError
 from curata.runtime import imap_unordered
+from curata.select.metrics import registry as metrics_registry
 from curata.select.metrics.ct_mr import analysis_ranks, measure, read_images
 from curata.select.models import Cohort, CohortSeries, QcMeasurement, QcRuleSet, QcVerdict
 from curata.select.query import HEADER_FIELDS, Query, parse, series_select
 from curata.select.rules import RuleSet, apply, default_ruleset, load_ruleset
 from curata.workspace import Workspace
 
-QC_VERSION = "3"  # bump whenever a metric's definition changes: every series is measured again
+# The QC version lives in the metric registry (bumped with any metric's definition); every series whose
+# measurement carries another version is measured again.
+QC_VERSION = str(metrics_registry.QC_VERSION)
 
 
 def qc_code_version() -> str:
@@ -148,9 +162,17 @@ def _existing_keys(session: Session, keys: list[str]) -> set[str]:
 
 
 def run_qc(
-    ws: Workspace, where: str | None = None, workers: int | None = None, *, quiet: bool = False
+    ws: Workspace,
+    where: str | None = None,
+    workers: int | None = None,
+    *,
+    quiet: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> RunSummary:
-    """Measure every selected series not yet measured, then decide every selected series' verdict."""
+    """Measure every selected series not yet measured, then decide every selected series' verdict.
+
+    Never prints: ``on_progress(done, total)`` follows the measurements (the CLI draws its bar from
+    it); ``quiet`` is accepted for older callers and changes nothing."""
     ws.catalog.check_schema()
     query = parse(where) if where else None
     summary = RunSummary("qc run")
@@ -163,17 +185,18 @@ def run_qc(
         have = _existing_keys(session, list(keys.values()))
     jobs = [QcJob(sid, k, digests[sid]) for sid, k in keys.items() if k not in have]
     summary.add("cached", len(keys) - len(jobs))
-    store_url = str(ws.config["store"].get("url") or ws.store_path)
-    workers = workers or int(ws.config.get("runtime", {}).get("workers") or 0) or None
-    with make_progress(quiet=quiet) as progress, ws.catalog.session() as session:
-        task = progress.add_task("measuring series", total=len(jobs))
+    store_url = ws.store_url
+    workers = ws.workers(workers)
+    with ws.catalog.session() as session:
         last = time.monotonic()
-        for job, out in imap_unordered(
+        results = imap_unordered(
             measure_job, jobs, workers=workers, initializer=_init_worker, initargs=(store_url,), window=None
-        ):
+        )
+        for done, (job, out) in enumerate(results, start=1):
             _file_outcome(session, job, out)
             summary.add("failed" if out.error else "measured")
-            progress.advance(task)
+            if on_progress is not None:
+                on_progress(done, len(jobs))
             if time.monotonic() - last > 1.0:
                 session.commit()
                 last = time.monotonic()
@@ -439,6 +462,32 @@ def create_cohort(ws: Workspace, name: str, where: str) -> dict[str, Any]:
         return {"name": name, "query": where, "series": len(ids), "created_at": cohort.created_at}
 
 
+def cohort_id(session: Session, name: str) -> int | None:
+    """The id of cohort ``name``, or None where there is none."""
+    return session.scalar(select(Cohort.id).where(Cohort.name == name))
+
+
+def cohort_series_ids(session: Session, name: str) -> list[int] | None:
+    """The series (ids, sorted) cohort ``name`` holds, or None where there is no such cohort."""
+    cid = cohort_id(session, name)
+    if cid is None:
+        return None
+    ids = session.scalars(select(CohortSeries.series_id).where(CohortSeries.cohort_id == cid))
+    return sorted(int(i) for i in ids)
+
+
+def qc_verdicts(session: Session, series_ids: Sequence[int]) -> dict[int, bool]:
+    """Whether each judged series passed QC (series never judged are absent)."""
+    out: dict[int, bool] = {}
+    ids = [int(i) for i in series_ids]
+    for chunk in _chunks(ids, 500):
+        for sid, passed in session.execute(
+            select(QcVerdict.series_id, QcVerdict.passed).where(QcVerdict.series_id.in_(chunk))
+        ):
+            out[int(sid)] = bool(passed)
+    return out
+
+
 def list_cohorts(ws: Workspace) -> list[dict[str, Any]]:
     with ws.catalog.session() as session:
         return [
@@ -453,11 +502,11 @@ def show_cohort(ws: Workspace, name: str) -> dict[str, Any]:
         if c is None:
             raise CurataError(f"no cohort named {name!r}", hint="`curata cohort ls` lists them")
         rows = session.execute(
-            select(Series.series_uid, Series.modality, Series.body_part, Site.name, QcVerdict.passed)
-            .join(CohortSeries, CohortSeries.series_id == Series.id)
-            .join(Study, Series.study_id == Study.id)
-            .join(Patient, Study.patient_id == Patient.id)
-            .join(Site, Patient.site_id == Site.id)
+            join_series_to_site(
+                select(
+                    Series.series_uid, Series.modality, Series.body_part, Site.name, QcVerdict.passed
+                ).join(CohortSeries, CohortSeries.series_id == Series.id)
+            )
             .outerjoin(QcVerdict, QcVerdict.series_id == Series.id)
             .where(CohortSeries.cohort_id == c.id)
             .order_by(Series.series_uid)

@@ -28,7 +28,7 @@ def create_app(
     (behind a proxy), for the absolute URLs in DICOMweb answers. ``max_upload_bytes``: the largest
     STOW-RS request body (413 beyond it; default 512 MiB).
     """
-    from curata.collect.net.receive import Receiver
+    from curata.collect.net import Receiver
     from curata.server.dicomweb import router as dicomweb_router
 
     receiver = Receiver(ws, deidentify=not verified_deidentified)

@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy import func, select
 
 from curata.catalog import Instance, Patient, Series, Study
-from curata.collect.dicomweb import _multipart
-from curata.collect.net.receive import OK_STATUSES
+from curata.collect.dicomweb import multipart_decode, multipart_encode
+from curata.collect.net import OK_STATUSES
 from curata.errors import InputError
 
 router = APIRouter(tags=["dicomweb"])
@@ -346,7 +346,7 @@ def frames(request: Request, study_uid: str, series_uid: str, sop_uid: str, fram
         size = len(ds.PixelData) // n
         all_frames = [ds.PixelData[i * size : (i + 1) * size] for i in range(n)]
         media = "application/octet-stream"
-    body, content_type = _multipart.encode([({}, all_frames[f - 1]) for f in wanted], media)
+    body, content_type = multipart_encode([({}, all_frames[f - 1]) for f in wanted], media)
     return Response(body, media_type=content_type)
 
 
@@ -361,7 +361,7 @@ def bulkdata(request: Request, study_uid: str, series_uid: str, sop_uid: str, ta
     ds = pydicom.dcmread(io.BytesIO(request.app.state.ws.store.get_bytes(digest)))
     if number not in ds:
         raise HTTPException(404, f"no element {tag} in this instance")
-    body, content_type = _multipart.encode([({}, bytes(ds[number].value))], "application/octet-stream")
+    body, content_type = multipart_encode([({}, bytes(ds[number].value))], "application/octet-stream")
     return Response(body, media_type=content_type)
 
 
@@ -430,7 +430,7 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
 
     body = await _bounded_body(request)
     try:
-        parts = _multipart.decode(body, request.headers.get("content-type", ""))
+        parts = multipart_decode(body, request.headers.get("content-type", ""))
     except InputError as exc:
         raise HTTPException(415, exc.message) from exc
     receiver = request.app.state.receiver

@@ -7,16 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from curata._io import fsync_dir
 from curata.errors import BlobNotFound, StoreError
 from curata.store._base import CHUNK, BlobStore, check_digest, is_digest, shard
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalStore(BlobStore):
@@ -52,7 +45,7 @@ class LocalStore(BlobStore):
         final.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, 0o444)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return digest
 
     def _tempfile(self) -> tuple[int, Path]:

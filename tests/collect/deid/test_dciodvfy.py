@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,13 +10,12 @@ import pydicom
 import pytest
 
 from curata.collect.deid import Deidentifier, load_profile
+from tests.conftest import require_programs
 
 from .conftest import KEY, dressed, read, to_bytes
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools not installed"),
-]
+pytestmark = [pytest.mark.integration]
+require_programs("dciodvfy")
 
 FILES = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "rtdose.dcm", "reportsi.dcm", "MR2_J2KR.dcm",
          "emri_small_jpeg_2k_lossless.dcm", "CT_small.dcm#dressed", "MR_small.dcm#dressed"]  # fmt: skip

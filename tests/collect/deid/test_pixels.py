@@ -11,13 +11,12 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from curata.collect.deid import Deidentifier, load_profile
 from curata.collect.deid.pixels import ReviewNeeded, find_text, ocr_available
 from curata.errors import DeidError
+from tests.conftest import require_peer
 
 from .conftest import KEY, read, to_bytes
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not ocr_available(), reason="tesseract not installed"),
-]
+pytestmark = [pytest.mark.integration]
+require_peer(ocr_available(), "tesseract")
 
 
 def _sc_with_text(text: str | None, *, burned_flag: str | None = None) -> Dataset:

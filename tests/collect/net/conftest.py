@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -16,7 +15,7 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.conftest import make_ct
+from tests.conftest import make_ct, require_peer, require_programs
 
 PLANTED = ("Doe^Jane", "PAT-0001", "Roe^Richard", "PAT-0002", "ACC123")
 DICOMWEB_PLUGIN = next(
@@ -39,9 +38,7 @@ def free_port() -> int:
 
 
 def need(*programs: str) -> None:
-    missing = [p for p in programs if shutil.which(p) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (scripts/system-deps.sh installs them)")
+    require_programs(*programs)
 
 
 @dataclass
@@ -96,8 +93,7 @@ def _study_files(tmp: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     need("Orthanc")
-    if DICOMWEB_PLUGIN is None:
-        pytest.skip("the orthanc-dicomweb plugin is not installed")
+    require_peer(DICOMWEB_PLUGIN is not None, "the orthanc-dicomweb plugin")
     root = tmp_path_factory.mktemp("orthanc")
     peer = Orthanc(dicom_port=free_port(), http_port=free_port(), gateway_port=free_port())
     config = {

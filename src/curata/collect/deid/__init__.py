@@ -14,7 +14,7 @@ from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from curata.collect.deid.engine import CODE_VERSION, Deidentifier, DeidRecord, DeidResult
-    from curata.collect.deid.profile import OPTIONS, PROFILES, Profile, load_profile
+    from curata.collect.deid.profile import BASIC_CODE, OPTIONS, PROFILES, DeidOption, Profile, load_profile
     from curata.collect.deid.vault import Vault
     from curata.collect.deid.verify import check_deidentified
 
@@ -25,6 +25,8 @@ __getattr__ = lazy_exports(
         "Deidentifier": "engine",
         "DeidRecord": "engine",
         "DeidResult": "engine",
+        "BASIC_CODE": "profile",
+        "DeidOption": "profile",
         "OPTIONS": "profile",
         "PROFILES": "profile",
         "Profile": "profile",
@@ -35,9 +37,11 @@ __getattr__ = lazy_exports(
 )
 
 __all__ = [
+    "BASIC_CODE",
     "CODE_VERSION",
     "OPTIONS",
     "PROFILES",
+    "DeidOption",
     "DeidRecord",
     "DeidResult",
     "Deidentifier",

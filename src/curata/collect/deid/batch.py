@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curata import _io
 from curata.collect.deid.engine import CODE_VERSION, Deidentifier
 from curata.collect.deid.pixels import ReviewNeeded
 from curata.collect.deid.profile import Profile
@@ -26,17 +27,7 @@ REPORT_NAME = "deid-report.json"
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, fsync, rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    _io.atomic_write(path, data)
 
 
 def inside(root: Path, relative: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -48,7 +47,9 @@ def deid(
     prof = load_profile(profile, config)
     vault_dir = vault or default_vault_dir(key_file)
     qdir = quarantine or default_quarantine_dir(vault_dir)
-    n_workers = workers if workers > 0 else (os.cpu_count() or 1)
+    from curata.settings import runtime_settings
+
+    n_workers = runtime_settings().worker_count(workers or None)  # the same rule as `curata ingest`
     summary = RunSummary("de-identification", failure_keys=("quarantined", "failed"))
     with make_progress(quiet=as_json) as progress:
         task = progress.add_task("de-identifying", total=None)

@@ -7,6 +7,7 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -14,43 +15,77 @@ from pydicom.datadict import tag_for_keyword
 
 from curata.collect.deid.pixels import DEFAULT_REGIONS, Region
 from curata.errors import ConfigError
+from curata.settings import DEFAULT_DEID_PROFILE
 
-# Option name -> (Table E.1-1 column, CID 7050 code value, code meaning)
-OPTIONS: dict[str, tuple[str | None, str, str]] = {
-    "retain_safe_private": ("rtnSafePrivOpt", "113111", "Retain Safe Private Option"),
-    "retain_uids": ("rtnUIDsOpt", "113110", "Retain UIDs Option"),
-    "retain_device_identity": ("rtnDevIdOpt", "113109", "Retain Device Identity Option"),
-    "retain_institution_identity": ("rtnInstIdOpt", "113112", "Retain Institution Identity Option"),
-    "retain_patient_characteristics": ("rtnPatCharsOpt", "113108", "Retain Patient Characteristics Option"),
-    "retain_long_full_dates": (
+
+class DeidOption(StrEnum):
+    """The PS3.15 Annex E options a profile can turn on. A member equals its string, so TOML keys and
+    ``profile.has("...")`` keep working, and a misspelt name raises instead of reading as "off"."""
+
+    RETAIN_SAFE_PRIVATE = "retain_safe_private"
+    RETAIN_UIDS = "retain_uids"
+    RETAIN_DEVICE_IDENTITY = "retain_device_identity"
+    RETAIN_INSTITUTION_IDENTITY = "retain_institution_identity"
+    RETAIN_PATIENT_CHARACTERISTICS = "retain_patient_characteristics"
+    RETAIN_LONG_FULL_DATES = "retain_long_full_dates"
+    RETAIN_LONG_MODIFIED_DATES = "retain_long_modified_dates"
+    CLEAN_DESCRIPTORS = "clean_descriptors"
+    CLEAN_STRUCTURED_CONTENT = "clean_structured_content"
+    CLEAN_GRAPHICS = "clean_graphics"
+    CLEAN_PIXEL_DATA = "clean_pixel_data"
+
+
+def deid_option(name: str, where: str = "") -> DeidOption:
+    """``name`` as a :class:`DeidOption`; an unknown name is a ConfigError listing the valid ones."""
+    try:
+        return DeidOption(name)
+    except ValueError:
+        raise ConfigError(
+            f"unknown de-identification option {name!r}{f' in {where}' if where else ''}",
+            hint=f"options: {', '.join(DeidOption)}",
+        ) from None
+
+
+# Option -> (Table E.1-1 column, CID 7050 code value, code meaning); one row per DeidOption
+OPTIONS: dict[DeidOption, tuple[str | None, str, str]] = {
+    DeidOption.RETAIN_SAFE_PRIVATE: ("rtnSafePrivOpt", "113111", "Retain Safe Private Option"),
+    DeidOption.RETAIN_UIDS: ("rtnUIDsOpt", "113110", "Retain UIDs Option"),
+    DeidOption.RETAIN_DEVICE_IDENTITY: ("rtnDevIdOpt", "113109", "Retain Device Identity Option"),
+    DeidOption.RETAIN_INSTITUTION_IDENTITY: ("rtnInstIdOpt", "113112", "Retain Institution Identity Option"),
+    DeidOption.RETAIN_PATIENT_CHARACTERISTICS: (
+        "rtnPatCharsOpt",
+        "113108",
+        "Retain Patient Characteristics Option",
+    ),
+    DeidOption.RETAIN_LONG_FULL_DATES: (
         "rtnLongFullDatesOpt",
         "113106",
         "Retain Longitudinal Temporal Information Full Dates Option",
     ),
-    "retain_long_modified_dates": (
+    DeidOption.RETAIN_LONG_MODIFIED_DATES: (
         "rtnLongModifDatesOpt",
         "113107",
         "Retain Longitudinal Temporal Information Modified Dates Option",
     ),
-    "clean_descriptors": ("cleanDescOpt", "113105", "Clean Descriptors Option"),
-    "clean_structured_content": ("cleanStructContOpt", "113104", "Clean Structured Content Option"),
-    "clean_graphics": ("cleanGraphOpt", "113103", "Clean Graphics Option"),
-    "clean_pixel_data": (None, "113101", "Clean Pixel Data Option"),
+    DeidOption.CLEAN_DESCRIPTORS: ("cleanDescOpt", "113105", "Clean Descriptors Option"),
+    DeidOption.CLEAN_STRUCTURED_CONTENT: ("cleanStructContOpt", "113104", "Clean Structured Content Option"),
+    DeidOption.CLEAN_GRAPHICS: ("cleanGraphOpt", "113103", "Clean Graphics Option"),
+    DeidOption.CLEAN_PIXEL_DATA: (None, "113101", "Clean Pixel Data Option"),
 }
 BASIC_CODE = ("113100", "Basic Application Confidentiality Profile")
 
-PROFILES: dict[str, frozenset[str]] = {
+PROFILES: dict[str, frozenset[DeidOption]] = {
     "basic": frozenset(),
     "research": frozenset(
         {
-            "retain_long_modified_dates",
-            "retain_patient_characteristics",
-            "retain_device_identity",
-            "clean_descriptors",
-            "clean_structured_content",
-            "clean_graphics",
-            "retain_safe_private",
-            "clean_pixel_data",
+            DeidOption.RETAIN_LONG_MODIFIED_DATES,
+            DeidOption.RETAIN_PATIENT_CHARACTERISTICS,
+            DeidOption.RETAIN_DEVICE_IDENTITY,
+            DeidOption.CLEAN_DESCRIPTORS,
+            DeidOption.CLEAN_STRUCTURED_CONTENT,
+            DeidOption.CLEAN_GRAPHICS,
+            DeidOption.RETAIN_SAFE_PRIVATE,
+            DeidOption.CLEAN_PIXEL_DATA,
         }
     ),
 }
@@ -59,7 +94,7 @@ PROFILES: dict[str, frozenset[str]] = {
 # overlays and curves go. Unknown IODs are refused.
 PROFILES["research-strict"] = PROFILES["research"] - {"retain_safe_private", "clean_graphics"}
 ALLOW_LIST_PROFILES = frozenset({"research-strict"})
-DEFAULT_PROFILE = "research"
+DEFAULT_PROFILE = DEFAULT_DEID_PROFILE  # declared once, in curata.settings ([deid] profile)
 ACTIONS = {"D", "Z", "X", "K", "C", "U"}
 _TAG_RE = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
 _UID_ROOT_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -70,7 +105,7 @@ class Profile:
     """What the engine does: a named option set plus per-attribute overrides."""
 
     name: str = DEFAULT_PROFILE
-    options: frozenset[str] = PROFILES[DEFAULT_PROFILE]
+    options: frozenset[DeidOption] = PROFILES[DEFAULT_PROFILE]
     overrides: tuple[tuple[int, str], ...] = ()  # (tag, action): wins over the table
     uid_root: str = "2.25"
     pseudonym_prefix: str = "CUR-"
@@ -89,8 +124,12 @@ class Profile:
         """Only the attributes the object's IOD defines survive."""
         return self.name in ALLOW_LIST_PROFILES
 
-    def has(self, option: str) -> bool:
-        return option in self.options
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", frozenset(deid_option(o) for o in self.options))
+
+    def has(self, option: DeidOption | str) -> bool:
+        """Whether the option is on; a misspelt option name raises rather than reading as off."""
+        return deid_option(option) in self.options
 
     @property
     def override_map(self) -> dict[int, str]:
@@ -161,9 +200,7 @@ def load_profile(name: str | None = DEFAULT_PROFILE, config: Path | None = None)
         raise ConfigError(f"unknown profile {name!r}", hint=f"choose one of: {', '.join(PROFILES)}")
     options = set(PROFILES[name])
     for opt, on in (data.get("options") or {}).items():
-        if opt not in OPTIONS:
-            raise ConfigError(f"unknown option {opt!r} in {config}", hint=f"options: {', '.join(OPTIONS)}")
-        (options.add if on else options.discard)(opt)
+        (options.add if on else options.discard)(deid_option(opt, str(config)))
     if {"retain_long_full_dates", "retain_long_modified_dates"} <= options:
         raise ConfigError("retain_long_full_dates and retain_long_modified_dates exclude each other")
     overrides: dict[int, str] = {}

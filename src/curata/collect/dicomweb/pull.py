@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from curata.collect.dicomweb import _multipart
+from curata.collect.dicomweb import multipart as _multipart
 from curata.collect.net.config import tls_verify
 from curata.collect.net.pull import SERIES_KEYS, SeriesPlan
 from curata.collect.net.receive import OK_STATUSES, Receiver

@@ -51,40 +51,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from curata.errors import ConfigError
+from curata.settings import GatewaySettings
 
-DEFAULTS: dict[str, Any] = {
-    "ae_title": "CURATA",
-    "port": 11112,
-    "bind": "127.0.0.1",
-    "allow": [],
-    "allow_hosts": [],
-    "check_called_ae": True,
-    "max_pdu": 1 << 20,
-    "max_request_bytes": 64 << 10,
-    "request_timeout": 10.0,
-    "acse_timeout": 30.0,
-    "dimse_timeout": 120.0,
-    "network_timeout": 60.0,
-    "max_associations": 16,
-    "max_associations_per_peer": 8,
-    "max_connections": 128,
-    "max_connections_per_host": 32,
-    "max_upload_bytes": 512 << 20,
-    "max_object_bytes": 2 << 30,
-    "processes": 1,
-    "http_host": "127.0.0.1",
-    "http_port": 8042,
-    "public_url": "",
-    "tls_cert": "",
-    "tls_key": "",
-    "dicom_tls": False,
-    "tls_ca": "",
-    "token": "",
-    "push_token": "",
-    "push_batch": 32,
-    "workers": 0,
-    "peers": {},
-}
+# The defaults are declared once, in curata.settings.GatewaySettings.
+DEFAULTS: dict[str, Any] = GatewaySettings().model_dump()
 
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash, at most 16
 
@@ -222,7 +192,8 @@ class GatewayConfig:
 
     @classmethod
     def from_workspace(cls, ws: Any) -> GatewayConfig:
-        section = {**DEFAULTS, **(ws.config.get("gateway") or {})}
+        # validated (types, unknown keys) and merged with CURATA_* variables by curata.settings
+        section = ws.settings.gateway.model_dump()
         _check_secret_file(ws, section)
         try:
             peers = {
@@ -241,8 +212,8 @@ class GatewayConfig:
                 tls_key=str(section.get("tls_key") or ""),
                 dicom_tls=bool(section.get("dicom_tls")),
                 tls_ca=str(section.get("tls_ca") or ""),
-                token=os.environ.get("CURATA_TOKEN") or str(section.get("token") or ""),
-                push_token=os.environ.get("CURATA_PUSH_TOKEN") or str(section.get("push_token") or ""),
+                token=str(section.get("token") or ""),
+                push_token=str(section.get("push_token") or ""),
                 push_batch=max(1, int(section["push_batch"])),
                 workers=max(0, int(section.get("workers") or 0)),
                 peers=peers,
@@ -275,7 +246,7 @@ class GatewayConfig:
 
     def worker_count(self) -> int:
         """De-identification processes: the configured number, or one per core (at most 8)."""
-        from curata.runtime.pool import default_workers
+        from curata.runtime import default_workers
 
         return self.workers or min(8, default_workers())
 

@@ -17,7 +17,7 @@ import httpx
 from sqlalchemy import select
 
 from curata.catalog import Instance
-from curata.collect.dicomweb import _multipart
+from curata.collect.dicomweb import multipart as _multipart
 from curata.collect.net.config import tls_verify
 from curata.collect.net.models import GatewayPush
 from curata.console import RunSummary

@@ -35,7 +35,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from curata.catalog import Instance
-from curata.collect.ingest import CatalogWriter, Ingestor, IngestOutcome, ensure_site, process_one
+from curata.collect.ingest import (
+    CatalogWriter,
+    Ingestor,
+    IngestOutcome,
+    ensure_site,
+    init_worker_process,
+    prepare_worker,
+    process_one,
+    worker_context,
+)
 from curata.collect.net.models import GatewayReceived
 from curata.errors import CatalogError
 from curata.workspace import Workspace
@@ -166,18 +175,14 @@ class Receiver:
     def _context(self):  # type: ignore[no-untyped-def]
         ctx = getattr(self._local, "ctx", None)
         if ctx is None:
-            from curata.collect.ingest import _setup_context
-
-            ctx = self.ingestor._context(frozenset())
-            _setup_context(ctx)
+            ctx = worker_context(self.ingestor)
+            prepare_worker(ctx)
             self._local.ctx = ctx
         return ctx
 
     def _process_pool(self) -> ProcessPoolExecutor:
         with self._start_lock:
             if self._pool is None:
-                from curata.collect.ingest import _init_worker
-
                 # spawn, not fork: this process runs network threads, and a forked child would
                 # inherit their locks mid-flight
                 from curata.runtime.pool import start_worker
@@ -186,7 +191,7 @@ class Receiver:
                     max_workers=self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=start_worker,  # dies with the gateway (PR_SET_PDEATHSIG)
-                    initargs=(os.getpid(), _init_worker, (self.ingestor._context(frozenset()),)),
+                    initargs=(os.getpid(), init_worker_process, (worker_context(self.ingestor),)),
                 )
             return self._pool
 
@@ -219,9 +224,9 @@ class Receiver:
             job.done.set()
 
     def _open_writer(self) -> tuple[Session, CatalogWriter]:
-        session = self.ws.catalog._sessions()
-        cfg = self.ws.config["site"]
-        site = ensure_site(session, self.ingestor.site_name, cfg.get("region"), cfg.get("country"))
+        session = self.ws.catalog.open_session()
+        cfg = self.ws.settings.site
+        site = ensure_site(session, self.ingestor.site_name, cfg.region or None, cfg.country or None)
         session.commit()
         return session, CatalogWriter(session, site)
 

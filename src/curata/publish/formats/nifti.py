@@ -102,14 +102,11 @@ def series_to_nifti(store: Any, slices: Sequence[SliceRef], seg_digests: Sequenc
 
     The volume comes from ``curata.preprocess.convert`` (lossless, exact affine, tilt, gaps, 4D and
     enhanced multi-frame handled; checked against dcm2niix) and the label map is resampled onto its
-    grid; where that stage is not installed, ITK converts both on one grid.
+    grid; where the converter cannot read a series (e.g. colour), ITK converts both on one grid.
     """
     if not slices:
         raise InputError("series has no instances to convert")
-    try:
-        from curata.preprocess.convert import convert_series
-    except ImportError:
-        return itk_series_to_nifti(store, slices, seg_digests)
+    from curata.preprocess import convert_series
     from curata.publish.formats.pipeline import nifti_gz, reference_image
 
     with tempfile.TemporaryDirectory(prefix="curata-nifti-") as tmpdir:

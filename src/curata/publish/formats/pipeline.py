@@ -34,7 +34,7 @@ def pipeline_digest(path: str) -> str:
 
 
 def run(ws: Any, path: str, series_uids: Sequence[str]) -> PipelineOutput:
-    from curata.preprocess.pipeline import (
+    from curata.preprocess import (
         CacheSpec,
         load_pipeline,
         load_volume,
@@ -46,7 +46,7 @@ def run(ws: Any, path: str, series_uids: Sequence[str]) -> PipelineOutput:
     wanted = set(series_uids)
     items = [i for i in series_from_workspace(ws) if i.item_id in wanted]
     spec = CacheSpec("workspace", str(ws.root))
-    workers = int(ws.config.get("runtime", {}).get("workers") or 0) or None
+    workers = ws.workers()
     result = run_pipeline(pipeline, items, spec, workers=workers, quiet=True)
     out = PipelineOutput(failures=list(result.failures))
     for v in result.volumes:
@@ -55,12 +55,12 @@ def run(ws: Any, path: str, series_uids: Sequence[str]) -> PipelineOutput:
 
 
 def nifti_gz(volume: Any) -> bytes:
-    from curata.preprocess.volume import nifti_bytes
+    from curata.preprocess import nifti_bytes
 
     return gzip.compress(b"".join(bytes(part) for part in nifti_bytes(volume)), compresslevel=6, mtime=0)
 
 
 def reference_image(volume: Any) -> Any:
-    from curata.preprocess.spatial import to_sitk
+    from curata.preprocess import to_sitk
 
     return to_sitk(volume, real=False)

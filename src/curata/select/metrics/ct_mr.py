@@ -563,7 +563,10 @@ def _ct_metrics(per: list[dict[str, Any]], metal: np.ndarray) -> dict[str, Any]:
         "hu_air_offset": _r(air_hu + 1000 if air_hu is not None else None, 1),
         "snr": _r((tissue_hu + 1000) / noise_t if tissue_hu is not None and noise_t else None, 2),
         "cnr": _r(
-            abs(tissue_hu - fat_hu) / noise_t if None not in (tissue_hu, fat_hu) and noise_t else None, 2
+            abs(tissue_hu - fat_hu) / noise_t
+            if tissue_hu is not None and fat_hu is not None and noise_t
+            else None,
+            2,
         ),
         "metal_slices": int(metal.sum()),
         "metal_streak_fraction": None,

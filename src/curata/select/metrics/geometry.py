@@ -77,7 +77,7 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     if na == 0 or nb == 0:
         return float("nan")
-    c = abs(float(np.dot(a, b)) / (na * nb))
+    c = abs(float(np.dot(a, b)) / float(na * nb))
     return math.degrees(math.acos(min(1.0, c)))
 
 

@@ -189,3 +189,40 @@ METRICS: dict[str, Metric] = {
         ),
     ]
 }
+
+
+# -- what else a measurement records ---------------------------------------------------------------------
+# header_problems (geometry.header_problems) lists which of these checks failed; the strings are the API.
+HEADER_PROBLEMS: tuple[str, ...] = (
+    "PixelSpacing missing",
+    "PixelSpacing not in (0, 10] mm",
+    "ImageOrientationPatient missing",
+    "ImageOrientationPatient not two orthonormal vectors",
+    "ImagePositionPatient missing",
+    "Rows/Columns missing",
+)
+EXTRA_OUTPUTS: dict[str, str] = {"header_problems": "the header checks that failed, from HEADER_PROBLEMS"}
+
+# -- the QC version is part of the registry ------------------------------------------------------------
+# Every stored measurement carries "qc/<QC_VERSION>"; a new version measures every series again. Change a
+# metric's definition, add or drop one, or change a header check, and definitions_digest() changes:
+# tests/select/metrics/test_registry.py then fails until QC_VERSION is bumped and the new digest recorded.
+QC_VERSION = 3
+VERSION_DIGESTS: dict[int, str] = {
+    2: "b475cc9471d125760a457595eca9d96057f54e453c252ba14df00988466697e4",
+    # 3: same definitions, new code (MR ghost background keeps anatomy by size; FOV edge toward the feet)
+    3: "b475cc9471d125760a457595eca9d96057f54e453c252ba14df00988466697e4",
+}
+
+
+def definitions_digest() -> str:
+    """A digest of every metric's name, kind, unit, definition and modalities, and the header checks."""
+    import hashlib
+    import json
+
+    body = {
+        "metrics": [[m.name, m.kind, m.unit, m.definition, list(m.modalities)] for m in METRICS.values()],
+        "header_problems": list(HEADER_PROBLEMS),
+        "extra": sorted(EXTRA_OUTPUTS),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,70 @@
+"""Durable file writes, shared by every stage: write to a temporary name, fsync, rename into place.
+
+A reader never sees a half-written file: it finds the old content, or the new, whole. With
+``durable_name=True`` the folder is fsynced too, so the new name itself survives a power cut.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def fsync_dir(path: Path | str) -> None:
+    """Make the names in folder ``path`` durable (a rename is only on disk once its folder is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path | str) -> None:
+    """Flush a file already written to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_name(path: Path) -> Path:
+    """A hidden name beside ``path``, unique to this process and call (threads write side by side)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def atomic_write(
+    path: Path | str,
+    data: bytes | str,
+    *,
+    fsync: bool = True,
+    mode: int = 0o644,
+    durable_name: bool = False,
+) -> Path:
+    """Write ``data`` to ``path`` atomically; a str is written as UTF-8. Returns ``path``.
+
+    ``fsync=False`` skips the flush (for bulk writes the caller syncs once at the end); ``mode`` is the
+    new file's permission bits (less the umask), set before any byte is written (0o600 for secrets).
+    """
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable_name:
+        fsync_dir(path.parent)
+    return path
