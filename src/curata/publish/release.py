@@ -651,10 +651,8 @@ def _release_payload(row: ReleaseVersion, manifest: Manifest) -> dict[str, Any]:
 
 def _logged_index(ws: Workspace, manifest_digest: str) -> int | None:
     """The log entry already recording this manifest (a kill after the append, before the commit)."""
-    try:
-        from curata.ledger import Ledger
-    except ImportError:
-        return None
+    from curata.ledger import Ledger
+
     for entry in Ledger.open(ws).entries("release"):
         if entry.payload.get("manifest_sha256") == manifest_digest:
             return entry.index

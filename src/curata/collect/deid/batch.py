@@ -251,7 +251,7 @@ def run_batch(
         consume(_process_one(p) for p in paths)
     else:
         chunk = max(1, min(64, len(paths) // (workers * 8)))
-        from curata.runtime.pool import start_worker
+        from curata.runtime import start_worker
 
         with ProcessPoolExecutor(
             max_workers=workers, initializer=start_worker, initargs=(os.getpid(), _init_worker, init_args)

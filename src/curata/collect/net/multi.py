@@ -28,7 +28,7 @@ from curata.collect.net.config import GatewayConfig
 def _child(root: str, cfg: dict[str, Any], deidentify: bool, ready: Any, results: Any) -> None:
     from curata.collect.net.config import AllowRule, Peer
     from curata.collect.net.scp import GatewayServer
-    from curata.runtime.pool import die_with_parent
+    from curata.runtime import die_with_parent
     from curata.workspace import Workspace
 
     die_with_parent()

@@ -185,7 +185,7 @@ class Receiver:
             if self._pool is None:
                 # spawn, not fork: this process runs network threads, and a forked child would
                 # inherit their locks mid-flight
-                from curata.runtime.pool import start_worker
+                from curata.runtime import start_worker
 
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.workers,
