@@ -103,3 +103,65 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+PASSWORD = "correct horse battery"
+ROLE_USERS = {
+    "adm": "admin",
+    "cur": "curator",
+    "ann": "annotator",
+    "rev": "reviewer",
+    "hos": "site",
+    "lic": "licensee",
+}
+
+
+class Platform:
+    """A workspace with two sites in two projects, a user per role in ``alpha``, an ``outsider``
+    (curator of ``beta`` only) and a platform admin ``root``; each user has an API token."""
+
+    def __init__(self, ws: Any, studies: dict[str, str], series: dict[str, str]) -> None:
+        self.ws = ws
+        self.studies = studies  # site -> study uid
+        self.series = series  # site -> series uid
+        self.tokens: dict[str, str] = {}
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+
+@pytest.fixture
+def platform(workspace: Any, ct_series: Any) -> Platform:
+    from sqlalchemy import select
+
+    from curata.catalog import Patient, Series, Site, Study
+    from curata.collect.ingest import Ingestor
+    from curata.server import service
+
+    ws = workspace
+    for site, pid in (("site-a", "PA"), ("site-b", "PB")):
+        src = ct_series(3, folder=site, patient_id=pid, deidentified=True)
+        Ingestor(ws, deidentify=False, site=site, workers=1).ingest_paths([src])
+    studies, series = {}, {}
+    with ws.catalog.session() as s:
+        for site_name, st, se in s.execute(
+            select(Site.name, Study.study_uid, Series.series_uid)
+            .join(Patient, Patient.site_id == Site.id)
+            .join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id)
+        ):
+            studies[site_name], series[site_name] = st, se
+    p = Platform(ws, studies, series)
+    service.create_project(ws, "alpha", title="Alpha")
+    service.add_resource(ws, "alpha", "site", "site-a")
+    service.create_project(ws, "beta", title="Beta")
+    service.add_resource(ws, "beta", "site", "site-b")
+    for user, role in ROLE_USERS.items():
+        service.create_user(ws, user, PASSWORD)
+        service.set_role(ws, user, "alpha", role)
+    service.create_user(ws, "outsider", PASSWORD)
+    service.set_role(ws, "outsider", "beta", "curator")
+    service.create_user(ws, "root", PASSWORD, platform_admin=True)
+    for user in (*ROLE_USERS, "outsider", "root"):
+        p.tokens[user] = service.create_token(ws, user, "test").token
+    return p

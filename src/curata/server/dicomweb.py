@@ -114,6 +114,27 @@ def _page(request: Request, stmt: Any) -> Any:
     return stmt.limit(limit) if limit else stmt
 
 
+def _scope(request: Request) -> Any:
+    """``select(Series.id)`` of what the caller may see (set by the router's auth dependency)."""
+    return request.state.access.series
+
+
+def _record(request: Request, action: str, target: str, **detail: Any) -> None:
+    """Append a view, download or upload to the audit trail and the transparency log."""
+    from curata.server.service import record
+
+    access = request.state.access
+    record(
+        request.app.state.ws,
+        action,
+        principal=access.principal,
+        target=target,
+        project=access.project.name if access.project else None,
+        detail=detail,
+        ledger=request.app.state.ledger,
+    )
+
+
 def _json(data: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse(data, media_type=DICOM_JSON)
 
@@ -170,19 +191,31 @@ def _instance_json(base: str, study_uid: str, series_uid: str, inst: Instance, s
 @router.get("/studies")
 def search_studies(request: Request) -> JSONResponse:
     ws = request.app.state.ws
-    n_series = select(func.count(Series.id)).where(Series.study_id == Study.id).scalar_subquery()
+    scope = _scope(request)
+    n_series = (
+        select(func.count(Series.id))
+        .where(Series.study_id == Study.id, Series.id.in_(scope))
+        .scalar_subquery()
+    )
     n_inst = (
         select(func.coalesce(func.sum(Series.instance_count), 0))
-        .where(Series.study_id == Study.id)
+        .where(Series.study_id == Study.id, Series.id.in_(scope))
         .scalar_subquery()
     )
     stmt = select(Study, Patient, n_series, n_inst).join(Patient, Study.patient_id == Patient.id)
+    stmt = stmt.where(Study.id.in_(select(Series.study_id).where(Series.id.in_(scope))))
     stmt = _page(request, _filters(request, _STUDY_FIELDS, stmt).order_by(Study.id))
     base = _base(request)
     out = []
     with ws.catalog.session() as s:
         for study, patient, ns, ni in s.execute(stmt):
-            mods = list(s.scalars(select(Series.modality).where(Series.study_id == study.id).distinct()))
+            mods = list(
+                s.scalars(
+                    select(Series.modality)
+                    .where(Series.study_id == study.id, Series.id.in_(scope))
+                    .distinct()
+                )
+            )
             out.append(_study_json(base, study, patient, ns, ni, mods))
     return _json(out)
 
@@ -192,7 +225,7 @@ def search_studies(request: Request) -> JSONResponse:
 def search_series(request: Request, study_uid: str | None = None) -> JSONResponse:
     ws = request.app.state.ws
     stmt = select(Series, Study.study_uid).join(Study, Series.study_id == Study.id)
-    stmt = stmt.join(Patient, Study.patient_id == Patient.id)
+    stmt = stmt.join(Patient, Study.patient_id == Patient.id).where(Series.id.in_(_scope(request)))
     if study_uid:
         stmt = stmt.where(Study.study_uid == study_uid)
     stmt = _filters(request, {**_STUDY_FIELDS, **_SERIES_FIELDS}, stmt).order_by(Series.id)
@@ -213,6 +246,7 @@ def search_instances(
         .join(Series, Instance.series_id == Series.id)
         .join(Study, Series.study_id == Study.id)
         .join(Patient, Study.patient_id == Patient.id)
+        .where(Series.id.in_(_scope(request)))
     )
     if study_uid:
         stmt = stmt.where(Study.study_uid == study_uid)
@@ -232,7 +266,7 @@ def _blobs(request: Request, study_uid: str, series_uid: str | None, sop_uid: st
         select(Instance.blob_digest)
         .join(Series, Instance.series_id == Series.id)
         .join(Study, Series.study_id == Study.id)
-        .where(Study.study_uid == study_uid)
+        .where(Study.study_uid == study_uid, Series.id.in_(_scope(request)))
     )
     if series_uid:
         stmt = stmt.where(Series.series_uid == series_uid)
@@ -268,7 +302,10 @@ def _multipart_stream(request: Request, digests: list[str]) -> StreamingResponse
 def retrieve(
     request: Request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
 ) -> StreamingResponse:
-    return _multipart_stream(request, _blobs(request, study_uid, series_uid, sop_uid))
+    digests = _blobs(request, study_uid, series_uid, sop_uid)
+    target = "/".join(u for u in (study_uid, series_uid, sop_uid) if u)
+    _record(request, "download", target, instances=len(digests))
+    return _multipart_stream(request, digests)
 
 
 def _metadata(raw: bytes, bulk_base: str) -> dict[str, Any]:
@@ -299,7 +336,7 @@ def metadata(
             select(Instance.blob_digest, Instance.sop_instance_uid, Series.series_uid)
             .join(Series, Instance.series_id == Series.id)
             .join(Study, Series.study_id == Study.id)
-            .where(Study.study_uid == study_uid)
+            .where(Study.study_uid == study_uid, Series.id.in_(_scope(request)))
         )
         if series_uid:
             stmt = stmt.where(Series.series_uid == series_uid)
@@ -311,7 +348,81 @@ def metadata(
     for digest, sop, se in rows:
         url = f"{base}/studies/{study_uid}/series/{se}/instances/{sop}"
         out.append(_metadata(store.get_bytes(digest), url))
+    for se in sorted({se for _d, _s, se in rows}):
+        _record(request, "view-series", f"{study_uid}/{se}")
     return _json(out)
+
+
+def render_frame(raw: bytes, frame: int = 1, size: int | None = None) -> bytes:
+    """One frame as an 8-bit PNG: modality LUT, then the stored window (or the frame's range), then an
+    optional downscale to ``size`` pixels on the long side. What ``rendered`` and ``thumbnail`` answer."""
+    import numpy as np
+    from PIL import Image
+    from pydicom.pixels import apply_modality_lut
+
+    ds = pydicom.dcmread(io.BytesIO(raw))
+    if "PixelData" not in ds:
+        raise HTTPException(404, "this instance has no pixel data")
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    if not 1 <= frame <= n:
+        raise HTTPException(404, f"this instance has {n} frame(s)")
+    arr = ds.pixel_array
+    if n > 1:
+        arr = arr[frame - 1]
+    if int(ds.get("SamplesPerPixel", 1)) == 3:
+        img = Image.fromarray(np.asarray(arr, dtype=np.uint8), "RGB")
+    else:
+        values = apply_modality_lut(arr, ds).astype(np.float64)
+        center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+        if center is not None and width is not None:
+            c = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)
+            w = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
+            lo, hi = c - w / 2, c + w / 2
+        else:
+            lo, hi = float(values.min()), float(values.max())
+        scaled = np.clip((values - lo) / max(hi - lo, 1e-6), 0, 1) * 255
+        if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+            scaled = 255 - scaled
+        img = Image.fromarray(scaled.astype(np.uint8), "L")
+    if size:
+        img.thumbnail((size, size))
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _first_instance(request: Request, study_uid: str, series_uid: str) -> str:
+    digests = _blobs(request, study_uid, series_uid, None)
+    return digests[len(digests) // 2]  # the middle slice says more about a series than the first
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/rendered")
+def rendered_instance(request: Request, study_uid: str, series_uid: str, sop_uid: str) -> Response:
+    digest = _blobs(request, study_uid, series_uid, sop_uid)[0]
+    return Response(render_frame(request.app.state.ws.store.get_bytes(digest)), media_type="image/png")
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/rendered")
+def rendered_series(request: Request, study_uid: str, series_uid: str) -> Response:
+    raw = request.app.state.ws.store.get_bytes(_first_instance(request, study_uid, series_uid))
+    return Response(render_frame(raw), media_type="image/png")
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/thumbnail")
+def thumbnail_instance(request: Request, study_uid: str, series_uid: str, sop_uid: str) -> Response:
+    digest = _blobs(request, study_uid, series_uid, sop_uid)[0]
+    png = render_frame(request.app.state.ws.store.get_bytes(digest), size=128)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/thumbnail")
+def thumbnail_series(request: Request, study_uid: str, series_uid: str) -> Response:
+    raw = request.app.state.ws.store.get_bytes(_first_instance(request, study_uid, series_uid))
+    return Response(
+        render_frame(raw, size=128),
+        media_type="image/png",
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
 
 
 @router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/{frames}")
@@ -384,6 +495,18 @@ def _source_uids(data: bytes) -> tuple[str, str]:
         return "", ""
 
 
+def _file_into_project(request: Request, series_uids: list[str], n_stored: int) -> None:
+    """What a member stores through a project's DICOMweb belongs to that project; the upload is logged."""
+    from curata.server.service import add_resource
+
+    access = request.state.access
+    if access.project is not None:
+        for uid in series_uids:
+            add_resource(request.app.state.ws, access.project.name, "series", uid)
+    if n_stored:
+        _record(request, "upload", ",".join(series_uids)[:256], instances=n_stored)
+
+
 @router.post("/studies")
 @router.post("/studies/{study_uid}")
 async def store_instances(request: Request, study_uid: str | None = None) -> JSONResponse:
@@ -399,6 +522,7 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
     base = _base(request)
     stored: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
+    new_series: set[str] = set()
     for headers, data in parts:
         sop_class, sop_uid = _source_uids(data)
         ref = {"00081150": _el("UI", sop_class), "00081155": _el("UI", sop_uid)}
@@ -422,7 +546,9 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
         se = (fields.get("series") or {}).get("series_uid")
         if st and se:
             item["00081190"] = _el("UR", f"{base}/studies/{st}/series/{se}/instances/{stored_uid}")
+            new_series.add(se)
         stored.append(item)
+    _file_into_project(request, sorted(new_series), len(stored))
     result: dict[str, Any] = {"00081190": _el("UR", f"{base}/studies/{study_uid}" if study_uid else base)}
     if stored:
         result["00081199"] = {"vr": "SQ", "Value": stored}
