@@ -165,3 +165,29 @@ def platform(workspace: Any, ct_series: Any) -> Platform:
     for user in (*ROLE_USERS, "outsider", "root"):
         p.tokens[user] = service.create_token(ws, user, "test").token
     return p
+
+
+@pytest.fixture
+def stocked(platform: Platform) -> Platform:
+    """The platform after QC, a cohort, a release of alpha's site licensed to ``lic`` (and logged with
+    a fee, for revenue) and a signed checkpoint."""
+    from curata.ledger import Ledger
+    from curata.ledger.revenue import add_licence
+    from curata.publish import create_release
+    from curata.select import create_cohort, run_qc
+    from curata.server import service
+
+    ws = platform.ws
+    run_qc(ws, workers=1)
+    create_cohort(ws, "ct-a", "site = site-a")
+    service.add_resource(ws, "alpha", "cohort", "ct-a")
+    rel = create_release(ws, "rel-a", cohort="ct-a", split="100,0,0")
+    service.add_resource(ws, "alpha", "release", "rel-a")
+    service.grant_licence(ws, "lic", "alpha", rel["ref"])
+    ledger = Ledger.open(ws)
+    import datetime as _dt
+
+    add_licence(ledger, "lic", rel["ref"], 1_000_00, on=_dt.date(2026, 11, 2))
+    ledger.checkpoint()
+    platform.release = rel["ref"]  # type: ignore[attr-defined]
+    return platform
