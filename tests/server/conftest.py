@@ -140,7 +140,9 @@ def platform(workspace: Any, ct_series: Any) -> Platform:
 
     ws = workspace
     for site, pid in (("site-a", "PA"), ("site-b", "PB")):
-        src = ct_series(3, folder=site, patient_id=pid, deidentified=True)
+        src = ct_series(
+            3, folder=site, patient_id=pid, patient_name=pid, deidentified=True
+        )  # as deid leaves it
         Ingestor(ws, deidentify=False, site=site, workers=1).ingest_paths([src])
     studies, series = {}, {}
     with ws.catalog.session() as s:

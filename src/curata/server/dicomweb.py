@@ -18,7 +18,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy import func, select
 
-from curata.catalog import Instance, Patient, Series, Study
+from curata.catalog import Instance, Patient, Series, Site, Study
 from curata.collect.dicomweb import _multipart
 from curata.collect.net.receive import OK_STATUSES
 from curata.errors import InputError
@@ -495,6 +495,78 @@ def _source_uids(data: bytes) -> tuple[str, str]:
         return "", ""
 
 
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+
+
+def is_derived_class(sop_class: str) -> bool:
+    """Segmentations and structured reports made in the viewer (OHIF) from the project's images."""
+    return sop_class == SEG_STORAGE or sop_class.startswith(SR_PREFIX)
+
+
+def _referenced_series(ds: Any) -> list[str]:
+    uids = {str(item.get("SeriesInstanceUID", "")) for item in ds.get("ReferencedSeriesSequence", [])}
+    for ev in ds.get("CurrentRequestedProcedureEvidenceSequence", []):
+        uids |= {str(i.get("SeriesInstanceUID", "")) for i in ev.get("ReferencedSeriesSequence", [])}
+    return sorted(u for u in uids if u)
+
+
+def _file_derived(request: Request, data: bytes) -> Any:
+    """File a SEG/SR made in the viewer as a new, immutable object beside the images it annotates.
+
+    It must refer to a study this project holds, and its patient module must carry that study's
+    pseudonym and nothing else (it is derived from de-identified images, so it is stored as sent, UIDs
+    intact, and marked de-identified). Its provenance names the series it references and its author.
+    """
+    from curata.catalog.provenance import record as record_provenance
+    from curata.collect.ingest import Ingestor
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    access = request.state.access
+    ws = request.app.state.ws
+    with ws.catalog.session() as s:
+        row = s.execute(
+            select(Patient.pseudonym, Site.name)
+            .join(Study, Study.patient_id == Patient.id)
+            .join(Site, Patient.site_id == Site.id)
+            .join(Series, Series.study_id == Study.id)
+            .where(Study.study_uid == str(ds.get("StudyInstanceUID", "")), Series.id.in_(_scope(request)))
+            .limit(1)
+        ).first()
+    if row is None:
+        raise InputError("it refers to no study of this project")
+    pseudonym, site = row
+    for keyword in ("PatientID", "PatientName"):
+        if str(ds.get(keyword, "") or "") not in ("", pseudonym):
+            raise InputError(f"its {keyword} is not the study's pseudonym")
+    for keyword in (
+        "OtherPatientIDs",
+        "OtherPatientIDsSequence",
+        "PatientAddress",
+        "PatientTelephoneNumbers",
+    ):
+        if keyword in ds:
+            del ds[keyword]
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "derived in the viewer from de-identified images; patient module checked"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    outcome = Ingestor(ws, deidentify=False, site=site, workers=1).ingest_bytes(buf.getvalue(), "viewer-stow")
+    if outcome.status in ("ingested", "present"):
+        with ws.catalog.session() as s:
+            record_provenance(
+                s,
+                "viewer.stow",
+                [*_referenced_series(ds), str(ds.SOPInstanceUID)],
+                {
+                    "project": access.project.name if access.project else "",
+                    "author": access.principal.username,
+                },
+                {"sop_class": str(ds.SOPClassUID), "blob": outcome.blob_digest or ""},
+            )
+    return outcome
+
+
 def _file_into_project(request: Request, series_uids: list[str], n_stored: int) -> None:
     """What a member stores through a project's DICOMweb belongs to that project; the upload is logged."""
     from curata.server.service import add_resource
@@ -530,9 +602,15 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
             failed.append({**ref, "00081197": _el("US", FAILURE_DIGEST_MISMATCH)})
             continue
         try:
-            outcome = await run_in_threadpool(
-                receiver.receive, data, source="stow-rs", source_uid=sop_uid or None, peer="stow-rs"
-            )
+            if request.state.access.project is not None and is_derived_class(sop_class):
+                outcome = await run_in_threadpool(_file_derived, request, data)
+            else:
+                outcome = await run_in_threadpool(
+                    receiver.receive, data, source="stow-rs", source_uid=sop_uid or None, peer="stow-rs"
+                )
+        except InputError:
+            failed.append({**ref, "00081197": _el("US", FAILURE_REFUSED)})
+            continue
         except Exception:
             failed.append({**ref, "00081197": _el("US", FAILURE_OUT_OF_RESOURCES)})
             continue
