@@ -101,3 +101,17 @@ def test_a_seg_from_the_viewer_is_stored_with_provenance(platform: Any) -> None:
     assert prov.parameters == {"project": "alpha", "author": "ann"}
     assert p.series["site-a"] in prov.inputs
     assert any(e.action == "upload" and e.username == "ann" for e in service.audit_events(p.ws))
+
+
+def test_qido_includefield_adds_what_is_asked(platform: Any) -> None:
+    p = platform
+    with TestClient(create_app(p.ws)) as c:
+        url = f"/projects/alpha/dicomweb/studies/{p.studies['site-a']}/series"
+        plain = c.get(url, headers=p.auth("cur")).json()[0]
+        assert "00100020" not in plain and "00080070" not in plain
+        asked = c.get(url, params={"includefield": "00100020,Manufacturer"}, headers=p.auth("cur")).json()[0]
+        assert asked["00100020"]["Value"] == ["PA"] and asked["00080070"]["Value"] == ["GE MEDICAL SYSTEMS"]
+        everything = c.get(
+            f"{url}/{p.series['site-a']}/instances", params={"includefield": "all"}, headers=p.auth("cur")
+        ).json()
+        assert len(everything) == 3 and all(i["00080020"]["Value"] == ["20240301"] for i in everything)

@@ -220,18 +220,65 @@ def search_studies(request: Request) -> JSONResponse:
     return _json(out)
 
 
+# includefield: attributes a QIDO answer carries only when asked (by tag, keyword, or "all")
+_OPTIONAL: dict[str, tuple[str, str, Any]] = {
+    "00080020": ("StudyDate", "DA", lambda st, pa, se: st.study_date),
+    "00080030": ("StudyTime", "TM", lambda st, pa, se: st.study_time),
+    "00081030": ("StudyDescription", "LO", lambda st, pa, se: st.description),
+    "00100010": ("PatientName", "PN", lambda st, pa, se: pa.pseudonym),
+    "00100020": ("PatientID", "LO", lambda st, pa, se: pa.pseudonym),
+    "00100040": ("PatientSex", "CS", lambda st, pa, se: pa.sex),
+    "00080021": ("SeriesDate", "DA", lambda st, pa, se: se.series_date),
+    "00080070": ("Manufacturer", "LO", lambda st, pa, se: se.manufacturer),
+    "00081090": ("ManufacturerModelName", "LO", lambda st, pa, se: se.model),
+    "00180050": ("SliceThickness", "DS", lambda st, pa, se: se.slice_thickness),
+    "00180060": ("KVP", "DS", lambda st, pa, se: se.kvp),
+    "00280010": ("Rows", "US", lambda st, pa, se: se.rows),
+    "00280011": ("Columns", "US", lambda st, pa, se: se.columns),
+}
+_OPTIONAL_BY_NAME = {name.lower(): tag for tag, (name, _vr, _f) in _OPTIONAL.items()}
+
+
+def _included(request: Request) -> list[str]:
+    wanted: list[str] = []
+    for value in request.query_params.getlist("includefield"):
+        for item in value.split(","):
+            item = item.strip()
+            if item.lower() == "all":
+                return list(_OPTIONAL)
+            tag = item.upper() if item.upper() in _OPTIONAL else _OPTIONAL_BY_NAME.get(item.lower())
+            if tag:
+                wanted.append(tag)
+    return wanted
+
+
+def _with_included(
+    item: dict[str, Any], tags: list[str], study: Study, patient: Patient, series: Series
+) -> dict:
+    for tag in tags:
+        if tag not in item:
+            _name, vr, get = _OPTIONAL[tag]
+            item[tag] = _el(vr, get(study, patient, series))
+    return item
+
+
 @router.get("/series")
 @router.get("/studies/{study_uid}/series")
 def search_series(request: Request, study_uid: str | None = None) -> JSONResponse:
     ws = request.app.state.ws
-    stmt = select(Series, Study.study_uid).join(Study, Series.study_id == Study.id)
+    stmt = select(Series, Study, Patient).join(Study, Series.study_id == Study.id)
     stmt = stmt.join(Patient, Study.patient_id == Patient.id).where(Series.id.in_(_scope(request)))
     if study_uid:
         stmt = stmt.where(Study.study_uid == study_uid)
     stmt = _filters(request, {**_STUDY_FIELDS, **_SERIES_FIELDS}, stmt).order_by(Series.id)
-    base = _base(request)
+    base, extra = _base(request), _included(request)
     with ws.catalog.session() as s:
-        return _json([_series_json(base, st, se) for se, st in s.execute(_page(request, stmt))])
+        return _json(
+            [
+                _with_included(_series_json(base, st.study_uid, se), extra, st, pa, se)
+                for se, st, pa in s.execute(_page(request, stmt))
+            ]
+        )
 
 
 @router.get("/instances")
@@ -242,7 +289,7 @@ def search_instances(
 ) -> JSONResponse:
     ws = request.app.state.ws
     stmt = (
-        select(Instance, Series, Study.study_uid)
+        select(Instance, Series, Study, Patient)
         .join(Series, Instance.series_id == Series.id)
         .join(Study, Series.study_id == Study.id)
         .join(Patient, Study.patient_id == Patient.id)
@@ -254,10 +301,15 @@ def search_instances(
         stmt = stmt.where(Series.series_uid == series_uid)
     fields = {**_STUDY_FIELDS, **_SERIES_FIELDS, **_INSTANCE_FIELDS}
     stmt = _filters(request, fields, stmt).order_by(Series.id, Instance.instance_number, Instance.id)
-    base = _base(request)
+    base, extra = _base(request), _included(request)
     with ws.catalog.session() as s:
         rows = s.execute(_page(request, stmt))
-        return _json([_instance_json(base, st, se.series_uid, inst, se) for inst, se, st in rows])
+        return _json(
+            [
+                _with_included(_instance_json(base, st.study_uid, se.series_uid, inst, se), extra, st, pa, se)
+                for inst, se, st, pa in rows
+            ]
+        )
 
 
 # -- WADO-RS -----------------------------------------------------------------------------------
