@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from _common import console, free_port, write_json
 from curata.server import service
 from curata.server.app import create_app
+from curata.server.ohif import find_ohif
 from curata.workspace import Workspace
 
 
@@ -112,7 +113,7 @@ def main() -> None:
     ]
     if release:
         rows.insert(10, ("release detail", f"{p}/releases/{release.label}", "demo-curator"))
-    app = create_app(ws)
+    app = create_app(ws, ohif_dir=find_ohif())
     server, base = _serve(app)
     results = []
     try:
