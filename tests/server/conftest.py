@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from pydicom.uid import generate_uid
 
 
 def free_port() -> int:
@@ -130,21 +131,34 @@ class Platform:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
 
 
-@pytest.fixture
-def platform(workspace: Any, ct_series: Any) -> Platform:
+def _build_platform(root: Path) -> dict[str, Any]:
+    import os
+
     from sqlalchemy import select
 
     from curata.catalog import Patient, Series, Site, Study
     from curata.collect.ingest import Ingestor
     from curata.server import service
+    from curata.workspace import Workspace
+    from tests.conftest import make_ct
 
-    ws = workspace
+    os.environ.pop("CURATA_DATABASE_URL", None)
+    ws = Workspace.init(root / "ws", site="test-site")
     for site, pid in (("site-a", "PA"), ("site-b", "PB")):
-        src = ct_series(
-            3, folder=site, patient_id=pid, patient_name=pid, deidentified=True
-        )  # as deid leaves it
+        src = root / "in" / site
+        study, series = generate_uid(), generate_uid()
+        for i in range(3):  # patient name = pseudonym, as de-identification leaves it
+            make_ct(
+                src / f"IM{i}",
+                patient_id=pid,
+                patient_name=pid,
+                study_uid=study,
+                series_uid=series,
+                index=i,
+                deidentified=True,
+            )
         Ingestor(ws, deidentify=False, site=site, workers=1).ingest_paths([src])
-    studies, series = {}, {}
+    studies, series_uids = {}, {}
     with ws.catalog.session() as s:
         for site_name, st, se in s.execute(
             select(Site.name, Study.study_uid, Series.series_uid)
@@ -152,8 +166,7 @@ def platform(workspace: Any, ct_series: Any) -> Platform:
             .join(Study, Study.patient_id == Patient.id)
             .join(Series, Series.study_id == Study.id)
         ):
-            studies[site_name], series[site_name] = st, se
-    p = Platform(ws, studies, series)
+            studies[site_name], series_uids[site_name] = st, se
     service.create_project(ws, "alpha", title="Alpha")
     service.add_resource(ws, "alpha", "site", "site-a")
     service.create_project(ws, "beta", title="Beta")
@@ -164,8 +177,34 @@ def platform(workspace: Any, ct_series: Any) -> Platform:
     service.create_user(ws, "outsider", PASSWORD)
     service.set_role(ws, "outsider", "beta", "curator")
     service.create_user(ws, "root", PASSWORD, platform_admin=True)
-    for user in (*ROLE_USERS, "outsider", "root"):
-        p.tokens[user] = service.create_token(ws, user, "test").token
+    tokens = {
+        user: service.create_token(ws, user, "test").token for user in (*ROLE_USERS, "outsider", "root")
+    }
+    ws.catalog.dispose()
+    return {"studies": studies, "series": series_uids, "tokens": tokens}
+
+
+@pytest.fixture(scope="session")
+def _platform_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """Built once per session (ingest, argon2 hashes), copied for each test."""
+    root = tmp_path_factory.mktemp("platform-template")
+    return root / "ws", _build_platform(root)
+
+
+@pytest.fixture
+def platform(
+    _platform_template: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Platform:
+    import shutil
+
+    from curata.workspace import Workspace
+
+    monkeypatch.delenv("CURATA_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CURATA_WORKSPACE", raising=False)
+    template, info = _platform_template
+    shutil.copytree(template, tmp_path / "ws", symlinks=True)
+    p = Platform(Workspace.open(tmp_path / "ws"), info["studies"], info["series"])
+    p.tokens = dict(info["tokens"])
     return p
 
 
