@@ -352,7 +352,9 @@ def principal_from_token(ws: Workspace, token: str) -> Principal | None:
             return None
         if tok.expires_at is not None and _aware(tok.expires_at) < _now():
             return None
-        tok.last_used_at = _now()
+        now = _now()
+        if tok.last_used_at is None or _aware(tok.last_used_at) < now - timedelta(minutes=1):
+            tok.last_used_at = now  # at most one write a minute per token, not one per request
         return Principal(user.id, user.username, user.platform_admin, "token")
 
 
