@@ -192,31 +192,38 @@ def _instance_json(base: str, study_uid: str, series_uid: str, inst: Instance, s
 def search_studies(request: Request) -> JSONResponse:
     ws = request.app.state.ws
     scope = _scope(request)
-    n_series = (
-        select(func.count(Series.id))
-        .where(Series.study_id == Study.id, Series.id.in_(scope))
-        .scalar_subquery()
+    per_study = (
+        select(
+            Series.study_id.label("study_id"),
+            func.count(Series.id).label("n_series"),
+            func.coalesce(func.sum(Series.instance_count), 0).label("n_inst"),
+        )
+        .where(Series.id.in_(scope))
+        .group_by(Series.study_id)
+        .subquery()
     )
-    n_inst = (
-        select(func.coalesce(func.sum(Series.instance_count), 0))
-        .where(Series.study_id == Study.id, Series.id.in_(scope))
-        .scalar_subquery()
+    stmt = (
+        select(Study, Patient, per_study.c.n_series, per_study.c.n_inst)
+        .join(per_study, per_study.c.study_id == Study.id)
+        .join(Patient, Study.patient_id == Patient.id)
     )
-    stmt = select(Study, Patient, n_series, n_inst).join(Patient, Study.patient_id == Patient.id)
-    stmt = stmt.where(Study.id.in_(select(Series.study_id).where(Series.id.in_(scope))))
     stmt = _page(request, _filters(request, _STUDY_FIELDS, stmt).order_by(Study.id))
     base = _base(request)
-    out = []
     with ws.catalog.session() as s:
-        for study, patient, ns, ni in s.execute(stmt):
-            mods = list(
-                s.scalars(
-                    select(Series.modality)
-                    .where(Series.study_id == study.id, Series.id.in_(scope))
-                    .distinct()
-                )
-            )
-            out.append(_study_json(base, study, patient, ns, ni, mods))
+        rows = list(s.execute(stmt))
+        mods: dict[int, set[str]] = {}
+        ids = [study.id for study, *_rest in rows]
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            for study_id, modality in s.execute(
+                select(Series.study_id, Series.modality)
+                .where(Series.study_id.in_(chunk), Series.id.in_(scope))
+                .distinct()
+            ):
+                mods.setdefault(study_id, set()).add(modality)
+        out = [
+            _study_json(base, study, patient, ns, ni, list(mods.get(study.id, ())))
+            for study, patient, ns, ni in rows
+        ]
     return _json(out)
 
 

@@ -337,10 +337,12 @@ _SIG = re.compile(r"^\u2014 (\S+) ", re.M)
 
 def ledger(ws: Workspace, log: Any, *, kind: str | None = None, limit: int = 100) -> dict[str, Any]:
     """The log's size, its checkpoints with their cosigners (witnesses), and the latest entries."""
+    from curata.ledger import LedgerEntry
+
     log.refresh()
     size = log.size
     checkpoints = []
-    for n in reversed(log.checkpoint_sizes()[-20:]):
+    for n in reversed(log.checkpoint_sizes()[-10:]):
         cp = log.load_checkpoint(n)
         signers = _SIG.findall(cp.note) if cp else []
         checkpoints.append(
@@ -351,14 +353,19 @@ def ledger(ws: Workspace, log: Any, *, kind: str | None = None, limit: int = 100
                 "witnesses": [x for x in signers if cp and x != cp.origin],
             }
         )
-    entries = []
-    for i in range(size - 1, max(size - 1 - limit * 4, -1), -1):
-        e = log.entry(i)
-        if kind and e.kind != kind:
-            continue
-        entries.append({"index": e.index, "kind": e.kind, "time": e.time, "payload": e.payload})
-        if len(entries) >= limit:
-            break
+    entries: list[dict[str, Any]] = []
+    end = size
+    while end > 0 and len(entries) < limit and size - end < 20 * limit:  # newest first, read in blocks
+        start = max(0, end - 4 * limit)
+        block = log.entry_bytes(start, end)
+        for i in range(len(block) - 1, -1, -1):
+            e = LedgerEntry.decode(start + i, block[i])
+            if kind and e.kind != kind:
+                continue
+            entries.append({"index": e.index, "kind": e.kind, "time": e.time, "payload": e.payload})
+            if len(entries) >= limit:
+                break
+        end = start
     return {"size": size, "checkpoints": checkpoints, "entries": entries, "kind": kind or ""}
 
 
