@@ -296,7 +296,7 @@ def may_see_release(access: Access, grants: list[Any], ref: str) -> bool:
     return True
 
 
-def runs(ws: Workspace, limit: int = 200) -> dict[str, Any]:
+def runs(ws: Workspace, limit: int = 100) -> dict[str, Any]:
     """Pre-processing work recorded as provenance (``preprocess.*``): steps, counts, the latest runs."""
     with ws.catalog.session() as s:
         steps = s.execute(
@@ -393,10 +393,22 @@ def proof(log: Any, index: int) -> dict[str, Any]:
     }
 
 
+_STATEMENTS: dict[tuple[str, str, str, int], Any] = {}
+
+
 def revenue(log: Any, period: str, site: str | None, rule: str = "patients") -> dict[str, Any]:
+    """A site's lines of the revenue statement. The statement is a function of the log up to its size
+    (append-only), so it is computed once per (period, rule, size)."""
     from curata.ledger.revenue import statement
 
-    st = statement(log, period, rule=rule)
+    log.refresh()
+    key = (str(log.folder), period, rule, log.size)
+    st = _STATEMENTS.get(key)
+    if st is None:
+        st = statement(log, period, rule=rule)
+        if len(_STATEMENTS) > 64:
+            _STATEMENTS.clear()
+        _STATEMENTS[key] = st
     lines = []
     for line in st.licences:
         lines.append(
