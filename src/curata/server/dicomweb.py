@@ -8,8 +8,10 @@ as ``multipart/related; type="application/dicom"``, metadata as DICOM JSON, and 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -367,6 +369,13 @@ def retrieve(
     return _multipart_stream(request, digests)
 
 
+@functools.lru_cache(maxsize=4096)
+def _metadata_cached(store: Any, digest: str, bulk_base: str) -> str:
+    """An instance's DICOM JSON, by blob digest: blobs never change, so it is built once (kept as text
+    so callers cannot alter the cached value)."""
+    return json.dumps(_metadata(store.get_bytes(digest), bulk_base))
+
+
 def _metadata(raw: bytes, bulk_base: str) -> dict[str, Any]:
     ds = pydicom.dcmread(io.BytesIO(raw), defer_size=1024)
 
@@ -386,10 +395,10 @@ def _metadata(raw: bytes, bulk_base: str) -> dict[str, Any]:
 @router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata")
 def metadata(
     request: Request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-) -> JSONResponse:
+) -> Response:
     store = request.app.state.ws.store
     base = _base(request)
-    out = []
+    out: list[str] = []
     with request.app.state.ws.catalog.session() as s:
         stmt = (
             select(Instance.blob_digest, Instance.sop_instance_uid, Series.series_uid)
@@ -406,10 +415,10 @@ def metadata(
         raise HTTPException(404, "no such study, series or instance in this workspace")
     for digest, sop, se in rows:
         url = f"{base}/studies/{study_uid}/series/{se}/instances/{sop}"
-        out.append(_metadata(store.get_bytes(digest), url))
+        out.append(_metadata_cached(store, digest, url))
     for se in sorted({se for _d, _s, se in rows}):
         _record(request, "view-series", f"{study_uid}/{se}")
-    return _json(out)
+    return Response("[" + ",".join(out) + "]", media_type=DICOM_JSON)
 
 
 def render_frame(raw: bytes, frame: int = 1, size: int | None = None) -> bytes:
