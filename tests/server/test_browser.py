@@ -68,9 +68,10 @@ def browser(tmp_path: Path) -> Any:
     driver.quit()
 
 
-def _shots() -> Path:
-    folder = Path(os.environ.get("CURATA_SCREENSHOTS") or "")
-    return folder
+def _shots(tmp_path: Path) -> Path:
+    """``$CURATA_SCREENSHOTS`` (scripts/test.sh points it at .ci-output/screenshots), else the tmp folder."""
+    env = os.environ.get("CURATA_SCREENSHOTS")
+    return Path(env) / "browser" if env else tmp_path / "screenshots"
 
 
 def _shot(driver: Any, folder: Path, name: str) -> None:
@@ -130,7 +131,7 @@ def test_the_platform_in_a_real_browser(stocked: Any, browser: Any, serve: Any, 
 
     ohif = _need("the OHIF viewer (.ohif/dist)", find_ohif())
     p, d = stocked, browser
-    shots = _shots() if str(_shots()) not in ("", ".") else tmp_path / "screenshots"
+    shots = _shots(tmp_path)
     server = serve(create_app(p.ws, ohif_dir=ohif))
     base = server.url
 
