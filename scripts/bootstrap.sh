@@ -19,3 +19,5 @@ if [ -n "$EXTRAS" ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+# The OHIF viewer served by `curata serve` (outside git, in .ohif/); the platform runs without it.
+bash scripts/ohif.sh || echo "curata: the OHIF viewer was not installed (npm missing?); curata serve runs without it" >&2

@@ -2,13 +2,16 @@
 # Installs the Debian packages Curata's integration tests and benchmarks run against.
 # Real peers, not mocks: dcmtk and Orthanc (DICOM networking), dicom3tools (dciodvfy),
 # tesseract (burned-in text OCR), dcm2niix (conversion reference), gdcm (benchmark peer),
-# elastix (registration reference), chromium (reports checked in a real browser).
+# elastix (registration reference), chromium and chromium-driver (reports and the web platform checked in a real browser),
+# npm (fetches the prebuilt OHIF viewer, scripts/ohif.sh).
 set -euo pipefail
-PKGS=(dcmtk orthanc orthanc-dicomweb dicom3tools tesseract-ocr tesseract-ocr-eng dcm2niix libgdcm-tools elastix chromium)
+PKGS=(dcmtk orthanc orthanc-dicomweb dicom3tools tesseract-ocr tesseract-ocr-eng dcm2niix libgdcm-tools elastix chromium chromium-driver)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm fetches the prebuilt OHIF viewer (scripts/ohif.sh); a Node.js install may already bring its own.
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -71,6 +71,9 @@ _gateway_cli.register(app)
 from curata import config_cli as _config_cli  # noqa: E402
 
 _config_cli.register(app)
+from curata.server import cli as _server_cli  # noqa: E402
+
+_server_cli.register(app)
 # ------------------------------------------------------------------------------------------------
 
 

@@ -27,7 +27,20 @@ def demo(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
 def test_every_step_succeeds(demo) -> None:  # type: ignore[no-untyped-def]
     assert {k: v["status"] for k, v in demo.results.items()} == {k: "ok" for k in demo.results}
     summary = json.loads((demo.out / "demo-summary.json").read_text())
-    assert set(summary) >= {"generate", "ingest", "leak check", "qc", "preprocess", "release", "ledger"}
+    assert set(summary) >= {
+        "generate",
+        "ingest",
+        "leak check",
+        "qc",
+        "preprocess",
+        "release",
+        "platform",
+        "ledger",
+    }
+    platform = demo.results["platform"]
+    assert (
+        len(platform["accounts"]) == 6 and oct(Path(platform["passwords"]).stat().st_mode & 0o777) == "0o600"
+    )
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from pydicom.uid import generate_uid
 
 
 def free_port() -> int:
@@ -103,3 +104,131 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+PASSWORD = "correct horse battery"
+ROLE_USERS = {
+    "adm": "admin",
+    "cur": "curator",
+    "ann": "annotator",
+    "rev": "reviewer",
+    "hos": "site",
+    "lic": "licensee",
+}
+
+
+class Platform:
+    """A workspace with two sites in two projects, a user per role in ``alpha``, an ``outsider``
+    (curator of ``beta`` only) and a platform admin ``root``; each user has an API token."""
+
+    def __init__(self, ws: Any, studies: dict[str, str], series: dict[str, str]) -> None:
+        self.ws = ws
+        self.studies = studies  # site -> study uid
+        self.series = series  # site -> series uid
+        self.tokens: dict[str, str] = {}
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+
+def _build_platform(root: Path) -> dict[str, Any]:
+    import os
+
+    from sqlalchemy import select
+
+    from curata.catalog import Patient, Series, Site, Study
+    from curata.collect.ingest import Ingestor
+    from curata.server import service
+    from curata.workspace import Workspace
+    from tests.conftest import make_ct
+
+    os.environ.pop("CURATA_DATABASE_URL", None)
+    ws = Workspace.init(root / "ws", site="test-site")
+    for site, pid in (("site-a", "PA"), ("site-b", "PB")):
+        src = root / "in" / site
+        study, series = generate_uid(), generate_uid()
+        for i in range(3):  # patient name = pseudonym, as de-identification leaves it
+            make_ct(
+                src / f"IM{i}",
+                patient_id=pid,
+                patient_name=pid,
+                study_uid=study,
+                series_uid=series,
+                index=i,
+                deidentified=True,
+            )
+        Ingestor(ws, deidentify=False, site=site, workers=1).ingest_paths([src])
+    studies, series_uids = {}, {}
+    with ws.catalog.session() as s:
+        for site_name, st, se in s.execute(
+            select(Site.name, Study.study_uid, Series.series_uid)
+            .join(Patient, Patient.site_id == Site.id)
+            .join(Study, Study.patient_id == Patient.id)
+            .join(Series, Series.study_id == Study.id)
+        ):
+            studies[site_name], series_uids[site_name] = st, se
+    service.create_project(ws, "alpha", title="Alpha")
+    service.add_resource(ws, "alpha", "site", "site-a")
+    service.create_project(ws, "beta", title="Beta")
+    service.add_resource(ws, "beta", "site", "site-b")
+    for user, role in ROLE_USERS.items():
+        service.create_user(ws, user, PASSWORD)
+        service.set_role(ws, user, "alpha", role)
+    service.create_user(ws, "outsider", PASSWORD)
+    service.set_role(ws, "outsider", "beta", "curator")
+    service.create_user(ws, "root", PASSWORD, platform_admin=True)
+    tokens = {
+        user: service.create_token(ws, user, "test").token for user in (*ROLE_USERS, "outsider", "root")
+    }
+    ws.catalog.dispose()
+    return {"studies": studies, "series": series_uids, "tokens": tokens}
+
+
+@pytest.fixture(scope="session")
+def _platform_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """Built once per session (ingest, argon2 hashes), copied for each test."""
+    root = tmp_path_factory.mktemp("platform-template")
+    return root / "ws", _build_platform(root)
+
+
+@pytest.fixture
+def platform(
+    _platform_template: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Platform:
+    import shutil
+
+    from curata.workspace import Workspace
+
+    monkeypatch.delenv("CURATA_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CURATA_WORKSPACE", raising=False)
+    template, info = _platform_template
+    shutil.copytree(template, tmp_path / "ws", symlinks=True)
+    p = Platform(Workspace.open(tmp_path / "ws"), info["studies"], info["series"])
+    p.tokens = dict(info["tokens"])
+    return p
+
+
+@pytest.fixture
+def stocked(platform: Platform) -> Platform:
+    """The platform after QC, a cohort, a release of alpha's site licensed to ``lic`` (and logged with
+    a fee, for revenue) and a signed checkpoint."""
+    from curata.ledger import Ledger
+    from curata.ledger.revenue import add_licence
+    from curata.publish import create_release
+    from curata.select import create_cohort, run_qc
+    from curata.server import service
+
+    ws = platform.ws
+    run_qc(ws, workers=1)
+    create_cohort(ws, "ct-a", "site = site-a")
+    service.add_resource(ws, "alpha", "cohort", "ct-a")
+    rel = create_release(ws, "rel-a", cohort="ct-a", split="100,0,0")
+    service.add_resource(ws, "alpha", "release", "rel-a")
+    service.grant_licence(ws, "lic", "alpha", rel["ref"])
+    ledger = Ledger.open(ws)
+    import datetime as _dt
+
+    add_licence(ledger, "lic", rel["ref"], 1_000_00, on=_dt.date(2026, 11, 2))
+    ledger.checkpoint()
+    platform.release = rel["ref"]  # type: ignore[attr-defined]
+    return platform

@@ -130,17 +130,20 @@ def test_stow_checks_the_content_digest(workspace, ct_series, serve) -> None:  #
 
 
 def test_stow_rejects_a_body_that_is_not_multipart(workspace, serve) -> None:  # type: ignore[no-untyped-def]
-    server = serve(create_app(workspace))
+    server = serve(create_app(workspace, token=TOKEN))
     r = httpx.post(
-        f"{server.url}/dicomweb/studies", content=b"x", headers={"Content-Type": "application/dicom"}
+        f"{server.url}/dicomweb/studies",
+        content=b"x",
+        headers={"Content-Type": "application/dicom", "Authorization": f"Bearer {TOKEN}"},
     )
     assert r.status_code == 415
 
 
 def test_wado_unknown_study_is_404(workspace, serve) -> None:  # type: ignore[no-untyped-def]
-    server = serve(create_app(workspace))
-    assert httpx.get(f"{server.url}/dicomweb/studies/1.2.3").status_code == 404
-    assert httpx.get(f"{server.url}/dicomweb/studies/1.2.3/metadata").status_code == 404
+    server = serve(create_app(workspace, token=TOKEN))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(f"{server.url}/dicomweb/studies/1.2.3", headers=auth).status_code == 404
+    assert httpx.get(f"{server.url}/dicomweb/studies/1.2.3/metadata", headers=auth).status_code == 404
 
 
 def test_multipart_roundtrip() -> None:
@@ -159,12 +162,13 @@ def test_frames_of_a_multiframe_instance(workspace, serve, tmp_path: Path, n_fra
     ds.PixelData = b"".join(frames)
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
-    server = serve(create_app(workspace, verified_deidentified=True))
-    assert _stow(server.url, [buf.getvalue()], token=None).status_code == 200
+    server = serve(create_app(workspace, token=TOKEN, verified_deidentified=True))
+    assert _stow(server.url, [buf.getvalue()]).status_code == 200
     url = f"{server.url}/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-    r = httpx.get(f"{url}/instances/{ds.SOPInstanceUID}/frames/3,1")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = httpx.get(f"{url}/instances/{ds.SOPInstanceUID}/frames/3,1", headers=auth)
     assert r.status_code == 200
     got = [d for _, d in _multipart.decode(r.content, r.headers["content-type"])]
     assert got == [frames[2], frames[0]]
-    assert httpx.get(f"{url}/instances/{ds.SOPInstanceUID}/frames/4").status_code == 404
+    assert httpx.get(f"{url}/instances/{ds.SOPInstanceUID}/frames/4", headers=auth).status_code == 404
     assert pydicom.dcmread(io.BytesIO(workspace.store.get_bytes(_digests(workspace)[0]))).NumberOfFrames == 3

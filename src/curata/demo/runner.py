@@ -6,7 +6,8 @@
 4. quality control, a QC report, a cohort;
 5. a pre-processing pipeline (convert, reorient, resample, normalize, register follow-up to baseline);
 6. a release with its dataset card, an export for a licensee, and `verify_release.py` on that export;
-7. the transparency log: every record appended, a signed checkpoint, verified.
+7. the platform: a project over every site, an account per role (passwords in ``accounts.txt``);
+8. the transparency log: every record appended, a signed checkpoint, verified.
 Stages that are not installed are reported as such; every other failure stops the demo with its reason.
 """
 
@@ -173,6 +174,20 @@ def step_release(ctx: DemoContext) -> dict[str, Any]:
     }
 
 
+def step_platform(ctx: DemoContext) -> dict[str, Any]:
+    from curata.server import setup_demo_platform
+
+    assert ctx.ws is not None
+    release = ctx.results.get("release", {}).get("release")
+    cohort = ctx.results.get("cohort", {}).get("cohort")
+    result = setup_demo_platform(ctx.ws, ctx.out, cohort=cohort, release=release)
+    return {
+        "project": result["project"],
+        "accounts": [f"{a['username']} ({a['role']})" for a in result["accounts"]],
+        "passwords": result["accounts_file"],
+    }
+
+
 def step_ledger(ctx: DemoContext) -> dict[str, Any]:
     from curata.ledger import Ledger, log_provenance
 
@@ -197,6 +212,7 @@ STEPS: list[tuple[str, Step]] = [
     ("cohort", step_cohort),
     ("preprocess", step_preprocess),
     ("release", step_release),
+    ("platform", step_platform),
     ("ledger", step_ledger),
 ]
 

@@ -54,6 +54,7 @@ KINDS = (
     "licence",
     "usage",
     "provenance",
+    "access",  # platform: logins, views of a series, downloads, changes (users as commitments)
 )
 ENTRY_VERSION = 1
 _HEAD = struct.Struct(">I")

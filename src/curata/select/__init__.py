@@ -9,6 +9,7 @@ Public API (the CLI, the server and the demo use these)::
     cohort_id(session, name), cohort_series_ids(session, name)   # cohort membership, for other stages
     qc_verdicts(session, series_ids) -> {series_id: passed}
     Cohort, CohortSeries, QcMeasurement, QcVerdict          # its tables, for read-only joins elsewhere
+    override(ws, uid, passed=, author=, reason=)             # a curator's decision, with its author
     parse(query), series_select(query)                      # the cohort query language
 """
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         create_cohort,
         explain,
         list_cohorts,
+        override,
         qc_verdicts,
         run_qc,
         set_rules,
@@ -50,6 +52,7 @@ __getattr__ = lazy_exports(
         "explain": "service",
         "list_cohorts": "service",
         "qc_verdicts": "service",
+        "override": "service",
         "run_qc": "service",
         "set_rules": "service",
         "show_cohort": "service",
@@ -66,6 +69,7 @@ __all__ = [
     "create_cohort",
     "explain",
     "list_cohorts",
+    "override",
     "parse",
     "qc_verdicts",
     "run_qc",

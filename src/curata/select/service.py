@@ -317,6 +317,7 @@ def decide(ws: Workspace, series_ids: list[int] | None, keys: dict[int, str] | N
             recorded = set(
                 session.scalars(select(Provenance.key).where(Provenance.key.in_(list(prov_keys.values()))))
             )
+            overrides = _overrides(session, [rows[sid].series_uid for sid in chunk])
             for sid in chunk:
                 m = measured.get(keys[sid])
                 if m is None:
@@ -335,6 +336,9 @@ def decide(ws: Workspace, series_ids: list[int] | None, keys: dict[int, str] | N
                 else:
                     passed, warned, firings = apply(ruleset, series_record(rows[sid], m.metrics))
                     reasons = [f.as_dict() for f in firings]
+                o = overrides.get((rows[sid].series_uid, keys[sid]))
+                if o is not None:  # a curator's decision on this content stands over the rules
+                    passed, reasons = bool(o["passed"]), [_override_reason(o), *reasons]
                 v = verdicts.get(sid)
                 if v is None:
                     v = QcVerdict(series_id=sid)
@@ -357,6 +361,71 @@ def decide(ws: Workspace, series_ids: list[int] | None, keys: dict[int, str] | N
                     summary.add("warned")
             session.commit()
     return summary
+
+
+# -- curator overrides ------------------------------------------------------------------------------------
+OVERRIDE_STEP = "qc.override"
+
+
+def _overrides(session: Session, uids: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The latest override per (series uid, qc key) among ``uids``."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    if not uids:
+        return out
+    rows = session.scalars(select(Provenance).where(Provenance.step == OVERRIDE_STEP).order_by(Provenance.id))
+    wanted = set(uids)
+    for p in rows:
+        if p.inputs and p.inputs[0] in wanted:
+            out[(p.inputs[0], p.inputs[1])] = {**p.output, "at": p.created_at}
+    return out
+
+
+def _override_reason(o: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "rule": "curator-override",
+        "action": "include" if o["passed"] else "exclude",
+        "reason": o.get("reason", ""),
+        "author": o.get("author", ""),
+        "when": "",
+        "values": {},
+    }
+
+
+def override(ws: Workspace, uid: str, *, passed: bool, author: str, reason: str) -> dict[str, Any]:
+    """A curator's decision on one series: include (``passed``) or exclude it whatever the rules say,
+    with a reason and its author. Recorded as provenance (step ``qc.override``, appended to the log like
+    every decision); it holds for this content (the qc key) until the series changes."""
+    reason = reason.strip()
+    if not reason:
+        raise QueryError("an override needs a reason", hint="say why the rules' verdict is wrong")
+    if not author:
+        raise QueryError("an override needs its author")
+    with ws.catalog.session() as session:
+        s = find_series(session, uid)
+        digests = list(session.scalars(select(Instance.blob_digest).where(Instance.series_id == s.id)))
+        key = qc_key(digests)
+        v = session.scalar(select(QcVerdict).where(QcVerdict.series_id == s.id))
+        before = None if v is None else bool(v.passed)
+        output = {"passed": passed, "author": author, "reason": reason, "before": before}
+        record_provenance(session, OVERRIDE_STEP, [s.series_uid, key, f"t={time.time_ns()}"], {}, output)
+        entry = {**output, "at": datetime.now(UTC)}
+        if v is not None:
+            others = [r for r in v.reasons if r.get("rule") != "curator-override"]
+            v.passed, v.reasons = passed, [_override_reason(entry), *others]
+            v.decided_at = datetime.now(UTC)
+        else:
+            session.add(
+                QcVerdict(
+                    series_id=s.id,
+                    qc_key=key,
+                    passed=passed,
+                    warned=False,
+                    reasons=[_override_reason(entry)],
+                    ruleset_digest=active_ruleset(ws).digest,
+                    code_version=qc_code_version(),
+                )
+            )
+        return {"series_uid": s.series_uid, **output}
 
 
 # -- explain --------------------------------------------------------------------------------------------

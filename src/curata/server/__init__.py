@@ -1,7 +1,53 @@
-"""The HTTP face of Curata: a FastAPI app over the workspace. Routers per resource; DICOMweb first."""
+"""The platform: a FastAPI app over the workspace (pages, accounts API, DICOMweb per project, the OHIF
+viewer), with accounts, roles per project, sessions and API tokens. See README.md in this folder.
+
+    from curata.server import create_app, require, Access, Role
+    from curata.server import service          # create_user, set_role, grant_licence, record, ...
+"""
 
 from __future__ import annotations
 
-from curata.server.app import create_app
+from typing import TYPE_CHECKING
 
-__all__ = ["create_app"]
+from curata._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from curata.server.app import create_app
+    from curata.server.auth import Access, login_required, platform_admin_required, require
+    from curata.server.cli import serve
+    from curata.server.demo import setup_demo_platform
+    from curata.server.models import Role
+    from curata.server.service import AuthError, Principal, ProjectRecord, UserRecord
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "create_app": "app",
+        "Access": "auth",
+        "login_required": "auth",
+        "platform_admin_required": "auth",
+        "require": "auth",
+        "Role": "models",
+        "serve": "cli",
+        "setup_demo_platform": "demo",
+        "AuthError": "service",
+        "Principal": "service",
+        "ProjectRecord": "service",
+        "UserRecord": "service",
+    },
+)
+
+__all__ = [
+    "Access",
+    "AuthError",
+    "Principal",
+    "ProjectRecord",
+    "Role",
+    "UserRecord",
+    "create_app",
+    "login_required",
+    "platform_admin_required",
+    "require",
+    "serve",
+    "setup_demo_platform",
+]

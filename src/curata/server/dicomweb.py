@@ -8,8 +8,10 @@ as ``multipart/related; type="application/dicom"``, metadata as DICOM JSON, and 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +20,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy import func, select
 
-from curata.catalog import Instance, Patient, Series, Study
+from curata.catalog import Instance, Patient, Series, Site, Study
 from curata.collect.dicomweb import multipart_decode, multipart_encode
 from curata.collect.net import OK_STATUSES
 from curata.errors import InputError
@@ -122,6 +124,27 @@ def _page(request: Request, stmt: Any) -> Any:
     return stmt.limit(limit) if limit else stmt
 
 
+def _scope(request: Request) -> Any:
+    """``select(Series.id)`` of what the caller may see (set by the router's auth dependency)."""
+    return request.state.access.series
+
+
+def _record(request: Request, action: str, target: str, **detail: Any) -> None:
+    """Append a view, download or upload to the audit trail and the transparency log."""
+    from curata.server.service import record
+
+    access = request.state.access
+    record(
+        request.app.state.ws,
+        action,
+        principal=access.principal,
+        target=target,
+        project=access.project.name if access.project else None,
+        detail=detail,
+        ledger=request.app.state.ledger,
+    )
+
+
 def _json(data: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse(data, media_type=DICOM_JSON)
 
@@ -178,35 +201,101 @@ def _instance_json(base: str, study_uid: str, series_uid: str, inst: Instance, s
 @router.get("/studies")
 def search_studies(request: Request) -> JSONResponse:
     ws = request.app.state.ws
-    n_series = select(func.count(Series.id)).where(Series.study_id == Study.id).scalar_subquery()
-    n_inst = (
-        select(func.coalesce(func.sum(Series.instance_count), 0))
-        .where(Series.study_id == Study.id)
-        .scalar_subquery()
+    scope = _scope(request)
+    per_study = (
+        select(
+            Series.study_id.label("study_id"),
+            func.count(Series.id).label("n_series"),
+            func.coalesce(func.sum(Series.instance_count), 0).label("n_inst"),
+        )
+        .where(Series.id.in_(scope))
+        .group_by(Series.study_id)
+        .subquery()
     )
-    stmt = select(Study, Patient, n_series, n_inst).join(Patient, Study.patient_id == Patient.id)
+    stmt = (
+        select(Study, Patient, per_study.c.n_series, per_study.c.n_inst)
+        .join(per_study, per_study.c.study_id == Study.id)
+        .join(Patient, Study.patient_id == Patient.id)
+    )
     stmt = _page(request, _filters(request, _STUDY_FIELDS, stmt).order_by(Study.id))
     base = _base(request)
-    out = []
     with ws.catalog.session() as s:
-        for study, patient, ns, ni in s.execute(stmt):
-            mods = list(s.scalars(select(Series.modality).where(Series.study_id == study.id).distinct()))
-            out.append(_study_json(base, study, patient, ns, ni, mods))
+        rows = list(s.execute(stmt))
+        mods: dict[int, set[str]] = {}
+        ids = [study.id for study, *_rest in rows]
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            for study_id, modality in s.execute(
+                select(Series.study_id, Series.modality)
+                .where(Series.study_id.in_(chunk), Series.id.in_(scope))
+                .distinct()
+            ):
+                mods.setdefault(study_id, set()).add(modality)
+        out = [
+            _study_json(base, study, patient, ns, ni, list(mods.get(study.id, ())))
+            for study, patient, ns, ni in rows
+        ]
     return _json(out)
+
+
+# includefield: attributes a QIDO answer carries only when asked (by tag, keyword, or "all")
+_OPTIONAL: dict[str, tuple[str, str, Any]] = {
+    "00080020": ("StudyDate", "DA", lambda st, pa, se: st.study_date),
+    "00080030": ("StudyTime", "TM", lambda st, pa, se: st.study_time),
+    "00081030": ("StudyDescription", "LO", lambda st, pa, se: st.description),
+    "00100010": ("PatientName", "PN", lambda st, pa, se: pa.pseudonym),
+    "00100020": ("PatientID", "LO", lambda st, pa, se: pa.pseudonym),
+    "00100040": ("PatientSex", "CS", lambda st, pa, se: pa.sex),
+    "00080021": ("SeriesDate", "DA", lambda st, pa, se: se.series_date),
+    "00080070": ("Manufacturer", "LO", lambda st, pa, se: se.manufacturer),
+    "00081090": ("ManufacturerModelName", "LO", lambda st, pa, se: se.model),
+    "00180050": ("SliceThickness", "DS", lambda st, pa, se: se.slice_thickness),
+    "00180060": ("KVP", "DS", lambda st, pa, se: se.kvp),
+    "00280010": ("Rows", "US", lambda st, pa, se: se.rows),
+    "00280011": ("Columns", "US", lambda st, pa, se: se.columns),
+}
+_OPTIONAL_BY_NAME = {name.lower(): tag for tag, (name, _vr, _f) in _OPTIONAL.items()}
+
+
+def _included(request: Request) -> list[str]:
+    wanted: list[str] = []
+    for value in request.query_params.getlist("includefield"):
+        for item in value.split(","):
+            item = item.strip()
+            if item.lower() == "all":
+                return list(_OPTIONAL)
+            tag = item.upper() if item.upper() in _OPTIONAL else _OPTIONAL_BY_NAME.get(item.lower())
+            if tag:
+                wanted.append(tag)
+    return wanted
+
+
+def _with_included(
+    item: dict[str, Any], tags: list[str], study: Study, patient: Patient, series: Series
+) -> dict:
+    for tag in tags:
+        if tag not in item:
+            _name, vr, get = _OPTIONAL[tag]
+            item[tag] = _el(vr, get(study, patient, series))
+    return item
 
 
 @router.get("/series")
 @router.get("/studies/{study_uid}/series")
 def search_series(request: Request, study_uid: str | None = None) -> JSONResponse:
     ws = request.app.state.ws
-    stmt = select(Series, Study.study_uid).join(Study, Series.study_id == Study.id)
-    stmt = stmt.join(Patient, Study.patient_id == Patient.id)
+    stmt = select(Series, Study, Patient).join(Study, Series.study_id == Study.id)
+    stmt = stmt.join(Patient, Study.patient_id == Patient.id).where(Series.id.in_(_scope(request)))
     if study_uid:
         stmt = stmt.where(Study.study_uid == study_uid)
     stmt = _filters(request, {**_STUDY_FIELDS, **_SERIES_FIELDS}, stmt).order_by(Series.id)
-    base = _base(request)
+    base, extra = _base(request), _included(request)
     with ws.catalog.session() as s:
-        return _json([_series_json(base, st, se) for se, st in s.execute(_page(request, stmt))])
+        return _json(
+            [
+                _with_included(_series_json(base, st.study_uid, se), extra, st, pa, se)
+                for se, st, pa in s.execute(_page(request, stmt))
+            ]
+        )
 
 
 @router.get("/instances")
@@ -217,10 +306,11 @@ def search_instances(
 ) -> JSONResponse:
     ws = request.app.state.ws
     stmt = (
-        select(Instance, Series, Study.study_uid)
+        select(Instance, Series, Study, Patient)
         .join(Series, Instance.series_id == Series.id)
         .join(Study, Series.study_id == Study.id)
         .join(Patient, Study.patient_id == Patient.id)
+        .where(Series.id.in_(_scope(request)))
     )
     if study_uid:
         stmt = stmt.where(Study.study_uid == study_uid)
@@ -228,10 +318,15 @@ def search_instances(
         stmt = stmt.where(Series.series_uid == series_uid)
     fields = {**_STUDY_FIELDS, **_SERIES_FIELDS, **_INSTANCE_FIELDS}
     stmt = _filters(request, fields, stmt).order_by(Series.id, Instance.instance_number, Instance.id)
-    base = _base(request)
+    base, extra = _base(request), _included(request)
     with ws.catalog.session() as s:
         rows = s.execute(_page(request, stmt))
-        return _json([_instance_json(base, st, se.series_uid, inst, se) for inst, se, st in rows])
+        return _json(
+            [
+                _with_included(_instance_json(base, st.study_uid, se.series_uid, inst, se), extra, st, pa, se)
+                for inst, se, st, pa in rows
+            ]
+        )
 
 
 # -- WADO-RS -----------------------------------------------------------------------------------
@@ -240,7 +335,7 @@ def _blobs(request: Request, study_uid: str, series_uid: str | None, sop_uid: st
         select(Instance.blob_digest)
         .join(Series, Instance.series_id == Series.id)
         .join(Study, Series.study_id == Study.id)
-        .where(Study.study_uid == study_uid)
+        .where(Study.study_uid == study_uid, Series.id.in_(_scope(request)))
     )
     if series_uid:
         stmt = stmt.where(Series.series_uid == series_uid)
@@ -276,7 +371,17 @@ def _multipart_stream(request: Request, digests: list[str]) -> StreamingResponse
 def retrieve(
     request: Request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
 ) -> StreamingResponse:
-    return _multipart_stream(request, _blobs(request, study_uid, series_uid, sop_uid))
+    digests = _blobs(request, study_uid, series_uid, sop_uid)
+    target = "/".join(u for u in (study_uid, series_uid, sop_uid) if u)
+    _record(request, "download", target, instances=len(digests))
+    return _multipart_stream(request, digests)
+
+
+@functools.lru_cache(maxsize=4096)
+def _metadata_cached(store: Any, digest: str, bulk_base: str) -> str:
+    """An instance's DICOM JSON, by blob digest: blobs never change, so it is built once (kept as text
+    so callers cannot alter the cached value)."""
+    return json.dumps(_metadata(store.get_bytes(digest), bulk_base))
 
 
 def _metadata(raw: bytes, bulk_base: str) -> dict[str, Any]:
@@ -298,16 +403,16 @@ def _metadata(raw: bytes, bulk_base: str) -> dict[str, Any]:
 @router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata")
 def metadata(
     request: Request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-) -> JSONResponse:
+) -> Response:
     store = request.app.state.ws.store
     base = _base(request)
-    out = []
+    out: list[str] = []
     with request.app.state.ws.catalog.session() as s:
         stmt = (
             select(Instance.blob_digest, Instance.sop_instance_uid, Series.series_uid)
             .join(Series, Instance.series_id == Series.id)
             .join(Study, Series.study_id == Study.id)
-            .where(Study.study_uid == study_uid)
+            .where(Study.study_uid == study_uid, Series.id.in_(_scope(request)))
         )
         if series_uid:
             stmt = stmt.where(Series.series_uid == series_uid)
@@ -318,8 +423,82 @@ def metadata(
         raise HTTPException(404, "no such study, series or instance in this workspace")
     for digest, sop, se in rows:
         url = f"{base}/studies/{study_uid}/series/{se}/instances/{sop}"
-        out.append(_metadata(store.get_bytes(digest), url))
-    return _json(out)
+        out.append(_metadata_cached(store, digest, url))
+    for se in sorted({se for _d, _s, se in rows}):
+        _record(request, "view-series", f"{study_uid}/{se}")
+    return Response("[" + ",".join(out) + "]", media_type=DICOM_JSON)
+
+
+def render_frame(raw: bytes, frame: int = 1, size: int | None = None) -> bytes:
+    """One frame as an 8-bit PNG: modality LUT, then the stored window (or the frame's range), then an
+    optional downscale to ``size`` pixels on the long side. What ``rendered`` and ``thumbnail`` answer."""
+    import numpy as np
+    from PIL import Image
+    from pydicom.pixels import apply_modality_lut
+
+    ds = pydicom.dcmread(io.BytesIO(raw))
+    if "PixelData" not in ds:
+        raise HTTPException(404, "this instance has no pixel data")
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    if not 1 <= frame <= n:
+        raise HTTPException(404, f"this instance has {n} frame(s)")
+    arr = ds.pixel_array
+    if n > 1:
+        arr = arr[frame - 1]
+    if int(ds.get("SamplesPerPixel", 1)) == 3:
+        img = Image.fromarray(np.asarray(arr, dtype=np.uint8), "RGB")
+    else:
+        values = apply_modality_lut(arr, ds).astype(np.float64)
+        center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+        if center is not None and width is not None:
+            c = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)
+            w = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
+            lo, hi = c - w / 2, c + w / 2
+        else:
+            lo, hi = float(values.min()), float(values.max())
+        scaled = np.clip((values - lo) / max(hi - lo, 1e-6), 0, 1) * 255
+        if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+            scaled = 255 - scaled
+        img = Image.fromarray(scaled.astype(np.uint8), "L")
+    if size:
+        img.thumbnail((size, size))
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _first_instance(request: Request, study_uid: str, series_uid: str) -> str:
+    digests = _blobs(request, study_uid, series_uid, None)
+    return digests[len(digests) // 2]  # the middle slice says more about a series than the first
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/rendered")
+def rendered_instance(request: Request, study_uid: str, series_uid: str, sop_uid: str) -> Response:
+    digest = _blobs(request, study_uid, series_uid, sop_uid)[0]
+    return Response(render_frame(request.app.state.ws.store.get_bytes(digest)), media_type="image/png")
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/rendered")
+def rendered_series(request: Request, study_uid: str, series_uid: str) -> Response:
+    raw = request.app.state.ws.store.get_bytes(_first_instance(request, study_uid, series_uid))
+    return Response(render_frame(raw), media_type="image/png")
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/thumbnail")
+def thumbnail_instance(request: Request, study_uid: str, series_uid: str, sop_uid: str) -> Response:
+    digest = _blobs(request, study_uid, series_uid, sop_uid)[0]
+    png = render_frame(request.app.state.ws.store.get_bytes(digest), size=128)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/thumbnail")
+def thumbnail_series(request: Request, study_uid: str, series_uid: str) -> Response:
+    raw = request.app.state.ws.store.get_bytes(_first_instance(request, study_uid, series_uid))
+    return Response(
+        render_frame(raw, size=128),
+        media_type="image/png",
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
 
 
 @router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/{frames}")
@@ -422,6 +601,90 @@ async def _bounded_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+
+
+def is_derived_class(sop_class: str) -> bool:
+    """Segmentations and structured reports made in the viewer (OHIF) from the project's images."""
+    return sop_class == SEG_STORAGE or sop_class.startswith(SR_PREFIX)
+
+
+def _referenced_series(ds: Any) -> list[str]:
+    uids = {str(item.get("SeriesInstanceUID", "")) for item in ds.get("ReferencedSeriesSequence", [])}
+    for ev in ds.get("CurrentRequestedProcedureEvidenceSequence", []):
+        uids |= {str(i.get("SeriesInstanceUID", "")) for i in ev.get("ReferencedSeriesSequence", [])}
+    return sorted(u for u in uids if u)
+
+
+def _file_derived(request: Request, data: bytes) -> Any:
+    """File a SEG/SR made in the viewer as a new, immutable object beside the images it annotates.
+
+    It must refer to a study this project holds, and its patient module must carry that study's
+    pseudonym and nothing else (it is derived from de-identified images, so it is stored as sent, UIDs
+    intact, and marked de-identified). Its provenance names the series it references and its author.
+    """
+    from curata.catalog import record_provenance
+    from curata.collect import Ingestor
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    access = request.state.access
+    ws = request.app.state.ws
+    with ws.catalog.session() as s:
+        row = s.execute(
+            select(Patient.pseudonym, Site.name)
+            .join(Study, Study.patient_id == Patient.id)
+            .join(Site, Patient.site_id == Site.id)
+            .join(Series, Series.study_id == Study.id)
+            .where(Study.study_uid == str(ds.get("StudyInstanceUID", "")), Series.id.in_(_scope(request)))
+            .limit(1)
+        ).first()
+    if row is None:
+        raise InputError("it refers to no study of this project")
+    pseudonym, site = row
+    for keyword in ("PatientID", "PatientName"):
+        if str(ds.get(keyword, "") or "") not in ("", pseudonym):
+            raise InputError(f"its {keyword} is not the study's pseudonym")
+    for keyword in (
+        "OtherPatientIDs",
+        "OtherPatientIDsSequence",
+        "PatientAddress",
+        "PatientTelephoneNumbers",
+    ):
+        if keyword in ds:
+            del ds[keyword]
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "derived in the viewer from de-identified images; patient module checked"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    outcome = Ingestor(ws, deidentify=False, site=site, workers=1).ingest_bytes(buf.getvalue(), "viewer-stow")
+    if outcome.status in ("ingested", "present"):
+        with ws.catalog.session() as s:
+            record_provenance(
+                s,
+                "viewer.stow",
+                [*_referenced_series(ds), str(ds.SOPInstanceUID)],
+                {
+                    "project": access.project.name if access.project else "",
+                    "author": access.principal.username,
+                },
+                {"sop_class": str(ds.SOPClassUID), "blob": outcome.blob_digest or ""},
+            )
+    return outcome
+
+
+def _file_into_project(request: Request, series_uids: list[str], n_stored: int) -> None:
+    """What a member stores through a project's DICOMweb belongs to that project; the upload is logged."""
+    from curata.server.service import add_resource
+
+    access = request.state.access
+    if access.project is not None:
+        for uid in series_uids:
+            add_resource(request.app.state.ws, access.project.name, "series", uid)
+    if n_stored:
+        _record(request, "upload", ",".join(series_uids)[:256], instances=n_stored)
+
+
 @router.post("/studies")
 @router.post("/studies/{study_uid}")
 async def store_instances(request: Request, study_uid: str | None = None) -> JSONResponse:
@@ -438,6 +701,7 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
     stored: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     del body
+    new_series: set[str] = set()
     for headers, data in parts:
         sop_class, sop_uid, part_study = _source_uids(data)
         ref = {"00081150": _el("UI", sop_class), "00081155": _el("UI", sop_uid)}
@@ -448,9 +712,15 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
             failed.append({**ref, "00081197": _el("US", FAILURE_STUDY_MISMATCH)})
             continue
         try:
-            outcome = await run_in_threadpool(
-                receiver.receive, data, source="stow-rs", source_uid=sop_uid or None, peer="stow-rs"
-            )
+            if request.state.access.project is not None and is_derived_class(sop_class):
+                outcome = await run_in_threadpool(_file_derived, request, data)
+            else:
+                outcome = await run_in_threadpool(
+                    receiver.receive, data, source="stow-rs", source_uid=sop_uid or None, peer="stow-rs"
+                )
+        except InputError:
+            failed.append({**ref, "00081197": _el("US", FAILURE_REFUSED)})
+            continue
         except Exception:
             failed.append({**ref, "00081197": _el("US", FAILURE_OUT_OF_RESOURCES)})
             continue
@@ -464,7 +734,9 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
         se = (fields.get("series") or {}).get("series_uid")
         if st and se:
             item["00081190"] = _el("UR", f"{base}/studies/{st}/series/{se}/instances/{stored_uid}")
+            new_series.add(se)
         stored.append(item)
+    _file_into_project(request, sorted(new_series), len(stored))
     result: dict[str, Any] = {"00081190": _el("UR", f"{base}/studies/{study_uid}" if study_uid else base)}
     if stored:
         result["00081199"] = {"vr": "SQ", "Value": stored}

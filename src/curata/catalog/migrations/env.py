@@ -6,7 +6,8 @@ from sqlalchemy import create_engine
 import curata.catalog.models as models
 import curata.collect.net.models
 import curata.publish.models
-import curata.select.models  # noqa: F401  (selection tables)
+import curata.select.models
+import curata.server.models  # noqa: F401  (platform tables)
 
 target_metadata = models.Base.metadata
 config = context.config

@@ -1,0 +1,70 @@
+"""What a member of a project may see: the series of its sites, cohorts and releases.
+
+A licensee (holding no other role) sees only the series of the release versions licensed to them.
+These are SQL subqueries of ``series.id``, so every DICOMweb query and page joins them and a UID of
+another project simply is not found (404), the same answer as a UID that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import false, or_, select, tuple_
+
+from curata.catalog import Patient, Series, Site, Study
+from curata.publish import Release, ReleaseMember, ReleaseVersion
+from curata.select import Cohort, CohortSeries
+from curata.server.models import Role
+from curata.server.service import Grant, ProjectRecord
+
+
+def series_ids(project: ProjectRecord, roles: set[Role], grants: list[Grant] | None = None) -> Any:
+    """A ``select(Series.id)`` of every series ``roles`` may see in ``project``."""
+    if roles and roles <= {Role.licensee}:
+        if not grants:
+            return select(Series.id).where(false())
+        pairs = [(g.release, g.version) for g in grants]
+        return (
+            select(ReleaseMember.series_id)
+            .join(ReleaseVersion, ReleaseMember.version_id == ReleaseVersion.id)
+            .join(Release, ReleaseVersion.release_id == Release.id)
+            .where(tuple_(Release.name, ReleaseVersion.version).in_(pairs))
+        )
+    clauses = []
+    if project.sites:
+        clauses.append(
+            Series.id.in_(
+                select(Series.id)
+                .join(Study, Series.study_id == Study.id)
+                .join(Patient, Study.patient_id == Patient.id)
+                .join(Site, Patient.site_id == Site.id)
+                .where(Site.name.in_(project.sites))
+            )
+        )
+    if project.cohorts:
+        clauses.append(
+            Series.id.in_(
+                select(CohortSeries.series_id)
+                .join(Cohort, CohortSeries.cohort_id == Cohort.id)
+                .where(Cohort.name.in_(project.cohorts))
+            )
+        )
+    if project.releases:
+        clauses.append(
+            Series.id.in_(
+                select(ReleaseMember.series_id)
+                .join(ReleaseVersion, ReleaseMember.version_id == ReleaseVersion.id)
+                .join(Release, ReleaseVersion.release_id == Release.id)
+                .where(Release.name.in_(project.releases))
+            )
+        )
+    if project.series:
+        clauses.append(Series.series_uid.in_(project.series))
+    if not clauses:
+        return select(Series.id).where(false())
+    return select(Series.id).where(or_(*clauses))
+
+
+def all_series() -> Any:
+    """Everything (the shared gateway token and platform-wide views of a platform admin)."""
+    return select(Series.id)

@@ -1,0 +1,671 @@
+"""Accounts, projects, roles, API tokens, web sessions, licence grants and the audit trail.
+
+Typed functions over a workspace; they return frozen records and never print. The CLI
+(``curata user``, ``curata project``) and the HTTP routers call these and hold no logic of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from curata.errors import CurataError
+from curata.server.models import (
+    ApiToken,
+    AuditEvent,
+    LicenceGrant,
+    LoginFailure,
+    Membership,
+    Project,
+    ProjectResource,
+    ResourceKind,
+    Role,
+    User,
+    WebSession,
+)
+
+if TYPE_CHECKING:
+    from curata.workspace import Workspace
+
+# Login failures: at most this many per username (or 4x per client address) within the window.
+LOGIN_FAILURES_ALLOWED = 5
+LOGIN_WINDOW = timedelta(minutes=15)
+SESSION_LIFETIME = timedelta(hours=12)
+MIN_PASSWORD_LENGTH = 10
+TOKEN_PREFIX = "cur_"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+_hasher = PasswordHasher()  # argon2id, the library's current parameters
+# A hash to verify against when the user does not exist, so timing does not tell who exists.
+_DUMMY_HASH = _hasher.hash("curata-no-such-user")
+
+
+class AuthError(CurataError):
+    """A login, token or permission was refused. ``status`` is the HTTP status the server answers."""
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int = 401) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class RateLimited(AuthError):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "too many failed logins; try again later",
+            hint=f"wait {retry_after} s, or ask an admin to reset the password",
+            status=429,
+        )
+        self.retry_after = retry_after
+
+
+class AccountError(CurataError):
+    """A user, project or role name is wrong or already taken."""
+
+    exit_code = 2
+
+
+# -- records -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    username: str
+    display_name: str
+    platform_admin: bool
+    active: bool
+    roles: dict[str, list[str]] = field(default_factory=dict)  # project -> roles
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    id: int
+    name: str
+    title: str
+    description: str
+    sites: list[str] = field(default_factory=list)
+    cohorts: list[str] = field(default_factory=list)
+    releases: list[str] = field(default_factory=list)
+    series: list[str] = field(default_factory=list)
+    members: dict[str, list[str]] = field(default_factory=dict)  # username -> roles
+
+
+@dataclass(frozen=True)
+class NewToken:
+    token: str  # shown once; only its sha256 is kept
+    id: int
+    name: str
+    username: str
+
+
+@dataclass(frozen=True)
+class NewSession:
+    session_id: str  # goes into the cookie; only its sha256 is kept
+    csrf_token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a user (by session or API token) or the legacy shared gateway token."""
+
+    user_id: int | None
+    username: str
+    platform_admin: bool
+    via: str  # "session", "token" or "service"
+    csrf_token: str = ""
+
+    @property
+    def is_service(self) -> bool:
+        return self.via == "service"
+
+
+@dataclass(frozen=True)
+class Grant:
+    release: str
+    version: int
+    project: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.release}@{self.version}"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    username: str
+    action: str
+    target: str
+    project: str
+    ledger_index: int | None
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise AccountError(
+            f"{kind} name {name!r} is not allowed",
+            hint="use 1-64 letters, digits, and . _ @ - (starting with a letter or digit)",
+        )
+    return name
+
+
+def parse_role(value: str) -> Role:
+    try:
+        return Role(value.strip().lower())
+    except ValueError:
+        raise AccountError(
+            f"unknown role {value!r}", hint=f"use one of {', '.join(r.value for r in Role)}"
+        ) from None
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(
+            f"a password needs at least {MIN_PASSWORD_LENGTH} characters",
+            hint="use a passphrase of several words",
+        )
+
+
+def _user(s: Session, username: str) -> User:
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise AccountError(f"no user {username!r}", hint="`curata user ls` lists the accounts")
+    return user
+
+
+def _project(s: Session, name: str) -> Project:
+    project = s.scalar(select(Project).where(Project.name == name))
+    if project is None:
+        raise AccountError(f"no project {name!r}", hint="`curata project ls` lists the projects")
+    return project
+
+
+def _user_record(s: Session, user: User) -> UserRecord:
+    roles: dict[str, list[str]] = {}
+    rows = s.execute(
+        select(Project.name, Membership.role)
+        .join(Project, Membership.project_id == Project.id)
+        .where(Membership.user_id == user.id)
+        .order_by(Project.name, Membership.role)
+    )
+    for project, role in rows:
+        roles.setdefault(project, []).append(role)
+    return UserRecord(user.id, user.username, user.display_name, user.platform_admin, user.active, roles)
+
+
+# -- users -------------------------------------------------------------------------------------
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def create_user(
+    ws: Workspace, username: str, password: str, *, display_name: str = "", platform_admin: bool = False
+) -> UserRecord:
+    """A new account. ``platform_admin`` may manage users and projects and sees every project."""
+    _check_name("user", username)
+    _check_password(password)
+    with ws.catalog.session() as s:
+        if s.scalar(select(User.id).where(User.username == username)) is not None:
+            raise AccountError(
+                f"user {username!r} already exists", hint="`curata user passwd` changes a password"
+            )
+        user = User(
+            username=username,
+            display_name=display_name or username,
+            password_hash=hash_password(password),
+            platform_admin=platform_admin,
+        )
+        s.add(user)
+        s.flush()
+        return _user_record(s, user)
+
+
+def set_password(ws: Workspace, username: str, password: str) -> UserRecord:
+    """Change a password; every open session of that user ends and its failed logins are forgotten."""
+    _check_password(password)
+    with ws.catalog.session() as s:
+        user = _user(s, username)
+        user.password_hash = hash_password(password)
+        s.execute(delete(WebSession).where(WebSession.user_id == user.id))
+        s.execute(delete(LoginFailure).where(LoginFailure.username == username))
+        return _user_record(s, user)
+
+
+def set_active(ws: Workspace, username: str, active: bool) -> UserRecord:
+    with ws.catalog.session() as s:
+        user = _user(s, username)
+        user.active = active
+        if not active:
+            s.execute(delete(WebSession).where(WebSession.user_id == user.id))
+        return _user_record(s, user)
+
+
+def list_users(ws: Workspace) -> list[UserRecord]:
+    with ws.catalog.session() as s:
+        return [_user_record(s, u) for u in s.scalars(select(User).order_by(User.username))]
+
+
+def get_user(ws: Workspace, username: str) -> UserRecord:
+    with ws.catalog.session() as s:
+        return _user_record(s, _user(s, username))
+
+
+def authenticate(ws: Workspace, username: str, password: str, *, client: str = "") -> UserRecord:
+    """Check a password. Failures are counted per username and per client address: past the limit
+    every attempt (even a right one) is refused with :class:`RateLimited` until the window passes."""
+    now = _now()
+    since = now - LOGIN_WINDOW
+    with ws.catalog.session() as s:
+        s.execute(delete(LoginFailure).where(LoginFailure.at < since))
+        by_name = s.scalar(select(func.count(LoginFailure.id)).where(LoginFailure.username == username[:64]))
+        by_client = (
+            s.scalar(select(func.count(LoginFailure.id)).where(LoginFailure.client == client[:64]))
+            if client
+            else 0
+        )
+        if (by_name or 0) >= LOGIN_FAILURES_ALLOWED or (by_client or 0) >= 4 * LOGIN_FAILURES_ALLOWED:
+            oldest = s.scalar(
+                select(func.min(LoginFailure.at)).where(
+                    or_(LoginFailure.username == username[:64], LoginFailure.client == client[:64])
+                )
+            )
+            retry = int(((_aware(oldest) if oldest else now) + LOGIN_WINDOW - now).total_seconds()) + 1
+            raise RateLimited(max(retry, 1))
+        user = s.scalar(select(User).where(User.username == username))
+        try:
+            ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if not ok or user is None or not user.active:
+            s.add(LoginFailure(username=username[:64], client=client[:64], at=now))
+            s.commit()
+            raise AuthError("wrong username or password", hint="check both; accounts are case-sensitive")
+        if _hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = hash_password(password)
+        s.execute(delete(LoginFailure).where(LoginFailure.username == username))
+        return _user_record(s, user)
+
+
+# -- API tokens --------------------------------------------------------------------------------
+def create_token(ws: Workspace, username: str, name: str = "cli", *, days: int | None = None) -> NewToken:
+    """A bearer token for scripts (``Authorization: Bearer cur_...``); printed once, stored as sha256."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with ws.catalog.session() as s:
+        user = _user(s, username)
+        row = ApiToken(
+            user_id=user.id,
+            name=name,
+            token_sha256=_sha256(token),
+            expires_at=_now() + timedelta(days=days) if days else None,
+        )
+        s.add(row)
+        s.flush()
+        return NewToken(token=token, id=row.id, name=name, username=username)
+
+
+def revoke_tokens(ws: Workspace, username: str) -> int:
+    with ws.catalog.session() as s:
+        user = _user(s, username)
+        rows = list(
+            s.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)))
+        )
+        for row in rows:
+            row.revoked_at = _now()
+        return len(rows)
+
+
+def principal_from_token(ws: Workspace, token: str) -> Principal | None:
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    with ws.catalog.session() as s:
+        row = s.execute(
+            select(ApiToken, User)
+            .join(User, ApiToken.user_id == User.id)
+            .where(ApiToken.token_sha256 == _sha256(token))
+        ).first()
+        if row is None:
+            return None
+        tok, user = row
+        if tok.revoked_at is not None or not user.active:
+            return None
+        if tok.expires_at is not None and _aware(tok.expires_at) < _now():
+            return None
+        now = _now()
+        if tok.last_used_at is None or _aware(tok.last_used_at) < now - timedelta(minutes=1):
+            tok.last_used_at = now  # at most one write a minute per token, not one per request
+        return Principal(user.id, user.username, user.platform_admin, "token")
+
+
+# -- web sessions ------------------------------------------------------------------------------
+def open_session(ws: Workspace, user_id: int) -> NewSession:
+    """A fresh session id (never one the browser offered: no session fixation) and its CSRF token."""
+    sid = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(24)
+    expires = _now() + SESSION_LIFETIME
+    with ws.catalog.session() as s:
+        s.execute(delete(WebSession).where(WebSession.expires_at < _now()))
+        s.add(WebSession(id_sha256=_sha256(sid), user_id=user_id, csrf_token=csrf, expires_at=expires))
+    return NewSession(sid, csrf, expires)
+
+
+def principal_from_session(ws: Workspace, session_id: str) -> Principal | None:
+    if not session_id:
+        return None
+    with ws.catalog.session() as s:
+        row = s.execute(
+            select(WebSession, User)
+            .join(User, WebSession.user_id == User.id)
+            .where(WebSession.id_sha256 == _sha256(session_id))
+        ).first()
+        if row is None:
+            return None
+        sess, user = row
+        if _aware(sess.expires_at) < _now() or not user.active:
+            return None
+        return Principal(user.id, user.username, user.platform_admin, "session", csrf_token=sess.csrf_token)
+
+
+def close_session(ws: Workspace, session_id: str) -> None:
+    with ws.catalog.session() as s:
+        s.execute(delete(WebSession).where(WebSession.id_sha256 == _sha256(session_id)))
+
+
+# -- projects, members, resources ----------------------------------------------------------------
+def _project_record(s: Session, p: Project) -> ProjectRecord:
+    res: dict[str, list[str]] = {k.value: [] for k in ResourceKind}
+    for r in s.scalars(
+        select(ProjectResource).where(ProjectResource.project_id == p.id).order_by(ProjectResource.name)
+    ):
+        res.setdefault(r.kind, []).append(r.name)
+    members: dict[str, list[str]] = {}
+    for username, role in s.execute(
+        select(User.username, Membership.role)
+        .join(User, Membership.user_id == User.id)
+        .where(Membership.project_id == p.id)
+        .order_by(User.username, Membership.role)
+    ):
+        members.setdefault(username, []).append(role)
+    return ProjectRecord(
+        p.id,
+        p.name,
+        p.title,
+        p.description,
+        res["site"],
+        res["cohort"],
+        res["release"],
+        res["series"],
+        members,
+    )
+
+
+def create_project(ws: Workspace, name: str, *, title: str = "", description: str = "") -> ProjectRecord:
+    _check_name("project", name)
+    with ws.catalog.session() as s:
+        if s.scalar(select(Project.id).where(Project.name == name)) is not None:
+            raise AccountError(f"project {name!r} already exists")
+        p = Project(name=name, title=title or name, description=description)
+        s.add(p)
+        s.flush()
+        return _project_record(s, p)
+
+
+def get_project(ws: Workspace, name: str) -> ProjectRecord:
+    with ws.catalog.session() as s:
+        return _project_record(s, _project(s, name))
+
+
+def list_projects(ws: Workspace, *, for_user: Principal | None = None) -> list[ProjectRecord]:
+    """Every project, or only those ``for_user`` is a member of (platform admins see all)."""
+    with ws.catalog.session() as s:
+        stmt = select(Project).order_by(Project.name)
+        if for_user is not None and not for_user.platform_admin:
+            stmt = stmt.where(
+                Project.id.in_(select(Membership.project_id).where(Membership.user_id == for_user.user_id))
+            )
+        return [_project_record(s, p) for p in s.scalars(stmt)]
+
+
+def add_resource(ws: Workspace, project: str, kind: str, name: str) -> ProjectRecord:
+    """Put a site, cohort or release (by name) into a project; members see only what it holds."""
+    try:
+        k = ResourceKind(kind)
+    except ValueError:
+        raise AccountError(
+            f"unknown resource kind {kind!r}", hint="use one of site, cohort, release, series"
+        ) from None
+    with ws.catalog.session() as s:
+        p = _project(s, project)
+        if (
+            s.scalar(
+                select(ProjectResource.id).where(
+                    ProjectResource.project_id == p.id,
+                    ProjectResource.kind == k.value,
+                    ProjectResource.name == name,
+                )
+            )
+            is None
+        ):
+            s.add(ProjectResource(project_id=p.id, kind=k.value, name=name))
+            s.flush()
+        return _project_record(s, p)
+
+
+def set_role(
+    ws: Workspace, username: str, project: str, role: Role | str, *, remove: bool = False
+) -> UserRecord:
+    """Give (or with ``remove`` take away) a role in a project."""
+    r = role if isinstance(role, Role) else parse_role(role)
+    with ws.catalog.session() as s:
+        user, p = _user(s, username), _project(s, project)
+        existing = s.scalar(
+            select(Membership).where(
+                Membership.user_id == user.id, Membership.project_id == p.id, Membership.role == r.value
+            )
+        )
+        if remove and existing is not None:
+            s.delete(existing)
+        elif not remove and existing is None:
+            s.add(Membership(user_id=user.id, project_id=p.id, role=r.value))
+        s.flush()
+        return _user_record(s, user)
+
+
+def roles_in(ws: Workspace, principal: Principal, project: str) -> tuple[ProjectRecord, set[Role]]:
+    """The project and the roles ``principal`` holds in it (a platform admin holds admin everywhere).
+    An unknown project and a project the user is not in answer the same (404): no probing for names."""
+    with ws.catalog.session() as s:
+        p = s.scalar(select(Project).where(Project.name == project))
+        if p is None:
+            raise AuthError(f"no project {project!r} for you", status=404)
+        if principal.platform_admin:
+            return _project_record(s, p), set(Role)
+        roles = {
+            Role(r)
+            for r in s.scalars(
+                select(Membership.role).where(
+                    Membership.user_id == principal.user_id, Membership.project_id == p.id
+                )
+            )
+        }
+        if not roles:
+            raise AuthError(f"no project {project!r} for you", status=404)
+        return _project_record(s, p), roles
+
+
+def authorize(
+    ws: Workspace, principal: Principal, project: str, allowed: Iterable[Role]
+) -> tuple[ProjectRecord, set[Role]]:
+    """Refuse (403) unless ``principal`` holds one of ``allowed`` in ``project`` (project admins pass)."""
+    record, roles = roles_in(ws, principal, project)
+    wanted = set(allowed)
+    if not (roles & (wanted | {Role.admin})):
+        raise AuthError(
+            f"your roles in {project} ({', '.join(sorted(roles))}) do not allow this",
+            hint=f"needs one of: {', '.join(sorted(wanted))}",
+            status=403,
+        )
+    return record, roles
+
+
+# -- licence grants ----------------------------------------------------------------------------
+def grant_licence(
+    ws: Workspace, username: str, project: str, release: str, *, by: str | None = None
+) -> Grant:
+    """License ``NAME@V`` to a licensee user in ``project`` (the release must belong to the project)."""
+    name, _, ver = release.partition("@")
+    if not ver.isdigit():
+        raise AccountError(f"{release!r} is not NAME@VERSION", hint="e.g. lung-ct@1")
+    with ws.catalog.session() as s:
+        user, p = _user(s, username), _project(s, project)
+        if (
+            s.scalar(
+                select(ProjectResource.id).where(
+                    ProjectResource.project_id == p.id,
+                    ProjectResource.kind == "release",
+                    ProjectResource.name == name,
+                )
+            )
+            is None
+        ):
+            raise AccountError(
+                f"release {name!r} is not in project {project!r}",
+                hint=f"`curata project add-resource {project} release {name}` first",
+            )
+        granter = s.scalar(select(User.id).where(User.username == by)) if by else None
+        if (
+            s.scalar(
+                select(LicenceGrant.id).where(
+                    LicenceGrant.user_id == user.id,
+                    LicenceGrant.release == name,
+                    LicenceGrant.version == int(ver),
+                )
+            )
+            is None
+        ):
+            s.add(
+                LicenceGrant(
+                    user_id=user.id, project_id=p.id, release=name, version=int(ver), granted_by=granter
+                )
+            )
+        if (
+            s.scalar(
+                select(Membership.id).where(
+                    Membership.user_id == user.id,
+                    Membership.project_id == p.id,
+                    Membership.role == Role.licensee.value,
+                )
+            )
+            is None
+        ):
+            s.add(Membership(user_id=user.id, project_id=p.id, role=Role.licensee.value))
+    return Grant(name, int(ver), project)
+
+
+def licences_of(ws: Workspace, user_id: int | None, project: str | None = None) -> list[Grant]:
+    with ws.catalog.session() as s:
+        stmt = (
+            select(LicenceGrant.release, LicenceGrant.version, Project.name)
+            .join(Project, LicenceGrant.project_id == Project.id)
+            .where(LicenceGrant.user_id == user_id)
+        )
+        if project:
+            stmt = stmt.where(Project.name == project)
+        return [
+            Grant(r, v, p) for r, v, p in s.execute(stmt.order_by(LicenceGrant.release, LicenceGrant.version))
+        ]
+
+
+# -- audit trail ---------------------------------------------------------------------------------
+def record(
+    ws: Workspace,
+    action: str,
+    *,
+    principal: Principal | None = None,
+    username: str = "",
+    target: str = "",
+    project: str | None = None,
+    detail: dict[str, Any] | None = None,
+    ledger: Any = None,
+) -> AuditRecord:
+    """Record an event in the audit table and append it to the transparency log.
+
+    The log gets the action, the target (UIDs, release names: no patient data), the project and the
+    user as a salted commitment; ``detail`` stays in the audit table only.
+    """
+    from curata.ledger import Ledger
+
+    name = principal.username if principal else username
+    user_id = principal.user_id if principal else None
+    now = _now()
+    log = ledger if ledger is not None else Ledger.open(ws)
+    payload: dict[str, Any] = {"action": action, "target": target, "project": project or ""}
+    try:
+        payload["user"] = log.commit("user:" + name) if name else ""
+    except CurataError:
+        payload["user"] = ""
+    entry = log.append("access", payload, time=now)
+    with ws.catalog.session() as s:
+        if user_id is None and name:
+            user_id = s.scalar(select(User.id).where(User.username == name))
+            if user_id is None:  # a failed login for a name that is no account: keep what was typed
+                detail = {**(detail or {}), "username": name}
+        pid = s.scalar(select(Project.id).where(Project.name == project)) if project else None
+        ev = AuditEvent(
+            at=now,
+            user_id=user_id,
+            action=action,
+            target=target[:256],
+            project_id=pid,
+            detail=detail or {},
+            ledger_index=entry.index,
+        )
+        s.add(ev)
+        s.flush()
+        return AuditRecord(ev.id, now, name, action, target, project or "", entry.index)
+
+
+def audit_events(ws: Workspace, *, limit: int = 200, action: str | None = None) -> list[AuditRecord]:
+    with ws.catalog.session() as s:
+        stmt = (
+            select(AuditEvent, User.username, Project.name)
+            .outerjoin(User, AuditEvent.user_id == User.id)
+            .outerjoin(Project, AuditEvent.project_id == Project.id)
+            .order_by(AuditEvent.id.desc())
+            .limit(limit)
+        )
+        if action:
+            stmt = stmt.where(AuditEvent.action == action)
+        return [
+            AuditRecord(
+                e.id,
+                e.at,
+                u or str((e.detail or {}).get("username", "")),
+                e.action,
+                e.target,
+                p or "",
+                e.ledger_index,
+            )
+            for e, u, p in s.execute(stmt)
+        ]

@@ -1,0 +1,1 @@
+"""Curata's pages: Jinja2 templates over the stage services, under /ui."""

@@ -1,0 +1,207 @@
+"""Every route of the app against every role: allowed where the table says so, refused everywhere else.
+
+The route list comes from the app itself, so a new route without a line in EXPECTED fails here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from curata.server.app import create_app, route_table
+
+ANON = "anon"
+MEMBERS = {"adm", "cur", "ann", "rev", "hos", "lic", "root"}  # of project alpha (root: platform admin)
+SIGNED_IN = {*MEMBERS, "outsider"}
+EVERYONE = {ANON, "service", *SIGNED_IN}  # public routes
+WRITERS = {"adm", "cur", "ann", "rev", "hos", "root"}  # STOW: every working role, not a licensee
+PROJECT_ADMINS = {"adm", "root"}
+PLATFORM = {"root"}
+
+DW = "/projects/{project}/dicomweb"
+GW = "/dicomweb"
+_DW_READ = [
+    "/instances",
+    "/series",
+    "/studies",
+    "/studies/{study_uid}",
+    "/studies/{study_uid}/instances",
+    "/studies/{study_uid}/metadata",
+    "/studies/{study_uid}/series",
+    "/studies/{study_uid}/series/{series_uid}",
+    "/studies/{study_uid}/series/{series_uid}/instances",
+    "/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}",
+    "/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/bulkdata/{tag}",
+    "/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/{frames}",
+    "/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata",
+    "/studies/{study_uid}/series/{series_uid}/metadata",
+    "/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/rendered",
+    "/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/thumbnail",
+    "/studies/{study_uid}/series/{series_uid}/thumbnail",
+    "/studies/{study_uid}/series/{series_uid}/rendered",
+]
+_DW_WRITE = ["/studies", "/studies/{study_uid}"]
+
+EXPECTED: dict[tuple[str, str], set[str]] = {
+    ("GET", "/healthz"): EVERYONE,
+    # accounts API
+    ("POST", "/api/session"): EVERYONE,
+    ("DELETE", "/api/session"): SIGNED_IN,
+    ("GET", "/api/me"): SIGNED_IN,
+    ("POST", "/api/tokens"): SIGNED_IN,
+    ("GET", "/api/projects"): SIGNED_IN,
+    ("POST", "/api/projects"): PLATFORM,
+    ("GET", "/api/projects/{project}"): MEMBERS,
+    ("POST", "/api/projects/{project}/members"): PROJECT_ADMINS,
+    ("POST", "/api/projects/{project}/resources"): PROJECT_ADMINS,
+    ("POST", "/api/projects/{project}/licences"): PROJECT_ADMINS,
+    ("GET", "/api/users"): PLATFORM,
+    ("POST", "/api/users"): PLATFORM,
+    ("GET", "/api/audit"): PLATFORM,
+    # pages
+    ("GET", "/ui/static/{name}"): EVERYONE,
+    ("GET", "/ui/login"): EVERYONE,
+    ("POST", "/ui/login"): EVERYONE,
+    ("POST", "/ui/logout"): SIGNED_IN,
+    ("GET", "/ui/"): SIGNED_IN,
+    ("GET", "/ui/p/{project}/"): MEMBERS,
+    ("GET", "/ui/p/{project}/catalog"): MEMBERS - {"lic"},
+    ("GET", "/ui/p/{project}/qc"): {"adm", "cur", "rev", "root"},
+    ("POST", "/ui/p/{project}/qc/override"): {"adm", "cur", "root"},
+    ("GET", "/ui/p/{project}/cohorts"): {"adm", "cur", "root"},
+    ("POST", "/ui/p/{project}/cohorts"): {"adm", "cur", "root"},
+    ("GET", "/ui/p/{project}/runs"): {"adm", "cur", "root"},
+    ("GET", "/ui/p/{project}/releases"): MEMBERS - {"ann"},
+    ("GET", "/ui/p/{project}/releases/{ref}"): MEMBERS - {"ann"},
+    ("GET", "/ui/p/{project}/releases/{ref}/card"): MEMBERS - {"ann"},
+    ("GET", "/ui/p/{project}/releases/{ref}/download"): {"lic"},  # a licence holder's own copy only
+    ("GET", "/ui/p/{project}/ledger"): MEMBERS,
+    ("GET", "/ui/p/{project}/ledger/{index}"): MEMBERS,
+    ("GET", "/ui/p/{project}/revenue"): {"adm", "hos", "root"},
+    # the viewer (static build: public files; its config and root need a session)
+    ("GET", "/app-config.js"): EVERYONE,
+    ("GET", "/"): SIGNED_IN,
+    ("GET", "/{path:path}"): EVERYONE,
+}
+for suffix in _DW_READ:
+    EXPECTED[("GET", DW + suffix)] = MEMBERS
+    EXPECTED[("GET", GW + suffix)] = PLATFORM | {"service"}
+for suffix in _DW_WRITE:
+    EXPECTED[("POST", DW + suffix)] = WRITERS
+    EXPECTED[("POST", GW + suffix)] = PLATFORM | {"service"}
+
+SERVICE_TOKEN = "gateway-shared-token"
+
+
+def _bodies(role: str) -> dict[tuple[str, str], Any]:
+    """Request bodies that succeed for an allowed caller (unique per role where they create things)."""
+    return {
+        ("POST", "/api/session"): {"json": {"username": "cur", "password": "correct horse battery"}},
+        ("POST", "/api/tokens"): {"json": {"name": f"matrix-{role}"}},
+        ("POST", "/api/projects"): {"json": {"name": f"gamma-{role}"}},
+        ("POST", "/api/projects/{project}/members"): {"json": {"username": "spare", "role": "reviewer"}},
+        ("POST", "/api/projects/{project}/resources"): {"json": {"kind": "cohort", "name": f"c-{role}"}},
+        ("POST", "/api/projects/{project}/licences"): {"json": {"username": "lic", "release": "rel@1"}},
+        ("POST", "/api/users"): {"json": {"username": f"new-{role}", "password": "another long password"}},
+        ("POST", "/ui/login"): {"data": {"username": "cur", "password": "correct horse battery"}},
+        ("POST", "/ui/p/{project}/qc/override"): {
+            "data": {"series_uid": "SERIES", "decision": "include", "reason": f"matrix {role}"}
+        },
+        ("POST", "/ui/p/{project}/cohorts"): {"data": {"name": f"m-{role}", "where": "modality = CT"}},
+    }
+
+
+def _fill(path: str, p: Any, sop: str) -> str:
+    values = {
+        "project": "alpha",
+        "study_uid": p.studies["site-a"],
+        "series_uid": p.series["site-a"],
+        "sop_uid": sop,
+        "tag": "7FE00010",
+        "frames": "1",
+        "name": "curata.css",
+        "ref": "rel@1",
+        "index": "0",
+        "path:path": "viewer",
+    }
+    return re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], path)
+
+
+def _refused(r: Any) -> bool:
+    if r.status_code in (401, 403):
+        return True
+    if r.request.method == "GET" and r.status_code == 303 and "/ui/login" in r.headers.get("location", ""):
+        return True
+    return r.status_code == 404 and "for you" in r.text
+
+
+@pytest.fixture
+def app_and_platform(platform: Any, tmp_path: Path) -> tuple[Any, Any]:
+    from curata.server import service
+
+    dist = tmp_path / "ohif-dist"
+    dist.mkdir()
+    (dist / "index.html").write_text("<!doctype html><title>OHIF</title>")
+    service.add_resource(platform.ws, "alpha", "release", "rel")
+    service.create_user(platform.ws, "spare", "a spare long password")
+    service.grant_licence(platform.ws, "lic", "alpha", "rel@1")
+    app = create_app(platform.ws, token=SERVICE_TOKEN, ohif_dir=dist, verified_deidentified=True)
+    return app, platform
+
+
+def _check_entries(app: Any) -> None:
+    routes = set(route_table(app))
+    missing = sorted(routes - set(EXPECTED))
+    assert not missing, f"routes without a line in the role matrix: {missing}"
+    stale = sorted(set(EXPECTED) - routes)
+    assert not stale, f"matrix lines for routes that no longer exist: {stale}"
+
+
+def test_role_matrix(app_and_platform: tuple[Any, Any]) -> None:
+    from sqlalchemy import select
+
+    from curata.catalog import Instance, Series
+
+    app, p = app_and_platform
+    _check_entries(app)  # every route of the app has a line, and no line is stale
+    with p.ws.catalog.session() as s:
+        sop = s.scalar(
+            select(Instance.sop_instance_uid)
+            .join(Series, Instance.series_id == Series.id)
+            .where(Series.series_uid == p.series["site-a"])
+        )
+    callers = [ANON, "service", *sorted(MEMBERS), "outsider"]
+    wrong: list[str] = []
+    checked = 0
+    with TestClient(app, follow_redirects=False) as client:
+        for method, path in route_table(app):
+            allowed = EXPECTED[(method, path)]
+            for who in callers:
+                headers: dict[str, str] = {}
+                if who == "service":
+                    headers["Authorization"] = f"Bearer {SERVICE_TOKEN}"
+                elif who != ANON:
+                    headers.update(p.auth(who))
+                kw = _bodies(who).get((method, path), {})
+                if method == "POST" and "dicomweb" in path:
+                    kw = {"content": b"", "headers": {"Content-Type": "multipart/related; boundary=x"}}
+                kw.setdefault("headers", {}).update(headers)
+                client.cookies.clear()
+                if (method, path) == ("POST", "/ui/login"):  # the form's own CSRF token and cookie
+                    client.get("/ui/login")
+                    kw = {"data": {**kw["data"], "csrf_token": client.cookies.get("curata_login_csrf")}}
+                if "data" in kw and kw["data"].get("series_uid") == "SERIES":
+                    kw["data"] = {**kw["data"], "series_uid": p.series["site-a"]}
+                r = client.request(method, _fill(path, p, sop), **kw)
+                checked += 1
+                if r.status_code >= 500:
+                    wrong.append(f"{who} {method} {path}: server error {r.status_code}")
+                elif _refused(r) == (who in allowed):
+                    want = "allowed" if who in allowed else "refused"
+                    wrong.append(f"{who} {method} {path}: expected {want}, got {r.status_code} {r.text[:80]}")
+    assert not wrong, "\n".join(wrong)
+    assert checked == len(route_table(app)) * len(callers)
