@@ -57,10 +57,14 @@ def make_pair(slices: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     organ = ((zz - c[0]) / 60) ** 2 + ((yy - c[1]) / 70) ** 2 + ((xx - c[2]) / 90) ** 2
     rng = np.random.default_rng(7)
     lesions = [
-        (rng.uniform(20, shape[0] * SPACING[0] - 20), rng.uniform(30, 370), rng.uniform(30, 370),
-         rng.uniform(4, 15))
+        (
+            rng.uniform(20, shape[0] * SPACING[0] - 20),
+            rng.uniform(30, 370),
+            rng.uniform(30, 370),
+            rng.uniform(4, 15),
+        )
         for _ in range(7)
-    ]  # fmt: skip
+    ]
     reads = []
     for reader in (0, 1):
         m = (organ + _noise(shape, 11 + reader, 0.04)) < 1.0
@@ -104,14 +108,21 @@ def main() -> None:
 
     def ours(conv: str) -> dict[str, float]:
         sd = surface_distances(a, b, SPACING, conv)  # type: ignore[arg-type]
-        return {"hd95": sd.hd(95), "assd": sd.assd(), "sdice": sd.surface_dice(TOL),
-                "means": sd.directed_means()}  # fmt: skip
+        return {
+            "hd95": sd.hd(95),
+            "assd": sd.assd(),
+            "sdice": sd.surface_dice(TOL),
+            "means": sd.directed_means(),
+        }
 
     def deepmind() -> dict[str, Any]:
         d = sdl.compute_surface_distances(a, b, SPACING)
         means = sdl.compute_average_surface_distance(d)
-        return {"hd95": sdl.compute_robust_hausdorff(d, 95),
-                "sdice": sdl.compute_surface_dice_at_tolerance(d, TOL), "means": means}  # fmt: skip
+        return {
+            "hd95": sdl.compute_robust_hausdorff(d, 95),
+            "sdice": sdl.compute_surface_dice_at_tolerance(d, TOL),
+            "means": means,
+        }
 
     ta = torch.from_numpy(a[None, None]).float()
     tb = torch.from_numpy(b[None, None]).float()
@@ -133,21 +144,46 @@ def main() -> None:
     t_vx, mine_v = _best(lambda: ours("voxel"), args.repeats)
     t_mo, ref_mo = _best(monai_all, args.repeats)
     t_mh, _ = _best(monai_hd, args.repeats)
-    diff_dm = max(abs(mine_s["hd95"] - ref_dm["hd95"]), abs(mine_s["sdice"] - ref_dm["sdice"]),
-                  *(abs(x - y) for x, y in zip(mine_s["means"], ref_dm["means"], strict=True)))  # fmt: skip
+    diff_dm = max(
+        abs(mine_s["hd95"] - ref_dm["hd95"]),
+        abs(mine_s["sdice"] - ref_dm["sdice"]),
+        *(abs(x - y) for x, y in zip(mine_s["means"], ref_dm["means"], strict=True)),
+    )
     diff_mo = max(abs(mine_v[k] - ref_mo[k]) for k in ("hd95", "assd", "sdice"))
     fastest = min(t_dm, t_mo, t_mh)
     rows = [
-        {"tool": "curata surfel", "seconds": t_sv, "hd95_mm": mine_s["hd95"], "assd_mm": mine_s["assd"],
-         "surface_dice": mine_s["sdice"]},
-        {"tool": "surface-distance", "seconds": t_dm, "hd95_mm": ref_dm["hd95"],
-         "assd_mm": None, "surface_dice": ref_dm["sdice"], "max_abs_diff_vs_curata": diff_dm},
-        {"tool": "curata voxel", "seconds": t_vx, "hd95_mm": mine_v["hd95"], "assd_mm": mine_v["assd"],
-         "surface_dice": mine_v["sdice"]},
-        {"tool": "monai", "seconds": t_mo, "hd95_mm": ref_mo["hd95"], "assd_mm": ref_mo["assd"],
-         "surface_dice": ref_mo["sdice"], "max_abs_diff_vs_curata": diff_mo},
+        {
+            "tool": "curata surfel",
+            "seconds": t_sv,
+            "hd95_mm": mine_s["hd95"],
+            "assd_mm": mine_s["assd"],
+            "surface_dice": mine_s["sdice"],
+        },
+        {
+            "tool": "surface-distance",
+            "seconds": t_dm,
+            "hd95_mm": ref_dm["hd95"],
+            "assd_mm": None,
+            "surface_dice": ref_dm["sdice"],
+            "max_abs_diff_vs_curata": diff_dm,
+        },
+        {
+            "tool": "curata voxel",
+            "seconds": t_vx,
+            "hd95_mm": mine_v["hd95"],
+            "assd_mm": mine_v["assd"],
+            "surface_dice": mine_v["sdice"],
+        },
+        {
+            "tool": "monai",
+            "seconds": t_mo,
+            "hd95_mm": ref_mo["hd95"],
+            "assd_mm": ref_mo["assd"],
+            "surface_dice": ref_mo["sdice"],
+            "max_abs_diff_vs_curata": diff_mo,
+        },
         {"tool": "monai hd95 only", "seconds": t_mh},
-    ]  # fmt: skip
+    ]
     print_ratio_table(
         rows,
         title="agreement metrics, 512x512x300 pair (best of repeats)",

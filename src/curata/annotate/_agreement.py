@@ -69,8 +69,10 @@ class SurfaceDistances:
 
     def hd(self, percentile: float = 95.0) -> float:
         """Robust (percentile) Hausdorff distance: the larger of the two directed percentiles."""
-        return max(self._percentile(self.a_to_b, self.weight_a, percentile),
-                   self._percentile(self.b_to_a, self.weight_b, percentile))  # fmt: skip
+        return max(
+            self._percentile(self.a_to_b, self.weight_a, percentile),
+            self._percentile(self.b_to_a, self.weight_b, percentile),
+        )
 
     def _percentile(self, d: np.ndarray, w: np.ndarray, percentile: float) -> float:
         if d.size == 0:
@@ -173,8 +175,11 @@ def _nearest(points: np.ndarray, target: np.ndarray, spacing: np.ndarray) -> np.
     offs, lengths = _offsets(sp, MARGIN * min(sp))
     pad = np.abs(offs).max(axis=0)
     grid = np.zeros(tuple(np.array(target.shape) + 2 * pad), dtype=bool)
-    grid[pad[0] : pad[0] + target.shape[0], pad[1] : pad[1] + target.shape[1], pad[2] :
-         pad[2] + target.shape[2]] = target  # fmt: skip
+    grid[
+        pad[0] : pad[0] + target.shape[0],
+        pad[1] : pad[1] + target.shape[1],
+        pad[2] : pad[2] + target.shape[2],
+    ] = target
     flat = grid.ravel()
     strides = np.array([grid.shape[1] * grid.shape[2], grid.shape[2], 1], dtype=np.int64)
     lin = (points + pad) @ strides

@@ -1,0 +1,62 @@
+"""A small real catalog for annotation: three CT series at two sites, a cohort, a project with a
+coded schema, three readers and an adjudicator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.uid import generate_uid
+
+from curata.collect.ingest import Ingestor
+from tests.conftest import make_ct
+
+SLICES, SIZE = 6, 24
+LABELS = [
+    {"name": "lesion", "value": 1, "code": "52988006", "meaning": "Lesion", "colour": "#ff0000"},
+    {"name": "liver", "value": 2, "code": "10200004", "meaning": "Liver", "colour": "#00aa00",
+     "category": ["SCT", "123037004", "Anatomical Structure"]},
+    {"name": "malignancy", "value": 3, "kind": "classification", "code": "363346000",
+     "meaning": "Malignant neoplastic disease", "options": ["yes", "no"]},
+]  # fmt: skip
+
+
+def write_series(folder: Path, patient: str, seed: int) -> None:
+    study, series = generate_uid(), generate_uid()
+    for i in range(SLICES):
+        path = folder / patient / f"CT{i:02d}.dcm"
+        ds = make_ct(path, patient_id=patient, patient_name="Anon^Test", study_uid=study, series_uid=series,
+                     index=i, rows=SIZE, columns=SIZE, deidentified=True, seed=seed)  # fmt: skip
+        ds.StudyID = "1"
+        ds.ReferringPhysicianName = ""
+        ds.save_as(path, enforce_file_format=True)
+
+
+def truth() -> np.ndarray:
+    lm = np.zeros((SLICES, SIZE, SIZE), np.uint16)
+    lm[1:5, 4:16, 4:18] = 2
+    lm[2:4, 6:10, 6:10] = 1
+    return lm
+
+
+@pytest.fixture
+def project(workspace, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from curata import annotate
+    from curata.select import create_cohort
+
+    for site, patients in (("site-a", ["P1", "P2"]), ("site-b", ["P3"])):
+        folder = tmp_path / site
+        for n, pid in enumerate(patients):
+            write_series(folder, pid, n)
+        _, problems = Ingestor(workspace, deidentify=False, workers=1, site=site).ingest_paths([folder])
+        assert not problems
+    create_cohort(workspace, "ct", "modality = CT")
+    annotate.create_project(workspace, "livers", "ct", skip_own_site=True)
+    annotate.set_schema(workspace, "livers", LABELS, "Outline the liver and every lesion.")
+    annotate.add_reader(workspace, "livers", "ana", site="site-a")
+    annotate.add_reader(workspace, "livers", "bo", site="site-b")
+    annotate.add_reader(workspace, "livers", "chi", site="site-c")
+    annotate.add_reader(workspace, "livers", "dee", site="site-c", adjudicator=True)
+    assert annotate.create_tasks(workspace, "livers") == 3
+    return workspace
