@@ -1202,6 +1202,8 @@ def adjudicate(
         )
         if r is None or not r.adjudicator:
             raise AnnotationError(f"{adjudicator!r} is not an adjudicator of {project!r}")
+        if t.state == TaskState.accepted:
+            raise AnnotationError(f"task {task_id} is already accepted", hint="a decided case stays decided")
         if t.state not in (TaskState.adjudication, TaskState.in_review):
             raise AnnotationError(f"task {task_id} is {t.state}", hint="compute the agreement first")
         reads = _latest_reads(session, t.id)
