@@ -72,6 +72,9 @@ _select_cli.register(app)
 from curata.collect import gateway_cli as _gateway_cli  # noqa: E402
 
 _gateway_cli.register(app)
+from curata.annotate import cli as _annotate_cli  # noqa: E402
+
+_annotate_cli.register(app)
 # ------------------------------------------------------------------------------------------------
 
 
