@@ -182,3 +182,21 @@ class AcceptedLabel(Base):
     seg_digest: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReadingReport(Base):
+    """A structured reading report: written by one reader, signed off by another; never changed (a
+    correction is a new version naming the old one). Signing writes the DICOM SR."""
+
+    __tablename__ = "reading_report"
+    __table_args__ = (UniqueConstraint("task_id", "author", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("annotation_task.id"), index=True)
+    author: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("reading_report.id"))
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    signed_by: Mapped[str | None] = mapped_column(String(128))
+    signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sr_digest: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

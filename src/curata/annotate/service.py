@@ -40,6 +40,7 @@ from curata.annotate.models import (
     AnnotationTask,
     AssignmentState,
     Decision,
+    ReadingReport,
     ReadKind,
     TaskAgreement,
     TaskAssignment,
@@ -365,14 +366,17 @@ def add_reader(
 # -- tasks and assignment -------------------------------------------------------------------------------
 
 
-def create_tasks(ws: Workspace, project: str) -> int:
-    """One task per series (or per study: its first series) of the project's cohort; returns how many
-    are new (a re-run adds only what is missing)."""
+def create_tasks(ws: Workspace, project: str, *, series_uids: list[str] | None = None) -> int:
+    """One task per series (or per study: its first series) of the project's cohort (or of those of
+    ``series_uids`` that are in it); returns how many are new (a re-run adds only what is missing)."""
     from curata.select import show_cohort
 
     with ws.catalog.session() as session:
         p = _project(session, project)
         cohort_uids = [s["series_uid"] for s in show_cohort(ws, p.cohort)["series"]]
+        if series_uids is not None:
+            wanted = set(series_uids)
+            cohort_uids = [u for u in cohort_uids if u in wanted]
         rows = session.execute(
             select(Series.id, Series.series_uid, Study.study_uid, Site.name, Series.series_number)
             .join(Study, Series.study_id == Study.id)
@@ -1464,4 +1468,140 @@ def project_summary(ws: Workspace, project: str) -> dict[str, Any]:
         "agreement": agreement_table(ws, project),
         "readers": reader_stats(ws, project),
         "kappa": classification_kappa(ws, project),
+    }
+
+
+def release_labels(ws: Workspace, project: str) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """What a release carries from this project: image series UID -> the DICOM SEG (digest in the
+    store) of its accepted label, written once and kept; and the reading statistics for the card.
+    Only accepted cases appear, so a case without its second read never reaches a release."""
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        rows = session.execute(
+            select(AnnotationTask.id, AnnotationTask.series_uid, AcceptedLabel.id)
+            .join(AcceptedLabel, AcceptedLabel.task_id == AnnotationTask.id)
+            .where(AnnotationTask.project_id == p.id)
+            .order_by(AnnotationTask.id)
+        ).all()
+    out: dict[str, list[str]] = {}
+    for task_id, series_uid, acc_id in rows:
+        with ws.catalog.session() as session:
+            acc = session.get(AcceptedLabel, acc_id)
+            assert acc is not None
+            digest, lm_digest = acc.seg_digest, acc.labelmap_digest
+        if digest is None:
+            labels = labelmap_from_bytes(ws.store.get_bytes(lm_digest))
+            digest = ws.store.put_bytes(seg_for(ws, project, task_id, labels, reader="accepted"))
+            with ws.catalog.session() as session:
+                acc = session.get(AcceptedLabel, acc_id)
+                assert acc is not None
+                acc.seg_digest = digest
+        out[series_uid] = [digest]
+    return out, {"project": project, "labels": agreement_table(ws, project)}
+
+
+# -- reading reports --------------------------------------------------------------------------------------
+
+
+def set_report_template(ws: Workspace, project: str, fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The project's structured report: findings (coded), measurements, free text."""
+    from curata.annotate._report import template_of
+
+    try:
+        parsed = template_of(fields)
+    except ValidationError as exc:
+        raise AnnotationError(f"report template: {exc.errors()[0]['msg']}") from exc
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        p.report_template = {"fields": [f.model_dump() for f in parsed]}
+        return list(p.report_template["fields"])
+
+
+def _template(p: AnnotationProject) -> list[Any]:
+    from curata.annotate._report import template_of
+
+    return template_of((p.report_template or {}).get("fields"))
+
+
+def write_report(ws: Workspace, project: str, task_id: int, author: str, values: dict[str, Any]) -> int:
+    """A reader's report (a new version when they write again); every text passes the free-text check."""
+    from curata.annotate._report import validate
+
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        t = _task(session, p, task_id)
+        _assignment(session, t, author)
+        clean = validate(_template(p), values)
+        last = session.scalar(
+            select(ReadingReport)
+            .where(ReadingReport.task_id == t.id, ReadingReport.author == author)
+            .order_by(ReadingReport.version.desc())
+        )
+        r = ReadingReport(
+            task_id=t.id,
+            author=author,
+            version=(last.version + 1) if last else 1,
+            supersedes_id=last.id if last else None,
+            values=clean,
+        )
+        session.add(r)
+        session.flush()
+        return r.id
+
+
+def sign_report(ws: Workspace, project: str, report_id: int, signer: str) -> dict[str, Any]:
+    """The second reader signs a report off: the DICOM SR is written (verified by the signer) and kept."""
+    from curata.annotate._report import write_sr
+
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        r = session.get(ReadingReport, report_id)
+        if r is None:
+            raise AnnotationError(f"no report {report_id}")
+        t = _task(session, p, r.task_id)
+        if signer == r.author:
+            raise AnnotationError("a report is signed off by the second reader, not its author")
+        _assignment(session, t, signer)
+        if r.signed_by:
+            raise AnnotationError(f"report {report_id} is already signed by {r.signed_by}")
+        fields, values, author, series_uid = _template(p), dict(r.values), r.author, t.series_uid
+    evidence = source_images(ws, series_uid)
+    sr = write_sr(
+        evidence, fields, values, author=author, signer=signer, title=f"{project} report task {r.task_id}"
+    )
+    digest = ws.store.put_bytes(sr)
+    with ws.catalog.session() as session:
+        row = session.get(ReadingReport, report_id)
+        assert row is not None
+        row.signed_by, row.signed_at, row.sr_digest = signer, _now(), digest
+        record_provenance(
+            session,
+            "annotate.report",
+            [digest],
+            {"report": report_id, "author": author, "signer": signer},
+            {"sr": digest},
+        )
+    return {"report": report_id, "sr_digest": digest, "signed_by": signer}
+
+
+def render_report(ws: Workspace, project: str, report_id: int) -> dict[str, bytes]:
+    """The report as ``report.html`` and ``report.pdf``."""
+    from curata.annotate._report import render_html, render_pdf
+
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        r = session.get(ReadingReport, report_id)
+        if r is None:
+            raise AnnotationError(f"no report {report_id}")
+        fields, values = _template(p), dict(r.values)
+        meta = {
+            "task": str(r.task_id),
+            "reader": r.author,
+            "version": str(r.version),
+            "signed off by": r.signed_by or "(not yet signed)",
+        }
+    title = f"Reading report - {project}"
+    return {
+        "report.html": render_html(title, fields, values, meta).encode(),
+        "report.pdf": render_pdf(title, fields, values, meta),
     }

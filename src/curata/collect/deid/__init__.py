@@ -15,6 +15,7 @@ from curata._lazy import lazy_exports
 if TYPE_CHECKING:
     from curata.collect.deid.engine import CODE_VERSION, Deidentifier, DeidRecord, DeidResult
     from curata.collect.deid.profile import OPTIONS, PROFILES, Profile, load_profile
+    from curata.collect.deid.text import Identifiers, clean_text
     from curata.collect.deid.vault import Vault
 
 __getattr__ = lazy_exports(
@@ -29,6 +30,8 @@ __getattr__ = lazy_exports(
         "Profile": "profile",
         "load_profile": "profile",
         "Vault": "vault",
+        "Identifiers": "text",  # the free-text cleaner, for other stages' text (reading reports)
+        "clean_text": "text",
     },
 )
 
@@ -39,7 +42,9 @@ __all__ = [
     "DeidRecord",
     "DeidResult",
     "Deidentifier",
+    "Identifiers",
     "Profile",
     "Vault",
+    "clean_text",
     "load_profile",
 ]
