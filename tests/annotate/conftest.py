@@ -30,7 +30,18 @@ def write_series(folder: Path, patient: str, seed: int) -> None:
                      index=i, rows=SIZE, columns=SIZE, deidentified=True, seed=seed)  # fmt: skip
         ds.StudyID = "1"
         ds.ReferringPhysicianName = ""
+        ds.PixelData = (phantom_hu()[i] + 1024).astype(np.uint16).tobytes()
         ds.save_as(path, enforce_file_format=True)
+
+
+def phantom_hu() -> np.ndarray:
+    """A tiny chest: soft-tissue body, two lungs, a spine."""
+    _z, y, x = np.indices((SLICES, SIZE, SIZE))
+    hu = np.full((SLICES, SIZE, SIZE), -1000, np.int16)
+    hu[(y - 12) ** 2 + (x - 12) ** 2 <= 10**2] = 40
+    hu[((y - 11) ** 2 + (x - 7) ** 2 <= 3**2) | ((y - 11) ** 2 + (x - 17) ** 2 <= 3**2)] = -850
+    hu[(y - 18) ** 2 + (x - 12) ** 2 <= 2**2] = 700
+    return hu
 
 
 def truth() -> np.ndarray:

@@ -1605,3 +1605,214 @@ def render_report(ws: Workspace, project: str, report_id: int) -> dict[str, byte
         "report.html": render_html(title, fields, values, meta).encode(),
         "report.pdf": render_pdf(title, fields, values, meta),
     }
+
+
+# -- AI pre-annotation ------------------------------------------------------------------------------------
+
+
+def volume_hu(ws: Workspace, series_uid: str) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The series' pixels in HU on its grid (slices x rows x columns) and the grid's spacing."""
+    images = source_images(ws, series_uid)
+    vol = np.stack(
+        [
+            ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1)
+            + float(getattr(ds, "RescaleIntercept", 0) or 0)
+            for ds in images
+        ]
+    )
+    return vol, series_grid(ws, series_uid).spacing
+
+
+def _provenance_of(session: Session, step: str, project: str) -> list[Any]:
+    from curata.catalog import Provenance
+
+    rows = session.scalars(select(Provenance).where(Provenance.step == step).order_by(Provenance.id))
+    return [r for r in rows if r.parameters.get("project") == project]
+
+
+def assist_models(ws: Workspace, project: str) -> dict[str, Any]:
+    """The models a project can draft with: the classical ones, its trained UNet(s), its bundles."""
+    from curata.annotate import _assist
+
+    models: dict[str, Any] = dict(_assist.CLASSICAL)
+    with ws.catalog.session() as session:
+        _project(session, project)
+        trained = _provenance_of(session, "annotate.train", project)
+        bundles = _provenance_of(session, "annotate.bundle", project)
+    for row in trained:  # the newest run of a name wins
+        models[row.parameters["name"]] = ("unet", row.output["weights"], row.output["labels"])
+    for row in bundles:
+        models[row.parameters["name"]] = ("bundle", row.output["files"], None)
+    return models
+
+
+def _load_model(ws: Workspace, project: str, name: str) -> Any:
+    import tempfile
+
+    from curata.annotate import _assist
+
+    entry = assist_models(ws, project).get(name)
+    if entry is None:
+        raise AnnotationError(f"no model named {name!r} for {project!r}", hint="GET /info lists them")
+    if isinstance(entry, _assist.AssistModel):
+        return entry
+    kind, ref, labels = entry
+    if kind == "unet":
+        return _assist.unet_model(name, ws.store.get_bytes(ref), labels)
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel, digest in ref.items():
+            dest = Path(tmp) / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(ws.store.get_bytes(digest))
+        return _assist.bundle_model(Path(tmp))
+
+
+def register_bundle(ws: Workspace, project: str, folder: Path, *, name: str | None = None) -> str:
+    """Copy a MONAI bundle from a local folder into the store (configs/, models/model.pt) for a project."""
+    from curata.annotate import _assist
+
+    _assist.bundle_model(folder)  # loads, or says why not
+    files = {}
+    for rel in ("configs/inference.json", "configs/metadata.json", "models/model.pt"):
+        if (folder / rel).is_file():
+            files[rel] = ws.store.put_bytes((folder / rel).read_bytes())
+    model = name or folder.name
+    with ws.catalog.session() as session:
+        _project(session, project)
+        record_provenance(
+            session,
+            "annotate.bundle",
+            sorted(files.values()),
+            {"project": project, "name": model},
+            {"files": files},
+        )
+    return model
+
+
+def predict_draft(ws: Workspace, project: str, task_id: int, model: str) -> ReadInfo:
+    """Run ``model`` on the task's series and file the result as a marked AI draft (never a read)."""
+    m = _load_model(ws, project, model)
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        t = _task(session, p, task_id)
+        schema = {d.name: d.value for d in _labels(_schema(session, p)) if d.kind == "segmentation"}
+        series_uid = t.series_uid
+    mapping = {v: schema[k] for k, v in m.labels.items() if k in schema}
+    if not mapping:
+        raise AnnotationError(
+            f"model {model!r} labels {sorted(m.labels)} match no label of {project!r}",
+            hint=f"schema labels: {sorted(schema)}",
+        )
+    hu, spacing = volume_hu(ws, series_uid)
+    raw = m.predict(hu, spacing)
+    out = np.zeros(raw.shape, np.uint16)
+    for src, dst in mapping.items():
+        out[raw == src] = dst
+    return file_labelmap(
+        ws, project, task_id, f"assist:{model}", out, source=f"assist:{model}", is_draft=True
+    )
+
+
+def train_model(
+    ws: Workspace, project: str, name: str = "unet", *, epochs: int = 40, seed: int = 0
+) -> dict[str, Any]:
+    """Train the small UNet on the project's accepted labels; the run is recorded as provenance
+    (inputs: the accepted label maps and image series; output: the weights' digest and the losses)."""
+    from curata.annotate import _assist
+
+    accepted = accepted_labels(ws, project)
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        labels = {d.name: d.value for d in _labels(_schema(session, p)) if d.kind == "segmentation"}
+    cases = [
+        (volume_hu(ws, a["series_uid"])[0], labelmap_from_bytes(ws.store.get_bytes(a["labelmap_digest"])))
+        for a in accepted
+    ]
+    weights, run = _assist.train_unet(cases, max(labels.values()), epochs=epochs, seed=seed)
+    digest = ws.store.put_bytes(weights)
+    with ws.catalog.session() as session:
+        record_provenance(
+            session,
+            "annotate.train",
+            sorted(a["labelmap_digest"] for a in accepted) + sorted(a["series_uid"] for a in accepted),
+            {"project": project, "name": name, "epochs": epochs, "seed": seed},
+            {"weights": digest, "labels": labels, **run},
+        )
+    return {"model": name, "weights": digest, **run}
+
+
+def draft_agreement(ws: Workspace, project: str) -> dict[str, dict[str, Any]]:
+    """Per model: Dice of its drafts against the accepted labels (how much readers changed them)."""
+    from curata.annotate._agreement import dice
+
+    accepted = {a["task"]: a for a in accepted_labels(ws, project)}
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        labels = [d for d in _labels(_schema(session, p)) if d.kind == "segmentation"]
+        drafts = session.scalars(
+            select(AnnotationRead)
+            .join(AnnotationTask, AnnotationTask.id == AnnotationRead.task_id)
+            .where(AnnotationTask.project_id == p.id, AnnotationRead.is_draft.is_(True))
+            .order_by(AnnotationRead.id)
+        ).all()
+    models = assist_models(ws, project)
+
+    def covered(model: str) -> set[str] | None:
+        m = models.get(model)
+        if m is None:
+            return None
+        return set(m.labels) if hasattr(m, "labels") else set((m[2] or {}).keys()) or None
+
+    per: dict[str, list[float]] = defaultdict(list)
+    for d in drafts:
+        a = accepted.get(d.task_id)
+        if a is None or d.labelmap_digest is None:
+            continue
+        ref = labelmap_from_bytes(ws.store.get_bytes(a["labelmap_digest"]))
+        got = labelmap_from_bytes(ws.store.get_bytes(d.labelmap_digest))
+        model = d.source.removeprefix("assist:")
+        names = covered(model) or set(d.labels_present)
+        for lab in labels:
+            if lab.name in names:
+                per[model].append(dice(ref == lab.value, got == lab.value))
+    return {m: {"drafts_compared": len(v), "dice_mean": float(np.mean(v))} for m, v in per.items()}
+
+
+def next_sample(ws: Workspace, project: str, strategy: str, *, seed: int = 0) -> dict[str, Any]:
+    """Active learning: the next case to read (``first``, ``random``, or ``uncertainty`` from the
+    project's UNet: the mean entropy of its prediction, stored as the tasks' queue priority)."""
+    from curata.annotate import _assist
+
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        open_tasks = list(
+            session.scalars(
+                select(AnnotationTask)
+                .where(AnnotationTask.project_id == p.id, AnnotationTask.state != TaskState.accepted)
+                .order_by(AnnotationTask.id)
+            )
+        )
+    if not open_tasks:
+        return {}
+    if strategy == "first":
+        pick = open_tasks[0]
+    elif strategy == "random":
+        pick = open_tasks[int(np.random.default_rng(seed).integers(len(open_tasks)))]
+    elif strategy == "uncertainty":
+        entry = assist_models(ws, project).get("unet")
+        if not isinstance(entry, tuple):
+            raise AnnotationError("uncertainty needs a trained model", hint="POST /train/unet first")
+        weights, labels = ws.store.get_bytes(entry[1]), entry[2]
+        scores = {
+            t.id: _assist.unet_uncertainty(weights, max(labels.values()), volume_hu(ws, t.series_uid)[0])
+            for t in open_tasks
+        }
+        with ws.catalog.session() as session:
+            for tid, score in scores.items():
+                row = session.get(AnnotationTask, tid)
+                assert row is not None
+                row.priority = score
+        pick = max(open_tasks, key=lambda t: scores[t.id])
+    else:
+        raise AnnotationError(f"unknown strategy {strategy!r}", hint="first, random or uncertainty")
+    return {"id": pick.series_uid, "task": pick.id, "state": pick.state, "strategy": strategy}

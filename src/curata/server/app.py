@@ -44,5 +44,8 @@ def create_app(
         return {"status": "ok", "version": __version__}
 
     app.include_router(dicomweb_router, prefix="/dicomweb", dependencies=[Depends(require_token)])
+    from curata.annotate.router import router as annotate_router
+
+    app.include_router(annotate_router, prefix="/annotate", dependencies=[Depends(require_token)])
 
     return app
