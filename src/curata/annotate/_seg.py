@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,24 +79,26 @@ def write_seg(
         descriptions.append(desc)
         planes.append(labels == d.value)
     stack = np.stack(planes, axis=-1).astype(np.uint8)
-    seg = hd.seg.Segmentation(
-        source_images=list(source_images),
-        pixel_array=stack,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=generate_uid(),
-        series_number=series_number,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer="Curata",
-        manufacturer_model_name="curata-annotate",
-        software_versions="1",
-        device_serial_number="0",
-        content_creator_name=reader,
-        series_description=series_description[:64],
-        content_label="DRAFT" if draft else "READ",
-        omit_empty_frames=True,
-    )
+    with warnings.catch_warnings():  # pseudonyms and user names are single-component person names
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+        seg = hd.seg.Segmentation(
+            source_images=list(source_images),
+            pixel_array=stack,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=generate_uid(),
+            series_number=series_number,
+            sop_instance_uid=generate_uid(),
+            instance_number=1,
+            manufacturer="Curata",
+            manufacturer_model_name="curata-annotate",
+            software_versions="1",
+            device_serial_number="0",
+            content_creator_name=reader,
+            series_description=series_description[:64],
+            content_label="DRAFT" if draft else "READ",
+            omit_empty_frames=True,
+        )
     if getattr(source_images[0], "PatientIdentityRemoved", "") == "YES":
         seg.PatientIdentityRemoved = "YES"
         if hasattr(source_images[0], "DeidentificationMethod"):

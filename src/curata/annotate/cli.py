@@ -1,4 +1,5 @@
-"""`curata annotate project|schema|reader|tasks|assign|queue|status|file|import|agreement|adjudicate|accept|readers`."""
+"""`curata annotate project|schema|reader|tasks|assign|queue|status|file|import|submit|agreement|adjudicate|accept|
+readers|draft|train|drafts|report`."""
 
 from __future__ import annotations
 
@@ -281,6 +282,65 @@ def readers_cmd(project: str, as_json: bool = JSON, workspace: Path | None = WS)
     from curata.annotate.service import reader_stats
 
     _out(reader_stats(Workspace.find(workspace), project), as_json, title=f"{project} readers")
+
+
+@app.command("draft")
+def draft_cmd(
+    project: str,
+    task: int,
+    model: str = typer.Option("lungs", "--model", help="body, lungs, bone, a trained UNet or a bundle."),
+    workspace: Path | None = WS,
+) -> None:
+    """Pre-annotate a task with an AI model (a separate, marked draft)."""
+    from curata.annotate.service import predict_draft
+
+    r = predict_draft(Workspace.find(workspace), project, task, model)
+    console.print(
+        f"[green]draft {r.id}[/] ({model}) for task {task}: {', '.join(r.labels_present) or 'empty'}"
+    )
+
+
+@app.command("train")
+def train_cmd(
+    project: str,
+    name: str = typer.Option("unet", "--name"),
+    epochs: int = typer.Option(40, "--epochs"),
+    workspace: Path | None = WS,
+) -> None:
+    """Train the small MONAI UNet on the project's accepted labels (recorded as provenance)."""
+    from curata.annotate.service import train_model
+
+    run = train_model(Workspace.find(workspace), project, name, epochs=epochs)
+    console.print(
+        f"[green]{name}[/] trained on {run['cases']} case(s): loss {run['first_loss']:.3f} -> {run['final_loss']:.3f}"
+    )
+
+
+@app.command("drafts")
+def drafts_cmd(project: str, as_json: bool = JSON, workspace: Path | None = WS) -> None:
+    """Per model: Dice of its drafts against the accepted labels."""
+    from curata.annotate.service import draft_agreement
+
+    rows = [{"model": k, **v} for k, v in draft_agreement(Workspace.find(workspace), project).items()]
+    _out(rows, as_json, title=f"{project} drafts vs accepted")
+
+
+@app.command("report")
+def report_cmd(
+    project: str,
+    report: int,
+    out: Path = typer.Option(Path("."), "--out", help="Folder for report.html and report.pdf."),
+    workspace: Path | None = WS,
+) -> None:
+    """Render a reading report as HTML and PDF."""
+    from curata.annotate.service import render_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in render_report(Workspace.find(workspace), project, report).items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(out / name)
+    console.print(f"[green]report {report}[/] -> {out / 'report.html'}, {out / 'report.pdf'}")
 
 
 def register(root: typer.Typer) -> None:

@@ -3,7 +3,7 @@ generator's ground-truth lesions with realistic errors and save DICOM SEGs throu
 STOW-RS route (a DICOMweb client over HTTP, as OHIF and 3D Slicer do), then agreement, adjudication
 and the accepted labels a release carries.
 
-Readers' errors: each lesion's outline grows or shrinks by a voxel, or moves by one in-plane voxel;
+Readers' errors: each lesion's outline grows or shrinks by a pixel in its slices, or moves by one pixel;
 in about one case in three one reader misses a lesion altogether. The adjudicator keeps the read that
 found every lesion when one was missed, and takes the STAPLE consensus otherwise.
 """
@@ -57,15 +57,17 @@ def _reader_version(truth: np.ndarray, rng: np.random.Generator, *, miss: bool) 
     comps, n = ndimage.label(truth > 0, structure=np.ones((3, 3, 3), bool))
     out = np.zeros_like(truth)
     dropped = int(rng.integers(1, n + 1)) if miss and n else -1
+    in_plane = np.zeros((3, 3, 3), bool)  # readers draw slice by slice: outlines move within a slice
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
     for j in range(1, n + 1):
         if j == dropped:
             continue
         m = comps == j
         roll = rng.random()
         if roll < 0.35:
-            m = ndimage.binary_dilation(m, structure=ndimage.generate_binary_structure(3, 1))
+            m = ndimage.binary_dilation(m, structure=in_plane)
         elif roll < 0.7:
-            eroded = ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(3, 1))
+            eroded = ndimage.binary_erosion(m, structure=in_plane)
             m = eroded if eroded.sum() > 0.3 * m.sum() else m
         if rng.random() < 0.3:
             m = np.roll(m, int(rng.choice([-1, 1])), axis=int(rng.choice([1, 2])))

@@ -147,8 +147,15 @@ def step_annotate(ctx: DemoContext) -> dict[str, Any]:
     from curata.demo.annotate import run_reading_round, save_table
 
     assert ctx.ws is not None
+    from curata.demo.leaks import scan_store_for_identities
+
     result = run_reading_round(ctx.ws, ctx.manifest, "demo-ct", max_cases=6, seed=ctx.seed)
     ctx.labels, ctx.annotation = result.pop("release_labels"), result.pop("release_annotation")
+    # every SEG, label map and report now in the store, scanned again for the true identities
+    leaks = scan_store_for_identities(ctx.ws, ctx.manifest)
+    if leaks["hits"]:
+        raise RuntimeError(f"PHI LEAK after annotation: {leaks['hits'][:5]}")
+    result["leak_check_blobs"], result["leak_hits"] = leaks["blobs"], len(leaks["hits"])
     save_table(ctx.out / "annotation.json", result)
     return {**result, "where": str(ctx.out / "annotation.json")}
 
