@@ -45,6 +45,9 @@ def register(app: typer.Typer) -> None:
         formats: str = typer.Option(
             "dicom,nifti,nnunet,monai,croissant", "--format", help="Formats to build."
         ),
+        labels_from: str = typer.Option(
+            None, "--labels-from", help="Annotation project whose accepted labels the release carries."
+        ),
         workspace: Path | None = workspace_option(),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
@@ -52,6 +55,11 @@ def register(app: typer.Typer) -> None:
         from curata.publish import create_release
 
         ws = _ws(workspace)
+        labels = annotation = None
+        if labels_from:
+            from curata.annotate import release_labels
+
+            labels, annotation = release_labels(ws, labels_from)
         summary = RunSummary("release create")
         with make_progress(quiet=as_json) as progress:
             task = progress.add_task(f"building {name}", total=None)
@@ -66,6 +74,8 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 pipeline=pipeline,
                 on_case=lambda: progress.advance(task),
+                labels=labels,
+                annotation=annotation,
             )
         summary.counts = {"cases": result["cases"], "patients": result["patients"], "files": result["files"]}
         summary.counts["failed"] = len(result.get("problems") or [])
