@@ -128,9 +128,9 @@ def read_nifti(path: Path, grid: SeriesGrid) -> np.ndarray:
         img = nib.load(str(path))
         data = np.asarray(img.dataobj)
     except Exception as exc:
-        raise InputError(f"not a readable NIfTI file ({exc.__class__.__name__})", path=path.name) from exc
+        raise InputError(f"not a readable NIfTI file ({exc.__class__.__name__})") from exc
     ras_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0])
-    return _check_values(_to_grid(data, ras_to_lps @ img.affine, grid, path.name), path.name)
+    return _check_values(_to_grid(data, ras_to_lps @ img.affine, grid, "the NIfTI file"), "the NIfTI file")
 
 
 def read_nrrd(path: Path, grid: SeriesGrid) -> np.ndarray:
@@ -139,18 +139,18 @@ def read_nrrd(path: Path, grid: SeriesGrid) -> np.ndarray:
     try:
         data, header = nrrd.read(str(path))
     except Exception as exc:
-        raise InputError(f"not a readable NRRD file ({exc.__class__.__name__})", path=path.name) from exc
+        raise InputError(f"not a readable NRRD file ({exc.__class__.__name__})") from exc
     dirs = np.asarray(header.get("space directions"), dtype=float)
     origin = np.asarray(header.get("space origin", [0, 0, 0]), dtype=float)
     if dirs.shape != (3, 3):
-        raise InputError("NRRD without 3-D space directions", path=path.name)
+        raise InputError("NRRD without 3-D space directions")
     affine = np.eye(4)
     affine[:3, :3] = dirs.T
     affine[:3, 3] = origin
     space = str(header.get("space", "left-posterior-superior")).lower()
     if space in ("right-anterior-superior", "ras"):
         affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
-    return _check_values(_to_grid(data, affine, grid, path.name), path.name)
+    return _check_values(_to_grid(data, affine, grid, "the NRRD file"), "the NRRD file")
 
 
 def _check_values(labels: np.ndarray, what: str) -> np.ndarray:

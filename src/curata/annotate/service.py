@@ -756,9 +756,18 @@ def _referenced_series(ds: Any) -> str | None:
 
 
 def file_object(
-    ws: Workspace, data: bytes, *, project: str | None = None, reader: str | None = None, source: str = "stow"
+    ws: Workspace,
+    data: bytes,
+    *,
+    project: str | None = None,
+    reader: str | None = None,
+    source: str = "stow",
+    keep_object: bool = True,
 ) -> ReadInfo:
     """File one DICOM SEG (or SR, RTSTRUCT) against its task and reader.
+
+    ``keep_object=False`` (imports from outside the platform, not de-identified by its gateway): only
+    the derived label map (or the SR's checked answers) is stored, never the file's own bytes.
 
     The task is the one whose series the object references, in ``project`` (or the only project
     with such a task); the reader is ``reader`` (the authenticated user) or the object's Content
@@ -811,6 +820,8 @@ def file_object(
         p = session.get(AnnotationProject, t.project_id)
         assert p is not None
         sop_uid = str(ds.SOPInstanceUID)
+        if not keep_object:  # an outside UID is an identifier too: keep only its hash, for de-duplication
+            sop_uid = hashlib.sha256(sop_uid.encode()).hexdigest()
         dup = session.scalar(select(AnnotationRead).where(AnnotationRead.sop_instance_uid == sop_uid))
         if dup is not None:
             return _read_info(dup)
@@ -823,6 +834,8 @@ def file_object(
         else:
             lm = None
         values = _sr_values(ds, labels) if kind == ReadKind.sr else None
+        if not keep_object:
+            data = labelmap_bytes(lm) if lm is not None else json.dumps(values or {}, sort_keys=True).encode()
         read = _file(session, ws, t, p, who, kind, source, data, lm, sop_uid=sop_uid, values=values)
         return _read_info(read)
 
@@ -841,6 +854,12 @@ def _sr_values(ds: Any, labels: list[LabelDef]) -> dict[str, Any]:
                 if getattr(it, "ConceptCodeSequence", None):
                     out[label] = str(it.ConceptCodeSequence[0].CodeMeaning)
                 elif hasattr(it, "TextValue"):
+                    from curata.annotate._report import free_text_problems
+
+                    if free_text_problems(str(it.TextValue)):
+                        raise InputError(
+                            f"the SR's {label!r} text fails the free-text de-identification check"
+                        )
                     out[label] = str(it.TextValue)
             walk(getattr(it, "ContentSequence", None))
 
@@ -890,7 +909,9 @@ def import_labelmap(
             raise AnnotationError(f"project {project!r} has no task on series {series_uid}")
         task_id = t.id
     if name.endswith((".dcm", ".dicom")) or not name.endswith((".nii", ".nii.gz", ".nrrd", ".nhdr")):
-        return file_object(ws, path.read_bytes(), project=project, reader=reader, source=source)
+        return file_object(
+            ws, path.read_bytes(), project=project, reader=reader, source=source, keep_object=False
+        )
     grid = series_grid(ws, series_uid)
     if name.endswith(".nrrd") or name.endswith(".nhdr"):
         lm, kind = read_nrrd(path, grid), ReadKind.nrrd
@@ -899,7 +920,8 @@ def import_labelmap(
     with ws.catalog.session() as session:
         p = _project(session, project)
         t = _task(session, p, task_id)
-        return _read_info(_file(session, ws, t, p, reader, kind, source, path.read_bytes(), lm))
+        # the label map is stored, never the file: its header (descrip, comments) may hold identifiers
+        return _read_info(_file(session, ws, t, p, reader, kind, source, labelmap_bytes(lm), lm))
 
 
 def file_labelmap(
