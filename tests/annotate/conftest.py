@@ -51,23 +51,47 @@ def truth() -> np.ndarray:
     return lm
 
 
-@pytest.fixture
-def project(workspace, tmp_path: Path):  # type: ignore[no-untyped-def]
+def _build(root: Path):  # type: ignore[no-untyped-def]
     from curata import annotate
     from curata.select import create_cohort
+    from curata.workspace import Workspace
 
+    ws = Workspace.init(root / "ws", site="test-site")
     for site, patients in (("site-a", ["P1", "P2"]), ("site-b", ["P3"])):
-        folder = tmp_path / site
+        folder = root / site
         for n, pid in enumerate(patients):
             write_series(folder, pid, n)
-        _, problems = Ingestor(workspace, deidentify=False, workers=1, site=site).ingest_paths([folder])
+        _, problems = Ingestor(ws, deidentify=False, workers=1, site=site).ingest_paths([folder])
         assert not problems
-    create_cohort(workspace, "ct", "modality = CT")
-    annotate.create_project(workspace, "livers", "ct", skip_own_site=True)
-    annotate.set_schema(workspace, "livers", LABELS, "Outline the liver and every lesion.")
-    annotate.add_reader(workspace, "livers", "ana", site="site-a")
-    annotate.add_reader(workspace, "livers", "bo", site="site-b")
-    annotate.add_reader(workspace, "livers", "chi", site="site-c")
-    annotate.add_reader(workspace, "livers", "dee", site="site-c", adjudicator=True)
-    assert annotate.create_tasks(workspace, "livers") == 3
-    return workspace
+    create_cohort(ws, "ct", "modality = CT")
+    annotate.create_project(ws, "livers", "ct", skip_own_site=True)
+    annotate.set_schema(ws, "livers", LABELS, "Outline the liver and every lesion.")
+    annotate.add_reader(ws, "livers", "ana", site="site-a")
+    annotate.add_reader(ws, "livers", "bo", site="site-b")
+    annotate.add_reader(ws, "livers", "chi", site="site-c")
+    annotate.add_reader(ws, "livers", "dee", site="site-c", adjudicator=True)
+    assert annotate.create_tasks(ws, "livers") == 3
+    ws.catalog.dispose()
+    return root / "ws"
+
+
+@pytest.fixture(scope="session")
+def _template(tmp_path_factory):  # type: ignore[no-untyped-def]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CURATA_DATABASE_URL", raising=False)
+        mp.delenv("CURATA_WORKSPACE", raising=False)
+        return _build(tmp_path_factory.mktemp("annotate-template"))
+
+
+@pytest.fixture
+def project(_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A copy of the session's template workspace: 3 CT series at two sites, cohort ``ct``, project
+    ``livers`` (lesion, liver, a classification), readers ana/bo/chi, adjudicator dee, 3 tasks."""
+    import shutil
+
+    from curata.workspace import Workspace
+
+    monkeypatch.delenv("CURATA_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CURATA_WORKSPACE", raising=False)
+    shutil.copytree(_template, tmp_path / "ws")
+    return Workspace.open(tmp_path / "ws")

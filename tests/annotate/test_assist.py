@@ -105,7 +105,7 @@ def test_monai_label_api_drafts_trains_and_samples(organs) -> None:  # type: ign
         for res in annotate.compute_agreement(ws, "organs"):
             annotate.accept_review(ws, "organs", res.task_id, "dee")
         assert httpx.get(f"{base}/datastore/").json()["completed"] == 2
-        trained = httpx.post(f"{base}/train/unet", json={"max_epochs": 15}, timeout=300).json()
+        trained = httpx.post(f"{base}/train/unet", json={"max_epochs": 8}, timeout=300).json()
         assert trained["cases"] == 2 and trained["final_loss"] < trained["first_loss"]
         assert "unet" in httpx.get(f"{base}/info/").json()["models"]
         nxt = httpx.post(f"{base}/activelearning/uncertainty", timeout=120).json()
