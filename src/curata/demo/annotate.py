@@ -125,8 +125,14 @@ def run_reading_round(
     original = {to_catalog(s.series_uid): s for s in manifest.series if s.kind == "ct_body"}
     in_cohort = [s["series_uid"] for s in show_cohort(ws, cohort)["series"]]
     chosen = [u for u in in_cohort if u in original and original[u].patient in with_lesions][:max_cases]
-    if not chosen:
-        raise RuntimeError("the demo cohort holds no CT series with lesions to read")
+    if not chosen:  # a tiny demo may draw no lesion at all: nothing to read, nothing to release
+        return {
+            "project": None,
+            "cases": 0,
+            "note": "no CT series with lesions in the cohort",
+            "release_labels": None,
+            "release_annotation": None,
+        }
 
     sites = [s.name for s in manifest.sites]
     annotate.create_project(ws, PROJECT, cohort, readers_per_task=2, skip_own_site=len(sites) >= 3)
