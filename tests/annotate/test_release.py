@@ -37,9 +37,7 @@ def test_release_carries_accepted_labels_only(project, tmp_path: Path) -> None: 
     labels, card = annotate.release_labels(ws, "livers")
     assert set(labels) == {t.series_uid for t in done}
     assert annotate.release_labels(ws, "livers")[0] == labels  # written once, then kept
-    rel = create_release(
-        ws, "livers-ct", cohort="ct", formats="nifti,dicom", labels=labels, annotation=card
-    )
+    rel = create_release(ws, "livers-ct", cohort="ct", formats="nifti,dicom", labels=labels, annotation=card)
     assert rel["labelled"] == 2 and rel["cases"] == 3
     card_md = (Path(rel["card"]).parent / "README.md").read_text()
     assert "## Annotation" in card_md and "| lesion | 4 | 2 |" in card_md

@@ -996,8 +996,9 @@ def _latest_reads(session: Session, task_id: int, *, drafts: bool = False) -> li
 
 
 def visible_reads(ws: Workspace, project: str, task_id: int, user: str) -> list[ReadInfo]:
-    """What ``user`` may see of a task: their own reads; others' reads and AI drafts only when the
-    project is not blinded (drafts: when it shows them), the case is decided, or the user adjudicates."""
+    """What ``user`` may see of a task: their own reads; others' reads only when the project is not
+    blinded, the case is accepted, or the user adjudicates; AI drafts only when the project shows them
+    or the user adjudicates."""
     with ws.catalog.session() as session:
         p = _project(session, project)
         t = _task(session, p, task_id)
@@ -1013,7 +1014,7 @@ def visible_reads(ws: Workspace, project: str, task_id: int, user: str) -> list[
         )
         if not adjudicator and assigned is None:
             raise AnnotationError(f"{user!r} is neither a reader of task {task_id} nor an adjudicator")
-        open_case = t.state in (TaskState.to_do, TaskState.in_progress)
+        open_case = t.state != TaskState.accepted  # readers stay blind through review and adjudication
         out = []
         for r in session.scalars(
             select(AnnotationRead).where(AnnotationRead.task_id == t.id).order_by(AnnotationRead.id)
