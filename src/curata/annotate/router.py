@@ -243,3 +243,141 @@ def file_arrivals(request: Request, project: str) -> dict[str, Any]:
         "already": r.skipped,
         "refused": [{"sop": s, "reason": m} for s, m in r.refused],
     }
+
+
+# -- pages (server-rendered; the web platform's accounts will replace the ``user`` parameter) ------------
+
+_STYLE = (
+    "<style>body{font-family:sans-serif;max-width:60em;margin:1em auto}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:3px 8px}.draft{color:#a60}</style>"
+)
+
+
+def _mm(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _page(title: str, body: str) -> Response:
+    from html import escape
+
+    return Response(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>{_STYLE}</head>"
+        f"<body><h1>{escape(title)}</h1>{body}</body></html>",
+        media_type="text/html",
+    )
+
+
+@router.get("/{project}/pages/queue")
+def page_queue(request: Request, project: str, user: str) -> Response:
+    """A reader's queue: open tasks, next first."""
+    from html import escape
+    from urllib.parse import quote
+
+    from curata.annotate import queue, show_project
+
+    try:
+        p = show_project(_ws(request), project)
+        tasks = queue(_ws(request), project, user)
+    except CurataError as exc:
+        raise _fail(exc) from exc
+    rows = "".join(
+        f"<tr><td><a id='task-{t.id}' href='tasks/{t.id}?user={quote(user)}'>task {t.id}</a></td>"
+        f"<td>{escape(t.state)}</td><td>{escape(t.series_uid)}</td></tr>"
+        for t in tasks
+    )
+    return _page(
+        f"{project}: {user}'s queue",
+        f"<p class='instructions'>{escape(p.instructions)}</p>"
+        f"<table id='queue'><tr><th>task</th><th>state</th><th>series</th></tr>{rows}</table>",
+    )
+
+
+@router.get("/{project}/pages/tasks/{task_id}")
+def page_task(request: Request, project: str, task_id: int, user: str) -> Response:
+    """One task as ``user`` may see it: the instructions, the reads blinding lets them see, the viewer link."""
+    from html import escape
+
+    from curata.annotate import list_tasks, show_project, visible_reads
+
+    ws = _ws(request)
+    try:
+        p = show_project(ws, project)
+        reads = visible_reads(ws, project, task_id, user)
+        task = next(t for t in list_tasks(ws, project) if t.id == task_id)
+    except CurataError as exc:
+        raise _fail(exc) from exc
+    rows = "".join(
+        f"<tr class='{'draft' if r.is_draft else 'read'}'><td class='reader'>{escape(r.reader)}</td>"
+        f"<td>{r.version}</td><td>{escape(r.kind)}</td><td>{escape(', '.join(r.labels_present))}</td></tr>"
+        for r in reads
+    )
+    labels = "".join(
+        f"<li><span style='color:{escape(d['colour'])}'>&#9632;</span> {escape(d['name'])} "
+        f"({escape(d['scheme'])} {escape(d['code'])} {escape(d['meaning'])})</li>"
+        for d in p.labels
+    )
+    viewer = f"/ohif/viewer?StudyInstanceUIDs={escape(task.study_uid)}"
+    return _page(
+        f"{project}: task {task_id}",
+        f"<p>state: <b id='state'>{escape(task.state)}</b></p><p class='instructions'>{escape(p.instructions)}</p>"
+        f"<ul>{labels}</ul><p><a id='viewer' href='{viewer}'>open the study in the viewer</a></p>"
+        f"<table id='reads'><tr><th>reader</th><th>version</th><th>kind</th><th>labels</th></tr>{rows}</table>",
+    )
+
+
+@router.get("/{project}/pages/adjudication")
+def page_adjudication(request: Request, project: str, user: str) -> Response:
+    """The adjudicator's cases: pairwise agreement per label, and the decision form."""
+    from html import escape
+    from urllib.parse import quote
+
+    from curata.annotate import list_tasks, task_agreement, visible_reads
+
+    ws = _ws(request)
+    try:
+        tasks = list_tasks(ws, project, state="adjudication")
+        blocks = []
+        for t in tasks:
+            reads = [r for r in visible_reads(ws, project, t.id, user) if not r.is_draft]
+            latest = {r.reader: r for r in reads}
+            rows = "".join(
+                f"<tr><td>{escape(' / '.join(a['readers']))}</td><td>{escape(a['label'])}</td>"
+                f"<td>{a['dice']:.3f}</td><td>{_mm(a['hd95_mm'])}</td>"
+                f"<td>{a['detection_f1']:.2f}</td></tr>"
+                for a in task_agreement(ws, project, t.id)
+            )
+            options = "".join(
+                f"<option value='{r.id}'>{escape(r.reader)} v{r.version}</option>" for r in latest.values()
+            )
+            blocks.append(
+                f"<h2>task {t.id}</h2><table class='agreement'><tr><th>readers</th><th>label</th><th>Dice</th>"
+                f"<th>HD95 mm</th><th>lesion F1</th></tr>{rows}</table>"
+                f"<form id='decide-{t.id}' method='post' action='tasks/{t.id}/adjudicate?user={quote(user)}'>"
+                f"<select name='decision'><option value='staple'>STAPLE consensus</option>"
+                f"<option value='accept_read'>accept one read</option></select>"
+                f"<select name='read'>{options}</select><button type='submit'>decide</button></form>"
+            )
+    except CurataError as exc:
+        raise _fail(exc) from exc
+    return _page(
+        f"{project}: adjudication", "".join(blocks) or "<p id='none'>no case waits for a decision</p>"
+    )
+
+
+@router.post("/{project}/pages/tasks/{task_id}/adjudicate")
+async def page_decide(request: Request, project: str, task_id: int, user: str) -> Response:
+    from urllib.parse import parse_qs, quote
+
+    from fastapi.responses import RedirectResponse
+
+    from curata.annotate import adjudicate
+
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+    decision = form.get("decision", "staple")
+    read = int(form["read"]) if decision == "accept_read" and form.get("read") else None
+    try:
+        adjudicate(_ws(request), project, task_id, user, decision, read_id=read)
+    except CurataError as exc:
+        raise _fail(exc) from exc
+    back = request.url.path.rsplit("/tasks/", 1)[0] + "/adjudication"
+    return RedirectResponse(f"{back}?user={quote(user)}", status_code=303)

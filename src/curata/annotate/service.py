@@ -1839,3 +1839,21 @@ def next_sample(ws: Workspace, project: str, strategy: str, *, seed: int = 0) ->
     else:
         raise AnnotationError(f"unknown strategy {strategy!r}", hint="first, random or uncertainty")
     return {"id": pick.series_uid, "task": pick.id, "state": pick.state, "strategy": strategy}
+
+
+def task_agreement(ws: Workspace, project: str, task_id: int) -> list[dict[str, Any]]:
+    """The stored agreement of one task: per pair of reads and label, the readers and the figures."""
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        t = _task(session, p, task_id)
+        rows = session.scalars(
+            select(TaskAgreement).where(TaskAgreement.task_id == t.id).order_by(TaskAgreement.id)
+        )
+        out = []
+        for row in rows:
+            ra, rb = session.get(AnnotationRead, row.read_a_id), session.get(AnnotationRead, row.read_b_id)
+            assert ra is not None and rb is not None
+            out.append(
+                {"readers": [ra.reader, rb.reader], "label": row.label, "passed": row.passed, **row.metrics}
+            )
+        return out
