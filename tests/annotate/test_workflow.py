@@ -137,7 +137,7 @@ def test_double_reading_to_accepted_labels(project) -> None:  # type: ignore[no-
     assert st["accepted"] == 3 and st["tasks"] == 3
 
 
-def test_second_read_is_mandatory_and_wrong_objects_are_refused(project) -> None:  # type: ignore[no-untyped-def]
+def test_second_read_is_mandatory_and_wrong_objects_are_refused(project, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ws = project
     annotate.assign(ws, "livers")
     tid, t = next(iter(_tasks(ws).items()))
@@ -154,9 +154,26 @@ def test_second_read_is_mandatory_and_wrong_objects_are_refused(project) -> None
     bad[0, 0, 0] = 7
     with pytest.raises(InputError, match="not in schema"):
         annotate.file_labelmap(ws, "livers", tid, a, bad, source="edit")
-    # objects arriving through the catalog (STOW-RS) are filed, the others reported, nothing lost
+    # objects arriving in the catalog (as STOW-RS puts them there) are filed; one that fits no task
+    # is refused with its reason and quarantined, and the others go on
+    from curata.catalog import QuarantineItem
+    from curata.collect.ingest import Ingestor
+
+    assert annotate.file_new_objects(ws).filed == []
+    folder = tmp_path / "arrivals"
+    folder.mkdir()
+    (folder / "good.dcm").write_bytes(annotate.seg_for(ws, "livers", tid, truth(), reader=t.readers[1]))
+    (folder / "stray.dcm").write_bytes(annotate.seg_for(ws, "livers", tid, truth(), reader=outsider))
+    _, problems = Ingestor(ws, deidentify=False, workers=1, site="site-a").ingest_paths([folder])
+    assert not problems
     result = annotate.file_new_objects(ws)
-    assert result.filed == [] and result.refused == []
+    assert [r.reader for r in result.filed] == [t.readers[1]]
+    assert len(result.refused) == 1 and "no task of reader" in result.refused[0][1]
+    with ws.catalog.session() as session:
+        q = session.query(QuarantineItem).filter(QuarantineItem.stage == "annotate").all()
+    assert len(q) == 1 and "no task of reader" in q[0].reason
+    again = annotate.file_new_objects(ws)  # a re-run files nothing twice
+    assert again.filed == [] and again.skipped == 1
 
 
 def test_import_nifti_and_nrrd_on_the_image_grid(project, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -890,7 +890,24 @@ def file_new_objects(ws: Workspace, project: str | None = None) -> FileResult:
             result.filed.append(file_object(ws, ws.store.get_bytes(digest), project=project))
         except (InputError, AnnotationError) as exc:
             result.refused.append((sop, exc.message))
+            _quarantine(ws, digest, exc.message)
     return result
+
+
+def _quarantine(ws: Workspace, digest: str, reason: str) -> None:
+    """Record an object that fits no task (its bytes stay in the store, unfiled) with the reason."""
+    from curata.catalog import QuarantineItem
+
+    with ws.catalog.session() as session:
+        row = session.scalar(
+            select(QuarantineItem).where(
+                QuarantineItem.stage == "annotate", QuarantineItem.input_digest == digest
+            )
+        )
+        if row is None:
+            session.add(QuarantineItem(stage="annotate", input_digest=digest, reason=reason[:2000]))
+        else:
+            row.reason = reason[:2000]
 
 
 def import_labelmap(
