@@ -203,3 +203,25 @@ def test_import_nifti_and_nrrd_on_the_image_grid(project, tmp_path) -> None:  # 
     nib.save(nib.Nifti1Image(np.transpose(gt, (2, 1, 0)).astype(np.uint8), shifted), str(path))
     with pytest.raises(InputError, match="grid"):
         annotate.import_labelmap(ws, "livers", t.series_uid, t.readers[0], path)
+
+
+def test_classification_answers_and_kappa(project) -> None:  # type: ignore[no-untyped-def]
+    from curata.annotate._agreement import fleiss_kappa
+
+    ws = project
+    annotate.assign(ws, "livers")
+    answers = {}
+    for n, t in enumerate(annotate.list_tasks(ws, "livers")):
+        a, b = t.readers
+        va, vb = ("yes", "yes") if n == 0 else ("no", "no") if n == 1 else ("yes", "no")
+        annotate.file_classification(ws, "livers", t.id, a, {"malignancy": va})
+        annotate.file_classification(ws, "livers", t.id, b, {"malignancy": vb})
+        answers[t.id] = (va, vb)
+    with pytest.raises(AnnotationError, match="must be one of"):
+        annotate.file_classification(
+            ws, "livers", 1, annotate.list_tasks(ws, "livers")[0].readers[0], {"malignancy": "maybe"}
+        )
+    kappa = annotate.classification_kappa(ws, "livers")
+    # reader pairs vary between the cases (balanced assignment): Fleiss' kappa, 1/3 for these answers
+    assert kappa["malignancy"] == pytest.approx(fleiss_kappa([list(v) for v in answers.values()]))
+    assert kappa["malignancy"] == pytest.approx(1 / 3)

@@ -1467,7 +1467,8 @@ def agreement_table(ws: Workspace, project: str) -> list[dict[str, Any]]:
 
 
 def classification_kappa(ws: Workspace, project: str) -> dict[str, float]:
-    """Cohen's kappa (two readers) or Fleiss' kappa (more) per classification label."""
+    """Per classification label: Cohen's kappa when the same two readers read every case, else Fleiss'
+    kappa (more readers per case, or reader pairs that vary between cases)."""
     from curata.annotate._agreement import cohens_kappa, fleiss_kappa
 
     with ws.catalog.session() as session:
@@ -1489,15 +1490,17 @@ def classification_kappa(ws: Workspace, project: str) -> dict[str, float]:
             answers[k][r.task_id][r.reader] = v  # the newest version wins
     out = {}
     for label in labels:
-        items = [list(v.values()) for v in answers[label].values() if len(v) >= 2]
-        n = Counter(len(i) for i in items)
-        if not items:
+        by_task = [v for v in answers[label].values() if len(v) >= 2]
+        if not by_task:
             continue
+        n = Counter(len(v) for v in by_task)
         k = max(n, key=lambda x: n[x])
-        items = [i for i in items if len(i) == k]
-        out[label] = (
-            cohens_kappa([i[0] for i in items], [i[1] for i in items]) if k == 2 else fleiss_kappa(items)
-        )
+        by_task = [v for v in by_task if len(v) == k]
+        raters = sorted({r for v in by_task for r in v})
+        if k == 2 and len(raters) == 2:  # the same two readers throughout: Cohen's kappa
+            out[label] = cohens_kappa([v[raters[0]] for v in by_task], [v[raters[1]] for v in by_task])
+        else:  # reader pairs vary between cases: Fleiss' kappa
+            out[label] = fleiss_kappa([list(v.values()) for v in by_task])
     return out
 
 
