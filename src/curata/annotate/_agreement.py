@@ -119,7 +119,7 @@ def _bbox(*masks: np.ndarray) -> tuple[slice, ...] | None:
         zs = np.flatnonzero(m.any(axis=(1, 2)))
         if zs.size == 0:
             continue
-        plane = m[zs[0] : zs[-1] + 1].any(axis=0)
+        plane = np.asarray(m[zs[0] : zs[-1] + 1].any(axis=0))
         ys, xs = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
         for k, v in enumerate((zs, ys, xs)):
             lo[k], hi[k] = min(lo[k], v[0]), max(hi[k], v[-1])

@@ -125,7 +125,7 @@ def read_nifti(path: Path, grid: SeriesGrid) -> np.ndarray:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))
         data = np.asarray(img.dataobj)
     except Exception as exc:
         raise InputError(f"not a readable NIfTI file ({exc.__class__.__name__})") from exc
@@ -184,7 +184,7 @@ def read_seg(ds: Any, grid: SeriesGrid, value_of_segment: dict[int, int]) -> np.
 
 
 def _seg_sources(seg: Any) -> list[str]:
-    uids = []
+    uids: list[str] = []
     for item in getattr(seg, "ReferencedSeriesSequence", []):
         uids.extend(str(i.ReferencedSOPInstanceUID) for i in getattr(item, "ReferencedInstanceSequence", []))
     return uids

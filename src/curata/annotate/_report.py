@@ -129,7 +129,7 @@ def write_sr(
         return hd.sr.CodedConcept(f.code, f.scheme, f.meaning)
 
     root = hd.sr.ContainerContentItem(name=hd.sr.CodedConcept("18748-4", "LN", "Diagnostic imaging report"))
-    items = []
+    items: list[Any] = []
     for f in fields:
         if f.name not in values:
             continue
@@ -152,7 +152,7 @@ def write_sr(
             )
         else:
             items.append(hd.sr.TextContentItem(concept(f), str(v), relationship_type="CONTAINS"))
-    root.ContentSequence = items
+    root.ContentSequence = items  # type: ignore[assignment]
     sr = hd.sr.ComprehensiveSR(
         evidence=list(evidence),
         content=root,

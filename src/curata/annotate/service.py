@@ -1176,7 +1176,7 @@ def _accept(
         )
     if session.scalar(select(AcceptedLabel.id).where(AcceptedLabel.task_id == t.id)) is not None:
         raise AnnotationError(f"task {t.id} is already accepted")
-    agreement = {}
+    agreement: dict[str, list[dict[str, Any]]] = {}
     for row in session.scalars(select(TaskAgreement).where(TaskAgreement.task_id == t.id)):
         agreement.setdefault(row.label, []).append(
             {k: row.metrics.get(k) for k in ("dice", "hd95_mm", "assd_mm", "surface_dice", "detection_f1")}
@@ -1378,7 +1378,7 @@ def reader_stats(ws: Workspace, project: str) -> list[dict[str, Any]]:
     for reader in sorted({a.reader for a in asg}):
         mine = [a for a in asg if a.reader == reader]
         done = [a for a in mine if a.state == AssignmentState.submitted]
-        dices = []
+        dices: list[float] = []
         for tid, a in acc.items():
             r = latest[tid].get(reader)
             if r is None:
@@ -1422,7 +1422,7 @@ def agreement_table(ws: Workspace, project: str) -> list[dict[str, Any]]:
                 .where(AnnotationTask.project_id == p.id)
             )
         )
-        reads = Counter()
+        reads: Counter[str] = Counter()
         for r in session.scalars(
             select(AnnotationRead)
             .join(AnnotationTask, AnnotationTask.id == AnnotationRead.task_id)
