@@ -74,6 +74,9 @@ _config_cli.register(app)
 from curata.server import cli as _server_cli  # noqa: E402
 
 _server_cli.register(app)
+from curata.annotate import cli as _annotate_cli  # noqa: E402
+
+_annotate_cli.register(app)
 # ------------------------------------------------------------------------------------------------
 
 

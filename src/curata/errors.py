@@ -75,3 +75,8 @@ class QueryError(CurataError):
 
 class NetworkError(CurataError):
     """A DICOM or HTTP peer refused, timed out or answered with a failure."""
+
+
+class AnnotationError(CurataError):
+    """An annotation request cannot be honoured: unknown project or task, a reader not assigned, a
+    read that does not fit the task's series or schema, a case not ready for the step asked."""

@@ -159,3 +159,20 @@ def test_reports_open_in_a_real_browser(demo, which: str, tmp_path: Path) -> Non
         assert all((page.parent / name).exists() for name in ("sex.png", "age.png", "site.png"))
     # plots really drawn: a blank or broken page has a handful of colours, rendered plots hundreds
     assert _distinct_colours(shot) > 50
+
+
+@pytest.mark.slow
+def test_reading_round_files_every_read_blinded_and_releases_accepted_labels(demo) -> None:  # type: ignore[no-untyped-def]
+    """Every SEG the simulated readers STOW'd is filed against its task and reader, no reader saw
+    another's read, every case ends accepted, and the store holds no identity after the round."""
+    ann = demo.results["annotate"]
+    assert ann["status"] == "ok"
+    if ann["cases"] == 0:
+        pytest.skip("this seed drew no CT series with lesions")
+    assert ann["reads_stowed"] == ann["reads_filed"] == 2 * ann["cases"]
+    assert ann["blinding_violations"] == 0 and ann["leak_hits"] == 0
+    assert ann["accepted"] == ann["cases"] and sum(ann["decisions"].values()) == ann["cases"]
+    assert ann["accepted_vs_truth_dice_mean"] > 0.6
+    assert demo.labels is not None and len(demo.labels) == ann["cases"]
+    row = ann["agreement"][0]
+    assert row["label"] == "lesion" and row["reads"] == 2 * ann["cases"]

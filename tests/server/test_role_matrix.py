@@ -90,6 +90,24 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
 for suffix in _DW_READ:
     EXPECTED[("GET", DW + suffix)] = MEMBERS
     EXPECTED[("GET", GW + suffix)] = PLATFORM | {"service"}
+for method, suffix in [
+    ("GET", "/monailabel/{project}/info/"),
+    ("GET", "/monailabel/{project}/info"),
+    ("POST", "/monailabel/{project}/infer/{model}"),
+    ("GET", "/monailabel/{project}/datastore/"),
+    ("GET", "/monailabel/{project}/datastore"),
+    ("POST", "/monailabel/{project}/activelearning/{strategy}"),
+    ("POST", "/monailabel/{project}/train/{model}"),
+    ("GET", "/{project}/status"),
+    ("GET", "/{project}/queue"),
+    ("GET", "/{project}/tasks/{task_id}/reads"),
+    ("POST", "/{project}/file"),
+    ("GET", "/{project}/pages/queue"),
+    ("GET", "/{project}/pages/tasks/{task_id}"),
+    ("GET", "/{project}/pages/adjudication"),
+    ("POST", "/{project}/pages/tasks/{task_id}/adjudicate"),
+]:  # the annotation stage: the shared gateway token or a platform admin
+    EXPECTED[(method, "/annotate" + suffix)] = PLATFORM | {"service"}
 for suffix in _DW_WRITE:
     EXPECTED[("POST", DW + suffix)] = WRITERS
     EXPECTED[("POST", GW + suffix)] = PLATFORM | {"service"}
@@ -127,6 +145,9 @@ def _fill(path: str, p: Any, sop: str) -> str:
         "ref": "rel@1",
         "index": "0",
         "path:path": "viewer",
+        "model": "body",
+        "strategy": "random",
+        "task_id": "1",
     }
     return re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], path)
 

@@ -5,6 +5,8 @@
 3. a leak check of everything stored against the hospitals' true identities;
 4. quality control, a QC report, a cohort;
 5. a pre-processing pipeline (convert, reorient, resample, normalize, register follow-up to baseline);
+5b. a reading round: simulated readers save lesion SEGs through STOW-RS, blinded double reads,
+    agreement, adjudication, accepted labels;
 6. a release with its dataset card, an export for a licensee, and `verify_release.py` on that export;
 7. the platform: a project over every site, an account per role (passwords in ``accounts.txt``);
 8. the transparency log: every record appended, a signed checkpoint, verified.
@@ -40,6 +42,8 @@ class DemoContext:
     ws: Workspace | None = None
     manifest: Any = None
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    labels: dict[str, list[str]] | None = None  # accepted labels for the release (annotate step)
+    annotation: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.export_dir = self.out / "hospital-export"
@@ -151,11 +155,30 @@ def step_preprocess(ctx: DemoContext) -> dict[str, Any]:
     return run_demo_pipeline(ctx.ws, ctx.out / "preprocessed")
 
 
+def step_annotate(ctx: DemoContext) -> dict[str, Any]:
+    from curata.demo.annotate import run_reading_round, save_table
+
+    assert ctx.ws is not None
+    from curata.demo.leaks import scan_store_for_identities
+
+    result = run_reading_round(ctx.ws, ctx.manifest, "demo-ct", max_cases=6, seed=ctx.seed)
+    ctx.labels, ctx.annotation = result.pop("release_labels"), result.pop("release_annotation")
+    # every SEG, label map and report now in the store, scanned again for the true identities
+    leaks = scan_store_for_identities(ctx.ws, ctx.manifest)
+    if leaks["hits"]:
+        raise RuntimeError(f"PHI LEAK after annotation: {leaks['hits'][:5]}")
+    result["leak_check_blobs"], result["leak_hits"] = leaks["blobs"], len(leaks["hits"])
+    save_table(ctx.out / "annotation.json", result)
+    return {**result, "where": str(ctx.out / "annotation.json")}
+
+
 def step_release(ctx: DemoContext) -> dict[str, Any]:
     from curata.publish import create_release, export_release
 
     assert ctx.ws is not None
-    release = create_release(ctx.ws, "demo-chest-ct", cohort="demo-ct")
+    release = create_release(
+        ctx.ws, "demo-chest-ct", cohort="demo-ct", labels=ctx.labels, annotation=ctx.annotation
+    )
     target = ctx.out / "export-acme-ai"
     if target.exists():
         shutil.rmtree(target)
@@ -211,6 +234,7 @@ STEPS: list[tuple[str, Step]] = [
     ("qc", step_qc),
     ("cohort", step_cohort),
     ("preprocess", step_preprocess),
+    ("annotate", step_annotate),
     ("release", step_release),
     ("platform", step_platform),
     ("ledger", step_ledger),

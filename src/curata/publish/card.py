@@ -95,6 +95,8 @@ class CardInput:
     n_cases: int = 0
     n_labelled: int = 0
     catalog_scope: str = "all modalities"  # which part of the catalog the release is compared with
+    # from the annotation stage: {"project", "labels": [{label, reads, pairs, dice{...}, ..., adjudication_rate}]}
+    annotation: dict[str, Any] | None = None
 
 
 def flags(card: CardInput) -> list[str]:
@@ -232,7 +234,60 @@ def render(card: CardInput) -> dict[str, bytes]:
             hx.append(f"<tr><td>{html.escape(label)}</td><td>{n}</td><td>{ml:.2f}</td></tr>")
         md.append("")
         hx.append("</table>")
+    if card.annotation:
+        _annotation_section(card.annotation, md, hx)
     hx.append("</body></html>")
     files["card/README.md"] = "\n".join(md).encode()
     files["card/card.html"] = "\n".join(hx).encode()
     return files
+
+
+def _annotation_section(ann: dict[str, Any], md: list[str], hx: list[str]) -> None:
+    """Per label: reads, the agreement distribution between readers, and the adjudication rate."""
+
+    def q(d: dict[str, Any] | None) -> str:
+        if not d or d.get("median") is None:
+            return "-"
+        return f"{d['median']:.3f} [{d['p25']:.3f}, {d['p75']:.3f}]"
+
+    def rate(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0%}"
+
+    head = [
+        "label",
+        "reads",
+        "reader pairs",
+        "Dice",
+        "HD95 (mm)",
+        "ASSD (mm)",
+        "surface Dice",
+        "detection F1",
+        "adjudicated",
+    ]
+    intro = (
+        f"Labels from annotation project {ann.get('project', '?')}: every case read by at least two "
+        "readers, blinded; only accepted labels are released. Agreement between readers as median "
+        "[25th, 75th percentile]."
+    )
+    md += ["## Annotation", "", intro, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    hx += [
+        f"<h2>Annotation</h2><p>{html.escape(intro)}</p><table><tr>"
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr>"
+    ]
+    for row in ann.get("labels", []):
+        cells = [
+            str(row["label"]),
+            str(row["reads"]),
+            str(row["pairs"]),
+            q(row.get("dice")),
+            q(row.get("hd95_mm")),
+            q(row.get("assd_mm")),
+            q(row.get("surface_dice")),
+            q(row.get("detection_f1")),
+            rate(row.get("adjudication_rate")),
+        ]
+        md.append("| " + " | ".join(cells) + " |")
+        hx.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    md.append("")
+    hx.append("</table>")

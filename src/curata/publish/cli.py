@@ -43,6 +43,9 @@ def create(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the split."),
     formats: str = typer.Option(",".join(DEFAULT_FORMATS), "--format", help="Formats to build."),
+    labels_from: str = typer.Option(
+        None, "--labels-from", help="Annotation project whose accepted labels the release carries."
+    ),
     workspace: Path | None = workspace_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -50,6 +53,11 @@ def create(
     from curata.publish import create_release
 
     ws = _ws(workspace)
+    labels = annotation = None
+    if labels_from:
+        from curata.annotate import release_labels
+
+        labels, annotation = release_labels(ws, labels_from)
     summary = RunSummary("release create")
     with make_progress(quiet=as_json) as progress:
         task = progress.add_task(f"building {name}", total=None)
@@ -64,6 +72,8 @@ def create(
             seed=seed,
             pipeline=pipeline,
             on_case=lambda: progress.advance(task),
+            labels=labels,
+            annotation=annotation,
         )
     summary.counts = {"cases": result["cases"], "patients": result["patients"], "files": result["files"]}
     summary.counts["failed"] = len(result.get("problems") or [])

@@ -150,9 +150,13 @@ class BuildParams:
     cohort: str | None = None
     where: str | None = None
     pipeline_sha256: str | None = None
+    # accepted labels from an annotation project: image series UID -> DICOM-SEG digests (in the store);
+    # when set, the release carries these and no other SEG of the catalog (readers' reads stay out)
+    labels: dict[str, list[str]] | None = None
+    annotation: dict[str, Any] | None = None  # the project's reading statistics, for the card
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "formats": list(self.formats),
             "split": self.split.as_dict(),
             "pipeline": self.pipeline,
@@ -160,6 +164,10 @@ class BuildParams:
             "cohort": self.cohort,
             "where": self.where,
         }
+        if self.labels is not None:
+            out["labels"] = {k: sorted(v) for k, v in sorted(self.labels.items())}
+            out["annotation"] = self.annotation
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildParams:
@@ -172,6 +180,8 @@ class BuildParams:
             pipeline_sha256=data.get("pipeline_sha256"),
             cohort=data.get("cohort"),
             where=data.get("where"),
+            labels=data.get("labels"),
+            annotation=data.get("annotation"),
         )
 
 
@@ -467,6 +477,7 @@ def _build(
         labels={k: (int(v[0]), float(v[1])) for k, v in labels.items()},
         n_cases=len(cases),
         n_labelled=sum(1 for c in cases if c.label),
+        annotation=params.annotation,
     )
     for path, data in card_mod.render(card_in).items():
         files.put(path, data)
@@ -599,7 +610,7 @@ def _make_version(
     release = session.scalar(select(Release).where(Release.name == name))
     series_ids = [m.series.id for m in members]
     instances = _instances(session, series_ids)
-    segs = _segs_for(session, ws, members)
+    segs = dict(params.labels) if params.labels is not None else _segs_for(session, ws, members)
     key = content_key(members, instances, segs, params)
     if release is not None and release.versions and release.versions[-1].content_key == key:
         ensure_logged(ws, session, release.versions[-1])
@@ -691,9 +702,15 @@ def create_release(
     seed: int = 0,
     pipeline: str | None = None,
     on_case: Callable[[], None] | None = None,
+    labels: dict[str, list[str]] | None = None,
+    annotation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build NAME@(n+1) from a cohort, a query or every series; return the existing version when nothing
-    changed. Returns a summary dict (``ref``, ``version``, ``created``, counts, ``card``)."""
+    changed. Returns a summary dict (``ref``, ``version``, ``created``, counts, ``card``).
+
+    ``labels`` (series UID -> DICOM-SEG digests, e.g. an annotation project's accepted labels) replaces
+    the catalog's SEGs as the release's labels; ``annotation`` (per label: reads, agreement, adjudication
+    rate) goes into the dataset card."""
     parse_ref(name)
     if cohort and where:
         raise ConfigError("give --cohort or --where, not both")
@@ -703,6 +720,8 @@ def create_release(
         pipeline=pipeline,
         cohort=cohort,
         where=where,
+        labels=labels,
+        annotation=annotation,
     )
     if pipeline:
         from curata.publish.formats.pipeline import pipeline_digest

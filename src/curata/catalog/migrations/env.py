@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
+import curata.annotate.models
 import curata.catalog.models as models
 import curata.collect.net.models
 import curata.publish.models

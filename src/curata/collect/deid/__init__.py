@@ -15,6 +15,7 @@ from curata._lazy import lazy_exports
 if TYPE_CHECKING:
     from curata.collect.deid.engine import CODE_VERSION, Deidentifier, DeidRecord, DeidResult
     from curata.collect.deid.profile import BASIC_CODE, OPTIONS, PROFILES, DeidOption, Profile, load_profile
+    from curata.collect.deid.text import Identifiers, clean_text
     from curata.collect.deid.vault import Vault
     from curata.collect.deid.verify import check_deidentified
 
@@ -33,6 +34,8 @@ __getattr__ = lazy_exports(
         "load_profile": "profile",
         "Vault": "vault",
         "check_deidentified": "verify",
+        "Identifiers": "text",  # the free-text cleaner, for other stages' text (reading reports)
+        "clean_text": "text",
     },
 )
 
@@ -45,8 +48,10 @@ __all__ = [
     "DeidRecord",
     "DeidResult",
     "Deidentifier",
+    "Identifiers",
     "Profile",
     "Vault",
     "check_deidentified",
+    "clean_text",
     "load_profile",
 ]

@@ -1,0 +1,155 @@
+"""AI pre-annotation through the MONAI-Label-compatible API over real HTTP (uvicorn): /info, /infer
+returning a DICOM SEG draft, /datastore, /train (a MONAI UNet on accepted labels, recorded as
+provenance), /activelearning; drafts stay hidden from blinded readers; a MONAI bundle from a folder."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import highdicom as hd
+import httpx
+import numpy as np
+import pydicom
+import pytest
+
+from curata import annotate
+from tests.annotate.conftest import phantom_hu
+from tests.server.conftest import ServerThread
+
+ORGANS = [
+    {
+        "name": "lung",
+        "value": 1,
+        "code": "39607008",
+        "meaning": "Lung",
+        "colour": "#3377ff",
+        "category": ["SCT", "123037004", "Anatomical Structure"],
+    },
+    {
+        "name": "bone",
+        "value": 2,
+        "code": "272673000",
+        "meaning": "Bone",
+        "colour": "#eeeeee",
+        "category": ["SCT", "123037004", "Anatomical Structure"],
+    },
+]
+
+
+def _organ_truth() -> np.ndarray:
+    hu = phantom_hu()
+    out = np.zeros(hu.shape, np.uint16)
+    out[hu == -850] = 1
+    out[hu == 700] = 2
+    return out
+
+
+@pytest.fixture
+def organs(project):  # type: ignore[no-untyped-def]
+    ws = project
+    annotate.create_project(ws, "organs", "ct")
+    annotate.set_schema(ws, "organs", ORGANS)
+    for name in ("ana", "bo"):
+        annotate.add_reader(ws, "organs", name)
+    annotate.add_reader(ws, "organs", "dee", adjudicator=True)
+    annotate.create_tasks(ws, "organs")
+    annotate.assign(ws, "organs")
+    return ws
+
+
+def test_monai_label_api_drafts_trains_and_samples(organs) -> None:  # type: ignore[no-untyped-def]
+    from curata.catalog import Provenance
+    from curata.server import create_app
+
+    ws = organs
+    tasks = annotate.list_tasks(ws, "organs")
+    with ServerThread(create_app(ws)) as server:
+        base = f"{server.url}/annotate/monailabel/organs"
+        info = httpx.get(f"{base}/info/").json()
+        assert set(info["models"]) >= {"body", "lungs", "bone"} and info["labels"] == {"lung": 1, "bone": 2}
+        assert info["datastore"] == {"total": 3, "completed": 0}
+        r = httpx.post(
+            f"{base}/infer/lungs", params={"image": tasks[0].series_uid, "output": "dicom_seg"}, timeout=120
+        )
+        assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
+        seg = hd.seg.Segmentation.from_dataset(pydicom.dcmread(io.BytesIO(r.content)))
+        assert seg.ContentLabel == "DRAFT"
+        desc = seg.SegmentSequence[0]
+        assert desc.SegmentLabel == "lung" and desc.SegmentAlgorithmType == "AUTOMATIC"
+        grid = annotate.series_grid(ws, tasks[0].series_uid)
+        px = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=list(grid.sop_uids), segment_numbers=[1]
+        )
+        lungs = px[..., 0] > 0
+        truth = _organ_truth() == 1
+        assert 2 * (lungs & truth).sum() / (lungs.sum() + truth.sum()) > 0.8
+        # the draft is a separate, marked object: blinded readers do not see it
+        for reader in tasks[0].readers:
+            assert all(not x.is_draft for x in annotate.visible_reads(ws, "organs", tasks[0].id, reader))
+        assert any(x.is_draft for x in annotate.visible_reads(ws, "organs", tasks[0].id, "dee"))
+        bone = httpx.post(
+            f"{base}/infer/bone", params={"image": tasks[0].series_uid, "output": "json"}, timeout=120
+        )
+        assert bone.json()["labels"] == ["bone"]
+        assert httpx.post(f"{base}/infer/nope", params={"image": tasks[0].series_uid}).status_code in (
+            404,
+            409,
+        )
+
+        # two cases read and accepted, one left open
+        for t in tasks[:2]:
+            for reader in t.readers:
+                annotate.file_object(ws, annotate.seg_for(ws, "organs", t.id, _organ_truth(), reader=reader))
+                annotate.submit(ws, "organs", t.id, reader, seconds=10)
+        for res in annotate.compute_agreement(ws, "organs"):
+            annotate.accept_review(ws, "organs", res.task_id, "dee")
+        assert httpx.get(f"{base}/datastore/").json()["completed"] == 2
+        trained = httpx.post(f"{base}/train/unet", json={"max_epochs": 8}, timeout=300).json()
+        assert trained["cases"] == 2 and trained["final_loss"] < trained["first_loss"]
+        assert "unet" in httpx.get(f"{base}/info/").json()["models"]
+        nxt = httpx.post(f"{base}/activelearning/uncertainty", timeout=120).json()
+        assert nxt["id"] == tasks[2].series_uid
+        unet = httpx.post(
+            f"{base}/infer/unet", params={"image": tasks[2].series_uid, "output": "json"}, timeout=120
+        )
+        assert unet.status_code == 200
+    with ws.catalog.session() as s:
+        runs = [p for p in s.query(Provenance).filter(Provenance.step == "annotate.train")]
+    assert len(runs) == 1 and runs[0].output["weights"] == trained["weights"] and len(runs[0].inputs) == 4
+    per_model = annotate.draft_agreement(ws, "organs")
+    assert per_model["lungs"]["dice_mean"] > 0.8
+
+
+def test_a_monai_bundle_from_a_local_folder(organs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    from monai.networks.nets import UNet
+
+    ws = organs
+    folder = tmp_path / "tiny_bundle"
+    (folder / "configs").mkdir(parents=True)
+    (folder / "models").mkdir()
+    net_def = {
+        "_target_": "monai.networks.nets.UNet",
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "out_channels": 2,
+        "channels": [4, 8],
+        "strides": [2],
+        "num_res_units": 0,
+    }
+    (folder / "configs" / "inference.json").write_text(
+        json.dumps({"network_def": net_def, "curata_input_size": [8, 24, 24]})
+    )
+    (folder / "configs" / "metadata.json").write_text(json.dumps({"name": "tiny", "labels": {"lung": 1}}))
+    torch.manual_seed(0)
+    net = UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,), num_res_units=0)
+    torch.save(net.state_dict(), folder / "models" / "model.pt")
+    name = annotate.register_bundle(ws, "organs", folder)
+    t = annotate.list_tasks(ws, "organs")[0]
+    draft = annotate.predict_draft(ws, "organs", t.id, name)
+    assert draft.is_draft and draft.source == f"assist:{name}"
+    assert annotate.read_labelmap(ws, draft.id).shape == annotate.series_grid(ws, t.series_uid).shape
+    (folder / "models" / "model.pt").unlink()
+    with pytest.raises(Exception, match="not a MONAI bundle"):
+        annotate.register_bundle(ws, "organs", folder)
