@@ -115,7 +115,7 @@ def run_reading_round(
     from dicomweb_client.api import DICOMwebClient
 
     from curata import annotate
-    from curata.collect.deid.pseudonyms import Pseudonymizer
+    from curata.collect.deid import Pseudonymizer
     from curata.select import show_cohort
     from curata.server import create_app
 

@@ -15,6 +15,7 @@ from curata._lazy import lazy_exports
 if TYPE_CHECKING:
     from curata.collect.deid.engine import CODE_VERSION, Deidentifier, DeidRecord, DeidResult
     from curata.collect.deid.profile import BASIC_CODE, OPTIONS, PROFILES, DeidOption, Profile, load_profile
+    from curata.collect.deid.pseudonyms import Pseudonymizer
     from curata.collect.deid.text import Identifiers, clean_text
     from curata.collect.deid.vault import Vault
     from curata.collect.deid.verify import check_deidentified
@@ -33,6 +34,7 @@ __getattr__ = lazy_exports(
         "Profile": "profile",
         "load_profile": "profile",
         "Vault": "vault",
+        "Pseudonymizer": "pseudonyms",
         "check_deidentified": "verify",
         "Identifiers": "text",  # the free-text cleaner, for other stages' text (reading reports)
         "clean_text": "text",
@@ -50,6 +52,7 @@ __all__ = [
     "Deidentifier",
     "Identifiers",
     "Profile",
+    "Pseudonymizer",
     "Vault",
     "check_deidentified",
     "clean_text",
