@@ -49,6 +49,8 @@ class IngestOutcome:
     size: int = 0
     fields: dict[str, Any] = field(default_factory=dict)
     deid_record: dict[str, Any] | None = None
+    children: list[IngestOutcome] = field(default_factory=list)  # a slide: one outcome per DICOM-WSI level
+    slide: dict[str, Any] | None = None  # a slide's catalog fields (collect.wsi)
 
 
 @dataclass
@@ -61,6 +63,7 @@ class _WorkerContext:
     profile_config: str | None
     vault_dir: str | None
     known_inputs: frozenset[str]
+    wsi: dict[str, Any] = field(default_factory=dict)
     deidentifier: Any = None
     store: Any = None
 
@@ -145,16 +148,26 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
     digest = hashlib.sha256(raw).hexdigest()
     if digest in ctx.known_inputs:
         return IngestOutcome("present", name, input_digest=digest)
+    from curata.collect import wsi
+
+    if wsi.is_sidecar(name):
+        return IngestOutcome("skipped", name, reason="slide sidecar (read with its slide)")
+    if wsi.looks_like_slide(name, raw[:8]):
+        return wsi.ingest_slide_outcome(name, raw, digest, ctx)
     try:
         if ctx.deidentify:
             result = ctx.deidentifier.deidentify_bytes(raw, source=name)
             out_bytes, ds, rec = result.output_bytes, result.dataset, result.record
+            if wsi.is_wsm(ds):
+                out_bytes, ds = wsi.clean_wsm(out_bytes, ds, raw, ctx.deidentifier.pseudo)
             deid_record = rec.as_dict() if hasattr(rec, "as_dict") else dict(rec)
         else:
             out_bytes, ds = _verify_deidentified(raw)
             deid_record = None
         fields = index_fields(ds)
         blob = ctx.store.put_bytes(out_bytes)
+    except wsi.LabelImageRemoved as exc:
+        return IngestOutcome("skipped", name, input_digest=digest, reason=exc.message)
     except CurataError as exc:
         reason = exc.reason if isinstance(exc, InputError) else exc.message
         _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
@@ -218,6 +231,13 @@ class CatalogWriter:
 
     def file(self, outcome: IngestOutcome) -> str:
         """Insert the rows for an ingested outcome; returns the final status (ingested or present)."""
+        if outcome.children:
+            from curata.collect.wsi import file_slide
+
+            statuses = [self.file(child) for child in outcome.children]
+            if outcome.slide is not None:
+                file_slide(self.session, outcome.children[0].fields["series"]["series_uid"], outcome.slide)
+            return "ingested" if "ingested" in statuses else "present"
         f = outcome.fields
         uid = f["instance"]["sop_instance_uid"]
         if self.session.scalar(select(Instance.id).where(Instance.sop_instance_uid == uid)) is not None:
@@ -316,6 +336,7 @@ class Ingestor:
             profile_config=str(self.profile_config) if self.profile_config else None,
             vault_dir=str(self.ws.vault_path) if self.deidentify else None,
             known_inputs=known,
+            wsi=dict(self.ws.config.get("wsi") or {}),
         )
 
     def _known_inputs(self, session: Session) -> frozenset[str]:

@@ -5,6 +5,7 @@ from sqlalchemy import create_engine
 
 import curata.catalog.models as models
 import curata.collect.net.models
+import curata.collect.wsi.models
 import curata.publish.models
 import curata.select.models  # noqa: F401  (selection tables)
 
