@@ -2,9 +2,10 @@
 # Installs the Debian packages Curata's integration tests and benchmarks run against.
 # Real peers, not mocks: dcmtk and Orthanc (DICOM networking), dicom3tools (dciodvfy),
 # tesseract (burned-in text OCR), dcm2niix (conversion reference), gdcm (benchmark peer),
-# elastix (registration reference), chromium (reports checked in a real browser).
+# elastix (registration reference), chromium (reports checked in a real browser),
+# libturbojpeg0 (opentile cuts NDPI stripes into tiles losslessly).
 set -euo pipefail
-PKGS=(dcmtk orthanc orthanc-dicomweb dicom3tools tesseract-ocr tesseract-ocr-eng dcm2niix libgdcm-tools elastix chromium)
+PKGS=(dcmtk orthanc orthanc-dicomweb dicom3tools tesseract-ocr tesseract-ocr-eng dcm2niix libgdcm-tools elastix chromium libturbojpeg0)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
