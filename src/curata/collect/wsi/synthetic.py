@@ -123,7 +123,7 @@ def write_svs(
             )
             tw.write(
                 lv, tile=(256, 256), compression="jpeg", photometric="rgb", description=desc,
-                subfiletype=0 if i == 0 else 1, extratags=_extratags(who), resolution=(20000.0 / (2**i), 20000.0 / (2**i)),
+                subfiletype=0, extratags=_extratags(who), resolution=(20000.0 / (2**i), 20000.0 / (2**i)),
                 resolutionunit="CENTIMETER", metadata=None,
             )  # fmt: skip
             if i == 0:
