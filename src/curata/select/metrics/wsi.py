@@ -29,6 +29,7 @@ Heuristics (each a documented, tunable rule; validated by planting defects, see 
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -82,10 +83,8 @@ def read_levels(sources: list[Any]) -> list[SlideLevel]:
             frames = [ds.PixelData[i * size : (i + 1) * size] for i in range(n)]
             enc = False
         mpp = None
-        try:
+        with contextlib.suppress(AttributeError, IndexError, KeyError, TypeError):
             mpp = float(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0]) * 1000
-        except (AttributeError, IndexError, KeyError, TypeError):
-            pass
         levels.append(
             SlideLevel(
                 int(ds.TotalPixelMatrixColumns),
@@ -95,7 +94,7 @@ def read_levels(sources: list[Any]) -> list[SlideLevel]:
                 frames,
                 enc,
                 mpp,
-            )  # fmt: skip
+            )
         )
     levels.sort(key=lambda lv: -lv.width)
     return levels
@@ -224,7 +223,7 @@ def bubble_mask(img: np.ndarray, tissue: np.ndarray) -> np.ndarray:
     if tissue.sum() < 50:
         return out
     holes = ndi.binary_fill_holes(tissue) & ~tissue
-    labels, n = ndi.label(holes)
+    labels, _n = ndi.label(holes)
     grey = img.mean(axis=-1)
     tissue_grey = float(grey[tissue].mean())
     min_area = max(9, 0.0003 * img.shape[0] * img.shape[1])
