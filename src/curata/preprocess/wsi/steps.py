@@ -48,6 +48,7 @@ from curata.preprocess.wsi import stain
 from curata.preprocess.wsi.read import SlideLevels, read_slide
 
 TILE_MEDIA_TYPE = "application/x-curata-tiles+zarr-zip"
+LUT_TILES = 1024  # from this many tiles the 256^3 lookup table pays for itself
 
 
 @dataclass(frozen=True)
