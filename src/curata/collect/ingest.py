@@ -152,7 +152,7 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
 
     if wsi.is_sidecar(name):
         return IngestOutcome("skipped", name, reason="slide sidecar (read with its slide)")
-    if wsi.looks_like_slide(name, raw[:8]):
+    if wsi.looks_like_slide(name, raw[:132]):
         return wsi.ingest_slide_outcome(name, raw, digest, ctx)
     try:
         if ctx.deidentify:

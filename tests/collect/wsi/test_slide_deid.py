@@ -197,3 +197,13 @@ def test_sidecar_identity_parsing() -> None:
         json.loads('{"patient_id": "1", "stain": "H&E", "organ": "lung", "MRN2": "X-777-ABC"}')
     )
     assert ident.patient_id == "1" and ident.organ == "lung" and "X-777-ABC" in ident.secrets()
+
+
+def test_a_dicom_file_whose_preamble_holds_a_tiff_header_is_not_a_slide() -> None:
+    from pydicom.data import get_testdata_file
+
+    from curata.collect.wsi import looks_like_slide
+
+    raw = Path(get_testdata_file("MR_small.dcm")).read_bytes()
+    assert raw[:4] == b"II*\0" and not looks_like_slide("mr.dcm", raw[:132])
+    assert looks_like_slide("x.svs", b"II*\0" + bytes(200))

@@ -73,7 +73,8 @@ class SlideIngest:
 
 
 def looks_like_slide(name: str, head: bytes) -> bool:
-    return is_tiff(head)
+    """A TIFF that is not a DICOM file (a DICOM preamble may itself hold a TIFF header: dual files)."""
+    return is_tiff(head[:8]) and head[128:132] != b"DICM"
 
 
 def is_sidecar(name: str) -> bool:
