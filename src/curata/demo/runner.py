@@ -162,6 +162,14 @@ def step_release(ctx: DemoContext) -> dict[str, Any]:
     }
 
 
+def step_pathology(ctx: DemoContext) -> dict[str, Any]:
+    """A pathology site: planted slides ingested, leak-checked, QC'd, tiled, normalised and released."""
+    from curata.demo.pathology import run_pathology
+
+    assert ctx.ws is not None
+    return run_pathology(ctx)
+
+
 def step_ledger(ctx: DemoContext) -> dict[str, Any]:
     from curata.ledger import Ledger
     from curata.ledger.events import log_provenance
@@ -187,6 +195,7 @@ STEPS: list[tuple[str, Step]] = [
     ("cohort", step_cohort),
     ("preprocess", step_preprocess),
     ("release", step_release),
+    ("pathology", step_pathology),
     ("ledger", step_ledger),
 ]
 
