@@ -14,6 +14,7 @@ from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from curata.collect.wsi._ingest import file_slide, ingest_slide_outcome
+    from curata.collect.wsi.annotations import SlideAnnotation, read_geojson, to_geojson
     from curata.collect.wsi.deid import (
         SlideDeidConfig,
         SlideDeidentifier,
@@ -40,6 +41,9 @@ __getattr__ = lazy_exports(
     __name__,
     {
         "file_slide": "_ingest",
+        "SlideAnnotation": "annotations",
+        "read_geojson": "annotations",
+        "to_geojson": "annotations",
         "ingest_slide_outcome": "_ingest",
         "SlideDeidConfig": "deid",
         "SlideDeidentifier": "deid",
@@ -67,6 +71,7 @@ __getattr__ = lazy_exports(
 __all__ = [
     "LabelImageRemoved",
     "Slide",
+    "SlideAnnotation",
     "SlideDeidConfig",
     "SlideDeidResult",
     "SlideDeidentifier",
@@ -83,8 +88,10 @@ __all__ = [
     "is_slide_name",
     "is_wsm",
     "looks_like_slide",
+    "read_geojson",
     "refuse_label",
     "slide_info",
     "slide_pseudonym",
     "to_dicom",
+    "to_geojson",
 ]
