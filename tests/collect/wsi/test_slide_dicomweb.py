@@ -83,3 +83,48 @@ def test_dicom_wsi_by_stow_keeps_the_pseudonym_path(workspace, shared_wsi: Path)
         assert (
             ds.ContainerIdentifier.startswith("SLD-") and b"SLIDE_1" not in raw and b"CPAPERIOCS" not in raw
         )
+
+
+def test_dicom_wsi_by_c_store_label_dropped_with_a_warning(
+    workspace, shared_wsi: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from pydicom.uid import generate_uid
+
+    from curata.collect.net.config import GatewayConfig
+    from curata.collect.net.scp import GatewayServer
+    import subprocess
+
+    from tests.collect.net.conftest import need
+
+    need("storescu")
+    folder = tmp_path / "send"
+    folder.mkdir()
+    for name in ("boxes_0.dcm", "boxes_1.dcm"):
+        (folder / name).write_bytes((shared_wsi / name).read_bytes())
+    label = pydicom.dcmread(shared_wsi / "boxes_0.dcm")
+    label.ImageType = ["ORIGINAL", "PRIMARY", "LABEL", "NONE"]
+    label.SOPInstanceUID = label.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    label.save_as(folder / "label.dcm")
+    config = GatewayConfig(ae_title="CURATA", port=0, bind="127.0.0.1", workers=1, allow=[])
+    with GatewayServer(workspace, config) as server:
+        for name in ("boxes_0.dcm", "label.dcm", "boxes_1.dcm"):
+            ts = pydicom.dcmread(folder / name, stop_before_pixels=True).file_meta.TransferSyntaxUID
+            option = "-xy" if ts == "1.2.840.10008.1.2.4.50" else "-xe"  # propose the file's own syntax
+            cmd = [
+                "storescu",
+                "-R",
+                option,
+                "-aec",
+                "CURATA",
+                "127.0.0.1",
+                str(server.port),
+                str(folder / name),
+            ]
+            sent = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            assert sent.returncode == 0, sent.stderr
+        assert server.counts.stored == 2 and server.counts.dropped == 1
+    stored = [workspace.store.get_bytes(d) for d in workspace.store.digests()]
+    assert len(stored) == 2
+    for raw in stored:
+        ds = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True)
+        assert "LABEL" not in ds.ImageType and ds.ContainerIdentifier.startswith("SLD-")

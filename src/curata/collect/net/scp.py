@@ -63,6 +63,7 @@ TRANSFER_SYNTAXES = [
 STATUS_OUT_OF_RESOURCES = 0xA700  # disk or database trouble: retry later
 STATUS_CANNOT_UNDERSTAND = 0xC000  # the dataset was refused (quarantined with its reason)
 STATUS_PROCESSING_FAILURE = 0xC211  # an unexpected error on our side
+STATUS_ELEMENTS_DISCARDED = 0xB006  # a warning: received and deliberately not kept (slide label/overview)
 
 
 def _failure(status: int, comment: str) -> Dataset:
@@ -89,6 +90,7 @@ class StoreCounts:
     stored: int = 0
     present: int = 0
     refused: int = 0
+    dropped: int = 0
     errors: int = 0
     rejected_associations: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -230,6 +232,9 @@ class GatewayServer:
         if outcome.status in OK_STATUSES:
             self.counts.add("stored" if outcome.status == "ingested" else "present")
             return 0x0000
+        if outcome.status == "skipped" and outcome.input_digest:  # dropped by policy (a slide label image)
+            self.counts.add("dropped")
+            return _failure(STATUS_ELEMENTS_DISCARDED, f"not kept: {outcome.reason}")
         self.counts.add("refused")
         log.warning("C-STORE from %s refused: %s", calling, outcome.reason)
         status = STATUS_CANNOT_UNDERSTAND if outcome.status == "quarantined" else STATUS_PROCESSING_FAILURE
