@@ -88,12 +88,12 @@ def test_dicom_wsi_by_stow_keeps_the_pseudonym_path(workspace, shared_wsi: Path)
 def test_dicom_wsi_by_c_store_label_dropped_with_a_warning(
     workspace, shared_wsi: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
     from pydicom.uid import generate_uid
 
     from curata.collect.net.config import GatewayConfig
     from curata.collect.net.scp import GatewayServer
-    import subprocess
-
     from tests.collect.net.conftest import need
 
     need("storescu")
