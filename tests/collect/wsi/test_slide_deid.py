@@ -207,3 +207,24 @@ def test_a_dicom_file_whose_preamble_holds_a_tiff_header_is_not_a_slide() -> Non
     raw = Path(get_testdata_file("MR_small.dcm")).read_bytes()
     assert raw[:4] == b"II*\0" and not looks_like_slide("mr.dcm", raw[:132])
     assert looks_like_slide("x.svs", b"II*\0" + bytes(200))
+
+
+@pytest.mark.integration
+def test_converted_levels_pass_dciodvfy(shared_wsi: Path, tmp_path: Path) -> None:
+    """dicom3tools' validator finds no error in the DICOM-WSI made from a real SVS, NDPI and a tiled TIFF."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("dciodvfy") is None:
+        if os.environ.get("CI"):
+            pytest.fail("dciodvfy (dicom3tools) is missing; scripts/system-deps.sh installs it")
+        pytest.skip("dciodvfy not installed")
+    for name in ("CMU-1-Small-Region.svs", "test3-DAPI-2-387.ndpi", "boxes.tiff"):
+        res = deidentify_slide((shared_wsi / name).read_bytes(), key=KEY, source=name, identity=None)
+        for i, blob in enumerate(res.instances[:2]):
+            path = tmp_path / f"{name}.{i}.dcm"
+            path.write_bytes(blob)
+            out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+            errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+            assert errors == [], (name, i, errors)

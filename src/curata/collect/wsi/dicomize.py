@@ -75,8 +75,7 @@ def _photometric(level: Any) -> str:
     if level.compression.name == "JPEG":
         if name == "RGB":
             return "RGB"
-        sub = getattr(level, "subsampling", None)
-        return "YBR_FULL_422" if sub in (None, (2, 1), (2, 2)) else "YBR_FULL"
+        return "YBR_FULL_422"  # the WSM IOD's term for YCbCr JPEG (decoders follow the JPEG header)
     if level.compression.name in ("APERIO_JP2000_YCBC", "JPEG2000"):
         return "YBR_ICT"
     return "RGB"
@@ -263,6 +262,19 @@ def to_dicom(
     return DicomSlide(blobs, datasets, study_uid, series_uid)
 
 
+_SRGB: bytes | None = None
+
+
+def _srgb_profile() -> bytes:
+    """An sRGB ICC profile (the colour space the tiles are decoded to when the scanner gave none)."""
+    global _SRGB
+    if _SRGB is None:
+        from PIL import ImageCms
+
+        _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return _SRGB
+
+
 def _code(value: str, scheme: str, meaning: str) -> Dataset:
     c = Dataset()
     c.CodeValue, c.CodingSchemeDesignator, c.CodeMeaning = value, scheme, meaning
@@ -298,9 +310,14 @@ def _level_dataset(
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = "Curata slide de-id: label/macro removed, tags rewritten"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = study_date
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = ""
-    ds.AcquisitionDateTime = study_date
+    now = dt.datetime.now(dt.UTC)
+    ds.StudyDate = ds.SeriesDate = study_date
+    ds.StudyTime = ds.SeriesTime = ""
+    # Type 1: when the (date-shifted) scan date is unknown, the conversion's own date stands in
+    ds.ContentDate = study_date or now.strftime("%Y%m%d")
+    ds.ContentTime = "000000" if study_date else now.strftime("%H%M%S")
+    ds.AcquisitionDateTime = (study_date + "000000") if study_date else now.strftime("%Y%m%d%H%M%S")
+    ds.AcquisitionContextSequence = Sequence([])
     ds.StudyID = ds.AccessionNumber = ds.ReferringPhysicianName = ""
     ds.Modality = "SM"
     ds.SeriesNumber, ds.InstanceNumber = 1, index + 1
@@ -330,6 +347,9 @@ def _level_dataset(
     ds.TotalPixelMatrixFocalPlanes = 1
     ds.NumberOfFrames = len(lv.frames)
     ds.DimensionOrganizationType = "TILED_FULL"
+    dim_org = Dataset()
+    dim_org.DimensionOrganizationUID = pyramid_uid
+    ds.DimensionOrganizationSequence = Sequence([dim_org])
     ds.ImagedVolumeWidth = round(lv.width * mpp / 1000, 6)
     ds.ImagedVolumeHeight = round(lv.height * mpp / 1000, 6)
     ds.ImagedVolumeDepth = 0.001
@@ -354,6 +374,7 @@ def _level_dataset(
     optical.OpticalPathIdentifier = "1"
     optical.IlluminationTypeCodeSequence = Sequence([_code("111744", "DCM", "Brightfield illumination")])
     optical.IlluminationColorCodeSequence = Sequence([_code("414298005", "SCT", "Full Spectrum")])
+    optical.ICCProfile = _srgb_profile()
     if info.magnification:
         optical.ObjectiveLensPower = info.magnification
     ds.OpticalPathSequence = Sequence([optical])
@@ -361,8 +382,6 @@ def _level_dataset(
     ds.ContainerIdentifier = slide_id
     ds.IssuerOfTheContainerIdentifierSequence = Sequence([])
     ds.ContainerTypeCodeSequence = Sequence([_code("433466003", "SCT", "Microscope slide")])
-    ds.AlternateContainerIdentifierSequence = Sequence([])
-    ds.ContainerComponentSequence = Sequence([])
     spec = Dataset()
     spec.SpecimenIdentifier = slide_id
     spec.SpecimenUID = specimen_uid
@@ -383,6 +402,8 @@ def _level_dataset(
         ds.LossyImageCompressionMethod = (
             "ISO_10918_1" if lv.transfer_syntax == JPEGBaseline8Bit else "ISO_15444_1"
         )
+        stored = sum(len(f) for f in lv.frames) or 1
+        ds.LossyImageCompressionRatio = f"{len(lv.frames) * lv.tile_w * lv.tile_h * 3 / stored:.2f}"[:16]
     else:
         ds.LossyImageCompression = "00"
     if lv.transfer_syntax == ExplicitVRLittleEndian:
