@@ -228,3 +228,14 @@ def test_converted_levels_pass_dciodvfy(shared_wsi: Path, tmp_path: Path) -> Non
             out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
             errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
             assert errors == [], (name, i, errors)
+
+
+def test_a_plain_file_name_is_not_a_leak_but_a_composite_one_is(tmp_path: Path) -> None:
+    src = tmp_path / "slide.svs"
+    syn.write_svs(src, size=512)
+    res = deidentify_slide(src.read_bytes(), key=KEY, source=str(src), identity=None)  # "whole slide" is fine
+    assert res.instances and "slide" not in res.deid.needles
+    named = deidentify_slide(
+        src.read_bytes(), key=KEY, source=str(tmp_path / "Doe_Jane_77.svs"), identity=None
+    )
+    assert "Doe_Jane_77" in named.deid.needles

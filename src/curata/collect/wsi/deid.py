@@ -358,7 +358,9 @@ class SlideDeidentifier:
         for secret in identity.secrets() if identity else []:
             needles.add_identity(secret)
         stem = re.split(r"[/\\!]", source)[-1].split(".")[0] if source else ""
-        needles.add_identity(stem)
+        if re.search(r"[\d_\- ^]", stem) and needles._worth(stem):
+            # a composite file name (``Doe_Jane_S24-123``) must not survive; a plain word (``slide``) may
+            needles.identity.add(stem)
         ctx = _Run(ed, fmt, pseudonym, slide_id, shift, self.config, needles)
         ctx.remove_associated()
         for ifd in ed.live_ifds():
