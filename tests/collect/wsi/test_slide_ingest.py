@@ -130,3 +130,16 @@ def test_planted_synthetic_slides_through_ingest(workspace, tmp_path: Path) -> N
         assert len(rows) == 4
         pseudonyms = {s.get(Series, r.series_id).study.patient.pseudonym for r in rows}
         assert len(pseudonyms) == 1  # one patient, four slides
+
+
+def test_mrxs_is_refused_with_a_clear_reason_and_its_folder_skipped(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    inbox = tmp_path / "mrxs"
+    (inbox / "CMU-1").mkdir(parents=True)
+    (inbox / "CMU-1.mrxs").write_bytes(b"[GENERAL]\nSLIDE_VERSION=01.02\n")
+    (inbox / "CMU-1" / "Slidedat.ini").write_text("[GENERAL]\nSLIDE_NAME=Okonkwo\n")
+    (inbox / "CMU-1" / "Data0000.dat").write_bytes(b"\xff\xd8" + bytes(100))
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([inbox])
+    assert summary.counts["skipped"] == 2 and summary.counts["quarantined"] == 1
+    assert ("MRXS" in problems[0].reason and workspace.store.digests() == []) or not list(
+        workspace.store.digests()
+    )

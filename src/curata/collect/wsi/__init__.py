@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         is_sidecar,
         is_wsm,
         looks_like_slide,
+        mrxs_role,
         refuse_label,
     )
 
@@ -64,6 +65,7 @@ __getattr__ = lazy_exports(
         "is_sidecar": "service",
         "is_wsm": "service",
         "looks_like_slide": "service",
+        "mrxs_role": "service",
         "refuse_label": "service",
     },
 )
@@ -88,6 +90,7 @@ __all__ = [
     "is_slide_name",
     "is_wsm",
     "looks_like_slide",
+    "mrxs_role",
     "read_geojson",
     "refuse_label",
     "slide_info",

@@ -81,6 +81,16 @@ def is_sidecar(name: str) -> bool:
     return is_sidecar_name(name)
 
 
+_MRXS_PART = re.compile(r"(?i)(^|[/\\!])(slidedat\.ini|index\.dat|data\d+\.dat)$")
+
+
+def mrxs_role(name: str) -> str | None:
+    """``slide`` for a 3DHISTECH .mrxs file, ``part`` for a file of its data folder, else None."""
+    if name.lower().endswith(".mrxs"):
+        return "slide"
+    return "part" if _MRXS_PART.search(name) else None
+
+
 def read_sidecar(name: str) -> SlideIdentity | None:
     """``<slide>.json`` beside a file on disk (zip members: not supported, the slide gets its own key)."""
     if "!" in name:
