@@ -21,6 +21,9 @@ __getattr__ = lazy_exports(
     __name__,
     {
         "Ingestor": "ingest",
+        "PlantedIdentity": "wsi.synthetic",  # synthetic slides with planted identity (demo, tests)
+        "tissue_image": "wsi.synthetic",
+        "write_svs": "wsi.synthetic",
         "IngestOutcome": "ingest",
         "quarantine_bytes": "ingest",
         "generate_key_file": "keys",
@@ -28,4 +31,13 @@ __getattr__ = lazy_exports(
     },
 )
 
-__all__ = ["IngestOutcome", "Ingestor", "generate_key_file", "quarantine_bytes", "read_key_file"]
+__all__ = [
+    "IngestOutcome",
+    "Ingestor",
+    "PlantedIdentity",
+    "generate_key_file",
+    "quarantine_bytes",
+    "read_key_file",
+    "tissue_image",
+    "write_svs",
+]

@@ -61,6 +61,8 @@ class IngestOutcome:
     size: int = 0
     fields: dict[str, Any] = field(default_factory=dict)
     deid_record: dict[str, Any] | None = None
+    children: list[IngestOutcome] = field(default_factory=list)  # a slide: one outcome per DICOM-WSI level
+    slide: dict[str, Any] | None = None  # a slide's catalog fields (collect.wsi)
 
 
 @dataclass
@@ -73,6 +75,7 @@ class _WorkerContext:
     profile_config: str | None
     vault_dir: str | None
     known_inputs: frozenset[str]
+    wsi: dict[str, Any] = field(default_factory=dict)
     deidentifier: Any = None
     store: Any = None
 
@@ -176,11 +179,25 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
     digest = hashlib.sha256(raw).hexdigest()
     if digest in ctx.known_inputs:
         return IngestOutcome("present", name, input_digest=digest)
+    from curata.collect import wsi
+
+    if wsi.is_sidecar(name):
+        return IngestOutcome("skipped", name, reason="slide sidecar (read with its slide)")
+    if wsi.mrxs_role(name) == "part":
+        return IngestOutcome("skipped", name, reason="part of a 3DHISTECH MRXS slide folder")
+    if wsi.mrxs_role(name) == "slide":
+        reason = "3DHISTECH MRXS slides are not ingested yet (a multi-file format)"
+        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
+        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
+    if wsi.looks_like_slide(name, raw[:132]):
+        return wsi.ingest_slide_outcome(name, raw, digest, ctx)
     try:
         _check_complete(raw)
         if ctx.deidentify:
             result = ctx.deidentifier.deidentify_bytes(raw, source=name)
             out_bytes, ds, rec = result.output_bytes, result.dataset, result.record
+            if wsi.is_wsm(ds):
+                out_bytes, ds = wsi.clean_wsm(out_bytes, ds, raw, ctx.deidentifier.pseudo)
             deid_record = rec.as_dict() if hasattr(rec, "as_dict") else dict(rec)
         else:
             out_bytes, ds = _verify_deidentified(raw)
@@ -188,6 +205,8 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
         fields = index_fields(ds)
         blob = ctx.store.put_bytes(out_bytes)
         faults.point("ingest.after_blob")
+    except wsi.LabelImageRemoved as exc:
+        return IngestOutcome("skipped", name, input_digest=digest, reason=exc.message)
     except Exception as exc:  # a bad input or a bug: quarantine with a safe reason, never stop
         if is_disk_full(exc):
             return IngestOutcome("failed", name, input_digest=digest, reason=DISK_FULL_REASON, size=len(raw))
@@ -256,6 +275,13 @@ class CatalogWriter:
 
     def file(self, outcome: IngestOutcome) -> str:
         """Insert the rows for an ingested outcome; returns the final status (ingested or present)."""
+        if outcome.children:
+            from curata.collect.wsi import file_slide
+
+            statuses = [self.file(child) for child in outcome.children]
+            if outcome.slide is not None:
+                file_slide(self.session, outcome.children[0].fields["series"]["series_uid"], outcome.slide)
+            return "ingested" if "ingested" in statuses else "present"
         f = outcome.fields
         uid = f["instance"]["sop_instance_uid"]
         if self.session.scalar(select(Instance.id).where(Instance.sop_instance_uid == uid)) is not None:
@@ -359,6 +385,7 @@ class Ingestor:
             profile_config=str(self.profile_config) if self.profile_config else None,
             vault_dir=str(self.ws.vault_path) if self.deidentify else None,
             known_inputs=known,
+            wsi=dict(self.ws.config.get("wsi") or {}),
         )
 
     def _known_inputs(self, session: Session) -> frozenset[str]:

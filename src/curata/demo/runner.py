@@ -197,6 +197,14 @@ def step_release(ctx: DemoContext) -> dict[str, Any]:
     }
 
 
+def step_pathology(ctx: DemoContext) -> dict[str, Any]:
+    """A pathology site: planted slides ingested, leak-checked, QC'd, tiled, normalised and released."""
+    from curata.demo.pathology import run_pathology
+
+    assert ctx.ws is not None
+    return run_pathology(ctx)
+
+
 def step_platform(ctx: DemoContext) -> dict[str, Any]:
     from curata.server import setup_demo_platform
 
@@ -236,6 +244,7 @@ STEPS: list[tuple[str, Step]] = [
     ("preprocess", step_preprocess),
     ("annotate", step_annotate),
     ("release", step_release),
+    ("pathology", step_pathology),
     ("platform", step_platform),
     ("ledger", step_ledger),
 ]

@@ -40,10 +40,12 @@ __all__ = [
     "load_volume",
     "make_step",
     "nifti_bytes",
+    "parse_slide_pipeline",
     "read_volume",
     "register",
     "run_demo_pipeline",
     "run_pipeline",
+    "run_slide_pipeline",
     "series_from_workspace",
     "to_sitk",
     "write_volume",
@@ -62,6 +64,8 @@ __getattr__ = lazy_exports(
     {
         "Volume": "volume",
         "read_volume": "volume",
+        "parse_slide_pipeline": "wsi",  # whole-slide steps: tissue mask, tiles, stain normalisation
+        "run_slide_pipeline": "wsi",
         "write_volume": "volume",
         "nifti_bytes": "volume",
         "convert_folder": "convert",

@@ -20,7 +20,42 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
     group.command("run")(run_command)
+    group.command("slides")(slides_command)
     app.add_typer(group, name="preprocess")
+
+
+def slides_command(
+    pipeline: Path = typer.Argument(..., help="A slide pipeline TOML (kind = slide)."),
+    cohort: str | None = typer.Option(None, "--cohort", help="Only this cohort's slides."),
+    out: Path | None = typer.Option(None, "--out", help="Export the final tiles here."),
+    fmt: str = typer.Option("png", "--format", help="Export as png files or zarr (one Zarr zip per slide)."),
+    workers: int | None = typer.Option(None, "--workers", help="Local worker processes."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="A Dask scheduler address."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w", help="The workspace."),
+) -> None:
+    """Tile (and stain-normalise) every slide of the workspace or a cohort; cached, with provenance."""
+    from curata.preprocess.wsi import export_tiles, load_slide_pipeline, run_slide_pipeline
+    from curata.workspace import Workspace
+
+    ws = Workspace.find(workspace)
+    pipe = load_slide_pipeline(pipeline)
+    results = run_slide_pipeline(ws, pipe, cohort=cohort, workers=workers, scheduler=scheduler)
+    summary = RunSummary("preprocess slides")
+    for r in results:
+        summary.add("slides" if r.ok else "failed")
+        summary.add("tiles", r.tiles)
+        summary.add("computed", r.computed)
+        summary.add("cached", r.cached)
+    exported = export_tiles(ws, results, out, fmt) if out else []
+    if as_json:
+        print_json({"slides": [r.__dict__ for r in results], "exported": len(exported)})
+    else:
+        for r in results:
+            if not r.ok:
+                err_console.print(f"[red]failed[/] {r.series_uid}: {r.error}")
+        summary.render()
+    raise typer.Exit(1 if summary.failed else 0)
 
 
 def convert_command(

@@ -31,7 +31,23 @@ SERIES_DIMENSIONS = (
     ("vendor", "Scanner vendor"),
     ("model", "Scanner model"),
     ("thickness", "Slice thickness"),
+    ("organ", "Organ / body part"),
+    ("stain", "Stain (slides)"),
 )
+
+
+def slide_groups(modality: str | None, body_part: str | None, description: str | None) -> dict[str, str]:
+    """Organ (body part) for every series; the stain for slides, which carry it as their series
+    description (``H&E breast``: stain, then organ)."""
+    out = {"organ": (body_part or "unknown").upper()}
+    if modality == "SM":
+        words = (description or "").split()
+        organ = (body_part or "").lower()
+        stain = " ".join(w for w in words if w.lower() != organ) or "unknown"
+        out["stain"] = stain
+    else:
+        out["stain"] = "n/a"
+    return out
 
 
 def thickness_band(value: float | None) -> str:

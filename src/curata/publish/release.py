@@ -277,6 +277,7 @@ def _catalog_composition(session: Session, modalities: set[str]) -> card_mod.Com
             "vendor": s.manufacturer,
             "model": s.model,
             "thickness": card_mod.thickness_band(s.slice_thickness),
+            **card_mod.slide_groups(s.modality, s.body_part, s.description),
         }
         for s in session.scalars(select(Series).where(Series.instance_count > 0).where(scope))
     ]
@@ -304,6 +305,33 @@ def _slices(rows: list[tuple[Instance, int]]) -> list[SliceRef]:
         SliceRef(i.sop_instance_uid, i.blob_digest, i.image_position, i.image_orientation, i.instance_number)
         for i, _ in rows
     ]
+
+
+def _slide_tiles(ws: Workspace, digests: list[str]) -> dict[str, str]:
+    """The newest tile set of a slide (stain-normalised if it was) and its tissue mask, found through the
+    provenance of the slide pipeline steps (``preprocess.wsi.*``)."""
+    from curata.catalog.models import Provenance
+
+    with ws.catalog.session() as session:
+        rows = session.scalars(
+            select(Provenance).where(Provenance.step.like("preprocess.wsi.%")).order_by(Provenance.id)
+        ).all()
+    out: dict[str, str] = {}
+    tiles = [
+        r for r in rows if r.step == "preprocess.wsi.tiles" and list(r.inputs[: len(digests)]) == digests
+    ]
+    if not tiles:
+        return out
+    t = tiles[-1]
+    out["tiles.zarr.zip"] = t.output["digest"]
+    if len(t.inputs) > len(digests):
+        out["tissue_mask.npy"] = t.inputs[-1]
+    normed = [
+        r for r in rows if r.step == "preprocess.wsi.stain_normalize" and r.inputs == [t.output["digest"]]
+    ]
+    if normed:
+        out["tiles.zarr.zip"] = normed[-1].output["digest"]
+    return out
 
 
 def _cases(
@@ -341,7 +369,17 @@ def _cases(
                 path = f"dicom/{m.split}/{case.case_id}/seg-{digest[:16]}.dcm"
                 files.link(path, digest, ws.store.size(digest))
                 case.dicom.append(path)
-        if "nifti" in params.formats:
+        if "tiles" in params.formats and m.series.modality == "SM":
+            found = _slide_tiles(ws, sorted(i.blob_digest for i, _ in instances[m.series.id]))
+            if not found:
+                problems.append(
+                    f"{case.case_id}: no tile set for this slide (run `curata preprocess slides`)"
+                )
+            for fname, digest in found.items():
+                path = f"tiles/{m.split}/{case.case_id}/{fname}"
+                files.link(path, digest, ws.store.size(digest))
+                case.tiles.append(path)
+        if "nifti" in params.formats and m.series.modality != "SM":
             slices = _slices(instances[m.series.id])
             seg_digests = segs.get(m.series.series_uid, [])
             try:
@@ -392,7 +430,8 @@ def _build(
     workers = ws.workers()
     pool = ThreadPoolExecutor(workers)
     converted: dict[int, Future[Any]] = {}
-    todo = iter(members if "nifti" in params.formats and pre is None else [])
+    volumes = [m for m in members if m.series.modality != "SM"]  # slides are released as DICOM-WSI or tiles
+    todo = iter(volumes if "nifti" in params.formats and pre is None else [])
 
     def submit_ahead() -> None:
         while len(converted) < 2 * workers:  # results wait here until consumed, so this bounds memory
@@ -455,6 +494,7 @@ def _build(
                 "vendor": m.series.manufacturer,
                 "model": m.series.model,
                 "thickness": card_mod.thickness_band(m.series.slice_thickness),
+                **card_mod.slide_groups(m.series.modality, m.series.body_part, m.series.description),
             }
             for m in members
         ],

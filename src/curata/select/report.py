@@ -175,6 +175,21 @@ def render_html(ws: Workspace, rows: list[dict[str, Any]]) -> str:
                 f"<div class='tile'>{pic}<br><b>{esc(r['modality'])}</b> {esc(r['description'][:40])}<br>"
                 f"{esc(r['site'])} · {esc(r['scanner'])}<br><code>{esc(r['uid'][-24:])}</code><ul>{reasons}</ul></div>"
             )
+        slides = [r for r in rows if r["modality"] == "SM"]
+        if slides:
+            parts.append(f"<h2>Slides ({len(slides)})</h2><div class='slides'>")
+            for r in slides:
+                img = _thumb(ws, r["thumbnail"])
+                pic = (
+                    f"<img alt='slide' src='data:image/png;base64,{img}'>" if img else "<div>(no image)</div>"
+                )
+                verdict = "passed" if r["passed"] else "excluded"
+                fired_rules = ", ".join(x["rule"] for x in r["reasons"]) or "no rule fired"
+                parts.append(
+                    f"<div class='tile slide'>{pic}<br><b>{verdict}</b> {esc(r['description'][:40])}<br>"
+                    f"{esc(r['site'])}<br><small>{esc(fired_rules)}</small></div>"
+                )
+            parts.append("</div>")
         names, png = _distributions(rows)
         parts.append(
             "</div><h2>Metric distributions by site and scanner</h2>"

@@ -36,6 +36,7 @@ from curata.errors import CurataError, QueryError
 from curata.runtime import imap_unordered
 from curata.select.metrics import registry as metrics_registry
 from curata.select.metrics.ct_mr import analysis_ranks, measure, read_images
+from curata.select.metrics.wsi import is_wsm, measure_slide
 from curata.select.models import Cohort, CohortSeries, QcMeasurement, QcRuleSet, QcVerdict
 from curata.select.query import HEADER_FIELDS, Query, parse, series_select
 from curata.select.rules import RuleSet, apply, default_ruleset, load_ruleset
@@ -95,8 +96,11 @@ def measure_job(job: QcJob) -> QcOutcome:
         for d in job.digests:
             path = _STORE.local_path(d)
             sources.append(path if path is not None else _STORE.open(d))
-        images = read_images(sources, keep=set(analysis_ranks(len(sources))))
-        metrics, thumb = measure(images)
+        if _is_slide(sources[0]):
+            metrics, thumb = measure_slide(sources)
+        else:
+            images = read_images(sources, keep=set(analysis_ranks(len(sources))))
+            metrics, thumb = measure(images)
         digest = _STORE.put_bytes(thumb) if thumb else None
         return QcOutcome(metrics, digest, len(thumb or b""), None, time.perf_counter() - t0)
     except Exception as exc:  # one unreadable series must not stop the batch
@@ -105,6 +109,16 @@ def measure_job(job: QcJob) -> QcOutcome:
             error=f"{type(exc).__name__}: {exc} (at {where.name}:{where.lineno})",
             seconds=time.perf_counter() - t0,
         )
+
+
+def _is_slide(source: Any) -> bool:
+    """A DICOM-WSI series (VL Whole Slide Microscopy) is measured by the slide metrics."""
+    import pydicom
+
+    ds = pydicom.dcmread(source, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    if hasattr(source, "seek"):
+        source.seek(0)
+    return is_wsm(ds)
 
 
 # -- the run --------------------------------------------------------------------------------------------

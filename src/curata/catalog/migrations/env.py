@@ -6,6 +6,7 @@ from sqlalchemy import create_engine
 import curata.annotate.models
 import curata.catalog.models as models
 import curata.collect.net.models
+import curata.collect.wsi.models
 import curata.publish.models
 import curata.select.models
 import curata.server.models  # noqa: F401  (platform tables)

@@ -66,6 +66,7 @@ TRANSFER_SYNTAXES = [
 STATUS_OUT_OF_RESOURCES = 0xA700  # disk or database trouble: retry later
 STATUS_CANNOT_UNDERSTAND = 0xC000  # the dataset was refused (quarantined with its reason)
 STATUS_PROCESSING_FAILURE = 0xC211  # an unexpected error on our side
+STATUS_ELEMENTS_DISCARDED = 0xB006  # a warning: received and deliberately not kept (slide label/overview)
 
 
 def prefer_senders_order(assoc: Any) -> None:
@@ -121,6 +122,7 @@ class StoreCounts:
     stored: int = 0
     present: int = 0
     refused: int = 0
+    dropped: int = 0
     errors: int = 0
     rejected_associations: int = 0
     refused_connections: int = 0
@@ -362,6 +364,9 @@ class GatewayServer:
             self.counts.add("errors")
             log.error("C-STORE from %s not stored: %s", calling, outcome.reason)
             return _failure(STATUS_OUT_OF_RESOURCES, "not stored: no space left on the gateway")
+        if outcome.status == "skipped" and outcome.input_digest:  # dropped by policy (a slide label image)
+            self.counts.add("dropped")
+            return _failure(STATUS_ELEMENTS_DISCARDED, f"not kept: {outcome.reason}")
         self.counts.add("refused")
         log.warning("C-STORE from %s refused: %s", calling, outcome.reason)
         status = STATUS_CANNOT_UNDERSTAND if outcome.status == "quarantined" else STATUS_PROCESSING_FAILURE

@@ -20,3 +20,4 @@ class Case:
     label_names: dict[int, str] = field(default_factory=dict)
     label_voxels: dict[int, int] = field(default_factory=dict)
     voxel_ml: float = 0.0
+    tiles: list[str] = field(default_factory=list)  # release paths of a slide's tile set and tissue mask

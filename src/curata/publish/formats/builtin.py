@@ -76,3 +76,10 @@ CROISSANT = register_format(
         after_card=True,
     )
 )
+TILES = register_format(
+    ExportFormat(
+        "tiles",
+        "Whole-slide tile sets (Zarr, zipped) and tissue masks from `curata preprocess slides`",
+        files=(FileRule("tiles/*", Fingerprint.NONE, "slide tiles and masks"),),
+    )
+)

@@ -187,6 +187,91 @@ METRICS: dict[str, Metric] = {
             "MR ghosting (ACR): |mean(background above+below the body) - mean(left+right)| / mean body signal",
             ("MR",),
         ),
+        # whole-slide images (modality SM): see curata.select.metrics.wsi for each heuristic
+        Metric(
+            "brightfield",
+            "bool",
+            "",
+            "a light background (brightfield); false for fluorescence slides",
+            ("SM",),
+        ),
+        Metric(
+            "tissue_fraction",
+            "num",
+            "fraction",
+            "thumbnail pixels that are tissue (saturated, not white, not ink)",
+            ("SM",),
+        ),
+        Metric(
+            "focus_median",
+            "num",
+            "grey^2",
+            "median variance of the Laplacian over full-resolution tissue tiles",
+            ("SM",),
+        ),
+        Metric(
+            "blur_fraction",
+            "num",
+            "fraction",
+            "tissue tiles whose Laplacian variance is below 40 (out of focus)",
+            ("SM",),
+        ),
+        Metric("focus_tiles", "num", "tiles", "full-resolution tissue tiles measured for focus", ("SM",)),
+        Metric(
+            "pen_fraction",
+            "num",
+            "fraction",
+            "thumbnail pixels of pen ink (saturated green/blue hues, or near black)",
+            ("SM",),
+        ),
+        Metric(
+            "fold_fraction",
+            "num",
+            "fraction",
+            "tissue in connected patches of more than twice the median optical density (folds)",
+            ("SM",),
+        ),
+        Metric(
+            "bubble_fraction",
+            "num",
+            "fraction",
+            "round holes in the tissue outline ringed by a darker rim (air bubbles), over tissue",
+            ("SM",),
+        ),
+        Metric(
+            "clipped_fraction",
+            "num",
+            "fraction",
+            "pixels with every channel >= 254 or <= 1 (over- or under-exposed)",
+            ("SM",),
+        ),
+        Metric(
+            "stain_h",
+            "num",
+            "OD",
+            "mean haematoxylin density of tissue (Ruifrok-Johnston deconvolution)",
+            ("SM",),
+        ),
+        Metric(
+            "stain_e", "num", "OD", "mean eosin density of tissue (Ruifrok-Johnston deconvolution)", ("SM",)
+        ),
+        Metric(
+            "colour_saturation", "num", "", "mean colour saturation (max-min)/max of tissue pixels", ("SM",)
+        ),
+        Metric("tissue_r", "num", "0-255", "mean red of tissue pixels", ("SM",)),
+        Metric("tissue_g", "num", "0-255", "mean green of tissue pixels", ("SM",)),
+        Metric("tissue_b", "num", "0-255", "mean blue of tissue pixels", ("SM",)),
+        Metric(
+            "corrupted_tiles",
+            "num",
+            "tiles",
+            "frames empty, not a complete JPEG, missing or not decodable",
+            ("SM",),
+        ),
+        Metric("levels", "num", "levels", "pyramid levels of the slide", ("SM",)),
+        Metric("slide_width", "num", "px", "width of the full-resolution level", ("SM",)),
+        Metric("slide_height", "num", "px", "height of the full-resolution level", ("SM",)),
+        Metric("mpp", "num", "um/px", "microns per pixel of the full-resolution level", ("SM",)),
     ]
 }
 
@@ -207,11 +292,12 @@ EXTRA_OUTPUTS: dict[str, str] = {"header_problems": "the header checks that fail
 # Every stored measurement carries "qc/<QC_VERSION>"; a new version measures every series again. Change a
 # metric's definition, add or drop one, or change a header check, and definitions_digest() changes:
 # tests/select/metrics/test_registry.py then fails until QC_VERSION is bumped and the new digest recorded.
-QC_VERSION = 3
+QC_VERSION = 4
 VERSION_DIGESTS: dict[int, str] = {
     2: "b475cc9471d125760a457595eca9d96057f54e453c252ba14df00988466697e4",
     # 3: same definitions, new code (MR ghost background keeps anatomy by size; FOV edge toward the feet)
     3: "b475cc9471d125760a457595eca9d96057f54e453c252ba14df00988466697e4",
+    4: "5825806084cb22f60d1d444abb345972a0b223aa797cf4e6b7984cb95a71efd3",  # + whole-slide metrics
 }
 
 

@@ -1,0 +1,92 @@
+"""The ingest side of slides: one vendor file in, a de-identified DICOM-WSI series (and its slide row) out."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from curata.catalog import Series, index_fields
+from curata.collect.wsi.models import Slide
+from curata.collect.wsi.service import SlideSettings, deidentify_slide, read_sidecar
+from curata.errors import CurataError, InputError
+
+
+def ingest_slide_outcome(name: str, raw: bytes, digest: str, ctx: Any) -> Any:
+    """De-identify, convert and store one vendor slide; never raises for a bad slide (quarantine)."""
+    from curata.collect.ingest import IngestOutcome, _quarantine_bytes
+
+    try:
+        if not ctx.deidentify:
+            raise InputError(
+                "a vendor slide file reached the central platform without de-identification; refused",
+                hint="ingest slides at a site (with de-identification), which converts them to DICOM-WSI",
+            )
+        identity = read_sidecar(name)
+        settings = SlideSettings.from_config(getattr(ctx, "wsi", None))
+        pseudo = ctx.deidentifier.pseudo if ctx.deidentifier is not None else None
+        result = deidentify_slide(
+            raw, key=ctx.key, source=name, identity=identity, settings=settings, pseudo=pseudo
+        )
+        children = []
+        for blob_bytes, ds in zip(result.instances, result.datasets, strict=True):
+            fields = index_fields(ds)
+            blob = ctx.store.put_bytes(blob_bytes)
+            children.append(
+                IngestOutcome(
+                    "ingested",
+                    name,
+                    input_digest=digest,
+                    sop_instance_uid=fields["instance"]["sop_instance_uid"],
+                    blob_digest=blob,
+                    size=len(blob_bytes),
+                    fields=fields,
+                    deid_record=result.deid.record.as_dict() if not children else None,
+                )
+            )
+        slide = dict(result.slide_fields)
+        if result.vendor_bytes is not None:
+            slide["vendor_blob_digest"] = ctx.store.put_bytes(result.vendor_bytes)
+        if ctx.deidentifier is not None and ctx.deidentifier.vault is not None:
+            ctx.deidentifier.vault.append(result.deid.reid)
+    except CurataError as exc:
+        reason = exc.reason if isinstance(exc, InputError) else exc.message
+        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
+        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
+    except Exception as exc:  # an unforeseen slide: quarantine, never stop the batch
+        reason = f"unexpected {type(exc).__name__}: {exc}"
+        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
+        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
+    first = children[0]
+    return IngestOutcome(
+        "ingested",
+        name,
+        input_digest=digest,
+        sop_instance_uid=first.sop_instance_uid,
+        blob_digest=first.blob_digest,
+        size=sum(c.size for c in children),
+        fields=first.fields,
+        children=children,
+        slide=slide,
+    )
+
+
+def file_slide(session: Session, series_uid: str, fields: dict[str, Any]) -> Slide:
+    """The slide row of a series (created once; a re-ingest finds it)."""
+    series = session.scalar(select(Series).where(Series.series_uid == series_uid))
+    if series is None:
+        raise InputError(f"no series {series_uid} to attach the slide to")
+    session.flush()
+    row = session.scalar(select(Slide).where(Slide.series_id == series.id))
+    if row is None:
+        allowed = {c.name for c in Slide.__table__.columns} - {"id", "series_id", "created_at"}
+        row = Slide(series_id=series.id, **{k: v for k, v in fields.items() if k in allowed})
+        session.add(row)
+        session.flush()
+    return row
+
+
+def content_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,674 @@
+"""Slide de-identification at the edge: vendor TIFFs rewritten tag by tag, pixels kept bit for bit.
+
+What goes, for every vendor file (Aperio SVS, Hamamatsu NDPI, Philips TIFF, OME-TIFF, generic TIFF):
+
+- label and macro/overview images (and NDPI's macro map): unlinked from the IFD chain, their bytes
+  overwritten with zeros;
+- identifying TIFF tags (Artist, HostComputer, Copyright, DocumentName, PageName, ImageUniqueID,
+  XMP, IPTC, EXIF and GPS directories, Make/Model when configured, every private text tag not known
+  to be harmless); ``DateTime`` is shifted by the patient's date shift;
+- vendor metadata: Aperio ``ImageDescription`` fields are kept only when on an allow-list of
+  technical fields (``Filename`` becomes the slide pseudonym, ``Date`` is shifted, everything else —
+  ``Title``, ``User``, ``Time``, ``DSR ID``, ``ScanScope ID``, ``ImageID``, custom fields — goes); the NDPI
+  property map keeps only numeric technical values under harmless keys; Philips and OME XML lose
+  patient, barcode, date, serial and operator attributes and their label/macro images;
+- the final gate scans every output byte outside the kept level tiles for every identifying value
+  seen in the input (and the site's sidecar and the file name) and refuses the slide on a hit.
+
+The patient pseudonym and date shift come from the same keyed functions as radiology
+(``Pseudonymizer``), with the same patient key, so a patient's slides and scans link.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import struct
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from curata.collect.deid.pseudonyms import Pseudonymizer
+from curata.collect.wsi._tiff import Ifd, TiffEditor
+from curata.collect.wsi.formats import SlideFormat, classify_description
+from curata.errors import DeidError, InputError
+
+CODE_VERSION = "wsi-deid-1"
+
+# Baseline and technical tags a slide needs to be read; everything else not handled below is dropped.
+_STRUCTURAL = {
+    254,
+    255,
+    256,
+    257,
+    258,
+    259,
+    262,
+    263,
+    266,
+    273,
+    274,
+    277,
+    278,
+    279,
+    280,
+    281,
+    282,
+    283,
+    284,
+    290,
+    291,
+    296,
+    297,
+    301,
+    305,
+    317,
+    318,
+    319,
+    320,
+    322,
+    323,
+    324,
+    325,
+    330,
+    338,
+    339,
+    340,
+    341,
+    347,
+    512,
+    513,
+    514,
+    515,
+    529,
+    530,
+    531,
+    532,
+    32995,
+    32996,
+    32997,
+    32998,
+    34675,
+}
+_DESCRIPTION, _DATETIME, _MAKE, _MODEL, _SOFTWARE = 270, 306, 271, 272, 305
+_KEPT_TEXT = (_MAKE, _MODEL, _SOFTWARE, 65434)
+# NDPI private tags that carry no identity (numbers, the fluorescence channel name)
+_NDPI_KEEP = {
+    65324,
+    65325,
+    65420,
+    65421,
+    65422,
+    65423,
+    65424,
+    65425,
+    65426,
+    65428,
+    65432,
+    65433,
+    65434,
+    65435,
+    65436,
+    65437,
+    65438,
+    65439,
+    65440,
+    65441,
+    65443,
+    65444,
+    65445,
+    65446,
+    65447,
+    65450,
+    65451,
+    65453,
+    65454,
+    65455,
+    65456,
+    65457,
+    65458,
+    65500,
+}
+_NDPI_COMMENTS, _NDPI_MAGNIFICATION = 65449, 65421
+
+_APERIO_KEEP = {
+    "appmag",
+    "mpp",
+    "stripewidth",
+    "left",
+    "top",
+    "linecameraskew",
+    "lineareaxoffset",
+    "lineareayoffset",
+    "focus offset",
+    "originalwidth",
+    "originalheight",
+    "filtered",
+    "exposure time",
+    "exposure scale",
+    "gamma",
+    "icc profile",
+    "rack",
+    "slide",
+    "displaycolor",
+}
+_APERIO_HEADER_WORDS = {
+    "aperio",
+    "image",
+    "library",
+    "jpeg",
+    "rgb",
+    "ycbcr",
+    "q",
+    "j2k",
+    "kdu",
+    "v",
+    "x",
+    "label",
+    "macro",
+}
+_NUMERIC = re.compile(r"^[-+0-9.,eE /%]*$")
+_HEXISH = re.compile(r"^[0-9A-Fa-f,]*$")
+_NDPI_DENY = re.compile(
+    r"(?i)(created|updated|date|time|s/n|serial|barcode|user|name|label|comment|id\b|\bid|operator|title)"
+)
+_PHILIPS_DENY = re.compile(
+    r"(?i)(PATIENT|BARCODE|DATE|TIME|SERIAL|ACCESSION|INSTITUTION|OPERATOR|PHYSICIAN|STUDY_ID|"
+    r"SPECIMEN|CONTAINER|LABEL|SLIDE_ID|DEVICE_SERIAL|STATION|UFS_ID|IMAGE_DATA)"
+)
+_OME_DENY_ELEMENTS = {
+    "Experimenter",
+    "ExperimenterGroup",
+    "Description",
+    "AnnotationRef",
+    "StructuredAnnotations",
+}
+_OME_DENY_ATTRS = {"AcquisitionDate", "SerialNumber", "LotNumber", "Name"}
+_ASSOCIATED_WORDS = ("label", "macro", "overview", "barcode", "slide preview")
+
+
+@dataclass
+class SlideIdentity:
+    """Who a vendor file belongs to, as the site knows it (a sidecar ``<file>.json`` beside it)."""
+
+    patient_id: str | None = None
+    patient_name: str | None = None
+    issuer: str | None = None
+    birth_date: str | None = None
+    accession: str | None = None
+    specimen_id: str | None = None
+    stain: str | None = None
+    organ: str | None = None
+    extra: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> SlideIdentity:
+        known = {
+            k: (str(v) if v is not None else None) for k, v in data.items() if k in cls.__dataclass_fields__
+        }
+        known.pop("extra", None)
+        extra = [str(v) for k, v in data.items() if k not in cls.__dataclass_fields__ and v]
+        extra += [str(v) for v in data.get("extra", []) or []]
+        return cls(**known, extra=extra)
+
+    def secrets(self) -> list[str]:
+        """Identifying values that must not survive (stain and organ are not identifying)."""
+        vals = [
+            self.patient_id,
+            self.patient_name,
+            self.accession,
+            self.specimen_id,
+            self.birth_date,
+            *self.extra,
+        ]
+        out: list[str] = []
+        for v in vals:
+            if v:
+                out.append(v)
+                out += [p for p in re.split(r"[\^ ,]+", v) if len(p) >= 3]
+        return out
+
+
+@dataclass
+class SlideDeidConfig:
+    keep_make_model: bool = True
+    keep_thumbnail: bool = True
+
+
+@dataclass
+class SlideDeidRecord:
+    input_sha256: str
+    output_sha256: str
+    format: str
+    patient_pseudonym: str
+    slide_id: str
+    removed_images: list[str]
+    dropped_tags: list[int]
+    rewritten: list[str]
+    code_version: str = CODE_VERSION
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SlideDeidResult:
+    output_bytes: bytes
+    format: SlideFormat
+    record: SlideDeidRecord
+    patient_pseudonym: str
+    slide_id: str
+    date_shift: int
+    kept_ranges: list[tuple[int, int]]
+    reid: list[dict[str, Any]]
+    needles: set[str] = field(default_factory=set)
+
+    @property
+    def file_name(self) -> str:
+        """The de-identified file's name: pseudonyms only."""
+        return f"{self.patient_pseudonym}/{self.slide_id}.{self.format.value}"
+
+
+class Needles:
+    """Identifying values to look for in the output: the site's (always) and those the rewrite dropped."""
+
+    def __init__(self) -> None:
+        self.identity: set[str] = set()
+        self.dropped: set[str] = set()
+
+    _STOP = frozenset({"none", "null", "unknown", "true", "false", "empty", "default", "---"})
+
+    @classmethod
+    def _worth(cls, value: str) -> bool:
+        if value.lower().strip("-. ") in cls._STOP or value.lower().strip("- ") in cls._STOP:
+            return False
+        digits = sum(c.isdigit() for c in value)
+        letters = sum(c.isalpha() for c in value)
+        return len(value) >= 4 and (letters >= 3 or digits >= 6)
+
+    def _split(self, value: str | None) -> set[str]:
+        if not value:
+            return set()
+        value = value.strip().strip("\0").strip()
+        out = {value} if self._worth(value) else set()
+        for word in re.split(r"[\s|=;,\r\n\t\"<>/^]+", value):
+            if len(word) >= 5 and self._worth(word):
+                out.add(word)
+        return out
+
+    def add_identity(self, value: str | None) -> None:
+        self.identity |= self._split(value)
+
+    def add(self, value: str | None) -> None:
+        """A value the rewrite dropped: looked for whole (its words may be ordinary words)."""
+        value = (value or "").strip().strip("\0").strip()
+        if self._worth(value):
+            self.dropped.add(value)
+
+    def final(self, kept_texts: list[str]) -> set[str]:
+        """Dropped values that also are a kept technical value (a channel name, the model) are not leaks."""
+        kept = "\n".join(kept_texts).lower()
+        return self.identity | {n for n in self.dropped if n.lower() not in kept}
+
+
+def patient_key(identity: SlideIdentity | None, fallback: str) -> str:
+    """The same key the DICOM engine derives (``id:<issuer>|<id>``), so slides and scans share pseudonyms."""
+    if identity and identity.patient_id:
+        return f"id:{identity.issuer or ''}|{identity.patient_id.strip()}"
+    if identity and identity.patient_name:
+        return f"name:{identity.patient_name.strip()}|{(identity.birth_date or '').strip()}"
+    return f"slide:{fallback}"
+
+
+def slide_pseudonym(pseudo: Pseudonymizer, slide_key: str) -> str:
+    return "SLD-" + pseudo.patient(f"slide:{slide_key}").removeprefix(pseudo.prefix)
+
+
+class SlideDeidentifier:
+    """De-identifies vendor slide files with one site secret (the same one radiology uses)."""
+
+    def __init__(
+        self, key: bytes, *, config: SlideDeidConfig | None = None, pseudo: Pseudonymizer | None = None
+    ) -> None:
+        self.pseudo = pseudo or Pseudonymizer(key)
+        self.config = config or SlideDeidConfig()
+
+    def deidentify_bytes(
+        self, raw: bytes, *, source: str = "", identity: SlideIdentity | None = None
+    ) -> SlideDeidResult:
+        ed = TiffEditor(raw, source=source or None)
+        first = ed.ifds[0]
+        description = ed.text(first, _DESCRIPTION) or ""
+        tiled = any(i.get(322) is not None for i in ed.ifds + ed.sub_ifds)
+        fmt = classify_description(description, ed.ndpi, tiled)
+        if fmt is None:
+            raise InputError(
+                "a TIFF without tiled pyramid levels is not a whole-slide image",
+                path=source or None,
+                hint="slides must be tiled, pyramidal TIFFs (SVS, NDPI, Philips, OME-TIFF, generic tiled TIFF)",
+            )
+        in_sha = hashlib.sha256(raw).hexdigest()
+        slide_key = (identity and (identity.specimen_id or identity.accession)) or in_sha
+        pkey = patient_key(identity, slide_key)
+        pseudonym = self.pseudo.patient(pkey)
+        shift = self.pseudo.date_shift(pkey)
+        slide_id = slide_pseudonym(self.pseudo, slide_key)
+        needles = Needles()
+        for secret in identity.secrets() if identity else []:
+            needles.add_identity(secret)
+        stem = re.split(r"[/\\!]", source)[-1].split(".")[0] if source else ""
+        if re.search(r"[\d_\- ^]", stem) and needles._worth(stem):
+            # a composite file name (``Doe_Jane_S24-123``) must not survive; a plain word (``slide``) may
+            needles.identity.add(stem)
+        ctx = _Run(ed, fmt, pseudonym, slide_id, shift, self.config, needles)
+        ctx.remove_associated()
+        for ifd in ed.live_ifds():
+            ctx.clean_ifd(ifd)
+        out = bytes(ed.buf)
+        kept = sorted(r for ifd in ed.live_ifds() for r in ed.data_ranges(ifd))
+        kept_texts = [t for ifd in ed.live_ifds() for tag in _KEPT_TEXT if (t := ed.text(ifd, tag))]
+        final = needles.final(kept_texts)
+        _gate(out, kept, final, ctx.removed_ranges)
+        record = SlideDeidRecord(
+            input_sha256=in_sha,
+            output_sha256=hashlib.sha256(out).hexdigest(),
+            format=fmt.name.lower(),
+            patient_pseudonym=pseudonym,
+            slide_id=slide_id,
+            removed_images=ctx.removed,
+            dropped_tags=sorted(set(ctx.dropped)),
+            rewritten=sorted(set(ctx.rewritten)),
+        )
+        reid = [
+            {
+                "kind": "patient",
+                "pseudonym": pseudonym,
+                "patient_id": (identity.patient_id if identity else None) or "",
+                "patient_name": (identity.patient_name if identity else None) or "",
+            },
+            {"kind": "slide", "pseudonym": pseudonym, "original": slide_key, "new": slide_id},
+        ]
+        return SlideDeidResult(out, fmt, record, pseudonym, slide_id, shift, kept, reid, final)
+
+
+class _Run:
+    def __init__(
+        self,
+        ed: TiffEditor,
+        fmt: SlideFormat,
+        pseudonym: str,
+        slide_id: str,
+        shift: int,
+        config: SlideDeidConfig,
+        needles: Needles,
+    ) -> None:
+        self.ed, self.fmt, self.pseudonym, self.slide_id = ed, fmt, pseudonym, slide_id
+        self.shift, self.config, self.needles = shift, config, needles
+        self.removed: list[str] = []
+        self.removed_ranges: list[tuple[int, int]] = []
+        self.dropped: list[int] = []
+        self.rewritten: list[str] = []
+
+    # ------------------------------------------------------------------ associated images
+    def _kind(self, index: int, ifd: Ifd) -> str | None:
+        ed = self.ed
+        tiled = ifd.get(322) is not None
+        desc = (ed.text(ifd, _DESCRIPTION) or "").lower()
+        if self.fmt is SlideFormat.HAMAMATSU:
+            e = ifd.get(_NDPI_MAGNIFICATION)
+            if e is not None and e.dtype == 11:
+                mag = struct.unpack_from(ed.bo + "f", ed.buf, e.value_pos)[0]
+                if mag <= 0:
+                    return "macro" if mag == -1 else "map"
+            return None
+        if self.fmt is SlideFormat.APERIO:
+            lines = desc.splitlines()
+            tail = lines[1].split("|")[0] if len(lines) > 1 else ""
+            for word in _ASSOCIATED_WORDS:
+                if tail.strip().startswith(word):
+                    return word
+        else:
+            m = re.match(r"\s*(label|macro|overview|barcode|slide preview)\b", desc)
+            if m:
+                return m.group(1)
+        if tiled or index == 0:
+            return None
+        if self.fmt is SlideFormat.APERIO and index == 1 and self.config.keep_thumbnail:
+            return None  # the Aperio thumbnail: a downsampled view of the scanned area
+        return "associated"
+
+    def remove_associated(self) -> None:
+        for index, ifd in enumerate(list(self.ed.ifds)):
+            kind = self._kind(index, ifd)
+            if kind is None:
+                continue
+            self.removed_ranges += self.ed.data_ranges(ifd)
+            self.ed.remove_image(ifd)
+            self.removed.append(f"{kind} (IFD {index})")
+
+    # ------------------------------------------------------------------ tags
+    def clean_ifd(self, ifd: Ifd) -> None:
+        ed = self.ed
+        drop: set[int] = set()
+        for e in ifd.entries:
+            tag = e.tag
+            if tag in _STRUCTURAL:
+                continue
+            if tag in (_MAKE, _MODEL):
+                if not self.config.keep_make_model:
+                    drop.add(tag)
+                    self.needles.add(ed.text(ifd, tag))
+                continue
+            if tag == _DESCRIPTION:
+                self._description(ifd)
+                continue
+            if tag == _DATETIME:
+                self._datetime(ifd)
+                continue
+            if self.fmt is SlideFormat.HAMAMATSU and tag == _NDPI_COMMENTS:
+                self._ndpi_comments(ifd)
+                continue
+            if self.fmt is SlideFormat.HAMAMATSU and tag in _NDPI_KEEP:
+                continue
+            if e.dtype in (1, 2, 7):
+                self.needles.add(ed.text(ifd, tag))
+            drop.add(tag)
+        if drop:
+            self.dropped += ed.drop_tags(ifd, drop)
+
+    def _datetime(self, ifd: Ifd) -> None:
+        text = self.ed.text(ifd, _DATETIME) or ""
+        self.needles.add(text)
+        m = re.match(r"^(\d{4}):(\d{2}):(\d{2})", text)
+        new = ""
+        if m:
+            try:
+                day = dt.date(*(int(g) for g in m.groups())) + dt.timedelta(days=self.shift)
+                new = f"{day.year:04d}:{day.month:02d}:{day.day:02d} 00:00:00"
+            except ValueError:
+                new = ""
+        if new:
+            self.ed.set_text(ifd, _DATETIME, new)
+            self.rewritten.append("DateTime")
+        else:
+            self.dropped += self.ed.drop_tags(ifd, {_DATETIME})
+
+    def _description(self, ifd: Ifd) -> None:
+        ed = self.ed
+        text = ed.text(ifd, _DESCRIPTION) or ""
+        if self.fmt is SlideFormat.APERIO and text.lstrip().startswith("Aperio"):
+            new = self._aperio(text)
+        elif self.fmt is SlideFormat.PHILIPS and text.lstrip().startswith("<"):
+            new = self._xml(text, philips=True)
+        elif self.fmt is SlideFormat.OME and "<OME" in text[:2000]:
+            new = self._xml(text, philips=False)
+        else:
+            new = None
+        if new is None:
+            self.needles.add(text)
+            self.dropped += ed.drop_tags(ifd, {_DESCRIPTION})
+            return
+        ed.set_text(ifd, _DESCRIPTION, new)
+        self.rewritten.append("ImageDescription")
+
+    def _aperio(self, text: str) -> str:
+        parts = text.split("|")
+        header = re.sub(
+            r"[A-Za-z][A-Za-z_]*",
+            lambda m: m.group(0) if m.group(0).lower() in _APERIO_HEADER_WORDS else "",
+            parts[0],
+        )
+        out = [header]
+        for part in parts[1:]:
+            key, sep, value = part.partition("=")
+            k, v = key.strip(), value.strip()
+            kl = k.lower()
+            if kl == "filename":
+                self.needles.add(v)
+                out.append(f"Filename = {self.slide_id}")
+            elif kl == "date":
+                self.needles.add(v)
+                shifted = _shift_us_date(v, self.shift)
+                if shifted:
+                    out.append(f"Date = {shifted}")
+            elif (
+                sep
+                and kl in _APERIO_KEEP
+                and (_NUMERIC.fullmatch(v) or (kl == "icc profile" and len(v) < 40))
+            ):
+                out.append(f"{k} = {v}")
+            else:
+                self.needles.add(v)
+                if not sep:
+                    self.needles.add(k)
+        return "|".join(out)
+
+    def _ndpi_comments(self, ifd: Ifd) -> None:
+        text = self.ed.text(ifd, _NDPI_COMMENTS) or ""
+        keep: list[str] = []
+        for line in re.split(r"[\r\n]+", text):
+            key, sep, value = line.partition("=")
+            ok = (
+                sep
+                and not key.startswith(";")
+                and not _NDPI_DENY.search(key)
+                and (_NUMERIC.fullmatch(value) or ("AHEX" in key and _HEXISH.fullmatch(value)))
+            )
+            if ok:
+                keep.append(line)
+            else:
+                self.needles.add(value if sep else line)
+        self.ed.set_text(ifd, _NDPI_COMMENTS, "\r\n".join(keep))
+        self.rewritten.append("NDPI properties")
+
+    def _xml(self, text: str, *, philips: bool) -> str | None:
+        try:
+            root = ET.fromstring(text.encode("utf-8"))
+        except ET.ParseError:
+            return None
+        if philips:
+            self._philips(root)
+        else:
+            self._ome(root)
+        return ET.tostring(root, encoding="unicode")
+
+    def _philips(self, root: ET.Element) -> None:
+        for parent in list(root.iter()):
+            for child in list(parent):
+                name = child.get("Name") or ""
+                if child.tag == "DataObject" and child.get("ObjectType") == "DPScannedImage":
+                    kinds = [
+                        a.text or "" for a in child.iter("Attribute") if a.get("Name") == "PIM_DP_IMAGE_TYPE"
+                    ]
+                    if any(k.strip() in ("LABELIMAGE", "MACROIMAGE") for k in kinds):
+                        self._note_xml(child)
+                        parent.remove(child)
+                        self.removed.append(f"{kinds[0].strip().lower()} (XML)")
+                        continue
+                if child.tag == "Attribute" and _PHILIPS_DENY.search(name) and len(child) == 0:
+                    self.needles.add(child.text)
+                    parent.remove(child)
+
+    def _ome(self, root: ET.Element) -> None:
+        def local(tag: str) -> str:
+            return tag.rsplit("}", 1)[-1]
+
+        for parent in list(root.iter()):
+            for child in list(parent):
+                lt = local(child.tag)
+                if lt == "Image" and any(w in (child.get("Name") or "").lower() for w in _ASSOCIATED_WORDS):
+                    self._note_xml(child)
+                    parent.remove(child)
+                    self.removed.append(f"{child.get('Name')} (OME image)")
+                    continue
+                if lt in _OME_DENY_ELEMENTS:
+                    self._note_xml(child)
+                    parent.remove(child)
+                    continue
+                for attr in list(child.attrib):
+                    if attr in _OME_DENY_ATTRS or (attr.endswith("Name") and lt not in ("Channel",)):
+                        self.needles.add(child.attrib[attr])
+                        del child.attrib[attr]
+
+    def _note_xml(self, elem: ET.Element) -> None:
+        for node in elem.iter():
+            if node.text and len(node.text) < 512:
+                self.needles.add(node.text)
+            for k, v in node.attrib.items():
+                if k not in (
+                    "ID",
+                    "DimensionOrder",
+                    "Type",
+                    "ObjectType",
+                    "Name",
+                    "PixelType",
+                    "PMSVR",
+                    "Group",
+                    "Element",
+                ):
+                    self.needles.add(v)
+
+
+def _shift_us_date(value: str, days: int) -> str | None:
+    for fmt in ("%m/%d/%y", "%m/%d/%Y", "%Y-%m-%d"):
+        try:
+            d = dt.datetime.strptime(value, fmt).date() + dt.timedelta(days=days)
+            return d.strftime(fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def _complement(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    for start, end in sorted(ranges):
+        if start > pos:
+            out.append((pos, start))
+        pos = max(pos, end)
+    if pos < size:
+        out.append((pos, size))
+    return out
+
+
+def _gate(out: bytes, kept: list[tuple[int, int]], needles: set[str], removed: list[tuple[int, int]]) -> None:
+    """Refuse the slide if an identifying value survives outside the kept level tiles (as a whole word,
+    in UTF-8 or UTF-16), or a removed image still has a non-zero byte."""
+    for start, end in removed:
+        if out[start:end].count(0) != end - start:
+            raise DeidError("final gate: bytes of a removed label/macro image survived; not released")
+    if not needles:
+        return
+    alts = sorted({re.escape(n.lower().encode("utf-8", "replace")) for n in needles}, key=len, reverse=True)
+    wide = sorted(
+        {re.escape(n.lower().encode("utf-16-le")) for n in needles if len(n) >= 5}, key=len, reverse=True
+    )
+    pattern = re.compile(rb"(?<![a-z0-9])(?:" + b"|".join(alts) + rb")(?![a-z0-9])")
+    pattern16 = re.compile(b"|".join(wide)) if wide else None
+    for start, end in _complement(kept, len(out)):
+        hay = out[start:end].lower()
+        if pattern.search(hay) or (pattern16 is not None and pattern16.search(hay)):
+            raise DeidError(
+                f"final gate: an identifying value survived in the slide's metadata near byte {start}; "
+                "not released"
+            )

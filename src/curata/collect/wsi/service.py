@@ -1,0 +1,252 @@
+"""Slides through ingest: vendor files de-identified, converted to DICOM-WSI and filed; DICOM-WSI cleaned.
+
+``curata ingest`` hands every input whose first bytes are a TIFF (SVS, NDPI, Philips, OME, generic)
+to :func:`ingest_slide`; DICOM VL Whole Slide Microscopy instances (from files, C-STORE or STOW)
+go through the PS3.15 engine first and then :func:`clean_wsm`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from curata.collect.deid.pseudonyms import Pseudonymizer
+from curata.collect.wsi.deid import (
+    Needles,
+    SlideDeidConfig,
+    SlideDeidentifier,
+    SlideDeidResult,
+    SlideIdentity,
+    slide_pseudonym,
+)
+from curata.collect.wsi.dicomize import SlideInfo, slide_info, to_dicom
+from curata.collect.wsi.formats import WSM_SOP_CLASS, is_sidecar_name, is_tiff
+from curata.errors import DeidError, InputError
+
+_SPECIMEN_TEXT = (
+    "SpecimenShortDescription",
+    "SpecimenDetailedDescription",
+    "ContainerDescription",
+    "LabelText",
+    "BarcodeValue",
+    "ImageComments",
+)
+
+
+@dataclass
+class SlideSettings:
+    """The site's ``[wsi]`` settings."""
+
+    keep_vendor_file: bool = True
+    keep_make_model: bool = True
+    tile_size: int = 512
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any] | None) -> SlideSettings:
+        cfg = cfg or {}
+        return cls(
+            keep_vendor_file=bool(cfg.get("keep_vendor_file", True)),
+            keep_make_model=bool(cfg.get("keep_make_model", True)),
+            tile_size=int(cfg.get("tile_size", 512)),
+        )
+
+
+@dataclass
+class SlideIngest:
+    """A de-identified slide ready for the store: its DICOM-WSI instances and (maybe) its vendor file."""
+
+    deid: SlideDeidResult
+    info: SlideInfo
+    instances: list[bytes]
+    datasets: list[Dataset]
+    vendor_bytes: bytes | None
+    slide_fields: dict[str, Any] = field(default_factory=dict)
+
+
+def looks_like_slide(name: str, head: bytes) -> bool:
+    """A TIFF that is not a DICOM file (a DICOM preamble may itself hold a TIFF header: dual files)."""
+    return is_tiff(head[:8]) and head[128:132] != b"DICM"
+
+
+def is_sidecar(name: str) -> bool:
+    return is_sidecar_name(name)
+
+
+_MRXS_PART = re.compile(r"(?i)(^|[/\\!])(slidedat\.ini|index\.dat|data\d+\.dat)$")
+
+
+def mrxs_role(name: str) -> str | None:
+    """``slide`` for a 3DHISTECH .mrxs file, ``part`` for a file of its data folder, else None."""
+    if name.lower().endswith(".mrxs"):
+        return "slide"
+    return "part" if _MRXS_PART.search(name) else None
+
+
+def read_sidecar(name: str) -> SlideIdentity | None:
+    """``<slide>.json`` beside a file on disk (zip members: not supported, the slide gets its own key)."""
+    if "!" in name:
+        return None
+    side = Path(name + ".json")
+    if not side.is_file():
+        return None
+    try:
+        data = json.loads(side.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"slide sidecar {side.name} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"slide sidecar {side.name} must hold a JSON object")
+    return SlideIdentity.from_mapping(data)
+
+
+def deidentify_slide(
+    raw: bytes,
+    *,
+    key: bytes,
+    source: str,
+    identity: SlideIdentity | None,
+    settings: SlideSettings | None = None,
+    pseudo: Pseudonymizer | None = None,
+) -> SlideIngest:
+    """De-identify one vendor slide, check it still opens, and convert it to DICOM-WSI."""
+    settings = settings or SlideSettings()
+    pseudo = pseudo or Pseudonymizer(key)
+    deider = SlideDeidentifier(
+        key, config=SlideDeidConfig(keep_make_model=settings.keep_make_model), pseudo=pseudo
+    )
+    res = deider.deidentify_bytes(raw, source=source, identity=identity)
+    fd, path = tempfile.mkstemp(suffix="." + res.format.value)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(res.output_bytes)
+        info = slide_info(path)
+    finally:
+        Path(path).unlink(missing_ok=True)
+    info.stain = identity.stain if identity else None
+    info.organ = identity.organ if identity else None
+    slide_key = (identity and (identity.specimen_id or identity.accession)) or res.record.input_sha256
+    dicom = to_dicom(
+        res.output_bytes,
+        suffix=res.format.value,
+        pseudo=pseudo,
+        patient_pseudonym=res.patient_pseudonym,
+        slide_id=res.slide_id,
+        slide_key=slide_key,
+        info=info,
+        tile_size=settings.tile_size,
+    )
+    for blob, ds in zip(dicom.instances, dicom.datasets, strict=True):
+        _gate_dicom(blob, ds, res.needles)
+    fields = {
+        "slide_id": res.slide_id,
+        "vendor": res.format.name.lower(),
+        **{k: v for k, v in info.as_dict().items() if k not in ("vendor", "level_sizes")},
+        "removed_images": res.record.removed_images,
+    }
+    return SlideIngest(
+        deid=res,
+        info=info,
+        instances=dicom.instances,
+        datasets=dicom.datasets,
+        vendor_bytes=res.output_bytes if settings.keep_vendor_file else None,
+        slide_fields=fields,
+    )
+
+
+def _gate_dicom(blob: bytes, ds: Dataset, needles: set[str]) -> None:
+    """The converted instance's header (all but its frames) must not hold any identifying value."""
+    end = len(blob)
+    if "PixelData" in ds:
+        idx = blob.rfind(b"\xe0\x7f\x10\x00")
+        end = idx if idx > 0 else end
+    hay = blob[:end].lower()
+    for n in needles:
+        pat = re.escape(n.lower().encode("utf-8", "replace"))
+        if re.search(rb"(?<![a-z0-9])" + pat + rb"(?![a-z0-9])", hay):
+            raise DeidError(
+                "final gate: an identifying value of the slide reached its DICOM-WSI header; not released"
+            )
+
+
+# ---------------------------------------------------------------------- DICOM-WSI from the engine
+class LabelImageRemoved(DeidError):
+    """A DICOM-WSI LABEL or OVERVIEW instance: dropped at the edge, never stored."""
+
+
+def is_wsm(ds: Dataset) -> bool:
+    return str(ds.get("SOPClassUID", "")) == WSM_SOP_CLASS
+
+
+def refuse_label(ds: Dataset) -> None:
+    """LABEL and OVERVIEW images photograph the glass label (names, barcodes): they never leave the site."""
+    kinds = {str(v).upper() for v in (ds.get("ImageType") or [])}
+    if kinds & {"LABEL", "OVERVIEW"}:
+        kind = "LABEL" if "LABEL" in kinds else "OVERVIEW"
+        raise LabelImageRemoved(
+            f"slide {kind.lower()} image removed at the edge (ImageType {kind})",
+            hint="label and overview images carry the glass label; Curata never stores them",
+        )
+
+
+def clean_wsm(output: bytes, ds: Dataset, raw: bytes, pseudo: Pseudonymizer) -> tuple[bytes, Dataset]:
+    """After the PS3.15 engine: the container and specimen identifiers become the slide pseudonym,
+    specimen free text and image comments go, and the result passes a gate for the input's values."""
+    refuse_label(ds)
+    original = _original_wsm(raw)
+    container = str(original.get("ContainerIdentifier", "") or "") if original is not None else ""
+    slide_id = slide_pseudonym(pseudo, container or str(ds.SeriesInstanceUID))
+    ds.ContainerIdentifier = slide_id
+    for kw in _SPECIMEN_TEXT:
+        if kw in ds:
+            delattr(ds, kw)
+    for spec in ds.get("SpecimenDescriptionSequence") or []:
+        spec.SpecimenIdentifier = slide_id
+        for kw in (*_SPECIMEN_TEXT, "SpecimenPreparationSequence"):
+            if kw in spec:
+                delattr(spec, kw)
+        spec.SpecimenPreparationSequence = []
+        spec.IssuerOfTheSpecimenIdentifierSequence = []
+    for kw in ("AlternateContainerIdentifierSequence", "IssuerOfTheContainerIdentifierSequence"):
+        if kw in ds:
+            setattr(ds, kw, [])
+    ds.SpecimenLabelInImage = "NO"
+    if "DeviceSerialNumber" in ds:  # the scanner's serial, as removed from vendor files
+        ds.DeviceSerialNumber = "UNKNOWN"
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    out = buf.getvalue()
+    needles = Needles()
+    for value in _wsm_values(original):
+        needles.add_identity(value)
+    _gate_dicom(out, ds, needles.identity)
+    return out, ds
+
+
+def _original_wsm(raw: bytes) -> Dataset | None:
+    try:
+        return pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True, force=True)
+    except Exception:
+        return None
+
+
+def _wsm_values(ds: Dataset | None) -> list[str]:
+    """Identifying slide values of a DICOM-WSI input: container, specimen and label fields."""
+    if ds is None:
+        return []
+    values: list[str] = []
+    for kw in ("ContainerIdentifier", "LabelText", "BarcodeValue", "DeviceSerialNumber"):
+        if ds.get(kw):
+            values.append(str(ds.get(kw)))
+    for spec in ds.get("SpecimenDescriptionSequence") or []:
+        for kw in ("SpecimenIdentifier", "LabelText", "BarcodeValue"):
+            if spec.get(kw):
+                values.append(str(spec.get(kw)))
+    return values
