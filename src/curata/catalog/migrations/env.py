@@ -4,6 +4,8 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import curata.catalog.models as models
+import curata.collect.clinical.models
+import curata.collect.genomics.models
 import curata.collect.net.models
 import curata.publish.models
 import curata.select.models  # noqa: F401  (selection tables)
