@@ -125,6 +125,17 @@ def test_vcf_sample_becomes_the_patients_pseudonym_and_variants_are_indexed(work
     assert files[0]["dropped_header_lines"] >= 6
     out = gzip.decompress(workspace.store.get_bytes(files[0]["blob_digest"])).decode()
     assert f"FORMAT\t{pseudonym}" in out and "55191822" in out and "p.Leu858Arg" in out
+    assert out.startswith("##fileformat=VCFv4.2\n") and "ERRORS / WARNINGS / INFO" in out  # descriptions kept
+    for gone in (
+        "##commandline",
+        "##SAMPLE",
+        "##PEDIGREE",
+        "##fileDate",
+        "GATKCommandLine",
+        "/data/lagos",
+        "MRN-",
+    ):
+        assert gone not in out
     variants = {v["pos"]: v for v in _rows(workspace, genomic_variant)}
     v = variants[55191822]
     assert (v["gene"], v["consequence"], v["hgvs_c"], v["hgvs_p"]) == (

@@ -44,6 +44,8 @@ class ClinicalBatch:
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     quarantined: list[tuple[int, str]] = field(default_factory=list)  # (line or row number, reason)
     rows: int = 0
+    # patient ID -> identity, in memory only: lets a VCF of the same run be cleaned of the names it holds
+    identities: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def output_bytes(self) -> bytes:
         """The de-identified content as JSON lines (what the store keeps and the byte gate scans)."""

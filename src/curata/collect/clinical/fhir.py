@@ -379,4 +379,6 @@ def deidentify_fhir(
             except RowError as exc:
                 batch.quarantined.append((line, f"{rt}: {exc}"))
         batches.append(batch)
+    if batches:
+        batches[0].identities = dict(deid._patients)
     return batches, failed

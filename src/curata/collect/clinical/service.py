@@ -63,6 +63,7 @@ class ClinicalIngestor:
         self.mapping_file = mapping_file
         self.key = ws.site_key()
         self.store = ws.store
+        self.known: dict[str, object] = {}  # patient ID -> Identifiers seen this run (memory only)
 
     def _mapping(self, source: Source) -> SiteMapping:
         cfg = self.ws.config.get("clinical", {}) or {}
@@ -79,6 +80,7 @@ class ClinicalIngestor:
         with self.ws.catalog.session() as session:
             known = _writer.known_inputs(session, self.site_id)
         fhir: list[tuple[Source, bytes, str]] = []
+        vcfs: list[tuple[Source, bytes, str]] = []
         for src in sources:
             kind = input_kind(src.name)
             if kind == "skip":
@@ -97,21 +99,29 @@ class ClinicalIngestor:
             if kind == "fhir":
                 fhir.append((src, raw, digest))
                 continue
-            try:
-                if kind == "vcf":
-                    out = self._vcf(src, raw, digest)
-                else:
-                    out = self._table(src, raw, digest, kind or "csv")
-            except CurataError as exc:
-                reason = getattr(exc, "reason", None) or exc.message
-                _quarantine_bytes(str(self.ws.quarantine_path), digest, raw, src.name, reason, "clinical")
-                self._quarantine_row(digest, reason, len(raw))
-                out = ClinicalOutcome("quarantined", src.name, digest, reason)
-            self._report(out, summary, problems, on_progress)
+            if kind == "vcf":  # after the clinical inputs, whose identifiers then clean the VCF headers too
+                vcfs.append((src, raw, digest))
+                continue
+            self._report(self._guarded(src, raw, digest, kind or "csv"), summary, problems, on_progress)
         if fhir:
             for out in self._fhir(fhir):
                 self._report(out, summary, problems, on_progress)
+        for src, raw, digest in vcfs:
+            self._report(self._guarded(src, raw, digest, "vcf"), summary, problems, on_progress)
         return summary, problems
+
+    def _guarded(self, src: Source, raw: bytes, digest: str, kind: str) -> ClinicalOutcome:
+        from curata.collect.ingest import _quarantine_bytes
+
+        try:
+            if kind == "vcf":
+                return self._vcf(src, raw, digest)
+            return self._table(src, raw, digest, kind)
+        except CurataError as exc:
+            reason = getattr(exc, "reason", None) or exc.message
+            _quarantine_bytes(str(self.ws.quarantine_path), digest, raw, src.name, reason, "clinical")
+            self._quarantine_row(digest, reason, len(raw))
+            return ClinicalOutcome("quarantined", src.name, digest, reason)
 
     @staticmethod
     def _report(out, summary, problems, on_progress) -> None:  # type: ignore[no-untyped-def]
@@ -143,6 +153,8 @@ class ClinicalIngestor:
     def _file_batch(self, src: Source, raw: bytes, batch: ClinicalBatch) -> ClinicalOutcome:
         from curata.collect.ingest import _quarantine_bytes
 
+        for pid, who in batch.identities.items():
+            self.known[pid] = who.ids
         blob = self.store.put_bytes(batch.output_bytes())
         with self.ws.catalog.session() as session:
             _writer.file_batch(session, self.site_id, batch, blob)
@@ -190,7 +202,7 @@ class ClinicalIngestor:
         from curata.collect.genomics.vcf import deidentify_vcf
 
         mapping = self._mapping(src)
-        res = deidentify_vcf(raw, src.name, mapping.vcf, self.key)
+        res = deidentify_vcf(raw, src.name, mapping.vcf, self.key, self.known)  # type: ignore[arg-type]
         blob = self.store.put_bytes(res.output)
         batch = ClinicalBatch(kind="vcf", input_digest=digest)
         from curata.collect.clinical._records import PersonFacts

@@ -138,6 +138,7 @@ def deidentify_table(
             for t in set(batch.events) - set(mark):
                 batch.events[t].clear()
             batch.quarantined.append((line, str(exc)))
+    batch.identities = dict(deid._patients)
     return batch
 
 

@@ -34,7 +34,7 @@ KEEP_KEYS = {
     "phasing",
     "META",
 }
-_PATH = re.compile(r"(?:[A-Za-z]:\\|\\\\|/|~/|file:|s3:|gs:|https?:)")
+_PATH = re.compile(r"(?:[A-Za-z]:\\|\\\\|~/|file:|s3:|gs:|https?:|(?<![\w.])/[\w.\-]+/)")
 _DATE = re.compile(r"\d{4}[-/.]?\d{2}[-/.]?\d{2}")
 _CONTIG_KEEP = ("ID", "length", "assembly", "md5", "species", "taxonomy")
 
@@ -59,7 +59,8 @@ def _header_line(line: str, ids: Identifiers) -> str | None:
     if key not in KEEP_KEYS:
         return None
     if key == "fileformat":
-        return line if re.fullmatch(r"VCFv4\.\d", value) else None
+        m = re.match(r"VCFv4\.\d", value)
+        return f"##fileformat={m.group(0) if m else 'VCFv4.2'}"
     if key == "reference":
         base = re.split(r"[/\\]", value.removeprefix("file://"))[-1]
         base = clean(base, ids)
@@ -158,7 +159,11 @@ def _float(v: Any) -> float | None:
         return None
 
 
-def deidentify_vcf(raw: bytes, name: str, mapping: VcfMap, key: bytes) -> VcfResult:
+def deidentify_vcf(
+    raw: bytes, name: str, mapping: VcfMap, key: bytes, known: dict[str, Identifiers] | None = None
+) -> VcfResult:
+    """De-identify one VCF/BCF. ``known``: patient ID -> identifiers from clinical inputs of the same run
+    (names, addresses...), so a VCF header that repeats them is cleaned of them and gated for them too."""
     import pysam
 
     deid = ClinicalDeidentifier(key, issuer=mapping.issuer)
@@ -176,6 +181,11 @@ def deidentify_vcf(raw: bytes, name: str, mapping: VcfMap, key: bytes) -> VcfRes
         for s, pid in zip(originals, patient_ids, strict=True):
             ids.add_word(s, min_len=2)
             ids.add_word(pid, min_len=2)
+            other = (known or {}).get(pid.strip())
+            if other is not None:
+                ids.words |= other.words
+                ids.short_names |= other.short_names
+                ids.dates |= other.dates
         pseudonyms: list[str] = []
         for pid in patient_ids:
             p = deid.patient(pid).pseudonym
