@@ -118,7 +118,7 @@ def test_every_vcf_header_line_type(workspace, tmp_path) -> None:  # type: ignor
             header[i] = f"{line} {PLANT} /data/lagos/Okonkwo/x"
         (export / f"planted-{i:02d}.vcf").write_text(vcf_text(header=header))
     (export / "plain.vcf").write_text(vcf_text())
-    summary, _ = Ingestor(workspace, workers=1).ingest_paths([export])
+    _summary, _ = Ingestor(workspace, workers=1).ingest_paths([export])
     with workspace.catalog.session() as s:
         files = s.scalar(sa.select(sa.func.count()).select_from(genomic_file))
     assert files >= len(VCF_HEADER) - 2  # planted lines are cleaned or dropped; the files themselves go on

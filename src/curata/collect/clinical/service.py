@@ -73,7 +73,6 @@ class ClinicalIngestor:
     def ingest(
         self, sources: Iterable[Source], *, on_progress: Callable[[ClinicalOutcome], None] | None = None
     ) -> tuple[RunSummary, list[ClinicalOutcome]]:
-        from curata.collect.ingest import _quarantine_bytes
 
         summary = RunSummary("ingest (clinical, genomic)")
         problems: list[ClinicalOutcome] = []
