@@ -67,3 +67,12 @@ def normal_stage(value: str) -> str:
     if len(v) > 1 and v[0] in "cpyrCPYR" and v[1] in "Tt":
         return v[0].lower() + v[1:].upper()
     return v.upper()
+
+
+_ROMAN = {"0": "0", "1": "I", "2": "II", "3": "III", "4": "IV"}
+
+
+def stage_group(stage: str) -> str | None:
+    """The overall stage group of a normalised stage (``IIIA`` -> ``III``, ``2B`` -> ``II``); None for TNM."""
+    m = re.fullmatch(r"(0|IV|I{1,3}|[0-4])[A-C]?\d?", stage)
+    return _ROMAN.get(m.group(1), m.group(1)) if m else None

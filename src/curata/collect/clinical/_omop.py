@@ -136,6 +136,7 @@ def curata_columns(table: str) -> list[sa.Column]:  # type: ignore[type-arg]
         cols.append(sa.Column("source_system", sa.String(64), nullable=True))
     if table == "condition_occurrence":
         cols.append(sa.Column("stage", sa.String(32), nullable=True, index=True))
+        cols.append(sa.Column("stage_group", sa.String(8), nullable=True, index=True))  # IIIA -> III
     if table == "specimen":
         cols.append(sa.Column("slide_id", sa.String(64), nullable=True, index=True))
     return cols

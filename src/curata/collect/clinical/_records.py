@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from curata.collect.clinical._codes import normal_stage, system_name, valid_code, valid_stage
+from curata.collect.clinical._codes import normal_stage, stage_group, system_name, valid_code, valid_stage
 from curata.collect.clinical.deid import (
     AGE_CAP,
     ClinicalDeidentifier,
@@ -244,6 +244,7 @@ class RecordBuilder:
                 condition_end_datetime=end_dt,
                 condition_source_value=c,
                 stage=st,
+                stage_group=stage_group(st) if st else None,
             )
         elif table == "procedure_occurrence":
             row.update(
