@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,10 @@ from curata.collect.clinical.deid import (
     shift,
     survivors,
 )
+from curata.collect.deid.text import Identifiers
+
+_TOKEN_SPLIT = re.compile(r"[^0-9a-z\u00c0-\uffff]+")
+_NO_IDS = Identifiers()
 
 
 class RowError(Exception):
@@ -99,7 +103,42 @@ class RecordBuilder:
         self.batch = batch
         self.date_format = date_format
         self._date_cache: dict[str, dt.date | dt.datetime] = {}
+        self._shifted: dict[tuple[str, int], tuple[dt.date | None, dt.datetime | None]] = {}
         self._seq = 0
+        self._generic: dict[str, str | None] = {}  # value -> generic-cleaned value (no patient needed)
+        self._tokens: dict[str, frozenset[str]] = {}
+        self._code_ok: dict[tuple[str, str | None], bool] = {}
+        # Every token of every identifier of the input (set by the reader once all are known): a value
+        # sharing no token with it cannot hold a patient's own identifier, so only the others get the
+        # per-patient cleaning and gate. None: no pre-filter (every value is checked).
+        self.candidates: set[str] | None = None
+
+    def know_identifiers(self, identities: Any) -> None:
+        """Build the token pre-filter from every patient identity of the input."""
+        tokens: set[str] = set()
+        for who in identities:
+            ids = who.ids
+            for w in ids.words:
+                tokens.update(_TOKEN_SPLIT.split(w.lower()))
+            tokens.update(n.lower() for n in ids.short_names)
+            for d in ids.dates:
+                tokens.update((d, d[:4]))
+        tokens.discard("")
+        self.candidates = {t for t in tokens if len(t) >= 2}
+
+    def _maybe_identifying(self, value: str) -> bool:
+        if self.candidates is None:
+            return True
+        toks = self._tokens.get(value)
+        if toks is None:
+            toks = frozenset(_TOKEN_SPLIT.split(value.lower()))
+            if len(self._tokens) < 200_000:
+                self._tokens[value] = toks
+        return not toks.isdisjoint(self.candidates)
+
+    def survives(self, value: str, who: PatientIdentity) -> bool:
+        """The gate for one output value (pre-filtered by tokens, then exact)."""
+        return self._maybe_identifying(value) and survivors(value, who.ids)
 
     # -- values ------------------------------------------------------------------------------------
     def date(
@@ -108,6 +147,9 @@ class RecordBuilder:
         if text is None or not str(text).strip():
             return None, None
         text = str(text)
+        hit = self._shifted.get((text, who.shift_days))
+        if hit is not None:
+            return hit
         parsed = self._date_cache.get(text)
         if parsed is None:
             try:
@@ -121,8 +163,12 @@ class RecordBuilder:
         if isinstance(moved, dt.datetime):
             naive = moved.replace(tzinfo=None)
             has_time = bool(naive.hour or naive.minute or naive.second)
-            return naive.date(), (naive if has_time else None)
-        return moved, None
+            out: tuple[dt.date | None, dt.datetime | None] = (naive.date(), (naive if has_time else None))
+        else:
+            out = (moved, None)
+        if len(self._shifted) < 500_000:
+            self._shifted[(text, who.shift_days)] = out
+        return out
 
     def text(
         self, value: Any, who: PatientIdentity, *, generic: bool = True, limit: int | None = None
@@ -132,7 +178,18 @@ class RecordBuilder:
         s = str(value).strip()
         if not s:
             return None
-        out = clean(s, who.ids, generic=generic)
+        if not generic:
+            out = clean(s, who.ids, generic=False)
+        else:
+            # generic shapes first (cached per value: displays repeat), then the patient's own words
+            if s in self._generic:
+                out = self._generic[s]
+            else:
+                out = clean(s, _NO_IDS, generic=True)
+                if len(self._generic) < 200_000:
+                    self._generic[s] = out
+            if out is not None and self._maybe_identifying(out):
+                out = clean(out, who.ids, generic=False)
         if out is not None and limit is not None:
             out = out[:limit]
         return out
@@ -141,7 +198,10 @@ class RecordBuilder:
         if code is None or not str(code).strip():
             return None
         c = str(code).strip()
-        if not valid_code(c, system):
+        ok = self._code_ok.get((c, system))
+        if ok is None:
+            ok = self._code_ok[(c, system)] = valid_code(c, system)
+        if not ok:
             raise RowError(f"{name}: not a valid {system_name(system) or 'local'} code")
         return c
 
@@ -198,9 +258,9 @@ class RecordBuilder:
             facts.age_capped = True
 
     def _key(self, table: str, line: int, extra: str = "") -> str:
+        """Unique per input, row and output row; stable across re-runs of the same input (<= 64 chars)."""
         self._seq += 1
-        raw = f"{self.batch.input_digest}|{table}|{line}|{self._seq}|{extra}"
-        return hashlib.sha256(raw.encode()).hexdigest()
+        return f"{self.batch.input_digest[:40]}:{line}:{self._seq}"
 
     def event(
         self,
@@ -295,10 +355,13 @@ class RecordBuilder:
                 else self.deid.source_id("spec", str(source_id))
             )
             sl = None if slide is None or not str(slide).strip() else self.deid.source_id("slide", str(slide))
-            if source_id is not None and str(source_id).strip():
-                who.ids.add_word(str(source_id).strip(), min_len=4)
-            if slide is not None and str(slide).strip():
-                who.ids.add_word(str(slide).strip(), min_len=4)
+            for ident in (source_id, slide):
+                if ident is not None and str(ident).strip():
+                    who.ids.add_word(str(ident).strip(), min_len=4)
+                    if self.candidates is not None:
+                        self.candidates.update(
+                            t for t in _TOKEN_SPLIT.split(str(ident).lower()) if len(t) >= 2
+                        )
             row.update(
                 specimen_date=start,
                 specimen_datetime=start_dt,
@@ -319,7 +382,7 @@ class RecordBuilder:
             row["note"] = nt
         # the gate: none of the patient's own identifiers may stand in any text of the row
         for k, v in row.items():
-            if isinstance(v, str) and k not in ("pseudonym", "record_key") and survivors(v, who.ids):
+            if isinstance(v, str) and k not in ("pseudonym", "record_key") and self.survives(v, who):
                 raise RowError(f"final gate: an identifying value survived in {k}")
         self.batch.events.setdefault(table, []).append(row)
         return row

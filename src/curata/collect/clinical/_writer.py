@@ -138,6 +138,10 @@ def file_batch(session: Session, site_id: int, batch: ClinicalBatch, output_dige
             d["site_id"] = site_id
             d["source_digest"] = batch.input_digest
             payload.append(d)
+        keys = set().union(*payload) if payload else set()
+        for d in payload:  # executemany needs the same keys in every row
+            for k in keys - d.keys():
+                d[k] = None
         for i in range(0, len(payload), 5000):
             session.execute(sa.insert(t), payload[i : i + 5000])
         written += len(payload)

@@ -335,6 +335,7 @@ def deidentify_fhir(
     for digest, items in parsed:
         batch = ClinicalBatch(kind="fhir", input_digest=digest)
         builder = RecordBuilder(deid, batch)
+        builder.know_identifiers(deid._patients.values())
         for line, res, err in items:
             batch.rows += 1
             if res is None:

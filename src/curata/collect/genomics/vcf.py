@@ -131,12 +131,11 @@ def _annotations(rec: Any, csq_fields: list[str] | None) -> list[dict[str, str]]
     return out
 
 
-def pop_af(rec: Any) -> float | None:
-    """A population allele frequency the INFO column declares (gnomAD / ExAC style)."""
-    for k in ("gnomAD_AF", "gnomADe_AF", "gnomADg_AF", "ExAC_AF", "MAX_AF"):
-        if k in rec.header.info:
-            return _float(rec.info.get(k))
-    return None
+def pop_af_key(header: Any) -> str | None:
+    """The INFO key holding a population allele frequency (gnomAD / ExAC style), if the header has one."""
+    return next(
+        (k for k in ("gnomAD_AF", "gnomADe_AF", "gnomADg_AF", "ExAC_AF", "MAX_AF") if k in header.info), None
+    )
 
 
 def _zygosity(gt: tuple[Any, ...] | None) -> str | None:
@@ -211,6 +210,7 @@ def deidentify_vcf(
         try:
             body_text = _text_body(raw) if fmt == "vcf" else None
             body_parts: list[str] = []
+            af_key = pop_af_key(vf.header)
             variants: list[dict[str, Any]] = []
             records = 0
             for rec in vf:
@@ -246,7 +246,8 @@ def deidentify_vcf(
                                 "hgvs_p": ann.get("hgvs_p") or None,
                                 "zygosity": _zygosity(gt),
                                 "allele_frequency": af,
-                                "population_af": _float(ann.get("population_af")) or pop_af(rec),
+                                "population_af": _float(ann.get("population_af"))
+                                or (_float(rec.info.get(af_key)) if af_key else None),
                                 "filter": ";".join(rec.filter.keys()) or None,
                             }
                         )
