@@ -31,6 +31,7 @@ from curata.catalog.provenance import code_version
 from curata.errors import ConfigError, CurataError, InputError
 from curata.publish import card as card_mod
 from curata.publish.formats import DEFAULT_FORMATS, FORMATS
+from curata.publish.formats import clinical as clinical_fmt
 from curata.publish.formats import croissant as croissant_fmt
 from curata.publish.formats import monai as monai_fmt
 from curata.publish.formats import nnunet as nnunet_fmt
@@ -160,6 +161,15 @@ def _patient_attributes(m: _Member) -> dict[str, str]:
     }
 
 
+def _release_patients(members: Sequence[_Member]) -> dict[tuple[int, str], clinical_fmt.ReleasePatient]:
+    return {
+        (m.site.id, m.patient.pseudonym): clinical_fmt.ReleasePatient(
+            _patient_key(m.site.name, m.patient.pseudonym), m.split, _patient_attributes(m)
+        )
+        for m in members
+    }
+
+
 # -- building ----------------------------------------------------------------------------------------
 @dataclass
 class BuildParams:
@@ -246,6 +256,7 @@ def content_key(
     instances: dict[int, list[tuple[Instance, int]]],
     segs: dict[str, list[str]],
     params: BuildParams,
+    clinical: str = "",
 ) -> str:
     body = {
         "members": sorted(
@@ -260,6 +271,8 @@ def content_key(
         "parameters": params.as_dict(),
         "code": code_version(),
     }
+    if clinical:  # the clinical and genomic inputs of the members' patients (absent: unchanged key)
+        body["clinical"] = clinical
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -470,6 +483,15 @@ def _build(
         for path, data in nnunet_fmt.files(cases, name).items():
             files.put(path, data)
 
+    # clinical tables, OMOP CSVs, per-case VCFs (and FHIR Bundles on request), split with the images
+    clinical = clinical_fmt.build(
+        session, ws.store, _release_patients(members), fhir="fhir" in params.formats
+    )
+    for path, data in clinical.put.items():
+        files.put(path, data)
+    for path, digest in clinical.link.items():
+        files.link(path, digest, ws.store.size(digest))
+
     # the card
     patients_seen: dict[str, dict[str, str]] = {}
     for c in cases:
@@ -540,6 +562,8 @@ def _build(
         "problems": problems,
         "notes": notes,
     }
+    if clinical.summary:
+        summary["clinical"] = clinical.summary
     return manifest, summary
 
 
@@ -648,7 +672,9 @@ def _make_version(
     series_ids = [m.series.id for m in members]
     instances = _instances(session, series_ids)
     segs = _segs_for(session, ws, members)
-    key = content_key(members, instances, segs, params)
+    key = content_key(
+        members, instances, segs, params, clinical_fmt.content(session, _release_patients(members))
+    )
     if release is not None and release.versions and release.versions[-1].content_key == key:
         return release.versions[-1], False
     version = (release.versions[-1].version + 1) if release is not None and release.versions else 1

@@ -6,5 +6,5 @@
 
 from __future__ import annotations
 
-FORMATS = ("dicom", "nifti", "nnunet", "monai", "croissant")
-DEFAULT_FORMATS = ("dicom", "nifti", "nnunet", "monai", "croissant")
+FORMATS = ("dicom", "nifti", "nnunet", "monai", "croissant", "fhir")  # fhir: a Bundle per patient
+DEFAULT_FORMATS = ("dicom", "nifti", "nnunet", "monai", "croissant", "fhir")  # fhir: a Bundle per patient
