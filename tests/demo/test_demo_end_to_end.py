@@ -28,6 +28,7 @@ def test_every_step_succeeds(demo) -> None:  # type: ignore[no-untyped-def]
     assert {k: v["status"] for k, v in demo.results.items()} == {k: "ok" for k in demo.results}
     summary = json.loads((demo.out / "demo-summary.json").read_text())
     assert set(summary) >= {"generate", "ingest", "leak check", "qc", "preprocess", "release", "ledger"}
+    assert summary["clinical cohort"]["matches_truth"] is True and summary["clinical cohort"]["patients"] >= 1
 
 
 @pytest.mark.slow
@@ -37,7 +38,8 @@ def test_ingest_quarantines_exactly_the_broken_files(demo) -> None:  # type: ign
     assert ingest["quarantined"] + ingest["skipped"] == len(broken)
     assert ingest["failed"] == 0
     good_files = len(demo.manifest.files)
-    assert ingest["ingested"] == good_files
+    # every DICOM file, and every clinical export file (CSV, FHIR NDJSON, VCF) of the demo hospitals
+    assert ingest["ingested"] == good_files + demo.results["generate"]["clinical_files"]
 
 
 @pytest.mark.slow

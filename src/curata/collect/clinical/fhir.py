@@ -10,6 +10,7 @@ or entry number (Bundle) and the reason, never a value.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -145,6 +146,9 @@ def _collect_patient(res: dict[str, Any], who: PatientIdentity) -> None:
             ids.add_name(s)
         for s in _strings([contact.get("telecom"), contact.get("address")]):
             ids.add_word(s)
+    for gp in res.get("generalPractitioner") or []:  # the patient's own doctor identifies them too
+        if isinstance(gp, dict) and isinstance(gp.get("display"), str):
+            ids.add_name(re.sub(r"^(?:Dr|Prof)\.?\s+", "", gp["display"]))
     for t in res.get("telecom") or []:
         if isinstance(t, dict) and t.get("value"):
             ids.add_word(str(t["value"]))
