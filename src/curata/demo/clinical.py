@@ -153,6 +153,7 @@ def write_clinical_exports(
                 gene = (
                     rng.choice(["EGFR", "EGFR", "KRAS", None]) if "lung" in dx else rng.choice(["TP53", None])
                 )
+                gene = "EGFR" if first else gene
                 (folder.parent / "genomics").mkdir(exist_ok=True)
                 (folder.parent / "genomics" / f"{re.sub(r'[^A-Za-z0-9]+', '_', pid)}.vcf").write_text(
                     _vcf(pid, name, gene, rng, dx_date)

@@ -177,6 +177,8 @@ def step_clinical_cohort(ctx: DemoContext) -> dict[str, Any]:
             )
         }
     expected = expected_cohort(truth) & with_ct
+    if not expected:
+        raise RuntimeError("clinical cohort: the generator's truth holds no patient to find")
     if found != expected:
         raise RuntimeError(f"clinical cohort: found {sorted(found)}, the truth says {sorted(expected)}")
     return {

@@ -23,6 +23,11 @@ def linked(tmp_path, monkeypatch, database_url):  # type: ignore[no-untyped-def]
     export = tmp_path / "export"
     for mrn in ("MRN-77123", "MRN-55555", "MRN-99999"):
         make_ct(export / "ct" / mrn, patient_id=mrn, patient_name=f"Test^{mrn[-3:]}")
+    slide = make_ct(
+        patient_id="MRN-77123", patient_name="Test^123"
+    )  # a slide series, 4 days after the biopsy
+    slide.Modality, slide.StudyDate, slide.SeriesDate = "SM", "20240229", "20240229"
+    slide.save_as(export / "ct" / "slide.dcm", enforce_file_format=True)
     write_csv(
         export / "clinical" / "dx.csv",
         [csv_row(), csv_row(mrn="MRN-55555", patient_name="Tunde Bakare", stage="IV", icd10="C34.9")],
@@ -46,8 +51,9 @@ def linked(tmp_path, monkeypatch, database_url):  # type: ignore[no-untyped-def]
 
 
 def _ids(ws, query: str) -> set[int]:  # type: ignore[no-untyped-def]
+    """The CT series matching ``query`` (patient A also has a slide series)."""
     with ws.catalog.session() as s:
-        return set(s.scalars(series_select(query)))
+        return set(s.scalars(series_select(f"modality = CT and ({query})")))
 
 
 def test_images_clinical_and_genomic_criteria_together(linked) -> None:  # type: ignore[no-untyped-def]
@@ -68,6 +74,27 @@ def test_images_clinical_and_genomic_criteria_together(linked) -> None:  # type:
     assert _ids(ws, "genomic.hgvs = 'p.Leu858Arg'") == {a}
     assert _ids(ws, "clinical.measurement = hemoglobin and clinical.measurement_value < 12") == {a, b}
     assert _ids(ws, "clinical.stage is null") == {c}
+
+
+def test_linkage_report_flags_missing_modalities_and_links_specimens_to_slides(linked) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from curata.cli import app
+    from curata.collect.clinical.linkage import linkage_report
+
+    ws, _ids = linked
+    rows = linkage_report(ws, ["CT", "clinical", "genomic"])
+    by_missing = sorted(r.missing for r in rows)
+    assert by_missing == [[], ["clinical", "genomic"], ["genomic"]]
+    full = next(r for r in rows if not r.missing)
+    assert full.modalities == ["CT", "SM"] and full.vcf_files == 1 and full.specimens == 1
+    assert full.slides_linked == 1
+    res = CliRunner().invoke(app, ["clinical", "linkage", "--expect", "CT,genomic", "--missing", "--json",
+                                   "-w", str(ws.root)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.output)) == 2
 
 
 def test_clinical_fields_get_the_same_caret_and_suggestions() -> None:
