@@ -56,7 +56,7 @@ def test_fhir_bundle_with_uuid_references_and_r5_resources(workspace, tmp_path) 
     (folder / "bundle.json").write_text(
         json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries})
     )
-    summary, problems = Ingestor(workspace, workers=1).ingest_paths([folder])
+    _summary, problems = Ingestor(workspace, workers=1).ingest_paths([folder])
     assert not problems, [p.reason for p in problems]
     assert _count(workspace, OMOP["drug_exposure"]) == 2
     assert _count(workspace, OMOP["condition_occurrence"]) == 1
@@ -74,7 +74,7 @@ def test_bcf_input(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ):
         for rec in src:
             dst.write(rec)
-    summary, problems = Ingestor(workspace, workers=1).ingest_paths([folder])
+    _summary, problems = Ingestor(workspace, workers=1).ingest_paths([folder])
     assert not problems, [p.reason for p in problems]
     with workspace.catalog.session() as s:
         assert s.scalar(sa.select(genomic_file.c.format)) == "bcf"
