@@ -88,3 +88,33 @@ def test_ages_above_89_read_as_90(workspace, tmp_path) -> None:  # type: ignore[
         p = s.execute(sa.select(OMOP["person"])).one()
         start = s.scalar(sa.select(OMOP["condition_occurrence"].c.condition_start_date))
     assert p.age_capped is True and start.year - p.year_of_birth == 90
+
+
+def test_text_and_bcf_give_the_same_variant_index_and_a_bad_line_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pysam
+    import pytest
+
+    from curata.collect.clinical.mapping import VcfMap
+    from curata.collect.genomics.vcf import deidentify_vcf
+    from curata.errors import InputError
+
+    key = bytes(range(32))
+    (tmp_path / "in.vcf").write_text(vcf_text())
+    with (
+        pysam.VariantFile(str(tmp_path / "in.vcf")) as src,
+        pysam.VariantFile(str(tmp_path / "in.bcf"), "wb", header=src.header) as dst,
+    ):
+        for rec in src:
+            dst.write(rec)
+    text = deidentify_vcf((tmp_path / "in.vcf").read_bytes(), "in.vcf", VcfMap(), key)
+    bcf = deidentify_vcf((tmp_path / "in.bcf").read_bytes(), "in.bcf", VcfMap(), key)
+    assert text.samples == bcf.samples and text.records == bcf.records == 2
+    for a, b in zip(text.variants, bcf.variants, strict=True):
+        assert {k: v for k, v in a.items() if k != "allele_frequency"} == {
+            k: v for k, v in b.items() if k != "allele_frequency"
+        }
+        assert abs(a["allele_frequency"] - b["allele_frequency"]) < 1e-6
+    lines = vcf_text().splitlines()
+    lines[-1] = lines[-1].replace("55181378", "55181x78")
+    with pytest.raises(InputError, match=f"VCF line {len(lines)} is malformed"):
+        deidentify_vcf(("\n".join(lines) + "\n").encode(), "bad.vcf", VcfMap(), key)

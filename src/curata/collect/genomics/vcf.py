@@ -208,12 +208,16 @@ def deidentify_vcf(
                 m = re.search(r"Format: ([^\"]+)", kept)
                 csq_fields = m.group(1).strip().split("|") if m else None
         try:
-            body_text = _text_body(raw) if fmt == "vcf" else None
+            body_text, header_count = _text_body(raw) if fmt == "vcf" else (None, 0)
             body_parts: list[str] = []
             af_key = pop_af_key(vf.header)
             variants: list[dict[str, Any]] = []
             records = 0
-            for rec in vf:
+            if body_text is not None:  # text VCF: records parsed here (pysam checked the header)
+                records, variants = _index_text(
+                    body_text, len(originals), csq_fields, af_key, header_count
+                )
+            for rec in () if body_text is not None else vf:
                 records += 1
                 if body_text is None:
                     body_parts.append(str(rec).rstrip("\n"))
@@ -272,14 +276,91 @@ def deidentify_vcf(
     return VcfResult(output, pseudonyms, patient_ids, variants, dropped, records, fmt)
 
 
-def _text_body(raw: bytes) -> str:
+def _gt(text: str) -> tuple[int | None, ...]:
+    return tuple(None if a in (".", "") else int(a) for a in re.split(r"[/|]", text))
+
+
+def _index_text(
+    body: str, n_samples: int, csq_fields: list[str] | None, af_key: str | None, first_line: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """The variant index of a text VCF body: one row per (alt allele, carrying sample)."""
+    variants: list[dict[str, Any]] = []
+    records = 0
+    csq_idx = {n: i for i, n in enumerate(csq_fields or [])}
+    for n, line in enumerate(body.split("\n"), start=first_line + 1):
+        if not line or line[0] == "#":
+            continue
+        cols = line.rstrip("\r").split("\t")
+        if len(cols) < 8 + (1 + n_samples if n_samples else 0) or not cols[1].isdigit():
+            raise InputError(f"VCF line {n} is malformed (columns or POS)")
+        records += 1
+        chrom, pos, ref, alts = cols[0], int(cols[1]), cols[3], cols[4].split(",")
+        info: dict[str, str] = {}
+        for item in cols[7].split(";"):
+            k, _, v = item.partition("=")
+            info[k] = v
+        anns: list[dict[str, str]] = []
+        for entry in info["ANN"].split(",") if "ANN" in info else ():
+            a = entry.split("|")
+            if len(a) >= 11:
+                anns.append({"allele": a[0], "consequence": a[1].split("&")[0], "gene": a[3], "hgvs_c": a[9],
+                             "hgvs_p": a[10]})  # fmt: skip
+        for entry in info["CSQ"].split(",") if "CSQ" in info and csq_idx else ():
+            a = entry.split("|")
+
+            def g(name: str, a: list[str] = a) -> str:
+                i = csq_idx.get(name)
+                return a[i] if i is not None and i < len(a) else ""
+
+            hc, hp = g("HGVSc"), g("HGVSp")
+            anns.append({"allele": g("Allele"), "consequence": g("Consequence").split("&")[0], "gene": g("SYMBOL"),
+                         "hgvs_c": hc.split(":")[-1] if hc else "", "hgvs_p": hp.split(":")[-1] if hp else "",
+                         "population_af": g("gnomAD_AF") or g("gnomADe_AF") or g("MAX_AF") or g("AF")})  # fmt: skip
+        keys = cols[8].split(":") if n_samples else []
+        filt = None if cols[6] in (".", "") else cols[6]
+        pop = _float(info.get(af_key)) if af_key else None
+        for s_i in range(n_samples):
+            call = dict(zip(keys, cols[9 + s_i].split(":"), strict=False))
+            if "GT" not in call:
+                continue
+            try:
+                gt = _gt(call["GT"])
+            except ValueError:
+                raise InputError(f"VCF line {n}: a genotype is malformed") from None
+            for alt_i, alt in enumerate(alts):
+                if (alt_i + 1) not in gt:
+                    continue
+                ann = next((a for a in anns if a.get("allele") in (alt, "")), anns[0] if anns else {})
+                af = _float(
+                    (call.get("AF") or call.get("VAF") or "").split(",")[alt_i]
+                    if (call.get("AF") or call.get("VAF"))
+                    else None
+                )
+                if af is None and call.get("AD"):
+                    ad = [_float(x) for x in call["AD"].split(",")]
+                    tot = sum(x for x in ad if x is not None)
+                    af = (ad[alt_i + 1] or 0) / tot if tot and alt_i + 1 < len(ad) else None
+                variants.append({
+                    "sample": s_i, "chrom": chrom, "pos": pos, "ref": ref, "alt": alt,
+                    "gene": ann.get("gene") or None, "consequence": ann.get("consequence") or None,
+                    "hgvs_c": ann.get("hgvs_c") or None, "hgvs_p": ann.get("hgvs_p") or None,
+                    "zygosity": _zygosity(gt), "allele_frequency": af,
+                    "population_af": _float(ann.get("population_af")) or pop, "filter": filt,
+                })  # fmt: skip
+    return records, variants
+
+
+def _text_body(raw: bytes) -> tuple[str, int]:
+    """The records of a text VCF (as written) and the number of lines before them."""
     data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     text = data.decode("utf-8", errors="replace")
     pos = text.find("\n#CHROM")
     if pos < 0:
         raise InputError("no #CHROM header line")
     nl = text.find("\n", pos + 1)
-    return "" if nl < 0 else text[nl + 1 :]
+    if nl < 0:
+        return "", text.count("\n") + 1
+    return text[nl + 1 :], text.count("\n", 0, nl) + 1
 
 
 def looks_like_vcf(raw: bytes, name: str) -> bool:
