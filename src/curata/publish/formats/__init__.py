@@ -7,4 +7,4 @@
 from __future__ import annotations
 
 FORMATS = ("dicom", "nifti", "nnunet", "monai", "croissant", "fhir")  # fhir: a Bundle per patient
-DEFAULT_FORMATS = ("dicom", "nifti", "nnunet", "monai", "croissant", "fhir")  # fhir: a Bundle per patient
+DEFAULT_FORMATS = ("dicom", "nifti", "nnunet", "monai", "croissant")

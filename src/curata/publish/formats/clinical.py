@@ -335,7 +335,12 @@ def card_markdown(
         ],
     )
     outcomes = Counter(
-        (r.get("source_display") or r.get("value_as_string") or "unknown")
+        ": ".join(
+            x
+            for x in (r.get("source_display") or r.get("observation_source_value"), r.get("value_as_string"))
+            if x
+        )
+        or "unknown"
         for r in tables.get("observation", [])
     )
     md += ["## Outcomes and observations (rows)", ""]
