@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,13 @@ def deidentify_table(
     }
     used = sorted(mapping.used_columns())
     columns = {c: df[c].tolist() for c in used}  # plain lists: much faster than per-row frame access
-    records = [dict(zip(used, vals, strict=True)) for vals in zip(*(columns[c] for c in used), strict=True)]
-    del df, columns
+    del df
+
+    def rows() -> Iterator[dict[str, Any]]:  # one small dict at a time: a million rows stay columns
+        for vals in zip(*(columns[c] for c in used), strict=True):
+            yield dict(zip(used, vals, strict=True))
+
+    records = rows()
     sex_ref, birth_ref, age_ref = _col(mapping.sex), _col(mapping.birth_date), _col(mapping.age)
     # first pass: every identifier of every patient, so a name in row 1 is also cleaned from row 900
     whos = []
@@ -103,7 +109,7 @@ def deidentify_table(
                 who.ids.add_word(b)
         whos.append(who)
     builder.know_identifiers(deid._patients.values())
-    for i, (rec, who) in enumerate(zip(records, whos, strict=True)):
+    for i, (rec, who) in enumerate(zip(rows(), whos, strict=True)):
         line = i + 2  # the header is line 1
         batch.rows += 1
         if who is None:
