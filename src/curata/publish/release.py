@@ -528,6 +528,9 @@ def _build(
         n_labelled=sum(1 for c in cases if c.label),
     )
     for path, data in card_mod.render(card_in).items():
+        if path == "card/README.md" and "card/clinical.md" in clinical.put:
+            data += b"\n## Clinical and genomic data\n\nSee [clinical.md](clinical.md): diagnoses, stages, outcomes, "
+            data += b"age / sex / region by diagnosis, missing data per field, rare-variant re-identification risk.\n"
         files.put(path, data)
     biases = card_mod.flags(card_in)
 

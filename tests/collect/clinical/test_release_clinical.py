@@ -71,6 +71,7 @@ def test_release_carries_clinical_and_genomic_files_split_with_the_images(worksp
     card = workspace.store.get_bytes(paths["card/clinical.md"]).decode()
     assert "lung adenocarcinoma" in card and "III: 2" in card and "re-identification" in card
     assert "Missing data per field" in card
+    assert b"clinical.md" in workspace.store.get_bytes(paths["card/README.md"])
     # the licensee's copy carries them and the shipped verifier accepts it
     out = export_release(workspace, rel["ref"], tmp_path / "acme", licensee="ACME AI")
     folder = Path(out["directory"])
