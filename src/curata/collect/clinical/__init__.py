@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from curata.collect.clinical._omop import OMOP_TABLES, curata_columns, omop_columns, omop_fields
     from curata.collect.clinical.deid import ClinicalDeidentifier, patient_key
     from curata.collect.clinical.mapping import SiteMapping, load_mapping, parse_mapping
     from curata.collect.clinical.models import OMOP, clinical_source
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     __name__,
     {
+        "OMOP_TABLES": "_omop",
+        "omop_fields": "_omop",
+        "omop_columns": "_omop",
+        "curata_columns": "_omop",
         "ClinicalDeidentifier": "deid",
         "patient_key": "deid",
         "SiteMapping": "mapping",
@@ -34,13 +39,17 @@ __getattr__ = lazy_exports(
 
 __all__ = [
     "OMOP",
+    "OMOP_TABLES",
     "ClinicalDeidentifier",
     "ClinicalIngestor",
     "ClinicalOutcome",
     "SiteMapping",
     "clinical_source",
+    "curata_columns",
     "input_kind",
     "load_mapping",
+    "omop_columns",
+    "omop_fields",
     "parse_mapping",
     "patient_key",
 ]

@@ -21,6 +21,7 @@ TABLES = (
     "observation",
     "specimen",
 )
+OMOP_TABLES = TABLES
 _VARCHAR = re.compile(r"varchar\((\d+|MAX)\)", re.I)
 
 

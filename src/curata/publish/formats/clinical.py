@@ -71,8 +71,8 @@ def build(
     fhir: bool = False,
 ) -> ClinicalFiles:
     """Files for the release's patients: ``patients`` maps (site id, pseudonym) -> the release's patient."""
-    from curata.collect.clinical import OMOP
-    from curata.collect.clinical._omop import TABLES, omop_fields
+    from curata.collect.clinical import OMOP, omop_fields
+    from curata.collect.clinical import OMOP_TABLES as TABLES
     from curata.collect.genomics import genomic_file, genomic_variant
 
     out = ClinicalFiles()
@@ -150,7 +150,7 @@ def content(session: Session, patients: dict[tuple[int, str], Any]) -> str:
     import hashlib
 
     from curata.collect.clinical import OMOP
-    from curata.collect.clinical._omop import TABLES
+    from curata.collect.clinical import OMOP_TABLES as TABLES
     from curata.collect.genomics import genomic_file, genomic_variant
 
     person = OMOP["person"]

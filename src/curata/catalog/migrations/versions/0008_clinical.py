@@ -10,7 +10,8 @@ v5.4 standard, frozen), so this revision and the models cannot drift apart.
 from alembic import op
 import sqlalchemy as sa
 
-from curata.collect.clinical._omop import TABLES, curata_columns, omop_columns
+from curata.collect.clinical import OMOP_TABLES as TABLES
+from curata.collect.clinical import curata_columns, omop_columns
 
 revision = "0008_clinical"
 down_revision = "0001_initial"
