@@ -87,26 +87,31 @@ def deidentify_table(
     sex_ref, birth_ref, age_ref = _col(mapping.sex), _col(mapping.birth_date), _col(mapping.age)
     # first pass: every identifier of every patient, so a name in row 1 is also cleaned from row 900
     whos = []
+    seen: set[tuple[str, str, str]] = set()  # (patient, kind, value) already known: rows repeat them
+    from curata.collect.clinical._records import parse_date
+
     for rec in records:
         pid = (rec.get(mapping.patient_id) or "").strip()
         if not pid:
             whos.append(None)
             continue
         who = deid.patient(pid)
-        for col in id_cols["names"]:
-            if rec.get(col):
-                who.ids.add_name(str(rec[col]))
-        for col in (*id_cols["addresses"], *id_cols["phones"], *id_cols["ids"]):
-            if rec.get(col):
-                who.ids.add_word(str(rec[col]))
-        if mapping.birth_date and rec.get(mapping.birth_date):
-            b = str(rec[mapping.birth_date]).strip()
+        for kind, cols in (
+            ("name", id_cols["names"]),
+            ("word", (*id_cols["addresses"], *id_cols["phones"], *id_cols["ids"])),
+        ):
+            for col in cols:
+                v = rec.get(col)
+                if v and (pid, kind, v) not in seen:
+                    seen.add((pid, kind, v))
+                    (who.ids.add_name if kind == "name" else who.ids.add_word)(str(v))
+        b = rec.get(mapping.birth_date) if mapping.birth_date else None
+        if b and (pid, "birth", b) not in seen:
+            seen.add((pid, "birth", b))
             try:
-                from curata.collect.clinical._records import parse_date
-
-                who.ids.add_date(parse_date(b, mapping.date_format).strftime("%Y%m%d"))
+                who.ids.add_date(parse_date(str(b).strip(), mapping.date_format).strftime("%Y%m%d"))
             except ValueError:
-                who.ids.add_word(b)
+                who.ids.add_word(str(b).strip())
         whos.append(who)
     builder.know_identifiers(deid._patients.values())
     for i, (rec, who) in enumerate(zip(rows(), whos, strict=True)):
@@ -138,9 +143,8 @@ def deidentify_table(
                     slide=_get(rec, r.get("slide")),
                     anatomic_site=_get(rec, r.get("site")),
                 )
-                first_date = first_date or next(
-                    (v for k, v in row.items() if k.endswith("_date") and v), None
-                )
+                if mapping.age and first_date is None:
+                    first_date = next((v for k, v in row.items() if k.endswith("_date") and v), None)
             if mapping.age:
                 builder.note_age(who, builder.number(_get(rec, age_ref), "age"), first_date)
         except RowError as exc:
