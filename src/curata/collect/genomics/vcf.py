@@ -214,9 +214,7 @@ def deidentify_vcf(
             variants: list[dict[str, Any]] = []
             records = 0
             if body_text is not None:  # text VCF: records parsed here (pysam checked the header)
-                records, variants = _index_text(
-                    body_text, len(originals), csq_fields, af_key, header_count
-                )
+                records, variants = _index_text(body_text, len(originals), csq_fields, af_key, header_count)
             for rec in () if body_text is not None else vf:
                 records += 1
                 if body_text is None:
