@@ -66,6 +66,9 @@ from curata.select import cli as _select_cli  # noqa: E402
 
 _select_cli.register(app)
 from curata.collect import gateway_cli as _gateway_cli  # noqa: E402
+from curata.collect.clinical import cli as _clinical_cli  # noqa: E402
+
+_clinical_cli.register(app)
 
 _gateway_cli.register(app)
 from curata import config_cli as _config_cli  # noqa: E402

@@ -49,6 +49,7 @@ def test_every_step_succeeds(demo) -> None:  # type: ignore[no-untyped-def]
     assert (
         len(platform["accounts"]) == 6 and oct(Path(platform["passwords"]).stat().st_mode & 0o777) == "0o600"
     )
+    assert summary["clinical cohort"]["matches_truth"] is True and summary["clinical cohort"]["patients"] >= 1
 
 
 @pytest.mark.slow
@@ -58,7 +59,8 @@ def test_ingest_quarantines_exactly_the_broken_files(demo) -> None:  # type: ign
     assert ingest["quarantined"] + ingest["skipped"] == len(broken)
     assert ingest["failed"] == 0
     good_files = len(demo.manifest.files)
-    assert ingest["ingested"] == good_files
+    # every DICOM file, and every clinical export file (CSV, FHIR NDJSON, VCF) of the demo hospitals
+    assert ingest["ingested"] == good_files + demo.results["generate"]["clinical_files"]
 
 
 @pytest.mark.slow

@@ -30,7 +30,8 @@ def ingest(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     workspace: Path | None = workspace_option(),
 ) -> None:
-    """De-identify, store and catalog every DICOM file under PATHS. Re-ingesting adds nothing new."""
+    """De-identify, store and catalog every DICOM file under PATHS, and the clinical (CSV, Excel, FHIR)
+    and genomic (VCF, BCF) exports beside them. Re-ingesting adds nothing new."""
     from curata.collect.ingest import Ingestor
     from curata.workspace import Workspace
 

@@ -402,7 +402,36 @@ class Ingestor:
         sources = list(iter_sources(paths))
         if total_hint:
             total_hint(len(sources))
-        return self.ingest_sources(sources, on_progress=on_progress)
+        # clinical (CSV, Excel, FHIR) and genomic (VCF, BCF) inputs go to their own collector, by file type
+        from curata.collect.clinical.service import input_kind
+
+        other = [s for s in sources if input_kind(s.name) is not None]
+        if not other:
+            return self.ingest_sources(sources, on_progress=on_progress)
+        summary, problems = self.ingest_sources(
+            [s for s in sources if input_kind(s.name) is None], on_progress=on_progress
+        )
+        c_summary, c_problems = self.ingest_clinical(other, on_progress=on_progress)
+        for key, n in c_summary.counts.items():
+            summary.add(key, n)
+        summary.failure_keys = (*summary.failure_keys, "rows refused")
+        problems.extend(
+            IngestOutcome(
+                p.status if p.status != "ingested" else "quarantined", p.source, p.input_digest, p.reason
+            )
+            for p in c_problems
+        )
+        return summary, problems
+
+    def ingest_clinical(
+        self, sources: list[Source], *, on_progress: Callable[[Any], None] | None = None
+    ) -> tuple[RunSummary, list[Any]]:
+        """Clinical and genomic inputs, de-identified with the same site key as the images."""
+        from curata.collect.clinical.service import ClinicalIngestor
+
+        with self.ws.catalog.session() as session:
+            site_id = ensure_site(session, self.site_name, self.region, self.country).id
+        return ClinicalIngestor(self.ws, site_id).ingest(sources, on_progress=on_progress)
 
     def ingest_sources(
         self,

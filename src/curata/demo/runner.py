@@ -75,9 +75,12 @@ def step_generate(ctx: DemoContext) -> dict[str, Any]:
             workers=ctx.workers,
         )
     ctx.manifest = manifest
+    from curata.demo.clinical import write_clinical_exports
+
+    clinical = write_clinical_exports(manifest, ctx.export_dir, ctx.out / "clinical-truth.json", ctx.seed)
     files = sum(1 for p in ctx.export_dir.rglob("*") if p.is_file())
     size = sum(p.stat().st_size for p in ctx.export_dir.rglob("*") if p.is_file())
-    return {"files": files, "MB": round(size / 1e6, 1), "where": str(ctx.export_dir)}
+    return {"files": files, "MB": round(size / 1e6, 1), "where": str(ctx.export_dir), **clinical}
 
 
 def step_ingest(ctx: DemoContext) -> dict[str, Any]:
@@ -146,6 +149,61 @@ def step_cohort(ctx: DemoContext) -> dict[str, Any]:
     assert ctx.ws is not None
     cohort = create_cohort(ctx.ws, "demo-ct", "modality = CT and qc.passed")
     return {"cohort": "demo-ct", "series": cohort["series"], "query": cohort["query"]}
+
+
+def step_clinical_cohort(ctx: DemoContext) -> dict[str, Any]:
+    """Images joined with clinical and genomic criteria, checked against the generator's truth."""
+    from sqlalchemy import select
+
+    from curata.catalog import Patient, Series, Site, Study
+    from curata.collect.clinical import ClinicalDeidentifier
+    from curata.demo.clinical import COHORT_QUERY, expected_cohort
+    from curata.select import create_cohort, series_select
+
+    assert ctx.ws is not None
+    truth = json.loads((ctx.out / "clinical-truth.json").read_text())
+    cohort = create_cohort(ctx.ws, "demo-lung-egfr", COHORT_QUERY)
+    key = ctx.ws.site_key()
+    by_pseudonym = {
+        (t["site"], ClinicalDeidentifier(key, issuer=t["issuer"]).patient(t["patient_id"]).pseudonym): t[
+            "patient"
+        ]
+        for t in truth
+    }
+    with ctx.ws.catalog.session() as s:
+        found = {
+            by_pseudonym.get((site, pseudo), f"?{pseudo}")
+            for site, pseudo in s.execute(
+                select(Site.name, Patient.pseudonym)
+                .join(Patient, Patient.site_id == Site.id)
+                .join(Study, Study.patient_id == Patient.id)
+                .join(Series, Series.study_id == Study.id)
+                .where(Series.id.in_(series_select(COHORT_QUERY)))
+            )
+        }
+        with_ct = {
+            by_pseudonym.get((site, pseudo))
+            for site, pseudo in s.execute(
+                select(Site.name, Patient.pseudonym)
+                .join(Patient, Patient.site_id == Site.id)
+                .join(Study, Study.patient_id == Patient.id)
+                .join(Series, Series.study_id == Study.id)
+                .where(Series.modality == "CT")
+            )
+        }
+    expected = expected_cohort(truth) & with_ct
+    if not expected:
+        raise RuntimeError("clinical cohort: the generator's truth holds no patient to find")
+    if found != expected:
+        raise RuntimeError(f"clinical cohort: found {sorted(found)}, the truth says {sorted(expected)}")
+    return {
+        "cohort": "demo-lung-egfr",
+        "query": COHORT_QUERY,
+        "series": cohort["series"],
+        "patients": len(found),
+        "expected_patients": len(expected),
+        "matches_truth": True,
+    }
 
 
 def step_preprocess(ctx: DemoContext) -> dict[str, Any]:
@@ -241,6 +299,7 @@ STEPS: list[tuple[str, Step]] = [
     ("leak check", step_leak_check),
     ("qc", step_qc),
     ("cohort", step_cohort),
+    ("clinical cohort", step_clinical_cohort),
     ("preprocess", step_preprocess),
     ("annotate", step_annotate),
     ("release", step_release),

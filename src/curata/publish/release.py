@@ -33,6 +33,7 @@ from curata.catalog import Blob, Instance, Patient, Series, Site, Study, code_ve
 from curata.errors import ConfigError, CurataError, InputError
 from curata.publish import card as card_mod
 from curata.publish.formats import DEFAULT_FORMATS, BuildContext, Case, check_files, parse_formats, registered
+from curata.publish.formats import clinical as clinical_fmt
 from curata.publish.formats import croissant as croissant_fmt
 from curata.publish.formats.nifti import SliceRef, seg_labels, seg_referenced_series, series_to_nifti
 from curata.publish.manifest import Manifest, ManifestFile
@@ -141,6 +142,15 @@ def _patient_attributes(m: _Member) -> dict[str, str]:
     }
 
 
+def _release_patients(members: Sequence[_Member]) -> dict[tuple[int, str], clinical_fmt.ReleasePatient]:
+    return {
+        (m.site.id, m.patient.pseudonym): clinical_fmt.ReleasePatient(
+            _patient_key(m.site.name, m.patient.pseudonym), m.split, _patient_attributes(m)
+        )
+        for m in members
+    }
+
+
 # -- building ----------------------------------------------------------------------------------------
 @dataclass
 class BuildParams:
@@ -222,6 +232,7 @@ def content_key(
     instances: dict[int, list[tuple[Instance, int]]],
     segs: dict[str, list[str]],
     params: BuildParams,
+    clinical: str = "",
 ) -> str:
     body = {
         "members": sorted(
@@ -236,6 +247,8 @@ def content_key(
         "parameters": params.as_dict(),
         "code": code_version(),
     }
+    if clinical:  # the clinical and genomic inputs of the members' patients (absent: unchanged key)
+        body["clinical"] = clinical
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -482,6 +495,15 @@ def _build(
         if not fmt.after_card and fmt.build is not None:
             fmt.build(ctx)
 
+    # clinical tables, OMOP CSVs, per-case VCFs (and FHIR Bundles on request), split with the images
+    clinical = clinical_fmt.build(
+        session, ws.store, _release_patients(members), fhir="fhir" in params.formats
+    )
+    for path, data in clinical.put.items():
+        files.put(path, data)
+    for path, digest in clinical.link.items():
+        files.link(path, digest, ws.store.size(digest))
+
     # the card
     patients_seen: dict[str, dict[str, str]] = {}
     for c in cases:
@@ -520,6 +542,9 @@ def _build(
         annotation=params.annotation,
     )
     for path, data in card_mod.render(card_in).items():
+        if path == "card/README.md" and "card/clinical.md" in clinical.put:
+            data += b"\n## Clinical and genomic data\n\nSee [clinical.md](clinical.md): diagnoses, stages, outcomes, "
+            data += b"age / sex / region by diagnosis, missing data per field, rare-variant re-identification risk.\n"
         files.put(path, data)
     biases = card_mod.flags(card_in)
 
@@ -549,6 +574,8 @@ def _build(
         "problems": problems,
         "notes": notes,
     }
+    if clinical.summary:
+        summary["clinical"] = clinical.summary
     return manifest, summary
 
 
@@ -651,7 +678,9 @@ def _make_version(
     series_ids = [m.series.id for m in members]
     instances = _instances(session, series_ids)
     segs = dict(params.labels) if params.labels is not None else _segs_for(session, ws, members)
-    key = content_key(members, instances, segs, params)
+    key = content_key(
+        members, instances, segs, params, clinical_fmt.content(session, _release_patients(members))
+    )
     if release is not None and release.versions and release.versions[-1].content_key == key:
         ensure_logged(ws, session, release.versions[-1])
         return release.versions[-1], False

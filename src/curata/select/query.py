@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from dataclasses import field as dataclass_field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, exists, func, not_, or_, select, true
 
 from curata.catalog import Patient, Series, Site, Study, join_series_to_site
 from curata.errors import QueryError
@@ -52,6 +52,10 @@ class Field:
     kind: str  # num, str, bool
     column: Callable[[], Any]
     doc: str = ""
+    # Fields about a patient's clinical or genomic rows: ``scope(condition)`` is an EXISTS over those
+    # rows of the series' patient (a patient has many diagnoses and variants; a series matches when one
+    # of them does). ``column`` may then return several columns: a test holds when it holds for one.
+    scope: Callable[[Any], Any] | None = None
 
 
 HEADER_FIELDS: dict[str, Field] = {
@@ -102,12 +106,129 @@ def _metric_field(name: str) -> Field:
     return Field(f"qc.{name}", metric.kind, getter, f"{metric.definition} ({metric.unit})")
 
 
+def _patient_rows(table_name: str) -> Callable[[Any], Any]:
+    """EXISTS over the rows of one clinical table (or of the variants) belonging to the series' patient:
+    the same pseudonym at the same site."""
+
+    def scope(condition: Any) -> Any:
+        from curata.collect.clinical import OMOP
+        from curata.collect.genomics import genomic_variant
+
+        person = OMOP["person"]
+        table = genomic_variant if table_name == "genomic_variant" else OMOP[table_name]
+        src = person if table is person else table.join(person, table.c.person_id == person.c.person_id)
+        return exists(
+            select(1)
+            .select_from(src)
+            .where(person.c.pseudonym == Patient.pseudonym, person.c.site_id == Patient.site_id, condition)
+        )
+
+    return scope
+
+
+def _cols(table_name: str, *names: str) -> Callable[[], Any]:
+    def get() -> Any:
+        from curata.collect.clinical import OMOP
+        from curata.collect.genomics import genomic_variant
+
+        table = genomic_variant if table_name == "genomic_variant" else OMOP[table_name]
+        cols = tuple(table.c[n] for n in names)
+        return cols if len(cols) > 1 else cols[0]
+
+    return get
+
+
+def _linked_fields() -> dict[str, Field]:
+    spec = [
+        (
+            "clinical.condition",
+            "str",
+            "condition_occurrence",
+            ("source_display", "condition_source_value"),
+            "a diagnosis of the patient (name or code)",
+        ),
+        (
+            "clinical.condition_code",
+            "str",
+            "condition_occurrence",
+            ("condition_source_value",),
+            "ICD-10 etc.",
+        ),
+        (
+            "clinical.stage",
+            "str",
+            "condition_occurrence",
+            ("stage", "stage_group"),
+            "stage of a diagnosis (IIIA; III also matches IIIA)",
+        ),
+        (
+            "clinical.measurement",
+            "str",
+            "measurement",
+            ("source_display", "measurement_source_value"),
+            "a measurement (lab test) the patient has",
+        ),
+        ("clinical.measurement_value", "num", "measurement", ("value_as_number",), "a measured value"),
+        (
+            "clinical.observation",
+            "str",
+            "observation",
+            ("source_display", "observation_source_value"),
+            "an observation (outcome, smoking...)",
+        ),
+        (
+            "clinical.procedure",
+            "str",
+            "procedure_occurrence",
+            ("source_display", "procedure_source_value"),
+            "a procedure the patient had",
+        ),
+        ("clinical.drug", "str", "drug_exposure", ("source_display", "drug_source_value"), "a drug given"),
+        (
+            "clinical.specimen",
+            "str",
+            "specimen",
+            ("specimen_source_value", "anatomic_site_source_value"),
+            "a specimen (type code or anatomic site)",
+        ),
+        ("clinical.year_of_birth", "num", "person", ("year_of_birth",), "shifted; capped at 90 years"),
+        ("genomic.gene", "str", "genomic_variant", ("gene",), "a gene with a variant (HGNC symbol)"),
+        ("genomic.consequence", "str", "genomic_variant", ("consequence",), "Sequence Ontology term"),
+        ("genomic.hgvs", "str", "genomic_variant", ("hgvs_c", "hgvs_p"), "c. or p. notation"),
+        ("genomic.zygosity", "str", "genomic_variant", ("zygosity",), "heterozygous, homozygous..."),
+        ("genomic.allele_frequency", "num", "genomic_variant", ("allele_frequency",), "in the sample"),
+        ("genomic.population_af", "num", "genomic_variant", ("population_af",), "gnomAD-style"),
+        ("genomic.chrom", "str", "genomic_variant", ("chrom",), "chromosome"),
+        ("genomic.pos", "num", "genomic_variant", ("pos",), "position"),
+    ]
+    out = {
+        name: Field(name, kind, _cols(table, *cols), doc, scope=_patient_rows(table))
+        for name, kind, table, cols, doc in spec
+    }
+    out["clinical.linked"] = Field(
+        "clinical.linked",
+        "bool",
+        lambda: true(),
+        "the patient has clinical rows",
+        scope=_patient_rows("person"),
+    )
+    out["genomic.sequenced"] = Field(
+        "genomic.sequenced",
+        "bool",
+        lambda: true(),
+        "the patient has variants",
+        scope=_patient_rows("genomic_variant"),
+    )
+    return out
+
+
 @functools.cache
 def all_fields() -> dict[str, Field]:
     out = dict(HEADER_FIELDS)
     out.update(VERDICT_FIELDS)
     for name in METRICS:
         out[f"qc.{name}"] = _metric_field(name)
+    out.update(_linked_fields())
     return out
 
 
@@ -354,7 +475,29 @@ def parse(text: str) -> Query:
 
 
 def _sql_test(t: Test) -> ColumnElement[bool]:
-    col = t.field.column()
+    if t.field.scope is not None:
+        return _scoped_test(t)
+    return _column_test(t, t.field.column())
+
+
+def _scoped_test(t: Test) -> ColumnElement[bool]:
+    """A clinical/genomic test: EXISTS a row of the patient that passes it. Negations (``!=``, ``not in``,
+    ``not like``, ``is null``) mean "no row of the patient passes the positive test"."""
+    assert t.field.scope is not None
+    cols = t.field.column()
+    cols = cols if isinstance(cols, tuple) else (cols,)
+    if t.op == "truth":
+        return t.field.scope(true())
+    if t.op == "null":
+        present = t.field.scope(or_(*(c.is_not(None) for c in cols)))
+        return present if t.negate else not_(present)
+    negated = t.negate or t.op == "!="
+    positive = Test(t.pos, t.field, "=" if t.op == "!=" else t.op, t.values, False)
+    found = t.field.scope(or_(*(_column_test(positive, c) for c in cols)))
+    return not_(found) if negated else found
+
+
+def _column_test(t: Test, col: Any) -> ColumnElement[bool]:
     if t.op == "truth":
         return col
     if t.op == "null":

@@ -5,6 +5,8 @@ from sqlalchemy import create_engine
 
 import curata.annotate.models
 import curata.catalog.models as models
+import curata.collect.clinical.models
+import curata.collect.genomics.models
 import curata.collect.net.models
 import curata.collect.wsi.models
 import curata.publish.models

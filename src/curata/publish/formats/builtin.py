@@ -83,3 +83,11 @@ TILES = register_format(
         files=(FileRule("tiles/*", Fingerprint.NONE, "slide tiles and masks"),),
     )
 )
+FHIR = register_format(
+    ExportFormat(
+        "fhir",
+        "A FHIR R4 Bundle per patient (clinical records), on request",
+        files=(FileRule("fhir/*", Fingerprint.NONE, "one Bundle per patient"),),
+        default=False,
+    )
+)

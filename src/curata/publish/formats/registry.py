@@ -83,6 +83,11 @@ RELEASE_FILES: tuple[FileRule, ...] = (
     FileRule("card/README.md", Fingerprint.NONE, "dataset card"),
     FileRule("card/card.html", Fingerprint.NONE, "dataset card"),
     FileRule("card/*.png", Fingerprint.NONE, "dataset card plots"),
+    FileRule("card/clinical.md", Fingerprint.NONE, "clinical composition of the dataset card"),
+    # clinical tables (Parquet, CSV, OMOP CDM CSVs) and per-case VCFs: part of every release whose
+    # patients have them (curata.publish.formats.clinical); bound by the signed, logged manifest
+    FileRule("clinical/*", Fingerprint.NONE, "clinical tables"),
+    FileRule("genomics/*", Fingerprint.NONE, "per-case VCFs and the variant table"),
 )
 
 

@@ -1,0 +1,55 @@
+"""Clinical data at the edge: CSV / Excel (mapped by a site TOML) and FHIR R4/R4B/R5, into OMOP CDM v5.4
+tables, with the site's key: the same pseudonyms and date shifts as the patient's images.
+
+>>> from curata.collect.clinical import ClinicalIngestor, input_kind
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from curata._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from curata.collect.clinical._omop import OMOP_TABLES, curata_columns, omop_columns, omop_fields
+    from curata.collect.clinical.deid import ClinicalDeidentifier, patient_key
+    from curata.collect.clinical.mapping import SiteMapping, load_mapping, parse_mapping
+    from curata.collect.clinical.models import OMOP, clinical_source
+    from curata.collect.clinical.service import ClinicalIngestor, ClinicalOutcome, input_kind
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "OMOP_TABLES": "_omop",
+        "omop_fields": "_omop",
+        "omop_columns": "_omop",
+        "curata_columns": "_omop",
+        "ClinicalDeidentifier": "deid",
+        "patient_key": "deid",
+        "SiteMapping": "mapping",
+        "load_mapping": "mapping",
+        "parse_mapping": "mapping",
+        "OMOP": "models",
+        "clinical_source": "models",
+        "ClinicalIngestor": "service",
+        "ClinicalOutcome": "service",
+        "input_kind": "service",
+    },
+)
+
+__all__ = [
+    "OMOP",
+    "OMOP_TABLES",
+    "ClinicalDeidentifier",
+    "ClinicalIngestor",
+    "ClinicalOutcome",
+    "SiteMapping",
+    "clinical_source",
+    "curata_columns",
+    "input_kind",
+    "load_mapping",
+    "omop_columns",
+    "omop_fields",
+    "parse_mapping",
+    "patient_key",
+]

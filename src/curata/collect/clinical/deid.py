@@ -1,0 +1,96 @@
+"""De-identification of clinical values with the site's key: the same pseudonyms and shifts as DICOM.
+
+A patient's key is built exactly as the DICOM engine builds it (``id:<issuer>|<patient id>``), so the
+pseudonym of a clinical row equals the one in the patient's images and the date shift is the same
+(intervals between a diagnosis and a CT are kept exactly). Free text goes through the DICOM engine's
+cleaner; the final gate refuses any output value in which one of the patient's own identifiers survives.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+from curata.collect.deid.pseudonyms import Pseudonymizer
+from curata.collect.deid.text import REDACTED, Identifiers, clean_text
+
+AGE_CAP = 89  # ages above this read as 90 (HIPAA Safe Harbor; the DICOM engine caps the same way)
+
+
+def patient_key(patient_id: str, issuer: str = "") -> str:
+    """The key the DICOM engine derives a patient's pseudonym and shift from (``engine._patient``)."""
+    return f"id:{issuer.strip()}|{patient_id.strip()}"
+
+
+@dataclass
+class PatientIdentity:
+    """What one patient's rows need: the pseudonym, the shift, and the identifiers to clean and gate."""
+
+    pseudonym: str
+    shift_days: int
+    ids: Identifiers = field(default_factory=Identifiers)
+
+
+class ClinicalDeidentifier:
+    """Keyed pseudonyms, shifts, text cleaning and the gate for clinical and genomic inputs of one site."""
+
+    def __init__(self, key: bytes, *, issuer: str = "") -> None:
+        self.pseudo = Pseudonymizer(key)
+        self.issuer = issuer
+        self._patients: dict[str, PatientIdentity] = {}
+
+    def patient(self, patient_id: str) -> PatientIdentity:
+        pid = patient_id.strip()
+        found = self._patients.get(pid)
+        if found is None:
+            key = patient_key(pid, self.issuer)
+            found = PatientIdentity(self.pseudo.patient(key), self.pseudo.date_shift(key))
+            found.ids.add_word(pid, min_len=2)
+            self._patients[pid] = found
+        return found
+
+    def source_id(self, kind: str, value: str) -> str:
+        """A keyed pseudonym for a specimen, slide or sample identifier (same input, same output)."""
+        return f"{kind.upper()}-" + self.pseudo.patient(f"{kind}:{value.strip()}").removeprefix(
+            self.pseudo.prefix
+        )
+
+
+def shift(day: dt.date | dt.datetime | None, days: int) -> dt.date | dt.datetime | None:
+    return None if day is None else day + dt.timedelta(days=days)
+
+
+def cap_age(years: float | None) -> float | None:
+    if years is None:
+        return None
+    return float(AGE_CAP + 1) if years > AGE_CAP else years
+
+
+def clean(value: str | None, ids: Identifiers, *, generic: bool = True) -> str | None:
+    """The DICOM engine's free-text cleaner; a value left as nothing but redaction marks becomes None."""
+    if value is None:
+        return None
+    out = clean_text(value, ids, generic=generic).strip()
+    return None if not out.replace(REDACTED, "").strip(" ,;.-") else out
+
+
+def survivors(value: str, ids: Identifiers) -> bool:
+    """The gate: True when one of the patient's own identifiers stands in ``value``."""
+    return bool(value) and clean_text(value, ids, generic=False) != value
+
+
+_NEEDLE_SAFE = re.compile(rb"[a-z0-9]")
+
+
+def byte_gate(data: bytes, ids: Identifiers) -> str | None:
+    """Scan raw output bytes for the identifiers (each standing alone); the kind found, else None."""
+    needles = [n for n, _kind in ids.gate_needles() if len(n) >= 3]
+    if not needles:
+        return None
+    body = b"|".join(re.escape(n) for n in needles)
+    pat = re.compile(rb"(?<![a-z0-9])(?:" + body + rb")(?![a-z0-9])")
+    m = pat.search(data.lower())
+    if m is None:
+        return None
+    return dict(ids.gate_needles()).get(m.group(0), "word")

@@ -1,0 +1,389 @@
+"""FHIR R4 / R4B / R5 resources (JSON Bundles and NDJSON bulk exports), validated with fhir.resources.
+
+Patient resources give the key (the identifier the images carry as PatientID) and every identifying
+value (names, telecom, addresses, identifiers, birth date) for cleaning and the gate; they are never
+stored themselves. Condition, Observation, Procedure, MedicationStatement, Specimen and DiagnosticReport
+become OMOP rows through the same builder as CSV rows. A refused resource is listed with its line (NDJSON)
+or entry number (Bundle) and the reason, never a value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from curata.collect.clinical._records import ClinicalBatch, RecordBuilder, RowError
+from curata.collect.clinical.deid import ClinicalDeidentifier, PatientIdentity
+from curata.collect.clinical.mapping import FhirMap
+from curata.errors import InputError
+
+SUPPORTED = (
+    "Patient",
+    "Condition",
+    "Observation",
+    "Procedure",
+    "MedicationStatement",
+    "Specimen",
+    "DiagnosticReport",
+)
+
+
+def _validate(res: dict[str, Any]) -> None:
+    """R4/R4B first (R4 resources of these types read as R4B), then R5; the first error names fields only."""
+    from fhir.resources import get_fhir_model_class as r5
+    from fhir.resources.R4B import get_fhir_model_class as r4b
+    from pydantic import ValidationError
+
+    rtype = res.get("resourceType")
+    first: ValidationError | None = None
+    for getter in (r4b, r5):
+        try:
+            getter(rtype).model_validate(res)
+            return
+        except ValidationError as exc:
+            first = first or exc
+        except (KeyError, ValueError) as exc:
+            raise RowError(f"resourceType: unknown ({type(exc).__name__})") from None
+    assert first is not None
+    where = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('type', 'invalid')}"
+        for e in first.errors()[:3]
+    )
+    raise RowError(f"not a valid {rtype} resource ({where})")
+
+
+def iter_resources(raw: bytes, name: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """(line or entry number, resource, error) for a Bundle, a single resource or NDJSON."""
+    text = raw.decode("utf-8", errors="replace")
+    stripped = text.lstrip()
+    if name.lower().endswith(".ndjson") or (
+        stripped.startswith("{") and "\n{" in stripped and _is_ndjson(text)
+    ):
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                yield i, None, "not JSON"
+                continue
+            yield (
+                i,
+                obj if isinstance(obj, dict) else None,
+                None if isinstance(obj, dict) else "not a resource",
+            )
+        return
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON (line {exc.lineno})") from None
+    if not isinstance(doc, dict) or "resourceType" not in doc:
+        raise InputError("not a FHIR resource or Bundle (no resourceType)")
+    if doc["resourceType"] == "Bundle":
+        for i, entry in enumerate(doc.get("entry") or [], start=1):
+            res = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(res, dict) and entry.get("fullUrl"):
+                res = {**res, "_curata_full_url": entry["fullUrl"]}
+            yield i, res, None if isinstance(res, dict) else "entry without a resource"
+    else:
+        yield 1, doc, None
+
+
+def _is_ndjson(text: str) -> bool:
+    first = text.lstrip().split("\n", 1)[0]
+    try:
+        json.loads(first)
+        return True
+    except json.JSONDecodeError:
+        return False
+
+
+def looks_like_fhir(raw: bytes) -> bool:
+    head = raw[:4096].lstrip()
+    return head.startswith(b"{") and b'"resourceType"' in head
+
+
+# -- patients -----------------------------------------------------------------------------------------
+
+
+def _patient_id(res: dict[str, Any], mapping: FhirMap) -> str | None:
+    idents = [i for i in res.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
+    if mapping.patient_id_system:
+        for i in idents:
+            if i.get("system") == mapping.patient_id_system:
+                return str(i["value"])
+    for i in idents:
+        codes = [c.get("code") for c in (i.get("type") or {}).get("coding") or [] if isinstance(c, dict)]
+        if "MR" in codes:
+            return str(i["value"])
+    if idents:
+        return str(idents[0]["value"])
+    return str(res["id"]) if res.get("id") else None
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from _strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _strings(v)
+
+
+def _collect_patient(res: dict[str, Any], who: PatientIdentity) -> None:
+    ids = who.ids
+    for name in res.get("name") or []:
+        for s in _strings(
+            {k: v for k, v in name.items() if k in ("family", "given", "text", "prefix", "suffix")}
+        ):
+            ids.add_name(s)
+    for contact in res.get("contact") or []:
+        for s in _strings(contact.get("name") or {}):
+            ids.add_name(s)
+        for s in _strings([contact.get("telecom"), contact.get("address")]):
+            ids.add_word(s)
+    for gp in res.get("generalPractitioner") or []:  # the patient's own doctor identifies them too
+        if isinstance(gp, dict) and isinstance(gp.get("display"), str):
+            ids.add_name(re.sub(r"^(?:Dr|Prof)\.?\s+", "", gp["display"]))
+    for t in res.get("telecom") or []:
+        if isinstance(t, dict) and t.get("value"):
+            ids.add_word(str(t["value"]))
+    for a in res.get("address") or []:
+        if isinstance(a, dict):
+            for k in ("line", "city", "district", "postalCode", "text"):
+                for s in _strings(a.get(k)):
+                    ids.add_word(s)
+    for i in res.get("identifier") or []:
+        if isinstance(i, dict) and i.get("value"):
+            ids.add_word(str(i["value"]), min_len=2)
+    if res.get("id"):
+        ids.add_word(str(res["id"]), min_len=2)
+    if isinstance(res.get("birthDate"), str):
+        ids.add_date(res["birthDate"].replace("-", ""))
+
+
+# -- resources -----------------------------------------------------------------------------------------
+
+
+def _concept(cc: Any) -> tuple[str | None, str | None, str | None]:
+    """(code, system, display) of a CodeableConcept (or an R5 CodeableReference's concept)."""
+    if not isinstance(cc, dict):
+        return None, None, None
+    if "concept" in cc:
+        cc = cc["concept"] or {}
+    for c in cc.get("coding") or []:
+        if isinstance(c, dict) and c.get("code"):
+            return str(c["code"]), c.get("system"), c.get("display") or cc.get("text")
+    return None, None, cc.get("text")
+
+
+def _when(res: dict[str, Any], *keys: str) -> str | None:
+    for k in keys:
+        v = res.get(k)
+        if isinstance(v, str) and v:
+            return v
+        if isinstance(v, dict) and isinstance(v.get("start"), str):
+            return v["start"]
+    return None
+
+
+def _notes(res: dict[str, Any], *extra: str) -> str | None:
+    parts = [n.get("text") for n in res.get("note") or [] if isinstance(n, dict) and n.get("text")]
+    parts += [res[k] for k in extra if isinstance(res.get(k), str)]
+    return " | ".join(parts) if parts else None
+
+
+def _stage(res: dict[str, Any]) -> str | None:
+    for st in res.get("stage") or []:
+        code, _system, display = _concept((st or {}).get("summary"))
+        for v in (display, code):
+            if v:
+                return v
+    return None
+
+
+def _subject(res: dict[str, Any]) -> str | None:
+    ref = (res.get("subject") or res.get("patient") or {}).get("reference")
+    return str(ref) if ref else None
+
+
+def _event(builder: RecordBuilder, res: dict[str, Any], who: PatientIdentity, line: int) -> None:
+    rt = res["resourceType"]
+    if rt == "Condition":
+        code, system, display = _concept(res.get("code"))
+        builder.event(
+            "condition_occurrence",
+            who,
+            line,
+            date=_when(res, "onsetDateTime", "onsetPeriod", "recordedDate"),
+            end_date=_when(res, "abatementDateTime"),
+            code=code,
+            system=system,
+            display=display,
+            stage=_stage(res),
+            note=_notes(res),
+        )
+    elif rt in ("Observation", "DiagnosticReport"):
+        code, system, display = _concept(res.get("code"))
+        value: Any = None
+        unit = None
+        if isinstance(res.get("valueQuantity"), dict):
+            value = res["valueQuantity"].get("value")
+            unit = res["valueQuantity"].get("code") or res["valueQuantity"].get("unit")
+        elif isinstance(res.get("valueString"), str):
+            value = res["valueString"]
+        elif isinstance(res.get("valueCodeableConcept"), dict):
+            v_code, _s, v_disp = _concept(res["valueCodeableConcept"])
+            value = v_disp or v_code
+        table = "measurement" if res.get("valueQuantity") else "observation"
+        builder.event(
+            table,
+            who,
+            line,
+            date=_when(res, "effectiveDateTime", "effectivePeriod", "issued"),
+            code=code,
+            system=system,
+            display=display,
+            value=value,
+            unit=unit,
+            note=_notes(res, "conclusion"),
+        )
+    elif rt == "Procedure":
+        code, system, display = _concept(res.get("code"))
+        builder.event(
+            "procedure_occurrence",
+            who,
+            line,
+            date=_when(res, "performedDateTime", "performedPeriod", "occurrenceDateTime", "occurrencePeriod"),
+            code=code,
+            system=system,
+            display=display,
+            note=_notes(res),
+        )
+    elif rt == "MedicationStatement":
+        med = res.get("medicationCodeableConcept") or res.get("medication")
+        code, system, display = _concept(med)
+        period = res.get("effectivePeriod") or {}
+        builder.event(
+            "drug_exposure",
+            who,
+            line,
+            date=_when(res, "effectiveDateTime", "effectivePeriod", "dateAsserted"),
+            end_date=period.get("end") if isinstance(period, dict) else None,
+            code=code,
+            system=system,
+            display=display,
+            note=_notes(res),
+        )
+    elif rt == "Specimen":
+        code, system, _display = _concept(res.get("type"))
+        coll = res.get("collection") or {}
+        ident = next(
+            (i.get("value") for i in res.get("identifier") or [] if isinstance(i, dict) and i.get("value")),
+            None,
+        ) or (res.get("accessionIdentifier") or {}).get("value")
+        slide = None
+        for c in res.get("container") or []:
+            for i in (c or {}).get("identifier") or []:
+                slide = slide or (i or {}).get("value")
+        body = coll.get("bodySite") if isinstance(coll, dict) else None
+        _bc, _bs, body_disp = _concept(body)
+        builder.event(
+            "specimen",
+            who,
+            line,
+            date=_when(coll, "collectedDateTime", "collectedPeriod") or _when(res, "receivedTime"),
+            code=code,
+            system=system,
+            source_id=ident,
+            slide=slide,
+            anatomic_site=body_disp or _bc,
+            note=_notes(res),
+        )
+
+
+def deidentify_fhir(
+    files: list[tuple[str, bytes, str]], mapping: FhirMap, key: bytes
+) -> tuple[list[ClinicalBatch], list[tuple[str, str]]]:
+    """De-identify FHIR inputs together: Patients of any file resolve references of every file.
+
+    ``files`` are (name, raw bytes, sha256). Returns one batch per readable file and (digest, reason)
+    for files that are not FHIR at all.
+    """
+    deid = ClinicalDeidentifier(key, issuer=mapping.issuer)
+    refs: dict[str, PatientIdentity] = {}
+    parsed: list[tuple[str, list[tuple[int, dict[str, Any] | None, str | None]]]] = []
+    failed: list[tuple[str, str]] = []
+    for name, raw, digest in files:
+        try:
+            items = list(iter_resources(raw, name))
+        except InputError as exc:
+            failed.append((digest, exc.reason))
+            continue
+        parsed.append((digest, items))
+        for _line, res, _err in items:
+            if res and res.get("resourceType") == "Patient":
+                pid = _patient_id(res, mapping)
+                if not pid:
+                    continue
+                who = deid.patient(pid)
+                _collect_patient(res, who)
+                for ref in (f"Patient/{res.get('id')}", res.get("_curata_full_url")):
+                    if ref and ref != "Patient/None":
+                        refs[str(ref)] = who
+    batches = []
+    for digest, items in parsed:
+        batch = ClinicalBatch(kind="fhir", input_digest=digest)
+        builder = RecordBuilder(deid, batch)
+        builder.know_identifiers(deid._patients.values())
+        for line, res, err in items:
+            batch.rows += 1
+            if res is None:
+                batch.quarantined.append((line, err or "not a resource"))
+                continue
+            res = {k: v for k, v in res.items() if k != "_curata_full_url"}
+            rt = res.get("resourceType")
+            if rt not in SUPPORTED:
+                batch.quarantined.append((line, "resourceType: not one Curata collects"))
+                continue
+            try:
+                _validate(res)
+                if rt == "Patient":
+                    pid = _patient_id(res, mapping)
+                    if not pid:
+                        raise RowError("identifier: the Patient has no identifier")
+                    who = deid.patient(pid)
+                    builder.person(who, sex=res.get("gender"), birth=res.get("birthDate"))
+                    if isinstance(res.get("deceasedDateTime"), str):
+                        builder.event(
+                            "observation",
+                            who,
+                            line,
+                            date=res["deceasedDateTime"],
+                            code="419099009",
+                            system="SNOMED",
+                            display="Dead",
+                            value="deceased",
+                        )
+                    continue
+                subject = _subject(res)
+                who = refs.get(subject or "")
+                if who is None:
+                    raise RowError("subject: no Patient resource with this reference in the export")
+                mark = {t: len(v) for t, v in batch.events.items()}
+                try:
+                    _event(builder, res, who, line)
+                except RowError:
+                    for t, n in mark.items():
+                        del batch.events[t][n:]
+                    raise
+            except RowError as exc:
+                batch.quarantined.append((line, f"{rt}: {exc}"))
+        batches.append(batch)
+    if batches:
+        batches[0].identities = dict(deid._patients)
+    return batches, failed

@@ -1,0 +1,241 @@
+"""Clinical and genomic ingest: CSV / Excel, FHIR and VCF / BCF into the catalog, de-identified first.
+
+Called by ``curata ingest`` (``collect.ingest.Ingestor``) for the inputs whose names say they are
+clinical or genomic; DICOM goes on through the DICOM engine. Order of writes per input, as for DICOM:
+the de-identified output goes to the store (atomic), then every catalog row of that input is committed
+at once, so an interrupted run leaves at worst an unreferenced blob and a re-run files each input once
+(inputs are known by their sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from curata.collect.clinical import _writer
+from curata.collect.clinical._records import ClinicalBatch
+from curata.collect.clinical.mapping import SiteMapping, find_mapping
+from curata.collect.sources import Source
+from curata.console import RunSummary
+from curata.errors import CurataError
+from curata.workspace import Workspace
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx", ".xlsm", ".xls")
+FHIR_SUFFIXES = (".ndjson", ".json")
+VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
+SKIP_SUFFIXES = (".toml", ".tbi", ".csi")
+
+
+def input_kind(name: str) -> str | None:
+    """csv, fhir, vcf or skip by the file name; None for everything else (DICOM)."""
+    low = name.split("!")[-1].lower()
+    if low.endswith(VCF_SUFFIXES):
+        return "vcf"
+    if low.endswith(TABLE_SUFFIXES):
+        return "excel" if low.endswith((".xlsx", ".xlsm", ".xls")) else "csv"
+    if low.endswith(FHIR_SUFFIXES):
+        return "fhir"
+    if low.endswith(SKIP_SUFFIXES):
+        return "skip"
+    return None
+
+
+@dataclass
+class ClinicalOutcome:
+    """What became of one clinical or genomic input (the shape of ``collect.ingest.IngestOutcome``)."""
+
+    status: str  # ingested, present, quarantined, skipped
+    source: str
+    input_digest: str | None = None
+    reason: str | None = None
+    rows: int = 0
+    refused_rows: list[tuple[int, str]] = field(default_factory=list)
+
+
+class ClinicalIngestor:
+    def __init__(self, ws: Workspace, site_id: int, *, mapping_file: Path | None = None) -> None:
+        self.ws = ws
+        self.site_id = site_id
+        self.mapping_file = mapping_file
+        self.key = ws.site_key()
+        self.store = ws.store
+        self.known: dict[str, object] = {}  # patient ID -> Identifiers seen this run (memory only)
+
+    def _mapping(self, source: Source) -> SiteMapping:
+        cfg = self.ws.config.get("clinical", {}) or {}
+        explicit = self.mapping_file or (Path(cfg["mapping"]) if cfg.get("mapping") else None)
+        return find_mapping(Path(source.path), explicit)
+
+    def ingest(
+        self, sources: Iterable[Source], *, on_progress: Callable[[ClinicalOutcome], None] | None = None
+    ) -> tuple[RunSummary, list[ClinicalOutcome]]:
+
+        summary = RunSummary("ingest (clinical, genomic)")
+        problems: list[ClinicalOutcome] = []
+        with self.ws.catalog.session() as session:
+            known = _writer.known_inputs(session, self.site_id)
+        fhir: list[tuple[Source, bytes, str]] = []
+        vcfs: list[tuple[Source, bytes, str]] = []
+        for src in sources:
+            kind = input_kind(src.name)
+            if kind == "skip":
+                continue
+            try:
+                raw = src.read()
+            except CurataError as exc:
+                out = ClinicalOutcome("failed", src.name, reason=getattr(exc, "reason", exc.message))
+                self._report(out, summary, problems, on_progress)
+                continue
+            digest = hashlib.sha256(raw).hexdigest()
+            if digest in known:
+                self._report(ClinicalOutcome("present", src.name, digest), summary, problems, on_progress)
+                continue
+            known.add(digest)
+            if kind == "fhir":
+                fhir.append((src, raw, digest))
+                continue
+            if kind == "vcf":  # after the clinical inputs, whose identifiers then clean the VCF headers too
+                vcfs.append((src, raw, digest))
+                continue
+            self._report(self._guarded(src, raw, digest, kind or "csv"), summary, problems, on_progress)
+        if fhir:
+            for out in self._fhir(fhir):
+                self._report(out, summary, problems, on_progress)
+        for src, raw, digest in vcfs:
+            self._report(self._guarded(src, raw, digest, "vcf"), summary, problems, on_progress)
+        return summary, problems
+
+    def _guarded(self, src: Source, raw: bytes, digest: str, kind: str) -> ClinicalOutcome:
+        from curata.collect.ingest import _quarantine_bytes
+
+        try:
+            if kind == "vcf":
+                return self._vcf(src, raw, digest)
+            return self._table(src, raw, digest, kind)
+        except CurataError as exc:
+            reason = getattr(exc, "reason", None) or exc.message
+            _quarantine_bytes(str(self.ws.quarantine_path), digest, raw, src.name, reason, "clinical")
+            self._quarantine_row(digest, reason, len(raw))
+            return ClinicalOutcome("quarantined", src.name, digest, reason)
+
+    @staticmethod
+    def _report(out, summary, problems, on_progress) -> None:  # type: ignore[no-untyped-def]
+        summary.add(out.status)
+        if out.refused_rows:
+            summary.add("rows refused", len(out.refused_rows))
+        if out.status in ("quarantined", "failed") or out.refused_rows:
+            problems.append(out)
+        if on_progress:
+            on_progress(out)
+
+    # -- filing ------------------------------------------------------------------------------------
+    def _quarantine_row(self, digest: str, reason: str, size: int) -> None:
+        from curata.catalog import QuarantineItem
+
+        with self.ws.catalog.session() as session:
+            item = session.scalar(
+                sa.select(QuarantineItem).where(
+                    QuarantineItem.stage == "clinical", QuarantineItem.input_digest == digest
+                )
+            )
+            if item is None:
+                session.add(
+                    QuarantineItem(stage="clinical", input_digest=digest, reason=reason[:4000], size=size)
+                )
+            else:
+                item.reason = reason[:4000]
+
+    def _file_batch(self, src: Source, raw: bytes, batch: ClinicalBatch) -> ClinicalOutcome:
+        from curata.collect.ingest import _quarantine_bytes
+
+        for pid, who in batch.identities.items():
+            self.known[pid] = who.ids
+        blob = self.store.put_bytes(batch.output_bytes())
+        with self.ws.catalog.session() as session:
+            _writer.file_batch(session, self.site_id, batch, blob)
+        out = ClinicalOutcome(
+            "ingested", src.name, batch.input_digest, rows=batch.rows, refused_rows=list(batch.quarantined)
+        )
+        if batch.quarantined:
+            shown = "; ".join(f"line {n}: {why}" for n, why in batch.quarantined[:20])
+            more = f"; and {len(batch.quarantined) - 20} more" if len(batch.quarantined) > 20 else ""
+            reason = f"{len(batch.quarantined)} of {batch.rows} rows refused: {shown}{more}"
+            out.reason = reason
+            _quarantine_bytes(
+                str(self.ws.quarantine_path), batch.input_digest, raw, src.name, reason, "clinical"
+            )
+            self._quarantine_row(batch.input_digest, reason, len(raw))
+        return out
+
+    def _table(self, src: Source, raw: bytes, digest: str, kind: str) -> ClinicalOutcome:
+        from curata.collect.clinical.tabular import deidentify_table
+
+        mapping = self._mapping(src)
+        batch = deidentify_table(raw, src.name, digest, mapping.table, self.key, kind)
+        return self._file_batch(src, raw, batch)
+
+    def _fhir(self, items: list[tuple[Source, bytes, str]]) -> list[ClinicalOutcome]:
+        from curata.collect.clinical.fhir import deidentify_fhir
+        from curata.collect.ingest import _quarantine_bytes
+
+        mapping = self._mapping(items[0][0])
+        batches, failed = deidentify_fhir([(s.name, raw, d) for s, raw, d in items], mapping.fhir, self.key)
+        by_digest = {d: (s, raw) for s, raw, d in items}
+        outs = []
+        for digest, reason in failed:
+            s, raw = by_digest[digest]
+            _quarantine_bytes(str(self.ws.quarantine_path), digest, raw, s.name, reason, "clinical")
+            self._quarantine_row(digest, reason, len(raw))
+            outs.append(ClinicalOutcome("quarantined", s.name, digest, reason))
+        for batch in batches:
+            s, raw = by_digest[batch.input_digest]
+            outs.append(self._file_batch(s, raw, batch))
+        return outs
+
+    def _vcf(self, src: Source, raw: bytes, digest: str) -> ClinicalOutcome:
+        from curata.collect.genomics.models import genomic_file, genomic_variant
+        from curata.collect.genomics.vcf import deidentify_vcf
+
+        mapping = self._mapping(src)
+        res = deidentify_vcf(raw, src.name, mapping.vcf, self.key, self.known)  # type: ignore[arg-type]
+        blob = self.store.put_bytes(res.output)
+        batch = ClinicalBatch(kind="vcf", input_digest=digest)
+        from curata.collect.clinical._records import PersonFacts
+
+        base = [p.split("_")[0] for p in res.samples]
+        for p in base:
+            batch.persons.setdefault(p, PersonFacts(p))
+        with self.ws.catalog.session() as session:
+            ids = _writer.ensure_persons(session, self.site_id, batch, digest)
+            file_id = session.execute(
+                sa.insert(genomic_file)
+                .values(
+                    site_id=self.site_id,
+                    input_digest=digest,
+                    blob_digest=blob,
+                    format=res.fmt,
+                    samples=res.samples,
+                    variant_count=res.records,
+                    dropped_header_lines=res.dropped_header_lines,
+                )
+                .returning(genomic_file.c.id)
+            ).scalar_one()
+            rows = []
+            for v in res.variants:
+                row = {k: v[k] for k in v if k != "sample"}
+                row["file_id"] = file_id
+                row["person_id"] = ids[base[v["sample"]]]
+                for k, n in (("gene", 64), ("consequence", 128), ("filter", 64), ("chrom", 32)):
+                    if isinstance(row.get(k), str):
+                        row[k] = row[k][:n]
+                rows.append(row)
+            for i in range(0, len(rows), 5000):
+                session.execute(sa.insert(genomic_variant), rows[i : i + 5000])
+        return ClinicalOutcome("ingested", src.name, digest, rows=res.records)
+
+
+__all__ = ["ClinicalIngestor", "ClinicalOutcome", "input_kind"]

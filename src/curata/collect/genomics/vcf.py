@@ -1,0 +1,379 @@
+"""VCF / BCF at the edge: sample IDs become pseudonyms, identifying header lines go, variants stay whole.
+
+Variants are data and are kept (their re-identification risk is named in the dataset card); what
+identifies the person or the site in the header is removed: ``##commandline`` and every other command
+or program-call line, ``##SAMPLE`` / ``##PEDIGREE``, ``##fileDate`` and other dates, file paths (in
+``##reference``, ``##source`` or anywhere), and unknown lines. Descriptions that stay are cleaned with
+the DICOM engine's free-text cleaner. The output (bgzip-compressed VCF) passes the byte gate for the
+original sample IDs before it is stored.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curata.collect.clinical.deid import ClinicalDeidentifier, byte_gate, clean
+from curata.collect.clinical.mapping import VcfMap
+from curata.collect.deid.text import Identifiers
+from curata.errors import DeidError, InputError
+
+KEEP_KEYS = {
+    "fileformat",
+    "INFO",
+    "FORMAT",
+    "FILTER",
+    "ALT",
+    "contig",
+    "reference",
+    "source",
+    "phasing",
+    "META",
+}
+_PATH = re.compile(r"(?:[A-Za-z]:\\|\\\\|~/|file:|s3:|gs:|https?:|(?<![\w.])/[\w.\-]+/)")
+_DATE = re.compile(r"\d{4}[-/.]?\d{2}[-/.]?\d{2}")
+_CONTIG_KEEP = ("ID", "length", "assembly", "md5", "species", "taxonomy")
+
+
+@dataclass
+class VcfResult:
+    output: bytes  # bgzip-compressed, de-identified VCF
+    samples: list[str]  # pseudonyms in column order
+    patient_ids: list[str]  # the sample's patient IDs (for the catalog writer; never stored)
+    variants: list[dict[str, Any]] = field(default_factory=list)  # one row per (variant, carrying sample)
+    dropped_header_lines: int = 0
+    records: int = 0
+    fmt: str = "vcf"
+
+
+def _header_line(line: str, ids: Identifiers) -> str | None:
+    """The cleaned header line, or None when it is dropped."""
+    m = re.match(r"##([^=]+)=(.*)$", line)
+    if not m:
+        return None
+    key, value = m.group(1), m.group(2)
+    if key not in KEEP_KEYS:
+        return None
+    if key == "fileformat":
+        m = re.match(r"VCFv4\.\d", value)
+        return f"##fileformat={m.group(0) if m else 'VCFv4.2'}"
+    if key == "reference":
+        base = re.split(r"[/\\]", value.removeprefix("file://"))[-1]
+        base = clean(base, ids)
+        return f"##reference={base}" if base and not _DATE.search(base) else None
+    if key == "source":
+        if _PATH.search(value) or _DATE.search(value):
+            return None
+        v = clean(value, ids)
+        return f"##source={v}" if v else None
+    if key == "contig":
+        attrs = re.findall(r'([A-Za-z_]+)=("[^"]*"|[^,>]*)', value)
+        kept = [f"{k}={v}" for k, v in attrs if k in _CONTIG_KEEP and not _PATH.search(v)]
+        return f"##contig=<{','.join(kept)}>" if kept else None
+    if value.startswith("<"):
+        # INFO / FORMAT / FILTER / ALT / META: structured; clean quoted text (Description...) only
+        def fix(mq: re.Match[str]) -> str:
+            text = mq.group(2)
+            if _PATH.search(text):
+                text = _PATH.split(text)[0]
+            cleaned = clean(text, ids) or ""
+            return f'{mq.group(1)}="{cleaned}"'
+
+        out = re.sub(r'(\w+)="((?:[^"\\]|\\.)*)"', fix, value)
+        unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', "", out)
+        if _PATH.search(unquoted):
+            return None
+        return f"##{key}={out}"
+    return None
+
+
+def _annotations(rec: Any, csq_fields: list[str] | None) -> list[dict[str, str]]:
+    """SnpEff ANN or VEP CSQ entries as dicts with gene / consequence / hgvs_c / hgvs_p / population AF."""
+    out: list[dict[str, str]] = []
+    info = rec.info
+    if "ANN" in info:
+        for entry in info["ANN"]:
+            p = str(entry).split("|")
+            if len(p) >= 11:
+                out.append(
+                    {
+                        "allele": p[0],
+                        "consequence": p[1].split("&")[0],
+                        "gene": p[3],
+                        "hgvs_c": p[9],
+                        "hgvs_p": p[10],
+                    }
+                )
+    if "CSQ" in info and csq_fields:
+        idx = {n: i for i, n in enumerate(csq_fields)}
+        for entry in info["CSQ"]:
+            p = str(entry).split("|")
+
+            def g(n: str, p: list[str] = p) -> str:
+                i = idx.get(n)
+                return p[i] if i is not None and i < len(p) else ""
+
+            hc, hp = g("HGVSc"), g("HGVSp")
+            out.append(
+                {
+                    "allele": g("Allele"),
+                    "consequence": g("Consequence").split("&")[0],
+                    "gene": g("SYMBOL"),
+                    "hgvs_c": hc.split(":")[-1] if hc else "",
+                    "hgvs_p": hp.split(":")[-1] if hp else "",
+                    "population_af": g("gnomAD_AF") or g("gnomADe_AF") or g("MAX_AF") or g("AF"),
+                }
+            )
+    return out
+
+
+def pop_af_key(header: Any) -> str | None:
+    """The INFO key holding a population allele frequency (gnomAD / ExAC style), if the header has one."""
+    return next(
+        (k for k in ("gnomAD_AF", "gnomADe_AF", "gnomADg_AF", "ExAC_AF", "MAX_AF") if k in header.info), None
+    )
+
+
+def _zygosity(gt: tuple[Any, ...] | None) -> str | None:
+    if not gt or all(a is None for a in gt):
+        return None
+    alleles = [a for a in gt if a is not None]
+    if not any(alleles):
+        return None
+    if len(alleles) == 1:
+        return "hemizygous"
+    return "homozygous" if len(set(alleles)) == 1 else "heterozygous"
+
+
+def _float(v: Any) -> float | None:
+    if isinstance(v, tuple | list):
+        v = v[0] if v else None
+    try:
+        return None if v in (None, "", ".") else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def deidentify_vcf(
+    raw: bytes, name: str, mapping: VcfMap, key: bytes, known: dict[str, Identifiers] | None = None
+) -> VcfResult:
+    """De-identify one VCF/BCF. ``known``: patient ID -> identifiers from clinical inputs of the same run
+    (names, addresses...), so a VCF header that repeats them is cleaned of them and gated for them too."""
+    import pysam
+
+    deid = ClinicalDeidentifier(key, issuer=mapping.issuer)
+    with tempfile.TemporaryDirectory(prefix="curata-vcf-") as tmp:
+        src = Path(tmp) / ("in.bcf" if raw[:3] == b"BCF" or name.lower().endswith(".bcf") else "in.vcf.gz")
+        src.write_bytes(raw)
+        try:
+            vf = pysam.VariantFile(str(src))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"not a readable VCF or BCF ({type(exc).__name__})") from None
+        fmt = "bcf" if vf.is_bcf else "vcf"
+        originals = list(vf.header.samples)
+        ids = Identifiers()
+        patient_ids = [mapping.samples.get(s, s) for s in originals]
+        for s, pid in zip(originals, patient_ids, strict=True):
+            ids.add_word(s, min_len=2)
+            ids.add_word(pid, min_len=2)
+            other = (known or {}).get(pid.strip())
+            if other is not None:
+                ids.words |= other.words
+                ids.short_names |= other.short_names
+                ids.dates |= other.dates
+        pseudonyms: list[str] = []
+        for pid in patient_ids:
+            p = deid.patient(pid).pseudonym
+            n = sum(1 for q in pseudonyms if q.split("_")[0] == p)
+            pseudonyms.append(p if n == 0 else f"{p}_{n + 1}")
+        header_lines, dropped = [], 0
+        csq_fields: list[str] | None = None
+        for line in str(vf.header).splitlines():
+            if line.startswith("#CHROM"):
+                cols = line.split("\t")
+                header_lines.append(
+                    "\t".join(cols[:9] + pseudonyms) if len(cols) > 9 else "\t".join(cols[:8])
+                )
+                continue
+            kept = _header_line(line, ids)
+            if kept is None:
+                dropped += 1
+                continue
+            header_lines.append(kept)
+            if kept.startswith("##INFO=<ID=CSQ"):
+                m = re.search(r"Format: ([^\"]+)", kept)
+                csq_fields = m.group(1).strip().split("|") if m else None
+        try:
+            body_text, header_count = _text_body(raw) if fmt == "vcf" else (None, 0)
+            body_parts: list[str] = []
+            af_key = pop_af_key(vf.header)
+            variants: list[dict[str, Any]] = []
+            records = 0
+            if body_text is not None:  # text VCF: records parsed here (pysam checked the header)
+                records, variants = _index_text(body_text, len(originals), csq_fields, af_key, header_count)
+            for rec in () if body_text is not None else vf:
+                records += 1
+                if body_text is None:
+                    body_parts.append(str(rec).rstrip("\n"))
+                anns = _annotations(rec, csq_fields)
+                for alt_i, alt in enumerate(rec.alts or ()):
+                    ann = next((a for a in anns if a.get("allele") in (alt, "")), anns[0] if anns else {})
+                    for s_i, sname in enumerate(originals):
+                        call = rec.samples[sname]
+                        gt = call.get("GT")
+                        if not gt or (alt_i + 1) not in gt:
+                            continue
+                        af = None
+                        for k in ("AF", "VAF"):
+                            if k in call:
+                                af = _float(call[k])
+                                break
+                        if af is None and "AD" in call and call["AD"] and None not in call["AD"]:
+                            tot = sum(call["AD"])
+                            af = call["AD"][alt_i + 1] / tot if tot and alt_i + 1 < len(call["AD"]) else None
+                        variants.append(
+                            {
+                                "sample": s_i,
+                                "chrom": rec.chrom,
+                                "pos": rec.pos,
+                                "ref": rec.ref,
+                                "alt": alt,
+                                "gene": ann.get("gene") or None,
+                                "consequence": ann.get("consequence") or None,
+                                "hgvs_c": ann.get("hgvs_c") or None,
+                                "hgvs_p": ann.get("hgvs_p") or None,
+                                "zygosity": _zygosity(gt),
+                                "allele_frequency": af,
+                                "population_af": _float(ann.get("population_af"))
+                                or (_float(rec.info.get(af_key)) if af_key else None),
+                                "filter": ";".join(rec.filter.keys()) or None,
+                            }
+                        )
+        except (OSError, ValueError) as exc:
+            raise InputError(f"VCF record {records + 1} is malformed ({type(exc).__name__})") from None
+        vf.close()
+        text = (
+            "\n".join(header_lines)
+            + "\n"
+            + (body_text if body_text is not None else "\n".join(body_parts) + "\n")
+        )
+        data = text.encode()
+        kind = byte_gate(data, ids)
+        if kind is not None:
+            raise DeidError(
+                f"final gate: an identifying value ({kind}) survived in the de-identified VCF; not stored"
+            )
+        out = Path(tmp) / "out.vcf.gz"
+        with pysam.BGZFile(str(out), "wb") as bg:
+            bg.write(data)
+        output = out.read_bytes()
+    return VcfResult(output, pseudonyms, patient_ids, variants, dropped, records, fmt)
+
+
+def _gt(text: str) -> tuple[int | None, ...]:
+    return tuple(None if a in (".", "") else int(a) for a in re.split(r"[/|]", text))
+
+
+def _index_text(
+    body: str, n_samples: int, csq_fields: list[str] | None, af_key: str | None, first_line: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """The variant index of a text VCF body: one row per (alt allele, carrying sample)."""
+    variants: list[dict[str, Any]] = []
+    records = 0
+    csq_idx = {n: i for i, n in enumerate(csq_fields or [])}
+    for n, line in enumerate(body.split("\n"), start=first_line + 1):
+        if not line or line[0] == "#":
+            continue
+        cols = line.rstrip("\r").split("\t")
+        if len(cols) < 8 + (1 + n_samples if n_samples else 0) or not cols[1].isdigit():
+            raise InputError(f"VCF line {n} is malformed (columns or POS)")
+        records += 1
+        chrom, pos, ref, alts = cols[0], int(cols[1]), cols[3], cols[4].split(",")
+        info: dict[str, str] = {}
+        for item in cols[7].split(";"):
+            k, _, v = item.partition("=")
+            info[k] = v
+        anns: list[dict[str, str]] = []
+        for entry in info["ANN"].split(",") if "ANN" in info else ():
+            a = entry.split("|")
+            if len(a) >= 11:
+                anns.append({"allele": a[0], "consequence": a[1].split("&")[0], "gene": a[3], "hgvs_c": a[9],
+                             "hgvs_p": a[10]})  # fmt: skip
+        for entry in info["CSQ"].split(",") if "CSQ" in info and csq_idx else ():
+            a = entry.split("|")
+
+            def g(name: str, a: list[str] = a) -> str:
+                i = csq_idx.get(name)
+                return a[i] if i is not None and i < len(a) else ""
+
+            hc, hp = g("HGVSc"), g("HGVSp")
+            anns.append({"allele": g("Allele"), "consequence": g("Consequence").split("&")[0], "gene": g("SYMBOL"),
+                         "hgvs_c": hc.split(":")[-1] if hc else "", "hgvs_p": hp.split(":")[-1] if hp else "",
+                         "population_af": g("gnomAD_AF") or g("gnomADe_AF") or g("MAX_AF") or g("AF")})  # fmt: skip
+        keys = cols[8].split(":") if n_samples else []
+        filt = None if cols[6] in (".", "") else cols[6]
+        pop = _float(info.get(af_key)) if af_key else None
+        for s_i in range(n_samples):
+            call = dict(zip(keys, cols[9 + s_i].split(":"), strict=False))
+            if "GT" not in call:
+                continue
+            try:
+                gt = _gt(call["GT"])
+            except ValueError:
+                raise InputError(f"VCF line {n}: a genotype is malformed") from None
+            for alt_i, alt in enumerate(alts):
+                if (alt_i + 1) not in gt:
+                    continue
+                ann = next((a for a in anns if a.get("allele") in (alt, "")), anns[0] if anns else {})
+                af = _float(
+                    (call.get("AF") or call.get("VAF") or "").split(",")[alt_i]
+                    if (call.get("AF") or call.get("VAF"))
+                    else None
+                )
+                if af is None and call.get("AD"):
+                    ad = [_float(x) for x in call["AD"].split(",")]
+                    tot = sum(x for x in ad if x is not None)
+                    af = (ad[alt_i + 1] or 0) / tot if tot and alt_i + 1 < len(ad) else None
+                variants.append({
+                    "sample": s_i, "chrom": chrom, "pos": pos, "ref": ref, "alt": alt,
+                    "gene": ann.get("gene") or None, "consequence": ann.get("consequence") or None,
+                    "hgvs_c": ann.get("hgvs_c") or None, "hgvs_p": ann.get("hgvs_p") or None,
+                    "zygosity": _zygosity(gt), "allele_frequency": af,
+                    "population_af": _float(ann.get("population_af")) or pop, "filter": filt,
+                })  # fmt: skip
+    return records, variants
+
+
+def _text_body(raw: bytes) -> tuple[str, int]:
+    """The records of a text VCF (as written) and the number of lines before them."""
+    data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    text = data.decode("utf-8", errors="replace")
+    pos = text.find("\n#CHROM")
+    if pos < 0:
+        raise InputError("no #CHROM header line")
+    nl = text.find("\n", pos + 1)
+    if nl < 0:
+        return "", text.count("\n") + 1
+    return text[nl + 1 :], text.count("\n", 0, nl) + 1
+
+
+def looks_like_vcf(raw: bytes, name: str) -> bool:
+    low = name.lower()
+    if low.endswith((".vcf", ".vcf.gz", ".bcf", ".vcf.bgz")):
+        return True
+    head = raw[:2]
+    if head == b"\x1f\x8b":
+        try:
+            with gzip.open(__import__("io").BytesIO(raw)) as fh:
+                head = fh.read(16)
+        except OSError:
+            return False
+        return head.startswith((b"##fileformat=VCF", b"BCF"))
+    return raw.startswith(b"##fileformat=VCF")
+
+
+__all__ = ["VcfResult", "deidentify_vcf", "looks_like_vcf"]

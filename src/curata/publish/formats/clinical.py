@@ -1,0 +1,380 @@
+"""Clinical and genomic files of a release, split with the images (each row carries its patient's split).
+
+- ``clinical/<table>.parquet`` and ``.csv``: every OMOP-aligned table, Curata's columns included, plus
+  ``patient`` (the release's patient key) and ``split``;
+- ``clinical/omop/<TABLE>.csv``: the same rows with the OMOP CDM v5.4 columns only, in CDM order, ready
+  for an OMOP database (person_source_value holds the pseudonym);
+- ``genomics/<split>/<case>.vcf.gz``: each patient's de-identified VCF, whole (the stored bytes), and
+  ``genomics/variants.parquet`` / ``.csv``: the variant index;
+- ``fhir/<split>/<pseudonym>.json`` (``--format ...,fhir``): a FHIR R4 collection Bundle per patient;
+- ``card/clinical.md``: diagnoses, stages, outcomes, age / sex / region by diagnosis, missing data per
+  field, and the re-identification risk of rare variants.
+
+Only rows of the release's patients are read; nothing is written for a release without clinical data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+RARE_AF = 0.001  # a variant this rare (or absent from population data) can point at a family
+
+
+@dataclass
+class ReleasePatient:
+    key: str  # site/pseudonym, the release's patient key
+    split: str
+    attributes: dict[str, str]  # sex, age band, site, region...
+
+
+@dataclass
+class ClinicalFiles:
+    put: dict[str, bytes] = field(default_factory=dict)  # new files
+    link: dict[str, str] = field(default_factory=dict)  # path -> stored blob digest (VCFs)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _rows(session: Session, table: sa.Table, person_ids: list[int]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    col = table.c.person_id
+    for i in range(0, len(person_ids), 500):
+        chunk = person_ids[i : i + 500]
+        out += [
+            dict(r._mapping) for r in session.execute(sa.select(table).where(col.in_(chunk)).order_by(col))
+        ]
+    return out
+
+
+def _frame_bytes(rows: list[dict[str, Any]], columns: list[str]) -> tuple[bytes, bytes]:
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=columns)
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue(), df.to_csv(index=False).encode()
+
+
+def build(
+    session: Session,
+    store: Any,
+    patients: dict[tuple[int, str], ReleasePatient],
+    *,
+    fhir: bool = False,
+) -> ClinicalFiles:
+    """Files for the release's patients: ``patients`` maps (site id, pseudonym) -> the release's patient."""
+    from curata.collect.clinical import OMOP, omop_fields
+    from curata.collect.clinical import OMOP_TABLES as TABLES
+    from curata.collect.genomics import genomic_file, genomic_variant
+
+    out = ClinicalFiles()
+    person = OMOP["person"]
+    people: dict[int, dict[str, Any]] = {}
+    keys = list(patients)
+    for i in range(0, len(keys), 300):
+        chunk = keys[i : i + 300]
+        cond = sa.or_(*(sa.and_(person.c.site_id == s, person.c.pseudonym == p) for s, p in chunk))
+        for r in session.execute(sa.select(person).where(cond)):
+            people[int(r.person_id)] = dict(r._mapping)
+    if not people:
+        return out
+    pids = sorted(people)
+    who = {pid: patients[(p["site_id"], p["pseudonym"])] for pid, p in people.items()}
+    tables: dict[str, list[dict[str, Any]]] = {"person": list(people.values())}
+    for name in TABLES:
+        if name != "person":
+            tables[name] = _rows(session, OMOP[name], pids)
+    missing: dict[str, dict[str, float]] = {}
+    for name, rows in tables.items():
+        for r in rows:
+            r["patient"] = who[int(r["person_id"])].key
+            r["split"] = who[int(r["person_id"])].split
+        columns = [c.name for c in OMOP[name].columns] + ["patient", "split"]
+        parquet, csv_bytes = _frame_bytes(rows, columns)
+        out.put[f"clinical/{name}.parquet"] = parquet
+        out.put[f"clinical/{name}.csv"] = csv_bytes
+        cdm = [f.name for f in omop_fields()[name]]
+        _p, omop_csv = _frame_bytes([{k: r.get(k) for k in cdm} for r in rows], cdm)
+        out.put[f"clinical/omop/{name.upper()}.csv"] = omop_csv
+        if rows:
+            missing[name] = {c: sum(1 for r in rows if r.get(c) in (None, "")) / len(rows) for c in cdm}
+    # genomics: VCFs whole, variants indexed
+    variants = _rows(session, genomic_variant, pids)
+    files = {
+        int(r.id): dict(r._mapping)
+        for r in session.execute(
+            sa.select(genomic_file).where(genomic_file.c.id.in_({v["file_id"] for v in variants} or {-1}))
+        )
+    }
+    file_owner: dict[int, int] = {}
+    for v in variants:
+        file_owner.setdefault(v["file_id"], int(v["person_id"]))
+        v["patient"] = who[int(v["person_id"])].key
+        v["split"] = who[int(v["person_id"])].split
+    for fid, f in files.items():
+        p = who[file_owner[fid]]
+        safe = re.sub(r"[^A-Za-z0-9]+", "", p.key.split("/", 1)[-1])[:24]
+        out.link[f"genomics/{p.split}/{safe}_{f['blob_digest'][:8]}.vcf.gz"] = f["blob_digest"]
+    if variants:
+        vcols = [c.name for c in genomic_variant.columns] + ["patient", "split"]
+        out.put["genomics/variants.parquet"], out.put["genomics/variants.csv"] = _frame_bytes(variants, vcols)
+    if fhir:
+        for pid, p in people.items():
+            rp = who[pid]
+            bundle = fhir_bundle(
+                p, {n: [r for r in tables[n] if r["person_id"] == pid] for n in TABLES if n != "person"}
+            )
+            out.put[f"fhir/{rp.split}/{p['pseudonym']}.json"] = json.dumps(
+                bundle, indent=1, default=str
+            ).encode()
+    out.put["card/clinical.md"] = card_markdown(tables, who, variants, missing).encode()
+    out.summary = {
+        "patients_with_clinical_rows": len(people),
+        "rows": {n: len(r) for n, r in tables.items()},
+        "vcf_files": len(files),
+        "variants": len(variants),
+    }
+    return out
+
+
+def content(session: Session, patients: dict[tuple[int, str], Any]) -> str:
+    """What of the clinical and genomic data the release would carry (input digests), for its content key."""
+    import hashlib
+
+    from curata.collect.clinical import OMOP
+    from curata.collect.clinical import OMOP_TABLES as TABLES
+    from curata.collect.genomics import genomic_file, genomic_variant
+
+    person = OMOP["person"]
+    pids: list[int] = []
+    keys = list(patients)
+    for i in range(0, len(keys), 300):
+        chunk = keys[i : i + 300]
+        cond = sa.or_(*(sa.and_(person.c.site_id == s, person.c.pseudonym == p) for s, p in chunk))
+        pids += [int(x) for x in session.scalars(sa.select(person.c.person_id).where(cond))]
+    seen: set[str] = set()
+    for i in range(0, len(pids), 500):
+        chunk = pids[i : i + 500]
+        for name in TABLES:
+            t = OMOP[name]
+            if name != "person":
+                seen |= {
+                    f"{name}:{d}:{n}"
+                    for d, n in session.execute(
+                        sa.select(t.c.source_digest, sa.func.count())
+                        .where(t.c.person_id.in_(chunk))
+                        .group_by(t.c.source_digest)
+                    )
+                }
+        seen |= set(
+            session.scalars(
+                sa.select(genomic_file.c.blob_digest)
+                .join(genomic_variant, genomic_variant.c.file_id == genomic_file.c.id)
+                .where(genomic_variant.c.person_id.in_(chunk))
+            )
+        )
+    return hashlib.sha256("\n".join(sorted(seen)).encode()).hexdigest() if seen else ""
+
+
+# -- FHIR ----------------------------------------------------------------------------------------------
+
+
+def _date(v: Any) -> str | None:
+    return v.isoformat() if isinstance(v, dt.date | dt.datetime) else None
+
+
+def _concept(code: str | None, system: str | None, display: str | None) -> dict[str, Any]:
+    uri = {
+        "ICD10": "http://hl7.org/fhir/sid/icd-10",
+        "LOINC": "http://loinc.org",
+        "SNOMED": "http://snomed.info/sct",
+        "ATC": "http://www.whocc.no/atc",
+        "RXNORM": "http://www.nlm.nih.gov/research/umls/rxnorm",
+    }.get(system or "")
+    cc: dict[str, Any] = {}
+    if code:
+        cc["coding"] = [{k: v for k, v in (("system", uri), ("code", code), ("display", display)) if v}]
+    if display:
+        cc["text"] = display
+    return cc
+
+
+def fhir_bundle(p: dict[str, Any], rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A FHIR R4 collection Bundle of one patient's released rows (pseudonymous, shifted dates)."""
+    pid = p["pseudonym"]
+    ref = {"reference": f"Patient/{pid}"}
+    entries: list[dict[str, Any]] = []
+    patient: dict[str, Any] = {"resourceType": "Patient", "id": pid, "identifier": [{"value": pid}]}
+    if p.get("gender_source_value") in ("M", "F"):
+        patient["gender"] = {"M": "male", "F": "female"}[p["gender_source_value"]]
+    if p.get("year_of_birth"):
+        patient["birthDate"] = f"{int(p['year_of_birth']):04d}"
+    entries.append(patient)
+    for n, r in enumerate(rows.get("condition_occurrence", [])):
+        c: dict[str, Any] = {
+            "resourceType": "Condition",
+            "id": f"{pid}-c{n}",
+            "subject": ref,
+            "code": _concept(
+                r.get("condition_source_value"), r.get("source_system"), r.get("source_display")
+            ),
+            "onsetDateTime": _date(r.get("condition_start_date")),
+        }
+        if r.get("stage"):
+            c["stage"] = [{"summary": {"text": r["stage"]}}]
+        entries.append(c)
+    for name, rt in (("measurement", "Observation"), ("observation", "Observation")):
+        for n, r in enumerate(rows.get(name, [])):
+            o: dict[str, Any] = {
+                "resourceType": rt,
+                "id": f"{pid}-{name[0]}{n}",
+                "status": "final",
+                "subject": ref,
+                "code": _concept(
+                    r.get(f"{name}_source_value"), r.get("source_system"), r.get("source_display")
+                ),
+                "effectiveDateTime": _date(r.get(f"{name}_date")),
+            }
+            if r.get("value_as_number") is not None:
+                o["valueQuantity"] = {"value": r["value_as_number"], "unit": r.get("unit_source_value")}
+            elif r.get("value_as_string") or r.get("value_source_value"):
+                o["valueString"] = r.get("value_as_string") or r.get("value_source_value")
+            entries.append(o)
+    for n, r in enumerate(rows.get("procedure_occurrence", [])):
+        entries.append(
+            {
+                "resourceType": "Procedure",
+                "id": f"{pid}-p{n}",
+                "status": "completed",
+                "subject": ref,
+                "code": _concept(
+                    r.get("procedure_source_value"), r.get("source_system"), r.get("source_display")
+                ),
+                "performedDateTime": _date(r.get("procedure_date")),
+            }
+        )
+    for n, r in enumerate(rows.get("drug_exposure", [])):
+        entries.append(
+            {
+                "resourceType": "MedicationStatement",
+                "id": f"{pid}-m{n}",
+                "status": "completed",
+                "subject": ref,
+                "medicationCodeableConcept": _concept(
+                    r.get("drug_source_value"), r.get("source_system"), r.get("source_display")
+                ),
+                "effectivePeriod": {
+                    "start": _date(r.get("drug_exposure_start_date")),
+                    "end": _date(r.get("drug_exposure_end_date")),
+                },
+            }
+        )
+    for n, r in enumerate(rows.get("specimen", [])):
+        s: dict[str, Any] = {
+            "resourceType": "Specimen",
+            "id": f"{pid}-s{n}",
+            "subject": ref,
+            "collection": {"collectedDateTime": _date(r.get("specimen_date"))},
+        }
+        if r.get("specimen_source_id"):
+            s["identifier"] = [{"value": r["specimen_source_id"]}]
+        if r.get("specimen_source_value"):
+            s["type"] = _concept(r["specimen_source_value"], None, None)
+        entries.append(s)
+    clean = [{k: v for k, v in e.items() if v not in (None, {}, [])} for e in entries]
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"fullUrl": f"urn:curata:{e['resourceType']}/{e['id']}", "resource": e} for e in clean],
+    }
+
+
+# -- the card ------------------------------------------------------------------------------------------
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return [*out, ""]
+
+
+def card_markdown(
+    tables: dict[str, list[dict[str, Any]]],
+    who: dict[int, ReleasePatient],
+    variants: list[dict[str, Any]],
+    missing: dict[str, dict[str, float]],
+) -> str:
+    md = ["# Clinical and genomic composition", ""]
+    n_people = len(tables["person"])
+    md += [
+        f"{n_people} of the release's patients have clinical or genomic rows. Dates are shifted per "
+        "patient (intervals kept); ages above 89 read as 90.",
+        "",
+    ]
+    dx_patients: dict[str, set[int]] = defaultdict(set)
+    stages: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in tables.get("condition_occurrence", []):
+        name = (r.get("source_display") or r.get("condition_source_value") or "unknown").lower()
+        dx_patients[name].add(int(r["person_id"]))
+        if r.get("stage_group") or r.get("stage"):
+            stages[name][r.get("stage_group") or r.get("stage")] += 1
+    md += ["## Diagnoses (patients)", ""]
+    md += _table(
+        ["diagnosis", "patients", "stages"],
+        [
+            [d, len(p), ", ".join(f"{k}: {v}" for k, v in sorted(stages[d].items())) or "-"]
+            for d, p in sorted(dx_patients.items(), key=lambda kv: -len(kv[1]))
+        ],
+    )
+    outcomes = Counter(
+        ": ".join(
+            x
+            for x in (r.get("source_display") or r.get("observation_source_value"), r.get("value_as_string"))
+            if x
+        )
+        or "unknown"
+        for r in tables.get("observation", [])
+    )
+    md += ["## Outcomes and observations (rows)", ""]
+    md += (
+        _table(["observation", "rows"], [[k, v] for k, v in outcomes.most_common(20)])
+        if outcomes
+        else ["none", ""]
+    )
+    md += ["## Age, sex and region by diagnosis (patients)", ""]
+    rows = []
+    for d, pids in sorted(dx_patients.items()):
+        for dim in ("age", "sex", "region"):
+            c = Counter(who[p].attributes.get(dim, "unknown") for p in pids)
+            rows.append([d, dim, ", ".join(f"{k}: {v}" for k, v in sorted(c.items()))])
+    md += _table(["diagnosis", "dimension", "patients"], rows)
+    md += ["## Missing data per field (share of released rows with no value)", ""]
+    mrows = [
+        [t, c, f"{share:.0%}"]
+        for t, cols in missing.items()
+        for c, share in cols.items()
+        if not c.endswith("_concept_id")
+    ]
+    md += _table(["table", "field", "missing"], mrows)
+    rare = [v for v in variants if v.get("population_af") is None or v["population_af"] < RARE_AF]
+    md += ["## Genomic data and re-identification risk", ""]
+    md += [
+        f"{len(variants)} variant calls from {len({v['file_id'] for v in variants})} VCF files. "
+        f"{len(rare)} calls are rare (population allele frequency below {RARE_AF} or unknown). "
+        "Variants are data and are released unchanged: a rare variant, or a set of common ones, can "
+        "single out a person or their relatives when matched against another genomic database. Sample "
+        "IDs are pseudonyms and identifying header lines were removed at the site, but the genotype "
+        "itself cannot be de-identified; licensees must not attempt re-identification or linkage.",
+        "",
+    ]
+    genes = Counter(v.get("gene") or "unknown" for v in variants)
+    md += _table(["gene", "variant calls"], [[g, n] for g, n in genes.most_common(15)]) if variants else [""]
+    return "\n".join(md) + "\n"

@@ -1,0 +1,148 @@
+"""Clinical and genomic ingest through `curata ingest`: linkage to images, de-identification, quarantine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import sqlalchemy as sa
+
+from curata.catalog import Patient, Study
+from curata.collect.clinical.models import OMOP, clinical_source
+from curata.collect.genomics.models import genomic_file, genomic_variant
+from curata.collect.ingest import Ingestor
+from tests.collect.clinical._fixtures import (
+    PATIENT,
+    csv_row,
+    fhir_resources,
+    vcf_text,
+    write_csv,
+    write_ndjson,
+)
+from tests.conftest import make_ct
+
+
+def _rows(ws, table):  # type: ignore[no-untyped-def]
+    with ws.catalog.session() as s:
+        return [dict(r._mapping) for r in s.execute(sa.select(table))]
+
+
+def test_csv_rows_share_the_pseudonym_and_shift_of_the_patients_images(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    export = tmp_path / "export"
+    make_ct(export / "ct" / "IM0001", patient_id=PATIENT["mrn"], patient_name="Okonkwo-Bello^Adaeze")
+    write_csv(export / "clinical" / "diagnoses.csv", [csv_row()])
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([export])
+    assert not problems, [p.reason for p in problems]
+    assert summary.counts["ingested"] == 2
+    with workspace.catalog.session() as s:
+        patient = s.scalar(sa.select(Patient))
+        study = s.scalar(sa.select(Study))
+    persons = _rows(workspace, OMOP["person"])
+    assert [p["pseudonym"] for p in persons] == [patient.pseudonym]
+    cond = _rows(workspace, OMOP["condition_occurrence"])
+    assert len(cond) == 1
+    assert cond[0]["condition_source_value"] == "C34.1" and cond[0]["stage"] == "IIIA"
+    assert cond[0]["source_display"] == "lung adenocarcinoma"
+    # the CT was on 2024-03-01, the diagnosis on 2024-02-20: 10 days before, in the shifted dates too
+    ct_day = dt.datetime.strptime(study.study_date, "%Y%m%d").date()
+    assert (ct_day - cond[0]["condition_start_date"]).days == 10
+    assert cond[0]["condition_start_date"] != dt.date(2024, 2, 20)
+    meas = _rows(workspace, OMOP["measurement"])
+    assert meas[0]["value_as_number"] == 11.2 and meas[0]["unit_source_value"] == "g/dL"
+    spec = _rows(workspace, OMOP["specimen"])
+    assert spec[0]["specimen_source_id"].startswith("SPEC-") and spec[0]["slide_id"].startswith("SLIDE-")
+    periods = _rows(workspace, OMOP["observation_period"])
+    assert (
+        len(periods) == 1 and periods[0]["observation_period_start_date"] == cond[0]["condition_start_date"]
+    )
+    # the free-text note kept its clinical words and lost the name, the doctor's name and the phone
+    note = cond[0]["note"]
+    assert "cough" in note and "Adaeze" not in note and "Danjuma" not in note and "0199" not in note
+
+
+def test_reingest_is_present_and_bad_rows_are_quarantined_with_line_and_reason(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        csv_row(),
+        csv_row(mrn=""),
+        csv_row(diagnosis_date="not a date at all Adaeze"),
+        csv_row(icd10="Adaeze Okonkwo"),
+        csv_row(stage="Okonkwo"),
+        csv_row(mrn="MRN-55555", patient_name="Tunde Bakare"),
+    ]
+    path = write_csv(tmp_path / "export" / "dx.csv", rows)
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([path])
+    assert summary.failed and summary.counts["rows refused"] == 4
+    reason = problems[0].reason or ""
+    assert "line 3: mrn: no patient ID" in reason
+    assert "line 4: date: not a date" in reason
+    assert "line 5: code: not a valid ICD10 code" in reason
+    assert "line 6: stage: not a stage" in reason
+    assert "Adaeze" not in reason and "Okonkwo" not in reason
+    assert len(_rows(workspace, OMOP["condition_occurrence"])) == 2
+    assert len(_rows(workspace, OMOP["person"])) == 2
+    again, _ = Ingestor(workspace, workers=1).ingest_paths([path])
+    assert again.counts.get("present") == 1 and len(_rows(workspace, OMOP["condition_occurrence"])) == 2
+    assert len(_rows(workspace, clinical_source)) == 1
+
+
+def test_fhir_ndjson_becomes_omop_rows_with_the_same_pseudonym(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    export = tmp_path / "bulk"
+    make_ct(export / "IM0001", patient_id=PATIENT["mrn"])
+    res = fhir_resources()
+    write_ndjson(export / "Patient.ndjson", res[:1])
+    write_ndjson(export / "Clinical.ndjson", [*res[1:], {"resourceType": "Observation", "status": 12}])
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([export])
+    assert summary.counts["rows refused"] == 1
+    assert "line 7: Observation: not a valid Observation resource" in (problems[0].reason or "")
+    with workspace.catalog.session() as s:
+        pseudonym = s.scalar(sa.select(Patient.pseudonym))
+    persons = _rows(workspace, OMOP["person"])
+    assert [p["pseudonym"] for p in persons] == [pseudonym]
+    assert persons[0]["gender_source_value"] == "F"
+    cond = _rows(workspace, OMOP["condition_occurrence"])
+    assert cond[0]["stage"] == "IV" and cond[0]["condition_source_value"] == "C34.1"
+    assert _rows(workspace, OMOP["measurement"])[0]["value_as_number"] == 11.2
+    assert _rows(workspace, OMOP["procedure_occurrence"])[0]["procedure_source_value"] == "173171007"
+    drug = _rows(workspace, OMOP["drug_exposure"])[0]
+    assert (drug["drug_exposure_end_date"] - drug["drug_exposure_start_date"]).days == 182
+    assert _rows(workspace, OMOP["specimen"])[0]["specimen_source_value"] == "122610009"
+    obs = _rows(workspace, OMOP["observation"])
+    assert "Danjuma" not in json.dumps(obs, default=str) and "EGFR" in (obs[0]["note"] or "")
+
+
+def test_vcf_sample_becomes_the_patients_pseudonym_and_variants_are_indexed(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+
+    export = tmp_path / "genomes"
+    make_ct(export / "IM0001", patient_id=PATIENT["mrn"])
+    (export / "tumour.vcf").write_text(vcf_text())
+    _summary, problems = Ingestor(workspace, workers=1).ingest_paths([export])
+    assert not problems, [p.reason for p in problems]
+    with workspace.catalog.session() as s:
+        pseudonym = s.scalar(sa.select(Patient.pseudonym))
+    files = _rows(workspace, genomic_file)
+    assert files[0]["samples"] == [pseudonym] and files[0]["variant_count"] == 2
+    assert files[0]["dropped_header_lines"] >= 6
+    out = gzip.decompress(workspace.store.get_bytes(files[0]["blob_digest"])).decode()
+    assert f"FORMAT\t{pseudonym}" in out and "55191822" in out and "p.Leu858Arg" in out
+    assert out.startswith("##fileformat=VCFv4.2\n") and "ERRORS / WARNINGS / INFO" in out  # descriptions kept
+    for gone in (
+        "##commandline",
+        "##SAMPLE",
+        "##PEDIGREE",
+        "##fileDate",
+        "GATKCommandLine",
+        "/data/lagos",
+        "MRN-",
+    ):
+        assert gone not in out
+    variants = {v["pos"]: v for v in _rows(workspace, genomic_variant)}
+    v = variants[55191822]
+    assert (v["gene"], v["consequence"], v["hgvs_c"], v["hgvs_p"]) == (
+        "EGFR",
+        "missense_variant",
+        "c.2573T>G",
+        "p.Leu858Arg",
+    )
+    assert v["zygosity"] == "heterozygous" and abs(v["allele_frequency"] - 0.42) < 1e-6
+    assert variants[55181378]["zygosity"] == "homozygous"

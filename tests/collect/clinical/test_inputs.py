@@ -1,0 +1,120 @@
+"""The other input shapes: Excel, a FHIR Bundle with urn:uuid references (R4) and R5 resources, BCF;
+and the age cap."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import sqlalchemy as sa
+
+from curata.collect.clinical.models import OMOP
+from curata.collect.genomics.models import genomic_file, genomic_variant
+from curata.collect.ingest import Ingestor
+from tests.collect.clinical._fixtures import (
+    CSV_COLUMNS,
+    MAPPING,
+    csv_row,
+    fhir_resources,
+    vcf_text,
+    write_csv,
+)
+
+
+def _count(ws, table) -> int:  # type: ignore[no-untyped-def]
+    with ws.catalog.session() as s:
+        return s.scalar(sa.select(sa.func.count()).select_from(table)) or 0
+
+
+def test_excel_export_through_the_same_mapping(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "xl"
+    folder.mkdir()
+    pd.DataFrame([csv_row(), csv_row(mrn="MRN-2")], columns=CSV_COLUMNS).to_excel(
+        folder / "dx.xlsx", index=False
+    )
+    (folder / "clinical-map.toml").write_text(MAPPING)
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([folder])
+    assert not problems and summary.counts["ingested"] == 1
+    assert _count(workspace, OMOP["condition_occurrence"]) == 2 and _count(workspace, OMOP["person"]) == 2
+
+
+def test_fhir_bundle_with_uuid_references_and_r5_resources(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    res = fhir_resources()
+    entries = [{"fullUrl": "urn:uuid:6a1c0d5e-0000-4000-8000-000000000001", "resource": res[0]}]
+    for r in res[1:]:
+        r = dict(r, subject={"reference": "urn:uuid:6a1c0d5e-0000-4000-8000-000000000001"})
+        entries.append({"fullUrl": f"urn:uuid:{r['id']}", "resource": r})
+    # an R5 MedicationStatement: medication is a CodeableReference (R4's medicationCodeableConcept is gone)
+    entries.append({"resource": {
+        "resourceType": "MedicationStatement", "status": "recorded",
+        "subject": {"reference": "urn:uuid:6a1c0d5e-0000-4000-8000-000000000001"},
+        "medication": {"concept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "L01XE03",
+                                               "display": "erlotinib"}]}},
+        "effectivePeriod": {"start": "2024-10-01", "end": "2024-12-01"}}})  # fmt: skip
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    (folder / "bundle.json").write_text(
+        json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries})
+    )
+    _summary, problems = Ingestor(workspace, workers=1).ingest_paths([folder])
+    assert not problems, [p.reason for p in problems]
+    assert _count(workspace, OMOP["drug_exposure"]) == 2
+    assert _count(workspace, OMOP["condition_occurrence"]) == 1
+
+
+def test_bcf_input(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pysam
+
+    (tmp_path / "in.vcf").write_text(vcf_text())
+    folder = tmp_path / "bcf"
+    folder.mkdir()
+    with (
+        pysam.VariantFile(str(tmp_path / "in.vcf")) as src,
+        pysam.VariantFile(str(folder / "tumour.bcf"), "wb", header=src.header) as dst,
+    ):
+        for rec in src:
+            dst.write(rec)
+    _summary, problems = Ingestor(workspace, workers=1).ingest_paths([folder])
+    assert not problems, [p.reason for p in problems]
+    with workspace.catalog.session() as s:
+        assert s.scalar(sa.select(genomic_file.c.format)) == "bcf"
+    assert _count(workspace, genomic_variant) == 2
+
+
+def test_ages_above_89_read_as_90(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv(tmp_path / "old" / "dx.csv", [csv_row(dob="1921-05-01")])  # 102 at the diagnosis
+    Ingestor(workspace, workers=1).ingest_paths([path])
+    with workspace.catalog.session() as s:
+        p = s.execute(sa.select(OMOP["person"])).one()
+        start = s.scalar(sa.select(OMOP["condition_occurrence"].c.condition_start_date))
+    assert p.age_capped is True and start.year - p.year_of_birth == 90
+
+
+def test_text_and_bcf_give_the_same_variant_index_and_a_bad_line_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pysam
+    import pytest
+
+    from curata.collect.clinical.mapping import VcfMap
+    from curata.collect.genomics.vcf import deidentify_vcf
+    from curata.errors import InputError
+
+    key = bytes(range(32))
+    (tmp_path / "in.vcf").write_text(vcf_text())
+    with (
+        pysam.VariantFile(str(tmp_path / "in.vcf")) as src,
+        pysam.VariantFile(str(tmp_path / "in.bcf"), "wb", header=src.header) as dst,
+    ):
+        for rec in src:
+            dst.write(rec)
+    text = deidentify_vcf((tmp_path / "in.vcf").read_bytes(), "in.vcf", VcfMap(), key)
+    bcf = deidentify_vcf((tmp_path / "in.bcf").read_bytes(), "in.bcf", VcfMap(), key)
+    assert text.samples == bcf.samples and text.records == bcf.records == 2
+    for a, b in zip(text.variants, bcf.variants, strict=True):
+        assert {k: v for k, v in a.items() if k != "allele_frequency"} == {
+            k: v for k, v in b.items() if k != "allele_frequency"
+        }
+        assert abs(a["allele_frequency"] - b["allele_frequency"]) < 1e-6
+    lines = vcf_text().splitlines()
+    lines[-1] = lines[-1].replace("55181378", "55181x78")
+    with pytest.raises(InputError, match=f"VCF line {len(lines)} is malformed"):
+        deidentify_vcf(("\n".join(lines) + "\n").encode(), "bad.vcf", VcfMap(), key)

@@ -1,0 +1,125 @@
+"""Planted identifiers: in every CSV column, every FHIR element and every VCF header line type.
+
+Each test plants the patient's identifiers (name, MRN, phone, address, national ID, birth date,
+site paths) in one place at a time, ingests everything with the site key, then scans every stored
+object and every catalog row (quarantine reasons included) for any of them: zero may survive.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+from typing import Any
+
+import sqlalchemy as sa
+
+from curata.catalog import Base, QuarantineItem
+from curata.collect.clinical.models import OMOP
+from curata.collect.genomics.models import genomic_file
+from curata.collect.ingest import Ingestor
+from tests.collect.clinical._fixtures import (
+    CSV_COLUMNS,
+    NEEDLES,
+    PLANT,
+    VCF_HEADER,
+    csv_row,
+    fhir_resources,
+    vcf_text,
+    write_csv,
+    write_ndjson,
+)
+
+
+def _survivors(ws) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every needle found in any stored blob (gzip opened) or any catalog value."""
+    texts: list[str] = []
+    for digest in ws.store.digests():
+        data = ws.store.get_bytes(digest)
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        texts.append(data.decode("utf-8", "replace"))
+    with ws.catalog.session() as s:
+        for table in Base.metadata.sorted_tables:
+            for row in s.execute(sa.select(table)):
+                texts.append(" ".join(str(v) for v in row))
+    blob = "\n".join(texts).lower()
+    return [n for n in NEEDLES if n.lower() in blob]
+
+
+def _plant(value: str) -> str:
+    return f"{value} {PLANT}" if value else PLANT
+
+
+def test_every_csv_column(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rows = [csv_row()] + [csv_row(**{col: _plant(csv_row()[col])}) for col in CSV_COLUMNS]
+    path = write_csv(tmp_path / "export" / "planted.csv", rows)
+    summary, _ = Ingestor(workspace, workers=1).ingest_paths([path])
+    assert summary.counts["ingested"] == 1
+    with workspace.catalog.session() as s:
+        kept = s.scalar(sa.select(sa.func.count()).select_from(OMOP["condition_occurrence"]))
+    # identifier and unmapped columns, notes and displays are cleaned, not refused: most rows are kept
+    assert kept >= len(CSV_COLUMNS) // 2
+    assert _survivors(workspace) == []
+    workspace.store.put_bytes(PLANT.encode())  # the scan itself finds a planted value when one is there
+    assert "Okonkwo-Bello" in _survivors(workspace)
+
+
+def _leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _leaves(v, (*path, k))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _leaves(v, (*path, i))]
+    return [path] if isinstance(node, str) else []
+
+
+def _set(node: Any, path: tuple[Any, ...], value: str) -> None:
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+
+
+def test_every_fhir_element(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base = fhir_resources("pat-0")
+    lines: list[dict[str, Any]] = list(base)
+    planted = 0
+    for r_i, res in enumerate(base):
+        for leaf in _leaves(res):
+            k = len(lines)
+            variant = copy.deepcopy(fhir_resources(f"pat-{k}"))
+            target = variant[r_i]
+            old = target
+            for p in leaf:
+                old = old[p]
+            _set(target, leaf, _plant(str(old)))
+            lines.extend(variant)
+            planted += 1
+    assert planted > 60  # every string element of the seven resource types
+    write_ndjson(tmp_path / "bulk" / "export.ndjson", lines)
+    summary, _ = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "bulk"])
+    assert summary.counts["ingested"] == 1
+    with workspace.catalog.session() as s:
+        conditions = s.scalar(sa.select(sa.func.count()).select_from(OMOP["condition_occurrence"]))
+        reasons = " ".join(s.scalars(sa.select(QuarantineItem.reason)))
+    assert conditions >= planted // 2
+    assert "Observation" in reasons or "Patient" in reasons  # some planted resources were refused, by field
+    assert _survivors(workspace) == []
+
+
+def test_every_vcf_header_line_type(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    export = tmp_path / "genomes"
+    write_csv(export / "clinical.csv", [csv_row()])  # the site's clinical export names the patient
+    for i, line in enumerate(VCF_HEADER):
+        header = list(VCF_HEADER)
+        if 'Description="' in line:
+            header[i] = line.replace('Description="', f'Description="{PLANT} /data/lagos/Okonkwo/x ', 1)
+        elif line.endswith(">"):
+            header[i] = line[:-1] + f',Note="{PLANT} /data/lagos/Okonkwo/x">'
+        else:
+            header[i] = f"{line} {PLANT} /data/lagos/Okonkwo/x"
+        (export / f"planted-{i:02d}.vcf").write_text(vcf_text(header=header))
+    (export / "plain.vcf").write_text(vcf_text())
+    _summary, _ = Ingestor(workspace, workers=1).ingest_paths([export])
+    with workspace.catalog.session() as s:
+        files = s.scalar(sa.select(sa.func.count()).select_from(genomic_file))
+    assert files >= len(VCF_HEADER) - 2  # planted lines are cleaned or dropped; the files themselves go on
+    assert _survivors(workspace) == []

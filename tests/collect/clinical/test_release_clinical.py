@@ -1,0 +1,88 @@
+"""Releases carry the clinical tables, OMOP CSVs, per-case VCFs and FHIR Bundles, split with the images."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from curata.collect.ingest import Ingestor
+from curata.publish import create_release, export_release
+from curata.publish.manifest import Manifest
+from curata.publish.release import get_version
+from tests.collect.clinical._fixtures import csv_row, vcf_text, write_csv
+from tests.conftest import make_ct
+
+MRNS = [f"MRN-{n:05d}" for n in range(10, 16)]
+
+
+def test_release_carries_clinical_and_genomic_files_split_with_the_images(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    export = tmp_path / "export"
+    for i, mrn in enumerate(MRNS):
+        make_ct(export / "ct" / mrn, patient_id=mrn, patient_name=f"Pat^{i}", seed=i)
+    rows = [
+        csv_row(mrn=m, patient_name=f"Pat {i}", stage=["I", "IIIA", "IV"][i % 3]) for i, m in enumerate(MRNS)
+    ]
+    write_csv(export / "clinical" / "dx.csv", rows)
+    (export / "genomes").mkdir()
+    for m in MRNS[:2]:
+        (export / "genomes" / f"{m}.vcf").write_text(vcf_text(sample=m))
+    _summary, problems = Ingestor(workspace, workers=1).ingest_paths([export])
+    assert not problems, [p.reason for p in problems]
+    rel = create_release(workspace, "lung-clin", formats="dicom,fhir")
+    with workspace.catalog.session() as s:
+        v = get_version(s, rel["ref"])
+        manifest = Manifest.from_bytes(workspace.store.get_bytes(v.manifest_digest))
+        splits_digest = next(f.sha256 for f in manifest.files if f.path == "splits.json")
+    paths = {f.path: f.sha256 for f in manifest.files}
+    for name in ("person", "condition_occurrence", "measurement", "specimen", "observation_period"):
+        assert f"clinical/{name}.parquet" in paths and f"clinical/{name}.csv" in paths
+        assert f"clinical/omop/{name.upper()}.csv" in paths
+    splits = json.loads(workspace.store.get_bytes(splits_digest))
+    cond = pd.read_parquet(
+        io.BytesIO(workspace.store.get_bytes(paths["clinical/condition_occurrence.parquet"]))
+    )
+    assert len(cond) == len(MRNS)
+    assert all(
+        splits[p] == s for p, s in zip(cond["patient"], cond["split"], strict=True)
+    )  # split with images
+    omop = pd.read_csv(io.BytesIO(workspace.store.get_bytes(paths["clinical/omop/CONDITION_OCCURRENCE.csv"])))
+    assert list(omop.columns)[:4] == [
+        "condition_occurrence_id",
+        "person_id",
+        "condition_concept_id",
+        "condition_start_date",
+    ]
+    vcfs = [p for p in paths if p.startswith("genomics/") and p.endswith(".vcf.gz")]
+    assert len(vcfs) == 2 and all(p.split("/")[1] in ("train", "validation", "test") for p in vcfs)
+    assert b"p.Leu858Arg" in gzip.decompress(workspace.store.get_bytes(paths[vcfs[0]]))
+    bundles = [p for p in paths if p.startswith("fhir/")]
+    assert len(bundles) == len(MRNS)
+    from fhir.resources.R4B.bundle import Bundle
+
+    bundle = Bundle.model_validate(json.loads(workspace.store.get_bytes(paths[bundles[0]])))
+    kinds = {e.resource.get_resource_type() for e in bundle.entry}
+    assert {"Patient", "Condition", "Observation", "Specimen"} <= kinds
+    card = workspace.store.get_bytes(paths["card/clinical.md"]).decode()
+    assert "lung adenocarcinoma" in card and "III: 2" in card and "re-identification" in card
+    assert "Missing data per field" in card
+    assert b"clinical.md" in workspace.store.get_bytes(paths["card/README.md"])
+    # the licensee's copy carries them and the shipped verifier accepts it
+    out = export_release(workspace, rel["ref"], tmp_path / "acme", licensee="ACME AI")
+    folder = Path(out["directory"])
+    assert (folder / "clinical" / "omop" / "PERSON.csv").is_file()
+    res = subprocess.run([sys.executable, "-I", str(folder / "verify_release.py"), str(folder)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    # same content, same version; new clinical data, new version
+    assert not create_release(workspace, "lung-clin", formats="dicom,fhir")["created"]
+    write_csv(
+        export / "clinical2" / "more.csv", [csv_row(mrn=MRNS[0], icd10="C78.0", diagnosis="lung metastasis")]
+    )
+    Ingestor(workspace, workers=1).ingest_paths([export / "clinical2"])
+    assert create_release(workspace, "lung-clin", formats="dicom,fhir")["created"]
