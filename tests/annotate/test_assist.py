@@ -64,12 +64,13 @@ def test_monai_label_api_drafts_trains_and_samples(organs) -> None:  # type: ign
 
     ws = organs
     tasks = annotate.list_tasks(ws, "organs")
-    with ServerThread(create_app(ws)) as server:
+    with ServerThread(create_app(ws, token="assist-token")) as server:
+        http = httpx.Client(headers={"Authorization": "Bearer assist-token"})
         base = f"{server.url}/annotate/monailabel/organs"
-        info = httpx.get(f"{base}/info/").json()
+        info = http.get(f"{base}/info/").json()
         assert set(info["models"]) >= {"body", "lungs", "bone"} and info["labels"] == {"lung": 1, "bone": 2}
         assert info["datastore"] == {"total": 3, "completed": 0}
-        r = httpx.post(
+        r = http.post(
             f"{base}/infer/lungs", params={"image": tasks[0].series_uid, "output": "dicom_seg"}, timeout=120
         )
         assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
@@ -88,11 +89,11 @@ def test_monai_label_api_drafts_trains_and_samples(organs) -> None:  # type: ign
         for reader in tasks[0].readers:
             assert all(not x.is_draft for x in annotate.visible_reads(ws, "organs", tasks[0].id, reader))
         assert any(x.is_draft for x in annotate.visible_reads(ws, "organs", tasks[0].id, "dee"))
-        bone = httpx.post(
+        bone = http.post(
             f"{base}/infer/bone", params={"image": tasks[0].series_uid, "output": "json"}, timeout=120
         )
         assert bone.json()["labels"] == ["bone"]
-        assert httpx.post(f"{base}/infer/nope", params={"image": tasks[0].series_uid}).status_code in (
+        assert http.post(f"{base}/infer/nope", params={"image": tasks[0].series_uid}).status_code in (
             404,
             409,
         )
@@ -104,13 +105,13 @@ def test_monai_label_api_drafts_trains_and_samples(organs) -> None:  # type: ign
                 annotate.submit(ws, "organs", t.id, reader, seconds=10)
         for res in annotate.compute_agreement(ws, "organs"):
             annotate.accept_review(ws, "organs", res.task_id, "dee")
-        assert httpx.get(f"{base}/datastore/").json()["completed"] == 2
-        trained = httpx.post(f"{base}/train/unet", json={"max_epochs": 8}, timeout=300).json()
+        assert http.get(f"{base}/datastore/").json()["completed"] == 2
+        trained = http.post(f"{base}/train/unet", json={"max_epochs": 8}, timeout=300).json()
         assert trained["cases"] == 2 and trained["final_loss"] < trained["first_loss"]
-        assert "unet" in httpx.get(f"{base}/info/").json()["models"]
-        nxt = httpx.post(f"{base}/activelearning/uncertainty", timeout=120).json()
+        assert "unet" in http.get(f"{base}/info/").json()["models"]
+        nxt = http.post(f"{base}/activelearning/uncertainty", timeout=120).json()
         assert nxt["id"] == tasks[2].series_uid
-        unet = httpx.post(
+        unet = http.post(
             f"{base}/infer/unet", params={"image": tasks[2].series_uid, "output": "json"}, timeout=120
         )
         assert unet.status_code == 200

@@ -56,7 +56,18 @@ def test_queue_blinding_and_adjudication_in_the_browser(project, browser) -> Non
         annotate.file_object(ws, annotate.seg_for(ws, "livers", t.id, labels, reader=reader))
         annotate.submit(ws, "livers", t.id, reader, seconds=20)
     annotate.compute_agreement(ws, "livers", t.id)
+    from curata.server import service
+
+    # the reading pages sit behind the platform's sign-in (a platform admin here, who may view the
+    # pages as any reader with ?user=)
+    service.create_user(ws, "lead", "a long lead password", platform_admin=True)
     with ServerThread(create_app(ws)) as server:
+        browser.delete_all_cookies()
+        browser.get(f"{server.url}/ui/login")
+        browser.find_element(By.ID, "username").send_keys("lead")
+        browser.find_element(By.ID, "password").send_keys("a long lead password")
+        browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        WebDriverWait(browser, 30).until(lambda d: "/ui/login" not in d.current_url)
         base = f"{server.url}/annotate/livers/pages"
         browser.get(f"{base}/queue?user={a}")
         assert "Outline the liver" in browser.find_element(By.CLASS_NAME, "instructions").text

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from curata.annotate._seg import reader_code
 from curata.errors import AnnotationError
 
 FIELD_KINDS = ("finding", "measurement", "text")
@@ -164,11 +165,11 @@ def write_sr(
         is_complete=True,
         is_final=True,
         is_verified=True,
-        verifying_observer_name=signer,
+        verifying_observer_name=reader_code(signer),
         verifying_organization="Curata reading",
         series_description=title[:64],
     )
-    sr.ContentCreatorName = author
+    sr.ContentCreatorName = reader_code(author)
     if getattr(evidence[0], "PatientIdentityRemoved", "") == "YES":
         sr.PatientIdentityRemoved = "YES"
     buf = io.BytesIO()

@@ -334,6 +334,10 @@ def page_adjudication(request: Request, project: str, user: str) -> Response:
     from curata.annotate import list_tasks, task_agreement, visible_reads
 
     ws = _ws(request)
+    # a signed-in browser's form carries its session's CSRF token (the platform checks it on POST)
+    access = getattr(request.state, "access", None)
+    token = getattr(getattr(access, "principal", None), "csrf_token", "") or ""
+    csrf = f"<input type='hidden' name='csrf_token' value='{escape(token)}'>" if token else ""
     try:
         tasks = list_tasks(ws, project, state="adjudication")
         blocks = []
@@ -355,7 +359,7 @@ def page_adjudication(request: Request, project: str, user: str) -> Response:
                 f"<form id='decide-{t.id}' method='post' action='tasks/{t.id}/adjudicate?user={quote(user)}'>"
                 f"<select name='decision'><option value='staple'>STAPLE consensus</option>"
                 f"<option value='accept_read'>accept one read</option></select>"
-                f"<select name='read'>{options}</select><button type='submit'>decide</button></form>"
+                f"<select name='read'>{options}</select>{csrf}<button type='submit'>decide</button></form>"
             )
     except CurataError as exc:
         raise _fail(exc) from exc
@@ -366,13 +370,13 @@ def page_adjudication(request: Request, project: str, user: str) -> Response:
 
 @router.post("/{project}/pages/tasks/{task_id}/adjudicate")
 async def page_decide(request: Request, project: str, task_id: int, user: str) -> Response:
-    from urllib.parse import parse_qs, quote
+    from urllib.parse import quote
 
     from fastapi.responses import RedirectResponse
 
     from curata.annotate import adjudicate
 
-    form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+    form = {k: str(v) for k, v in (await request.form()).items()}  # cached if the CSRF check read it
     decision = form.get("decision", "staple")
     read = int(form["read"]) if decision == "accept_read" and form.get("read") else None
     try:

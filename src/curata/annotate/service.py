@@ -785,6 +785,8 @@ def file_object(
     )
     if kind is None:
         raise InputError(f"SOP class {sop_class} is not an annotation (SEG, SR or RTSTRUCT)")
+    from curata.annotate._seg import reader_code
+
     who = reader or str(getattr(ds, "ContentCreatorName", "") or "")
     if not who:
         raise InputError(
@@ -798,14 +800,15 @@ def file_object(
         if project:
             stmt = stmt.where(AnnotationTask.project_id == _project(session, project).id)
         tasks = list(session.scalars(stmt))
-        tasks = [
-            t
-            for t in tasks
-            if session.scalar(
-                select(TaskAssignment.id).where(TaskAssignment.task_id == t.id, TaskAssignment.reader == who)
-            )
-            is not None
-        ]
+        # the object names its reader by account name (a client) or by Curata's reader code
+        matched: list[AnnotationTask] = []
+        for t in tasks:
+            for name in session.scalars(select(TaskAssignment.reader).where(TaskAssignment.task_id == t.id)):
+                if who in (name, reader_code(name)):
+                    matched.append(t)
+                    who = name
+                    break
+        tasks = matched
         if not tasks:
             raise AnnotationError(
                 f"no task of reader {who!r} reads series {series_uid}",

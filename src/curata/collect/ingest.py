@@ -403,13 +403,18 @@ class Ingestor:
         if total_hint:
             total_hint(len(sources))
         # clinical (CSV, Excel, FHIR) and genomic (VCF, BCF) inputs go to their own collector, by file type
+        # (a slide's identity sidecar, slide.svs.json, is the slide collector's, not a FHIR file)
+        from curata.collect import wsi
         from curata.collect.clinical.service import input_kind
 
-        other = [s for s in sources if input_kind(s.name) is not None]
+        def clinical(s: Source) -> bool:
+            return input_kind(s.name) is not None and not wsi.is_sidecar(s.name)
+
+        other = [s for s in sources if clinical(s)]
         if not other:
             return self.ingest_sources(sources, on_progress=on_progress)
         summary, problems = self.ingest_sources(
-            [s for s in sources if input_kind(s.name) is None], on_progress=on_progress
+            [s for s in sources if not clinical(s)], on_progress=on_progress
         )
         c_summary, c_problems = self.ingest_clinical(other, on_progress=on_progress)
         for key, n in c_summary.counts.items():

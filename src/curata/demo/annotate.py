@@ -10,6 +10,7 @@ found every lesion when one was missed, and takes the STAPLE consensus otherwise
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -147,9 +148,12 @@ def run_reading_round(
 
     truths: dict[int, np.ndarray] = {}
     stowed, blind_violations = 0, 0
-    app = create_app(ws, verified_deidentified=True)
+    token = secrets.token_urlsafe(24)  # the readers' workstation authenticates like a gateway
+    app = create_app(ws, verified_deidentified=True, token=token)
     with _Server(app) as server:
-        client = DICOMwebClient(f"http://127.0.0.1:{server.port}/dicomweb")
+        client = DICOMwebClient(
+            f"http://127.0.0.1:{server.port}/dicomweb", headers={"Authorization": f"Bearer {token}"}
+        )
         for t in tasks:
             grid = annotate.series_grid(ws, t.series_uid)
             truth = _truth_on_grid(manifest, original[t.series_uid].series_uid, grid)

@@ -471,6 +471,8 @@ class Deidentifier:
                 continue
             if tag not in sources and vr != "PN":
                 continue
+            if tag == _TIMEZONE_OFFSET:  # "+HHMM" names a clock, not a person, and every DT repeats it
+                continue
             rawval = raw.value if isinstance(raw, RawDataElement) else None
             value = ds[tag].value
             if value is None or value == "":
@@ -886,6 +888,7 @@ class Deidentifier:
                     )
 
 
+_TIMEZONE_OFFSET = 0x00080201
 _GATE_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC", "CS", "AE", "UR"})
 _MARKING_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
 
