@@ -147,7 +147,7 @@ def run_reading_round(
     tasks = annotate.list_tasks(ws, PROJECT)
 
     truths: dict[int, np.ndarray] = {}
-    stowed, blind_violations = 0, 0
+    stowed, blind_violations, empty_reads = 0, 0, 0
     token = secrets.token_urlsafe(24)  # the readers' workstation authenticates like a gateway
     app = create_app(ws, verified_deidentified=True, token=token)
     with _Server(app) as server:
@@ -167,6 +167,7 @@ def run_reading_round(
                 seg = annotate.seg_for(ws, PROJECT, t.id, drawn, reader=reader)
                 client.store_instances([pydicom.dcmread(io.BytesIO(seg))])
                 stowed += 1
+                empty_reads += int(not (drawn == 1).any())  # the reader missed the case's only lesion
         filed = annotate.file_new_objects(ws, PROJECT)
     if filed.refused:
         raise RuntimeError(f"STOW'd reads refused: {filed.refused[:3]}")
@@ -241,6 +242,7 @@ def run_reading_round(
         "project": PROJECT,
         "cases": len(truths),
         "reads_stowed": stowed,
+        "reads_without_lesion": empty_reads,
         "reads_filed": len(filed.filed),
         "blinding_violations": blind_violations,
         "decisions": decisions,

@@ -46,10 +46,11 @@ def test_two_listener_processes_share_the_port(workspace, ct_series) -> None:  #
                 subprocess.Popen(
                     ["storescu", "-aec", "CURATA", "127.0.0.1", str(port), "+sd", "+r", str(f)],
                     stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
                 )
             )
-        assert all(s.wait(120) == 0 for s in sends)
+        codes = [s.wait(120) for s in sends]
+        assert codes == [0] * len(sends), [s.stderr.read()[-800:] for s in sends if s.stderr]
         assert storescu(port, folders[0]).returncode == 0  # a re-send: present
     finally:
         proc.send_signal(signal.SIGTERM)
