@@ -30,7 +30,6 @@ def test_two_listener_processes_share_the_port(workspace, ct_series) -> None:  #
         text=True,
         env=env,
     )
-    retried: list[object] = []
     try:
         deadline = time.monotonic() + 120
         echo = ["echoscu", "-to", "2", "-aec", "CURATA", "127.0.0.1", str(port)]
@@ -51,13 +50,9 @@ def test_two_listener_processes_share_the_port(workspace, ct_series) -> None:  #
                 )
             )
         codes = [s.wait(120) for s in sends]
-        # A sender whose association failed sends again, as a PACS does (seen once in several runs
-        # on a loaded 2-core machine: storescu exit 167; under investigation, see the closing note).
-        # What must hold is below: nothing lost, nothing stored twice.
-        retried = [f for f, c in zip(folders, codes, strict=True) if c != 0]
-        assert len(retried) <= 1, [s.stdout.read()[-800:] for s in sends if s.stdout]
-        for f in retried:
-            assert storescu(port, f).returncode == 0
+        # two listeners file the same patient, study and series at once: the loser of the race files
+        # again in a fresh transaction (it once answered a failure: UNIQUE constraint on patient)
+        assert codes == [0] * len(sends), [s.stdout.read()[-800:] for s in sends if s.stdout]
         assert storescu(port, folders[0]).returncode == 0  # a re-send: present
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -69,6 +64,6 @@ def test_two_listener_processes_share_the_port(workspace, ct_series) -> None:  #
     assert out.strip(), (proc.returncode, err)
     summary = json.loads(out)
     assert proc.returncode == 0, err[-1500:]
-    assert summary["stored"] == 16 and 4 <= summary["present"] <= 4 + 4 * len(retried), summary
+    assert summary["stored"] == 16 and summary["present"] == 4, summary
     assert count(workspace) == 16 == received_count(workspace)
     record("storescu x4 -> gateway serve --processes 2", 16, count(workspace))

@@ -26,12 +26,14 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from curata.catalog import Instance
@@ -205,23 +207,42 @@ class Receiver:
                 break
         if not jobs:
             return
-        try:
-            if self._session is None:
-                self._session, self._writer = self._open_writer()
-            assert self._writer is not None
-            for job in jobs:
-                self._file(self._session, self._writer, job)
-            self._session.commit()
-        except Exception as exc:  # database trouble: nobody in this batch is acknowledged
-            log.exception("catalog commit failed for %d instance(s)", len(jobs))
-            if self._session is not None:
-                self._session.rollback()
-                self._session.close()
-            self._session = self._writer = None
-            for job in jobs:
-                job.error = exc
+        for attempt in range(5):
+            try:
+                if self._session is None:
+                    self._session, self._writer = self._open_writer()
+                assert self._writer is not None
+                for job in jobs:
+                    self._file(self._session, self._writer, job)
+                self._session.commit()
+                break
+            except (IntegrityError, OperationalError) as exc:
+                # another writer (a second listener process, an ingest) filed the same patient,
+                # study or series a moment ago: start a fresh transaction that sees it, and file again
+                self._drop_session()
+                if attempt == 4:
+                    log.error("catalog commit failed for %d instance(s) after retries", len(jobs))
+                    for job in jobs:
+                        job.error = exc
+                    break
+                for job in jobs:
+                    if job.outcome.status == "present" and job.outcome.fields:
+                        job.outcome.status = "ingested"
+                time.sleep(0.05 * (attempt + 1))
+            except Exception as exc:  # database trouble: nobody in this batch is acknowledged
+                log.exception("catalog commit failed for %d instance(s)", len(jobs))
+                self._drop_session()
+                for job in jobs:
+                    job.error = exc
+                break
         for job in jobs:
             job.done.set()
+
+    def _drop_session(self) -> None:
+        if self._session is not None:
+            self._session.rollback()
+            self._session.close()
+        self._session = self._writer = None
 
     def _open_writer(self) -> tuple[Session, CatalogWriter]:
         session = self.ws.catalog.open_session()
