@@ -84,7 +84,20 @@ CLASSICAL: dict[str, AssistModel] = {
 # -- a small MONAI UNet trained on accepted labels -----------------------------------------------------
 
 
+def _require_torch() -> None:
+    """The UNet needs torch and MONAI (the ``torch`` extra); the classical models do not."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "monai") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise AnnotationError(
+            f"the UNet model needs {' and '.join(missing)}, which this installation lacks",
+            hint="pip install 'curata[torch]' (the classical body/lungs/bone models need neither)",
+        )
+
+
 def _unet(out_channels: int) -> Any:
+    _require_torch()
     from monai.networks.nets import UNet
 
     return UNet(
@@ -113,6 +126,7 @@ def train_unet(
 ) -> tuple[bytes, dict[str, Any]]:
     """Train the small UNet on (HU volume, label map) pairs resampled to ``TRAIN_SIZE``; returns the
     weights (torch state dict bytes) and the run's figures."""
+    _require_torch()
     import torch
     from monai.losses import DiceCELoss
 
