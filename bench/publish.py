@@ -128,15 +128,15 @@ def main() -> None:
 
         with timed() as t:
             dicom_only = create_release(ws, "bench-dicom", formats="dicom", stratify="sex,site")
-        rows.append({"tool": "release (dicom)", "files": dicom_only["files"], "seconds": t["seconds"]})
+        rows.append({"tool": "release (dicom)", "files": dicom_only.files, "seconds": t["seconds"]})
 
         with timed() as t:
             full = create_release(ws, "bench-all", stratify="sex,site")
-        rows.append({"tool": "release (all formats)", "files": full["files"], "seconds": t["seconds"]})
+        rows.append({"tool": "release (all formats)", "files": full.files, "seconds": t["seconds"]})
 
         with timed() as t:
-            exported = export_release(ws, full["ref"], root / "export", licensee="Bench Labs")
-        rows.append({"tool": "export (fingerprint)", "files": exported["files"], "seconds": t["seconds"]})
+            exported = export_release(ws, full.ref, root / "export", licensee="Bench Labs")
+        rows.append({"tool": "export (fingerprint)", "files": exported.files, "seconds": t["seconds"]})
 
         with timed() as t:
             proc = subprocess.run(
@@ -146,7 +146,7 @@ def main() -> None:
             )
         if proc.returncode != 0:
             raise SystemExit(f"verify_release.py failed: {proc.stderr}")
-        rows.append({"tool": "verify_release.py", "files": exported["files"], "seconds": t["seconds"]})
+        rows.append({"tool": "verify_release.py", "files": exported.files, "seconds": t["seconds"]})
 
     for row in rows:
         row["files_per_s"] = rate(row["files"], row["seconds"])

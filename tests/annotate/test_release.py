@@ -38,13 +38,13 @@ def test_release_carries_accepted_labels_only(project, tmp_path: Path) -> None: 
     assert set(labels) == {t.series_uid for t in done}
     assert annotate.release_labels(ws, "livers")[0] == labels  # written once, then kept
     rel = create_release(ws, "livers-ct", cohort="ct", formats="nifti,dicom", labels=labels, annotation=card)
-    assert rel["labelled"] == 2 and rel["cases"] == 3
-    card_md = (Path(rel["card"]).parent / "README.md").read_text()
+    assert rel.labelled == 2 and rel.cases == 3
+    card_md = (Path(rel.card).parent / "README.md").read_text()
     assert "## Annotation" in card_md and "| lesion | 4 | 2 |" in card_md
-    params = json.loads(json.dumps(rel["parameters"]))
+    params = json.loads(json.dumps(rel.parameters))
     assert set(params["labels"]) == set(labels)
     # the labels on the image grid are the accepted ones
-    folder = ws.root / "releases" / rel["ref"]
+    folder = ws.root / "releases" / rel.ref
     nii = sorted(folder.rglob("nifti/labels/*.nii.gz")) if folder.exists() else []
     if nii:
         import nibabel as nib
@@ -53,4 +53,4 @@ def test_release_carries_accepted_labels_only(project, tmp_path: Path) -> None: 
         assert got <= {0, 1, 2}
     # without the project's labels the catalog's SEGs are used: the stray read would be released
     plain = create_release(ws, "livers-plain", cohort="ct", formats="nifti")
-    assert plain["labelled"] == 1
+    assert plain.labelled == 1

@@ -112,5 +112,5 @@ def released(tmp_path_factory):  # type: ignore[no-untyped-def]
         ws = Workspace.init(root / "ws", site="test-site")
         populate(ws, root)
         release = create_release(ws, "lungs", stratify="sex,site", seed=7)
-        export = export_release(ws, release["ref"], root / "acme", licensee="ACME AI")
-        yield ws, release, Path(export["directory"])
+        export = export_release(ws, release.ref, root / "acme", licensee="ACME AI")
+        yield ws, release, Path(export.directory)

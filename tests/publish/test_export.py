@@ -130,9 +130,9 @@ def test_a_foreign_log_key_is_refused(copy_of_export: Path) -> None:
 
 def test_marks_change_no_voxel_and_differ_per_licensee(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ws, release, acme = released
-    other = Path(export_release(ws, release["ref"], tmp_path / "globex", licensee="Globex")["directory"])
+    other = Path(export_release(ws, release.ref, tmp_path / "globex", licensee="Globex").directory)
     with ws.catalog.session() as s:
-        original = Manifest.from_bytes(ws.store.get_bytes(get_version(s, release["ref"]).manifest_digest))
+        original = Manifest.from_bytes(ws.store.get_bytes(get_version(s, release.ref).manifest_digest))
     dicoms = [f for f in original.files if f.path.endswith(".dcm") and "/seg-" not in f.path]
     for f in dicoms[:6]:
         src = pydicom.dcmread(io.BytesIO(ws.store.get_bytes(f.sha256)))
@@ -160,24 +160,24 @@ def test_marks_change_no_voxel_and_differ_per_licensee(released, tmp_path: Path)
         a, b = (acme / f.path).read_bytes(), (other / f.path).read_bytes()
         assert fp.voxel_bytes_nifti(a) == fp.voxel_bytes_nifti(b) == fp.voxel_bytes_nifti(src)
         assert fp.nifti_mark(a) != fp.nifti_mark(b) and fp.nifti_mark(src) is None
-    assert trace_file(ws, other / dicoms[0].path)["matches"][0]["licensee"] == "Globex"
+    assert trace_file(ws, other / dicoms[0].path).matches[0].licensee == "Globex"
 
 
 def test_trace_names_the_licensee(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ws, _, acme = released
     dcm = sorted(acme.glob("dicom/**/*.dcm"))[0]
     found = trace_file(ws, dcm)
-    assert found["unique"] and found["matches"][0]["licensee"] == "ACME AI"
-    assert found["how"] == "DICOM private attribute"
+    assert found.unique and found.matches[0].licensee == "ACME AI"
+    assert found.how == "DICOM private attribute"
     # a leaker strips private attributes: the keyed UID still names them
     ds = pydicom.dcmread(dcm)
     ds.remove_private_tags()
     stripped = tmp_path / "stripped.dcm"
     ds.save_as(stripped)
     found = trace_file(ws, stripped)
-    assert found["how"] == "fingerprinted instance UID" and found["matches"][0]["licensee"] == "ACME AI"
+    assert found.how == "fingerprinted instance UID" and found.matches[0].licensee == "ACME AI"
     nii = sorted(acme.glob("nifti/images/*.nii.gz"))[0]
-    assert trace_file(ws, nii)["matches"][0]["licensee"] == "ACME AI"
+    assert trace_file(ws, nii).matches[0].licensee == "ACME AI"
 
 
 def test_export_refuses_a_non_empty_folder_and_no_licensee(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -185,9 +185,9 @@ def test_export_refuses_a_non_empty_folder_and_no_licensee(released, tmp_path: P
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(ConfigError, match="not empty"):
-        export_release(ws, release["ref"], tmp_path / "full", licensee="A")
+        export_release(ws, release.ref, tmp_path / "full", licensee="A")
     with pytest.raises(ConfigError, match="licensee"):
-        export_release(ws, release["ref"], tmp_path / "new", licensee=" ")
+        export_release(ws, release.ref, tmp_path / "new", licensee=" ")
 
 
 def test_loader_iterates_a_split_and_checks_hashes(copy_of_export: Path) -> None:
@@ -232,7 +232,7 @@ def test_cli_ls_show_trace_and_errors(released) -> None:  # type: ignore[no-unty
     assert out.exit_code == 0, out.output
     assert "lungs@1" in {r["ref"] for r in json.loads(out.stdout)}
     out = runner.invoke(app, ["release", "show", "lungs@1", "-w", str(ws.root), "--json"])
-    assert out.exit_code == 0 and json.loads(out.stdout)["patients"] == release["patients"]
+    assert out.exit_code == 0 and json.loads(out.stdout)["patients"] == release.patients
     dcm = sorted(acme.glob("dicom/**/*.dcm"))[0]
     out = runner.invoke(app, ["trace", str(dcm), "-w", str(ws.root), "--json"])
     assert out.exit_code == 0 and json.loads(out.stdout)["matches"][0]["licensee"] == "ACME AI"

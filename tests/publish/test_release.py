@@ -34,15 +34,15 @@ def _read(ws, manifest: Manifest, path: str) -> bytes:  # type: ignore[no-untype
 
 def test_every_manifest_file_is_in_the_store(released) -> None:  # type: ignore[no-untyped-def]
     ws, release, _ = released
-    manifest = _manifest(ws, release["ref"])
-    assert release["ref"] == "lungs@1" and release["created"]
-    assert len(manifest.files) == release["files"] > 0
+    manifest = _manifest(ws, release.ref)
+    assert release.ref == "lungs@1" and release.created
+    assert len(manifest.files) == release.files > 0
     for f in manifest.files:
         assert ws.store.hash_of(f.sha256) == f.sha256
         assert ws.store.size(f.sha256) == f.size
-    assert release["patients"] == len(PATIENTS) and release["labelled"] == len(PATIENTS)
-    assert release["site_patients"] == {"site-a": 6, "site-b": 2}
-    assert release["site_annotated_cases"] == {"site-a": 6, "site-b": 2}
+    assert release.patients == len(PATIENTS) and release.labelled == len(PATIENTS)
+    assert release.site_patients == {"site-a": 6, "site-b": 2}
+    assert release.site_annotated_cases == {"site-a": 6, "site-b": 2}
 
 
 def test_the_log_entry_feeds_the_revenue_statement(released) -> None:  # type: ignore[no-untyped-def]
@@ -50,17 +50,17 @@ def test_the_log_entry_feeds_the_revenue_statement(released) -> None:  # type: i
     from curata.ledger.revenue import find_release, site_weights
 
     ws, release, _ = released
-    entry = find_release(Ledger.open(ws), release["ref"])
-    assert entry is not None and entry.payload["manifest_sha256"] == release["manifest"]
+    entry = find_release(Ledger.open(ws), release.ref)
+    assert entry is not None and entry.payload["manifest_sha256"] == release.manifest
     assert site_weights(entry.payload, "patients") == {"site-a": 6, "site-b": 2}
 
 
 def test_splits_are_patient_level(released) -> None:  # type: ignore[no-untyped-def]
     ws, release, _ = released
-    manifest = _manifest(ws, release["ref"])
+    manifest = _manifest(ws, release.ref)
     splits = json.loads(_read(ws, manifest, "splits.json"))
     assert len(splits) == len(PATIENTS)
-    assert sum(release["splits"].values()) == len(PATIENTS)
+    assert sum(release.splits.values()) == len(PATIENTS)
     # every file of a case sits under its patient's split, and no patient appears in two splits
     seen: dict[str, set[str]] = {}
     for row in csv.DictReader(io.StringIO(_read(ws, manifest, "cases.csv").decode())):
@@ -72,7 +72,7 @@ def test_splits_are_patient_level(released) -> None:  # type: ignore[no-untyped-
             split, case = f.path.split("/")[1:3]
             assert {split} == seen[case.split("_")[0]]
     with ws.catalog.session() as s:
-        v = get_version(s, release["ref"])
+        v = get_version(s, release.ref)
         rows = s.execute(
             select(ReleaseMember.patient_id, ReleaseMember.split).where(ReleaseMember.version_id == v.id)
         ).all()
@@ -84,7 +84,7 @@ def test_splits_are_patient_level(released) -> None:  # type: ignore[no-untyped-
 
 def test_nifti_image_and_label_share_the_grid(released) -> None:  # type: ignore[no-untyped-def]
     ws, release, _ = released
-    manifest = _manifest(ws, release["ref"])
+    manifest = _manifest(ws, release.ref)
     datalist = json.loads(_read(ws, manifest, "datalist.json"))
     item = (datalist["training"] + datalist["validation"])[0]
     image = nib.Nifti1Image.from_bytes(__import__("gzip").decompress(_read(ws, manifest, item["image"])))
@@ -98,7 +98,7 @@ def test_nifti_image_and_label_share_the_grid(released) -> None:  # type: ignore
 
 def test_nnunet_layout(released) -> None:  # type: ignore[no-untyped-def]
     ws, release, _ = released
-    manifest = _manifest(ws, release["ref"])
+    manifest = _manifest(ws, release.ref)
     nn = [f for f in manifest.files if f.path.startswith("nnunet/")]
     root = nn[0].path.split("/")[1]
     assert root.startswith("Dataset") and "_" in root
@@ -110,7 +110,7 @@ def test_nnunet_layout(released) -> None:  # type: ignore[no-untyped-def]
         dataset["numTraining"]
         == len(images_tr)
         == len(labels_tr)
-        == release["splits"].get("train", 0) + release["splits"].get("validation", 0)
+        == release.splits.get("train", 0) + release.splits.get("validation", 0)
     )
     assert all(f.path.endswith("_0000.nii.gz") for f in images_tr)
 
@@ -120,7 +120,7 @@ def test_nnunet_own_verifier_accepts_the_layout(released, tmp_path: Path) -> Non
     """nnU-Net's dataset verifier, where nnunetv2 is installed (slow: it imports torch)."""
     verify = require_module("nnunetv2.experiment_planning.verify_dataset_integrity")
     ws, release, _ = released
-    manifest = _manifest(ws, release["ref"])
+    manifest = _manifest(ws, release.ref)
     nn = [f for f in manifest.files if f.path.startswith("nnunet/") and "/imagesTs/" not in f.path]
     for f in nn:
         target = tmp_path / f.path
@@ -132,14 +132,14 @@ def test_nnunet_own_verifier_accepts_the_layout(released, tmp_path: Path) -> Non
 def test_croissant_validates_with_mlcroissant(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     mlc = require_module("mlcroissant")
     ws, release, _ = released
-    manifest = _manifest(ws, release["ref"])
+    manifest = _manifest(ws, release.ref)
     doc = json.loads(_read(ws, manifest, "croissant.json"))
     assert doc["rai:dataCollection"] and doc["rai:personalSensitiveInformation"]
     (tmp_path / "croissant.json").write_bytes(_read(ws, manifest, "croissant.json"))
     (tmp_path / "cases.csv").write_bytes(_read(ws, manifest, "cases.csv"))
     dataset = mlc.Dataset(jsonld=str(tmp_path / "croissant.json"))
     records = list(dataset.records(record_set="cases"))
-    assert len(records) == release["cases"]
+    assert len(records) == release.cases
     splits = sorted(
         {
             r["cases/split"].decode() if isinstance(r["cases/split"], bytes) else r["cases/split"]
@@ -151,7 +151,7 @@ def test_croissant_validates_with_mlcroissant(released, tmp_path: Path) -> None:
 
 def test_card_compares_with_the_catalog(released) -> None:  # type: ignore[no-untyped-def]
     ws, release, _ = released
-    manifest = _manifest(ws, release["ref"])
+    manifest = _manifest(ws, release.ref)
     md = _read(ws, manifest, "card/README.md").decode()
     html = _read(ws, manifest, "card/card.html").decode()
     for section in ("Sex", "Age band", "Site", "Country", "Scanner vendor", "Slice thickness", "Labels"):
@@ -159,7 +159,7 @@ def test_card_compares_with_the_catalog(released) -> None:  # type: ignore[no-un
     assert "| lesion | 8 |" in md
     pngs = [f for f in manifest.files if f.path.endswith(".png")]
     assert len(pngs) >= 9 and all(_read(ws, manifest, f.path)[:4] == b"\x89PNG" for f in pngs)
-    assert Path(release["card"]).is_file()
+    assert Path(release.card).is_file()
 
 
 def test_card_flags_an_under_represented_site(released) -> None:  # type: ignore[no-untyped-def]
@@ -183,39 +183,39 @@ def test_card_flags_an_under_represented_site(released) -> None:  # type: ignore
         result = create_release(ws, "skewed", cohort="any", formats="dicom", split="100")
     finally:
         rel.cohort_series_ids = original  # type: ignore[assignment]
-    assert any("Site 'site-b' is under-represented" in f for f in result["flags"])
-    assert any("Country 'KE'" in f for f in result["flags"])
-    assert not any("site-a" in f for f in result["flags"])
+    assert any("Site 'site-b' is under-represented" in f for f in result.flags)
+    assert any("Country 'KE'" in f for f in result.flags)
+    assert not any("site-a" in f for f in result.flags)
 
 
 def test_same_content_same_version_new_content_new_version(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ws, _, _ = released
     again = create_release(ws, "lungs", stratify="sex,site", seed=7)
-    assert again["ref"] == "lungs@1" and not again["created"]
+    assert again.ref == "lungs@1" and not again.created
     populate(ws, tmp_path, [("P09", "F", 41, "site-b")])
     grown = create_release(ws, "lungs", stratify="sex,site", seed=7)
-    assert grown["ref"] == "lungs@2" and grown["created"] and grown["patients"] == len(PATIENTS) + 1
+    assert grown.ref == "lungs@2" and grown.created and grown.patients == len(PATIENTS) + 1
     # old splits kept for everyone already released; the old version is still whole in the store
     old, new = _manifest(ws, "lungs@1"), _manifest(ws, "lungs@2")
     old_splits = json.loads(_read(ws, old, "splits.json"))
     new_splits = json.loads(_read(ws, new, "splits.json"))
     assert all(new_splits[k] == v for k, v in old_splits.items())
-    assert verify_version(ws, "lungs@1")["verified"] and verify_version(ws, "lungs@2")["verified"]
-    assert show_release(ws, "lungs@1")["patients"] == len(PATIENTS)
+    assert verify_version(ws, "lungs@1").verified and verify_version(ws, "lungs@2").verified
+    assert show_release(ws, "lungs@1").patients == len(PATIENTS)
 
 
 def test_verify_version_catches_a_corrupt_stored_file(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     populate(workspace, tmp_path, PATIENTS[:2])
     result = create_release(workspace, "v", formats="dicom,monai", split="1,1")
-    assert verify_version(workspace, result["ref"])["verified"]
-    victim = next(f for f in _manifest(workspace, result["ref"]).files if f.path == "datalist.json")
+    assert verify_version(workspace, result.ref).verified
+    victim = next(f for f in _manifest(workspace, result.ref).files if f.path == "datalist.json")
     path = workspace.store.local_path(victim.sha256)
     path.chmod(0o644)
     data = bytearray(path.read_bytes())
     data[0] ^= 1
     path.write_bytes(bytes(data))
-    report = verify_version(workspace, result["ref"])
-    assert not report["verified"] and report["problems"] == ["corrupt in the store: datalist.json"]
+    report = verify_version(workspace, result.ref)
+    assert not report.verified and report.problems == ["corrupt in the store: datalist.json"]
 
 
 def test_withdrawal_makes_a_logged_version_without_the_patient(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -224,11 +224,11 @@ def test_withdrawal_makes_a_logged_version_without_the_patient(workspace, tmp_pa
     populate(workspace, tmp_path, PATIENTS[:4])
     first = create_release(workspace, "w", formats="dicom,monai")
     result = withdraw_patient(workspace, "w", "P02")
-    assert result["ref"] == "w@2" and result["removed_series"] == 1 and result["patients"] == 3
+    assert result.ref == "w@2" and result.removed_series == 1 and result.patients == 3
     manifest = _manifest(workspace, "w@2")
     assert not any("P02" in f.path for f in manifest.files)
     assert "P02" not in _read(workspace, manifest, "splits.json").decode()
-    assert any("P02" in f.path for f in _manifest(workspace, first["ref"]).files)  # @1 kept
+    assert any("P02" in f.path for f in _manifest(workspace, first.ref).files)  # @1 kept
     ledger = Ledger.open(workspace)
     kinds = [e.kind for e in ledger.entries()]
     assert kinds.count("release") == 2 and kinds.count("withdrawal") == 1
@@ -239,8 +239,8 @@ def test_withdrawal_makes_a_logged_version_without_the_patient(workspace, tmp_pa
     assert b"P02" not in b"".join(e.data for e in ledger.entries())
     # later builds leave the patient out too; withdrawing again changes nothing
     again = create_release(workspace, "w", formats="dicom,monai")
-    assert again["patients"] == 3
-    assert withdraw_patient(workspace, "w", "site-a/P02")["removed_series"] == 0
+    assert again.patients == 3
+    assert withdraw_patient(workspace, "w", "site-a/P02").removed_series == 0
     with pytest.raises(ReleaseError, match="no patient"):
         withdraw_patient(workspace, "w", "site-b/P02")
     with pytest.raises(ReleaseError, match="no patient"):
@@ -264,8 +264,8 @@ def test_pipeline_volumes_replace_the_plain_conversion(workspace, tmp_path: Path
         '[[step]]\nop = "resample"\nspacing = [1.4, 1.4, 2.0]\n'
     )
     result = create_release(workspace, "pre", formats="nifti,monai", split="1,1", pipeline=str(pipeline))
-    assert result["problems"] == [] and result["parameters"]["pipeline_sha256"]
-    manifest = _manifest(workspace, result["ref"])
+    assert result.problems == [] and result.parameters["pipeline_sha256"]
+    manifest = _manifest(workspace, result.ref)
     datalist = json.loads(_read(workspace, manifest, "datalist.json"))
     item = (datalist["training"] + datalist["validation"])[0]
     image = nib.Nifti1Image.from_bytes(
@@ -281,9 +281,9 @@ def test_pipeline_volumes_replace_the_plain_conversion(workspace, tmp_path: Path
     # the 2x5x6 box at 0.7x0.7x1 mm is about 2.5x3x1 voxels at 1.4x1.4x2 mm: present, and far smaller
     assert 0 < int(mask.sum()) < 60
     # the same pipeline again: the same version (and the pipeline's own cache makes it cheap)
-    assert not create_release(workspace, "pre", formats="nifti,monai", split="1,1", pipeline=str(pipeline))[
-        "created"
-    ]
+    assert not create_release(
+        workspace, "pre", formats="nifti,monai", split="1,1", pipeline=str(pipeline)
+    ).created
 
 
 def test_card_reports_qc_pass_rates(released) -> None:  # type: ignore[no-untyped-def]
@@ -310,7 +310,7 @@ def test_card_reports_qc_pass_rates(released) -> None:  # type: ignore[no-untype
             )
     expected_failed = sum(1 for n in range(len(rows)) if n % 4 == 0)
     result = create_release(ws, "qc", formats="dicom", split="100")
-    md = _read(ws, _manifest(ws, result["ref"]), "card/README.md").decode()
+    md = _read(ws, _manifest(ws, result.ref), "card/README.md").decode()
     line = next(ln for ln in md.splitlines() if ln.startswith("| all |"))
     assert (
         line
@@ -323,7 +323,7 @@ def test_where_selects_through_the_query_language(released) -> None:  # type: ig
 
     ws, _, _ = released
     result = create_release(ws, "where-b", where="site = site-b", formats="dicom", split="100")
-    assert set(result["site_patients"]) == {"site-b"}
+    assert set(result.site_patients) == {"site-b"}
     with pytest.raises(QueryError):
         create_release(ws, "where-bad", where="modality ===", formats="dicom")
     with pytest.raises(ReleaseError, match="no cohort"):
@@ -359,9 +359,9 @@ def test_card_compares_with_the_catalog_of_the_same_modality(workspace, tmp_path
         result = create_release(workspace, "ct-only", cohort="ct", formats="dicom", split="100")
     finally:
         rel.cohort_series_ids = original  # type: ignore[assignment]
-    assert result["flags"] == []
-    md = _read(workspace, _manifest(workspace, result["ref"]), "card/README.md").decode()
+    assert result.flags == []
+    md = _read(workspace, _manifest(workspace, result.ref), "card/README.md").decode()
     assert "same modalities (CT)" in md and "site-mr" not in md
     everything = create_release(workspace, "all", formats="dicom", split="100")
-    md = _read(workspace, _manifest(workspace, everything["ref"]), "card/README.md").decode()
+    md = _read(workspace, _manifest(workspace, everything.ref), "card/README.md").decode()
     assert "same modalities (CT, MR)" in md and "site-mr" in md

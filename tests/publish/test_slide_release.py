@@ -29,9 +29,9 @@ def test_slides_released_with_tiles_and_card(workspace, tmp_path: Path) -> None:
     )
     assert all(r.ok for r in run_slide_pipeline(workspace, pipe, cohort="slides", workers=1))
     out = create_release(workspace, "path", cohort="slides", formats="dicom,tiles", split="60,20,20")
-    assert out["created"] and out["problems"] == [] and out["cases"] == 3
-    card = (Path(out["card"]).parent / "README.md").read_text()
+    assert out.created and out.problems == [] and out.cases == 3
+    card = (Path(out.card).parent / "README.md").read_text()
     assert "Organ / body part" in card and "LUNG" in card and "BREAST" in card and "H&E" in card
-    manifest = workspace.store.get_bytes(out["manifest"]).decode()
+    manifest = workspace.store.get_bytes(out.manifest).decode()
     assert manifest.count("tiles.zarr.zip") == 3 and manifest.count("tissue_mask.npy") == 3
     assert manifest.count(".dcm") == 3 * 3  # three DICOM-WSI levels per slide

@@ -75,7 +75,7 @@ def test_release_killed_between_catalog_and_log_converges(workspace, tmp_path: P
     again = cli(*args)
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr[-800:]
     report = verify_version(ws, "chest@1")
-    assert report["verified"], report["problems"]
+    assert report.verified, report.problems
     entries = [e for e in Ledger.open(ws).entries("release") if e.payload.get("release") == "chest"]
     assert len(entries) == 1, "logged exactly once"
     third = cli(*args)  # and stays converged

@@ -163,16 +163,16 @@ def test_explain_cohorts_and_report(loaded, tmp_path: Path) -> None:  # type: ig
     vs = _verdicts(ws)
     bad_uid = next(u for u, v in vs.items() if not v.passed)
     out = explain(ws, bad_uid)
-    assert out["measured"] and out["verdict"]["passed"] is False and out["verdict"]["current"]
-    fired = [r for r in out["rules"] if r["fired"]]
-    assert fired and all(r["values"] for r in fired)
-    assert {m["metric"] for m in out["metrics"]} >= {"noise_hu", "missing_slices", "slice_count"}
+    assert out.measured and out.verdict is not None and out.verdict.passed is False and out.verdict.current
+    fired = [r for r in out.rules if r.fired]
+    assert fired and all(r.values for r in fired)
+    assert {m.metric for m in out.metrics} >= {"noise_hu", "missing_slices", "slice_count"}
     made = create_cohort(ws, "clean-ct", "modality = CT and qc.passed")
-    assert made["series"] == 1
+    assert made.series == 1
     create_cohort(ws, "everything", "qc.measured")
-    assert [c["name"] for c in list_cohorts(ws)] == ["clean-ct", "everything"]
+    assert [c.name for c in list_cohorts(ws)] == ["clean-ct", "everything"]
     shown = show_cohort(ws, "clean-ct")
-    assert len(shown["series"]) == 1 and shown["series"][0]["qc_passed"] is True
+    assert len(shown.series) == 1 and shown.series[0].qc_passed is True
     html = write_report(ws, tmp_path / "r" / "qc.html").read_text()
     assert "Excluded series (2)" in html and html.count("data:image/png;base64,") >= 4
     assert "missing_slices" in html and "<td>noise_hu</td>" in html
@@ -227,6 +227,6 @@ def test_qc_and_cohorts_on_postgresql(pg_url: str, tmp_path: Path, monkeypatch: 
     summary = run_qc(ws, workers=1, quiet=True)
     assert (summary.counts["passed"], summary.counts["excluded"]) == (1, 1)
     assert run_qc(ws, workers=1, quiet=True).counts["cached"] == 2
-    assert create_cohort(ws, "quiet", "qc.noise_hu < 20 and qc.passed and not qc.is_localizer")["series"] == 1
-    assert create_cohort(ws, "loud", "qc.noise_hu >= 20 and qc.excluded")["series"] == 1
+    assert create_cohort(ws, "quiet", "qc.noise_hu < 20 and qc.passed and not qc.is_localizer").series == 1
+    assert create_cohort(ws, "loud", "qc.noise_hu >= 20 and qc.excluded").series == 1
     ws.catalog.dispose()

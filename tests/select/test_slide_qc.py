@@ -61,7 +61,7 @@ def test_qc_run_measures_slides_and_rules_decide(workspace, tmp_path: Path) -> N
     cohort = service.create_cohort(
         workspace, "tissue", "modality = SM and qc.passed and qc.tissue_fraction > 0.1"
     )
-    assert cohort["series"] == 2
+    assert cohort.series == 2
     again = service.run_qc(workspace, workers=1, quiet=True)
     assert again.counts["measured"] == 0 and again.counts["cached"] == 3
     html = write_report(workspace, tmp_path / "qc.html").read_text()

@@ -224,11 +224,11 @@ def stocked(platform: Platform) -> Platform:
     service.add_resource(ws, "alpha", "cohort", "ct-a")
     rel = create_release(ws, "rel-a", cohort="ct-a", split="100,0,0")
     service.add_resource(ws, "alpha", "release", "rel-a")
-    service.grant_licence(ws, "lic", "alpha", rel["ref"])
+    service.grant_licence(ws, "lic", "alpha", rel.ref)
     ledger = Ledger.open(ws)
     import datetime as _dt
 
-    add_licence(ledger, "lic", rel["ref"], 1_000_00, on=_dt.date(2026, 11, 2))
+    add_licence(ledger, "lic", rel.ref, 1_000_00, on=_dt.date(2026, 11, 2))
     ledger.checkpoint()
-    platform.release = rel["ref"]  # type: ignore[attr-defined]
+    platform.release = rel.ref  # type: ignore[attr-defined]
     return platform

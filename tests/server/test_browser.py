@@ -167,7 +167,7 @@ def test_the_platform_in_a_real_browser(stocked: Any, browser: Any, serve: Any, 
     assert "Override by <strong>cur</strong>" in d.page_source and "usable" in d.page_source
     from curata.select import explain
 
-    assert explain(p.ws, p.series["site-a"])["verdict"]["passed"] is True
+    assert explain(p.ws, p.series["site-a"]).verdict.passed is True
 
     # a cohort built from the page: an error first (the CLI's caret), then a query that works
     d.get(f"{base}/ui/p/alpha/cohorts")
@@ -187,7 +187,7 @@ def test_the_platform_in_a_real_browser(stocked: Any, browser: Any, serve: Any, 
     _wait(lambda: "created=browser-ct" in d.current_url)
     from curata.select import show_cohort
 
-    assert [s["site"] for s in show_cohort(p.ws, "browser-ct")["series"]] == ["site-a"]
+    assert [s.site for s in show_cohort(p.ws, "browser-ct").series] == ["site-a"]
 
     # OHIF shows the study; the pixel values it holds are the stored ones, also after scrolling
     study = p.studies["site-a"]

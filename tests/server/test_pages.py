@@ -62,7 +62,7 @@ def test_curator_override_is_a_decision_with_its_author(stocked: Any) -> None:
             data={"series_uid": uid, "decision": "exclude", "reason": "motion"},
         )
         assert r.status_code == 303
-        assert explain(p.ws, uid)["verdict"]["passed"] is False
+        assert explain(p.ws, uid).verdict.passed is False
         r = c.get("/ui/p/alpha/qc", headers=h)
         assert "Override by <strong>cur</strong>" in r.text and "motion" in r.text
         other = p.series["site-b"]
@@ -84,7 +84,7 @@ def test_curator_override_is_a_decision_with_its_author(stocked: Any) -> None:
     from curata.select import run_qc
 
     run_qc(p.ws, workers=1)  # deciding again keeps the curator's decision for this content
-    assert explain(p.ws, uid)["verdict"]["passed"] is False
+    assert explain(p.ws, uid).verdict.passed is False
     assert any(e.action == "qc-override" and e.username == "cur" for e in service.audit_events(p.ws))
 
 
@@ -99,5 +99,5 @@ def test_cohort_from_the_page_is_bounded_to_the_project(stocked: Any) -> None:
         )
         assert r.status_code == 303
     cohort = show_cohort(p.ws, "all-ct")
-    assert [s["site"] for s in cohort["series"]] == ["site-a"]
+    assert [s.site for s in cohort.series] == ["site-a"]
     assert "all-ct" in service.get_project(p.ws, "alpha").cohorts

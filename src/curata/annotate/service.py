@@ -262,7 +262,7 @@ def create_project(
         raise AnnotationError(f"unit must be 'series' or 'study', not {unit!r}")
     if readers_per_task < 2:
         raise AnnotationError("every case needs at least two readers", hint="the second read is mandatory")
-    if cohort not in {c["name"] for c in list_cohorts(ws)}:
+    if cohort not in {c.name for c in list_cohorts(ws)}:
         raise AnnotationError(f"no cohort named {cohort!r}", hint="`curata cohort ls` lists them")
     unknown = set(thresholds or {}) - set(DEFAULT_THRESHOLDS)
     if unknown:
@@ -373,7 +373,7 @@ def create_tasks(ws: Workspace, project: str, *, series_uids: list[str] | None =
 
     with ws.catalog.session() as session:
         p = _project(session, project)
-        cohort_uids = [s["series_uid"] for s in show_cohort(ws, p.cohort)["series"]]
+        cohort_uids = [s.series_uid for s in show_cohort(ws, p.cohort).series]
         if series_uids is not None:
             wanted = set(series_uids)
             cohort_uids = [u for u in cohort_uids if u in wanted]

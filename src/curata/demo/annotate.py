@@ -124,7 +124,7 @@ def run_reading_round(
     to_catalog = Pseudonymizer(ws.site_key()).uid
     with_lesions = {le.patient for le in manifest.lesions if le.frame == "body"}
     original = {to_catalog(s.series_uid): s for s in manifest.series if s.kind == "ct_body"}
-    in_cohort = [s["series_uid"] for s in show_cohort(ws, cohort)["series"]]
+    in_cohort = [s.series_uid for s in show_cohort(ws, cohort).series]
     chosen = [u for u in in_cohort if u in original and original[u].patient in with_lesions][:max_cases]
     if not chosen:  # a tiny demo may draw no lesion at all: nothing to read, nothing to release
         return {

@@ -103,8 +103,8 @@ def run_pathology(ctx: Any) -> dict[str, Any]:
         "qc_excluded": qc.counts.get("excluded", 0),
         "qc_warned": qc.counts.get("warned", 0),
         "planted_defects": {t["defect"]: t["organ"] for t in truth if t["defect"]},
-        "cohort_slides": cohort["series"],
+        "cohort_slides": cohort.series,
         "tiles": sum(r.tiles for r in results),
-        "release": release["ref"],
-        "release_problems": release.get("problems", []),
+        "release": release.ref,
+        "release_problems": release.problems,
     }

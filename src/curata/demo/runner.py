@@ -148,7 +148,7 @@ def step_cohort(ctx: DemoContext) -> dict[str, Any]:
 
     assert ctx.ws is not None
     cohort = create_cohort(ctx.ws, "demo-ct", "modality = CT and qc.passed")
-    return {"cohort": "demo-ct", "series": cohort["series"], "query": cohort["query"]}
+    return {"cohort": "demo-ct", "series": cohort.series, "query": cohort.query}
 
 
 def step_clinical_cohort(ctx: DemoContext) -> dict[str, Any]:
@@ -199,7 +199,7 @@ def step_clinical_cohort(ctx: DemoContext) -> dict[str, Any]:
     return {
         "cohort": "demo-lung-egfr",
         "query": COHORT_QUERY,
-        "series": cohort["series"],
+        "series": cohort.series,
         "patients": len(found),
         "expected_patients": len(expected),
         "matches_truth": True,
@@ -240,17 +240,17 @@ def step_release(ctx: DemoContext) -> dict[str, Any]:
     target = ctx.out / "export-acme-ai"
     if target.exists():
         shutil.rmtree(target)
-    exported = export_release(ctx.ws, release["ref"], target, licensee="ACME AI")
+    exported = export_release(ctx.ws, release.ref, target, licensee="ACME AI")
     verify = subprocess.run(
         [sys.executable, str(target / "verify_release.py"), str(target)], capture_output=True, text=True
     )
     if verify.returncode != 0:
         raise RuntimeError(f"verify_release.py failed on the export: {verify.stdout}{verify.stderr}")
     return {
-        "release": release["ref"],
-        "card": release.get("card"),
+        "release": release.ref,
+        "card": release.card,
         "export": str(target),
-        "files": exported.get("files"),
+        "files": exported.files,
         "verify_release.py": "OK",
     }
 

@@ -3,7 +3,10 @@ nnU-Net, MONAI, Croissant), dataset cards, fingerprinted exports for licensees, 
 
     from curata.publish import create_release, export_release
     release = create_release(ws, "lung-ct", cohort="lung", split="70,15,15", stratify="sex,site")
-    export_release(ws, release["ref"], "out/acme", licensee="ACME AI")
+    export_release(ws, release.ref, "out/acme", licensee="ACME AI")
+
+The service (``service.py``) returns records: ``ReleaseVersionInfo`` (create, show), ``WithdrawalResult``,
+``ReleaseRow`` (ls), ``VerifyResult``, ``ExportResult`` and ``TraceResult``.
 """
 
 from __future__ import annotations
@@ -13,13 +16,21 @@ from typing import TYPE_CHECKING
 from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from curata.publish.export import export_release, trace_file
     from curata.publish.models import Release, ReleaseMember, ReleaseVersion
-    from curata.publish.release import (
+    from curata.publish.service import (
+        ExportResult,
         ReleaseError,
+        ReleaseRow,
+        ReleaseVersionInfo,
+        TraceMatch,
+        TraceResult,
+        VerifyResult,
+        WithdrawalResult,
         create_release,
+        export_release,
         list_releases,
         show_release,
+        trace_file,
         verify_version,
         withdraw_patient,
     )
@@ -30,22 +41,36 @@ __getattr__ = lazy_exports(
         "Release": "models",
         "ReleaseMember": "models",
         "ReleaseVersion": "models",
-        "export_release": "export",
-        "trace_file": "export",
-        "ReleaseError": "release",
-        "create_release": "release",
-        "list_releases": "release",
-        "show_release": "release",
-        "verify_version": "release",
-        "withdraw_patient": "release",
+        "ExportResult": "service",
+        "ReleaseError": "service",
+        "ReleaseRow": "service",
+        "ReleaseVersionInfo": "service",
+        "TraceMatch": "service",
+        "TraceResult": "service",
+        "VerifyResult": "service",
+        "WithdrawalResult": "service",
+        "create_release": "service",
+        "export_release": "service",
+        "list_releases": "service",
+        "show_release": "service",
+        "trace_file": "service",
+        "verify_version": "service",
+        "withdraw_patient": "service",
     },
 )
 
 __all__ = [
+    "ExportResult",
     "Release",
     "ReleaseError",
     "ReleaseMember",
+    "ReleaseRow",
     "ReleaseVersion",
+    "ReleaseVersionInfo",
+    "TraceMatch",
+    "TraceResult",
+    "VerifyResult",
+    "WithdrawalResult",
     "create_release",
     "export_release",
     "list_releases",

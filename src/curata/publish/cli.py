@@ -8,8 +8,8 @@ from typing import Any
 
 import typer
 
-from curata.cli_common import workspace_option
-from curata.console import RunSummary, console, make_progress, print_json, print_table
+from curata.cli_common import as_data, finish, workspace_option
+from curata.console import RunSummary, console, make_progress, print_table
 from curata.publish.formats import DEFAULT_FORMATS
 from curata.publish.splits import DEFAULT_SPLIT
 
@@ -75,24 +75,23 @@ def create(
             labels=labels,
             annotation=annotation,
         )
-    summary.counts = {"cases": result["cases"], "patients": result["patients"], "files": result["files"]}
-    summary.counts["failed"] = len(result.get("problems") or [])
+    summary.counts = {"cases": result.cases, "patients": result.patients, "files": result.files}
+    summary.counts["failed"] = len(result.problems)
     summary.extra = {
-        "release": result["ref"],
-        "new version": "yes" if result["created"] else "no (content unchanged)",
-        "under-represented groups": len(result.get("flags") or []),
-        "card": result.get("card"),
+        "release": result.ref,
+        "new version": "yes" if result.created else "no (content unchanged)",
+        "under-represented groups": len(result.flags),
+        "card": result.card,
     }
     if as_json:
-        print_json(result)
+        finish(result, as_json=True)
     else:
-        for problem in result.get("problems") or []:
+        for problem in result.problems:
             console.print(f"[red]not converted:[/] {problem}")
-        for note in result.get("notes") or []:
+        for note in result.notes:
             console.print(f"[yellow]note:[/] {note}")
         summary.render()
-    if summary.failed:
-        raise typer.Exit(1)
+    finish(None, failed=summary.failed)
 
 
 @release_app.command("export")
@@ -112,12 +111,12 @@ def export(
         task = progress.add_task(f"exporting {ref}", total=None)
         result = export_release(ws, ref, directory, licensee, on_file=lambda: progress.advance(task))
     if as_json:
-        print_json(result)
+        finish(result, as_json=True)
         return
-    summary.counts = {"files": result["files"]}
-    summary.extra = {"release": result["ref"], "licensee": licensee, "log entry": result["ledger_index"]}
+    summary.counts = {"files": result.files}
+    summary.extra = {"release": result.ref, "licensee": licensee, "log entry": result.ledger_index}
     summary.render()
-    console.print(f"verify with: python {Path(result['directory']) / 'verify_release.py'}")
+    console.print(f"verify with: python {Path(result.directory) / 'verify_release.py'}")
 
 
 @release_app.command("ls")
@@ -128,9 +127,9 @@ def ls(
     """Every version of every release."""
     from curata.publish import list_releases
 
-    rows: list[Mapping[str, Any]] = list(list_releases(_ws(workspace)))
+    rows: list[Mapping[str, Any]] = as_data(list_releases(_ws(workspace)))
     if as_json:
-        print_json(rows)
+        finish(rows, as_json=True)
     else:
         print_table(rows, title="releases")
 
@@ -146,10 +145,11 @@ def show(
 
     result = show_release(_ws(workspace), ref)
     if as_json:
-        print_json(result)
+        finish(result, as_json=True)
         return
-    rows: list[Mapping[str, Any]] = [{"field": k, "value": v} for k, v in result.items() if k != "parameters"]
-    print_table(rows, title=result["ref"])
+    fields = as_data(result).items()
+    rows: list[Mapping[str, Any]] = [{"field": k, "value": v} for k, v in fields if k != "parameters"]
+    print_table(rows, title=result.ref)
 
 
 @release_app.command("verify")
@@ -163,16 +163,13 @@ def verify(
 
     result = verify_version(_ws(workspace), ref)
     if as_json:
-        print_json(result)
-    elif result["verified"]:
-        console.print(
-            f"OK: {result['ref']}: {result['files']} files; manifest is log entry {result['log_index']}"
-        )
+        finish(result, as_json=True)
+    elif result.verified:
+        console.print(f"OK: {result.ref}: {result.files} files; manifest is log entry {result.log_index}")
     else:
-        for problem in result["problems"]:
+        for problem in result.problems:
             console.print(f"[red]FAILED:[/] {problem}")
-    if not result["verified"]:
-        raise typer.Exit(1)
+    finish(None, failed=not result.verified)
 
 
 @release_app.command("withdraw")
@@ -189,15 +186,13 @@ def withdraw(
 
     result = withdraw_patient(_ws(workspace), name, patient)
     if as_json:
-        print_json(result)
+        finish(result, as_json=True)
         return
-    if result["removed_series"]:
-        console.print(
-            f"{result['ref']}: built without the patient ({result['removed_series']} series removed)"
-        )
+    if result.removed_series:
+        console.print(f"{result.ref}: built without the patient ({result.removed_series} series removed)")
     else:
         console.print(
-            f"{result['ref']} does not hold that patient; the withdrawal is recorded for later versions"
+            f"{result.ref} does not hold that patient; the withdrawal is recorded for later versions"
         )
 
 
@@ -211,13 +206,11 @@ def trace(
 
     result = trace_file(_ws(workspace), file)
     if as_json:
-        print_json(result)
+        finish(result, as_json=True)
         return
-    for m in result["matches"]:
-        console.print(
-            f"{m['licensee']}  ({m['release']}, exported {m['exported_at']}, log entry {m['ledger_index']})"
-        )
-    console.print(f"[dim]found by {result['how']}{'' if result['unique'] else '; not unique'}[/]")
+    for m in result.matches:
+        console.print(f"{m.licensee}  ({m.release}, exported {m.exported_at}, log entry {m.ledger_index})")
+    console.print(f"[dim]found by {result.how}{'' if result.unique else '; not unique'}[/]")
 
 
 def register(app: typer.Typer) -> None:

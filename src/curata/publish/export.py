@@ -25,6 +25,7 @@ from curata.publish import fingerprint as fp
 from curata.publish.formats import FORMATS, Fingerprint, check_files
 from curata.publish.manifest import Manifest, ManifestFile
 from curata.publish.models import ReleaseExport
+from curata.publish.records import ExportResult, TraceMatch, TraceResult
 from curata.publish.release import ReleaseError, ensure_logged, get_version
 from curata.publish.verify_release import script_source
 from curata.runtime import imap_unordered
@@ -118,7 +119,7 @@ def _fingerprint_kinds(paths_by_digest: dict[str, list[str]]) -> list[tuple[str,
 
 def export_release(
     ws: Workspace, ref: str, out_dir: Path | str, licensee: str, on_file: Callable[[], None] | None = None
-) -> dict[str, Any]:
+) -> ExportResult:
     """Write ``licensee``'s fingerprinted copy of ``NAME@V`` into ``out_dir`` and log the export."""
     licensee = licensee.strip()
     if not licensee:
@@ -216,19 +217,19 @@ def export_release(
             )
         else:
             existing.manifest_sha256, existing.ledger_index = manifest_sha, index
-    return {
-        "ref": label,
-        "licensee": licensee,
-        "directory": str(out),
-        "files": len(files),
-        "bytes": manifest.total_size,
-        "manifest_sha256": manifest_sha,
-        "ledger_index": index,
-    }
+    return ExportResult(
+        ref=label,
+        licensee=licensee,
+        directory=str(out),
+        files=len(files),
+        bytes=manifest.total_size,
+        manifest_sha256=manifest_sha,
+        ledger_index=index,
+    )
 
 
 # -- tracing a leaked file ---------------------------------------------------------------------
-def trace_file(ws: Workspace, path: Path | str) -> dict[str, Any]:
+def trace_file(ws: Workspace, path: Path | str) -> TraceResult:
     """Name the licensee whose copy ``path`` came from: by its mark (DICOM private attribute or NIfTI
     header), by its fingerprinted instance UID where the private attribute was stripped, or else by its
     exact bytes in an export manifest."""
@@ -261,17 +262,17 @@ def trace_file(ws: Workspace, path: Path | str) -> dict[str, Any]:
             found = [e for e in exports if _manifest_has(ws, e.manifest_sha256, digest)]
             how = "exact bytes in an export manifest"
         matches = [
-            {
-                "licensee": e.licensee,
-                "release": f"{e.version.release.name}@{e.version.version}",
-                "exported_at": e.created_at.isoformat() if e.created_at else None,
-                "ledger_index": e.ledger_index,
-            }
+            TraceMatch(
+                licensee=e.licensee,
+                release=f"{e.version.release.name}@{e.version.version}",
+                exported_at=e.created_at.isoformat() if e.created_at else None,
+                ledger_index=e.ledger_index,
+            )
             for e in found
         ]
     if not matches:
         raise ReleaseError(f"{path}: no export of this workspace carries this file or its mark")
-    return {"file": str(path), "sha256": digest, "how": how, "unique": len(matches) == 1, "matches": matches}
+    return TraceResult(str(path), digest, how, len(matches) == 1, matches)
 
 
 def _by_uid(ws: Workspace, session: Any, exports: list[ReleaseExport], uid: str) -> list[ReleaseExport]:

@@ -38,6 +38,13 @@ from curata.publish.formats import croissant as croissant_fmt
 from curata.publish.formats.nifti import SliceRef, seg_labels, seg_referenced_series, series_to_nifti
 from curata.publish.manifest import Manifest, ManifestFile
 from curata.publish.models import ConsentWithdrawal, Release, ReleaseMember, ReleaseVersion
+from curata.publish.records import (
+    SUMMARY_FIELDS,
+    ReleaseRow,
+    ReleaseVersionInfo,
+    VerifyResult,
+    WithdrawalResult,
+)
 from curata.publish.splits import DEFAULT_SPLIT, PatientInfo, SplitSpec, age_band, assign_splits
 from curata.workspace import Workspace
 
@@ -625,7 +632,8 @@ def _ledger_append(ws: Workspace, kind: str, payload: dict[str, Any]) -> int | N
     return int(Ledger.open(ws).append(kind, payload).index)
 
 
-def _version_result(v: ReleaseVersion, created: bool) -> dict[str, Any]:
+def _version_fields(v: ReleaseVersion, created: bool) -> dict[str, Any]:
+    summary = {k: value for k, value in (v.summary or {}).items() if k in SUMMARY_FIELDS}
     return {
         "ref": f"{v.release.name}@{v.version}",
         "name": v.release.name,
@@ -636,9 +644,17 @@ def _version_result(v: ReleaseVersion, created: bool) -> dict[str, Any]:
         "ledger_index": v.ledger_index,
         "reason": v.reason,
         "created_at": v.created_at.isoformat() if v.created_at else None,
-        **v.summary,
+        **summary,
         "parameters": v.parameters,
     }
+
+
+def _version_result(v: ReleaseVersion, created: bool, card: str | None = None) -> ReleaseVersionInfo:
+    return ReleaseVersionInfo(**_version_fields(v, created), card=card)
+
+
+def _withdrawal_result(v: ReleaseVersion, created: bool, removed: int) -> WithdrawalResult:
+    return WithdrawalResult(**_version_fields(v, created), removed_series=removed)
 
 
 def card_folder(ws: Workspace, v: ReleaseVersion) -> Path:
@@ -773,9 +789,9 @@ def create_release(
     on_case: Callable[[], None] | None = None,
     labels: dict[str, list[str]] | None = None,
     annotation: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> ReleaseVersionInfo:
     """Build NAME@(n+1) from a cohort, a query or every series; return the existing version when nothing
-    changed. Returns a summary dict (``ref``, ``version``, ``created``, counts, ``card``).
+    changed. Returns its record (``ref``, ``version``, ``created``, counts, ``card``).
 
     ``labels`` (series UID -> DICOM-SEG digests, e.g. an annotation project's accepted labels) replaces
     the catalog's SEGs as the release's labels; ``annotation`` (per label: reads, agreement, adjudication
@@ -820,10 +836,10 @@ def create_release(
         for m in members:
             m.split = assignment[_patient_key(m.site.name, m.patient.pseudonym)]
         row, created = _make_version(ws, session, name, members, params, "created", on_case)
-        return {**_version_result(row, created), "card": str(card_folder(ws, row) / "card.html")}
+        return _version_result(row, created, card=str(card_folder(ws, row) / "card.html"))
 
 
-def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> dict[str, Any]:
+def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> WithdrawalResult:
     """Consent withdrawn: record it (every later version leaves the patient out) and, when the release's
     latest version holds them, build the next version without them and log the withdrawal."""
     with ws.catalog.session() as session:
@@ -867,7 +883,7 @@ def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> dict[str, Any]
         removed = [m for m in kept if m.patient.id == patient.id]
         if not removed:
             session.commit()
-            return {**_version_result(latest, False), "removed_series": 0}
+            return _withdrawal_result(latest, False, 0)
         members = [m for m in kept if m.patient.id != patient.id]
         if not members:
             raise ReleaseError(f"{name}: withdrawing {pseudonym} would leave the release empty")
@@ -891,7 +907,7 @@ def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> dict[str, Any]
                 "series_removed": len(removed),
             },
         )
-        return {**_version_result(row, True), "removed_series": len(removed)}
+        return _withdrawal_result(row, True, len(removed))
 
 
 def _commitment(ws: Workspace, value: str) -> str:
@@ -900,32 +916,32 @@ def _commitment(ws: Workspace, value: str) -> str:
     return str(Ledger.open(ws).commit(value))
 
 
-def list_releases(ws: Workspace) -> list[dict[str, Any]]:
+def list_releases(ws: Workspace) -> list[ReleaseRow]:
     with ws.catalog.session() as session:
         out = []
         for release in session.scalars(select(Release).order_by(Release.name)):
             for v in release.versions:
                 out.append(
-                    {
-                        "ref": f"{release.name}@{v.version}",
-                        "created": v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "",
-                        "patients": v.summary.get("patients"),
-                        "cases": v.summary.get("cases"),
-                        "files": v.summary.get("files"),
-                        "reason": v.reason,
-                        "ledger": v.ledger_index,
-                    }
+                    ReleaseRow(
+                        ref=f"{release.name}@{v.version}",
+                        created=v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "",
+                        patients=v.summary.get("patients"),
+                        cases=v.summary.get("cases"),
+                        files=v.summary.get("files"),
+                        reason=v.reason,
+                        ledger=v.ledger_index,
+                    )
                 )
         return out
 
 
-def show_release(ws: Workspace, ref: str) -> dict[str, Any]:
+def show_release(ws: Workspace, ref: str) -> ReleaseVersionInfo:
     with ws.catalog.session() as session:
         v = get_version(session, ref)
-        return {**_version_result(v, False), "card": str(card_folder(ws, v) / "card.html")}
+        return _version_result(v, False, card=str(card_folder(ws, v) / "card.html"))
 
 
-def verify_version(ws: Workspace, ref: str) -> dict[str, Any]:
+def verify_version(ws: Workspace, ref: str) -> VerifyResult:
     """Re-check a version (old ones too): every file in the store against the manifest, the manifest
     against its Merkle root and the catalog, and the manifest's log entry against a signed checkpoint."""
     problems: list[str] = []
@@ -943,7 +959,7 @@ def verify_version(ws: Workspace, ref: str) -> dict[str, Any]:
     try:
         manifest = Manifest.from_bytes(raw)
     except InputError as exc:
-        return {"ref": label, "verified": False, "files": 0, "problems": [*problems, exc.message]}
+        return VerifyResult(label, False, 0, index, [*problems, exc.message])
     if manifest.merkle_root() != root:
         problems.append("manifest: Merkle root differs from the catalog's")
     for f in manifest.files:
@@ -965,13 +981,7 @@ def verify_version(ws: Workspace, ref: str) -> dict[str, Any]:
             verify_receipt(ledger.receipt(index).decode(), (ledger.folder / "log.vkey").read_text())
         except VerificationError as exc:
             problems.append(f"log: {exc}")
-    return {
-        "ref": label,
-        "verified": not problems,
-        "files": len(manifest.files),
-        "log_index": index,
-        "problems": problems,
-    }
+    return VerifyResult(label, not problems, len(manifest.files), index, problems)
 
 
 def now_iso() -> str:

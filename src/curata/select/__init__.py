@@ -4,7 +4,7 @@ Public API (the CLI, the server and the demo use these)::
 
     run_qc(ws, where=None, workers=None) -> RunSummary     # measure (cached by content), then decide
     write_report(ws, out_html) -> Path                      # self-contained HTML report
-    explain(ws, uid) -> dict                                # metrics, rules and verdict of one series
+    explain(ws, uid) -> Explanation                         # metrics, rules and verdict of one series
     create_cohort(ws, name, where), list_cohorts(ws), show_cohort(ws, name)
     cohort_id(session, name), cohort_series_ids(session, name)   # cohort membership, for other stages
     qc_verdicts(session, series_ids) -> {series_id: passed}
@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from curata.select.query import parse, series_select
     from curata.select.report import write_report
     from curata.select.service import (
+        CohortDetail,
+        CohortInfo,
+        CohortMember,
+        Explanation,
+        MetricValue,
+        OverrideResult,
+        QcCounts,
+        RuleCheck,
+        VerdictInfo,
         cohort_id,
         cohort_series_ids,
         create_cohort,
@@ -46,6 +55,15 @@ __getattr__ = lazy_exports(
         "parse": "query",
         "series_select": "query",
         "write_report": "report",
+        "CohortDetail": "service",
+        "CohortInfo": "service",
+        "CohortMember": "service",
+        "Explanation": "service",
+        "MetricValue": "service",
+        "OverrideResult": "service",
+        "QcCounts": "service",
+        "RuleCheck": "service",
+        "VerdictInfo": "service",
         "cohort_id": "service",
         "cohort_series_ids": "service",
         "create_cohort": "service",
@@ -62,9 +80,18 @@ __getattr__ = lazy_exports(
 
 __all__ = [
     "Cohort",
+    "CohortDetail",
+    "CohortInfo",
+    "CohortMember",
     "CohortSeries",
+    "Explanation",
+    "MetricValue",
+    "OverrideResult",
+    "QcCounts",
     "QcMeasurement",
     "QcVerdict",
+    "RuleCheck",
+    "VerdictInfo",
     "cohort_id",
     "cohort_series_ids",
     "create_cohort",

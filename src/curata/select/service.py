@@ -47,6 +47,111 @@ from curata.workspace import Workspace
 QC_VERSION = str(metrics_registry.QC_VERSION)
 
 
+# -- the records this service returns ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One measured metric of a series, with its unit and definition from the registry."""
+
+    metric: str
+    value: Any
+    unit: str
+    definition: str
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    """One rule of the active set against one series: whether it fired, and the values it read."""
+
+    name: str
+    when: str
+    action: str
+    reason: str
+    fired: bool
+    result: bool | None
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VerdictInfo:
+    """The recorded verdict of a series; ``current`` when it was decided on this content and rule set."""
+
+    passed: bool
+    warned: bool
+    reasons: list[dict[str, Any]]
+    ruleset: str
+    code_version: str
+    decided_at: datetime | None
+    current: bool
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Every metric, every rule and the verdict of one series (``curata qc explain``)."""
+
+    series_uid: str
+    modality: str | None
+    description: str | None
+    site: str
+    qc_key: str | None
+    measured: bool
+    error: str | None
+    metrics: list[MetricValue] = field(default_factory=list)
+    rules: list[RuleCheck] = field(default_factory=list)
+    verdict: VerdictInfo | None = None
+
+
+@dataclass(frozen=True)
+class OverrideResult:
+    """A curator's decision on one series, as recorded (``before``: the verdict it replaced)."""
+
+    series_uid: str
+    passed: bool
+    author: str
+    reason: str
+    before: bool | None
+
+
+@dataclass(frozen=True)
+class CohortInfo:
+    """A saved cohort: its name, query, size and the moment it was taken."""
+
+    name: str
+    query: str
+    series: int
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CohortMember:
+    """One series of a cohort, with its site and QC verdict (None: never judged)."""
+
+    series_uid: str
+    modality: str | None
+    body_part: str | None
+    site: str
+    qc_passed: bool | None
+
+
+@dataclass(frozen=True)
+class CohortDetail:
+    """A cohort with its series."""
+
+    name: str
+    query: str
+    created_at: datetime | None
+    series: list[CohortMember]
+
+
+@dataclass(frozen=True)
+class QcCounts:
+    series: int
+    judged: int
+    passed: int
+    excluded: int
+
+
 def qc_code_version() -> str:
     return f"{code_version()} qc/{QC_VERSION}"
 
@@ -405,7 +510,7 @@ def _override_reason(o: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def override(ws: Workspace, uid: str, *, passed: bool, author: str, reason: str) -> dict[str, Any]:
+def override(ws: Workspace, uid: str, *, passed: bool, author: str, reason: str) -> OverrideResult:
     """A curator's decision on one series: include (``passed``) or exclude it whatever the rules say,
     with a reason and its author. Recorded as provenance (step ``qc.override``, appended to the log like
     every decision); it holds for this content (the qc key) until the series changes."""
@@ -439,7 +544,7 @@ def override(ws: Workspace, uid: str, *, passed: bool, author: str, reason: str)
                     code_version=qc_code_version(),
                 )
             )
-        return {"series_uid": s.series_uid, **output}
+        return OverrideResult(s.series_uid, passed, author, reason, before)
 
 
 # -- explain --------------------------------------------------------------------------------------------
@@ -455,9 +560,10 @@ def find_series(session: Session, uid: str) -> Series:
     return s
 
 
-def explain(ws: Workspace, uid: str) -> dict[str, Any]:
+def explain(ws: Workspace, uid: str) -> Explanation:
     """Every metric (with unit and definition), every rule (fired or not, with the values it read), the verdict."""
     from curata.select.metrics.registry import METRICS
+    from curata.select.query import evaluate
 
     ruleset = active_ruleset(ws)
     with ws.catalog.session() as session:
@@ -469,59 +575,56 @@ def explain(ws: Workspace, uid: str) -> dict[str, Any]:
         m = session.scalar(select(QcMeasurement).where(QcMeasurement.qc_key == key)) if key else None
         verdict = session.scalar(select(QcVerdict).where(QcVerdict.series_id == s.id))
         record = series_record(s, m.metrics if m else None)
-        out: dict[str, Any] = {
-            "series_uid": s.series_uid,
-            "modality": s.modality,
-            "description": s.description,
-            "site": s.study.patient.site.name,
-            "qc_key": key,
-            "measured": m is not None,
-            "error": m.error if m else None,
-            "metrics": [],
-            "rules": [],
-            "verdict": None,
-        }
+        metrics = []
         if m is not None:
             for name, value in m.metrics.items():
                 meta = METRICS.get(name)
-                out["metrics"].append(
-                    {
-                        "metric": name,
-                        "value": value,
-                        "unit": meta.unit if meta else "",
-                        "definition": meta.definition if meta else "",
-                    }
+                metrics.append(
+                    MetricValue(name, value, meta.unit if meta else "", meta.definition if meta else "")
                 )
         _, _, firings = apply(ruleset, record)
         fired = {f.rule for f in firings}
-        from curata.select.query import evaluate
-
-        for rule in ruleset.rules:
-            out["rules"].append(
-                {
-                    **rule.as_dict(),
-                    "fired": rule.name in fired,
-                    "result": evaluate(rule.query.root, record),
-                    "values": {f: record.get(f) for f in dict.fromkeys(rule.query.fields)},
-                }
+        rules = [
+            RuleCheck(
+                name=rule.name,
+                when=rule.when,
+                action=rule.action,
+                reason=rule.reason,
+                fired=rule.name in fired,
+                result=evaluate(rule.query.root, record),
+                values={f: record.get(f) for f in dict.fromkeys(rule.query.fields)},
             )
+            for rule in ruleset.rules
+        ]
+        shown = None
         if verdict is not None:
-            out["verdict"] = {
-                "passed": verdict.passed,
-                "warned": verdict.warned,
-                "reasons": verdict.reasons,
-                "ruleset": verdict.ruleset_digest,
-                "code_version": verdict.code_version,
-                "decided_at": verdict.decided_at,
-                "current": verdict.qc_key == key and verdict.ruleset_digest == ruleset.digest,
-            }
-    return out
+            shown = VerdictInfo(
+                passed=verdict.passed,
+                warned=verdict.warned,
+                reasons=verdict.reasons,
+                ruleset=verdict.ruleset_digest,
+                code_version=verdict.code_version,
+                decided_at=verdict.decided_at,
+                current=verdict.qc_key == key and verdict.ruleset_digest == ruleset.digest,
+            )
+        return Explanation(
+            series_uid=s.series_uid,
+            modality=s.modality,
+            description=s.description,
+            site=s.study.patient.site.name,
+            qc_key=key,
+            measured=m is not None,
+            error=m.error if m else None,
+            metrics=metrics,
+            rules=rules,
+            verdict=shown,
+        )
 
 
 # -- cohorts --------------------------------------------------------------------------------------------
 
 
-def create_cohort(ws: Workspace, name: str, where: str) -> dict[str, Any]:
+def create_cohort(ws: Workspace, name: str, where: str) -> CohortInfo:
     """Save ``name``: the query, the moment, and the series it matches now."""
     query = parse(where)
     with ws.catalog.session() as session:
@@ -542,7 +645,7 @@ def create_cohort(ws: Workspace, name: str, where: str) -> dict[str, Any]:
             {"name": name, "query": where},
             {"series": len(ids)},
         )
-        return {"name": name, "query": where, "series": len(ids), "created_at": cohort.created_at}
+        return CohortInfo(name, where, len(ids), cohort.created_at)
 
 
 def cohort_id(session: Session, name: str) -> int | None:
@@ -571,15 +674,15 @@ def qc_verdicts(session: Session, series_ids: Sequence[int]) -> dict[int, bool]:
     return out
 
 
-def list_cohorts(ws: Workspace) -> list[dict[str, Any]]:
+def list_cohorts(ws: Workspace) -> list[CohortInfo]:
     with ws.catalog.session() as session:
         return [
-            {"name": c.name, "series": c.series_count, "created_at": c.created_at, "query": c.query}
+            CohortInfo(c.name, c.query, c.series_count, c.created_at)
             for c in session.scalars(select(Cohort).order_by(Cohort.created_at))
         ]
 
 
-def show_cohort(ws: Workspace, name: str) -> dict[str, Any]:
+def show_cohort(ws: Workspace, name: str) -> CohortDetail:
     with ws.catalog.session() as session:
         c = session.scalar(select(Cohort).where(Cohort.name == name))
         if c is None:
@@ -594,11 +697,8 @@ def show_cohort(ws: Workspace, name: str) -> dict[str, Any]:
             .where(CohortSeries.cohort_id == c.id)
             .order_by(Series.series_uid)
         )
-        series = [
-            {"series_uid": u, "modality": m, "body_part": b, "site": s, "qc_passed": p}
-            for u, m, b, s, p in rows
-        ]
-        return {"name": c.name, "query": c.query, "created_at": c.created_at, "series": series}
+        series = [CohortMember(u, m, b, s, p) for u, m, b, s, p in rows]
+        return CohortDetail(c.name, c.query, c.created_at, series)
 
 
 def drop_verdicts(ws: Workspace) -> None:
@@ -607,9 +707,9 @@ def drop_verdicts(ws: Workspace) -> None:
         session.execute(delete(QcVerdict))
 
 
-def counts(ws: Workspace) -> dict[str, int]:
+def counts(ws: Workspace) -> QcCounts:
     with ws.catalog.session() as session:
         total = session.scalar(select(func.count()).select_from(Series)) or 0
         passed = session.scalar(select(func.count()).where(QcVerdict.passed.is_(True))) or 0
         judged = session.scalar(select(func.count()).select_from(QcVerdict)) or 0
-    return {"series": total, "judged": judged, "passed": passed, "excluded": judged - passed}
+    return QcCounts(total, judged, passed, judged - passed)

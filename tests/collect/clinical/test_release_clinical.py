@@ -36,7 +36,7 @@ def test_release_carries_clinical_and_genomic_files_split_with_the_images(worksp
     assert not problems, [p.reason for p in problems]
     rel = create_release(workspace, "lung-clin", formats="dicom,fhir")
     with workspace.catalog.session() as s:
-        v = get_version(s, rel["ref"])
+        v = get_version(s, rel.ref)
         manifest = Manifest.from_bytes(workspace.store.get_bytes(v.manifest_digest))
         splits_digest = next(f.sha256 for f in manifest.files if f.path == "splits.json")
     paths = {f.path: f.sha256 for f in manifest.files}
@@ -73,16 +73,16 @@ def test_release_carries_clinical_and_genomic_files_split_with_the_images(worksp
     assert "Missing data per field" in card
     assert b"clinical.md" in workspace.store.get_bytes(paths["card/README.md"])
     # the licensee's copy carries them and the shipped verifier accepts it
-    out = export_release(workspace, rel["ref"], tmp_path / "acme", licensee="ACME AI")
-    folder = Path(out["directory"])
+    out = export_release(workspace, rel.ref, tmp_path / "acme", licensee="ACME AI")
+    folder = Path(out.directory)
     assert (folder / "clinical" / "omop" / "PERSON.csv").is_file()
     res = subprocess.run([sys.executable, "-I", str(folder / "verify_release.py"), str(folder)],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     # same content, same version; new clinical data, new version
-    assert not create_release(workspace, "lung-clin", formats="dicom,fhir")["created"]
+    assert not create_release(workspace, "lung-clin", formats="dicom,fhir").created
     write_csv(
         export / "clinical2" / "more.csv", [csv_row(mrn=MRNS[0], icd10="C78.0", diagnosis="lung metastasis")]
     )
     Ingestor(workspace, workers=1).ingest_paths([export / "clinical2"])
-    assert create_release(workspace, "lung-clin", formats="dicom,fhir")["created"]
+    assert create_release(workspace, "lung-clin", formats="dicom,fhir").created

@@ -27,7 +27,7 @@ from curata.publish.release import get_version
 def test_every_file_of_a_release_is_declared(released) -> None:  # type: ignore[no-untyped-def]
     ws, release, _export = released
     with ws.catalog.session() as s:
-        manifest = Manifest.from_bytes(ws.store.get_bytes(get_version(s, release["ref"]).manifest_digest))
+        manifest = Manifest.from_bytes(ws.store.get_bytes(get_version(s, release.ref).manifest_digest))
     kinds = check_files([f.path for f in manifest.files], FORMATS)
     by_kind = {k: [p for p, v in kinds.items() if v is k] for k in Fingerprint}
     assert by_kind[Fingerprint.DICOM] and all(p.endswith(".dcm") for p in by_kind[Fingerprint.DICOM])

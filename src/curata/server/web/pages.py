@@ -4,6 +4,7 @@ made here: QC verdicts, cohorts, releases, proofs and statements all come from t
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 
 from curata.catalog import Patient, Provenance, Series, Site, Study
 from curata.errors import CurataError
-from curata.select import QcVerdict
+from curata.select import CohortInfo, QcVerdict
 from curata.server.auth import Access
 from curata.workspace import Workspace
 
@@ -238,11 +239,11 @@ def bars(counts: Counter[str], width: int = 300) -> dict[str, Any]:
     }
 
 
-def cohorts(ws: Workspace, access: Access) -> list[dict[str, Any]]:
+def cohorts(ws: Workspace, access: Access) -> list[CohortInfo]:
     from curata.select import list_cohorts
 
     mine = set(access.project.cohorts) if access.project else set()
-    return [c for c in list_cohorts(ws) if c["name"] in mine]
+    return [c for c in list_cohorts(ws) if c.name in mine]
 
 
 def scoped_query(access: Access, where: str) -> str:
@@ -268,12 +269,12 @@ def releases(ws: Workspace, access: Access, grants: list[Any]) -> list[dict[str,
     licensee_only = access.roles <= {Role.licensee}
     out = []
     for r in list_releases(ws):
-        name = r["ref"].split("@", 1)[0]
+        name = r.ref.split("@", 1)[0]
         if name not in names:
             continue
-        if licensee_only and r["ref"] not in licensed:
+        if licensee_only and r.ref not in licensed:
             continue
-        out.append({**r, "licensed": r["ref"] in licensed})
+        out.append({**dataclasses.asdict(r), "licensed": r.ref in licensed})
     return out
 
 
@@ -281,7 +282,7 @@ def release_detail(ws: Workspace, ref: str) -> dict[str, Any]:
     from curata.publish import show_release
 
     info = show_release(ws, ref)
-    splits = info.get("splits") or {}
+    splits = info.splits or {}
     return {"info": info, "splits": splits}
 
 

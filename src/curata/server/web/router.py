@@ -248,7 +248,7 @@ def qc_override(
         return page(request, "qc.html", access, title="QC review", active="qc", error=exc.message, **qc)
     _record(request, access, "qc-override", series_uid, decision=decision)
     return RedirectResponse(
-        f"/ui/p/{access.project.name}/qc?done={decision}#s-{result['series_uid']}",
+        f"/ui/p/{access.project.name}/qc?done={decision}#s-{result.series_uid}",
         status_code=303,  # type: ignore[union-attr]
     )
 
@@ -303,7 +303,7 @@ def cohort_create(
             name=name,
         )
     service.add_resource(_ws(request), access.project.name, "cohort", name)
-    _record(request, access, "cohort-created", name, series=created["series"])
+    _record(request, access, "cohort-created", name, series=created.series)
     return RedirectResponse(f"/ui/p/{access.project.name}/cohorts?created={name}", status_code=303)
 
 
@@ -366,7 +366,7 @@ def release_card(request: Request, ref: str, access: Access = Depends(require(*R
     from curata.publish import show_release
 
     _release_or_404(request, access, ref)
-    card = Path(show_release(_ws(request), ref)["card"])
+    card = Path(show_release(_ws(request), ref).card or "")
     return HTMLResponse(card.read_text(encoding="utf-8"))
 
 
