@@ -10,21 +10,20 @@ from typing import Any
 
 import typer
 
+from curata.cli_common import workspace_option
 from curata.console import console, print_json, print_table
 from curata.workspace import Workspace
 
-app = typer.Typer(
+annotate_app = typer.Typer(
     help="Annotation: projects, schemas, blinded double reading, agreement, adjudication.",
     no_args_is_help=True,
 )
 project_app = typer.Typer(help="Annotation projects.", no_args_is_help=True)
 reader_app = typer.Typer(help="A project's readers and adjudicators.", no_args_is_help=True)
-app.add_typer(project_app, name="project")
-app.add_typer(reader_app, name="reader")
+annotate_app.add_typer(project_app, name="project")
+annotate_app.add_typer(reader_app, name="reader")
 
-WS = typer.Option(
-    None, "--workspace", "-w", help="Workspace folder (default: $CURATA_WORKSPACE or the enclosing one)."
-)
+WS = workspace_option()
 JSON = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
@@ -83,7 +82,7 @@ def project_ls(as_json: bool = JSON, workspace: Path | None = WS) -> None:
     _out(rows, as_json, title="annotation projects")
 
 
-@app.command("schema")
+@annotate_app.command("schema")
 def schema(
     project: str,
     file: Path = typer.Argument(..., help="TOML: instructions = '...' and [[label]] tables."),
@@ -116,7 +115,7 @@ def reader_add(
     console.print(f"[green]{'adjudicator' if adjudicator else 'reader'}[/] {user} on {project}")
 
 
-@app.command("tasks")
+@annotate_app.command("tasks")
 def tasks(
     project: str,
     create: bool = typer.Option(False, "--create", help="Create the missing tasks from the cohort first."),
@@ -138,7 +137,7 @@ def tasks(
     )
 
 
-@app.command("assign")
+@annotate_app.command("assign")
 def assign_cmd(
     project: str,
     task: int = typer.Option(None, "--task", help="By hand: this task ..."),
@@ -153,7 +152,7 @@ def assign_cmd(
     _out([{"reader": k, "cases": v} for k, v in sorted(load.items())], as_json, title="cases per reader")
 
 
-@app.command("queue")
+@annotate_app.command("queue")
 def queue_cmd(project: str, reader: str, as_json: bool = JSON, workspace: Path | None = WS) -> None:
     """A reader's open tasks, next first."""
     from curata.annotate.service import queue
@@ -166,7 +165,7 @@ def queue_cmd(project: str, reader: str, as_json: bool = JSON, workspace: Path |
     )
 
 
-@app.command("status")
+@annotate_app.command("status")
 def status_cmd(project: str, as_json: bool = JSON, workspace: Path | None = WS) -> None:
     """Tasks per state and reads filed."""
     from curata.annotate.service import status
@@ -178,7 +177,7 @@ def status_cmd(project: str, as_json: bool = JSON, workspace: Path | None = WS) 
         print_table([st], title=f"{project} status")
 
 
-@app.command("file")
+@annotate_app.command("file")
 def file_cmd(project: str = typer.Option(None, "--project"), workspace: Path | None = WS) -> None:
     """File the SEG/SR/RTSTRUCT objects that arrived (STOW-RS) against their tasks and readers."""
     from curata.annotate.service import file_new_objects
@@ -191,7 +190,7 @@ def file_cmd(project: str = typer.Option(None, "--project"), workspace: Path | N
         raise typer.Exit(1)
 
 
-@app.command("import")
+@annotate_app.command("import")
 def import_cmd(
     project: str,
     series: str = typer.Option(..., "--series", help="The task's series UID."),
@@ -208,7 +207,7 @@ def import_cmd(
     )
 
 
-@app.command("submit")
+@annotate_app.command("submit")
 def submit_cmd(project: str, task: int, reader: str, workspace: Path | None = WS) -> None:
     """Hand in a reader's read of a task."""
     from curata.annotate.service import submit
@@ -217,7 +216,7 @@ def submit_cmd(project: str, task: int, reader: str, workspace: Path | None = WS
     console.print(f"task {t.id}: {t.state}")
 
 
-@app.command("agreement")
+@annotate_app.command("agreement")
 def agreement_cmd(project: str, as_json: bool = JSON, workspace: Path | None = WS) -> None:
     """Compute agreement on every submitted case; show the project's table per label."""
     from curata.annotate.service import agreement_table, compute_agreement
@@ -246,7 +245,7 @@ def agreement_cmd(project: str, as_json: bool = JSON, workspace: Path | None = W
     _out(rows, as_json, title=f"{project} agreement")
 
 
-@app.command("adjudicate")
+@annotate_app.command("adjudicate")
 def adjudicate_cmd(
     project: str,
     task: int,
@@ -265,7 +264,7 @@ def adjudicate_cmd(
     console.print(f"task {out['task']}: accepted ({out['decision']})")
 
 
-@app.command("accept")
+@annotate_app.command("accept")
 def accept_cmd(
     project: str, task: int, reviewer: str = typer.Option(..., "--by"), workspace: Path | None = WS
 ) -> None:
@@ -276,7 +275,7 @@ def accept_cmd(
     console.print(f"task {out['task']}: accepted ({out['decision']})")
 
 
-@app.command("readers")
+@annotate_app.command("readers")
 def readers_cmd(project: str, as_json: bool = JSON, workspace: Path | None = WS) -> None:
     """Per-reader statistics: cases, time per case, agreement with the accepted labels."""
     from curata.annotate.service import reader_stats
@@ -284,7 +283,7 @@ def readers_cmd(project: str, as_json: bool = JSON, workspace: Path | None = WS)
     _out(reader_stats(Workspace.find(workspace), project), as_json, title=f"{project} readers")
 
 
-@app.command("draft")
+@annotate_app.command("draft")
 def draft_cmd(
     project: str,
     task: int,
@@ -300,7 +299,7 @@ def draft_cmd(
     )
 
 
-@app.command("train")
+@annotate_app.command("train")
 def train_cmd(
     project: str,
     name: str = typer.Option("unet", "--name"),
@@ -316,7 +315,7 @@ def train_cmd(
     )
 
 
-@app.command("drafts")
+@annotate_app.command("drafts")
 def drafts_cmd(project: str, as_json: bool = JSON, workspace: Path | None = WS) -> None:
     """Per model: Dice of its drafts against the accepted labels."""
     from curata.annotate.service import draft_agreement
@@ -325,7 +324,7 @@ def drafts_cmd(project: str, as_json: bool = JSON, workspace: Path | None = WS) 
     _out(rows, as_json, title=f"{project} drafts vs accepted")
 
 
-@app.command("report")
+@annotate_app.command("report")
 def report_cmd(
     project: str,
     report: int,
@@ -343,5 +342,5 @@ def report_cmd(
     console.print(f"[green]report {report}[/] -> {out / 'report.html'}, {out / 'report.pdf'}")
 
 
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="annotate")
+def register(app: typer.Typer) -> None:
+    app.add_typer(annotate_app, name="annotate")

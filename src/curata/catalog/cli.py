@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from curata.cli_common import WorkspaceOpt, as_data, finish, open_workspace
-from curata.console import console, print_json, print_table
+from curata.console import console, print_table
 
 store_app = typer.Typer(help="The content-addressed blob store.", no_args_is_help=True)
 
@@ -65,7 +65,7 @@ def ls(
     )
     rows: list[dict[str, Any]] = as_data(records)
     if as_json:
-        print_json(rows)
+        finish(rows, as_json=True)
         return
     short = [
         {k: (v[:24] + "…" if isinstance(v, str) and len(v) > 40 else v) for k, v in r.items()} for r in rows
@@ -85,7 +85,7 @@ def show(
 
     out = service.describe_object(open_workspace(workspace), uid)
     if as_json:
-        print_json(out)
+        finish(out, as_json=True)
         return
     console.print_json(data=out, default=str)
 
@@ -130,8 +130,8 @@ def store_verify(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(init)
-    app.command()(ls)
-    app.command()(show)
-    app.command()(status)
+    app.command("init")(init)
+    app.command("ls")(ls)
+    app.command("show")(show)
+    app.command("status")(status)
     app.add_typer(store_app, name="store")

@@ -62,4 +62,4 @@ def ingest(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(ingest)
+    app.command("ingest")(ingest)

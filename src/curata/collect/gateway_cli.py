@@ -266,5 +266,5 @@ def server(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(gateway_app)
+    app.add_typer(gateway_app, name="gateway")
     app.command("server")(server)

@@ -62,4 +62,4 @@ def _announce(out: Path, port: int) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(demo)
+    app.command("demo")(demo)

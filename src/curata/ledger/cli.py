@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from curata.cli_common import finish, workspace_option
-from curata.console import RunSummary, console, print_json, print_table, status
+from curata.console import RunSummary, console, print_table, status
 from curata.errors import InputError
 
 ledger_app = typer.Typer(
@@ -66,13 +66,12 @@ def verify_cmd(
     summary.add("problems", len(report.problems))
     summary.extra["root"] = report.root
     if as_json:
-        print_json(report.as_dict())
+        finish(report.as_dict(), as_json=True)
     else:
         for p in report.problems:
             console.print(f"[red]problem[/] {p}")
         summary.render()
-    if not report.ok:
-        raise typer.Exit(1)
+    finish(None, failed=not report.ok)
 
 
 @ledger_app.command("proof")
@@ -90,7 +89,10 @@ def proof_cmd(
 
         write_atomic(out, receipt)
     if as_json:
-        print_json({**ledger.prove(entry).as_dict(), "entry": ledger.entry(entry).as_dict(), "file": out})
+        finish(
+            {**ledger.prove(entry).as_dict(), "entry": ledger.entry(entry).as_dict(), "file": out},
+            as_json=True,
+        )
     elif not out:
         typer.echo(receipt.decode(), nl=False)
     else:
@@ -104,7 +106,9 @@ def checkpoint_cmd(as_json: bool = JSON, workspace: Path | None = WS) -> None:
     ledger = _ledger(workspace)
     cp = ledger.checkpoint()
     if as_json:
-        print_json({"origin": cp.origin, "size": cp.size, "root": cp.root_hash.hex(), "note": cp.note})
+        finish(
+            {"origin": cp.origin, "size": cp.size, "root": cp.root_hash.hex(), "note": cp.note}, as_json=True
+        )
     else:
         typer.echo(cp.note, nl=False)
 
@@ -126,7 +130,7 @@ def entries_cmd(
     rows = [e.as_dict() for e in _ledger(workspace).entries(kind)]
     rows = rows[-limit:] if limit else rows
     if as_json:
-        print_json(rows)
+        finish(rows, as_json=True)
     else:
         print_table(
             [{**r, "leaf_hash": r["leaf_hash"][:16], "payload": str(r["payload"])[:80]} for r in rows],
@@ -239,7 +243,7 @@ def licence_add(
         _ledger(workspace), licensee, release, _cents(fee), currency=currency, terms=terms, on=when
     )
     if as_json:
-        print_json(e.as_dict())
+        finish(e.as_dict(), as_json=True)
     else:
         console.print(f"licence logged as entry {e.index} ({licensee}, {release}, {fee} {currency.upper()})")
 
@@ -251,7 +255,7 @@ def licence_list(as_json: bool = JSON, workspace: Path | None = WS) -> None:
         {"index": e.index, **e.payload} for e in _ledger(workspace).entries("licence")
     ]
     if as_json:
-        print_json(rows)
+        finish(rows, as_json=True)
     else:
         print_table(rows, title="licences")
 
@@ -274,7 +278,7 @@ def revenue_statement(
     rule = rule or ws.settings.revenue.rule
     st = statement(Ledger.open(ws), period, rule=rule)
     if as_json:
-        print_json(st.as_dict())
+        finish(st.as_dict(), as_json=True)
     else:
         rows: list[Mapping[str, Any]] = []
         for currency, totals in st.totals().items():
@@ -298,8 +302,7 @@ def revenue_statement(
         if not st.licences:
             console.print(f"no licence in the log is dated in {period}")
         console.print("reconciles to the cent" if st.reconciles else "[red]DOES NOT RECONCILE[/]")
-    if not st.reconciles or any(line.problem for line in st.licences):
-        raise typer.Exit(1)
+    finish(None, failed=not st.reconciles or any(line.problem for line in st.licences))
 
 
 def register(app: typer.Typer) -> None:

@@ -8,22 +8,17 @@ from typing import Any
 
 import typer
 
-from curata.cli_common import finish, workspace_option
+from curata.cli_common import WorkspaceOpt, finish, open_workspace
 from curata.console import RunSummary, err_console, make_progress, print_json
 from curata.preprocess.policies import DEFAULT_TILT, DEFAULT_UNEVEN, TILT_POLICIES, UNEVEN_POLICIES
 
-
-def register(app: typer.Typer) -> None:
-    app.command("convert")(convert_command)
-    group = typer.Typer(
-        help="Pre-processing pipelines: convert, resample, normalize, denoise, register.",
-        no_args_is_help=True,
-    )
-    group.command("run")(run_command)
-    group.command("slides")(slides_command)
-    app.add_typer(group, name="preprocess")
+preprocess_app = typer.Typer(
+    help="Pre-processing pipelines: convert, resample, normalize, denoise, register.",
+    no_args_is_help=True,
+)
 
 
+@preprocess_app.command("slides")
 def slides_command(
     pipeline: Path = typer.Argument(..., help="A slide pipeline TOML (kind = slide)."),
     cohort: str | None = typer.Option(None, "--cohort", help="Only this cohort's slides."),
@@ -32,13 +27,12 @@ def slides_command(
     workers: int | None = typer.Option(None, "--workers", help="Local worker processes."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="A Dask scheduler address."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w", help="The workspace."),
+    workspace: WorkspaceOpt = None,
 ) -> None:
     """Tile (and stain-normalise) every slide of the workspace or a cohort; cached, with provenance."""
     from curata.preprocess.wsi import export_tiles, load_slide_pipeline, run_slide_pipeline
-    from curata.workspace import Workspace
 
-    ws = Workspace.find(workspace)
+    ws = open_workspace(workspace)
     pipe = load_slide_pipeline(pipeline)
     results = run_slide_pipeline(ws, pipe, cohort=cohort, workers=workers, scheduler=scheduler)
     summary = RunSummary("preprocess slides")
@@ -49,13 +43,13 @@ def slides_command(
         summary.add("cached", r.cached)
     exported = export_tiles(ws, results, out, fmt) if out else []
     if as_json:
-        print_json({"slides": [r.__dict__ for r in results], "exported": len(exported)})
+        finish({"slides": [r.__dict__ for r in results], "exported": len(exported)}, as_json=True)
     else:
         for r in results:
             if not r.ok:
                 err_console.print(f"[red]failed[/] {r.series_uid}: {r.error}")
         summary.render()
-    raise typer.Exit(1 if summary.failed else 0)
+    finish(None, failed=summary.failed)
 
 
 def convert_command(
@@ -80,7 +74,7 @@ def convert_command(
         help="Philips: precise (private scale slope 2005,100E, as dcm2niix) or display (DICOM rescale).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    workspace: Path | None = workspace_option(),
+    workspace: WorkspaceOpt = None,
 ) -> None:
     """Convert every series under SOURCE: one volume per stack plus a BIDS-like JSON sidecar."""
     from curata.preprocess.convert import convert_folder, convert_selection
@@ -95,9 +89,7 @@ def convert_command(
     with make_progress(quiet=as_json) as progress:
         task = progress.add_task("converting", total=None)
         if not Path(source).exists() and (source == "all" or source.startswith(("cohort:", "series:"))):
-            from curata.workspace import Workspace
-
-            convert = partial(convert_selection, Workspace.find(workspace), source)
+            convert = partial(convert_selection, open_workspace(workspace), source)
         else:
             convert = partial(convert_folder, Path(source))
         options: dict[str, Any] = {"fmt": fmt, "uneven": uneven, "tilt": tilt, "philips": philips}
@@ -134,6 +126,7 @@ def convert_command(
     )
 
 
+@preprocess_app.command("run")
 def run_command(
     pipeline: Path = typer.Argument(..., help="Pipeline TOML file."),
     cohort: str | None = typer.Option(None, "--cohort", help="Run over this cohort (default: every series)."),
@@ -145,7 +138,7 @@ def run_command(
     workers: int = typer.Option(
         0, "--workers", help="Local worker processes (0: the config or the CPU count)."
     ),
-    workspace: Path | None = workspace_option(),
+    workspace: WorkspaceOpt = None,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run a declared pipeline; cached by (inputs, step, parameters, code version)."""
@@ -167,3 +160,8 @@ def run_command(
         finish(run_.as_dict(), as_json=True, failed=run_.summary.failed)
     else:
         finish(run_.summary, errors=[f"failed {item}: {reason}" for item, reason in run_.result.failures])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(convert_command)
+    app.add_typer(preprocess_app, name="preprocess")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from curata.cli_common import workspace_option
 from curata.console import console, err_console, print_json, print_table
 from curata.errors import ConfigError
 
@@ -19,9 +20,7 @@ project_app = typer.Typer(
     help="Projects: members with roles, sites, cohorts, releases, licences.", no_args_is_help=True
 )
 
-WS = typer.Option(
-    None, "--workspace", "-w", help="Workspace folder (default: $CURATA_WORKSPACE or enclosing)."
-)
+WS = workspace_option()
 JSON = typer.Option(False, "--json", help="Print JSON.")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
+
+from curata.cli_common import WorkspaceOpt
 
 clinical_app = typer.Typer(help="Clinical and genomic data: linkage to the images.", no_args_is_help=True)
 
@@ -16,7 +16,7 @@ def linkage(
     ),
     missing_only: bool = typer.Option(False, "--missing", help="Only patients missing something."),
     as_json: bool = typer.Option(False, "--json"),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w"),
+    workspace: WorkspaceOpt = None,
 ) -> None:
     """One row per patient: image modalities, clinical rows, VCFs, specimens, and what is missing."""
     from curata.collect.clinical.linkage import linkage_report
