@@ -10,7 +10,14 @@ import typer
 
 from curata.cli_common import WorkspaceOpt, finish, open_workspace
 from curata.console import RunSummary, err_console, make_progress, print_json
-from curata.preprocess.policies import DEFAULT_TILT, DEFAULT_UNEVEN, TILT_POLICIES, UNEVEN_POLICIES
+from curata.preprocess.policies import (
+    DEFAULT_PHILIPS,
+    DEFAULT_TILT,
+    DEFAULT_UNEVEN,
+    PHILIPS_SCALINGS,
+    TILT_POLICIES,
+    UNEVEN_POLICIES,
+)
 
 preprocess_app = typer.Typer(
     help="Pre-processing pipelines: convert, resample, normalize, denoise, register.",
@@ -69,7 +76,7 @@ def convert_command(
         DEFAULT_TILT, "--tilt", help="Gantry tilt: shear (exact sheared affine) or resample."
     ),
     philips: str = typer.Option(
-        "precise",
+        DEFAULT_PHILIPS,
         "--philips-scaling",
         help="Philips: precise (private scale slope 2005,100E, as dcm2niix) or display (DICOM rescale).",
     ),
@@ -83,7 +90,7 @@ def convert_command(
         raise typer.BadParameter("--uneven must be refuse, split or interpolate")
     if tilt not in TILT_POLICIES:
         raise typer.BadParameter("--tilt must be shear or resample")
-    if philips not in ("precise", "display"):
+    if philips not in PHILIPS_SCALINGS:
         raise typer.BadParameter("--philips-scaling must be precise or display")
     summary = RunSummary("convert", failure_keys=("refused",))
     with make_progress(quiet=as_json) as progress:

@@ -14,15 +14,20 @@ from curata import __version__
 from curata.errors import CurataError, InputError
 from curata.preprocess.dicom_stack import (
     Frame,
-    PhilipsScaling,
     StackReport,
-    TiltPolicy,
-    UnevenPolicy,
     assemble_stack,
     find_dicom_files,
     frames_of,
     group_stacks,
     read_dataset,
+)
+from curata.preprocess.policies import (
+    DEFAULT_PHILIPS,
+    DEFAULT_TILT,
+    DEFAULT_UNEVEN,
+    PhilipsScaling,
+    TiltPolicy,
+    UnevenPolicy,
 )
 from curata.preprocess.volume import Volume, write_json, write_nifti, write_zarr
 
@@ -224,7 +229,7 @@ def stacks_to_volumes(
     *,
     uneven: UnevenPolicy,
     tilt: TiltPolicy,
-    philips: PhilipsScaling = "precise",
+    philips: PhilipsScaling = DEFAULT_PHILIPS,
 ) -> list[tuple[str, Volume, StackReport, Dataset, Frame]]:
     """Every stack assembled; refused stacks are recorded with their reason, the rest go on.
 
@@ -274,9 +279,9 @@ def convert_folder(
     output: Path,
     *,
     fmt: OutputFormat = "nifti",
-    uneven: UnevenPolicy = "refuse",
-    tilt: TiltPolicy = "shear",
-    philips: PhilipsScaling = "precise",
+    uneven: UnevenPolicy = DEFAULT_UNEVEN,
+    tilt: TiltPolicy = DEFAULT_TILT,
+    philips: PhilipsScaling = DEFAULT_PHILIPS,
     on_file: Callable[[], None] | None = None,
     threads: int | None = None,
 ) -> ConvertResult:
@@ -310,9 +315,9 @@ def convert_folder(
 def convert_series(
     files: list[Path],
     *,
-    uneven: UnevenPolicy = "refuse",
-    tilt: TiltPolicy = "shear",
-    philips: PhilipsScaling = "precise",
+    uneven: UnevenPolicy = DEFAULT_UNEVEN,
+    tilt: TiltPolicy = DEFAULT_TILT,
+    philips: PhilipsScaling = DEFAULT_PHILIPS,
 ) -> list[tuple[str, Volume]]:
     """In-memory conversion of one series' files (used by pipelines); raises on refused stacks."""
     result = ConvertResult()
@@ -336,9 +341,9 @@ def convert_selection(
     output: Path,
     *,
     fmt: OutputFormat = "nifti",
-    uneven: UnevenPolicy = "refuse",
-    tilt: TiltPolicy = "shear",
-    philips: PhilipsScaling = "precise",
+    uneven: UnevenPolicy = DEFAULT_UNEVEN,
+    tilt: TiltPolicy = DEFAULT_TILT,
+    philips: PhilipsScaling = DEFAULT_PHILIPS,
     on_file: Callable[[], None] | None = None,
 ) -> ConvertResult:
     """Convert workspace series: ``all``, ``cohort:NAME`` or ``series:UID`` (read from the store)."""

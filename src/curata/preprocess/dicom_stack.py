@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -25,12 +25,16 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from curata.errors import InputError
+from curata.preprocess.policies import (
+    DEFAULT_PHILIPS,
+    DEFAULT_TILT,
+    DEFAULT_UNEVEN,
+    PHILIPS_SCALINGS,
+    PhilipsScaling,
+    TiltPolicy,
+    UnevenPolicy,
+)
 from curata.preprocess.volume import Volume
-
-UnevenPolicy = Literal["refuse", "split", "interpolate"]
-TiltPolicy = Literal["shear", "resample"]
-PhilipsScaling = Literal["precise", "display"]
-# Allowed values and defaults: curata.preprocess.policies (tests/preprocess/test_policies.py ties them).
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 POSITION_TOL_MM = 0.01  # two frames closer than this along the normal share a position
@@ -648,9 +652,9 @@ def _positions_grouped(frames: list[Frame]) -> list[list[Frame]]:
 def assemble_stack(
     frames: list[Frame],
     *,
-    uneven: UnevenPolicy = "refuse",
-    tilt: TiltPolicy = "shear",
-    philips: PhilipsScaling = "precise",
+    uneven: UnevenPolicy = DEFAULT_UNEVEN,
+    tilt: TiltPolicy = DEFAULT_TILT,
+    philips: PhilipsScaling = DEFAULT_PHILIPS,
 ) -> list[tuple[Volume, StackReport]]:
     """One stack's frames to volumes (one, or several when ``uneven='split'``).
 
@@ -659,7 +663,7 @@ def assemble_stack(
     one comparable between scans. ``philips='precise'`` applies it, as dcm2niix does by default;
     ``'display'`` keeps the DICOM rescale. Which one was applied goes into the report.
     """
-    if philips not in ("precise", "display"):
+    if philips not in PHILIPS_SCALINGS:
         raise InputError(f"unknown Philips scaling {philips!r}", hint="use precise or display")
     first = frames[0]
     report = StackReport(series_uid=str(first.ds.get("SeriesInstanceUID", "")))
