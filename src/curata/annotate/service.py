@@ -46,8 +46,7 @@ from curata.annotate.models import (
     TaskAssignment,
     TaskState,
 )
-from curata.catalog import Instance, Patient, Series, Site, Study
-from curata.catalog.provenance import record as record_provenance
+from curata.catalog import Instance, Patient, Series, Site, Study, record_provenance
 from curata.errors import AnnotationError, InputError
 from curata.workspace import Workspace
 
