@@ -37,7 +37,7 @@ def demo(
             port=port,
             tls_cert=None,
             tls_key=None,
-            allow_plain_http=False,  # type: ignore[arg-type]
+            allow_plain_http=False,
             verified=False,
             public_url="",
             no_viewer=False,

@@ -100,7 +100,7 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def _phase_encoding(ds: Dataset, frame: Frame | None) -> dict[str, str]:
+def _phase_encoding(ds: Dataset, frame: Frame | None) -> dict[str, str | float]:
     """BIDS PhaseEncodingDirection (axis and polarity) where the polarity is known, else the axis.
 
     i runs along a DICOM row; j runs up the columns (rows are stored bottom-up), so a Siemens
@@ -114,7 +114,7 @@ def _phase_encoding(ds: Dataset, frame: Frame | None) -> dict[str, str]:
     if direction not in ("ROW", "COL"):
         return {}
     axis = "i" if direction == "ROW" else "j"
-    out = {"InPlanePhaseEncodingDirectionDICOM": direction}
+    out: dict[str, str | float] = {"InPlanePhaseEncodingDirectionDICOM": direction}
     positive = frame.pe_positive if frame is not None else None
     if positive is None:
         out["PhaseEncodingAxis"] = axis

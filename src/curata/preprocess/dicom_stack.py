@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -729,22 +729,22 @@ def assemble_stack(
     return results
 
 
-def _slice_times_from_headers(first_volume: list[Frame]) -> list[float | None] | None:
+def _slice_times_from_headers(first_volume: list[Frame]) -> list[float] | None:
     """Slice timing of a classic 4D (fMRI) series from the first volume's headers: GE writes each
     slice's time within the TR as TriggerTime (0018,1060); others stamp each slice's
     AcquisitionTime. Used only when the times differ and all fall within one repetition time."""
     tr = _f(first_volume[0].ds.get("RepetitionTime"))
     if not tr:
         return None
-    trigger = [_f(f.ds.get("TriggerTime")) for f in first_volume]
-    if all(t is not None for t in trigger) and len(set(trigger)) > 1 and max(trigger) < tr:  # type: ignore[type-var]
-        return trigger  # type: ignore[return-value]
-    acquired = [_tm_seconds(f.ds.get("AcquisitionTime")) for f in first_volume]
-    if all(t is not None for t in acquired) and len(set(acquired)) > 1:
-        start = min(acquired)  # type: ignore[type-var]
-        relative = [round((t - start) * 1000.0, 3) for t in acquired]  # type: ignore[operator]
+    trigger = [t for f in first_volume if (t := _f(f.ds.get("TriggerTime"))) is not None]
+    if len(trigger) == len(first_volume) and len(set(trigger)) > 1 and max(trigger) < tr:
+        return trigger
+    acquired = [t for f in first_volume if (t := _tm_seconds(f.ds.get("AcquisitionTime"))) is not None]
+    if len(acquired) == len(first_volume) and len(set(acquired)) > 1:
+        start = min(acquired)
+        relative = [round((t - start) * 1000.0, 3) for t in acquired]
         if max(relative) < tr:
-            return relative  # type: ignore[return-value]
+            return relative
     return None
 
 
@@ -773,11 +773,11 @@ def _volume(
     else:
         thick = _f(first.ds.get("SpacingBetweenSlices")) or _f(first.ds.get("SliceThickness")) or 1.0
         step_vec = _normal(first.orientation) * thick
-    times = [g[0].slice_time_ms for g in groups]
-    if any(t is None for t in times) and nt > 1 and nz > 1:
+    times: Sequence[float | None] | None = [g[0].slice_time_ms for g in groups]
+    if times is not None and any(t is None for t in times) and nt > 1 and nz > 1:
         times = _slice_times_from_headers([g[0] for g in groups])
     if times and all(t is not None for t in times):
-        report.slice_timing_s = [round(float(t) / 1000.0, 6) for t in times]  # type: ignore[arg-type]
+        report.slice_timing_s = [round(float(t) / 1000.0, 6) for t in times if t is not None]
     # frames in (t, k) order -> pixels (t, k, rows, cols)
     ordered = [g[t] for t in range(nt) for g in groups]
     pix = _pixels(ordered, (nt, nz, rows, cols))  # rows already bottom-up

@@ -250,8 +250,8 @@ def serve(
         "127.0.0.1", "--host", help="Address to listen on (loopback unless you say so)."
     ),
     port: int = typer.Option(8400, "--port", help="Port."),
-    tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM certificate: serve HTTPS."),
-    tls_key: Path = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate: serve HTTPS."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
     allow_plain_http: bool = typer.Option(
         False, "--allow-plain-http", help="Serve plain HTTP on a public address (behind a TLS proxy only)."
     ),
