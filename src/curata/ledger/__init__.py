@@ -14,26 +14,34 @@ from typing import TYPE_CHECKING
 from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from curata.ledger.checkpoint import Checkpoint
     from curata.ledger.events import log_provenance
-    from curata.ledger.log import KINDS, InclusionProof, Ledger, LedgerEntry, LedgerError, VerifyReport
-    from curata.ledger.note import Verifier
-    from curata.ledger.revenue import add_licence, statement
+    from curata.ledger.service import (
+        KINDS,
+        Checkpoint,
+        InclusionProof,
+        Ledger,
+        LedgerEntry,
+        LedgerError,
+        Verifier,
+        VerifyReport,
+        add_licence,
+        statement,
+    )
 
 __getattr__ = lazy_exports(
     __name__,
     {
-        "add_licence": "revenue",
-        "statement": "revenue",
-        "Verifier": "note",
-        "Checkpoint": "checkpoint",
+        "add_licence": "service",
+        "statement": "service",
+        "Verifier": "service",
+        "Checkpoint": "service",
         "log_provenance": "events",
-        "KINDS": "log",
-        "InclusionProof": "log",
-        "Ledger": "log",
-        "LedgerEntry": "log",
-        "LedgerError": "log",
-        "VerifyReport": "log",
+        "KINDS": "service",
+        "InclusionProof": "service",
+        "Ledger": "service",
+        "LedgerEntry": "service",
+        "LedgerError": "service",
+        "VerifyReport": "service",
     },
 )
 

@@ -17,15 +17,23 @@ from curata._lazy import lazy_exports
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from curata.preprocess.convert import convert_folder, convert_series
-    from curata.preprocess.pipeline import (
+    from curata.preprocess.register import register
+    from curata.preprocess.service import (
         CacheSpec,
+        ConvertResult,
+        PipelineRun,
+        RunResult,
+        convert_folder,
+        convert_selection,
+        convert_series,
         load_pipeline,
         load_volume,
+        parse_slide_pipeline,
+        run_declared_pipeline,
         run_pipeline,
+        run_slide_pipeline,
         series_from_workspace,
     )
-    from curata.preprocess.register import register
     from curata.preprocess.spatial import to_sitk
     from curata.preprocess.steps import STEPS, make_step
     from curata.preprocess.volume import Volume, nifti_bytes, read_volume, write_volume
@@ -33,8 +41,12 @@ if TYPE_CHECKING:
 __all__ = [
     "STEPS",
     "CacheSpec",
+    "ConvertResult",
+    "PipelineRun",
+    "RunResult",
     "Volume",
     "convert_folder",
+    "convert_selection",
     "convert_series",
     "load_pipeline",
     "load_volume",
@@ -43,6 +55,7 @@ __all__ = [
     "parse_slide_pipeline",
     "read_volume",
     "register",
+    "run_declared_pipeline",
     "run_demo_pipeline",
     "run_pipeline",
     "run_slide_pipeline",
@@ -64,20 +77,25 @@ __getattr__ = lazy_exports(
     {
         "Volume": "volume",
         "read_volume": "volume",
-        "parse_slide_pipeline": "wsi",  # whole-slide steps: tissue mask, tiles, stain normalisation
-        "run_slide_pipeline": "wsi",
+        "parse_slide_pipeline": "service",  # whole-slide steps: tissue mask, tiles, stain normalisation
+        "run_slide_pipeline": "service",
         "write_volume": "volume",
         "nifti_bytes": "volume",
-        "convert_folder": "convert",
-        "convert_series": "convert",
+        "ConvertResult": "service",
+        "PipelineRun": "service",
+        "RunResult": "service",
+        "convert_selection": "service",
+        "run_declared_pipeline": "service",
+        "convert_folder": "service",
+        "convert_series": "service",
         "STEPS": "steps",
         "make_step": "steps",
         "register": "register",
-        "CacheSpec": "pipeline",
-        "load_pipeline": "pipeline",
-        "load_volume": "pipeline",
-        "run_pipeline": "pipeline",
-        "series_from_workspace": "pipeline",
+        "CacheSpec": "service",
+        "load_pipeline": "service",
+        "load_volume": "service",
+        "run_pipeline": "service",
+        "series_from_workspace": "service",
         "to_sitk": "spatial",
     },
 )
