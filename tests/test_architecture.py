@@ -157,3 +157,25 @@ def test_every_cli_registers_commands_the_same_way() -> None:
         if '"--workspace"' in path.read_text():
             problems.append(f"{where}: declares --workspace itself (use cli_common.WorkspaceOpt)")
     assert problems == []
+
+
+def test_every_setting_is_read_in_one_place() -> None:
+    """``settings.<section>.<field>`` is read in one place (an accessor, a service's constructor); every
+    other use goes through that place (ws.database_url, ws.workers(), Ingestor, GatewayConfig...)."""
+    import re
+
+    from curata.settings import Settings
+
+    texts = {p: p.read_text() for p in SRC.rglob("*.py") if p.name != "settings.py"}
+    readers: dict[str, list[str]] = {}
+    for section, info in Settings.model_fields.items():
+        for field in getattr(info.annotation, "model_fields", {}):
+            pattern = re.compile(rf"settings\.{section}\.{field}\b")
+            readers[f"{section}.{field}"] = sorted(
+                {
+                    f"{p.relative_to(SRC)}:{text[: m.start()].count(chr(10)) + 1}"
+                    for p, text in texts.items()
+                    for m in pattern.finditer(text)
+                }
+            )
+    assert {k: v for k, v in readers.items() if len(v) > 1} == {}

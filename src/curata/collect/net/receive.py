@@ -246,8 +246,8 @@ class Receiver:
 
     def _open_writer(self) -> tuple[Session, CatalogWriter]:
         session = self.ws.catalog.open_session()
-        cfg = self.ws.settings.site
-        site = ensure_site(session, self.ingestor.site_name, cfg.region or None, cfg.country or None)
+        ing = self.ingestor  # [site] region and country are read once, by the Ingestor
+        site = ensure_site(session, ing.site_name, ing.region, ing.country)
         session.commit()
         return session, CatalogWriter(session, site)
 
