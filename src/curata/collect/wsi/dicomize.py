@@ -215,8 +215,10 @@ def to_dicom(
     info: SlideInfo,
     study_date: str | None = None,
     tile_size: int = 512,
+    label: np.ndarray | None = None,
 ) -> DicomSlide:
-    """Convert a de-identified vendor file (bytes) to DICOM-WSI Part-10 instances, one per level."""
+    """Convert a de-identified vendor file (bytes) to DICOM-WSI Part-10 instances, one per level, and
+    a LABEL instance when ``label`` (a generated label image, RGB) is given."""
     fd, path = tempfile.mkstemp(suffix="." + suffix)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -259,7 +261,40 @@ def to_dicom(
         ds.save_as(buf, enforce_file_format=True)
         datasets.append(ds)
         blobs.append(buf.getvalue())
+    if label is not None:
+        h, w = label.shape[:2]
+        lv = _Level(w, h, w, h, LABEL_MPP, [np.ascontiguousarray(label[..., :3], np.uint8).tobytes()],
+                    ExplicitVRLittleEndian, "RGB", False)  # fmt: skip
+        ds = _level_dataset(
+            lv,
+            index=len(levels),
+            study_uid=study_uid,
+            series_uid=series_uid,
+            sop_uid=pseudo.uid(f"curata-slide-label:{slide_key}"),
+            frame_uid=frame_uid,
+            pyramid_uid=pseudo.uid(f"curata-slide-label-pyramid:{slide_key}"),
+            specimen_uid=specimen_uid,
+            patient=patient_pseudonym,
+            slide_id=slide_id,
+            info=info,
+            mpp=LABEL_MPP,
+            study_date=study_date or "",
+        )
+        ds.ImageType = ds.SharedFunctionalGroupsSequence[0].WholeSlideMicroscopyImageFrameTypeSequence[
+            0
+        ].FrameType = ["ORIGINAL", "PRIMARY", "LABEL", "NONE"]
+        ds.SpecimenLabelInImage = "YES"  # generated: it shows the slide pseudonym, nothing else
+        ds.LabelText = slide_id  # Slide Label module: what the generated label shows (text and QR code)
+        ds.BarcodeValue = slide_id
+        ds.VolumetricProperties = "VOLUME"
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        datasets.append(ds)
+        blobs.append(buf.getvalue())
     return DicomSlide(blobs, datasets, study_uid, series_uid)
+
+
+LABEL_MPP = 65.0  # a glass label is ~25 mm across ~400 pixels
 
 
 _SRGB: bytes | None = None
