@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from curata.collect.wsi._ingest import file_slide, ingest_slide_outcome
+    from curata.collect.wsi._ingest import file_slide, ingest_mrxs_outcome, ingest_slide_outcome
     from curata.collect.wsi.annotations import SlideAnnotation, read_geojson, to_geojson
     from curata.collect.wsi.deid import (
         SlideDeidConfig,
@@ -46,6 +46,7 @@ __getattr__ = lazy_exports(
         "read_geojson": "annotations",
         "to_geojson": "annotations",
         "ingest_slide_outcome": "_ingest",
+        "ingest_mrxs_outcome": "_ingest",
         "SlideDeidConfig": "deid",
         "SlideDeidentifier": "deid",
         "SlideDeidResult": "deid",
@@ -85,6 +86,7 @@ __all__ = [
     "clean_wsm",
     "deidentify_slide",
     "file_slide",
+    "ingest_mrxs_outcome",
     "ingest_slide_outcome",
     "is_sidecar",
     "is_slide_name",

@@ -216,22 +216,24 @@ def to_dicom(
     study_date: str | None = None,
     tile_size: int = 512,
     label: np.ndarray | None = None,
+    levels: list[_Level] | None = None,
 ) -> DicomSlide:
     """Convert a de-identified vendor file (bytes) to DICOM-WSI Part-10 instances, one per level, and
     a LABEL instance when ``label`` (a generated label image, RGB) is given."""
-    fd, path = tempfile.mkstemp(suffix="." + suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        got = _levels_opentile(path, tile_size)
-        if got is not None:
-            levels, _meta = got
-            info.compression = "jpeg" if levels[0].transfer_syntax == JPEGBaseline8Bit else "jpeg2000"
-        else:
-            levels = _levels_native(path, tile_size)
-            info.compression = "native"
-    finally:
-        Path(path).unlink(missing_ok=True)
+    if levels is None:  # read from the vendor file's bytes (levels given: already read, e.g. MRXS)
+        fd, path = tempfile.mkstemp(suffix="." + suffix)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            got = _levels_opentile(path, tile_size)
+            if got is not None:
+                levels, _meta = got
+                info.compression = "jpeg" if levels[0].transfer_syntax == JPEGBaseline8Bit else "jpeg2000"
+            else:
+                levels = _levels_native(path, tile_size)
+                info.compression = "native"
+        finally:
+            Path(path).unlink(missing_ok=True)
     if not levels:
         raise InputError("no tiled pyramid level found in the slide")
     study_uid = pseudo.uid(f"curata-slide-study:{slide_key}")

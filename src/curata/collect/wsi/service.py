@@ -184,6 +184,47 @@ def deidentify_slide(
     )
 
 
+def convert_mrxs_slide(
+    path: Path,
+    raw: bytes,
+    *,
+    key: bytes,
+    identity: SlideIdentity | None,
+    settings: SlideSettings | None = None,
+    pseudo: Pseudonymizer | None = None,
+) -> SlideIngest:
+    """A 3DHISTECH MRXS slide (``path`` with its data folder) as DICOM-WSI: tiles re-encoded from
+    OpenSlide reads, label/macro never read, the vendor folder never kept (see ``mrxs.py``)."""
+    from curata.collect.wsi.mrxs import convert_mrxs
+
+    settings = settings or SlideSettings()
+    res, info, dicom = convert_mrxs(
+        path,
+        raw,
+        key=key,
+        identity=identity,
+        tile_size=settings.tile_size,
+        generated_label=settings.generated_label,
+        pseudo=pseudo,
+    )
+    for blob, ds in zip(dicom.instances, dicom.datasets, strict=True):
+        _gate_dicom(blob, ds, res.needles)
+    fields = {
+        "slide_id": res.slide_id,
+        "vendor": "mirax",
+        **{k: v for k, v in info.as_dict().items() if k not in ("vendor", "level_sizes")},
+        "removed_images": res.record.removed_images,
+    }
+    return SlideIngest(
+        deid=res,
+        info=info,
+        instances=dicom.instances,
+        datasets=dicom.datasets,
+        vendor_bytes=None,  # never: Slidedat.ini, Index.dat and the label image hold the identity
+        slide_fields=fields,
+    )
+
+
 def _gate_dicom(blob: bytes, ds: Dataset, needles: set[str]) -> None:
     """The converted instance's header (all but its frames) must not hold any identifying value."""
     end = len(blob)
