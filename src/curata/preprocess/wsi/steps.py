@@ -252,6 +252,9 @@ def _normalize(tiles: np.ndarray, step: StainNormalize, target: dict[str, Any] |
         )
         norm = stain.MacenkoNormalizer(tgt)
         source = stain.macenko_fit(tiles[:: max(1, len(tiles) // 64)])
+        if len(tiles) >= COLOR_TABLE_MIN_TILES:  # same pixels, one gather per pixel
+            lut = norm.lut(source)
+            return np.concatenate([norm.apply_lut(tiles[i : i + 64], lut) for i in range(0, len(tiles), 64)])
         tables = norm.tables(source)
         return np.concatenate(
             [norm.apply(tiles[i : i + 64], source, tables) for i in range(0, len(tiles), 64)]
@@ -261,7 +264,14 @@ def _normalize(tiles: np.ndarray, step: StainNormalize, target: dict[str, Any] |
         stain.ReinhardStats(np.asarray(target["mean"], np.float32), np.asarray(target["std"], np.float32))
     )
     src = stain.reinhard_fit(tiles[:: max(1, len(tiles) // 64)])
+    if len(tiles) >= COLOR_TABLE_MIN_TILES:
+        rlut = rnorm.lut(src)
+        return np.concatenate([rnorm.apply_lut(tiles[i : i + 64], rlut) for i in range(0, len(tiles), 64)])
     return np.concatenate([rnorm.apply(tiles[i : i + 64], src) for i in range(0, len(tiles), 64)])
+
+
+# from this many tiles on, a slide's 2^24-colour table (built in ~0.6 s Macenko, ~2.5 s Reinhard) pays off
+COLOR_TABLE_MIN_TILES = 256
 
 
 @dataclass
