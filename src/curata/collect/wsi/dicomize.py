@@ -115,7 +115,8 @@ def _levels_opentile(path: str, tile_size: int) -> tuple[list[_Level], dict[str,
 
 
 def _levels_native(path: str, tile_size: int) -> list[_Level]:
-    """Any tiled TIFF pyramid: decode each level and store native frames (lossless)."""
+    """Any tiled TIFF pyramid: each stored tile decoded on its own (never a whole level in memory)
+    and kept as a native frame (lossless); frames are the file's own tiles."""
     import tifffile
 
     levels: list[_Level] = []
@@ -124,20 +125,23 @@ def _levels_native(path: str, tile_size: int) -> list[_Level]:
         pages = [lvl.keyframe for lvl in series.levels if lvl.keyframe.is_tiled]
         base_w = pages[0].imagewidth if pages else 0
         base_mpp = _mpp_from_resolution(pages[0]) if pages else None
+        fh = tf.filehandle
         for page in pages:
-            arr = page.asarray()
-            if arr.ndim == 2:
-                arr = np.stack([arr] * 3, axis=-1)
-            arr = np.ascontiguousarray(arr[..., :3].astype(np.uint8))
-            h, w = arr.shape[:2]
-            tw = th = min(tile_size, max(w, h))
+            w, h = page.imagewidth, page.imagelength
+            tw, th = page.tilewidth, page.tilelength
+            decode = page.decode
             frames = []
-            for y in range(0, h, th):
-                for x in range(0, w, tw):
-                    tile = np.zeros((th, tw, 3), np.uint8)
-                    part = arr[y : y + th, x : x + tw]
-                    tile[: part.shape[0], : part.shape[1]] = part
-                    frames.append(tile.tobytes())
+            for index, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts, strict=True)):
+                tile = np.full((th, tw, 3), 255, np.uint8)
+                if count:
+                    fh.seek(offset)
+                    seg = decode(fh.read(count), index, jpegtables=page.jpegtables)[0]
+                    if seg is not None:
+                        arr = np.asarray(seg).reshape(th, tw, -1)
+                        if arr.shape[-1] == 1:
+                            arr = np.repeat(arr, 3, axis=-1)
+                        tile[:] = arr[..., :3].astype(np.uint8)
+                frames.append(tile.tobytes())
             mpp = base_mpp * base_w / w if base_mpp else None
             levels.append(_Level(w, h, tw, th, mpp, frames, ExplicitVRLittleEndian, "RGB", False))
     return levels

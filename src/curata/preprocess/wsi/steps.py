@@ -217,8 +217,7 @@ def _tiles(
     slide: SlideLevels, mask: np.ndarray | None, step: Tiles
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     idx = step.level if step.level is not None else slide.level_for_mpp(step.mpp)
-    level = slide.image(idx)
-    h, w = level.shape[:2]
+    h, w = slide.size(idx)  # tiles are read region by region, never the whole level
     stride = step.size - step.overlap
     tiles, coords = [], []
     for y in range(0, max(h - step.size, 0) + 1, stride):
@@ -231,9 +230,9 @@ def _tiles(
                 ]
                 if not m.size or m.mean() < step.min_tissue:
                     continue
-            tile = level[y : y + step.size, x : x + step.size]
-            if tile.shape[:2] != (step.size, step.size):
-                continue
+            if y + step.size > h or x + step.size > w:
+                continue  # whole tiles only
+            tile = slide.region(idx, y, x, step.size, step.size)
             tiles.append(tile)
             coords.append((y, x))
     arr = np.stack(tiles) if tiles else np.zeros((0, step.size, step.size, 3), np.uint8)
