@@ -526,6 +526,7 @@ class _Run:
     def _description(self, ifd: Ifd) -> None:
         ed = self.ed
         text = ed.text(ifd, _DESCRIPTION) or ""
+        new: str | None
         if self.fmt is SlideFormat.APERIO and text.lstrip().startswith("Aperio"):
             new = self._aperio(text)
         elif self.fmt is SlideFormat.PHILIPS and text.lstrip().startswith("<"):
