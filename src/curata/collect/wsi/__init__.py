@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
     from curata.collect.wsi.dicomize import SlideInfo, slide_info, to_dicom
     from curata.collect.wsi.formats import SlideFormat, is_slide_name
+    from curata.collect.wsi.frames import read_frames
     from curata.collect.wsi.models import Slide
     from curata.collect.wsi.reader import SlideReader
     from curata.collect.wsi.service import (
@@ -57,6 +58,7 @@ __getattr__ = lazy_exports(
         "to_dicom": "dicomize",
         "SlideFormat": "formats",
         "is_slide_name": "formats",
+        "read_frames": "frames",
         "Slide": "models",
         "SlideReader": "reader",
         "LabelImageRemoved": "service",
@@ -93,6 +95,7 @@ __all__ = [
     "is_wsm",
     "looks_like_slide",
     "mrxs_role",
+    "read_frames",
     "read_geojson",
     "refuse_label",
     "slide_info",
