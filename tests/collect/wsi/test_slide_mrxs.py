@@ -97,3 +97,20 @@ def test_broken_mrxs_quarantined_with_a_reason(workspace, tmp_path: Path) -> Non
         assert s.scalar(select(func.count()).select_from(QuarantineItem)) == 2
         stored_reasons = list(s.scalars(select(QuarantineItem.reason)))
     assert all("Okonkwo" not in r for r in stored_reasons)
+
+
+def test_mrxs_with_a_generated_label(tmp_path: Path) -> None:
+    from curata.collect.wsi.labels import DEFAULT_SIZE, render_label
+    from curata.collect.wsi.service import SlideSettings, convert_mrxs_slide
+
+    path = tmp_path / "s.mrxs"
+    planted = syn.write_mrxs(path, WHO)
+    res = convert_mrxs_slide(
+        path, path.read_bytes(), key=b"mrxs-label-key-0123456789abcdef!", identity=None,
+        settings=SlideSettings(label="generated", keep_vendor_file=True),
+    )  # fmt: skip
+    assert res.vendor_bytes is None  # never kept, whatever the setting
+    label = res.datasets[-1]
+    assert "LABEL" in label.ImageType and label.LabelText == res.deid.slide_id
+    assert np.array_equal(label.pixel_array, render_label(res.deid.slide_id, *DEFAULT_SIZE))
+    assert scan_hits(res.instances, planted) == []
