@@ -185,10 +185,8 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
         return IngestOutcome("skipped", name, reason="slide sidecar (read with its slide)")
     if wsi.mrxs_role(name) == "part":
         return IngestOutcome("skipped", name, reason="part of a 3DHISTECH MRXS slide folder")
-    if wsi.mrxs_role(name) == "slide":
-        reason = "3DHISTECH MRXS slides are not ingested yet (a multi-file format)"
-        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
-        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
+    if wsi.mrxs_role(name) == "slide":  # a multi-file slide: converted from its data folder
+        return wsi.ingest_mrxs_outcome(name, raw, digest, ctx)
     if wsi.looks_like_slide(name, raw[:132]):
         return wsi.ingest_slide_outcome(name, raw, digest, ctx)
     try:

@@ -507,13 +507,23 @@ def frames(request: Request, study_uid: str, series_uid: str, sop_uid: str, fram
     from pydicom.encaps import generate_frames
 
     digest = _blobs(request, study_uid, series_uid, sop_uid)[0]
-    ds = pydicom.dcmread(io.BytesIO(request.app.state.ws.store.get_bytes(digest)))
-    if "PixelData" not in ds:
-        raise HTTPException(404, "this instance has no pixel data")
     try:
         wanted = [int(f) for f in frames.split(",")]
     except ValueError as exc:
         raise HTTPException(400, "frame numbers are 1-based integers, comma separated") from exc
+    from curata.collect.wsi import read_frames
+
+    with request.app.state.ws.store.open(digest) as fp:  # by byte range: a slide level is not loaded
+        got = read_frames(fp, wanted)
+    if got is not None and got[2]:
+        ts_uid, _n, parts = got
+        enc = pydicom.uid.UID(ts_uid).is_encapsulated
+        media = f"application/octet-stream; transfer-syntax={ts_uid}" if enc else "application/octet-stream"
+        body, content_type = multipart_encode([({}, p) for p in parts], media)
+        return Response(body, media_type=content_type)
+    ds = pydicom.dcmread(io.BytesIO(request.app.state.ws.store.get_bytes(digest)))
+    if "PixelData" not in ds:
+        raise HTTPException(404, "this instance has no pixel data")
     n = int(ds.get("NumberOfFrames", 1) or 1)
     if any(f < 1 or f > n for f in wanted):
         raise HTTPException(404, f"this instance has {n} frame(s)")

@@ -12,6 +12,7 @@ import tifffile
 from curata.collect.wsi import SlideDeidentifier, SlideIdentity, deidentify_slide
 from curata.collect.wsi import synthetic as syn
 from curata.collect.wsi._tiff import TiffEditor
+from curata.collect.wsi.service import SlideSettings
 from curata.errors import DeidError, InputError
 from tests.collect.wsi.conftest import scan_hits
 
@@ -221,8 +222,12 @@ def test_converted_levels_pass_dciodvfy(shared_wsi: Path, tmp_path: Path) -> Non
             pytest.fail("dciodvfy (dicom3tools) is missing; scripts/system-deps.sh installs it")
         pytest.skip("dciodvfy not installed")
     for name in ("CMU-1-Small-Region.svs", "test3-DAPI-2-387.ndpi", "boxes.tiff"):
-        res = deidentify_slide((shared_wsi / name).read_bytes(), key=KEY, source=name, identity=None)
-        for i, blob in enumerate(res.instances[:2]):
+        settings = SlideSettings(label="generated")  # the generated LABEL instance is checked too
+        res = deidentify_slide(
+            (shared_wsi / name).read_bytes(), key=KEY, source=name, identity=None, settings=settings
+        )
+        assert "LABEL" in res.datasets[-1].ImageType
+        for i, blob in enumerate([*res.instances[:2], res.instances[-1]]):
             path = tmp_path / f"{name}.{i}.dcm"
             path.write_bytes(blob)
             out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)

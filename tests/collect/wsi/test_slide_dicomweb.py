@@ -128,3 +128,33 @@ def test_dicom_wsi_by_c_store_label_dropped_with_a_warning(
     for raw in stored:
         ds = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True)
         assert "LABEL" not in ds.ImageType and ds.ContainerIdentifier.startswith("SLD-")
+
+
+def test_frames_read_by_byte_range_match_the_parsed_pixel_data(shared_wsi: Path, tmp_path: Path) -> None:
+    """WADO-RS frames come from byte ranges of the stored file (a level is not loaded whole): the same
+    bytes as pydicom's parse, for encapsulated JPEG levels, a native LABEL and a real DICOM-WSI file."""
+    from pydicom.encaps import generate_frames
+
+    from curata.collect.wsi import deidentify_slide, read_frames
+    from curata.collect.wsi.service import SlideSettings
+
+    res = deidentify_slide(
+        (shared_wsi / "CMU-1-Small-Region.svs").read_bytes(),
+        key=b"frames-test-key-0123456789abcdef",
+        source="x.svs",
+        identity=None,
+        settings=SlideSettings(label="generated"),
+    )
+    blobs = [*res.instances, (shared_wsi / "boxes_0.dcm").read_bytes()]
+    for blob in blobs:
+        ds = pydicom.dcmread(io.BytesIO(blob))
+        n = int(ds.get("NumberOfFrames", 1))
+        if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+            want = list(generate_frames(ds.PixelData, number_of_frames=n))
+        else:
+            size = len(ds.PixelData) // n
+            want = [ds.PixelData[i * size : (i + 1) * size] for i in range(n)]
+        got = read_frames(io.BytesIO(blob), list(range(1, n + 1)))
+        assert got is not None and got[0] == ds.file_meta.TransferSyntaxUID and got[1] == n
+        assert got[2] == want
+        assert read_frames(io.BytesIO(blob), [n + 1])[2] == []  # out of range: the caller answers 404

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from curata.collect.wsi._ingest import file_slide, ingest_slide_outcome
+    from curata.collect.wsi._ingest import file_slide, ingest_mrxs_outcome, ingest_slide_outcome
     from curata.collect.wsi.annotations import SlideAnnotation, read_geojson, to_geojson
     from curata.collect.wsi.deid import (
         SlideDeidConfig,
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
     from curata.collect.wsi.dicomize import SlideInfo, slide_info, to_dicom
     from curata.collect.wsi.formats import SlideFormat, is_slide_name
+    from curata.collect.wsi.frames import read_frames
     from curata.collect.wsi.models import Slide
     from curata.collect.wsi.reader import SlideReader
     from curata.collect.wsi.service import (
@@ -46,6 +47,7 @@ __getattr__ = lazy_exports(
         "read_geojson": "annotations",
         "to_geojson": "annotations",
         "ingest_slide_outcome": "_ingest",
+        "ingest_mrxs_outcome": "_ingest",
         "SlideDeidConfig": "deid",
         "SlideDeidentifier": "deid",
         "SlideDeidResult": "deid",
@@ -56,6 +58,7 @@ __getattr__ = lazy_exports(
         "to_dicom": "dicomize",
         "SlideFormat": "formats",
         "is_slide_name": "formats",
+        "read_frames": "frames",
         "Slide": "models",
         "SlideReader": "reader",
         "LabelImageRemoved": "service",
@@ -85,12 +88,14 @@ __all__ = [
     "clean_wsm",
     "deidentify_slide",
     "file_slide",
+    "ingest_mrxs_outcome",
     "ingest_slide_outcome",
     "is_sidecar",
     "is_slide_name",
     "is_wsm",
     "looks_like_slide",
     "mrxs_role",
+    "read_frames",
     "read_geojson",
     "refuse_label",
     "slide_info",

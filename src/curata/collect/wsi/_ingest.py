@@ -10,7 +10,13 @@ from sqlalchemy.orm import Session
 
 from curata.catalog import Series, index_fields
 from curata.collect.wsi.models import Slide
-from curata.collect.wsi.service import SlideSettings, deidentify_slide, read_sidecar
+from curata.collect.wsi.service import (
+    SlideIngest,
+    SlideSettings,
+    convert_mrxs_slide,
+    deidentify_slide,
+    read_sidecar,
+)
 from curata.errors import CurataError, InputError
 
 
@@ -30,27 +36,7 @@ def ingest_slide_outcome(name: str, raw: bytes, digest: str, ctx: Any) -> Any:
         result = deidentify_slide(
             raw, key=ctx.key, source=name, identity=identity, settings=settings, pseudo=pseudo
         )
-        children = []
-        for blob_bytes, ds in zip(result.instances, result.datasets, strict=True):
-            fields = index_fields(ds)
-            blob = ctx.store.put_bytes(blob_bytes)
-            children.append(
-                IngestOutcome(
-                    "ingested",
-                    name,
-                    input_digest=digest,
-                    sop_instance_uid=fields["instance"]["sop_instance_uid"],
-                    blob_digest=blob,
-                    size=len(blob_bytes),
-                    fields=fields,
-                    deid_record=result.deid.record.as_dict() if not children else None,
-                )
-            )
-        slide = dict(result.slide_fields)
-        if result.vendor_bytes is not None:
-            slide["vendor_blob_digest"] = ctx.store.put_bytes(result.vendor_bytes)
-        if ctx.deidentifier is not None and ctx.deidentifier.vault is not None:
-            ctx.deidentifier.vault.append(result.deid.reid)
+        return _stored(name, raw, digest, ctx, result)
     except CurataError as exc:
         reason = exc.reason if isinstance(exc, InputError) else exc.message
         _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
@@ -59,6 +45,73 @@ def ingest_slide_outcome(name: str, raw: bytes, digest: str, ctx: Any) -> Any:
         reason = f"unexpected {type(exc).__name__}: {exc}"
         _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
         return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
+
+
+def ingest_mrxs_outcome(name: str, raw: bytes, digest: str, ctx: Any) -> Any:
+    """A 3DHISTECH ``.mrxs`` file with its data folder: converted to DICOM-WSI from OpenSlide reads
+    (label and macro never read, the vendor folder never kept); a broken slide is quarantined."""
+    from pathlib import Path
+
+    from curata.collect.ingest import IngestOutcome, _quarantine_bytes
+    from curata.collect.reasons import safe_reason
+    from curata.collect.wsi.mrxs import mrxs_digest
+
+    try:
+        if "!" in name or not Path(name).is_file():
+            raise InputError(
+                "an MRXS slide must be ingested from a folder on disk (its data folder beside it)",
+                hint="unpack archives first: the .mrxs file needs the folder of the same name",
+            )
+        digest = mrxs_digest(Path(name), raw)
+        if digest in ctx.known_inputs:
+            return IngestOutcome("present", name, input_digest=digest)
+        if not ctx.deidentify:
+            raise InputError(
+                "a vendor slide file reached the central platform without de-identification; refused",
+                hint="ingest slides at a site (with de-identification), which converts them to DICOM-WSI",
+            )
+        identity = read_sidecar(name)
+        settings = SlideSettings.from_config(getattr(ctx, "wsi", None))
+        pseudo = ctx.deidentifier.pseudo if ctx.deidentifier is not None else None
+        result = convert_mrxs_slide(
+            Path(name), raw, key=ctx.key, identity=identity, settings=settings, pseudo=pseudo
+        )
+        return _stored(name, raw, digest, ctx, result)
+    except CurataError as exc:
+        reason = exc.reason if isinstance(exc, InputError) else exc.message
+        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
+        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
+    except Exception as exc:  # an unforeseen slide: quarantine with a safe reason, never stop the batch
+        reason = safe_reason(exc)
+        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
+        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
+
+
+def _stored(name: str, raw: bytes, digest: str, ctx: Any, result: SlideIngest) -> Any:
+    """Put a converted slide's instances (and its vendor file, if kept) in the store."""
+    from curata.collect.ingest import IngestOutcome
+
+    children: list[Any] = []
+    for blob_bytes, ds in zip(result.instances, result.datasets, strict=True):
+        fields = index_fields(ds)
+        blob = ctx.store.put_bytes(blob_bytes)
+        children.append(
+            IngestOutcome(
+                "ingested",
+                name,
+                input_digest=digest,
+                sop_instance_uid=fields["instance"]["sop_instance_uid"],
+                blob_digest=blob,
+                size=len(blob_bytes),
+                fields=fields,
+                deid_record=result.deid.record.as_dict() if not children else None,
+            )
+        )
+    slide = dict(result.slide_fields)
+    if result.vendor_bytes is not None:
+        slide["vendor_blob_digest"] = ctx.store.put_bytes(result.vendor_bytes)
+    if ctx.deidentifier is not None and ctx.deidentifier.vault is not None:
+        ctx.deidentifier.vault.append(result.deid.reid)
     first = children[0]
     return IngestOutcome(
         "ingested",

@@ -305,3 +305,67 @@ class TiffEditor:
 
     def live_ifds(self) -> list[Ifd]:
         return [i for i in self.ifds if not i.removed] + [s for s in self.sub_ifds if not s.removed]
+
+    def append_image(self, pixels: bytes, width: int, height: int, description: str) -> int:
+        """Append a stripped RGB image (one deflate strip) as a new top-level IFD at the end of the file,
+        linked after the last live IFD. Returns the IFD's offset. Used for the generated label."""
+        import zlib
+
+        strip = zlib.compress(pixels, 6)
+        desc = description.encode("ascii", "replace") + b"\0"
+        word = 8 if self.big else 4
+        off_type = 16 if self.big else 4  # LONG8 / LONG
+
+        def short(*vals: int) -> bytes:
+            return struct.pack(f"{self.bo}{len(vals)}H", *vals)
+
+        def off(v: int) -> bytes:
+            return struct.pack(self.bo + ("Q" if self.big else "I"), v)
+
+        if len(self.buf) % 2:
+            self.buf.append(0)
+        # layout: strip, description, bits-per-sample, then the IFD itself
+        strip_pos = len(self.buf)
+        self.buf += strip
+        if len(self.buf) % 2:
+            self.buf.append(0)
+        if self.ndpi and len(self.buf) + len(desc) + 512 > 0xFFFFFFFF:
+            raise InputError("NDPI rewrite would pass 4 GB; not supported", path=self.source)
+        entries: list[tuple[int, int, int, bytes]] = [  # tag, type, count, value bytes
+            (254, 4, 1, struct.pack(self.bo + "I", 1)),
+            (256, 4, 1, struct.pack(self.bo + "I", width)),
+            (257, 4, 1, struct.pack(self.bo + "I", height)),
+            (258, 3, 3, short(8, 8, 8)),
+            (259, 3, 1, short(8)),
+            (262, 3, 1, short(2)),
+            (270, 2, len(desc), desc),
+            (273, off_type, 1, off(strip_pos)),
+            (277, 3, 1, short(3)),
+            (278, 4, 1, struct.pack(self.bo + "I", height)),
+            (279, off_type, 1, off(len(strip))),
+            (284, 3, 1, short(1)),
+        ]
+        # out-of-line values first
+        placed: list[tuple[int, int, int, bytes, bool]] = []
+        for tag, dtype, count, value in entries:
+            if len(value) <= word:
+                placed.append((tag, dtype, count, value.ljust(word, b"\0"), True))
+            else:
+                pos = len(self.buf)
+                self.buf += value
+                if len(self.buf) % 2:
+                    self.buf.append(0)
+                placed.append((tag, dtype, count, off(pos), False))
+        ifd_pos = len(self.buf)
+        block = bytearray(struct.pack(self.bo + ("Q" if self.big else "H"), len(placed)))
+        for tag, dtype, count, value, _inline in placed:
+            block += struct.pack(self.bo + "HH", tag, dtype)
+            block += struct.pack(self.bo + ("Q" if self.big else "I"), count) + value
+        next_size = 8 if (self.big or self.ndpi) else 4
+        block += bytes(next_size)
+        self.buf += block
+        last = [i for i in self.ifds if not i.removed][-1]
+        self._write_next(last, ifd_pos)
+        new = self._read_ifd(ifd_pos, len(self.ifds))
+        self.ifds.append(new)
+        return ifd_pos

@@ -28,7 +28,10 @@ class SlideAnnotation:
 
 def _rings(geom: dict[str, Any]) -> list[tuple[str, list[Any]]]:
     kind = geom.get("type")
-    coords = geom.get("coordinates")
+    coords: Any = geom.get("coordinates")
+    known = ("Polygon", "MultiPolygon", "Point", "MultiPoint", "LineString")
+    if kind in known and (not isinstance(coords, list) or not coords):
+        raise InputError(f"GeoJSON geometry {kind!r} has no coordinates")
     if kind == "Polygon":
         return [("polygon", coords[0])]
     if kind == "MultiPolygon":

@@ -185,6 +185,9 @@ _OME_DENY_ELEMENTS = {
     "StructuredAnnotations",
 }
 _OME_DENY_ATTRS = {"AcquisitionDate", "SerialNumber", "LotNumber", "Name"}
+# formats whose label is an IFD of its own (replaced in place); NDPI keeps its label inside the macro,
+# Philips/OME inside their XML/series: those get the generated label only in DICOM-WSI
+_GENERATED_LABEL_FORMATS = frozenset({SlideFormat.APERIO, SlideFormat.GENERIC_TIFF})
 _ASSOCIATED_WORDS = ("label", "macro", "overview", "barcode", "slide preview")
 
 
@@ -234,6 +237,7 @@ class SlideIdentity:
 class SlideDeidConfig:
     keep_make_model: bool = True
     keep_thumbnail: bool = True
+    generated_label: bool = False  # replace a removed label image by one showing the slide pseudonym
 
 
 @dataclass
@@ -246,6 +250,7 @@ class SlideDeidRecord:
     removed_images: list[str]
     dropped_tags: list[int]
     rewritten: list[str]
+    generated_label: bool = False
     code_version: str = CODE_VERSION
 
     def as_dict(self) -> dict[str, Any]:
@@ -263,6 +268,7 @@ class SlideDeidResult:
     kept_ranges: list[tuple[int, int]]
     reid: list[dict[str, Any]]
     needles: set[str] = field(default_factory=set)
+    label_size: tuple[int, int] | None = None  # (width, height) of the removed label image, if any
 
     @property
     def file_name(self) -> str:
@@ -365,6 +371,10 @@ class SlideDeidentifier:
         ctx.remove_associated()
         for ifd in ed.live_ifds():
             ctx.clean_ifd(ifd)
+        generated = False
+        if self.config.generated_label and ctx.label_size is not None and fmt in _GENERATED_LABEL_FORMATS:
+            generated = True
+            ctx.append_label()
         out = bytes(ed.buf)
         kept = sorted(r for ifd in ed.live_ifds() for r in ed.data_ranges(ifd))
         kept_texts = [t for ifd in ed.live_ifds() for tag in _KEPT_TEXT if (t := ed.text(ifd, tag))]
@@ -379,6 +389,7 @@ class SlideDeidentifier:
             removed_images=ctx.removed,
             dropped_tags=sorted(set(ctx.dropped)),
             rewritten=sorted(set(ctx.rewritten)),
+            generated_label=generated,
         )
         reid = [
             {
@@ -389,7 +400,9 @@ class SlideDeidentifier:
             },
             {"kind": "slide", "pseudonym": pseudonym, "original": slide_key, "new": slide_id},
         ]
-        return SlideDeidResult(out, fmt, record, pseudonym, slide_id, shift, kept, reid, final)
+        return SlideDeidResult(
+            out, fmt, record, pseudonym, slide_id, shift, kept, reid, final, label_size=ctx.label_size
+        )
 
 
 class _Run:
@@ -409,6 +422,7 @@ class _Run:
         self.removed_ranges: list[tuple[int, int]] = []
         self.dropped: list[int] = []
         self.rewritten: list[str] = []
+        self.label_size: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ associated images
     def _kind(self, index: int, ifd: Ifd) -> str | None:
@@ -443,9 +457,24 @@ class _Run:
             kind = self._kind(index, ifd)
             if kind is None:
                 continue
+            if kind == "label" and self.label_size is None:
+                w, h = self.ed.values(ifd, 256), self.ed.values(ifd, 257)
+                if w and h:
+                    self.label_size = (w[0], h[0])
             self.removed_ranges += self.ed.data_ranges(ifd)
             self.ed.remove_image(ifd)
             self.removed.append(f"{kind} (IFD {index})")
+
+    def append_label(self) -> None:
+        """A generated label (the slide pseudonym, text and QR code) where the glass label was."""
+        from curata.collect.wsi.labels import render_label
+
+        assert self.label_size is not None
+        w, h = self.label_size
+        pixels = render_label(self.slide_id, w, h)
+        desc = f"Aperio Image Library Curata\nlabel {w}x{h}" if self.fmt is SlideFormat.APERIO else "label"
+        self.ed.append_image(pixels.tobytes(), w, h, desc)
+        self.rewritten.append("label (generated)")
 
     # ------------------------------------------------------------------ tags
     def clean_ifd(self, ifd: Ifd) -> None:
@@ -497,6 +526,7 @@ class _Run:
     def _description(self, ifd: Ifd) -> None:
         ed = self.ed
         text = ed.text(ifd, _DESCRIPTION) or ""
+        new: str | None
         if self.fmt is SlideFormat.APERIO and text.lstrip().startswith("Aperio"):
             new = self._aperio(text)
         elif self.fmt is SlideFormat.PHILIPS and text.lstrip().startswith("<"):

@@ -115,7 +115,8 @@ def _levels_opentile(path: str, tile_size: int) -> tuple[list[_Level], dict[str,
 
 
 def _levels_native(path: str, tile_size: int) -> list[_Level]:
-    """Any tiled TIFF pyramid: decode each level and store native frames (lossless)."""
+    """Any tiled TIFF pyramid: each stored tile decoded on its own (never a whole level in memory)
+    and kept as a native frame (lossless); frames are the file's own tiles."""
     import tifffile
 
     levels: list[_Level] = []
@@ -124,20 +125,23 @@ def _levels_native(path: str, tile_size: int) -> list[_Level]:
         pages = [lvl.keyframe for lvl in series.levels if lvl.keyframe.is_tiled]
         base_w = pages[0].imagewidth if pages else 0
         base_mpp = _mpp_from_resolution(pages[0]) if pages else None
+        fh = tf.filehandle
         for page in pages:
-            arr = page.asarray()
-            if arr.ndim == 2:
-                arr = np.stack([arr] * 3, axis=-1)
-            arr = np.ascontiguousarray(arr[..., :3].astype(np.uint8))
-            h, w = arr.shape[:2]
-            tw = th = min(tile_size, max(w, h))
+            w, h = page.imagewidth, page.imagelength
+            tw, th = page.tilewidth, page.tilelength
+            decode = page.decode
             frames = []
-            for y in range(0, h, th):
-                for x in range(0, w, tw):
-                    tile = np.zeros((th, tw, 3), np.uint8)
-                    part = arr[y : y + th, x : x + tw]
-                    tile[: part.shape[0], : part.shape[1]] = part
-                    frames.append(tile.tobytes())
+            for index, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts, strict=True)):
+                tile = np.full((th, tw, 3), 255, np.uint8)
+                if count:
+                    fh.seek(offset)
+                    seg = decode(fh.read(count), index, jpegtables=page.jpegtables)[0]
+                    if seg is not None:
+                        arr = np.asarray(seg).reshape(th, tw, -1)
+                        if arr.shape[-1] == 1:
+                            arr = np.repeat(arr, 3, axis=-1)
+                        tile[:] = arr[..., :3].astype(np.uint8)
+                frames.append(tile.tobytes())
             mpp = base_mpp * base_w / w if base_mpp else None
             levels.append(_Level(w, h, tw, th, mpp, frames, ExplicitVRLittleEndian, "RGB", False))
     return levels
@@ -215,21 +219,25 @@ def to_dicom(
     info: SlideInfo,
     study_date: str | None = None,
     tile_size: int = 512,
+    label: np.ndarray | None = None,
+    levels: list[_Level] | None = None,
 ) -> DicomSlide:
-    """Convert a de-identified vendor file (bytes) to DICOM-WSI Part-10 instances, one per level."""
-    fd, path = tempfile.mkstemp(suffix="." + suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        got = _levels_opentile(path, tile_size)
-        if got is not None:
-            levels, _meta = got
-            info.compression = "jpeg" if levels[0].transfer_syntax == JPEGBaseline8Bit else "jpeg2000"
-        else:
-            levels = _levels_native(path, tile_size)
-            info.compression = "native"
-    finally:
-        Path(path).unlink(missing_ok=True)
+    """Convert a de-identified vendor file (bytes) to DICOM-WSI Part-10 instances, one per level, and
+    a LABEL instance when ``label`` (a generated label image, RGB) is given."""
+    if levels is None:  # read from the vendor file's bytes (levels given: already read, e.g. MRXS)
+        fd, path = tempfile.mkstemp(suffix="." + suffix)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            got = _levels_opentile(path, tile_size)
+            if got is not None:
+                levels, _meta = got
+                info.compression = "jpeg" if levels[0].transfer_syntax == JPEGBaseline8Bit else "jpeg2000"
+            else:
+                levels = _levels_native(path, tile_size)
+                info.compression = "native"
+        finally:
+            Path(path).unlink(missing_ok=True)
     if not levels:
         raise InputError("no tiled pyramid level found in the slide")
     study_uid = pseudo.uid(f"curata-slide-study:{slide_key}")
@@ -259,7 +267,40 @@ def to_dicom(
         ds.save_as(buf, enforce_file_format=True)
         datasets.append(ds)
         blobs.append(buf.getvalue())
+    if label is not None:
+        h, w = label.shape[:2]
+        lv = _Level(w, h, w, h, LABEL_MPP, [np.ascontiguousarray(label[..., :3], np.uint8).tobytes()],
+                    ExplicitVRLittleEndian, "RGB", False)  # fmt: skip
+        ds = _level_dataset(
+            lv,
+            index=len(levels),
+            study_uid=study_uid,
+            series_uid=series_uid,
+            sop_uid=pseudo.uid(f"curata-slide-label:{slide_key}"),
+            frame_uid=frame_uid,
+            pyramid_uid=pseudo.uid(f"curata-slide-label-pyramid:{slide_key}"),
+            specimen_uid=specimen_uid,
+            patient=patient_pseudonym,
+            slide_id=slide_id,
+            info=info,
+            mpp=LABEL_MPP,
+            study_date=study_date or "",
+        )
+        ds.ImageType = ds.SharedFunctionalGroupsSequence[0].WholeSlideMicroscopyImageFrameTypeSequence[
+            0
+        ].FrameType = ["ORIGINAL", "PRIMARY", "LABEL", "NONE"]
+        ds.SpecimenLabelInImage = "YES"  # generated: it shows the slide pseudonym, nothing else
+        ds.LabelText = slide_id  # Slide Label module: what the generated label shows (text and QR code)
+        ds.BarcodeValue = slide_id
+        ds.VolumetricProperties = "VOLUME"
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        datasets.append(ds)
+        blobs.append(buf.getvalue())
     return DicomSlide(blobs, datasets, study_uid, series_uid)
+
+
+LABEL_MPP = 65.0  # a glass label is ~25 mm across ~400 pixels
 
 
 _SRGB: bytes | None = None
@@ -299,10 +340,10 @@ def _level_dataset(
 ) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = WSM_SOP_CLASS
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.MediaStorageSOPClassUID = UID(WSM_SOP_CLASS)
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     ds.file_meta.TransferSyntaxUID = lv.transfer_syntax
-    ds.file_meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    ds.file_meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID, ds.SOPInstanceUID = WSM_SOP_CLASS, sop_uid
     ds.PatientName = ds.PatientID = patient

@@ -35,11 +35,11 @@ class SlideReader:
         self.path = str(path)
         self.levels: list[LevelInfo] = []
         with tifffile.TiffFile(self.path) as tf:
-            pages = [p for p in tf.pages if p.is_tiled]
+            pages = [p for p in tf.pages if isinstance(p, tifffile.TiffPage) and p.is_tiled]
             for s in tf.series:
                 for lvl in s.levels[1:]:
                     kf = lvl.keyframe
-                    if kf.is_tiled and kf not in pages:
+                    if isinstance(kf, tifffile.TiffPage) and kf.is_tiled and kf not in pages:
                         pages.append(kf)
             for p in pages:
                 tables = p.jpegtables if p.jpegtables else None

@@ -30,6 +30,7 @@ from curata.collect.wsi.deid import (
 )
 from curata.collect.wsi.dicomize import SlideInfo, slide_info, to_dicom
 from curata.collect.wsi.formats import WSM_SOP_CLASS, is_sidecar_name, is_tiff
+from curata.collect.wsi.labels import DEFAULT_SIZE, render_label
 from curata.errors import DeidError, InputError
 
 _SPECIMEN_TEXT = (
@@ -42,6 +43,9 @@ _SPECIMEN_TEXT = (
 )
 
 
+LABEL_CHOICES = ("removed", "generated")
+
+
 @dataclass
 class SlideSettings:
     """The site's ``[wsi]`` settings."""
@@ -49,15 +53,27 @@ class SlideSettings:
     keep_vendor_file: bool = True
     keep_make_model: bool = True
     tile_size: int = 512
+    label: str = "removed"  # or "generated": a label showing only the slide pseudonym
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> SlideSettings:
         cfg = cfg or {}
+        label = str(cfg.get("label", "removed")).lower()
+        if label not in LABEL_CHOICES:
+            raise InputError(
+                f"[wsi] label = {label!r} is not one of {', '.join(LABEL_CHOICES)}",
+                hint='"removed" drops the label image; "generated" replaces it by the slide pseudonym',
+            )
         return cls(
             keep_vendor_file=bool(cfg.get("keep_vendor_file", True)),
             keep_make_model=bool(cfg.get("keep_make_model", True)),
             tile_size=int(cfg.get("tile_size", 512)),
+            label=label,
         )
+
+    @property
+    def generated_label(self) -> bool:
+        return self.label == "generated"
 
 
 @dataclass
@@ -120,7 +136,11 @@ def deidentify_slide(
     settings = settings or SlideSettings()
     pseudo = pseudo or Pseudonymizer(key)
     deider = SlideDeidentifier(
-        key, config=SlideDeidConfig(keep_make_model=settings.keep_make_model), pseudo=pseudo
+        key,
+        config=SlideDeidConfig(
+            keep_make_model=settings.keep_make_model, generated_label=settings.generated_label
+        ),
+        pseudo=pseudo,
     )
     res = deider.deidentify_bytes(raw, source=source, identity=identity)
     fd, path = tempfile.mkstemp(suffix="." + res.format.value)
@@ -142,6 +162,9 @@ def deidentify_slide(
         slide_key=slide_key,
         info=info,
         tile_size=settings.tile_size,
+        label=render_label(res.slide_id, *(res.label_size or DEFAULT_SIZE))
+        if settings.generated_label
+        else None,
     )
     for blob, ds in zip(dicom.instances, dicom.datasets, strict=True):
         _gate_dicom(blob, ds, res.needles)
@@ -157,6 +180,47 @@ def deidentify_slide(
         instances=dicom.instances,
         datasets=dicom.datasets,
         vendor_bytes=res.output_bytes if settings.keep_vendor_file else None,
+        slide_fields=fields,
+    )
+
+
+def convert_mrxs_slide(
+    path: Path,
+    raw: bytes,
+    *,
+    key: bytes,
+    identity: SlideIdentity | None,
+    settings: SlideSettings | None = None,
+    pseudo: Pseudonymizer | None = None,
+) -> SlideIngest:
+    """A 3DHISTECH MRXS slide (``path`` with its data folder) as DICOM-WSI: tiles re-encoded from
+    OpenSlide reads, label/macro never read, the vendor folder never kept (see ``mrxs.py``)."""
+    from curata.collect.wsi.mrxs import convert_mrxs
+
+    settings = settings or SlideSettings()
+    res, info, dicom = convert_mrxs(
+        path,
+        raw,
+        key=key,
+        identity=identity,
+        tile_size=settings.tile_size,
+        generated_label=settings.generated_label,
+        pseudo=pseudo,
+    )
+    for blob, ds in zip(dicom.instances, dicom.datasets, strict=True):
+        _gate_dicom(blob, ds, res.needles)
+    fields = {
+        "slide_id": res.slide_id,
+        "vendor": "mirax",
+        **{k: v for k, v in info.as_dict().items() if k not in ("vendor", "level_sizes")},
+        "removed_images": res.record.removed_images,
+    }
+    return SlideIngest(
+        deid=res,
+        info=info,
+        instances=dicom.instances,
+        datasets=dicom.datasets,
+        vendor_bytes=None,  # never: Slidedat.ini, Index.dat and the label image hold the identity
         slide_fields=fields,
     )
 

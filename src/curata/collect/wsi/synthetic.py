@@ -280,3 +280,195 @@ def write_ome_tiff(
             metadata=None,
         )
     return who.strings()
+
+
+# ---------------------------------------------------------------------- 3DHISTECH MRXS (MIRAX)
+def _jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, np.uint8)).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _text_card(lines: list[str], width: int, height: int) -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(10, height // (2 * max(len(lines), 1))))
+    for i, line in enumerate(lines):
+        draw.text((6, 6 + i * (height // max(len(lines), 1))), line, fill="black", font=font)
+    return np.asarray(img)
+
+
+def write_mrxs(
+    path: Path,
+    who: PlantedIdentity | None = None,
+    *,
+    images: int = 4,
+    image_size: int = 256,
+    levels: int = 2,
+    seed: int = 0,
+    slide_id: str = "9e4f6c1a-77d2-4b8e-a1f3-5c0d2e8b9a61",
+) -> list[str]:
+    """A small MIRAX slide as 3DHISTECH writes it: ``path`` (``.mrxs``) and a folder of the same stem
+    with ``Slidedat.ini``, ``Index.dat`` and ``Data0000.dat`` (JPEG images), following OpenSlide's
+    reader (openslide-vendor-mirax.c): ``images`` x ``images`` camera images of ``image_size`` pixels,
+    no overlap, ``levels`` zoom levels (each concatenating 2x2 images), and the scan data layer with a
+    macro (SlideThumbnail), a label (SlideBarcode) and a preview (SlidePreview) image.
+
+    Identity is planted in Slidedat.ini (SLIDE_NAME, SLIDE_ID, PROJECT_NAME, dates, barcode,
+    operator) and drawn into the label and macro. Returns the planted strings."""
+    import struct
+
+    who = who or PlantedIdentity()
+    path = Path(path)
+    folder = path.with_suffix("")
+    folder.mkdir(parents=True, exist_ok=True)
+    n, size = images, image_size
+    base = tissue_image(n * size, n * size, seed)
+    data = bytearray(b"3DHISTECH data file, synthetic\0".ljust(64, b"\0"))
+    records: list[list[tuple[int, int, int]]] = []  # per level: (image_index, offset, length)
+    for level in range(levels):
+        concat = 1 << level
+        scaled = base[::concat, ::concat] if level else base
+        entries = []
+        for y in range(0, n, concat):
+            for x in range(0, n, concat):
+                px, py = (x // concat) * size, (y // concat) * size
+                tile = np.full((size, size, 3), 255, np.uint8)
+                part = scaled[py : py + size, px : px + size]
+                tile[: part.shape[0], : part.shape[1]] = part
+                blob = _jpeg(tile)
+                entries.append((y * n + x, len(data), len(blob)))
+                data += blob
+        records.append(entries)
+    planted = [
+        who.patient_name.replace("^", " "),
+        who.patient_id,
+        who.accession,
+        who.barcode,
+        who.institution,
+        who.operator,
+        slide_id,
+    ]
+    label = _text_card([who.patient_name.replace("^", " "), who.patient_id, who.barcode], 300, 300)
+    macro = _text_card([who.accession, who.institution], 600, 200)
+    preview = np.asarray(
+        __import__("PIL.Image", fromlist=["Image"]).fromarray(base).resize((200, 200)), np.uint8
+    )
+    nonhier: list[tuple[int, int]] = []
+    for img in (macro, label, preview):
+        blob = _jpeg(img)
+        nonhier.append((len(data), len(blob)))
+        data += blob
+
+    # Index.dat: version, slide id, then the hierarchical and non-hierarchical roots
+    version = b"01.02"
+    uid = slide_id.encode()
+    idx = bytearray(version + uid)
+    hier_root = len(idx)
+    idx += bytes(8)  # hier pointer, nonhier pointer (filled below)
+
+    def i32(*vals: int) -> bytes:
+        return struct.pack(f"<{len(vals)}i", *vals)
+
+    level_table = len(idx)
+    idx += bytes(4 * levels)
+    for level, entries in enumerate(records):
+        header = len(idx)
+        idx += i32(0, 0)
+        page = len(idx)
+        idx += i32(len(entries), 0)
+        for image_index, offset, length in entries:
+            idx += i32(image_index, offset, length, 0)
+        struct.pack_into("<i", idx, header + 4, page)
+        struct.pack_into("<i", idx, level_table + 4 * level, header)
+    record_table = len(idx)
+    idx += bytes(4 * len(nonhier))
+    for i, (offset, length) in enumerate(nonhier):
+        header = len(idx)
+        idx += i32(0, 0)
+        page = len(idx)
+        idx += i32(1, 0, 0, 0, offset, length, 0)
+        struct.pack_into("<i", idx, header + 4, page)
+        struct.pack_into("<i", idx, record_table + 4 * i, header)
+    struct.pack_into("<ii", idx, hier_root, level_table, record_table)
+
+    ini = [
+        "[GENERAL]",
+        "SLIDE_VERSION=01.03",
+        f"SLIDE_ID={slide_id}",
+        f"SLIDE_NAME={who.patient_name.replace('^', ' ')} {who.accession}",
+        f"PROJECT_NAME={who.institution}",
+        "SLIDE_CREATIONDATETIME=2024.03.12 09:41:07",
+        f"SLIDE_BARCODE={who.barcode}",
+        f"OPERATOR={who.operator}",
+        f"PATIENT_ID={who.patient_id}",
+        "SCANNER_HARDWARE_VERSION=3DHISTECH P250",
+        f"IMAGENUMBER_X={n}",
+        f"IMAGENUMBER_Y={n}",
+        "OBJECTIVE_MAGNIFICATION=20",
+        "CameraImageDivisionsPerSide=1",
+        "",
+        "[HIERARCHICAL]",
+        "HIER_COUNT=1",
+        "HIER_0_NAME=Slide zoom level",
+        f"HIER_0_COUNT={levels}",
+    ]
+    for level in range(levels):
+        ini += [
+            f"HIER_0_VAL_{level}=ZoomLevel_{level}",
+            f"HIER_0_VAL_{level}_SECTION=LAYER_0_LEVEL_{level}_SECTION",
+        ]
+    ini += [
+        "NONHIER_COUNT=1",
+        "NONHIER_0_NAME=Scan data layer",
+        "NONHIER_0_COUNT=3",
+        "NONHIER_0_VAL_0=ScanDataLayer_SlideThumbnail",
+        "NONHIER_0_VAL_0_SECTION=NONHIERLAYER_0_LEVEL_0_SECTION",
+        "NONHIER_0_VAL_1=ScanDataLayer_SlideBarcode",
+        "NONHIER_0_VAL_1_SECTION=NONHIERLAYER_0_LEVEL_1_SECTION",
+        "NONHIER_0_VAL_2=ScanDataLayer_SlidePreview",
+        "NONHIER_0_VAL_2_SECTION=NONHIERLAYER_0_LEVEL_2_SECTION",
+        "INDEXFILE=Index.dat",
+        "",
+        "[DATAFILE]",
+        "FILE_COUNT=1",
+        "FILE_0=Data0000.dat",
+        "",
+    ]
+    for level in range(levels):
+        ini += [
+            f"[LAYER_0_LEVEL_{level}_SECTION]",
+            "OVERLAP_X=0",
+            "OVERLAP_Y=0",
+            f"MICROMETER_PER_PIXEL_X={0.25 * (1 << level)}",
+            f"MICROMETER_PER_PIXEL_Y={0.25 * (1 << level)}",
+            "IMAGE_FORMAT=JPEG",
+            "IMAGE_FILL_COLOR_BGR=16777215",
+            f"DIGITIZER_WIDTH={size}",
+            f"DIGITIZER_HEIGHT={size}",
+            f"IMAGE_CONCAT_FACTOR={0 if level == 0 else 1}",
+            "",
+        ]
+    ini += [
+        "[NONHIERLAYER_0_LEVEL_0_SECTION]",
+        "THUMBNAIL_IMAGE_TYPE=JPEG",
+        "",
+        "[NONHIERLAYER_0_LEVEL_1_SECTION]",
+        "BARCODE_IMAGE_TYPE=JPEG",
+        f"BARCODE_VALUE={who.barcode}",
+        "",
+        "[NONHIERLAYER_0_LEVEL_2_SECTION]",
+        "PREVIEW_IMAGE_TYPE=JPEG",
+        "",
+    ]
+    (folder / "Slidedat.ini").write_text("\r\n".join(ini), encoding="utf-8")
+    (folder / "Index.dat").write_bytes(bytes(idx))
+    (folder / "Data0000.dat").write_bytes(bytes(data))
+    path.write_bytes(b"3DHISTECH MRXS " + uid + b"\r\n")
+    return [*planted, "2024.03.12"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 WSM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+FRAME_CACHE = 64  # decoded frames kept for neighbouring regions (64 x 512^2 x 3 = 48 MB at most)
 
 
 @dataclass
@@ -28,7 +30,8 @@ class SlideLevels:
         if not levels:
             raise ValueError("no VOLUME level in this slide series")
         self.levels = sorted(levels, key=lambda lv: -lv.width)
-        self._cache: dict[int, np.ndarray] = {}
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+        self._frames: OrderedDict[tuple[int, int], np.ndarray | None] = OrderedDict()
 
     def mpp(self, idx: int) -> float | None:
         lv = self.levels[idx]
@@ -48,17 +51,55 @@ class SlideLevels:
                 best = i
         return best
 
-    def image(self, idx: int) -> np.ndarray:
-        if idx not in self._cache:
-            self._cache[idx] = _assemble(self.levels[idx])
-        return self._cache[idx]
+    def size(self, idx: int) -> tuple[int, int]:
+        """(height, width) of a level."""
+        return self.levels[idx].height, self.levels[idx].width
+
+    def image(self, idx: int, step: int = 1) -> np.ndarray:
+        """A whole level (every ``step``-th pixel), assembled tile by tile. For small levels only:
+        large ones are read with :meth:`region`."""
+        if (idx, step) not in self._cache:
+            self._cache[(idx, step)] = _assemble(self.levels[idx], step)
+        return self._cache[(idx, step)]
+
+    def region(self, idx: int, y: int, x: int, h: int, w: int) -> np.ndarray:
+        """Pixels [y, y+h) x [x, x+w) of a level (white outside), decoding only the frames they touch
+        (the last few decoded frames are kept: neighbouring regions share them)."""
+        lv = self.levels[idx]
+        out = np.full((h, w, 3), 255, np.uint8)
+        cols = -(-lv.width // lv.tile_w)
+        for ty in range(max(y, 0) // lv.tile_h, (min(y + h, lv.height) - 1) // lv.tile_h + 1):
+            for tx in range(max(x, 0) // lv.tile_w, (min(x + w, lv.width) - 1) // lv.tile_w + 1):
+                i = ty * cols + tx
+                if i >= len(lv.frames):
+                    continue
+                tile = self._frame(idx, i)
+                if tile is None:
+                    continue
+                y0, x0 = ty * lv.tile_h, tx * lv.tile_w
+                ya, yb = max(y, y0), min(y + h, y0 + tile.shape[0], lv.height)
+                xa, xb = max(x, x0), min(x + w, x0 + tile.shape[1], lv.width)
+                if yb > ya and xb > xa:
+                    out[ya - y : yb - y, xa - x : xb - x] = tile[ya - y0 : yb - y0, xa - x0 : xb - x0]
+        return out
+
+    def _frame(self, idx: int, i: int) -> np.ndarray | None:
+        key = (idx, i)
+        if key in self._frames:
+            self._frames.move_to_end(key)
+            return self._frames[key]
+        tile = _decode(self.levels[idx], self.levels[idx].frames[i])
+        self._frames[key] = tile
+        if len(self._frames) > FRAME_CACHE:
+            self._frames.popitem(last=False)
+        return tile
 
     def thumbnail(self, max_side: int = 2048) -> np.ndarray:
         small = [i for i, lv in enumerate(self.levels) if max(lv.width, lv.height) <= max_side]
         idx = small[0] if small else len(self.levels) - 1
-        img = self.image(idx)
-        step = int(np.ceil(max(img.shape[:2]) / max_side))
-        return img[::step, ::step] if step > 1 else img
+        lv = self.levels[idx]
+        step = int(np.ceil(max(lv.width, lv.height) / max_side))
+        return self.image(idx, max(step, 1))
 
 
 def read_slide(sources: list[Any]) -> SlideLevels:
@@ -97,25 +138,38 @@ def read_slide(sources: list[Any]) -> SlideLevels:
     return SlideLevels(levels)
 
 
-def _assemble(level: _Level) -> np.ndarray:
+def _decode(level: _Level, data: bytes) -> np.ndarray | None:
     import imagecodecs
 
+    if level.encapsulated:
+        try:
+            tile = imagecodecs.jpeg8_decode(data) if data[:2] == b"\xff\xd8" else imagecodecs.imread(data)
+        except Exception:
+            return None  # a corrupted tile stays white (slide QC counts them)
+    else:
+        if len(data) != level.tile_w * level.tile_h * 3:
+            return None
+        tile = np.frombuffer(data, np.uint8).reshape(level.tile_h, level.tile_w, 3)
+    if tile.ndim == 2:
+        tile = np.stack([tile] * 3, axis=-1)
+    return np.asarray(tile[: level.tile_h, : level.tile_w, :3])
+
+
+def _assemble(level: _Level, step: int = 1) -> np.ndarray:
+    """The level (every ``step``-th pixel), tile by tile: memory is the output plus one tile."""
     cols = -(-level.width // level.tile_w)
     rows = -(-level.height // level.tile_h)
-    out = np.full((rows * level.tile_h, cols * level.tile_w, 3), 255, np.uint8)
+    out = np.full((-(-level.height // step), -(-level.width // step), 3), 255, np.uint8)
     for i, data in enumerate(level.frames[: rows * cols]):
-        if level.encapsulated:
-            try:
-                tile = imagecodecs.jpeg8_decode(data) if data[:2] == b"\xff\xd8" else imagecodecs.imread(data)
-            except Exception:
-                continue  # a corrupted tile stays white (slide QC counts them)
-        else:
-            tile = np.frombuffer(data, np.uint8).reshape(level.tile_h, level.tile_w, 3)
-        if tile.ndim == 2:
-            tile = np.stack([tile] * 3, axis=-1)
+        tile = _decode(level, data)
+        if tile is None:
+            continue
         y, x = divmod(i, cols)
-        th, tw = min(tile.shape[0], level.tile_h), min(tile.shape[1], level.tile_w)
-        out[y * level.tile_h : y * level.tile_h + th, x * level.tile_w : x * level.tile_w + tw] = tile[
-            :th, :tw, :3
-        ]
-    return out[: level.height, : level.width]
+        y0, x0 = y * level.tile_h, x * level.tile_w
+        th, tw = min(tile.shape[0], level.height - y0), min(tile.shape[1], level.width - x0)
+        ys, xs = (-y0) % step, (-x0) % step
+        if ys < th and xs < tw:
+            part = tile[ys:th:step, xs:tw:step]
+            oy, ox = (y0 + ys) // step, (x0 + xs) // step
+            out[oy : oy + part.shape[0], ox : ox + part.shape[1]] = part
+    return out

@@ -217,8 +217,7 @@ def _tiles(
     slide: SlideLevels, mask: np.ndarray | None, step: Tiles
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     idx = step.level if step.level is not None else slide.level_for_mpp(step.mpp)
-    level = slide.image(idx)
-    h, w = level.shape[:2]
+    h, w = slide.size(idx)  # tiles are read region by region, never the whole level
     stride = step.size - step.overlap
     tiles, coords = [], []
     for y in range(0, max(h - step.size, 0) + 1, stride):
@@ -231,9 +230,9 @@ def _tiles(
                 ]
                 if not m.size or m.mean() < step.min_tissue:
                     continue
-            tile = level[y : y + step.size, x : x + step.size]
-            if tile.shape[:2] != (step.size, step.size):
-                continue
+            if y + step.size > h or x + step.size > w:
+                continue  # whole tiles only
+            tile = slide.region(idx, y, x, step.size, step.size)
             tiles.append(tile)
             coords.append((y, x))
     arr = np.stack(tiles) if tiles else np.zeros((0, step.size, step.size, 3), np.uint8)
@@ -252,6 +251,9 @@ def _normalize(tiles: np.ndarray, step: StainNormalize, target: dict[str, Any] |
         )
         norm = stain.MacenkoNormalizer(tgt)
         source = stain.macenko_fit(tiles[:: max(1, len(tiles) // 64)])
+        if len(tiles) >= COLOR_TABLE_MIN_TILES:  # same pixels, one gather per pixel
+            lut = norm.lut(source)
+            return np.concatenate([norm.apply_lut(tiles[i : i + 64], lut) for i in range(0, len(tiles), 64)])
         tables = norm.tables(source)
         return np.concatenate(
             [norm.apply(tiles[i : i + 64], source, tables) for i in range(0, len(tiles), 64)]
@@ -261,7 +263,14 @@ def _normalize(tiles: np.ndarray, step: StainNormalize, target: dict[str, Any] |
         stain.ReinhardStats(np.asarray(target["mean"], np.float32), np.asarray(target["std"], np.float32))
     )
     src = stain.reinhard_fit(tiles[:: max(1, len(tiles) // 64)])
+    if len(tiles) >= COLOR_TABLE_MIN_TILES:
+        rlut = rnorm.lut(src)
+        return np.concatenate([rnorm.apply_lut(tiles[i : i + 64], rlut) for i in range(0, len(tiles), 64)])
     return np.concatenate([rnorm.apply(tiles[i : i + 64], src) for i in range(0, len(tiles), 64)])
+
+
+# from this many tiles on, a slide's 2^24-colour table (built in ~0.6 s Macenko, ~2.5 s Reinhard) pays off
+COLOR_TABLE_MIN_TILES = 256
 
 
 @dataclass

@@ -124,11 +124,13 @@ def decode_frame(level: SlideLevel, i: int) -> np.ndarray | None:
     return arr[..., :3]
 
 
-def assemble(level: SlideLevel) -> tuple[np.ndarray, int]:
-    """The whole level as one RGB array (missing tiles white) and the number of bad tiles."""
+def assemble(level: SlideLevel, step: int = 1) -> tuple[np.ndarray, int]:
+    """The level as one RGB array (missing tiles white), keeping every ``step``-th pixel, and the
+    number of bad tiles. Tile by tile: memory is the output (level size / step^2) plus one tile."""
     cols = -(-level.width // level.tile_w)
     rows = -(-level.height // level.tile_h)
-    out = np.full((rows * level.tile_h, cols * level.tile_w, 3), 255, np.uint8)
+    out_h, out_w = -(-level.height // step), -(-level.width // step)
+    out = np.full((out_h, out_w, 3), 255, np.uint8)
     bad = 0
     for i in range(min(len(level.frames), rows * cols)):
         if level.encapsulated and not _frame_ok(level.frames[i]):
@@ -139,12 +141,16 @@ def assemble(level: SlideLevel) -> tuple[np.ndarray, int]:
             bad += 1
             continue
         y, x = divmod(i, cols)
-        th, tw = min(tile.shape[0], level.tile_h), min(tile.shape[1], level.tile_w)
-        out[y * level.tile_h : y * level.tile_h + th, x * level.tile_w : x * level.tile_w + tw] = tile[
-            :th, :tw
-        ]
+        y0, x0 = y * level.tile_h, x * level.tile_w
+        th = min(tile.shape[0], level.tile_h, level.height - y0)
+        tw = min(tile.shape[1], level.tile_w, level.width - x0)
+        ys = np.arange((-y0) % step, th, step)  # rows of this tile on the output grid
+        xs = np.arange((-x0) % step, tw, step)
+        if len(ys) and len(xs):
+            oy, ox = (y0 + ys[0]) // step, (x0 + xs[0]) // step
+            out[oy : oy + len(ys), ox : ox + len(xs)] = tile[ys[0] : th : step, xs[0] : tw : step, :3]
     bad += max(0, rows * cols - len(level.frames))
-    return out[: level.height, : level.width], bad
+    return out, bad
 
 
 # ---------------------------------------------------------------------- the heuristics (on arrays)
@@ -340,24 +346,21 @@ def measure_levels(levels: list[SlideLevel]) -> tuple[dict[str, Any], bytes | No
         raise ValueError("no VOLUME level in this slide series")
     small = [lv for lv in levels if max(lv.width, lv.height) <= THUMB_MAX]
     thumb_level = small[0] if small else levels[-1]
-    thumb, bad_thumb = assemble(thumb_level)
-    if max(thumb.shape[:2]) > THUMB_MAX:
-        step = int(np.ceil(max(thumb.shape[:2]) / THUMB_MAX))
-        thumb = thumb[::step, ::step]
+    # a slide without a small level (one huge level) is decimated tile by tile, never assembled whole
+    step = int(np.ceil(max(thumb_level.width, thumb_level.height) / THUMB_MAX))
+    thumb, bad_thumb = assemble(thumb_level, max(step, 1))
     pen = pen_mask(thumb)
     tissue = tissue_mask(thumb, pen)
     base = levels[0]
-    bad = bad_thumb if base is thumb_level else 0
-    if base is thumb_level:
-        full = assemble(base)[0]
-        tiles = pick_focus_tiles(full, tissue)
-    else:
+    if base is thumb_level and step <= 1:  # a small slide: its one level is the thumbnail
+        tiles, bad = pick_focus_tiles(thumb, tissue), bad_thumb
+    else:  # full-resolution tissue tiles decoded one by one (every frame of the base checked)
         tiles, bad = _sample_base_tiles(base, tissue)
+        if base is not thumb_level:
+            bad += bad_thumb
     for lv in levels:
         if lv is not base and lv is not thumb_level and lv.encapsulated:
             bad += sum(not _frame_ok(f) for f in lv.frames)
-    if base is not thumb_level:
-        bad += bad_thumb
     m = analyse(thumb, tiles, tissue, pen)
     m.update(
         {

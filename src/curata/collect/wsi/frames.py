@@ -1,0 +1,87 @@
+"""Frames of a stored multi-frame instance read by byte range: WADO-RS ``frames`` for a whole-slide
+level answers one tile without loading or copying the level's other frames.
+
+The header is parsed up to Pixel Data; the frame table is the Basic Offset Table (or one fragment per
+frame) for encapsulated syntaxes, and fixed-size slices for native ones. Anything unusual (implicit
+VR, big endian, frames spanning fragments without an offset table) answers ``None``: the caller then
+reads the instance whole, as before.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import BinaryIO
+
+import pydicom
+
+_PIXEL_TAG = b"\xe0\x7f\x10\x00"
+_ITEM, _SEQ_END = 0xE000FFFE, 0xE0DDFFFE
+
+
+def frame_ranges(fp: BinaryIO) -> tuple[str, list[tuple[int, int]]] | None:
+    """(transfer syntax UID, [(offset, length)] of each frame in the file), or None when unsure."""
+    ds = pydicom.dcmread(fp, stop_before_pixels=True)
+    ts = ds.file_meta.TransferSyntaxUID
+    if not ts.is_little_endian or ts.is_implicit_VR:
+        return None
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    start = fp.tell()
+    head = fp.read(12)
+    if len(head) < 12 or head[:4] != _PIXEL_TAG or head[4:6] not in (b"OB", b"OW"):
+        return None
+    length = struct.unpack("<I", head[8:12])[0]
+    pos = start + 12
+    if not ts.is_encapsulated:
+        if length == 0xFFFFFFFF:
+            return None
+        size = length // n
+        if size * n != length:
+            return None
+        return str(ts), [(pos + i * size, size) for i in range(n)]
+    items: list[tuple[int, int]] = []
+    while True:  # the item headers only: a seek past each value
+        fp.seek(pos)
+        tag_len = fp.read(8)
+        if len(tag_len) < 8:
+            return None
+        tag, ilen = struct.unpack("<II", tag_len)
+        if tag == _SEQ_END:
+            break
+        if tag != _ITEM or ilen == 0xFFFFFFFF:
+            return None
+        items.append((pos + 8, ilen))
+        pos += 8 + ilen
+    if not items:
+        return None
+    bot, fragments = items[0], items[1:]
+    if len(fragments) == n:
+        return str(ts), fragments
+    if bot[1] == 4 * n:  # several fragments per frame: the Basic Offset Table groups them
+        fp.seek(bot[0])
+        offsets = list(struct.unpack(f"<{n}I", fp.read(4 * n)))
+        first = fragments[0][0] - 8 if fragments else 0
+        bounds = [first + o for o in offsets] + [pos]
+        out = []
+        for i in range(n):
+            parts = [(o, ln) for o, ln in fragments if bounds[i] <= o - 8 < bounds[i + 1]]
+            if len(parts) != 1:
+                return None  # a frame of several fragments: not a single byte range
+            out.append(parts[0])
+        return str(ts), out
+    return None
+
+
+def read_frames(fp: BinaryIO, wanted: list[int]) -> tuple[str, int, list[bytes]] | None:
+    """(transfer syntax, number of frames, the bytes of the 1-based ``wanted`` frames) or None."""
+    got = frame_ranges(fp)
+    if got is None:
+        return None
+    ts, ranges = got
+    out = []
+    for f in wanted:
+        if not 1 <= f <= len(ranges):
+            return ts, len(ranges), []
+        offset, length = ranges[f - 1]
+        fp.seek(offset)
+        out.append(fp.read(length))
+    return ts, len(ranges), out
