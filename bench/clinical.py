@@ -178,7 +178,8 @@ def main() -> None:
             "bare_pyarrow_s": t_pa["seconds"],
             "deid_s": t_deid_csv["seconds"],
             "deid_ratio_vs_pandas": t_deid_csv["seconds"] / t_pd["seconds"],
-            "omop_rows": sum(len(v) for v in batch.events.values()),
+            "omop_rows": sum(len(v) for v in batch.events.values())
+            + sum(len(f["pseudonym"]) for f in batch.frames.values()),
             "refused_rows": len(batch.quarantined),
         }
         results["vcf"] = {
