@@ -143,9 +143,19 @@ def _column_values(col: sa.Column[Any], values: Any, sqlite: bool) -> list[Any]:
         obj[np.isnan(arr)] = None
         return list(obj)
     length = getattr(col.type, "length", None)
-    if length:
-        return [v[:length] if isinstance(v, str) and len(v) > length else v for v in arr.tolist()]
-    return list(arr.tolist())
+    values = arr.tolist()
+    if length and arr.dtype == object:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            longest = pc.max(pc.utf8_length(pa.array(values, type=pa.string()))).as_py() or 0
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            longest = length + 1
+        if longest > length:
+            return [v[:length] if isinstance(v, str) and len(v) > length else v for v in values]
+        return list(values)
+    return list(values)
 
 
 def insert_frame(session: Session, table: sa.Table, frame: dict[str, Any], consts: dict[str, Any]) -> int:

@@ -497,9 +497,9 @@ def _record_keys(digest: str, lines: IntArray, event: int) -> ObjArray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    text = pc.binary_join_element_wise(
-        pa.scalar(digest[:40]), pa.array(lines).cast(pa.string()), pa.scalar(str(event)), ":"
-    )
+    # line numbers zero-padded: keys ascend in row order, so the unique index is appended to, not split
+    padded = pc.utf8_lpad(pa.array(lines).cast(pa.string()), 10, "0")
+    text = pc.binary_join_element_wise(pa.scalar(digest[:40]), padded, pa.scalar(str(event)), ":")
     return np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
 
 
