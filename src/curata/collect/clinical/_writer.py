@@ -160,7 +160,7 @@ def _column_values(col: sa.Column[Any], values: Any, sqlite: bool) -> list[Any]:
 
 def insert_frame(session: Session, table: sa.Table, frame: dict[str, Any], consts: dict[str, Any]) -> int:
     """Bulk insert of a column frame: one executemany on SQLite, COPY on PostgreSQL (same transaction)."""
-    n = len(frame["pseudonym"])
+    n = len(next(iter(frame.values()))) if frame else 0
     if not n:
         return 0
     conn = session.connection()
