@@ -127,7 +127,7 @@ def _column_values(col: sa.Column[Any], values: Any, sqlite: bool) -> list[Any]:
     if arr.dtype.kind == "M":
         if sqlite:
             unit = "D" if isinstance(col.type, sa.Date) and not isinstance(col.type, sa.DateTime) else "s"
-            text = np.datetime_as_string(arr.astype(f"datetime64[{unit}]"), unit=unit)
+            text: Any = np.datetime_as_string(arr.astype(f"datetime64[{unit}]"), unit=unit)  # type: ignore[call-overload]
             nat = np.isnat(arr)
             if unit == "s":
                 text = np.char.add(np.char.replace(text, "T", " "), ".000000")

@@ -283,7 +283,7 @@ def deidentify_vcf(
                                 "allele_frequency": af,
                                 "population_af": _float(ann.get("population_af"))
                                 or (_float(rec.info.get(af_key)) if af_key else None),
-                                "filter": ";".join(rec.filter.keys()) or None,
+                                "filter": ";".join(map(str, rec.filter.keys())) or None,
                             }
                         )
         except (OSError, ValueError) as exc:
@@ -454,8 +454,8 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
     has_ann = pc.fill_null(pc.is_valid(ann), False).to_numpy(zero_copy_only=False)
     ann = pc.fill_null(ann, "")
     first = pc.list_element(pc.split_pattern(ann, ",", max_splits=1), 0)
-    parts = pc.split_pattern(first, "|")
-    nparts = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
+    ann_parts = pc.split_pattern(first, "|")
+    nparts = pc.list_value_length(ann_parts).to_numpy(zero_copy_only=False)
     several = pc.match_substring(ann, ",").to_numpy(zero_copy_only=False)
     valid = has_ann & (nparts >= 11)
     padded = pc.split_pattern(pc.binary_join_element_wise(first, "|" * 11, ""), "|")  # 11+ fields each

@@ -82,8 +82,8 @@ def build(
     for i in range(0, len(keys), 300):
         chunk = keys[i : i + 300]
         cond = sa.or_(*(sa.and_(person.c.site_id == s, person.c.pseudonym == p) for s, p in chunk))
-        for r in session.execute(sa.select(person).where(cond)):
-            people[int(r.person_id)] = dict(r._mapping)
+        for found in session.execute(sa.select(person).where(cond)):
+            people[int(found.person_id)] = dict(found._mapping)
     if not people:
         return out
     pids = sorted(people)
@@ -127,12 +127,12 @@ def build(
         vcols = [c.name for c in genomic_variant.columns] + ["patient", "split"]
         out.put["genomics/variants.parquet"], out.put["genomics/variants.csv"] = _frame_bytes(variants, vcols)
     if fhir:
-        for pid, p in people.items():
+        for pid, prow in people.items():
             rp = who[pid]
             bundle = fhir_bundle(
-                p, {n: [r for r in tables[n] if r["person_id"] == pid] for n in TABLES if n != "person"}
+                prow, {n: [r for r in tables[n] if r["person_id"] == pid] for n in TABLES if n != "person"}
             )
-            out.put[f"fhir/{rp.split}/{p['pseudonym']}.json"] = json.dumps(
+            out.put[f"fhir/{rp.split}/{prow['pseudonym']}.json"] = json.dumps(
                 bundle, indent=1, default=str
             ).encode()
     out.put["card/clinical.md"] = card_markdown(tables, who, variants, missing).encode()
@@ -162,7 +162,7 @@ def content(session: Session, patients: dict[tuple[int, str], Any]) -> str:
         pids += [int(x) for x in session.scalars(sa.select(person.c.person_id).where(cond))]
     seen: set[str] = set()
     for i in range(0, len(pids), 500):
-        chunk = pids[i : i + 500]
+        pchunk = pids[i : i + 500]
         for name in TABLES:
             t = OMOP[name]
             if name != "person":
@@ -170,7 +170,7 @@ def content(session: Session, patients: dict[tuple[int, str], Any]) -> str:
                     f"{name}:{d}:{n}"
                     for d, n in session.execute(
                         sa.select(t.c.source_digest, sa.func.count())
-                        .where(t.c.person_id.in_(chunk))
+                        .where(t.c.person_id.in_(pchunk))
                         .group_by(t.c.source_digest)
                     )
                 }
@@ -178,7 +178,7 @@ def content(session: Session, patients: dict[tuple[int, str], Any]) -> str:
             session.scalars(
                 sa.select(genomic_file.c.blob_digest)
                 .join(genomic_variant, genomic_variant.c.file_id == genomic_file.c.id)
-                .where(genomic_variant.c.person_id.in_(chunk))
+                .where(genomic_variant.c.person_id.in_(pchunk))
             )
         )
     return hashlib.sha256("\n".join(sorted(seen)).encode()).hexdigest() if seen else ""
@@ -325,7 +325,7 @@ def card_markdown(
         name = (r.get("source_display") or r.get("condition_source_value") or "unknown").lower()
         dx_patients[name].add(int(r["person_id"]))
         if r.get("stage_group") or r.get("stage"):
-            stages[name][r.get("stage_group") or r.get("stage")] += 1
+            stages[name][str(r.get("stage_group") or r.get("stage"))] += 1
     md += ["## Diagnoses (patients)", ""]
     md += _table(
         ["diagnosis", "patients", "stages"],
