@@ -601,4 +601,4 @@ def looks_like_vcf(raw: bytes, name: str) -> bool:
     return raw.startswith(b"##fileformat=VCF")
 
 
-__all__ = ["VcfResult", "deidentify_vcf", "looks_like_vcf"]
+__all__ = ["VcfResult", "bgzip", "deidentify_vcf", "looks_like_vcf"]
