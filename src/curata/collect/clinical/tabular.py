@@ -34,8 +34,16 @@ from curata.collect.clinical._records import (
 )
 from curata.collect.clinical.deid import AGE_CAP, ClinicalDeidentifier, PatientIdentity, clean, survivors
 from curata.collect.clinical.mapping import Ref, TableMap
-from curata.collect.deid.text import Identifiers, _date_forms, normalise
+from curata.collect.deid.text import SEPARATORS, Identifiers
 from curata.errors import ConfigError, InputError
+
+_DROP_SEPARATORS = {ord(c): None for c in SEPARATORS}
+
+
+def normalise(text: str) -> str:
+    """``curata.collect.deid.text.normalise`` (lower case, separators dropped), in C."""
+    return text.lower().translate(_DROP_SEPARATORS)
+
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 CSV_SUFFIXES = (".csv", ".tsv")
@@ -197,7 +205,16 @@ class _Table:
         if needles is None:
             needles = [(normalise(w), "w", w) for w in ids.words]
             needles += [(normalise(w), "s", w) for w in ids.short_names]
-            needles += [(normalise(f), "d", d) for d in ids.dates for f in _date_forms(d)]
+            # a date's written forms differ by their separators only: normalised, Y M D in three orders
+            needles += [
+                (f, "d", d)
+                for d in ids.dates
+                for f in (
+                    {d, d[6:8] + d[4:6] + d[:4], d[4:6] + d[6:8] + d[:4]}
+                    if len(d) == 8 and d.isdigit()
+                    else {normalise(d)}
+                )
+            ]
             needles += [(c, "c", c) for c in ids.cjk_names]
             self._needles[p] = needles
         norm = normalise(text)
@@ -450,7 +467,7 @@ def deidentify_table(
             for p, r in zip(pats.tolist(), rows[first].tolist(), strict=True):
                 if facts[p].year_of_birth is None:
                     year = int(first_start[r].astype("datetime64[Y]").astype(np.int64)) + 1970
-                    facts[p].year_of_birth = year - int(min(vals[r], AGE_CAP + 1))
+                    facts[p].year_of_birth = year - int(AGE_CAP + 1 if vals[r] > AGE_CAP else vals[r])
     for p, f in enumerate(facts):
         if f.year_of_birth is not None and max_year[p] - f.year_of_birth > AGE_CAP:
             f.year_of_birth = int(max_year[p]) - (AGE_CAP + 1)
@@ -483,24 +500,29 @@ def _concat(frames: list[dict[str, Any]]) -> dict[str, Any]:
     """Column frames of one table (two events may fill the same table) as one; missing columns None."""
     if len(frames) == 1:
         return frames[0]
+    import pyarrow as pa
+
     names = list(dict.fromkeys(k for f in frames for k in f))
     out: dict[str, Any] = {}
     for k in names:
         parts = [f[k] if k in f else np.full(len(f["pseudonym"]), None, dtype=object) for f in frames]
+        if all(isinstance(p, pa.Array) for p in parts):  # record keys stay Arrow strings
+            out[k] = pa.concat_arrays(parts)
+            continue
+        parts = [p.to_numpy(zero_copy_only=False) if isinstance(p, pa.Array) else p for p in parts]
         kinds = {p.dtype.kind for p in parts}
         out[k] = np.concatenate(parts if len(kinds) == 1 else [p.astype(object) for p in parts])
     return out
 
 
-def _record_keys(digest: str, lines: IntArray, event: int) -> ObjArray:
+def _record_keys(digest: str, lines: IntArray, event: int) -> Any:
     """Unique per input, row and event; stable across re-runs of the same input (<= 64 chars)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     # line numbers zero-padded: keys ascend in row order, so the unique index is appended to, not split
     padded = pc.utf8_lpad(pa.array(lines).cast(pa.string()), 10, "0")
-    text = pc.binary_join_element_wise(pa.scalar(digest[:40]), padded, pa.scalar(str(event)), ":")
-    return np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
+    return pc.binary_join_element_wise(pa.scalar(digest[:40]), padded, pa.scalar(str(event)), ":")
 
 
 def _first_per_patient(pid: IntArray, col: Column) -> dict[int, Any]:
