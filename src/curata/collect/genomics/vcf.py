@@ -450,28 +450,29 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
     filt = col["c6"].to_numpy(zero_copy_only=False).astype(object)
     filt[np.isin(filt, [".", ""])] = None
     info = col["c7"]
-    ann = pc.extract_regex(info, r"(?:^|;)ANN=(?P<v>[^;]*)").field("v")
-    has_ann = pc.fill_null(pc.is_valid(ann), False).to_numpy(zero_copy_only=False)
-    ann = pc.fill_null(ann, "")
-    first = pc.list_element(pc.split_pattern(ann, ",", max_splits=1), 0)
-    ann_parts = pc.split_pattern(first, "|")
-    nparts = pc.list_value_length(ann_parts).to_numpy(zero_copy_only=False)
-    several = pc.match_substring(ann, ",").to_numpy(zero_copy_only=False)
-    valid = has_ann & (nparts >= 11)
-    padded = pc.split_pattern(pc.binary_join_element_wise(first, "|" * 11, ""), "|")  # 11+ fields each
-    fields = {i: pc.list_element(padded, i).to_numpy(zero_copy_only=False) for i in (0, 1, 3, 9, 10)}
+    # the first ANN entry (RE2), split once into its fields (padded so that every entry has 11); an
+    # entry of fewer than 11 fields is no annotation, as in the row reader
+    entry = pc.extract_regex(info, r"(?:^|;)ANN=(?P<v>[^;,]*)").field("v")
+    valid = pc.fill_null(pc.greater_equal(pc.count_substring(entry, "|"), 10), False)
+    valid = valid.to_numpy(zero_copy_only=False)
+    parts = pc.split_pattern(pc.binary_join_element_wise(pc.fill_null(entry, ""), "|" * 11, ""), "|")
+    fields = {
+        k: pc.list_element(parts, i).to_numpy(zero_copy_only=False)
+        for k, i in (("a", 0), ("c", 1), ("g", 3), ("hc", 9), ("hp", 10))
+    }
+    fields["c"] = np.array([c.split("&", 1)[0] if "&" in c else c for c in fields["c"]], dtype=object)
+    several = pc.match_substring_regex(info, r"(?:^|;)ANN=[^;]*,").to_numpy(zero_copy_only=False)
     # several ANN entries: the first must be for this ALT (or "") unless it is the only one
-    if np.any(several & (~valid | ~np.isin(fields[0], [""]) & (fields[0] != alt))):
+    if np.any(several & (~valid | ((fields["a"] != "") & (fields["a"] != alt)))):
         return None
-    cons = pc.extract_regex(pa.array(fields[1]), r"^(?P<v>[^&]*)").field("v").to_numpy(zero_copy_only=False)
 
     def none_if_empty(a: Any) -> Any:
         out = np.asarray(a, dtype=object).copy()
         out[~valid | (out == "")] = None
         return out
 
-    gene, consequence = none_if_empty(fields[3]), none_if_empty(cons)
-    hgvs_c, hgvs_p = none_if_empty(fields[9]), none_if_empty(fields[10])
+    gene, consequence = none_if_empty(fields["g"]), none_if_empty(fields["c"])
+    hgvs_c, hgvs_p = none_if_empty(fields["hc"]), none_if_empty(fields["hp"])
     pop = np.full(n, np.nan)
     if af_key:
         got = pc.extract_regex(info, rf"(?:^|;){re.escape(af_key)}=(?P<v>[^;]*)").field("v")
