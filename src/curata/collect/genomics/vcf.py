@@ -455,9 +455,9 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
     entry = pc.extract_regex(info, r"(?:^|;)ANN=(?P<v>[^;,]*)").field("v")
     valid = pc.fill_null(pc.greater_equal(pc.count_substring(entry, "|"), 10), False)
     valid = valid.to_numpy(zero_copy_only=False)
-    parts = pc.split_pattern(pc.binary_join_element_wise(pc.fill_null(entry, ""), "|" * 11, ""), "|")
+    ann_fields = pc.split_pattern(pc.binary_join_element_wise(pc.fill_null(entry, ""), "|" * 11, ""), "|")
     fields = {
-        k: pc.list_element(parts, i).to_numpy(zero_copy_only=False)
+        k: pc.list_element(ann_fields, i).to_numpy(zero_copy_only=False)
         for k, i in (("a", 0), ("c", 1), ("g", 3), ("hc", 9), ("hp", 10))
     }
     fields["c"] = np.array([c.split("&", 1)[0] if "&" in c else c for c in fields["c"]], dtype=object)
