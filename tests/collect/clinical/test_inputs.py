@@ -199,3 +199,20 @@ def test_ages_per_row_code_systems_per_row_and_two_events_into_one_table(workspa
     assert texts == ["high"]  # a number in text stays a number elsewhere; "high" is kept as text
     assert {m["source_system"] for m in meas} == {"LOINC", "ICD10"}
     assert "Tunde" not in json.dumps(meas, default=str) and "Ngozi" not in json.dumps(meas, default=str)
+
+
+def test_a_time_of_day_is_kept_and_shifted_with_its_date(tmp_path, monkeypatch, database_url) -> None:  # type: ignore[no-untyped-def]
+    """On both catalogs: the bulk insert writes dates and times as each stores them."""
+    from curata.workspace import Workspace
+
+    monkeypatch.setenv("CURATA_DATABASE_URL", database_url)
+    workspace = Workspace.init(tmp_path / "ws", site="lagos")
+    path = write_csv(tmp_path / "t" / "dx.csv", [csv_row(diagnosis_date="2024-02-20T14:30:05")])
+    Ingestor(workspace, workers=1).ingest_paths([path])
+    with workspace.catalog.session() as s:
+        c = s.execute(sa.select(OMOP["condition_occurrence"])).one()
+        m = s.execute(sa.select(OMOP["measurement"])).one()
+    assert c.condition_start_datetime.date() == c.condition_start_date
+    assert (c.condition_start_datetime.hour, c.condition_start_datetime.minute) == (14, 30)
+    assert c.condition_start_datetime.second == 5 and m.measurement_datetime is None
+    assert (m.measurement_date - c.condition_start_date).days == 1  # 2024-02-21: the interval is kept

@@ -125,14 +125,16 @@ def _column_values(col: sa.Column[Any], values: Any, sqlite: bool) -> list[Any]:
 
     arr = np.asarray(values)
     if arr.dtype.kind == "M":
+        nat = np.isnat(arr)
+        if nat.all():  # the common case of a *_datetime column: dates without a time of day
+            return [None] * len(arr)
         if sqlite:
             unit = "D" if isinstance(col.type, sa.Date) and not isinstance(col.type, sa.DateTime) else "s"
             text: Any = np.datetime_as_string(arr.astype(f"datetime64[{unit}]"), unit=unit)  # type: ignore[call-overload]
-            nat = np.isnat(arr)
-            if unit == "s":
-                text = np.char.add(np.char.replace(text, "T", " "), ".000000")
             out = text.astype(object)
             out[nat] = None
+            if unit == "s":
+                return [None if v is None else v.replace("T", " ") + ".000000" for v in out.tolist()]
             return list(out)
         out = arr.astype(
             "datetime64[D]" if not isinstance(col.type, sa.DateTime) else "datetime64[us]"
