@@ -247,7 +247,9 @@ def watch(
     problems: list[str] = []
 
     def report(batch) -> None:  # type: ignore[no-untyped-def]
-        problems.extend(f"{p.source}: {p.reason}" for p in batch.problems if p.reason)
+        for p in batch.problems:  # named by digest: a site's file names can carry a patient's ID
+            label = f"sha256:{p.input_digest[:16]}" if p.input_digest else "an input"
+            problems.append(f"{p.status} {label}: {p.reason or ''}")
         if not as_json:
             err_console.print(f"filed {len(batch.files)} file(s): {batch.summary.counts}")
 

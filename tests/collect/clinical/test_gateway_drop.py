@@ -148,3 +148,15 @@ def test_gateway_watch_runs_until_stopped(workspace, tmp_path: Path) -> None:  #
     assert proc.returncode == 0, err.decode()
     summary = json.loads(out[out.index(b"{") :])
     assert summary["ingested"] == 1
+
+
+def test_gateway_watch_names_a_refused_file_by_its_digest_not_its_name(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    drop = tmp_path / "drop"
+    write_csv(drop / f"{PATIENT['mrn']}.csv", [csv_row()])
+    (drop / "clinical-map.toml").unlink()  # no mapping: the export is quarantined
+    result = CliRunner().invoke(
+        app, ["gateway", "watch", str(drop), "--once", "--interval", "0.1", "-w", str(workspace.root)]
+    )
+    assert result.exit_code == 1, result.output
+    assert "sha256:" in result.output and "mapping" in result.output
+    assert PATIENT["mrn"] not in result.output

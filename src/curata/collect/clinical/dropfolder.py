@@ -31,7 +31,8 @@ Signature = tuple[int, int]  # size, mtime in ns
 
 @dataclass
 class DropBatch:
-    """What one poll filed: the ingest summary and the inputs that had problems (no PHI: names only)."""
+    """What one poll filed: the ingest summary and the outcomes with problems (their reasons hold no
+    PHI; their ``source`` is the site's own file name, which may: report them by ``input_digest``)."""
 
     files: list[Path]
     summary: RunSummary
