@@ -222,6 +222,46 @@ def push(
     finish(summary, as_json=as_json, errors=summary.extra.pop("errors", []))
 
 
+@gateway_app.command("watch")
+def watch(
+    folder: Path = typer.Argument(..., help="The drop folder the site's systems write exports into."),
+    interval: float = typer.Option(
+        2.0, "--interval", help="Seconds between polls (a file is taken once it stood still for one)."
+    ),
+    once: bool = typer.Option(False, "--once", help="Settle one interval, file what is there, and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    workspace: Path | None = workspace_option(),
+) -> None:
+    """De-identify and file clinical exports (CSV, Excel, FHIR), VCFs and DICOM dropped into FOLDER."""
+    import signal
+
+    from curata.collect.clinical.dropfolder import DropFolder
+
+    ws = _workspace(workspace)
+    drop = DropFolder(ws, folder)
+
+    def _terminate(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    problems: list[str] = []
+
+    def report(batch) -> None:  # type: ignore[no-untyped-def]
+        for p in batch.problems:  # named by digest: a site's file names can carry a patient's ID
+            label = f"sha256:{p.input_digest[:16]}" if p.input_digest else "an input"
+            problems.append(f"{p.status} {label}: {p.reason or ''}")
+        if not as_json:
+            err_console.print(f"filed {len(batch.files)} file(s): {batch.summary.counts}")
+
+    if not once:
+        err_console.print(f"watching {drop.folder} every {interval:g} s (Ctrl-C stops)")
+    import contextlib
+
+    with contextlib.suppress(KeyboardInterrupt):
+        drop.watch(interval=max(0.05, interval), once=once, on_batch=report)
+    finish(drop.total, as_json=as_json, errors=problems[:20])
+
+
 def server(
     host: str = typer.Option(None, "--host", help="Address to listen on (default: [gateway] http_host)."),
     port: int = typer.Option(None, "--port", help="HTTP port (default: [gateway] http_port, 8042)."),

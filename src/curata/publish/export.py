@@ -23,6 +23,7 @@ from curata._io import fsync_file
 from curata.errors import ConfigError, InputError
 from curata.publish import fingerprint as fp
 from curata.publish.formats import FORMATS, Fingerprint, check_files
+from curata.publish.formats import clinical as clinical_fp
 from curata.publish.manifest import Manifest, ManifestFile
 from curata.publish.models import ReleaseExport
 from curata.publish.records import ExportResult, TraceMatch, TraceResult
@@ -58,6 +59,7 @@ class _ExportContext:
     root: str
     store: Any = None
     remap: Any = None
+    rows: bytes = b""
 
 
 _CTX: _ExportContext | None = None
@@ -69,6 +71,7 @@ def _init_export(ctx: _ExportContext) -> None:
 
     ctx.store = open_store(ctx.store_url)
     ctx.remap = fp.uid_mapper(ctx.key, ctx.mark)
+    ctx.rows = clinical_fp.row_key(ctx.key, ctx.mark)
     _CTX = ctx
 
 
@@ -81,6 +84,10 @@ def _export_one(
             data = fp.fingerprint_dicom(data, ctx.mark, ctx.remap)
         elif kind is Fingerprint.NIFTI:
             data = fp.fingerprint_nifti(data, ctx.mark)
+        elif kind is Fingerprint.TABLE:
+            data = clinical_fp.fingerprint_table(data, paths[0], ctx.rows, ctx.mark)
+        elif kind is Fingerprint.VCF:
+            data = clinical_fp.fingerprint_vcf(data, ctx.mark)
     except Exception as exc:  # reported against the file; the export as a whole then fails
         return f"{type(exc).__name__}: {exc}"
     root = Path(ctx.root).resolve()
@@ -239,7 +246,17 @@ def trace_file(ws: Workspace, path: Path | str) -> TraceResult:
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
     mark, how, sop_uid = None, None, None
-    if data[:2] == b"\x1f\x8b" or path.name.endswith(".nii"):
+    low = path.name.lower()
+    table = low.endswith((".parquet", ".csv"))
+    if table or low.endswith((".vcf.gz", ".vcf")):
+        try:
+            if table:
+                mark, how = clinical_fp.table_mark(data, low), "Parquet metadata mark"
+            else:
+                mark, how = clinical_fp.vcf_mark(data), "VCF header mark"
+        except (OSError, ValueError):  # pyarrow's errors are both
+            mark = None
+    elif data[:2] == b"\x1f\x8b" or path.name.endswith(".nii"):
         try:
             mark, how = fp.nifti_mark(data), "NIfTI header mark"
         except (OSError, EOFError):
@@ -258,6 +275,10 @@ def trace_file(ws: Workspace, path: Path | str) -> TraceResult:
         if not found and sop_uid:
             found = _by_uid(ws, session, exports, sop_uid)
             how = "fingerprinted instance UID"
+        if not found and table:
+            key = ws.site_key()
+            found = [e for e in exports if _ordered_for(data, low, clinical_fp.row_key(key, e.mark))]
+            how = "row order keyed for the licensee"
         if not found:
             found = [e for e in exports if _manifest_has(ws, e.manifest_sha256, digest)]
             how = "exact bytes in an export manifest"
@@ -291,6 +312,13 @@ def _by_uid(ws: Workspace, session: Any, exports: list[ReleaseExport], uid: str)
         if any(remap(u) == uid for u in uids):
             out.append(e)
     return out
+
+
+def _ordered_for(data: bytes, name: str, key: bytes) -> bool:
+    try:
+        return clinical_fp.in_keyed_order(data, name, key)
+    except (OSError, ValueError):
+        return False
 
 
 def _manifest_has(ws: Workspace, manifest_sha: str, digest: str) -> bool:

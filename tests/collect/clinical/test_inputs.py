@@ -86,8 +86,15 @@ def test_ages_above_89_read_as_90(workspace, tmp_path) -> None:  # type: ignore[
     Ingestor(workspace, workers=1).ingest_paths([path])
     with workspace.catalog.session() as s:
         p = s.execute(sa.select(OMOP["person"])).one()
-        start = s.scalar(sa.select(OMOP["condition_occurrence"].c.condition_start_date))
-    assert p.age_capped is True and start.year - p.year_of_birth == 90
+        last = max(  # the row's events are days apart: a shift may put them in two years
+            s.scalar(sa.select(sa.func.max(OMOP[t].c[c])))
+            for t, c in (
+                ("condition_occurrence", "condition_start_date"),
+                ("measurement", "measurement_date"),
+                ("specimen", "specimen_date"),
+            )
+        )
+    assert p.age_capped is True and last.year - p.year_of_birth == 90
 
 
 def test_text_and_bcf_give_the_same_variant_index_and_a_bad_line_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -118,3 +125,94 @@ def test_text_and_bcf_give_the_same_variant_index_and_a_bad_line_is_named(tmp_pa
     lines[-1] = lines[-1].replace("55181378", "55181x78")
     with pytest.raises(InputError, match=f"VCF line {len(lines)} is malformed"):
         deidentify_vcf(("\n".join(lines) + "\n").encode(), "bad.vcf", VcfMap(), key)
+
+
+AGE_MAPPING = """
+[csv]
+patient_id = "mrn"
+date_format = "%d/%m/%Y"
+[csv.identifiers]
+names = ["name"]
+[csv.person]
+age = "age"
+[[csv.events]]
+table = "measurement"
+code = "code"
+system = "system"
+value = "value"
+unit = "unit"
+date = "day"
+[[csv.events]]
+table = "measurement"
+code = "=8310-5"
+system = "=LOINC"
+value = "temp"
+unit = "=Cel"
+date = "day"
+"""
+
+
+def test_ages_per_row_code_systems_per_row_and_two_events_into_one_table(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The column-wise reader on a mapping with an age column, a system column, a date format and two
+    events filling the same OMOP table."""
+    folder = tmp_path / "labs"
+    folder.mkdir()
+    rows = [
+        ["mrn", "name", "age", "code", "system", "value", "unit", "day", "temp"],
+        ["MRN-1", "Tunde Bakare", "95", "718-7", "LOINC", "11.2", "g/dL", "20/02/2024", "37.1"],
+        ["MRN-1", "Tunde Bakare", "95", "2160-0", "LOINC", "0.9", "mg/dL", "21/02/2024", "36.9"],
+        ["MRN-2", "Ngozi Adeyemi", "40", "R03.0", "ICD10", "high", "", "03/03/2024", "38,2"],
+        ["MRN-2", "Ngozi Adeyemi", "40", "R03.0", "LOINC", "1", "", "04/03/2024", "37"],  # not a LOINC code
+        [
+            "MRN-3",
+            "Emeka Obi",
+            "51",
+            "718-7",
+            "LOINC",
+            "Emeka said 12",
+            "g/dL",
+            "2024-03-05",
+            "37",
+        ],  # date format
+    ]
+    pd.DataFrame(rows[1:], columns=rows[0]).to_csv(folder / "labs.csv", index=False)
+    (folder / "clinical-map.toml").write_text(AGE_MAPPING)
+    _summary, problems = Ingestor(workspace, workers=1).ingest_paths([folder / "labs.csv"])
+    reason = problems[0].reason or ""
+    assert "line 5: code: not a valid LOINC code" in reason and "line 6: date: not a date" in reason
+    with workspace.catalog.session() as s:
+        persons = {p.person_id: p for p in s.execute(sa.select(OMOP["person"]))}
+        meas = [dict(r._mapping) for r in s.execute(sa.select(OMOP["measurement"]))]
+    assert len(meas) == 6  # three rows kept, two events each
+    by_person: dict[int, list[dict]] = {}
+    for m in meas:
+        by_person.setdefault(m["person_id"], []).append(m)
+    old = next(p for p in persons.values() if p.age_capped)
+    young = next(p for p in persons.values() if not p.age_capped and p.year_of_birth)
+    days = [m["measurement_date"] for m in by_person[old.person_id]]
+    assert max(d.year for d in days) - old.year_of_birth == 90  # 95 reads as 90
+    first = min(m["measurement_date"] for m in by_person[young.person_id])
+    assert first.year - young.year_of_birth == 40
+    temps = sorted(m["value_as_number"] for m in meas if m["measurement_source_value"] == "8310-5")
+    assert temps == [36.9, 37.1, 38.2]
+    texts = [m["value_source_value"] for m in meas if m["value_source_value"]]
+    assert texts == ["high"]  # a number in text stays a number elsewhere; "high" is kept as text
+    assert {m["source_system"] for m in meas} == {"LOINC", "ICD10"}
+    assert "Tunde" not in json.dumps(meas, default=str) and "Ngozi" not in json.dumps(meas, default=str)
+
+
+def test_a_time_of_day_is_kept_and_shifted_with_its_date(tmp_path, monkeypatch, database_url) -> None:  # type: ignore[no-untyped-def]
+    """On both catalogs: the bulk insert writes dates and times as each stores them."""
+    from curata.workspace import Workspace
+
+    monkeypatch.setenv("CURATA_DATABASE_URL", database_url)
+    workspace = Workspace.init(tmp_path / "ws", site="lagos")
+    path = write_csv(tmp_path / "t" / "dx.csv", [csv_row(diagnosis_date="2024-02-20T14:30:05")])
+    Ingestor(workspace, workers=1).ingest_paths([path])
+    with workspace.catalog.session() as s:
+        c = s.execute(sa.select(OMOP["condition_occurrence"])).one()
+        m = s.execute(sa.select(OMOP["measurement"])).one()
+    assert c.condition_start_datetime.date() == c.condition_start_date
+    assert (c.condition_start_datetime.hour, c.condition_start_datetime.minute) == (14, 30)
+    assert c.condition_start_datetime.second == 5 and m.measurement_datetime is None
+    assert (m.measurement_date - c.condition_start_date).days == 1  # 2024-02-21: the interval is kept

@@ -86,3 +86,76 @@ def test_release_carries_clinical_and_genomic_files_split_with_the_images(worksp
     )
     Ingestor(workspace, workers=1).ingest_paths([export / "clinical2"])
     assert create_release(workspace, "lung-clin", formats="dicom,fhir").created
+
+
+def test_licensee_copies_mark_clinical_tables_and_vcfs_and_trace_names_the_licensee(
+    workspace, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+    import sqlalchemy as sa
+
+    from curata.publish import trace_file
+    from curata.publish.models import ReleaseExport
+
+    export = tmp_path / "export"
+    mrns = MRNS[:4]
+    for i, mrn in enumerate(mrns):
+        make_ct(export / "ct" / mrn, patient_id=mrn, patient_name=f"Pat^{i}", seed=i)
+    rows = [
+        csv_row(
+            mrn=m, patient_name=f"Pat {i}", diagnosis_date=f"2024-0{1 + k}-1{k}", lab_value=f"{10 + k}.{i}"
+        )
+        for i, m in enumerate(mrns)
+        for k in range(5)
+    ]
+    write_csv(export / "clinical" / "dx.csv", rows)
+    (export / "genomes").mkdir()
+    (export / "genomes" / f"{mrns[0]}.vcf").write_text(vcf_text(sample=mrns[0]))
+    _summary, problems = Ingestor(workspace, workers=1).ingest_paths([export])
+    assert not problems, [p.reason for p in problems]
+    rel = create_release(workspace, "clin-fp", formats="dicom")
+    with workspace.catalog.session() as s:
+        v = get_version(s, rel.ref)
+        stored = {
+            f.path: f.sha256 for f in Manifest.from_bytes(workspace.store.get_bytes(v.manifest_digest)).files
+        }
+    copies = {}
+    for who in ("ACME AI", "Globex"):
+        out = export_release(workspace, rel.ref, tmp_path / who.replace(" ", "_"), licensee=who)
+        copies[who] = Path(out.directory)
+        res = subprocess.run([sys.executable, "-I", str(copies[who] / "verify_release.py"), str(copies[who])],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert res.returncode == 0, res.stdout + res.stderr
+    with workspace.catalog.session() as s:
+        marks = {e.licensee: e.mark for e in s.scalars(sa.select(ReleaseExport))}
+    name = "clinical/condition_occurrence"
+    original = pd.read_csv(io.BytesIO(workspace.store.get_bytes(stored[f"{name}.csv"])))
+    assert len(original) == 20
+    orders = {}
+    for who, folder in copies.items():
+        # same rows, same values: only their order and the marks differ
+        got = pd.read_csv(folder / f"{name}.csv")
+        key = list(original.columns)
+        pd.testing.assert_frame_equal(
+            got.sort_values(key).reset_index(drop=True), original.sort_values(key).reset_index(drop=True)
+        )
+        orders[who] = list(got["record_key"])
+        table = pq.read_table(folder / f"{name}.parquet")
+        assert table.schema.metadata[b"curata_fingerprint"].decode() == marks[who]
+        assert sorted(table.column("record_key").to_pylist()) == sorted(original["record_key"])
+        for rel_path in (f"{name}.csv", f"{name}.parquet", "clinical/omop/MEASUREMENT.csv"):
+            found = trace_file(workspace, folder / rel_path)
+            assert found.unique and found.matches[0].licensee == who, (rel_path, found)
+        # the Parquet mark stripped: the row order still names the licensee
+        stripped = tmp_path / f"{who}-stripped.parquet"
+        pq.write_table(table.replace_schema_metadata({}), stripped)
+        found = trace_file(workspace, stripped)
+        assert found.how == "row order keyed for the licensee" and found.matches[0].licensee == who
+        vcf = next((folder / "genomics").rglob("*.vcf.gz"))
+        text = gzip.decompress(vcf.read_bytes())
+        assert f"##curata_fingerprint={marks[who]}\n".encode() in text
+        vpath = str(vcf.relative_to(folder)).replace("\\", "/")
+        body = gzip.decompress(workspace.store.get_bytes(stored[vpath]))
+        assert text.replace(f"##curata_fingerprint={marks[who]}\n".encode(), b"") == body
+        assert trace_file(workspace, vcf).matches[0].licensee == who
+    assert orders["ACME AI"] != orders["Globex"]

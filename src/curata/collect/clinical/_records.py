@@ -50,6 +50,8 @@ class ClinicalBatch:
     rows: int = 0
     # patient ID -> identity, in memory only: lets a VCF of the same run be cleaned of the names it holds
     identities: dict[str, Any] = field(default_factory=dict, repr=False)
+    # more rows as column frames ({column: numpy array}, one per OMOP table), from the column-wise reader
+    frames: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def output_bytes(self) -> bytes:
         """The de-identified content as JSON lines (what the store keeps and the byte gate scans)."""
@@ -67,7 +69,18 @@ class ClinicalBatch:
         for table, rows in self.events.items():
             for r in rows:
                 out.append({"table": table, **{k: v for k, v in r.items() if v is not None}})
-        return "\n".join(json.dumps(o, default=str, ensure_ascii=False, sort_keys=True) for o in out).encode()
+        data = "\n".join(json.dumps(o, default=str, ensure_ascii=False, sort_keys=True) for o in out).encode()
+        if not self.frames:
+            return data
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        parts = [data]
+        for table, frame in self.frames.items():  # one CSV section per table: written by pyarrow, in C
+            sink = pa.BufferOutputStream()
+            pacsv.write_csv(pa.table(frame), sink)
+            parts.append(f"\n#table={table}\n".encode() + sink.getvalue().to_pybytes())
+        return b"".join(parts)
 
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M")

@@ -119,10 +119,90 @@ def refresh_periods(session: Session, site_id: int, pids: Iterable[int]) -> None
             )
 
 
+def _column_values(col: sa.Column[Any], values: Any, sqlite: bool) -> list[Any]:
+    """One frame column as DBAPI values: None for missing, dates as SQLAlchemy stores them on SQLite."""
+    import numpy as np
+
+    arr = np.asarray(values)
+    if arr.dtype.kind == "M":
+        nat = np.isnat(arr)
+        if nat.all():  # the common case of a *_datetime column: dates without a time of day
+            return [None] * len(arr)
+        if sqlite:
+            unit = "D" if isinstance(col.type, sa.Date) and not isinstance(col.type, sa.DateTime) else "s"
+            text: Any = np.datetime_as_string(arr.astype(f"datetime64[{unit}]"), unit=unit)  # type: ignore[call-overload]
+            out = text.astype(object)
+            out[nat] = None
+            if unit == "s":
+                return [None if v is None else v.replace("T", " ") + ".000000" for v in out.tolist()]
+            return list(out)
+        out = arr.astype(
+            "datetime64[D]" if not isinstance(col.type, sa.DateTime) else "datetime64[us]"
+        ).astype(object)
+        return list(out)  # NaT became None
+    if arr.dtype.kind == "f":
+        obj = arr.astype(object)
+        obj[np.isnan(arr)] = None
+        return list(obj)
+    length = getattr(col.type, "length", None)
+    values = arr.tolist()
+    if length and arr.dtype == object:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            longest = pc.max(pc.utf8_length(pa.array(values, type=pa.string()))).as_py() or 0
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            longest = length + 1
+        if longest > length:
+            return [v[:length] if isinstance(v, str) and len(v) > length else v for v in values]
+        return list(values)
+    return list(values)
+
+
+def insert_frame(session: Session, table: sa.Table, frame: dict[str, Any], consts: dict[str, Any]) -> int:
+    """Bulk insert of a column frame: one executemany on SQLite, COPY on PostgreSQL (same transaction)."""
+    n = len(next(iter(frame.values()))) if frame else 0
+    if not n:
+        return 0
+    conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    names = [c for c in frame if c in table.c and c not in consts]
+    extra = {
+        c.name: 0
+        for c in table.c
+        if c.name.endswith("_concept_id") and c.name not in frame and c.name not in consts
+    }
+    columns = [_column_values(table.c[c], frame[c], sqlite) for c in names]
+    fixed = {**consts, **extra}
+    names += list(fixed)
+    columns += [[v] * n for v in fixed.values()]
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        if sqlite:
+            sql = f'INSERT INTO "{table.name}" ({", ".join(chr(34) + c + chr(34) for c in names)}) VALUES ({", ".join("?" * len(names))})'
+            for i in range(0, n, 50_000):
+                cur.executemany(sql, list(zip(*(c[i : i + 50_000] for c in columns), strict=True)))
+        else:
+            cols = ", ".join(f'"{c}"' for c in names)
+            with cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy:
+                for row in zip(*columns, strict=True):
+                    copy.write_row(row)
+    finally:
+        cur.close()
+    return n
+
+
 def file_batch(session: Session, site_id: int, batch: ClinicalBatch, output_digest: str | None) -> int:
     """Insert everything of one batch (the caller commits); returns the rows written."""
     from curata.collect.clinical._records import PersonFacts
 
+    for frame in batch.frames.values():
+        for p in set(frame["pseudonym"].tolist()):
+            if p not in batch.persons:
+                batch.persons[p] = PersonFacts(p)
     for rows in batch.events.values():
         for r in rows:
             if r["pseudonym"] not in batch.persons:
@@ -145,6 +225,16 @@ def file_batch(session: Session, site_id: int, batch: ClinicalBatch, output_dige
         for i in range(0, len(payload), 5000):
             session.execute(sa.insert(t), payload[i : i + 5000])
         written += len(payload)
+    for table, frame in batch.frames.items():
+        if not len(frame["pseudonym"]):
+            continue
+        import numpy as np
+
+        names, inverse = np.unique(frame["pseudonym"], return_inverse=True)
+        frame = {**frame, "person_id": np.array([ids[p] for p in names], dtype=np.int64)[inverse]}
+        written += insert_frame(
+            session, OMOP[table], frame, {"site_id": site_id, "source_digest": batch.input_digest}
+        )
     refresh_periods(session, site_id, ids.values())
     session.execute(
         sa.insert(clinical_source).values(

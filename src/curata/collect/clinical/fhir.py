@@ -192,8 +192,8 @@ def _when(res: dict[str, Any], *keys: str) -> str | None:
 
 
 def _notes(res: dict[str, Any], *extra: str) -> str | None:
-    parts = [n.get("text") for n in res.get("note") or [] if isinstance(n, dict) and n.get("text")]
-    parts += [res[k] for k in extra if isinstance(res.get(k), str)]
+    parts = [str(n["text"]) for n in res.get("note") or [] if isinstance(n, dict) and n.get("text")]
+    parts += [str(res[k]) for k in extra if isinstance(res.get(k), str)]
     return " | ".join(parts) if parts else None
 
 
@@ -371,9 +371,10 @@ def deidentify_fhir(
                         )
                     continue
                 subject = _subject(res)
-                who = refs.get(subject or "")
-                if who is None:
+                found = refs.get(subject or "")
+                if found is None:
                     raise RowError("subject: no Patient resource with this reference in the export")
+                who = found
                 mark = {t: len(v) for t, v in batch.events.items()}
                 try:
                     _event(builder, res, who, line)

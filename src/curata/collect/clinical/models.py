@@ -19,7 +19,7 @@ def _table(name: str) -> sa.Table:
     args: list[object] = [*omop_columns(name), *curata_columns(name)]
     if name == "person":
         args.append(sa.UniqueConstraint("site_id", "pseudonym", name="uq_person_site_pseudonym"))
-    return sa.Table(name, Base.metadata, *args)  # type: ignore[arg-type]
+    return sa.Table(name, Base.metadata, *args)  # type: ignore[call-overload,arg-type]
 
 
 OMOP: dict[str, sa.Table] = {name: _table(name) for name in TABLES}

@@ -224,17 +224,12 @@ class ClinicalIngestor:
                 )
                 .returning(genomic_file.c.id)
             ).scalar_one()
-            rows = []
-            for v in res.variants:
-                row = {k: v[k] for k in v if k != "sample"}
-                row["file_id"] = file_id
-                row["person_id"] = ids[base[v["sample"]]]
-                for k, n in (("gene", 64), ("consequence", 128), ("filter", 64), ("chrom", 32)):
-                    if isinstance(row.get(k), str):
-                        row[k] = row[k][:n]
-                rows.append(row)
-            for i in range(0, len(rows), 5000):
-                session.execute(sa.insert(genomic_variant), rows[i : i + 5000])
+            import numpy as np
+
+            frame = {k: v for k, v in res.index.items() if k != "sample"}
+            person = np.array([ids[b] for b in base] or [0], dtype=np.int64)
+            frame["person_id"] = person[res.index["sample"]] if res.count else np.zeros(0, dtype=np.int64)
+            _writer.insert_frame(session, genomic_variant, frame, {"file_id": file_id})
         return ClinicalOutcome("ingested", src.name, digest, rows=res.records)
 
 

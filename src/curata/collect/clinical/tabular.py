@@ -1,21 +1,89 @@
-"""CSV and Excel exports, read with pandas, mapped by the site's TOML, de-identified row by row."""
+"""CSV and Excel exports, mapped by the site's TOML and de-identified column by column.
+
+A million-row export holds a few thousand patients and far fewer distinct values than cells, so the work
+is done once per distinct value (or per distinct patient and value) and spread back to the rows with
+numpy: every column is read as text with pyarrow (pandas for Excel, and for CSV pyarrow refuses),
+dictionary-encoded into codes and unique values; patient IDs become pseudonyms once per patient, dates
+are parsed once per distinct text and shifted by a per-row array of the patients' shifts, free text is
+cleaned once per distinct value (and once per patient for a value that may hold one of their own
+identifiers), codes, stages and units are checked once per distinct value. A refused row keeps the
+first reason in the order the row-by-row reader gave (birth date, then each event's date, end date,
+code, stage, unit, and the final gate), with its line number.
+"""
 
 from __future__ import annotations
 
+import csv as _csv
+import datetime as dt
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from curata.collect.clinical._records import ClinicalBatch, RecordBuilder, RowError
-from curata.collect.clinical.deid import ClinicalDeidentifier
-from curata.collect.clinical.mapping import TableMap
+from curata.collect.clinical._codes import normal_stage, stage_group, system_name, valid_code, valid_stage
+from curata.collect.clinical._records import (
+    _NO_IDS,
+    ClinicalBatch,
+    PersonFacts,
+    RecordBuilder,
+    parse_date,
+)
+from curata.collect.clinical.deid import AGE_CAP, ClinicalDeidentifier, PatientIdentity, clean, survivors
+from curata.collect.clinical.mapping import Ref, TableMap
+from curata.collect.deid.text import SEPARATORS, Identifiers
 from curata.errors import ConfigError, InputError
+
+_DROP_SEPARATORS = {ord(c): None for c in SEPARATORS}
+
+
+def normalise(text: str) -> str:
+    """``curata.collect.deid.text.normalise`` (lower case, separators dropped), in C."""
+    return text.lower().translate(_DROP_SEPARATORS)
+
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 CSV_SUFFIXES = (".csv", ".tsv")
+_NAT = np.datetime64("NaT", "s")
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+ObjArray = npt.NDArray[np.object_]
+
+
+class Column:
+    """One column as per-row codes into a list of distinct values (None allowed among them)."""
+
+    __slots__ = ("codes", "uniques")
+
+    def __init__(self, codes: IntArray, uniques: list[Any]) -> None:
+        self.codes = codes
+        self.uniques = uniques
+
+    @classmethod
+    def constant(cls, n: int, value: Any) -> Column:
+        return cls(np.zeros(n, dtype=np.int64), [value])
+
+    def values(self) -> ObjArray:
+        """The per-row values (an object array)."""
+        u = np.empty(len(self.uniques), dtype=object)
+        u[:] = self.uniques
+        return u[self.codes] if len(u) else np.full(len(self.codes), None, dtype=object)
+
+    def map(self, fn: Callable[[Any], Any]) -> Column:
+        return Column(self.codes, [fn(v) for v in self.uniques])
+
+    def flags(self, fn: Callable[[Any], bool]) -> BoolArray:
+        """Per-row booleans of ``fn`` evaluated once per distinct value."""
+        u = np.fromiter((bool(fn(v)) for v in self.uniques), dtype=bool, count=len(self.uniques))
+        return u[self.codes] if len(u) else np.zeros(len(self.codes), dtype=bool)
+
+
+def _encode_series(s: pd.Series) -> Column:
+    codes, uniques = pd.factorize(s, use_na_sentinel=False)
+    return Column(np.asarray(codes, dtype=np.int64), [None if pd.isna(v) else str(v) for v in uniques])
 
 
 def read_table(raw: bytes, name: str, mapping: TableMap) -> pd.DataFrame:
@@ -38,126 +106,578 @@ def read_table(raw: bytes, name: str, mapping: TableMap) -> pd.DataFrame:
         # pandas quotes offending lines in some messages: keep only its first words, never cell values
         raise InputError(f"not a readable table ({type(exc).__name__})") from exc
     df.columns = [str(c).strip() for c in df.columns]
-    missing = sorted(c for c in mapping.used_columns() if c not in df.columns)
+    _check_columns(list(df.columns), mapping)
+    return df
+
+
+def _check_columns(columns: Sequence[str], mapping: TableMap) -> None:
+    missing = sorted(c for c in mapping.used_columns() if c not in columns)
     if missing:
         raise InputError(
             f"columns named in the mapping are missing: {', '.join(missing)}",
             hint="check the column names in clinical-map.toml against the export's header",
         )
-    return df
 
 
-def _get(rec: dict[str, Any], ref: Any) -> Any:
-    if ref is None:
+def _read_arrow(raw: bytes, sep: str, mapping: TableMap) -> tuple[int, dict[str, Column]] | None:
+    """The mapped columns of a UTF-8 CSV read by pyarrow, dictionary-encoded; None: let pandas try."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if raw.startswith(b"\xef\xbb\xbf") or not raw:
         return None
-    if ref.literal is not None:
-        return ref.literal
-    v = rec.get(ref.column)
-    return v if v != "" else None
+    first = raw[: 1 << 20].split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        names = next(_csv.reader([first.decode("utf-8")], delimiter=sep))
+    except (UnicodeDecodeError, StopIteration, _csv.Error):
+        return None
+    stripped = [n.strip() for n in names]
+    if len(set(names)) != len(names) or len(set(stripped)) != len(stripped):
+        return None
+    _check_columns(stripped, mapping)
+    used = mapping.used_columns()
+    by_name = {s: n for s, n in zip(stripped, names, strict=True) if s in used}
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(raw),
+            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                include_columns=list(by_name.values()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+        return None
+    cols: dict[str, Column] = {}
+    for s, n in by_name.items():
+        enc = table.column(n).combine_chunks().dictionary_encode()
+        codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        cols[s] = Column(codes, enc.dictionary.to_pylist())
+    return table.num_rows, cols
+
+
+def read_columns(raw: bytes, name: str, mapping: TableMap) -> tuple[int, dict[str, Column]]:
+    """(rows, {mapped column: Column}) of one export; only the columns the mapping names are kept."""
+    suffix = Path(name.split("!")[-1]).suffix.lower()
+    if suffix not in EXCEL_SUFFIXES:
+        got = _read_arrow(raw, mapping.delimiter or ("\t" if suffix == ".tsv" else ","), mapping)
+        if got is not None:
+            return got
+    df = read_table(raw, name, mapping)
+    return len(df), {c: _encode_series(df[c]) for c in sorted(mapping.used_columns())}
+
+
+def _pairs(pid: IntArray, col: Column, mask: BoolArray) -> list[tuple[int, Any]]:
+    """The distinct (patient, value) pairs among the masked rows."""
+    rows = np.nonzero(mask)[0]
+    if not len(rows):
+        return []
+    width = max(len(col.uniques), 1)
+    uniq = np.unique(pid[rows] * width + col.codes[rows])
+    return [(int(k // width), col.uniques[int(k % width)]) for k in uniq]
+
+
+class _Table:
+    """The state of one export while its columns are de-identified."""
+
+    def __init__(self, n: int, cols: dict[str, Column], mapping: TableMap, deid: ClinicalDeidentifier):
+        self.n = n
+        self.cols = cols
+        self.mapping = mapping
+        self.deid = deid
+        self.reason: ObjArray = np.full(n, None, dtype=object)
+        self.refused: BoolArray = np.zeros(n, dtype=bool)
+        self.patients: list[PatientIdentity] = []
+        self.pid: IntArray = np.full(n, -1, dtype=np.int64)
+        self.shift: IntArray = np.zeros(n, dtype=np.int64)
+        self.builder: RecordBuilder | None = None
+        self._parsed: dict[str, tuple[Any, bool] | None] = {}
+        self._needles: dict[int, list[tuple[str, str, str]]] = {}
+        self._reduced: dict[tuple[frozenset[tuple[str, str]], ...], Identifiers] = {}
+
+    def ids_for(self, p: int, text: str) -> Identifiers:
+        """Patient ``p``'s identifiers that can occur in ``text`` (their normalised form is in it): the
+        same cleaning and gate as with all of them, without compiling every patient's matcher."""
+        ids = self.patients[p].ids
+        needles = self._needles.get(p)
+        if needles is None:
+            needles = [(normalise(w), "w", w) for w in ids.words]
+            needles += [(normalise(w), "s", w) for w in ids.short_names]
+            # a date's written forms differ by their separators only: normalised, Y M D in three orders
+            needles += [
+                (f, "d", d)
+                for d in ids.dates
+                for f in (
+                    {d, d[6:8] + d[4:6] + d[:4], d[4:6] + d[6:8] + d[:4]}
+                    if len(d) == 8 and d.isdigit()
+                    else {normalise(d)}
+                )
+            ]
+            needles += [(c, "c", c) for c in ids.cjk_names]
+            self._needles[p] = needles
+        norm = normalise(text)
+        found = frozenset((kind, v) for nd, kind, v in needles if nd and nd in norm)
+        if ids.raw:
+            return ids
+        key = (found,)
+        got = self._reduced.get(key)
+        if got is None:
+            got = Identifiers()
+            for kind, v in found:
+                {"w": got.words, "s": got.short_names, "d": got.dates, "c": got.cjk_names}[kind].add(v)
+            self._reduced[key] = got
+        return got
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def refuse(self, mask: BoolArray, why: str) -> None:
+        new = mask & ~self.refused
+        if new.any():
+            self.reason[new] = why
+            self.refused |= new
+
+    def ref(self, ref: Ref | None) -> Column | None:
+        """A mapped value: a column (empty cells as None) or a literal; None when the mapping has none."""
+        if ref is None:
+            return None
+        if ref.literal is not None:
+            return Column.constant(self.n, ref.literal)
+        assert ref.column is not None
+        col = self.cols[ref.column]
+        return Column(col.codes, [None if v == "" else v for v in col.uniques])
+
+    def parse(self, text: str) -> tuple[Any, bool] | None:
+        """(naive datetime, has a time of day) of a date text, memoised; None when it is not a date."""
+        if text in self._parsed:
+            return self._parsed[text]
+        try:
+            d = parse_date(text, self.mapping.date_format)
+            if isinstance(d, dt.datetime):
+                d = d.replace(tzinfo=None)
+                out: tuple[Any, bool] | None = (d, bool(d.hour or d.minute or d.second))
+            else:
+                out = (dt.datetime(d.year, d.month, d.day), False)
+        except (ValueError, OverflowError):
+            out = None
+        self._parsed[text] = out
+        return out
+
+    def dates(self, col: Column | None, name: str) -> tuple[npt.NDArray[np.datetime64], BoolArray, BoolArray]:
+        """Shifted per-row datetimes (NaT when empty), whether each has a time, whether each is present;
+        rows whose text is not a date are refused naming ``name``."""
+        if col is None:
+            return np.full(self.n, _NAT), np.zeros(self.n, dtype=bool), np.zeros(self.n, dtype=bool)
+        base = np.full(len(col.uniques), _NAT)
+        timed = np.zeros(len(col.uniques), dtype=bool)
+        present = np.zeros(len(col.uniques), dtype=bool)
+        bad = np.zeros(len(col.uniques), dtype=bool)
+        for i, v in enumerate(col.uniques):
+            if v is None or not str(v).strip():
+                continue
+            present[i] = True
+            got = self.parse(str(v).strip())
+            if got is None or not 1 <= got[0].year <= 9999:
+                bad[i] = True
+                continue
+            base[i] = np.datetime64(got[0], "s")
+            timed[i] = got[1]
+        self.refuse(bad[col.codes] & self.alive(), f"{name}: not a date")
+        moved = base[col.codes] + self.shift.astype("timedelta64[D]")
+        ok = present[col.codes] & ~bad[col.codes]
+        years = moved.astype("datetime64[Y]").astype(np.int64) + 1970
+        out_of_range = ok & ((years < 1) | (years > 9999))
+        self.refuse(out_of_range & self.alive(), f"{name}: not a date")
+        moved[~ok | out_of_range] = _NAT
+        return moved, timed[col.codes] & ok, ok & ~out_of_range
+
+    def alive(self) -> BoolArray:
+        return (self.pid >= 0) & ~self.refused
+
+    def text(self, col: Column | None, *, limit: int | None = None) -> Column:
+        """Free text through the DICOM cleaner: generic shapes once per value, the patient's own
+        identifiers once per (patient, value) for values that share a token with any identifier."""
+        if col is None:
+            return Column.constant(self.n, None)
+        b = self.builder
+        assert b is not None
+
+        def generic(v: Any) -> str | None:
+            s = "" if v is None else str(v).strip()
+            if not s:
+                return None
+            out = clean(s, _NO_IDS, generic=True)
+            return (
+                out[:limit]
+                if out is not None and limit is not None and not b._maybe_identifying(out)
+                else out
+            )
+
+        gen = col.map(generic)
+        maybe = gen.flags(lambda g: g is not None and b._maybe_identifying(g))
+        return self._per_patient(
+            gen, maybe, lambda p, g: _cut(clean(g, self.ids_for(p, g), generic=False), limit)
+        )
+
+    def _per_patient(self, col: Column, mask: BoolArray, fn: Callable[[int, Any], Any]) -> Column:
+        """``col`` with the masked rows replaced by ``fn(patient, value)`` (computed per distinct pair)."""
+        mask = mask & (self.pid >= 0)
+        if not mask.any():
+            return col
+        rows = np.nonzero(mask)[0]
+        width = max(len(col.uniques), 1)
+        keys = self.pid[rows] * width + col.codes[rows]
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        extra = [fn(int(k // width), col.uniques[int(k % width)]) for k in uniq]
+        codes = col.codes.copy()
+        codes[rows] = len(col.uniques) + inverse
+        return Column(codes, [*col.uniques, *extra])
+
+    def gate(self, col: Column, field: str) -> None:
+        """Refuse the rows where one of their patient's own identifiers stands in ``col``."""
+        b = self.builder
+        assert b is not None
+        maybe = col.flags(lambda v: isinstance(v, str) and bool(v) and b._maybe_identifying(v))
+        mask = maybe & self.alive()
+        if not mask.any():
+            return
+        hit = self._per_patient(col, mask, lambda p, v: survivors(v, self.ids_for(p, v)))
+        rows = np.nonzero(mask)[0]
+        found = np.fromiter((hit.uniques[c] is True for c in hit.codes[rows]), dtype=bool, count=len(rows))
+        bad = np.zeros(self.n, dtype=bool)
+        bad[rows[found]] = True
+        self.refuse(bad, f"final gate: an identifying value survived in {field}")
+
+
+def _cut(value: str | None, limit: int | None) -> str | None:
+    return value[:limit] if value is not None and limit is not None else value
+
+
+def _number(v: Any) -> float:
+    f = RecordBuilder.number(v, "value")
+    return np.nan if f is None else f
 
 
 def deidentify_table(
     raw: bytes, name: str, digest: str, mapping: TableMap | None, key: bytes, kind: str
 ) -> ClinicalBatch:
-    """All rows of one export as de-identified OMOP rows; refused rows listed with their number."""
+    """All rows of one export as de-identified OMOP rows (column frames); refused rows with their number."""
     if mapping is None:
         raise ConfigError(
             "no [csv] mapping for this clinical export",
             hint="put a clinical-map.toml beside the export (see curata.collect.clinical.mapping)",
         )
-    df = read_table(raw, name, mapping)
+    n, cols = read_columns(raw, name, mapping)
     deid = ClinicalDeidentifier(key, issuer=mapping.issuer)
     batch = ClinicalBatch(kind=kind, input_digest=digest)
+    batch.rows = n
+    t = _Table(n, cols, mapping, deid)
+
+    # patients: one vault derivation per distinct ID
+    pcol = cols[mapping.patient_id]
+    index: dict[str, int] = {}
+    per_unique = np.full(len(pcol.uniques), -1, dtype=np.int64)
+    for i, v in enumerate(pcol.uniques):
+        s = (v or "").strip()
+        if not s:
+            continue
+        who = deid.patient(s)
+        if who.pseudonym not in index:
+            index[who.pseudonym] = len(t.patients)
+            t.patients.append(who)
+        per_unique[i] = index[who.pseudonym]
+    t.pid = per_unique[pcol.codes] if len(per_unique) else np.full(n, -1, dtype=np.int64)
+    t.refuse(t.pid < 0, f"{mapping.patient_id}: no patient ID")
+    shifts = np.array([w.shift_days for w in t.patients] or [0], dtype=np.int64)
+    t.shift = np.where(t.pid >= 0, shifts[np.maximum(t.pid, 0)], 0)
+    has_pid = t.pid >= 0
+
+    # every identifier of every patient first, so a name in row 1 is also cleaned from row 900
+    def learn(col_name: str, add: Callable[[PatientIdentity, str], None]) -> None:
+        col = cols[col_name]
+        for p, v in _pairs(t.pid, col, has_pid & col.flags(bool)):
+            add(t.patients[p], str(v))
+
+    for c in mapping.names:
+        learn(c, lambda w, v: w.ids.add_name(v))
+    for c in (*mapping.addresses, *mapping.phones, *mapping.ids):
+        learn(c, lambda w, v: w.ids.add_word(v))
+    if mapping.birth_date:
+
+        def add_birth(w: PatientIdentity, v: str) -> None:
+            got = t.parse(v.strip()) if v.strip() else None
+            if got is not None:
+                w.ids.add_date(got[0].strftime("%Y%m%d"))
+            else:
+                w.ids.add_word(v.strip())
+
+        learn(mapping.birth_date, add_birth)
+    for ev in mapping.events:  # specimen and slide IDs are identifiers of their patient too
+        for k in ("id", "slide"):
+            r = ev.refs.get(k)
+            if ev.table == "specimen" and r is not None and r.column:
+                learn(r.column, lambda w, v: w.ids.add_word(v.strip(), min_len=4))
     builder = RecordBuilder(deid, batch, mapping.date_format)
-    id_cols = {
-        "names": mapping.names,
-        "addresses": mapping.addresses,
-        "phones": mapping.phones,
-        "ids": mapping.ids,
-    }
-    used = sorted(mapping.used_columns())
-    columns = {c: df[c].tolist() for c in used}  # plain lists: much faster than per-row frame access
-    del df
+    builder.know_identifiers(t.patients)
+    t.builder = builder
 
-    def rows() -> Iterator[dict[str, Any]]:  # one small dict at a time: a million rows stay columns
-        for vals in zip(*(columns[c] for c in used), strict=True):
-            yield dict(zip(used, vals, strict=True))
+    # person facts (sex, shifted birth): the first value per patient, as the row reader kept it
+    facts = [PersonFacts(w.pseudonym) for w in t.patients]
+    if mapping.sex:
+        sex = t.ref(Ref(column=mapping.sex))
+        assert sex is not None
+        norm = sex.map(lambda v: {"M": "M", "F": "F", "O": "O"}.get(v.strip().upper()[:1]) if v else None)
+        for p, v in _first_per_patient(t.pid, norm).items():
+            facts[p].sex = v
+    if mapping.birth_date:
+        births, _, present = t.dates(t.ref(Ref(column=mapping.birth_date)), "birth_date")
+        rows = np.nonzero(present & has_pid)[0]
+        if len(rows):
+            pats, first = np.unique(t.pid[rows], return_index=True)
+            for p, r in zip(pats.tolist(), rows[first].tolist(), strict=True):
+                day = births[r].astype("datetime64[D]").item()
+                facts[p].birth, facts[p].year_of_birth = day, day.year
 
-    records = rows()
-    sex_ref, birth_ref, age_ref = _col(mapping.sex), _col(mapping.birth_date), _col(mapping.age)
-    # first pass: every identifier of every patient, so a name in row 1 is also cleaned from row 900
-    whos = []
-    seen: set[tuple[str, str, str]] = set()  # (patient, kind, value) already known: rows repeat them
-    from curata.collect.clinical._records import parse_date
+    # events, column by column, in the mapping's order
+    frames: list[tuple[str, dict[str, Any], BoolArray]] = []
+    first_start: npt.NDArray[np.datetime64] | None = None
+    for ei, ev in enumerate(mapping.events):
+        frames.append((ev.table, *_event(t, ev.table, ev.refs, ei)))
+        if first_start is None:
+            first_start = frames[-1][1]["__start"]
 
-    for rec in records:
-        pid = (rec.get(mapping.patient_id) or "").strip()
-        if not pid:
-            whos.append(None)
-            continue
-        who = deid.patient(pid)
-        for kind, cols in (
-            ("name", id_cols["names"]),
-            ("word", (*id_cols["addresses"], *id_cols["phones"], *id_cols["ids"])),
-        ):
-            for col in cols:
-                v = rec.get(col)
-                if v and (pid, kind, v) not in seen:
-                    seen.add((pid, kind, v))
-                    (who.ids.add_name if kind == "name" else who.ids.add_word)(str(v))
-        b = rec.get(mapping.birth_date) if mapping.birth_date else None
-        if b and (pid, "birth", b) not in seen:
-            seen.add((pid, "birth", b))
-            try:
-                who.ids.add_date(parse_date(str(b).strip(), mapping.date_format).strftime("%Y%m%d"))
-            except ValueError:
-                who.ids.add_word(str(b).strip())
-        whos.append(who)
-    builder.know_identifiers(deid._patients.values())
-    for i, (rec, who) in enumerate(zip(rows(), whos, strict=True)):
-        line = i + 2  # the header is line 1
-        batch.rows += 1
-        if who is None:
-            batch.quarantined.append((line, f"{mapping.patient_id}: no patient ID"))
-            continue
-        mark = {t: len(v) for t, v in batch.events.items()}
-        try:
-            builder.person(who, sex=_get(rec, sex_ref), birth=_get(rec, birth_ref))
-            first_date = None
-            for ev in mapping.events:
-                r = ev.refs
-                row = builder.event(
-                    ev.table,
-                    who,
-                    line,
-                    date=_get(rec, r.get("date")),
-                    end_date=_get(rec, r.get("end_date")),
-                    code=_get(rec, r.get("code")),
-                    system=_get(rec, r.get("system")),
-                    display=_get(rec, r.get("display")),
-                    value=_get(rec, r.get("value")),
-                    unit=_get(rec, r.get("unit")),
-                    stage=_get(rec, r.get("stage")),
-                    note=_get(rec, r.get("note")),
-                    source_id=_get(rec, r.get("id")),
-                    slide=_get(rec, r.get("slide")),
-                    anatomic_site=_get(rec, r.get("site")),
-                )
-                if mapping.age and first_date is None:
-                    first_date = next((v for k, v in row.items() if k.endswith("_date") and v), None)
-            if mapping.age:
-                builder.note_age(who, builder.number(_get(rec, age_ref), "age"), first_date)
-        except RowError as exc:
-            for t, n in mark.items():  # a refused row leaves nothing behind
-                del batch.events[t][n:]
-            for t in set(batch.events) - set(mark):
-                batch.events[t].clear()
-            batch.quarantined.append((line, str(exc)))
+    ok = has_pid & ~t.refused
+    # ages: capped at 90; a year of birth from the first age and date when no birth date is known
+    max_year = np.full(max(len(t.patients), 1), -(10**6), dtype=np.int64)
+    for _table, data, _present in frames:
+        start = data["__start"]
+        has = has_pid & ~np.isnat(start)
+        np.maximum.at(max_year, t.pid[has], start[has].astype("datetime64[Y]").astype(np.int64) + 1970)
+    if mapping.age and first_start is not None:
+        ages = t.ref(Ref(column=mapping.age))
+        assert ages is not None
+        num = ages.map(_number)
+        vals = np.asarray(num.values(), dtype=float)
+        with_age = ok & ~np.isnan(vals)
+        for p in np.unique(t.pid[with_age & (vals > AGE_CAP)]).tolist():
+            facts[p].age_capped = True
+        rows = np.nonzero(with_age & ~np.isnat(first_start))[0]
+        if len(rows):
+            pats, first = np.unique(t.pid[rows], return_index=True)
+            for p, r in zip(pats.tolist(), rows[first].tolist(), strict=True):
+                if facts[p].year_of_birth is None:
+                    year = int(first_start[r].astype("datetime64[Y]").astype(np.int64)) + 1970
+                    facts[p].year_of_birth = year - int(AGE_CAP + 1 if vals[r] > AGE_CAP else vals[r])
+    for p, f in enumerate(facts):
+        if f.year_of_birth is not None and max_year[p] - f.year_of_birth > AGE_CAP:
+            f.year_of_birth = int(max_year[p]) - (AGE_CAP + 1)
+            f.birth = None
+            f.age_capped = True
+    batch.persons = {f.pseudonym: f for f in facts}
+
+    # the rows that passed, as one frame per OMOP table
+    pseudonyms = np.array([w.pseudonym for w in t.patients] or [""], dtype=object)
+    line = np.arange(2, n + 2)  # the header is line 1
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    rows = np.nonzero(ok)[0]
+    for ei, (table, data, _present) in enumerate(frames):
+        out: dict[str, Any] = {
+            "pseudonym": pseudonyms[t.pid[rows]],
+            "record_key": _record_keys(digest, line[rows], ei),
+        }
+        for k, v in data.items():
+            if not k.startswith("__"):
+                out[k] = v.values()[rows] if isinstance(v, Column) else v[rows]
+        by_table.setdefault(table, []).append(out)
+    batch.frames = {tb: _concat(fs) for tb, fs in by_table.items()}
+    refused = np.nonzero(t.refused)[0]
+    batch.quarantined = [(int(i) + 2, str(t.reason[i])) for i in refused]
     batch.identities = dict(deid._patients)
     return batch
 
 
-def _col(name: str | None) -> Any:
-    from curata.collect.clinical.mapping import Ref
+def _concat(frames: list[dict[str, Any]]) -> dict[str, Any]:
+    """Column frames of one table (two events may fill the same table) as one; missing columns None."""
+    if len(frames) == 1:
+        return frames[0]
+    import pyarrow as pa
 
-    return Ref(column=name) if name else None
+    names = list(dict.fromkeys(k for f in frames for k in f))
+    out: dict[str, Any] = {}
+    for k in names:
+        parts = [f[k] if k in f else np.full(len(f["pseudonym"]), None, dtype=object) for f in frames]
+        if all(isinstance(p, pa.Array) for p in parts):  # record keys stay Arrow strings
+            out[k] = pa.concat_arrays(parts)
+            continue
+        parts = [p.to_numpy(zero_copy_only=False) if isinstance(p, pa.Array) else p for p in parts]
+        kinds = {p.dtype.kind for p in parts}
+        out[k] = np.concatenate(parts if len(kinds) == 1 else [p.astype(object) for p in parts])
+    return out
+
+
+def _record_keys(digest: str, lines: IntArray, event: int) -> Any:
+    """Unique per input, row and event; stable across re-runs of the same input (<= 64 chars)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # line numbers zero-padded: keys ascend in row order, so the unique index is appended to, not split
+    padded = pc.utf8_lpad(pa.array(lines).cast(pa.string()), 10, "0")
+    return pc.binary_join_element_wise(pa.scalar(digest[:40]), padded, pa.scalar(str(event)), ":")
+
+
+def _first_per_patient(pid: IntArray, col: Column) -> dict[int, Any]:
+    """The first non-None value of ``col`` per patient, in row order."""
+    has = (pid >= 0) & col.flags(lambda v: v is not None)
+    rows = np.nonzero(has)[0]
+    if not len(rows):
+        return {}
+    pats, first = np.unique(pid[rows], return_index=True)
+    return {int(p): col.uniques[int(col.codes[r])] for p, r in zip(pats, rows[first], strict=True)}
+
+
+def _dates_out(moved: npt.NDArray[np.datetime64], timed: BoolArray) -> tuple[Any, Any]:
+    day = moved.astype("datetime64[D]")
+    stamp = np.where(timed, moved, _NAT)
+    return day, stamp
+
+
+def _event(t: _Table, table: str, refs: dict[str, Ref], ei: int) -> tuple[dict[str, Any], BoolArray]:
+    """One mapped event's output columns for every row (refusals recorded on ``t``)."""
+    start, start_timed, present = t.dates(t.ref(refs.get("date")), "date")
+    t.refuse(~present & t.alive(), "date: missing (OMOP events are dated)")
+    end, end_timed, end_present = t.dates(t.ref(refs.get("end_date")), "end_date")
+    system = t.ref(refs.get("system")) or Column.constant(t.n, None)
+    sysname = system.map(system_name)
+    code_col = t.ref(refs.get("code")) or Column.constant(t.n, None)
+    code = _code(t, code_col, sysname)
+    data: dict[str, Any] = {"__start": start}
+    s_day, s_stamp = _dates_out(start, start_timed)
+    e_day, e_stamp = _dates_out(end, end_timed)
+    strings: dict[str, Column] = {"code": code}
+    if table == "condition_occurrence":
+        stage_in = t.ref(refs.get("stage")) or Column.constant(t.n, None)
+        valid = stage_in.map(lambda v: None if v is None or not str(v).strip() else valid_stage(str(v)))
+        t.refuse(
+            valid.flags(lambda x: x is False) & t.alive(), "stage: not a stage (0, I-IV with A-C, or TNM)"
+        )
+        st = stage_in.map(
+            lambda v: (
+                normal_stage(str(v)) if v is not None and str(v).strip() and valid_stage(str(v)) else None
+            )
+        )
+        strings["stage"] = st
+        data.update(
+            condition_start_date=s_day,
+            condition_start_datetime=s_stamp,
+            condition_end_date=e_day,
+            condition_end_datetime=e_stamp,
+            condition_source_value=code,
+            stage=st,
+            stage_group=st.map(lambda s: stage_group(s) if s else None),
+        )
+    elif table == "procedure_occurrence":
+        data.update(
+            procedure_date=s_day,
+            procedure_datetime=s_stamp,
+            procedure_end_date=e_day,
+            procedure_end_datetime=e_stamp,
+            procedure_source_value=code,
+        )
+    elif table == "drug_exposure":
+        data.update(
+            drug_exposure_start_date=s_day,
+            drug_exposure_start_datetime=s_stamp,
+            drug_exposure_end_date=np.where(end_present, e_day, s_day),
+            drug_exposure_end_datetime=e_stamp,
+            drug_source_value=code,
+        )
+    elif table in ("measurement", "observation"):
+        value = t.ref(refs.get("value")) or Column.constant(t.n, None)
+        num = value.map(_number)
+        numeric = num.flags(lambda f: not np.isnan(f))
+        vtext = t.text(value.map(lambda v: v if np.isnan(_number(v)) else None), limit=50)
+        unit = (t.ref(refs.get("unit")) or Column.constant(t.n, None)).map(
+            lambda u: None if u is None or not str(u).strip() else str(u).strip()
+        )
+        t.refuse(
+            unit.flags(lambda u: u is not None and not valid_code(u, "UCUM")) & t.alive(), "unit: not a unit"
+        )
+        strings.update(vtext=vtext, unit=unit)
+        number = np.asarray(num.values(), dtype=float)
+        number[~numeric] = np.nan
+        if table == "measurement":
+            data.update(
+                measurement_date=s_day,
+                measurement_datetime=s_stamp,
+                measurement_source_value=code,
+                value_as_number=number,
+                value_source_value=vtext,
+                unit_source_value=unit,
+            )
+        else:
+            data.update(
+                observation_date=s_day,
+                observation_datetime=s_stamp,
+                observation_source_value=code,
+                value_as_number=number,
+                value_as_string=vtext,
+                unit_source_value=unit,
+            )
+    elif table == "specimen":
+        sid = (t.ref(refs.get("id")) or Column.constant(t.n, None)).map(
+            lambda v: None if v is None or not str(v).strip() else t.deid.source_id("spec", str(v))
+        )
+        slide = (t.ref(refs.get("slide")) or Column.constant(t.n, None)).map(
+            lambda v: None if v is None or not str(v).strip() else t.deid.source_id("slide", str(v))
+        )
+        site = t.text(t.ref(refs.get("site")), limit=50)
+        strings.update(specimen_source_id=sid, slide_id=slide, anatomic_site=site)
+        data.update(
+            specimen_date=s_day,
+            specimen_datetime=s_stamp,
+            specimen_source_id=sid,
+            specimen_source_value=code,
+            slide_id=slide,
+            anatomic_site_source_value=site,
+        )
+    else:  # pragma: no cover - the mapping refuses other tables
+        raise ConfigError(f"unknown table {table}")
+    if table != "specimen":
+        disp = t.text(t.ref(refs.get("display")))
+        src_sys = sysname.map(lambda s: s[:64] if s else None)
+        data.update(source_display=disp, source_system=src_sys)
+        strings.update(source_display=disp, source_system=src_sys)
+    note = t.text(t.ref(refs.get("note")))
+    if note.flags(lambda v: v is not None).any():
+        data["note"] = note
+        strings["note"] = note
+        if table == "observation":
+            # value_as_string falls back to the note (60 characters) when the value is a number
+            vs, nt = data["value_as_string"].values(), note.values()
+            filled = [v if v is not None else (x[:60] if x else None) for v, x in zip(vs, nt, strict=True)]
+            data["value_as_string"] = _encode_series(pd.Series(filled, dtype=object))
+    for k, col in strings.items():
+        t.gate(col, k)
+    return data, present
+
+
+def _code(t: _Table, code: Column, sysname: Column) -> Column:
+    """Codes checked against their system once per distinct (code, system); invalid rows refused."""
+    if len(sysname.uniques) == 1:
+        system = sysname.uniques[0]
+        valid = code.flags(lambda c: c is None or not str(c).strip() or valid_code(str(c).strip(), system))
+        t.refuse(~valid & t.alive(), f"code: not a valid {system_name(system) or 'local'} code")
+        return code.map(lambda c: None if c is None or not str(c).strip() else str(c).strip())
+    values, systems = code.values(), sysname.values()
+    out = np.empty(t.n, dtype=object)
+    for s in set(systems.tolist()):
+        bad = np.zeros(t.n, dtype=bool)
+        for i in np.nonzero(systems == s)[0]:
+            c = values[i]
+            if c is not None and str(c).strip():
+                if valid_code(str(c).strip(), s):
+                    out[i] = str(c).strip()
+                else:
+                    bad[i] = True
+        t.refuse(bad & t.alive(), f"code: not a valid {system_name(s) or 'local'} code")
+    return _encode_series(pd.Series(out, dtype=object))

@@ -11,6 +11,7 @@ original sample IDs before it is stored.
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -44,10 +45,31 @@ class VcfResult:
     output: bytes  # bgzip-compressed, de-identified VCF
     samples: list[str]  # pseudonyms in column order
     patient_ids: list[str]  # the sample's patient IDs (for the catalog writer; never stored)
-    variants: list[dict[str, Any]] = field(default_factory=list)  # one row per (variant, carrying sample)
+    # the variant index as columns ({name: numpy array}): one row per (variant, carrying sample)
+    index: dict[str, Any] = field(default_factory=dict)
     dropped_header_lines: int = 0
     records: int = 0
     fmt: str = "vcf"
+
+    @property
+    def count(self) -> int:
+        return len(self.index.get("pos", ()))
+
+    @property
+    def variants(self) -> list[dict[str, Any]]:
+        """The index as one dict per row (missing frequencies as None)."""
+        import math
+
+        keys = [k for k in INDEX_COLUMNS if k in self.index]
+        rows = []
+        for vals in zip(*(self.index[k].tolist() for k in keys), strict=True):
+            rows.append(
+                {
+                    k: (None if isinstance(v, float) and math.isnan(v) else v)
+                    for k, v in zip(keys, vals, strict=True)
+                }
+            )
+        return rows
 
 
 def _header_line(line: str, ids: Identifiers) -> str | None:
@@ -212,9 +234,20 @@ def deidentify_vcf(
             body_parts: list[str] = []
             af_key = pop_af_key(vf.header)
             variants: list[dict[str, Any]] = []
+            index: dict[str, Any] | None = None
             records = 0
             if body_text is not None:  # text VCF: records parsed here (pysam checked the header)
-                records, variants = _index_text(body_text, len(originals), csq_fields, af_key, header_count)
+                fast = None if csq_fields else _index_columns(body_text, len(originals), af_key)
+                if fast is not None:
+                    records, index = fast
+                else:
+                    records, variants = _index_text(
+                        body_text.decode("utf-8", errors="replace"),
+                        len(originals),
+                        csq_fields,
+                        af_key,
+                        header_count,
+                    )
             for rec in () if body_text is not None else vf:
                 records += 1
                 if body_text is None:
@@ -250,28 +283,47 @@ def deidentify_vcf(
                                 "allele_frequency": af,
                                 "population_af": _float(ann.get("population_af"))
                                 or (_float(rec.info.get(af_key)) if af_key else None),
-                                "filter": ";".join(rec.filter.keys()) or None,
+                                "filter": ";".join(map(str, rec.filter.keys())) or None,
                             }
                         )
         except (OSError, ValueError) as exc:
             raise InputError(f"VCF record {records + 1} is malformed ({type(exc).__name__})") from None
         vf.close()
-        text = (
-            "\n".join(header_lines)
-            + "\n"
-            + (body_text if body_text is not None else "\n".join(body_parts) + "\n")
-        )
-        data = text.encode()
+        head = ("\n".join(header_lines) + "\n").encode()
+        data = head + (body_text if body_text is not None else ("\n".join(body_parts) + "\n").encode())
         kind = byte_gate(data, ids)
         if kind is not None:
             raise DeidError(
                 f"final gate: an identifying value ({kind}) survived in the de-identified VCF; not stored"
             )
-        out = Path(tmp) / "out.vcf.gz"
-        with pysam.BGZFile(str(out), "wb") as bg:
-            bg.write(data)
-        output = out.read_bytes()
-    return VcfResult(output, pseudonyms, patient_ids, variants, dropped, records, fmt)
+        output = bgzip(data)
+    if index is None:
+        index = _columns(variants)
+    return VcfResult(output, pseudonyms, patient_ids, index, dropped, records, fmt)
+
+
+_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
+def bgzip(data: bytes, level: int = 1) -> bytes:
+    """BGZF (what htslib, tabix and pysam read): 64 KiB gzip members with the block size in an extra
+    field. Deflate level 1: the variants are kept whole; the store compresses again if it likes."""
+    import struct
+    import zlib
+
+    out = []
+    step = 65280  # htslib's block payload: the compressed block must stay under 64 KiB
+    for i in range(0, len(data), step):
+        chunk = data[i : i + step]
+        comp = zlib.compressobj(level, zlib.DEFLATED, -15)
+        body = comp.compress(chunk) + comp.flush()
+        if len(body) > 65536 - 26:  # incompressible: store it
+            comp = zlib.compressobj(0, zlib.DEFLATED, -15)
+            body = comp.compress(chunk) + comp.flush()
+        header = struct.pack("<4BI2BH2BHH", 31, 139, 8, 4, 0, 0, 255, 6, 66, 67, 2, len(body) + 25)
+        out += [header, body, struct.pack("<II", zlib.crc32(chunk), len(chunk))]
+    out.append(_BGZF_EOF)
+    return b"".join(out)
 
 
 def _gt(text: str) -> tuple[int | None, ...]:
@@ -348,17 +400,191 @@ def _index_text(
     return records, variants
 
 
-def _text_body(raw: bytes) -> tuple[str, int]:
-    """The records of a text VCF (as written) and the number of lines before them."""
+def _floats(arr: Any) -> Any:
+    """A string array as float64 (NaN where empty, '.', or not a number), in C where it can be."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pc.if_else(pc.is_in(arr, value_set=pa.array([".", ""])), pa.scalar(None, pa.string()), arr)
+    try:
+        out = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        vals = [_float(v) for v in arr.to_pylist()]
+        out = np.array([np.nan if v is None else v for v in vals], dtype=float)
+    return np.asarray(out, dtype=float)
+
+
+def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, dict[str, Any]] | None:
+    """The variant index of a text VCF, column-wise with pyarrow (SnpEff ANN or none, one ALT per
+    record, GT first in FORMAT: what most clinical VCFs are). None: the row-by-row reader is needed
+    (CSQ, several ALTs, a malformed line, which that reader then names)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    if not body.strip():
+        return 0, _columns([])
+    ncols = 8 + (1 + n_samples if n_samples else 0)
+    names = [f"c{i}" for i in range(ncols)]
+    try:
+        tbl = pacsv.read_csv(
+            io.BytesIO(body),
+            read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in names}, strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    col = {c: tbl.column(c).combine_chunks() for c in names}
+    n = tbl.num_rows
+    if not pc.all(pc.match_substring_regex(col["c1"], r"^[0-9]+$")).as_py():
+        return None
+    if pc.any(pc.match_substring(col["c4"], ",")).as_py() or pc.any(pc.starts_with(col["c0"], "#")).as_py():
+        return None
+    chrom, ref, alt = (col[c].to_numpy(zero_copy_only=False) for c in ("c0", "c3", "c4"))
+    pos = pc.cast(col["c1"], pa.int64()).to_numpy(zero_copy_only=False)
+    filt = col["c6"].to_numpy(zero_copy_only=False).astype(object)
+    filt[np.isin(filt, [".", ""])] = None
+    info = col["c7"]
+    # the first ANN entry (RE2), split once into its fields (padded so that every entry has 11); an
+    # entry of fewer than 11 fields is no annotation, as in the row reader
+    entry = pc.extract_regex(info, r"(?:^|;)ANN=(?P<v>[^;,]*)").field("v")
+    valid = pc.fill_null(pc.greater_equal(pc.count_substring(entry, "|"), 10), False)
+    valid = valid.to_numpy(zero_copy_only=False)
+    ann_fields = pc.split_pattern(pc.binary_join_element_wise(pc.fill_null(entry, ""), "|" * 11, ""), "|")
+    fields = {
+        k: pc.list_element(ann_fields, i).to_numpy(zero_copy_only=False)
+        for k, i in (("a", 0), ("c", 1), ("g", 3), ("hc", 9), ("hp", 10))
+    }
+    fields["c"] = np.array([c.split("&", 1)[0] if "&" in c else c for c in fields["c"]], dtype=object)
+    several = pc.match_substring_regex(info, r"(?:^|;)ANN=[^;]*,").to_numpy(zero_copy_only=False)
+    # several ANN entries: the first must be for this ALT (or "") unless it is the only one
+    if np.any(several & (~valid | ((fields["a"] != "") & (fields["a"] != alt)))):
+        return None
+
+    def none_if_empty(a: Any) -> Any:
+        out = np.asarray(a, dtype=object).copy()
+        out[~valid | (out == "")] = None
+        return out
+
+    gene, consequence = none_if_empty(fields["g"]), none_if_empty(fields["c"])
+    hgvs_c, hgvs_p = none_if_empty(fields["hc"]), none_if_empty(fields["hp"])
+    pop = np.full(n, np.nan)
+    if af_key:
+        got = pc.extract_regex(info, rf"(?:^|;){re.escape(af_key)}=(?P<v>[^;]*)").field("v")
+        pop = _floats(pc.fill_null(got, ""))
+    fmt = col["c8"].dictionary_encode() if n_samples else None
+    parts: list[dict[str, Any]] = []
+    for s_i in range(n_samples):
+        assert fmt is not None
+        sample = col[f"c{9 + s_i}"]
+        split = pc.split_pattern(sample, ":")
+        fcodes = fmt.indices.to_numpy(zero_copy_only=False)
+        gt = np.full(n, None, dtype=object)
+        af = np.full(n, np.nan)
+        for f_i, f in enumerate(fmt.dictionary.to_pylist()):
+            keys = f.split(":")
+            rows = np.nonzero(fcodes == f_i)[0]
+            if not len(rows) or "GT" not in keys:
+                continue
+            sub = split.take(pa.array(rows))
+            lens = pc.list_value_length(sub).to_numpy(zero_copy_only=False)
+
+            def field(k: str, sub: Any = sub, keys: list[str] = keys, lens: Any = lens) -> Any:
+                if k not in keys:
+                    return None
+                i = keys.index(k)
+                if np.any(lens <= i):
+                    return None
+                return pc.list_element(sub, i)
+
+            g = field("GT")
+            if g is None:
+                return None
+            gt[rows] = g.to_numpy(zero_copy_only=False)
+            vals = np.full(len(rows), np.nan)
+            for k in ("AF", "VAF"):
+                a = field(k)
+                if a is not None:
+                    got = _floats(pc.list_element(pc.split_pattern(a, ",", max_splits=1), 0))
+                    vals = np.where(np.isnan(vals), got, vals)
+            ad = field("AD")
+            if ad is not None and np.isnan(vals).any():
+                lists = pc.split_pattern(ad, ",")
+                flat = _floats(pc.list_flatten(lists))
+                counts = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+                starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+                tot = np.add.reduceat(np.nan_to_num(flat), starts) if len(flat) else np.zeros(len(rows))
+                tot[counts == 0] = 0
+                second = np.where(counts >= 2, flat[np.minimum(starts + 1, max(len(flat) - 1, 0))], np.nan)
+                from_ad = np.where(
+                    (tot > 0) & (counts >= 2), np.nan_to_num(second) / np.where(tot > 0, tot, 1), np.nan
+                )
+                vals = np.where(np.isnan(vals), from_ad, vals)
+            af[rows] = vals
+        zyg: dict[str, tuple[bool, str | None]] = {}
+        for g in set(gt.tolist()):
+            if g is None:
+                continue
+            try:
+                parsed = _gt(g)
+            except ValueError:
+                return None
+            zyg[g] = (1 in parsed, _zygosity(parsed))
+        carry = np.fromiter((g is not None and zyg[g][0] for g in gt), dtype=bool, count=n)
+        rows = np.nonzero(carry)[0]
+        parts.append({
+            "__row": rows, "sample": np.full(len(rows), s_i, dtype=np.int64), "chrom": chrom[rows],
+            "pos": pos[rows], "ref": ref[rows], "alt": alt[rows], "gene": gene[rows],
+            "consequence": consequence[rows], "hgvs_c": hgvs_c[rows], "hgvs_p": hgvs_p[rows],
+            "zygosity": np.array([zyg[g][1] for g in gt[rows]], dtype=object), "allele_frequency": af[rows],
+            "population_af": pop[rows], "filter": filt[rows],
+        })  # fmt: skip
+    if not parts:
+        return n, _columns([])
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.lexsort((cols["sample"], cols.pop("__row")))
+    return n, {k: v[order] for k, v in cols.items()}
+
+
+INDEX_COLUMNS = (
+    "sample", "chrom", "pos", "ref", "alt", "gene", "consequence", "hgvs_c", "hgvs_p", "zygosity",
+    "allele_frequency", "population_af", "filter",
+)  # fmt: skip
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Variant index rows (dicts) as columns (numpy arrays; NaN for a missing frequency)."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for k in INDEX_COLUMNS:
+        vals = [r.get(k) for r in rows]
+        if k in ("sample", "pos"):
+            out[k] = np.array(vals, dtype=np.int64)
+        elif k in ("allele_frequency", "population_af"):
+            out[k] = np.array([np.nan if v is None else v for v in vals], dtype=float)
+        else:
+            arr = np.empty(len(vals), dtype=object)
+            arr[:] = vals
+            out[k] = arr
+    return out
+
+
+def _text_body(raw: bytes) -> tuple[bytes, int]:
+    """The records of a text VCF (as written, bytes) and the number of lines before them."""
     data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    text = data.decode("utf-8", errors="replace")
-    pos = text.find("\n#CHROM")
+    pos = data.find(b"\n#CHROM")
     if pos < 0:
         raise InputError("no #CHROM header line")
-    nl = text.find("\n", pos + 1)
+    nl = data.find(b"\n", pos + 1)
     if nl < 0:
-        return "", text.count("\n") + 1
-    return text[nl + 1 :], text.count("\n", 0, nl) + 1
+        return b"", data.count(b"\n") + 1
+    return data[nl + 1 :], data.count(b"\n", 0, nl) + 1
 
 
 def looks_like_vcf(raw: bytes, name: str) -> bool:
@@ -376,4 +602,4 @@ def looks_like_vcf(raw: bytes, name: str) -> bool:
     return raw.startswith(b"##fileformat=VCF")
 
 
-__all__ = ["VcfResult", "deidentify_vcf", "looks_like_vcf"]
+__all__ = ["VcfResult", "bgzip", "deidentify_vcf", "looks_like_vcf"]

@@ -82,8 +82,8 @@ def build(
     for i in range(0, len(keys), 300):
         chunk = keys[i : i + 300]
         cond = sa.or_(*(sa.and_(person.c.site_id == s, person.c.pseudonym == p) for s, p in chunk))
-        for r in session.execute(sa.select(person).where(cond)):
-            people[int(r.person_id)] = dict(r._mapping)
+        for found in session.execute(sa.select(person).where(cond)):
+            people[int(found.person_id)] = dict(found._mapping)
     if not people:
         return out
     pids = sorted(people)
@@ -127,12 +127,12 @@ def build(
         vcols = [c.name for c in genomic_variant.columns] + ["patient", "split"]
         out.put["genomics/variants.parquet"], out.put["genomics/variants.csv"] = _frame_bytes(variants, vcols)
     if fhir:
-        for pid, p in people.items():
+        for pid, prow in people.items():
             rp = who[pid]
             bundle = fhir_bundle(
-                p, {n: [r for r in tables[n] if r["person_id"] == pid] for n in TABLES if n != "person"}
+                prow, {n: [r for r in tables[n] if r["person_id"] == pid] for n in TABLES if n != "person"}
             )
-            out.put[f"fhir/{rp.split}/{p['pseudonym']}.json"] = json.dumps(
+            out.put[f"fhir/{rp.split}/{prow['pseudonym']}.json"] = json.dumps(
                 bundle, indent=1, default=str
             ).encode()
     out.put["card/clinical.md"] = card_markdown(tables, who, variants, missing).encode()
@@ -162,7 +162,7 @@ def content(session: Session, patients: dict[tuple[int, str], Any]) -> str:
         pids += [int(x) for x in session.scalars(sa.select(person.c.person_id).where(cond))]
     seen: set[str] = set()
     for i in range(0, len(pids), 500):
-        chunk = pids[i : i + 500]
+        pchunk = pids[i : i + 500]
         for name in TABLES:
             t = OMOP[name]
             if name != "person":
@@ -170,7 +170,7 @@ def content(session: Session, patients: dict[tuple[int, str], Any]) -> str:
                     f"{name}:{d}:{n}"
                     for d, n in session.execute(
                         sa.select(t.c.source_digest, sa.func.count())
-                        .where(t.c.person_id.in_(chunk))
+                        .where(t.c.person_id.in_(pchunk))
                         .group_by(t.c.source_digest)
                     )
                 }
@@ -178,7 +178,7 @@ def content(session: Session, patients: dict[tuple[int, str], Any]) -> str:
             session.scalars(
                 sa.select(genomic_file.c.blob_digest)
                 .join(genomic_variant, genomic_variant.c.file_id == genomic_file.c.id)
-                .where(genomic_variant.c.person_id.in_(chunk))
+                .where(genomic_variant.c.person_id.in_(pchunk))
             )
         )
     return hashlib.sha256("\n".join(sorted(seen)).encode()).hexdigest() if seen else ""
@@ -325,7 +325,7 @@ def card_markdown(
         name = (r.get("source_display") or r.get("condition_source_value") or "unknown").lower()
         dx_patients[name].add(int(r["person_id"]))
         if r.get("stage_group") or r.get("stage"):
-            stages[name][r.get("stage_group") or r.get("stage")] += 1
+            stages[name][str(r.get("stage_group") or r.get("stage"))] += 1
     md += ["## Diagnoses (patients)", ""]
     md += _table(
         ["diagnosis", "patients", "stages"],
@@ -378,3 +378,125 @@ def card_markdown(
     genes = Counter(v.get("gene") or "unknown" for v in variants)
     md += _table(["gene", "variant calls"], [[g, n] for g, n in genes.most_common(15)]) if variants else [""]
     return "\n".join(md) + "\n"
+
+
+# -- per-licensee fingerprints -------------------------------------------------------------------------
+# Clinical tables and VCFs carry the licensee's mark without changing what any value means:
+# - tables (Parquet and CSV): rows are put in an order keyed for the licensee (sorted by HMAC(row key,
+#   row)); a Parquet file also carries the mark in its key-value metadata (``curata_fingerprint``). The
+#   order survives a stripped metadata block and a subset of the rows: rows of another licensee's copy
+#   are in order for that licensee's key only (n rows by chance: 1 / n!).
+# - VCFs: a ``##curata_fingerprint=<mark>`` header line after ``##fileformat`` (records stay sorted, so
+#   the copy is still indexable).
+PARQUET_MARK_KEY = b"curata_fingerprint"
+VCF_MARK_LINE = b"##curata_fingerprint="
+MIN_ORDERED_ROWS = 6  # fewer rows in order prove little (1/720 by chance at 6)
+
+
+def row_key(site_key: bytes, mark: str) -> bytes:
+    """The key of a licensee's row order: only the site (holder of ``site_key``) can make or check it."""
+    import hmac
+
+    return hmac.new(site_key, f"curata/fingerprint-rows/v1\n{mark}".encode(), "sha256").digest()
+
+
+def _row_digest(key: bytes, fields: list[str]) -> bytes:
+    import hmac
+
+    return hmac.new(key, "\x1f".join(fields).encode(), "sha256").digest()[:8]
+
+
+def _csv_rows(data: bytes) -> tuple[list[str], list[list[str]]]:
+    import csv
+
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    return (rows[0], rows[1:]) if rows else ([], [])
+
+
+def _parquet_rows(table: Any) -> list[list[str]]:
+    columns = [c.to_pylist() for c in table.columns]
+    return [["" if v is None else str(v) for v in row] for row in zip(*columns, strict=True)]
+
+
+def fingerprint_table(data: bytes, path: str, key: bytes, mark: str) -> bytes:
+    """A Parquet or CSV table with its rows in the licensee's keyed order (and, Parquet, the mark)."""
+    if path.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data))
+        digests = [_row_digest(key, r) for r in _parquet_rows(table)]
+        order = sorted(range(len(digests)), key=digests.__getitem__)
+        table = table.take(pa.array(order, type=pa.int64()))
+        meta = dict(table.schema.metadata or {})
+        meta[PARQUET_MARK_KEY] = mark.encode()
+        buf = io.BytesIO()
+        pq.write_table(table.replace_schema_metadata(meta), buf)
+        return buf.getvalue()
+    import csv
+
+    header, body = _csv_rows(data)
+    if not header:
+        return data
+    body.sort(key=lambda r: _row_digest(key, r))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(body)
+    return out.getvalue().encode()
+
+
+def table_mark(data: bytes, path: str) -> str | None:
+    """The mark in a Parquet file's metadata (CSV has none: its row order is the mark)."""
+    if not path.endswith(".parquet"):
+        return None
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(io.BytesIO(data)).metadata or {}
+    got = meta.get(PARQUET_MARK_KEY)
+    return got.decode("ascii", "replace") if got else None
+
+
+def in_keyed_order(data: bytes, path: str, key: bytes) -> bool:
+    """Whether the table's rows stand in the order ``key`` gives (enough of them to mean something)."""
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        rows = _parquet_rows(pq.read_table(io.BytesIO(data)))
+    else:
+        rows = _csv_rows(data)[1]
+    digests = [_row_digest(key, r) for r in rows]
+    if len(set(digests)) < MIN_ORDERED_ROWS:
+        return False
+    from itertools import pairwise
+
+    return all(a <= b for a, b in pairwise(digests))
+
+
+def fingerprint_vcf(data: bytes, mark: str) -> bytes:
+    """The bgzipped VCF with the mark as a header line (records and their order unchanged)."""
+    import gzip
+
+    from curata.collect.genomics import bgzip
+
+    text = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    first = text.find(b"\n") + 1
+    if not text.startswith(b"##fileformat=") or first <= 0:
+        raise ValueError("not a VCF: no ##fileformat line first")
+    return bgzip(text[:first] + VCF_MARK_LINE + mark.encode() + b"\n" + text[first:])
+
+
+def vcf_mark(data: bytes) -> str | None:
+    import gzip
+    import zlib
+
+    try:
+        head = zlib.decompressobj(31).decompress(data, 1 << 20) if data[:2] == b"\x1f\x8b" else data
+    except (zlib.error, gzip.BadGzipFile):
+        return None
+    for line in head.split(b"\n"):
+        if not line.startswith(b"##"):
+            break
+        if line.startswith(VCF_MARK_LINE):
+            return line[len(VCF_MARK_LINE) :].decode("ascii", "replace").strip()
+    return None

@@ -30,6 +30,8 @@ class Fingerprint(StrEnum):
 
     DICOM = "dicom"  # UIDs remapped per licensee and a private mark element
     NIFTI = "nifti"  # the mark in the NIfTI header's aux_file
+    TABLE = "table"  # clinical tables: rows in an order keyed per licensee (+ the mark in Parquet metadata)
+    VCF = "vcf"  # the mark as a ##curata_fingerprint header line
     NONE = "none"  # copied unchanged (text and metadata): the signed, logged manifest binds it
 
 
@@ -85,7 +87,12 @@ RELEASE_FILES: tuple[FileRule, ...] = (
     FileRule("card/*.png", Fingerprint.NONE, "dataset card plots"),
     FileRule("card/clinical.md", Fingerprint.NONE, "clinical composition of the dataset card"),
     # clinical tables (Parquet, CSV, OMOP CDM CSVs) and per-case VCFs: part of every release whose
-    # patients have them (curata.publish.formats.clinical); bound by the signed, logged manifest
+    # patients have them (curata.publish.formats.clinical), marked per licensee there
+    FileRule("clinical/*.parquet", Fingerprint.TABLE, "clinical tables"),
+    FileRule("clinical/*.csv", Fingerprint.TABLE, "clinical tables and OMOP CDM CSVs"),
+    FileRule("genomics/*.vcf.gz", Fingerprint.VCF, "per-case VCFs"),
+    FileRule("genomics/*.parquet", Fingerprint.TABLE, "the variant table"),
+    FileRule("genomics/*.csv", Fingerprint.TABLE, "the variant table"),
     FileRule("clinical/*", Fingerprint.NONE, "clinical tables"),
     FileRule("genomics/*", Fingerprint.NONE, "per-case VCFs and the variant table"),
 )
