@@ -204,11 +204,12 @@ def run_reading_round(
     # how close the accepted labels are to the generator's truth
     from curata.annotate import label_agreement
 
-    truth_dice = []
+    truth_dice: list[float] = []
     for acc in annotate.accepted_labels(ws, PROJECT):
         lm = np.load(io.BytesIO(ws.store.get_bytes(acc["labelmap_digest"])))["labels"]
         grid = annotate.series_grid(ws, acc["series_uid"])
-        truth_dice.append(label_agreement(lm == 1, truths[acc["task"]] == 1, grid.spacing)["dice"])
+        dice = label_agreement(lm == 1, truths[acc["task"]] == 1, grid.spacing)["dice"]
+        truth_dice.append(float(dice if dice is not None else 0.0))
     labels, card = annotate.release_labels(ws, PROJECT)
     summary = annotate.project_summary(ws, PROJECT)
     table = [

@@ -160,7 +160,8 @@ def require(
         request.state.access = access
         return access
 
-    dependency.roles = allowed  # type: ignore[attr-defined]  (read by the role-matrix test)
+    # read by the role-matrix test
+    dependency.roles = allowed  # type: ignore[attr-defined]
     dependency.write_roles = write  # type: ignore[attr-defined]
     return dependency
 

@@ -294,6 +294,7 @@ def authenticate(ws: Workspace, username: str, password: str, *, client: str = "
             retry = int(((_aware(oldest) if oldest else now) + LOGIN_WINDOW - now).total_seconds()) + 1
             raise RateLimited(max(retry, 1))
         user = s.scalar(select(User).where(User.username == username))
+        ok: bool
         try:
             ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
