@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from curata.server.cli import serve
     from curata.server.demo import setup_demo_platform
     from curata.server.models import Role
-    from curata.server.service import AuthError, Principal, ProjectRecord, UserRecord
+    from curata.server.service import AuthError, Principal, ProjectRecord, UserRecord, add_resource
 
 __getattr__ = lazy_exports(
     __name__,
@@ -31,6 +31,7 @@ __getattr__ = lazy_exports(
         "serve": "cli",
         "setup_demo_platform": "demo",
         "AuthError": "service",
+        "add_resource": "service",
         "Principal": "service",
         "ProjectRecord": "service",
         "UserRecord": "service",
@@ -44,6 +45,7 @@ __all__ = [
     "ProjectRecord",
     "Role",
     "UserRecord",
+    "add_resource",
     "create_app",
     "login_required",
     "platform_admin_required",

@@ -670,6 +670,11 @@ def _file_derived(request: Request, data: bytes) -> Any:
                 },
                 {"sop_class": str(ds.SOPClassUID), "blob": outcome.blob_digest or ""},
             )
+        if access.project is not None and access.project.annotations:
+            from curata.annotate import file_stowed
+
+            # a reader's SEG/SR: filed against their task as the signed-in user (blinded from now on)
+            file_stowed(ws, buf.getvalue(), access.principal.username, access.project.annotations)
     return outcome
 
 

@@ -95,6 +95,7 @@ class ProjectRecord:
     releases: list[str] = field(default_factory=list)
     series: list[str] = field(default_factory=list)
     members: dict[str, list[str]] = field(default_factory=dict)  # username -> roles
+    annotations: list[str] = field(default_factory=list)  # annotation projects read here
 
 
 @dataclass(frozen=True)
@@ -418,6 +419,7 @@ def _project_record(s: Session, p: Project) -> ProjectRecord:
         res["release"],
         res["series"],
         members,
+        res["annotation"],
     )
 
 
@@ -454,7 +456,7 @@ def add_resource(ws: Workspace, project: str, kind: str, name: str) -> ProjectRe
         k = ResourceKind(kind)
     except ValueError:
         raise AccountError(
-            f"unknown resource kind {kind!r}", hint="use one of site, cohort, release, series"
+            f"unknown resource kind {kind!r}", hint="use one of site, cohort, release, series, annotation"
         ) from None
     with ws.catalog.session() as s:
         p = _project(s, project)
