@@ -104,6 +104,17 @@ def _seg_series(base: str, token: str, study: str) -> set[str]:
     return {x["0020000E"]["Value"][0] for x in (r.json() if r.content else [])}
 
 
+def _ohif_segs(d: Any, base: str, study: str, want: int) -> int:
+    """Open the study in OHIF and count the SEG display sets its study browser lists."""
+    from selenium.webdriver.common.by import By
+
+    d.get(f"{base}/viewer/lab?StudyInstanceUIDs={study}")
+    xpath = "//*[normalize-space(text())='livers read task 1' or normalize-space(text())='livers read task 2' or normalize-space(text())='livers read task 3']"
+    _wait(lambda: len(d.find_elements(By.XPATH, xpath)) >= want, 90)
+    time.sleep(2)  # let every series arrive: the count must not grow past what this user may see
+    return len(d.find_elements(By.XPATH, xpath))
+
+
 def test_the_reading_loop_in_one_browser_session(project: Any, browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -175,14 +186,7 @@ def test_the_reading_loop_in_one_browser_session(project: Any, browser: Any, tmp
         ]
 
         if ohif is not None:  # OHIF lists the reader's own SEG in the study, never the other reader's
-            d.get(f"{base}/viewer/lab?StudyInstanceUIDs={t.study_uid}")
-            _wait(
-                lambda: d.execute_script(
-                    "return !!(window.cornerstone && window.cornerstone.getEnabledElements().length)"
-                ),
-                90,
-            )
-            time.sleep(2)
+            assert _ohif_segs(d, base, t.study_uid, 1) == 1
             d.save_screenshot(str(shots / "reader-ohif.png"))
 
         # the reviewer submits and signs the first reader's report off (its DICOM SR is written)
@@ -213,14 +217,7 @@ def test_the_reading_loop_in_one_browser_session(project: Any, browser: Any, tmp
         _wait(lambda: d.current_url != before)
         assert not d.find_elements(By.ID, f"case-{t.id}")
         if ohif is not None:  # the curator's OHIF lists both reads of the study as SEG display sets
-            d.get(f"{base}/viewer/lab?StudyInstanceUIDs={t.study_uid}")
-            _wait(
-                lambda: d.execute_script(
-                    "return !!(window.cornerstone && window.cornerstone.getEnabledElements().length)"
-                ),
-                90,
-            )
-            time.sleep(2)
+            assert _ohif_segs(d, base, t.study_uid, 2) == 2
             d.save_screenshot(str(shots / "curator-ohif.png"))
         d.get(f"{base}/ui/p/lab/reading/livers/")
         d.find_element(By.ID, "release-name").send_keys("livers-labels")
