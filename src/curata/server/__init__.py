@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from curata.server.app import create_app
     from curata.server.auth import Access, login_required, platform_admin_required, require
     from curata.server.cli import serve
-    from curata.server.demo import setup_demo_platform
+    from curata.server.demo import setup_demo_platform, setup_demo_readers
     from curata.server.models import Role
     from curata.server.service import AuthError, Principal, ProjectRecord, UserRecord, add_resource
 
@@ -30,6 +30,7 @@ __getattr__ = lazy_exports(
         "Role": "models",
         "serve": "cli",
         "setup_demo_platform": "demo",
+        "setup_demo_readers": "demo",
         "AuthError": "service",
         "add_resource": "service",
         "Principal": "service",
@@ -52,4 +53,5 @@ __all__ = [
     "require",
     "serve",
     "setup_demo_platform",
+    "setup_demo_readers",
 ]
