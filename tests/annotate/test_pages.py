@@ -104,6 +104,19 @@ def _seg_series(base: str, token: str, study: str) -> set[str]:
     return {x["0020000E"]["Value"][0] for x in (r.json() if r.content else [])}
 
 
+# the segment labels of every segmentation OHIF has loaded (cornerstone3D's segmentation state)
+_SEGMENT_LABELS_JS = """
+const t = window.cornerstoneTools;
+if (!t || !t.segmentation || !t.segmentation.state) return null;
+const out = [];
+for (const s of t.segmentation.state.getSegmentations()) {
+  const segs = s.segments || (s.config && s.config.segments) || {};
+  for (const k of Object.keys(segs)) { if (segs[k] && segs[k].label) out.push(segs[k].label); }
+}
+return out;
+"""
+
+
 def _ohif_segs(d: Any, base: str, study: str, want: int) -> int:
     """Open the study in OHIF and count the SEG display sets its study browser lists."""
     from selenium.webdriver.common.by import By
@@ -236,3 +249,72 @@ def test_the_reading_loop_in_one_browser_session(project: Any, browser: Any, tmp
     assert "livers" in card
     lm = np.load(io.BytesIO(ws.store.get_bytes(acc["labelmap_digest"])))["labels"]
     assert (lm == 1).sum() == (truth() == 1).sum()  # the complete read was accepted
+
+
+def test_monai_label_draft_opens_in_ohif_for_a_reader_when_the_project_shows_drafts(
+    project: Any, browser: Any, tmp_path: Path
+) -> None:
+    """A MONAI Label client call with a reader's own token (/info, then /infer) stores the draft SEG;
+    the reader's task page lists it and OHIF lists it among the study's display sets."""
+    from selenium.webdriver.common.by import By
+
+    from curata.server import create_app
+    from curata.server.ohif import find_ohif
+    from tests.annotate.test_assist import ORGANS
+
+    ohif = _need("the OHIF viewer (.ohif/dist)", find_ohif())
+    ws, d = project, browser
+    shots = (
+        Path(os.environ["CURATA_SCREENSHOTS"]) / "reading"
+        if os.environ.get("CURATA_SCREENSHOTS")
+        else tmp_path
+    )
+    shots.mkdir(parents=True, exist_ok=True)
+    annotate.create_project(ws, "drafts", "ct", show_drafts=True)
+    annotate.set_schema(ws, "drafts", ORGANS, "Correct the AI draft of the lungs.")
+    for name in ("ana", "bo"):
+        annotate.add_reader(ws, "drafts", name)
+    annotate.create_tasks(ws, "drafts")
+    annotate.assign(ws, "drafts")
+    tokens = on_platform(ws, "drafts")
+    t = annotate.list_tasks(ws, "drafts")[0]
+    with ServerThread(create_app(ws, ohif_dir=ohif)) as server:
+        base = server.url
+        ml = httpx.Client(headers={"Authorization": f"Bearer {tokens['ana']}"}, timeout=120)
+        info = ml.get(f"{base}/projects/lab/annotate/drafts/monailabel/info/").json()
+        assert "lungs" in info["models"] and info["labels"] == {"lung": 1, "bone": 2}
+        r = ml.post(
+            f"{base}/projects/lab/annotate/drafts/monailabel/infer/lungs",
+            params={"image": t.series_uid, "output": "dicom_seg"},
+        )
+        assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
+        draft = pydicom.dcmread(io.BytesIO(r.content))
+        assert draft.ContentLabel == "DRAFT"
+        # WADO-RS metadata of the draft, as OHIF loads it, for the reader
+        meta = ml.get(
+            f"{base}/projects/lab/dicomweb/studies/{t.study_uid}/series/{draft.SeriesInstanceUID}/metadata"
+        ).json()
+        assert meta[0]["00080018"]["Value"] == [draft.SOPInstanceUID]
+        _login(d, base, "ana")
+        d.get(f"{base}/ui/p/lab/reading/drafts/tasks/{t.id}")
+        assert "AI draft" in d.find_element(By.ID, "reads").text
+        d.get(f"{base}/viewer/lab?StudyInstanceUIDs={t.study_uid}")
+        label = f"drafts AI draft task {t.id}"
+        item = _wait(lambda: d.find_elements(By.XPATH, f"//*[normalize-space(text())='{label}']"), 90)[0]
+        d.save_screenshot(str(shots / "reader-ohif-draft-listed.png"))
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        ActionChains(d).double_click(item).perform()
+
+        def loaded() -> bool:
+            for yes in d.find_elements(By.XPATH, "//button[normalize-space(.)='Yes']"):
+                if yes.is_displayed():
+                    yes.click()
+            return "lung" in (d.execute_script(_SEGMENT_LABELS_JS) or [])
+
+        try:
+            _wait(loaded, 60)  # the SEG's segment, by its label, in OHIF's segmentation panel
+        finally:
+            d.save_screenshot(str(shots / "reader-ohif-draft-opened.png"))
+        time.sleep(2)
+        d.save_screenshot(str(shots / "reader-ohif-draft.png"))
