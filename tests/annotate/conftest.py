@@ -26,7 +26,7 @@ def write_series(folder: Path, patient: str, seed: int) -> None:
     study, series = generate_uid(), generate_uid()
     for i in range(SLICES):
         path = folder / patient / f"CT{i:02d}.dcm"
-        ds = make_ct(path, patient_id=patient, patient_name="Anon^Test", study_uid=study, series_uid=series,
+        ds = make_ct(path, patient_id=patient, patient_name=patient, study_uid=study, series_uid=series,
                      index=i, rows=SIZE, columns=SIZE, deidentified=True, seed=seed)  # fmt: skip
         ds.StudyID = "1"
         ds.ReferringPhysicianName = ""

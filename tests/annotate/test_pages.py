@@ -90,9 +90,7 @@ def _stow(base: str, token: str, seg: bytes) -> None:
     from dicomweb_client.api import DICOMwebClient
 
     client = DICOMwebClient(f"{base}/projects/lab/dicomweb", headers={"Authorization": f"Bearer {token}"})
-    ds = pydicom.dcmread(io.BytesIO(seg))
-    ds.PatientName = ""  # this workspace's images carry a stub name, not the pseudonym the server checks
-    client.store_instances([ds])
+    client.store_instances([pydicom.dcmread(io.BytesIO(seg))])
 
 
 def _seg_series(base: str, token: str, study: str) -> set[str]:
@@ -257,6 +255,7 @@ def test_monai_label_draft_opens_in_ohif_for_a_reader_when_the_project_shows_dra
     """A MONAI Label client call with a reader's own token (/info, then /infer) stores the draft SEG;
     the reader's task page lists it and OHIF lists it among the study's display sets."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     from curata.server import create_app
     from curata.server.ohif import find_ohif
@@ -318,3 +317,43 @@ def test_monai_label_draft_opens_in_ohif_for_a_reader_when_the_project_shows_dra
             d.save_screenshot(str(shots / "reader-ohif-draft-opened.png"))
         time.sleep(2)
         d.save_screenshot(str(shots / "reader-ohif-draft.png"))
+
+        # the reader saves the segmentation from OHIF itself (its "Store Segmentation": a SEG made by
+        # dcmjs, sent by STOW-RS to the project's DICOMweb with the session cookie): it arrives filed
+        # against the task as the reader's own read, a new object beside the draft
+        d.execute_script(
+            "const s = window.services.segmentationService.getSegmentations();"
+            "window.commandsManager.runCommand('storeSegmentation',"
+            " {segmentationId: s[0].segmentationId, modality: 'SEG'});"
+        )
+
+        def shown(by: str, what: str) -> list[Any]:
+            return [e for e in d.find_elements(by, what) if e.is_displayed()]
+
+        time.sleep(1)
+        d.save_screenshot(str(shots / "reader-ohif-store-dialog.png"))
+        # a new series of the reader's own, not a new version in the draft's series
+        series = _wait(
+            lambda: [e for e in shown(By.CSS_SELECTOR, "button[role=combobox]") if "draft" in e.text], 30
+        )[0]
+        series.click()
+        _wait(lambda: shown(By.XPATH, "//*[@role='option'][normalize-space(.)='Create new series']"), 10)[
+            0
+        ].click()
+        name = _wait(
+            lambda: [e for e in shown(By.CSS_SELECTOR, "input[placeholder='Report name']") if e.is_enabled()],
+            10,
+        )[0]
+        name.send_keys(Keys.CONTROL, "a")
+        name.send_keys("lungs corrected by ana")
+        _wait(lambda: shown(By.XPATH, "//button[normalize-space(.)='Save']"), 10)[0].click()
+
+        def mine() -> list[Any]:
+            return [r for r in annotate.visible_reads(ws, "drafts", t.id, "ana") if not r.is_draft]
+
+        (read,) = _wait(mine, 60)
+        d.save_screenshot(str(shots / "reader-ohif-saved.png"))
+        assert read.reader == "ana" and read.kind == "seg" and read.source == "stow"
+        assert "lung" in read.labels_present
+        # blinded: bo, the other reader of the task, finds neither ana's read nor (as a reader) more
+        assert [r.reader for r in annotate.visible_reads(ws, "drafts", t.id, "bo") if not r.is_draft] == []

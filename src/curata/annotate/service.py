@@ -52,6 +52,7 @@ from curata.errors import AnnotationError, InputError
 from curata.workspace import Workspace
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+LABELMAP_SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.7"  # Label Map Segmentation (what OHIF 3.13 saves)
 SR_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.88.22",
     "1.2.840.10008.5.1.4.1.1.88.33",
@@ -785,9 +786,11 @@ def file_object(
     except Exception as exc:
         raise InputError(f"not a DICOM object ({exc.__class__.__name__})") from exc
     sop_class = str(getattr(ds, "SOPClassUID", ""))
-    kind = {SEG_SOP_CLASS: ReadKind.seg, RTSTRUCT_SOP_CLASS: ReadKind.rtstruct}.get(
-        sop_class, ReadKind.sr if sop_class in SR_SOP_CLASSES else None
-    )
+    kind = {
+        SEG_SOP_CLASS: ReadKind.seg,
+        LABELMAP_SEG_SOP_CLASS: ReadKind.seg,
+        RTSTRUCT_SOP_CLASS: ReadKind.rtstruct,
+    }.get(sop_class, ReadKind.sr if sop_class in SR_SOP_CLASSES else None)
     if kind is None:
         raise InputError(f"SOP class {sop_class} is not an annotation (SEG, SR or RTSTRUCT)")
     from curata.annotate._seg import reader_code
@@ -887,7 +890,11 @@ def file_new_objects(ws: Workspace, project: str | None = None) -> FileResult:
         )
         rows = session.execute(
             select(Instance.sop_instance_uid, Instance.blob_digest)
-            .where(Instance.sop_class_uid.in_([SEG_SOP_CLASS, RTSTRUCT_SOP_CLASS, *SR_SOP_CLASSES]))
+            .where(
+                Instance.sop_class_uid.in_(
+                    [SEG_SOP_CLASS, LABELMAP_SEG_SOP_CLASS, RTSTRUCT_SOP_CLASS, *SR_SOP_CLASSES]
+                )
+            )
             .order_by(Instance.id)
         ).all()
     for sop, digest in rows:

@@ -605,9 +605,12 @@ SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 
 
+LABELMAP_SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"  # Label Map Segmentation: OHIF 3.13 saves these
+
+
 def is_derived_class(sop_class: str) -> bool:
     """Segmentations and structured reports made in the viewer (OHIF) from the project's images."""
-    return sop_class == SEG_STORAGE or sop_class.startswith(SR_PREFIX)
+    return sop_class in (SEG_STORAGE, LABELMAP_SEG_STORAGE) or sop_class.startswith(SR_PREFIX)
 
 
 def _referenced_series(ds: Any) -> list[str]:
