@@ -357,3 +357,5 @@ def test_monai_label_draft_opens_in_ohif_for_a_reader_when_the_project_shows_dra
         assert "lung" in read.labels_present
         # blinded: bo, the other reader of the task, finds neither ana's read nor (as a reader) more
         assert [r.reader for r in annotate.visible_reads(ws, "drafts", t.id, "bo") if not r.is_draft] == []
+        assert _seg_series(base, tokens["bo"], t.study_uid) == {draft.SeriesInstanceUID}
+        assert len(_seg_series(base, tokens["ana"], t.study_uid)) == 2  # the draft and her own read
