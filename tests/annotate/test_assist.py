@@ -14,7 +14,7 @@ import pydicom
 import pytest
 
 from curata import annotate
-from tests.annotate.conftest import on_platform, phantom_hu
+from tests.annotate.conftest import PASSWORD, on_platform, phantom_hu
 from tests.server.conftest import ServerThread
 
 ORGANS = [
@@ -66,9 +66,16 @@ def test_monai_label_api_drafts_trains_and_samples(organs) -> None:  # type: ign
     tasks = annotate.list_tasks(ws, "organs")
     tokens = on_platform(ws, "organs")
     with ServerThread(create_app(ws, token="assist-token")) as server:
-        # a MONAI Label client with a curator's own API token (the gateway's shared token is refused)
-        http = httpx.Client(headers={"Authorization": f"Bearer {tokens['dee']}"})
+        # a MONAI Label client signs in as MONAI Label's own clients do (auth enabled -> password form
+        # -> bearer token): the curator's own, short-lived API token; the gateway's shared token is refused
         base = f"{server.url}/projects/lab/annotate/organs/monailabel"
+        assert httpx.get(f"{base}/auth/").json()["enabled"] is True
+        wrong = httpx.post(f"{base}/auth/token", data={"username": "dee", "password": "not the password"})
+        assert wrong.status_code == 401
+        signed = httpx.post(f"{base}/auth/token", data={"username": "dee", "password": PASSWORD}).json()
+        assert signed["token_type"] == "bearer" and signed["access_token"] != tokens["dee"]
+        http = httpx.Client(headers={"Authorization": f"Bearer {signed['access_token']}"})
+        assert http.get(f"{base}/auth/token/valid").json() == {"username": "dee", "roles": ["curator"]}
         shared = httpx.get(f"{base}/info/", headers={"Authorization": "Bearer assist-token"})
         assert shared.status_code == 401
         assert (

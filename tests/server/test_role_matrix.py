@@ -98,6 +98,10 @@ READ = {"adm", "ann", "rev", "root"}
 AN = "/projects/{project}/annotate/{reading}"
 RD = "/ui/p/{project}/reading"
 for method, path, who_may in [
+    ("GET", AN + "/monailabel/auth/", EVERYONE),  # MONAI Label's "auth enabled?"
+    ("GET", AN + "/monailabel/auth", EVERYONE),
+    ("POST", AN + "/monailabel/auth/token", EVERYONE),  # a password sign-in: a short-lived API token
+    ("GET", AN + "/monailabel/auth/token/valid", WORK),
     ("GET", AN + "/monailabel/info/", WORK),
     ("GET", AN + "/monailabel/info", WORK),
     ("POST", AN + "/monailabel/infer/{model}", WORK),
@@ -147,6 +151,9 @@ def _bodies(role: str) -> dict[tuple[str, str], Any]:
         },
         ("POST", "/ui/p/{project}/cohorts"): {"data": {"name": f"m-{role}", "where": "modality = CT"}},
         ("POST", RD + "/{reading}/release"): {"data": {"release": f"labels-{role}"}},
+        ("POST", AN + "/monailabel/auth/token"): {
+            "data": {"username": "cur", "password": "correct horse battery"}
+        },
         ("POST", RD + "/{reading}/tasks/{task_id}/report"): {
             "data": {"f-finding": "lesion present", "f-impression": f"matrix report of {role}"}
         },

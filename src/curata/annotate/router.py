@@ -69,6 +69,38 @@ def _task_of(ws: Any, project: str, series_uid: str) -> int:
 # -- MONAI Label ------------------------------------------------------------------------------------------
 
 
+@router.get("/{reading}/monailabel/auth/")
+@router.get("/{reading}/monailabel/auth")
+def ml_auth_enabled(reading: str) -> dict[str, Any]:
+    """MONAI Label's "is auth enabled": yes. Its clients (3D Slicer, OHIF) then ask for a username
+    and password and fetch a token from ``/auth/token``; scripts can send an API token right away."""
+    return {"enabled": True, "client_id": "curata", "realm": ""}
+
+
+@router.post("/{reading}/monailabel/auth/token")
+async def ml_auth_token(request: Request, reading: str) -> dict[str, Any]:
+    """A password sign-in (OAuth2 password form, as MONAI Label's clients send it) answered with a
+    short-lived API token of the user (one day); failures are rate-limited and recorded as logins."""
+    from starlette.concurrency import run_in_threadpool
+
+    from curata.server import token_login
+
+    form = await request.form()
+    username, password = str(form.get("username", "")), str(form.get("password", ""))
+    if not username or not password:
+        raise HTTPException(422, "username and password (form fields) are required")
+    token = await run_in_threadpool(
+        lambda: token_login(request, username, password, name=f"monailabel:{reading}"[:128])
+    )
+    return {"access_token": token.token, "token_type": "bearer"}
+
+
+@router.get("/{reading}/monailabel/auth/token/valid")
+def ml_token_valid(reading: str, access: Access = Depends(require(*WORKERS))) -> dict[str, Any]:
+    reading_of(access, reading)
+    return {"username": access.principal.username, "roles": sorted(r.value for r in access.roles)}
+
+
 @router.get("/{reading}/monailabel/info/")
 @router.get("/{reading}/monailabel/info")
 def ml_info(request: Request, reading: str, access: Access = Depends(require(*WORKERS))) -> dict[str, Any]:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from curata.server.cli import serve
     from curata.server.demo import setup_demo_platform, setup_demo_readers
     from curata.server.models import Role
+    from curata.server.router import token_login
     from curata.server.service import AuthError, Principal, ProjectRecord, UserRecord, add_resource
 
 __getattr__ = lazy_exports(
@@ -28,6 +29,7 @@ __getattr__ = lazy_exports(
         "platform_admin_required": "auth",
         "require": "auth",
         "Role": "models",
+        "token_login": "router",
         "serve": "cli",
         "setup_demo_platform": "demo",
         "setup_demo_readers": "demo",
@@ -54,4 +56,5 @@ __all__ = [
     "serve",
     "setup_demo_platform",
     "setup_demo_readers",
+    "token_login",
 ]
