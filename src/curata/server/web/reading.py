@@ -79,7 +79,12 @@ def reading_home(request: Request, access: Access = Depends(require(*WORKERS))) 
     from curata.annotate import status
 
     assert access.project is not None
-    items = [status(_ws(request), name) for name in access.project.annotations]
+    items = []
+    for name in access.project.annotations:
+        try:
+            items.append(status(_ws(request), name))
+        except CurataError:  # a resource naming an annotation project that is gone: not listed
+            continue
     return page(request, "reading.html", access, title="Reading", active="reading", items=items)
 
 
