@@ -26,7 +26,7 @@ def write_series(folder: Path, patient: str, seed: int) -> None:
     study, series = generate_uid(), generate_uid()
     for i in range(SLICES):
         path = folder / patient / f"CT{i:02d}.dcm"
-        ds = make_ct(path, patient_id=patient, patient_name="Anon^Test", study_uid=study, series_uid=series,
+        ds = make_ct(path, patient_id=patient, patient_name=patient, study_uid=study, series_uid=series,
                      index=i, rows=SIZE, columns=SIZE, deidentified=True, seed=seed)  # fmt: skip
         ds.StudyID = "1"
         ds.ReferringPhysicianName = ""
@@ -95,3 +95,25 @@ def project(_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  
     monkeypatch.delenv("CURATA_WORKSPACE", raising=False)
     shutil.copytree(_template, tmp_path / "ws")
     return Workspace.open(tmp_path / "ws")
+
+
+PASSWORD = "a long reader password"
+MEMBERS = {"ana": "annotator", "bo": "annotator", "chi": "reviewer", "dee": "curator", "sam": "site"}
+
+
+def on_platform(ws, *readings: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Platform project ``lab`` over both sites holding the annotation projects ``readings``; an account
+    per reader with its role (``sam``: a site account) and an API token each: {user: token}."""
+    from curata.server import service
+
+    service.create_project(ws, "lab", title="Lab")
+    for site in ("site-a", "site-b"):
+        service.add_resource(ws, "lab", "site", site)
+    for name in readings:
+        service.add_resource(ws, "lab", "annotation", name)
+    tokens = {}
+    for user, role in MEMBERS.items():
+        service.create_user(ws, user, PASSWORD)
+        service.set_role(ws, user, "lab", role)
+        tokens[user] = service.create_token(ws, user, "test").token
+    return tokens

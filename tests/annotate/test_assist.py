@@ -14,7 +14,7 @@ import pydicom
 import pytest
 
 from curata import annotate
-from tests.annotate.conftest import phantom_hu
+from tests.annotate.conftest import PASSWORD, on_platform, phantom_hu
 from tests.server.conftest import ServerThread
 
 ORGANS = [
@@ -64,9 +64,24 @@ def test_monai_label_api_drafts_trains_and_samples(organs) -> None:  # type: ign
 
     ws = organs
     tasks = annotate.list_tasks(ws, "organs")
+    tokens = on_platform(ws, "organs")
     with ServerThread(create_app(ws, token="assist-token")) as server:
-        http = httpx.Client(headers={"Authorization": "Bearer assist-token"})
-        base = f"{server.url}/annotate/monailabel/organs"
+        # a MONAI Label client signs in as MONAI Label's own clients do (auth enabled -> password form
+        # -> bearer token): the curator's own, short-lived API token; the gateway's shared token is refused
+        base = f"{server.url}/projects/lab/annotate/organs/monailabel"
+        assert httpx.get(f"{base}/auth/").json()["enabled"] is True
+        wrong = httpx.post(f"{base}/auth/token", data={"username": "dee", "password": "not the password"})
+        assert wrong.status_code == 401
+        signed = httpx.post(f"{base}/auth/token", data={"username": "dee", "password": PASSWORD}).json()
+        assert signed["token_type"] == "bearer" and signed["access_token"] != tokens["dee"]
+        http = httpx.Client(headers={"Authorization": f"Bearer {signed['access_token']}"})
+        assert http.get(f"{base}/auth/token/valid").json() == {"username": "dee", "roles": ["curator"]}
+        shared = httpx.get(f"{base}/info/", headers={"Authorization": "Bearer assist-token"})
+        assert shared.status_code == 401
+        assert (
+            httpx.get(f"{base}/info/", headers={"Authorization": f"Bearer {tokens['sam']}"}).status_code
+            == 403
+        )
         info = http.get(f"{base}/info/").json()
         assert set(info["models"]) >= {"body", "lungs", "bone"} and info["labels"] == {"lung": 1, "bone": 2}
         assert info["datastore"] == {"total": 3, "completed": 0}
@@ -85,9 +100,20 @@ def test_monai_label_api_drafts_trains_and_samples(organs) -> None:  # type: ign
         lungs = px[..., 0] > 0
         truth = _organ_truth() == 1
         assert 2 * (lungs & truth).sum() / (lungs.sum() + truth.sum()) > 0.8
-        # the draft is a separate, marked object: blinded readers do not see it
+        # the draft is a separate, marked object, stored beside the images: the curator finds it in
+        # the project's DICOMweb with the metadata OHIF loads; blinded readers see it nowhere
+        dw = f"{server.url}/projects/lab/dicomweb/studies/{tasks[0].study_uid}"
+        found = http.get(f"{dw}/series", params={"Modality": "SEG"}).json()
+        seg_series = [x["0020000E"]["Value"][0] for x in found]
+        assert seg_series == [seg.SeriesInstanceUID]
+        meta = http.get(f"{dw}/series/{seg_series[0]}/metadata").json()
+        assert meta[0]["00080016"]["Value"] == ["1.2.840.10008.5.1.4.1.1.66.4"]
+        assert meta[0]["00620002"]["Value"][0]["00620005"]["Value"] == ["lung"]  # segment label
         for reader in tasks[0].readers:
             assert all(not x.is_draft for x in annotate.visible_reads(ws, "organs", tasks[0].id, reader))
+            mine = httpx.Client(headers={"Authorization": f"Bearer {tokens[reader]}"})
+            assert mine.get(f"{dw}/series", params={"Modality": "SEG"}).json() in ([], None, "")
+            assert mine.get(f"{dw}/series/{seg_series[0]}/metadata").status_code == 404
         assert any(x.is_draft for x in annotate.visible_reads(ws, "organs", tasks[0].id, "dee"))
         bone = http.post(
             f"{base}/infer/bone", params={"image": tasks[0].series_uid, "output": "json"}, timeout=120

@@ -39,3 +39,15 @@ def test_annotate_commands(project, tmp_path) -> None:  # type: ignore[no-untype
     assert st["tasks"] == 3 and st["to_do"] == 3 and st["reads"] == 0
     bad = run(app, ["annotate", "project", "create", "x", "--cohort", "nope", "-w", ws])
     assert bad.exit_code != 0
+
+
+def test_project_created_in_a_platform_project(project) -> None:  # type: ignore[no-untyped-def]
+    from curata.server import service
+
+    service.create_project(project, "lab")
+    ws = str(project.root)
+    r = CliRunner().invoke(
+        app, ["annotate", "project", "create", "lungs", "--cohort", "ct", "--in", "lab", "-w", ws]
+    )
+    assert r.exit_code == 0, r.output
+    assert service.get_project(project, "lab").annotations == ["lungs"]

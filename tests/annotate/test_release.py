@@ -51,6 +51,13 @@ def test_release_carries_accepted_labels_only(project, tmp_path: Path) -> None: 
 
         got = {int(v) for p in nii for v in np.unique(np.asarray(nib.load(str(p)).dataobj))}
         assert got <= {0, 1, 2}
-    # without the project's labels the catalog's SEGs are used: the stray read would be released
+    # without --labels-from, a cohort under annotation still takes its accepted labels only: the
+    # stray read of the undecided case stays out
     plain = create_release(ws, "livers-plain", cohort="ct", formats="nifti")
-    assert plain.labelled == 1
+    assert plain.labelled == 2
+    assert set(plain.parameters["labels"]) == {t.series_uid for t in done}
+    assert plain.parameters["labels"] == {k: sorted(v) for k, v in labels.items()}
+    # a release by query (no cohort) takes the catalog's SEGs, but never a filed read or draft
+    assert annotate.file_new_objects(ws, "livers").filed
+    by_query = create_release(ws, "livers-query", where="modality = CT", formats="nifti")
+    assert by_query.labelled == 0

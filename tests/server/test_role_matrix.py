@@ -90,24 +90,44 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
 for suffix in _DW_READ:
     EXPECTED[("GET", DW + suffix)] = MEMBERS
     EXPECTED[("GET", GW + suffix)] = PLATFORM | {"service"}
-for method, suffix in [
-    ("GET", "/monailabel/{project}/info/"),
-    ("GET", "/monailabel/{project}/info"),
-    ("POST", "/monailabel/{project}/infer/{model}"),
-    ("GET", "/monailabel/{project}/datastore/"),
-    ("GET", "/monailabel/{project}/datastore"),
-    ("POST", "/monailabel/{project}/activelearning/{strategy}"),
-    ("POST", "/monailabel/{project}/train/{model}"),
-    ("GET", "/{project}/status"),
-    ("GET", "/{project}/queue"),
-    ("GET", "/{project}/tasks/{task_id}/reads"),
-    ("POST", "/{project}/file"),
-    ("GET", "/{project}/pages/queue"),
-    ("GET", "/{project}/pages/tasks/{task_id}"),
-    ("GET", "/{project}/pages/adjudication"),
-    ("POST", "/{project}/pages/tasks/{task_id}/adjudicate"),
-]:  # the annotation stage: the shared gateway token or a platform admin
-    EXPECTED[(method, "/annotate" + suffix)] = PLATFORM | {"service"}
+# the annotation stage: readers (annotators, reviewers) read their own tasks, curators manage;
+# site and licensee accounts, the gateway's shared token and other projects' members are refused
+WORK = {"adm", "cur", "ann", "rev", "root"}
+MANAGE = {"adm", "cur", "root"}
+READ = {"adm", "ann", "rev", "root"}
+AN = "/projects/{project}/annotate/{reading}"
+RD = "/ui/p/{project}/reading"
+for method, path, who_may in [
+    ("GET", AN + "/monailabel/auth/", EVERYONE),  # MONAI Label's "auth enabled?"
+    ("GET", AN + "/monailabel/auth", EVERYONE),
+    ("POST", AN + "/monailabel/auth/token", EVERYONE),  # a password sign-in: a short-lived API token
+    ("GET", AN + "/monailabel/auth/token/valid", WORK),
+    ("GET", AN + "/monailabel/info/", WORK),
+    ("GET", AN + "/monailabel/info", WORK),
+    ("POST", AN + "/monailabel/infer/{model}", WORK),
+    ("GET", AN + "/monailabel/datastore/", WORK),
+    ("GET", AN + "/monailabel/datastore", WORK),
+    ("POST", AN + "/monailabel/activelearning/{strategy}", WORK),
+    ("POST", AN + "/monailabel/train/{model}", MANAGE),
+    ("GET", AN + "/status", WORK),
+    ("GET", AN + "/queue", WORK),
+    ("GET", AN + "/tasks/{task_id}/reads", WORK),
+    ("POST", AN + "/file", MANAGE),
+    ("GET", RD, WORK),
+    ("GET", RD + "/{reading}/", WORK),
+    ("POST", RD + "/{reading}/assign", MANAGE),
+    ("POST", RD + "/{reading}/agreement", MANAGE),
+    ("POST", RD + "/{reading}/release", MANAGE),
+    ("GET", RD + "/{reading}/tasks/{task_id}", WORK),
+    ("POST", RD + "/{reading}/tasks/{task_id}/start", READ),
+    ("POST", RD + "/{reading}/tasks/{task_id}/submit", READ),
+    ("POST", RD + "/{reading}/tasks/{task_id}/report", READ),
+    ("POST", RD + "/{reading}/reports/{report_id}/sign", {"adm", "rev", "root"}),  # the second reader
+    ("GET", RD + "/{reading}/reports/{report_id}", WORK),
+    ("GET", RD + "/{reading}/adjudication", MANAGE),
+    ("POST", RD + "/{reading}/tasks/{task_id}/adjudicate", MANAGE),
+]:
+    EXPECTED[(method, path)] = who_may
 for suffix in _DW_WRITE:
     EXPECTED[("POST", DW + suffix)] = WRITERS
     EXPECTED[("POST", GW + suffix)] = PLATFORM | {"service"}
@@ -130,6 +150,14 @@ def _bodies(role: str) -> dict[tuple[str, str], Any]:
             "data": {"series_uid": "SERIES", "decision": "include", "reason": f"matrix {role}"}
         },
         ("POST", "/ui/p/{project}/cohorts"): {"data": {"name": f"m-{role}", "where": "modality = CT"}},
+        ("POST", RD + "/{reading}/release"): {"data": {"release": f"labels-{role}"}},
+        ("POST", AN + "/monailabel/auth/token"): {
+            "data": {"username": "cur", "password": "correct horse battery"}
+        },
+        ("POST", RD + "/{reading}/tasks/{task_id}/report"): {
+            "data": {"f-finding": "lesion present", "f-impression": f"matrix report of {role}"}
+        },
+        ("POST", RD + "/{reading}/tasks/{task_id}/adjudicate"): {"data": {"decision": "staple"}},
     }
 
 
@@ -148,6 +176,8 @@ def _fill(path: str, p: Any, sop: str) -> str:
         "model": "body",
         "strategy": "random",
         "task_id": "1",
+        "reading": "reads",
+        "report_id": "1",
     }
     return re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], path)
 
@@ -170,8 +200,40 @@ def app_and_platform(platform: Any, tmp_path: Path) -> tuple[Any, Any]:
     service.add_resource(platform.ws, "alpha", "release", "rel")
     service.create_user(platform.ws, "spare", "a spare long password")
     service.grant_licence(platform.ws, "lic", "alpha", "rel@1")
+    _reading_project(platform)
     app = create_app(platform.ws, token=SERVICE_TOKEN, ohif_dir=dist, verified_deidentified=True)
     return app, platform
+
+
+def _reading_project(platform: Any) -> None:
+    """An annotation project ``reads`` on alpha's series, read by ``ann`` and ``rev`` (both reads in,
+    ``ann``'s report written: report 1), held by alpha."""
+    import numpy as np
+
+    from curata import annotate
+    from curata.select import create_cohort
+    from curata.server import service
+
+    ws = platform.ws
+    create_cohort(ws, "alpha-ct", "site = site-a")
+    annotate.create_project(ws, "reads", "alpha-ct")
+    lesion = {"name": "lesion", "value": 1, "code": "52988006", "meaning": "Lesion"}
+    annotate.set_schema(ws, "reads", [lesion], "Outline the lesion.")
+    for reader in ("ann", "rev"):
+        annotate.add_reader(ws, "reads", reader)
+    annotate.create_tasks(ws, "reads")
+    annotate.assign(ws, "reads")
+    (task,) = annotate.list_tasks(ws, "reads")
+    assert task.id == 1
+    shape = annotate.series_grid(ws, task.series_uid).shape
+    for reader, size in (("ann", 4), ("rev", 5)):
+        lm = np.zeros(shape, np.uint16)
+        lm[:, 2:size, 2:size] = 1
+        annotate.file_labelmap(ws, "reads", 1, reader, lm, source="test")
+        annotate.submit(ws, "reads", 1, reader, seconds=60)
+    values = {"finding": "lesion present", "impression": "one small lesion"}
+    assert annotate.write_report(ws, "reads", 1, "ann", values) == 1
+    service.add_resource(ws, "alpha", "annotation", "reads")
 
 
 def _check_entries(app: Any) -> None:

@@ -165,7 +165,10 @@ def read_seg(ds: Any, grid: SeriesGrid, value_of_segment: dict[int, int]) -> np.
     """A DICOM Segmentation onto the grid; ``value_of_segment`` maps segment numbers to label values."""
     import highdicom as hd
 
-    seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
+    try:
+        seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
+    except (AttributeError, KeyError, ValueError):  # e.g. OHIF's frames carry no FrameContentSequence
+        return _read_seg_frames(ds, grid, value_of_segment)
     out = np.zeros(grid.shape, dtype=np.uint16)
     index = {uid: i for i, uid in enumerate(grid.sop_uids)}
     referenced = [uid for uid in grid.sop_uids if uid in set(_seg_sources(seg))]
@@ -180,6 +183,41 @@ def read_seg(ds: Any, grid: SeriesGrid, value_of_segment: dict[int, int]) -> np.
     for k, uid in enumerate(referenced):
         for j, number in enumerate(numbers):
             out[index[uid]][pixels[k, :, :, j] > 0] = value_of_segment[number]
+    return out
+
+
+def _read_seg_frames(ds: Any, grid: SeriesGrid, value_of_segment: dict[int, int]) -> np.ndarray:
+    """A SEG read frame by frame, each frame placed by the source image it derives from (what a
+    viewer's SEG always states): BINARY/FRACTIONAL frames hold one segment, LABELMAP frames hold
+    segment numbers as pixel values."""
+    index = {uid: i for i, uid in enumerate(grid.sop_uids)}
+    pixels = np.asarray(ds.pixel_array)
+    if pixels.ndim == 2:
+        pixels = pixels[None]
+    if pixels.shape[1:] != tuple(grid.shape[1:]):
+        raise InputError(f"the SEG's frames are {pixels.shape[1:]}, the series' slices {grid.shape[1:]}")
+    labelmap = str(getattr(ds, "SegmentationType", "")).upper() == "LABELMAP"
+    out = np.zeros(grid.shape, dtype=np.uint16)
+    placed = 0
+    for frame, item in zip(pixels, getattr(ds, "PerFrameFunctionalGroupsSequence", []), strict=False):
+        try:
+            source = str(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+        except (AttributeError, IndexError):
+            raise InputError("a SEG frame names no source image", hint="segment the task's series") from None
+        if source not in index:
+            continue
+        placed += 1
+        if labelmap:
+            for number, value in value_of_segment.items():
+                out[index[source]][frame == number] = value
+        else:
+            number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+            if number in value_of_segment:
+                out[index[source]][frame > 0] = value_of_segment[number]
+    if not placed:
+        raise InputError(
+            "the SEG references no instance of the task's series", hint="segment the task's series"
+        )
     return out
 
 

@@ -46,13 +46,17 @@ def project_create(
     skip_own_site: bool = typer.Option(
         False, "--skip-own-site", help="Never assign a reader their own site."
     ),
+    platform: str = typer.Option(
+        None, "--in", help="The platform project whose members read it (its pages, DICOMweb, MONAI Label)."
+    ),
     workspace: Path | None = WS,
 ) -> None:
     """Create a project reading a cohort."""
     from curata.annotate.service import create_project
 
+    ws = Workspace.find(workspace)
     p = create_project(
-        Workspace.find(workspace),
+        ws,
         name,
         cohort,
         unit=unit,
@@ -61,6 +65,10 @@ def project_create(
         show_drafts=show_drafts,
         skip_own_site=skip_own_site,
     )
+    if platform:
+        from curata.server import add_resource
+
+        add_resource(ws, platform, "annotation", p.name)
     console.print(f"[green]project[/] {p.name} on cohort {p.cohort} ({p.readers_per_task} readers per case)")
 
 

@@ -1,38 +1,59 @@
-"""The annotate stage over HTTP: a MONAI-Label-compatible API per project (so the MONAI Label clients
-of 3D Slicer and OHIF connect unchanged, with ``/annotate/monailabel/PROJECT`` as the server address)
-and the reading workflow's JSON routes. Thin: every route calls the service.
+"""The annotate stage over HTTP: the reading workflow's JSON routes and a MONAI-Label-compatible API,
+under a platform project (``/projects/{project}/annotate/{reading}``, ``reading`` being an annotation
+project that the platform project holds). Thin: every route authorises by the caller's roles in the
+platform project and calls the service. The reader is the signed-in user (session or API token).
 
-MONAI Label routes (shapes as MONAI Label publishes them)::
+Roles: annotators and reviewers read their own tasks (a reviewer is the second reader who signs
+reports off); curators and admins manage (filing, assignment, adjudication, training); site and
+licensee accounts are refused.
+
+MONAI Label routes (shapes as MONAI Label publishes them), with the server address
+``http://HOST/projects/PROJECT/annotate/READING/monailabel`` and a user's API token as Bearer::
 
     GET  /info/                               app name, labels, models, strategies, datastore counts
     POST /infer/{model}?image=SERIES_UID&output=dicom_seg|image|json
     GET  /datastore/?output=stats|all
     POST /activelearning/{strategy}           {"id": SERIES_UID, ...} the next case
     POST /train/{model}                       trains on accepted labels; the run's figures
-
-Until the web platform's accounts land, these routes sit behind the server's bearer token like
-DICOMweb; the user a route acts for is the ``user`` query parameter.
 """
 
 from __future__ import annotations
 
 import gzip
+from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from curata.errors import AnnotationError, CurataError
+from curata.server import Access, AuthError, Role, require
 
-router = APIRouter()
+router = APIRouter(prefix="/projects/{project}/annotate", tags=["annotate"])
+
+READERS = (Role.annotator, Role.reviewer)  # read their own tasks
+WORKERS = (Role.curator, *READERS)  # see the reading project
+MANAGERS = (Role.curator,)  # (admins always pass)
 
 
 def _ws(request: Request) -> Any:
     return request.app.state.ws
 
 
+def reading_of(access: Access, reading: str) -> str:
+    """The annotation project ``reading``, when the platform project holds it (else 404, as for a
+    project one is not a member of)."""
+    if access.project is None or reading not in access.project.annotations:
+        raise AuthError(f"no annotation project {reading!r} for you", status=404)
+    return reading
+
+
+def manages(access: Access) -> bool:
+    return access.has(Role.curator)
+
+
 def _fail(exc: CurataError) -> HTTPException:
-    code = 404 if "no " in exc.message[:12] else 409 if isinstance(exc, AnnotationError) else 400
+    code = 404 if exc.message.startswith("no ") else 409 if isinstance(exc, AnnotationError) else 400
     return HTTPException(code, exc.message + (f" ({exc.hint})" if exc.hint else ""))
 
 
@@ -48,27 +69,59 @@ def _task_of(ws: Any, project: str, series_uid: str) -> int:
 # -- MONAI Label ------------------------------------------------------------------------------------------
 
 
-@router.get("/monailabel/{project}/info/")
-@router.get("/monailabel/{project}/info")
-def ml_info(request: Request, project: str) -> dict[str, Any]:
+@router.get("/{reading}/monailabel/auth/")
+@router.get("/{reading}/monailabel/auth")
+def ml_auth_enabled(reading: str) -> dict[str, Any]:
+    """MONAI Label's "is auth enabled": yes. Its clients (3D Slicer, OHIF) then ask for a username
+    and password and fetch a token from ``/auth/token``; scripts can send an API token right away."""
+    return {"enabled": True, "client_id": "curata", "realm": ""}
+
+
+@router.post("/{reading}/monailabel/auth/token")
+async def ml_auth_token(request: Request, reading: str) -> dict[str, Any]:
+    """A password sign-in (OAuth2 password form, as MONAI Label's clients send it) answered with a
+    short-lived API token of the user (one day); failures are rate-limited and recorded as logins."""
+    from starlette.concurrency import run_in_threadpool
+
+    from curata.server import token_login
+
+    form = await request.form()
+    username, password = str(form.get("username", "")), str(form.get("password", ""))
+    if not username or not password:
+        raise HTTPException(422, "username and password (form fields) are required")
+    token = await run_in_threadpool(
+        lambda: token_login(request, username, password, name=f"monailabel:{reading}"[:128])
+    )
+    return {"access_token": token.token, "token_type": "bearer"}
+
+
+@router.get("/{reading}/monailabel/auth/token/valid")
+def ml_token_valid(reading: str, access: Access = Depends(require(*WORKERS))) -> dict[str, Any]:
+    reading_of(access, reading)
+    return {"username": access.principal.username, "roles": sorted(r.value for r in access.roles)}
+
+
+@router.get("/{reading}/monailabel/info/")
+@router.get("/{reading}/monailabel/info")
+def ml_info(request: Request, reading: str, access: Access = Depends(require(*WORKERS))) -> dict[str, Any]:
     from curata.annotate import assist_models, show_project, status
 
-    ws = _ws(request)
+    ws, name = _ws(request), reading_of(access, reading)
     try:
-        p = show_project(ws, project)
-        st = status(ws, project)
-        models = assist_models(ws, project)
+        p = show_project(ws, name)
+        st = status(ws, name)
+        models = assist_models(ws, name)
     except CurataError as exc:
         raise _fail(exc) from exc
     labels = {d["name"]: d["value"] for d in p.labels if d.get("kind", "segmentation") == "segmentation"}
     out_models = {}
-    for name, m in models.items():
+    for model, m in models.items():
         kind, mlabels, desc = (
             ("classical", m.labels, m.description)
             if hasattr(m, "labels")
             else (m[0], m[2] or {}, "MONAI UNet trained in Curata" if m[0] == "unet" else "MONAI bundle")
         )
-        out_models[name] = {
+        out_models[model] = {
             "type": "segmentation",
             "labels": mlabels,
             "dimension": 3,
@@ -76,7 +129,7 @@ def ml_info(request: Request, project: str) -> dict[str, Any]:
             "kind": kind,
         }
     return {
-        "name": f"Curata: {project}",
+        "name": f"Curata: {name}",
         "description": "Curata annotation project (MONAI Label compatible)",
         "version": "1",
         "labels": labels,
@@ -93,26 +146,42 @@ def ml_info(request: Request, project: str) -> dict[str, Any]:
     }
 
 
-@router.post("/monailabel/{project}/infer/{model}")
+@router.post("/{reading}/monailabel/infer/{model}")
 async def ml_infer(
-    request: Request, project: str, model: str, image: str = "", output: str = "dicom_seg"
+    request: Request,
+    reading: str,
+    model: str,
+    image: str = "",
+    output: str = "dicom_seg",
+    access: Access = Depends(require(*WORKERS)),
 ) -> Response:
+    """Pre-annotate ``image``: the draft is kept as a marked DICOM SEG beside the images (so OHIF
+    opens it from the project's DICOMweb when the project shows drafts) and returned."""
     from starlette.concurrency import run_in_threadpool
 
-    from curata.annotate import predict_draft, read_labelmap, seg_for, series_grid
+    from curata.annotate import draft_seg, read_labelmap, series_grid
+    from curata.server import add_resource
 
-    ws = _ws(request)
+    ws, name = _ws(request), reading_of(access, reading)
     if not image:
         raise HTTPException(400, "image (a series UID of the project) is required")
-    task_id = _task_of(ws, project, image)
+    if output not in ("dicom_seg", "all", "image", "json"):
+        raise HTTPException(400, "output is one of dicom_seg, image, json")
+    task_id = _task_of(ws, name, image)
     try:
-        draft = await run_in_threadpool(predict_draft, ws, project, task_id, model)
+        draft, seg = await run_in_threadpool(draft_seg, ws, name, task_id, model)
         labels = read_labelmap(ws, draft.id)
     except CurataError as exc:
         raise _fail(exc) from exc
+    assert access.project is not None
+    from curata.annotate import draft_series_uid
+
+    seg_series = draft_series_uid(ws, draft.id)
+    if seg_series:
+        add_resource(ws, access.project.name, "series", seg_series)
     params = {"model": model, "draft_read": draft.id, "labels": draft.labels_present, "image": image}
     if output == "json":
-        return JSONResponse(params)
+        return JSONResponse({**params, "seg_series": seg_series})
     if output == "image":
         import nibabel as nib
         import numpy as np
@@ -125,29 +194,26 @@ async def ml_infer(
             media_type="application/gzip",
             headers={"Content-Disposition": 'attachment; filename="label.nii.gz"'},
         )
-    if output in ("dicom_seg", "all"):
-        seg = await run_in_threadpool(
-            seg_for, ws, project, task_id, labels, reader=f"assist:{model}", draft=True, algorithm=model
-        )
-        return Response(seg, media_type="application/dicom")
-    raise HTTPException(400, "output is one of dicom_seg, image, json")
+    return Response(seg, media_type="application/dicom")
 
 
-@router.get("/monailabel/{project}/datastore/")
-@router.get("/monailabel/{project}/datastore")
-def ml_datastore(request: Request, project: str, output: str = "stats") -> dict[str, Any]:
+@router.get("/{reading}/monailabel/datastore/")
+@router.get("/{reading}/monailabel/datastore")
+def ml_datastore(
+    request: Request, reading: str, output: str = "stats", access: Access = Depends(require(*WORKERS))
+) -> dict[str, Any]:
     from curata.annotate import accepted_labels, list_tasks, status
 
-    ws = _ws(request)
+    ws, name = _ws(request), reading_of(access, reading)
     try:
-        st = status(ws, project)
+        st = status(ws, name)
         if output == "stats":
             return {
                 "total": st["tasks"],
                 "completed": st["accepted"],
                 "label_tags": {"final": st["accepted"]},
             }
-        accepted = {a["series_uid"]: a for a in accepted_labels(ws, project)}
+        accepted = {a["series_uid"]: a for a in accepted_labels(ws, name)}
         objects = {
             t.series_uid: {
                 "image": {"info": {"study": t.study_uid, "state": t.state}},
@@ -155,40 +221,46 @@ def ml_datastore(request: Request, project: str, output: str = "stats") -> dict[
                 if t.series_uid in accepted
                 else {},
             }
-            for t in list_tasks(ws, project)
+            for t in list_tasks(ws, name)
         }
-        return {"name": project, "objects": objects}
+        return {"name": name, "objects": objects}
     except CurataError as exc:
         raise _fail(exc) from exc
 
 
-@router.post("/monailabel/{project}/activelearning/{strategy}")
-async def ml_activelearning(request: Request, project: str, strategy: str) -> dict[str, Any]:
+@router.post("/{reading}/monailabel/activelearning/{strategy}")
+async def ml_activelearning(
+    request: Request, reading: str, strategy: str, access: Access = Depends(require(*WORKERS))
+) -> dict[str, Any]:
     from starlette.concurrency import run_in_threadpool
 
     from curata.annotate import next_sample
 
     try:
-        return await run_in_threadpool(next_sample, _ws(request), project, strategy)
+        return await run_in_threadpool(next_sample, _ws(request), reading_of(access, reading), strategy)
     except CurataError as exc:
         raise _fail(exc) from exc
 
 
-@router.post("/monailabel/{project}/train/{model}")
-async def ml_train(request: Request, project: str, model: str) -> dict[str, Any]:
+@router.post("/{reading}/monailabel/train/{model}")
+async def ml_train(
+    request: Request, reading: str, model: str, access: Access = Depends(require(*MANAGERS))
+) -> dict[str, Any]:
+    import json
+
     from starlette.concurrency import run_in_threadpool
 
     from curata.annotate import train_model
 
-    params: dict[str, Any] = {}
+    name = reading_of(access, reading)
     body = await request.body()
-    if body:
-        import json
-
-        params = json.loads(body)
+    try:
+        params: dict[str, Any] = json.loads(body) if body else {}
+    except ValueError as exc:
+        raise HTTPException(400, 'the body is JSON, e.g. {"max_epochs": 40}') from exc
     try:
         return await run_in_threadpool(
-            train_model, _ws(request), project, model, epochs=int(params.get("max_epochs", 40))
+            train_model, _ws(request), name, model, epochs=int(params.get("max_epochs", 40))
         )
     except CurataError as exc:
         raise _fail(exc) from exc
@@ -197,191 +269,57 @@ async def ml_train(request: Request, project: str, model: str) -> dict[str, Any]
 # -- the reading workflow ---------------------------------------------------------------------------------
 
 
-@router.get("/{project}/status")
-def project_status(request: Request, project: str) -> dict[str, Any]:
+@router.get("/{reading}/status")
+def project_status(
+    request: Request, reading: str, access: Access = Depends(require(*WORKERS))
+) -> dict[str, Any]:
     from curata.annotate import status
 
     try:
-        return status(_ws(request), project)
+        return status(_ws(request), reading_of(access, reading))
     except CurataError as exc:
         raise _fail(exc) from exc
 
 
-@router.get("/{project}/queue")
-def reader_queue(request: Request, project: str, user: str) -> list[dict[str, Any]]:
-    from dataclasses import asdict
-
+@router.get("/{reading}/queue")
+def reader_queue(
+    request: Request, reading: str, access: Access = Depends(require(*WORKERS))
+) -> list[dict[str, Any]]:
+    """The caller's own open tasks, next first."""
     from curata.annotate import queue
 
     try:
-        return [asdict(t) for t in queue(_ws(request), project, user)]
+        tasks = queue(_ws(request), reading_of(access, reading), access.principal.username)
     except CurataError as exc:
         raise _fail(exc) from exc
+    return [asdict(t) for t in tasks]
 
 
-@router.get("/{project}/tasks/{task_id}/reads")
-def task_reads(request: Request, project: str, task_id: int, user: str) -> list[dict[str, Any]]:
-    """The reads ``user`` may see (blinding applies)."""
-    from dataclasses import asdict
-
+@router.get("/{reading}/tasks/{task_id}/reads")
+def task_reads(
+    request: Request, reading: str, task_id: int, access: Access = Depends(require(*WORKERS))
+) -> list[dict[str, Any]]:
+    """The reads the caller may see (blinding applies; curators see all)."""
     from curata.annotate import visible_reads
 
+    name = reading_of(access, reading)
     try:
-        return [asdict(r) for r in visible_reads(_ws(request), project, task_id, user)]
+        reads = visible_reads(_ws(request), name, task_id, access.principal.username, manager=manages(access))
     except CurataError as exc:
         raise _fail(exc) from exc
+    return [asdict(r) for r in reads]
 
 
-@router.post("/{project}/file")
-def file_arrivals(request: Request, project: str) -> dict[str, Any]:
-    """File what arrived through STOW-RS against its tasks and readers."""
+@router.post("/{reading}/file")
+def file_arrivals(
+    request: Request, reading: str, access: Access = Depends(require(*MANAGERS))
+) -> dict[str, Any]:
+    """File what arrived through STOW-RS (and was not filed on arrival) against its tasks and readers."""
     from curata.annotate import file_new_objects
 
-    r = file_new_objects(_ws(request), project)
+    r = file_new_objects(_ws(request), reading_of(access, reading))
     return {
         "filed": len(r.filed),
         "already": r.skipped,
         "refused": [{"sop": s, "reason": m} for s, m in r.refused],
     }
-
-
-# -- pages (server-rendered; the web platform's accounts will replace the ``user`` parameter) ------------
-
-_STYLE = (
-    "<style>body{font-family:sans-serif;max-width:60em;margin:1em auto}table{border-collapse:collapse}"
-    "td,th{border:1px solid #ccc;padding:3px 8px}.draft{color:#a60}</style>"
-)
-
-
-def _mm(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}"
-
-
-def _page(title: str, body: str) -> Response:
-    from html import escape
-
-    return Response(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>{_STYLE}</head>"
-        f"<body><h1>{escape(title)}</h1>{body}</body></html>",
-        media_type="text/html",
-    )
-
-
-@router.get("/{project}/pages/queue")
-def page_queue(request: Request, project: str, user: str) -> Response:
-    """A reader's queue: open tasks, next first."""
-    from html import escape
-    from urllib.parse import quote
-
-    from curata.annotate import queue, show_project
-
-    try:
-        p = show_project(_ws(request), project)
-        tasks = queue(_ws(request), project, user)
-    except CurataError as exc:
-        raise _fail(exc) from exc
-    rows = "".join(
-        f"<tr><td><a id='task-{t.id}' href='tasks/{t.id}?user={quote(user)}'>task {t.id}</a></td>"
-        f"<td>{escape(t.state)}</td><td>{escape(t.series_uid)}</td></tr>"
-        for t in tasks
-    )
-    return _page(
-        f"{project}: {user}'s queue",
-        f"<p class='instructions'>{escape(p.instructions)}</p>"
-        f"<table id='queue'><tr><th>task</th><th>state</th><th>series</th></tr>{rows}</table>",
-    )
-
-
-@router.get("/{project}/pages/tasks/{task_id}")
-def page_task(request: Request, project: str, task_id: int, user: str) -> Response:
-    """One task as ``user`` may see it: the instructions, the reads blinding lets them see, the viewer link."""
-    from html import escape
-
-    from curata.annotate import list_tasks, show_project, visible_reads
-
-    ws = _ws(request)
-    try:
-        p = show_project(ws, project)
-        reads = visible_reads(ws, project, task_id, user)
-        task = next(t for t in list_tasks(ws, project) if t.id == task_id)
-    except CurataError as exc:
-        raise _fail(exc) from exc
-    rows = "".join(
-        f"<tr class='{'draft' if r.is_draft else 'read'}'><td class='reader'>{escape(r.reader)}</td>"
-        f"<td>{r.version}</td><td>{escape(r.kind)}</td><td>{escape(', '.join(r.labels_present))}</td></tr>"
-        for r in reads
-    )
-    labels = "".join(
-        f"<li><span style='color:{escape(d['colour'])}'>&#9632;</span> {escape(d['name'])} "
-        f"({escape(d['scheme'])} {escape(d['code'])} {escape(d['meaning'])})</li>"
-        for d in p.labels
-    )
-    viewer = f"/ohif/viewer?StudyInstanceUIDs={escape(task.study_uid)}"
-    return _page(
-        f"{project}: task {task_id}",
-        f"<p>state: <b id='state'>{escape(task.state)}</b></p><p class='instructions'>{escape(p.instructions)}</p>"
-        f"<ul>{labels}</ul><p><a id='viewer' href='{viewer}'>open the study in the viewer</a></p>"
-        f"<table id='reads'><tr><th>reader</th><th>version</th><th>kind</th><th>labels</th></tr>{rows}</table>",
-    )
-
-
-@router.get("/{project}/pages/adjudication")
-def page_adjudication(request: Request, project: str, user: str) -> Response:
-    """The adjudicator's cases: pairwise agreement per label, and the decision form."""
-    from html import escape
-    from urllib.parse import quote
-
-    from curata.annotate import list_tasks, task_agreement, visible_reads
-
-    ws = _ws(request)
-    # a signed-in browser's form carries its session's CSRF token (the platform checks it on POST)
-    access = getattr(request.state, "access", None)
-    token = getattr(getattr(access, "principal", None), "csrf_token", "") or ""
-    csrf = f"<input type='hidden' name='csrf_token' value='{escape(token)}'>" if token else ""
-    try:
-        tasks = list_tasks(ws, project, state="adjudication")
-        blocks = []
-        for t in tasks:
-            reads = [r for r in visible_reads(ws, project, t.id, user) if not r.is_draft]
-            latest = {r.reader: r for r in reads}
-            rows = "".join(
-                f"<tr><td>{escape(' / '.join(a['readers']))}</td><td>{escape(a['label'])}</td>"
-                f"<td>{a['dice']:.3f}</td><td>{_mm(a['hd95_mm'])}</td>"
-                f"<td>{a['detection_f1']:.2f}</td></tr>"
-                for a in task_agreement(ws, project, t.id)
-            )
-            options = "".join(
-                f"<option value='{r.id}'>{escape(r.reader)} v{r.version}</option>" for r in latest.values()
-            )
-            blocks.append(
-                f"<h2>task {t.id}</h2><table class='agreement'><tr><th>readers</th><th>label</th><th>Dice</th>"
-                f"<th>HD95 mm</th><th>lesion F1</th></tr>{rows}</table>"
-                f"<form id='decide-{t.id}' method='post' action='tasks/{t.id}/adjudicate?user={quote(user)}'>"
-                f"<select name='decision'><option value='staple'>STAPLE consensus</option>"
-                f"<option value='accept_read'>accept one read</option></select>"
-                f"<select name='read'>{options}</select>{csrf}<button type='submit'>decide</button></form>"
-            )
-    except CurataError as exc:
-        raise _fail(exc) from exc
-    return _page(
-        f"{project}: adjudication", "".join(blocks) or "<p id='none'>no case waits for a decision</p>"
-    )
-
-
-@router.post("/{project}/pages/tasks/{task_id}/adjudicate")
-async def page_decide(request: Request, project: str, task_id: int, user: str) -> Response:
-    from urllib.parse import quote
-
-    from fastapi.responses import RedirectResponse
-
-    from curata.annotate import adjudicate
-
-    form = {k: str(v) for k, v in (await request.form()).items()}  # cached if the CSRF check read it
-    decision = form.get("decision", "staple")
-    read = int(form["read"]) if decision == "accept_read" and form.get("read") else None
-    try:
-        adjudicate(_ws(request), project, task_id, user, decision, read_id=read)
-    except CurataError as exc:
-        raise _fail(exc) from exc
-    back = request.url.path.rsplit("/tasks/", 1)[0] + "/adjudication"
-    return RedirectResponse(f"{back}?user={quote(user)}", status_code=303)

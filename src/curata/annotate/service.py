@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from curata.annotate._labelmaps import (
@@ -51,6 +51,7 @@ from curata.errors import AnnotationError, InputError
 from curata.workspace import Workspace
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+LABELMAP_SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.7"  # Label Map Segmentation (what OHIF 3.13 saves)
 SR_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.88.22",
     "1.2.840.10008.5.1.4.1.1.88.33",
@@ -611,7 +612,12 @@ def source_images(ws: Workspace, series_uid: str) -> list[Any]:
                 )
             ).all()
         )
-    return [pydicom.dcmread(io.BytesIO(ws.store.get_bytes(digests[u]))) for u in grid.sop_uids]
+    out = [pydicom.dcmread(io.BytesIO(ws.store.get_bytes(digests[u]))) for u in grid.sop_uids]
+    for ds in out:  # type 2 attributes a SEG/SR copies from its evidence: present, empty when unknown
+        for keyword in ("StudyID", "ReferringPhysicianName", "AccessionNumber", "PatientBirthDate"):
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+    return out
 
 
 def seg_for(
@@ -779,9 +785,11 @@ def file_object(
     except Exception as exc:
         raise InputError(f"not a DICOM object ({exc.__class__.__name__})") from exc
     sop_class = str(getattr(ds, "SOPClassUID", ""))
-    kind = {SEG_SOP_CLASS: ReadKind.seg, RTSTRUCT_SOP_CLASS: ReadKind.rtstruct}.get(
-        sop_class, ReadKind.sr if sop_class in SR_SOP_CLASSES else None
-    )
+    kind = {
+        SEG_SOP_CLASS: ReadKind.seg,
+        LABELMAP_SEG_SOP_CLASS: ReadKind.seg,
+        RTSTRUCT_SOP_CLASS: ReadKind.rtstruct,
+    }.get(sop_class, ReadKind.sr if sop_class in SR_SOP_CLASSES else None)
     if kind is None:
         raise InputError(f"SOP class {sop_class} is not an annotation (SEG, SR or RTSTRUCT)")
     from curata.annotate._seg import reader_code
@@ -881,7 +889,11 @@ def file_new_objects(ws: Workspace, project: str | None = None) -> FileResult:
         )
         rows = session.execute(
             select(Instance.sop_instance_uid, Instance.blob_digest)
-            .where(Instance.sop_class_uid.in_([SEG_SOP_CLASS, RTSTRUCT_SOP_CLASS, *SR_SOP_CLASSES]))
+            .where(
+                Instance.sop_class_uid.in_(
+                    [SEG_SOP_CLASS, LABELMAP_SEG_SOP_CLASS, RTSTRUCT_SOP_CLASS, *SR_SOP_CLASSES]
+                )
+            )
             .order_by(Instance.id)
         ).all()
     for sop, digest in rows:
@@ -1014,14 +1026,16 @@ def _latest_reads(session: Session, task_id: int, *, drafts: bool = False) -> li
     return [newest[k] for k in sorted(newest)]
 
 
-def visible_reads(ws: Workspace, project: str, task_id: int, user: str) -> list[ReadInfo]:
+def visible_reads(
+    ws: Workspace, project: str, task_id: int, user: str, *, manager: bool = False
+) -> list[ReadInfo]:
     """What ``user`` may see of a task: their own reads; others' reads only when the project is not
     blinded, the case is accepted, or the user adjudicates; AI drafts only when the project shows them
-    or the user adjudicates."""
+    or the user adjudicates. ``manager``: the user manages the project (a curator), and sees all."""
     with ws.catalog.session() as session:
         p = _project(session, project)
         t = _task(session, p, task_id)
-        adjudicator = bool(
+        adjudicator = manager or bool(
             session.scalar(
                 select(AnnotationReader.adjudicator).where(
                     AnnotationReader.project_id == p.id, AnnotationReader.user_name == user
@@ -1736,6 +1750,13 @@ def register_bundle(ws: Workspace, project: str, folder: Path, *, name: str | No
 
 def predict_draft(ws: Workspace, project: str, task_id: int, model: str) -> ReadInfo:
     """Run ``model`` on the task's series and file the result as a marked AI draft (never a read)."""
+    out = _predict(ws, project, task_id, model)
+    return file_labelmap(
+        ws, project, task_id, f"assist:{model}", out, source=f"assist:{model}", is_draft=True
+    )
+
+
+def _predict(ws: Workspace, project: str, task_id: int, model: str) -> np.ndarray:
     m = _load_model(ws, project, model)
     with ws.catalog.session() as session:
         p = _project(session, project)
@@ -1753,9 +1774,7 @@ def predict_draft(ws: Workspace, project: str, task_id: int, model: str) -> Read
     out = np.zeros(raw.shape, np.uint16)
     for src, dst in mapping.items():
         out[raw == src] = dst
-    return file_labelmap(
-        ws, project, task_id, f"assist:{model}", out, source=f"assist:{model}", is_draft=True
-    )
+    return out
 
 
 def train_model(
@@ -1879,3 +1898,163 @@ def task_agreement(ws: Workspace, project: str, task_id: int) -> list[dict[str, 
                 {"readers": [ra.reader, rb.reader], "label": row.label, "passed": row.passed, **row.metrics}
             )
         return out
+
+
+# -- the platform's view: blinding in DICOMweb, reads saved from the viewer, readers from members --------
+
+
+def hidden_series(user: str) -> Any:
+    """A ``select(Series.id)`` of the series ``user`` may not see while reading: the reads of other
+    readers on open cases of blinded projects, and the AI drafts of projects that hide them (a
+    project's adjudicators see its reads and drafts)."""
+    adjudicates = select(AnnotationReader.project_id).where(
+        AnnotationReader.user_name == user, AnnotationReader.adjudicator.is_(True)
+    )
+    return (
+        select(Instance.series_id)
+        .join(AnnotationRead, AnnotationRead.sop_instance_uid == Instance.sop_instance_uid)
+        .join(AnnotationTask, AnnotationTask.id == AnnotationRead.task_id)
+        .join(AnnotationProject, AnnotationProject.id == AnnotationTask.project_id)
+        .where(
+            AnnotationRead.reader != user,
+            AnnotationProject.id.not_in(adjudicates),
+            or_(
+                and_(AnnotationRead.is_draft.is_(True), AnnotationProject.show_drafts.is_(False)),
+                and_(
+                    AnnotationRead.is_draft.is_(False),
+                    AnnotationProject.blinded.is_(True),
+                    AnnotationTask.state != TaskState.accepted,
+                ),
+            ),
+        )
+    )
+
+
+def read_sop_uids() -> Any:
+    """A ``select`` of the SOP Instance UIDs of every filed read and draft: raw reads, never labels a
+    release may carry on its own (a release takes accepted labels only)."""
+    return select(AnnotationRead.sop_instance_uid).where(AnnotationRead.sop_instance_uid.is_not(None))
+
+
+def projects_on_cohort(ws: Workspace, cohort: str) -> list[str]:
+    """The annotation projects reading ``cohort``."""
+    with ws.catalog.session() as session:
+        return list(
+            session.scalars(
+                select(AnnotationProject.name)
+                .where(AnnotationProject.cohort == cohort)
+                .order_by(AnnotationProject.id)
+            )
+        )
+
+
+def file_stowed(ws: Workspace, data: bytes, reader: str, projects: list[str]) -> ReadInfo | None:
+    """A SEG/SR that a signed-in user saved through a platform project's DICOMweb (OHIF, 3D Slicer):
+    filed against their task in one of ``projects`` as ``reader`` (the account, whatever the object's
+    Content Creator says). None when it is no read of theirs (a plain derived object); an object that
+    fits their task but not the schema is quarantined with the reason."""
+    for name in projects:
+        try:
+            return file_object(ws, data, project=name, reader=reader, source="stow")
+        except AnnotationError:
+            continue  # no task of this reader on that series in this project
+        except InputError as exc:
+            _quarantine(ws, ws.store.put_bytes(data), exc.message)
+            return None
+    return None
+
+
+def ensure_readers(ws: Workspace, project: str, readers: list[str], adjudicators: list[str]) -> list[str]:
+    """Add the platform members who read (``readers``) and decide (``adjudicators``) to the project
+    when they are not readers yet (those already there keep their site and role). Returns the new."""
+    added: list[str] = []
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        have = set(
+            session.scalars(select(AnnotationReader.user_name).where(AnnotationReader.project_id == p.id))
+        )
+        for name, adj in [*((r, False) for r in readers), *((a, True) for a in adjudicators)]:
+            if name not in have:
+                session.add(AnnotationReader(project_id=p.id, user_name=name, site=None, adjudicator=adj))
+                have.add(name)
+                added.append(name)
+    return added
+
+
+def draft_seg(ws: Workspace, project: str, task_id: int, model: str) -> tuple[ReadInfo, bytes]:
+    """Run ``model`` on the task's series and keep its draft as a DICOM SEG in the catalog (a marked
+    AI draft beside the images, served by DICOMweb, hidden from readers unless the project shows
+    drafts), filed as the task's draft. Returns the draft and the SEG's bytes."""
+    import io
+
+    import pydicom
+
+    from curata.collect import Ingestor
+
+    labels = _predict(ws, project, task_id, model)
+    seg = seg_for(ws, project, task_id, labels, reader=f"assist:{model}", draft=True, algorithm=model)
+    ds = pydicom.dcmread(io.BytesIO(seg))
+    ds.PatientIdentityRemoved = "YES"  # derived from the catalog's de-identified images
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    seg = buf.getvalue()
+    with ws.catalog.session() as session:
+        t = _task(session, _project(session, project), task_id)
+        site = t.site
+    outcome = Ingestor(ws, deidentify=False, site=site, workers=1).ingest_bytes(seg, f"assist-{model}")
+    if outcome.status not in ("ingested", "present"):
+        raise AnnotationError(f"the draft SEG was not stored ({outcome.status})")
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        t = _task(session, p, task_id)
+        read = _file(
+            session,
+            ws,
+            t,
+            p,
+            f"assist:{model}",
+            ReadKind.draft,
+            f"assist:{model}",
+            seg,
+            labels,
+            sop_uid=str(ds.SOPInstanceUID),
+            is_draft=True,
+        )
+        return _read_info(read), seg
+
+
+def draft_series_uid(ws: Workspace, read_id: int) -> str | None:
+    """The catalog series holding a read's (or draft's) DICOM object, when it is in the catalog."""
+    with ws.catalog.session() as session:
+        return session.scalar(
+            select(Series.series_uid)
+            .join(Instance, Instance.series_id == Series.id)
+            .join(AnnotationRead, AnnotationRead.sop_instance_uid == Instance.sop_instance_uid)
+            .where(AnnotationRead.id == read_id)
+        )
+
+
+def report_fields(ws: Workspace, project: str) -> list[dict[str, Any]]:
+    """The project's report template (its fields, for a form)."""
+    with ws.catalog.session() as session:
+        return [f.model_dump() for f in _template(_project(session, project))]
+
+
+def reports_of(ws: Workspace, project: str, task_id: int) -> list[dict[str, Any]]:
+    """Every version of every report on a task of ``project``: id, author, version, values, signer."""
+    with ws.catalog.session() as session:
+        t = _task(session, _project(session, project), task_id)
+        return [
+            {
+                "id": r.id,
+                "task": r.task_id,
+                "author": r.author,
+                "version": r.version,
+                "values": dict(r.values),
+                "signed_by": r.signed_by,
+                "sr_digest": r.sr_digest,
+            }
+            for r in session.scalars(
+                select(ReadingReport).where(ReadingReport.task_id == t.id).order_by(ReadingReport.id)
+            )
+        ]

@@ -10,7 +10,6 @@ found every lesion when one was missed, and takes the STAPLE consensus otherwise
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from scipy import ndimage
 from curata.workspace import Workspace
 
 PROJECT = "demo-lesions"
+DEMO_PLATFORM = "demo"  # the platform project the readers sign in to (curata.server.setup_demo_readers)
 LESION = {
     "name": "lesion",
     "value": 1,
@@ -118,7 +118,7 @@ def run_reading_round(
     from curata import annotate
     from curata.collect.deid import Pseudonymizer
     from curata.select import show_cohort
-    from curata.server import create_app
+    from curata.server import Role, create_app, setup_demo_readers
 
     rng = np.random.default_rng(seed)
     to_catalog = Pseudonymizer(ws.site_key()).uid
@@ -147,13 +147,17 @@ def run_reading_round(
     tasks = annotate.list_tasks(ws, PROJECT)
 
     truths: dict[int, np.ndarray] = {}
-    stowed, blind_violations, empty_reads = 0, 0, 0
-    token = secrets.token_urlsafe(24)  # the readers' workstation authenticates like a gateway
-    app = create_app(ws, verified_deidentified=True, token=token)
+    stowed, filed_on_arrival, blind_violations, empty_reads = 0, 0, 0, 0
+    # every reader signs in with their own account: an API token, as OHIF or 3D Slicer would hold
+    roles = {name: Role.annotator for name in readers} | {"adjudicator": Role.curator}
+    tokens = setup_demo_readers(ws, PROJECT, cohort, roles)
+    app = create_app(ws, verified_deidentified=True)
     with _Server(app) as server:
-        client = DICOMwebClient(
-            f"http://127.0.0.1:{server.port}/dicomweb", headers={"Authorization": f"Bearer {token}"}
-        )
+        dicomweb = f"http://127.0.0.1:{server.port}/projects/{DEMO_PLATFORM}/dicomweb"
+        clients = {
+            name: DICOMwebClient(dicomweb, headers={"Authorization": f"Bearer {token}"})
+            for name, token in tokens.items()
+        }
         for t in tasks:
             grid = annotate.series_grid(ws, t.series_uid)
             truth = _truth_on_grid(manifest, original[t.series_uid].series_uid, grid)
@@ -165,12 +169,19 @@ def run_reading_round(
                 annotate.start(ws, PROJECT, t.id, reader)
                 drawn = _reader_version(truth, rng, miss=(j == miss_by))
                 seg = annotate.seg_for(ws, PROJECT, t.id, drawn, reader=reader)
-                client.store_instances([pydicom.dcmread(io.BytesIO(seg))])
+                before = len(annotate.visible_reads(ws, PROJECT, t.id, reader))
+                clients[reader].store_instances([pydicom.dcmread(io.BytesIO(seg))])
                 stowed += 1
+                filed_on_arrival += len(annotate.visible_reads(ws, PROJECT, t.id, reader)) - before
                 empty_reads += int(not (drawn == 1).any())  # the reader missed the case's only lesion
-        filed = annotate.file_new_objects(ws, PROJECT)
+            for reader in t.readers:  # blinding through DICOMweb: each finds only their own SEG
+                found = clients[reader].search_for_series(t.study_uid, search_filters={"Modality": "SEG"})
+                blind_violations += int(len(found) != 1)
+        filed = annotate.file_new_objects(ws, PROJECT)  # a sweep: everything was filed on arrival
     if filed.refused:
         raise RuntimeError(f"STOW'd reads refused: {filed.refused[:3]}")
+    if filed_on_arrival != stowed:
+        raise RuntimeError(f"{stowed - filed_on_arrival} STOW'd read(s) were not filed on arrival")
     for t in tasks:
         if t.id not in truths:
             continue
@@ -204,11 +215,12 @@ def run_reading_round(
     # how close the accepted labels are to the generator's truth
     from curata.annotate import label_agreement
 
-    truth_dice = []
+    truth_dice: list[float] = []
     for acc in annotate.accepted_labels(ws, PROJECT):
         lm = np.load(io.BytesIO(ws.store.get_bytes(acc["labelmap_digest"])))["labels"]
         grid = annotate.series_grid(ws, acc["series_uid"])
-        truth_dice.append(label_agreement(lm == 1, truths[acc["task"]] == 1, grid.spacing)["dice"])
+        dice = label_agreement(lm == 1, truths[acc["task"]] == 1, grid.spacing)["dice"]
+        truth_dice.append(float(dice if dice is not None else 0.0))
     labels, card = annotate.release_labels(ws, PROJECT)
     summary = annotate.project_summary(ws, PROJECT)
     table = [
@@ -243,7 +255,7 @@ def run_reading_round(
         "cases": len(truths),
         "reads_stowed": stowed,
         "reads_without_lesion": empty_reads,
-        "reads_filed": len(filed.filed),
+        "reads_filed": filed_on_arrival + len(filed.filed),
         "blinding_violations": blind_violations,
         "decisions": decisions,
         "accepted": summary["status"]["accepted"],

@@ -216,7 +216,10 @@ def _instances(session: Session, series_ids: Sequence[int]) -> dict[int, list[tu
 
 
 def _segs_for(session: Session, ws: Workspace, members: Sequence[_Member]) -> dict[str, list[str]]:
-    """Image series UID -> blob digests of the DICOM-SEG instances (same studies) that reference it."""
+    """Image series UID -> blob digests of the DICOM-SEG instances (same studies) that reference it,
+    leaving out the reads and drafts filed by an annotation project (raw reads are never labels)."""
+    from curata.annotate import read_sop_uids
+
     study_ids = {m.study.id for m in members}
     if not study_ids:
         return {}
@@ -225,6 +228,7 @@ def _segs_for(session: Session, ws: Workspace, members: Sequence[_Member]) -> di
         .join(Series, Instance.series_id == Series.id)
         .where(Series.study_id.in_(study_ids))
         .where((Series.modality == "SEG") | (Series.sop_class_uid == SEG_SOP_CLASS))
+        .where(Instance.sop_instance_uid.not_in(read_sop_uids()))  # readers' raw reads and AI drafts
         .order_by(Instance.blob_digest)
     )
     out: dict[str, list[str]] = defaultdict(list)
@@ -799,6 +803,18 @@ def create_release(
     parse_ref(name)
     if cohort and where:
         raise ConfigError("give --cohort or --where, not both")
+    if labels is None and cohort:  # a cohort under annotation: its accepted labels, never raw reads
+        from curata.annotate import projects_on_cohort, release_labels
+
+        reading = projects_on_cohort(ws, cohort)
+        if len(reading) > 1:
+            raise ReleaseError(
+                f"cohort {cohort!r} is read by several annotation projects: {', '.join(reading)}",
+                hint="name one with --labels-from",
+            )
+        if reading:
+            labels, card = release_labels(ws, reading[0])
+            annotation = annotation if annotation is not None else card
     params = BuildParams(
         formats=parse_formats(formats),
         split=SplitSpec.parse(split, stratify, seed),

@@ -15,9 +15,10 @@ if TYPE_CHECKING:
     from curata.server.app import create_app
     from curata.server.auth import Access, login_required, platform_admin_required, require
     from curata.server.cli import serve
-    from curata.server.demo import setup_demo_platform
+    from curata.server.demo import setup_demo_platform, setup_demo_readers
     from curata.server.models import Role
-    from curata.server.service import AuthError, Principal, ProjectRecord, UserRecord
+    from curata.server.router import token_login
+    from curata.server.service import AuthError, Principal, ProjectRecord, UserRecord, add_resource
 
 __getattr__ = lazy_exports(
     __name__,
@@ -28,9 +29,12 @@ __getattr__ = lazy_exports(
         "platform_admin_required": "auth",
         "require": "auth",
         "Role": "models",
+        "token_login": "router",
         "serve": "cli",
         "setup_demo_platform": "demo",
+        "setup_demo_readers": "demo",
         "AuthError": "service",
+        "add_resource": "service",
         "Principal": "service",
         "ProjectRecord": "service",
         "UserRecord": "service",
@@ -44,10 +48,13 @@ __all__ = [
     "ProjectRecord",
     "Role",
     "UserRecord",
+    "add_resource",
     "create_app",
     "login_required",
     "platform_admin_required",
     "require",
     "serve",
     "setup_demo_platform",
+    "setup_demo_readers",
+    "token_login",
 ]

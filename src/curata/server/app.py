@@ -29,6 +29,8 @@ from curata.workspace import Workspace
 STAGE_ROUTERS: list[str] = [
     "curata.server.router",  # accounts, sessions, projects, audit (JSON API)
     "curata.server.web.router",  # Curata's pages under /ui
+    "curata.server.web.reading",  # the reading pages (annotate) under /ui/p/{project}/reading
+    "curata.annotate.router",  # reading JSON + MONAI Label under /projects/{project}/annotate
 ]
 
 CSP = (
@@ -140,11 +142,6 @@ def create_app(
         dependencies=[Depends(require(write=stow_roles))],
     )
     app.include_router(dicomweb_router, prefix="/dicomweb", dependencies=[Depends(require_dicomweb_global)])
-    # The annotation stage's JSON API and MONAI-Label-compatible routes: the shared gateway token (its
-    # scripts and MONAI Label clients) or a platform admin, as /dicomweb without a project.
-    from curata.annotate.router import router as annotate_router
-
-    app.include_router(annotate_router, prefix="/annotate", dependencies=[Depends(require_dicomweb_global)])
     for module in STAGE_ROUTERS:
         app.include_router(importlib.import_module(module).router)
 

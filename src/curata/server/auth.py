@@ -156,11 +156,12 @@ def require(
         wanted = write if (write is not None and request.method not in SAFE_METHODS) else allowed
         record, held = authorize(request.app.state.ws, who, str(name), wanted)
         grants = licences_of(request.app.state.ws, who.user_id, record.name) if Role.licensee in held else []
-        access = Access(who, record, frozenset(held), scope.series_ids(record, held, grants))
+        access = Access(who, record, frozenset(held), scope.series_ids(record, held, grants, who.username))
         request.state.access = access
         return access
 
-    dependency.roles = allowed  # type: ignore[attr-defined]  (read by the role-matrix test)
+    # read by the role-matrix test
+    dependency.roles = allowed  # type: ignore[attr-defined]
     dependency.write_roles = write  # type: ignore[attr-defined]
     return dependency
 

@@ -67,3 +67,30 @@ def setup_demo_platform(
         fh.write("username\trole\tpassword\n" + "\n".join(lines) + "\n")
     os.replace(tmp, path)
     return {"project": PROJECT, "sites": sites, "accounts": accounts, "accounts_file": str(path)}
+
+
+def setup_demo_readers(ws: Workspace, reading: str, cohort: str, readers: dict[str, Role]) -> dict[str, str]:
+    """The demo's reading round on the platform: project ``demo`` (over every site, with ``cohort``)
+    holds the annotation project ``reading``; each reader gets an account with its role (a random
+    password nobody needs) and an API token, as a reader's workstation (OHIF, 3D Slicer) would hold.
+    Returns {username: token}."""
+    from curata.catalog import Site
+
+    if PROJECT not in {p.name for p in service.list_projects(ws)}:
+        service.create_project(
+            ws, PROJECT, title="Demo: chest CT", description="Every demo site, its CT cohort and release."
+        )
+    with ws.catalog.session() as s:
+        for site in s.scalars(select(Site.name).order_by(Site.name)):
+            service.add_resource(ws, PROJECT, "site", site)
+    service.add_resource(ws, PROJECT, "cohort", cohort)
+    service.add_resource(ws, PROJECT, "annotation", reading)
+    users = {u.username for u in service.list_users(ws)}
+    tokens = {}
+    for name, role in readers.items():
+        if name not in users:
+            password = "-".join(secrets.token_urlsafe(6) for _ in range(3))
+            service.create_user(ws, name, password, display_name=f"Demo {role.value}")
+        service.set_role(ws, name, PROJECT, role)
+        tokens[name] = service.create_token(ws, name, "demo-reading", days=1).token
+    return tokens

@@ -615,9 +615,12 @@ SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 
 
+LABELMAP_SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"  # Label Map Segmentation: OHIF 3.13 saves these
+
+
 def is_derived_class(sop_class: str) -> bool:
     """Segmentations and structured reports made in the viewer (OHIF) from the project's images."""
-    return sop_class == SEG_STORAGE or sop_class.startswith(SR_PREFIX)
+    return sop_class in (SEG_STORAGE, LABELMAP_SEG_STORAGE) or sop_class.startswith(SR_PREFIX)
 
 
 def _referenced_series(ds: Any) -> list[str]:
@@ -680,6 +683,11 @@ def _file_derived(request: Request, data: bytes) -> Any:
                 },
                 {"sop_class": str(ds.SOPClassUID), "blob": outcome.blob_digest or ""},
             )
+        if access.project is not None and access.project.annotations:
+            from curata.annotate import file_stowed
+
+            # a reader's SEG/SR: filed against their task as the signed-in user (blinded from now on)
+            file_stowed(ws, buf.getvalue(), access.principal.username, access.project.annotations)
     return outcome
 
 

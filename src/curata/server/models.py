@@ -35,6 +35,7 @@ class ResourceKind(enum.StrEnum):
     cohort = "cohort"
     release = "release"
     series = "series"  # objects stored into the project (SEG/SR from the viewer, uploads)
+    annotation = "annotation"  # an annotation project (curata annotate) read by this project's members
 
 
 class User(Base):

@@ -82,6 +82,28 @@ def login(request: Request, response: Response, username: str, password: str) ->
     return user
 
 
+def token_login(
+    request: Request, username: str, password: str, *, name: str, days: int = 1
+) -> service.NewToken:
+    """Check the password (rate-limited, recorded as a login) and mint a short-lived API token: for
+    clients that sign in with a password rather than a browser session (MONAI Label's /auth/token)."""
+    ws = request.app.state.ws
+    try:
+        user = service.authenticate(ws, username, password, client=client_address(request))
+    except service.AuthError:
+        service.record(
+            ws,
+            "login-failed",
+            username=username[:64],
+            ledger=request.app.state.ledger,
+            detail={"client": client_address(request)},
+        )
+        raise
+    token = service.create_token(ws, user.username, name, days=days)
+    service.record(ws, "login", username=user.username, ledger=request.app.state.ledger, detail={"via": name})
+    return token
+
+
 @router.post("/session")
 def open_session(body: Credentials, request: Request, response: Response) -> dict[str, Any]:
     user = login(request, response, body.username, body.password)

@@ -1,7 +1,9 @@
 """What a member of a project may see: the series of its sites, cohorts and releases.
 
 A licensee (holding no other role) sees only the series of the release versions licensed to them.
-These are SQL subqueries of ``series.id``, so every DICOMweb query and page joins them and a UID of
+A member who does not manage the project (no curator or admin role) never sees the reads of other
+readers on a case still open in a blinded annotation project, nor AI drafts the project hides
+(``curata.annotate.hidden_series``). These are SQL subqueries of ``series.id``, so every DICOMweb query and page joins them and a UID of
 another project simply is not found (404), the same answer as a UID that does not exist.
 """
 
@@ -18,8 +20,20 @@ from curata.server.models import Role
 from curata.server.service import Grant, ProjectRecord
 
 
-def series_ids(project: ProjectRecord, roles: set[Role], grants: list[Grant] | None = None) -> Any:
-    """A ``select(Series.id)`` of every series ``roles`` may see in ``project``."""
+def series_ids(
+    project: ProjectRecord, roles: set[Role], grants: list[Grant] | None = None, user: str | None = None
+) -> Any:
+    """A ``select(Series.id)`` of every series ``roles`` may see in ``project`` (``user``: who asks,
+    for the blinding of annotation reads)."""
+    seen = _series_ids(project, roles, grants)
+    if user is None or roles & {Role.curator, Role.admin} or not project.annotations:
+        return seen
+    from curata.annotate import hidden_series
+
+    return select(Series.id).where(Series.id.in_(seen), Series.id.not_in(hidden_series(user)))
+
+
+def _series_ids(project: ProjectRecord, roles: set[Role], grants: list[Grant] | None) -> Any:
     if roles and roles <= {Role.licensee}:
         if not grants:
             return select(Series.id).where(false())

@@ -95,6 +95,7 @@ class ProjectRecord:
     releases: list[str] = field(default_factory=list)
     series: list[str] = field(default_factory=list)
     members: dict[str, list[str]] = field(default_factory=dict)  # username -> roles
+    annotations: list[str] = field(default_factory=list)  # annotation projects read here
 
 
 @dataclass(frozen=True)
@@ -294,6 +295,7 @@ def authenticate(ws: Workspace, username: str, password: str, *, client: str = "
             retry = int(((_aware(oldest) if oldest else now) + LOGIN_WINDOW - now).total_seconds()) + 1
             raise RateLimited(max(retry, 1))
         user = s.scalar(select(User).where(User.username == username))
+        ok: bool
         try:
             ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
@@ -417,6 +419,7 @@ def _project_record(s: Session, p: Project) -> ProjectRecord:
         res["release"],
         res["series"],
         members,
+        res["annotation"],
     )
 
 
@@ -453,7 +456,7 @@ def add_resource(ws: Workspace, project: str, kind: str, name: str) -> ProjectRe
         k = ResourceKind(kind)
     except ValueError:
         raise AccountError(
-            f"unknown resource kind {kind!r}", hint="use one of site, cohort, release, series"
+            f"unknown resource kind {kind!r}", hint="use one of site, cohort, release, series, annotation"
         ) from None
     with ws.catalog.session() as s:
         p = _project(s, project)

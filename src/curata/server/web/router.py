@@ -71,7 +71,7 @@ def static(name: str) -> Response:
 def _login_form(
     request: Request, token: str, next: str, *, username: str = "", error: str = "", status: int = 200
 ) -> HTMLResponse:
-    ctx = {
+    ctx: dict[str, Any] = {
         "who": None,
         "csrf": token,
         "project": None,
@@ -247,10 +247,8 @@ def qc_override(
         qc = pages.qc_review(_ws(request), access)
         return page(request, "qc.html", access, title="QC review", active="qc", error=exc.message, **qc)
     _record(request, access, "qc-override", series_uid, decision=decision)
-    return RedirectResponse(
-        f"/ui/p/{access.project.name}/qc?done={decision}#s-{result.series_uid}",
-        status_code=303,  # type: ignore[union-attr]
-    )
+    name = access.project.name if access.project else ""
+    return RedirectResponse(f"/ui/p/{name}/qc?done={decision}#s-{result.series_uid}", status_code=303)
 
 
 @router.get("/p/{project}/cohorts", response_class=HTMLResponse)
