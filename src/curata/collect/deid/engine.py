@@ -24,7 +24,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from curata import __version__
-from curata.collect.deid import _writer, pixels
+from curata.collect.deid import _reader, _writer, pixels
 from curata.collect.deid.profile import BASIC_CODE, OPTIONS, Profile, load_profile
 from curata.collect.deid.pseudonyms import (
     Pseudonymizer,
@@ -271,7 +271,8 @@ class _Ctx:
                 tuple(sorted({n for n, k in needles if k == "sub"}, key=len)),
                 tuple(
                     sorted(
-                        {n for n, k in needles if k != "sub"} | {w.encode() for w in matcher.words if w.isascii()},
+                        {n for n, k in needles if k != "sub"}
+                        | {w.encode() for w in matcher.words if w.isascii()},
                         key=len,
                     )
                 ),
@@ -327,6 +328,9 @@ class Deidentifier:
         self.vault = vault
         self.ocr = ocr
         self._sources = _identifier_sources(self.profile)
+        # plain little-endian files are read by the lean reader (the same data set as dcmread's);
+        # False reads every file with dcmread (the differential tests compare the two)
+        self.fast_read = True
 
     # ------------------------------------------------------------------ public API
     def deidentify_bytes(
@@ -343,6 +347,9 @@ class Deidentifier:
             return self._deidentify_bytes(raw, source, pixel_decision)
 
     def _deidentify_bytes(self, raw: bytes, source: str, decision: str | None = None) -> DeidResult:
+        fast = _reader.read(raw) if self.fast_read else None
+        if fast is not None:  # a plain file: the same data set dcmread builds, built by a struct walk
+            return self._run(fast, hashlib.sha256(raw).hexdigest(), source, decision)
         try:
             ds = pydicom.dcmread(io.BytesIO(raw), force=False)
         except InvalidDicomError:
@@ -767,9 +774,7 @@ class Deidentifier:
                 if vr in SAFE_PRIVATE_VRS:
                     keep.add(tag)
                     keep.add(creator_tag)
-        for tag in tags:
-            if tag not in keep:
-                del ds[tag]
+        _drop(ds, [t for t in tags if t not in keep])
 
     def _overlays(self, ds: Dataset, groups: set[int], ctx: _Ctx) -> None:
         """Overlay planes: removed, or under Clean Graphics kept only when OCR finds no text in them."""
@@ -952,6 +957,17 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> st
             if matcher.spans(text):
                 return f"{path}{_name(tag)}"
     return ""
+
+
+def _drop(ds: Dataset, tags: list[int]) -> None:
+    """Private elements deleted at once: what ``del ds[tag]`` does for them (no pixel keyword is
+    private), without its per-call tag conversion."""
+    if not tags:
+        return
+    items = ds._dict
+    for tag in tags:
+        del items[BaseTag(tag)]
+    ds._private_blocks = {}  # a creator may have gone: rebuilt on next access
 
 
 def _name(tag: int) -> str:

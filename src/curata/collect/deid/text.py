@@ -267,7 +267,7 @@ class Matcher:
     def _needles(self) -> tuple[tuple[str, ...], tuple[tuple[str, bool], ...], tuple[str, ...]]:
         """The needles as plain strings, prepared on first use. Matching is by ``str.find`` with
         boundary checks, never a regex: the needles differ for every patient, and compiling an
-        alternation of them cost more than all the matching (``(?<![^\W_])`` is ``not str.isalnum``)."""
+        alternation of them cost more than all the matching (a regex word character is ``str.isalnum``)."""
         if self._compiled is None:
             subs = tuple(sorted(self.subs, key=len, reverse=True))
             words = tuple(
