@@ -81,3 +81,38 @@ def test_fast_reader_declines_what_is_not_plain() -> None:
     encapsulated = Path(pydicom.data.get_testdata_file("JPEG2000.dcm")).read_bytes()
     assert _reader.read(encapsulated) is not None  # undefined-length pixel data, read as dcmread does
     assert _reader.read(encapsulated[:-8]) is None  # its sequence delimiter missing
+
+
+def test_shapes_skipped_without_digits_need_a_digit() -> None:
+    """clean_text skips the digit shapes on text without a digit: each of them must need one."""
+    import random
+    import string
+
+    from curata.collect.deid import text
+
+    alphabet = string.ascii_letters + " .,-/@^:'()+&" + "ÉéÀßøæ"
+    rng = random.Random(7)
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(3000)]
+    samples += ["Dr Smith", "March the fourth", "Main Street", "x@y.org", "by Jones", "--/--/----"]
+    for i in text._DIGIT_SHAPES:
+        pattern = text.GENERIC_PATTERNS[i]
+        assert not [s for s in samples if pattern.search(s)], pattern.pattern
+        assert pattern.search("on 2021-03-04, 04/03/2021, 20210304, 4 March 2021, March 4, 2021, "
+                              "123-45-6789, 12 Baker Street")  # fmt: skip
+    ids = text.Identifiers()
+    ids.add_name("SUZUKI^KENJI")
+    for value in ("SUZUKI KENJI by Dr Tanaka", "Head w/o contrast", "Kenji@example.org ^x"):
+        assert text.clean_text(value, ids) == _clean_all_shapes(value, ids)
+
+
+def _clean_all_shapes(value: str, ids) -> str:  # type: ignore[no-untyped-def]
+    """clean_text as it was, every shape tried."""
+    from curata.collect.deid import text
+
+    spans = ids.matcher().spans(value)
+    if spans:
+        value = text.redact(value, spans)
+    for pat in text.GENERIC_PATTERNS:
+        value = pat.sub(text.REDACTED, value)
+    value = text._PHONE.sub(text._DROP_PHONE, value)
+    return text._TOKEN.sub(text._DROP_TOKEN, value)

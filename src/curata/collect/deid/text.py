@@ -35,6 +35,10 @@ GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
 )
 
 
+# GENERIC_PATTERNS that cannot match without a digit (\d): dates, SSN, street addresses.
+_DIGIT_SHAPES = frozenset({2, 3, 4, 5, 6, 7, 11})
+_ANY_DIGIT = re.compile(r"\d")
+
 # Shapes that only count when they hold enough digits: phone numbers (>= 7), ID-like tokens (>= 5).
 _PHONE = re.compile(r"(?<![\w.])\+?\(?\d{1,4}\)?(?:[\s.\-/]?\(?\d{2,4}\)?){2,4}(?![\w.])")
 _TOKEN = re.compile(r"(?<![\w.])[A-Za-z0-9][A-Za-z0-9\-_/]*(?![\w])")
@@ -431,8 +435,13 @@ def clean_text(value: str, ids: Identifiers, *, generic: bool = True) -> str:
     if spans:
         value = redact(value, spans)
     if generic:
-        for pat in GENERIC_PATTERNS:
-            value = pat.sub(REDACTED, value)
-        value = _PHONE.sub(_DROP_PHONE, value)
-        value = _TOKEN.sub(_DROP_TOKEN, value)
+        # most shapes need a digit (dates, SSN, street numbers, phones, ID tokens); substitutions only
+        # remove characters, so text without one keeps having none and those are skipped
+        digits = _ANY_DIGIT.search(value) is not None
+        for i, pat in enumerate(GENERIC_PATTERNS):
+            if digits or i not in _DIGIT_SHAPES:
+                value = pat.sub(REDACTED, value)
+        if digits:
+            value = _PHONE.sub(_DROP_PHONE, value)
+            value = _TOKEN.sub(_DROP_TOKEN, value)
     return value
