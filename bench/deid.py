@@ -698,6 +698,54 @@ def _intervals(items: list[Item], out_ds: dict[int, pydicom.Dataset]) -> tuple[i
 # ----- the full-size CT case ----------------------------------------------------------------------
 
 
+def make_small_ct_mr(out_dir: Path, n_files: int, seed: int) -> list[Item]:
+    """Small CT and MR files as scanners send them: pydicom-data's CT_small and MR_small, with one
+    patient's name, ID, birth date, accession number and fresh UIDs per four files, nothing planted
+    elsewhere. The set the per-core speed goal is about; leaks are still counted."""
+    import random
+
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    from curata.demo.phi import Identity, PlantedSet
+
+    rng = random.Random(seed)
+    sources = [pydicom.dcmread(get_testdata_file(n)) for n in ("CT_small.dcm", "MR_small.dcm")]
+    items: list[Item] = []
+    identity = None
+    study_uids: list[str] = []
+    for i in range(n_files):
+        if i % 4 == 0:
+            identity = Identity.random(rng)
+            study_uids = [generate_uid(), generate_uid()]
+        assert identity is not None
+        ds = sources[i % 2].copy()
+        study = i % 4 // 2
+        ds.SpecificCharacterSet = identity.charset
+        ds.PatientName = identity.patient_name
+        ds.PatientID = identity.patient_id
+        ds.PatientBirthDate = identity.birth_date.strftime("%Y%m%d")
+        ds.AccessionNumber = identity.accessions[study]
+        for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+            setattr(ds, keyword, identity.study_dates[study].strftime("%Y%m%d"))
+        ds.StudyInstanceUID = study_uids[study]
+        ds.SeriesInstanceUID = generate_uid()
+        ds.SOPInstanceUID = generate_uid()
+        planted = PlantedSet(identity=identity, study=study, sop_instance_uid=ds.SOPInstanceUID,
+                             sop_class_uid=str(ds.SOPClassUID))  # fmt: skip
+        planted.add(str(ds.PatientName), "name", "PatientName")
+        planted.add(ds.PatientID, "id", "PatientID")
+        planted.add(ds.PatientBirthDate, "date", "PatientBirthDate")
+        planted.add(ds.AccessionNumber, "id", "AccessionNumber")
+        planted.add(ds.StudyDate, "date", "StudyDate")
+        planted.add(ds.SOPInstanceUID, "uid", "SOPInstanceUID")
+        path = out_dir / f"{i:05d}.dcm"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+        items.append(Item(i, path, planted, path.stat().st_size))
+    return items
+
+
 def make_ct_series(out_dir: Path, slices: int, seed: int) -> list[Item]:
     """A 512x512xN int16 CT series of one planted patient (about 0.5 MB per slice)."""
     import random
@@ -821,6 +869,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--files", type=int, default=200, help="planted corpus size (default 200)")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--set", choices=("planted", "small-ct-mr"), default="planted",
+        help="planted: every pydicom-data class, identifiers planted everywhere; small-ct-mr: CT_small and "
+        "MR_small with a patient per four files (the per-core speed goal)",
+    )  # fmt: skip
     parser.add_argument("--tools", default=",".join(TOOL_KEYS), help=f"comma list of {', '.join(TOOL_KEYS)}")
     parser.add_argument("--workers", type=int, default=cores(), help="processes for the all-cores run")
     parser.add_argument("--full-ct", action="store_true", help="also a 512x512x200 CT series (100 MB)")
@@ -838,15 +891,18 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         with timed() as t:
-            corpus = make_planted_corpus(work / "corpus", args.files, args.seed)
-        items = [Item(i, p, s, p.stat().st_size) for i, (p, s) in enumerate(corpus)]
+            if args.set == "small-ct-mr":
+                items = make_small_ct_mr(work / "corpus", args.files, args.seed)
+            else:
+                corpus = make_planted_corpus(work / "corpus", args.files, args.seed)
+                items = [Item(i, p, s, p.stat().st_size) for i, (p, s) in enumerate(corpus)]
         n_planted = sum(len(it.planted.distinct()) for it in items)
         console.print(
             f"corpus: {len(items)} files, {sum(it.size for it in items) / 1e6:.1f} MB, "
             f"{n_planted} distinct planted identifiers ({t['seconds']:.1f} s to build); workers={args.workers}"
         )
         results: dict[str, Any] = {
-            "corpus": {"files": len(items), "mb": sum(it.size for it in items) / 1e6, "planted": n_planted,
+            "corpus": {"set": args.set, "files": len(items), "mb": sum(it.size for it in items) / 1e6, "planted": n_planted,
                        "seed": args.seed, "patients": len({it.planted.identity.patient_id for it in items}),
                        "references": sum(len(it.planted.references) for it in items)},
             "machine": {"cores": cores(), "python": sys.version.split()[0], "pydicom": pydicom.__version__},

@@ -89,12 +89,13 @@ def _dataset(
 ) -> None:
     if not top and "SpecificCharacterSet" in ds:
         raise _Fallback
-    for tag in sorted(ds.keys()):
+    items = ds._dict
+    for tag in sorted(items):
         if (
             tag >> 16 == 0x0002 or not tag & 0xFFFF
         ):  # group lengths: stale once elements go (pydicom drops them)
             continue
-        elem = ds.get_item(tag)
+        elem = items[tag]
         if isinstance(elem, RawDataElement):
             if not _raw(tag, elem, body, implicit):
                 body.append(_pydicom_element(_resolved(ds, ds[tag]), implicit, encodings))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -67,6 +68,40 @@ def _init_worker(
 
 
 def _process_one(path_str: str) -> dict[str, Any]:
+    """One file, its output durable (fsynced) before it is named."""
+    return _process_chunk([path_str])[0]
+
+
+_TMP_COUNTER = itertools.count()
+
+
+@dataclass
+class _Staged:
+    """An output written under a temporary name, not yet durable nor named."""
+
+    path: Path
+    tmp: Path
+    result: dict[str, Any]
+    input: tuple[Path, bytes, str]
+
+
+def _process_chunk(paths: list[str]) -> list[dict[str, Any]]:
+    """Several files: each output written under a temporary name, all made durable, then each named
+    by a hard link. A crash leaves temporary files, never a named partial one."""
+    results: list[dict[str, Any] | _Staged] = []
+    try:
+        for p in paths:
+            results.append(_stage_one(p))
+        _sync([r.tmp for r in results if isinstance(r, _Staged)])
+        return [_publish(r) if isinstance(r, _Staged) else r for r in results]
+    finally:
+        for r in results:
+            if isinstance(r, _Staged):
+                with contextlib.suppress(OSError):
+                    os.unlink(r.tmp)
+
+
+def _stage_one(path_str: str) -> dict[str, Any] | _Staged:
     deid: Deidentifier = _WORKER["deid"]
     path = Path(path_str)
     try:
@@ -83,8 +118,45 @@ def _process_one(path_str: str) -> dict[str, Any]:
     except Exception as exc:  # a bug must not stop the batch, and must not let the file through
         return _quarantine(path, raw, sha, safe_reason(exc), "InternalError")
     rel = res.relative_path
+    target = inside(_WORKER["output"], rel)
+    ok = {"status": "ok", "output": rel, "record": res.record.as_dict(), "same_as_existing": False}
+    with _disk_full_is_fatal():
+        if target.exists():  # an earlier run (or file) made it: never rewritten
+            return _settled(target, res.output_bytes, ok, (path, raw, sha))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # unique per file: two inputs of one chunk may name the same output
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{next(_TMP_COUNTER)}.tmp")
+        _write(tmp, res.output_bytes, sync=False)
+    return _Staged(target, tmp, ok, (path, raw, sha))
+
+
+def _publish(s: _Staged) -> dict[str, Any]:
+    with _disk_full_is_fatal():
+        try:
+            os.link(s.tmp, s.path)
+        except FileExistsError:
+            return _settled(s.path, s.tmp.read_bytes(), s.result, s.input)
+    return s.result
+
+
+def _settled(
+    target: Path, data: bytes, ok: dict[str, Any], source: tuple[Path, bytes, str]
+) -> dict[str, Any]:
+    """The output name exists already: the same bytes (a re-run, a duplicate input), or a conflict."""
+    if target.read_bytes() == data:
+        return {**ok, "same_as_existing": True}
+    # another input of this batch became the same object: never overwrite
+    return _quarantine(
+        *source,
+        "duplicate SOP Instance UID: another input with different content maps to the same output",
+        "DuplicateUID",
+    )
+
+
+@contextlib.contextmanager
+def _disk_full_is_fatal() -> Iterator[None]:
     try:
-        wrote = write_once(inside(_WORKER["output"], rel), res.output_bytes)
+        yield
     except OSError as exc:
         if is_disk_full(exc):
             raise DeidError(
@@ -92,20 +164,30 @@ def _process_one(path_str: str) -> dict[str, Any]:
                 hint="free space or choose another OUTPUT, and run again: finished files are kept",
             ) from exc
         raise
-    if wrote == "conflict":  # another input of this batch became the same object: never overwrite
-        return _quarantine(
-            path,
-            raw,
-            sha,
-            "duplicate SOP Instance UID: another input with different content maps to the same output",
-            "DuplicateUID",
-        )
-    return {
-        "status": "ok",
-        "output": rel,
-        "record": res.record.as_dict(),
-        "same_as_existing": wrote == "same",
-    }
+
+
+def _write(path: Path, data: bytes, *, sync: bool) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync(paths: list[Path]) -> None:
+    """Make the staged files durable before any is named: an fsync each. (One ``syncfs`` per chunk
+    was tried: on a shared file system it waits for every other process's dirty data, and made a
+    960-file batch twenty times slower.)"""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_once(path: Path, data: bytes) -> str:
@@ -115,22 +197,14 @@ def write_once(path: Path, data: bytes) -> str:
         return "same" if path.read_bytes() == data else "conflict"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
+        _write(tmp, data, sync=True)
         try:
             os.link(tmp, path)
         except FileExistsError:
             return "same" if path.read_bytes() == data else "conflict"
         return "written"
     finally:
-        if fd >= 0:
-            os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
 
@@ -246,17 +320,20 @@ def run_batch(
             if on_progress:
                 on_progress(done, len(paths))
 
+    # files go in chunks: a worker syncs each chunk's outputs once (see _process_chunk)
     if workers <= 1 or len(paths) < 8:
         _init_worker(*init_args)
-        consume(_process_one(p) for p in paths)
+        chunks = [paths[i : i + 64] for i in range(0, len(paths), 64)]
+        consume(r for c in chunks for r in _process_chunk(c))
     else:
-        chunk = max(1, min(64, len(paths) // (workers * 8)))
+        size = max(1, min(64, len(paths) // (workers * 4)))
+        chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
         from curata.runtime import start_worker
 
         with ProcessPoolExecutor(
             max_workers=workers, initializer=start_worker, initargs=(os.getpid(), _init_worker, init_args)
         ) as pool:
-            consume(pool.map(_process_one, paths, chunksize=chunk))
+            consume(r for part in pool.map(_process_chunk, chunks) for r in part)
     Vault(vault_dir, key).sync()
     write_report(output, profile, report)
     return report

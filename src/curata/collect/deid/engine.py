@@ -24,7 +24,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from curata import __version__
-from curata.collect.deid import _writer, pixels
+from curata.collect.deid import _reader, _writer, pixels
 from curata.collect.deid.profile import BASIC_CODE, OPTIONS, Profile, load_profile
 from curata.collect.deid.pseudonyms import (
     Pseudonymizer,
@@ -257,6 +257,7 @@ class _Ctx:
         self.later: list[tuple[Dataset, int, bool]] = []  # text to clean once all identifiers are known
         self.encodings: list[str] = []
         self._probe: tuple[Matcher, tuple[bytes, ...], tuple[bytes, ...]] | None = None
+        self._held: dict[tuple[bytes, bool], bool] = {}  # answers of holds_identifier for this matcher
 
     def holds_identifier(self, data: bytes, *, binary: bool = False) -> bool:
         """Whether raw bytes may hold one of the input's identifiers (any encoding, any spacing); an
@@ -264,23 +265,47 @@ class _Ctx:
         matcher = self.ids.matcher()
         if self._probe is None or self._probe[0] is not matcher:
             needles = matcher.byte_needles(tuple(self.encodings))
+            # shortest first, so a short value stops at the first needle longer than itself
             self._probe = (
                 matcher,
-                tuple({n for n, k in needles if k == "sub"}),
+                tuple(sorted({n for n, k in needles if k == "sub"}, key=len)),
                 tuple(
-                    {n for n, k in needles if k != "sub"} | {w.encode() for w in matcher.words if w.isascii()}
+                    sorted(
+                        {n for n, k in needles if k != "sub"}
+                        | {w.encode() for w in matcher.words if w.isascii()},
+                        key=len,
+                    )
                 ),
             )
+            self._held.clear()
+        key = (data, binary)
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = self._holds(data, binary, matcher)
+        return held
+
+    def _holds(self, data: bytes, binary: bool, matcher: Matcher) -> bool:
+        assert self._probe is not None
         _, subs, plain = self._probe
         if not subs and not plain and not matcher.cjk:
             return False
         if not binary and not data.isascii():
             return True  # case folding beyond ASCII needs the decoded text: look properly
         low = data.lower()
-        if any(n in low for n in plain):
-            return True
+        size = len(low)
+        for n in plain:
+            if len(n) > size:
+                break
+            if n in low:
+                return True
         norm = low.translate(None, _SEP_BYTES)
-        return any(n in norm for n in subs)
+        size = len(norm)
+        for n in subs:
+            if len(n) > size:
+                break
+            if n in norm:
+                return True
+        return False
 
 
 class Deidentifier:
@@ -303,6 +328,9 @@ class Deidentifier:
         self.vault = vault
         self.ocr = ocr
         self._sources = _identifier_sources(self.profile)
+        # plain little-endian files are read by the lean reader (the same data set as dcmread's);
+        # False reads every file with dcmread (the differential tests compare the two)
+        self.fast_read = True
 
     # ------------------------------------------------------------------ public API
     def deidentify_bytes(
@@ -319,6 +347,9 @@ class Deidentifier:
             return self._deidentify_bytes(raw, source, pixel_decision)
 
     def _deidentify_bytes(self, raw: bytes, source: str, decision: str | None = None) -> DeidResult:
+        fast = _reader.read(raw) if self.fast_read else None
+        if fast is not None:  # a plain file: the same data set dcmread builds, built by a struct walk
+            return self._run(fast, hashlib.sha256(raw).hexdigest(), source, decision)
         try:
             ds = pydicom.dcmread(io.BytesIO(raw), force=False)
         except InvalidDicomError:
@@ -428,9 +459,7 @@ class Deidentifier:
     @staticmethod
     def _check_readable(ds: Dataset) -> None:
         """Top-level values shorter than their declared length mean a truncated file."""
-        tags = ds.keys()  # tags, not elements: reading must not convert values yet
-        for tag in tags:
-            raw = ds.get_item(tag)
+        for tag, raw in ds._dict.items():  # raw items, not elements: reading must not convert values yet
             length = getattr(raw, "length", None)
             value = getattr(raw, "value", None)
             if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
@@ -453,8 +482,8 @@ class Deidentifier:
     def _collect(self, ds: Dataset, ctx: _Ctx, top: bool) -> None:
         """First pass: every identifying value of the input, for free-text cleaning and the final gate."""
         ids, sources, addresses = ctx.ids, self._sources, _address_tags()
-        for tag in list(ds.keys()):
-            raw = ds.get_item(tag)
+        for btag, raw in list(ds._dict.items()):  # items as read: no value is converted here
+            tag = int(btag)  # a plain int: BaseTag compares in Python
             vr = raw.VR if raw.VR and raw.VR != "UN" else _vr_of(tag)
             if vr == "SQ":
                 for item in ds[tag].value or ():
@@ -529,7 +558,8 @@ class Deidentifier:
         actions = ctx.top if top else ctx.nested
         private: list[int] = []
         overlay_groups: set[int] = set()
-        for tag in list(ds.keys()):
+        for btag, raw in list(ds._dict.items()):  # a snapshot: each step changes only its own tag
+            tag = int(btag)  # a plain int: BaseTag compares in Python
             group = tag >> 16
             if group & 1:
                 private.append(tag)
@@ -547,7 +577,6 @@ class Deidentifier:
                 del ds[tag]  # research-strict: not an attribute of this IOD
                 continue
             action = actions.get(tag)
-            raw = ds.get_item(tag)
             vr = raw.VR
             if not vr or vr == "UN":  # implicit VR, or a standard attribute sent as UN: act on its real VR
                 vr = _vr_of(tag) or "UN"
@@ -745,9 +774,7 @@ class Deidentifier:
                 if vr in SAFE_PRIVATE_VRS:
                     keep.add(tag)
                     keep.add(creator_tag)
-        for tag in tags:
-            if tag not in keep:
-                del ds[tag]
+        _drop(ds, [t for t in tags if t not in keep])
 
     def _overlays(self, ds: Dataset, groups: set[int], ctx: _Ctx) -> None:
         """Overlay planes: removed, or under Clean Graphics kept only when OCR finds no text in them."""
@@ -875,10 +902,10 @@ class Deidentifier:
             # one span at a time, lower-cased with a byte of context on each side for the boundary test
             lo = max(0, start - 1)
             hay = output[lo : end + 1].lower()
-            norm = hay.translate(None, _SEP_BYTES)
+            squeezed = hay.translate(None, _SEP_BYTES)
             for needle, kind in needles:
                 if kind == "sub":
-                    pos = norm.find(needle)
+                    pos = squeezed.find(needle)
                 else:
                     pos = _find_bounded(hay, needle, kind, start - lo, end - lo)
                 if pos >= 0:
@@ -897,10 +924,10 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> st
     """The first text element (any depth) whose decoded value holds an identifier, as a path of
     keywords (no value); "" when none. Sees what the byte scan cannot: single CJK family names and
     text in any character set the data set declares."""
-    for tag in list(ds.keys()):
+    for btag, raw in list(ds._dict.items()):
+        tag = int(btag)  # a plain int: BaseTag compares in Python
         if tag in _MARKING_TAGS or tag >> 16 == 0x0002:
             continue
-        raw = ds.get_item(tag)
         vr = raw.VR
         if not vr or vr == "UN":
             vr = _vr_of(tag) or "UN"
@@ -930,6 +957,17 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> st
             if matcher.spans(text):
                 return f"{path}{_name(tag)}"
     return ""
+
+
+def _drop(ds: Dataset, tags: list[int]) -> None:
+    """Private elements deleted at once: what ``del ds[tag]`` does for them (no pixel keyword is
+    private), without its per-call tag conversion."""
+    if not tags:
+        return
+    items = ds._dict
+    for tag in tags:
+        del items[BaseTag(tag)]
+    ds._private_blocks = {}  # a creator may have gone: rebuilt on next access
 
 
 def _name(tag: int) -> str:

@@ -162,6 +162,7 @@ def find_text(
         img = Image.fromarray(img8)
         if scale != 1:
             img = img.resize((img.width * scale, img.height * scale), Image.Resampling.BICUBIC)
+        img.format = "PPM"  # handed to tesseract as an uncompressed PGM: the same pixels, no PNG deflate
         data = _tesseract(img)
         for i, word in enumerate(data["text"]):
             conf = float(data["conf"][i])

@@ -35,6 +35,10 @@ GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
 )
 
 
+# GENERIC_PATTERNS that cannot match without a digit (\d): dates, SSN, street addresses.
+_DIGIT_SHAPES = frozenset({2, 3, 4, 5, 6, 7, 11})
+_ANY_DIGIT = re.compile(r"\d")
+
 # Shapes that only count when they hold enough digits: phone numbers (>= 7), ID-like tokens (>= 5).
 _PHONE = re.compile(r"(?<![\w.])\+?\(?\d{1,4}\)?(?:[\s.\-/]?\(?\d{2,4}\)?){2,4}(?![\w.])")
 _TOKEN = re.compile(r"(?<![\w.])[A-Za-z0-9][A-Za-z0-9\-_/]*(?![\w])")
@@ -64,6 +68,8 @@ _SEP_SET = frozenset(SEPARATORS)
 # distinctive enough for substring matching; a single CJK/Hangul family name (王, 李, 张, 김) is matched
 # as a substring of decoded text (CJK text has no spaces), never in raw bytes.
 MIN_SUBSTRING = 4
+_DIGITS = frozenset("0123456789")
+_DIGITS_DOT = frozenset("0123456789.")
 _DATE_SEPS = ("", "-", "/", ".", "_", " ")
 
 
@@ -81,9 +87,12 @@ def is_cjk(ch: str) -> bool:
     )
 
 
+_SEP_TABLE = str.maketrans(dict.fromkeys(SEPARATORS))
+
+
 def normalise(text: str) -> str:
     """Lower case, separators dropped: the form values are compared in."""
-    return "".join(ch for ch in text.lower() if ch not in _SEP_SET)
+    return text.lower().translate(_SEP_TABLE)
 
 
 def normalise_bytes(data: bytes) -> bytes:
@@ -96,7 +105,7 @@ def _kind(norm: str) -> str:
         return ""
     if norm.isdigit():
         return "num"
-    cjk = sum(is_cjk(c) for c in norm)
+    cjk = 0 if norm.isascii() else sum(is_cjk(c) for c in norm)
     if len(norm) >= MIN_SUBSTRING or cjk >= 2:
         return "sub"
     return "word"
@@ -257,56 +266,58 @@ class Matcher:
                 if len(norm) >= MIN_SUBSTRING and norm not in exempt:
                     self.subs.add(norm)
         self._byte_cache: dict[tuple[str, ...], list[tuple[bytes, str]]] = {}
-        self._compiled: tuple[re.Pattern[str] | None, ...] | None = None
+        self._compiled: tuple[tuple[str, ...], tuple[tuple[str, bool], ...], tuple[str, ...]] | None = None
 
-    def _regexes(self) -> tuple[re.Pattern[str] | None, ...]:
-        """Compiled on first use: most matchers of a clean object are never asked about text."""
+    def _needles(self) -> tuple[tuple[str, ...], tuple[tuple[str, bool], ...], tuple[str, ...]]:
+        """The needles as plain strings, prepared on first use. Matching is by ``str.find`` with
+        boundary checks, never a regex: the needles differ for every patient, and compiling an
+        alternation of them cost more than all the matching (a regex word character is ``str.isalnum``)."""
         if self._compiled is None:
-            subs = sorted(self.subs, key=len, reverse=True)
-            sub_re = re.compile("|".join(map(re.escape, subs))) if subs else None
-            words = sorted(self.words | self.cjk, key=len, reverse=True)
-            alone = r"(?<![^\W_]){}(?![^\W_])"
-            word_re = (
-                re.compile(
-                    "|".join(
-                        re.escape(w) if len(w) == 1 and is_cjk(w) else alone.format(re.escape(w))
-                        for w in words
-                    )
-                )
-                if words
-                else None
+            subs = tuple(sorted(self.subs, key=len, reverse=True))
+            words = tuple(
+                (w, len(w) == 1 and is_cjk(w)) for w in sorted(self.words | self.cjk, key=len, reverse=True)
             )
-            nums = sorted(self.nums, key=len, reverse=True)
-            num_re = (
-                re.compile(rf"(?<![0-9.])(?:{'|'.join(map(re.escape, nums))})(?![0-9])") if nums else None
-            )
-            self._compiled = (sub_re, word_re, num_re)
+            nums = tuple(sorted(self.nums, key=len, reverse=True))
+            self._compiled = (subs, words, nums)
         return self._compiled
 
     def spans(self, text: str) -> list[tuple[int, int]]:
-        """Where identifiers occur in ``text`` (original positions), overlaps merged."""
+        """Where identifiers occur in ``text`` (original positions), overlaps merged. Every occurrence
+        of every needle counts, overlapping ones included."""
         if not text:
             return []
         found: list[tuple[int, int]] = []
-        sub_re, word_re, num_re = self._regexes()
+        subs, words, nums = self._needles()
         low = text.lower()
         if len(low) != len(text):
             low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-        if sub_re is not None:
+        if subs:
             index = [i for i, ch in enumerate(low) if ch not in _SEP_SET]
             norm = "".join(low[i] for i in index)
-            for m in sub_re.finditer(norm):
-                found.append((index[m.start()], index[m.end() - 1] + 1))
-            # overlapping occurrences of other needles (finditer does not overlap)
-            for sub in self.subs:
+            for sub in subs:
                 pos = norm.find(sub)
                 while pos >= 0:
                     found.append((index[pos], index[pos + len(sub) - 1] + 1))
                     pos = norm.find(sub, pos + 1)
-        if word_re is not None:
-            found += [m.span() for m in word_re.finditer(low)]
-        if num_re is not None:
-            found += [m.span() for m in num_re.finditer(low)]
+        size = len(low)
+        for word, anywhere in words:
+            n = len(word)
+            pos = low.find(word)
+            while pos >= 0:
+                end = pos + n
+                if anywhere or (
+                    (pos == 0 or not low[pos - 1].isalnum()) and (end == size or not low[end].isalnum())
+                ):
+                    found.append((pos, end))
+                pos = low.find(word, pos + 1)
+        for num in nums:
+            n = len(num)
+            pos = low.find(num)
+            while pos >= 0:
+                end = pos + n
+                if (pos == 0 or low[pos - 1] not in _DIGITS_DOT) and (end == size or low[end] not in _DIGITS):
+                    found.append((pos, end))
+                pos = low.find(num, pos + 1)
         if not found:
             return []
         found.sort()
@@ -334,7 +345,15 @@ class Matcher:
             if data and data not in out:
                 out[data] = kind
 
+        ascii_same = all(_ascii_compatible(c) for c in codecs[5:])
         for text in self.subs:
+            if ascii_same and text.isascii():
+                # every variant in every codec normalises to the same bytes: case folds, and the
+                # NULs of UTF-16 are separators
+                norm = normalise_bytes(text.encode("ascii"))
+                if len(norm) >= 3:
+                    put(norm, "sub")
+                continue
             for variant in {text, text.upper(), text.capitalize()}:  # bytes.lower() folds ASCII only
                 for codec in codecs:
                     try:
@@ -348,6 +367,16 @@ class Matcher:
         for raw in self.ids.raw:
             put(normalise_bytes(raw), "sub")
         for text in self.words:
+            if ascii_same and text.isascii():
+                # the variants differ only in case, which .lower() folds; the 8-bit codecs agree
+                for enc in (
+                    text.encode("ascii").lower(),
+                    text.encode("utf-16-le").lower(),
+                    text.encode("utf-16-be").lower(),
+                ):
+                    if len(enc) >= 3:
+                        put(enc, "word")
+                continue
             for variant in {text, text.upper(), text.title()}:
                 for codec in codecs:
                     try:
@@ -364,6 +393,21 @@ class Matcher:
         result = sorted(out.items(), key=lambda item: -len(item[0]))
         self._byte_cache[encodings] = result
         return result
+
+
+# Python codecs of DICOM character sets that write ASCII text as ASCII bytes (ISO 2022 ones too:
+# ASCII is their initial set). UTF-16 is handled on its own.
+_ASCII_CODECS = frozenset(
+    {"ascii", "us_ascii", "iso8859", "iso8859_1", "latin_1", "latin1", "cp1252", "utf_8", "utf8",
+     "iso8859_2", "iso8859_3", "iso8859_4", "iso8859_5", "iso8859_6", "iso8859_7", "iso8859_8",
+     "iso8859_9", "iso8859_11", "iso8859_15", "iso_ir_126", "iso_ir_127", "iso_ir_138", "iso_ir_144",
+     "iso_ir_148", "iso_ir_166", "iso_ir_58", "tis_620", "shift_jis", "iso2022_jp", "iso2022_jp_2", "euc_kr",
+     "iso2022_kr", "gb18030", "gbk", "gb2312", "big5", "cp874"}
+)  # fmt: skip
+
+
+def _ascii_compatible(codec: str) -> bool:
+    return codec.lower().replace("-", "_") in _ASCII_CODECS
 
 
 def _strip_escapes(data: bytes) -> bytes:
@@ -391,8 +435,13 @@ def clean_text(value: str, ids: Identifiers, *, generic: bool = True) -> str:
     if spans:
         value = redact(value, spans)
     if generic:
-        for pat in GENERIC_PATTERNS:
-            value = pat.sub(REDACTED, value)
-        value = _PHONE.sub(_DROP_PHONE, value)
-        value = _TOKEN.sub(_DROP_TOKEN, value)
+        # most shapes need a digit (dates, SSN, street numbers, phones, ID tokens); substitutions only
+        # remove characters, so text without one keeps having none and those are skipped
+        digits = _ANY_DIGIT.search(value) is not None
+        for i, pat in enumerate(GENERIC_PATTERNS):
+            if digits or i not in _DIGIT_SHAPES:
+                value = pat.sub(REDACTED, value)
+        if digits:
+            value = _PHONE.sub(_DROP_PHONE, value)
+            value = _TOKEN.sub(_DROP_TOKEN, value)
     return value

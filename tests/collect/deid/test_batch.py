@@ -1,0 +1,44 @@
+"""Batches write in chunks: outputs staged under temporary names, made durable together, then named.
+Duplicates inside one chunk, re-runs and conflicts behave as with one file at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from curata.collect.deid import load_profile
+from curata.collect.deid.batch import run_batch
+
+from .conftest import KEY, read, to_bytes
+
+
+def _run(src: Path, out: Path, tmp_path: Path, workers: int = 1):  # type: ignore[no-untyped-def]
+    return run_batch(src, out, key=KEY, profile=load_profile("research"), vault_dir=tmp_path / "v",
+                     quarantine=tmp_path / "q", workers=workers, ocr=False)  # fmt: skip
+
+
+def test_chunked_batch_duplicates_conflicts_and_rerun(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    ct = read("CT_small.dcm")
+    (src / "a").write_bytes(to_bytes(ct))
+    (src / "b").write_bytes(to_bytes(ct))  # the same object twice: one output, one duplicate
+    other = read("CT_small.dcm")
+    other.InstanceNumber = 99  # same SOP Instance UID, different content: a conflict, never overwritten
+    (src / "c").write_bytes(to_bytes(other))
+    for i in range(12):  # enough files for several chunks with two workers
+        ds = read("MR_small.dcm")
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{1000 + i}"
+        (src / f"mr{i:02d}").write_bytes(to_bytes(ds))
+    out = tmp_path / "out"
+    report = _run(src, out, tmp_path, workers=2)
+    assert report.counts.get("deidentified") == 13, report.counts
+    assert report.counts.get("duplicates") == 1 and report.counts.get("quarantined") == 1, report.counts
+    assert "duplicate SOP Instance UID" in report.quarantined[0]["reason"]
+    written = sorted(out.rglob("*.dcm"))
+    assert len(written) == 13
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # nothing staged is left
+    before = {p: p.read_bytes() for p in written}
+    again = _run(src, out, tmp_path)  # a re-run: every output already there, the same bytes
+    assert again.counts.get("deidentified") == 13 and again.counts.get("quarantined") == 1, again.counts
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*.dcm"))} == before
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
