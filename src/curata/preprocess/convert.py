@@ -21,6 +21,7 @@ from curata.preprocess.dicom_stack import (
     assemble_stack,
     find_dicom_files,
     frames_of,
+    ge_readout,
     group_stacks,
     read_dataset,
 )
@@ -95,7 +96,7 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def _phase_encoding(ds: Dataset, frame: Frame | None) -> dict[str, str]:
+def _phase_encoding(ds: Dataset, frame: Frame | None) -> dict[str, str | float]:
     """BIDS PhaseEncodingDirection (axis and polarity) where the polarity is known, else the axis.
 
     i runs along a DICOM row; j runs up the columns (rows are stored bottom-up), so a Siemens
@@ -109,20 +110,28 @@ def _phase_encoding(ds: Dataset, frame: Frame | None) -> dict[str, str]:
     if direction not in ("ROW", "COL"):
         return {}
     axis = "i" if direction == "ROW" else "j"
-    out = {"InPlanePhaseEncodingDirectionDICOM": direction}
+    out: dict[str, str | float] = {"InPlanePhaseEncodingDirectionDICOM": direction}
     positive = frame.pe_positive if frame is not None else None
     if positive is None:
         out["PhaseEncodingAxis"] = axis
     else:
         negative = (positive == 1) if axis == "j" else (positive == 0)
         out["PhaseEncodingDirection"] = axis + ("-" if negative else "")
-    bandwidth = frame.bw_per_pixel_pe if frame is not None else None
+    if frame is None:
+        return out
+    # the reconstructed matrix along the phase-encoding axis: rows for COL, columns for ROW
+    matrix = frame.rows if axis == "j" else frame.cols
+    bandwidth = frame.bw_per_pixel_pe
     if bandwidth:
-        # the reconstructed matrix along the phase-encoding axis: rows for COL, columns for ROW
-        matrix = frame.rows if axis == "j" else frame.cols  # type: ignore[union-attr]
         spacing = 1.0 / (bandwidth * matrix)
         out["EffectiveEchoSpacing"] = round(spacing, 9)
         out["TotalReadoutTime"] = round(spacing * (matrix - 1), 9)
+    elif (readout := ge_readout(ds, matrix)) is not None:
+        out["EffectiveEchoSpacing"] = round(readout[0], 9)
+        out["TotalReadoutTime"] = round(readout[1], 9)
+    if "PhaseEncodingDirection" in out and "GE" in str(ds.get("Manufacturer", "")).upper():
+        # dcm2niix's name for the same fact, so BIDS tools that look for it find it
+        out["PhaseEncodingPolarityGE"] = "Unflipped" if positive == 1 else "Flipped"
     return out
 
 
