@@ -71,7 +71,7 @@ def main() -> None:
     ws = Workspace.open(args.workspace)
     tokens = {
         u: service.create_token(ws, u, "bench/web.py", days=1).token
-        for u in ("demo-curator", "demo-site", "demo-licensee")
+        for u in ("demo-curator", "demo-site", "demo-licensee", "demo-annotator")
     }
     with ws.catalog.session() as s:
         n_series = s.scalar(select(func.count(Series.id))) or 0
@@ -92,10 +92,14 @@ def main() -> None:
     dw = f"/projects/{args.project}/dicomweb"
     rows: list[tuple[str, str, str]] = [
         ("floor: /healthz", "/healthz", "demo-curator"),
+        ("sign-in page", "/ui/login", "demo-curator"),
         ("projects", "/ui/", "demo-curator"),
         ("project overview", f"{p}/", "demo-curator"),
         ("catalog (first 100 series)", f"{p}/catalog", "demo-curator"),
         ("catalog filtered (CT, excluded)", f"{p}/catalog?modality=CT&qc=excluded", "demo-curator"),
+        ("catalog, last page", f"{p}/catalog?offset={max(n_series - 1, 0) // 100 * 100}", "demo-curator"),
+        ("catalog text search", f"{p}/catalog?text=T1", "demo-curator"),
+        ("catalog (site account)", f"{p}/catalog", "demo-site"),
         ("QC review (excluded montage)", f"{p}/qc", "demo-curator"),
         ("cohorts", f"{p}/cohorts", "demo-curator"),
         ("cohort preview with plots", f"{p}/cohorts?where=modality+%3D+CT+and+qc.passed", "demo-curator"),
@@ -105,6 +109,7 @@ def main() -> None:
         ("ledger inclusion proof", f"{p}/ledger/1", "demo-curator"),
         ("revenue statement", f"{p}/revenue?period={time.gmtime().tm_year}", "demo-site"),
         ("releases (licensee)", f"{p}/releases", "demo-licensee"),
+        ("project overview (annotator)", f"{p}/", "demo-annotator"),
         ("viewer config (app-config.js)", "/app-config.js", "demo-curator"),
         ("QIDO studies", f"{dw}/studies", "demo-curator"),
         ("WADO series metadata", f"{dw}/studies/{study}/series/{series}/metadata", "demo-curator"),
@@ -112,7 +117,11 @@ def main() -> None:
         ("series thumbnail", f"{dw}/studies/{study}/series/{series}/thumbnail", "demo-curator"),
     ]
     if release:
-        rows.insert(10, ("release detail", f"{p}/releases/{release.label}", "demo-curator"))
+        at = next(i for i, r in enumerate(rows) if r[0] == "ledger")
+        rows[at:at] = [
+            ("release detail", f"{p}/releases/{release.label}", "demo-curator"),
+            ("release card", f"{p}/releases/{release.label}/card", "demo-curator"),
+        ]
     app = create_app(ws, ohif_dir=find_ohif())
     server, base = _serve(app)
     results = []
@@ -132,6 +141,7 @@ def main() -> None:
         "repeats": args.repeats,
         "goal_ms": 300,
         "pages_over_goal": [r["page"] for r in pages if r["ms_median"] > 300],
+        "pages_worst_over_goal": [r["page"] for r in pages if r["ms_max"] > 300],
         "rows": results,
     }
     write_json(args.out, out)

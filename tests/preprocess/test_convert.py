@@ -441,6 +441,97 @@ def test_ge_pepolar_reversed_volumes_flipped_and_separate(
         assert side.get("PhaseEncodingReversed", False) == c.name.endswith("_rev")
 
 
+def _ge_epi(folder: Path, reorder: str | None, **extra: object) -> list[Path]:
+    import pydicom
+
+    vol = phantom((3, 10, 12))
+    specs = [
+        type(spec)(spec.pixels, spec.position, spec.orientation, {"TemporalPositionIdentifier": t + 1})
+        for t in range(2)
+        for spec in axial_slices(vol)
+    ]
+    paths = write_series(folder, specs, modality="MR", series_description="epi", intercept=0.0)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.Manufacturer = "GE MEDICAL SYSTEMS"
+        ds.InPlanePhaseEncodingDirection = "COL"
+        ds.AcquisitionMatrix = [0, 12, 10, 0]
+        if reorder is not None:
+            ds.RectilinearPhaseEncodeReordering = reorder
+        ds.add_new((0x0043, 0x0010), "LO", "GEMS_PARM_01")
+        ds.add_new((0x0043, 0x102C), "SS", 500)  # echo spacing, microseconds
+        ds.add_new((0x0043, 0x1083), "DS", ["0.5", "1"])  # ASSET: in-plane reduction 2
+        for tag, (vr, value) in extra.items():
+            ds.add_new(int(tag, 16), vr, value)  # type: ignore[arg-type]
+        ds.save_as(path)
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("reorder", "direction", "polarity"),
+    [("REVERSE_LINEAR", "j-", "Unflipped"), ("LINEAR", "j", "Flipped"), (None, None, None)],
+)
+def test_ge_phase_encoding_polarity_and_readout(
+    tmp_path: Path, reorder: str | None, direction: str | None, polarity: str | None
+) -> None:
+    """GE (RX27 on) states the polarity in RectilinearPhaseEncodeReordering (0018,9034): LINEAR is
+    dcm2niix's 'Flipped' (j for COL), REVERSE_LINEAR 'Unflipped' (j-). The readout time comes from the
+    echo spacing (0043,102C) and the ASSET factor (0043,1083): 10 lines x 0.5 = 5, rounded up to 6
+    read, 5 echo spacings of 500 us; the effective spacing spreads that over the 10 reconstructed rows."""
+    _ge_epi(tmp_path / "in", reorder)
+    result = convert_folder(tmp_path / "in", tmp_path / "out")
+    ((conv,),) = [result.converted]
+    side = json.loads(conv.sidecar_path.read_text())
+    assert side.get("PhaseEncodingDirection") == direction
+    assert side.get("PhaseEncodingPolarityGE") == polarity
+    assert side["TotalReadoutTime"] == pytest.approx(5 * 500e-6)
+    assert side["EffectiveEchoSpacing"] == pytest.approx(5 * 500e-6 / 9)
+    if direction is None:
+        assert side["PhaseEncodingAxis"] == "j"
+
+
+def test_ge_pepolar_reversed_volumes_have_the_opposite_polarity(tmp_path: Path) -> None:
+    """The reversed volumes of an epi_pepolar series (UserData12 = 3: forward then reversed) are the
+    other half of a TOPUP pair: their sidecar carries the opposite PhaseEncodingDirection."""
+    _ge_epi(
+        tmp_path / "in",
+        "REVERSE_LINEAR",
+        **{"00190010": ("LO", "GEMS_ACQU_01"), "0019109C": ("LO", "epi_pepolar"), "001910B3": ("DS", "3")},
+    )
+    result = convert_folder(tmp_path / "in", tmp_path / "out")
+    sides = {c.name: json.loads(c.sidecar_path.read_text()) for c in result.converted}
+    assert sorted(sides) == ["1_epi", "1_epi_rev"]
+    assert sides["1_epi"]["PhaseEncodingDirection"] == "j-"
+    assert sides["1_epi_rev"]["PhaseEncodingDirection"] == "j"
+    assert sides["1_epi_rev"]["PhaseEncodingPolarityGE"] == "Flipped"
+
+
+def test_ge_raw_header_polarity_before_rx27() -> None:
+    """Before RX27 the polarity is only in the raw header block (0043,102A): the EPI flag (0x800 at
+    0x3A), the flip bit (4 in the word at 0x30), and a bottom-up ky order (2) that inverts it."""
+    import struct
+
+    from curata.preprocess.dicom_stack import _ge_user_define_polarity
+
+    def block(version: float, epi: bool, flip: bool, ky: int) -> bytes:
+        data = bytearray(2048)
+        struct.pack_into("<H", data, 24, 64)  # the header starts at 64
+        struct.pack_into("<f", data, 64, version)
+        hdr, kydir = (64 + 0x4C, 0x308) if version >= 25.002 else (64, 0x394)
+        struct.pack_into("<H", data, hdr + 0x3A, 0x800 if epi else 0)
+        struct.pack_into("<H", data, hdr + 0x30, 4 if flip else 0)
+        struct.pack_into("<H", data, hdr + kydir, ky)
+        return bytes(data)
+
+    for version in (24.0, 26.0):
+        assert _ge_user_define_polarity(block(version, True, False, 0)) == 1  # unflipped
+        assert _ge_user_define_polarity(block(version, True, True, 0)) == 0
+        assert _ge_user_define_polarity(block(version, True, True, 2)) == 1  # bottom-up inverts
+        assert _ge_user_define_polarity(block(version, False, True, 0)) is None  # not EPI
+    assert _ge_user_define_polarity(b"\0" * 100) is None
+    assert _ge_user_define_polarity(block(99.0, True, True, 0)) is None  # not a header version
+
+
 @pytest.mark.parametrize("n", [9, 7])
 def test_uih_grid_vframe_without_image_position(tmp_path: Path, n: int) -> None:
     """A UIH 'GRID' (ImageType VFRAME) tiles a volume's slices ceil(sqrt(n)) across and places each

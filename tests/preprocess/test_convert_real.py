@@ -118,6 +118,26 @@ def test_ge_magnitude_and_field_map_are_not_time_points(real: Path, tmp_path: Pa
         assert sum(_matches(v, ref) for v, _ in out.values()) == 1, ref.name
 
 
+@pytest.mark.parametrize(
+    ("series", "ref"), [("6_CV_Neuro", "GE_6_CV_Neuro_HH_Adv"), ("2_3db0maps", "GE_2_3db0maps_patient")]
+)
+def test_ge_echo_spacing_and_readout_time_like_dcm2niix(
+    real: Path, tmp_path: Path, series: str, ref: str
+) -> None:
+    """GE keeps the echo spacing (0043,102C) and the ASSET factor (0043,1083) in private tags; the
+    readout time is derived from them as dcm2niix does (the lines read rounded up to even)."""
+    src = real / "dcm_qa_fmap"
+    out = _convert(src / "In" / "GE" / series, tmp_path)
+    theirs = json.loads((src / "Ref" / f"{ref}.json").read_text())
+    for _vol, side in out.values():
+        for key in ("EffectiveEchoSpacing", "TotalReadoutTime"):
+            assert side[key] == pytest.approx(theirs[key], rel=1e-5)  # dcm2niix prints 6 digits
+        # not an EPI and no (0018,9034): the polarity is unknown, only the axis is given
+        assert (
+            side["PhaseEncodingAxis"] == theirs["PhaseEncodingAxis"] and "PhaseEncodingDirection" not in side
+        )
+
+
 def test_philips_precise_and_display_scaling(real: Path, tmp_path: Path) -> None:
     src = real / "dcm_qa_fmap"
     precise = _convert(src / "In" / "Philips", tmp_path / "fp")

@@ -18,6 +18,7 @@ from curata.preprocess.dicom_stack import (
     assemble_stack,
     find_dicom_files,
     frames_of,
+    ge_readout,
     group_stacks,
     read_dataset,
 )
@@ -121,13 +122,21 @@ def _phase_encoding(ds: Dataset, frame: Frame | None) -> dict[str, str | float]:
     else:
         negative = (positive == 1) if axis == "j" else (positive == 0)
         out["PhaseEncodingDirection"] = axis + ("-" if negative else "")
-    bandwidth = frame.bw_per_pixel_pe if frame is not None else None
+    if frame is None:
+        return out
+    # the reconstructed matrix along the phase-encoding axis: rows for COL, columns for ROW
+    matrix = frame.rows if axis == "j" else frame.cols
+    bandwidth = frame.bw_per_pixel_pe
     if bandwidth:
-        # the reconstructed matrix along the phase-encoding axis: rows for COL, columns for ROW
-        matrix = frame.rows if axis == "j" else frame.cols  # type: ignore[union-attr]
         spacing = 1.0 / (bandwidth * matrix)
         out["EffectiveEchoSpacing"] = round(spacing, 9)
         out["TotalReadoutTime"] = round(spacing * (matrix - 1), 9)
+    elif (readout := ge_readout(ds, matrix)) is not None:
+        out["EffectiveEchoSpacing"] = round(readout[0], 9)
+        out["TotalReadoutTime"] = round(readout[1], 9)
+    if "PhaseEncodingDirection" in out and "GE" in str(ds.get("Manufacturer", "")).upper():
+        # dcm2niix's name for the same fact, so BIDS tools that look for it find it
+        out["PhaseEncodingPolarityGE"] = "Unflipped" if positive == 1 else "Flipped"
     return out
 
 

@@ -251,6 +251,92 @@ def _siemens_pe(ds: Dataset) -> tuple[int | None, float | None]:
     return (int(positive) if positive is not None else None), (_f(bandwidth) or None)
 
 
+def _ge_user_define_polarity(blob: bytes) -> int | None:
+    """GE's UserDefineData (0043,102A), a binary block from the raw header: for an EPI (flag 0x800
+    at 0x3A) bit 2 of the word at 0x30 is 'phase encoding flipped', and a bottom-up ky order (the
+    word at 0x394, or 0x308 from version 25.002, 0x4C further on) flips it again, as dcm2niix reads it.
+    Returns the Siemens-style PhaseEncodingDirectionPositive (1 unflipped, 0 flipped) or None."""
+    import struct
+
+    if len(blob) < 916:
+        return None
+    offset = struct.unpack_from("<H", blob, 24)[0]
+    if len(blob) < offset + 916:
+        return None
+    version = struct.unpack_from("<f", blob, offset)[0]
+    if not 5.0 <= version <= 40.0:
+        return None
+    hdr, kydir = offset, 0x0394
+    if version >= 25.002:
+        hdr += 0x004C
+        kydir -= 0x008C
+    if hdr + max(kydir, 0x3A) + 2 > len(blob):
+        return None
+    if not struct.unpack_from("<H", blob, hdr + 0x3A)[0] & 0x800:
+        return None  # not an EPI: no polarity recorded
+    flipped = bool(struct.unpack_from("<H", blob, hdr + 0x30)[0] & 0x0004)
+    if struct.unpack_from("<H", blob, hdr + kydir)[0] == 2:  # ky bottom-up
+        flipped = not flipped
+    return 0 if flipped else 1
+
+
+def _ge_pe(ds: Dataset) -> int | None:
+    """GE's phase-encoding polarity, as Siemens' PhaseEncodingDirectionPositive (1 = unflipped).
+
+    From software RX27 on, RectilinearPhaseEncodeReordering (0018,9034) says it: LINEAR is the
+    flipped polarity, REVERSE_LINEAR (or REVERSE_CENTRIC) the unflipped one (dcm2niix issue 674);
+    before, the raw header block (0043,102A) does, for EPI."""
+    if "GE" not in str(ds.get("Manufacturer", "")).upper():
+        return None
+    reorder = str(ds.get("RectilinearPhaseEncodeReordering", "") or "").strip().upper()
+    if reorder.startswith("L"):
+        return 0
+    if reorder.startswith("R"):
+        return 1
+    if (0x0043, 0x102A) in ds:
+        blob = ds[0x0043, 0x102A].value
+        if isinstance(blob, bytes | bytearray):
+            try:
+                return _ge_user_define_polarity(bytes(blob))
+            except Exception:  # a short or odd block only loses the polarity
+                return None
+    return None
+
+
+def ge_readout(ds: Dataset, recon_matrix_pe: int) -> tuple[float, float] | None:
+    """GE effective echo spacing and total readout time (seconds), as dcm2niix derives them: the
+    echo spacing (0043,102C, microseconds) times the phase-encoding lines actually read, which are
+    the acquisition matrix's PE lines over the ASSET factor (0043,1083), rounded up to a multiple
+    of 2 (4 with partial Fourier), minus one; the effective spacing spreads that over the
+    reconstructed matrix."""
+    import math
+
+    if "GE" not in str(ds.get("Manufacturer", "")).upper() or (0x0043, 0x102C) not in ds:
+        return None
+    spacing_us = _f(ds[0x0043, 0x102C].value)
+    if not spacing_us or spacing_us <= 0 or recon_matrix_pe < 2:
+        return None
+    matrix = [int(v) for v in (ds.get("AcquisitionMatrix") or [])]
+    lines = max(matrix[2:4]) if len(matrix) == 4 else 0
+    lines = lines or recon_matrix_pe
+    asset = 1.0
+    if (0x0043, 0x1083) in ds:
+        raw = ds[0x0043, 0x1083].value
+        first = raw[0] if isinstance(raw, list | tuple) or type(raw).__name__ == "MultiValue" else raw
+        if isinstance(first, bytes | bytearray):
+            first = first.decode(errors="replace").split("\\")[0]
+        asset = _f(first, 1.0) or 1.0
+    options = ds.get("ScanOptions") or []
+    options = [options] if isinstance(options, str) else options
+    partial = str(ds.get("PartialFourier", "") or "").upper() == "YES" or "PFP" in [
+        str(v).upper() for v in options
+    ]
+    round_to = 4.0 if partial else 2.0
+    read_lines = math.ceil(lines * asset / round_to) * round_to
+    total = (read_lines - 1.0) * spacing_us * 1e-6
+    return total / (recon_matrix_pe - 1), total
+
+
 @dataclass
 class UihGrid(Mosaic):
     """A United Imaging 'GRID' (ImageType VFRAME): ``n`` slices tiled ceil(sqrt(n)) across, each
@@ -322,6 +408,8 @@ def frames_of(ds: Dataset, path: Path) -> list[Frame]:
     mosaic = _siemens_mosaic(ds, image_type, path)
     grid = _uih_grid(ds, image_type, path)
     pe_positive, bw_pe = _siemens_pe(ds)
+    if pe_positive is None:
+        pe_positive = _ge_pe(ds)
     ipp, iop, ps = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient"), ds.get("PixelSpacing")
     if grid is not None and ipp is None:
         ipp = grid.positions[0]  # a UIH grid places every slice in its VFrame sequence instead
@@ -516,6 +604,8 @@ def _split_ge_pepolar(stack: list[Frame]) -> list[list[Frame]]:
     reverse = [f for f in stack if f.pe_reversed]
     for f in reverse:
         f.stack_key = (*f.stack_key, "pepolar-reversed")
+        if f.pe_positive is not None:  # the other polarity of the pair
+            f.pe_positive = 1 - f.pe_positive
     return [part for part in (forward, reverse) if part]
 
 
