@@ -189,3 +189,36 @@ def test_reading_round_files_every_read_blinded_and_releases_accepted_labels(dem
     row = ann["agreement"][0]
     # a read in which the reader missed the case's only lesion holds no lesion label
     assert row["label"] == "lesion" and row["reads"] == 2 * ann["cases"] - ann["reads_without_lesion"]
+
+
+@pytest.mark.slow
+def test_demo_accounts_find_open_reading_work_by_role(demo) -> None:  # type: ignore[no-untyped-def]
+    """A person signing in as the demo's annotator or reviewer finds tasks of their own, the site
+    and licensee accounts are refused, and the curator sees the whole project."""
+    from fastapi.testclient import TestClient
+
+    from curata.server import create_app
+
+    opened = demo.results["platform"]["open_reading"]
+    assert opened["project"] == "demo-open-reads" and opened["tasks"] >= 1
+    passwords = dict(
+        line.split("\t")[::2]
+        for line in Path(demo.results["platform"]["passwords"]).read_text().splitlines()[1:]
+    )
+    base = "/projects/demo/annotate/demo-open-reads"
+    with TestClient(create_app(demo.ws), base_url="http://127.0.0.1") as client:
+
+        def token(user: str) -> dict[str, str]:
+            r = client.post(
+                f"{base}/monailabel/auth/token", data={"username": user, "password": passwords[user]}
+            )
+            assert r.status_code == 200, r.text
+            return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+        for reader in ("demo-annotator", "demo-reviewer"):
+            queue = client.get(f"{base}/queue", headers=token(reader))
+            assert queue.status_code == 200 and len(queue.json()) == opened["tasks"], queue.text
+        for outsider in ("demo-site", "demo-licensee"):
+            assert client.get(f"{base}/queue", headers=token(outsider)).status_code == 403
+        status = client.get(f"{base}/status", headers=token("demo-curator"))
+        assert status.status_code == 200, status.text

@@ -276,3 +276,32 @@ def save_table(path: Path, result: dict[str, Any]) -> None:
     import json
 
     path.write_text(json.dumps({k: v for k, v in result.items() if not k.startswith("release_")}, indent=1))
+
+
+OPEN_PROJECT = "demo-open-reads"  # left open for the people who sign in to the demo
+
+
+def open_reading_for_accounts(
+    ws: Workspace, cohort: str, *, readers: tuple[str, ...], adjudicator: str, cases: int = 3
+) -> dict[str, Any]:
+    """An annotation project left open for the demo's own accounts: ``cases`` CT series of the
+    cohort, each assigned to every one of ``readers`` (blinded double read), ``adjudicator`` decides.
+    The reading round before it is simulated; this one is for a person in the browser. Idempotent."""
+    from curata import annotate
+    from curata.select import show_cohort
+    from curata.server import add_resource
+
+    series = [s.series_uid for s in show_cohort(ws, cohort).series][:cases]
+    if not series:
+        return {"project": None, "tasks": 0}
+    if OPEN_PROJECT not in {p.name for p in annotate.list_projects(ws)}:
+        annotate.create_project(ws, OPEN_PROJECT, cohort, readers_per_task=len(readers))
+        annotate.set_schema(ws, OPEN_PROJECT, [LESION], INSTRUCTIONS)
+    for name in readers:
+        annotate.add_reader(ws, OPEN_PROJECT, name)
+    annotate.add_reader(ws, OPEN_PROJECT, adjudicator, adjudicator=True)
+    annotate.create_tasks(ws, OPEN_PROJECT, series_uids=series)
+    annotate.assign(ws, OPEN_PROJECT)
+    add_resource(ws, DEMO_PLATFORM, "annotation", OPEN_PROJECT)
+    queues = {name: len(annotate.queue(ws, OPEN_PROJECT, name)) for name in readers}
+    return {"project": OPEN_PROJECT, "tasks": len(annotate.list_tasks(ws, OPEN_PROJECT)), "queues": queues}

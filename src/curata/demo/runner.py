@@ -270,8 +270,16 @@ def step_platform(ctx: DemoContext) -> dict[str, Any]:
     release = ctx.results.get("release", {}).get("release")
     cohort = ctx.results.get("cohort", {}).get("cohort")
     result = setup_demo_platform(ctx.ws, ctx.out, cohort=cohort, release=release)
+    reading: dict[str, Any] = {"project": None}
+    if cohort:  # work left for the demo's annotator and reviewer to do in the browser
+        from curata.demo.annotate import open_reading_for_accounts
+
+        reading = open_reading_for_accounts(
+            ctx.ws, cohort, readers=("demo-annotator", "demo-reviewer"), adjudicator="demo-curator"
+        )
     return {
         "project": result["project"],
+        "open_reading": reading,
         "accounts": [f"{a['username']} ({a['role']})" for a in result["accounts"]],
         "passwords": result["accounts_file"],
     }
