@@ -230,3 +230,17 @@ def test_qc_and_cohorts_on_postgresql(pg_url: str, tmp_path: Path, monkeypatch: 
     assert create_cohort(ws, "quiet", "qc.noise_hu < 20 and qc.passed and not qc.is_localizer").series == 1
     assert create_cohort(ws, "loud", "qc.noise_hu >= 20 and qc.excluded").series == 1
     ws.catalog.dispose()
+
+
+def test_qc_leaves_derived_objects_out(loaded) -> None:  # type: ignore[no-untyped-def]
+    """A SEG or SR series has no image of its own: QC neither measures nor decides it (the page counts
+    it as not applicable, not as "not measured yet"), and the images keep their verdicts."""
+    ws = loaded
+    with ws.catalog.session() as s:
+        seg = s.scalars(select(Series).where(Series.modality == "CT").order_by(Series.id)).first()
+        assert seg is not None
+        seg.modality, seg_uid = "SEG", seg.series_uid
+    summary = run_qc(ws, workers=1, quiet=True)
+    assert summary.counts["measured"] == 3 and summary.counts["failed"] == 0
+    verdicts = _verdicts(ws)
+    assert seg_uid not in verdicts and len(verdicts) == 3

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from curata.select.query import parse, series_select
     from curata.select.report import write_report
     from curata.select.service import (
+        QC_NOT_APPLICABLE,
         CohortDetail,
         CohortInfo,
         CohortMember,
@@ -52,6 +53,7 @@ __getattr__ = lazy_exports(
         "CohortSeries": "models",
         "QcMeasurement": "models",
         "QcVerdict": "models",
+        "QC_NOT_APPLICABLE": "service",
         "parse": "query",
         "series_select": "query",
         "write_report": "report",
@@ -79,6 +81,7 @@ __getattr__ = lazy_exports(
 )
 
 __all__ = [
+    "QC_NOT_APPLICABLE",
     "Cohort",
     "CohortDetail",
     "CohortInfo",

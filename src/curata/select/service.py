@@ -233,6 +233,21 @@ def _selected(session: Session, where: str | Query | None) -> list[int]:
     return list(session.scalars(series_select(where).order_by(Series.id)))
 
 
+# Objects with no image of their own to measure: segmentations, structured reports, structure sets,
+# key-object selections, presentation states, documents, registrations, plans. QC does not apply to
+# them (the images they refer to are measured); they count as "not applicable", never "not measured".
+QC_NOT_APPLICABLE = frozenset(
+    {"SEG", "SR", "RTSTRUCT", "KO", "PR", "DOC", "REG", "RTPLAN", "PLAN", "FID", "ANN"}
+)
+
+
+def _qc_selected(session: Session, where: str | Query | None) -> list[int]:
+    q = series_select(where).where(
+        Series.modality.is_(None) | Series.modality.not_in(sorted(QC_NOT_APPLICABLE))
+    )
+    return list(session.scalars(q.order_by(Series.id)))
+
+
 def _digests(session: Session, ids: list[int]) -> dict[int, list[str]]:
     """Each series' blob digests in slice order (position along the normal, else instance number)."""
     rows: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
@@ -298,7 +313,7 @@ def run_qc(
     for key in ("measured", "cached", "passed", "excluded", "warned", "failed"):
         summary.counts[key] = 0
     with ws.catalog.session() as session:
-        ids = _selected(session, query)
+        ids = _qc_selected(session, query)
         digests = _digests(session, ids)
         keys = {sid: qc_key(digests[sid]) for sid in ids if digests.get(sid)}
         have = _existing_keys(session, list(keys.values()))
@@ -407,7 +422,7 @@ def decide(ws: Workspace, series_ids: list[int] | None, keys: dict[int, str] | N
     version = qc_code_version()
     params = {"ruleset": ruleset.digest}
     with ws.catalog.session() as session:
-        ids = series_ids if series_ids is not None else _selected(session, None)
+        ids = series_ids if series_ids is not None else _qc_selected(session, None)
         if keys is None:
             digests = _digests(session, ids)
             keys = {sid: qc_key(digests[sid]) for sid in ids if digests.get(sid)}

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from curata.catalog import Patient, Provenance, Series, Site, Study
 from curata.errors import CurataError
-from curata.select import CohortInfo, QcVerdict
+from curata.select import QC_NOT_APPLICABLE, CohortInfo, QcVerdict
 from curata.server.auth import Access
 from curata.workspace import Workspace
 
@@ -141,7 +141,15 @@ def qc_review(ws: Workspace, access: Access) -> dict[str, Any]:
                 .group_by(QcVerdict.passed)
             ).all()
         )
-        in_scope = s.scalar(select(func.count()).select_from(access.series.subquery())) or 0
+        in_scope = (
+            s.scalar(
+                select(func.count(Series.id)).where(
+                    Series.id.in_(access.series),
+                    Series.modality.is_(None) | Series.modality.not_in(sorted(QC_NOT_APPLICABLE)),
+                )
+            )
+            or 0
+        )
         rows = s.execute(
             select(Series, Study.study_uid, Site.name, Patient.pseudonym, QcVerdict)
             .join(QcVerdict, QcVerdict.series_id == Series.id)
