@@ -3,7 +3,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -68,6 +68,50 @@ class LocalStore(BlobStore):
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot write a blob into {self.root}: {exc.strerror}") from exc
+
+    def stage_bytes(self, data: bytes) -> tuple[str, Path | None]:
+        """Write ``data`` under the temp folder *without* fsync, for a writer that makes many blobs
+        durable at once (:meth:`commit_staged`): ``(digest, temp path)``, or ``(digest, None)`` when the
+        blob is already stored (a final name only ever appears after its bytes were fsynced)."""
+        digest = hashlib.sha256(data).hexdigest()
+        if self._path(digest).exists():
+            return digest, None
+        fd, tmp = self._tempfile()
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write a blob into {self.root}: {exc.strerror}") from exc
+        return digest, tmp
+
+    def commit_staged(self, staged: list[tuple[str, Path]], also: Iterable[str] = ()) -> None:
+        """Make staged blobs durable, a whole batch with one flush per file and one per folder: fsync
+        every temp file, rename each into place, fsync each folder once. ``also`` names blobs that were
+        already stored: their folders are fsynced too, so a name another writer renamed a moment ago is
+        durable before the caller commits a row pointing at it. Until this returns nothing may point at
+        the blobs; a crash before it leaves temp files only (swept on open)."""
+        folders: set[Path] = {self._path(d).parent for d in also}
+        try:
+            for _digest, tmp in staged:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            for digest, tmp in staged:
+                final = self._path(digest)
+                folders.add(final.parent)
+                if final.exists():
+                    tmp.unlink(missing_ok=True)
+                    continue
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, final)
+            for folder in folders:
+                fsync_dir(folder)
+        except OSError as exc:
+            raise StoreError(f"cannot make blobs durable in {self.root}: {exc.strerror}") from exc
 
     def put_file(self, path: Path) -> str:
         h = hashlib.sha256()
