@@ -39,6 +39,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from curata import faults
 from curata.catalog import Blob, Instance, Provenance, Series, cache_key, code_version
 from curata.collect.ingest import (
     CatalogWriter,
@@ -261,7 +262,9 @@ class Receiver:
         if not jobs:
             return
         try:  # group commit of the blobs: one fsync per file and per folder for the whole batch
+            faults.point("gateway.before_durable")
             self._make_durable(jobs)
+            faults.point("gateway.before_commit")
         except Exception as exc:  # disk trouble: nobody in this batch is acknowledged
             log.error("blobs could not be made durable for %d instance(s)", len(jobs))
             for job in jobs:
@@ -276,6 +279,7 @@ class Receiver:
                 assert self._writer is not None
                 self._file_batch(self._session, self._writer, jobs)
                 self._session.commit()
+                faults.point("gateway.after_commit")
                 break
             except (IntegrityError, OperationalError) as exc:
                 # another writer (a second listener process, an ingest) filed the same patient,
