@@ -157,10 +157,19 @@ class LocalStore(BlobStore):
             os.chmod(path, 0o644)
             path.unlink()
 
-    def sweep_temp(self) -> int:
-        """Remove temp files left by writers that died mid-write; returns how many."""
+    def sweep_temp(self, older_than: float = 0) -> int:
+        """Remove temp files left by writers that died mid-write; returns how many. ``older_than``
+        (seconds) spares files a live writer may still be using (another process on the same store)."""
+        import time
+
         n = 0
+        cutoff = time.time() - older_than
         for tmp in self._tmp.glob("put-*"):
+            try:
+                if older_than and tmp.stat().st_mtime > cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
             tmp.unlink(missing_ok=True)
             n += 1
         return n

@@ -170,3 +170,16 @@ def test_staged_blobs_have_no_name_until_committed(tmp_path: Path) -> None:
     assert store.exists(digest) and not tmp.exists() and store.get_bytes(digest) == b"pixel bytes"
     again, none = store.stage_bytes(b"pixel bytes")
     assert again == digest and none is None  # already durable: nothing staged
+
+
+def test_staged_blobs_of_a_killed_gateway_are_swept_but_not_those_in_flight(tmp_path: Path) -> None:
+    from curata.store import open_store
+
+    store = open_store(str(tmp_path / "store"))
+    _, old = store.stage_bytes(b"left by a killed gateway")
+    _, fresh = store.stage_bytes(b"another listener is staging this")
+    assert old is not None and fresh is not None
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    assert store.sweep_temp(older_than=3600) == 1
+    assert not old.exists() and fresh.exists()

@@ -3,14 +3,15 @@
 The DICOM SCP, C-MOVE/C-GET and DICOMweb pulls and the STOW-RS endpoint all hand their bytes to a
 :class:`Receiver`. Work is split for throughput without giving up durability:
 
-1. the calling thread (one per association or HTTP request) de-identifies and writes the blob
-   (fsync + rename) with a de-identifier of its own, so associations run side by side; with
-   ``workers > 1`` that step runs in a pool of processes instead, so de-identification uses every
-   core when several associations send at once;
-2. the catalog rows are filed by one thread at a time (SQLite takes one writer): whichever caller
-   takes the writer lock files everything queued by then, commits once (group commit) and wakes the
-   others. A lone association thus commits its own rows with no hand-over to another thread, and
-   many associations share commits.
+1. the calling thread (one per association or HTTP request) de-identifies and *stages* the blob
+   (written to the store's temp folder, no fsync, no final name) with a de-identifier of its own, so
+   associations run side by side; with ``workers > 1`` that step runs in a pool of processes instead,
+   so de-identification uses every core when several associations send at once;
+2. one thread at a time (SQLite takes one writer) makes a batch durable: whichever caller takes the
+   writer lock drains everything queued by then, fsyncs every staged blob, renames each into place,
+   fsyncs each folder once, files all rows with a few multi-row statements, commits once (group
+   commit) and wakes the others. A lone association thus commits its own rows with no hand-over to
+   another thread, and many associations share flushes and commits.
 
 ``receive`` therefore returns only after the blob and its catalog row are durable, which is when the
 SCP may answer success. A keyed hash of each source SOP Instance UID is recorded in the same commit,
@@ -219,7 +220,14 @@ class Receiver:
                 self._pool = None
 
     def warm_up(self) -> None:
-        """Build the de-identifier (and start the worker processes) before the first instance arrives."""
+        """Build the de-identifier (and start the worker processes) before the first instance arrives,
+        and remove blobs staged by a gateway that was killed before their batch was durable (an hour
+        old at least: another listener on the same store may be staging right now)."""
+        sweep = getattr(self._store(), "sweep_temp", None)
+        if sweep is not None:
+            swept = sweep(older_than=3600)
+            if swept:
+                log.info("removed %d staged blob(s) left by an interrupted gateway", swept)
         if self.workers > 1:
             pool = self._process_pool()
             for fut in [pool.submit(_ping) for _ in range(self.workers)]:
@@ -420,7 +428,7 @@ class Receiver:
             per_series[series.id] += 1
             rec = o.deid_record
             if rec is not None:
-                params = {k: rec.get(k) for k in ("profile", "options") if k in rec}
+                params: dict[str, Any] = {k: rec.get(k) for k in ("profile", "options") if k in rec}
                 version = str(rec.get("code_version") or "") or code_version()
                 key = cache_key("deid", [o.input_digest or ""], params, version)
                 prov_rows[key] = {
