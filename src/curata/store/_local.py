@@ -70,9 +70,11 @@ class LocalStore(BlobStore):
             raise StoreError(f"cannot write a blob into {self.root}: {exc.strerror}") from exc
 
     def stage_bytes(self, data: bytes) -> tuple[str, Path | None]:
-        """Write ``data`` under the temp folder *without* fsync, for a writer that makes many blobs
-        durable at once (:meth:`commit_staged`): ``(digest, temp path)``, or ``(digest, None)`` when the
-        blob is already stored (a final name only ever appears after its bytes were fsynced)."""
+        """Write and fsync ``data`` under the temp folder, *without* giving it its name, for a writer
+        that names many blobs at once (:meth:`commit_staged`): ``(digest, temp path)``, or ``(digest,
+        None)`` when the blob is already stored (a final name only ever appears after its bytes were
+        fsynced). The data flush runs here, in each caller's thread or process, so the flushes of
+        concurrent senders overlap instead of queueing behind one writer."""
         digest = hashlib.sha256(data).hexdigest()
         if self._path(digest).exists():
             return digest, None
@@ -80,32 +82,30 @@ class LocalStore(BlobStore):
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot write a blob into {self.root}: {exc.strerror}") from exc
         return digest, tmp
 
     def commit_staged(self, staged: list[tuple[str, Path]], also: Iterable[str] = ()) -> None:
-        """Make staged blobs durable, a whole batch with one flush per file and one per folder: fsync
-        every temp file, rename each into place, fsync each folder once. ``also`` names blobs that were
-        already stored: their folders are fsynced too, so a name another writer renamed a moment ago is
-        durable before the caller commits a row pointing at it. Until this returns nothing may point at
-        the blobs; a crash before it leaves temp files only (swept on open)."""
+        """Name a batch of staged (already fsynced) blobs: rename each into place, then fsync each
+        folder once, so the names are durable together. ``also`` names blobs that were already stored:
+        their folders are fsynced too, so a name another writer renamed a moment ago is durable before
+        the caller commits a row pointing at it. Until this returns nothing may point at the blobs; a
+        crash before it leaves temp files only."""
         folders: set[Path] = {self._path(d).parent for d in also}
         try:
-            for _digest, tmp in staged:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
             for digest, tmp in staged:
                 final = self._path(digest)
                 folders.add(final.parent)
                 if final.exists():
                     tmp.unlink(missing_ok=True)
                     continue
-                final.parent.mkdir(parents=True, exist_ok=True)
+                if not final.parent.is_dir():  # a new shard folder: its own name must be durable too
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    folders.update((final.parent.parent, final.parent.parent.parent))
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, final)
             for folder in folders:

@@ -4,12 +4,12 @@ The DICOM SCP, C-MOVE/C-GET and DICOMweb pulls and the STOW-RS endpoint all hand
 :class:`Receiver`. Work is split for throughput without giving up durability:
 
 1. the calling thread (one per association or HTTP request) de-identifies and *stages* the blob
-   (written to the store's temp folder, no fsync, no final name) with a de-identifier of its own, so
+   (written and fsynced in the store's temp folder, no final name yet) with a de-identifier of its own, so
    associations run side by side; with ``workers > 1`` that step runs in a pool of processes instead,
    so de-identification uses every core when several associations send at once;
 2. one thread at a time (SQLite takes one writer) makes a batch durable: whichever caller takes the
-   writer lock drains everything queued by then, fsyncs every staged blob, renames each into place,
-   fsyncs each folder once, files all rows with a few multi-row statements, commits once (group
+   writer lock drains everything queued by then, renames every staged blob into place, fsyncs the
+   folders once, files all rows with a few multi-row statements, commits once (group
    commit) and wakes the others. A lone association thus commits its own rows with no hand-over to
    another thread, and many associations share flushes and commits.
 
@@ -77,9 +77,10 @@ Staged = list[tuple[str, Path]]  # (digest, temp file) written without fsync, ma
 
 
 class _StagingStore:
-    """The store as the de-identifier sees it: ``put_bytes`` writes the blob to the store's temp folder
-    without fsync and remembers it; the batch writer fsyncs and names every staged blob of a batch at
-    once (:meth:`LocalStore.commit_staged`) before committing their rows. Anything else goes through."""
+    """The store as the de-identifier sees it: ``put_bytes`` writes and fsyncs the blob in the store's
+    temp folder, in the receiving thread (concurrent senders' flushes overlap), and remembers it; the
+    batch writer names every staged blob of a batch at once and fsyncs their folders
+    (:meth:`LocalStore.commit_staged`) before committing their rows. Anything else goes through."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
@@ -269,7 +270,7 @@ class Receiver:
                 break
         if not jobs:
             return
-        try:  # group commit of the blobs: one fsync per file and per folder for the whole batch
+        try:  # group commit of the blob names: renames, then one fsync per folder for the whole batch
             faults.point("gateway.before_durable")
             self._make_durable(jobs)
             faults.point("gateway.before_commit")
