@@ -271,6 +271,12 @@ class CatalogWriter:
         self._series[key] = series
         return series
 
+    def series_for(self, fields: dict[str, Any]) -> Series:
+        """The series row (with its study and patient, added when new) for ``index_fields`` output."""
+        return self._series_row(
+            self._study(self._patient(fields["patient"]), fields["study"]), fields["series"]
+        )
+
     def file(self, outcome: IngestOutcome) -> str:
         """Insert the rows for an ingested outcome; returns the final status (ingested or present)."""
         if outcome.children:
@@ -601,6 +607,12 @@ def worker_context(ingestor: Ingestor) -> _WorkerContext:
 def prepare_worker(ctx: _WorkerContext) -> None:
     """Open the store and build the de-identifier of ``ctx`` in this thread or process."""
     _setup_context(ctx)
+
+
+def current_worker_context() -> _WorkerContext:
+    """The context :func:`init_worker_process` set up in this process (a pool worker)."""
+    assert _CTX is not None, "worker not initialised"
+    return _CTX
 
 
 def init_worker_process(ctx: _WorkerContext) -> None:

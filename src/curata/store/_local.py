@@ -3,7 +3,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -69,6 +69,50 @@ class LocalStore(BlobStore):
             tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot write a blob into {self.root}: {exc.strerror}") from exc
 
+    def stage_bytes(self, data: bytes) -> tuple[str, Path | None]:
+        """Write and fsync ``data`` under the temp folder, *without* giving it its name, for a writer
+        that names many blobs at once (:meth:`commit_staged`): ``(digest, temp path)``, or ``(digest,
+        None)`` when the blob is already stored (a final name only ever appears after its bytes were
+        fsynced). The data flush runs here, in each caller's thread or process, so the flushes of
+        concurrent senders overlap instead of queueing behind one writer."""
+        digest = hashlib.sha256(data).hexdigest()
+        if self._path(digest).exists():
+            return digest, None
+        fd, tmp = self._tempfile()
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write a blob into {self.root}: {exc.strerror}") from exc
+        return digest, tmp
+
+    def commit_staged(self, staged: list[tuple[str, Path]], also: Iterable[str] = ()) -> None:
+        """Name a batch of staged (already fsynced) blobs: rename each into place, then fsync each
+        folder once, so the names are durable together. ``also`` names blobs that were already stored:
+        their folders are fsynced too, so a name another writer renamed a moment ago is durable before
+        the caller commits a row pointing at it. Until this returns nothing may point at the blobs; a
+        crash before it leaves temp files only."""
+        folders: set[Path] = {self._path(d).parent for d in also}
+        try:
+            for digest, tmp in staged:
+                final = self._path(digest)
+                folders.add(final.parent)
+                if final.exists():
+                    tmp.unlink(missing_ok=True)
+                    continue
+                if not final.parent.is_dir():  # a new shard folder: its own name must be durable too
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    folders.update((final.parent.parent, final.parent.parent.parent))
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, final)
+            for folder in folders:
+                fsync_dir(folder)
+        except OSError as exc:
+            raise StoreError(f"cannot make blobs durable in {self.root}: {exc.strerror}") from exc
+
     def put_file(self, path: Path) -> str:
         h = hashlib.sha256()
         fd, tmp = self._tempfile()
@@ -113,10 +157,19 @@ class LocalStore(BlobStore):
             os.chmod(path, 0o644)
             path.unlink()
 
-    def sweep_temp(self) -> int:
-        """Remove temp files left by writers that died mid-write; returns how many."""
+    def sweep_temp(self, older_than: float = 0) -> int:
+        """Remove temp files left by writers that died mid-write; returns how many. ``older_than``
+        (seconds) spares files a live writer may still be using (another process on the same store)."""
+        import time
+
         n = 0
+        cutoff = time.time() - older_than
         for tmp in self._tmp.glob("put-*"):
+            try:
+                if older_than and tmp.stat().st_mtime > cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
             tmp.unlink(missing_ok=True)
             n += 1
         return n

@@ -273,10 +273,12 @@ class GuardedServer(ThreadedAssociationServer):
         self._open: dict[str, int] = {}
         self._pending: set[GuardedSocket] = set()
         self._open_lock = threading.Lock()
-        super().__init__(*args, request_handler=GuardedRequestHandler, **kwargs)
+        kwargs["request_handler"] = GuardedRequestHandler
+        super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
         if self.reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            assert self.socket is not None  # made by socketserver before it binds
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
 
@@ -288,6 +290,7 @@ class GuardedServer(ThreadedAssociationServer):
             return "?"
 
     def get_request(self) -> tuple[socket.socket, Any]:
+        assert self.socket is not None  # closed only after serve_forever returns
         client, address = self.socket.accept()
         if self.ssl_context:  # the handshake happens in the connection's thread, under its deadline
             client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)

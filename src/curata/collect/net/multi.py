@@ -3,8 +3,9 @@
 Why this design (issue 10, item 10): one Python process tops out on the network layer alone
 (pynetdicom's PDU and DIMSE handling hold the GIL), so extra de-identification processes behind one
 listener cannot raise the rate past that ceiling. N listener processes each run the whole path
-(network, de-identification, fsynced blob, catalog commit) with no hand-over between processes,
-and each still answers success only after its instance is durable; SQLite serialises their commits
+(network, de-identification, fsynced blob, catalog commit, group-committed per batch, see
+``receive.py``) with no hand-over between processes, and each still answers success only after its
+instance is durable; SQLite serialises their commits
 (WAL, busy timeout) and PostgreSQL takes them side by side. The alternative, dcmtk's storescp
 spooling to a queue drained by de-identification workers, would answer before the data is fsynced
 (storescp has no fsync) and would keep identifiable files in a spool: both against the design.

@@ -3,14 +3,15 @@
 The DICOM SCP, C-MOVE/C-GET and DICOMweb pulls and the STOW-RS endpoint all hand their bytes to a
 :class:`Receiver`. Work is split for throughput without giving up durability:
 
-1. the calling thread (one per association or HTTP request) de-identifies and writes the blob
-   (fsync + rename) with a de-identifier of its own, so associations run side by side; with
-   ``workers > 1`` that step runs in a pool of processes instead, so de-identification uses every
-   core when several associations send at once;
-2. the catalog rows are filed by one thread at a time (SQLite takes one writer): whichever caller
-   takes the writer lock files everything queued by then, commits once (group commit) and wakes the
-   others. A lone association thus commits its own rows with no hand-over to another thread, and
-   many associations share commits.
+1. the calling thread (one per association or HTTP request) de-identifies and *stages* the blob
+   (written and fsynced in the store's temp folder, no final name yet) with a de-identifier of its own, so
+   associations run side by side; with ``workers > 1`` that step runs in a pool of processes instead,
+   so de-identification uses every core when several associations send at once;
+2. one thread at a time (SQLite takes one writer) makes a batch durable: whichever caller takes the
+   writer lock drains everything queued by then, renames every staged blob into place, fsyncs the
+   folders once, files all rows with a few multi-row statements, commits once (group
+   commit) and wakes the others. A lone association thus commits its own rows with no hand-over to
+   another thread, and many associations share flushes and commits.
 
 ``receive`` therefore returns only after the blob and its catalog row are durable, which is when the
 SCP may answer success. A keyed hash of each source SOP Instance UID is recorded in the same commit,
@@ -27,20 +28,25 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from curata.catalog import Instance
+from curata import faults
+from curata.catalog import Blob, Instance, Provenance, Series, cache_key, code_version
 from curata.collect.ingest import (
     CatalogWriter,
     Ingestor,
     IngestOutcome,
+    current_worker_context,
     ensure_site,
     init_worker_process,
     prepare_worker,
@@ -67,11 +73,56 @@ def source_key(key: bytes, source_uid: str) -> str:
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
+Staged = list[tuple[str, Path]]  # (digest, temp file) written without fsync, made durable per batch
+
+
+class _StagingStore:
+    """The store as the de-identifier sees it: ``put_bytes`` writes and fsyncs the blob in the store's
+    temp folder, in the receiving thread (concurrent senders' flushes overlap), and remembers it; the
+    batch writer names every staged blob of a batch at once and fsyncs their folders
+    (:meth:`LocalStore.commit_staged`) before committing their rows. Anything else goes through."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.staged: Staged = []
+
+    def put_bytes(self, data: bytes) -> str:
+        digest, tmp = self._store.stage_bytes(data)
+        if tmp is not None:
+            self.staged.append((digest, tmp))
+        return str(digest)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def process_staged(item: tuple[str, bytes], ctx: Any = None) -> tuple[IngestOutcome, Staged]:
+    """:func:`process_one` with blob writes staged (not yet durable) when the store can stage them.
+    Runs in the receiving thread or in a pool worker (``ctx`` None: the worker's own context)."""
+    ctx = ctx if ctx is not None else current_worker_context()
+    store = ctx.store
+    if not hasattr(store, "stage_bytes"):  # a remote store: every put is durable on its own
+        return process_one(item, ctx), []
+    staging = _StagingStore(store)
+    ctx.store = staging
+    try:
+        outcome = process_one(item, ctx)
+    finally:
+        ctx.store = store
+    return outcome, staging.staged
+
+
+def _discard(staged: Staged) -> None:
+    for _digest, tmp in staged:
+        tmp.unlink(missing_ok=True)
+
+
 @dataclass
 class _Job:
     outcome: IngestOutcome
     source_key: str | None
     peer: str
+    staged: Staged = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -94,6 +145,7 @@ class Receiver:
         self._session: Session | None = None
         self._writer: CatalogWriter | None = None
         self._start_lock = threading.Lock()
+        self._blob_store: Any = None
 
     # -- public --------------------------------------------------------------------------------
     def key_for(self, source_uid: str) -> str:
@@ -108,6 +160,7 @@ class Receiver:
         disk) raise, so a network caller answers a failure status and the sender retries.
         """
         known = self._known(raw)
+        staged: Staged = []
         if known is not None:  # a re-send: no second de-identification, just remember the source
             outcome = IngestOutcome(
                 "present", source, input_digest=known[0], sop_instance_uid=known[1], size=len(raw)
@@ -117,17 +170,20 @@ class Receiver:
         elif self.workers > 1:
             pool = self._process_pool()
             try:
-                outcome = pool.submit(process_one, (source, raw)).result()
+                outcome, staged = pool.submit(process_staged, (source, raw)).result()
             except BrokenProcessPool:  # a worker died (killed, out of memory): fail this one, renew
                 with self._start_lock:
                     if self._pool is pool:
                         self._pool = None
                 raise
         else:
-            outcome = process_one((source, raw), self._context())
+            outcome, staged = process_staged((source, raw), self._context())
+        if outcome.status != "ingested":  # nothing of it is kept in the store
+            _discard(staged)
+            staged = []
         if outcome.status not in ("ingested", "quarantined", "present"):
             return outcome
-        job = _Job(outcome, self.key_for(source_uid) if source_uid else None, peer[:64])
+        job = _Job(outcome, self.key_for(source_uid) if source_uid else None, peer[:64], staged)
         self._queue.put(job)
         while not job.done.is_set():
             with self._write_lock:  # whoever holds it has filed our job, or we file it now
@@ -165,7 +221,14 @@ class Receiver:
                 self._pool = None
 
     def warm_up(self) -> None:
-        """Build the de-identifier (and start the worker processes) before the first instance arrives."""
+        """Build the de-identifier (and start the worker processes) before the first instance arrives,
+        and remove blobs staged by a gateway that was killed before their batch was durable (an hour
+        old at least: another listener on the same store may be staging right now)."""
+        sweep = getattr(self._store(), "sweep_temp", None)
+        if sweep is not None:
+            swept = sweep(older_than=3600)
+            if swept:
+                log.info("removed %d staged blob(s) left by an interrupted gateway", swept)
         if self.workers > 1:
             pool = self._process_pool()
             for fut in [pool.submit(_ping) for _ in range(self.workers)]:
@@ -207,14 +270,25 @@ class Receiver:
                 break
         if not jobs:
             return
+        try:  # group commit of the blob names: renames, then one fsync per folder for the whole batch
+            faults.point("gateway.before_durable")
+            self._make_durable(jobs)
+            faults.point("gateway.before_commit")
+        except Exception as exc:  # disk trouble: nobody in this batch is acknowledged
+            log.error("blobs could not be made durable for %d instance(s)", len(jobs))
+            for job in jobs:
+                _discard(job.staged)
+                job.error = exc
+                job.done.set()
+            return
         for attempt in range(5):
             try:
                 if self._session is None:
                     self._session, self._writer = self._open_writer()
                 assert self._writer is not None
-                for job in jobs:
-                    self._file(self._session, self._writer, job)
+                self._file_batch(self._session, self._writer, jobs)
                 self._session.commit()
+                faults.point("gateway.after_commit")
                 break
             except (IntegrityError, OperationalError) as exc:
                 # another writer (a second listener process, an ingest) filed the same patient,
@@ -238,6 +312,27 @@ class Receiver:
         for job in jobs:
             job.done.set()
 
+    def _make_durable(self, jobs: list[_Job]) -> None:
+        staged = [item for job in jobs for item in job.staged]
+        stored = [
+            d
+            for job in jobs
+            if job.outcome.status == "ingested" and not job.staged
+            for d in [job.outcome.blob_digest, *(c.blob_digest for c in job.outcome.children)]
+            if d
+        ]
+        if staged or stored:
+            store = self._store()
+            if hasattr(store, "commit_staged"):
+                store.commit_staged(staged, also=stored)
+        for job in jobs:
+            job.staged = []
+
+    def _store(self) -> Any:
+        if self._blob_store is None:
+            self._blob_store = self.ws.store
+        return self._blob_store
+
     def _drop_session(self) -> None:
         if self._session is not None:
             self._session.rollback()
@@ -254,27 +349,110 @@ class Receiver:
     def _known(self, raw: bytes) -> tuple[str, str] | None:
         """(input digest, SOP Instance UID) when these exact bytes were filed before (a read only)."""
         digest = hashlib.sha256(raw).hexdigest()
-        with self.ws.catalog.session() as session:
-            uid = session.scalar(
+        with self.ws.catalog.engine.connect() as conn:
+            uid = conn.scalar(
                 select(Instance.sop_instance_uid).where(Instance.source_digest == digest).limit(1)
             )
         return (digest, uid) if uid is not None else None
 
-    def _file(self, session: Session, writer: CatalogWriter, job: _Job) -> None:
-        outcome = job.outcome
-        if outcome.status == "quarantined":
-            writer.quarantine(outcome)
-            return
-        if outcome.status == "ingested":  # same de-identified UID already filed: "present"
-            outcome.status = writer.file(outcome)
-        if (
-            job.source_key
-            and session.scalar(select(GatewayReceived.id).where(GatewayReceived.source_key == job.source_key))
-            is None
-        ):
-            session.add(
-                GatewayReceived(
-                    source_key=job.source_key, sop_instance_uid=outcome.sop_instance_uid, peer=job.peer
+    def _file_batch(self, session: Session, writer: CatalogWriter, jobs: list[_Job]) -> None:
+        """File a batch in the caller's transaction with a handful of statements, not a few per
+        instance: one look-up of the SOP Instance UIDs, blobs, provenance keys and source keys already
+        filed, then one multi-row INSERT each. Series, studies and patients come from the writer's
+        cache (a look-up per new series only); slides and quarantined inputs take the writer's path."""
+        plain: list[_Job] = []
+        for job in jobs:
+            outcome = job.outcome
+            if outcome.status == "quarantined":
+                writer.quarantine(outcome)
+            elif outcome.status == "ingested" and outcome.children:
+                outcome.status = writer.file(outcome)
+            elif outcome.status == "ingested":
+                plain.append(job)
+        if plain:
+            self._file_plain(session, writer, plain)
+        keys = list(dict.fromkeys(j.source_key for j in jobs if j.source_key))
+        if keys:
+            have = set(
+                session.scalars(
+                    select(GatewayReceived.source_key).where(GatewayReceived.source_key.in_(keys))
                 )
             )
-            session.flush()
+            rows: dict[str, dict[str, Any]] = {}
+            for job in jobs:
+                if job.source_key and job.source_key not in have and job.source_key not in rows:
+                    rows[job.source_key] = {
+                        "source_key": job.source_key,
+                        "sop_instance_uid": job.outcome.sop_instance_uid,
+                        "peer": job.peer,
+                    }
+            if rows:
+                session.execute(insert(GatewayReceived), list(rows.values()))
+
+    @staticmethod
+    def _file_plain(session: Session, writer: CatalogWriter, jobs: list[_Job]) -> None:
+        uids = [j.outcome.fields["instance"]["sop_instance_uid"] for j in jobs]
+        filed = set(
+            session.scalars(select(Instance.sop_instance_uid).where(Instance.sop_instance_uid.in_(uids)))
+        )
+        digests = list({str(j.outcome.blob_digest) for j in jobs})
+        blobs = set(session.scalars(select(Blob.digest).where(Blob.digest.in_(digests))))
+        fresh: list[tuple[_Job, Series]] = []
+        for job in jobs:
+            uid = job.outcome.fields["instance"]["sop_instance_uid"]
+            if uid in filed:  # same de-identified instance already filed (or twice in this batch)
+                job.outcome.status = "present"
+                continue
+            filed.add(uid)
+            fresh.append((job, writer.series_for(job.outcome.fields)))
+        if not fresh:
+            return
+        if session.new or session.dirty:
+            session.flush()  # new series (and their study, patient) get their ids
+        blob_rows: dict[str, dict[str, Any]] = {}
+        instance_rows: list[dict[str, Any]] = []
+        prov_rows: dict[str, dict[str, Any]] = {}
+        per_series: Counter[int] = Counter()
+        for job, series in fresh:
+            o = job.outcome
+            digest = str(o.blob_digest)
+            if digest not in blobs and digest not in blob_rows:
+                blob_rows[digest] = {"digest": digest, "size": o.size}
+            instance_rows.append(
+                {
+                    "series_id": series.id,
+                    "blob_digest": digest,
+                    "source_digest": o.input_digest,
+                    **o.fields["instance"],
+                }
+            )
+            per_series[series.id] += 1
+            rec = o.deid_record
+            if rec is not None:
+                params: dict[str, Any] = {k: rec.get(k) for k in ("profile", "options") if k in rec}
+                version = str(rec.get("code_version") or "") or code_version()
+                key = cache_key("deid", [o.input_digest or ""], params, version)
+                prov_rows[key] = {
+                    "key": key,
+                    "step": "deid",
+                    "inputs": [o.input_digest or ""],
+                    "parameters": params,
+                    "code_version": version,
+                    "output": {"blob": digest, "record": rec},
+                }
+        if blob_rows:
+            session.execute(insert(Blob), list(blob_rows.values()))
+        columns = {k for row in instance_rows for k in row}
+        session.execute(insert(Instance), [{k: row.get(k) for k in columns} for row in instance_rows])
+        for _job, series in fresh:  # counted in SQL (other listeners count too): reload when read
+            session.expire(series, ["instance_count"])
+        for series_id, n in per_series.items():
+            session.execute(
+                update(Series).where(Series.id == series_id).values(instance_count=Series.instance_count + n),
+                execution_options={"synchronize_session": False},
+            )
+        if prov_rows:
+            have = set(session.scalars(select(Provenance.key).where(Provenance.key.in_(list(prov_rows)))))
+            rows = [row for key, row in prov_rows.items() if key not in have]
+            if rows:
+                session.execute(insert(Provenance), rows)
