@@ -37,8 +37,16 @@ return {x: r.left, y: r.top, w: r.width, h: r.height, dpr: window.devicePixelRat
 """
 
 
-@pytest.fixture
-def slide_platform(tmp_path: Path, shared_wsi: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+SLIDES = {
+    "svs": "CMU-1-Small-Region.svs",
+    "ndpi": "test3-DAPI-2-387.ndpi",
+}  # H&E brightfield; DAPI fluorescence
+
+
+@pytest.fixture(params=sorted(SLIDES))
+def slide_platform(
+    request: pytest.FixtureRequest, tmp_path: Path, shared_wsi: Path, monkeypatch: pytest.MonkeyPatch
+) -> Any:
     from curata.collect.ingest import Ingestor
     from curata.server import service
     from curata.workspace import Workspace
@@ -48,17 +56,18 @@ def slide_platform(tmp_path: Path, shared_wsi: Path, monkeypatch: pytest.MonkeyP
     ws = Workspace.init(tmp_path / "ws", site="test-site")
     inbox = tmp_path / "in"
     inbox.mkdir()
-    shutil.copy(shared_wsi / "CMU-1-Small-Region.svs", inbox / "CMU-1-Small-Region.svs")
+    name = SLIDES[request.param]
+    shutil.copy(shared_wsi / name, inbox / name)
     summary, problems = Ingestor(ws, site="path-a", workers=1).ingest_paths([inbox])
     assert summary.counts["ingested"] == 1 and not problems
     service.create_project(ws, "path", title="Pathology")
     service.add_resource(ws, "path", "site", "path-a")
     service.create_user(ws, "cur", PASSWORD)
     service.set_role(ws, "cur", "path", "curator")
-    return ws
+    return ws, request.param
 
 
-def test_converted_svs_opens_in_ohif_microscopy_mode(
+def test_converted_real_slide_opens_in_ohif_microscopy_mode(
     slide_platform: Any,
     browser: Any,  # noqa: F811
     serve: Any,  # noqa: F811
@@ -69,7 +78,7 @@ def test_converted_svs_opens_in_ohif_microscopy_mode(
     from curata.catalog import Series, Study
 
     ohif = _need("the OHIF viewer (.ohif/dist)", find_ohif())
-    ws, d = slide_platform, browser
+    (ws, kind), d = slide_platform, browser
     with ws.catalog.session() as s:
         study_uid, series_uid = s.execute(
             select(Study.study_uid, Series.series_uid)
@@ -100,7 +109,9 @@ def test_converted_svs_opens_in_ohif_microscopy_mode(
         if folder.name == "screenshots" and "docs" in folder.parts and not os.environ.get("CURATA_DOC_SHOTS"):
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "ohif-microscopy.png").write_bytes(png)
+        (folder / ("ohif-microscopy.png" if kind == "svs" else f"ohif-microscopy-{kind}.png")).write_bytes(
+            png
+        )
     img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
     k = box["dpr"]
     crop = img[
@@ -108,5 +119,9 @@ def test_converted_svs_opens_in_ohif_microscopy_mode(
     ]
     assert crop.size and crop.std() > 10, "the microscopy viewport is blank"
     r, g, b = crop[..., 0], crop[..., 1], crop[..., 2]
-    pinkish = (r > 120) & (r - g > 25) & (b - g > 10)  # eosin/haematoxylin-stained tissue, not UI chrome
-    assert pinkish.mean() > 0.02, "no stained tissue drawn in the viewport"
+    if kind == "svs":
+        pinkish = (r > 120) & (r - g > 25) & (b - g > 10)  # eosin/haematoxylin-stained tissue, not UI chrome
+        assert pinkish.mean() > 0.02, "no stained tissue drawn in the viewport"
+    else:  # DAPI: nuclei drawn bright on a dark field
+        lit = np.maximum(np.maximum(r, g), b) > 60
+        assert 0.002 < lit.mean() < 0.9, f"no fluorescent nuclei drawn in the viewport ({lit.mean():.4f})"
