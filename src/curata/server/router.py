@@ -63,11 +63,11 @@ class TokenIn(BaseModel):
     days: int | None = None
 
 
-def login(request: Request, response: Response, username: str, password: str) -> service.UserRecord:
-    """Check the password (rate-limited), mint a fresh session, record the login. Shared with the page."""
+def _check_password(request: Request, username: str, password: str) -> service.UserRecord:
+    """The password checked (rate-limited); a failure is recorded, with the client, and re-raised."""
     ws = request.app.state.ws
     try:
-        user = service.authenticate(ws, username, password, client=client_address(request))
+        return service.authenticate(ws, username, password, client=client_address(request))
     except service.AuthError:
         service.record(
             ws,
@@ -77,8 +77,13 @@ def login(request: Request, response: Response, username: str, password: str) ->
             detail={"client": client_address(request)},
         )
         raise
+
+
+def login(request: Request, response: Response, username: str, password: str) -> service.UserRecord:
+    """Check the password (rate-limited), mint a fresh session, record the login. Shared with the page."""
+    user = _check_password(request, username, password)
     start_session(request, response, user.id)
-    service.record(ws, "login", username=user.username, ledger=request.app.state.ledger)
+    service.record(request.app.state.ws, "login", username=user.username, ledger=request.app.state.ledger)
     return user
 
 
@@ -88,17 +93,7 @@ def token_login(
     """Check the password (rate-limited, recorded as a login) and mint a short-lived API token: for
     clients that sign in with a password rather than a browser session (MONAI Label's /auth/token)."""
     ws = request.app.state.ws
-    try:
-        user = service.authenticate(ws, username, password, client=client_address(request))
-    except service.AuthError:
-        service.record(
-            ws,
-            "login-failed",
-            username=username[:64],
-            ledger=request.app.state.ledger,
-            detail={"client": client_address(request)},
-        )
-        raise
+    user = _check_password(request, username, password)
     token = service.create_token(ws, user.username, name, days=days)
     service.record(ws, "login", username=user.username, ledger=request.app.state.ledger, detail={"via": name})
     return token
