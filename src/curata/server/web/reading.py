@@ -18,7 +18,7 @@ from curata.server import service
 from curata.server.auth import Access, require
 from curata.server.models import Role
 from curata.server.service import AuthError
-from curata.server.web.router import nav_item, page
+from curata.server.web.router import nav_item, page, record_action
 
 router = APIRouter(prefix="/ui/p/{project}/reading", tags=["pages"])
 READERS = (Role.annotator, Role.reviewer)  # read their own tasks; a reviewer signs reports off
@@ -46,18 +46,6 @@ def _back(access: Access, reading: str, where: str = "/", flash: str = "") -> Re
 
     tail = f"?flash={quote(flash)}" if flash else ""
     return RedirectResponse(_base(access, reading) + where + tail, status_code=303)
-
-
-def _record(request: Request, access: Access, action: str, target: str, **detail: Any) -> None:
-    service.record(
-        _ws(request),
-        action,
-        principal=access.principal,
-        target=target,
-        project=access.project.name if access.project else None,
-        detail=detail,
-        ledger=request.app.state.ledger,
-    )
 
 
 def _error(request: Request, access: Access, exc: CurataError, status: int = 409) -> HTMLResponse:
@@ -132,7 +120,7 @@ def assign_page(request: Request, reading: str, access: Access = Depends(require
         load = assign(ws, name)
     except CurataError as exc:
         return _error(request, access, exc)
-    _record(request, access, "annotate-assign", name, tasks=new, readers=len(load))
+    record_action(request, access, "annotate-assign", name, tasks=new, readers=len(load))
     return _back(access, name, flash=f"{new} new task(s); load per reader: {load}")
 
 
@@ -148,7 +136,7 @@ def agreement_page(request: Request, reading: str, access: Access = Depends(requ
     except CurataError as exc:
         return _error(request, access, exc)
     to_adjudicate = sum(r.state == "adjudication" for r in results)
-    _record(request, access, "annotate-agreement", name, cases=len(results))
+    record_action(request, access, "annotate-agreement", name, cases=len(results))
     return _back(access, name, flash=f"{len(results)} case(s) compared; {to_adjudicate} to adjudicate")
 
 
@@ -174,7 +162,7 @@ def release_page(
     except CurataError as exc:
         return _error(request, access, exc)
     service.add_resource(ws, access.project.name, "release", release)
-    _record(request, access, "release-created", result.ref, labels=len(labels))
+    record_action(request, access, "release-created", result.ref, labels=len(labels))
     return RedirectResponse(f"/ui/p/{access.project.name}/releases/{result.ref}", status_code=303)
 
 
@@ -239,7 +227,7 @@ def submit_page(
         t = submit(_ws(request), name, task_id, access.principal.username)
     except CurataError as exc:
         return _error(request, access, exc)
-    _record(request, access, "annotation-submitted", t.series_uid, task=task_id)
+    record_action(request, access, "annotation-submitted", t.series_uid, task=task_id)
     return _back(access, name, flash=f"task {task_id} submitted")
 
 
@@ -258,7 +246,7 @@ async def report_page(
         report = write_report(ws, name, task_id, access.principal.username, values)
     except CurataError as exc:
         return _error(request, access, exc, status=400)
-    _record(request, access, "report-written", f"task {task_id}", report=report)
+    record_action(request, access, "report-written", f"task {task_id}", report=report)
     return _back(access, name, f"/tasks/{task_id}", f"report {report} saved")
 
 
@@ -292,7 +280,7 @@ def sign_page(
         signed = sign_report(_ws(request), name, report_id, access.principal.username)
     except CurataError as exc:
         return _error(request, access, exc)
-    _record(request, access, "report-signed", f"report {report_id}", sr=signed["sr_digest"])
+    record_action(request, access, "report-signed", f"report {report_id}", sr=signed["sr_digest"])
     return _back(access, name, f"/tasks/{report['task']}", f"report {report_id} signed")
 
 
@@ -366,5 +354,5 @@ async def decide_page(
     except (CurataError, ValueError) as exc:
         err = exc if isinstance(exc, CurataError) else CurataError(f"unknown decision {decision!r}")
         return _error(request, access, err)
-    _record(request, access, "annotate-decision", f"task {task_id}", decision=decision)
+    record_action(request, access, "annotate-decision", f"task {task_id}", decision=decision)
     return _back(access, name, "/adjudication", f"task {task_id}: {decision}")

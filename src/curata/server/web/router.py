@@ -177,7 +177,7 @@ def _ws(request: Request) -> Any:
     return request.app.state.ws
 
 
-def _record(request: Request, access: Access, action: str, target: str, **detail: Any) -> None:
+def record_action(request: Request, access: Access, action: str, target: str, **detail: Any) -> None:
     service.record(
         _ws(request),
         action,
@@ -246,7 +246,7 @@ def qc_override(
     except service.CurataError as exc:
         qc = pages.qc_review(_ws(request), access)
         return page(request, "qc.html", access, title="QC review", active="qc", error=exc.message, **qc)
-    _record(request, access, "qc-override", series_uid, decision=decision)
+    record_action(request, access, "qc-override", series_uid, decision=decision)
     name = access.project.name if access.project else ""
     return RedirectResponse(f"/ui/p/{name}/qc?done={decision}#s-{result.series_uid}", status_code=303)
 
@@ -301,7 +301,7 @@ def cohort_create(
             name=name,
         )
     service.add_resource(_ws(request), access.project.name, "cohort", name)
-    _record(request, access, "cohort-created", name, series=created.series)
+    record_action(request, access, "cohort-created", name, series=created.series)
     return RedirectResponse(f"/ui/p/{access.project.name}/cohorts?created={name}", status_code=303)
 
 
@@ -381,7 +381,7 @@ def release_download(
     if ref not in {g.label for g in _grants(request, access)}:
         raise AuthError(f"{ref} is not licensed to you", status=403)
     path = downloads.licensee_zip(_ws(request), ref, access.principal.username)
-    _record(request, access, "download", ref, bytes=path.stat().st_size)
+    record_action(request, access, "download", ref, bytes=path.stat().st_size)
     return FileResponse(path, media_type="application/zip", filename=f"{ref.replace('@', '-v')}.zip")
 
 
