@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from curata.annotate._labelmaps import (
@@ -1903,6 +1903,9 @@ def task_agreement(ws: Workspace, project: str, task_id: int) -> list[dict[str, 
 # -- the platform's view: blinding in DICOMweb, reads saved from the viewer, readers from members --------
 
 
+DERIVED_MODALITIES = frozenset({"SEG", "SR", "RTSTRUCT", "PR", "KO"})
+
+
 def hidden_series(user: str) -> Any:
     """A ``select(Series.id)`` of the series ``user`` may not see while reading: the reads of other
     readers on open cases of blinded projects, and the AI drafts of projects that hide them (a
@@ -1910,7 +1913,31 @@ def hidden_series(user: str) -> Any:
     adjudicates = select(AnnotationReader.project_id).where(
         AnnotationReader.user_name == user, AnnotationReader.adjudicator.is_(True)
     )
-    return (
+    filed = select(Instance.series_id).join(
+        AnnotationRead, AnnotationRead.sop_instance_uid == Instance.sop_instance_uid
+    )
+    # a derived object that is no filed read (a SEG or SR someone not assigned to the case saved
+    # from a viewer, a contributed annotation) is as good as another read: hidden from the case's
+    # readers until the case is accepted
+    unfiled_on_open_cases = (
+        select(Series.id)
+        .join(Study, Series.study_id == Study.id)
+        .join(AnnotationTask, AnnotationTask.study_uid == Study.study_uid)
+        .join(AnnotationProject, AnnotationProject.id == AnnotationTask.project_id)
+        .join(
+            AnnotationReader,
+            and_(AnnotationReader.project_id == AnnotationProject.id, AnnotationReader.user_name == user),
+        )
+        .where(
+            Series.modality.in_(sorted(DERIVED_MODALITIES)),
+            Series.id.not_in(filed),
+            AnnotationProject.blinded.is_(True),
+            AnnotationProject.id.not_in(adjudicates),
+            AnnotationTask.state != TaskState.accepted,
+        )
+    )
+    return union(
+        unfiled_on_open_cases,
         select(Instance.series_id)
         .join(AnnotationRead, AnnotationRead.sop_instance_uid == Instance.sop_instance_uid)
         .join(AnnotationTask, AnnotationTask.id == AnnotationRead.task_id)
@@ -1926,7 +1953,7 @@ def hidden_series(user: str) -> Any:
                     AnnotationTask.state != TaskState.accepted,
                 ),
             ),
-        )
+        ),
     )
 
 
