@@ -269,3 +269,32 @@ def test_cli_create_and_export(released, tmp_path: Path) -> None:  # type: ignor
     assert _verify(target).returncode == 0
     out = runner.invoke(app, ["release", "create", "cli", "--split", "1,2,3,4", "-w", str(ws.root)])
     assert out.exit_code != 0
+
+
+def test_task_layout_puts_each_volume_alone_and_first(released) -> None:  # type: ignore[no-untyped-def]
+    from curata.publish.export import CHUNK, _fingerprint_kinds, _jobs
+    from curata.publish.formats import Fingerprint
+
+    ws, release, _ = released
+    with ws.catalog.session() as session:
+        manifest = Manifest.from_bytes(ws.store.get_bytes(get_version(session, release.ref).manifest_digest))
+    by_digest: dict[str, list[str]] = {}
+    for f in manifest.files:
+        by_digest.setdefault(f.sha256, []).append(f.path)
+    items = _fingerprint_kinds(by_digest)
+    jobs = _jobs(items, {f.sha256: f.size for f in manifest.files})
+    flat = [item for job in jobs for item in job]
+    assert sorted(d for d, _, _ in flat) == sorted(by_digest)  # every object once, none lost
+    volumes = [job for job in jobs if any(kind is Fingerprint.NIFTI for _, _, kind in job)]
+    assert volumes and all(len(job) == 1 for job in volumes)
+    assert jobs[: len(volumes)] == volumes  # the costly ones start first
+    assert all(len(job) <= CHUNK for job in jobs)
+
+
+def test_export_bytes_do_not_depend_on_the_workers(released, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from curata.workspace import Workspace
+
+    ws, release, export = released
+    monkeypatch.setenv("CURATA_RUNTIME__WORKERS", "1")
+    serial = export_release(Workspace.open(ws.root), release.ref, tmp_path / "serial", licensee="ACME AI")
+    assert (Path(serial.directory) / "manifest.json").read_bytes() == (export / "manifest.json").read_bytes()

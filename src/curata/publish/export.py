@@ -49,6 +49,7 @@ def _fsync_tree(root: Path, only: tuple[str, ...]) -> None:
 
 # -- fingerprinting in worker processes ---------------------------------------------------------
 CHUNK = 32
+BIG = 4 << 20  # bytes: an object this size or larger is a task of its own
 
 
 @dataclass
@@ -124,6 +125,23 @@ def _fingerprint_kinds(paths_by_digest: dict[str, list[str]]) -> list[tuple[str,
     return out
 
 
+def _jobs(
+    items: list[tuple[str, list[str], Fingerprint]], sizes: dict[str, int]
+) -> list[list[tuple[str, list[str], Fingerprint]]]:
+    """The pool's tasks: every NIfTI or large object alone, largest first, then the rest in chunks.
+
+    A NIfTI volume costs seconds (gunzip, mark, re-gzip) where a DICOM instance costs milliseconds; in
+    path order the volumes sat together in one or two chunks at the end, so one worker re-compressed
+    them all while the others idled. Alone and first, they spread over every worker."""
+
+    def alone(item: tuple[str, list[str], Fingerprint]) -> bool:
+        return item[2] is Fingerprint.NIFTI or sizes.get(item[0], 0) >= BIG
+
+    big = sorted(filter(alone, items), key=lambda i: (-sizes.get(i[0], 0), i[0]))
+    small = [i for i in items if not alone(i)]
+    return [[i] for i in big] + [small[k : k + CHUNK] for k in range(0, len(small), CHUNK)]
+
+
 def export_release(
     ws: Workspace, ref: str, out_dir: Path | str, licensee: str, on_file: Callable[[], None] | None = None
 ) -> ExportResult:
@@ -148,8 +166,8 @@ def export_release(
         by_digest: dict[str, list[str]] = {}
         for f in release_manifest.files:
             by_digest.setdefault(f.sha256, []).append(f.path)
-        items = _fingerprint_kinds(by_digest)
-        jobs = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+        sizes = {f.sha256: f.size for f in release_manifest.files}
+        jobs = _jobs(_fingerprint_kinds(by_digest), sizes)
         ctx = _ExportContext(ws.store_url, key, mark, str(partial))
         workers = ws.workers()
         written: dict[str, tuple[str, int]] = {}

@@ -93,7 +93,13 @@ def _label_image(
 
 
 def _count(case: NiftiCase, label_img: sitk.Image) -> None:
-    values, counts = np.unique(sitk.GetArrayViewFromImage(label_img), return_counts=True)
+    labels = sitk.GetArrayViewFromImage(label_img)
+    if labels.dtype == np.uint8:  # one counting pass; np.unique sorts every voxel of the volume
+        counts = np.bincount(labels.ravel(), minlength=1)
+        values = np.flatnonzero(counts)
+        counts = counts[values]
+    else:
+        values, counts = np.unique(labels, return_counts=True)
     case.label_voxels = {int(v): int(c) for v, c in zip(values, counts, strict=True) if v}
 
 
