@@ -38,7 +38,7 @@ import tempfile
 import tomllib
 import traceback
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -186,6 +186,38 @@ def tiles_to_bytes(tiles: np.ndarray, coords: np.ndarray, attrs: dict[str, Any])
 TILE_CHUNK = 16  # tiles per Zarr chunk: what the streaming writer holds before it writes
 
 
+class _FileMap(MutableMapping[str, bytes]):
+    """A Zarr store of one file per key in a folder, listed in first-write order: zipped, it gives the
+    entries (and the metadata, no ``dimension_separator``) that ``tiles_to_bytes`` writes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self._keys = root, dict[str, None]()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key.replace("/", os.sep)
+
+    def __getitem__(self, key: str) -> bytes:
+        if key not in self._keys:
+            raise KeyError(key)
+        return self._path(key).read_bytes()
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bytes(value))
+        self._keys.setdefault(key)
+
+    def __delitem__(self, key: str) -> None:
+        self._path(key).unlink()
+        del self._keys[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._keys))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 def write_tiles(
     path: Path, tiles: Iterable[tuple[np.ndarray, int, int]], size: int, attrs: dict[str, Any]
 ) -> int:
@@ -198,7 +230,7 @@ def write_tiles(
 
     path = Path(path)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".tiles-") as tmp:
-        folder = zarr.DirectoryStore(str(Path(tmp) / "tiles.zarr"))
+        folder = _FileMap(Path(tmp) / "tiles.zarr")
         root = zarr.group(store=folder)
         coords = array("q")
         buf: list[np.ndarray] = []
@@ -217,14 +249,22 @@ def write_tiles(
         if dset is None:  # fewer than one chunk: as tiles_to_bytes writes it (one chunk of n)
             data = np.stack(buf) if buf else np.zeros((0, size, size, 3), np.uint8)
             root.create_dataset("tiles", data=data, chunks=(n, size, size, 3) if n else None)
-        elif buf:
-            dset.append(np.stack(buf))
+        else:
+            if buf:
+                dset.append(np.stack(buf))
+            # the appends' metadata names a dimension separator; written afresh for the final shape, it
+            # is the metadata of an array created whole (the chunks already written are untouched)
+            del folder["tiles/.zarray"]
+            root.create_dataset(
+                "tiles", shape=(n, size, size, 3), chunks=(TILE_CHUNK, size, size, 3), dtype=np.uint8
+            )
         buf.clear()
         root.create_dataset("coords", data=np.frombuffer(coords, np.int64).reshape(-1, 2))
         root.attrs.update(attrs)
         part = Path(tmp) / "tiles.zarr.zip"
         zipped = zarr.ZipStore(str(part), mode="w")
-        zarr.copy_store(folder, zipped)  # key by key: one chunk in memory at a time
+        for key in folder:  # key by key: one chunk in memory at a time
+            zipped[key] = folder[key]
         zipped.close()
         os.replace(part, path)
     return n
