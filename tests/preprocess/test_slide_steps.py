@@ -22,6 +22,7 @@ from curata.preprocess.wsi import (
     run_slide_pipeline,
     tiles_from_bytes,
 )
+from curata.preprocess.wsi.steps import TILE_MEDIA_TYPE, Tiles
 
 PIPE = {
     "pipeline": {"name": "t", "kind": "slide"},
@@ -131,3 +132,105 @@ def test_slide_pipeline_runs_cached_with_provenance(workspace, tmp_path: Path) -
     )
     out = run_slide_pipeline(workspace, parse_slide_pipeline(rein), workers=1)
     assert all(r.ok and r.cached == 2 and r.computed == 1 for r in out)
+
+
+def _reference_tiles(blobs: list[bytes], step: Tiles) -> bytes:
+    """The tiling before streaming (main at 4e822aa): each instance read whole by pydicom, every tile
+    stacked in memory, then one Zarr zip. Kept here as the reference the streamed tile set must match."""
+    import io
+
+    import pydicom
+    from pydicom.encaps import generate_frames
+
+    from curata.preprocess.wsi.read import WSM_SOP_CLASS, SlideLevels, _Level
+    from curata.preprocess.wsi.steps import TissueMask, _mask, tiles_to_bytes
+
+    levels = []
+    for blob in blobs:
+        ds = pydicom.dcmread(io.BytesIO(blob))
+        if str(ds.get("SOPClassUID", "")) != WSM_SOP_CLASS:
+            continue
+        if {str(v).upper() for v in ds.get("ImageType") or []} & {"LABEL", "OVERVIEW", "THUMBNAIL"}:
+            continue
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+        assert ds.file_meta.TransferSyntaxUID.is_encapsulated
+        frames = list(generate_frames(ds.PixelData, number_of_frames=n))
+        mpp = float(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0]) * 1000
+        levels.append(
+            _Level(int(ds.TotalPixelMatrixColumns), int(ds.TotalPixelMatrixRows), int(ds.Columns),
+                   int(ds.Rows), frames, True, mpp)
+        )  # fmt: skip
+    slide = SlideLevels(levels)
+    mask = _mask(slide, TissueMask())
+    idx = step.level if step.level is not None else slide.level_for_mpp(step.mpp)
+    size, stride = step.size, step.size - step.overlap
+    h, w = slide.size(idx)
+    tiles, coords = [], []
+    for y in range(0, max(h - size, 0) + 1, stride):
+        for x in range(0, max(w - size, 0) + 1, stride):
+            sy, sx = mask.shape[0] / h, mask.shape[1] / w
+            m = mask[int(y * sy) : max(int((y + size) * sy), int(y * sy) + 1),
+                     int(x * sx) : max(int((x + size) * sx), int(x * sx) + 1)]  # fmt: skip
+            if not m.size or m.mean() < step.min_tissue:
+                continue
+            if y + size > h or x + size > w:
+                continue
+            tiles.append(slide.region(idx, y, x, size, size))
+            coords.append((y, x))
+    arr = np.stack(tiles) if tiles else np.zeros((0, size, size, 3), np.uint8)
+    attrs = {"level": idx, "mpp": slide.mpp(idx), "size": size, "overlap": step.overlap}
+    return tiles_to_bytes(arr, np.asarray(coords, np.int64).reshape(-1, 2), attrs)
+
+
+def _entries(data: bytes) -> dict[str, bytes]:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def test_streamed_tiles_are_the_in_memory_tiles(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Same tiles, coordinates, attributes, Zarr entries and metadata bytes as the tiling that held all tiles in memory; the provenance record has the same fields."""
+    site = tmp_path / "site"
+    site.mkdir()
+    syn.write_svs(site / "a.svs", size=640, seed=7)
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([site])
+    assert summary.counts["ingested"] == 1 and not problems
+    counts = set()
+    for size, overlap, min_tissue, level in [
+        (128, 32, 0.5, 0),
+        (32, 0, 0.2, 0),
+        (64, 0, 0.0, 1),
+        (256, 0, 1.0, 0),
+    ]:
+        step = {"size": size, "overlap": overlap, "level": level, "min_tissue": min_tissue}
+        pipe = parse_slide_pipeline({"step": [{"op": "tissue_mask"}, {"op": "tiles", **step}]})
+        (res,) = run_slide_pipeline(workspace, pipe, workers=1)
+        assert res.ok and res.tiles_digest, res
+        streamed = workspace.store.get_bytes(res.tiles_digest)
+        with workspace.catalog.session() as s:
+            prov = next(
+                p
+                for p in s.scalars(select(Provenance).where(Provenance.step == "preprocess.wsi.tiles"))
+                if p.output["digest"] == res.tiles_digest
+            )
+            inputs, output = list(prov.inputs), dict(prov.output)
+        reference = _reference_tiles([workspace.store.get_bytes(d) for d in inputs[:-1]], Tiles(**step))
+        got, want_entries = _entries(streamed), _entries(reference)  # same entries
+        assert sorted(got) == sorted(want_entries)
+        tiles, coords, attrs = tiles_from_bytes(streamed)
+        want_tiles, want_coords, want_attrs = tiles_from_bytes(reference)
+        assert np.array_equal(tiles, want_tiles) and np.array_equal(coords, want_coords)
+        assert attrs == want_attrs and attrs["level"] == level
+        meta = [k for k in got if k.rsplit("/", 1)[-1].startswith(".")]  # .zgroup, .zattrs, .zarray
+        assert len(meta) == 4 and all(got[k] == want_entries[k] for k in meta)
+        want = {
+            "digest": res.tiles_digest,
+            "media_type": TILE_MEDIA_TYPE,
+            "tiles": len(want_tiles),
+            **want_attrs,
+        }
+        assert output == want and res.tiles == len(want_tiles)
+        counts.add(len(want_tiles))
+    assert len(counts) == 4 and 0 in counts and max(counts) > 16  # none, one chunk, several (last partial)

@@ -29,15 +29,18 @@ import contextlib
 import hashlib
 import io
 import json
+import os
+import shutil
 import tomllib
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from curata import __version__
+from curata._io import fsync_dir, fsync_file
 from curata.console import RunSummary
 from curata.errors import ConfigError, CurataError, InputError
 from curata.preprocess.policies import DEFAULT_TILT, DEFAULT_UNEVEN, TILT_POLICIES, UNEVEN_POLICIES
@@ -126,6 +129,27 @@ class FolderCache:
     def get(self, digest: str) -> bytes:
         return (self.root / "objects" / digest).read_bytes()
 
+    def put_file(self, path: Path) -> str:
+        """Store a finished file (hashed in chunks, moved into place atomically) and drop ``path``."""
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        digest = h.hexdigest()
+        final = self.root / "objects" / digest
+        if final.exists():
+            Path(path).unlink()
+        else:
+            tmp = final.with_name(f".{digest}.part")
+            shutil.move(str(path), tmp)
+            fsync_file(tmp)
+            os.replace(tmp, final)
+            fsync_dir(final.parent)
+        return digest
+
+    def path(self, digest: str) -> Path:
+        return self.root / "objects" / digest
+
     def record(
         self,
         key: str,
@@ -171,6 +195,17 @@ class WorkspaceCache:
 
     def get(self, digest: str) -> bytes:
         return self.ws.store.get_bytes(digest)
+
+    def put_file(self, path: Path) -> str:
+        """Store a finished file (the store copies it in chunks and commits atomically); drop ``path``."""
+        digest = self.ws.store.put_file(Path(path))
+        Path(path).unlink()
+        return digest
+
+    def path(self, digest: str) -> Path | BinaryIO:
+        """A local path to the blob where the store has one, else an open file."""
+        local = self.ws.store.local_path(digest)
+        return local if local is not None else self.ws.store.open(digest)
 
     def record(
         self,

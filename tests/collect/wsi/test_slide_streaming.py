@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import tracemalloc
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,9 +55,17 @@ def _peak(fn):  # type: ignore[no-untyped-def]
         tracemalloc.stop()
 
 
-def test_large_slide_is_converted_checked_and_tiled_in_bounded_memory(big_svs: Path) -> None:
+def test_large_slide_is_converted_checked_and_tiled_in_bounded_memory(big_svs: Path, tmp_path: Path) -> None:
     from curata.preprocess.wsi.read import read_slide
-    from curata.preprocess.wsi.steps import Tiles, TissueMask, _mask, _tiles
+    from curata.preprocess.wsi.steps import (
+        Tiles,
+        TissueMask,
+        _iter_tiles,
+        _mask,
+        _tile_attrs,
+        tiles_from_bytes,
+        write_tiles,
+    )
     from curata.select.metrics.wsi import measure_slide
 
     raw = big_svs.read_bytes()
@@ -74,17 +83,53 @@ def test_large_slide_is_converted_checked_and_tiled_in_bounded_memory(big_svs: P
     assert m["slide_width"] == SIDE and m["corrupted_tiles"] == 0
     assert 0.001 < m["tissue_fraction"] < 0.02  # the 1024^2 corner of 16384^2 is 0.4%
 
-    def tile_it():  # type: ignore[no-untyped-def]
-        slide = read_slide([io.BytesIO(blob)])
-        mask = _mask(slide, TissueMask(max_side=1024))
-        return _tiles(slide, mask, Tiles(size=256, level=0, min_tissue=0.5))
+    path = tmp_path / "level.dcm"  # tiling reads the stored file, frame by frame (never its Pixel Data)
+    path.write_bytes(blob)
+    out = tmp_path / "tiles.zarr.zip"
 
-    (tiles, coords, _attrs), peak = _peak(tile_it)
+    def tile_it(mask_side: int | None, min_tissue: float):  # type: ignore[no-untyped-def]
+        slide = read_slide([path])
+        mask = _mask(slide, TissueMask(max_side=mask_side)) if mask_side else None
+        step = Tiles(size=256, level=0, min_tissue=min_tissue)
+        return write_tiles(out, _iter_tiles(slide, mask, step), 256, _tile_attrs(slide, step))
+
+    n, peak = _peak(lambda: tile_it(1024, 0.5))
     assert peak < BOUND, f"tiling peaked at {peak / 2**20:.0f} MiB"
-    assert 4 <= len(tiles) <= 24 and coords.max() < 1280  # the tissue corner's tiles only
+    tiles, coords, _attrs = tiles_from_bytes(out.read_bytes())
+    assert 4 <= n == len(tiles) <= 24 and coords.max() < 1280  # the tissue corner's tiles only
     ref = pydicom.dcmread(io.BytesIO(blob))  # the tiles are the level's pixels at their coordinates
     assert ref.TotalPixelMatrixRows == SIDE
     patch = syn.tissue_image(1024, 1024, seed=5, tissue=0.9)
     y, x = coords[0]
     assert np.abs(tiles[0].astype(int) - patch[y : y + 256, x : x + 256]).mean() < 6
     assert LEVEL_BYTES >= 3 * BOUND
+    del tiles, ref
+
+    # every tile of the level (no mask): 4096 tiles, 768 MiB of output, written as they are cut
+    out.unlink()
+    n, peak = _peak(lambda: tile_it(None, 0.0))
+    output_bytes = n * 256 * 256 * 3
+    assert n == (SIDE // 256) ** 2 and output_bytes == LEVEL_BYTES
+    assert peak < output_bytes / 16, f"tiling all {n} tiles peaked at {peak / 2**20:.0f} MiB"
+    assert out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tiles-")]
+    with zipfile.ZipFile(out) as zf:  # all of them are there, in chunks of 16 tiles
+        names = zf.namelist()
+    assert sum(k.startswith("tiles/") and not k.startswith("tiles/.") for k in names) == n // 16
+
+
+def test_frames_are_read_on_demand_from_the_stored_file(big_svs: Path, tmp_path: Path) -> None:
+    """QC and tiling open an instance's frames by byte range: the same bytes as pydicom's frames."""
+    from pydicom.encaps import generate_frames
+
+    from curata.collect.wsi import LazyFrames, open_frames
+
+    res = deidentify_slide(big_svs.read_bytes(), key=KEY, source="big.svs", identity=None)
+    path = tmp_path / "level.dcm"
+    path.write_bytes(res.instances[0])
+    ds, frames = open_frames(path)
+    assert isinstance(frames, LazyFrames) and "PixelData" not in ds
+    assert len(frames) == (SIDE // TILE) ** 2
+    full = pydicom.dcmread(path)
+    for i, want in enumerate(generate_frames(full.PixelData, number_of_frames=len(frames))):
+        if i % 97 == 0 or i == len(frames) - 1:
+            assert frames[i] == want

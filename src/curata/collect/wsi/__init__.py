@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     )
     from curata.collect.wsi.dicomize import SlideInfo, slide_info, to_dicom
     from curata.collect.wsi.formats import SlideFormat, is_slide_name
-    from curata.collect.wsi.frames import read_frames
+    from curata.collect.wsi.frames import LazyFrames, open_frames, read_frames
     from curata.collect.wsi.models import Slide
     from curata.collect.wsi.reader import SlideReader
     from curata.collect.wsi.service import (
@@ -59,6 +59,8 @@ __getattr__ = lazy_exports(
         "SlideFormat": "formats",
         "is_slide_name": "formats",
         "read_frames": "frames",
+        "LazyFrames": "frames",
+        "open_frames": "frames",
         "Slide": "models",
         "SlideReader": "reader",
         "LabelImageRemoved": "service",
@@ -75,6 +77,7 @@ __getattr__ = lazy_exports(
 
 __all__ = [
     "LabelImageRemoved",
+    "LazyFrames",
     "Slide",
     "SlideAnnotation",
     "SlideDeidConfig",
@@ -95,6 +98,7 @@ __all__ = [
     "is_wsm",
     "looks_like_slide",
     "mrxs_role",
+    "open_frames",
     "read_frames",
     "read_geojson",
     "refuse_label",

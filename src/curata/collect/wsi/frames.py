@@ -10,7 +10,9 @@ reads the instance whole, as before.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, overload
 
 import pydicom
 
@@ -85,3 +87,50 @@ def read_frames(fp: BinaryIO, wanted: list[int]) -> tuple[str, int, list[bytes]]
         fp.seek(offset)
         out.append(fp.read(length))
     return ts, len(ranges), out
+
+
+class LazyFrames(Sequence[bytes]):
+    """The frames of one stored instance, each read from the file when asked (one seek, one read):
+    slide QC and tiling hold one frame's bytes at a time, never the instance's Pixel Data."""
+
+    def __init__(self, fp: BinaryIO, ranges: list[tuple[int, int]]) -> None:
+        self._fp, self._ranges = fp, ranges
+
+    def __len__(self) -> int:
+        return len(self._ranges)
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[bytes]: ...
+    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        offset, length = self._ranges[i]
+        self._fp.seek(offset)
+        return self._fp.read(length)
+
+
+def open_frames(src: str | Path | BinaryIO) -> tuple[Any, Sequence[bytes]]:
+    """(the instance's header, its frames read on demand) for a path or a seekable file object.
+
+    Where the frame table cannot be found by byte ranges (see :func:`frame_ranges`), the instance is
+    read whole as before: (the full dataset, its frames in memory)."""
+    from pydicom.encaps import generate_frames
+
+    fp: BinaryIO = open(src, "rb") if isinstance(src, str | Path) else src  # noqa: SIM115 - kept open
+    start = fp.tell()
+    ds = pydicom.dcmread(fp, stop_before_pixels=True)
+    fp.seek(start)
+    got = frame_ranges(fp)
+    if got is not None:
+        return ds, LazyFrames(fp, got[1])
+    fp.seek(start)
+    ds = pydicom.dcmread(fp)
+    if "PixelData" not in ds:
+        return ds, []
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        return ds, list(generate_frames(ds.PixelData, number_of_frames=n))
+    size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+    return ds, [ds.PixelData[i * size : (i + 1) * size] for i in range(n)]

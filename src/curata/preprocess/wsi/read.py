@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ class _Level:
     height: int
     tile_w: int
     tile_h: int
-    frames: list[bytes]
+    frames: Sequence[bytes]  # read from the stored file on demand where its frame table allows
     encapsulated: bool
     mpp: float | None
 
@@ -103,23 +104,18 @@ class SlideLevels:
 
 
 def read_slide(sources: list[Any]) -> SlideLevels:
-    import pydicom
-    from pydicom.encaps import generate_frames
+    """The VOLUME levels of a DICOM-WSI series (paths or seekable files): headers only; each frame's
+    bytes are read when a region needs it (``curata.collect.wsi.open_frames``)."""
+    from curata.collect.wsi import open_frames
 
     levels = []
     for src in sources:
-        ds = pydicom.dcmread(src)
+        ds, frames = open_frames(src)
         if str(ds.get("SOPClassUID", "")) != WSM_SOP_CLASS:
             continue
         if {str(v).upper() for v in ds.get("ImageType") or []} & {"LABEL", "OVERVIEW", "THUMBNAIL"}:
             continue
-        n = int(ds.get("NumberOfFrames", 1) or 1)
         enc = ds.file_meta.TransferSyntaxUID.is_encapsulated
-        if enc:
-            frames = list(generate_frames(ds.PixelData, number_of_frames=n))
-        else:
-            size = int(ds.Rows) * int(ds.Columns) * 3
-            frames = [ds.PixelData[i * size : (i + 1) * size] for i in range(n)]
         try:
             mpp = float(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0]) * 1000
         except (AttributeError, IndexError, KeyError, TypeError):

@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import tempfile
 import tomllib
 import traceback
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -181,6 +183,93 @@ def tiles_to_bytes(tiles: np.ndarray, coords: np.ndarray, attrs: dict[str, Any])
         return path.read_bytes()
 
 
+TILE_CHUNK = 16  # tiles per Zarr chunk: what the streaming writer holds before it writes
+
+
+class _FileMap(MutableMapping[str, bytes]):
+    """A Zarr store of one file per key in a folder, listed in first-write order: zipped, it gives the
+    entries (and the metadata, no ``dimension_separator``) that ``tiles_to_bytes`` writes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self._keys = root, dict[str, None]()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key.replace("/", os.sep)
+
+    def __getitem__(self, key: str) -> bytes:
+        if key not in self._keys:
+            raise KeyError(key)
+        return self._path(key).read_bytes()
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bytes(value))
+        self._keys.setdefault(key)
+
+    def __delitem__(self, key: str) -> None:
+        self._path(key).unlink()
+        del self._keys[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._keys))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def write_tiles(
+    path: Path, tiles: Iterable[tuple[np.ndarray, int, int]], size: int, attrs: dict[str, Any]
+) -> int:
+    """Stream ``(tile, y, x)`` into a tile set at ``path`` (a Zarr zip, the layout of
+    :func:`tiles_to_bytes`): tiles are written a chunk of ``TILE_CHUNK`` at a time into a Zarr folder
+    in a temporary directory, zipped at the end and renamed onto ``path`` only when complete, so an
+    interrupted run leaves nothing half-written and memory is one chunk whatever the slide's size.
+    Returns the number of tiles."""
+    import zarr
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".tiles-") as tmp:
+        folder = _FileMap(Path(tmp) / "tiles.zarr")
+        root = zarr.group(store=folder)
+        coords = array("q")
+        buf: list[np.ndarray] = []
+        dset: Any = None
+        for tile, y, x in tiles:
+            buf.append(tile)
+            coords.extend((y, x))
+            if len(buf) == TILE_CHUNK:
+                if dset is None:
+                    dset = root.create_dataset(
+                        "tiles", shape=(0, size, size, 3), chunks=(TILE_CHUNK, size, size, 3), dtype=np.uint8
+                    )
+                dset.append(np.stack(buf))
+                buf.clear()
+        n = len(coords) // 2
+        if dset is None:  # fewer than one chunk: as tiles_to_bytes writes it (one chunk of n)
+            data = np.stack(buf) if buf else np.zeros((0, size, size, 3), np.uint8)
+            root.create_dataset("tiles", data=data, chunks=(n, size, size, 3) if n else None)
+        else:
+            if buf:
+                dset.append(np.stack(buf))
+            # the appends' metadata names a dimension separator; written afresh for the final shape, it
+            # is the metadata of an array created whole (the chunks already written are untouched)
+            del folder["tiles/.zarray"]
+            root.create_dataset(
+                "tiles", shape=(n, size, size, 3), chunks=(TILE_CHUNK, size, size, 3), dtype=np.uint8
+            )
+        buf.clear()
+        root.create_dataset("coords", data=np.frombuffer(coords, np.int64).reshape(-1, 2))
+        root.attrs.update(attrs)
+        part = Path(tmp) / "tiles.zarr.zip"
+        zipped = zarr.ZipStore(str(part), mode="w")
+        for key in folder:  # key by key: one chunk in memory at a time
+            zipped[key] = folder[key]
+        zipped.close()
+        os.replace(part, path)
+    return n
+
+
 def tiles_from_bytes(data: bytes) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     import zarr
 
@@ -213,13 +302,22 @@ def _mask(slide: SlideLevels, step: TissueMask) -> np.ndarray:
     return tissue_mask(thumb, step.saturation)
 
 
-def _tiles(
+def _tile_level(slide: SlideLevels, step: Tiles) -> int:
+    return step.level if step.level is not None else slide.level_for_mpp(step.mpp)
+
+
+def _tile_attrs(slide: SlideLevels, step: Tiles) -> dict[str, Any]:
+    idx = _tile_level(slide, step)
+    return {"level": idx, "mpp": slide.mpp(idx), "size": step.size, "overlap": step.overlap}
+
+
+def _iter_tiles(
     slide: SlideLevels, mask: np.ndarray | None, step: Tiles
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    idx = step.level if step.level is not None else slide.level_for_mpp(step.mpp)
+) -> Iterator[tuple[np.ndarray, int, int]]:
+    """``(tile, y, x)`` of each whole tile on enough tissue, row by row, read region by region."""
+    idx = _tile_level(slide, step)
     h, w = slide.size(idx)  # tiles are read region by region, never the whole level
     stride = step.size - step.overlap
-    tiles, coords = [], []
     for y in range(0, max(h - step.size, 0) + 1, stride):
         for x in range(0, max(w - step.size, 0) + 1, stride):
             if mask is not None:
@@ -232,12 +330,19 @@ def _tiles(
                     continue
             if y + step.size > h or x + step.size > w:
                 continue  # whole tiles only
-            tile = slide.region(idx, y, x, step.size, step.size)
-            tiles.append(tile)
-            coords.append((y, x))
+            yield slide.region(idx, y, x, step.size, step.size), y, x
+
+
+def _tiles(
+    slide: SlideLevels, mask: np.ndarray | None, step: Tiles
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Every tile in memory (for fitting a stain target; the tiles step streams with :func:`write_tiles`)."""
+    tiles, coords = [], []
+    for tile, y, x in _iter_tiles(slide, mask, step):
+        tiles.append(tile)
+        coords.append((y, x))
     arr = np.stack(tiles) if tiles else np.zeros((0, step.size, step.size, 3), np.uint8)
-    attrs = {"level": idx, "mpp": slide.mpp(idx), "size": step.size, "overlap": step.overlap}
-    return arr, np.asarray(coords, np.int64).reshape(-1, 2), attrs
+    return arr, np.asarray(coords, np.int64).reshape(-1, 2), _tile_attrs(slide, step)
 
 
 def _normalize(tiles: np.ndarray, step: StainNormalize, target: dict[str, Any] | None) -> np.ndarray:
@@ -312,7 +417,7 @@ def run_slide_task(task: SlideTask) -> SlideResult:
         def load() -> SlideLevels:
             nonlocal slide
             if slide is None:
-                slide = read_slide([io.BytesIO(cache.get(d)) for d in task.digests])
+                slide = read_slide([cache.path(d) for d in task.digests])  # frames read on demand
             return slide
 
         current = list(task.digests)
@@ -329,23 +434,24 @@ def run_slide_task(task: SlideTask) -> SlideResult:
                 out_digest = str(hit["digest"])
                 res.tiles = int(hit.get("tiles", res.tiles))
             else:
+                extra: dict[str, Any]
                 if isinstance(step, TissueMask):
-                    data, extra = mask_bytes(_mask(load(), step)), {}
-                elif isinstance(step, Tiles):
+                    out_digest, extra = cache.put(mask_bytes(_mask(load(), step))), {}
+                elif isinstance(step, Tiles):  # streamed to a file, stored as a file: never all in memory
                     mask = mask_from_bytes(cache.get(mask_digest)) if mask_digest else None
-                    arr, coords, attrs = _tiles(load(), mask, step)
-                    data, extra = tiles_to_bytes(arr, coords, attrs), {"tiles": len(arr), **attrs}
-                    res.tiles = len(arr)
+                    attrs = _tile_attrs(load(), step)
+                    with tempfile.TemporaryDirectory(prefix="curata-tiles-") as tmp:
+                        part = Path(tmp) / "tiles.zarr.zip"
+                        n = write_tiles(part, _iter_tiles(load(), mask, step), step.size, attrs)
+                        out_digest, extra = cache.put_file(part), {"tiles": n, **attrs}
+                    res.tiles = n
                 elif isinstance(step, StainNormalize):
                     arr, coords, attrs = tiles_from_bytes(cache.get(current[0]))
                     out = _normalize(arr, step, task.targets.get(step.target))
-                    data, extra = (
-                        tiles_to_bytes(out, coords, {**attrs, "stain": step.method}),
-                        {"tiles": len(out)},
-                    )
+                    out_digest = cache.put(tiles_to_bytes(out, coords, {**attrs, "stain": step.method}))
+                    extra = {"tiles": len(out)}
                 else:  # pragma: no cover - the registry holds only these
                     raise ConfigError(f"unknown slide step {step.op}")
-                out_digest = cache.put(data)
                 output = {"digest": out_digest, "media_type": TILE_MEDIA_TYPE, **extra}
                 cache.record(key, f"preprocess.wsi.{step.op}", inputs, params, output, _version(step))
                 res.computed += 1
@@ -383,7 +489,7 @@ def fit_targets(ws: Any, pipeline: SlidePipeline) -> dict[str, Any]:
             )
         if not digests:
             raise ConfigError(f"stain target {step.target!r} is not a series of this workspace")
-        slide = read_slide([io.BytesIO(ws.store.get_bytes(d)) for d in digests])
+        slide = read_slide([ws.store.local_path(d) or ws.store.open(d) for d in digests])
         mask = _mask(slide, TissueMask())
         tiles, _, _ = _tiles(slide, mask, tiles_step)
         if step.method == "macenko":

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,7 @@ class SlideLevel:
     height: int
     tile_w: int
     tile_h: int
-    frames: list[bytes]
+    frames: Sequence[bytes]  # read from the stored file on demand where its frame table allows
     encapsulated: bool
     mpp: float | None
 
@@ -62,26 +63,19 @@ def is_wsm(ds: Any) -> bool:
 
 # ---------------------------------------------------------------------- reading DICOM-WSI
 def read_levels(sources: list[Any]) -> list[SlideLevel]:
-    """Every VOLUME level of a DICOM-WSI series, largest first (frames kept encoded)."""
-    import pydicom
-    from pydicom.encaps import generate_frames
+    """Every VOLUME level of a DICOM-WSI series, largest first: headers only, each frame's bytes
+    read from the source when asked (``curata.collect.wsi.open_frames``)."""
+    from curata.collect.wsi import open_frames
 
     levels = []
     for src in sources:
-        ds = pydicom.dcmread(src)
+        ds, frames = open_frames(src)
         if not is_wsm(ds):
             continue
         kinds = {str(v).upper() for v in ds.get("ImageType") or []}
         if kinds & {"LABEL", "OVERVIEW", "THUMBNAIL"}:
             continue
-        n = int(ds.get("NumberOfFrames", 1) or 1)
-        if ds.file_meta.TransferSyntaxUID.is_encapsulated:
-            frames = list(generate_frames(ds.PixelData, number_of_frames=n))
-            enc = True
-        else:
-            size = int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel)
-            frames = [ds.PixelData[i * size : (i + 1) * size] for i in range(n)]
-            enc = False
+        enc = bool(ds.file_meta.TransferSyntaxUID.is_encapsulated)
         mpp = None
         with contextlib.suppress(AttributeError, IndexError, KeyError, TypeError):
             mpp = float(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0]) * 1000
