@@ -57,14 +57,10 @@ def browser(tmp_path: Path) -> Any:
     b.quit()
 
 
-def _wait(cond: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError("timed out waiting")
+def _wait(cond: Any, timeout: float = 60) -> Any:
+    from tests.server.test_browser import _wait as wait
+
+    return wait(cond, timeout)
 
 
 def _login(d: Any, base: str, user: str) -> None:

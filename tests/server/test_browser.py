@@ -79,10 +79,16 @@ def _shot(driver: Any, folder: Path, name: str) -> None:
     driver.save_screenshot(str(folder / f"{name}.png"))
 
 
-def _wait(cond: Any, timeout: float = 30, step: float = 0.25) -> Any:
+def _wait(cond: Any, timeout: float = 60, step: float = 0.25) -> Any:
+    """``cond()`` until it is truthy; an element not there yet (or replaced) counts as not yet."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = cond()
+        try:
+            value = cond()
+        except (NoSuchElementException, StaleElementReferenceException):
+            value = None
         if value:
             return value
         time.sleep(step)
