@@ -143,3 +143,27 @@ def test_mrxs_is_refused_with_a_clear_reason_and_its_folder_skipped(workspace, t
     assert ("MRXS" in problems[0].reason and workspace.store.digests() == []) or not list(
         workspace.store.digests()
     )
+
+
+def test_an_unforeseen_slide_error_is_quarantined_without_its_message(  # type: ignore[no-untyped-def]
+    workspace, shared_wsi: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """An error nobody foresaw may quote the input (a name in a tag): the quarantine reason keeps
+    only its type and where it happened, and the rest of the batch goes on."""
+    from curata.collect.wsi import _ingest
+
+    def broken(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise ValueError(f"bad tag value {WHO.patient_name}")
+
+    monkeypatch.setattr(_ingest, "deidentify_slide", broken)
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    shutil.copy(shared_wsi / "small.svs", inbox / "small.svs")
+    syn.write_generic_tiff(inbox / "other.tiff", size=256, seed=1)
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([inbox])
+    assert summary.counts["quarantined"] == 2 and summary.counts["failed"] == 0
+    for p in problems:
+        assert p.reason.startswith("internal error (ValueError") and WHO.patient_name not in p.reason
+    with workspace.catalog.session() as s:
+        kept = [q.reason for q in s.scalars(select(QuarantineItem))]
+    assert len(kept) == 2 and not any(WHO.patient_name in r for r in kept)

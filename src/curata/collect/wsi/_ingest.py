@@ -17,34 +17,43 @@ from curata.collect.wsi.service import (
     deidentify_slide,
     read_sidecar,
 )
-from curata.errors import CurataError, InputError
+from curata.errors import InputError
 
 
 def ingest_slide_outcome(name: str, raw: bytes, digest: str, ctx: Any) -> Any:
     """De-identify, convert and store one vendor slide; never raises for a bad slide (quarantine)."""
-    from curata.collect.ingest import IngestOutcome, _quarantine_bytes
 
     try:
-        if not ctx.deidentify:
-            raise InputError(
-                "a vendor slide file reached the central platform without de-identification; refused",
-                hint="ingest slides at a site (with de-identification), which converts them to DICOM-WSI",
-            )
-        identity = read_sidecar(name)
-        settings = SlideSettings.from_config(getattr(ctx, "wsi", None))
-        pseudo = ctx.deidentifier.pseudo if ctx.deidentifier is not None else None
+        identity, settings, pseudo = _site_inputs(name, ctx)
         result = deidentify_slide(
             raw, key=ctx.key, source=name, identity=identity, settings=settings, pseudo=pseudo
         )
         return _stored(name, raw, digest, ctx, result)
-    except CurataError as exc:
-        reason = exc.reason if isinstance(exc, InputError) else exc.message
-        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
-        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
-    except Exception as exc:  # an unforeseen slide: quarantine, never stop the batch
-        reason = f"unexpected {type(exc).__name__}: {exc}"
-        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
-        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
+    except Exception as exc:  # a bad or unforeseen slide: quarantine, never stop the batch
+        return _quarantined(name, raw, digest, ctx, exc)
+
+
+def _site_inputs(name: str, ctx: Any) -> tuple[Any, SlideSettings, Any]:
+    """The slide's sidecar identity, the site's slide settings and its pseudonymiser; a vendor file
+    that reaches an ingest without de-identification is refused."""
+    if not ctx.deidentify:
+        raise InputError(
+            "a vendor slide file reached the central platform without de-identification; refused",
+            hint="ingest slides at a site (with de-identification), which converts them to DICOM-WSI",
+        )
+    pseudo = ctx.deidentifier.pseudo if ctx.deidentifier is not None else None
+    return read_sidecar(name), SlideSettings.from_config(getattr(ctx, "wsi", None)), pseudo
+
+
+def _quarantined(name: str, raw: bytes, digest: str, ctx: Any, exc: Exception) -> Any:
+    """The slide quarantined with a reason fit to keep (an unforeseen error's message may quote the
+    input: only its type and where it happened are kept)."""
+    from curata.collect.ingest import IngestOutcome, _quarantine_bytes
+    from curata.collect.reasons import safe_reason
+
+    reason = safe_reason(exc)
+    _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
+    return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
 
 
 def ingest_mrxs_outcome(name: str, raw: bytes, digest: str, ctx: Any) -> Any:
@@ -52,8 +61,7 @@ def ingest_mrxs_outcome(name: str, raw: bytes, digest: str, ctx: Any) -> Any:
     (label and macro never read, the vendor folder never kept); a broken slide is quarantined."""
     from pathlib import Path
 
-    from curata.collect.ingest import IngestOutcome, _quarantine_bytes
-    from curata.collect.reasons import safe_reason
+    from curata.collect.ingest import IngestOutcome
     from curata.collect.wsi.mrxs import mrxs_digest
 
     try:
@@ -65,26 +73,13 @@ def ingest_mrxs_outcome(name: str, raw: bytes, digest: str, ctx: Any) -> Any:
         digest = mrxs_digest(Path(name), raw)
         if digest in ctx.known_inputs:
             return IngestOutcome("present", name, input_digest=digest)
-        if not ctx.deidentify:
-            raise InputError(
-                "a vendor slide file reached the central platform without de-identification; refused",
-                hint="ingest slides at a site (with de-identification), which converts them to DICOM-WSI",
-            )
-        identity = read_sidecar(name)
-        settings = SlideSettings.from_config(getattr(ctx, "wsi", None))
-        pseudo = ctx.deidentifier.pseudo if ctx.deidentifier is not None else None
+        identity, settings, pseudo = _site_inputs(name, ctx)
         result = convert_mrxs_slide(
             Path(name), raw, key=ctx.key, identity=identity, settings=settings, pseudo=pseudo
         )
         return _stored(name, raw, digest, ctx, result)
-    except CurataError as exc:
-        reason = exc.reason if isinstance(exc, InputError) else exc.message
-        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
-        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
-    except Exception as exc:  # an unforeseen slide: quarantine with a safe reason, never stop the batch
-        reason = safe_reason(exc)
-        _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
-        return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
+    except Exception as exc:  # a bad or unforeseen slide: quarantine, never stop the batch
+        return _quarantined(name, raw, digest, ctx, exc)
 
 
 def _stored(name: str, raw: bytes, digest: str, ctx: Any, result: SlideIngest) -> Any:
