@@ -21,6 +21,7 @@ from pynetdicom.presentation import StoragePresentationContexts
 from curata.collect.net.config import AllowRule, GatewayConfig, Peer
 from curata.collect.net.receive import OK_STATUSES, Receiver
 from curata.collect.net.scp import TRANSFER_SYNTAXES, GatewayServer, _failure
+from curata.collect.reasons import safe_reason
 from curata.console import RunSummary
 from curata.errors import ConfigError, NetworkError
 from curata.workspace import Workspace
@@ -233,7 +234,7 @@ class DimsePuller:
                     peer=peer,
                 )
             except Exception as exc:
-                return _failure(0xA700, f"not stored: {exc}")
+                return _failure(0xA700, f"not stored: {safe_reason(exc)}")  # never the data's words
             return 0x0000 if outcome.status in OK_STATUSES else _failure(0xC000, f"refused: {outcome.reason}")
 
         assoc = self._associate(ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
