@@ -167,3 +167,17 @@ def test_an_unforeseen_slide_error_is_quarantined_without_its_message(  # type: 
     with workspace.catalog.session() as s:
         kept = [q.reason for q in s.scalars(select(QuarantineItem))]
     assert len(kept) == 2 and not any(WHO.patient_name in r for r in kept)
+
+
+def test_a_broken_sidecar_is_quarantined_without_the_slide_name(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Slide file names often carry the patient's name: a broken sidecar's reason never repeats it."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    name = f"{WHO.patient_name.replace('^', '_')}.svs"
+    syn.write_svs(inbox / name, size=256, seed=3)
+    (inbox / f"{name}.json").write_text("{not json")
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([inbox])
+    assert summary.counts["quarantined"] == 1 and len(problems) == 1
+    reason = problems[0].reason
+    assert "sidecar" in reason and "not valid JSON" in reason
+    assert WHO.patient_name.split("^")[0] not in reason

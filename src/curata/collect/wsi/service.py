@@ -116,10 +116,11 @@ def read_sidecar(name: str) -> SlideIdentity | None:
         return None
     try:
         data = json.loads(side.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"slide sidecar {side.name} is not valid JSON ({exc})") from exc
+    except (OSError, ValueError) as exc:  # the sidecar's name is the slide's: often the patient's too
+        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        raise InputError(f"the slide's sidecar (.json) is not valid JSON ({where})") from exc
     if not isinstance(data, dict):
-        raise InputError(f"slide sidecar {side.name} must hold a JSON object")
+        raise InputError("the slide's sidecar (.json) must hold a JSON object")
     return SlideIdentity.from_mapping(data)
 
 
