@@ -123,3 +123,56 @@ def test_every_vcf_header_line_type(workspace, tmp_path) -> None:  # type: ignor
         files = s.scalar(sa.select(sa.func.count()).select_from(genomic_file))
     assert files >= len(VCF_HEADER) - 2  # planted lines are cleaned or dropped; the files themselves go on
     assert _survivors(workspace) == []
+
+
+# Each (column, how): the record with one of the patient's identifiers planted there, in one spelling.
+_RECORD_PLANTS = {
+    "ID": lambda c, v: c.__setitem__(2, v.replace(" ", "_")),
+    "ID-list": lambda c, v: c.__setitem__(2, "rs121434568;" + v.replace(" ", "_")),
+    "INFO-new": lambda c, v: c.__setitem__(7, c[7] + ";NOTE=" + v.replace(" ", "_").replace(";", ",")),
+    "INFO-ANN-gene": lambda c, v: c.__setitem__(7, c[7].replace("|EGFR|", f"|{v.replace(' ', '_')}|", 1)),
+    "sample-field": lambda c, v: (
+        c.__setitem__(8, c[8] + ":NM"),
+        c.__setitem__(9, c[9] + ":" + v.replace(" ", "_").replace(":", "-")),
+    ),
+}
+_SPELLINGS = ["MRN-77123", "mrn 77123", "MRN77123", "Okonkwo-Bello Adaeze", "ADAEZE^OKONKWO", "okonkwobello"]
+
+
+def test_every_vcf_record_column(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Identifiers in the records themselves (ID, INFO, an annotation's gene, a sample's field), in any
+    spelling: cleaned, never stored; the bases (REF, ALT) are not mistaken for a name."""
+    export = tmp_path / "records"
+    write_csv(export / "clinical.csv", [csv_row()])  # names the patient: the gate knows the name too
+    n = 0
+    for where, plant in _RECORD_PLANTS.items():
+        for spelling in _SPELLINGS:
+            lines = vcf_text().splitlines()
+            cols = lines[-2].split("\t")
+            plant(cols, spelling)
+            lines[-2] = "\t".join(cols)
+            (export / f"{where}-{n:02d}.vcf").write_text("\n".join(lines) + "\n")
+            n += 1
+    # a CHROM named after the patient cannot be cleaned: that file is refused with its line, not its value
+    lines = vcf_text().splitlines()
+    lines[-1] = lines[-1].replace("chr7", "Okonkwo", 1)
+    (export / "chrom.vcf").write_text("\n".join(lines) + "\n")
+    summary, _ = Ingestor(workspace, workers=1).ingest_paths([export])
+    with workspace.catalog.session() as s:
+        files = s.scalar(sa.select(sa.func.count()).select_from(genomic_file))
+        reasons = list(s.scalars(sa.select(QuarantineItem.reason)))
+    assert files == n  # every planted file is cleaned and stored
+    assert summary.counts["quarantined"] == 1
+    assert any("column CHROM of line" in r for r in reasons), reasons
+    assert _survivors(workspace) == []
+
+
+def test_bases_that_spell_a_name_are_not_an_identifier(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A patient named NAGATA whose deletion's REF spells NAGATA: the file is stored, the bases intact."""
+    header = [h.replace("Adaeze Okonkwo-Bello", "Tatsuo Nagata") for h in VCF_HEADER]
+    text = vcf_text(header=header).replace("\tT\tG\t", "\tTNAGATAG\tT\t", 1)
+    (tmp_path / "nagata.vcf").write_text(text)
+    summary, _ = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "nagata.vcf"])
+    assert summary.counts["ingested"] == 1
+    blob = b"".join(gzip.decompress(workspace.store.get_bytes(d)) for d in workspace.store.digests())
+    assert b"\tTNAGATAG\tT\t" in blob and b"Nagata" not in blob

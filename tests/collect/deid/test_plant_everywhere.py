@@ -87,6 +87,20 @@ def test_cjk_single_character_family_names_are_identifiers(research) -> None:
     assert "王".encode() not in res.output_bytes and "김".encode() not in res.output_bytes
 
 
+@pytest.mark.parametrize("hyphen", ["-", "\u2010"])
+def test_each_half_of_a_double_barrelled_name_is_an_identifier(research, hyphen: str) -> None:
+    ds = read("CT_small.dcm")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = f"OKONKWO{hyphen}BELLO^ADAEZE"
+    ds.ImageComments = "Bello, chest follow-up"
+    ds.StudyDescription = "okonkwo CT thorax"
+    res = research.deidentify_bytes(to_bytes(ds))
+    out = res.dataset
+    assert "chest follow-up" in str(out.ImageComments) and "CT thorax" in str(out.StudyDescription)
+    for half in (b"bello", b"okonkwo"):
+        assert half not in res.output_bytes.lower()
+
+
 def test_latin1_bytes_in_a_utf8_file_are_matched(research) -> None:
     ds = read("CT_small.dcm")
     ds.SpecificCharacterSet = "ISO_IR 192"

@@ -9,11 +9,10 @@ cleaner; the final gate refuses any output value in which one of the patient's o
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 
 from curata.collect.deid.pseudonyms import Pseudonymizer
-from curata.collect.deid.text import REDACTED, Identifiers, clean_text
+from curata.collect.deid.text import REDACTED, Identifiers, clean_text, find_identifier
 
 AGE_CAP = 89  # ages above this read as 90 (HIPAA Safe Harbor; the DICOM engine caps the same way)
 
@@ -80,20 +79,8 @@ def survivors(value: str, ids: Identifiers) -> bool:
     return bool(value) and clean_text(value, ids, generic=False) != value
 
 
-_NEEDLE_SAFE = re.compile(rb"[a-z0-9]")
-
-
 def byte_gate(data: bytes, ids: Identifiers) -> str | None:
-    """Scan raw output bytes for the identifiers (each standing alone); the kind found, else None."""
-    low = data.lower()
-    # a plain substring search per needle first (C, memchr-fast); the word-bounded pattern only over
-    # the needles that occur at all, which in a clean output is none
-    needles = [n for n, _kind in ids.gate_needles() if len(n) >= 3 and n.lower() in low]
-    if not needles:
-        return None
-    body = b"|".join(re.escape(n) for n in sorted(set(needles), key=len, reverse=True))
-    pat = re.compile(rb"(?<![a-z0-9])(?:" + body + rb")(?![a-z0-9])")
-    m = pat.search(low)
-    if m is None:
-        return None
-    return dict(ids.gate_needles()).get(m.group(0), "word")
+    """Scan raw output bytes for the patient's identifiers with the DICOM gate's rules: long values as
+    substrings with separators removed (``MRN-77123`` is found as ``mrn 77123`` and ``MRN77123``), short
+    ones, dates and UIDs where they stand alone. The kind found, else None."""
+    return find_identifier(data, ids.gate_needles())

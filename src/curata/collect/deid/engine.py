@@ -24,7 +24,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from curata import __version__
-from curata.collect.deid import _reader, _writer, pixels
+from curata.collect.deid import _reader, _writer, codestream, pixels
 from curata.collect.deid.profile import BASIC_CODE, OPTIONS, Profile, load_profile
 from curata.collect.deid.pseudonyms import (
     Pseudonymizer,
@@ -35,7 +35,7 @@ from curata.collect.deid.pseudonyms import (
     shift_datetime,
 )
 from curata.collect.deid.table import action_maps, descriptor_tags, iod_allowed_tags, rules
-from curata.collect.deid.text import _SEP_BYTES, Identifiers, Matcher, clean_text, normalise
+from curata.collect.deid.text import _SEP_BYTES, Identifiers, Matcher, clean_text, find_bounded, normalise
 from curata.collect.deid.vault import Vault
 from curata.errors import DeidError, InputError
 
@@ -143,7 +143,9 @@ class DeidRecord:
     series_uid: str
     sop_uid: str
     transfer_syntax: str
-    pixels: str  # "kept" (bit for bit), "cleaned" (masked and re-encoded), "none"
+    # "kept" (the coded image bit for bit; codestream comments and application segments zeroed),
+    # "cleaned" (masked and re-encoded), "none"
+    pixels: str
     # who cleared pixels that may carry burned-in text: "ocr", "template", "ocr+template", "review",
     # "review+mask"; "" when the class does not carry burned-in text
     pixels_cleared_by: str = ""
@@ -256,6 +258,7 @@ class _Ctx:
         self.coded: set[str] = set()  # CS values of the input: coded terms, not identifiers
         self.later: list[tuple[Dataset, int, bool]] = []  # text to clean once all identifiers are known
         self.encodings: list[str] = []
+        self.codestream_kept: list[tuple[int, int]] = []  # metadata the codestream keeps (gate scans it)
         self._probe: tuple[Matcher, tuple[bytes, ...], tuple[bytes, ...]] | None = None
         self._held: dict[tuple[bytes, bool], bool] = {}  # answers of holds_identifier for this matcher
 
@@ -401,6 +404,8 @@ class Deidentifier:
             self._collect(ds, ctx, top=True)
             age = self._age_before(ds, ctx)
             pixel_state, cleared_by = self._pixels(ds, ctx, decision)
+            if pixel_state == "kept":
+                self._redact_codestream(ds, ctx)
             self._clean(ds, ctx, top=True, structured=False)
             for target, tag, generic in ctx.later:
                 self._clean_text_elem(target, tag, ctx, generic=generic)
@@ -826,6 +831,23 @@ class Deidentifier:
             decision=decision,
         )
 
+    def _redact_codestream(self, ds: Dataset, ctx: _Ctx) -> None:
+        """Zero the comment and application segments of kept compressed frames (``codestream``)."""
+        if "PixelData" not in ds:
+            return
+        ts = str(ds.file_meta.TransferSyntaxUID)
+        value = ds.PixelData
+        if not UID(ts).is_compressed or not isinstance(value, bytes | bytearray):
+            return
+        try:
+            redacted, done = codestream.redact(value, ts)
+        except codestream.CodestreamError as exc:
+            raise DeidError(f"pixel data: {exc}; not released") from exc
+        if redacted is not value:
+            elem = ds["PixelData"]
+            elem.value = bytes(redacted)
+        ctx.codestream_kept = done.kept
+
     # ------------------------------------------------------------------ marking and file meta
     def _mark(self, ds: Dataset, ctx: _Ctx) -> None:
         """PatientIdentityRemoved, DeidentificationMethod(CodeSequence), LongitudinalTemporal...Modified."""
@@ -898,7 +920,7 @@ class Deidentifier:
         if not needles:
             return
         output = _inflated(output, ds)
-        for start, end in _header_spans(output, ds, pixel_kept):
+        for start, end in _header_spans(output, ds, pixel_kept, ctx.codestream_kept):
             # one span at a time, lower-cased with a byte of context on each side for the boundary test
             lo = max(0, start - 1)
             hay = output[lo : end + 1].lower()
@@ -907,7 +929,7 @@ class Deidentifier:
                 if kind == "sub":
                     pos = squeezed.find(needle)
                 else:
-                    pos = _find_bounded(hay, needle, kind, start - lo, end - lo)
+                    pos = find_bounded(hay, needle, kind, start - lo, end - lo)
                 if pos >= 0:
                     raise DeidError(
                         f"final gate: an identifying value of the input survived near byte {pos + lo} "
@@ -1028,33 +1050,6 @@ _KIND_TEXT = {
     "word": "a short name, ID or text value",
     "sub": "a name, ID or text value, any spacing",
 }
-_ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_DIGIT_DOT = frozenset(b"0123456789.")
-_DIGIT = frozenset(b"0123456789")
-
-
-def _find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> int:
-    """First occurrence of ``needle`` in ``hay[start:end]`` that stands on its own (not inside a longer
-    word, number or UID); -1 if none."""
-    pos = hay.find(needle, start, end)
-    n = len(needle)
-    while pos >= 0:
-        before = hay[pos - 1] if pos > 0 else None
-        after = hay[pos + n] if pos + n < len(hay) else None
-        if kind == "uid":
-            ok = (
-                before not in _DIGIT_DOT
-                and after not in _DIGIT
-                and not (after == 0x2E and pos + n + 1 < len(hay) and hay[pos + n + 1] in _DIGIT)
-            )
-        elif kind == "date":  # a date may run on into a time (DT); after digits or a dot it is part of a UID
-            ok = before not in _DIGIT_DOT
-        else:
-            ok = before not in _ALNUM and after not in _ALNUM
-        if ok:
-            return pos
-        pos = hay.find(needle, pos + 1, end)
-    return -1
 
 
 def _marking_elements(profile: Profile, temporal: str) -> list[DataElement]:
@@ -1105,8 +1100,11 @@ def _marking_raw(profile: Profile, temporal: str, implicit: bool) -> tuple[RawDa
     return tuple(out)
 
 
-def _header_spans(output: bytes, ds: Dataset, pixel_kept: bool) -> list[tuple[int, int]]:
-    """Byte ranges of the output the gate scans: all of it, less the pixel data value."""
+def _header_spans(
+    output: bytes, ds: Dataset, pixel_kept: bool, kept_meta: list[tuple[int, int]] | None = None
+) -> list[tuple[int, int]]:
+    """Byte ranges of the output the gate scans: all of it, less the pixel data value, but with the
+    metadata segments its codestreams keep (``kept_meta``: offsets in the value)."""
     px = ds.get("PixelData") if pixel_kept else None
     if not isinstance(px, bytes | bytearray) or len(px) < 1024:
         return [(0, len(output))]
@@ -1117,7 +1115,8 @@ def _header_spans(output: bytes, ds: Dataset, pixel_kept: bool) -> list[tuple[in
             and output[start : start + 64] == px[:64]
             and output[start + len(px) - 64 : start + len(px)] == px[-64:]
         ):
-            return [(0, start), (start + len(px), len(output))]
+            meta = [(start + a, start + b) for a, b in kept_meta or ()]
+            return [(0, start), *meta, (start + len(px), len(output))]
     return [(0, len(output))]
 
 

@@ -239,8 +239,8 @@ def clean_burned_in(
     mono1 = str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
     fill = frames.max() if mono1 else (0 if frames.ndim == 4 else frames.min())
     masked_any = False
-    for round_ in range(MAX_ROUNDS if ocr else 0):
-        boxes = find_text(_composite(frames), thorough=round_ == 0)
+    for _round in range(MAX_ROUNDS if ocr else 0):
+        boxes = find_text(_composite(frames))  # every round reads as hard as the first: masking leaves edges
         if not boxes:
             break
         masked_any = True

@@ -68,6 +68,7 @@ _SEP_SET = frozenset(SEPARATORS)
 # distinctive enough for substring matching; a single CJK/Hangul family name (王, 李, 张, 김) is matched
 # as a substring of decoded text (CJK text has no spaces), never in raw bytes.
 MIN_SUBSTRING = 4
+_HYPHENS = re.compile("[-\u2010\u2011]+")  # hyphen-minus, hyphen, non-breaking hyphen
 _DIGITS = frozenset("0123456789")
 _DIGITS_DOT = frozenset("0123456789.")
 _DATE_SEPS = ("", "-", "/", ".", "_", " ")
@@ -146,7 +147,8 @@ class Identifiers:
         """A value naming the patient (name, ID, accession): its parts and run-together forms."""
         for group in value.split("="):
             parts = [p for p in re.split(r"[\^\s,]+", group) if p and p.upper().strip(".") not in _HONORIFICS]
-            for form in (*parts, "".join(parts), "".join(reversed(parts))):
+            halves = [h for p in parts for h in _HYPHENS.split(p) if len(h) >= 2 and h != p]
+            for form in (*parts, *halves, "".join(parts), "".join(reversed(parts))):
                 norm = normalise(form)
                 if norm:
                     self.strong.add(norm)
@@ -162,12 +164,15 @@ class Identifiers:
                 if not part or part.upper() in _HONORIFICS:
                     continue
                 parts.append(part)
-                if len(part) >= 3 or (len(part) == 2 and any(is_cjk(c) for c in part)):
-                    self.words.add(part)
-                elif len(part) == 2 and part.isalpha():
-                    self.short_names.add(part)
-                elif len(part) == 1 and is_cjk(part):
-                    self.cjk_names.add(part)
+                # a double-barrelled name (OKONKWO-BELLO, Smith-Jones): each half is used on its own too
+                halves = [h for h in _HYPHENS.split(part) if h]
+                for piece in (part, *(halves if len(halves) > 1 else ())):
+                    if len(piece) >= 3 or (len(piece) == 2 and any(is_cjk(c) for c in piece)):
+                        self.words.add(piece)
+                    elif len(piece) == 2 and piece.isalpha():
+                        self.short_names.add(piece)
+                    elif len(piece) == 1 and is_cjk(piece):
+                        self.cjk_names.add(piece)
             if len(parts) >= 2:
                 for joined in ("".join(parts), "".join(reversed(parts)), " ".join(parts)):
                     if len(normalise(joined)) >= 3:
@@ -404,6 +409,53 @@ _ASCII_CODECS = frozenset(
      "iso_ir_148", "iso_ir_166", "iso_ir_58", "tis_620", "shift_jis", "iso2022_jp", "iso2022_jp_2", "euc_kr",
      "iso2022_kr", "gb18030", "gbk", "gb2312", "big5", "cp874"}
 )  # fmt: skip
+
+
+_ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_DIGIT_DOT = frozenset(b"0123456789.")
+_DIGIT = frozenset(b"0123456789")
+
+
+def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> int:
+    """First occurrence of ``needle`` in ``hay[start:end]`` that stands on its own (not inside a longer
+    word, number or UID); -1 if none."""
+    pos = hay.find(needle, start, end)
+    n = len(needle)
+    while pos >= 0:
+        before = hay[pos - 1] if pos > 0 else None
+        after = hay[pos + n] if pos + n < len(hay) else None
+        if kind == "uid":
+            ok = (
+                before not in _DIGIT_DOT
+                and after not in _DIGIT
+                and not (after == 0x2E and pos + n + 1 < len(hay) and hay[pos + n + 1] in _DIGIT)
+            )
+        elif kind == "date":  # a date may run on into a time (DT); after digits or a dot it is part of a UID
+            ok = before not in _DIGIT_DOT
+        else:
+            ok = before not in _ALNUM and after not in _ALNUM
+        if ok:
+            return pos
+        pos = hay.find(needle, pos + 1, end)
+    return -1
+
+
+def find_identifier(data: bytes, needles: list[tuple[bytes, str]]) -> str | None:
+    """The kind of the first identifier of ``needles`` (``Matcher.byte_needles``) found in ``data``: long
+    values as substrings of the lower-cased bytes with every separator removed (so ``MRN-77123``,
+    ``mrn 77123`` and ``MRN77123`` all match), short ones, dates and UIDs only where they stand alone.
+    The same rules as the DICOM engine's byte gate; None when none is found."""
+    low = data.lower()
+    squeezed: bytes | None = None
+    for needle, kind in needles:
+        if kind == "sub":
+            if squeezed is None:
+                squeezed = low.translate(None, _SEP_BYTES)
+            if needle in squeezed:
+                return kind
+        elif find_bounded(low, needle, kind, 0, len(low)) >= 0:
+            return kind
+    return None
 
 
 def _ascii_compatible(codec: str) -> bool:

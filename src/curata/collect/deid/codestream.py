@@ -1,0 +1,268 @@
+"""Text hidden inside compressed pixel data: comment and application segments of the codestreams.
+
+A JPEG frame can carry a comment (``COM``), EXIF or XMP (``APP1``), and any vendor's ``APPn`` block; a
+JPEG 2000 codestream can carry ``COM`` segments in its main and tile-part headers; a JP2 or JPEG XL
+container can carry ``xml``, ``uuid``, ``Exif`` boxes. Scanners and ultrasound carts write the patient's
+name and the study date there. None of it is image: the decoder does not need it, and it is not seen
+by OCR nor by a check that skips pixel data as "image, not text".
+
+:func:`redact` overwrites the payload of every such segment with zero bytes, in place. Lengths are kept,
+so every offset stays valid (the Basic and Extended Offset Tables, JPEG 2000 ``Psot`` and ``TLM``), the
+image samples are bit for bit the same, and no frame needs to be re-encoded. What is kept: the JFIF
+header (its thumbnail zeroed), the Adobe ``APP14`` colour-transform flag, ``ICC_PROFILE`` (the colour
+profile the decoder needs); the final gate scans those (:func:`text_spans`). Bytes after a frame's end
+of image, except one padding byte, are zeroed too.
+
+A codestream that cannot be walked, or a kind whose metadata cannot be checked here (video), raises
+:class:`CodestreamError`: the object is refused, never released unchecked.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from pydicom.uid import UID
+
+# transfer syntaxes whose frames hold no metadata segments at all
+_PLAIN = {
+    "1.2.840.10008.1.2.5",  # RLE Lossless: a 64-byte header of offsets, then runs
+    "1.2.840.10008.1.2.8.1",  # Deflated Image Frame Compression: deflated samples
+}
+_VIDEO_PREFIXES = ("1.2.840.10008.1.2.4.10",)  # MPEG-2, MPEG-4 AVC/H.264, HEVC/H.265 (.100-.108)
+
+_JPEG_SOI = b"\xff\xd8"
+_J2K_SOC = b"\xff\x4f\xff\x51"
+_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+_JXL_NAKED = b"\xff\x0a"
+_JXL_SIGNATURE = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
+# container boxes that are image or structure; any other box's payload is zeroed
+_JP2_KEEP = {b"jP  ", b"ftyp", b"jp2h", b"ihdr", b"colr", b"bpcc", b"pclr", b"cmap", b"cdef", b"res "}
+_JP2_KEEP |= {b"resc", b"resd", b"rreq", b"jxlc", b"jxlp", b"jxll", b"jxli", b"jbrd"}
+
+
+class CodestreamError(ValueError):
+    """The pixel data's codestream cannot be checked for hidden text."""
+
+
+@dataclass
+class Redaction:
+    """What :func:`redact` did to one pixel data value."""
+
+    segments: int = 0  # metadata segments (or boxes, or trailing runs) whose bytes were zeroed
+    kept: list[tuple[int, int]] = field(default_factory=list)  # kept metadata payloads, value offsets
+
+
+def _fragments(value: bytes | bytearray) -> list[tuple[int, int]]:
+    """(offset, length) of each fragment of an encapsulated value, the Basic Offset Table item left out."""
+    out = []
+    pos, n, first = 0, len(value), True
+    while pos + 8 <= n:
+        group, elem, length = struct.unpack_from("<HHI", value, pos)
+        if (group, elem) == (0xFFFE, 0xE0DD):
+            break
+        if (group, elem) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF or pos + 8 + length > n:
+            raise CodestreamError("encapsulated pixel data has a malformed item")
+        if not first:
+            out.append((pos + 8, length))
+        first = False
+        pos += 8 + length
+    return out
+
+
+class _Stream:
+    """One codestream spread over several fragments: frame positions map back to the value."""
+
+    def __init__(self, value: bytes | bytearray, frags: list[tuple[int, int]]) -> None:
+        self.value = value
+        self.frags = frags
+        self.data = b"".join(bytes(value[o : o + n]) for o, n in frags)
+
+    def spans(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Value offsets of the stream bytes ``[start, end)``."""
+        out, base = [], 0
+        for off, n in self.frags:
+            a, b = max(start, base), min(end, base + n)
+            if a < b:
+                out.append((off + a - base, off + b - base))
+            base += n
+        return out
+
+
+def _jpeg_segments(d: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(zero, keep): stream ranges to zero and metadata payloads kept, for a JPEG or JPEG-LS frame."""
+    zero: list[tuple[int, int]] = []
+    keep: list[tuple[int, int]] = []
+    i, n = 2, len(d)
+    while i < n:
+        if d[i] != 0xFF:
+            raise CodestreamError("JPEG frame: a marker was expected")
+        while i + 1 < n and d[i + 1] == 0xFF:  # fill bytes
+            i += 1
+        if i + 1 >= n:
+            raise CodestreamError("JPEG frame: truncated marker")
+        m = d[i + 1]
+        i += 2
+        if m == 0xD9:  # end of image: anything after it but one padding byte is not image
+            if n - i > 1:
+                zero.append((i, n))
+            return zero, keep
+        if 0xD0 <= m <= 0xD7 or m == 0x01:  # stand-alone markers
+            continue
+        if i + 2 > n:
+            raise CodestreamError("JPEG frame: truncated segment")
+        length = int.from_bytes(d[i : i + 2], "big")
+        if length < 2 or i + length > n:
+            raise CodestreamError("JPEG frame: a segment runs past the frame")
+        payload = (i + 2, i + length)
+        body = d[payload[0] : payload[1]]
+        if m == 0xFE or (0xE0 <= m <= 0xEF and not _jpeg_app_kept(m, body)):
+            zero.append(payload)
+        elif 0xE0 <= m <= 0xEF:
+            keep.append(payload)
+            if m == 0xE0 and len(body) > 14:  # JFIF thumbnail pixels
+                zero.append((payload[0] + 14, payload[1]))
+        i += length
+        if m == 0xDA:  # start of scan: entropy-coded data runs to the next real marker
+            while True:
+                j = d.find(b"\xff", i)
+                if j < 0 or j + 1 >= n:  # no end of image: the scan runs to the end of the frame
+                    return zero, keep
+                nxt = d[j + 1]
+                # JPEG stuffs 0x00 after 0xFF, JPEG-LS a zero bit (next byte < 0x80); RSTn stay in the scan
+                if nxt < 0x80 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
+                    i = j + 1
+                    continue
+                i = j
+                break
+    return zero, keep
+
+
+def _jpeg_app_kept(marker: int, body: bytes) -> bool:
+    if marker == 0xE0:
+        return body.startswith(b"JFIF\x00")
+    if marker == 0xE2:
+        return body.startswith(b"ICC_PROFILE\x00")
+    if marker == 0xEE:
+        return body.startswith(b"Adobe") and len(body) <= 12
+    return False
+
+
+def _j2k_segments(d: bytes, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Stream ranges of every COM payload of a JPEG 2000 (or HTJ2K) codestream in ``d[start:end]``."""
+    zero: list[tuple[int, int]] = []
+    end = len(d) if end is None else end
+    i = start + 2  # after SOC
+    in_tile_header = False
+    tile_end = end
+    while i + 2 <= end:
+        m = int.from_bytes(d[i : i + 2], "big")
+        if m == 0xFFD9:  # end of codestream
+            if end - (i + 2) > 1:
+                zero.append((i + 2, end))
+            return zero
+        if m == 0xFF93:  # start of data: skip the tile-part's bit stream
+            if not in_tile_header:
+                raise CodestreamError("JPEG 2000: start of data outside a tile-part")
+            i = tile_end
+            in_tile_header = False
+            continue
+        if m >> 8 != 0xFF or i + 4 > end:
+            raise CodestreamError("JPEG 2000: a marker was expected")
+        length = int.from_bytes(d[i + 2 : i + 4], "big")
+        if length < 2 or i + 2 + length > end:
+            raise CodestreamError("JPEG 2000: a segment runs past the codestream")
+        if m == 0xFF90:  # start of tile-part: Psot is its whole length (0: up to the end of codestream)
+            psot = int.from_bytes(d[i + 6 : i + 10], "big")
+            tile_end = end - 2 if psot == 0 else i + psot
+            if tile_end > end or tile_end <= i:
+                raise CodestreamError("JPEG 2000: a tile-part runs past the codestream")
+            in_tile_header = True
+        elif m == 0xFF64:  # comment
+            zero.append((i + 6, i + 2 + length))  # the text after Rcom (its registration: 0 binary, 1 Latin)
+        i += 2 + length
+    return zero  # no end of codestream marker: every header up to the end was walked
+
+
+def _box_segments(d: bytes) -> list[tuple[int, int]]:
+    """JP2 / JPEG XL container: zero every box that is not image or structure; scrub codestreams."""
+    zero: list[tuple[int, int]] = []
+    i, n = 0, len(d)
+    while i + 8 <= n:
+        size = int.from_bytes(d[i : i + 4], "big")
+        kind = d[i + 4 : i + 8]
+        head = 8
+        if size == 1:
+            if i + 16 > n:
+                raise CodestreamError("container: truncated box")
+            size, head = int.from_bytes(d[i + 8 : i + 16], "big"), 16
+        elif size == 0:
+            size = n - i
+        if size < head or i + size > n:
+            if n - i <= 1:  # one padding byte
+                break
+            raise CodestreamError("container: a box runs past the frame")
+        body = (i + head, i + size)
+        if kind == b"jp2c":
+            if d[body[0] : body[0] + 4] != _J2K_SOC:
+                raise CodestreamError("JP2: the codestream box holds no codestream")
+            zero += _j2k_segments(d, body[0], body[1])
+        elif kind not in _JP2_KEEP:
+            zero.append(body)
+        i += size
+    return zero
+
+
+def redact(value: bytes | bytearray, transfer_syntax: str) -> tuple[bytes | bytearray, Redaction]:
+    """Zero every metadata segment of the encapsulated pixel data ``value``; return it and what was done.
+
+    ``value`` is returned unchanged (the same object) when nothing needed zeroing.
+    """
+    ts = UID(transfer_syntax)
+    done = Redaction()
+    if not ts.is_compressed or str(ts) in _PLAIN:
+        return value, done
+    if str(ts).startswith(_VIDEO_PREFIXES):
+        raise CodestreamError("video pixel data: its stream's metadata cannot be checked here")
+    frags = _fragments(value)
+    streams: list[list[tuple[int, int]]] = []
+    for off, length in frags:
+        head = bytes(value[off : off + 12])
+        starts = (
+            head.startswith((_JPEG_SOI, _J2K_SOC, _JXL_NAKED))
+            or head.startswith(_JP2_SIGNATURE)
+            or head.startswith(_JXL_SIGNATURE)
+        )
+        if starts or not streams:
+            streams.append([(off, length)])
+        else:
+            streams[-1].append((off, length))
+    out: bytearray | None = None
+    for frags_of in streams:
+        stream = _Stream(value, frags_of)
+        d = stream.data
+        keep: list[tuple[int, int]] = []
+        if d.startswith(_JPEG_SOI):
+            zero, keep = _jpeg_segments(d)
+        elif d.startswith(_J2K_SOC):
+            zero = _j2k_segments(d)
+        elif d.startswith(_JP2_SIGNATURE) or d.startswith(_JXL_SIGNATURE):
+            zero = _box_segments(d)
+        elif d.startswith(_JXL_NAKED):
+            zero = []  # a bare JPEG XL codestream has no text-bearing part
+        else:
+            raise CodestreamError(f"pixel data frame of an unknown kind for transfer syntax {ts}")
+        for a, b in keep:
+            done.kept += stream.spans(a, b)
+        for a, b in zero:
+            spans = stream.spans(a, b)
+            if any(value[s:e].strip(b"\x00") for s, e in spans):
+                if out is None:
+                    out = bytearray(value)
+                for s, e in spans:
+                    out[s:e] = bytes(e - s)
+                done.segments += 1
+    return (value if out is None else out), done
+
+
+__all__ = ["CodestreamError", "Redaction", "redact"]
