@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import openslide
@@ -244,3 +245,65 @@ def test_a_plain_file_name_is_not_a_leak_but_a_composite_one_is(tmp_path: Path) 
         src.read_bytes(), key=KEY, source=str(tmp_path / "Doe_Jane_77.svs"), identity=None
     )
     assert "Doe_Jane_77" in named.deid.needles
+
+
+def _plant_in_tiles(path: Path, text: bytes) -> int:
+    """Put ``text`` in a comment and an EXIF segment of every JPEG tile and of the shared JPEG tables:
+    the planted tiles are appended and the offsets and byte counts patched. Returns the tiles planted."""
+    data = bytearray(path.read_bytes())
+
+    def seg(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+    planted = 0
+    with tifffile.TiffFile(path) as tf:
+        bo = tf.byteorder
+        big = tf.is_bigtiff
+        for page in tf.pages:
+            if not page.is_tiled or page.compression != 7:
+                continue
+            offsets, counts = page.tags["TileOffsets"], page.tags["TileByteCounts"]
+            width = {3: "H", 4: "I", 16: "Q"}
+            for i, (off, n) in enumerate(zip(page.dataoffsets, page.databytecounts, strict=True)):
+                tile = bytes(data[off : off + n])
+                new = tile[:2] + seg(0xFE, text) + seg(0xE1, b"Exif\x00\x00" + text) + tile[2:]
+                data += b"\x00" * (len(data) & 1)
+                pos = len(data)
+                data += new
+                for tag, value in ((offsets, pos), (counts, len(new))):
+                    fmt = bo + width[int(tag.dtype)]
+                    size = struct.calcsize(fmt)
+                    struct.pack_into(fmt, data, tag.valueoffset + i * size, value)
+                planted += 1
+            tables = page.tags.get("JPEGTables")
+            if tables is not None:
+                new = bytes(tables.value[:2]) + seg(0xFE, text) + bytes(tables.value[2:])
+                data += b"\x00" * (len(data) & 1)
+                pos = len(data)
+                data += new
+                entry = tables.offset
+                if big:
+                    struct.pack_into(bo + "QQ", data, entry + 4, len(new), pos)
+                else:
+                    struct.pack_into(bo + "II", data, entry + 4, len(new), pos)
+    path.write_bytes(bytes(data))
+    return planted
+
+
+def test_text_inside_tiles_and_jpeg_tables_is_zeroed_and_pixels_unchanged(tmp_path: Path) -> None:
+    """A scanner's comment or EXIF block inside each JPEG tile (and the shared tables) is not image:
+    zeroed in place, never released, and every tile decodes to the same pixels."""
+    src = tmp_path / "Okonkwo_Adaeze_BC-55190341.svs"
+    planted = syn.write_svs(src, WHO)
+    text = f"{WHO.patient_name} {WHO.patient_id} {WHO.accession}".encode()
+    assert _plant_in_tiles(src, text) > 4
+    with tifffile.TiffFile(src) as tf:
+        before = [p.asarray() for p in tf.pages if p.is_tiled]
+    res = deidentify_slide(src.read_bytes(), key=KEY, source=str(src), identity=IDENTITY)
+    assert scan_hits([res.deid.output_bytes, *res.instances], [*planted, WHO.patient_id]) == []
+    assert WHO.patient_id.encode() not in res.deid.output_bytes
+    out = tmp_path / "out.svs"
+    out.write_bytes(res.deid.output_bytes)
+    with tifffile.TiffFile(out) as tf:
+        after = [p.asarray() for p in tf.pages if p.is_tiled]
+    assert len(after) == len(before) and all((a == b).all() for a, b in zip(after, before, strict=True))

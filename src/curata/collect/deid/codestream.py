@@ -19,6 +19,7 @@ A codestream that cannot be walked, or a kind whose metadata cannot be checked h
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -32,6 +33,8 @@ _PLAIN = {
 _VIDEO_PREFIXES = ("1.2.840.10008.1.2.4.10",)  # MPEG-2, MPEG-4 AVC/H.264, HEVC/H.265 (.100-.108)
 
 _JPEG_SOI = b"\xff\xd8"
+_JPEG_MARKER = re.compile(rb"\xff[\x80-\xcf\xd8-\xfe]")  # a marker after entropy-coded data
+_RIFF = b"RIFF"
 _J2K_SOC = b"\xff\x4f\xff\x51"
 _JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
 _JXL_NAKED = b"\xff\x0a"
@@ -124,17 +127,11 @@ def _jpeg_segments(d: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int
                 zero.append((payload[0] + 14, payload[1]))
         i += length
         if m == 0xDA:  # start of scan: entropy-coded data runs to the next real marker
-            while True:
-                j = d.find(b"\xff", i)
-                if j < 0 or j + 1 >= n:  # no end of image: the scan runs to the end of the frame
-                    return zero, keep
-                nxt = d[j + 1]
-                # JPEG stuffs 0x00 after 0xFF, JPEG-LS a zero bit (next byte < 0x80); RSTn stay in the scan
-                if nxt < 0x80 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
-                    i = j + 1
-                    continue
-                i = j
-                break
+            # JPEG stuffs 0x00 after 0xFF, JPEG-LS a zero bit (next byte < 0x80); RSTn stay in the scan
+            found = _JPEG_MARKER.search(d, i)
+            if found is None:  # no end of image: the scan runs to the end of the frame
+                return zero, keep
+            i = found.start()
     return zero, keep
 
 
@@ -213,6 +210,36 @@ def _box_segments(d: bytes) -> list[tuple[int, int]]:
     return zero
 
 
+def _riff_segments(d: bytes) -> list[tuple[int, int]]:
+    """WebP (RIFF): zero every chunk but the image's own (``VP8 ``, ``VP8L``, ``VP8X``, ``ALPH``, ``ICCP``)."""
+    zero: list[tuple[int, int]] = []
+    i, n = 12, len(d)
+    while i + 8 <= n:
+        kind, size = d[i : i + 4], int.from_bytes(d[i + 4 : i + 8], "little")
+        if i + 8 + size > n:
+            raise CodestreamError("WebP: a chunk runs past the frame")
+        if kind not in (b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ICCP"):
+            zero.append((i + 8, i + 8 + size))
+        i += 8 + size + (size & 1)
+    return zero
+
+
+def metadata_spans(d: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(to zero, kept) byte ranges of one codestream's metadata: JPEG / JPEG-LS, JPEG 2000 (or HTJ2K), a
+    JP2 or JPEG XL container, a bare JPEG XL codestream, WebP. Raises CodestreamError for another kind."""
+    if d.startswith(_JPEG_SOI):
+        return _jpeg_segments(d)
+    if d.startswith(_J2K_SOC):
+        return _j2k_segments(d), []
+    if d.startswith(_JP2_SIGNATURE) or d.startswith(_JXL_SIGNATURE):
+        return _box_segments(d), []
+    if d.startswith(_JXL_NAKED):
+        return [], []  # a bare JPEG XL codestream has no text-bearing part
+    if d.startswith(_RIFF) and d[8:12] == b"WEBP":
+        return _riff_segments(d), []
+    raise CodestreamError("a compressed frame of an unknown kind")
+
+
 def redact(value: bytes | bytearray, transfer_syntax: str) -> tuple[bytes | bytearray, Redaction]:
     """Zero every metadata segment of the encapsulated pixel data ``value``; return it and what was done.
 
@@ -241,17 +268,10 @@ def redact(value: bytes | bytearray, transfer_syntax: str) -> tuple[bytes | byte
     for frags_of in streams:
         stream = _Stream(value, frags_of)
         d = stream.data
-        keep: list[tuple[int, int]] = []
-        if d.startswith(_JPEG_SOI):
-            zero, keep = _jpeg_segments(d)
-        elif d.startswith(_J2K_SOC):
-            zero = _j2k_segments(d)
-        elif d.startswith(_JP2_SIGNATURE) or d.startswith(_JXL_SIGNATURE):
-            zero = _box_segments(d)
-        elif d.startswith(_JXL_NAKED):
-            zero = []  # a bare JPEG XL codestream has no text-bearing part
-        else:
-            raise CodestreamError(f"pixel data frame of an unknown kind for transfer syntax {ts}")
+        try:
+            zero, keep = metadata_spans(d)
+        except CodestreamError as exc:
+            raise CodestreamError(f"{exc} (transfer syntax {ts})") from None
         for a, b in keep:
             done.kept += stream.spans(a, b)
         for a, b in zero:
@@ -265,4 +285,4 @@ def redact(value: bytes | bytearray, transfer_syntax: str) -> tuple[bytes | byte
     return (value if out is None else out), done
 
 
-__all__ = ["CodestreamError", "Redaction", "redact"]
+__all__ = ["CodestreamError", "Redaction", "metadata_spans", "redact"]

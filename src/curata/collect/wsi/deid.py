@@ -29,12 +29,18 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from curata.collect.deid import codestream
 from curata.collect.deid.pseudonyms import Pseudonymizer
 from curata.collect.wsi._tiff import Ifd, TiffEditor
 from curata.collect.wsi.formats import SlideFormat, classify_description
 from curata.errors import DeidError, InputError
 
-CODE_VERSION = "wsi-deid-1"
+CODE_VERSION = "wsi-deid-2"  # 2: comment and application segments inside tiles zeroed
+
+_COMPRESSION, _JPEG_TABLES = 259, 347
+# TIFF compressions whose tiles hold samples only; and those whose tiles are codestreams with metadata
+_PLAIN_COMPRESSIONS = {1, 2, 3, 4, 5, 8, 32773, 32946, 50000}  # none, CCITT, LZW, deflate, PackBits, zstd
+_CODESTREAM_COMPRESSIONS = {7, 33003, 33004, 33005, 34712, 34892, 50001, 50002}  # JPEG, J2K, WebP, JPEG XL
 
 # Baseline and technical tags a slide needs to be read; everything else not handled below is dropped.
 _STRUCTURAL = {
@@ -371,6 +377,7 @@ class SlideDeidentifier:
         ctx.remove_associated()
         for ifd in ed.live_ifds():
             ctx.clean_ifd(ifd)
+        ctx.scrub_tiles()
         generated = False
         if self.config.generated_label and ctx.label_size is not None and fmt in _GENERATED_LABEL_FORMATS:
             generated = True
@@ -379,7 +386,7 @@ class SlideDeidentifier:
         kept = sorted(r for ifd in ed.live_ifds() for r in ed.data_ranges(ifd))
         kept_texts = [t for ifd in ed.live_ifds() for tag in _KEPT_TEXT if (t := ed.text(ifd, tag))]
         final = needles.final(kept_texts)
-        _gate(out, kept, final, ctx.removed_ranges)
+        _gate(out, kept, final, ctx.removed_ranges, ctx.tile_meta)
         record = SlideDeidRecord(
             input_sha256=in_sha,
             output_sha256=hashlib.sha256(out).hexdigest(),
@@ -423,6 +430,38 @@ class _Run:
         self.dropped: list[int] = []
         self.rewritten: list[str] = []
         self.label_size: tuple[int, int] | None = None
+        self.tile_meta: list[tuple[int, int]] = []  # metadata kept inside tiles: scanned by the gate
+        self.tile_segments = 0  # comment/application segments zeroed inside tiles
+
+    # ------------------------------------------------------------------ tiles
+    def scrub_tiles(self) -> None:
+        """Zero the comment and application segments inside every kept tile or strip and its shared
+        JPEG tables (``codestream.metadata_spans``), in place: lengths and offsets stay, the coded image
+        is bit for bit. Tiles of another compression, or that are not codestreams, refuse the slide."""
+        ed = self.ed
+        for ifd in ed.live_ifds():
+            compression = (ed.values(ifd, _COMPRESSION) or [1])[0]
+            if compression in _PLAIN_COMPRESSIONS:
+                continue
+            if compression not in _CODESTREAM_COMPRESSIONS:
+                raise InputError(
+                    f"the slide cannot be opened here: its tiles use TIFF compression {compression}",
+                    hint="export the slide as SVS, NDPI, Philips or OME-TIFF with JPEG, JPEG 2000 or lossless tiles",
+                )
+            ranges = list(ed.data_ranges(ifd))
+            tables = ifd.get(_JPEG_TABLES)
+            if tables is not None:
+                ranges.append((tables.value_pos, tables.value_pos + tables.size))
+            for start, end in ranges:
+                try:
+                    zero, keep = codestream.metadata_spans(bytes(ed.buf[start:end]))
+                except codestream.CodestreamError as exc:  # not a codestream: a corrupt slide
+                    raise InputError(f"the tile at byte {start} cannot be decoded ({exc})") from None
+                for a, b in zero:
+                    if any(ed.buf[start + a : start + b]):
+                        ed.zero(start + a, start + b)
+                        self.tile_segments += 1
+                self.tile_meta += [(start + a, start + b) for a, b in keep]
 
     # ------------------------------------------------------------------ associated images
     def _kind(self, index: int, ifd: Ifd) -> str | None:
@@ -681,9 +720,16 @@ def _complement(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int
     return out
 
 
-def _gate(out: bytes, kept: list[tuple[int, int]], needles: set[str], removed: list[tuple[int, int]]) -> None:
-    """Refuse the slide if an identifying value survives outside the kept level tiles (as a whole word,
-    in UTF-8 or UTF-16), or a removed image still has a non-zero byte."""
+def _gate(
+    out: bytes,
+    kept: list[tuple[int, int]],
+    needles: set[str],
+    removed: list[tuple[int, int]],
+    tile_meta: list[tuple[int, int]] | None = None,
+) -> None:
+    """Refuse the slide if an identifying value survives outside the kept level tiles or in the metadata
+    those tiles keep (``tile_meta``), as a whole word, in UTF-8 or UTF-16, or a removed image still has a
+    non-zero byte."""
     for start, end in removed:
         if out[start:end].count(0) != end - start:
             raise DeidError("final gate: bytes of a removed label/macro image survived; not released")
@@ -695,7 +741,7 @@ def _gate(out: bytes, kept: list[tuple[int, int]], needles: set[str], removed: l
     )
     pattern = re.compile(rb"(?<![a-z0-9])(?:" + b"|".join(alts) + rb")(?![a-z0-9])")
     pattern16 = re.compile(b"|".join(wide)) if wide else None
-    for start, end in _complement(kept, len(out)):
+    for start, end in _complement(kept, len(out)) + list(tile_meta or ()):
         hay = out[start:end].lower()
         if pattern.search(hay) or (pattern16 is not None and pattern16.search(hay)):
             raise DeidError(
