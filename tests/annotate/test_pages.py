@@ -76,10 +76,14 @@ def _login(d: Any, base: str, user: str) -> None:
 
 def _click(d: Any, element_id: str) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
 
-    before = d.current_url
+    page = d.find_element(By.TAG_NAME, "html")
     d.find_element(By.ID, element_id).click()
-    _wait(lambda: d.current_url != before or "flash=" in d.current_url)
+    # the form posts and the server redirects: wait for a new document (the URL may not change when
+    # the page already carried a flash), then for it to be read
+    _wait(lambda: ec.staleness_of(page)(d))
+    _wait(lambda: d.execute_script("return document.readyState") == "complete")
 
 
 def _stow(base: str, token: str, seg: bytes) -> None:
@@ -185,7 +189,7 @@ def test_the_reading_loop_in_one_browser_session(project: Any, browser: Any, tmp
         Select(d.find_element(By.NAME, "f-finding")).select_by_visible_text("lesion present")
         d.find_element(By.NAME, "f-impression").send_keys("One small lesion in the liver.")
         _click(d, "write-report")
-        assert "saved" in d.page_source
+        _wait(lambda: "saved" in d.page_source)
         d.save_screenshot(str(shots / "reader-task.png"))
         _click(d, "submit")
         assert f"task-{t.id}" not in [
