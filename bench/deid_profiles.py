@@ -24,6 +24,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pydicom
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +50,14 @@ def _findings(path: Path) -> tuple[set[str], set[str]]:
         elif ln.startswith("Warning"):
             warns.add(norm)
     return errors, warns
+
+
+def _only_zeroed(before: bytes, after: bytes | None) -> bool:
+    """The same pixel data but for bytes set to zero (metadata segments zeroed in place)."""
+    if after is None or len(after) != len(before):
+        return False
+    a, b = np.frombuffer(before, np.uint8), np.frombuffer(after, np.uint8)
+    return bool(((a == b) | (b == 0)).all())
 
 
 def _tags(ds: pydicom.Dataset, path: str = "") -> set[str]:
@@ -112,6 +121,7 @@ def main() -> None:
             if "PixelData" in before:
                 c["with_pixels"] += 1
                 c["pixels_bit_for_bit"] += after.get("PixelData") == before.PixelData
+                c["pixels_only_zeroed"] += _only_zeroed(before.PixelData, after.get("PixelData"))
         results[name] = {
             "files": len(files),
             "released": c["released"],
@@ -123,6 +133,8 @@ def main() -> None:
             "retention_top_level_elements": round(c["top_kept"] / max(c["top_in"], 1), 4),
             "retention_private_elements": round(c["private_kept"] / max(c["private_in"], 1), 4),
             "pixels_bit_for_bit": f"{c['pixels_bit_for_bit']}/{c['with_pixels']}",
+            # the same bytes but for zeroed codestream comments / application segments (codestream.py)
+            "pixels_bit_for_bit_but_zeroed_metadata": f"{c['pixels_only_zeroed']}/{c['with_pixels']}",
             "refusals": {k[9:]: v for k, v in c.items() if k.startswith("refused: ")},
             "most_common_new_errors": new_errors.most_common(5),
         }
