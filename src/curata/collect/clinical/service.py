@@ -13,16 +13,22 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from curata.collect.clinical import _writer
 from curata.collect.clinical._records import ClinicalBatch
+from curata.collect.clinical.exchange import Batch
 from curata.collect.clinical.mapping import SiteMapping, find_mapping
+from curata.collect.dicomweb.multipart import Part
 from curata.collect.sources import Source
 from curata.console import RunSummary
 from curata.errors import CurataError
 from curata.workspace import Workspace
+
+if TYPE_CHECKING:
+    from curata.collect.genomics.vcf import VcfResult
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx", ".xlsm", ".xls")
 FHIR_SUFFIXES = (".ndjson", ".json")
@@ -134,20 +140,7 @@ class ClinicalIngestor:
 
     # -- filing ------------------------------------------------------------------------------------
     def _quarantine_row(self, digest: str, reason: str, size: int) -> None:
-        from curata.catalog import QuarantineItem
-
-        with self.ws.catalog.session() as session:
-            item = session.scalar(
-                sa.select(QuarantineItem).where(
-                    QuarantineItem.stage == "clinical", QuarantineItem.input_digest == digest
-                )
-            )
-            if item is None:
-                session.add(
-                    QuarantineItem(stage="clinical", input_digest=digest, reason=reason[:4000], size=size)
-                )
-            else:
-                item.reason = reason[:4000]
+        _quarantine_row(self.ws, digest, reason, size)
 
     def _file_batch(self, src: Source, raw: bytes, batch: ClinicalBatch) -> ClinicalOutcome:
         from curata.collect.ingest import _quarantine_bytes
@@ -197,40 +190,288 @@ class ClinicalIngestor:
         return outs
 
     def _vcf(self, src: Source, raw: bytes, digest: str) -> ClinicalOutcome:
-        from curata.collect.genomics.models import genomic_file, genomic_variant
         from curata.collect.genomics.vcf import deidentify_vcf
 
         mapping = self._mapping(src)
         res = deidentify_vcf(raw, src.name, mapping.vcf, self.key, self.known)  # type: ignore[arg-type]
-        blob = self.store.put_bytes(res.output)
-        batch = ClinicalBatch(kind="vcf", input_digest=digest)
-        from curata.collect.clinical._records import PersonFacts
-
-        base = [p.split("_")[0] for p in res.samples]
-        for p in base:
-            batch.persons.setdefault(p, PersonFacts(p))
-        with self.ws.catalog.session() as session:
-            ids = _writer.ensure_persons(session, self.site_id, batch, digest)
-            file_id = session.execute(
-                sa.insert(genomic_file)
-                .values(
-                    site_id=self.site_id,
-                    input_digest=digest,
-                    blob_digest=blob,
-                    format=res.fmt,
-                    samples=res.samples,
-                    variant_count=res.records,
-                    dropped_header_lines=res.dropped_header_lines,
-                )
-                .returning(genomic_file.c.id)
-            ).scalar_one()
-            import numpy as np
-
-            frame = {k: v for k, v in res.index.items() if k != "sample"}
-            person = np.array([ids[b] for b in base] or [0], dtype=np.int64)
-            frame["person_id"] = person[res.index["sample"]] if res.count else np.zeros(0, dtype=np.int64)
-            _writer.insert_frame(session, genomic_variant, frame, {"file_id": file_id})
+        _file_vcf(self.ws, self.site_id, digest, res)
         return ClinicalOutcome("ingested", src.name, digest, rows=res.records)
 
 
-__all__ = ["ClinicalIngestor", "ClinicalOutcome", "input_kind"]
+def _quarantine_row(ws: Workspace, digest: str, reason: str, size: int) -> None:
+    from curata.catalog import QuarantineItem
+
+    with ws.catalog.session() as session:
+        item = session.scalar(
+            sa.select(QuarantineItem).where(
+                QuarantineItem.stage == "clinical", QuarantineItem.input_digest == digest
+            )
+        )
+        if item is None:
+            session.add(
+                QuarantineItem(stage="clinical", input_digest=digest, reason=reason[:4000], size=size)
+            )
+        else:
+            item.reason = reason[:4000]
+
+
+def _file_vcf(ws: Workspace, site_id: int, digest: str, res: VcfResult) -> None:
+    """The de-identified VCF into the store, then its file row, persons and variant index in one commit."""
+    from curata.collect.clinical._records import PersonFacts
+    from curata.collect.genomics.models import genomic_file, genomic_variant
+
+    blob = ws.store.put_bytes(res.output)
+    batch = ClinicalBatch(kind="vcf", input_digest=digest)
+    base = [p.split("_")[0] for p in res.samples]
+    for p in base:
+        batch.persons.setdefault(p, PersonFacts(p))
+    with ws.catalog.session() as session:
+        ids = _writer.ensure_persons(session, site_id, batch, digest)
+        file_id = session.execute(
+            sa.insert(genomic_file)
+            .values(
+                site_id=site_id,
+                input_digest=digest,
+                blob_digest=blob,
+                format=res.fmt,
+                samples=res.samples,
+                variant_count=res.records,
+                dropped_header_lines=res.dropped_header_lines,
+            )
+            .returning(genomic_file.c.id)
+        ).scalar_one()
+        import numpy as np
+
+        frame = {k: v for k, v in res.index.items() if k != "sample"}
+        person = np.array([ids[b] for b in base] or [0], dtype=np.int64)
+        frame["person_id"] = person[res.index["sample"]] if res.count else np.zeros(0, dtype=np.int64)
+        _writer.insert_frame(session, genomic_variant, frame, {"file_id": file_id})
+
+
+# -- between a gateway and the platform (wire format: exchange.py) ------------------------------------
+@dataclass(frozen=True)
+class FiledInput:
+    """One clinical or genomic input filed in this workspace: what `curata gateway push` delivers."""
+
+    site_id: int
+    input_digest: str  # sha256 of the input as the site gave it (never sent: see batch_name)
+    kind: str  # csv, excel, fhir, vcf
+
+
+@dataclass
+class FiledBatch:
+    """What the platform made of one pushed batch."""
+
+    batch: str
+    kind: str
+    status: str  # filed, present, quarantined, refused (lost or altered on the way: send it again)
+    rows: int = 0
+    reason: str | None = None
+
+
+def filed_inputs(ws: Workspace) -> list[FiledInput]:
+    """Every clinical and genomic input filed here (by `curata ingest` or `curata gateway watch`)."""
+    from curata.collect.clinical.models import clinical_source
+    from curata.collect.genomics.models import genomic_file
+
+    with ws.catalog.session() as s:
+        rows = [
+            FiledInput(int(site), d, k)
+            for site, d, k in s.execute(
+                sa.select(
+                    clinical_source.c.site_id, clinical_source.c.input_digest, clinical_source.c.kind
+                ).order_by(clinical_source.c.id)
+            )
+        ]
+        rows += [
+            FiledInput(int(site), d, "vcf")
+            for site, d in s.execute(
+                sa.select(genomic_file.c.site_id, genomic_file.c.input_digest).order_by(genomic_file.c.id)
+            )
+        ]
+    return rows
+
+
+def batch_name(key: bytes, input_digest: str) -> str:
+    """The site's keyed name of an input on the wire: stable across runs, telling nothing of the input."""
+    import hmac
+
+    return hmac.digest(key, b"clinical-push\0" + input_digest.encode(), "sha256").hex()
+
+
+def deidentified_batch(ws: Workspace, item: FiledInput) -> Batch:
+    """The de-identified content of one filed input as it travels (exchange.py): its OMOP rows as tables,
+    or its de-identified VCF whole. Read from what this workspace stores, so the wire does not change when
+    the storage does."""
+    import pyarrow as pa
+
+    from curata.collect.clinical.exchange import EVENT_TABLES, PERSON_COLUMNS, arrow_type, wire_columns
+    from curata.collect.clinical.models import OMOP
+    from curata.collect.genomics.models import genomic_file
+
+    name = batch_name(ws.site_key(), item.input_digest)
+    if item.kind == "vcf":
+        with ws.catalog.session() as s:
+            blob = s.scalar(
+                sa.select(genomic_file.c.blob_digest).where(
+                    genomic_file.c.site_id == item.site_id, genomic_file.c.input_digest == item.input_digest
+                )
+            )
+        if blob is None:
+            raise CurataError(f"no VCF filed as sha256:{item.input_digest[:12]}")
+        return Batch(name, "vcf", vcf=ws.store.get_bytes(blob))
+    person = OMOP["person"]
+    batch = Batch(name, item.kind)
+    people: list[Any] = [
+        sa.select(person.c.person_id).where(
+            person.c.site_id == item.site_id, person.c.source_digest == item.input_digest
+        )
+    ]
+    with ws.catalog.session() as s:
+        for table in EVENT_TABLES:
+            t = OMOP[table]
+            cols = wire_columns(table)
+            mine = sa.and_(t.c.site_id == item.site_id, t.c.source_digest == item.input_digest)
+            stmt = (
+                sa.select(person.c.pseudonym, *(t.c[c] for c in cols[1:]))
+                .join(person, t.c.person_id == person.c.person_id)
+                .where(mine)
+                .order_by(*t.primary_key.columns)
+            )
+            rows = s.execute(stmt).all()
+            if rows:
+                values = list(zip(*rows, strict=True))
+                types = [arrow_type(person.c.pseudonym), *(arrow_type(t.c[c]) for c in cols[1:])]
+                batch.tables[table] = pa.table(
+                    {c: pa.array(v, type=ty) for c, v, ty in zip(cols, values, types, strict=True)}
+                )
+                people.append(sa.select(t.c.person_id).where(mine))
+        facts: list[sa.Column[Any]] = [person.c[c] for c in PERSON_COLUMNS]
+        rows = s.execute(
+            sa.select(*facts).where(person.c.person_id.in_(sa.union(*people))).order_by(person.c.pseudonym)
+        ).all()
+    columns: list[Any] = list(zip(*rows, strict=True)) or [[] for _ in facts]
+    batch.tables["person"] = pa.table(
+        {c.name: pa.array(v, type=arrow_type(c)) for c, v in zip(facts, columns, strict=True)}
+    )
+    return batch
+
+
+def _frame(table: Any) -> dict[str, Any]:
+    """A checked wire table as the catalog writer's column frame ({column: numpy array})."""
+    import numpy as np
+    import pyarrow as pa
+
+    out: dict[str, Any] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_integer(col.type) and col.null_count:  # no float detour: PostgreSQL wants ints
+            arr = np.empty(len(col), dtype=object)
+            arr[:] = col.to_pylist()
+            out[name] = arr
+        else:
+            out[name] = col.to_numpy()
+    return out
+
+
+def _site_id(ws: Workspace, site: str | None) -> int:
+    """The site the platform files pushed data under: the one its DICOM receiver files images under."""
+    from curata.collect.ingest import Ingestor, ensure_site
+
+    ing = Ingestor(ws, deidentify=False, site=site)
+    with ws.catalog.session() as session:
+        return int(ensure_site(session, ing.site_name, ing.region, ing.country).id)
+
+
+def _is_filed(ws: Workspace, site_id: int, digest: str) -> bool:
+    from curata.collect.clinical.models import clinical_source
+    from curata.collect.genomics.models import genomic_file
+
+    with ws.catalog.session() as s:
+        return any(
+            s.scalar(sa.select(t.c.id).where(t.c.site_id == site_id, t.c.input_digest == digest).limit(1))
+            for t in (clinical_source, genomic_file)
+        )
+
+
+def file_deidentified_batch(ws: Workspace, batch: Batch, *, site: str | None = None) -> FiledBatch:
+    """File one batch a gateway de-identified with its own site key, as it is: nothing is de-identified
+    again (no other key ever touches it). Checked first (exchange.check: pseudonyms, keyed IDs, clean
+    text, known columns; a VCF's samples and header): a batch that fails is quarantined with its
+    reason and nothing of it is filed. A batch filed before answers ``present`` (idempotent)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from curata.collect.clinical._records import PersonFacts
+    from curata.collect.clinical.exchange import check, check_samples
+    from curata.collect.genomics.vcf import index_vcf
+    from curata.collect.ingest import quarantine_bytes
+    from curata.errors import DeidError, InputError
+
+    site_id = _site_id(ws, site)
+    if _is_filed(ws, site_id, batch.batch):
+        return FiledBatch(batch.batch, batch.kind, "present")
+    try:
+        check(batch)
+        vcf = None
+        if batch.vcf is not None:
+            vcf = index_vcf(batch.vcf, "pushed.vcf.gz")
+            check_samples(vcf.samples)
+    except (InputError, DeidError) as exc:
+        reason = f"pushed {batch.kind} batch refused: {exc.message}"
+        raw = batch.quarantine_bytes()
+        quarantine_bytes(str(ws.quarantine_path), batch.batch, raw, "push", reason, "clinical")
+        _quarantine_row(ws, batch.batch, reason, len(raw))
+        return FiledBatch(batch.batch, batch.kind, "quarantined", reason=reason)
+    try:
+        if vcf is not None:
+            _file_vcf(ws, site_id, batch.batch, vcf)
+            return FiledBatch(batch.batch, batch.kind, "filed", rows=vcf.records)
+        cb = ClinicalBatch(kind=batch.kind, input_digest=batch.batch)
+        persons = batch.tables.get("person")
+        if persons is not None:
+            for row in persons.to_pylist():
+                cb.persons[row["pseudonym"]] = PersonFacts(
+                    row["pseudonym"],
+                    sex=row.get("gender_source_value"),
+                    year_of_birth=row.get("year_of_birth"),
+                    age_capped=bool(row.get("age_capped")),
+                )
+        for n, (name, table) in enumerate(sorted(batch.tables.items())):
+            if name == "person" or not table.num_rows:
+                continue
+            frame = _frame(table)
+            frame["record_key"] = [f"{batch.batch[:40]}:{n}:{i}" for i in range(table.num_rows)]
+            cb.frames[name] = frame
+            cb.rows += table.num_rows
+        blob = ws.store.put_bytes(cb.output_bytes())
+        with ws.catalog.session() as session:
+            _writer.file_batch(session, site_id, cb, blob)
+    except IntegrityError:  # the same batch, filed a moment ago by a request beside this one
+        if _is_filed(ws, site_id, batch.batch):
+            return FiledBatch(batch.batch, batch.kind, "present")
+        raise
+    return FiledBatch(batch.batch, batch.kind, "filed", rows=cb.rows)
+
+
+def receive_batches(ws: Workspace, parts: list[Part], *, site: str | None = None) -> list[FiledBatch]:
+    """A gateway's request (``curata-clinical/1`` parts): each batch filed, present, quarantined or
+    refused, independently of the others."""
+    from curata.collect.clinical.exchange import decode
+
+    batches, refused = decode(parts)
+    out = [FiledBatch(r.batch, "", "refused", reason=r.reason) for r in refused]
+    return out + [file_deidentified_batch(ws, b, site=site) for b in batches]
+
+
+__all__ = [
+    "ClinicalIngestor",
+    "ClinicalOutcome",
+    "FiledBatch",
+    "FiledInput",
+    "batch_name",
+    "deidentified_batch",
+    "file_deidentified_batch",
+    "filed_inputs",
+    "input_kind",
+    "receive_batches",
+]

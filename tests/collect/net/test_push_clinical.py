@@ -1,0 +1,268 @@
+"""Gateway -> central for clinical tables and VCFs: the same guarantees as the DICOM push.
+
+A real gateway workspace watches a drop folder (CT images, a CSV export with its mapping, a FHIR NDJSON
+bulk export, a VCF, identifiers planted everywhere), pushes images and clinical data over HTTPS with a
+token to a real running central server, and a cohort query at central joins them. Interrupted pushes
+resume without duplicates; a tampered part is refused; a batch whose patient key is not a pseudonym is
+quarantined and nothing planted reaches central.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import ssl
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from curata.catalog import Base, Patient, QuarantineItem, Series, Study
+from curata.cli import app
+from curata.collect.clinical import (
+    MANIFEST_TYPE,
+    OMOP,
+    Batch,
+    clinical_source,
+    deidentified_batch,
+    file_deidentified_batch,
+    filed_inputs,
+)
+from curata.collect.clinical.deid import ClinicalDeidentifier
+from curata.collect.dicomweb import multipart_encode
+from curata.collect.genomics import bgzip, genomic_file, genomic_variant
+from curata.collect.net.push import pending_clinical, push_clinical
+from curata.errors import NetworkError
+from curata.select import series_select
+from curata.server import create_app
+from curata.workspace import Workspace
+from tests.collect.clinical._fixtures import (
+    NEEDLES,
+    PATIENT,
+    csv_row,
+    fhir_resources,
+    vcf_text,
+    write_csv,
+    write_ndjson,
+)
+from tests.conftest import make_ct
+
+TOKEN = "platform-token"
+OTHER = "MRN-55555"  # a second patient: stage IV, C34.9, no VCF
+COHORT = (
+    "modality = CT and clinical.condition = 'lung adenocarcinoma' and clinical.stage in (III, IV) "
+    "and genomic.gene = EGFR and genomic.consequence = missense_variant"
+)
+
+
+def _count(ws: Workspace, table: Any) -> int:
+    with ws.catalog.session() as s:
+        return int(s.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+def _survivors(ws: Workspace) -> list[str]:
+    """Every planted identifier found in any stored blob (gzip opened) or any catalog value."""
+    texts: list[str] = []
+    for digest in ws.store.digests():
+        data = ws.store.get_bytes(digest)
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        texts.append(data.decode("utf-8", "replace"))
+    with ws.catalog.session() as s:
+        for table in Base.metadata.sorted_tables:
+            for row in s.execute(sa.select(table)):
+                texts.append(" ".join(str(v) for v in row))
+    blob = "\n".join(texts).lower()
+    return [n for n in NEEDLES if n.lower() in blob]
+
+
+def _drop(root: Path) -> Path:
+    """What the site's systems leave in the gateway's drop folder: CTs, a CSV, FHIR NDJSON, a VCF."""
+    drop = root / "drop"
+    make_ct(drop / "ct" / "a.dcm", patient_id=PATIENT["mrn"], patient_name="Okonkwo-Bello^Adaeze")
+    make_ct(drop / "ct" / "b.dcm", patient_id=OTHER, patient_name="Bakare^Tunde")
+    note = "Seen by Dr. Musa Danjuma on 2024-02-20; Tunde reports cough"  # (no other patient's name)
+    other = csv_row(mrn=OTHER, patient_name="Tunde Bakare", stage="IV", icd10="C34.9", notes=note)
+    write_csv(drop / "his" / "dx.csv", [csv_row(), other])
+    write_ndjson(drop / "fhir" / "Patient.ndjson", fhir_resources()[:1])
+    write_ndjson(drop / "fhir" / "Clinical.ndjson", fhir_resources()[1:])
+    (drop / "lab").mkdir()
+    (drop / "lab" / "case.vcf").write_text(vcf_text(sample=PATIENT["mrn"]))
+    return drop
+
+
+@pytest.fixture
+def site(workspace: Workspace, tmp_path: Path, serve: Any, tls_files: tuple[Path, Path]) -> Any:
+    """A gateway that watched its drop folder once, and a running central platform over HTTPS."""
+    drop = _drop(tmp_path)
+    watched = CliRunner().invoke(
+        app,
+        ["gateway", "watch", str(drop), "--once", "--interval", "0.2", "--json", "-w", str(workspace.root)],
+    )
+    assert watched.exit_code == 0, watched.output
+    central = Workspace.init(tmp_path / "central", site="platform")
+    cert, key = tls_files
+    server = serve(create_app(central, token=TOKEN, verified_deidentified=True), certfile=cert, keyfile=key)
+    return workspace, central, server.url, cert
+
+
+def _push(gateway: Workspace, url: str, cert: Path) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        app,
+        ["gateway", "push", "--to", url, "--token", TOKEN, "--ca-cert", str(cert), "--json",
+         "-w", str(gateway.root)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout[result.stdout.index("{") :]))
+
+
+def test_push_delivers_clinical_and_genomic_data_linked_to_the_images(site: Any) -> None:
+    gateway, central, url, cert = site
+    inputs = filed_inputs(gateway)
+    assert sorted(i.kind for i in inputs) == ["csv", "fhir", "fhir", "vcf"]
+
+    first = _push(gateway, url, cert)
+    assert (first["pushed"], first["clinical_pushed"], first["failed"]) == (2, 4, 0), first
+    # the gateway's key made the pseudonyms; central files them as they came (its own key is another)
+    with central.catalog.session() as s:
+        by_pseudonym = dict(
+            s.execute(
+                sa.select(Patient.pseudonym, Series.id).select_from(Patient).join(Study).join(Series)
+            ).all()
+        )
+        gateway_pseudonyms = {
+            p: ClinicalDeidentifier(gateway.site_key()).patient(p).pseudonym for p in (PATIENT["mrn"], OTHER)
+        }
+        a, b = (by_pseudonym[gateway_pseudonyms[p]] for p in (PATIENT["mrn"], OTHER))
+        persons = set(s.scalars(sa.select(OMOP["person"].c.pseudonym)))
+
+        def cohort(query: str) -> set[int]:
+            return set(s.scalars(series_select(query)))
+
+        assert persons == set(gateway_pseudonyms.values())
+        assert cohort(COHORT) == {a}
+        assert cohort("modality = CT and clinical.condition_code = 'C34.9'") == {b}
+        assert cohort("modality = CT and clinical.stage in (III, IV)") == {a, b}
+        assert cohort("modality = CT and genomic.hgvs = 'p.Leu858Arg'") == {a}
+        assert cohort("modality = CT and not genomic.sequenced") == {b}
+        assert cohort("modality = CT and clinical.procedure = '173171007'") == {a}  # from FHIR
+    for table in ("condition_occurrence", "measurement", "specimen", "procedure_occurrence"):
+        assert _count(central, OMOP[table]) == _count(gateway, OMOP[table]) > 0, table
+    assert _count(central, genomic_variant) == _count(gateway, genomic_variant) == 2
+    assert _survivors(central) == []  # nothing planted at the site reached central
+    # a second run sends nothing; central holds one of everything
+    again = _push(gateway, url, cert)
+    assert (again["pushed"], again["clinical_pushed"], again["clinical_already"]) == (0, 0, 4), again
+    assert _count(central, clinical_source) == 3 and _count(central, genomic_file) == 1
+
+
+def test_an_interrupted_push_resumes_without_duplicates(site: Any) -> None:
+    gateway, central, url, cert = site
+    cable = {"requests": 2}
+
+    class PulledCable(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if cable["requests"] == 0:
+                raise httpx.ConnectError("connection reset", request=request)
+            cable["requests"] -= 1
+            return super().handle_request(request)
+
+    ctx = ssl.create_default_context(cafile=str(cert))
+    with (
+        httpx.Client(transport=PulledCable(verify=ctx)) as client,
+        pytest.raises(NetworkError, match="reach"),
+    ):
+        push_clinical(gateway, url, token=TOKEN, batch=1, client=client)
+    assert len(pending_clinical(gateway, url)) == 2  # two delivered and recorded, two to go
+    assert _count(central, clinical_source) + _count(central, genomic_file) == 2
+    rest = push_clinical(gateway, url, token=TOKEN, verify=str(cert))
+    assert (rest.counts["pushed"], rest.counts["already"], rest.counts["failed"]) == (2, 2, 0)
+    rows = {t: _count(central, OMOP[t]) for t in ("condition_occurrence", "measurement", "person")}
+    # the platform filed everything but its answers were lost: the gateway sends all again, no doubles
+    from curata.collect.net.models import GatewayPush
+
+    with gateway.catalog.session() as s:
+        s.execute(sa.delete(GatewayPush))
+    lost = push_clinical(gateway, url, token=TOKEN, verify=str(cert))
+    assert (lost.counts["pushed"], lost.counts["failed"]) == (4, 0)
+    assert {t: _count(central, OMOP[t]) for t in rows} == rows
+    assert _count(central, clinical_source) == 3 and _count(central, genomic_file) == 1
+    assert _count(central, genomic_variant) == 2
+
+
+def _post(
+    url: str, cert: Path, parts: list[tuple[dict[str, str], bytes]], token: str = TOKEN
+) -> httpx.Response:
+    body, ctype = multipart_encode(parts, MANIFEST_TYPE)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": ctype}
+    ctx = ssl.create_default_context(cafile=str(cert))
+    return httpx.post(f"{url}/clinical/batches", content=body, headers=headers, verify=ctx, timeout=60)
+
+
+def test_a_tampered_part_is_refused_and_sent_again_intact(site: Any) -> None:
+    gateway, central, url, cert = site
+    csv = next(i for i in filed_inputs(gateway) if i.kind == "csv")
+    parts = deidentified_batch(gateway, csv).parts()
+    headers, body = parts[1]  # a table: one byte changed on the way, its Content-Digest kept
+    tampered = [parts[0], (headers, body[:-9] + bytes([body[-9] ^ 1]) + body[-8:]), *parts[2:]]
+    r = _post(url, cert, tampered)
+    assert r.status_code == 409
+    (answer,) = r.json()["batches"]
+    assert answer["status"] == "refused" and "Content-Digest does not match" in answer["reason"]
+    assert _count(central, clinical_source) == 0 and _count(central, OMOP["person"]) == 0
+    assert _count(central, QuarantineItem) == 0  # damaged on the way, not identified: nothing kept
+    # a manifest whose own digest does not match is refused too
+    bad_manifest = [({**parts[0][0], "Content-Digest": "sha-256=:" + base64.b64encode(b"x" * 32).decode() + ":"},
+                     parts[0][1]), *parts[1:]]  # fmt: skip
+    assert _post(url, cert, bad_manifest).json()["batches"][0]["status"] == "refused"
+    assert _post(url, cert, parts, token="wrong").status_code == 401
+    intact = _post(url, cert, parts)
+    assert intact.status_code == 200 and intact.json()["batches"][0]["status"] == "filed"
+    assert _post(url, cert, parts).json()["batches"][0]["status"] == "present"  # idempotent
+    assert _count(central, clinical_source) == 1
+
+
+def test_a_batch_with_an_unpseudonymised_patient_is_quarantined_and_nothing_planted_arrives(
+    site: Any,
+) -> None:
+    gateway, central, url, cert = site
+    # a gateway that (wrongly) holds an identified patient ID in its clinical rows
+    person = OMOP["person"]
+    pseudonym = ClinicalDeidentifier(gateway.site_key()).patient(OTHER).pseudonym
+    with gateway.catalog.session() as s:
+        s.execute(sa.update(person).where(person.c.pseudonym == pseudonym).values(pseudonym=PATIENT["mrn"]))
+    result = push_clinical(gateway, url, token=TOKEN, verify=str(cert))
+    assert (result.counts["pushed"], result.counts["failed"]) == (3, 1)  # the FHIR files and the VCF go on
+    (error,) = result.extra["errors"]
+    assert "quarantined" in error and "not a pseudonym" in error and PATIENT["mrn"] not in error
+    assert [i.kind for i in pending_clinical(gateway, url)] == ["csv"]  # stays pending, visibly
+    with central.catalog.session() as s:
+        (reason,) = s.scalars(sa.select(QuarantineItem.reason))
+    assert "row" in reason and PATIENT["mrn"] not in reason
+    assert _survivors(central) == []
+
+
+def test_central_refuses_identified_vcfs_text_and_columns(site: Any) -> None:
+    gateway, central, _url, _cert = site
+    name = "ab" * 32
+    raw_vcf = bgzip(vcf_text(sample=PATIENT["mrn"]).encode())  # never de-identified: MRN as the sample
+    out = file_deidentified_batch(central, Batch(name, "vcf", vcf=raw_vcf, raw={"vcf": raw_vcf}))
+    assert out.status == "quarantined" and "not a pseudonym" in (out.reason or "")
+    csv = next(i for i in filed_inputs(gateway) if i.kind == "csv")
+    good = deidentified_batch(gateway, csv)
+    cond = good.tables["condition_occurrence"]
+    noted = cond.set_column(cond.column_names.index("note"), "note", pa.array(["call +234 803 555 0199"] * 2))
+    extra = cond.append_column("patient_name", pa.array([PATIENT["name"]] * 2))
+    for i, (table, why) in enumerate(
+        [(noted, "looks like an identifier"), (extra, "not one the format carries")]
+    ):
+        batch = Batch(f"{i:064x}", "csv", tables={**good.tables, "condition_occurrence": table})
+        out = file_deidentified_batch(central, batch)
+        assert out.status == "quarantined" and why in (out.reason or ""), out
+    assert _count(central, clinical_source) + _count(central, genomic_file) == 0
+    assert _survivors(central) == []
