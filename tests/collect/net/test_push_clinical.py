@@ -266,3 +266,36 @@ def test_central_refuses_identified_vcfs_text_and_columns(site: Any) -> None:
         assert out.status == "quarantined" and why in (out.reason or ""), out
     assert _count(central, clinical_source) + _count(central, genomic_file) == 0
     assert _survivors(central) == []
+
+
+def test_central_files_pushed_batches_for_cohorts_on_both_engines(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """The platform's filing (file_deidentified_batch) on SQLite and PostgreSQL (COPY): the batches of a
+    gateway (SQLite) and its de-identified images, then the cohort query at central."""
+    from curata.catalog import Instance
+    from curata.collect.clinical.exchange import decode
+    from curata.collect.ingest import Ingestor
+
+    _summary, problems = Ingestor(workspace, workers=1).ingest_paths([_drop(tmp_path)])
+    assert not problems, [p.reason for p in problems]
+    batches = [deidentified_batch(workspace, item) for item in filed_inputs(workspace)]
+    with workspace.catalog.session() as s:
+        images = [workspace.store.get_bytes(d) for d in s.scalars(sa.select(Instance.blob_digest))]
+    monkeypatch.setenv("CURATA_DATABASE_URL", database_url)
+    central = Workspace.init(tmp_path / "central", site="platform")
+    receiver = Ingestor(central, deidentify=False, workers=1)  # what STOW at central does
+    assert {receiver.ingest_bytes(raw, "stow").status for raw in images} == {"ingested"}
+    for sent in batches:  # through the wire format, as the route reads it
+        (got,), refused = decode([({k.lower(): v for k, v in h.items()}, body) for h, body in sent.parts()])
+        assert not refused
+        assert file_deidentified_batch(central, got).status == "filed"
+        assert file_deidentified_batch(central, got).status == "present"
+    with central.catalog.session() as s:
+        matched = list(s.scalars(series_select(COHORT)))
+        pseudonyms = set(
+            s.scalars(sa.select(Patient.pseudonym).join(Study).join(Series).where(Series.id.in_(matched)))
+        )
+    assert pseudonyms == {ClinicalDeidentifier(workspace.site_key()).patient(PATIENT["mrn"]).pseudonym}
+    assert _count(central, OMOP["observation_period"]) == 2  # derived at central from the events
+    central.catalog.dispose()
