@@ -65,7 +65,7 @@ def _count(ws: Workspace, table: Any) -> int:
         return int(s.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
 
 
-def _survivors(ws: Workspace) -> list[str]:
+def _survivors(ws: Workspace, needles: list[str] = NEEDLES) -> list[str]:
     """Every planted identifier found in any stored blob (gzip opened) or any catalog value."""
     texts: list[str] = []
     for digest in ws.store.digests():
@@ -78,7 +78,7 @@ def _survivors(ws: Workspace) -> list[str]:
             for row in s.execute(sa.select(table)):
                 texts.append(" ".join(str(v) for v in row))
     blob = "\n".join(texts).lower()
-    return [n for n in NEEDLES if n.lower() in blob]
+    return [n for n in needles if n.lower() in blob]
 
 
 def _drop(root: Path) -> Path:
@@ -299,3 +299,78 @@ def test_central_files_pushed_batches_for_cohorts_on_both_engines(
     assert pseudonyms == {ClinicalDeidentifier(workspace.site_key()).patient(PATIENT["mrn"]).pseudonym}
     assert _count(central, OMOP["observation_period"]) == 2  # derived at central from the events
     central.catalog.dispose()
+
+
+GIVEN = ("Chinwe", "Obinna", "Ngozi", "Emeka", "Amarachi", "Ikenna", "Uchenna", "Adanna")
+FAMILY = ("Nwachukwu", "Okafor", "Ibekwe", "Onyekachi", "Anyanwu", "Ezeoke", "Mbakwe", "Olisaemeka")
+
+
+def _demo_hospitals(root: Path, per_site: int = 4) -> tuple[Any, list[str]]:
+    """Two demo hospitals (a CSV site, a FHIR site) as the demo generator describes them, a CT per
+    patient in each drop folder; returns the manifest and every planted identifier."""
+    from types import SimpleNamespace
+
+    sites = [SimpleNamespace(name=f"hosp{i}", folder=f"hosp{i}", institution=f"Hospital {i}") for i in (0, 1)]
+    patients, needles = [], []
+    for s_i, site in enumerate(sites):
+        for n in range(per_site):
+            i = s_i * per_site + n
+            idt = {"patient_id": f"H{s_i}-{40117 + i}", "issuer": f"{site.institution} MPI", "given": GIVEN[i],
+                   "family": FAMILY[i], "birth_date": f"1958-0{n + 1}-1{i}", "sex": "F" if i % 2 else "M",
+                   "street": f"{12 + i} Aba Road", "city": "Umuahia", "postal_code": "440001",
+                   "phone": f"+234 803 41{i} 77{i}{s_i}", "other_ids": [f"NHIS{s_i}{i}900551"],
+                   "staff": {"referring": "Ogbonna^Kelechi"}, "study_dates": ["2024-03-01"]}  # fmt: skip
+            patients.append(SimpleNamespace(site=site.name, key=f"{site.name}-{n}", identity=idt))
+            needles += [idt["patient_id"], idt["given"], idt["family"], idt["phone"], idt["street"]]
+            needles += [idt["other_ids"][0], idt["birth_date"]]
+            ds = make_ct(patient_id=idt["patient_id"], patient_name=f"{idt['family']}^{idt['given']}")
+            ds.IssuerOfPatientID = idt["issuer"]
+            path = root / site.folder / "ct" / f"{n}.dcm"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(path, enforce_file_format=True)
+    return SimpleNamespace(sites=sites, patients=patients), [*needles, "Ogbonna", "Kelechi"]
+
+
+def test_two_demo_hospitals_push_to_one_platform_and_the_cohort_finds_their_patients(
+    tmp_path: Path, serve: Any, tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo generator's exports (a CSV hospital, a FHIR hospital, VCFs for half the patients), each
+    watched and pushed by its own gateway with its own key; the demo's cohort query at central finds
+    exactly the patients the truth says, and none of the planted identifiers is there."""
+    from curata.demo.clinical import COHORT_QUERY, expected_cohort, write_clinical_exports
+
+    monkeypatch.delenv("CURATA_DATABASE_URL", raising=False)
+    export = tmp_path / "export"
+    manifest, needles = _demo_hospitals(export)
+    counts = write_clinical_exports(manifest, export, tmp_path / "truth.json", seed=3)
+    assert counts["csv_rows"] == 4 and counts["vcf_files"] == 4
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    central = Workspace.init(tmp_path / "central", site="platform")
+    cert, key = tls_files
+    server = serve(create_app(central, token=TOKEN, verified_deidentified=True), certfile=cert, keyfile=key)
+    expected = set()
+    for site in manifest.sites:
+        gateway = Workspace.init(tmp_path / f"gw-{site.name}", site=site.name)
+        watched = CliRunner().invoke(
+            app, ["gateway", "watch", str(export / site.folder), "--once", "--interval", "0.2", "--json",
+                  "-w", str(gateway.root)],
+        )  # fmt: skip
+        assert watched.exit_code == 0, watched.output
+        pushed = _push(gateway, server.url, cert)
+        assert pushed["pushed"] == 4 and pushed["clinical_pushed"] >= 3 and pushed["failed"] == 0, pushed
+        deid = {t["patient"]: ClinicalDeidentifier(gateway.site_key(), issuer=t["issuer"]) for t in truth}
+        expected |= {
+            deid[t["patient"]].patient(t["patient_id"]).pseudonym
+            for t in truth
+            if t["site"] == site.name and t["patient"] in expected_cohort(truth)
+        }
+    assert expected  # the generator always puts one patient in the demo's cohort
+    with central.catalog.session() as s:
+        matched = list(s.scalars(series_select(COHORT_QUERY)))
+        found = set(
+            s.scalars(sa.select(Patient.pseudonym).join(Study).join(Series).where(Series.id.in_(matched)))
+        )
+    assert found == expected
+    assert _survivors(central, needles) == []
+    central.store.put_bytes(b"Obinna Okafor")  # the scan itself finds a planted value when one is there
+    assert _survivors(central, needles) == ["Obinna", "Okafor"]
