@@ -34,6 +34,7 @@ from curata.collect.clinical import (
     filed_inputs,
 )
 from curata.collect.clinical.deid import ClinicalDeidentifier
+from curata.collect.clinical.exchange import content_digest, decode
 from curata.collect.dicomweb import multipart_encode
 from curata.collect.genomics import bgzip, genomic_file, genomic_variant
 from curata.collect.net.push import pending_clinical, push_clinical
@@ -195,6 +196,11 @@ def test_an_interrupted_push_resumes_without_duplicates(site: Any) -> None:
     assert _count(central, genomic_variant) == 2
 
 
+def _lower(parts: list[tuple[dict[str, str], bytes]]) -> list[tuple[dict[str, str], bytes]]:
+    """Parts as the server's multipart decoder hands them on (header names in lower case)."""
+    return [({k.lower(): v for k, v in h.items()}, body) for h, body in parts]
+
+
 def _post(
     url: str, cert: Path, parts: list[tuple[dict[str, str], bytes]], token: str = TOKEN
 ) -> httpx.Response:
@@ -264,6 +270,16 @@ def test_central_refuses_identified_vcfs_text_and_columns(site: Any) -> None:
         batch = Batch(f"{i:064x}", "csv", tables={**good.tables, "condition_occurrence": table})
         out = file_deidentified_batch(central, batch)
         assert out.status == "quarantined" and why in (out.reason or ""), out
+    # a manifest that misstates a table's rows (its digest recomputed, so it arrives intact)
+    parts = _lower(good.parts())
+    manifest = json.loads(parts[0][1])
+    manifest["parts"][0]["rows"] += 1
+    head = json.dumps(manifest).encode()
+    (lied,), refused = decode([({"content-type": MANIFEST_TYPE, "content-digest": content_digest(head)}, head),
+                               *parts[1:]])  # fmt: skip
+    assert not refused
+    out = file_deidentified_batch(central, lied)
+    assert out.status == "quarantined" and "declared rows" in (out.reason or ""), out
     assert _count(central, clinical_source) + _count(central, genomic_file) == 0
     assert _survivors(central) == []
 
@@ -274,7 +290,6 @@ def test_central_files_pushed_batches_for_cohorts_on_both_engines(
     """The platform's filing (file_deidentified_batch) on SQLite and PostgreSQL (COPY): the batches of a
     gateway (SQLite) and its de-identified images, then the cohort query at central."""
     from curata.catalog import Instance
-    from curata.collect.clinical.exchange import decode
     from curata.collect.ingest import Ingestor
 
     _summary, problems = Ingestor(workspace, workers=1).ingest_paths([_drop(tmp_path)])
@@ -287,7 +302,7 @@ def test_central_files_pushed_batches_for_cohorts_on_both_engines(
     receiver = Ingestor(central, deidentify=False, workers=1)  # what STOW at central does
     assert {receiver.ingest_bytes(raw, "stow").status for raw in images} == {"ingested"}
     for sent in batches:  # through the wire format, as the route reads it
-        (got,), refused = decode([({k.lower(): v for k, v in h.items()}, body) for h, body in sent.parts()])
+        (got,), refused = decode(_lower(sent.parts()))
         assert not refused
         assert file_deidentified_batch(central, got).status == "filed"
         assert file_deidentified_batch(central, got).status == "present"

@@ -64,6 +64,9 @@ _SOURCE_IDS = {"specimen_source_id": "SPEC", "slide_id": "SLIDE"}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SAMPLE = re.compile(r"(?P<p>.+?)(?:_(?P<n>[2-9]|[1-9]\d+))?")
 _NO_IDS = Identifiers()
+# a table's size once decompressed (Parquet's own metadata, read before the data): a small part that
+# would expand past this is refused unread
+MAX_TABLE_BYTES = 4 << 30
 
 
 def wire_columns(table: str) -> tuple[str, ...]:
@@ -172,9 +175,6 @@ def decode(parts: list[Part]) -> tuple[list[Batch], list[Refusal]]:
     """The batches of one request; those whose manifest or parts do not check out come back refused.
 
     Only structure and digests are checked here; :func:`check` reads the content."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     manifests: list[tuple[dict[str, str], bytes]] = []
     by_id: dict[str, tuple[dict[str, str], bytes]] = {}
     for headers, body in parts:
@@ -205,6 +205,7 @@ def decode(parts: list[Part]) -> tuple[list[Batch], list[Refusal]]:
             if kind not in KINDS:
                 raise InputError(f"kind must be one of {', '.join(KINDS)}")
             batch = Batch(name, kind)
+            declared: dict[str, Any] = {}
             entries = manifest.get("parts")
             if not isinstance(entries, list):
                 raise InputError("the manifest lists no parts")
@@ -219,6 +220,7 @@ def decode(parts: list[Part]) -> tuple[list[Batch], list[Refusal]]:
                 if got != _declared_sha256(found[0]) or got != str(entry.get("digest", "")):
                     raise InputError(f"part {part!r}: its Content-Digest does not match its bytes")
                 batch.raw[part] = found[1]
+                declared[part] = entry.get("rows")
         except InputError as exc:
             refused.append(Refusal(name if _HEX64.fullmatch(name) else "", exc.message))
             continue
@@ -226,12 +228,25 @@ def decode(parts: list[Part]) -> tuple[list[Batch], list[Refusal]]:
             if part == "vcf":
                 batch.vcf = body
                 continue
-            try:
-                batch.tables[part] = pq.read_table(pa.BufferReader(body))
-            except (pa.ArrowException, OSError):
-                batch.tables[part] = None  # unreadable: check() refuses it with the reason
+            batch.tables[part] = _read_table(body, declared.get(part))
         batches.append(batch)
     return batches, refused
+
+
+def _read_table(body: bytes, rows: Any) -> Any:
+    """A Parquet part as a table, or None when it is unreadable, too large once decompressed, or not
+    the row count its manifest declares (check() then refuses the batch)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(pa.BufferReader(body)).metadata
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if size > MAX_TABLE_BYTES or meta.num_rows != rows:
+            return None
+        return pq.read_table(pa.BufferReader(body))
+    except (pa.ArrowException, OSError):
+        return None
 
 
 def check(batch: Batch) -> None:
@@ -247,7 +262,7 @@ def check(batch: Batch) -> None:
         )
     for name, table in list(batch.tables.items()):
         if table is None:
-            raise InputError(f"table {name}: not a readable Parquet file")
+            raise InputError(f"table {name}: not a readable Parquet file of the declared rows and size")
         batch.tables[name] = _check_table(name, table)
 
 

@@ -64,6 +64,8 @@ def _post(http: httpx.Client, target: str, path: str, body: bytes, headers: dict
         raise NetworkError(f"cannot reach {target}: {exc}", hint="is `curata server` running there?") from exc
     if r.status_code == 401:
         raise NetworkError(f"{target} refused the token", hint="pass --token or set CURATA_PUSH_TOKEN")
+    if r.status_code == 404:
+        raise NetworkError(f"{target} has no {path}", hint="is it a Curata platform of this version?")
     if r.status_code not in (200, 202, 409):
         raise NetworkError(f"{target} answered {r.status_code}: {r.text[:300]}")
     return r
