@@ -10,7 +10,6 @@ quarantined and nothing planted reaches central.
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import ssl
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from curata.catalog import Base, Patient, QuarantineItem, Series, Study
+from curata.catalog import Patient, QuarantineItem, Series, Study
 from curata.cli import app
 from curata.collect.clinical import (
     MANIFEST_TYPE,
@@ -43,10 +42,10 @@ from curata.select import series_select
 from curata.server import create_app
 from curata.workspace import Workspace
 from tests.collect.clinical._fixtures import (
-    NEEDLES,
     PATIENT,
     csv_row,
     fhir_resources,
+    survivors,
     vcf_text,
     write_csv,
     write_ndjson,
@@ -64,22 +63,6 @@ COHORT = (
 def _count(ws: Workspace, table: Any) -> int:
     with ws.catalog.session() as s:
         return int(s.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
-
-
-def _survivors(ws: Workspace, needles: list[str] = NEEDLES) -> list[str]:
-    """Every planted identifier found in any stored blob (gzip opened) or any catalog value."""
-    texts: list[str] = []
-    for digest in ws.store.digests():
-        data = ws.store.get_bytes(digest)
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        texts.append(data.decode("utf-8", "replace"))
-    with ws.catalog.session() as s:
-        for table in Base.metadata.sorted_tables:
-            for row in s.execute(sa.select(table)):
-                texts.append(" ".join(str(v) for v in row))
-    blob = "\n".join(texts).lower()
-    return [n for n in needles if n.lower() in blob]
 
 
 def _drop(root: Path) -> Path:
@@ -155,7 +138,7 @@ def test_push_delivers_clinical_and_genomic_data_linked_to_the_images(site: Any)
     for table in ("condition_occurrence", "measurement", "specimen", "procedure_occurrence"):
         assert _count(central, OMOP[table]) == _count(gateway, OMOP[table]) > 0, table
     assert _count(central, genomic_variant) == _count(gateway, genomic_variant) == 2
-    assert _survivors(central) == []  # nothing planted at the site reached central
+    assert survivors(central) == []  # nothing planted at the site reached central
     # a second run sends nothing; central holds one of everything
     again = _push(gateway, url, cert)
     assert (again["pushed"], again["clinical_pushed"], again["clinical_already"]) == (0, 0, 4), again
@@ -250,7 +233,7 @@ def test_a_batch_with_an_unpseudonymised_patient_is_quarantined_and_nothing_plan
     with central.catalog.session() as s:
         (reason,) = s.scalars(sa.select(QuarantineItem.reason))
     assert "row" in reason and PATIENT["mrn"] not in reason
-    assert _survivors(central) == []
+    assert survivors(central) == []
 
 
 def test_central_refuses_identified_vcfs_text_and_columns(site: Any) -> None:
@@ -281,7 +264,7 @@ def test_central_refuses_identified_vcfs_text_and_columns(site: Any) -> None:
     out = file_deidentified_batch(central, lied)
     assert out.status == "quarantined" and "declared rows" in (out.reason or ""), out
     assert _count(central, clinical_source) + _count(central, genomic_file) == 0
-    assert _survivors(central) == []
+    assert survivors(central) == []
 
 
 def test_central_files_pushed_batches_for_cohorts_on_both_engines(
@@ -386,6 +369,6 @@ def test_two_demo_hospitals_push_to_one_platform_and_the_cohort_finds_their_pati
             s.scalars(sa.select(Patient.pseudonym).join(Study).join(Series).where(Series.id.in_(matched)))
         )
     assert found == expected
-    assert _survivors(central, needles) == []
+    assert survivors(central, needles) == []
     central.store.put_bytes(b"Obinna Okafor")  # the scan itself finds a planted value when one is there
-    assert _survivors(central, needles) == ["Obinna", "Okafor"]
+    assert survivors(central, needles) == ["Obinna", "Okafor"]

@@ -55,9 +55,22 @@ def _target(url: str) -> str:
     return url.rstrip("/")
 
 
-def _post(http: httpx.Client, target: str, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
-    """POST one batch; unreachable, a refused token or an unexpected status raise NetworkError (the
-    token itself is never part of a message)."""
+def _post(
+    http: httpx.Client,
+    target: str,
+    path: str,
+    parts: list[Part],
+    *,
+    media: str,
+    accept: str,
+    token: str | None,
+) -> httpx.Response:
+    """POST one batch of parts; unreachable, a refused token or an unexpected status raise NetworkError
+    (the token itself is never part of a message)."""
+    body, content_type = _multipart.encode(parts, media)
+    headers = {"Content-Type": content_type, "Accept": accept}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     try:
         r = http.post(f"{target}{path}", content=body, headers=headers)
     except httpx.HTTPError as exc:
@@ -104,7 +117,6 @@ def push_instances(
         )
     summary.counts.update({"pushed": 0, "already": already, "failed": 0})
     errors: list[str] = []
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     http = client or httpx.Client(timeout=300, verify=tls_verify(verify))
     try:
         for start in range(0, len(todo), max(1, batch)):
@@ -121,14 +133,8 @@ def push_instances(
                 sent.append((digest, uid))
             if not parts:
                 continue
-            body, content_type = _multipart.encode(parts)
-            r = _post(
-                http,
-                target,
-                "/dicomweb/studies",
-                body,
-                {**headers, "Content-Type": content_type, "Accept": "application/dicom+json"},
-            )
+            r = _post(http, target, "/dicomweb/studies", parts, media="application/dicom",
+                      accept="application/dicom+json", token=token)  # fmt: skip
             answer = r.json()
             stored = {uid for uid, _ in _uids(answer.get("00081199"))}
             failed = dict(_uids(answer.get("00081198")))
@@ -195,20 +201,14 @@ def push_clinical(
         )
     summary.counts.update({"pushed": 0, "already": int(already or 0), "failed": 0})
     errors: list[str] = []
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     key = ws.site_key()
     http = client or httpx.Client(timeout=300, verify=tls_verify(verify))
     done = 0
 
     def send(group: list[tuple[FiledInput, list[Part]]]) -> None:
-        body, content_type = _multipart.encode([p for _item, parts in group for p in parts], MANIFEST_TYPE)
-        r = _post(
-            http,
-            target,
-            "/clinical/batches",
-            body,
-            {**headers, "Content-Type": content_type, "Accept": "application/json"},
-        )
+        parts = [p for _item, item_parts in group for p in item_parts]
+        r = _post(http, target, "/clinical/batches", parts, media=MANIFEST_TYPE, accept="application/json",
+                  token=token)  # fmt: skip
         answers = {str(a.get("batch")): a for a in r.json().get("batches", [])}
         with ws.catalog.session() as s:
             for item, _parts in group:
