@@ -372,3 +372,23 @@ def test_two_demo_hospitals_push_to_one_platform_and_the_cohort_finds_their_pati
     assert survivors(central, needles) == []
     central.store.put_bytes(b"Obinna Okafor")  # the scan itself finds a planted value when one is there
     assert survivors(central, needles) == ["Obinna", "Okafor"]
+
+
+def test_the_same_batch_filed_twice_at_once_is_filed_once(site: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two requests carrying one batch (a gateway retrying while the first is still being filed): both
+    pass the "filed before?" look-up; the catalog's unique key stops the second, which answers present."""
+    from curata.collect.clinical import service
+
+    gateway, central, _url, _cert = site
+    csv = next(i for i in filed_inputs(gateway) if i.kind == "csv")
+    parts = _lower(deidentified_batch(gateway, csv).parts())
+    real, unaware = service._is_filed, [False, False]  # both requests look before either has filed
+
+    def is_filed(*args: Any) -> bool:
+        return unaware.pop() if unaware else real(*args)
+
+    monkeypatch.setattr(service, "_is_filed", is_filed)
+    statuses = [file_deidentified_batch(central, decode(parts)[0][0]).status for _ in range(2)]
+    assert statuses == ["filed", "present"]
+    assert _count(central, clinical_source) == 1
+    assert _count(central, OMOP["condition_occurrence"]) == 2  # the CSV's two rows, once

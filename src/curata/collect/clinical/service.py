@@ -401,7 +401,6 @@ def file_deidentified_batch(ws: Workspace, batch: Batch, *, site: str | None = N
     reason and nothing of it is filed. A batch filed before answers ``present`` (idempotent)."""
     from sqlalchemy.exc import IntegrityError
 
-    from curata.collect.clinical._records import PersonFacts
     from curata.collect.clinical.exchange import check, check_samples
     from curata.collect.genomics.vcf import index_vcf
     from curata.collect.ingest import quarantine_bytes
@@ -422,35 +421,48 @@ def file_deidentified_batch(ws: Workspace, batch: Batch, *, site: str | None = N
         quarantine_bytes(str(ws.quarantine_path), batch.batch, raw, "push", reason, "clinical")
         _quarantine_row(ws, batch.batch, reason, len(raw))
         return FiledBatch(batch.batch, batch.kind, "quarantined", reason=reason)
-    try:
-        if vcf is not None:
-            _file_vcf(ws, site_id, batch.batch, vcf)
-            return FiledBatch(batch.batch, batch.kind, "filed", rows=vcf.records)
-        cb = ClinicalBatch(kind=batch.kind, input_digest=batch.batch)
-        persons = batch.tables.get("person")
-        if persons is not None:
-            for row in persons.to_pylist():
-                cb.persons[row["pseudonym"]] = PersonFacts(
-                    row["pseudonym"],
-                    sex=row.get("gender_source_value"),
-                    year_of_birth=row.get("year_of_birth"),
-                    age_capped=bool(row.get("age_capped")),
-                )
-        for n, (name, table) in enumerate(sorted(batch.tables.items())):
-            if name == "person" or not table.num_rows:
-                continue
-            frame = _frame(table)
-            frame["record_key"] = [f"{batch.batch[:40]}:{n}:{i}" for i in range(table.num_rows)]
-            cb.frames[name] = frame
-            cb.rows += table.num_rows
-        blob = ws.store.put_bytes(cb.output_bytes())
-        with ws.catalog.session() as session:
-            _writer.file_batch(session, site_id, cb, blob)
-    except IntegrityError:  # the same batch, filed a moment ago by a request beside this one
-        if _is_filed(ws, site_id, batch.batch):
-            return FiledBatch(batch.batch, batch.kind, "present")
-        raise
-    return FiledBatch(batch.batch, batch.kind, "filed", rows=cb.rows)
+    cb = _clinical_batch(batch) if vcf is None else None
+    # the writer's bulk insert speaks to the driver itself: its own IntegrityError, beside SQLAlchemy's
+    conflicts = (IntegrityError, ws.catalog.engine.dialect.loaded_dbapi.IntegrityError)
+    for attempt in (1, 2):
+        try:
+            if vcf is not None:
+                _file_vcf(ws, site_id, batch.batch, vcf)
+                return FiledBatch(batch.batch, batch.kind, "filed", rows=vcf.records)
+            assert cb is not None
+            blob = ws.store.put_bytes(cb.output_bytes())
+            with ws.catalog.session() as session:
+                _writer.file_batch(session, site_id, cb, blob)
+            return FiledBatch(batch.batch, batch.kind, "filed", rows=cb.rows)
+        except conflicts:  # a request beside this one filed the same batch, or a new patient of it
+            if _is_filed(ws, site_id, batch.batch):
+                return FiledBatch(batch.batch, batch.kind, "present")
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _clinical_batch(batch: Batch) -> ClinicalBatch:
+    """A checked wire batch as the catalog writer's ClinicalBatch (persons, one column frame a table)."""
+    from curata.collect.clinical._records import PersonFacts
+
+    cb = ClinicalBatch(kind=batch.kind, input_digest=batch.batch)
+    persons = batch.tables.get("person")
+    for row in persons.to_pylist() if persons is not None else ():
+        cb.persons[row["pseudonym"]] = PersonFacts(
+            row["pseudonym"],
+            sex=row.get("gender_source_value"),
+            year_of_birth=row.get("year_of_birth"),
+            age_capped=bool(row.get("age_capped")),
+        )
+    for n, (name, table) in enumerate(sorted(batch.tables.items())):
+        if name == "person" or not table.num_rows:
+            continue
+        frame = _frame(table)
+        frame["record_key"] = [f"{batch.batch[:40]}:{n}:{i}" for i in range(table.num_rows)]
+        cb.frames[name] = frame
+        cb.rows += table.num_rows
+    return cb
 
 
 def receive_batches(ws: Workspace, parts: list[Part], *, site: str | None = None) -> list[FiledBatch]:
