@@ -365,6 +365,8 @@ def _frame(table: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in table.column_names:
         col = table.column(name)
+        if col.null_count == len(col):  # nothing to write: the column's default (NULL, or 0 for a concept)
+            continue
         if pa.types.is_integer(col.type) and col.null_count:  # no float detour: PostgreSQL wants ints
             arr = np.empty(len(col), dtype=object)
             arr[:] = col.to_pylist()
