@@ -247,9 +247,17 @@ def test_central_refuses_identified_vcfs_text_and_columns(site: Any) -> None:
     cond = good.tables["condition_occurrence"]
     noted = cond.set_column(cond.column_names.index("note"), "note", pa.array(["call +234 803 555 0199"] * 2))
     extra = cond.append_column("patient_name", pa.array([PATIENT["name"]] * 2))
-    for i, (table, why) in enumerate(
-        [(noted, "looks like an identifier"), (extra, "not one the format carries")]
-    ):
+    coded = cond.set_column(
+        cond.column_names.index("condition_source_value"),
+        "condition_source_value",
+        pa.array(["C34.1", "Tunde"]),
+    )
+    cases = [
+        (noted, "looks like an identifier"),
+        (extra, "not one the format carries"),
+        (coded, "row 2: condition_source_value is not a ICD10 code"),
+    ]
+    for i, (table, why) in enumerate(cases):
         batch = Batch(f"{i:064x}", "csv", tables={**good.tables, "condition_occurrence": table})
         out = file_deidentified_batch(central, batch)
         assert out.status == "quarantined" and why in (out.reason or ""), out

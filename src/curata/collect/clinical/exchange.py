@@ -36,6 +36,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from curata.collect.clinical._codes import valid_code, valid_stage
 from curata.collect.clinical._writer import _DATE_COLUMNS
 from curata.collect.clinical.models import OMOP
 from curata.collect.deid.pseudonyms import is_pseudonym
@@ -59,6 +60,8 @@ TEXT_COLUMNS = (
     "value_source_value",
     "anatomic_site_source_value",
 )
+# each event table's code column: never free text, so it must fit its system as it did at the site
+CODE_COLUMNS = {t: f"{t.split('_')[0]}_source_value" for t in _DATE_COLUMNS}
 # keyed identifiers of specimens and slides (ClinicalDeidentifier.source_id)
 _SOURCE_IDS = {"specimen_source_id": "SPEC", "slide_id": "SLIDE"}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -254,7 +257,8 @@ def check(batch: Batch) -> None:
     a batch that passes has its tables in the catalog's column types.
 
     Patient keys must be pseudonyms of this platform's form, specimen and slide IDs keyed IDs, free text
-    as the site's cleaner leaves it, every column one the format names. Reasons name the table, the
+    as the site's cleaner leaves it, codes, stages and units as the site checked them, every column one
+    the format names. Reasons name the table, the
     column and the row, never a value."""
     if (batch.kind == "vcf") != (batch.vcf is not None) or (batch.kind == "vcf" and batch.tables):
         raise InputError(
@@ -310,7 +314,34 @@ def _check_table(name: str, table: Any) -> Any:
             row = _first_bad(table.column(col), lambda v: clean_text(v, _NO_IDS) == v)
             if row is not None:
                 raise DeidError(f"table {name} row {row}: {col} holds what looks like an identifier")
+    for col, ok in (("stage", valid_stage), ("unit_source_value", lambda u: valid_code(u, "UCUM"))):
+        if col in table.column_names:
+            row = _first_bad(table.column(col), ok)
+            if row is not None:
+                raise DeidError(f"table {name} row {row}: {col} is not a {col.split('_')[0]}")
+    _check_codes(name, table)
     return table
+
+
+def _check_codes(name: str, table: Any) -> None:
+    """Codes fit their system (``source_system``; a local code's shape where none is named)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    code = CODE_COLUMNS.get(name)
+    if code not in table.column_names:
+        return
+    system = "source_system" if "source_system" in table.column_names else None
+    keys = [code] if system is None else [code, system]
+    pairs = table.select(keys).group_by(keys).aggregate([]).to_pylist()
+    for pair in pairs:
+        c, sys_name = pair[code], pair.get(system) if system else None
+        if c is not None and not valid_code(c, sys_name):
+            hit = pc.equal(table.column(code), pa.scalar(c))
+            if system is not None:
+                hit = pc.and_(hit, pc.equal(table.column(system), pa.scalar(sys_name, pa.string())))
+            row = int(pc.fill_null(hit, False).to_numpy(zero_copy_only=False).argmax()) + 1
+            raise DeidError(f"table {name} row {row}: {code} is not a {sys_name or 'local'} code")
 
 
 def check_samples(samples: list[str]) -> None:
