@@ -230,6 +230,13 @@ def test_a_batch_with_an_unpseudonymised_patient_is_quarantined_and_nothing_plan
     (error,) = result.extra["errors"]
     assert "quarantined" in error and "not a pseudonym" in error and PATIENT["mrn"] not in error
     assert [i.kind for i in pending_clinical(gateway, url)] == ["csv"]  # stays pending, visibly
+    # the command says so, exits 1, and names the input by its digest only
+    cli = CliRunner().invoke(
+        app,
+        ["gateway", "push", "--to", url, "--token", TOKEN, "--ca-cert", str(cert), "-w", str(gateway.root)],
+    )
+    assert cli.exit_code == 1 and "not a pseudonym" in cli.output and "sha256:" in cli.output
+    assert PATIENT["mrn"] not in cli.output and TOKEN not in cli.output
     with central.catalog.session() as s:
         (reason,) = s.scalars(sa.select(QuarantineItem.reason))
     assert "row" in reason and PATIENT["mrn"] not in reason
