@@ -407,3 +407,16 @@ def test_the_same_batch_filed_twice_at_once_is_filed_once(site: Any, monkeypatch
     assert statuses == ["filed", "present"]
     assert _count(central, clinical_source) == 1
     assert _count(central, OMOP["condition_occurrence"]) == 2  # the CSV's two rows, once
+
+
+def test_a_gateways_own_server_takes_no_clinical_batches(workspace: Workspace) -> None:
+    """Only the platform files batches as they come: a gateway de-identifies what it receives itself."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(workspace, token=TOKEN)) as client:
+        r = client.post(
+            "/clinical/batches",
+            content=b"",
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "multipart/related; boundary=x"},
+        )
+    assert r.status_code == 403 and "central platform" in r.json()["detail"]
