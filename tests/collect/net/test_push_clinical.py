@@ -249,6 +249,10 @@ def test_central_refuses_identified_vcfs_text_and_columns(site: Any) -> None:
     raw_vcf = bgzip(vcf_text(sample=PATIENT["mrn"]).encode())  # never de-identified: MRN as the sample
     out = file_deidentified_batch(central, Batch(name, "vcf", vcf=raw_vcf, raw={"vcf": raw_vcf}))
     assert out.status == "quarantined" and "not a pseudonym" in (out.reason or "")
+    sample = ClinicalDeidentifier(gateway.site_key()).patient(PATIENT["mrn"]).pseudonym
+    planted = bgzip(vcf_text(sample=sample).encode())  # a pseudonym, but the header as the lab wrote it
+    out = file_deidentified_batch(central, Batch("cd" * 32, "vcf", vcf=planted, raw={"vcf": planted}))
+    assert out.status == "quarantined" and "VCF header line 2" in (out.reason or ""), out
     csv = next(i for i in filed_inputs(gateway) if i.kind == "csv")
     good = deidentified_batch(gateway, csv)
     cond = good.tables["condition_occurrence"]

@@ -344,6 +344,22 @@ def _check_codes(name: str, table: Any) -> None:
             raise DeidError(f"table {name} row {row}: {code} is not a {sys_name or 'local'} code")
 
 
+def check_vcf_header(sent: bytes, cleaned: bytes) -> None:
+    """The header of a pushed VCF must be as the site's cleaning leaves it: ``cleaned`` is the platform's
+    run of the same cleaning over ``sent`` (both BGZF); any line it drops or changes is refused."""
+    import gzip
+
+    def header(data: bytes) -> list[bytes]:
+        text = gzip.decompress(data)
+        return text[: text.find(b"\n#CHROM")].split(b"\n")
+
+    from itertools import zip_longest
+
+    for n, (a, b) in enumerate(zip_longest(header(sent), header(cleaned)), start=1):
+        if a != b:
+            raise DeidError(f"VCF header line {n}: not as the site's cleaning leaves it (identifying?)")
+
+
 def check_samples(samples: list[str]) -> None:
     """VCF sample names must be pseudonyms (a second sample of one patient carries ``_2``, ``_3``...)."""
     for i, sample in enumerate(samples, start=1):
@@ -361,6 +377,7 @@ __all__ = [
     "arrow_type",
     "check",
     "check_samples",
+    "check_vcf_header",
     "content_digest",
     "decode",
     "wire_columns",

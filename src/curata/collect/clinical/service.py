@@ -403,7 +403,7 @@ def file_deidentified_batch(ws: Workspace, batch: Batch, *, site: str | None = N
     reason and nothing of it is filed. A batch filed before answers ``present`` (idempotent)."""
     from sqlalchemy.exc import IntegrityError
 
-    from curata.collect.clinical.exchange import check, check_samples
+    from curata.collect.clinical.exchange import check, check_samples, check_vcf_header
     from curata.collect.genomics.vcf import index_vcf
     from curata.collect.ingest import quarantine_bytes
     from curata.errors import DeidError, InputError
@@ -417,6 +417,7 @@ def file_deidentified_batch(ws: Workspace, batch: Batch, *, site: str | None = N
         if batch.vcf is not None:
             vcf = index_vcf(batch.vcf, "pushed.vcf.gz")
             check_samples(vcf.samples)
+            check_vcf_header(batch.vcf, vcf.output)
     except (InputError, DeidError) as exc:
         reason = f"pushed {batch.kind} batch refused: {exc.message}"
         raw = batch.quarantine_bytes()
