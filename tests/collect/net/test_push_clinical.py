@@ -424,3 +424,40 @@ def test_a_gateways_own_server_takes_no_clinical_batches(workspace: Workspace) -
             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "multipart/related; boundary=x"},
         )
     assert r.status_code == 403 and "central platform" in r.json()["detail"]
+
+
+def test_an_age_above_89_never_travels(
+    workspace: Workspace, tmp_path: Path, serve: Any, tls_files: tuple[Path, Path]
+) -> None:
+    """A FHIR bulk export puts the birth date (Patient.ndjson) and the events (Condition.ndjson...) in
+    different files: the gateway files them as two inputs. What it pushes caps the year of birth against
+    the person's last event of any input, and the platform refuses a batch that would tell an age > 89."""
+    drop = tmp_path / "drop"
+    resources = fhir_resources()
+    resources[0]["birthDate"] = "1925-06-14"  # 98 at the 2024 diagnosis
+    write_ndjson(drop / "Patient.ndjson", resources[:1])
+    write_ndjson(drop / "Clinical.ndjson", resources[1:])
+    watched = CliRunner().invoke(app, ["gateway", "watch", str(drop), "--once", "--interval", "0.2",
+                                       "-w", str(workspace.root)])  # fmt: skip
+    assert watched.exit_code == 0, watched.output
+    central = Workspace.init(tmp_path / "central", site="platform")
+    cert, key = tls_files
+    server = serve(create_app(central, token=TOKEN, verified_deidentified=True), certfile=cert, keyfile=key)
+    pushed = push_clinical(workspace, server.url, token=TOKEN, verify=str(cert))
+    assert (pushed.counts["pushed"], pushed.counts["failed"]) == (2, 0)
+    person, period = OMOP["person"], OMOP["observation_period"]
+    with central.catalog.session() as s:
+        ((born, capped, last),) = s.execute(
+            sa.select(person.c.year_of_birth, person.c.age_capped, period.c.observation_period_end_date).join(
+                period, period.c.person_id == person.c.person_id
+            )
+        )
+    assert capped and last.year - born == 90  # 98 at the site: capped, by the year of birth
+    # a batch that tells the age itself (a gateway that did not cap it) is refused
+    events = [deidentified_batch(workspace, i) for i in filed_inputs(workspace)]
+    (clinical,) = [b for b in events if "condition_occurrence" in b.tables]
+    tables = dict(clinical.tables)
+    rows = tables["person"].num_rows
+    tables["person"] = tables["person"].set_column(2, "year_of_birth", pa.array([1900] * rows, pa.int64()))
+    out = file_deidentified_batch(central, Batch("ef" * 32, "fhir", tables=tables))
+    assert out.status == "quarantined" and "older than 89" in (out.reason or ""), out

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 
 from curata.collect.clinical._codes import valid_code, valid_stage
 from curata.collect.clinical._writer import _DATE_COLUMNS
+from curata.collect.clinical.deid import AGE_CAP
 from curata.collect.clinical.models import OMOP
 from curata.collect.deid.pseudonyms import is_pseudonym
 from curata.collect.deid.text import Identifiers, clean_text
@@ -268,6 +269,36 @@ def check(batch: Batch) -> None:
         if table is None:
             raise InputError(f"table {name}: not a readable Parquet file of the declared rows and size")
         batch.tables[name] = _check_table(name, table)
+    _check_ages(batch)
+
+
+def _check_ages(batch: Batch) -> None:
+    """No person's event may come more than 90 years after their year of birth (ages above 89 are
+    capped at the site: the year of birth moves, the event's date does not)."""
+    import pyarrow.compute as pc
+
+    persons = batch.tables.get("person")
+    if persons is None or "year_of_birth" not in persons.column_names:
+        return
+    born = {p: y for p, y in zip(*(persons.column(c).to_pylist() for c in ("pseudonym", "year_of_birth")),
+                                  strict=True) if y is not None}  # fmt: skip
+    for name, table in batch.tables.items():
+        if name not in _DATE_COLUMNS or not table.num_rows:
+            continue
+        years = pc.year(table.column(_DATE_COLUMNS[name]))
+        last = (
+            table.select(["pseudonym"])
+            .append_column("y", years)
+            .group_by("pseudonym")
+            .aggregate([("y", "max")])
+        )
+        for pseudonym, year in zip(
+            *(last.column(c).to_pylist() for c in ("pseudonym", "y_max")), strict=True
+        ):
+            if pseudonym in born and year - born[pseudonym] > AGE_CAP + 1:
+                raise DeidError(
+                    f"table {name}: a patient is older than {AGE_CAP} (the site did not cap the age)"
+                )
 
 
 def _first_bad(column: Any, ok: Any) -> int | None:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from curata.collect.clinical import _writer
 from curata.collect.clinical._records import ClinicalBatch
+from curata.collect.clinical.deid import AGE_CAP
 from curata.collect.clinical.exchange import Batch
 from curata.collect.clinical.mapping import SiteMapping, find_mapping
 from curata.collect.dicomweb.multipart import Part
@@ -347,14 +348,28 @@ def deidentified_batch(ws: Workspace, item: FiledInput) -> Batch:
                 )
                 people.append(sa.select(t.c.person_id).where(mine))
         facts: list[sa.Column[Any]] = [person.c[c] for c in PERSON_COLUMNS]
+        period = OMOP["observation_period"]
         rows = s.execute(
-            sa.select(*facts).where(person.c.person_id.in_(sa.union(*people))).order_by(person.c.pseudonym)
+            sa.select(*facts, period.c.observation_period_end_date)
+            .outerjoin(period, period.c.person_id == person.c.person_id)
+            .where(person.c.person_id.in_(sa.union(*people)))
+            .order_by(person.c.pseudonym)
         ).all()
-    columns: list[Any] = list(zip(*rows, strict=True)) or [[] for _ in facts]
+    columns: list[Any] = list(zip(*[_capped(r) for r in rows], strict=True)) or [[] for _ in facts]
     batch.tables["person"] = pa.table(
         {c.name: pa.array(v, type=arrow_type(c)) for c, v in zip(facts, columns, strict=True)}
     )
     return batch
+
+
+def _capped(row: Any) -> tuple[Any, ...]:
+    """(pseudonym, sex, year of birth, capped) with the year of birth capped against the person's last
+    event of any input (observation_period): a birth year filed from one input (a FHIR Patient file)
+    and events from another (its Condition file) must not tell an age above 89 once they travel together."""
+    pseudonym, sex, born, capped, last = row
+    if born is not None and last is not None and last.year - born > AGE_CAP + 1:
+        return pseudonym, sex, last.year - (AGE_CAP + 1), True
+    return pseudonym, sex, born, capped
 
 
 def _frame(table: Any) -> dict[str, Any]:
