@@ -461,3 +461,13 @@ def test_an_age_above_89_never_travels(
     tables["person"] = tables["person"].set_column(2, "year_of_birth", pa.array([1900] * rows, pa.int64()))
     out = file_deidentified_batch(central, Batch("ef" * 32, "fhir", tables=tables))
     assert out.status == "quarantined" and "older than 89" in (out.reason or ""), out
+    # a birth year the platform already holds counts too: filed first alone, then events decades later
+    someone = "CUR-" + "A" * 16
+    alone = pa.table({"pseudonym": [someone], "year_of_birth": pa.array([1900], pa.int64())})
+    assert (
+        file_deidentified_batch(central, Batch("a1" * 32, "fhir", tables={"person": alone})).status == "filed"
+    )
+    cond = clinical.tables["condition_occurrence"]
+    later = cond.set_column(0, "pseudonym", pa.array([someone] * cond.num_rows))
+    out = file_deidentified_batch(central, Batch("a2" * 32, "fhir", tables={"condition_occurrence": later}))
+    assert out.status == "quarantined" and "older than 89" in (out.reason or ""), out

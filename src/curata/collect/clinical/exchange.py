@@ -269,19 +269,21 @@ def check(batch: Batch) -> None:
         if table is None:
             raise InputError(f"table {name}: not a readable Parquet file of the declared rows and size")
         batch.tables[name] = _check_table(name, table)
-    _check_ages(batch)
+    check_ages(batch)
 
 
-def _check_ages(batch: Batch) -> None:
+def check_ages(batch: Batch, filed: dict[str, int] | None = None) -> None:
     """No person's event may come more than 90 years after their year of birth (ages above 89 are
-    capped at the site: the year of birth moves, the event's date does not)."""
+    capped at the site: the year of birth moves, the event's date does not). ``filed``: the years of
+    birth the platform already holds (they win over a batch's, as the catalog writer keeps them)."""
     import pyarrow.compute as pc
 
     persons = batch.tables.get("person")
-    if persons is None or "year_of_birth" not in persons.column_names:
-        return
-    born = {p: y for p, y in zip(*(persons.column(c).to_pylist() for c in ("pseudonym", "year_of_birth")),
-                                  strict=True) if y is not None}  # fmt: skip
+    born: dict[str, int] = {}
+    if persons is not None and "year_of_birth" in persons.column_names:
+        pairs = zip(*(persons.column(c).to_pylist() for c in ("pseudonym", "year_of_birth")), strict=True)
+        born = {p: y for p, y in pairs if y is not None}
+    born.update(filed or {})
     for name, table in batch.tables.items():
         if name not in _DATE_COLUMNS or not table.num_rows:
             continue
@@ -407,6 +409,7 @@ __all__ = [
     "Refusal",
     "arrow_type",
     "check",
+    "check_ages",
     "check_samples",
     "check_vcf_header",
     "content_digest",

@@ -400,6 +400,26 @@ def _site_id(ws: Workspace, site: str | None) -> int:
         return int(ensure_site(session, ing.site_name, ing.region, ing.country).id)
 
 
+def _births(ws: Workspace, site_id: int, batch: Batch) -> dict[str, int]:
+    """The years of birth this platform already holds for the batch's patients."""
+    from curata.collect.clinical.models import person
+
+    keys: set[str] = set()
+    for table in batch.tables.values():
+        keys.update(table.column("pseudonym").to_pylist())
+    found: dict[str, int] = {}
+    wanted = sorted(keys)
+    with ws.catalog.session() as s:
+        for i in range(0, len(wanted), 500):
+            stmt = sa.select(person.c.pseudonym, person.c.year_of_birth).where(
+                person.c.site_id == site_id,
+                person.c.pseudonym.in_(wanted[i : i + 500]),
+                person.c.year_of_birth.is_not(None),
+            )
+            found.update({p: int(y) for p, y in s.execute(stmt)})
+    return found
+
+
 def _is_filed(ws: Workspace, site_id: int, digest: str) -> bool:
     from curata.collect.clinical.models import clinical_source
     from curata.collect.genomics.models import genomic_file
@@ -418,7 +438,7 @@ def file_deidentified_batch(ws: Workspace, batch: Batch, *, site: str | None = N
     reason and nothing of it is filed. A batch filed before answers ``present`` (idempotent)."""
     from sqlalchemy.exc import IntegrityError
 
-    from curata.collect.clinical.exchange import check, check_samples, check_vcf_header
+    from curata.collect.clinical.exchange import check, check_ages, check_samples, check_vcf_header
     from curata.collect.genomics.vcf import index_vcf
     from curata.collect.ingest import quarantine_bytes
     from curata.errors import DeidError, InputError
@@ -428,6 +448,7 @@ def file_deidentified_batch(ws: Workspace, batch: Batch, *, site: str | None = N
         return FiledBatch(batch.batch, batch.kind, "present")
     try:
         check(batch)
+        check_ages(batch, _births(ws, site_id, batch))
         vcf = None
         if batch.vcf is not None:
             vcf = index_vcf(batch.vcf, "pushed.vcf.gz")
