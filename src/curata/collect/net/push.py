@@ -106,16 +106,12 @@ def push_instances(
     todo = pending(ws, target)
     summary = RunSummary("gateway push")
     with ws.catalog.session() as s:
-        already = len(
-            list(
-                s.scalars(
-                    select(GatewayPush.id).where(
-                        GatewayPush.target == target, GatewayPush.sop_instance_uid.not_like(f"{CLINICAL}%")
-                    )
-                )
+        already = s.scalar(
+            select(func.count(GatewayPush.id)).where(
+                GatewayPush.target == target, GatewayPush.sop_instance_uid.not_like(f"{CLINICAL}%")
             )
         )
-    summary.counts.update({"pushed": 0, "already": already, "failed": 0})
+    summary.counts.update({"pushed": 0, "already": int(already or 0), "failed": 0})
     errors: list[str] = []
     http = client or httpx.Client(timeout=300, verify=tls_verify(verify))
     try:
