@@ -84,6 +84,20 @@ def _post(
     return r
 
 
+def _summary(ws: Workspace, target: str, *, clinical: bool) -> RunSummary:
+    """A run's summary, with what earlier runs delivered to ``target`` (instances, or clinical inputs)."""
+    mark = GatewayPush.sop_instance_uid.like(f"{CLINICAL}%")
+    with ws.catalog.session() as s:
+        already = s.scalar(
+            select(func.count(GatewayPush.id)).where(
+                GatewayPush.target == target, mark if clinical else ~mark
+            )
+        )
+    summary = RunSummary("gateway push (clinical, genomic)" if clinical else "gateway push")
+    summary.counts.update({"pushed": 0, "already": int(already or 0), "failed": 0})
+    return summary
+
+
 def pending(ws: Workspace, target: str) -> list[tuple[str, str]]:
     """(blob digest, SOP Instance UID) of every instance not yet delivered to ``target``."""
     done = select(GatewayPush.blob_digest).where(GatewayPush.target == target)
@@ -104,14 +118,7 @@ def push_instances(
 ) -> RunSummary:
     target = _target(url)
     todo = pending(ws, target)
-    summary = RunSummary("gateway push")
-    with ws.catalog.session() as s:
-        already = s.scalar(
-            select(func.count(GatewayPush.id)).where(
-                GatewayPush.target == target, GatewayPush.sop_instance_uid.not_like(f"{CLINICAL}%")
-            )
-        )
-    summary.counts.update({"pushed": 0, "already": int(already or 0), "failed": 0})
+    summary = _summary(ws, target, clinical=False)
     errors: list[str] = []
     http = client or httpx.Client(timeout=300, verify=tls_verify(verify))
     try:
@@ -188,14 +195,7 @@ def push_clinical(
 
     target = _target(url)
     todo = pending_clinical(ws, target)
-    summary = RunSummary("gateway push (clinical, genomic)")
-    with ws.catalog.session() as s:
-        already = s.scalar(
-            select(func.count(GatewayPush.id)).where(
-                GatewayPush.target == target, GatewayPush.sop_instance_uid.like(f"{CLINICAL}%")
-            )
-        )
-    summary.counts.update({"pushed": 0, "already": int(already or 0), "failed": 0})
+    summary = _summary(ws, target, clinical=True)
     errors: list[str] = []
     key = ws.site_key()
     http = client or httpx.Client(timeout=300, verify=tls_verify(verify))
