@@ -3,7 +3,7 @@
 ``POST /clinical/batches`` takes what `curata gateway push` sends (``curata-clinical/1``, see
 ``collect/clinical/exchange.py``) from the shared gateway token (the ``site`` role) or a platform admin,
 as ``/dicomweb`` STOW does; ``POST /projects/{project}/clinical/batches`` from a project's ``site``
-members (hospital contributors) and curators (and its admins). Thin: the body is read within the
+members (hospital contributors) and curators (and its admins), for the project's own patients only. Thin: the body is read within the
 server's upload limit and handed to :func:`curata.collect.clinical.receive_batches`, which checks,
 files or quarantines each batch; the answer lists each batch's status::
 
@@ -44,8 +44,9 @@ async def _receive(request: Request) -> JSONResponse:
         raise HTTPException(415, exc.message) from exc
     del body
     ws = request.app.state.ws
-    results = await run_in_threadpool(receive_batches, ws, parts)
     access: Access = request.state.access
+    scope = access.series if access.project is not None else None  # a project's members: its patients
+    results = await run_in_threadpool(lambda: receive_batches(ws, parts, series=scope))
     for r in results:
         if r.status == "filed":  # the batch's keyed name only: nothing about the patients
             record(ws, "clinical-upload", principal=access.principal, target=r.batch,

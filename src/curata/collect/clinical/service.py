@@ -400,13 +400,10 @@ def _site_id(ws: Workspace, site: str | None) -> int:
         return int(ensure_site(session, ing.site_name, ing.region, ing.country).id)
 
 
-def _births(ws: Workspace, site_id: int, batch: Batch) -> dict[str, int]:
-    """The years of birth this platform already holds for the batch's patients."""
+def _births(ws: Workspace, site_id: int, keys: set[str]) -> dict[str, int]:
+    """The years of birth this platform already holds for these patients."""
     from curata.collect.clinical.models import person
 
-    keys: set[str] = set()
-    for table in batch.tables.values():
-        keys.update(table.column("pseudonym").to_pylist())
     found: dict[str, int] = {}
     wanted = sorted(keys)
     with ws.catalog.session() as s:
@@ -420,46 +417,94 @@ def _births(ws: Workspace, site_id: int, batch: Batch) -> dict[str, int]:
     return found
 
 
-def _is_filed(ws: Workspace, site_id: int, digest: str) -> bool:
+def _is_filed(ws: Workspace, digest: str) -> bool:
     from curata.collect.clinical.models import clinical_source
     from curata.collect.genomics.models import genomic_file
 
     with ws.catalog.session() as s:
         return any(
-            s.scalar(sa.select(t.c.id).where(t.c.site_id == site_id, t.c.input_digest == digest).limit(1))
+            s.scalar(sa.select(t.c.id).where(t.c.input_digest == digest).limit(1))
             for t in (clinical_source, genomic_file)
         )
 
 
-def file_deidentified_batch(ws: Workspace, batch: Batch, *, site: str | None = None) -> FiledBatch:
+def _site_for(ws: Workspace, keys: set[str], site: str | None, series: Any) -> tuple[int | None, str | None]:
+    """(site id, None) to file a batch of these patients under, or (None, why it may not be filed).
+
+    The site of the patients' images (so that cohorts join them), else the site the platform's STOW
+    receiver files images under (the images come later). ``series``: the series the uploader may touch
+    (a project's scope); every patient must have one of them."""
+    from curata.catalog import Patient, Series, Study
+
+    if site is not None:
+        return _site_id(ws, site), None
+    found: dict[str, int] = {}
+    wanted = sorted(keys)
+    with ws.catalog.session() as s:
+        for i in range(0, len(wanted), 500):
+            stmt = sa.select(Patient.pseudonym, Patient.site_id).where(
+                Patient.pseudonym.in_(wanted[i : i + 500])
+            )
+            if series is not None:
+                stmt = stmt.join(Study, Study.patient_id == Patient.id).join(
+                    Series, Series.study_id == Study.id
+                )
+                stmt = stmt.where(Series.id.in_(series))
+            found.update({p: int(site_id) for p, site_id in s.execute(stmt)})
+    if series is not None and len(found) < len(keys):
+        return None, f"{len(keys) - len(found)} of its {len(keys)} patients are not in this project"
+    sites = set(found.values())
+    if len(sites) > 1:
+        return None, "its patients' images are filed under more than one site"
+    return (sites.pop() if sites else _site_id(ws, None)), None
+
+
+def _quarantined(ws: Workspace, batch: Batch, message: str) -> FiledBatch:
+    from curata.collect.ingest import quarantine_bytes
+
+    reason = f"pushed {batch.kind} batch refused: {message}"
+    raw = batch.quarantine_bytes()
+    quarantine_bytes(str(ws.quarantine_path), batch.batch, raw, "push", reason, "clinical")
+    _quarantine_row(ws, batch.batch, reason, len(raw))
+    return FiledBatch(batch.batch, batch.kind, "quarantined", reason=reason)
+
+
+def file_deidentified_batch(
+    ws: Workspace, batch: Batch, *, site: str | None = None, series: Any = None
+) -> FiledBatch:
     """File one batch a gateway de-identified with its own site key, as it is: nothing is de-identified
     again (no other key ever touches it). Checked first (exchange.check: pseudonyms, keyed IDs, clean
-    text, known columns; a VCF's samples and header): a batch that fails is quarantined with its
-    reason and nothing of it is filed. A batch filed before answers ``present`` (idempotent)."""
+    text, codes, known columns, ages; a VCF's samples and header): a batch that fails is quarantined
+    with its reason and nothing of it is filed. Filed under the site of its patients' images (``site``
+    names one instead); ``series`` (a project's ``select(Series.id)``) bounds the patients an uploader
+    may add to: a batch with others is refused. A batch filed before answers ``present`` (idempotent)."""
     from sqlalchemy.exc import IntegrityError
 
     from curata.collect.clinical.exchange import check, check_ages, check_samples, check_vcf_header
     from curata.collect.genomics.vcf import index_vcf
-    from curata.collect.ingest import quarantine_bytes
     from curata.errors import DeidError, InputError
 
-    site_id = _site_id(ws, site)
-    if _is_filed(ws, site_id, batch.batch):
+    if _is_filed(ws, batch.batch):
         return FiledBatch(batch.batch, batch.kind, "present")
     try:
         check(batch)
-        check_ages(batch, _births(ws, site_id, batch))
         vcf = None
         if batch.vcf is not None:
             vcf = index_vcf(batch.vcf, "pushed.vcf.gz")
             check_samples(vcf.samples)
             check_vcf_header(batch.vcf, vcf.output)
     except (InputError, DeidError) as exc:
-        reason = f"pushed {batch.kind} batch refused: {exc.message}"
-        raw = batch.quarantine_bytes()
-        quarantine_bytes(str(ws.quarantine_path), batch.batch, raw, "push", reason, "clinical")
-        _quarantine_row(ws, batch.batch, reason, len(raw))
-        return FiledBatch(batch.batch, batch.kind, "quarantined", reason=reason)
+        return _quarantined(ws, batch, exc.message)
+    keys = {p.split("_")[0] for p in vcf.samples} if vcf is not None else set()
+    for table in batch.tables.values():
+        keys.update(table.column("pseudonym").to_pylist())
+    site_id, why = _site_for(ws, keys, site, series)
+    if site_id is None:
+        return FiledBatch(batch.batch, batch.kind, "refused", reason=why)
+    try:
+        check_ages(batch, _births(ws, site_id, keys))
+    except DeidError as exc:
+        return _quarantined(ws, batch, exc.message)
     cb = _clinical_batch(batch) if vcf is None else None
     # the writer's bulk insert speaks to the driver itself: its own IntegrityError, beside SQLAlchemy's
     conflicts = (IntegrityError, ws.catalog.engine.dialect.loaded_dbapi.IntegrityError)
@@ -474,7 +519,7 @@ def file_deidentified_batch(ws: Workspace, batch: Batch, *, site: str | None = N
                 _writer.file_batch(session, site_id, cb, blob)
             return FiledBatch(batch.batch, batch.kind, "filed", rows=cb.rows)
         except conflicts:  # a request beside this one filed the same batch, or a new patient of it
-            if _is_filed(ws, site_id, batch.batch):
+            if _is_filed(ws, batch.batch):
                 return FiledBatch(batch.batch, batch.kind, "present")
             if attempt == 2:
                 raise
@@ -504,14 +549,16 @@ def _clinical_batch(batch: Batch) -> ClinicalBatch:
     return cb
 
 
-def receive_batches(ws: Workspace, parts: list[Part], *, site: str | None = None) -> list[FiledBatch]:
+def receive_batches(
+    ws: Workspace, parts: list[Part], *, site: str | None = None, series: Any = None
+) -> list[FiledBatch]:
     """A gateway's request (``curata-clinical/1`` parts): each batch filed, present, quarantined or
-    refused, independently of the others."""
+    refused, independently of the others (``site``, ``series``: see file_deidentified_batch)."""
     from curata.collect.clinical.exchange import decode
 
     batches, refused = decode(parts)
     out = [FiledBatch(r.batch, "", "refused", reason=r.reason) for r in refused]
-    return out + [file_deidentified_batch(ws, b, site=site) for b in batches]
+    return out + [file_deidentified_batch(ws, b, site=site, series=series) for b in batches]
 
 
 __all__ = [
