@@ -471,3 +471,21 @@ def test_an_age_above_89_never_travels(
     later = cond.set_column(0, "pseudonym", pa.array([someone] * cond.num_rows))
     out = file_deidentified_batch(central, Batch("a2" * 32, "fhir", tables={"condition_occurrence": later}))
     assert out.status == "quarantined" and "older than 89" in (out.reason or ""), out
+
+
+def test_a_damaged_vcf_at_the_gateway_fails_alone(site: Any) -> None:
+    """The gateway re-hashes a VCF before sending it (as it does every DICOM blob): a damaged one is
+    reported and stays pending; the other inputs go."""
+    gateway, central, url, cert = site
+    with gateway.catalog.session() as s:
+        blob = s.scalar(sa.select(genomic_file.c.blob_digest))
+    path = gateway.store.local_path(blob)
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1  # one bit rotted on the gateway's disk
+    path.write_bytes(bytes(data))
+    result = push_clinical(gateway, url, token=TOKEN, verify=str(cert))
+    assert (result.counts["pushed"], result.counts["failed"]) == (3, 1)
+    (error,) = result.extra["errors"]
+    assert "does not match its sha256" in error
+    assert [i.kind for i in pending_clinical(gateway, url)] == ["vcf"] and _count(central, genomic_file) == 0

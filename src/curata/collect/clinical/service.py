@@ -320,7 +320,13 @@ def deidentified_batch(ws: Workspace, item: FiledInput) -> Batch:
             )
         if blob is None:
             raise CurataError(f"no VCF filed as sha256:{item.input_digest[:12]}")
-        return Batch(name, "vcf", vcf=ws.store.get_bytes(blob))
+        data = ws.store.get_bytes(blob)
+        if hashlib.sha256(data).hexdigest() != blob:
+            raise CurataError(
+                f"the stored VCF of sha256:{item.input_digest[:12]} does not match its sha256",
+                hint="run `curata store verify`",
+            )
+        return Batch(name, "vcf", vcf=data)
     person = OMOP["person"]
     batch = Batch(name, item.kind)
     people: list[Any] = [

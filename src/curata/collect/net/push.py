@@ -27,7 +27,7 @@ from curata.collect.dicomweb import multipart as _multipart
 from curata.collect.net.config import tls_verify
 from curata.collect.net.models import GatewayPush
 from curata.console import RunSummary
-from curata.errors import ConfigError, NetworkError
+from curata.errors import ConfigError, CurataError, NetworkError
 from curata.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -231,7 +231,12 @@ def push_clinical(
         group: list[tuple[FiledInput, list[Part]]] = []
         size = 0
         for item in todo:
-            parts = deidentified_batch(ws, item).parts()
+            try:
+                parts = deidentified_batch(ws, item).parts()
+            except CurataError as exc:  # this input only (a damaged blob): the others go on
+                errors.append(f"{item.kind} input sha256:{item.input_digest[:12]}: {exc.message}")
+                summary.add("failed")
+                continue
             group.append((item, parts))
             size += sum(len(b) for _h, b in parts)
             if len(group) >= max(1, batch) or size >= max_request_bytes:
