@@ -489,3 +489,25 @@ def test_a_damaged_vcf_at_the_gateway_fails_alone(site: Any) -> None:
     (error,) = result.extra["errors"]
     assert "does not match its sha256" in error
     assert [i.kind for i in pending_clinical(gateway, url)] == ["vcf"] and _count(central, genomic_file) == 0
+
+
+@pytest.mark.parametrize(
+    ("manifest", "why"),
+    [
+        (b"not json", "not JSON"),
+        (b"[]", "not a curata-clinical/1 manifest"),
+        (b'{"format": "curata-clinical/1", "batch": "zz", "kind": "csv", "parts": []}', "64 hex"),
+        (b'{"format": "curata-clinical/1", "batch": "' + b"a" * 64 + b'", "kind": "xml", "parts": []}', "kind"),
+        (b'{"format": "curata-clinical/1", "batch": "' + b"a" * 64 + b'", "kind": "csv", "parts": ["x"]}',
+         "not an object"),
+        (b'{"format": "curata-clinical/1", "batch": "' + b"a" * 64 + b'", "kind": "csv", "parts": '
+         b'[{"name": "note_nlp", "digest": "00", "rows": 1}]}', "not an OMOP table Curata files"),
+        (b'{"format": "curata-clinical/1", "batch": "' + b"a" * 64 + b'", "kind": "csv", "parts": '
+         b'[{"name": "person", "digest": "00", "rows": 1}]}', "missing"),
+    ],
+)  # fmt: skip
+def test_a_malformed_manifest_is_refused_with_its_reason(manifest: bytes, why: str) -> None:
+    batches, refused = decode(
+        [({"content-type": MANIFEST_TYPE, "content-digest": content_digest(manifest)}, manifest)]
+    )
+    assert batches == [] and len(refused) == 1 and why in refused[0].reason

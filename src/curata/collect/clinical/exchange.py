@@ -214,7 +214,9 @@ def decode(parts: list[Part]) -> tuple[list[Batch], list[Refusal]]:
             if not isinstance(entries, list):
                 raise InputError("the manifest lists no parts")
             for entry in entries:
-                part = str((entry or {}).get("name", ""))
+                if not isinstance(entry, dict):
+                    raise InputError("a part entry of the manifest is not an object")
+                part = str(entry.get("name", ""))
                 if part != "vcf" and part not in ("person", *EVENT_TABLES):
                     raise InputError(f"part {part[:40]!r} is not an OMOP table Curata files, nor 'vcf'")
                 found = by_id.get(f"{name}.{part}")
