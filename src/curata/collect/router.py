@@ -3,9 +3,10 @@
 ``POST /clinical/batches`` takes what `curata gateway push` sends (``curata-clinical/1``, see
 ``collect/clinical/exchange.py``) from the shared gateway token (the ``site`` role) or a platform admin,
 as ``/dicomweb`` STOW does; ``POST /projects/{project}/clinical/batches`` from a project's ``site``
-members (hospital contributors) and curators (and its admins), for the project's own patients only. Thin: the body is read within the
-server's upload limit and handed to :func:`curata.collect.clinical.receive_batches`, which checks,
-files or quarantines each batch; the answer lists each batch's status::
+members (hospital contributors) and curators (and its admins), for the project's own patients only.
+Thin: the body is read within the server's upload limit and handed to
+:func:`curata.collect.clinical.receive_batches`, which checks, files, refuses or quarantines each
+batch; the answer lists each batch's status::
 
     {"batches": [{"batch": "<64 hex>", "kind": "csv", "status": "filed", "rows": 12, "reason": null}]}
 
