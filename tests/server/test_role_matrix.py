@@ -131,6 +131,10 @@ for method, path, who_may in [
 for suffix in _DW_WRITE:
     EXPECTED[("POST", DW + suffix)] = WRITERS
     EXPECTED[("POST", GW + suffix)] = PLATFORM | {"service"}
+# de-identified clinical and genomic batches (collect/router.py): the gateway's token or a platform
+# admin, as STOW on /dicomweb; in a project, its site contributors and curators (and admins)
+EXPECTED[("POST", "/clinical/batches")] = PLATFORM | {"service"}
+EXPECTED[("POST", "/projects/{project}/clinical/batches")] = {"adm", "cur", "hos", "root"}
 
 SERVICE_TOKEN = "gateway-shared-token"
 
@@ -270,7 +274,7 @@ def test_role_matrix(app_and_platform: tuple[Any, Any]) -> None:
                 elif who != ANON:
                     headers.update(p.auth(who))
                 kw = _bodies(who).get((method, path), {})
-                if method == "POST" and "dicomweb" in path:
+                if method == "POST" and ("dicomweb" in path or "clinical" in path):
                     kw = {"content": b"", "headers": {"Content-Type": "multipart/related; boundary=x"}}
                 kw.setdefault("headers", {}).update(headers)
                 client.cookies.clear()

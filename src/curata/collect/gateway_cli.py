@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -197,29 +198,39 @@ def push(
     token: str = typer.Option(
         None, "--token", envvar="CURATA_PUSH_TOKEN", help="Bearer token (default: config)."
     ),
-    batch: int = typer.Option(None, "--batch", help="Instances per STOW-RS request (default: config, 32)."),
+    batch: int = typer.Option(
+        None, "--batch", help="Instances (or clinical inputs) per request (default: config, 32)."
+    ),
     ca_cert: Path = typer.Option(None, "--ca-cert", help="CA bundle to verify the server's TLS certificate."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     workspace: Path | None = workspace_option(),
 ) -> None:
-    """Send de-identified instances to the platform in batches; resumable, sha256-checked per instance."""
+    """Send de-identified instances, clinical tables and VCFs to the platform in batches; resumable,
+    sha256-checked per part."""
     from curata.collect.net.config import GatewayConfig
-    from curata.collect.net.push import push_instances
+    from curata.collect.net.push import push_clinical, push_instances
 
     ws = _workspace(workspace)
     cfg = GatewayConfig.from_workspace(ws)
+    options: dict[str, Any] = {
+        "token": token or cfg.push_token,
+        "batch": batch or cfg.push_batch,
+        "verify": str(ca_cert) if ca_cert else True,
+    }
     with make_progress(quiet=quiet or as_json) as progress:
         task = progress.add_task("push", total=None)
         summary = push_instances(
-            ws,
-            to,
-            token=token or cfg.push_token,
-            batch=batch or cfg.push_batch,
-            verify=str(ca_cert) if ca_cert else True,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
+            ws, to, progress=lambda done, total: progress.update(task, completed=done, total=total), **options
         )
-    finish(summary, as_json=as_json, errors=summary.extra.pop("errors", []))
+        task = progress.add_task("push clinical, genomic", total=None)
+        clinical = push_clinical(
+            ws, to, progress=lambda done, total: progress.update(task, completed=done, total=total), **options
+        )
+    for key, value in clinical.counts.items():
+        summary.add(f"clinical_{key}" if key != "failed" else key, value)
+    errors = [*summary.extra.pop("errors", []), *clinical.extra.pop("errors", [])]
+    finish(summary, as_json=as_json, errors=errors)
 
 
 @gateway_app.command("watch")

@@ -13,12 +13,19 @@ from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from curata.server.app import create_app
-    from curata.server.auth import Access, login_required, platform_admin_required, require
+    from curata.server.auth import (
+        Access,
+        login_required,
+        platform_admin_required,
+        require,
+        require_dicomweb_global,
+    )
     from curata.server.cli import serve
     from curata.server.demo import setup_demo_platform, setup_demo_readers
+    from curata.server.dicomweb import bounded_body
     from curata.server.models import Role
     from curata.server.router import token_login
-    from curata.server.service import AuthError, Principal, ProjectRecord, UserRecord, add_resource
+    from curata.server.service import AuthError, Principal, ProjectRecord, UserRecord, add_resource, record
 
 __getattr__ = lazy_exports(
     __name__,
@@ -28,6 +35,9 @@ __getattr__ = lazy_exports(
         "login_required": "auth",
         "platform_admin_required": "auth",
         "require": "auth",
+        "require_dicomweb_global": "auth",
+        "bounded_body": "dicomweb",
+        "record": "service",
         "Role": "models",
         "token_login": "router",
         "serve": "cli",
@@ -49,10 +59,13 @@ __all__ = [
     "Role",
     "UserRecord",
     "add_resource",
+    "bounded_body",
     "create_app",
     "login_required",
     "platform_admin_required",
+    "record",
     "require",
+    "require_dicomweb_global",
     "serve",
     "setup_demo_platform",
     "setup_demo_readers",

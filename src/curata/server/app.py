@@ -31,6 +31,7 @@ STAGE_ROUTERS: list[str] = [
     "curata.server.web.router",  # Curata's pages under /ui
     "curata.server.web.reading",  # the reading pages (annotate) under /ui/p/{project}/reading
     "curata.annotate.router",  # reading JSON + MONAI Label under /projects/{project}/annotate
+    "curata.collect.router",  # de-identified clinical and genomic batches from gateways (/clinical)
 ]
 
 CSP = (

@@ -611,6 +611,9 @@ async def _bounded_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+bounded_body = _bounded_body  # for other stages' upload routes (curata.collect.router)
+
+
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 

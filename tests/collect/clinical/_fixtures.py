@@ -299,3 +299,25 @@ def vcf_text(sample: str = "MRN-77123", header: list[str] | None = None) -> str:
     )
     lines.append(f"chr7\t55181378\t.\tG\tA\t60\tPASS\tDP=80;ANN={ann2}\tGT:AF:AD\t1/1:0.98:1,79")
     return "\n".join(lines) + "\n"
+
+
+def survivors(ws: Any, needles: list[str] = NEEDLES) -> list[str]:
+    """Every needle found in any stored blob (gzip opened) or any catalog value of ``ws``."""
+    import gzip
+
+    import sqlalchemy as sa
+
+    from curata.catalog import Base
+
+    texts: list[str] = []
+    for digest in ws.store.digests():
+        data = ws.store.get_bytes(digest)
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        texts.append(data.decode("utf-8", "replace"))
+    with ws.catalog.session() as s:
+        for table in Base.metadata.sorted_tables:
+            for row in s.execute(sa.select(table)):
+                texts.append(" ".join(str(v) for v in row))
+    blob = "\n".join(texts).lower()
+    return [n for n in needles if n.lower() in blob]

@@ -13,9 +13,21 @@ from curata._lazy import lazy_exports
 if TYPE_CHECKING:
     from curata.collect.clinical._omop import OMOP_TABLES, curata_columns, omop_columns, omop_fields
     from curata.collect.clinical.deid import ClinicalDeidentifier, patient_key
+    from curata.collect.clinical.exchange import MANIFEST_TYPE, Batch
     from curata.collect.clinical.mapping import SiteMapping, load_mapping, parse_mapping
     from curata.collect.clinical.models import OMOP, clinical_source
-    from curata.collect.clinical.service import ClinicalIngestor, ClinicalOutcome, input_kind
+    from curata.collect.clinical.service import (
+        ClinicalIngestor,
+        ClinicalOutcome,
+        FiledBatch,
+        FiledInput,
+        batch_name,
+        deidentified_batch,
+        file_deidentified_batch,
+        filed_inputs,
+        input_kind,
+        receive_batches,
+    )
 
 __getattr__ = lazy_exports(
     __name__,
@@ -34,22 +46,40 @@ __getattr__ = lazy_exports(
         "ClinicalIngestor": "service",
         "ClinicalOutcome": "service",
         "input_kind": "service",
+        "FiledBatch": "service",
+        "FiledInput": "service",
+        "batch_name": "service",
+        "deidentified_batch": "service",
+        "file_deidentified_batch": "service",
+        "filed_inputs": "service",
+        "receive_batches": "service",
+        "Batch": "exchange",
+        "MANIFEST_TYPE": "exchange",
     },
 )
 
 __all__ = [
+    "MANIFEST_TYPE",
     "OMOP",
     "OMOP_TABLES",
+    "Batch",
     "ClinicalDeidentifier",
     "ClinicalIngestor",
     "ClinicalOutcome",
+    "FiledBatch",
+    "FiledInput",
     "SiteMapping",
+    "batch_name",
     "clinical_source",
     "curata_columns",
+    "deidentified_batch",
+    "file_deidentified_batch",
+    "filed_inputs",
     "input_kind",
     "load_mapping",
     "omop_columns",
     "omop_fields",
     "parse_mapping",
     "patient_key",
+    "receive_batches",
 ]

@@ -13,16 +13,23 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from curata.collect.clinical import _writer
 from curata.collect.clinical._records import ClinicalBatch
+from curata.collect.clinical.deid import AGE_CAP
+from curata.collect.clinical.exchange import Batch
 from curata.collect.clinical.mapping import SiteMapping, find_mapping
+from curata.collect.dicomweb.multipart import Part
 from curata.collect.sources import Source
 from curata.console import RunSummary
 from curata.errors import CurataError
 from curata.workspace import Workspace
+
+if TYPE_CHECKING:
+    from curata.collect.genomics.vcf import VcfResult
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx", ".xlsm", ".xls")
 FHIR_SUFFIXES = (".ndjson", ".json")
@@ -134,20 +141,7 @@ class ClinicalIngestor:
 
     # -- filing ------------------------------------------------------------------------------------
     def _quarantine_row(self, digest: str, reason: str, size: int) -> None:
-        from curata.catalog import QuarantineItem
-
-        with self.ws.catalog.session() as session:
-            item = session.scalar(
-                sa.select(QuarantineItem).where(
-                    QuarantineItem.stage == "clinical", QuarantineItem.input_digest == digest
-                )
-            )
-            if item is None:
-                session.add(
-                    QuarantineItem(stage="clinical", input_digest=digest, reason=reason[:4000], size=size)
-                )
-            else:
-                item.reason = reason[:4000]
+        _quarantine_row(self.ws, digest, reason, size)
 
     def _file_batch(self, src: Source, raw: bytes, batch: ClinicalBatch) -> ClinicalOutcome:
         from curata.collect.ingest import _quarantine_bytes
@@ -197,40 +191,391 @@ class ClinicalIngestor:
         return outs
 
     def _vcf(self, src: Source, raw: bytes, digest: str) -> ClinicalOutcome:
-        from curata.collect.genomics.models import genomic_file, genomic_variant
         from curata.collect.genomics.vcf import deidentify_vcf
 
         mapping = self._mapping(src)
         res = deidentify_vcf(raw, src.name, mapping.vcf, self.key, self.known)  # type: ignore[arg-type]
-        blob = self.store.put_bytes(res.output)
-        batch = ClinicalBatch(kind="vcf", input_digest=digest)
-        from curata.collect.clinical._records import PersonFacts
-
-        base = [p.split("_")[0] for p in res.samples]
-        for p in base:
-            batch.persons.setdefault(p, PersonFacts(p))
-        with self.ws.catalog.session() as session:
-            ids = _writer.ensure_persons(session, self.site_id, batch, digest)
-            file_id = session.execute(
-                sa.insert(genomic_file)
-                .values(
-                    site_id=self.site_id,
-                    input_digest=digest,
-                    blob_digest=blob,
-                    format=res.fmt,
-                    samples=res.samples,
-                    variant_count=res.records,
-                    dropped_header_lines=res.dropped_header_lines,
-                )
-                .returning(genomic_file.c.id)
-            ).scalar_one()
-            import numpy as np
-
-            frame = {k: v for k, v in res.index.items() if k != "sample"}
-            person = np.array([ids[b] for b in base] or [0], dtype=np.int64)
-            frame["person_id"] = person[res.index["sample"]] if res.count else np.zeros(0, dtype=np.int64)
-            _writer.insert_frame(session, genomic_variant, frame, {"file_id": file_id})
+        _file_vcf(self.ws, self.site_id, digest, res)
         return ClinicalOutcome("ingested", src.name, digest, rows=res.records)
 
 
-__all__ = ["ClinicalIngestor", "ClinicalOutcome", "input_kind"]
+def _quarantine_row(ws: Workspace, digest: str, reason: str, size: int) -> None:
+    from curata.catalog import QuarantineItem
+
+    with ws.catalog.session() as session:
+        item = session.scalar(
+            sa.select(QuarantineItem).where(
+                QuarantineItem.stage == "clinical", QuarantineItem.input_digest == digest
+            )
+        )
+        if item is None:
+            session.add(
+                QuarantineItem(stage="clinical", input_digest=digest, reason=reason[:4000], size=size)
+            )
+        else:
+            item.reason = reason[:4000]
+
+
+def _file_vcf(ws: Workspace, site_id: int, digest: str, res: VcfResult) -> None:
+    """The de-identified VCF into the store, then its file row, persons and variant index in one commit."""
+    from curata.collect.clinical._records import PersonFacts
+    from curata.collect.genomics.models import genomic_file, genomic_variant
+
+    blob = ws.store.put_bytes(res.output)
+    batch = ClinicalBatch(kind="vcf", input_digest=digest)
+    base = [p.split("_")[0] for p in res.samples]
+    for p in base:
+        batch.persons.setdefault(p, PersonFacts(p))
+    with ws.catalog.session() as session:
+        ids = _writer.ensure_persons(session, site_id, batch, digest)
+        file_id = session.execute(
+            sa.insert(genomic_file)
+            .values(
+                site_id=site_id,
+                input_digest=digest,
+                blob_digest=blob,
+                format=res.fmt,
+                samples=res.samples,
+                variant_count=res.records,
+                dropped_header_lines=res.dropped_header_lines,
+            )
+            .returning(genomic_file.c.id)
+        ).scalar_one()
+        import numpy as np
+
+        frame = {k: v for k, v in res.index.items() if k != "sample"}
+        person = np.array([ids[b] for b in base] or [0], dtype=np.int64)
+        frame["person_id"] = person[res.index["sample"]] if res.count else np.zeros(0, dtype=np.int64)
+        _writer.insert_frame(session, genomic_variant, frame, {"file_id": file_id})
+
+
+# -- between a gateway and the platform (wire format: exchange.py) ------------------------------------
+@dataclass(frozen=True)
+class FiledInput:
+    """One clinical or genomic input filed in this workspace: what `curata gateway push` delivers."""
+
+    site_id: int
+    input_digest: str  # sha256 of the input as the site gave it (never sent: see batch_name)
+    kind: str  # csv, excel, fhir, vcf
+
+
+@dataclass
+class FiledBatch:
+    """What the platform made of one pushed batch."""
+
+    batch: str
+    kind: str
+    status: str  # filed, present, quarantined, refused (lost or altered on the way: send it again)
+    rows: int = 0
+    reason: str | None = None
+
+
+def filed_inputs(ws: Workspace) -> list[FiledInput]:
+    """Every clinical and genomic input filed here (by `curata ingest` or `curata gateway watch`)."""
+    from curata.collect.clinical.models import clinical_source
+    from curata.collect.genomics.models import genomic_file
+
+    with ws.catalog.session() as s:
+        rows = [
+            FiledInput(int(site), d, k)
+            for site, d, k in s.execute(
+                sa.select(
+                    clinical_source.c.site_id, clinical_source.c.input_digest, clinical_source.c.kind
+                ).order_by(clinical_source.c.id)
+            )
+        ]
+        rows += [
+            FiledInput(int(site), d, "vcf")
+            for site, d in s.execute(
+                sa.select(genomic_file.c.site_id, genomic_file.c.input_digest).order_by(genomic_file.c.id)
+            )
+        ]
+    return rows
+
+
+def batch_name(key: bytes, input_digest: str) -> str:
+    """The site's keyed name of an input on the wire: stable across runs, telling nothing of the input."""
+    import hmac
+
+    return hmac.digest(key, b"clinical-push\0" + input_digest.encode(), "sha256").hex()
+
+
+def deidentified_batch(ws: Workspace, item: FiledInput) -> Batch:
+    """The de-identified content of one filed input as it travels (exchange.py): its OMOP rows as tables,
+    or its de-identified VCF whole. Read from what this workspace stores, so the wire does not change when
+    the storage does."""
+    import pyarrow as pa
+
+    from curata.collect.clinical.exchange import EVENT_TABLES, PERSON_COLUMNS, arrow_type, wire_columns
+    from curata.collect.clinical.models import OMOP
+    from curata.collect.genomics.models import genomic_file
+
+    name = batch_name(ws.site_key(), item.input_digest)
+    if item.kind == "vcf":
+        with ws.catalog.session() as s:
+            blob = s.scalar(
+                sa.select(genomic_file.c.blob_digest).where(
+                    genomic_file.c.site_id == item.site_id, genomic_file.c.input_digest == item.input_digest
+                )
+            )
+        if blob is None:
+            raise CurataError(f"no VCF filed as sha256:{item.input_digest[:12]}")
+        data = ws.store.get_bytes(blob)
+        if hashlib.sha256(data).hexdigest() != blob:
+            raise CurataError(
+                f"the stored VCF of sha256:{item.input_digest[:12]} does not match its sha256",
+                hint="run `curata store verify`",
+            )
+        return Batch(name, "vcf", vcf=data)
+    person = OMOP["person"]
+    batch = Batch(name, item.kind)
+    people: list[Any] = [
+        sa.select(person.c.person_id).where(
+            person.c.site_id == item.site_id, person.c.source_digest == item.input_digest
+        )
+    ]
+    with ws.catalog.session() as s:
+        for table in EVENT_TABLES:
+            t = OMOP[table]
+            cols = wire_columns(table)
+            mine = sa.and_(t.c.site_id == item.site_id, t.c.source_digest == item.input_digest)
+            stmt = (
+                sa.select(person.c.pseudonym, *(t.c[c] for c in cols[1:]))
+                .join(person, t.c.person_id == person.c.person_id)
+                .where(mine)
+                .order_by(*t.primary_key.columns)
+            )
+            rows = s.execute(stmt).all()
+            if rows:
+                values = list(zip(*rows, strict=True))
+                types = [arrow_type(person.c.pseudonym), *(arrow_type(t.c[c]) for c in cols[1:])]
+                batch.tables[table] = pa.table(
+                    {c: pa.array(v, type=ty) for c, v, ty in zip(cols, values, types, strict=True)}
+                )
+                people.append(sa.select(t.c.person_id).where(mine))
+        facts: list[sa.Column[Any]] = [person.c[c] for c in PERSON_COLUMNS]
+        period = OMOP["observation_period"]
+        rows = s.execute(
+            sa.select(*facts, period.c.observation_period_end_date)
+            .outerjoin(period, period.c.person_id == person.c.person_id)
+            .where(person.c.person_id.in_(sa.union(*people)))
+            .order_by(person.c.pseudonym)
+        ).all()
+    columns: list[Any] = list(zip(*[_capped(r) for r in rows], strict=True)) or [[] for _ in facts]
+    batch.tables["person"] = pa.table(
+        {c.name: pa.array(v, type=arrow_type(c)) for c, v in zip(facts, columns, strict=True)}
+    )
+    return batch
+
+
+def _capped(row: Any) -> tuple[Any, ...]:
+    """(pseudonym, sex, year of birth, capped) with the year of birth capped against the person's last
+    event of any input (observation_period): a birth year filed from one input (a FHIR Patient file)
+    and events from another (its Condition file) must not tell an age above 89 once they travel together."""
+    pseudonym, sex, born, capped, last = row
+    if born is not None and last is not None and last.year - born > AGE_CAP + 1:
+        return pseudonym, sex, last.year - (AGE_CAP + 1), True
+    return pseudonym, sex, born, capped
+
+
+def _frame(table: Any) -> dict[str, Any]:
+    """A checked wire table as the catalog writer's column frame ({column: numpy array})."""
+    import numpy as np
+    import pyarrow as pa
+
+    out: dict[str, Any] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if col.null_count == len(col):  # nothing to write: the column's default (NULL, or 0 for a concept)
+            continue
+        if pa.types.is_integer(col.type) and col.null_count:  # no float detour: PostgreSQL wants ints
+            arr = np.empty(len(col), dtype=object)
+            arr[:] = col.to_pylist()
+            out[name] = arr
+        else:
+            out[name] = col.to_numpy()
+    return out
+
+
+def _site_id(ws: Workspace, site: str | None) -> int:
+    """The site the platform files pushed data under: the one its DICOM receiver files images under."""
+    from curata.collect.ingest import Ingestor, ensure_site
+
+    ing = Ingestor(ws, deidentify=False, site=site)
+    with ws.catalog.session() as session:
+        return int(ensure_site(session, ing.site_name, ing.region, ing.country).id)
+
+
+def _births(ws: Workspace, site_id: int, keys: set[str]) -> dict[str, int]:
+    """The years of birth this platform already holds for these patients."""
+    from curata.collect.clinical.models import person
+
+    found: dict[str, int] = {}
+    wanted = sorted(keys)
+    with ws.catalog.session() as s:
+        for i in range(0, len(wanted), 500):
+            stmt = sa.select(person.c.pseudonym, person.c.year_of_birth).where(
+                person.c.site_id == site_id,
+                person.c.pseudonym.in_(wanted[i : i + 500]),
+                person.c.year_of_birth.is_not(None),
+            )
+            found.update({p: int(y) for p, y in s.execute(stmt)})
+    return found
+
+
+def _is_filed(ws: Workspace, digest: str) -> bool:
+    from curata.collect.clinical.models import clinical_source
+    from curata.collect.genomics.models import genomic_file
+
+    with ws.catalog.session() as s:
+        return any(
+            s.scalar(sa.select(t.c.id).where(t.c.input_digest == digest).limit(1))
+            for t in (clinical_source, genomic_file)
+        )
+
+
+def _site_for(ws: Workspace, keys: set[str], site: str | None, series: Any) -> tuple[int | None, str | None]:
+    """(site id, None) to file a batch of these patients under, or (None, why it may not be filed).
+
+    The site of the patients' images (so that cohorts join them), else the site the platform's STOW
+    receiver files images under (the images come later). ``series``: the series the uploader may touch
+    (a project's scope); every patient must have one of them."""
+    from curata.catalog import Patient, Series, Study
+
+    if site is not None:
+        return _site_id(ws, site), None
+    found: dict[str, int] = {}
+    wanted = sorted(keys)
+    with ws.catalog.session() as s:
+        for i in range(0, len(wanted), 500):
+            stmt = sa.select(Patient.pseudonym, Patient.site_id).where(
+                Patient.pseudonym.in_(wanted[i : i + 500])
+            )
+            if series is not None:
+                stmt = stmt.join(Study, Study.patient_id == Patient.id).join(
+                    Series, Series.study_id == Study.id
+                )
+                stmt = stmt.where(Series.id.in_(series))
+            found.update({p: int(site_id) for p, site_id in s.execute(stmt)})
+    if series is not None and len(found) < len(keys):
+        return None, f"{len(keys) - len(found)} of its {len(keys)} patients are not in this project"
+    sites = set(found.values())
+    if len(sites) > 1:
+        return None, "its patients' images are filed under more than one site"
+    return (sites.pop() if sites else _site_id(ws, None)), None
+
+
+def _quarantined(ws: Workspace, batch: Batch, message: str) -> FiledBatch:
+    from curata.collect.ingest import quarantine_bytes
+
+    reason = f"pushed {batch.kind} batch refused: {message}"
+    raw = batch.quarantine_bytes()
+    quarantine_bytes(str(ws.quarantine_path), batch.batch, raw, "push", reason, "clinical")
+    _quarantine_row(ws, batch.batch, reason, len(raw))
+    return FiledBatch(batch.batch, batch.kind, "quarantined", reason=reason)
+
+
+def file_deidentified_batch(
+    ws: Workspace, batch: Batch, *, site: str | None = None, series: Any = None
+) -> FiledBatch:
+    """File one batch a gateway de-identified with its own site key, as it is: nothing is de-identified
+    again (no other key ever touches it). Checked first (exchange.check: pseudonyms, keyed IDs, clean
+    text, codes, known columns, ages; a VCF's samples and header): a batch that fails is quarantined
+    with its reason and nothing of it is filed. Filed under the site of its patients' images (``site``
+    names one instead); ``series`` (a project's ``select(Series.id)``) bounds the patients an uploader
+    may add to: a batch with others is refused. A batch filed before answers ``present`` (idempotent)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from curata.collect.clinical.exchange import check, check_ages, check_samples, check_vcf_header
+    from curata.collect.genomics.vcf import index_vcf
+    from curata.errors import DeidError, InputError
+
+    if _is_filed(ws, batch.batch):
+        return FiledBatch(batch.batch, batch.kind, "present")
+    try:
+        check(batch)
+        vcf = None
+        if batch.vcf is not None:
+            vcf = index_vcf(batch.vcf, "pushed.vcf.gz")
+            check_samples(vcf.samples)
+            check_vcf_header(batch.vcf, vcf.output)
+    except (InputError, DeidError) as exc:
+        return _quarantined(ws, batch, exc.message)
+    keys = {p.split("_")[0] for p in vcf.samples} if vcf is not None else set()
+    for table in batch.tables.values():
+        keys.update(table.column("pseudonym").to_pylist())
+    site_id, why = _site_for(ws, keys, site, series)
+    if site_id is None:
+        return FiledBatch(batch.batch, batch.kind, "refused", reason=why)
+    try:
+        check_ages(batch, _births(ws, site_id, keys))
+    except DeidError as exc:
+        return _quarantined(ws, batch, exc.message)
+    cb = _clinical_batch(batch) if vcf is None else None
+    # the writer's bulk insert speaks to the driver itself: its own IntegrityError, beside SQLAlchemy's
+    conflicts = (IntegrityError, ws.catalog.engine.dialect.loaded_dbapi.IntegrityError)
+    for attempt in (1, 2):
+        try:
+            if vcf is not None:
+                _file_vcf(ws, site_id, batch.batch, vcf)
+                return FiledBatch(batch.batch, batch.kind, "filed", rows=vcf.records)
+            assert cb is not None
+            blob = ws.store.put_bytes(cb.output_bytes())
+            with ws.catalog.session() as session:
+                _writer.file_batch(session, site_id, cb, blob)
+            return FiledBatch(batch.batch, batch.kind, "filed", rows=cb.rows)
+        except conflicts:  # a request beside this one filed the same batch, or a new patient of it
+            if _is_filed(ws, batch.batch):
+                return FiledBatch(batch.batch, batch.kind, "present")
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _clinical_batch(batch: Batch) -> ClinicalBatch:
+    """A checked wire batch as the catalog writer's ClinicalBatch (persons, one column frame a table)."""
+    from curata.collect.clinical._records import PersonFacts
+
+    cb = ClinicalBatch(kind=batch.kind, input_digest=batch.batch)
+    persons = batch.tables.get("person")
+    for row in persons.to_pylist() if persons is not None else ():
+        cb.persons[row["pseudonym"]] = PersonFacts(
+            row["pseudonym"],
+            sex=row.get("gender_source_value"),
+            year_of_birth=row.get("year_of_birth"),
+            age_capped=bool(row.get("age_capped")),
+        )
+    for n, (name, table) in enumerate(sorted(batch.tables.items())):
+        if name == "person" or not table.num_rows:
+            continue
+        frame = _frame(table)
+        frame["record_key"] = [f"{batch.batch[:40]}:{n}:{i}" for i in range(table.num_rows)]
+        cb.frames[name] = frame
+        cb.rows += table.num_rows
+    return cb
+
+
+def receive_batches(
+    ws: Workspace, parts: list[Part], *, site: str | None = None, series: Any = None
+) -> list[FiledBatch]:
+    """A gateway's request (``curata-clinical/1`` parts): each batch filed, present, quarantined or
+    refused, independently of the others (``site``, ``series``: see file_deidentified_batch)."""
+    from curata.collect.clinical.exchange import decode
+
+    batches, refused = decode(parts)
+    out = [FiledBatch(r.batch, "", "refused", reason=r.reason) for r in refused]
+    return out + [file_deidentified_batch(ws, b, site=site, series=series) for b in batches]
+
+
+__all__ = [
+    "ClinicalIngestor",
+    "ClinicalOutcome",
+    "FiledBatch",
+    "FiledInput",
+    "batch_name",
+    "deidentified_batch",
+    "file_deidentified_batch",
+    "filed_inputs",
+    "input_kind",
+    "receive_batches",
+]

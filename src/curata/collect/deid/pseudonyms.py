@@ -11,6 +11,17 @@ from pydicom.uid import UID_dictionary
 
 _DICOM_ROOT = "1.2.840.10008."
 _DATE_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+DEFAULT_PREFIX = "CUR-"
+# what Pseudonymizer.patient writes after the prefix: base32 of the first 10 bytes of the HMAC
+_PSEUDONYM_BODY = re.compile(r"[A-Z2-7]{16}")
+
+
+def is_pseudonym(value: str, prefix: str = DEFAULT_PREFIX) -> bool:
+    """Whether ``value`` has the exact shape of a keyed pseudonym (``prefix`` + 16 base32 characters).
+
+    A shape check, not a proof: it cannot tell which key made it, but a patient ID, a name or a
+    medical record number never has it, so a receiver refuses anything else as not pseudonymised."""
+    return value.startswith(prefix) and _PSEUDONYM_BODY.fullmatch(value[len(prefix) :]) is not None
 
 
 def is_standard_uid(uid: str) -> bool:
@@ -26,7 +37,7 @@ class Pseudonymizer:
         key: bytes,
         *,
         uid_root: str = "2.25",
-        prefix: str = "CUR-",
+        prefix: str = DEFAULT_PREFIX,
         shift_range: tuple[int, int] = (365, 3650),
     ) -> None:
         if len(key) < 16:

@@ -10,7 +10,7 @@ from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from curata.collect.genomics.models import genomic_file, genomic_variant
-    from curata.collect.genomics.vcf import VcfResult, bgzip, deidentify_vcf, looks_like_vcf
+    from curata.collect.genomics.vcf import VcfResult, bgzip, deidentify_vcf, index_vcf, looks_like_vcf
 
 __getattr__ = lazy_exports(
     __name__,
@@ -20,8 +20,17 @@ __getattr__ = lazy_exports(
         "VcfResult": "vcf",
         "deidentify_vcf": "vcf",
         "bgzip": "vcf",
+        "index_vcf": "vcf",
         "looks_like_vcf": "vcf",
     },
 )
 
-__all__ = ["VcfResult", "bgzip", "deidentify_vcf", "genomic_file", "genomic_variant", "looks_like_vcf"]
+__all__ = [
+    "VcfResult",
+    "bgzip",
+    "deidentify_vcf",
+    "genomic_file",
+    "genomic_variant",
+    "index_vcf",
+    "looks_like_vcf",
+]

@@ -181,13 +181,20 @@ def _float(v: Any) -> float | None:
 
 
 def deidentify_vcf(
-    raw: bytes, name: str, mapping: VcfMap, key: bytes, known: dict[str, Identifiers] | None = None
+    raw: bytes,
+    name: str,
+    mapping: VcfMap,
+    key: bytes,
+    known: dict[str, Identifiers] | None = None,
+    *,
+    keep_samples: bool = False,
 ) -> VcfResult:
     """De-identify one VCF/BCF. ``known``: patient ID -> identifiers from clinical inputs of the same run
-    (names, addresses...), so a VCF header that repeats them is cleaned of them and gated for them too."""
+    (names, addresses...), so a VCF header that repeats them is cleaned of them and gated for them too.
+    ``keep_samples``: the sample names are already pseudonyms (see :func:`index_vcf`); no key is used."""
     import pysam
 
-    deid = ClinicalDeidentifier(key, issuer=mapping.issuer)
+    deid = None if keep_samples else ClinicalDeidentifier(key, issuer=mapping.issuer)
     with tempfile.TemporaryDirectory(prefix="curata-vcf-") as tmp:
         src = Path(tmp) / ("in.bcf" if raw[:3] == b"BCF" or name.lower().endswith(".bcf") else "in.vcf.gz")
         src.write_bytes(raw)
@@ -200,6 +207,8 @@ def deidentify_vcf(
         ids = Identifiers()
         patient_ids = [mapping.samples.get(s, s) for s in originals]
         for s, pid in zip(originals, patient_ids, strict=True):
+            if deid is None:
+                break  # pseudonyms: nothing of them to clean away
             ids.add_word(s, min_len=2)
             ids.add_word(pid, min_len=2)
             other = (known or {}).get(pid.strip())
@@ -207,8 +216,10 @@ def deidentify_vcf(
                 ids.words |= other.words
                 ids.short_names |= other.short_names
                 ids.dates |= other.dates
-        pseudonyms: list[str] = []
+        pseudonyms: list[str] = [] if deid is not None else list(originals)
         for pid in patient_ids:
+            if deid is None:
+                break
             p = deid.patient(pid).pseudonym
             n = sum(1 for q in pseudonyms if q.split("_")[0] == p)
             pseudonyms.append(p if n == 0 else f"{p}_{n + 1}")
@@ -352,6 +363,13 @@ def _clean_records(body: bytes, ids: Identifiers, first_line: int) -> bytes:
                 )
         out.append("\t".join(cols).encode())
     return b"\n".join(out)
+
+
+def index_vcf(raw: bytes, name: str) -> VcfResult:
+    """A VCF de-identified at its site (a gateway's push), indexed at the platform: the sample names are
+    kept as they are (the caller has checked they are pseudonyms), the header is cleaned and gated again
+    like any VCF's, and no key is used (central never de-identifies with another key)."""
+    return deidentify_vcf(raw, name, VcfMap(), b"", keep_samples=True)
 
 
 _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
@@ -654,4 +672,4 @@ def looks_like_vcf(raw: bytes, name: str) -> bool:
     return raw.startswith(b"##fileformat=VCF")
 
 
-__all__ = ["VcfResult", "bgzip", "deidentify_vcf", "looks_like_vcf"]
+__all__ = ["VcfResult", "bgzip", "deidentify_vcf", "index_vcf", "looks_like_vcf"]
