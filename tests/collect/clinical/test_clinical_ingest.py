@@ -8,6 +8,7 @@ import json
 import sqlalchemy as sa
 
 from curata.catalog import Patient, Study
+from curata.collect.clinical import INDEXED, clinical_rows
 from curata.collect.clinical.models import OMOP, clinical_source
 from curata.collect.genomics.models import genomic_file, genomic_variant
 from curata.collect.ingest import Ingestor
@@ -23,7 +24,10 @@ from tests.conftest import make_ct
 
 
 def _rows(ws, table):  # type: ignore[no-untyped-def]
+    """Every row of a catalog table; the clinical tables' rows as filed (Parquet in the store)."""
     with ws.catalog.session() as s:
+        if table.name in INDEXED:
+            return clinical_rows(s, ws.store, table.name)
         return [dict(r._mapping) for r in s.execute(sa.select(table))]
 
 

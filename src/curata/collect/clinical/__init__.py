@@ -11,15 +11,26 @@ from typing import TYPE_CHECKING
 from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from curata.collect.clinical._index import INDEXED, backfill_index
     from curata.collect.clinical._omop import OMOP_TABLES, curata_columns, omop_columns, omop_fields
+    from curata.collect.clinical.cohort import IndexedColumn, patient_rows
     from curata.collect.clinical.deid import ClinicalDeidentifier, patient_key
     from curata.collect.clinical.mapping import SiteMapping, load_mapping, parse_mapping
-    from curata.collect.clinical.models import OMOP, clinical_source
+    from curata.collect.clinical.models import OMOP, clinical_index, clinical_source, clinical_table
     from curata.collect.clinical.service import ClinicalIngestor, ClinicalOutcome, input_kind
+    from curata.collect.clinical.tables import clinical_rows, index_counts
 
 __getattr__ = lazy_exports(
     __name__,
     {
+        "INDEXED": "_index",
+        "backfill_index": "_index",
+        "IndexedColumn": "cohort",
+        "patient_rows": "cohort",
+        "clinical_rows": "tables",
+        "index_counts": "tables",
+        "clinical_index": "models",
+        "clinical_table": "models",
         "OMOP_TABLES": "_omop",
         "omop_fields": "_omop",
         "omop_columns": "_omop",
@@ -38,18 +49,26 @@ __getattr__ = lazy_exports(
 )
 
 __all__ = [
+    "INDEXED",
     "OMOP",
     "OMOP_TABLES",
     "ClinicalDeidentifier",
     "ClinicalIngestor",
     "ClinicalOutcome",
+    "IndexedColumn",
     "SiteMapping",
+    "backfill_index",
+    "clinical_index",
+    "clinical_rows",
     "clinical_source",
+    "clinical_table",
     "curata_columns",
+    "index_counts",
     "input_kind",
     "load_mapping",
     "omop_columns",
     "omop_fields",
     "parse_mapping",
     "patient_key",
+    "patient_rows",
 ]

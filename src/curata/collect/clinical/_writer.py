@@ -9,8 +9,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from curata.collect.clinical import _index
 from curata.collect.clinical._records import ClinicalBatch
-from curata.collect.clinical.models import OMOP, clinical_source, observation_period, person
+from curata.collect.clinical.models import (
+    clinical_id_counter,
+    clinical_index,
+    clinical_source,
+    clinical_table,
+    observation_period,
+    person,
+)
 
 _DATE_COLUMNS = {
     "condition_occurrence": "condition_start_date",
@@ -20,20 +28,6 @@ _DATE_COLUMNS = {
     "observation": "observation_date",
     "specimen": "specimen_date",
 }
-
-
-def _fit(table: sa.Table, row: dict[str, Any]) -> dict[str, Any]:
-    """Only the table's columns; text cut to the CDM's varchar length (PostgreSQL enforces it)."""
-    out = {}
-    for k, v in row.items():
-        col = table.c.get(k)
-        if col is None:
-            continue
-        length = getattr(col.type, "length", None)
-        if isinstance(v, str) and length:
-            v = v[:length]
-        out[k] = v
-    return out
 
 
 def person_ids(session: Session, site_id: int, pseudonyms: Iterable[str]) -> dict[str, int]:
@@ -72,51 +66,91 @@ def ensure_persons(
     ]
     if new:
         session.execute(sa.insert(person), new)
-    for key, p in batch.persons.items():
-        if key in ids and (p.sex or p.year_of_birth is not None):
-            values: dict[str, Any] = {}
-            if p.sex:
-                values["gender_source_value"] = sa.func.coalesce(person.c.gender_source_value, p.sex)
-            if p.year_of_birth is not None:
-                values["year_of_birth"] = sa.func.coalesce(person.c.year_of_birth, p.year_of_birth)
-            if p.age_capped:
-                values["age_capped"] = True
-            session.execute(sa.update(person).where(person.c.person_id == ids[key]).values(**values))
+    # facts a later input adds to a known person (never overwriting one already filed), in one executemany
+    known = [(ids[key], p) for key, p in batch.persons.items() if key in ids]
+    updates = [
+        {"pid": pid, "sex": p.sex, "yob": p.year_of_birth, "capped": bool(p.age_capped)}
+        for pid, p in known
+        if p.sex or p.year_of_birth is not None
+    ]
+    if updates:
+        session.execute(
+            sa.update(person)
+            .where(person.c.person_id == sa.bindparam("pid"))
+            .values(
+                gender_source_value=sa.func.coalesce(person.c.gender_source_value, sa.bindparam("sex")),
+                year_of_birth=sa.func.coalesce(person.c.year_of_birth, sa.bindparam("yob")),
+                age_capped=sa.or_(person.c.age_capped, sa.bindparam("capped")),
+            ),
+            updates,
+        )
     return person_ids(session, site_id, batch.persons) if new else ids
 
 
-def refresh_periods(session: Session, site_id: int, pids: Iterable[int]) -> None:
-    """One observation period per person: from the first to the last dated event Curata holds."""
-    pids = sorted(set(pids))
+def _spans(tables: dict[str, Any], ids: dict[str, int]) -> dict[int, list[Any]]:
+    """Per person, the first and last dated event of these tables (start dates, as OMOP periods count)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    parts = []
+    for name, table in tables.items():
+        col = _DATE_COLUMNS.get(name)
+        if col is None or col not in table.column_names or not table.num_rows:
+            continue
+        parts.append(
+            pd.DataFrame(
+                {
+                    "p": table.column("pseudonym").to_numpy(),
+                    "d": table.column(col).cast(pa.date32()).to_numpy(),
+                }
+            )
+        )
+    if not parts:
+        return {}
+    both = pd.concat(parts).dropna()
+    got = both.groupby("p", sort=False)["d"].agg(["min", "max"])
+    return {ids[p]: [lo, hi] for p, lo, hi in zip(got.index, got["min"], got["max"], strict=True)}
+
+
+def update_periods(session: Session, site_id: int, spans: dict[int, list[Any]]) -> None:
+    """One observation period per person: from the first to the last dated event Curata holds (the
+    periods already filed widened by the new events)."""
+    import datetime as dt
+
+    import pandas as pd
+
+    def day(v: Any) -> dt.date:
+        return v if type(v) is dt.date else pd.Timestamp(v).date()
+
+    spans = {p: [day(lo), day(hi)] for p, (lo, hi) in spans.items()}
+    pids = sorted(spans)
     for i in range(0, len(pids), 500):
         chunk = pids[i : i + 500]
-        spans: dict[int, list[Any]] = {}
-        for table, col in _DATE_COLUMNS.items():
-            t = OMOP[table]
-            rows = session.execute(
-                sa.select(t.c.person_id, sa.func.min(t.c[col]), sa.func.max(t.c[col]))
-                .where(t.c.person_id.in_(chunk))
-                .group_by(t.c.person_id)
-            )
-            for pid, lo, hi in rows:
-                s = spans.setdefault(int(pid), [lo, hi])
-                s[0], s[1] = min(s[0], lo), max(s[1], hi)
+        for pid, lo, hi in session.execute(
+            sa.select(
+                observation_period.c.person_id,
+                observation_period.c.observation_period_start_date,
+                observation_period.c.observation_period_end_date,
+            ).where(observation_period.c.person_id.in_(chunk))
+        ):
+            s = spans[int(pid)]
+            s[0], s[1] = min(s[0], lo), max(s[1], hi)
         session.execute(sa.delete(observation_period).where(observation_period.c.person_id.in_(chunk)))
-        if spans:
-            session.execute(
-                sa.insert(observation_period),
-                [
-                    {
-                        "person_id": pid,
-                        "observation_period_start_date": lo,
-                        "observation_period_end_date": hi,
-                        "period_type_concept_id": 32817,  # EHR (OMOP type concept)
-                        "site_id": site_id,
-                        "record_key": hashlib.sha256(f"period|{site_id}|{pid}".encode()).hexdigest(),
-                    }
-                    for pid, (lo, hi) in spans.items()
-                ],
-            )
+    if spans:
+        session.execute(
+            sa.insert(observation_period),
+            [
+                {
+                    "person_id": pid,
+                    "observation_period_start_date": lo,
+                    "observation_period_end_date": hi,
+                    "period_type_concept_id": 32817,  # EHR (OMOP type concept)
+                    "site_id": site_id,
+                    "record_key": hashlib.sha256(f"period|{site_id}|{pid}".encode()).hexdigest(),
+                }
+                for pid, (lo, hi) in spans.items()
+            ],
+        )
 
 
 def _column_values(col: sa.Column[Any], values: Any, sqlite: bool) -> list[Any]:
@@ -195,47 +229,95 @@ def insert_frame(session: Session, table: sa.Table, frame: dict[str, Any], const
     return n
 
 
-def file_batch(session: Session, site_id: int, batch: ClinicalBatch, output_digest: str | None) -> int:
-    """Insert everything of one batch (the caller commits); returns the rows written."""
+def allocate_ids(session: Session, table: str, n: int) -> int:
+    """The first of ``n`` new row ids of ``table`` (the counter row is locked until the commit, so two
+    filers never get the same ids)."""
+    c = clinical_id_counter
+    done = session.execute(
+        sa.update(c).where(c.c.table_name == table).values(next_id=c.c.next_id + n)
+    ).rowcount  # type: ignore[attr-defined]
+    if not done:
+        session.execute(sa.insert(c).values(table_name=table, next_id=1 + n))
+    return int(session.scalar(sa.select(c.c.next_id).where(c.c.table_name == table)) or 0) - n
+
+
+def file_tables(
+    session: Session, site_id: int, source_digest: str, tables: dict[str, Any], blobs: dict[str, str],
+    ids: dict[str, int],
+) -> int:  # fmt: skip
+    """The catalog side of an input's Parquet tables: one ``clinical_table`` row per table (with its ids)
+    and the per-patient index. ``ids``: pseudonym -> person_id. Returns the rows filed."""
+    import numpy as np
+
+    written = 0
+    frames = []
+    for name, table in tables.items():
+        n = table.num_rows
+        if not n:
+            continue
+        session.execute(
+            sa.insert(clinical_table).values(
+                site_id=site_id,
+                source_digest=source_digest,
+                table_name=name,
+                blob_digest=blobs[name],
+                rows=n,
+                first_id=allocate_ids(session, name, n),
+            )
+        )
+        enc = table.column("pseudonym").combine_chunks().dictionary_encode()
+        lookup = np.array([ids[p] for p in enc.dictionary.to_pylist()], dtype=np.int64)
+        person = lookup[enc.indices.to_numpy(zero_copy_only=False)]
+        frames.append(_index.index_frame(name, table, person, source_digest))
+        written += n
+    merged = _index.merge_index_frames(frames)
+    if merged:
+        insert_frame(session, clinical_index, merged, {})
+    return written
+
+
+def batch_tables(batch: ClinicalBatch) -> dict[str, Any]:
+    """The batch's rows as one Arrow table per OMOP table (column frames and row dicts together)."""
+    import pyarrow as pa
+
+    out: dict[str, Any] = {}
+    for name in (*batch.frames, *(t for t in batch.events if t not in batch.frames)):
+        parts = []
+        frame = batch.frames.get(name)
+        if frame is not None and len(frame["pseudonym"]):
+            parts.append(_index.to_arrow(name, frame, len(frame["pseudonym"])))
+        rows = batch.events.get(name)
+        if rows:
+            parts.append(_index.to_arrow(name, _index.rows_frame(name, rows), len(rows)))
+        if parts:
+            out[name] = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    return out
+
+
+def file_batch(
+    session: Session,
+    site_id: int,
+    batch: ClinicalBatch,
+    output_digest: str | None,
+    tables: dict[str, Any] | None = None,
+    blobs: dict[str, str] | None = None,
+) -> int:
+    """File one batch (the caller commits): persons, their periods, the tables' catalog rows and index,
+    and the input. ``tables`` / ``blobs``: the batch's Arrow tables and their stored Parquet digests."""
     from curata.collect.clinical._records import PersonFacts
 
-    for frame in batch.frames.values():
-        for p in set(frame["pseudonym"].tolist()):
+    tables = batch_tables(batch) if tables is None else tables
+    for table in tables.values():
+        for p in table.column("pseudonym").unique().to_pylist():
             if p not in batch.persons:
                 batch.persons[p] = PersonFacts(p)
-    for rows in batch.events.values():
-        for r in rows:
-            if r["pseudonym"] not in batch.persons:
-                batch.persons[r["pseudonym"]] = PersonFacts(r["pseudonym"])
     ids = ensure_persons(session, site_id, batch, batch.input_digest)
     written = 0
-    for table, rows in batch.events.items():
-        t = OMOP[table]
-        payload = []
-        for r in rows:
-            d = _fit(t, r)
-            d["person_id"] = ids[r["pseudonym"]]
-            d["site_id"] = site_id
-            d["source_digest"] = batch.input_digest
-            payload.append(d)
-        keys = set().union(*payload) if payload else set()
-        for d in payload:  # executemany needs the same keys in every row
-            for k in keys - d.keys():
-                d[k] = None
-        for i in range(0, len(payload), 5000):
-            session.execute(sa.insert(t), payload[i : i + 5000])
-        written += len(payload)
-    for table, frame in batch.frames.items():
-        if not len(frame["pseudonym"]):
-            continue
-        import numpy as np
-
-        names, inverse = np.unique(frame["pseudonym"], return_inverse=True)
-        frame = {**frame, "person_id": np.array([ids[p] for p in names], dtype=np.int64)[inverse]}
-        written += insert_frame(
-            session, OMOP[table], frame, {"site_id": site_id, "source_digest": batch.input_digest}
-        )
-    refresh_periods(session, site_id, ids.values())
+    if tables:
+        if blobs is None:
+            raise ValueError("file_batch: the Parquet digests of the tables are needed")
+        written = file_tables(session, site_id, batch.input_digest, tables, blobs, ids)
+        update_periods(session, site_id, _spans(tables, ids))
     session.execute(
         sa.insert(clinical_source).values(
             site_id=site_id,

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -23,6 +24,9 @@ from curata.collect.sources import Source
 from curata.console import RunSummary
 from curata.errors import CurataError
 from curata.workspace import Workspace
+
+if TYPE_CHECKING:
+    from curata.collect.genomics.vcf import VcfResult
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx", ".xlsm", ".xls")
 FHIR_SUFFIXES = (".ndjson", ".json")
@@ -149,27 +153,46 @@ class ClinicalIngestor:
             else:
                 item.reason = reason[:4000]
 
-    def _file_batch(self, src: Source, raw: bytes, batch: ClinicalBatch) -> ClinicalOutcome:
+    def file_batch(self, batch: ClinicalBatch, source_name: str, raw: bytes | None = None) -> ClinicalOutcome:
+        """File one de-identified batch (CSV, Excel or FHIR): each table as Parquet in the store, then the
+        persons, the per-patient index and the input in one commit. The entry point for batches that were
+        de-identified elsewhere (a gateway's push) too. ``raw``: the input, kept in quarantine when rows
+        were refused (absent where the input never left the site)."""
+        import json
+
+        from curata.collect.clinical import _index
         from curata.collect.ingest import _quarantine_bytes
 
         for pid, who in batch.identities.items():
             self.known[pid] = who.ids
-        blob = self.store.put_bytes(batch.output_bytes())
+        tables = _writer.batch_tables(batch)
+        blobs = {name: self.store.put_bytes(_index.parquet_bytes(t)) for name, t in tables.items()}
+        manifest = {
+            "kind": batch.kind,
+            "input_digest": batch.input_digest,
+            "persons": [vars(p) | {"birth": None} for p in batch.persons.values()],
+            "tables": blobs,
+        }
+        output = self.store.put_bytes(json.dumps(manifest, sort_keys=True, default=str).encode())
         with self.ws.catalog.session() as session:
-            _writer.file_batch(session, self.site_id, batch, blob)
+            _writer.file_batch(session, self.site_id, batch, output, tables, blobs)
         out = ClinicalOutcome(
-            "ingested", src.name, batch.input_digest, rows=batch.rows, refused_rows=list(batch.quarantined)
+            "ingested", source_name, batch.input_digest, rows=batch.rows, refused_rows=list(batch.quarantined)
         )
         if batch.quarantined:
             shown = "; ".join(f"line {n}: {why}" for n, why in batch.quarantined[:20])
             more = f"; and {len(batch.quarantined) - 20} more" if len(batch.quarantined) > 20 else ""
             reason = f"{len(batch.quarantined)} of {batch.rows} rows refused: {shown}{more}"
             out.reason = reason
-            _quarantine_bytes(
-                str(self.ws.quarantine_path), batch.input_digest, raw, src.name, reason, "clinical"
-            )
-            self._quarantine_row(batch.input_digest, reason, len(raw))
+            if raw is not None:
+                _quarantine_bytes(
+                    str(self.ws.quarantine_path), batch.input_digest, raw, source_name, reason, "clinical"
+                )
+            self._quarantine_row(batch.input_digest, reason, len(raw) if raw is not None else 0)
         return out
+
+    def _file_batch(self, src: Source, raw: bytes, batch: ClinicalBatch) -> ClinicalOutcome:
+        return self.file_batch(batch, src.name, raw)
 
     def _table(self, src: Source, raw: bytes, digest: str, kind: str) -> ClinicalOutcome:
         from curata.collect.clinical.tabular import deidentify_table
@@ -197,40 +220,48 @@ class ClinicalIngestor:
         return outs
 
     def _vcf(self, src: Source, raw: bytes, digest: str) -> ClinicalOutcome:
-        from curata.collect.genomics.models import genomic_file, genomic_variant
         from curata.collect.genomics.vcf import deidentify_vcf
 
         mapping = self._mapping(src)
         res = deidentify_vcf(raw, src.name, mapping.vcf, self.key, self.known)  # type: ignore[arg-type]
-        blob = self.store.put_bytes(res.output)
-        batch = ClinicalBatch(kind="vcf", input_digest=digest)
-        from curata.collect.clinical._records import PersonFacts
+        return self.file_vcf(res, digest, src.name)
 
+    def file_vcf(self, res: VcfResult, input_digest: str, source_name: str) -> ClinicalOutcome:
+        """File one de-identified VCF (``genomics.deidentify_vcf``'s result): the VCF whole and its variant
+        index as Parquet in the store, then the file, its samples' persons and their index in one commit."""
+        import numpy as np
+
+        from curata.collect.clinical import _index
+        from curata.collect.clinical._records import PersonFacts
+        from curata.collect.genomics.models import genomic_file
+
+        blob = self.store.put_bytes(res.output)
         base = [p.split("_")[0] for p in res.samples]
+        frame = {k: v for k, v in res.index.items() if k != "sample"}
+        owner = np.array(base or [""], dtype=object)
+        frame["pseudonym"] = owner[res.index["sample"]] if res.count else np.zeros(0, dtype=object)
+        tables = (
+            {"genomic_variant": _index.to_arrow("genomic_variant", frame, res.count)} if res.count else {}
+        )
+        blobs = {name: self.store.put_bytes(_index.parquet_bytes(t)) for name, t in tables.items()}
+        batch = ClinicalBatch(kind="vcf", input_digest=input_digest)
         for p in base:
             batch.persons.setdefault(p, PersonFacts(p))
         with self.ws.catalog.session() as session:
-            ids = _writer.ensure_persons(session, self.site_id, batch, digest)
-            file_id = session.execute(
-                sa.insert(genomic_file)
-                .values(
+            ids = _writer.ensure_persons(session, self.site_id, batch, input_digest)
+            session.execute(
+                sa.insert(genomic_file).values(
                     site_id=self.site_id,
-                    input_digest=digest,
+                    input_digest=input_digest,
                     blob_digest=blob,
                     format=res.fmt,
                     samples=res.samples,
                     variant_count=res.records,
                     dropped_header_lines=res.dropped_header_lines,
                 )
-                .returning(genomic_file.c.id)
-            ).scalar_one()
-            import numpy as np
-
-            frame = {k: v for k, v in res.index.items() if k != "sample"}
-            person = np.array([ids[b] for b in base] or [0], dtype=np.int64)
-            frame["person_id"] = person[res.index["sample"]] if res.count else np.zeros(0, dtype=np.int64)
-            _writer.insert_frame(session, genomic_variant, frame, {"file_id": file_id})
-        return ClinicalOutcome("ingested", src.name, digest, rows=res.records)
+            )
+            _writer.file_tables(session, self.site_id, input_digest, tables, blobs, ids)
+        return ClinicalOutcome("ingested", source_name, input_digest, rows=res.records)
 
 
 __all__ = ["ClinicalIngestor", "ClinicalOutcome", "input_kind"]
