@@ -36,6 +36,7 @@ INDEXED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 EVENT_TABLES = tuple(t for t in INDEXED if t != "genomic_variant")
 # Catalog columns a Parquet file does not hold (they are the catalog's: ids, the site, the input).
 CATALOG_COLUMNS = ("person_id", "site_id", "source_digest", "file_id")
+_KEY_PREFIX = b"curata_record_key_prefix"  # Parquet metadata: what every record key of the file starts with
 
 
 def sql_table(name: str) -> sa.Table:
@@ -82,6 +83,8 @@ def arrow_schema(name: str) -> Any:
 
 
 def _arrow_column(values: Any, typ: Any, length: int | None) -> Any:
+    """One column as Arrow of the schema's type; text may stay dictionary-encoded (Parquet writes it as it
+    stands; readers cast to the schema)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -92,25 +95,55 @@ def _arrow_column(values: Any, typ: Any, length: int | None) -> Any:
         if arr.dtype.kind == "M" and pa.types.is_date32(typ):
             arr = arr.astype("datetime64[D]")
         values = pa.array(arr, from_pandas=True) if arr.dtype != object else pa.array(arr, type=typ)
-    if isinstance(values.type, pa.DictionaryType):
-        values = values.cast(typ)
-    if values.type != typ:
+    if isinstance(values.type, pa.DictionaryType) and pa.types.is_string(typ):
+        values = _used_only(values)
+        if values.type.value_type != typ:
+            values = values.cast(typ)
+    elif values.type != typ:
         values = values.cast(typ)
     if length and pa.types.is_string(typ) and len(values):
-        longest = pc.max(pc.utf8_length(values)).as_py() or 0
+        plain = values.dictionary if isinstance(values.type, pa.DictionaryType) else values
+        longest = pc.max(pc.utf8_length(plain)).as_py() or 0
         if longest > length:  # the CDM's varchar length (PostgreSQL enforced it on the old rows)
-            values = pc.utf8_slice_codeunits(values, 0, length)
+            values = pc.utf8_slice_codeunits(values.cast(typ), 0, length)
     return values
 
 
-def to_arrow(name: str, frame: Mapping[str, Any], n: int) -> Any:
+def _used_only(values: Any) -> Any:
+    """A dictionary array without the dictionary values no row uses: a value of a refused row (or one
+    that cleaning replaced) may hold an identifier and must never reach the file."""
+    import pyarrow as pa
+
+    size = len(values.dictionary)
+    if not size:
+        return values
+    valid = values.indices.is_valid().to_numpy(zero_copy_only=False)
+    idx = values.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    used = np.bincount(idx[valid], minlength=size).astype(bool)
+    if used.all():
+        return values
+    keep = np.flatnonzero(used)
+    remap = np.full(len(values.dictionary), -1, dtype=np.int32)
+    remap[keep] = np.arange(len(keep), dtype=np.int32)
+    indices = pa.array(remap[idx], mask=~valid)
+    return pa.DictionaryArray.from_arrays(indices, values.dictionary.take(pa.array(keep)))
+
+
+def to_arrow(name: str, frame: Mapping[str, Any], n: int, source_digest: str | None = None) -> Any:
     """A column frame ({column: numpy or Arrow array}) as an Arrow table of ``arrow_schema(name)``;
-    columns the frame lacks are null (concept ids 0, as the catalog's default)."""
+    columns the frame lacks are null (concept ids 0, as the catalog's default). A frame may give its record
+    keys without the input's prefix (``record_key_suffix``): the prefix is then kept in the metadata."""
     import pyarrow as pa
 
     schema = arrow_schema(name)
     t = sql_table(name)
     arrays = []
+    meta: dict[bytes, bytes] = {}
+    if "record_key_suffix" in frame:
+        if not source_digest:
+            raise ValueError("record keys without their prefix need the input's digest")
+        frame = {**frame, "record_key": frame["record_key_suffix"]}
+        meta[_KEY_PREFIX] = f"{source_digest[:40]}:".encode()
     for f in schema:
         if f.name in frame:
             col = t.c.get(f.name)
@@ -121,7 +154,8 @@ def to_arrow(name: str, frame: Mapping[str, Any], n: int) -> Any:
             arrays.append(pa.array(np.zeros(n, dtype=np.int64)))
         else:
             arrays.append(pa.nulls(n, f.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    table = pa.Table.from_arrays(arrays, names=schema.names)
+    return table.replace_schema_metadata(meta) if meta else table
 
 
 def rows_frame(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -132,20 +166,65 @@ def rows_frame(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {f.name: pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema}
 
 
-def parquet_bytes(table: Any) -> bytes:
+def parquet_bytes(table: Any, source_digest: str | None = None) -> bytes:
     """Uncompressed pages: every text value stands in the blob as written (dictionary or plain), so a
-    byte scan of the store (the demo's leak check, the planted-identifier tests) reads it."""
+    byte scan of the store (the demo's leak check, the planted-identifier tests) reads it. Record keys
+    all start with the input's digest: that prefix is kept once, in the file's metadata."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="NONE")
-    return buf.getvalue()
+    has_prefix = _KEY_PREFIX in (table.schema.metadata or {})
+    if source_digest and not has_prefix and "record_key" in table.column_names and table.num_rows:
+        prefix = f"{source_digest[:40]}:"
+        keys = table.column("record_key")
+        if pc.all(pc.starts_with(keys, prefix)).as_py():
+            i = table.column_names.index("record_key")
+            table = table.set_column(i, "record_key", pc.utf8_slice_codeunits(keys, len(prefix)))
+            meta = dict(table.schema.metadata or {})
+            meta[_KEY_PREFIX] = prefix.encode()
+            table = table.replace_schema_metadata(meta)
+    buf = pa.BufferOutputStream()
+    unique = {"record_key", "hgvs_c", "pos"}  # one value per row: a dictionary would only be given up
+    pq.write_table(
+        table,
+        buf,
+        compression="NONE",
+        use_dictionary=[c for c in table.column_names if c not in unique],
+        write_statistics=False,
+    )
+    return bytes(buf.getvalue())
+
+
+def plain(table: Any, name: str | None = None) -> Any:
+    """A table of ours with whole record keys and the schema's plain types (no dictionaries)."""
+    import pyarrow.compute as pc
+
+    prefix = (table.schema.metadata or {}).get(_KEY_PREFIX)
+    if prefix:
+        i = table.column_names.index("record_key")
+        keys = pc.binary_join_element_wise(prefix.decode(), table.column(i), "")
+        table = table.set_column(i, "record_key", keys)
+    if name is None:
+        return table.replace_schema_metadata(None).cast(pa_schema_plain(table.schema))
+    return table.replace_schema_metadata(None).cast(arrow_schema(name))
+
+
+def pa_schema_plain(schema: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field(f.name, f.type.value_type if isinstance(f.type, pa.DictionaryType) else f.type)
+            for f in schema
+        ]
+    )
 
 
 def read_parquet(data: bytes, name: str) -> Any:
     import pyarrow.parquet as pq
 
-    return pq.read_table(io.BytesIO(data)).cast(arrow_schema(name))
+    return plain(pq.read_table(io.BytesIO(data)), name)
 
 
 # -- the per-patient index -----------------------------------------------------------------------------

@@ -87,42 +87,30 @@ def ensure_persons(
     return person_ids(session, site_id, batch.persons) if new else ids
 
 
-def _spans(tables: dict[str, Any], ids: dict[str, int]) -> dict[int, list[Any]]:
-    """Per person, the first and last dated event of these tables (start dates, as OMOP periods count)."""
+def _spans(name: str, table: Any, person: Any, spans: dict[int, list[Any]]) -> None:
+    """Widen ``spans`` (person_id -> [first, last] day) by the table's dated events (start dates, as
+    OMOP periods count); ``person``: each row's person_id."""
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
 
-    parts = []
-    for name, table in tables.items():
-        col = _DATE_COLUMNS.get(name)
-        if col is None or col not in table.column_names or not table.num_rows:
-            continue
-        parts.append(
-            pd.DataFrame(
-                {
-                    "p": table.column("pseudonym").to_numpy(),
-                    "d": table.column(col).cast(pa.date32()).to_numpy(),
-                }
-            )
-        )
-    if not parts:
-        return {}
-    both = pd.concat(parts).dropna()
-    got = both.groupby("p", sort=False)["d"].agg(["min", "max"])
-    return {ids[p]: [lo, hi] for p, lo, hi in zip(got.index, got["min"], got["max"], strict=True)}
+    col = _DATE_COLUMNS.get(name)
+    if col is None or col not in table.column_names or not table.num_rows:
+        return
+    days = table.column(col).combine_chunks().cast(pa.date32()).cast(pa.int32())
+    valid = days.is_valid().to_numpy(zero_copy_only=False)
+    values = days.fill_null(0).to_numpy(zero_copy_only=False)
+    got = pd.Series(values[valid]).groupby(person[valid]).agg(["min", "max"])
+    epoch = np.datetime64("1970-01-01", "D")
+    for pid, lo, hi in zip(got.index.tolist(), got["min"].tolist(), got["max"].tolist(), strict=True):
+        lo_day, hi_day = (epoch + np.timedelta64(lo, "D")).item(), (epoch + np.timedelta64(hi, "D")).item()
+        s = spans.setdefault(int(pid), [lo_day, hi_day])
+        s[0], s[1] = min(s[0], lo_day), max(s[1], hi_day)
 
 
 def update_periods(session: Session, site_id: int, spans: dict[int, list[Any]]) -> None:
     """One observation period per person: from the first to the last dated event Curata holds (the
     periods already filed widened by the new events)."""
-    import datetime as dt
-
-    import pandas as pd
-
-    def day(v: Any) -> dt.date:
-        return v if type(v) is dt.date else pd.Timestamp(v).date()
-
-    spans = {p: [day(lo), day(hi)] for p, (lo, hi) in spans.items()}
     pids = sorted(spans)
     for i in range(0, len(pids), 500):
         chunk = pids[i : i + 500]
@@ -243,11 +231,13 @@ def allocate_ids(session: Session, table: str, n: int) -> int:
 
 def file_tables(
     session: Session, site_id: int, source_digest: str, tables: dict[str, Any], blobs: dict[str, str],
-    ids: dict[str, int],
+    ids: dict[str, int], spans: dict[int, list[Any]] | None = None,
 ) -> int:  # fmt: skip
     """The catalog side of an input's Parquet tables: one ``clinical_table`` row per table (with its ids)
-    and the per-patient index. ``ids``: pseudonym -> person_id. Returns the rows filed."""
+    and the per-patient index. ``ids``: pseudonym -> person_id; ``spans``, when given, is widened by the
+    tables' dated events (see ``_spans``). Returns the rows filed."""
     import numpy as np
+    import pyarrow as pa
 
     written = 0
     frames = []
@@ -265,10 +255,13 @@ def file_tables(
                 first_id=allocate_ids(session, name, n),
             )
         )
-        enc = table.column("pseudonym").combine_chunks().dictionary_encode()
+        col = table.column("pseudonym").combine_chunks()
+        enc = col if isinstance(col.type, pa.DictionaryType) else col.dictionary_encode()
         lookup = np.array([ids[p] for p in enc.dictionary.to_pylist()], dtype=np.int64)
         person = lookup[enc.indices.to_numpy(zero_copy_only=False)]
         frames.append(_index.index_frame(name, table, person, source_digest))
+        if spans is not None:
+            _spans(name, table, person, spans)
         written += n
     merged = _index.merge_index_frames(frames)
     if merged:
@@ -285,12 +278,15 @@ def batch_tables(batch: ClinicalBatch) -> dict[str, Any]:
         parts = []
         frame = batch.frames.get(name)
         if frame is not None and len(frame["pseudonym"]):
-            parts.append(_index.to_arrow(name, frame, len(frame["pseudonym"])))
+            parts.append(_index.to_arrow(name, frame, len(frame["pseudonym"]), batch.input_digest))
         rows = batch.events.get(name)
         if rows:
             parts.append(_index.to_arrow(name, _index.rows_frame(name, rows), len(rows)))
-        if parts:
-            out[name] = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        if len(parts) > 1:  # the FHIR rows' keys are whole: the prefix goes, the columns are decoded
+            parts = [_index.plain(p) for p in parts]
+            out[name] = pa.concat_tables(parts)
+        elif parts:
+            out[name] = parts[0]
     return out
 
 
@@ -316,8 +312,9 @@ def file_batch(
     if tables:
         if blobs is None:
             raise ValueError("file_batch: the Parquet digests of the tables are needed")
-        written = file_tables(session, site_id, batch.input_digest, tables, blobs, ids)
-        update_periods(session, site_id, _spans(tables, ids))
+        spans: dict[int, list[Any]] = {}
+        written = file_tables(session, site_id, batch.input_digest, tables, blobs, ids, spans)
+        update_periods(session, site_id, spans)
     session.execute(
         sa.insert(clinical_source).values(
             site_id=site_id,

@@ -166,7 +166,10 @@ class ClinicalIngestor:
         for pid, who in batch.identities.items():
             self.known[pid] = who.ids
         tables = _writer.batch_tables(batch)
-        blobs = {name: self.store.put_bytes(_index.parquet_bytes(t)) for name, t in tables.items()}
+        blobs = {
+            name: self.store.put_bytes(_index.parquet_bytes(t, batch.input_digest))
+            for name, t in tables.items()
+        }
         manifest = {
             "kind": batch.kind,
             "input_digest": batch.input_digest,
@@ -243,7 +246,9 @@ class ClinicalIngestor:
         tables = (
             {"genomic_variant": _index.to_arrow("genomic_variant", frame, res.count)} if res.count else {}
         )
-        blobs = {name: self.store.put_bytes(_index.parquet_bytes(t)) for name, t in tables.items()}
+        blobs = {
+            name: self.store.put_bytes(_index.parquet_bytes(t, input_digest)) for name, t in tables.items()
+        }
         batch = ClinicalBatch(kind="vcf", input_digest=input_digest)
         for p in base:
             batch.persons.setdefault(p, PersonFacts(p))
