@@ -556,7 +556,9 @@ def _concat(frames: list[dict[str, Any]]) -> dict[str, Any]:
     names = list(dict.fromkeys(k for f in frames for k in f))
     out: dict[str, Any] = {}
     for k in names:
-        parts = [f[k] if k in f else np.full(len(f["pseudonym"]), None, dtype=object) for f in frames]
+        parts: list[Any] = [
+            f[k] if k in f else np.full(len(f["pseudonym"]), None, dtype=object) for f in frames
+        ]
         if all(isinstance(p, pa.Array) for p in parts):  # Arrow strings stay Arrow strings
             out[k] = pa.concat_arrays([p.cast(pa.string()) for p in parts])
             continue
