@@ -221,3 +221,38 @@ def test_a_time_of_day_is_kept_and_shifted_with_its_date(tmp_path, monkeypatch, 
     assert (c.condition_start_datetime.hour, c.condition_start_datetime.minute) == (14, 30)
     assert c.condition_start_datetime.second == 5 and m.measurement_datetime is None
     assert (m.measurement_date - c.condition_start_date).days == 1  # 2024-02-21: the interval is kept
+
+
+def test_a_bgzf_vcf_keeps_its_record_blocks_and_reads_as_the_text_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A bgzipped VCF's blocks after the header are copied as they are: the output decompresses to what
+    the text VCF gives, is BGZF that pysam reads, and the gate still reads it (a planted sample ID in a
+    record, past the header, refuses the file)."""
+    import gzip
+
+    import pysam
+    import pytest
+
+    from curata.collect.clinical.mapping import VcfMap
+    from curata.collect.genomics.vcf import deidentify_vcf
+    from curata.errors import DeidError
+
+    key = bytes(range(32))
+    text = vcf_text()
+    lines = text.splitlines()
+    body = [ln for ln in lines if ln and not ln.startswith("#")]
+    many = "\n".join([*[ln for ln in lines if ln.startswith("#")], *(body * 3000)]) + "\n"  # > 64 KiB
+    (tmp_path / "in.vcf").write_text(many)
+    pysam.tabix_compress(str(tmp_path / "in.vcf"), str(tmp_path / "in.vcf.gz"), force=True)
+    plain = deidentify_vcf((tmp_path / "in.vcf").read_bytes(), "in.vcf", VcfMap(), key)
+    packed = deidentify_vcf((tmp_path / "in.vcf.gz").read_bytes(), "in.vcf.gz", VcfMap(), key)
+    assert gzip.decompress(packed.output) == gzip.decompress(plain.output)
+    assert packed.records == plain.records == len(body) * 3000 and packed.count == plain.count
+    (tmp_path / "out.vcf.gz").write_bytes(packed.output)
+    with pysam.VariantFile(str(tmp_path / "out.vcf.gz")) as vf:
+        assert sum(1 for _ in vf) == len(body) * 3000
+    cols = body[-1].split("\t")
+    planted = many + "\t".join([*cols[:2], "MRN77123", *cols[3:]]) + "\n"  # the sample ID as a record ID
+    (tmp_path / "bad.vcf").write_text(planted)
+    pysam.tabix_compress(str(tmp_path / "bad.vcf"), str(tmp_path / "bad.vcf.gz"), force=True)
+    with pytest.raises(DeidError):
+        deidentify_vcf((tmp_path / "bad.vcf.gz").read_bytes(), "bad.vcf.gz", VcfMap(samples={}), key)

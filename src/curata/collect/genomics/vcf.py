@@ -230,7 +230,8 @@ def deidentify_vcf(
                 m = re.search(r"Format: ([^\"]+)", kept)
                 csq_fields = m.group(1).strip().split("|") if m else None
         try:
-            body_text, header_count = _text_body(raw) if fmt == "vcf" else (None, 0)
+            body = _text_body(raw) if fmt == "vcf" else None
+            body_text, header_count = (body.records, body.lines_before) if body is not None else (None, 0)
             body_parts: list[str] = []
             af_key = pop_af_key(vf.header)
             variants: list[dict[str, Any]] = []
@@ -296,7 +297,14 @@ def deidentify_vcf(
             raise DeidError(
                 f"final gate: an identifying value ({kind}) survived in the de-identified VCF; not stored"
             )
-        output = bgzip(data)
+        if body is not None and body.blocks_after:
+            # the records after the block where the header ended are copied as the input's own
+            # compressed blocks (their text is what the gate has just read)
+            output = bgzip(head + body.records[: body.block_tail], eof=False) + raw[body.blocks_after :]
+            if not output.endswith(_BGZF_EOF):
+                output += _BGZF_EOF
+        else:
+            output = bgzip(data)
     if index is None:
         index = _columns(variants)
     return VcfResult(output, pseudonyms, patient_ids, index, dropped, records, fmt)
@@ -305,7 +313,7 @@ def deidentify_vcf(
 _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 
 
-def bgzip(data: bytes, level: int = 1) -> bytes:
+def bgzip(data: bytes, level: int = 1, *, eof: bool = True) -> bytes:
     """BGZF (what htslib, tabix and pysam read): 64 KiB gzip members with the block size in an extra
     field. Deflate level 1: the variants are kept whole; the store compresses again if it likes."""
     import struct
@@ -322,7 +330,8 @@ def bgzip(data: bytes, level: int = 1) -> bytes:
             body = comp.compress(chunk) + comp.flush()
         header = struct.pack("<4BI2BH2BHH", 31, 139, 8, 4, 0, 0, 255, 6, 66, 67, 2, len(body) + 25)
         out += [header, body, struct.pack("<II", zlib.crc32(chunk), len(chunk))]
-    out.append(_BGZF_EOF)
+    if eof:
+        out.append(_BGZF_EOF)
     return b"".join(out)
 
 
@@ -575,16 +584,65 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _text_body(raw: bytes) -> tuple[bytes, int]:
-    """The records of a text VCF (as written, bytes) and the number of lines before them."""
-    data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+@dataclass
+class _Body:
+    records: bytes  # the records of a text VCF, as written
+    lines_before: int  # lines before them (the header)
+    block_tail: int = 0  # of ``records``: how much lies in the BGZF block where the header ends
+    blocks_after: int = 0  # where the next BGZF block starts in the input (0: not BGZF, or none)
+
+
+def _bgzf_blocks(raw: bytes) -> list[tuple[int, int, int]] | None:
+    """(start, payload start, end) of every BGZF block (gzip members with the BC size field), or None
+    when the input is not BGZF (plain text, or gzip without block sizes)."""
+    import struct
+
+    blocks = []
+    pos, n = 0, len(raw)
+    while pos < n:
+        if raw[pos : pos + 4] != b"\x1f\x8b\x08\x04" or pos + 12 > n:
+            return None
+        (xlen,) = struct.unpack_from("<H", raw, pos + 10)
+        extra, i, bsize = raw[pos + 12 : pos + 12 + xlen], 0, None
+        while i + 4 <= len(extra):
+            (slen,) = struct.unpack_from("<H", extra, i + 2)
+            if extra[i : i + 2] == b"BC" and slen == 2 and i + 6 <= len(extra):
+                (bsize,) = struct.unpack_from("<H", extra, i + 4)
+            i += 4 + slen
+        if bsize is None or pos + bsize + 1 > n:
+            return None
+        blocks.append((pos, pos + 12 + xlen, pos + bsize + 1))
+        pos += bsize + 1
+    return blocks
+
+
+def _text_body(raw: bytes) -> _Body:
+    """The records of a text VCF (as written, bytes), the number of lines before them and, for a BGZF
+    input, where its blocks after the header's last one begin (they can be copied as they are)."""
+    import zlib
+
+    blocks = _bgzf_blocks(raw) if raw[:2] == b"\x1f\x8b" else None
+    ends: list[int] = []
+    if blocks is not None:
+        parts = []
+        for _start, payload, end in blocks:
+            parts.append(zlib.decompress(raw[payload : end - 8], -15))
+            ends.append((ends[-1] if ends else 0) + len(parts[-1]))
+        data = b"".join(parts)
+    else:
+        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     pos = data.find(b"\n#CHROM")
     if pos < 0:
         raise InputError("no #CHROM header line")
     nl = data.find(b"\n", pos + 1)
     if nl < 0:
-        return b"", data.count(b"\n") + 1
-    return data[nl + 1 :], data.count(b"\n", 0, nl) + 1
+        return _Body(b"", data.count(b"\n") + 1)
+    body = _Body(data[nl + 1 :], data.count(b"\n", 0, nl) + 1)
+    if blocks is not None:
+        k = next(i for i, e in enumerate(ends) if e > nl)  # the block holding the header's end
+        if k + 1 < len(blocks):
+            body.block_tail, body.blocks_after = ends[k] - (nl + 1), blocks[k + 1][0]
+    return body
 
 
 def looks_like_vcf(raw: bytes, name: str) -> bool:
