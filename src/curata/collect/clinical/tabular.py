@@ -148,19 +148,23 @@ def _read_arrow(raw: bytes, sep: str, mapping: TableMap) -> tuple[int, dict[str,
             io.BytesIO(raw),
             parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names},
+                # read straight into dictionaries: the distinct values are what the work is done on
+                column_types={n: pa.dictionary(pa.int32(), pa.string()) for n in names},
                 include_columns=list(by_name.values()),
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
-        )
+        ).unify_dictionaries()
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
     cols: dict[str, Column] = {}
     for s, n in by_name.items():
-        enc = table.column(n).combine_chunks().dictionary_encode()
-        codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-        cols[s] = Column(codes, enc.dictionary.to_pylist())
+        chunks = table.column(n).chunks
+        if not chunks:
+            cols[s] = Column(np.zeros(0, dtype=np.int64), [])
+            continue
+        codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks]).astype(np.int64)
+        cols[s] = Column(codes, chunks[0].dictionary.to_pylist())
     return table.num_rows, cols
 
 

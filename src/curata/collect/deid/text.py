@@ -47,7 +47,7 @@ _TOKEN = re.compile(r"(?<![\w.])[A-Za-z0-9][A-Za-z0-9\-_/]*(?![\w])")
 def _drop_if_digits(minimum: int):  # type: ignore[no-untyped-def]
     def repl(m: re.Match[str]) -> str:
         text = m.group(0)
-        return REDACTED if sum(ch.isdigit() for ch in text) >= minimum else text
+        return REDACTED if sum(map(str.isdigit, text)) >= minimum else text
 
     return repl
 
