@@ -230,10 +230,25 @@ def read_parquet(data: bytes, name: str) -> Any:
 # -- the per-patient index -----------------------------------------------------------------------------
 
 
+_NEEDS_ESCAPE = r'["\\\x00-\x1f\x7f]'
+
+
 def _json_values(values: list[Any], numeric: bool) -> list[str]:
+    """Each distinct value as a JSON literal: numbers in their shortest round-trip form (the double they
+    came from, exactly), text quoted (escaped by ``json`` where it must be)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if numeric:
-        return [repr(float(v)) for v in values]
-    return [json.dumps(v, ensure_ascii=False) for v in values]
+        arr = pa.array(values, pa.float64())
+        text = pc.cast(arr, pa.string())
+        if len(arr) and not pc.all(pc.equal(pc.cast(text, pa.float64()), arr)).as_py():
+            return [repr(float(v)) for v in values]  # never guess a number's text
+        return text.to_pylist()
+    arr = pa.array(values, pa.string())
+    if len(arr) and pc.any(pc.match_substring_regex(arr, _NEEDS_ESCAPE)).as_py():
+        return [json.dumps(v, ensure_ascii=False) for v in values]
+    return pc.binary_join_element_wise('"', arr, '"', "").to_pylist()
 
 
 def _distinct_lists(person: np.ndarray, n_people: int, codes: np.ndarray, encoded: list[str]) -> Any:

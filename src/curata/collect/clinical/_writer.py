@@ -33,8 +33,8 @@ _DATE_COLUMNS = {
 def person_ids(session: Session, site_id: int, pseudonyms: Iterable[str]) -> dict[str, int]:
     wanted = sorted(set(pseudonyms))
     found: dict[str, int] = {}
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i : i + 500]
+    for i in range(0, len(wanted), 2000):
+        chunk = wanted[i : i + 2000]
         rows = session.execute(
             sa.select(person.c.pseudonym, person.c.person_id).where(
                 person.c.site_id == site_id, person.c.pseudonym.in_(chunk)
@@ -48,24 +48,24 @@ def ensure_persons(
     session: Session, site_id: int, batch: ClinicalBatch, digest: str | None
 ) -> dict[str, int]:
     ids = person_ids(session, site_id, batch.persons)
-    new = [
-        {
-            "site_id": site_id,
-            "pseudonym": p.pseudonym,
-            "person_source_value": p.pseudonym,
-            "gender_source_value": p.sex,
-            "year_of_birth": p.year_of_birth,
-            "age_capped": p.age_capped,
-            "gender_concept_id": 0,
-            "race_concept_id": 0,
-            "ethnicity_concept_id": 0,
-            "source_digest": digest,
-        }
-        for key, p in batch.persons.items()
-        if key not in ids
-    ]
+    new = [p for key, p in batch.persons.items() if key not in ids]
     if new:
-        session.execute(sa.insert(person), new)
+        import numpy as np
+
+        def column(values: list[Any]) -> Any:
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out
+
+        names = column([p.pseudonym for p in new])
+        frame = {
+            "pseudonym": names,
+            "person_source_value": names,
+            "gender_source_value": column([p.sex for p in new]),
+            "year_of_birth": column([p.year_of_birth for p in new]),
+            "age_capped": column([bool(p.age_capped) for p in new]),
+        }
+        insert_frame(session, person, frame, {"site_id": site_id, "source_digest": digest})
     # facts a later input adds to a known person (never overwriting one already filed), in one executemany
     known = [(ids[key], p) for key, p in batch.persons.items() if key in ids]
     updates = [
@@ -125,19 +125,20 @@ def update_periods(session: Session, site_id: int, spans: dict[int, list[Any]]) 
             s[0], s[1] = min(s[0], lo), max(s[1], hi)
         session.execute(sa.delete(observation_period).where(observation_period.c.person_id.in_(chunk)))
     if spans:
-        session.execute(
-            sa.insert(observation_period),
-            [
-                {
-                    "person_id": pid,
-                    "observation_period_start_date": lo,
-                    "observation_period_end_date": hi,
-                    "period_type_concept_id": 32817,  # EHR (OMOP type concept)
-                    "site_id": site_id,
-                    "record_key": hashlib.sha256(f"period|{site_id}|{pid}".encode()).hexdigest(),
-                }
-                for pid, (lo, hi) in spans.items()
-            ],
+        import numpy as np
+
+        pids = list(spans)
+        frame = {
+            "person_id": np.array(pids, dtype=np.int64),
+            "observation_period_start_date": np.array([spans[p][0] for p in pids], dtype="datetime64[D]"),
+            "observation_period_end_date": np.array([spans[p][1] for p in pids], dtype="datetime64[D]"),
+            "record_key": np.array(
+                [hashlib.sha256(f"period|{site_id}|{pid}".encode()).hexdigest() for pid in pids], dtype=object
+            ),
+        }
+        # 32817: EHR (OMOP type concept)
+        insert_frame(
+            session, observation_period, frame, {"site_id": site_id, "period_type_concept_id": 32817}
         )
 
 

@@ -450,7 +450,7 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
         return None
     col = {c: tbl.column(c).combine_chunks() for c in names}
     n = tbl.num_rows
-    if not pc.all(pc.match_substring_regex(col["c1"], r"^[0-9]+$")).as_py():
+    if not pc.all(pc.utf8_is_digit(col["c1"])).as_py():
         return None
     if pc.any(pc.match_substring(col["c4"], ",")).as_py() or pc.any(pc.starts_with(col["c0"], "#")).as_py():
         return None
@@ -459,9 +459,10 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
     filt = col["c6"].to_numpy(zero_copy_only=False).astype(object)
     filt[np.isin(filt, [".", ""])] = None
     info = col["c7"]
-    # the first ANN entry (RE2), split once into its fields (padded so that every entry has 11); an
-    # entry of fewer than 11 fields is no annotation, as in the row reader
-    entry = pc.extract_regex(info, r"(?:^|;)ANN=(?P<v>[^;,]*)").field("v")
+    # the first ANN entry, split once into its fields (padded so that every entry has 11); an entry of
+    # fewer than 11 fields is no annotation, as in the row reader
+    ann = _info_value(info, "ANN")
+    entry = pc.list_element(pc.split_pattern(ann, ",", max_splits=1), 0)
     valid = pc.fill_null(pc.greater_equal(pc.count_substring(entry, "|"), 10), False)
     valid = valid.to_numpy(zero_copy_only=False)
     ann_fields = pc.split_pattern(pc.binary_join_element_wise(pc.fill_null(entry, ""), "|" * 11, ""), "|")
@@ -469,8 +470,9 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
         k: pc.list_element(ann_fields, i).to_numpy(zero_copy_only=False)
         for k, i in (("a", 0), ("c", 1), ("g", 3), ("hc", 9), ("hp", 10))
     }
-    fields["c"] = np.array([c.split("&", 1)[0] if "&" in c else c for c in fields["c"]], dtype=object)
-    several = pc.match_substring_regex(info, r"(?:^|;)ANN=[^;]*,").to_numpy(zero_copy_only=False)
+    first_term = pc.list_element(pc.split_pattern(pc.list_element(ann_fields, 1), "&", max_splits=1), 0)
+    fields["c"] = first_term.to_numpy(zero_copy_only=False)
+    several = pc.fill_null(pc.match_substring(ann, ","), False).to_numpy(zero_copy_only=False)
     # several ANN entries: the first must be for this ALT (or "") unless it is the only one
     if np.any(several & (~valid | ((fields["a"] != "") & (fields["a"] != alt)))):
         return None
@@ -484,8 +486,7 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
     hgvs_c, hgvs_p = none_if_empty(fields["hc"]), none_if_empty(fields["hp"])
     pop = np.full(n, np.nan)
     if af_key:
-        got = pc.extract_regex(info, rf"(?:^|;){re.escape(af_key)}=(?P<v>[^;]*)").field("v")
-        pop = _floats(pc.fill_null(got, ""))
+        pop = _floats(pc.fill_null(_info_value(info, af_key), ""))
     fmt = col["c8"].dictionary_encode() if n_samples else None
     parts: list[dict[str, Any]] = []
     for s_i in range(n_samples):
@@ -535,22 +536,27 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
                 )
                 vals = np.where(np.isnan(vals), from_ad, vals)
             af[rows] = vals
-        zyg: dict[str, tuple[bool, str | None]] = {}
-        for g in set(gt.tolist()):
-            if g is None:
-                continue
+        # genotypes: parsed once per distinct text, spread back by their codes
+        enc = pa.array(gt, pa.string()).dictionary_encode()
+        gcodes = pc.fill_null(enc.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+        carries, zygs = [], []
+        for g in enc.dictionary.to_pylist():
             try:
                 parsed = _gt(g)
             except ValueError:
                 return None
-            zyg[g] = (1 in parsed, _zygosity(parsed))
-        carry = np.fromiter((g is not None and zyg[g][0] for g in gt), dtype=bool, count=n)
+            carries.append(1 in parsed)
+            zygs.append(_zygosity(parsed))
+        carry_of = np.array([*carries, False], dtype=bool)  # code -1 (no GT): the last entry
+        zyg_of = np.empty(len(zygs) + 1, dtype=object)
+        zyg_of[:] = [*zygs, None]
+        carry = carry_of[gcodes]
         rows = np.nonzero(carry)[0]
         parts.append({
             "__row": rows, "sample": np.full(len(rows), s_i, dtype=np.int64), "chrom": chrom[rows],
             "pos": pos[rows], "ref": ref[rows], "alt": alt[rows], "gene": gene[rows],
             "consequence": consequence[rows], "hgvs_c": hgvs_c[rows], "hgvs_p": hgvs_p[rows],
-            "zygosity": np.array([zyg[g][1] for g in gt[rows]], dtype=object), "allele_frequency": af[rows],
+            "zygosity": zyg_of[gcodes[rows]], "allele_frequency": af[rows],
             "population_af": pop[rows], "filter": filt[rows],
         })  # fmt: skip
     if not parts:
@@ -558,6 +564,23 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.lexsort((cols["sample"], cols.pop("__row")))
     return n, {k: v[order] for k, v in cols.items()}
+
+
+def _info_value(info: Any, key: str) -> Any:
+    """Per record, the value of the first INFO item ``key=...`` (null where there is none)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    items = pc.split_pattern(info, ";")
+    flat = pc.list_flatten(items)
+    parent = pc.list_parent_indices(items).to_numpy(zero_copy_only=False)
+    hit = pc.starts_with(flat, f"{key}=").to_numpy(zero_copy_only=False)
+    rows, first = np.unique(parent[hit], return_index=True)
+    where = np.full(len(info), -1, dtype=np.int64)
+    where[rows] = np.arange(len(rows))
+    values = pc.utf8_slice_codeunits(flat.filter(pa.array(hit)).take(pa.array(first)), len(key) + 1)
+    return values.take(pa.array(where, mask=where < 0))
 
 
 INDEX_COLUMNS = (
