@@ -329,13 +329,13 @@ def file_batch(
     return written
 
 
-def known_inputs(session: Session, site_id: int) -> set[str]:
+def known_inputs(session: Session, site_id: int, digest: str | None = None) -> set[str]:
+    """The inputs (sha256) this site has filed, clinical and genomic (only ``digest``, when given)."""
     from curata.collect.genomics.models import genomic_file
 
-    got = set(
-        session.scalars(sa.select(clinical_source.c.input_digest).where(clinical_source.c.site_id == site_id))
-    )
-    got |= set(
-        session.scalars(sa.select(genomic_file.c.input_digest).where(genomic_file.c.site_id == site_id))
-    )
-    return got
+    q1 = sa.select(clinical_source.c.input_digest).where(clinical_source.c.site_id == site_id)
+    q2 = sa.select(genomic_file.c.input_digest).where(genomic_file.c.site_id == site_id)
+    if digest is not None:
+        q1 = q1.where(clinical_source.c.input_digest == digest)
+        q2 = q2.where(genomic_file.c.input_digest == digest)
+    return set(session.scalars(q1)) | set(session.scalars(q2))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from curata.collect.clinical import _writer
 from curata.collect.clinical._records import ClinicalBatch
@@ -165,6 +166,8 @@ class ClinicalIngestor:
 
         for pid, who in batch.identities.items():
             self.known[pid] = who.ids
+        if self._filed(batch.input_digest):
+            return ClinicalOutcome("present", source_name, batch.input_digest)
         tables = _writer.batch_tables(batch)
         blobs = {
             name: self.store.put_bytes(_index.parquet_bytes(t, batch.input_digest))
@@ -177,8 +180,10 @@ class ClinicalIngestor:
             "tables": blobs,
         }
         output = self.store.put_bytes(json.dumps(manifest, sort_keys=True, default=str).encode())
-        with self.ws.catalog.session() as session:
-            _writer.file_batch(session, self.site_id, batch, output, tables, blobs)
+        if not self._file_once(
+            batch.input_digest, lambda s: _writer.file_batch(s, self.site_id, batch, output, tables, blobs)
+        ):
+            return ClinicalOutcome("present", source_name, batch.input_digest)
         out = ClinicalOutcome(
             "ingested", source_name, batch.input_digest, rows=batch.rows, refused_rows=list(batch.quarantined)
         )
@@ -193,6 +198,26 @@ class ClinicalIngestor:
                 )
             self._quarantine_row(batch.input_digest, reason, len(raw) if raw is not None else 0)
         return out
+
+    def _filed(self, input_digest: str) -> bool:
+        with self.ws.catalog.session() as session:
+            return input_digest in _writer.known_inputs(session, self.site_id, input_digest)
+
+    def _file_once(self, input_digest: str, write: Callable[[Session], object]) -> bool:
+        """Run ``write`` in one transaction unless the input is filed already (by an earlier run, or by
+        a filer that got there first: the unique input keys refuse the second). False: it was."""
+        from sqlalchemy.exc import IntegrityError
+
+        if self._filed(input_digest):
+            return False
+        try:
+            with self.ws.catalog.session() as session:
+                write(session)
+        except IntegrityError:
+            if self._filed(input_digest):
+                return False
+            raise
+        return True
 
     def _file_batch(self, src: Source, raw: bytes, batch: ClinicalBatch) -> ClinicalOutcome:
         return self.file_batch(batch, src.name, raw)
@@ -238,6 +263,8 @@ class ClinicalIngestor:
         from curata.collect.clinical._records import PersonFacts
         from curata.collect.genomics.models import genomic_file
 
+        if self._filed(input_digest):
+            return ClinicalOutcome("present", source_name, input_digest)
         blob = self.store.put_bytes(res.output)
         base = [p.split("_")[0] for p in res.samples]
         frame = {k: v for k, v in res.index.items() if k != "sample"}
@@ -252,7 +279,8 @@ class ClinicalIngestor:
         batch = ClinicalBatch(kind="vcf", input_digest=input_digest)
         for p in base:
             batch.persons.setdefault(p, PersonFacts(p))
-        with self.ws.catalog.session() as session:
+
+        def write(session: Session) -> None:
             ids = _writer.ensure_persons(session, self.site_id, batch, input_digest)
             session.execute(
                 sa.insert(genomic_file).values(
@@ -266,6 +294,9 @@ class ClinicalIngestor:
                 )
             )
             _writer.file_tables(session, self.site_id, input_digest, tables, blobs, ids)
+
+        if not self._file_once(input_digest, write):
+            return ClinicalOutcome("present", source_name, input_digest)
         return ClinicalOutcome("ingested", source_name, input_digest, rows=res.records)
 
 
