@@ -147,9 +147,10 @@ def to_arrow(name: str, frame: Mapping[str, Any], n: int, source_digest: str | N
     for f in schema:
         if f.name in frame:
             col = t.c.get(f.name)
-            arrays.append(
-                _arrow_column(frame[f.name], f.type, getattr(getattr(col, "type", None), "length", None))
-            )
+            got = _arrow_column(frame[f.name], f.type, getattr(getattr(col, "type", None), "length", None))
+            if f.name.endswith("_concept_id") and got.null_count:
+                got = got.fill_null(0)  # the catalog's default: 0, "no matching concept"
+            arrays.append(got)
         elif f.name.endswith("_concept_id"):
             arrays.append(pa.array(np.zeros(n, dtype=np.int64)))
         else:
@@ -184,6 +185,18 @@ def parquet_bytes(table: Any, source_digest: str | None = None) -> bytes:
             meta = dict(table.schema.metadata or {})
             meta[_KEY_PREFIX] = prefix.encode()
             table = table.replace_schema_metadata(meta)
+    # columns with nothing in them (no value, or concept ids all 0) are left out: readers put them back
+    empty = [
+        c
+        for c in table.column_names
+        if c != "pseudonym"
+        and (
+            table.column(c).null_count == table.num_rows
+            or (c.endswith("_concept_id") and not pc.any(pc.not_equal(table.column(c), 0)).as_py())
+        )
+    ]
+    if empty and table.num_rows:
+        table = table.drop_columns(empty)
     buf = pa.BufferOutputStream()
     unique = {"record_key", "hgvs_c", "pos"}  # one value per row: a dictionary would only be given up
     pq.write_table(
@@ -207,7 +220,19 @@ def plain(table: Any, name: str | None = None) -> Any:
         table = table.set_column(i, "record_key", keys)
     if name is None:
         return table.replace_schema_metadata(None).cast(pa_schema_plain(table.schema))
-    return table.replace_schema_metadata(None).cast(arrow_schema(name))
+    import pyarrow as pa
+
+    schema = arrow_schema(name)
+    for f in schema:  # the columns a file left out (nothing in them)
+        if f.name not in table.column_names:
+            n = table.num_rows
+            fill = (
+                pa.array(np.zeros(n, dtype=np.int64))
+                if f.name.endswith("_concept_id")
+                else pa.nulls(n, f.type)
+            )
+            table = table.append_column(f.name, fill)
+    return table.replace_schema_metadata(None).select(schema.names).cast(schema)
 
 
 def pa_schema_plain(schema: Any) -> Any:
