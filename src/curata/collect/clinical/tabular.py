@@ -512,10 +512,11 @@ def deidentify_table(
     line = np.arange(2, n + 2)  # the header is line 1
     by_table: dict[str, list[dict[str, Any]]] = {}
     rows = np.nonzero(ok)[0]
+    padded = _padded_lines(line[rows])
     for ei, (table, data, _present) in enumerate(frames):
         out: dict[str, Any] = {
             "pseudonym": _take(pseudonyms, rows),
-            "record_key_suffix": _record_keys(line[rows], ei),
+            "record_key_suffix": _record_keys(padded, ei),
         }
         for k, v in data.items():
             if not k.startswith("__"):
@@ -572,14 +573,20 @@ def _concat(frames: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _record_keys(lines: IntArray, event: int) -> Any:
+def _padded_lines(lines: IntArray) -> Any:
+    """Line numbers zero-padded: record keys ascend in row order, so a unique index is appended to."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.utf8_lpad(pa.array(lines).cast(pa.string()), 10, "0")
+
+
+def _record_keys(padded: Any, event: int) -> Any:
     """Unique per input, row and event; stable across re-runs of the same input: ``<line>:<event>`` after
     the input's ``<digest[:40]>:`` (added by the writer, once per file)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    # line numbers zero-padded: keys ascend in row order, so the unique index is appended to, not split
-    padded = pc.utf8_lpad(pa.array(lines).cast(pa.string()), 10, "0")
     return pc.binary_join_element_wise(padded, pa.scalar(str(event)), ":")
 
 
