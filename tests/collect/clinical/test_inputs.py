@@ -246,12 +246,14 @@ def test_a_bgzf_vcf_keeps_its_record_blocks_and_reads_as_the_text_one(tmp_path) 
     plain = deidentify_vcf((tmp_path / "in.vcf").read_bytes(), "in.vcf", VcfMap(), key)
     packed = deidentify_vcf((tmp_path / "in.vcf.gz").read_bytes(), "in.vcf.gz", VcfMap(), key)
     assert gzip.decompress(packed.output) == gzip.decompress(plain.output)
+    tail = (tmp_path / "in.vcf.gz").read_bytes()[-2000:]
+    assert packed.output.endswith(tail) and not plain.output.endswith(tail)  # blocks copied, not redone
     assert packed.records == plain.records == len(body) * 3000 and packed.count == plain.count
     (tmp_path / "out.vcf.gz").write_bytes(packed.output)
     with pysam.VariantFile(str(tmp_path / "out.vcf.gz")) as vf:
         assert sum(1 for _ in vf) == len(body) * 3000
     cols = body[-1].split("\t")
-    planted = many + "\t".join([*cols[:2], "MRN77123", *cols[3:]]) + "\n"  # the sample ID as a record ID
+    planted = many + "\t".join([*cols[:6], "MRN77123", *cols[7:]]) + "\n"  # the sample's ID as a FILTER
     (tmp_path / "bad.vcf").write_text(planted)
     pysam.tabix_compress(str(tmp_path / "bad.vcf"), str(tmp_path / "bad.vcf.gz"), force=True)
     with pytest.raises(DeidError):

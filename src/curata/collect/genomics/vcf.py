@@ -230,8 +230,8 @@ def deidentify_vcf(
                 m = re.search(r"Format: ([^\"]+)", kept)
                 csq_fields = m.group(1).strip().split("|") if m else None
         try:
-            body = _text_body(raw) if fmt == "vcf" else None
-            body_text, header_count = (body.records, body.lines_before) if body is not None else (None, 0)
+            parsed = _text_body(raw) if fmt == "vcf" else None
+            body_text, header_count = (parsed.records, parsed.lines_before) if parsed else (None, 0)
             body_parts: list[str] = []
             af_key = pop_af_key(vf.header)
             variants: list[dict[str, Any]] = []
@@ -297,14 +297,7 @@ def deidentify_vcf(
             raise DeidError(
                 f"final gate: an identifying value ({kind}) survived in the de-identified VCF; not stored"
             )
-        if body is not None and body.blocks_after:
-            # the records after the block where the header ended are copied as the input's own
-            # compressed blocks (their text is what the gate has just read)
-            output = bgzip(head + body.records[: body.block_tail], eof=False) + raw[body.blocks_after :]
-            if not output.endswith(_BGZF_EOF):
-                output += _BGZF_EOF
-        else:
-            output = bgzip(data)
+        output = _bgzf_output(data, len(head), parsed, raw)
     if index is None:
         index = _columns(variants)
     return VcfResult(output, pseudonyms, patient_ids, index, dropped, records, fmt)
@@ -637,6 +630,16 @@ def _bgzf_blocks(raw: bytes) -> list[tuple[int, int, int]] | None:
         blocks.append((pos, pos + 12 + xlen, pos + bsize + 1))
         pos += bsize + 1
     return blocks
+
+
+def _bgzf_output(data: bytes, head: int, parsed: _Body | None, raw: bytes) -> bytes:
+    """``data`` (the new header, ``head`` bytes, then the records) as BGZF. Where the records are the
+    input's own, unchanged, and it was BGZF, the blocks after the one where its header ended are copied
+    as they are (their text is what the gate read); otherwise everything is compressed anew."""
+    if parsed is None or not parsed.blocks_after or data[head:] != parsed.records:
+        return bgzip(data)
+    out = bgzip(data[: head + parsed.block_tail], eof=False) + raw[parsed.blocks_after :]
+    return out if out.endswith(_BGZF_EOF) else out + _BGZF_EOF
 
 
 def _text_body(raw: bytes) -> _Body:
