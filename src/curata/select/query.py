@@ -108,19 +108,19 @@ def _metric_field(name: str) -> Field:
 
 def _patient_rows(table_name: str) -> Callable[[Any], Any]:
     """EXISTS over the rows of one clinical table (or of the variants) belonging to the series' patient:
-    the same pseudonym at the same site."""
+    the same pseudonym at the same site. Person rows are read in the catalog; the other tables through
+    their per-patient index (``curata.collect.clinical.cohort``)."""
 
     def scope(condition: Any) -> Any:
-        from curata.collect.clinical import OMOP
-        from curata.collect.genomics import genomic_variant
+        from curata.collect.clinical import OMOP, patient_rows
 
+        if table_name != "person":
+            return patient_rows(table_name, condition, Patient.pseudonym, Patient.site_id)
         person = OMOP["person"]
-        table = genomic_variant if table_name == "genomic_variant" else OMOP[table_name]
-        src = person if table is person else table.join(person, table.c.person_id == person.c.person_id)
         return exists(
-            select(1)
-            .select_from(src)
-            .where(person.c.pseudonym == Patient.pseudonym, person.c.site_id == Patient.site_id, condition)
+            select(1).where(
+                person.c.pseudonym == Patient.pseudonym, person.c.site_id == Patient.site_id, condition
+            )
         )
 
     return scope
@@ -128,12 +128,13 @@ def _patient_rows(table_name: str) -> Callable[[Any], Any]:
 
 def _cols(table_name: str, *names: str) -> Callable[[], Any]:
     def get() -> Any:
-        from curata.collect.clinical import OMOP
-        from curata.collect.genomics import genomic_variant
+        from curata.collect.clinical import OMOP, IndexedColumn
 
-        table = genomic_variant if table_name == "genomic_variant" else OMOP[table_name]
-        cols = tuple(table.c[n] for n in names)
-        return cols if len(cols) > 1 else cols[0]
+        if table_name != "person":
+            got: tuple[Any, ...] = tuple(IndexedColumn(table_name, n) for n in names)
+        else:
+            got = tuple(OMOP[table_name].c[n] for n in names)
+        return got if len(got) > 1 else got[0]
 
     return get
 
@@ -486,14 +487,19 @@ def _scoped_test(t: Test) -> ColumnElement[bool]:
     assert t.field.scope is not None
     cols = t.field.column()
     cols = cols if isinstance(cols, tuple) else (cols,)
+
+    def each(test: Callable[[Any], Any]) -> Any:
+        # an indexed column: one of the patient's distinct values passes; a person column: its value
+        return or_(*(c.any(test) if hasattr(c, "any") else test(c) for c in cols))
+
     if t.op == "truth":
         return t.field.scope(true())
     if t.op == "null":
-        present = t.field.scope(or_(*(c.is_not(None) for c in cols)))
+        present = t.field.scope(each(lambda c: c.is_not(None)))
         return present if t.negate else not_(present)
     negated = t.negate or t.op == "!="
     positive = Test(t.pos, t.field, "=" if t.op == "!=" else t.op, t.values, False)
-    found = t.field.scope(or_(*(_column_test(positive, c) for c in cols)))
+    found = t.field.scope(each(lambda c: _column_test(positive, c)))
     return not_(found) if negated else found
 
 

@@ -8,6 +8,7 @@ import json
 import sqlalchemy as sa
 
 from curata.catalog import Patient, Study
+from curata.collect.clinical import INDEXED, clinical_rows
 from curata.collect.clinical.models import OMOP, clinical_source
 from curata.collect.genomics.models import genomic_file, genomic_variant
 from curata.collect.ingest import Ingestor
@@ -23,7 +24,10 @@ from tests.conftest import make_ct
 
 
 def _rows(ws, table):  # type: ignore[no-untyped-def]
+    """Every row of a catalog table; the clinical tables' rows as filed (Parquet in the store)."""
     with ws.catalog.session() as s:
+        if table.name in INDEXED:
+            return clinical_rows(s, ws.store, table.name)
         return [dict(r._mapping) for r in s.execute(sa.select(table))]
 
 
@@ -146,3 +150,34 @@ def test_vcf_sample_becomes_the_patients_pseudonym_and_variants_are_indexed(work
     )
     assert v["zygosity"] == "heterozygous" and abs(v["allele_frequency"] - 0.42) < 1e-6
     assert variants[55181378]["zygosity"] == "homozygous"
+
+
+def test_filing_a_deidentified_batch_twice_files_it_once(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The public filing entry points (a gateway's push lands there too): a batch or VCF filed again is
+    'present', and nothing is written twice."""
+    import hashlib
+    import tomllib
+
+    from curata.collect.clinical import ClinicalIngestor, parse_mapping
+    from curata.collect.clinical.mapping import VcfMap
+    from curata.collect.clinical.tabular import deidentify_table
+    from curata.collect.genomics import deidentify_vcf
+    from curata.collect.ingest import ensure_site
+    from tests.collect.clinical._fixtures import MAPPING
+
+    raw = write_csv(tmp_path / "dx.csv", [csv_row(), csv_row(mrn="MRN-55555")]).read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    key = workspace.site_key()
+    batch = deidentify_table(raw, "dx.csv", digest, parse_mapping(tomllib.loads(MAPPING)).table, key, "csv")
+    with workspace.catalog.session() as s:
+        site_id = ensure_site(s, workspace.site_name).id
+    filer = ClinicalIngestor(workspace, site_id)
+    assert filer.file_batch(batch, "dx.csv").status == "ingested"
+    assert filer.file_batch(batch, "dx.csv").status == "present"
+    vcf = vcf_text().encode()
+    res = deidentify_vcf(vcf, "a.vcf", VcfMap(), key)
+    vdigest = hashlib.sha256(vcf).hexdigest()
+    assert [filer.file_vcf(res, vdigest, "a.vcf").status for _ in range(2)] == ["ingested", "present"]
+    assert len(_rows(workspace, OMOP["condition_occurrence"])) == 2
+    assert len(_rows(workspace, genomic_variant)) == 2 and len(_rows(workspace, genomic_file)) == 1
+    assert len(_rows(workspace, clinical_source)) == 1

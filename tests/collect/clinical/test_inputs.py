@@ -4,10 +4,12 @@ and the age cap."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import sqlalchemy as sa
 
+from curata.collect.clinical import INDEXED, clinical_rows
 from curata.collect.clinical.models import OMOP
 from curata.collect.genomics.models import genomic_file, genomic_variant
 from curata.collect.ingest import Ingestor
@@ -22,7 +24,10 @@ from tests.collect.clinical._fixtures import (
 
 
 def _count(ws, table) -> int:  # type: ignore[no-untyped-def]
+    """Rows of a catalog table; of a clinical table, the rows filed (Parquet in the store)."""
     with ws.catalog.session() as s:
+        if table.name in INDEXED:
+            return len(clinical_rows(s, ws.store, table.name))
         return s.scalar(sa.select(sa.func.count()).select_from(table)) or 0
 
 
@@ -87,7 +92,7 @@ def test_ages_above_89_read_as_90(workspace, tmp_path) -> None:  # type: ignore[
     with workspace.catalog.session() as s:
         p = s.execute(sa.select(OMOP["person"])).one()
         last = max(  # the row's events are days apart: a shift may put them in two years
-            s.scalar(sa.select(sa.func.max(OMOP[t].c[c])))
+            max(r[c] for r in clinical_rows(s, workspace.store, t))
             for t, c in (
                 ("condition_occurrence", "condition_start_date"),
                 ("measurement", "measurement_date"),
@@ -182,7 +187,7 @@ def test_ages_per_row_code_systems_per_row_and_two_events_into_one_table(workspa
     assert "line 5: code: not a valid LOINC code" in reason and "line 6: date: not a date" in reason
     with workspace.catalog.session() as s:
         persons = {p.person_id: p for p in s.execute(sa.select(OMOP["person"]))}
-        meas = [dict(r._mapping) for r in s.execute(sa.select(OMOP["measurement"]))]
+        meas = clinical_rows(s, workspace.store, "measurement")
     assert len(meas) == 6  # three rows kept, two events each
     by_person: dict[int, list[dict]] = {}
     for m in meas:
@@ -210,9 +215,46 @@ def test_a_time_of_day_is_kept_and_shifted_with_its_date(tmp_path, monkeypatch, 
     path = write_csv(tmp_path / "t" / "dx.csv", [csv_row(diagnosis_date="2024-02-20T14:30:05")])
     Ingestor(workspace, workers=1).ingest_paths([path])
     with workspace.catalog.session() as s:
-        c = s.execute(sa.select(OMOP["condition_occurrence"])).one()
-        m = s.execute(sa.select(OMOP["measurement"])).one()
+        (c,) = [SimpleNamespace(**r) for r in clinical_rows(s, workspace.store, "condition_occurrence")]
+        (m,) = [SimpleNamespace(**r) for r in clinical_rows(s, workspace.store, "measurement")]
     assert c.condition_start_datetime.date() == c.condition_start_date
     assert (c.condition_start_datetime.hour, c.condition_start_datetime.minute) == (14, 30)
     assert c.condition_start_datetime.second == 5 and m.measurement_datetime is None
     assert (m.measurement_date - c.condition_start_date).days == 1  # 2024-02-21: the interval is kept
+
+
+def test_a_bgzf_vcf_keeps_its_record_blocks_and_reads_as_the_text_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A bgzipped VCF's blocks after the header are copied as they are: the output decompresses to what
+    the text VCF gives, is BGZF that pysam reads, and the gate still reads it (a planted sample ID in a
+    record, past the header, refuses the file)."""
+    import gzip
+
+    import pysam
+    import pytest
+
+    from curata.collect.clinical.mapping import VcfMap
+    from curata.collect.genomics.vcf import deidentify_vcf
+    from curata.errors import DeidError
+
+    key = bytes(range(32))
+    text = vcf_text()
+    lines = text.splitlines()
+    body = [ln for ln in lines if ln and not ln.startswith("#")]
+    many = "\n".join([*[ln for ln in lines if ln.startswith("#")], *(body * 3000)]) + "\n"  # > 64 KiB
+    (tmp_path / "in.vcf").write_text(many)
+    pysam.tabix_compress(str(tmp_path / "in.vcf"), str(tmp_path / "in.vcf.gz"), force=True)
+    plain = deidentify_vcf((tmp_path / "in.vcf").read_bytes(), "in.vcf", VcfMap(), key)
+    packed = deidentify_vcf((tmp_path / "in.vcf.gz").read_bytes(), "in.vcf.gz", VcfMap(), key)
+    assert gzip.decompress(packed.output) == gzip.decompress(plain.output)
+    tail = (tmp_path / "in.vcf.gz").read_bytes()[-2000:]
+    assert packed.output.endswith(tail) and not plain.output.endswith(tail)  # blocks copied, not redone
+    assert packed.records == plain.records == len(body) * 3000 and packed.count == plain.count
+    (tmp_path / "out.vcf.gz").write_bytes(packed.output)
+    with pysam.VariantFile(str(tmp_path / "out.vcf.gz")) as vf:
+        assert sum(1 for _ in vf) == len(body) * 3000
+    cols = body[-1].split("\t")
+    planted = many + "\t".join([*cols[:6], "MRN77123", *cols[7:]]) + "\n"  # the sample's ID as a FILTER
+    (tmp_path / "bad.vcf").write_text(planted)
+    pysam.tabix_compress(str(tmp_path / "bad.vcf"), str(tmp_path / "bad.vcf.gz"), force=True)
+    with pytest.raises(DeidError):
+        deidentify_vcf((tmp_path / "bad.vcf.gz").read_bytes(), "bad.vcf.gz", VcfMap(samples={}), key)

@@ -61,7 +61,12 @@ COHORT = (
 
 
 def _count(ws: Workspace, table: Any) -> int:
+    """Rows of a catalog table; of a clinical table, wherever they live (Parquet in the store, or SQL)."""
+    from curata.collect.clinical import INDEXED, clinical_rows
+
     with ws.catalog.session() as s:
+        if getattr(table, "name", None) in INDEXED:
+            return len(clinical_rows(s, ws.store, table.name))
         return int(s.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
 
 

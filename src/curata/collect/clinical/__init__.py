@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from curata.collect.clinical._index import INDEXED, backfill_index
     from curata.collect.clinical._omop import OMOP_TABLES, curata_columns, omop_columns, omop_fields
+    from curata.collect.clinical.cohort import IndexedColumn, patient_rows
     from curata.collect.clinical.deid import ClinicalDeidentifier, patient_key
     from curata.collect.clinical.exchange import MANIFEST_TYPE, Batch
     from curata.collect.clinical.mapping import SiteMapping, load_mapping, parse_mapping
-    from curata.collect.clinical.models import OMOP, clinical_source
+    from curata.collect.clinical.models import OMOP, clinical_index, clinical_source, clinical_table
     from curata.collect.clinical.service import (
         ClinicalIngestor,
         ClinicalOutcome,
@@ -28,10 +30,19 @@ if TYPE_CHECKING:
         input_kind,
         receive_batches,
     )
+    from curata.collect.clinical.tables import clinical_rows, index_counts
 
 __getattr__ = lazy_exports(
     __name__,
     {
+        "INDEXED": "_index",
+        "backfill_index": "_index",
+        "IndexedColumn": "cohort",
+        "patient_rows": "cohort",
+        "clinical_rows": "tables",
+        "index_counts": "tables",
+        "clinical_index": "models",
+        "clinical_table": "models",
         "OMOP_TABLES": "_omop",
         "omop_fields": "_omop",
         "omop_columns": "_omop",
@@ -59,6 +70,7 @@ __getattr__ = lazy_exports(
 )
 
 __all__ = [
+    "INDEXED",
     "MANIFEST_TYPE",
     "OMOP",
     "OMOP_TABLES",
@@ -68,18 +80,25 @@ __all__ = [
     "ClinicalOutcome",
     "FiledBatch",
     "FiledInput",
+    "IndexedColumn",
     "SiteMapping",
+    "backfill_index",
     "batch_name",
+    "clinical_index",
+    "clinical_rows",
     "clinical_source",
+    "clinical_table",
     "curata_columns",
     "deidentified_batch",
     "file_deidentified_batch",
     "filed_inputs",
+    "index_counts",
     "input_kind",
     "load_mapping",
     "omop_columns",
     "omop_fields",
     "parse_mapping",
     "patient_key",
+    "patient_rows",
     "receive_batches",
 ]

@@ -9,8 +9,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from curata.collect.clinical import _index
 from curata.collect.clinical._records import ClinicalBatch
-from curata.collect.clinical.models import OMOP, clinical_source, observation_period, person
+from curata.collect.clinical.models import (
+    clinical_id_counter,
+    clinical_index,
+    clinical_source,
+    clinical_table,
+    observation_period,
+    person,
+)
 
 _DATE_COLUMNS = {
     "condition_occurrence": "condition_start_date",
@@ -22,25 +30,11 @@ _DATE_COLUMNS = {
 }
 
 
-def _fit(table: sa.Table, row: dict[str, Any]) -> dict[str, Any]:
-    """Only the table's columns; text cut to the CDM's varchar length (PostgreSQL enforces it)."""
-    out = {}
-    for k, v in row.items():
-        col = table.c.get(k)
-        if col is None:
-            continue
-        length = getattr(col.type, "length", None)
-        if isinstance(v, str) and length:
-            v = v[:length]
-        out[k] = v
-    return out
-
-
 def person_ids(session: Session, site_id: int, pseudonyms: Iterable[str]) -> dict[str, int]:
     wanted = sorted(set(pseudonyms))
     found: dict[str, int] = {}
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i : i + 500]
+    for i in range(0, len(wanted), 2000):
+        chunk = wanted[i : i + 2000]
         rows = session.execute(
             sa.select(person.c.pseudonym, person.c.person_id).where(
                 person.c.site_id == site_id, person.c.pseudonym.in_(chunk)
@@ -54,69 +48,98 @@ def ensure_persons(
     session: Session, site_id: int, batch: ClinicalBatch, digest: str | None
 ) -> dict[str, int]:
     ids = person_ids(session, site_id, batch.persons)
-    new = [
-        {
-            "site_id": site_id,
-            "pseudonym": p.pseudonym,
-            "person_source_value": p.pseudonym,
-            "gender_source_value": p.sex,
-            "year_of_birth": p.year_of_birth,
-            "age_capped": p.age_capped,
-            "gender_concept_id": 0,
-            "race_concept_id": 0,
-            "ethnicity_concept_id": 0,
-            "source_digest": digest,
-        }
-        for key, p in batch.persons.items()
-        if key not in ids
-    ]
+    new = [p for key, p in batch.persons.items() if key not in ids]
     if new:
-        session.execute(sa.insert(person), new)
-    for key, p in batch.persons.items():
-        if key in ids and (p.sex or p.year_of_birth is not None):
-            values: dict[str, Any] = {}
-            if p.sex:
-                values["gender_source_value"] = sa.func.coalesce(person.c.gender_source_value, p.sex)
-            if p.year_of_birth is not None:
-                values["year_of_birth"] = sa.func.coalesce(person.c.year_of_birth, p.year_of_birth)
-            if p.age_capped:
-                values["age_capped"] = True
-            session.execute(sa.update(person).where(person.c.person_id == ids[key]).values(**values))
+        import numpy as np
+
+        def column(values: list[Any]) -> Any:
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out
+
+        names = column([p.pseudonym for p in new])
+        frame = {
+            "pseudonym": names,
+            "person_source_value": names,
+            "gender_source_value": column([p.sex for p in new]),
+            "year_of_birth": column([p.year_of_birth for p in new]),
+            "age_capped": column([bool(p.age_capped) for p in new]),
+        }
+        insert_frame(session, person, frame, {"site_id": site_id, "source_digest": digest})
+    # facts a later input adds to a known person (never overwriting one already filed), in one executemany
+    known = [(ids[key], p) for key, p in batch.persons.items() if key in ids]
+    updates = [
+        {"pid": pid, "sex": p.sex, "yob": p.year_of_birth, "capped": bool(p.age_capped)}
+        for pid, p in known
+        if p.sex or p.year_of_birth is not None
+    ]
+    if updates:
+        session.execute(
+            sa.update(person)
+            .where(person.c.person_id == sa.bindparam("pid"))
+            .values(
+                gender_source_value=sa.func.coalesce(person.c.gender_source_value, sa.bindparam("sex")),
+                year_of_birth=sa.func.coalesce(person.c.year_of_birth, sa.bindparam("yob")),
+                age_capped=sa.or_(person.c.age_capped, sa.bindparam("capped")),
+            ),
+            updates,
+        )
     return person_ids(session, site_id, batch.persons) if new else ids
 
 
-def refresh_periods(session: Session, site_id: int, pids: Iterable[int]) -> None:
-    """One observation period per person: from the first to the last dated event Curata holds."""
-    pids = sorted(set(pids))
+def _spans(name: str, table: Any, person: Any, spans: dict[int, list[Any]]) -> None:
+    """Widen ``spans`` (person_id -> [first, last] day) by the table's dated events (start dates, as
+    OMOP periods count); ``person``: each row's person_id."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    col = _DATE_COLUMNS.get(name)
+    if col is None or col not in table.column_names or not table.num_rows:
+        return
+    days = table.column(col).combine_chunks().cast(pa.date32()).cast(pa.int32())
+    valid = days.is_valid().to_numpy(zero_copy_only=False)
+    values = days.fill_null(0).to_numpy(zero_copy_only=False)
+    got = pd.Series(values[valid]).groupby(person[valid]).agg(["min", "max"])
+    epoch = np.datetime64("1970-01-01", "D")
+    for pid, lo, hi in zip(got.index.tolist(), got["min"].tolist(), got["max"].tolist(), strict=True):
+        lo_day, hi_day = (epoch + np.timedelta64(lo, "D")).item(), (epoch + np.timedelta64(hi, "D")).item()
+        s = spans.setdefault(int(pid), [lo_day, hi_day])
+        s[0], s[1] = min(s[0], lo_day), max(s[1], hi_day)
+
+
+def update_periods(session: Session, site_id: int, spans: dict[int, list[Any]]) -> None:
+    """One observation period per person: from the first to the last dated event Curata holds (the
+    periods already filed widened by the new events)."""
+    pids = sorted(spans)
     for i in range(0, len(pids), 500):
         chunk = pids[i : i + 500]
-        spans: dict[int, list[Any]] = {}
-        for table, col in _DATE_COLUMNS.items():
-            t = OMOP[table]
-            rows = session.execute(
-                sa.select(t.c.person_id, sa.func.min(t.c[col]), sa.func.max(t.c[col]))
-                .where(t.c.person_id.in_(chunk))
-                .group_by(t.c.person_id)
-            )
-            for pid, lo, hi in rows:
-                s = spans.setdefault(int(pid), [lo, hi])
-                s[0], s[1] = min(s[0], lo), max(s[1], hi)
+        for pid, lo, hi in session.execute(
+            sa.select(
+                observation_period.c.person_id,
+                observation_period.c.observation_period_start_date,
+                observation_period.c.observation_period_end_date,
+            ).where(observation_period.c.person_id.in_(chunk))
+        ):
+            s = spans[int(pid)]
+            s[0], s[1] = min(s[0], lo), max(s[1], hi)
         session.execute(sa.delete(observation_period).where(observation_period.c.person_id.in_(chunk)))
-        if spans:
-            session.execute(
-                sa.insert(observation_period),
-                [
-                    {
-                        "person_id": pid,
-                        "observation_period_start_date": lo,
-                        "observation_period_end_date": hi,
-                        "period_type_concept_id": 32817,  # EHR (OMOP type concept)
-                        "site_id": site_id,
-                        "record_key": hashlib.sha256(f"period|{site_id}|{pid}".encode()).hexdigest(),
-                    }
-                    for pid, (lo, hi) in spans.items()
-                ],
-            )
+    if spans:
+        import numpy as np
+
+        pids = list(spans)
+        frame = {
+            "person_id": np.array(pids, dtype=np.int64),
+            "observation_period_start_date": np.array([spans[p][0] for p in pids], dtype="datetime64[D]"),
+            "observation_period_end_date": np.array([spans[p][1] for p in pids], dtype="datetime64[D]"),
+            "record_key": np.array(
+                [hashlib.sha256(f"period|{site_id}|{pid}".encode()).hexdigest() for pid in pids], dtype=object
+            ),
+        }
+        # 32817: EHR (OMOP type concept)
+        insert_frame(
+            session, observation_period, frame, {"site_id": site_id, "period_type_concept_id": 32817}
+        )
 
 
 def _column_values(col: sa.Column[Any], values: Any, sqlite: bool) -> list[Any]:
@@ -195,47 +218,104 @@ def insert_frame(session: Session, table: sa.Table, frame: dict[str, Any], const
     return n
 
 
-def file_batch(session: Session, site_id: int, batch: ClinicalBatch, output_digest: str | None) -> int:
-    """Insert everything of one batch (the caller commits); returns the rows written."""
+def allocate_ids(session: Session, table: str, n: int) -> int:
+    """The first of ``n`` new row ids of ``table`` (the counter row is locked until the commit, so two
+    filers never get the same ids)."""
+    c = clinical_id_counter
+    done = session.execute(
+        sa.update(c).where(c.c.table_name == table).values(next_id=c.c.next_id + n)
+    ).rowcount  # type: ignore[attr-defined]
+    if not done:
+        session.execute(sa.insert(c).values(table_name=table, next_id=1 + n))
+    return int(session.scalar(sa.select(c.c.next_id).where(c.c.table_name == table)) or 0) - n
+
+
+def file_tables(
+    session: Session, site_id: int, source_digest: str, tables: dict[str, Any], blobs: dict[str, str],
+    ids: dict[str, int], spans: dict[int, list[Any]] | None = None,
+) -> int:  # fmt: skip
+    """The catalog side of an input's Parquet tables: one ``clinical_table`` row per table (with its ids)
+    and the per-patient index. ``ids``: pseudonym -> person_id; ``spans``, when given, is widened by the
+    tables' dated events (see ``_spans``). Returns the rows filed."""
+    import numpy as np
+    import pyarrow as pa
+
+    written = 0
+    frames = []
+    for name, table in tables.items():
+        n = table.num_rows
+        if not n:
+            continue
+        session.execute(
+            sa.insert(clinical_table).values(
+                site_id=site_id,
+                source_digest=source_digest,
+                table_name=name,
+                blob_digest=blobs[name],
+                rows=n,
+                first_id=allocate_ids(session, name, n),
+            )
+        )
+        col = table.column("pseudonym").combine_chunks()
+        enc = col if isinstance(col.type, pa.DictionaryType) else col.dictionary_encode()
+        lookup = np.array([ids[p] for p in enc.dictionary.to_pylist()], dtype=np.int64)
+        person = lookup[enc.indices.to_numpy(zero_copy_only=False)]
+        frames.append(_index.index_frame(name, table, person, source_digest))
+        if spans is not None:
+            _spans(name, table, person, spans)
+        written += n
+    merged = _index.merge_index_frames(frames)
+    if merged:
+        insert_frame(session, clinical_index, merged, {})
+    return written
+
+
+def batch_tables(batch: ClinicalBatch) -> dict[str, Any]:
+    """The batch's rows as one Arrow table per OMOP table (column frames and row dicts together)."""
+    import pyarrow as pa
+
+    out: dict[str, Any] = {}
+    for name in (*batch.frames, *(t for t in batch.events if t not in batch.frames)):
+        parts = []
+        frame = batch.frames.get(name)
+        if frame is not None and len(frame["pseudonym"]):
+            parts.append(_index.to_arrow(name, frame, len(frame["pseudonym"]), batch.input_digest))
+        rows = batch.events.get(name)
+        if rows:
+            parts.append(_index.to_arrow(name, _index.rows_frame(name, rows), len(rows)))
+        if len(parts) > 1:  # the FHIR rows' keys are whole: the prefix goes, the columns are decoded
+            parts = [_index.plain(p) for p in parts]
+            out[name] = pa.concat_tables(parts)
+        elif parts:
+            out[name] = parts[0]
+    return out
+
+
+def file_batch(
+    session: Session,
+    site_id: int,
+    batch: ClinicalBatch,
+    output_digest: str | None,
+    tables: dict[str, Any] | None = None,
+    blobs: dict[str, str] | None = None,
+) -> int:
+    """File one batch (the caller commits): persons, their periods, the tables' catalog rows and index,
+    and the input. ``tables`` / ``blobs``: the batch's Arrow tables and their stored Parquet digests."""
     from curata.collect.clinical._records import PersonFacts
 
-    for frame in batch.frames.values():
-        for p in set(frame["pseudonym"].tolist()):
+    tables = batch_tables(batch) if tables is None else tables
+    for table in tables.values():
+        for p in table.column("pseudonym").unique().to_pylist():
             if p not in batch.persons:
                 batch.persons[p] = PersonFacts(p)
-    for rows in batch.events.values():
-        for r in rows:
-            if r["pseudonym"] not in batch.persons:
-                batch.persons[r["pseudonym"]] = PersonFacts(r["pseudonym"])
     ids = ensure_persons(session, site_id, batch, batch.input_digest)
     written = 0
-    for table, rows in batch.events.items():
-        t = OMOP[table]
-        payload = []
-        for r in rows:
-            d = _fit(t, r)
-            d["person_id"] = ids[r["pseudonym"]]
-            d["site_id"] = site_id
-            d["source_digest"] = batch.input_digest
-            payload.append(d)
-        keys = set().union(*payload) if payload else set()
-        for d in payload:  # executemany needs the same keys in every row
-            for k in keys - d.keys():
-                d[k] = None
-        for i in range(0, len(payload), 5000):
-            session.execute(sa.insert(t), payload[i : i + 5000])
-        written += len(payload)
-    for table, frame in batch.frames.items():
-        if not len(frame["pseudonym"]):
-            continue
-        import numpy as np
-
-        names, inverse = np.unique(frame["pseudonym"], return_inverse=True)
-        frame = {**frame, "person_id": np.array([ids[p] for p in names], dtype=np.int64)[inverse]}
-        written += insert_frame(
-            session, OMOP[table], frame, {"site_id": site_id, "source_digest": batch.input_digest}
-        )
-    refresh_periods(session, site_id, ids.values())
+    if tables:
+        if blobs is None:
+            raise ValueError("file_batch: the Parquet digests of the tables are needed")
+        spans: dict[int, list[Any]] = {}
+        written = file_tables(session, site_id, batch.input_digest, tables, blobs, ids, spans)
+        update_periods(session, site_id, spans)
     session.execute(
         sa.insert(clinical_source).values(
             site_id=site_id,
@@ -249,13 +329,13 @@ def file_batch(session: Session, site_id: int, batch: ClinicalBatch, output_dige
     return written
 
 
-def known_inputs(session: Session, site_id: int) -> set[str]:
+def known_inputs(session: Session, site_id: int, digest: str | None = None) -> set[str]:
+    """The inputs (sha256) this site has filed, clinical and genomic (only ``digest``, when given)."""
     from curata.collect.genomics.models import genomic_file
 
-    got = set(
-        session.scalars(sa.select(clinical_source.c.input_digest).where(clinical_source.c.site_id == site_id))
-    )
-    got |= set(
-        session.scalars(sa.select(genomic_file.c.input_digest).where(genomic_file.c.site_id == site_id))
-    )
-    return got
+    q1 = sa.select(clinical_source.c.input_digest).where(clinical_source.c.site_id == site_id)
+    q2 = sa.select(genomic_file.c.input_digest).where(genomic_file.c.site_id == site_id)
+    if digest is not None:
+        q1 = q1.where(clinical_source.c.input_digest == digest)
+        q2 = q2.where(genomic_file.c.input_digest == digest)
+    return set(session.scalars(q1)) | set(session.scalars(q2))

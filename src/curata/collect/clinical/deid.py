@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from curata.collect.deid.pseudonyms import Pseudonymizer
-from curata.collect.deid.text import REDACTED, Identifiers, clean_text, find_identifier
+from curata.collect.deid.text import REDACTED, Identifiers, clean_generic_many, clean_text, find_identifier
 
 AGE_CAP = 89  # ages above this read as 90 (HIPAA Safe Harbor; the DICOM engine caps the same way)
 
@@ -70,8 +70,17 @@ def clean(value: str | None, ids: Identifiers, *, generic: bool = True) -> str |
     """The DICOM engine's free-text cleaner; a value left as nothing but redaction marks becomes None."""
     if value is None:
         return None
-    out = clean_text(value, ids, generic=generic).strip()
+    return _kept(clean_text(value, ids, generic=generic))
+
+
+def _kept(out: str) -> str | None:
+    out = out.strip()
     return None if not out.replace(REDACTED, "").strip(" ,;.-") else out
+
+
+def clean_generic(values: list[str]) -> list[str | None]:
+    """``clean(v, Identifiers())`` (generic shapes only) for many values at once."""
+    return [_kept(v) for v in clean_generic_many(values)]
 
 
 def survivors(value: str, ids: Identifiers) -> bool:

@@ -46,7 +46,7 @@ def linkage_report(ws: Workspace, expect: Sequence[str] = ("CT", "clinical")) ->
     as CT, MR, SM, or clinical / genomic / specimen)."""
     from curata.catalog import Patient, Series, Site, Study
     from curata.collect.clinical.models import OMOP
-    from curata.collect.genomics.models import genomic_variant
+    from curata.collect.clinical.tables import clinical_rows, index_counts
 
     person = OMOP["person"]
     rows: dict[tuple[int, str], LinkageRow] = {}
@@ -77,25 +77,19 @@ def linkage_report(ws: Workspace, expect: Sequence[str] = ("CT", "clinical")) ->
         ):
             pids[int(pid)] = (site_id, pseudo)
             row(site_id, pseudo)
-        for name, table in OMOP.items():
-            if name in ("person", "observation_period"):
+        vcfs: dict[int, set[str]] = defaultdict(set)
+        for pid, name, digest, n in index_counts(s):
+            r = row(*pids[pid])
+            if name == "genomic_variant":
+                vcfs[pid].add(digest)
                 continue
-            for pid, n in s.execute(
-                sa.select(table.c.person_id, sa.func.count()).group_by(table.c.person_id)
-            ):
-                r = row(*pids[int(pid)])
-                r.clinical_rows += int(n)
-                if name == "specimen":
-                    r.specimens += int(n)
-        for pid, n in s.execute(
-            sa.select(
-                genomic_variant.c.person_id, sa.func.count(sa.distinct(genomic_variant.c.file_id))
-            ).group_by(genomic_variant.c.person_id)
-        ):
-            row(*pids[int(pid)]).vcf_files += int(n)
-        spec = OMOP["specimen"]
-        for pid, sday in s.execute(sa.select(spec.c.person_id, spec.c.specimen_date)):
-            key = pids[int(pid)]
+            r.clinical_rows += n
+            if name == "specimen":
+                r.specimens += n
+        for pid, digests in vcfs.items():
+            row(*pids[pid]).vcf_files += len(digests)
+        for spec in clinical_rows(s, ws.store, "specimen"):
+            key, sday = pids[int(spec["person_id"])], spec["specimen_date"]
             if any(d and sday and abs((d - sday).days) <= SLIDE_WINDOW_DAYS for d in slides.get(key, [])):
                 rows[key].slides_linked += 1
     for r in rows.values():

@@ -46,9 +46,50 @@ clinical_source = sa.Table(
     sa.UniqueConstraint("site_id", "input_digest", name="uq_clinical_source_input"),
 )
 
+_BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+# The whole de-identified tables of one input: one Parquet blob per (input, table) in the store. Row i of
+# the blob has the id ``first_id + i`` (allocated from ``clinical_id_counter``, so ids never repeat).
+clinical_table = sa.Table(
+    "clinical_table",
+    Base.metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("site_id", sa.Integer(), sa.ForeignKey("site.id"), nullable=False, index=True),
+    sa.Column("source_digest", sa.String(64), nullable=False),  # the input (sha256)
+    sa.Column("table_name", sa.String(32), nullable=False),  # an OMOP table, or genomic_variant
+    sa.Column("blob_digest", sa.String(64), nullable=False),  # the Parquet file in the store
+    sa.Column("rows", sa.Integer(), nullable=False),
+    sa.Column("first_id", sa.BigInteger(), nullable=False),
+    sa.UniqueConstraint("site_id", "source_digest", "table_name", name="uq_clinical_table_source"),
+)
+
+# What cohort queries test, per (patient, input, table): the row count and a JSON document of the distinct
+# values of the indexed columns (``curata.collect.clinical._index.INDEXED``).
+clinical_index = sa.Table(
+    "clinical_index",
+    Base.metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("person_id", _BIGINT, sa.ForeignKey("person.person_id"), nullable=False, index=True),
+    sa.Column("source_digest", sa.String(64), nullable=False),
+    sa.Column("table_name", sa.String(32), nullable=False),
+    sa.Column("rows", sa.Integer(), nullable=False),
+    sa.Column("value", sa.Text(), nullable=False),  # {"column": [distinct values]}
+)
+
+# The next free row id per table (OMOP ids stay unique across inputs and the rows of older catalogs).
+clinical_id_counter = sa.Table(
+    "clinical_id_counter",
+    Base.metadata,
+    sa.Column("table_name", sa.String(32), primary_key=True),
+    sa.Column("next_id", sa.BigInteger(), nullable=False),
+)
+
 __all__ = [
     "OMOP",
+    "clinical_id_counter",
+    "clinical_index",
     "clinical_source",
+    "clinical_table",
     "condition_occurrence",
     "drug_exposure",
     "measurement",

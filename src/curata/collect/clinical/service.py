@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from curata.collect.clinical import _writer
 from curata.collect.clinical._records import ClinicalBatch
@@ -141,29 +142,88 @@ class ClinicalIngestor:
 
     # -- filing ------------------------------------------------------------------------------------
     def _quarantine_row(self, digest: str, reason: str, size: int) -> None:
-        _quarantine_row(self.ws, digest, reason, size)
+        from curata.catalog import QuarantineItem
 
-    def _file_batch(self, src: Source, raw: bytes, batch: ClinicalBatch) -> ClinicalOutcome:
+        with self.ws.catalog.session() as session:
+            item = session.scalar(
+                sa.select(QuarantineItem).where(
+                    QuarantineItem.stage == "clinical", QuarantineItem.input_digest == digest
+                )
+            )
+            if item is None:
+                session.add(
+                    QuarantineItem(stage="clinical", input_digest=digest, reason=reason[:4000], size=size)
+                )
+            else:
+                item.reason = reason[:4000]
+
+    def file_batch(self, batch: ClinicalBatch, source_name: str, raw: bytes | None = None) -> ClinicalOutcome:
+        """File one de-identified batch (CSV, Excel or FHIR): each table as Parquet in the store, then the
+        persons, the per-patient index and the input in one commit. The entry point for batches that were
+        de-identified elsewhere (a gateway's push) too. ``raw``: the input, kept in quarantine when rows
+        were refused (absent where the input never left the site)."""
+        import json
+
+        from curata.collect.clinical import _index
         from curata.collect.ingest import _quarantine_bytes
 
         for pid, who in batch.identities.items():
             self.known[pid] = who.ids
-        blob = self.store.put_bytes(batch.output_bytes())
-        with self.ws.catalog.session() as session:
-            _writer.file_batch(session, self.site_id, batch, blob)
+        if self._filed(batch.input_digest):
+            return ClinicalOutcome("present", source_name, batch.input_digest)
+        tables = _writer.batch_tables(batch)
+        blobs = {
+            name: self.store.put_bytes(_index.parquet_bytes(t, batch.input_digest))
+            for name, t in tables.items()
+        }
+        manifest = {
+            "kind": batch.kind,
+            "input_digest": batch.input_digest,
+            "persons": [vars(p) | {"birth": None} for p in batch.persons.values()],
+            "tables": blobs,
+        }
+        output = self.store.put_bytes(json.dumps(manifest, sort_keys=True, default=str).encode())
+        if not self._file_once(
+            batch.input_digest, lambda s: _writer.file_batch(s, self.site_id, batch, output, tables, blobs)
+        ):
+            return ClinicalOutcome("present", source_name, batch.input_digest)
         out = ClinicalOutcome(
-            "ingested", src.name, batch.input_digest, rows=batch.rows, refused_rows=list(batch.quarantined)
+            "ingested", source_name, batch.input_digest, rows=batch.rows, refused_rows=list(batch.quarantined)
         )
         if batch.quarantined:
             shown = "; ".join(f"line {n}: {why}" for n, why in batch.quarantined[:20])
             more = f"; and {len(batch.quarantined) - 20} more" if len(batch.quarantined) > 20 else ""
             reason = f"{len(batch.quarantined)} of {batch.rows} rows refused: {shown}{more}"
             out.reason = reason
-            _quarantine_bytes(
-                str(self.ws.quarantine_path), batch.input_digest, raw, src.name, reason, "clinical"
-            )
-            self._quarantine_row(batch.input_digest, reason, len(raw))
+            if raw is not None:
+                _quarantine_bytes(
+                    str(self.ws.quarantine_path), batch.input_digest, raw, source_name, reason, "clinical"
+                )
+            self._quarantine_row(batch.input_digest, reason, len(raw) if raw is not None else 0)
         return out
+
+    def _filed(self, input_digest: str) -> bool:
+        with self.ws.catalog.session() as session:
+            return input_digest in _writer.known_inputs(session, self.site_id, input_digest)
+
+    def _file_once(self, input_digest: str, write: Callable[[Session], object]) -> bool:
+        """Run ``write`` in one transaction unless the input is filed already (by an earlier run, or by
+        a filer that got there first: the unique input keys refuse the second). False: it was."""
+        from sqlalchemy.exc import IntegrityError
+
+        if self._filed(input_digest):
+            return False
+        try:
+            with self.ws.catalog.session() as session:
+                write(session)
+        except IntegrityError:
+            if self._filed(input_digest):
+                return False
+            raise
+        return True
+
+    def _file_batch(self, src: Source, raw: bytes, batch: ClinicalBatch) -> ClinicalOutcome:
+        return self.file_batch(batch, src.name, raw)
 
     def _table(self, src: Source, raw: bytes, digest: str, kind: str) -> ClinicalOutcome:
         from curata.collect.clinical.tabular import deidentify_table
@@ -195,8 +255,52 @@ class ClinicalIngestor:
 
         mapping = self._mapping(src)
         res = deidentify_vcf(raw, src.name, mapping.vcf, self.key, self.known)  # type: ignore[arg-type]
-        _file_vcf(self.ws, self.site_id, digest, res)
-        return ClinicalOutcome("ingested", src.name, digest, rows=res.records)
+        return self.file_vcf(res, digest, src.name)
+
+    def file_vcf(self, res: VcfResult, input_digest: str, source_name: str) -> ClinicalOutcome:
+        """File one de-identified VCF (``genomics.deidentify_vcf``'s result): the VCF whole and its variant
+        index as Parquet in the store, then the file, its samples' persons and their index in one commit."""
+        import numpy as np
+
+        from curata.collect.clinical import _index
+        from curata.collect.clinical._records import PersonFacts
+        from curata.collect.genomics.models import genomic_file
+
+        if self._filed(input_digest):
+            return ClinicalOutcome("present", source_name, input_digest)
+        blob = self.store.put_bytes(res.output)
+        base = [p.split("_")[0] for p in res.samples]
+        frame = {k: v for k, v in res.index.items() if k != "sample"}
+        owner = np.array(base or [""], dtype=object)
+        frame["pseudonym"] = owner[res.index["sample"]] if res.count else np.zeros(0, dtype=object)
+        tables = (
+            {"genomic_variant": _index.to_arrow("genomic_variant", frame, res.count)} if res.count else {}
+        )
+        blobs = {
+            name: self.store.put_bytes(_index.parquet_bytes(t, input_digest)) for name, t in tables.items()
+        }
+        batch = ClinicalBatch(kind="vcf", input_digest=input_digest)
+        for p in base:
+            batch.persons.setdefault(p, PersonFacts(p))
+
+        def write(session: Session) -> None:
+            ids = _writer.ensure_persons(session, self.site_id, batch, input_digest)
+            session.execute(
+                sa.insert(genomic_file).values(
+                    site_id=self.site_id,
+                    input_digest=input_digest,
+                    blob_digest=blob,
+                    format=res.fmt,
+                    samples=res.samples,
+                    variant_count=res.records,
+                    dropped_header_lines=res.dropped_header_lines,
+                )
+            )
+            _writer.file_tables(session, self.site_id, input_digest, tables, blobs, ids)
+
+        if not self._file_once(input_digest, write):
+            return ClinicalOutcome("present", source_name, input_digest)
+        return ClinicalOutcome("ingested", source_name, input_digest, rows=res.records)
 
 
 def _quarantine_row(ws: Workspace, digest: str, reason: str, size: int) -> None:
@@ -214,39 +318,6 @@ def _quarantine_row(ws: Workspace, digest: str, reason: str, size: int) -> None:
             )
         else:
             item.reason = reason[:4000]
-
-
-def _file_vcf(ws: Workspace, site_id: int, digest: str, res: VcfResult) -> None:
-    """The de-identified VCF into the store, then its file row, persons and variant index in one commit."""
-    from curata.collect.clinical._records import PersonFacts
-    from curata.collect.genomics.models import genomic_file, genomic_variant
-
-    blob = ws.store.put_bytes(res.output)
-    batch = ClinicalBatch(kind="vcf", input_digest=digest)
-    base = [p.split("_")[0] for p in res.samples]
-    for p in base:
-        batch.persons.setdefault(p, PersonFacts(p))
-    with ws.catalog.session() as session:
-        ids = _writer.ensure_persons(session, site_id, batch, digest)
-        file_id = session.execute(
-            sa.insert(genomic_file)
-            .values(
-                site_id=site_id,
-                input_digest=digest,
-                blob_digest=blob,
-                format=res.fmt,
-                samples=res.samples,
-                variant_count=res.records,
-                dropped_header_lines=res.dropped_header_lines,
-            )
-            .returning(genomic_file.c.id)
-        ).scalar_one()
-        import numpy as np
-
-        frame = {k: v for k, v in res.index.items() if k != "sample"}
-        person = np.array([ids[b] for b in base] or [0], dtype=np.int64)
-        frame["person_id"] = person[res.index["sample"]] if res.count else np.zeros(0, dtype=np.int64)
-        _writer.insert_frame(session, genomic_variant, frame, {"file_id": file_id})
 
 
 # -- between a gateway and the platform (wire format: exchange.py) ------------------------------------
@@ -327,6 +398,9 @@ def deidentified_batch(ws: Workspace, item: FiledInput) -> Batch:
                 hint="run `curata store verify`",
             )
         return Batch(name, "vcf", vcf=data)
+    from curata.collect.clinical import _index
+    from curata.collect.clinical.models import clinical_table
+
     person = OMOP["person"]
     batch = Batch(name, item.kind)
     people: list[Any] = [
@@ -334,10 +408,33 @@ def deidentified_batch(ws: Workspace, item: FiledInput) -> Batch:
             person.c.site_id == item.site_id, person.c.source_digest == item.input_digest
         )
     ]
+    pseudonyms: set[str] = set()
     with ws.catalog.session() as s:
+        stored = {
+            r.table_name: r.blob_digest
+            for r in s.execute(
+                sa.select(clinical_table.c.table_name, clinical_table.c.blob_digest).where(
+                    clinical_table.c.site_id == item.site_id,
+                    clinical_table.c.source_digest == item.input_digest,
+                )
+            )
+        }
         for table in EVENT_TABLES:
             t = OMOP[table]
             cols = wire_columns(table)
+            types = [arrow_type(person.c.pseudonym), *(arrow_type(t.c[c]) for c in cols[1:])]
+            if table in stored:  # the input's Parquet table (collect/clinical/_index.py)
+                data = _index.read_parquet(ws.store.get_bytes(stored[table]), table)
+                n = data.num_rows
+                batch.tables[table] = pa.table(
+                    {
+                        c: data.column(c).cast(ty) if c in data.column_names else pa.nulls(n, ty)
+                        for c, ty in zip(cols, types, strict=True)
+                    }
+                )
+                pseudonyms.update(data.column("pseudonym").unique().to_pylist())
+                continue
+            # a catalog older than the Parquet tables keeps the rows in SQL
             mine = sa.and_(t.c.site_id == item.site_id, t.c.source_digest == item.input_digest)
             stmt = (
                 sa.select(person.c.pseudonym, *(t.c[c] for c in cols[1:]))
@@ -348,11 +445,17 @@ def deidentified_batch(ws: Workspace, item: FiledInput) -> Batch:
             rows = s.execute(stmt).all()
             if rows:
                 values = list(zip(*rows, strict=True))
-                types = [arrow_type(person.c.pseudonym), *(arrow_type(t.c[c]) for c in cols[1:])]
                 batch.tables[table] = pa.table(
                     {c: pa.array(v, type=ty) for c, v, ty in zip(cols, values, types, strict=True)}
                 )
                 people.append(sa.select(t.c.person_id).where(mine))
+        wanted = sorted(pseudonyms)
+        for i in range(0, len(wanted), 500):
+            people.append(
+                sa.select(person.c.person_id).where(
+                    person.c.site_id == item.site_id, person.c.pseudonym.in_(wanted[i : i + 500])
+                )
+            )
         facts: list[sa.Column[Any]] = [person.c[c] for c in PERSON_COLUMNS]
         period = OMOP["observation_period"]
         rows = s.execute(
@@ -514,16 +617,17 @@ def file_deidentified_batch(
     cb = _clinical_batch(batch) if vcf is None else None
     # the writer's bulk insert speaks to the driver itself: its own IntegrityError, beside SQLAlchemy's
     conflicts = (IntegrityError, ws.catalog.engine.dialect.loaded_dbapi.IntegrityError)
+    ingestor = ClinicalIngestor(ws, site_id)
     for attempt in (1, 2):
         try:
             if vcf is not None:
-                _file_vcf(ws, site_id, batch.batch, vcf)
-                return FiledBatch(batch.batch, batch.kind, "filed", rows=vcf.records)
-            assert cb is not None
-            blob = ws.store.put_bytes(cb.output_bytes())
-            with ws.catalog.session() as session:
-                _writer.file_batch(session, site_id, cb, blob)
-            return FiledBatch(batch.batch, batch.kind, "filed", rows=cb.rows)
+                out = ingestor.file_vcf(vcf, batch.batch, "push")
+            else:
+                assert cb is not None
+                out = ingestor.file_batch(cb, "push")
+            if out.status == "present":
+                return FiledBatch(batch.batch, batch.kind, "present")
+            return FiledBatch(batch.batch, batch.kind, "filed", rows=out.rows)
         except conflicts:  # a request beside this one filed the same batch, or a new patient of it
             if _is_filed(ws, batch.batch):
                 return FiledBatch(batch.batch, batch.kind, "present")

@@ -26,13 +26,19 @@ import pandas as pd
 
 from curata.collect.clinical._codes import normal_stage, stage_group, system_name, valid_code, valid_stage
 from curata.collect.clinical._records import (
-    _NO_IDS,
     ClinicalBatch,
     PersonFacts,
     RecordBuilder,
     parse_date,
 )
-from curata.collect.clinical.deid import AGE_CAP, ClinicalDeidentifier, PatientIdentity, clean, survivors
+from curata.collect.clinical.deid import (
+    AGE_CAP,
+    ClinicalDeidentifier,
+    PatientIdentity,
+    clean,
+    clean_generic,
+    survivors,
+)
 from curata.collect.clinical.mapping import Ref, TableMap
 from curata.collect.deid.text import SEPARATORS, Identifiers
 from curata.errors import ConfigError, InputError
@@ -142,19 +148,23 @@ def _read_arrow(raw: bytes, sep: str, mapping: TableMap) -> tuple[int, dict[str,
             io.BytesIO(raw),
             parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names},
+                # read straight into dictionaries: the distinct values are what the work is done on
+                column_types={n: pa.dictionary(pa.int32(), pa.string()) for n in names},
                 include_columns=list(by_name.values()),
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
-        )
+        ).unify_dictionaries()
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
     cols: dict[str, Column] = {}
     for s, n in by_name.items():
-        enc = table.column(n).combine_chunks().dictionary_encode()
-        codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-        cols[s] = Column(codes, enc.dictionary.to_pylist())
+        chunks = table.column(n).chunks
+        if not chunks:
+            cols[s] = Column(np.zeros(0, dtype=np.int64), [])
+            continue
+        codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks]).astype(np.int64)
+        cols[s] = Column(codes, chunks[0].dictionary.to_pylist())
     return table.num_rows, cols
 
 
@@ -196,6 +206,11 @@ class _Table:
         self._parsed: dict[str, tuple[Any, bool] | None] = {}
         self._needles: dict[int, list[tuple[str, str, str]]] = {}
         self._reduced: dict[tuple[frozenset[tuple[str, str]], ...], Identifiers] = {}
+        self._norm: dict[str, str] = {}
+        # clean / gate results per (identifier set, value): patients whose identifiers found in a value
+        # are the same (``ids_for`` gives them one shared object) get the same answer, computed once
+        self._cleaned: dict[tuple[int, str, int | None], str | None] = {}
+        self._gated: dict[tuple[int, str], bool] = {}
 
     def ids_for(self, p: int, text: str) -> Identifiers:
         """Patient ``p``'s identifiers that can occur in ``text`` (their normalised form is in it): the
@@ -217,7 +232,9 @@ class _Table:
             ]
             needles += [(c, "c", c) for c in ids.cjk_names]
             self._needles[p] = needles
-        norm = normalise(text)
+        norm = self._norm.get(text)
+        if norm is None:
+            norm = self._norm[text] = normalise(text)
         found = frozenset((kind, v) for nd, kind, v in needles if nd and nd in norm)
         if ids.raw:
             return ids
@@ -228,6 +245,23 @@ class _Table:
             for kind, v in found:
                 {"w": got.words, "s": got.short_names, "d": got.dates, "c": got.cjk_names}[kind].add(v)
             self._reduced[key] = got
+        return got
+
+    def clean_for(self, p: int, text: str, limit: int | None) -> str | None:
+        """``text`` cleaned of patient ``p``'s own identifiers (and cut to ``limit``)."""
+        ids = self.ids_for(p, text)
+        key = (id(ids), text, limit)
+        if key not in self._cleaned:
+            self._cleaned[key] = _cut(clean(text, ids, generic=False), limit)
+        return self._cleaned[key]
+
+    def survives_for(self, p: int, text: str) -> bool:
+        """The gate: one of patient ``p``'s own identifiers stands in ``text``."""
+        ids = self.ids_for(p, text)
+        key = (id(ids), text)
+        got = self._gated.get(key)
+        if got is None:
+            got = self._gated[key] = survivors(text, ids)
         return got
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -302,22 +336,20 @@ class _Table:
         b = self.builder
         assert b is not None
 
-        def generic(v: Any) -> str | None:
-            s = "" if v is None else str(v).strip()
-            if not s:
-                return None
-            out = clean(s, _NO_IDS, generic=True)
+        texts = ["" if v is None else str(v).strip() for v in col.uniques]
+        cleaned = iter(clean_generic([s for s in texts if s]))  # generic shapes, all values at once
+
+        def generic(s: str) -> str | None:
+            out = next(cleaned) if s else None
             return (
                 out[:limit]
                 if out is not None and limit is not None and not b._maybe_identifying(out)
                 else out
             )
 
-        gen = col.map(generic)
+        gen = Column(col.codes, [generic(s) for s in texts])
         maybe = gen.flags(lambda g: g is not None and b._maybe_identifying(g))
-        return self._per_patient(
-            gen, maybe, lambda p, g: _cut(clean(g, self.ids_for(p, g), generic=False), limit)
-        )
+        return self._per_patient(gen, maybe, lambda p, g: self.clean_for(p, g, limit))
 
     def _per_patient(self, col: Column, mask: BoolArray, fn: Callable[[int, Any], Any]) -> Column:
         """``col`` with the masked rows replaced by ``fn(patient, value)`` (computed per distinct pair)."""
@@ -341,7 +373,7 @@ class _Table:
         mask = maybe & self.alive()
         if not mask.any():
             return
-        hit = self._per_patient(col, mask, lambda p, v: survivors(v, self.ids_for(p, v)))
+        hit = self._per_patient(col, mask, self.survives_for)
         rows = np.nonzero(mask)[0]
         found = np.fromiter((hit.uniques[c] is True for c in hit.codes[rows]), dtype=bool, count=len(rows))
         bad = np.zeros(self.n, dtype=bool)
@@ -476,24 +508,48 @@ def deidentify_table(
     batch.persons = {f.pseudonym: f for f in facts}
 
     # the rows that passed, as one frame per OMOP table
-    pseudonyms = np.array([w.pseudonym for w in t.patients] or [""], dtype=object)
+    pseudonyms = Column(np.maximum(t.pid, 0), [w.pseudonym for w in t.patients] or [""])
     line = np.arange(2, n + 2)  # the header is line 1
     by_table: dict[str, list[dict[str, Any]]] = {}
     rows = np.nonzero(ok)[0]
+    padded = _padded_lines(line[rows])
     for ei, (table, data, _present) in enumerate(frames):
         out: dict[str, Any] = {
-            "pseudonym": pseudonyms[t.pid[rows]],
-            "record_key": _record_keys(digest, line[rows], ei),
+            "pseudonym": _take(pseudonyms, rows),
+            "record_key_suffix": _record_keys(padded, ei),
         }
         for k, v in data.items():
             if not k.startswith("__"):
-                out[k] = v.values()[rows] if isinstance(v, Column) else v[rows]
+                out[k] = _take(v, rows) if isinstance(v, Column) else v[rows]
         by_table.setdefault(table, []).append(out)
     batch.frames = {tb: _concat(fs) for tb, fs in by_table.items()}
     refused = np.nonzero(t.refused)[0]
     batch.quarantined = [(int(i) + 2, str(t.reason[i])) for i in refused]
     batch.identities = dict(deid._patients)
     return batch
+
+
+def _take(col: Column, rows: IntArray) -> Any:
+    """The rows' values of a text column as an Arrow dictionary array (its distinct values, deduplicated,
+    and the rows' codes): built in C, and written to Parquet as it stands."""
+    import pyarrow as pa
+
+    if not all(v is None or isinstance(v, str) for v in col.uniques):
+        return col.values()[rows]
+    # only the values of these rows: a refused row's value, or one a patient's cleaning replaced, may
+    # hold an identifier and must not ride along in the dictionary
+    codes = col.codes[rows]
+    used = np.zeros(len(col.uniques), dtype=bool)
+    used[codes] = True
+    seen: dict[str, int] = {}
+    remap = np.full(len(col.uniques), -1, dtype=np.int32)
+    for i in np.flatnonzero(used).tolist():
+        v = col.uniques[i]
+        if v is not None:
+            remap[i] = seen.setdefault(v, len(seen))
+    idx = remap[codes] if len(remap) else np.full(len(rows), -1, dtype=np.int32)
+    indices = pa.array(idx, mask=idx < 0)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(seen), pa.string()))
 
 
 def _concat(frames: list[dict[str, Any]]) -> dict[str, Any]:
@@ -505,9 +561,11 @@ def _concat(frames: list[dict[str, Any]]) -> dict[str, Any]:
     names = list(dict.fromkeys(k for f in frames for k in f))
     out: dict[str, Any] = {}
     for k in names:
-        parts = [f[k] if k in f else np.full(len(f["pseudonym"]), None, dtype=object) for f in frames]
-        if all(isinstance(p, pa.Array) for p in parts):  # record keys stay Arrow strings
-            out[k] = pa.concat_arrays(parts)
+        parts: list[Any] = [
+            f[k] if k in f else np.full(len(f["pseudonym"]), None, dtype=object) for f in frames
+        ]
+        if all(isinstance(p, pa.Array) for p in parts):  # Arrow strings stay Arrow strings
+            out[k] = pa.concat_arrays([p.cast(pa.string()) for p in parts])
             continue
         parts = [p.to_numpy(zero_copy_only=False) if isinstance(p, pa.Array) else p for p in parts]
         kinds = {p.dtype.kind for p in parts}
@@ -515,14 +573,21 @@ def _concat(frames: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _record_keys(digest: str, lines: IntArray, event: int) -> Any:
-    """Unique per input, row and event; stable across re-runs of the same input (<= 64 chars)."""
+def _padded_lines(lines: IntArray) -> Any:
+    """Line numbers zero-padded: record keys ascend in row order, so a unique index is appended to."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    # line numbers zero-padded: keys ascend in row order, so the unique index is appended to, not split
-    padded = pc.utf8_lpad(pa.array(lines).cast(pa.string()), 10, "0")
-    return pc.binary_join_element_wise(pa.scalar(digest[:40]), padded, pa.scalar(str(event)), ":")
+    return pc.utf8_lpad(pa.array(lines).cast(pa.string()), 10, "0")
+
+
+def _record_keys(padded: Any, event: int) -> Any:
+    """Unique per input, row and event; stable across re-runs of the same input: ``<line>:<event>`` after
+    the input's ``<digest[:40]>:`` (added by the writer, once per file)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.binary_join_element_wise(padded, pa.scalar(str(event)), ":")
 
 
 def _first_per_patient(pid: IntArray, col: Column) -> dict[int, Any]:

@@ -241,7 +241,8 @@ def deidentify_vcf(
                 m = re.search(r"Format: ([^\"]+)", kept)
                 csq_fields = m.group(1).strip().split("|") if m else None
         try:
-            body_text, header_count = _text_body(raw) if fmt == "vcf" else (None, 0)
+            parsed = _text_body(raw) if fmt == "vcf" else None
+            body_text, header_count = (parsed.records, parsed.lines_before) if parsed else (None, 0)
             body_parts: list[str] = []
             af_key = pop_af_key(vf.header)
             variants: list[dict[str, Any]] = []
@@ -314,7 +315,7 @@ def deidentify_vcf(
             raise DeidError(
                 f"final gate: an identifying value ({kind}) survived in the de-identified VCF; not stored"
             )
-        output = bgzip(data)
+        output = _bgzf_output(data, len(head), parsed, raw)
     if index is None:
         index = _columns(variants)
     return VcfResult(output, pseudonyms, patient_ids, index, dropped, records, fmt)
@@ -375,7 +376,7 @@ def index_vcf(raw: bytes, name: str) -> VcfResult:
 _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 
 
-def bgzip(data: bytes, level: int = 1) -> bytes:
+def bgzip(data: bytes, level: int = 1, *, eof: bool = True) -> bytes:
     """BGZF (what htslib, tabix and pysam read): 64 KiB gzip members with the block size in an extra
     field. Deflate level 1: the variants are kept whole; the store compresses again if it likes."""
     import struct
@@ -392,7 +393,8 @@ def bgzip(data: bytes, level: int = 1) -> bytes:
             body = comp.compress(chunk) + comp.flush()
         header = struct.pack("<4BI2BH2BHH", 31, 139, 8, 4, 0, 0, 255, 6, 66, 67, 2, len(body) + 25)
         out += [header, body, struct.pack("<II", zlib.crc32(chunk), len(chunk))]
-    out.append(_BGZF_EOF)
+    if eof:
+        out.append(_BGZF_EOF)
     return b"".join(out)
 
 
@@ -511,7 +513,7 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
         return None
     col = {c: tbl.column(c).combine_chunks() for c in names}
     n = tbl.num_rows
-    if not pc.all(pc.match_substring_regex(col["c1"], r"^[0-9]+$")).as_py():
+    if not pc.all(pc.utf8_is_digit(col["c1"])).as_py():
         return None
     if pc.any(pc.match_substring(col["c4"], ",")).as_py() or pc.any(pc.starts_with(col["c0"], "#")).as_py():
         return None
@@ -520,9 +522,10 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
     filt = col["c6"].to_numpy(zero_copy_only=False).astype(object)
     filt[np.isin(filt, [".", ""])] = None
     info = col["c7"]
-    # the first ANN entry (RE2), split once into its fields (padded so that every entry has 11); an
-    # entry of fewer than 11 fields is no annotation, as in the row reader
-    entry = pc.extract_regex(info, r"(?:^|;)ANN=(?P<v>[^;,]*)").field("v")
+    # the first ANN entry, split once into its fields (padded so that every entry has 11); an entry of
+    # fewer than 11 fields is no annotation, as in the row reader
+    ann = _info_value(info, "ANN")
+    entry = pc.list_element(pc.split_pattern(ann, ",", max_splits=1), 0)
     valid = pc.fill_null(pc.greater_equal(pc.count_substring(entry, "|"), 10), False)
     valid = valid.to_numpy(zero_copy_only=False)
     ann_fields = pc.split_pattern(pc.binary_join_element_wise(pc.fill_null(entry, ""), "|" * 11, ""), "|")
@@ -530,8 +533,9 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
         k: pc.list_element(ann_fields, i).to_numpy(zero_copy_only=False)
         for k, i in (("a", 0), ("c", 1), ("g", 3), ("hc", 9), ("hp", 10))
     }
-    fields["c"] = np.array([c.split("&", 1)[0] if "&" in c else c for c in fields["c"]], dtype=object)
-    several = pc.match_substring_regex(info, r"(?:^|;)ANN=[^;]*,").to_numpy(zero_copy_only=False)
+    first_term = pc.list_element(pc.split_pattern(pc.list_element(ann_fields, 1), "&", max_splits=1), 0)
+    fields["c"] = first_term.to_numpy(zero_copy_only=False)
+    several = pc.fill_null(pc.match_substring(ann, ","), False).to_numpy(zero_copy_only=False)
     # several ANN entries: the first must be for this ALT (or "") unless it is the only one
     if np.any(several & (~valid | ((fields["a"] != "") & (fields["a"] != alt)))):
         return None
@@ -545,8 +549,7 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
     hgvs_c, hgvs_p = none_if_empty(fields["hc"]), none_if_empty(fields["hp"])
     pop = np.full(n, np.nan)
     if af_key:
-        got = pc.extract_regex(info, rf"(?:^|;){re.escape(af_key)}=(?P<v>[^;]*)").field("v")
-        pop = _floats(pc.fill_null(got, ""))
+        pop = _floats(pc.fill_null(_info_value(info, af_key), ""))
     fmt = col["c8"].dictionary_encode() if n_samples else None
     parts: list[dict[str, Any]] = []
     for s_i in range(n_samples):
@@ -596,22 +599,27 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
                 )
                 vals = np.where(np.isnan(vals), from_ad, vals)
             af[rows] = vals
-        zyg: dict[str, tuple[bool, str | None]] = {}
-        for g in set(gt.tolist()):
-            if g is None:
-                continue
+        # genotypes: parsed once per distinct text, spread back by their codes
+        enc = pa.array(gt, pa.string()).dictionary_encode()
+        gcodes = pc.fill_null(enc.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+        carries, zygs = [], []
+        for g in enc.dictionary.to_pylist():
             try:
                 parsed = _gt(g)
             except ValueError:
                 return None
-            zyg[g] = (1 in parsed, _zygosity(parsed))
-        carry = np.fromiter((g is not None and zyg[g][0] for g in gt), dtype=bool, count=n)
+            carries.append(1 in parsed)
+            zygs.append(_zygosity(parsed))
+        carry_of = np.array([*carries, False], dtype=bool)  # code -1 (no GT): the last entry
+        zyg_of = np.empty(len(zygs) + 1, dtype=object)
+        zyg_of[:] = [*zygs, None]
+        carry = carry_of[gcodes]
         rows = np.nonzero(carry)[0]
         parts.append({
             "__row": rows, "sample": np.full(len(rows), s_i, dtype=np.int64), "chrom": chrom[rows],
             "pos": pos[rows], "ref": ref[rows], "alt": alt[rows], "gene": gene[rows],
             "consequence": consequence[rows], "hgvs_c": hgvs_c[rows], "hgvs_p": hgvs_p[rows],
-            "zygosity": np.array([zyg[g][1] for g in gt[rows]], dtype=object), "allele_frequency": af[rows],
+            "zygosity": zyg_of[gcodes[rows]], "allele_frequency": af[rows],
             "population_af": pop[rows], "filter": filt[rows],
         })  # fmt: skip
     if not parts:
@@ -619,6 +627,23 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.lexsort((cols["sample"], cols.pop("__row")))
     return n, {k: v[order] for k, v in cols.items()}
+
+
+def _info_value(info: Any, key: str) -> Any:
+    """Per record, the value of the first INFO item ``key=...`` (null where there is none)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    items = pc.split_pattern(info, ";")
+    flat = pc.list_flatten(items)
+    parent = pc.list_parent_indices(items).to_numpy(zero_copy_only=False)
+    hit = pc.starts_with(flat, f"{key}=").to_numpy(zero_copy_only=False)
+    rows, first = np.unique(parent[hit], return_index=True)
+    where = np.full(len(info), -1, dtype=np.int64)
+    where[rows] = np.arange(len(rows))
+    values = pc.utf8_slice_codeunits(flat.filter(pa.array(hit)).take(pa.array(first)), len(key) + 1)
+    return values.take(pa.array(where, mask=where < 0))
 
 
 INDEX_COLUMNS = (
@@ -645,16 +670,75 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _text_body(raw: bytes) -> tuple[bytes, int]:
-    """The records of a text VCF (as written, bytes) and the number of lines before them."""
-    data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+@dataclass
+class _Body:
+    records: bytes  # the records of a text VCF, as written
+    lines_before: int  # lines before them (the header)
+    block_tail: int = 0  # of ``records``: how much lies in the BGZF block where the header ends
+    blocks_after: int = 0  # where the next BGZF block starts in the input (0: not BGZF, or none)
+
+
+def _bgzf_blocks(raw: bytes) -> list[tuple[int, int, int]] | None:
+    """(start, payload start, end) of every BGZF block (gzip members with the BC size field), or None
+    when the input is not BGZF (plain text, or gzip without block sizes)."""
+    import struct
+
+    blocks = []
+    pos, n = 0, len(raw)
+    while pos < n:
+        if raw[pos : pos + 4] != b"\x1f\x8b\x08\x04" or pos + 12 > n:
+            return None
+        (xlen,) = struct.unpack_from("<H", raw, pos + 10)
+        extra, i, bsize = raw[pos + 12 : pos + 12 + xlen], 0, None
+        while i + 4 <= len(extra):
+            (slen,) = struct.unpack_from("<H", extra, i + 2)
+            if extra[i : i + 2] == b"BC" and slen == 2 and i + 6 <= len(extra):
+                (bsize,) = struct.unpack_from("<H", extra, i + 4)
+            i += 4 + slen
+        if bsize is None or pos + bsize + 1 > n:
+            return None
+        blocks.append((pos, pos + 12 + xlen, pos + bsize + 1))
+        pos += bsize + 1
+    return blocks
+
+
+def _bgzf_output(data: bytes, head: int, parsed: _Body | None, raw: bytes) -> bytes:
+    """``data`` (the new header, ``head`` bytes, then the records) as BGZF. Where the records are the
+    input's own, unchanged, and it was BGZF, the blocks after the one where its header ended are copied
+    as they are (their text is what the gate read); otherwise everything is compressed anew."""
+    if parsed is None or not parsed.blocks_after or data[head:] != parsed.records:
+        return bgzip(data)
+    out = bgzip(data[: head + parsed.block_tail], eof=False) + raw[parsed.blocks_after :]
+    return out if out.endswith(_BGZF_EOF) else out + _BGZF_EOF
+
+
+def _text_body(raw: bytes) -> _Body:
+    """The records of a text VCF (as written, bytes), the number of lines before them and, for a BGZF
+    input, where its blocks after the header's last one begin (they can be copied as they are)."""
+    import zlib
+
+    blocks = _bgzf_blocks(raw) if raw[:2] == b"\x1f\x8b" else None
+    ends: list[int] = []
+    if blocks is not None:
+        parts = []
+        for _start, payload, end in blocks:
+            parts.append(zlib.decompress(raw[payload : end - 8], -15))
+            ends.append((ends[-1] if ends else 0) + len(parts[-1]))
+        data = b"".join(parts)
+    else:
+        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     pos = data.find(b"\n#CHROM")
     if pos < 0:
         raise InputError("no #CHROM header line")
     nl = data.find(b"\n", pos + 1)
     if nl < 0:
-        return b"", data.count(b"\n") + 1
-    return data[nl + 1 :], data.count(b"\n", 0, nl) + 1
+        return _Body(b"", data.count(b"\n") + 1)
+    body = _Body(data[nl + 1 :], data.count(b"\n", 0, nl) + 1)
+    if blocks is not None:
+        k = next(i for i, e in enumerate(ends) if e > nl)  # the block holding the header's end
+        if k + 1 < len(blocks):
+            body.block_tail, body.blocks_after = ends[k] - (nl + 1), blocks[k + 1][0]
+    return body
 
 
 def looks_like_vcf(raw: bytes, name: str) -> bool:

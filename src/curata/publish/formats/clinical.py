@@ -43,17 +43,6 @@ class ClinicalFiles:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _rows(session: Session, table: sa.Table, person_ids: list[int]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    col = table.c.person_id
-    for i in range(0, len(person_ids), 500):
-        chunk = person_ids[i : i + 500]
-        out += [
-            dict(r._mapping) for r in session.execute(sa.select(table).where(col.in_(chunk)).order_by(col))
-        ]
-    return out
-
-
 def _frame_bytes(rows: list[dict[str, Any]], columns: list[str]) -> tuple[bytes, bytes]:
     import pandas as pd
 
@@ -71,7 +60,7 @@ def build(
     fhir: bool = False,
 ) -> ClinicalFiles:
     """Files for the release's patients: ``patients`` maps (site id, pseudonym) -> the release's patient."""
-    from curata.collect.clinical import OMOP, omop_fields
+    from curata.collect.clinical import OMOP, clinical_rows, omop_fields
     from curata.collect.clinical import OMOP_TABLES as TABLES
     from curata.collect.genomics import genomic_file, genomic_variant
 
@@ -91,7 +80,7 @@ def build(
     tables: dict[str, list[dict[str, Any]]] = {"person": list(people.values())}
     for name in TABLES:
         if name != "person":
-            tables[name] = _rows(session, OMOP[name], pids)
+            tables[name] = clinical_rows(session, store, name, pids)
     missing: dict[str, dict[str, float]] = {}
     for name, rows in tables.items():
         for r in rows:
@@ -107,7 +96,7 @@ def build(
         if rows:
             missing[name] = {c: sum(1 for r in rows if r.get(c) in (None, "")) / len(rows) for c in cdm}
     # genomics: VCFs whole, variants indexed
-    variants = _rows(session, genomic_variant, pids)
+    variants = clinical_rows(session, store, "genomic_variant", pids)
     files = {
         int(r.id): dict(r._mapping)
         for r in session.execute(
@@ -149,9 +138,8 @@ def content(session: Session, patients: dict[tuple[int, str], Any]) -> str:
     """What of the clinical and genomic data the release would carry (input digests), for its content key."""
     import hashlib
 
-    from curata.collect.clinical import OMOP
-    from curata.collect.clinical import OMOP_TABLES as TABLES
-    from curata.collect.genomics import genomic_file, genomic_variant
+    from curata.collect.clinical import OMOP, index_counts
+    from curata.collect.genomics import genomic_file
 
     person = OMOP["person"]
     pids: list[int] = []
@@ -163,22 +151,30 @@ def content(session: Session, patients: dict[tuple[int, str], Any]) -> str:
     seen: set[str] = set()
     for i in range(0, len(pids), 500):
         pchunk = pids[i : i + 500]
-        for name in TABLES:
-            t = OMOP[name]
-            if name != "person":
-                seen |= {
-                    f"{name}:{d}:{n}"
-                    for d, n in session.execute(
-                        sa.select(t.c.source_digest, sa.func.count())
-                        .where(t.c.person_id.in_(pchunk))
-                        .group_by(t.c.source_digest)
-                    )
-                }
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        genomic: set[str] = set()
+        for _pid, name, digest, n in index_counts(session, pchunk):
+            if name == "genomic_variant":
+                genomic.add(digest)
+            else:
+                counts[(name, digest)] += n
+        seen |= {f"{name}:{d}:{n}" for (name, d), n in counts.items()}
+        period = OMOP["observation_period"]
+        seen |= {
+            f"observation_period:{d}:{n}"
+            for d, n in session.execute(
+                sa.select(period.c.source_digest, sa.func.count())
+                .where(period.c.person_id.in_(pchunk))
+                .group_by(period.c.source_digest)
+            )
+        }
+        people = sa.select(person.c.site_id).where(person.c.person_id.in_(pchunk))
         seen |= set(
             session.scalars(
-                sa.select(genomic_file.c.blob_digest)
-                .join(genomic_variant, genomic_variant.c.file_id == genomic_file.c.id)
-                .where(genomic_variant.c.person_id.in_(pchunk))
+                sa.select(genomic_file.c.blob_digest).where(
+                    genomic_file.c.input_digest.in_(sorted(genomic) or [""]),
+                    genomic_file.c.site_id.in_(people),
+                )
             )
         )
     return hashlib.sha256("\n".join(sorted(seen)).encode()).hexdigest() if seen else ""
