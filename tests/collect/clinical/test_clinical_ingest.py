@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pytest
 import sqlalchemy as sa
 
 from curata.catalog import Patient, Study
@@ -181,3 +182,28 @@ def test_filing_a_deidentified_batch_twice_files_it_once(workspace, tmp_path) ->
     assert len(_rows(workspace, OMOP["condition_occurrence"])) == 2
     assert len(_rows(workspace, genomic_variant)) == 2 and len(_rows(workspace, genomic_file)) == 1
     assert len(_rows(workspace, clinical_source)) == 1
+
+
+@pytest.mark.parametrize("patient_first", [True, False])
+def test_an_age_over_89_is_capped_across_inputs(workspace, tmp_path, patient_first: bool) -> None:  # type: ignore[no-untyped-def]
+    """A FHIR bulk export files Patient and Condition as two inputs: neither shows the age alone (born
+    1925, diagnosed 2024: 99). Whichever is filed first, the year of birth is capped once both are."""
+    from tests.collect.clinical._fixtures import fhir_patient, fhir_resources, write_ndjson
+
+    patient = fhir_patient("pat-old") | {"birthDate": "1925-03-01"}
+    condition = next(r for r in fhir_resources("pat-old") if r["resourceType"] == "Condition")
+    # the bulk export's files are filed in name order
+    names = (
+        ("a-Patient.ndjson", "b-Condition.ndjson")
+        if patient_first
+        else ("b-Patient.ndjson", "a-Condition.ndjson")
+    )
+    write_ndjson(tmp_path / "bulk" / names[0], [patient])
+    write_ndjson(tmp_path / "bulk" / names[1], [condition])
+    summary, _ = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "bulk"])
+    assert summary.counts["ingested"] == 2
+    person, period = OMOP["person"], OMOP["observation_period"]
+    with workspace.catalog.session() as s:
+        ((born, capped),) = s.execute(sa.select(person.c.year_of_birth, person.c.age_capped)).all()
+        last = s.scalar(sa.select(period.c.observation_period_end_date))
+    assert last is not None and born == last.year - 90 and capped  # dates shifted: the age is what counts

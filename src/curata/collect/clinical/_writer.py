@@ -142,6 +142,36 @@ def update_periods(session: Session, site_id: int, spans: dict[int, list[Any]]) 
         )
 
 
+def cap_ages(session: Session, person_ids: Iterable[int]) -> int:
+    """Cap each person's year of birth against their last event of ANY input (the observation period):
+    a FHIR export files Patient and Condition as two inputs, so neither input alone shows an age above
+    89 (HIPAA Safe Harbor). A year of birth more than 90 years before the last event becomes that year
+    less 90, marked ``age_capped``. Returns the persons capped."""
+    from curata.collect.clinical.deid import AGE_CAP
+
+    pids = sorted({int(p) for p in person_ids})
+    updates = []
+    for i in range(0, len(pids), 500):
+        stmt = (
+            sa.select(
+                person.c.person_id, person.c.year_of_birth, observation_period.c.observation_period_end_date
+            )
+            .join(observation_period, observation_period.c.person_id == person.c.person_id)
+            .where(person.c.person_id.in_(pids[i : i + 500]), person.c.year_of_birth.is_not(None))
+        )
+        for pid, born, last in session.execute(stmt):
+            if last is not None and last.year - int(born) > AGE_CAP + 1:
+                updates.append({"pid": int(pid), "yob": last.year - (AGE_CAP + 1)})
+    if updates:
+        session.execute(
+            sa.update(person)
+            .where(person.c.person_id == sa.bindparam("pid"))
+            .values(year_of_birth=sa.bindparam("yob"), age_capped=True),
+            updates,
+        )
+    return len(updates)
+
+
 def _column_values(col: sa.Column[Any], values: Any, sqlite: bool) -> list[Any]:
     """One frame column as DBAPI values: None for missing, dates as SQLAlchemy stores them on SQLite."""
     import numpy as np
@@ -316,6 +346,7 @@ def file_batch(
         spans: dict[int, list[Any]] = {}
         written = file_tables(session, site_id, batch.input_digest, tables, blobs, ids, spans)
         update_periods(session, site_id, spans)
+    cap_ages(session, ids.values())
     session.execute(
         sa.insert(clinical_source).values(
             site_id=site_id,
