@@ -93,6 +93,8 @@ def _setup_context(ctx: _WorkerContext) -> None:
     from curata.store import open_store
 
     ctx.store = open_store(ctx.store_url)
+    import curata.collect.wsi  # noqa: F401  (process_one needs it: load it now, not on the first input)
+
     if ctx.deidentify:
         from curata.collect.deid import Deidentifier, load_profile
 

@@ -34,9 +34,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, Table, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -159,15 +159,10 @@ class Receiver:
         A bad dataset comes back ``quarantined`` with its reason; infrastructure failures (database,
         disk) raise, so a network caller answers a failure status and the sender retries.
         """
-        known = self._known(raw)
+        # a re-send (same input bytes, or the same de-identified instance) is recognised by the batch
+        # writer, in the statement that looks up the batch's SOP Instance UIDs: no query per instance
         staged: Staged = []
-        if known is not None:  # a re-send: no second de-identification, just remember the source
-            outcome = IngestOutcome(
-                "present", source, input_digest=known[0], sop_instance_uid=known[1], size=len(raw)
-            )
-            if not source_uid:
-                return outcome
-        elif self.workers > 1:
+        if self.workers > 1:
             pool = self._process_pool()
             try:
                 outcome, staged = pool.submit(process_staged, (source, raw)).result()
@@ -346,15 +341,6 @@ class Receiver:
         session.commit()
         return session, CatalogWriter(session, site)
 
-    def _known(self, raw: bytes) -> tuple[str, str] | None:
-        """(input digest, SOP Instance UID) when these exact bytes were filed before (a read only)."""
-        digest = hashlib.sha256(raw).hexdigest()
-        with self.ws.catalog.engine.connect() as conn:
-            uid = conn.scalar(
-                select(Instance.sop_instance_uid).where(Instance.source_digest == digest).limit(1)
-            )
-        return (digest, uid) if uid is not None else None
-
     def _file_batch(self, session: Session, writer: CatalogWriter, jobs: list[_Job]) -> None:
         """File a batch in the caller's transaction with a handful of statements, not a few per
         instance: one look-up of the SOP Instance UIDs, blobs, provenance keys and source keys already
@@ -371,40 +357,49 @@ class Receiver:
                 plain.append(job)
         if plain:
             self._file_plain(session, writer, plain)
-        keys = list(dict.fromkeys(j.source_key for j in jobs if j.source_key))
-        if keys:
-            have = set(
-                session.scalars(
-                    select(GatewayReceived.source_key).where(GatewayReceived.source_key.in_(keys))
-                )
-            )
-            rows: dict[str, dict[str, Any]] = {}
-            for job in jobs:
-                if job.source_key and job.source_key not in have and job.source_key not in rows:
-                    rows[job.source_key] = {
-                        "source_key": job.source_key,
-                        "sop_instance_uid": job.outcome.sop_instance_uid,
-                        "peer": job.peer,
-                    }
-            if rows:
-                session.execute(insert(GatewayReceived), list(rows.values()))
+        rows: dict[str, dict[str, Any]] = {}
+        for job in jobs:
+            if job.source_key and job.source_key not in rows:
+                rows[job.source_key] = {
+                    "source_key": job.source_key,
+                    "sop_instance_uid": job.outcome.sop_instance_uid,
+                    "peer": job.peer,
+                }
+        _insert_new(session, _table(GatewayReceived), "source_key", rows)
 
     @staticmethod
     def _file_plain(session: Session, writer: CatalogWriter, jobs: list[_Job]) -> None:
+        """Core statements (no ORM unit of work per row): one look-up of what is filed already (by
+        de-identified SOP Instance UID, or by the sha256 of the input: a re-send), one for the blobs,
+        then one multi-row INSERT per table."""
         uids = [j.outcome.fields["instance"]["sop_instance_uid"] for j in jobs]
-        filed = set(
-            session.scalars(select(Instance.sop_instance_uid).where(Instance.sop_instance_uid.in_(uids)))
-        )
-        digests = list({str(j.outcome.blob_digest) for j in jobs})
-        blobs = set(session.scalars(select(Blob.digest).where(Blob.digest.in_(digests))))
+        inputs = [j.outcome.input_digest for j in jobs if j.outcome.input_digest]
+        cond: ColumnElement[bool] = Instance.sop_instance_uid.in_(uids)
+        if inputs:
+            cond = or_(cond, Instance.source_digest.in_(inputs))
+        filed: set[str] = set()
+        by_input: dict[str, str] = {}
+        for uid, source in session.execute(
+            select(Instance.sop_instance_uid, Instance.source_digest).where(cond)
+        ):
+            filed.add(uid)
+            if source:
+                by_input[source] = uid
         fresh: list[tuple[_Job, Series]] = []
         for job in jobs:
-            uid = job.outcome.fields["instance"]["sop_instance_uid"]
+            o = job.outcome
+            uid = o.fields["instance"]["sop_instance_uid"]
+            known = by_input.get(o.input_digest or "")
+            if known is not None:  # these exact bytes were filed before (a re-send)
+                o.status, o.sop_instance_uid = "present", known
+                continue
             if uid in filed:  # same de-identified instance already filed (or twice in this batch)
-                job.outcome.status = "present"
+                o.status = "present"
                 continue
             filed.add(uid)
-            fresh.append((job, writer.series_for(job.outcome.fields)))
+            if o.input_digest:
+                by_input[o.input_digest] = uid
+            fresh.append((job, writer.series_for(o.fields)))
         if not fresh:
             return
         if session.new or session.dirty:
@@ -416,7 +411,7 @@ class Receiver:
         for job, series in fresh:
             o = job.outcome
             digest = str(o.blob_digest)
-            if digest not in blobs and digest not in blob_rows:
+            if digest not in blob_rows:
                 blob_rows[digest] = {"digest": digest, "size": o.size}
             instance_rows.append(
                 {
@@ -440,19 +435,44 @@ class Receiver:
                     "code_version": version,
                     "output": {"blob": digest, "record": rec},
                 }
-        if blob_rows:
-            session.execute(insert(Blob), list(blob_rows.values()))
+        _insert_new(session, _table(Blob), "digest", blob_rows)  # a blob may be filed already
         columns = {k for row in instance_rows for k in row}
-        session.execute(insert(Instance), [{k: row.get(k) for k in columns} for row in instance_rows])
+        session.execute(insert(_table(Instance)), [{k: row.get(k) for k in columns} for row in instance_rows])
         for _job, series in fresh:  # counted in SQL (other listeners count too): reload when read
             session.expire(series, ["instance_count"])
+        table = _table(Series)
         for series_id, n in per_series.items():
             session.execute(
-                update(Series).where(Series.id == series_id).values(instance_count=Series.instance_count + n),
-                execution_options={"synchronize_session": False},
+                update(table).where(table.c.id == series_id).values(instance_count=table.c.instance_count + n)
             )
-        if prov_rows:
-            have = set(session.scalars(select(Provenance.key).where(Provenance.key.in_(list(prov_rows)))))
-            rows = [row for key, row in prov_rows.items() if key not in have]
-            if rows:
-                session.execute(insert(Provenance), rows)
+        _insert_new(session, _table(Provenance), "key", prov_rows)
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _insert_new(session: Session, table: Table, key: str, rows: dict[str, dict[str, Any]]) -> None:
+    """INSERT ``rows`` (keyed by their unique ``key`` column) in one statement, skipping those filed
+    already: ``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL, a look-up first elsewhere."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        session.execute(
+            sqlite.insert(table).on_conflict_do_nothing(index_elements=[key]), list(rows.values())
+        )
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        session.execute(
+            postgresql.insert(table).on_conflict_do_nothing(index_elements=[key]), list(rows.values())
+        )
+    else:
+        column = table.c[key]
+        have = set(session.scalars(select(column).where(column.in_(list(rows)))))
+        fresh = [row for k, row in rows.items() if k not in have]
+        if fresh:
+            session.execute(insert(table), fresh)
