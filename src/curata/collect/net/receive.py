@@ -6,12 +6,13 @@ The DICOM SCP, C-MOVE/C-GET and DICOMweb pulls and the STOW-RS endpoint all hand
 1. the calling thread (one per association or HTTP request) de-identifies and *stages* the blob
    (written and fsynced in the store's temp folder, no final name yet) with a de-identifier of its own, so
    associations run side by side; with ``workers > 1`` that step runs in a pool of processes instead,
-   so de-identification uses every core when several associations send at once;
-2. one thread at a time (SQLite takes one writer) makes a batch durable: whichever caller takes the
-   writer lock drains everything queued by then, renames every staged blob into place, fsyncs the
-   folders once, files all rows with a few multi-row statements, commits once (group
-   commit) and wakes the others. A lone association thus commits its own rows with no hand-over to
-   another thread, and many associations share flushes and commits.
+   so de-identification uses every core when several associations send at once. The calling thread
+   then renames the blob into place and fsyncs its folder (blobs land in distinct shard folders, so
+   these flushes gain nothing from a batch, and run side by side here);
+2. one thread at a time (SQLite takes one writer) files the rows: whichever caller takes the writer
+   lock drains everything queued by then, files all rows with a few multi-row statements, commits once
+   (group commit) and wakes the others. A lone association thus commits its own rows with no hand-over
+   to another thread, and many associations share one commit.
 
 ``receive`` therefore returns only after the blob and its catalog row are durable, which is when the
 SCP may answer success. A keyed hash of each source SOP Instance UID is recorded in the same commit,
@@ -73,14 +74,14 @@ def source_key(key: bytes, source_uid: str) -> str:
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
-Staged = list[tuple[str, Path]]  # (digest, temp file) written without fsync, made durable per batch
+Staged = list[tuple[str, Path]]  # (digest, temp file) written and fsynced, not named yet
 
 
 class _StagingStore:
     """The store as the de-identifier sees it: ``put_bytes`` writes and fsyncs the blob in the store's
-    temp folder, in the receiving thread (concurrent senders' flushes overlap), and remembers it; the
-    batch writer names every staged blob of a batch at once and fsyncs their folders
-    (:meth:`LocalStore.commit_staged`) before committing their rows. Anything else goes through."""
+    temp folder (in a pool worker, or the receiving thread) and remembers it; the receiving thread
+    names it (:meth:`LocalStore.commit_staged`) only once the outcome is to be filed, so a refused input
+    leaves no blob behind. Anything else goes through."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
@@ -122,7 +123,6 @@ class _Job:
     outcome: IngestOutcome
     source_key: str | None
     peer: str
-    staged: Staged = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -178,7 +178,19 @@ class Receiver:
             staged = []
         if outcome.status not in ("ingested", "quarantined", "present"):
             return outcome
-        job = _Job(outcome, self.key_for(source_uid) if source_uid else None, peer[:64], staged)
+        if outcome.status == "ingested":
+            # name the blob and fsync its folder here, in the receiving thread, before queueing: blobs
+            # land in distinct shard folders, so a batch writer saved no flush by grouping them and
+            # held every other sender behind its folder flushes (a row may still only point at a
+            # durable name: the rows are committed after this, by the batch writer)
+            faults.point("gateway.before_durable")
+            try:
+                self._make_durable(outcome, staged)
+            except Exception:
+                _discard(staged)
+                log.error("a received blob could not be made durable")
+                raise
+        job = _Job(outcome, self.key_for(source_uid) if source_uid else None, peer[:64])
         self._queue.put(job)
         while not job.done.is_set():
             with self._write_lock:  # whoever holds it has filed our job, or we file it now
@@ -265,17 +277,7 @@ class Receiver:
                 break
         if not jobs:
             return
-        try:  # group commit of the blob names: renames, then one fsync per folder for the whole batch
-            faults.point("gateway.before_durable")
-            self._make_durable(jobs)
-            faults.point("gateway.before_commit")
-        except Exception as exc:  # disk trouble: nobody in this batch is acknowledged
-            log.error("blobs could not be made durable for %d instance(s)", len(jobs))
-            for job in jobs:
-                _discard(job.staged)
-                job.error = exc
-                job.done.set()
-            return
+        faults.point("gateway.before_commit")  # blobs durable (named by their receivers), rows not
         for attempt in range(5):
             try:
                 if self._session is None:
@@ -307,21 +309,20 @@ class Receiver:
         for job in jobs:
             job.done.set()
 
-    def _make_durable(self, jobs: list[_Job]) -> None:
-        staged = [item for job in jobs for item in job.staged]
+    def _make_durable(self, outcome: IngestOutcome, staged: Staged) -> None:
+        """Rename the staged (fsynced) blobs of ``outcome`` into place and fsync their folders; a blob
+        that was stored already has its folder fsynced too (another thread or listener may have named
+        it a moment ago, its folder not flushed yet). Remote stores wrote durably on ``put``."""
+        store = self._store()
+        if not hasattr(store, "commit_staged"):
+            return
+        named = {digest for digest, _tmp in staged}
         stored = [
             d
-            for job in jobs
-            if job.outcome.status == "ingested" and not job.staged
-            for d in [job.outcome.blob_digest, *(c.blob_digest for c in job.outcome.children)]
-            if d
+            for d in [outcome.blob_digest, *(c.blob_digest for c in outcome.children)]
+            if d and d not in named
         ]
-        if staged or stored:
-            store = self._store()
-            if hasattr(store, "commit_staged"):
-                store.commit_staged(staged, also=stored)
-        for job in jobs:
-            job.staged = []
+        store.commit_staged(staged, also=stored)
 
     def _store(self) -> Any:
         if self._blob_store is None:
