@@ -16,7 +16,9 @@ in one run, to three receivers on loopback, each started fresh:
 
 For every association count in ``--associations`` the batch is split over that many concurrent storescu
 processes (a modality or PACS sending several studies at once). Reported per receiver: instances/s,
-MB/s, the ratio to storescp and to Orthanc, and the count each receiver actually holds afterwards.
+MB/s, the ratio to storescp and to Orthanc, the count each receiver actually holds afterwards, and
+the CPU seconds (user + system, read from /proc) the receiver's process tree spent while the batch was
+sent, per instance: on a loaded machine the CPU figure is the steadier one.
 """
 
 from __future__ import annotations
@@ -105,8 +107,39 @@ def wait_for_echo(port: int, aet: str, proc: subprocess.Popen[bytes], seconds: f
     raise RuntimeError("the receiver did not answer C-ECHO in time")
 
 
-def push(port: int, aet: str, folders: list[Path]) -> float:
-    """storescu on every folder at once; returns wall seconds; raises if any storescu failed."""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and every live process below it, read from
+    /proc (children that already exited and were reaped count in their parent's cutime/cstime)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = sum(int(f) for f in fields[11:15]) / _TICK
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo.extend(c for c, parent in parents.items() if parent == p and c not in tree)
+    return sum(times.get(p, 0.0) for p in tree)
+
+
+RECEIVER_CPU: dict[str, float] = {}
+
+
+def push(port: int, aet: str, folders: list[Path], receiver: int | None = None) -> float:
+    """storescu on every folder at once; returns wall seconds; raises if any storescu failed. With
+    ``receiver`` (a pid), the CPU seconds its process tree spent meanwhile go to RECEIVER_CPU["last"]."""
+    cpu0 = tree_cpu(receiver) if receiver else 0.0
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
@@ -118,6 +151,7 @@ def push(port: int, aet: str, folders: list[Path]) -> float:
     ]
     errors = [p.communicate()[1].decode(errors="replace")[-500:] for p in procs if p.wait() != 0]
     seconds = time.perf_counter() - start
+    RECEIVER_CPU["last"] = tree_cpu(receiver) - cpu0 if receiver else float("nan")
     if errors:
         raise RuntimeError(f"storescu failed: {errors[0]}")
     return seconds
@@ -144,7 +178,7 @@ def run_storescp(work: Path, folders: list[Path]) -> tuple[float, int]:
     )
     try:
         wait_for_echo(port, "STORESCP", proc)
-        seconds = push(port, "STORESCP", folders)
+        seconds = push(port, "STORESCP", folders, proc.pid)
     finally:
         stop(proc)
     return seconds, sum(1 for _ in out.iterdir())
@@ -175,7 +209,7 @@ def run_orthanc(work: Path, folders: list[Path]) -> tuple[float, int]:
     )
     try:
         wait_for_echo(port, "ORTHANC", proc)
-        seconds = push(port, "ORTHANC", folders)
+        seconds = push(port, "ORTHANC", folders, proc.pid)
         held = int(httpx.get(f"http://127.0.0.1:{http}/statistics", timeout=30).json()["CountInstances"])
     finally:
         stop(proc)
@@ -204,7 +238,7 @@ def run_curata(work: Path, folders: list[Path], processes: int = 1) -> tuple[flo
     )
     try:
         wait_for_echo(port, "CURATA", proc)
-        seconds = push(port, "CURATA", folders)
+        seconds = push(port, "CURATA", folders, proc.pid)
     finally:
         stop(proc, signal.SIGINT)
     summary = json.loads(proc.stdout.read().decode() if proc.stdout else "{}")
@@ -240,7 +274,7 @@ def run_pynetdicom_noop(work: Path, folders: list[Path]) -> tuple[float, int]:
     )
     try:
         wait_for_echo(port, "NOOP", proc)
-        seconds = push(port, "NOOP", folders)
+        seconds = push(port, "NOOP", folders, proc.pid)
     finally:
         stop(proc)
     return seconds, int((proc.stdout.read() if proc.stdout else b"0").strip() or 0)
@@ -300,14 +334,16 @@ def main() -> int:
             batch = Path(tmp) / f"batch-{n_assoc}"
             nbytes = make_batch(batch, args.instances, args.size, studies=n_assoc)
             folders = sorted(p for p in batch.iterdir() if p.is_dir())
-            samples: dict[str, list[tuple[float, int]]] = {name: [] for name in RECEIVERS}
+            samples: dict[str, list[tuple[float, int, float]]] = {name: [] for name in RECEIVERS}
             failures: dict[str, str] = {}
             for round_ in range(args.repeat):
                 for name, runner in RECEIVERS.items():
                     work = Path(tmp) / f"{name.split()[0]}-{n_assoc}-{round_}"
                     work.mkdir()
                     try:
-                        samples[name].append(runner(work, folders))
+                        RECEIVER_CPU.pop("last", None)
+                        sec, held = runner(work, folders)
+                        samples[name].append((sec, held, RECEIVER_CPU.get("last", float("nan"))))
                     except Exception as exc:
                         failures[name] = f"error: {exc}"
                     shutil.rmtree(work, ignore_errors=True)
@@ -318,14 +354,17 @@ def main() -> int:
                         {"tool": name, "associations": n_assoc, "status": failures.get(name, "no run")}
                     )
                     continue
-                seconds = statistics.median(sec for sec, _ in got)
-                held = min(h for _, h in got)
+                seconds = statistics.median(sec for sec, _, _ in got)
+                held = min(h for _, h, _ in got)
+                cpu = statistics.median(c for _, _, c in got)
                 rows.append(
                     {
                         "tool": name,
                         "associations": n_assoc,
                         "seconds": round(seconds, 3),
-                        "seconds_all": [round(sec, 3) for sec, _ in got],
+                        "seconds_all": [round(sec, 3) for sec, _, _ in got],
+                        "receiver_cpu_s": round(cpu, 3),
+                        "receiver_cpu_ms_per_instance": round(1000 * cpu / args.instances, 2),
                         "instances_per_s": rate(args.instances, seconds),
                         "mb_per_s": rate(nbytes / 1e6, seconds),
                         "sent": args.instances,
@@ -347,6 +386,7 @@ def main() -> int:
                     ("tool", "receiver"),
                     ("instances_per_s", "inst/s"),
                     ("mb_per_s", "MB/s"),
+                    ("receiver_cpu_ms_per_instance", "CPU ms/inst"),
                     ("held", "held"),
                     ("status", "status"),
                 ],

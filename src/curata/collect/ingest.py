@@ -93,6 +93,8 @@ def _setup_context(ctx: _WorkerContext) -> None:
     from curata.store import open_store
 
     ctx.store = open_store(ctx.store_url)
+    import curata.collect.wsi  # noqa: F401  (process_one needs it: load it now, not on the first input)
+
     if ctx.deidentify:
         from curata.collect.deid import Deidentifier, load_profile
 
@@ -129,11 +131,15 @@ def _quarantine_bytes(folder: str, digest: str, raw: bytes, source: str, reason:
 
 _IMAGE_MARKERS = ("Rows", "Columns", "BitsAllocated")
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")  # their tags, little endian
 
 
 def _check_complete(raw: bytes) -> None:
     """An image object must still hold its pixel data: a file cut exactly at an element boundary
-    parses cleanly without it (pydicom cannot tell), so look for the element itself."""
+    parses cleanly without it (pydicom cannot tell), so look for the element itself (first: when it is
+    there, as in nearly every image, nothing needs parsing)."""
+    if any(tag in raw for tag in _PIXEL_TAGS):
+        return
     try:
         ds = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True, specific_tags=list(_IMAGE_MARKERS))
     except Exception:
@@ -141,9 +147,7 @@ def _check_complete(raw: bytes) -> None:
     syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     if syntax in ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"):  # deflated, big endian
         return
-    if all(k in ds for k in _IMAGE_MARKERS) and not any(
-        tag in raw for tag in (b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
-    ):
+    if all(k in ds for k in _IMAGE_MARKERS):
         raise InputError(
             "image object without pixel data (7FE0,0010): truncated file?",
             hint="send the complete file again",

@@ -6,12 +6,13 @@ The DICOM SCP, C-MOVE/C-GET and DICOMweb pulls and the STOW-RS endpoint all hand
 1. the calling thread (one per association or HTTP request) de-identifies and *stages* the blob
    (written and fsynced in the store's temp folder, no final name yet) with a de-identifier of its own, so
    associations run side by side; with ``workers > 1`` that step runs in a pool of processes instead,
-   so de-identification uses every core when several associations send at once;
-2. one thread at a time (SQLite takes one writer) makes a batch durable: whichever caller takes the
-   writer lock drains everything queued by then, renames every staged blob into place, fsyncs the
-   folders once, files all rows with a few multi-row statements, commits once (group
-   commit) and wakes the others. A lone association thus commits its own rows with no hand-over to
-   another thread, and many associations share flushes and commits.
+   so de-identification uses every core when several associations send at once. The calling thread
+   then renames the blob into place and fsyncs its folder (blobs land in distinct shard folders, so
+   these flushes gain nothing from a batch, and run side by side here);
+2. one thread at a time (SQLite takes one writer) files the rows: whichever caller takes the writer
+   lock drains everything queued by then, files all rows with a few multi-row statements, commits once
+   (group commit) and wakes the others. A lone association thus commits its own rows with no hand-over
+   to another thread, and many associations share one commit.
 
 ``receive`` therefore returns only after the blob and its catalog row are durable, which is when the
 SCP may answer success. A keyed hash of each source SOP Instance UID is recorded in the same commit,
@@ -34,9 +35,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, Table, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -73,14 +74,14 @@ def source_key(key: bytes, source_uid: str) -> str:
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
-Staged = list[tuple[str, Path]]  # (digest, temp file) written without fsync, made durable per batch
+Staged = list[tuple[str, Path]]  # (digest, temp file) written and fsynced, not named yet
 
 
 class _StagingStore:
     """The store as the de-identifier sees it: ``put_bytes`` writes and fsyncs the blob in the store's
-    temp folder, in the receiving thread (concurrent senders' flushes overlap), and remembers it; the
-    batch writer names every staged blob of a batch at once and fsyncs their folders
-    (:meth:`LocalStore.commit_staged`) before committing their rows. Anything else goes through."""
+    temp folder (in a pool worker, or the receiving thread) and remembers it; the receiving thread
+    names it (:meth:`LocalStore.commit_staged`) only once the outcome is to be filed, so a refused input
+    leaves no blob behind. Anything else goes through."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
@@ -122,7 +123,6 @@ class _Job:
     outcome: IngestOutcome
     source_key: str | None
     peer: str
-    staged: Staged = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -159,15 +159,10 @@ class Receiver:
         A bad dataset comes back ``quarantined`` with its reason; infrastructure failures (database,
         disk) raise, so a network caller answers a failure status and the sender retries.
         """
-        known = self._known(raw)
+        # a re-send (same input bytes, or the same de-identified instance) is recognised by the batch
+        # writer, in the statement that looks up the batch's SOP Instance UIDs: no query per instance
         staged: Staged = []
-        if known is not None:  # a re-send: no second de-identification, just remember the source
-            outcome = IngestOutcome(
-                "present", source, input_digest=known[0], sop_instance_uid=known[1], size=len(raw)
-            )
-            if not source_uid:
-                return outcome
-        elif self.workers > 1:
+        if self.workers > 1:
             pool = self._process_pool()
             try:
                 outcome, staged = pool.submit(process_staged, (source, raw)).result()
@@ -183,7 +178,19 @@ class Receiver:
             staged = []
         if outcome.status not in ("ingested", "quarantined", "present"):
             return outcome
-        job = _Job(outcome, self.key_for(source_uid) if source_uid else None, peer[:64], staged)
+        if outcome.status == "ingested":
+            # name the blob and fsync its folder here, in the receiving thread, before queueing: blobs
+            # land in distinct shard folders, so a batch writer saved no flush by grouping them and
+            # held every other sender behind its folder flushes (a row may still only point at a
+            # durable name: the rows are committed after this, by the batch writer)
+            faults.point("gateway.before_durable")
+            try:
+                self._make_durable(outcome, staged)
+            except Exception:
+                _discard(staged)
+                log.error("a received blob could not be made durable")
+                raise
+        job = _Job(outcome, self.key_for(source_uid) if source_uid else None, peer[:64])
         self._queue.put(job)
         while not job.done.is_set():
             with self._write_lock:  # whoever holds it has filed our job, or we file it now
@@ -270,17 +277,7 @@ class Receiver:
                 break
         if not jobs:
             return
-        try:  # group commit of the blob names: renames, then one fsync per folder for the whole batch
-            faults.point("gateway.before_durable")
-            self._make_durable(jobs)
-            faults.point("gateway.before_commit")
-        except Exception as exc:  # disk trouble: nobody in this batch is acknowledged
-            log.error("blobs could not be made durable for %d instance(s)", len(jobs))
-            for job in jobs:
-                _discard(job.staged)
-                job.error = exc
-                job.done.set()
-            return
+        faults.point("gateway.before_commit")  # blobs durable (named by their receivers), rows not
         for attempt in range(5):
             try:
                 if self._session is None:
@@ -312,21 +309,20 @@ class Receiver:
         for job in jobs:
             job.done.set()
 
-    def _make_durable(self, jobs: list[_Job]) -> None:
-        staged = [item for job in jobs for item in job.staged]
+    def _make_durable(self, outcome: IngestOutcome, staged: Staged) -> None:
+        """Rename the staged (fsynced) blobs of ``outcome`` into place and fsync their folders; a blob
+        that was stored already has its folder fsynced too (another thread or listener may have named
+        it a moment ago, its folder not flushed yet). Remote stores wrote durably on ``put``."""
+        store = self._store()
+        if not hasattr(store, "commit_staged"):
+            return
+        named = {digest for digest, _tmp in staged}
         stored = [
             d
-            for job in jobs
-            if job.outcome.status == "ingested" and not job.staged
-            for d in [job.outcome.blob_digest, *(c.blob_digest for c in job.outcome.children)]
-            if d
+            for d in [outcome.blob_digest, *(c.blob_digest for c in outcome.children)]
+            if d and d not in named
         ]
-        if staged or stored:
-            store = self._store()
-            if hasattr(store, "commit_staged"):
-                store.commit_staged(staged, also=stored)
-        for job in jobs:
-            job.staged = []
+        store.commit_staged(staged, also=stored)
 
     def _store(self) -> Any:
         if self._blob_store is None:
@@ -346,15 +342,6 @@ class Receiver:
         session.commit()
         return session, CatalogWriter(session, site)
 
-    def _known(self, raw: bytes) -> tuple[str, str] | None:
-        """(input digest, SOP Instance UID) when these exact bytes were filed before (a read only)."""
-        digest = hashlib.sha256(raw).hexdigest()
-        with self.ws.catalog.engine.connect() as conn:
-            uid = conn.scalar(
-                select(Instance.sop_instance_uid).where(Instance.source_digest == digest).limit(1)
-            )
-        return (digest, uid) if uid is not None else None
-
     def _file_batch(self, session: Session, writer: CatalogWriter, jobs: list[_Job]) -> None:
         """File a batch in the caller's transaction with a handful of statements, not a few per
         instance: one look-up of the SOP Instance UIDs, blobs, provenance keys and source keys already
@@ -371,40 +358,49 @@ class Receiver:
                 plain.append(job)
         if plain:
             self._file_plain(session, writer, plain)
-        keys = list(dict.fromkeys(j.source_key for j in jobs if j.source_key))
-        if keys:
-            have = set(
-                session.scalars(
-                    select(GatewayReceived.source_key).where(GatewayReceived.source_key.in_(keys))
-                )
-            )
-            rows: dict[str, dict[str, Any]] = {}
-            for job in jobs:
-                if job.source_key and job.source_key not in have and job.source_key not in rows:
-                    rows[job.source_key] = {
-                        "source_key": job.source_key,
-                        "sop_instance_uid": job.outcome.sop_instance_uid,
-                        "peer": job.peer,
-                    }
-            if rows:
-                session.execute(insert(GatewayReceived), list(rows.values()))
+        rows: dict[str, dict[str, Any]] = {}
+        for job in jobs:
+            if job.source_key and job.source_key not in rows:
+                rows[job.source_key] = {
+                    "source_key": job.source_key,
+                    "sop_instance_uid": job.outcome.sop_instance_uid,
+                    "peer": job.peer,
+                }
+        _insert_new(session, _table(GatewayReceived), "source_key", rows)
 
     @staticmethod
     def _file_plain(session: Session, writer: CatalogWriter, jobs: list[_Job]) -> None:
+        """Core statements (no ORM unit of work per row): one look-up of what is filed already (by
+        de-identified SOP Instance UID, or by the sha256 of the input: a re-send), one for the blobs,
+        then one multi-row INSERT per table."""
         uids = [j.outcome.fields["instance"]["sop_instance_uid"] for j in jobs]
-        filed = set(
-            session.scalars(select(Instance.sop_instance_uid).where(Instance.sop_instance_uid.in_(uids)))
-        )
-        digests = list({str(j.outcome.blob_digest) for j in jobs})
-        blobs = set(session.scalars(select(Blob.digest).where(Blob.digest.in_(digests))))
+        inputs = [j.outcome.input_digest for j in jobs if j.outcome.input_digest]
+        cond: ColumnElement[bool] = Instance.sop_instance_uid.in_(uids)
+        if inputs:
+            cond = or_(cond, Instance.source_digest.in_(inputs))
+        filed: set[str] = set()
+        by_input: dict[str, str] = {}
+        for uid, source in session.execute(
+            select(Instance.sop_instance_uid, Instance.source_digest).where(cond)
+        ):
+            filed.add(uid)
+            if source:
+                by_input[source] = uid
         fresh: list[tuple[_Job, Series]] = []
         for job in jobs:
-            uid = job.outcome.fields["instance"]["sop_instance_uid"]
+            o = job.outcome
+            uid = o.fields["instance"]["sop_instance_uid"]
+            known = by_input.get(o.input_digest or "")
+            if known is not None:  # these exact bytes were filed before (a re-send)
+                o.status, o.sop_instance_uid = "present", known
+                continue
             if uid in filed:  # same de-identified instance already filed (or twice in this batch)
-                job.outcome.status = "present"
+                o.status = "present"
                 continue
             filed.add(uid)
-            fresh.append((job, writer.series_for(job.outcome.fields)))
+            if o.input_digest:
+                by_input[o.input_digest] = uid
+            fresh.append((job, writer.series_for(o.fields)))
         if not fresh:
             return
         if session.new or session.dirty:
@@ -416,7 +412,7 @@ class Receiver:
         for job, series in fresh:
             o = job.outcome
             digest = str(o.blob_digest)
-            if digest not in blobs and digest not in blob_rows:
+            if digest not in blob_rows:
                 blob_rows[digest] = {"digest": digest, "size": o.size}
             instance_rows.append(
                 {
@@ -440,19 +436,44 @@ class Receiver:
                     "code_version": version,
                     "output": {"blob": digest, "record": rec},
                 }
-        if blob_rows:
-            session.execute(insert(Blob), list(blob_rows.values()))
+        _insert_new(session, _table(Blob), "digest", blob_rows)  # a blob may be filed already
         columns = {k for row in instance_rows for k in row}
-        session.execute(insert(Instance), [{k: row.get(k) for k in columns} for row in instance_rows])
+        session.execute(insert(_table(Instance)), [{k: row.get(k) for k in columns} for row in instance_rows])
         for _job, series in fresh:  # counted in SQL (other listeners count too): reload when read
             session.expire(series, ["instance_count"])
+        table = _table(Series)
         for series_id, n in per_series.items():
             session.execute(
-                update(Series).where(Series.id == series_id).values(instance_count=Series.instance_count + n),
-                execution_options={"synchronize_session": False},
+                update(table).where(table.c.id == series_id).values(instance_count=table.c.instance_count + n)
             )
-        if prov_rows:
-            have = set(session.scalars(select(Provenance.key).where(Provenance.key.in_(list(prov_rows)))))
-            rows = [row for key, row in prov_rows.items() if key not in have]
-            if rows:
-                session.execute(insert(Provenance), rows)
+        _insert_new(session, _table(Provenance), "key", prov_rows)
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _insert_new(session: Session, table: Table, key: str, rows: dict[str, dict[str, Any]]) -> None:
+    """INSERT ``rows`` (keyed by their unique ``key`` column) in one statement, skipping those filed
+    already: ``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL, a look-up first elsewhere."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        session.execute(
+            sqlite.insert(table).on_conflict_do_nothing(index_elements=[key]), list(rows.values())
+        )
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        session.execute(
+            postgresql.insert(table).on_conflict_do_nothing(index_elements=[key]), list(rows.values())
+        )
+    else:
+        column = table.c[key]
+        have = set(session.scalars(select(column).where(column.in_(list(rows)))))
+        fresh = [row for k, row in rows.items() if k not in have]
+        if fresh:
+            session.execute(insert(table), fresh)

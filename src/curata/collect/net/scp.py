@@ -8,6 +8,7 @@ anything else answers a failure status so the sender keeps the image and retries
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import socket
 import threading
@@ -93,7 +94,10 @@ def prefer_senders_order(assoc: Any) -> None:
         if wanted:
             ours = [str(t) for t in cx.transfer_syntax]
             first = [t for t in wanted if t in ours]
-            cx.transfer_syntax = first + [t for t in ours if t not in first]
+            reordered = first + [t for t in ours if t not in first]
+            if reordered != ours:
+                cx = copy.deepcopy(cx)  # the server's contexts are shared by its associations (_guard)
+                cx.transfer_syntax = reordered
         contexts.append(cx)
     assoc.acceptor.supported_contexts = contexts
 
