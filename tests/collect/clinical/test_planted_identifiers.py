@@ -166,3 +166,35 @@ def test_bases_that_spell_a_name_are_not_an_identifier(workspace, tmp_path) -> N
     blobs = [workspace.store.get_bytes(d) for d in workspace.store.digests()]
     blob = b"".join(gzip.decompress(b) if b[:2] == b"\x1f\x8b" else b for b in blobs)
     assert b"\tTNAGATAG\tT\t" in blob and b"Nagata" not in blob
+
+
+def test_another_patients_identifiers_in_a_note_are_cleaned(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A note in one patient's row that names ANOTHER patient of the same export (full name, MRN with
+    other separators, the given name alone, their phone) keeps none of it, in CSV and in FHIR; ordinary
+    words that equal a name part in lower case ("white matter" beside a patient named Bakare-White) stay."""
+    other = {"mrn": "MRN-55102", "patient_name": "Tunde Bakare", "phone": "+234 805 111 2233"}
+    note = "Seen with Tunde Bakare (MRN 55102, tel +234 805 111 2233); Tunde reports cough. white matter"
+    rows = [
+        csv_row(notes=note),
+        csv_row(mrn=other["mrn"], patient_name="Tunde Bakare-White", phone=other["phone"], notes="follow-up"),
+    ]
+    write_csv(tmp_path / "export" / "clinical.csv", rows)
+    resources = fhir_resources("pat-a")
+    for r in resources:
+        if r["resourceType"] == "Condition":
+            r["note"] = [{"text": note}]
+    second = fhir_resources("pat-b")
+    second[0]["name"] = [{"family": "Bakare", "given": ["Tunde"], "text": "Tunde Bakare"}]
+    second[0]["identifier"][0]["value"] = other["mrn"]
+    second[0]["identifier"] = second[0]["identifier"][:1]
+    second[0]["telecom"] = [{"system": "phone", "value": other["phone"]}]
+    write_ndjson(tmp_path / "bulk" / "export.ndjson", [*resources, *second])
+    summary, _ = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "export", tmp_path / "bulk"])
+    assert summary.counts["ingested"] == 2
+    blob = "\n".join(
+        (gzip.decompress(b) if b[:2] == b"\x1f\x8b" else b).decode("utf-8", "replace")
+        for b in (workspace.store.get_bytes(d) for d in workspace.store.digests())
+    )
+    for needle in ("Tunde", "Bakare", "55102", "805 111 2233", "8051112233"):
+        assert needle not in blob, blob[max(0, blob.find(needle) - 200) : blob.find(needle) + 50]
+    assert "reports cough" in blob and "white matter" in blob

@@ -13,6 +13,7 @@ from curata.collect.clinical._codes import normal_stage, stage_group, system_nam
 from curata.collect.clinical.deid import (
     AGE_CAP,
     ClinicalDeidentifier,
+    OtherPatients,
     PatientIdentity,
     cap_age,
     clean,
@@ -125,6 +126,7 @@ class RecordBuilder:
         # sharing no token with it cannot hold a patient's own identifier, so only the others get the
         # per-patient cleaning and gate. None: no pre-filter (every value is checked).
         self.candidates: set[str] | None = None
+        self.others: OtherPatients | None = None
 
     def know_identifiers(self, identities: Any) -> None:
         """Build the token pre-filter from every patient identity of the input."""
@@ -138,6 +140,7 @@ class RecordBuilder:
                 tokens.update((d, d[:4]))
         tokens.discard("")
         self.candidates = {t for t in tokens if len(t) >= 2}
+        self.others = OtherPatients(identities)
 
     def _maybe_identifying(self, value: str) -> bool:
         if self.candidates is None:
@@ -203,6 +206,8 @@ class RecordBuilder:
                     self._generic[s] = out
             if out is not None and self._maybe_identifying(out):
                 out = clean(out, who.ids, generic=False)
+        if out is not None and self.others is not None and self._maybe_identifying(out):
+            out = self.others.clean(out)  # another patient of the input named in this one's text
         if out is not None and limit is not None:
             out = out[:limit]
         return out

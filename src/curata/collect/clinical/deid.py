@@ -9,10 +9,19 @@ cleaner; the final gate refuses any output value in which one of the patient's o
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from curata.collect.deid.pseudonyms import Pseudonymizer
-from curata.collect.deid.text import REDACTED, Identifiers, clean_generic_many, clean_text, find_identifier
+from curata.collect.deid.text import (
+    REDACTED,
+    Identifiers,
+    clean_generic_many,
+    clean_text,
+    find_identifier,
+    normalise,
+)
 
 AGE_CAP = 89  # ages above this read as 90 (HIPAA Safe Harbor; the DICOM engine caps the same way)
 
@@ -29,6 +38,64 @@ class PatientIdentity:
     pseudonym: str
     shift_days: int
     ids: Identifiers = field(default_factory=Identifiers)
+
+
+_WORD_RE = re.compile(r"\w+")
+
+
+class OtherPatients:
+    """Every patient of one input, for free text that names ANOTHER patient of it ("seen with Tunde
+    Bakare", "as MRN-55102"): a row is cleaned of its own patient's identifiers by the matcher and gated
+    for them; this finds the others' in it, so they are cleaned too.
+
+    Found in a text: another patient's ID, phone or other value holding digits (5+ characters, with any
+    separators: ``MRN 55102`` as ``MRN-55102``), a multi-part value (a full name in either order, an
+    address), and a single name part of 4+ letters where the text writes it capitalised (``Tunde
+    reports``; ``white matter`` is not a patient named White). Shorter parts and dates are left to the
+    row's own patient (they collide with ordinary words and other patients' shifted dates)."""
+
+    def __init__(self, identities: Iterable[PatientIdentity]) -> None:
+        self.joined: dict[str, str] = {}  # normalised value -> value (IDs, multi-part values)
+        self.parts: dict[str, str] = {}  # lower-cased name part -> value
+        for who in identities:
+            for w in who.ids.words:
+                n = normalise(w)
+                id_like = len(n) >= 5 and any(c.isdigit() for c in n)
+                if id_like or (len(_WORD_RE.findall(w)) > 1 and len(n) >= 6):
+                    self.joined[n] = w
+                elif w.isalpha() and len(w) >= 4:
+                    self.parts[w.lower()] = w
+        self._found: dict[str, Identifiers | None] = {}
+
+    def found_in(self, text: str) -> Identifiers | None:
+        """The other patients' identifiers standing in ``text`` (None: none)."""
+        if text in self._found:
+            return self._found[text]
+        tokens = _WORD_RE.findall(text)
+        words: set[str] = set()
+        for i, tok in enumerate(tokens):
+            if tok[:1].isupper() and (hit := self.parts.get(tok.lower())) is not None:
+                words.add(hit)
+            for k in (1, 2, 3, 4):
+                if i + k > len(tokens):
+                    break
+                hit = self.joined.get(normalise("".join(tokens[i : i + k])))
+                if hit is not None:
+                    words.add(hit)
+        got = None
+        if words:
+            got = Identifiers()
+            got.words |= words
+        if len(self._found) < 200_000:
+            self._found[text] = got
+        return got
+
+    def clean(self, text: str | None) -> str | None:
+        """``text`` cleaned of the other patients' identifiers it names (see the class)."""
+        if not text:
+            return text
+        ids = self.found_in(text)
+        return text if ids is None else clean(text, ids, generic=False)
 
 
 class ClinicalDeidentifier:

@@ -34,6 +34,7 @@ from curata.collect.clinical._records import (
 from curata.collect.clinical.deid import (
     AGE_CAP,
     ClinicalDeidentifier,
+    OtherPatients,
     PatientIdentity,
     clean,
     clean_generic,
@@ -211,6 +212,7 @@ class _Table:
         # are the same (``ids_for`` gives them one shared object) get the same answer, computed once
         self._cleaned: dict[tuple[int, str, int | None], str | None] = {}
         self._gated: dict[tuple[int, str], bool] = {}
+        self.others: OtherPatients | None = None  # built once every patient of the export is known
 
     def ids_for(self, p: int, text: str) -> Identifiers:
         """Patient ``p``'s identifiers that can occur in ``text`` (their normalised form is in it): the
@@ -252,7 +254,12 @@ class _Table:
         ids = self.ids_for(p, text)
         key = (id(ids), text, limit)
         if key not in self._cleaned:
-            self._cleaned[key] = _cut(clean(text, ids, generic=False), limit)
+            out = clean(text, ids, generic=False)
+            if self.others is None:  # the builder's, made when every patient of the export was known
+                built = self.builder.others if self.builder is not None else None
+                self.others = built or OtherPatients(self.patients)
+            # another patient of the export named in this one's text
+            self._cleaned[key] = _cut(self.others.clean(out), limit)
         return self._cleaned[key]
 
     def survives_for(self, p: int, text: str) -> bool:
