@@ -10,6 +10,7 @@ must also have taken a real share of the files, or the comparison would prove no
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from curata.collect.deid import Deidentifier, _reader, load_profile
+from curata.collect.deid import Deidentifier, _rawpath, _reader, load_profile
+from curata.collect.deid._speed import corpus as small_ct_mr
 from curata.demo.phi import make_planted_corpus
 from curata.errors import CurataError
 
@@ -67,6 +69,57 @@ def test_fast_reader_and_dcmread_give_identical_results(profile: str, tmp_path: 
     # were released, so the equality above covers real work
     assert taken >= len(inputs) // 2, (taken, len(inputs))
     assert released >= len(inputs) // 4, (released, len(inputs))
+
+
+def _small_identified(n: int) -> list[tuple[str, bytes]]:
+    """CT_small and MR_small as the speed goal's files: each with a patient of the planting set
+    (names in Latin-1 and UTF-8 too, in the declared character set), in both VR encodings."""
+    out = []
+    for i, raw in enumerate(small_ct_mr(n)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(raw))
+            patient = PATIENTS[i % len(PATIENTS)]
+            ds.SpecificCharacterSet = patient.charset
+            ds.PatientName = f"{patient.family}^{patient.given}"
+            ds.PatientID = patient.pid
+            ds.PatientBirthDate = patient.birth
+            ds.AccessionNumber = patient.accession
+            if i % 3 == 2:
+                ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+        out.append((f"small {i}", buf.getvalue()))
+    return out
+
+
+@pytest.mark.parametrize("profile", ["research", "basic", "research-strict"])
+def test_raw_lane_and_engine_give_identical_results(profile: str, tmp_path: Path) -> None:
+    """The raw lane (most elements copied from the input's bytes) against the whole engine: same
+    bytes, record, vault rows and output data set, or the same refusal (the lane declines and the
+    engine answers)."""
+    lane = Deidentifier(KEY, load_profile(profile), ocr=False)
+    whole = Deidentifier(KEY, load_profile(profile), ocr=False)
+    whole.raw_lane = False
+    inputs = _inputs(tmp_path) + _small_identified(24)
+    taken = 0
+    for name, raw in inputs:
+        try:
+            direct = _rawpath.deidentify(lane, raw, hashlib.sha256(raw).hexdigest())
+        except CurataError:
+            direct = None
+        taken += direct is not None
+        a, b = _outcome(lane, raw), _outcome(whole, raw)
+        assert a == b, f"{name}: the raw lane and the engine differ ({a[0]} vs {b[0]})"
+        if direct is not None:
+            assert direct.output_bytes == a[1][0]
+            ours = whole.deidentify_bytes(raw).dataset
+            written = [t for t in map(int, ours.keys()) if t & 0xFFFF and t >> 16 != 2]
+            assert sorted(map(int, direct.dataset.keys())) == sorted(written), name
+            for tag in (0x00100010, 0x00100020, 0x0020000D, 0x00080018, 0x00080020, 0x00101010):
+                assert str(direct.dataset.get(tag, "")) == str(ours.get(tag, "")), (name, hex(tag))
+    # the lane took a real share (every small file of the speed goal, some of the planted ones)
+    assert taken >= 24, (taken, len(inputs))
 
 
 def test_fast_reader_declines_what_is_not_plain() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import pydicom
 import pydicom.config
@@ -24,7 +24,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from curata import __version__
-from curata.collect.deid import _reader, _writer, pixels
+from curata.collect.deid import _rawpath, _reader, _writer, pixels
 from curata.collect.deid.profile import BASIC_CODE, OPTIONS, Profile, load_profile
 from curata.collect.deid.pseudonyms import (
     Pseudonymizer,
@@ -164,6 +164,24 @@ class DeidResult:
         """``<patient pseudonym>/<study uid>/<series uid>/<sop uid>.dcm`` from pseudonymous values only."""
         r = self.record
         return safe_relative_path(r.patient_pseudonym, r.study_uid, r.series_uid, r.sop_uid)
+
+
+class _ReadBack(DeidResult):
+    """A result whose data set is read from its output bytes when first asked for (the raw lane
+    builds only the few elements it changed)."""
+
+    _read: Dataset | None = None
+
+    @property
+    def dataset(self) -> Dataset:
+        if self._read is None:
+            ds = _reader.read(self.output_bytes)
+            self._read = ds if ds is not None else pydicom.dcmread(io.BytesIO(self.output_bytes))
+        return self._read
+
+    @dataset.setter
+    def dataset(self, value: Dataset | None) -> None:
+        self._read = value
 
 
 _UID_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
@@ -331,6 +349,10 @@ class Deidentifier:
         # plain little-endian files are read by the lean reader (the same data set as dcmread's);
         # False reads every file with dcmread (the differential tests compare the two)
         self.fast_read = True
+        # the raw lane (_rawpath): most elements copied from the input's bytes; False runs the whole
+        # engine on every file (the differential tests compare the two)
+        self.raw_lane = True
+        self._plans: dict[str, Any] = {}  # SOP class -> _rawpath's compiled decisions
 
     # ------------------------------------------------------------------ public API
     def deidentify_bytes(
@@ -347,6 +369,11 @@ class Deidentifier:
             return self._deidentify_bytes(raw, source, pixel_decision)
 
     def _deidentify_bytes(self, raw: bytes, source: str, decision: str | None = None) -> DeidResult:
+        if self.raw_lane and self.fast_read and decision is None:
+            input_sha = hashlib.sha256(raw).hexdigest()
+            done = _rawpath.deidentify(self, raw, input_sha)
+            if done is not None:
+                return done
         fast = _reader.read(raw) if self.fast_read else None
         if fast is not None:  # a plain file: the same data set dcmread builds, built by a struct walk
             return self._run(fast, hashlib.sha256(raw).hexdigest(), source, decision)
@@ -421,6 +448,23 @@ class Deidentifier:
                 f"cannot encode the de-identified data set ({type(exc).__name__}: {exc})"
             ) from exc
         self._gate(output, ds, ctx, pixel_state in ("kept", "cleaned"))
+        return self._result(output, ds, ctx, input_sha, sop_class, pixel_state, cleared_by)
+
+    def _result(
+        self,
+        output: bytes,
+        ds: Dataset,
+        ctx: _Ctx,
+        input_sha: str,
+        sop_class: str,
+        pixel_state: str,
+        cleared_by: str,
+        *,
+        whole: bool = True,
+    ) -> DeidResult:
+        """The record, the vault rows and the result of a released output. ``whole``: ``ds`` is the
+        whole output data set; else (the raw lane's few elements) the result reads the output back
+        on first use of its ``dataset``."""
         record = DeidRecord(
             input_sha256=input_sha,
             output_sha256=hashlib.sha256(output).hexdigest(),
@@ -450,7 +494,11 @@ class Deidentifier:
                 {"kind": "uid", "pseudonym": ctx.pseudonym, "original": o, "new": n}
                 for o, n in ctx.uid_map.items()
             ]
-        result = DeidResult(output_bytes=output, dataset=ds, record=record, reid=reid)
+        if whole:
+            result = DeidResult(output_bytes=output, dataset=ds, record=record, reid=reid)
+        else:
+            unread = cast(Dataset, None)  # read from the output on first use
+            result = _ReadBack(output_bytes=output, dataset=unread, record=record, reid=reid)
         _ = result.relative_path  # validated before anything is written anywhere
         if self.vault is not None:
             self.vault.append(reid)
