@@ -42,9 +42,9 @@ _IMPLICIT = struct.Struct("<HHI").unpack_from
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _DOCUMENT = 0x00420011
 # Attributes the engine's steps read by keyword whatever their action (the patient key, the age,
-# the burned-in text test, the required UIDs, the character set, the file meta).
+# the burned-in text test, the required UIDs, the character set, the file meta, the marking).
 _READ_BY_ENGINE = frozenset(
-    {0x00080005, 0x00080016, 0x00080018, 0x00080060, 0x00080070, 0x00100010, 0x00100020, 0x00100021,
+    {0x00080005, 0x00080016, 0x00080018, 0x00080060, 0x00100010, 0x00100020, 0x00100021,
      0x00100030, 0x00101010, 0x0020000D, 0x0020000E, 0x00280301, 0x00080020, 0x00080021, 0x00080022,
      0x00080023, 0x00120062, 0x00120063, 0x00120064, 0x00280303}
 )  # fmt: skip
@@ -210,7 +210,6 @@ def _run(
     input_sha: str,
     sop_class: str,
 ) -> DeidResult | None:
-    eng = plan.eng
     code_of = plan.code
     side: dict[BaseTag, RawDataElement | DataElement] = {}
     copied: list[tuple[int, int, int]] = []

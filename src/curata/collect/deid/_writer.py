@@ -64,14 +64,22 @@ def _file_meta(meta: FileMetaDataset) -> bytes:
         fp.is_little_endian, fp.is_implicit_VR = True, False
         write_file_meta_info(fp, meta, enforce_standard=True)
         return fp.getvalue()
+    version = str(meta[0x00020013].value) if 0x00020013 in keys else None
+    return file_meta_bytes(*(str(meta[tag].value) for tag in _META_UIDS), version=version)
+
+
+def file_meta_bytes(
+    sop_class: str, sop_instance: str, transfer_syntax: str, implementation: str, *, version: str | None
+) -> bytes:
+    """Group 0002 with these values, as pydicom writes it (version, group length)."""
     parts = [_PACK_LONG(0x0002, 0x0001, b"OB", 2) + b"\x00\x01"]
-    for tag in _META_UIDS:
-        value = str(meta[tag].value).encode("ascii")
+    for tag, text in zip(_META_UIDS, (sop_class, sop_instance, transfer_syntax, implementation), strict=True):
+        value = text.encode("ascii")
         if len(value) & 1:
             value += b"\0"
         parts.append(_PACK_SHORT(0x0002, tag & 0xFFFF, b"UI", len(value)) + value)
-    if 0x00020013 in keys:
-        value = str(meta[0x00020013].value).encode("ascii")
+    if version is not None:
+        value = version.encode("ascii")
         if len(value) & 1:
             value += b" "
         parts.append(_PACK_SHORT(0x0002, 0x0013, b"SH", len(value)) + value)

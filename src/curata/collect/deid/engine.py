@@ -24,7 +24,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from curata import __version__
-from curata.collect.deid import _rawpath, _reader, _writer, pixels
+from curata.collect.deid import _native, _rawpath, _reader, _writer, pixels
 from curata.collect.deid.profile import BASIC_CODE, OPTIONS, Profile, load_profile
 from curata.collect.deid.pseudonyms import (
     Pseudonymizer,
@@ -352,6 +352,9 @@ class Deidentifier:
         # the raw lane (_rawpath): most elements copied from the input's bytes; False runs the whole
         # engine on every file (the differential tests compare the two)
         self.raw_lane = True
+        # the native lane (_native): the common file from its bytes alone, no data set; False leaves
+        # it to the raw lane
+        self.native_lane = True
         self._plans: dict[str, Any] = {}  # SOP class -> _rawpath's compiled decisions
 
     # ------------------------------------------------------------------ public API
@@ -371,7 +374,9 @@ class Deidentifier:
     def _deidentify_bytes(self, raw: bytes, source: str, decision: str | None = None) -> DeidResult:
         if self.raw_lane and self.fast_read and decision is None:
             input_sha = hashlib.sha256(raw).hexdigest()
-            done = _rawpath.deidentify(self, raw, input_sha)
+            done = _native.deidentify(self, raw, input_sha) if self.native_lane else None
+            if done is None:
+                done = _rawpath.deidentify(self, raw, input_sha)
             if done is not None:
                 return done
         fast = _reader.read(raw) if self.fast_read else None
@@ -453,7 +458,7 @@ class Deidentifier:
     def _result(
         self,
         output: bytes,
-        ds: Dataset,
+        ds: Dataset | None,
         ctx: _Ctx,
         input_sha: str,
         sop_class: str,
@@ -461,10 +466,20 @@ class Deidentifier:
         cleared_by: str,
         *,
         whole: bool = True,
+        names: tuple[str, str, str, str] | None = None,
     ) -> DeidResult:
         """The record, the vault rows and the result of a released output. ``whole``: ``ds`` is the
         whole output data set; else (the raw lane's few elements) the result reads the output back
-        on first use of its ``dataset``."""
+        on first use of its ``dataset``. ``names``: the study, series and SOP instance UIDs and the
+        transfer syntax written, where there is no data set (the native lane's)."""
+        if names is None:
+            assert ds is not None
+            names = (
+                str(ds.StudyInstanceUID),
+                str(ds.SeriesInstanceUID),
+                str(ds.SOPInstanceUID),
+                str(ds.file_meta.TransferSyntaxUID),
+            )
         record = DeidRecord(
             input_sha256=input_sha,
             output_sha256=hashlib.sha256(output).hexdigest(),
@@ -474,10 +489,10 @@ class Deidentifier:
             code_version=CODE_VERSION,
             sop_class_uid=sop_class,
             patient_pseudonym=ctx.pseudonym,
-            study_uid=str(ds.StudyInstanceUID),
-            series_uid=str(ds.SeriesInstanceUID),
-            sop_uid=str(ds.SOPInstanceUID),
-            transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+            study_uid=names[0],
+            series_uid=names[1],
+            sop_uid=names[2],
+            transfer_syntax=names[3],
             pixels=pixel_state,
             pixels_cleared_by=cleared_by,
         )
@@ -494,7 +509,7 @@ class Deidentifier:
                 {"kind": "uid", "pseudonym": ctx.pseudonym, "original": o, "new": n}
                 for o, n in ctx.uid_map.items()
             ]
-        if whole:
+        if whole and ds is not None:
             result = DeidResult(output_bytes=output, dataset=ds, record=record, reid=reid)
         else:
             unread = cast(Dataset, None)  # read from the output on first use
@@ -919,6 +934,26 @@ class Deidentifier:
         Pixel data is image, not text, and is skipped (its bytes match short words by chance): it is
         either the input's own bytes, untouched, or was checked for burned-in text by OCR.
         """
+        matcher = self._gate_matcher(ctx)
+        hit = _decoded_hit(ds, matcher, ctx)
+        if hit:
+            raise DeidError(f"final gate: an identifying value of the input survived in {hit}; not released")
+        if not matcher.byte_needles(tuple(ctx.encodings)):
+            return
+        output = _inflated(output, ds)
+        px = ds.get("PixelData") if pixel_kept else None
+        self._scan_bytes(output, matcher, ctx, _header_spans(output, px))
+
+    def _byte_gate(self, output: bytes, ctx: _Ctx, spans: list[tuple[int, int]]) -> bool:
+        """The gate's byte scan alone (a plain little-endian output): True when nothing survived."""
+        try:
+            self._scan_bytes(output, self._gate_matcher(ctx), ctx, spans)
+        except DeidError:
+            return False
+        return True
+
+    def _gate_matcher(self, ctx: _Ctx) -> Matcher:
+        """The input's identifiers as the gate looks for them (engine words and coded terms exempt)."""
         ids = ctx.ids
         own_norm, own_tokens = _own_text(self.profile)
         exempt, demote = set(), set()
@@ -938,15 +973,12 @@ class Deidentifier:
                     exempt.add(norm)
                 else:
                     demote.add(w)
-        matcher = Matcher(ids, frozenset(exempt), frozenset(demote)) if exempt or demote else ids.matcher()
-        hit = _decoded_hit(ds, matcher, ctx)
-        if hit:
-            raise DeidError(f"final gate: an identifying value of the input survived in {hit}; not released")
+        return Matcher(ids, frozenset(exempt), frozenset(demote)) if exempt or demote else ids.matcher()
+
+    @staticmethod
+    def _scan_bytes(output: bytes, matcher: Matcher, ctx: _Ctx, spans: list[tuple[int, int]]) -> None:
         needles = matcher.byte_needles(tuple(ctx.encodings))
-        if not needles:
-            return
-        output = _inflated(output, ds)
-        for start, end in _header_spans(output, ds, pixel_kept):
+        for start, end in spans:
             # one span at a time, lower-cased with a byte of context on each side for the boundary test
             lo = max(0, start - 1)
             hay = output[lo : end + 1].lower()
@@ -1153,9 +1185,8 @@ def _marking_raw(profile: Profile, temporal: str, implicit: bool) -> tuple[RawDa
     return tuple(out)
 
 
-def _header_spans(output: bytes, ds: Dataset, pixel_kept: bool) -> list[tuple[int, int]]:
-    """Byte ranges of the output the gate scans: all of it, less the pixel data value."""
-    px = ds.get("PixelData") if pixel_kept else None
+def _header_spans(output: bytes, px: object) -> list[tuple[int, int]]:
+    """Byte ranges of the output the gate scans: all of it, less the pixel data value ``px``."""
     if not isinstance(px, bytes | bytearray) or len(px) < 1024:
         return [(0, len(output))]
     for tail in (0, 8):  # encapsulated pixel data ends with an 8-byte sequence delimiter
