@@ -21,6 +21,8 @@ import struct
 from typing import TYPE_CHECKING
 
 from pydicom.charset import convert_encodings
+from pydicom.multival import MultiValue
+from pydicom.values import convert_PN, convert_single_string, convert_text
 
 from curata.collect.deid import _rawpath, _reader, _writer, pixels
 from curata.collect.deid.pseudonyms import age_between, cap_age, is_standard_uid, shift_date, shift_datetime
@@ -58,10 +60,16 @@ class _Decline(Exception):
     """Not plain enough here: the raw lane takes the file."""
 
 
-def _read(vr: str, data: bytes) -> str | list[str]:
-    """The value pydicom reads from plain ASCII bytes (a list where it reads several)."""
-    if not data.isascii() or b"\x1b" in data:
+def _read(vr: str, data: bytes, encodings: list[str] | None = None) -> str | list[str]:
+    """The value pydicom reads from these bytes (a list where it reads several). Text beyond ASCII
+    (names, IDs, descriptions in the declared character set) is read by pydicom's own functions;
+    any other value beyond ASCII, and ISO 2022 escapes, are not plain."""
+    if b"\x1b" in data:
         raise _Decline
+    if not data.isascii():
+        if encodings is None or (vr not in _TEXT and vr not in _SINGLE and vr != "PN"):
+            raise _Decline
+        return _decoded(vr, data, encodings)
     text = data.decode("ascii")
     if vr in _MULTI_STRING:
         parts = text.rstrip(" \0").split("\\")
@@ -76,9 +84,20 @@ def _read(vr: str, data: bytes) -> str | list[str]:
     return parts[0] if len(parts) == 1 else parts
 
 
-def _one(vr: str, data: bytes) -> str:
+def _decoded(vr: str, data: bytes, encodings: list[str]) -> str | list[str]:
+    if vr == "PN":
+        names = convert_PN(data, encodings)
+        parts = [str(n) for n in names] if isinstance(names, MultiValue) else [str(names)]
+        return parts[0] if len(parts) == 1 else parts
+    if vr in _SINGLE:
+        return convert_single_string(data, encodings)
+    text = convert_text(data, encodings)
+    return text if isinstance(text, str) else list(text)
+
+
+def _one(vr: str, data: bytes, encodings: list[str] | None = None) -> str:
     """A value the engine reads as one string (``str(ds.get(...))``): several values are not plain."""
-    value = _read(vr, data)
+    value = _read(vr, data, encodings)
     if isinstance(value, list):
         raise _Decline
     return value
@@ -151,6 +170,7 @@ class _Run:
         self.input_sha, self.sop_class = input_sha, sop_class
         self.ts = _one("UI", ts_raw)
         self.profile = engine.profile
+        self.encodings: list[str] | None = None  # known once the character set is read
         self.vrs: dict[int, str] = {}
         self.values: dict[int, bytes] = {}  # top-level raw values by tag (ASCII checked on reading)
         for tag, vr, _, start, length in walked:
@@ -164,7 +184,7 @@ class _Run:
         data = self.values.get(tag)
         if data is None:
             return ""
-        return _one(self.vrs.get(tag, "UN"), data)
+        return _one(self.vrs.get(tag, "UN"), data, self.encodings)
 
     # ------------------------------------------------------------------ the engine's _run
     def result(self) -> DeidResult | None:
@@ -183,6 +203,10 @@ class _Run:
                 ctx.encodings = list(convert_encodings(value if isinstance(value, list) else [value]))
             except Exception:
                 ctx.encodings = []
+            if not ctx.encodings:
+                raise _Decline
+        # how pydicom reads text beyond ASCII here (the data set's character set, or its default)
+        self.encodings = ctx.encodings or ["iso8859"]
         self.patient(ctx)
         self.collect(ctx)
         age = self.age_before(ctx)
@@ -274,11 +298,20 @@ class _Run:
             return
         if tag == eng._TIMEZONE_OFFSET or vr is None:
             return
-        value = _read(vr, data)
+        value = _read(vr, data, self.encodings)
         if value == "":
             return
         ids, addresses = ctx.ids, eng._address_tags()
-        for v in value if isinstance(value, list) else [value]:
+        values = value if isinstance(value, list) else [value]
+        if not data.isascii():  # as the engine: matched in every plausible decoding, and as bytes
+            ids.add_raw(data)
+            for codec in ("utf-8", "latin-1", "cp1252"):
+                try:
+                    alt = data.decode(codec)
+                except UnicodeDecodeError:
+                    continue
+                values = [*values, *alt.split("\\")]
+        for v in values:
             text = v.strip(" \0")
             if not text:
                 continue
@@ -425,11 +458,11 @@ class _Run:
         holds = ctx.holds_identifier(data)
         if not holds:
             if len(data) & 1:
-                return _read(vr, data)
+                return _read(vr, data, self.encodings)
             return None
         if vr in ("CS", "AE", "UR"):
             raise _Decline  # coded strings holding an identifier: the engine's own rules
-        value = _read(vr, data)
+        value = _read(vr, data, self.encodings)
         if value == "":
             return value
         out = [clean_text(v, ctx.ids, generic=False) for v in (value if isinstance(value, list) else [value])]
@@ -454,13 +487,13 @@ class _Run:
             if eng._vr_of(tag) is None:
                 action = "X"
         if tag in (eng._PATIENT_ID, eng._PATIENT_NAME):
-            _read(vr, data)
+            _read(vr, data, self.encodings)
             return ctx.pseudonym
         if action == "X":
             return None
         if vr == "SQ":
             raise _Decline  # kept sequences: the raw lane
-        value = _read(vr, data)
+        value = _read(vr, data, self.encodings)
         if action == "Z":
             return ""
         if action == "S":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 REDACTED = "*"
 _HONORIFICS = {"DR", "MR", "MRS", "MS", "MISS", "PROF", "MD", "PHD", "JR", "SR", "II", "III", "RN", "DDS"}
@@ -236,35 +237,21 @@ class Matcher:
         demote: frozenset[str] = frozenset(),
         only: frozenset[str] | None = None,
     ) -> None:
-        self.subs: set[str] = set()  # normalised, matched anywhere in normalised text
-        self.words: set[str] = set()  # lower case, whole words
-        self.nums: set[str] = set()  # digits (and their separators), not inside a longer number
-        self.cjk: set[str] = set(ids.cjk_names)
         self.ids = ids
         self.exempt = exempt
-        for w in ids.words | ids.short_names:
-            norm = normalise(w)
-            if norm in exempt or (only is not None and norm not in only):
-                continue
-            kind = _kind(norm)
-            if kind == "sub" and w in demote:
-                kind = "word"
-            if kind == "sub":
-                self.subs.add(norm)
-            elif kind == "word":
-                self.words.add(w.lower().strip())
-            elif kind == "num":
-                self.nums.add(w.lower().strip())
-                if norm != w.strip():
-                    self.nums.add(norm)
-        for d in ids.dates:
-            self.nums.update(_date_forms(d))
-        for raw in ids.raw:
-            for codec in ("utf-8", "latin-1"):
-                text = raw.decode(codec, "replace")
-                norm = normalise(text)
-                if len(norm) >= MIN_SUBSTRING and norm not in exempt:
-                    self.subs.add(norm)
+        # the same identifiers recur file after file (a patient's series): compiled once, cached
+        subs, words, nums = _compile(
+            frozenset(ids.words | ids.short_names),
+            frozenset(ids.dates),
+            frozenset(ids.raw),
+            exempt,
+            demote,
+            only,
+        )
+        self.subs: set[str] = set(subs)  # normalised, matched anywhere in normalised text
+        self.words: set[str] = set(words)  # lower case, whole words
+        self.nums: set[str] = set(nums)  # digits (and their separators), not inside a longer number
+        self.cjk: set[str] = set(ids.cjk_names)
         self._byte_cache: dict[tuple[str, ...], list[tuple[bytes, str]]] = {}
         self._compiled: tuple[tuple[str, ...], tuple[tuple[str, bool], ...], tuple[str, ...]] | None = None
 
@@ -338,61 +325,122 @@ class Matcher:
         """
         if encodings in self._byte_cache:
             return self._byte_cache[encodings]
-        codecs = ["utf-8", "latin-1", "cp1252", "utf-16-le", "utf-16-be", *encodings]
-        out: dict[bytes, str] = {}
-
-        def put(data: bytes, kind: str) -> None:
-            if data and data not in out:
-                out[data] = kind
-
-        ascii_same = all(_ascii_compatible(c) for c in codecs[5:])
-        for text in self.subs:
-            if ascii_same and text.isascii():
-                # every variant in every codec normalises to the same bytes: case folds, and the
-                # NULs of UTF-16 are separators
-                norm = normalise_bytes(text.encode("ascii"))
-                if len(norm) >= 3:
-                    put(norm, "sub")
-                continue
-            for variant in {text, text.upper(), text.capitalize()}:  # bytes.lower() folds ASCII only
-                for codec in codecs:
-                    try:
-                        enc = variant.encode(codec)
-                    except (UnicodeEncodeError, LookupError):
-                        continue
-                    enc = _strip_escapes(enc)
-                    norm = normalise_bytes(enc)
-                    if len(norm) >= 3:
-                        put(norm, "sub")
-        for raw in self.ids.raw:
-            put(normalise_bytes(raw), "sub")
-        for text in self.words:
-            if ascii_same and text.isascii():
-                # the variants differ only in case, which .lower() folds; the 8-bit codecs agree
-                for enc in (
-                    text.encode("ascii").lower(),
-                    text.encode("utf-16-le").lower(),
-                    text.encode("utf-16-be").lower(),
-                ):
-                    if len(enc) >= 3:
-                        put(enc, "word")
-                continue
-            for variant in {text, text.upper(), text.title()}:
-                for codec in codecs:
-                    try:
-                        enc = _strip_escapes(variant.encode(codec)).lower()
-                    except (UnicodeEncodeError, LookupError):
-                        continue
-                    # two ASCII letters (LO, CT...) are VR codes and common words in binary headers
-                    if len(enc) >= 3 or not enc.isascii():
-                        put(enc, "word")
-        for text in self.nums:
-            put(text.encode("ascii", "ignore"), "date")
+        out = dict(
+            _value_needles(
+                frozenset(self.subs),
+                frozenset(self.words),
+                frozenset(self.nums),
+                frozenset(self.ids.raw),
+                encodings,
+            )
+        )
         for u in self.ids.uids:
             out[u.encode("ascii", "ignore")] = "uid"
         result = sorted(out.items(), key=lambda item: -len(item[0]))
         self._byte_cache[encodings] = result
         return result
+
+
+@lru_cache(maxsize=512)
+def _compile(
+    words: frozenset[str],
+    dates: frozenset[str],
+    raws: frozenset[bytes],
+    exempt: frozenset[str],
+    demote: frozenset[str],
+    only: frozenset[str] | None,
+) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(subs, words, nums) of a Matcher: see its docstring."""
+    subs: set[str] = set()
+    whole: set[str] = set()
+    nums: set[str] = set()
+    for w in words:
+        norm = normalise(w)
+        if norm in exempt or (only is not None and norm not in only):
+            continue
+        kind = _kind(norm)
+        if kind == "sub" and w in demote:
+            kind = "word"
+        if kind == "sub":
+            subs.add(norm)
+        elif kind == "word":
+            whole.add(w.lower().strip())
+        elif kind == "num":
+            nums.add(w.lower().strip())
+            if norm != w.strip():
+                nums.add(norm)
+    for d in dates:
+        nums.update(_date_forms(d))
+    for raw in raws:
+        for codec in ("utf-8", "latin-1"):
+            text = raw.decode(codec, "replace")
+            norm = normalise(text)
+            if len(norm) >= MIN_SUBSTRING and norm not in exempt:
+                subs.add(norm)
+    return frozenset(subs), frozenset(whole), frozenset(nums)
+
+
+@lru_cache(maxsize=512)
+def _value_needles(
+    subs: frozenset[str],
+    words: frozenset[str],
+    nums: frozenset[str],
+    raws: frozenset[bytes],
+    encodings: tuple[str, ...],
+) -> tuple[tuple[bytes, str], ...]:
+    """The byte needles of a Matcher's values (not its UIDs, which differ in every file), in the
+    order they are found, cached: a patient's series repeats the same values."""
+    codecs = ["utf-8", "latin-1", "cp1252", "utf-16-le", "utf-16-be", *encodings]
+    out: dict[bytes, str] = {}
+
+    def put(data: bytes, kind: str) -> None:
+        if data and data not in out:
+            out[data] = kind
+
+    ascii_same = all(_ascii_compatible(c) for c in codecs[5:])
+    for text in sorted(subs):
+        if ascii_same and text.isascii():
+            # every variant in every codec normalises to the same bytes: case folds, and the
+            # NULs of UTF-16 are separators
+            norm = normalise_bytes(text.encode("ascii"))
+            if len(norm) >= 3:
+                put(norm, "sub")
+            continue
+        for variant in {text, text.upper(), text.capitalize()}:  # bytes.lower() folds ASCII only
+            for codec in codecs:
+                try:
+                    enc = variant.encode(codec)
+                except (UnicodeEncodeError, LookupError):
+                    continue
+                enc = _strip_escapes(enc)
+                norm = normalise_bytes(enc)
+                if len(norm) >= 3:
+                    put(norm, "sub")
+    for raw in sorted(raws):
+        put(normalise_bytes(raw), "sub")
+    for text in sorted(words):
+        if ascii_same and text.isascii():
+            # the variants differ only in case, which .lower() folds; the 8-bit codecs agree
+            for enc in (
+                text.encode("ascii").lower(),
+                text.encode("utf-16-le").lower(),
+                text.encode("utf-16-be").lower(),
+            ):
+                if len(enc) >= 3:
+                    put(enc, "word")
+            continue
+        for variant in {text, text.upper(), text.title()}:
+            for codec in codecs:
+                try:
+                    enc = _strip_escapes(variant.encode(codec)).lower()
+                except (UnicodeEncodeError, LookupError):
+                    continue
+                # two ASCII letters (LO, CT...) are VR codes and common words in binary headers
+                if len(enc) >= 3 or not enc.isascii():
+                    put(enc, "word")
+    for text in sorted(nums):
+        put(text.encode("ascii", "ignore"), "date")
+    return tuple(out.items())
 
 
 # Python codecs of DICOM character sets that write ASCII text as ASCII bytes (ISO 2022 ones too:
