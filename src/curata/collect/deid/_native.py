@@ -173,6 +173,7 @@ class _Run:
         self.encodings: list[str] | None = None  # known once the character set is read
         self.vrs: dict[int, str] = {}
         self.values: dict[int, bytes] = {}  # top-level raw values by tag (ASCII checked on reading)
+        self.codes = [plan.code(tag, vr) for tag, vr, _, _, _ in walked]
         for tag, vr, _, start, length in walked:
             v = vr or eng._vr_of(tag)
             if v is not None:
@@ -279,7 +280,12 @@ class _Run:
 
     def collect(self, ctx: _Ctx) -> None:
         """The engine's ``_collect`` at the top level and inside sequences (which go: see ``clean``)."""
-        for tag, _, _, start, length in self.walked:
+        read = (_rawpath._ENGINE, _rawpath._CODED_CHECK, _rawpath._CODED_DROP)
+        for (tag, _, _, start, length), code in zip(self.walked, self.codes, strict=True):
+            if code not in read:  # the plan sends every element the engine collects from to these
+                if code == _rawpath._DECLINE:
+                    raise _Decline
+                continue
             vr = self.vrs.get(tag)
             if vr == "SQ":
                 self.collect_items(ctx, start, start + length)
@@ -395,17 +401,16 @@ class _Run:
     ) -> tuple[list[tuple[int, bytes | tuple[int, int]]], list[bytes]]:
         """(tag, bytes written or (start, end) copied) in tag order, and the text values written
         (the gate reads them decoded)."""
-        eng, plan, implicit, values = self.eng, self.plan, self.implicit, self.values
+        eng, implicit, values = self.eng, self.implicit, self.values
         pieces: list[tuple[int, bytes | tuple[int, int]]] = []
         kept_text: list[tuple[int, int, str, bytes]] = []  # (piece, tag, VR, value): the later pass
         changed: list[bytes] = []
         private = []
         marking = eng._MARKING_TAGS
         self.uids = ["", "", "", ""]  # SOP class, study, series, SOP instance as written
-        for entry in self.walked:
-            tag, raw_vr, head, start, length = entry
+        for entry, code in zip(self.walked, self.codes, strict=True):
+            tag, _, head, start, length = entry
             end = start + length
-            code = plan.code(tag, raw_vr)
             if code == _rawpath._DECLINE:
                 raise _Decline
             if code == _rawpath._PRIVATE:

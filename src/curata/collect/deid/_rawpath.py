@@ -140,7 +140,10 @@ def deidentify(engine: Deidentifier, raw: bytes, input_sha: str) -> DeidResult |
     if plan is None:
         plan = engine._plans[sop_class] = _Plan(engine, sop_class)
     try:
-        return _run(engine, plan, raw, meta, walked, implicit, input_sha, sop_class)
+        done = _run(engine, plan, raw, meta, walked, implicit, input_sha, sop_class, frozenset())
+        if isinstance(done, frozenset):  # kept text that holds an identifier: the engine cleans it
+            done = _run(engine, plan, raw, meta, walked, implicit, input_sha, sop_class, done)
+        return done if not isinstance(done, frozenset) else None
     except Exception:  # anything unforeseen: the full engine decides, and says why
         return None
 
@@ -209,11 +212,14 @@ def _run(
     implicit: bool,
     input_sha: str,
     sop_class: str,
-) -> DeidResult | None:
+    engine_tags: frozenset[int],
+) -> DeidResult | frozenset[int] | None:
+    """The lane's result, None (decline), or the kept text elements whose bytes hold an identifier:
+    run again with those in the engine's small data set (``engine_tags``)."""
     code_of = plan.code
     side: dict[BaseTag, RawDataElement | DataElement] = {}
     copied: list[tuple[int, int, int]] = []
-    checked: list[bytes] = []
+    checked: list[tuple[int, bytes]] = []
     coded: list[bytes] = []  # raw values of coded strings not in the small data set
     private: list[tuple[int, str | None, int, int, int]] = []
     pixel: RawDataElement | None = None
@@ -238,6 +244,8 @@ def _run(
         if code == _CODED_CHECK:
             coded.append(raw[start : start + length])
             code = _CHECK
+        if code == _CHECK and tag in engine_tags:
+            code = _ENGINE
         if code != _ENGINE and length & 1:
             code = _ENGINE  # an odd length is rewritten by pydicom, as in the engine
         if code == _ENGINE:
@@ -250,7 +258,7 @@ def _run(
         end = start + length
         copied.append((tag, head, end))
         if code == _CHECK and length:
-            checked.append(raw[start:end])
+            checked.append((tag, raw[start:end]))
         elif tag in _PIXEL_TAGS:
             btag = BaseTag(tag)
             pixel = RawDataElement(btag, vr, length, raw[start:end], start, implicit, True)
@@ -312,13 +320,13 @@ def _finish(
     ds: object,
     raw: bytes,
     copied: list[tuple[int, int, int]],
-    checked: list[bytes],
+    checked: list[tuple[int, bytes]],
     coded: list[bytes],
     pixel: RawDataElement | None,
     input_sha: str,
     sop_class: str,
     plan: _Plan,
-) -> DeidResult | None:
+) -> DeidResult | frozenset[int] | None:
     """The engine's ``_run`` on the small data set, then the merge and the gate."""
     from pydicom.dataset import FileDataset
 
@@ -343,8 +351,9 @@ def _finish(
     engine._clean(ds, ctx, top=True, structured=False)
     for target, tag, generic in ctx.later:
         engine._clean_text_elem(target, tag, ctx, generic=generic)
-    if any(ctx.holds_identifier(value) for value in checked):
-        return None  # kept text that may hold an identifier: the engine cleans and checks it
+    held = frozenset(tag for tag, value in checked if ctx.holds_identifier(value))
+    if held:
+        return held  # kept text that may hold an identifier: the engine's steps clean and check it
     if age is not None:
         ds.PatientAge = age
     engine._file_meta(ds, ctx)

@@ -341,7 +341,6 @@ class Matcher:
         return result
 
 
-@lru_cache(maxsize=512)
 def _compile(
     words: frozenset[str],
     dates: frozenset[str],
@@ -355,22 +354,21 @@ def _compile(
     whole: set[str] = set()
     nums: set[str] = set()
     for w in words:
-        norm = normalise(w)
+        norm, kind, low = _word_kind(w)
         if norm in exempt or (only is not None and norm not in only):
             continue
-        kind = _kind(norm)
         if kind == "sub" and w in demote:
             kind = "word"
         if kind == "sub":
             subs.add(norm)
         elif kind == "word":
-            whole.add(w.lower().strip())
+            whole.add(low)
         elif kind == "num":
-            nums.add(w.lower().strip())
+            nums.add(low)
             if norm != w.strip():
                 nums.add(norm)
     for d in dates:
-        nums.update(_date_forms(d))
+        nums.update(_date_forms_cached(d))
     for raw in raws:
         for codec in ("utf-8", "latin-1"):
             text = raw.decode(codec, "replace")
@@ -380,67 +378,100 @@ def _compile(
     return frozenset(subs), frozenset(whole), frozenset(nums)
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=8192)
+def _date_forms_cached(da: str) -> tuple[str, ...]:
+    return tuple(_date_forms(da))
+
+
+# Identifying values recur from file to file (a patient's series, a hospital's name): what each
+# value compiles to is remembered, per value, for the life of the process.
+@lru_cache(maxsize=8192)
+def _word_kind(w: str) -> tuple[str, str, str]:
+    norm = normalise(w)
+    return norm, _kind(norm), w.lower().strip()
+
+
 def _value_needles(
     subs: frozenset[str],
     words: frozenset[str],
     nums: frozenset[str],
     raws: frozenset[bytes],
     encodings: tuple[str, ...],
-) -> tuple[tuple[bytes, str], ...]:
+) -> dict[bytes, str]:
     """The byte needles of a Matcher's values (not its UIDs, which differ in every file), in the
-    order they are found, cached: a patient's series repeats the same values."""
-    codecs = ["utf-8", "latin-1", "cp1252", "utf-16-le", "utf-16-be", *encodings]
+    order they are found: substrings, raw bytes, whole words, numbers."""
     out: dict[bytes, str] = {}
-
-    def put(data: bytes, kind: str) -> None:
-        if data and data not in out:
-            out[data] = kind
-
-    ascii_same = all(_ascii_compatible(c) for c in codecs[5:])
     for text in sorted(subs):
-        if ascii_same and text.isascii():
-            # every variant in every codec normalises to the same bytes: case folds, and the
-            # NULs of UTF-16 are separators
-            norm = normalise_bytes(text.encode("ascii"))
-            if len(norm) >= 3:
-                put(norm, "sub")
-            continue
-        for variant in {text, text.upper(), text.capitalize()}:  # bytes.lower() folds ASCII only
-            for codec in codecs:
-                try:
-                    enc = variant.encode(codec)
-                except (UnicodeEncodeError, LookupError):
-                    continue
-                enc = _strip_escapes(enc)
-                norm = normalise_bytes(enc)
-                if len(norm) >= 3:
-                    put(norm, "sub")
+        for data in _sub_needles(text, encodings):
+            if data not in out:
+                out[data] = "sub"
     for raw in sorted(raws):
-        put(normalise_bytes(raw), "sub")
+        data = normalise_bytes(raw)
+        if data and data not in out:
+            out[data] = "sub"
     for text in sorted(words):
-        if ascii_same and text.isascii():
-            # the variants differ only in case, which .lower() folds; the 8-bit codecs agree
-            for enc in (
-                text.encode("ascii").lower(),
-                text.encode("utf-16-le").lower(),
-                text.encode("utf-16-be").lower(),
-            ):
-                if len(enc) >= 3:
-                    put(enc, "word")
-            continue
-        for variant in {text, text.upper(), text.title()}:
-            for codec in codecs:
-                try:
-                    enc = _strip_escapes(variant.encode(codec)).lower()
-                except (UnicodeEncodeError, LookupError):
-                    continue
-                # two ASCII letters (LO, CT...) are VR codes and common words in binary headers
-                if len(enc) >= 3 or not enc.isascii():
-                    put(enc, "word")
+        for data in _word_needles(text, encodings):
+            if data not in out:
+                out[data] = "word"
     for text in sorted(nums):
-        put(text.encode("ascii", "ignore"), "date")
-    return tuple(out.items())
+        data = text.encode("ascii", "ignore")
+        if data and data not in out:
+            out[data] = "date"
+    return out
+
+
+def _codecs(encodings: tuple[str, ...]) -> tuple[list[str], bool]:
+    codecs = ["utf-8", "latin-1", "cp1252", "utf-16-le", "utf-16-be", *encodings]
+    return codecs, all(_ascii_compatible(c) for c in codecs[5:])
+
+
+@lru_cache(maxsize=8192)
+def _sub_needles(text: str, encodings: tuple[str, ...]) -> tuple[bytes, ...]:
+    """A normalised value as normalised bytes in every encoding it can take."""
+    codecs, ascii_same = _codecs(encodings)
+    if ascii_same and text.isascii():
+        # every variant in every codec normalises to the same bytes: case folds, and the NULs of
+        # UTF-16 are separators
+        norm = normalise_bytes(text.encode("ascii"))
+        return (norm,) if len(norm) >= 3 else ()
+    out: list[bytes] = []
+    for variant in {text, text.upper(), text.capitalize()}:  # bytes.lower() folds ASCII only
+        for codec in codecs:
+            try:
+                enc = variant.encode(codec)
+            except (UnicodeEncodeError, LookupError):
+                continue
+            norm = normalise_bytes(_strip_escapes(enc))
+            if len(norm) >= 3 and norm not in out:
+                out.append(norm)
+    return tuple(out)
+
+
+@lru_cache(maxsize=8192)
+def _word_needles(text: str, encodings: tuple[str, ...]) -> tuple[bytes, ...]:
+    """A whole-word value as lower-cased bytes in every encoding it can take."""
+    codecs, ascii_same = _codecs(encodings)
+    out: list[bytes] = []
+    if ascii_same and text.isascii():
+        # the variants differ only in case, which .lower() folds; the 8-bit codecs agree
+        for enc in (
+            text.encode("ascii").lower(),
+            text.encode("utf-16-le").lower(),
+            text.encode("utf-16-be").lower(),
+        ):
+            if len(enc) >= 3 and enc not in out:
+                out.append(enc)
+        return tuple(out)
+    for variant in {text, text.upper(), text.title()}:
+        for codec in codecs:
+            try:
+                enc = _strip_escapes(variant.encode(codec)).lower()
+            except (UnicodeEncodeError, LookupError):
+                continue
+            # two ASCII letters (LO, CT...) are VR codes and common words in binary headers
+            if (len(enc) >= 3 or not enc.isascii()) and enc not in out:
+                out.append(enc)
+    return tuple(out)
 
 
 # Python codecs of DICOM character sets that write ASCII text as ASCII bytes (ISO 2022 ones too:
