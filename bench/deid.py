@@ -965,6 +965,10 @@ def _report(results: dict[str, Any]) -> None:
         rows, title=f"De-identification, {c['files']} planted files, {c['planted']} planted identifiers",
         reference="curata", columns=columns, ratio_of=("files_per_s_1", "files_per_cpu_s_1", "files_per_s_n"),
     )  # fmt: skip
+    console.print(
+        "  files/CPU-s 1p: CPU seconds of the one-process call, this process and the children it waited "
+        "for (gdcmanon's processes); Orthanc's server is another process and is not counted"
+    )
     for row in rows:
         if row.get("status") == "ok" and row.get("leaked"):
             console.print(f"  {row['tool']}: leaks by kind {row['leaks_by_kind']}")
