@@ -10,6 +10,7 @@ must also have taken a real share of the files, or the comparison would prove no
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from curata.collect.deid import Deidentifier, _reader, load_profile
+from curata.collect.deid import Deidentifier, _native, _rawpath, _reader, load_profile
+from curata.collect.deid._speed import corpus as small_ct_mr
 from curata.demo.phi import make_planted_corpus
 from curata.errors import CurataError
 
@@ -67,6 +69,59 @@ def test_fast_reader_and_dcmread_give_identical_results(profile: str, tmp_path: 
     # were released, so the equality above covers real work
     assert taken >= len(inputs) // 2, (taken, len(inputs))
     assert released >= len(inputs) // 4, (released, len(inputs))
+
+
+def _small_identified(n: int) -> list[tuple[str, bytes]]:
+    """CT_small and MR_small as the speed goal's files: each with a patient of the planting set
+    (names in Latin-1 and UTF-8 too, in the declared character set), in both VR encodings."""
+    out = []
+    for i, raw in enumerate(small_ct_mr(n)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(raw))
+            patient = PATIENTS[i % len(PATIENTS)]
+            ds.SpecificCharacterSet = patient.charset
+            ds.PatientName = f"{patient.family}^{patient.given}"
+            ds.PatientID = patient.pid
+            ds.PatientBirthDate = patient.birth
+            ds.AccessionNumber = patient.accession
+            if i % 3 == 2:
+                ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+        out.append((f"small {i}", buf.getvalue()))
+    return out
+
+
+@pytest.mark.parametrize("profile", ["research", "basic", "research-strict"])
+def test_lanes_and_engine_give_identical_results(profile: str, tmp_path: Path) -> None:
+    """The native lane (no data set at all) and the raw lane (most elements copied from the input's
+    bytes) against the whole engine, each on its own: same bytes, record, vault rows and output data
+    set, or the lane declines and the engine answers (with its own refusal where it refuses)."""
+    lanes = Deidentifier(KEY, load_profile(profile), ocr=False)
+    whole = Deidentifier(KEY, load_profile(profile), ocr=False)
+    whole.raw_lane = False
+    inputs = _inputs(tmp_path) + _small_identified(24)
+    taken = {"native": 0, "raw": 0}
+    for name, raw in inputs:
+        expected = _outcome(whole, raw)
+        assert _outcome(lanes, raw) == expected, f"{name}: the lanes and the engine differ"
+        sha = hashlib.sha256(raw).hexdigest()
+        for lane, run in (("native", _native.deidentify), ("raw", _rawpath.deidentify)):
+            direct = run(lanes, raw, sha)
+            if direct is None:
+                continue
+            taken[lane] += 1
+            got = (direct.output_bytes, direct.record.as_dict(), direct.reid, direct.relative_path)
+            assert ("released", got) == expected, f"{name}: the {lane} lane and the engine differ"
+            ours = whole.deidentify_bytes(raw).dataset
+            written = [t for t in map(int, ours.keys()) if t & 0xFFFF and t >> 16 != 2]
+            assert sorted(map(int, direct.dataset.keys())) == sorted(written), (name, lane)
+            for tag in (0x00100010, 0x00100020, 0x0020000D, 0x00080018, 0x00080020, 0x00101010):
+                assert str(direct.dataset.get(tag, "")) == str(ours.get(tag, "")), (name, lane, hex(tag))
+    # each lane took a real share: the raw lane every small file of the speed goal, the native lane
+    # those in ASCII (non-ASCII values are the raw lane's)
+    assert taken["raw"] >= 24 and taken["native"] >= 10, (taken, len(inputs))
 
 
 def test_fast_reader_declines_what_is_not_plain() -> None:

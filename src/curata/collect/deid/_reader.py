@@ -45,6 +45,34 @@ _EMPTY: dict[str | None, bytes | None] = {
 
 def read(raw: bytes) -> FileDataset | None:
     """The data set ``dcmread(BytesIO(raw))`` would return, or None when the file is not plain."""
+    head = header(raw)
+    if head is None:
+        return None
+    meta, pos, implicit = head
+    elements: dict[BaseTag, RawDataElement | DataElement] = {}
+    if _walk(raw, pos, implicit, elements, meta_only=False) != len(raw):
+        return None
+    return file_dataset(raw, meta, elements, implicit)
+
+
+def file_dataset(
+    raw: bytes,
+    meta: dict[BaseTag, RawDataElement | DataElement],
+    elements: dict[BaseTag, RawDataElement | DataElement],
+    implicit: bool,
+) -> FileDataset:
+    """A FileDataset of ``elements`` as ``dcmread`` builds it (preamble, file meta, encoding)."""
+    file_meta = FileMetaDataset(meta)
+    file_meta.set_original_encoding(is_implicit_vr=False, is_little_endian=True, character_encoding="iso8859")
+    dataset = Dataset(elements)
+    ds = FileDataset(io.BytesIO(raw), dataset, raw[:128], file_meta, implicit, True)
+    ds.set_original_encoding(implicit, True, dataset._character_set)
+    return ds
+
+
+def header(raw: bytes) -> tuple[dict[BaseTag, RawDataElement | DataElement], int, bool] | None:
+    """The file meta of a plain file, where its data set starts and whether that is implicit VR;
+    None when the file is not plain (see the module's docstring)."""
     if len(raw) < 144 or raw[128:132] != b"DICM":
         return None
     meta: dict[BaseTag, RawDataElement | DataElement] = {}
@@ -70,15 +98,7 @@ def read(raw: bytes) -> FileDataset | None:
         looks_explicit = all(0x40 < b < 0x5B for b in raw[pos + 4 : pos + 6])
         if looks_explicit == implicit:
             return None
-    elements: dict[BaseTag, RawDataElement | DataElement] = {}
-    if _walk(raw, pos, implicit, elements, meta_only=False) != len(raw):
-        return None
-    file_meta = FileMetaDataset(meta)
-    file_meta.set_original_encoding(is_implicit_vr=False, is_little_endian=True, character_encoding="iso8859")
-    dataset = Dataset(elements)
-    ds = FileDataset(io.BytesIO(raw), dataset, raw[:128], file_meta, implicit, True)
-    ds.set_original_encoding(implicit, True, dataset._character_set)
-    return ds
+    return meta, pos, implicit
 
 
 def _walk(

@@ -42,6 +42,22 @@ def rate(raws: list[bytes], fn: Callable[[bytes], object]) -> float:
     return len(raws) / max(time.process_time() - start, 1e-9)
 
 
+def engines(profile: str) -> list[tuple[str, Deidentifier]]:
+    """The default engine (native lane, then raw lane, then the whole engine) and the same engine
+    with its lanes turned off one by one, so one run shows what each step gives."""
+    key = bytes(range(32))
+    default = Deidentifier(key, load_profile(profile), ocr=False)
+    raw_lane = Deidentifier(key, load_profile(profile), ocr=False)
+    raw_lane.native_lane = False
+    whole = Deidentifier(key, load_profile(profile), ocr=False)
+    whole.raw_lane = False
+    return [
+        (f"curata {profile}", default),
+        ("  raw lane only", raw_lane),
+        ("  whole engine", whole),
+    ]
+
+
 def main(argv: list[str]) -> None:
     warnings.simplefilter("ignore")
     raws = corpus(int(argv[0]) if argv else 400)
@@ -50,7 +66,7 @@ def main(argv: list[str]) -> None:
         ds = pydicom.dcmread(io.BytesIO(raw))
         ds.save_as(io.BytesIO(), enforce_file_format=True)
 
-    rows = [("pydicom read+write", rate(raws, bare))]
+    tools: list[tuple[str, Callable[[bytes], object]]] = [("pydicom read+write", bare)]
     try:
         from dicognito.anonymizer import Anonymizer
 
@@ -61,16 +77,19 @@ def main(argv: list[str]) -> None:
             anonymizer.anonymize(ds)
             ds.save_as(io.BytesIO())
 
-        rows.append(("dicognito", rate(raws, dicognito)))
+        tools.append(("dicognito", dicognito))
     except ImportError:
         pass
-    key = bytes(range(32))
     for profile in ("research", "basic"):
-        deid = Deidentifier(key, load_profile(profile), ocr=False)
-        rows.append((f"curata {profile}", rate(raws, deid.deidentify_bytes)))
-    base = dict(rows)["curata research"]
-    print(f"{len(raws)} small files, one process, CPU time")
-    for name, value in rows:
+        tools += [(name, deid.deidentify_bytes) for name, deid in engines(profile)]
+    # three rounds, interleaved, best of each: the machine is shared and its load moves
+    best: dict[str, float] = {}
+    for _ in range(3):
+        for name, fn in tools:
+            best[name] = max(best.get(name, 0.0), rate(raws, fn))
+    base = best["curata research"]
+    print(f"{len(raws)} small files, one process, CPU time (best of 3 interleaved rounds)")
+    for name, value in best.items():
         print(f"  {name:20s} {value:7.0f} files per CPU-second  (x{value / base:.2f} of curata research)")
 
 

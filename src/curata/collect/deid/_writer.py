@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element, write_file_meta_info
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import PersonName
 
@@ -63,14 +64,22 @@ def _file_meta(meta: FileMetaDataset) -> bytes:
         fp.is_little_endian, fp.is_implicit_VR = True, False
         write_file_meta_info(fp, meta, enforce_standard=True)
         return fp.getvalue()
+    version = str(meta[0x00020013].value) if 0x00020013 in keys else None
+    return file_meta_bytes(*(str(meta[tag].value) for tag in _META_UIDS), version=version)
+
+
+def file_meta_bytes(
+    sop_class: str, sop_instance: str, transfer_syntax: str, implementation: str, *, version: str | None
+) -> bytes:
+    """Group 0002 with these values, as pydicom writes it (version, group length)."""
     parts = [_PACK_LONG(0x0002, 0x0001, b"OB", 2) + b"\x00\x01"]
-    for tag in _META_UIDS:
-        value = str(meta[tag].value).encode("ascii")
+    for tag, text in zip(_META_UIDS, (sop_class, sop_instance, transfer_syntax, implementation), strict=True):
+        value = text.encode("ascii")
         if len(value) & 1:
             value += b"\0"
         parts.append(_PACK_SHORT(0x0002, tag & 0xFFFF, b"UI", len(value)) + value)
-    if 0x00020013 in keys:
-        value = str(meta[0x00020013].value).encode("ascii")
+    if version is not None:
+        value = version.encode("ascii")
         if len(value) & 1:
             value += b" "
         parts.append(_PACK_SHORT(0x0002, 0x0013, b"SH", len(value)) + value)
@@ -95,14 +104,57 @@ def _dataset(
             tag >> 16 == 0x0002 or not tag & 0xFFFF
         ):  # group lengths: stale once elements go (pydicom drops them)
             continue
-        elem = items[tag]
-        if isinstance(elem, RawDataElement):
-            if not _raw(tag, elem, body, implicit):
-                body.append(_pydicom_element(_resolved(ds, ds[tag]), implicit, encodings))
-        elif elem.VR == "SQ":
-            _sequence(tag, elem, body, implicit, encodings)
-        else:
-            body.append(_pydicom_element(_resolved(ds, elem), implicit, encodings))
+        _element(ds, tag, items[tag], body, implicit, encodings)
+
+
+def _element(
+    ds: Dataset,
+    tag: int,
+    elem: DataElement | RawDataElement,
+    body: list[bytes],
+    implicit: bool,
+    encodings: str | list[str],
+) -> None:
+    if isinstance(elem, RawDataElement):
+        if not _raw(tag, elem, body, implicit):
+            body.append(_pydicom_element(_resolved(ds, ds[tag]), implicit, encodings))
+    elif elem.VR == "SQ":
+        _sequence(tag, elem, body, implicit, encodings)
+    else:
+        body.append(_pydicom_element(_resolved(ds, elem), implicit, encodings))
+
+
+def encode_merged(ds: Dataset, raw: bytes, copied: list[tuple[int, int, int]]) -> bytes | None:
+    """``ds`` (with ``file_meta``) as a Part-10 file, merged in tag order with elements copied as they
+    came: ``copied`` holds (tag, start, end) of whole elements (header and value) of the little-endian
+    input ``raw``, in ascending tag order, none of them in ``ds``. Each element of ``ds`` is written as
+    ``encode`` writes it; runs of copied elements that lie side by side in the input go out as one slice.
+    None where ``encode`` would fall back to pydicom for the whole file."""
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    if not ts.is_little_endian or ts.is_deflated:
+        return None
+    implicit = ts.is_implicit_VR
+    encodings = ds._character_set
+    items = ds._dict
+    own = [t for t in sorted(map(int, items)) if t >> 16 != 0x0002 and t & 0xFFFF]
+    body: list[bytes] = [b"\0" * 128 + b"DICM", _file_meta(ds.file_meta)]
+    n, k, i = len(copied), len(own), 0
+    try:
+        for j in range(k + 1):
+            limit = own[j] if j < k else 0x100000000
+            while i < n and copied[i][0] < limit:
+                start, end = copied[i][1], copied[i][2]
+                i += 1
+                while i < n and copied[i][1] == end and copied[i][0] < limit:
+                    end = copied[i][2]
+                    i += 1
+                body.append(raw[start:end])
+            if j < k:
+                tag = own[j]
+                _element(ds, tag, items[BaseTag(tag)], body, implicit, encodings)
+    except _Fallback:
+        return None
+    return b"".join(body)
 
 
 def _resolved(ds: Dataset, elem: DataElement) -> DataElement | RawDataElement:

@@ -33,8 +33,13 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def inside(root: Path, relative: str) -> Path:
     """``root / relative``, refused unless it lies inside ``root`` (paths built from data)."""
-    target = (Path(root) / relative).resolve()
-    if not target.is_relative_to(Path(root).resolve()):
+    return _inside_resolved(Path(root).resolve(), relative)
+
+
+def _inside_resolved(root: Path, relative: str) -> Path:
+    """``inside`` for a root already resolved (a worker resolves OUTPUT once, not per file)."""
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root):
         raise ConfigError("a path built from the data leaves the output folder; refused")
     return target
 
@@ -63,7 +68,7 @@ def _init_worker(
     key: bytes, profile: Profile, vault_dir: str, output: str, quarantine: str, ocr: bool
 ) -> None:
     _WORKER["deid"] = Deidentifier(key, profile, Vault(Path(vault_dir), key), ocr=ocr)
-    _WORKER["output"] = Path(output)
+    _WORKER["output"] = Path(output).resolve()
     _WORKER["quarantine"] = Path(quarantine)
 
 
@@ -118,7 +123,7 @@ def _stage_one(path_str: str) -> dict[str, Any] | _Staged:
     except Exception as exc:  # a bug must not stop the batch, and must not let the file through
         return _quarantine(path, raw, sha, safe_reason(exc), "InternalError")
     rel = res.relative_path
-    target = inside(_WORKER["output"], rel)
+    target = _inside_resolved(_WORKER["output"], rel)
     ok = {"status": "ok", "output": rel, "record": res.record.as_dict(), "same_as_existing": False}
     with _disk_full_is_fatal():
         if target.exists():  # an earlier run (or file) made it: never rewritten

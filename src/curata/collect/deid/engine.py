@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import pydicom
 import pydicom.config
@@ -24,7 +24,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from curata import __version__
-from curata.collect.deid import _reader, _writer, codestream, pixels
+from curata.collect.deid import _native, _rawpath, _reader, _writer, codestream, pixels
 from curata.collect.deid.profile import BASIC_CODE, OPTIONS, Profile, load_profile
 from curata.collect.deid.pseudonyms import (
     Pseudonymizer,
@@ -166,6 +166,24 @@ class DeidResult:
         """``<patient pseudonym>/<study uid>/<series uid>/<sop uid>.dcm`` from pseudonymous values only."""
         r = self.record
         return safe_relative_path(r.patient_pseudonym, r.study_uid, r.series_uid, r.sop_uid)
+
+
+class _ReadBack(DeidResult):
+    """A result whose data set is read from its output bytes when first asked for (the raw lane
+    builds only the few elements it changed)."""
+
+    _read: Dataset | None = None
+
+    @property
+    def dataset(self) -> Dataset:
+        if self._read is None:
+            ds = _reader.read(self.output_bytes)
+            self._read = ds if ds is not None else pydicom.dcmread(io.BytesIO(self.output_bytes))
+        return self._read
+
+    @dataset.setter
+    def dataset(self, value: Dataset | None) -> None:
+        self._read = value
 
 
 _UID_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
@@ -334,6 +352,13 @@ class Deidentifier:
         # plain little-endian files are read by the lean reader (the same data set as dcmread's);
         # False reads every file with dcmread (the differential tests compare the two)
         self.fast_read = True
+        # the raw lane (_rawpath): most elements copied from the input's bytes; False runs the whole
+        # engine on every file (the differential tests compare the two)
+        self.raw_lane = True
+        # the native lane (_native): the common file from its bytes alone, no data set; False leaves
+        # it to the raw lane
+        self.native_lane = True
+        self._plans: dict[str, Any] = {}  # SOP class -> _rawpath's compiled decisions
 
     # ------------------------------------------------------------------ public API
     def deidentify_bytes(
@@ -350,6 +375,13 @@ class Deidentifier:
             return self._deidentify_bytes(raw, source, pixel_decision)
 
     def _deidentify_bytes(self, raw: bytes, source: str, decision: str | None = None) -> DeidResult:
+        if self.raw_lane and self.fast_read and decision is None:
+            input_sha = hashlib.sha256(raw).hexdigest()
+            done = _native.deidentify(self, raw, input_sha) if self.native_lane else None
+            if done is None:
+                done = _rawpath.deidentify(self, raw, input_sha)
+            if done is not None:
+                return done
         fast = _reader.read(raw) if self.fast_read else None
         if fast is not None:  # a plain file: the same data set dcmread builds, built by a struct walk
             return self._run(fast, hashlib.sha256(raw).hexdigest(), source, decision)
@@ -426,6 +458,33 @@ class Deidentifier:
                 f"cannot encode the de-identified data set ({type(exc).__name__}: {exc})"
             ) from exc
         self._gate(output, ds, ctx, pixel_state in ("kept", "cleaned"))
+        return self._result(output, ds, ctx, input_sha, sop_class, pixel_state, cleared_by)
+
+    def _result(
+        self,
+        output: bytes,
+        ds: Dataset | None,
+        ctx: _Ctx,
+        input_sha: str,
+        sop_class: str,
+        pixel_state: str,
+        cleared_by: str,
+        *,
+        whole: bool = True,
+        names: tuple[str, str, str, str] | None = None,
+    ) -> DeidResult:
+        """The record, the vault rows and the result of a released output. ``whole``: ``ds`` is the
+        whole output data set; else (the raw lane's few elements) the result reads the output back
+        on first use of its ``dataset``. ``names``: the study, series and SOP instance UIDs and the
+        transfer syntax written, where there is no data set (the native lane's)."""
+        if names is None:
+            assert ds is not None
+            names = (
+                str(ds.StudyInstanceUID),
+                str(ds.SeriesInstanceUID),
+                str(ds.SOPInstanceUID),
+                str(ds.file_meta.TransferSyntaxUID),
+            )
         record = DeidRecord(
             input_sha256=input_sha,
             output_sha256=hashlib.sha256(output).hexdigest(),
@@ -435,10 +494,10 @@ class Deidentifier:
             code_version=CODE_VERSION,
             sop_class_uid=sop_class,
             patient_pseudonym=ctx.pseudonym,
-            study_uid=str(ds.StudyInstanceUID),
-            series_uid=str(ds.SeriesInstanceUID),
-            sop_uid=str(ds.SOPInstanceUID),
-            transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+            study_uid=names[0],
+            series_uid=names[1],
+            sop_uid=names[2],
+            transfer_syntax=names[3],
             pixels=pixel_state,
             pixels_cleared_by=cleared_by,
         )
@@ -455,7 +514,11 @@ class Deidentifier:
                 {"kind": "uid", "pseudonym": ctx.pseudonym, "original": o, "new": n}
                 for o, n in ctx.uid_map.items()
             ]
-        result = DeidResult(output_bytes=output, dataset=ds, record=record, reid=reid)
+        if whole and ds is not None:
+            result = DeidResult(output_bytes=output, dataset=ds, record=record, reid=reid)
+        else:
+            unread = cast(Dataset, None)  # read from the output on first use
+            result = _ReadBack(output_bytes=output, dataset=unread, record=record, reid=reid)
         _ = result.relative_path  # validated before anything is written anywhere
         if self.vault is not None:
             self.vault.append(reid)
@@ -893,6 +956,26 @@ class Deidentifier:
         Pixel data is image, not text, and is skipped (its bytes match short words by chance): it is
         either the input's own bytes, untouched, or was checked for burned-in text by OCR.
         """
+        matcher = self._gate_matcher(ctx)
+        hit = _decoded_hit(ds, matcher, ctx)
+        if hit:
+            raise DeidError(f"final gate: an identifying value of the input survived in {hit}; not released")
+        if not matcher.byte_needles(tuple(ctx.encodings)):
+            return
+        output = _inflated(output, ds)
+        px = ds.get("PixelData") if pixel_kept else None
+        self._scan_bytes(output, matcher, ctx, _header_spans(output, px, ctx.codestream_kept))
+
+    def _byte_gate(self, output: bytes, ctx: _Ctx, spans: list[tuple[int, int]]) -> bool:
+        """The gate's byte scan alone (a plain little-endian output): True when nothing survived."""
+        try:
+            self._scan_bytes(output, self._gate_matcher(ctx), ctx, spans)
+        except DeidError:
+            return False
+        return True
+
+    def _gate_matcher(self, ctx: _Ctx) -> Matcher:
+        """The input's identifiers as the gate looks for them (engine words and coded terms exempt)."""
         ids = ctx.ids
         own_norm, own_tokens = _own_text(self.profile)
         exempt, demote = set(), set()
@@ -912,15 +995,12 @@ class Deidentifier:
                     exempt.add(norm)
                 else:
                     demote.add(w)
-        matcher = Matcher(ids, frozenset(exempt), frozenset(demote)) if exempt or demote else ids.matcher()
-        hit = _decoded_hit(ds, matcher, ctx)
-        if hit:
-            raise DeidError(f"final gate: an identifying value of the input survived in {hit}; not released")
+        return Matcher(ids, frozenset(exempt), frozenset(demote)) if exempt or demote else ids.matcher()
+
+    @staticmethod
+    def _scan_bytes(output: bytes, matcher: Matcher, ctx: _Ctx, spans: list[tuple[int, int]]) -> None:
         needles = matcher.byte_needles(tuple(ctx.encodings))
-        if not needles:
-            return
-        output = _inflated(output, ds)
-        for start, end in _header_spans(output, ds, pixel_kept, ctx.codestream_kept):
+        for start, end in spans:
             # one span at a time, lower-cased with a byte of context on each side for the boundary test
             lo = max(0, start - 1)
             hay = output[lo : end + 1].lower()
@@ -1101,11 +1181,10 @@ def _marking_raw(profile: Profile, temporal: str, implicit: bool) -> tuple[RawDa
 
 
 def _header_spans(
-    output: bytes, ds: Dataset, pixel_kept: bool, kept_meta: list[tuple[int, int]] | None = None
+    output: bytes, px: object, kept_meta: list[tuple[int, int]] | None = None
 ) -> list[tuple[int, int]]:
-    """Byte ranges of the output the gate scans: all of it, less the pixel data value, but with the
-    metadata segments its codestreams keep (``kept_meta``: offsets in the value)."""
-    px = ds.get("PixelData") if pixel_kept else None
+    """Byte ranges of the output the gate scans: all of it, less the pixel data value ``px``, but with
+    the metadata segments its codestreams keep (``kept_meta``: offsets in the value, see codestream.py)."""
     if not isinstance(px, bytes | bytearray) or len(px) < 1024:
         return [(0, len(output))]
     for tail in (0, 8):  # encapsulated pixel data ends with an 8-byte sequence delimiter

@@ -8,6 +8,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -148,9 +149,10 @@ class Profile:
             "regions": [_region_dict(r) for r in self.regions],
         }
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """Short hash of everything that changes the output (for caching and provenance)."""
+        """Short hash of everything that changes the output (for caching and provenance); computed
+        once (the profile is frozen), since every released file's record carries it."""
         blob = json.dumps(self.as_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 REDACTED = "*"
 _HONORIFICS = {"DR", "MR", "MRS", "MS", "MISS", "PROF", "MD", "PHD", "JR", "SR", "II", "III", "RN", "DDS"}
@@ -159,20 +160,27 @@ class Identifiers:
         in both orders (SUZUKIKENJI, KENJISUZUKI)."""
         for group in value.split("="):
             parts = []
-            for part in re.split(r"[\^\s,]+", group):
-                part = part.strip(".")
-                if not part or part.upper() in _HONORIFICS:
-                    continue
-                parts.append(part)
-                # a double-barrelled name (OKONKWO-BELLO, Smith-Jones): each half is used on its own too
-                halves = [h for h in _HYPHENS.split(part) if h]
-                for piece in (part, *(halves if len(halves) > 1 else ())):
-                    if len(piece) >= 3 or (len(piece) == 2 and any(is_cjk(c) for c in piece)):
-                        self.words.add(piece)
-                    elif len(piece) == 2 and piece.isalpha():
-                        self.short_names.add(piece)
-                    elif len(piece) == 1 and is_cjk(piece):
-                        self.cjk_names.add(piece)
+            components = group.split("^")
+            for c_i, component in enumerate(components):
+                words = [w.strip(".") for w in re.split(r"[\s,]+", component)]
+                words = [w for w in words if w]
+                for part in words:
+                    # a title is not a name (DR, MRS, JR...) where it stands beside one: in the prefix or
+                    # suffix component, or inside a component with other words; a component that is
+                    # nothing but such a word in a name's own place (``AAAA^Miss``) is a name
+                    title = part.upper() in _HONORIFICS
+                    if title and (c_i >= 3 or len(words) > 1 or len(components) == 1):
+                        continue
+                    parts.append(part)
+                    # a double-barrelled name (OKONKWO-BELLO, Smith-Jones): each half is used on its own too
+                    halves = [h for h in _HYPHENS.split(part) if h]
+                    for piece in (part, *(halves if len(halves) > 1 else ())):
+                        if len(piece) >= 3 or (len(piece) == 2 and any(is_cjk(c) for c in piece)):
+                            self.words.add(piece)
+                        elif len(piece) == 2 and piece.isalpha():
+                            self.short_names.add(piece)
+                        elif len(piece) == 1 and is_cjk(piece):
+                            self.cjk_names.add(piece)
             if len(parts) >= 2:
                 for joined in ("".join(parts), "".join(reversed(parts)), " ".join(parts)):
                     if len(normalise(joined)) >= 3:
@@ -241,35 +249,21 @@ class Matcher:
         demote: frozenset[str] = frozenset(),
         only: frozenset[str] | None = None,
     ) -> None:
-        self.subs: set[str] = set()  # normalised, matched anywhere in normalised text
-        self.words: set[str] = set()  # lower case, whole words
-        self.nums: set[str] = set()  # digits (and their separators), not inside a longer number
-        self.cjk: set[str] = set(ids.cjk_names)
         self.ids = ids
         self.exempt = exempt
-        for w in ids.words | ids.short_names:
-            norm = normalise(w)
-            if norm in exempt or (only is not None and norm not in only):
-                continue
-            kind = _kind(norm)
-            if kind == "sub" and w in demote:
-                kind = "word"
-            if kind == "sub":
-                self.subs.add(norm)
-            elif kind == "word":
-                self.words.add(w.lower().strip())
-            elif kind == "num":
-                self.nums.add(w.lower().strip())
-                if norm != w.strip():
-                    self.nums.add(norm)
-        for d in ids.dates:
-            self.nums.update(_date_forms(d))
-        for raw in ids.raw:
-            for codec in ("utf-8", "latin-1"):
-                text = raw.decode(codec, "replace")
-                norm = normalise(text)
-                if len(norm) >= MIN_SUBSTRING and norm not in exempt:
-                    self.subs.add(norm)
+        # the same identifiers recur file after file (a patient's series): compiled once, cached
+        subs, words, nums = _compile(
+            frozenset(ids.words | ids.short_names),
+            frozenset(ids.dates),
+            frozenset(ids.raw),
+            exempt,
+            demote,
+            only,
+        )
+        self.subs: set[str] = set(subs)  # normalised, matched anywhere in normalised text
+        self.words: set[str] = set(words)  # lower case, whole words
+        self.nums: set[str] = set(nums)  # digits (and their separators), not inside a longer number
+        self.cjk: set[str] = set(ids.cjk_names)
         self._byte_cache: dict[tuple[str, ...], list[tuple[bytes, str]]] = {}
         self._compiled: tuple[tuple[str, ...], tuple[tuple[str, bool], ...], tuple[str, ...]] | None = None
 
@@ -343,61 +337,153 @@ class Matcher:
         """
         if encodings in self._byte_cache:
             return self._byte_cache[encodings]
-        codecs = ["utf-8", "latin-1", "cp1252", "utf-16-le", "utf-16-be", *encodings]
-        out: dict[bytes, str] = {}
-
-        def put(data: bytes, kind: str) -> None:
-            if data and data not in out:
-                out[data] = kind
-
-        ascii_same = all(_ascii_compatible(c) for c in codecs[5:])
-        for text in self.subs:
-            if ascii_same and text.isascii():
-                # every variant in every codec normalises to the same bytes: case folds, and the
-                # NULs of UTF-16 are separators
-                norm = normalise_bytes(text.encode("ascii"))
-                if len(norm) >= 3:
-                    put(norm, "sub")
-                continue
-            for variant in {text, text.upper(), text.capitalize()}:  # bytes.lower() folds ASCII only
-                for codec in codecs:
-                    try:
-                        enc = variant.encode(codec)
-                    except (UnicodeEncodeError, LookupError):
-                        continue
-                    enc = _strip_escapes(enc)
-                    norm = normalise_bytes(enc)
-                    if len(norm) >= 3:
-                        put(norm, "sub")
-        for raw in self.ids.raw:
-            put(normalise_bytes(raw), "sub")
-        for text in self.words:
-            if ascii_same and text.isascii():
-                # the variants differ only in case, which .lower() folds; the 8-bit codecs agree
-                for enc in (
-                    text.encode("ascii").lower(),
-                    text.encode("utf-16-le").lower(),
-                    text.encode("utf-16-be").lower(),
-                ):
-                    if len(enc) >= 3:
-                        put(enc, "word")
-                continue
-            for variant in {text, text.upper(), text.title()}:
-                for codec in codecs:
-                    try:
-                        enc = _strip_escapes(variant.encode(codec)).lower()
-                    except (UnicodeEncodeError, LookupError):
-                        continue
-                    # two ASCII letters (LO, CT...) are VR codes and common words in binary headers
-                    if len(enc) >= 3 or not enc.isascii():
-                        put(enc, "word")
-        for text in self.nums:
-            put(text.encode("ascii", "ignore"), "date")
+        out = dict(
+            _value_needles(
+                frozenset(self.subs),
+                frozenset(self.words),
+                frozenset(self.nums),
+                frozenset(self.ids.raw),
+                encodings,
+            )
+        )
         for u in self.ids.uids:
             out[u.encode("ascii", "ignore")] = "uid"
         result = sorted(out.items(), key=lambda item: -len(item[0]))
         self._byte_cache[encodings] = result
         return result
+
+
+def _compile(
+    words: frozenset[str],
+    dates: frozenset[str],
+    raws: frozenset[bytes],
+    exempt: frozenset[str],
+    demote: frozenset[str],
+    only: frozenset[str] | None,
+) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(subs, words, nums) of a Matcher: see its docstring."""
+    subs: set[str] = set()
+    whole: set[str] = set()
+    nums: set[str] = set()
+    for w in words:
+        norm, kind, low = _word_kind(w)
+        if norm in exempt or (only is not None and norm not in only):
+            continue
+        if kind == "sub" and w in demote:
+            kind = "word"
+        if kind == "sub":
+            subs.add(norm)
+        elif kind == "word":
+            whole.add(low)
+        elif kind == "num":
+            nums.add(low)
+            if norm != w.strip():
+                nums.add(norm)
+    for d in dates:
+        nums.update(_date_forms_cached(d))
+    for raw in raws:
+        for codec in ("utf-8", "latin-1"):
+            text = raw.decode(codec, "replace")
+            norm = normalise(text)
+            if len(norm) >= MIN_SUBSTRING and norm not in exempt:
+                subs.add(norm)
+    return frozenset(subs), frozenset(whole), frozenset(nums)
+
+
+@lru_cache(maxsize=8192)
+def _date_forms_cached(da: str) -> tuple[str, ...]:
+    return tuple(_date_forms(da))
+
+
+# Identifying values recur from file to file (a patient's series, a hospital's name): what each
+# value compiles to is remembered, per value, for the life of the process.
+@lru_cache(maxsize=8192)
+def _word_kind(w: str) -> tuple[str, str, str]:
+    norm = normalise(w)
+    return norm, _kind(norm), w.lower().strip()
+
+
+def _value_needles(
+    subs: frozenset[str],
+    words: frozenset[str],
+    nums: frozenset[str],
+    raws: frozenset[bytes],
+    encodings: tuple[str, ...],
+) -> dict[bytes, str]:
+    """The byte needles of a Matcher's values (not its UIDs, which differ in every file), in the
+    order they are found: substrings, raw bytes, whole words, numbers."""
+    out: dict[bytes, str] = {}
+    for text in sorted(subs):
+        for data in _sub_needles(text, encodings):
+            if data not in out:
+                out[data] = "sub"
+    for raw in sorted(raws):
+        data = normalise_bytes(raw)
+        if data and data not in out:
+            out[data] = "sub"
+    for text in sorted(words):
+        for data in _word_needles(text, encodings):
+            if data not in out:
+                out[data] = "word"
+    for text in sorted(nums):
+        data = text.encode("ascii", "ignore")
+        if data and data not in out:
+            out[data] = "date"
+    return out
+
+
+def _codecs(encodings: tuple[str, ...]) -> tuple[list[str], bool]:
+    codecs = ["utf-8", "latin-1", "cp1252", "utf-16-le", "utf-16-be", *encodings]
+    return codecs, all(_ascii_compatible(c) for c in codecs[5:])
+
+
+@lru_cache(maxsize=8192)
+def _sub_needles(text: str, encodings: tuple[str, ...]) -> tuple[bytes, ...]:
+    """A normalised value as normalised bytes in every encoding it can take."""
+    codecs, ascii_same = _codecs(encodings)
+    if ascii_same and text.isascii():
+        # every variant in every codec normalises to the same bytes: case folds, and the NULs of
+        # UTF-16 are separators
+        norm = normalise_bytes(text.encode("ascii"))
+        return (norm,) if len(norm) >= 3 else ()
+    out: list[bytes] = []
+    for variant in {text, text.upper(), text.capitalize()}:  # bytes.lower() folds ASCII only
+        for codec in codecs:
+            try:
+                enc = variant.encode(codec)
+            except (UnicodeEncodeError, LookupError):
+                continue
+            norm = normalise_bytes(_strip_escapes(enc))
+            if len(norm) >= 3 and norm not in out:
+                out.append(norm)
+    return tuple(out)
+
+
+@lru_cache(maxsize=8192)
+def _word_needles(text: str, encodings: tuple[str, ...]) -> tuple[bytes, ...]:
+    """A whole-word value as lower-cased bytes in every encoding it can take."""
+    codecs, ascii_same = _codecs(encodings)
+    out: list[bytes] = []
+    if ascii_same and text.isascii():
+        # the variants differ only in case, which .lower() folds; the 8-bit codecs agree
+        for enc in (
+            text.encode("ascii").lower(),
+            text.encode("utf-16-le").lower(),
+            text.encode("utf-16-be").lower(),
+        ):
+            if len(enc) >= 3 and enc not in out:
+                out.append(enc)
+        return tuple(out)
+    for variant in {text, text.upper(), text.title()}:
+        for codec in codecs:
+            try:
+                enc = _strip_escapes(variant.encode(codec)).lower()
+            except (UnicodeEncodeError, LookupError):
+                continue
+            # two ASCII letters (LO, CT...) are VR codes and common words in binary headers
+            if (len(enc) >= 3 or not enc.isascii()) and enc not in out:
+                out.append(enc)
+    return tuple(out)
 
 
 # Python codecs of DICOM character sets that write ASCII text as ASCII bytes (ISO 2022 ones too:

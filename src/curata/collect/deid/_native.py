@@ -1,0 +1,589 @@
+"""The engine's native lane: the common file de-identified from its bytes, with no pydicom data set.
+
+The raw lane (``_rawpath``) still hands the 40 or so elements that change or identify to pydicom
+and the engine's own steps. Here those steps are done on the bytes for the values a small CT or MR
+carries: plain ASCII UIDs, dates, names, IDs and text, coded strings, the patient's age, removed
+sequences (read for the identifiers they hold). Every value is read as pydicom reads it (``_read``:
+the same splitting and stripping) and written as the engine's writer writes a changed element
+(``_write``), and each action is the engine's own function on that value (``Pseudonymizer.uid``,
+``shift_date``, ``clean_text``, ``cap_age``...), so the bytes are the engine's bytes.
+
+Whatever is not plain returns None and the raw lane (then the whole engine) takes the file: any
+non-ASCII value that would be read, a multi-valued value where the engine reads it as one string,
+a kept sequence, numeric values that an action changes, a text element whose bytes may hold one of
+the input's identifiers, the gate's slightest doubt. ``tests/collect/deid/test_fast_path.py`` holds
+all lanes to the same bytes, record and vault rows.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from pydicom.charset import convert_encodings
+from pydicom.multival import MultiValue
+from pydicom.values import convert_PN, convert_single_string, convert_text
+
+from curata.collect.deid import _rawpath, _reader, _writer, pixels
+from curata.collect.deid.pseudonyms import age_between, cap_age, is_standard_uid, shift_date, shift_datetime
+from curata.collect.deid.text import clean_text
+
+if TYPE_CHECKING:
+    from curata.collect.deid.engine import Deidentifier, DeidResult, _Ctx
+
+_PACK_SHORT = struct.Struct("<HH2sH").pack
+_PACK_LONG = struct.Struct("<HH2s2xI").pack
+_PACK_IMPLICIT = struct.Struct("<HHI").pack
+_SHORT = struct.Struct("<HH2sH").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_IMPLICIT = struct.Struct("<HHI").unpack_from
+_LONG = _reader._LONG
+
+_MULTI_STRING = frozenset({"UI", "CS", "AS", "DA", "DT", "TM"})  # pydicom's multi_string
+_TEXT = frozenset({"SH", "LO", "UC"})  # convert_text: each value right-stripped
+_SINGLE = frozenset({"ST", "LT", "UT"})  # one value, right-stripped
+_GATE_TEXT = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC", "CS", "AE", "UR"})
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+_SOP_CLASS, _SOP_UID, _STUDY_UID, _SERIES_UID = 0x00080016, 0x00080018, 0x0020000D, 0x0020000E
+_CHARSET, _MODALITY, _ISSUER = 0x00080005, 0x00080060, 0x00100021
+_AGE_DATE_TAGS = (0x00080020, 0x00080021, 0x00080022, 0x00080023)
+
+
+# Elements the engine always reads by keyword (so writes back as read, when it keeps them)
+_ALWAYS_READ = frozenset(
+    {_CHARSET, _ISSUER, 0x00100010, 0x00100020, _SOP_CLASS, _SOP_UID, _STUDY_UID, _SERIES_UID}
+)
+_RAW = object()  # act(): the element is written as it came
+
+
+class _Decline(Exception):
+    """Not plain enough here: the raw lane takes the file."""
+
+
+def _read(vr: str, data: bytes, encodings: list[str] | None = None) -> str | list[str]:
+    """The value pydicom reads from these bytes (a list where it reads several). Text beyond ASCII
+    (names, IDs, descriptions in the declared character set) is read by pydicom's own functions;
+    any other value beyond ASCII, and ISO 2022 escapes, are not plain."""
+    if b"\x1b" in data:
+        raise _Decline
+    if not data.isascii():
+        if encodings is None or (vr not in _TEXT and vr not in _SINGLE and vr != "PN"):
+            raise _Decline
+        return _decoded(vr, data, encodings)
+    text = data.decode("ascii")
+    if vr in _MULTI_STRING:
+        parts = text.rstrip(" \0").split("\\")
+    elif vr in _TEXT:
+        parts = [p.rstrip("\0 ") for p in text.split("\\")]
+    elif vr in _SINGLE:
+        return text.rstrip("\0 ")
+    elif vr == "PN":
+        parts = data.rstrip(b"\0 ").decode("ascii").split("\\")
+    else:
+        raise _Decline
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _decoded(vr: str, data: bytes, encodings: list[str]) -> str | list[str]:
+    if vr == "PN":
+        names = convert_PN(data, encodings)
+        parts = [str(n) for n in names] if isinstance(names, MultiValue) else [str(names)]
+        return parts[0] if len(parts) == 1 else parts
+    if vr in _SINGLE:
+        return convert_single_string(data, encodings)
+    text = convert_text(data, encodings)
+    return text if isinstance(text, str) else list(text)
+
+
+def _one(vr: str, data: bytes, encodings: list[str] | None = None) -> str:
+    """A value the engine reads as one string (``str(ds.get(...))``): several values are not plain."""
+    value = _read(vr, data, encodings)
+    if isinstance(value, list):
+        raise _Decline
+    return value
+
+
+def _write(tag: int, vr: str, value: str | list[str], implicit: bool) -> bytes:
+    """A changed element as the engine's writer writes it (``_writer._fast_string``)."""
+    text = value if isinstance(value, str) else "\\".join(value)
+    if not text.isascii():
+        raise _Decline
+    data = text.encode("ascii")
+    if len(data) & 1:
+        data += b"\0" if vr == "UI" else b" "
+    return _header(tag, vr, len(data), implicit) + data
+
+
+def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
+    group, element = tag >> 16, tag & 0xFFFF
+    if implicit:
+        return _PACK_IMPLICIT(group, element, length)
+    if vr in _LONG:
+        return _PACK_LONG(group, element, vr.encode(), length)
+    if length > 0xFFFF:
+        raise _Decline
+    return _PACK_SHORT(group, element, vr.encode(), length)
+
+
+def deidentify(engine: Deidentifier, raw: bytes, input_sha: str) -> DeidResult | None:
+    """``engine``'s result for ``raw`` from its bytes alone, or None: the raw lane takes it."""
+    head = _reader.header(raw)
+    if head is None:
+        return None
+    meta, pos, implicit = head
+    walked = _rawpath._walk(raw, pos, implicit)
+    if walked is None or (walked and walked[-1][4] == 0xFFFFFFFF):
+        return None
+    sop_class = _rawpath._sop_class(raw, walked)
+    if not sop_class:
+        return None
+    plan = engine._plans.get(sop_class)
+    if plan is None:
+        plan = engine._plans[sop_class] = _rawpath._Plan(engine, sop_class)
+    ts_elem = meta.get(0x00020010)  # type: ignore[call-overload]
+    try:
+        return _Run(engine, plan, raw, walked, implicit, input_sha, sop_class, ts_elem.value).result()
+    except _Decline:
+        return None
+    except Exception:  # anything unforeseen: the other lanes decide, and say why
+        return None
+
+
+class _Run:
+    """One file through the native lane."""
+
+    def __init__(
+        self,
+        engine: Deidentifier,
+        plan: _rawpath._Plan,
+        raw: bytes,
+        walked: list[tuple[int, str | None, int, int, int]],
+        implicit: bool,
+        input_sha: str,
+        sop_class: str,
+        ts_raw: bytes,
+    ) -> None:
+        from curata.collect.deid import engine as eng
+
+        self.engine, self.plan, self.eng = engine, plan, eng
+        self.raw, self.walked, self.implicit = raw, walked, implicit
+        self.input_sha, self.sop_class = input_sha, sop_class
+        self.ts = _one("UI", ts_raw)
+        self.profile = engine.profile
+        self.encodings: list[str] | None = None  # known once the character set is read
+        self.vrs: dict[int, str] = {}
+        self.values: dict[int, bytes] = {}  # top-level raw values by tag (ASCII checked on reading)
+        self.codes = [plan.code(tag, vr) for tag, vr, _, _, _ in walked]
+        for tag, vr, _, start, length in walked:
+            v = vr or eng._vr_of(tag)
+            if v is not None:
+                self.vrs[tag] = v
+            self.values[tag] = raw[start : start + length]
+
+    def get(self, tag: int) -> str:
+        """``str(ds.get(keyword, "") or "")`` for a single-valued string element."""
+        data = self.values.get(tag)
+        if data is None:
+            return ""
+        return _one(self.vrs.get(tag, "UN"), data, self.encodings)
+
+    # ------------------------------------------------------------------ the engine's _run
+    def result(self) -> DeidResult | None:
+        eng, engine, profile = self.eng, self.engine, self.profile
+        for tag in (_SOP_CLASS, _SOP_UID, _STUDY_UID, _SERIES_UID):
+            if not self.get(tag).strip():
+                raise _Decline
+        ctx = eng._Ctx(profile, engine.pseudo, self.sop_class)
+        ctx.allowed = self.plan.allowed
+        if profile.allow_list and ctx.allowed is None:
+            raise _Decline
+        charset = self.values.get(_CHARSET)
+        value = _read("CS", charset) if charset is not None else ""
+        if value:  # as the engine's _encodings
+            try:
+                ctx.encodings = list(convert_encodings(value if isinstance(value, list) else [value]))
+            except Exception:
+                ctx.encodings = []
+            if not ctx.encodings:
+                raise _Decline
+        # how pydicom reads text beyond ASCII here (the data set's character set, or its default)
+        self.encodings = ctx.encodings or ["iso8859"]
+        self.patient(ctx)
+        self.collect(ctx)
+        age = self.age_before(ctx)
+        self.has_pixels = has_pixels = any(t in self.values for t in _PIXEL_TAGS)
+        if has_pixels and self.may_carry_burned_in_text():
+            raise _Decline
+        pieces, changed = self.clean(ctx, age)
+        if any(ctx.holds_identifier(value) for value in changed):
+            raise _Decline  # the gate would read it decoded: let the engine's gate say
+        if age is not None:
+            pieces.append((eng._AGE, _write(eng._AGE, "AS", age, self.implicit)))
+        temporal = "UNMODIFIED" if ctx.full_dates else ("MODIFIED" if ctx.mod_dates else "REMOVED")
+        for elem in eng._marking_raw(profile, temporal, self.implicit):
+            data = elem.value or b""
+            pieces.append(
+                (int(elem.tag), _header(int(elem.tag), elem.VR or "", len(data), self.implicit) + data)
+            )
+        pieces.sort(key=lambda p: p[0])
+        sop_class, study, series, sop = self.uids
+        if not (sop_class and study and series and sop):
+            raise _Decline
+        meta = _writer.file_meta_bytes(
+            sop_class, sop, self.ts, eng.IMPLEMENTATION_CLASS_UID, version=eng.IMPLEMENTATION_VERSION
+        )
+        output = self.assemble(meta, pieces)
+        pixel = self.values.get(0x7FE00010) if has_pixels else None
+        if not engine._byte_gate(output, ctx, eng._header_spans(output, pixel)):
+            raise _Decline
+        state = "kept" if has_pixels else "none"
+        names = (study, series, sop, self.ts)
+        return engine._result(
+            output, None, ctx, self.input_sha, self.sop_class, state, "", whole=False, names=names
+        )
+
+    def assemble(self, meta: bytes, pieces: list[tuple[int, bytes | tuple[int, int]]]) -> bytes:
+        body: list[bytes] = [b"\0" * 128 + b"DICM", meta]
+        raw = self.raw
+        run_start = run_end = -1
+        for _, piece in pieces:
+            if isinstance(piece, tuple):
+                start, end = piece
+                if start == run_end:
+                    run_end = end
+                    continue
+                if run_end >= 0:
+                    body.append(raw[run_start:run_end])
+                run_start, run_end = start, end
+                continue
+            if run_end >= 0:
+                body.append(raw[run_start:run_end])
+                run_start = run_end = -1
+            body.append(piece)
+        if run_end >= 0:
+            body.append(raw[run_start:run_end])
+        return b"".join(body)
+
+    def patient(self, ctx: _Ctx) -> None:
+        pid = self.get(self.eng._PATIENT_ID).strip()
+        name = self.get(self.eng._PATIENT_NAME).strip()
+        issuer = self.get(_ISSUER).strip()
+        if pid:
+            key = f"id:{issuer}|{pid}"
+        elif name:
+            key = f"name:{name}|{self.get(self.eng._BIRTH_DATE).strip()}"
+        else:
+            key = f"study:{self.get(_STUDY_UID)}"
+        ctx.patient_id, ctx.patient_name = pid, name
+        ctx.pseudonym = self.engine.pseudo.patient(key)
+        ctx.shift = self.engine.pseudo.date_shift(key)
+
+    def collect(self, ctx: _Ctx) -> None:
+        """The engine's ``_collect`` at the top level and inside sequences (which go: see ``clean``)."""
+        read = (_rawpath._ENGINE, _rawpath._CODED_CHECK, _rawpath._CODED_DROP)
+        for (tag, _, _, start, length), code in zip(self.walked, self.codes, strict=True):
+            if code not in read:  # the plan sends every element the engine collects from to these
+                if code == _rawpath._DECLINE:
+                    raise _Decline
+                continue
+            vr = self.vrs.get(tag)
+            if vr == "SQ":
+                self.collect_items(ctx, start, start + length)
+            else:
+                self.collect_one(ctx, tag, vr, self.values[tag])
+        if not ctx.full_dates:
+            for tag in (*_AGE_DATE_TAGS, self.eng._BIRTH_DATE):
+                ctx.ids.add_date(self.get(tag))
+
+    def collect_one(self, ctx: _Ctx, tag: int, vr: str | None, data: bytes) -> None:
+        eng = self.eng
+        if vr == "CS":
+            ctx.coded.update(v.strip(" \0").upper() for v in data.decode("latin-1").split("\\"))
+            return
+        if tag not in self.engine._sources and vr != "PN":
+            return
+        if tag == eng._TIMEZONE_OFFSET or vr is None:
+            return
+        value = _read(vr, data, self.encodings)
+        if value == "":
+            return
+        ids, addresses = ctx.ids, eng._address_tags()
+        values = value if isinstance(value, list) else [value]
+        if not data.isascii():  # as the engine: matched in every plausible decoding, and as bytes
+            ids.add_raw(data)
+            for codec in ("utf-8", "latin-1", "cp1252"):
+                try:
+                    alt = data.decode(codec)
+                except UnicodeDecodeError:
+                    continue
+                values = [*values, *alt.split("\\")]
+        for v in values:
+            text = v.strip(" \0")
+            if not text:
+                continue
+            if tag in eng._STRONG_TAGS:
+                ids.add_strong(text)
+            if vr == "PN":
+                ids.add_name(text)
+            elif vr in ("DA", "DT"):
+                if not ctx.full_dates or tag == eng._BIRTH_DATE:
+                    ids.add_date(text)
+            elif tag in addresses:
+                ids.add_word(text)
+            elif len(text) >= 3:
+                ids.words.add(text)
+
+    def collect_items(self, ctx: _Ctx, pos: int, end: int) -> None:
+        """Items of a defined-length sequence: their elements collected like the top level's."""
+        raw = self.raw
+        while pos < end:
+            group, elem, length = _IMPLICIT(raw, pos)
+            if (group, elem) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF or pos + 8 + length > end:
+                raise _Decline
+            self.collect_item(ctx, pos + 8, pos + 8 + length)
+            pos += 8 + length
+        if pos != end:
+            raise _Decline
+
+    def collect_item(self, ctx: _Ctx, pos: int, end: int) -> None:
+        raw, implicit = self.raw, self.implicit
+        while pos < end:
+            if implicit:
+                group, elem, length = _IMPLICIT(raw, pos)
+                vr = self.eng._vr_of(group << 16 | elem)
+                start = pos + 8
+            else:
+                group, elem, vr_bytes, length = _SHORT(raw, pos)
+                vr = vr_bytes.decode("latin-1")
+                if vr not in _reader._KNOWN or vr == "UN":
+                    raise _Decline
+                if vr in _LONG:
+                    (length,) = _U32(raw, pos + 8)
+                    start = pos + 12
+                else:
+                    start = pos + 8
+            tag = group << 16 | elem
+            if length == 0xFFFFFFFF or start + length > end or tag == _CHARSET:
+                raise _Decline
+            if vr == "SQ":
+                self.collect_items(ctx, start, start + length)
+            else:
+                self.collect_one(ctx, tag, vr, raw[start : start + length])
+            pos = start + length
+
+    def age_before(self, ctx: _Ctx) -> str | None:
+        eng, profile = self.eng, self.profile
+        if not profile.has("retain_patient_characteristics") or ctx.top.get(eng._AGE) != "K":
+            return None
+        current = self.get(eng._AGE).strip()
+        if current:
+            return cap_age(current, profile.cap_age_years)
+        birth = self.get(eng._BIRTH_DATE)
+        for tag in _AGE_DATE_TAGS:
+            on = self.get(tag)
+            if birth and on:
+                age = age_between(birth, on)
+                if age:
+                    return cap_age(age, profile.cap_age_years)
+        return None
+
+    def may_carry_burned_in_text(self) -> bool:
+        flag = self.get(0x00280301).upper()
+        if flag == "YES":
+            return True
+        if self.get(_SOP_CLASS) in pixels.BURNED_IN_CLASSES:
+            return True
+        return flag != "NO" and self.get(_MODALITY).upper() in pixels.BURNED_IN_MODALITIES
+
+    # ------------------------------------------------------------------ the engine's _clean
+    def clean(
+        self, ctx: _Ctx, age: str | None
+    ) -> tuple[list[tuple[int, bytes | tuple[int, int]]], list[bytes]]:
+        """(tag, bytes written or (start, end) copied) in tag order, and the text values written
+        (the gate reads them decoded)."""
+        eng, implicit, values = self.eng, self.implicit, self.values
+        pieces: list[tuple[int, bytes | tuple[int, int]]] = []
+        kept_text: list[tuple[int, int, str, bytes]] = []  # (piece, tag, VR, value): the later pass
+        changed: list[bytes] = []
+        private = []
+        marking = eng._MARKING_TAGS
+        self.uids = ["", "", "", ""]  # SOP class, study, series, SOP instance as written
+        for entry, code in zip(self.walked, self.codes, strict=True):
+            tag, _, head, start, length = entry
+            end = start + length
+            if code == _rawpath._DECLINE:
+                raise _Decline
+            if code == _rawpath._PRIVATE:
+                private.append(entry)
+                continue
+            if code in (_rawpath._DROP, _rawpath._CODED_DROP) or (tag == eng._AGE and age is not None):
+                continue
+            if tag in marking:
+                continue  # the marking elements are written anew
+            data = values[tag]
+            vr = self.vrs.get(tag)
+            if code == _rawpath._COPY and not length & 1:
+                pieces.append((tag, (head, end)))
+                continue
+            if vr is None:
+                raise _Decline
+            out = _RAW if code in (_rawpath._CHECK, _rawpath._CODED_CHECK) else self.act(ctx, tag, vr, data)
+            if out is None:
+                continue
+            if not isinstance(out, str | list):  # _RAW: kept as it came, the engine never read it
+                if vr in _GATE_TEXT:
+                    kept_text.append((len(pieces), tag, vr, data))
+                elif length & 1:
+                    raise _Decline
+                pieces.append((tag, (head, end)))
+                continue
+            written = _write(tag, vr, out, implicit)
+            if vr in _GATE_TEXT:
+                changed.append(written[8 if implicit or vr not in _LONG else 12 :])
+            pieces.append((tag, written))
+        for index, tag, vr, data in kept_text:
+            new = self.kept_text(ctx, vr, data)
+            if new is not None:
+                written = _write(tag, vr, new, implicit)
+                changed.append(written[8 if implicit or vr not in _LONG else 12 :])
+                pieces[index] = (tag, written)
+        kept = _rawpath._private_kept(self.engine, self.raw, private, implicit)
+        if kept is None:
+            raise _Decline
+        if kept:
+            pieces += [(t, (s, e)) for t, s, e in kept]
+            pieces.sort(key=lambda p: p[0])
+        return pieces, changed
+
+    def kept_text(self, ctx: _Ctx, vr: str, data: bytes) -> str | list[str] | None:
+        """The engine's later pass on kept text (``_clean_text_elem``, not generic): None while its
+        bytes hold none of the identifiers and it has an even length (copied as it came); else the
+        value written: read (an odd length is rewritten from the value read), the patient's own
+        identifiers removed."""
+        holds = ctx.holds_identifier(data)
+        if not holds:
+            if len(data) & 1:
+                return _read(vr, data, self.encodings)
+            return None
+        if vr in ("CS", "AE", "UR"):
+            raise _Decline  # coded strings holding an identifier: the engine's own rules
+        value = _read(vr, data, self.encodings)
+        if value == "":
+            return value
+        out = [clean_text(v, ctx.ids, generic=False) for v in (value if isinstance(value, list) else [value])]
+        return out if isinstance(value, list) else out[0]
+
+    def age_set(self, ctx: _Ctx) -> bool:
+        return self.profile.has("retain_patient_characteristics") and ctx.top.get(self.eng._AGE) == "K"
+
+    def act(self, ctx: _Ctx, tag: int, vr: str, data: bytes) -> str | list[str] | object | None:
+        """The engine's ``_clean`` / ``_apply`` for one element it converts: the value written, or
+        None when the element goes."""
+        eng = self.eng
+        if (
+            ctx.allowed is not None
+            and tag not in ctx.allowed
+            and tag not in (eng._PATIENT_ID, eng._PATIENT_NAME)
+        ):
+            return None
+        action = ctx.top.get(tag)
+        if action is None:
+            action = self.engine._unlisted_action(tag, vr, ctx, False)
+            if eng._vr_of(tag) is None:
+                action = "X"
+        if tag in (eng._PATIENT_ID, eng._PATIENT_NAME):
+            _read(vr, data, self.encodings)
+            return ctx.pseudonym
+        if action == "X":
+            return None
+        if vr == "SQ":
+            raise _Decline  # kept sequences: the raw lane
+        value = _read(vr, data, self.encodings)
+        if action == "Z":
+            return ""
+        if action == "S":
+            if isinstance(value, list):
+                raise _Decline
+            if not (is_standard_uid(value) or value.startswith(eng._HL7_ROOT)):
+                value = self.remap(ctx, value)
+            return self.note_uid(tag, value)
+        if action == "U" or (vr == "UI" and action in ("D", "C")):
+            if ctx.retain_uids:
+                raise _Decline  # kept unread by the engine: not a converted value
+            return self.note_uid(tag, self.remap(ctx, value))
+        if action == "D":
+            return self.dummy(vr)
+        if action == "C":
+            if vr in ("DA", "DT"):
+                return self.shift(ctx, vr, value)
+            if vr == "PN":
+                return self.dummy(vr)
+            if vr in eng.TEXT_VRS:
+                return self.clean_text(ctx, vr, value)
+            raise _Decline  # the plan copies these
+        if vr in ("DA", "DT") and not ctx.full_dates:
+            if isinstance(value, list):
+                raise _Decline
+            if any(v.strip()[:8] in ctx.ids.dates for v in value.split("\\")):
+                return self.shift(ctx, vr, value)
+            return value
+        # kept: as the engine read it where it read it (and so converted it), else as it came
+        if tag in _ALWAYS_READ or (tag == eng._AGE and self.age_set(ctx)):
+            return self.note_uid(tag, value)
+        if tag in (_MODALITY, 0x00280301) and self.has_pixels:
+            return value
+        if tag in _AGE_DATE_TAGS or tag == eng._BIRTH_DATE:
+            raise _Decline  # read by the engine or not, depending on the profile
+        return _RAW
+
+    def note_uid(self, tag: int, value: str | list[str]) -> str | list[str]:
+        slot = {_SOP_CLASS: 0, _STUDY_UID: 1, _SERIES_UID: 2, _SOP_UID: 3}.get(tag)
+        if slot is not None:
+            if isinstance(value, list):
+                raise _Decline
+            self.uids[slot] = value
+        return value
+
+    def remap(self, ctx: _Ctx, value: str | list[str]) -> str | list[str]:
+        if not value:
+            return value
+        out = []
+        for v in value if isinstance(value, list) else [value]:
+            old = v.strip("\0 ")
+            new = ctx.pseudo.uid(old)
+            if new != old:
+                ctx.uid_map[old] = new
+                ctx.ids.add_uid(old)
+            out.append(new)
+        return out if isinstance(value, list) else out[0]
+
+    def dummy(self, vr: str) -> str:
+        eng = self.eng
+        if vr in ("LO", "SH", "ST", "LT", "UT", "UC"):
+            return str(eng.DUMMY_TEXT)
+        if vr in eng.DUMMY_BY_VR and isinstance(eng.DUMMY_BY_VR[vr], str):
+            return str(eng.DUMMY_BY_VR[vr])
+        raise _Decline
+
+    def shift(self, ctx: _Ctx, vr: str, value: str | list[str]) -> str | list[str]:
+        if not value:
+            return value
+        fn = shift_date if vr == "DA" else shift_datetime
+        out: list[str] = []
+        for v in value if isinstance(value, list) else [value]:
+            text = v.strip()
+            if not text:
+                out.append(text)
+                continue
+            shifted = fn(text, ctx.shift)
+            out.append(shifted if shifted is not None else str(self.eng.DUMMY_BY_VR[vr]))
+        return out if isinstance(value, list) else out[0]
+
+    def clean_text(self, ctx: _Ctx, vr: str, value: str | list[str]) -> str | list[str]:
+        """Descriptors (Clean Descriptors): the engine's later pass, generic shapes included."""
+        if value == "":
+            return value
+        if vr == "PN":
+            raise _Decline
+        out = [clean_text(v, ctx.ids, generic=True) for v in (value if isinstance(value, list) else [value])]
+        return out if isinstance(value, list) else out[0]
