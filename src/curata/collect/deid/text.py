@@ -160,27 +160,21 @@ class Identifiers:
         in both orders (SUZUKIKENJI, KENJISUZUKI)."""
         for group in value.split("="):
             parts = []
-            components = group.split("^")
-            for c_i, component in enumerate(components):
-                words = [w.strip(".") for w in re.split(r"[\s,]+", component)]
-                words = [w for w in words if w]
-                for part in words:
-                    # a title is not a name (DR, MRS, JR...) where it stands beside one: in the prefix or
-                    # suffix component, or inside a component with other words; a component that is
-                    # nothing but such a word in a name's own place (``AAAA^Miss``) is a name
-                    title = part.upper() in _HONORIFICS
-                    if title and (c_i >= 3 or len(words) > 1 or len(components) == 1):
-                        continue
-                    parts.append(part)
-                    # a double-barrelled name (OKONKWO-BELLO, Smith-Jones): each half is used on its own too
-                    halves = [h for h in _HYPHENS.split(part) if h]
-                    for piece in (part, *(halves if len(halves) > 1 else ())):
-                        if len(piece) >= 3 or (len(piece) == 2 and any(is_cjk(c) for c in piece)):
-                            self.words.add(piece)
-                        elif len(piece) == 2 and piece.isalpha():
-                            self.short_names.add(piece)
-                        elif len(piece) == 1 and is_cjk(piece):
-                            self.cjk_names.add(piece)
+            for part in re.split(r"[\^\s,]+", group):
+                part = part.strip(".")
+                # a title (DR, MRS, JR...) is never a name part, wherever the sender put it (SMITH^DR)
+                if not part or part.upper() in _HONORIFICS:
+                    continue
+                parts.append(part)
+                # a double-barrelled name (OKONKWO-BELLO, Smith-Jones): each half is used on its own too
+                halves = [h for h in _HYPHENS.split(part) if h]
+                for piece in (part, *(halves if len(halves) > 1 else ())):
+                    if len(piece) >= 3 or (len(piece) == 2 and any(is_cjk(c) for c in piece)):
+                        self.words.add(piece)
+                    elif len(piece) == 2 and piece.isalpha():
+                        self.short_names.add(piece)
+                    elif len(piece) == 1 and is_cjk(piece):
+                        self.cjk_names.add(piece)
             if len(parts) >= 2:
                 for joined in ("".join(parts), "".join(reversed(parts)), " ".join(parts)):
                     if len(normalise(joined)) >= 3:
