@@ -36,6 +36,11 @@ def read_key_file(path: Path) -> bytes:
         raise KeyFileError(f"key file {path} not found", hint="create one with `curata keygen FILE`") from exc
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:  # raw bytes (a `head -c 32 /dev/urandom` key): never quoted back
+        raise KeyFileError(
+            f"key file {path} does not hold a hex secret (it is binary)",
+            hint="create a proper one with `curata keygen FILE`",
+        ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(
             f"key file {path} is readable by others (mode {stat.S_IMODE(mode):o})",

@@ -111,3 +111,28 @@ def test_report_reasons_never_quote_values() -> None:
     reason = "unsupported data set (ValueError: Invalid value for VR PN: 'DOE^JOHN' born 19610203)"
     clean = _sanitized(reason)
     assert "DOE" not in clean and "19610203" not in clean and clean.startswith("unsupported data set")
+
+
+def test_a_binary_or_wrong_key_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A key made with ``head -c 32 /dev/urandom`` (not ``curata keygen``): a one-line reason, exit 2, no
+    traceback, and the key's bytes never printed."""
+    import pytest
+
+    from curata.errors import KeyFileError
+
+    key = tmp_path / "raw.key"
+    key.write_bytes(bytes(range(0x80, 0xA0)))
+    key.chmod(0o600)
+    with pytest.raises(KeyFileError, match="binary"):
+        read_key_file(key)
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(vendor_file("CT_small.dcm"), src / "a.dcm")
+    run = subprocess.run(
+        [sys.executable, "-m", "curata.cli", "deid", str(src), str(tmp_path / "out"), "--key-file", str(key)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr + run.stdout and "binary" in run.stderr + run.stdout
