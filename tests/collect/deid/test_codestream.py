@@ -205,3 +205,35 @@ def test_the_gate_scans_what_the_codestream_keeps() -> None:
     deid = Deidentifier(KEY, load_profile("research"), ocr=False)
     with pytest.raises(DeidError, match="final gate"):
         deid.deidentify_bytes(buf.getvalue(), pixel_decision="accept")
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return (len(payload) + 8).to_bytes(4, "big") + kind + payload
+
+
+def test_container_boxes_and_tile_part_comments_are_zeroed() -> None:
+    """A JP2 file (not the bare codestream DICOM asks for) with an XML box and a JPEG XL container with
+    EXIF and JPEG-reconstruction boxes: every text-bearing box and the codestream's comment go."""
+    com = b"\xff\x64" + (len(TEXT) + 4).to_bytes(2, "big") + b"\x00\x01" + TEXT
+    data = b"\x00\x01\x02\x03"
+    sot = b"\xff\x90\x00\x0a\x00\x00" + (12 + 2 + len(data)).to_bytes(4, "big") + b"\x00\x01"
+    codestream = b"\xff\x4f\xff\x51\x00\x29" + bytes(39) + com + sot + b"\xff\x93" + data + b"\xff\xd9"
+    jp2 = (
+        b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+        + _box(b"ftyp", b"jp2 \x00\x00\x00\x00jp2 ")
+        + _box(b"xml ", b"<patient>" + TEXT + b"</patient>")
+        + _box(b"jp2c", codestream)
+    )
+    jxl = (
+        b"\x00\x00\x00\x0cJXL \r\n\x87\n"
+        + _box(b"Exif", b"\x00\x00\x00\x00" + TEXT)
+        + _box(b"jbrd", TEXT)
+        + _box(b"jxlc", b"\xff\x0a\x00\x00")
+    )
+    for frame, ts in ((jp2, "1.2.840.10008.1.2.4.90"), (jxl, "1.2.840.10008.1.2.4.110")):
+        value = _one_fragment(frame)
+        out, done = redact(value, ts)
+        assert len(out) == len(value) and not any(n in bytes(out) for n in NEEDLES)
+        assert done.segments == 2
+        assert frame[:12] in bytes(out)  # the signature box is kept
+    assert data + b"\xff\xd9" in bytes(redact(_one_fragment(jp2), "1.2.840.10008.1.2.4.90")[0])

@@ -30,6 +30,7 @@ _PLAIN = {
     "1.2.840.10008.1.2.5",  # RLE Lossless: a 64-byte header of offsets, then runs
     "1.2.840.10008.1.2.8.1",  # Deflated Image Frame Compression: deflated samples
 }
+_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"}
 _VIDEO_PREFIXES = ("1.2.840.10008.1.2.4.10",)  # MPEG-2, MPEG-4 AVC/H.264, HEVC/H.265 (.100-.108)
 
 _JPEG_SOI = b"\xff\xd8"
@@ -41,7 +42,8 @@ _JXL_NAKED = b"\xff\x0a"
 _JXL_SIGNATURE = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
 # container boxes that are image or structure; any other box's payload is zeroed
 _JP2_KEEP = {b"jP  ", b"ftyp", b"jp2h", b"ihdr", b"colr", b"bpcc", b"pclr", b"cmap", b"cdef", b"res "}
-_JP2_KEEP |= {b"resc", b"resd", b"rreq", b"jxlc", b"jxlp", b"jxll", b"jxli", b"jbrd"}
+# (not jbrd: JPEG XL's JPEG-reconstruction box carries the original JPEG's COM and APPn payloads)
+_JP2_KEEP |= {b"JXL ", b"resc", b"resd", b"rreq", b"jxlc", b"jxlp", b"jxll", b"jxli"}
 
 
 class CodestreamError(ValueError):
@@ -240,6 +242,15 @@ def metadata_spans(d: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int
     raise CodestreamError("a compressed frame of an unknown kind")
 
 
+def is_compressed(transfer_syntax: str) -> bool:
+    """Whether pixel data in this transfer syntax is encapsulated (a syntax pydicom does not know yet,
+    JPEG XL say, counts as compressed unless it is one of the native ones)."""
+    try:
+        return bool(UID(transfer_syntax).is_compressed)
+    except ValueError:
+        return str(transfer_syntax) not in _NATIVE
+
+
 def redact(value: bytes | bytearray, transfer_syntax: str) -> tuple[bytes | bytearray, Redaction]:
     """Zero every metadata segment of the encapsulated pixel data ``value``; return it and what was done.
 
@@ -247,7 +258,7 @@ def redact(value: bytes | bytearray, transfer_syntax: str) -> tuple[bytes | byte
     """
     ts = UID(transfer_syntax)
     done = Redaction()
-    if not ts.is_compressed or str(ts) in _PLAIN:
+    if not is_compressed(ts) or str(ts) in _PLAIN:
         return value, done
     if str(ts).startswith(_VIDEO_PREFIXES):
         raise CodestreamError("video pixel data: its stream's metadata cannot be checked here")
@@ -285,4 +296,4 @@ def redact(value: bytes | bytearray, transfer_syntax: str) -> tuple[bytes | byte
     return (value if out is None else out), done
 
 
-__all__ = ["CodestreamError", "Redaction", "metadata_spans", "redact"]
+__all__ = ["CodestreamError", "Redaction", "is_compressed", "metadata_spans", "redact"]

@@ -900,7 +900,7 @@ class Deidentifier:
             return
         ts = str(ds.file_meta.TransferSyntaxUID)
         value = ds.PixelData
-        if not UID(ts).is_compressed or not isinstance(value, bytes | bytearray):
+        if not codestream.is_compressed(ts) or not isinstance(value, bytes | bytearray):
             return
         try:
             redacted, done = codestream.redact(value, ts)
