@@ -142,20 +142,7 @@ class ClinicalIngestor:
 
     # -- filing ------------------------------------------------------------------------------------
     def _quarantine_row(self, digest: str, reason: str, size: int) -> None:
-        from curata.catalog import QuarantineItem
-
-        with self.ws.catalog.session() as session:
-            item = session.scalar(
-                sa.select(QuarantineItem).where(
-                    QuarantineItem.stage == "clinical", QuarantineItem.input_digest == digest
-                )
-            )
-            if item is None:
-                session.add(
-                    QuarantineItem(stage="clinical", input_digest=digest, reason=reason[:4000], size=size)
-                )
-            else:
-                item.reason = reason[:4000]
+        _quarantine_row(self.ws, digest, reason, size)
 
     def file_batch(self, batch: ClinicalBatch, source_name: str, raw: bytes | None = None) -> ClinicalOutcome:
         """File one de-identified batch (CSV, Excel or FHIR): each table as Parquet in the store, then the
