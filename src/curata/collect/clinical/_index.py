@@ -51,7 +51,8 @@ def id_column(name: str) -> str:
     return next(c.name for c in sql_table(name).columns if c.primary_key)
 
 
-def _arrow_type(col: sa.Column[Any]) -> Any:
+def arrow_type(col: sa.Column[Any]) -> Any:
+    """The Arrow type a catalog column is stored (and travels, exchange.py) as."""
     import pyarrow as pa
 
     t = col.type
@@ -77,7 +78,7 @@ def arrow_schema(name: str) -> Any:
     pk = id_column(name)
     fields = [pa.field("pseudonym", pa.string())]
     fields += [
-        pa.field(c.name, _arrow_type(c)) for c in t.columns if c.name != pk and c.name not in CATALOG_COLUMNS
+        pa.field(c.name, arrow_type(c)) for c in t.columns if c.name != pk and c.name not in CATALOG_COLUMNS
     ]
     return pa.schema(fields)
 

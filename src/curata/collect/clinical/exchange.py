@@ -37,6 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from curata.collect.clinical._codes import valid_code, valid_stage
+from curata.collect.clinical._index import arrow_type
 from curata.collect.clinical._writer import _DATE_COLUMNS
 from curata.collect.clinical.deid import AGE_CAP
 from curata.collect.clinical.models import OMOP
@@ -79,24 +80,6 @@ def wire_columns(table: str) -> tuple[str, ...]:
         return PERSON_COLUMNS
     cols = OMOP[table].c
     return ("pseudonym", *(c.name for c in cols if not c.primary_key and c.name not in _INTERNAL))
-
-
-def arrow_type(column: sa.Column[Any]) -> Any:
-    """The Arrow type a catalog column travels as."""
-    import pyarrow as pa
-
-    t = column.type
-    if isinstance(t, sa.DateTime):
-        return pa.timestamp("us")
-    if isinstance(t, sa.Date):
-        return pa.date32()
-    if isinstance(t, sa.Boolean):
-        return pa.bool_()
-    if isinstance(t, sa.Integer):
-        return pa.int64()
-    if isinstance(t, sa.Float):
-        return pa.float64()
-    return pa.string()
 
 
 def _column(table: str, name: str) -> sa.Column[Any]:
