@@ -136,9 +136,18 @@ def tree_cpu(pid: int) -> float:
 RECEIVER_CPU: dict[str, float] = {}
 
 
-def push(port: int, aet: str, folders: list[Path], receiver: int | None = None) -> float:
+def push(
+    port: int,
+    aet: str,
+    folders: list[Path],
+    receiver: int | None = None,
+    until: Callable[[], bool] | None = None,
+) -> float:
     """storescu on every folder at once; returns wall seconds; raises if any storescu failed. With
-    ``receiver`` (a pid), the CPU seconds its process tree spent meanwhile go to RECEIVER_CPU["last"]."""
+    ``receiver`` (a pid), the CPU seconds its process tree spent meanwhile go to RECEIVER_CPU["last"].
+    With ``until``, the clock (and the CPU count) runs on after the senders finished, until it returns
+    true: a receiver that answers before it has filed (the spool front end) is timed to filed, not to
+    answered; the senders' own time goes to RECEIVER_CPU["answered_s"]."""
     cpu0 = tree_cpu(receiver) if receiver else 0.0
     start = time.perf_counter()
     procs = [
@@ -150,6 +159,10 @@ def push(port: int, aet: str, folders: list[Path], receiver: int | None = None) 
         for f in folders
     ]
     errors = [p.communicate()[1].decode(errors="replace")[-500:] for p in procs if p.wait() != 0]
+    RECEIVER_CPU["answered_s"] = time.perf_counter() - start
+    deadline = time.monotonic() + 600
+    while until is not None and not errors and not until() and time.monotonic() < deadline:
+        time.sleep(0.01)
     seconds = time.perf_counter() - start
     RECEIVER_CPU["last"] = tree_cpu(receiver) - cpu0 if receiver else float("nan")
     if errors:
@@ -219,8 +232,10 @@ def run_orthanc(work: Path, folders: list[Path]) -> tuple[float, int]:
 GATEWAY_WORKERS = {"value": 0}
 
 
-def run_curata(work: Path, folders: list[Path], processes: int = 1) -> tuple[float, int]:
-    ws = work / f"curata-{processes}"
+def run_curata(
+    work: Path, folders: list[Path], processes: int = 1, front_end: str = "python"
+) -> tuple[float, int]:
+    ws = work / f"curata-{processes}-{front_end}"
     env = {**os.environ, "CURATA_WORKSPACE": str(ws)}
     env.pop("CURATA_DATABASE_URL", None)
     curata = str(VENV_BIN / "curata")
@@ -230,7 +245,7 @@ def run_curata(work: Path, folders: list[Path], processes: int = 1) -> tuple[flo
         [
             *(curata, "gateway", "serve", "--port", str(port), "--bind", "127.0.0.1", "--json"),
             *("--workers", str(GATEWAY_WORKERS["value"] if processes == 1 else 1)),
-            *("--processes", str(processes)),
+            *("--processes", str(processes), "--front-end", front_end),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -238,7 +253,11 @@ def run_curata(work: Path, folders: list[Path], processes: int = 1) -> tuple[flo
     )
     try:
         wait_for_echo(port, "CURATA", proc)
-        seconds = push(port, "CURATA", folders, proc.pid)
+        until = None
+        if front_end == "dcmtk":  # answered once spooled: the clock stops when the spool is drained
+            ready = ws / ".curata" / "spool" / "ready"
+            until = lambda: not any(ready.iterdir())  # noqa: E731
+        seconds = push(port, "CURATA", folders, proc.pid, until)
     finally:
         stop(proc, signal.SIGINT)
     summary = json.loads(proc.stdout.read().decode() if proc.stdout else "{}")
@@ -284,6 +303,7 @@ RECEIVERS: dict[str, Callable[[Path, list[Path]], tuple[float, int]]] = {
     "storescp": run_storescp,
     "orthanc": run_orthanc,
     "curata-gateway (de-id on)": run_curata,
+    "curata-gateway (de-id on, dcmtk front end, timed to filed)": lambda w, f: run_curata(w, f, 1, "dcmtk"),
     "pynetdicom no-op SCP (ceiling)": run_pynetdicom_noop,
 }
 
@@ -334,7 +354,7 @@ def main() -> int:
             batch = Path(tmp) / f"batch-{n_assoc}"
             nbytes = make_batch(batch, args.instances, args.size, studies=n_assoc)
             folders = sorted(p for p in batch.iterdir() if p.is_dir())
-            samples: dict[str, list[tuple[float, int, float]]] = {name: [] for name in RECEIVERS}
+            samples: dict[str, list[tuple[float, int, float, float]]] = {name: [] for name in RECEIVERS}
             failures: dict[str, str] = {}
             for round_ in range(args.repeat):
                 for name, runner in RECEIVERS.items():
@@ -343,7 +363,8 @@ def main() -> int:
                     try:
                         RECEIVER_CPU.pop("last", None)
                         sec, held = runner(work, folders)
-                        samples[name].append((sec, held, RECEIVER_CPU.get("last", float("nan"))))
+                        cpu = RECEIVER_CPU.get("last", float("nan"))
+                        samples[name].append((sec, held, cpu, RECEIVER_CPU.get("answered_s", sec)))
                     except Exception as exc:
                         failures[name] = f"error: {exc}"
                     shutil.rmtree(work, ignore_errors=True)
@@ -354,15 +375,18 @@ def main() -> int:
                         {"tool": name, "associations": n_assoc, "status": failures.get(name, "no run")}
                     )
                     continue
-                seconds = statistics.median(sec for sec, _, _ in got)
-                held = min(h for _, h, _ in got)
-                cpu = statistics.median(c for _, _, c in got)
+                seconds = statistics.median(g[0] for g in got)
+                held = min(g[1] for g in got)
+                cpu = statistics.median(g[2] for g in got)
+                answered = statistics.median(g[3] for g in got)
                 rows.append(
                     {
                         "tool": name,
                         "associations": n_assoc,
                         "seconds": round(seconds, 3),
-                        "seconds_all": [round(sec, 3) for sec, _, _ in got],
+                        "seconds_all": [round(g[0], 3) for g in got],
+                        "answered_s": round(answered, 3),
+                        "answered_per_s": rate(args.instances, answered),
                         "receiver_cpu_s": round(cpu, 3),
                         "receiver_cpu_ms_per_instance": round(1000 * cpu / args.instances, 2),
                         "instances_per_s": rate(args.instances, seconds),

@@ -19,5 +19,8 @@ if [ -n "$EXTRAS" ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+# The gateway's dcmtk front end (curata-spool-scp, C++ on dcmtk's libraries: libdcmtk-dev, g++), into .venv/bin
+.venv/bin/python -c 'from curata.collect.net.spool import ensure_binary; ensure_binary()' \
+  || echo "curata: the dcmtk gateway front end was not built (libdcmtk-dev or g++ missing?); the python front end works without it" >&2
 # The OHIF viewer served by `curata serve` (outside git, in .ohif/); the platform runs without it.
 bash scripts/ohif.sh || echo "curata: the OHIF viewer was not installed (npm missing?); curata serve runs without it" >&2

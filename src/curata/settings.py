@@ -19,7 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
@@ -113,6 +113,12 @@ class GatewaySettings(_Section):
     max_upload_bytes: int = Field(512 << 20, ge=1, description="Largest STOW request body (bytes).")
     max_object_bytes: int = Field(2 << 30, ge=1, description="Largest data set received (bytes).")
     processes: int = Field(1, ge=1, description="Listener processes sharing the DICOM port.")
+    front_end: Literal["python", "dcmtk"] = Field(
+        "python",
+        description="DICOM front end: python (pynetdicom, answers after filing; DICOM TLS) or dcmtk "
+        "(curata-spool-scp: answers once the instance is durable in the site's spool, de-identifies "
+        "behind it; several times the rate).",
+    )
     http_host: str = Field("127.0.0.1", description="Address of `curata server`.")
     http_port: int = Field(8042, ge=0, le=65535, description="HTTP port of `curata server`.")
     public_url: str = Field("", description="How clients reach the server, if behind a proxy.")

@@ -53,6 +53,12 @@ def serve(
         help="Listener processes sharing the port (SO_REUSEPORT), each de-identifying in-process "
         "(default: [gateway] processes, 1).",
     ),
+    front_end: str = typer.Option(
+        None,
+        "--front-end",
+        help="python (answers after filing) or dcmtk (answers once durable in the site's spool; "
+        "faster). Default: [gateway] front_end.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every association."),
     workspace: Path | None = workspace_option(),
@@ -60,6 +66,7 @@ def serve(
     """Answer C-ECHO and C-STORE; de-identify and file every instance as it arrives (Ctrl-C stops)."""
     from curata.collect.net.config import AllowRule, GatewayConfig, check_ae_title
     from curata.collect.net.scp import GatewayServer
+    from curata.collect.net.spool import SpoolGateway
     from curata.console import RunSummary
     from curata.errors import ConfigError
 
@@ -78,6 +85,14 @@ def serve(
         cfg.workers = max(0, workers)
     if processes is not None:
         cfg.processes = max(1, processes)
+    if front_end:
+        cfg.front_end = front_end
+        cfg.check_limits()
+    if cfg.front_end == "dcmtk" and cfg.processes > 1:
+        raise ConfigError(
+            "--processes applies to the python front end",
+            hint="the dcmtk front end already runs one process per association",
+        )
     group = None
     if cfg.processes > 1:
         from curata.collect.net.multi import ProcessGroup
@@ -93,7 +108,11 @@ def serve(
 
     signal.signal(signal.SIGTERM, _terminate)
 
-    server = GatewayServer(ws, cfg, deidentify=not verified, reuse_port=group is not None)
+    server: GatewayServer | SpoolGateway
+    if cfg.front_end == "dcmtk":
+        server = SpoolGateway(ws, cfg, deidentify=not verified)
+    else:
+        server = GatewayServer(ws, cfg, deidentify=not verified, reuse_port=group is not None)
     others: list[dict[str, int]] = []
     try:
         if group is not None:  # the others first: the port answers once every listener is up
@@ -114,7 +133,7 @@ def serve(
         err_console.print(
             f"[bold]{cfg.ae_title}[/] listening on {cfg.bind}:{server.port} "
             f"(de-identification {'off: verify only' if verified else 'on'}; allowed: {who}; "
-            f"{cfg.processes} process(es)). Ctrl-C stops."
+            f"{cfg.processes} process(es), {cfg.front_end} front end). Ctrl-C stops."
         )
         server.serve_forever()
     except KeyboardInterrupt:

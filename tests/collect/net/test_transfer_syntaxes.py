@@ -1,8 +1,9 @@
 """Every transfer syntax the gateway claims, sent by dcmtk ``storescu -R`` (separate and combined
-presentation contexts) and by Orthanc: each object is negotiated in its own syntax and answered.
+presentation contexts) and by Orthanc, to both front ends (pynetdicom, and dcmtk's spool front end):
+each object is negotiated in its own syntax, answered, and filed.
 
 The table (syntax | file | storescu -R | storescu -R +C | Orthanc) is printed, and written to
-``$CURATA_TS_TABLE`` when set, for the closing note.
+``$CURATA_TS_TABLE`` (with the front end's name before the suffix) when set, for the closing note.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydicom.data import get_testdata_file
 
 from curata.collect.net.config import GatewayConfig
 from curata.collect.net.scp import TRANSFER_SYNTAXES, GatewayServer
+from curata.collect.net.spool import SpoolGateway
 from tests.collect.net.conftest import free_port, need
 
 pytestmark = pytest.mark.integration
@@ -103,7 +105,10 @@ def _storescu(port: int, path: Path, *opts: str) -> subprocess.CompletedProcess[
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
-def test_every_claimed_transfer_syntax_is_accepted(workspace, tmp_path: Path, sender_orthanc) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("front_end", ["python", "dcmtk"])
+def test_every_claimed_transfer_syntax_is_accepted(  # type: ignore[no-untyped-def]
+    workspace, tmp_path: Path, sender_orthanc, front_end: str
+) -> None:
     need("storescu", "dcmcjpeg", "dcmcjpls")
     url, gateway_port = sender_orthanc
     assert {str(t) for t in TRANSFER_SYNTAXES} == set(CASES), "a claimed syntax has no test case"
@@ -117,9 +122,12 @@ def test_every_claimed_transfer_syntax_is_accepted(workspace, tmp_path: Path, se
     )
     workspace.settings.deid.config = str(site_policy)
     cfg = GatewayConfig(ae_title="CURATA", port=gateway_port, bind="127.0.0.1", workers=1)
-    with GatewayServer(workspace, cfg) as server:
+    server_class = SpoolGateway if front_end == "dcmtk" else GatewayServer
+    with server_class(workspace, cfg) as server:
 
         def answered() -> tuple[int, int]:
+            if isinstance(server, SpoolGateway):  # answered on spooling: wait until it is filed too
+                assert server.wait_idle(60)
             c = server.counts
             return c.stored + c.present, c.refused + c.errors
 
@@ -169,7 +177,8 @@ def test_every_claimed_transfer_syntax_is_accepted(workspace, tmp_path: Path, se
         f"{r['syntax']} | {r['file']} | {r.get('storescu -R', '')} | {r.get('storescu -R +C', '')} | {r['Orthanc']}"
         for r in rows
     ]
-    print("\n" + "\n".join(lines))
+    print(f"\n{front_end} front end\n" + "\n".join(lines))
     if os.environ.get("CURATA_TS_TABLE"):
-        Path(os.environ["CURATA_TS_TABLE"]).write_text("\n".join(lines) + "\n")
+        table = Path(os.environ["CURATA_TS_TABLE"])
+        table.with_name(f"{table.stem}-{front_end}{table.suffix}").write_text("\n".join(lines) + "\n")
     assert not failures, failures

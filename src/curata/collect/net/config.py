@@ -35,6 +35,8 @@ Example::
     push_batch = 32
     workers = 0                  # de-identification processes; 0 = one per core (1 = in-process)
     processes = 1                # listener processes sharing the port (SO_REUSEPORT); limits are per process
+    front_end = "python"         # or "dcmtk": curata-spool-scp answers once the instance is durable in
+                                 # the site's spool, and de-identification drains it (see net/spool.py)
     [gateway.peers.pacs]         # named peers: `--from pacs`
     ae_title = "ORTHANC"
     host = "10.0.0.5"
@@ -139,6 +141,7 @@ class GatewayConfig:
     max_upload_bytes: int = DEFAULTS["max_upload_bytes"]
     max_object_bytes: int = DEFAULTS["max_object_bytes"]
     processes: int = 1
+    front_end: str = "python"
 
     def __post_init__(self) -> None:
         self.check_limits()
@@ -163,6 +166,11 @@ class GatewayConfig:
                     f"[gateway] {name} must be a positive number, not {value!r}",
                     hint="every gateway limit is bounded; remove the line to use the default",
                 )
+        if self.front_end not in ("python", "dcmtk"):
+            raise ConfigError(
+                f"[gateway] front_end {self.front_end!r} is not python or dcmtk",
+                hint='use "python" (the default) or "dcmtk"',
+            )
         if not 4096 <= self.max_pdu <= 1 << 26:
             raise ConfigError(
                 f"[gateway] max_pdu {self.max_pdu} is out of range",
@@ -232,6 +240,7 @@ class GatewayConfig:
                 max_upload_bytes=int(section["max_upload_bytes"]),
                 max_object_bytes=int(section["max_object_bytes"]),
                 processes=max(1, int(section.get("processes") or 1)),
+                front_end=str(section.get("front_end") or "python"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(

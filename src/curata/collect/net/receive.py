@@ -113,6 +113,12 @@ def process_staged(item: tuple[str, bytes], ctx: Any = None) -> tuple[IngestOutc
     return outcome, staging.staged
 
 
+def process_staged_file(item: tuple[str, str], ctx: Any = None) -> tuple[IngestOutcome, Staged]:
+    """:func:`process_staged` for ``(source, path)``: the bytes are read here, in the worker."""
+    source, path = item
+    return process_staged((source, Path(path).read_bytes()), ctx)
+
+
 def _discard(staged: Staged) -> None:
     for _digest, tmp in staged:
         tmp.unlink(missing_ok=True)
@@ -159,20 +165,32 @@ class Receiver:
         A bad dataset comes back ``quarantined`` with its reason; infrastructure failures (database,
         disk) raise, so a network caller answers a failure status and the sender retries.
         """
+        return self._receive(process_staged, (source, raw), source, source_uid, peer)
+
+    def receive_file(
+        self, path: Path, *, source: str, source_uid: str | None = None, peer: str = ""
+    ) -> IngestOutcome:
+        """:meth:`receive` for a Part-10 file (a spooled instance): the de-identification worker reads
+        it itself, so its bytes never cross a process boundary. An unreadable file raises ``OSError``."""
+        return self._receive(process_staged_file, (source, str(path)), source, source_uid, peer)
+
+    def _receive(
+        self, work: Any, item: tuple[str, Any], source: str, source_uid: str | None, peer: str
+    ) -> IngestOutcome:
         # a re-send (same input bytes, or the same de-identified instance) is recognised by the batch
         # writer, in the statement that looks up the batch's SOP Instance UIDs: no query per instance
         staged: Staged = []
         if self.workers > 1:
             pool = self._process_pool()
             try:
-                outcome, staged = pool.submit(process_staged, (source, raw)).result()
+                outcome, staged = pool.submit(work, item).result()
             except BrokenProcessPool:  # a worker died (killed, out of memory): fail this one, renew
                 with self._start_lock:
                     if self._pool is pool:
                         self._pool = None
                 raise
         else:
-            outcome, staged = process_staged((source, raw), self._context())
+            outcome, staged = work(item, self._context())
         if outcome.status != "ingested":  # nothing of it is kept in the store
             _discard(staged)
             staged = []

@@ -1,0 +1,358 @@
+"""The gateway with dcmtk as its DICOM front end: a durable spool drained by de-identification workers.
+
+Why (issue 10, item 10): one Python process cannot carry the DICOM network layer at a PACS's rate:
+pynetdicom alone (answering success and keeping nothing) ran below Orthanc, before any
+de-identification. ``curata-spool-scp`` (``spoolscp/spoolscp.cc``, built on dcmtk's association and
+DIMSE layers, one process per association) receives each instance, writes it with its Part-10 header
+into ``.curata/spool/ready`` (mode 0600, inside the site-private folder that also holds the key),
+fsyncs the file, its new name and the folder, and only then answers success. The network thus runs
+at C speed on every core, and the sender's success still means "durable at the site", as with the
+Python front end and Orthanc.
+
+This process reads the front end's event lines and hands each spooled file to
+:class:`~curata.collect.net.receive.Receiver` (the same de-identification, blob store, catalog and
+source-UID record as every other network input; several threads, de-identifying in a process pool).
+A spooled file is removed only once its outcome is filed. A refused instance is quarantined with its
+reason (its bytes kept in the workspace's quarantine, as for a folder ingest), since the sender was
+already answered. Files left by a gateway that stopped or crashed are drained at the next start, in
+arrival order; one filed already is recognised as present, never filed twice.
+
+The front end takes the same ``[gateway]`` settings: AE title, called-AE check, allow list (AE and
+host), allowed networks (checked at accept, before anything is read), connection and association
+limits (the per-peer limit counts per host address), request and DIMSE timeouts, largest association
+request and data set. dcmtk receives PDUs of at most 128 KiB, so a larger ``max_pdu`` is clamped.
+DICOM TLS is served by the Python front end only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from curata.collect.ingest import DISK_FULL_REASON
+from curata.collect.net.config import GatewayConfig
+from curata.collect.net.receive import OK_STATUSES, Receiver
+from curata.collect.reasons import safe_reason
+from curata.errors import ConfigError, NetworkError
+from curata.workspace import Workspace
+
+log = logging.getLogger("curata.gateway")
+
+BINARY = "curata-spool-scp"
+SOURCE = Path(__file__).with_name("spoolscp") / "spoolscp.cc"
+_RETRY_SECONDS = 2.0
+
+
+def find_binary() -> Path | None:
+    """The front end: ``$CURATA_SPOOL_SCP``, else beside this Python (the venv's bin, where
+    ``scripts/build-native.sh`` puts it), else on PATH."""
+    explicit = os.environ.get("CURATA_SPOOL_SCP")
+    if explicit:
+        return Path(explicit) if os.access(explicit, os.X_OK) else None
+    beside = Path(sys.executable).parent / BINARY
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which(BINARY)
+    return Path(found) if found else None
+
+
+def build_binary(target: Path) -> Path:
+    """Compile the front end from its source (needs g++ and dcmtk's headers: Debian libdcmtk-dev)."""
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        raise NetworkError("no C++ compiler to build the dcmtk gateway front end", hint="apt install g++")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    cmd = [compiler, "-O2", "-std=c++17", "-o", str(tmp), str(SOURCE)]
+    cmd += ["-ldcmnet", "-ldcmdata", "-loflog", "-lofstd"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise NetworkError(
+            "the dcmtk gateway front end did not build: " + done.stderr.strip()[-300:],
+            hint="install dcmtk's headers (apt install libdcmtk-dev)",
+        )
+    os.replace(tmp, target)
+    return target
+
+
+def ensure_binary() -> Path:
+    """The front end beside this Python, built from its source when missing or older than it
+    (``scripts/bootstrap.sh`` runs this once per install)."""
+    target = Path(sys.executable).parent / BINARY
+    if not target.exists() or target.stat().st_mtime < SOURCE.stat().st_mtime:
+        build_binary(target)
+    return target
+
+
+def front_end_config(cfg: GatewayConfig) -> str:
+    """The settings file ``curata-spool-scp`` reads (see the top of spoolscp.cc)."""
+    from pynetdicom.presentation import AllStoragePresentationContexts
+
+    from curata.collect.net.scp import TRANSFER_SYNTAXES
+
+    lines = [
+        f"ae {cfg.ae_title}",
+        f"check_called {int(cfg.check_called_ae)}",
+        f"max_pdu {cfg.max_pdu}",
+        f"request_timeout {max(1, round(cfg.request_timeout))}",
+        f"dimse_timeout {max(1, round(cfg.dimse_timeout))}",
+        f"max_request_bytes {cfg.max_request_bytes}",
+        f"max_connections {cfg.max_connections}",
+        f"max_connections_per_host {cfg.max_connections_per_host}",
+        f"max_associations {cfg.max_associations}",
+        f"max_associations_per_peer {cfg.max_associations_per_peer}",
+        f"max_object_bytes {cfg.max_object_bytes}",
+    ]
+    lines += [f"allow {r.ae_title}\t{r.host}" if r.host else f"allow {r.ae_title}" for r in cfg.allow]
+    lines += [f"net {net}" for net in cfg.host_networks()]
+    lines += [f"ts {ts}" for ts in TRANSFER_SYNTAXES]
+    lines += [f"sop {cx.abstract_syntax}" for cx in AllStoragePresentationContexts]
+    return "\n".join(lines) + "\n"
+
+
+def _peer_from_name(name: str) -> str:
+    """The calling AE title kept, in hex, in a spooled file's name."""
+    parts = name.split(".")
+    try:
+        return bytes.fromhex(parts[1]).decode("ascii", "replace") if len(parts) == 3 else ""
+    except ValueError:
+        return ""
+
+
+class SpoolGateway:
+    """``curata gateway serve`` with the dcmtk front end; the same surface as :class:`GatewayServer`
+    where the CLI needs it: ``start``/``stop``/``serve_forever``, ``port``, ``counts``."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        config: GatewayConfig | None = None,
+        *,
+        deidentify: bool = True,
+        on_store: Any = None,
+        drainers: int | None = None,
+    ) -> None:
+        from curata.collect.net.scp import StoreCounts
+
+        self.ws = ws
+        self.config = config or GatewayConfig.from_workspace(ws)
+        if self.config.dicom_tls:
+            raise ConfigError(
+                "[gateway] dicom_tls needs the Python front end",
+                hint='set [gateway] front_end = "python", or turn dicom_tls off',
+            )
+        workers = self.config.worker_count()
+        self.receiver = Receiver(ws, deidentify=deidentify, workers=workers)
+        self.counts = StoreCounts()
+        self.on_store = on_store
+        self.spool = ws.root / ".curata" / "spool"
+        self._drainers = drainers or max(2, 2 * workers)
+        self._queue: queue.Queue[tuple[Path, str, str | None] | None] = queue.Queue()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._threads: list[threading.Thread] = []
+        self._port: int | None = None
+        self._stopping = threading.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self._port if self._port is not None else self.config.port
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None
+
+    def start(self) -> SpoolGateway:
+        if self._proc is not None:
+            return self
+        binary = find_binary()
+        if binary is None:
+            raise NetworkError(
+                f"the dcmtk gateway front end ({BINARY}) is not installed",
+                hint='run scripts/build-native.sh, or set [gateway] front_end = "python"',
+            )
+        self.receiver.warm_up()
+        ready = self.spool / "ready"
+        for folder in (self.spool, self.spool / "tmp", ready):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for partial in (self.spool / "tmp").iterdir():  # never acknowledged: the sender still has it
+            partial.unlink(missing_ok=True)
+        leftovers = sorted(p for p in ready.iterdir() if p.suffix == ".dcm")
+        if leftovers:
+            log.info("draining %d instance(s) spooled before the last stop", len(leftovers))
+        for path in leftovers:
+            self._queue.put((path, _peer_from_name(path.name), None))
+        conf = self.spool / "scp.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(front_end_config(self.config))
+        cmd = [str(binary), "--config", str(conf), "--spool", str(self.spool)]
+        cmd += ["--bind", self.config.bind, "--port", str(self.config.port)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode("ascii", "replace").rstrip("\n").split("\t")
+        if first[0] != "listening" or len(first) != 2:
+            proc.wait(10)
+            err = (proc.stderr.read() if proc.stderr else b"").decode("utf-8", "replace").strip()
+            raise NetworkError(
+                f"cannot listen on {self.config.bind}:{self.config.port}: {err[-200:] or 'front end failed'}",
+                hint="pick another --port, or stop what is using it",
+            )
+        self._port = int(first[1])
+        self._proc = proc
+        self._stopping.clear()
+        self._threads = [threading.Thread(target=self._read_events, args=(proc.stdout,), daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._drain, name=f"gateway-drain-{i}", daemon=True)
+            for i in range(self._drainers)
+        ]
+        for thread in self._threads:
+            thread.start()
+        log.info(
+            "gateway %s (dcmtk front end) listening on %s:%s",
+            self.config.ae_title,
+            self.config.bind,
+            self.port,
+        )
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, let associations in flight end, file everything spooled, release the receiver."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            self._threads[0].join(10)  # the event reader ends with the front end's stdout
+            self._queue.join()  # every instance answered success is filed (or left for the next start)
+            self._stopping.set()
+            for _ in self._threads[1:]:
+                self._queue.put(None)
+            for thread in self._threads[1:]:
+                thread.join(60)
+            self._threads = []
+        self.receiver.close()
+
+    def serve_forever(self) -> None:
+        self.start()
+        try:
+            threading.Event().wait()
+        finally:
+            self.stop()
+
+    def wait_idle(self, timeout: float = 60) -> bool:
+        """Block until every instance spooled so far is filed (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def __enter__(self) -> SpoolGateway:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _read_events(self, stream: IO[bytes]) -> None:
+        ready = self.spool / "ready"
+        for line in stream:
+            fields = line.decode("ascii", "replace").rstrip("\n").split("\t")
+            kind = fields[0]
+            if kind == "stored" and len(fields) == 4:
+                name = fields[1]
+                if "/" in name or name.startswith("."):  # never a path from outside the spool
+                    continue
+                self._queue.put((ready / name, fields[2], fields[3] or None))
+            elif kind == "refused":
+                self.counts.add("rejected_associations")
+                log.warning("rejected association from %s@%s: %s", *fields[2:4], fields[1])
+            elif kind == "dropped":
+                self.counts.add("dropped_connections")
+                log.warning("dropped a connection from %s: %s", fields[-1], fields[1])
+            elif kind == "failed":
+                self.counts.add("errors")
+                log.error("the front end could not keep an instance: %s", fields[-1])
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                self._queue.task_done()
+                return
+            try:
+                self._file(*item)
+            finally:
+                self._queue.task_done()
+
+    def _file(self, path: Path, peer: str, source_uid: str | None) -> None:
+        while True:
+            try:
+                uid = source_uid or _source_uid(path)
+                outcome = self.receiver.receive_file(
+                    path, source=f"c-store from {peer}", source_uid=uid, peer=peer
+                )
+            except FileNotFoundError:
+                return  # filed and removed by an earlier run
+            except Exception as exc:  # disk, database or a bug: the file stays spooled; try again
+                self.counts.add("errors")
+                log.error("a spooled instance could not be filed yet: %s", safe_reason(exc))
+                if self._stopping.is_set():
+                    return  # drained at the next start
+                time.sleep(_RETRY_SECONDS)
+                continue
+            if outcome.status == "failed" and outcome.reason == DISK_FULL_REASON:
+                self.counts.add("errors")
+                log.error("no space left to file a spooled instance; retrying")
+                if self._stopping.is_set():
+                    return
+                time.sleep(_RETRY_SECONDS)
+                continue
+            break
+        if self.on_store is not None:
+            self.on_store(outcome)
+        if outcome.status in OK_STATUSES:
+            self.counts.add("stored" if outcome.status == "ingested" else "present")
+        elif outcome.status == "skipped" and outcome.input_digest:
+            self.counts.add("dropped")
+        elif outcome.status == "failed":  # neither filed nor quarantined: keep it aside, never lose it
+            self.counts.add("errors")
+            kept = self.spool / "failed"
+            kept.mkdir(mode=0o700, exist_ok=True)
+            log.error("spooled instance from %s kept in %s: %s", peer, kept, outcome.reason)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, kept / path.name)
+            return
+        else:
+            self.counts.add("refused")
+            log.warning("spooled instance from %s refused: %s", peer, outcome.reason)
+        path.unlink(missing_ok=True)
+
+
+def _source_uid(path: Path) -> str | None:
+    """The SOP Instance UID in a spooled file's meta header (files drained after a restart)."""
+    from pydicom import dcmread
+
+    try:
+        meta = dcmread(path, stop_before_pixels=True, specific_tags=[(0x0002, 0x0003)]).file_meta
+        return str(meta.get("MediaStorageSOPInstanceUID", "")) or None
+    except FileNotFoundError:
+        raise
+    except Exception:
+        return None
