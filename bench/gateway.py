@@ -327,8 +327,15 @@ def main() -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="rounds (receivers interleaved); the median rate is kept"
     )
+    parser.add_argument(
+        "--only", default="", help="comma-separated words: run only the receivers whose name holds one"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "gateway.json")
     args = parser.parse_args()
+    if args.only:
+        words = [w.strip() for w in args.only.split(",") if w.strip()]
+        for name in [n for n in RECEIVERS if not any(w in n for w in words)]:
+            del RECEIVERS[name]
     GATEWAY_WORKERS["value"] = args.gateway_workers
     if args.gateway_processes > 1:  # both designs in the same run: one listener, and N sharing the port
         n = args.gateway_processes
