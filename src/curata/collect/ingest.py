@@ -195,17 +195,20 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
         return wsi.ingest_slide_outcome(name, raw, digest, ctx)
     try:
         _check_complete(raw)
+        out_digest = None  # the sha256 of out_bytes, where the de-identifier has computed it
         if ctx.deidentify:
             result = ctx.deidentifier.deidentify_bytes(raw, source=name)
             out_bytes, ds, rec = result.output_bytes, result.dataset, result.record
             if wsi.is_wsm(ds):
                 out_bytes, ds = wsi.clean_wsm(out_bytes, ds, raw, ctx.deidentifier.pseudo)
             deid_record = rec.as_dict() if hasattr(rec, "as_dict") else dict(rec)
+            if out_bytes is result.output_bytes:
+                out_digest = deid_record.get("output_sha256")
         else:
             out_bytes, ds = _verify_deidentified(raw)
             deid_record = None
         fields = index_fields(ds)
-        blob = ctx.store.put_bytes(out_bytes)
+        blob = ctx.store.put_bytes(out_bytes, digest=out_digest)
         faults.point("ingest.after_blob")
     except wsi.LabelImageRemoved as exc:
         return IngestOutcome("skipped", name, input_digest=digest, reason=exc.message)

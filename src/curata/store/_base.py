@@ -47,7 +47,9 @@ class BlobStore(ABC):
     url: str
 
     @abstractmethod
-    def put_bytes(self, data: bytes) -> str: ...
+    def put_bytes(self, data: bytes, *, digest: str | None = None) -> str:
+        """Store ``data``; returns its sha256. ``digest``: the caller's sha256 of exactly these bytes
+        (computed over the same object a moment before: the de-identifier's record), saving a pass."""
 
     @abstractmethod
     def put_file(self, path: Path) -> str: ...

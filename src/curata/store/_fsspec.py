@@ -32,8 +32,8 @@ class FsspecStore(BlobStore):
     def _key(self, digest: str) -> str:
         return f"{self._root}/sha256/{shard(check_digest(digest))}"
 
-    def put_bytes(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
+    def put_bytes(self, data: bytes, *, digest: str | None = None) -> str:
+        digest = digest or hashlib.sha256(data).hexdigest()
         key = self._key(digest)
         if self.fs.exists(key):
             return digest

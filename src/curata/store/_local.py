@@ -54,8 +54,8 @@ class LocalStore(BlobStore):
         fd, name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         return fd, Path(name)
 
-    def put_bytes(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
+    def put_bytes(self, data: bytes, *, digest: str | None = None) -> str:
+        digest = digest or hashlib.sha256(data).hexdigest()
         if self._path(digest).exists():
             return digest
         fd, tmp = self._tempfile()
@@ -69,13 +69,14 @@ class LocalStore(BlobStore):
             tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot write a blob into {self.root}: {exc.strerror}") from exc
 
-    def stage_bytes(self, data: bytes) -> tuple[str, Path | None]:
+    def stage_bytes(self, data: bytes, *, digest: str | None = None) -> tuple[str, Path | None]:
         """Write and fsync ``data`` under the temp folder, *without* giving it its name, for a writer
         that names many blobs at once (:meth:`commit_staged`): ``(digest, temp path)``, or ``(digest,
         None)`` when the blob is already stored (a final name only ever appears after its bytes were
         fsynced). The data flush runs here, in each caller's thread or process, so the flushes of
-        concurrent senders overlap instead of queueing behind one writer."""
-        digest = hashlib.sha256(data).hexdigest()
+        concurrent senders overlap instead of queueing behind one writer. ``digest``: as for
+        :meth:`put_bytes`."""
+        digest = digest or hashlib.sha256(data).hexdigest()
         if self._path(digest).exists():
             return digest, None
         fd, tmp = self._tempfile()

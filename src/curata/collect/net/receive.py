@@ -87,8 +87,8 @@ class _StagingStore:
         self._store = store
         self.staged: Staged = []
 
-    def put_bytes(self, data: bytes) -> str:
-        digest, tmp = self._store.stage_bytes(data)
+    def put_bytes(self, data: bytes, *, digest: str | None = None) -> str:
+        digest, tmp = self._store.stage_bytes(data, digest=digest)
         if tmp is not None:
             self.staged.append((digest, tmp))
         return str(digest)
