@@ -234,8 +234,9 @@ class SpoolGateway:
                 proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            except subprocess.TimeoutExpired:  # an association that would not end: the whole group goes
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             self._threads[0].join(10)  # the event reader ends with the front end's stdout
             self._queue.join()  # every instance answered success is filed (or left for the next start)

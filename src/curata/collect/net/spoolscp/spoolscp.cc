@@ -468,6 +468,7 @@ int main(int argc, char** argv) {
                     per_host[host] >= cfg.max_associations_per_peer;
         pid_t pid = fork();
         if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM);  // a child outliving the front end ends its association
             close(listener);
             signal(SIGINT, SIG_IGN);  // Ctrl-C reaches the whole group: the parent decides
             int flags = fcntl(sock, F_GETFD);
