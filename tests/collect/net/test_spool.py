@@ -155,6 +155,26 @@ def test_allow_list_called_ae_and_networks_are_enforced(workspace) -> None:  # t
         assert server.counts.dropped_connections == 1
 
 
+def test_a_spooled_file_whose_event_was_lost_is_filed_while_running(workspace) -> None:  # type: ignore[no-untyped-def]
+    """An association's process killed between its answer and its event line: the instance is in the
+    spool, answered; the running gateway finds it and files it (not only at the next start)."""
+    server = SpoolGateway(workspace, _config())
+    server.rescan_seconds = 0.3
+    with server:
+        ready = workspace.root / ".curata" / "spool" / "ready"
+        lost = ready / f"{time.time_ns():016x}-1-1.{b'MODALITY1'.hex()}.dcm"
+        make_ct(lost)
+        old = time.time() - 5
+        os.utime(lost, (old, old))
+        deadline = time.monotonic() + 30
+        while server.counts.stored < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.wait_idle(30)
+        assert server.counts.stored == 1
+    assert count(workspace) == 1 and _spooled(workspace) == []
+    assert assert_deidentified(workspace, PLANTED) == 1
+
+
 def test_association_limit_refuses_transiently(workspace) -> None:  # type: ignore[no-untyped-def]
     with SpoolGateway(workspace, _config(max_associations=1)) as server:
         first = _scu().associate("127.0.0.1", server.port, ae_title="CURATA")

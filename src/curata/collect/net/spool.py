@@ -51,6 +51,7 @@ log = logging.getLogger("curata.gateway")
 BINARY = "curata-spool-scp"
 SOURCE = Path(__file__).with_name("spoolscp") / "spoolscp.cc"
 _RETRY_SECONDS = 2.0
+_RESCAN_SECONDS = 30.0
 
 
 def find_binary() -> Path | None:
@@ -162,6 +163,9 @@ class SpoolGateway:
         self._threads: list[threading.Thread] = []
         self._port: int | None = None
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: set[str] = set()  # spool names queued or being filed
+        self.rescan_seconds = _RESCAN_SECONDS
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -191,7 +195,7 @@ class SpoolGateway:
         if leftovers:
             log.info("draining %d instance(s) spooled before the last stop", len(leftovers))
         for path in leftovers:
-            self._queue.put((path, _peer_from_name(path.name), None))
+            self._enqueue(path, _peer_from_name(path.name), None)
         conf = self.spool / "scp.conf"
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -212,6 +216,7 @@ class SpoolGateway:
         self._proc = proc
         self._stopping.clear()
         self._threads = [threading.Thread(target=self._read_events, args=(proc.stdout,), daemon=True)]
+        self._threads.append(threading.Thread(target=self._rescan, name="gateway-rescan", daemon=True))
         self._threads += [
             threading.Thread(target=self._drain, name=f"gateway-drain-{i}", daemon=True)
             for i in range(self._drainers)
@@ -241,7 +246,8 @@ class SpoolGateway:
             self._threads[0].join(10)  # the event reader ends with the front end's stdout
             self._queue.join()  # every instance answered success is filed (or left for the next start)
             self._stopping.set()
-            for _ in self._threads[1:]:
+            drainers = self._threads[2:]
+            for _ in drainers:
                 self._queue.put(None)
             for thread in self._threads[1:]:
                 thread.join(60)
@@ -274,22 +280,41 @@ class SpoolGateway:
     def _read_events(self, stream: IO[bytes]) -> None:
         ready = self.spool / "ready"
         for line in stream:
-            fields = line.decode("ascii", "replace").rstrip("\n").split("\t")
-            kind = fields[0]
-            if kind == "stored" and len(fields) == 4:
-                name = fields[1]
-                if "/" in name or name.startswith("."):  # never a path from outside the spool
+            # stored FILE AE UID | refused REASON AE HOST | dropped REASON HOST | failed REASON
+            kind, a, b, c = [*line.decode("ascii", "replace").rstrip("\n").split("\t"), "", "", ""][:4]
+            if kind == "stored":
+                if not a or "/" in a or a.startswith("."):  # never a path outside the spool
                     continue
-                self._queue.put((ready / name, fields[2], fields[3] or None))
+                self._enqueue(ready / a, b, c or None)
             elif kind == "refused":
                 self.counts.add("rejected_associations")
-                log.warning("rejected association from %s@%s: %s", *fields[2:4], fields[1])
+                log.warning("rejected association from %s@%s: %s", b, c, a)
             elif kind == "dropped":
                 self.counts.add("dropped_connections")
-                log.warning("dropped a connection from %s: %s", fields[-1], fields[1])
+                log.warning("dropped a connection from %s: %s", b, a)
             elif kind == "failed":
                 self.counts.add("errors")
-                log.error("the front end could not keep an instance: %s", fields[-1])
+                log.error("the front end could not keep an instance: %s", a)
+
+    def _enqueue(self, path: Path, peer: str, source_uid: str | None) -> None:
+        with self._lock:
+            if path.name in self._pending:
+                return
+            self._pending.add(path.name)
+        self._queue.put((path, peer, source_uid))
+
+    def _rescan(self) -> None:
+        """Queue spooled files whose event line never came (an association's process killed between
+        its answer and its line): answered, so they must be filed now, not at the next start."""
+        ready = self.spool / "ready"
+        while not self._stopping.wait(self.rescan_seconds):
+            cutoff = time.time() - self.rescan_seconds
+            try:
+                names = [p for p in ready.iterdir() if p.suffix == ".dcm" and p.stat().st_mtime < cutoff]
+            except OSError:
+                continue
+            for path in sorted(names):
+                self._enqueue(path, _peer_from_name(path.name), None)
 
     def _drain(self) -> None:
         while True:
@@ -300,6 +325,8 @@ class SpoolGateway:
             try:
                 self._file(*item)
             finally:
+                with self._lock:
+                    self._pending.discard(item[0].name)
                 self._queue.task_done()
 
     def _file(self, path: Path, peer: str, source_uid: str | None) -> None:
