@@ -87,6 +87,17 @@ def test_pull_argument_errors(workspace) -> None:  # type: ignore[no-untyped-def
     assert isinstance(result.exception, ConfigError) and "AE@host:port" in str(result.exception)
 
 
+def test_serve_front_end_argument_errors(workspace) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    base = ["gateway", "serve", "-w", str(workspace.root), "--port", str(free_port())]
+    result = runner.invoke(app, [*base, "--front-end", "fast"])
+    assert isinstance(result.exception, ConfigError) and "python or dcmtk" in str(result.exception)
+    result = runner.invoke(app, [*base, "--front-end", "dcmtk", "--processes", "2"])
+    assert isinstance(result.exception, ConfigError) and "one process per association" in str(
+        result.exception.hint
+    )
+
+
 def test_server_command_and_push_command(workspace, ct_series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from curata.collect.ingest import Ingestor
 
