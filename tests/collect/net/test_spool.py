@@ -37,8 +37,8 @@ def _binary() -> None:
         pytest.skip(message)
 
 
-def _config(port: int = 0, **kw: object) -> GatewayConfig:
-    return GatewayConfig(ae_title="CURATA", port=port, bind="127.0.0.1", workers=1, **kw)  # type: ignore[arg-type]
+def _config(port: int = 0, workers: int = 1, **kw: object) -> GatewayConfig:
+    return GatewayConfig(ae_title="CURATA", port=port, bind="127.0.0.1", workers=workers, **kw)  # type: ignore[arg-type]
 
 
 def _scu(aet: str = "MODALITY1") -> AE:
@@ -53,10 +53,13 @@ def _spooled(ws) -> list[Path]:  # type: ignore[no-untyped-def]
     return sorted(ready.iterdir()) if ready.exists() else []
 
 
-def test_storescu_push_is_spooled_durably_then_deidentified_and_filed_once(workspace, ct_series) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("workers", [1, 2], ids=["drain-in-process", "two-drain-processes"])
+def test_storescu_push_is_spooled_durably_then_deidentified_and_filed_once(
+    workspace, ct_series, workers
+) -> None:  # type: ignore[no-untyped-def]
     need("storescu", "echoscu")
     folder = ct_series(6)
-    with SpoolGateway(workspace, _config()) as server:
+    with SpoolGateway(workspace, _config(workers=workers)) as server:
         echo = subprocess.run(
             ["echoscu", "-aec", "CURATA", "127.0.0.1", str(server.port)], capture_output=True
         )

@@ -130,9 +130,103 @@ def _peer_from_name(name: str) -> str:
         return ""
 
 
+class _Drain:
+    """Files spooled instances through a :class:`Receiver` (in the gateway, or in a drain process)."""
+
+    def __init__(self, receiver: Receiver, spool: Path, stopping: threading.Event, on_store: Any = None):
+        self.receiver = receiver
+        self.spool = spool
+        self.stopping = stopping
+        self.on_store = on_store
+
+    def file(self, path: Path, peer: str, source_uid: str | None) -> list[str]:
+        """File one spooled instance; returns the counts to add (``stored``, ``present``, ``refused``,
+        ``dropped``, ``errors``). The file is removed once its outcome is filed; it stays spooled while
+        the disk or the catalog fails (retried; left for the next start once stopping)."""
+        counts: list[str] = []
+        while True:
+            try:
+                uid = source_uid or _source_uid(path)
+                outcome = self.receiver.receive_file(
+                    path, source=f"c-store from {peer}", source_uid=uid, peer=peer
+                )
+            except FileNotFoundError:
+                return counts  # filed and removed already
+            except Exception as exc:  # disk, database or a bug: the file stays spooled; try again
+                counts.append("errors")
+                log.error("a spooled instance could not be filed yet: %s", safe_reason(exc))
+                if self.stopping.is_set():
+                    return counts  # drained at the next start
+                time.sleep(_RETRY_SECONDS)
+                continue
+            if outcome.status == "failed" and outcome.reason == DISK_FULL_REASON:
+                counts.append("errors")
+                log.error("no space left to file a spooled instance; retrying")
+                if self.stopping.is_set():
+                    return counts
+                time.sleep(_RETRY_SECONDS)
+                continue
+            break
+        if self.on_store is not None:
+            self.on_store(outcome)
+        if outcome.status in OK_STATUSES:
+            counts.append("stored" if outcome.status == "ingested" else "present")
+        elif outcome.status == "skipped" and outcome.input_digest:
+            counts.append("dropped")
+        elif outcome.status == "failed":  # neither filed nor quarantined: keep it aside, never lose it
+            counts.append("errors")
+            kept = self.spool / "failed"
+            kept.mkdir(mode=0o700, exist_ok=True)
+            log.error("spooled instance from %s kept in %s: %s", peer, kept, outcome.reason)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, kept / path.name)
+            return counts
+        else:
+            counts.append("refused")
+            log.warning("spooled instance from %s refused: %s", peer, outcome.reason)
+        path.unlink(missing_ok=True)
+        return counts
+
+
+def _drain_process(root: str, deidentify: bool, threads: int, inbox: Any, outbox: Any) -> None:
+    """A drain process: ``threads`` threads filing what ``inbox`` names, each de-identifying in this
+    process (no pickling of instances), rows group-committed per process; results go to ``outbox``."""
+    from curata.runtime import die_with_parent
+
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the gateway decides
+    ws = Workspace.open(Path(root))
+    receiver = Receiver(ws, deidentify=deidentify, workers=1)
+    receiver.warm_up()
+    drain = _Drain(receiver, ws.root / ".curata" / "spool", threading.Event())
+    outbox.put(("ready", [], ""))
+
+    def work() -> None:
+        while (item := inbox.get()) is not None:
+            path, peer, uid = item
+            try:
+                counts = drain.file(Path(path), peer, uid)
+            except Exception as exc:  # a bug: counted, the file stays spooled for the next start
+                log.error("a spooled instance could not be filed: %s", safe_reason(exc))
+                counts = ["errors"]
+            outbox.put((Path(path).name, counts, ""))
+        drain.stopping.set()
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    receiver.close()
+
+
 class SpoolGateway:
     """``curata gateway serve`` with the dcmtk front end; the same surface as :class:`GatewayServer`
-    where the CLI needs it: ``start``/``stop``/``serve_forever``, ``port``, ``counts``."""
+    where the CLI needs it: ``start``/``stop``/``serve_forever``, ``port``, ``counts``.
+
+    With one worker (``workers = 1``) the drain runs in this process; with more, it runs in that many
+    drain processes, each de-identifying in its own threads and committing its own rows (like
+    ``--processes`` for the Python front end: cheaper than a pool that pickles every instance)."""
 
     def __init__(
         self,
@@ -141,7 +235,7 @@ class SpoolGateway:
         *,
         deidentify: bool = True,
         on_store: Any = None,
-        drainers: int | None = None,
+        drainers: int = 2,
     ) -> None:
         from curata.collect.net.scp import StoreCounts
 
@@ -152,20 +246,27 @@ class SpoolGateway:
                 "[gateway] dicom_tls needs the Python front end",
                 hint='set [gateway] front_end = "python", or turn dicom_tls off',
             )
-        workers = self.config.worker_count()
-        self.receiver = Receiver(ws, deidentify=deidentify, workers=workers)
+        self.deidentify = deidentify
+        self.processes = self.config.worker_count()
+        self.receiver = Receiver(ws, deidentify=deidentify, workers=1) if self.processes == 1 else None
         self.counts = StoreCounts()
         self.on_store = on_store
         self.spool = ws.root / ".curata" / "spool"
-        self._drainers = drainers or max(2, 2 * workers)
-        self._queue: queue.Queue[tuple[Path, str, str | None] | None] = queue.Queue()
+        self._drainers = max(1, drainers)  # threads per drain process (their fsyncs overlap)
+        self._queue: queue.Queue[tuple[str, str, str | None] | None] = queue.Queue()
+        self._mp: Any = None
+        self._inbox: Any = None
+        self._outbox: Any = None
+        self._children: list[Any] = []
         self._proc: subprocess.Popen[bytes] | None = None
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []  # the drain's (or the drain processes' results)
+        self._io_threads: list[threading.Thread] = []  # the front end's events, the rescan
         self._port: int | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._pending: set[str] = set()  # spool names queued or being filed
         self.rescan_seconds = _RESCAN_SECONDS
+        self.stop_timeout = 120.0  # seconds stop() waits for the spool to drain
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -183,14 +284,15 @@ class SpoolGateway:
         if binary is None:
             raise NetworkError(
                 f"the dcmtk gateway front end ({BINARY}) is not installed",
-                hint='run scripts/build-native.sh, or set [gateway] front_end = "python"',
+                hint='run scripts/bootstrap.sh, or set [gateway] front_end = "python"',
             )
-        self.receiver.warm_up()
         ready = self.spool / "ready"
         for folder in (self.spool, self.spool / "tmp", ready):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         for partial in (self.spool / "tmp").iterdir():  # never acknowledged: the sender still has it
             partial.unlink(missing_ok=True)
+        self._stopping.clear()
+        self._start_drain()
         leftovers = sorted(p for p in ready.iterdir() if p.suffix == ".dcm")
         if leftovers:
             log.info("draining %d instance(s) spooled before the last stop", len(leftovers))
@@ -208,20 +310,20 @@ class SpoolGateway:
         if first[0] != "listening" or len(first) != 2:
             proc.wait(10)
             err = (proc.stderr.read() if proc.stderr else b"").decode("utf-8", "replace").strip()
+            self._stop_drain()
             raise NetworkError(
                 f"cannot listen on {self.config.bind}:{self.config.port}: {err[-200:] or 'front end failed'}",
                 hint="pick another --port, or stop what is using it",
             )
         self._port = int(first[1])
         self._proc = proc
-        self._stopping.clear()
-        self._threads = [threading.Thread(target=self._read_events, args=(proc.stdout,), daemon=True)]
-        self._threads.append(threading.Thread(target=self._rescan, name="gateway-rescan", daemon=True))
-        self._threads += [
-            threading.Thread(target=self._drain, name=f"gateway-drain-{i}", daemon=True)
-            for i in range(self._drainers)
+        self._io_threads = [
+            threading.Thread(
+                target=self._read_events, args=(proc.stdout,), name="gateway-events", daemon=True
+            ),
+            threading.Thread(target=self._rescan, name="gateway-rescan", daemon=True),
         ]
-        for thread in self._threads:
+        for thread in self._io_threads:
             thread.start()
         log.info(
             "gateway %s (dcmtk front end) listening on %s:%s",
@@ -232,7 +334,7 @@ class SpoolGateway:
         return self
 
     def stop(self) -> None:
-        """Stop accepting, let associations in flight end, file everything spooled, release the receiver."""
+        """Stop accepting, let associations in flight end, file everything spooled, stop the drain."""
         proc, self._proc = self._proc, None
         if proc is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -243,16 +345,7 @@ class SpoolGateway:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-            self._threads[0].join(10)  # the event reader ends with the front end's stdout
-            self._queue.join()  # every instance answered success is filed (or left for the next start)
-            self._stopping.set()
-            drainers = self._threads[2:]
-            for _ in drainers:
-                self._queue.put(None)
-            for thread in self._threads[1:]:
-                thread.join(60)
-            self._threads = []
-        self.receiver.close()
+        self._stop_drain()
 
     def serve_forever(self) -> None:
         self.start()
@@ -262,10 +355,14 @@ class SpoolGateway:
             self.stop()
 
     def wait_idle(self, timeout: float = 60) -> bool:
-        """Block until every instance spooled so far is filed (tests, benchmarks)."""
+        """Block until every instance spooled so far is filed (tests, benchmarks): nothing queued or
+        being filed, and nothing left in the spool (a file leaves it once filed)."""
+        ready = self.spool / "ready"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.unfinished_tasks == 0:
+            with self._lock:
+                busy = bool(self._pending)
+            if not busy and not any(p.suffix == ".dcm" for p in ready.iterdir()):
                 return True
             time.sleep(0.01)
         return False
@@ -276,7 +373,80 @@ class SpoolGateway:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
-    # -- internals -----------------------------------------------------------------------------
+    # -- the drain -----------------------------------------------------------------------------
+    def _start_drain(self) -> None:
+        if self.receiver is not None:
+            self.receiver.warm_up()
+            drain = _Drain(self.receiver, self.spool, self._stopping, self.on_store)
+            self._threads = [
+                threading.Thread(
+                    target=self._drain_here, args=(drain,), name=f"gateway-drain-{i}", daemon=True
+                )
+                for i in range(self._drainers)
+            ]
+        else:
+            import multiprocessing
+
+            self._mp = multiprocessing.get_context("spawn")  # this process runs threads: never fork
+            self._inbox, self._outbox = self._mp.Queue(), self._mp.Queue()
+            args = (str(self.ws.root), self.deidentify, self._drainers, self._inbox, self._outbox)
+            self._children = [
+                self._mp.Process(target=_drain_process, args=args) for _ in range(self.processes)
+            ]
+            for child in self._children:
+                child.start()
+            for _ in self._children:  # each has built its de-identifier: the first instance does not wait
+                self._outbox.get(timeout=300)
+            self._threads = [threading.Thread(target=self._collect, name="gateway-results", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def _stop_drain(self) -> None:
+        if self._io_threads:
+            self._io_threads[0].join(10)  # the event reader ends with the front end's stdout
+        if not self.wait_idle(self.stop_timeout):
+            log.error("stopping with spooled instances not filed yet: they are filed at the next start")
+        self._stopping.set()
+        if self._children:
+            for _ in self._children:
+                self._inbox.put(None)
+            for child in self._children:
+                child.join(60)
+                if child.is_alive():
+                    child.kill()
+            self._outbox.put(None)
+            self._children = []
+        else:
+            for _ in range(self._drainers):
+                self._queue.put(None)
+        for thread in [*self._threads, *self._io_threads]:
+            thread.join(60)
+        self._threads, self._io_threads = [], []
+        if self.receiver is not None:
+            self.receiver.close()
+
+    def _drain_here(self, drain: _Drain) -> None:
+        while (item := self._queue.get()) is not None:
+            path, peer, uid = item
+            try:
+                counts = drain.file(Path(path), peer, uid)
+            except Exception as exc:  # a bug: counted, the file stays spooled for the next start
+                log.error("a spooled instance could not be filed: %s", safe_reason(exc))
+                counts = ["errors"]
+            self._done(Path(path).name, counts)
+
+    def _collect(self) -> None:
+        while (result := self._outbox.get()) is not None:
+            name, counts, _ = result
+            self._done(name, counts)
+
+    def _done(self, name: str, counts: list[str]) -> None:
+        for key in counts:
+            self.counts.add(key)
+        with self._lock:
+            self._pending.discard(name)
+
+    # -- events --------------------------------------------------------------------------------
     def _read_events(self, stream: IO[bytes]) -> None:
         ready = self.spool / "ready"
         for line in stream:
@@ -301,7 +471,11 @@ class SpoolGateway:
             if path.name in self._pending:
                 return
             self._pending.add(path.name)
-        self._queue.put((path, peer, source_uid))
+        item = (str(path), peer, source_uid)
+        if self._children:
+            self._inbox.put(item)
+        else:
+            self._queue.put(item)
 
     def _rescan(self) -> None:
         """Queue spooled files whose event line never came (an association's process killed between
@@ -315,62 +489,6 @@ class SpoolGateway:
                 continue
             for path in sorted(names):
                 self._enqueue(path, _peer_from_name(path.name), None)
-
-    def _drain(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                self._queue.task_done()
-                return
-            try:
-                self._file(*item)
-            finally:
-                with self._lock:
-                    self._pending.discard(item[0].name)
-                self._queue.task_done()
-
-    def _file(self, path: Path, peer: str, source_uid: str | None) -> None:
-        while True:
-            try:
-                uid = source_uid or _source_uid(path)
-                outcome = self.receiver.receive_file(
-                    path, source=f"c-store from {peer}", source_uid=uid, peer=peer
-                )
-            except FileNotFoundError:
-                return  # filed and removed by an earlier run
-            except Exception as exc:  # disk, database or a bug: the file stays spooled; try again
-                self.counts.add("errors")
-                log.error("a spooled instance could not be filed yet: %s", safe_reason(exc))
-                if self._stopping.is_set():
-                    return  # drained at the next start
-                time.sleep(_RETRY_SECONDS)
-                continue
-            if outcome.status == "failed" and outcome.reason == DISK_FULL_REASON:
-                self.counts.add("errors")
-                log.error("no space left to file a spooled instance; retrying")
-                if self._stopping.is_set():
-                    return
-                time.sleep(_RETRY_SECONDS)
-                continue
-            break
-        if self.on_store is not None:
-            self.on_store(outcome)
-        if outcome.status in OK_STATUSES:
-            self.counts.add("stored" if outcome.status == "ingested" else "present")
-        elif outcome.status == "skipped" and outcome.input_digest:
-            self.counts.add("dropped")
-        elif outcome.status == "failed":  # neither filed nor quarantined: keep it aside, never lose it
-            self.counts.add("errors")
-            kept = self.spool / "failed"
-            kept.mkdir(mode=0o700, exist_ok=True)
-            log.error("spooled instance from %s kept in %s: %s", peer, kept, outcome.reason)
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(path, kept / path.name)
-            return
-        else:
-            self.counts.add("refused")
-            log.warning("spooled instance from %s refused: %s", peer, outcome.reason)
-        path.unlink(missing_ok=True)
 
 
 def _source_uid(path: Path) -> str | None:

@@ -206,10 +206,11 @@ std::string unique_name(const std::string& calling_ae) {
 struct StoreContext {
     std::string tmp;
     std::string name;
+    std::string calling_ae;
     bool too_big = false;
 };
 
-void store_callback(void* data, T_DIMSE_StoreProgress* progress, T_DIMSE_C_StoreRQ*, char*, DcmDataset**,
+void store_callback(void* data, T_DIMSE_StoreProgress* progress, T_DIMSE_C_StoreRQ* req, char*, DcmDataset**,
                     T_DIMSE_C_StoreRSP* response, DcmDataset**) {
     StoreContext* ctx = static_cast<StoreContext*>(data);
     if (progress->state == DIMSE_StoreProgressing && progress->progressBytes > cfg.max_object_bytes) {
@@ -231,7 +232,10 @@ void store_callback(void* data, T_DIMSE_StoreProgress* progress, T_DIMSE_C_Store
         response->DimseStatus = 0xA700;
         emit(std::string("failed\tcannot make a received instance durable: ") + std::strerror(errno));
         ctx->name.clear();
+        return;
     }
+    // the event before the answer: when the sender learns of its success, the gateway knows of it too
+    emit("stored\t" + ctx->name + "\t" + ctx->calling_ae + "\t" + clean(req->AffectedSOPInstanceUID));
 }
 
 void reject(T_ASC_Association* assoc, T_ASC_RejectParametersResult result, T_ASC_RejectParametersSource source,
@@ -329,12 +333,11 @@ int serve_association(int sock, const std::string& host, bool busy) {
                     StoreContext ctx;
                     ctx.name = unique_name(calling_ae);
                     ctx.tmp = spool_tmp + "/" + ctx.name;
+                    ctx.calling_ae = calling_ae;
                     T_DIMSE_C_StoreRQ* req = &msg.msg.CStoreRQ;
                     cond = DIMSE_storeProvider(assoc, pres_id, req, ctx.tmp.c_str(), 1, nullptr, store_callback, &ctx,
                                                DIMSE_NONBLOCKING, cfg.dimse_timeout);
-                    if (cond.good() && !ctx.name.empty()) {
-                        emit("stored\t" + ctx.name + "\t" + calling_ae + "\t" + clean(req->AffectedSOPInstanceUID));
-                    } else if (ctx.too_big) {
+                    if (ctx.too_big) {
                         emit("dropped\tdata set larger than max_object_bytes\t" + host);
                     }
                     unlink(ctx.tmp.c_str());  // a receive that failed half-way leaves nothing behind
