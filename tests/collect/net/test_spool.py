@@ -60,6 +60,8 @@ def test_storescu_push_is_spooled_durably_then_deidentified_and_filed_once(
     need("storescu", "echoscu")
     folder = ct_series(6)
     with SpoolGateway(workspace, _config(workers=workers)) as server:
+        drain_processes = list(server._children)
+        assert len(drain_processes) == (0 if workers == 1 else workers)
         echo = subprocess.run(
             ["echoscu", "-aec", "CURATA", "127.0.0.1", str(server.port)], capture_output=True
         )
@@ -77,6 +79,7 @@ def test_storescu_push_is_spooled_durably_then_deidentified_and_filed_once(
     assert count(workspace) == 6 and received_count(workspace) == 6
     assert assert_deidentified(workspace, PLANTED) == 6
     assert _spooled(workspace) == [], "a filed instance leaves the spool"
+    assert [p.exitcode for p in drain_processes] == [0] * len(drain_processes), "drain ended, not killed"
 
 
 def test_every_byte_sent_is_what_is_spooled(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

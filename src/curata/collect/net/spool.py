@@ -408,7 +408,7 @@ class SpoolGateway:
             log.error("stopping with spooled instances not filed yet: they are filed at the next start")
         self._stopping.set()
         if self._children:
-            for _ in self._children:
+            for _ in range(len(self._children) * self._drainers):  # one end mark per drain thread
                 self._inbox.put(None)
             for child in self._children:
                 child.join(60)
