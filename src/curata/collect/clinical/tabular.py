@@ -190,8 +190,8 @@ def _pairs(pid: IntArray, col: Column, mask: BoolArray) -> list[tuple[int, Any]]
     if not len(rows):
         return []
     width = max(len(col.uniques), 1)
-    uniq = np.unique(pid[rows] * width + col.codes[rows])
-    return [(int(k // width), col.uniques[int(k % width)]) for k in uniq]
+    uniq = np.sort(pd.unique(pid[rows] * width + col.codes[rows]))
+    return [(int(k // width), col.uniques[int(k % width)]) for k in uniq.tolist()]
 
 
 class _Table:
@@ -369,9 +369,9 @@ class _Table:
             return col
         rows = np.nonzero(mask)[0]
         width = max(len(col.uniques), 1)
-        keys = self.pid[rows] * width + col.codes[rows]
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        extra = [fn(int(k // width), col.uniques[int(k % width)]) for k in uniq]
+        # the distinct pairs by hashing, not sorting: the rows come in any order
+        inverse, uniq = pd.factorize(self.pid[rows] * width + col.codes[rows])
+        extra = [fn(int(k // width), col.uniques[int(k % width)]) for k in uniq.tolist()]
         codes = col.codes.copy()
         codes[rows] = len(col.uniques) + inverse
         return Column(codes, [*col.uniques, *extra])
@@ -386,7 +386,8 @@ class _Table:
             return
         hit = self._per_patient(col, mask, self.survives_for)
         rows = np.nonzero(mask)[0]
-        found = np.fromiter((hit.uniques[c] is True for c in hit.codes[rows]), dtype=bool, count=len(rows))
+        survived = np.array([u is True for u in hit.uniques], dtype=bool)  # per distinct (patient, value)
+        found = survived[hit.codes[rows]]
         bad = np.zeros(self.n, dtype=bool)
         bad[rows[found]] = True
         self.refuse(bad, f"final gate: an identifying value survived in {field}")
