@@ -101,11 +101,15 @@ def _spans(name: str, table: Any, person: Any, spans: dict[int, list[Any]]) -> N
     valid = days.is_valid().to_numpy(zero_copy_only=False)
     values = days.fill_null(0).to_numpy(zero_copy_only=False)
     got = pd.Series(values[valid]).groupby(person[valid]).agg(["min", "max"])
-    epoch = np.datetime64("1970-01-01", "D")
-    for pid, lo, hi in zip(got.index.tolist(), got["min"].tolist(), got["max"].tolist(), strict=True):
-        lo_day, hi_day = (epoch + np.timedelta64(lo, "D")).item(), (epoch + np.timedelta64(hi, "D")).item()
-        s = spans.setdefault(int(pid), [lo_day, hi_day])
-        s[0], s[1] = min(s[0], lo_day), max(s[1], hi_day)
+    # days since the epoch as dates, all at once (datetime64[D] converts to datetime.date)
+    lows = got["min"].to_numpy().astype("datetime64[D]").tolist()
+    highs = got["max"].to_numpy().astype("datetime64[D]").tolist()
+    for pid, lo_day, hi_day in zip(got.index.tolist(), lows, highs, strict=True):
+        s = spans.get(pid)
+        if s is None:
+            spans[pid] = [lo_day, hi_day]
+        else:
+            s[0], s[1] = min(s[0], lo_day), max(s[1], hi_day)
 
 
 def update_periods(session: Session, site_id: int, spans: dict[int, list[Any]]) -> None:
