@@ -523,8 +523,8 @@ def deidentify_table(
     pseudonyms = Column(np.maximum(t.pid, 0), [w.pseudonym for w in t.patients] or [""])
     line = np.arange(2, n + 2)  # the header is line 1
     by_table: dict[str, list[dict[str, Any]]] = {}
-    rows = np.nonzero(ok)[0]
-    padded = _padded_lines(line[rows])
+    rows: IntArray | None = None if ok.all() else np.nonzero(ok)[0]  # None: every row, no copies
+    padded = _padded_lines(line if rows is None else line[rows])
     for ei, (table, data, _present) in enumerate(frames):
         out: dict[str, Any] = {
             "pseudonym": _take(pseudonyms, rows),
@@ -532,7 +532,7 @@ def deidentify_table(
         }
         for k, v in data.items():
             if not k.startswith("__"):
-                out[k] = _take(v, rows) if isinstance(v, Column) else v[rows]
+                out[k] = _take(v, rows) if isinstance(v, Column) else (v if rows is None else v[rows])
         by_table.setdefault(table, []).append(out)
     batch.frames = {tb: _concat(fs) for tb, fs in by_table.items()}
     refused = np.nonzero(t.refused)[0]
@@ -541,26 +541,30 @@ def deidentify_table(
     return batch
 
 
-def _take(col: Column, rows: IntArray) -> Any:
-    """The rows' values of a text column as an Arrow dictionary array (its distinct values, deduplicated,
-    and the rows' codes): built in C, and written to Parquet as it stands."""
+def _take(col: Column, rows: IntArray | None) -> Any:
+    """The rows' values (None: every row) of a text column as an Arrow dictionary array (its distinct
+    values, deduplicated, and the rows' codes): built in C, and written to Parquet as it stands."""
     import pyarrow as pa
 
     if not all(v is None or isinstance(v, str) for v in col.uniques):
-        return col.values()[rows]
+        values = col.values()
+        return values if rows is None else values[rows]
     # only the values of these rows: a refused row's value, or one a patient's cleaning replaced, may
     # hold an identifier and must not ride along in the dictionary
-    codes = col.codes[rows]
+    codes = col.codes if rows is None else col.codes[rows]
     used = np.zeros(len(col.uniques), dtype=bool)
     used[codes] = True
     seen: dict[str, int] = {}
     remap = np.full(len(col.uniques), -1, dtype=np.int32)
+    nulls = False
     for i in np.flatnonzero(used).tolist():
         v = col.uniques[i]
-        if v is not None:
+        if v is None:
+            nulls = True
+        else:
             remap[i] = seen.setdefault(v, len(seen))
-    idx = remap[codes] if len(remap) else np.full(len(rows), -1, dtype=np.int32)
-    indices = pa.array(idx, mask=idx < 0)
+    idx = remap[codes] if len(remap) else np.full(len(codes), -1, dtype=np.int32)
+    indices = pa.array(idx, mask=idx < 0) if nulls or not len(remap) else pa.array(idx)
     return pa.DictionaryArray.from_arrays(indices, pa.array(list(seen), pa.string()))
 
 
