@@ -45,10 +45,18 @@ def person_ids(session: Session, site_id: int, pseudonyms: Iterable[str]) -> dic
 
 
 def ensure_persons(
-    session: Session, site_id: int, batch: ClinicalBatch, digest: str | None
+    session: Session,
+    site_id: int,
+    batch: ClinicalBatch,
+    digest: str | None,
+    created: set[str] | None = None,
 ) -> dict[str, int]:
+    """pseudonym -> person_id for the batch's persons, filing the new ones; ``created`` (when given)
+    receives the pseudonyms filed now."""
     ids = person_ids(session, site_id, batch.persons)
     new = [p for key, p in batch.persons.items() if key not in ids]
+    if created is not None:
+        created.update(key for key in batch.persons if key not in ids)
     if new:
         import numpy as np
 
@@ -84,7 +92,9 @@ def ensure_persons(
             ),
             updates,
         )
-    return person_ids(session, site_id, batch.persons) if new else ids
+    if not new:
+        return ids
+    return {**ids, **person_ids(session, site_id, (key for key in batch.persons if key not in ids))}
 
 
 def _spans(name: str, table: Any, person: Any, spans: dict[int, list[Any]]) -> None:
@@ -112,10 +122,14 @@ def _spans(name: str, table: Any, person: Any, spans: dict[int, list[Any]]) -> N
             s[0], s[1] = min(s[0], lo_day), max(s[1], hi_day)
 
 
-def update_periods(session: Session, site_id: int, spans: dict[int, list[Any]]) -> None:
+def update_periods(
+    session: Session, site_id: int, spans: dict[int, list[Any]], new: Iterable[int] = ()
+) -> None:
     """One observation period per person: from the first to the last dated event Curata holds (the
-    periods already filed widened by the new events)."""
-    pids = sorted(spans)
+    periods already filed widened by the new events). ``new``: persons filed in this transaction, who
+    have no period yet (none is looked up or deleted for them)."""
+    fresh = set(new)
+    pids = sorted(p for p in spans if p not in fresh)
     for i in range(0, len(pids), 500):
         chunk = pids[i : i + 500]
         for pid, lo, hi in session.execute(
@@ -342,14 +356,15 @@ def file_batch(
         for p in table.column("pseudonym").unique().to_pylist():
             if p not in batch.persons:
                 batch.persons[p] = PersonFacts(p)
-    ids = ensure_persons(session, site_id, batch, batch.input_digest)
+    created: set[str] = set()
+    ids = ensure_persons(session, site_id, batch, batch.input_digest, created)
     written = 0
     if tables:
         if blobs is None:
             raise ValueError("file_batch: the Parquet digests of the tables are needed")
         spans: dict[int, list[Any]] = {}
         written = file_tables(session, site_id, batch.input_digest, tables, blobs, ids, spans)
-        update_periods(session, site_id, spans)
+        update_periods(session, site_id, spans, new=(ids[p] for p in created))
     cap_ages(session, ids.values())
     session.execute(
         sa.insert(clinical_source).values(
