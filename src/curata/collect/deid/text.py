@@ -106,6 +106,9 @@ _SEP_SET = frozenset(SEPARATORS)
 # as a substring of decoded text (CJK text has no spaces), never in raw bytes.
 MIN_SUBSTRING = 4
 _HYPHENS = re.compile("[-\u2010\u2011]+")  # hyphen-minus, hyphen, non-breaking hyphen
+_NAME_PARTS = re.compile(r"[\^\s,]+")  # between the parts of a person name
+_WORD_PARTS = re.compile(r"[\^,;\n\r]+")  # between the parts of an address or another value
+_POSTAL_CODE = re.compile(r"^\d[\w-]*\s+|\s+\d[\w-]*$")  # a leading or trailing code (70000 Quận Đống Đa)
 _DIGITS = frozenset("0123456789")
 _DIGITS_DOT = frozenset("0123456789.")
 _DATE_SEPS = ("", "-", "/", ".", "_", " ")
@@ -183,7 +186,7 @@ class Identifiers:
     def add_strong(self, value: str) -> None:
         """A value naming the patient (name, ID, accession): its parts and run-together forms."""
         for group in value.split("="):
-            parts = [p for p in re.split(r"[\^\s,]+", group) if p and p.upper().strip(".") not in _HONORIFICS]
+            parts = [p for p in _NAME_PARTS.split(group) if p and p.upper().strip(".") not in _HONORIFICS]
             halves = [h for p in parts for h in _HYPHENS.split(p) if len(h) >= 2 and h != p]
             for form in (*parts, *halves, "".join(parts), "".join(reversed(parts))):
                 norm = normalise(form)
@@ -196,7 +199,7 @@ class Identifiers:
         in both orders (SUZUKIKENJI, KENJISUZUKI)."""
         for group in value.split("="):
             parts = []
-            for part in re.split(r"[\^\s,]+", group):
+            for part in _NAME_PARTS.split(group):
                 part = part.strip(".")
                 # a title (DR, MRS, JR...) is never a name part, wherever the sender put it (SMITH^DR)
                 if not part or part.upper() in _HONORIFICS:
@@ -222,12 +225,12 @@ class Identifiers:
         value = value.strip()
         if len(value) >= min_len:
             self.words.add(value)
-            for part in re.split(r"[\^,;\n\r]+", value):
+            for part in _WORD_PARTS.split(value):
                 part = part.strip()
                 if len(part) >= 5 and part != value:
                     self.words.add(part)
                 # "70000 Quận Đống Đa": the district is written without its postal code elsewhere
-                bare = re.sub(r"^\d[\w-]*\s+|\s+\d[\w-]*$", "", part).strip()
+                bare = _POSTAL_CODE.sub("", part).strip()
                 if len(bare) >= 5 and bare != part:
                     self.words.add(bare)
         self._changed()
