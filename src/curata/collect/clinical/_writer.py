@@ -31,16 +31,35 @@ _DATE_COLUMNS = {
 
 
 def person_ids(session: Session, site_id: int, pseudonyms: Iterable[str]) -> dict[str, int]:
+    """pseudonym -> person_id of the site's persons among ``pseudonyms`` (the DBAPI cursor of the session's
+    connection, as insert_frame writes: thousands of bound values cost SQLAlchemy more than the query)."""
     wanted = sorted(set(pseudonyms))
     found: dict[str, int] = {}
-    for i in range(0, len(wanted), 2000):
-        chunk = wanted[i : i + 2000]
-        rows = session.execute(
-            sa.select(person.c.pseudonym, person.c.person_id).where(
-                person.c.site_id == site_id, person.c.pseudonym.in_(chunk)
+    if not wanted:
+        return found
+    session.flush()
+    conn = session.connection()
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        if conn.dialect.name == "sqlite":
+            for i in range(0, len(wanted), 2000):
+                chunk = wanted[i : i + 2000]
+                cur.execute(
+                    f'SELECT pseudonym, person_id FROM "{person.name}" WHERE site_id = ? AND pseudonym IN '
+                    f"({', '.join('?' * len(chunk))})",
+                    [site_id, *chunk],
+                )
+                found.update({p: int(pid) for p, pid in cur.fetchall()})
+        else:
+            cur.execute(
+                f'SELECT pseudonym, person_id FROM "{person.name}" WHERE site_id = %s AND pseudonym = ANY(%s)',
+                (site_id, wanted),
             )
-        )
-        found.update({p: int(pid) for p, pid in rows})
+            found.update({p: int(pid) for p, pid in cur.fetchall()})
+    finally:
+        cur.close()
     return found
 
 
@@ -100,7 +119,6 @@ def ensure_persons(
 def _spans(name: str, table: Any, person: Any, spans: dict[int, list[Any]]) -> None:
     """Widen ``spans`` (person_id -> [first, last] day) by the table's dated events (start dates, as
     OMOP periods count); ``person``: each row's person_id."""
-    import numpy as np
     import pandas as pd
     import pyarrow as pa
 
