@@ -207,6 +207,7 @@ class _Table:
         self.patients: list[PatientIdentity] = []
         self.pid: IntArray = np.full(n, -1, dtype=np.int64)
         self.shift: IntArray = np.zeros(n, dtype=np.int64)
+        self._shift_days: npt.NDArray[np.timedelta64] | None = None  # ``shift`` as days, made once
         self.builder: RecordBuilder | None = None
         self._parsed: dict[str, tuple[Any, bool] | None] = {}
         self._needles: dict[int, list[tuple[str, str, str]]] = {}
@@ -327,14 +328,30 @@ class _Table:
                 continue
             base[i] = np.datetime64(got[0], "s")
             timed[i] = got[1]
-        self.refuse(bad[col.codes] & self.alive(), f"{name}: not a date")
-        moved = base[col.codes] + self.shift.astype("timedelta64[D]")
-        ok = present[col.codes] & ~bad[col.codes]
-        years = moved.astype("datetime64[Y]").astype(np.int64) + 1970
-        out_of_range = ok & ((years < 1) | (years > 9999))
-        self.refuse(out_of_range & self.alive(), f"{name}: not a date")
-        moved[~ok | out_of_range] = _NAT
-        return moved, timed[col.codes] & ok, ok & ~out_of_range
+        if bad.any():
+            self.refuse(bad[col.codes] & self.alive(), f"{name}: not a date")
+        if self._shift_days is None:
+            self._shift_days = self.shift.astype("timedelta64[D]")
+        moved = base[col.codes] + self._shift_days
+        valid = present & ~bad
+        ok = valid[col.codes]
+        if self._may_leave_calendar(base[valid]):  # rare: only then the shifted years are computed per row
+            years = moved.astype("datetime64[Y]").astype(np.int64) + 1970
+            out_of_range = ok & ((years < 1) | (years > 9999))
+            self.refuse(out_of_range & self.alive(), f"{name}: not a date")
+            ok &= ~out_of_range
+        moved[~ok] = _NAT
+        return moved, timed[col.codes] & ok, ok
+
+    def _may_leave_calendar(self, days: npt.NDArray[np.datetime64]) -> bool:
+        """Whether a shift of this export can move one of ``days`` out of the years 1-9999: the earliest
+        date by the most negative shift, the latest by the least (shifting keeps the order)."""
+        if not len(days) or not len(self.shift):
+            return False
+        lo = days.min() + np.timedelta64(int(self.shift.min()), "D")
+        hi = days.max() + np.timedelta64(int(self.shift.max()), "D")
+        years = np.array([lo, hi]).astype("datetime64[Y]").astype(np.int64) + 1970
+        return bool(years[0] < 1 or years[1] > 9999)
 
     def alive(self) -> BoolArray:
         return (self.pid >= 0) & ~self.refused
@@ -492,11 +509,16 @@ def deidentify_table(
 
     ok = has_pid & ~t.refused
     # ages: capped at 90; a year of birth from the first age and date when no birth date is known
-    max_year = np.full(max(len(t.patients), 1), -(10**6), dtype=np.int64)
+    # each patient's last event date first, then its year (a later date never has an earlier year)
+    never = np.iinfo(np.int64).min
+    latest = np.full(max(len(t.patients), 1), never, dtype=np.int64)
     for _table, data, _present in frames:
         start = data["__start"]
         has = has_pid & ~np.isnat(start)
-        np.maximum.at(max_year, t.pid[has], start[has].astype("datetime64[Y]").astype(np.int64) + 1970)
+        np.maximum.at(latest, t.pid[has], start[has].view(np.int64))
+    max_year = np.full(len(latest), -(10**6), dtype=np.int64)
+    seen = latest != never
+    max_year[seen] = latest[seen].view("datetime64[s]").astype("datetime64[Y]").astype(np.int64) + 1970
     if mapping.age and first_start is not None:
         ages = t.ref(Ref(column=mapping.age))
         assert ages is not None
@@ -523,16 +545,16 @@ def deidentify_table(
     pseudonyms = Column(np.maximum(t.pid, 0), [w.pseudonym for w in t.patients] or [""])
     line = np.arange(2, n + 2)  # the header is line 1
     by_table: dict[str, list[dict[str, Any]]] = {}
-    rows: IntArray | None = None if ok.all() else np.nonzero(ok)[0]  # None: every row, no copies
-    padded = _padded_lines(line if rows is None else line[rows])
+    kept: IntArray | None = None if ok.all() else np.nonzero(ok)[0]  # None: every row, no copies
+    padded = _padded_lines(line if kept is None else line[kept])
     for ei, (table, data, _present) in enumerate(frames):
         out: dict[str, Any] = {
-            "pseudonym": _take(pseudonyms, rows),
+            "pseudonym": _take(pseudonyms, kept),
             "record_key_suffix": _record_keys(padded, ei),
         }
         for k, v in data.items():
             if not k.startswith("__"):
-                out[k] = _take(v, rows) if isinstance(v, Column) else (v if rows is None else v[rows])
+                out[k] = _take(v, kept) if isinstance(v, Column) else (v if kept is None else v[kept])
         by_table.setdefault(table, []).append(out)
     batch.frames = {tb: _concat(fs) for tb, fs in by_table.items()}
     refused = np.nonzero(t.refused)[0]
@@ -590,10 +612,18 @@ def _concat(frames: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _padded_lines(lines: IntArray) -> Any:
-    """Line numbers zero-padded: record keys ascend in row order, so a unique index is appended to."""
+    """Line numbers zero-padded: record keys ascend in row order, so a unique index is appended to. As
+    bytes, one row of 10 ASCII digits per line (numpy), where every line number has at most 10 digits."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if len(lines) and int(lines.min()) >= 0 and int(lines.max()) < 10**10:
+        digits = np.empty((len(lines), 10), dtype=np.uint8)
+        rest = lines.astype(np.int64)
+        for i in range(9, -1, -1):
+            rest, digit = np.divmod(rest, 10)
+            digits[:, i] = digit + ord("0")
+        return digits
     return pc.utf8_lpad(pa.array(lines).cast(pa.string()), 10, "0")
 
 
@@ -603,6 +633,18 @@ def _record_keys(padded: Any, event: int) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    tail = np.frombuffer(f":{event}".encode(), dtype=np.uint8)
+    if isinstance(padded, np.ndarray) and (len(padded) + 1) * (padded.shape[1] + len(tail)) < 2**31:
+        # fixed width: each row's digits, then ":<event>", in one string buffer
+        width = padded.shape[1] + len(tail)
+        data = np.empty((len(padded), width), dtype=np.uint8)
+        data[:, : padded.shape[1]] = padded
+        data[:, padded.shape[1] :] = tail
+        offsets = np.arange(0, (len(padded) + 1) * width, width, dtype=np.int32)
+        buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        return pa.Array.from_buffers(pa.string(), len(padded), buffers)
+    if isinstance(padded, np.ndarray):
+        padded = pa.array(padded.view(f"S{padded.shape[1]}").ravel()).cast(pa.string())
     return pc.binary_join_element_wise(padded, pa.scalar(str(event)), ":")
 
 
