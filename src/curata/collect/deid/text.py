@@ -72,6 +72,7 @@ def _may_match(shape: int, text: str) -> bool:
         text = text.lower()
     return any(lit in text for lit in literals)
 
+
 # Shapes that only count when they hold enough digits: phone numbers (>= 7), ID-like tokens (>= 5).
 _PHONE = re.compile(r"(?<![\w.])\+?\(?\d{1,4}\)?(?:[\s.\-/]?\(?\d{2,4}\)?){2,4}(?![\w.])")
 _TOKEN = re.compile(r"(?<![\w.])[A-Za-z0-9][A-Za-z0-9\-_/]*(?![\w])")
