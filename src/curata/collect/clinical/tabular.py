@@ -13,12 +13,10 @@ code, stage, unit, and the final gate), with its line number.
 
 from __future__ import annotations
 
-import contextlib
 import csv as _csv
 import datetime as dt
-import gc
 import io
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from curata.collect.clinical._records import (
     ClinicalBatch,
     PersonFacts,
     RecordBuilder,
+    no_cycle_collection,
     parse_date,
 )
 from curata.collect.clinical.deid import (
@@ -421,20 +420,6 @@ def _number(v: Any) -> float:
     return np.nan if f is None else f
 
 
-@contextlib.contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """The cyclic garbage collector paused: the work below allocates hundreds of thousands of small
-    objects that live until it ends and hold no cycles, and each of Python's automatic collections would
-    walk them all again (6% of the time of a million-row export). Restored on the way out."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def deidentify_table(
     raw: bytes, name: str, digest: str, mapping: TableMap | None, key: bytes, kind: str
 ) -> ClinicalBatch:
@@ -444,7 +429,7 @@ def deidentify_table(
             "no [csv] mapping for this clinical export",
             hint="put a clinical-map.toml beside the export (see curata.collect.clinical.mapping)",
         )
-    with _no_cycle_collection():
+    with no_cycle_collection():
         return _deidentify_table(raw, name, digest, mapping, key, kind)
 
 
