@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,6 +111,18 @@ __all__ = [
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+@functools.lru_cache(maxsize=4)
+def _script_heads(location: str) -> frozenset[str]:
+    """The head revisions of the migration scripts shipped with this code: read (every script loaded) once
+    per process, as the scripts do not change under a running process (a server ingests many times)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", location)
+    return frozenset(ScriptDirectory.from_config(cfg).get_heads())
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -198,9 +211,7 @@ class Catalog:
             return set(MigrationContext.configure(conn).get_current_heads())
 
     def head_revisions(self) -> set[str]:
-        from alembic.script import ScriptDirectory
-
-        return set(ScriptDirectory.from_config(self._alembic_config()).get_heads())
+        return set(_script_heads(str(MIGRATIONS)))
 
     def check_schema(self) -> None:
         if (

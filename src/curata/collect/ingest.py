@@ -424,9 +424,11 @@ class Ingestor:
         other = [s for s in sources if clinical(s)]
         if not other:
             return self.ingest_sources(sources, on_progress=on_progress)
-        summary, problems = self.ingest_sources(
-            [s for s in sources if not clinical(s)], on_progress=on_progress
-        )
+        images = [s for s in sources if not clinical(s)]
+        if images:
+            summary, problems = self.ingest_sources(images, on_progress=on_progress)
+        else:  # no image to read: no worker context (store, profile, de-identifier) to set up
+            summary, problems = self._empty_summary(), []
         c_summary, c_problems = self.ingest_clinical(other, on_progress=on_progress)
         for key, n in c_summary.counts.items():
             summary.add(key, n)
@@ -457,9 +459,7 @@ class Ingestor:
         batch_seconds: float = 1.0,
         batch_size: int = 256,
     ) -> tuple[RunSummary, list[IngestOutcome]]:
-        summary = RunSummary("ingest")
-        for key in ("ingested", "present", "skipped", "quarantined", "failed"):
-            summary.counts[key] = 0
+        summary = self._empty_summary()
         problems: list[IngestOutcome] = []
         try:
             self._ingest(sources, summary, problems, on_progress, batch_seconds, batch_size)
@@ -475,6 +475,13 @@ class Ingestor:
                 raise StoreError(DISK_FULL_REASON, hint=DISK_FULL_HINT) from exc
             raise
         return summary, problems
+
+    @staticmethod
+    def _empty_summary() -> RunSummary:
+        summary = RunSummary("ingest")
+        for key in ("ingested", "present", "skipped", "quarantined", "failed"):
+            summary.counts[key] = 0
+        return summary
 
     def _ingest(
         self,

@@ -118,11 +118,18 @@ def _used_only(values: Any) -> Any:
     size = len(values.dictionary)
     if not size:
         return values
-    valid = values.indices.is_valid().to_numpy(zero_copy_only=False)
-    idx = values.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    used = np.bincount(idx[valid], minlength=size).astype(bool)
+    indices = values.indices
+    if indices.null_count:
+        valid = indices.is_valid().to_numpy(zero_copy_only=False)
+        idx = indices.fill_null(0).to_numpy(zero_copy_only=False)
+        used = np.bincount(idx[valid], minlength=size).astype(bool)
+    else:  # the common case: the indices as they stand, no copy
+        valid = np.ones(len(indices), dtype=bool)
+        idx = indices.to_numpy(zero_copy_only=False)
+        used = np.bincount(idx, minlength=size).astype(bool)
     if used.all():
         return values
+    idx = idx.astype(np.int64)
     keep = np.flatnonzero(used)
     remap = np.full(len(values.dictionary), -1, dtype=np.int32)
     remap[keep] = np.arange(len(keep), dtype=np.int32)
@@ -140,6 +147,7 @@ def to_arrow(name: str, frame: Mapping[str, Any], n: int, source_digest: str | N
     t = sql_table(name)
     arrays = []
     meta: dict[bytes, bytes] = {}
+    zeros: list[Any] = []  # one array of n zeros, shared by the concept ids the frame lacks (immutable)
     if "record_key_suffix" in frame:
         if not source_digest:
             raise ValueError("record keys without their prefix need the input's digest")
@@ -153,7 +161,9 @@ def to_arrow(name: str, frame: Mapping[str, Any], n: int, source_digest: str | N
                 got = got.fill_null(0)  # the catalog's default: 0, "no matching concept"
             arrays.append(got)
         elif f.name.endswith("_concept_id"):
-            arrays.append(pa.array(np.zeros(n, dtype=np.int64)))
+            if not zeros:
+                zeros.append(pa.array(np.zeros(n, dtype=np.int64)))
+            arrays.append(zeros[0])
         else:
             arrays.append(pa.nulls(n, f.type))
     table = pa.Table.from_arrays(arrays, names=schema.names)
@@ -193,7 +203,7 @@ def parquet_bytes(table: Any, source_digest: str | None = None) -> bytes:
         if c != "pseudonym"
         and (
             table.column(c).null_count == table.num_rows
-            or (c.endswith("_concept_id") and not pc.any(pc.not_equal(table.column(c), 0)).as_py())
+            or (c.endswith("_concept_id") and _all_zero(table.column(c)))
         )
     ]
     if empty and table.num_rows:
@@ -208,6 +218,13 @@ def parquet_bytes(table: Any, source_digest: str | None = None) -> bytes:
         write_statistics=False,
     )
     return bytes(buf.getvalue())
+
+
+def _all_zero(column: Any) -> bool:
+    import pyarrow.compute as pc
+
+    bounds = pc.min_max(column).as_py()  # nulls skipped, as pc.any skips them
+    return bounds["min"] == 0 and bounds["max"] == 0
 
 
 def plain(table: Any, name: str | None = None) -> Any:
@@ -320,13 +337,26 @@ def _codes(arr: Any, numeric: bool) -> tuple[np.ndarray, list[Any]]:
     return np.asarray(codes, dtype=np.int64), enc.dictionary.to_pylist()
 
 
+def _people(person_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(person_ids, return_inverse=True)``, hashing the rows instead of sorting them: a million
+    rows hold a few thousand people, and only those are sorted."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(np.asarray(person_ids, dtype=np.int64))
+    uniques = np.asarray(uniques, dtype=np.int64)
+    order = np.argsort(uniques, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return uniques[order], rank[np.asarray(codes, dtype=np.int64)]
+
+
 def index_frame(name: str, table: Any, person_ids: np.ndarray, source_digest: str) -> dict[str, Any]:
     """The ``clinical_index`` rows (a column frame) of one Parquet table: per patient, its row count and
     the JSON document of its distinct indexed values. ``person_ids``: the catalog id of each row."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    people, person = np.unique(person_ids, return_inverse=True)
+    people, person = _people(person_ids)
     n_people = len(people)
     text, nums = INDEXED[name]
     parts: list[Any] = []

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +27,21 @@ from curata.collect.deid.text import Identifiers
 
 _TOKEN_SPLIT = re.compile(r"[^0-9a-z\u00c0-\uffff]+")
 _NO_IDS = Identifiers()
+
+
+@contextlib.contextmanager
+def no_cycle_collection() -> Iterator[None]:
+    """The cyclic garbage collector paused while an input is de-identified and filed: that work allocates
+    hundreds of thousands of small objects that live until it ends and hold no cycles, and each automatic
+    collection walks them (and every module's objects) again: 10% of a million-row export's time.
+    Restored on the way out; nested uses leave it to the outermost."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class RowError(Exception):

@@ -31,24 +31,51 @@ _DATE_COLUMNS = {
 
 
 def person_ids(session: Session, site_id: int, pseudonyms: Iterable[str]) -> dict[str, int]:
+    """pseudonym -> person_id of the site's persons among ``pseudonyms`` (the DBAPI cursor of the session's
+    connection, as insert_frame writes: thousands of bound values cost SQLAlchemy more than the query)."""
     wanted = sorted(set(pseudonyms))
     found: dict[str, int] = {}
-    for i in range(0, len(wanted), 2000):
-        chunk = wanted[i : i + 2000]
-        rows = session.execute(
-            sa.select(person.c.pseudonym, person.c.person_id).where(
-                person.c.site_id == site_id, person.c.pseudonym.in_(chunk)
+    if not wanted:
+        return found
+    session.flush()
+    conn = session.connection()
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        if conn.dialect.name == "sqlite":
+            for i in range(0, len(wanted), 2000):
+                chunk = wanted[i : i + 2000]
+                cur.execute(
+                    f'SELECT pseudonym, person_id FROM "{person.name}" WHERE site_id = ? AND pseudonym IN '
+                    f"({', '.join('?' * len(chunk))})",
+                    [site_id, *chunk],
+                )
+                found.update({p: int(pid) for p, pid in cur.fetchall()})
+        else:
+            cur.execute(
+                f'SELECT pseudonym, person_id FROM "{person.name}" WHERE site_id = %s AND pseudonym = ANY(%s)',
+                (site_id, wanted),
             )
-        )
-        found.update({p: int(pid) for p, pid in rows})
+            found.update({p: int(pid) for p, pid in cur.fetchall()})
+    finally:
+        cur.close()
     return found
 
 
 def ensure_persons(
-    session: Session, site_id: int, batch: ClinicalBatch, digest: str | None
+    session: Session,
+    site_id: int,
+    batch: ClinicalBatch,
+    digest: str | None,
+    created: set[str] | None = None,
 ) -> dict[str, int]:
+    """pseudonym -> person_id for the batch's persons, filing the new ones; ``created`` (when given)
+    receives the pseudonyms filed now."""
     ids = person_ids(session, site_id, batch.persons)
     new = [p for key, p in batch.persons.items() if key not in ids]
+    if created is not None:
+        created.update(key for key in batch.persons if key not in ids)
     if new:
         import numpy as np
 
@@ -84,13 +111,14 @@ def ensure_persons(
             ),
             updates,
         )
-    return person_ids(session, site_id, batch.persons) if new else ids
+    if not new:
+        return ids
+    return {**ids, **person_ids(session, site_id, (key for key in batch.persons if key not in ids))}
 
 
 def _spans(name: str, table: Any, person: Any, spans: dict[int, list[Any]]) -> None:
     """Widen ``spans`` (person_id -> [first, last] day) by the table's dated events (start dates, as
     OMOP periods count); ``person``: each row's person_id."""
-    import numpy as np
     import pandas as pd
     import pyarrow as pa
 
@@ -101,17 +129,25 @@ def _spans(name: str, table: Any, person: Any, spans: dict[int, list[Any]]) -> N
     valid = days.is_valid().to_numpy(zero_copy_only=False)
     values = days.fill_null(0).to_numpy(zero_copy_only=False)
     got = pd.Series(values[valid]).groupby(person[valid]).agg(["min", "max"])
-    epoch = np.datetime64("1970-01-01", "D")
-    for pid, lo, hi in zip(got.index.tolist(), got["min"].tolist(), got["max"].tolist(), strict=True):
-        lo_day, hi_day = (epoch + np.timedelta64(lo, "D")).item(), (epoch + np.timedelta64(hi, "D")).item()
-        s = spans.setdefault(int(pid), [lo_day, hi_day])
-        s[0], s[1] = min(s[0], lo_day), max(s[1], hi_day)
+    # days since the epoch as dates, all at once (datetime64[D] converts to datetime.date)
+    lows = got["min"].to_numpy().astype("datetime64[D]").tolist()
+    highs = got["max"].to_numpy().astype("datetime64[D]").tolist()
+    for pid, lo_day, hi_day in zip(got.index.tolist(), lows, highs, strict=True):
+        s = spans.get(pid)
+        if s is None:
+            spans[pid] = [lo_day, hi_day]
+        else:
+            s[0], s[1] = min(s[0], lo_day), max(s[1], hi_day)
 
 
-def update_periods(session: Session, site_id: int, spans: dict[int, list[Any]]) -> None:
+def update_periods(
+    session: Session, site_id: int, spans: dict[int, list[Any]], new: Iterable[int] = ()
+) -> None:
     """One observation period per person: from the first to the last dated event Curata holds (the
-    periods already filed widened by the new events)."""
-    pids = sorted(spans)
+    periods already filed widened by the new events). ``new``: persons filed in this transaction, who
+    have no period yet (none is looked up or deleted for them)."""
+    fresh = set(new)
+    pids = sorted(p for p in spans if p not in fresh)
     for i in range(0, len(pids), 500):
         chunk = pids[i : i + 500]
         for pid, lo, hi in session.execute(
@@ -338,14 +374,15 @@ def file_batch(
         for p in table.column("pseudonym").unique().to_pylist():
             if p not in batch.persons:
                 batch.persons[p] = PersonFacts(p)
-    ids = ensure_persons(session, site_id, batch, batch.input_digest)
+    created: set[str] = set()
+    ids = ensure_persons(session, site_id, batch, batch.input_digest, created)
     written = 0
     if tables:
         if blobs is None:
             raise ValueError("file_batch: the Parquet digests of the tables are needed")
         spans: dict[int, list[Any]] = {}
         written = file_tables(session, site_id, batch.input_digest, tables, blobs, ids, spans)
-        update_periods(session, site_id, spans)
+        update_periods(session, site_id, spans, new=(ids[p] for p in created))
     cap_ages(session, ids.values())
     session.execute(
         sa.insert(clinical_source).values(

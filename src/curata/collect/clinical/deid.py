@@ -60,8 +60,8 @@ class OtherPatients:
         for who in identities:
             for w in who.ids.words:
                 n = normalise(w)
-                id_like = len(n) >= 5 and any(c.isdigit() for c in n)
-                if id_like or (len(_WORD_RE.findall(w)) > 1 and len(n) >= 6):
+                id_like = len(n) >= 5 and any(map(str.isdigit, n))
+                if id_like or (len(n) >= 6 and len(_WORD_RE.findall(w)) > 1):
                     self.joined[n] = w
                 elif w.isalpha() and len(w) >= 4:
                     self.parts[w.lower()] = w

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from curata.collect.clinical import _writer
-from curata.collect.clinical._records import ClinicalBatch
+from curata.collect.clinical._records import ClinicalBatch, no_cycle_collection
 from curata.collect.clinical.deid import AGE_CAP
 from curata.collect.clinical.exchange import Batch
 from curata.collect.clinical.mapping import SiteMapping, find_mapping
@@ -121,9 +121,10 @@ class ClinicalIngestor:
         from curata.collect.ingest import _quarantine_bytes
 
         try:
-            if kind == "vcf":
-                return self._vcf(src, raw, digest)
-            return self._table(src, raw, digest, kind)
+            with no_cycle_collection():
+                if kind == "vcf":
+                    return self._vcf(src, raw, digest)
+                return self._table(src, raw, digest, kind)
         except CurataError as exc:
             reason = getattr(exc, "reason", None) or exc.message
             _quarantine_bytes(str(self.ws.quarantine_path), digest, raw, src.name, reason, "clinical")

@@ -29,6 +29,7 @@ from curata.collect.clinical._records import (
     ClinicalBatch,
     PersonFacts,
     RecordBuilder,
+    no_cycle_collection,
     parse_date,
 )
 from curata.collect.clinical.deid import (
@@ -145,27 +146,31 @@ def _read_arrow(raw: bytes, sep: str, mapping: TableMap) -> tuple[int, dict[str,
     used = mapping.used_columns()
     by_name = {s: n for s, n in zip(stripped, names, strict=True) if s in used}
     try:
+        # text columns, one thread (the ratio to the bare read is judged in CPU seconds), straight from
+        # the input's buffer; then each column's distinct values, which the work is done on, in one pass
         table = pacsv.read_csv(
-            io.BytesIO(raw),
+            pa.BufferReader(pa.py_buffer(raw)),
+            read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
-                # read straight into dictionaries: the distinct values are what the work is done on
-                column_types={n: pa.dictionary(pa.int32(), pa.string()) for n in names},
+                column_types={n: pa.string() for n in names},
                 include_columns=list(by_name.values()),
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
-        ).unify_dictionaries()
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
     cols: dict[str, Column] = {}
     for s, n in by_name.items():
-        chunks = table.column(n).chunks
+        # a chunked column is encoded against one memo (a value keeps the index it first got): the last
+        # chunk's dictionary holds every value
+        chunks = table.column(n).dictionary_encode().chunks
         if not chunks:
             cols[s] = Column(np.zeros(0, dtype=np.int64), [])
             continue
-        codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks]).astype(np.int64)
-        cols[s] = Column(codes, chunks[0].dictionary.to_pylist())
+        codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks], dtype=np.int64)
+        cols[s] = Column(codes, chunks[-1].dictionary.to_pylist())
     return table.num_rows, cols
 
 
@@ -186,8 +191,8 @@ def _pairs(pid: IntArray, col: Column, mask: BoolArray) -> list[tuple[int, Any]]
     if not len(rows):
         return []
     width = max(len(col.uniques), 1)
-    uniq = np.unique(pid[rows] * width + col.codes[rows])
-    return [(int(k // width), col.uniques[int(k % width)]) for k in uniq]
+    uniq = np.sort(pd.unique(pid[rows] * width + col.codes[rows]))
+    return [(int(k // width), col.uniques[int(k % width)]) for k in uniq.tolist()]
 
 
 class _Table:
@@ -203,6 +208,7 @@ class _Table:
         self.patients: list[PatientIdentity] = []
         self.pid: IntArray = np.full(n, -1, dtype=np.int64)
         self.shift: IntArray = np.zeros(n, dtype=np.int64)
+        self._shift_days: npt.NDArray[np.timedelta64] | None = None  # ``shift`` as days, made once
         self.builder: RecordBuilder | None = None
         self._parsed: dict[str, tuple[Any, bool] | None] = {}
         self._needles: dict[int, list[tuple[str, str, str]]] = {}
@@ -323,14 +329,30 @@ class _Table:
                 continue
             base[i] = np.datetime64(got[0], "s")
             timed[i] = got[1]
-        self.refuse(bad[col.codes] & self.alive(), f"{name}: not a date")
-        moved = base[col.codes] + self.shift.astype("timedelta64[D]")
-        ok = present[col.codes] & ~bad[col.codes]
-        years = moved.astype("datetime64[Y]").astype(np.int64) + 1970
-        out_of_range = ok & ((years < 1) | (years > 9999))
-        self.refuse(out_of_range & self.alive(), f"{name}: not a date")
-        moved[~ok | out_of_range] = _NAT
-        return moved, timed[col.codes] & ok, ok & ~out_of_range
+        if bad.any():
+            self.refuse(bad[col.codes] & self.alive(), f"{name}: not a date")
+        if self._shift_days is None:
+            self._shift_days = self.shift.astype("timedelta64[D]")
+        moved = base[col.codes] + self._shift_days
+        valid = present & ~bad
+        ok = valid[col.codes]
+        if self._may_leave_calendar(base[valid]):  # rare: only then the shifted years are computed per row
+            years = moved.astype("datetime64[Y]").astype(np.int64) + 1970
+            out_of_range = ok & ((years < 1) | (years > 9999))
+            self.refuse(out_of_range & self.alive(), f"{name}: not a date")
+            ok &= ~out_of_range
+        moved[~ok] = _NAT
+        return moved, timed[col.codes] & ok, ok
+
+    def _may_leave_calendar(self, days: npt.NDArray[np.datetime64]) -> bool:
+        """Whether a shift of this export can move one of ``days`` out of the years 1-9999: the earliest
+        date by the most negative shift, the latest by the least (shifting keeps the order)."""
+        if not len(days) or not len(self.shift):
+            return False
+        lo = days.min() + np.timedelta64(int(self.shift.min()), "D")
+        hi = days.max() + np.timedelta64(int(self.shift.max()), "D")
+        years = np.array([lo, hi]).astype("datetime64[Y]").astype(np.int64) + 1970
+        return bool(years[0] < 1 or years[1] > 9999)
 
     def alive(self) -> BoolArray:
         return (self.pid >= 0) & ~self.refused
@@ -365,9 +387,9 @@ class _Table:
             return col
         rows = np.nonzero(mask)[0]
         width = max(len(col.uniques), 1)
-        keys = self.pid[rows] * width + col.codes[rows]
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        extra = [fn(int(k // width), col.uniques[int(k % width)]) for k in uniq]
+        # the distinct pairs by hashing, not sorting: the rows come in any order
+        inverse, uniq = pd.factorize(self.pid[rows] * width + col.codes[rows])
+        extra = [fn(int(k // width), col.uniques[int(k % width)]) for k in uniq.tolist()]
         codes = col.codes.copy()
         codes[rows] = len(col.uniques) + inverse
         return Column(codes, [*col.uniques, *extra])
@@ -382,7 +404,8 @@ class _Table:
             return
         hit = self._per_patient(col, mask, self.survives_for)
         rows = np.nonzero(mask)[0]
-        found = np.fromiter((hit.uniques[c] is True for c in hit.codes[rows]), dtype=bool, count=len(rows))
+        survived = np.array([u is True for u in hit.uniques], dtype=bool)  # per distinct (patient, value)
+        found = survived[hit.codes[rows]]
         bad = np.zeros(self.n, dtype=bool)
         bad[rows[found]] = True
         self.refuse(bad, f"final gate: an identifying value survived in {field}")
@@ -406,6 +429,13 @@ def deidentify_table(
             "no [csv] mapping for this clinical export",
             hint="put a clinical-map.toml beside the export (see curata.collect.clinical.mapping)",
         )
+    with no_cycle_collection():
+        return _deidentify_table(raw, name, digest, mapping, key, kind)
+
+
+def _deidentify_table(
+    raw: bytes, name: str, digest: str, mapping: TableMap, key: bytes, kind: str
+) -> ClinicalBatch:
     n, cols = read_columns(raw, name, mapping)
     deid = ClinicalDeidentifier(key, issuer=mapping.issuer)
     batch = ClinicalBatch(kind=kind, input_digest=digest)
@@ -487,11 +517,16 @@ def deidentify_table(
 
     ok = has_pid & ~t.refused
     # ages: capped at 90; a year of birth from the first age and date when no birth date is known
-    max_year = np.full(max(len(t.patients), 1), -(10**6), dtype=np.int64)
+    # each patient's last event date first, then its year (a later date never has an earlier year)
+    never = np.iinfo(np.int64).min
+    latest = np.full(max(len(t.patients), 1), never, dtype=np.int64)
     for _table, data, _present in frames:
         start = data["__start"]
         has = has_pid & ~np.isnat(start)
-        np.maximum.at(max_year, t.pid[has], start[has].astype("datetime64[Y]").astype(np.int64) + 1970)
+        np.maximum.at(latest, t.pid[has], start[has].view(np.int64))
+    max_year = np.full(len(latest), -(10**6), dtype=np.int64)
+    seen = latest != never
+    max_year[seen] = latest[seen].view("datetime64[s]").astype("datetime64[Y]").astype(np.int64) + 1970
     if mapping.age and first_start is not None:
         ages = t.ref(Ref(column=mapping.age))
         assert ages is not None
@@ -518,16 +553,16 @@ def deidentify_table(
     pseudonyms = Column(np.maximum(t.pid, 0), [w.pseudonym for w in t.patients] or [""])
     line = np.arange(2, n + 2)  # the header is line 1
     by_table: dict[str, list[dict[str, Any]]] = {}
-    rows = np.nonzero(ok)[0]
-    padded = _padded_lines(line[rows])
+    kept: IntArray | None = None if ok.all() else np.nonzero(ok)[0]  # None: every row, no copies
+    padded = _padded_lines(line if kept is None else line[kept])
     for ei, (table, data, _present) in enumerate(frames):
         out: dict[str, Any] = {
-            "pseudonym": _take(pseudonyms, rows),
+            "pseudonym": _take(pseudonyms, kept),
             "record_key_suffix": _record_keys(padded, ei),
         }
         for k, v in data.items():
             if not k.startswith("__"):
-                out[k] = _take(v, rows) if isinstance(v, Column) else v[rows]
+                out[k] = _take(v, kept) if isinstance(v, Column) else (v if kept is None else v[kept])
         by_table.setdefault(table, []).append(out)
     batch.frames = {tb: _concat(fs) for tb, fs in by_table.items()}
     refused = np.nonzero(t.refused)[0]
@@ -536,26 +571,30 @@ def deidentify_table(
     return batch
 
 
-def _take(col: Column, rows: IntArray) -> Any:
-    """The rows' values of a text column as an Arrow dictionary array (its distinct values, deduplicated,
-    and the rows' codes): built in C, and written to Parquet as it stands."""
+def _take(col: Column, rows: IntArray | None) -> Any:
+    """The rows' values (None: every row) of a text column as an Arrow dictionary array (its distinct
+    values, deduplicated, and the rows' codes): built in C, and written to Parquet as it stands."""
     import pyarrow as pa
 
     if not all(v is None or isinstance(v, str) for v in col.uniques):
-        return col.values()[rows]
+        values = col.values()
+        return values if rows is None else values[rows]
     # only the values of these rows: a refused row's value, or one a patient's cleaning replaced, may
     # hold an identifier and must not ride along in the dictionary
-    codes = col.codes[rows]
+    codes = col.codes if rows is None else col.codes[rows]
     used = np.zeros(len(col.uniques), dtype=bool)
     used[codes] = True
     seen: dict[str, int] = {}
     remap = np.full(len(col.uniques), -1, dtype=np.int32)
+    nulls = False
     for i in np.flatnonzero(used).tolist():
         v = col.uniques[i]
-        if v is not None:
+        if v is None:
+            nulls = True
+        else:
             remap[i] = seen.setdefault(v, len(seen))
-    idx = remap[codes] if len(remap) else np.full(len(rows), -1, dtype=np.int32)
-    indices = pa.array(idx, mask=idx < 0)
+    idx = remap[codes] if len(remap) else np.full(len(codes), -1, dtype=np.int32)
+    indices = pa.array(idx, mask=idx < 0) if nulls or not len(remap) else pa.array(idx)
     return pa.DictionaryArray.from_arrays(indices, pa.array(list(seen), pa.string()))
 
 
@@ -581,10 +620,18 @@ def _concat(frames: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _padded_lines(lines: IntArray) -> Any:
-    """Line numbers zero-padded: record keys ascend in row order, so a unique index is appended to."""
+    """Line numbers zero-padded: record keys ascend in row order, so a unique index is appended to. As
+    bytes, one row of 10 ASCII digits per line (numpy), where every line number has at most 10 digits."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if len(lines) and int(lines.min()) >= 0 and int(lines.max()) < 10**10:
+        digits = np.empty((len(lines), 10), dtype=np.uint8)
+        rest = lines.astype(np.int64)
+        for i in range(9, -1, -1):
+            rest, digit = np.divmod(rest, 10)
+            digits[:, i] = digit + ord("0")
+        return digits
     return pc.utf8_lpad(pa.array(lines).cast(pa.string()), 10, "0")
 
 
@@ -594,6 +641,18 @@ def _record_keys(padded: Any, event: int) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    tail = np.frombuffer(f":{event}".encode(), dtype=np.uint8)
+    if isinstance(padded, np.ndarray) and (len(padded) + 1) * (padded.shape[1] + len(tail)) < 2**31:
+        # fixed width: each row's digits, then ":<event>", in one string buffer
+        width = padded.shape[1] + len(tail)
+        data = np.empty((len(padded), width), dtype=np.uint8)
+        data[:, : padded.shape[1]] = padded
+        data[:, padded.shape[1] :] = tail
+        offsets = np.arange(0, (len(padded) + 1) * width, width, dtype=np.int32)
+        buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        return pa.Array.from_buffers(pa.string(), len(padded), buffers)
+    if isinstance(padded, np.ndarray):
+        padded = pa.array(padded.view(f"S{padded.shape[1]}").ravel()).cast(pa.string())
     return pc.binary_join_element_wise(padded, pa.scalar(str(event)), ":")
 
 

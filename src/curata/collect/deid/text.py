@@ -40,9 +40,46 @@ GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
 _DIGIT_SHAPES = frozenset({2, 3, 4, 5, 6, 7, 11})
 _ANY_DIGIT = re.compile(r"\d")
 
+# Literals of which every match of a GENERIC_PATTERNS shape holds one (lower case where the shape
+# ignores case): a text holding none of them is left as it stands without running the shape. The
+# case-blind ones are trusted on ASCII text only (IGNORECASE also folds a few other letters, such as
+# the long s and the Kelvin sign, onto ASCII ones). A substitution writes REDACTED, which is in none
+# of them, so it never makes a literal that was not there.
+_MONTH_STEMS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_SHAPE_LITERALS: dict[int, tuple[tuple[str, ...], bool]] = {
+    0: (("@",), False),
+    1: (("http", "www."), True),
+    2: (("-", "/", "."), False),
+    3: (("-", "/", "."), False),
+    5: (_MONTH_STEMS, True),
+    6: (_MONTH_STEMS, True),
+    7: (("-",), False),
+    8: (("Dr", "Mr", "Ms", "Miss", "Prof", "Doctor", "Nurse", "Sister"), False),
+    9: (("^",), False),
+    10: (("patient", "pt", "name", "physician", "by"), True),
+}
+
+
+def _may_match(shape: int, text: str) -> bool:
+    """False when GENERIC_PATTERNS[shape] cannot match ``text`` (it lacks every literal the shape needs)."""
+    need = _SHAPE_LITERALS.get(shape)
+    if need is None:
+        return True
+    literals, caseless = need
+    if caseless:
+        if not text.isascii():
+            return True
+        text = text.lower()
+    return any(lit in text for lit in literals)
+
+
 # Shapes that only count when they hold enough digits: phone numbers (>= 7), ID-like tokens (>= 5).
 _PHONE = re.compile(r"(?<![\w.])\+?\(?\d{1,4}\)?(?:[\s.\-/]?\(?\d{2,4}\)?){2,4}(?![\w.])")
 _TOKEN = re.compile(r"(?<![\w.])[A-Za-z0-9][A-Za-z0-9\-_/]*(?![\w])")
+# _TOKEN where the run of token characters from its start holds 5 digits: a token _DROP_TOKEN keeps
+# (fewer digits) is never handed to it. The run's later starts hold no more digits than its first, so
+# the tokens found, and what is redacted, are _TOKEN's.
+_TOKEN_5 = re.compile(r"(?<![\w.])(?=(?:[A-Za-z\-_/]*[0-9]){5})[A-Za-z0-9][A-Za-z0-9\-_/]*(?![\w])")
 
 
 def _drop_if_digits(minimum: int):  # type: ignore[no-untyped-def]
@@ -70,6 +107,9 @@ _SEP_SET = frozenset(SEPARATORS)
 # as a substring of decoded text (CJK text has no spaces), never in raw bytes.
 MIN_SUBSTRING = 4
 _HYPHENS = re.compile("[-\u2010\u2011]+")  # hyphen-minus, hyphen, non-breaking hyphen
+_NAME_PARTS = re.compile(r"[\^\s,]+")  # between the parts of a person name
+_WORD_PARTS = re.compile(r"[\^,;\n\r]+")  # between the parts of an address or another value
+_POSTAL_CODE = re.compile(r"^\d[\w-]*\s+|\s+\d[\w-]*$")  # a leading or trailing code (70000 Quận Đống Đa)
 _DIGITS = frozenset("0123456789")
 _DIGITS_DOT = frozenset("0123456789.")
 _DATE_SEPS = ("", "-", "/", ".", "_", " ")
@@ -147,7 +187,7 @@ class Identifiers:
     def add_strong(self, value: str) -> None:
         """A value naming the patient (name, ID, accession): its parts and run-together forms."""
         for group in value.split("="):
-            parts = [p for p in re.split(r"[\^\s,]+", group) if p and p.upper().strip(".") not in _HONORIFICS]
+            parts = [p for p in _NAME_PARTS.split(group) if p and p.upper().strip(".") not in _HONORIFICS]
             halves = [h for p in parts for h in _HYPHENS.split(p) if len(h) >= 2 and h != p]
             for form in (*parts, *halves, "".join(parts), "".join(reversed(parts))):
                 norm = normalise(form)
@@ -160,7 +200,7 @@ class Identifiers:
         in both orders (SUZUKIKENJI, KENJISUZUKI)."""
         for group in value.split("="):
             parts = []
-            for part in re.split(r"[\^\s,]+", group):
+            for part in _NAME_PARTS.split(group):
                 part = part.strip(".")
                 # a title (DR, MRS, JR...) is never a name part, wherever the sender put it (SMITH^DR)
                 if not part or part.upper() in _HONORIFICS:
@@ -186,12 +226,12 @@ class Identifiers:
         value = value.strip()
         if len(value) >= min_len:
             self.words.add(value)
-            for part in re.split(r"[\^,;\n\r]+", value):
+            for part in _WORD_PARTS.split(value):
                 part = part.strip()
                 if len(part) >= 5 and part != value:
                     self.words.add(part)
                 # "70000 Quận Đống Đa": the district is written without its postal code elsewhere
-                bare = re.sub(r"^\d[\w-]*\s+|\s+\d[\w-]*$", "", part).strip()
+                bare = _POSTAL_CODE.sub("", part).strip()
                 if len(bare) >= 5 and bare != part:
                     self.words.add(bare)
         self._changed()
@@ -567,16 +607,22 @@ def clean_text(value: str, ids: Identifiers, *, generic: bool = True) -> str:
     if spans:
         value = redact(value, spans)
     if generic:
-        # most shapes need a digit (dates, SSN, street numbers, phones, ID tokens); substitutions only
-        # remove characters, so text without one keeps having none and those are skipped
-        digits = _ANY_DIGIT.search(value) is not None
-        for i, pat in enumerate(GENERIC_PATTERNS):
-            if digits or i not in _DIGIT_SHAPES:
-                value = pat.sub(REDACTED, value)
-        if digits:
-            value = _PHONE.sub(_DROP_PHONE, value)
-            value = _TOKEN.sub(_DROP_TOKEN, value)
+        value = _clean_generic(value)
     return value
+
+
+def _clean_generic(text: str) -> str:
+    """The generic identifier shapes removed from ``text`` (one value, or many joined by _BATCH_SEP)."""
+    # most shapes need a digit (dates, SSN, street numbers, phones, ID tokens); substitutions only
+    # remove characters, so text without one keeps having none and those are skipped
+    digits = _ANY_DIGIT.search(text) is not None
+    for i, pat in enumerate(GENERIC_PATTERNS):
+        if (digits or i not in _DIGIT_SHAPES) and _may_match(i, text):
+            text = pat.sub(REDACTED, text)
+    if digits:
+        text = _PHONE.sub(_DROP_PHONE, text)
+        text = _TOKEN_5.sub(_DROP_TOKEN, text)
+    return text
 
 
 # Between values cleaned together: no generic shape can match across it (a newline ends \S+, and no
@@ -591,12 +637,7 @@ def clean_generic_many(values: list[str]) -> list[str]:
     if len(values) < 8 or any("\x00" in v for v in values):
         empty = Identifiers()
         return [clean_text(v, empty, generic=True) for v in values]
-    text = _BATCH_SEP.join(values)
-    for pat in GENERIC_PATTERNS:
-        text = pat.sub(REDACTED, text)
-    text = _PHONE.sub(_DROP_PHONE, text)
-    text = _TOKEN.sub(_DROP_TOKEN, text)
-    out = text.split(_BATCH_SEP)
+    out = _clean_generic(_BATCH_SEP.join(values)).split(_BATCH_SEP)
     if len(out) != len(values):  # cannot happen with the shapes above; never guess
         empty = Identifiers()
         return [clean_text(v, empty, generic=True) for v in values]

@@ -45,7 +45,8 @@ class VcfResult:
     output: bytes  # bgzip-compressed, de-identified VCF
     samples: list[str]  # pseudonyms in column order
     patient_ids: list[str]  # the sample's patient IDs (for the catalog writer; never stored)
-    # the variant index as columns ({name: numpy array}): one row per (variant, carrying sample)
+    # the variant index as columns ({name: numpy array, or Arrow strings}): one row per (variant,
+    # carrying sample)
     index: dict[str, Any] = field(default_factory=dict)
     dropped_header_lines: int = 0
     records: int = 0
@@ -62,7 +63,8 @@ class VcfResult:
 
         keys = [k for k in INDEX_COLUMNS if k in self.index]
         rows = []
-        for vals in zip(*(self.index[k].tolist() for k in keys), strict=True):
+        columns = (_pylist(self.index[k]) for k in keys)
+        for vals in zip(*columns, strict=True):
             rows.append(
                 {
                     k: (None if isinstance(v, float) and math.isnan(v) else v)
@@ -70,6 +72,11 @@ class VcfResult:
                 }
             )
         return rows
+
+
+def _pylist(column: Any) -> list[Any]:
+    """An index column (numpy, or Arrow for text) as Python values."""
+    return column.to_pylist() if hasattr(column, "to_pylist") else column.tolist()
 
 
 def _header_line(line: str, ids: Identifiers) -> str | None:
@@ -303,14 +310,15 @@ def deidentify_vcf(
         vf.close()
         head = ("\n".join(header_lines) + "\n").encode()
         body = body_text if body_text is not None else ("\n".join(body_parts) + "\n").encode()
-        if _gate_vcf(head, body, ids) is not None:  # an identifier in the records: clean them, index again
+        kind = _gate_vcf(head, body, ids)
+        if kind is not None:  # an identifier in the records: clean them, index again, gate again
             body = _clean_records(body, ids, header_count)
             records, variants = _index_text(
                 body.decode("utf-8", errors="replace"), len(originals), csq_fields, af_key, header_count
             )
             index = None
+            kind = _gate_vcf(head, body, ids)
         data = head + body
-        kind = _gate_vcf(head, body, ids)
         if kind is not None:
             raise DeidError(
                 f"final gate: an identifying value ({kind}) survived in the de-identified VCF; not stored"
@@ -517,10 +525,11 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
         return None
     if pc.any(pc.match_substring(col["c4"], ",")).as_py() or pc.any(pc.starts_with(col["c0"], "#")).as_py():
         return None
-    chrom, ref, alt = (col[c].to_numpy(zero_copy_only=False) for c in ("c0", "c3", "c4"))
+    # text columns stay Arrow strings (null for none) to the Parquet file: no Python object per value
+    null = pa.scalar(None, pa.string())
+    chrom, ref, alt = col["c0"], col["c3"], col["c4"]
     pos = pc.cast(col["c1"], pa.int64()).to_numpy(zero_copy_only=False)
-    filt = col["c6"].to_numpy(zero_copy_only=False).astype(object)
-    filt[np.isin(filt, [".", ""])] = None
+    filt = pc.if_else(pc.is_in(col["c6"], value_set=pa.array([".", ""])), null, col["c6"])
     info = col["c7"]
     # the first ANN entry, split once into its fields (padded so that every entry has 11); an entry of
     # fewer than 11 fields is no annotation, as in the row reader
@@ -529,21 +538,17 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
     valid = pc.fill_null(pc.greater_equal(pc.count_substring(entry, "|"), 10), False)
     valid = valid.to_numpy(zero_copy_only=False)
     ann_fields = pc.split_pattern(pc.binary_join_element_wise(pc.fill_null(entry, ""), "|" * 11, ""), "|")
-    fields = {
-        k: pc.list_element(ann_fields, i).to_numpy(zero_copy_only=False)
-        for k, i in (("a", 0), ("c", 1), ("g", 3), ("hc", 9), ("hp", 10))
-    }
-    first_term = pc.list_element(pc.split_pattern(pc.list_element(ann_fields, 1), "&", max_splits=1), 0)
-    fields["c"] = first_term.to_numpy(zero_copy_only=False)
+    fields = {k: pc.list_element(ann_fields, i) for k, i in (("a", 0), ("g", 3), ("hc", 9), ("hp", 10))}
+    fields["c"] = pc.list_element(pc.split_pattern(pc.list_element(ann_fields, 1), "&", max_splits=1), 0)
     several = pc.fill_null(pc.match_substring(ann, ","), False).to_numpy(zero_copy_only=False)
     # several ANN entries: the first must be for this ALT (or "") unless it is the only one
-    if np.any(several & (~valid | ((fields["a"] != "") & (fields["a"] != alt)))):
+    other_alt = pc.fill_null(pc.and_(pc.not_equal(fields["a"], ""), pc.not_equal(fields["a"], alt)), False)
+    if np.any(several & (~valid | other_alt.to_numpy(zero_copy_only=False))):
         return None
+    no_ann = pa.array(~valid)
 
     def none_if_empty(a: Any) -> Any:
-        out = np.asarray(a, dtype=object).copy()
-        out[~valid | (out == "")] = None
-        return out
+        return pc.if_else(pc.or_kleene(no_ann, pc.fill_null(pc.equal(a, ""), True)), null, a)
 
     gene, consequence = none_if_empty(fields["g"]), none_if_empty(fields["c"])
     hgvs_c, hgvs_p = none_if_empty(fields["hc"]), none_if_empty(fields["hp"])
@@ -557,7 +562,7 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
         sample = col[f"c{9 + s_i}"]
         split = pc.split_pattern(sample, ":")
         fcodes = fmt.indices.to_numpy(zero_copy_only=False)
-        gt = np.full(n, None, dtype=object)
+        gt_rows: list[Any] = []  # (rows, their GT texts) per FORMAT
         af = np.full(n, np.nan)
         for f_i, f in enumerate(fmt.dictionary.to_pylist()):
             keys = f.split(":")
@@ -578,7 +583,7 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
             g = field("GT")
             if g is None:
                 return None
-            gt[rows] = g.to_numpy(zero_copy_only=False)
+            gt_rows.append((rows, g))
             vals = np.full(len(rows), np.nan)
             for k in ("AF", "VAF"):
                 a = field(k)
@@ -600,7 +605,13 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
                 vals = np.where(np.isnan(vals), from_ad, vals)
             af[rows] = vals
         # genotypes: parsed once per distinct text, spread back by their codes
-        enc = pa.array(gt, pa.string()).dictionary_encode()
+        where = np.full(n, -1, dtype=np.int64)  # each record's place among the FORMATs' GT texts
+        if gt_rows:
+            where[np.concatenate([r for r, _ in gt_rows])] = np.arange(sum(len(r) for r, _ in gt_rows))
+            texts = pa.concat_arrays([g for _, g in gt_rows])
+        else:
+            texts = pa.array([], pa.string())
+        enc = texts.take(pa.array(where, mask=where < 0)).dictionary_encode()
         gcodes = pc.fill_null(enc.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
         carries, zygs = [], []
         for g in enc.dictionary.to_pylist():
@@ -611,22 +622,27 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
             carries.append(1 in parsed)
             zygs.append(_zygosity(parsed))
         carry_of = np.array([*carries, False], dtype=bool)  # code -1 (no GT): the last entry
-        zyg_of = np.empty(len(zygs) + 1, dtype=object)
-        zyg_of[:] = [*zygs, None]
+        zyg_of = pa.array([*zygs, None], pa.string())
         carry = carry_of[gcodes]
         rows = np.nonzero(carry)[0]
+        take = pa.array(rows)
         parts.append({
-            "__row": rows, "sample": np.full(len(rows), s_i, dtype=np.int64), "chrom": chrom[rows],
-            "pos": pos[rows], "ref": ref[rows], "alt": alt[rows], "gene": gene[rows],
-            "consequence": consequence[rows], "hgvs_c": hgvs_c[rows], "hgvs_p": hgvs_p[rows],
-            "zygosity": zyg_of[gcodes[rows]], "allele_frequency": af[rows],
-            "population_af": pop[rows], "filter": filt[rows],
+            "__row": rows, "sample": np.full(len(rows), s_i, dtype=np.int64), "chrom": chrom.take(take),
+            "pos": pos[rows], "ref": ref.take(take), "alt": alt.take(take), "gene": gene.take(take),
+            "consequence": consequence.take(take), "hgvs_c": hgvs_c.take(take), "hgvs_p": hgvs_p.take(take),
+            "zygosity": zyg_of.take(pa.array(np.where(gcodes[rows] < 0, len(zygs), gcodes[rows]))),
+            "allele_frequency": af[rows], "population_af": pop[rows], "filter": filt.take(take),
         })  # fmt: skip
     if not parts:
         return n, _columns([])
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    cols = {
+        k: pa.concat_arrays([p[k] for p in parts]) if isinstance(parts[0][k], pa.Array) else
+        np.concatenate([p[k] for p in parts])
+        for k in parts[0]
+    }  # fmt: skip
     order = np.lexsort((cols["sample"], cols.pop("__row")))
-    return n, {k: v[order] for k, v in cols.items()}
+    at = pa.array(order)
+    return n, {k: v.take(at) if isinstance(v, pa.Array) else v[order] for k, v in cols.items()}
 
 
 def _info_value(info: Any, key: str) -> Any:
