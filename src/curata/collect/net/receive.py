@@ -174,9 +174,46 @@ class Receiver:
         it itself, so its bytes never cross a process boundary. An unreadable file raises ``OSError``."""
         return self._receive(process_staged_file, (source, str(path)), source, source_uid, peer)
 
+    def receive_files(
+        self, items: list[tuple[Path, str, str | None, str]]
+    ) -> list[IngestOutcome | BaseException]:
+        """:meth:`receive_file` for several ``(path, source, source_uid, peer)`` at once, filed in one
+        commit: for a caller that need not answer each instance as soon as it is durable (the spool's
+        drain, whose sender was answered when the instance reached the spool). Each item comes back
+        as its outcome, or as the exception that kept it from being filed (the others go on)."""
+        results: list[IngestOutcome | BaseException] = []
+        jobs: list[tuple[int, _Job]] = []
+        for path, source, source_uid, peer in items:
+            try:
+                prepared = self._prepare(process_staged_file, (source, str(path)), source_uid, peer)
+            except Exception as exc:
+                results.append(exc)
+                continue
+            results.append(prepared.outcome if isinstance(prepared, _Job) else prepared)
+            if isinstance(prepared, _Job):
+                jobs.append((len(results) - 1, prepared))
+        for index, job in jobs:
+            self._wait(job)
+            if job.error is not None:
+                results[index] = CatalogError(f"the catalog could not file {items[index][1]}: {job.error}")
+        return results
+
     def _receive(
         self, work: Any, item: tuple[str, Any], source: str, source_uid: str | None, peer: str
     ) -> IngestOutcome:
+        prepared = self._prepare(work, item, source_uid, peer)
+        if not isinstance(prepared, _Job):
+            return prepared
+        self._wait(prepared)
+        if prepared.error is not None:
+            raise CatalogError(f"the catalog could not file {source}: {prepared.error}") from prepared.error
+        return prepared.outcome
+
+    def _prepare(
+        self, work: Any, item: tuple[str, Any], source_uid: str | None, peer: str
+    ) -> _Job | IngestOutcome:
+        """De-identify and make the blob durable; a job queued for the batch writer, or an outcome
+        that is not filed (skipped, failed)."""
         # a re-send (same input bytes, or the same de-identified instance) is recognised by the batch
         # writer, in the statement that looks up the batch's SOP Instance UIDs: no query per instance
         staged: Staged = []
@@ -210,13 +247,13 @@ class Receiver:
                 raise
         job = _Job(outcome, self.key_for(source_uid) if source_uid else None, peer[:64])
         self._queue.put(job)
+        return job
+
+    def _wait(self, job: _Job) -> None:
         while not job.done.is_set():
             with self._write_lock:  # whoever holds it has filed our job, or we file it now
                 if not job.done.is_set():
                     self._write_pending()
-        if job.error is not None:
-            raise CatalogError(f"the catalog could not file {source}: {job.error}") from job.error
-        return outcome
 
     def missing(self, source_uids: Iterable[str]) -> list[str]:
         """The source UIDs this workspace has not received yet (order kept)."""

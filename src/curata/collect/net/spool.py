@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from curata.collect.ingest import DISK_FULL_REASON
+from curata.collect.ingest import DISK_FULL_REASON, IngestOutcome
 from curata.collect.net.config import GatewayConfig
 from curata.collect.net.receive import OK_STATUSES, Receiver
 from curata.collect.reasons import safe_reason
@@ -52,6 +52,7 @@ BINARY = "curata-spool-scp"
 SOURCE = Path(__file__).with_name("spoolscp") / "spoolscp.cc"
 _RETRY_SECONDS = 2.0
 _RESCAN_SECONDS = 30.0
+_BATCH = 16  # spooled instances a drain thread de-identifies before one commit files them all
 
 
 def find_binary() -> Path | None:
@@ -166,26 +167,66 @@ class _Drain:
                     return counts
                 time.sleep(_RETRY_SECONDS)
                 continue
-            break
+            return counts + self._settle(path, peer, outcome)
+
+    def file_batch(self, items: list[tuple[Path, str, str | None]]) -> list[list[str]]:
+        """:meth:`file` for several instances, de-identified one after the other and filed in one
+        commit; one that fails goes through :meth:`file` on its own (with its retries)."""
+        try:
+            batch = [
+                (path, f"c-store from {peer}", uid or _source_uid(path), peer) for path, peer, uid in items
+            ]
+        except FileNotFoundError:
+            return [self.file(*item) for item in items]
+        results = self.receiver.receive_files(batch)
+        out: list[list[str]] = []
+        for (path, peer, uid), result in zip(items, results, strict=True):
+            if isinstance(result, FileNotFoundError):
+                out.append([])
+            elif isinstance(result, BaseException) or (
+                result.status == "failed" and result.reason == DISK_FULL_REASON
+            ):
+                out.append(self.file(path, peer, uid))
+            else:
+                out.append(self._settle(path, peer, result))
+        return out
+
+    def _settle(self, path: Path, peer: str, outcome: IngestOutcome) -> list[str]:
+        """What becomes of a spooled file once its outcome is known."""
         if self.on_store is not None:
             self.on_store(outcome)
         if outcome.status in OK_STATUSES:
-            counts.append("stored" if outcome.status == "ingested" else "present")
+            counts = ["stored" if outcome.status == "ingested" else "present"]
         elif outcome.status == "skipped" and outcome.input_digest:
-            counts.append("dropped")
+            counts = ["dropped"]
         elif outcome.status == "failed":  # neither filed nor quarantined: keep it aside, never lose it
-            counts.append("errors")
             kept = self.spool / "failed"
             kept.mkdir(mode=0o700, exist_ok=True)
             log.error("spooled instance from %s kept in %s: %s", peer, kept, outcome.reason)
             with contextlib.suppress(FileNotFoundError):
                 os.replace(path, kept / path.name)
-            return counts
+            return ["errors"]
         else:
-            counts.append("refused")
+            counts = ["refused"]
             log.warning("spooled instance from %s refused: %s", peer, outcome.reason)
         path.unlink(missing_ok=True)
         return counts
+
+
+def _take(first: Any, more: Any, limit: int) -> tuple[list[Any], bool]:
+    """``first`` and up to ``limit - 1`` more items already waiting (``more()`` raises queue.Empty when
+    none is); ``(items, ended)``: ended when an end mark (None) was among them."""
+    items, ended = [first], False
+    while len(items) < limit:
+        try:
+            item = more()
+        except queue.Empty:
+            break
+        if item is None:
+            ended = True
+            break
+        items.append(item)
+    return items, ended
 
 
 def _drain_process(root: str, deidentify: bool, threads: int, inbox: Any, outbox: Any) -> None:
@@ -202,14 +243,11 @@ def _drain_process(root: str, deidentify: bool, threads: int, inbox: Any, outbox
     outbox.put(("ready", [], ""))
 
     def work() -> None:
-        while (item := inbox.get()) is not None:
-            path, peer, uid = item
-            try:
-                counts = drain.file(Path(path), peer, uid)
-            except Exception as exc:  # a bug: counted, the file stays spooled for the next start
-                log.error("a spooled instance could not be filed: %s", safe_reason(exc))
-                counts = ["errors"]
-            outbox.put((Path(path).name, counts, ""))
+        ended = False
+        while not ended and (first := inbox.get()) is not None:
+            items, ended = _take(first, inbox.get_nowait, _BATCH)
+            for name, counts in _file_items(drain, items):
+                outbox.put((name, counts, ""))
         drain.stopping.set()
 
     pool = [threading.Thread(target=work) for _ in range(threads)]
@@ -218,6 +256,17 @@ def _drain_process(root: str, deidentify: bool, threads: int, inbox: Any, outbox
     for t in pool:
         t.join()
     receiver.close()
+
+
+def _file_items(drain: _Drain, items: list[tuple[str, str, str | None]]) -> list[tuple[str, list[str]]]:
+    """File a batch taken from the queue; ``(spool name, counts)`` for each."""
+    paths = [(Path(path), peer, uid) for path, peer, uid in items]
+    try:
+        results = drain.file_batch(paths)
+    except Exception as exc:  # a bug: counted, the files stay spooled for the next start
+        log.error("spooled instances could not be filed: %s", safe_reason(exc))
+        results = [["errors"] for _ in paths]
+    return [(path.name, counts) for (path, _, _), counts in zip(paths, results, strict=True)]
 
 
 class SpoolGateway:
@@ -426,14 +475,11 @@ class SpoolGateway:
             self.receiver.close()
 
     def _drain_here(self, drain: _Drain) -> None:
-        while (item := self._queue.get()) is not None:
-            path, peer, uid = item
-            try:
-                counts = drain.file(Path(path), peer, uid)
-            except Exception as exc:  # a bug: counted, the file stays spooled for the next start
-                log.error("a spooled instance could not be filed: %s", safe_reason(exc))
-                counts = ["errors"]
-            self._done(Path(path).name, counts)
+        ended = False
+        while not ended and (first := self._queue.get()) is not None:
+            items, ended = _take(first, self._queue.get_nowait, _BATCH)
+            for name, counts in _file_items(drain, items):
+                self._done(name, counts)
 
     def _collect(self) -> None:
         while (result := self._outbox.get()) is not None:
