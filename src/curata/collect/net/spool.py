@@ -53,6 +53,7 @@ SOURCE = Path(__file__).with_name("spoolscp") / "spoolscp.cc"
 _RETRY_SECONDS = 2.0
 _RESCAN_SECONDS = 30.0
 _BATCH = 16  # spooled instances a drain thread de-identifies before one commit files them all
+_LINGER_SECONDS = 0.05  # how long a drain thread waits for more of them
 
 
 def find_binary() -> Path | None:
@@ -213,13 +214,16 @@ class _Drain:
         return counts
 
 
-def _take(first: Any, more: Any, limit: int) -> tuple[list[Any], bool]:
-    """``first`` and up to ``limit - 1`` more items already waiting (``more()`` raises queue.Empty when
-    none is); ``(items, ended)``: ended when an end mark (None) was among them."""
+def _take(first: Any, get: Any, limit: int, linger: float = _LINGER_SECONDS) -> tuple[list[Any], bool]:
+    """``first`` and up to ``limit - 1`` more items, waiting at most ``linger`` seconds in all for them
+    (``get(timeout=...)`` raises queue.Empty when none came): the sender was answered when its instance
+    reached the spool, so a drain thread may wait a moment to file many instances in one commit.
+    ``(items, ended)``: ended when an end mark (None) was among them."""
     items, ended = [first], False
+    deadline = time.monotonic() + linger
     while len(items) < limit:
         try:
-            item = more()
+            item = get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             break
         if item is None:
@@ -245,7 +249,7 @@ def _drain_process(root: str, deidentify: bool, threads: int, inbox: Any, outbox
     def work() -> None:
         ended = False
         while not ended and (first := inbox.get()) is not None:
-            items, ended = _take(first, inbox.get_nowait, _BATCH)
+            items, ended = _take(first, inbox.get, _BATCH)
             for name, counts in _file_items(drain, items):
                 outbox.put((name, counts, ""))
         drain.stopping.set()
@@ -477,7 +481,7 @@ class SpoolGateway:
     def _drain_here(self, drain: _Drain) -> None:
         ended = False
         while not ended and (first := self._queue.get()) is not None:
-            items, ended = _take(first, self._queue.get_nowait, _BATCH)
+            items, ended = _take(first, self._queue.get, _BATCH)
             for name, counts in _file_items(drain, items):
                 self._done(name, counts)
 
