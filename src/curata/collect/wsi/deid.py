@@ -159,21 +159,13 @@ _APERIO_KEEP = {
     "slide",
     "displaycolor",
 }
-_APERIO_HEADER_WORDS = {
-    "aperio",
-    "image",
-    "library",
-    "jpeg",
-    "rgb",
-    "ycbcr",
-    "q",
-    "j2k",
-    "kdu",
-    "v",
-    "x",
-    "label",
-    "macro",
-}
+# The first line of an Aperio description, token by token ("Aperio Image Library v11.2.1 \r\n46000x32914
+# [42673,5576 2220x2967] (240x240) JPEG/RGB Q=30", "... 2220x2967 -> 574x768 - ", "... label 387x463"):
+# a token of another shape (a name, an ID's digits, a date) is not the scanner's and goes.
+_APERIO_HEADER_TOKEN = re.compile(
+    r"(?i:aperio|image|library|label|macro|thumbnail)|v[A-Z]{0,3}\d[\d.]*|\d{1,3}|\d+x\d+|\[\d+,\d+|\d+x\d+\]"
+    r"|\(\d+x\d+\)|->|-|(?:JPEG|J2K|RAW|LZW)/(?:RGB|YCbCr|KDU|YUV\d*)|Q=\d+"
+)
 _NUMERIC = re.compile(r"^[-+0-9.,eE /%]*$")
 _HEXISH = re.compile(r"^[0-9A-Fa-f,]*$")
 _NDPI_DENY = re.compile(
@@ -583,12 +575,7 @@ class _Run:
 
     def _aperio(self, text: str) -> str:
         parts = text.split("|")
-        header = re.sub(
-            r"[A-Za-z][A-Za-z_]*",
-            lambda m: m.group(0) if m.group(0).lower() in _APERIO_HEADER_WORDS else "",
-            parts[0],
-        )
-        out = [header]
+        out = [self._aperio_header(parts[0])]
         for part in parts[1:]:
             key, sep, value = part.partition("=")
             k, v = key.strip(), value.strip()
@@ -612,6 +599,15 @@ class _Run:
                 if not sep:
                     self.needles.add(k)
         return "|".join(out)
+
+    def _aperio_header(self, header: str) -> str:
+        kept: list[str] = []
+        for token in re.split(r"(\s+|;)", header):
+            if not token or token.isspace() or token == ";" or _APERIO_HEADER_TOKEN.fullmatch(token):
+                kept.append(token)
+            else:
+                self.needles.add(token)
+        return "".join(kept)
 
     def _ndpi_comments(self, ifd: Ifd) -> None:
         text = self.ed.text(ifd, _NDPI_COMMENTS) or ""

@@ -1,0 +1,114 @@
+"""The patient's identifiers in every spelling, planted where a slide's metadata keeps technical values.
+
+Each test writes a small real Aperio SVS, plants one spelling in one position of the class under test,
+de-identifies it with and without the site's sidecar identity, and looks for every spelling in every
+output byte (DICOM-WSI levels included) case-folded and with separators removed: none may survive.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+import tifffile
+
+from curata.collect.wsi import SlideIdentity, deidentify_slide
+from curata.collect.wsi import synthetic as syn
+from curata.errors import DeidError
+
+KEY = b"k" * 32
+SPELLINGS = [
+    "OKONKWO-BELLO^ADAEZE",
+    "Okonkwo-Bello",
+    "okonkwo bello",
+    "Adaeze",
+    "MRN-77123",
+    "MRN77123",
+    "77123",
+    "1948-06-14",
+    "14/06/1948",
+    "1948:06:14",
+    "19480614",
+    "ACC-5521907",
+    "5521907",
+    "+234-803-555-0199",
+]
+IDENTITY = SlideIdentity(
+    patient_id="MRN-77123",
+    patient_name="OKONKWO-BELLO^ADAEZE",
+    birth_date="19480614",
+    accession="ACC-5521907",
+)
+HEADER = "Aperio Image Library v12.0.5 \r\n512x512 [0,0 512x512] (256x256) JPEG/RGB Q=80"
+FIELDS = "|AppMag = 20|MPP = 0.5|Filename = slide1"
+
+
+def _sep_free(data: bytes) -> bytes:
+    return re.sub(rb"[\s^,.\-_'/\\\x00:|;+=\[\]()]+", b"", data.lower())
+
+
+def survivors(blobs: list[bytes]) -> list[str]:
+    hay = [_sep_free(b) for b in blobs]
+    return [s for s in SPELLINGS if any(_sep_free(s.encode()) in h for h in hay)]
+
+
+def write_slide(path: Path, header: str, *, extratags: list | None = None, **page: str) -> Path:
+    base = syn.tissue_image(512, 512, 1)
+    with tifffile.TiffWriter(path) as tw:
+        for i, level in enumerate(syn._pyramid(base, 2)):
+            head = (
+                header
+                if i == 0
+                else header.replace("512x512 [0,0 512x512] (256x256)", "256x256 -> 256x256 -")
+            )
+            tw.write(
+                level, tile=(256, 256), compression="jpeg", photometric="rgb", description=head + FIELDS,
+                subfiletype=0, extratags=extratags or [], metadata=None, **page,
+            )  # fmt: skip
+    return path
+
+
+def _outcome(path: Path, identity: SlideIdentity | None) -> list[str] | None:
+    """The spellings that survive, or None when the slide was refused (the gate: never stored)."""
+    try:
+        res = deidentify_slide(path.read_bytes(), key=KEY, source=str(path), identity=identity)
+    except DeidError:
+        return None
+    return survivors([res.deid.output_bytes, *res.instances])
+
+
+# where, in the first line of an Aperio description, a value can be slipped in
+HEADER_POSITIONS = [
+    lambda h, v: h.replace("Library ", f"Library {v} "),
+    lambda h, v: h.replace("v12.0.5 ", f"v12.0.5 {v} "),
+    lambda h, v: h.replace(" \r\n", f" \r\n{v} "),
+    lambda h, v: h.replace("(256x256)", f"(256x256) {v}"),
+    lambda h, v: h + f" {v}",
+    lambda h, v: h + f";{v}",
+]
+
+
+@pytest.mark.parametrize("identity", [None, IDENTITY], ids=["no-sidecar", "sidecar"])
+def test_aperio_header_keeps_only_the_scanners_tokens(tmp_path: Path, identity: SlideIdentity | None) -> None:
+    leaked: list[tuple[int, str, list[str]]] = []
+    for p, plant in enumerate(HEADER_POSITIONS):
+        for s, spelling in enumerate(SPELLINGS):
+            path = write_slide(tmp_path / f"slide-{p}-{s}.svs", plant(HEADER, spelling))
+            assert survivors([path.read_bytes()]), "the fixture must carry the spelling"
+            found = _outcome(path, identity)
+            if found:
+                leaked.append((p, spelling, found))
+    assert leaked == []
+
+
+def test_real_aperio_headers_are_kept_as_they_are(shared_wsi: Path) -> None:
+    for name in ("CMU-1-Small-Region.svs", "small.svs"):
+        raw = (shared_wsi / name).read_bytes()
+        res = deidentify_slide(raw, key=KEY, source=name, identity=None)
+        with tifffile.TiffFile(shared_wsi / name) as before:
+            heads = {p.description.split("|")[0] for p in before.pages if p.description.startswith("Aperio")}
+        with tifffile.TiffFile(io.BytesIO(res.deid.output_bytes)) as after:
+            kept = {p.description.split("|")[0] for p in after.pages if p.description.startswith("Aperio")}
+        assert kept and kept <= heads
