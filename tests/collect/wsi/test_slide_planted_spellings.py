@@ -112,3 +112,33 @@ def test_real_aperio_headers_are_kept_as_they_are(shared_wsi: Path) -> None:
         with tifffile.TiffFile(io.BytesIO(res.deid.output_bytes)) as after:
             kept = {p.description.split("|")[0] for p in after.pages if p.description.startswith("Aperio")}
         assert kept and kept <= heads
+
+
+# the text tags a slide keeps (the scanner's make, model and software), each with a value slipped in
+KEPT_TEXT = {
+    "Make": lambda v: {"extratags": [(271, "s", 0, f"Aperio {v}", True)]},
+    "Model": lambda v: {"extratags": [(272, "s", 0, f"GT450 {v}", True)]},
+    "Software": lambda v: {"software": f"ScanScope Console {v}"},
+}
+IDENTITY_SPELLINGS = [s for s in SPELLINGS if not s.startswith("+")]  # the phone is not in the sidecar
+
+
+def test_kept_tags_holding_the_sidecar_identity_in_any_spelling_are_refused(tmp_path: Path) -> None:
+    """The gate matches the site's identity as radiology's gate does: any case, separators or none, an ID's
+    number without its prefix, the birth date as TIFF writes dates (1948:06:14) or any other way."""
+    stored: list[tuple[str, str, list[str]]] = []
+    for tag, plant in KEPT_TEXT.items():
+        for s, spelling in enumerate(IDENTITY_SPELLINGS):
+            path = write_slide(tmp_path / f"{tag}-{s}.svs", HEADER, **plant(spelling))
+            assert survivors([path.read_bytes()]), "the fixture must carry the spelling"
+            found = _outcome(path, IDENTITY)
+            if found:
+                stored.append((tag, spelling, found))
+    assert stored == []
+    # and a slide whose kept tags hold nothing of the patient is stored
+    assert (
+        _outcome(
+            write_slide(tmp_path / "plain.svs", HEADER, software="ScanScope Console v102.0.0.33"), IDENTITY
+        )
+        == []
+    )

@@ -72,7 +72,7 @@ MIN_SUBSTRING = 4
 _HYPHENS = re.compile("[-\u2010\u2011]+")  # hyphen-minus, hyphen, non-breaking hyphen
 _DIGITS = frozenset("0123456789")
 _DIGITS_DOT = frozenset("0123456789.")
-_DATE_SEPS = ("", "-", "/", ".", "_", " ")
+_DATE_SEPS = ("", "-", "/", ".", "_", " ", ":")  # ":" as TIFF and EXIF write dates (1948:06:14)
 
 
 def is_cjk(ch: str) -> bool:

@@ -31,6 +31,7 @@ from typing import Any
 
 from curata.collect.deid import codestream
 from curata.collect.deid.pseudonyms import Pseudonymizer
+from curata.collect.deid.text import Identifiers, find_identifier
 from curata.collect.wsi._tiff import Ifd, TiffEditor
 from curata.collect.wsi.formats import SlideFormat, classify_description
 from curata.errors import DeidError, InputError
@@ -230,6 +231,26 @@ class SlideIdentity:
                 out += [p for p in re.split(r"[\^ ,]+", v) if len(p) >= 3]
         return out
 
+    def identifiers(self) -> Identifiers:
+        """The sidecar's values as the DICOM engine holds a patient's identifiers, so the slide's gates
+        find them in every spelling radiology's gate does: any case, any separators or none, name parts
+        on their own and run together, the birth date in any written form, an ID's number without its
+        prefix (``MRN-77123`` as ``77123``)."""
+        ids = Identifiers()
+        if self.patient_name:
+            ids.add_name(self.patient_name)
+            ids.add_strong(self.patient_name)
+        for value in (self.patient_id, self.accession, self.specimen_id, *self.extra):
+            if value and value.strip():
+                ids.add_word(value, min_len=2)
+                ids.add_strong(value)
+                digits = re.sub(r"\D", "", value)
+                if len(digits) >= 5 and re.fullmatch(r"[A-Za-z]*[\s\-_/#:.]*\d+", value.strip()):
+                    ids.add_word(digits)
+        if self.birth_date:
+            ids.add_date(_yyyymmdd(self.birth_date))
+        return ids
+
 
 @dataclass
 class SlideDeidConfig:
@@ -267,6 +288,7 @@ class SlideDeidResult:
     reid: list[dict[str, Any]]
     needles: set[str] = field(default_factory=set)
     label_size: tuple[int, int] | None = None  # (width, height) of the removed label image, if any
+    ids: Identifiers = field(default_factory=Identifiers)  # the sidecar's, matched in any spelling
 
     @property
     def file_name(self) -> str:
@@ -314,6 +336,16 @@ class Needles:
         """Dropped values that also are a kept technical value (a channel name, the model) are not leaks."""
         kept = "\n".join(kept_texts).lower()
         return self.identity | {n for n in self.dropped if n.lower() not in kept}
+
+
+def _yyyymmdd(value: str) -> str:
+    """A sidecar's birth date (``19480614``, ``1948-06-14``, ``14/06/1948``) as YYYYMMDD."""
+    parts = re.findall(r"\d+", value)
+    if len(parts) == 3 and len(parts[2]) == 4:
+        return f"{parts[2]}{int(parts[1]):02d}{int(parts[0]):02d}"
+    if len(parts) == 3 and len(parts[0]) == 4:
+        return f"{parts[0]}{int(parts[1]):02d}{int(parts[2]):02d}"
+    return "".join(parts)
 
 
 def patient_key(identity: SlideIdentity | None, fallback: str) -> str:
@@ -378,7 +410,8 @@ class SlideDeidentifier:
         kept = sorted(r for ifd in ed.live_ifds() for r in ed.data_ranges(ifd))
         kept_texts = [t for ifd in ed.live_ifds() for tag in _KEPT_TEXT if (t := ed.text(ifd, tag))]
         final = needles.final(kept_texts)
-        _gate(out, kept, final, ctx.removed_ranges, ctx.tile_meta)
+        ids = identity.identifiers() if identity else Identifiers()
+        _gate(out, kept, final, ctx.removed_ranges, ctx.tile_meta, ids)
         record = SlideDeidRecord(
             input_sha256=in_sha,
             output_sha256=hashlib.sha256(out).hexdigest(),
@@ -400,7 +433,17 @@ class SlideDeidentifier:
             {"kind": "slide", "pseudonym": pseudonym, "original": slide_key, "new": slide_id},
         ]
         return SlideDeidResult(
-            out, fmt, record, pseudonym, slide_id, shift, kept, reid, final, label_size=ctx.label_size
+            out,
+            fmt,
+            record,
+            pseudonym,
+            slide_id,
+            shift,
+            kept,
+            reid,
+            final,
+            label_size=ctx.label_size,
+            ids=ids,
         )
 
 
@@ -722,13 +765,22 @@ def _gate(
     needles: set[str],
     removed: list[tuple[int, int]],
     tile_meta: list[tuple[int, int]] | None = None,
+    ids: Identifiers | None = None,
 ) -> None:
     """Refuse the slide if an identifying value survives outside the kept level tiles or in the metadata
     those tiles keep (``tile_meta``), as a whole word, in UTF-8 or UTF-16, or a removed image still has a
-    non-zero byte."""
+    non-zero byte. The site's identity (``ids``) is looked for with radiology's rules: in any spelling."""
     for start, end in removed:
         if out[start:end].count(0) != end - start:
             raise DeidError("final gate: bytes of a removed label/macro image survived; not released")
+    regions = _complement(kept, len(out)) + list(tile_meta or ())
+    spelled = ids.gate_needles() if ids is not None else []
+    for start, end in regions if spelled else ():
+        if find_identifier(out[start:end], spelled):
+            raise DeidError(
+                f"final gate: the patient's identity, in some spelling, survived in the slide's metadata near "
+                f"byte {start}; not released"
+            )
     if not needles:
         return
     alts = sorted({re.escape(n.lower().encode("utf-8", "replace")) for n in needles}, key=len, reverse=True)
@@ -737,7 +789,7 @@ def _gate(
     )
     pattern = re.compile(rb"(?<![a-z0-9])(?:" + b"|".join(alts) + rb")(?![a-z0-9])")
     pattern16 = re.compile(b"|".join(wide)) if wide else None
-    for start, end in _complement(kept, len(out)) + list(tile_meta or ()):
+    for start, end in regions:
         hay = out[start:end].lower()
         if pattern.search(hay) or (pattern16 is not None and pattern16.search(hay)):
             raise DeidError(
