@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tifffile
 
-from curata.collect.wsi import SlideIdentity, deidentify_slide
+from curata.collect.wsi import SlideDeidentifier, SlideIdentity, deidentify_slide
 from curata.collect.wsi import synthetic as syn
 from curata.errors import DeidError
 
@@ -54,7 +55,9 @@ def survivors(blobs: list[bytes]) -> list[str]:
     return [s for s in SPELLINGS if any(_sep_free(s.encode()) in h for h in hay)]
 
 
-def write_slide(path: Path, header: str, *, extratags: list | None = None, **page: str) -> Path:
+def write_slide(
+    path: Path, header: str, *, extratags: list | None = None, fields: str = "", **page: str
+) -> Path:
     base = syn.tissue_image(512, 512, 1)
     with tifffile.TiffWriter(path) as tw:
         for i, level in enumerate(syn._pyramid(base, 2)):
@@ -64,7 +67,7 @@ def write_slide(path: Path, header: str, *, extratags: list | None = None, **pag
                 else header.replace("512x512 [0,0 512x512] (256x256)", "256x256 -> 256x256 -")
             )
             tw.write(
-                level, tile=(256, 256), compression="jpeg", photometric="rgb", description=head + FIELDS,
+                level, tile=(256, 256), compression="jpeg", photometric="rgb", description=head + FIELDS + fields,
                 subfiletype=0, extratags=extratags or [], metadata=None, **page,
             )  # fmt: skip
     return path
@@ -142,3 +145,83 @@ def test_kept_tags_holding_the_sidecar_identity_in_any_spelling_are_refused(tmp_
         )
         == []
     )
+
+
+# The file's own fields that name the patient (no sidecar): as PatientName/PatientID are a DICOM file's.
+def _philips_attr(name: str, value: str) -> str:
+    return f'<Attribute Name="{name}" Group="0x0010" Element="0x0010" PMSVR="IString">{value}</Attribute>'
+
+
+def write_philips(path: Path, kept_name: str, kept_value: str, **page: Any) -> Path:
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8" ?><DataObject ObjectType="DPUfsImport">'
+        + _philips_attr("DICOM_PATIENT_NAME", "OKONKWO-BELLO^ADAEZE")
+        + _philips_attr("DICOM_PATIENT_ID", "MRN-77123")
+        + _philips_attr("DICOM_PATIENT_BIRTH_DATE", "19480614")
+        + _philips_attr("DICOM_ACCESSION_NUMBER", "ACC-5521907")
+        + (_philips_attr(kept_name, kept_value) if kept_name else "")
+        + _philips_attr("DICOM_MANUFACTURER", "PHILIPS")
+        + "</DataObject>"
+    )
+    base = syn.tissue_image(512, 512, 2)
+    with tifffile.TiffWriter(path) as tw:
+        for i, level in enumerate(syn._pyramid(base, 2)):
+            tw.write(
+                level, tile=(256, 256), compression="jpeg", photometric="rgb", description=xml if i == 0 else "Level=1",
+                subfiletype=0 if i == 0 else 1, metadata=None, **({"software": "Philips DP v1.0"} | page),
+            )  # fmt: skip
+    return path
+
+
+def _vendor_outcome(path: Path) -> list[str] | None:
+    try:
+        res = SlideDeidentifier(KEY).deidentify_bytes(path.read_bytes(), source=path.name, identity=None)
+    except DeidError:
+        return None
+    return survivors([res.output_bytes])
+
+
+APERIO_IDENTITY = (
+    "|Patient = OKONKWO-BELLO^ADAEZE|PatientID = MRN-77123|DOB = 1948-06-14|Accession = ACC-5521907"
+)
+
+
+def test_the_files_own_identity_fields_are_found_in_any_spelling_elsewhere(tmp_path: Path) -> None:
+    """No sidecar: the vendor's patient fields (dropped) are the identity; a kept free-text attribute, Make,
+    Model or Software holding it in another spelling is refused, never stored."""
+    stored: list[tuple[str, str, list[str]]] = []
+    places: dict[str, Any] = {
+        "philips DICOM_STUDY_DESCRIPTION": lambda p, v: write_philips(
+            p, "DICOM_STUDY_DESCRIPTION", f"biopsy {v}"
+        ),
+        "philips DICOM_DERIVATION_DESCRIPTION": lambda p, v: write_philips(
+            p, "DICOM_DERIVATION_DESCRIPTION", v
+        ),
+        "philips PIM_DP_SOURCE_FILE": lambda p, v: write_philips(
+            p, "PIM_DP_SOURCE_FILE", f"D:/scans/{v}.isyntax"
+        ),
+        **{
+            f"philips {tag}": (lambda t: lambda p, v: write_philips(p, "", "", **t(v)))(plant)
+            for tag, plant in KEPT_TEXT.items()
+        },
+        **{
+            f"aperio {tag}": (lambda t: lambda p, v: write_slide(p, HEADER, fields=APERIO_IDENTITY, **t(v)))(
+                plant
+            )
+            for tag, plant in KEPT_TEXT.items()
+        },
+    }
+    for where, write in places.items():
+        for s, spelling in enumerate(IDENTITY_SPELLINGS):
+            path = write(tmp_path / f"{where.replace(' ', '_')}-{s}.tiff", spelling)
+            found = _vendor_outcome(path)
+            if found:
+                stored.append((where, spelling, found))
+    assert stored == []
+    # the same files without the planted spelling are stored, their own identity gone
+    for plain in (
+        write_philips(tmp_path / "p.tiff", "", ""),
+        write_slide(tmp_path / "a.svs", HEADER, fields=APERIO_IDENTITY),
+    ):
+        assert survivors([plain.read_bytes()])
+        assert _vendor_outcome(plain) == []

@@ -184,6 +184,12 @@ _OME_DENY_ELEMENTS = {
     "StructuredAnnotations",
 }
 _OME_DENY_ATTRS = {"AcquisitionDate", "SerialNumber", "LotNumber", "Name"}
+# Vendor fields that name the patient (Philips DICOM_PATIENT_NAME, an Aperio "Patient" field...): their
+# values are the file's own identity, as PatientName and PatientID are a DICOM file's, and the gate looks
+# for them in every spelling anywhere the file keeps text.
+_NAME_FIELD = re.compile(r"(?i)patient.?s?.?name|^\s*(?:patient|name)\s*$")
+_ID_FIELD = re.compile(r"(?i)patient.?id|other.?patient|(?<![a-z])mrn(?![a-z])|accession")
+_BIRTH_FIELD = re.compile(r"(?i)birth|(?<![a-z])dob(?![a-z])")
 # formats whose label is an IFD of its own (replaced in place); NDPI keeps its label inside the macro,
 # Philips/OME inside their XML/series: those get the generated label only in DICOM-WSI
 _GENERATED_LABEL_FORMATS = frozenset({SlideFormat.APERIO, SlideFormat.GENERIC_TIFF})
@@ -238,18 +244,28 @@ class SlideIdentity:
         prefix (``MRN-77123`` as ``77123``)."""
         ids = Identifiers()
         if self.patient_name:
-            ids.add_name(self.patient_name)
-            ids.add_strong(self.patient_name)
+            _add_name(ids, self.patient_name)
         for value in (self.patient_id, self.accession, self.specimen_id, *self.extra):
-            if value and value.strip():
-                ids.add_word(value, min_len=2)
-                ids.add_strong(value)
-                digits = re.sub(r"\D", "", value)
-                if len(digits) >= 5 and re.fullmatch(r"[A-Za-z]*[\s\-_/#:.]*\d+", value.strip()):
-                    ids.add_word(digits)
+            _add_id(ids, value)
         if self.birth_date:
             ids.add_date(_yyyymmdd(self.birth_date))
         return ids
+
+
+def _add_name(ids: Identifiers, value: str) -> None:
+    ids.add_name(value)
+    ids.add_strong(value)
+
+
+def _add_id(ids: Identifiers, value: str | None) -> None:
+    """An identifier, and its number without a prefix (``MRN-77123`` is written ``77123`` too)."""
+    if not value or not value.strip():
+        return
+    ids.add_word(value, min_len=2)
+    ids.add_strong(value)
+    digits = re.sub(r"\D", "", value)
+    if len(digits) >= 5 and re.fullmatch(r"[A-Za-z]*[\s\-_/#:.]*\d+", value.strip()):
+        ids.add_word(digits)
 
 
 @dataclass
@@ -299,9 +315,10 @@ class SlideDeidResult:
 class Needles:
     """Identifying values to look for in the output: the site's (always) and those the rewrite dropped."""
 
-    def __init__(self) -> None:
+    def __init__(self, ids: Identifiers | None = None) -> None:
         self.identity: set[str] = set()
         self.dropped: set[str] = set()
+        self.ids = ids if ids is not None else Identifiers()  # the patient's, matched in any spelling
 
     _STOP = frozenset({"none", "null", "unknown", "true", "false", "empty", "default", "---"})
 
@@ -331,6 +348,20 @@ class Needles:
         value = (value or "").strip().strip("\0").strip()
         if self._worth(value):
             self.dropped.add(value)
+
+    def add_field(self, key: str, value: str | None) -> None:
+        """A dropped vendor field: looked for whole; where its key names the patient, its value joins
+        the identity the gate finds in any spelling (``OKONKWO-BELLO^ADAEZE`` as ``okonkwo bello``)."""
+        self.add(value)
+        value = (value or "").strip().strip("\0").strip()
+        if not value:
+            return
+        if _BIRTH_FIELD.search(key):
+            self.ids.add_date(_yyyymmdd(value))
+        elif _NAME_FIELD.search(key):
+            _add_name(self.ids, value)
+        elif _ID_FIELD.search(key):
+            _add_id(self.ids, value)
 
     def final(self, kept_texts: list[str]) -> set[str]:
         """Dropped values that also are a kept technical value (a channel name, the model) are not leaks."""
@@ -390,7 +421,7 @@ class SlideDeidentifier:
         pseudonym = self.pseudo.patient(pkey)
         shift = self.pseudo.date_shift(pkey)
         slide_id = slide_pseudonym(self.pseudo, slide_key)
-        needles = Needles()
+        needles = Needles(identity.identifiers() if identity else None)
         for secret in identity.secrets() if identity else []:
             needles.add_identity(secret)
         stem = re.split(r"[/\\!]", source)[-1].split(".")[0] if source else ""
@@ -410,7 +441,7 @@ class SlideDeidentifier:
         kept = sorted(r for ifd in ed.live_ifds() for r in ed.data_ranges(ifd))
         kept_texts = [t for ifd in ed.live_ifds() for tag in _KEPT_TEXT if (t := ed.text(ifd, tag))]
         final = needles.final(kept_texts)
-        ids = identity.identifiers() if identity else Identifiers()
+        ids = needles.ids  # the sidecar's identity and the one the file's own fields name
         _gate(out, kept, final, ctx.removed_ranges, ctx.tile_meta, ids)
         record = SlideDeidRecord(
             input_sha256=in_sha,
@@ -638,7 +669,7 @@ class _Run:
             ):
                 out.append(f"{k} = {v}")
             else:
-                self.needles.add(v)
+                self.needles.add_field(k, v)
                 if not sep:
                     self.needles.add(k)
         return "|".join(out)
@@ -666,7 +697,7 @@ class _Run:
             if ok:
                 keep.append(line)
             else:
-                self.needles.add(value if sep else line)
+                self.needles.add_field(key, value) if sep else self.needles.add(line)
         self.ed.set_text(ifd, _NDPI_COMMENTS, "\r\n".join(keep))
         self.rewritten.append("NDPI properties")
 
@@ -695,7 +726,7 @@ class _Run:
                         self.removed.append(f"{kinds[0].strip().lower()} (XML)")
                         continue
                 if child.tag == "Attribute" and _PHILIPS_DENY.search(name) and len(child) == 0:
-                    self.needles.add(child.text)
+                    self.needles.add_field(name, child.text)
                     parent.remove(child)
 
     def _ome(self, root: ET.Element) -> None:
