@@ -225,3 +225,79 @@ def test_the_files_own_identity_fields_are_found_in_any_spelling_elsewhere(tmp_p
     ):
         assert survivors([plain.read_bytes()])
         assert _vendor_outcome(plain) == []
+
+
+# OME-XML: every place a value can sit outside the pixel description
+_OME_NS = 'xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"'
+OME_PLACES: dict[str, Any] = {
+    "AcquisitionDate": lambda v: ("", f"<AcquisitionDate>{v}</AcquisitionDate>"),
+    "ROI Label Text": lambda v: (
+        f'<ROI ID="ROI:0"><Union><Label ID="Shape:0" Text="{v}" X="1" Y="1"/></Union></ROI>',
+        "",
+    ),
+    "Plate attributes": lambda v: (f'<Plate ID="Plate:0" Description="{v}" ExternalIdentifier="{v}"/>', ""),
+    "Microscope": lambda v: (
+        f'<Instrument ID="Instrument:0"><Microscope Manufacturer="{v}" Model="{v}"/></Instrument>',
+        "",
+    ),
+    "Detector": lambda v: (
+        f'<Instrument ID="Instrument:1"><Detector ID="Detector:0" Model="{v}" Gain="1"/></Instrument>',
+        "",
+    ),
+    "other namespace": lambda v: (
+        f'<ca:Custom xmlns:ca="http://example.org/ca"><Patient>{v}</Patient></ca:Custom>',
+        "",
+    ),
+    "Image child": lambda v: ("", f'<ExperimenterRef ID="{v}"/><Description>{v}</Description>'),
+    "Dataset": lambda v: (f'<Dataset ID="Dataset:0" Description="{v}"/>', ""),
+    "Project": lambda v: (f'<Project ID="Project:0"><Description>{v}</Description></Project>', ""),
+    "StageLabel": lambda v: ("", f'<StageLabel Name="{v}" X="1" Y="2"/>'),
+    "UUID FileName": lambda v: ("", ""),  # planted below, in the TiffData's UUID
+    "Pixels text": lambda v: ("", ""),  # planted below, as text beside the Channel
+}
+
+
+def _ome_xml(where: str, value: str) -> str:
+    outer, inner = OME_PLACES[where](value)
+    uuid_attr = f' FileName="{value}.ome.tiff"' if where == "UUID FileName" else ""
+    loose = value if where == "Pixels text" else ""
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><OME {_OME_NS} Creator="scanner {value}">{outer}'
+        f'<Image ID="Image:0">{inner}<Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" SizeX="512" '
+        'SizeY="512" SizeC="3" SizeZ="1" SizeT="1" PhysicalSizeX="0.25"><Channel ID="Channel:0:0" '
+        f'SamplesPerPixel="3"/>{loose}<TiffData IFD="0" PlaneCount="1"><UUID{uuid_attr}>'
+        "urn:uuid:12345678-1234-1234-1234-123456789abc</UUID></TiffData></Pixels></Image></OME>"
+    )
+
+
+def test_ome_xml_keeps_only_the_pixel_description(tmp_path: Path) -> None:
+    """No sidecar, so nothing to match: what OME-XML keeps is an allow-list, and its acquisition date moves."""
+    levels = syn._pyramid(syn.tissue_image(512, 512, 3), 2)
+    stored: list[tuple[str, str, list[str]]] = []
+    refused: list[tuple[str, str]] = []  # never stored: not a leak, but a slide lost; few may be
+    for where in OME_PLACES:
+        for s, spelling in enumerate([*SPELLINGS, "2021-03-14T10:11:12"]):
+            path = tmp_path / f"{where.replace(' ', '_')}-{s}.ome.tiff"
+            with tifffile.TiffWriter(path) as tw:
+                tw.write(
+                    levels[0], tile=(256, 256), compression="jpeg", photometric="rgb",
+                    description=_ome_xml(where, spelling), subifds=1, metadata=None,
+                )  # fmt: skip
+                tw.write(levels[1], tile=(256, 256), compression="jpeg", photometric="rgb", subfiletype=1)
+            assert _sep_free(spelling.encode()) in _sep_free(path.read_bytes())
+            try:
+                res = SlideDeidentifier(KEY).deidentify_bytes(
+                    path.read_bytes(), source=path.name, identity=None
+                )
+            except DeidError:
+                refused.append((where, spelling))
+                continue
+            found = survivors([res.output_bytes])
+            if _sep_free(spelling.encode()) in _sep_free(res.output_bytes):
+                found.append(spelling)
+            if found:
+                stored.append((where, spelling, found))
+            kept = tifffile.TiffFile(io.BytesIO(res.output_bytes)).pages[0].description
+            assert 'SizeX="512"' in kept and 'PhysicalSizeX="0.25"' in kept and "urn:uuid:12345678" in kept
+    assert stored == []
+    assert len(refused) <= len(OME_PLACES)

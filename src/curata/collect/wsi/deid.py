@@ -176,14 +176,28 @@ _PHILIPS_DENY = re.compile(
     r"(?i)(PATIENT|BARCODE|DATE|TIME|SERIAL|ACCESSION|INSTITUTION|OPERATOR|PHYSICIAN|STUDY_ID|"
     r"SPECIMEN|CONTAINER|LABEL|SLIDE_ID|DEVICE_SERIAL|STATION|UFS_ID|IMAGE_DATA)"
 )
-_OME_DENY_ELEMENTS = {
-    "Experimenter",
-    "ExperimenterGroup",
-    "Description",
-    "AnnotationRef",
-    "StructuredAnnotations",
-}
-_OME_DENY_ATTRS = {"AcquisitionDate", "SerialNumber", "LotNumber", "Name"}
+# OME-XML is kept by allow-list: the elements that describe the pixels and how they were acquired, with
+# their technical attributes; everything else (experimenters, descriptions, annotations, plates, ROIs and
+# their labels, folders, other namespaces, free text) goes, and the acquisition date is shifted.
+_OME_KEEP_ELEMENTS = {
+    "OME", "Image", "Pixels", "Channel", "TiffData", "UUID", "Plane", "MetadataOnly", "AcquisitionDate",
+    "Instrument", "InstrumentRef", "Objective", "ObjectiveSettings", "Detector", "DetectorSettings",
+    "LightPath", "LightSourceSettings", "Laser", "LightEmittingDiode", "Filament", "Arc",
+    "GenericExcitationSource", "Filter", "FilterSet", "FilterRef", "FilterSetRef", "Dichroic", "DichroicRef",
+    "ExcitationFilterRef", "EmissionFilterRef", "TransmittanceRange", "ImagingEnvironment", "StageLabel",
+}  # fmt: skip
+_OME_KEEP_ATTRS = {
+    "ID", "DimensionOrder", "Type", "SizeX", "SizeY", "SizeZ", "SizeC", "SizeT", "PhysicalSizeX",
+    "PhysicalSizeY", "PhysicalSizeZ", "SamplesPerPixel", "IFD", "PlaneCount", "FirstC", "FirstZ", "FirstT",
+    "BigEndian", "Interleaved", "SignificantBits", "Color", "Fluor", "EmissionWavelength",
+    "ExcitationWavelength", "AcquisitionMode", "IlluminationType", "ContrastMethod", "PockelCellSetting",
+    "NominalMagnification", "CalibratedMagnification", "LensNA", "Immersion", "Correction", "Iris",
+    "WorkingDistance", "PinholeSize", "NDFilter", "TheC", "TheZ", "TheT", "DeltaT", "ExposureTime",
+    "PositionX", "PositionY", "PositionZ", "X", "Y", "Z", "Binning", "Gain", "Voltage", "Offset", "Zoom",
+    "ReadOutRate", "Integration", "Wavelength", "Power", "Attenuation", "RefractiveIndex", "Medium",
+    "Temperature", "AirPressure", "Humidity", "CO2Percent", "CutIn", "CutOut", "CutInTolerance",
+    "CutOutTolerance", "Transmittance", "schemaLocation",
+}  # fmt: skip
 # Vendor fields that name the patient (Philips DICOM_PATIENT_NAME, an Aperio "Patient" field...): their
 # values are the file's own identity, as PatientName and PatientID are a DICOM file's, and the gate looks
 # for them in every spelling anywhere the file keeps text.
@@ -741,14 +755,31 @@ class _Run:
                     parent.remove(child)
                     self.removed.append(f"{child.get('Name')} (OME image)")
                     continue
-                if lt in _OME_DENY_ELEMENTS:
+                if lt not in _OME_KEEP_ELEMENTS:
                     self._note_xml(child)
                     parent.remove(child)
                     continue
-                for attr in list(child.attrib):
-                    if attr in _OME_DENY_ATTRS or (attr.endswith("Name") and lt not in ("Channel",)):
-                        self.needles.add(child.attrib[attr])
-                        del child.attrib[attr]
+                self._ome_element(child, lt, local)
+        self._ome_element(root, local(root.tag), local)
+
+    def _ome_element(self, elem: ET.Element, lt: str, local: Any) -> None:
+        for attr in list(elem.attrib):
+            name = local(attr)
+            if not (name in _OME_KEEP_ATTRS or name.endswith("Unit") or (lt == "Channel" and name == "Name")):
+                self.needles.add(elem.attrib[attr])
+                del elem.attrib[attr]
+        text = (elem.text or "").strip()
+        if lt == "AcquisitionDate" and text:
+            self.needles.add(text)
+            day = _shift_iso_date(text, self.shift)
+            elem.text = f"{day}T00:00:00" if day else None
+            self.rewritten.append("OME AcquisitionDate")
+        elif text and not (lt == "UUID" and re.fullmatch(r"urn:uuid:[0-9a-fA-F-]{36}", text)):
+            self.needles.add(text)
+            elem.text = None
+        if elem.tail and elem.tail.strip():
+            self.needles.add(elem.tail.strip())
+            elem.tail = None
 
     def _note_xml(self, elem: ET.Element) -> None:
         for node in elem.iter():
@@ -767,6 +798,15 @@ class _Run:
                     "Element",
                 ):
                     self.needles.add(v)
+
+
+def _shift_iso_date(value: str, days: int) -> str | None:
+    """``2021-03-14T10:11:12`` (an ISO date, any time after it) moved by ``days``: the date only."""
+    m = re.match(r"^(\d{4})-(\d{2})-(\d{2})", value)
+    try:
+        return (dt.date(*(int(g) for g in m.groups())) + dt.timedelta(days=days)).isoformat() if m else None
+    except ValueError:
+        return None
 
 
 def _shift_us_date(value: str, days: int) -> str | None:
