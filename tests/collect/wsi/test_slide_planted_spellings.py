@@ -152,13 +152,20 @@ def _philips_attr(name: str, value: str) -> str:
     return f'<Attribute Name="{name}" Group="0x0010" Element="0x0010" PMSVR="IString">{value}</Attribute>'
 
 
-def write_philips(path: Path, kept_name: str, kept_value: str, **page: Any) -> Path:
-    xml = (
-        '<?xml version="1.0" encoding="UTF-8" ?><DataObject ObjectType="DPUfsImport">'
-        + _philips_attr("DICOM_PATIENT_NAME", "OKONKWO-BELLO^ADAEZE")
+def write_philips(
+    path: Path, kept_name: str, kept_value: str, *, identity_fields: bool = True, **page: Any
+) -> Path:
+    identity = (
+        _philips_attr("DICOM_PATIENT_NAME", "OKONKWO-BELLO^ADAEZE")
         + _philips_attr("DICOM_PATIENT_ID", "MRN-77123")
         + _philips_attr("DICOM_PATIENT_BIRTH_DATE", "19480614")
         + _philips_attr("DICOM_ACCESSION_NUMBER", "ACC-5521907")
+    )
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8" ?><DataObject ObjectType="DPUfsImport">'
+        + (identity if identity_fields else "")
+        + _philips_attr("DICOM_PIXEL_SPACING", '"0.00025" "0.00025"')
+        + _philips_attr("PIM_DP_IMAGE_TYPE", "WSI")
         + (_philips_attr(kept_name, kept_value) if kept_name else "")
         + _philips_attr("DICOM_MANUFACTURER", "PHILIPS")
         + "</DataObject>"
@@ -301,3 +308,32 @@ def test_ome_xml_keeps_only_the_pixel_description(tmp_path: Path) -> None:
             assert 'SizeX="512"' in kept and 'PhysicalSizeX="0.25"' in kept and "urn:uuid:12345678" in kept
     assert stored == []
     assert len(refused) <= len(OME_PLACES)
+
+
+PHILIPS_TEXT = [
+    "DICOM_STUDY_DESCRIPTION",
+    "DICOM_DERIVATION_DESCRIPTION",
+    "PIM_DP_SOURCE_FILE",
+    "DICOM_REQUESTED_PROCEDURE_DESCRIPTION",
+    "DICOM_IMAGE_COMMENTS",
+    "PIM_DP_SCANNER_NOTES",
+]
+
+
+def test_philips_xml_keeps_numbers_and_the_readers_few_text_attributes(tmp_path: Path) -> None:
+    """No sidecar and no patient field in the file, so nothing to match: a free-text attribute goes whatever
+    its name, numbers and the attributes a reader needs stay."""
+    stored: list[tuple[str, str, list[str]]] = []
+    for name in PHILIPS_TEXT:
+        for s, spelling in enumerate(SPELLINGS):
+            path = write_philips(
+                tmp_path / f"{name}-{s}.tiff", name, f"case {spelling}", identity_fields=False
+            )
+            assert survivors([path.read_bytes()])
+            found = _vendor_outcome(path)
+            if found:
+                stored.append((name, spelling, found))
+            out = SlideDeidentifier(KEY).deidentify_bytes(path.read_bytes(), source=path.name, identity=None)
+            kept = tifffile.TiffFile(io.BytesIO(out.output_bytes)).pages[0].description
+            assert "DICOM_PIXEL_SPACING" in kept and "PIM_DP_IMAGE_TYPE" in kept and "PHILIPS" in kept
+    assert stored == []

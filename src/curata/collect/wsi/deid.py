@@ -172,6 +172,18 @@ _HEXISH = re.compile(r"^[0-9A-Fa-f,]*$")
 _NDPI_DENY = re.compile(
     r"(?i)(created|updated|date|time|s/n|serial|barcode|user|name|label|comment|id\b|\bid|operator|title)"
 )
+# A Philips attribute is kept when it holds numbers (sizes, spacings, counts) or is one of the few text
+# attributes a reader needs; all other text goes (descriptions, the source file's path, notes...).
+_PHILIPS_KEEP_TEXT = {
+    "PIM_DP_IMAGE_TYPE",
+    "DICOM_PHOTOMETRIC_INTERPRETATION",
+    "DICOM_LOSSY_IMAGE_COMPRESSION",
+    "DICOM_LOSSY_IMAGE_COMPRESSION_METHOD",
+    "DICOM_MANUFACTURER",
+    "DICOM_MANUFACTURERS_MODEL_NAME",
+    "DICOM_SOFTWARE_VERSIONS",
+}
+_PHILIPS_NUMBERS = re.compile(r'[\s"0-9.eE+\-,]*')
 _PHILIPS_DENY = re.compile(
     r"(?i)(PATIENT|BARCODE|DATE|TIME|SERIAL|ACCESSION|INSTITUTION|OPERATOR|PHYSICIAN|STUDY_ID|"
     r"SPECIMEN|CONTAINER|LABEL|SLIDE_ID|DEVICE_SERIAL|STATION|UFS_ID|IMAGE_DATA)"
@@ -739,7 +751,7 @@ class _Run:
                         parent.remove(child)
                         self.removed.append(f"{kinds[0].strip().lower()} (XML)")
                         continue
-                if child.tag == "Attribute" and _PHILIPS_DENY.search(name) and len(child) == 0:
+                if child.tag == "Attribute" and len(child) == 0 and not _philips_kept(name, child.text or ""):
                     self.needles.add_field(name, child.text)
                     parent.remove(child)
 
@@ -798,6 +810,12 @@ class _Run:
                     "Element",
                 ):
                     self.needles.add(v)
+
+
+def _philips_kept(name: str, value: str) -> bool:
+    if _PHILIPS_DENY.search(name):
+        return False
+    return name in _PHILIPS_KEEP_TEXT or bool(_PHILIPS_NUMBERS.fullmatch(value))
 
 
 def _shift_iso_date(value: str, days: int) -> str | None:
