@@ -337,3 +337,30 @@ def test_philips_xml_keeps_numbers_and_the_readers_few_text_attributes(tmp_path:
             kept = tifffile.TiffFile(io.BytesIO(out.output_bytes)).pages[0].description
             assert "DICOM_PIXEL_SPACING" in kept and "PIM_DP_IMAGE_TYPE" in kept and "PHILIPS" in kept
     assert stored == []
+
+
+def test_ndpi_number_tags_keep_numbers_only(shared_wsi: Path) -> None:
+    """The NDPI tags kept for their numbers (magnification, offsets, focus...) keep no text put in them."""
+    from curata.collect.wsi._tiff import TiffEditor
+    from curata.collect.wsi.deid import _NDPI_KEEP
+
+    raw = (shared_wsi / "test3-DAPI-2-387.ndpi").read_bytes()
+    planted = 0
+    stored: list[tuple[int, str, list[str]]] = []
+    for tag in sorted(_NDPI_KEEP - {65434}):
+        if TiffEditor(raw).ifds[0].get(tag) is None:
+            continue  # not in this file: set_text can only rewrite a tag that is there
+        for spelling in ("OKONKWO-BELLO^ADAEZE", "MRN77123", "14/06/1948"):
+            ed = TiffEditor(raw)
+            ed.set_text(ed.ifds[0], tag, f"{spelling} ACC-5521907")
+            planted += 1
+            try:
+                res = SlideDeidentifier(KEY).deidentify_bytes(bytes(ed.buf), source="x.ndpi", identity=None)
+            except DeidError:
+                continue
+            if found := survivors([res.output_bytes]):
+                stored.append((tag, spelling, found))
+    assert planted >= 60 and stored == []
+    clean = SlideDeidentifier(KEY).deidentify_bytes(raw, source="x.ndpi", identity=None)
+    page = tifffile.TiffFile(io.BytesIO(clean.output_bytes)).pages[0]
+    assert page.tags[65434].value == "DAPI 2 (387)" and page.tags[65421].value == 40.0

@@ -137,7 +137,7 @@ _NDPI_KEEP = {
     65458,
     65500,
 }
-_NDPI_COMMENTS, _NDPI_MAGNIFICATION = 65449, 65421
+_NDPI_COMMENTS, _NDPI_MAGNIFICATION, _NDPI_CHANNEL = 65449, 65421, 65434
 
 _APERIO_KEEP = {
     "appmag",
@@ -629,13 +629,20 @@ class _Run:
             if self.fmt is SlideFormat.HAMAMATSU and tag == _NDPI_COMMENTS:
                 self._ndpi_comments(ifd)
                 continue
-            if self.fmt is SlideFormat.HAMAMATSU and tag in _NDPI_KEEP:
+            if self.fmt is SlideFormat.HAMAMATSU and tag in _NDPI_KEEP and not self._text_in_number(ifd, e):
                 continue
             if e.dtype in (1, 2, 7):
                 self.needles.add(ed.text(ifd, tag))
             drop.add(tag)
         if drop:
             self.dropped += ed.drop_tags(ifd, drop)
+
+    def _text_in_number(self, ifd: Ifd, e: Any) -> bool:
+        """A kept NDPI tag is kept for its number: text there (ASCII, or bytes that read as words) is not
+        the scanner's. The channel name (65434) is the one text tag kept."""
+        if e.tag == _NDPI_CHANNEL or e.dtype not in (1, 2, 7):
+            return False
+        return e.dtype != 1 or bool(re.search(r"[A-Za-z0-9]{4}", self.ed.text(ifd, e.tag) or ""))
 
     def _datetime(self, ifd: Ifd) -> None:
         text = self.ed.text(ifd, _DATETIME) or ""
