@@ -364,3 +364,30 @@ def test_ndpi_number_tags_keep_numbers_only(shared_wsi: Path) -> None:
     clean = SlideDeidentifier(KEY).deidentify_bytes(raw, source="x.ndpi", identity=None)
     page = tifffile.TiffFile(io.BytesIO(clean.output_bytes)).pages[0]
     assert page.tags[65434].value == "DAPI 2 (387)" and page.tags[65421].value == 40.0
+
+
+# structural tags a scanner may write and the rewrite keeps for their numbers
+NUMBER_TAGS = [263, 266, 274, 280, 281, 290, 291, 297, 301, 318, 319, 340, 341, 512, 513, 514, 515, 529, 531]
+NUMBER_TAGS += [32995, 32996, 32997, 32998]
+
+
+def test_structural_tags_keep_numbers_only(tmp_path: Path) -> None:
+    """Text put in a tag the rewrite keeps for its number (orientation, sample range, JPEG tables' kin...)."""
+    stored: list[tuple[int, str, list[str]]] = []
+    planted = 0
+    for tag in NUMBER_TAGS:
+        for spelling in ("OKONKWO-BELLO^ADAEZE", "MRN77123", "14/06/1948"):
+            text = [(tag, "s", 0, f"{spelling} x", True)]
+            path = write_slide(tmp_path / f"{tag}.svs", HEADER, extratags=text)
+            if not survivors([path.read_bytes()]):
+                continue  # a tag tifffile writes itself, or will not write as text
+            planted += 1
+            try:
+                res = SlideDeidentifier(KEY).deidentify_bytes(
+                    path.read_bytes(), source=path.name, identity=None
+                )
+            except DeidError:
+                continue
+            if found := survivors([res.output_bytes]):
+                stored.append((tag, spelling, found))
+    assert planted >= 30 and stored == []

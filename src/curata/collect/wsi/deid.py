@@ -613,7 +613,7 @@ class _Run:
         drop: set[int] = set()
         for e in ifd.entries:
             tag = e.tag
-            if tag in _STRUCTURAL:
+            if tag in _STRUCTURAL and not self._text_in_number(ifd, e):
                 continue
             if tag in (_MAKE, _MODEL):
                 if not self.config.keep_make_model:
@@ -638,9 +638,10 @@ class _Run:
             self.dropped += ed.drop_tags(ifd, drop)
 
     def _text_in_number(self, ifd: Ifd, e: Any) -> bool:
-        """A kept NDPI tag is kept for its number: text there (ASCII, or bytes that read as words) is not
-        the scanner's. The channel name (65434) is the one text tag kept."""
-        if e.tag == _NDPI_CHANNEL or e.dtype not in (1, 2, 7):
+        """A structural or NDPI tag is kept for its number: text there (ASCII, or bytes that read as
+        words) is not the scanner's, and goes. Software, the NDPI channel name, the JPEG tables and the
+        ICC profile are the tags kept for their text or bytes."""
+        if e.tag in (_SOFTWARE, _NDPI_CHANNEL, _JPEG_TABLES, 34675) or e.dtype not in (1, 2, 7):
             return False
         return e.dtype != 1 or bool(re.search(r"[A-Za-z0-9]{4}", self.ed.text(ifd, e.tag) or ""))
 
