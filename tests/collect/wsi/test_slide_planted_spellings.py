@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import tifffile
 
+from curata.collect.reasons import sanitize
 from curata.collect.wsi import SlideDeidentifier, SlideIdentity, deidentify_slide
 from curata.collect.wsi import synthetic as syn
 from curata.errors import DeidError
@@ -77,7 +78,8 @@ def _outcome(path: Path, identity: SlideIdentity | None) -> list[str] | None:
     """The spellings that survive, or None when the slide was refused (the gate: never stored)."""
     try:
         res = deidentify_slide(path.read_bytes(), key=KEY, source=str(path), identity=identity)
-    except DeidError:
+    except DeidError as exc:  # its reason is kept and printed: the sanitiser must leave it readable
+        assert sanitize(exc.message) == " ".join(exc.message.split()), exc.message
         return None
     return survivors([res.deid.output_bytes, *res.instances])
 

@@ -875,7 +875,7 @@ def _gate(
     for start, end in regions if spelled else ():
         if find_identifier(out[start:end], spelled):
             raise DeidError(
-                f"final gate: the patient's identity, in some spelling, survived in the slide's metadata near "
+                f"final gate: the patient identity, in some spelling, survived in the slide metadata near "
                 f"byte {start}; not released"
             )
     if not needles:

@@ -236,7 +236,7 @@ def _gate_dicom(blob: bytes, ds: Dataset, needles: set[str], ids: Identifiers | 
         end = idx if idx > 0 else end
     if ids is not None and find_identifier(blob[:end], ids.gate_needles()):
         raise DeidError(
-            "final gate: the patient's identity, in some spelling, reached the slide's DICOM-WSI header"
+            "final gate: the patient identity, in some spelling, reached the DICOM-WSI header of the slide"
         )
     hay = blob[:end].lower()
     for n in needles:
