@@ -74,8 +74,11 @@ def guard_library_output() -> None:
         record = make(*args, **kwargs)
         if record.name != "curata" and not record.name.startswith("curata."):
             record.msg, record.args = redact(record.getMessage()), None
-            if record.exc_info:  # a traceback's last line quotes the exception's message
-                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            if record.exc_info:  # a traceback's message lines quote the input; its frames name our code
+                trace = logging.Formatter().formatException(record.exc_info).splitlines()
+                record.exc_text = "\n".join(
+                    line if line.startswith(("  File ", "    ")) else redact(line) for line in trace
+                )
                 record.exc_info = None
         return record
 

@@ -86,3 +86,21 @@ def test_parser_warnings_and_logs_do_not_quote_the_input(tmp_path: Path, workers
     assert "WARNING:pydicom" in printed, "and log its complaint"
     seen = _norm(printed)
     assert [s for s in SPELLINGS if _norm(s) in seen] == []
+
+
+def test_a_library_traceback_keeps_its_frames_and_loses_the_value(tmp_path: Path) -> None:
+    script = (
+        "import logging, sys; logging.basicConfig(stream=sys.stderr); "
+        "from curata.console import guard_library_output; guard_library_output(); "
+        "log = logging.getLogger('somelib')\n"
+        "try:\n    raise ValueError(\"Invalid value for VR PN: 'OKONKWO-BELLO^ADAEZE' in /export/MRN-77123/a.dcm\")\n"
+        "except ValueError:\n    log.exception('reading %s failed', '/export/OKONKWO_ADAEZE/a.dcm')\n"
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={"PYTHONPATH": src}
+    )
+    assert "Traceback" in run.stderr and 'File "<string>", line' in run.stderr
+    assert "ValueError: Invalid value for VR PN" in run.stderr and "reading" in run.stderr
+    seen = _norm(run.stderr)
+    assert [s for s in SPELLINGS if _norm(s) in seen] == []
