@@ -8,6 +8,7 @@ output byte (DICOM-WSI levels included) case-folded and with separators removed:
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -393,3 +394,38 @@ def test_structural_tags_keep_numbers_only(tmp_path: Path) -> None:
             if found := survivors([res.output_bytes]):
                 stored.append((tag, spelling, found))
     assert planted >= 30 and stored == []
+
+
+def test_the_record_names_removed_images_by_their_kind(tmp_path: Path) -> None:
+    """The de-identification record (kept in the catalog, the provenance and the log) says what was removed
+    in its own words, never with the input's name for it (an OME label image named after the patient)."""
+    levels = syn._pyramid(syn.tissue_image(512, 512, 3), 2)
+    pixels = (
+        '<Pixels ID="Pixels:{i}" DimensionOrder="XYCZT" Type="uint8" SizeX="{w}" SizeY="{h}" SizeC="3" SizeZ="1" '
+        'SizeT="1"><Channel ID="Channel:{i}:0" SamplesPerPixel="3"/><TiffData IFD="{i}" PlaneCount="1"/></Pixels>'
+    )
+    for s, spelling in enumerate(SPELLINGS):
+        for word in ("label", "macro", "overview"):
+            xml = (
+                f'<?xml version="1.0" encoding="UTF-8"?><OME {_OME_NS}><Image ID="Image:0">'
+                + pixels.format(i=0, w=512, h=512)
+                + f'</Image><Image ID="Image:1" Name="{word} {spelling}">'
+                + pixels.format(i=1, w=64, h=48)
+                + "</Image></OME>"
+            )
+            path = tmp_path / f"{word}-{s}.ome.tiff"
+            with tifffile.TiffWriter(path) as tw:
+                tw.write(
+                    levels[0],
+                    tile=(256, 256),
+                    compression="jpeg",
+                    photometric="rgb",
+                    description=xml,
+                    subifds=1,
+                )
+                tw.write(levels[1], tile=(256, 256), compression="jpeg", photometric="rgb", subfiletype=1)
+                tw.write(levels[1][:48, :64], photometric="rgb", description=word, metadata=None)
+            res = SlideDeidentifier(KEY).deidentify_bytes(path.read_bytes(), source=path.name, identity=None)
+            record = json.dumps(res.record.as_dict()).encode()
+            assert survivors([record]) == [], record
+            assert f"{word} (OME image)" in res.record.removed_images

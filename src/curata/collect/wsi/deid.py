@@ -773,7 +773,9 @@ class _Run:
                 if lt == "Image" and any(w in (child.get("Name") or "").lower() for w in _ASSOCIATED_WORDS):
                     self._note_xml(child)
                     parent.remove(child)
-                    self.removed.append(f"{child.get('Name')} (OME image)")
+                    # named by its kind: the image's own Name is the input's text (it goes to the catalog)
+                    word = next(w for w in _ASSOCIATED_WORDS if w in (child.get("Name") or "").lower())
+                    self.removed.append(f"{word} (OME image)")
                     continue
                 if lt not in _OME_KEEP_ELEMENTS:
                     self._note_xml(child)
