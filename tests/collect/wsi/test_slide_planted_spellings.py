@@ -429,3 +429,28 @@ def test_the_record_names_removed_images_by_their_kind(tmp_path: Path) -> None:
             record = json.dumps(res.record.as_dict()).encode()
             assert survivors([record]) == [], record
             assert f"{word} (OME image)" in res.record.removed_images
+
+
+def test_the_dicom_wsi_header_gate_matches_the_identity_in_any_spelling(tmp_path: Path) -> None:
+    """The sidecar's stain and organ reach the DICOM-WSI header (and the catalog): a spelling of the
+    patient's identity there refuses the slide, as it does in the vendor file's metadata."""
+    path = write_slide(tmp_path / "slide.svs", HEADER)
+    stored = []
+    for spelling in IDENTITY_SPELLINGS:
+        for field in ("stain", "organ"):
+            values = {"stain": "H&E", "organ": "lung", field: f"lung {spelling}"}
+            identity = SlideIdentity(
+                patient_id="MRN-77123",
+                patient_name="OKONKWO-BELLO^ADAEZE",
+                birth_date="19480614",
+                accession="ACC-5521907",
+                **values,
+            )
+            try:
+                res = deidentify_slide(path.read_bytes(), key=KEY, source=str(path), identity=identity)
+            except DeidError:
+                continue
+            stored.append(
+                (field, spelling, survivors([*res.instances, json.dumps(res.slide_fields).encode()]))
+            )
+    assert stored == []
