@@ -11,7 +11,7 @@ import sys
 import typer
 
 from curata import __version__, cli_common
-from curata.console import err_console
+from curata.console import err_console, guard_library_output
 from curata.errors import CurataError
 
 app = typer.Typer(
@@ -84,6 +84,7 @@ _annotate_cli.register(app)
 
 
 def main() -> None:
+    guard_library_output()
     try:
         app()
     except CurataError as exc:

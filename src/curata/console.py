@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +27,63 @@ from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|<[^>]*>|\[[^\]]*\]|`[^`]*`")
+_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/][^\s,;:()]+|~[^\s,;:()]*")
+_LONG_NUMBER = re.compile(r"\d[\d.\-/]{4,}")
+
+
+def redact(text: str) -> str:
+    """Quoted text, paths and long numbers (dates, IDs, UIDs) out; words and tags like (0010,0010) stay.
+
+    Parsers quote the value they choke on and name the file they read: both may be the patient's."""
+    text = _QUOTED.sub("'…'", text)
+    text = _PATH.sub("<path>", text)
+    return _LONG_NUMBER.sub("#", text)
+
+
+_GUARDED = False
+
+
+def guard_library_output() -> None:
+    """Pass every warning shown and every library's log record through :func:`redact` (idempotent).
+
+    pydicom, tifffile, openpyxl and their kind warn (and log) with the offending input value quoted,
+    e.g. ``Invalid value for VR UI: 'DOE^JANE'``: on a console or in a site's log that is a leak. Our
+    own loggers (``curata.*``) write messages made to be safe and are left as they are."""
+    global _GUARDED
+    if _GUARDED:
+        return
+    _GUARDED = True
+    show = warnings.showwarning
+
+    def _show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        show(redact(str(message)), category, filename, lineno, file, line)
+
+    warnings.showwarning = _show
+    make = logging.getLogRecordFactory()
+
+    def _record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        if record.name != "curata" and not record.name.startswith("curata."):
+            record.msg, record.args = redact(record.getMessage()), None
+            if record.exc_info:  # a traceback's message lines quote the input; its frames name our code
+                trace = logging.Formatter().formatException(record.exc_info).splitlines()
+                record.exc_text = "\n".join(
+                    line if line.startswith(("  File ", "    ")) else redact(line) for line in trace
+                )
+                record.exc_info = None
+        return record
+
+    logging.setLogRecordFactory(_record)
+
 
 T = TypeVar("T")
 

@@ -92,3 +92,59 @@ def test_planted_identifiers_never_stored(project, tmp_path) -> None:  # type: i
         annotate.accept_review(ws, "livers", r.task_id, "dee")
     annotate.release_labels(ws, "livers")
     assert _scan(ws) == []
+
+
+def test_refusal_reasons_do_not_quote_the_objects_values(project, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An annotation that fits no task or label is refused, and its reason (raised, quarantined in the
+    catalog) names what was wrong, never the object's values: the patient's name planted in the segment's
+    label and in the Content Creator's Name (as a hospital's own export may carry them)."""
+    import io
+
+    import pydicom
+    from sqlalchemy import select
+
+    from curata.catalog import QuarantineItem
+    from curata.collect.ingest import Ingestor
+
+    ws = project
+    annotate.assign(ws, "livers")
+    t = annotate.list_tasks(ws, "livers")[0]
+
+    def seg(label: str | None = None, creator: str | None = None) -> bytes:
+        ds = pydicom.dcmread(io.BytesIO(annotate.seg_for(ws, "livers", t.id, truth(), reader=t.readers[0])))
+        if label is not None:
+            for item in ds.SegmentSequence:
+                item.SegmentLabel = f"{label} lesion"
+                item.SegmentedPropertyTypeCodeSequence[0].CodeValue = "999999"
+        if creator is not None:
+            ds.ContentCreatorName = creator
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        return buf.getvalue()
+
+    spellings = ["Okonkwo^Adaeze", "OKONKWO ADAEZE", "PAT-77812", "19580214"]
+    messages: list[str] = []
+    for s in spellings:
+        path = tmp_path / "outside.dcm"
+        path.write_bytes(seg(label=s))
+        with pytest.raises(InputError) as err:  # the CLI and the API print this message
+            annotate.import_labelmap(ws, "livers", t.series_uid, t.readers[0], path)
+        messages.append(str(err.value))
+    folder = tmp_path / "arrivals"
+    folder.mkdir()
+    for i, s in enumerate(spellings):
+        (folder / f"label{i}.dcm").write_bytes(seg(label=s))
+        (folder / f"creator{i}.dcm").write_bytes(seg(creator=s))
+    # the platform's own check refuses person-name shapes; what passes it reaches the filing
+    summary, _ = Ingestor(ws, deidentify=False, workers=1, site="site-a").ingest_paths([folder])
+    result = annotate.file_new_objects(ws)
+    assert len(result.refused) == summary.counts["ingested"] >= len(spellings)
+    messages += [reason for _, reason in result.refused]
+    with ws.catalog.session() as session:
+        messages += list(
+            session.scalars(select(QuarantineItem.reason).where(QuarantineItem.stage == "annotate"))
+        )
+    assert any("label" in m for m in messages) and any("reader" in m for m in messages)
+    flat = " ".join(messages).lower()
+    assert [p for p in ["okonkwo", "adaeze", "pat-77812", "19580214"] if p in flat] == []

@@ -186,3 +186,20 @@ def test_sigkill_mid_ingest_then_rerun_is_consistent(workspace, tmp_path) -> Non
     assert len(set(uids)) == n
     assert digests <= set(workspace.store.digests())
     assert workspace.store.verify(digests).ok
+
+
+def test_a_broken_deid_config_is_one_error_before_any_worker_starts(tmp_path: Path) -> None:
+    """It was a BrokenProcessPool traceback from every worker (with -j 2), each naming the config's path."""
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src, "COLUMNS": "200"}
+    run = [sys.executable, "-m", "curata.cli"]
+    assert subprocess.run([*run, "init", "ws"], cwd=tmp_path, env=env, capture_output=True).returncode == 0
+    (tmp_path / "in").mkdir()
+    make_ct(tmp_path / "in" / "a.dcm")
+    (tmp_path / "bad.toml").write_text("x = [\n")
+    r = subprocess.run(
+        [*run, "ingest", "in", "--config", "bad.toml", "-j", "2", "-w", "ws"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 2 and "not valid TOML" in r.stderr
+    assert "Traceback" not in r.stderr and "BrokenProcessPool" not in r.stderr

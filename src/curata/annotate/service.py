@@ -743,8 +743,8 @@ def _segment_values(ds: Any, labels: list[LabelDef]) -> dict[int, int]:
         if value is None:
             value = by_name.get(str(getattr(seg, "SegmentLabel", "")).lower())
         if value is None:
-            raise InputError(
-                f"segment {number} ({getattr(seg, 'SegmentLabel', '?')}) matches no schema label",
+            raise InputError(  # not its label: free text of an object from outside (a patient's name...)
+                f"segment {number} matches no schema label (neither its code nor its label)",
                 hint="use the project's label codes or names",
             )
         out[number] = value
@@ -817,8 +817,10 @@ def file_object(
                     break
         tasks = matched
         if not tasks:
+            # a name the caller gave is quoted; the object's own Content Creator's Name may be any text
+            named = repr(who) if reader else "the object names (Content Creator's Name)"
             raise AnnotationError(
-                f"no task of reader {who!r} reads series {series_uid}",
+                f"no task of reader {named} reads series {series_uid}",
                 hint="is the reader assigned to this case?",
             )
         if len(tasks) > 1:

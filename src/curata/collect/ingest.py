@@ -385,6 +385,10 @@ class Ingestor:
         self.workers = ws.workers(workers)
         self._single: _WorkerContext | None = None
         ws.catalog.check_schema()
+        if deidentify:  # a bad profile or config: one clear error here, not a crash in every worker
+            from curata.collect.deid import load_profile
+
+            load_profile(self.profile, config=cfg)
 
     def _context(self, known: frozenset[str]) -> _WorkerContext:
         return _WorkerContext(

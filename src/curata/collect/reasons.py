@@ -12,14 +12,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 from pathlib import Path
 
+from curata.console import redact
 from curata.errors import CurataError, InputError
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|<[^>]*>|\[[^\]]*\]|`[^`]*`")
-_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/][^\s,;:()]+|~[^\s,;:()]*")
-_LONG_NUMBER = re.compile(r"\d[\d.\-/]{4,}")
 _MAX = 300
 
 DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG})
@@ -27,10 +24,7 @@ DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), err
 
 def sanitize(reason: str) -> str:
     """Quoted text, paths and long numbers (dates, IDs, UIDs) out; tags like (0010,0010) stay."""
-    text = _QUOTED.sub("'…'", reason)
-    text = _PATH.sub("<path>", text)
-    text = _LONG_NUMBER.sub("#", text)
-    return " ".join(text.split())[:_MAX]
+    return " ".join(redact(reason).split())[:_MAX]
 
 
 def safe_reason(exc: BaseException) -> str:

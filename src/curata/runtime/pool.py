@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
+from curata.console import guard_library_output
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -40,6 +42,7 @@ def die_with_parent(parent: int | None = None) -> None:
 
 def start_worker(parent: int, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
     die_with_parent(parent)
+    guard_library_output()  # a worker reads the inputs: the parsers' warnings quote them
     if initializer is not None:
         initializer(*initargs)
 

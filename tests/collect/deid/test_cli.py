@@ -136,3 +136,23 @@ def test_a_binary_or_wrong_key_file_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr + run.stdout and "binary" in run.stderr + run.stdout
+
+
+def test_refused_inputs_are_named_by_digest_not_by_their_patient_named_path(tmp_path: Path) -> None:
+    """Folder and file names often hold the patient's name, ID and birth date: the console names a refused
+    input by its sha256 (its quarantine file's name) unless --show-paths asks for the path."""
+    _curata("keygen", "site.key", cwd=tmp_path)
+    folder = tmp_path / "in" / "OKONKWO-BELLO_ADAEZE_MRN-77123" / "CT 1948-06-14"
+    folder.mkdir(parents=True)
+    shutil.copy(vendor_file("CT_small.dcm"), folder / "a.dcm")
+    raw = vendor_file("MR_small.dcm").read_bytes()
+    (folder / "Okonkwo-Bello Adaeze MRN77123.dcm").write_bytes(raw[: len(raw) // 2])
+    (folder / "adaeze_okonkwo_19480614.txt").write_text("not an image")
+    args = ("deid", "in", "out", "--key-file", "site.key", "--workers", "1")
+    r = _curata(*args, cwd=tmp_path)
+    assert r.returncode == 1 and "2 input(s) quarantined" in r.stdout
+    printed = re.sub(r"[\s^,.\-_'/\\:|;]+", "", (r.stdout + r.stderr).lower())
+    assert [n for n in ("okonkwo", "adaeze", "bello", "77123", "19480614") if n in printed] == []
+    assert len(re.findall(r"sha256:[0-9a-f]{16}", r.stdout)) == 2
+    shown = _curata(*args[:2], "out2", *args[3:], "--show-paths", cwd=tmp_path)
+    assert "OKONKWO-BELLO_ADAEZE_MRN-77123" in shown.stdout.replace("\n", "")

@@ -38,6 +38,9 @@ def deid(
     ),
     workers: int = typer.Option(0, "--workers", "-j", help="Worker processes (default: all cores)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    show_paths: bool = typer.Option(
+        False, "--show-paths", help="Name refused inputs by path (paths may hold patient names)."
+    ),
 ) -> None:
     """De-identify every DICOM file under INPUT into OUTPUT/<patient>/<study>/<series>/<instance>.dcm."""
     from curata.collect.deid.batch import default_quarantine_dir, default_vault_dir, run_batch
@@ -84,8 +87,11 @@ def deid(
             console.print(f"{report.counts['review']} object(s) wait for review: curata deid-review list")
         if report.quarantined:
             console.print(f"[red]{len(report.quarantined)} input(s) quarantined in {qdir}[/]")
-            for q in report.quarantined[:10]:
-                console.print(f"  {q['source']}: {q['reason']}")
+            for q in report.quarantined[
+                :10
+            ]:  # by sha256 (the name of its file there), as `curata ingest` does
+                label = q["source"] if show_paths else f"sha256:{q['input_sha256'][:16]}"
+                console.print(f"  {label}: {q['reason']}")
     if summary.failed:
         raise typer.Exit(1)
 

@@ -112,7 +112,7 @@ _WORD_PARTS = re.compile(r"[\^,;\n\r]+")  # between the parts of an address or a
 _POSTAL_CODE = re.compile(r"^\d[\w-]*\s+|\s+\d[\w-]*$")  # a leading or trailing code (70000 Quận Đống Đa)
 _DIGITS = frozenset("0123456789")
 _DIGITS_DOT = frozenset("0123456789.")
-_DATE_SEPS = ("", "-", "/", ".", "_", " ")
+_DATE_SEPS = ("", "-", "/", ".", "_", " ", ":")  # ":" as TIFF and EXIF write dates (1948:06:14)
 
 
 def is_cjk(ch: str) -> bool:

@@ -31,6 +31,7 @@ from typing import Any
 
 from curata.collect.deid import codestream
 from curata.collect.deid.pseudonyms import Pseudonymizer
+from curata.collect.deid.text import Identifiers, find_identifier
 from curata.collect.wsi._tiff import Ifd, TiffEditor
 from curata.collect.wsi.formats import SlideFormat, classify_description
 from curata.errors import DeidError, InputError
@@ -136,7 +137,7 @@ _NDPI_KEEP = {
     65458,
     65500,
 }
-_NDPI_COMMENTS, _NDPI_MAGNIFICATION = 65449, 65421
+_NDPI_COMMENTS, _NDPI_MAGNIFICATION, _NDPI_CHANNEL = 65449, 65421, 65434
 
 _APERIO_KEEP = {
     "appmag",
@@ -159,38 +160,62 @@ _APERIO_KEEP = {
     "slide",
     "displaycolor",
 }
-_APERIO_HEADER_WORDS = {
-    "aperio",
-    "image",
-    "library",
-    "jpeg",
-    "rgb",
-    "ycbcr",
-    "q",
-    "j2k",
-    "kdu",
-    "v",
-    "x",
-    "label",
-    "macro",
-}
+# The first line of an Aperio description, token by token ("Aperio Image Library v11.2.1 \r\n46000x32914
+# [42673,5576 2220x2967] (240x240) JPEG/RGB Q=30", "... 2220x2967 -> 574x768 - ", "... label 387x463"):
+# a token of another shape (a name, an ID's digits, a date) is not the scanner's and goes.
+_APERIO_HEADER_TOKEN = re.compile(
+    r"(?i:aperio|image|library|label|macro|thumbnail)|v[A-Z]{0,3}\d[\d.]*|\d{1,3}|\d+x\d+|\[\d+,\d+|\d+x\d+\]"
+    r"|\(\d+x\d+\)|->|-|(?:JPEG|J2K|RAW|LZW)/(?:RGB|YCbCr|KDU|YUV\d*)|Q=\d+"
+)
 _NUMERIC = re.compile(r"^[-+0-9.,eE /%]*$")
 _HEXISH = re.compile(r"^[0-9A-Fa-f,]*$")
 _NDPI_DENY = re.compile(
     r"(?i)(created|updated|date|time|s/n|serial|barcode|user|name|label|comment|id\b|\bid|operator|title)"
 )
+# A Philips attribute is kept when it holds numbers (sizes, spacings, counts) or is one of the few text
+# attributes a reader needs; all other text goes (descriptions, the source file's path, notes...).
+_PHILIPS_KEEP_TEXT = {
+    "PIM_DP_IMAGE_TYPE",
+    "DICOM_PHOTOMETRIC_INTERPRETATION",
+    "DICOM_LOSSY_IMAGE_COMPRESSION",
+    "DICOM_LOSSY_IMAGE_COMPRESSION_METHOD",
+    "DICOM_MANUFACTURER",
+    "DICOM_MANUFACTURERS_MODEL_NAME",
+    "DICOM_SOFTWARE_VERSIONS",
+}
+_PHILIPS_NUMBERS = re.compile(r'[\s"0-9.eE+\-,]*')
 _PHILIPS_DENY = re.compile(
     r"(?i)(PATIENT|BARCODE|DATE|TIME|SERIAL|ACCESSION|INSTITUTION|OPERATOR|PHYSICIAN|STUDY_ID|"
     r"SPECIMEN|CONTAINER|LABEL|SLIDE_ID|DEVICE_SERIAL|STATION|UFS_ID|IMAGE_DATA)"
 )
-_OME_DENY_ELEMENTS = {
-    "Experimenter",
-    "ExperimenterGroup",
-    "Description",
-    "AnnotationRef",
-    "StructuredAnnotations",
-}
-_OME_DENY_ATTRS = {"AcquisitionDate", "SerialNumber", "LotNumber", "Name"}
+# OME-XML is kept by allow-list: the elements that describe the pixels and how they were acquired, with
+# their technical attributes; everything else (experimenters, descriptions, annotations, plates, ROIs and
+# their labels, folders, other namespaces, free text) goes, and the acquisition date is shifted.
+_OME_KEEP_ELEMENTS = {
+    "OME", "Image", "Pixels", "Channel", "TiffData", "UUID", "Plane", "MetadataOnly", "AcquisitionDate",
+    "Instrument", "InstrumentRef", "Objective", "ObjectiveSettings", "Detector", "DetectorSettings",
+    "LightPath", "LightSourceSettings", "Laser", "LightEmittingDiode", "Filament", "Arc",
+    "GenericExcitationSource", "Filter", "FilterSet", "FilterRef", "FilterSetRef", "Dichroic", "DichroicRef",
+    "ExcitationFilterRef", "EmissionFilterRef", "TransmittanceRange", "ImagingEnvironment", "StageLabel",
+}  # fmt: skip
+_OME_KEEP_ATTRS = {
+    "ID", "DimensionOrder", "Type", "SizeX", "SizeY", "SizeZ", "SizeC", "SizeT", "PhysicalSizeX",
+    "PhysicalSizeY", "PhysicalSizeZ", "SamplesPerPixel", "IFD", "PlaneCount", "FirstC", "FirstZ", "FirstT",
+    "BigEndian", "Interleaved", "SignificantBits", "Color", "Fluor", "EmissionWavelength",
+    "ExcitationWavelength", "AcquisitionMode", "IlluminationType", "ContrastMethod", "PockelCellSetting",
+    "NominalMagnification", "CalibratedMagnification", "LensNA", "Immersion", "Correction", "Iris",
+    "WorkingDistance", "PinholeSize", "NDFilter", "TheC", "TheZ", "TheT", "DeltaT", "ExposureTime",
+    "PositionX", "PositionY", "PositionZ", "X", "Y", "Z", "Binning", "Gain", "Voltage", "Offset", "Zoom",
+    "ReadOutRate", "Integration", "Wavelength", "Power", "Attenuation", "RefractiveIndex", "Medium",
+    "Temperature", "AirPressure", "Humidity", "CO2Percent", "CutIn", "CutOut", "CutInTolerance",
+    "CutOutTolerance", "Transmittance", "schemaLocation",
+}  # fmt: skip
+# Vendor fields that name the patient (Philips DICOM_PATIENT_NAME, an Aperio "Patient" field...): their
+# values are the file's own identity, as PatientName and PatientID are a DICOM file's, and the gate looks
+# for them in every spelling anywhere the file keeps text.
+_NAME_FIELD = re.compile(r"(?i)patient.?s?.?name|^\s*(?:patient|name)\s*$")
+_ID_FIELD = re.compile(r"(?i)patient.?id|other.?patient|(?<![a-z])mrn(?![a-z])|accession")
+_BIRTH_FIELD = re.compile(r"(?i)birth|(?<![a-z])dob(?![a-z])")
 # formats whose label is an IFD of its own (replaced in place); NDPI keeps its label inside the macro,
 # Philips/OME inside their XML/series: those get the generated label only in DICOM-WSI
 _GENERATED_LABEL_FORMATS = frozenset({SlideFormat.APERIO, SlideFormat.GENERIC_TIFF})
@@ -238,6 +263,36 @@ class SlideIdentity:
                 out += [p for p in re.split(r"[\^ ,]+", v) if len(p) >= 3]
         return out
 
+    def identifiers(self) -> Identifiers:
+        """The sidecar's values as the DICOM engine holds a patient's identifiers, so the slide's gates
+        find them in every spelling radiology's gate does: any case, any separators or none, name parts
+        on their own and run together, the birth date in any written form, an ID's number without its
+        prefix (``MRN-77123`` as ``77123``)."""
+        ids = Identifiers()
+        if self.patient_name:
+            _add_name(ids, self.patient_name)
+        for value in (self.patient_id, self.accession, self.specimen_id, *self.extra):
+            _add_id(ids, value)
+        if self.birth_date:
+            ids.add_date(_yyyymmdd(self.birth_date))
+        return ids
+
+
+def _add_name(ids: Identifiers, value: str) -> None:
+    ids.add_name(value)
+    ids.add_strong(value)
+
+
+def _add_id(ids: Identifiers, value: str | None) -> None:
+    """An identifier, and its number without a prefix (``MRN-77123`` is written ``77123`` too)."""
+    if not value or not value.strip():
+        return
+    ids.add_word(value, min_len=2)
+    ids.add_strong(value)
+    digits = re.sub(r"\D", "", value)
+    if len(digits) >= 5 and re.fullmatch(r"[A-Za-z]*[\s\-_/#:.]*\d+", value.strip()):
+        ids.add_word(digits)
+
 
 @dataclass
 class SlideDeidConfig:
@@ -275,6 +330,7 @@ class SlideDeidResult:
     reid: list[dict[str, Any]]
     needles: set[str] = field(default_factory=set)
     label_size: tuple[int, int] | None = None  # (width, height) of the removed label image, if any
+    ids: Identifiers = field(default_factory=Identifiers)  # the sidecar's, matched in any spelling
 
     @property
     def file_name(self) -> str:
@@ -285,9 +341,10 @@ class SlideDeidResult:
 class Needles:
     """Identifying values to look for in the output: the site's (always) and those the rewrite dropped."""
 
-    def __init__(self) -> None:
+    def __init__(self, ids: Identifiers | None = None) -> None:
         self.identity: set[str] = set()
         self.dropped: set[str] = set()
+        self.ids = ids if ids is not None else Identifiers()  # the patient's, matched in any spelling
 
     _STOP = frozenset({"none", "null", "unknown", "true", "false", "empty", "default", "---"})
 
@@ -318,10 +375,34 @@ class Needles:
         if self._worth(value):
             self.dropped.add(value)
 
+    def add_field(self, key: str, value: str | None) -> None:
+        """A dropped vendor field: looked for whole; where its key names the patient, its value joins
+        the identity the gate finds in any spelling (``OKONKWO-BELLO^ADAEZE`` as ``okonkwo bello``)."""
+        self.add(value)
+        value = (value or "").strip().strip("\0").strip()
+        if not value:
+            return
+        if _BIRTH_FIELD.search(key):
+            self.ids.add_date(_yyyymmdd(value))
+        elif _NAME_FIELD.search(key):
+            _add_name(self.ids, value)
+        elif _ID_FIELD.search(key):
+            _add_id(self.ids, value)
+
     def final(self, kept_texts: list[str]) -> set[str]:
         """Dropped values that also are a kept technical value (a channel name, the model) are not leaks."""
         kept = "\n".join(kept_texts).lower()
         return self.identity | {n for n in self.dropped if n.lower() not in kept}
+
+
+def _yyyymmdd(value: str) -> str:
+    """A sidecar's birth date (``19480614``, ``1948-06-14``, ``14/06/1948``) as YYYYMMDD."""
+    parts = re.findall(r"\d+", value)
+    if len(parts) == 3 and len(parts[2]) == 4:
+        return f"{parts[2]}{int(parts[1]):02d}{int(parts[0]):02d}"
+    if len(parts) == 3 and len(parts[0]) == 4:
+        return f"{parts[0]}{int(parts[1]):02d}{int(parts[2]):02d}"
+    return "".join(parts)
 
 
 def patient_key(identity: SlideIdentity | None, fallback: str) -> str:
@@ -366,7 +447,7 @@ class SlideDeidentifier:
         pseudonym = self.pseudo.patient(pkey)
         shift = self.pseudo.date_shift(pkey)
         slide_id = slide_pseudonym(self.pseudo, slide_key)
-        needles = Needles()
+        needles = Needles(identity.identifiers() if identity else None)
         for secret in identity.secrets() if identity else []:
             needles.add_identity(secret)
         stem = re.split(r"[/\\!]", source)[-1].split(".")[0] if source else ""
@@ -386,7 +467,8 @@ class SlideDeidentifier:
         kept = sorted(r for ifd in ed.live_ifds() for r in ed.data_ranges(ifd))
         kept_texts = [t for ifd in ed.live_ifds() for tag in _KEPT_TEXT if (t := ed.text(ifd, tag))]
         final = needles.final(kept_texts)
-        _gate(out, kept, final, ctx.removed_ranges, ctx.tile_meta)
+        ids = needles.ids  # the sidecar's identity and the one the file's own fields name
+        _gate(out, kept, final, ctx.removed_ranges, ctx.tile_meta, ids)
         record = SlideDeidRecord(
             input_sha256=in_sha,
             output_sha256=hashlib.sha256(out).hexdigest(),
@@ -408,7 +490,17 @@ class SlideDeidentifier:
             {"kind": "slide", "pseudonym": pseudonym, "original": slide_key, "new": slide_id},
         ]
         return SlideDeidResult(
-            out, fmt, record, pseudonym, slide_id, shift, kept, reid, final, label_size=ctx.label_size
+            out,
+            fmt,
+            record,
+            pseudonym,
+            slide_id,
+            shift,
+            kept,
+            reid,
+            final,
+            label_size=ctx.label_size,
+            ids=ids,
         )
 
 
@@ -521,7 +613,7 @@ class _Run:
         drop: set[int] = set()
         for e in ifd.entries:
             tag = e.tag
-            if tag in _STRUCTURAL:
+            if tag in _STRUCTURAL and not self._text_in_number(ifd, e):
                 continue
             if tag in (_MAKE, _MODEL):
                 if not self.config.keep_make_model:
@@ -537,13 +629,21 @@ class _Run:
             if self.fmt is SlideFormat.HAMAMATSU and tag == _NDPI_COMMENTS:
                 self._ndpi_comments(ifd)
                 continue
-            if self.fmt is SlideFormat.HAMAMATSU and tag in _NDPI_KEEP:
+            if self.fmt is SlideFormat.HAMAMATSU and tag in _NDPI_KEEP and not self._text_in_number(ifd, e):
                 continue
             if e.dtype in (1, 2, 7):
                 self.needles.add(ed.text(ifd, tag))
             drop.add(tag)
         if drop:
             self.dropped += ed.drop_tags(ifd, drop)
+
+    def _text_in_number(self, ifd: Ifd, e: Any) -> bool:
+        """A structural or NDPI tag is kept for its number: text there (ASCII, or bytes that read as
+        words) is not the scanner's, and goes. Software, the NDPI channel name, the JPEG tables and the
+        ICC profile are the tags kept for their text or bytes."""
+        if e.tag in (_SOFTWARE, _NDPI_CHANNEL, _JPEG_TABLES, 34675) or e.dtype not in (1, 2, 7):
+            return False
+        return e.dtype != 1 or bool(re.search(r"[A-Za-z0-9]{4}", self.ed.text(ifd, e.tag) or ""))
 
     def _datetime(self, ifd: Ifd) -> None:
         text = self.ed.text(ifd, _DATETIME) or ""
@@ -583,12 +683,7 @@ class _Run:
 
     def _aperio(self, text: str) -> str:
         parts = text.split("|")
-        header = re.sub(
-            r"[A-Za-z][A-Za-z_]*",
-            lambda m: m.group(0) if m.group(0).lower() in _APERIO_HEADER_WORDS else "",
-            parts[0],
-        )
-        out = [header]
+        out = [self._aperio_header(parts[0])]
         for part in parts[1:]:
             key, sep, value = part.partition("=")
             k, v = key.strip(), value.strip()
@@ -608,10 +703,19 @@ class _Run:
             ):
                 out.append(f"{k} = {v}")
             else:
-                self.needles.add(v)
+                self.needles.add_field(k, v)
                 if not sep:
                     self.needles.add(k)
         return "|".join(out)
+
+    def _aperio_header(self, header: str) -> str:
+        kept: list[str] = []
+        for token in re.split(r"(\s+|;)", header):
+            if not token or token.isspace() or token == ";" or _APERIO_HEADER_TOKEN.fullmatch(token):
+                kept.append(token)
+            else:
+                self.needles.add(token)
+        return "".join(kept)
 
     def _ndpi_comments(self, ifd: Ifd) -> None:
         text = self.ed.text(ifd, _NDPI_COMMENTS) or ""
@@ -627,7 +731,7 @@ class _Run:
             if ok:
                 keep.append(line)
             else:
-                self.needles.add(value if sep else line)
+                self.needles.add_field(key, value) if sep else self.needles.add(line)
         self.ed.set_text(ifd, _NDPI_COMMENTS, "\r\n".join(keep))
         self.rewritten.append("NDPI properties")
 
@@ -655,8 +759,8 @@ class _Run:
                         parent.remove(child)
                         self.removed.append(f"{kinds[0].strip().lower()} (XML)")
                         continue
-                if child.tag == "Attribute" and _PHILIPS_DENY.search(name) and len(child) == 0:
-                    self.needles.add(child.text)
+                if child.tag == "Attribute" and len(child) == 0 and not _philips_kept(name, child.text or ""):
+                    self.needles.add_field(name, child.text)
                     parent.remove(child)
 
     def _ome(self, root: ET.Element) -> None:
@@ -669,16 +773,35 @@ class _Run:
                 if lt == "Image" and any(w in (child.get("Name") or "").lower() for w in _ASSOCIATED_WORDS):
                     self._note_xml(child)
                     parent.remove(child)
-                    self.removed.append(f"{child.get('Name')} (OME image)")
+                    # named by its kind: the image's own Name is the input's text (it goes to the catalog)
+                    word = next(w for w in _ASSOCIATED_WORDS if w in (child.get("Name") or "").lower())
+                    self.removed.append(f"{word} (OME image)")
                     continue
-                if lt in _OME_DENY_ELEMENTS:
+                if lt not in _OME_KEEP_ELEMENTS:
                     self._note_xml(child)
                     parent.remove(child)
                     continue
-                for attr in list(child.attrib):
-                    if attr in _OME_DENY_ATTRS or (attr.endswith("Name") and lt not in ("Channel",)):
-                        self.needles.add(child.attrib[attr])
-                        del child.attrib[attr]
+                self._ome_element(child, lt, local)
+        self._ome_element(root, local(root.tag), local)
+
+    def _ome_element(self, elem: ET.Element, lt: str, local: Any) -> None:
+        for attr in list(elem.attrib):
+            name = local(attr)
+            if not (name in _OME_KEEP_ATTRS or name.endswith("Unit") or (lt == "Channel" and name == "Name")):
+                self.needles.add(elem.attrib[attr])
+                del elem.attrib[attr]
+        text = (elem.text or "").strip()
+        if lt == "AcquisitionDate" and text:
+            self.needles.add(text)
+            day = _shift_iso_date(text, self.shift)
+            elem.text = f"{day}T00:00:00" if day else None
+            self.rewritten.append("OME AcquisitionDate")
+        elif text and not (lt == "UUID" and re.fullmatch(r"urn:uuid:[0-9a-fA-F-]{36}", text)):
+            self.needles.add(text)
+            elem.text = None
+        if elem.tail and elem.tail.strip():
+            self.needles.add(elem.tail.strip())
+            elem.tail = None
 
     def _note_xml(self, elem: ET.Element) -> None:
         for node in elem.iter():
@@ -697,6 +820,21 @@ class _Run:
                     "Element",
                 ):
                     self.needles.add(v)
+
+
+def _philips_kept(name: str, value: str) -> bool:
+    if _PHILIPS_DENY.search(name):
+        return False
+    return name in _PHILIPS_KEEP_TEXT or bool(_PHILIPS_NUMBERS.fullmatch(value))
+
+
+def _shift_iso_date(value: str, days: int) -> str | None:
+    """``2021-03-14T10:11:12`` (an ISO date, any time after it) moved by ``days``: the date only."""
+    m = re.match(r"^(\d{4})-(\d{2})-(\d{2})", value)
+    try:
+        return (dt.date(*(int(g) for g in m.groups())) + dt.timedelta(days=days)).isoformat() if m else None
+    except ValueError:
+        return None
 
 
 def _shift_us_date(value: str, days: int) -> str | None:
@@ -726,13 +864,22 @@ def _gate(
     needles: set[str],
     removed: list[tuple[int, int]],
     tile_meta: list[tuple[int, int]] | None = None,
+    ids: Identifiers | None = None,
 ) -> None:
     """Refuse the slide if an identifying value survives outside the kept level tiles or in the metadata
     those tiles keep (``tile_meta``), as a whole word, in UTF-8 or UTF-16, or a removed image still has a
-    non-zero byte."""
+    non-zero byte. The site's identity (``ids``) is looked for with radiology's rules: in any spelling."""
     for start, end in removed:
         if out[start:end].count(0) != end - start:
             raise DeidError("final gate: bytes of a removed label/macro image survived; not released")
+    regions = _complement(kept, len(out)) + list(tile_meta or ())
+    spelled = ids.gate_needles() if ids is not None else []
+    for start, end in regions if spelled else ():
+        if find_identifier(out[start:end], spelled):
+            raise DeidError(
+                f"final gate: the patient identity, in some spelling, survived in the slide metadata near "
+                f"byte {start}; not released"
+            )
     if not needles:
         return
     alts = sorted({re.escape(n.lower().encode("utf-8", "replace")) for n in needles}, key=len, reverse=True)
@@ -741,7 +888,7 @@ def _gate(
     )
     pattern = re.compile(rb"(?<![a-z0-9])(?:" + b"|".join(alts) + rb")(?![a-z0-9])")
     pattern16 = re.compile(b"|".join(wide)) if wide else None
-    for start, end in _complement(kept, len(out)) + list(tile_meta or ()):
+    for start, end in regions:
         hay = out[start:end].lower()
         if pattern.search(hay) or (pattern16 is not None and pattern16.search(hay)):
             raise DeidError(

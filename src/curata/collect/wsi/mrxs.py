@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from curata.collect.deid.pseudonyms import Pseudonymizer
+from curata.collect.deid.text import Identifiers
 from curata.collect.wsi.deid import (
     Needles,
     SlideDeidRecord,
@@ -222,6 +223,7 @@ def convert_mrxs(
         [],
         reid,
         needles.identity,
+        ids=identity.identifiers() if identity else Identifiers(),
     )
     return res, info, dicom
 

@@ -20,6 +20,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from curata.collect.deid.pseudonyms import Pseudonymizer
+from curata.collect.deid.text import Identifiers, find_identifier
 from curata.collect.wsi.deid import (
     Needles,
     SlideDeidConfig,
@@ -168,7 +169,7 @@ def deidentify_slide(
         else None,
     )
     for blob, ds in zip(dicom.instances, dicom.datasets, strict=True):
-        _gate_dicom(blob, ds, res.needles)
+        _gate_dicom(blob, ds, res.needles, res.ids)
     fields = {
         "slide_id": res.slide_id,
         "vendor": res.format.name.lower(),
@@ -209,7 +210,7 @@ def convert_mrxs_slide(
         pseudo=pseudo,
     )
     for blob, ds in zip(dicom.instances, dicom.datasets, strict=True):
-        _gate_dicom(blob, ds, res.needles)
+        _gate_dicom(blob, ds, res.needles, res.ids)
     fields = {
         "slide_id": res.slide_id,
         "vendor": "mirax",
@@ -226,12 +227,17 @@ def convert_mrxs_slide(
     )
 
 
-def _gate_dicom(blob: bytes, ds: Dataset, needles: set[str]) -> None:
-    """The converted instance's header (all but its frames) must not hold any identifying value."""
+def _gate_dicom(blob: bytes, ds: Dataset, needles: set[str], ids: Identifiers | None = None) -> None:
+    """The converted instance's header (all but its frames) must not hold any identifying value; the
+    site's identity (``ids``) in any spelling (radiology's rules)."""
     end = len(blob)
     if "PixelData" in ds:
         idx = blob.rfind(b"\xe0\x7f\x10\x00")
         end = idx if idx > 0 else end
+    if ids is not None and find_identifier(blob[:end], ids.gate_needles()):
+        raise DeidError(
+            "final gate: the patient identity, in some spelling, reached the DICOM-WSI header of the slide"
+        )
     hay = blob[:end].lower()
     for n in needles:
         pat = re.escape(n.lower().encode("utf-8", "replace"))

@@ -1,0 +1,106 @@
+"""Parsers quote what they choke on: their warnings and log records must not carry the patient's values.
+
+pydicom warns *and* logs ``Invalid value for VR UI: '<the value>'``; at a site that logs (the gateway's
+``-v``) or on the console of ``curata ingest`` that value is the patient's name or ID. Each input below
+plants the patient's own identifiers in an element whose value pydicom quotes when reading it (file meta
+UI, dataset UI, IS) under a folder named after the patient, and the real CLI ingests it in this process
+and in worker processes, with the root logger on and pydicom's logger at DEBUG (it quotes file names
+there). Nothing the process prints may hold any spelling of the identity.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pydicom.data
+import pytest
+from pydicom.dataelem import DataElement
+from pydicom.uid import ImplicitVRLittleEndian
+
+SPELLINGS = [
+    "Okonkwo-Bello",
+    "OKONKWO",
+    "okonkwobello",
+    "Adaeze",
+    "MRN-77123",
+    "MRN77123",
+    "77123",
+    "19480614",
+]
+# keyword -> a value pydicom quotes back when it reads it (the VR comes from the dictionary: implicit VR)
+PLANTS = {
+    "FrameOfReferenceUID": "Okonkwo.Bello.77123",
+    "InstanceNumber": "MRN77123",
+    "SeriesInstanceUID": "Adaeze.19480614",
+}
+_RUN = (
+    "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
+    "logging.getLogger('pydicom').setLevel(logging.DEBUG); "
+    "sys.argv = ['curata', *sys.argv[1:]]; from curata.cli import main; main()"
+)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[\s^,.\-_'/\\:|;]+", "", text.lower())
+
+
+def _inputs(root: Path) -> Path:
+    folder = root / "OKONKWO-BELLO_ADAEZE_MRN-77123" / "CT 1948-06-14"
+    folder.mkdir(parents=True)
+    for keyword, value in PLANTS.items():
+        ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate = "OKONKWO-BELLO^ADAEZE", "MRN-77123", "19480614"
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        ds[tag] = DataElement(tag, "LO", value)  # written as text; read back under its own VR
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        ds.save_as(folder / f"Okonkwo-Bello_{keyword}.dcm", implicit_vr=True, little_endian=True)
+    # a broken file whose broken part (file meta UI) is the patient's name
+    meta_ui = b"\x02\x00\x10\x00UI\x0e\x00Okonkwo.Bello\x00"
+    (folder / "OKONKWO ADAEZE broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + meta_ui)
+    return root
+
+
+def _curata(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    return subprocess.run(
+        [sys.executable, "-c", _RUN, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(cwd)},
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_parser_warnings_and_logs_do_not_quote_the_input(tmp_path: Path, workers: str) -> None:
+    inputs = _inputs(tmp_path / "export")
+    assert _curata("init", str(tmp_path / "ws"), cwd=tmp_path).returncode == 0
+    run = _curata("ingest", str(inputs), "-j", workers, "-w", str(tmp_path / "ws"), cwd=tmp_path)
+    printed = run.stdout + run.stderr
+    assert "Invalid value for VR" in printed, "the fixture must make the parser complain"
+    assert "WARNING:pydicom" in printed, "and log its complaint"
+    seen = _norm(printed)
+    assert [s for s in SPELLINGS if _norm(s) in seen] == []
+
+
+def test_a_library_traceback_keeps_its_frames_and_loses_the_value(tmp_path: Path) -> None:
+    script = (
+        "import logging, sys; logging.basicConfig(stream=sys.stderr); "
+        "from curata.console import guard_library_output; guard_library_output(); "
+        "log = logging.getLogger('somelib')\n"
+        "try:\n    raise ValueError(\"Invalid value for VR PN: 'OKONKWO-BELLO^ADAEZE' in /export/MRN-77123/a.dcm\")\n"
+        "except ValueError:\n    log.exception('reading %s failed', '/export/OKONKWO_ADAEZE/a.dcm')\n"
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={"PYTHONPATH": src}
+    )
+    assert "Traceback" in run.stderr and 'File "<string>", line' in run.stderr
+    assert "ValueError: Invalid value for VR PN" in run.stderr and "reading" in run.stderr
+    seen = _norm(run.stderr)
+    assert [s for s in SPELLINGS if _norm(s) in seen] == []
