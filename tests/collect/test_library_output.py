@@ -104,3 +104,71 @@ def test_a_library_traceback_keeps_its_frames_and_loses_the_value(tmp_path: Path
     assert "ValueError: Invalid value for VR PN" in run.stderr and "reading" in run.stderr
     seen = _norm(run.stderr)
     assert [s for s in SPELLINGS if _norm(s) in seen] == []
+
+
+@pytest.mark.parametrize("front_end,workers", [("python", "2"), ("dcmtk", "1"), ("dcmtk", "2")])
+def test_the_gateway_does_not_quote_what_it_receives(tmp_path: Path, front_end: str, workers: str) -> None:
+    """The same inputs sent over DICOM to `gateway serve -v` (its listener, de-identification pool or
+    drain processes, with logging on): nothing it prints holds the identity."""
+    import os
+    import signal
+    import socket
+    import time
+
+    from tests.conftest import require_programs
+
+    require_programs("storescu", "echoscu")
+    inputs = _inputs(tmp_path / "export")
+    (next(inputs.rglob("*broken.dcm"))).unlink()  # storescu cannot send a file it cannot read
+    assert _curata("init", str(tmp_path / "ws"), cwd=tmp_path).returncode == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src, "COLUMNS": "200", "HOME": str(tmp_path)}
+    env.pop("CURATA_WORKSPACE", None)
+    args = [
+        "gateway",
+        "serve",
+        "-v",
+        "--json",
+        "--port",
+        port,
+        "--front-end",
+        front_end,
+        "--workers",
+        workers,
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _RUN, *args, "-w", str(tmp_path / "ws")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(
+            ["echoscu", "-aec", "CURATA", "127.0.0.1", port], capture_output=True
+        ).returncode:
+            assert proc.poll() is None and time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.2)
+        sent = subprocess.run(  # the python front end answers a refusal with a failure status
+            ["storescu", "-nh", "-aec", "CURATA", "127.0.0.1", port, "+sd", "+r", str(inputs)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "Association Request Failed" not in sent.stderr, sent.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=180)
+    import json
+
+    summary = json.loads(out[out.index("{") :])
+    received = summary["stored"] + summary["present"] + summary["refused"]
+    assert received == len(PLANTS), summary  # each one was received (filed, a re-send, or refused)
+    printed = out + err
+    seen = _norm(printed)
+    assert [s for s in SPELLINGS if _norm(s) in seen] == []

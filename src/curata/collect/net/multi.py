@@ -29,10 +29,12 @@ from curata.collect.net.config import GatewayConfig
 def _child(root: str, cfg: dict[str, Any], deidentify: bool, ready: Any, results: Any) -> None:
     from curata.collect.net.config import AllowRule, Peer
     from curata.collect.net.scp import GatewayServer
+    from curata.console import guard_library_output
     from curata.runtime import die_with_parent
     from curata.workspace import Workspace
 
     die_with_parent()
+    guard_library_output()  # this process reads the instances: the parsers' warnings quote them
     cfg = dict(cfg)
     cfg["allow"] = [AllowRule(**a) for a in cfg["allow"]]
     cfg["peers"] = {k: Peer(**p) for k, p in cfg["peers"].items()}

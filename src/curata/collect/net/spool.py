@@ -236,9 +236,11 @@ def _take(first: Any, get: Any, limit: int, linger: float = _LINGER_SECONDS) -> 
 def _drain_process(root: str, deidentify: bool, threads: int, inbox: Any, outbox: Any) -> None:
     """A drain process: ``threads`` threads filing what ``inbox`` names, each de-identifying in this
     process (no pickling of instances), rows group-committed per process; results go to ``outbox``."""
+    from curata.console import guard_library_output
     from curata.runtime import die_with_parent
 
     die_with_parent()
+    guard_library_output()  # this process reads the instances: the parsers' warnings quote them
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the gateway decides
     ws = Workspace.open(Path(root))
     receiver = Receiver(ws, deidentify=deidentify, workers=1)
