@@ -124,6 +124,52 @@ def _date_forms(da: str) -> list[str]:
     return sorted(forms)
 
 
+# A patient's name and IDs recur in every file of their series: what each value adds to the
+# identifiers depends on the value alone, so it is worked out once per value for the process.
+@lru_cache(maxsize=8192)
+def _strong_forms(value: str) -> frozenset[str]:
+    """The normalised forms ``Identifiers.add_strong`` adds for ``value``."""
+    out: set[str] = set()
+    for group in value.split("="):
+        parts = [p for p in re.split(r"[\^\s,]+", group) if p and p.upper().strip(".") not in _HONORIFICS]
+        halves = [h for p in parts for h in _HYPHENS.split(p) if len(h) >= 2 and h != p]
+        for form in (*parts, *halves, "".join(parts), "".join(reversed(parts))):
+            norm = normalise(form)
+            if norm:
+                out.add(norm)
+    return frozenset(out)
+
+
+@lru_cache(maxsize=8192)
+def _name_forms(value: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(words, short names, CJK names) that ``Identifiers.add_name`` adds for ``value``."""
+    words: set[str] = set()
+    short_names: set[str] = set()
+    cjk_names: set[str] = set()
+    for group in value.split("="):
+        parts = []
+        for part in re.split(r"[\^\s,]+", group):
+            part = part.strip(".")
+            # a title (DR, MRS, JR...) is never a name part, wherever the sender put it (SMITH^DR)
+            if not part or part.upper() in _HONORIFICS:
+                continue
+            parts.append(part)
+            # a double-barrelled name (OKONKWO-BELLO, Smith-Jones): each half is used on its own too
+            halves = [h for h in _HYPHENS.split(part) if h]
+            for piece in (part, *(halves if len(halves) > 1 else ())):
+                if len(piece) >= 3 or (len(piece) == 2 and any(is_cjk(c) for c in piece)):
+                    words.add(piece)
+                elif len(piece) == 2 and piece.isalpha():
+                    short_names.add(piece)
+                elif len(piece) == 1 and is_cjk(piece):
+                    cjk_names.add(piece)
+        if len(parts) >= 2:
+            for joined in ("".join(parts), "".join(reversed(parts)), " ".join(parts)):
+                if len(normalise(joined)) >= 3:
+                    words.add(joined)
+    return frozenset(words), frozenset(short_names), frozenset(cjk_names)
+
+
 class Identifiers:
     """The identifying values found in one input: what free text must lose and what the gate looks for."""
 
@@ -146,39 +192,16 @@ class Identifiers:
 
     def add_strong(self, value: str) -> None:
         """A value naming the patient (name, ID, accession): its parts and run-together forms."""
-        for group in value.split("="):
-            parts = [p for p in re.split(r"[\^\s,]+", group) if p and p.upper().strip(".") not in _HONORIFICS]
-            halves = [h for p in parts for h in _HYPHENS.split(p) if len(h) >= 2 and h != p]
-            for form in (*parts, *halves, "".join(parts), "".join(reversed(parts))):
-                norm = normalise(form)
-                if norm:
-                    self.strong.add(norm)
+        self.strong.update(_strong_forms(value))
         self._changed()
 
     def add_name(self, value: str) -> None:
         """A PN value: the whole name, each part (family, given, middle...), and the parts run together
         in both orders (SUZUKIKENJI, KENJISUZUKI)."""
-        for group in value.split("="):
-            parts = []
-            for part in re.split(r"[\^\s,]+", group):
-                part = part.strip(".")
-                # a title (DR, MRS, JR...) is never a name part, wherever the sender put it (SMITH^DR)
-                if not part or part.upper() in _HONORIFICS:
-                    continue
-                parts.append(part)
-                # a double-barrelled name (OKONKWO-BELLO, Smith-Jones): each half is used on its own too
-                halves = [h for h in _HYPHENS.split(part) if h]
-                for piece in (part, *(halves if len(halves) > 1 else ())):
-                    if len(piece) >= 3 or (len(piece) == 2 and any(is_cjk(c) for c in piece)):
-                        self.words.add(piece)
-                    elif len(piece) == 2 and piece.isalpha():
-                        self.short_names.add(piece)
-                    elif len(piece) == 1 and is_cjk(piece):
-                        self.cjk_names.add(piece)
-            if len(parts) >= 2:
-                for joined in ("".join(parts), "".join(reversed(parts)), " ".join(parts)):
-                    if len(normalise(joined)) >= 3:
-                        self.words.add(joined)
+        words, short_names, cjk_names = _name_forms(value)
+        self.words.update(words)
+        self.short_names.update(short_names)
+        self.cjk_names.update(cjk_names)
         self._changed()
 
     def add_word(self, value: str, *, min_len: int = 3) -> None:
@@ -567,16 +590,28 @@ def clean_text(value: str, ids: Identifiers, *, generic: bool = True) -> str:
     if spans:
         value = redact(value, spans)
     if generic:
-        # most shapes need a digit (dates, SSN, street numbers, phones, ID tokens); substitutions only
-        # remove characters, so text without one keeps having none and those are skipped
-        digits = _ANY_DIGIT.search(value) is not None
-        for i, pat in enumerate(GENERIC_PATTERNS):
-            if digits or i not in _DIGIT_SHAPES:
-                value = pat.sub(REDACTED, value)
-        if digits:
-            value = _PHONE.sub(_DROP_PHONE, value)
-            value = _TOKEN.sub(_DROP_TOKEN, value)
+        value = _generic_cached(value) if len(value) <= _GENERIC_CACHED_LEN else _generic(value)
     return value
+
+
+def _generic(value: str) -> str:
+    """``value`` without the generic identifier shapes."""
+    # most shapes need a digit (dates, SSN, street numbers, phones, ID tokens); substitutions only
+    # remove characters, so text without one keeps having none and those are skipped
+    digits = _ANY_DIGIT.search(value) is not None
+    for i, pat in enumerate(GENERIC_PATTERNS):
+        if digits or i not in _DIGIT_SHAPES:
+            value = pat.sub(REDACTED, value)
+    if digits:
+        value = _PHONE.sub(_DROP_PHONE, value)
+        value = _TOKEN.sub(_DROP_TOKEN, value)
+    return value
+
+
+# Descriptors recur file after file (a series' description, a protocol name): the shapes, the cost
+# of cleaning them, depend on the text alone, so short texts are cleaned once per process.
+_GENERIC_CACHED_LEN = 256
+_generic_cached = lru_cache(maxsize=4096)(_generic)
 
 
 # Between values cleaned together: no generic shape can match across it (a newline ends \S+, and no
