@@ -8,8 +8,8 @@ import re
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from functools import cache
+from dataclasses import dataclass, field, fields
+from functools import cache, lru_cache
 from typing import Any, cast
 
 import pydicom
@@ -151,7 +151,13 @@ class DeidRecord:
     pixels_cleared_by: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # ``asdict`` without its generic deep copy (the one list is copied): a record per file
+        out = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        out["options"] = list(self.options)
+        return out
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(DeidRecord))
 
 
 @dataclass
@@ -362,21 +368,29 @@ class Deidentifier:
 
     # ------------------------------------------------------------------ public API
     def deidentify_bytes(
-        self, raw: bytes, source: str = "", *, pixel_decision: str | None = None
+        self,
+        raw: bytes,
+        source: str = "",
+        *,
+        pixel_decision: str | None = None,
+        input_sha256: str | None = None,
     ) -> DeidResult:
         """De-identify one Part-10 file (or a bare data set) given as bytes.
 
         ``pixel_decision`` is a reviewer's answer for an object that needed review (``accept`` or
-        ``mask``), from ``curata deid-review``.
+        ``mask``), from ``curata deid-review``. ``input_sha256``: the hex SHA-256 of ``raw`` where
+        the caller has computed it already (the batch names quarantined inputs by it).
         """
         if pixel_decision not in (None, "accept", "mask"):
             raise ValueError(f"pixel_decision {pixel_decision!r}")
         with _quiet_pydicom():
-            return self._deidentify_bytes(raw, source, pixel_decision)
+            return self._deidentify_bytes(raw, source, pixel_decision, input_sha256)
 
-    def _deidentify_bytes(self, raw: bytes, source: str, decision: str | None = None) -> DeidResult:
+    def _deidentify_bytes(
+        self, raw: bytes, source: str, decision: str | None = None, input_sha: str | None = None
+    ) -> DeidResult:
+        input_sha = input_sha or hashlib.sha256(raw).hexdigest()
         if self.raw_lane and self.fast_read and decision is None:
-            input_sha = hashlib.sha256(raw).hexdigest()
             done = _native.deidentify(self, raw, input_sha) if self.native_lane else None
             if done is None:
                 done = _rawpath.deidentify(self, raw, input_sha)
@@ -384,7 +398,7 @@ class Deidentifier:
                 return done
         fast = _reader.read(raw) if self.fast_read else None
         if fast is not None:  # a plain file: the same data set dcmread builds, built by a struct walk
-            return self._run(fast, hashlib.sha256(raw).hexdigest(), source, decision)
+            return self._run(fast, input_sha, source, decision)
         try:
             ds = pydicom.dcmread(io.BytesIO(raw), force=False)
         except InvalidDicomError:
@@ -398,7 +412,7 @@ class Deidentifier:
                 ) from None
         except Exception as exc:
             raise InputError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path=source or None) from exc
-        return self._run(ds, hashlib.sha256(raw).hexdigest(), source, decision)
+        return self._run(ds, input_sha, source, decision)
 
     def deidentify_dataset(self, ds: Dataset) -> DeidResult:
         """De-identify an in-memory data set (the network gateway); ``ds`` itself is not modified."""
@@ -977,25 +991,10 @@ class Deidentifier:
     def _gate_matcher(self, ctx: _Ctx) -> Matcher:
         """The input's identifiers as the gate looks for them (engine words and coded terms exempt)."""
         ids = ctx.ids
-        own_norm, own_tokens = _own_text(self.profile)
-        exempt, demote = set(), set()
-        coded = {normalise(c) for c in ctx.coded}
-        for w in ids.words:
-            norm = normalise(w)
-            strong = norm in ids.strong
-            if not strong and norm in coded:
-                exempt.add(norm)  # a staff or place word that is also a coded term of this object
-            elif norm and norm in _ENUM_NORM:
-                demote.add(w)
-            elif norm and norm in own_norm:
-                # a word the engine writes itself (REMOVED, Basic, Profile...): its presence says
-                # nothing about the input, so it is looked for only where it stands alone, and not at
-                # all when every token of it is one of the engine's own words
-                if set(_WORD.findall(w.upper())) <= own_tokens:
-                    exempt.add(norm)
-                else:
-                    demote.add(w)
-        return Matcher(ids, frozenset(exempt), frozenset(demote)) if exempt or demote else ids.matcher()
+        exempt, demote = _exemptions(
+            self.profile, frozenset(ids.words), frozenset(ids.strong), frozenset(ctx.coded)
+        )
+        return Matcher(ids, exempt, demote) if exempt or demote else ids.matcher()
 
     @staticmethod
     def _scan_bytes(output: bytes, matcher: Matcher, ctx: _Ctx, spans: list[tuple[int, int]]) -> None:
@@ -1008,6 +1007,8 @@ class Deidentifier:
             for needle, kind in needles:
                 if kind == "sub":
                     pos = squeezed.find(needle)
+                elif needle not in hay:  # the common case, without a call per needle
+                    continue
                 else:
                     pos = find_bounded(hay, needle, kind, start - lo, end - lo)
                 if pos >= 0:
@@ -1197,6 +1198,33 @@ def _header_spans(
             meta = [(start + a, start + b) for a, b in kept_meta or ()]
             return [(0, start), *meta, (start + len(px), len(output))]
     return [(0, len(output))]
+
+
+# A patient's words and an object's coded terms recur in every file of a series: the gate's
+# exemptions are worked out once per combination.
+@lru_cache(maxsize=1024)
+def _exemptions(
+    profile: Profile, words: frozenset[str], strong: frozenset[str], coded_terms: frozenset[str]
+) -> tuple[frozenset[str], frozenset[str]]:
+    """(exempt, demote) of ``Deidentifier._gate_matcher``: see there."""
+    own_norm, own_tokens = _own_text(profile)
+    exempt, demote = set(), set()
+    coded = {normalise(c) for c in coded_terms}
+    for w in words:
+        norm = normalise(w)
+        if norm not in strong and norm in coded:
+            exempt.add(norm)  # a staff or place word that is also a coded term of this object
+        elif norm and norm in _ENUM_NORM:
+            demote.add(w)
+        elif norm and norm in own_norm:
+            # a word the engine writes itself (REMOVED, Basic, Profile...): its presence says
+            # nothing about the input, so it is looked for only where it stands alone, and not at
+            # all when every token of it is one of the engine's own words
+            if set(_WORD.findall(w.upper())) <= own_tokens:
+                exempt.add(norm)
+            else:
+                demote.add(w)
+    return frozenset(exempt), frozenset(demote)
 
 
 @cache
