@@ -70,6 +70,7 @@ def _init_worker(
     _WORKER["deid"] = Deidentifier(key, profile, Vault(Path(vault_dir), key), ocr=ocr)
     _WORKER["output"] = Path(output).resolve()
     _WORKER["quarantine"] = Path(quarantine)
+    _WORKER["folders"] = {_WORKER["output"]}  # folders this worker knows exist (made or found)
 
 
 def _process_one(path_str: str) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def _stage_one(path_str: str) -> dict[str, Any] | _Staged:
         return {"status": "failed", "reason": f"cannot read input ({exc.strerror})", "source": path_str}
     sha = hashlib.sha256(raw).hexdigest()
     try:
-        res = deid.deidentify_bytes(raw)
+        res = deid.deidentify_bytes(raw, input_sha256=sha)
     except ReviewNeeded as exc:
         return _quarantine(path, raw, sha, str(exc), "ReviewNeeded", review=True)
     except CurataError as exc:
@@ -128,11 +129,28 @@ def _stage_one(path_str: str) -> dict[str, Any] | _Staged:
     with _disk_full_is_fatal():
         if target.exists():  # an earlier run (or file) made it: never rewritten
             return _settled(target, res.output_bytes, ok, (path, raw, sha))
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(target.parent)
         # unique per file: two inputs of one chunk may name the same output
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{next(_TMP_COUNTER)}.tmp")
         _write(tmp, res.output_bytes, sync=False)
     return _Staged(target, tmp, ok, (path, raw, sha))
+
+
+def _make_folders(folder: Path) -> None:
+    """``folder.mkdir(parents=True, exist_ok=True)``, remembering what exists: the files of a series
+    share their folder, and each folder is made with one call, not tried again for every file."""
+    known: set[Path] = _WORKER["folders"]
+    missing = []
+    while folder not in known and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+        known.add(path)
 
 
 def _publish(s: _Staged) -> dict[str, Any]:
