@@ -71,6 +71,7 @@ def _init_worker(
     _WORKER["output"] = Path(output).resolve()
     _WORKER["quarantine"] = Path(quarantine)
     _WORKER["folders"] = {_WORKER["output"]}  # folders this worker knows exist (made or found)
+    _WORKER["resolved"] = {}  # OUTPUT-relative folder -> its resolved path
 
 
 def _process_one(path_str: str) -> dict[str, Any]:
@@ -124,7 +125,7 @@ def _stage_one(path_str: str) -> dict[str, Any] | _Staged:
     except Exception as exc:  # a bug must not stop the batch, and must not let the file through
         return _quarantine(path, raw, sha, safe_reason(exc), "InternalError")
     rel = res.relative_path
-    target = _inside_resolved(_WORKER["output"], rel)
+    target = _output_path(rel)
     ok = {"status": "ok", "output": rel, "record": res.record.as_dict(), "same_as_existing": False}
     with _disk_full_is_fatal():
         if target.exists():  # an earlier run (or file) made it: never rewritten
@@ -134,6 +135,20 @@ def _stage_one(path_str: str) -> dict[str, Any] | _Staged:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{next(_TMP_COUNTER)}.tmp")
         _write(tmp, res.output_bytes, sync=False)
     return _Staged(target, tmp, ok, (path, raw, sha))
+
+
+def _output_path(relative: str) -> Path:
+    """``_inside_resolved(OUTPUT, relative)``, the folder part resolved once per folder (a series'
+    files share it); a file name that is a link is resolved whole, as before."""
+    folder, _, name = relative.rpartition("/")
+    resolved: dict[str, Path] = _WORKER.setdefault("resolved", {})
+    parent = resolved.get(folder)
+    if parent is None:
+        parent = resolved[folder] = _inside_resolved(_WORKER["output"], folder)
+    target = parent / name
+    if name in ("", ".", "..") or target.is_symlink():
+        return _inside_resolved(_WORKER["output"], relative)
+    return target
 
 
 def _make_folders(folder: Path) -> None:
