@@ -365,7 +365,8 @@ class Matcher:
         )
         for u in self.ids.uids:
             out[u.encode("ascii", "ignore")] = "uid"
-        result = sorted(out.items(), key=lambda item: -len(item[0]))
+        # longest first; equal lengths keep their order (a stable sort, reversed or not)
+        result = [(needle, out[needle]) for needle in sorted(out, key=len, reverse=True)]
         self._byte_cache[encodings] = result
         return result
 
