@@ -63,6 +63,27 @@ def _joined(values: list[bytes]) -> bytes:
     return values[0] if len(values) == 1 else b"\x01".join(values)
 
 
+def _holding(ctx: _Ctx, values: list[bytes]) -> set[int]:
+    """Which of ``values`` may hold an identifier (``holds_identifier``): all probed as one, and
+    the halves of a group that holds one probed again, down to single values. In the common file
+    none does (one probe); where one does, a few probes find it instead of one per value."""
+    found: set[int] = set()
+
+    def probe(lo: int, hi: int) -> None:
+        if not ctx.holds_identifier(_joined(values[lo:hi])):
+            return
+        if hi - lo == 1:
+            found.add(lo)
+            return
+        mid = (lo + hi) // 2
+        probe(lo, mid)
+        probe(mid, hi)
+
+    if values:
+        probe(0, len(values))
+    return found
+
+
 class _Decline(Exception):
     """Not plain enough here: the raw lane takes the file."""
 
@@ -466,10 +487,9 @@ class _Run:
             if vr in _GATE_TEXT:
                 changed.append(written[8 if implicit or vr not in _LONG else 12 :])
             pieces.append((tag, written))
-        # one probe for all kept text: none of it holds an identifier in the common file
-        clear = not kept_text or not ctx.holds_identifier(_joined([k[3] for k in kept_text]))
-        for index, tag, vr, data in kept_text:
-            new = self.kept_text(ctx, vr, data, clear)
+        holding = _holding(ctx, [k[3] for k in kept_text])
+        for n, (index, tag, vr, data) in enumerate(kept_text):
+            new = self.kept_text(ctx, vr, data, n not in holding)
             if new is not None:
                 written = _write(tag, vr, new, implicit)
                 changed.append(written[8 if implicit or vr not in _LONG else 12 :])

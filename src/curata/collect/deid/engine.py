@@ -35,7 +35,15 @@ from curata.collect.deid.pseudonyms import (
     shift_datetime,
 )
 from curata.collect.deid.table import action_maps, descriptor_tags, iod_allowed_tags, rules
-from curata.collect.deid.text import _SEP_BYTES, Identifiers, Matcher, clean_text, find_bounded, normalise
+from curata.collect.deid.text import (
+    _SEP_BYTES,
+    Identifiers,
+    Matcher,
+    clean_text,
+    find_bounded,
+    needle_part,
+    normalise,
+)
 from curata.collect.deid.vault import Vault
 from curata.errors import DeidError, InputError
 
@@ -1000,16 +1008,31 @@ class Deidentifier:
     def _scan_bytes(output: bytes, matcher: Matcher, ctx: _Ctx, spans: list[tuple[int, int]]) -> None:
         needles = matcher.byte_needles(tuple(ctx.encodings))
         for start, end in spans:
+            if end <= start:
+                continue  # nothing there (the context bytes alone hold no needle: see find_bounded)
             # one span at a time, lower-cased with a byte of context on each side for the boundary test
             lo = max(0, start - 1)
             hay = output[lo : end + 1].lower()
             squeezed = hay.translate(None, _SEP_BYTES)
+            # a needle is looked for only where a part of it occurs (needle_part: the many written
+            # forms of a date share their year, a name's run-together forms their first letters)
+            present: dict[bytes, bool] = {}
+            present_sub: dict[bytes, bool] = {}
             for needle, kind in needles:
+                part = needle_part(needle)
                 if kind == "sub":
+                    found = present_sub.get(part)
+                    if found is None:
+                        found = present_sub[part] = part in squeezed
+                    if not found:
+                        continue
                     pos = squeezed.find(needle)
-                elif needle not in hay:  # the common case, without a call per needle
-                    continue
                 else:
+                    found = present.get(part)
+                    if found is None:
+                        found = present[part] = part in hay
+                    if not found or needle not in hay:
+                        continue
                     pos = find_bounded(hay, needle, kind, start - lo, end - lo)
                 if pos >= 0:
                     raise DeidError(

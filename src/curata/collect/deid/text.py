@@ -520,6 +520,17 @@ _DIGIT_DOT = frozenset(b"0123456789.")
 _DIGIT = frozenset(b"0123456789")
 
 
+_DIGIT_RUN = re.compile(rb"[0-9]{4,}")
+
+
+@lru_cache(maxsize=65536)
+def needle_part(needle: bytes) -> bytes:
+    """A part of ``needle`` that every occurrence of it contains (its longest run of four or more
+    digits, else its first four bytes): where the part is absent, so is the needle."""
+    runs = _DIGIT_RUN.findall(needle)
+    return max(runs, key=len) if runs else needle[:4]
+
+
 def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> int:
     """First occurrence of ``needle`` in ``hay[start:end]`` that stands on its own (not inside a longer
     word, number or UID); -1 if none."""
