@@ -268,6 +268,9 @@ def _safe_private() -> frozenset[tuple[str, int, int]]:
     )
 
 
+_Groups = tuple[tuple[int, bytes, tuple[bytes, ...]], ...]  # see _by_part
+
+
 class _Ctx:
     """Per-instance state of one de-identification."""
 
@@ -291,7 +294,7 @@ class _Ctx:
         self.later: list[tuple[Dataset, int, bool]] = []  # text to clean once all identifiers are known
         self.encodings: list[str] = []
         self.codestream_kept: list[tuple[int, int]] = []  # metadata the codestream keeps (gate scans it)
-        self._probe: tuple[Matcher, tuple[bytes, ...], tuple[bytes, ...]] | None = None
+        self._probe: tuple[Matcher, _Groups, _Groups] | None = None
         self._held: dict[tuple[bytes, bool], bool] = {}  # answers of holds_identifier for this matcher
 
     def holds_identifier(self, data: bytes, *, binary: bool = False) -> bool:
@@ -300,16 +303,11 @@ class _Ctx:
         matcher = self.ids.matcher()
         if self._probe is None or self._probe[0] is not matcher:
             needles = matcher.byte_needles(tuple(self.encodings))
-            # shortest first, so a short value stops at the first needle longer than itself
             self._probe = (
                 matcher,
-                tuple(sorted({n for n, k in needles if k == "sub"}, key=len)),
-                tuple(
-                    sorted(
-                        {n for n, k in needles if k != "sub"}
-                        | {w.encode() for w in matcher.words if w.isascii()},
-                        key=len,
-                    )
+                _by_part({n for n, k in needles if k == "sub"}),
+                _by_part(
+                    {n for n, k in needles if k != "sub"} | {w.encode() for w in matcher.words if w.isascii()}
                 ),
             )
             self._held.clear()
@@ -328,19 +326,31 @@ class _Ctx:
             return True  # case folding beyond ASCII needs the decoded text: look properly
         low = data.lower()
         size = len(low)
-        for n in plain:
-            if len(n) > size:
+        for shortest, part, group in plain:
+            if shortest > size:
                 break
-            if n in low:
+            if part in low and any(n in low for n in group):
                 return True
         norm = low.translate(None, _SEP_BYTES)
         size = len(norm)
-        for n in subs:
-            if len(n) > size:
+        for shortest, part, group in subs:
+            if shortest > size:
                 break
-            if n in norm:
+            if part in norm and any(n in norm for n in group):
                 return True
         return False
+
+
+def _by_part(needles: set[bytes]) -> tuple[tuple[int, bytes, tuple[bytes, ...]], ...]:
+    """``needles`` grouped by a part that each of a group holds (``needle_part``), as (length of the
+    group's shortest needle, part, needles), shortest first: a value is looked at once per part (a
+    date's forms share their year), and a short value stops at the first group longer than itself."""
+    groups: dict[bytes, list[bytes]] = {}
+    for n in needles:
+        groups.setdefault(needle_part(n), []).append(n)
+    return tuple(
+        sorted(((min(map(len, g)), part, tuple(g)) for part, g in groups.items()), key=lambda x: x[0])
+    )
 
 
 class Deidentifier:
