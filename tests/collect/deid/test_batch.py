@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from curata.collect.deid import load_profile
 from curata.collect.deid.batch import run_batch
+from curata.errors import ConfigError
 
 from .conftest import KEY, read, to_bytes
 
@@ -42,3 +45,29 @@ def test_chunked_batch_duplicates_conflicts_and_rerun(tmp_path: Path) -> None:
     assert again.counts.get("deidentified") == 13 and again.counts.get("quarantined") == 1, again.counts
     assert {p: p.read_bytes() for p in sorted(out.rglob("*.dcm"))} == before
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_link_inside_output_never_leads_out(tmp_path: Path) -> None:
+    """Output folders are resolved once per folder and made once: a series folder, or an output
+    file, that is a link to somewhere outside OUTPUT is refused, and nothing is written there."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "ct").write_bytes(to_bytes(read("CT_small.dcm")))
+    out = tmp_path / "out"
+    _run(src, out, tmp_path)
+    (written,) = out.rglob("*.dcm")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    series = written.parent
+    written.unlink()
+    series.rmdir()
+    series.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ConfigError):
+        _run(src, out, tmp_path)
+    assert not list(outside.iterdir())
+    series.unlink()
+    series.mkdir()
+    written.symlink_to(outside / "x.dcm")  # the file name itself a link
+    with pytest.raises(ConfigError):
+        _run(src, out, tmp_path)
+    assert not list(outside.iterdir())

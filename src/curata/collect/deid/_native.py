@@ -56,6 +56,34 @@ _ALWAYS_READ = frozenset(
 _RAW = object()  # act(): the element is written as it came
 
 
+def _joined(values: list[bytes]) -> bytes:
+    """Values probed as one by ``holds_identifier``: the joining byte (\\x01) is no separator, so
+    the joined bytes hold an identifier when one of the values does (a value beyond ASCII makes both
+    answers yes); a needle holding that byte could only add a yes, which reads each value or declines."""
+    return values[0] if len(values) == 1 else b"\x01".join(values)
+
+
+def _holding(ctx: _Ctx, values: list[bytes]) -> set[int]:
+    """Which of ``values`` may hold an identifier (``holds_identifier``): all probed as one, and
+    the halves of a group that holds one probed again, down to single values. In the common file
+    none does (one probe); where one does, a few probes find it instead of one per value."""
+    found: set[int] = set()
+
+    def probe(lo: int, hi: int) -> None:
+        if not ctx.holds_identifier(_joined(values[lo:hi])):
+            return
+        if hi - lo == 1:
+            found.add(lo)
+            return
+        mid = (lo + hi) // 2
+        probe(lo, mid)
+        probe(mid, hi)
+
+    if values:
+        probe(0, len(values))
+    return found
+
+
 class _Decline(Exception):
     """Not plain enough here: the raw lane takes the file."""
 
@@ -173,19 +201,33 @@ class _Run:
         self.encodings: list[str] | None = None  # known once the character set is read
         self.vrs: dict[int, str] = {}
         self.values: dict[int, bytes] = {}  # top-level raw values by tag (ASCII checked on reading)
-        self.codes = [plan.code(tag, vr) for tag, vr, _, _, _ in walked]
+        self.read: dict[int, str] = {}  # get()'s answers
+        codes: list[int] = []
+        known, decide = plan.codes.get, plan.code  # the plan's table, then its decision once
+        vrs, values, vr_of = self.vrs, self.values, eng._vr_of
         for tag, vr, _, start, length in walked:
-            v = vr or eng._vr_of(tag)
-            if v is not None:
-                self.vrs[tag] = v
-            self.values[tag] = raw[start : start + length]
+            code = known((tag, vr))
+            codes.append(decide(tag, vr) if code is None else code)
+            if vr is None:
+                vr = vr_of(tag)
+                if vr is None:
+                    values[tag] = raw[start : start + length]
+                    continue
+            vrs[tag] = vr
+            values[tag] = raw[start : start + length]
+        self.codes = codes
 
     def get(self, tag: int) -> str:
         """``str(ds.get(keyword, "") or "")`` for a single-valued string element."""
-        data = self.values.get(tag)
-        if data is None:
-            return ""
-        return _one(self.vrs.get(tag, "UN"), data, self.encodings)
+        found = self.read.get(tag)
+        if found is None:
+            data = self.values.get(tag)
+            if data is None:
+                return ""
+            found = _one(self.vrs.get(tag, "UN"), data, self.encodings)
+            if self.encodings is not None:  # what text beyond ASCII reads as is known
+                self.read[tag] = found
+        return found
 
     # ------------------------------------------------------------------ the engine's _run
     def result(self) -> DeidResult | None:
@@ -215,7 +257,7 @@ class _Run:
         if has_pixels and self.may_carry_burned_in_text():
             raise _Decline
         pieces, changed = self.clean(ctx, age)
-        if any(ctx.holds_identifier(value) for value in changed):
+        if changed and ctx.holds_identifier(_joined(changed)):
             raise _Decline  # the gate would read it decoded: let the engine's gate say
         if age is not None:
             pieces.append((eng._AGE, _write(eng._AGE, "AS", age, self.implicit)))
@@ -408,9 +450,13 @@ class _Run:
         private = []
         marking = eng._MARKING_TAGS
         self.uids = ["", "", "", ""]  # SOP class, study, series, SOP instance as written
+        copy = _rawpath._COPY
         for entry, code in zip(self.walked, self.codes, strict=True):
             tag, _, head, start, length = entry
             end = start + length
+            if code == copy and not length & 1:  # most elements (never read, marked or the age)
+                pieces.append((tag, (head, end)))
+                continue
             if code == _rawpath._DECLINE:
                 raise _Decline
             if code == _rawpath._PRIVATE:
@@ -441,8 +487,9 @@ class _Run:
             if vr in _GATE_TEXT:
                 changed.append(written[8 if implicit or vr not in _LONG else 12 :])
             pieces.append((tag, written))
-        for index, tag, vr, data in kept_text:
-            new = self.kept_text(ctx, vr, data)
+        holding = _holding(ctx, [k[3] for k in kept_text])
+        for n, (index, tag, vr, data) in enumerate(kept_text):
+            new = self.kept_text(ctx, vr, data, n not in holding)
             if new is not None:
                 written = _write(tag, vr, new, implicit)
                 changed.append(written[8 if implicit or vr not in _LONG else 12 :])
@@ -455,13 +502,12 @@ class _Run:
             pieces.sort(key=lambda p: p[0])
         return pieces, changed
 
-    def kept_text(self, ctx: _Ctx, vr: str, data: bytes) -> str | list[str] | None:
+    def kept_text(self, ctx: _Ctx, vr: str, data: bytes, clear: bool = False) -> str | list[str] | None:
         """The engine's later pass on kept text (``_clean_text_elem``, not generic): None while its
         bytes hold none of the identifiers and it has an even length (copied as it came); else the
         value written: read (an odd length is rewritten from the value read), the patient's own
-        identifiers removed."""
-        holds = ctx.holds_identifier(data)
-        if not holds:
+        identifiers removed. ``clear``: already known to hold none."""
+        if clear or not ctx.holds_identifier(data):
             if len(data) & 1:
                 return _read(vr, data, self.encodings)
             return None

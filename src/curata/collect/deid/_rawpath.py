@@ -51,6 +51,7 @@ _KEPT_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "AE", "UR"})
 _ENGINE_VRS = frozenset({"SQ", "CS", "PN"})  # what the collecting pass reads at any tag
 _LONG = _reader._LONG
 _KNOWN = _reader._KNOWN
+_VR_INFO = {vr.encode("latin-1"): (vr, vr in _LONG) for vr in _KNOWN}  # raw VR -> (VR, long form)
 
 
 class _Plan:
@@ -153,6 +154,7 @@ def _walk(raw: bytes, pos: int, implicit: bool) -> list[tuple[int, str | None, i
     end = len(raw)
     out: list[tuple[int, str | None, int, int, int]] = []
     last = -1
+    vr_info = _VR_INFO.get
     while pos + 8 <= end:
         if implicit:
             group, elem, length = _IMPLICIT(raw, pos)
@@ -160,10 +162,11 @@ def _walk(raw: bytes, pos: int, implicit: bool) -> list[tuple[int, str | None, i
             start = pos + 8
         else:
             group, elem, vr_bytes, length = _SHORT(raw, pos)
-            vr = vr_bytes.decode("latin-1")
-            if vr not in _KNOWN:
+            info = vr_info(vr_bytes)
+            if info is None:
                 return None
-            if vr in _LONG:
+            vr, long = info
+            if long:
                 if length or pos + 12 > end:  # reserved bytes must be zero to be copied as they are
                     return None
                 (length,) = _U32(raw, pos + 8)

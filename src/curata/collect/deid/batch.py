@@ -70,6 +70,8 @@ def _init_worker(
     _WORKER["deid"] = Deidentifier(key, profile, Vault(Path(vault_dir), key), ocr=ocr)
     _WORKER["output"] = Path(output).resolve()
     _WORKER["quarantine"] = Path(quarantine)
+    _WORKER["folders"] = {_WORKER["output"]}  # folders this worker knows exist (made or found)
+    _WORKER["resolved"] = {}  # OUTPUT-relative folder -> its resolved path
 
 
 def _process_one(path_str: str) -> dict[str, Any]:
@@ -115,7 +117,7 @@ def _stage_one(path_str: str) -> dict[str, Any] | _Staged:
         return {"status": "failed", "reason": f"cannot read input ({exc.strerror})", "source": path_str}
     sha = hashlib.sha256(raw).hexdigest()
     try:
-        res = deid.deidentify_bytes(raw)
+        res = deid.deidentify_bytes(raw, input_sha256=sha)
     except ReviewNeeded as exc:
         return _quarantine(path, raw, sha, str(exc), "ReviewNeeded", review=True)
     except CurataError as exc:
@@ -123,16 +125,47 @@ def _stage_one(path_str: str) -> dict[str, Any] | _Staged:
     except Exception as exc:  # a bug must not stop the batch, and must not let the file through
         return _quarantine(path, raw, sha, safe_reason(exc), "InternalError")
     rel = res.relative_path
-    target = _inside_resolved(_WORKER["output"], rel)
+    target = _output_path(rel)
     ok = {"status": "ok", "output": rel, "record": res.record.as_dict(), "same_as_existing": False}
     with _disk_full_is_fatal():
         if target.exists():  # an earlier run (or file) made it: never rewritten
             return _settled(target, res.output_bytes, ok, (path, raw, sha))
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(target.parent)
         # unique per file: two inputs of one chunk may name the same output
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{next(_TMP_COUNTER)}.tmp")
         _write(tmp, res.output_bytes, sync=False)
     return _Staged(target, tmp, ok, (path, raw, sha))
+
+
+def _output_path(relative: str) -> Path:
+    """``_inside_resolved(OUTPUT, relative)``, the folder part resolved once per folder (a series'
+    files share it); a file name that is a link is resolved whole, as before."""
+    folder, _, name = relative.rpartition("/")
+    resolved: dict[str, Path] = _WORKER.setdefault("resolved", {})
+    parent = resolved.get(folder)
+    if parent is None:
+        parent = resolved[folder] = _inside_resolved(_WORKER["output"], folder)
+    target = parent / name
+    if name in ("", ".", "..") or target.is_symlink():
+        return _inside_resolved(_WORKER["output"], relative)
+    return target
+
+
+def _make_folders(folder: Path) -> None:
+    """``folder.mkdir(parents=True, exist_ok=True)``, remembering what exists: the files of a series
+    share their folder, and each folder is made with one call, not tried again for every file."""
+    known: set[Path] = _WORKER["folders"]
+    missing = []
+    while folder not in known and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+        known.add(path)
 
 
 def _publish(s: _Staged) -> dict[str, Any]:

@@ -8,8 +8,8 @@ import re
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from functools import cache
+from dataclasses import dataclass, field, fields
+from functools import cache, lru_cache
 from typing import Any, cast
 
 import pydicom
@@ -35,7 +35,15 @@ from curata.collect.deid.pseudonyms import (
     shift_datetime,
 )
 from curata.collect.deid.table import action_maps, descriptor_tags, iod_allowed_tags, rules
-from curata.collect.deid.text import _SEP_BYTES, Identifiers, Matcher, clean_text, find_bounded, normalise
+from curata.collect.deid.text import (
+    _SEP_BYTES,
+    Identifiers,
+    Matcher,
+    clean_text,
+    find_bounded,
+    needle_part,
+    normalise,
+)
 from curata.collect.deid.vault import Vault
 from curata.errors import DeidError, InputError
 
@@ -151,7 +159,13 @@ class DeidRecord:
     pixels_cleared_by: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # ``asdict`` without its generic deep copy (the one list is copied): a record per file
+        out = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        out["options"] = list(self.options)
+        return out
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(DeidRecord))
 
 
 @dataclass
@@ -254,6 +268,9 @@ def _safe_private() -> frozenset[tuple[str, int, int]]:
     )
 
 
+_Groups = tuple[tuple[int, bytes, tuple[bytes, ...]], ...]  # see _by_part
+
+
 class _Ctx:
     """Per-instance state of one de-identification."""
 
@@ -277,7 +294,7 @@ class _Ctx:
         self.later: list[tuple[Dataset, int, bool]] = []  # text to clean once all identifiers are known
         self.encodings: list[str] = []
         self.codestream_kept: list[tuple[int, int]] = []  # metadata the codestream keeps (gate scans it)
-        self._probe: tuple[Matcher, tuple[bytes, ...], tuple[bytes, ...]] | None = None
+        self._probe: tuple[Matcher, _Groups, _Groups] | None = None
         self._held: dict[tuple[bytes, bool], bool] = {}  # answers of holds_identifier for this matcher
 
     def holds_identifier(self, data: bytes, *, binary: bool = False) -> bool:
@@ -286,16 +303,11 @@ class _Ctx:
         matcher = self.ids.matcher()
         if self._probe is None or self._probe[0] is not matcher:
             needles = matcher.byte_needles(tuple(self.encodings))
-            # shortest first, so a short value stops at the first needle longer than itself
             self._probe = (
                 matcher,
-                tuple(sorted({n for n, k in needles if k == "sub"}, key=len)),
-                tuple(
-                    sorted(
-                        {n for n, k in needles if k != "sub"}
-                        | {w.encode() for w in matcher.words if w.isascii()},
-                        key=len,
-                    )
+                _by_part({n for n, k in needles if k == "sub"}),
+                _by_part(
+                    {n for n, k in needles if k != "sub"} | {w.encode() for w in matcher.words if w.isascii()}
                 ),
             )
             self._held.clear()
@@ -314,19 +326,31 @@ class _Ctx:
             return True  # case folding beyond ASCII needs the decoded text: look properly
         low = data.lower()
         size = len(low)
-        for n in plain:
-            if len(n) > size:
+        for shortest, part, group in plain:
+            if shortest > size:
                 break
-            if n in low:
+            if part in low and any(n in low for n in group):
                 return True
         norm = low.translate(None, _SEP_BYTES)
         size = len(norm)
-        for n in subs:
-            if len(n) > size:
+        for shortest, part, group in subs:
+            if shortest > size:
                 break
-            if n in norm:
+            if part in norm and any(n in norm for n in group):
                 return True
         return False
+
+
+def _by_part(needles: set[bytes]) -> tuple[tuple[int, bytes, tuple[bytes, ...]], ...]:
+    """``needles`` grouped by a part that each of a group holds (``needle_part``), as (length of the
+    group's shortest needle, part, needles), shortest first: a value is looked at once per part (a
+    date's forms share their year), and a short value stops at the first group longer than itself."""
+    groups: dict[bytes, list[bytes]] = {}
+    for n in needles:
+        groups.setdefault(needle_part(n), []).append(n)
+    return tuple(
+        sorted(((min(map(len, g)), part, tuple(g)) for part, g in groups.items()), key=lambda x: x[0])
+    )
 
 
 class Deidentifier:
@@ -362,21 +386,29 @@ class Deidentifier:
 
     # ------------------------------------------------------------------ public API
     def deidentify_bytes(
-        self, raw: bytes, source: str = "", *, pixel_decision: str | None = None
+        self,
+        raw: bytes,
+        source: str = "",
+        *,
+        pixel_decision: str | None = None,
+        input_sha256: str | None = None,
     ) -> DeidResult:
         """De-identify one Part-10 file (or a bare data set) given as bytes.
 
         ``pixel_decision`` is a reviewer's answer for an object that needed review (``accept`` or
-        ``mask``), from ``curata deid-review``.
+        ``mask``), from ``curata deid-review``. ``input_sha256``: the hex SHA-256 of ``raw`` where
+        the caller has computed it already (the batch names quarantined inputs by it).
         """
         if pixel_decision not in (None, "accept", "mask"):
             raise ValueError(f"pixel_decision {pixel_decision!r}")
         with _quiet_pydicom():
-            return self._deidentify_bytes(raw, source, pixel_decision)
+            return self._deidentify_bytes(raw, source, pixel_decision, input_sha256)
 
-    def _deidentify_bytes(self, raw: bytes, source: str, decision: str | None = None) -> DeidResult:
+    def _deidentify_bytes(
+        self, raw: bytes, source: str, decision: str | None = None, input_sha: str | None = None
+    ) -> DeidResult:
+        input_sha = input_sha or hashlib.sha256(raw).hexdigest()
         if self.raw_lane and self.fast_read and decision is None:
-            input_sha = hashlib.sha256(raw).hexdigest()
             done = _native.deidentify(self, raw, input_sha) if self.native_lane else None
             if done is None:
                 done = _rawpath.deidentify(self, raw, input_sha)
@@ -384,7 +416,7 @@ class Deidentifier:
                 return done
         fast = _reader.read(raw) if self.fast_read else None
         if fast is not None:  # a plain file: the same data set dcmread builds, built by a struct walk
-            return self._run(fast, hashlib.sha256(raw).hexdigest(), source, decision)
+            return self._run(fast, input_sha, source, decision)
         try:
             ds = pydicom.dcmread(io.BytesIO(raw), force=False)
         except InvalidDicomError:
@@ -398,7 +430,7 @@ class Deidentifier:
                 ) from None
         except Exception as exc:
             raise InputError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path=source or None) from exc
-        return self._run(ds, hashlib.sha256(raw).hexdigest(), source, decision)
+        return self._run(ds, input_sha, source, decision)
 
     def deidentify_dataset(self, ds: Dataset) -> DeidResult:
         """De-identify an in-memory data set (the network gateway); ``ds`` itself is not modified."""
@@ -977,38 +1009,40 @@ class Deidentifier:
     def _gate_matcher(self, ctx: _Ctx) -> Matcher:
         """The input's identifiers as the gate looks for them (engine words and coded terms exempt)."""
         ids = ctx.ids
-        own_norm, own_tokens = _own_text(self.profile)
-        exempt, demote = set(), set()
-        coded = {normalise(c) for c in ctx.coded}
-        for w in ids.words:
-            norm = normalise(w)
-            strong = norm in ids.strong
-            if not strong and norm in coded:
-                exempt.add(norm)  # a staff or place word that is also a coded term of this object
-            elif norm and norm in _ENUM_NORM:
-                demote.add(w)
-            elif norm and norm in own_norm:
-                # a word the engine writes itself (REMOVED, Basic, Profile...): its presence says
-                # nothing about the input, so it is looked for only where it stands alone, and not at
-                # all when every token of it is one of the engine's own words
-                if set(_WORD.findall(w.upper())) <= own_tokens:
-                    exempt.add(norm)
-                else:
-                    demote.add(w)
-        return Matcher(ids, frozenset(exempt), frozenset(demote)) if exempt or demote else ids.matcher()
+        exempt, demote = _exemptions(
+            self.profile, frozenset(ids.words), frozenset(ids.strong), frozenset(ctx.coded)
+        )
+        return Matcher(ids, exempt, demote) if exempt or demote else ids.matcher()
 
     @staticmethod
     def _scan_bytes(output: bytes, matcher: Matcher, ctx: _Ctx, spans: list[tuple[int, int]]) -> None:
         needles = matcher.byte_needles(tuple(ctx.encodings))
         for start, end in spans:
+            if end <= start:
+                continue  # nothing there (the context bytes alone hold no needle: see find_bounded)
             # one span at a time, lower-cased with a byte of context on each side for the boundary test
             lo = max(0, start - 1)
             hay = output[lo : end + 1].lower()
             squeezed = hay.translate(None, _SEP_BYTES)
+            # a needle is looked for only where a part of it occurs (needle_part: the many written
+            # forms of a date share their year, a name's run-together forms their first letters)
+            present: dict[bytes, bool] = {}
+            present_sub: dict[bytes, bool] = {}
             for needle, kind in needles:
+                part = needle_part(needle)
                 if kind == "sub":
+                    found = present_sub.get(part)
+                    if found is None:
+                        found = present_sub[part] = part in squeezed
+                    if not found:
+                        continue
                     pos = squeezed.find(needle)
                 else:
+                    found = present.get(part)
+                    if found is None:
+                        found = present[part] = part in hay
+                    if not found or needle not in hay:
+                        continue
                     pos = find_bounded(hay, needle, kind, start - lo, end - lo)
                 if pos >= 0:
                     raise DeidError(
@@ -1197,6 +1231,33 @@ def _header_spans(
             meta = [(start + a, start + b) for a, b in kept_meta or ()]
             return [(0, start), *meta, (start + len(px), len(output))]
     return [(0, len(output))]
+
+
+# A patient's words and an object's coded terms recur in every file of a series: the gate's
+# exemptions are worked out once per combination.
+@lru_cache(maxsize=1024)
+def _exemptions(
+    profile: Profile, words: frozenset[str], strong: frozenset[str], coded_terms: frozenset[str]
+) -> tuple[frozenset[str], frozenset[str]]:
+    """(exempt, demote) of ``Deidentifier._gate_matcher``: see there."""
+    own_norm, own_tokens = _own_text(profile)
+    exempt, demote = set(), set()
+    coded = {normalise(c) for c in coded_terms}
+    for w in words:
+        norm = normalise(w)
+        if norm not in strong and norm in coded:
+            exempt.add(norm)  # a staff or place word that is also a coded term of this object
+        elif norm and norm in _ENUM_NORM:
+            demote.add(w)
+        elif norm and norm in own_norm:
+            # a word the engine writes itself (REMOVED, Basic, Profile...): its presence says
+            # nothing about the input, so it is looked for only where it stands alone, and not at
+            # all when every token of it is one of the engine's own words
+            if set(_WORD.findall(w.upper())) <= own_tokens:
+                exempt.add(norm)
+            else:
+                demote.add(w)
+    return frozenset(exempt), frozenset(demote)
 
 
 @cache

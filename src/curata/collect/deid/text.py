@@ -164,6 +164,52 @@ def _date_forms(da: str) -> list[str]:
     return sorted(forms)
 
 
+# A patient's name and IDs recur in every file of their series: what each value adds to the
+# identifiers depends on the value alone, so it is worked out once per value for the process.
+@lru_cache(maxsize=8192)
+def _strong_forms(value: str) -> frozenset[str]:
+    """The normalised forms ``Identifiers.add_strong`` adds for ``value``."""
+    out: set[str] = set()
+    for group in value.split("="):
+        parts = [p for p in _NAME_PARTS.split(group) if p and p.upper().strip(".") not in _HONORIFICS]
+        halves = [h for p in parts for h in _HYPHENS.split(p) if len(h) >= 2 and h != p]
+        for form in (*parts, *halves, "".join(parts), "".join(reversed(parts))):
+            norm = normalise(form)
+            if norm:
+                out.add(norm)
+    return frozenset(out)
+
+
+@lru_cache(maxsize=8192)
+def _name_forms(value: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(words, short names, CJK names) that ``Identifiers.add_name`` adds for ``value``."""
+    words: set[str] = set()
+    short_names: set[str] = set()
+    cjk_names: set[str] = set()
+    for group in value.split("="):
+        parts = []
+        for part in _NAME_PARTS.split(group):
+            part = part.strip(".")
+            # a title (DR, MRS, JR...) is never a name part, wherever the sender put it (SMITH^DR)
+            if not part or part.upper() in _HONORIFICS:
+                continue
+            parts.append(part)
+            # a double-barrelled name (OKONKWO-BELLO, Smith-Jones): each half is used on its own too
+            halves = [h for h in _HYPHENS.split(part) if h]
+            for piece in (part, *(halves if len(halves) > 1 else ())):
+                if len(piece) >= 3 or (len(piece) == 2 and any(is_cjk(c) for c in piece)):
+                    words.add(piece)
+                elif len(piece) == 2 and piece.isalpha():
+                    short_names.add(piece)
+                elif len(piece) == 1 and is_cjk(piece):
+                    cjk_names.add(piece)
+        if len(parts) >= 2:
+            for joined in ("".join(parts), "".join(reversed(parts)), " ".join(parts)):
+                if len(normalise(joined)) >= 3:
+                    words.add(joined)
+    return frozenset(words), frozenset(short_names), frozenset(cjk_names)
+
+
 class Identifiers:
     """The identifying values found in one input: what free text must lose and what the gate looks for."""
 
@@ -186,39 +232,18 @@ class Identifiers:
 
     def add_strong(self, value: str) -> None:
         """A value naming the patient (name, ID, accession): its parts and run-together forms."""
-        for group in value.split("="):
-            parts = [p for p in _NAME_PARTS.split(group) if p and p.upper().strip(".") not in _HONORIFICS]
-            halves = [h for p in parts for h in _HYPHENS.split(p) if len(h) >= 2 and h != p]
-            for form in (*parts, *halves, "".join(parts), "".join(reversed(parts))):
-                norm = normalise(form)
-                if norm:
-                    self.strong.add(norm)
+        self.strong.update(_strong_forms(value))
+
         self._changed()
 
     def add_name(self, value: str) -> None:
         """A PN value: the whole name, each part (family, given, middle...), and the parts run together
         in both orders (SUZUKIKENJI, KENJISUZUKI)."""
-        for group in value.split("="):
-            parts = []
-            for part in _NAME_PARTS.split(group):
-                part = part.strip(".")
-                # a title (DR, MRS, JR...) is never a name part, wherever the sender put it (SMITH^DR)
-                if not part or part.upper() in _HONORIFICS:
-                    continue
-                parts.append(part)
-                # a double-barrelled name (OKONKWO-BELLO, Smith-Jones): each half is used on its own too
-                halves = [h for h in _HYPHENS.split(part) if h]
-                for piece in (part, *(halves if len(halves) > 1 else ())):
-                    if len(piece) >= 3 or (len(piece) == 2 and any(is_cjk(c) for c in piece)):
-                        self.words.add(piece)
-                    elif len(piece) == 2 and piece.isalpha():
-                        self.short_names.add(piece)
-                    elif len(piece) == 1 and is_cjk(piece):
-                        self.cjk_names.add(piece)
-            if len(parts) >= 2:
-                for joined in ("".join(parts), "".join(reversed(parts)), " ".join(parts)):
-                    if len(normalise(joined)) >= 3:
-                        self.words.add(joined)
+        words, short_names, cjk_names = _name_forms(value)
+        self.words.update(words)
+        self.short_names.update(short_names)
+        self.cjk_names.update(cjk_names)
+
         self._changed()
 
     def add_word(self, value: str, *, min_len: int = 3) -> None:
@@ -382,7 +407,8 @@ class Matcher:
         )
         for u in self.ids.uids:
             out[u.encode("ascii", "ignore")] = "uid"
-        result = sorted(out.items(), key=lambda item: -len(item[0]))
+        # longest first; equal lengths keep their order (a stable sort, reversed or not)
+        result = [(needle, out[needle]) for needle in sorted(out, key=len, reverse=True)]
         self._byte_cache[encodings] = result
         return result
 
@@ -536,6 +562,17 @@ _DIGIT_DOT = frozenset(b"0123456789.")
 _DIGIT = frozenset(b"0123456789")
 
 
+_DIGIT_RUN = re.compile(rb"[0-9]{4,}")
+
+
+@lru_cache(maxsize=65536)
+def needle_part(needle: bytes) -> bytes:
+    """A part of ``needle`` that every occurrence of it contains (its longest run of four or more
+    digits, else its first four bytes): where the part is absent, so is the needle."""
+    runs = _DIGIT_RUN.findall(needle)
+    return max(runs, key=len) if runs else needle[:4]
+
+
 def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> int:
     """First occurrence of ``needle`` in ``hay[start:end]`` that stands on its own (not inside a longer
     word, number or UID); -1 if none."""
@@ -607,7 +644,7 @@ def clean_text(value: str, ids: Identifiers, *, generic: bool = True) -> str:
     if spans:
         value = redact(value, spans)
     if generic:
-        value = _clean_generic(value)
+        value = _generic_cached(value) if len(value) <= _GENERIC_CACHED_LEN else _clean_generic(value)
     return value
 
 
@@ -623,6 +660,13 @@ def _clean_generic(text: str) -> str:
         text = _PHONE.sub(_DROP_PHONE, text)
         text = _TOKEN_5.sub(_DROP_TOKEN, text)
     return text
+
+
+# Descriptors recur file after file (a series' description, a protocol name): the shapes, the cost
+# of cleaning them, depend on the text alone, so short texts are cleaned once per process.
+_GENERIC_CACHED_LEN = 256
+_generic_cached = lru_cache(maxsize=4096)(_clean_generic)
+
 
 
 # Between values cleaned together: no generic shape can match across it (a newline ends \S+, and no
