@@ -454,3 +454,38 @@ def test_the_dicom_wsi_header_gate_matches_the_identity_in_any_spelling(tmp_path
                 (field, spelling, survivors([*res.instances, json.dumps(res.slide_fields).encode()]))
             )
     assert stored == []
+
+
+def test_mrxs_slidedat_identity_is_found_in_any_spelling(tmp_path: Path) -> None:
+    """Slidedat.ini's own fields (the slide's name, the patient's ID, a birth date) are the identity when
+    the sidecar gives none: the DICOM-WSI header gate finds them in any spelling, as radiology's does (a
+    sidecar's organ ``lung okonkwo bello`` beside SLIDE_NAME=OKONKWO-BELLO ADAEZE is refused)."""
+    from curata.collect.wsi.service import convert_mrxs_slide
+
+    path = tmp_path / "s.mrxs"
+    who = syn.PlantedIdentity(
+        patient_name="OKONKWO-BELLO^ADAEZE", patient_id="MRN-77123", accession="ACC-5521907"
+    )
+    syn.write_mrxs(path, who)
+    ini = path.with_suffix("") / "Slidedat.ini"
+    ini.write_text(
+        ini.read_text().replace("[GENERAL]", "[GENERAL]\r\nPATIENT_BIRTH_DATE=14.06.1948", 1),
+        encoding="utf-8",
+    )
+    stored: list[tuple[str, str, list[str]]] = []
+    for spelling in IDENTITY_SPELLINGS:
+        for fld in ("stain", "organ"):
+            values = {"stain": "H&E", "organ": "lung", fld: f"lung {spelling}"}
+            try:
+                res = convert_mrxs_slide(path, path.read_bytes(), key=KEY, identity=SlideIdentity(**values))
+            except DeidError:
+                continue
+            found = survivors([*res.instances, json.dumps(res.slide_fields).encode()])
+            if found:
+                stored.append((fld, spelling, found))
+    assert stored == []
+    # the same slide with a plain sidecar is stored
+    plain = convert_mrxs_slide(
+        path, path.read_bytes(), key=KEY, identity=SlideIdentity(stain="H&E", organ="lung")
+    )
+    assert survivors([*plain.instances, json.dumps(plain.slide_fields).encode()]) == []
