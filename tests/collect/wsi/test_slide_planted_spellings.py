@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -489,3 +490,61 @@ def test_mrxs_slidedat_identity_is_found_in_any_spelling(tmp_path: Path) -> None
         path, path.read_bytes(), key=KEY, identity=SlideIdentity(stain="H&E", organ="lung")
     )
     assert survivors([*plain.instances, json.dumps(plain.slide_fields).encode()]) == []
+
+
+def _ome_with_ids(image_id: str, instrument_id: str, channel_id: str, channel_name: str, fluor: str) -> str:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><OME {_OME_NS}><Instrument ID="{instrument_id}">'
+        f'<Detector ID="Detector:0:0" Gain="1"/></Instrument><Image ID="{image_id}">'
+        f'<InstrumentRef ID="{instrument_id}"/><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" '
+        'SizeX="512" SizeY="512" SizeC="3" SizeZ="1" SizeT="1" PhysicalSizeX="0.25">'
+        f'<Channel ID="{channel_id}" Name="{channel_name}" Fluor="{fluor}" SamplesPerPixel="3">'
+        '<DetectorSettings ID="Detector:0:0"/></Channel><TiffData IFD="0" PlaneCount="1"/></Pixels></Image></OME>'
+    )
+
+
+def test_ome_ids_and_channel_names_keep_no_text(tmp_path: Path) -> None:
+    """No sidecar: an OME ID not of OME's structural form (``Image:0``) is text the writer chose and becomes
+    a structural one, the same wherever it is referenced; a channel name or fluor that is not a stain or
+    fluorophore goes (recorded). ``DAPI`` and ``Alexa Fluor 488`` stay."""
+    levels = syn._pyramid(syn.tissue_image(512, 512, 3), 2)
+
+    def run(xml: str, name: str) -> tuple[list[str], str]:
+        path = tmp_path / f"{name}.ome.tiff"
+        with tifffile.TiffWriter(path) as tw:
+            tw.write(
+                levels[0], tile=(256, 256), compression="jpeg", photometric="rgb",
+                description=xml, subifds=1, metadata=None,
+            )  # fmt: skip
+            tw.write(levels[1], tile=(256, 256), compression="jpeg", photometric="rgb", subfiletype=1)
+        res = SlideDeidentifier(KEY).deidentify_bytes(path.read_bytes(), source=path.name, identity=None)
+        record = json.dumps(res.record.as_dict()).encode()
+        found = survivors([res.output_bytes, record])
+        return found, tifffile.TiffFile(io.BytesIO(res.output_bytes)).pages[0].description
+
+    stored: list[tuple[int, str, list[str]]] = []
+    for s, v in enumerate(SPELLINGS):
+        plants = [
+            (f"Image:{v}", "Instrument:0", "Channel:0:0", "DAPI", "DAPI"),
+            ("Image:0", f"urn:lsid:{v}.org:Instrument:0", "Channel:0:0", "DAPI", "DAPI"),
+            ("Image:0", "Instrument:0", f"Channel:{v}", "DAPI", "DAPI"),
+            ("Image:0", "Instrument:0", "Channel:0:0", v, "DAPI"),
+            ("Image:0", "Instrument:0", "Channel:0:0", f"DAPI {v}", f"scanned for {v}"),
+        ]
+        for p, plant in enumerate(plants):
+            xml = _ome_with_ids(*plant)
+            assert _sep_free(v.encode()) in _sep_free(xml.encode())
+            found, kept = run(xml, f"{s}-{p}")
+            if found:
+                stored.append((p, v, found))
+            root = ET.fromstring(kept)
+            ids = {e.get("ID") for e in root.iter() if e.get("ID") and not e.tag.endswith("Ref")}
+            refs = {e.get("ID") for e in root.iter() if e.tag.endswith("Ref") or e.tag.endswith("Settings")}
+            assert refs <= ids, kept  # the references stay consistent
+            assert all(re.fullmatch(r"[A-Za-z]+(?::\d+)+", i or "") for i in ids | refs), kept
+    assert stored == []
+    found, kept = run(
+        _ome_with_ids("Image:0", "Instrument:0", "Channel:0:0", "Alexa Fluor 488", "DAPI"), "ok"
+    )
+    assert found == [] and 'Name="Alexa Fluor 488"' in kept and 'Fluor="DAPI"' in kept
+    assert 'ID="Image:0"' in kept and 'ID="Instrument:0"' in kept

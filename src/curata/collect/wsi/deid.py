@@ -783,13 +783,46 @@ class _Run:
                     continue
                 self._ome_element(child, lt, local)
         self._ome_element(root, local(root.tag), local)
+        self._ome_ids(root, local)
+
+    def _ome_ids(self, root: ET.Element, local: Any) -> None:
+        """OME's ``ID`` attributes are references (``Image:0``, ``Channel:0:1``); one of another form (an
+        LSID naming a site, ``Image:Okonkwo``) is text the writer chose: every such ID becomes a structural
+        one of its element's type, the same new value wherever it is referenced (``InstrumentRef``...)."""
+        elements = [(e, local(e.tag)) for e in root.iter() if e.get("ID") is not None]
+        taken = {e.get("ID") for e, _ in elements if _OME_STRUCTURAL_ID.fullmatch(e.get("ID") or "")}
+        renamed: dict[str, str] = {}
+
+        def fresh(kind: str) -> str:
+            n = 0
+            while f"{kind}:{n}" in taken:
+                n += 1
+            taken.add(f"{kind}:{n}")
+            return f"{kind}:{n}"
+
+        # definitions first, then references (a Ref element's type is its name less "Ref")
+        for elem, lt in sorted(elements, key=lambda el: el[1].endswith("Ref")):
+            old = elem.get("ID") or ""
+            if _OME_STRUCTURAL_ID.fullmatch(old):
+                continue
+            if old not in renamed:
+                renamed[old] = fresh(_OME_ID_KINDS.get(lt) or lt.removesuffix("Ref"))
+                self.needles.add(old)
+            elem.set("ID", renamed[old])
+        if renamed:
+            self.rewritten.append("OME IDs")
 
     def _ome_element(self, elem: ET.Element, lt: str, local: Any) -> None:
         for attr in list(elem.attrib):
             name = local(attr)
-            if not (name in _OME_KEEP_ATTRS or name.endswith("Unit") or (lt == "Channel" and name == "Name")):
+            free = (lt == "Channel" and name in ("Name", "Fluor")) or name == "Fluor"
+            if free and _stain_like(elem.attrib[attr]):
+                continue
+            if free or not (name in _OME_KEEP_ATTRS or name.endswith("Unit")):
                 self.needles.add(elem.attrib[attr])
                 del elem.attrib[attr]
+                if free:
+                    self.rewritten.append(f"OME {lt} {name} (not a stain or fluorophore)")
         text = (elem.text or "").strip()
         if lt == "AcquisitionDate" and text:
             self.needles.add(text)
@@ -820,6 +853,41 @@ class _Run:
                     "Element",
                 ):
                     self.needles.add(v)
+
+
+# OME's structural IDs (``Image:0``, ``Channel:0:1``, ``Pixels:0``): any other ID is rewritten
+_OME_ID_KINDS = {
+    "LightEmittingDiode": "LightSource", "Laser": "LightSource", "Arc": "LightSource", "Filament": "LightSource",
+    "GenericExcitationSource": "LightSource", "LightSourceSettings": "LightSource", "DetectorSettings": "Detector",
+    "ObjectiveSettings": "Objective", "ExcitationFilterRef": "Filter", "EmissionFilterRef": "Filter",
+}  # fmt: skip
+_OME_STRUCTURAL_ID = re.compile(
+    r"(?:Image|Pixels|Channel|Instrument|Objective|Detector|LightSource|Filter|FilterSet|Dichroic|Plane)"
+    r"(?::(?:0|[1-9]\d{0,2})){1,3}"
+)  # small indices, never zero-padded: a number of 4+ digits or ``06`` (a year, an ID, a date) is not OME's
+# Words of a stain, fluorophore or marker name (``DAPI``, ``Alexa Fluor 488``, ``H&E``, ``CD8``, ``Opal 520``):
+# a channel name or fluor made only of these (or of marker-like tokens: a few letters, a few digits) is kept
+_STAIN_WORDS = frozenset(
+    ["dapi", "hoechst", "fitc", "tritc", "gfp", "egfp", "rfp", "yfp", "cfp", "bfp", "mcherry", "tdtomato", "texas", "red", "green", "blue", "cyan", "yellow", "magenta", "far", "alexa", "fluor", "af", "opal", "atto", "cy", "dylight", "pe", "apc", "percp", "bv", "brilliant", "violet", "pacific", "orange", "qdot", "h&e", "he", "hematoxylin", "haematoxylin", "eosin", "dab", "ihc", "brightfield", "bf", "fluorescence", "fluorescent", "rgb", "channel", "ch", "c", "luminance", "gray", "grey", "white", "phase", "contrast", "dic", "autofluorescence", "mono", "nuclei", "nuclear", "membrane", "cytoplasm", "dna", "tissue", "panck", "ck", "sma", "vimentin", "desmin", "ecad", "phalloidin", "wga", "lectin", "tubulin", "actin", "er", "pr", "her", "ki", "cd", "pd", "l"]
+)
+_MARKER_TOKEN = re.compile(r"[A-Za-z]{0,5}\d{0,3}(?:\.\d)?[A-Za-z]{0,2}")
+
+
+def _stain_like(value: str) -> bool:
+    """A channel name or fluor made of stain/fluorophore words, wavelengths and marker-like tokens only;
+    a person's name, an ID's number or a date is not (at most 3 digits a token, letters from a list or
+    at most 5 of them beside digits)."""
+    tokens = [t for t in re.split(r"[\s\-_/()+,]+", value.strip()) if t]
+    if not tokens or len(value) > 64:
+        return False
+    for token in tokens:
+        low = token.lower()
+        if low in _STAIN_WORDS:
+            continue
+        if re.search(r"\d", token) and _MARKER_TOKEN.fullmatch(token):
+            continue  # CD8, Ki67, AF488, Cy5.5, 488, 647nm
+        return False
+    return True
 
 
 def _philips_kept(name: str, value: str) -> bool:
