@@ -20,6 +20,7 @@ import tifffile
 from curata.collect.reasons import sanitize
 from curata.collect.wsi import SlideDeidentifier, SlideIdentity, deidentify_slide
 from curata.collect.wsi import synthetic as syn
+from curata.collect.wsi.deid import SlideDeidResult
 from curata.errors import DeidError
 
 KEY = b"k" * 32
@@ -548,3 +549,60 @@ def test_ome_ids_and_channel_names_keep_no_text(tmp_path: Path) -> None:
     )
     assert found == [] and 'Name="Alexa Fluor 488"' in kept and 'Fluor="DAPI"' in kept
     assert 'ID="Image:0"' in kept and 'ID="Instrument:0"' in kept
+
+
+DEVICE_PLANTS = ["Okonkwo Adaeze", "scanned for Dr Smith", *(s for s in SPELLINGS if s != "MRN77123")]
+
+
+def test_device_strings_keep_only_the_scanners_words(tmp_path: Path, shared_wsi: Path) -> None:
+    """No sidecar and no patient field: nothing says whose a name in Make, Model, Software or the NDPI
+    channel name would be, so a value is kept only in the shape of a device string; any other becomes
+    ``unknown`` (the record says so) and the slide is stored. (``MRN77123`` has a model's shape, C13210:
+    it is found only where a sidecar or a patient field names it.)"""
+    from curata.collect.wsi._tiff import TiffEditor
+
+    ndpi = (shared_wsi / "test3-DAPI-2-387.ndpi").read_bytes()
+    stored: list[tuple[str, str, list[str]]] = []
+    for s, v in enumerate(DEVICE_PLANTS):
+        outputs: dict[str, SlideDeidResult] = {}
+        for tag, plant in {
+            "Make": lambda v: {"extratags": [(271, "s", 0, v, True)]},
+            "Model": lambda v: {"extratags": [(272, "s", 0, f"GT450 {v}", True)]},
+            "Software": lambda v: {"software": f"ScanScope Console {v}"},
+        }.items():
+            path = write_slide(tmp_path / f"{tag}-{s}.svs", HEADER, **plant(v))
+            outputs[tag] = SlideDeidentifier(KEY).deidentify_bytes(
+                path.read_bytes(), source=path.name, identity=None
+            )
+        ed = TiffEditor(ndpi)
+        for ifd in ed.ifds[:4]:
+            ed.set_text(ifd, 65434, f"DAPI {v}")
+        outputs["NDPI channel"] = SlideDeidentifier(KEY).deidentify_bytes(
+            bytes(ed.buf), source="x.ndpi", identity=None
+        )
+        for where, res in outputs.items():
+            found = survivors([res.output_bytes, json.dumps(res.record.as_dict()).encode()])
+            if v.lower() in res.output_bytes.decode("latin-1").lower():
+                found.append(v)
+            if found:
+                stored.append((where, v, found))
+            assert any("not a device string" in r for r in res.record.rewritten), (where, v)
+    assert stored == []
+
+
+def test_real_slides_keep_their_vendor_strings(shared_wsi: Path) -> None:
+    """Every real slide's Make, Model, Software and NDPI channel name is a device string, kept as it is."""
+    checked = 0
+    for path in sorted(shared_wsi.iterdir()):
+        if path.suffix not in (".svs", ".ndpi", ".tiff", ".tif") or path.stem.startswith("un"):
+            continue
+        with tifffile.TiffFile(path) as before:
+            want = [{k: p.tags[k].value for k in (271, 272, 305, 65434) if k in p.tags} for p in before.pages]
+        res = SlideDeidentifier(KEY).deidentify_bytes(path.read_bytes(), source=path.name, identity=None)
+        assert not any("not a device string" in r for r in res.record.rewritten), path.name
+        with tifffile.TiffFile(io.BytesIO(res.output_bytes)) as after:
+            got = [{k: p.tags[k].value for k in (271, 272, 305, 65434) if k in p.tags} for p in after.pages]
+        kept = [g for g in got if g]
+        assert all(g in want for g in kept), (path.name, got, want)
+        checked += sum(len(g) for g in kept)
+    assert checked >= 16  # the NDPI's Hamamatsu / C9600-12 / NDP.scan 2.5.89 / DAPI 2 (387) on its levels
