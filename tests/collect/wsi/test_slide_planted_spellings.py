@@ -7,6 +7,7 @@ output byte (DICOM-WSI levels included) case-folded and with separators removed:
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import re
@@ -471,7 +472,9 @@ def test_mrxs_slidedat_identity_is_found_in_any_spelling(tmp_path: Path) -> None
     syn.write_mrxs(path, who)
     ini = path.with_suffix("") / "Slidedat.ini"
     ini.write_text(
-        ini.read_text().replace("[GENERAL]", "[GENERAL]\r\nPATIENT_BIRTH_DATE=14.06.1948", 1),
+        ini.read_text()
+        .replace("[GENERAL]", "[GENERAL]\r\nPATIENT_BIRTH_DATE=14.06.1948", 1)
+        .replace("2024.03.12", dt.date.today().strftime("%Y.%m.%d")),
         encoding="utf-8",
     )
     stored: list[tuple[str, str, list[str]]] = []
@@ -486,7 +489,7 @@ def test_mrxs_slidedat_identity_is_found_in_any_spelling(tmp_path: Path) -> None
             if found:
                 stored.append((fld, spelling, found))
     assert stored == []
-    # the same slide with a plain sidecar is stored
+    # the same slide with a plain sidecar is stored (scanned today: its header's ContentDate is today)
     plain = convert_mrxs_slide(
         path, path.read_bytes(), key=KEY, identity=SlideIdentity(stain="H&E", organ="lung")
     )

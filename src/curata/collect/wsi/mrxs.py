@@ -110,9 +110,12 @@ _INI_ID_KEY = re.compile(r"(?i)barcode|label|_id$|^id$|accession|mrn")
 def add_ini_identity(ids: Identifiers, key: str, value: str) -> None:
     """A Slidedat.ini value as the slide's own identity, matched as radiology's gate matches a patient's
     identifiers (any case, separators or none, an ID's number without its prefix, dates in any written
-    form): a name-like key's value as a person's name, an ID-like key's value as an ID, a date-like key's
-    value as a date, and every token holding digits (an accession in the slide name) as an ID."""
+    form): a name-like key's value as a person's name, an ID-like key's value as an ID, a birth date's
+    value as a date (not the scan's: a header made the day of the scan holds it), and every token
+    holding digits (an accession in the slide name) as an ID."""
     if re.search(r"(?i)date|time|birth|dob", key):
+        if not re.search(r"(?i)birth|dob", key):
+            return  # the scan's own date: a DICOM-WSI header made today holds today's date
         m = _INI_DATE.search(value)
         if m and m.group(1):
             ids.add_date(f"{m.group(1)}{m.group(2)}{m.group(3)}")
