@@ -609,3 +609,19 @@ def test_real_slides_keep_their_vendor_strings(shared_wsi: Path) -> None:
         assert all(g in want for g in kept), (path.name, got, want)
         checked += sum(len(g) for g in kept)
     assert checked >= 16  # the NDPI's Hamamatsu / C9600-12 / NDP.scan 2.5.89 / DAPI 2 (387) on its levels
+
+
+def test_mrxs_slidedat_numbers_are_not_an_identity(tmp_path: Path) -> None:
+    """A short number or a setting in Slidedat.ini (``CAMERA_SETTING=1.0``, ``SLIDE_LABEL=2``) is no one's
+    identity: the header's own numbers do not refuse the slide."""
+    from curata.collect.wsi.service import convert_mrxs_slide
+
+    path = tmp_path / "s.mrxs"
+    syn.write_mrxs(path, syn.PlantedIdentity())
+    ini = path.with_suffix("") / "Slidedat.ini"
+    extra = "\r\n".join(["CAMERA_SETTING=1.0", "SLIDE_LABEL=2", "SLIDE_GROUP=12"])
+    ini.write_text(ini.read_text().replace("[GENERAL]", "[GENERAL]\r\n" + extra, 1), encoding="utf-8")
+    res = convert_mrxs_slide(
+        path, path.read_bytes(), key=KEY, identity=SlideIdentity(stain="H&E", organ="lung")
+    )
+    assert len(res.instances) == 2

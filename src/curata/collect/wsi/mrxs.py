@@ -123,14 +123,15 @@ def add_ini_identity(ids: Identifiers, key: str, value: str) -> None:
             ids.add_date(f"{m.group(6)}{int(m.group(5)):02d}{int(m.group(4)):02d}")
         return
     if _INI_ID_KEY.search(key):
-        _add_id(ids, value)
+        if len(value) >= 4:  # "1", "12": an index, not an identifier (the header holds such numbers)
+            _add_id(ids, value)
     elif _INI_NAME_KEY.search(key) and re.search(r"[^\W\d_]{3}", value):
         _add_name(ids, value)
-    else:
+    elif Needles._worth(value):
         ids.add_word(value)
     for token in re.split(r"[\s,;|^]+", value):
-        if re.search(r"\d", token) and token != value:
-            _add_id(ids, token)
+        if token != value and len(token) >= 5 and sum(c.isdigit() for c in token) >= 3:
+            _add_id(ids, token)  # ACC-5521907, S24-123 in a slide name
 
 
 def mrxs_digest(path: Path, raw: bytes) -> str:
