@@ -603,3 +603,34 @@ def test_slice_timing_of_a_classic_4d_series(tmp_path: Path, source: str) -> Non
     (conv,) = result.converted
     side = json.loads(conv.sidecar_path.read_text())
     assert side["SliceTiming"] == pytest.approx([0.0, 1.2, 0.4, 1.6, 0.8])
+
+
+def test_convert_names_skipped_and_refused_inputs_by_sha256(tmp_path: Path) -> None:
+    """A folder's name may be a patient's: `convert` names a skipped or refused input by the sha256 of its
+    bytes, as `curata ingest` and `curata deid` do, and by path only with --show-paths."""
+    import hashlib
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from curata.preprocess.cli import register
+
+    app = typer.Typer()
+    register(app)
+    src = tmp_path / "Okonkwo_Adaeze_MRN77123"
+    write_series(src, axial_slices(VOL, offsets=GAP))
+    (src / "notes.txt").write_text("not an image")
+    digest = hashlib.sha256(b"not an image").hexdigest()[:16]
+    runner = CliRunner()
+    out = runner.invoke(app, ["convert", str(src), str(tmp_path / "a"), "--json"])
+    assert out.exit_code == 1
+    assert "Okonkwo" not in out.stdout and "MRN77123" not in out.stdout
+    got = json.loads(out.stdout)
+    assert got["skipped"][0]["input"] == f"sha256:{digest}"
+    assert "missing slice" in got["refused"][0]["reason"] and "sha256:" in got["refused"][0]["where"]
+    text = runner.invoke(app, ["convert", str(src), str(tmp_path / "b")])
+    assert text.exit_code == 1 and "refused" in text.output and "Okonkwo" not in text.output
+    shown = runner.invoke(app, ["convert", str(src), str(tmp_path / "c"), "--json", "--show-paths"])
+    got = json.loads(shown.stdout)
+    assert got["skipped"][0]["input"] == str(src / "notes.txt") and str(src) in got["refused"][0]["where"]

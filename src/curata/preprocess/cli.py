@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,9 @@ def convert_command(
         help="Philips: precise (private scale slope 2005,100E, as dcm2niix) or display (DICOM rescale).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    show_paths: bool = typer.Option(
+        False, "--show-paths", help="Name skipped and refused inputs by path (paths may hold patient names)."
+    ),
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Convert every series under SOURCE: one volume per stack plus a BIDS-like JSON sidecar."""
@@ -101,6 +105,10 @@ def convert_command(
             convert = partial(convert_folder, Path(source))
         options: dict[str, Any] = {"fmt": fmt, "uneven": uneven, "tilt": tilt, "philips": philips}
         result = convert(output, on_file=lambda: progress.advance(task), **options)
+    refused = [
+        (f"{where} ({_input_label(path, show_paths)})" if path else where, reason)
+        for (where, reason), path in zip(result.refused, result.refused_inputs, strict=True)
+    ]
     summary.add("converted", len(result.converted))
     summary.add("refused", len(result.refused))
     summary.add("skipped_files", len(result.skipped))
@@ -117,8 +125,8 @@ def convert_command(
                     }
                     for c in result.converted
                 ],
-                "refused": [{"where": w, "reason": r} for w, r in result.refused],
-                "skipped": [{"path": p, "reason": r} for p, r in result.skipped],
+                "refused": [{"where": w, "reason": r} for w, r in refused],
+                "skipped": [{"input": _input_label(p, show_paths), "reason": r} for p, r in result.skipped],
                 "summary": summary.as_dict(),
             }
         )
@@ -129,8 +137,19 @@ def convert_command(
     finish(
         summary if not as_json else None,
         failed=summary.failed,
-        errors=[] if as_json else [f"refused {where}: {reason}" for where, reason in result.refused],
+        errors=[] if as_json else [f"refused {where}: {reason}" for where, reason in refused],
     )
+
+
+def _input_label(path: str, show_paths: bool) -> str:
+    """An input as `curata ingest` and `curata deid` name it: by the sha256 of its bytes (a folder or file
+    name may hold a patient's name), by path only with --show-paths."""
+    if show_paths:
+        return path
+    try:
+        return f"sha256:{hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]}"
+    except OSError:
+        return "an input (--show-paths names it)"
 
 
 @preprocess_app.command("run")

@@ -48,7 +48,8 @@ class ConvertedStack:
 @dataclass
 class ConvertResult:
     converted: list[ConvertedStack] = field(default_factory=list)
-    refused: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (stack name, reason)
+    refused_inputs: list[str | None] = field(default_factory=list)  # the file each refusal names, if any
     skipped: list[tuple[str, str]] = field(default_factory=list)  # non-image or non-DICOM files
 
 
@@ -266,7 +267,9 @@ def stacks_to_volumes(
         try:
             pieces = assemble_stack(stack, uneven=uneven, tilt=tilt, philips=philips)
         except InputError as exc:
-            result.refused.append((f"{base} ({exc.path})", exc.reason))
+            # the stack by its name; the file apart (a path may hold a patient's name: shown on request)
+            result.refused.append((base, exc.reason))
+            result.refused_inputs.append(str(exc.path) if exc.path else None)
             continue
         for vol, report in pieces:
             built.append((base, vol, report, ds, first))

@@ -7,9 +7,11 @@ output byte (DICOM-WSI levels included) case-folded and with separators removed:
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import tifffile
 from curata.collect.reasons import sanitize
 from curata.collect.wsi import SlideDeidentifier, SlideIdentity, deidentify_slide
 from curata.collect.wsi import synthetic as syn
+from curata.collect.wsi.deid import SlideDeidResult
 from curata.errors import DeidError
 
 KEY = b"k" * 32
@@ -454,3 +457,171 @@ def test_the_dicom_wsi_header_gate_matches_the_identity_in_any_spelling(tmp_path
                 (field, spelling, survivors([*res.instances, json.dumps(res.slide_fields).encode()]))
             )
     assert stored == []
+
+
+def test_mrxs_slidedat_identity_is_found_in_any_spelling(tmp_path: Path) -> None:
+    """Slidedat.ini's own fields (the slide's name, the patient's ID, a birth date) are the identity when
+    the sidecar gives none: the DICOM-WSI header gate finds them in any spelling, as radiology's does (a
+    sidecar's organ ``lung okonkwo bello`` beside SLIDE_NAME=OKONKWO-BELLO ADAEZE is refused)."""
+    from curata.collect.wsi.service import convert_mrxs_slide
+
+    path = tmp_path / "s.mrxs"
+    who = syn.PlantedIdentity(
+        patient_name="OKONKWO-BELLO^ADAEZE", patient_id="MRN-77123", accession="ACC-5521907"
+    )
+    syn.write_mrxs(path, who)
+    ini = path.with_suffix("") / "Slidedat.ini"
+    ini.write_text(
+        ini.read_text()
+        .replace("[GENERAL]", "[GENERAL]\r\nPATIENT_BIRTH_DATE=14.06.1948", 1)
+        .replace("2024.03.12", dt.date.today().strftime("%Y.%m.%d")),
+        encoding="utf-8",
+    )
+    stored: list[tuple[str, str, list[str]]] = []
+    for spelling in IDENTITY_SPELLINGS:
+        for fld in ("stain", "organ"):
+            values = {"stain": "H&E", "organ": "lung", fld: f"lung {spelling}"}
+            try:
+                res = convert_mrxs_slide(path, path.read_bytes(), key=KEY, identity=SlideIdentity(**values))
+            except DeidError:
+                continue
+            found = survivors([*res.instances, json.dumps(res.slide_fields).encode()])
+            if found:
+                stored.append((fld, spelling, found))
+    assert stored == []
+    # the same slide with a plain sidecar is stored (scanned today: its header's ContentDate is today)
+    plain = convert_mrxs_slide(
+        path, path.read_bytes(), key=KEY, identity=SlideIdentity(stain="H&E", organ="lung")
+    )
+    assert survivors([*plain.instances, json.dumps(plain.slide_fields).encode()]) == []
+
+
+def _ome_with_ids(image_id: str, instrument_id: str, channel_id: str, channel_name: str, fluor: str) -> str:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><OME {_OME_NS}><Instrument ID="{instrument_id}">'
+        f'<Detector ID="Detector:0:0" Gain="1"/></Instrument><Image ID="{image_id}">'
+        f'<InstrumentRef ID="{instrument_id}"/><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" '
+        'SizeX="512" SizeY="512" SizeC="3" SizeZ="1" SizeT="1" PhysicalSizeX="0.25">'
+        f'<Channel ID="{channel_id}" Name="{channel_name}" Fluor="{fluor}" SamplesPerPixel="3">'
+        '<DetectorSettings ID="Detector:0:0"/></Channel><TiffData IFD="0" PlaneCount="1"/></Pixels></Image></OME>'
+    )
+
+
+def test_ome_ids_and_channel_names_keep_no_text(tmp_path: Path) -> None:
+    """No sidecar: an OME ID not of OME's structural form (``Image:0``) is text the writer chose and becomes
+    a structural one, the same wherever it is referenced; a channel name or fluor that is not a stain or
+    fluorophore goes (recorded). ``DAPI`` and ``Alexa Fluor 488`` stay."""
+    levels = syn._pyramid(syn.tissue_image(512, 512, 3), 2)
+
+    def run(xml: str, name: str) -> tuple[list[str], str]:
+        path = tmp_path / f"{name}.ome.tiff"
+        with tifffile.TiffWriter(path) as tw:
+            tw.write(
+                levels[0], tile=(256, 256), compression="jpeg", photometric="rgb",
+                description=xml, subifds=1, metadata=None,
+            )  # fmt: skip
+            tw.write(levels[1], tile=(256, 256), compression="jpeg", photometric="rgb", subfiletype=1)
+        res = SlideDeidentifier(KEY).deidentify_bytes(path.read_bytes(), source=path.name, identity=None)
+        record = json.dumps(res.record.as_dict()).encode()
+        found = survivors([res.output_bytes, record])
+        return found, tifffile.TiffFile(io.BytesIO(res.output_bytes)).pages[0].description
+
+    stored: list[tuple[int, str, list[str]]] = []
+    for s, v in enumerate(SPELLINGS):
+        plants = [
+            (f"Image:{v}", "Instrument:0", "Channel:0:0", "DAPI", "DAPI"),
+            ("Image:0", f"urn:lsid:{v}.org:Instrument:0", "Channel:0:0", "DAPI", "DAPI"),
+            ("Image:0", "Instrument:0", f"Channel:{v}", "DAPI", "DAPI"),
+            ("Image:0", "Instrument:0", "Channel:0:0", v, "DAPI"),
+            ("Image:0", "Instrument:0", "Channel:0:0", f"DAPI {v}", f"scanned for {v}"),
+        ]
+        for p, plant in enumerate(plants):
+            xml = _ome_with_ids(*plant)
+            assert _sep_free(v.encode()) in _sep_free(xml.encode())
+            found, kept = run(xml, f"{s}-{p}")
+            if found:
+                stored.append((p, v, found))
+            root = ET.fromstring(kept)
+            ids = {e.get("ID") for e in root.iter() if e.get("ID") and not e.tag.endswith("Ref")}
+            refs = {e.get("ID") for e in root.iter() if e.tag.endswith("Ref") or e.tag.endswith("Settings")}
+            assert refs <= ids, kept  # the references stay consistent
+            assert all(re.fullmatch(r"[A-Za-z]+(?::\d+)+", i or "") for i in ids | refs), kept
+    assert stored == []
+    found, kept = run(
+        _ome_with_ids("Image:0", "Instrument:0", "Channel:0:0", "Alexa Fluor 488", "DAPI"), "ok"
+    )
+    assert found == [] and 'Name="Alexa Fluor 488"' in kept and 'Fluor="DAPI"' in kept
+    assert 'ID="Image:0"' in kept and 'ID="Instrument:0"' in kept
+
+
+DEVICE_PLANTS = ["Okonkwo Adaeze", "scanned for Dr Smith", *(s for s in SPELLINGS if s != "MRN77123")]
+
+
+def test_device_strings_keep_only_the_scanners_words(tmp_path: Path, shared_wsi: Path) -> None:
+    """No sidecar and no patient field: nothing says whose a name in Make, Model, Software or the NDPI
+    channel name would be, so a value is kept only in the shape of a device string; any other becomes
+    ``unknown`` (the record says so) and the slide is stored. (``MRN77123`` has a model's shape, C13210:
+    it is found only where a sidecar or a patient field names it.)"""
+    from curata.collect.wsi._tiff import TiffEditor
+
+    ndpi = (shared_wsi / "test3-DAPI-2-387.ndpi").read_bytes()
+    stored: list[tuple[str, str, list[str]]] = []
+    for s, v in enumerate(DEVICE_PLANTS):
+        outputs: dict[str, SlideDeidResult] = {}
+        for tag, plant in {
+            "Make": lambda v: {"extratags": [(271, "s", 0, v, True)]},
+            "Model": lambda v: {"extratags": [(272, "s", 0, f"GT450 {v}", True)]},
+            "Software": lambda v: {"software": f"ScanScope Console {v}"},
+        }.items():
+            path = write_slide(tmp_path / f"{tag}-{s}.svs", HEADER, **plant(v))
+            outputs[tag] = SlideDeidentifier(KEY).deidentify_bytes(
+                path.read_bytes(), source=path.name, identity=None
+            )
+        ed = TiffEditor(ndpi)
+        for ifd in ed.ifds[:4]:
+            ed.set_text(ifd, 65434, f"DAPI {v}")
+        outputs["NDPI channel"] = SlideDeidentifier(KEY).deidentify_bytes(
+            bytes(ed.buf), source="x.ndpi", identity=None
+        )
+        for where, res in outputs.items():
+            found = survivors([res.output_bytes, json.dumps(res.record.as_dict()).encode()])
+            if v.lower() in res.output_bytes.decode("latin-1").lower():
+                found.append(v)
+            if found:
+                stored.append((where, v, found))
+            assert any("not a device string" in r for r in res.record.rewritten), (where, v)
+    assert stored == []
+
+
+def test_real_slides_keep_their_vendor_strings(shared_wsi: Path) -> None:
+    """Every real slide's Make, Model, Software and NDPI channel name is a device string, kept as it is."""
+    checked = 0
+    for path in sorted(shared_wsi.iterdir()):
+        if path.suffix not in (".svs", ".ndpi", ".tiff", ".tif") or path.stem.startswith("un"):
+            continue
+        with tifffile.TiffFile(path) as before:
+            want = [{k: p.tags[k].value for k in (271, 272, 305, 65434) if k in p.tags} for p in before.pages]
+        res = SlideDeidentifier(KEY).deidentify_bytes(path.read_bytes(), source=path.name, identity=None)
+        assert not any("not a device string" in r for r in res.record.rewritten), path.name
+        with tifffile.TiffFile(io.BytesIO(res.output_bytes)) as after:
+            got = [{k: p.tags[k].value for k in (271, 272, 305, 65434) if k in p.tags} for p in after.pages]
+        kept = [g for g in got if g]
+        assert all(g in want for g in kept), (path.name, got, want)
+        checked += sum(len(g) for g in kept)
+    assert checked >= 16  # the NDPI's Hamamatsu / C9600-12 / NDP.scan 2.5.89 / DAPI 2 (387) on its levels
+
+
+def test_mrxs_slidedat_numbers_are_not_an_identity(tmp_path: Path) -> None:
+    """A short number or a setting in Slidedat.ini (``CAMERA_SETTING=1.0``, ``SLIDE_LABEL=2``) is no one's
+    identity: the header's own numbers do not refuse the slide."""
+    from curata.collect.wsi.service import convert_mrxs_slide
+
+    path = tmp_path / "s.mrxs"
+    syn.write_mrxs(path, syn.PlantedIdentity())
+    ini = path.with_suffix("") / "Slidedat.ini"
+    extra = "\r\n".join(["CAMERA_SETTING=1.0", "SLIDE_LABEL=2", "SLIDE_GROUP=12"])
+    ini.write_text(ini.read_text().replace("[GENERAL]", "[GENERAL]\r\n" + extra, 1), encoding="utf-8")
+    res = convert_mrxs_slide(
+        path, path.read_bytes(), key=KEY, identity=SlideIdentity(stain="H&E", organ="lung")
+    )
+    assert len(res.instances) == 2

@@ -613,12 +613,18 @@ class _Run:
         drop: set[int] = set()
         for e in ifd.entries:
             tag = e.tag
+            if tag in (_MAKE, _MODEL) and not self.config.keep_make_model:
+                drop.add(tag)
+                self.needles.add(ed.text(ifd, tag))
+                continue
+            device = tag in (_MAKE, _MODEL, _SOFTWARE)
+            channel = self.fmt is SlideFormat.HAMAMATSU and tag == _NDPI_CHANNEL
+            if (device or channel) and e.dtype == 2:
+                self._device_text(ifd, tag, channel=channel)
+                continue
             if tag in _STRUCTURAL and not self._text_in_number(ifd, e):
                 continue
             if tag in (_MAKE, _MODEL):
-                if not self.config.keep_make_model:
-                    drop.add(tag)
-                    self.needles.add(ed.text(ifd, tag))
                 continue
             if tag == _DESCRIPTION:
                 self._description(ifd)
@@ -636,6 +642,21 @@ class _Run:
             drop.add(tag)
         if drop:
             self.dropped += ed.drop_tags(ifd, drop)
+
+    def _device_text(self, ifd: Ifd, tag: int, *, channel: bool) -> None:
+        """Make, Model, Software and the NDPI channel name are kept for the scanner's words; nothing says
+        whose a name there would be, so a value is kept only in the shape of a device string (vendor and
+        product words, model and version tokens) or, for the channel, of a stain or fluorophore; any other
+        value becomes ``unknown``, and the record says so. A value holding the identity the sidecar or the
+        file's own patient fields name is left to the final gate, which refuses the slide (as before)."""
+        text = (self.ed.text(ifd, tag) or "").strip("\0 ")
+        if not text or (_stain_like(text) if channel else device_like(text)):
+            return
+        if self.needles.ids.found_in(text.lower()):
+            return  # the patient's known identity: kept for the gate, which refuses the slide
+        self.needles.add(text)
+        self.ed.set_text(ifd, tag, "unknown")
+        self.rewritten.append(f"{_DEVICE_TAG_NAMES[tag]} (not a device string: unknown)")
 
     def _text_in_number(self, ifd: Ifd, e: Any) -> bool:
         """A structural or NDPI tag is kept for its number: text there (ASCII, or bytes that read as
@@ -783,13 +804,46 @@ class _Run:
                     continue
                 self._ome_element(child, lt, local)
         self._ome_element(root, local(root.tag), local)
+        self._ome_ids(root, local)
+
+    def _ome_ids(self, root: ET.Element, local: Any) -> None:
+        """OME's ``ID`` attributes are references (``Image:0``, ``Channel:0:1``); one of another form (an
+        LSID naming a site, ``Image:Okonkwo``) is text the writer chose: every such ID becomes a structural
+        one of its element's type, the same new value wherever it is referenced (``InstrumentRef``...)."""
+        elements = [(e, local(e.tag)) for e in root.iter() if e.get("ID") is not None]
+        taken = {e.get("ID") for e, _ in elements if _OME_STRUCTURAL_ID.fullmatch(e.get("ID") or "")}
+        renamed: dict[str, str] = {}
+
+        def fresh(kind: str) -> str:
+            n = 0
+            while f"{kind}:{n}" in taken:
+                n += 1
+            taken.add(f"{kind}:{n}")
+            return f"{kind}:{n}"
+
+        # definitions first, then references (a Ref element's type is its name less "Ref")
+        for elem, lt in sorted(elements, key=lambda el: el[1].endswith("Ref")):
+            old = elem.get("ID") or ""
+            if _OME_STRUCTURAL_ID.fullmatch(old):
+                continue
+            if old not in renamed:
+                renamed[old] = fresh(_OME_ID_KINDS.get(lt) or lt.removesuffix("Ref"))
+                self.needles.add(old)
+            elem.set("ID", renamed[old])
+        if renamed:
+            self.rewritten.append("OME IDs")
 
     def _ome_element(self, elem: ET.Element, lt: str, local: Any) -> None:
         for attr in list(elem.attrib):
             name = local(attr)
-            if not (name in _OME_KEEP_ATTRS or name.endswith("Unit") or (lt == "Channel" and name == "Name")):
+            free = (lt == "Channel" and name in ("Name", "Fluor")) or name == "Fluor"
+            if free and _stain_like(elem.attrib[attr]):
+                continue
+            if free or not (name in _OME_KEEP_ATTRS or name.endswith("Unit")):
                 self.needles.add(elem.attrib[attr])
                 del elem.attrib[attr]
+                if free:
+                    self.rewritten.append(f"OME {lt} {name} (not a stain or fluorophore)")
         text = (elem.text or "").strip()
         if lt == "AcquisitionDate" and text:
             self.needles.add(text)
@@ -820,6 +874,334 @@ class _Run:
                     "Element",
                 ):
                     self.needles.add(v)
+
+
+# OME's structural IDs (``Image:0``, ``Channel:0:1``, ``Pixels:0``): any other ID is rewritten
+_OME_ID_KINDS = {
+    "LightEmittingDiode": "LightSource", "Laser": "LightSource", "Arc": "LightSource", "Filament": "LightSource",
+    "GenericExcitationSource": "LightSource", "LightSourceSettings": "LightSource", "DetectorSettings": "Detector",
+    "ObjectiveSettings": "Objective", "ExcitationFilterRef": "Filter", "EmissionFilterRef": "Filter",
+}  # fmt: skip
+_OME_STRUCTURAL_ID = re.compile(
+    r"(?:Image|Pixels|Channel|Instrument|Objective|Detector|LightSource|Filter|FilterSet|Dichroic|Plane)"
+    r"(?::(?:0|[1-9]\d{0,2})){1,3}"
+)  # small indices, never zero-padded: a number of 4+ digits or ``06`` (a year, an ID, a date) is not OME's
+# Words of a stain, fluorophore or marker name (``DAPI``, ``Alexa Fluor 488``, ``H&E``, ``CD8``, ``Opal 520``):
+# a channel name or fluor made only of these (or of marker-like tokens: a few letters, a few digits) is kept
+_STAIN_WORDS = frozenset(
+    [
+        "dapi",
+        "hoechst",
+        "fitc",
+        "tritc",
+        "gfp",
+        "egfp",
+        "rfp",
+        "yfp",
+        "cfp",
+        "bfp",
+        "mcherry",
+        "tdtomato",
+        "texas",
+        "red",
+        "green",
+        "blue",
+        "cyan",
+        "yellow",
+        "magenta",
+        "far",
+        "alexa",
+        "fluor",
+        "af",
+        "opal",
+        "atto",
+        "cy",
+        "dylight",
+        "pe",
+        "apc",
+        "percp",
+        "bv",
+        "brilliant",
+        "violet",
+        "pacific",
+        "orange",
+        "qdot",
+        "h&e",
+        "he",
+        "hematoxylin",
+        "haematoxylin",
+        "eosin",
+        "dab",
+        "ihc",
+        "brightfield",
+        "bf",
+        "fluorescence",
+        "fluorescent",
+        "rgb",
+        "channel",
+        "ch",
+        "c",
+        "luminance",
+        "gray",
+        "grey",
+        "white",
+        "phase",
+        "contrast",
+        "dic",
+        "autofluorescence",
+        "mono",
+        "nuclei",
+        "nuclear",
+        "membrane",
+        "cytoplasm",
+        "dna",
+        "tissue",
+        "panck",
+        "ck",
+        "sma",
+        "vimentin",
+        "desmin",
+        "ecad",
+        "phalloidin",
+        "wga",
+        "lectin",
+        "tubulin",
+        "actin",
+        "er",
+        "pr",
+        "her",
+        "ki",
+        "cd",
+        "pd",
+        "l",
+    ]
+)
+_MARKER_TOKEN = re.compile(r"[A-Za-z]{0,5}\d{0,3}(?:\.\d)?[A-Za-z]{0,2}")
+
+
+def _stain_like(value: str) -> bool:
+    """A channel name or fluor made of stain/fluorophore words, wavelengths and marker-like tokens only;
+    a person's name, an ID's number or a date is not (at most 3 digits a token, letters from a list or
+    at most 5 of them beside digits)."""
+    tokens = [t for t in re.split(r"[\s\-_/()+,]+", value.strip()) if t]
+    if not tokens or len(value) > 64:
+        return False
+    for token in tokens:
+        low = token.lower()
+        if low in _STAIN_WORDS:
+            continue
+        if re.search(r"\d", token) and _MARKER_TOKEN.fullmatch(token):
+            continue  # CD8, Ki67, AF488, Cy5.5, 488, 647nm
+        return False
+    return True
+
+
+_DEVICE_TAG_NAMES = {
+    _MAKE: "Make",
+    _MODEL: "Model",
+    _SOFTWARE: "Software",
+    _NDPI_CHANNEL: "NDPI channel name",
+}
+# The words a scanner writes in Make, Model and Software (vendors, products, writers), lower case
+_DEVICE_WORDS = frozenset(
+    [
+        "aperio",
+        "leica",
+        "biosystems",
+        "scanscope",
+        "console",
+        "image",
+        "library",
+        "imagescope",
+        "gt",
+        "at",
+        "at2",
+        "cs",
+        "cs2",
+        "sc",
+        "xt",
+        "hamamatsu",
+        "photonics",
+        "ndp",
+        "scan",
+        "view",
+        "nanozoomer",
+        "ht",
+        "xr",
+        "rs",
+        "sq",
+        "s60",
+        "s210",
+        "s360",
+        "s20",
+        "flash",
+        "philips",
+        "ufs",
+        "ims",
+        "dp",
+        "intellisite",
+        "pathology",
+        "solution",
+        "digital",
+        "3dhistech",
+        "dhistech",
+        "histech",
+        "pannoramic",
+        "midi",
+        "desk",
+        "flash",
+        "mirax",
+        "scanner",
+        "slide",
+        "zeiss",
+        "axio",
+        "axioscan",
+        "scan",
+        "z1",
+        "olympus",
+        "evident",
+        "vs",
+        "slideview",
+        "ventana",
+        "roche",
+        "iscan",
+        "coreo",
+        "ht",
+        "dp200",
+        "dp600",
+        "motic",
+        "easyscan",
+        "kfbio",
+        "sakura",
+        "visiotek",
+        "huron",
+        "tissuescope",
+        "grundium",
+        "ocus",
+        "optrascan",
+        "microvisioneer",
+        "slideview",
+        "precipoint",
+        "m8",
+        "glissando",
+        "objective",
+        "imaging",
+        "indica",
+        "halo",
+        "visiopharm",
+        "qupath",
+        "openslide",
+        "libvips",
+        "vips",
+        "pyvips",
+        "tifffile",
+        "py",
+        "python",
+        "libtiff",
+        "imagej",
+        "fiji",
+        "bio",
+        "formats",
+        "bioformats",
+        "ome",
+        "glencoe",
+        "bftools",
+        "raw2ometiff",
+        "bioformats2raw",
+        "microscope",
+        "system",
+        "systems",
+        "camera",
+        "sensor",
+        "ultra",
+        "fast",
+        "high",
+        "throughput",
+        "version",
+        "v",
+        "build",
+        "rev",
+        "release",
+        "firmware",
+        "software",
+        "inc",
+        "ltd",
+        "gmbh",
+        "co",
+        "corp",
+        "corporation",
+        "kk",
+        "k.k",
+        "ag",
+        "sa",
+        "bv",
+        "llc",
+        "limited",
+        "medical",
+        "imaging",
+        "healthcare",
+        "ecosystem",
+        "diagnostics",
+        "technologies",
+        "technology",
+        "x",
+        "lite",
+        "pro",
+        "plus",
+        "uf",
+        "uhr",
+        "d",
+        "mk",
+        "ii",
+        "iii",
+        "iv",
+        "dicom",
+        "wsi",
+        "curata",
+        "generic",
+        "unknown",
+        "tiff",
+    ]
+)
+_DEVICE_CHARS = re.compile(r"[A-Za-z0-9 .\-()_/,]{1,64}")
+_DEVICE_DATE = re.compile(
+    r"(?<!\d)(?:(?:19|20)\d\d[-/.:_]?(?:0?[1-9]|1[0-2])[-/.:_]?(?:0?[1-9]|[12]\d|3[01])"
+    r"|\d{1,2}[-/.:](?:\d{1,2})[-/.:](?:19|20)\d\d)(?!\d)"
+)
+
+
+def device_like(value: str) -> bool:
+    """``value`` has the shape of a scanner's Make, Model or Software string: vendor and product words
+    from a built-in list, model and version tokens (letters with digits, dots, dashes, parentheses:
+    ``GT 450``, ``C13210-01``, ``NanoZoomer 2.0-HT``, ``4.1.7.0``). A person's name, a phrase, a date, a
+    long number (an ID, a phone) is not. A letters-and-digits ID (``MRN77123``) has a model's shape: it
+    is found by the gate only where a sidecar or the file's own patient field names it."""
+    value = value.strip()
+    if not _DEVICE_CHARS.fullmatch(value) or _DEVICE_DATE.search(value):
+        return False
+    for token in re.split(r"[\s/,]+", value):
+        token = token.strip("()")
+        if not token:
+            continue
+        if re.search(r"\d", token):
+            letters = sum(c.isalpha() for c in token)
+            digits = sum(c.isdigit() for c in token)
+            if letters > 10 or not re.fullmatch(r"[A-Za-z0-9.\-()_]+", token):
+                return False
+            if letters == 0 and not re.fullmatch(r"[\d.]+", token) and digits > 6:
+                return False  # 234-803-555-0199: a phone, not a version
+            if letters == 0 and token.isdigit() and len(token) > 4:
+                return False  # 77123: an ID's number, not a model
+            if re.fullmatch(r"[A-Za-z]+[-_.#:]\d{5,}", token):
+                return False  # MRN-77123, ACC-5521907: an ID's shape (a model runs on: C13210-01)
+            if letters and not all(
+                p.lower() in _DEVICE_WORDS or len(p) <= 3 for p in re.findall(r"[A-Za-z]+", token)
+            ):
+                return False  # "Okonkwo2": a name with a number
+            continue
+        if not all(p.lower() in _DEVICE_WORDS for p in re.split(r"[.\-_()]+", token) if p):
+            return False
+    return True
 
 
 def _philips_kept(name: str, value: str) -> bool:

@@ -37,6 +37,8 @@ from curata.collect.wsi.deid import (
     SlideDeidRecord,
     SlideDeidResult,
     SlideIdentity,
+    _add_id,
+    _add_name,
     patient_key,
     slide_pseudonym,
 )
@@ -82,7 +84,12 @@ def _read_ini(folder: Path) -> configparser.ConfigParser:
 def identifying_values(parser: configparser.ConfigParser) -> list[str]:
     """Every free-text value of Slidedat.ini that may identify: all of [GENERAL] but the technical
     keys, and any barcode/label/name/ID/date value of any section."""
-    out: list[str] = []
+    return [value for _key, value in identifying_items(parser)]
+
+
+def identifying_items(parser: configparser.ConfigParser) -> list[tuple[str, str]]:
+    """``identifying_values`` with their keys."""
+    out: list[tuple[str, str]] = []
     for section in parser.sections():
         for key, value in parser.items(section):
             value = value.strip()
@@ -91,8 +98,40 @@ def identifying_values(parser: configparser.ConfigParser) -> list[str]:
             general = section == "GENERAL" and not _TECHNICAL.match(key)
             named = bool(_IDENTIFYING_KEY.search(key)) and not _STRUCTURAL_VALUE.fullmatch(value)
             if general or named:
-                out.append(value)
+                out.append((key, value))
     return out
+
+
+_INI_DATE = re.compile(r"(\d{4})[.\-/:_ ]?(\d{2})[.\-/:_ ]?(\d{2})|(\d{1,2})[.\-/](\d{1,2})[.\-/](\d{4})")
+_INI_NAME_KEY = re.compile(r"(?i)name|operator|user|patient|project|title")
+_INI_ID_KEY = re.compile(r"(?i)barcode|label|_id$|^id$|accession|mrn")
+
+
+def add_ini_identity(ids: Identifiers, key: str, value: str) -> None:
+    """A Slidedat.ini value as the slide's own identity, matched as radiology's gate matches a patient's
+    identifiers (any case, separators or none, an ID's number without its prefix, dates in any written
+    form): a name-like key's value as a person's name, an ID-like key's value as an ID, a birth date's
+    value as a date (not the scan's: a header made the day of the scan holds it), and every token
+    holding digits (an accession in the slide name) as an ID."""
+    if re.search(r"(?i)date|time|birth|dob", key):
+        if not re.search(r"(?i)birth|dob", key):
+            return  # the scan's own date: a DICOM-WSI header made today holds today's date
+        m = _INI_DATE.search(value)
+        if m and m.group(1):
+            ids.add_date(f"{m.group(1)}{m.group(2)}{m.group(3)}")
+        elif m:
+            ids.add_date(f"{m.group(6)}{int(m.group(5)):02d}{int(m.group(4)):02d}")
+        return
+    if _INI_ID_KEY.search(key):
+        if len(value) >= 4:  # "1", "12": an index, not an identifier (the header holds such numbers)
+            _add_id(ids, value)
+    elif _INI_NAME_KEY.search(key) and re.search(r"[^\W\d_]{3}", value):
+        _add_name(ids, value)
+    elif Needles._worth(value):
+        ids.add_word(value)
+    for token in re.split(r"[\s,;|^]+", value):
+        if token != value and len(token) >= 5 and sum(c.isdigit() for c in token) >= 3:
+            _add_id(ids, token)  # ACC-5521907, S24-123 in a slide name
 
 
 def mrxs_digest(path: Path, raw: bytes) -> str:
@@ -168,11 +207,12 @@ def convert_mrxs(
     pkey = patient_key(identity, slide_key)
     pseudonym = pseudo.patient(pkey)
     slide_id = slide_pseudonym(pseudo, slide_key)
-    needles = Needles()
+    needles = Needles(identity.identifiers() if identity else None)
     for secret in identity.secrets() if identity else []:
         needles.add_identity(secret)
-    for value in identifying_values(parser):
+    for ini_key, value in identifying_items(parser):
         needles.add_identity(value)
+        add_ini_identity(needles.ids, ini_key, value)
     stem = path.stem
     if re.search(r"[\d_\- ^]", stem) and needles._worth(stem):
         needles.identity.add(stem)
@@ -223,7 +263,7 @@ def convert_mrxs(
         [],
         reid,
         needles.identity,
-        ids=identity.identifiers() if identity else Identifiers(),
+        ids=needles.ids,  # the sidecar's identity and Slidedat.ini's, matched in any spelling
     )
     return res, info, dicom
 
