@@ -197,7 +197,7 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
         _check_complete(raw)
         out_digest = None  # the sha256 of out_bytes, where the de-identifier has computed it
         if ctx.deidentify:
-            result = ctx.deidentifier.deidentify_bytes(raw, source=name)
+            result = ctx.deidentifier.deidentify_bytes(raw, source=name, input_sha256=digest)
             out_bytes, ds, rec = result.output_bytes, result.dataset, result.record
             if wsi.is_wsm(ds):
                 out_bytes, ds = wsi.clean_wsm(out_bytes, ds, raw, ctx.deidentifier.pseudo)
