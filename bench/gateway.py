@@ -10,6 +10,10 @@ in one run, to three receivers on loopback, each started fresh:
 * Orthanc (Debian package, default SQLite index and file storage, no plugins).
 * ``curata gateway serve`` (the real CLI, de-identification ON with the site key): answers success only
   after the de-identified blob is fsynced and its catalog row committed.
+* ``curata gateway serve --front-end dcmtk``: dcmtk's network layer (``curata-spool-scp``) answers once the
+  instance is fsynced into the site's spool; de-identification drains it behind. Timed to *filed* (the
+  clock runs until the spool is empty: every instance de-identified, its blob durable, its row
+  committed); the senders' own time is reported as ``answered_per_s``.
 * a pynetdicom SCP that answers success and keeps nothing: the ceiling of the Python network layer the
   gateway is built on, so the table shows how much of the gap is the network stack and how much is
   de-identification + durable filing.
