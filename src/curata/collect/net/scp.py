@@ -13,7 +13,7 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
@@ -152,7 +152,31 @@ class StoreCounts:
         }
 
 
-class GatewayServer:
+class Serving:
+    """``serve_forever`` and ``with`` for a server with ``start()`` (returning itself) and ``stop()``."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def serve_forever(self) -> None:
+        """Block until interrupted (Ctrl-C), then stop cleanly."""
+        self.start()
+        try:
+            threading.Event().wait()
+        finally:
+            self.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+class GatewayServer(Serving):
     """A C-ECHO/C-STORE SCP filing every instance into ``ws``. ``start()``/``stop()`` or ``with``."""
 
     def __init__(
@@ -265,20 +289,6 @@ class GatewayServer:
             self._server = None
         if self._own_receiver:
             self.receiver.close()
-
-    def serve_forever(self) -> None:
-        """Block until interrupted (Ctrl-C), then stop cleanly."""
-        self.start()
-        try:
-            threading.Event().wait()
-        finally:
-            self.stop()
-
-    def __enter__(self) -> GatewayServer:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
     # -- handlers ------------------------------------------------------------------------------
     def allowed(self, ae_title: str, address: str) -> bool:

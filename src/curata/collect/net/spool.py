@@ -42,6 +42,7 @@ from typing import IO, Any
 from curata.collect.ingest import DISK_FULL_REASON, IngestOutcome
 from curata.collect.net.config import GatewayConfig
 from curata.collect.net.receive import OK_STATUSES, Receiver
+from curata.collect.net.scp import TRANSFER_SYNTAXES, Serving, StoreCounts
 from curata.collect.reasons import safe_reason
 from curata.errors import ConfigError, NetworkError
 from curata.workspace import Workspace
@@ -100,8 +101,6 @@ def ensure_binary() -> Path:
 def front_end_config(cfg: GatewayConfig) -> str:
     """The settings file ``curata-spool-scp`` reads (see the top of spoolscp.cc)."""
     from pynetdicom.presentation import AllStoragePresentationContexts
-
-    from curata.collect.net.scp import TRANSFER_SYNTAXES
 
     lines = [
         f"ae {cfg.ae_title}",
@@ -275,7 +274,7 @@ def _file_items(drain: _Drain, items: list[tuple[str, str, str | None]]) -> list
     return [(path.name, counts) for (path, _, _), counts in zip(paths, results, strict=True)]
 
 
-class SpoolGateway:
+class SpoolGateway(Serving):
     """``curata gateway serve`` with the dcmtk front end; the same surface as :class:`GatewayServer`
     where the CLI needs it: ``start``/``stop``/``serve_forever``, ``port``, ``counts``.
 
@@ -292,8 +291,6 @@ class SpoolGateway:
         on_store: Any = None,
         drainers: int = 2,
     ) -> None:
-        from curata.collect.net.scp import StoreCounts
-
         self.ws = ws
         self.config = config or GatewayConfig.from_workspace(ws)
         if self.config.dicom_tls:
@@ -402,13 +399,6 @@ class SpoolGateway:
                 proc.wait()
         self._stop_drain()
 
-    def serve_forever(self) -> None:
-        self.start()
-        try:
-            threading.Event().wait()
-        finally:
-            self.stop()
-
     def wait_idle(self, timeout: float = 60) -> bool:
         """Block until every instance spooled so far is filed (tests, benchmarks): nothing queued or
         being filed, and nothing left in the spool (a file leaves it once filed)."""
@@ -421,12 +411,6 @@ class SpoolGateway:
                 return True
             time.sleep(0.01)
         return False
-
-    def __enter__(self) -> SpoolGateway:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
     # -- the drain -----------------------------------------------------------------------------
     def _start_drain(self) -> None:
