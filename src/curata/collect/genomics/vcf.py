@@ -11,7 +11,6 @@ original sample IDs before it is stored.
 from __future__ import annotations
 
 import gzip
-import io
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -495,84 +494,125 @@ def _floats(arr: Any) -> Any:
     return np.asarray(out, dtype=float)
 
 
+class _Unordered(Exception):
+    """Spans that do not follow one another: the row-by-row reader takes the file."""
+
+
 def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, dict[str, Any]] | None:
-    """The variant index of a text VCF, column-wise with pyarrow (SnpEff ANN or none, one ALT per
-    record, GT first in FORMAT: what most clinical VCFs are). None: the row-by-row reader is needed
+    try:
+        return _index_spans(body, n_samples, af_key)
+    except _Unordered:
+        return None
+
+
+def _index_spans(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, dict[str, Any]] | None:
+    """The variant index of a text VCF, column-wise (SnpEff ANN or none, one ALT per record, GT first in
+    FORMAT: what most clinical VCFs are). The body is cut where its tabs, newlines, pipes, commas and
+    semicolons stand (numpy finds them, in C), and every field the index needs is taken out of it as
+    Arrow text in one go, never one Python object per record. None: the row-by-row reader is needed
     (CSQ, several ALTs, a malformed line, which that reader then names)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
 
-    if not body.strip():
+    if not body or body.isspace():
         return 0, _columns([])
+    if b"\r" in body or len(body) >= 2**31 - 2:
+        return None
+    if not body.isascii():
+        try:  # every field cut out of it below is then UTF-8 too (cuts fall on ASCII bytes)
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    b = np.frombuffer(body, np.uint8)
     ncols = 8 + (1 + n_samples if n_samples else 0)
-    names = [f"c{i}" for i in range(ncols)]
-    try:
-        tbl = pacsv.read_csv(
-            io.BytesIO(body),
-            read_options=pacsv.ReadOptions(column_names=names),
-            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in names}, strings_can_be_null=False
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    cuts = np.flatnonzero(b <= 10)  # tabs and newlines (and any other control byte: the row reader)
+    if len(cuts) % ncols:
         return None
-    col = {c: tbl.column(c).combine_chunks() for c in names}
-    n = tbl.num_rows
-    if not pc.all(pc.utf8_is_digit(col["c1"])).as_py():
+    n = len(cuts) // ncols
+    grid = cuts.reshape(n, ncols)
+    kinds = b[grid]
+    if not ((kinds[:, :-1] == 9).all() and (kinds[:, -1] == 10).all()):
+        return None  # a blank line, a record of other width, a stray control byte
+    del kinds
+    first = np.concatenate([[0], grid[:-1, -1] + 1]).astype(np.int64)
+    if (b[first] == 0x23).any():  # a '#' line among the records
         return None
-    if pc.any(pc.match_substring(col["c4"], ",")).as_py() or pc.any(pc.starts_with(col["c0"], "#")).as_py():
+    buf = pa.py_buffer(body)
+
+    def column(c: int) -> tuple[Any, Any]:
+        return (first if c == 0 else grid[:, c - 1] + 1), grid[:, c]
+
+    def text(c: int) -> Any:
+        return _cut(buf, *column(c))
+
+    chrom, ref, alt = text(0), text(3), text(4)
+    pos_text = text(1)
+    if not pc.all(pc.utf8_is_digit(pos_text)).as_py():
         return None
-    # text columns stay Arrow strings (null for none) to the Parquet file: no Python object per value
+    if pc.any(pc.match_substring(alt, ",")).as_py():
+        return None
+    pos = pc.cast(pos_text, pa.int64()).to_numpy(zero_copy_only=False)
     null = pa.scalar(None, pa.string())
-    chrom, ref, alt = col["c0"], col["c3"], col["c4"]
-    pos = pc.cast(col["c1"], pa.int64()).to_numpy(zero_copy_only=False)
-    filt = pc.if_else(pc.is_in(col["c6"], value_set=pa.array([".", ""])), null, col["c6"])
-    info = col["c7"]
-    # the first ANN entry, split once into its fields (padded so that every entry has 11); an entry of
-    # fewer than 11 fields is no annotation, as in the row reader
-    ann = _info_value(info, "ANN")
-    entry = pc.list_element(pc.split_pattern(ann, ",", max_splits=1), 0)
-    valid = pc.fill_null(pc.greater_equal(pc.count_substring(entry, "|"), 10), False)
-    valid = valid.to_numpy(zero_copy_only=False)
-    ann_fields = pc.split_pattern(pc.binary_join_element_wise(pc.fill_null(entry, ""), "|" * 11, ""), "|")
-    fields = {k: pc.list_element(ann_fields, i) for k, i in (("a", 0), ("g", 3), ("hc", 9), ("hp", 10))}
-    fields["c"] = pc.list_element(pc.split_pattern(pc.list_element(ann_fields, 1), "&", max_splits=1), 0)
-    several = pc.fill_null(pc.match_substring(ann, ","), False).to_numpy(zero_copy_only=False)
-    # several ANN entries: the first must be for this ALT (or "") unless it is the only one
-    other_alt = pc.fill_null(pc.and_(pc.not_equal(fields["a"], ""), pc.not_equal(fields["a"], alt)), False)
-    if np.any(several & (~valid | other_alt.to_numpy(zero_copy_only=False))):
-        return None
-    no_ann = pa.array(~valid)
+    filt = text(6)
+    filt = pc.if_else(pc.is_in(filt, value_set=pa.array([".", ""])), null, filt)
+    info_s, info_e = column(7)
+    seps = np.flatnonzero((b == 0x3B) | (b == 0x2C))  # ';' between INFO items, ',' between values
+    semis = seps[b[seps] == 0x3B]
+    # the first ANN entry, cut into its fields; an entry of fewer than 11 fields is no annotation, as in
+    # the row reader
+    a, has_ann = _info_spans(b, info_s, info_e, semis, b"ANN")
+    nxt = np.append(seps, len(b))[np.searchsorted(seps, a)]
+    entry_end = np.minimum(nxt, info_e)  # the first entry ends at ',' (another follows), ';' or the tab
+    several = has_ann & (nxt < info_e) & (b[np.minimum(nxt, len(b) - 1)] == 0x2C)
+    pipes = np.append(np.flatnonzero(b == 0x7C), [len(b)] * 11)
+    k = np.searchsorted(pipes, a)
+    p = {j: pipes[k + j] for j in (0, 1, 2, 3, 8, 9, 10)}  # the pipes after ANN=: its fields end there
+    valid = has_ann & (p[9] < entry_end)
+    if several.any():
+        # several ANN entries: the first must be for this ALT (or "") unless it is the only one
+        allele = _cut(buf, a, p[0], valid)
+        other = pc.fill_null(pc.and_(pc.not_equal(allele, ""), pc.not_equal(allele, alt)), False)
+        if np.any(several & (~valid | other.to_numpy(zero_copy_only=False))):
+            return None
 
-    def none_if_empty(a: Any) -> Any:
-        return pc.if_else(pc.or_kleene(no_ann, pc.fill_null(pc.equal(a, ""), True)), null, a)
+    def field(start: Any, end: Any) -> Any:
+        return _cut(buf, start, end, valid & (end > start))  # none where empty or no annotation
 
-    gene, consequence = none_if_empty(fields["g"]), none_if_empty(fields["c"])
-    hgvs_c, hgvs_p = none_if_empty(fields["hc"]), none_if_empty(fields["hp"])
+    gene = field(p[2] + 1, p[3])
+    hgvs_c = field(p[8] + 1, p[9])
+    hgvs_p = field(p[9] + 1, np.minimum(p[10], entry_end))
+    consequence = field(p[0] + 1, p[1]).dictionary_encode()  # a handful of distinct terms
+    terms = consequence.dictionary
+    if pc.any(pc.match_substring(terms, "&")).as_py():  # "a&b": the first term only
+        terms = pc.list_element(pc.split_pattern(terms, "&", max_splits=1), 0)
+        terms = pc.if_else(pc.equal(terms, ""), null, terms)
+    consequence = terms.take(consequence.indices)
     pop = np.full(n, np.nan)
     if af_key:
-        pop = _floats(pc.fill_null(_info_value(info, af_key), ""))
-    fmt = col["c8"].dictionary_encode() if n_samples else None
+        s, has = _info_spans(b, info_s, info_e, semis, af_key.encode())
+        e = np.minimum(np.append(semis, len(b))[np.searchsorted(semis, s)], info_e)
+        pop = _floats(pc.fill_null(_cut(buf, s, e, has), ""))
+    fmt = text(8).dictionary_encode() if n_samples else None
     parts: list[dict[str, Any]] = []
     for s_i in range(n_samples):
         assert fmt is not None
-        sample = col[f"c{9 + s_i}"]
-        split = pc.split_pattern(sample, ":")
+        split = pc.split_pattern(text(9 + s_i), ":")
         fcodes = fmt.indices.to_numpy(zero_copy_only=False)
         gt_rows: list[Any] = []  # (rows, their GT texts) per FORMAT
         af = np.full(n, np.nan)
-        for f_i, f in enumerate(fmt.dictionary.to_pylist()):
+        formats = fmt.dictionary.to_pylist()
+        for f_i, f in enumerate(formats):
             keys = f.split(":")
-            rows = np.nonzero(fcodes == f_i)[0]
+            rows = np.arange(n) if len(formats) == 1 else np.nonzero(fcodes == f_i)[0]
             if not len(rows) or "GT" not in keys:
                 continue
-            sub = split.take(pa.array(rows))
+            sub = split if len(rows) == n else split.take(pa.array(rows))
             lens = pc.list_value_length(sub).to_numpy(zero_copy_only=False)
 
-            def field(k: str, sub: Any = sub, keys: list[str] = keys, lens: Any = lens) -> Any:
+            def value(k: str, sub: Any = sub, keys: list[str] = keys, lens: Any = lens) -> Any:
                 if k not in keys:
                     return None
                 i = keys.index(k)
@@ -580,17 +620,18 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
                     return None
                 return pc.list_element(sub, i)
 
-            g = field("GT")
+            g = value("GT")
             if g is None:
                 return None
             gt_rows.append((rows, g))
             vals = np.full(len(rows), np.nan)
-            for k in ("AF", "VAF"):
-                a = field(k)
-                if a is not None:
-                    got = _floats(pc.list_element(pc.split_pattern(a, ",", max_splits=1), 0))
-                    vals = np.where(np.isnan(vals), got, vals)
-            ad = field("AD")
+            for key in ("AF", "VAF"):
+                got = value(key)
+                if got is not None:
+                    if pc.any(pc.match_substring(got, ",")).as_py():
+                        got = pc.list_element(pc.split_pattern(got, ",", max_splits=1), 0)
+                    vals = np.where(np.isnan(vals), _floats(got), vals)
+            ad = value("AD")
             if ad is not None and np.isnan(vals).any():
                 lists = pc.split_pattern(ad, ",")
                 flat = _floats(pc.list_flatten(lists))
@@ -605,13 +646,16 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
                 vals = np.where(np.isnan(vals), from_ad, vals)
             af[rows] = vals
         # genotypes: parsed once per distinct text, spread back by their codes
-        where = np.full(n, -1, dtype=np.int64)  # each record's place among the FORMATs' GT texts
-        if gt_rows:
-            where[np.concatenate([r for r, _ in gt_rows])] = np.arange(sum(len(r) for r, _ in gt_rows))
-            texts = pa.concat_arrays([g for _, g in gt_rows])
+        if len(gt_rows) == 1 and len(gt_rows[0][0]) == n:
+            enc = gt_rows[0][1].dictionary_encode()
         else:
-            texts = pa.array([], pa.string())
-        enc = texts.take(pa.array(where, mask=where < 0)).dictionary_encode()
+            where = np.full(n, -1, dtype=np.int64)  # each record's place among the FORMATs' GT texts
+            if gt_rows:
+                where[np.concatenate([r for r, _ in gt_rows])] = np.arange(sum(len(r) for r, _ in gt_rows))
+                texts = pa.concat_arrays([g for _, g in gt_rows])
+            else:
+                texts = pa.array([], pa.string())
+            enc = texts.take(pa.array(where, mask=where < 0)).dictionary_encode()
         gcodes = pc.fill_null(enc.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
         carries, zygs = [], []
         for g in enc.dictionary.to_pylist():
@@ -625,16 +669,24 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
         zyg_of = pa.array([*zygs, None], pa.string())
         carry = carry_of[gcodes]
         rows = np.nonzero(carry)[0]
-        take = pa.array(rows)
+        every = len(rows) == n  # every record carries: no row to take out
+
+        def pick(arr: Any, rows: Any = rows, every: bool = every) -> Any:
+            return arr if every else arr.take(pa.array(rows))
+
         parts.append({
-            "__row": rows, "sample": np.full(len(rows), s_i, dtype=np.int64), "chrom": chrom.take(take),
-            "pos": pos[rows], "ref": ref.take(take), "alt": alt.take(take), "gene": gene.take(take),
-            "consequence": consequence.take(take), "hgvs_c": hgvs_c.take(take), "hgvs_p": hgvs_p.take(take),
+            "__row": rows, "sample": np.full(len(rows), s_i, dtype=np.int64), "chrom": pick(chrom),
+            "pos": pos[rows], "ref": pick(ref), "alt": pick(alt), "gene": pick(gene),
+            "consequence": pick(consequence), "hgvs_c": pick(hgvs_c), "hgvs_p": pick(hgvs_p),
             "zygosity": zyg_of.take(pa.array(np.where(gcodes[rows] < 0, len(zygs), gcodes[rows]))),
-            "allele_frequency": af[rows], "population_af": pop[rows], "filter": filt.take(take),
+            "allele_frequency": af[rows], "population_af": pop[rows], "filter": pick(filt),
         })  # fmt: skip
     if not parts:
         return n, _columns([])
+    if len(parts) == 1:  # one sample: its rows are in record order already
+        cols = parts[0]
+        cols.pop("__row")
+        return n, cols
     cols = {
         k: pa.concat_arrays([p[k] for p in parts]) if isinstance(parts[0][k], pa.Array) else
         np.concatenate([p[k] for p in parts])
@@ -645,21 +697,52 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
     return n, {k: v.take(at) if isinstance(v, pa.Array) else v[order] for k, v in cols.items()}
 
 
-def _info_value(info: Any, key: str) -> Any:
-    """Per record, the value of the first INFO item ``key=...`` (null where there is none)."""
+def _cut(buf: Any, start: Any, end: Any, valid: Any = None) -> Any:
+    """The spans ``[start, end)`` of ``buf`` (in order, not overlapping) as an Arrow string array, null
+    where ``valid`` is False: one Arrow array whose values are the spans and the gaps between them,
+    whose spans are then taken (in C)."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    items = pc.split_pattern(info, ";")
-    flat = pc.list_flatten(items)
-    parent = pc.list_parent_indices(items).to_numpy(zero_copy_only=False)
-    hit = pc.starts_with(flat, f"{key}=").to_numpy(zero_copy_only=False)
-    rows, first = np.unique(parent[hit], return_index=True)
-    where = np.full(len(info), -1, dtype=np.int64)
-    where[rows] = np.arange(len(rows))
-    values = pc.utf8_slice_codeunits(flat.filter(pa.array(hit)).take(pa.array(first)), len(key) + 1)
-    return values.take(pa.array(where, mask=where < 0))
+    n = len(start)
+    start, end = np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64)
+    if valid is not None:  # a null's span: empty, where the last value before it ended
+        end = np.maximum.accumulate(np.where(valid, end, 0)) if n else end
+        start = np.where(valid, start, end)
+    offsets = np.empty(2 * n + 1, dtype=np.int32)
+    offsets[0:-1:2], offsets[1::2] = start, end
+    offsets[-1] = offsets[-2] if n else 0
+    if n and (np.diff(offsets) < 0).any():
+        raise _Unordered
+    both = pa.Array.from_buffers(pa.string(), 2 * n, [None, pa.py_buffer(offsets), buf])
+    out = both.take(pa.array(np.arange(0, 2 * n, 2, dtype=np.int64)))
+    if valid is None or valid.all():
+        return out
+    mask = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(pa.string(), n, [mask, *out.buffers()[1:]])
+
+
+def _info_spans(b: Any, info_s: Any, info_e: Any, semis: Any, key: bytes) -> tuple[Any, Any]:
+    """Per record, where the value of its first INFO item ``key=...`` starts (``info_e`` where there is
+    none) and whether it has one. ``semis``: where every ';' of the body stands."""
+    import numpy as np
+
+    n = len(info_s)
+    item = np.concatenate([info_s, semis + 1])  # where an INFO item may start
+    item = item[item + len(key) < len(b)]
+    hit = np.ones(len(item), dtype=bool)
+    for i, ch in enumerate(key + b"="):
+        hit &= b[item + i] == ch
+    item = np.sort(item[hit])
+    row = np.searchsorted(info_s, item, side="right") - 1
+    ok = (row >= 0) & (item < info_e[np.maximum(row, 0)])
+    item, row = item[ok], row[ok]
+    firsts = np.concatenate([[True], row[1:] != row[:-1]]) if len(row) else np.zeros(0, dtype=bool)
+    start = np.array(info_e, dtype=np.int64)
+    start[row[firsts]] = item[firsts] + len(key) + 1
+    has = np.zeros(n, dtype=bool)
+    has[row[firsts]] = True
+    return start, has
 
 
 INDEX_COLUMNS = (
