@@ -283,6 +283,8 @@ def _json_values(values: Any, numeric: bool) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if pa.types.is_integer(values.type):  # whole numbers below 10**9: their digits (_codes)
+        return pc.cast(values, pa.string())
     if numeric:
         text = pc.cast(values, pa.string())
         if len(values) and not pc.all(pc.equal(pc.cast(text, pa.float64()), values)).as_py():
@@ -336,12 +338,17 @@ def _distinct_lists(person: np.ndarray, n_people: int, codes: np.ndarray, encode
 
 def _codes(arr: Any, numeric: bool) -> tuple[np.ndarray, Any]:
     """Per-row codes into the distinct non-null values (-1 for null / NaN) and those values (Arrow)."""
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if numeric and pa.types.is_integer(arr.type) and not arr.null_count and len(arr):
+        ints = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.int64)
+        if int(np.abs(ints).max()) < 10**9:  # a double's shortest text is then its digits: no float
+            codes, uniques = pd.factorize(ints)
+            return np.asarray(codes, dtype=np.int64), pa.array(np.asarray(uniques, dtype=np.int64))
     if numeric:
         vals = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=float)
-        import pandas as pd
 
         codes, uniques = pd.factorize(vals, use_na_sentinel=True)
         uniques = np.asarray(uniques, dtype=float)
