@@ -317,12 +317,11 @@ def deidentify_vcf(
             )
             index = None
             kind = _gate_vcf(head, body, ids)
-        data = head + body
         if kind is not None:
             raise DeidError(
                 f"final gate: an identifying value ({kind}) survived in the de-identified VCF; not stored"
             )
-        output = _bgzf_output(data, len(head), parsed, raw)
+        output = _bgzf_output(head, body, parsed, raw)
     if index is None:
         index = _columns(variants)
     return VcfResult(output, pseudonyms, patient_ids, index, dropped, records, fmt)
@@ -548,16 +547,21 @@ def _index_spans(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, 
     def text(c: int) -> Any:
         return _cut(buf, *column(c))
 
-    chrom, ref, alt = text(0), text(3), text(4)
+    # text of a few distinct values stays dictionary-encoded (so does the Parquet file; the per-patient
+    # index reads the codes): encoded once here, tested and mended on the dictionary only
+    chrom, ref, alt = (text(c).dictionary_encode() for c in (0, 3, 4))
     pos_text = text(1)
     if not pc.all(pc.utf8_is_digit(pos_text)).as_py():
         return None
-    if pc.any(pc.match_substring(alt, ",")).as_py():
+    if pc.any(pc.match_substring(alt.dictionary, ",")).as_py():
         return None
     pos = pc.cast(pos_text, pa.int64()).to_numpy(zero_copy_only=False)
     null = pa.scalar(None, pa.string())
-    filt = text(6)
-    filt = pc.if_else(pc.is_in(filt, value_set=pa.array([".", ""])), null, filt)
+    filt = text(6).dictionary_encode()
+    none = pc.is_in(filt.dictionary, value_set=pa.array([".", ""])).to_numpy(zero_copy_only=False)
+    if none.any():
+        codes = filt.indices.to_numpy(zero_copy_only=False)
+        filt = pa.DictionaryArray.from_arrays(pa.array(codes, mask=none[codes]), filt.dictionary)
     info_s, info_e = column(7)
     seps = np.flatnonzero((b == 0x3B) | (b == 0x2C))  # ';' between INFO items, ',' between values
     semis = seps[b[seps] == 0x3B]
@@ -581,15 +585,15 @@ def _index_spans(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, 
     def field(start: Any, end: Any) -> Any:
         return _cut(buf, start, end, valid & (end > start))  # none where empty or no annotation
 
-    gene = field(p[2] + 1, p[3])
-    hgvs_c = field(p[8] + 1, p[9])
-    hgvs_p = field(p[9] + 1, np.minimum(p[10], entry_end))
+    gene = field(p[2] + 1, p[3]).dictionary_encode()
+    hgvs_c = field(p[8] + 1, p[9])  # about one per variant: plain
+    hgvs_p = field(p[9] + 1, np.minimum(p[10], entry_end)).dictionary_encode()
     consequence = field(p[0] + 1, p[1]).dictionary_encode()  # a handful of distinct terms
     terms = consequence.dictionary
     if pc.any(pc.match_substring(terms, "&")).as_py():  # "a&b": the first term only
         terms = pc.list_element(pc.split_pattern(terms, "&", max_splits=1), 0)
         terms = pc.if_else(pc.equal(terms, ""), null, terms)
-    consequence = terms.take(consequence.indices)
+        consequence = terms.take(consequence.indices).dictionary_encode()
     pop = np.full(n, np.nan)
     if af_key:
         s, has = _info_spans(b, info_s, info_e, semis, af_key.encode())
@@ -666,7 +670,7 @@ def _index_spans(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, 
             carries.append(1 in parsed)
             zygs.append(_zygosity(parsed))
         carry_of = np.array([*carries, False], dtype=bool)  # code -1 (no GT): the last entry
-        zyg_of = pa.array([*zygs, None], pa.string())
+        zyg_of = pa.array([z or "" for z in zygs], pa.string())  # a carrier's is never None
         carry = carry_of[gcodes]
         rows = np.nonzero(carry)[0]
         every = len(rows) == n  # every record carries: no row to take out
@@ -678,7 +682,7 @@ def _index_spans(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, 
             "__row": rows, "sample": np.full(len(rows), s_i, dtype=np.int64), "chrom": pick(chrom),
             "pos": pos[rows], "ref": pick(ref), "alt": pick(alt), "gene": pick(gene),
             "consequence": pick(consequence), "hgvs_c": pick(hgvs_c), "hgvs_p": pick(hgvs_p),
-            "zygosity": zyg_of.take(pa.array(np.where(gcodes[rows] < 0, len(zygs), gcodes[rows]))),
+            "zygosity": pa.DictionaryArray.from_arrays(gcodes[rows].astype(np.int32), zyg_of),
             "allele_frequency": af[rows], "population_af": pop[rows], "filter": pick(filt),
         })  # fmt: skip
     if not parts:
@@ -727,21 +731,22 @@ def _info_spans(b: Any, info_s: Any, info_e: Any, semis: Any, key: bytes) -> tup
     none) and whether it has one. ``semis``: where every ';' of the body stands."""
     import numpy as np
 
-    n = len(info_s)
-    item = np.concatenate([info_s, semis + 1])  # where an INFO item may start
-    item = item[item + len(key) < len(b)]
-    hit = np.ones(len(item), dtype=bool)
-    for i, ch in enumerate(key + b"="):
-        hit &= b[item + i] == ch
-    item = np.sort(item[hit])
-    row = np.searchsorted(info_s, item, side="right") - 1
-    ok = (row >= 0) & (item < info_e[np.maximum(row, 0)])
-    item, row = item[ok], row[ok]
-    firsts = np.concatenate([[True], row[1:] != row[:-1]]) if len(row) else np.zeros(0, dtype=bool)
+    def named(item: Any) -> Any:  # the items there that are ``key=...``
+        hit = item + len(key) < len(b)
+        for i, ch in enumerate(key + b"="):
+            hit &= b[np.minimum(item + i, len(b) - 1)] == ch
+        return hit
+
     start = np.array(info_e, dtype=np.int64)
-    start[row[firsts]] = item[firsts] + len(key) + 1
-    has = np.zeros(n, dtype=bool)
-    has[row[firsts]] = True
+    has = named(info_s)  # the first item
+    start[has] = info_s[has] + len(key) + 1
+    later = semis[named(semis + 1)] + 1  # items after a ';' (in order), then their records
+    row = np.searchsorted(info_s, later, side="right") - 1
+    ok = (row >= 0) & (later < info_e[np.maximum(row, 0)]) & ~has[np.maximum(row, 0)]
+    later, row = later[ok], row[ok]
+    first = np.concatenate([[True], row[1:] != row[:-1]]) if len(row) else np.zeros(0, dtype=bool)
+    start[row[first]] = later[first] + len(key) + 1
+    has[row[first]] = True
     return start, has
 
 
@@ -801,42 +806,58 @@ def _bgzf_blocks(raw: bytes) -> list[tuple[int, int, int]] | None:
     return blocks
 
 
-def _bgzf_output(data: bytes, head: int, parsed: _Body | None, raw: bytes) -> bytes:
-    """``data`` (the new header, ``head`` bytes, then the records) as BGZF. Where the records are the
-    input's own, unchanged, and it was BGZF, the blocks after the one where its header ended are copied
-    as they are (their text is what the gate read); otherwise everything is compressed anew."""
-    if parsed is None or not parsed.blocks_after or data[head:] != parsed.records:
-        return bgzip(data)
-    out = bgzip(data[: head + parsed.block_tail], eof=False) + raw[parsed.blocks_after :]
+def _bgzf_output(head: bytes, body: bytes, parsed: _Body | None, raw: bytes) -> bytes:
+    """The new header then the records as BGZF. Where the records are the input's own, unchanged, and it
+    was BGZF, the blocks after the one where its header ended are copied as they are (their text is what
+    the gate read); otherwise everything is compressed anew."""
+    if parsed is None or not parsed.blocks_after or (body is not parsed.records and body != parsed.records):
+        return bgzip(head + body)
+    out = bgzip(head + body[: parsed.block_tail], eof=False) + raw[parsed.blocks_after :]
     return out if out.endswith(_BGZF_EOF) else out + _BGZF_EOF
 
 
 def _text_body(raw: bytes) -> _Body:
     """The records of a text VCF (as written, bytes), the number of lines before them and, for a BGZF
     input, where its blocks after the header's last one begin (they can be copied as they are)."""
-    import zlib
-
     blocks = _bgzf_blocks(raw) if raw[:2] == b"\x1f\x8b" else None
-    ends: list[int] = []
     if blocks is not None:
-        parts = []
-        for _start, payload, end in blocks:
-            parts.append(zlib.decompress(raw[payload : end - 8], -15))
-            ends.append((ends[-1] if ends else 0) + len(parts[-1]))
-        data = b"".join(parts)
-    else:
-        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        return _bgzf_body(raw, blocks)
+    data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     pos = data.find(b"\n#CHROM")
     if pos < 0:
         raise InputError("no #CHROM header line")
     nl = data.find(b"\n", pos + 1)
     if nl < 0:
         return _Body(b"", data.count(b"\n") + 1)
-    body = _Body(data[nl + 1 :], data.count(b"\n", 0, nl) + 1)
-    if blocks is not None:
-        k = next(i for i, e in enumerate(ends) if e > nl)  # the block holding the header's end
-        if k + 1 < len(blocks):
-            body.block_tail, body.blocks_after = ends[k] - (nl + 1), blocks[k + 1][0]
+    return _Body(data[nl + 1 :], data.count(b"\n", 0, nl) + 1)
+
+
+def _bgzf_body(raw: bytes, blocks: list[tuple[int, int, int]]) -> _Body:
+    """``_text_body`` of a BGZF input: the header read block by block until the ``#CHROM`` line ends,
+    the records joined once (never the whole text first and the records copied out of it after)."""
+    import zlib
+
+    parts = [zlib.decompress(raw[payload : end - 8], -15) for _start, payload, end in blocks]
+    head = bytearray()
+    pos = nl = k = -1  # where #CHROM starts and its line ends in the header read so far; k: its block
+    for i, part in enumerate(parts):
+        seen = len(head)
+        head += part
+        if pos < 0:
+            pos = head.find(b"\n#CHROM", max(seen - 6, 0))
+        if pos >= 0:
+            nl = head.find(b"\n", max(seen, pos + 1))
+            if nl >= 0:
+                k = i
+                break
+    if pos < 0:
+        raise InputError("no #CHROM header line")
+    lines_before = head.count(b"\n", 0, nl if nl >= 0 else len(head)) + 1
+    if nl < 0:
+        return _Body(b"", lines_before)
+    body = _Body(b"".join([head[nl + 1 :], *parts[k + 1 :]]), lines_before)
+    if k + 1 < len(blocks):
+        body.block_tail, body.blocks_after = len(head) - (nl + 1), blocks[k + 1][0]
     return body
 
 
