@@ -544,24 +544,6 @@ def _index_spans(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, 
     def column(c: int) -> tuple[Any, Any]:
         return (first if c == 0 else grid[:, c - 1] + 1), grid[:, c]
 
-    def text(c: int) -> Any:
-        return _cut(buf, *column(c))
-
-    # text of a few distinct values stays dictionary-encoded (so does the Parquet file; the per-patient
-    # index reads the codes): encoded once here, tested and mended on the dictionary only
-    chrom, ref, alt = (text(c).dictionary_encode() for c in (0, 3, 4))
-    pos_text = text(1)
-    if not pc.all(pc.utf8_is_digit(pos_text)).as_py():
-        return None
-    if pc.any(pc.match_substring(alt.dictionary, ",")).as_py():
-        return None
-    pos = pc.cast(pos_text, pa.int64()).to_numpy(zero_copy_only=False)
-    null = pa.scalar(None, pa.string())
-    filt = text(6).dictionary_encode()
-    none = pc.is_in(filt.dictionary, value_set=pa.array([".", ""])).to_numpy(zero_copy_only=False)
-    if none.any():
-        codes = filt.indices.to_numpy(zero_copy_only=False)
-        filt = pa.DictionaryArray.from_arrays(pa.array(codes, mask=none[codes]), filt.dictionary)
     info_s, info_e = column(7)
     seps = np.flatnonzero((b == 0x3B) | (b == 0x2C))  # ';' between INFO items, ',' between values
     semis = seps[b[seps] == 0x3B]
@@ -575,20 +557,46 @@ def _index_spans(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, 
     k = np.searchsorted(pipes, a)
     p = {j: pipes[k + j] for j in (0, 1, 2, 3, 8, 9, 10)}  # the pipes after ANN=: its fields end there
     valid = has_ann & (p[9] < entry_end)
-    if several.any():
+
+    anchor = grid[:, 6]  # where FILTER ends: the span of a record's missing annotation (empty, in order)
+
+    def field(start: Any, end: Any) -> tuple[Any, Any, Any]:  # none where empty or no annotation
+        return np.where(valid, start, anchor), np.where(valid, end, anchor), valid & (end > start)
+
+    # every field the index needs, in the order they stand in a record: cut out in one sweep
+    spans = [(*column(c), None) for c in (0, 1, 3, 4, 6)]
+    check_allele = bool(several.any())
+    if check_allele:
+        spans.append((np.where(valid, a, anchor), np.where(valid, p[0], anchor), valid))
+    spans += [field(p[0] + 1, p[1]), field(p[2] + 1, p[3]), field(p[8] + 1, p[9])]
+    spans.append(field(p[9] + 1, np.minimum(p[10], entry_end)))
+    spans += [(*column(c), None) for c in range(8, ncols)]
+    cut = _cut_many(buf, spans)
+    chrom_t, pos_text, ref_t, alt_t, filt_t = cut[:5]
+    allele = cut[5] if check_allele else None
+    consequence, gene, hgvs_c, hgvs_p = cut[5 + check_allele : 9 + check_allele]
+    fmt_t, sample_ts = (cut[9 + check_allele], cut[10 + check_allele :]) if n_samples else (None, [])
+    if not pc.all(pc.utf8_is_digit(pos_text)).as_py():
+        return None
+    if pc.any(pc.match_substring(alt_t, ",")).as_py():
+        return None
+    if allele is not None:
         # several ANN entries: the first must be for this ALT (or "") unless it is the only one
-        allele = _cut(buf, a, p[0], valid)
-        other = pc.fill_null(pc.and_(pc.not_equal(allele, ""), pc.not_equal(allele, alt)), False)
+        other = pc.fill_null(pc.and_(pc.not_equal(allele, ""), pc.not_equal(allele, alt_t)), False)
         if np.any(several & (~valid | other.to_numpy(zero_copy_only=False))):
             return None
-
-    def field(start: Any, end: Any) -> Any:
-        return _cut(buf, start, end, valid & (end > start))  # none where empty or no annotation
-
-    gene = field(p[2] + 1, p[3]).dictionary_encode()
-    hgvs_c = field(p[8] + 1, p[9])  # about one per variant: plain
-    hgvs_p = field(p[9] + 1, np.minimum(p[10], entry_end)).dictionary_encode()
-    consequence = field(p[0] + 1, p[1]).dictionary_encode()  # a handful of distinct terms
+    pos = pc.cast(pos_text, pa.int64()).to_numpy(zero_copy_only=False)
+    # text of a few distinct values stays dictionary-encoded (so does the Parquet file; the per-patient
+    # index reads the codes): encoded once here, mended on the dictionary only
+    chrom, ref, alt = (t.dictionary_encode() for t in (chrom_t, ref_t, alt_t))
+    null = pa.scalar(None, pa.string())
+    filt = filt_t.dictionary_encode()
+    none = pc.is_in(filt.dictionary, value_set=pa.array([".", ""])).to_numpy(zero_copy_only=False)
+    if none.any():
+        codes = filt.indices.to_numpy(zero_copy_only=False)
+        filt = pa.DictionaryArray.from_arrays(pa.array(codes, mask=none[codes]), filt.dictionary)
+    gene, hgvs_p = gene.dictionary_encode(), hgvs_p.dictionary_encode()  # hgvs_c: about one per variant
+    consequence = consequence.dictionary_encode()  # a handful of distinct terms
     terms = consequence.dictionary
     if pc.any(pc.match_substring(terms, "&")).as_py():  # "a&b": the first term only
         terms = pc.list_element(pc.split_pattern(terms, "&", max_splits=1), 0)
@@ -599,11 +607,11 @@ def _index_spans(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, 
         s, has = _info_spans(b, info_s, info_e, semis, af_key.encode())
         e = np.minimum(np.append(semis, len(b))[np.searchsorted(semis, s)], info_e)
         pop = _floats(pc.fill_null(_cut(buf, s, e, has), ""))
-    fmt = text(8).dictionary_encode() if n_samples else None
+    fmt = fmt_t.dictionary_encode() if fmt_t is not None else None
     parts: list[dict[str, Any]] = []
     for s_i in range(n_samples):
         assert fmt is not None
-        split = pc.split_pattern(text(9 + s_i), ":")
+        split = pc.split_pattern(sample_ts[s_i], ":")
         fcodes = fmt.indices.to_numpy(zero_copy_only=False)
         gt_rows: list[Any] = []  # (rows, their GT texts) per FORMAT
         af = np.full(n, np.nan)
@@ -703,27 +711,38 @@ def _index_spans(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, 
 
 def _cut(buf: Any, start: Any, end: Any, valid: Any = None) -> Any:
     """The spans ``[start, end)`` of ``buf`` (in order, not overlapping) as an Arrow string array, null
-    where ``valid`` is False: one Arrow array whose values are the spans and the gaps between them,
-    whose spans are then taken (in C)."""
+    where ``valid`` is False."""
+    return _cut_many(buf, [(start, end, valid)])[0]
+
+
+def _cut_many(buf: Any, spans: list[tuple[Any, Any, Any]]) -> list[Any]:
+    """Several columns of spans of ``buf`` (start, end, valid or None), a row's spans in the order they
+    stand in it (a null's too: empty is fine), as Arrow string arrays (null where not valid). One Arrow
+    array whose values are every span and the gaps between them, row by row; its spans taken in C in one
+    sweep over ``buf``, then each column out of those (close together, in cache)."""
     import numpy as np
     import pyarrow as pa
 
-    n = len(start)
-    start, end = np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64)
-    if valid is not None:  # a null's span: empty, where the last value before it ended
-        end = np.maximum.accumulate(np.where(valid, end, 0)) if n else end
-        start = np.where(valid, start, end)
-    offsets = np.empty(2 * n + 1, dtype=np.int32)
-    offsets[0:-1:2], offsets[1::2] = start, end
+    m, n = len(spans), len(spans[0][0])
+    by_column = np.empty((2 * m, n), dtype=np.int32)
+    for j, (s, e, _valid) in enumerate(spans):
+        by_column[2 * j], by_column[2 * j + 1] = s, e
+    masks = [v for _s, _e, v in spans]
+    offsets = np.empty(2 * n * m + 1, dtype=np.int32)
+    offsets[:-1].reshape(n, 2 * m)[:] = by_column.T  # row by row: start, end, start, end...
     offsets[-1] = offsets[-2] if n else 0
     if n and (np.diff(offsets) < 0).any():
         raise _Unordered
-    both = pa.Array.from_buffers(pa.string(), 2 * n, [None, pa.py_buffer(offsets), buf])
-    out = both.take(pa.array(np.arange(0, 2 * n, 2, dtype=np.int64)))
-    if valid is None or valid.all():
-        return out
-    mask = pa.py_buffer(np.packbits(valid, bitorder="little"))
-    return pa.Array.from_buffers(pa.string(), n, [mask, *out.buffers()[1:]])
+    both = pa.Array.from_buffers(pa.string(), 2 * n * m, [None, pa.py_buffer(offsets), buf])
+    rows = both.take(pa.array(np.arange(0, 2 * n * m, 2, dtype=np.int64)))
+    out = []
+    for j, valid in enumerate(masks):
+        col = rows if m == 1 else rows.take(pa.array(np.arange(j, n * m, m, dtype=np.int64)))
+        if valid is not None and not valid.all():
+            mask = pa.py_buffer(np.packbits(valid, bitorder="little"))
+            col = pa.Array.from_buffers(pa.string(), n, [mask, *col.buffers()[1:]])
+        out.append(col)
+    return out
 
 
 def _info_spans(b: Any, info_s: Any, info_e: Any, semis: Any, key: bytes) -> tuple[Any, Any]:
