@@ -640,11 +640,16 @@ def _index_spans(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, 
             if ad is not None and np.isnan(vals).any():
                 lists = pc.split_pattern(ad, ",")
                 flat = _floats(pc.list_flatten(lists))
-                counts = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+                counts = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
                 starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-                tot = np.add.reduceat(np.nan_to_num(flat), starts) if len(flat) else np.zeros(len(rows))
+                # (a 0 after the last: a call without AD, at the end, starts there)
+                tot = np.add.reduceat(np.append(np.nan_to_num(flat), 0.0), starts)
                 tot[counts == 0] = 0
-                second = np.where(counts >= 2, flat[np.minimum(starts + 1, max(len(flat) - 1, 0))], np.nan)
+                second = (
+                    np.where(counts >= 2, flat[np.minimum(starts + 1, len(flat) - 1)], np.nan)
+                    if len(flat)
+                    else np.full(len(rows), np.nan)
+                )
                 from_ad = np.where(
                     (tot > 0) & (counts >= 2), np.nan_to_num(second) / np.where(tot > 0, tot, 1), np.nan
                 )
@@ -740,7 +745,8 @@ def _cut_many(buf: Any, spans: list[tuple[Any, Any, Any]]) -> list[Any]:
 
 def _colon_fields(col: Any) -> Any:
     """For a text array (a sample's column: no nulls), a function giving the ``i``-th ``:``-separated
-    field of the rows ``rows`` (in order) as Arrow text, or None when one of them has fewer fields."""
+    field of the rows ``rows`` (in order) as Arrow text, null where a call has fewer fields (VCF lets a
+    call drop its trailing fields: the row reader reads those as missing too)."""
     import numpy as np
     import pyarrow as pa
 
@@ -752,12 +758,14 @@ def _colon_fields(col: Any) -> Any:
     colons = np.append(colons, offsets[-1])
 
     def field(rows: Any, i: int) -> Any:
-        if np.any(count[rows] <= i):
-            return None
-        at = first[rows] + i
-        start = offsets[rows] if i == 0 else colons[at - 1] + 1
-        end = np.where(i < count[rows] - 1, colons[np.minimum(at, len(colons) - 1)], offsets[rows + 1])
-        return _cut(data, start, end)
+        has = count[rows] > i
+        at = np.minimum(first[rows] + i, len(colons) - 1)
+        start = offsets[rows] if i == 0 else colons[np.maximum(at - 1, 0)] + 1
+        end = np.where(i < count[rows] - 1, colons[at], offsets[rows + 1])
+        if has.all():
+            return _cut(data, start, end)
+        row_end = offsets[rows + 1]  # a missing field: null, an empty span where its call ends
+        return _cut(data, np.where(has, start, row_end), np.where(has, end, row_end), has)
 
     return field
 
