@@ -258,3 +258,66 @@ def test_a_bgzf_vcf_keeps_its_record_blocks_and_reads_as_the_text_one(tmp_path) 
     pysam.tabix_compress(str(tmp_path / "bad.vcf"), str(tmp_path / "bad.vcf.gz"), force=True)
     with pytest.raises(DeidError):
         deidentify_vcf((tmp_path / "bad.vcf.gz").read_bytes(), "bad.vcf.gz", VcfMap(samples={}), key)
+
+
+def test_the_vcf_column_reader_indexes_as_the_row_reader_does() -> None:
+    """The column-wise reader of a text VCF (what a clinical VCF takes) gives the same index as the
+    row-by-row reader: ANN first or after other INFO items, missing, of fewer than 11 fields, with
+    several terms or several entries; empty fields; two FORMATs; calls that drop trailing fields (VCF
+    allows it: their AF then comes from AD, or is missing); FILTER with ';'; a population AF."""
+    import math
+
+    from curata.collect.genomics import vcf
+
+    ann = "G|missense_variant&splice_region_variant|MODERATE|EGFR|E|transcript|T|pc|1/2|c.1A>G|p.K1R||"
+    records = [
+        ("chr1", "PASS", f"ANN={ann}", "GT:AF:AD", ["0/1:0.42:58,42", "1/1:.:2,8"]),
+        (
+            "chr1",
+            "q10;s50",
+            f"DP=5;gnomAD_AF=0.01;ANN={ann},G|stop_gained|HIGH|KRAS|E",
+            "GT:AD",
+            ["0/1:5,5", "0/1"],
+        ),
+        ("chr2", ".", "DP=7;XANN=a|b", "GT:AF:AD", ["0/1", "1|1:0.9"]),
+        ("chr2", "PASS", "ANN=G|||||||||||", "AD:GT:VAF", ["3,7:0/1:0.7", "5,5:0/0:0.5"]),
+        (
+            "chrX",
+            "PASS",
+            "ANN=G|intron_variant|LOW|BRAF|E|t|T|pc|1/2|c.5+1G>A",
+            "GT:AF:AD",
+            ["1:0.3,0.1:.", ".:.:."],
+        ),
+        (
+            "chrX",
+            "PASS",
+            "gnomAD_AF=.;ANN=G|synonymous_variant|LOW|TP53",
+            "GT:AF:AD",
+            ["0/1::4,6", "0/1:0.2"],
+        ),
+    ]
+    lines = [
+        "\t".join([chrom, str(100 + i), ".", "A", "G", "50", filt, info, fmt, *calls])
+        for i, (chrom, filt, info, fmt, calls) in enumerate(records)
+    ]
+    body = ("\n".join(lines) + "\n").encode()
+    fast = vcf._index_columns(body, 2, "gnomAD_AF")
+    assert fast is not None  # the column reader took it (not handed to the row reader)
+    n, rows = vcf._index_text(body.decode(), 2, None, "gnomAD_AF", 0)
+    assert fast[0] == n == len(records)
+
+    def listed(cols: dict) -> list[dict]:  # type: ignore[type-arg]
+        values = [vcf._pylist(cols[k]) for k in vcf.INDEX_COLUMNS]
+        return [
+            {
+                k: None if isinstance(v, float) and math.isnan(v) else v
+                for k, v in zip(vcf.INDEX_COLUMNS, r, strict=True)
+            }
+            for r in zip(*values, strict=True)
+        ]
+
+    got, want = listed(fast[1]), listed(vcf._columns(rows))
+    assert got == want
+    assert len(got) == 10  # every carrying call of both samples
+    assert {r["allele_frequency"] for r in got if r["pos"] == 101} == {0.5, None}  # AD; a call without
+    assert got[0]["consequence"] == "missense_variant" and got[0]["population_af"] is None

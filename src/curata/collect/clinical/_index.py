@@ -276,65 +276,94 @@ def read_parquet(data: bytes, name: str) -> Any:
 _NEEDS_ESCAPE = r'["\\\x00-\x1f\x7f]'
 
 
-def _json_values(values: list[Any], numeric: bool) -> list[str]:
-    """Each distinct value as a JSON literal: numbers in their shortest round-trip form (the double they
-    came from, exactly), text quoted (escaped by ``json`` where it must be)."""
+def _json_values(values: Any, numeric: bool) -> Any:
+    """Each distinct value (an Arrow array: float64, or text) as a JSON literal (Arrow text): numbers in
+    their shortest round-trip form (the double they came from, exactly), text quoted (escaped by
+    ``json`` where it must be)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if pa.types.is_integer(values.type):  # whole numbers below 10**9: their digits (_codes)
+        return pc.cast(values, pa.string())
     if numeric:
-        arr = pa.array(values, pa.float64())
-        text = pc.cast(arr, pa.string())
-        if len(arr) and not pc.all(pc.equal(pc.cast(text, pa.float64()), arr)).as_py():
-            return [repr(float(v)) for v in values]  # never guess a number's text
-        return text.to_pylist()
-    arr = pa.array(values, pa.string())
-    if len(arr) and pc.any(pc.match_substring_regex(arr, _NEEDS_ESCAPE)).as_py():
-        return [json.dumps(v, ensure_ascii=False) for v in values]
-    return pc.binary_join_element_wise('"', arr, '"', "").to_pylist()
+        text = pc.cast(values, pa.string())
+        if len(values) and not pc.all(pc.equal(pc.cast(text, pa.float64()), values)).as_py():
+            # never guess a number's text
+            return pa.array([repr(float(v)) for v in values.to_pylist()], pa.string())
+        return text
+    if len(values) and _may_need_escape(values):
+        return pa.array([json.dumps(v, ensure_ascii=False) for v in values.to_pylist()], pa.string())
+    return pc.binary_join_element_wise('"', values, '"', "")
 
 
-def _distinct_lists(person: np.ndarray, n_people: int, codes: np.ndarray, encoded: list[str]) -> Any:
-    """Per person (0..n_people-1) the JSON list of the distinct codes it has (``codes`` < 0: none)."""
+def _may_need_escape(values: Any) -> bool:
+    """Whether a text array may hold a character JSON escapes (a quote, a backslash, a control
+    character): numpy over its bytes, a regular expression only over an array whose bytes have one."""
+    import pyarrow.compute as pc
+
+    offsets, data = values.buffers()[1:3]
+    if data is None:
+        return False
+    first, last = np.frombuffer(offsets, dtype=np.int32)[[values.offset, values.offset + len(values)]]
+    raw = np.frombuffer(data, dtype=np.uint8)[first:last]
+    if not ((raw < 0x20) | (raw == 0x22) | (raw == 0x5C) | (raw == 0x7F)).any():
+        return False
+    return bool(pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py())
+
+
+def _distinct_lists(person: np.ndarray, n_people: int, codes: np.ndarray, encoded: Any) -> Any:
+    """Per person (0..n_people-1) the JSON list of the distinct codes it has (``codes`` < 0: none);
+    ``encoded``: the JSON literal of each code (Arrow text)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     ok = codes >= 0
     width = max(len(encoded), 1)
-    key = person[ok].astype(np.int64) * width + codes[ok]
-    if n_people * width <= 4_000_000:
-        uniq = np.flatnonzero(np.bincount(key, minlength=n_people * width))
+    if n_people == 1:  # one patient: the codes any row has
+        uniq = np.flatnonzero(np.bincount(codes[ok], minlength=width)) if ok.any() else np.zeros(0, np.int64)
+        who, what = np.zeros(len(uniq), dtype=np.int64), uniq
     else:
-        uniq = np.unique(key)
-    who, what = uniq // width, uniq % width
+        key = person[ok].astype(np.int64) * width + codes[ok]
+        if n_people * width <= 4_000_000:
+            uniq = np.flatnonzero(np.bincount(key, minlength=n_people * width))
+        else:
+            uniq = np.unique(key)
+        who, what = uniq // width, uniq % width
     offsets = np.searchsorted(who, np.arange(n_people + 1)).astype(np.int32)
-    values = (
-        pa.array(encoded, pa.string()).take(pa.array(what)) if len(encoded) else pa.array([], pa.string())
-    )
+    every = n_people == 1 and len(what) == len(encoded)  # the one patient has every value
+    values = encoded if every else encoded.take(pa.array(what))
     lists = pa.ListArray.from_arrays(pa.array(offsets), values)
     return pc.binary_join_element_wise("[", pc.binary_join(lists, ","), "]", "")
 
 
-def _codes(arr: Any, numeric: bool) -> tuple[np.ndarray, list[Any]]:
-    """Per-row codes into the distinct non-null values (-1 for null / NaN) and those values."""
+def _codes(arr: Any, numeric: bool) -> tuple[np.ndarray, Any]:
+    """Per-row codes into the distinct non-null values (-1 for null / NaN) and those values (Arrow)."""
+    import pandas as pd
     import pyarrow as pa
+    import pyarrow.compute as pc
 
+    if numeric and pa.types.is_integer(arr.type) and not arr.null_count and len(arr):
+        ints = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.int64)
+        if int(np.abs(ints).max()) < 10**9:  # a double's shortest text is then its digits: no float
+            codes, uniques = pd.factorize(ints)
+            return np.asarray(codes, dtype=np.int64), pa.array(np.asarray(uniques, dtype=np.int64))
     if numeric:
         vals = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=float)
-        import pandas as pd
 
         codes, uniques = pd.factorize(vals, use_na_sentinel=True)
-        finite = np.isfinite(np.asarray(uniques, dtype=float))  # JSON has no infinities
+        uniques = np.asarray(uniques, dtype=float)
+        finite = np.isfinite(uniques)  # JSON has no infinities
         if not finite.all():
             remap = np.where(finite, np.cumsum(finite) - 1, -1)
             codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
-            uniques = np.asarray(uniques)[finite]
-        return np.asarray(codes, dtype=np.int64), list(np.asarray(uniques, dtype=float))
+            uniques = uniques[finite]
+        return np.asarray(codes, dtype=np.int64), pa.array(uniques, pa.float64())
     enc = arr.dictionary_encode() if not isinstance(arr.type, pa.DictionaryType) else arr
-    import pyarrow.compute as pc
-
     codes = pc.fill_null(enc.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
-    return np.asarray(codes, dtype=np.int64), enc.dictionary.to_pylist()
+    dictionary = enc.dictionary
+    if dictionary.type != pa.string():
+        dictionary = dictionary.cast(pa.string())
+    return np.asarray(codes, dtype=np.int64), dictionary
 
 
 def _people(person_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -249,6 +249,7 @@ class ClinicalIngestor:
         """File one de-identified VCF (``genomics.deidentify_vcf``'s result): the VCF whole and its variant
         index as Parquet in the store, then the file, its samples' persons and their index in one commit."""
         import numpy as np
+        import pyarrow as pa
 
         from curata.collect.clinical import _index
         from curata.collect.clinical._records import PersonFacts
@@ -259,8 +260,10 @@ class ClinicalIngestor:
         blob = self.store.put_bytes(res.output)
         base = [p.split("_")[0] for p in res.samples]
         frame = {k: v for k, v in res.index.items() if k != "sample"}
-        owner = np.array(base or [""], dtype=object)
-        frame["pseudonym"] = owner[res.index["sample"]] if res.count else np.zeros(0, dtype=object)
+        # each row's patient: its sample's pseudonym, dictionary-encoded (a few samples, many rows)
+        owners, of_sample = np.unique(np.array(base or [""], dtype=object), return_inverse=True)
+        codes = of_sample.astype(np.int32)[np.asarray(res.index["sample"], dtype=np.int64)]
+        frame["pseudonym"] = pa.DictionaryArray.from_arrays(codes, pa.array(owners.tolist(), pa.string()))
         tables = (
             {"genomic_variant": _index.to_arrow("genomic_variant", frame, res.count)} if res.count else {}
         )

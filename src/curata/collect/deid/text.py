@@ -100,6 +100,7 @@ _DROP_TOKEN = _drop_if_digits(5)
 SEPARATORS = " \t\r\n^,.-_'/\\=\0;:()\"+"
 _SEP_BYTES = SEPARATORS.encode("ascii")
 _SEP_SET = frozenset(SEPARATORS)
+_LOWER_BYTES = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")  # bytes.lower's
 # A value whose normalised form has at least this many characters is matched as a substring
 # anywhere (inside other words too: SUZUKISUZUKI). Shorter values could occur by chance inside
 # ordinary words, so they are matched only as whole words. CJK/Hangul values of 2+ characters are
@@ -602,16 +603,19 @@ def find_identifier(data: bytes, needles: list[tuple[bytes, str]]) -> str | None
     values as substrings of the lower-cased bytes with every separator removed (so ``MRN-77123``,
     ``mrn 77123`` and ``MRN77123`` all match), short ones, dates and UIDs only where they stand alone.
     The same rules as the DICOM engine's byte gate; None when none is found."""
-    low = data.lower()
+    low: bytes | None = None
     squeezed: bytes | None = None
     for needle, kind in needles:
         if kind == "sub":
-            if squeezed is None:
-                squeezed = low.translate(None, _SEP_BYTES)
+            if squeezed is None:  # lower-cased and squeezed in one pass over the bytes
+                squeezed = data.translate(_LOWER_BYTES, _SEP_BYTES)
             if needle in squeezed:
                 return kind
-        elif find_bounded(low, needle, kind, 0, len(low)) >= 0:
-            return kind
+        else:
+            if low is None:
+                low = data.lower()
+            if find_bounded(low, needle, kind, 0, len(low)) >= 0:
+                return kind
     return None
 
 

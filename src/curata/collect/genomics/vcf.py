@@ -11,7 +11,6 @@ original sample IDs before it is stored.
 from __future__ import annotations
 
 import gzip
-import io
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -318,12 +317,11 @@ def deidentify_vcf(
             )
             index = None
             kind = _gate_vcf(head, body, ids)
-        data = head + body
         if kind is not None:
             raise DeidError(
                 f"final gate: an identifying value ({kind}) survived in the de-identified VCF; not stored"
             )
-        output = _bgzf_output(data, len(head), parsed, raw)
+        output = _bgzf_output(head, body, parsed, raw)
     if index is None:
         index = _columns(variants)
     return VcfResult(output, pseudonyms, patient_ids, index, dropped, records, fmt)
@@ -495,123 +493,179 @@ def _floats(arr: Any) -> Any:
     return np.asarray(out, dtype=float)
 
 
+class _Unordered(Exception):
+    """Spans that do not follow one another: the row-by-row reader takes the file."""
+
+
 def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, dict[str, Any]] | None:
-    """The variant index of a text VCF, column-wise with pyarrow (SnpEff ANN or none, one ALT per
-    record, GT first in FORMAT: what most clinical VCFs are). None: the row-by-row reader is needed
+    try:
+        return _index_spans(body, n_samples, af_key)
+    except _Unordered:
+        return None
+
+
+def _index_spans(body: bytes, n_samples: int, af_key: str | None) -> tuple[int, dict[str, Any]] | None:
+    """The variant index of a text VCF, column-wise (SnpEff ANN or none, one ALT per record, GT first in
+    FORMAT: what most clinical VCFs are). The body is cut where its tabs, newlines, pipes, commas and
+    semicolons stand (numpy finds them, in C), and every field the index needs is taken out of it as
+    Arrow text in one go, never one Python object per record. None: the row-by-row reader is needed
     (CSQ, several ALTs, a malformed line, which that reader then names)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
 
-    if not body.strip():
+    if not body or body.isspace():
         return 0, _columns([])
+    if b"\r" in body or len(body) >= 2**31 - 2:
+        return None
+    if not body.isascii():
+        try:  # every field cut out of it below is then UTF-8 too (cuts fall on ASCII bytes)
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    b = np.frombuffer(body, np.uint8)
     ncols = 8 + (1 + n_samples if n_samples else 0)
-    names = [f"c{i}" for i in range(ncols)]
-    try:
-        tbl = pacsv.read_csv(
-            io.BytesIO(body),
-            read_options=pacsv.ReadOptions(column_names=names),
-            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in names}, strings_can_be_null=False
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    cuts = np.flatnonzero(b <= 10)  # tabs and newlines (and any other control byte: the row reader)
+    if len(cuts) % ncols:
         return None
-    col = {c: tbl.column(c).combine_chunks() for c in names}
-    n = tbl.num_rows
-    if not pc.all(pc.utf8_is_digit(col["c1"])).as_py():
+    n = len(cuts) // ncols
+    grid = cuts.reshape(n, ncols)
+    kinds = b[grid]
+    if not ((kinds[:, :-1] == 9).all() and (kinds[:, -1] == 10).all()):
+        return None  # a blank line, a record of other width, a stray control byte
+    del kinds
+    first = np.concatenate([[0], grid[:-1, -1] + 1]).astype(np.int64)
+    if (b[first] == 0x23).any():  # a '#' line among the records
         return None
-    if pc.any(pc.match_substring(col["c4"], ",")).as_py() or pc.any(pc.starts_with(col["c0"], "#")).as_py():
+    buf = pa.py_buffer(body)
+
+    def column(c: int) -> tuple[Any, Any]:
+        return (first if c == 0 else grid[:, c - 1] + 1), grid[:, c]
+
+    info_s, info_e = column(7)
+    seps = np.flatnonzero((b == 0x3B) | (b == 0x2C))  # ';' between INFO items, ',' between values
+    semis = seps[b[seps] == 0x3B]
+    # the first ANN entry, cut into its fields; an entry of fewer than 11 fields is no annotation, as in
+    # the row reader
+    a, has_ann = _info_spans(b, info_s, info_e, semis, b"ANN")
+    nxt = np.append(seps, len(b))[np.searchsorted(seps, a)]
+    entry_end = np.minimum(nxt, info_e)  # the first entry ends at ',' (another follows), ';' or the tab
+    several = has_ann & (nxt < info_e) & (b[np.minimum(nxt, len(b) - 1)] == 0x2C)
+    pipes = np.append(np.flatnonzero(b == 0x7C), [len(b)] * 11)
+    k = np.searchsorted(pipes, a)
+    p = {j: pipes[k + j] for j in (0, 1, 2, 3, 8, 9, 10)}  # the pipes after ANN=: its fields end there
+    valid = has_ann & (p[9] < entry_end)
+
+    anchor = grid[:, 6]  # where FILTER ends: the span of a record's missing annotation (empty, in order)
+
+    def field(start: Any, end: Any) -> tuple[Any, Any, Any]:  # none where empty or no annotation
+        return np.where(valid, start, anchor), np.where(valid, end, anchor), valid & (end > start)
+
+    # every field the index needs, in the order they stand in a record: cut out in one sweep
+    spans = [(*column(c), None) for c in (0, 1, 3, 4, 6)]
+    check_allele = bool(several.any())
+    if check_allele:
+        spans.append((np.where(valid, a, anchor), np.where(valid, p[0], anchor), valid))
+    spans += [field(p[0] + 1, p[1]), field(p[2] + 1, p[3]), field(p[8] + 1, p[9])]
+    spans.append(field(p[9] + 1, np.minimum(p[10], entry_end)))
+    spans += [(*column(c), None) for c in range(8, ncols)]
+    cut = _cut_many(buf, spans)
+    chrom_t, pos_text, ref_t, alt_t, filt_t = cut[:5]
+    allele = cut[5] if check_allele else None
+    consequence, gene, hgvs_c, hgvs_p = cut[5 + check_allele : 9 + check_allele]
+    fmt_t, sample_ts = (cut[9 + check_allele], cut[10 + check_allele :]) if n_samples else (None, [])
+    if not pc.all(pc.utf8_is_digit(pos_text)).as_py():
         return None
-    # text columns stay Arrow strings (null for none) to the Parquet file: no Python object per value
+    if pc.any(pc.match_substring(alt_t, ",")).as_py():
+        return None
+    if allele is not None:
+        # several ANN entries: the first must be for this ALT (or "") unless it is the only one
+        other = pc.fill_null(pc.and_(pc.not_equal(allele, ""), pc.not_equal(allele, alt_t)), False)
+        if np.any(several & (~valid | other.to_numpy(zero_copy_only=False))):
+            return None
+    pos = pc.cast(pos_text, pa.int64()).to_numpy(zero_copy_only=False)
+    # text of a few distinct values stays dictionary-encoded (so does the Parquet file; the per-patient
+    # index reads the codes): encoded once here, mended on the dictionary only
+    chrom, ref, alt = (t.dictionary_encode() for t in (chrom_t, ref_t, alt_t))
     null = pa.scalar(None, pa.string())
-    chrom, ref, alt = col["c0"], col["c3"], col["c4"]
-    pos = pc.cast(col["c1"], pa.int64()).to_numpy(zero_copy_only=False)
-    filt = pc.if_else(pc.is_in(col["c6"], value_set=pa.array([".", ""])), null, col["c6"])
-    info = col["c7"]
-    # the first ANN entry, split once into its fields (padded so that every entry has 11); an entry of
-    # fewer than 11 fields is no annotation, as in the row reader
-    ann = _info_value(info, "ANN")
-    entry = pc.list_element(pc.split_pattern(ann, ",", max_splits=1), 0)
-    valid = pc.fill_null(pc.greater_equal(pc.count_substring(entry, "|"), 10), False)
-    valid = valid.to_numpy(zero_copy_only=False)
-    ann_fields = pc.split_pattern(pc.binary_join_element_wise(pc.fill_null(entry, ""), "|" * 11, ""), "|")
-    fields = {k: pc.list_element(ann_fields, i) for k, i in (("a", 0), ("g", 3), ("hc", 9), ("hp", 10))}
-    fields["c"] = pc.list_element(pc.split_pattern(pc.list_element(ann_fields, 1), "&", max_splits=1), 0)
-    several = pc.fill_null(pc.match_substring(ann, ","), False).to_numpy(zero_copy_only=False)
-    # several ANN entries: the first must be for this ALT (or "") unless it is the only one
-    other_alt = pc.fill_null(pc.and_(pc.not_equal(fields["a"], ""), pc.not_equal(fields["a"], alt)), False)
-    if np.any(several & (~valid | other_alt.to_numpy(zero_copy_only=False))):
-        return None
-    no_ann = pa.array(~valid)
-
-    def none_if_empty(a: Any) -> Any:
-        return pc.if_else(pc.or_kleene(no_ann, pc.fill_null(pc.equal(a, ""), True)), null, a)
-
-    gene, consequence = none_if_empty(fields["g"]), none_if_empty(fields["c"])
-    hgvs_c, hgvs_p = none_if_empty(fields["hc"]), none_if_empty(fields["hp"])
+    filt = filt_t.dictionary_encode()
+    none = pc.is_in(filt.dictionary, value_set=pa.array([".", ""])).to_numpy(zero_copy_only=False)
+    if none.any():
+        codes = filt.indices.to_numpy(zero_copy_only=False)
+        filt = pa.DictionaryArray.from_arrays(pa.array(codes, mask=none[codes]), filt.dictionary)
+    gene, hgvs_p = gene.dictionary_encode(), hgvs_p.dictionary_encode()  # hgvs_c: about one per variant
+    consequence = consequence.dictionary_encode()  # a handful of distinct terms
+    terms = consequence.dictionary
+    if pc.any(pc.match_substring(terms, "&")).as_py():  # "a&b": the first term only
+        terms = pc.list_element(pc.split_pattern(terms, "&", max_splits=1), 0)
+        terms = pc.if_else(pc.equal(terms, ""), null, terms)
+        consequence = terms.take(consequence.indices).dictionary_encode()
     pop = np.full(n, np.nan)
     if af_key:
-        pop = _floats(pc.fill_null(_info_value(info, af_key), ""))
-    fmt = col["c8"].dictionary_encode() if n_samples else None
+        s, has = _info_spans(b, info_s, info_e, semis, af_key.encode())
+        e = np.minimum(np.append(semis, len(b))[np.searchsorted(semis, s)], info_e)
+        pop = _floats(pc.fill_null(_cut(buf, s, e, has), ""))
+    fmt = fmt_t.dictionary_encode() if fmt_t is not None else None
     parts: list[dict[str, Any]] = []
     for s_i in range(n_samples):
         assert fmt is not None
-        sample = col[f"c{9 + s_i}"]
-        split = pc.split_pattern(sample, ":")
+        sub_fields = _colon_fields(sample_ts[s_i])
         fcodes = fmt.indices.to_numpy(zero_copy_only=False)
         gt_rows: list[Any] = []  # (rows, their GT texts) per FORMAT
         af = np.full(n, np.nan)
-        for f_i, f in enumerate(fmt.dictionary.to_pylist()):
+        formats = fmt.dictionary.to_pylist()
+        for f_i, f in enumerate(formats):
             keys = f.split(":")
-            rows = np.nonzero(fcodes == f_i)[0]
+            rows = np.arange(n) if len(formats) == 1 else np.nonzero(fcodes == f_i)[0]
             if not len(rows) or "GT" not in keys:
                 continue
-            sub = split.take(pa.array(rows))
-            lens = pc.list_value_length(sub).to_numpy(zero_copy_only=False)
 
-            def field(k: str, sub: Any = sub, keys: list[str] = keys, lens: Any = lens) -> Any:
-                if k not in keys:
-                    return None
-                i = keys.index(k)
-                if np.any(lens <= i):
-                    return None
-                return pc.list_element(sub, i)
+            def value(k: str, rows: Any = rows, keys: list[str] = keys, of: Any = sub_fields) -> Any:
+                return of(rows, keys.index(k)) if k in keys else None
 
-            g = field("GT")
+            g = value("GT")
             if g is None:
                 return None
             gt_rows.append((rows, g))
             vals = np.full(len(rows), np.nan)
-            for k in ("AF", "VAF"):
-                a = field(k)
-                if a is not None:
-                    got = _floats(pc.list_element(pc.split_pattern(a, ",", max_splits=1), 0))
-                    vals = np.where(np.isnan(vals), got, vals)
-            ad = field("AD")
+            for key in ("AF", "VAF"):
+                got = value(key)
+                if got is not None:
+                    if pc.any(pc.match_substring(got, ",")).as_py():
+                        got = pc.list_element(pc.split_pattern(got, ",", max_splits=1), 0)
+                    vals = np.where(np.isnan(vals), _floats(got), vals)
+            ad = value("AD")
             if ad is not None and np.isnan(vals).any():
                 lists = pc.split_pattern(ad, ",")
                 flat = _floats(pc.list_flatten(lists))
-                counts = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+                counts = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
                 starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-                tot = np.add.reduceat(np.nan_to_num(flat), starts) if len(flat) else np.zeros(len(rows))
+                # (a 0 after the last: a call without AD, at the end, starts there)
+                tot = np.add.reduceat(np.append(np.nan_to_num(flat), 0.0), starts)
                 tot[counts == 0] = 0
-                second = np.where(counts >= 2, flat[np.minimum(starts + 1, max(len(flat) - 1, 0))], np.nan)
+                second = (
+                    np.where(counts >= 2, flat[np.minimum(starts + 1, len(flat) - 1)], np.nan)
+                    if len(flat)
+                    else np.full(len(rows), np.nan)
+                )
                 from_ad = np.where(
                     (tot > 0) & (counts >= 2), np.nan_to_num(second) / np.where(tot > 0, tot, 1), np.nan
                 )
                 vals = np.where(np.isnan(vals), from_ad, vals)
             af[rows] = vals
         # genotypes: parsed once per distinct text, spread back by their codes
-        where = np.full(n, -1, dtype=np.int64)  # each record's place among the FORMATs' GT texts
-        if gt_rows:
-            where[np.concatenate([r for r, _ in gt_rows])] = np.arange(sum(len(r) for r, _ in gt_rows))
-            texts = pa.concat_arrays([g for _, g in gt_rows])
+        if len(gt_rows) == 1 and len(gt_rows[0][0]) == n:
+            enc = gt_rows[0][1].dictionary_encode()
         else:
-            texts = pa.array([], pa.string())
-        enc = texts.take(pa.array(where, mask=where < 0)).dictionary_encode()
+            where = np.full(n, -1, dtype=np.int64)  # each record's place among the FORMATs' GT texts
+            if gt_rows:
+                where[np.concatenate([r for r, _ in gt_rows])] = np.arange(sum(len(r) for r, _ in gt_rows))
+                texts = pa.concat_arrays([g for _, g in gt_rows])
+            else:
+                texts = pa.array([], pa.string())
+            enc = texts.take(pa.array(where, mask=where < 0)).dictionary_encode()
         gcodes = pc.fill_null(enc.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
         carries, zygs = [], []
         for g in enc.dictionary.to_pylist():
@@ -622,19 +676,27 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
             carries.append(1 in parsed)
             zygs.append(_zygosity(parsed))
         carry_of = np.array([*carries, False], dtype=bool)  # code -1 (no GT): the last entry
-        zyg_of = pa.array([*zygs, None], pa.string())
+        zyg_of = pa.array([z or "" for z in zygs], pa.string())  # a carrier's is never None
         carry = carry_of[gcodes]
         rows = np.nonzero(carry)[0]
-        take = pa.array(rows)
+        every = len(rows) == n  # every record carries: no row to take out
+
+        def pick(arr: Any, rows: Any = rows, every: bool = every) -> Any:
+            return arr if every else arr.take(pa.array(rows))
+
         parts.append({
-            "__row": rows, "sample": np.full(len(rows), s_i, dtype=np.int64), "chrom": chrom.take(take),
-            "pos": pos[rows], "ref": ref.take(take), "alt": alt.take(take), "gene": gene.take(take),
-            "consequence": consequence.take(take), "hgvs_c": hgvs_c.take(take), "hgvs_p": hgvs_p.take(take),
-            "zygosity": zyg_of.take(pa.array(np.where(gcodes[rows] < 0, len(zygs), gcodes[rows]))),
-            "allele_frequency": af[rows], "population_af": pop[rows], "filter": filt.take(take),
+            "__row": rows, "sample": np.full(len(rows), s_i, dtype=np.int64), "chrom": pick(chrom),
+            "pos": pos[rows], "ref": pick(ref), "alt": pick(alt), "gene": pick(gene),
+            "consequence": pick(consequence), "hgvs_c": pick(hgvs_c), "hgvs_p": pick(hgvs_p),
+            "zygosity": pa.DictionaryArray.from_arrays(gcodes[rows].astype(np.int32), zyg_of),
+            "allele_frequency": af[rows], "population_af": pop[rows], "filter": pick(filt),
         })  # fmt: skip
     if not parts:
         return n, _columns([])
+    if len(parts) == 1:  # one sample: its rows are in record order already
+        cols = parts[0]
+        cols.pop("__row")
+        return n, cols
     cols = {
         k: pa.concat_arrays([p[k] for p in parts]) if isinstance(parts[0][k], pa.Array) else
         np.concatenate([p[k] for p in parts])
@@ -645,21 +707,99 @@ def _index_columns(body: bytes, n_samples: int, af_key: str | None) -> tuple[int
     return n, {k: v.take(at) if isinstance(v, pa.Array) else v[order] for k, v in cols.items()}
 
 
-def _info_value(info: Any, key: str) -> Any:
-    """Per record, the value of the first INFO item ``key=...`` (null where there is none)."""
+def _cut(buf: Any, start: Any, end: Any, valid: Any = None) -> Any:
+    """The spans ``[start, end)`` of ``buf`` (in order, not overlapping) as an Arrow string array, null
+    where ``valid`` is False."""
+    return _cut_many(buf, [(start, end, valid)])[0]
+
+
+def _cut_many(buf: Any, spans: list[tuple[Any, Any, Any]]) -> list[Any]:
+    """Several columns of spans of ``buf`` (start, end, valid or None), a row's spans in the order they
+    stand in it (a null's too: empty is fine), as Arrow string arrays (null where not valid). One Arrow
+    array whose values are every span and the gaps between them, row by row; its spans taken in C in one
+    sweep over ``buf``, then each column out of those (close together, in cache)."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    items = pc.split_pattern(info, ";")
-    flat = pc.list_flatten(items)
-    parent = pc.list_parent_indices(items).to_numpy(zero_copy_only=False)
-    hit = pc.starts_with(flat, f"{key}=").to_numpy(zero_copy_only=False)
-    rows, first = np.unique(parent[hit], return_index=True)
-    where = np.full(len(info), -1, dtype=np.int64)
-    where[rows] = np.arange(len(rows))
-    values = pc.utf8_slice_codeunits(flat.filter(pa.array(hit)).take(pa.array(first)), len(key) + 1)
-    return values.take(pa.array(where, mask=where < 0))
+    m, n = len(spans), len(spans[0][0])
+    by_column = np.empty((2 * m, n), dtype=np.int32)
+    for j, (s, e, _valid) in enumerate(spans):
+        by_column[2 * j], by_column[2 * j + 1] = s, e
+    masks = [v for _s, _e, v in spans]
+    offsets = np.empty(2 * n * m + 1, dtype=np.int32)
+    offsets[:-1].reshape(n, 2 * m)[:] = by_column.T  # row by row: start, end, start, end...
+    offsets[-1] = offsets[-2] if n else 0
+    if n and (np.diff(offsets) < 0).any():
+        raise _Unordered
+    both = pa.Array.from_buffers(pa.string(), 2 * n * m, [None, pa.py_buffer(offsets), buf])
+    rows = both.take(pa.array(np.arange(0, 2 * n * m, 2, dtype=np.int64)))
+    out = []
+    for j, valid in enumerate(masks):
+        col = rows if m == 1 else rows.take(pa.array(np.arange(j, n * m, m, dtype=np.int64)))
+        if valid is not None and not valid.all():
+            mask = pa.py_buffer(np.packbits(valid, bitorder="little"))
+            col = pa.Array.from_buffers(pa.string(), n, [mask, *col.buffers()[1:]])
+        out.append(col)
+    return out
+
+
+def _colon_fields(col: Any) -> Any:
+    """For a text array (a sample's column: no nulls), a function giving the ``i``-th ``:``-separated
+    field of the rows ``rows`` (in order) as Arrow text, null where a call has fewer fields (VCF lets a
+    call drop its trailing fields: the row reader reads those as missing too)."""
+    import numpy as np
+    import pyarrow as pa
+
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset : col.offset + len(col) + 1]
+    data = col.buffers()[2] or pa.py_buffer(b"")
+    colons = np.flatnonzero(np.frombuffer(data, dtype=np.uint8)[: offsets[-1]] == 0x3A)
+    first = np.searchsorted(colons, offsets[:-1])  # each row's first ':' among them
+    count = np.searchsorted(colons, offsets[1:]) - first + 1  # each row's fields
+    colons = np.append(colons, offsets[-1])
+
+    def field(rows: Any, i: int) -> Any:
+        has = count[rows] > i
+        at = np.minimum(first[rows] + i, len(colons) - 1)
+        start = offsets[rows] if i == 0 else colons[np.maximum(at - 1, 0)] + 1
+        end = np.where(i < count[rows] - 1, colons[at], offsets[rows + 1])
+        if has.all():
+            return _cut(data, start, end)
+        row_end = offsets[rows + 1]  # a missing field: null, an empty span where its call ends
+        return _cut(data, np.where(has, start, row_end), np.where(has, end, row_end), has)
+
+    return field
+
+
+def _info_spans(b: Any, info_s: Any, info_e: Any, semis: Any, key: bytes) -> tuple[Any, Any]:
+    """Per record, where the value of its first INFO item ``key=...`` starts (``info_e`` where there is
+    none) and whether it has one. ``semis``: where every ';' of the body stands."""
+    import numpy as np
+
+    want = key + b"="
+    # four bytes at every offset (unaligned little-endian words over the same memory): a name is
+    # compared four bytes a time
+    words = np.ndarray((max(len(b) - 3, 0),), dtype="<u4", buffer=b, strides=(1,))
+
+    def named(item: Any) -> Any:  # the items there that are ``key=...``
+        hit = item + len(want) <= len(b)
+        item = np.where(hit, item, 0)
+        for i in range(0, len(want) - 3, 4):
+            hit &= words[item + i] == int.from_bytes(want[i : i + 4], "little")
+        for i in range(len(want) - len(want) % 4, len(want)):
+            hit &= b[item + i] == want[i]
+        return hit
+
+    start = np.array(info_e, dtype=np.int64)
+    has = named(info_s)  # the first item
+    start[has] = info_s[has] + len(key) + 1
+    later = semis[named(semis + 1)] + 1  # items after a ';' (in order), then their records
+    row = np.searchsorted(info_s, later, side="right") - 1
+    ok = (row >= 0) & (later < info_e[np.maximum(row, 0)]) & ~has[np.maximum(row, 0)]
+    later, row = later[ok], row[ok]
+    first = np.concatenate([[True], row[1:] != row[:-1]]) if len(row) else np.zeros(0, dtype=bool)
+    start[row[first]] = later[first] + len(key) + 1
+    has[row[first]] = True
+    return start, has
 
 
 INDEX_COLUMNS = (
@@ -718,42 +858,58 @@ def _bgzf_blocks(raw: bytes) -> list[tuple[int, int, int]] | None:
     return blocks
 
 
-def _bgzf_output(data: bytes, head: int, parsed: _Body | None, raw: bytes) -> bytes:
-    """``data`` (the new header, ``head`` bytes, then the records) as BGZF. Where the records are the
-    input's own, unchanged, and it was BGZF, the blocks after the one where its header ended are copied
-    as they are (their text is what the gate read); otherwise everything is compressed anew."""
-    if parsed is None or not parsed.blocks_after or data[head:] != parsed.records:
-        return bgzip(data)
-    out = bgzip(data[: head + parsed.block_tail], eof=False) + raw[parsed.blocks_after :]
+def _bgzf_output(head: bytes, body: bytes, parsed: _Body | None, raw: bytes) -> bytes:
+    """The new header then the records as BGZF. Where the records are the input's own, unchanged, and it
+    was BGZF, the blocks after the one where its header ended are copied as they are (their text is what
+    the gate read); otherwise everything is compressed anew."""
+    if parsed is None or not parsed.blocks_after or (body is not parsed.records and body != parsed.records):
+        return bgzip(head + body)
+    out = bgzip(head + body[: parsed.block_tail], eof=False) + raw[parsed.blocks_after :]
     return out if out.endswith(_BGZF_EOF) else out + _BGZF_EOF
 
 
 def _text_body(raw: bytes) -> _Body:
     """The records of a text VCF (as written, bytes), the number of lines before them and, for a BGZF
     input, where its blocks after the header's last one begin (they can be copied as they are)."""
-    import zlib
-
     blocks = _bgzf_blocks(raw) if raw[:2] == b"\x1f\x8b" else None
-    ends: list[int] = []
     if blocks is not None:
-        parts = []
-        for _start, payload, end in blocks:
-            parts.append(zlib.decompress(raw[payload : end - 8], -15))
-            ends.append((ends[-1] if ends else 0) + len(parts[-1]))
-        data = b"".join(parts)
-    else:
-        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        return _bgzf_body(raw, blocks)
+    data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     pos = data.find(b"\n#CHROM")
     if pos < 0:
         raise InputError("no #CHROM header line")
     nl = data.find(b"\n", pos + 1)
     if nl < 0:
         return _Body(b"", data.count(b"\n") + 1)
-    body = _Body(data[nl + 1 :], data.count(b"\n", 0, nl) + 1)
-    if blocks is not None:
-        k = next(i for i, e in enumerate(ends) if e > nl)  # the block holding the header's end
-        if k + 1 < len(blocks):
-            body.block_tail, body.blocks_after = ends[k] - (nl + 1), blocks[k + 1][0]
+    return _Body(data[nl + 1 :], data.count(b"\n", 0, nl) + 1)
+
+
+def _bgzf_body(raw: bytes, blocks: list[tuple[int, int, int]]) -> _Body:
+    """``_text_body`` of a BGZF input: the header read block by block until the ``#CHROM`` line ends,
+    the records joined once (never the whole text first and the records copied out of it after)."""
+    import zlib
+
+    parts = [zlib.decompress(raw[payload : end - 8], -15) for _start, payload, end in blocks]
+    head = bytearray()
+    pos = nl = k = -1  # where #CHROM starts and its line ends in the header read so far; k: its block
+    for i, part in enumerate(parts):
+        seen = len(head)
+        head += part
+        if pos < 0:
+            pos = head.find(b"\n#CHROM", max(seen - 6, 0))
+        if pos >= 0:
+            nl = head.find(b"\n", max(seen, pos + 1))
+            if nl >= 0:
+                k = i
+                break
+    if pos < 0:
+        raise InputError("no #CHROM header line")
+    lines_before = head.count(b"\n", 0, nl if nl >= 0 else len(head)) + 1
+    if nl < 0:
+        return _Body(b"", lines_before)
+    body = _Body(b"".join([head[nl + 1 :], *parts[k + 1 :]]), lines_before)
+    if k + 1 < len(blocks):
+        body.block_tail, body.blocks_after = len(head) - (nl + 1), blocks[k + 1][0]
     return body
 
 
