@@ -672,7 +672,6 @@ _GENERIC_CACHED_LEN = 256
 _generic_cached = lru_cache(maxsize=4096)(_clean_generic)
 
 
-
 # Between values cleaned together: no generic shape can match across it (a newline ends \S+, and no
 # shape continues over a NUL), and each value meets it as it meets the start or end of text (\b and the
 # look-arounds see a non-word character).
