@@ -75,11 +75,25 @@ def _login(d: Any, base: str, user: str) -> None:
 
 
 def _click(d: Any, element_id: str) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
 
-    page = d.find_element(By.TAG_NAME, "html")
-    d.find_element(By.ID, element_id).click()
+    # the page that holds the button may still be replacing the one before it (a link just followed):
+    # a node found in the old document is gone before it is clicked, and that click never happened
+    _wait(lambda: d.execute_script("return document.readyState") == "complete")
+    for attempt in range(5):
+        try:
+            page = d.find_element(By.TAG_NAME, "html")
+            d.find_element(By.ID, element_id).click()
+            break
+        except (StaleElementReferenceException, WebDriverException) as exc:
+            gone = isinstance(
+                exc, StaleElementReferenceException
+            ) or "does not belong to the document" in str(exc)
+            if not gone or attempt == 4:
+                raise
+            time.sleep(0.2)
     # the form posts and the server redirects: wait for a new document (the URL may not change when
     # the page already carried a flash), then for it to be read
     _wait(lambda: ec.staleness_of(page)(d))
