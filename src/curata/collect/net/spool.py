@@ -134,11 +134,10 @@ def _peer_from_name(name: str) -> str:
 class _Drain:
     """Files spooled instances through a :class:`Receiver` (in the gateway, or in a drain process)."""
 
-    def __init__(self, receiver: Receiver, spool: Path, stopping: threading.Event, on_store: Any = None):
+    def __init__(self, receiver: Receiver, spool: Path, stopping: threading.Event):
         self.receiver = receiver
         self.spool = spool
         self.stopping = stopping
-        self.on_store = on_store
 
     def file(self, path: Path, peer: str, source_uid: str | None) -> list[str]:
         """File one spooled instance; returns the counts to add (``stored``, ``present``, ``refused``,
@@ -193,8 +192,6 @@ class _Drain:
 
     def _settle(self, path: Path, peer: str, outcome: IngestOutcome) -> list[str]:
         """What becomes of a spooled file once its outcome is known."""
-        if self.on_store is not None:
-            self.on_store(outcome)
         if outcome.status in OK_STATUSES:
             counts = ["stored" if outcome.status == "ingested" else "present"]
         elif outcome.status == "skipped" and outcome.input_digest:
@@ -288,7 +285,6 @@ class SpoolGateway(Serving):
         config: GatewayConfig | None = None,
         *,
         deidentify: bool = True,
-        on_store: Any = None,
         drainers: int = 2,
     ) -> None:
         self.ws = ws
@@ -302,7 +298,6 @@ class SpoolGateway(Serving):
         self.processes = self.config.worker_count()
         self.receiver = Receiver(ws, deidentify=deidentify, workers=1) if self.processes == 1 else None
         self.counts = StoreCounts()
-        self.on_store = on_store
         self.spool = ws.root / ".curata" / "spool"
         self._drainers = max(1, drainers)  # threads per drain process (their fsyncs overlap)
         self._queue: queue.Queue[tuple[str, str, str | None] | None] = queue.Queue()
@@ -416,7 +411,7 @@ class SpoolGateway(Serving):
     def _start_drain(self) -> None:
         if self.receiver is not None:
             self.receiver.warm_up()
-            drain = _Drain(self.receiver, self.spool, self._stopping, self.on_store)
+            drain = _Drain(self.receiver, self.spool, self._stopping)
             self._threads = [
                 threading.Thread(
                     target=self._drain_here, args=(drain,), name=f"gateway-drain-{i}", daemon=True
