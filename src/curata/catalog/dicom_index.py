@@ -3,17 +3,83 @@
 from __future__ import annotations
 
 import re
+import struct
 from typing import Any
 
 from pydicom import Dataset
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 
 from curata.errors import InputError
 
 REQUIRED = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID")
 
+# The plain values are read straight from the raw element (a received instance is read lazily, and
+# pydicom's conversion of ~40 elements cost as much as de-identifying it). Plain: printable ASCII
+# (identical in every character set a data set may declare), no component with its own leading or
+# trailing spaces, a number of the strict DICOM form. Anything else is read through pydicom, and
+# tests/catalog/test_dicom_index.py holds both readings equal on every pydicom-data file.
+FAST = True
+_SLOW = object()
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UI"})
+_NUMBER_VRS = frozenset({"DS", "IS"})
+_DS = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_IS = re.compile(r"[+-]?\d+")
+_U16 = struct.Struct("<H").unpack
+_TAG_VR: dict[str, tuple[int, str]] = {}
+
+
+def _tag_vr(keyword: str) -> tuple[int, str]:
+    found = _TAG_VR.get(keyword)
+    if found is None:
+        tag = tag_for_keyword(keyword)
+        assert tag is not None, keyword
+        found = _TAG_VR[keyword] = (tag, dictionary_VR(tag))
+    return found
+
+
+def _plain(ds: Dataset, keyword: str) -> Any:
+    """``keyword``'s value as text, a number or a list of numbers, read from its raw bytes when
+    plain; None when absent or empty; ``_SLOW`` when pydicom must read it."""
+    tag, dict_vr = _tag_vr(keyword)
+    try:
+        elem = ds.get_item(tag)
+    except KeyError:
+        return None
+    if elem is None:
+        return None
+    if not isinstance(elem, RawDataElement) or not FAST:
+        return _SLOW
+    vr = elem.VR or dict_vr
+    raw = elem.value
+    if raw is None or vr != dict_vr or ds.original_encoding[1] is not True:
+        return _SLOW
+    if vr == "US":
+        return _U16(raw)[0] if len(raw) == 2 else (None if not raw else _SLOW)
+    if vr not in _TEXT_VRS and vr not in _NUMBER_VRS:
+        return _SLOW
+    text = raw.rstrip(b"\0 ")
+    if not text:
+        return None
+    if not text.isascii() or not text.decode("ascii").isprintable():
+        return _SLOW
+    parts = text.decode("ascii").split("\\")
+    if any(part != part.strip() for part in parts):
+        return _SLOW
+    if vr in _TEXT_VRS:
+        return "\\".join(parts)
+    pattern = _DS if vr == "DS" else _IS
+    if not all(pattern.fullmatch(part) for part in parts):
+        return _SLOW
+    numbers = [float(part) if vr == "DS" else int(part) for part in parts]
+    return numbers if len(numbers) > 1 else numbers[0]
+
 
 def _str(ds: Dataset, keyword: str) -> str | None:
+    fast = _plain(ds, keyword)
+    if fast is not _SLOW and (fast is None or isinstance(fast, str)):
+        return fast
     value = ds.get(keyword)
     if value is None or value == "":
         return None
@@ -23,6 +89,11 @@ def _str(ds: Dataset, keyword: str) -> str | None:
 
 
 def _float(ds: Dataset, keyword: str, index: int | None = None) -> float | None:
+    fast = _plain(ds, keyword)
+    if fast is None or isinstance(fast, float):
+        return fast if index is None else None
+    if isinstance(fast, list):
+        return float(fast[index or 0]) if index is None or index < len(fast) else None
     value = ds.get(keyword)
     if value is None or value == "":
         return None
@@ -35,6 +106,11 @@ def _float(ds: Dataset, keyword: str, index: int | None = None) -> float | None:
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
+    fast = _plain(ds, keyword)
+    if fast is None or type(fast) is int:
+        return fast
+    if isinstance(fast, list):
+        return None
     value = ds.get(keyword)
     if value is None or value == "":
         return None
@@ -45,6 +121,13 @@ def _int(ds: Dataset, keyword: str) -> int | None:
 
 
 def _floats(ds: Dataset, keyword: str) -> list[float] | None:
+    fast = _plain(ds, keyword)
+    if fast is None:
+        return None
+    if isinstance(fast, list):
+        return [float(v) for v in fast]
+    if isinstance(fast, float):  # one number is not a list of them (as pydicom's single value)
+        return None
     value = ds.get(keyword)
     if value is None or value == "":
         return None

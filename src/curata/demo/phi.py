@@ -51,6 +51,7 @@ __all__ = [
     "load_manifest",
     "make_planted_corpus",
     "plant_identifiers",
+    "pydicom_data_files",
     "usable_test_files",
 ]
 
@@ -978,12 +979,23 @@ def _plant_signature_and_padding(
 # ----- corpus -----------------------------------------------------------------------------------
 
 
+def pydicom_data_files(pattern: str = "**/*") -> list[str]:
+    """pydicom's own test files and the installed pydicom-data package's, as ``get_testdata_files``
+    lists them, without its download of files missing or changed locally (offline, that waited 30 s
+    for each call and found nothing)."""
+    from pydicom.data import data_manager
+
+    files = [str(p) for p in Path(data_manager.DATA_ROOT, "test_files").glob(pattern) if p.is_file()]
+    for lib, source in data_manager.external_data_sources().items():
+        paths = source.get_paths(pattern, data_manager.DataTypes.DATASET)
+        files += [p for p in paths if lib != "pydicom-data" or data_manager._check_data_hash(p)]
+    return sorted({f for f in files if not f.endswith(".py")})
+
+
 def usable_test_files(max_bytes: int = 2_000_000) -> list[Path]:
     """pydicom-data's real files that carry a SOP class and file meta and are small enough."""
-    from pydicom.data import get_testdata_files
-
     out = []
-    for name in sorted(get_testdata_files()):
+    for name in pydicom_data_files():
         path = Path(name)
         if not path.is_file() or path.stat().st_size > max_bytes:
             continue

@@ -21,6 +21,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from curata.demo.phi import pydicom_data_files
+
 TEXT_VRS = ("PN", "LO", "SH", "ST", "LT", "UT", "UC", "CS")
 _MAX = {"SH": 16, "LO": 64, "PN": 64, "CS": 16, "ST": 1024, "LT": 10240, "UT": 10240, "UC": 10240}
 _SEP = re.compile(rb"[\s^,.\-_'/\\\x00]+")
@@ -296,7 +298,7 @@ def corpus_files() -> list[str]:
     out = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for path in sorted(pydicom.data.get_testdata_files("*")):
+        for path in pydicom_data_files("*"):
             try:
                 ds = pydicom.dcmread(path, stop_before_pixels=True)
             except Exception:
