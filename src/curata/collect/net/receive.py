@@ -133,6 +133,9 @@ class _Job:
     error: BaseException | None = None
 
 
+_FILED = ("ingested", "quarantined", "present")  # outcomes the batch writer files
+
+
 class Receiver:
     """Ingest received instances durably, from any number of threads at once."""
 
@@ -182,16 +185,27 @@ class Receiver:
         drain, whose sender was answered when the instance reached the spool). Each item comes back
         as its outcome, or as the exception that kept it from being filed (the others go on)."""
         results: list[IngestOutcome | BaseException] = []
-        jobs: list[tuple[int, _Job]] = []
+        made: list[tuple[int, IngestOutcome, Staged, str | None, str]] = []
         for path, source, source_uid, peer in items:
             try:
-                prepared = self._prepare(process_staged_file, (source, str(path)), source_uid, peer)
+                done = self._deidentify(process_staged_file, (source, str(path)))
             except Exception as exc:
                 results.append(exc)
                 continue
-            results.append(prepared.outcome if isinstance(prepared, _Job) else prepared)
-            if isinstance(prepared, _Job):
-                jobs.append((len(results) - 1, prepared))
+            results.append(done[0])
+            if done[0].status in _FILED:
+                made.append((len(results) - 1, *done, source_uid, peer))
+        # one round of renames and folder flushes for the batch: its blobs share the store's upper
+        # shard folders, flushed once instead of once per blob
+        ingested = [(outcome, staged) for _, outcome, staged, _, _ in made if outcome.status == "ingested"]
+        try:
+            self._make_durable(ingested)
+        except Exception as exc:  # the staged blobs are discarded; these instances stay unfiled
+            for index, outcome, _, _, _ in made:
+                if outcome.status == "ingested":
+                    results[index] = exc
+            made = [m for m in made if m[1].status != "ingested"]
+        jobs = [(index, self._queue_job(outcome, uid, peer)) for index, outcome, _, uid, peer in made]
         for index, job in jobs:
             self._wait(job)
             if job.error is not None:
@@ -214,6 +228,20 @@ class Receiver:
     ) -> _Job | IngestOutcome:
         """De-identify and make the blob durable; a job queued for the batch writer, or an outcome
         that is not filed (skipped, failed)."""
+        outcome, staged = self._deidentify(work, item)
+        if outcome.status not in _FILED:
+            return outcome
+        if outcome.status == "ingested":
+            # name the blob and fsync its folder here, in the receiving thread, before queueing: blobs
+            # land in distinct shard folders, so a batch writer saved no flush by grouping them and
+            # held every other sender behind its folder flushes (a row may still only point at a
+            # durable name: the rows are committed after this, by the batch writer)
+            self._make_durable([(outcome, staged)])
+        return self._queue_job(outcome, source_uid, peer)
+
+    def _deidentify(self, work: Any, item: tuple[str, Any]) -> tuple[IngestOutcome, Staged]:
+        """The outcome of one input, and its blobs staged (written and fsynced, not yet named) when
+        it is to be ingested."""
         # a re-send (same input bytes, or the same de-identified instance) is recognised by the batch
         # writer, in the statement that looks up the batch's SOP Instance UIDs: no query per instance
         staged: Staged = []
@@ -231,20 +259,9 @@ class Receiver:
         if outcome.status != "ingested":  # nothing of it is kept in the store
             _discard(staged)
             staged = []
-        if outcome.status not in ("ingested", "quarantined", "present"):
-            return outcome
-        if outcome.status == "ingested":
-            # name the blob and fsync its folder here, in the receiving thread, before queueing: blobs
-            # land in distinct shard folders, so a batch writer saved no flush by grouping them and
-            # held every other sender behind its folder flushes (a row may still only point at a
-            # durable name: the rows are committed after this, by the batch writer)
-            faults.point("gateway.before_durable")
-            try:
-                self._make_durable(outcome, staged)
-            except Exception:
-                _discard(staged)
-                log.error("a received blob could not be made durable")
-                raise
+        return outcome, staged
+
+    def _queue_job(self, outcome: IngestOutcome, source_uid: str | None, peer: str) -> _Job:
         job = _Job(outcome, self.key_for(source_uid) if source_uid else None, peer[:64])
         self._queue.put(job)
         return job
@@ -364,20 +381,31 @@ class Receiver:
         for job in jobs:
             job.done.set()
 
-    def _make_durable(self, outcome: IngestOutcome, staged: Staged) -> None:
-        """Rename the staged (fsynced) blobs of ``outcome`` into place and fsync their folders; a blob
-        that was stored already has its folder fsynced too (another thread or listener may have named
-        it a moment ago, its folder not flushed yet). Remote stores wrote durably on ``put``."""
+    def _make_durable(self, made: list[tuple[IngestOutcome, Staged]]) -> None:
+        """Rename the staged (fsynced) blobs of these outcomes into place and fsync their folders,
+        each folder once; a blob that was stored already has its folder fsynced too (another thread
+        or listener may have named it a moment ago, its folder not flushed yet). Remote stores wrote
+        durably on ``put``. On failure every staged blob is discarded and the error raised."""
+        if not made:
+            return
+        faults.point("gateway.before_durable")
         store = self._store()
         if not hasattr(store, "commit_staged"):
             return
+        staged = [blob for _, blobs in made for blob in blobs]
         named = {digest for digest, _tmp in staged}
         stored = [
             d
+            for outcome, _ in made
             for d in [outcome.blob_digest, *(c.blob_digest for c in outcome.children)]
             if d and d not in named
         ]
-        store.commit_staged(staged, also=stored)
+        try:
+            store.commit_staged(staged, also=stored)
+        except Exception:
+            _discard(staged)
+            log.error("a received blob could not be made durable")
+            raise
 
     def _store(self) -> Any:
         if self._blob_store is None:
