@@ -285,8 +285,8 @@ class _Run:
         )
 
     def assemble(self, meta: bytes, pieces: list[tuple[int, bytes | tuple[int, int]]]) -> bytes:
-        body: list[bytes] = [b"\0" * 128 + b"DICM", meta]
-        raw = self.raw
+        body: list[bytes | memoryview] = [b"\0" * 128 + b"DICM", meta]
+        raw = memoryview(self.raw)  # the copied runs (the pixel data) are copied once, by the join
         run_start = run_end = -1
         for _, piece in pieces:
             if isinstance(piece, tuple):
