@@ -114,6 +114,7 @@ def serve(
     else:
         server = GatewayServer(ws, cfg, deidentify=not verified, reuse_port=group is not None)
     others: list[dict[str, int]] = []
+    summary = RunSummary("gateway serve", failure_keys=("refused", "errors"))  # its clock: the whole run
     try:
         if group is not None:  # the others first: the port answers once every listener is up
             group.start()
@@ -142,7 +143,6 @@ def serve(
         server.stop()
         if group is not None:
             others = group.stop()
-    summary = RunSummary("gateway serve", failure_keys=("refused", "errors"))
     summary.counts.update(server.counts.as_dict())
     for counts in others:
         for key, value in counts.items():
