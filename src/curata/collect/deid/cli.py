@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -57,6 +58,9 @@ def deid(
 
     n_workers = runtime_settings().worker_count(workers or None)  # the same rule as `curata ingest`
     summary = RunSummary("de-identification", failure_keys=("quarantined", "failed"))
+    # what is loaded by now (modules, tables) lives as long as the command: the collector need not
+    # scan it again and again, nor touch (and so copy) its pages in each forked worker
+    gc.freeze()
     with make_progress(quiet=as_json) as progress:
         task = progress.add_task("de-identifying", total=None)
 
