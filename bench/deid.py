@@ -416,12 +416,18 @@ class CurataCli(Tool):
     asked = "curata deid INPUT OUTPUT --key-file K (default profile research), whole command timed"
     parallel = False  # the command chooses its own parallelism
     cpu = 0.0  # CPU seconds of the last command (its processes)
+    source: Path | None = None  # run curata from this src folder (PYTHONPATH) instead of the installed one
+
+    def env(self) -> dict[str, str] | None:
+        return None if self.source is None else {**os.environ, "PYTHONPATH": str(self.source)}
 
     def setup(self, work: Path) -> None:
         exe = VENV_BIN / "curata"
         if not exe.exists():
             raise Skip("the curata command is not installed in this environment")
-        help_text = subprocess.run([str(exe), "deid", "--help"], capture_output=True, text=True)
+        help_text = subprocess.run(
+            [str(exe), "deid", "--help"], capture_output=True, text=True, env=self.env()
+        )
         if help_text.returncode:
             raise Skip(
                 f"`curata deid` not available yet: {(help_text.stderr or help_text.stdout)[-200:].strip()}"
@@ -440,7 +446,7 @@ class CurataCli(Tool):
         with timed() as t:
             proc = subprocess.run(
                 [str(self.exe), "deid", str(staging), str(out_dir), "--key-file", str(self.key)],
-                capture_output=True, text=True,
+                capture_output=True, text=True, env=self.env(),
             )  # fmt: skip
         result = RunResult(t["seconds"])
         self.cpu = t["cpu"]  # the command's own CPU (it is the child waited for), not this mapping's
@@ -456,6 +462,17 @@ class CurataCli(Tool):
                 result.errors[it.index] = f"no output mapped (exit {proc.returncode})"
         shutil.rmtree(staging, ignore_errors=True)
         return result
+
+
+class CurataCliBaseline(CurataCli):
+    """The same command from another checkout's ``src`` (``--cli-baseline``): before and after in one run."""
+
+    name = "curata deid (CLI, baseline)"
+
+    def setup(self, work: Path) -> None:
+        if self.source is None:
+            raise Skip("give --cli-baseline SRC (another checkout's src folder)")
+        super().setup(work)
 
 
 def _map_cli_outputs(out_dir: Path, by_sha: dict[str, int], outputs: list[Path]) -> dict[int, Path]:
@@ -508,7 +525,8 @@ TOOL_CLASSES: dict[str, type[Tool]] = {
     )
 }
 TOOL_KEYS = {
-    "copy": Copy, "pydicom": PydicomRoundTrip, "curata": CurataApi, "curata-cli": CurataCli, "dicognito": Dicognito,
+    "copy": Copy, "pydicom": PydicomRoundTrip, "curata": CurataApi, "curata-cli": CurataCli,
+    "curata-cli-baseline": CurataCliBaseline, "dicognito": Dicognito,
     "deid": Deid, "dicom-anonymizer": DicomAnonymizer, "gdcmanon": Gdcmanon, "orthanc": Orthanc,
 }  # fmt: skip
 
@@ -891,6 +909,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ct-slices", type=int, default=200)
     parser.add_argument("--no-validate", action="store_true", help="skip dciodvfy")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "deid.json")
+    parser.add_argument(
+        "--cli-baseline", type=Path, default=None,
+        help="src folder of another checkout: the curata-cli-baseline tool runs the command from it",
+    )  # fmt: skip
     parser.add_argument("--keep", type=Path, default=None, help="keep the corpus and outputs in this folder")
     args = parser.parse_args(argv)
     keys = [k.strip() for k in args.tools.split(",") if k.strip()]
@@ -898,6 +920,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown tools {unknown}; choose from {', '.join(TOOL_KEYS)}")
 
+    CurataCliBaseline.source = args.cli_baseline.resolve() if args.cli_baseline else None
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="curata-bench-deid-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -947,7 +970,7 @@ def run_full_ct(args: argparse.Namespace, keys: list[str], work: Path) -> dict[s
     console.print(f"full-size CT: {len(items)} slices, {mb:.0f} MB ({t['seconds']:.1f} s to build)")
     rows = []
     for key in keys:
-        if key == "curata-cli":
+        if key in ("curata-cli", "curata-cli-baseline"):
             continue
         tool = TOOL_KEYS[key]()
         row = bench_tool(tool, items, work / "ct-out", args.workers, validate=False)

@@ -41,6 +41,7 @@ class Vault:
         self.path = self.folder / VAULT_FILE
         self._aead = AESGCM(_derive(key))
         self._seen: set[str] = set()  # records this process already appended
+        self._folder_ready = False  # made (0700) by this process: not asked again per append
 
     def _seal(self, record: dict[str, Any]) -> bytes:
         nonce = secrets.token_bytes(12)
@@ -57,9 +58,11 @@ class Vault:
                 fresh.append(rec)
         if not fresh:
             return 0
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if os.stat(self.folder).st_mode & 0o077:
-            os.chmod(self.folder, 0o700)
+        if not self._folder_ready:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if os.stat(self.folder).st_mode & 0o077:
+                os.chmod(self.folder, 0o700)
+            self._folder_ready = True
         data = b"".join(self._seal(r) for r in fresh)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
