@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -154,15 +155,86 @@ def _kind(norm: str) -> str:
     return "word"
 
 
+_MONTH_NAMES = (
+    "january", "february", "march", "april", "may", "june",
+    "july", "august", "september", "october", "november", "december",
+)  # fmt: skip
+_ROMAN_MONTHS = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x", "xi", "xii")
+_ORDINAL = {1: "st", 2: "nd", 3: "rd", 21: "st", 22: "nd", 23: "rd", 31: "st"}
+
+
 def _date_forms(da: str) -> list[str]:
-    """A YYYYMMDD date as the ways people write it in free text (Y-M-D, D-M-Y, M-D-Y, six separators)."""
+    """A YYYYMMDD date as the ways people write it in free text, lower case: Y-M-D, D-M-Y and M-D-Y with
+    six separators; the day and month without their zero (14/6/1948, 1948-6-14); a two-digit year
+    (6/14/48, 14.06.48); the month by name, abbreviated or in Roman numerals (14 June 1948, June 14th,
+    1948, 14-JUN-1948, 14.VI.1948); 1948年6月14日 and 1948년 6월 14일. Written forms that are not the date's digits are the ones a
+    normalised comparison cannot find."""
     if len(da) != 8 or not da.isdigit():
         return [da]
     y, m, d = da[:4], da[4:6], da[6:]
     forms = set()
     for sep in _DATE_SEPS:
         forms |= {sep.join((y, m, d)), sep.join((d, m, y)), sep.join((m, d, y))}
+    month, day = int(m), int(d)
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return sorted(forms)
+    days = {d, str(day)}
+    months = {m, str(month)}
+    for sep in ("-", "/", ".", "_"):
+        for dd in days:
+            for mm in months:
+                forms |= {sep.join((y, mm, dd)), sep.join((dd, mm, y)), sep.join((mm, dd, y))}
+                forms |= {sep.join((dd, mm, y[2:])), sep.join((mm, dd, y[2:]))}
+    name = _MONTH_NAMES[month - 1]
+    names = {name, name[:3], name[:3] + ".", *(("sept", "sept.") if month == 9 else ())}
+    spoken = {*days, f"{day}{_ORDINAL.get(day, 'th')}"}
+    for mon in names:
+        for dd in spoken:
+            forms |= {f"{dd}{sep}{mon}{sep}{y}" for sep in (" ", "-", "/", ".", "_", "")}
+            forms |= {f"{dd} {mon}, {y}", f"{dd} of {mon} {y}", f"{dd} of {mon}, {y}"}
+            forms |= {f"{mon} {dd} {y}", f"{mon} {dd}, {y}", f"{mon}-{dd}-{y}", f"{mon}_{dd}_{y}"}
+            forms |= {f"{y}-{mon}-{dd}", f"{y} {mon} {dd}", f"{y}_{mon}_{dd}"}
+    for dd in days:  # Chinese and Japanese, Korean
+        for mm in months:
+            forms |= {f"{y}年{mm}月{dd}日", f"{y}년 {mm}월 {dd}일", f"{y}년{mm}월{dd}일"}
+    roman = _ROMAN_MONTHS[month - 1]
+    for dd in days:
+        forms |= {f"{dd}{sep}{roman}{sep}{y}" for sep in (" ", "-", "/", ".", "_")}
     return sorted(forms)
+
+
+# Letters that do not decompose into a base letter and marks, as they are written in ASCII.
+_FOLD = str.maketrans({
+    "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH",
+    "ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ı": "i", "ħ": "h", "Ħ": "H",
+})  # fmt: skip
+# German and Scandinavian transliteration: Müller is written Mueller, Ødegård Oedegaard.
+_TRANSLITERATE = str.maketrans({
+    "ä": "ae", "Ä": "AE", "ö": "oe", "Ö": "OE", "ü": "ue", "Ü": "UE", "å": "aa", "Å": "AA", "ø": "oe", "Ø": "OE",
+})  # fmt: skip
+
+
+@lru_cache(maxsize=8192)
+def ascii_spellings(value: str) -> tuple[str, ...]:
+    """``value`` as systems without its letters write it: marks dropped (MÜLLER as MULLER, Nguyễn as
+    Nguyen, Łukasiewicz as Lukasiewicz) and transliterated (MUELLER); CJK and Hangul stay as they are.
+    Empty when ``value`` is ASCII already."""
+    if value.isascii():
+        return ()
+    out = []
+    for text in (value, value.translate(_TRANSLITERATE)):
+        folded = []
+        for ch in text.translate(_FOLD):
+            if ch.isascii() or is_cjk(ch):
+                folded.append(ch)
+            else:
+                folded.append(
+                    "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+                )
+        spelled = "".join(folded)
+        if spelled != value and spelled not in out:
+            out.append(spelled)
+    return tuple(out)
 
 
 # A patient's name and IDs recur in every file of their series: what each value adds to the
@@ -171,6 +243,8 @@ def _date_forms(da: str) -> list[str]:
 def _strong_forms(value: str) -> frozenset[str]:
     """The normalised forms ``Identifiers.add_strong`` adds for ``value``."""
     out: set[str] = set()
+    for spelled in ascii_spellings(value):
+        out |= _strong_forms(spelled)
     for group in value.split("="):
         parts = [p for p in _NAME_PARTS.split(group) if p and p.upper().strip(".") not in _HONORIFICS]
         halves = [h for p in parts for h in _HYPHENS.split(p) if len(h) >= 2 and h != p]
@@ -187,6 +261,11 @@ def _name_forms(value: str) -> tuple[frozenset[str], frozenset[str], frozenset[s
     words: set[str] = set()
     short_names: set[str] = set()
     cjk_names: set[str] = set()
+    for spelled in ascii_spellings(value):  # the same name as an ASCII-only system writes it
+        w, s, c = _name_forms(spelled)
+        words |= w
+        short_names |= s
+        cjk_names |= c
     for group in value.split("="):
         parts = []
         for part in _NAME_PARTS.split(group):
@@ -250,6 +329,8 @@ class Identifiers:
     def add_word(self, value: str, *, min_len: int = 3) -> None:
         """An ID, a phone number, an institution: the whole value, and for addresses, its parts."""
         value = value.strip()
+        for spelled in ascii_spellings(value):  # an address or institution as ASCII-only systems write it
+            self.add_word(spelled, min_len=min_len)
         if len(value) >= min_len:
             self.words.add(value)
             for part in _WORD_PARTS.split(value):
@@ -298,6 +379,17 @@ class Identifiers:
         return self.matcher().byte_needles(tuple(encodings))
 
 
+# (substrings, (whole word, anywhere), (number, a digit run it holds, digits only)) of a Matcher
+_Needles = tuple[tuple[str, ...], tuple[tuple[str, bool], ...], tuple[tuple[str, str, bool], ...]]
+_DIGIT_RUN_STR = re.compile(r"[0-9]+")
+
+
+def _num_part(num: str) -> str:
+    """A part of a number's written form that every occurrence holds: its longest run of digits."""
+    runs = _DIGIT_RUN_STR.findall(num)
+    return max(runs, key=len) if runs else num
+
+
 class Matcher:
     """One input's identifiers compiled for matching, in text (cleaning, decoded gate) and in bytes
     (the raw gate). Both use the same rules, so whatever the gate would refuse, cleaning removes."""
@@ -325,9 +417,9 @@ class Matcher:
         self.nums: set[str] = set(nums)  # digits (and their separators), not inside a longer number
         self.cjk: set[str] = set(ids.cjk_names)
         self._byte_cache: dict[tuple[str, ...], list[tuple[bytes, str]]] = {}
-        self._compiled: tuple[tuple[str, ...], tuple[tuple[str, bool], ...], tuple[str, ...]] | None = None
+        self._compiled: _Needles | None = None
 
-    def _needles(self) -> tuple[tuple[str, ...], tuple[tuple[str, bool], ...], tuple[str, ...]]:
+    def _needles(self) -> _Needles:
         """The needles as plain strings, prepared on first use. Matching is by ``str.find`` with
         boundary checks, never a regex: the needles differ for every patient, and compiling an
         alternation of them cost more than all the matching (a regex word character is ``str.isalnum``)."""
@@ -336,7 +428,7 @@ class Matcher:
             words = tuple(
                 (w, len(w) == 1 and is_cjk(w)) for w in sorted(self.words | self.cjk, key=len, reverse=True)
             )
-            nums = tuple(sorted(self.nums, key=len, reverse=True))
+            nums = tuple((n, _num_part(n), n.isdigit()) for n in sorted(self.nums, key=len, reverse=True))
             self._compiled = (subs, words, nums)
         return self._compiled
 
@@ -369,12 +461,21 @@ class Matcher:
                 ):
                     found.append((pos, end))
                 pos = low.find(word, pos + 1)
-        for num in nums:
+        present: dict[str, bool] = {}
+        for num, part, digits_only in nums:
+            # the many written forms of a date share a run of digits (its year): looked for once
+            there = present.get(part)
+            if there is None:
+                there = present[part] = part in low
+            if not there:
+                continue
             n = len(num)
             pos = low.find(num)
             while pos >= 0:
                 end = pos + n
-                if (pos == 0 or low[pos - 1] not in _DIGITS_DOT) and (end == size or low[end] not in _DIGITS):
+                if (pos == 0 or low[pos - 1] not in _DIGITS_DOT) and (
+                    end == size or (low[end] not in _DIGITS and (digits_only or not _runs_on(low, end)))
+                ):
                     found.append((pos, end))
                 pos = low.find(num, pos + 1)
         if not found:
@@ -574,6 +675,14 @@ def needle_part(needle: bytes) -> bytes:
     return max(runs, key=len) if runs else needle[:4]
 
 
+def _runs_on(hay: bytes | str, end: int) -> bool:
+    """Whether a number continues at ``end`` of ``hay`` (a digit, or a dot then a digit)."""
+    if end >= len(hay):
+        return False
+    after = hay[end : end + 2] if isinstance(hay, str) else hay[end : end + 2].decode("latin-1")
+    return after[0].isdigit() or (after[0] == "." and len(after) > 1 and after[1].isdigit())
+
+
 def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> int:
     """First occurrence of ``needle`` in ``hay[start:end]`` that stands on its own (not inside a longer
     word, number or UID); -1 if none."""
@@ -589,7 +698,8 @@ def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> 
                 and not (after == 0x2E and pos + n + 1 < len(hay) and hay[pos + n + 1] in _DIGIT)
             )
         elif kind == "date":  # a date may run on into a time (DT); after digits or a dot it is part of a UID
-            ok = before not in _DIGIT_DOT
+            # a written form (6/14/48, 1.2.84) must not run on into a longer number or UID either
+            ok = before not in _DIGIT_DOT and (needle.isdigit() or not _runs_on(hay, pos + n))
         else:
             ok = before not in _ALNUM and after not in _ALNUM
         if ok:
