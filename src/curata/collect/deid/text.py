@@ -9,8 +9,24 @@ from functools import lru_cache
 
 REDACTED = "*"
 _HONORIFICS = {"DR", "MR", "MRS", "MS", "MISS", "PROF", "MD", "PHD", "JR", "SR", "II", "III", "RN", "DDS"}
-_MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
-_NAME = r"[A-Z][a-zA-Z'\-]+"
+# English month names and abbreviations, and the Romance and German ones (janvier, März, junho, dez.)
+_MONTHS = (
+    r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|janv|févr|fevr|avr|mai|juin|juil|août|aout|déc|"
+    r"märz|maerz|okt|dez|ene|abr|ago|set|out|dic|fev|maio|março|marco)[^\W\d_]*\.?"
+)
+# A capitalised name in any Latin script (Müller, Ólafsdóttir, Łukasiewicz, Nguyễn, O'Brien, Smith-Jones),
+# or one written in capitals (SMITH); lower-case particles between its parts (de la Cruz, van der Berg).
+# (Titles in capitals are not looked for: MR, DR and MS are modalities and diagnoses.)
+_UPPER = "".join(
+    chr(c) for c in (*range(0x41, 0x5B), *range(0xC0, 0x250), *range(0x1E00, 0x1F00)) if chr(c).isupper()
+)
+_NAME_WORD = rf"[{_UPPER}](?:[^\W\d_]|['\u2019\-](?=[^\W\d_]))+"
+_PARTICLE = r"(?:d[aeiou]|d[ao]s|del|della|dei|la|le|van|von|der|den|ter|ten|zu|bin|ibn|al|el|y|e)"
+_NAME = rf"(?:{_PARTICLE}\s+)*{_NAME_WORD}(?:\s+{_PARTICLE}(?=\s+[{_UPPER}]))*"
+_TITLES = (
+    r"Dr|Mr|Mrs|Ms|Miss|Prof|Doctor|Nurse|Sister|Herr|Frau|Mme|Mlle|Madame|Monsieur|Sr|Sra|Srta|Dra|Dott"
+)
+_PN_LETTERS = r"(?:[^\W\d_]|['\-])"
 
 # Generic identifier shapes, applied to every cleaned descriptor whatever the header says.
 GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
@@ -19,11 +35,15 @@ GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b"),  # 2021-03-04
     re.compile(r"\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b"),  # 04/03/2021, 4.3.21
     re.compile(r"\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b"),  # 20210304
-    re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTHS},?\s+\d{{2,4}}\b", re.I),  # 4 March 2021
+    re.compile(  # 4 March 2021, 4th of March, 2021, 4.Mar.2021, 4 de março de 2021, 4. März 2021
+        rf"\b\d{{1,2}}(?:st|nd|rd|th|\.)?(?:\s+(?:of|de))?(?:\s+|[-/.]\s*){_MONTHS},?(?:\s+de)?(?:\s+|[-/.]\s*)"
+        rf"\d{{2,4}}\b",
+        re.I,
+    ),
     re.compile(rf"\b{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b", re.I),  # March 4, 2021
     re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),  # SSN
-    re.compile(rf"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof|Doctor|Nurse|Sister)\.?\s+{_NAME}(?:\s+{_NAME})?"),  # titles
-    re.compile(r"\b[A-Za-z'\-]+\^[A-Za-z'\-^ ]*"),  # DICOM person name syntax FAMILY^GIVEN
+    re.compile(rf"\b(?:{_TITLES})\.?\s+(?:(?:{_TITLES})\.?\s+)?{_NAME}(?:\s+{_NAME}){{0,2}}"),  # titles
+    re.compile(rf"\b{_PN_LETTERS}+\^(?:{_PN_LETTERS}|[\^ ])*"),  # DICOM person name syntax FAMILY^GIVEN
     re.compile(
         rf"\b(?:patient|pt|name|physician|referred by|signed by|dictated by|reported by|read by|"
         rf"seen by|by)\s*:?\s+{_NAME}(?:\s+{_NAME})?",
@@ -34,11 +54,18 @@ GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
         r"Way|Court|Ct|Place|Pl|Square|Sq|Terrace|Strasse|Straße|Rue)\b\.?",
         re.I,
     ),
+    re.compile(rf"\b{_MONTHS}\s+(?:of\s+|de\s+)?(?:18|19|20)\d{{2}}\b", re.I),  # March 2021 (a date's month)
+    # 4.III.2021, 4 III 2021 (a four-digit year: 3 x 10 is a size)
+    re.compile(r"\b\d{1,2}([-/. ])(?:i|ii|iii|iv|v|vi|vii|viii|ix|x|xi|xii)\1(?:18|19|20)\d{2}\b", re.I),
+    re.compile(  # 2021年3月4日, 2021년 3월 4일, ngày 4 tháng 3 năm 2021
+        r"\d{4}\s*[年년]\s*\d{1,2}\s*[月월]\s*\d{1,2}\s*[日일]?|\b\d{1,2}\s+tháng\s+\d{1,2}(?:\s+năm)?\s+\d{2,4}\b",
+        re.I,
+    ),
 )
 
 
 # GENERIC_PATTERNS that cannot match without a digit (\d): dates, SSN, street addresses.
-_DIGIT_SHAPES = frozenset({2, 3, 4, 5, 6, 7, 11})
+_DIGIT_SHAPES = frozenset({2, 3, 4, 5, 6, 7, 11, 12, 13, 14})
 _ANY_DIGIT = re.compile(r"\d")
 
 # Literals of which every match of a GENERIC_PATTERNS shape holds one (lower case where the shape
@@ -46,7 +73,10 @@ _ANY_DIGIT = re.compile(r"\d")
 # case-blind ones are trusted on ASCII text only (IGNORECASE also folds a few other letters, such as
 # the long s and the Kelvin sign, onto ASCII ones). A substitution writes REDACTED, which is in none
 # of them, so it never makes a literal that was not there.
-_MONTH_STEMS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH_STEMS = (
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    "avr", "mai", "jui", "aou", "okt", "dez", "ene", "abr", "ago", "set", "out", "dic", "fev",
+)  # fmt: skip
 _SHAPE_LITERALS: dict[int, tuple[tuple[str, ...], bool]] = {
     0: (("@",), False),
     1: (("http", "www."), True),
@@ -55,9 +85,10 @@ _SHAPE_LITERALS: dict[int, tuple[tuple[str, ...], bool]] = {
     5: (_MONTH_STEMS, True),
     6: (_MONTH_STEMS, True),
     7: (("-",), False),
-    8: (("Dr", "Mr", "Ms", "Miss", "Prof", "Doctor", "Nurse", "Sister"), False),
+    8: (tuple(_TITLES.split("|")), False),  # every title is a literal of its own
     9: (("^",), False),
     10: (("patient", "pt", "name", "physician", "by"), True),
+    12: (_MONTH_STEMS, True),
 }
 
 
