@@ -410,8 +410,10 @@ class Identifiers:
         return self.matcher().byte_needles(tuple(encodings))
 
 
-# (substrings, (whole word, anywhere), (number, a digit run it holds, digits only)) of a Matcher
-_Needles = tuple[tuple[str, ...], tuple[tuple[str, bool], ...], tuple[tuple[str, str, bool], ...]]
+# (substrings, (whole word, anywhere), (a run of digits, its numbers (number, digits only))) of a Matcher
+_Needles = tuple[
+    tuple[str, ...], tuple[tuple[str, bool], ...], tuple[tuple[str, tuple[tuple[str, bool], ...]], ...]
+]
 _DIGIT_RUN_STR = re.compile(r"[0-9]+")
 
 
@@ -459,7 +461,10 @@ class Matcher:
             words = tuple(
                 (w, len(w) == 1 and is_cjk(w)) for w in sorted(self.words | self.cjk, key=len, reverse=True)
             )
-            nums = tuple((n, _num_part(n), n.isdigit()) for n in sorted(self.nums, key=len, reverse=True))
+            groups: dict[str, list[tuple[str, bool]]] = {}
+            for n in sorted(self.nums, key=len, reverse=True):
+                groups.setdefault(_num_part(n), []).append((n, n.isdigit()))
+            nums = tuple((part, tuple(group)) for part, group in groups.items())
             self._compiled = (subs, words, nums)
         return self._compiled
 
@@ -492,23 +497,19 @@ class Matcher:
                 ):
                     found.append((pos, end))
                 pos = low.find(word, pos + 1)
-        present: dict[str, bool] = {}
-        for num, part, digits_only in nums:
-            # the many written forms of a date share a run of digits (its year): looked for once
-            there = present.get(part)
-            if there is None:
-                there = present[part] = part in low
-            if not there:
+        for part, group in nums:
+            if part not in low:  # the many written forms of a date share a run of digits (its year)
                 continue
-            n = len(num)
-            pos = low.find(num)
-            while pos >= 0:
-                end = pos + n
-                if (pos == 0 or low[pos - 1] not in _DIGITS_DOT) and (
-                    end == size or (low[end] not in _DIGITS and (digits_only or not _runs_on(low, end)))
-                ):
-                    found.append((pos, end))
-                pos = low.find(num, pos + 1)
+            for num, digits_only in group:
+                n = len(num)
+                pos = low.find(num)
+                while pos >= 0:
+                    end = pos + n
+                    if (pos == 0 or low[pos - 1] not in _DIGITS_DOT) and (
+                        end == size or (low[end] not in _DIGITS and (digits_only or not _runs_on(low, end)))
+                    ):
+                        found.append((pos, end))
+                    pos = low.find(num, pos + 1)
         if not found:
             return []
         found.sort()
