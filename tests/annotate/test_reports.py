@@ -59,3 +59,41 @@ def test_report_written_checked_signed_and_rendered(project) -> None:  # type: i
         ws, "livers", t.id, author, {"finding": "no lesion", "impression": "Normal liver."}
     )
     assert rid2 != rid
+
+
+# Identifiers a reader may write, of a patient or anyone else (no identity is known to match them
+# against: only the cleaner's generic shapes stand between them and the stored SR and its PDF).
+PLANTED_OTHER_SCRIPTS = [
+    "Discussed with Dr. Müller-Lüdenscheidt", "Prof. Łukasiewicz agrees", "seen by Dr. Ólafsdóttir",
+    "Mr. Ñúñez, follow-up", "Dr. Nguyễn Văn An reviewed", "Ms. de la Cruz, left lung", "Dr van der Berg",
+    "Herr Müller, Kontrolle", "Frau Dr. Schmidt", "Sra. da Conceição", "Dra. da Silva", "Mme Dubois",
+    "Dott. Rossi", "MÜLLER^HANS", "Ólafsdóttir^Guðrún", "Nguyễn^Văn An", "山田^太郎", "Çelik^Gökhan",
+    "compared with 14.Jun.2023", "since 14th of June 2023", "scan of June 2023", "scan of 14.VI.2023",
+    "born 14 juin 1948", "exame de 14 de junho de 2023", "Aufnahme vom 14. Juni 2023",
+    "ngày 14 tháng 6 năm 2023", "2023年6月14日の検査", "2023년 6월 14일 검사",
+]  # fmt: skip
+IMPRESSIONS_KEPT = [
+    "Solitary hypodense liver lesion, 12 mm, likely benign cyst. Follow-up advised.",
+    "MR brain: no acute infarct. MS plaques unchanged.", "Lung-RADS 4A; PI-RADS v2.1 score 3",
+    "Matrix 5 x 512, slice 3 x 10 mm", "Segment VI lesion, 2 x 3 cm", "Dr visit not needed",
+]  # fmt: skip
+
+
+def test_identifiers_in_other_scripts_and_date_forms_are_refused(project) -> None:  # type: ignore[no-untyped-def]
+    ws = project
+    annotate.assign(ws, "livers")
+    t = annotate.list_tasks(ws, "livers")[0]
+    author = t.readers[0]
+    stored = []
+    for text in PLANTED_OTHER_SCRIPTS:
+        try:
+            annotate.write_report(
+                ws, "livers", t.id, author, {"finding": "lesion present", "impression": text}
+            )
+        except AnnotationError as err:
+            assert text not in str(err)
+            continue
+        stored.append(text)
+    assert stored == []
+    for text in IMPRESSIONS_KEPT:  # clinical text with sizes, scores and modalities is not refused
+        annotate.write_report(ws, "livers", t.id, author, {"finding": "lesion present", "impression": text})

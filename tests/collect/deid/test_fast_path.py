@@ -153,7 +153,7 @@ def test_shapes_skipped_without_digits_need_a_digit() -> None:
         pattern = text.GENERIC_PATTERNS[i]
         assert not [s for s in samples if pattern.search(s)], pattern.pattern
         assert pattern.search("on 2021-03-04, 04/03/2021, 20210304, 4 March 2021, March 4, 2021, "
-                              "123-45-6789, 12 Baker Street")  # fmt: skip
+                              "123-45-6789, 12 Baker Street, March 2021, 4.III.2021, 2021年3月4日")  # fmt: skip
     ids = text.Identifiers()
     ids.add_name("SUZUKI^KENJI")
     for value in ("SUZUKI KENJI by Dr Tanaka", "Head w/o contrast", "Kenji@example.org ^x"):

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
 REDACTED = "*"
 _HONORIFICS = {"DR", "MR", "MRS", "MS", "MISS", "PROF", "MD", "PHD", "JR", "SR", "II", "III", "RN", "DDS"}
-_MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
-_NAME = r"[A-Z][a-zA-Z'\-]+"
+# English month names and abbreviations, and the Romance and German ones (janvier, März, junho, dez.)
+_MONTHS = (
+    r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|janv|févr|fevr|avr|mai|juin|juil|août|aout|déc|"
+    r"märz|maerz|okt|dez|ene|abr|ago|set|out|dic|fev|maio|março|marco)[^\W\d_]*\.?"
+)
+# A capitalised name in any Latin script (Müller, Ólafsdóttir, Łukasiewicz, Nguyễn, O'Brien, Smith-Jones),
+# or one written in capitals (SMITH); lower-case particles between its parts (de la Cruz, van der Berg).
+# (Titles in capitals are not looked for: MR, DR and MS are modalities and diagnoses.)
+_UPPER = "".join(
+    chr(c) for c in (*range(0x41, 0x5B), *range(0xC0, 0x250), *range(0x1E00, 0x1F00)) if chr(c).isupper()
+)
+_NAME_WORD = rf"[{_UPPER}](?:[^\W\d_]|['\u2019\-](?=[^\W\d_]))+"
+_PARTICLE = r"(?:d[aeiou]|d[ao]s|del|della|dei|la|le|van|von|der|den|ter|ten|zu|bin|ibn|al|el|y|e)"
+_NAME = rf"(?:{_PARTICLE}\s+)*{_NAME_WORD}(?:\s+{_PARTICLE}(?=\s+[{_UPPER}]))*"
+_TITLES = (
+    r"Dr|Mr|Mrs|Ms|Miss|Prof|Doctor|Nurse|Sister|Herr|Frau|Mme|Mlle|Madame|Monsieur|Sr|Sra|Srta|Dra|Dott"
+)
+_PN_LETTERS = r"(?:[^\W\d_]|['\-])"
 
 # Generic identifier shapes, applied to every cleaned descriptor whatever the header says.
 GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
@@ -18,11 +35,15 @@ GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b"),  # 2021-03-04
     re.compile(r"\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b"),  # 04/03/2021, 4.3.21
     re.compile(r"\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b"),  # 20210304
-    re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTHS},?\s+\d{{2,4}}\b", re.I),  # 4 March 2021
+    re.compile(  # 4 March 2021, 4th of March, 2021, 4.Mar.2021, 4 de março de 2021, 4. März 2021
+        rf"\b\d{{1,2}}(?:st|nd|rd|th|\.)?(?:\s+(?:of|de))?(?:\s+|[-/.]\s*){_MONTHS},?(?:\s+de)?(?:\s+|[-/.]\s*)"
+        rf"\d{{2,4}}\b",
+        re.I,
+    ),
     re.compile(rf"\b{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b", re.I),  # March 4, 2021
     re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),  # SSN
-    re.compile(rf"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof|Doctor|Nurse|Sister)\.?\s+{_NAME}(?:\s+{_NAME})?"),  # titles
-    re.compile(r"\b[A-Za-z'\-]+\^[A-Za-z'\-^ ]*"),  # DICOM person name syntax FAMILY^GIVEN
+    re.compile(rf"\b(?:{_TITLES})\.?\s+(?:(?:{_TITLES})\.?\s+)?{_NAME}(?:\s+{_NAME}){{0,2}}"),  # titles
+    re.compile(rf"\b{_PN_LETTERS}+\^(?:{_PN_LETTERS}|[\^ ])*"),  # DICOM person name syntax FAMILY^GIVEN
     re.compile(
         rf"\b(?:patient|pt|name|physician|referred by|signed by|dictated by|reported by|read by|"
         rf"seen by|by)\s*:?\s+{_NAME}(?:\s+{_NAME})?",
@@ -33,11 +54,18 @@ GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
         r"Way|Court|Ct|Place|Pl|Square|Sq|Terrace|Strasse|Straße|Rue)\b\.?",
         re.I,
     ),
+    re.compile(rf"\b{_MONTHS}\s+(?:of\s+|de\s+)?(?:18|19|20)\d{{2}}\b", re.I),  # March 2021 (a date's month)
+    # 4.III.2021, 4 III 2021 (a four-digit year: 3 x 10 is a size)
+    re.compile(r"\b\d{1,2}([-/. ])(?:i|ii|iii|iv|v|vi|vii|viii|ix|x|xi|xii)\1(?:18|19|20)\d{2}\b", re.I),
+    re.compile(  # 2021年3月4日, 2021년 3월 4일, ngày 4 tháng 3 năm 2021
+        r"\d{4}\s*[年년]\s*\d{1,2}\s*[月월]\s*\d{1,2}\s*[日일]?|\b\d{1,2}\s+tháng\s+\d{1,2}(?:\s+năm)?\s+\d{2,4}\b",
+        re.I,
+    ),
 )
 
 
 # GENERIC_PATTERNS that cannot match without a digit (\d): dates, SSN, street addresses.
-_DIGIT_SHAPES = frozenset({2, 3, 4, 5, 6, 7, 11})
+_DIGIT_SHAPES = frozenset({2, 3, 4, 5, 6, 7, 11, 12, 13, 14})
 _ANY_DIGIT = re.compile(r"\d")
 
 # Literals of which every match of a GENERIC_PATTERNS shape holds one (lower case where the shape
@@ -45,7 +73,10 @@ _ANY_DIGIT = re.compile(r"\d")
 # case-blind ones are trusted on ASCII text only (IGNORECASE also folds a few other letters, such as
 # the long s and the Kelvin sign, onto ASCII ones). A substitution writes REDACTED, which is in none
 # of them, so it never makes a literal that was not there.
-_MONTH_STEMS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH_STEMS = (
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    "avr", "mai", "jui", "aou", "okt", "dez", "ene", "abr", "ago", "set", "out", "dic", "fev",
+)  # fmt: skip
 _SHAPE_LITERALS: dict[int, tuple[tuple[str, ...], bool]] = {
     0: (("@",), False),
     1: (("http", "www."), True),
@@ -54,9 +85,10 @@ _SHAPE_LITERALS: dict[int, tuple[tuple[str, ...], bool]] = {
     5: (_MONTH_STEMS, True),
     6: (_MONTH_STEMS, True),
     7: (("-",), False),
-    8: (("Dr", "Mr", "Ms", "Miss", "Prof", "Doctor", "Nurse", "Sister"), False),
+    8: (tuple(_TITLES.split("|")), False),  # every title is a literal of its own
     9: (("^",), False),
     10: (("patient", "pt", "name", "physician", "by"), True),
+    12: (_MONTH_STEMS, True),
 }
 
 
@@ -154,15 +186,86 @@ def _kind(norm: str) -> str:
     return "word"
 
 
+_MONTH_NAMES = (
+    "january", "february", "march", "april", "may", "june",
+    "july", "august", "september", "october", "november", "december",
+)  # fmt: skip
+_ROMAN_MONTHS = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x", "xi", "xii")
+_ORDINAL = {1: "st", 2: "nd", 3: "rd", 21: "st", 22: "nd", 23: "rd", 31: "st"}
+
+
 def _date_forms(da: str) -> list[str]:
-    """A YYYYMMDD date as the ways people write it in free text (Y-M-D, D-M-Y, M-D-Y, six separators)."""
+    """A YYYYMMDD date as the ways people write it in free text, lower case: Y-M-D, D-M-Y and M-D-Y with
+    six separators; the day and month without their zero (14/6/1948, 1948-6-14); a two-digit year
+    (6/14/48, 14.06.48); the month by name, abbreviated or in Roman numerals (14 June 1948, June 14th,
+    1948, 14-JUN-1948, 14.VI.1948); 1948年6月14日 and 1948년 6월 14일. Written forms that are not the date's digits are the ones a
+    normalised comparison cannot find."""
     if len(da) != 8 or not da.isdigit():
         return [da]
     y, m, d = da[:4], da[4:6], da[6:]
     forms = set()
     for sep in _DATE_SEPS:
         forms |= {sep.join((y, m, d)), sep.join((d, m, y)), sep.join((m, d, y))}
+    month, day = int(m), int(d)
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return sorted(forms)
+    days = {d, str(day)}
+    months = {m, str(month)}
+    for sep in ("-", "/", ".", "_"):
+        for dd in days:
+            for mm in months:
+                forms |= {sep.join((y, mm, dd)), sep.join((dd, mm, y)), sep.join((mm, dd, y))}
+                forms |= {sep.join((dd, mm, y[2:])), sep.join((mm, dd, y[2:]))}
+    name = _MONTH_NAMES[month - 1]
+    names = {name, name[:3], name[:3] + ".", *(("sept", "sept.") if month == 9 else ())}
+    spoken = {*days, f"{day}{_ORDINAL.get(day, 'th')}"}
+    for mon in names:
+        for dd in spoken:
+            forms |= {f"{dd}{sep}{mon}{sep}{y}" for sep in (" ", "-", "/", ".", "_", "")}
+            forms |= {f"{dd} {mon}, {y}", f"{dd} of {mon} {y}", f"{dd} of {mon}, {y}"}
+            forms |= {f"{mon} {dd} {y}", f"{mon} {dd}, {y}", f"{mon}-{dd}-{y}", f"{mon}_{dd}_{y}"}
+            forms |= {f"{y}-{mon}-{dd}", f"{y} {mon} {dd}", f"{y}_{mon}_{dd}"}
+    for dd in days:  # Chinese and Japanese, Korean
+        for mm in months:
+            forms |= {f"{y}年{mm}月{dd}日", f"{y}년 {mm}월 {dd}일", f"{y}년{mm}월{dd}일"}
+    roman = _ROMAN_MONTHS[month - 1]
+    for dd in days:
+        forms |= {f"{dd}{sep}{roman}{sep}{y}" for sep in (" ", "-", "/", ".", "_")}
     return sorted(forms)
+
+
+# Letters that do not decompose into a base letter and marks, as they are written in ASCII.
+_FOLD = str.maketrans({
+    "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH",
+    "ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ı": "i", "ħ": "h", "Ħ": "H",
+})  # fmt: skip
+# German and Scandinavian transliteration: Müller is written Mueller, Ødegård Oedegaard.
+_TRANSLITERATE = str.maketrans({
+    "ä": "ae", "Ä": "AE", "ö": "oe", "Ö": "OE", "ü": "ue", "Ü": "UE", "å": "aa", "Å": "AA", "ø": "oe", "Ø": "OE",
+})  # fmt: skip
+
+
+@lru_cache(maxsize=8192)
+def ascii_spellings(value: str) -> tuple[str, ...]:
+    """``value`` as systems without its letters write it: marks dropped (MÜLLER as MULLER, Nguyễn as
+    Nguyen, Łukasiewicz as Lukasiewicz) and transliterated (MUELLER); CJK and Hangul stay as they are.
+    Empty when ``value`` is ASCII already."""
+    if value.isascii():
+        return ()
+    out = []
+    for text in (value, value.translate(_TRANSLITERATE)):
+        folded = []
+        for ch in text.translate(_FOLD):
+            if ch.isascii() or is_cjk(ch):
+                folded.append(ch)
+            else:
+                folded.append(
+                    "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+                )
+        spelled = "".join(folded)
+        if spelled != value and spelled not in out:
+            out.append(spelled)
+    return tuple(out)
 
 
 # A patient's name and IDs recur in every file of their series: what each value adds to the
@@ -171,6 +274,8 @@ def _date_forms(da: str) -> list[str]:
 def _strong_forms(value: str) -> frozenset[str]:
     """The normalised forms ``Identifiers.add_strong`` adds for ``value``."""
     out: set[str] = set()
+    for spelled in ascii_spellings(value):
+        out |= _strong_forms(spelled)
     for group in value.split("="):
         parts = [p for p in _NAME_PARTS.split(group) if p and p.upper().strip(".") not in _HONORIFICS]
         halves = [h for p in parts for h in _HYPHENS.split(p) if len(h) >= 2 and h != p]
@@ -187,6 +292,11 @@ def _name_forms(value: str) -> tuple[frozenset[str], frozenset[str], frozenset[s
     words: set[str] = set()
     short_names: set[str] = set()
     cjk_names: set[str] = set()
+    for spelled in ascii_spellings(value):  # the same name as an ASCII-only system writes it
+        w, s, c = _name_forms(spelled)
+        words |= w
+        short_names |= s
+        cjk_names |= c
     for group in value.split("="):
         parts = []
         for part in _NAME_PARTS.split(group):
@@ -250,6 +360,8 @@ class Identifiers:
     def add_word(self, value: str, *, min_len: int = 3) -> None:
         """An ID, a phone number, an institution: the whole value, and for addresses, its parts."""
         value = value.strip()
+        for spelled in ascii_spellings(value):  # an address or institution as ASCII-only systems write it
+            self.add_word(spelled, min_len=min_len)
         if len(value) >= min_len:
             self.words.add(value)
             for part in _WORD_PARTS.split(value):
@@ -298,6 +410,19 @@ class Identifiers:
         return self.matcher().byte_needles(tuple(encodings))
 
 
+# (substrings, (whole word, anywhere), (a run of digits, its numbers (number, digits only))) of a Matcher
+_Needles = tuple[
+    tuple[str, ...], tuple[tuple[str, bool], ...], tuple[tuple[str, tuple[tuple[str, bool], ...]], ...]
+]
+_DIGIT_RUN_STR = re.compile(r"[0-9]+")
+
+
+def _num_part(num: str) -> str:
+    """A part of a number's written form that every occurrence holds: its longest run of digits."""
+    runs = _DIGIT_RUN_STR.findall(num)
+    return max(runs, key=len) if runs else num
+
+
 class Matcher:
     """One input's identifiers compiled for matching, in text (cleaning, decoded gate) and in bytes
     (the raw gate). Both use the same rules, so whatever the gate would refuse, cleaning removes."""
@@ -325,9 +450,9 @@ class Matcher:
         self.nums: set[str] = set(nums)  # digits (and their separators), not inside a longer number
         self.cjk: set[str] = set(ids.cjk_names)
         self._byte_cache: dict[tuple[str, ...], list[tuple[bytes, str]]] = {}
-        self._compiled: tuple[tuple[str, ...], tuple[tuple[str, bool], ...], tuple[str, ...]] | None = None
+        self._compiled: _Needles | None = None
 
-    def _needles(self) -> tuple[tuple[str, ...], tuple[tuple[str, bool], ...], tuple[str, ...]]:
+    def _needles(self) -> _Needles:
         """The needles as plain strings, prepared on first use. Matching is by ``str.find`` with
         boundary checks, never a regex: the needles differ for every patient, and compiling an
         alternation of them cost more than all the matching (a regex word character is ``str.isalnum``)."""
@@ -336,7 +461,10 @@ class Matcher:
             words = tuple(
                 (w, len(w) == 1 and is_cjk(w)) for w in sorted(self.words | self.cjk, key=len, reverse=True)
             )
-            nums = tuple(sorted(self.nums, key=len, reverse=True))
+            groups: dict[str, list[tuple[str, bool]]] = {}
+            for n in sorted(self.nums, key=len, reverse=True):
+                groups.setdefault(_num_part(n), []).append((n, n.isdigit()))
+            nums = tuple((part, tuple(group)) for part, group in groups.items())
             self._compiled = (subs, words, nums)
         return self._compiled
 
@@ -369,14 +497,19 @@ class Matcher:
                 ):
                     found.append((pos, end))
                 pos = low.find(word, pos + 1)
-        for num in nums:
-            n = len(num)
-            pos = low.find(num)
-            while pos >= 0:
-                end = pos + n
-                if (pos == 0 or low[pos - 1] not in _DIGITS_DOT) and (end == size or low[end] not in _DIGITS):
-                    found.append((pos, end))
-                pos = low.find(num, pos + 1)
+        for part, group in nums:
+            if part not in low:  # the many written forms of a date share a run of digits (its year)
+                continue
+            for num, digits_only in group:
+                n = len(num)
+                pos = low.find(num)
+                while pos >= 0:
+                    end = pos + n
+                    if (pos == 0 or low[pos - 1] not in _DIGITS_DOT) and (
+                        end == size or (low[end] not in _DIGITS and (digits_only or not _runs_on(low, end)))
+                    ):
+                        found.append((pos, end))
+                    pos = low.find(num, pos + 1)
         if not found:
             return []
         found.sort()
@@ -574,6 +707,14 @@ def needle_part(needle: bytes) -> bytes:
     return max(runs, key=len) if runs else needle[:4]
 
 
+def _runs_on(hay: bytes | str, end: int) -> bool:
+    """Whether a number continues at ``end`` of ``hay`` (a digit, or a dot then a digit)."""
+    if end >= len(hay):
+        return False
+    after = hay[end : end + 2] if isinstance(hay, str) else hay[end : end + 2].decode("latin-1")
+    return after[0].isdigit() or (after[0] == "." and len(after) > 1 and after[1].isdigit())
+
+
 def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> int:
     """First occurrence of ``needle`` in ``hay[start:end]`` that stands on its own (not inside a longer
     word, number or UID); -1 if none."""
@@ -589,7 +730,8 @@ def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> 
                 and not (after == 0x2E and pos + n + 1 < len(hay) and hay[pos + n + 1] in _DIGIT)
             )
         elif kind == "date":  # a date may run on into a time (DT); after digits or a dot it is part of a UID
-            ok = before not in _DIGIT_DOT
+            # a written form (6/14/48, 1.2.84) must not run on into a longer number or UID either
+            ok = before not in _DIGIT_DOT and (needle.isdigit() or not _runs_on(hay, pos + n))
         else:
             ok = before not in _ALNUM and after not in _ALNUM
         if ok:
