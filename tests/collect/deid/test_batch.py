@@ -135,3 +135,32 @@ def test_a_killed_run_resumes_without_duplicates(tmp_path: Path) -> None:
     assert report["counts"] == {"deidentified": n}, report["counts"]
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*.dcm")} == expected
     assert sorted(f["output"] for f in report["files"]) == sorted(str(rel) for rel in expected)
+
+
+def test_a_vault_removed_midway_stops_the_batch_and_releases_nothing_more(tmp_path: Path) -> None:
+    """The vault folder is made once per worker; removed mid-run, the next file's records cannot be
+    kept: that file is neither released nor quarantined, its chunk leaves nothing staged, and the
+    error (VaultError, fatal) stops the batch. It used to be released without its vault records."""
+    import shutil
+
+    from curata.collect.deid import batch
+    from curata.errors import VaultError
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    for i in range(3):
+        ds = read("MR_small.dcm")
+        ds.PatientID = f"P{i}"
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{7000 + i}"
+        (src / str(i)).write_bytes(to_bytes(ds))
+    batch._init_worker(
+        KEY, load_profile("research"), str(tmp_path / "v"), str(out), str(tmp_path / "q"), False
+    )
+    (first,) = batch._process_chunk([str(src / "0")])
+    assert first["status"] == "ok"
+    shutil.rmtree(tmp_path / "v")
+    with pytest.raises(VaultError, match="vault folder"):
+        batch._process_chunk([str(src / "1"), str(src / "2")])
+    assert [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()] == [first["output"]]
+    assert not (tmp_path / "q").exists()

@@ -23,7 +23,7 @@ from curata.collect.deid.pixels import ReviewNeeded
 from curata.collect.deid.profile import Profile
 from curata.collect.deid.vault import Vault
 from curata.collect.reasons import is_disk_full, safe_reason, sanitize, write_private
-from curata.errors import ConfigError, CurataError, DeidError
+from curata.errors import ConfigError, CurataError, DeidError, VaultError
 
 REPORT_NAME = "deid-report.json"
 
@@ -157,6 +157,8 @@ def _stage_one(path_str: str) -> dict[str, Any] | _Staged:
         res = deid.deidentify_bytes(raw, input_sha256=sha)
     except ReviewNeeded as exc:
         return _quarantine(path, raw, sha, str(exc), "ReviewNeeded", review=True)
+    except VaultError:  # not this file's fault, and no file goes out without its vault records
+        raise
     except CurataError as exc:
         return _quarantine(path, raw, sha, safe_reason(exc), type(exc).__name__)
     except Exception as exc:  # a bug must not stop the batch, and must not let the file through
@@ -417,7 +419,11 @@ def run_batch(
         with ProcessPoolExecutor(
             max_workers=workers, initializer=start_worker, initargs=(os.getpid(), _init_worker, init_args)
         ) as pool:
-            consume(r for part in pool.map(_process_chunk, chunks) for r in part)
+            try:
+                consume(r for part in pool.map(_process_chunk, chunks) for r in part)
+            except BaseException:  # a fatal error (vault, full disk): the chunks not begun are not
+                pool.shutdown(cancel_futures=True)
+                raise
     Vault(vault_dir, key).sync()
     write_report(output, profile, report)
     return report
