@@ -54,9 +54,7 @@ def deid(
     prof = load_profile(profile, config)
     vault_dir = vault or default_vault_dir(key_file)
     qdir = quarantine or default_quarantine_dir(vault_dir)
-    from curata.settings import runtime_settings
-
-    n_workers = runtime_settings().worker_count(workers or None)  # the same rule as `curata ingest`
+    n_workers = workers if workers > 0 else _configured_workers(workers)
     summary = RunSummary("de-identification", failure_keys=("quarantined", "failed"))
     # what is loaded by now (modules, tables) lives as long as the command: the collector need not
     # scan it again and again, nor touch (and so copy) its pages in each forked worker
@@ -101,6 +99,15 @@ def deid(
                 console.print(f"  {label}: {q['reason']}")
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _configured_workers(requested: int) -> int:
+    """The workers when ``-j`` names none: the same rule as `curata ingest` ([runtime] workers, else
+    one per core). Only then are the settings read: pydantic-settings costs about 0.1 CPU-second to
+    import, and with ``-j N`` no setting changes the answer."""
+    from curata.settings import runtime_settings
+
+    return runtime_settings().worker_count(requested or None)
 
 
 def _one_blas_thread() -> None:
