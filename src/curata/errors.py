@@ -61,6 +61,11 @@ class DeidError(CurataError):
     """De-identification could not guarantee a clean output; the input is quarantined, never passed on."""
 
 
+class VaultError(CurataError):
+    """The re-identification vault cannot take the records of a file (its folder or file gone or
+    replaced during a run): the file is not released, and the batch stops."""
+
+
 class KeyFileError(CurataError):
     """The site secret is missing, unreadable, too short or too widely readable."""
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
+from curata._defaults import DEFAULT_DEID_PROFILE
 from curata.errors import ConfigError
 
 CONFIG_NAME = "curata.toml"
@@ -58,9 +59,6 @@ class CatalogSettings(_Section):
 
 class StoreSettings(_Section):
     url: str = Field("", description="Blob store URL (local folder or fsspec URL); empty = WORKSPACE/store.")
-
-
-DEFAULT_DEID_PROFILE = "research"
 
 
 class DeidSettings(_Section):

@@ -115,10 +115,52 @@ def test_a_killed_run_resumes_without_duplicates(tmp_path: Path) -> None:
     assert 0 < len(at_kill) < n, f"the kill must land mid-run (saw {len(at_kill)} of {n} named)"
     assert not (out / "deid-report.json").exists()
     assert all(expected[rel] == data for rel, data in at_kill.items())  # nothing named is torn
+    # what the killed run staged and never named stays behind, hidden; one more is planted (in case
+    # the kill fell between chunks), with files the sweep must leave: names it never makes, and a
+    # staged name whose writer (this test) is alive
+    series = next(iter(at_kill)).parent
+    (out / series / f".1.2.3.dcm.{proc.pid}.7.tmp").write_bytes(b"partial")
+    (out / f".deid-report.json.{proc.pid}.0badcafe.tmp").write_bytes(b"{")
+    foreign = [out / series / ".notes.tmp", out / series / f".1.2.3.dcm.{proc.pid}.tmp",
+               out / series / f".1.2.3.dcm.{os.getpid()}.0.tmp", out / f".x.dcm.{proc.pid}.1.tmp"]  # fmt: skip
+    for f in foreign:
+        f.write_bytes(b"not the sweep's")
+    assert [p for p in out.rglob(f".*.{proc.pid}.*.tmp") if p not in foreign]
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
+    assert sorted(p for p in out.rglob(".*.tmp")) == sorted(foreign)  # the dead run's gone, no more
+    assert all(f.read_bytes() == b"not the sweep's" for f in foreign)
     report = json.loads((out / "deid-report.json").read_text())
     assert report["counts"] == {"deidentified": n}, report["counts"]
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*.dcm")} == expected
     assert sorted(f["output"] for f in report["files"]) == sorted(str(rel) for rel in expected)
+
+
+def test_a_vault_removed_midway_stops_the_batch_and_releases_nothing_more(tmp_path: Path) -> None:
+    """The vault folder is made once per worker; removed mid-run, the next file's records cannot be
+    kept: that file is neither released nor quarantined, its chunk leaves nothing staged, and the
+    error (VaultError, fatal) stops the batch. It used to be released without its vault records."""
+    import shutil
+
+    from curata.collect.deid import batch
+    from curata.errors import VaultError
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    for i in range(3):
+        ds = read("MR_small.dcm")
+        ds.PatientID = f"P{i}"
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{7000 + i}"
+        (src / str(i)).write_bytes(to_bytes(ds))
+    batch._init_worker(
+        KEY, load_profile("research"), str(tmp_path / "v"), str(out), str(tmp_path / "q"), False
+    )
+    (first,) = batch._process_chunk([str(src / "0")])
+    assert first["status"] == "ok"
+    shutil.rmtree(tmp_path / "v")
+    with pytest.raises(VaultError, match="vault folder"):
+        batch._process_chunk([str(src / "1"), str(src / "2")])
+    assert [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()] == [first["output"]]
+    assert not (tmp_path / "q").exists()

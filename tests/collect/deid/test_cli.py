@@ -156,3 +156,25 @@ def test_refused_inputs_are_named_by_digest_not_by_their_patient_named_path(tmp_
     assert len(re.findall(r"sha256:[0-9a-f]{16}", r.stdout)) == 2
     shown = _curata(*args[:2], "out2", *args[3:], "--show-paths", cwd=tmp_path)
     assert "OKONKWO-BELLO_ADAEZE_MRN-77123" in shown.stdout.replace("\n", "")
+
+
+def test_deid_with_workers_named_loads_no_settings(tmp_path: Path) -> None:
+    """With ``-j N`` no setting changes what `curata deid` does, so pydantic-settings (about 0.1
+    CPU-second to import) is not loaded; without it, [runtime] workers is read as by `curata ingest`.
+    Neither loads requests nor tqdm, which pydicom's test-data downloader would import."""
+    _curata("keygen", "site.key", cwd=tmp_path)
+    inp, _ = _tree(tmp_path)
+    probe = ("import sys\nfrom curata.cli import main\nsys.argv = ['curata', *sys.argv[1:]]\n"
+             "try:\n    main()\nfinally:\n"
+             "    print(sorted(m for m in ('curata.settings', 'pydantic_settings', 'requests', 'tqdm') if m in sys.modules))\n")  # fmt: skip
+    env = {**os.environ, "CURATA_RUNTIME__WORKERS": "1"}
+    loaded = {}
+    for args in (["-j", "1"], []):
+        r = subprocess.run([sys.executable, "-c", probe, "deid", str(inp), f"out{len(args)}", "--key-file",
+                            "site.key", "--json", *args], cwd=tmp_path, capture_output=True, text=True,
+                           env=env, timeout=300)  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        summary = json.loads(r.stdout[: r.stdout.rindex("}") + 1])
+        assert summary["workers"] == 1
+        loaded[len(args)] = r.stdout.strip().splitlines()[-1]
+    assert loaded == {2: "[]", 0: "['curata.settings', 'pydantic_settings']"}

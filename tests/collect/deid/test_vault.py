@@ -57,3 +57,37 @@ def test_append_only_duplicates_skipped_per_process(tmp_path: Path) -> None:
     Vault(tmp_path, KEY).append([{**rec, "patient_name": "B"}])
     assert vault.path.stat().st_size > size  # appended, never rewritten
     assert vault.path.stat().st_mode & 0o077 == 0
+
+
+def test_a_vault_removed_or_replaced_midway_stops_appends(tmp_path: Path) -> None:
+    """A vault folder removed while a process writes to it (or the file replaced by another writer
+    that made the folder again) raises VaultError on every later append, never a silent 0: the
+    records written before are gone, and the caller must not release the file."""
+    import shutil
+
+    from curata.errors import VaultError
+
+    first, second = Vault(tmp_path / "v", KEY), Vault(tmp_path / "v", KEY)
+    first.append([{"pseudonym": "A", "original": "a"}])
+    shutil.rmtree(tmp_path / "v")
+    for _ in range(2):  # the failed records are not taken for written
+        with pytest.raises(VaultError, match="vault folder"):
+            first.append([{"pseudonym": "B", "original": "b"}])
+    assert not (tmp_path / "v").exists()  # not made again behind the operator's back
+    second.append([{"pseudonym": "C", "original": "c"}])  # its first append: makes the folder
+    with pytest.raises(VaultError, match="vault file"):
+        first.append([{"pseudonym": "B", "original": "b"}])
+    assert [r["pseudonym"] for r in Vault(tmp_path / "v", KEY).records()] == ["C"]
+
+
+def test_a_failed_append_is_retried_in_full(tmp_path: Path) -> None:
+    """Records whose line was not written count as unwritten: the next append writes them (they
+    were taken for written, and a retry by the engine's next lane released the file without them)."""
+    vault = Vault(tmp_path / "v", KEY)
+    vault.path.parent.mkdir()
+    vault.path.mkdir()  # the file's name taken by a folder: the open fails
+    with pytest.raises(IsADirectoryError):
+        vault.append([{"pseudonym": "B", "original": "b"}])
+    vault.path.rmdir()
+    assert vault.append([{"pseudonym": "B", "original": "b"}]) == 1
+    assert [r["pseudonym"] for r in vault.records()] == ["B"]

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from curata import _io
+from curata.collect.deid import _leftovers
 from curata.collect.deid.engine import CODE_VERSION, Deidentifier
 from curata.collect.deid.pixels import ReviewNeeded
 from curata.collect.deid.profile import Profile
 from curata.collect.deid.vault import Vault
 from curata.collect.reasons import is_disk_full, safe_reason, sanitize, write_private
-from curata.errors import ConfigError, CurataError, DeidError
+from curata.errors import ConfigError, CurataError, DeidError, VaultError
 
 REPORT_NAME = "deid-report.json"
 
@@ -65,7 +67,13 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(
-    key: bytes, profile: Profile, vault_dir: str, output: str, quarantine: str, ocr: bool
+    key: bytes,
+    profile: Profile,
+    vault_dir: str,
+    output: str,
+    quarantine: str,
+    ocr: bool,
+    started: float | None = None,
 ) -> None:
     _WORKER["deid"] = Deidentifier(key, profile, Vault(Path(vault_dir), key), ocr=ocr)
     _WORKER["output"] = Path(output).resolve()
@@ -73,6 +81,7 @@ def _init_worker(
     # OUTPUT-relative folder -> (its resolved path, whether this worker made it in this run)
     _WORKER["folders"] = {"": (_WORKER["output"], False)}
     _WORKER["pid"] = os.getpid()  # in the temporary names (not asked of the kernel per file)
+    _WORKER["started"] = time.time() if started is None else started  # the run's, for the sweep
 
 
 def _process_one(path_str: str) -> dict[str, Any]:
@@ -148,6 +157,8 @@ def _stage_one(path_str: str) -> dict[str, Any] | _Staged:
         res = deid.deidentify_bytes(raw, input_sha256=sha)
     except ReviewNeeded as exc:
         return _quarantine(path, raw, sha, str(exc), "ReviewNeeded", review=True)
+    except VaultError:  # not this file's fault, and no file goes out without its vault records
+        raise
     except CurataError as exc:
         return _quarantine(path, raw, sha, safe_reason(exc), type(exc).__name__)
     except Exception as exc:  # a bug must not stop the batch, and must not let the file through
@@ -202,6 +213,8 @@ def _folder(relative: str) -> tuple[Path, bool]:
         if not path.is_dir():
             raise
         made = False
+        # an earlier run's folder: a killed one may have left its staged files here
+        _leftovers.sweep(path, _WORKER["started"])
     known[relative] = (path, made)
     return known[relative]
 
@@ -365,11 +378,13 @@ def run_batch(
 ) -> BatchReport:
     """De-identify every file under ``input_path`` into ``output``; writes ``output/deid-report.json``."""
     check_layout(input_path, output, vault_dir, quarantine)
+    started = time.time()
     output.mkdir(parents=True, exist_ok=True)
+    _leftovers.sweep(output, started, report=True)  # the folders below: by the workers, as they go
     paths = [str(p) for p in iter_input_files(input_path, [output, vault_dir, quarantine])]
     report = BatchReport()
     seen: set[str] = set()
-    init_args = (key, profile, str(vault_dir), str(output), str(quarantine), ocr)
+    init_args = (key, profile, str(vault_dir), str(output), str(quarantine), ocr, started)
 
     def consume(results: Iterator[dict[str, Any]]) -> None:
         for done, res in enumerate(results, 1):
@@ -404,7 +419,11 @@ def run_batch(
         with ProcessPoolExecutor(
             max_workers=workers, initializer=start_worker, initargs=(os.getpid(), _init_worker, init_args)
         ) as pool:
-            consume(r for part in pool.map(_process_chunk, chunks) for r in part)
+            try:
+                consume(r for part in pool.map(_process_chunk, chunks) for r in part)
+            except BaseException:  # a fatal error (vault, full disk): the chunks not begun are not
+                pool.shutdown(cancel_futures=True)
+                raise
     Vault(vault_dir, key).sync()
     write_report(output, profile, report)
     return report

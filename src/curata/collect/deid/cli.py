@@ -47,6 +47,7 @@ def deid(
 ) -> None:
     """De-identify every DICOM file under INPUT into OUTPUT/<patient>/<study>/<series>/<instance>.dcm."""
     _one_blas_thread()
+    _import_pydicom_without_its_downloader_clients()
     from curata.collect.deid.batch import default_quarantine_dir, default_vault_dir, run_batch
     from curata.collect.deid.profile import load_profile
 
@@ -54,9 +55,7 @@ def deid(
     prof = load_profile(profile, config)
     vault_dir = vault or default_vault_dir(key_file)
     qdir = quarantine or default_quarantine_dir(vault_dir)
-    from curata.settings import runtime_settings
-
-    n_workers = runtime_settings().worker_count(workers or None)  # the same rule as `curata ingest`
+    n_workers = workers if workers > 0 else _configured_workers(workers)
     summary = RunSummary("de-identification", failure_keys=("quarantined", "failed"))
     # what is loaded by now (modules, tables) lives as long as the command: the collector need not
     # scan it again and again, nor touch (and so copy) its pages in each forked worker
@@ -103,12 +102,40 @@ def deid(
         raise typer.Exit(1)
 
 
+def _configured_workers(requested: int) -> int:
+    """The workers when ``-j`` names none: the same rule as `curata ingest` ([runtime] workers, else
+    one per core). Only then are the settings read: pydantic-settings costs about 0.1 CPU-second to
+    import, and with ``-j N`` no setting changes the answer."""
+    from curata.settings import runtime_settings
+
+    return runtime_settings().worker_count(requested or None)
+
+
 def _one_blas_thread() -> None:
     """Before numpy is first imported (pydicom imports it): its OpenBLAS would start a thread per core
     that spins at start-up. De-identification does no linear algebra, and on a batch of a thousand
     small files those threads cost about 0.1 CPU-second of the command's 2 (bench/deid.py)."""
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def _import_pydicom_without_its_downloader_clients() -> None:
+    """pydicom loads its test-data downloader when it is first imported (``pydicom.data``, for named
+    colour palettes), and that imports requests (with urllib3, charset_normalizer, idna) and tqdm
+    where they are installed: about 0.05 CPU-second of the command, for nothing, since a
+    de-identification downloads nothing. Hidden while pydicom loads, the downloader falls back on
+    the standard library's urllib (it supports both); they import normally afterwards."""
+    if "pydicom" in sys.modules:
+        return
+    hidden = [name for name in ("requests", "tqdm") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        import pydicom  # noqa: F401
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, ...) is None:
+                del sys.modules[name]
 
 
 review_app = typer.Typer(

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
+from curata._defaults import DEFAULT_DEID_PROFILE
 from curata.collect.deid.pixels import DEFAULT_REGIONS, Region
 from curata.errors import ConfigError
-from curata.settings import DEFAULT_DEID_PROFILE
 
 
 class DeidOption(StrEnum):
@@ -95,7 +95,7 @@ PROFILES: dict[str, frozenset[DeidOption]] = {
 # overlays and curves go. Unknown IODs are refused.
 PROFILES["research-strict"] = PROFILES["research"] - {"retain_safe_private", "clean_graphics"}
 ALLOW_LIST_PROFILES = frozenset({"research-strict"})
-DEFAULT_PROFILE = DEFAULT_DEID_PROFILE  # declared once, in curata.settings ([deid] profile)
+DEFAULT_PROFILE = DEFAULT_DEID_PROFILE  # declared once, beside the settings ([deid] profile)
 ACTIONS = {"D", "Z", "X", "K", "C", "U"}
 _TAG_RE = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
 _UID_ROOT_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from curata.errors import KeyFileError
+from curata.errors import KeyFileError, VaultError
 
 VAULT_FILE = "reid.vault"
 _AAD = b"curata-reid-vault-v1"
@@ -42,6 +42,9 @@ class Vault:
         self._aead = AESGCM(_derive(key))
         self._seen: set[str] = set()  # records this process already appended
         self._folder_ready = False  # made (0700) by this process: not asked again per append
+        # where this process's last line ends in the vault file, and its last bytes (sealed under a
+        # random nonce, found nowhere else): the file only grows, so they stay where they were
+        self._last: tuple[int, bytes] | None = None
 
     def _seal(self, record: dict[str, Any]) -> bytes:
         nonce = secrets.token_bytes(12)
@@ -49,13 +52,16 @@ class Vault:
         return base64.b64encode(nonce + blob) + b"\n"
 
     def append(self, records: list[dict[str, Any]]) -> int:
-        """Append records not yet written by this process; returns how many were written."""
-        fresh = []
+        """Append records not yet written by this process; returns how many were written.
+
+        Raises VaultError where the folder or the file this process wrote to is gone, replaced or
+        cut short since (removed during a run): records written before would be lost unseen, so the
+        caller must not release the file. A record counts as written only once its line is."""
+        fresh: dict[str, dict[str, Any]] = {}
         for rec in records:
             ident = json.dumps(rec, sort_keys=True)
             if ident not in self._seen:
-                self._seen.add(ident)
-                fresh.append(rec)
+                fresh.setdefault(ident, rec)
         if not fresh:
             return 0
         if not self._folder_ready:
@@ -63,27 +69,39 @@ class Vault:
             if os.stat(self.folder).st_mode & 0o077:
                 os.chmod(self.folder, 0o700)
             self._folder_ready = True
-        data = b"".join(self._seal(r) for r in fresh)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        data = b"".join(self._seal(r) for r in fresh.values())
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        except FileNotFoundError as exc:  # made by this process, so removed since
+            raise self._gone("folder") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             end = os.fstat(fd).st_size
+            if self._last is not None and os.pread(fd, len(self._last[1]), self._last[0]) != self._last[1]:
+                raise self._gone("file")  # a new file (its inode may be the old one's, reused)
             if end and os.pread(fd, 1, end - 1) != b"\n":
                 # an earlier append was cut short (disk full, kill): start on a line of our own,
                 # so the torn line stays alone and is skipped by records()
                 data = b"\n" + data
+            # a partial write (OSError) leaves a torn last line; readers skip it, and the next
+            # append starts on a fresh line. The records are not written: the caller's error says why.
             view = memoryview(data)
-            try:
-                while view:
-                    view = view[os.write(fd, view) :]
-            except OSError:
-                # a partial write leaves a torn last line; readers skip it, and the next append
-                # starts on a fresh line. The records are not written: the caller's error says why.
-                self._seen.difference_update(json.dumps(r, sort_keys=True) for r in fresh)
-                raise
+            while view:
+                view = view[os.write(fd, view) :]
+            self._last = (end + len(data) - 32, data[-32:])
         finally:
             os.close(fd)  # closing releases the lock
+        self._seen.update(fresh)
         return len(fresh)
+
+    def _gone(self, what: str) -> VaultError:
+        return VaultError(
+            f"the vault {what} {self.folder if what == 'folder' else self.path} was removed or"
+            " replaced while this process wrote to it: the records written before are not there,"
+            " so nothing more is released",
+            hint="put the vault back (from a backup) and run again: finished files are kept, and"
+            " a run writes the vault records of every file it meets again",
+        )
 
     def sync(self) -> None:
         """fsync the vault file (call at the end of a batch)."""
