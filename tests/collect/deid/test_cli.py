@@ -160,13 +160,12 @@ def test_refused_inputs_are_named_by_digest_not_by_their_patient_named_path(tmp_
 
 def test_deid_with_workers_named_loads_no_settings(tmp_path: Path) -> None:
     """With ``-j N`` no setting changes what `curata deid` does, so pydantic-settings (about 0.1
-    CPU-second to import) is not loaded; without it, [runtime] workers is read as by `curata ingest`.
-    Neither loads requests nor tqdm, which pydicom's test-data downloader would import."""
+    CPU-second to import) is not loaded; without it, [runtime] workers is read as by `curata ingest`."""
     _curata("keygen", "site.key", cwd=tmp_path)
     inp, _ = _tree(tmp_path)
     probe = ("import sys\nfrom curata.cli import main\nsys.argv = ['curata', *sys.argv[1:]]\n"
              "try:\n    main()\nfinally:\n"
-             "    print(sorted(m for m in ('curata.settings', 'pydantic_settings', 'requests', 'tqdm') if m in sys.modules))\n")  # fmt: skip
+             "    print(sorted(m for m in ('curata.settings', 'pydantic_settings') if m in sys.modules))\n")  # fmt: skip
     env = {**os.environ, "CURATA_RUNTIME__WORKERS": "1"}
     loaded = {}
     for args in (["-j", "1"], []):

@@ -47,7 +47,6 @@ def deid(
 ) -> None:
     """De-identify every DICOM file under INPUT into OUTPUT/<patient>/<study>/<series>/<instance>.dcm."""
     _one_blas_thread()
-    _import_pydicom_without_its_downloader_clients()
     from curata.collect.deid.batch import default_quarantine_dir, default_vault_dir, run_batch
     from curata.collect.deid.profile import load_profile
 
@@ -117,25 +116,6 @@ def _one_blas_thread() -> None:
     small files those threads cost about 0.1 CPU-second of the command's 2 (bench/deid.py)."""
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-
-def _import_pydicom_without_its_downloader_clients() -> None:
-    """pydicom loads its test-data downloader when it is first imported (``pydicom.data``, for named
-    colour palettes), and that imports requests (with urllib3, charset_normalizer, idna) and tqdm
-    where they are installed: about 0.05 CPU-second of the command, for nothing, since a
-    de-identification downloads nothing. Hidden while pydicom loads, the downloader falls back on
-    the standard library's urllib (it supports both); they import normally afterwards."""
-    if "pydicom" in sys.modules:
-        return
-    hidden = [name for name in ("requests", "tqdm") if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
-    try:
-        import pydicom  # noqa: F401
-    finally:
-        for name in hidden:
-            if sys.modules.get(name, ...) is None:
-                del sys.modules[name]
 
 
 review_app = typer.Typer(
