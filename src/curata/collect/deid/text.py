@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -417,6 +418,7 @@ _Needles = tuple[
 _DIGIT_RUN_STR = re.compile(r"[0-9]+")
 
 
+@lru_cache(maxsize=65536)
 def _num_part(num: str) -> str:
     """A part of a number's written form that every occurrence holds: its longest run of digits."""
     runs = _DIGIT_RUN_STR.findall(num)
@@ -449,6 +451,7 @@ class Matcher:
         self.words: set[str] = set(words)  # lower case, whole words
         self.nums: set[str] = set(nums)  # digits (and their separators), not inside a longer number
         self.cjk: set[str] = set(ids.cjk_names)
+        self._frozen = (subs, words, nums, frozenset(ids.cjk_names))  # the cached compilation's own
         self._byte_cache: dict[tuple[str, ...], list[tuple[bytes, str]]] = {}
         self._compiled: _Needles | None = None
 
@@ -457,15 +460,7 @@ class Matcher:
         boundary checks, never a regex: the needles differ for every patient, and compiling an
         alternation of them cost more than all the matching (a regex word character is ``str.isalnum``)."""
         if self._compiled is None:
-            subs = tuple(sorted(self.subs, key=len, reverse=True))
-            words = tuple(
-                (w, len(w) == 1 and is_cjk(w)) for w in sorted(self.words | self.cjk, key=len, reverse=True)
-            )
-            groups: dict[str, list[tuple[str, bool]]] = {}
-            for n in sorted(self.nums, key=len, reverse=True):
-                groups.setdefault(_num_part(n), []).append((n, n.isdigit()))
-            nums = tuple((part, tuple(group)) for part, group in groups.items())
-            self._compiled = (subs, words, nums)
+            self._compiled = _prepared(*self._frozen)
         return self._compiled
 
     def spans(self, text: str) -> list[tuple[int, int]]:
@@ -530,23 +525,37 @@ class Matcher:
         """
         if encodings in self._byte_cache:
             return self._byte_cache[encodings]
-        out = dict(
-            _value_needles(
-                frozenset(self.subs),
-                frozenset(self.words),
-                frozenset(self.nums),
-                frozenset(self.ids.raw),
-                encodings,
-            )
-        )
-        for u in self.ids.uids:
-            out[u.encode("ascii", "ignore")] = "uid"
-        # longest first; equal lengths keep their order (a stable sort, reversed or not)
-        result = [(needle, out[needle]) for needle in sorted(out, key=len, reverse=True)]
+        subs, words, nums, _ = self._frozen
+        key = (subs, words, nums, frozenset(self.ids.raw), encodings)
+        values = _value_needles(*key)
+        uids = dict.fromkeys(u.encode("ascii", "ignore") for u in self.ids.uids)
+        if any(u in values for u in uids):  # a UID that is also a value's needle: counted as a UID
+            out = dict(values)
+            out.update(dict.fromkeys(uids, "uid"))
+            result = [(needle, out[needle]) for needle in sorted(out, key=len, reverse=True)]
+        else:  # longest first; equal lengths keep their order: the values' (sorted once), then the UIDs
+            uid_needles = [(u, "uid") for u in sorted(uids, key=len, reverse=True)]
+            merged = heapq.merge(_sorted_value_needles(*key), uid_needles, key=lambda item: -len(item[0]))
+            result = list(merged)
         self._byte_cache[encodings] = result
         return result
 
 
+@lru_cache(maxsize=4096)
+def _prepared(
+    subs: frozenset[str], words: frozenset[str], nums: frozenset[str], cjk: frozenset[str]
+) -> _Needles:
+    """``Matcher._needles`` of these compiled identifiers (a patient's recur file after file, and a
+    date's many written forms made this cost more than the matching itself)."""
+    subs_t = tuple(sorted(subs, key=len, reverse=True))
+    words_t = tuple((w, len(w) == 1 and is_cjk(w)) for w in sorted(words | cjk, key=len, reverse=True))
+    groups: dict[str, list[tuple[str, bool]]] = {}
+    for n in sorted(nums, key=len, reverse=True):
+        groups.setdefault(_num_part(n), []).append((n, n.isdigit()))
+    return subs_t, words_t, tuple((part, tuple(group)) for part, group in groups.items())
+
+
+@lru_cache(maxsize=4096)
 def _compile(
     words: frozenset[str],
     dates: frozenset[str],
@@ -597,6 +606,20 @@ def _word_kind(w: str) -> tuple[str, str, str]:
     return norm, _kind(norm), w.lower().strip()
 
 
+@lru_cache(maxsize=1024)
+def _sorted_value_needles(
+    subs: frozenset[str],
+    words: frozenset[str],
+    nums: frozenset[str],
+    raws: frozenset[bytes],
+    encodings: tuple[str, ...],
+) -> tuple[tuple[bytes, str], ...]:
+    """``_value_needles`` longest first (equal lengths in their order), sorted once per identity."""
+    values = _value_needles(subs, words, nums, raws, encodings)
+    return tuple((n, values[n]) for n in sorted(values, key=len, reverse=True))
+
+
+@lru_cache(maxsize=1024)
 def _value_needles(
     subs: frozenset[str],
     words: frozenset[str],
