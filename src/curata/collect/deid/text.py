@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -534,9 +534,14 @@ class Matcher:
             out.update(dict.fromkeys(uids, "uid"))
             result = [(needle, out[needle]) for needle in sorted(out, key=len, reverse=True)]
         else:  # longest first; equal lengths keep their order: the values' (sorted once), then the UIDs
-            uid_needles = [(u, "uid") for u in sorted(uids, key=len, reverse=True)]
-            merged = heapq.merge(_sorted_value_needles(*key), uid_needles, key=lambda item: -len(item[0]))
-            result = list(merged)
+            ordered, lengths = _sorted_value_needles(*key)
+            result, done = [], 0
+            for u in sorted(uids, key=len, reverse=True):
+                at = bisect.bisect_right(lengths, -len(u))
+                result.extend(ordered[done:at])
+                result.append((u, "uid"))
+                done = at
+            result.extend(ordered[done:])
         self._byte_cache[encodings] = result
         return result
 
@@ -613,10 +618,12 @@ def _sorted_value_needles(
     nums: frozenset[str],
     raws: frozenset[bytes],
     encodings: tuple[str, ...],
-) -> tuple[tuple[bytes, str], ...]:
-    """``_value_needles`` longest first (equal lengths in their order), sorted once per identity."""
+) -> tuple[tuple[tuple[bytes, str], ...], tuple[int, ...]]:
+    """``_value_needles`` longest first (equal lengths in their order), sorted once per identity, and
+    their lengths negated (where a UID goes, by bisection)."""
     values = _value_needles(subs, words, nums, raws, encodings)
-    return tuple((n, values[n]) for n in sorted(values, key=len, reverse=True))
+    ordered = tuple((n, values[n]) for n in sorted(values, key=len, reverse=True))
+    return ordered, tuple(-len(n) for n, _ in ordered)
 
 
 @lru_cache(maxsize=1024)
