@@ -302,14 +302,12 @@ class _Ctx:
         over-approximation used to skip decoding values that certainly hold none."""
         matcher = self.ids.matcher()
         if self._probe is None or self._probe[0] is not matcher:
-            needles = matcher.byte_needles(tuple(self.encodings))
-            self._probe = (
-                matcher,
-                _by_part({n for n, k in needles if k == "sub"}),
-                _by_part(
-                    {n for n, k in needles if k != "sub"} | {w.encode() for w in matcher.words if w.isascii()}
-                ),
-            )
+            # the patient's groups are worked out once per identity; this file's UIDs are added
+            subs, plain = matcher.probe_groups(tuple(self.encodings), _by_part)
+            uids = _by_part({u.encode("ascii", "ignore") for u in self.ids.uids})
+            if uids:
+                plain = tuple(sorted((*plain, *uids), key=lambda group: group[0]))
+            self._probe = (matcher, subs, plain)
             self._held.clear()
         key = (data, binary)
         held = self._held.get(key)

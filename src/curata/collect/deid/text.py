@@ -5,8 +5,9 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from typing import TypeVar
 
 REDACTED = "*"
 _HONORIFICS = {"DR", "MR", "MRS", "MS", "MISS", "PROF", "MD", "PHD", "JR", "SR", "II", "III", "RN", "DDS"}
@@ -516,6 +517,12 @@ class Matcher:
                 merged.append((a, b))
         return merged
 
+    def probe_groups(self, encodings: tuple[str, ...], group: Callable[[set[bytes]], _G]) -> tuple[_G, _G]:
+        """``group`` (the engine's probe grouping) of this identity's byte needles: the substrings,
+        and the rest with the ASCII words (not the file's UIDs), worked out once per identity."""
+        subs, words, nums, _ = self._frozen
+        return _probe_groups(subs, words, nums, frozenset(self.ids.raw), encodings, group)
+
     def byte_needles(self, encodings: tuple[str, ...] = ()) -> list[tuple[bytes, str]]:
         """(lower-cased bytes, kind) for the raw-output scan, in every encoding a value can take.
 
@@ -609,6 +616,23 @@ def _date_forms_cached(da: str) -> tuple[str, ...]:
 def _word_kind(w: str) -> tuple[str, str, str]:
     norm = normalise(w)
     return norm, _kind(norm), w.lower().strip()
+
+
+_G = TypeVar("_G")
+
+
+@lru_cache(maxsize=1024)
+def _probe_groups(
+    subs: frozenset[str],
+    words: frozenset[str],
+    nums: frozenset[str],
+    raws: frozenset[bytes],
+    encodings: tuple[str, ...],
+    group: Callable[[set[bytes]], _G],
+) -> tuple[_G, _G]:
+    values = _value_needles(subs, words, nums, raws, encodings)
+    plain = {n for n, k in values.items() if k != "sub"} | {w.encode() for w in words if w.isascii()}
+    return group({n for n, k in values.items() if k == "sub"}), group(plain)
 
 
 @lru_cache(maxsize=1024)
