@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import operator
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -646,8 +647,10 @@ def _sorted_value_needles(
     """``_value_needles`` longest first (equal lengths in their order), sorted once per identity, and
     their lengths negated (where a UID goes, by bisection)."""
     values = _value_needles(subs, words, nums, raws, encodings)
-    ordered = tuple((n, values[n]) for n in sorted(values, key=len, reverse=True))
-    return ordered, tuple(-len(n) for n, _ in ordered)
+    keys = sorted(values, key=len, reverse=True)
+    return tuple(zip(keys, map(values.__getitem__, keys), strict=True)), tuple(
+        map(operator.neg, map(len, keys))
+    )
 
 
 @lru_cache(maxsize=1024)
@@ -673,11 +676,15 @@ def _value_needles(
         for data in _word_needles(text, encodings):
             if data not in out:
                 out[data] = "word"
-    for text in sorted(nums):
-        data = text.encode("ascii", "ignore")
+    for data in map(_ascii_bytes, sorted(nums)):
         if data and data not in out:
             out[data] = "date"
     return out
+
+
+@lru_cache(maxsize=65536)
+def _ascii_bytes(text: str) -> bytes:
+    return text.encode("ascii", "ignore")
 
 
 def _codecs(encodings: tuple[str, ...]) -> tuple[list[str], bool]:
