@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from functools import cache, lru_cache
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import pydicom
 import pydicom.config
@@ -37,9 +37,11 @@ from curata.collect.deid.pseudonyms import (
 from curata.collect.deid.table import action_maps, descriptor_tags, iod_allowed_tags, rules
 from curata.collect.deid.text import (
     _SEP_BYTES,
+    KEY_RUNS,
     Identifiers,
     Matcher,
     clean_text,
+    digit_keys,
     find_bounded,
     needle_part,
     normalise,
@@ -318,7 +320,7 @@ class _Ctx:
     def _holds(self, data: bytes, binary: bool, matcher: Matcher) -> bool:
         assert self._probe is not None
         _, subs, plain = self._probe
-        if not subs and not plain and not matcher.cjk:
+        if not subs and not plain and not matcher.cjk and not matcher.dates:
             return False
         if not binary and not data.isascii():
             return True  # case folding beyond ASCII needs the decoded text: look properly
@@ -329,6 +331,8 @@ class _Ctx:
                 break
             if part in low and any(n in low for n in group):
                 return True
+        if matcher.dates and _held_date(low, matcher):
+            return True
         norm = low.translate(None, _SEP_BYTES)
         size = len(norm)
         for shortest, part, group in subs:
@@ -337,6 +341,18 @@ class _Ctx:
             if part in norm and any(n in norm for n in group):
                 return True
         return False
+
+
+def _held_date(low: bytes, matcher: Matcher) -> bool:
+    """Whether a written form of one of the input's dates may be in ``low`` (lower-cased bytes)."""
+    runs = KEY_RUNS.findall(low)
+    if not runs:
+        return False
+    keys = digit_keys(runs)
+    for date in matcher.date_needles():
+        if not keys.isdisjoint(date.byte_keys) and any(n in low for n in date.data):
+            return True
+    return False
 
 
 def _by_part(needles: set[bytes]) -> tuple[tuple[int, bytes, tuple[bytes, ...]], ...]:
@@ -990,7 +1006,7 @@ class Deidentifier:
         hit = _decoded_hit(ds, matcher, ctx)
         if hit:
             raise DeidError(f"final gate: an identifying value of the input survived in {hit}; not released")
-        if not matcher.byte_needles(tuple(ctx.encodings)):
+        if not matcher.byte_needles(tuple(ctx.encodings), dates=False) and not matcher.dates:
             return
         output = _inflated(output, ds)
         px = ds.get("PixelData") if pixel_kept else None
@@ -1014,7 +1030,8 @@ class Deidentifier:
 
     @staticmethod
     def _scan_bytes(output: bytes, matcher: Matcher, ctx: _Ctx, spans: list[tuple[int, int]]) -> None:
-        needles = matcher.byte_needles(tuple(ctx.encodings))
+        needles = matcher.byte_needles(tuple(ctx.encodings), dates=False)
+        dates = matcher.date_needles()
         for start, end in spans:
             if end <= start:
                 continue  # nothing there (the context bytes alone hold no needle: see find_bounded)
@@ -1043,10 +1060,24 @@ class Deidentifier:
                         continue
                     pos = find_bounded(hay, needle, kind, start - lo, end - lo)
                 if pos >= 0:
-                    raise DeidError(
-                        f"final gate: an identifying value of the input survived near byte {pos + lo} "
-                        f"of the output ({_KIND_TEXT[kind]}); not released"
-                    )
+                    _refuse(pos + lo, kind)
+            if dates:  # a date's forms are looked for only where its keys are (DateNeedles)
+                keys = digit_keys(KEY_RUNS.findall(hay))
+                for date in dates:
+                    if keys.isdisjoint(date.byte_keys):
+                        continue
+                    for needle in date.data:
+                        if needle in hay:
+                            pos = find_bounded(hay, needle, "date", start - lo, end - lo)
+                            if pos >= 0:
+                                _refuse(pos + lo, "date")
+
+
+def _refuse(pos: int, kind: str) -> NoReturn:
+    raise DeidError(
+        f"final gate: an identifying value of the input survived near byte {pos} "
+        f"of the output ({_KIND_TEXT[kind]}); not released"
+    )
 
 
 _TIMEZONE_OFFSET = 0x00080201

@@ -443,7 +443,6 @@ class Matcher:
         # the same identifiers recur file after file (a patient's series): compiled once, cached
         subs, words, nums = _compile(
             frozenset(ids.words | ids.short_names),
-            frozenset(ids.dates),
             frozenset(ids.raw),
             exempt,
             demote,
@@ -453,6 +452,9 @@ class Matcher:
         self.words: set[str] = set(words)  # lower case, whole words
         self.nums: set[str] = set(nums)  # digits (and their separators), not inside a longer number
         self.cjk: set[str] = set(ids.cjk_names)
+        # a date's ~50 written forms are prepared once per date (see _date_needles), never merged
+        # into the needles of each file: the dates of a patient's files differ from file to file
+        self.dates: tuple[str, ...] = tuple(sorted(ids.dates))
         self._frozen = (subs, words, nums, frozenset(ids.cjk_names))  # the cached compilation's own
         self._byte_cache: dict[tuple[str, ...], list[tuple[bytes, str]]] = {}
         self._compiled: _Needles | None = None
@@ -494,19 +496,14 @@ class Matcher:
                 ):
                     found.append((pos, end))
                 pos = low.find(word, pos + 1)
-        for part, group in nums:
-            if part not in low:  # the many written forms of a date share a run of digits (its year)
-                continue
-            for num, digits_only in group:
-                n = len(num)
-                pos = low.find(num)
-                while pos >= 0:
-                    end = pos + n
-                    if (pos == 0 or low[pos - 1] not in _DIGITS_DOT) and (
-                        end == size or (low[end] not in _DIGITS and (digits_only or not _runs_on(low, end)))
-                    ):
-                        found.append((pos, end))
-                    pos = low.find(num, pos + 1)
+        if (nums or self.dates) and _ANY_DIGIT.search(low):  # every number and written date holds a digit
+            _find_nums(low, nums, found)
+            if self.dates:
+                keys = digit_keys(_KEY_RUNS_STR.findall(low))
+                for da in self.dates:
+                    date = _date_needles(da)
+                    if not keys.isdisjoint(date.keys):
+                        _find_nums(low, date.text, found, dates=True)
         if not found:
             return []
         found.sort()
@@ -524,13 +521,31 @@ class Matcher:
         subs, words, nums, _ = self._frozen
         return _probe_groups(subs, words, nums, frozenset(self.ids.raw), encodings, group)
 
-    def byte_needles(self, encodings: tuple[str, ...] = ()) -> list[tuple[bytes, str]]:
-        """(lower-cased bytes, kind) for the raw-output scan, in every encoding a value can take.
+    def byte_needles(self, encodings: tuple[str, ...] = (), *, dates: bool = True) -> list[tuple[bytes, str]]:
+        """(lower-cased bytes, kind) for the raw-output scan, in every encoding a value can take,
+        longest first.
 
         kind ``sub`` is matched in the output with separators dropped (normalised bytes); ``word``
         must stand alone, ``date``/``num`` must not sit inside a longer number, ``uid`` inside a
-        longer UID. Single CJK characters are left to the decoded-text scan.
+        longer UID. Single CJK characters are left to the decoded-text scan. ``dates=False`` leaves
+        out the written forms of the dates, which ``date_needles`` gives per date.
         """
+        if not dates:
+            return self._value_byte_needles(encodings)
+        key = (*encodings, "\0dates")
+        if key not in self._byte_cache:
+            out = dict(self._value_byte_needles(encodings))
+            for da in self.dates:
+                for needle in _date_needles(da).data:
+                    out.setdefault(needle, "date")
+            self._byte_cache[key] = [(n, out[n]) for n in sorted(out, key=len, reverse=True)]
+        return self._byte_cache[key]
+
+    def date_needles(self) -> tuple[DateNeedles, ...]:
+        """Each of the input's dates with its written forms, as text and as bytes (see DateNeedles)."""
+        return tuple(map(_date_needles, self.dates))
+
+    def _value_byte_needles(self, encodings: tuple[str, ...]) -> list[tuple[bytes, str]]:
         if encodings in self._byte_cache:
             return self._byte_cache[encodings]
         subs, words, nums, _ = self._frozen
@@ -562,22 +577,18 @@ def _prepared(
     date's many written forms made this cost more than the matching itself)."""
     subs_t = tuple(sorted(subs, key=len, reverse=True))
     words_t = tuple((w, len(w) == 1 and is_cjk(w)) for w in sorted(words | cjk, key=len, reverse=True))
-    groups: dict[str, list[tuple[str, bool]]] = {}
-    for n in sorted(nums, key=len, reverse=True):
-        groups.setdefault(_num_part(n), []).append((n, n.isdigit()))
-    return subs_t, words_t, tuple((part, tuple(group)) for part, group in groups.items())
+    return subs_t, words_t, _num_groups(nums)
 
 
 @lru_cache(maxsize=4096)
 def _compile(
     words: frozenset[str],
-    dates: frozenset[str],
     raws: frozenset[bytes],
     exempt: frozenset[str],
     demote: frozenset[str],
     only: frozenset[str] | None,
 ) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """(subs, words, nums) of a Matcher: see its docstring."""
+    """(subs, words, nums) of a Matcher, its dates apart: see its docstring."""
     subs: set[str] = set()
     whole: set[str] = set()
     nums: set[str] = set()
@@ -595,8 +606,6 @@ def _compile(
             nums.add(low)
             if norm != w.strip():
                 nums.add(norm)
-    for d in dates:
-        nums.update(_date_forms_cached(d))
     for raw in raws:
         for codec in ("utf-8", "latin-1"):
             text = raw.decode(codec, "replace")
@@ -606,9 +615,103 @@ def _compile(
     return frozenset(subs), frozenset(whole), frozenset(nums)
 
 
-@lru_cache(maxsize=8192)
-def _date_forms_cached(da: str) -> tuple[str, ...]:
-    return tuple(_date_forms(da))
+_NumGroups = tuple[tuple[str, tuple[tuple[str, bool], ...]], ...]  # (part, ((number, digits only), ...))
+
+
+def _num_groups(nums: Iterable[str]) -> _NumGroups:
+    """Numbers longest first, grouped by a part each of a group holds (``_num_part``)."""
+    groups: dict[str, list[tuple[str, bool]]] = {}
+    for n in sorted(nums, key=len, reverse=True):
+        groups.setdefault(_num_part(n), []).append((n, n.isdigit()))
+    return tuple((part, tuple(group)) for part, group in groups.items())
+
+
+def _find_nums(low: str, groups: _NumGroups, found: list[tuple[int, int]], *, dates: bool = False) -> None:
+    """Adds to ``found`` the spans of ``low`` where a number of ``groups`` stands on its own: not
+    after a digit or a dot, and not running on into a longer number. A date (``dates``) written in
+    digits alone may run on into a time, as a DT value does (19480614093000), as in the byte gate."""
+    size = len(low)
+    for part, group in groups:
+        if part not in low:  # the many written forms of a date share a run of digits (its year)
+            continue
+        for num, digits_only in group:
+            n = len(num)
+            pos = low.find(num)
+            while pos >= 0:
+                end = pos + n
+                if (pos == 0 or low[pos - 1] not in _DIGITS_DOT) and (
+                    end == size
+                    or (dates and digits_only)
+                    or (low[end] not in _DIGITS and (digits_only or not _runs_on(low, end)))
+                ):
+                    found.append((pos, end))
+                pos = low.find(num, pos + 1)
+
+
+class DateNeedles:
+    """One date's written forms (``_date_forms``), prepared once per date, and only as far as needed.
+
+    ``keys``: runs of digits of which every standing occurrence of a form puts one among the keys of
+    the text or bytes it is in (``digit_keys``). A form with a separator or a month name holds the
+    year (1948, or 48) as a whole run of digits; a form of digits alone (19480614, 1948614 from
+    1948年6月14日) begins a run, which may go on into a time. Where the keys do not meet, no form is
+    there, and none is looked for: the forms are grouped for text (``text``) or encoded (``data``) on
+    first use. ``tests/collect/deid/test_date_needles.py`` holds every form of many dates to this.
+    """
+
+    __slots__ = ("_data", "_text", "byte_keys", "forms", "keys")
+
+    def __init__(self, da: str) -> None:
+        self.forms = _date_forms(da)
+        keys = {da[:4], da[2:4]} if len(da) == 8 else {da}
+        for form in self.forms:
+            if form.isdigit():
+                keys.add(form)
+            elif not form.isascii():  # 1948年6月14日: its ASCII bytes are 1948614
+                spelled = form.encode("ascii", "ignore")
+                if spelled.isdigit():
+                    keys.add(spelled.decode("ascii"))
+        self.keys = frozenset(keys)
+        self.byte_keys = frozenset(k.encode("ascii") for k in keys)
+        self._text: _NumGroups | None = None
+        self._data: tuple[bytes, ...] | None = None
+
+    @property
+    def text(self) -> _NumGroups:
+        """The forms as text, grouped for ``Matcher.spans``."""
+        if self._text is None:
+            self._text = _num_groups(self.forms)
+        return self._text
+
+    @property
+    def data(self) -> tuple[bytes, ...]:
+        """The forms as ASCII bytes (kind "date"), longest first."""
+        if self._data is None:
+            spelled = {f.encode("ascii", "ignore") for f in self.forms}
+            spelled.discard(b"")
+            self._data = tuple(sorted(spelled, key=len, reverse=True))
+        return self._data
+
+
+# A form of digits alone is 6 to 8 digits long (year, month and day, with or without their zeros).
+_PREFIX_LENGTHS = (6, 7, 8)
+_date_needles = lru_cache(maxsize=8192)(DateNeedles)
+
+
+_K = TypeVar("_K", str, bytes)
+# runs of two digits or more: every key of a date is (a two-digit year is the shortest)
+_KEY_RUNS_STR = re.compile(r"[0-9]{2,}")
+KEY_RUNS = re.compile(rb"[0-9]{2,}")
+
+
+def digit_keys(runs: list[_K]) -> set[_K]:
+    """The runs of digits of a text (``findall`` of a digit run) and their first 6, 7 and 8 digits:
+    what ``DateNeedles.keys`` are compared with."""
+    keys = set(runs)
+    for run in runs:
+        if len(run) > _PREFIX_LENGTHS[0]:
+            keys.update(run[:k] for k in _PREFIX_LENGTHS if k < len(run))
+    return keys
 
 
 # Identifying values recur from file to file (a patient's series, a hospital's name): what each

@@ -1,0 +1,76 @@
+"""A date's written forms are looked for only where the date's keys are (``DateNeedles``): a text or
+byte string that holds a standing form of a date always holds one of its keys, so the shortcut never
+hides a date. Checked for every form of many dates, in text (cleaning), in bytes (the gate) and in
+the probe that decides which raw values are decoded."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curata.collect.deid.engine import _held_date
+from curata.collect.deid.text import (
+    _KEY_RUNS_STR,
+    KEY_RUNS,
+    Identifiers,
+    _date_forms,
+    _date_needles,
+    digit_keys,
+    find_identifier,
+)
+
+dates = st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2099, 12, 31)).map(
+    lambda d: d.strftime("%Y%m%d")
+)
+# what may stand around a form in a header or a report: not a digit, nor a dot before it
+around = st.sampled_from(["", " ", "^", "DOB ", "\\", "born: ", "(", "x", "\x00"])
+
+
+def _ids(da: str) -> Identifiers:
+    ids = Identifiers()
+    ids.add_date(da)
+    return ids
+
+
+@settings(max_examples=60, deadline=None)
+@given(dates, around, around)
+def test_every_form_of_a_date_meets_its_keys_and_is_found(da: str, before: str, after: str) -> None:
+    needles = _date_needles(da)
+    matcher = _ids(da).matcher()
+    for form in _date_forms(da):
+        text = f"{before}{form}{after}"
+        assert not needles.keys.isdisjoint(digit_keys(_KEY_RUNS_STR.findall(text.lower()))), form
+        assert matcher.spans(text), form
+        data = text.encode("ascii", "ignore")
+        if not any(ch.isdigit() for ch in form.encode("ascii", "ignore").decode()):
+            continue
+        low = data.lower()
+        assert not needles.byte_keys.isdisjoint(digit_keys(KEY_RUNS.findall(low))), form
+        assert find_identifier(data, matcher.byte_needles()) == "date", form
+        assert _held_date(low, matcher), form
+
+
+def test_a_form_of_digits_alone_may_run_on_into_a_time() -> None:
+    matcher = _ids("19480614").matcher()
+    assert matcher.spans("acquired 19480614093000.000")
+    assert _held_date(b"19480614093000.000", matcher)
+    assert find_identifier(b"19480614093000.000", matcher.byte_needles()) == "date"
+
+
+def test_other_dates_and_longer_numbers_are_not_taken_for_the_date() -> None:
+    matcher = _ids("19480614").matcher()
+    for text in (
+        "14.06.1949",
+        "2.14.6.1948.3",
+        "1.2.840.10008.1948.6.14",
+        "114/6/1948",
+        "14/6/19481",
+        "06141949",
+    ):
+        assert not matcher.spans(text), text
+        assert find_identifier(text.encode(), matcher.byte_needles()) is None, text
+    # a text without the year's digits is not searched at all
+    assert not _held_date(b"14 june", matcher)
+    assert not _held_date(b"no digits here", matcher)
