@@ -43,9 +43,9 @@ def test_every_form_of_a_date_meets_its_keys_and_is_found(da: str, before: str, 
         text = f"{before}{form}{after}"
         assert not needles.keys.isdisjoint(digit_keys(_KEY_RUNS_STR.findall(text.lower()))), form
         assert matcher.spans(text), form
-        data = text.encode("ascii", "ignore")
-        if not any(ch.isdigit() for ch in form.encode("ascii", "ignore").decode()):
+        if not form.isascii():  # CJK and Korean forms: the decoded text's (spans, above)
             continue
+        data = text.encode("ascii")
         low = data.lower()
         assert not needles.byte_keys.isdisjoint(digit_keys(KEY_RUNS.findall(low))), form
         assert find_identifier(data, matcher.byte_needles()) == "date", form
@@ -74,3 +74,14 @@ def test_other_dates_and_longer_numbers_are_not_taken_for_the_date() -> None:
     # a text without the year's digits is not searched at all
     assert not _held_date(b"14 june", matcher)
     assert not _held_date(b"no digits here", matcher)
+
+
+def test_the_digits_of_a_cjk_form_are_not_taken_for_another_date() -> None:
+    # 2001年1月01日 is 2001101 in ASCII digits alone: that began 20011013, a shifted date of the same
+    # file, and the gate refused it
+    matcher = _ids("20010101").matcher()
+    header = b"\x08\x00\x12\x00DA\x08\x0020011013\x08\x00\x13\x00TM"
+    assert find_identifier(header, matcher.byte_needles()) is None
+    assert not _held_date(header.lower(), matcher)
+    assert not matcher.spans("created 20011013")
+    assert matcher.spans("검사일 2001년 1월 1일") and matcher.spans("2001年1月01日")

@@ -652,9 +652,9 @@ class DateNeedles:
     """One date's written forms (``_date_forms``), prepared once per date, and only as far as needed.
 
     ``keys``: runs of digits of which every standing occurrence of a form puts one among the keys of
-    the text or bytes it is in (``digit_keys``). A form with a separator or a month name holds the
-    year (1948, or 48) as a whole run of digits; a form of digits alone (19480614, 1948614 from
-    1948年6月14日) begins a run, which may go on into a time. Where the keys do not meet, no form is
+    the text or bytes it is in (``digit_keys``). A form with a separator, a month name or a CJK
+    character holds the year (1948, or 48) as a whole run of digits; a form of digits alone
+    (19480614, 14061948) begins a run, which may go on into a time. Where the keys do not meet, no form is
     there, and none is looked for: the forms are grouped for text (``text``) or encoded (``data``) on
     first use. ``tests/collect/deid/test_date_needles.py`` holds every form of many dates to this.
     """
@@ -664,13 +664,7 @@ class DateNeedles:
     def __init__(self, da: str) -> None:
         self.forms = _date_forms(da)
         keys = {da[:4], da[2:4]} if len(da) == 8 else {da}
-        for form in self.forms:
-            if form.isdigit():
-                keys.add(form)
-            elif not form.isascii():  # 1948年6月14日: its ASCII bytes are 1948614
-                spelled = form.encode("ascii", "ignore")
-                if spelled.isdigit():
-                    keys.add(spelled.decode("ascii"))
+        keys.update(form for form in self.forms if form.isdigit())
         self.keys = frozenset(keys)
         self.byte_keys = frozenset(k.encode("ascii") for k in keys)
         self._text: _NumGroups | None = None
@@ -685,16 +679,18 @@ class DateNeedles:
 
     @property
     def data(self) -> tuple[bytes, ...]:
-        """The forms as ASCII bytes (kind "date"), longest first."""
+        """The ASCII forms as bytes (kind "date"), longest first. The CJK and Korean forms are left to
+        the decoded text: in no encoding are their digits next to each other (their ASCII digits
+        alone, 1948614 for 1948年6月14日, were taken for the start of 19486140 and other dates)."""
         if self._data is None:
-            spelled = {f.encode("ascii", "ignore") for f in self.forms}
-            spelled.discard(b"")
-            self._data = tuple(sorted(spelled, key=len, reverse=True))
+            self._data = tuple(
+                sorted((f.encode("ascii") for f in self.forms if f.isascii()), key=len, reverse=True)
+            )
         return self._data
 
 
-# A form of digits alone is 6 to 8 digits long (year, month and day, with or without their zeros).
-_PREFIX_LENGTHS = (6, 7, 8)
+# A form of digits alone is 8 digits long (year, month and day with their zeros, in some order).
+_COMPACT = 8
 _date_needles = lru_cache(maxsize=8192)(DateNeedles)
 
 
@@ -705,12 +701,10 @@ KEY_RUNS = re.compile(rb"[0-9]{2,}")
 
 
 def digit_keys(runs: list[_K]) -> set[_K]:
-    """The runs of digits of a text (``findall`` of a digit run) and their first 6, 7 and 8 digits:
-    what ``DateNeedles.keys`` are compared with."""
+    """The runs of digits of a text (``findall`` of a digit run), and the first 8 digits of the longer
+    ones: what ``DateNeedles.keys`` are compared with."""
     keys = set(runs)
-    for run in runs:
-        if len(run) > _PREFIX_LENGTHS[0]:
-            keys.update(run[:k] for k in _PREFIX_LENGTHS if k < len(run))
+    keys.update(run[:_COMPACT] for run in runs if len(run) > _COMPACT)
     return keys
 
 
