@@ -38,7 +38,10 @@ def _ids(da: str) -> Identifiers:
 @given(dates, around, around)
 def test_every_form_of_a_date_meets_its_keys_and_is_found(da: str, before: str, after: str) -> None:
     needles = _date_needles(da)
-    matcher = _ids(da).matcher()
+    ids = _ids(da)
+    matcher = ids.matcher()
+    gate = ids.gate_needles()  # what slides, VCFs and clinical tables are checked with
+    assert gate and not list(gate)  # the dates alone, kept apart: still something to look for
     for form in _date_forms(da):
         text = f"{before}{form}{after}"
         assert not needles.keys.isdisjoint(digit_keys(_KEY_RUNS_STR.findall(text.lower()))), form
@@ -49,6 +52,7 @@ def test_every_form_of_a_date_meets_its_keys_and_is_found(da: str, before: str, 
         low = data.lower()
         assert not needles.byte_keys.isdisjoint(digit_keys(KEY_RUNS.findall(low))), form
         assert find_identifier(data, matcher.byte_needles()) == "date", form
+        assert find_identifier(data, gate) == "date", form
         assert _held_date(low, matcher), form
 
 
@@ -71,6 +75,7 @@ def test_other_dates_and_longer_numbers_are_not_taken_for_the_date() -> None:
     ):
         assert not matcher.spans(text), text
         assert find_identifier(text.encode(), matcher.byte_needles()) is None, text
+        assert find_identifier(text.encode(), _ids("19480614").gate_needles()) is None, text
     # a text without the year's digits is not searched at all
     assert not _held_date(b"14 june", matcher)
     assert not _held_date(b"no digits here", matcher)

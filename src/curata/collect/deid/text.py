@@ -408,9 +408,23 @@ class Identifiers:
         """Compatibility: the identifiers (lower case) that occur in ``low``."""
         return [low[a:b] for a, b in self.matcher().spans(low)]
 
-    def gate_needles(self, encodings: Iterable[str] = ()) -> list[tuple[bytes, str]]:
-        """Compatibility: (bytes, kind) of the byte gate; see ``Matcher.byte_needles``."""
-        return self.matcher().byte_needles(tuple(encodings))
+    def gate_needles(self, encodings: Iterable[str] = ()) -> GateNeedles:
+        """What ``find_identifier`` looks for: (bytes, kind) of the byte gate (``Matcher.byte_needles``),
+        the dates' written forms apart (looked for only where their keys are)."""
+        matcher = self.matcher()
+        return GateNeedles(matcher.byte_needles(tuple(encodings), dates=False), matcher.date_needles())
+
+
+class GateNeedles(list[tuple[bytes, str]]):
+    """(bytes, kind) needles of values and UIDs, longest first, and ``dates`` (``DateNeedles``) apart:
+    true when either holds something."""
+
+    def __init__(self, needles: Iterable[tuple[bytes, str]], dates: tuple[DateNeedles, ...] = ()) -> None:
+        super().__init__(needles)
+        self.dates = dates
+
+    def __bool__(self) -> bool:
+        return len(self) > 0 or bool(self.dates)
 
 
 # (substrings, (whole word, anywhere), (a run of digits, its numbers (number, digits only))) of a Matcher
@@ -899,7 +913,8 @@ def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> 
 
 
 def find_identifier(data: bytes, needles: list[tuple[bytes, str]]) -> str | None:
-    """The kind of the first identifier of ``needles`` (``Matcher.byte_needles``) found in ``data``: long
+    """The kind of the first identifier of ``needles`` (``Identifiers.gate_needles``, or a plain list
+    such as ``Matcher.byte_needles``) found in ``data``: long
     values as substrings of the lower-cased bytes with every separator removed (so ``MRN-77123``,
     ``mrn 77123`` and ``MRN77123`` all match), short ones, dates and UIDs only where they stand alone.
     The same rules as the DICOM engine's byte gate; None when none is found."""
@@ -916,6 +931,15 @@ def find_identifier(data: bytes, needles: list[tuple[bytes, str]]) -> str | None
                 low = data.lower()
             if find_bounded(low, needle, kind, 0, len(low)) >= 0:
                 return kind
+    dates = getattr(needles, "dates", ())
+    if dates:  # a date's forms only where its keys are (DateNeedles)
+        low = data.lower() if low is None else low
+        keys = digit_keys(KEY_RUNS.findall(low))
+        for date in dates:
+            if not keys.isdisjoint(date.byte_keys):
+                for needle in date.data:
+                    if needle in low and find_bounded(low, needle, "date", 0, len(low)) >= 0:
+                        return "date"
     return None
 
 
