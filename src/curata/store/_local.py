@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from curata._io import fsync_dir
+from curata._io import fsync_dir, fsync_file, sync_filesystem
 from curata.errors import BlobNotFound, StoreError
 from curata.store._base import CHUNK, BlobStore, check_digest, is_digest, shard
 
@@ -69,13 +69,16 @@ class LocalStore(BlobStore):
             tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot write a blob into {self.root}: {exc.strerror}") from exc
 
-    def stage_bytes(self, data: bytes, *, digest: str | None = None) -> tuple[str, Path | None]:
+    def stage_bytes(
+        self, data: bytes, *, digest: str | None = None, sync: bool = True
+    ) -> tuple[str, Path | None]:
         """Write and fsync ``data`` under the temp folder, *without* giving it its name, for a writer
         that names many blobs at once (:meth:`commit_staged`): ``(digest, temp path)``, or ``(digest,
         None)`` when the blob is already stored (a final name only ever appears after its bytes were
         fsynced). The data flush runs here, in each caller's thread or process, so the flushes of
         concurrent senders overlap instead of queueing behind one writer. ``digest``: as for
-        :meth:`put_bytes`."""
+        :meth:`put_bytes`. ``sync=False`` leaves the flush to :meth:`commit_staged` (``synced=False``),
+        which flushes a whole batch at once."""
         digest = digest or hashlib.sha256(data).hexdigest()
         if self._path(digest).exists():
             return digest, None
@@ -83,21 +86,35 @@ class LocalStore(BlobStore):
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if sync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot write a blob into {self.root}: {exc.strerror}") from exc
         return digest, tmp
 
-    def commit_staged(self, staged: list[tuple[str, Path]], also: Iterable[str] = ()) -> None:
+    def commit_staged(
+        self, staged: list[tuple[str, Path]], also: Iterable[str] = (), *, synced: bool = True
+    ) -> None:
         """Name a batch of staged (already fsynced) blobs: rename each into place, then fsync each
         folder once, so the names are durable together. ``also`` names blobs that were already stored:
         their folders are fsynced too, so a name another writer renamed a moment ago is durable before
         the caller commits a row pointing at it. Until this returns nothing may point at the blobs; a
-        crash before it leaves temp files only."""
+        crash before it leaves temp files only.
+
+        ``synced=False``: the blobs were staged without their flush (``stage_bytes(sync=False)``). The
+        batch is then flushed with two ``syncfs`` calls, one before the renames (a final name still only
+        ever appears after its bytes are on disk) and one after them, instead of a flush per blob and
+        per folder; where ``syncfs`` is missing, each blob is flushed, then its folder, as above."""
         folders: set[Path] = {self._path(d).parent for d in also}
+        group = False
         try:
+            if not synced and staged:
+                group = sync_filesystem(self.root)
+                if not group:
+                    for _digest, tmp in staged:
+                        fsync_file(tmp)
             for digest, tmp in staged:
                 final = self._path(digest)
                 folders.add(final.parent)
@@ -109,6 +126,8 @@ class LocalStore(BlobStore):
                     folders.update((final.parent.parent, final.parent.parent.parent))
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, final)
+            if group and sync_filesystem(self.root):
+                return
             for folder in folders:
                 fsync_dir(folder)
         except OSError as exc:

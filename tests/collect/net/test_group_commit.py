@@ -183,3 +183,62 @@ def test_staged_blobs_of_a_killed_gateway_are_swept_but_not_those_in_flight(tmp_
     os.utime(old, (two_hours_ago, two_hours_ago))
     assert store.sweep_temp(older_than=3600) == 1
     assert not old.exists() and fresh.exists()
+
+
+def _recording(monkeypatch, events: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Records the store's flushes and renames, in order (the real calls still run)."""
+    import curata.store._local as local
+
+    real_syncfs, real_replace, real_fsync = local.sync_filesystem, os.replace, os.fsync
+
+    def syncfs(path):  # type: ignore[no-untyped-def]
+        done = real_syncfs(path)
+        events.append("syncfs" if done else "no syncfs")
+        return done
+
+    def replace(a, b):  # type: ignore[no-untyped-def]
+        events.append("rename")
+        return real_replace(a, b)
+
+    def fsync(fd):  # type: ignore[no-untyped-def]
+        events.append("fsync")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(local, "sync_filesystem", syncfs)
+    monkeypatch.setattr(local.os, "replace", replace)
+    monkeypatch.setattr(local.os, "fsync", fsync)
+    import curata._io as io_mod
+
+    monkeypatch.setattr(io_mod.os, "fsync", fsync)
+
+
+def test_a_batch_staged_without_flushes_is_flushed_before_its_names_appear(
+    tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from curata.store import open_store
+
+    store = open_store(str(tmp_path / "store"))
+    events: list[str] = []
+    _recording(monkeypatch, events)
+    staged = [store.stage_bytes(f"slice {i}".encode(), sync=False) for i in range(5)]
+    assert events == []  # nothing flushed while staging
+    store.commit_staged([(d, t) for d, t in staged if t is not None], synced=False)
+    # one flush of the filesystem before any name appears, one after the renames; no flush per blob
+    assert events == ["syncfs", *["rename"] * 5, "syncfs"]
+    assert [store.get_bytes(d) for d, _ in staged] == [f"slice {i}".encode() for i in range(5)]
+
+
+def test_without_syncfs_each_staged_blob_is_flushed_before_its_name(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import curata._io as io_mod
+    from curata.store import open_store
+
+    monkeypatch.setattr(io_mod, "_SYNCFS", False)  # a C library without syncfs(2)
+    store = open_store(str(tmp_path / "store"))
+    events: list[str] = []
+    _recording(monkeypatch, events)
+    staged = [store.stage_bytes(f"slice {i}".encode(), sync=False) for i in range(3)]
+    store.commit_staged([(d, t) for d, t in staged if t is not None], synced=False)
+    first_rename = events.index("rename")
+    assert events[:first_rename] == ["no syncfs", "fsync", "fsync", "fsync"]
+    assert events.count("rename") == 3 and events[-1] == "fsync"  # then the folders
+    assert [store.get_bytes(d) for d, _ in staged] == [f"slice {i}".encode() for i in range(3)]

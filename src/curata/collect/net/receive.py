@@ -21,6 +21,7 @@ so a resumed pull fetches only what is missing; the original UID is never writte
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -83,12 +84,13 @@ class _StagingStore:
     names it (:meth:`LocalStore.commit_staged`) only once the outcome is to be filed, so a refused input
     leaves no blob behind. Anything else goes through."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, sync: bool = True) -> None:
         self._store = store
+        self.sync = sync
         self.staged: Staged = []
 
     def put_bytes(self, data: bytes, *, digest: str | None = None) -> str:
-        digest, tmp = self._store.stage_bytes(data, digest=digest)
+        digest, tmp = self._store.stage_bytes(data, digest=digest, sync=self.sync)
         if tmp is not None:
             self.staged.append((digest, tmp))
         return str(digest)
@@ -97,14 +99,17 @@ class _StagingStore:
         return getattr(self._store, name)
 
 
-def process_staged(item: tuple[str, bytes], ctx: Any = None) -> tuple[IngestOutcome, Staged]:
-    """:func:`process_one` with blob writes staged (not yet durable) when the store can stage them.
-    Runs in the receiving thread or in a pool worker (``ctx`` None: the worker's own context)."""
+def process_staged(
+    item: tuple[str, bytes], ctx: Any = None, *, sync: bool = True
+) -> tuple[IngestOutcome, Staged]:
+    """:func:`process_one` with blob writes staged (not yet named) when the store can stage them.
+    Runs in the receiving thread or in a pool worker (``ctx`` None: the worker's own context).
+    ``sync=False``: the blobs are not flushed either; the batch's ``commit_staged(synced=False)`` does."""
     ctx = ctx if ctx is not None else current_worker_context()
     store = ctx.store
     if not hasattr(store, "stage_bytes"):  # a remote store: every put is durable on its own
         return process_one(item, ctx), []
-    staging = _StagingStore(store)
+    staging = _StagingStore(store, sync)
     ctx.store = staging
     try:
         outcome = process_one(item, ctx)
@@ -113,10 +118,16 @@ def process_staged(item: tuple[str, bytes], ctx: Any = None) -> tuple[IngestOutc
     return outcome, staging.staged
 
 
-def process_staged_file(item: tuple[str, str], ctx: Any = None) -> tuple[IngestOutcome, Staged]:
+def process_staged_file(
+    item: tuple[str, str], ctx: Any = None, *, sync: bool = True
+) -> tuple[IngestOutcome, Staged]:
     """:func:`process_staged` for ``(source, path)``: the bytes are read here, in the worker."""
     source, path = item
-    return process_staged((source, Path(path).read_bytes()), ctx)
+    return process_staged((source, Path(path).read_bytes()), ctx, sync=sync)
+
+
+# the spool's drain files a batch at once: its blobs are flushed together, by commit_staged
+_process_batch_file = functools.partial(process_staged_file, sync=False)
 
 
 def _discard(staged: Staged) -> None:
@@ -188,7 +199,7 @@ class Receiver:
         made: list[tuple[int, IngestOutcome, Staged, str | None, str]] = []
         for path, source, source_uid, peer in items:
             try:
-                done = self._deidentify(process_staged_file, (source, str(path)))
+                done = self._deidentify(_process_batch_file, (source, str(path)))
             except Exception as exc:
                 results.append(exc)
                 continue
@@ -199,7 +210,7 @@ class Receiver:
         # shard folders, flushed once instead of once per blob
         ingested = [(outcome, staged) for _, outcome, staged, _, _ in made if outcome.status == "ingested"]
         try:
-            self._make_durable(ingested)
+            self._make_durable(ingested, synced=False)
         except Exception as exc:  # the staged blobs are discarded; these instances stay unfiled
             for index, outcome, _, _, _ in made:
                 if outcome.status == "ingested":
@@ -381,7 +392,7 @@ class Receiver:
         for job in jobs:
             job.done.set()
 
-    def _make_durable(self, made: list[tuple[IngestOutcome, Staged]]) -> None:
+    def _make_durable(self, made: list[tuple[IngestOutcome, Staged]], *, synced: bool = True) -> None:
         """Rename the staged (fsynced) blobs of these outcomes into place and fsync their folders,
         each folder once; a blob that was stored already has its folder fsynced too (another thread
         or listener may have named it a moment ago, its folder not flushed yet). Remote stores wrote
@@ -401,7 +412,10 @@ class Receiver:
             if d and d not in named
         ]
         try:
-            store.commit_staged(staged, also=stored)
+            if synced:
+                store.commit_staged(staged, also=stored)
+            else:  # staged without their flush: the batch is flushed at once
+                store.commit_staged(staged, also=stored, synced=False)
         except Exception:
             _discard(staged)
             log.error("a received blob could not be made durable")
