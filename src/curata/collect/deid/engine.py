@@ -1030,7 +1030,7 @@ class Deidentifier:
 
     @staticmethod
     def _scan_bytes(output: bytes, matcher: Matcher, ctx: _Ctx, spans: list[tuple[int, int]]) -> None:
-        needles = matcher.byte_needles(tuple(ctx.encodings), dates=False)
+        plan = matcher.gate_plan(tuple(ctx.encodings))
         dates = matcher.date_needles()
         for start, end in spans:
             if end <= start:
@@ -1038,29 +1038,28 @@ class Deidentifier:
             # one span at a time, lower-cased with a byte of context on each side for the boundary test
             lo = max(0, start - 1)
             hay = output[lo : end + 1].lower()
-            squeezed = hay.translate(None, _SEP_BYTES)
-            # a needle is looked for only where a part of it occurs (needle_part: the many written
-            # forms of a date share their year, a name's run-together forms their first letters)
-            present: dict[bytes, bool] = {}
-            present_sub: dict[bytes, bool] = {}
-            for needle, kind in needles:
-                part = needle_part(needle)
-                if kind == "sub":
-                    found = present_sub.get(part)
-                    if found is None:
-                        found = present_sub[part] = part in squeezed
-                    if not found:
-                        continue
-                    pos = squeezed.find(needle)
-                else:
-                    found = present.get(part)
-                    if found is None:
-                        found = present[part] = part in hay
-                    if not found or needle not in hay:
-                        continue
-                    pos = find_bounded(hay, needle, kind, start - lo, end - lo)
-                if pos >= 0:
-                    _refuse(pos + lo, kind)
+            # a needle is looked for only where a part of it occurs (needle_part: a name's spellings
+            # share their first letters, an ID its digits), each part once per span
+            if plan.subs:
+                squeezed = hay.translate(None, _SEP_BYTES)
+                for part, group in plan.subs:
+                    if part in squeezed:
+                        for needle in group:
+                            pos = squeezed.find(needle)
+                            if pos >= 0:
+                                _refuse(pos + lo, "sub")
+            for part, pairs in plan.plain:
+                if part in hay:
+                    for needle, kind in pairs:
+                        if needle in hay:
+                            pos = find_bounded(hay, needle, kind, start - lo, end - lo)
+                            if pos >= 0:
+                                _refuse(pos + lo, kind)
+            for uid in plan.uids:
+                if uid in hay:
+                    pos = find_bounded(hay, uid, "uid", start - lo, end - lo)
+                    if pos >= 0:
+                        _refuse(pos + lo, "uid")
             if dates:  # a date's forms are looked for only where its keys are (DateNeedles)
                 keys = digit_keys(KEY_RUNS.findall(hay))
                 for date in dates:

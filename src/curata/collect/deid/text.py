@@ -8,7 +8,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 REDACTED = "*"
 _HONORIFICS = {"DR", "MR", "MRS", "MS", "MISS", "PROF", "MD", "PHD", "JR", "SR", "II", "III", "RN", "DDS"}
@@ -555,6 +555,14 @@ class Matcher:
             self._byte_cache[key] = [(n, out[n]) for n in sorted(out, key=len, reverse=True)]
         return self._byte_cache[key]
 
+    def gate_plan(self, encodings: tuple[str, ...] = ()) -> GatePlan:
+        """``byte_needles(dates=False)`` arranged for scanning: the values' needles grouped by a part each
+        of a group holds (``needle_part``; worked out once per identity), and this input's UIDs."""
+        subs, words, nums, _ = self._frozen
+        sub_groups, plain_groups = _gate_groups(subs, words, nums, frozenset(self.ids.raw), encodings)
+        uids = tuple(sorted({u.encode("ascii", "ignore") for u in self.ids.uids}, key=len, reverse=True))
+        return GatePlan(sub_groups, plain_groups, uids)
+
     def date_needles(self) -> tuple[DateNeedles, ...]:
         """Each of the input's dates with its written forms, as text and as bytes (see DateNeedles)."""
         return tuple(map(_date_needles, self.dates))
@@ -745,6 +753,42 @@ def _probe_groups(
     values = _value_needles(subs, words, nums, raws, encodings)
     plain = {n for n, k in values.items() if k != "sub"} | {w.encode() for w in words if w.isascii()}
     return group({n for n, k in values.items() if k == "sub"}), group(plain)
+
+
+class GatePlan(NamedTuple):
+    """A Matcher's byte needles as the gate scans them (``Matcher.gate_plan``): ``subs`` (matched in
+    the squeezed bytes) and ``plain`` ((needle, kind) that must stand on their own) grouped by a part
+    every needle of the group holds, and ``uids``. Its dates are ``Matcher.date_needles``."""
+
+    subs: tuple[tuple[bytes, tuple[bytes, ...]], ...]
+    plain: tuple[tuple[bytes, tuple[tuple[bytes, str], ...]], ...]
+    uids: tuple[bytes, ...]
+
+
+@lru_cache(maxsize=1024)
+def _gate_groups(
+    subs: frozenset[str],
+    words: frozenset[str],
+    nums: frozenset[str],
+    raws: frozenset[bytes],
+    encodings: tuple[str, ...],
+) -> tuple[
+    tuple[tuple[bytes, tuple[bytes, ...]], ...], tuple[tuple[bytes, tuple[tuple[bytes, str], ...]], ...]
+]:
+    """``GatePlan.subs`` and ``GatePlan.plain`` of an identity (its values' needles, longest first)."""
+    values = _value_needles(subs, words, nums, raws, encodings)
+    sub_groups: dict[bytes, list[bytes]] = {}
+    plain_groups: dict[bytes, list[tuple[bytes, str]]] = {}
+    for needle in sorted(values, key=len, reverse=True):
+        kind = values[needle]
+        if kind == "sub":
+            sub_groups.setdefault(needle_part(needle), []).append(needle)
+        else:
+            plain_groups.setdefault(needle_part(needle), []).append((needle, kind))
+    return (
+        tuple((part, tuple(group)) for part, group in sub_groups.items()),
+        tuple((part, tuple(group)) for part, group in plain_groups.items()),
+    )
 
 
 @lru_cache(maxsize=1024)
