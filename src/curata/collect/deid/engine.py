@@ -40,10 +40,11 @@ from curata.collect.deid.text import (
     KEY_RUNS,
     Identifiers,
     Matcher,
+    ProbeGroups,
     clean_text,
     digit_keys,
     find_bounded,
-    needle_part,
+    group_by_part,
     normalise,
 )
 from curata.collect.deid.vault import Vault
@@ -270,7 +271,7 @@ def _safe_private() -> frozenset[tuple[str, int, int]]:
     )
 
 
-_Groups = tuple[tuple[int, bytes, tuple[bytes, ...]], ...]  # see _by_part
+_Groups = ProbeGroups
 
 
 class _Ctx:
@@ -305,8 +306,8 @@ class _Ctx:
         matcher = self.ids.matcher()
         if self._probe is None or self._probe[0] is not matcher:
             # the patient's groups are worked out once per identity; this file's UIDs are added
-            subs, plain = matcher.probe_groups(tuple(self.encodings), _by_part)
-            uids = _by_part({u.encode("ascii", "ignore") for u in self.ids.uids})
+            subs, plain = matcher.probe_groups(tuple(self.encodings))
+            uids = group_by_part({u.encode("ascii", "ignore") for u in self.ids.uids})
             if uids:
                 plain = tuple(sorted((*plain, *uids), key=lambda group: group[0]))
             self._probe = (matcher, subs, plain)
@@ -353,18 +354,6 @@ def _held_date(low: bytes, matcher: Matcher) -> bool:
         if not keys.isdisjoint(date.byte_keys) and any(n in low for n in date.data):
             return True
     return False
-
-
-def _by_part(needles: set[bytes]) -> tuple[tuple[int, bytes, tuple[bytes, ...]], ...]:
-    """``needles`` grouped by a part that each of a group holds (``needle_part``), as (length of the
-    group's shortest needle, part, needles), shortest first: a value is looked at once per part (a
-    date's forms share their year), and a short value stops at the first group longer than itself."""
-    groups: dict[bytes, list[bytes]] = {}
-    for n in needles:
-        groups.setdefault(needle_part(n), []).append(n)
-    return tuple(
-        sorted(((min(map(len, g)), part, tuple(g)) for part, g in groups.items()), key=lambda x: x[0])
-    )
 
 
 class Deidentifier:
@@ -1268,24 +1257,38 @@ def _exemptions(
     profile: Profile, words: frozenset[str], strong: frozenset[str], coded_terms: frozenset[str]
 ) -> tuple[frozenset[str], frozenset[str]]:
     """(exempt, demote) of ``Deidentifier._gate_matcher``: see there."""
-    own_norm, own_tokens = _own_text(profile)
     exempt, demote = set(), set()
     coded = {normalise(c) for c in coded_terms}
+    own_norm, own_tokens = _own_text(profile)
     for w in words:
-        norm = normalise(w)
+        norm, verdict = _own_word(own_norm, own_tokens, w)
+        if not norm:
+            continue  # nothing to look for (a value of separators alone: "----")
         if norm not in strong and norm in coded:
             exempt.add(norm)  # a staff or place word that is also a coded term of this object
-        elif norm and norm in _ENUM_NORM:
+        elif verdict == "exempt":
+            exempt.add(norm)
+        elif verdict == "demote":
             demote.add(w)
-        elif norm and norm in own_norm:
-            # a word the engine writes itself (REMOVED, Basic, Profile...): its presence says
-            # nothing about the input, so it is looked for only where it stands alone, and not at
-            # all when every token of it is one of the engine's own words
-            if set(_WORD.findall(w.upper())) <= own_tokens:
-                exempt.add(norm)
-            else:
-                demote.add(w)
     return frozenset(exempt), frozenset(demote)
+
+
+@lru_cache(maxsize=8192)
+def _own_word(own_norm: str, own_tokens: frozenset[str], w: str) -> tuple[str, str]:
+    """(normalised ``w``, what the gate does with it whatever the object: "demote" for a word that is
+    also an enumerated value or that the engine writes itself (``_own_text``), "exempt" when every
+    token of it is one of the engine's own words, "" otherwise), once per word for the process."""
+    norm = normalise(w)
+    if not norm:
+        return norm, ""
+    if norm in _ENUM_NORM:
+        return norm, "demote"
+    if norm in own_norm:
+        # a word the engine writes itself (REMOVED, Basic, Profile...): its presence says nothing
+        # about the input, so it is looked for only where it stands alone, and not at all when
+        # every token of it is one of the engine's own words
+        return norm, "exempt" if set(_WORD.findall(w.upper())) <= own_tokens else "demote"
+    return norm, ""
 
 
 @cache

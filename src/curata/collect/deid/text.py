@@ -6,7 +6,7 @@ import bisect
 import operator
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple, TypeVar
 
@@ -183,8 +183,7 @@ def _kind(norm: str) -> str:
         return ""
     if norm.isdigit():
         return "num"
-    cjk = 0 if norm.isascii() else sum(is_cjk(c) for c in norm)
-    if len(norm) >= MIN_SUBSTRING or cjk >= 2:
+    if len(norm) >= MIN_SUBSTRING or (not norm.isascii() and sum(is_cjk(c) for c in norm) >= 2):
         return "sub"
     return "word"
 
@@ -529,11 +528,11 @@ class Matcher:
                 merged.append((a, b))
         return merged
 
-    def probe_groups(self, encodings: tuple[str, ...], group: Callable[[set[bytes]], _G]) -> tuple[_G, _G]:
-        """``group`` (the engine's probe grouping) of this identity's byte needles: the substrings,
-        and the rest with the ASCII words (not the file's UIDs), worked out once per identity."""
+    def probe_groups(self, encodings: tuple[str, ...]) -> tuple[ProbeGroups, ProbeGroups]:
+        """This identity's byte needles as ``by_part`` groups: the substrings, and the rest with the
+        ASCII words (not the file's UIDs), worked out once per identity from the gate's groups."""
         subs, words, nums, _ = self._frozen
-        return _probe_groups(subs, words, nums, frozenset(self.ids.raw), encodings, group)
+        return _probe_groups(subs, words, nums, frozenset(self.ids.raw), encodings)
 
     def byte_needles(self, encodings: tuple[str, ...] = (), *, dates: bool = True) -> list[tuple[bytes, str]]:
         """(lower-cased bytes, kind) for the raw-output scan, in every encoding a value can take,
@@ -738,7 +737,27 @@ def _word_kind(w: str) -> tuple[str, str, str]:
     return norm, _kind(norm), w.lower().strip()
 
 
-_G = TypeVar("_G")
+ProbeGroups = tuple[tuple[int, bytes, tuple[bytes, ...]], ...]  # see by_part
+
+
+def by_part(groups: Iterable[tuple[bytes, Iterable[bytes]]]) -> ProbeGroups:
+    """Needles grouped by a part each of a group holds (``needle_part``), as (length of the group's
+    shortest needle, part, needles), shortest first: a value is looked at once per part, and a short
+    value stops at the first group longer than itself."""
+    out = []
+    for part, group in groups:
+        needles = tuple(group)
+        out.append((min(map(len, needles)), part, needles))
+    out.sort(key=lambda g: g[0])
+    return tuple(out)
+
+
+def group_by_part(needles: Iterable[bytes]) -> ProbeGroups:
+    """``by_part`` of needles not grouped yet."""
+    groups: dict[bytes, list[bytes]] = {}
+    for n in needles:
+        groups.setdefault(needle_part(n), []).append(n)
+    return by_part(groups.items())
 
 
 @lru_cache(maxsize=1024)
@@ -748,11 +767,16 @@ def _probe_groups(
     nums: frozenset[str],
     raws: frozenset[bytes],
     encodings: tuple[str, ...],
-    group: Callable[[set[bytes]], _G],
-) -> tuple[_G, _G]:
-    values = _value_needles(subs, words, nums, raws, encodings)
-    plain = {n for n, k in values.items() if k != "sub"} | {w.encode() for w in words if w.isascii()}
-    return group({n for n, k in values.items() if k == "sub"}), group(plain)
+) -> tuple[ProbeGroups, ProbeGroups]:
+    sub_groups, plain_groups = _gate_groups(subs, words, nums, raws, encodings)
+    plain: dict[bytes, list[bytes]] = {part: [n for n, _ in pairs] for part, pairs in plain_groups}
+    for w in words:
+        if w.isascii() and w:
+            n = w.encode()
+            group = plain.setdefault(needle_part(n), [])
+            if n not in group:
+                group.append(n)
+    return by_part(sub_groups), by_part(plain.items())
 
 
 class GatePlan(NamedTuple):
