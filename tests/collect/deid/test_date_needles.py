@@ -42,7 +42,10 @@ def test_every_form_of_a_date_meets_its_keys_and_is_found(da: str, before: str, 
     matcher = ids.matcher()
     gate = ids.gate_needles()  # what slides, VCFs and clinical tables are checked with
     assert gate and not list(gate)  # the dates alone, kept apart: still something to look for
-    for form in _date_forms(da):
+    forms = _date_forms(da)
+    # the keys are written without the forms: the year and exactly the forms of digits alone
+    assert needles.keys == {da[:4], da[2:4], *(f for f in forms if f.isdigit())}
+    for form in forms:
         text = f"{before}{form}{after}"
         assert not needles.keys.isdisjoint(digit_keys(_KEY_RUNS_STR.findall(text.lower()))), form
         assert matcher.spans(text), form

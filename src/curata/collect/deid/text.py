@@ -680,16 +680,27 @@ class DateNeedles:
     first use. ``tests/collect/deid/test_date_needles.py`` holds every form of many dates to this.
     """
 
-    __slots__ = ("_data", "_text", "byte_keys", "forms", "keys")
+    __slots__ = ("_data", "_forms", "_text", "byte_keys", "da", "keys")
 
     def __init__(self, da: str) -> None:
-        self.forms = _date_forms(da)
-        keys = {da[:4], da[2:4]} if len(da) == 8 else {da}
-        keys.update(form for form in self.forms if form.isdigit())
+        self.da = da
+        if len(da) == 8 and da.isdigit():
+            y, m, d = da[:4], da[4:6], da[6:]
+            # the year, and the forms of digits alone (_date_forms joins these three without a separator)
+            keys = {y, y[2:], y + m + d, d + m + y, m + d + y}
+        else:
+            keys = {da}
         self.keys = frozenset(keys)
         self.byte_keys = frozenset(k.encode("ascii") for k in keys)
+        self._forms: list[str] | None = None  # written out only where the keys meet
         self._text: _NumGroups | None = None
         self._data: tuple[bytes, ...] | None = None
+
+    @property
+    def forms(self) -> list[str]:
+        if self._forms is None:
+            self._forms = _date_forms(self.da)
+        return self._forms
 
     @property
     def text(self) -> _NumGroups:
