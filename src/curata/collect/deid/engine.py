@@ -995,7 +995,8 @@ class Deidentifier:
         hit = _decoded_hit(ds, matcher, ctx)
         if hit:
             raise DeidError(f"final gate: an identifying value of the input survived in {hit}; not released")
-        if not matcher.byte_needles(tuple(ctx.encodings), dates=False) and not matcher.dates:
+        plan = matcher.gate_plan(tuple(ctx.encodings))
+        if not (plan.subs or plan.plain or plan.uids or matcher.dates):
             return
         output = _inflated(output, ds)
         px = ds.get("PixelData") if pixel_kept else None

@@ -810,20 +810,45 @@ def _gate_groups(
 ) -> tuple[
     tuple[tuple[bytes, tuple[bytes, ...]], ...], tuple[tuple[bytes, tuple[tuple[bytes, str], ...]], ...]
 ]:
-    """``GatePlan.subs`` and ``GatePlan.plain`` of an identity (its values' needles, longest first)."""
-    values = _value_needles(subs, words, nums, raws, encodings)
+    """``GatePlan.subs`` and ``GatePlan.plain`` of an identity: the needles of ``_value_needles``, each
+    once, with the kind it has there, composed from each value's own (``_pieces``, cached per value:
+    a patient's values recur in files whose other values differ)."""
     sub_groups: dict[bytes, list[bytes]] = {}
     plain_groups: dict[bytes, list[tuple[bytes, str]]] = {}
-    for needle in sorted(values, key=len, reverse=True):
-        kind = values[needle]
-        if kind == "sub":
+    seen: set[bytes] = set()
+    for text in sorted(subs):
+        for part, needle in _pieces(text, "sub", encodings):
+            if needle not in seen:
+                seen.add(needle)
+                sub_groups.setdefault(part, []).append(needle)
+    for raw in sorted(raws):
+        needle = normalise_bytes(raw)
+        if needle and needle not in seen:
+            seen.add(needle)
             sub_groups.setdefault(needle_part(needle), []).append(needle)
-        else:
-            plain_groups.setdefault(needle_part(needle), []).append((needle, kind))
+    for kind, texts in (("word", words), ("date", nums)):
+        for text in sorted(texts):
+            for part, needle in _pieces(text, kind, encodings):
+                if needle not in seen:
+                    seen.add(needle)
+                    plain_groups.setdefault(part, []).append((needle, kind))
     return (
         tuple((part, tuple(group)) for part, group in sub_groups.items()),
         tuple((part, tuple(group)) for part, group in plain_groups.items()),
     )
+
+
+@lru_cache(maxsize=16384)
+def _pieces(text: str, kind: str, encodings: tuple[str, ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """(``needle_part``, needle) of one value's byte needles, as ``_value_needles`` makes them."""
+    if kind == "sub":
+        needles: tuple[bytes, ...] = _sub_needles(text, encodings)
+    elif kind == "word":
+        needles = _word_needles(text, encodings)
+    else:
+        data = _ascii_bytes(text)
+        needles = (data,) if data else ()
+    return tuple((needle_part(n), n) for n in needles)
 
 
 @lru_cache(maxsize=1024)
