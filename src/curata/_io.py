@@ -7,6 +7,7 @@ A reader never sees a half-written file: it finds the old content, or the new, w
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import secrets
 from pathlib import Path
@@ -28,8 +29,8 @@ _SYNCFS: Any = None
 def sync_filesystem(path: Path | str) -> bool:
     """``syncfs(2)``: flush every written byte and name of the filesystem that holds ``path`` in one
     journal commit, for a writer that made many files durable at once (one call instead of a flush
-    per file and per folder). False where the C library has no ``syncfs`` (the caller flushes each
-    file); an error of the flush raises ``OSError``."""
+    per file and per folder). False where the C library or the kernel does not offer ``syncfs`` (the
+    caller flushes each file); an error of the flush raises ``OSError``."""
     global _SYNCFS
     if _SYNCFS is None:
         try:
@@ -44,6 +45,9 @@ def sync_filesystem(path: Path | str) -> bool:
     try:
         if _SYNCFS(fd) != 0:
             err = ctypes.get_errno()
+            if err in (errno.ENOSYS, errno.EPERM):  # not offered here (an old kernel, a sandbox's filter)
+                _SYNCFS = False
+                return False
             raise OSError(err, f"syncfs: {os.strerror(err)}")
     finally:
         os.close(fd)
