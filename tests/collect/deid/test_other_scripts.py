@@ -1,6 +1,6 @@
 """The patient's own name written in Cyrillic or Greek in the header, and in Latin letters elsewhere:
 as passports (ICAO 9303, ELOT 743), ISO 9 / ISO 843 without their marks, BGN/PCGN and the Ukrainian
-national system write it (ИВАНОВ as IVANOV, ЖУКОВ as ZHUKOV or ZUKOV, ΠΑΠΑΔΟΠΟΥΛΟΣ as PAPADOPOULOS,
+national system and Bulgaria's write it (ИВАНОВ as IVANOV, ЖУКОВ as ZHUKOV or ZUKOV, ΠΑΠΑΔΟΠΟΥΛΟΣ as PAPADOPOULOS,
 ΓΙΩΡΓΟΣ as GIORGOS). Planted in every text element of every pydicom-data object: none survives, and
 cleaning removes them (the gate does not have to refuse)."""
 
@@ -50,6 +50,8 @@ PATIENTS = [
         ("Хрущёва^Наталья", "Chrusceva Natal'ja"),
         ("Шевченко^Олександр", "Shevchenko Oleksandr"),
         ("Гончаренко^Ігор", "Honcharenko Ihor"),
+        ("Щерев^Христо", "Shterev Hristo"),
+        ("Ъгълов^Стефан", "Agalov Stefan"),
         ("ΠΑΠΑΔΟΠΟΥΛΟΣ^ΓΙΩΡΓΟΣ", "PAPADOPOULOS GIORGOS"),
         ("ΠΑΠΑΔΟΠΟΥΛΟΣ^ΓΙΩΡΓΟΣ", "Papadopoulos Giorgos"),
         ("Κωνσταντίνου^Χρήστος", "Konstantinou Christos"),

@@ -1,7 +1,7 @@
 """Cyrillic and Greek names as Latin-script systems write them: the tables of the common schemes.
 
 ИВАНОВ^ЮЛИЯ is IVANOV^IULIIA in a passport (ICAO 9303), Ivanov^Yuliya in BGN/PCGN, IVANOV^JULIJA in
-the scientific system, IVANOV^ULA in ISO 9 with its marks dropped; ΠΑΠΑΔΟΠΟΥΛΟΣ^ΕΥΑΓΓΕΛΟΣ is
+the scientific system, IVANOV^ULA in ISO 9 with its marks dropped; ЩЕРЕВ is SHTEREV in Bulgarian; ΠΑΠΑΔΟΠΟΥΛΟΣ^ΕΥΑΓΓΕΛΟΣ is
 PAPADOPOULOS^EVAGGELOS in a Greek passport (ELOT 743), PAPADOPOULOS^EVANGELOS as it is said, and
 PAPADOPOYLOS^EYAGGELOS in ISO 843. Each scheme is a table: a key is one or two lower-case letters
 (two-letter keys win), ``#`` before it means at the start of a word only, and a value ``a|b`` is
@@ -43,6 +43,11 @@ CYRILLIC_SCHEMES: tuple[_Scheme, ...] = (
     _CYRILLIC | {
         "ё": "e", "ж": "z", "й": "j", "х": "ch", "ц": "c", "ч": "c", "ш": "s", "щ": "sc", "ъ": "",
         "ь": "'", "ю": "ju", "я": "ja", "є": "je", "ї": "ji",
+    },
+    # Bulgaria's Streamlined System (2009): Щ as SHT, Ъ as A, Х as H (Shterev, Hristo, Agalov)
+    _CYRILLIC | {
+        "ж": "zh", "й": "y", "х": "h", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "sht", "ъ": "a", "ь": "y",
+        "ю": "yu", "я": "ya", "ё": "yo", "є": "ye", "ї": "yi",
     },
     # Ukraine's national system (2010): Г as H, И as Y; Є, Ї, Й, Ю, Я begin a word as Ye, Yi, Y, Yu, Ya
     _CYRILLIC | {
