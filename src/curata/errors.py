@@ -85,3 +85,9 @@ class NetworkError(CurataError):
 class AnnotationError(CurataError):
     """An annotation request cannot be honoured: unknown project or task, a reader not assigned, a
     read that does not fit the task's series or schema, a case not ready for the step asked."""
+
+
+def is_native_panic(exc: BaseException) -> bool:
+    """A Rust extension's panic on bad input (pylibjpeg-rle on a corrupt RLE frame): pyo3 raises it as
+    ``PanicException``, a BaseException, so ``except Exception`` lets it stop a whole run."""
+    return type(exc).__name__ == "PanicException" and type(exc).__module__ == "pyo3_runtime"

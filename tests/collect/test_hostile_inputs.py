@@ -199,3 +199,31 @@ def test_deid_duplicate_sop_uids_never_overwrite(tmp_path: Path) -> None:
     qdir = tmp_path / "curata-quarantine"
     assert stat.S_IMODE(qdir.stat().st_mode) == 0o700
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in qdir.iterdir())
+
+
+def test_a_decoder_that_panics_on_corrupt_pixels_quarantines_the_file_and_the_run_goes_on(
+    workspace, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A Rust decoder (pylibjpeg-rle) panics on an RLE segment that decodes past its frame: pyo3's
+    PanicException is a BaseException, which ``except Exception`` lets through to stop the whole run."""
+    import warnings
+
+    import pydicom.data
+    from pydicom.encaps import encapsulate, generate_frames
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(pydicom.data.get_testdata_file("SC_rgb_rle_32bit_2frame.dcm"))
+    frames = list(generate_frames(ds.PixelData, number_of_frames=2))
+    first = bytearray(frames[0])
+    last = int.from_bytes(first[4 + 4 * 11 : 8 + 4 * 11], "little")  # the 12th (last) segment's offset
+    first[last:] = b"\x81\x00" * ((len(first) - last) // 2)  # runs of 128 bytes: far past the frame
+    ds.PixelData = encapsulate([bytes(first), frames[1]])
+    ds.PatientName, ds.PatientID = "DOE^JOHN", "12345678"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ds.save_as(folder / "a-corrupt.dcm", enforce_file_format=True)
+    (folder / "b-ok.dcm").write_bytes(_ct_bytes(1))
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([folder])
+    assert summary.counts["ingested"] == 1 and summary.counts["quarantined"] == 1, (summary.counts, problems)
+    assert "DOE" not in (problems[0].reason or "") and "pixel" in (problems[0].reason or "")

@@ -140,3 +140,22 @@ def test_two_letter_names_and_districts_never_survive_in_free_text(research) -> 
     assert "Liver lesion stable" in str(out.get("ImageComments", ""))  # clinical words stay
     for raw in ("Đỗ".encode(), "Quận Đống Đa".encode()):
         assert raw not in res.output_bytes
+
+
+@pytest.mark.parametrize("lane", ["native", "raw", "whole"])
+def test_the_record_names_the_output_sop_class_not_a_private_input_one(lane: str) -> None:
+    """A private SOP class UID is remapped in the output (it can carry a site's numbers, here the birth
+    date); the record that goes to the catalog's provenance and the ledger names the class the output
+    has, never the input's."""
+    deid = Deidentifier(KEY, load_profile("research"), ocr=False)
+    deid.native_lane = lane == "native"
+    deid.raw_lane = lane != "whole"
+    ds = read("CT_small.dcm")
+    private_class = "1.2.826.0.1.3680043.2.1125.19480614"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = private_class
+    ds.PatientBirthDate = "19480614"
+    res = deid.deidentify_bytes(to_bytes(ds))
+    record = res.record.as_dict()
+    assert res.dataset.SOPClassUID != private_class
+    assert record["sop_class_uid"] == res.dataset.SOPClassUID
+    assert "19480614" not in repr(record)

@@ -527,7 +527,9 @@ class Deidentifier:
             options=sorted(self.profile.options),
             profile_fingerprint=self.profile.fingerprint,
             code_version=CODE_VERSION,
-            sop_class_uid=sop_class,
+            # the class the output names: a private input class is remapped there, and its digits
+            # (a site's root, a date) must not reach the catalog or the ledger by the record
+            sop_class_uid=sop_class if ctx.retain_uids else self.pseudo.uid(sop_class),
             patient_pseudonym=ctx.pseudonym,
             study_uid=names[0],
             series_uid=names[1],

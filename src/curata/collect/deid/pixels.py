@@ -15,7 +15,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from curata.errors import DeidError
+from curata.errors import DeidError, is_native_panic
 
 # SOP classes whose pixels often hold burned-in text: ultrasound, secondary and screen captures,
 # visible-light photography and video, X-ray angiography/fluoroscopy, ophthalmic photography.
@@ -231,7 +231,9 @@ def clean_burned_in(
         return "kept", "review"
     try:
         arr = ds.pixel_array
-    except Exception as exc:
+    except BaseException as exc:  # a Rust decoder panics on a corrupt frame
+        if not isinstance(exc, Exception) and not is_native_panic(exc):
+            raise
         raise DeidError(
             f"cannot decode pixel data to look for burned-in text ({type(exc).__name__}: {exc})"
         ) from exc

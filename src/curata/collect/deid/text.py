@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple, TypeVar
 
+from curata.collect.deid._scripts import latin_spellings
+
 REDACTED = "*"
 _HONORIFICS = {"DR", "MR", "MRS", "MS", "MISS", "PROF", "MD", "PHD", "JR", "SR", "II", "III", "RN", "DDS"}
 # English month names and abbreviations, and the Romance and German ones (janvier, März, junho, dez.)
@@ -250,12 +252,13 @@ _TRANSLITERATE = str.maketrans({
 @lru_cache(maxsize=8192)
 def ascii_spellings(value: str) -> tuple[str, ...]:
     """``value`` as systems without its letters write it: marks dropped (MÜLLER as MULLER, Nguyễn as
-    Nguyen, Łukasiewicz as Lukasiewicz) and transliterated (MUELLER); CJK and Hangul stay as they are.
+    Nguyen, Łukasiewicz as Lukasiewicz) and transliterated (MUELLER; Cyrillic and Greek by the schemes
+    of ``_scripts``: ИВАНОВ as IVANOV, ΓΙΩΡΓΟΣ as GIORGOS); CJK and Hangul stay as they are.
     Empty when ``value`` is ASCII already."""
     if value.isascii():
         return ()
     out = []
-    for text in (value, value.translate(_TRANSLITERATE)):
+    for text in (value, value.translate(_TRANSLITERATE), *latin_spellings(value)):
         folded = []
         for ch in text.translate(_FOLD):
             if ch.isascii() or is_cjk(ch):

@@ -21,6 +21,9 @@ from curata.console import RunSummary
 from curata.errors import ConfigError, NetworkError
 from curata.workspace import Workspace
 
+# A PACS's error quotes what it holds (the patient's name and ID in its message, the study's original
+# UIDs in the URL that failed, the query's match keys): we say the status and the request's kind only.
+_PEER_HINT = "the PACS's own log has its message (not shown: it can quote the patient)"
 _UID = {"study": "0020000D", "series": "0020000E", "instance": "00080018"}
 
 
@@ -54,7 +57,11 @@ def plan_dicomweb(client: Any, matches: dict[str, str], receiver: Receiver) -> l
                 dict.fromkeys(_value(i, _UID["instance"]) for i in found if _value(i, _UID["instance"]))
             )
     except Exception as exc:  # requests' HTTPError and friends
-        raise NetworkError(f"DICOMweb search failed at {client.base_url}: {exc}") from exc
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        answered = f"answered {status}" if status is not None else type(exc).__name__
+        raise NetworkError(
+            f"DICOMweb search failed at {client.base_url}: {answered}", hint=_PEER_HINT
+        ) from exc
     for plan in plans:
         plan.missing = receiver.missing(plan.instances)
     return plans
@@ -66,7 +73,8 @@ def _fetch(http: httpx.Client, url: str) -> list[bytes]:
     if r.status_code == 406:  # some servers refuse transfer-syntax=*
         r = http.get(url, headers={"Accept": 'multipart/related; type="application/dicom"'})
     if r.status_code != 200:
-        raise NetworkError(f"WADO-RS {url} answered {r.status_code}: {r.text[:200]}")
+        what = "an instance" if "/instances/" in url else "a series"
+        raise NetworkError(f"WADO-RS retrieve of {what} answered {r.status_code}", hint=_PEER_HINT)
     return [data for _headers, data in _multipart.decode(r.content, r.headers.get("content-type", ""))]
 
 
@@ -127,8 +135,10 @@ def pull_dicomweb(
                     )
                     if outcome.status not in OK_STATUSES:
                         errors.append(f"refused: {outcome.reason}")
-            except (NetworkError, httpx.HTTPError) as exc:
-                errors.append(str(exc))
+            except NetworkError as exc:
+                errors.append(exc.message)
+            except httpx.HTTPError as exc:
+                errors.append(f"WADO-RS retrieve failed: {type(exc).__name__}")
             if progress:
                 progress(n, len(urls))
     still = set(receiver.missing(missing))

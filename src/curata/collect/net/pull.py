@@ -65,6 +65,9 @@ def parse_matches(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+PEER_COMMENT_HINT = "the peer's Error Comment is in its own log (not shown: it can quote the patient)"
+
+
 @dataclass
 class SeriesPlan:
     study_uid: str
@@ -82,8 +85,8 @@ def _find(assoc: Any, query: Dataset) -> Iterator[Dataset]:
             if identifier is not None:
                 yield identifier
         elif code != 0x0000:
-            comment = status.get("ErrorComment", "")
-            raise NetworkError(f"C-FIND failed with status 0x{code:04X} {comment}".strip())
+            # the peer's Error Comment is its own free text: it can quote the patient it refers to
+            raise NetworkError(f"C-FIND failed with status 0x{code:04X}", hint=PEER_COMMENT_HINT)
 
 
 def _query(level: str, keys: dict[str, str], wanted: list[str]) -> Dataset:
@@ -200,12 +203,11 @@ class DimsePuller:
                     if status is not None and "Status" in status:
                         final = status
                 code = int(final.Status) if final is not None else None
-                if code not in (0x0000, 0xB000):
-                    comment = final.get("ErrorComment", "") if final is not None else ""
+                if code not in (0x0000, 0xB000):  # its Error Comment left out, as the C-FIND's
                     text = f"C-MOVE {ident.QueryRetrieveLevel} failed: " + (
-                        f"status 0x{code:04X} {comment}" if code is not None else "no answer"
+                        f"status 0x{code:04X}" if code is not None else "no answer"
                     )
-                    errors.append(text.strip())
+                    errors.append(text)
                 if on_done:
                     on_done()
         finally:
