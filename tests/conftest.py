@@ -192,3 +192,37 @@ def ct_series(tmp_path: Path):  # type: ignore[no-untyped-def]
         return out
 
     return build
+
+
+def corrupt_rle(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """RLE-compress ``ds`` (if not yet) and damage its first frame so that pylibjpeg-rle, a Rust
+    decoder, panics on it (pyo3's PanicException, a BaseException): the first segment's runs repeat
+    128 bytes each, far past the frame. pydicom's own RLE decoder only warns on such a segment."""
+    from pydicom.encaps import encapsulate, generate_frames
+    from pydicom.uid import RLELossless
+
+    if ds.file_meta.TransferSyntaxUID != RLELossless:
+        ds.compress(RLELossless)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames", 1) or 1)))
+    first = bytearray(frames[0])
+    start = int.from_bytes(first[4:8], "little")
+    end = int.from_bytes(first[8:12], "little") or len(first)
+    first[start:end] = b"\x81\x00" * ((end - start) // 2) + b"\x00" * ((end - start) % 2)
+    ds.PixelData = encapsulate([bytes(first), *frames[1:]])
+    return ds
+
+
+def write_good_and_corrupt_series(folder: Path, n: int = 4) -> tuple[str, str]:
+    """Two CT series of ``n`` slices under ``folder``: one intact, one RLE-compressed with its second
+    slice (the only one when n is 1) damaged so that the Rust RLE decoder panics; returns their series UIDs (intact, corrupt)."""
+    good, bad = generate_uid(), generate_uid()
+    study = generate_uid()
+    for i in range(n):
+        make_ct(folder / "good" / f"{i}.dcm", index=i, study_uid=study, series_uid=good)
+        ds = make_ct(index=i, study_uid=study, series_uid=bad, seed=7)
+        ds.SeriesNumber, ds.SeriesDescription = 3, "AXIAL DAMAGED"
+        if i == min(1, n - 1):
+            corrupt_rle(ds)
+        (folder / "bad").mkdir(parents=True, exist_ok=True)
+        ds.save_as(folder / "bad" / f"{i}.dcm", enforce_file_format=True)
+    return good, bad

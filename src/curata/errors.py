@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class CurataError(Exception):
     """Base of every error Curata raises on purpose. The CLI prints these without a traceback."""
@@ -57,6 +60,11 @@ class InputError(CurataError):
         self.path = path
 
 
+class DecodeError(InputError):
+    """Pixel data or an image a decoder cannot decode (a corrupt or truncated frame): the item is
+    quarantined, refused or recorded as failed by its stage like any other bad input."""
+
+
 class DeidError(CurataError):
     """De-identification could not guarantee a clean output; the input is quarantined, never passed on."""
 
@@ -91,3 +99,27 @@ def is_native_panic(exc: BaseException) -> bool:
     """A Rust extension's panic on bad input (pylibjpeg-rle on a corrupt RLE frame): pyo3 raises it as
     ``PanicException``, a BaseException, so ``except Exception`` lets it stop a whole run."""
     return type(exc).__name__ == "PanicException" and type(exc).__module__ == "pyo3_runtime"
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """An interrupt or an exit (``KeyboardInterrupt``, ``SystemExit``...), which must stop a run. For
+    a per-item ``except BaseException``: anything else, a native decoder's panic included, is the
+    item's failure."""
+    return not isinstance(exc, Exception) and not is_native_panic(exc)
+
+
+@contextmanager
+def decoding(what: str, *, path: str | None = None) -> Iterator[None]:
+    """Around a decoder's call: its panic on a corrupt ``what`` becomes a :class:`DecodeError`, an
+    ``Exception`` that each stage's per-item handling already takes as bad input (and that, unlike
+    the panic, crosses a process pool). Interrupts and the decoder's ordinary errors pass as they are."""
+    try:
+        yield
+    except BaseException as exc:
+        if not is_native_panic(exc):
+            raise
+        raise DecodeError(
+            f"cannot decode {what}: the decoder failed on corrupt data ({type(exc).__name__})",
+            path=path,
+            hint="the file's pixel data is damaged; send it again from the source",
+        ) from exc

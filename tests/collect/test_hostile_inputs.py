@@ -227,3 +227,52 @@ def test_a_decoder_that_panics_on_corrupt_pixels_quarantines_the_file_and_the_ru
     summary, problems = Ingestor(workspace, workers=1).ingest_paths([folder])
     assert summary.counts["ingested"] == 1 and summary.counts["quarantined"] == 1, (summary.counts, problems)
     assert "DOE" not in (problems[0].reason or "") and "pixel" in (problems[0].reason or "")
+
+
+def test_deid_quarantines_a_screen_capture_whose_decoder_panics(tmp_path: Path) -> None:
+    """``curata deid`` decodes a screen capture's pixels to look for burned-in text: the Rust RLE
+    decoder's panic on a damaged frame quarantines that file, the CT beside it goes out."""
+    from curata.cli import app
+    from curata.collect.keys import generate_key_file
+    from tests.conftest import corrupt_rle
+
+    src = tmp_path / "in"
+    make_ct(src / "ct.dcm")
+    sc = make_ct(patient_name="MUSTERMANN^ERIKA", seed=3)
+    sc.SOPClassUID = sc.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
+    corrupt_rle(sc).save_as(src / "sc.dcm", enforce_file_format=True)
+    key = tmp_path / "site.key"
+    generate_key_file(key)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["deid", str(src), str(out), "--key-file", str(key), "-j", "2", "--json"])
+    assert not isinstance(res.exception, BaseException) or isinstance(res.exception, SystemExit), (
+        res.exception
+    )
+    report = json.loads((out / "deid-report.json").read_text())
+    assert report["counts"].get("deidentified") == 1 and report["counts"].get("quarantined") == 1, report[
+        "counts"
+    ]
+    reason = report["quarantined"][0]["reason"]
+    assert "cannot decode pixel data" in reason and "MUSTERMANN" not in reason
+    assert len(list(out.rglob("*.dcm"))) == 1
+
+
+def test_decoding_turns_a_real_panic_into_a_decode_error_and_lets_interrupts_pass() -> None:
+    from curata.errors import DecodeError, decoding, is_fatal
+
+    ds = pydicom.dcmread(io.BytesIO(_ct_bytes(0)))
+    from tests.conftest import corrupt_rle
+
+    corrupt_rle(ds)
+    with (
+        pytest.raises(DecodeError, match="cannot decode pixel data") as caught,
+        decoding("pixel data", path="x.dcm"),
+    ):
+        ds.pixel_array  # noqa: B018
+    assert caught.value.path == "x.dcm" and not is_fatal(caught.value.__cause__)  # type: ignore[arg-type]
+    for stop in (KeyboardInterrupt(), SystemExit(3)):
+        with pytest.raises(type(stop)), decoding("pixel data"):
+            raise stop
+        assert is_fatal(stop)
+    with pytest.raises(ValueError), decoding("pixel data"):  # an ordinary error: the caller's to word
+        raise ValueError("not a panic")

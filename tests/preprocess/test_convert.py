@@ -634,3 +634,20 @@ def test_convert_names_skipped_and_refused_inputs_by_sha256(tmp_path: Path) -> N
     shown = runner.invoke(app, ["convert", str(src), str(tmp_path / "c"), "--json", "--show-paths"])
     got = json.loads(shown.stdout)
     assert got["skipped"][0]["input"] == str(src / "notes.txt") and str(src) in got["refused"][0]["where"]
+
+
+def test_a_decoder_panic_refuses_its_series_and_the_others_convert(tmp_path: Path) -> None:
+    """Through the CLI: the Rust RLE decoder's panic on a damaged frame refuses that series with a
+    reason (its path shown only on request); the intact series is converted, the command ends."""
+    from typer.testing import CliRunner
+
+    from curata.cli import app
+    from tests.conftest import write_good_and_corrupt_series
+
+    write_good_and_corrupt_series(tmp_path / "in")
+    out = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--json"])
+    assert out.exception is None or isinstance(out.exception, SystemExit), out.exception
+    result = json.loads(out.output)
+    assert len(result["converted"]) == 1 and len(result["refused"]) == 1, result
+    refused = json.dumps(result["refused"])
+    assert "cannot decode pixel data" in refused and "DAMAGED" in refused and str(tmp_path) not in refused

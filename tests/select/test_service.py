@@ -244,3 +244,23 @@ def test_qc_leaves_derived_objects_out(loaded) -> None:  # type: ignore[no-untyp
     assert summary.counts["measured"] == 3 and summary.counts["failed"] == 0
     verdicts = _verdicts(ws)
     assert seg_uid not in verdicts and len(verdicts) == 3
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_decoder_panic_fails_its_series_and_qc_goes_on(workspace, tmp_path: Path, workers: int) -> None:  # type: ignore[no-untyped-def]
+    """pylibjpeg-rle panics on a damaged RLE frame (a BaseException, which could not even cross the
+    process pool): that series fails QC with a reason, the others are measured."""
+    from tests.conftest import write_good_and_corrupt_series
+
+    write_good_and_corrupt_series(tmp_path / "in")
+    ingested, _ = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "in"])
+    assert ingested.counts["ingested"] == 8, ingested.counts  # ingest does not decode a CT's pixels
+    summary = run_qc(workspace, workers=workers, quiet=True)
+    assert summary.counts["failed"] == 1 and summary.counts["measured"] == 1, summary.counts
+    with workspace.catalog.session() as s:
+        q = s.scalar(select(QuarantineItem).where(QuarantineItem.stage == "qc"))
+        assert q is not None and "cannot decode pixel data" in q.reason, q and q.reason
+    rules = sorted(
+        bool(v.reasons) and v.reasons[0]["rule"] == "unreadable" for v in _verdicts(workspace).values()
+    )
+    assert rules == [False, True], rules

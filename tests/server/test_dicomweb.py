@@ -172,3 +172,28 @@ def test_frames_of_a_multiframe_instance(workspace, serve, tmp_path: Path, n_fra
     assert got == [frames[2], frames[0]]
     assert httpx.get(f"{url}/instances/{ds.SOPInstanceUID}/frames/4", headers=auth).status_code == 404
     assert pydicom.dcmread(io.BytesIO(workspace.store.get_bytes(_digests(workspace)[0]))).NumberOfFrames == 3
+
+
+def test_a_decoder_panic_on_a_thumbnail_is_a_clear_400_and_the_server_serves_on(
+    workspace, tmp_path: Path, serve
+) -> None:  # type: ignore[no-untyped-def]
+    """The Rust RLE decoder panics on a damaged frame: the rendered/thumbnail answer says the pixel
+    data cannot be decoded (400), not an internal error, and the intact series still renders."""
+    from curata.catalog import Series, Study
+    from curata.collect.ingest import Ingestor
+    from tests.conftest import write_good_and_corrupt_series
+
+    write_good_and_corrupt_series(tmp_path / "in", n=1)  # one slice: the series' thumbnail is the damaged one
+    Ingestor(workspace, workers=1).ingest_paths([tmp_path / "in"])
+    with workspace.catalog.session() as s:
+        rows = s.execute(select(Study.study_uid, Series.series_uid, Series.description).join(Study)).all()
+    server = serve(create_app(workspace, token=TOKEN))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    answers = {
+        desc: httpx.get(f"{server.url}/dicomweb/studies/{st}/series/{se}/thumbnail", headers=auth, timeout=60)
+        for st, se, desc in rows
+    }
+    damaged = answers.pop("AXIAL DAMAGED")
+    assert damaged.status_code == 400 and "cannot decode pixel data" in damaged.json()["detail"], damaged.text
+    (intact,) = answers.values()
+    assert intact.status_code == 200 and intact.content[:8] == b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from curata.errors import InputError
+from curata.errors import InputError, decoding
 
 GRID_TOLERANCE_MM = 0.05
 
@@ -191,7 +191,8 @@ def _read_seg_frames(ds: Any, grid: SeriesGrid, value_of_segment: dict[int, int]
     viewer's SEG always states): BINARY/FRACTIONAL frames hold one segment, LABELMAP frames hold
     segment numbers as pixel values."""
     index = {uid: i for i, uid in enumerate(grid.sop_uids)}
-    pixels = np.asarray(ds.pixel_array)
+    with decoding("the SEG's pixel data"):
+        pixels = np.asarray(ds.pixel_array)
     if pixels.ndim == 2:
         pixels = pixels[None]
     if pixels.shape[1:] != tuple(grid.shape[1:]):

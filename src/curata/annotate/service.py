@@ -47,7 +47,7 @@ from curata.annotate.models import (
     TaskState,
 )
 from curata.catalog import Instance, Patient, Series, Site, Study, record_provenance
-from curata.errors import AnnotationError, InputError
+from curata.errors import AnnotationError, InputError, decoding
 from curata.workspace import Workspace
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -1674,13 +1674,14 @@ def render_report(ws: Workspace, project: str, report_id: int) -> dict[str, byte
 def volume_hu(ws: Workspace, series_uid: str) -> tuple[np.ndarray, tuple[float, float, float]]:
     """The series' pixels in HU on its grid (slices x rows x columns) and the grid's spacing."""
     images = source_images(ws, series_uid)
-    vol = np.stack(
-        [
-            ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1)
-            + float(getattr(ds, "RescaleIntercept", 0) or 0)
-            for ds in images
-        ]
-    )
+    with decoding("the series' pixel data"):
+        vol = np.stack(
+            [
+                ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1)
+                + float(getattr(ds, "RescaleIntercept", 0) or 0)
+                for ds in images
+            ]
+        )
     return vol, series_grid(ws, series_uid).spacing
 
 

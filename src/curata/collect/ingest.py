@@ -40,7 +40,7 @@ from curata.catalog import (
 from curata.collect.reasons import is_disk_full, safe_reason, sanitize, write_private
 from curata.collect.sources import Source, iter_sources
 from curata.console import RunSummary
-from curata.errors import CatalogError, CurataError, InputError, StoreError, is_native_panic
+from curata.errors import CatalogError, CurataError, InputError, StoreError, is_fatal
 from curata.runtime import imap_unordered
 from curata.workspace import Workspace
 
@@ -213,7 +213,7 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
     except wsi.LabelImageRemoved as exc:
         return IngestOutcome("skipped", name, input_digest=digest, reason=exc.message)
     except BaseException as exc:  # a bad input or a bug: quarantine with a safe reason, never stop
-        if not isinstance(exc, Exception) and not is_native_panic(exc):
+        if is_fatal(exc):
             raise  # an interrupt, an exit
         if is_disk_full(exc):
             return IngestOutcome("failed", name, input_digest=digest, reason=DISK_FULL_REASON, size=len(raw))

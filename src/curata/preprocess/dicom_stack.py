@@ -24,7 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from curata.errors import InputError
+from curata.errors import InputError, decoding
 from curata.preprocess.policies import (
     DEFAULT_PHILIPS,
     DEFAULT_TILT,
@@ -669,7 +669,8 @@ def _pixels(frames: list[Frame], shape: tuple[int, ...]) -> np.ndarray:
     for n, frame in enumerate(frames):
         arr = cache.get(id(frame.ds))
         if arr is None:
-            arr = _decode(frame.ds)
+            with decoding("pixel data", path=str(frame.path)):
+                arr = _decode(frame.ds)
             cache[id(frame.ds)] = arr
         if frame.frame is not None:
             plane = arr[frame.frame]

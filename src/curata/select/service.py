@@ -32,7 +32,7 @@ from curata.catalog import (
     record_provenance,
 )
 from curata.console import RunSummary
-from curata.errors import CurataError, QueryError
+from curata.errors import CurataError, QueryError, is_fatal
 from curata.runtime import imap_unordered
 from curata.select.metrics import registry as metrics_registry
 from curata.select.metrics.ct_mr import analysis_ranks, measure, read_images
@@ -208,7 +208,9 @@ def measure_job(job: QcJob) -> QcOutcome:
             metrics, thumb = measure(images)
         digest = _STORE.put_bytes(thumb) if thumb else None
         return QcOutcome(metrics, digest, len(thumb or b""), None, time.perf_counter() - t0)
-    except Exception as exc:  # one unreadable series must not stop the batch
+    except BaseException as exc:  # one unreadable series (a decoder's panic too) must not stop the batch
+        if is_fatal(exc):
+            raise  # an interrupt, an exit
         where = traceback.extract_tb(exc.__traceback__)[-1]
         return QcOutcome(
             error=f"{type(exc).__name__}: {exc} (at {where.name}:{where.lineno})",

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from curata.catalog import Instance, Patient, Series, Site, Study
 from curata.collect.dicomweb import multipart_decode, multipart_encode
 from curata.collect.net import OK_STATUSES
-from curata.errors import InputError
+from curata.errors import InputError, decoding
 
 router = APIRouter(tags=["dicomweb"])
 DICOM_JSON = "application/dicom+json"
@@ -442,7 +442,8 @@ def render_frame(raw: bytes, frame: int = 1, size: int | None = None) -> bytes:
     n = int(ds.get("NumberOfFrames", 1) or 1)
     if not 1 <= frame <= n:
         raise HTTPException(404, f"this instance has {n} frame(s)")
-    arr = ds.pixel_array
+    with decoding("pixel data"):
+        arr = ds.pixel_array
     if n > 1:
         arr = arr[frame - 1]
     if int(ds.get("SamplesPerPixel", 1)) == 3:

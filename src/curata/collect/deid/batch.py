@@ -23,7 +23,7 @@ from curata.collect.deid.pixels import ReviewNeeded
 from curata.collect.deid.profile import Profile
 from curata.collect.deid.vault import Vault
 from curata.collect.reasons import is_disk_full, safe_reason, sanitize, write_private
-from curata.errors import ConfigError, CurataError, DeidError, VaultError
+from curata.errors import ConfigError, CurataError, DeidError, VaultError, is_fatal
 
 REPORT_NAME = "deid-report.json"
 
@@ -161,7 +161,9 @@ def _stage_one(path_str: str) -> dict[str, Any] | _Staged:
         raise
     except CurataError as exc:
         return _quarantine(path, raw, sha, safe_reason(exc), type(exc).__name__)
-    except Exception as exc:  # a bug must not stop the batch, and must not let the file through
+    except BaseException as exc:  # a bug (or a decoder's panic) must not stop the batch, nor pass the file
+        if is_fatal(exc):
+            raise  # an interrupt, an exit
         return _quarantine(path, raw, sha, safe_reason(exc), "InternalError")
     rel = res.relative_path
     ok = {"status": "ok", "output": rel, "record": res.record.as_dict(), "same_as_existing": False}

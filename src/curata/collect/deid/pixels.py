@@ -15,7 +15,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from curata.errors import DeidError, is_native_panic
+from curata.errors import DeidError, decoding, is_fatal
 
 # SOP classes whose pixels often hold burned-in text: ultrasound, secondary and screen captures,
 # visible-light photography and video, X-ray angiography/fluoroscopy, ophthalmic photography.
@@ -232,7 +232,7 @@ def clean_burned_in(
     try:
         arr = ds.pixel_array
     except BaseException as exc:  # a Rust decoder panics on a corrupt frame
-        if not isinstance(exc, Exception) and not is_native_panic(exc):
+        if is_fatal(exc):
             raise
         raise DeidError(
             f"cannot decode pixel data to look for burned-in text ({type(exc).__name__}: {exc})"
@@ -377,7 +377,9 @@ def thumbnail_png(ds: Dataset, size: int = 256) -> bytes:
 
     from PIL import Image
 
-    frames = _frames(ds.pixel_array, ds)
+    with decoding("pixel data for a thumbnail"):
+        arr = ds.pixel_array
+    frames = _frames(arr, ds)
     img = Image.fromarray(_composite(frames))
     img.thumbnail((size, size))
     buf = io.BytesIO()

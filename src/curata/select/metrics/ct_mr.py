@@ -26,6 +26,7 @@ import numpy as np
 import pydicom
 from scipy import ndimage
 
+from curata.errors import decoding
 from curata.select.metrics.geometry import SliceHeader, geometry_metrics, is_localizer_image
 
 ANALYSED_SLICES = 5  # at most; a short series gets fewer (one per ~10 images, at least 3)
@@ -123,14 +124,17 @@ def images_of(datasets: Iterable[pydicom.Dataset], keep: Collection[int] | None 
     images = SeriesImages("", "", [], [])
     metal_kept = 0
     for i, ds in enumerate(datasets):
+        with decoding("pixel data"):
+            pairs = (
+                _frames_of(ds)
+                if int(ds.get("NumberOfFrames", 1) or 1) > 1
+                else [(header_of(ds), ds.pixel_array)]
+            )
         if i == 0:
             images.modality = str(ds.get("Modality", "") or "").upper()
             images.description = str(ds.get("SeriesDescription", "") or "")
             padding = ds.get("PixelPaddingValue")
             images.padding = float(padding) if isinstance(padding, int | float) else None
-        pairs = (
-            _frames_of(ds) if int(ds.get("NumberOfFrames", 1) or 1) > 1 else [(header_of(ds), ds.pixel_array)]
-        )
         for header, arr in pairs:
             mx, mn = float(arr.max()), float(arr.min())
             metal = images.modality == "CT" and mx * header.slope + header.intercept >= METAL_HU
