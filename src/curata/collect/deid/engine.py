@@ -45,6 +45,7 @@ from curata.collect.deid.text import (
     digit_keys,
     find_bounded,
     group_by_part,
+    identity_spans,
     normalise,
 )
 from curata.collect.deid.vault import Vault
@@ -1110,7 +1111,7 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> st
                 continue
             if vr == "CS" and text.strip() in ENUMERATED_CS.get(keyword_for_tag(tag) or "", ()):
                 continue
-            if matcher.spans(text):
+            if identity_spans(matcher, text):  # in another script, or with letters unread, too
                 return f"{path}{_name(tag)}"
     return ""
 

@@ -1061,6 +1061,61 @@ def _strip_escapes(data: bytes) -> bytes:
     return re.sub(rb"^(?:\x1b[\x20-\x2f]*[\x40-\x7e])+|(?:\x1b[\x20-\x2f]*[\x40-\x7e])+$", b"", data)
 
 
+# A word as free text holds it: letters and digits, and U+FFFD, which a decoder writes for a byte it
+# could not read (MÜLLER's Latin-1 bytes read as UTF-8 are M\ufffdLLER): it stands for a letter.
+_HAY_WORD = re.compile(r"[\w\ufffd]+")
+_OTHER_SCRIPT = re.compile(r"[\u0370-\u03ff\u0400-\u04ff\u1f00-\u1fff]")
+
+
+def identity_spans(matcher: Matcher, text: str) -> list[tuple[int, int]]:
+    """``matcher.spans(text)``, and the words of ``text`` that name an identifier in another way: one
+    written in Cyrillic or Greek (Иванов, Παπαδόπουλος) whose Latin spellings (the schemes of
+    ``_scripts``) the matcher finds, and one in which U+FFFD stands for letters of the identifier
+    (M\ufffdLLER for MÜLLER, MULLER or MUELLER). Only such words are added, whole."""
+    spans = matcher.spans(text)
+    if text.isascii():
+        return spans
+    replaced = "\ufffd" in text
+    if not replaced and _OTHER_SCRIPT.search(text) is None:
+        return spans
+    extra = [
+        (m.start(), m.end())
+        for m in _HAY_WORD.finditer(text)
+        if (replaced and "\ufffd" in m.group() and _replaced_names(matcher, m.group().lower()))
+        or (_OTHER_SCRIPT.search(m.group()) and any(matcher.spans(s) for s in latin_spellings(m.group())))
+    ]
+    if not extra:
+        return spans
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans + extra):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _replaced_names(matcher: Matcher, word: str) -> bool:
+    """Whether ``word`` (lower case, holding U+FFFD) is one of the matcher's words or run-together
+    forms with letters unread: each run of U+FFFD one or two letters (a character of two bytes read
+    as two), the letters it kept more than those it lost."""
+    kept = sum(c != "\ufffd" for c in word)
+    if kept < 2 or kept <= word.count("\ufffd"):
+        return False
+    pieces = re.split("\ufffd+", word)
+    runs = [len(r) for r in re.findall("\ufffd+", word)]
+    pattern = re.compile(
+        "".join(
+            re.escape(p) + (f".{{1,{2 * runs[i]}}}" if i < len(runs) else "") for i, p in enumerate(pieces)
+        )
+    )
+    return any(
+        pattern.fullmatch(w)
+        for w in (*matcher.words, *matcher.subs)
+        if abs(len(w) - len(word)) <= 2 * len(runs) + 2
+    )
+
+
 def redact(value: str, spans: list[tuple[int, int]]) -> str:
     out, last = [], 0
     for a, b in spans:
@@ -1075,7 +1130,7 @@ def clean_text(value: str, ids: Identifiers, *, generic: bool = True) -> str:
     """Remove the patient's own identifiers (always) and generic identifier shapes (when ``generic``)."""
     if not value:
         return value
-    spans = ids.matcher().spans(value)
+    spans = identity_spans(ids.matcher(), value)
     if spans:
         value = redact(value, spans)
     if generic:
