@@ -4,7 +4,7 @@
 point (``CURATA_FAULT_AFTER=N`` lets N hits pass first). Unset (the normal case) a point costs one
 dictionary lookup. Points: ingest.after_blob, ingest.before_commit, ingest.after_commit,
 release.after_catalog, release.after_log, ledger.mid_append, and the gateway's group commit:
-gateway.before_durable (a blob staged and fsynced, not named), gateway.before_commit (blobs named
+gateway.before_durable (a blob staged, not named: fsynced, or in the spool's drain not yet), gateway.before_commit (blobs named
 and durable, rows not committed), gateway.after_commit (rows committed, senders not answered yet).
 """
 
