@@ -75,12 +75,13 @@ def source_key(key: bytes, source_uid: str) -> str:
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
-Staged = list[tuple[str, Path]]  # (digest, temp file) written and fsynced, not named yet
+Staged = list[tuple[str, Path]]  # (digest, temp file) written (fsynced unless sync=False), not named yet
 
 
 class _StagingStore:
-    """The store as the de-identifier sees it: ``put_bytes`` writes and fsyncs the blob in the store's
-    temp folder (in a pool worker, or the receiving thread) and remembers it; the receiving thread
+    """The store as the de-identifier sees it: ``put_bytes`` writes the blob in the store's temp folder
+    (in a pool worker, or the receiving thread), fsynced unless ``sync`` is false (the spool's drain
+    flushes its batch at once), and remembers it; the receiving thread
     names it (:meth:`LocalStore.commit_staged`) only once the outcome is to be filed, so a refused input
     leaves no blob behind. Anything else goes through."""
 
