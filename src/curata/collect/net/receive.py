@@ -394,7 +394,8 @@ class Receiver:
             job.done.set()
 
     def _make_durable(self, made: list[tuple[IngestOutcome, Staged]], *, synced: bool = True) -> None:
-        """Rename the staged (fsynced) blobs of these outcomes into place and fsync their folders,
+        """Rename the staged blobs of these outcomes into place and fsync their folders (``synced=False``:
+        flush the unflushed batch first, see ``LocalStore.commit_staged``),
         each folder once; a blob that was stored already has its folder fsynced too (another thread
         or listener may have named it a moment ago, its folder not flushed yet). Remote stores wrote
         durably on ``put``. On failure every staged blob is discarded and the error raised."""
