@@ -44,6 +44,7 @@ from curata.collect.deid.text import (
     clean_text,
     digit_keys,
     find_bounded,
+    find_date,
     group_by_part,
     identity_spans,
     normalise,
@@ -272,9 +273,6 @@ def _safe_private() -> frozenset[tuple[str, int, int]]:
     )
 
 
-_Groups = ProbeGroups
-
-
 class _Ctx:
     """Per-instance state of one de-identification."""
 
@@ -298,7 +296,7 @@ class _Ctx:
         self.later: list[tuple[Dataset, int, bool]] = []  # text to clean once all identifiers are known
         self.encodings: list[str] = []
         self.codestream_kept: list[tuple[int, int]] = []  # metadata the codestream keeps (gate scans it)
-        self._probe: tuple[Matcher, _Groups, _Groups] | None = None
+        self._probe: tuple[Matcher, ProbeGroups, ProbeGroups] | None = None
         self._held: dict[tuple[bytes, bool], bool] = {}  # answers of holds_identifier for this matcher
 
     def holds_identifier(self, data: bytes, *, binary: bool = False) -> bool:
@@ -1053,16 +1051,10 @@ class Deidentifier:
                     pos = find_bounded(hay, uid, "uid", start - lo, end - lo)
                     if pos >= 0:
                         _refuse(pos + lo, "uid")
-            if dates:  # a date's forms are looked for only where its keys are (DateNeedles)
-                keys = digit_keys(KEY_RUNS.findall(hay))
-                for date in dates:
-                    if keys.isdisjoint(date.byte_keys):
-                        continue
-                    for needle in date.data:
-                        if needle in hay:
-                            pos = find_bounded(hay, needle, "date", start - lo, end - lo)
-                            if pos >= 0:
-                                _refuse(pos + lo, "date")
+            if dates:
+                pos = find_date(hay, dates, start - lo, end - lo)
+                if pos >= 0:
+                    _refuse(pos + lo, "date")
 
 
 def _refuse(pos: int, kind: str) -> NoReturn:

@@ -1039,15 +1039,25 @@ def find_identifier(data: bytes, needles: list[tuple[bytes, str]]) -> str | None
             if find_bounded(low, needle, kind, 0, len(low)) >= 0:
                 return kind
     dates = getattr(needles, "dates", ())
-    if dates:  # a date's forms only where its keys are (DateNeedles)
+    if dates:
         low = data.lower() if low is None else low
-        keys = digit_keys(KEY_RUNS.findall(low))
-        for date in dates:
-            if not keys.isdisjoint(date.byte_keys):
-                for needle in date.data:
-                    if needle in low and find_bounded(low, needle, "date", 0, len(low)) >= 0:
-                        return "date"
+        if find_date(low, dates, 0, len(low)) >= 0:
+            return "date"
     return None
+
+
+def find_date(low: bytes, dates: Iterable[DateNeedles], start: int, end: int) -> int:
+    """First standing occurrence in ``low[start:end]`` (lower-cased bytes) of a written form of one of
+    ``dates``, looked for only where the date's keys are (``DateNeedles``); -1 if none."""
+    keys = digit_keys(KEY_RUNS.findall(low))
+    for date in dates:
+        if not keys.isdisjoint(date.byte_keys):
+            for needle in date.data:
+                if needle in low:
+                    pos = find_bounded(low, needle, "date", start, end)
+                    if pos >= 0:
+                        return pos
+    return -1
 
 
 def _ascii_compatible(codec: str) -> bool:
