@@ -76,3 +76,22 @@ def test_curata_deid_removes_them_from_every_free_text_element(tmp_path: Path) -
         assert ds.ImageComments == ds.StudyDescription == ds.SeriesDescription
         left.add(ds.ImageComments)
     assert left == {c[2] for c in CASES}, left
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        # the header's Σ before a separator lowers to σ (a separator is case-ignorable), the text's to ς
+        ("aaàς^AAAA", "AAÀΣ^AAAA"),  # the case hypothesis found in test_plant_everywhere
+        ("Ζαχαριας^Νικος", "ΖΑΧΑΡΙΑΣ^ΝΙΚΟΣ"),
+        ("ΖΑΧΑΡΙΑΣ^ΝΙΚΟΣ", "ο Ζαχαριας ηρθε"),
+    ],
+)
+def test_greek_final_sigma_is_the_same_letter(name: str, text: str) -> None:
+    from curata.collect.deid.text import find_identifier
+
+    ids = _ids(name)
+    cleaned = clean_text(text, ids, generic=False)
+    family = name.split("^")[0]
+    assert family.lower().replace("ς", "σ") not in cleaned.lower().replace("ς", "σ"), cleaned
+    assert find_identifier(text.encode("utf-8"), ids.gate_needles()) is not None

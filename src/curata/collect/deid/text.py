@@ -167,7 +167,10 @@ def is_cjk(ch: str) -> bool:
     )
 
 
-_SEP_TABLE = str.maketrans(dict.fromkeys(SEPARATORS))
+# Greek's final sigma: lower() writes ς or σ by what follows the Σ (ΛΟΣ^ΓΙΩΡΓΟΣ gives λοσ^γιωργος, a
+# separator such as ^ being case-ignorable), and people write ς at a word's end: compared as σ.
+_FINAL_SIGMA = "\u03c2"
+_SEP_TABLE = str.maketrans({**dict.fromkeys(SEPARATORS), _FINAL_SIGMA: "\u03c3"})
 
 
 def normalise(text: str) -> str:
@@ -493,6 +496,8 @@ class Matcher:
         low = text.lower()
         if len(low) != len(text):
             low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+        if _FINAL_SIGMA in low:  # same length: positions stay
+            low = low.replace(_FINAL_SIGMA, "\u03c3")
         if subs:
             index = [i for i, ch in enumerate(low) if ch not in _SEP_SET]
             norm = "".join(low[i] for i in index)
@@ -748,7 +753,7 @@ def digit_keys(runs: list[_K]) -> set[_K]:
 @lru_cache(maxsize=8192)
 def _word_kind(w: str) -> tuple[str, str, str]:
     norm = normalise(w)
-    return norm, _kind(norm), w.lower().strip()
+    return norm, _kind(norm), w.lower().replace(_FINAL_SIGMA, "\u03c3").strip()
 
 
 ProbeGroups = tuple[tuple[int, bytes, tuple[bytes, ...]], ...]  # see by_part
@@ -910,6 +915,13 @@ def _codecs(encodings: tuple[str, ...]) -> tuple[list[str], bool]:
     return codecs, all(_ascii_compatible(c) for c in codecs[5:])
 
 
+def _case_variants(text: str, capitalised: str) -> set[str]:
+    """``text`` as it, in capitals and ``capitalised``, each also with a Greek σ written ς (as at a
+    word's end): the case forms a value's bytes may take (bytes.lower() folds ASCII only)."""
+    out = {text, text.upper(), capitalised}
+    return out | {v.replace("\u03c3", _FINAL_SIGMA) for v in out if "\u03c3" in v}
+
+
 @lru_cache(maxsize=8192)
 def _sub_needles(text: str, encodings: tuple[str, ...]) -> tuple[bytes, ...]:
     """A normalised value as normalised bytes in every encoding it can take."""
@@ -920,7 +932,7 @@ def _sub_needles(text: str, encodings: tuple[str, ...]) -> tuple[bytes, ...]:
         norm = normalise_bytes(text.encode("ascii"))
         return (norm,) if len(norm) >= 3 else ()
     out: list[bytes] = []
-    for variant in {text, text.upper(), text.capitalize()}:  # bytes.lower() folds ASCII only
+    for variant in _case_variants(text, text.capitalize()):  # bytes.lower() folds ASCII only
         for codec in codecs:
             try:
                 enc = variant.encode(codec)
@@ -947,7 +959,7 @@ def _word_needles(text: str, encodings: tuple[str, ...]) -> tuple[bytes, ...]:
             if len(enc) >= 3 and enc not in out:
                 out.append(enc)
         return tuple(out)
-    for variant in {text, text.upper(), text.title()}:
+    for variant in _case_variants(text, text.title()):
         for codec in codecs:
             try:
                 enc = _strip_escapes(variant.encode(codec)).lower()
