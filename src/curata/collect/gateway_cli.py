@@ -264,14 +264,18 @@ def watch(
 ) -> None:
     """De-identify and file clinical exports (CSV, Excel, FHIR), VCFs and DICOM dropped into FOLDER."""
     import signal
+    import threading
 
     from curata.collect.clinical.dropfolder import DropFolder
 
     ws = _workspace(workspace)
     drop = DropFolder(ws, folder)
+    # a service manager's stop ends the watch after the batch in hand is filed and counted (an
+    # exception raised from the handler could land between a batch's commit and its count)
+    stopping = threading.Event()
 
     def _terminate(*_args: object) -> None:
-        raise KeyboardInterrupt
+        stopping.set()
 
     signal.signal(signal.SIGTERM, _terminate)
     problems: list[str] = []
@@ -288,7 +292,7 @@ def watch(
     import contextlib
 
     with contextlib.suppress(KeyboardInterrupt):
-        drop.watch(interval=max(0.05, interval), once=once, on_batch=report)
+        drop.watch(interval=max(0.05, interval), once=once, on_batch=report, stop=stopping.is_set)
     finish(drop.total, as_json=as_json, errors=problems[:20])
 
 
