@@ -16,7 +16,7 @@ import pydicom
 import pytest
 
 from curata.collect.deid import Deidentifier, load_profile
-from curata.collect.deid.text import Identifiers, clean_text
+from curata.collect.deid.text import Identifiers, clean_text, other_readings
 from curata.errors import CurataError
 
 from .conftest import KEY, read, to_bytes
@@ -51,6 +51,31 @@ PATIENTS = [
     OtherSpellings("Ólafsdóttir", "Guðrún", "IS120448", "ACI77110", "19480412", other=(
         "OLAFSDOTTIR^GUDRUN", "Olafsdottir Gudrun", "GUDRUN", "12.4.1948", "4/12/48", "12 April 1948",
         "Apr 12 1948", "12-APR-1948", "12.IV.1948", "1948-4-12",
+    )),
+]  # fmt: skip
+
+
+# The other way round: the header holds the name as an ASCII-only system wrote it (many hospital
+# systems do), and reports and descriptions hold it with its letters, or with its transliteration
+# mixed (Odegaard for ØDEGÅRD) or undone (SCHAFER for SCHAEFER).
+ASCII_HEADERS = [
+    OtherSpellings("NGUYEN", "VAN THANH", "VN551234", "ACV40021", "19850307", charset="ISO_IR 192", other=(
+        "Nguyễn Văn Thành", "NGUYỄN^VĂN THÀNH", "Nguyễn", "Thành",
+    )),
+    OtherSpellings("GARCIA LOPEZ", "MARIA JOSE", "ES220981", "ACE11872", "19770919", charset="ISO_IR 192", other=(
+        "García López", "GARCÍA LÓPEZ^MARÍA JOSÉ", "María José", "López",
+    )),
+    OtherSpellings("ODEGAARD", "BJOERN", "NO118734", "ACN55120", "19691102", charset="ISO_IR 192", other=(
+        "Ødegård", "Bjørn Ødegård", "Odegard", "Bjorn",
+    )),
+    OtherSpellings("SCHAEFER", "JUERGEN", "DE339012", "ACD77301", "19580721", charset="ISO_IR 192", other=(
+        "Schäfer", "Jürgen Schäfer", "SCHAFER^JURGEN", "Jurgen",
+    )),
+    OtherSpellings("ØDEGÅRD", "BJØRN", "NO998721", "ACN10293", "19711230", charset="ISO_IR 192", other=(
+        "Odegaard", "Oedegard", "ODEGAARD^BJOERN",
+    )),
+    OtherSpellings("YILMAZ", "AYSE", "TR661203", "ACT33019", "19900118", charset="ISO_IR 192", other=(
+        "Ayşe Yılmaz", "YILMAZ^AYŞE", "Yılmaz",
     )),
 ]  # fmt: skip
 
@@ -105,9 +130,26 @@ def test_other_spellings_of_the_identity_never_survive(profile: str) -> None:
     assert planted_in_the_corpus(profile, PATIENTS) == []
 
 
+@pytest.mark.parametrize("profile", ["research", "basic"])
+def test_the_name_with_its_letters_never_survives_an_ascii_header(profile: str) -> None:
+    assert planted_in_the_corpus(profile, ASCII_HEADERS) == []
+
+
 @pytest.mark.parametrize(
     ("name", "written"),
     [
+        ("NGUYEN^VAN THANH", "Nguyễn Văn Thành"),
+        ("GARCIA^MARIA", "García, María"),
+        ("LUKASIEWICZ^JOZEF", "Łukasiewicz Józef"),
+        ("SCHAEFER^KLAUS", "Schäfer"),
+        ("SCHAEFER^KLAUS", "Schafer"),
+        ("ODEGAARD^ANNE", "Ødegård"),
+        ("ODEGAARD^ANNE", "Odegard"),
+        ("ØDEGÅRD^ANNE", "Odegaard"),
+        ("ØDEGÅRD^ANNE", "Oedegard"),
+        ("ØDEGÅRD^ANNE", "Ødegaard"),
+        ("YILMAZ^AYSE", "Ayşe Yılmaz"),
+        ("CONCEICAO^ANA", "Conceição"),
         ("MÜLLER^JÜRGEN", "MULLER JURGEN"),
         ("Müller^Jürgen", "Mueller, Juergen"),
         ("Nguyễn^Văn Thành", "Nguyen Van Thanh"),
@@ -126,6 +168,20 @@ def test_a_name_written_in_ascii_is_the_name(name: str, written: str) -> None:
     assert not any(len(w) >= 4 and w.lower() in cleaned.lower() for w in re.split(r"[\s,]+", written)), (
         cleaned
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("HAAS^ANNA", "contrast has been given"),
+        ("JOEL^MARK", "Jol scan"),
+        ("GARCIA^ANA", "Garcilaso protocol"),
+    ],
+)
+def test_a_spelling_is_not_shortened_into_a_common_word(name: str, text: str) -> None:
+    ids = Identifiers()
+    ids.add_name(name)
+    assert clean_text(text, ids, generic=False) == text
 
 
 @pytest.mark.parametrize(
@@ -191,3 +247,21 @@ def test_someone_elses_name_or_a_date_in_a_descriptor_is_cleaned(other: str, res
     for kept in (str(out.get("StudyDescription", "")), str(out.get("ImageComments", ""))):
         assert _SEP.sub("", other.lower()) not in _SEP.sub("", kept.lower()), kept
     assert str(out.StudyDescription).startswith("CT chest")
+
+
+def test_valid_utf8_is_not_also_read_as_latin1() -> None:
+    assert other_readings("ØDEGÅRD^BJØRN".encode()) == ["ØDEGÅRD^BJØRN"]
+    assert other_readings("MÜLLER".encode("latin-1")) == ["MÜLLER"]  # cp1252 reads it the same
+    assert other_readings(b"\x80\xe9") == ["\x80é", "€é"]
+
+
+def test_a_name_in_utf8_is_not_split_into_fragments_found_by_chance(research) -> None:
+    """Å in UTF-8 (C3 85) read as Latin-1 ends in NEL, a space: BJØRN ØDEGÅRD gave the fragment RD,
+    and the gate found the short name RD by chance in the waveform's samples (refused)."""
+    path = next(p for p in corpus_files() if p.endswith("waveform_ecg.dcm"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path)
+        plant_everywhere(ds, ASCII_HEADERS[4])
+        out = pydicom.dcmread(io.BytesIO(research.deidentify_bytes(to_bytes(ds)).output_bytes))
+    assert "WaveformSequence" in out

@@ -26,7 +26,7 @@ from pydicom.values import convert_PN, convert_single_string, convert_text
 
 from curata.collect.deid import _rawpath, _reader, _writer, pixels
 from curata.collect.deid.pseudonyms import age_between, cap_age, is_standard_uid, shift_date, shift_datetime
-from curata.collect.deid.text import clean_text
+from curata.collect.deid.text import clean_text, other_readings
 
 if TYPE_CHECKING:
     from curata.collect.deid.engine import Deidentifier, DeidResult, _Ctx
@@ -353,12 +353,7 @@ class _Run:
         values = value if isinstance(value, list) else [value]
         if not data.isascii():  # as the engine: matched in every plausible decoding, and as bytes
             ids.add_raw(data)
-            for codec in ("utf-8", "latin-1", "cp1252"):
-                try:
-                    alt = data.decode(codec)
-                except UnicodeDecodeError:
-                    continue
-                values = [*values, *alt.split("\\")]
+            values = [*values, *(v for alt in other_readings(data) for v in alt.split("\\"))]
         for v in values:
             text = v.strip(" \0")
             if not text:

@@ -48,6 +48,7 @@ from curata.collect.deid.text import (
     group_by_part,
     identity_spans,
     normalise,
+    other_readings,
 )
 from curata.collect.deid.vault import Vault
 from curata.errors import DeidError, InputError
@@ -615,12 +616,7 @@ class Deidentifier:
                 # Text in a character set other than the declared one (Latin-1 bytes in a UTF-8
                 # file): the value is matched in every plausible decoding, and as its own bytes.
                 ids.add_raw(rawval)
-                for codec in ("utf-8", "latin-1", "cp1252"):
-                    try:
-                        alt = rawval.decode(codec)
-                    except UnicodeDecodeError:
-                        continue
-                    values = [*values, *alt.split("\\")]
+                values = [*values, *(v for alt in other_readings(rawval) for v in alt.split("\\"))]
             for v in values:
                 text = str(v).strip(" \0")
                 if not text:
@@ -845,7 +841,7 @@ class Deidentifier:
             text = str(v)
             if coded:
                 strong = ctx.ids.matcher(strong=True)
-                cleaned = text if text.strip() in terms or not strong.spans(text) else "*"
+                cleaned = text if text.strip() in terms or not identity_spans(strong, text) else "*"
             else:
                 cleaned = clean_text(text, ctx.ids, generic=generic)
             if vr in ("CS", "AE", "UR") and cleaned != text:

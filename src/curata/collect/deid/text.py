@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
+import itertools
 import operator
 import re
 import unicodedata
@@ -252,16 +254,39 @@ _TRANSLITERATE = str.maketrans({
 })  # fmt: skip
 
 
+# Letters with two ASCII spellings (ø as o or oe, å as a or aa) are mixed within one name as often as
+# not (Ødegård as Odegaard or Oedegard): up to this many of them are combined freely, beyond it the
+# two uniform spellings stand for the rest (2 ** 4 spellings at most).
+_MIXED_LETTERS = 4
+
+
+def _mixed(value: str) -> list[str]:
+    """``value`` with each subset of its two-way letters transliterated (the empty and the full
+    subsets are the uniform spellings, made apart); none for fewer than two or many such letters."""
+    at = [i for i, ch in enumerate(value) if ord(ch) in _TRANSLITERATE]
+    if not 2 <= len(at) <= _MIXED_LETTERS:
+        return []
+    out = []
+    for picks in itertools.product((False, True), repeat=len(at)):
+        if any(picks) and not all(picks):
+            chars = list(value)
+            for i, pick in zip(at, picks, strict=True):
+                if pick:
+                    chars[i] = chars[i].translate(_TRANSLITERATE)
+            out.append("".join(chars))
+    return out
+
+
 @lru_cache(maxsize=8192)
 def ascii_spellings(value: str) -> tuple[str, ...]:
     """``value`` as systems without its letters write it: marks dropped (MÜLLER as MULLER, Nguyễn as
-    Nguyen, Łukasiewicz as Lukasiewicz) and transliterated (MUELLER; Cyrillic and Greek by the schemes
-    of ``_scripts``: ИВАНОВ as IVANOV, ΓΙΩΡΓΟΣ as GIORGOS); CJK and Hangul stay as they are.
-    Empty when ``value`` is ASCII already."""
+    Nguyen, Łukasiewicz as Lukasiewicz) and transliterated (MUELLER; Ødegård as Oedegaard, Odegaard
+    or Oedegard: see ``_mixed``; Cyrillic and Greek by the schemes of ``_scripts``: ИВАНОВ as IVANOV,
+    ΓΙΩΡΓΟΣ as GIORGOS); CJK and Hangul stay as they are. Empty when ``value`` is ASCII already."""
     if value.isascii():
         return ()
     out = []
-    for text in (value, value.translate(_TRANSLITERATE), *latin_spellings(value)):
+    for text in (value, value.translate(_TRANSLITERATE), *_mixed(value), *latin_spellings(value)):
         folded = []
         for ch in text.translate(_FOLD):
             if ch.isascii() or is_cjk(ch):
@@ -276,13 +301,38 @@ def ascii_spellings(value: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+_DIGRAPH = re.compile(r"ae|oe|ue|aa", re.IGNORECASE)  # a transliterated ä, ö, ü, å (or ø as oe)
+
+
+def _spelled_otherwise(value: str) -> tuple[str, ...]:
+    """A name as other systems write it: ``ascii_spellings`` of a name with letters beyond ASCII, and
+    for one in ASCII that holds a transliteration (SCHAEFER, ODEGAARD), the same with marks dropped
+    instead (SCHAFER, ODEGARD; each such pair or some of them). A part is only shortened to at least
+    ``MIN_SUBSTRING`` letters: HAAS does not become the word HAS."""
+    if not value.isascii():
+        return ascii_spellings(value)
+    out: list[str] = []
+    for part in _NAME_PARTS.split(value):
+        at = [m.start() for m in _DIGRAPH.finditer(part)]
+        if not at or len(at) > _MIXED_LETTERS or len(part) - len(at) < MIN_SUBSTRING:
+            continue
+        for picks in itertools.product((False, True), repeat=len(at)):
+            if any(picks):
+                drop = {i + 1 for i, pick in zip(at, picks, strict=True) if pick}
+                short = "".join(ch for i, ch in enumerate(part) if i not in drop)
+                spelled = value.replace(part, short)
+                if spelled not in out:
+                    out.append(spelled)
+    return tuple(out)
+
+
 # A patient's name and IDs recur in every file of their series: what each value adds to the
 # identifiers depends on the value alone, so it is worked out once per value for the process.
 @lru_cache(maxsize=8192)
 def _strong_forms(value: str) -> frozenset[str]:
     """The normalised forms ``Identifiers.add_strong`` adds for ``value``."""
     out: set[str] = set()
-    for spelled in ascii_spellings(value):
+    for spelled in _spelled_otherwise(value):
         out |= _strong_forms(spelled)
     for group in value.split("="):
         parts = [p for p in _NAME_PARTS.split(group) if p and p.upper().strip(".") not in _HONORIFICS]
@@ -300,7 +350,7 @@ def _name_forms(value: str) -> tuple[frozenset[str], frozenset[str], frozenset[s
     words: set[str] = set()
     short_names: set[str] = set()
     cjk_names: set[str] = set()
-    for spelled in ascii_spellings(value):  # the same name as an ASCII-only system writes it
+    for spelled in _spelled_otherwise(value):  # the same name as an ASCII-only system writes it
         w, s, c = _name_forms(spelled)
         words |= w
         short_names |= s
@@ -1086,25 +1136,41 @@ def _strip_escapes(data: bytes) -> bytes:
 # A word as free text holds it: letters and digits, and U+FFFD, which a decoder writes for a byte it
 # could not read (MÜLLER's Latin-1 bytes read as UTF-8 are M\ufffdLLER): it stands for a letter.
 _HAY_WORD = re.compile(r"[\w\ufffd]+")
-_OTHER_SCRIPT = re.compile(r"[\u0370-\u03ff\u0400-\u04ff\u1f00-\u1fff]")
+
+
+def other_readings(data: bytes) -> list[str]:
+    """The plausible readings of non-ASCII text bytes besides the declared one, for text written in
+    another character set than the data set declares: as UTF-8 where the bytes are valid UTF-8 (in a
+    file declared Latin-1), otherwise as Latin-1 and as Windows-1252 (MÜLLER's Latin-1 bytes in a
+    file declared UTF-8). Valid UTF-8 is not also read as Latin-1: that reading is mojibake, whose
+    bytes C3 85 (Å) and C3 A0 (à) end in a space character (NEL, NBSP) and split a name into
+    fragments such as RD, short names the byte gate then found by chance in waveform data."""
+    try:
+        return [data.decode("utf-8")]
+    except UnicodeDecodeError:
+        pass
+    out: list[str] = []
+    for codec in ("latin-1", "cp1252"):
+        with contextlib.suppress(UnicodeDecodeError):
+            text = data.decode(codec)
+            if text not in out:
+                out.append(text)
+    return out
 
 
 def identity_spans(matcher: Matcher, text: str) -> list[tuple[int, int]]:
-    """``matcher.spans(text)``, and the words of ``text`` that name an identifier in another way: one
-    written in Cyrillic or Greek (Иванов, Παπαδόπουλος) whose Latin spellings (the schemes of
-    ``_scripts``) the matcher finds, and one in which U+FFFD stands for letters of the identifier
-    (M\ufffdLLER for MÜLLER, MULLER or MUELLER). Only such words are added, whole."""
+    """``matcher.spans(text)``, and the words of ``text`` that name an identifier in another way:
+    one whose ASCII spellings (``ascii_spellings``: marks dropped, transliterated, Cyrillic and Greek
+    in Latin letters) the matcher finds, as when the header holds NGUYEN or SCHAEFER and a report
+    Nguyễn or Schäfer, or Иванов and Παπαδόπουλος; and one in which U+FFFD stands for letters of the
+    identifier (M\ufffdLLER for MÜLLER, MULLER or MUELLER). Only such words are added, whole."""
     spans = matcher.spans(text)
     if text.isascii():
-        return spans
-    replaced = "\ufffd" in text
-    if not replaced and _OTHER_SCRIPT.search(text) is None:
         return spans
     extra = [
         (m.start(), m.end())
         for m in _HAY_WORD.finditer(text)
-        if (replaced and "\ufffd" in m.group() and _replaced_names(matcher, m.group().lower()))
-        or (_OTHER_SCRIPT.search(m.group()) and any(matcher.spans(s) for s in latin_spellings(m.group())))
+        if not m.group().isascii() and _names_otherwise(matcher, m.group())
     ]
     if not extra:
         return spans
@@ -1115,6 +1181,14 @@ def identity_spans(matcher: Matcher, text: str) -> list[tuple[int, int]]:
         else:
             merged.append((a, b))
     return merged
+
+
+def _names_otherwise(matcher: Matcher, word: str) -> bool:
+    """Whether a word with letters beyond ASCII names one of the matcher's identifiers as it would be
+    written in ASCII, or with some of its letters unread (U+FFFD)."""
+    if "\ufffd" in word and _replaced_names(matcher, word.lower()):
+        return True
+    return any(matcher.spans(spelled) for spelled in ascii_spellings(word))
 
 
 def _replaced_names(matcher: Matcher, word: str) -> bool:
