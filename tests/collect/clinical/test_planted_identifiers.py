@@ -198,3 +198,35 @@ def test_another_patients_identifiers_in_a_note_are_cleaned(workspace, tmp_path)
     for needle in ("Tunde", "Bakare", "55102", "805 111 2233", "8051112233"):
         assert needle not in blob, blob[max(0, blob.find(needle) - 200) : blob.find(needle) + 50]
     assert "reports cough" in blob and "white matter" in blob
+
+
+def test_a_vcf_filed_in_a_later_run_than_its_clinical_export_is_cleaned_of_the_patient(
+    workspace, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """The clinical export names the patient in one run; the VCF (its sample the MRN) comes in a later
+    run, its header and records naming the patient in every line type: cleaned as in one run, because the
+    identity is kept on site (sealed with the site key), never in the catalog or the store."""
+    write_csv(tmp_path / "clinical" / "clinical.csv", [csv_row()])
+    Ingestor(workspace, workers=1).ingest_paths([tmp_path / "clinical"])
+    export = tmp_path / "genomes"
+    export.mkdir()
+    for i, line in enumerate(VCF_HEADER):
+        header = list(VCF_HEADER)
+        header[i] = (
+            line.replace('Description="', 'Description="Adaeze Okonkwo-Bello 14 Marina Street ', 1)
+            if 'Description="' in line
+            else f"{line} Adaeze Okonkwo-Bello 14 Marina Street"
+        )
+        (export / f"planted-{i:02d}.vcf").write_text(vcf_text(header=header))
+    lines = vcf_text().splitlines()
+    cols = lines[-2].split("\t")
+    cols[7] += ";NOTE=Okonkwo-Bello"
+    lines[-2] = "\t".join(cols)
+    (export / "record.vcf").write_text("\n".join(lines) + "\n")
+    (export / "plain.vcf.gz").write_bytes(gzip.compress(vcf_text().encode()))  # gzip, not bgzip
+    _summary, problems = Ingestor(workspace, workers=1).ingest_paths([export])
+    with workspace.catalog.session() as s:
+        files = s.scalar(sa.select(sa.func.count()).select_from(genomic_file))
+    assert files >= len(VCF_HEADER) - 2
+    assert any("gzip, not bgzip" in (p.reason or "") for p in problems)  # refused alone; the batch goes on
+    assert _survivors(workspace) == []

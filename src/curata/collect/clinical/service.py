@@ -23,6 +23,7 @@ from curata.collect.clinical._records import ClinicalBatch, no_cycle_collection
 from curata.collect.clinical.deid import AGE_CAP
 from curata.collect.clinical.exchange import Batch
 from curata.collect.clinical.mapping import SiteMapping, find_mapping
+from curata.collect.deid.text import Identifiers
 from curata.collect.dicomweb.multipart import Part
 from curata.collect.sources import Source
 from curata.console import RunSummary
@@ -30,8 +31,11 @@ from curata.errors import CurataError
 from curata.workspace import Workspace
 
 if TYPE_CHECKING:
+    from curata.collect.deid import Vault
     from curata.collect.genomics.vcf import VcfResult
 
+IDENTITIES_FOLDER = "clinical"  # under the vault folder: the clinical inputs' identifiers, sealed
+_REMEMBERED = ("words", "short_names", "cjk_names", "dates", "strong")
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx", ".xlsm", ".xls")
 FHIR_SUFFIXES = (".ndjson", ".json")
 VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
@@ -71,7 +75,10 @@ class ClinicalIngestor:
         self.mapping_file = mapping_file
         self.key = ws.site_key()
         self.store = ws.store
-        self.known: dict[str, object] = {}  # patient ID -> Identifiers seen this run (memory only)
+        # patient ID -> identifiers, from this run's clinical inputs and those of earlier runs (sealed on
+        # site with the site key, beside the vault: a VCF filed later is cleaned of them too)
+        self.known: dict[str, Identifiers] = {}
+        self._remembered = False
 
     def _mapping(self, source: Source) -> SiteMapping:
         cfg = self.ws.config.get("clinical", {}) or {}
@@ -155,8 +162,7 @@ class ClinicalIngestor:
         from curata.collect.clinical import _index
         from curata.collect.ingest import _quarantine_bytes
 
-        for pid, who in batch.identities.items():
-            self.known[pid] = who.ids
+        self._remember(batch)
         if self._filed(batch.input_digest):
             return ClinicalOutcome("present", source_name, batch.input_digest)
         tables = _writer.batch_tables(batch)
@@ -189,6 +195,36 @@ class ClinicalIngestor:
                 )
             self._quarantine_row(batch.input_digest, reason, len(raw) if raw is not None else 0)
         return out
+
+    def _identities(self) -> Vault:
+        from curata.collect.deid import Vault
+
+        return Vault(self.ws.vault_path / IDENTITIES_FOLDER, self.key)
+
+    def _remember(self, batch: ClinicalBatch) -> None:
+        """The batch's patients' identifiers: for this run, and sealed on site for later runs."""
+        records = []
+        for pid, who in batch.identities.items():
+            self.known.setdefault(pid, Identifiers()).update(who.ids)
+            ids = who.ids
+            records.append(
+                {"kind": "identifiers", "patient_id": pid} | {k: sorted(getattr(ids, k)) for k in _REMEMBERED}
+            )
+        if records:
+            self._identities().append(records)
+
+    def _recall(self) -> None:
+        """The identifiers earlier runs sealed, once per ingestor (a VCF's header is cleaned of them)."""
+        if self._remembered:
+            return
+        self._remembered = True
+        for rec in self._identities().records():
+            if rec.get("kind") != "identifiers" or not isinstance(rec.get("patient_id"), str):
+                continue
+            sealed = Identifiers()
+            for k in _REMEMBERED:
+                getattr(sealed, k).update(str(v) for v in rec.get(k) or ())
+            self.known.setdefault(rec["patient_id"], Identifiers()).update(sealed)
 
     def _filed(self, input_digest: str) -> bool:
         with self.ws.catalog.session() as session:
@@ -242,7 +278,8 @@ class ClinicalIngestor:
         from curata.collect.genomics.vcf import deidentify_vcf
 
         mapping = self._mapping(src)
-        res = deidentify_vcf(raw, src.name, mapping.vcf, self.key, self.known)  # type: ignore[arg-type]
+        self._recall()
+        res = deidentify_vcf(raw, src.name, mapping.vcf, self.key, self.known)
         return self.file_vcf(res, digest, src.name)
 
     def file_vcf(self, res: VcfResult, input_digest: str, source_name: str) -> ClinicalOutcome:

@@ -432,6 +432,17 @@ class Identifiers:
                     self.words.add(bare)
         self._changed()
 
+    def update(self, other: Identifiers) -> None:
+        """Every identifying value of ``other`` too (the same patient, seen in another input)."""
+        self.words |= other.words
+        self.short_names |= other.short_names
+        self.cjk_names |= other.cjk_names
+        self.dates |= other.dates
+        self.uids |= other.uids
+        self.raw |= other.raw
+        self.strong |= other.strong
+        self._changed()
+
     def add_raw(self, data: bytes) -> None:
         """The input's own bytes of an identifying value (text that did not decode cleanly)."""
         data = data.strip(b" \0")

@@ -4,7 +4,8 @@ Variants are data and are kept (their re-identification risk is named in the dat
 identifies the person or the site in the header is removed: ``##commandline`` and every other command
 or program-call line, ``##SAMPLE`` / ``##PEDIGREE``, ``##fileDate`` and other dates, file paths (in
 ``##reference``, ``##source`` or anywhere), and unknown lines. Descriptions that stay are cleaned with
-the DICOM engine's free-text cleaner. The output (bgzip-compressed VCF) passes the byte gate for the
+the DICOM engine's free-text cleaner, of the patient's identifiers from the clinical inputs of this
+run and of earlier ones (sealed on site under the vault folder, ``clinical/``). The output (bgzip-compressed VCF) passes the byte gate for the
 original sample IDs before it is stored.
 """
 
@@ -206,6 +207,11 @@ def deidentify_vcf(
         src.write_bytes(raw)
         try:
             vf = pysam.VariantFile(str(src))
+        except NotImplementedError:  # htslib cannot seek in plain gzip (not BGZF)
+            raise InputError(
+                "not a readable VCF: compressed with gzip, not bgzip",
+                hint="recompress it with `bgzip` (htslib) or drop it uncompressed",
+            ) from None
         except (OSError, ValueError) as exc:
             raise InputError(f"not a readable VCF or BCF ({type(exc).__name__})") from None
         fmt = "bcf" if vf.is_bcf else "vcf"
@@ -219,9 +225,7 @@ def deidentify_vcf(
             ids.add_word(pid, min_len=2)
             other = (known or {}).get(pid.strip())
             if other is not None:
-                ids.words |= other.words
-                ids.short_names |= other.short_names
-                ids.dates |= other.dates
+                ids.update(other)
         pseudonyms: list[str] = [] if deid is not None else list(originals)
         for pid in patient_ids:
             if deid is None:
