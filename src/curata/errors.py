@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+_MAX_REASON = 300
 
 
 class CurataError(Exception):
@@ -109,17 +112,46 @@ def is_fatal(exc: BaseException) -> bool:
 
 
 @contextmanager
-def decoding(what: str, *, path: str | None = None) -> Iterator[None]:
+def decoding(
+    what: str, *, path: str | None = None, corrupt: tuple[type[Exception], ...] = ()
+) -> Iterator[None]:
     """Around a decoder's call: its panic on a corrupt ``what`` becomes a :class:`DecodeError`, an
     ``Exception`` that each stage's per-item handling already takes as bad input (and that, unlike
-    the panic, crosses a process pool). Interrupts and the decoder's ordinary errors pass as they are."""
+    the panic, crosses a process pool). Interrupts pass as they are; so do the decoder's ordinary
+    errors, unless their classes are given as ``corrupt`` (a codec fed a slide's tile: any of its
+    errors means the tile is damaged). Only the error's type is kept: a codec's text quotes the bytes."""
     try:
         yield
     except BaseException as exc:
-        if not is_native_panic(exc):
+        if not is_native_panic(exc) and not isinstance(exc, corrupt):
             raise
         raise DecodeError(
             f"cannot decode {what}: the decoder failed on corrupt data ({type(exc).__name__})",
             path=path,
             hint="the file's pixel data is damaged; send it again from the source",
         ) from exc
+
+
+def sanitize(reason: str) -> str:
+    """Quoted text, paths and long numbers (dates, IDs, UIDs) out; tags like (0010,0010) stay."""
+    from curata.console import redact
+
+    return " ".join(redact(reason).split())[:_MAX_REASON]
+
+
+def safe_reason(exc: BaseException) -> str:
+    """A reason for ``exc`` fit to keep, log or answer: our own messages sanitised, anything else by
+    type only (a parser's, a decoder's or a peer's text may quote a name, an ID or a path)."""
+    if isinstance(exc, InputError):
+        return sanitize(exc.reason)
+    if isinstance(exc, CurataError):
+        return sanitize(exc.message)
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or 'I/O error'}"
+    # an unforeseen error: its message may quote the input, so only where it happened
+    tb = exc.__traceback__
+    where = ""
+    while tb is not None:
+        where = f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_frame.f_code.co_name}"
+        tb = tb.tb_next
+    return f"internal error ({type(exc).__name__}{' in ' + where if where else ''})"

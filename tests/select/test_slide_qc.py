@@ -77,3 +77,43 @@ def test_planted_defects_are_caught_without_false_positives() -> None:
         assert r.fpr == 0.0, r
         assert r.sensitivity[3] == 1.0, r
     assert np.mean([r.sensitivity[1] for r in results]) < 1.0  # the mildest severities are not all caught
+
+
+def test_a_slide_qc_cannot_read_fails_with_a_reason_that_quotes_none_of_its_values(  # type: ignore[no-untyped-def]
+    workspace, tmp_path: Path
+) -> None:
+    """A DICOM-WSI whose Number of Frames holds a name (IS is text: int() of it quotes the value back):
+    its QC fails with the error's type and place, kept in the catalog and the quarantine without the
+    value; the intact slide beside it is measured."""
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+    from pydicom.uid import generate_uid
+
+    from curata.catalog import QuarantineItem
+    from tests.collect.wsi.conftest import find_shared_wsi
+
+    shared = find_shared_wsi()
+    if shared is None:
+        pytest.skip("shared/data/wsi not found beside the repository")
+    planted = "ZEBEDIAH^QUIRINUS"
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for name, frames in (("good.dcm", None), ("bad.dcm", planted.encode())):
+        ds = pydicom.dcmread(shared / "boxes_0.dcm")
+        ds.PatientID = ds.PatientName = "PSEUDO-1"
+        ds.PatientIdentityRemoved = "YES"
+        ds.SeriesInstanceUID = ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        if frames:
+            ds[0x00280008] = RawDataElement(Tag(0x00280008), "IS", len(frames), frames, 0, False, True)
+        ds.save_as(inbox / name)
+    summary, problems = Ingestor(workspace, deidentify=False, workers=1).ingest_paths([inbox])
+    assert summary.counts["ingested"] == 2, [p.reason for p in problems]
+    qc = service.run_qc(workspace, workers=1)
+    assert (qc.counts["measured"], qc.counts["failed"]) == (1, 1)
+    with workspace.catalog.session() as s:
+        errors = [m.error for m in s.scalars(select(QcMeasurement)) if m.error]
+        reasons = [q.reason for q in s.scalars(select(QuarantineItem).where(QuarantineItem.stage == "qc"))]
+    assert errors == ["internal error (ValueError in frames.py:frame_ranges)"]
+    assert reasons == [f"QC could not read the series: {errors[0]}"]
+    assert not any("ZEBEDIAH" in text for text in errors + reasons)

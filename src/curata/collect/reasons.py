@@ -3,7 +3,8 @@
 A quarantine reason is kept in the catalog, printed on the console and written into reports, so it
 must not carry the input's values (a parser message can quote a name, an ID or a date) nor its
 source path (folder names often hold the patient's name). :func:`safe_reason` keeps the words, the
-DICOM tag and the rule, and replaces quoted text, paths and long numbers. Raw refused inputs and the
+DICOM tag and the rule, and replaces quoted text, paths and long numbers (it lives in ``curata.errors``
+beside the errors it describes, for every stage, and is re-exported here). Raw refused inputs and the
 vault are private to the service account: folders 0700, files 0600.
 """
 
@@ -14,34 +15,11 @@ import errno
 import os
 from pathlib import Path
 
-from curata.console import redact
-from curata.errors import CurataError, InputError
-
-_MAX = 300
+from curata.errors import safe_reason, sanitize
 
 DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG})
 
-
-def sanitize(reason: str) -> str:
-    """Quoted text, paths and long numbers (dates, IDs, UIDs) out; tags like (0010,0010) stay."""
-    return " ".join(redact(reason).split())[:_MAX]
-
-
-def safe_reason(exc: BaseException) -> str:
-    """A reason for ``exc`` fit to keep: our own messages sanitised, anything else by type only."""
-    if isinstance(exc, InputError):
-        return sanitize(exc.reason)
-    if isinstance(exc, CurataError):
-        return sanitize(exc.message)
-    if isinstance(exc, OSError):
-        return f"{type(exc).__name__}: {exc.strerror or 'I/O error'}"
-    # an unforeseen error: its message may quote the input, so only where it happened
-    tb = exc.__traceback__
-    where = ""
-    while tb is not None:
-        where = f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_frame.f_code.co_name}"
-        tb = tb.tb_next
-    return f"internal error ({type(exc).__name__}{' in ' + where if where else ''})"
+__all__ = ["DISK_FULL", "is_disk_full", "private_dir", "safe_reason", "sanitize", "write_private"]
 
 
 def is_disk_full(exc: BaseException) -> bool:

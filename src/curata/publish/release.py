@@ -30,7 +30,7 @@ from curata import faults
 from curata import select as select_stage
 from curata._io import atomic_write
 from curata.catalog import Blob, Instance, Patient, Series, Site, Study, code_version, join_series_to_site
-from curata.errors import ConfigError, CurataError, InputError
+from curata.errors import ConfigError, CurataError, InputError, safe_reason
 from curata.publish import card as card_mod
 from curata.publish.formats import DEFAULT_FORMATS, BuildContext, Case, check_files, parse_formats, registered
 from curata.publish.formats import clinical as clinical_fmt
@@ -418,9 +418,10 @@ def _cases(
                         )
                     _put_nifti(files, case, vol.image, vol.label, vol.label_voxels, vol.voxel_ml)
             except InputError as exc:
-                problems.append(f"{case.case_id}: {exc.message}")
+                problems.append(f"{case.case_id}: {safe_reason(exc)}")
             except Exception as exc:  # one series that cannot be converted never stops the release
-                problems.append(f"{case.case_id}: conversion failed: {type(exc).__name__}: {exc}")
+                # the release's record and its card are published: a converter's text may quote the data
+                problems.append(f"{case.case_id}: conversion failed: {safe_reason(exc)}")
             if case.label:
                 for digest in seg_digests:
                     case.label_names.update(seg_labels(ws.store.get_bytes(digest)))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from curata.catalog import (
     record_provenance,
 )
 from curata.console import RunSummary
-from curata.errors import CurataError, QueryError, is_fatal
+from curata.errors import CurataError, QueryError, is_fatal, safe_reason
 from curata.runtime import imap_unordered
 from curata.select.metrics import registry as metrics_registry
 from curata.select.metrics.ct_mr import analysis_ranks, measure, read_images
@@ -211,11 +210,8 @@ def measure_job(job: QcJob) -> QcOutcome:
     except BaseException as exc:  # one unreadable series (a decoder's panic too) must not stop the batch
         if is_fatal(exc):
             raise  # an interrupt, an exit
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        return QcOutcome(
-            error=f"{type(exc).__name__}: {exc} (at {where.name}:{where.lineno})",
-            seconds=time.perf_counter() - t0,
-        )
+        # kept in the catalog, printed and reported: a parser's or decoder's text may quote the data
+        return QcOutcome(error=safe_reason(exc), seconds=time.perf_counter() - t0)
 
 
 def _is_slide(source: Any) -> bool:

@@ -90,3 +90,33 @@ def test_central_refuses_instances_not_marked_deidentified(workspace, ct_series,
     assert (result.counts["pushed"], result.counts["failed"]) == (2, 1)
     assert count(central) == 2
     assert len(pending(workspace, server.url)) == 1  # the refused one stays pending, visibly
+
+
+def test_a_failing_peer_s_text_is_not_repeated(workspace, ct_series, serve, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A proxy or platform answering 500 may quote what it choked on (here a patient's name and ID):
+    the gateway says who answered what, never the answer's text; nothing is recorded as pushed."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    planted = "cannot file instance of ZEBEDIAH^QUIRINUS (PAT-ZQX-7731)"
+
+    async def stow(request):  # type: ignore[no-untyped-def]
+        await request.body()
+        return PlainTextResponse(planted, status_code=500)
+
+    peer = serve(Starlette(routes=[Route("/dicomweb/studies", stow, methods=["POST"])]))
+    Ingestor(workspace, deidentify=True, workers=1).ingest_paths([ct_series(1)])
+    with pytest.raises(NetworkError) as caught:
+        push_instances(workspace, peer.url, token=TOKEN)
+    message = str(caught.value)
+    assert message.startswith(f"{peer.url} answered 500 Internal Server Error (") and "text/plain" in message
+    assert "ZEBEDIAH" not in message and "PAT-ZQX" not in message
+    assert len(pending(workspace, peer.url)) == 1
+    # nobody listening: the socket's own words, no more
+    from tests.server.conftest import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(NetworkError) as refused:
+        push_instances(workspace, closed, token=TOKEN)
+    assert refused.value.message == f"cannot reach {closed}: ConnectionRefusedError: Connection refused"

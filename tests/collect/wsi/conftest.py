@@ -41,3 +41,29 @@ def scan_hits(blobs: list[bytes], planted: list[str]) -> list[str]:
                 if enc in low:
                     hits.add(s)
     return sorted(hits)
+
+
+def corrupt_tile(src: Path, dst: Path, *, page: int, tile: int, how: str) -> None:
+    """Copy a real slide and damage one tile's bytes in place (offsets found with tifffile):
+    ``garbage`` overwrites the whole tile; ``zeros`` keeps its first third and zeroes the rest (a
+    truncated write); ``sof`` sets the JPEG frame header's sample precision to 3 bits, which no
+    decoder takes, leaving every marker in place (the envelope checks still pass)."""
+    import tifffile
+
+    dst.write_bytes(src.read_bytes())
+    with tifffile.TiffFile(dst) as tf:
+        offset, count = tf.pages[page].dataoffsets[tile], tf.pages[page].databytecounts[tile]
+    data = bytearray(dst.read_bytes()[offset : offset + count])
+    if how == "garbage":
+        data[:] = bytes((i * 37 + 11) % 256 for i in range(count))
+    elif how == "zeros":
+        data[count // 3 :] = bytes(count - count // 3)
+    elif how == "sof":
+        sof = data.find(b"\xff\xc0")
+        assert sof >= 0, "no baseline JPEG frame header in this tile"
+        data[sof + 4] = 3
+    else:
+        raise ValueError(how)
+    with dst.open("r+b") as fh:
+        fh.seek(offset)
+        fh.write(bytes(data))

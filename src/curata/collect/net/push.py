@@ -27,7 +27,7 @@ from curata.collect.dicomweb import multipart as _multipart
 from curata.collect.net.config import tls_verify
 from curata.collect.net.models import GatewayPush
 from curata.console import RunSummary
-from curata.errors import ConfigError, CurataError, NetworkError
+from curata.errors import ConfigError, CurataError, NetworkError, safe_reason
 from curata.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -74,14 +74,32 @@ def _post(
     try:
         r = http.post(f"{target}{path}", content=body, headers=headers)
     except httpx.HTTPError as exc:
-        raise NetworkError(f"cannot reach {target}: {exc}", hint="is `curata server` running there?") from exc
+        raise NetworkError(
+            f"cannot reach {target}: {_transport_reason(exc)}", hint="is `curata server` running there?"
+        ) from exc
     if r.status_code == 401:
         raise NetworkError(f"{target} refused the token", hint="pass --token or set CURATA_PUSH_TOKEN")
     if r.status_code == 404:
         raise NetworkError(f"{target} has no {path}", hint="is it a Curata platform of this version?")
     if r.status_code not in (200, 202, 409):
-        raise NetworkError(f"{target} answered {r.status_code}: {r.text[:300]}")
+        # the peer's text is not repeated: a platform, proxy or PACS may quote the data it choked on
+        kind = r.headers.get("content-type", "no content type").split(";")[0].strip()
+        raise NetworkError(
+            f"{target} answered {r.status_code} {r.reason_phrase} ({len(r.content)} bytes of {kind}, not shown)",
+            hint="the platform's own log says why",
+        )
     return r
+
+
+def _transport_reason(exc: httpx.HTTPError) -> str:
+    """Why a request did not get an answer, fit for a log: the socket or TLS error's own words where
+    there is one (connection refused, certificate verify failed), else the error's type only."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return safe_reason(seen)
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
 
 
 def _summary(ws: Workspace, target: str, *, clinical: bool) -> RunSummary:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     )
     from curata.collect.wsi.dicomize import SlideInfo, slide_info, to_dicom
     from curata.collect.wsi.formats import SlideFormat, is_slide_name
-    from curata.collect.wsi.frames import LazyFrames, open_frames, read_frames
+    from curata.collect.wsi.frames import LazyFrames, decode_tile, open_frames, read_frames
     from curata.collect.wsi.models import Slide
     from curata.collect.wsi.reader import SlideReader
     from curata.collect.wsi.service import (
@@ -59,6 +59,7 @@ __getattr__ = lazy_exports(
         "SlideFormat": "formats",
         "is_slide_name": "formats",
         "read_frames": "frames",
+        "decode_tile": "frames",
         "LazyFrames": "frames",
         "open_frames": "frames",
         "Slide": "models",
@@ -89,6 +90,7 @@ __all__ = [
     "SlideReader",
     "SlideSettings",
     "clean_wsm",
+    "decode_tile",
     "deidentify_slide",
     "file_slide",
     "ingest_mrxs_outcome",

@@ -34,7 +34,7 @@ from curata.collect.deid.pseudonyms import Pseudonymizer
 from curata.collect.deid.text import Identifiers, find_identifier
 from curata.collect.wsi._tiff import Ifd, TiffEditor
 from curata.collect.wsi.formats import SlideFormat, classify_description
-from curata.errors import DeidError, InputError
+from curata.errors import DecodeError, DeidError, InputError
 
 CODE_VERSION = "wsi-deid-2"  # 2: comment and application segments inside tiles zeroed
 
@@ -532,7 +532,7 @@ class _Run:
         JPEG tables (``codestream.metadata_spans``), in place: lengths and offsets stay, the coded image
         is bit for bit. Tiles of another compression, or that are not codestreams, refuse the slide."""
         ed = self.ed
-        for ifd in ed.live_ifds():
+        for n, ifd in enumerate(ed.live_ifds()):
             compression = (ed.values(ifd, _COMPRESSION) or [1])[0]
             if compression in _PLAIN_COMPRESSIONS:
                 continue
@@ -545,11 +545,16 @@ class _Run:
             tables = ifd.get(_JPEG_TABLES)
             if tables is not None:
                 ranges.append((tables.value_pos, tables.value_pos + tables.size))
-            for start, end in ranges:
+            for k, (start, end) in enumerate(ranges):
                 try:
                     zero, keep = codestream.metadata_spans(bytes(ed.buf[start:end]))
                 except codestream.CodestreamError as exc:  # not a codestream: a corrupt slide
-                    raise InputError(f"the tile at byte {start} cannot be decoded ({exc})") from None
+                    part = "tile" if ifd.get(322) is not None else "strip"
+                    what = "the JPEG tables" if tables is not None and k == len(ranges) - 1 else f"{part} {k}"
+                    raise DecodeError(
+                        f"{what} of image {n} cannot be decoded ({exc})",
+                        hint="the slide's tile data is damaged; send it again from the scanner or archive",
+                    ) from None
                 for a, b in zero:
                     if any(ed.buf[start + a : start + b]):
                         ed.zero(start + a, start + b)

@@ -30,7 +30,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 from curata.collect.deid.pseudonyms import Pseudonymizer
 from curata.collect.wsi.formats import WSM_SOP_CLASS
-from curata.errors import InputError
+from curata.errors import DecodeError, InputError, decoding
 
 JPEG2000 = UID("1.2.840.10008.1.2.4.91")
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1434.1"
@@ -98,13 +98,13 @@ def _levels_opentile(path: str, tile_size: int) -> tuple[list[_Level], dict[str,
             ("magnification", "mag"),
         ):
             meta[key] = getattr(md, attr, None)
-        for lv in tiler.levels:
+        for n, lv in enumerate(tiler.levels):
             comp = lv.compression.name
             if comp not in ("JPEG", "APERIO_JP2000_RGB", "APERIO_JP2000_YCBC", "JPEG2000"):
                 return None
             tw, th = lv.tile_size.width, lv.tile_size.height
             cols, rows = lv.tiled_size.width, lv.tiled_size.height
-            frames = [lv.get_tile((x, y)) for y in range(rows) for x in range(cols)]
+            frames = [_opentile_tile(lv, x, y, n, cols) for y in range(rows) for x in range(cols)]
             mpp = float(lv.pixel_spacing.width) * 1000 if lv.pixel_spacing else None
             ts = JPEGBaseline8Bit if comp == "JPEG" else JPEG2000
             photometric = _photometric(lv) if comp != "APERIO_JP2000_RGB" else "RGB"
@@ -112,6 +112,13 @@ def _levels_opentile(path: str, tile_size: int) -> tuple[list[_Level], dict[str,
                 _Level(lv.image_size.width, lv.image_size.height, tw, th, mpp, frames, ts, photometric, True)
             )
     return levels, meta
+
+
+def _opentile_tile(level: Any, x: int, y: int, n: int, cols: int) -> bytes:
+    """One tile's codestream from opentile; a damaged one (opentile's JpegTagNotFound or JpegCropError
+    on an NDPI stripe, turbojpeg's OSError...: plain exceptions) refuses the slide naming the tile."""
+    with decoding(f"tile {y * cols + x} (column {x}, row {y}) of level {n}", corrupt=(Exception,)):
+        return bytes(level.get_tile((x, y)))
 
 
 def _levels_native(path: str, tile_size: int) -> list[_Level]:
@@ -126,18 +133,22 @@ def _levels_native(path: str, tile_size: int) -> list[_Level]:
         base_w = pages[0].imagewidth if pages else 0
         base_mpp = _mpp_from_resolution(pages[0]) if pages else None
         fh = tf.filehandle
-        for page in pages:
+        for n, page in enumerate(pages):
             w, h = page.imagewidth, page.imagelength
             tw, th = page.tilewidth, page.tilelength
+            cols = -(-w // tw)
             decode = page.decode
             frames = []
             for index, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts, strict=True)):
                 tile = np.full((th, tw, 3), 255, np.uint8)
                 if count:
                     fh.seek(offset)
-                    seg = decode(fh.read(count), index, jpegtables=page.jpegtables)[0]
-                    if seg is not None:
-                        arr = np.asarray(seg).reshape(th, tw, -1)
+                    what = f"tile {index} (column {index % cols}, row {index // cols}) of level {n}"
+                    # a damaged tile refuses the slide with its place, never the codec's text
+                    with decoding(what, corrupt=(RuntimeError, ValueError, TypeError)):
+                        seg = decode(fh.read(count), index, jpegtables=page.jpegtables)[0]
+                        arr = None if seg is None else np.asarray(seg).reshape(th, tw, -1)
+                    if arr is not None:
                         if arr.shape[-1] == 1:
                             arr = np.repeat(arr, 3, axis=-1)
                         tile[:] = arr[..., :3].astype(np.uint8)
@@ -176,7 +187,7 @@ def slide_info(path: str) -> SlideInfo:
             slide.read_region((0, 0), top, (min(w, 512), min(h, 512)))
             slide.read_region((0, 0), 0, (min(slide.dimensions[0], 256), min(slide.dimensions[1], 256)))
         except openslide.OpenSlideError as exc:
-            raise InputError(f"the slide's tiles cannot be decoded: {exc}") from exc
+            raise DecodeError(f"the slide's tiles cannot be decoded: {exc}") from exc
         props = slide.properties
         mpp = props.get(openslide.PROPERTY_NAME_MPP_X)
         mag = props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, overload
 
+import numpy as np
 import pydicom
+
+from curata.errors import DecodeError, decoding
 
 _PIXEL_TAG = b"\xe0\x7f\x10\x00"
 _ITEM, _SEQ_END = 0xE000FFFE, 0xE0DDFFFE
@@ -134,3 +137,33 @@ def open_frames(src: str | Path | BinaryIO) -> tuple[Any, Sequence[bytes]]:
         return ds, list(generate_frames(ds.PixelData, number_of_frames=n))
     size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
     return ds, [ds.PixelData[i * size : (i + 1) * size] for i in range(n)]
+
+
+def decode_tile(data: bytes, *, encapsulated: bool, tile_w: int, tile_h: int, what: str) -> np.ndarray:
+    """One stored frame of a DICOM-WSI level as RGB (rows, columns, 3): JPEG by libjpeg, another
+    codestream (JPEG 2000...) by imagecodecs' detection, native frames as they are.
+
+    A frame that is empty, of the wrong size or that the codec refuses raises :class:`DecodeError`
+    naming ``what`` (the frame, its level: never the data) and the codec's error type only. An empty
+    frame is refused before any codec sees it: ``imagecodecs.imread(b"")`` crashes the process."""
+    if not encapsulated:
+        if len(data) != tile_w * tile_h * 3:
+            raise DecodeError(
+                f"cannot decode {what}: {len(data)} bytes where a native frame holds {tile_w * tile_h * 3}",
+                hint="the file's pixel data is damaged; send it again from the source",
+            )
+        return np.frombuffer(data, np.uint8).reshape(tile_h, tile_w, 3)
+    if len(data) < 4:
+        raise DecodeError(
+            f"cannot decode {what}: the frame is empty ({len(data)} bytes)",
+            hint="the file's pixel data is damaged; send it again from the source",
+        )
+    import imagecodecs
+
+    with decoding(what, corrupt=(RuntimeError, ValueError, TypeError)):
+        arr = imagecodecs.jpeg8_decode(data) if data[:2] == b"\xff\xd8" else imagecodecs.imread(data)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise DecodeError(f"cannot decode {what}: it decodes to an array of shape {arr.shape}, not an image")
+    return np.asarray(arr[..., :3])

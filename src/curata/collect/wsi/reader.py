@@ -13,6 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from curata.errors import DecodeError, decoding
+
+_HINT = "the slide's tile data is damaged; send the slide again from the scanner or archive"
+
 
 @dataclass(frozen=True)
 class LevelInfo:
@@ -77,17 +81,25 @@ class SlideReader:
         return os.pread(self._fd, lv.counts[i], lv.offsets[i])
 
     def tile(self, level: int, col: int, row: int) -> np.ndarray:
+        """The tile at (``col``, ``row``) of a level, decoded. A tile that is empty, of the wrong size or
+        that its codec refuses raises :class:`DecodeError` naming the level and tile (and the file, as
+        every :class:`InputError` does; its ``reason`` leaves the path out), never the tile's bytes."""
         import imagecodecs
 
         lv = self.levels[level]
+        i = row * self.grid(level)[0] + col
         data = self.raw_tile(level, col, row)
-        if lv.compression == 7:
-            return imagecodecs.jpeg8_decode(
-                data, tables=lv.jpegtables, colorspace="RGB" if lv.jpegtables else None
-            )
-        if lv.compression in (8, 32946):
-            arr = np.frombuffer(imagecodecs.zlib_decode(data), np.uint8)
-            return arr.reshape(lv.tile_h, lv.tile_w, -1)
-        if lv.compression == 1:
-            return np.frombuffer(data, np.uint8).reshape(lv.tile_h, lv.tile_w, -1)
-        return imagecodecs.imread(data)
+        what = f"tile {i} (column {col}, row {row}) of level {level}"
+        if not data:  # imagecodecs.imread(b"") crashes the process: never hand a codec nothing
+            raise DecodeError(f"cannot decode {what}: the tile is empty", path=self.path, hint=_HINT)
+        with decoding(what, path=self.path, corrupt=(RuntimeError, ValueError, TypeError)):
+            if lv.compression == 7:
+                return imagecodecs.jpeg8_decode(
+                    data, tables=lv.jpegtables, colorspace="RGB" if lv.jpegtables else None
+                )
+            if lv.compression in (8, 32946):
+                arr = np.frombuffer(imagecodecs.zlib_decode(data), np.uint8)
+                return arr.reshape(lv.tile_h, lv.tile_w, -1)
+            if lv.compression == 1:
+                return np.frombuffer(data, np.uint8).reshape(lv.tile_h, lv.tile_w, -1)
+            return imagecodecs.imread(data)

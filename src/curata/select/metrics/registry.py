@@ -268,6 +268,13 @@ METRICS: dict[str, Metric] = {
             "frames empty, not a complete JPEG, missing or not decodable",
             ("SM",),
         ),
+        Metric(
+            "corrupted_tile",
+            "str",
+            "",
+            "the first frame counted in corrupted_tiles: its level, number, column and row, and why",
+            ("SM",),
+        ),
         Metric("levels", "num", "levels", "pyramid levels of the slide", ("SM",)),
         Metric("slide_width", "num", "px", "width of the full-resolution level", ("SM",)),
         Metric("slide_height", "num", "px", "height of the full-resolution level", ("SM",)),
@@ -292,12 +299,14 @@ EXTRA_OUTPUTS: dict[str, str] = {"header_problems": "the header checks that fail
 # Every stored measurement carries "qc/<QC_VERSION>"; a new version measures every series again. Change a
 # metric's definition, add or drop one, or change a header check, and definitions_digest() changes:
 # tests/select/metrics/test_registry.py then fails until QC_VERSION is bumped and the new digest recorded.
-QC_VERSION = 4
+QC_VERSION = 5
 VERSION_DIGESTS: dict[int, str] = {
     2: "b475cc9471d125760a457595eca9d96057f54e453c252ba14df00988466697e4",
     # 3: same definitions, new code (MR ghost background keeps anatomy by size; FOV edge toward the feet)
     3: "b475cc9471d125760a457595eca9d96057f54e453c252ba14df00988466697e4",
     4: "5825806084cb22f60d1d444abb345972a0b223aa797cf4e6b7984cb95a71efd3",  # + whole-slide metrics
+    # 5: + corrupted_tile; a frame that does not decode counts in corrupted_tiles wherever it is met
+    5: "9a40b2c6b4900677329a985d2cee6c95fc26ddd95d561080388c75ac87f92b50",
 }
 
 

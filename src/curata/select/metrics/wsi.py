@@ -23,8 +23,9 @@ Heuristics (each a documented, tunable rule; validated by planting defects, see 
   pixels: mean haematoxylin and eosin densities; mean RGB and colour saturation of tissue.
 - **saturation**: ``clipped_fraction`` = pixels with every channel >= 254 or <= 1 (over/under-exposure;
   a scanner's glass background sits near 240, not at 255).
-- **tiles**: frames that are empty, not a complete JPEG (SOI...EOI), or fail to decode:
-  ``corrupted_tiles``.
+- **tiles**: frames that are empty, missing, not a complete JPEG (SOI...EOI), or fail to decode:
+  ``corrupted_tiles`` (each frame counted once); ``corrupted_tile`` says which was the first and why
+  (its level, frame number, column and row, and the decoder's error type: never the data).
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from curata.errors import DecodeError
 
 WSM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 BLUR_LAPVAR = 40.0
@@ -55,6 +58,7 @@ class SlideLevel:
     frames: Sequence[bytes]  # read from the stored file on demand where its frame table allows
     encapsulated: bool
     mpp: float | None
+    index: int = 0  # its place in the pyramid, largest first: names the level in a tile's error
 
 
 def is_wsm(ds: Any) -> bool:
@@ -91,6 +95,8 @@ def read_levels(sources: list[Any]) -> list[SlideLevel]:
             )
         )
     levels.sort(key=lambda lv: -lv.width)
+    for n, lv in enumerate(levels):
+        lv.index = n
     return levels
 
 
@@ -98,41 +104,75 @@ def _frame_ok(data: bytes) -> bool:
     return len(data) > 4 and data[:2] == b"\xff\xd8" and data.rstrip(b"\0")[-2:] == b"\xff\xd9"
 
 
-def decode_frame(level: SlideLevel, i: int) -> np.ndarray | None:
-    data = level.frames[i]
-    if not level.encapsulated:
-        if len(data) != level.tile_w * level.tile_h * 3:
+def tile_name(level: SlideLevel, i: int) -> str:
+    """Which frame, in words a user can find it by: level, 1-based frame number, column and row."""
+    row, col = divmod(i, -(-level.width // level.tile_w))
+    return f"frame {i + 1} (column {col}, row {row}) of level {level.index}"
+
+
+def decode_frame(level: SlideLevel, i: int) -> np.ndarray:
+    """Frame ``i`` of a level as RGB; a frame that cannot be decoded raises :class:`DecodeError`
+    naming it (``curata.collect.wsi.decode_tile``)."""
+    from curata.collect.wsi import decode_tile
+
+    return decode_tile(
+        level.frames[i],
+        encapsulated=level.encapsulated,
+        tile_w=level.tile_w,
+        tile_h=level.tile_h,
+        what=tile_name(level, i),
+    )
+
+
+@dataclass
+class BadTiles:
+    """The frames of a slide found missing, incomplete or not decodable, each counted once however
+    many passes meet it, and the first one's reason (a metric: the slide is excluded with it)."""
+
+    frames: set[tuple[int, int]] = field(default_factory=set)
+    first: str | None = None
+
+    def add(self, level: SlideLevel, i: int, reason: str) -> None:
+        if (level.index, i) not in self.frames:
+            self.frames.add((level.index, i))
+            self.first = self.first or reason
+
+    def check(self, level: SlideLevel) -> None:
+        """Every frame's envelope (a complete JPEG), and frames the grid needs but the level lacks."""
+        cols, rows = -(-level.width // level.tile_w), -(-level.height // level.tile_h)
+        if level.encapsulated:
+            for i, f in enumerate(level.frames[: rows * cols]):
+                if not _frame_ok(f):
+                    self.add(level, i, f"{tile_name(level, i)}: empty or not a complete JPEG")
+        for i in range(len(level.frames), rows * cols):
+            self.add(level, i, f"{tile_name(level, i)}: missing")
+
+    def decode(self, level: SlideLevel, i: int) -> np.ndarray | None:
+        """The frame as RGB, or None (recorded) when it is incomplete or cannot be decoded."""
+        if level.encapsulated and not _frame_ok(level.frames[i]):
+            self.add(level, i, f"{tile_name(level, i)}: empty or not a complete JPEG")
             return None
-        return np.frombuffer(data, np.uint8).reshape(level.tile_h, level.tile_w, 3)
-    import imagecodecs
-
-    try:
-        if data[:2] == b"\xff\xd8":
-            arr = imagecodecs.jpeg8_decode(data)
-        else:
-            arr = imagecodecs.imread(data)
-    except Exception:
-        return None
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    return arr[..., :3]
+        try:
+            return decode_frame(level, i)
+        except DecodeError as exc:
+            self.add(level, i, exc.reason)
+            return None
 
 
-def assemble(level: SlideLevel, step: int = 1) -> tuple[np.ndarray, int]:
+def assemble(level: SlideLevel, step: int = 1, bad: BadTiles | None = None) -> tuple[np.ndarray, int]:
     """The level as one RGB array (missing tiles white), keeping every ``step``-th pixel, and the
-    number of bad tiles. Tile by tile: memory is the output (level size / step^2) plus one tile."""
+    number of bad tiles (recorded in ``bad`` too). Tile by tile: memory is the output (level size /
+    step^2) plus one tile."""
+    bad = bad if bad is not None else BadTiles()
+    before = len(bad.frames)
     cols = -(-level.width // level.tile_w)
     rows = -(-level.height // level.tile_h)
     out_h, out_w = -(-level.height // step), -(-level.width // step)
     out = np.full((out_h, out_w, 3), 255, np.uint8)
-    bad = 0
+    bad.check(level)
     for i in range(min(len(level.frames), rows * cols)):
-        if level.encapsulated and not _frame_ok(level.frames[i]):
-            bad += 1
-            continue
-        tile = decode_frame(level, i)
+        tile = bad.decode(level, i)
         if tile is None:
-            bad += 1
             continue
         y, x = divmod(i, cols)
         y0, x0 = y * level.tile_h, x * level.tile_w
@@ -143,8 +183,7 @@ def assemble(level: SlideLevel, step: int = 1) -> tuple[np.ndarray, int]:
         if len(ys) and len(xs):
             oy, ox = (y0 + ys[0]) // step, (x0 + xs[0]) // step
             out[oy : oy + len(ys), ox : ox + len(xs)] = tile[ys[0] : th : step, xs[0] : tw : step, :3]
-    bad += max(0, rows * cols - len(level.frames))
-    return out, bad
+    return out, len(bad.frames) - before
 
 
 # ---------------------------------------------------------------------- the heuristics (on arrays)
@@ -338,23 +377,24 @@ def measure_levels(levels: list[SlideLevel]) -> tuple[dict[str, Any], bytes | No
     """All metrics of one slide from its levels (largest first)."""
     if not levels:
         raise ValueError("no VOLUME level in this slide series")
+    for n, lv in enumerate(levels):
+        lv.index = n
     small = [lv for lv in levels if max(lv.width, lv.height) <= THUMB_MAX]
     thumb_level = small[0] if small else levels[-1]
     # a slide without a small level (one huge level) is decimated tile by tile, never assembled whole
     step = int(np.ceil(max(thumb_level.width, thumb_level.height) / THUMB_MAX))
-    thumb, bad_thumb = assemble(thumb_level, max(step, 1))
+    bad = BadTiles()
+    thumb, _ = assemble(thumb_level, max(step, 1), bad)
     pen = pen_mask(thumb)
     tissue = tissue_mask(thumb, pen)
     base = levels[0]
     if base is thumb_level and step <= 1:  # a small slide: its one level is the thumbnail
-        tiles, bad = pick_focus_tiles(thumb, tissue), bad_thumb
+        tiles = pick_focus_tiles(thumb, tissue)
     else:  # full-resolution tissue tiles decoded one by one (every frame of the base checked)
-        tiles, bad = _sample_base_tiles(base, tissue)
-        if base is not thumb_level:
-            bad += bad_thumb
+        tiles = _sample_base_tiles(base, tissue, bad)
     for lv in levels:
-        if lv is not base and lv is not thumb_level and lv.encapsulated:
-            bad += sum(not _frame_ok(f) for f in lv.frames)
+        if lv is not base and lv is not thumb_level:
+            bad.check(lv)
     m = analyse(thumb, tiles, tissue, pen)
     m.update(
         {
@@ -363,18 +403,18 @@ def measure_levels(levels: list[SlideLevel]) -> tuple[dict[str, Any], bytes | No
             "slide_width": base.width,
             "slide_height": base.height,
             "mpp": round(base.mpp, 4) if base.mpp else None,
-            "corrupted_tiles": bad,
+            "corrupted_tiles": len(bad.frames),
+            "corrupted_tile": bad.first,
         }
     )
     return m, thumbnail_png(thumb)
 
 
-def _sample_base_tiles(level: SlideLevel, tissue: np.ndarray) -> tuple[list[np.ndarray], int]:
+def _sample_base_tiles(level: SlideLevel, tissue: np.ndarray, bad: BadTiles) -> list[np.ndarray]:
     """Decode full-resolution frames that sit on tissue (up to FOCUS_TILES) and check every frame."""
     cols = -(-level.width // level.tile_w)
     rows = -(-level.height // level.tile_h)
-    bad = sum(not _frame_ok(f) for f in level.frames) if level.encapsulated else 0
-    bad += max(0, rows * cols - len(level.frames))
+    bad.check(level)
     sy, sx = tissue.shape[0] / level.height, tissue.shape[1] / level.width
     cands = []
     for i in range(min(len(level.frames), rows * cols)):
@@ -389,11 +429,11 @@ def _sample_base_tiles(level: SlideLevel, tissue: np.ndarray) -> tuple[list[np.n
         cands = [cands[j] for j in np.linspace(0, len(cands) - 1, FOCUS_TILES).astype(int)]
     tiles = []
     for i in cands:
-        t = decode_frame(level, i)
+        t = bad.decode(level, i)
         if t is None:
             continue
         tiles.extend(_split(t))
-    return tiles[: FOCUS_TILES * 4], bad
+    return tiles[: FOCUS_TILES * 4]
 
 
 def _split(tile: np.ndarray, size: int = 256) -> list[np.ndarray]:
