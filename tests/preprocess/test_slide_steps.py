@@ -234,3 +234,44 @@ def test_streamed_tiles_are_the_in_memory_tiles(workspace, tmp_path: Path) -> No
         assert output == want and res.tiles == len(want_tiles)
         counts.add(len(want_tiles))
     assert len(counts) == 4 and 0 in counts and max(counts) > 16  # none, one chunk, several (last partial)
+
+
+def test_a_damaged_tile_fails_its_slide_by_name_and_the_other_slides_are_tiled(
+    workspace, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A stored level whose frames no longer decode (bit rot, a bad copy) was tiled as white background
+    and the slide reported ok; now the slide fails with the frame named, and the batch goes on."""
+    import pydicom
+
+    from curata.catalog import Instance
+    from curata.collect.wsi.frames import frame_ranges
+
+    site = tmp_path / "site"
+    site.mkdir()
+    syn.write_svs(site / "a.svs", size=512, seed=4)
+    syn.write_generic_tiff(site / "b.tiff", size=512, seed=5)
+    summary, _ = Ingestor(workspace, workers=1).ingest_paths([site])
+    assert summary.counts["ingested"] == 2
+    with workspace.catalog.session() as s:
+        damaged_uid = s.scalars(select(Series.series_uid).order_by(Series.id)).first()
+        digests = s.scalars(
+            select(Instance.blob_digest).join(Series).where(Series.series_uid == damaged_uid)
+        ).all()
+    paths = [workspace.store.local_path(d) for d in digests]
+    level0 = max(
+        paths, key=lambda p: int(pydicom.dcmread(p, stop_before_pixels=True).TotalPixelMatrixColumns)
+    )
+    with level0.open("rb") as fp:
+        got = frame_ranges(fp)
+    assert got is not None
+    data = bytearray(level0.read_bytes())
+    for offset, length in got[1]:  # every frame of the full-resolution level: garbage of its length
+        data[offset : offset + length] = bytes((i * 37 + 11) % 256 for i in range(length))
+    level0.chmod(0o644)
+    level0.write_bytes(bytes(data))
+    results = {r.series_uid: r for r in run_slide_pipeline(workspace, parse_slide_pipeline(PIPE), workers=1)}
+    assert len(results) == 2
+    bad = results[damaged_uid]
+    assert not bad.ok and bad.tiles_digest is None
+    assert bad.error.startswith("cannot decode frame ") and " of level 0" in bad.error, bad.error
+    assert all(r.ok and r.tiles > 0 for uid, r in results.items() if uid != damaged_uid)

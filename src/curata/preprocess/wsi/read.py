@@ -32,7 +32,7 @@ class SlideLevels:
             raise ValueError("no VOLUME level in this slide series")
         self.levels = sorted(levels, key=lambda lv: -lv.width)
         self._cache: dict[tuple[int, int], np.ndarray] = {}
-        self._frames: OrderedDict[tuple[int, int], np.ndarray | None] = OrderedDict()
+        self._frames: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 
     def mpp(self, idx: int) -> float | None:
         lv = self.levels[idx]
@@ -60,7 +60,7 @@ class SlideLevels:
         """A whole level (every ``step``-th pixel), assembled tile by tile. For small levels only:
         large ones are read with :meth:`region`."""
         if (idx, step) not in self._cache:
-            self._cache[(idx, step)] = _assemble(self.levels[idx], step)
+            self._cache[(idx, step)] = _assemble(self.levels[idx], idx, step)
         return self._cache[(idx, step)]
 
     def region(self, idx: int, y: int, x: int, h: int, w: int) -> np.ndarray:
@@ -75,8 +75,6 @@ class SlideLevels:
                 if i >= len(lv.frames):
                     continue
                 tile = self._frame(idx, i)
-                if tile is None:
-                    continue
                 y0, x0 = ty * lv.tile_h, tx * lv.tile_w
                 ya, yb = max(y, y0), min(y + h, y0 + tile.shape[0], lv.height)
                 xa, xb = max(x, x0), min(x + w, x0 + tile.shape[1], lv.width)
@@ -84,12 +82,12 @@ class SlideLevels:
                     out[ya - y : yb - y, xa - x : xb - x] = tile[ya - y0 : yb - y0, xa - x0 : xb - x0]
         return out
 
-    def _frame(self, idx: int, i: int) -> np.ndarray | None:
+    def _frame(self, idx: int, i: int) -> np.ndarray:
         key = (idx, i)
         if key in self._frames:
             self._frames.move_to_end(key)
             return self._frames[key]
-        tile = _decode(self.levels[idx], self.levels[idx].frames[i])
+        tile = _decode(self.levels[idx], self.levels[idx].frames[i], _what(idx, i))
         self._frames[key] = tile
         if len(self._frames) > FRAME_CACHE:
             self._frames.popitem(last=False)
@@ -134,32 +132,28 @@ def read_slide(sources: list[Any]) -> SlideLevels:
     return SlideLevels(levels)
 
 
-def _decode(level: _Level, data: bytes) -> np.ndarray | None:
-    import imagecodecs
+def _decode(level: _Level, data: bytes, what: str) -> np.ndarray:
+    """A frame as RGB, cropped to the tile. A damaged or empty frame raises ``DecodeError`` naming
+    ``what``: a tile left white would pass into a dataset as tissue-free background."""
+    from curata.collect.wsi import decode_tile
 
-    if level.encapsulated:
-        try:
-            tile = imagecodecs.jpeg8_decode(data) if data[:2] == b"\xff\xd8" else imagecodecs.imread(data)
-        except Exception:
-            return None  # a corrupted tile stays white (slide QC counts them)
-    else:
-        if len(data) != level.tile_w * level.tile_h * 3:
-            return None
-        tile = np.frombuffer(data, np.uint8).reshape(level.tile_h, level.tile_w, 3)
-    if tile.ndim == 2:
-        tile = np.stack([tile] * 3, axis=-1)
+    tile = decode_tile(
+        data, encapsulated=level.encapsulated, tile_w=level.tile_w, tile_h=level.tile_h, what=what
+    )
     return np.asarray(tile[: level.tile_h, : level.tile_w, :3])
 
 
-def _assemble(level: _Level, step: int = 1) -> np.ndarray:
+def _what(level: int, frame: int) -> str:
+    return f"frame {frame + 1} of level {level}"
+
+
+def _assemble(level: _Level, index: int, step: int = 1) -> np.ndarray:
     """The level (every ``step``-th pixel), tile by tile: memory is the output plus one tile."""
     cols = -(-level.width // level.tile_w)
     rows = -(-level.height // level.tile_h)
     out = np.full((-(-level.height // step), -(-level.width // step), 3), 255, np.uint8)
     for i, data in enumerate(level.frames[: rows * cols]):
-        tile = _decode(level, data)
-        if tile is None:
-            continue
+        tile = _decode(level, data, _what(index, i))
         y, x = divmod(i, cols)
         y0, x0 = y * level.tile_h, x * level.tile_w
         th, tw = min(tile.shape[0], level.height - y0), min(tile.shape[1], level.width - x0)

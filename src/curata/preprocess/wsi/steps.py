@@ -36,7 +36,6 @@ import io
 import os
 import tempfile
 import tomllib
-import traceback
 from array import array
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from curata.errors import ConfigError, CurataError
+from curata.errors import ConfigError, CurataError, safe_reason
 from curata.preprocess.wsi import stain
 from curata.preprocess.wsi.read import SlideLevels, read_slide
 
@@ -462,11 +461,8 @@ def run_slide_task(task: SlideTask) -> SlideResult:
         res.tiles_digest = current[0] if current and current != list(task.digests) else None
     except CurataError as exc:
         res.ok, res.error = False, exc.message
-    except Exception as exc:  # one slide must not stop the batch
-        res.ok, res.error = (
-            False,
-            f"{type(exc).__name__}: {exc} ({traceback.extract_tb(exc.__traceback__)[-1].name})",
-        )
+    except Exception as exc:  # one slide must not stop the batch; a library's text may quote the data
+        res.ok, res.error = False, safe_reason(exc)
     return res
 
 
