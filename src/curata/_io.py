@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,51 @@ def atomic_write(
     if durable_name:
         fsync_dir(path.parent)
     return path
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of that id exists on this host (one we may not signal exists too): a
+    temporary file's writer named by its pid is still at work, and its file is not stale."""
+    if pid <= 0:  # no writer's pid (0 would signal our own process group): kept
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # exists under another user, or not a pid we can judge: kept
+    return True
+
+
+def sweep_stale(folder: Path | str, started: float, patterns: tuple[re.Pattern[str], ...]) -> int:
+    """Remove the temporary files a killed writer left in ``folder`` (not its sub-folders): a file is
+    removed only when its name is exactly one of ``patterns`` (whose first group is the writer's
+    pid: never a file the caller did not make), it is a plain file (not a link), it was last written
+    before ``started`` and its writer is gone (no process of that pid here, or the pid is the sweeping
+    process's own: reused). A writer still alive keeps its files. Returns how many were removed."""
+    removed = 0
+    alive: dict[int, bool] = {}
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = next((m for m in (p.fullmatch(entry.name) for p in patterns) if m), None)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid():
+            if pid not in alive:
+                alive[pid] = process_alive(pid)
+            if alive[pid]:
+                continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if entry.stat(follow_symlinks=False).st_mtime >= started:
+                continue
+            os.unlink(entry.path)
+            removed += 1
+        except OSError:  # another process swept it first; or not ours to remove
+            continue
+    return removed

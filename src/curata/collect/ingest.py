@@ -37,7 +37,7 @@ from curata.catalog import (
     index_fields,
     record_provenance,
 )
-from curata.collect.reasons import is_disk_full, safe_reason, sanitize, write_private
+from curata.collect.reasons import is_disk_full, safe_reason, sanitize, sweep_private, write_private
 from curata.collect.sources import Source, iter_sources
 from curata.console import RunSummary
 from curata.errors import CatalogError, CurataError, InputError, StoreError, is_fatal
@@ -387,6 +387,8 @@ class Ingestor:
         self.workers = ws.workers(workers)
         self._single: _WorkerContext | None = None
         ws.catalog.check_schema()
+        # a refused input's bytes a killed run left under a temporary name: nothing else removes them
+        sweep_private(ws.quarantine_path, time.time())
         if deidentify:  # a bad profile or config: one clear error here, not a crash in every worker
             from curata.collect.deid import load_profile
 

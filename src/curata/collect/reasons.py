@@ -13,13 +13,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 from pathlib import Path
 
+from curata._io import sweep_stale
 from curata.errors import safe_reason, sanitize
 
 DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG})
 
-__all__ = ["DISK_FULL", "is_disk_full", "private_dir", "safe_reason", "sanitize", "write_private"]
+__all__ = [
+    "DISK_FULL", "is_disk_full", "private_dir", "safe_reason", "sanitize", "sweep_private", "write_private",
+]  # fmt: skip
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -61,3 +65,13 @@ def write_private(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_PRIVATE_TMP = re.compile(r"\..+\.([0-9]+)\.tmp")  # write_private's temporary name: .<name>.<pid>.tmp
+
+
+def sweep_private(folder: Path, started: float) -> int:
+    """Remove the temporary files ``write_private`` left in ``folder`` when its writer was killed
+    between writing and renaming (see ``curata._io.sweep_stale``): each holds a refused input's raw
+    bytes, an identifiable copy that no reason points at and that nothing else would ever remove."""
+    return sweep_stale(folder, started, (_PRIVATE_TMP,))

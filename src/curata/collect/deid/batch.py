@@ -22,7 +22,7 @@ from curata.collect.deid.engine import CODE_VERSION, Deidentifier
 from curata.collect.deid.pixels import ReviewNeeded
 from curata.collect.deid.profile import Profile
 from curata.collect.deid.vault import Vault
-from curata.collect.reasons import is_disk_full, safe_reason, sanitize, write_private
+from curata.collect.reasons import is_disk_full, safe_reason, sanitize, sweep_private, write_private
 from curata.errors import ConfigError, CurataError, DeidError, VaultError, is_fatal
 
 REPORT_NAME = "deid-report.json"
@@ -383,6 +383,7 @@ def run_batch(
     started = time.time()
     output.mkdir(parents=True, exist_ok=True)
     _leftovers.sweep(output, started, report=True)  # the folders below: by the workers, as they go
+    sweep_private(quarantine, started)  # a refused input a killed run left under its temporary name
     paths = [str(p) for p in iter_input_files(input_path, [output, vault_dir, quarantine])]
     report = BatchReport()
     seen: set[str] = set()
