@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import tifffile
 
+from curata.collect.deid.codestream import icc_text_spans
 from curata.collect.wsi import deidentify_slide
 from curata.collect.wsi import synthetic as syn
-from curata.collect.wsi.deid import icc_text_spans
 
 KEY = b"k" * 32
 PLANT = "ZWOLINSKA^JADWIGA MRN-4417702 1961-08-23"
@@ -100,3 +100,46 @@ def test_every_icc_text_element_is_cleared(tmp_path: Path, monkeypatch, fmt: str
         mask = [any(a <= i < b for a, b in spans) for i in range(len(profile))]
         assert all(icc[i] == profile[i] for i in range(len(profile)) if not mask[i])
         assert all(icc[i] == 0 for i in range(len(profile)) if mask[i])
+
+
+def _jpeg_with_icc(profile: bytes, chunks: int) -> bytes:
+    """A baseline JPEG with ``profile`` in ``chunks`` APP2 segments (ICC.1 B.4), right after SOI."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 120, 40)).save(buf, "JPEG", quality=90)
+    plain = buf.getvalue()
+    step = -(-len(profile) // chunks)
+    parts = [profile[k : k + step] for k in range(0, len(profile), step)]
+    segments = b"".join(
+        b"\xff\xe2" + struct.pack(">H", 2 + 14 + len(p)) + b"ICC_PROFILE\x00" + bytes([n + 1, len(parts)]) + p
+        for n, p in reversed(list(enumerate(parts)))  # out of order: the sequence numbers order them
+    )
+    return plain[:2] + segments + plain[2:]
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+@pytest.mark.parametrize("where", ["desc", "cprt", "dmnd", "dmdd"])
+def test_an_icc_profile_inside_a_jpeg_tile_loses_its_text(where: str, chunks: int) -> None:
+    """Tiles (and DICOM JPEG frames) carry their own ICC profile in APP2 chunks: kept for colour, its
+    text and dates zeroed like the TIFF tag's, across chunk boundaries; the image decodes the same."""
+    from PIL import Image
+
+    from curata.collect.deid.codestream import metadata_spans
+
+    profile = icc_profile(where)
+    jpeg = _jpeg_with_icc(profile, chunks)
+    zero, keep = metadata_spans(jpeg)
+    out = bytearray(jpeg)
+    for a, b in zero:
+        out[a:b] = bytes(b - a)
+    forms = [*NEEDLES, *(n.decode().encode("utf-16-be") for n in NEEDLES)]  # mluc text is UTF-16
+    planted = [f for f in forms if f in jpeg.lower()]
+    assert planted and not [f for f in planted if f in bytes(out).lower()]
+    assert len(out) == len(jpeg)  # lengths kept, and the chunks:
+    assert sum(jpeg[a : a + 12] == b"ICC_PROFILE\x00" for a, _ in keep) == chunks
+    before, after = Image.open(io.BytesIO(jpeg)), Image.open(io.BytesIO(bytes(out)))
+    assert before.tobytes() == after.tobytes()
+    kept = after.info["icc_profile"]
+    assert len(kept) == len(profile) and kept[:24] == profile[:24]  # the transform's data stays
+    assert kept.find(b"XYZ ") == profile.find(b"XYZ ") and b"curv" in kept

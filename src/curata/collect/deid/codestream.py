@@ -95,9 +95,11 @@ class _Stream:
 
 
 def _jpeg_segments(d: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """(zero, keep): stream ranges to zero and metadata payloads kept, for a JPEG or JPEG-LS frame."""
+    """(zero, keep): stream ranges to zero and metadata payloads kept, for a JPEG or JPEG-LS frame. An
+    embedded ICC profile is kept for its colour transform, less its text (``_icc_chunks_text``)."""
     zero: list[tuple[int, int]] = []
     keep: list[tuple[int, int]] = []
+    icc: list[tuple[int, int, int]] = []  # (sequence number, payload start, payload end) of ICC chunks
     i, n = 2, len(d)
     while i < n:
         if d[i] != 0xFF:
@@ -111,7 +113,7 @@ def _jpeg_segments(d: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int
         if m == 0xD9:  # end of image: anything after it but one padding byte is not image
             if n - i > 1:
                 zero.append((i, n))
-            return zero, keep
+            break
         if 0xD0 <= m <= 0xD7 or m == 0x01:  # stand-alone markers
             continue
         if i + 2 > n:
@@ -127,14 +129,58 @@ def _jpeg_segments(d: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int
             keep.append(payload)
             if m == 0xE0 and len(body) > 14:  # JFIF thumbnail pixels
                 zero.append((payload[0] + 14, payload[1]))
+            if m == 0xE2 and len(body) > 14:  # ICC_PROFILE\0, chunk number, chunk count, data
+                icc.append((body[12], payload[0] + 14, payload[1]))
         i += length
         if m == 0xDA:  # start of scan: entropy-coded data runs to the next real marker
             # JPEG stuffs 0x00 after 0xFF, JPEG-LS a zero bit (next byte < 0x80); RSTn stay in the scan
             found = _JPEG_MARKER.search(d, i)
             if found is None:  # no end of image: the scan runs to the end of the frame
-                return zero, keep
+                break
             i = found.start()
-    return zero, keep
+    return zero + _icc_chunks_text(d, icc), keep
+
+
+def _icc_chunks_text(d: bytes, chunks: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """The text and date spans (``icc_text_spans``) of an ICC profile held in APP2 chunks, as ranges of
+    the stream: the chunks are joined in their sequence order and each span mapped back to them."""
+    if not chunks:
+        return []
+    ordered = sorted(chunks)
+    profile = b"".join(d[a:b] for _, a, b in ordered)
+    out: list[tuple[int, int]] = []
+    for lo, hi in icc_text_spans(profile):
+        pos = 0
+        for _, a, b in ordered:  # the part of [lo, hi) of the joined profile that each chunk holds
+            s, e = max(lo, pos), min(hi, pos + b - a)
+            if s < e:
+                out.append((a + s - pos, a + e - pos))
+            pos += b - a
+    return out
+
+
+# ICC tag element types that hold text or a date (ICC.1:2022 10.x; ``desc`` of v2 profiles)
+_ICC_TEXT_TYPES = {b"desc", b"text", b"mluc", b"dtim", b"utf8", b"ut16", b"zut8", b"zxml"}
+
+
+def icc_text_spans(profile: bytes) -> list[tuple[int, int]]:
+    """Byte spans of an ICC profile that hold text or dates: the header's creation date and profile ID
+    (zero is "not computed"), and the payload of every text-typed tag element after its 8-byte type
+    signature. Zeroed, each stays a valid empty element (a count of zero). A profile that does not parse
+    gives its whole body past the header (its tags cannot be told apart)."""
+    if len(profile) < 132:
+        return [(0, len(profile))] if profile else []
+    spans = [(24, 36), (84, 100)]
+    (count,) = struct.unpack_from(">I", profile, 128)
+    if 132 + 12 * count > len(profile):
+        return [*spans, (128, len(profile))]
+    for i in range(count):
+        _sig, off, size = struct.unpack_from(">4sII", profile, 132 + 12 * i)
+        if off + size > len(profile) or size < 8:
+            return [*spans, (128, len(profile))]
+        if profile[off : off + 4] in _ICC_TEXT_TYPES:
+            spans.append((off + 8, off + size))
+    return spans
 
 
 def _jpeg_app_kept(marker: int, body: bytes) -> bool:

@@ -656,9 +656,9 @@ class _Run:
         """The ICC profile is kept for its colour transform; its text (description, copyright, device
         make and model descriptions, any ``text``/``desc``/``mluc`` element, dates) is free text a site
         or a scanner fills in, and nothing says whose name it would be: zeroed in place
-        (:func:`icc_text_spans`), lengths and offsets kept, so the transform is the same."""
+        (:func:`codestream.icc_text_spans`), lengths and offsets kept, so the transform is the same."""
         zeroed = False
-        for a, b in icc_text_spans(self.ed.raw_value(e)):
+        for a, b in codestream.icc_text_spans(self.ed.raw_value(e)):
             if any(self.ed.buf[e.value_pos + a : e.value_pos + b]):
                 self.ed.zero(e.value_pos + a, e.value_pos + b)
                 zeroed = True
@@ -1249,30 +1249,6 @@ def _shift_us_date(value: str, days: int) -> str | None:
         except ValueError:
             continue
     return None
-
-
-# ICC tag element types that hold text or a date (ICC.1:2022 10.x; ``desc`` of v2 profiles)
-_ICC_TEXT_TYPES = {b"desc", b"text", b"mluc", b"dtim", b"utf8", b"ut16", b"zut8", b"zxml"}
-
-
-def icc_text_spans(profile: bytes) -> list[tuple[int, int]]:
-    """Byte spans of an ICC profile that hold text or dates: the header's creation date and profile ID
-    (zero is "not computed"), and the payload of every text-typed tag element after its 8-byte type
-    signature. Zeroed, each stays a valid empty element (a count of zero). A profile that does not parse
-    gives its whole body past the header (its tags cannot be told apart)."""
-    if len(profile) < 132:
-        return [(0, len(profile))] if profile else []
-    spans = [(24, 36), (84, 100)]
-    (count,) = struct.unpack_from(">I", profile, 128)
-    if 132 + 12 * count > len(profile):
-        return [*spans, (128, len(profile))]
-    for i in range(count):
-        _sig, off, size = struct.unpack_from(">4sII", profile, 132 + 12 * i)
-        if off + size > len(profile) or size < 8:
-            return [*spans, (128, len(profile))]
-        if profile[off : off + 4] in _ICC_TEXT_TYPES:
-            spans.append((off + 8, off + size))
-    return spans
 
 
 def _complement(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
