@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from curata.cli_common import workspace_option
+from curata.cli_common import finish, workspace_option
 from curata.console import console, print_json, print_table
 from curata.workspace import Workspace
 
@@ -321,6 +321,7 @@ def train_cmd(
     console.print(
         f"[green]{name}[/] trained on {run['cases']} case(s): loss {run['first_loss']:.3f} -> {run['final_loss']:.3f}"
     )
+    finish(None, errors=[f"skipped series {s['series_uid']}: {s['reason']}" for s in run["skipped"]])
 
 
 @annotate_app.command("drafts")

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -47,8 +50,11 @@ from curata.annotate.models import (
     TaskState,
 )
 from curata.catalog import Instance, Patient, Series, Site, Study, record_provenance
-from curata.errors import AnnotationError, InputError, decoding
+from curata.errors import AnnotationError, InputError, decoding, is_fatal
 from curata.workspace import Workspace
+
+log = logging.getLogger("curata.annotate")
+T = TypeVar("T")
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 LABELMAP_SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.7"  # Label Map Segmentation (what OHIF 3.13 saves)
@@ -1671,10 +1677,24 @@ def render_report(ws: Workspace, project: str, report_id: int) -> dict[str, byte
 # -- AI pre-annotation ------------------------------------------------------------------------------------
 
 
+def _unless_unreadable(read: Callable[[], T]) -> tuple[T | None, str | None]:
+    """``read()`` of one case of many, or the reason it cannot be read (its pixels damaged, a blob
+    gone, a label map unreadable): a reason fit for a log and a provenance record (no values of the
+    file, no paths). One bad case must not stop the others; an interrupt still stops the run."""
+    from curata.collect import safe_reason
+
+    try:
+        return read(), None
+    except BaseException as exc:  # a decoder's panic too
+        if is_fatal(exc):
+            raise
+        return None, safe_reason(exc)
+
+
 def volume_hu(ws: Workspace, series_uid: str) -> tuple[np.ndarray, tuple[float, float, float]]:
     """The series' pixels in HU on its grid (slices x rows x columns) and the grid's spacing."""
     images = source_images(ws, series_uid)
-    with decoding("the series' pixel data"):
+    with decoding("the pixel data of the series", ordinary=True):
         vol = np.stack(
             [
                 ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1)
@@ -1791,21 +1811,42 @@ def train_model(
     with ws.catalog.session() as session:
         p = _project(session, project)
         labels = {d.name: d.value for d in _labels(_schema(session, p)) if d.kind == "segmentation"}
-    cases = [
-        (volume_hu(ws, a["series_uid"])[0], labelmap_from_bytes(ws.store.get_bytes(a["labelmap_digest"])))
-        for a in accepted
-    ]
+    cases: list[tuple[np.ndarray, np.ndarray]] = []
+    used: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for a in accepted:
+        case, reason = _unless_unreadable(partial(_training_case, ws, a))
+        if case is None:
+            log.warning("train %s on %s: task %s skipped: %s", name, project, a["task"], reason)
+            skipped.append({"series_uid": a["series_uid"], "reason": str(reason)})
+        else:
+            cases.append(case)
+            used.append(a)
+    if skipped and not cases:
+        raise AnnotationError(
+            f"none of the {len(accepted)} accepted case(s) of {project!r} can be read for training",
+            hint=f"e.g. series {skipped[0]['series_uid']}: {skipped[0]['reason']}",
+        )
     weights, run = _assist.train_unet(cases, max(labels.values()), epochs=epochs, seed=seed)
     digest = ws.store.put_bytes(weights)
     with ws.catalog.session() as session:
         record_provenance(
             session,
             "annotate.train",
-            sorted(a["labelmap_digest"] for a in accepted) + sorted(a["series_uid"] for a in accepted),
+            sorted(a["labelmap_digest"] for a in used) + sorted(a["series_uid"] for a in used),
             {"project": project, "name": name, "epochs": epochs, "seed": seed},
-            {"weights": digest, "labels": labels, **run},
+            {"weights": digest, "labels": labels, **run, "skipped": skipped},
         )
-    return {"model": name, "weights": digest, **run}
+    return {"model": name, "weights": digest, **run, "skipped": skipped}
+
+
+def _training_case(ws: Workspace, accepted: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """An accepted case as (HU volume, label map) on the series' grid."""
+    hu = volume_hu(ws, accepted["series_uid"])[0]
+    labels = labelmap_from_bytes(ws.store.get_bytes(accepted["labelmap_digest"]))
+    if labels.shape != hu.shape:
+        raise InputError(f"the accepted label map is {labels.shape}, the series' pixels {hu.shape}")
+    return hu, labels
 
 
 def draft_agreement(ws: Workspace, project: str) -> dict[str, dict[str, Any]]:
@@ -1861,6 +1902,7 @@ def next_sample(ws: Workspace, project: str, strategy: str, *, seed: int = 0) ->
         )
     if not open_tasks:
         return {}
+    skipped: list[dict[str, Any]] = []
     if strategy == "first":
         pick = open_tasks[0]
     elif strategy == "random":
@@ -1870,19 +1912,37 @@ def next_sample(ws: Workspace, project: str, strategy: str, *, seed: int = 0) ->
         if not isinstance(entry, tuple):
             raise AnnotationError("uncertainty needs a trained model", hint="POST /train/unet first")
         weights, labels = ws.store.get_bytes(entry[1]), entry[2]
-        scores = {
-            t.id: _assist.unet_uncertainty(weights, max(labels.values()), volume_hu(ws, t.series_uid)[0])
-            for t in open_tasks
-        }
+
+        def uncertainty_of(series_uid: str) -> float:
+            return _assist.unet_uncertainty(weights, max(labels.values()), volume_hu(ws, series_uid)[0])
+
+        scores: dict[int, float | None] = {}
+        for t in open_tasks:
+            scores[t.id], reason = _unless_unreadable(partial(uncertainty_of, t.series_uid))
+            if reason is not None:  # no score: read last
+                log.warning("uncertainty on %s: task %s not scored: %s", project, t.id, reason)
+                skipped.append({"series_uid": t.series_uid, "task": t.id, "reason": reason})
         with ws.catalog.session() as session:
             for tid, score in scores.items():
                 row = session.get(AnnotationTask, tid)
                 assert row is not None
                 row.priority = score
-        pick = max(open_tasks, key=lambda t: scores[t.id])
+        scored = [t for t in open_tasks if scores[t.id] is not None]
+        if not scored:
+            raise AnnotationError(
+                f"none of the {len(open_tasks)} open case(s) of {project!r} can be read for scoring",
+                hint=f"e.g. series {skipped[0]['series_uid']}: {skipped[0]['reason']}",
+            )
+        pick = max(scored, key=lambda t: scores[t.id] or 0.0)
     else:
         raise AnnotationError(f"unknown strategy {strategy!r}", hint="first, random or uncertainty")
-    return {"id": pick.series_uid, "task": pick.id, "state": pick.state, "strategy": strategy}
+    return {
+        "id": pick.series_uid,
+        "task": pick.id,
+        "state": pick.state,
+        "strategy": strategy,
+        "skipped": skipped,
+    }
 
 
 def task_agreement(ws: Workspace, project: str, task_id: int) -> list[dict[str, Any]]:
