@@ -308,3 +308,17 @@ def test_the_uncertainty_picker_scores_around_a_series_that_cannot_be_decoded(or
         assert r.status_code == 409 and "none of the 2 open case" in r.json()["detail"]
     with pytest.raises(AnnotationError, match="none of the 2 open case"):
         annotate.next_sample(ws, "organs", "uncertainty")
+
+
+def test_draft_agreement_counts_a_draft_it_cannot_read(organs) -> None:  # type: ignore[no-untyped-def]
+    ws = organs
+    tasks = annotate.list_tasks(ws, "organs")[:2]
+    _accept(ws, tasks)
+    for t in tasks:
+        annotate.predict_draft(ws, "organs", t.id, "lungs")
+    (gone,) = [
+        a["labelmap_digest"] for a in annotate.accepted_labels(ws, "organs") if a["task"] == tasks[1].id
+    ]
+    ws.store.delete(gone)  # the accepted label of the second case left the store
+    (lungs,) = annotate.draft_agreement(ws, "organs").values()
+    assert lungs["drafts_compared"] == 1 and lungs["unreadable"] == 1 and lungs["dice_mean"] > 0.8

@@ -230,7 +230,8 @@ def agreement_cmd(project: str, as_json: bool = JSON, workspace: Path | None = W
     from curata.annotate.service import agreement_table, compute_agreement
 
     ws = Workspace.find(workspace)
-    done = compute_agreement(ws, project)
+    results = compute_agreement(ws, project)
+    done = [r for r in results if r.error is None]
     if not as_json:
         console.print(
             f"{len(done)} case(s) measured: {sum(r.passed for r in done)} to review, "
@@ -251,6 +252,7 @@ def agreement_cmd(project: str, as_json: bool = JSON, workspace: Path | None = W
         for r in agreement_table(ws, project)
     ]
     _out(rows, as_json, title=f"{project} agreement")
+    finish(None, errors=[f"task {r.task_id} not compared: {r.error}" for r in results if r.error])
 
 
 @annotate_app.command("adjudicate")

@@ -165,9 +165,24 @@ class AgreementResult:
     state: str
     pairs: list[dict[str, Any]]
     passed: bool
+    error: str | None = None  # why its reads could not be compared (the task keeps its state)
 
 
 # -- helpers -----------------------------------------------------------------------------------------
+
+
+def _unless_unreadable(read: Callable[[], T]) -> tuple[T | None, str | None]:
+    """``read()`` of one case of many, or the reason it cannot be read (its pixels damaged, a blob
+    gone, a label map unreadable): a reason fit for a log and a provenance record (no values of the
+    file, no paths). One bad case must not stop the others; an interrupt still stops the run."""
+    from curata.collect import safe_reason
+
+    try:
+        return read(), None
+    except BaseException as exc:  # a decoder's panic too
+        if is_fatal(exc):
+            raise
+        return None, safe_reason(exc)
 
 
 def _now() -> datetime:
@@ -1109,7 +1124,9 @@ def _passes(m: dict[str, Any], th: dict[str, float]) -> bool:
 
 def compute_agreement(ws: Workspace, project: str, task_id: int | None = None) -> list[AgreementResult]:
     """For every submitted task (or one): each label's agreement between every pair of readers'
-    newest reads; the task goes to review when every pair passes the thresholds, else to adjudication."""
+    newest reads; the task goes to review when every pair passes the thresholds, else to adjudication.
+    A task whose reads cannot be read (a label map's blob gone or damaged) keeps its state and comes
+    back with the reason in ``error``; the other tasks go on."""
     out = []
     with ws.catalog.session() as session:
         p = _project(session, project)
@@ -1129,8 +1146,13 @@ def compute_agreement(ws: Workspace, project: str, task_id: int | None = None) -
             raise AnnotationError(
                 f"task {t.id} has {len(reads)} read(s)", hint="the second read is mandatory"
             )
+        stored, reason = _unless_unreadable(partial(_labelmaps, ws, *(r.labelmap_digest for r in reads)))
+        if stored is None:
+            log.warning("agreement on %s: task %s not compared: %s", project, t.id, reason)
+            out.append(AgreementResult(t.id, t.series_uid, t.state, [], False, error=reason))
+            continue
+        maps = {r.id: m for r, m in zip(reads, stored, strict=True)}
         grid = series_grid(ws, t.series_uid)
-        maps = {r.id: labelmap_from_bytes(ws.store.get_bytes(r.labelmap_digest or "")) for r in reads}
         pairs, ok = [], True
         with ws.catalog.session() as session:
             for i in range(len(reads)):
@@ -1171,6 +1193,11 @@ def compute_agreement(ws: Workspace, project: str, task_id: int | None = None) -
                 tt.updated_at = _now()
             out.append(AgreementResult(t.id, t.series_uid, tt.state, pairs, ok))
     return out
+
+
+def _labelmaps(ws: Workspace, *digests: str | None) -> list[np.ndarray]:
+    """The stored label maps of ``digests``, in their order."""
+    return [labelmap_from_bytes(ws.store.get_bytes(d or "")) for d in digests]
 
 
 def staple(maps: list[np.ndarray]) -> np.ndarray:
@@ -1407,8 +1434,11 @@ def reader_stats(ws: Workspace, project: str) -> list[dict[str, Any]]:
             r = latest[tid].get(reader)
             if r is None:
                 continue
-            ref = labelmap_from_bytes(ws.store.get_bytes(a.labelmap_digest))
-            mp = labelmap_from_bytes(ws.store.get_bytes(r.labelmap_digest or ""))
+            pair, reason = _unless_unreadable(partial(_labelmaps, ws, a.labelmap_digest, r.labelmap_digest))
+            if pair is None:
+                log.warning("reader statistics of %s: task %s left out: %s", project, tid, reason)
+                continue
+            ref, mp = pair
             dices.extend(dice(ref == d.value, mp == d.value) for d in labels)
         out.append(
             {
@@ -1677,20 +1707,6 @@ def render_report(ws: Workspace, project: str, report_id: int) -> dict[str, byte
 # -- AI pre-annotation ------------------------------------------------------------------------------------
 
 
-def _unless_unreadable(read: Callable[[], T]) -> tuple[T | None, str | None]:
-    """``read()`` of one case of many, or the reason it cannot be read (its pixels damaged, a blob
-    gone, a label map unreadable): a reason fit for a log and a provenance record (no values of the
-    file, no paths). One bad case must not stop the others; an interrupt still stops the run."""
-    from curata.collect import safe_reason
-
-    try:
-        return read(), None
-    except BaseException as exc:  # a decoder's panic too
-        if is_fatal(exc):
-            raise
-        return None, safe_reason(exc)
-
-
 def volume_hu(ws: Workspace, series_uid: str) -> tuple[np.ndarray, tuple[float, float, float]]:
     """The series' pixels in HU on its grid (slices x rows x columns) and the grid's spacing."""
     images = source_images(ws, series_uid)
@@ -1872,18 +1888,30 @@ def draft_agreement(ws: Workspace, project: str) -> dict[str, dict[str, Any]]:
         return set(m.labels) if hasattr(m, "labels") else set((m[2] or {}).keys()) or None
 
     per: dict[str, list[float]] = defaultdict(list)
+    unread: Counter[str] = Counter()
     for d in drafts:
         a = accepted.get(d.task_id)
         if a is None or d.labelmap_digest is None:
             continue
-        ref = labelmap_from_bytes(ws.store.get_bytes(a["labelmap_digest"]))
-        got = labelmap_from_bytes(ws.store.get_bytes(d.labelmap_digest))
         model = d.source.removeprefix("assist:")
+        pair, reason = _unless_unreadable(partial(_labelmaps, ws, a["labelmap_digest"], d.labelmap_digest))
+        if pair is None:
+            log.warning("drafts of %s: task %s left out: %s", project, d.task_id, reason)
+            unread[model] += 1
+            continue
+        ref, got = pair
         names = covered(model) or set(d.labels_present)
         for lab in labels:
             if lab.name in names:
                 per[model].append(dice(ref == lab.value, got == lab.value))
-    return {m: {"drafts_compared": len(v), "dice_mean": float(np.mean(v))} for m, v in per.items()}
+    return {
+        m: {
+            "drafts_compared": len(per[m]),
+            "dice_mean": float(np.mean(per[m])) if per[m] else None,
+            "unreadable": unread[m],
+        }
+        for m in [*per, *(m for m in unread if m not in per)]
+    }
 
 
 def next_sample(ws: Workspace, project: str, strategy: str, *, seed: int = 0) -> dict[str, Any]:
