@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -212,9 +212,39 @@ def corrupt_rle(ds: pydicom.Dataset) -> pydicom.Dataset:
     return ds
 
 
-def write_good_and_corrupt_series(folder: Path, n: int = 4) -> tuple[str, str]:
-    """Two CT series of ``n`` slices under ``folder``: one intact, one RLE-compressed with its second
-    slice (the only one when n is 1) damaged so that the Rust RLE decoder panics; returns their series UIDs (intact, corrupt)."""
+def truncate_pixels(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """Keep half of the (native) pixel data: a transfer cut short. pydicom and numpy raise a plain
+    ``ValueError`` on it (no panic)."""
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    return ds
+
+
+def garbage_jpeg_lossless(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """A JPEG Lossless object whose codestream is garbage between its SOI and EOI markers: every pixel
+    data plugin refuses it with a ``RuntimeError``."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLosslessSV1
+
+    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    ds.PixelData = encapsulate([b"\xff\xd8" + bytes(range(256)) * 2 + b"\xff\xd9"])
+    return ds
+
+
+def garbage_jpeg2000(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """A JPEG 2000 object whose codestream is no JPEG 2000 at all (``RuntimeError`` from every plugin)."""
+    from pydicom.uid import JPEG2000Lossless
+
+    garbage_jpeg_lossless(ds)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    return ds
+
+
+def write_good_and_corrupt_series(
+    folder: Path, n: int = 4, damage: Callable[[pydicom.Dataset], pydicom.Dataset] = corrupt_rle
+) -> tuple[str, str]:
+    """Two CT series of ``n`` slices under ``folder``: one intact, one whose second slice (the only one
+    when n is 1) is damaged by ``damage`` (by default RLE-compressed so that the Rust RLE decoder
+    panics); returns their series UIDs (intact, corrupt)."""
     good, bad = generate_uid(), generate_uid()
     study = generate_uid()
     for i in range(n):
@@ -222,7 +252,7 @@ def write_good_and_corrupt_series(folder: Path, n: int = 4) -> tuple[str, str]:
         ds = make_ct(index=i, study_uid=study, series_uid=bad, seed=7)
         ds.SeriesNumber, ds.SeriesDescription = 3, "AXIAL DAMAGED"
         if i == min(1, n - 1):
-            corrupt_rle(ds)
+            damage(ds)
         (folder / "bad").mkdir(parents=True, exist_ok=True)
         ds.save_as(folder / "bad" / f"{i}.dcm", enforce_file_format=True)
     return good, bad

@@ -113,20 +113,33 @@ def is_fatal(exc: BaseException) -> bool:
 
 @contextmanager
 def decoding(
-    what: str, *, path: str | None = None, corrupt: tuple[type[Exception], ...] = ()
+    what: str,
+    *,
+    path: str | None = None,
+    corrupt: tuple[type[Exception], ...] = (),
+    ordinary: bool = False,
 ) -> Iterator[None]:
     """Around a decoder's call: its panic on a corrupt ``what`` becomes a :class:`DecodeError`, an
     ``Exception`` that each stage's per-item handling already takes as bad input (and that, unlike
     the panic, crosses a process pool). Interrupts pass as they are; so do the decoder's ordinary
     errors, unless their classes are given as ``corrupt`` (a codec fed a slide's tile: any of its
-    errors means the tile is damaged). Only the error's type is kept: a codec's text quotes the bytes."""
+    errors means the tile is damaged; only the error's type is kept, a codec's text quotes the bytes),
+    or ``ordinary``: then a ``ValueError`` on pixel data cut short, a codec's ``RuntimeError`` on a
+    garbage codestream and the like become the same :class:`DecodeError`, with the error's type and
+    its redacted words (never the file's values)."""
     try:
         yield
+    except CurataError:
+        raise
     except BaseException as exc:
-        if not is_native_panic(exc) and not isinstance(exc, corrupt):
+        if is_native_panic(exc) or isinstance(exc, corrupt):
+            cause = f"the decoder failed on corrupt data ({type(exc).__name__})"
+        elif ordinary and isinstance(exc, Exception):
+            cause = f"the pixel data is damaged or does not fit its header ({_decoder_words(exc)})"
+        else:
             raise
         raise DecodeError(
-            f"cannot decode {what}: the decoder failed on corrupt data ({type(exc).__name__})",
+            f"cannot decode {what}: {cause}",
             path=path,
             hint="the file's pixel data is damaged; send it again from the source",
         ) from exc
@@ -155,3 +168,13 @@ def safe_reason(exc: BaseException) -> str:
         where = f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_frame.f_code.co_name}"
         tb = tb.tb_next
     return f"internal error ({type(exc).__name__}{' in ' + where if where else ''})"
+
+
+def _decoder_words(exc: Exception, limit: int = 200) -> str:
+    """``Type: message`` of a decoder's error on one line, quoted values, paths and long numbers out
+    (a plugin may quote the bytes or name the file it read)."""
+    from curata.console import redact
+
+    words = " ".join(redact(str(exc)).split())
+    text = f"{type(exc).__name__}: {words}" if words else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

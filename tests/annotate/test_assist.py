@@ -180,3 +180,145 @@ def test_a_monai_bundle_from_a_local_folder(organs, tmp_path) -> None:  # type: 
     (folder / "models" / "model.pt").unlink()
     with pytest.raises(Exception, match="not a MONAI bundle"):
         annotate.register_bundle(ws, "organs", folder)
+
+
+# -- one series that cannot be read stops neither training nor the picker ---------------------------------
+
+NAME = "Okonkwo^Adaeze"  # written into a damaged blob: no reason may quote it
+
+
+def _accept(ws, tasks) -> None:  # type: ignore[no-untyped-def]
+    """Both readers of each task file the same label map, each case's its own (one blob per case)."""
+    for n, t in enumerate(tasks):
+        labels = _organ_truth()
+        labels[0, 0, n] = 2
+        for reader in t.readers:
+            annotate.file_labelmap(ws, "organs", t.id, reader, labels, source="edit")
+            annotate.submit(ws, "organs", t.id, reader, seconds=10)
+    for res in annotate.compute_agreement(ws, "organs"):
+        annotate.accept_review(ws, "organs", res.task_id, "dee")
+
+
+def _damage_series(ws, series_uid: str, damage) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the stored blob of the series' second slice, damaged by ``damage`` (and naming a patient)."""
+    from sqlalchemy import select
+
+    from curata.catalog import Instance, Series
+
+    with ws.catalog.session() as s:
+        digests = s.scalars(
+            select(Instance.blob_digest)
+            .join(Series, Series.id == Instance.series_id)
+            .where(Series.series_uid == series_uid)
+            .order_by(Instance.id)
+        ).all()
+    path = ws.store.local_path(digests[1])
+    ds = pydicom.dcmread(path)
+    ds.PatientName = NAME
+    damage(ds)
+    path.chmod(0o644)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _clean(reason: str) -> bool:
+    return "Okonkwo" not in reason and "Adaeze" not in reason and "/" not in reason
+
+
+@pytest.mark.parametrize("damage", ["truncate_pixels", "garbage_jpeg2000"])
+def test_training_skips_a_series_that_cannot_be_decoded(organs, damage: str) -> None:  # type: ignore[no-untyped-def]
+    import tests.conftest
+    from curata.catalog import Provenance
+
+    ws = organs
+    tasks = annotate.list_tasks(ws, "organs")
+    _accept(ws, tasks)
+    bad = tasks[1].series_uid
+    _damage_series(ws, bad, getattr(tests.conftest, damage))
+    run = annotate.train_model(ws, "organs", epochs=2)
+    assert run["cases"] == 2
+    ((skip),) = run["skipped"]
+    assert skip["series_uid"] == bad and "cannot decode the pixel data of the series" in skip["reason"]
+    assert _clean(skip["reason"]), skip["reason"]
+    with ws.catalog.session() as s:
+        (rec,) = s.query(Provenance).filter(Provenance.step == "annotate.train").all()
+        assert rec.output["skipped"] == run["skipped"] and bad not in rec.inputs and len(rec.inputs) == 4
+
+
+def test_training_records_unreadable_label_maps_and_refuses_when_nothing_is_left(organs) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from curata.cli import app
+    from curata.errors import AnnotationError
+    from tests.conftest import truncate_pixels
+
+    ws = organs
+    tasks = annotate.list_tasks(ws, "organs")
+    _accept(ws, tasks)
+    maps = {a["task"]: a["labelmap_digest"] for a in annotate.accepted_labels(ws, "organs")}
+    ws.store.delete(maps[tasks[1].id])  # a blob gone
+    path = ws.store.local_path(maps[tasks[2].id])
+    path.chmod(0o644)
+    path.write_bytes(b"PK\x03\x04 not a label map")  # a blob damaged
+    out = CliRunner().invoke(app, ["annotate", "train", "organs", "--epochs", "2", "-w", str(ws.root)])
+    assert out.exit_code == 1, out.output  # trained, and says what it left out
+    assert "trained on 1 case(s)" in out.output and out.output.count("skipped series") == 2
+    run = annotate.train_model(ws, "organs", epochs=2)
+    reasons = {s["series_uid"]: s["reason"] for s in run["skipped"]}
+    assert run["cases"] == 1 and set(reasons) == {tasks[1].series_uid, tasks[2].series_uid}
+    assert "not in the store" in reasons[tasks[1].series_uid]
+    assert "label map cannot be read" in reasons[tasks[2].series_uid]
+    assert all(_clean(r) for r in reasons.values()), reasons
+    _damage_series(ws, tasks[0].series_uid, truncate_pixels)
+    with pytest.raises(AnnotationError, match="none of the 3 accepted case"):
+        annotate.train_model(ws, "organs", epochs=2)
+    out = CliRunner().invoke(app, ["annotate", "train", "organs", "--epochs", "2", "-w", str(ws.root)])
+    assert isinstance(out.exception, AnnotationError) and out.exception.hint  # printed at the CLI's edge
+
+
+def test_the_uncertainty_picker_scores_around_a_series_that_cannot_be_decoded(organs, caplog) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from curata.errors import AnnotationError
+    from curata.server import create_app
+    from tests.conftest import garbage_jpeg_lossless
+
+    ws = organs
+    tasks = annotate.list_tasks(ws, "organs")
+    _accept(ws, tasks[:1])
+    annotate.train_model(ws, "organs", epochs=2)
+    bad, good = tasks[1], tasks[2]
+    _damage_series(ws, bad.series_uid, garbage_jpeg_lossless)
+    with caplog.at_level("WARNING", logger="curata.annotate"):
+        pick = annotate.next_sample(ws, "organs", "uncertainty")
+    assert pick["task"] == good.id
+    ((skip),) = pick["skipped"]
+    assert skip["task"] == bad.id and "cannot decode the pixel data of the series" in skip["reason"]
+    assert (
+        _clean(skip["reason"]) and f"task {bad.id} not scored" in caplog.text and "Okonkwo" not in caplog.text
+    )
+    prio = {t.id: t.priority for t in annotate.list_tasks(ws, "organs")}
+    assert prio[bad.id] is None and isinstance(prio[good.id], float)  # unscored: read last
+    tokens = on_platform(ws, "organs")
+    with TestClient(create_app(ws)) as client:
+        url = "/projects/lab/annotate/organs/monailabel/activelearning/uncertainty"
+        r = client.post(url, headers={"Authorization": f"Bearer {tokens['dee']}"})
+        assert r.status_code == 200 and r.json()["id"] == good.series_uid
+        _damage_series(ws, good.series_uid, garbage_jpeg_lossless)
+        r = client.post(url, headers={"Authorization": f"Bearer {tokens['dee']}"})
+        assert r.status_code == 409 and "none of the 2 open case" in r.json()["detail"]
+    with pytest.raises(AnnotationError, match="none of the 2 open case"):
+        annotate.next_sample(ws, "organs", "uncertainty")
+
+
+def test_draft_agreement_counts_a_draft_it_cannot_read(organs) -> None:  # type: ignore[no-untyped-def]
+    ws = organs
+    tasks = annotate.list_tasks(ws, "organs")[:2]
+    _accept(ws, tasks)
+    for t in tasks:
+        annotate.predict_draft(ws, "organs", t.id, "lungs")
+    (gone,) = [
+        a["labelmap_digest"] for a in annotate.accepted_labels(ws, "organs") if a["task"] == tasks[1].id
+    ]
+    ws.store.delete(gone)  # the accepted label of the second case left the store
+    (lungs,) = annotate.draft_agreement(ws, "organs").values()
+    assert lungs["drafts_compared"] == 1 and lungs["unreadable"] == 1 and lungs["dice_mean"] > 0.8

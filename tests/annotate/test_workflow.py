@@ -225,3 +225,49 @@ def test_classification_answers_and_kappa(project) -> None:  # type: ignore[no-u
     # reader pairs vary between the cases (balanced assignment): Fleiss' kappa, 1/3 for these answers
     assert kappa["malignancy"] == pytest.approx(fleiss_kappa([list(v) for v in answers.values()]))
     assert kappa["malignancy"] == pytest.approx(1 / 3)
+
+
+def test_agreement_and_reader_statistics_go_on_past_a_label_map_gone(project) -> None:  # type: ignore[no-untyped-def]
+    """One case whose reads' label map left the store: the agreement of the others is computed, that
+    case keeps its state and says why (the CLI lists it and exits 1); reader statistics leave it out."""
+    from sqlalchemy import select
+    from typer.testing import CliRunner
+
+    from curata.annotate.models import AnnotationRead
+    from curata.cli import app
+
+    ws = project
+    annotate.assign(ws, "livers")
+    tasks = sorted(_tasks(ws).values(), key=lambda t: t.id)
+    for n, t in enumerate(tasks):
+        labels = truth()
+        labels[0, 0, n] = 2  # each case its own label map (one blob per case)
+        for reader in t.readers:
+            annotate.file_labelmap(ws, "livers", t.id, reader, labels, source="edit")
+            annotate.submit(ws, "livers", t.id, reader, seconds=10)
+    with ws.catalog.session() as s:
+        (digest,) = set(
+            s.scalars(select(AnnotationRead.labelmap_digest).where(AnnotationRead.task_id == tasks[1].id))
+        )
+    ws.store.delete(digest)
+    results = {r.task_id: r for r in annotate.compute_agreement(ws, "livers")}
+    assert results[tasks[1].id].state == "submitted" and "not in the store" in (
+        results[tasks[1].id].error or ""
+    )
+    assert all(
+        results[t.id].error is None and results[t.id].state == "in_review" for t in (tasks[0], tasks[2])
+    )
+    # the case left out is still to compare: the next run tries it again
+    out = CliRunner().invoke(app, ["annotate", "agreement", "livers", "--json", "-w", str(ws.root)])
+    assert out.exit_code == 1 and f"task {tasks[1].id} not compared" in out.output, out.output
+    for t in (tasks[0], tasks[2]):
+        annotate.accept_review(ws, "livers", t.id, "dee")
+    with ws.catalog.session() as s:
+        (kept,) = set(
+            s.scalars(select(AnnotationRead.labelmap_digest).where(AnnotationRead.task_id == tasks[2].id))
+        )
+    path = ws.store.local_path(kept)
+    path.chmod(0o644)
+    path.write_bytes(b"not a label map")
+    stats = annotate.reader_stats(ws, "livers")
+    assert any(r["dice_vs_accepted"] == pytest.approx(1.0) for r in stats)  # task 0's reads still count

@@ -276,3 +276,27 @@ def test_decoding_turns_a_real_panic_into_a_decode_error_and_lets_interrupts_pas
         assert is_fatal(stop)
     with pytest.raises(ValueError), decoding("pixel data"):  # an ordinary error: the caller's to word
         raise ValueError("not a panic")
+
+
+def test_decoding_ordinary_words_a_decoder_error_and_lets_interrupts_pass() -> None:
+    """``ordinary=True``: pixel data cut short (pydicom's ValueError) becomes a DecodeError whose reason
+    keeps the error's words but no quoted value or path; an interrupt still stops the run."""
+    from curata.errors import DecodeError, decoding
+    from tests.conftest import truncate_pixels
+
+    ds = truncate_pixels(pydicom.dcmread(io.BytesIO(_ct_bytes(0))))
+    with (
+        pytest.raises(DecodeError, match="cannot decode pixel data: the pixel data is damaged") as caught,
+        decoding("pixel data", path="/data/MUSTERMANN/x.dcm", ordinary=True),
+    ):
+        ds.pixel_array  # noqa: B018
+    assert isinstance(caught.value.__cause__, ValueError) and "ValueError" in caught.value.reason
+    assert "less than expected" in caught.value.reason and "MUSTERMANN" not in caught.value.reason
+    with (
+        pytest.raises(DecodeError, match=r"RuntimeError: codec says '…' at <path>"),
+        decoding("x", ordinary=True),
+    ):
+        raise RuntimeError("codec says 'MUSTERMANN^HANS' at /data/MUSTERMANN/x.dcm")
+    for stop in (KeyboardInterrupt(), SystemExit(3)):
+        with pytest.raises(type(stop)), decoding("pixel data", ordinary=True):
+            raise stop

@@ -636,18 +636,25 @@ def test_convert_names_skipped_and_refused_inputs_by_sha256(tmp_path: Path) -> N
     assert got["skipped"][0]["input"] == str(src / "notes.txt") and str(src) in got["refused"][0]["where"]
 
 
-def test_a_decoder_panic_refuses_its_series_and_the_others_convert(tmp_path: Path) -> None:
-    """Through the CLI: the Rust RLE decoder's panic on a damaged frame refuses that series with a
-    reason (its path shown only on request); the intact series is converted, the command ends."""
+@pytest.mark.parametrize(
+    "damage", ["corrupt_rle", "truncate_pixels", "garbage_jpeg_lossless", "garbage_jpeg2000"]
+)
+def test_a_damaged_series_is_refused_and_the_others_convert(tmp_path: Path, damage: str) -> None:
+    """Through the CLI: a damaged frame (the Rust RLE decoder's panic; pixel data cut short, where
+    numpy and pydicom raise ValueError; a garbage JPEG codestream, where every plugin raises
+    RuntimeError) refuses that series with a reason (no path, no patient); the intact series is
+    converted, the command ends and says it failed."""
     from typer.testing import CliRunner
 
+    import tests.conftest
     from curata.cli import app
-    from tests.conftest import write_good_and_corrupt_series
 
-    write_good_and_corrupt_series(tmp_path / "in")
+    tests.conftest.write_good_and_corrupt_series(tmp_path / "in", damage=getattr(tests.conftest, damage))
     out = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--json"])
     assert out.exception is None or isinstance(out.exception, SystemExit), out.exception
+    assert out.exit_code == 1
     result = json.loads(out.output)
     assert len(result["converted"]) == 1 and len(result["refused"]) == 1, result
     refused = json.dumps(result["refused"])
     assert "cannot decode pixel data" in refused and "DAMAGED" in refused and str(tmp_path) not in refused
+    assert "Doe" not in refused and "PAT-0001" not in refused

@@ -214,3 +214,23 @@ def test_shipped_pipelines_parse(name: str) -> None:
     path = Path(__import__("curata.preprocess", fromlist=["x"]).__file__).parent / "pipelines" / name
     p = load_pipeline(path)
     assert p.steps and p.describe()["steps"][0]["op"] == "reorient"
+
+
+@pytest.mark.parametrize("damage", ["truncate_pixels", "garbage_jpeg_lossless"])
+def test_a_series_that_cannot_be_decoded_fails_alone(tmp_path: Path, damage: str) -> None:
+    """A decoder's ordinary error (pixel data cut short, a garbage codestream) fails its series with a
+    clear reason, recorded in the cache's quarantine; the other series runs through."""
+    import tests.conftest
+
+    good, bad = tests.conftest.write_good_and_corrupt_series(
+        tmp_path / "in", damage=getattr(tests.conftest, damage)
+    )
+    spec = CacheSpec("folder", str(tmp_path / "cache"))
+    pipeline = parse_pipeline({"name": "t", "step": [{"op": "reorient", "axcodes": "RAS"}]})
+    result = run_pipeline(pipeline, series_from_folder(tmp_path / "in"), spec, workers=1)
+    assert [v.series.item_id for v in result.volumes] == [good]
+    ((item, reason),) = result.failures
+    assert item == bad and "cannot decode pixel data" in reason, reason
+    assert "Doe" not in reason and "PAT-0001" not in reason and str(tmp_path) not in reason
+    (record,) = (tmp_path / "cache" / "quarantine").glob("*.json")
+    assert "cannot decode pixel data" in record.read_text()

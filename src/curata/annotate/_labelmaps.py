@@ -79,8 +79,14 @@ def labelmap_bytes(labels: np.ndarray) -> bytes:
 
 
 def labelmap_from_bytes(data: bytes) -> np.ndarray:
-    with np.load(io.BytesIO(data)) as npz:
-        return np.asarray(npz["labels"])
+    try:
+        with np.load(io.BytesIO(data)) as npz:
+            return np.asarray(npz["labels"])
+    except Exception as exc:  # not an npz, cut short, or without its array: numpy's errors vary
+        raise InputError(
+            f"the stored label map cannot be read ({type(exc).__name__})",
+            hint="its blob is damaged; `curata store verify` checks the store",
+        ) from exc
 
 
 # -- readers of the formats ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from curata.cli_common import workspace_option
+from curata.cli_common import finish, workspace_option
 from curata.console import console, print_json, print_table
 from curata.workspace import Workspace
 
@@ -230,7 +230,8 @@ def agreement_cmd(project: str, as_json: bool = JSON, workspace: Path | None = W
     from curata.annotate.service import agreement_table, compute_agreement
 
     ws = Workspace.find(workspace)
-    done = compute_agreement(ws, project)
+    results = compute_agreement(ws, project)
+    done = [r for r in results if r.error is None]
     if not as_json:
         console.print(
             f"{len(done)} case(s) measured: {sum(r.passed for r in done)} to review, "
@@ -251,6 +252,7 @@ def agreement_cmd(project: str, as_json: bool = JSON, workspace: Path | None = W
         for r in agreement_table(ws, project)
     ]
     _out(rows, as_json, title=f"{project} agreement")
+    finish(None, errors=[f"task {r.task_id} not compared: {r.error}" for r in results if r.error])
 
 
 @annotate_app.command("adjudicate")
@@ -321,6 +323,7 @@ def train_cmd(
     console.print(
         f"[green]{name}[/] trained on {run['cases']} case(s): loss {run['first_loss']:.3f} -> {run['final_loss']:.3f}"
     )
+    finish(None, errors=[f"skipped series {s['series_uid']}: {s['reason']}" for s in run["skipped"]])
 
 
 @annotate_app.command("drafts")

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -47,8 +50,11 @@ from curata.annotate.models import (
     TaskState,
 )
 from curata.catalog import Instance, Patient, Series, Site, Study, record_provenance
-from curata.errors import AnnotationError, InputError, decoding
+from curata.errors import AnnotationError, InputError, decoding, is_fatal
 from curata.workspace import Workspace
+
+log = logging.getLogger("curata.annotate")
+T = TypeVar("T")
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 LABELMAP_SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.7"  # Label Map Segmentation (what OHIF 3.13 saves)
@@ -159,9 +165,24 @@ class AgreementResult:
     state: str
     pairs: list[dict[str, Any]]
     passed: bool
+    error: str | None = None  # why its reads could not be compared (the task keeps its state)
 
 
 # -- helpers -----------------------------------------------------------------------------------------
+
+
+def _unless_unreadable(read: Callable[[], T]) -> tuple[T | None, str | None]:
+    """``read()`` of one case of many, or the reason it cannot be read (its pixels damaged, a blob
+    gone, a label map unreadable): a reason fit for a log and a provenance record (no values of the
+    file, no paths). One bad case must not stop the others; an interrupt still stops the run."""
+    from curata.collect import safe_reason
+
+    try:
+        return read(), None
+    except BaseException as exc:  # a decoder's panic too
+        if is_fatal(exc):
+            raise
+        return None, safe_reason(exc)
 
 
 def _now() -> datetime:
@@ -1103,7 +1124,9 @@ def _passes(m: dict[str, Any], th: dict[str, float]) -> bool:
 
 def compute_agreement(ws: Workspace, project: str, task_id: int | None = None) -> list[AgreementResult]:
     """For every submitted task (or one): each label's agreement between every pair of readers'
-    newest reads; the task goes to review when every pair passes the thresholds, else to adjudication."""
+    newest reads; the task goes to review when every pair passes the thresholds, else to adjudication.
+    A task whose reads cannot be read (a label map's blob gone or damaged) keeps its state and comes
+    back with the reason in ``error``; the other tasks go on."""
     out = []
     with ws.catalog.session() as session:
         p = _project(session, project)
@@ -1123,8 +1146,13 @@ def compute_agreement(ws: Workspace, project: str, task_id: int | None = None) -
             raise AnnotationError(
                 f"task {t.id} has {len(reads)} read(s)", hint="the second read is mandatory"
             )
+        stored, reason = _unless_unreadable(partial(_labelmaps, ws, *(r.labelmap_digest for r in reads)))
+        if stored is None:
+            log.warning("agreement on %s: task %s not compared: %s", project, t.id, reason)
+            out.append(AgreementResult(t.id, t.series_uid, t.state, [], False, error=reason))
+            continue
+        maps = {r.id: m for r, m in zip(reads, stored, strict=True)}
         grid = series_grid(ws, t.series_uid)
-        maps = {r.id: labelmap_from_bytes(ws.store.get_bytes(r.labelmap_digest or "")) for r in reads}
         pairs, ok = [], True
         with ws.catalog.session() as session:
             for i in range(len(reads)):
@@ -1165,6 +1193,11 @@ def compute_agreement(ws: Workspace, project: str, task_id: int | None = None) -
                 tt.updated_at = _now()
             out.append(AgreementResult(t.id, t.series_uid, tt.state, pairs, ok))
     return out
+
+
+def _labelmaps(ws: Workspace, *digests: str | None) -> list[np.ndarray]:
+    """The stored label maps of ``digests``, in their order."""
+    return [labelmap_from_bytes(ws.store.get_bytes(d or "")) for d in digests]
 
 
 def staple(maps: list[np.ndarray]) -> np.ndarray:
@@ -1401,8 +1434,11 @@ def reader_stats(ws: Workspace, project: str) -> list[dict[str, Any]]:
             r = latest[tid].get(reader)
             if r is None:
                 continue
-            ref = labelmap_from_bytes(ws.store.get_bytes(a.labelmap_digest))
-            mp = labelmap_from_bytes(ws.store.get_bytes(r.labelmap_digest or ""))
+            pair, reason = _unless_unreadable(partial(_labelmaps, ws, a.labelmap_digest, r.labelmap_digest))
+            if pair is None:
+                log.warning("reader statistics of %s: task %s left out: %s", project, tid, reason)
+                continue
+            ref, mp = pair
             dices.extend(dice(ref == d.value, mp == d.value) for d in labels)
         out.append(
             {
@@ -1674,7 +1710,7 @@ def render_report(ws: Workspace, project: str, report_id: int) -> dict[str, byte
 def volume_hu(ws: Workspace, series_uid: str) -> tuple[np.ndarray, tuple[float, float, float]]:
     """The series' pixels in HU on its grid (slices x rows x columns) and the grid's spacing."""
     images = source_images(ws, series_uid)
-    with decoding("the series' pixel data"):
+    with decoding("the pixel data of the series", ordinary=True):
         vol = np.stack(
             [
                 ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1)
@@ -1791,21 +1827,42 @@ def train_model(
     with ws.catalog.session() as session:
         p = _project(session, project)
         labels = {d.name: d.value for d in _labels(_schema(session, p)) if d.kind == "segmentation"}
-    cases = [
-        (volume_hu(ws, a["series_uid"])[0], labelmap_from_bytes(ws.store.get_bytes(a["labelmap_digest"])))
-        for a in accepted
-    ]
+    cases: list[tuple[np.ndarray, np.ndarray]] = []
+    used: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for a in accepted:
+        case, reason = _unless_unreadable(partial(_training_case, ws, a))
+        if case is None:
+            log.warning("train %s on %s: task %s skipped: %s", name, project, a["task"], reason)
+            skipped.append({"series_uid": a["series_uid"], "reason": str(reason)})
+        else:
+            cases.append(case)
+            used.append(a)
+    if skipped and not cases:
+        raise AnnotationError(
+            f"none of the {len(accepted)} accepted case(s) of {project!r} can be read for training",
+            hint=f"e.g. series {skipped[0]['series_uid']}: {skipped[0]['reason']}",
+        )
     weights, run = _assist.train_unet(cases, max(labels.values()), epochs=epochs, seed=seed)
     digest = ws.store.put_bytes(weights)
     with ws.catalog.session() as session:
         record_provenance(
             session,
             "annotate.train",
-            sorted(a["labelmap_digest"] for a in accepted) + sorted(a["series_uid"] for a in accepted),
+            sorted(a["labelmap_digest"] for a in used) + sorted(a["series_uid"] for a in used),
             {"project": project, "name": name, "epochs": epochs, "seed": seed},
-            {"weights": digest, "labels": labels, **run},
+            {"weights": digest, "labels": labels, **run, "skipped": skipped},
         )
-    return {"model": name, "weights": digest, **run}
+    return {"model": name, "weights": digest, **run, "skipped": skipped}
+
+
+def _training_case(ws: Workspace, accepted: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """An accepted case as (HU volume, label map) on the series' grid."""
+    hu = volume_hu(ws, accepted["series_uid"])[0]
+    labels = labelmap_from_bytes(ws.store.get_bytes(accepted["labelmap_digest"]))
+    if labels.shape != hu.shape:
+        raise InputError(f"the accepted label map is {labels.shape}, the series' pixels {hu.shape}")
+    return hu, labels
 
 
 def draft_agreement(ws: Workspace, project: str) -> dict[str, dict[str, Any]]:
@@ -1831,18 +1888,30 @@ def draft_agreement(ws: Workspace, project: str) -> dict[str, dict[str, Any]]:
         return set(m.labels) if hasattr(m, "labels") else set((m[2] or {}).keys()) or None
 
     per: dict[str, list[float]] = defaultdict(list)
+    unread: Counter[str] = Counter()
     for d in drafts:
         a = accepted.get(d.task_id)
         if a is None or d.labelmap_digest is None:
             continue
-        ref = labelmap_from_bytes(ws.store.get_bytes(a["labelmap_digest"]))
-        got = labelmap_from_bytes(ws.store.get_bytes(d.labelmap_digest))
         model = d.source.removeprefix("assist:")
+        pair, reason = _unless_unreadable(partial(_labelmaps, ws, a["labelmap_digest"], d.labelmap_digest))
+        if pair is None:
+            log.warning("drafts of %s: task %s left out: %s", project, d.task_id, reason)
+            unread[model] += 1
+            continue
+        ref, got = pair
         names = covered(model) or set(d.labels_present)
         for lab in labels:
             if lab.name in names:
                 per[model].append(dice(ref == lab.value, got == lab.value))
-    return {m: {"drafts_compared": len(v), "dice_mean": float(np.mean(v))} for m, v in per.items()}
+    return {
+        m: {
+            "drafts_compared": len(per[m]),
+            "dice_mean": float(np.mean(per[m])) if per[m] else None,
+            "unreadable": unread[m],
+        }
+        for m in [*per, *(m for m in unread if m not in per)]
+    }
 
 
 def next_sample(ws: Workspace, project: str, strategy: str, *, seed: int = 0) -> dict[str, Any]:
@@ -1861,6 +1930,7 @@ def next_sample(ws: Workspace, project: str, strategy: str, *, seed: int = 0) ->
         )
     if not open_tasks:
         return {}
+    skipped: list[dict[str, Any]] = []
     if strategy == "first":
         pick = open_tasks[0]
     elif strategy == "random":
@@ -1870,19 +1940,37 @@ def next_sample(ws: Workspace, project: str, strategy: str, *, seed: int = 0) ->
         if not isinstance(entry, tuple):
             raise AnnotationError("uncertainty needs a trained model", hint="POST /train/unet first")
         weights, labels = ws.store.get_bytes(entry[1]), entry[2]
-        scores = {
-            t.id: _assist.unet_uncertainty(weights, max(labels.values()), volume_hu(ws, t.series_uid)[0])
-            for t in open_tasks
-        }
+
+        def uncertainty_of(series_uid: str) -> float:
+            return _assist.unet_uncertainty(weights, max(labels.values()), volume_hu(ws, series_uid)[0])
+
+        scores: dict[int, float | None] = {}
+        for t in open_tasks:
+            scores[t.id], reason = _unless_unreadable(partial(uncertainty_of, t.series_uid))
+            if reason is not None:  # no score: read last
+                log.warning("uncertainty on %s: task %s not scored: %s", project, t.id, reason)
+                skipped.append({"series_uid": t.series_uid, "task": t.id, "reason": reason})
         with ws.catalog.session() as session:
             for tid, score in scores.items():
                 row = session.get(AnnotationTask, tid)
                 assert row is not None
                 row.priority = score
-        pick = max(open_tasks, key=lambda t: scores[t.id])
+        scored = [t for t in open_tasks if scores[t.id] is not None]
+        if not scored:
+            raise AnnotationError(
+                f"none of the {len(open_tasks)} open case(s) of {project!r} can be read for scoring",
+                hint=f"e.g. series {skipped[0]['series_uid']}: {skipped[0]['reason']}",
+            )
+        pick = max(scored, key=lambda t: scores[t.id] or 0.0)
     else:
         raise AnnotationError(f"unknown strategy {strategy!r}", hint="first, random or uncertainty")
-    return {"id": pick.series_uid, "task": pick.id, "state": pick.state, "strategy": strategy}
+    return {
+        "id": pick.series_uid,
+        "task": pick.id,
+        "state": pick.state,
+        "strategy": strategy,
+        "skipped": skipped,
+    }
 
 
 def task_agreement(ws: Workspace, project: str, task_id: int) -> list[dict[str, Any]]:

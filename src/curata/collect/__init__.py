@@ -5,6 +5,7 @@ Public API (other stages, the CLI and the server use these)::
     Ingestor(ws, ...).run(paths) -> RunSummary       # import files and folders (curata ingest)
     generate_key_file(path), read_key_file(path)     # the site secret
     Receiver, OK_STATUSES                            # the gateway's receiving service (curata.collect.net)
+    safe_reason(exc)                                 # an error as a reason fit to keep (no values, no paths)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from curata._lazy import lazy_exports
 if TYPE_CHECKING:
     from curata.collect.ingest import Ingestor, IngestOutcome, quarantine_bytes
     from curata.collect.keys import generate_key_file, read_key_file
+    from curata.collect.reasons import safe_reason
 
 __getattr__ = lazy_exports(
     __name__,
@@ -28,6 +30,7 @@ __getattr__ = lazy_exports(
         "quarantine_bytes": "ingest",
         "generate_key_file": "keys",
         "read_key_file": "keys",
+        "safe_reason": "reasons",
     },
 )
 
@@ -38,6 +41,7 @@ __all__ = [
     "generate_key_file",
     "quarantine_bytes",
     "read_key_file",
+    "safe_reason",
     "tissue_image",
     "write_svs",
 ]

@@ -669,7 +669,7 @@ def _pixels(frames: list[Frame], shape: tuple[int, ...]) -> np.ndarray:
     for n, frame in enumerate(frames):
         arr = cache.get(id(frame.ds))
         if arr is None:
-            with decoding("pixel data", path=str(frame.path)):
+            with decoding("pixel data", path=str(frame.path), ordinary=True):
                 arr = _decode(frame.ds)
             cache[id(frame.ds)] = arr
         if frame.frame is not None:

@@ -136,8 +136,12 @@ def agreement_page(request: Request, reading: str, access: Access = Depends(requ
     except CurataError as exc:
         return _error(request, access, exc)
     to_adjudicate = sum(r.state == "adjudication" for r in results)
-    record_action(request, access, "annotate-agreement", name, cases=len(results))
-    return _back(access, name, flash=f"{len(results)} case(s) compared; {to_adjudicate} to adjudicate")
+    unread = [r for r in results if r.error]
+    record_action(request, access, "annotate-agreement", name, cases=len(results) - len(unread))
+    flash = f"{len(results) - len(unread)} case(s) compared; {to_adjudicate} to adjudicate"
+    if unread:
+        flash += f"; {len(unread)} not compared (task {unread[0].task_id}: {unread[0].error})"
+    return _back(access, name, flash=flash)
 
 
 @router.post("/{reading}/release")
