@@ -197,3 +197,24 @@ def test_a_decoder_panic_on_a_thumbnail_is_a_clear_400_and_the_server_serves_on(
     assert damaged.status_code == 400 and "cannot decode pixel data" in damaged.json()["detail"], damaged.text
     (intact,) = answers.values()
     assert intact.status_code == 200 and intact.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bulkdata_of_an_element_that_is_not_bulk_data_is_404_for_every_element(workspace, serve) -> None:  # type: ignore[no-untyped-def]
+    """Every top-level element that is not binary (names, IDs, dates, numbers, sequences) answers 404
+    with no value in the body, where it was an internal error (500 and a traceback in the log)."""
+    ds = make_ct(deidentified=True)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    server = serve(create_app(workspace, token=TOKEN, verified_deidentified=True))
+    assert _stow(server.url, [buf.getvalue()]).status_code == 200
+    stored = pydicom.dcmread(io.BytesIO(workspace.store.get_bytes(_digests(workspace)[0])))
+    url = f"{server.url}/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    text = [e for e in stored if not isinstance(e.value, bytes)]
+    assert len(text) > 10
+    for elem in text:
+        r = httpx.get(f"{url}/instances/{ds.SOPInstanceUID}/bulkdata/{elem.tag:08X}", headers=auth)
+        assert r.status_code == 404, (elem.tag, r.status_code)
+        assert "not bulk data" in r.json()["detail"]
+    pixels = httpx.get(f"{url}/instances/{ds.SOPInstanceUID}/bulkdata/7FE00010", headers=auth)
+    assert pixels.status_code == 200

@@ -551,7 +551,11 @@ def bulkdata(request: Request, study_uid: str, series_uid: str, sop_uid: str, ta
     ds = pydicom.dcmread(io.BytesIO(request.app.state.ws.store.get_bytes(digest)))
     if number not in ds:
         raise HTTPException(404, f"no element {tag} in this instance")
-    body, content_type = multipart_encode([({}, bytes(ds[number].value))], "application/octet-stream")
+    value = ds[number].value
+    if not isinstance(value, bytes):
+        # only binary values are offered as BulkDataURI; a name, ID or date is in the metadata
+        raise HTTPException(404, f"element {tag} of this instance is not bulk data")
+    body, content_type = multipart_encode([({}, value)], "application/octet-stream")
     return Response(body, media_type=content_type)
 
 
