@@ -14,6 +14,7 @@ Planted in every text element of every pydicom-data object (``planting.plant_eve
 from __future__ import annotations
 
 import io
+import unicodedata
 import warnings
 
 import pydicom
@@ -39,6 +40,8 @@ FOLDED = [
                    other=("مُحَمَّد", "محـــمد", "عَبْدُالله")),
     OtherSpellings("כהן", "דוד", "IL330912", "ACI41201", "19651123", charset="ISO_IR 192",
                    other=("כֹּהֵן", "דָּוִד", "כֹּהֵן דָּוִד")),
+    OtherSpellings("홍", "길동", "KR220931", "ACK31022", "19580403", charset="ISO_IR 192",
+                   other=(unicodedata.normalize("NFD", "홍길동"), unicodedata.normalize("NFD", "길동 님"))),
 ]  # fmt: skip
 
 
@@ -56,11 +59,30 @@ def test_kana_in_the_other_script_or_width_and_marks_never_survive(profile: str)
         ("محمد^علي", "المريض مُحَمَّد للمتابعة", "المريض * للمتابعة"),
         ("محمد^علي", "المريض محـــمد", "المريض *"),
         ("כהן^דוד", "המטופל כֹּהֵן לביקורת", "המטופל * לביקורת"),
+        # decomposed (NFD), as macOS writes: Hangul jamo, a voiced kana, Vietnamese and Greek marks
+        (
+            "홍^길동",
+            unicodedata.normalize("NFD", "환자 홍길동 검사"),
+            unicodedata.normalize("NFD", "환자 * 검사"),
+        ),
+        ("ヤマダ^ジロウ", unicodedata.normalize("NFD", "ジロウ様"), "*様"),
+        (
+            "Nguyễn^Văn",
+            unicodedata.normalize("NFD", "bn Nguyễn đến"),
+            unicodedata.normalize("NFD", "bn * đến"),
+        ),
+        (
+            "Παπαδόπουλος^Γιώργος",
+            unicodedata.normalize("NFD", "ασθενής Παπαδόπουλος"),
+            unicodedata.normalize("NFD", "ασθενής *"),
+        ),
+        ("P0012345", "ＩＤ：Ｐ００１２３４５", "ＩＤ：*"),  # an ID at full width
     ],
 )
 def test_a_folded_match_removes_the_name_as_written(name: str, text: str, cleaned: str) -> None:
     ids = Identifiers()
     ids.add_name(name)
+    ids.add_strong(name)
     assert clean_text(text, ids, generic=False) == cleaned
 
 

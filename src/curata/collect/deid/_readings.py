@@ -1,6 +1,7 @@
 """Text as another system writes or reads it: the forms ``text`` matches besides the written one.
 
-- ``fold``: kana in one script and width (the header's phonetic group has やまだ or ﾔﾏﾀﾞ, a report
+- ``fold``: composed as written by most systems (Hangul and kana written decomposed, NFD), kana in one
+  script and width (the header's phonetic group has やまだ or ﾔﾏﾀﾞ, a report
   ヤマダ), Latin letters at full width (ＹＡＭＡＤＡ), and the marks that some writers add and others
   leave out (Arabic harakat and tatweel: مُحَمَّد, محـمد for محمد; Hebrew niqqud: כֹּהֵן for כהן; accents),
   with where each folded character came from, so that a match is removed from the text as written.
@@ -43,11 +44,14 @@ def fold(text: str) -> tuple[str, tuple[int, ...]]:
     out: list[str] = []
     at: list[int] = []
     for i, ch in enumerate(text):
+        if out and (ch in _VOICED or 0x1160 <= ord(ch) <= 0x11FF):
+            # a voicing mark, or a Hangul vowel or final written apart (NFD, as macOS writes 홍길동),
+            # joins the character before; a voicing mark that joins none is dropped
+            joined = unicodedata.normalize("NFC", out[-1] + _VOICED.get(ch, ch))
+            if len(joined) == 1:
+                out[-1] = joined
+                continue
         if ch in _VOICED:
-            if out:
-                joined = unicodedata.normalize("NFC", out[-1] + _VOICED[ch])
-                if len(joined) == 1:
-                    out[-1] = joined
             continue
         if ch == _TATWEEL:
             continue
