@@ -336,8 +336,10 @@ def _finish(
     if engine.profile.allow_list and ctx.allowed is None:
         return None
     ctx.encodings = e._encodings(ds)
-    engine._patient(ds, ctx)
+    # collected first, while the names are still the input's bytes: reading PatientName for the
+    # pseudonym converts it, and its bytes in another character set would no longer be read
     engine._collect(ds, ctx, top=True)
+    engine._patient(ds, ctx)
     for value in coded:  # as _collect reads a raw coded string
         ctx.coded.update(v.strip(" \0").upper() for v in value.decode("latin-1").split("\\"))
     age = engine._age_before(ds, ctx)

@@ -323,8 +323,10 @@ class _Ctx:
         _, subs, plain = self._probe
         if not subs and not plain and not matcher.cjk and not matcher.dates:
             return False
-        if not binary and not data.isascii():
-            return True  # case folding beyond ASCII needs the decoded text: look properly
+        if not binary and (not data.isascii() or b"\x1b" in data):
+            # case folding beyond ASCII needs the decoded text, and ISO 2022 text (7-bit bytes after
+            # its escapes: ヤマダ for the header's やまだ) is no ASCII text: look properly
+            return True
         low = data.lower()
         size = len(low)
         for shortest, part, group in plain:
@@ -467,8 +469,10 @@ class Deidentifier:
                     )
             ctx.encodings = _encodings(ds)
             _refuse_encapsulated_documents(ds)
-            self._patient(ds, ctx)
+            # collected first, while the names are still the input's bytes: reading PatientName for the
+            # pseudonym converts it, and its bytes in another character set would no longer be read
             self._collect(ds, ctx, top=True)
+            self._patient(ds, ctx)
             age = self._age_before(ds, ctx)
             pixel_state, cleared_by = self._pixels(ds, ctx, decision)
             if pixel_state == "kept":
@@ -847,6 +851,13 @@ class Deidentifier:
             if vr in ("CS", "AE", "UR") and cleaned != text:
                 cleaned = DUMMY_TEXT if vr in ("CS", "AE") else ""
             out.append(cleaned)
+        if many and not coded and not "".join(out).isascii():
+            # a CJK name sent in Shift-JIS or Big5 without its character set is split where a second
+            # byte is 5C (許 is B3 5C): its pieces are read together too
+            joined = "\\".join(out)
+            again = clean_text(joined, ctx.ids, generic=False)
+            if again != joined:
+                out = again.split("\\")
         if out != (list(value) if many else [value]):
             elem.value = out if many else out[0]
 
@@ -1093,8 +1104,10 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> st
         value = ds[tag].value
         if not value:
             continue
-        for v in value if isinstance(value, MultiValue | list) else [value]:
-            text = str(v)
+        values = [str(v) for v in value] if isinstance(value, MultiValue | list) else [str(value)]
+        if len(values) > 1 and vr != "CS" and not "".join(values).isascii():
+            values.append("\\".join(values))  # as cleaning reads them: a character may hold a 5C byte
+        for text in values:
             if text in (ctx.pseudonym, DUMMY_TEXT):
                 continue
             if vr == "CS" and text.strip() in ENUMERATED_CS.get(keyword_for_tag(tag) or "", ()):

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple, TypeVar
 
+from curata.collect.deid._readings import fold, folds, legacy_offsets, legacy_readings, unfold_span
 from curata.collect.deid._scripts import latin_spellings
 
 REDACTED = "*"
@@ -301,6 +302,11 @@ def ascii_spellings(value: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _folded(value: str) -> tuple[str, ...]:
+    """``value`` with kana in one script and width, marks and tatweel dropped (``_readings.fold``)."""
+    return (fold(value)[0],) if folds(value) else ()
+
+
 _DIGRAPH = re.compile(r"ae|oe|ue|aa", re.IGNORECASE)  # a transliterated ä, ö, ü, å (or ø as oe)
 
 
@@ -310,7 +316,7 @@ def _spelled_otherwise(value: str) -> tuple[str, ...]:
     instead (SCHAFER, ODEGARD; each such pair or some of them). A part is only shortened to at least
     ``MIN_SUBSTRING`` letters: HAAS does not become the word HAS."""
     if not value.isascii():
-        return ascii_spellings(value)
+        return (*ascii_spellings(value), *_folded(value))
     out: list[str] = []
     for part in _NAME_PARTS.split(value):
         at = [m.start() for m in _DIGRAPH.finditer(part)]
@@ -418,7 +424,8 @@ class Identifiers:
     def add_word(self, value: str, *, min_len: int = 3) -> None:
         """An ID, a phone number, an institution: the whole value, and for addresses, its parts."""
         value = value.strip()
-        for spelled in ascii_spellings(value):  # an address or institution as ASCII-only systems write it
+        # an address or institution as ASCII-only systems write it, or in the other kana
+        for spelled in (*ascii_spellings(value), *_folded(value)):
             self.add_word(spelled, min_len=min_len)
         if len(value) >= min_len:
             self.words.add(value)
@@ -1166,6 +1173,7 @@ def other_readings(data: bytes) -> list[str]:
             text = data.decode(codec)
             if text not in out:
                 out.append(text)
+    out += [text for _, text in legacy_readings(data) if text not in out]  # an undeclared CJK name
     return out
 
 
@@ -1183,6 +1191,7 @@ def identity_spans(matcher: Matcher, text: str) -> list[tuple[int, int]]:
         for m in _HAY_WORD.finditer(text)
         if not m.group().isascii() and _names_otherwise(matcher, m.group())
     ]
+    extra += _read_otherwise(matcher, text)
     if not extra:
         return spans
     merged: list[tuple[int, int]] = []
@@ -1192,6 +1201,30 @@ def identity_spans(matcher: Matcher, text: str) -> list[tuple[int, int]]:
         else:
             merged.append((a, b))
     return merged
+
+
+_LATIN1_TOKEN = re.compile(r"[^\x00-\x20]*[\x80-\xff][^\x00-\x20]*")  # no multibyte character holds these
+
+
+def _read_otherwise(matcher: Matcher, text: str) -> list[tuple[int, int]]:
+    """Spans of ``text`` that name an identifier once folded (``_readings.fold``: ヤマダ for やまだ, ﾔﾏﾀﾞ,
+    مُحَمَّد for محمد), or, in text read as Latin-1, whose bytes are Shift-JIS, Big5, GBK or EUC-KR text
+    naming one (``_readings.legacy_readings``: a CJK name sent without its character set)."""
+    out: list[tuple[int, int]] = []
+    if folds(text):
+        folded, at = fold(text)
+        out += [unfold_span(text, at, a, b) for a, b in matcher.spans(folded)]
+    if max(text) <= "\xff" and _has_cjk(matcher._frozen):
+        for m in _LATIN1_TOKEN.finditer(text):
+            for codec, reading in legacy_readings(m.group().encode("latin-1"), 1):
+                offsets = legacy_offsets(codec, reading)
+                out += [(m.start() + offsets[a], m.start() + offsets[b]) for a, b in matcher.spans(reading)]
+    return out
+
+
+@lru_cache(maxsize=1024)
+def _has_cjk(frozen: tuple[frozenset[str], ...]) -> bool:
+    return any(is_cjk(c) for values in frozen for v in values for c in v)
 
 
 def _names_otherwise(matcher: Matcher, word: str) -> bool:

@@ -1,0 +1,99 @@
+"""Text as another system writes or reads it: the forms ``text`` matches besides the written one.
+
+- ``fold``: composed as written by most systems (Hangul and kana written decomposed, NFD), kana in one
+  script and width (the header's phonetic group has やまだ or ﾔﾏﾀﾞ, a report
+  ヤマダ), Latin letters at full width (ＹＡＭＡＤＡ), and the marks that some writers add and others
+  leave out (Arabic harakat and tatweel: مُحَمَّد, محـمد for محمد; Hebrew niqqud: כֹּהֵן for כהן; accents),
+  with where each folded character came from, so that a match is removed from the text as written.
+- ``legacy_readings``: bytes that a Latin-1 (or undeclared) data set holds but that are Shift-JIS,
+  Big5, GBK or EUC-KR text (a CJK name from a system that declared no character set). Their second
+  bytes may be ``\\`` or ``^`` (許 is B3 5C in Big5, ソ 83 5C in Shift-JIS), so the Latin-1 reading
+  splits them into pieces too short to match; the legacy reading is the name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import unicodedata
+from functools import lru_cache
+
+_TATWEEL = "\u0640"
+# the voiced and semi-voiced marks of kana, half-width, combining and spacing: they join the kana before
+_VOICED = {"\uff9e": "\u3099", "\uff9f": "\u309a", "\u3099": "\u3099", "\u309a": "\u309a", "\u309b": "\u3099",
+           "\u309c": "\u309a"}  # fmt: skip
+_LEGACY = ("shift_jis", "big5", "gbk", "euc_kr")
+
+
+def _cjk(ch: str) -> bool:
+    o = ord(ch)
+    return 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF
+
+
+def _fold_char(ch: str) -> str:
+    s = unicodedata.normalize("NFKC", ch)
+    if not any(map(_cjk, s)):  # a kana keeps its voicing mark (ダ is not タ); other letters lose theirs
+        s = "".join(c for c in unicodedata.normalize("NFD", s) if not unicodedata.combining(c))
+    # katakana as hiragana (ァ..ヶ are ぁ..ゖ shifted by 0x60)
+    return "".join(chr(ord(c) - 0x60) if 0x30A1 <= ord(c) <= 0x30F6 else c for c in s)
+
+
+@lru_cache(maxsize=8192)
+def fold(text: str) -> tuple[str, tuple[int, ...]]:
+    """``text`` with kana as full-width hiragana, letters at their normal width, marks and tatweel
+    dropped; and for each character of the result, the index in ``text`` it came from."""
+    out: list[str] = []
+    at: list[int] = []
+    for i, ch in enumerate(text):
+        if out and (ch in _VOICED or 0x1160 <= ord(ch) <= 0x11FF):
+            # a voicing mark, or a Hangul vowel or final written apart (NFD, as macOS writes 홍길동),
+            # joins the character before; a voicing mark that joins none is dropped
+            joined = unicodedata.normalize("NFC", out[-1] + _VOICED.get(ch, ch))
+            if len(joined) == 1:
+                out[-1] = joined
+                continue
+        if ch in _VOICED:
+            continue
+        if ch == _TATWEEL:
+            continue
+        for c in _fold_char(ch) if not ch.isascii() else ch:
+            out.append(c)
+            at.append(i)
+    return "".join(out), tuple(at)
+
+
+def folds(text: str) -> bool:
+    """Whether ``fold`` changes ``text`` beyond case (cheap test first: ASCII never does)."""
+    return not text.isascii() and fold(text)[0] != text
+
+
+def unfold_span(text: str, at: tuple[int, ...], a: int, b: int) -> tuple[int, int]:
+    """The span of ``text`` that folded characters ``a:b`` came from, with the marks after them."""
+    return at[a], at[b] if b < len(at) else len(text)
+
+
+def _plausible(reading: str, least: int) -> bool:
+    """A legacy reading that is CJK text: ``least`` CJK characters or more, at least half its letters."""
+    letters = [c for c in reading if c.isalnum()]
+    cjk = sum(map(_cjk, letters))
+    return cjk >= least and 2 * cjk >= len(letters) and reading.isprintable()
+
+
+@lru_cache(maxsize=4096)
+def legacy_readings(data: bytes, least: int = 2) -> tuple[tuple[str, str], ...]:
+    """(codec, text) for each legacy CJK encoding in which ``data`` is plausible CJK text (``least``:
+    2 for a value that becomes an identifier; 1 for a word of text, matched only against them)."""
+    out: list[tuple[str, str]] = []
+    for codec in _LEGACY:
+        with contextlib.suppress(UnicodeDecodeError):
+            text = data.decode(codec)
+            if _plausible(text.strip(" \0"), least) and all(t != text for _, t in out):
+                out.append((codec, text))
+    return tuple(out)
+
+
+def legacy_offsets(codec: str, text: str) -> list[int]:
+    """The byte offset in ``text.encode(codec)`` of each character of ``text``, then the length."""
+    offsets = [0]
+    for ch in text:
+        offsets.append(offsets[-1] + len(ch.encode(codec)))
+    return offsets
