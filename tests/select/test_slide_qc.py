@@ -33,6 +33,18 @@ def test_slide_metrics_on_a_clean_and_a_marked_slide() -> None:
     assert broken["corrupted_tiles"] == 2
 
 
+def test_a_jpeg_2000_slide_is_not_taken_for_a_corrupt_one() -> None:
+    """JPEG 2000 frames (SOC...EOC, as DICOM-WSI converters and Aperio 33003/33005 slides write them)
+    were each counted as 'not a complete JPEG': every such slide was excluded as corrupt."""
+    img = syn.tissue_image(512, 512, seed=5)
+    clean, _ = measure_levels([to_level(img, codec="j2k")])
+    jpeg, _ = measure_levels([to_level(img)])
+    assert clean["corrupted_tiles"] == 0 and clean["corrupted_tile"] is None
+    assert abs(clean["tissue_fraction"] - jpeg["tissue_fraction"]) < 0.05
+    broken, _ = measure_levels([to_level(img, codec="j2k", corrupt=2)])
+    assert broken["corrupted_tiles"] == 2 and "not a complete codestream" in broken["corrupted_tile"]
+
+
 def test_qc_run_measures_slides_and_rules_decide(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     site = tmp_path / "site"
     site.mkdir()

@@ -94,8 +94,11 @@ def plant(img: np.ndarray, defect: str, severity: int, seed: int = 0) -> np.ndar
     return out
 
 
-def to_level(img: np.ndarray, tile: int = 256, *, corrupt: int = 0, seed: int = 0) -> SlideLevel:
-    """JPEG tiles of an RGB image as a stored level; ``corrupt`` frames truncated or emptied."""
+def to_level(
+    img: np.ndarray, tile: int = 256, *, corrupt: int = 0, seed: int = 0, codec: str = "jpeg"
+) -> SlideLevel:
+    """JPEG (``codec="j2k"``: JPEG 2000) tiles of an RGB image as a stored level; ``corrupt`` frames
+    truncated or emptied."""
     import imagecodecs
 
     h, w = img.shape[:2]
@@ -105,7 +108,10 @@ def to_level(img: np.ndarray, tile: int = 256, *, corrupt: int = 0, seed: int = 
             t = np.full((tile, tile, 3), 255, np.uint8)
             part = img[y : y + tile, x : x + tile]
             t[: part.shape[0], : part.shape[1]] = part
-            frames.append(bytes(imagecodecs.jpeg8_encode(t, level=90)))
+            if codec == "j2k":
+                frames.append(bytes(imagecodecs.jpeg2k_encode(t, level=0, codecformat="J2K")))
+            else:
+                frames.append(bytes(imagecodecs.jpeg8_encode(t, level=90)))
     rng = np.random.default_rng(seed)
     for i in rng.choice(len(frames), size=min(corrupt, len(frames)), replace=False):
         frames[int(i)] = frames[int(i)][: len(frames[int(i)]) // 3] if i % 2 else b""

@@ -265,7 +265,7 @@ METRICS: dict[str, Metric] = {
             "corrupted_tiles",
             "num",
             "tiles",
-            "frames empty, not a complete JPEG, missing or not decodable",
+            "frames empty, not a complete codestream, missing or not decodable",
             ("SM",),
         ),
         Metric(
@@ -299,7 +299,7 @@ EXTRA_OUTPUTS: dict[str, str] = {"header_problems": "the header checks that fail
 # Every stored measurement carries "qc/<QC_VERSION>"; a new version measures every series again. Change a
 # metric's definition, add or drop one, or change a header check, and definitions_digest() changes:
 # tests/select/metrics/test_registry.py then fails until QC_VERSION is bumped and the new digest recorded.
-QC_VERSION = 5
+QC_VERSION = 6
 VERSION_DIGESTS: dict[int, str] = {
     2: "b475cc9471d125760a457595eca9d96057f54e453c252ba14df00988466697e4",
     # 3: same definitions, new code (MR ghost background keeps anatomy by size; FOV edge toward the feet)
@@ -307,6 +307,8 @@ VERSION_DIGESTS: dict[int, str] = {
     4: "5825806084cb22f60d1d444abb345972a0b223aa797cf4e6b7984cb95a71efd3",  # + whole-slide metrics
     # 5: + corrupted_tile; a frame that does not decode counts in corrupted_tiles wherever it is met
     5: "9a40b2c6b4900677329a985d2cee6c95fc26ddd95d561080388c75ac87f92b50",
+    # 6: a JPEG 2000 frame is a whole codestream (SOC...EOC): every frame of such a slide counted as corrupt
+    6: "7669b32cd4472418694bf62c04069d6be3da3a9bb85ae884360b6415855a134b",
 }
 
 

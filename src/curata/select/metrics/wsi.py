@@ -23,7 +23,8 @@ Heuristics (each a documented, tunable rule; validated by planting defects, see 
   pixels: mean haematoxylin and eosin densities; mean RGB and colour saturation of tissue.
 - **saturation**: ``clipped_fraction`` = pixels with every channel >= 254 or <= 1 (over/under-exposure;
   a scanner's glass background sits near 240, not at 255).
-- **tiles**: frames that are empty, missing, not a complete JPEG (SOI...EOI), or fail to decode:
+- **tiles**: frames that are empty, missing, not a complete codestream (JPEG SOI...EOI, JPEG 2000
+  SOC...EOC), or fail to decode:
   ``corrupted_tiles`` (each frame counted once); ``corrupted_tile`` says which was the first and why
   (its level, frame number, column and row, and the decoder's error type: never the data).
 """
@@ -100,8 +101,19 @@ def read_levels(sources: list[Any]) -> list[SlideLevel]:
     return levels
 
 
+# A frame's envelope by its first bytes: JPEG and JPEG-LS run from SOI to EOI, JPEG 2000 and HTJ2K
+# codestreams from SOC and SIZ to EOC. Another kind (JPEG XL...) is left to its decoder.
+_ENVELOPES = ((b"\xff\xd8", b"\xff\xd9"), (b"\xff\x4f\xff\x51", b"\xff\xd9"))
+
+
 def _frame_ok(data: bytes) -> bool:
-    return len(data) > 4 and data[:2] == b"\xff\xd8" and data.rstrip(b"\0")[-2:] == b"\xff\xd9"
+    """Whether a stored frame is a whole codestream (a frame cut short, or empty, is not)."""
+    if len(data) <= 4:
+        return False
+    for head, tail in _ENVELOPES:
+        if data.startswith(head):
+            return data.rstrip(b"\0")[-2:] == tail
+    return True
 
 
 def tile_name(level: SlideLevel, i: int) -> str:
@@ -143,14 +155,14 @@ class BadTiles:
         if level.encapsulated:
             for i, f in enumerate(level.frames[: rows * cols]):
                 if not _frame_ok(f):
-                    self.add(level, i, f"{tile_name(level, i)}: empty or not a complete JPEG")
+                    self.add(level, i, f"{tile_name(level, i)}: empty or not a complete codestream")
         for i in range(len(level.frames), rows * cols):
             self.add(level, i, f"{tile_name(level, i)}: missing")
 
     def decode(self, level: SlideLevel, i: int) -> np.ndarray | None:
         """The frame as RGB, or None (recorded) when it is incomplete or cannot be decoded."""
         if level.encapsulated and not _frame_ok(level.frames[i]):
-            self.add(level, i, f"{tile_name(level, i)}: empty or not a complete JPEG")
+            self.add(level, i, f"{tile_name(level, i)}: empty or not a complete codestream")
             return None
         try:
             return decode_frame(level, i)
