@@ -4,6 +4,7 @@
   script and width (the header's phonetic group has やまだ or ﾔﾏﾀﾞ, a report
   ヤマダ), Latin letters at full width (ＹＡＭＡＤＡ), and the marks that some writers add and others
   leave out (Arabic harakat and tatweel: مُحَمَّد, محـمد for محمد; Hebrew niqqud: כֹּהֵן for כהן; accents),
+  and Arabic-script letters written one for the other (ة as ه, ى as ي, Persian ی and ک as ي and ك),
   with where each folded character came from, so that a match is removed from the text as written.
 - ``legacy_readings``: bytes that a Latin-1 (or undeclared) data set holds but that are Shift-JIS,
   Big5, GBK or EUC-KR text (a CJK name from a system that declared no character set). Their second
@@ -29,8 +30,14 @@ def _cjk(ch: str) -> bool:
     return 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF
 
 
+# Arabic-script letters written one for the other (as search engines normalise them): a final ta
+# marbuta as ha (فاطمة, فاطمه), alif maqsura as ya (مصطفى, مصطفي), and the Persian and Urdu ya and kaf
+# as the Arabic ones (علی, علي). Alif with hamza or madda (أ, إ, آ) loses its mark like any other.
+_ARABIC = str.maketrans({"\u0629": "\u0647", "\u0649": "\u064a", "\u06cc": "\u064a", "\u06a9": "\u0643"})
+
+
 def _fold_char(ch: str) -> str:
-    s = unicodedata.normalize("NFKC", ch)
+    s = unicodedata.normalize("NFKC", ch).translate(_ARABIC)
     if not any(map(_cjk, s)):  # a kana keeps its voicing mark (ダ is not タ); other letters lose theirs
         s = "".join(c for c in unicodedata.normalize("NFD", s) if not unicodedata.combining(c))
     # katakana as hiragana (ァ..ヶ are ぁ..ゖ shifted by 0x60)
