@@ -276,25 +276,6 @@ def _write(path: Path, data: bytes, *, sync: bool, keep_open: bool = False) -> i
     return None
 
 
-def write_once(path: Path, data: bytes) -> str:
-    """Write ``path`` unless it exists: ``written``, ``same`` (identical bytes already there) or
-    ``conflict`` (different bytes there; nothing is overwritten). Atomic across processes (link)."""
-    if path.exists():
-        return "same" if path.read_bytes() == data else "conflict"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        _write(tmp, data, sync=True)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return "same" if path.read_bytes() == data else "conflict"
-        return "written"
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
 def _quarantine(
     path: Path, raw: bytes, sha: str, reason: str, kind: str, *, review: bool = False
 ) -> dict[str, Any]:
