@@ -234,6 +234,7 @@ OTHERS = [
     "Herr Müller", "Frau Dr. Schmidt", "Dra. da Silva", "Mme Dubois", "Ólafsdóttir^Guðrún", "山田^太郎",
     "14.Jun.2023", "14th of June 2023", "June 2023", "14.VI.2023", "14 juin 2023", "14 de junho de 2023",
     "14. Juni 2023", "ngày 14 tháng 6 năm 2023", "2023年6月14日",
+    "Mr. smith", "Dr. okonkwo", "Herr müller", "Mrs. ødegård",  # a name in lower case after a title
 ]  # fmt: skip
 
 
@@ -247,6 +248,14 @@ def test_someone_elses_name_or_a_date_in_a_descriptor_is_cleaned(other: str, res
     for kept in (str(out.get("StudyDescription", "")), str(out.get("ImageComments", ""))):
         assert _SEP.sub("", other.lower()) not in _SEP.sub("", kept.lower()), kept
     assert str(out.StudyDescription).startswith("CT chest")
+
+
+@pytest.mark.parametrize("text", ["Dr. on call", "Mr. and Mrs. Smith agreed", "call Dr. office", "Dr. 123"])
+def test_the_words_after_a_title_that_are_no_name_stay(text: str) -> None:
+    cleaned = clean_text(text, Identifiers(), generic=True)
+    assert [w for w in ("on call", "and", "office", "123") if w in text] == [
+        w for w in ("on call", "and", "office", "123") if w in cleaned
+    ], cleaned
 
 
 def test_valid_utf8_is_not_also_read_as_latin1() -> None:

@@ -35,6 +35,15 @@ _TITLES = (
     r"Dr|Mr|Mrs|Ms|Miss|Prof|Doctor|Nurse|Sister|Herr|Frau|Mme|Mlle|Madame|Monsieur|Sr|Sra|Srta|Dra|Dott"
 )
 _PN_LETTERS = r"(?:[^\W\d_]|['\-])"
+# After a title, a name may be written in lower case (Mr. smith, Dr. nguyen): the first word after it is
+# taken as a name unless it is one of the words that follow a title in notes (Dr. on call, Mr. and Mrs.).
+_NOT_NAMES = (
+    "a|an|and|as|at|by|call|called|for|from|had|has|in|is|not|no|note|notes|of|office|on|or|said|says|"
+    "the|to|visit|was|who|will|with|would"
+)
+_LOWER_NAME_WORD = (
+    rf"(?![{_UPPER}])(?!(?:{_NOT_NAMES})(?![^\W\d_]))[^\W\d_](?:[^\W\d_]|['\u2019\-](?=[^\W\d_]))+"
+)
 
 # Generic identifier shapes, applied to every cleaned descriptor whatever the header says.
 GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
@@ -50,7 +59,9 @@ GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
     ),
     re.compile(rf"\b{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b", re.I),  # March 4, 2021
     re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),  # SSN
-    re.compile(rf"\b(?:{_TITLES})\.?\s+(?:(?:{_TITLES})\.?\s+)?{_NAME}(?:\s+{_NAME}){{0,2}}"),  # titles
+    re.compile(  # titles: the name after one, in capitals or not
+        rf"\b(?:{_TITLES})\.?\s+(?:(?:{_TITLES})\.?\s+)?(?:{_NAME}|{_LOWER_NAME_WORD})(?:\s+{_NAME}){{0,2}}"
+    ),
     re.compile(rf"\b{_PN_LETTERS}+\^(?:{_PN_LETTERS}|[\^ ])*"),  # DICOM person name syntax FAMILY^GIVEN
     re.compile(
         rf"\b(?:patient|pt|name|physician|referred by|signed by|dictated by|reported by|read by|"
