@@ -8,7 +8,7 @@ import itertools
 import operator
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import NamedTuple, TypeVar
 
@@ -272,21 +272,23 @@ _TRANSLITERATE = str.maketrans({
 _MIXED_LETTERS = 4
 
 
+def _subsets(at: list[int], *, whole: bool) -> Iterator[set[int]]:
+    """Every non-empty subset of the positions ``at`` (the whole set too when ``whole``)."""
+    for picks in itertools.product((False, True), repeat=len(at)):
+        if any(picks) and (whole or not all(picks)):
+            yield {i for i, pick in zip(at, picks, strict=True) if pick}
+
+
 def _mixed(value: str) -> list[str]:
     """``value`` with each subset of its two-way letters transliterated (the empty and the full
     subsets are the uniform spellings, made apart); none for fewer than two or many such letters."""
     at = [i for i, ch in enumerate(value) if ord(ch) in _TRANSLITERATE]
     if not 2 <= len(at) <= _MIXED_LETTERS:
         return []
-    out = []
-    for picks in itertools.product((False, True), repeat=len(at)):
-        if any(picks) and not all(picks):
-            chars = list(value)
-            for i, pick in zip(at, picks, strict=True):
-                if pick:
-                    chars[i] = chars[i].translate(_TRANSLITERATE)
-            out.append("".join(chars))
-    return out
+    return [
+        "".join(ch.translate(_TRANSLITERATE) if i in chosen else ch for i, ch in enumerate(value))
+        for chosen in _subsets(at, whole=False)
+    ]
 
 
 @lru_cache(maxsize=8192)
@@ -333,13 +335,11 @@ def _spelled_otherwise(value: str) -> tuple[str, ...]:
         at = [m.start() for m in _DIGRAPH.finditer(part)]
         if not at or len(at) > _MIXED_LETTERS or len(part) - len(at) < MIN_SUBSTRING:
             continue
-        for picks in itertools.product((False, True), repeat=len(at)):
-            if any(picks):
-                drop = {i + 1 for i, pick in zip(at, picks, strict=True) if pick}
-                short = "".join(ch for i, ch in enumerate(part) if i not in drop)
-                spelled = value.replace(part, short)
-                if spelled not in out:
-                    out.append(spelled)
+        for chosen in _subsets(at, whole=True):  # each chosen pair loses its second letter
+            short = "".join(ch for i, ch in enumerate(part) if i - 1 not in chosen)
+            spelled = value.replace(part, short)
+            if spelled not in out:
+                out.append(spelled)
     return tuple(out)
 
 
