@@ -254,7 +254,7 @@ class _Run:
         self.collect(ctx)
         age = self.age_before(ctx)
         self.has_pixels = has_pixels = any(t in self.values for t in _PIXEL_TAGS)
-        if has_pixels and self.may_carry_burned_in_text():
+        if has_pixels and (self.may_carry_burned_in_text() or _rawpath._outside_image(self.raw, self.walked)):
             raise _Decline
         pieces, changed = self.clean(ctx, age)
         if changed and ctx.holds_identifier(_joined(changed)):

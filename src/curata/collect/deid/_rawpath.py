@@ -28,6 +28,7 @@ from pydicom.tag import BaseTag
 
 from curata.collect.deid import _reader, _writer, pixels
 from curata.collect.deid.table import iod_allowed_tags
+from curata.errors import DeidError
 
 if TYPE_CHECKING:
     from curata.collect.deid.engine import Deidentifier, DeidResult
@@ -195,6 +196,52 @@ def _undefined_tail(raw: bytes, out: list[tuple[int, str | None, int, int, int]]
     return stop == len(raw) and tag in _PIXEL_TAGS
 
 
+_BITS = (0x00280100, 0x00280101, 0x00280102, 0x00280103)  # Bits Allocated, Stored, High Bit, Pixel Rep.
+_SIZE = (0x00280002, 0x00280010, 0x00280011)  # Samples per Pixel, Rows, Columns
+_FRAMES, _PHOTOMETRIC = 0x00280008, 0x00280004
+
+
+def _outside_image(raw: bytes, walked: list[tuple[int, str | None, int, int, int]]) -> bool:
+    """Whether native Pixel Data holds something outside the image (``pixels.clear_outside_image``:
+    bytes after the last frame, bits outside Bits Stored): the engine clears it, the lanes that copy
+    pixels decline. A layout that cannot be read here is the engine's too."""
+    layout: dict[int, int] = {}
+    pixel = None
+    frames: int | None = 1
+    ybr422 = False
+    for tag, _, _, start, length in walked:
+        if tag in _BITS or tag in _SIZE:
+            if length != 2:
+                return True
+            layout[tag] = raw[start] | raw[start + 1] << 8
+        elif tag == _FRAMES:
+            frames = pixels.frame_count(raw[start : start + length].decode("latin-1").strip(" \0"))
+        elif tag == _PHOTOMETRIC:
+            ybr422 = raw[start : start + length].strip(b" \0") == b"YBR_FULL_422"
+        elif tag == 0x7FE00010:
+            pixel = (start, length)
+    if pixel is None or pixel[1] == 0xFFFFFFFF:
+        return False  # none, or encapsulated (its codestreams are the engine's)
+    allocated = layout.get(0x00280100)
+    if allocated is None:
+        return False
+    if any(t not in layout for t in _SIZE[1:]):
+        return True
+    rows, columns, samples = layout[0x00280010], layout[0x00280011], layout.get(0x00280002, 1)
+    expected = pixels.image_bytes(rows, columns, frames, samples, allocated, pixel[1], ybr422)
+    if pixel[1] > expected + (expected & 1) and raw[pixel[0] + expected : pixel[0] + pixel[1]].strip(b"\0"):
+        return True
+    stored = layout.get(0x00280101) or allocated
+    if stored >= allocated:
+        return False  # the common 16-in-16: no bit to read
+    high_bit = layout.get(0x00280102, stored - 1)
+    try:
+        data = raw[pixel[0] : pixel[0] + pixel[1]]
+        return pixels.unused_bits(data, allocated, stored, high_bit, layout.get(0x00280103) == 1) is not None
+    except DeidError:
+        return True
+
+
 def _sop_class(raw: bytes, walked: list[tuple[int, str | None, int, int, int]]) -> str:
     for tag, _, _, start, length in walked:
         if tag == 0x00080016:
@@ -263,6 +310,8 @@ def _run(
         return None
     if kept:
         copied = sorted(copied + kept)
+    if pixel is not None and _outside_image(raw, walked):
+        return None  # the engine clears it
     ds = _reader.file_dataset(raw, meta, side, implicit)
     return _finish(engine, ds, raw, copied, checked, coded, pixel, input_sha, sop_class, plan)
 

@@ -158,10 +158,12 @@ class DeidRecord:
     sop_uid: str
     transfer_syntax: str
     # "kept" (the coded image bit for bit; codestream comments and application segments zeroed),
-    # "cleaned" (masked and re-encoded), "none"
+    # "cleaned" (masked and re-encoded, or what lies outside the image cleared), "none"
     pixels: str
     # who cleared pixels that may carry burned-in text: "ocr", "template", "ocr+template", "review",
-    # "review+mask"; "" when the class does not carry burned-in text
+    # "review+mask"; then "unused-bits" when bits outside Bits Stored held data, "trailing-bytes"
+    # when Pixel Data went on after the last frame;
+    # "" when the class does not carry burned-in text
     pixels_cleared_by: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -923,6 +925,13 @@ class Deidentifier:
     def _pixels(self, ds: Dataset, ctx: _Ctx, decision: str | None) -> tuple[str, str]:
         if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
             return "none", ""
+        cleared = pixels.clear_outside_image(ds)  # an embedded overlay, bytes after the last frame
+        state, by = self._burned_in(ds, decision)
+        if cleared:
+            return "cleaned", "+".join(b for b in (by, *cleared) if b)
+        return state, by
+
+    def _burned_in(self, ds: Dataset, decision: str | None) -> tuple[str, str]:
         if not pixels.may_carry_burned_in_text(ds):
             return "kept", ""
         if not self.profile.has("clean_pixel_data"):

@@ -50,6 +50,124 @@ MAX_ROUNDS = 3
 PAD = 3
 
 
+def unused_bits(
+    data: bytes, allocated: int, stored: int, high_bit: int, signed: bool, little: bool = True
+) -> bytes | None:
+    """Native pixel data with the bits outside the stored ones (Bits Stored, ending at High Bit)
+    cleared, or None when they carry nothing: zero, or (signed data) the sign bit repeated.
+
+    Those bits are not part of the image: every conformant reader masks them. They are where the
+    retired embedded overlays lived (Overlay Bit Position), so a name drawn there survives any
+    cleaning of the header and the overlay elements, and no viewer that honours the overlay elements
+    is needed to read it back. Clearing them never changes the image a reader shows.
+    Raises DeidError for a layout in which the stored bits cannot lie (refused, never guessed)."""
+    if stored >= allocated or allocated not in (8, 16, 32):
+        return None  # no bit outside the stored ones (or a layout with none to clear: 1-bit, float)
+    if not 0 < stored <= high_bit + 1 <= allocated:
+        raise DeidError(
+            f"pixel data: Bits Stored {stored}, High Bit {high_bit} do not fit Bits Allocated {allocated}"
+        )
+    size = allocated // 8
+    usable = len(data) - len(data) % size
+    # the common case (12 bits in 16): the high bytes alone decide, at C speed
+    fast = allocated == 16 and high_bit == stored - 1 and stored > 8 and little
+    if fast and not data[1:usable:2].translate(None, _ALLOWED_HIGH[(stored - 8, signed)]):
+        return None
+    dtype = np.dtype(f"{'<' if little else '>'}u{size}")
+    values = np.frombuffer(data, dtype=dtype, count=usable // size).astype(np.uint64)
+    low = high_bit - stored + 1
+    kept = values & np.uint64(((1 << stored) - 1) << low)
+    if signed:  # the sign bit repeated above High Bit, as two's complement writers store it
+        above = np.uint64(((1 << allocated) - 1) & ~((1 << (high_bit + 1)) - 1))
+        kept = np.where(kept & np.uint64(1 << high_bit), kept | above, kept)
+        clean = (values == kept) | (values == (kept & ~above))  # zero-filled negatives carry nothing
+    else:
+        clean = values == kept
+    if bool(clean.all()):
+        return None
+    return kept.astype(dtype).tobytes() + bytes(len(data) - usable)
+
+
+def _allowed_high(bits: int, signed: bool) -> bytes:
+    """High-byte values (16-bit samples, ``bits`` stored in the high byte) that carry nothing beyond
+    the stored bits: unused bits zero, or for signed data all one with the sign bit set."""
+    allowed = set(range(1 << bits))
+    if signed:
+        allowed |= set(range((0xFF << (bits - 1)) & 0xFF, 256))
+    return bytes(sorted(allowed))
+
+
+_ALLOWED_HIGH = {
+    (bits, signed): _allowed_high(bits, signed) for bits in range(1, 8) for signed in (False, True)
+}
+
+
+def image_bytes(
+    rows: int,
+    columns: int,
+    frames: int | None,
+    samples: int,
+    allocated: int,
+    length: int,
+    ybr422: bool = False,
+) -> int:
+    """Bytes of native pixel data the image needs (bit-packed for 1-bit data; YBR_FULL_422 holds two
+    samples a pixel), before the pad byte. ``frames`` None (Number of Frames unreadable): as many whole
+    frames as ``length`` holds, so no frame is ever cut."""
+    per_pixel = 2 if ybr422 and samples == 3 else samples
+    frame_bits = rows * columns * per_pixel * allocated
+    if frames is None:
+        frames = max(1, length * 8 // frame_bits) if frame_bits else 1
+    return (frame_bits * frames + 7) // 8
+
+
+def frame_count(value: object) -> int | None:
+    """Number of Frames as a count, or None where it is not one."""
+    try:
+        frames = int(str(value).strip() or 1)
+    except ValueError:
+        return None
+    return frames if frames > 0 else None
+
+
+def clear_outside_image(ds: Dataset) -> list[str]:
+    """Native Pixel Data holds nothing outside the image: bytes after the last frame (beyond the pad
+    byte) that are not all zero are dropped, as pydicom drops them on reading ("trailing-bytes"), and the bits outside Bits
+    Stored cleared (``unused_bits``: "unused-bits"). Both are out of every reader's view and of the
+    gate's, which does not read image bytes as text. What was cleared; the value written back."""
+    elem = ds["PixelData"] if "PixelData" in ds else None  # noqa: SIM401 (the element, not its value)
+    if elem is None or not isinstance(elem.value, bytes | bytearray) or elem.is_undefined_length:
+        return []  # encapsulated: the codestream's precision is the decoder's (see the README)
+    if ds.get("BitsAllocated") is None:
+        return []  # no reader can lay the bits out: nothing is shown from them
+    try:
+        allocated = int(ds.BitsAllocated)
+        stored = int(ds.get("BitsStored") or allocated)
+        high_bit = ds.get("HighBit")
+        high_bit = stored - 1 if high_bit is None else int(high_bit)
+        signed = int(ds.get("PixelRepresentation") or 0) == 1
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+    except (AttributeError, TypeError, ValueError) as exc:  # no image to show: all of it is outside one
+        raise DeidError("pixel data with an unreadable image size or bit layout") from exc
+    data = bytes(elem.value)
+    cleared = []
+    ybr422 = str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422"
+    frames = frame_count(ds.get("NumberOfFrames") or 1)
+    expected = image_bytes(rows, columns, frames, samples, allocated, len(data), ybr422)
+    if len(data) > expected + (expected & 1) and data[expected:].strip(b"\0"):  # zeros carry nothing
+        data = data[:expected] + bytes(expected & 1)
+        cleared.append("trailing-bytes")
+    little = ds.file_meta.TransferSyntaxUID.is_little_endian if "TransferSyntaxUID" in ds.file_meta else True
+    bits = unused_bits(data, allocated, stored, high_bit, signed, little)
+    if bits is not None:
+        data = bits
+        cleared.append("unused-bits")
+    if cleared:
+        elem.value = data
+    return cleared
+
+
 def may_carry_burned_in_text(ds: Dataset) -> bool:
     flag = str(ds.get("BurnedInAnnotation", "") or "").upper()
     if flag == "YES":
