@@ -10,11 +10,14 @@ import warnings
 
 import numpy as np
 import pydicom
+import pydicom.data
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 from pydicom.dataset import Dataset
+from pydicom.pixels import pixel_array
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from curata.collect.deid import Deidentifier, load_profile, pixels
 from curata.collect.deid.engine import DeidResult
@@ -230,3 +233,62 @@ def test_identifiers_after_the_last_frame_never_survive(profile: str) -> None:
             assert "trailing-bytes" in res.record.pixels_cleared_by or res.record.pixels == "cleaned", name
     assert leaks == []
     assert released >= len(files) // 2, (released, len(files))
+
+
+def _compressed_with_plane(syntax: str) -> tuple[bytes, np.ndarray, int, int]:
+    """A 12-in-16 CT whose unused bits spell the name, compressed in ``syntax`` as a 16-bit image
+    (so the codestream carries the plane) and then labelled 12 bits stored again. (bytes, the
+    conformant reading, stored, high bit)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+        stored, high_bit, planted = _plant_in_unused_bits(ds)
+        assert planted
+        dtype = np.dtype("<u2")
+        values = np.frombuffer(ds.PixelData, dtype)
+        reading = _reading(values, stored, high_bit, int(ds.PixelRepresentation) == 1)
+        ds.BitsStored, ds.HighBit = 16, 15
+        ds.compress(syntax, generate_instance_uid=False)
+        ds.BitsStored, ds.HighBit = stored, high_bit
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue(), reading.reshape(int(ds.Rows), int(ds.Columns)), stored, high_bit
+
+
+@pytest.mark.parametrize("profile", ["research", "basic"])
+@pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless])
+def test_a_name_in_the_unused_bits_of_compressed_frames_never_survives(syntax: str, profile: str) -> None:
+    raw, reading, stored, high_bit = _compressed_with_plane(syntax)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coded = pixel_array(io.BytesIO(raw), raw=True, correct_unused_bits=False)
+        assert _unused(coded, 16, stored, high_bit, True).any()  # the codestream carries the plane
+        res = Deidentifier(KEY, load_profile(profile), ocr=False).deidentify_bytes(raw)
+        out = pydicom.dcmread(io.BytesIO(res.output_bytes))
+        decoded = pixel_array(io.BytesIO(res.output_bytes), raw=True, correct_unused_bits=False)
+    assert (int(out.BitsStored), int(out.HighBit)) == (stored, high_bit)
+    assert not _unused(decoded, 16, stored, high_bit, True).any()
+    assert np.array_equal(_reading(decoded, stored, high_bit, True), reading)  # the image, unchanged
+    assert res.record.pixels == "cleaned" and res.record.pixels_cleared_by == "unused-bits"
+    assert out.file_meta.TransferSyntaxUID == RLELossless  # compressed it came, compressed it stays
+
+
+def test_compressed_objects_whose_unused_bits_are_clean_keep_their_bytes() -> None:
+    """pydicom-data's compressed objects with fewer bits stored than allocated (JPEG, JPEG-LS,
+    JPEG 2000, RLE; some declare 16 bits of precision for 12 stored, so they are decoded to know):
+    not one byte changes."""
+    checked, changed = 0, []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in corpus_files():
+            ds = pydicom.dcmread(path)
+            if "PixelData" not in ds or not ds["PixelData"].is_undefined_length:
+                continue
+            if int(ds.get("BitsStored") or ds.BitsAllocated) >= int(ds.BitsAllocated):
+                continue
+            checked += 1
+            before = bytes(ds.PixelData)
+            if pixels.clear_outside_image(ds) or bytes(ds.PixelData) != before:
+                changed.append(path.rsplit("/", 1)[-1])
+    assert checked >= 10
+    assert changed == []

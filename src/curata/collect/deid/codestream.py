@@ -343,3 +343,50 @@ def redact(value: bytes | bytearray, transfer_syntax: str) -> tuple[bytes | byte
 
 
 __all__ = ["CodestreamError", "Redaction", "is_compressed", "metadata_spans", "redact"]
+
+
+_SOF = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xF7})
+
+
+def _frame_precision(head: bytes) -> int | None:
+    """The sample precision a JPEG, JPEG-LS (``SOFn``) or JPEG 2000 (``SIZ``, every component) frame
+    declares in its header, or None where it is not found in ``head``."""
+    if head.startswith(_J2K_SOC):
+        if len(head) < 42:
+            return None
+        components = struct.unpack_from(">H", head, 40)[0]
+        ssiz = head[42 : 42 + 3 * components : 3]
+        return max((s & 0x7F) + 1 for s in ssiz) if len(ssiz) == components and components else None
+    if not head.startswith(_JPEG_SOI):
+        return None
+    pos = 2
+    while pos + 5 <= len(head) and head[pos] == 0xFF:
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _SOF:
+            return head[pos + 4]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        pos += 2 + struct.unpack_from(">H", head, pos + 2)[0]
+    return None
+
+
+def precision(value: bytes | bytearray) -> int | None:
+    """The largest sample precision any frame of the encapsulated ``value`` declares (JPEG, JPEG-LS,
+    JPEG 2000 codestreams): a decoder gives no sample more bits. None when a frame's header does not
+    say (RLE, a JP2 or JPEG XL container, a header beyond the first 64 KiB): decode to know."""
+    found: int | None = None
+    for off, length in _fragments(value):
+        head = bytes(value[off : off + min(length, 65536)])
+        if not head.startswith((_JPEG_SOI, _J2K_SOC)):
+            if found is None:
+                return None  # the first fragment of a frame of another kind
+            continue  # a frame's later fragment
+        bits = _frame_precision(head)
+        if bits is None:
+            return None
+        found = bits if found is None else max(found, bits)
+    return found

@@ -130,22 +130,33 @@ def frame_count(value: object) -> int | None:
     return frames if frames > 0 else None
 
 
+def _bit_layout(ds: Dataset) -> tuple[int, int, int, bool]:
+    """(Bits Allocated, Bits Stored, High Bit, signed), the last three defaulted as readers do."""
+    allocated = int(ds.BitsAllocated)
+    stored = int(ds.get("BitsStored") or allocated)
+    high_bit = ds.get("HighBit")
+    return (
+        allocated,
+        stored,
+        stored - 1 if high_bit is None else int(high_bit),
+        int(ds.get("PixelRepresentation") or 0) == 1,
+    )
+
+
 def clear_outside_image(ds: Dataset) -> list[str]:
     """Native Pixel Data holds nothing outside the image: bytes after the last frame (beyond the pad
     byte) that are not all zero are dropped, as pydicom drops them on reading ("trailing-bytes"), and the bits outside Bits
     Stored cleared (``unused_bits``: "unused-bits"). Both are out of every reader's view and of the
     gate's, which does not read image bytes as text. What was cleared; the value written back."""
     elem = ds["PixelData"] if "PixelData" in ds else None  # noqa: SIM401 (the element, not its value)
-    if elem is None or not isinstance(elem.value, bytes | bytearray) or elem.is_undefined_length:
-        return []  # encapsulated: the codestream's precision is the decoder's (see the README)
+    if elem is None or not isinstance(elem.value, bytes | bytearray):
+        return []
     if ds.get("BitsAllocated") is None:
         return []  # no reader can lay the bits out: nothing is shown from them
+    if elem.is_undefined_length:
+        return _encapsulated_unused_bits(ds, elem.value)
     try:
-        allocated = int(ds.BitsAllocated)
-        stored = int(ds.get("BitsStored") or allocated)
-        high_bit = ds.get("HighBit")
-        high_bit = stored - 1 if high_bit is None else int(high_bit)
-        signed = int(ds.get("PixelRepresentation") or 0) == 1
+        allocated, stored, high_bit, signed = _bit_layout(ds)
         rows, columns = int(ds.Rows), int(ds.Columns)
         samples = int(ds.get("SamplesPerPixel") or 1)
     except (AttributeError, TypeError, ValueError) as exc:  # no image to show: all of it is outside one
@@ -166,6 +177,52 @@ def clear_outside_image(ds: Dataset) -> list[str]:
     if cleared:
         elem.value = data
     return cleared
+
+
+def _decoded(ds: Dataset, purpose: str, *, as_coded: bool = False) -> np.ndarray:
+    """Every frame decoded (``as_coded``: no colour conversion, no correction of the unused bits);
+    DeidError when it cannot be."""
+    from pydicom.pixels import pixel_array
+
+    try:
+        return pixel_array(ds, raw=True, correct_unused_bits=False) if as_coded else ds.pixel_array
+    except BaseException as exc:  # a Rust decoder panics on a corrupt frame
+        if is_fatal(exc):
+            raise
+        raise DeidError(f"cannot decode pixel data to {purpose} ({type(exc).__name__}: {exc})") from exc
+
+
+def _encapsulated_unused_bits(ds: Dataset, value: bytes | bytearray) -> list[str]:
+    """``unused_bits`` for compressed frames: a JPEG-LS or JPEG 2000 codestream of 16-bit precision
+    labelled 12 bits stored hands the decoder (and pydicom's ``pixel_array``) the plane above, and RLE
+    keeps it in its high-byte segment. Where every frame's header declares no more bits than stored,
+    nothing can be there and nothing is decoded; otherwise the frames are decoded as coded (no
+    correction of unused bits) and, when the plane holds anything, stored again masked (RLE Lossless)."""
+    try:
+        allocated, stored, high_bit, signed = _bit_layout(ds)
+    except (TypeError, ValueError):
+        return []  # no layout: the decoder refuses it later, or the burned-in step does
+    if stored >= allocated or allocated not in (8, 16, 32):
+        return []
+    from curata.collect.deid import codestream
+
+    try:
+        bits = codestream.precision(value)
+    except codestream.CodestreamError:
+        bits = None
+    if bits is not None and bits <= stored and high_bit == stored - 1:
+        return []  # no decoder output can reach the unused bits
+    arr = _decoded(ds, "check the bits outside Bits Stored", as_coded=True)
+    dtype = np.dtype(f"<u{allocated // 8}")
+    cleared = unused_bits(arr.astype(dtype, copy=False).tobytes(), allocated, stored, high_bit, signed)
+    if cleared is None:
+        return []
+    frames = np.frombuffer(cleared, dtype).reshape(arr.shape)
+    if signed:
+        frames = frames.view(f"<i{allocated // 8}")
+    _store(ds, frames)
+    _recompress(ds)
+    return ["unused-bits"]
 
 
 def may_carry_burned_in_text(ds: Dataset) -> bool:
@@ -347,14 +404,7 @@ def clean_burned_in(
     if decision == "accept":
         ds.BurnedInAnnotation = "NO"
         return "kept", "review"
-    try:
-        arr = ds.pixel_array
-    except BaseException as exc:  # a Rust decoder panics on a corrupt frame
-        if is_fatal(exc):
-            raise
-        raise DeidError(
-            f"cannot decode pixel data to look for burned-in text ({type(exc).__name__}: {exc})"
-        ) from exc
+    arr = _decoded(ds, "look for burned-in text")
     frames = np.array(_frames(arr, ds), copy=True)
     mono1 = str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
     fill = frames.max() if mono1 else (0 if frames.ndim == 4 else frames.min())
