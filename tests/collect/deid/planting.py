@@ -14,6 +14,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pydicom
 import pydicom.data
@@ -306,3 +307,13 @@ def corpus_files() -> list[str]:
             if "SOPClassUID" in ds and "SOPInstanceUID" in ds and "StudyInstanceUID" in ds:
                 out.append(path)
     return out
+
+
+def release_of(deid: Any, raw: bytes) -> Any:
+    """``deid.deidentify_bytes(raw)``, or None when the object is refused (quarantined)."""
+    from curata.errors import CurataError
+
+    try:
+        return deid.deidentify_bytes(raw)
+    except CurataError:
+        return None

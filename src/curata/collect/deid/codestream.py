@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from pydicom.uid import UID
 
@@ -390,3 +391,28 @@ def precision(value: bytes | bytearray) -> int | None:
             return None
         found = bits if found is None else max(found, bits)
     return found
+
+
+_EMPTY_TABLE = b"\xfe\xff\x00\xe0\x00\x00\x00\x00"
+
+
+def offset_table_cleared(value: bytes | bytearray) -> bytes | None:
+    """``value`` with its Basic Offset Table emptied when the table is not one (its length a
+    multiple of 4, offsets from 0, increasing, each at the start of one of the fragments' items):
+    anything else written there is carried by no reader and checked by nobody. None when the table
+    is empty or valid. An empty table is always valid: readers then find the frames by walking."""
+    if len(value) < 8:
+        raise CodestreamError("encapsulated pixel data has no item")
+    group, elem, length = struct.unpack_from("<HHI", value, 0)
+    if (group, elem) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF or 8 + length > len(value):
+        raise CodestreamError("encapsulated pixel data has a malformed item")
+    if length == 0:
+        return None
+    base = 8 + length
+    starts = {off - 8 - base for off, _ in _fragments(value)}
+    if length % 4 == 0:
+        offsets = struct.unpack_from(f"<{length // 4}I", value, 8)
+        increasing = all(a < b for a, b in pairwise(offsets))
+        if offsets[0] == 0 and increasing and all(o in starts for o in offsets):
+            return None
+    return _EMPTY_TABLE + bytes(value[base:])

@@ -162,7 +162,8 @@ class DeidRecord:
     pixels: str
     # who cleared pixels that may carry burned-in text: "ocr", "template", "ocr+template", "review",
     # "review+mask"; then "unused-bits" when bits outside Bits Stored held data, "trailing-bytes"
-    # when Pixel Data went on after the last frame;
+    # when Pixel Data went on after the last frame, "offset-table", "fragments", "re-encoded" (RLE)
+    # for what compressed data held beside its frames (pixels.clear_outside_image);
     # "" when the class does not carry burned-in text
     pixels_cleared_by: str = ""
 

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -154,7 +155,7 @@ def clear_outside_image(ds: Dataset) -> list[str]:
     if ds.get("BitsAllocated") is None:
         return []  # no reader can lay the bits out: nothing is shown from them
     if elem.is_undefined_length:
-        return _encapsulated_unused_bits(ds, elem.value)
+        return _encapsulated(ds, elem)
     try:
         allocated, stored, high_bit, signed = _bit_layout(ds)
         rows, columns = int(ds.Rows), int(ds.Columns)
@@ -192,37 +193,67 @@ def _decoded(ds: Dataset, purpose: str, *, as_coded: bool = False) -> np.ndarray
         raise DeidError(f"cannot decode pixel data to {purpose} ({type(exc).__name__}: {exc})") from exc
 
 
-def _encapsulated_unused_bits(ds: Dataset, value: bytes | bytearray) -> list[str]:
-    """``unused_bits`` for compressed frames: a JPEG-LS or JPEG 2000 codestream of 16-bit precision
-    labelled 12 bits stored hands the decoder (and pydicom's ``pixel_array``) the plane above, and RLE
-    keeps it in its high-byte segment. Where every frame's header declares no more bits than stored,
-    nothing can be there and nothing is decoded; otherwise the frames are decoded as coded (no
-    correction of unused bits) and, when the plane holds anything, stored again masked (RLE Lossless)."""
+def _encapsulated(ds: Dataset, elem: DataElement) -> list[str]:
+    """What compressed frames carry besides the image.
+
+    - A Basic Offset Table that is not one: emptied ("offset-table").
+    - RLE: its frames are runs of bytes with no place for metadata, yet text fits in fragments beyond
+      the frames (dropped: "fragments"), in the header's unused offsets, after the last segment, and
+      the unused bits ride in the high-byte segment. Decoded as a reader decodes it (unused bits
+      corrected) and encoded again, so nothing but the samples passes ("re-encoded"; the samples are
+      the same).
+    - Other codestreams: a JPEG-LS or JPEG 2000 stream of 16-bit precision labelled 12 bits stored
+      hands the decoder (and pydicom's ``pixel_array``) the plane above. Where every frame's header
+      declares no more bits than stored, nothing can be there and nothing is decoded; otherwise the
+      frames are decoded as coded (no correction) and, when the plane holds anything, stored again
+      masked, RLE Lossless ("unused-bits")."""
+    from pydicom.uid import RLELossless
+
+    from curata.collect.deid import codestream
+
+    cleared = []
+    try:
+        table = codestream.offset_table_cleared(elem.value)
+    except codestream.CodestreamError:
+        table = None  # malformed items: the codestream step refuses the object
+    if table is not None:
+        elem.value = table
+        cleared.append("offset-table")
     try:
         allocated, stored, high_bit, signed = _bit_layout(ds)
     except (TypeError, ValueError):
-        return []  # no layout: the decoder refuses it later, or the burned-in step does
+        return cleared  # no layout: the decoder refuses it later, or the burned-in step does
+    if ds.file_meta.get("TransferSyntaxUID") == RLELossless:
+        count = frame_count(ds.get("NumberOfFrames") or 1) or 1
+        items = codestream._fragments(elem.value)
+        if len(items) > count:  # one fragment a frame: those after the last frame are no image
+            kept = b"".join(bytes(elem.value[off - 8 : off + n]) for off, n in items[:count])
+            elem.value = bytes(elem.value[: items[0][0] - 8]) + kept
+            cleared.append("fragments")
+        arr = _decoded(ds, "encode its samples again")
+        multi = count > 1
+        _store(ds, np.asarray(_frames(arr, ds) if multi else arr))
+        _recompress(ds)
+        return [*cleared, "re-encoded"]
     if stored >= allocated or allocated not in (8, 16, 32):
-        return []
-    from curata.collect.deid import codestream
-
+        return cleared
     try:
-        bits = codestream.precision(value)
+        bits = codestream.precision(elem.value)
     except codestream.CodestreamError:
         bits = None
     if bits is not None and bits <= stored and high_bit == stored - 1:
-        return []  # no decoder output can reach the unused bits
+        return cleared  # no decoder output can reach the unused bits
     arr = _decoded(ds, "check the bits outside Bits Stored", as_coded=True)
     dtype = np.dtype(f"<u{allocated // 8}")
-    cleared = unused_bits(arr.astype(dtype, copy=False).tobytes(), allocated, stored, high_bit, signed)
-    if cleared is None:
-        return []
-    frames = np.frombuffer(cleared, dtype).reshape(arr.shape)
+    masked = unused_bits(arr.astype(dtype, copy=False).tobytes(), allocated, stored, high_bit, signed)
+    if masked is None:
+        return cleared
+    frames = np.frombuffer(masked, dtype).reshape(arr.shape)
     if signed:
         frames = frames.view(f"<i{allocated // 8}")
     _store(ds, frames)
     _recompress(ds)
-    return ["unused-bits"]
+    return [*cleared, "unused-bits"]
 
 
 def may_carry_burned_in_text(ds: Dataset) -> bool:
