@@ -164,3 +164,30 @@ def test_a_vault_removed_midway_stops_the_batch_and_releases_nothing_more(tmp_pa
         batch._process_chunk([str(src / "1"), str(src / "2")])
     assert [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()] == [first["output"]]
     assert not (tmp_path / "q").exists()
+
+
+def test_a_dicomdir_is_quarantined_as_a_directory_and_its_files_are_deidentified(tmp_path: Path) -> None:
+    """A DICOMDIR indexes patients by name: it is refused with a reason that says what it is (not
+    "missing attributes"), names nobody, and the instances it lists still go through."""
+    from pydicom.fileset import FileSet
+
+    ds = read("CT_small.dcm")
+    ds.PatientName = "QWORTLE^ZEPHYRINE"
+    fs = FileSet()
+    fs.add(ds)
+    fs.write(tmp_path / "in")
+    report = run_batch(
+        tmp_path / "in",
+        tmp_path / "out",
+        key=KEY,
+        profile=load_profile("research"),
+        vault_dir=tmp_path / "vault",
+        quarantine=tmp_path / "q",
+    )
+    assert report.counts.get("deidentified") == 1
+    assert [q["reason"] for q in report.quarantined] == [
+        "a media directory (DICOMDIR), not an instance: its records index the files beside it"
+    ]
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file():
+            assert b"QWORTLE" not in path.read_bytes().upper()

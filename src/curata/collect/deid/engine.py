@@ -459,6 +459,12 @@ class Deidentifier:
         try:
             self._check_readable(ds)
             missing = [k for k in _REQUIRED if not str(ds.get(k, "") or "").strip()]
+            if missing and _is_media_directory(ds):
+                raise InputError(
+                    "a media directory (DICOMDIR), not an instance: its records index the files beside it",
+                    path=where,
+                    hint="give the folder the DICOMDIR sits in: the files it lists are de-identified one by one",
+                )
             if missing:
                 raise InputError(f"missing required attribute(s): {', '.join(missing)}", path=where)
             sop_class = str(ds.SOPClassUID)
@@ -1244,6 +1250,13 @@ def _marking_raw(profile: Profile, temporal: str, implicit: bool) -> tuple[RawDa
             RawDataElement(BaseTag(elem.tag), None if implicit else elem.VR, length, value, 0, implicit, True)
         )
     return tuple(out)
+
+
+def _is_media_directory(ds: Dataset) -> bool:
+    """A DICOMDIR (Media Storage Directory Storage): patient, study and series records, no instance."""
+    meta = getattr(ds, "file_meta", None)
+    media = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
+    return media == "1.2.840.10008.1.3.10" or "DirectoryRecordSequence" in ds
 
 
 def _header_spans(
