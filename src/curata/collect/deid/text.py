@@ -150,7 +150,19 @@ _DROP_TOKEN = _drop_if_digits(5)
 # Suzuki, Kenji, SUZUKI_KENJI...). Matching drops them from both sides, so SUZUKIKENJI matches too.
 SEPARATORS = " \t\r\n^,.-_'/\\=\0;:()\"+"
 _SEP_BYTES = SEPARATORS.encode("ascii")
-_SEP_SET = frozenset(SEPARATORS)
+# Invisible format characters (Unicode Cf: the soft hyphen, zero-width space, joiners and non-joiners,
+# bidirectional marks, the BOM, tags) that word processors, web pages and EHR exports leave inside
+# words: no reader sees them, so "Q<U+200B>WORTLE" reads as QWORTLE. Matching drops them like the
+# separators, in the text and in the values alike (a Persian name with or without its ZWNJ).
+# (the ranges of category Cf in the BMP and the tag block, Unicode 14; a test holds them to unicodedata)
+_FORMAT_RANGES = (
+    (0x00AD, 0x00AD), (0x0600, 0x0605), (0x061C, 0x061C), (0x06DD, 0x06DD), (0x070F, 0x070F),
+    (0x0890, 0x0891), (0x08E2, 0x08E2), (0x180E, 0x180E), (0x200B, 0x200F), (0x202A, 0x202E),
+    (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+)  # fmt: skip
+FORMAT_CHARS = "".join(chr(c) for a, b in _FORMAT_RANGES for c in range(a, b + 1))
+_SEP_SET = frozenset(SEPARATORS + FORMAT_CHARS)
 _LOWER_BYTES = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")  # bytes.lower's
 # A value whose normalised form has at least this many characters is matched as a substring
 # anywhere (inside other words too: SUZUKISUZUKI). Shorter values could occur by chance inside
@@ -184,7 +196,7 @@ def is_cjk(ch: str) -> bool:
 # Greek's final sigma: lower() writes ς or σ by what follows the Σ (ΛΟΣ^ΓΙΩΡΓΟΣ gives λοσ^γιωργος, a
 # separator such as ^ being case-ignorable), and people write ς at a word's end: compared as σ.
 _FINAL_SIGMA = "\u03c2"
-_SEP_TABLE = str.maketrans({**dict.fromkeys(SEPARATORS), _FINAL_SIGMA: "\u03c3"})
+_SEP_TABLE = str.maketrans({**dict.fromkeys(SEPARATORS + FORMAT_CHARS), _FINAL_SIGMA: "\u03c3"})
 
 
 def normalise(text: str) -> str:
