@@ -169,6 +169,19 @@ _APERIO_HEADER_TOKEN = re.compile(
     r"|\(\d+x\d+\)|->|-|(?:JPEG|J2K|RAW|LZW)/(?:RGB|YCbCr|KDU|YUV\d*)|Q=\d+"
 )
 _NUMERIC = re.compile(r"^[-+0-9.,eE /%]*$")
+# A date has the shape of numbers (``1961/02/03``, ``03.02.1961``, ``19610203``): a field kept for its
+# number keeps no date (a birth date written where a rack or exposure number goes)
+_NUMBER_DATE = re.compile(
+    r"(?<!\d)(?:19|20)\d\d(?:([-/.: ])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))(?!\d)"
+    r"|(?<!\d)\d{1,2}([-/.])\d{1,2}\2(?:19|20)?\d\d(?!\d)"
+)
+
+
+def _technical_number(value: str) -> bool:
+    """A value kept for its number: digits, signs, separators, and not the shape of a date."""
+    return bool(_NUMERIC.fullmatch(value)) and not _NUMBER_DATE.search(value)
+
+
 _HEXISH = re.compile(r"^[0-9A-Fa-f,]*$")
 _NDPI_DENY = re.compile(
     r"(?i)(created|updated|date|time|s/n|serial|barcode|user|name|label|comment|id\b|\bid|operator|title)"
@@ -464,6 +477,8 @@ class SlideDeidentifier:
         if self.config.generated_label and ctx.label_size is not None and fmt in _GENERATED_LABEL_FORMATS:
             generated = True
             ctx.append_label()
+        if ed.zero_unreferenced():  # what dropped tags pointed at (EXIF, GPS, private IFDs), gaps, tails
+            ctx.rewritten.append("unreferenced bytes (zeroed)")
         out = bytes(ed.buf)
         kept = sorted(r for ifd in ed.live_ifds() for r in ed.data_ranges(ifd))
         kept_texts = [t for ifd in ed.live_ifds() for tag in _KEPT_TEXT if (t := ed.text(ifd, tag))]
@@ -742,7 +757,7 @@ class _Run:
             elif (
                 sep
                 and kl in _APERIO_KEEP
-                and (_NUMERIC.fullmatch(v) or (kl == "icc profile" and len(v) < 40))
+                and (_technical_number(v) if kl != "icc profile" else _profile_name_like(v))
             ):
                 out.append(f"{k} = {v}")
             else:
@@ -769,7 +784,7 @@ class _Run:
                 sep
                 and not key.startswith(";")
                 and not _NDPI_DENY.search(key)
-                and (_NUMERIC.fullmatch(value) or ("AHEX" in key and _HEXISH.fullmatch(value)))
+                and (_technical_number(value) or ("AHEX" in key and _HEXISH.fullmatch(value)))
             )
             if ok:
                 keep.append(line)
@@ -1224,6 +1239,22 @@ def device_like(value: str) -> bool:
         if not all(p.lower() in _DEVICE_WORDS for p in re.split(r"[.\-_()]+", token) if p):
             return False
     return True
+
+
+_PROFILE_WORDS = frozenset({"srgb", "rgb", "adobe", "icc", "profile", "display", "p3", "color", "colour"})
+
+
+def _profile_name_like(value: str) -> bool:
+    """An Aperio ``ICC Profile`` name (``ScanScope v1``, ``AT2``, ``sRGB``): scanner and profile words
+    and version numbers only; a model-shaped ID (``S26-12345``) is not a profile's name."""
+    tokens = re.split(r"[\s_]+", value.strip())
+    return 0 < len(value) <= 40 and all(
+        t.lower() in _DEVICE_WORDS
+        or t.lower() in _PROFILE_WORDS
+        or re.fullmatch(r"[vV]?\d{1,3}(?:\.\d{1,4}){0,3}", t)
+        for t in tokens
+        if t
+    )
 
 
 def _philips_kept(name: str, value: str) -> bool:

@@ -1,0 +1,251 @@
+"""Text a slide carries where no kept tag shows it: directories a dropped tag pointed at (EXIF, GPS,
+private IFDs), bytes between and after the structures, ICC elements that are not colour data, the free
+bytes of a JPEG tile's Adobe segment, and dates written where a vendor field keeps a number.
+
+Each test plants the patient's identifiers, in several spellings and scripts, in every place of its
+class, de-identifies without a sidecar (nothing names the patient: the gate cannot know the values) and
+looks for every spelling in every output byte, case-folded, separators removed, UTF-8 and UTF-16.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import openslide
+import tifffile
+from PIL import Image
+
+from curata.collect.deid.codestream import icc_text_spans, metadata_spans
+from curata.collect.wsi import deidentify_slide
+from curata.collect.wsi import synthetic as syn
+
+KEY = b"k" * 32
+SPELLINGS = [
+    "SUZUKI^KENJI",
+    "Suzuki Kenji",
+    "KENJI SUZUKI",
+    "suzukikenji",
+    "Nguyễn Văn Thành",
+    "김민준",
+    "S26-12345",
+    "BC778899XQ",
+]
+DATES = ["1961/02/03", "1961-02-03", "19610203", "03.02.1961"]
+PLANT = " ".join(SPELLINGS)
+
+
+def _sep_free(data: bytes) -> bytes:
+    return re.sub(rb"[\s^,.\-_'/\\\x00:|;+=\[\]()]+", b"", data.lower())
+
+
+def survivors(blobs: list[bytes], spellings: list[str] = SPELLINGS) -> list[str]:
+    hays = []
+    for blob in blobs:
+        hays += [_sep_free(blob), _sep_free(blob.decode("utf-16-le", "ignore").encode())]
+        hays.append(_sep_free(blob.decode("utf-16-be", "ignore").encode()))
+    return [s for s in spellings if any(_sep_free(s.encode()) in h for h in hays)]
+
+
+def _tile(rgb: np.ndarray, segments: list[tuple[int, bytes]] = ()) -> bytes:  # type: ignore[assignment]
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=85)
+    jpeg = buf.getvalue()
+    extra = b"".join(bytes([0xFF, m]) + struct.pack(">H", len(b) + 2) + b for m, b in segments)
+    return jpeg[:2] + extra + jpeg[2:]
+
+
+def write_svs(
+    path: Path,
+    *,
+    fields: str = "",
+    extratags: list | None = None,  # type: ignore[type-arg]
+    segments: list[tuple[int, bytes]] = (),  # type: ignore[assignment]
+) -> Path:
+    """A small Aperio SVS, two JPEG levels written tile by tile (``segments`` go into every tile)."""
+    levels = syn._pyramid(syn.tissue_image(512, 512, 5), 2)
+    with tifffile.TiffWriter(path) as tw:
+        for i, level in enumerate(levels):
+            h, w = level.shape[:2]
+            head = f"{w}x{h} [0,0 {w}x{h}] (256x256) JPEG/RGB Q=85" if i == 0 else f"{w}x{h} -> {w}x{h} - "
+            tiles = [
+                _tile(np.ascontiguousarray(level[y : y + 256, x : x + 256]), segments)
+                for y in range(0, h, 256)
+                for x in range(0, w, 256)
+            ]
+            tw.write(
+                iter(tiles), shape=level.shape, dtype=np.uint8, tile=(256, 256), compression="jpeg",
+                photometric="rgb", subfiletype=0, metadata=None, extratags=extratags or [],
+                description=f"Aperio Image Library v12.0.5 \r\n{head}|AppMag = 20|MPP = 0.5{fields}".encode(),
+            )  # fmt: skip
+    return path
+
+
+def _levels(data: bytes) -> list[np.ndarray]:
+    with tifffile.TiffFile(io.BytesIO(data)) as tf:
+        return [p.asarray() for p in tf.pages if p.is_tiled]
+
+
+# ---------------------------------------------------------------------- bytes no kept IFD points at
+_PLACEHOLDERS = {34664: 34665, 34852: 34853, 40963: 40965, 50998: 330}  # tifffile writes none of these
+
+
+def _directory(at: int, text: bytes) -> bytes:
+    """A little-endian IFD at offset ``at``: four text entries (UserComment, an ASCII tag, a private
+    BYTE tag, CameraOwnerName) whose values follow it."""
+    entries = [(0x9286, 7), (0x010F, 2), (0xC000, 1), (0xA430, 2)]
+    values_at = at + 2 + 12 * len(entries) + 4
+    out = struct.pack("<H", len(entries))
+    for k, (tag, dtype) in enumerate(entries):
+        out += struct.pack("<HHII", tag, dtype, len(text), values_at + k * len(text))
+    return out + bytes(4) + text * len(entries)
+
+
+def write_with_directories(path: Path) -> Path:
+    """An SVS whose levels point at an EXIF, a GPS, an Interoperability and a private sub-directory
+    holding the identity, with more of it between two structures and after the last one."""
+    text = (PLANT + " " + " ".join(DATES)).encode() + b"\0"
+    tags = [(tag, "I", 1, 0, True) for tag in _PLACEHOLDERS]
+    write_svs(path, extratags=tags)
+    raw = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tf:
+        spots = [(p.tags[t].offset, p.tags[t].valueoffset, t) for p in tf.pages for t in _PLACEHOLDERS]
+    for entry, value, tag in spots:
+        raw += bytes(len(raw) % 2)
+        struct.pack_into("<I", raw, value, len(raw))
+        struct.pack_into("<H", raw, entry, _PLACEHOLDERS[tag] if tag != 50998 else 50999)
+        raw += _directory(len(raw), text)
+    raw += b"trailing " + text
+    return path.write_bytes(bytes(raw)) and path
+
+
+def test_bytes_no_kept_ifd_points_at_are_zeroed(tmp_path: Path) -> None:
+    path = write_with_directories(tmp_path / "slide.svs")
+    raw = path.read_bytes()
+    assert survivors([raw], SPELLINGS + DATES) == SPELLINGS + DATES
+    res = deidentify_slide(raw, key=KEY, source=str(path), identity=None)
+    assert survivors([res.deid.output_bytes, *res.instances], SPELLINGS + DATES) == []
+    assert "unreferenced bytes (zeroed)" in res.deid.record.rewritten
+    out = tmp_path / "out.svs"
+    out.write_bytes(res.deid.output_bytes)
+    with openslide.OpenSlide(out) as slide:
+        assert slide.level_count == 2
+    assert all(
+        np.array_equal(a, b) for a, b in zip(_levels(raw), _levels(res.deid.output_bytes), strict=True)
+    )
+
+
+def test_real_slides_open_after_unreferenced_bytes_are_zeroed(shared_wsi: Path, tmp_path: Path) -> None:
+    for name in ("CMU-1-Small-Region.svs", "test3-DAPI-2-387.ndpi", "boxes.tiff"):
+        raw = (shared_wsi / name).read_bytes()
+        res = deidentify_slide(raw, key=KEY, source=name, identity=None)
+        out = tmp_path / f"out-{name}"
+        out.write_bytes(res.deid.output_bytes)
+        with openslide.OpenSlide(out) as slide, openslide.OpenSlide(shared_wsi / name) as before:
+            assert slide.level_dimensions == before.level_dimensions
+            w, h = slide.level_dimensions[-1]
+            a = np.asarray(slide.read_region((0, 0), slide.level_count - 1, (w, h)))
+            b = np.asarray(before.read_region((0, 0), before.level_count - 1, (w, h)))
+            assert np.array_equal(a, b), name
+
+
+# ---------------------------------------------------------------------- ICC elements that are not colour
+def icc_with_free_text(text: bytes) -> bytes:
+    """A v4 profile whose colour elements (white point, TRC) sit beside elements of types that are not
+    colour data (``data``, a private type, named colours, a dictionary), a gap and a tail of text."""
+    elems = [
+        (b"wtpt", b"XYZ " + bytes(4) + struct.pack(">3i", 63190, 65536, 54061)),
+        (b"rTRC", b"curv" + bytes(4) + struct.pack(">IH", 1, 0x0233) + bytes(2)),
+        (b"ZPRV", b"data" + bytes(4) + struct.pack(">I", 0) + text),
+        (b"ZUNK", b"zzzz" + bytes(4) + text),
+        (b"ncl2", b"ncl2" + bytes(4) + struct.pack(">III", 0, 1, 0) + text.ljust(64, b"\0")[:64] * 2),
+        (b"meta", b"dict" + bytes(4) + struct.pack(">II", 1, 16) + text),
+    ]
+    off = 132 + 12 * len(elems)
+    table, data = b"", b""
+    for sig, body in elems:
+        body += bytes(-len(body) % 4)
+        table += sig + struct.pack(">II", off + len(data), len(body))
+        data += body + b"gap " + text + bytes(-(len(text) + 4) % 4)
+    header = struct.pack(">I", off + len(data)) + b"lcms" + bytes([4, 0x30, 0, 0]) + b"mntrRGB XYZ "
+    header = (header + bytes(12) + b"acsp").ljust(128, b"\0")
+    return header + struct.pack(">I", len(elems)) + table + data + b"tail " + text
+
+
+def test_icc_elements_that_are_not_colour_data_are_zeroed(tmp_path: Path) -> None:
+    text = PLANT.encode() + b" " + PLANT.encode("utf-16-be")
+    profile = icc_with_free_text(text)
+    path = write_svs(tmp_path / "slide.svs", extratags=[(34675, "B", 0, profile, True)])
+    assert survivors([path.read_bytes()]) == SPELLINGS
+    res = deidentify_slide(path.read_bytes(), key=KEY, source=str(path), identity=None)
+    assert survivors([res.deid.output_bytes, *res.instances]) == []
+    with tifffile.TiffFile(io.BytesIO(res.deid.output_bytes)) as tf:
+        kept = tf.pages[0].tags[34675].value
+    # the colour elements (white point, TRC) and the tag table are byte for byte
+    spans = icc_text_spans(profile)
+    mask = np.zeros(len(profile), bool)
+    for a, b in spans:
+        mask[a:b] = True
+    assert all(kept[i] == profile[i] for i in range(132, len(profile)) if not mask[i])
+    assert kept[132 : 132 + 12 * 6] == profile[132 : 132 + 12 * 6]
+
+
+# ---------------------------------------------------------------------- Adobe APP14 in every tile
+def test_adobe_segment_keeps_only_its_colour_transform(tmp_path: Path) -> None:
+    """Adobe's APP14 is kept for its transform byte; its version and flags (six bytes) are free for text
+    (``王`` and ``S26-12`` fit), in every tile of every level."""
+    plants = ["王", "S26-12", "KENJI^"]
+    leaked = []
+    for k, plant in enumerate(plants):
+        body = b"Adobe" + plant.encode().ljust(6, b" ")[:6] + b"\x01"
+        path = write_svs(tmp_path / f"slide{k}.svs", segments=[(0xEE, body)])
+        raw = path.read_bytes()
+        assert raw.count(plant.encode()) == 5  # every tile of both levels
+        res = deidentify_slide(raw, key=KEY, source=str(path), identity=None)
+        if plant.encode() in res.deid.output_bytes:
+            leaked.append(plant)
+        assert all(
+            np.array_equal(a, b) for a, b in zip(_levels(raw), _levels(res.deid.output_bytes), strict=True)
+        )
+    assert leaked == []
+    zero, keep = metadata_spans(
+        _tile(np.zeros((8, 8, 3), np.uint8), [(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x01")])
+    )
+    assert keep and zero  # the segment stays (a decoder reads its transform), its free bytes go
+
+
+# ---------------------------------------------------------------------- numbers that are dates
+def test_aperio_numeric_fields_keep_no_date_and_icc_profile_no_name(tmp_path: Path) -> None:
+    leaked = []
+    for k, date in enumerate(DATES):
+        for key in ("Rack", "Slide", "Exposure Scale", "Gamma", "Left"):
+            path = write_svs(tmp_path / f"d{k}-{key}.svs", fields=f"|{key} = {date}")
+            res = deidentify_slide(path.read_bytes(), key=KEY, source=str(path), identity=None)
+            if survivors([res.deid.output_bytes, *res.instances], [date]):
+                leaked.append((key, date))
+    for k, spelling in enumerate(SPELLINGS):
+        path = write_svs(tmp_path / f"icc{k}.svs", fields=f"|ICC Profile = {spelling}")
+        res = deidentify_slide(path.read_bytes(), key=KEY, source=str(path), identity=None)
+        if survivors([res.deid.output_bytes, *res.instances], [spelling]):
+            leaked.append(("ICC Profile", spelling))
+    assert leaked == []
+
+
+def test_real_aperio_technical_fields_are_kept(shared_wsi: Path) -> None:
+    raw = (shared_wsi / "CMU-1-Small-Region.svs").read_bytes()
+    res = deidentify_slide(raw, key=KEY, source="CMU-1-Small-Region.svs", identity=None)
+    with tifffile.TiffFile(io.BytesIO(res.deid.output_bytes)) as tf:
+        desc = tf.pages[0].description
+    for field in ("AppMag = 20", "MPP = 0.499", "Left = ", "Top = ", "LineCameraSkew = ", "Filtered = 5"):
+        assert field in desc, field
+
+
+def test_scanner_profile_names_are_kept(tmp_path: Path) -> None:
+    for k, name in enumerate(["ScanScope v1", "AT2", "sRGB"]):
+        path = write_svs(tmp_path / f"p{k}.svs", fields=f"|ICC Profile = {name}")
+        res = deidentify_slide(path.read_bytes(), key=KEY, source=str(path), identity=None)
+        with tifffile.TiffFile(io.BytesIO(res.deid.output_bytes)) as tf:
+            assert f"ICC Profile = {name}" in tf.pages[0].description
