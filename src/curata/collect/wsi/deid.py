@@ -188,14 +188,29 @@ _NDPI_DENY = re.compile(
 )
 # A Philips attribute is kept when it holds numbers (sizes, spacings, counts) or is one of the few text
 # attributes a reader needs; all other text goes (descriptions, the source file's path, notes...).
-_PHILIPS_KEEP_TEXT = {
-    "PIM_DP_IMAGE_TYPE",
-    "DICOM_PHOTOMETRIC_INTERPRETATION",
-    "DICOM_LOSSY_IMAGE_COMPRESSION",
-    "DICOM_LOSSY_IMAGE_COMPRESSION_METHOD",
-    "DICOM_MANUFACTURER",
-    "DICOM_MANUFACTURERS_MODEL_NAME",
-    "DICOM_SOFTWARE_VERSIONS",
+_PHILIPS_KEEP_TEXT = {  # the text attributes a reader needs, each with the values it may hold
+    "PIM_DP_IMAGE_TYPE": re.compile(r"WSI|LABELIMAGE|MACROIMAGE"),
+    "DICOM_PHOTOMETRIC_INTERPRETATION": re.compile(r"RGB|MONOCHROME[12]|YBR_(?:FULL(?:_422)?|ICT|RCT)"),
+    "DICOM_LOSSY_IMAGE_COMPRESSION": re.compile(r"0[01]"),
+    "DICOM_LOSSY_IMAGE_COMPRESSION_METHOD": re.compile(r"ISO_\d{5}(?:_\d{1,2})?"),
+    "DICOM_MANUFACTURER": None,  # None: a device string (device_like)
+    "DICOM_MANUFACTURERS_MODEL_NAME": None,
+    "DICOM_SOFTWARE_VERSIONS": None,
+}
+# Philips XML is rebuilt from what it is made of: DataObject, Attribute and Array elements with their
+# structural XML attributes, each of its own shape (an object type, a DICOM or Philips attribute name,
+# a hex group and element, a value representation); any other element, XML attribute, or text outside
+# an Attribute's value is text the writer chose
+_HEX = re.compile(r"0x[0-9A-Fa-f]{1,8}")
+_PHILIPS_XML = {
+    "DataObject": {"ObjectType": re.compile(r"DP[A-Z][A-Za-z]{2,48}|PixelDataRepresentation")},
+    "Attribute": {
+        "Name": re.compile(r"(?:DICOM|PIM|PIIM|UFS)_[A-Z0-9_]{1,64}"),
+        "Group": _HEX,
+        "Element": _HEX,
+        "PMSVR": re.compile(r"I(?:String|Double|Float|Boolean|U?Int(?:8|16|32|64)|DataObject)(?:Array)?"),
+    },
+    "Array": {},
 }
 _PHILIPS_NUMBERS = re.compile(r'[\s"0-9.eE+\-,]*')
 _PHILIPS_DENY = re.compile(
@@ -805,9 +820,15 @@ class _Run:
         return ET.tostring(root, encoding="unicode")
 
     def _philips(self, root: ET.Element) -> None:
+        self._philips_element(root)
         for parent in list(root.iter()):
             for child in list(parent):
                 name = child.get("Name") or ""
+                if child.tag not in _PHILIPS_XML:
+                    self._note_xml(child)
+                    self.needles.add(child.tail)
+                    parent.remove(child)
+                    continue
                 if child.tag == "DataObject" and child.get("ObjectType") == "DPScannedImage":
                     kinds = [
                         a.text or "" for a in child.iter("Attribute") if a.get("Name") == "PIM_DP_IMAGE_TYPE"
@@ -817,9 +838,26 @@ class _Run:
                         parent.remove(child)
                         self.removed.append(f"{kinds[0].strip().lower()} (XML)")
                         continue
+                self._philips_element(child)
                 if child.tag == "Attribute" and len(child) == 0 and not _philips_kept(name, child.text or ""):
                     self.needles.add_field(name, child.text)
                     parent.remove(child)
+
+    def _philips_element(self, elem: ET.Element) -> None:
+        """Keep an element's structural XML attributes (of a name's or hex number's shape) and, for a leaf
+        Attribute, its value; any other attribute, text and tail go."""
+        allowed = _PHILIPS_XML.get(str(elem.tag), {})
+        for key, value in list(elem.attrib.items()):
+            if key not in allowed or not allowed[key].fullmatch(value):
+                self.needles.add(value)
+                del elem.attrib[key]
+                self.rewritten.append(f"Philips XML attribute {key if key in allowed else '(other)'}")
+        if not (elem.tag == "Attribute" and len(elem) == 0) and elem.text and elem.text.strip():
+            self.needles.add(elem.text)
+            elem.text = None
+        if elem.tail and elem.tail.strip():
+            self.needles.add(elem.tail)
+            elem.tail = None
 
     def _ome(self, root: ET.Element) -> None:
         def local(tag: str) -> str:
@@ -1258,9 +1296,16 @@ def _profile_name_like(value: str) -> bool:
 
 
 def _philips_kept(name: str, value: str) -> bool:
+    """A Philips attribute's value is kept when it holds numbers (sizes, spacings, counts; not a date) or
+    is one of the few text attributes a reader needs, with a value of its kind (an enumerated one, or
+    a device string); its name must not say it is identity."""
     if _PHILIPS_DENY.search(name):
         return False
-    return name in _PHILIPS_KEEP_TEXT or bool(_PHILIPS_NUMBERS.fullmatch(value))
+    if name in _PHILIPS_KEEP_TEXT:
+        shape = _PHILIPS_KEEP_TEXT[name]
+        parts = [p for p in re.split(r'"\s*"?|\s*"', value.strip()) if p.strip()] or [value.strip()]
+        return all(device_like(p) if shape is None else bool(shape.fullmatch(p.strip())) for p in parts)
+    return bool(_PHILIPS_NUMBERS.fullmatch(value)) and not _NUMBER_DATE.search(value)
 
 
 def _shift_iso_date(value: str, days: int) -> str | None:
