@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -252,6 +253,28 @@ def test_scanner_profile_names_are_kept(tmp_path: Path) -> None:
             assert f"ICC Profile = {name}" in tf.pages[0].description
 
 
+def planted_leaks(places: list[str], write: Callable[[str, int, str], Path | None]) -> list[tuple[str, str]]:
+    """Every (place, spelling) whose slide, written by ``write`` with the spelling in that place and
+    de-identified without a sidecar, was stored with the spelling still in it (a slide the gate refuses
+    is never stored: not a leak)."""
+    deider = SlideDeidentifier(KEY)
+    leaked: list[tuple[str, str]] = []
+    for place in places:
+        for k, spelling in enumerate(SPELLINGS + DATES):
+            path = write(place, k, spelling)
+            if path is None:
+                continue
+            raw = path.read_bytes()
+            assert survivors([raw], [spelling]), (place, spelling)
+            try:
+                out = deider.deidentify_bytes(raw, source=str(path)).output_bytes
+            except DeidError:
+                continue
+            if survivors([out], [spelling]):
+                leaked.append((place, spelling))
+    return leaked
+
+
 # ---------------------------------------------------------------------- Philips XML, every place
 def _attr(name: str, value: str, extra: str = "") -> str:
     return (
@@ -318,22 +341,12 @@ def write_philips(path: Path, xml: str) -> Path:
 
 
 def test_philips_xml_keeps_no_text_outside_its_kept_attributes(tmp_path: Path) -> None:
-    deider = SlideDeidentifier(KEY)
-    leaked: list[tuple[str, str]] = []
-    for place, plant in PHILIPS_PLACES.items():
-        for k, spelling in enumerate(SPELLINGS + DATES):
-            if place in DEVICE_PLACES and spelling in MODEL_SHAPED:
-                continue  # left open (README): a letters-and-digits ID has a model number's shape
-            path = write_philips(tmp_path / f"p-{k}.tiff", philips_xml(*plant(spelling)))
-            raw = path.read_bytes()
-            assert survivors([raw], [spelling]), (place, spelling)
-            try:
-                out = deider.deidentify_bytes(raw, source=str(path)).output_bytes
-            except DeidError:
-                continue  # refused by the gate: never stored
-            if survivors([out], [spelling]):
-                leaked.append((place, spelling))
-    assert leaked == []
+    def write(place: str, k: int, spelling: str) -> Path | None:
+        if place in DEVICE_PLACES and spelling in MODEL_SHAPED:
+            return None  # left open (README): a letters-and-digits ID has a model number's shape
+        return write_philips(tmp_path / f"p-{k}.tiff", philips_xml(*PHILIPS_PLACES[place](spelling)))
+
+    assert planted_leaks(list(PHILIPS_PLACES), write) == []
 
 
 def test_philips_slide_keeps_what_its_reader_needs(tmp_path: Path) -> None:
@@ -349,3 +362,102 @@ def test_philips_slide_keeps_what_its_reader_needs(tmp_path: Path) -> None:
         assert slide.properties["philips.DICOM_SOFTWARE_VERSIONS"] == '"4.0.3"'
         assert slide.properties["philips.DICOM_MANUFACTURER"] == "PHILIPS"
         assert slide.level_count == 2
+
+
+# ---------------------------------------------------------------------- OME-XML attributes kept for their kind
+OME_PLACES = {
+    "Objective Correction": lambda v: (
+        f'<Instrument ID="Instrument:0"><Objective ID="Objective:0" Correction="{v}"/></Instrument>'
+    ),
+    "Objective Immersion": lambda v: (
+        f'<Instrument ID="Instrument:0"><Objective ID="Objective:0" Immersion="{v}"/></Instrument>'
+    ),
+    "Detector Type": lambda v: (
+        f'<Instrument ID="Instrument:0"><Detector ID="Detector:0" Type="{v}"/></Instrument>'
+    ),
+    "Laser Medium": lambda v: (
+        f'<Instrument ID="Instrument:0"><Laser ID="LightSource:0" LaserMedium="{v}"/></Instrument>'
+    ),
+    "Channel AcquisitionMode": "AcquisitionMode",
+    "Channel IlluminationType": "IlluminationType",
+    "Channel ContrastMethod": "ContrastMethod",
+    "Channel Color": "Color",
+    "Pixels PhysicalSizeXUnit": "PhysicalSizeXUnit",
+    "schemaLocation": "schemaLocation",
+}
+
+
+def ome_xml(
+    instrument: str = "", channel: str = "", pixels: str = "", root: str = "", file: str | None = None
+) -> str:
+    uuid = "urn:uuid:12345678-1234-1234-1234-123456789abc"
+    tiffdata = f'<UUID FileName="{file}">{uuid}</UUID>' if file else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        f'UUID="{uuid}"{root}>{instrument}'
+        '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" SizeX="512" SizeY="512" '
+        f'SizeC="3" SizeZ="1" SizeT="1" PhysicalSizeX="0.25" PhysicalSizeY="0.25"{pixels}>'
+        f'<Channel ID="Channel:0:0" SamplesPerPixel="3"{channel}/>'
+        f'<TiffData IFD="0" PlaneCount="1">{tiffdata}</TiffData></Pixels></Image></OME>'
+    )
+
+
+def _ome_plant(place: str, value: str) -> str:
+    how = OME_PLACES[place]
+    if callable(how):
+        return ome_xml(instrument=how(value))
+    if how == "PhysicalSizeXUnit":
+        return ome_xml(pixels=f' {how}="{value}"')
+    if how == "schemaLocation":
+        return ome_xml(
+            root=f' xsi:schemaLocation="http://www.openmicroscopy.org/Schemas/OME/2016-06 {value}"'
+        )
+    return ome_xml(channel=f' {how}="{value}"')
+
+
+def write_ome(path: Path, xml: str) -> Path:
+    levels = syn._pyramid(syn.tissue_image(512, 512, 7), 2)
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(
+            levels[0], tile=(256, 256), compression="jpeg", photometric="rgb", subifds=1,
+            description=xml.encode(), metadata=None,
+        )  # fmt: skip
+        tw.write(
+            levels[1], tile=(256, 256), compression="jpeg", photometric="rgb", subfiletype=1, metadata=None
+        )
+    return path
+
+
+def test_ome_attributes_keep_only_numbers_and_the_schemas_values(tmp_path: Path) -> None:
+    def write(place: str, k: int, spelling: str) -> Path:
+        return write_ome(tmp_path / f"o-{k}.ome.tiff", _ome_plant(place, spelling))
+
+    assert planted_leaks(list(OME_PLACES), write) == []
+
+
+def test_ome_tiff_naming_its_file_in_tiffdata_converts(tmp_path: Path) -> None:
+    """bioformats writes ``<TiffData><UUID FileName="...">``: the file's name (often the patient's) goes
+    with the element, and the slide still converts (the UUID's FileName alone was dropped before and
+    tifffile could not read the series)."""
+    xml = ome_xml(
+        instrument='<Instrument ID="Instrument:0"><Objective ID="Objective:0" Correction="PlanApo" '
+        'Immersion="Oil" NominalMagnification="40"/></Instrument>',
+        channel=' AcquisitionMode="BrightField" Color="-1"',
+        pixels=' PhysicalSizeXUnit="µm"',
+        file="SUZUKI^KENJI_S26-12345.ome.tif",
+    )
+    path = write_ome(tmp_path / "slide.ome.tiff", xml)
+    res = deidentify_slide(path.read_bytes(), key=KEY, source=str(path), identity=None)
+    assert survivors([res.deid.output_bytes, *res.instances]) == []
+    with tifffile.TiffFile(io.BytesIO(res.deid.output_bytes)) as tf:
+        kept = tf.pages[0].description
+        assert tf.series[0].shape[:2] == (512, 512)
+    for value in (
+        'Correction="PlanApo"',
+        'Immersion="Oil"',
+        'AcquisitionMode="BrightField"',
+        'Color="-1"',
+        "µm",
+    ):
+        assert value in kept, value

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from curata.collect.deid import codestream
@@ -221,7 +223,7 @@ _PHILIPS_DENY = re.compile(
 # their technical attributes; everything else (experimenters, descriptions, annotations, plates, ROIs and
 # their labels, folders, other namespaces, free text) goes, and the acquisition date is shifted.
 _OME_KEEP_ELEMENTS = {
-    "OME", "Image", "Pixels", "Channel", "TiffData", "UUID", "Plane", "MetadataOnly", "AcquisitionDate",
+    "OME", "Image", "Pixels", "Channel", "TiffData", "Plane", "MetadataOnly", "AcquisitionDate",
     "Instrument", "InstrumentRef", "Objective", "ObjectiveSettings", "Detector", "DetectorSettings",
     "LightPath", "LightSourceSettings", "Laser", "LightEmittingDiode", "Filament", "Arc",
     "GenericExcitationSource", "Filter", "FilterSet", "FilterRef", "FilterSetRef", "Dichroic", "DichroicRef",
@@ -239,6 +241,32 @@ _OME_KEEP_ATTRS = {
     "Temperature", "AirPressure", "Humidity", "CO2Percent", "CutIn", "CutOut", "CutInTolerance",
     "CutOutTolerance", "Transmittance", "schemaLocation",
 }  # fmt: skip
+# (TiffData's UUID, which names the source file, is not kept: the de-identified file is one file.)
+# A kept OME attribute holds a number or a boolean, or, where the schema enumerates its values (units,
+# immersion, correction, medium, acquisition mode, types...), one of those (``_standard/ome_enums.json``,
+# built from the OME 2016-06 schema); the schema location is the OME schema's address
+_OME_ENUMS: dict[str, frozenset[str]] = {
+    k: frozenset(v)
+    for k, v in json.loads(
+        (Path(__file__).parent / "_standard" / "ome_enums.json").read_text("utf-8")
+    ).items()
+}
+_OME_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|true|false")
+_OME_SCHEMA_LOCATION = re.compile(r"(?:\s*https?://www\.openmicroscopy\.org/Schemas/[\w./-]+)+\s*")
+
+
+def _ome_value_kept(name: str, value: str) -> bool:
+    if name not in _OME_KEEP_ATTRS and not name.endswith("Unit"):
+        return False
+    if name == "ID":
+        return True  # rewritten to a structural one where it is not (``_ome_ids``)
+    if name == "schemaLocation":
+        return bool(_OME_SCHEMA_LOCATION.fullmatch(value))
+    if name in _OME_ENUMS:
+        return value in _OME_ENUMS[name]
+    return bool(_OME_NUMBER.fullmatch(value.strip())) and not _NUMBER_DATE.search(value)
+
+
 # Vendor fields that name the patient (Philips DICOM_PATIENT_NAME, an Aperio "Patient" field...): their
 # values are the file's own identity, as PatientName and PatientID are a DICOM file's, and the gate looks
 # for them in every spelling anywhere the file keeps text.
@@ -914,7 +942,7 @@ class _Run:
             free = (lt == "Channel" and name in ("Name", "Fluor")) or name == "Fluor"
             if free and _stain_like(elem.attrib[attr]):
                 continue
-            if free or not (name in _OME_KEEP_ATTRS or name.endswith("Unit")):
+            if free or not _ome_value_kept(name, elem.attrib[attr]):
                 self.needles.add(elem.attrib[attr])
                 del elem.attrib[attr]
                 if free:
