@@ -461,3 +461,52 @@ def test_ome_tiff_naming_its_file_in_tiffdata_converts(tmp_path: Path) -> None:
         "µm",
     ):
         assert value in kept, value
+
+
+# ---------------------------------------------------------------------- NDPI properties: keys and values
+def ndpi_with_properties(src: Path, dst: Path, lines: list[str]) -> Path:
+    """The real NDPI with its property map (tag 65449) rewritten in place with ``lines``."""
+    raw = bytearray(src.read_bytes())
+    with tifffile.TiffFile(src) as tf:
+        spots = {(p.tags[65449].valueoffset, p.tags[65449].count) for p in tf.pages if 65449 in p.tags}
+    props = "\r\n".join(lines).encode()
+    for off, count in spots:
+        assert len(props) < count
+        raw[off : off + count] = props.ljust(count, b"\0")
+    dst.write_bytes(bytes(raw))
+    return dst
+
+
+def test_ndpi_property_keys_and_numbers_keep_no_identity(shared_wsi: Path, tmp_path: Path) -> None:
+    """A property is kept for its number under a harmless key: the identity written as a key (any
+    script, any separators) or as a number-shaped date under a harmless key goes too."""
+    places = {
+        "key": lambda v: f"{v}=1",
+        "key with a number": lambda v: f"{v}.x=20",
+        "date as a number": lambda v: f"slide.rack={v}",
+        "date under AHEX": lambda v: f"AHEX[3]={v}",
+        "hex-spelled under AHEX": lambda v: f"AHEX[4]={(v.encode() * 8).hex().upper()}",
+    }
+    names = [s for s in SPELLINGS if not re.fullmatch(r"[A-Za-z0-9]+", s)]  # suzukikenji: a key's shape
+    leaked = []
+    for place, plant in places.items():
+        for k, spelling in enumerate(DATES if "date" in place else names):
+            if place.startswith("hex") and not re.search("[A-Za-z]{4}", spelling):
+                continue  # hex of an ID's digits is not told from calibration bytes (left open)
+            lines = [
+                "Created=2011/05/23",
+                "Product=C9600-12",
+                plant(spelling),
+                "Objective.Lens.Magnificant=40",
+            ]
+            path = ndpi_with_properties(shared_wsi / "test3-DAPI-2-387.ndpi", tmp_path / f"n{k}.ndpi", lines)
+            out = SlideDeidentifier(KEY).deidentify_bytes(path.read_bytes(), source=str(path)).output_bytes
+            found = survivors([out], [spelling]) or spelling.encode().hex().upper() in out.decode("latin-1")
+            if found:
+                leaked.append((place, spelling))
+            with tifffile.TiffFile(io.BytesIO(out)) as tf:
+                assert "Objective.Lens.Magnificant=40" in tf.pages[0].tags[65449].value
+    assert leaked == []
+    real = SlideDeidentifier(KEY).deidentify_bytes((shared_wsi / "test3-DAPI-2-387.ndpi").read_bytes())
+    with tifffile.TiffFile(io.BytesIO(real.output_bytes)) as tf:
+        assert tf.pages[0].tags[65449].value.count("AHEX[") == 9  # the scanner's calibration tables stay

@@ -179,12 +179,26 @@ _NUMBER_DATE = re.compile(
 )
 
 
+def _calibration_hex(value: str) -> bool:
+    """An NDPI ``AHEX`` calibration table: a long even run of hex digits whose bytes hold no word (a
+    short one is an ID's or a date's digits, and hex can spell text: ``53555A554B49``)."""
+    if not (_HEXISH.fullmatch(value) and len(value) >= 64 and len(value) % 2 == 0):
+        return False
+    return not re.search(rb"[A-Za-z]{4}", bytes.fromhex(value))
+
+
 def _technical_number(value: str) -> bool:
     """A value kept for its number: digits, signs, separators, and not the shape of a date."""
     return bool(_NUMERIC.fullmatch(value)) and not _NUMBER_DATE.search(value)
 
 
 _HEXISH = re.compile(r"^[0-9A-Fa-f,]*$")
+# an NDPI property's key: ASCII words joined by dots or slashes, indices in brackets
+# (``Objective.Lens.Magnificant``, ``NDP.S/N``, ``AHEX[0].fluorescence``): a key of another shape (a name,
+# words with spaces, another script) is text the writer chose, and its line goes
+_NDPI_KEY = re.compile(
+    r"[A-Za-z][A-Za-z0-9_]{0,40}(?:\[\d{1,3}\])?(?:[./][A-Za-z0-9_]{1,40}(?:\[\d{1,3}\])?){0,6}"
+)
 _NDPI_DENY = re.compile(
     r"(?i)(created|updated|date|time|s/n|serial|barcode|user|name|label|comment|id\b|\bid|operator|title)"
 )
@@ -827,7 +841,8 @@ class _Run:
                 sep
                 and not key.startswith(";")
                 and not _NDPI_DENY.search(key)
-                and (_technical_number(value) or ("AHEX" in key and _HEXISH.fullmatch(value)))
+                and _NDPI_KEY.fullmatch(key)
+                and (_technical_number(value) or ("AHEX" in key and _calibration_hex(value)))
             )
             if ok:
                 keep.append(line)
