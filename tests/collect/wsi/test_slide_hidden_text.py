@@ -510,3 +510,49 @@ def test_ndpi_property_keys_and_numbers_keep_no_identity(shared_wsi: Path, tmp_p
     real = SlideDeidentifier(KEY).deidentify_bytes((shared_wsi / "test3-DAPI-2-387.ndpi").read_bytes())
     with tifffile.TiffFile(io.BytesIO(real.output_bytes)) as tf:
         assert tf.pages[0].tags[65449].value.count("AHEX[") == 9  # the scanner's calibration tables stay
+
+
+# ---------------------------------------------------------------------- DICOM-WSI: ICC profiles at any depth
+def _wsm_with_icc(shared_wsi: Path, profile: bytes, *, top: bool) -> bytes:
+    import pydicom
+
+    ds = pydicom.dcmread(shared_wsi / "boxes_0.dcm")
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "SUZUKI^KENJI", "S26-12345", "19610203"
+    if top:
+        ds.ICCProfile = profile
+    else:
+        ds.OpticalPathSequence[0].ICCProfile = profile
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_dicom_wsi_icc_profiles_lose_their_text_at_any_depth(shared_wsi: Path) -> None:
+    """A DICOM slide's ICC profile (the optical path's, or the top level's) went through the PS3.15
+    engine byte for byte: the patient's name there refused the slide, and any other text (a barcode,
+    an operator) was stored. Now its text is zeroed as a vendor slide's is, and the colour data kept."""
+    from curata.collect.deid import Deidentifier, load_profile
+    from curata.collect.wsi import clean_wsm
+
+    deid = Deidentifier(key=KEY, profile=load_profile("research"))
+    text = PLANT.encode() + b" " + PLANT.encode("utf-16-be")
+    others = "BC778899XQ Nguyễn Văn Thành 김민준"  # a barcode and other people: not the patient's header
+    profiles = {
+        "the patient's identity": icc_with_free_text(text),
+        "other identifiers": icc_with_free_text(others.encode() + b" " + others.encode("utf-16-be")),
+    }
+    leaked, refused = [], []
+    for name, profile in profiles.items():
+        for top in (False, True):
+            raw = _wsm_with_icc(shared_wsi, profile, top=top)
+            try:
+                res = deid.deidentify_bytes(raw, source="slide.dcm")
+                out, ds = clean_wsm(res.output_bytes, res.dataset, raw, deid.pseudo)
+            except DeidError:
+                refused.append((name, top))
+                continue
+            leaked += [(name, top, s) for s in survivors([out])]
+            icc = ds.ICCProfile if top else ds.OpticalPathSequence[0].ICCProfile
+            assert len(icc) == len(profile) + len(profile) % 2  # DICOM pads an odd value
+            assert icc[132 : 132 + 12 * 6] == profile[132 : 132 + 12 * 6]
+    assert (leaked, refused) == ([], [])
