@@ -10,6 +10,7 @@ looks for every spelling in every output byte, case-folded, separators removed, 
 from __future__ import annotations
 
 import io
+import json
 import re
 import struct
 from collections.abc import Callable
@@ -556,3 +557,24 @@ def test_dicom_wsi_icc_profiles_lose_their_text_at_any_depth(shared_wsi: Path) -
             assert len(icc) == len(profile) + len(profile) % 2  # DICOM pads an odd value
             assert icc[132 : 132 + 12 * 6] == profile[132 : 132 + 12 * 6]
     assert (leaked, refused) == ([], [])
+
+
+def test_removed_philips_images_are_recorded_by_their_kind_only(tmp_path: Path) -> None:
+    """The record (and the catalog's ``removed_images``) names a removed Philips image by the kind
+    matched, never by another value the image's type attribute holds."""
+    leaked = []
+    for k, spelling in enumerate(SPELLINGS):
+        label = (
+            '<Attribute Name="PIM_DP_SCANNED_IMAGES" Group="0x301D" Element="0x1003" PMSVR="IDataObjectArray">'
+            '<Array><DataObject ObjectType="DPScannedImage">'
+            + _attr("PIM_DP_IMAGE_TYPE", spelling)
+            + _attr("PIM_DP_IMAGE_TYPE", "LABELIMAGE")
+            + "</DataObject></Array></Attribute>"
+        )
+        path = write_philips(tmp_path / f"l{k}.tiff", philips_xml(top=label))
+        res = deidentify_slide(path.read_bytes(), key=KEY, source=str(path), identity=None)
+        record = json.dumps([res.deid.record.as_dict(), res.slide_fields], ensure_ascii=False, default=str)
+        assert "labelimage (XML)" in res.slide_fields["removed_images"]
+        if survivors([record.encode(), res.deid.output_bytes, *res.instances], [spelling]):
+            leaked.append(spelling)
+    assert leaked == []

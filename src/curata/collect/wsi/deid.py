@@ -876,10 +876,11 @@ class _Run:
                     kinds = [
                         a.text or "" for a in child.iter("Attribute") if a.get("Name") == "PIM_DP_IMAGE_TYPE"
                     ]
-                    if any(k.strip() in ("LABELIMAGE", "MACROIMAGE") for k in kinds):
+                    found = [k.strip() for k in kinds if k.strip() in ("LABELIMAGE", "MACROIMAGE")]
+                    if found:  # named by the kind matched: another value of the attribute is the input's text
                         self._note_xml(child)
                         parent.remove(child)
-                        self.removed.append(f"{kinds[0].strip().lower()} (XML)")
+                        self.removed.append(f"{found[0].lower()} (XML)")
                         continue
                 self._philips_element(child)
                 if child.tag == "Attribute" and len(child) == 0 and not _philips_kept(name, child.text or ""):
