@@ -578,3 +578,33 @@ def test_removed_philips_images_are_recorded_by_their_kind_only(tmp_path: Path) 
         if survivors([record.encode(), res.deid.output_bytes, *res.instances], [spelling]):
             leaked.append(spelling)
     assert leaked == []
+
+
+def test_dicom_wsi_image_that_shows_its_label_is_not_stored(shared_wsi: Path) -> None:
+    """A DICOM slide image of any type (VOLUME, THUMBNAIL) whose header says the glass label is in its
+    pixels (SpecimenLabelInImage YES) was stored, its flag rewritten to NO: the label's names and
+    barcode stayed in the pixels. It is dropped at the edge as LABEL and OVERVIEW images are."""
+    import pydicom
+
+    from curata.collect.deid import Deidentifier, load_profile
+    from curata.collect.wsi import LabelImageRemoved, clean_wsm
+
+    deid = Deidentifier(key=KEY, profile=load_profile("research"))
+    stored = []
+    for kind in ("VOLUME", "THUMBNAIL"):
+        ds = pydicom.dcmread(shared_wsi / "boxes_0.dcm")
+        ds.ImageType = ["ORIGINAL", "PRIMARY", kind, "NONE"]
+        ds.SpecimenLabelInImage = "YES"
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        res = deid.deidentify_bytes(buf.getvalue(), source="slide.dcm")
+        try:
+            clean_wsm(res.output_bytes, res.dataset, buf.getvalue(), deid.pseudo)
+            stored.append(kind)
+        except LabelImageRemoved as exc:
+            assert "SpecimenLabelInImage" in exc.message
+    assert stored == []
+    plain = pydicom.dcmread(shared_wsi / "boxes_0.dcm")  # NO: kept as before
+    res = deid.deidentify_bytes((shared_wsi / "boxes_0.dcm").read_bytes(), source="slide.dcm")
+    assert plain.SpecimenLabelInImage == "NO"
+    assert clean_wsm(res.output_bytes, res.dataset, (shared_wsi / "boxes_0.dcm").read_bytes(), deid.pseudo)
