@@ -608,3 +608,32 @@ def test_dicom_wsi_image_that_shows_its_label_is_not_stored(shared_wsi: Path) ->
     res = deid.deidentify_bytes((shared_wsi / "boxes_0.dcm").read_bytes(), source="slide.dcm")
     assert plain.SpecimenLabelInImage == "NO"
     assert clean_wsm(res.output_bytes, res.dataset, (shared_wsi / "boxes_0.dcm").read_bytes(), deid.pseudo)
+
+
+# ---------------------------------------------------------------------- a tiled label that is not a level
+def test_a_tiled_image_that_is_not_a_level_is_removed(tmp_path: Path) -> None:
+    """A label or macro written tiled, with no description to say so, was kept in the vendor file:
+    OpenSlide showed it as a pyramid level (the DICOM-WSI conversion skipped it). A tiled image that is
+    not the base scaled down by one factor is removed as an associated image."""
+    levels = syn._pyramid(syn.tissue_image(1024, 1024, 9), 3)
+    card = syn._text_card(["SUZUKI KENJI", "S26-12345"], 512, 256)
+    kept = []
+    for kind, header in (("generic", None), ("aperio", "Aperio Image Library v12.0.5 \r\n")):
+        path = tmp_path / f"{kind}.{'svs' if header else 'tiff'}"
+        with tifffile.TiffWriter(path) as tw:
+            for i, level in enumerate([*levels, card]):
+                h, w = level.shape[:2]
+                desc = f"{header}{w}x{h} (256x256) JPEG/RGB Q=80|AppMag = 20|MPP = 0.5" if header else None
+                tw.write(
+                    level, tile=(256, 256), compression="zlib", photometric="rgb", description=desc,
+                    subfiletype=0 if i == 0 else 1, metadata=None,
+                )  # fmt: skip
+        res = deidentify_slide(path.read_bytes(), key=KEY, source=str(path), identity=None)
+        out = tmp_path / f"out-{path.name}"
+        out.write_bytes(res.deid.output_bytes)
+        with openslide.OpenSlide(out) as slide:
+            if (512, 256) in slide.level_dimensions:
+                kept.append(kind)
+            assert slide.level_dimensions == ((1024, 1024), (512, 512), (256, 256))
+        assert res.deid.record.removed_images == ["associated (IFD 3)"]
+    assert kept == []  # (every level of the real pyramids stays: test_real_slides_open_after_...)

@@ -291,6 +291,9 @@ _BIRTH_FIELD = re.compile(r"(?i)birth|(?<![a-z])dob(?![a-z])")
 # Philips/OME inside their XML/series: those get the generated label only in DICOM-WSI
 _GENERATED_LABEL_FORMATS = frozenset({SlideFormat.APERIO, SlideFormat.GENERIC_TIFF})
 _ASSOCIATED_WORDS = ("label", "macro", "overview", "barcode", "slide preview")
+# formats whose every tiled top-level image OpenSlide reads as a level (Philips pads levels to whole
+# tiles, OME keeps series and levels in SubIFDs, NDPI tells images by magnification)
+_PYRAMID_FORMATS = frozenset({SlideFormat.APERIO, SlideFormat.GENERIC_TIFF})
 
 
 @dataclass
@@ -655,11 +658,26 @@ class _Run:
             m = re.match(r"\s*(label|macro|overview|barcode|slide preview)\b", desc)
             if m:
                 return m.group(1)
+        if tiled and self.fmt in _PYRAMID_FORMATS and not self._pyramid_level(ifd):
+            return "associated"  # tiled, but not a downsample of the base: a label or macro OpenSlide
+            # would show as a level (and the vendor file would keep)
         if tiled or index == 0:
             return None
         if self.fmt is SlideFormat.APERIO and index == 1 and self.config.keep_thumbnail:
             return None  # the Aperio thumbnail: a downsampled view of the scanned area
         return "associated"
+
+    def _pyramid_level(self, ifd: Ifd) -> bool:
+        """A tiled image is a level when it is the base (the largest tiled image) scaled down by one
+        factor in both directions (to a pixel or two, or 2 %, of rounding)."""
+        sizes = [
+            (self.ed.values(i, 256), self.ed.values(i, 257)) for i in self.ed.ifds if i.get(322) is not None
+        ]
+        base_w, base_h = max(((w[0], h[0]) for w, h in sizes if w and h), key=lambda s: s[0] * s[1])
+        w, h = (self.ed.values(ifd, 256) or [0])[0], (self.ed.values(ifd, 257) or [0])[0]
+        if not w or not h:
+            return False
+        return abs(base_h * w / base_w - h) <= max(2.0, 0.02 * h)
 
     def remove_associated(self) -> None:
         for index, ifd in enumerate(list(self.ed.ifds)):
