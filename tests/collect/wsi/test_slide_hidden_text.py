@@ -24,7 +24,7 @@ from PIL import Image
 from curata.collect.deid.codestream import icc_text_spans, metadata_spans
 from curata.collect.wsi import SlideDeidentifier, deidentify_slide
 from curata.collect.wsi import synthetic as syn
-from curata.errors import DeidError
+from curata.errors import CurataError, DeidError
 
 KEY = b"k" * 32
 SPELLINGS = [
@@ -637,3 +637,43 @@ def test_a_tiled_image_that_is_not_a_level_is_removed(tmp_path: Path) -> None:
             assert slide.level_dimensions == ((1024, 1024), (512, 512), (256, 256))
         assert res.deid.record.removed_images == ["associated (IFD 3)"]
     assert kept == []  # (every level of the real pyramids stays: test_real_slides_open_after_...)
+
+
+# ---------------------------------------------------------------------- numbers that spell text
+def test_structural_tags_hold_no_more_values_than_tiff_gives_them(tmp_path: Path) -> None:
+    """A structural tag is kept for its numbers; written with more values than TIFF 6.0 gives it (or a
+    curve no reader applies, a colour map in an RGB image) its numbers spell whatever was put there."""
+    text = b"SUZUKI^KENJI S26-12345 BC778899XQ " * 2
+    text += b" " * (-len(text) % 8)
+    shorts = list(struct.unpack(f"<{len(text) // 2}H", text))
+    longs = list(struct.unpack(f"<{len(text) // 4}I", text))
+    cases = {
+        "PageNumber": (297, "H", len(shorts), shorts),
+        "WhitePoint": (318, "2I", len(longs) // 2, longs),
+        "PrimaryChromaticities": (319, "2I", len(longs) // 2, longs),
+        "SMinSampleValue": (340, "H", len(shorts), shorts),
+        "YCbCrCoefficients": (529, "2I", len(longs) // 2, longs),
+        "ReferenceBlackWhite": (532, "2I", len(longs) // 2, longs),
+        "TransferFunction": (301, "H", len(shorts), shorts),
+        "GrayResponseCurve": (291, "H", len(shorts), shorts),
+        "ColorMap of an RGB image": (320, "H", len(shorts), shorts),
+    }
+    leaked, refused = [], []
+    for name, tag in cases.items():
+        levels = syn._pyramid(syn.tissue_image(512, 512, 9), 2)
+        path = tmp_path / f"{tag[0]}.tiff"
+        with tifffile.TiffWriter(path) as tw:
+            for i, level in enumerate(levels):
+                tw.write(
+                    level, tile=(256, 256), compression="zlib", photometric="rgb", subfiletype=0 if i == 0 else 1,
+                    metadata=None, extratags=[(*tag, True)],
+                )  # fmt: skip
+        assert survivors([path.read_bytes()], ["SUZUKI^KENJI"])
+        try:
+            res = deidentify_slide(path.read_bytes(), key=KEY, source=str(path), identity=None)
+        except CurataError:
+            refused.append(name)  # not stored, but a slide lost for a tag its readers need not
+            continue
+        if survivors([res.deid.output_bytes, *res.instances]):
+            leaked.append(name)
+    assert (leaked, refused) == ([], [])

@@ -66,11 +66,8 @@ _STRUCTURAL = {
     282,
     283,
     284,
-    290,
-    291,
     296,
     297,
-    301,
     305,
     317,
     318,
@@ -100,6 +97,16 @@ _STRUCTURAL = {
     32998,
     34675,
 }
+# (GrayResponse 290/291 and TransferFunction 301 are not among them: curves no slide reader applies,
+# whose numbers can carry anything.) A structural tag holds as many values as TIFF 6.0 says, per
+# image or per sample; more values are not the writer's numbers (text spelled as numbers) and it goes.
+_FIXED_COUNTS = {
+    254: 1, 255: 1, 256: 1, 257: 1, 259: 1, 262: 1, 263: 1, 266: 1, 274: 1, 277: 1, 278: 1, 282: 1,
+    283: 1, 284: 1, 296: 1, 297: 2, 317: 1, 318: 2, 319: 6, 322: 1, 323: 1, 512: 1, 513: 1, 514: 1,
+    515: 1, 529: 3, 530: 2, 531: 1, 32995: 1, 32996: 1, 32997: 1, 32998: 1,
+}  # fmt: skip
+_PER_SAMPLE_COUNTS = {258: 1, 280: 1, 281: 1, 338: 1, 339: 1, 340: 1, 341: 1, 532: 2}
+_COLOR_MAP, _PHOTOMETRIC_PALETTE = 320, 3
 _DESCRIPTION, _DATETIME, _MAKE, _MODEL, _SOFTWARE = 270, 306, 271, 272, 305
 _ICC_PROFILE = 34675
 _KEPT_TEXT = (_MAKE, _MODEL, _SOFTWARE, 65434)
@@ -721,7 +728,7 @@ class _Run:
             if tag == _ICC_PROFILE:
                 self._icc_profile(e)
                 continue
-            if tag in _STRUCTURAL and not self._text_in_number(ifd, e):
+            if tag in _STRUCTURAL and not self._text_in_number(ifd, e) and self._count_fits(ifd, e):
                 continue
             if tag in (_MAKE, _MODEL):
                 continue
@@ -769,6 +776,20 @@ class _Run:
         self.needles.add(text)
         self.ed.set_text(ifd, tag, "unknown")
         self.rewritten.append(f"{_DEVICE_TAG_NAMES[tag]} (not a device string: unknown)")
+
+    def _count_fits(self, ifd: Ifd, e: Any) -> bool:
+        """A structural tag with no more values than TIFF 6.0 gives it (per image, per sample; a colour
+        map only in a palette image, of 3 x 2^bits values); tags of a variable count are not judged."""
+        spp = (self.ed.values(ifd, 277) or [1])[0]
+        if e.tag in _FIXED_COUNTS:
+            return e.count <= _FIXED_COUNTS[e.tag]
+        if e.tag in _PER_SAMPLE_COUNTS:
+            return e.count <= _PER_SAMPLE_COUNTS[e.tag] * max(spp, 3)
+        if e.tag == _COLOR_MAP:
+            bits = (self.ed.values(ifd, 258) or [8])[0]
+            palette = (self.ed.values(ifd, 262) or [0])[0] == _PHOTOMETRIC_PALETTE
+            return palette and bits <= 16 and e.count == 3 * 2**bits
+        return True
 
     def _text_in_number(self, ifd: Ifd, e: Any) -> bool:
         """A structural or NDPI tag is kept for its number: text there (ASCII, or bytes that read as
