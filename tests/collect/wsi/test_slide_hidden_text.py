@@ -677,3 +677,49 @@ def test_structural_tags_hold_no_more_values_than_tiff_gives_them(tmp_path: Path
         if survivors([res.deid.output_bytes, *res.instances]):
             leaked.append(name)
     assert (leaked, refused) == ([], [])
+
+
+def _with_extra_tile(path: Path, blob: bytes) -> bytes:
+    """``path``'s first level with one more tile offset and byte count than its grid holds, pointing at
+    ``blob`` appended to the file (readers never decode it; the gate took it for a kept tile)."""
+    raw = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tf:
+        page = tf.pages[0]
+        entries = (page.tags[324].offset, page.tags[325].offset)
+        offsets, counts = list(page.dataoffsets), list(page.databytecounts)
+    raw += bytes(len(raw) % 2)
+    offsets.append(len(raw))
+    counts.append(len(blob))
+    raw += blob
+    for entry, values in zip(entries, (offsets, counts), strict=True):
+        raw += bytes(len(raw) % 2)
+        struct.pack_into("<HII", raw, entry + 2, 4, len(values), len(raw))
+        raw += struct.pack(f"<{len(values)}I", *values)
+    return bytes(raw)
+
+
+def test_offsets_past_the_tile_grid_are_cut(tmp_path: Path) -> None:
+    leaked, refused = [], []
+    for compression in ("zlib", "jpeg"):
+        levels = syn._pyramid(syn.tissue_image(512, 512, 9), 2)
+        path = tmp_path / f"{compression}.tiff"
+        with tifffile.TiffWriter(path) as tw:
+            for i, level in enumerate(levels):
+                tw.write(
+                    level, tile=(256, 256), compression=compression, photometric="rgb",
+                    subfiletype=0 if i == 0 else 1, metadata=None,
+                )  # fmt: skip
+        hidden = _tile(syn._text_card(["SUZUKI KENJI"], 256, 256)) if compression == "jpeg" else b""
+        raw = _with_extra_tile(path, hidden + PLANT.encode() * 3)
+        try:
+            res = deidentify_slide(raw, key=KEY, source=str(path), identity=None)
+        except CurataError:
+            refused.append(compression)  # a slide lost for bytes no reader decodes
+            continue
+        if survivors([res.deid.output_bytes, *res.instances]) or (
+            hidden and hidden[-200:] in res.deid.output_bytes
+        ):
+            leaked.append(compression)
+        with tifffile.TiffFile(io.BytesIO(res.deid.output_bytes)) as tf:
+            assert len(tf.pages[0].dataoffsets) == 4
+    assert (leaked, refused) == ([], [])

@@ -33,7 +33,7 @@ TYPE_SIZES = {
     17: 8,
     18: 8,
 }
-_INT_FORMATS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
+INT_FORMATS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
 
 STRIP_OFFSETS, STRIP_BYTE_COUNTS = 273, 279
 TILE_OFFSETS, TILE_BYTE_COUNTS = 324, 325
@@ -160,7 +160,7 @@ class TiffEditor:
         e = ifd.get(tag)
         if e is None:
             return []
-        fmt = _INT_FORMATS.get(e.dtype)
+        fmt = INT_FORMATS.get(e.dtype)
         if fmt is None:
             return []
         return list(struct.unpack_from(f"{self.bo}{e.count}{fmt}", self.buf, e.value_pos))

@@ -34,7 +34,7 @@ from typing import Any
 from curata.collect.deid import codestream
 from curata.collect.deid.pseudonyms import Pseudonymizer
 from curata.collect.deid.text import Identifiers, find_identifier
-from curata.collect.wsi._tiff import Ifd, TiffEditor
+from curata.collect.wsi._tiff import INT_FORMATS, Ifd, TiffEditor
 from curata.collect.wsi.formats import SlideFormat, classify_description
 from curata.errors import DecodeError, DeidError, InputError
 
@@ -539,6 +539,7 @@ class SlideDeidentifier:
         ctx.remove_associated()
         for ifd in ed.live_ifds():
             ctx.clean_ifd(ifd)
+            ctx.trim_to_grid(ifd)
         ctx.scrub_tiles()
         generated = False
         if self.config.generated_label and ctx.label_size is not None and fmt in _GENERATED_LABEL_FORMATS:
@@ -642,6 +643,30 @@ class _Run:
                         ed.zero(start + a, start + b)
                         self.tile_segments += 1
                 self.tile_meta += [(start + a, start + b) for a, b in keep]
+
+    def trim_to_grid(self, ifd: Ifd) -> None:
+        """An image has as many tiles (or strips) as its grid holds; offsets past it point at bytes no
+        reader decodes (a hidden image, text), which the gate would take for tiles and not scan. They
+        are cut, and their bytes, no longer referenced, are zeroed with the rest."""
+        ed = self.ed
+        width, height = (ed.values(ifd, 256) or [0])[0], (ed.values(ifd, 257) or [0])[0]
+        planes = (ed.values(ifd, 277) or [1])[0] if (ed.values(ifd, 284) or [1])[0] == 2 else 1
+        if ifd.get(322) is not None:
+            tw, th = (ed.values(ifd, 322) or [0])[0], (ed.values(ifd, 323) or [0])[0]
+            depth = -(-(ed.values(ifd, 32997) or [1])[0] // max((ed.values(ifd, 32998) or [1])[0], 1))
+            grid = -(-width // tw) * -(-height // th) * depth * planes if tw and th else 0
+            tags = (324, 325)
+        else:
+            rows = (ed.values(ifd, 278) or [height])[0] or height
+            grid = -(-height // rows) * planes if rows else 0
+            tags = (273, 279)
+        for tag in tags:
+            e = ifd.get(tag)
+            if e is None or not grid or e.count <= grid or e.dtype not in INT_FORMATS:
+                continue
+            values = ed.values(ifd, tag)[:grid]
+            ed.set_bytes(ifd, tag, struct.pack(f"{ed.bo}{grid}{INT_FORMATS[e.dtype]}", *values))
+            self.rewritten.append("tile or strip offsets past the image's grid (cut)")
 
     # ------------------------------------------------------------------ associated images
     def _kind(self, index: int, ifd: Ifd) -> str | None:
