@@ -1377,6 +1377,8 @@ def device_like(value: str) -> bool:
                 return False  # 77123: an ID's number, not a model
             if re.fullmatch(r"[A-Za-z]+[-_.#:]\d{5,}", token):
                 return False  # MRN-77123, ACC-5521907: an ID's shape (a model runs on: C13210-01)
+            if re.fullmatch(r"[A-Za-z]{1,4}\d{2}[-/_]\d{4,}", token):
+                return False  # S26-12345, SP24-00781: a pathology accession (a year, then a serial)
             if letters and not all(
                 p.lower() in _DEVICE_WORDS or len(p) <= 3 for p in re.findall(r"[A-Za-z]+", token)
             ):
