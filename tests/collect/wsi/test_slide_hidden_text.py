@@ -743,3 +743,39 @@ def test_device_tags_keep_no_pathology_accession(tmp_path: Path) -> None:
             if survivors([res.deid.output_bytes, *res.instances, fields], [accession]):
                 leaked.append((tag, accession))
     assert leaked == []
+
+
+def test_device_tags_of_another_type_than_ascii_go(tmp_path: Path, shared_wsi: Path) -> None:
+    """Make, Model, Software (and NDPI's channel name) are checked as device strings only when ASCII;
+    written as BYTE or UNDEFINED they were kept whatever they said."""
+    value = "SUZUKI^KENJI Nguyễn Văn Thành".encode()
+    leaked = []
+    for tag in (271, 272):
+        for dtype in (1, 7):
+            path = write_svs(
+                tmp_path / f"d{tag}-{dtype}.svs", extratags=[(tag, dtype, len(value), value, True)]
+            )
+            raw = path.read_bytes()
+            assert survivors([raw], ["SUZUKI^KENJI"]), (tag, dtype)
+            res = deidentify_slide(raw, key=KEY, source=str(path), identity=None)
+            fields = json.dumps(res.slide_fields, ensure_ascii=False).encode()
+            if survivors(
+                [res.deid.output_bytes, *res.instances, fields], ["SUZUKI^KENJI", "Nguyễn Văn Thành"]
+            ):
+                leaked.append((tag, dtype))
+    # NDPI's Software and channel name, retyped UNDEFINED in place on the real slide
+    for tag in (305, 65434):
+        raw = bytearray((shared_wsi / "test3-DAPI-2-387.ndpi").read_bytes())
+        with tifffile.TiffFile(shared_wsi / "test3-DAPI-2-387.ndpi") as tf:
+            spots = {
+                (p.tags[tag].offset, p.tags[tag].valueoffset, p.tags[tag].count)
+                for p in tf.pages
+                if tag in p.tags
+            }
+        for entry, at, count in spots:
+            struct.pack_into("<H", raw, entry + 2, 7)
+            raw[at : at + count] = b"Suzuki Kenji".ljust(count, b"\0")[:count]
+        out = SlideDeidentifier(KEY).deidentify_bytes(bytes(raw), source="slide.ndpi").output_bytes
+        if survivors([out], ["Suzuki Kenji"]):
+            leaked.append((tag, 7))
+    assert leaked == []

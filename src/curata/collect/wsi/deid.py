@@ -750,6 +750,10 @@ class _Run:
             if (device or channel) and e.dtype == 2:
                 self._device_text(ifd, tag, channel=channel)
                 continue
+            if device or channel:  # a device string is ASCII: bytes of another type are not the scanner's
+                self.needles.add(ed.text(ifd, tag))
+                drop.add(tag)
+                continue
             if tag == _ICC_PROFILE:
                 self._icc_profile(e)
                 continue
