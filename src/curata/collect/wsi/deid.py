@@ -38,7 +38,8 @@ from curata.collect.wsi._tiff import INT_FORMATS, Ifd, TiffEditor
 from curata.collect.wsi.formats import SlideFormat, classify_description
 from curata.errors import DecodeError, DeidError, InputError
 
-CODE_VERSION = "wsi-deid-2"  # 2: comment and application segments inside tiles zeroed
+CODE_VERSION = "wsi-deid-3"  # 2: comment and application segments inside tiles zeroed; 3: unreferenced
+# bytes, non-colour ICC elements, Philips/OME/NDPI text by shape, tiles past the grid, non-level tiled pages
 
 _COMPRESSION, _JPEG_TABLES = 259, 347
 # TIFF compressions whose tiles hold samples only; and those whose tiles are codestreams with metadata
