@@ -130,6 +130,9 @@ def _jpeg_segments(d: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int
             keep.append(payload)
             if m == 0xE0 and len(body) > 14:  # JFIF thumbnail pixels
                 zero.append((payload[0] + 14, payload[1]))
+            if m == 0xEE and len(body) > 11:  # Adobe: the flags are free bytes, and a version past 255 is
+                # text (decoders read the transform, and a non-zero version: a small one stays)
+                zero.append((payload[0] + (5 if body[5] else 7), payload[0] + 11))
             if m == 0xE2 and len(body) > 14:  # ICC_PROFILE\0, chunk number, chunk count, data
                 icc.append((body[12], payload[0] + 14, payload[1]))
         i += length
@@ -160,27 +163,40 @@ def _icc_chunks_text(d: bytes, chunks: list[tuple[int, int, int]]) -> list[tuple
     return out
 
 
-# ICC tag element types that hold text or a date (ICC.1:2022 10.x; ``desc`` of v2 profiles)
-_ICC_TEXT_TYPES = {b"desc", b"text", b"mluc", b"dtim", b"utf8", b"ut16", b"zut8", b"zxml"}
+# ICC tag element types that are colour data (numbers the transform reads: ICC.1:2022 10.x, and the
+# ``vcgt``/``ndin`` calibration tables displays carry); every other element (text, dates, ``data``,
+# named colours, colorant names, dictionaries, unknown and private types) is free for a writer's text
+_ICC_COLOUR_TYPES = {
+    b"chrm", b"clro", b"curv", b"para", b"mft1", b"mft2", b"mAB ", b"mBA ", b"mpet", b"meas", b"sf32",
+    b"sig ", b"XYZ ", b"uf32", b"ui08", b"ui16", b"ui32", b"ui64", b"view", b"cicp", b"vcgt", b"ndin",
+}  # fmt: skip
 
 
 def icc_text_spans(profile: bytes) -> list[tuple[int, int]]:
-    """Byte spans of an ICC profile that hold text or dates: the header's creation date and profile ID
-    (zero is "not computed"), and the payload of every text-typed tag element after its 8-byte type
-    signature. Zeroed, each stays a valid empty element (a count of zero). A profile that does not parse
-    gives its whole body past the header (its tags cannot be told apart)."""
+    """Byte spans of an ICC profile that are not colour data: the header's creation date and profile ID
+    (zero is "not computed"), the payload of every element not of a colour type (text, dates, ``data``,
+    private types) after its 8-byte type signature, and every byte no tag points at (gaps between the
+    elements, data after the last). Zeroed, each element stays a valid empty one (a count of zero) and
+    the transform is the same. A profile that does not parse gives its whole body past the header (its
+    tags cannot be told apart)."""
     if len(profile) < 132:
         return [(0, len(profile))] if profile else []
     spans = [(24, 36), (84, 100)]
     (count,) = struct.unpack_from(">I", profile, 128)
     if 132 + 12 * count > len(profile):
         return [*spans, (128, len(profile))]
+    kept = [(0, 132 + 12 * count)]
     for i in range(count):
         _sig, off, size = struct.unpack_from(">4sII", profile, 132 + 12 * i)
         if off + size > len(profile) or size < 8:
             return [*spans, (128, len(profile))]
-        if profile[off : off + 4] in _ICC_TEXT_TYPES:
-            spans.append((off + 8, off + size))
+        colour = profile[off : off + 4] in _ICC_COLOUR_TYPES
+        kept.append((off, off + size) if colour else (off, off + 8))
+    pos = 0
+    for start, end in [*sorted(kept), (len(profile), len(profile))]:
+        if start > pos:
+            spans.append((pos, start))
+        pos = max(pos, end)
     return spans
 
 

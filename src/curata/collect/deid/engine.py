@@ -135,6 +135,7 @@ _STRONG_TAGS = frozenset({0x00100010, 0x00100020, 0x00101000, 0x00101001, 0x0010
                           0x00101060, 0x00080050, 0x00100030})  # fmt: skip
 _BURNED_IN = 0x00280301
 _PATIENT_ID, _PATIENT_NAME, _BIRTH_DATE, _AGE = 0x00100020, 0x00100010, 0x00100030, 0x00101010
+_ICC_PROFILE = 0x00282000  # kept for its colour transform, at any depth (OpticalPathSequence of a slide)
 # Not rows of Table E.1-1 but meaningless once signatures go (E.1-1 removes them): MAC Parameters Sequence.
 _ALWAYS_REMOVE = frozenset({0x4FFE0001})
 _REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
@@ -772,10 +773,23 @@ class Deidentifier:
             if any(v.strip()[:8] in ctx.ids.dates for v in value.split("\\")):
                 self._shift(ds[tag], vr, ctx)
             return
+        # an ICC profile keeps its colour data and loses its text (descriptions, copyright, dates,
+        # private and unknown elements: ``codestream.icc_text_spans``), lengths and offsets kept
+        if tag == _ICC_PROFILE and isinstance(ds[tag].value, bytes | bytearray):
+            self._clean_icc(ds[tag])
+            return
         # and a kept text value still loses the patient's own identifiers
         # (coded strings and AE titles too: a CS or AE value holding one becomes a dummy).
         if vr in TEXT_VRS or vr in ("CS", "AE", "UR"):
             ctx.later.append((ds, tag, False))
+
+    @staticmethod
+    def _clean_icc(elem: DataElement) -> None:
+        value = bytearray(elem.value)
+        for a, b in codestream.icc_text_spans(bytes(value)):
+            value[a:b] = bytes(b - a)
+        if value != elem.value:
+            elem.value = bytes(value)
 
     def _patient_value(self, ds: Dataset, tag: int, ctx: _Ctx, top: bool) -> None:
         elem = ds[tag]

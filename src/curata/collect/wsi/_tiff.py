@@ -33,7 +33,7 @@ TYPE_SIZES = {
     17: 8,
     18: 8,
 }
-_INT_FORMATS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
+INT_FORMATS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
 
 STRIP_OFFSETS, STRIP_BYTE_COUNTS = 273, 279
 TILE_OFFSETS, TILE_BYTE_COUNTS = 324, 325
@@ -160,7 +160,7 @@ class TiffEditor:
         e = ifd.get(tag)
         if e is None:
             return []
-        fmt = _INT_FORMATS.get(e.dtype)
+        fmt = INT_FORMATS.get(e.dtype)
         if fmt is None:
             return []
         return list(struct.unpack_from(f"{self.bo}{e.count}{fmt}", self.buf, e.value_pos))
@@ -302,6 +302,35 @@ class TiffEditor:
     def _zero_value(self, e: Entry, owner: Ifd) -> None:
         if not e.inline and not self.shared(e, owner):
             self.zero(e.value_pos, e.value_pos + e.size)
+
+    def owned_ranges(self) -> list[tuple[int, int]]:
+        """Every byte range the kept structure points at: the header, each live IFD's entry block (with
+        its next pointer, and NDPI's high-bytes extension), every out-of-line value and every strip or
+        tile. Whatever else the file holds is reached by no reader through the kept IFDs."""
+        ranges = [(0, self.header_pos + self.off_size)]
+        for ifd in self.live_ifds():
+            end = ifd.next_pos + (8 if (self.big or self.ndpi) else 4)
+            if self.ndpi:
+                end += 4 * len(ifd.entries)
+            ranges.append((ifd.offset, end))
+            ranges += [(e.value_pos, e.value_pos + e.size) for e in ifd.entries if not e.inline]
+            ranges += self.data_ranges(ifd)
+        return ranges
+
+    def zero_unreferenced(self) -> int:
+        """Overwrite with zeros every byte no live IFD references (what dropped tags pointed at: EXIF,
+        GPS and private directories and their values; gaps, slack and data after the last structure).
+        Returns how many bytes were not zero. An NDPI file past 4 GB keeps offsets' high bytes in tags
+        this editor does not read: its ranges cannot be told, and nothing is zeroed."""
+        if self.ndpi and len(self.buf) > 0xFFFFFFFF:
+            return 0
+        cleared, pos = 0, 0
+        for start, end in [*sorted(self.owned_ranges()), (len(self.buf), len(self.buf))]:
+            if start > pos:
+                cleared += start - pos - self.buf.count(0, pos, start)
+                self.zero(pos, start)
+            pos = max(pos, end)
+        return cleared
 
     def live_ifds(self) -> list[Ifd]:
         return [i for i in self.ifds if not i.removed] + [s for s in self.sub_ifds if not s.removed]

@@ -23,20 +23,23 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from curata.collect.deid import codestream
 from curata.collect.deid.pseudonyms import Pseudonymizer
 from curata.collect.deid.text import Identifiers, find_identifier
-from curata.collect.wsi._tiff import Ifd, TiffEditor
+from curata.collect.wsi._tiff import INT_FORMATS, Ifd, TiffEditor
 from curata.collect.wsi.formats import SlideFormat, classify_description
 from curata.errors import DecodeError, DeidError, InputError
 
-CODE_VERSION = "wsi-deid-2"  # 2: comment and application segments inside tiles zeroed
+CODE_VERSION = "wsi-deid-3"  # 2: comment and application segments inside tiles zeroed; 3: unreferenced
+# bytes, non-colour ICC elements, Philips/OME/NDPI text by shape, tiles past the grid, non-level tiled pages
 
 _COMPRESSION, _JPEG_TABLES = 259, 347
 # TIFF compressions whose tiles hold samples only; and those whose tiles are codestreams with metadata
@@ -64,11 +67,8 @@ _STRUCTURAL = {
     282,
     283,
     284,
-    290,
-    291,
     296,
     297,
-    301,
     305,
     317,
     318,
@@ -98,6 +98,16 @@ _STRUCTURAL = {
     32998,
     34675,
 }
+# (GrayResponse 290/291 and TransferFunction 301 are not among them: curves no slide reader applies,
+# whose numbers can carry anything.) A structural tag holds as many values as TIFF 6.0 says, per
+# image or per sample; more values are not the writer's numbers (text spelled as numbers) and it goes.
+_FIXED_COUNTS = {
+    254: 1, 255: 1, 256: 1, 257: 1, 259: 1, 262: 1, 263: 1, 266: 1, 274: 1, 277: 1, 278: 1, 282: 1,
+    283: 1, 284: 1, 296: 1, 297: 2, 317: 1, 318: 2, 319: 6, 322: 1, 323: 1, 512: 1, 513: 1, 514: 1,
+    515: 1, 529: 3, 530: 2, 531: 1, 32995: 1, 32996: 1, 32997: 1, 32998: 1,
+}  # fmt: skip
+_PER_SAMPLE_COUNTS = {258: 1, 280: 1, 281: 1, 338: 1, 339: 1, 340: 1, 341: 1, 532: 2}
+_COLOR_MAP, _PHOTOMETRIC_PALETTE = 320, 3
 _DESCRIPTION, _DATETIME, _MAKE, _MODEL, _SOFTWARE = 270, 306, 271, 272, 305
 _ICC_PROFILE = 34675
 _KEPT_TEXT = (_MAKE, _MODEL, _SOFTWARE, 65434)
@@ -169,20 +179,62 @@ _APERIO_HEADER_TOKEN = re.compile(
     r"|\(\d+x\d+\)|->|-|(?:JPEG|J2K|RAW|LZW)/(?:RGB|YCbCr|KDU|YUV\d*)|Q=\d+"
 )
 _NUMERIC = re.compile(r"^[-+0-9.,eE /%]*$")
+# A date has the shape of numbers (``1961/02/03``, ``03.02.1961``, ``19610203``): a field kept for its
+# number keeps no date (a birth date written where a rack or exposure number goes)
+_NUMBER_DATE = re.compile(
+    r"(?<!\d)(?:19|20)\d\d(?:([-/.: ])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))(?!\d)"
+    r"|(?<!\d)\d{1,2}([-/.])\d{1,2}\2(?:19|20)?\d\d(?!\d)"
+)
+
+
+def _calibration_hex(value: str) -> bool:
+    """An NDPI ``AHEX`` calibration table: a long even run of hex digits whose bytes hold no word (a
+    short one is an ID's or a date's digits, and hex can spell text: ``53555A554B49``)."""
+    if not (_HEXISH.fullmatch(value) and len(value) >= 64 and len(value) % 2 == 0):
+        return False
+    return not re.search(rb"[A-Za-z]{4}", bytes.fromhex(value))
+
+
+def _technical_number(value: str) -> bool:
+    """A value kept for its number: digits, signs, separators, and not the shape of a date."""
+    return bool(_NUMERIC.fullmatch(value)) and not _NUMBER_DATE.search(value)
+
+
 _HEXISH = re.compile(r"^[0-9A-Fa-f,]*$")
+# an NDPI property's key: ASCII words joined by dots or slashes, indices in brackets
+# (``Objective.Lens.Magnificant``, ``NDP.S/N``, ``AHEX[0].fluorescence``): a key of another shape (a name,
+# words with spaces, another script) is text the writer chose, and its line goes
+_NDPI_KEY = re.compile(
+    r"[A-Za-z][A-Za-z0-9_]{0,40}(?:\[\d{1,3}\])?(?:[./][A-Za-z0-9_]{1,40}(?:\[\d{1,3}\])?){0,6}"
+)
 _NDPI_DENY = re.compile(
     r"(?i)(created|updated|date|time|s/n|serial|barcode|user|name|label|comment|id\b|\bid|operator|title)"
 )
 # A Philips attribute is kept when it holds numbers (sizes, spacings, counts) or is one of the few text
 # attributes a reader needs; all other text goes (descriptions, the source file's path, notes...).
-_PHILIPS_KEEP_TEXT = {
-    "PIM_DP_IMAGE_TYPE",
-    "DICOM_PHOTOMETRIC_INTERPRETATION",
-    "DICOM_LOSSY_IMAGE_COMPRESSION",
-    "DICOM_LOSSY_IMAGE_COMPRESSION_METHOD",
-    "DICOM_MANUFACTURER",
-    "DICOM_MANUFACTURERS_MODEL_NAME",
-    "DICOM_SOFTWARE_VERSIONS",
+_PHILIPS_KEEP_TEXT = {  # the text attributes a reader needs, each with the values it may hold
+    "PIM_DP_IMAGE_TYPE": re.compile(r"WSI|LABELIMAGE|MACROIMAGE"),
+    "DICOM_PHOTOMETRIC_INTERPRETATION": re.compile(r"RGB|MONOCHROME[12]|YBR_(?:FULL(?:_422)?|ICT|RCT)"),
+    "DICOM_LOSSY_IMAGE_COMPRESSION": re.compile(r"0[01]"),
+    "DICOM_LOSSY_IMAGE_COMPRESSION_METHOD": re.compile(r"ISO_\d{5}(?:_\d{1,2})?"),
+    "DICOM_MANUFACTURER": None,  # None: a device string (device_like)
+    "DICOM_MANUFACTURERS_MODEL_NAME": None,
+    "DICOM_SOFTWARE_VERSIONS": None,
+}
+# Philips XML is rebuilt from what it is made of: DataObject, Attribute and Array elements with their
+# structural XML attributes, each of its own shape (an object type, a DICOM or Philips attribute name,
+# a hex group and element, a value representation); any other element, XML attribute, or text outside
+# an Attribute's value is text the writer chose
+_HEX = re.compile(r"0x[0-9A-Fa-f]{1,8}")
+_PHILIPS_XML = {
+    "DataObject": {"ObjectType": re.compile(r"DP[A-Z][A-Za-z]{2,48}|PixelDataRepresentation")},
+    "Attribute": {
+        "Name": re.compile(r"(?:DICOM|PIM|PIIM|UFS)_[A-Z0-9_]{1,64}"),
+        "Group": _HEX,
+        "Element": _HEX,
+        "PMSVR": re.compile(r"I(?:String|Double|Float|Boolean|U?Int(?:8|16|32|64)|DataObject)(?:Array)?"),
+    },
+    "Array": {},
 }
 _PHILIPS_NUMBERS = re.compile(r'[\s"0-9.eE+\-,]*')
 _PHILIPS_DENY = re.compile(
@@ -193,7 +245,7 @@ _PHILIPS_DENY = re.compile(
 # their technical attributes; everything else (experimenters, descriptions, annotations, plates, ROIs and
 # their labels, folders, other namespaces, free text) goes, and the acquisition date is shifted.
 _OME_KEEP_ELEMENTS = {
-    "OME", "Image", "Pixels", "Channel", "TiffData", "UUID", "Plane", "MetadataOnly", "AcquisitionDate",
+    "OME", "Image", "Pixels", "Channel", "TiffData", "Plane", "MetadataOnly", "AcquisitionDate",
     "Instrument", "InstrumentRef", "Objective", "ObjectiveSettings", "Detector", "DetectorSettings",
     "LightPath", "LightSourceSettings", "Laser", "LightEmittingDiode", "Filament", "Arc",
     "GenericExcitationSource", "Filter", "FilterSet", "FilterRef", "FilterSetRef", "Dichroic", "DichroicRef",
@@ -211,6 +263,32 @@ _OME_KEEP_ATTRS = {
     "Temperature", "AirPressure", "Humidity", "CO2Percent", "CutIn", "CutOut", "CutInTolerance",
     "CutOutTolerance", "Transmittance", "schemaLocation",
 }  # fmt: skip
+# (TiffData's UUID, which names the source file, is not kept: the de-identified file is one file.)
+# A kept OME attribute holds a number or a boolean, or, where the schema enumerates its values (units,
+# immersion, correction, medium, acquisition mode, types...), one of those (``_standard/ome_enums.json``,
+# built from the OME 2016-06 schema); the schema location is the OME schema's address
+_OME_ENUMS: dict[str, frozenset[str]] = {
+    k: frozenset(v)
+    for k, v in json.loads(
+        (Path(__file__).parent / "_standard" / "ome_enums.json").read_text("utf-8")
+    ).items()
+}
+_OME_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|true|false")
+_OME_SCHEMA_LOCATION = re.compile(r"(?:\s*https?://www\.openmicroscopy\.org/Schemas/[\w./-]+)+\s*")
+
+
+def _ome_value_kept(name: str, value: str) -> bool:
+    if name not in _OME_KEEP_ATTRS and not name.endswith("Unit"):
+        return False
+    if name == "ID":
+        return True  # rewritten to a structural one where it is not (``_ome_ids``)
+    if name == "schemaLocation":
+        return bool(_OME_SCHEMA_LOCATION.fullmatch(value))
+    if name in _OME_ENUMS:
+        return value in _OME_ENUMS[name]
+    return bool(_OME_NUMBER.fullmatch(value.strip())) and not _NUMBER_DATE.search(value)
+
+
 # Vendor fields that name the patient (Philips DICOM_PATIENT_NAME, an Aperio "Patient" field...): their
 # values are the file's own identity, as PatientName and PatientID are a DICOM file's, and the gate looks
 # for them in every spelling anywhere the file keeps text.
@@ -221,6 +299,9 @@ _BIRTH_FIELD = re.compile(r"(?i)birth|(?<![a-z])dob(?![a-z])")
 # Philips/OME inside their XML/series: those get the generated label only in DICOM-WSI
 _GENERATED_LABEL_FORMATS = frozenset({SlideFormat.APERIO, SlideFormat.GENERIC_TIFF})
 _ASSOCIATED_WORDS = ("label", "macro", "overview", "barcode", "slide preview")
+# formats whose every tiled top-level image OpenSlide reads as a level (Philips pads levels to whole
+# tiles, OME keeps series and levels in SubIFDs, NDPI tells images by magnification)
+_PYRAMID_FORMATS = frozenset({SlideFormat.APERIO, SlideFormat.GENERIC_TIFF})
 
 
 @dataclass
@@ -459,11 +540,14 @@ class SlideDeidentifier:
         ctx.remove_associated()
         for ifd in ed.live_ifds():
             ctx.clean_ifd(ifd)
+            ctx.trim_to_grid(ifd)
         ctx.scrub_tiles()
         generated = False
         if self.config.generated_label and ctx.label_size is not None and fmt in _GENERATED_LABEL_FORMATS:
             generated = True
             ctx.append_label()
+        if ed.zero_unreferenced():  # what dropped tags pointed at (EXIF, GPS, private IFDs), gaps, tails
+            ctx.rewritten.append("unreferenced bytes (zeroed)")
         out = bytes(ed.buf)
         kept = sorted(r for ifd in ed.live_ifds() for r in ed.data_ranges(ifd))
         kept_texts = [t for ifd in ed.live_ifds() for tag in _KEPT_TEXT if (t := ed.text(ifd, tag))]
@@ -561,6 +645,30 @@ class _Run:
                         self.tile_segments += 1
                 self.tile_meta += [(start + a, start + b) for a, b in keep]
 
+    def trim_to_grid(self, ifd: Ifd) -> None:
+        """An image has as many tiles (or strips) as its grid holds; offsets past it point at bytes no
+        reader decodes (a hidden image, text), which the gate would take for tiles and not scan. They
+        are cut, and their bytes, no longer referenced, are zeroed with the rest."""
+        ed = self.ed
+        width, height = (ed.values(ifd, 256) or [0])[0], (ed.values(ifd, 257) or [0])[0]
+        planes = (ed.values(ifd, 277) or [1])[0] if (ed.values(ifd, 284) or [1])[0] == 2 else 1
+        if ifd.get(322) is not None:
+            tw, th = (ed.values(ifd, 322) or [0])[0], (ed.values(ifd, 323) or [0])[0]
+            depth = -(-(ed.values(ifd, 32997) or [1])[0] // max((ed.values(ifd, 32998) or [1])[0], 1))
+            grid = -(-width // tw) * -(-height // th) * depth * planes if tw and th else 0
+            tags = (324, 325)
+        else:
+            rows = (ed.values(ifd, 278) or [height])[0] or height
+            grid = -(-height // rows) * planes if rows else 0
+            tags = (273, 279)
+        for tag in tags:
+            e = ifd.get(tag)
+            if e is None or not grid or e.count <= grid or e.dtype not in INT_FORMATS:
+                continue
+            values = ed.values(ifd, tag)[:grid]
+            ed.set_bytes(ifd, tag, struct.pack(f"{ed.bo}{grid}{INT_FORMATS[e.dtype]}", *values))
+            self.rewritten.append("tile or strip offsets past the image's grid (cut)")
+
     # ------------------------------------------------------------------ associated images
     def _kind(self, index: int, ifd: Ifd) -> str | None:
         ed = self.ed
@@ -583,11 +691,26 @@ class _Run:
             m = re.match(r"\s*(label|macro|overview|barcode|slide preview)\b", desc)
             if m:
                 return m.group(1)
+        if tiled and self.fmt in _PYRAMID_FORMATS and not self._pyramid_level(ifd):
+            return "associated"  # tiled, but not a downsample of the base: a label or macro OpenSlide
+            # would show as a level (and the vendor file would keep)
         if tiled or index == 0:
             return None
         if self.fmt is SlideFormat.APERIO and index == 1 and self.config.keep_thumbnail:
             return None  # the Aperio thumbnail: a downsampled view of the scanned area
         return "associated"
+
+    def _pyramid_level(self, ifd: Ifd) -> bool:
+        """A tiled image is a level when it is the base (the largest tiled image) scaled down by one
+        factor in both directions (to a pixel or two, or 2 %, of rounding)."""
+        sizes = [
+            (self.ed.values(i, 256), self.ed.values(i, 257)) for i in self.ed.ifds if i.get(322) is not None
+        ]
+        base_w, base_h = max(((w[0], h[0]) for w, h in sizes if w and h), key=lambda s: s[0] * s[1])
+        w, h = (self.ed.values(ifd, 256) or [0])[0], (self.ed.values(ifd, 257) or [0])[0]
+        if not w or not h:
+            return False
+        return abs(base_h * w / base_w - h) <= max(2.0, 0.02 * h)
 
     def remove_associated(self) -> None:
         for index, ifd in enumerate(list(self.ed.ifds)):
@@ -628,10 +751,14 @@ class _Run:
             if (device or channel) and e.dtype == 2:
                 self._device_text(ifd, tag, channel=channel)
                 continue
+            if device or channel:  # a device string is ASCII: bytes of another type are not the scanner's
+                self.needles.add(ed.text(ifd, tag))
+                drop.add(tag)
+                continue
             if tag == _ICC_PROFILE:
                 self._icc_profile(e)
                 continue
-            if tag in _STRUCTURAL and not self._text_in_number(ifd, e):
+            if tag in _STRUCTURAL and not self._text_in_number(ifd, e) and self._count_fits(ifd, e):
                 continue
             if tag in (_MAKE, _MODEL):
                 continue
@@ -679,6 +806,20 @@ class _Run:
         self.needles.add(text)
         self.ed.set_text(ifd, tag, "unknown")
         self.rewritten.append(f"{_DEVICE_TAG_NAMES[tag]} (not a device string: unknown)")
+
+    def _count_fits(self, ifd: Ifd, e: Any) -> bool:
+        """A structural tag with no more values than TIFF 6.0 gives it (per image, per sample; a colour
+        map only in a palette image, of 3 x 2^bits values); tags of a variable count are not judged."""
+        spp = (self.ed.values(ifd, 277) or [1])[0]
+        if e.tag in _FIXED_COUNTS:
+            return e.count <= _FIXED_COUNTS[e.tag]
+        if e.tag in _PER_SAMPLE_COUNTS:
+            return e.count <= _PER_SAMPLE_COUNTS[e.tag] * max(spp, 3)
+        if e.tag == _COLOR_MAP:
+            bits = (self.ed.values(ifd, 258) or [8])[0]
+            palette = (self.ed.values(ifd, 262) or [0])[0] == _PHOTOMETRIC_PALETTE
+            return palette and bits <= 16 and e.count == 3 * 2**bits
+        return True
 
     def _text_in_number(self, ifd: Ifd, e: Any) -> bool:
         """A structural or NDPI tag is kept for its number: text there (ASCII, or bytes that read as
@@ -742,7 +883,7 @@ class _Run:
             elif (
                 sep
                 and kl in _APERIO_KEEP
-                and (_NUMERIC.fullmatch(v) or (kl == "icc profile" and len(v) < 40))
+                and (_technical_number(v) if kl != "icc profile" else _profile_name_like(v))
             ):
                 out.append(f"{k} = {v}")
             else:
@@ -769,7 +910,8 @@ class _Run:
                 sep
                 and not key.startswith(";")
                 and not _NDPI_DENY.search(key)
-                and (_NUMERIC.fullmatch(value) or ("AHEX" in key and _HEXISH.fullmatch(value)))
+                and _NDPI_KEY.fullmatch(key)
+                and (_technical_number(value) or ("AHEX" in key and _calibration_hex(value)))
             )
             if ok:
                 keep.append(line)
@@ -790,21 +932,45 @@ class _Run:
         return ET.tostring(root, encoding="unicode")
 
     def _philips(self, root: ET.Element) -> None:
+        self._philips_element(root)
         for parent in list(root.iter()):
             for child in list(parent):
                 name = child.get("Name") or ""
+                if child.tag not in _PHILIPS_XML:
+                    self._note_xml(child)
+                    self.needles.add(child.tail)
+                    parent.remove(child)
+                    continue
                 if child.tag == "DataObject" and child.get("ObjectType") == "DPScannedImage":
                     kinds = [
                         a.text or "" for a in child.iter("Attribute") if a.get("Name") == "PIM_DP_IMAGE_TYPE"
                     ]
-                    if any(k.strip() in ("LABELIMAGE", "MACROIMAGE") for k in kinds):
+                    found = [k.strip() for k in kinds if k.strip() in ("LABELIMAGE", "MACROIMAGE")]
+                    if found:  # named by the kind matched: another value of the attribute is the input's text
                         self._note_xml(child)
                         parent.remove(child)
-                        self.removed.append(f"{kinds[0].strip().lower()} (XML)")
+                        self.removed.append(f"{found[0].lower()} (XML)")
                         continue
+                self._philips_element(child)
                 if child.tag == "Attribute" and len(child) == 0 and not _philips_kept(name, child.text or ""):
                     self.needles.add_field(name, child.text)
                     parent.remove(child)
+
+    def _philips_element(self, elem: ET.Element) -> None:
+        """Keep an element's structural XML attributes (of a name's or hex number's shape) and, for a leaf
+        Attribute, its value; any other attribute, text and tail go."""
+        allowed = _PHILIPS_XML.get(str(elem.tag), {})
+        for key, value in list(elem.attrib.items()):
+            if key not in allowed or not allowed[key].fullmatch(value):
+                self.needles.add(value)
+                del elem.attrib[key]
+                self.rewritten.append(f"Philips XML attribute {key if key in allowed else '(other)'}")
+        if not (elem.tag == "Attribute" and len(elem) == 0) and elem.text and elem.text.strip():
+            self.needles.add(elem.text)
+            elem.text = None
+        if elem.tail and elem.tail.strip():
+            self.needles.add(elem.tail)
+            elem.tail = None
 
     def _ome(self, root: ET.Element) -> None:
         def local(tag: str) -> str:
@@ -861,7 +1027,7 @@ class _Run:
             free = (lt == "Channel" and name in ("Name", "Fluor")) or name == "Fluor"
             if free and _stain_like(elem.attrib[attr]):
                 continue
-            if free or not (name in _OME_KEEP_ATTRS or name.endswith("Unit")):
+            if free or not _ome_value_kept(name, elem.attrib[attr]):
                 self.needles.add(elem.attrib[attr])
                 del elem.attrib[attr]
                 if free:
@@ -1216,6 +1382,8 @@ def device_like(value: str) -> bool:
                 return False  # 77123: an ID's number, not a model
             if re.fullmatch(r"[A-Za-z]+[-_.#:]\d{5,}", token):
                 return False  # MRN-77123, ACC-5521907: an ID's shape (a model runs on: C13210-01)
+            if re.fullmatch(r"[A-Za-z]{1,4}\d{2}[-/_]\d{4,}", token):
+                return False  # S26-12345, SP24-00781: a pathology accession (a year, then a serial)
             if letters and not all(
                 p.lower() in _DEVICE_WORDS or len(p) <= 3 for p in re.findall(r"[A-Za-z]+", token)
             ):
@@ -1226,10 +1394,33 @@ def device_like(value: str) -> bool:
     return True
 
 
+_PROFILE_WORDS = frozenset({"srgb", "rgb", "adobe", "icc", "profile", "display", "p3", "color", "colour"})
+
+
+def _profile_name_like(value: str) -> bool:
+    """An Aperio ``ICC Profile`` name (``ScanScope v1``, ``AT2``, ``sRGB``): scanner and profile words
+    and version numbers only; a model-shaped ID (``S26-12345``) is not a profile's name."""
+    tokens = re.split(r"[\s_]+", value.strip())
+    return 0 < len(value) <= 40 and all(
+        t.lower() in _DEVICE_WORDS
+        or t.lower() in _PROFILE_WORDS
+        or re.fullmatch(r"[vV]?\d{1,3}(?:\.\d{1,4}){0,3}", t)
+        for t in tokens
+        if t
+    )
+
+
 def _philips_kept(name: str, value: str) -> bool:
+    """A Philips attribute's value is kept when it holds numbers (sizes, spacings, counts; not a date) or
+    is one of the few text attributes a reader needs, with a value of its kind (an enumerated one, or
+    a device string); its name must not say it is identity."""
     if _PHILIPS_DENY.search(name):
         return False
-    return name in _PHILIPS_KEEP_TEXT or bool(_PHILIPS_NUMBERS.fullmatch(value))
+    if name in _PHILIPS_KEEP_TEXT:
+        shape = _PHILIPS_KEEP_TEXT[name]
+        parts = [p for p in re.split(r'"\s*"?|\s*"', value.strip()) if p.strip()] or [value.strip()]
+        return all(device_like(p) if shape is None else bool(shape.fullmatch(p.strip())) for p in parts)
+    return bool(_PHILIPS_NUMBERS.fullmatch(value)) and not _NUMBER_DATE.search(value)
 
 
 def _shift_iso_date(value: str, days: int) -> str | None:

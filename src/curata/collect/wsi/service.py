@@ -265,6 +265,11 @@ def refuse_label(ds: Dataset) -> None:
             f"slide {kind.lower()} image removed at the edge (ImageType {kind})",
             hint="label and overview images carry the glass label; Curata never stores them",
         )
+    if str(ds.get("SpecimenLabelInImage", "") or "").strip().upper() == "YES":  # any other kind of image
+        raise LabelImageRemoved(
+            "slide image showing its label removed at the edge (SpecimenLabelInImage YES)",
+            hint="an image that shows the glass label carries its names and barcodes; Curata never stores it",
+        )
 
 
 def clean_wsm(output: bytes, ds: Dataset, raw: bytes, pseudo: Pseudonymizer) -> tuple[bytes, Dataset]:
