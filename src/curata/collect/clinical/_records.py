@@ -7,7 +7,6 @@ import datetime as dt
 import gc
 import json
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +22,8 @@ from curata.collect.clinical.deid import (
     shift,
     survivors,
 )
-from curata.collect.deid.text import Identifiers
+from curata.collect.deid.text import Identifiers, MatchKeys
 
-_TOKEN_SPLIT = re.compile(r"[^0-9a-z\u00c0-\uffff]+")
 _NO_IDS = Identifiers()
 
 
@@ -138,37 +136,30 @@ class RecordBuilder:
         self._shifted: dict[tuple[str, int], tuple[dt.date | None, dt.datetime | None]] = {}
         self._seq = 0
         self._generic: dict[str, str | None] = {}  # value -> generic-cleaned value (no patient needed)
-        self._tokens: dict[str, frozenset[str]] = {}
+        self._maybe: dict[str, bool] = {}
         self._code_ok: dict[tuple[str, str | None], bool] = {}
-        # Every token of every identifier of the input (set by the reader once all are known): a value
-        # sharing no token with it cannot hold a patient's own identifier, so only the others get the
-        # per-patient cleaning and gate. None: no pre-filter (every value is checked).
-        self.candidates: set[str] | None = None
+        # The keys of every identifier of the input (set by the reader once all are known): a value in
+        # which ``MatchKeys`` finds none cannot hold a patient's own identifier in any form the cleaner
+        # reads, so only the others get the per-patient cleaning and gate. None: every value is checked.
+        self.keys: MatchKeys | None = None
         self.others: OtherPatients | None = None
 
     def know_identifiers(self, identities: Any) -> None:
-        """Build the token pre-filter from every patient identity of the input."""
-        tokens: set[str] = set()
-        for who in identities:
-            ids = who.ids
-            for w in ids.words:
-                tokens.update(_TOKEN_SPLIT.split(w.lower()))
-            tokens.update(n.lower() for n in ids.short_names)
-            for d in ids.dates:
-                tokens.update((d, d[:4]))
-        tokens.discard("")
-        self.candidates = {t for t in tokens if len(t) >= 2}
+        """Build the pre-filter from every patient identity of the input."""
+        identities = list(identities)
+        self.keys = MatchKeys(who.ids for who in identities)
+        self._maybe.clear()
         self.others = OtherPatients(identities)
 
     def _maybe_identifying(self, value: str) -> bool:
-        if self.candidates is None:
+        if self.keys is None:
             return True
-        toks = self._tokens.get(value)
-        if toks is None:
-            toks = frozenset(_TOKEN_SPLIT.split(value.lower()))
-            if len(self._tokens) < 200_000:
-                self._tokens[value] = toks
-        return not toks.isdisjoint(self.candidates)
+        got = self._maybe.get(value)
+        if got is None:
+            got = self.keys.may_match(value)
+            if len(self._maybe) < 200_000:
+                self._maybe[value] = got
+        return got
 
     def survives(self, value: str, who: PatientIdentity) -> bool:
         """The gate for one output value (pre-filtered by tokens, then exact)."""
@@ -394,10 +385,9 @@ class RecordBuilder:
             for ident in (source_id, slide):
                 if ident is not None and str(ident).strip():
                     who.ids.add_word(str(ident).strip(), min_len=4)
-                    if self.candidates is not None:
-                        self.candidates.update(
-                            t for t in _TOKEN_SPLIT.split(str(ident).lower()) if len(t) >= 2
-                        )
+                    if self.keys is not None:
+                        self.keys.add(who.ids)
+                        self._maybe.clear()
             row.update(
                 specimen_date=start,
                 specimen_datetime=start_dt,

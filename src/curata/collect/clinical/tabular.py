@@ -42,15 +42,10 @@ from curata.collect.clinical.deid import (
     survivors,
 )
 from curata.collect.clinical.mapping import Ref, TableMap
-from curata.collect.deid.text import SEPARATORS, Identifiers
+from curata.collect.deid.text import Identifiers, MatchKeys
 from curata.errors import ConfigError, InputError
 
-_DROP_SEPARATORS = {ord(c): None for c in SEPARATORS}
-
-
-def normalise(text: str) -> str:
-    """``curata.collect.deid.text.normalise`` (lower case, separators dropped), in C."""
-    return text.lower().translate(_DROP_SEPARATORS)
+_NO_IDS = Identifiers()
 
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
@@ -211,49 +206,22 @@ class _Table:
         self._shift_days: npt.NDArray[np.timedelta64] | None = None  # ``shift`` as days, made once
         self.builder: RecordBuilder | None = None
         self._parsed: dict[str, tuple[Any, bool] | None] = {}
-        self._needles: dict[int, list[tuple[str, str, str]]] = {}
-        self._reduced: dict[tuple[frozenset[tuple[str, str]], ...], Identifiers] = {}
-        self._norm: dict[str, str] = {}
-        # clean / gate results per (identifier set, value): patients whose identifiers found in a value
-        # are the same (``ids_for`` gives them one shared object) get the same answer, computed once
+        self._keys: dict[int, MatchKeys] = {}
+        # clean / gate results per (identifier set, value): patients none of whose identifiers may stand
+        # in a value share one empty set (``ids_for``) and get the same answer, computed once
         self._cleaned: dict[tuple[int, str, int | None], str | None] = {}
         self._gated: dict[tuple[int, str], bool] = {}
         self.others: OtherPatients | None = None  # built once every patient of the export is known
 
     def ids_for(self, p: int, text: str) -> Identifiers:
-        """Patient ``p``'s identifiers that can occur in ``text`` (their normalised form is in it): the
-        same cleaning and gate as with all of them, without compiling every patient's matcher."""
+        """Patient ``p``'s identifiers when one of them may stand in ``text`` (``MatchKeys``: in any form
+        the cleaner reads), else none: the same cleaning and gate as with all of them, without running
+        every patient's matcher over every value."""
         ids = self.patients[p].ids
-        needles = self._needles.get(p)
-        if needles is None:
-            needles = [(normalise(w), "w", w) for w in ids.words]
-            needles += [(normalise(w), "s", w) for w in ids.short_names]
-            # a date's written forms differ by their separators only: normalised, Y M D in three orders
-            needles += [
-                (f, "d", d)
-                for d in ids.dates
-                for f in (
-                    {d, d[6:8] + d[4:6] + d[:4], d[4:6] + d[6:8] + d[:4]}
-                    if len(d) == 8 and d.isdigit()
-                    else {normalise(d)}
-                )
-            ]
-            needles += [(c, "c", c) for c in ids.cjk_names]
-            self._needles[p] = needles
-        norm = self._norm.get(text)
-        if norm is None:
-            norm = self._norm[text] = normalise(text)
-        found = frozenset((kind, v) for nd, kind, v in needles if nd and nd in norm)
-        if ids.raw:
-            return ids
-        key = (found,)
-        got = self._reduced.get(key)
-        if got is None:
-            got = Identifiers()
-            for kind, v in found:
-                {"w": got.words, "s": got.short_names, "d": got.dates, "c": got.cjk_names}[kind].add(v)
-            self._reduced[key] = got
-        return got
+        keys = self._keys.get(p)
+        if keys is None:
+            keys = self._keys[p] = MatchKeys((ids,))
+        return ids if keys.may_match(text) else _NO_IDS
 
     def clean_for(self, p: int, text: str, limit: int | None) -> str | None:
         """``text`` cleaned of patient ``p``'s own identifiers (and cut to ``limit``)."""

@@ -525,6 +525,16 @@ def _num_part(num: str) -> str:
     return max(runs, key=len) if runs else num
 
 
+def _lowered(text: str) -> str:
+    """``text`` in lower case, position for position (what ``Matcher.spans`` looks in)."""
+    low = text.lower()
+    if len(low) != len(text):
+        low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+    if _FINAL_SIGMA in low:  # same length: positions stay
+        low = low.replace(_FINAL_SIGMA, "\u03c3")
+    return low
+
+
 class Matcher:
     """One input's identifiers compiled for matching, in text (cleaning, decoded gate) and in bytes
     (the raw gate). Both use the same rules, so whatever the gate would refuse, cleaning removes."""
@@ -572,11 +582,7 @@ class Matcher:
             return []
         found: list[tuple[int, int]] = []
         subs, words, nums = self._needles()
-        low = text.lower()
-        if len(low) != len(text):
-            low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-        if _FINAL_SIGMA in low:  # same length: positions stay
-            low = low.replace(_FINAL_SIGMA, "\u03c3")
+        low = _lowered(text)
         if subs:
             index = [i for i, ch in enumerate(low) if ch not in _SEP_SET]
             norm = "".join(low[i] for i in index)
@@ -1212,6 +1218,82 @@ def identity_spans(matcher: Matcher, text: str) -> list[tuple[int, int]]:
         else:
             merged.append((a, b))
     return merged
+
+
+class MatchKeys:
+    """A pre-filter for the identifiers of many patients: ``may_match(text)`` is False only where none
+    of them can be found in ``text`` by ``identity_spans`` (so ``clean_text`` and the gate can skip it).
+
+    Sound by construction, not by likeness: each needle of each ``Matcher`` (substrings, whole words,
+    numbers, single CJK names) is found in the text's lower case with separators dropped, so the first
+    four characters of the needle (separators dropped too) stand there as a run; a date is looked for
+    only where its ``DateNeedles.keys`` meet the text's digit runs, as ``Matcher.spans`` does. The
+    text is looked at in every form ``identity_spans`` reads: as written, folded (``_readings.fold``:
+    full width, decomposed Hangul, kana), and each non-ASCII word's ASCII spellings; text holding
+    U+FFFD, or Latin-1 text where a CJK name could be read from its bytes, is always a candidate."""
+
+    _KEY = 4
+
+    def __init__(self, identities: Iterable[Identifiers] = ()) -> None:
+        self.keys: set[str] = set()
+        self.date_keys: set[str] = set()
+        self.always = False
+        self.cjk = False
+        self._lengths: tuple[int, ...] = ()
+        for ids in identities:
+            self.add(ids)
+
+    def add(self, ids: Identifiers) -> None:
+        """Every needle of ``ids`` too."""
+        keys, cjk = _needle_keys(ids.matcher()._frozen, self._KEY)
+        self.keys |= keys
+        self.always = self.always or "" in keys
+        self.cjk = self.cjk or cjk
+        for da in ids.dates:
+            self.date_keys |= _date_needles(da).keys
+        self._lengths = tuple(sorted(set(self._lengths).union(map(len, keys)) - {0}))
+
+    def _hit(self, text: str) -> bool:
+        low = _lowered(text)
+        if self.date_keys and not self.date_keys.isdisjoint(digit_keys(_KEY_RUNS_STR.findall(low))):
+            return True
+        norm = low.translate(_DROP_SEPS)
+        keys = self.keys
+        return any(norm[i : i + n] in keys for n in self._lengths for i in range(len(norm) - n + 1))
+
+    def may_match(self, text: str) -> bool:
+        if not text:
+            return False
+        if self.always or self._hit(text):
+            return True
+        if text.isascii():
+            return False
+        if "\ufffd" in text:
+            return True
+        if self.cjk and max(text) <= "\xff":  # a CJK name's legacy bytes read as Latin-1
+            for m in _LATIN1_TOKEN.finditer(text):
+                for _codec, reading in legacy_readings(m.group().encode("latin-1"), 1):
+                    if self._hit(reading):
+                        return True
+        if folds(text) and self._hit(fold(text)[0]):
+            return True
+        return any(
+            self._hit(spelled)
+            for m in _HAY_WORD.finditer(text)
+            if not m.group().isascii()
+            for spelled in ascii_spellings(m.group())
+        )
+
+
+_DROP_SEPS = str.maketrans(dict.fromkeys(SEPARATORS))
+
+
+@lru_cache(maxsize=8192)
+def _needle_keys(frozen: tuple[frozenset[str], ...], width: int) -> tuple[frozenset[str], bool]:
+    """(the first ``width`` characters of each needle, separators dropped; whether one is CJK)."""
+    needles = list(itertools.chain(*frozen))
+    keys = frozenset(n.translate(_DROP_SEPS)[:width] for n in needles)
+    return keys, any(is_cjk(c) for n in needles if not n.isascii() for c in n)
 
 
 _LATIN1_TOKEN = re.compile(r"[^\x00-\x20]*[\x80-\xff][^\x00-\x20]*")  # no multibyte character holds these

@@ -1,0 +1,97 @@
+"""The patient's own identifiers written in another form than the export's identifier columns hold them:
+at full width (ＳＵＺＵＫＩ), decomposed (a macOS 김민준), glued to the word after them (Suzuki様,
+kenji123, SUZUKIKENJIの検査), run together (MRN4471923). The text cleaner finds each of these; the
+clinical readers must not skip a value before the cleaner sees it."""
+
+from __future__ import annotations
+
+import copy
+import unicodedata
+from typing import Any
+
+from curata.collect.clinical import clinical_rows
+from curata.collect.ingest import Ingestor
+from tests.collect.clinical._fixtures import (
+    csv_row,
+    fhir_resources,
+    folded_survivors,
+    write_csv,
+    write_ndjson,
+)
+
+SUZUKI = {"mrn": "MRN-4471923", "name": "SUZUKI^KENJI", "dob": "1961-03-17", "phone": "+81 90 3344 5566"}
+KIM = {"mrn": "KR-700193", "name": "김민준", "dob": "1985-01-30", "phone": "+82 2 3410 2114"}
+FORMS = {
+    "SUZUKI": ["ＳＵＺＵＫＩ", "ｋｅｎｊｉ", "Suzuki様", "kenji123", "SUZUKIKENJIの検査", "鈴木SUZUKI"],
+    "KIM": [unicodedata.normalize("NFD", "김민준"), "김민준님", "ＫＲ７００１９３"],
+}
+NEEDLES = ["suzuki", "kenji", "김민준", "700193"]
+CSV_TEXT = ["diagnosis", "notes", "lab_name", "lab_value", "biopsy_site"]
+
+
+def _row(p: dict[str, str], **over: str) -> dict[str, str]:
+    base = {"mrn": p["mrn"], "patient_name": p["name"], "dob": p["dob"], "phone": p["phone"]}
+    return csv_row(**{**base, "address": "", "national_id": "", "email": "", "notes": "", **over})
+
+
+def test_other_forms_in_every_csv_text_column(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rows = [_row(SUZUKI), _row(KIM)]
+    for who, p in (("SUZUKI", SUZUKI), ("KIM", KIM)):
+        for col in CSV_TEXT:
+            for form in FORMS[who]:
+                rows.append(_row(p, **{col: f"{_row(p)[col]} {form}".strip()}))
+    write_csv(tmp_path / "export" / "dx.csv", rows)
+    summary, _ = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "export"])
+    assert summary.counts["ingested"] == 1
+    with workspace.catalog.session() as s:
+        assert len(clinical_rows(s, workspace.store, "condition_occurrence")) == len(rows)  # cleaned, kept
+    assert folded_survivors(workspace, NEEDLES) == []
+
+
+def _patient(res: list[dict[str, Any]], p: dict[str, str]) -> None:
+    pat = res[0]
+    family, _, given = p["name"].partition("^")
+    pat["name"] = [{"family": family, "given": [given]} if given else {"text": family}]
+    pat["identifier"] = pat["identifier"][:1]
+    pat["identifier"][0]["value"] = p["mrn"]
+    pat["telecom"] = [{"system": "phone", "value": p["phone"]}]
+    pat["birthDate"] = p["dob"]
+    pat.pop("address")
+
+
+def _text_leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths of the free-text elements the readers keep: notes, displays, texts, values, conclusions."""
+    if isinstance(node, dict):
+        return [q for k, v in node.items() for q in _text_leaves(v, (*path, k))]
+    if isinstance(node, list):
+        return [q for i, v in enumerate(node) for q in _text_leaves(v, (*path, i))]
+    keep = path and path[-1] in ("text", "display", "valueString", "conclusion")
+    return [path] if keep and isinstance(node, str) else []
+
+
+def test_other_forms_in_every_fhir_text_element(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lines: list[dict[str, Any]] = []
+    n = 0
+    for who, p in (("SUZUKI", SUZUKI), ("KIM", KIM)):
+        base = fhir_resources(f"pat-{who}")
+        _patient(base, p)
+        base[2]["valueString"] = "see report"
+        base[2].pop("valueQuantity")
+        base[5]["collection"]["bodySite"] = {"text": "right upper lobe"}
+        lines += base
+        for res in base[1:]:
+            for leaf in _text_leaves(res):
+                for form in FORMS[who]:
+                    variant = copy.deepcopy(res)
+                    node = variant
+                    for k in leaf[:-1]:
+                        node = node[k]
+                    node[leaf[-1]] = f"{node[leaf[-1]]} {form}"
+                    variant["id"] = f"{res['id']}-{n}"
+                    n += 1
+                    lines.append(variant)
+    assert n > 80
+    write_ndjson(tmp_path / "bulk" / "export.ndjson", lines)
+    summary, _ = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "bulk"])
+    assert summary.counts["ingested"] == 1
+    assert folded_survivors(workspace, NEEDLES) == []
