@@ -11,7 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from curata.collect.clinical._codes import normal_stage, stage_group, system_name, valid_code, valid_stage
+from curata.collect.clinical._codes import (
+    kept_system,
+    normal_stage,
+    stage_group,
+    system_name,
+    valid_code,
+    valid_stage,
+)
 from curata.collect.clinical.deid import (
     AGE_CAP,
     ClinicalDeidentifier,
@@ -400,7 +407,7 @@ class RecordBuilder:
             raise RowError(f"unknown table {table}")
         if table != "specimen":
             row["source_display"] = disp
-            row["source_system"] = sysname[:64] if sysname else None
+            row["source_system"] = kept_system(system)
         nt = self.text(note, who)
         if nt is not None:
             if table in ("observation",) and row.get("value_as_string") is None:

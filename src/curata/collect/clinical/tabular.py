@@ -24,7 +24,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from curata.collect.clinical._codes import normal_stage, stage_group, system_name, valid_code, valid_stage
+from curata.collect.clinical._codes import (
+    kept_system,
+    normal_stage,
+    stage_group,
+    system_name,
+    valid_code,
+    valid_stage,
+)
 from curata.collect.clinical._records import (
     ClinicalBatch,
     PersonFacts,
@@ -743,7 +750,7 @@ def _event(t: _Table, table: str, refs: dict[str, Ref], ei: int) -> tuple[dict[s
         raise ConfigError(f"unknown table {table}")
     if table != "specimen":
         disp = t.text(t.ref(refs.get("display")))
-        src_sys = sysname.map(lambda s: s[:64] if s else None)
+        src_sys = system.map(kept_system)
         data.update(source_display=disp, source_system=src_sys)
         strings.update(source_display=disp, source_system=src_sys)
     note = t.text(t.ref(refs.get("note")))
