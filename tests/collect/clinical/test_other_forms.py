@@ -95,3 +95,36 @@ def test_other_forms_in_every_fhir_text_element(workspace, tmp_path) -> None:  #
     summary, _ = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "bulk"])
     assert summary.counts["ingested"] == 1
     assert folded_survivors(workspace, NEEDLES) == []
+
+
+def test_an_unknown_element_named_after_the_patient_is_refused_without_its_name(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An element FHIR does not define, at any depth, whose name is the patient's name, MRN or birth date:
+    the resource is refused naming where (the element above it), never the name itself."""
+    keys = ["SUZUKI^KENJI", "Suzuki Kenji", "MRN-4471923", "1961-03-17", "김민준"]
+    base = fhir_resources("pat-SUZUKI")
+    _patient(base, SUZUKI)
+    lines: list[dict[str, Any]] = list(base)
+    for key in keys:
+        for res in base[1:]:
+            for where in ((), ("code", "coding", 0), ("note", 0), ("subject",)):
+                variant = copy.deepcopy(res)
+                node = variant
+                for k in where:
+                    node = node.get(k) if isinstance(node, dict) else node[k]
+                    if node is None:
+                        break
+                if node is None:
+                    continue
+                node[key] = "x"
+                variant["id"] = f"{res['id']}-{len(lines)}"
+                lines.append(variant)
+        contained = copy.deepcopy(base[1])
+        contained["contained"] = [{"resourceType": "Patient", "id": "c", key: "x"}]
+        contained["extension"] = [{"url": "http://example.org/x", key: "x"}]
+        lines.append(contained)
+    write_ndjson(tmp_path / "bulk" / "export.ndjson", lines)
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "bulk"])
+    assert summary.counts["ingested"] == 1
+    reasons = " ".join(p.reason or "" for p in problems)
+    assert "extra_forbidden" in reasons  # refused, by where
+    assert folded_survivors(workspace, [*NEEDLES, "19610317"]) == []

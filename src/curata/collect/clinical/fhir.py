@@ -47,11 +47,23 @@ def _validate(res: dict[str, Any]) -> None:
         except (KeyError, ValueError) as exc:
             raise RowError(f"resourceType: unknown ({type(exc).__name__})") from None
     assert first is not None
-    where = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('type', 'invalid')}"
-        for e in first.errors()[:3]
-    )
+    where = "; ".join(f"{_where(e)}: {e.get('type', 'invalid')}" for e in first.errors()[:3])
     raise RowError(f"not a valid {rtype} resource ({where})")
+
+
+_ELEMENT = re.compile(r"_?[a-z][A-Za-z0-9]{0,63}")
+
+
+def _where(error: Any) -> str:
+    """An error's place as the model's element names and list positions. An element the model does not
+    define is named by the sender (``extra_forbidden``): it reads ``?``, as does anything not shaped like
+    an element name, so that a key holding a name or an MRN never reaches a reason."""
+    loc = list(error.get("loc", ()))
+    if error.get("type") == "extra_forbidden" and loc:
+        loc[-1] = "?"
+    return ".".join(
+        str(p) if isinstance(p, int) or (isinstance(p, str) and _ELEMENT.fullmatch(p)) else "?" for p in loc
+    )
 
 
 def iter_resources(raw: bytes, name: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
