@@ -12,9 +12,11 @@ from typing import Any
 from curata.collect.clinical import clinical_rows
 from curata.collect.ingest import Ingestor
 from tests.collect.clinical._fixtures import (
+    VCF_HEADER,
     csv_row,
     fhir_resources,
     folded_survivors,
+    vcf_text,
     write_csv,
     write_ndjson,
 )
@@ -128,3 +130,44 @@ def test_an_unknown_element_named_after_the_patient_is_refused_without_its_name(
     reasons = " ".join(p.reason or "" for p in problems)
     assert "extra_forbidden" in reasons  # refused, by where
     assert folded_survivors(workspace, [*NEEDLES, "19610317"]) == []
+
+
+def test_other_forms_in_vcf_records_and_header_attributes(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The VCF of patients the clinical export names: their identifiers in another form (full width,
+    decomposed Hangul, a birth date written in CJK) in an ID, an INFO entry or a sample's field are
+    cleaned like ASCII ones; an attribute the VCF specification does not define in an INFO, FORMAT,
+    FILTER, ALT or META line (where a lab writes its own notes) is not kept."""
+    export = tmp_path / "genomes"
+    write_csv(export / "clinical.csv", [_row(SUZUKI), _row(KIM)])
+    header = [h for h in VCF_HEADER if h.startswith(("##fileformat", "##INFO", "##FORMAT", "##FILTER"))]
+    header += ['##ALT=<ID=DEL,Description="Deletion">', "##META=<ID=Assay,Type=String,Number=.,Values=[WGS]>"]
+    forms = {
+        "SUZUKI": [*FORMS["SUZUKI"], "1961年3月17日", "ＭＲＮ－４４７１９２３"],
+        "KIM": [*FORMS["KIM"], "1985년 1월 30일"],
+    }
+    n = 0
+    for who, p in (("SUZUKI", SUZUKI), ("KIM", KIM)):
+        for form in forms[who]:
+            v = form.replace(" ", "_")
+            for col in ("ID", "INFO", "sample"):
+                lines = vcf_text(sample=p["mrn"], header=header).splitlines()
+                cols = lines[-2].split("\t")
+                if col == "ID":
+                    cols[2] = v
+                elif col == "INFO":
+                    cols[7] += ";NOTE=" + v
+                else:
+                    cols[8], cols[9] = cols[8] + ":NM", cols[9] + ":" + v
+                lines[-2] = "\t".join(cols)
+                (export / f"r{n:03d}.vcf").write_text("\n".join(lines) + "\n")
+                n += 1
+        for i, line in enumerate(header[1:], start=1):
+            planted = list(header)
+            planted[i] = line[:-1] + f',Lab={p["mrn"].split("-")[1]},Note="{forms[who][0]}">'
+            (export / f"h{n:03d}.vcf").write_text(vcf_text(sample=p["mrn"], header=planted))
+            n += 1
+    summary, _ = Ingestor(workspace, workers=1).ingest_paths([export])
+    assert summary.counts["ingested"] == n + 1  # every VCF cleaned and stored, and the CSV
+    assert (
+        folded_survivors(workspace, [*NEEDLES, "4471923", "19610317", "1961年3月17日", "1985년1월30일"]) == []
+    )

@@ -219,8 +219,8 @@ def _date_forms(da: str) -> list[str]:
     """A YYYYMMDD date as the ways people write it in free text, lower case: Y-M-D, D-M-Y and M-D-Y with
     six separators; the day and month without their zero (14/6/1948, 1948-6-14); a two-digit year
     (6/14/48, 14.06.48); the month by name, abbreviated or in Roman numerals (14 June 1948, June 14th,
-    1948, 14-JUN-1948, 14.VI.1948); 1948年6月14日 and 1948년 6월 14일. Written forms that are not the date's digits are the ones a
-    normalised comparison cannot find."""
+    1948, 14-JUN-1948, 14.VI.1948); 1948年6月14日 and 1948년 6월 14일 (or with none or _ between).
+    Written forms that are not the date's digits are the ones a normalised comparison cannot find."""
     if len(da) != 8 or not da.isdigit():
         return [da]
     y, m, d = da[:4], da[4:6], da[6:]
@@ -248,7 +248,7 @@ def _date_forms(da: str) -> list[str]:
             forms |= {f"{y}-{mon}-{dd}", f"{y} {mon} {dd}", f"{y}_{mon}_{dd}"}
     for dd in days:  # Chinese and Japanese, Korean
         for mm in months:
-            forms |= {f"{y}年{mm}月{dd}日", f"{y}년 {mm}월 {dd}일", f"{y}년{mm}월{dd}일"}
+            forms |= {f"{y}年{mm}月{dd}日", *(f"{y}년{sep}{mm}월{sep}{dd}일" for sep in ("", " ", "_"))}
     roman = _ROMAN_MONTHS[month - 1]
     for dd in days:
         forms |= {f"{dd}{sep}{roman}{sep}{y}" for sep in (" ", "-", "/", ".", "_")}
