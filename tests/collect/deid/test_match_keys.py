@@ -8,7 +8,7 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curata.collect.deid.text import Identifiers, MatchKeys, clean_text
+from curata.collect.deid.text import Identifiers, MatchKeys, clean_text, find_identifier
 
 
 def _ids() -> list[Identifiers]:
@@ -58,3 +58,20 @@ def test_text_without_any_identifier_is_mostly_not_a_candidate() -> None:
     assert all(
         KEYS.may_match(t) for t in ("Suzuki様", "ＳＵＺＵＫＩ", unicodedata.normalize("NFD", "김민준"))
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text("0123456789", min_size=2, max_size=4), min_size=3, max_size=5),
+    st.sampled_from([" ", "-", ".", "/"]),
+    st.sampled_from([" ", "-", ".", "/", ""]),
+    st.sampled_from(["", "+", "tel ", "ID:"]),
+)
+def test_a_number_is_found_with_other_separators(groups: list[str], sep: str, other: str, lead: str) -> None:
+    """A phone or an ID of digit groups (``+81 90 3344 5566``) is found however its groups are
+    separated (``+81-90-3344-5566``, ``81.90.3344.5566``, ``819033445566``), in text and in bytes."""
+    ids = Identifiers()
+    ids.add_word(sep.join(groups))
+    written = lead + other.join(groups)
+    assert clean_text(written, ids, generic=False) != written
+    assert find_identifier(written.encode(), ids.gate_needles()) is not None

@@ -720,6 +720,7 @@ def _compile(
             nums.add(low)
             if norm != w.strip():
                 nums.add(norm)
+            nums.update(_num_spellings(low))
     for raw in raws:
         for codec in ("utf-8", "latin-1"):
             text = raw.decode(codec, "replace")
@@ -730,6 +731,18 @@ def _compile(
 
 
 _NumGroups = tuple[tuple[str, tuple[tuple[str, bool], ...]], ...]  # (part, ((number, digits only), ...))
+_DIGIT_GROUP = re.compile(r"[0-9]+")
+_NUM_SEPARATORS = (" ", "-", ".", "/")  # between the groups of a phone number or an ID, as people write them
+
+
+def _num_spellings(num: str) -> frozenset[str]:
+    """A number of digit groups (a phone, an ID: ``+81 90 3344 5566``) as others write it: its groups
+    with another separator between them (``81-90-3344-5566``, ``81.90.3344.5566``); with 6 digits or more
+    (shorter groups of digits are dates and times)."""
+    groups = _DIGIT_GROUP.findall(num)
+    if len(groups) < 2 or sum(map(len, groups)) < 6:
+        return frozenset()
+    return frozenset(sep.join(groups) for sep in _NUM_SEPARATORS)
 
 
 def _num_groups(nums: Iterable[str]) -> _NumGroups:
