@@ -96,9 +96,12 @@ def iter_resources(raw: bytes, name: str) -> Iterator[tuple[int, dict[str, Any] 
     if doc["resourceType"] == "Bundle":
         for i, entry in enumerate(doc.get("entry") or [], start=1):
             res = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(res, dict) and entry.get("fullUrl"):
+            if not isinstance(res, dict):  # a string, a number, a list where the resource goes
+                yield i, None, "entry without a resource"
+                continue
+            if isinstance(entry.get("fullUrl"), str):
                 res = {**res, "_curata_full_url": entry["fullUrl"]}
-            yield i, res, None if isinstance(res, dict) else "entry without a resource"
+            yield i, res, None
     else:
         yield 1, doc, None
 
@@ -120,14 +123,24 @@ def looks_like_fhir(raw: bytes) -> bool:
 # -- patients -----------------------------------------------------------------------------------------
 
 
+def _dicts(node: Any) -> list[dict[str, Any]]:
+    """The objects of a repeating element (one object alone counts too): the first pass reads Patients
+    before they are validated, so a string or a number where an element goes must not stop it."""
+    if isinstance(node, dict):
+        return [node]
+    return [n for n in node if isinstance(n, dict)] if isinstance(node, list) else []
+
+
 def _patient_id(res: dict[str, Any], mapping: FhirMap) -> str | None:
-    idents = [i for i in res.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
+    idents = [
+        i for i in _dicts(res.get("identifier")) if isinstance(i.get("value"), str | int) and i["value"]
+    ]
     if mapping.patient_id_system:
         for i in idents:
             if i.get("system") == mapping.patient_id_system:
                 return str(i["value"])
     for i in idents:
-        codes = [c.get("code") for c in (i.get("type") or {}).get("coding") or [] if isinstance(c, dict)]
+        codes = [c.get("code") for t in _dicts(i.get("type")) for c in _dicts(t.get("coding"))]
         if "MR" in codes:
             return str(i["value"])
     if idents:
@@ -147,32 +160,39 @@ def _strings(node: Any) -> Iterator[str]:
 
 
 def _collect_patient(res: dict[str, Any], who: PatientIdentity) -> None:
+    """Every identifying value of a Patient, read before it is validated: a name given as a bare string
+    (where HumanNames go) is a name all the same; other shapes that are no FHIR are passed over (the
+    resource is refused when validated)."""
     ids = who.ids
-    for name in res.get("name") or []:
+    names = res.get("name")
+    bare = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+    for s in bare:
+        if isinstance(s, str):
+            ids.add_name(s)
+    for name in _dicts(names):
         for s in _strings(
             {k: v for k, v in name.items() if k in ("family", "given", "text", "prefix", "suffix")}
         ):
             ids.add_name(s)
-    for contact in res.get("contact") or []:
+    for contact in _dicts(res.get("contact")):
         for s in _strings(contact.get("name") or {}):
             ids.add_name(s)
         for s in _strings([contact.get("telecom"), contact.get("address")]):
             ids.add_word(s)
-    for gp in res.get("generalPractitioner") or []:  # the patient's own doctor identifies them too
-        if isinstance(gp, dict) and isinstance(gp.get("display"), str):
+    for gp in _dicts(res.get("generalPractitioner")):  # the patient's own doctor identifies them too
+        if isinstance(gp.get("display"), str):
             ids.add_name(re.sub(r"^(?:Dr|Prof)\.?\s+", "", gp["display"]))
-    for t in res.get("telecom") or []:
-        if isinstance(t, dict) and t.get("value"):
-            ids.add_word(str(t["value"]))
-    for a in res.get("address") or []:
-        if isinstance(a, dict):
-            for k in ("line", "city", "district", "postalCode", "text"):
-                for s in _strings(a.get(k)):
-                    ids.add_word(s)
-    for i in res.get("identifier") or []:
-        if isinstance(i, dict) and i.get("value"):
+    for t in _dicts(res.get("telecom")):
+        if isinstance(t.get("value"), str):
+            ids.add_word(t["value"])
+    for a in _dicts(res.get("address")):
+        for k in ("line", "city", "district", "postalCode", "text"):
+            for s in _strings(a.get(k)):
+                ids.add_word(s)
+    for i in _dicts(res.get("identifier")):
+        if isinstance(i.get("value"), str | int) and i["value"]:
             ids.add_word(str(i["value"]), min_len=2)
-    if res.get("id"):
+    if isinstance(res.get("id"), str | int) and res["id"]:
         ids.add_word(str(res["id"]), min_len=2)
     if isinstance(res.get("birthDate"), str):
         ids.add_date(res["birthDate"].replace("-", ""))
