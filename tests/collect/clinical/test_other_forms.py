@@ -23,11 +23,14 @@ from tests.collect.clinical._fixtures import (
 
 SUZUKI = {"mrn": "MRN-4471923", "name": "SUZUKI^KENJI", "dob": "1961-03-17", "phone": "+81 90 3344 5566"}
 KIM = {"mrn": "KR-700193", "name": "김민준", "dob": "1985-01-30", "phone": "+82 2 3410 2114"}
+WANG = {"mrn": "CN-330158", "name": "王秀英", "dob": "1949-12-25", "phone": "+86 10 6915 6114"}
 FORMS = {
     "SUZUKI": ["ＳＵＺＵＫＩ", "ｋｅｎｊｉ", "Suzuki様", "kenji123", "SUZUKIKENJIの検査", "鈴木SUZUKI"],
-    "KIM": [unicodedata.normalize("NFD", "김민준"), "김민준님", "ＫＲ７００１９３"],
+    "KIM": [unicodedata.normalize("NFD", "김민준"), "김민준님", "ＫＲ７００１９３", "민준 환자"],
+    # a CJK name written as one run (no family^given): its given name alone
+    "WANG": ["秀英", "秀英女士"],
 }
-NEEDLES = ["suzuki", "kenji", "김민준", "700193"]
+NEEDLES = ["suzuki", "kenji", "김민준", "700193", "민준", "秀英"]
 CSV_TEXT = ["diagnosis", "notes", "lab_name", "lab_value", "biopsy_site"]
 
 
@@ -37,8 +40,8 @@ def _row(p: dict[str, str], **over: str) -> dict[str, str]:
 
 
 def test_other_forms_in_every_csv_text_column(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    rows = [_row(SUZUKI), _row(KIM)]
-    for who, p in (("SUZUKI", SUZUKI), ("KIM", KIM)):
+    rows = [_row(SUZUKI), _row(KIM), _row(WANG)]
+    for who, p in (("SUZUKI", SUZUKI), ("KIM", KIM), ("WANG", WANG)):
         for col in CSV_TEXT:
             for form in FORMS[who]:
                 rows.append(_row(p, **{col: f"{_row(p)[col]} {form}".strip()}))

@@ -393,7 +393,25 @@ def _name_forms(value: str) -> tuple[frozenset[str], frozenset[str], frozenset[s
             for joined in ("".join(parts), "".join(reversed(parts)), " ".join(parts)):
                 if len(normalise(joined)) >= 3:
                     words.add(joined)
+        elif len(parts) == 1:
+            words.update(_given_names(parts[0]))
     return frozenset(words), frozenset(short_names), frozenset(cjk_names)
+
+
+def _given_names(run: str) -> tuple[str, ...]:
+    """The given name of a Han or Hangul name written as one run, without a separator between family and
+    given name (王秀英, 김민준): notes call a patient by it alone (秀英, 민준 환자). Three characters are
+    a one-character family name and a two-character given name; four, two and two (남궁민수, 鈴木健二)
+    (each half counts). The family name alone is left to the separated forms: one character is too
+    common a piece of text (이, 王) to be taken for a name here."""
+    if len(run) not in (3, 4) or not all(_han_or_hangul(c) for c in run):
+        return ()
+    return (run[1:],) if len(run) == 3 else (run[:2], run[2:])
+
+
+def _han_or_hangul(ch: str) -> bool:
+    o = ord(ch)
+    return 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF or 0xAC00 <= o <= 0xD7AF or 0x20000 <= o <= 0x2FFFF
 
 
 class Identifiers:
