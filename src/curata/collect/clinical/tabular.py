@@ -17,6 +17,7 @@ import csv as _csv
 import datetime as dt
 import io
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,28 +97,70 @@ def _encode_series(s: pd.Series) -> Column:
     return Column(np.asarray(codes, dtype=np.int64), [None if pd.isna(v) else str(v) for v in uniques])
 
 
-def read_table(raw: bytes, name: str, mapping: TableMap) -> pd.DataFrame:
-    """Every cell as text (empty cells as ""), so nothing is reinterpreted before de-identification."""
+@dataclass
+class TableRows:
+    """One export as read: how many rows, the mapped columns, each row's line in the file (None: row i
+    stands on line i + 2, under the header) and the lines refused as unreadable, with their reason."""
+
+    n: int
+    cols: dict[str, Column]
+    lines: IntArray | None = None
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+def read_table(
+    raw: bytes, name: str, mapping: TableMap
+) -> tuple[pd.DataFrame, IntArray | None, list[tuple[int, str]]]:
+    """Every cell as text (empty cells as ""), so nothing is reinterpreted before de-identification; a
+    CSV with rows of another width than its header is read row by row (``_rows_by_line``)."""
     suffix = Path(name.split("!")[-1]).suffix.lower()
+    lines: IntArray | None = None
+    refused: list[tuple[int, str]] = []
+    sep = mapping.delimiter or ("\t" if suffix == ".tsv" else ",")
     try:
         if suffix in EXCEL_SUFFIXES:
             df = pd.read_excel(io.BytesIO(raw), sheet_name=mapping.sheet, dtype=str, keep_default_na=False)
         else:
-            sep = mapping.delimiter or ("\t" if suffix == ".tsv" else ",")
-            df = pd.read_csv(
-                io.BytesIO(raw),
-                sep=sep,
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                encoding_errors="replace",
-            )
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+            try:
+                df = pd.read_csv(
+                    io.BytesIO(raw),
+                    sep=sep,
+                    dtype=str,
+                    keep_default_na=False,
+                    na_filter=False,
+                    encoding_errors="replace",
+                )
+            except pd.errors.ParserError:
+                df, lines, refused = _rows_by_line(raw, sep)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError, OSError, _csv.Error) as exc:
         # pandas quotes offending lines in some messages: keep only its first words, never cell values
         raise InputError(f"not a readable table ({type(exc).__name__})") from exc
     df.columns = [str(c).strip() for c in df.columns]
     _check_columns(list(df.columns), mapping)
-    return df
+    return df, lines, refused
+
+
+def _rows_by_line(raw: bytes, sep: str) -> tuple[pd.DataFrame, IntArray, list[tuple[int, str]]]:
+    """A CSV pandas refuses whole for one row of another width (an unquoted comma in a note, a line cut
+    short): the rows as wide as the header, with the line each starts on, and the others refused by
+    line, their width named (never a value). A quote left open still takes the rest of the file with it."""
+    text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    reader = _csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    header = next(reader, None)
+    if header is None:
+        raise InputError("not a readable table (no header)")
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    refused: list[tuple[int, str]] = []
+    start = reader.line_num + 1
+    for record in reader:
+        if record and len(record) == len(header):
+            rows.append(record)
+            lines.append(start)
+        elif record:
+            refused.append((start, f"{len(record)} fields where the header has {len(header)}"))
+        start = reader.line_num + 1
+    return pd.DataFrame(rows, columns=header, dtype=str), np.array(lines, dtype=np.int64), refused
 
 
 def _check_columns(columns: Sequence[str], mapping: TableMap) -> None:
@@ -176,15 +219,16 @@ def _read_arrow(raw: bytes, sep: str, mapping: TableMap) -> tuple[int, dict[str,
     return table.num_rows, cols
 
 
-def read_columns(raw: bytes, name: str, mapping: TableMap) -> tuple[int, dict[str, Column]]:
-    """(rows, {mapped column: Column}) of one export; only the columns the mapping names are kept."""
+def read_columns(raw: bytes, name: str, mapping: TableMap) -> TableRows:
+    """The rows of one export; only the columns the mapping names are kept."""
     suffix = Path(name.split("!")[-1]).suffix.lower()
     if suffix not in EXCEL_SUFFIXES:
         got = _read_arrow(raw, mapping.delimiter or ("\t" if suffix == ".tsv" else ","), mapping)
         if got is not None:
-            return got
-    df = read_table(raw, name, mapping)
-    return len(df), {c: _encode_series(df[c]) for c in sorted(mapping.used_columns())}
+            return TableRows(*got)
+    df, lines, refused = read_table(raw, name, mapping)
+    cols = {c: _encode_series(df[c]) for c in sorted(mapping.used_columns())}
+    return TableRows(len(df), cols, lines, refused)
 
 
 def _pairs(pid: IntArray, col: Column, mask: BoolArray) -> list[tuple[int, Any]]:
@@ -411,10 +455,11 @@ def deidentify_table(
 def _deidentify_table(
     raw: bytes, name: str, digest: str, mapping: TableMap, key: bytes, kind: str
 ) -> ClinicalBatch:
-    n, cols = read_columns(raw, name, mapping)
+    read = read_columns(raw, name, mapping)
+    n, cols = read.n, read.cols
     deid = ClinicalDeidentifier(key, issuer=mapping.issuer)
     batch = ClinicalBatch(kind=kind, input_digest=digest)
-    batch.rows = n
+    batch.rows = n + len(read.refused)
     t = _Table(n, cols, mapping, deid)
 
     # patients: one vault derivation per distinct ID
@@ -526,7 +571,7 @@ def _deidentify_table(
 
     # the rows that passed, as one frame per OMOP table
     pseudonyms = Column(np.maximum(t.pid, 0), [w.pseudonym for w in t.patients] or [""])
-    line = np.arange(2, n + 2)  # the header is line 1
+    line = np.arange(2, n + 2) if read.lines is None else read.lines  # the header is line 1
     by_table: dict[str, list[dict[str, Any]]] = {}
     kept: IntArray | None = None if ok.all() else np.nonzero(ok)[0]  # None: every row, no copies
     padded = _padded_lines(line if kept is None else line[kept])
@@ -541,7 +586,7 @@ def _deidentify_table(
         by_table.setdefault(table, []).append(out)
     batch.frames = {tb: _concat(fs) for tb, fs in by_table.items()}
     refused = np.nonzero(t.refused)[0]
-    batch.quarantined = [(int(i) + 2, str(t.reason[i])) for i in refused]
+    batch.quarantined = sorted([*((int(line[i]), str(t.reason[i])) for i in refused), *read.refused])
     batch.identities = dict(deid._patients)
     return batch
 
