@@ -138,15 +138,22 @@ def test_an_unknown_element_named_after_the_patient_is_refused_without_its_name(
 def test_other_forms_in_vcf_records_and_header_attributes(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The VCF of patients the clinical export names: their identifiers in another form (full width,
     decomposed Hangul, a birth date written in CJK) in an ID, an INFO entry or a sample's field are
-    cleaned like ASCII ones, as is a phone written with other separators; an attribute the VCF specification does not define in an INFO, FORMAT,
+    cleaned like ASCII ones, as are a phone written with other separators and the number of an MRN
+    without its prefix; an attribute the VCF specification does not define in an INFO, FORMAT,
     FILTER, ALT or META line (where a lab writes its own notes) is not kept."""
     export = tmp_path / "genomes"
     write_csv(export / "clinical.csv", [_row(SUZUKI), _row(KIM)])
     header = [h for h in VCF_HEADER if h.startswith(("##fileformat", "##INFO", "##FORMAT", "##FILTER"))]
     header += ['##ALT=<ID=DEL,Description="Deletion">', "##META=<ID=Assay,Type=String,Number=.,Values=[WGS]>"]
     forms = {
-        "SUZUKI": [*FORMS["SUZUKI"], "1961年3月17日", "ＭＲＮ－４４７１９２３", "+81-90-3344-5566"],
-        "KIM": [*FORMS["KIM"], "1985년 1월 30일", "+82.2.3410.2114"],
+        "SUZUKI": [
+            *FORMS["SUZUKI"],
+            "1961年3月17日",
+            "ＭＲＮ－４４７１９２３",
+            "+81-90-3344-5566",
+            "4471923",
+        ],
+        "KIM": [*FORMS["KIM"], "1985년 1월 30일", "+82.2.3410.2114", "700193"],
     }
     n = 0
     for who, p in (("SUZUKI", SUZUKI), ("KIM", KIM)):

@@ -361,6 +361,18 @@ def _strong_forms(value: str) -> frozenset[str]:
     return frozenset(out)
 
 
+_ID_NUMBER = 6  # digits: shorter runs of an ID (a year, a ward) are not the ID
+
+
+def _id_numbers(value: str) -> tuple[str, ...]:
+    """The number of an ID written with letters (MRN-4471923, JP5550193377, KR-700193): systems and notes
+    write it without its prefix (4471923). One token only (an address's postal code is not taken), its
+    runs of 6 digits or more, each matched as a number (not inside a longer one)."""
+    if any(c.isspace() for c in value) or not any(c.isalpha() for c in value):
+        return ()
+    return tuple(run for run in _DIGIT_GROUP.findall(value) if len(run) >= _ID_NUMBER)
+
+
 @lru_cache(maxsize=8192)
 def _name_forms(value: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """(words, short names, CJK names) that ``Identifiers.add_name`` adds for ``value``."""
@@ -458,6 +470,7 @@ class Identifiers:
             self.add_word(spelled, min_len=min_len)
         if len(value) >= min_len:
             self.words.add(value)
+            self.words.update(_id_numbers(value))
             for part in _WORD_PARTS.split(value):
                 part = part.strip()
                 if len(part) >= 5 and part != value:
