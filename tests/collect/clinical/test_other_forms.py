@@ -180,3 +180,31 @@ def test_other_forms_in_vcf_records_and_header_attributes(workspace, tmp_path) -
     assert summary.counts["ingested"] == n + 1  # every VCF cleaned and stored, and the CSV
     planted = [*NEEDLES, "4471923", "19610317", "1961年3月17日", "1985년1월30일", "33445566", "34102114"]
     assert folded_survivors(workspace, planted) == []
+
+
+def test_a_street_named_without_its_number_or_kind(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An address's street as notes write it, without the house number or the kind of street before it
+    (36 Phố Hàng Bạc: Hàng Bạc) or without the city before it (서울특별시 강남구 일원로 81: 일원로 81)."""
+    streets = {
+        "MRN-1": "36 Phố Hàng Bạc, Hoàn Kiếm",
+        "MRN-2": "서울특별시 강남구 일원로 81",
+        "MRN-3": "Flat 2, 14 Old Kent Road",
+    }
+    notes = {
+        "MRN-1": ["lives on Hàng Bạc", "Hang Bac"],
+        "MRN-2": ["일원로 81 거주"],
+        "MRN-3": ["near Kent Road"],
+    }
+    rows = []
+    for mrn, address in streets.items():
+        rows.append(csv_row(mrn=mrn, address=address, notes="seen"))
+        rows += [csv_row(mrn=mrn, address=address, notes=n) for n in notes[mrn]]
+    write_csv(tmp_path / "export" / "dx.csv", rows)
+    fhir = fhir_resources("pat-f")
+    fhir[0]["address"] = [{"line": ["12 Rue du Faubourg Montmartre"], "city": "Paris"}]
+    fhir[1]["note"] = [{"text": "lives on Faubourg Montmartre"}]
+    write_ndjson(tmp_path / "bulk" / "export.ndjson", fhir)
+    summary, _ = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "export", tmp_path / "bulk"])
+    assert summary.counts["ingested"] == 2
+    assert folded_survivors(workspace, ["hangbac", "일원로81", "kentroad", "faubourgmontmartre"]) == []
+    assert folded_survivors(workspace, ["lives on", "거주", "near"]) == ["lives on", "거주", "near"]

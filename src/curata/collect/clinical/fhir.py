@@ -188,7 +188,10 @@ def _collect_patient(res: dict[str, Any], who: PatientIdentity) -> None:
     for a in _dicts(res.get("address")):
         for k in ("line", "city", "district", "postalCode", "text"):
             for s in _strings(a.get(k)):
-                ids.add_word(s)
+                if k in ("line", "text"):
+                    ids.add_address(s)
+                else:
+                    ids.add_word(s)
     for i in _dicts(res.get("identifier")):
         if isinstance(i.get("value"), str | int) and i["value"]:
             ids.add_word(str(i["value"]), min_len=2)

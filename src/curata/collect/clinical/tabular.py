@@ -489,7 +489,9 @@ def _deidentify_table(
 
     for c in mapping.names:
         learn(c, lambda w, v: w.ids.add_name(v))
-    for c in (*mapping.addresses, *mapping.phones, *mapping.ids):
+    for c in mapping.addresses:
+        learn(c, lambda w, v: w.ids.add_address(v))
+    for c in (*mapping.phones, *mapping.ids):
         learn(c, lambda w, v: w.ids.add_word(v))
     if mapping.birth_date:
 

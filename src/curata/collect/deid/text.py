@@ -481,6 +481,19 @@ class Identifiers:
                     self.words.add(bare)
         self._changed()
 
+    def add_address(self, value: str) -> None:
+        """An address (``add_word``), and the street as notes name it: each part's last words without
+        the house number or the kind of street before them (``36 Phố Hàng Bạc``: ``Hàng Bạc``;
+        ``서울특별시 강남구 일원로 81``: ``일원로 81``), two words or more, long enough to be matched
+        anywhere (4 letters, or 2 CJK)."""
+        self.add_word(value)
+        for part in _WORD_PARTS.split(value):
+            words = part.split()
+            for k in range(1, len(words) - 1):
+                tail = " ".join(words[k:])
+                if _kind(normalise(tail)) == "sub":
+                    self.add_word(tail)
+
     def update(self, other: Identifiers) -> None:
         """Every identifying value of ``other`` too (the same patient, seen in another input)."""
         self.words |= other.words
