@@ -208,3 +208,20 @@ def test_a_street_named_without_its_number_or_kind(workspace, tmp_path) -> None:
     assert summary.counts["ingested"] == 2
     assert folded_survivors(workspace, ["hangbac", "일원로81", "kentroad", "faubourgmontmartre"]) == []
     assert folded_survivors(workspace, ["lives on", "거주", "near"]) == ["lives on", "거주", "near"]
+
+
+def test_another_patient_named_in_another_form(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A note in one patient's row naming ANOTHER patient of the export at full width or decomposed, as
+    their own name is cleaned: the other patient's identifiers are looked for in the folded text too."""
+    other = "ＴＡＫＥＨＩＲＯ ＮＡＫＡＭＵＲＡ (ＭＲＮ－５５１０２)"
+    kim = unicodedata.normalize("NFD", "박서연")
+    rows = [
+        _row(SUZUKI, notes=f"seen with {other}; family of {kim}"),
+        _row({**SUZUKI, "mrn": "MRN-55102", "name": "NAKAMURA^TAKEHIRO"}, notes="follow-up"),
+        _row({**KIM, "mrn": "KR-1", "name": "박서연"}, notes="follow-up"),
+    ]
+    write_csv(tmp_path / "export" / "dx.csv", rows)
+    summary, _ = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "export"])
+    assert summary.counts["ingested"] == 1
+    assert folded_survivors(workspace, ["nakamura", "takehiro", "55102", "박서연"]) == []
+    assert folded_survivors(workspace, ["seen with"]) == ["seen with"]

@@ -1277,6 +1277,12 @@ def identity_spans(matcher: Matcher, text: str) -> list[tuple[int, int]]:
     return merged
 
 
+def readings(text: str) -> tuple[str, ...]:
+    """``text`` as written and, where it differs, folded (``_readings.fold``: full width, decomposed
+    Hangul and kana composed, marks some writers add dropped): the forms readers look for names in."""
+    return (text, fold(text)[0]) if folds(text) else (text,)
+
+
 class MatchKeys:
     """A pre-filter for the identifiers of many patients: ``may_match(text)`` is False only where none
     of them can be found in ``text`` by ``identity_spans`` (so ``clean_text`` and the gate can skip it).
