@@ -163,6 +163,34 @@ def _rows_by_line(raw: bytes, sep: str) -> tuple[pd.DataFrame, IntArray, list[tu
     return pd.DataFrame(rows, columns=header, dtype=str), np.array(lines, dtype=np.int64), refused
 
 
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def as_utf8(raw: bytes) -> bytes:
+    """A text export as UTF-8 (``raw`` itself when it is UTF-8): UTF-16 by its byte-order mark; else
+    each line that is not UTF-8 read as Windows-1252 (Latin-1 for the bytes it leaves undefined), as the
+    hospital systems that write them do. Read as UTF-8 with replacement characters, MÜLLER's ü and
+    Gonçalves' ç became U+FFFD: accented text lost its letters, and names were matched in pieces."""
+    if raw.startswith(_UTF16_BOMS):
+        return raw.decode("utf-16", errors="replace").encode("utf-8")
+    try:
+        raw.decode("utf-8")
+        return raw
+    except UnicodeDecodeError:
+        pass
+    lines = []
+    for line in raw.split(b"\n"):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            try:
+                line = line.decode("cp1252").encode("utf-8")
+            except UnicodeDecodeError:
+                line = line.decode("latin-1").encode("utf-8")
+        lines.append(line)
+    return b"\n".join(lines)
+
+
 def _check_columns(columns: Sequence[str], mapping: TableMap) -> None:
     missing = sorted(c for c in mapping.used_columns() if c not in columns)
     if missing:
@@ -223,10 +251,14 @@ def read_columns(raw: bytes, name: str, mapping: TableMap) -> TableRows:
     """The rows of one export; only the columns the mapping names are kept."""
     suffix = Path(name.split("!")[-1]).suffix.lower()
     if suffix not in EXCEL_SUFFIXES:
-        got = _read_arrow(raw, mapping.delimiter or ("\t" if suffix == ".tsv" else ","), mapping)
+        sep = mapping.delimiter or ("\t" if suffix == ".tsv" else ",")
+        got = _read_arrow(raw, sep, mapping)
+        if got is None and (utf8 := as_utf8(raw)) is not raw:
+            raw = utf8
+            got = _read_arrow(raw, sep, mapping)
         if got is not None:
             return TableRows(*got)
-    df, lines, refused = read_table(raw, name, mapping)
+    df, lines, refused = read_table(raw if suffix in EXCEL_SUFFIXES else as_utf8(raw), name, mapping)
     cols = {c: _encode_series(df[c]) for c in sorted(mapping.used_columns())}
     return TableRows(len(df), cols, lines, refused)
 
