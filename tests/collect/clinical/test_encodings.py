@@ -47,3 +47,22 @@ def test_a_csv_in_another_encoding_is_read_as_written(workspace, tmp_path, encod
         assert any("Lungenödem" in (n or "") for n in notes), notes
     assert any("café" in (n or "") for n in notes), notes
     assert folded_survivors(workspace, ["Müller", "Jürgen", "Gonçalves", "André"]) == []
+
+
+def test_a_fhir_export_in_latin1_is_read_as_written(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """FHIR JSON is UTF-8 by the standard; an export written in Windows-1252 all the same is read as such."""
+    import json
+
+    from tests.collect.clinical._fixtures import fhir_resources, write_ndjson
+
+    resources = fhir_resources("p1")
+    resources[0]["name"] = [{"family": "Gonçalves", "given": ["André"]}]
+    resources[1]["note"] = [{"text": "Sr. Gonçalves: Lungenödem"}]
+    path = write_ndjson(tmp_path / "bulk" / "export.ndjson", resources)
+    path.write_bytes("\n".join(json.dumps(r, ensure_ascii=False) for r in resources).encode("cp1252"))
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "bulk"])
+    assert summary.counts["ingested"] == 1, problems
+    with workspace.catalog.session() as s:
+        notes = {r["note"] for r in clinical_rows(s, workspace.store, "condition_occurrence")}
+    assert any("Lungenödem" in (n or "") for n in notes), notes
+    assert folded_survivors(workspace, ["Gonçalves", "alves", "André"]) == []

@@ -107,6 +107,34 @@ class ClinicalBatch:
         return b"".join(parts)
 
 
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def as_utf8(raw: bytes) -> bytes:
+    """A text export (CSV, FHIR JSON) as UTF-8 (``raw`` itself when it is UTF-8): UTF-16 by its byte-order mark; else
+    each line that is not UTF-8 read as Windows-1252 (Latin-1 for the bytes it leaves undefined), as the
+    hospital systems that write them do. Read as UTF-8 with replacement characters, MÜLLER's ü and
+    Gonçalves' ç became U+FFFD: accented text lost its letters, and names were matched in pieces."""
+    if raw.startswith(_UTF16_BOMS):
+        return raw.decode("utf-16", errors="replace").encode("utf-8")
+    try:
+        raw.decode("utf-8")
+        return raw
+    except UnicodeDecodeError:
+        pass
+    lines = []
+    for line in raw.split(b"\n"):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            try:
+                line = line.decode("cp1252").encode("utf-8")
+            except UnicodeDecodeError:
+                line = line.decode("latin-1").encode("utf-8")
+        lines.append(line)
+    return b"\n".join(lines)
+
+
 _DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M")
 
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from curata.collect.clinical._records import ClinicalBatch, RecordBuilder, RowError
+from curata.collect.clinical._records import ClinicalBatch, RecordBuilder, RowError, as_utf8
 from curata.collect.clinical.deid import ClinicalDeidentifier, PatientIdentity
 from curata.collect.clinical.mapping import FhirMap
 from curata.errors import InputError
@@ -68,7 +68,10 @@ def _where(error: Any) -> str:
 
 def iter_resources(raw: bytes, name: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
     """(line or entry number, resource, error) for a Bundle, a single resource or NDJSON."""
-    text = raw.decode("utf-8", errors="replace")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # JSON is UTF-8 by the standard; some exports are not all the same
+        text = as_utf8(raw).decode("utf-8", errors="replace")
     stripped = text.lstrip()
     if name.lower().endswith(".ndjson") or (
         stripped.startswith("{") and "\n{" in stripped and _is_ndjson(text)

@@ -37,6 +37,7 @@ from curata.collect.clinical._records import (
     ClinicalBatch,
     PersonFacts,
     RecordBuilder,
+    as_utf8,
     no_cycle_collection,
     parse_date,
 )
@@ -161,34 +162,6 @@ def _rows_by_line(raw: bytes, sep: str) -> tuple[pd.DataFrame, IntArray, list[tu
             refused.append((start, f"{len(record)} fields where the header has {len(header)}"))
         start = reader.line_num + 1
     return pd.DataFrame(rows, columns=header, dtype=str), np.array(lines, dtype=np.int64), refused
-
-
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-
-
-def as_utf8(raw: bytes) -> bytes:
-    """A text export as UTF-8 (``raw`` itself when it is UTF-8): UTF-16 by its byte-order mark; else
-    each line that is not UTF-8 read as Windows-1252 (Latin-1 for the bytes it leaves undefined), as the
-    hospital systems that write them do. Read as UTF-8 with replacement characters, MÜLLER's ü and
-    Gonçalves' ç became U+FFFD: accented text lost its letters, and names were matched in pieces."""
-    if raw.startswith(_UTF16_BOMS):
-        return raw.decode("utf-16", errors="replace").encode("utf-8")
-    try:
-        raw.decode("utf-8")
-        return raw
-    except UnicodeDecodeError:
-        pass
-    lines = []
-    for line in raw.split(b"\n"):
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError:
-            try:
-                line = line.decode("cp1252").encode("utf-8")
-            except UnicodeDecodeError:
-                line = line.decode("latin-1").encode("utf-8")
-        lines.append(line)
-    return b"\n".join(lines)
 
 
 def _check_columns(columns: Sequence[str], mapping: TableMap) -> None:
