@@ -355,14 +355,12 @@ _VCF_COLUMNS = ("CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "F
 def _gate_vcf(head: bytes, body: bytes, ids: Identifiers) -> str | None:
     """The byte gate over the whole output; a hit only counts if it is not inside the bases. Lines with
     letters beyond ASCII are also read as text by the cleaner's matcher (``_text_hit``)."""
-    if any(_text_hit(line, ids) for line in _NON_ASCII_LINE.findall(head + b"\n" + body)):
-        return "text"
+    for part in (head, body):
+        if not part.isascii() and any(_text_hit(line, ids) for line in part.split(b"\n")):
+            return "text"
     if byte_gate(head + body, ids) is None:
         return None
     return byte_gate(head + _BASES.sub(rb"\1\t", body), ids)
-
-
-_NON_ASCII_LINE = re.compile(rb"[^\n]*[\x80-\xff][^\n]*")
 
 
 def _text_hit(data: bytes, ids: Identifiers) -> bool:
