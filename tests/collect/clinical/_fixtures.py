@@ -301,8 +301,8 @@ def vcf_text(sample: str = "MRN-77123", header: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def survivors(ws: Any, needles: list[str] = NEEDLES) -> list[str]:
-    """Every needle found in any stored blob (gzip opened) or any catalog value of ``ws``."""
+def stored_texts(ws: Any) -> list[str]:
+    """Every stored blob (gzip opened) and every catalog row of ``ws``, as text."""
     import gzip
 
     import sqlalchemy as sa
@@ -319,5 +319,27 @@ def survivors(ws: Any, needles: list[str] = NEEDLES) -> list[str]:
         for table in Base.metadata.sorted_tables:
             for row in s.execute(sa.select(table)):
                 texts.append(" ".join(str(v) for v in row))
-    blob = "\n".join(texts).lower()
+    return texts
+
+
+def survivors(ws: Any, needles: list[str] = NEEDLES) -> list[str]:
+    """Every needle found in any stored blob (gzip opened) or any catalog value of ``ws``."""
+    blob = "\n".join(stored_texts(ws)).lower()
     return [n for n in needles if n.lower() in blob]
+
+
+def folded(text: str) -> str:
+    """``text`` as the matcher compares it, and more: NFKC (full width, composed Hangul), lower case,
+    marks and separators dropped."""
+    import re
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).lower())
+    text = unicodedata.normalize("NFC", "".join(c for c in text if not unicodedata.combining(c)))
+    return re.sub(r"[\W_]+", "", text)
+
+
+def folded_survivors(ws: Any, needles: list[str]) -> list[str]:
+    """``survivors`` compared folded (``folded``): ＳＵＺＵＫＩ, Suzuki様 and a decomposed 김민준 count."""
+    blob = folded("\n".join(stored_texts(ws)))
+    return [n for n in needles if folded(n) in blob]

@@ -268,8 +268,12 @@ def test_central_refuses_identified_vcfs_text_and_columns(site: Any) -> None:
         "condition_source_value",
         pa.array(["C34.1", "Tunde"]),
     )
+    systemed = cond.set_column(
+        cond.column_names.index("source_system"), "source_system", pa.array(["ICD10", "ICD10 MRN 77123"])
+    )
     cases = [
         (noted, "looks like an identifier"),
+        (systemed, "row 2: source_system is not a code system"),
         (extra, "not one the format carries"),
         (coded, "row 2: condition_source_value is not a ICD10 code"),
     ]

@@ -38,6 +38,10 @@ ALIASES = {
 }
 # Any other system: a short token without spaces (a local code), checked by the gate as well.
 LOCAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_:/]{0,39}")
+# A system kept beside its codes that is none of the above: a local system's name, URL or OID, one token.
+# Text where the system goes (an MRN, a phone, a sentence) is not kept: no cleaner reads a URL right
+# (the free-text cleaner takes URLs and OIDs for identifier shapes), so the shape is the check.
+SYSTEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_:/#]{0,63}")
 STAGE = re.compile(
     r"(?:stage\s*)?(?:0|I{1,3}|IV|[1-4])(?:[A-C][0-9]?)?"
     r"|[cpyr]?T(?:[0-4]|is|x)[a-d]?(?:\s*N[0-3x][a-c]?)?(?:\s*M[01x][a-c]?)?",
@@ -50,6 +54,15 @@ def system_name(system: str | None) -> str | None:
         return None
     s = system.strip().upper()
     return ALIASES.get(s, s)
+
+
+def kept_system(system: str | None) -> str | None:
+    """What the catalog keeps of a code system: a known one's name, another's as written (upper case) when
+    it has a system's shape (``SYSTEM``), else None (the codes are checked as local codes either way)."""
+    name = system_name(system)
+    if name is None or name in SYSTEMS:
+        return name
+    return name if SYSTEM.fullmatch(name) else None
 
 
 def valid_code(code: str, system: str | None) -> bool:

@@ -7,12 +7,18 @@ import datetime as dt
 import gc
 import json
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from curata.collect.clinical._codes import normal_stage, stage_group, system_name, valid_code, valid_stage
+from curata.collect.clinical._codes import (
+    kept_system,
+    normal_stage,
+    stage_group,
+    system_name,
+    valid_code,
+    valid_stage,
+)
 from curata.collect.clinical.deid import (
     AGE_CAP,
     ClinicalDeidentifier,
@@ -23,9 +29,8 @@ from curata.collect.clinical.deid import (
     shift,
     survivors,
 )
-from curata.collect.deid.text import Identifiers
+from curata.collect.deid.text import Identifiers, MatchKeys
 
-_TOKEN_SPLIT = re.compile(r"[^0-9a-z\u00c0-\uffff]+")
 _NO_IDS = Identifiers()
 
 
@@ -102,6 +107,34 @@ class ClinicalBatch:
         return b"".join(parts)
 
 
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def as_utf8(raw: bytes) -> bytes:
+    """A text export (CSV, FHIR JSON) as UTF-8 (``raw`` itself when it is UTF-8): UTF-16 by its byte-order mark; else
+    each line that is not UTF-8 read as Windows-1252 (Latin-1 for the bytes it leaves undefined), as the
+    hospital systems that write them do. Read as UTF-8 with replacement characters, MÜLLER's ü and
+    Gonçalves' ç became U+FFFD: accented text lost its letters, and names were matched in pieces."""
+    if raw.startswith(_UTF16_BOMS):
+        return raw.decode("utf-16", errors="replace").encode("utf-8")
+    try:
+        raw.decode("utf-8")
+        return raw
+    except UnicodeDecodeError:
+        pass
+    lines = []
+    for line in raw.split(b"\n"):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            try:
+                line = line.decode("cp1252").encode("utf-8")
+            except UnicodeDecodeError:
+                line = line.decode("latin-1").encode("utf-8")
+        lines.append(line)
+    return b"\n".join(lines)
+
+
 _DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M")
 
 
@@ -138,37 +171,30 @@ class RecordBuilder:
         self._shifted: dict[tuple[str, int], tuple[dt.date | None, dt.datetime | None]] = {}
         self._seq = 0
         self._generic: dict[str, str | None] = {}  # value -> generic-cleaned value (no patient needed)
-        self._tokens: dict[str, frozenset[str]] = {}
+        self._maybe: dict[str, bool] = {}
         self._code_ok: dict[tuple[str, str | None], bool] = {}
-        # Every token of every identifier of the input (set by the reader once all are known): a value
-        # sharing no token with it cannot hold a patient's own identifier, so only the others get the
-        # per-patient cleaning and gate. None: no pre-filter (every value is checked).
-        self.candidates: set[str] | None = None
+        # The keys of every identifier of the input (set by the reader once all are known): a value in
+        # which ``MatchKeys`` finds none cannot hold a patient's own identifier in any form the cleaner
+        # reads, so only the others get the per-patient cleaning and gate. None: every value is checked.
+        self.keys: MatchKeys | None = None
         self.others: OtherPatients | None = None
 
     def know_identifiers(self, identities: Any) -> None:
-        """Build the token pre-filter from every patient identity of the input."""
-        tokens: set[str] = set()
-        for who in identities:
-            ids = who.ids
-            for w in ids.words:
-                tokens.update(_TOKEN_SPLIT.split(w.lower()))
-            tokens.update(n.lower() for n in ids.short_names)
-            for d in ids.dates:
-                tokens.update((d, d[:4]))
-        tokens.discard("")
-        self.candidates = {t for t in tokens if len(t) >= 2}
+        """Build the pre-filter from every patient identity of the input."""
+        identities = list(identities)
+        self.keys = MatchKeys(who.ids for who in identities)
+        self._maybe.clear()
         self.others = OtherPatients(identities)
 
     def _maybe_identifying(self, value: str) -> bool:
-        if self.candidates is None:
+        if self.keys is None:
             return True
-        toks = self._tokens.get(value)
-        if toks is None:
-            toks = frozenset(_TOKEN_SPLIT.split(value.lower()))
-            if len(self._tokens) < 200_000:
-                self._tokens[value] = toks
-        return not toks.isdisjoint(self.candidates)
+        got = self._maybe.get(value)
+        if got is None:
+            got = self.keys.may_match(value)
+            if len(self._maybe) < 200_000:
+                self._maybe[value] = got
+        return got
 
     def survives(self, value: str, who: PatientIdentity) -> bool:
         """The gate for one output value (pre-filtered by tokens, then exact)."""
@@ -394,10 +420,9 @@ class RecordBuilder:
             for ident in (source_id, slide):
                 if ident is not None and str(ident).strip():
                     who.ids.add_word(str(ident).strip(), min_len=4)
-                    if self.candidates is not None:
-                        self.candidates.update(
-                            t for t in _TOKEN_SPLIT.split(str(ident).lower()) if len(t) >= 2
-                        )
+                    if self.keys is not None:
+                        self.keys.add(who.ids)
+                        self._maybe.clear()
             row.update(
                 specimen_date=start,
                 specimen_datetime=start_dt,
@@ -410,7 +435,7 @@ class RecordBuilder:
             raise RowError(f"unknown table {table}")
         if table != "specimen":
             row["source_display"] = disp
-            row["source_system"] = sysname[:64] if sysname else None
+            row["source_system"] = kept_system(system)
         nt = self.text(note, who)
         if nt is not None:
             if table in ("observation",) and row.get("value_as_string") is None:

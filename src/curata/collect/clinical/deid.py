@@ -20,7 +20,9 @@ from curata.collect.deid.text import (
     clean_generic_many,
     clean_text,
     find_identifier,
+    is_cjk,
     normalise,
+    readings,
 )
 
 AGE_CAP = 89  # ages above this read as 90 (HIPAA Safe Harbor; the DICOM engine caps the same way)
@@ -57,31 +59,38 @@ class OtherPatients:
     def __init__(self, identities: Iterable[PatientIdentity]) -> None:
         self.joined: dict[str, str] = {}  # normalised value -> value (IDs, multi-part values)
         self.parts: dict[str, str] = {}  # lower-cased name part -> value
+        self.cjk: dict[str, str] = {}  # a Han, kana or Hangul name (part) of 2 characters or more -> value
         for who in identities:
             for w in who.ids.words:
                 n = normalise(w)
                 id_like = len(n) >= 5 and any(map(str.isdigit, n))
                 if id_like or (len(n) >= 6 and len(_WORD_RE.findall(w)) > 1):
                     self.joined[n] = w
+                elif w.isalpha() and len(w) >= 2 and all(map(is_cjk, w)):
+                    self.cjk[w] = w  # no capitals, and no spaces between words: looked for anywhere
                 elif w.isalpha() and len(w) >= 4:
                     self.parts[w.lower()] = w
         self._found: dict[str, Identifiers | None] = {}
 
     def found_in(self, text: str) -> Identifiers | None:
-        """The other patients' identifiers standing in ``text`` (None: none)."""
+        """The other patients' identifiers standing in ``text`` (None: none), as written or folded (full
+        width, decomposed Hangul, kana: ``readings``)."""
         if text in self._found:
             return self._found[text]
-        tokens = _WORD_RE.findall(text)
         words: set[str] = set()
-        for i, tok in enumerate(tokens):
-            if tok[:1].isupper() and (hit := self.parts.get(tok.lower())) is not None:
-                words.add(hit)
-            for k in (1, 2, 3, 4):
-                if i + k > len(tokens):
-                    break
-                hit = self.joined.get(normalise("".join(tokens[i : i + k])))
-                if hit is not None:
+        for form in readings(text):
+            tokens = _WORD_RE.findall(form)
+            for i, tok in enumerate(tokens):
+                if tok[:1].isupper() and (hit := self.parts.get(tok.lower())) is not None:
                     words.add(hit)
+                for k in (1, 2, 3, 4):
+                    if i + k > len(tokens):
+                        break
+                    hit = self.joined.get(normalise("".join(tokens[i : i + k])))
+                    if hit is not None:
+                        words.add(hit)
+            if self.cjk and not form.isascii():
+                words.update(v for k, v in self.cjk.items() if k in form)
         got = None
         if words:
             got = Identifiers()

@@ -31,12 +31,13 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
-from curata.collect.clinical._codes import valid_code, valid_stage
+from curata.collect.clinical._codes import kept_system, valid_code, valid_stage
 from curata.collect.clinical._index import arrow_type
 from curata.collect.clinical._writer import _DATE_COLUMNS
 from curata.collect.clinical.deid import AGE_CAP
@@ -332,11 +333,16 @@ def _check_table(name: str, table: Any) -> Any:
             row = _first_bad(table.column(col), lambda v: clean_text(v, _NO_IDS) == v)
             if row is not None:
                 raise DeidError(f"table {name} row {row}: {col} holds what looks like an identifier")
-    for col, ok in (("stage", valid_stage), ("unit_source_value", lambda u: valid_code(u, "UCUM"))):
+    shapes: tuple[tuple[str, Callable[[str], bool], str], ...] = (
+        ("stage", valid_stage, "stage"),
+        ("unit_source_value", lambda u: valid_code(u, "UCUM"), "unit"),
+        ("source_system", lambda v: kept_system(v) == v, "code system"),
+    )
+    for col, ok, what in shapes:
         if col in table.column_names:
             row = _first_bad(table.column(col), ok)
             if row is not None:
-                raise DeidError(f"table {name} row {row}: {col} is not a {col.split('_')[0]}")
+                raise DeidError(f"table {name} row {row}: {col} is not a {what}")
     _check_codes(name, table)
     return table
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from curata.collect.clinical._records import ClinicalBatch, RecordBuilder, RowError
+from curata.collect.clinical._records import ClinicalBatch, RecordBuilder, RowError, as_utf8
 from curata.collect.clinical.deid import ClinicalDeidentifier, PatientIdentity
 from curata.collect.clinical.mapping import FhirMap
 from curata.errors import InputError
@@ -47,16 +47,31 @@ def _validate(res: dict[str, Any]) -> None:
         except (KeyError, ValueError) as exc:
             raise RowError(f"resourceType: unknown ({type(exc).__name__})") from None
     assert first is not None
-    where = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('type', 'invalid')}"
-        for e in first.errors()[:3]
-    )
+    where = "; ".join(f"{_where(e)}: {e.get('type', 'invalid')}" for e in first.errors()[:3])
     raise RowError(f"not a valid {rtype} resource ({where})")
+
+
+_ELEMENT = re.compile(r"_?[a-z][A-Za-z0-9]{0,63}")
+
+
+def _where(error: Any) -> str:
+    """An error's place as the model's element names and list positions. An element the model does not
+    define is named by the sender (``extra_forbidden``): it reads ``?``, as does anything not shaped like
+    an element name, so that a key holding a name or an MRN never reaches a reason."""
+    loc = list(error.get("loc", ()))
+    if error.get("type") == "extra_forbidden" and loc:
+        loc[-1] = "?"
+    return ".".join(
+        str(p) if isinstance(p, int) or (isinstance(p, str) and _ELEMENT.fullmatch(p)) else "?" for p in loc
+    )
 
 
 def iter_resources(raw: bytes, name: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
     """(line or entry number, resource, error) for a Bundle, a single resource or NDJSON."""
-    text = raw.decode("utf-8", errors="replace")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # JSON is UTF-8 by the standard; some exports are not all the same
+        text = as_utf8(raw).decode("utf-8", errors="replace")
     stripped = text.lstrip()
     if name.lower().endswith(".ndjson") or (
         stripped.startswith("{") and "\n{" in stripped and _is_ndjson(text)
@@ -84,9 +99,12 @@ def iter_resources(raw: bytes, name: str) -> Iterator[tuple[int, dict[str, Any] 
     if doc["resourceType"] == "Bundle":
         for i, entry in enumerate(doc.get("entry") or [], start=1):
             res = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(res, dict) and entry.get("fullUrl"):
+            if not isinstance(res, dict):  # a string, a number, a list where the resource goes
+                yield i, None, "entry without a resource"
+                continue
+            if isinstance(entry.get("fullUrl"), str):
                 res = {**res, "_curata_full_url": entry["fullUrl"]}
-            yield i, res, None if isinstance(res, dict) else "entry without a resource"
+            yield i, res, None
     else:
         yield 1, doc, None
 
@@ -108,14 +126,24 @@ def looks_like_fhir(raw: bytes) -> bool:
 # -- patients -----------------------------------------------------------------------------------------
 
 
+def _dicts(node: Any) -> list[dict[str, Any]]:
+    """The objects of a repeating element (one object alone counts too): the first pass reads Patients
+    before they are validated, so a string or a number where an element goes must not stop it."""
+    if isinstance(node, dict):
+        return [node]
+    return [n for n in node if isinstance(n, dict)] if isinstance(node, list) else []
+
+
 def _patient_id(res: dict[str, Any], mapping: FhirMap) -> str | None:
-    idents = [i for i in res.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
+    idents = [
+        i for i in _dicts(res.get("identifier")) if isinstance(i.get("value"), str | int) and i["value"]
+    ]
     if mapping.patient_id_system:
         for i in idents:
             if i.get("system") == mapping.patient_id_system:
                 return str(i["value"])
     for i in idents:
-        codes = [c.get("code") for c in (i.get("type") or {}).get("coding") or [] if isinstance(c, dict)]
+        codes = [c.get("code") for t in _dicts(i.get("type")) for c in _dicts(t.get("coding"))]
         if "MR" in codes:
             return str(i["value"])
     if idents:
@@ -135,32 +163,42 @@ def _strings(node: Any) -> Iterator[str]:
 
 
 def _collect_patient(res: dict[str, Any], who: PatientIdentity) -> None:
+    """Every identifying value of a Patient, read before it is validated: a name given as a bare string
+    (where HumanNames go) is a name all the same; other shapes that are no FHIR are passed over (the
+    resource is refused when validated)."""
     ids = who.ids
-    for name in res.get("name") or []:
+    names = res.get("name")
+    bare = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+    for s in bare:
+        if isinstance(s, str):
+            ids.add_name(s)
+    for name in _dicts(names):
         for s in _strings(
             {k: v for k, v in name.items() if k in ("family", "given", "text", "prefix", "suffix")}
         ):
             ids.add_name(s)
-    for contact in res.get("contact") or []:
+    for contact in _dicts(res.get("contact")):
         for s in _strings(contact.get("name") or {}):
             ids.add_name(s)
         for s in _strings([contact.get("telecom"), contact.get("address")]):
             ids.add_word(s)
-    for gp in res.get("generalPractitioner") or []:  # the patient's own doctor identifies them too
-        if isinstance(gp, dict) and isinstance(gp.get("display"), str):
+    for gp in _dicts(res.get("generalPractitioner")):  # the patient's own doctor identifies them too
+        if isinstance(gp.get("display"), str):
             ids.add_name(re.sub(r"^(?:Dr|Prof)\.?\s+", "", gp["display"]))
-    for t in res.get("telecom") or []:
-        if isinstance(t, dict) and t.get("value"):
-            ids.add_word(str(t["value"]))
-    for a in res.get("address") or []:
-        if isinstance(a, dict):
-            for k in ("line", "city", "district", "postalCode", "text"):
-                for s in _strings(a.get(k)):
+    for t in _dicts(res.get("telecom")):
+        if isinstance(t.get("value"), str):
+            ids.add_word(t["value"])
+    for a in _dicts(res.get("address")):
+        for k in ("line", "city", "district", "postalCode", "text"):
+            for s in _strings(a.get(k)):
+                if k in ("line", "text"):
+                    ids.add_address(s)
+                else:
                     ids.add_word(s)
-    for i in res.get("identifier") or []:
-        if isinstance(i, dict) and i.get("value"):
+    for i in _dicts(res.get("identifier")):
+        if isinstance(i.get("value"), str | int) and i["value"]:
             ids.add_word(str(i["value"]), min_len=2)
-    if res.get("id"):
+    if isinstance(res.get("id"), str | int) and res["id"]:
         ids.add_word(str(res["id"]), min_len=2)
     if isinstance(res.get("birthDate"), str):
         ids.add_date(res["birthDate"].replace("-", ""))

@@ -17,6 +17,7 @@ import csv as _csv
 import datetime as dt
 import io
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,19 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from curata.collect.clinical._codes import normal_stage, stage_group, system_name, valid_code, valid_stage
+from curata.collect.clinical._codes import (
+    kept_system,
+    normal_stage,
+    stage_group,
+    system_name,
+    valid_code,
+    valid_stage,
+)
 from curata.collect.clinical._records import (
     ClinicalBatch,
     PersonFacts,
     RecordBuilder,
+    as_utf8,
     no_cycle_collection,
     parse_date,
 )
@@ -42,15 +51,10 @@ from curata.collect.clinical.deid import (
     survivors,
 )
 from curata.collect.clinical.mapping import Ref, TableMap
-from curata.collect.deid.text import SEPARATORS, Identifiers
+from curata.collect.deid.text import Identifiers, MatchKeys
 from curata.errors import ConfigError, InputError
 
-_DROP_SEPARATORS = {ord(c): None for c in SEPARATORS}
-
-
-def normalise(text: str) -> str:
-    """``curata.collect.deid.text.normalise`` (lower case, separators dropped), in C."""
-    return text.lower().translate(_DROP_SEPARATORS)
+_NO_IDS = Identifiers()
 
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
@@ -94,28 +98,70 @@ def _encode_series(s: pd.Series) -> Column:
     return Column(np.asarray(codes, dtype=np.int64), [None if pd.isna(v) else str(v) for v in uniques])
 
 
-def read_table(raw: bytes, name: str, mapping: TableMap) -> pd.DataFrame:
-    """Every cell as text (empty cells as ""), so nothing is reinterpreted before de-identification."""
+@dataclass
+class TableRows:
+    """One export as read: how many rows, the mapped columns, each row's line in the file (None: row i
+    stands on line i + 2, under the header) and the lines refused as unreadable, with their reason."""
+
+    n: int
+    cols: dict[str, Column]
+    lines: IntArray | None = None
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+def read_table(
+    raw: bytes, name: str, mapping: TableMap
+) -> tuple[pd.DataFrame, IntArray | None, list[tuple[int, str]]]:
+    """Every cell as text (empty cells as ""), so nothing is reinterpreted before de-identification; a
+    CSV with rows of another width than its header is read row by row (``_rows_by_line``)."""
     suffix = Path(name.split("!")[-1]).suffix.lower()
+    lines: IntArray | None = None
+    refused: list[tuple[int, str]] = []
+    sep = mapping.delimiter or ("\t" if suffix == ".tsv" else ",")
     try:
         if suffix in EXCEL_SUFFIXES:
             df = pd.read_excel(io.BytesIO(raw), sheet_name=mapping.sheet, dtype=str, keep_default_na=False)
         else:
-            sep = mapping.delimiter or ("\t" if suffix == ".tsv" else ",")
-            df = pd.read_csv(
-                io.BytesIO(raw),
-                sep=sep,
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                encoding_errors="replace",
-            )
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+            try:
+                df = pd.read_csv(
+                    io.BytesIO(raw),
+                    sep=sep,
+                    dtype=str,
+                    keep_default_na=False,
+                    na_filter=False,
+                    encoding_errors="replace",
+                )
+            except pd.errors.ParserError:
+                df, lines, refused = _rows_by_line(raw, sep)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError, OSError, _csv.Error) as exc:
         # pandas quotes offending lines in some messages: keep only its first words, never cell values
         raise InputError(f"not a readable table ({type(exc).__name__})") from exc
     df.columns = [str(c).strip() for c in df.columns]
     _check_columns(list(df.columns), mapping)
-    return df
+    return df, lines, refused
+
+
+def _rows_by_line(raw: bytes, sep: str) -> tuple[pd.DataFrame, IntArray, list[tuple[int, str]]]:
+    """A CSV pandas refuses whole for one row of another width (an unquoted comma in a note, a line cut
+    short): the rows as wide as the header, with the line each starts on, and the others refused by
+    line, their width named (never a value). A quote left open still takes the rest of the file with it."""
+    text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    reader = _csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    header = next(reader, None)
+    if header is None:
+        raise InputError("not a readable table (no header)")
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    refused: list[tuple[int, str]] = []
+    start = reader.line_num + 1
+    for record in reader:
+        if record and len(record) == len(header):
+            rows.append(record)
+            lines.append(start)
+        elif record:
+            refused.append((start, f"{len(record)} fields where the header has {len(header)}"))
+        start = reader.line_num + 1
+    return pd.DataFrame(rows, columns=header, dtype=str), np.array(lines, dtype=np.int64), refused
 
 
 def _check_columns(columns: Sequence[str], mapping: TableMap) -> None:
@@ -174,15 +220,20 @@ def _read_arrow(raw: bytes, sep: str, mapping: TableMap) -> tuple[int, dict[str,
     return table.num_rows, cols
 
 
-def read_columns(raw: bytes, name: str, mapping: TableMap) -> tuple[int, dict[str, Column]]:
-    """(rows, {mapped column: Column}) of one export; only the columns the mapping names are kept."""
+def read_columns(raw: bytes, name: str, mapping: TableMap) -> TableRows:
+    """The rows of one export; only the columns the mapping names are kept."""
     suffix = Path(name.split("!")[-1]).suffix.lower()
     if suffix not in EXCEL_SUFFIXES:
-        got = _read_arrow(raw, mapping.delimiter or ("\t" if suffix == ".tsv" else ","), mapping)
+        sep = mapping.delimiter or ("\t" if suffix == ".tsv" else ",")
+        got = _read_arrow(raw, sep, mapping)
+        if got is None and (utf8 := as_utf8(raw)) is not raw:
+            raw = utf8
+            got = _read_arrow(raw, sep, mapping)
         if got is not None:
-            return got
-    df = read_table(raw, name, mapping)
-    return len(df), {c: _encode_series(df[c]) for c in sorted(mapping.used_columns())}
+            return TableRows(*got)
+    df, lines, refused = read_table(raw if suffix in EXCEL_SUFFIXES else as_utf8(raw), name, mapping)
+    cols = {c: _encode_series(df[c]) for c in sorted(mapping.used_columns())}
+    return TableRows(len(df), cols, lines, refused)
 
 
 def _pairs(pid: IntArray, col: Column, mask: BoolArray) -> list[tuple[int, Any]]:
@@ -211,49 +262,22 @@ class _Table:
         self._shift_days: npt.NDArray[np.timedelta64] | None = None  # ``shift`` as days, made once
         self.builder: RecordBuilder | None = None
         self._parsed: dict[str, tuple[Any, bool] | None] = {}
-        self._needles: dict[int, list[tuple[str, str, str]]] = {}
-        self._reduced: dict[tuple[frozenset[tuple[str, str]], ...], Identifiers] = {}
-        self._norm: dict[str, str] = {}
-        # clean / gate results per (identifier set, value): patients whose identifiers found in a value
-        # are the same (``ids_for`` gives them one shared object) get the same answer, computed once
+        self._keys: dict[int, MatchKeys] = {}
+        # clean / gate results per (identifier set, value): patients none of whose identifiers may stand
+        # in a value share one empty set (``ids_for``) and get the same answer, computed once
         self._cleaned: dict[tuple[int, str, int | None], str | None] = {}
         self._gated: dict[tuple[int, str], bool] = {}
         self.others: OtherPatients | None = None  # built once every patient of the export is known
 
     def ids_for(self, p: int, text: str) -> Identifiers:
-        """Patient ``p``'s identifiers that can occur in ``text`` (their normalised form is in it): the
-        same cleaning and gate as with all of them, without compiling every patient's matcher."""
+        """Patient ``p``'s identifiers when one of them may stand in ``text`` (``MatchKeys``: in any form
+        the cleaner reads), else none: the same cleaning and gate as with all of them, without running
+        every patient's matcher over every value."""
         ids = self.patients[p].ids
-        needles = self._needles.get(p)
-        if needles is None:
-            needles = [(normalise(w), "w", w) for w in ids.words]
-            needles += [(normalise(w), "s", w) for w in ids.short_names]
-            # a date's written forms differ by their separators only: normalised, Y M D in three orders
-            needles += [
-                (f, "d", d)
-                for d in ids.dates
-                for f in (
-                    {d, d[6:8] + d[4:6] + d[:4], d[4:6] + d[6:8] + d[:4]}
-                    if len(d) == 8 and d.isdigit()
-                    else {normalise(d)}
-                )
-            ]
-            needles += [(c, "c", c) for c in ids.cjk_names]
-            self._needles[p] = needles
-        norm = self._norm.get(text)
-        if norm is None:
-            norm = self._norm[text] = normalise(text)
-        found = frozenset((kind, v) for nd, kind, v in needles if nd and nd in norm)
-        if ids.raw:
-            return ids
-        key = (found,)
-        got = self._reduced.get(key)
-        if got is None:
-            got = Identifiers()
-            for kind, v in found:
-                {"w": got.words, "s": got.short_names, "d": got.dates, "c": got.cjk_names}[kind].add(v)
-            self._reduced[key] = got
-        return got
+        keys = self._keys.get(p)
+        if keys is None:
+            keys = self._keys[p] = MatchKeys((ids,))
+        return ids if keys.may_match(text) else _NO_IDS
 
     def clean_for(self, p: int, text: str, limit: int | None) -> str | None:
         """``text`` cleaned of patient ``p``'s own identifiers (and cut to ``limit``)."""
@@ -436,10 +460,11 @@ def deidentify_table(
 def _deidentify_table(
     raw: bytes, name: str, digest: str, mapping: TableMap, key: bytes, kind: str
 ) -> ClinicalBatch:
-    n, cols = read_columns(raw, name, mapping)
+    read = read_columns(raw, name, mapping)
+    n, cols = read.n, read.cols
     deid = ClinicalDeidentifier(key, issuer=mapping.issuer)
     batch = ClinicalBatch(kind=kind, input_digest=digest)
-    batch.rows = n
+    batch.rows = n + len(read.refused)
     t = _Table(n, cols, mapping, deid)
 
     # patients: one vault derivation per distinct ID
@@ -469,7 +494,9 @@ def _deidentify_table(
 
     for c in mapping.names:
         learn(c, lambda w, v: w.ids.add_name(v))
-    for c in (*mapping.addresses, *mapping.phones, *mapping.ids):
+    for c in mapping.addresses:
+        learn(c, lambda w, v: w.ids.add_address(v))
+    for c in (*mapping.phones, *mapping.ids):
         learn(c, lambda w, v: w.ids.add_word(v))
     if mapping.birth_date:
 
@@ -551,7 +578,7 @@ def _deidentify_table(
 
     # the rows that passed, as one frame per OMOP table
     pseudonyms = Column(np.maximum(t.pid, 0), [w.pseudonym for w in t.patients] or [""])
-    line = np.arange(2, n + 2)  # the header is line 1
+    line = np.arange(2, n + 2) if read.lines is None else read.lines  # the header is line 1
     by_table: dict[str, list[dict[str, Any]]] = {}
     kept: IntArray | None = None if ok.all() else np.nonzero(ok)[0]  # None: every row, no copies
     padded = _padded_lines(line if kept is None else line[kept])
@@ -566,7 +593,7 @@ def _deidentify_table(
         by_table.setdefault(table, []).append(out)
     batch.frames = {tb: _concat(fs) for tb, fs in by_table.items()}
     refused = np.nonzero(t.refused)[0]
-    batch.quarantined = [(int(i) + 2, str(t.reason[i])) for i in refused]
+    batch.quarantined = sorted([*((int(line[i]), str(t.reason[i])) for i in refused), *read.refused])
     batch.identities = dict(deid._patients)
     return batch
 
@@ -775,7 +802,7 @@ def _event(t: _Table, table: str, refs: dict[str, Ref], ei: int) -> tuple[dict[s
         raise ConfigError(f"unknown table {table}")
     if table != "specimen":
         disp = t.text(t.ref(refs.get("display")))
-        src_sys = sysname.map(lambda s: s[:64] if s else None)
+        src_sys = system.map(kept_system)
         data.update(source_display=disp, source_system=src_sys)
         strings.update(source_display=disp, source_system=src_sys)
     note = t.text(t.ref(refs.get("note")))

@@ -231,8 +231,8 @@ def _date_forms(da: str) -> list[str]:
     """A YYYYMMDD date as the ways people write it in free text, lower case: Y-M-D, D-M-Y and M-D-Y with
     six separators; the day and month without their zero (14/6/1948, 1948-6-14); a two-digit year
     (6/14/48, 14.06.48); the month by name, abbreviated or in Roman numerals (14 June 1948, June 14th,
-    1948, 14-JUN-1948, 14.VI.1948); 1948年6月14日 and 1948년 6월 14일. Written forms that are not the date's digits are the ones a
-    normalised comparison cannot find."""
+    1948, 14-JUN-1948, 14.VI.1948); 1948年6月14日 and 1948년 6월 14일 (or with none or _ between).
+    Written forms that are not the date's digits are the ones a normalised comparison cannot find."""
     if len(da) != 8 or not da.isdigit():
         return [da]
     y, m, d = da[:4], da[4:6], da[6:]
@@ -260,7 +260,7 @@ def _date_forms(da: str) -> list[str]:
             forms |= {f"{y}-{mon}-{dd}", f"{y} {mon} {dd}", f"{y}_{mon}_{dd}"}
     for dd in days:  # Chinese and Japanese, Korean
         for mm in months:
-            forms |= {f"{y}年{mm}月{dd}日", f"{y}년 {mm}월 {dd}일", f"{y}년{mm}월{dd}일"}
+            forms |= {f"{y}年{mm}月{dd}日", *(f"{y}년{sep}{mm}월{sep}{dd}일" for sep in ("", " ", "_"))}
     roman = _ROMAN_MONTHS[month - 1]
     for dd in days:
         forms |= {f"{dd}{sep}{roman}{sep}{y}" for sep in (" ", "-", "/", ".", "_")}
@@ -373,6 +373,18 @@ def _strong_forms(value: str) -> frozenset[str]:
     return frozenset(out)
 
 
+_ID_NUMBER = 6  # digits: shorter runs of an ID (a year, a ward) are not the ID
+
+
+def _id_numbers(value: str) -> tuple[str, ...]:
+    """The number of an ID written with letters (MRN-4471923, JP5550193377, KR-700193): systems and notes
+    write it without its prefix (4471923). One token only (an address's postal code is not taken), its
+    runs of 6 digits or more, each matched as a number (not inside a longer one)."""
+    if any(c.isspace() for c in value) or not any(c.isalpha() for c in value):
+        return ()
+    return tuple(run for run in _DIGIT_GROUP.findall(value) if len(run) >= _ID_NUMBER)
+
+
 @lru_cache(maxsize=8192)
 def _name_forms(value: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """(words, short names, CJK names) that ``Identifiers.add_name`` adds for ``value``."""
@@ -405,7 +417,25 @@ def _name_forms(value: str) -> tuple[frozenset[str], frozenset[str], frozenset[s
             for joined in ("".join(parts), "".join(reversed(parts)), " ".join(parts)):
                 if len(normalise(joined)) >= 3:
                     words.add(joined)
+        elif len(parts) == 1:
+            words.update(_given_names(parts[0]))
     return frozenset(words), frozenset(short_names), frozenset(cjk_names)
+
+
+def _given_names(run: str) -> tuple[str, ...]:
+    """The given name of a Han or Hangul name written as one run, without a separator between family and
+    given name (王秀英, 김민준): notes call a patient by it alone (秀英, 민준 환자). Three characters are
+    a one-character family name and a two-character given name; four, two and two (남궁민수, 鈴木健二)
+    (each half counts). The family name alone is left to the separated forms: one character is too
+    common a piece of text (이, 王) to be taken for a name here."""
+    if len(run) not in (3, 4) or not all(_han_or_hangul(c) for c in run):
+        return ()
+    return (run[1:],) if len(run) == 3 else (run[:2], run[2:])
+
+
+def _han_or_hangul(ch: str) -> bool:
+    o = ord(ch)
+    return 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF or 0xAC00 <= o <= 0xD7AF or 0x20000 <= o <= 0x2FFFF
 
 
 class Identifiers:
@@ -452,6 +482,7 @@ class Identifiers:
             self.add_word(spelled, min_len=min_len)
         if len(value) >= min_len:
             self.words.add(value)
+            self.words.update(_id_numbers(value))
             for part in _WORD_PARTS.split(value):
                 part = part.strip()
                 if len(part) >= 5 and part != value:
@@ -461,6 +492,19 @@ class Identifiers:
                 if len(bare) >= 5 and bare != part:
                     self.words.add(bare)
         self._changed()
+
+    def add_address(self, value: str) -> None:
+        """An address (``add_word``), and the street as notes name it: each part's last words without
+        the house number or the kind of street before them (``36 Phố Hàng Bạc``: ``Hàng Bạc``;
+        ``서울특별시 강남구 일원로 81``: ``일원로 81``), two words or more, long enough to be matched
+        anywhere (4 letters, or 2 CJK)."""
+        self.add_word(value)
+        for part in _WORD_PARTS.split(value):
+            words = part.split()
+            for k in range(1, len(words) - 1):
+                tail = " ".join(words[k:])
+                if _kind(normalise(tail)) == "sub":
+                    self.add_word(tail)
 
     def update(self, other: Identifiers) -> None:
         """Every identifying value of ``other`` too (the same patient, seen in another input)."""
@@ -537,6 +581,16 @@ def _num_part(num: str) -> str:
     return max(runs, key=len) if runs else num
 
 
+def _lowered(text: str) -> str:
+    """``text`` in lower case, position for position (what ``Matcher.spans`` looks in)."""
+    low = text.lower()
+    if len(low) != len(text):
+        low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+    if _FINAL_SIGMA in low:  # same length: positions stay
+        low = low.replace(_FINAL_SIGMA, "\u03c3")
+    return low
+
+
 class Matcher:
     """One input's identifiers compiled for matching, in text (cleaning, decoded gate) and in bytes
     (the raw gate). Both use the same rules, so whatever the gate would refuse, cleaning removes."""
@@ -584,11 +638,7 @@ class Matcher:
             return []
         found: list[tuple[int, int]] = []
         subs, words, nums = self._needles()
-        low = text.lower()
-        if len(low) != len(text):
-            low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-        if _FINAL_SIGMA in low:  # same length: positions stay
-            low = low.replace(_FINAL_SIGMA, "\u03c3")
+        low = _lowered(text)
         if subs:
             index = [i for i, ch in enumerate(low) if ch not in _SEP_SET]
             norm = "".join(low[i] for i in index)
@@ -726,6 +776,7 @@ def _compile(
             nums.add(low)
             if norm != w.strip():
                 nums.add(norm)
+            nums.update(_num_spellings(low))
     for raw in raws:
         for codec in ("utf-8", "latin-1"):
             text = raw.decode(codec, "replace")
@@ -736,6 +787,18 @@ def _compile(
 
 
 _NumGroups = tuple[tuple[str, tuple[tuple[str, bool], ...]], ...]  # (part, ((number, digits only), ...))
+_DIGIT_GROUP = re.compile(r"[0-9]+")
+_NUM_SEPARATORS = (" ", "-", ".", "/")  # between the groups of a phone number or an ID, as people write them
+
+
+def _num_spellings(num: str) -> frozenset[str]:
+    """A number of digit groups (a phone, an ID: ``+81 90 3344 5566``) as others write it: its groups
+    with another separator between them (``81-90-3344-5566``, ``81.90.3344.5566``); with 6 digits or more
+    (shorter groups of digits are dates and times)."""
+    groups = _DIGIT_GROUP.findall(num)
+    if len(groups) < 2 or sum(map(len, groups)) < 6:
+        return frozenset()
+    return frozenset(sep.join(groups) for sep in _NUM_SEPARATORS)
 
 
 def _num_groups(nums: Iterable[str]) -> _NumGroups:
@@ -1224,6 +1287,88 @@ def identity_spans(matcher: Matcher, text: str) -> list[tuple[int, int]]:
         else:
             merged.append((a, b))
     return merged
+
+
+def readings(text: str) -> tuple[str, ...]:
+    """``text`` as written and, where it differs, folded (``_readings.fold``: full width, decomposed
+    Hangul and kana composed, marks some writers add dropped): the forms readers look for names in."""
+    return (text, fold(text)[0]) if folds(text) else (text,)
+
+
+class MatchKeys:
+    """A pre-filter for the identifiers of many patients: ``may_match(text)`` is False only where none
+    of them can be found in ``text`` by ``identity_spans`` (so ``clean_text`` and the gate can skip it).
+
+    Sound by construction, not by likeness: each needle of each ``Matcher`` (substrings, whole words,
+    numbers, single CJK names) is found in the text's lower case with separators dropped, so the first
+    four characters of the needle (separators dropped too) stand there as a run; a date is looked for
+    only where its ``DateNeedles.keys`` meet the text's digit runs, as ``Matcher.spans`` does. The
+    text is looked at in every form ``identity_spans`` reads: as written, folded (``_readings.fold``:
+    full width, decomposed Hangul, kana), and each non-ASCII word's ASCII spellings; text holding
+    U+FFFD, or Latin-1 text where a CJK name could be read from its bytes, is always a candidate."""
+
+    _KEY = 4
+
+    def __init__(self, identities: Iterable[Identifiers] = ()) -> None:
+        self.keys: set[str] = set()
+        self.date_keys: set[str] = set()
+        self.always = False
+        self.cjk = False
+        self._lengths: tuple[int, ...] = ()
+        for ids in identities:
+            self.add(ids)
+
+    def add(self, ids: Identifiers) -> None:
+        """Every needle of ``ids`` too."""
+        keys, cjk = _needle_keys(ids.matcher()._frozen, self._KEY)
+        self.keys |= keys
+        self.always = self.always or "" in keys
+        self.cjk = self.cjk or cjk
+        for da in ids.dates:
+            self.date_keys |= _date_needles(da).keys
+        self._lengths = tuple(sorted(set(self._lengths).union(map(len, keys)) - {0}))
+
+    def _hit(self, text: str) -> bool:
+        low = _lowered(text)
+        if self.date_keys and not self.date_keys.isdisjoint(digit_keys(_KEY_RUNS_STR.findall(low))):
+            return True
+        norm = low.translate(_DROP_SEPS)
+        keys = self.keys
+        return any(norm[i : i + n] in keys for n in self._lengths for i in range(len(norm) - n + 1))
+
+    def may_match(self, text: str) -> bool:
+        if not text:
+            return False
+        if self.always or self._hit(text):
+            return True
+        if text.isascii():
+            return False
+        if "\ufffd" in text:
+            return True
+        if self.cjk and max(text) <= "\xff":  # a CJK name's legacy bytes read as Latin-1
+            for m in _LATIN1_TOKEN.finditer(text):
+                for _codec, reading in legacy_readings(m.group().encode("latin-1"), 1):
+                    if self._hit(reading):
+                        return True
+        if folds(text) and self._hit(fold(text)[0]):
+            return True
+        return any(
+            self._hit(spelled)
+            for m in _HAY_WORD.finditer(text)
+            if not m.group().isascii()
+            for spelled in ascii_spellings(m.group())
+        )
+
+
+_DROP_SEPS = str.maketrans(dict.fromkeys(SEPARATORS))
+
+
+@lru_cache(maxsize=8192)
+def _needle_keys(frozen: tuple[frozenset[str], ...], width: int) -> tuple[frozenset[str], bool]:
+    """(the first ``width`` characters of each needle, separators dropped; whether one is CJK)."""
+    needles = list(itertools.chain(*frozen))
+    keys = frozenset(n.translate(_DROP_SEPS)[:width] for n in needles)
+    return keys, any(is_cjk(c) for n in needles if not n.isascii() for c in n)
 
 
 _LATIN1_TOKEN = re.compile(r"[^\x00-\x20]*[\x80-\xff][^\x00-\x20]*")  # no multibyte character holds these

@@ -3,10 +3,12 @@
 Variants are data and are kept (their re-identification risk is named in the dataset card); what
 identifies the person or the site in the header is removed: ``##commandline`` and every other command
 or program-call line, ``##SAMPLE`` / ``##PEDIGREE``, ``##fileDate`` and other dates, file paths (in
-``##reference``, ``##source`` or anywhere), and unknown lines. Descriptions that stay are cleaned with
+``##reference``, ``##source`` or anywhere), unknown lines, and attributes of INFO / FORMAT / FILTER /
+ALT / META lines that the specification does not define. Descriptions that stay are cleaned with
 the DICOM engine's free-text cleaner, of the patient's identifiers from the clinical inputs of this
 run and of earlier ones (sealed on site under the vault folder, ``clinical/``). The output (bgzip-compressed VCF) passes the byte gate for the
-original sample IDs before it is stored.
+original sample IDs before it is stored; lines with letters beyond ASCII are also read as text by the
+cleaner's matcher (full width, decomposed Hangul, CJK dates), in the gate and where records are cleaned.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curata.collect.clinical.deid import ClinicalDeidentifier, byte_gate, clean
+from curata.collect.clinical.deid import ClinicalDeidentifier, byte_gate, clean, survivors
 from curata.collect.clinical.mapping import VcfMap
 from curata.collect.deid.text import Identifiers, find_identifier
 from curata.errors import DeidError, InputError
@@ -103,21 +105,34 @@ def _header_line(line: str, ids: Identifiers) -> str | None:
         attrs = re.findall(r'([A-Za-z_]+)=("[^"]*"|[^,>]*)', value)
         kept = [f"{k}={v}" for k, v in attrs if k in _CONTIG_KEEP and not _PATH.search(v)]
         return f"##contig=<{','.join(kept)}>" if kept else None
-    if value.startswith("<"):
-        # INFO / FORMAT / FILTER / ALT / META: structured; clean quoted text (Description...) only
-        def fix(mq: re.Match[str]) -> str:
-            text = mq.group(2)
-            if _PATH.search(text):
-                text = _PATH.split(text)[0]
-            cleaned = clean(text, ids) or ""
-            return f'{mq.group(1)}="{cleaned}"'
-
-        out = re.sub(r'(\w+)="((?:[^"\\]|\\.)*)"', fix, value)
-        unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', "", out)
-        if _PATH.search(unquoted):
-            return None
-        return f"##{key}={out}"
+    if value.startswith("<") and value.endswith(">"):
+        # INFO / FORMAT / FILTER / ALT / META: structured; the attributes the specification defines, the
+        # quoted text (Description...) cleaned; others (a lab's own Note=, Lab=) are not kept
+        kept = []
+        for name, raw in _ATTRIBUTE.findall(value[1:-1]):
+            if name not in _STRUCTURED_KEEP.get(key, ()):
+                continue
+            if raw.startswith('"'):
+                text = raw[1:-1]
+                if _PATH.search(text):
+                    text = _PATH.split(text)[0]
+                raw = f'"{clean(text, ids) or ""}"'
+            elif _PATH.search(raw):
+                return None
+            kept.append(f"{name}={raw}")
+        return f"##{key}=<{','.join(kept)}>" if kept else None
     return None
+
+
+_ATTRIBUTE = re.compile(r'([A-Za-z_][\w.]*)=("(?:[^"\\]|\\.)*"|\[[^\]]*\]|[^,>]*)')
+# the attributes VCF 4.3 defines for each structured line (section 1.4)
+_STRUCTURED_KEEP = {
+    "INFO": ("ID", "Number", "Type", "Description", "Source", "Version"),
+    "FORMAT": ("ID", "Number", "Type", "Description"),
+    "FILTER": ("ID", "Description"),
+    "ALT": ("ID", "Description"),
+    "META": ("ID", "Type", "Number", "Values"),
+}
 
 
 def _annotations(rec: Any, csq_fields: list[str] | None) -> list[dict[str, str]]:
@@ -338,10 +353,21 @@ _VCF_COLUMNS = ("CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "F
 
 
 def _gate_vcf(head: bytes, body: bytes, ids: Identifiers) -> str | None:
-    """The byte gate over the whole output; a hit only counts if it is not inside the bases."""
+    """The byte gate over the whole output; a hit only counts if it is not inside the bases. Lines with
+    letters beyond ASCII are also read as text by the cleaner's matcher (``_text_hit``)."""
+    for part in (head, body):
+        if not part.isascii() and any(_text_hit(line, ids) for line in part.split(b"\n")):
+            return "text"
     if byte_gate(head + body, ids) is None:
         return None
     return byte_gate(head + _BASES.sub(rb"\1\t", body), ids)
+
+
+def _text_hit(data: bytes, ids: Identifiers) -> bool:
+    """Whether the cleaner's matcher finds one of the identifiers in ``data`` read as UTF-8 text: the
+    forms the byte gate does not compare (full width, decomposed Hangul, a date written 1961年3月17日, an
+    ASCII name written with its marks)."""
+    return not data.isascii() and survivors(data.decode("utf-8", errors="replace"), ids)
 
 
 def _clean_records(body: bytes, ids: Identifiers, first_line: int) -> bytes:
@@ -351,11 +377,14 @@ def _clean_records(body: bytes, ids: Identifiers, first_line: int) -> bytes:
     needles = ids.gate_needles()
 
     def hit(text: str) -> bool:
-        return find_identifier(text.encode(), needles) is not None
+        data = text.encode()
+        return find_identifier(data, needles) is not None or _text_hit(data, ids)
 
     out = []
     for n, line in enumerate(body.split(b"\n")):
-        if not line or find_identifier(_BASES.sub(rb"\1\t", line), needles) is None:
+        if not line or (
+            find_identifier(_BASES.sub(rb"\1\t", line), needles) is None and not _text_hit(line, ids)
+        ):
             out.append(line)
             continue
         cols = line.decode("utf-8", errors="replace").split("\t")
