@@ -39,6 +39,7 @@ PIECES = [
     "Mueller", "MULLER", "Müller", "Jürgen", "Juergen", "Nguyen", "Thanh", "Thành", "Li", "Wu", "lipid",
     "Lindenstrasse", "Potsdam", "9 Oct 1952", "10/9/52", "M\ufffdller", "³",
     "cough", "lung", "2024-02-20", "stage IIIA", "EGFR", " ", "-", "^", "/", ".", ",", "1", "23",
+    "SUZ\u200bUKI", "Ken\u00adji", "\u200b", "\u00ad", "\u2066", "\ufeff",  # invisible format characters
 ]  # fmt: skip
 
 

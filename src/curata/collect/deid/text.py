@@ -1360,7 +1360,7 @@ class MatchKeys:
         )
 
 
-_DROP_SEPS = str.maketrans(dict.fromkeys(SEPARATORS))
+_DROP_SEPS = str.maketrans(dict.fromkeys(SEPARATORS + FORMAT_CHARS))  # as Matcher.spans drops them
 
 
 @lru_cache(maxsize=8192)
