@@ -294,6 +294,17 @@ def pixel_spans(output: bytes) -> list[tuple[int, int]]:
     return [(start, start + len(value))] if start > 0 else []
 
 
+def corpus_where(keep: Any) -> list[str]:
+    """The corpus files whose header (read without pixel data) ``keep(ds)`` takes."""
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in corpus_files():
+            if keep(pydicom.dcmread(path, stop_before_pixels=True)):
+                out.append(path)
+    return out
+
+
 def corpus_files() -> list[str]:
     """Every pydicom-data file that reads as a DICOM object with a SOP class."""
     out = []

@@ -23,7 +23,7 @@ from curata.collect.deid import Deidentifier, load_profile, pixels
 from curata.errors import DeidError
 
 from .conftest import KEY
-from .planting import corpus_files, release_of
+from .planting import corpus_files, corpus_where, release_of
 
 NAME = "QWORTLE ZEPHYRINE"
 
@@ -121,25 +121,18 @@ def _plant_in_unused_bits(ds: Dataset) -> tuple[int, int, bool]:
     return stored, high_bit, bool(planted.any())
 
 
-def _native_objects() -> list[str]:
-    out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for path in corpus_files():
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-            ts = ds.file_meta.get("TransferSyntaxUID")
-            if (
-                int(ds.get("BitsAllocated", 0) or 0) in (8, 16, 32)
-                and ts is not None
-                and not ts.is_compressed
-                and ts.is_little_endian
-                and "FloatPixelData" not in ds
-            ):
-                out.append(path)
-    return out
+def _native(ds: Dataset) -> bool:
+    ts = ds.file_meta.get("TransferSyntaxUID")
+    return (
+        int(ds.get("BitsAllocated", 0) or 0) in (8, 16, 32)
+        and ts is not None
+        and not ts.is_compressed
+        and ts.is_little_endian
+        and "FloatPixelData" not in ds
+    )
 
 
-NATIVE = _native_objects()
+NATIVE = corpus_where(_native)
 
 
 @pytest.mark.parametrize("profile", ["research", "basic", "research-strict"])
