@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -126,7 +128,14 @@ def test_nnunet_own_verifier_accepts_the_layout(released, tmp_path: Path) -> Non
         target = tmp_path / f.path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(ws.store.get_bytes(f.sha256))
-    verify.verify_dataset_integrity(str(tmp_path / "nnunet" / nn[0].path.split("/")[1]), num_processes=1)
+    # in a process of its own: nnU-Net forks a pool (12 processes whatever num_processes says), and a
+    # fork of this threaded test worker can deadlock in the child (it hung a suite run for 15 minutes)
+    folder = str(tmp_path / "nnunet" / nn[0].path.split("/")[1])
+    run = f"import sys; from {verify.__name__} import verify_dataset_integrity as v; v(sys.argv[1], 1)"
+    proc = subprocess.run(
+        [sys.executable, "-c", run, folder], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
 
 
 def test_croissant_validates_with_mlcroissant(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
