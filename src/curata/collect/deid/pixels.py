@@ -198,7 +198,7 @@ def _encapsulated(ds: Dataset, elem: DataElement) -> list[str]:
       the frames (dropped: "fragments"), in the header's unused offsets, after the last segment, and
       the unused bits ride in the high-byte segment. Decoded as a reader decodes it (unused bits
       corrected) and encoded again, so nothing but the samples passes ("re-encoded"; the samples are
-      the same).
+      the same). A frame no decoder reads is left as it is, for QC to fail its series (see README).
     - Other codestreams: a JPEG-LS or JPEG 2000 stream of 16-bit precision labelled 12 bits stored
       hands the decoder (and pydicom's ``pixel_array``) the plane above. Where every frame's header
       declares no more bits than stored, nothing can be there and nothing is decoded; otherwise the
@@ -227,7 +227,10 @@ def _encapsulated(ds: Dataset, elem: DataElement) -> list[str]:
             kept = b"".join(bytes(elem.value[off - 8 : off + n]) for off, n in items[:count])
             elem.value = bytes(elem.value[: items[0][0] - 8]) + kept
             cleared.append("fragments")
-        arr = _decoded(ds, "encode its samples again")
+        try:
+            arr = _decoded(ds, "encode its samples again")
+        except DeidError:  # a frame no decoder reads is no image: QC fails its series with the reason
+            return cleared
         multi = count > 1
         _store(ds, np.asarray(_frames(arr, ds) if multi else arr))
         _recompress(ds)
