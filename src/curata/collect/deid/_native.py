@@ -202,6 +202,7 @@ class _Run:
         self.vrs: dict[int, str] = {}
         self.values: dict[int, bytes] = {}  # top-level raw values by tag (ASCII checked on reading)
         self.read: dict[int, str] = {}  # get()'s answers
+        self.pixel: memoryview | None = None  # the Pixel Data value
         codes: list[int] = []
         known, decide = plan.codes.get, plan.code  # the plan's table, then its decision once
         vrs, values, vr_of = self.vrs, self.values, eng._vr_of
@@ -210,11 +211,14 @@ class _Run:
             codes.append(decide(tag, vr) if code is None else code)
             if vr is None:
                 vr = vr_of(tag)
-                if vr is None:
-                    values[tag] = raw[start : start + length]
-                    continue
-            vrs[tag] = vr
-            values[tag] = raw[start : start + length]
+            if vr is not None:
+                vrs[tag] = vr
+            if tag == 0x7FE00010:  # copied by the output's join, never read here: not sliced (a
+                # fresh copy of a 512x512 CT's 512 KiB costs as much as all the rest of the lane)
+                self.pixel = memoryview(raw)[start : start + length]
+                values[tag] = b""
+            else:
+                values[tag] = raw[start : start + length]
         self.codes = codes
 
     def get(self, tag: int) -> str:
@@ -275,7 +279,7 @@ class _Run:
             sop_class, sop, self.ts, eng.IMPLEMENTATION_CLASS_UID, version=eng.IMPLEMENTATION_VERSION
         )
         output = self.assemble(meta, pieces)
-        pixel = self.values.get(0x7FE00010) if has_pixels else None
+        pixel = self.pixel if has_pixels else None
         if not engine._byte_gate(output, ctx, eng._header_spans(output, pixel)):
             raise _Decline
         state = "kept" if has_pixels else "none"

@@ -1278,7 +1278,7 @@ def _header_spans(
 ) -> list[tuple[int, int]]:
     """Byte ranges of the output the gate scans: all of it, less the pixel data value ``px``, but with
     the metadata segments its codestreams keep (``kept_meta``: offsets in the value, see codestream.py)."""
-    if not isinstance(px, bytes | bytearray) or len(px) < 1024:
+    if not isinstance(px, bytes | bytearray | memoryview) or len(px) < 1024:
         return [(0, len(output))]
     for tail in (0, 8):  # encapsulated pixel data ends with an 8-byte sequence delimiter
         start = len(output) - tail - len(px)

@@ -52,7 +52,7 @@ PAD = 3
 
 
 def unused_bits(
-    data: bytes, allocated: int, stored: int, high_bit: int, signed: bool, little: bool = True
+    data: bytes | memoryview, allocated: int, stored: int, high_bit: int, signed: bool, little: bool = True
 ) -> bytes | None:
     """Native pixel data with the bits outside the stored ones (Bits Stored, ending at High Bit)
     cleared, or None when they carry nothing: zero, or (signed data) the sign bit repeated.
@@ -87,7 +87,7 @@ def unused_bits(
     return kept.astype(dtype).tobytes() + bytes(len(data) - usable)
 
 
-def _clean_16(data: bytes, usable: int, stored: int, signed: bool) -> bool:
+def _clean_16(data: bytes | memoryview, usable: int, stored: int, signed: bool) -> bool:
     """Whether 16-bit samples with ``stored`` low bits carry nothing above them: all below 2**stored,
     or (signed) also the sign repeated, 2**16 - 2**(stored-1) and up. Shifted by 2**(stored-1)
     (modulo 2**16), both ranges become one: a single maximum decides."""
