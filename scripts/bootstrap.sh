@@ -19,6 +19,9 @@ if [ -n "$EXTRAS" ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+# The engine's compiled core (Cython, from the same Python source; see src/curata/_compiled.py)
+.venv/bin/python -c 'import sys; from curata._compiled import main; sys.exit(main(["build"]))' \
+  || echo "curata: the compiled engine core was not built (Cython or a C compiler missing?); the engine runs as Python" >&2
 # The gateway's dcmtk front end (curata-spool-scp, C++ on dcmtk's libraries: libdcmtk-dev, g++), into .venv/bin
 .venv/bin/python -c 'from curata.collect.net.spool import ensure_binary; ensure_binary()' \
   || echo "curata: the dcmtk gateway front end was not built (libdcmtk-dev or g++ missing?); the python front end works without it" >&2
