@@ -266,8 +266,9 @@ class DicomAnonymizer(PyTool):
 class Gdcmanon(Tool):
     name = "gdcmanon"
     asked = (
-        "gdcmanon -e -c CERT -i IN -o OUT (its default: PS3.15 E.1 Basic Profile, originals encrypted to a "
-        "certificate), one process per file: its directory mode stops at the first file it cannot handle"
+        "gdcmanon -e -c CERT --continue -r -i IN -o OUT over the corpus folder, one process (its default: "
+        "PS3.15 E.1 Basic Profile, originals encrypted to a certificate); a file it leaves without an "
+        "output is tried again on its own, and that time counts too"
     )
 
     def setup(self, work: Path) -> None:
@@ -285,26 +286,40 @@ class Gdcmanon(Tool):
         if proc.returncode:
             raise Skip(f"cannot make a certificate for gdcmanon -e: {proc.stderr[-200:]}")
 
+    def _call(self, src: Path, dst: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.exe, "-e", "-c", str(self.cert), *extra, "-i", str(src), "-o", str(dst)],
+            capture_output=True, text=True, errors="replace",
+        )  # fmt: skip
+
     def run(self, items: list[Item], out_dir: Path, workers: int) -> RunResult:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        """Its directory mode, one process per core (the corpus split in as many folders); a file left
+        without an output is tried again on its own."""
+        parts = max(1, workers)
+        staging = out_dir.with_name(out_dir.name + "-in")
+        where: dict[int, tuple[Path, Path]] = {}
+        for k, it in enumerate(items):
+            src, dst = staging / f"part{k % parts}", out_dir / f"part{k % parts}"
+            src.mkdir(parents=True, exist_ok=True)
+            dst.mkdir(parents=True, exist_ok=True)
+            os.link(it.path, src / f"{it.index:05d}.dcm")
+            where[it.index] = (src / f"{it.index:05d}.dcm", dst / f"{it.index:05d}.dcm")
         result = RunResult(0.0)
-        lock = threading.Lock()
 
         def one(it: Item) -> None:
-            out = out_dir / f"{it.index:05d}.dcm"
-            proc = subprocess.run(
-                [self.exe, "-e", "-c", str(self.cert), "-i", str(it.path), "-o", str(out)],
-                capture_output=True, text=True, errors="replace",
-            )  # fmt: skip
-            with lock:
-                if proc.returncode == 0 and out.exists():
-                    result.outputs[it.index] = out
-                else:
-                    said = (proc.stdout + proc.stderr).strip().replace(str(it.path), "<input>")
-                    result.errors[it.index] = f"exit {proc.returncode}: {said[-200:]}"
+            src, out = where[it.index]
+            proc = self._call(src, out)
+            if proc.returncode == 0 and out.exists():
+                result.outputs[it.index] = out
+            else:
+                said = (proc.stdout + proc.stderr).strip().replace(str(staging), "<input>")
+                result.errors[it.index] = f"exit {proc.returncode}: {said[-200:]}"
 
-        with timed() as t, ThreadPoolExecutor(max(1, workers)) as pool:
-            list(pool.map(one, items))
+        with timed() as t, ThreadPoolExecutor(parts) as pool:
+            folders = sorted({(src.parent, out.parent) for src, out in where.values()})
+            list(pool.map(lambda f: self._call(f[0], f[1], "--continue", "-r"), folders))
+            result.outputs.update({i: out for i, (_, out) in where.items() if out.is_file()})
+            list(pool.map(one, [it for it in items if it.index not in result.outputs]))
         result.seconds = t["seconds"]
         return result
 
