@@ -765,6 +765,8 @@ class Deidentifier:
                 ctx.later.append((ds, tag, True))
             elif vr == "PN":
                 self._dummy(ds[tag], vr)
+            elif vr in ("CS", "AE", "UR"):  # cleaned at least as a kept one is (below): a value that
+                ctx.later.append((ds, tag, False))  # holds an identifier becomes a dummy
             return
         # K: the value stays, but a kept date equal to one of the input's identifying dates (the birth
         # date planted in a device calibration date) is shifted like the others,
