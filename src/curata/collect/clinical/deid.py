@@ -52,15 +52,18 @@ class OtherPatients:
 
     Found in a text: another patient's ID, phone or other value holding digits (5+ characters, with any
     separators: ``MRN 55102`` as ``MRN-55102``), a multi-part value (a full name in either order, an
-    address), and a single name part of 4+ letters where the text writes it capitalised (``Tunde
-    reports``; ``white matter`` is not a patient named White). Shorter parts and dates are left to the
-    row's own patient (they collide with ordinary words and other patients' shifted dates)."""
+    address), a single name part of 4+ letters where the text writes it capitalised (``Tunde
+    reports``; ``white matter`` is not a patient named White), and a Han or Hangul name or the family
+    name of one written as one run with an honorific (``王女士``, ``김 씨``). Shorter parts and dates are
+    left to the row's own patient (they collide with ordinary words and other patients' shifted dates)."""
 
     def __init__(self, identities: Iterable[PatientIdentity]) -> None:
         self.joined: dict[str, str] = {}  # normalised value -> value (IDs, multi-part values)
         self.parts: dict[str, str] = {}  # lower-cased name part -> value
         self.cjk: dict[str, str] = {}  # a Han, kana or Hangul name (part) of 2 characters or more -> value
+        self.titled: set[str] = set()  # a one-run name's family name with an honorific (王女士, 김 씨)
         for who in identities:
+            self.titled.update(w for w in who.ids.cjk_names if len(w) > 1)
             for w in who.ids.words:
                 n = normalise(w)
                 id_like = len(n) >= 5 and any(map(str.isdigit, n))
@@ -78,6 +81,7 @@ class OtherPatients:
         if text in self._found:
             return self._found[text]
         words: set[str] = set()
+        titled: set[str] = set()
         for form in readings(text):
             tokens = _WORD_RE.findall(form)
             for i, tok in enumerate(tokens):
@@ -91,10 +95,15 @@ class OtherPatients:
                         words.add(hit)
             if self.cjk and not form.isascii():
                 words.update(v for k, v in self.cjk.items() if k in form)
+            if self.titled and not form.isascii():
+                titled.update(t for t in self.titled if t in form)
         got = None
-        if words:
+        if words or titled:
             got = Identifiers()
             got.words |= words
+            got.cjk_names |= (
+                titled  # matched as the patient's own are (before a particle, for kana and Hangul)
+            )
         if len(self._found) < 200_000:
             self._found[text] = got
         return got

@@ -17,6 +17,7 @@ from typing import Any
 from curata.collect.clinical._records import ClinicalBatch, RecordBuilder, RowError, as_utf8
 from curata.collect.clinical.deid import ClinicalDeidentifier, PatientIdentity
 from curata.collect.clinical.mapping import FhirMap
+from curata.collect.deid.text import Identifiers
 from curata.errors import InputError
 
 SUPPORTED = (
@@ -162,10 +163,12 @@ def _strings(node: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
-def _collect_patient(res: dict[str, Any], who: PatientIdentity) -> None:
+def _collect_patient(res: dict[str, Any], who: PatientIdentity, *, own: bool = True) -> None:
     """Every identifying value of a Patient, read before it is validated: a name given as a bare string
     (where HumanNames go) is a name all the same; other shapes that are no FHIR are passed over (the
-    resource is refused when validated)."""
+    resource is refused when validated). The same for a person written as a contained resource (``own``
+    False: its local id is no identifier), and for names, addresses, telecoms and identifiers given in
+    extensions (``_collect_extensions``)."""
     ids = who.ids
     names = res.get("name")
     bare = [names] if isinstance(names, str) else names if isinstance(names, list) else []
@@ -173,10 +176,7 @@ def _collect_patient(res: dict[str, Any], who: PatientIdentity) -> None:
         if isinstance(s, str):
             ids.add_name(s)
     for name in _dicts(names):
-        for s in _strings(
-            {k: v for k, v in name.items() if k in ("family", "given", "text", "prefix", "suffix")}
-        ):
-            ids.add_name(s)
+        _collect_name(name, ids)
     for contact in _dicts(res.get("contact")):
         for s in _strings(contact.get("name") or {}):
             ids.add_name(s)
@@ -189,19 +189,75 @@ def _collect_patient(res: dict[str, Any], who: PatientIdentity) -> None:
         if isinstance(t.get("value"), str):
             ids.add_word(t["value"])
     for a in _dicts(res.get("address")):
-        for k in ("line", "city", "district", "postalCode", "text"):
-            for s in _strings(a.get(k)):
-                if k in ("line", "text"):
-                    ids.add_address(s)
-                else:
-                    ids.add_word(s)
+        _collect_address(a, ids)
     for i in _dicts(res.get("identifier")):
         if isinstance(i.get("value"), str | int) and i["value"]:
             ids.add_word(str(i["value"]), min_len=2)
-    if isinstance(res.get("id"), str | int) and res["id"]:
+    if own and isinstance(res.get("id"), str | int) and res["id"]:
         ids.add_word(str(res["id"]), min_len=2)
     if isinstance(res.get("birthDate"), str):
         ids.add_date(res["birthDate"].replace("-", ""))
+    _collect_extensions(res, ids)
+    for inner in _dicts(res.get("contained")):
+        _collect_contained(inner, who)
+
+
+def _collect_name(name: dict[str, Any], ids: Identifiers) -> None:
+    for s in _strings(
+        {k: v for k, v in name.items() if k in ("family", "given", "text", "prefix", "suffix")}
+    ):
+        ids.add_name(s)
+
+
+def _collect_address(a: dict[str, Any], ids: Identifiers) -> None:
+    for k in ("line", "city", "district", "postalCode", "text"):
+        for s in _strings(a.get(k)):
+            if k in ("line", "text"):
+                ids.add_address(s)
+            else:
+                ids.add_word(s)
+
+
+def _collect_extensions(node: dict[str, Any], ids: Identifiers) -> None:
+    """Values of a person's extensions, nested ones too, that identify them by their type (HumanName,
+    Address, ContactPoint, Identifier: an emergency contact, a birthplace) or, for a string, by the
+    extension's name (``patient-mothersMaidenName``, a sub-extension ``name``)."""
+    for ext in _dicts(node.get("extension")) + _dicts(node.get("modifierExtension")):
+        url = str(ext["url"]) if isinstance(ext.get("url"), str) else ""
+        for key, value in ext.items():
+            if key == "valueHumanName" and isinstance(value, dict):
+                _collect_name(value, ids)
+            elif key == "valueAddress" and isinstance(value, dict):
+                _collect_address(value, ids)
+            elif key in ("valueContactPoint", "valueIdentifier") and isinstance(value, dict):
+                if isinstance(value.get("value"), str):
+                    ids.add_word(value["value"], min_len=4)
+            elif (
+                key == "valueString"
+                and isinstance(value, str)
+                and url.rsplit("/", 1)[-1].lower().endswith("name")
+            ):
+                ids.add_name(value)
+        _collect_extensions(ext, ids)
+
+
+# Resources that describe a person: written contained in a resource about the patient (a relative, the
+# patient again, a clinician), their names, addresses and telecoms identify the patient's record.
+_PEOPLE = ("Patient", "RelatedPerson", "Person", "Practitioner")
+
+
+def _collect_contained(res: dict[str, Any], who: PatientIdentity) -> None:
+    if res.get("resourceType") in _PEOPLE:
+        _collect_patient(res, who, own=False)
+
+
+def _reference(res: dict[str, Any]) -> str | None:
+    """The reference of a resource's subject (or patient), whatever shape the sender gave it."""
+    for key in ("subject", "patient"):
+        node = res.get(key)
+        if isinstance(node, dict) and isinstance(node.get("reference"), str):
+            return str(node["reference"])
+    return None
 
 
 # -- resources -----------------------------------------------------------------------------------------
@@ -373,6 +429,13 @@ def deidentify_fhir(
                 for ref in (f"Patient/{res.get('id')}", res.get("_curata_full_url")):
                     if ref and ref != "Patient/None":
                         refs[str(ref)] = who
+    for _digest, items in parsed:  # people written contained in a resource about a patient of the export
+        for _line, res, _err in items:
+            if res and res.get("resourceType") != "Patient" and res.get("contained"):
+                found = refs.get(_reference(res) or "")
+                if found is not None:
+                    for inner in _dicts(res.get("contained")):
+                        _collect_contained(inner, found)
     batches = []
     for digest, items in parsed:
         batch = ClinicalBatch(kind="fhir", input_digest=digest)

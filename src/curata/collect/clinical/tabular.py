@@ -33,6 +33,7 @@ from curata.collect.clinical._codes import (
     valid_code,
     valid_stage,
 )
+from curata.collect.clinical._quotes import quote_error
 from curata.collect.clinical._records import (
     ClinicalBatch,
     PersonFacts,
@@ -55,6 +56,7 @@ from curata.collect.deid.text import Identifiers, MatchKeys
 from curata.errors import ConfigError, InputError
 
 _NO_IDS = Identifiers()
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
@@ -144,7 +146,7 @@ def read_table(
 def _rows_by_line(raw: bytes, sep: str) -> tuple[pd.DataFrame, IntArray, list[tuple[int, str]]]:
     """A CSV pandas refuses whole for one row of another width (an unquoted comma in a note, a line cut
     short): the rows as wide as the header, with the line each starts on, and the others refused by
-    line, their width named (never a value). A quote left open still takes the rest of the file with it."""
+    line, their width named (never a value). Its quoting has been checked (``_quotes``): no quote is left open."""
     text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
     reader = _csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     header = next(reader, None)
@@ -225,6 +227,12 @@ def read_columns(raw: bytes, name: str, mapping: TableMap) -> TableRows:
     suffix = Path(name.split("!")[-1]).suffix.lower()
     if suffix not in EXCEL_SUFFIXES:
         sep = mapping.delimiter or ("\t" if suffix == ".tsv" else ",")
+        # a quote left open would take the lines after it into one cell (read silently by every reader)
+        broken = (
+            quote_error(as_utf8(raw) if raw.startswith(_UTF16_BOMS) else raw, sep) if len(sep) == 1 else None
+        )
+        if broken is not None:
+            raise InputError(broken, hint="close or remove the double quote on that line and export again")
         got = _read_arrow(raw, sep, mapping)
         if got is None and (utf8 := as_utf8(raw)) is not raw:
             raw = utf8

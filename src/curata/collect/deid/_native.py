@@ -369,6 +369,8 @@ class _Run:
             elif vr in ("DA", "DT"):
                 if not ctx.full_dates or tag == eng._BIRTH_DATE:
                     ids.add_date(text)
+            elif tag in eng._PERSON_ADDRESSES:
+                ids.add_address(text)
             elif tag in addresses:
                 ids.add_word(text)
             elif len(text) >= 3:

@@ -268,6 +268,12 @@ def _address_tags() -> frozenset[int]:
     return frozenset(t for t, r in rules().items() if t > 0 and ("Address" in r.name or "Telecom" in r.name))
 
 
+# A person's address (the patient's, a Person Identification's) also counts by its street as notes name
+# it (``Identifiers.add_address``: Odeku St for 12 Adeola Odeku St, 建国路88号 for 北京市朝阳区建国路88号),
+# as the clinical readers count a patient's address; other addresses and telecoms count as whole values.
+_PERSON_ADDRESSES = frozenset({0x00101040, 0x00401102})  # PatientAddress, PersonAddress
+
+
 @cache
 def _safe_private() -> frozenset[tuple[str, int, int]]:
     from curata.collect.deid.table import _load_json
@@ -642,6 +648,8 @@ class Deidentifier:
                 elif vr in ("DA", "DT"):
                     if not ctx.full_dates or tag == _BIRTH_DATE:
                         ids.add_date(text)
+                elif tag in _PERSON_ADDRESSES:
+                    ids.add_address(text)
                 elif tag in addresses:
                     ids.add_word(text)
                 elif len(text) >= 3:

@@ -419,6 +419,7 @@ def _name_forms(value: str) -> tuple[frozenset[str], frozenset[str], frozenset[s
                     words.add(joined)
         elif len(parts) == 1:
             words.update(_given_names(parts[0]))
+            cjk_names.update(_titled_family_names(parts[0]))
     return frozenset(words), frozenset(short_names), frozenset(cjk_names)
 
 
@@ -431,6 +432,80 @@ def _given_names(run: str) -> tuple[str, ...]:
     if len(run) not in (3, 4) or not all(_han_or_hangul(c) for c in run):
         return ()
     return (run[1:],) if len(run) == 3 else (run[:2], run[2:])
+
+
+# What follows a family name where notes name a person by it: Chinese (王女士, 陈医生), Japanese (林さん,
+# 佐藤様) and Korean (김 씨, 이 선생님, written with a space or without). Left out: 某 (于某日 is "on a
+# certain day"), and Korean 군, 양 and 환자, which begin or make ordinary words after a family-name
+# syllable (한 군데, 이 환자: "this patient").
+_HAN_TITLES = (
+    "先生", "女士", "小姐", "太太", "夫人", "阿姨", "老师", "老師", "师傅", "師傅", "大爷", "大爺", "大妈", "大媽",
+    "奶奶", "爷爷", "爺爺", "伯伯", "婆婆", "医生", "醫生", "大夫", "护士", "護士", "主任", "教授", "同志", "氏",
+    "さん", "さま", "様", "殿", "君", "くん", "ちゃん",
+)  # fmt: skip
+_HANGUL_TITLES = ("씨", "님", "선생님", "여사", "여사님")
+
+
+def _titled_family_names(run: str) -> tuple[str, ...]:
+    """The family name of a Han or Hangul name written as one run (王秀英, 张伟, 김민준, 佐藤葵) with each
+    honorific after it (王女士, 张医生, 김 씨, 佐藤さん): one character alone is too common a piece of text
+    to be taken for the name (``_given_names``), but not before an honorific. The family name is the
+    first character, and for a Han run of three the first two as well (佐藤 of 佐藤葵, 欧阳 of 欧阳修);
+    a run of four holds a two-character family name, matched alone already."""
+    if len(run) not in (2, 3) or not all(_han_or_hangul(c) for c in run):
+        return ()
+    if "\uac00" <= run[0] <= "\ud7af":
+        return tuple(f"{run[0]}{gap}{title}" for title in _HANGUL_TITLES for gap in ("", " "))
+    families = (run[0],) if len(run) == 2 else (run[0], run[:2])
+    return tuple(family + title for family in families for title in _HAN_TITLES)
+
+
+# The kinds of street written after the street's name (Adeola Odeku St, Old Kent Road, Hauptstraße is one
+# word): notes name the street without them too.
+_STREET_KINDS = frozenset({
+    "st", "street", "rd", "road", "ave", "av", "avenue", "blvd", "boulevard", "ln", "lane", "dr", "drive",
+    "way", "ct", "court", "pl", "place", "sq", "square", "ter", "terrace", "cres", "crescent", "close",
+    "hwy", "highway", "pkwy", "parkway", "str", "strasse", "straße", "weg", "gasse", "allee", "platz",
+})  # fmt: skip
+# The characters that end a place in a CJK address (province, city, district, town, street, lane:
+# 省 市 区 路 街 弄, 都 道 府 県 郡 町 村, 시 도 군 구 동 로 길), and a house number with the characters
+# written in it (88号, 3丁目1番1号, 100弄5号, 2-8-1, 101동 202호).
+_PLACE_ENDS = frozenset("省市区區县縣镇鎮乡鄉村路街道巷弄里都府県郡町시도군구읍면동리로길")
+_HOUSE_NUMBER = re.compile(
+    r"[0-9\uff10-\uff19][0-9\uff10-\uff19\-\uff0d\u2010\u2212号號番地丁目条條弄巷之栋棟楼樓室층동호]*"
+)
+
+
+def _place_units(word: str) -> list[str]:
+    """A word of an address cut into its places where it is a CJK run (北京市朝阳区建国路88号: 北京市,
+    朝阳区, 建国路, 88号); any other word as it is. A place ends at one of ``_PLACE_ENDS`` that is not its
+    first character nor followed by another (京都府, 建国街道 stay whole); a house number stands alone."""
+    if word.isascii() or not any(is_cjk(c) for c in word):
+        return [word]
+    units: list[str] = []
+    at = 0
+    for m in _HOUSE_NUMBER.finditer(word):
+        units += _places(word[at : m.start()])
+        units.append(m.group())
+        at = m.end()
+    units += _places(word[at:])
+    return units
+
+
+def _places(text: str) -> list[str]:
+    out, start = [], 0
+    for i, ch in enumerate(text):
+        if ch in _PLACE_ENDS and i > start and (i + 1 == len(text) or text[i + 1] not in _PLACE_ENDS):
+            out.append(text[start : i + 1])
+            start = i + 1
+    if start < len(text):
+        out.append(text[start:])
+    return out
+
+
+def _kana_or_hangul(ch: str) -> bool:
+    """Kana or a Hangul syllable: letters that would go on the word an honorific ends."""
+    return "\u3040" <= ch <= "\u30ff" or "\uac00" <= ch <= "\ud7af"
 
 
 def _han_or_hangul(ch: str) -> bool:
@@ -447,7 +522,9 @@ class Identifiers:
         # removed from free text as stand-alone words; in the raw-byte gate only where their bytes are
         # not a plausible header value (ASCII pairs such as "LO" are also VR codes).
         self.short_names: set[str] = set()
-        self.cjk_names: set[str] = set()  # single CJK/Hangul characters that are a name part
+        # single CJK/Hangul characters that are a name part, and a one-run name's family name with an
+        # honorific after it (王女士, 김 씨): matched in decoded text only, never in raw bytes
+        self.cjk_names: set[str] = set()
         self.dates: set[str] = set()  # YYYYMMDD
         self.uids: set[str] = set()  # original UIDs that were remapped
         self.raw: set[bytes] = set()  # identifying values as the input's own bytes (undecodable text)
@@ -496,13 +573,21 @@ class Identifiers:
     def add_address(self, value: str) -> None:
         """An address (``add_word``), and the street as notes name it: each part's last words without
         the house number or the kind of street before them (``36 Phố Hàng Bạc``: ``Hàng Bạc``;
-        ``서울특별시 강남구 일원로 81``: ``일원로 81``), two words or more, long enough to be matched
-        anywhere (4 letters, or 2 CJK)."""
+        ``서울특별시 강남구 일원로 81``: ``일원로 81``), or without the kind after them (``12 Adeola Odeku
+        St``: ``Adeola Odeku``), two words or more, long enough to be matched anywhere (4 letters, or 2
+        CJK). A Chinese, Japanese or Korean address written as one run, without spaces
+        (``北京市朝阳区建国路88号``, ``東京都新宿区西新宿2-8-1``), counts as if written with a space after
+        each place (``_place_units``): ``建国路88号``, ``朝阳区建国路``, ``西新宿2-8-1``."""
         self.add_word(value)
         for part in _WORD_PARTS.split(value):
-            words = part.split()
-            for k in range(1, len(words) - 1):
-                tail = " ".join(words[k:])
+            words = [unit for word in part.split() for unit in _place_units(word)]
+            if len(words) > len(part.split()):  # a CJK address written as one run, as if written spaced
+                self.add_word(" ".join(words))
+            tails = [words[k:] for k in range(1, len(words) - 1)]
+            if len(words) >= 3 and words[-1].lower().rstrip(".") in _STREET_KINDS:
+                street = words[:-1][1:] if words[0][:1].isdigit() else words[:-1]
+                tails += [street[k:] for k in range(len(street) - 1)]
+            for tail in map(" ".join, tails):
                 if _kind(normalise(tail)) == "sub":
                     self.add_word(tail)
 
@@ -567,9 +652,10 @@ class GateNeedles(list[tuple[bytes, str]]):
         return len(self) > 0 or bool(self.dates)
 
 
-# (substrings, (whole word, anywhere), (a run of digits, its numbers (number, digits only))) of a Matcher
+# (substrings, (word, where it counts: _word_mode), (a run of digits, its numbers (number, digits only)))
+# of a Matcher
 _Needles = tuple[
-    tuple[str, ...], tuple[tuple[str, bool], ...], tuple[tuple[str, tuple[tuple[str, bool], ...]], ...]
+    tuple[str, ...], tuple[tuple[str, int], ...], tuple[tuple[str, tuple[tuple[str, bool], ...]], ...]
 ]
 _DIGIT_RUN_STR = re.compile(r"[0-9]+")
 
@@ -648,13 +734,20 @@ class Matcher:
                     found.append((index[pos], index[pos + len(sub) - 1] + 1))
                     pos = norm.find(sub, pos + 1)
         size = len(low)
-        for word, anywhere in words:
+        for word, mode in words:
             n = len(word)
             pos = low.find(word)
             while pos >= 0:
                 end = pos + n
-                if anywhere or (
-                    (pos == 0 or not low[pos - 1].isalnum()) and (end == size or not low[end].isalnum())
+                if mode == _ANYWHERE or (
+                    (mode == _BEFORE_PARTICLE or pos == 0 or not low[pos - 1].isalnum())
+                    and (
+                        end == size
+                        or not low[end].isalnum()
+                        or (
+                            mode != _WHOLE and (low[end] in _PARTICLE_STARTS or not _kana_or_hangul(low[end]))
+                        )
+                    )
                 ):
                     found.append((pos, end))
                 pos = low.find(word, pos + 1)
@@ -746,8 +839,30 @@ def _prepared(
     """``Matcher._needles`` of these compiled identifiers (a patient's recur file after file, and a
     date's many written forms made this cost more than the matching itself)."""
     subs_t = tuple(sorted(subs, key=len, reverse=True))
-    words_t = tuple((w, len(w) == 1 and is_cjk(w)) for w in sorted(words | cjk, key=len, reverse=True))
+    words_t = tuple((w, _word_mode(w, w in cjk)) for w in sorted(words | cjk, key=len, reverse=True))
     return subs_t, words_t, _num_groups(nums)
+
+
+_WHOLE, _ANYWHERE, _BEFORE_PARTICLE, _WORD_BEFORE_PARTICLE = 0, 1, 2, 3
+# The first letters of the particles written straight after a name with its honorific (林さんの, 林さんは,
+# 김 씨가, 김 씨는, 김 씨에게): another letter there makes another word (午前サンプル read in hiragana as
+# 午前さんぷる holds 前さん; 이 씨앗 holds 이 씨), which is no name.
+_PARTICLE_STARTS = frozenset("のはがをにへともやでかよまねなたら達가는은의에께와과도를을로랑이한만들")
+_KANA_TITLES = tuple(t for t in _HAN_TITLES if all("\u3040" <= c <= "\u30ff" for c in t))
+
+
+def _word_mode(word: str, cjk_name: bool) -> int:
+    """Where a word needle counts: a single CJK character and a Han name with a Han honorific anywhere
+    (CJK text has no spaces: 王先生复查); a Han name with a kana honorific before a particle or a
+    letter that is not kana (林さんの, not 午前サンプル); a Hangul one where a word starts and before a
+    particle or the word's end (김 씨가, not 이 씨앗); any other as a whole word."""
+    if len(word) == 1 and is_cjk(word):
+        return _ANYWHERE
+    if not cjk_name:
+        return _WHOLE
+    if "\uac00" <= word[0] <= "\ud7af":
+        return _WORD_BEFORE_PARTICLE
+    return _BEFORE_PARTICLE if word.endswith(_KANA_TITLES) else _ANYWHERE
 
 
 @lru_cache(maxsize=4096)
