@@ -42,8 +42,15 @@ from curata.collect.wsi.deid import (
     patient_key,
     slide_pseudonym,
 )
-from curata.collect.wsi.dicomize import JPEGBaseline8Bit, SlideInfo, _Level, slide_info, to_dicom
-from curata.collect.wsi.formats import SlideFormat
+from curata.collect.wsi.dicomize import (
+    MPP_RANGE,
+    JPEGBaseline8Bit,
+    SlideInfo,
+    _Level,
+    slide_info,
+    to_dicom,
+)
+from curata.collect.wsi.formats import SlideFormat, positive_number
 from curata.errors import InputError
 
 JPEG_QUALITY = 92
@@ -166,7 +173,8 @@ def _levels_openslide(path: str, tile_size: int) -> list[_Level]:
                     buf = io.BytesIO()
                     card.save(buf, "JPEG", quality=JPEG_QUALITY)
                     frames.append(buf.getvalue())
-            level_mpp = float(mpp) * ds if mpp else None
+            base = positive_number(mpp, *MPP_RANGE)
+            level_mpp = base * ds if base else None
             levels.append(_Level(w, h, tw, th, level_mpp, frames, JPEGBaseline8Bit, "YBR_FULL_422", True))
     return levels
 
