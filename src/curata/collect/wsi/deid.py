@@ -1227,6 +1227,67 @@ def _stain_like(value: str) -> bool:
     return True
 
 
+# The words a sidecar's ``organ`` and ``stain`` may hold (``_standard/specimen_words.json``: DICOM body parts,
+# pathology sites and specimen words; routine, special and IHC stains)
+_SPECIMEN_WORDS = {
+    k: frozenset(v)
+    for k, v in json.loads(
+        (Path(__file__).parent / "_standard" / "specimen_words.json").read_text("utf-8")
+    ).items()
+}
+_SIDECAR_CUT = re.compile(r"(\s+|[,;()\[\]{}<>]+)")
+_SIDECAR_WORD = re.compile(r"[\s,;:()\[\]{}<>/+]+")
+
+
+def _sidecar_words(value: str | None, identity: SlideIdentity | None, kind: str) -> str | None:
+    """A sidecar's ``organ`` or ``stain`` as the slide keeps it (slide row, DICOM-WSI descriptions and
+    body part): the patient's identity the sidecar names is cut (``liver (MRN4417702)`` is ``liver``), and
+    what is left is kept only when every word is an organ's or a stain's (a stain may also be a
+    fluorophore or marker: ``Ki-67``, ``CD8``). A site types these; nothing else says whose a name there
+    would be (``read by Dr. Okafor``), so a value with another word is not kept (None)."""
+    if not value or not value.strip():
+        return None
+    text = value
+    if identity is not None:
+        needles = identity.identifiers().gate_needles()
+        parts = _SIDECAR_CUT.split(text)
+        text = "".join(p for p in parts if not (p.strip() and find_identifier(p.encode("utf-8"), needles)))
+    text = re.sub(r"[(\[{<]\s*[)\]}>]", "", text)
+    text = re.sub(r"\s+", " ", text).strip(" ,;:-")
+    words = [w for w in _SIDECAR_WORD.split(text) if w]
+    if not words or len(text) > 64:
+        return None
+    allowed = _SPECIMEN_WORDS[kind]
+    for word in words:
+        if word.lower().rstrip(".") in allowed or (kind == "stain" and _stain_like(word)):
+            continue
+        return None
+    return text
+
+
+def sidecar_stain(value: str | None, identity: SlideIdentity | None = None) -> str | None:
+    """The sidecar's stain as the slide keeps it (see :func:`_sidecar_words`)."""
+    return _sidecar_words(value, identity, "stain")
+
+
+def sidecar_organ(value: str | None, identity: SlideIdentity | None = None) -> str | None:
+    """The sidecar's organ as the slide keeps it (see :func:`_sidecar_words`)."""
+    return _sidecar_words(value, identity, "organ")
+
+
+def specimen_fields(identity: SlideIdentity | None) -> tuple[str | None, str | None, list[str]]:
+    """(stain, organ, what the record says was rewritten) of a slide's sidecar."""
+    if identity is None:
+        return None, None, []
+    stain, organ = sidecar_stain(identity.stain, identity), sidecar_organ(identity.organ, identity)
+    notes = [
+        f"sidecar {name} ({'cut to its words' if kept else 'not its words: unknown'})"
+        for name, given, kept in (("stain", identity.stain, stain), ("organ", identity.organ, organ))
+        if given and given.strip() and kept != given
+    ]
+    return stain, organ, notes
+
+
 _DEVICE_TAG_NAMES = {
     _MAKE: "Make",
     _MODEL: "Model",

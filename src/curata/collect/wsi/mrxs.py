@@ -41,6 +41,7 @@ from curata.collect.wsi.deid import (
     _add_name,
     patient_key,
     slide_pseudonym,
+    specimen_fields,
 )
 from curata.collect.wsi.dicomize import (
     MPP_RANGE,
@@ -208,8 +209,7 @@ def convert_mrxs(
     info.vendor = "mirax"
     info.scanner = info.scanner or "3DHISTECH"
     info.compression = "jpeg (re-encoded)"
-    info.stain = identity.stain if identity else None
-    info.organ = identity.organ if identity else None
+    info.stain, info.organ, notes = specimen_fields(identity)  # the two sidecar values a slide keeps
 
     slide_key = (identity and (identity.specimen_id or identity.accession)) or in_sha
     pkey = patient_key(identity, slide_key)
@@ -249,7 +249,7 @@ def convert_mrxs(
         slide_id=slide_id,
         removed_images=["label (not read)", "macro (not read)", "thumbnail (not read)"],
         dropped_tags=[],
-        rewritten=[f"tiles re-encoded as JPEG q{JPEG_QUALITY}", "vendor folder not kept"],
+        rewritten=[f"tiles re-encoded as JPEG q{JPEG_QUALITY}", "vendor folder not kept", *notes],
         generated_label=generated_label,
     )
     reid = [

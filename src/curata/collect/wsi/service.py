@@ -28,6 +28,7 @@ from curata.collect.wsi.deid import (
     SlideDeidResult,
     SlideIdentity,
     slide_pseudonym,
+    specimen_fields,
 )
 from curata.collect.wsi.dicomize import SlideInfo, slide_info, to_dicom
 from curata.collect.wsi.formats import WSM_SOP_CLASS, is_sidecar_name, is_tiff
@@ -152,8 +153,8 @@ def deidentify_slide(
         info = slide_info(path)
     finally:
         Path(path).unlink(missing_ok=True)
-    info.stain = identity.stain if identity else None
-    info.organ = identity.organ if identity else None
+    info.stain, info.organ, notes = specimen_fields(identity)  # the two sidecar values a slide keeps
+    res.record.rewritten = sorted({*res.record.rewritten, *notes})
     slide_key = (identity and (identity.specimen_id or identity.accession)) or res.record.input_sha256
     dicom = to_dicom(
         res.output_bytes,
