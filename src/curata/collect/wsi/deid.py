@@ -215,6 +215,19 @@ _HEXISH = re.compile(r"^[0-9A-Fa-f,]*$")
 _NDPI_KEY = re.compile(
     r"[A-Za-z][A-Za-z0-9_]{0,40}(?:\[\d{1,3}\])?(?:[./][A-Za-z0-9_]{1,40}(?:\[\d{1,3}\])?){0,6}"
 )
+# ... and each of its words one the scanner writes (``_standard/ndpi_key_words.json``), a capital code of up to
+# 4 letters (``PSHV``, ``YRNP``) or a number with a unit (``10x``, ``24bit``): a name is no key (``Okafor=1``)
+_NDPI_KEY_WORDS = frozenset(
+    json.loads((Path(__file__).parent / "_standard" / "ndpi_key_words.json").read_text("utf-8"))["words"]
+)
+_NDPI_KEY_CODE = re.compile(r"[A-Z]{2,4}|\d{1,3}[a-z]{1,3}")
+
+
+def _ndpi_key_of_words(key: str) -> bool:
+    words = [w for w in re.split(r"[./]|\[\d{1,3}\]", key) if w]
+    return bool(words) and all(w.lower() in _NDPI_KEY_WORDS or _NDPI_KEY_CODE.fullmatch(w) for w in words)
+
+
 _NDPI_DENY = re.compile(
     r"(?i)(created|updated|date|time|s/n|serial|barcode|user|name|label|comment|id\b|\bid|operator|title)"
 )
@@ -945,6 +958,7 @@ class _Run:
                 and not key.startswith(";")
                 and not _NDPI_DENY.search(key)
                 and _NDPI_KEY.fullmatch(key)
+                and _ndpi_key_of_words(key)
                 and (_technical_number(value) or ("AHEX" in key and _calibration_hex(value)))
                 and not self.holds_identity(value)
             )
