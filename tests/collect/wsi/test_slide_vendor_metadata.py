@@ -187,3 +187,28 @@ def test_qc_and_tiling_read_a_malformed_pixel_spacing_as_unknown(shared_wsi: Pat
     assert metrics.get("mpp") is None
     assert read_slide([io.BytesIO(raw)]).mpp(0) is None
     assert _wsm_with_spacing(shared_wsi, "0.00025")  # (the writer works for a valid value too)
+
+
+def test_the_tile_reader_refuses_a_damaged_file_with_a_clear_reason(shared_wsi: Path, tmp_path: Path) -> None:
+    """``SlideReader`` (a training loader's tiles) on a file that is no TIFF, cut in its directories or
+    short of its tile table: tifffile's TiffFileError or an IndexError escaped (4 of 4); now an
+    InputError by kind, and a tile outside the grid an IndexError naming it."""
+    from curata.collect.wsi import SlideReader
+    from curata.errors import InputError
+
+    cases = {
+        "cut.svs": (shared_wsi / "small.svs").read_bytes()[:300],
+        "short.svs": (shared_wsi / "CMU-1-Small-Region.svs").read_bytes()[:200_000],
+        "gif.svs": b"GIF89a" + bytes(100),
+        "empty.svs": b"",
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputError, match="the slide cannot be opened") as caught:
+            SlideReader(tmp_path / name)
+        assert str(tmp_path) not in caught.value.reason
+    with SlideReader(shared_wsi / "CMU-1-Small-Region.svs") as reader:
+        cols, rows = reader.grid(0)
+        with pytest.raises(IndexError, match="outside level 0"):
+            reader.raw_tile(0, cols, 0)
+        assert reader.tile(0, cols - 1, rows - 1).shape[-1] == 3
