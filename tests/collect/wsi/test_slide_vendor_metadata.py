@@ -212,3 +212,27 @@ def test_the_tile_reader_refuses_a_damaged_file_with_a_clear_reason(shared_wsi: 
         with pytest.raises(IndexError, match="outside level 0"):
             reader.raw_tile(0, cols, 0)
         assert reader.tile(0, cols - 1, rows - 1).shape[-1] == 3
+
+
+@pytest.mark.parametrize("mag", [None, 1.25, math.nan])
+def test_an_ndpi_macro_whose_magnification_is_lost_is_still_removed(
+    shared_wsi: Path, mag: float | None
+) -> None:
+    """NDPI tells its macro and map by a magnification of -1 and -2. With that tag lost (or rewritten
+    to a positive number or NaN) the macro was kept in the vendor file and OpenSlide refused the slide
+    ("No such value: directory 4, tag 65421"): 3 of 3 refused. A page that is not the base scaled down
+    is removed as an associated image; the slide is stored with its 4 levels."""
+    from curata.collect.wsi._tiff import TiffEditor
+    from curata.collect.wsi.service import deidentify_slide
+
+    ed = TiffEditor((shared_wsi / "test3-DAPI-2-387.ndpi").read_bytes())
+    for ifd in ed.ifds[4:]:  # the macro (-1) and the map (-2)
+        if mag is None:
+            ed.drop_tags(ifd, {65421})
+        else:
+            struct.pack_into(ed.bo + "f", ed.buf, ifd.get(65421).value_pos, mag)
+    res = deidentify_slide(bytes(ed.buf), key=b"k" * 32, source="x.ndpi", identity=None)
+    assert res.deid.record.removed_images == ["associated (IFD 4)", "associated (IFD 5)"]
+    assert len(res.instances) == 4
+    with tifffile.TiffFile(io.BytesIO(res.deid.output_bytes)) as tf:
+        assert len(tf.pages) == 4

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 import struct
 import xml.etree.ElementTree as ET
@@ -697,10 +698,15 @@ class _Run:
         desc = (ed.text(ifd, _DESCRIPTION) or "").lower()
         if self.fmt is SlideFormat.HAMAMATSU:
             e = ifd.get(_NDPI_MAGNIFICATION)
+            mag = None
             if e is not None and e.dtype == 11:
                 mag = struct.unpack_from(ed.bo + "f", ed.buf, e.value_pos)[0]
                 if mag <= 0:
                     return "macro" if mag == -1 else "map"
+            # a page with no magnification, or one that is not the base scaled down (a macro whose tag was
+            # lost or rewritten): OpenSlide refused the slide for it; it is removed as an associated image
+            if mag is None or not math.isfinite(mag) or not self._scaled_base(ifd):
+                return "associated"
             return None
         if self.fmt is SlideFormat.APERIO:
             lines = desc.splitlines()
@@ -720,6 +726,13 @@ class _Run:
         if self.fmt is SlideFormat.APERIO and index == 1 and self.config.keep_thumbnail:
             return None  # the Aperio thumbnail: a downsampled view of the scanned area
         return "associated"
+
+    def _scaled_base(self, ifd: Ifd) -> bool:
+        """An image is the largest image of the file scaled down by one factor in both directions."""
+        sizes = [(self.ed.values(i, 256), self.ed.values(i, 257)) for i in self.ed.ifds]
+        base_w, base_h = max(((w[0], h[0]) for w, h in sizes if w and h), key=lambda s: s[0] * s[1])
+        w, h = (self.ed.values(ifd, 256) or [0])[0], (self.ed.values(ifd, 257) or [0])[0]
+        return bool(w and h) and abs(base_h * w / base_w - h) <= max(2.0, 0.02 * h)
 
     def _pyramid_level(self, ifd: Ifd) -> bool:
         """A tiled image is a level when it is the base (the largest tiled image) scaled down by one
