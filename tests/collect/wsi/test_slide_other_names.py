@@ -130,3 +130,43 @@ KEPT_NDPI_KEYS = [
     "AHEX[1].ploidy", "AHEX[2].ploidy", "focalplane.lefttop", "focalplane.leftbottom", "focalplane.righttop",
     "focalplane.rightbottom", "target.white.intensity", "calibration.version",
 ]  # fmt: skip
+
+
+def test_a_dicom_wsi_keeps_no_name_or_id_in_its_device_strings_or_optical_path(  # type: ignore[no-untyped-def]
+    workspace, shared_wsi: Path, tmp_path: Path
+) -> None:
+    """A DICOM-WSI from a site goes through the PS3.15 engine, which keeps Manufacturer, the model, the
+    software versions, the optical path's description and lens power: another person's name, the
+    patient's ID digits (SS4417702) and a birth date as a lens power (19610412) were stored (3 of 3 planted
+    words). They keep a device string's shape now, as a vendor file's Make/Model/Software do."""
+    import io
+    import re
+
+    import pydicom
+
+    from curata.collect.ingest import Ingestor
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    ds = pydicom.dcmread(shared_wsi / "boxes_0.dcm")
+    ds.PatientID, ds.PatientName = "MRN4417702", "SUZUKI^KENJI"
+    ds.Manufacturer, ds.ManufacturerModelName = "MRN4417702 Scanner", "Dr Okafor GT450"
+    ds.SoftwareVersions = ["v10.0.51", "SS4417702"]
+    ds.OpticalPathSequence[0].OpticalPathDescription = "read by Dr. Okafor"
+    ds.OpticalPathSequence[0].ObjectiveLensPower = "19610412"
+    ds.save_as(inbox / "planted.dcm")
+    (inbox / "real.dcm").write_bytes((shared_wsi / "boxes_1.dcm").read_bytes())
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([inbox])
+    assert summary.counts["ingested"] == 2 and not problems
+    found, kept = [], []
+    for digest in workspace.store.digests():
+        blob = workspace.store.get_bytes(digest)
+        squeezed = re.sub(rb"[\s^,.\-_'/\\\x00:|;+=]+", b"", blob.lower())
+        found += [w for w in (b"okafor", b"4417702", b"19610412", b"suzuki") if w in squeezed]
+        out = pydicom.dcmread(io.BytesIO(blob), stop_before_pixels=True)
+        power = out.OpticalPathSequence[0].get("ObjectiveLensPower")
+        kept.append((out.Manufacturer, float(power) if power is not None else None))
+    assert found == []
+    # the real slide keeps its maker and lens power (its model, which the engine wrote as com.*.convert...,
+    # and the converter's date in SoftwareVersions are no device strings: unknown)
+    assert sorted(kept, key=str) == [("Leica Biosystems", 20.0), ("unknown", None)]

@@ -1480,6 +1480,17 @@ _DEVICE_WORDS = frozenset(
         "generic",
         "unknown",
         "tiff",
+        # DICOM-WSI converters name themselves in ManufacturerModelName and SoftwareVersions
+        "converted",
+        "by",
+        "com",
+        "pixelmed",
+        "convert",
+        "tifftodicom",
+        "wsidicom",
+        "wsidicomizer",
+        "highdicom",
+        "dcmtk",
     ]
 )
 _DEVICE_CHARS = re.compile(r"[A-Za-z0-9 .\-()_/,]{1,64}")
