@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 from pathlib import Path
@@ -171,8 +172,12 @@ def test_ndpi_planted_property_map(shared_wsi: Path, tmp_path: Path) -> None:
     assert scan_hits([res.deid.output_bytes, *res.instances], planted) == []
 
 
-def test_gate_refuses_an_identity_the_rules_do_not_know(tmp_path: Path) -> None:
-    """Identity in a kept technical field (Make) under keep_make_model: the gate refuses the slide."""
+def test_identity_in_a_kept_field_is_removed_and_the_gate_still_refuses_it(tmp_path: Path) -> None:
+    """Identity in a kept technical field (Make) under keep_make_model: the value is removed (``unknown``,
+    the record says why) and the slide stored; it used to be left to the gate, which refused the whole
+    slide. The gate still refuses the identity wherever a rule would have missed it."""
+    from curata.collect.wsi.deid import _gate
+
     src = tmp_path / "g.tiff"
     import numpy as np
 
@@ -180,8 +185,13 @@ def test_gate_refuses_an_identity_the_rules_do_not_know(tmp_path: Path) -> None:
         src, np.zeros((256, 256, 3), np.uint8), tile=(128, 128), photometric="rgb",
         extratags=[(271, "s", 0, f"Scanner of {WHO.patient_name}", True)], metadata=None,
     )  # fmt: skip
+    res = SlideDeidentifier(KEY).deidentify_bytes(src.read_bytes(), source=str(src), identity=IDENTITY)
+    with tifffile.TiffFile(io.BytesIO(res.output_bytes)) as tf:
+        assert tf.pages[0].tags["Make"].value == "unknown"
+    assert "Make (held the patient's identity: unknown)" in res.record.rewritten
+    leaked = b"header " + f"Scanner of {WHO.patient_name}".encode() + b" tail"
     with pytest.raises(DeidError, match="final gate"):
-        SlideDeidentifier(KEY).deidentify_bytes(src.read_bytes(), source=str(src), identity=IDENTITY)
+        _gate(leaked, [], set(), [], ids=IDENTITY.identifiers())
 
 
 def test_broken_slides_are_refused_with_a_reason(shared_wsi: Path) -> None:

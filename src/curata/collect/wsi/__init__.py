@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     )
     from curata.collect.wsi.dicomize import SlideInfo, slide_info, to_dicom
     from curata.collect.wsi.formats import SlideFormat, is_slide_name
-    from curata.collect.wsi.frames import LazyFrames, decode_tile, open_frames, read_frames
+    from curata.collect.wsi.frames import LazyFrames, decode_tile, open_frames, pixel_spacing_um, read_frames
     from curata.collect.wsi.models import Slide
     from curata.collect.wsi.reader import SlideReader
     from curata.collect.wsi.service import (
@@ -62,6 +62,7 @@ __getattr__ = lazy_exports(
         "decode_tile": "frames",
         "LazyFrames": "frames",
         "open_frames": "frames",
+        "pixel_spacing_um": "frames",
         "Slide": "models",
         "SlideReader": "reader",
         "LabelImageRemoved": "service",
@@ -101,6 +102,7 @@ __all__ = [
     "looks_like_slide",
     "mrxs_role",
     "open_frames",
+    "pixel_spacing_um",
     "read_frames",
     "read_geojson",
     "refuse_label",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 import struct
 import xml.etree.ElementTree as ET
@@ -38,8 +39,10 @@ from curata.collect.wsi._tiff import INT_FORMATS, Ifd, TiffEditor
 from curata.collect.wsi.formats import SlideFormat, classify_description
 from curata.errors import DecodeError, DeidError, InputError
 
-CODE_VERSION = "wsi-deid-3"  # 2: comment and application segments inside tiles zeroed; 3: unreferenced
-# bytes, non-colour ICC elements, Philips/OME/NDPI text by shape, tiles past the grid, non-level tiled pages
+CODE_VERSION = "wsi-deid-4"  # 2: comment and application segments inside tiles zeroed; 3: unreferenced
+# bytes, non-colour ICC elements, Philips/OME/NDPI text by shape, tiles past the grid, non-level tiled pages;
+# 4: a kept value holding the known identity is removed (not left to refuse the slide), an ID's digit run
+# is no device string or measurement, a date is no ICC profile name
 
 _COMPRESSION, _JPEG_TABLES = 259, 347
 # TIFF compressions whose tiles hold samples only; and those whose tiles are codestreams with metadata
@@ -195,9 +198,15 @@ def _calibration_hex(value: str) -> bool:
     return not re.search(rb"[A-Za-z]{4}", bytes.fromhex(value))
 
 
+# A whole number of 7 digits or more (not a decimal's fraction) is no scanner measurement of a slide (sizes
+# and stage positions run to 6 digits): it has the shape of a record number's or a phone's digits
+_ID_DIGITS = re.compile(r"(?<![\d.])\d{7,}")
+
+
 def _technical_number(value: str) -> bool:
-    """A value kept for its number: digits, signs, separators, and not the shape of a date."""
-    return bool(_NUMERIC.fullmatch(value)) and not _NUMBER_DATE.search(value)
+    """A value kept for its number: digits, signs, separators, and not the shape of a date or of an
+    ID's digits (7 or more in a whole number: ``Rack = 4417702``)."""
+    return bool(_NUMERIC.fullmatch(value)) and not _NUMBER_DATE.search(value) and not _ID_DIGITS.search(value)
 
 
 _HEXISH = re.compile(r"^[0-9A-Fa-f,]*$")
@@ -207,6 +216,19 @@ _HEXISH = re.compile(r"^[0-9A-Fa-f,]*$")
 _NDPI_KEY = re.compile(
     r"[A-Za-z][A-Za-z0-9_]{0,40}(?:\[\d{1,3}\])?(?:[./][A-Za-z0-9_]{1,40}(?:\[\d{1,3}\])?){0,6}"
 )
+# ... and each of its words one the scanner writes (``_standard/ndpi_key_words.json``), a capital code of up to
+# 4 letters (``PSHV``, ``YRNP``) or a number with a unit (``10x``, ``24bit``): a name is no key (``Okafor=1``)
+_NDPI_KEY_WORDS = frozenset(
+    json.loads((Path(__file__).parent / "_standard" / "ndpi_key_words.json").read_text("utf-8"))["words"]
+)
+_NDPI_KEY_CODE = re.compile(r"[A-Z]{2,4}|\d{1,3}[a-z]{1,3}")
+
+
+def _ndpi_key_of_words(key: str) -> bool:
+    words = [w for w in re.split(r"[./]|\[\d{1,3}\]", key) if w]
+    return bool(words) and all(w.lower() in _NDPI_KEY_WORDS or _NDPI_KEY_CODE.fullmatch(w) for w in words)
+
+
 _NDPI_DENY = re.compile(
     r"(?i)(created|updated|date|time|s/n|serial|barcode|user|name|label|comment|id\b|\bid|operator|title)"
 )
@@ -676,10 +698,15 @@ class _Run:
         desc = (ed.text(ifd, _DESCRIPTION) or "").lower()
         if self.fmt is SlideFormat.HAMAMATSU:
             e = ifd.get(_NDPI_MAGNIFICATION)
+            mag = None
             if e is not None and e.dtype == 11:
                 mag = struct.unpack_from(ed.bo + "f", ed.buf, e.value_pos)[0]
                 if mag <= 0:
                     return "macro" if mag == -1 else "map"
+            # a page with no magnification, or one that is not the base scaled down (a macro whose tag was
+            # lost or rewritten): OpenSlide refused the slide for it; it is removed as an associated image
+            if mag is None or not math.isfinite(mag) or not self._scaled_base(ifd):
+                return "associated"
             return None
         if self.fmt is SlideFormat.APERIO:
             lines = desc.splitlines()
@@ -699,6 +726,13 @@ class _Run:
         if self.fmt is SlideFormat.APERIO and index == 1 and self.config.keep_thumbnail:
             return None  # the Aperio thumbnail: a downsampled view of the scanned area
         return "associated"
+
+    def _scaled_base(self, ifd: Ifd) -> bool:
+        """An image is the largest image of the file scaled down by one factor in both directions."""
+        sizes = [(self.ed.values(i, 256), self.ed.values(i, 257)) for i in self.ed.ifds]
+        base_w, base_h = max(((w[0], h[0]) for w, h in sizes if w and h), key=lambda s: s[0] * s[1])
+        w, h = (self.ed.values(ifd, 256) or [0])[0], (self.ed.values(ifd, 257) or [0])[0]
+        return bool(w and h) and abs(base_h * w / base_w - h) <= max(2.0, 0.02 * h)
 
     def _pyramid_level(self, ifd: Ifd) -> bool:
         """A tiled image is a level when it is the base (the largest tiled image) scaled down by one
@@ -799,13 +833,33 @@ class _Run:
         value becomes ``unknown``, and the record says so. A value holding the identity the sidecar or the
         file's own patient fields name is left to the final gate, which refuses the slide (as before)."""
         text = (self.ed.text(ifd, tag) or "").strip("\0 ")
-        if not text or (_stain_like(text) if channel else device_like(text)):
+        if not text:
             return
-        if self.needles.ids.found_in(text.lower()):
-            return  # the patient's known identity: kept for the gate, which refuses the slide
+        if self.holds_identity(text):  # the patient's known identity (sidecar, the file's own fields)
+            why = "held the patient's identity"
+        elif _stain_like(text) if channel else device_like(text):
+            return
+        else:
+            why = "not a device string"
         self.needles.add(text)
         self.ed.set_text(ifd, tag, "unknown")
-        self.rewritten.append(f"{_DEVICE_TAG_NAMES[tag]} (not a device string: unknown)")
+        self.rewritten.append(f"{_DEVICE_TAG_NAMES[tag]} ({why}: unknown)")
+
+    def holds_identity(self, value: str | None) -> bool:
+        """``value`` holds the patient's known identity (the sidecar's, or the file's own patient fields)
+        in any spelling the final gate finds: a kept field that does is removed, not left for the gate
+        to refuse the whole slide on."""
+        ids = self.needles.ids
+        return bool(value and value.strip()) and bool(
+            find_identifier(str(value).encode("utf-8", "replace"), ids.gate_needles())
+        )
+
+    def note_identity_fields(self, pairs: list[tuple[str, str]]) -> None:
+        """The file's own patient fields (Aperio ``Patient``, Philips ``DICOM_PATIENT_ID``, an NDPI
+        barcode...) join the identity before any kept value is judged, wherever they stand in the file."""
+        for key, value in pairs:
+            if _NAME_FIELD.search(key) or _ID_FIELD.search(key) or _BIRTH_FIELD.search(key):
+                self.needles.add_field(key, value)
 
     def _count_fits(self, ifd: Ifd, e: Any) -> bool:
         """A structural tag with no more values than TIFF 6.0 gives it (per image, per sample; a colour
@@ -867,6 +921,9 @@ class _Run:
 
     def _aperio(self, text: str) -> str:
         parts = text.split("|")
+        self.note_identity_fields(
+            [(k.strip(), v.strip()) for k, _, v in (p.partition("=") for p in parts[1:])]
+        )
         out = [self._aperio_header(parts[0])]
         for part in parts[1:]:
             key, sep, value = part.partition("=")
@@ -884,6 +941,7 @@ class _Run:
                 sep
                 and kl in _APERIO_KEEP
                 and (_technical_number(v) if kl != "icc profile" else _profile_name_like(v))
+                and not self.holds_identity(v)
             ):
                 out.append(f"{k} = {v}")
             else:
@@ -904,14 +962,18 @@ class _Run:
     def _ndpi_comments(self, ifd: Ifd) -> None:
         text = self.ed.text(ifd, _NDPI_COMMENTS) or ""
         keep: list[str] = []
-        for line in re.split(r"[\r\n]+", text):
+        lines = re.split(r"[\r\n]+", text)
+        self.note_identity_fields([(k, v) for k, _, v in (line.partition("=") for line in lines)])
+        for line in lines:
             key, sep, value = line.partition("=")
             ok = (
                 sep
                 and not key.startswith(";")
                 and not _NDPI_DENY.search(key)
                 and _NDPI_KEY.fullmatch(key)
+                and _ndpi_key_of_words(key)
                 and (_technical_number(value) or ("AHEX" in key and _calibration_hex(value)))
+                and not self.holds_identity(value)
             )
             if ok:
                 keep.append(line)
@@ -932,6 +994,9 @@ class _Run:
         return ET.tostring(root, encoding="unicode")
 
     def _philips(self, root: ET.Element) -> None:
+        self.note_identity_fields(
+            [(a.get("Name") or "", a.text or "") for a in root.iter("Attribute") if len(a) == 0]
+        )
         self._philips_element(root)
         for parent in list(root.iter()):
             for child in list(parent):
@@ -952,7 +1017,11 @@ class _Run:
                         self.removed.append(f"{found[0].lower()} (XML)")
                         continue
                 self._philips_element(child)
-                if child.tag == "Attribute" and len(child) == 0 and not _philips_kept(name, child.text or ""):
+                if (
+                    child.tag == "Attribute"
+                    and len(child) == 0
+                    and (not _philips_kept(name, child.text or "") or self.holds_identity(child.text))
+                ):
                     self.needles.add_field(name, child.text)
                     parent.remove(child)
 
@@ -1025,9 +1094,10 @@ class _Run:
         for attr in list(elem.attrib):
             name = local(attr)
             free = (lt == "Channel" and name in ("Name", "Fluor")) or name == "Fluor"
-            if free and _stain_like(elem.attrib[attr]):
+            held = self.holds_identity(elem.attrib[attr]) and name != "ID"  # (IDs: rewritten below)
+            if free and not held and _stain_like(elem.attrib[attr]):
                 continue
-            if free or not _ome_value_kept(name, elem.attrib[attr]):
+            if free or held or not _ome_value_kept(name, elem.attrib[attr]):
                 self.needles.add(elem.attrib[attr])
                 del elem.attrib[attr]
                 if free:
@@ -1182,6 +1252,67 @@ def _stain_like(value: str) -> bool:
             continue  # CD8, Ki67, AF488, Cy5.5, 488, 647nm
         return False
     return True
+
+
+# The words a sidecar's ``organ`` and ``stain`` may hold (``_standard/specimen_words.json``: DICOM body parts,
+# pathology sites and specimen words; routine, special and IHC stains)
+_SPECIMEN_WORDS = {
+    k: frozenset(v)
+    for k, v in json.loads(
+        (Path(__file__).parent / "_standard" / "specimen_words.json").read_text("utf-8")
+    ).items()
+}
+_SIDECAR_CUT = re.compile(r"(\s+|[,;()\[\]{}<>]+)")
+_SIDECAR_WORD = re.compile(r"[\s,;:()\[\]{}<>/+]+")
+
+
+def _sidecar_words(value: str | None, identity: SlideIdentity | None, kind: str) -> str | None:
+    """A sidecar's ``organ`` or ``stain`` as the slide keeps it (slide row, DICOM-WSI descriptions and
+    body part): the patient's identity the sidecar names is cut (``liver (MRN4417702)`` is ``liver``), and
+    what is left is kept only when every word is an organ's or a stain's (a stain may also be a
+    fluorophore or marker: ``Ki-67``, ``CD8``). A site types these; nothing else says whose a name there
+    would be (``read by Dr. Okafor``), so a value with another word is not kept (None)."""
+    if not value or not value.strip():
+        return None
+    text = value
+    if identity is not None:
+        needles = identity.identifiers().gate_needles()
+        parts = _SIDECAR_CUT.split(text)
+        text = "".join(p for p in parts if not (p.strip() and find_identifier(p.encode("utf-8"), needles)))
+    text = re.sub(r"[(\[{<]\s*[)\]}>]", "", text)
+    text = re.sub(r"\s+", " ", text).strip(" ,;:-")
+    words = [w for w in _SIDECAR_WORD.split(text) if w]
+    if not words or len(text) > 64:
+        return None
+    allowed = _SPECIMEN_WORDS[kind]
+    for word in words:
+        if word.lower().rstrip(".") in allowed or (kind == "stain" and _stain_like(word)):
+            continue
+        return None
+    return text
+
+
+def sidecar_stain(value: str | None, identity: SlideIdentity | None = None) -> str | None:
+    """The sidecar's stain as the slide keeps it (see :func:`_sidecar_words`)."""
+    return _sidecar_words(value, identity, "stain")
+
+
+def sidecar_organ(value: str | None, identity: SlideIdentity | None = None) -> str | None:
+    """The sidecar's organ as the slide keeps it (see :func:`_sidecar_words`)."""
+    return _sidecar_words(value, identity, "organ")
+
+
+def specimen_fields(identity: SlideIdentity | None) -> tuple[str | None, str | None, list[str]]:
+    """(stain, organ, what the record says was rewritten) of a slide's sidecar."""
+    if identity is None:
+        return None, None, []
+    stain, organ = sidecar_stain(identity.stain, identity), sidecar_organ(identity.organ, identity)
+    notes = [
+        f"sidecar {name} ({'cut to its words' if kept else 'not its words: unknown'})"
+        for name, given, kept in (("stain", identity.stain, stain), ("organ", identity.organ, organ))
+        if given and given.strip() and kept != given
+    ]
+    return stain, organ, notes
 
 
 _DEVICE_TAG_NAMES = {
@@ -1349,6 +1480,17 @@ _DEVICE_WORDS = frozenset(
         "generic",
         "unknown",
         "tiff",
+        # DICOM-WSI converters name themselves in ManufacturerModelName and SoftwareVersions
+        "converted",
+        "by",
+        "com",
+        "pixelmed",
+        "convert",
+        "tifftodicom",
+        "wsidicom",
+        "wsidicomizer",
+        "highdicom",
+        "dcmtk",
     ]
 )
 _DEVICE_CHARS = re.compile(r"[A-Za-z0-9 .\-()_/,]{1,64}")
@@ -1380,6 +1522,8 @@ def device_like(value: str) -> bool:
                 return False  # 234-803-555-0199: a phone, not a version
             if letters == 0 and token.isdigit() and len(token) > 4:
                 return False  # 77123: an ID's number, not a model
+            if re.search(r"(?<![\d.])\d{6,}(?![\d.]*\.\d)", token) and not re.fullmatch(r"v?[\d.]+", token):
+                return False  # MRN4417702, SS4417702: an ID's or a serial's digits (models run to 5: C13210)
             if re.fullmatch(r"[A-Za-z]+[-_.#:]\d{5,}", token):
                 return False  # MRN-77123, ACC-5521907: an ID's shape (a model runs on: C13210-01)
             if re.fullmatch(r"[A-Za-z]{1,4}\d{2}[-/_]\d{4,}", token):
@@ -1401,6 +1545,8 @@ def _profile_name_like(value: str) -> bool:
     """An Aperio ``ICC Profile`` name (``ScanScope v1``, ``AT2``, ``sRGB``): scanner and profile words
     and version numbers only; a model-shaped ID (``S26-12345``) is not a profile's name."""
     tokens = re.split(r"[\s_]+", value.strip())
+    if _NUMBER_DATE.search(value) or _DEVICE_DATE.search(value):
+        return False  # 12.04.1961 has a version's dots: a date is not a profile's name
     return 0 < len(value) <= 40 and all(
         t.lower() in _DEVICE_WORDS
         or t.lower() in _PROFILE_WORDS
@@ -1420,7 +1566,8 @@ def _philips_kept(name: str, value: str) -> bool:
         shape = _PHILIPS_KEEP_TEXT[name]
         parts = [p for p in re.split(r'"\s*"?|\s*"', value.strip()) if p.strip()] or [value.strip()]
         return all(device_like(p) if shape is None else bool(shape.fullmatch(p.strip())) for p in parts)
-    return bool(_PHILIPS_NUMBERS.fullmatch(value)) and not _NUMBER_DATE.search(value)
+    numbers = bool(_PHILIPS_NUMBERS.fullmatch(value))  # sizes and counts run to 6 digits: 7 are an ID's
+    return numbers and not _NUMBER_DATE.search(value) and not _ID_DIGITS.search(value)
 
 
 def _shift_iso_date(value: str, days: int) -> str | None:

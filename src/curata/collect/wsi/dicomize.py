@@ -13,10 +13,12 @@ therefore zarr>=3, while the project pins zarr<3.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 from curata.collect.deid.pseudonyms import Pseudonymizer
-from curata.collect.wsi.formats import WSM_SOP_CLASS
+from curata.collect.wsi.formats import WSM_SOP_CLASS, positive_number
 from curata.errors import DecodeError, InputError, decoding
 
 JPEG2000 = UID("1.2.840.10008.1.2.4.91")
@@ -70,6 +72,18 @@ class _Level:
     lossy: bool
 
 
+# A slide's pixel size (micrometres per pixel of its base level): scanners write 0.1 to 10; a generic
+# TIFF's 72 dpi default reads 353; past 1 mm a pixel (a 25 mm slide 25 pixels wide) it is not a
+# calibration. DICOM-WSI's PixelSpacing is Type 1 and every tiling or QC step by magnification reads
+# it: Curata never invents one.
+MPP_RANGE = (0.01, 1000.0)
+MAGNIFICATION_RANGE = (0.1, 200.0)
+_MPP_HINT = (
+    "export the slide again from the scanner's software with its calibration (Aperio MPP, the TIFF "
+    "resolution, Philips DICOM_PIXEL_SPACING, OME PhysicalSizeX/Y)"
+)
+
+
 def _photometric(level: Any) -> str:
     name = getattr(level.photometric_interpretation, "name", str(level.photometric_interpretation))
     if level.compression.name == "JPEG":
@@ -81,36 +95,56 @@ def _photometric(level: Any) -> str:
     return "RGB"
 
 
+@contextlib.contextmanager
+def _vendor_metadata() -> Iterator[None]:
+    """opentile reads the vendor's calibration as it opens a slide and each level (Aperio MPP, Philips
+    DICOM_PIXEL_SPACING, OME PhysicalSize, NDPI's TIFF resolution) and fails on a missing, zero or
+    non-numeric one with KeyError, ZeroDivisionError or a validation error quoting the value: the
+    slide is refused by the failure's kind only."""
+    try:
+        yield
+    except (KeyError, ValueError, ArithmeticError, AttributeError, IndexError, TypeError) as exc:
+        raise InputError(
+            "the slide's vendor metadata cannot be read: a field the tiler needs, such as its pixel size, "
+            f"is missing or malformed (missing, zero, negative or not a number: {type(exc).__name__})",
+            hint=_MPP_HINT,
+        ) from None
+
+
 def _levels_opentile(path: str, tile_size: int) -> tuple[list[_Level], dict[str, Any]] | None:
     from opentile import OpenTile
 
     try:
-        tiler = OpenTile.open(path, tile_size)
+        with _vendor_metadata():
+            tiler = OpenTile.open(path, tile_size)
     except NotImplementedError:
         return None
     levels: list[_Level] = []
     with tiler:
         meta: dict[str, Any] = {}
-        md = tiler.metadata
-        for attr, key in (
-            ("scanner_manufacturer", "make"),
-            ("scanner_model", "model"),
-            ("magnification", "mag"),
-        ):
-            meta[key] = getattr(md, attr, None)
-        for n, lv in enumerate(tiler.levels):
-            comp = lv.compression.name
+        with _vendor_metadata():
+            md = tiler.metadata
+            for attr, key in (
+                ("scanner_manufacturer", "make"),
+                ("scanner_model", "model"),
+                ("magnification", "mag"),
+            ):
+                meta[key] = getattr(md, attr, None)
+            tiled = list(tiler.levels)
+        for n, lv in enumerate(tiled):
+            with _vendor_metadata():
+                comp = lv.compression.name
+                tw, th = lv.tile_size.width, lv.tile_size.height
+                cols, rows = lv.tiled_size.width, lv.tiled_size.height
+                width, height = lv.image_size.width, lv.image_size.height
+                spacing = lv.pixel_spacing
+                mpp = positive_number(spacing.width * 1000) if spacing else None
             if comp not in ("JPEG", "APERIO_JP2000_RGB", "APERIO_JP2000_YCBC", "JPEG2000"):
                 return None
-            tw, th = lv.tile_size.width, lv.tile_size.height
-            cols, rows = lv.tiled_size.width, lv.tiled_size.height
             frames = [_opentile_tile(lv, x, y, n, cols) for y in range(rows) for x in range(cols)]
-            mpp = float(lv.pixel_spacing.width) * 1000 if lv.pixel_spacing else None
             ts = JPEGBaseline8Bit if comp == "JPEG" else JPEG2000
             photometric = _photometric(lv) if comp != "APERIO_JP2000_RGB" else "RGB"
-            levels.append(
-                _Level(lv.image_size.width, lv.image_size.height, tw, th, mpp, frames, ts, photometric, True)
-            )
+            levels.append(_Level(width, height, tw, th, mpp, frames, ts, photometric, True))
     return levels, meta
 
 
@@ -159,16 +193,21 @@ def _levels_native(path: str, tile_size: int) -> list[_Level]:
 
 
 def _mpp_from_resolution(page: Any) -> float | None:
+    """A generic TIFF's pixel size from its resolution; None where it states none (no resolution, or
+    no unit: a plain image). A resolution in inches or centimetres that is zero, has no denominator
+    or is not a number is a calibration written wrong, and the slide is refused."""
     try:
         xres = page.tags["XResolution"].value
-        unit = page.tags["ResolutionUnit"].value
-    except KeyError:
+        per_unit_um = {2: 25400.0, 3: 10000.0}.get(int(page.tags["ResolutionUnit"].value))
+    except (KeyError, TypeError, ValueError):
         return None
-    res = xres[0] / xres[1] if isinstance(xres, tuple) else float(xres)
-    if not res:
+    if per_unit_um is None:
         return None
-    per_unit_um = {2: 25400.0, 3: 10000.0}.get(int(unit))
-    return per_unit_um / res if per_unit_um else None
+    if isinstance(xres, tuple):  # a rational: a zero denominator is no resolution (not a division error)
+        res = positive_number(xres[0] / xres[1]) if len(xres) == 2 and xres[1] else None
+    else:
+        res = positive_number(xres)
+    return base_pixel_size(per_unit_um / res if res else None)
 
 
 def slide_info(path: str) -> SlideInfo:
@@ -202,8 +241,8 @@ def slide_info(path: str) -> SlideInfo:
             width=slide.dimensions[0],
             height=slide.dimensions[1],
             levels=slide.level_count,
-            mpp=float(mpp) if mpp else None,
-            magnification=float(mag) if mag else None,
+            mpp=positive_number(mpp, *MPP_RANGE),
+            magnification=positive_number(mag, *MAGNIFICATION_RANGE),
             scanner=" ".join(x for x in (make, model) if x) or None,
             tile_size=tile,
             compression="",
@@ -256,7 +295,12 @@ def to_dicom(
     frame_uid = pseudo.uid(f"curata-slide-frame:{slide_key}")
     pyramid_uid = pseudo.uid(f"curata-slide-pyramid:{slide_key}")
     specimen_uid = pseudo.uid(f"curata-slide-specimen:{slide_key}")
-    base_mpp = levels[0].mpp or info.mpp or 1.0
+    if suffix == "tiff" and not (levels[0].mpp or info.mpp):
+        # a generic TIFF with no resolution unit states no calibration (a plain image export); the
+        # catalog keeps its pixel size unknown, the DICOM-WSI Type 1 PixelSpacing a 1 um placeholder
+        base_mpp = 1.0
+    else:
+        base_mpp = base_pixel_size(levels[0].mpp, info.mpp)
     datasets, blobs = [], []
     for i, lv in enumerate(levels):
         ds = _level_dataset(
@@ -309,6 +353,21 @@ def to_dicom(
         datasets.append(ds)
         blobs.append(buf.getvalue())
     return DicomSlide(blobs, datasets, study_uid, series_uid)
+
+
+def base_pixel_size(*candidates: float | None) -> float:
+    """The base level's pixel size (um): the first candidate in :data:`MPP_RANGE`. A slide with none
+    (the vendor field missing, zero, negative, not a number, or no TIFF resolution) is refused: a
+    DICOM-WSI instance must state its PixelSpacing, and an invented one would mislead every step that
+    reads the slide by magnification."""
+    for value in candidates:
+        if (mpp := positive_number(value, *MPP_RANGE)) is not None:
+            return mpp
+    raise InputError(
+        "the slide's vendor metadata lacks a valid pixel size (missing, zero, negative, out of range "
+        "or not a number); a DICOM-WSI slide must state its pixel spacing, and none is invented",
+        hint=_MPP_HINT,
+    )
 
 
 LABEL_MPP = 65.0  # a glass label is ~25 mm across ~400 pixels

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
+from typing import Any
 
 TIFF_MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 WSM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
@@ -58,3 +60,13 @@ def classify_description(description: str, ndpi: bool, tiled: bool) -> SlideForm
         if "<OME" in desc[:2000]:
             return SlideFormat.OME
     return SlideFormat.GENERIC_TIFF if tiled else None
+
+
+def positive_number(value: Any, low: float = 0.0, high: float = math.inf) -> float | None:
+    """``value`` as a finite number in ``(low, high]``, or None (missing, 0, negative, NaN, infinite,
+    not a number: ``0,5``, ``abc``, ``''``): a vendor's calibration field is read, never trusted."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) and low < number <= high else None

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, overload
 import numpy as np
 import pydicom
 
+from curata.collect.wsi.formats import positive_number
 from curata.errors import DecodeError, decoding
 
 _PIXEL_TAG = b"\xe0\x7f\x10\x00"
@@ -137,6 +138,19 @@ def open_frames(src: str | Path | BinaryIO) -> tuple[Any, Sequence[bytes]]:
         return ds, list(generate_frames(ds.PixelData, number_of_frames=n))
     size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
     return ds, [ds.PixelData[i * size : (i + 1) * size] for i in range(n)]
+
+
+def pixel_spacing_um(ds: Any) -> float | None:
+    """A DICOM-WSI level's pixel size in micrometres from its shared PixelSpacing, or None where it is
+    missing or not a positive finite number (``0``, ``-0.0005``, ``abc``, ``nan``, ``1e400``: a site's
+    file, not ours): QC and tiling treat such a slide's pixel size as unknown instead of failing on it
+    or measuring with it."""
+    try:
+        value = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0]
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None
+    mm = positive_number(value)
+    return positive_number(mm * 1000) if mm is not None else None
 
 
 def decode_tile(data: bytes, *, encapsulated: bool, tile_w: int, tile_h: int, what: str) -> np.ndarray:

@@ -41,9 +41,17 @@ from curata.collect.wsi.deid import (
     _add_name,
     patient_key,
     slide_pseudonym,
+    specimen_fields,
 )
-from curata.collect.wsi.dicomize import JPEGBaseline8Bit, SlideInfo, _Level, slide_info, to_dicom
-from curata.collect.wsi.formats import SlideFormat
+from curata.collect.wsi.dicomize import (
+    MPP_RANGE,
+    JPEGBaseline8Bit,
+    SlideInfo,
+    _Level,
+    slide_info,
+    to_dicom,
+)
+from curata.collect.wsi.formats import SlideFormat, positive_number
 from curata.errors import InputError
 
 JPEG_QUALITY = 92
@@ -166,7 +174,8 @@ def _levels_openslide(path: str, tile_size: int) -> list[_Level]:
                     buf = io.BytesIO()
                     card.save(buf, "JPEG", quality=JPEG_QUALITY)
                     frames.append(buf.getvalue())
-            level_mpp = float(mpp) * ds if mpp else None
+            base = positive_number(mpp, *MPP_RANGE)
+            level_mpp = base * ds if base else None
             levels.append(_Level(w, h, tw, th, level_mpp, frames, JPEGBaseline8Bit, "YBR_FULL_422", True))
     return levels
 
@@ -200,8 +209,7 @@ def convert_mrxs(
     info.vendor = "mirax"
     info.scanner = info.scanner or "3DHISTECH"
     info.compression = "jpeg (re-encoded)"
-    info.stain = identity.stain if identity else None
-    info.organ = identity.organ if identity else None
+    info.stain, info.organ, notes = specimen_fields(identity)  # the two sidecar values a slide keeps
 
     slide_key = (identity and (identity.specimen_id or identity.accession)) or in_sha
     pkey = patient_key(identity, slide_key)
@@ -241,7 +249,7 @@ def convert_mrxs(
         slide_id=slide_id,
         removed_images=["label (not read)", "macro (not read)", "thumbnail (not read)"],
         dropped_tags=[],
-        rewritten=[f"tiles re-encoded as JPEG q{JPEG_QUALITY}", "vendor folder not kept"],
+        rewritten=[f"tiles re-encoded as JPEG q{JPEG_QUALITY}", "vendor folder not kept", *notes],
         generated_label=generated_label,
     )
     reid = [

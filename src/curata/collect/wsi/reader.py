@@ -8,12 +8,14 @@ Random access to level tiles is what training loaders do; OpenSlide composites a
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from curata.errors import DecodeError, decoding
+from curata.errors import DecodeError, InputError, decoding
 
 _HINT = "the slide's tile data is damaged; send the slide again from the scanner or archive"
 
@@ -30,6 +32,27 @@ class LevelInfo:
     jpegtables: bytes | None
 
 
+def _tiled_pages(tf: Any) -> list[Any]:
+    import tifffile
+
+    pages = [p for p in tf.pages if isinstance(p, tifffile.TiffPage) and p.is_tiled]
+    for s in tf.series:
+        for lvl in s.levels[1:]:
+            kf = lvl.keyframe
+            if isinstance(kf, tifffile.TiffPage) and kf.is_tiled and kf not in pages:
+                pages.append(kf)
+    return pages
+
+
+def _whole(level: LevelInfo) -> bool:
+    """A level whose tile table covers its grid (a size of zero, or fewer offsets than tiles, is a
+    damaged directory: reading it would fail on an index, not on the tile)."""
+    if min(level.width, level.height, level.tile_w, level.tile_h) <= 0:
+        return False
+    tiles = -(-level.width // level.tile_w) * -(-level.height // level.tile_h)
+    return min(len(level.offsets), len(level.counts)) >= tiles
+
+
 class SlideReader:
     """Tiles of the tiled levels of a TIFF slide (SVS, generic tiled TIFF, Philips, OME)."""
 
@@ -38,17 +61,11 @@ class SlideReader:
 
         self.path = str(path)
         self.levels: list[LevelInfo] = []
-        with tifffile.TiffFile(self.path) as tf:
-            pages = [p for p in tf.pages if isinstance(p, tifffile.TiffPage) and p.is_tiled]
-            for s in tf.series:
-                for lvl in s.levels[1:]:
-                    kf = lvl.keyframe
-                    if isinstance(kf, tifffile.TiffPage) and kf.is_tiled and kf not in pages:
-                        pages.append(kf)
-            for p in pages:
-                tables = p.jpegtables if p.jpegtables else None
-                self.levels.append(
-                    LevelInfo(
+        try:
+            with tifffile.TiffFile(self.path) as tf:
+                for p in _tiled_pages(tf):
+                    tables = p.jpegtables if p.jpegtables else None
+                    level = LevelInfo(
                         p.imagewidth,
                         p.imagelength,
                         p.tilewidth,
@@ -58,7 +75,21 @@ class SlideReader:
                         tuple(p.databytecounts),
                         bytes(tables) if tables else None,
                     )
-                )
+                    if _whole(level):
+                        self.levels.append(level)
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError, struct.error) as exc:
+            # a file that is no TIFF, or whose directories are cut or point outside it: said by its kind
+            raise InputError(
+                f"the slide cannot be opened: its TIFF structure is damaged or missing ({type(exc).__name__})",
+                path=self.path,
+                hint=_HINT,
+            ) from None
+        if not self.levels:
+            raise InputError(
+                "the slide cannot be opened: it has no tiled level whose tile table matches its size",
+                path=self.path,
+                hint=_HINT,
+            )
         self.levels.sort(key=lambda lv: -lv.width)
         self._fd = os.open(self.path, os.O_RDONLY)
 
@@ -77,7 +108,12 @@ class SlideReader:
 
     def raw_tile(self, level: int, col: int, row: int) -> bytes:
         lv = self.levels[level]
-        i = row * self.grid(level)[0] + col
+        cols, rows = self.grid(level)
+        if not (0 <= col < cols and 0 <= row < rows):
+            raise IndexError(
+                f"tile (column {col}, row {row}) is outside level {level}'s {cols} x {rows} tiles"
+            )
+        i = row * cols + col
         return os.pread(self._fd, lv.counts[i], lv.offsets[i])
 
     def tile(self, level: int, col: int, row: int) -> np.ndarray:

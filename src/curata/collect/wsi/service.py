@@ -27,10 +27,12 @@ from curata.collect.wsi.deid import (
     SlideDeidentifier,
     SlideDeidResult,
     SlideIdentity,
+    device_like,
     slide_pseudonym,
+    specimen_fields,
 )
-from curata.collect.wsi.dicomize import SlideInfo, slide_info, to_dicom
-from curata.collect.wsi.formats import WSM_SOP_CLASS, is_sidecar_name, is_tiff
+from curata.collect.wsi.dicomize import MAGNIFICATION_RANGE, SlideInfo, slide_info, to_dicom
+from curata.collect.wsi.formats import WSM_SOP_CLASS, is_sidecar_name, is_tiff, positive_number
 from curata.collect.wsi.labels import DEFAULT_SIZE, render_label
 from curata.errors import DeidError, InputError
 
@@ -152,8 +154,8 @@ def deidentify_slide(
         info = slide_info(path)
     finally:
         Path(path).unlink(missing_ok=True)
-    info.stain = identity.stain if identity else None
-    info.organ = identity.organ if identity else None
+    info.stain, info.organ, notes = specimen_fields(identity)  # the two sidecar values a slide keeps
+    res.record.rewritten = sorted({*res.record.rewritten, *notes})
     slide_key = (identity and (identity.specimen_id or identity.accession)) or res.record.input_sha256
     dicom = to_dicom(
         res.output_bytes,
@@ -296,14 +298,67 @@ def clean_wsm(output: bytes, ds: Dataset, raw: bytes, pseudo: Pseudonymizer) -> 
     ds.SpecimenLabelInImage = "NO"
     if "DeviceSerialNumber" in ds:  # the scanner's serial, as removed from vendor files
         ds.DeviceSerialNumber = "UNKNOWN"
+    ids = _wsm_identity(original)
+    _device_strings(ds, ids)
+    for path in ds.get("OpticalPathSequence") or []:
+        if "OpticalPathDescription" in path:  # free text a scanner operator types
+            del path.OpticalPathDescription
+        if (
+            "ObjectiveLensPower" in path
+            and positive_number(path.ObjectiveLensPower, *MAGNIFICATION_RANGE) is None
+        ):
+            del path.ObjectiveLensPower  # (a number that is no lens's: 19610412)
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     out = buf.getvalue()
     needles = Needles()
     for value in _wsm_values(original):
         needles.add_identity(value)
-    _gate_dicom(out, ds, needles.identity)
+    _gate_dicom(out, ds, needles.identity, ids)
     return out, ds
+
+
+_WSM_DEVICE = ("Manufacturer", "ManufacturerModelName", "SoftwareVersions")
+
+
+def _wsm_identity(original: Dataset | None) -> Identifiers:
+    """The input's own patient (name, IDs, birth date, accession) as a slide's sidecar gives it: what
+    the device strings lose and the final gate finds in any spelling."""
+    if original is None:
+        return Identifiers()
+    others = (
+        [str(v) for v in (original.get("OtherPatientIDs") or []) if v]
+        if original.get("OtherPatientIDs")
+        else []
+    )
+    return SlideIdentity(
+        patient_id=str(original.get("PatientID") or "") or None,
+        patient_name=str(original.get("PatientName") or "") or None,
+        birth_date=str(original.get("PatientBirthDate") or "") or None,
+        accession=str(original.get("AccessionNumber") or "") or None,
+        extra=[*others, *_wsm_values(original)],
+    ).identifiers()
+
+
+def _device_strings(ds: Dataset, ids: Identifiers) -> None:
+    """Manufacturer, model and software versions of a DICOM-WSI keep a value only as a vendor file's
+    Make, Model and Software do: in a device string's shape and holding no identity (an operator's name
+    or the patient's ID digits there went through the PS3.15 engine, which keeps these attributes)."""
+    needles = ids.gate_needles()
+    for kw in _WSM_DEVICE:
+        if kw not in ds:
+            continue
+        elem = ds[kw]
+        values = list(elem.value) if elem.VM > 1 else [elem.value]
+        clean = [
+            v
+            if device_like(str(v)) and not find_identifier(str(v).encode("utf-8", "replace"), needles)
+            else "unknown"
+            for v in values
+            if v not in (None, "")
+        ]
+        if clean != values:
+            elem.value = clean if len(clean) > 1 else (clean[0] if clean else "")
 
 
 def _original_wsm(raw: bytes) -> Dataset | None:

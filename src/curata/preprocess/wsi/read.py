@@ -104,7 +104,7 @@ class SlideLevels:
 def read_slide(sources: list[Any]) -> SlideLevels:
     """The VOLUME levels of a DICOM-WSI series (paths or seekable files): headers only; each frame's
     bytes are read when a region needs it (``curata.collect.wsi.open_frames``)."""
-    from curata.collect.wsi import open_frames
+    from curata.collect.wsi import open_frames, pixel_spacing_um
 
     levels = []
     for src in sources:
@@ -114,10 +114,7 @@ def read_slide(sources: list[Any]) -> SlideLevels:
         if {str(v).upper() for v in ds.get("ImageType") or []} & {"LABEL", "OVERVIEW", "THUMBNAIL"}:
             continue
         enc = ds.file_meta.TransferSyntaxUID.is_encapsulated
-        try:
-            mpp = float(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0]) * 1000
-        except (AttributeError, IndexError, KeyError, TypeError):
-            mpp = None
+        mpp = pixel_spacing_um(ds)  # None where missing or not a positive number
         levels.append(
             _Level(
                 int(ds.TotalPixelMatrixColumns),

@@ -31,7 +31,6 @@ Heuristics (each a documented, tunable rule; validated by planting defects, see 
 
 from __future__ import annotations
 
-import contextlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -70,7 +69,7 @@ def is_wsm(ds: Any) -> bool:
 def read_levels(sources: list[Any]) -> list[SlideLevel]:
     """Every VOLUME level of a DICOM-WSI series, largest first: headers only, each frame's bytes
     read from the source when asked (``curata.collect.wsi.open_frames``)."""
-    from curata.collect.wsi import open_frames
+    from curata.collect.wsi import open_frames, pixel_spacing_um
 
     levels = []
     for src in sources:
@@ -81,9 +80,7 @@ def read_levels(sources: list[Any]) -> list[SlideLevel]:
         if kinds & {"LABEL", "OVERVIEW", "THUMBNAIL"}:
             continue
         enc = bool(ds.file_meta.TransferSyntaxUID.is_encapsulated)
-        mpp = None
-        with contextlib.suppress(AttributeError, IndexError, KeyError, TypeError):
-            mpp = float(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0]) * 1000
+        mpp = pixel_spacing_um(ds)  # None where missing or not a positive number
         levels.append(
             SlideLevel(
                 int(ds.TotalPixelMatrixColumns),
