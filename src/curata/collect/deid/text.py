@@ -536,8 +536,11 @@ class Identifiers:
         self._matcher = self._strong_matcher = None
 
     def add_strong(self, value: str) -> None:
-        """A value naming the patient (name, ID, accession): its parts and run-together forms."""
+        """A value naming the patient (name, ID, accession): its parts and run-together forms, and the
+        number of an ID written with letters (4417702 for MRN4417702, as ``add_word`` takes it: systems
+        and notes write it without its prefix)."""
         self.strong.update(_strong_forms(value))
+        self.words.update(_id_numbers(value.strip()))
 
         self._changed()
 
