@@ -285,16 +285,19 @@ _OME_KEEP_ATTRS = {
     "Temperature", "AirPressure", "Humidity", "CO2Percent", "CutIn", "CutOut", "CutInTolerance",
     "CutOutTolerance", "Transmittance", "schemaLocation",
 }  # fmt: skip
+
+
 # (TiffData's UUID, which names the source file, is not kept: the de-identified file is one file.)
 # A kept OME attribute holds a number or a boolean, or, where the schema enumerates its values (units,
 # immersion, correction, medium, acquisition mode, types...), one of those (``_standard/ome_enums.json``,
 # built from the OME 2016-06 schema); the schema location is the OME schema's address
-_OME_ENUMS: dict[str, frozenset[str]] = {
-    k: frozenset(v)
-    for k, v in json.loads(
-        (Path(__file__).parent / "_standard" / "ome_enums.json").read_text("utf-8")
-    ).items()
-}
+def _word_sets(name: str) -> dict[str, frozenset[str]]:
+    """A ``_standard`` JSON file of named word lists, as sets."""
+    data = json.loads((Path(__file__).parent / "_standard" / name).read_text("utf-8"))
+    return {k: frozenset(v) for k, v in data.items()}
+
+
+_OME_ENUMS: dict[str, frozenset[str]] = _word_sets("ome_enums.json")
 _OME_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|true|false")
 _OME_SCHEMA_LOCATION = re.compile(r"(?:\s*https?://www\.openmicroscopy\.org/Schemas/[\w./-]+)+\s*")
 
@@ -1256,12 +1259,7 @@ def _stain_like(value: str) -> bool:
 
 # The words a sidecar's ``organ`` and ``stain`` may hold (``_standard/specimen_words.json``: DICOM body parts,
 # pathology sites and specimen words; routine, special and IHC stains)
-_SPECIMEN_WORDS = {
-    k: frozenset(v)
-    for k, v in json.loads(
-        (Path(__file__).parent / "_standard" / "specimen_words.json").read_text("utf-8")
-    ).items()
-}
+_SPECIMEN_WORDS = _word_sets("specimen_words.json")
 _SIDECAR_CUT = re.compile(r"(\s+|[,;()\[\]{}<>]+)")
 _SIDECAR_WORD = re.compile(r"[\s,;:()\[\]{}<>/+]+")
 
