@@ -5,9 +5,9 @@
 # elastix (registration reference), chromium and chromium-driver (reports and the web platform checked in a real browser),
 # npm (fetches the prebuilt OHIF viewer, scripts/ohif.sh), libturbojpeg0 (opentile cuts NDPI stripes into tiles losslessly),
 # libdcmtk-dev and g++ (the gateway's dcmtk front end, curata-spool-scp, is built from src/curata/collect/net/spoolscp),
-# gcc (the engine's compiled core: Cython builds it at install, src/curata/_compiled.py).
+# gcc and python3-dev (the engine's compiled core: Cython builds it at install, src/curata/_compiled.py).
 set -euo pipefail
-PKGS=(dcmtk orthanc orthanc-dicomweb dicom3tools tesseract-ocr tesseract-ocr-eng dcm2niix libgdcm-tools elastix chromium chromium-driver libturbojpeg0 libdcmtk-dev g++ gcc)
+PKGS=(dcmtk orthanc orthanc-dicomweb dicom3tools tesseract-ocr tesseract-ocr-eng dcm2niix libgdcm-tools elastix chromium chromium-driver libturbojpeg0 libdcmtk-dev g++ gcc python3-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
