@@ -14,6 +14,7 @@ compared with a plain file copy, the disk-bound floor.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -796,8 +797,9 @@ def make_ct_series(out_dir: Path, slices: int, seed: int) -> list[Item]:
     items = []
     base = (nprng.normal(0, 40, (512, 512)) + 40).astype(np.int16)
     for k in range(slices):
-        ds = template.copy()
-        ds.file_meta = template.file_meta.copy()
+        # a deep copy: Dataset.copy() shares the template's sequences, so each slice's planted items
+        # were added to every later slice's (slice 200 carried 9,146 elements against slice 1's 390)
+        ds = copy.deepcopy(template)
         ds.Rows = ds.Columns = 512
         ds.PixelData = (base + np.int16(k % 50)).tobytes()
         ds.InstanceNumber = k + 1
