@@ -10,8 +10,8 @@ as C types (``annotation_typing=False``), so the compiled module behaves as its 
 A compiled module is loaded only where it was built from the very bytes of its ``.py`` file: each
 is named after the SHA-256 of its source (``engine.<16 hex>.cpython-311-x86_64-linux-gnu.so``, a
 name Python's own finder never loads), and :class:`_Finder` loads it for its module only while the
-source's digest still matches. An edited source is thus run as Python until it is built again; a
-stale build is never run. ``CURATA_PURE_PYTHON=1`` turns the compiled core off.
+source's digest (with the build directives) still matches. An edited source is thus run as Python
+until it is built again; a stale build is never run. ``CURATA_PURE_PYTHON=1`` turns the compiled core off.
 
 ``scripts/bootstrap.sh`` runs :func:`main` with ``build``: it builds what is missing and removes stale
 builds; ``status`` says which modules run compiled.
@@ -59,7 +59,9 @@ def source_path(name: str) -> Path:
 
 
 def digest(source: bytes) -> str:
-    return hashlib.sha256(source).hexdigest()[:16]
+    """What a build is named by: its source, and the directives it was compiled with (a build made
+    under other directives is another build)."""
+    return hashlib.sha256(source + repr(DIRECTIVES).encode()).hexdigest()[:16]
 
 
 def build_path(name: str, source: bytes | None = None) -> Path:
