@@ -19,21 +19,29 @@ from curata.catalog import dicom_index
 from curata.collect.deid import _reader
 from curata.demo.phi import pydicom_data_files
 
+VIEWED: list[bool] = []  # per _both call: whether the bytes' view (RawView) could read the file
+
 
 def _both(ds_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
-    """index_fields of the same bytes, read fast and read by pydicom (each from a fresh read)."""
+    """index_fields of the same bytes, read fast and read by pydicom (each from a fresh read); the
+    reading from the bytes' view (``RawView``), where it reads the file, must equal the fast one."""
 
     def read() -> pydicom.Dataset:
         return _reader.read(ds_bytes) or pydicom.dcmread(io.BytesIO(ds_bytes), force=True)
 
-    def fields(fast: bool) -> Any:
+    def fields(fast: bool, view: bool = False) -> Any:
         monkeypatch.setattr(dicom_index, "FAST", fast)
         try:
-            return dicom_index.index_fields(read())
+            source = dicom_index.RawView.of(ds_bytes, read) if view else None
+            if view:
+                VIEWED.append(source is not None)
+            return dicom_index.index_fields(source if source is not None else read())
         except Exception as exc:  # the same refusal either way
             return type(exc).__name__, str(exc)
 
-    return fields(True), fields(False)
+    fast, viewed = fields(True), fields(True, view=True)
+    assert _same(fast, viewed), ("the bytes' view reads otherwise", fast, viewed)
+    return fast, fields(False)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -53,6 +61,7 @@ def _testdata() -> list[str]:
 
 def test_every_pydicom_data_file_is_indexed_alike(monkeypatch: pytest.MonkeyPatch) -> None:
     compared = 0
+    VIEWED.clear()
     for path in _testdata():
         with open(path, "rb") as fh:
             raw = fh.read()
@@ -62,6 +71,71 @@ def test_every_pydicom_data_file_is_indexed_alike(monkeypatch: pytest.MonkeyPatc
         assert _same(fast, slow), (path, fast, slow)
         compared += isinstance(fast, dict)
     assert compared > 80  # most files are indexed, not refused
+    assert sum(VIEWED) > 80  # and most are read from their bytes' view
+
+
+def _with_sequences(implicit: bool, nested_undefined: bool) -> bytes:
+    """An instance whose sequences (before and among the indexed elements, and the enhanced
+    multi-frame functional groups) are written with undefined lengths, items too."""
+    ds = pydicom.dcmread(io.BytesIO(_instance(implicit, PixelSpacing="0.7\\0.7", Modality="CT")))
+    ref = pydicom.Dataset()
+    ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = CTImageStorage, generate_uid()
+    if nested_undefined:
+        inner = pydicom.Dataset()
+        inner.CodeValue, inner.CodingSchemeDesignator, inner.CodeMeaning = "1", "DCM", "x"
+        ref.PurposeOfReferenceCodeSequence = [inner]
+    ds.ReferencedImageSequence = [ref, ref]
+    ds.SourceImageSequence = []
+    measures = pydicom.Dataset()
+    measures.PixelSpacing, measures.SliceThickness = [0.5, 0.5], 2.0
+    shared = pydicom.Dataset()
+    shared.PixelMeasuresSequence = [measures]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    del ds.PixelSpacing
+    for elem in ds.iterall():
+        if elem.VR == "SQ":
+            elem.is_undefined_length = True
+            for item in elem.value:
+                item.is_undefined_length_sequence_item = True
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("nested", [False, True])
+def test_sequences_of_undefined_length_are_stepped_over(
+    implicit: bool, nested: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = _with_sequences(implicit, nested)
+    assert b"\xfe\xff\xdd\xe0" in raw  # written with sequence delimiters
+    VIEWED.clear()
+    fast, slow = _both(raw, monkeypatch)
+    assert VIEWED == [True]
+    assert _same(fast, slow), (fast, slow)
+    assert fast["series"]["pixel_spacing_row"] == 0.5  # from the functional groups, via pydicom
+    assert fast["series"]["slice_thickness"] == 2.0
+
+
+def test_files_the_view_does_not_read_are_read_by_pydicom(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = _instance(False, Modality="MR")
+    loads: list[int] = []
+
+    def load() -> pydicom.Dataset:
+        loads.append(1)
+        return pydicom.dcmread(io.BytesIO(plain))
+
+    view = dicom_index.RawView.of(plain, load)
+    assert view is not None
+    assert dicom_index.index_fields(view)["series"]["modality"] == "MR"
+    assert loads == []  # every value was plain: no data set was built
+    cut = plain[:-3]  # a value runs past the end
+    assert dicom_index.RawView.of(cut, load) is None
+    big = bytearray(plain)
+    ts = big.index(ExplicitVRLittleEndian.encode())
+    big[ts : ts + len(ExplicitVRLittleEndian)] = b"1.2.840.10008.1.2.2"  # declared big endian
+    assert dicom_index.RawView.of(bytes(big), load) is None
+    assert dicom_index.RawView.of(b"not dicom" * 40, load) is None
 
 
 def _instance(implicit: bool, **values: Any) -> bytes:

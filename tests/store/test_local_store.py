@@ -80,3 +80,29 @@ def test_open_store_picks_backend(tmp_path: Path) -> None:
     assert isinstance(open_store(str(tmp_path / "a")), LocalStore)
     assert isinstance(open_store(f"file://{tmp_path / 'b'}"), LocalStore)
     assert isinstance(open_store("memory://zzz"), FsspecStore)
+
+
+def test_a_blob_staged_over_a_kept_file_reuses_it_and_keeps_nothing_of_it(tmp_path: Path) -> None:
+    """``stage_bytes(over=...)`` (the spool's drain): the blob is written over a file that is no
+    longer needed, on its inode, and cut to its own length: not one byte of the old content stays."""
+    store = LocalStore(tmp_path / "store")
+    old = tmp_path / "store" / "kept.dcm"
+    old.write_bytes(b"Doe^Jane PAT-0001 " * 4096)  # longer than the blob
+    inode = old.stat().st_ino
+    blob = b"de-identified" * 100
+    digest, tmp = store.stage_bytes(blob, sync=False, over=old)
+    assert tmp == old and tmp.stat().st_ino == inode
+    assert tmp.read_bytes() == blob
+    store.commit_staged([(digest, tmp)], synced=False)
+    assert not old.exists()
+    assert store.get_bytes(digest) == blob and digest == hashlib.sha256(blob).hexdigest()
+    assert (tmp_path / "store" / "sha256" / digest[:2] / digest[2:4] / digest).stat().st_ino == inode
+    # a blob stored already leaves the kept file as it is (for the next one)
+    again = tmp_path / "store" / "kept2.dcm"
+    again.write_bytes(b"x")
+    assert store.stage_bytes(blob, over=again) == (digest, None)
+    assert again.read_bytes() == b"x"
+    # a kept file that is gone: a new temp file is written instead
+    gone = tmp_path / "store" / "gone.dcm"
+    _digest2, tmp2 = store.stage_bytes(b"other", over=gone)
+    assert tmp2 is not None and tmp2 != gone and tmp2.read_bytes() == b"other"

@@ -27,7 +27,7 @@ from curata.catalog.models import (
 from curata.errors import CatalogError
 
 if TYPE_CHECKING:
-    from curata.catalog.dicom_index import check_required, index_fields
+    from curata.catalog.dicom_index import RawView, check_required, index_fields
     from curata.catalog.provenance import cache_key, code_version
     from curata.catalog.query import join_series_to_site, series_rows
     from curata.catalog.service import (
@@ -47,6 +47,7 @@ __getattr__ = lazy_exports(
     {
         "check_required": "dicom_index",
         "index_fields": "dicom_index",
+        "RawView": "dicom_index",
         "cache_key": "provenance",
         "code_version": "provenance",
         "join_series_to_site": "query",
@@ -86,6 +87,7 @@ __all__ = [
     "Patient",
     "Provenance",
     "QuarantineItem",
+    "RawView",
     "Series",
     "SeriesFilter",
     "Site",

@@ -10,6 +10,8 @@ from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
+from pydicom.uid import PrivateTransferSyntaxes
 
 from curata.errors import InputError
 
@@ -39,7 +41,7 @@ def _tag_vr(keyword: str) -> tuple[int, str]:
     return found
 
 
-def _plain(ds: Dataset, keyword: str) -> Any:
+def _plain(ds: Dataset | RawView, keyword: str) -> Any:
     """``keyword``'s value as text, a number or a list of numbers, read from its raw bytes when
     plain; None when absent or empty; ``_SLOW`` when pydicom must read it."""
     tag, dict_vr = _tag_vr(keyword)
@@ -76,7 +78,7 @@ def _plain(ds: Dataset, keyword: str) -> Any:
     return numbers if len(numbers) > 1 else numbers[0]
 
 
-def _str(ds: Dataset, keyword: str) -> str | None:
+def _str(ds: Dataset | RawView, keyword: str) -> str | None:
     fast = _plain(ds, keyword)
     if fast is not _SLOW and (fast is None or isinstance(fast, str)):
         return fast
@@ -88,7 +90,7 @@ def _str(ds: Dataset, keyword: str) -> str | None:
     return str(value).strip() or None
 
 
-def _float(ds: Dataset, keyword: str, index: int | None = None) -> float | None:
+def _float(ds: Dataset | RawView, keyword: str, index: int | None = None) -> float | None:
     fast = _plain(ds, keyword)
     if fast is None or isinstance(fast, float):
         return fast if index is None else None
@@ -105,7 +107,7 @@ def _float(ds: Dataset, keyword: str, index: int | None = None) -> float | None:
         return None
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
+def _int(ds: Dataset | RawView, keyword: str) -> int | None:
     fast = _plain(ds, keyword)
     if fast is None or type(fast) is int:
         return fast
@@ -120,7 +122,7 @@ def _int(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-def _floats(ds: Dataset, keyword: str) -> list[float] | None:
+def _floats(ds: Dataset | RawView, keyword: str) -> list[float] | None:
     fast = _plain(ds, keyword)
     if fast is None:
         return None
@@ -151,7 +153,7 @@ def age_in_years(age: str | None) -> float | None:
     return round(n / {"D": 365.25, "W": 52.1775, "M": 12.0, "Y": 1.0}[unit], 3)
 
 
-def _functional_group(ds: Dataset, seq: str, keyword: str, inner: str) -> Any:
+def _functional_group(ds: Dataset | RawView, seq: str, keyword: str, inner: str) -> Any:
     """A value from the Shared Functional Groups of an enhanced multi-frame object."""
     groups = ds.get("SharedFunctionalGroupsSequence")
     if not groups:
@@ -163,7 +165,196 @@ def _functional_group(ds: Dataset, seq: str, keyword: str, inner: str) -> Any:
     return sub[0].get(inner if keyword is None else keyword)
 
 
-def check_required(ds: Dataset) -> None:
+_EXPLICIT = struct.Struct("<HH2sH").unpack_from
+_IMPLICIT = struct.Struct("<HHI").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+# explicit VRs with a 4-byte length (PS3.5 7.1.2), and every VR a plain file may hold
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+_VRS = _LONG_VRS | frozenset(
+    {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
+     "ST", "TM", "UI", "UL", "US"}
+)  # fmt: skip
+_LAST_READ = 0x52009229  # SharedFunctionalGroupsSequence: no element after it is kept (all are walked)
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_NOT_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})  # big endian, deflate
+
+
+class RawView:
+    """A Part-10 file's top-level elements as :func:`index_fields` reads them: found by one walk
+    over its bytes that copies no value and builds no data set (on a received CT slice, reading it
+    back with pydicom cost as much as de-identifying it). A value that is not plain, and every other
+    question, is answered by the full data set (``load``), built only when asked.
+    ``tests/catalog/test_dicom_index.py`` holds both readings equal on every pydicom-data file."""
+
+    __slots__ = ("_ds", "_found", "_implicit", "_load", "_raw", "transfer_syntax")
+
+    def __init__(
+        self,
+        raw: bytes,
+        found: dict[int, tuple[str | None, int, int]],
+        implicit: bool,
+        transfer_syntax: str,
+        load: Any,
+    ) -> None:
+        self._raw = raw
+        self._found = found
+        self._implicit = implicit
+        self.transfer_syntax = transfer_syntax
+        self._load = load
+        self._ds: Dataset | None = None
+
+    @classmethod
+    def of(cls, raw: bytes, load: Any) -> RawView | None:
+        """The view of ``raw`` (``load()`` returns its full data set when needed), or None when the
+        file is not a plain little-endian Part-10 file (then read the data set itself)."""
+        if len(raw) < 144 or raw[128:132] != b"DICM":
+            return None
+        meta: dict[int, tuple[str | None, int, int]] = {}
+        pos = _walk_top(raw, 132, False, meta, 0x0002FFFF)
+        if pos < 0 or 0x00020010 not in meta:
+            return None
+        _vr, start, length = meta[0x00020010]
+        ts = raw[start : start + length].decode("ascii", "replace").strip("\0 ")
+        if not ts or ts in _NOT_LITTLE_ENDIAN or ts in PrivateTransferSyntaxes or pos + 8 > len(raw):
+            return None
+        implicit = ts == "1.2.840.10008.1.2"  # any other: explicit VR little endian (compressed too)
+        # as pydicom: a data set must be encoded as declared (two upper-case letters where an
+        # explicit VR stands), and no command group or more group 2 may follow the meta
+        looks_explicit = all(0x40 < b < 0x5B for b in raw[pos + 4 : pos + 6])
+        if looks_explicit == implicit or _IMPLICIT(raw, pos)[0] < 0x0008:
+            return None
+        found: dict[int, tuple[str | None, int, int]] = {}
+        if _walk_top(raw, pos, implicit, found, 0xFFFFFFFF) != len(raw):  # whole, as pydicom reads it
+            return None
+        return cls(raw, found, implicit, ts, load)
+
+    def dataset(self) -> Dataset:
+        if self._ds is None:
+            self._ds = self._load()
+        return self._ds
+
+    @property
+    def original_encoding(self) -> tuple[bool, bool]:
+        return self._implicit, True
+
+    def get_item(self, tag: int) -> RawDataElement | None:
+        found = self._found.get(tag)
+        if found is None:
+            return None
+        vr, start, length = found
+        value = self._raw[start : start + length] if length else None
+        return RawDataElement(BaseTag(tag), vr, length, value, start, self._implicit, True)
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        fast = _plain(self, keyword)
+        if fast is None and _tag_vr(keyword)[0] not in self._found:
+            return default
+        if fast is _SLOW or fast is None:  # not plain, or empty: as pydicom gives it
+            return self.dataset().get(keyword, default)
+        return fast
+
+    def __contains__(self, keyword: str) -> bool:
+        return _tag_vr(keyword)[0] in self._found
+
+
+_UNDEFINED = 0xFFFFFFFF
+
+
+def _walk_top(
+    raw: bytes, pos: int, implicit: bool, out: dict[int, tuple[str | None, int, int]], last: int
+) -> int:
+    """Record ``tag: (VR, value start, length)`` for the elements from ``pos`` up to tag ``last``;
+    the position reached, or -1 where something is not plain (a top-level element of undefined
+    length other than a sequence, a value running past the end, an unknown VR)."""
+    end = len(raw)
+    while pos + 8 <= end:
+        group, elem = _IMPLICIT(raw, pos)[:2]
+        tag = group << 16 | elem
+        if tag > last:
+            return pos
+        if group == 0xFFFE:
+            return -1
+        head = _element(raw, pos, implicit)
+        if head is None:
+            return -1
+        vr, start, length = head
+        after = _after(raw, tag, vr, start, length, implicit)
+        if after < 0:
+            return -1
+        if tag <= _LAST_READ:
+            out[tag] = (vr, start, 0 if length == _UNDEFINED else length)
+        pos = after
+    return pos if pos == end else -1
+
+
+def _element(raw: bytes, pos: int, implicit: bool) -> tuple[str | None, int, int] | None:
+    """``(VR, value start, length)`` of the element at ``pos``; None for an unknown VR."""
+    if implicit:
+        return None, pos + 8, _IMPLICIT(raw, pos)[2]
+    _group, _elem, vr_bytes, length = _EXPLICIT(raw, pos)
+    vr = vr_bytes.decode("latin-1")
+    if vr not in _VRS:
+        return None
+    if vr in _LONG_VRS:
+        if pos + 12 > len(raw):
+            return None
+        return vr, pos + 12, _U32(raw, pos + 8)[0]
+    return vr, pos + 8, length
+
+
+def _after(raw: bytes, tag: int, vr: str | None, start: int, length: int, implicit: bool) -> int:
+    """The position after an element's value (a sequence of undefined length skipped item by
+    item), or -1."""
+    if length != _UNDEFINED:
+        return start + length if start + length <= len(raw) else -1
+    if vr == "SQ" or (implicit and _dictionary_sq(tag)):
+        return _skip_items(raw, start, implicit)
+    if tag == 0x7FE00010 and vr in ("OB", "OW"):  # encapsulated pixel data: fragments as items
+        return _skip_items(raw, start, implicit)
+    return -1  # a UN of undefined length (pydicom may read it as a sequence): not read here
+
+
+def _dictionary_sq(tag: int) -> bool:
+    try:
+        return bool(dictionary_VR(tag) == "SQ")
+    except KeyError:
+        return False
+
+
+def _skip_items(raw: bytes, pos: int, implicit: bool) -> int:
+    """The position after a sequence of undefined length whose items start at ``pos``, or -1."""
+    end = len(raw)
+    while pos + 8 <= end:
+        group, elem, length = _IMPLICIT(raw, pos)
+        tag = group << 16 | elem
+        if tag == _SEQ_END:
+            return pos + 8
+        if tag != _ITEM:
+            return -1
+        pos = _skip_item(raw, pos + 8, implicit) if length == _UNDEFINED else pos + 8 + length
+        if pos < 0:
+            return -1
+    return -1
+
+
+def _skip_item(raw: bytes, pos: int, implicit: bool) -> int:
+    """The position after an item of undefined length whose elements start at ``pos``, or -1."""
+    end = len(raw)
+    while pos + 8 <= end:
+        group, elem, length = _IMPLICIT(raw, pos)
+        if group == 0xFFFE:
+            return pos + 8 if (group << 16 | elem) == _ITEM_END and length == 0 else -1
+        head = _element(raw, pos, implicit)
+        if head is None:
+            return -1
+        vr, start, length = head
+        pos = _after(raw, group << 16 | elem, vr, start, length, implicit)
+        if pos < 0:
+            return -1
+    return -1
+
+
+def check_required(ds: Dataset | RawView) -> None:
     missing = [k for k in REQUIRED if not _str(ds, k)]
     if missing:
         raise InputError(
@@ -172,7 +363,7 @@ def check_required(ds: Dataset) -> None:
         )
 
 
-def index_fields(ds: Dataset) -> dict[str, dict[str, Any]]:
+def index_fields(ds: Dataset | RawView) -> dict[str, dict[str, Any]]:
     """Patient, study, series and instance fields, grouped by level."""
     check_required(ds)
     spacing = _floats(ds, "PixelSpacing")
@@ -182,11 +373,14 @@ def index_fields(ds: Dataset) -> dict[str, dict[str, Any]]:
         spacing = [float(v) for v in measures] if measures else None
         st = _functional_group(ds, "PixelMeasuresSequence", "SliceThickness", "SliceThickness")
         thickness = float(st) if st not in (None, "") else thickness
-    ts = (
-        str(ds.file_meta.TransferSyntaxUID)
-        if getattr(ds, "file_meta", None) and "TransferSyntaxUID" in ds.file_meta
-        else None
-    )
+    if isinstance(ds, RawView):
+        ts: str | None = ds.transfer_syntax
+    else:
+        ts = (
+            str(ds.file_meta.TransferSyntaxUID)
+            if getattr(ds, "file_meta", None) and "TransferSyntaxUID" in ds.file_meta
+            else None
+        )
     image_type = _str(ds, "ImageType")
     return {
         "patient": {"pseudonym": _str(ds, "PatientID"), "sex": _str(ds, "PatientSex")},

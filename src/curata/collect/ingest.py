@@ -31,6 +31,7 @@ from curata.catalog import (
     Instance,
     Patient,
     QuarantineItem,
+    RawView,
     Series,
     Site,
     Study,
@@ -198,9 +199,11 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
         out_digest = None  # the sha256 of out_bytes, where the de-identifier has computed it
         if ctx.deidentify:
             result = ctx.deidentifier.deidentify_bytes(raw, source=name, input_sha256=digest)
-            out_bytes, ds, rec = result.output_bytes, result.dataset, result.record
+            out_bytes, rec = result.output_bytes, result.record
+            # read from the output's bytes: its data set is built only when a value needs pydicom
+            ds = RawView.of(out_bytes, lambda: result.dataset) or result.dataset
             if wsi.is_wsm(ds):
-                out_bytes, ds = wsi.clean_wsm(out_bytes, ds, raw, ctx.deidentifier.pseudo)
+                out_bytes, ds = wsi.clean_wsm(out_bytes, result.dataset, raw, ctx.deidentifier.pseudo)
             deid_record = rec.as_dict() if hasattr(rec, "as_dict") else dict(rec)
             if out_bytes is result.output_bytes:
                 out_digest = deid_record.get("output_sha256")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
@@ -35,6 +36,7 @@ def assert_deidentified(ws: Any, planted: tuple[str, ...]) -> int:
         digests = list(s.scalars(select(Instance.blob_digest)))
     for digest in digests:
         raw = ws.store.get_bytes(digest)
+        assert hashlib.sha256(raw).hexdigest() == digest, f"blob {digest[:12]} does not hold its bytes"
         for value in planted:
             assert value.encode() not in raw, f"{value!r} survived in blob {digest[:12]}"
         ds = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True)

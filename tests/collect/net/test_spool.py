@@ -70,6 +70,8 @@ def test_storescu_push_is_spooled_durably_then_deidentified_and_filed_once(
         assert first.returncode == 0, first.stderr
         assert server.wait_idle(60)
         assert server.counts.stored == 6
+        free = workspace.root / ".curata" / "spool" / "free"
+        assert list(free.iterdir()), "filed spool files are kept for the next blobs to be written over"
         again = storescu(server.port, folder)  # a PACS re-sending the same study
         assert again.returncode == 0, again.stderr
         assert server.wait_idle(60)
@@ -79,6 +81,7 @@ def test_storescu_push_is_spooled_durably_then_deidentified_and_filed_once(
     assert count(workspace) == 6 and received_count(workspace) == 6
     assert assert_deidentified(workspace, PLANTED) == 6
     assert _spooled(workspace) == [], "a filed instance leaves the spool"
+    assert list(free.iterdir()) == [], "the kept spool files hold instances as received: gone at stop"
     assert [p.exitcode for p in drain_processes] == [0] * len(drain_processes), "drain ended, not killed"
 
 

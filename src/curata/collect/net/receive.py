@@ -85,13 +85,20 @@ class _StagingStore:
     names it (:meth:`LocalStore.commit_staged`) only once the outcome is to be filed, so a refused input
     leaves no blob behind. Anything else goes through."""
 
-    def __init__(self, store: Any, sync: bool = True) -> None:
+    def __init__(self, store: Any, sync: bool = True, scratch: ScratchFiles | None = None) -> None:
         self._store = store
         self.sync = sync
+        self.scratch = scratch
         self.staged: Staged = []
 
     def put_bytes(self, data: bytes, *, digest: str | None = None) -> str:
-        digest, tmp = self._store.stage_bytes(data, digest=digest, sync=self.sync)
+        over = self.scratch.take() if self.scratch is not None else None
+        if over is None:
+            digest, tmp = self._store.stage_bytes(data, digest=digest, sync=self.sync)
+        else:
+            digest, tmp = self._store.stage_bytes(data, digest=digest, sync=self.sync, over=over)
+            if tmp is None:  # stored already: the file was not used
+                cast(ScratchFiles, self.scratch).keep(over)
         if tmp is not None:
             self.staged.append((digest, tmp))
         return str(digest)
@@ -101,16 +108,17 @@ class _StagingStore:
 
 
 def process_staged(
-    item: tuple[str, bytes], ctx: Any = None, *, sync: bool = True
+    item: tuple[str, bytes], ctx: Any = None, *, sync: bool = True, scratch: ScratchFiles | None = None
 ) -> tuple[IngestOutcome, Staged]:
     """:func:`process_one` with blob writes staged (not yet named) when the store can stage them.
     Runs in the receiving thread or in a pool worker (``ctx`` None: the worker's own context).
-    ``sync=False``: the blobs are not flushed either; the batch's ``commit_staged(synced=False)`` does."""
+    ``sync=False``: the blobs are not flushed either; the batch's ``commit_staged(synced=False)`` does.
+    ``scratch``: files the blobs may be written over (see :class:`ScratchFiles`)."""
     ctx = ctx if ctx is not None else current_worker_context()
     store = ctx.store
     if not hasattr(store, "stage_bytes"):  # a remote store: every put is durable on its own
         return process_one(item, ctx), []
-    staging = _StagingStore(store, sync)
+    staging = _StagingStore(store, sync, scratch)
     ctx.store = staging
     try:
         outcome = process_one(item, ctx)
@@ -120,15 +128,88 @@ def process_staged(
 
 
 def process_staged_file(
-    item: tuple[str, str], ctx: Any = None, *, sync: bool = True
+    item: tuple[str, str], ctx: Any = None, *, sync: bool = True, scratch: ScratchFiles | None = None
 ) -> tuple[IngestOutcome, Staged]:
     """:func:`process_staged` for ``(source, path)``: the bytes are read here, in the worker."""
     source, path = item
-    return process_staged((source, Path(path).read_bytes()), ctx, sync=sync)
+    return process_staged((source, Path(path).read_bytes()), ctx, sync=sync, scratch=scratch)
 
 
 # the spool's drain files a batch at once: its blobs are flushed together, by commit_staged
 _process_batch_file = functools.partial(process_staged_file, sync=False)
+
+
+class ScratchFiles:
+    """Files whose content may be overwritten, kept for the next blobs (the spool's drain).
+
+    Once a spooled instance is filed, its file is not removed: it is moved into ``folder`` (inside
+    the spool: private to the site, like the spool itself) and the next blob is written over it
+    (``LocalStore.stage_bytes(over=...)``), then cut to the blob's length and named. Removing a
+    512 KB file and allocating a new one cost more system time than the rest of filing it: the
+    blocks are freed and allocated again, new pages are filled, and on an ext4 without a journal
+    every new inode is searched for past each inode freed in the last half-minute, which a drain
+    that removes what it files keeps full. At most ``limit`` files are kept; the rest are removed.
+    The folder must be on the store's file system (the blob is renamed from it); :meth:`clear`
+    removes what is left (the files still hold the instances as they were received)."""
+
+    def __init__(self, folder: Path, limit: int = 64) -> None:
+        self.folder = folder
+        self.limit = limit
+        self._free: list[Path] = []
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def usable(folder: Path, store: Any) -> bool:
+        """Whether blobs of ``store`` may be written over files of ``folder``: a local store that
+        stages, on the same file system."""
+        root = getattr(store, "root", None)
+        if root is None or not hasattr(store, "stage_bytes") or not hasattr(store, "commit_staged"):
+            return False
+        try:
+            return os.stat(folder).st_dev == os.stat(root).st_dev
+        except OSError:
+            return False
+
+    def give(self, path: Path) -> None:
+        """Keep ``path`` (moved into the folder), or remove it when enough are kept."""
+        with self._lock:
+            keep = len(self._free) < self.limit
+        if not keep:
+            path.unlink(missing_ok=True)
+            return
+        target = self.folder / path.name
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
+            return
+        except OSError:
+            path.unlink(missing_ok=True)
+            return
+        with self._lock:
+            self._free.append(target)
+
+    def keep(self, path: Path) -> None:
+        """Keep a file taken from the folder and not used after all."""
+        with self._lock:
+            self._free.append(path)
+
+    def take(self) -> Path | None:
+        """A kept file (the last given: its pages are the likeliest in the cache), or None."""
+        with self._lock:
+            return self._free.pop() if self._free else None
+
+    def clear(self) -> None:
+        with self._lock:
+            free, self._free = self._free, []
+        for path in free:
+            path.unlink(missing_ok=True)
+
+    @staticmethod
+    def clear_folder(folder: Path) -> None:
+        """Remove every file left in ``folder`` (a drain that was stopped or killed)."""
+        if folder.is_dir():
+            for path in folder.iterdir():
+                path.unlink(missing_ok=True)
 
 
 def _discard(staged: Staged) -> None:
@@ -190,17 +271,21 @@ class Receiver:
         return self._receive(process_staged_file, (source, str(path)), source, source_uid, peer)
 
     def receive_files(
-        self, items: list[tuple[Path, str, str | None, str]]
+        self, items: list[tuple[Path, str, str | None, str]], scratch: ScratchFiles | None = None
     ) -> list[IngestOutcome | BaseException]:
         """:meth:`receive_file` for several ``(path, source, source_uid, peer)`` at once, filed in one
         commit: for a caller that need not answer each instance as soon as it is durable (the spool's
         drain, whose sender was answered when the instance reached the spool). Each item comes back
-        as its outcome, or as the exception that kept it from being filed (the others go on)."""
+        as its outcome, or as the exception that kept it from being filed (the others go on).
+        ``scratch``: files the blobs may be written over (de-identifying in this process only)."""
         results: list[IngestOutcome | BaseException] = []
         made: list[tuple[int, IngestOutcome, Staged, str | None, str]] = []
+        work: Any = _process_batch_file
+        if scratch is not None and self.workers == 1:
+            work = functools.partial(process_staged_file, sync=False, scratch=scratch)
         for path, source, source_uid, peer in items:
             try:
-                done = self._deidentify(_process_batch_file, (source, str(path)))
+                done = self._deidentify(work, (source, str(path)))
             except Exception as exc:
                 results.append(exc)
                 continue
@@ -422,6 +507,11 @@ class Receiver:
             _discard(staged)
             log.error("a received blob could not be made durable")
             raise
+
+    @property
+    def store(self) -> Any:
+        """The workspace's blob store, as this receiver writes to it."""
+        return self._store()
 
     def _store(self) -> Any:
         if self._blob_store is None:

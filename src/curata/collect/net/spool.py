@@ -27,6 +27,7 @@ DICOM TLS is served by the Python front end only.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import queue
@@ -41,7 +42,7 @@ from typing import IO, Any
 
 from curata.collect.ingest import DISK_FULL_REASON, IngestOutcome
 from curata.collect.net.config import GatewayConfig
-from curata.collect.net.receive import OK_STATUSES, Receiver
+from curata.collect.net.receive import OK_STATUSES, Receiver, ScratchFiles
 from curata.collect.net.scp import TRANSFER_SYNTAXES, Serving, StoreCounts
 from curata.collect.reasons import safe_reason
 from curata.errors import ConfigError, NetworkError
@@ -138,6 +139,10 @@ class _Drain:
         self.receiver = receiver
         self.spool = spool
         self.stopping = stopping
+        # a filed instance's spool file is kept for the next blob to be written over
+        free = spool / "free"
+        free.mkdir(mode=0o700, exist_ok=True)
+        self.scratch = ScratchFiles(free) if ScratchFiles.usable(free, receiver.store) else None
 
     def file(self, path: Path, peer: str, source_uid: str | None) -> list[str]:
         """File one spooled instance; returns the counts to add (``stored``, ``present``, ``refused``,
@@ -177,7 +182,7 @@ class _Drain:
             ]
         except FileNotFoundError:
             return [self.file(*item) for item in items]
-        results = self.receiver.receive_files(batch)
+        results = self.receiver.receive_files(batch, self.scratch)
         out: list[list[str]] = []
         for (path, peer, uid), result in zip(items, results, strict=True):
             if isinstance(result, FileNotFoundError):
@@ -206,8 +211,16 @@ class _Drain:
         else:
             counts = ["refused"]
             log.warning("spooled instance from %s refused: %s", peer, outcome.reason)
-        path.unlink(missing_ok=True)
+        if self.scratch is not None:
+            self.scratch.give(path)  # out of the spool either way
+        else:
+            path.unlink(missing_ok=True)
         return counts
+
+    def close(self) -> None:
+        """Remove the kept spool files (they hold instances as received)."""
+        if self.scratch is not None:
+            self.scratch.clear()
 
 
 def _take(first: Any, get: Any, limit: int, linger: float = _LINGER_SECONDS) -> tuple[list[Any], bool]:
@@ -242,6 +255,11 @@ def _drain_process(root: str, deidentify: bool, threads: int, inbox: Any, outbox
     receiver = Receiver(ws, deidentify=deidentify, workers=1)
     receiver.warm_up()
     drain = _Drain(receiver, ws.root / ".curata" / "spool", threading.Event())
+    # what is built by now (modules, the data dictionary, the de-identifier: ~137,000 objects) lives
+    # as long as the process: out of the collector's sight, a full collection no longer walks it
+    # (71 to 90 ms each, about once per 400 CT slices, measured with gc.callbacks)
+    gc.collect()
+    gc.freeze()
     outbox.put(("ready", [], ""))
 
     def work() -> None:
@@ -257,6 +275,7 @@ def _drain_process(root: str, deidentify: bool, threads: int, inbox: Any, outbox
         t.start()
     for t in pool:
         t.join()
+    drain.close()
     receiver.close()
 
 
@@ -306,6 +325,7 @@ class SpoolGateway(Serving):
         self._outbox: Any = None
         self._children: list[Any] = []
         self._proc: subprocess.Popen[bytes] | None = None
+        self._drain: _Drain | None = None  # the drain in this process (workers = 1)
         self._threads: list[threading.Thread] = []  # the drain's (or the drain processes' results)
         self._io_threads: list[threading.Thread] = []  # the front end's events, the rescan
         self._port: int | None = None
@@ -338,6 +358,7 @@ class SpoolGateway(Serving):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         for partial in (self.spool / "tmp").iterdir():  # never acknowledged: the sender still has it
             partial.unlink(missing_ok=True)
+        ScratchFiles.clear_folder(self.spool / "free")  # filed already, kept by a drain that was killed
         self._stopping.clear()
         self._start_drain()
         leftovers = sorted(p for p in ready.iterdir() if p.suffix == ".dcm")
@@ -411,7 +432,7 @@ class SpoolGateway(Serving):
     def _start_drain(self) -> None:
         if self.receiver is not None:
             self.receiver.warm_up()
-            drain = _Drain(self.receiver, self.spool, self._stopping)
+            self._drain = drain = _Drain(self.receiver, self.spool, self._stopping)
             self._threads = [
                 threading.Thread(
                     target=self._drain_here, args=(drain,), name=f"gateway-drain-{i}", daemon=True
@@ -456,8 +477,12 @@ class SpoolGateway(Serving):
         for thread in [*self._threads, *self._io_threads]:
             thread.join(60)
         self._threads, self._io_threads = [], []
+        if self._drain is not None:
+            self._drain.close()
+            self._drain = None
         if self.receiver is not None:
             self.receiver.close()
+        ScratchFiles.clear_folder(self.spool / "free")
 
     def _drain_here(self, drain: _Drain) -> None:
         ended = False

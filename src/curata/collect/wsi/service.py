@@ -19,6 +19,7 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 
+from curata.catalog import RawView
 from curata.collect.deid.pseudonyms import Pseudonymizer
 from curata.collect.deid.text import Identifiers, find_identifier
 from curata.collect.wsi.deid import (
@@ -254,7 +255,8 @@ class LabelImageRemoved(DeidError):
     """A DICOM-WSI LABEL or OVERVIEW instance: dropped at the edge, never stored."""
 
 
-def is_wsm(ds: Dataset) -> bool:
+def is_wsm(ds: Dataset | RawView) -> bool:
+    """A VL Whole Slide Microscopy Image (from its data set, or its bytes' view)."""
     return str(ds.get("SOPClassUID", "")) == WSM_SOP_CLASS
 
 
