@@ -54,6 +54,11 @@ _ALWAYS_READ = frozenset(
     {_CHARSET, _ISSUER, 0x00100010, 0x00100020, _SOP_CLASS, _SOP_UID, _STUDY_UID, _SERIES_UID}
 )
 _RAW = object()  # act(): the element is written as it came
+# the plan's codes whose elements clean() never hands to act()
+_NOT_ACTED = frozenset(
+    {_rawpath._COPY, _rawpath._DECLINE, _rawpath._PRIVATE, _rawpath._DROP, _rawpath._CODED_DROP,
+     _rawpath._CHECK, _rawpath._CODED_CHECK}
+)  # fmt: skip
 
 
 def _joined(values: list[bytes]) -> bytes:
@@ -254,6 +259,8 @@ class _Run:
                 raise _Decline
         # how pydicom reads text beyond ASCII here (the data set's character set, or its default)
         self.encodings = ctx.encodings or ["iso8859"]
+        if self.keeps_a_sequence(ctx):
+            raise _Decline  # as clean() would, once everything before it was done for nothing
         self.patient(ctx)
         self.collect(ctx)
         age = self.age_before(ctx)
@@ -309,6 +316,25 @@ class _Run:
         if run_end >= 0:
             body.append(raw[run_start:run_end])
         return b"".join(body)
+
+    def keeps_a_sequence(self, ctx: _Ctx) -> bool:
+        """Whether ``clean`` will meet a sequence the profile keeps (``act`` declines it): known
+        from the plan and the profile alone, so the raw lane takes such a file at once (a CT slice
+        with three ordinary kept sequences spent 0.36 ms here before)."""
+        eng, vrs = self.eng, self.vrs
+        for (tag, _, _, _, _), code in zip(self.walked, self.codes, strict=True):
+            if vrs.get(tag) != "SQ" or code in _NOT_ACTED or tag in eng._MARKING_TAGS:
+                continue
+            if ctx.allowed is not None and tag not in ctx.allowed:
+                continue
+            action = ctx.top.get(tag)
+            if action is None:
+                action = self.engine._unlisted_action(tag, "SQ", ctx, False)
+                if eng._vr_of(tag) is None:
+                    action = "X"
+            if action != "X":
+                return True
+        return False
 
     def patient(self, ctx: _Ctx) -> None:
         pid = self.get(self.eng._PATIENT_ID).strip()
