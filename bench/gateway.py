@@ -57,8 +57,37 @@ VENV_BIN = Path(sys.executable).parent
 os.environ["TCP_NODELAY"] = "1"
 
 
+def _scanner_header(ds: pydicom.Dataset, sop: str, i: int) -> None:
+    """What a scanner's CT slice carries beyond the bench's minimal header: kept sequences (the
+    images referenced, the anatomic region, the procedure code, the request) and the usual
+    acquisition attributes. The engine's native lane hands files with kept sequences to its raw
+    lane, so this is the header the gateway meets on real data."""
+    ref = pydicom.Dataset()
+    ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = CTImageStorage, sop
+    ds.ReferencedImageSequence = [ref]
+    region = pydicom.Dataset()
+    region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning = "T-D3000", "SRT", "Chest"
+    ds.AnatomicRegionSequence = [region]
+    procedure = pydicom.Dataset()
+    procedure.CodeValue, procedure.CodingSchemeDesignator, procedure.CodeMeaning = "CTCHEST", "L", "CT CHEST"
+    ds.ProcedureCodeSequence = [procedure]
+    request = pydicom.Dataset()
+    request.RequestedProcedureID, request.ScheduledProcedureStepID = f"RP{i % 7}", f"SPS{i % 7}"
+    ds.RequestAttributesSequence = [request]
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.Manufacturer, ds.ManufacturerModelName = "GE MEDICAL SYSTEMS", "Revolution CT"
+    ds.KVP, ds.ExposureTime, ds.XRayTubeCurrent = 120, 600, 300
+    ds.ConvolutionKernel, ds.PatientPosition = "STANDARD", "HFS"
+    ds.SliceLocation = float(-i)
+    ds.WindowCenter, ds.WindowWidth = 40, 400
+
+
+SCANNER_HEADER = {"value": False}
+
+
 def make_batch(folder: Path, n: int, size: int, studies: int) -> int:
-    """``n`` CT slices over ``studies`` studies, identifiers planted; returns total bytes."""
+    """``n`` CT slices over ``studies`` studies, identifiers planted; returns total bytes. With
+    ``--scanner-header`` each slice also carries a scanner's sequences (``_scanner_header``)."""
     rng = np.random.default_rng(0)
     total = 0
     per = max(1, -(-n // studies))
@@ -92,6 +121,8 @@ def make_batch(folder: Path, n: int, size: int, studies: int) -> int:
             ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
             ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
             ds.PixelData = rng.integers(0, 2000, size=(size, size), dtype=np.uint16).tobytes()
+            if SCANNER_HEADER["value"]:
+                _scanner_header(ds, generate_uid(), i)
             path = folder / f"study{s:02d}" / f"IM{i:05d}.dcm"
             path.parent.mkdir(parents=True, exist_ok=True)
             ds.save_as(path, enforce_file_format=True)
@@ -334,8 +365,14 @@ def main() -> int:
     parser.add_argument(
         "--only", default="", help="comma-separated words: run only the receivers whose name holds one"
     )
+    parser.add_argument(
+        "--scanner-header",
+        action="store_true",
+        help="slices carry a scanner's kept sequences (referenced images, region, procedure, request)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "gateway.json")
     args = parser.parse_args()
+    SCANNER_HEADER["value"] = args.scanner_header
     if args.only:
         words = [w.strip() for w in args.only.split(",") if w.strip()]
         for name in [n for n in RECEIVERS if not any(w in n for w in words)]:
@@ -355,6 +392,7 @@ def main() -> int:
         "cores": cores(),
         "gateway_workers": args.gateway_workers or "one per core",
         "gateway_processes": args.gateway_processes,
+        "scanner_header": args.scanner_header,
         "load_average_at_start": os.getloadavg(),
         "note": "storescp does not fsync and keeps no index; Curata fsyncs every blob and commits the catalog "
         "before answering success, with de-identification on.",
