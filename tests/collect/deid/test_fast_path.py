@@ -171,3 +171,63 @@ def _clean_all_shapes(value: str, ids) -> str:  # type: ignore[no-untyped-def]
         value = pat.sub(text.REDACTED, value)
     value = text._PHONE.sub(text._DROP_PHONE, value)
     return text._TOKEN.sub(text._DROP_TOKEN, value)
+
+
+def _with_scanner_sequences(n: int) -> list[tuple[str, bytes]]:
+    """CT_small as a scanner writes it: kept sequences (referenced images, anatomic region, procedure
+    code, request attributes), in both VR encodings, items with trailing spaces and odd lengths; half
+    of them with the patient's own identifiers planted inside the items."""
+    out = []
+    for i, (name, raw) in enumerate(_small_identified(n)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(raw))
+            patient = PATIENTS[i % len(PATIENTS)]
+            ref = pydicom.Dataset()
+            ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = (
+                ds.SOPClassUID,
+                pydicom.uid.generate_uid(),
+            )
+            region = pydicom.Dataset()
+            region.CodeValue, region.CodingSchemeDesignator = "T-D3000", "SRT"
+            region.CodeMeaning = "Chest  "  # trailing spaces, as some scanners write them
+            procedure = pydicom.Dataset()
+            procedure.CodeValue, procedure.CodingSchemeDesignator, procedure.CodeMeaning = (
+                "CTC",
+                "L",
+                "CT CHEST",
+            )
+            request = pydicom.Dataset()
+            request.RequestedProcedureID, request.ScheduledProcedureStepID = f"RP{i}", "SPS1"
+            if i % 2:  # the patient's identifiers inside the items
+                region.CodeMeaning = f"Chest of {patient.family}"
+                request.RequestedProcedureDescription = f"{patient.pid} {patient.birth}"
+                ref.ReferencedFrameNumber = "1"
+            ds.ReferencedImageSequence = [ref]
+            ds.AnatomicRegionSequence = [region]
+            ds.ProcedureCodeSequence = [procedure]
+            ds.RequestAttributesSequence = [request]
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+        out.append((f"{name} with scanner sequences", buf.getvalue()))
+    return out
+
+
+@pytest.mark.parametrize("profile", ["research", "basic", "research-strict"])
+def test_kept_sequences_stay_in_the_native_lane_with_the_engines_bytes(profile: str) -> None:
+    """A sequence the profile keeps goes through the engine's own steps inside the native lane (the
+    rest of the file stays there): the same bytes, record and vault rows as the whole engine, and
+    the common scanner file is no longer handed to the slower raw lane."""
+    lanes = Deidentifier(KEY, load_profile(profile), ocr=False)
+    whole = Deidentifier(KEY, load_profile(profile), ocr=False)
+    whole.raw_lane = False
+    native = 0
+    for name, raw in _with_scanner_sequences(12):
+        expected = _outcome(whole, raw)
+        direct = _native.deidentify(lanes, raw, hashlib.sha256(raw).hexdigest())
+        if direct is None:
+            continue
+        native += 1
+        got = (direct.output_bytes, direct.record.as_dict(), direct.reid, direct.relative_path)
+        assert ("released", got) == expected, f"{name}: the native lane and the engine differ"
+    assert native >= 4, native  # the ASCII files with clean items at least

@@ -21,7 +21,10 @@ import struct
 from typing import TYPE_CHECKING
 
 from pydicom.charset import convert_encodings
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 from pydicom.values import convert_PN, convert_single_string, convert_text
 
 from curata.collect.deid import _rawpath, _reader, _writer, pixels
@@ -54,11 +57,16 @@ _ALWAYS_READ = frozenset(
     {_CHARSET, _ISSUER, 0x00100010, 0x00100020, _SOP_CLASS, _SOP_UID, _STUDY_UID, _SERIES_UID}
 )
 _RAW = object()  # act(): the element is written as it came
-# the plan's codes whose elements clean() never hands to act()
-_NOT_ACTED = frozenset(
-    {_rawpath._COPY, _rawpath._DECLINE, _rawpath._PRIVATE, _rawpath._DROP, _rawpath._CODED_DROP,
-     _rawpath._CHECK, _rawpath._CODED_CHECK}
-)  # fmt: skip
+
+
+class _Written:
+    """act(): the whole element, written (a kept sequence)."""
+
+    __slots__ = ("data", "texts")
+
+    def __init__(self, data: bytes, texts: list[bytes]) -> None:
+        self.data = data
+        self.texts = texts
 
 
 def _joined(values: list[bytes]) -> bytes:
@@ -259,8 +267,6 @@ class _Run:
                 raise _Decline
         # how pydicom reads text beyond ASCII here (the data set's character set, or its default)
         self.encodings = ctx.encodings or ["iso8859"]
-        if self.keeps_a_sequence(ctx):
-            raise _Decline  # as clean() would, once everything before it was done for nothing
         self.patient(ctx)
         self.collect(ctx)
         age = self.age_before(ctx)
@@ -316,25 +322,6 @@ class _Run:
         if run_end >= 0:
             body.append(raw[run_start:run_end])
         return b"".join(body)
-
-    def keeps_a_sequence(self, ctx: _Ctx) -> bool:
-        """Whether ``clean`` will meet a sequence the profile keeps (``act`` declines it): known
-        from the plan and the profile alone, so the raw lane takes such a file at once (a CT slice
-        with three ordinary kept sequences spent 0.36 ms here before)."""
-        eng, vrs = self.eng, self.vrs
-        for (tag, _, _, _, _), code in zip(self.walked, self.codes, strict=True):
-            if vrs.get(tag) != "SQ" or code in _NOT_ACTED or tag in eng._MARKING_TAGS:
-                continue
-            if ctx.allowed is not None and tag not in ctx.allowed:
-                continue
-            action = ctx.top.get(tag)
-            if action is None:
-                action = self.engine._unlisted_action(tag, "SQ", ctx, False)
-                if eng._vr_of(tag) is None:
-                    action = "X"
-            if action != "X":
-                return True
-        return False
 
     def patient(self, ctx: _Ctx) -> None:
         pid = self.get(self.eng._PATIENT_ID).strip()
@@ -503,6 +490,10 @@ class _Run:
             out = _RAW if code in (_rawpath._CHECK, _rawpath._CODED_CHECK) else self.act(ctx, tag, vr, data)
             if out is None:
                 continue
+            if isinstance(out, _Written):  # a kept sequence, written by the engine's writer
+                changed += out.texts
+                pieces.append((tag, out.data))
+                continue
             if not isinstance(out, str | list):  # _RAW: kept as it came, the engine never read it
                 if vr in _GATE_TEXT:
                     kept_text.append((len(pieces), tag, vr, data))
@@ -570,7 +561,7 @@ class _Run:
         if action == "X":
             return None
         if vr == "SQ":
-            raise _Decline  # kept sequences: the raw lane
+            return self.sequence(ctx, tag, data, action)
         value = _read(vr, data, self.encodings)
         if action == "Z":
             return ""
@@ -608,6 +599,54 @@ class _Run:
         if tag in _AGE_DATE_TAGS or tag == eng._BIRTH_DATE:
             raise _Decline  # read by the engine or not, depending on the profile
         return _RAW
+
+    def sequence(self, ctx: _Ctx, tag: int, data: bytes, action: str) -> _Written:
+        """A sequence the profile keeps, through the engine's own steps: its items cleaned
+        (``_apply``, then the later pass on their text) and the element written by the engine's
+        writer (``_writer._sequence``), as the raw lane does for the elements it hands to pydicom.
+        The rest of the file stays in this lane."""
+        engine = self.engine
+        if data.find(b"\x1b") >= 0:
+            raise _Decline  # ISO 2022 escapes: the engine reads them
+        elements: dict[BaseTag, RawDataElement | DataElement] = {}
+        charset = self.values.get(_CHARSET)
+        if charset is not None:  # the items' text is read in the data set's character set
+            elements[BaseTag(_CHARSET)] = RawDataElement(
+                BaseTag(_CHARSET),
+                None if self.implicit else "CS",
+                len(charset),
+                charset,
+                0,
+                self.implicit,
+                True,
+            )
+        key = BaseTag(tag)
+        elements[key] = RawDataElement(
+            key, None if self.implicit else "SQ", len(data), data, 0, self.implicit, True
+        )
+        mini = Dataset(elements)
+        mini.set_original_encoding(self.implicit, True, mini._character_set)
+        later = len(ctx.later)
+        engine._apply(mini, tag, "SQ", action, ctx, top=True, structured=False)
+        for target, inner, generic in ctx.later[later:]:
+            engine._clean_text_elem(target, inner, ctx, generic=generic)
+        del ctx.later[later:]
+        body: list[bytes] = []
+        try:
+            _writer._sequence(tag, mini[key], body, self.implicit, mini._character_set)
+        except _writer._Fallback:
+            raise _Decline from None
+        texts: list[bytes] = []  # the items' text as written, for the check on what was written
+        for elem in mini.iterall():
+            value = elem.value
+            if elem.VR not in _GATE_TEXT or value is None or elem.tag == _CHARSET:
+                continue
+            text = value if isinstance(value, str) else "\\".join(map(str, value))
+            if not text.isascii():
+                raise _Decline  # the engine's gate reads such text decoded
+            if text:
+                texts.append(text.encode("ascii"))
+        return _Written(b"".join(body), texts)
 
     def note_uid(self, tag: int, value: str | list[str]) -> str | list[str]:
         slot = {_SOP_CLASS: 0, _STUDY_UID: 1, _SERIES_UID: 2, _SOP_UID: 3}.get(tag)
