@@ -18,7 +18,7 @@ all lanes to the same bytes, record and vault rows.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydicom.charset import convert_encodings
 from pydicom.dataelem import DataElement, RawDataElement
@@ -636,17 +636,33 @@ class _Run:
             _writer._sequence(tag, mini[key], body, self.implicit, mini._character_set)
         except _writer._Fallback:
             raise _Decline from None
-        texts: list[bytes] = []  # the items' text as written, for the check on what was written
-        for elem in mini.iterall():
-            value = elem.value
-            if elem.VR not in _GATE_TEXT or value is None or elem.tag == _CHARSET:
-                continue
-            text = value if isinstance(value, str) else "\\".join(map(str, value))
-            if not text.isascii():
-                raise _Decline  # the engine's gate reads such text decoded
-            if text:
-                texts.append(text.encode("ascii"))
+        texts: list[bytes] = []  # the items' text the engine wrote, for the check on what was written
+        self.item_texts(mini[key].value, texts)
         return _Written(b"".join(body), texts)
+
+    def item_texts(self, items: Any, texts: list[bytes]) -> None:
+        """The text values the engine converted in these items (``texts``), read without converting
+        the others: those went out as they came, left by the engine's later pass or never text.
+        Text beyond ASCII, converted or not, is not plain here (the engine's gate reads it decoded)."""
+        vr_of = self.eng._vr_of
+        for item in items or ():
+            for elem in item._dict.values():
+                vr = elem.VR or vr_of(int(elem.tag))
+                if isinstance(elem, RawDataElement):
+                    if vr in _GATE_TEXT and elem.value and not elem.value.isascii():
+                        raise _Decline
+                    continue
+                value = elem.value
+                if vr == "SQ":
+                    self.item_texts(value, texts)
+                    continue
+                if vr not in _GATE_TEXT or value is None:
+                    continue
+                text = value if isinstance(value, str) else "\\".join(map(str, value))
+                if not text.isascii():
+                    raise _Decline
+                if text:
+                    texts.append(text.encode("ascii"))
 
     def note_uid(self, tag: int, value: str | list[str]) -> str | list[str]:
         slot = {_SOP_CLASS: 0, _STUDY_UID: 1, _SERIES_UID: 2, _SOP_UID: 3}.get(tag)
