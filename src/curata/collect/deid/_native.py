@@ -6,12 +6,15 @@ carries: plain ASCII UIDs, dates, names, IDs and text, coded strings, the patien
 sequences (read for the identifiers they hold). Every value is read as pydicom reads it (``_read``:
 the same splitting and stripping) and written as the engine's writer writes a changed element
 (``_write``), and each action is the engine's own function on that value (``Pseudonymizer.uid``,
-``shift_date``, ``clean_text``, ``cap_age``...), so the bytes are the engine's bytes.
+``shift_date``, ``clean_text``, ``cap_age``...), so the bytes are the engine's bytes. A sequence
+the profile keeps (a scanner's referenced images, anatomic region, procedure code...) is handed,
+alone, to the engine's own steps and writer (``_Run.sequence``), as the raw lane hands its elements.
 
 Whatever is not plain returns None and the raw lane (then the whole engine) takes the file: any
-non-ASCII value that would be read, a multi-valued value where the engine reads it as one string,
-a kept sequence, numeric values that an action changes, a text element whose bytes may hold one of
-the input's identifiers, the gate's slightest doubt. ``tests/collect/deid/test_fast_path.py`` holds
+non-ASCII value that would be read (in a kept sequence's items too), a multi-valued value where
+the engine reads it as one string, numeric values that an action changes, a text element whose
+bytes may hold one of the input's identifiers (written into a kept sequence's items too; a UID
+remapped after the sequence is found by the gate), the gate's slightest doubt. ``tests/collect/deid/test_fast_path.py`` holds
 all lanes to the same bytes, record and vault rows.
 """
 
