@@ -1091,6 +1091,10 @@ class Deidentifier:
                     for needle, kind in pairs:
                         if needle in hay:
                             pos = find_bounded(hay, needle, kind, start - lo, end - lo)
+                            # an ID of digits inside another number of a numeric value (-1024, the
+                            # rescale intercept, where the ID is 1024) is that number, not the ID
+                            while pos >= 0 and kind == "num" and _other_number(output, pos + lo, needle):
+                                pos = find_bounded(hay, needle, kind, pos + 1, end - lo)
                             if pos >= 0:
                                 _refuse(pos + lo, kind)
             for uid in plan.uids:
@@ -1100,8 +1104,75 @@ class Deidentifier:
                         _refuse(pos + lo, "uid")
             if dates:
                 pos = find_date(hay, dates, start - lo, end - lo)
+                while pos >= 0 and _shifted_date(output, pos + lo, ctx.shift, matcher.dates):
+                    pos = find_date(hay, dates, pos + 1, end - lo)
                 if pos >= 0:
                     _refuse(pos + lo, "date")
+
+
+_VALUE_CHARS = frozenset(b"0123456789+-.eE \\")  # of DS, IS, DA and DT values
+_NUMBER_VRS = (b"DS", b"IS")
+_DATE_VRS = (b"DA", b"DT")
+
+
+def _value_component(data: bytes, at: int, n: int, vrs: tuple[bytes, ...]) -> tuple[int, bytes] | None:
+    """(where it begins, its bytes) of the value component (between backslashes, spaces stripped) that
+    holds ``data[at:at + n]``, where that lies in the value of an element of a VR in ``vrs``: the
+    element's header is right before the value (explicit VR, or implicit VR and the dictionary's VR),
+    and its length ends the value among such values' characters. None where it does not."""
+    a = at
+    while a > 0 and data[a - 1] in _VALUE_CHARS:
+        a -= 1
+    b = at + n
+    while b < len(data) and data[b] in _VALUE_CHARS:
+        b += 1
+    for v in range(max(a, 8), at + 1):  # where the value may begin: right after its header
+        length = -1
+        if data[v - 4 : v - 2] in vrs:  # explicit VR: tag, VR, 2-byte length
+            length = int.from_bytes(data[v - 2 : v], "little")
+        else:  # implicit VR: tag, 4-byte length
+            group = int.from_bytes(data[v - 8 : v - 6], "little")
+            elem = int.from_bytes(data[v - 6 : v - 4], "little")
+            try:
+                vr = dictionary_VR((group << 16) | elem).encode()
+            except KeyError:
+                vr = b""
+            if vr in vrs:
+                length = int.from_bytes(data[v - 4 : v], "little")
+        if at + n <= v + length <= b:
+            begin = data.rfind(b"\\", v, at) + 1 or v
+            stop = data.find(b"\\", at, v + length)
+            part = data[begin : v + length if stop < 0 else stop]
+            return begin + len(part) - len(part.lstrip()), part.strip()
+    return None
+
+
+def _other_number(data: bytes, at: int, needle: bytes) -> bool:
+    """Whether ``needle`` (an identifier of digits) at ``data[at:]`` is part of another number: a
+    number of a DS or IS value that is valid and differs from the identifier's (``-1024``, the rescale
+    intercept, where the ID is 1024; ``1099.31005``). An equal number (``1024``, ``1024.0``) is not
+    told apart from the identifier, and is not exempt."""
+    found = _value_component(data, at, len(needle), _NUMBER_VRS)
+    if found is None:
+        return False
+    try:
+        return float(found[1]) != float(needle)
+    except ValueError:
+        return False
+
+
+def _shifted_date(data: bytes, at: int, shift: int, dates: tuple[str, ...]) -> bool:
+    """Whether the input's date found at ``data[at:]`` is the date a DA or DT value begins with, and
+    that date is the engine's own shift of another of the input's dates: a shifted study date that
+    lands on the acquisition date of another of the patient's series (what was there is not in the
+    output: it was shifted too). The gate still refuses the same date anywhere else."""
+    if not shift:
+        return False
+    found = _value_component(data, at, 1, _DATE_VRS)
+    if found is None or not at - 8 < found[0] <= at:
+        return False
+    head = found[1][:8].decode("ascii")
+    return head.isdigit() and shift_date(head, -shift) in dates
 
 
 def _refuse(pos: int, kind: str) -> NoReturn:
@@ -1222,7 +1293,8 @@ def _inflated(output: bytes, ds: Dataset) -> bytes:
 _WORD = re.compile(r"[A-Z0-9]+")
 _KIND_TEXT = {
     "uid": "an original UID",
-    "date": "a date or number",
+    "date": "a date",
+    "num": "an identifier of digits",
     "word": "a short name, ID or text value",
     "sub": "a name, ID or text value, any spacing",
 }

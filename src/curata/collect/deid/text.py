@@ -1106,7 +1106,7 @@ def _gate_groups(
         if needle and needle not in seen:
             seen.add(needle)
             sub_groups.setdefault(needle_part(needle), []).append(needle)
-    for kind, texts in (("word", words), ("date", nums)):
+    for kind, texts in (("word", words), ("num", nums)):
         for text in sorted(texts):
             for part, needle in _pieces(text, kind, encodings):
                 if needle not in seen:
@@ -1173,7 +1173,7 @@ def _value_needles(
                 out[data] = "word"
     for data in map(_ascii_bytes, sorted(nums)):
         if data and data not in out:
-            out[data] = "date"
+            out[data] = "num"
     return out
 
 
@@ -1291,6 +1291,13 @@ def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> 
                 before not in _DIGIT_DOT
                 and after not in _DIGIT
                 and not (after == 0x2E and pos + n + 1 < len(hay) and hay[pos + n + 1] in _DIGIT)
+            )
+        elif kind == "num":  # a number not inside a longer one, as in text (_find_nums): 1024 is not
+            # found in 10240 nor in a time 102400; a digits-only ID is found before a dot ("ID 1024.")
+            ok = (
+                before not in _DIGIT_DOT
+                and after not in _DIGIT
+                and (needle.isdigit() or not _runs_on(hay, pos + n))
             )
         elif kind == "date":  # a date may run on into a time (DT); after digits or a dot it is part of a UID
             # a written form (6/14/48, 1.2.84) must not run on into a longer number or UID either
