@@ -411,6 +411,12 @@ class Receiver:
         else:
             self._context()
 
+    def warm_thread(self) -> None:
+        """Build this thread's de-identifier and store (each receiving thread has its own) before
+        its first instance; nothing to do where worker processes de-identify."""
+        if self.workers <= 1:
+            self._context()
+
     # -- internals -----------------------------------------------------------------------------
     def _context(self):  # type: ignore[no-untyped-def]
         ctx = getattr(self._local, "ctx", None)

@@ -255,14 +255,14 @@ def _drain_process(root: str, deidentify: bool, threads: int, inbox: Any, outbox
     receiver = Receiver(ws, deidentify=deidentify, workers=1)
     receiver.warm_up()
     drain = _Drain(receiver, ws.root / ".curata" / "spool", threading.Event())
-    # what is built by now (modules, the data dictionary, the de-identifier: ~137,000 objects) lives
-    # as long as the process: out of the collector's sight, a full collection no longer walks it
-    # (71 to 90 ms each, about once per 400 CT slices, measured with gc.callbacks)
-    gc.collect()
-    gc.freeze()
-    outbox.put(("ready", [], ""))
+    warm = threading.Barrier(threads + 1)
 
     def work() -> None:
+        try:
+            receiver.warm_thread()  # each thread's de-identifier is built before the first instance
+        except Exception as exc:  # built again at its first instance, where a failure is counted
+            log.error("a drain thread could not prepare its de-identifier: %s", safe_reason(exc))
+        warm.wait()
         ended = False
         while not ended and (first := inbox.get()) is not None:
             items, ended = _take(first, inbox.get, _BATCH)
@@ -273,6 +273,13 @@ def _drain_process(root: str, deidentify: bool, threads: int, inbox: Any, outbox
     pool = [threading.Thread(target=work) for _ in range(threads)]
     for t in pool:
         t.start()
+    warm.wait()
+    # what is built by now (modules, the data dictionary, the de-identifiers: ~137,000 objects) lives
+    # as long as the process: out of the collector's sight, a full collection no longer walks it
+    # (71 to 90 ms each, about once per 400 CT slices, measured with gc.callbacks)
+    gc.collect()
+    gc.freeze()
+    outbox.put(("ready", [], ""))
     for t in pool:
         t.join()
     drain.close()
@@ -485,6 +492,10 @@ class SpoolGateway(Serving):
         ScratchFiles.clear_folder(self.spool / "free")
 
     def _drain_here(self, drain: _Drain) -> None:
+        try:
+            drain.receiver.warm_thread()  # before the first instance, not at it
+        except Exception as exc:  # built again at its first instance, where a failure is counted
+            log.error("a drain thread could not prepare its de-identifier: %s", safe_reason(exc))
         ended = False
         while not ended and (first := self._queue.get()) is not None:
             items, ended = _take(first, self._queue.get, _BATCH)
