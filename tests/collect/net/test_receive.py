@@ -105,3 +105,47 @@ def test_resends_are_recognised_in_the_batch_and_filed_once(any_workspace) -> No
     assert count(ws) == 3 and count(ws, Blob) == 3 and count(ws, Provenance) == 3
     assert count(ws, GatewayReceived) == 4  # 1.2.9.0-2 and 1.2.9.77, each once
     assert receiver.missing(["1.2.9.0", "1.2.9.77", "1.2.9.5"]) == ["1.2.9.5"]
+
+
+def test_warm_up_prepares_the_catalog_writer_and_each_thread_its_deidentifier(workspace) -> None:  # type: ignore[no-untyped-def]
+    receiver = Receiver(workspace, workers=1)
+    try:
+        receiver.warm_up()
+        assert receiver._session is not None and receiver._writer is not None  # open before a batch
+        contexts: list[Any] = []
+
+        def thread() -> None:
+            receiver.warm_thread()
+            contexts.append(receiver._local.ctx)
+
+        workers = [threading.Thread(target=thread) for _ in range(2)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        assert len(contexts) == 2 and contexts[0] is not contexts[1]
+        assert all(c.deidentifier is not None for c in contexts)
+        assert receiver.receive(_raw(0), source="t", source_uid="1.2.3.9").status == "ingested"
+    finally:
+        receiver.close()
+    assert count(workspace) == 1
+
+
+def test_a_catalog_that_fails_at_warm_up_is_tried_again_at_the_first_batch(workspace, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import OperationalError
+
+    receiver = Receiver(workspace, workers=1)
+    real = receiver._open_writer
+
+    def down() -> Any:
+        raise OperationalError("connect", {}, Exception("the database is not up yet"))
+
+    monkeypatch.setattr(receiver, "_open_writer", down)
+    try:
+        receiver.warm_up()  # logged, not raised: the gateway still starts
+        assert receiver._session is None
+        monkeypatch.setattr(receiver, "_open_writer", real)
+        assert receiver.receive(_raw(0), source="t", source_uid="1.2.3.8").status == "ingested"
+    finally:
+        receiver.close()
+    assert count(workspace) == 1
