@@ -1104,15 +1104,12 @@ class Deidentifier:
                         _refuse(pos + lo, "uid")
             if dates:
                 pos = find_date(hay, dates, start - lo, end - lo)
-                while pos >= 0 and _shifted_date(output, pos + lo, ctx.shift, matcher.dates):
-                    pos = find_date(hay, dates, pos + 1, end - lo)
                 if pos >= 0:
                     _refuse(pos + lo, "date")
 
 
-_VALUE_CHARS = frozenset(b"0123456789+-.eE \\")  # of DS, IS, DA and DT values
+_VALUE_CHARS = frozenset(b"0123456789+-.eE \\")  # of DS and IS values
 _NUMBER_VRS = (b"DS", b"IS")
-_DATE_VRS = (b"DA", b"DT")
 
 
 def _value_component(data: bytes, at: int, n: int, vrs: tuple[bytes, ...]) -> tuple[int, bytes] | None:
@@ -1159,20 +1156,6 @@ def _other_number(data: bytes, at: int, needle: bytes) -> bool:
         return float(found[1]) != float(needle)
     except ValueError:
         return False
-
-
-def _shifted_date(data: bytes, at: int, shift: int, dates: tuple[str, ...]) -> bool:
-    """Whether the input's date found at ``data[at:]`` is the date a DA or DT value begins with, and
-    that date is the engine's own shift of another of the input's dates: a shifted study date that
-    lands on the acquisition date of another of the patient's series (what was there is not in the
-    output: it was shifted too). The gate still refuses the same date anywhere else."""
-    if not shift:
-        return False
-    found = _value_component(data, at, 1, _DATE_VRS)
-    if found is None or not at - 8 < found[0] <= at:
-        return False
-    head = found[1][:8].decode("ascii")
-    return head.isdigit() and shift_date(head, -shift) in dates
 
 
 def _refuse(pos: int, kind: str) -> NoReturn:

@@ -170,6 +170,9 @@ _LOWER_BYTES = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnop
 # distinctive enough for substring matching; a single CJK/Hangul family name (王, 李, 张, 김) is matched
 # as a substring of decoded text (CJK text has no spaces), never in raw bytes.
 MIN_SUBSTRING = 4
+# an ID of digits this long is found where it begins a longer number too (the byte gate, find_bounded):
+# shorter ones meet the numbers of a header by chance (ID 1127 in the time 112749)
+LONG_NUMBER = 6
 _HYPHENS = re.compile("[-\u2010\u2011]+")  # hyphen-minus, hyphen, non-breaking hyphen
 _NAME_PARTS = re.compile(r"[\^\s,]+")  # between the parts of a person name
 _WORD_PARTS = re.compile(r"[\^,;\n\r]+")  # between the parts of an address or another value
@@ -1292,12 +1295,13 @@ def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> 
                 and after not in _DIGIT
                 and not (after == 0x2E and pos + n + 1 < len(hay) and hay[pos + n + 1] in _DIGIT)
             )
-        elif kind == "num":  # a number not inside a longer one, as in text (_find_nums): 1024 is not
-            # found in 10240 nor in a time 102400; a digits-only ID is found before a dot ("ID 1024.")
-            ok = (
-                before not in _DIGIT_DOT
-                and after not in _DIGIT
-                and (needle.isdigit() or not _runs_on(hay, pos + n))
+        elif kind == "num":  # an ID of digits, not inside a longer number: 1024 is not found in
+            # 10240, nor in a time 102400 (a digits-only ID is found before a dot: "ID 1024."). An ID
+            # of LONG_NUMBER digits or more may run on, as a date may: 447192301 holds MRN 4471923
+            # (an accession made of it), where a coincidence is unlikely
+            ok = before not in _DIGIT_DOT and (
+                (needle.isdigit() and n >= LONG_NUMBER)
+                or (after not in _DIGIT and (needle.isdigit() or not _runs_on(hay, pos + n)))
             )
         elif kind == "date":  # a date may run on into a time (DT); after digits or a dot it is part of a UID
             # a written form (6/14/48, 1.2.84) must not run on into a longer number or UID either
