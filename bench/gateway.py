@@ -294,7 +294,9 @@ def run_curata(
             until = lambda: not any(ready.iterdir())  # noqa: E731
         seconds = push(port, "CURATA", folders, proc.pid, until)
     finally:
-        stop(proc, signal.SIGINT)
+        # SIGTERM: the same clean stop as Ctrl-C, and not ignored where the bench runs as a background
+        # job (a shell starts those with SIGINT ignored, and the gateway then never printed its summary)
+        stop(proc, signal.SIGTERM)
     summary = json.loads(proc.stdout.read().decode() if proc.stdout else "{}")
     return seconds, int(summary.get("stored", 0)) + int(summary.get("present", 0))
 
