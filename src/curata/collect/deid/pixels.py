@@ -490,13 +490,22 @@ def _recompress(ds: Dataset) -> None:
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
 
+_WORD_SIZE = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}  # bytes a value's words take
+_PIXEL_DATA = 0x7FE00010
+
+
 def _store(ds: Dataset, arr: np.ndarray) -> None:
     """Write masked pixels back uncompressed (Explicit VR Little Endian), keeping the SOP Instance UID."""
     if not ds.file_meta.TransferSyntaxUID.is_little_endian:
         # a big-endian (retired) object: every element is decoded now so that it can be written
         # little endian (raw elements keep their byte order otherwise)
         for elem in ds.iterall():
-            _ = elem.value
+            value = elem.value
+            size = _WORD_SIZE.get(elem.VR)
+            if size and isinstance(value, bytes) and len(value) % size == 0 and elem.tag != _PIXEL_DATA:
+                # pydicom keeps OW/OF/OL/OD/OV values as their bytes: in the input's byte order, which
+                # a little endian file would read swapped (a palette's colours, an overlay's bits)
+                elem.value = np.frombuffer(value, f">u{size}").astype(f"<u{size}").tobytes()
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.set_original_encoding(False, True, ds.original_character_set)
     pi = str(ds.PhotometricInterpretation)
