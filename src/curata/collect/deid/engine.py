@@ -1108,54 +1108,43 @@ class Deidentifier:
                     _refuse(pos + lo, "date")
 
 
-_VALUE_CHARS = frozenset(b"0123456789+-.eE \\")  # of DS and IS values
-_NUMBER_VRS = (b"DS", b"IS")
-
-
-def _value_component(data: bytes, at: int, n: int, vrs: tuple[bytes, ...]) -> tuple[int, bytes] | None:
-    """(where it begins, its bytes) of the value component (between backslashes, spaces stripped) that
-    holds ``data[at:at + n]``, where that lies in the value of an element of a VR in ``vrs``: the
-    element's header is right before the value (explicit VR, or implicit VR and the dictionary's VR),
-    and its length ends the value among such values' characters. None where it does not."""
-    a = at
-    while a > 0 and data[a - 1] in _VALUE_CHARS:
-        a -= 1
-    b = at + n
-    while b < len(data) and data[b] in _VALUE_CHARS:
-        b += 1
-    for v in range(max(a, 8), at + 1):  # where the value may begin: right after its header
-        length = -1
-        if data[v - 4 : v - 2] in vrs:  # explicit VR: tag, VR, 2-byte length
-            length = int.from_bytes(data[v - 2 : v], "little")
-        else:  # implicit VR: tag, 4-byte length
-            group = int.from_bytes(data[v - 8 : v - 6], "little")
-            elem = int.from_bytes(data[v - 6 : v - 4], "little")
-            try:
-                vr = dictionary_VR((group << 16) | elem).encode()
-            except KeyError:
-                vr = b""
-            if vr in vrs:
-                length = int.from_bytes(data[v - 4 : v], "little")
-        if at + n <= v + length <= b:
-            begin = data.rfind(b"\\", v, at) + 1 or v
-            stop = data.find(b"\\", at, v + length)
-            part = data[begin : v + length if stop < 0 else stop]
-            return begin + len(part) - len(part.lstrip()), part.strip()
-    return None
+_NUMBER_CHARS = frozenset(b"0123456789+-.eE \\")  # of DS and IS values
 
 
 def _other_number(data: bytes, at: int, needle: bytes) -> bool:
     """Whether ``needle`` (an identifier of digits) at ``data[at:]`` is part of another number: a
     number of a DS or IS value that is valid and differs from the identifier's (``-1024``, the rescale
-    intercept, where the ID is 1024; ``1099.31005``). An equal number (``1024``, ``1024.0``) is not
-    told apart from the identifier, and is not exempt."""
-    found = _value_component(data, at, len(needle), _NUMBER_VRS)
-    if found is None:
-        return False
-    try:
-        return float(found[1]) != float(needle)
-    except ValueError:
-        return False
+    intercept, where the ID is 1024; ``1099.31005``). The element's header must be right before the
+    value (explicit VR, or implicit VR and the dictionary's VR), with a length that ends the value
+    among a number's characters. An equal number (``1024``, ``1024.0``) is not told apart from the
+    identifier, and is not exempt."""
+    a = at
+    while a > 0 and data[a - 1] in _NUMBER_CHARS:
+        a -= 1
+    b = at + len(needle)
+    while b < len(data) and data[b] in _NUMBER_CHARS:
+        b += 1
+    for v in range(max(a, 8), at + 1):  # where the value may begin: right after its header
+        length = -1
+        if data[v - 4 : v - 2] in (b"DS", b"IS"):  # explicit VR: tag, VR, 2-byte length
+            length = int.from_bytes(data[v - 2 : v], "little")
+        else:  # implicit VR: tag, 4-byte length
+            group = int.from_bytes(data[v - 8 : v - 6], "little")
+            elem = int.from_bytes(data[v - 6 : v - 4], "little")
+            try:
+                vr = dictionary_VR((group << 16) | elem)
+            except KeyError:
+                vr = ""
+            if vr in ("DS", "IS"):
+                length = int.from_bytes(data[v - 4 : v], "little")
+        if at + len(needle) <= v + length <= b:
+            begin = data.rfind(b"\\", v, at) + 1 or v
+            stop = data.find(b"\\", at, v + length)
+            try:
+                return float(data[begin : v + length if stop < 0 else stop].strip()) != float(needle)
+            except ValueError:
+                return False
+    return False
 
 
 def _refuse(pos: int, kind: str) -> NoReturn:

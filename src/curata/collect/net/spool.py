@@ -242,6 +242,14 @@ def _take(first: Any, get: Any, limit: int, linger: float = _LINGER_SECONDS) -> 
     return items, ended
 
 
+def _warm_thread(receiver: Receiver) -> None:
+    """This drain thread's de-identifier, built before the first instance rather than at it."""
+    try:
+        receiver.warm_thread()
+    except Exception as exc:  # built again at its first instance, where a failure is counted
+        log.error("a drain thread could not prepare its de-identifier: %s", safe_reason(exc))
+
+
 def _drain_process(root: str, deidentify: bool, threads: int, inbox: Any, outbox: Any) -> None:
     """A drain process: ``threads`` threads filing what ``inbox`` names, each de-identifying in this
     process (no pickling of instances), rows group-committed per process; results go to ``outbox``."""
@@ -258,10 +266,7 @@ def _drain_process(root: str, deidentify: bool, threads: int, inbox: Any, outbox
     warm = threading.Barrier(threads + 1)
 
     def work() -> None:
-        try:
-            receiver.warm_thread()  # each thread's de-identifier is built before the first instance
-        except Exception as exc:  # built again at its first instance, where a failure is counted
-            log.error("a drain thread could not prepare its de-identifier: %s", safe_reason(exc))
+        _warm_thread(receiver)
         warm.wait()
         ended = False
         while not ended and (first := inbox.get()) is not None:
@@ -492,10 +497,7 @@ class SpoolGateway(Serving):
         ScratchFiles.clear_folder(self.spool / "free")
 
     def _drain_here(self, drain: _Drain) -> None:
-        try:
-            drain.receiver.warm_thread()  # before the first instance, not at it
-        except Exception as exc:  # built again at its first instance, where a failure is counted
-            log.error("a drain thread could not prepare its de-identifier: %s", safe_reason(exc))
+        _warm_thread(drain.receiver)
         ended = False
         while not ended and (first := self._queue.get()) is not None:
             items, ended = _take(first, self._queue.get, _BATCH)
