@@ -421,11 +421,7 @@ class Receiver:
             try:
                 if self._session is None:
                     self._session, self._writer = self._open_writer()
-                nothing = [""]
-                look_up = select(Instance.sop_instance_uid, Instance.source_digest).where(
-                    or_(Instance.sop_instance_uid.in_(nothing), Instance.source_digest.in_(nothing))
-                )
-                self._session.execute(look_up).all()
+                self._session.execute(_filed_look_up([""], [""])).all()
                 self._session.commit()
             except Exception as exc:
                 log.warning("the catalog could not be prepared yet: %s", safe_reason(exc))
@@ -589,14 +585,9 @@ class Receiver:
         then one multi-row INSERT per table."""
         uids = [j.outcome.fields["instance"]["sop_instance_uid"] for j in jobs]
         inputs = [j.outcome.input_digest for j in jobs if j.outcome.input_digest]
-        cond: ColumnElement[bool] = Instance.sop_instance_uid.in_(uids)
-        if inputs:
-            cond = or_(cond, Instance.source_digest.in_(inputs))
         filed: set[str] = set()
         by_input: dict[str, str] = {}
-        for uid, source in session.execute(
-            select(Instance.sop_instance_uid, Instance.source_digest).where(cond)
-        ):
+        for uid, source in session.execute(_filed_look_up(uids, inputs)):
             filed.add(uid)
             if source:
                 by_input[source] = uid
@@ -661,6 +652,15 @@ class Receiver:
                 update(table).where(table.c.id == series_id).values(instance_count=table.c.instance_count + n)
             )
         _insert_new(session, _table(Provenance), "key", prov_rows)
+
+
+def _filed_look_up(uids: list[str], inputs: list[str]) -> Any:
+    """The instances filed already among these de-identified SOP Instance UIDs or input digests (one
+    statement per batch; the warm-up runs it once so the first batch finds it compiled)."""
+    cond: ColumnElement[bool] = Instance.sop_instance_uid.in_(uids)
+    if inputs:
+        cond = or_(cond, Instance.source_digest.in_(inputs))
+    return select(Instance.sop_instance_uid, Instance.source_digest).where(cond)
 
 
 def _table(model: Any) -> Table:
