@@ -20,15 +20,11 @@ builds; ``status`` says which modules run compiled.
 from __future__ import annotations
 
 import hashlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -82,9 +78,11 @@ def disabled() -> bool:
     return os.environ.get(_DISABLE, "").strip().lower() not in ("", "0", "false", "no")
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:
     """Loads a listed module from its build when the build matches the source; else lets Python
-    import the source."""
+    import the source. A meta path finder needs only ``find_spec``: not deriving from
+    ``importlib.abc.MetaPathFinder`` spares every command importing ``importlib.abc`` (and
+    ``importlib.resources`` with it) at start; the build's tools are imported by ``build`` alone."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -122,6 +120,10 @@ def build(modules: Sequence[str] = MODULES, jobs: int | None = None) -> list[str
     """Build the modules whose current source has no build (in a scratch copy of the package's
     folders, so that each gets its full dotted name), and remove stale builds. Returns the modules
     built; raises RuntimeError when Cython or the C compiler fails."""
+    import shutil
+    import subprocess
+    import tempfile
+
     todo: list[tuple[str, bytes]] = []
     for name in modules:
         source = source_path(name).read_bytes()
