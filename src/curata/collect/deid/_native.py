@@ -32,7 +32,7 @@ from pydicom.values import convert_PN, convert_single_string, convert_text
 
 from curata.collect.deid import _rawpath, _reader, _writer, pixels
 from curata.collect.deid.pseudonyms import age_between, cap_age, is_standard_uid, shift_date, shift_datetime
-from curata.collect.deid.text import clean_text, other_readings
+from curata.collect.deid.text import clean_text, identity_spans, other_readings
 
 if TYPE_CHECKING:
     from curata.collect.deid.engine import Deidentifier, DeidResult, _Ctx
@@ -49,6 +49,10 @@ _MULTI_STRING = frozenset({"UI", "CS", "AS", "DA", "DT", "TM"})  # pydicom's mul
 _TEXT = frozenset({"SH", "LO", "UC"})  # convert_text: each value right-stripped
 _SINGLE = frozenset({"ST", "LT", "UT"})  # one value, right-stripped
 _GATE_TEXT = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC", "CS", "AE", "UR"})
+# text VRs whose one value the lane writes beyond ASCII: the engine converts them to a str, which
+# pydicom's writer encodes. Not PN (a converted name keeps its input's bytes and writes them when
+# unchanged) nor coded strings: the raw lane takes those.
+_WRITTEN_BEYOND_ASCII = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _SOP_CLASS, _SOP_UID, _STUDY_UID, _SERIES_UID = 0x00080016, 0x00080018, 0x0020000D, 0x0020000E
 _CHARSET, _MODALITY, _ISSUER = 0x00080005, 0x00080060, 0x00100021
@@ -147,11 +151,21 @@ def _one(vr: str, data: bytes, encodings: list[str] | None = None) -> str:
     return value
 
 
-def _write(tag: int, vr: str, value: str | list[str], implicit: bool) -> bytes:
-    """A changed element as the engine's writer writes it (``_writer._fast_string``)."""
+def _write(
+    tag: int, vr: str, value: str | list[str], implicit: bool, encodings: list[str] | None = None
+) -> bytes:
+    """A changed element as the engine's writer writes it: ASCII as ``_writer._fast_string`` does;
+    text beyond ASCII (one value of a text VR) as pydicom's writer encodes the element the engine
+    converted, in the data set's one declared character set (``encodings``; None: not plain here)."""
     text = value if isinstance(value, str) else "\\".join(value)
     if not text.isascii():
-        raise _Decline
+        if encodings is None or not isinstance(value, str) or vr not in _WRITTEN_BEYOND_ASCII:
+            raise _Decline
+        try:
+            text.encode(encodings[0])  # what pydicom would only write with replacements: not plain
+        except (UnicodeError, LookupError):
+            raise _Decline from None
+        return _writer._pydicom_element(DataElement(BaseTag(tag), vr, value), implicit, encodings)
     data = text.encode("ascii")
     if len(data) & 1:
         data += b"\0" if vr == "UI" else b" "
@@ -270,6 +284,10 @@ class _Run:
                 raise _Decline
         # how pydicom reads text beyond ASCII here (the data set's character set, or its default)
         self.encodings = ctx.encodings or ["iso8859"]
+        # and writes it: only in one declared character set without code extensions
+        declared = ctx.encodings
+        self.write_encodings = declared if len(declared) == 1 and "2022" not in declared[0] else None
+        self.beyond_ascii: list[str] = []  # text written beyond ASCII: the gate reads it decoded
         self.patient(ctx)
         self.collect(ctx)
         age = self.age_before(ctx)
@@ -279,6 +297,8 @@ class _Run:
         pieces, changed = self.clean(ctx, age)
         if changed and ctx.holds_identifier(_joined(changed)):
             raise _Decline  # the gate would read it decoded: let the engine's gate say
+        if self.beyond_ascii and self.decoded_hit(ctx):
+            raise _Decline  # the engine's gate refuses it, or its other lanes clean it otherwise
         if age is not None:
             pieces.append((eng._AGE, _write(eng._AGE, "AS", age, self.implicit)))
         temporal = "UNMODIFIED" if ctx.full_dates else ("MODIFIED" if ctx.mod_dates else "REMOVED")
@@ -504,16 +524,16 @@ class _Run:
                     raise _Decline
                 pieces.append((tag, (head, end)))
                 continue
-            written = _write(tag, vr, out, implicit)
+            written = _write(tag, vr, out, implicit, self.write_encodings)
             if vr in _GATE_TEXT:
-                changed.append(written[8 if implicit or vr not in _LONG else 12 :])
+                self.note_written(changed, written, vr, out)
             pieces.append((tag, written))
         holding = _holding(ctx, [k[3] for k in kept_text])
         for n, (index, tag, vr, data) in enumerate(kept_text):
             new = self.kept_text(ctx, vr, data, n not in holding)
             if new is not None:
-                written = _write(tag, vr, new, implicit)
-                changed.append(written[8 if implicit or vr not in _LONG else 12 :])
+                written = _write(tag, vr, new, implicit, self.write_encodings)
+                self.note_written(changed, written, vr, new)
                 pieces[index] = (tag, written)
         kept = _rawpath._private_kept(self.engine, self.raw, private, implicit)
         if kept is None:
@@ -522,6 +542,24 @@ class _Run:
             pieces += [(t, (s, e)) for t, s, e in kept]
             pieces.sort(key=lambda p: p[0])
         return pieces, changed
+
+    def note_written(self, changed: list[bytes], written: bytes, vr: str, value: str | list[str]) -> None:
+        """A text element written: its bytes for the probe (``changed``) while they are ASCII, else
+        its value for the decoded check (``_write`` writes beyond ASCII only one value)."""
+        data = written[8 if self.implicit or vr not in _LONG else 12 :]
+        if data.isascii():
+            changed.append(data)
+        else:
+            assert isinstance(value, str)
+            self.beyond_ascii.append(value)
+
+    def decoded_hit(self, ctx: _Ctx) -> bool:
+        """The engine's gate on decoded text (``engine._decoded_hit``: the gate's matcher, the
+        pseudonym and the dummy exempt) for the values written beyond ASCII, which the byte probe
+        cannot read (case beyond ASCII, other scripts, single CJK names)."""
+        matcher = self.engine._gate_matcher(ctx)
+        exempt = (ctx.pseudonym, self.eng.DUMMY_TEXT)
+        return any(text not in exempt and identity_spans(matcher, text) for text in self.beyond_ascii)
 
     def kept_text(self, ctx: _Ctx, vr: str, data: bytes, clear: bool = False) -> str | list[str] | None:
         """The engine's later pass on kept text (``_clean_text_elem``, not generic): None while its
