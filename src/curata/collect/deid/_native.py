@@ -24,6 +24,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from pydicom.charset import convert_encodings
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -287,17 +288,18 @@ class _Run:
         # and writes it: only in one declared character set without code extensions
         declared = ctx.encodings
         self.write_encodings = declared if len(declared) == 1 and "2022" not in declared[0] else None
-        self.beyond_ascii: list[str] = []  # text written beyond ASCII: the gate reads it decoded
+        # text elements written: (tag, VR, value, value's bytes), for the gate's decoded reading
+        self.written: list[tuple[int, str, str | list[str], bytes]] = []
         self.patient(ctx)
         self.collect(ctx)
         age = self.age_before(ctx)
         self.has_pixels = has_pixels = any(t in self.values for t in _PIXEL_TAGS)
         if has_pixels and (self.may_carry_burned_in_text() or _rawpath._outside_image(self.raw, self.walked)):
             raise _Decline
-        pieces, changed = self.clean(ctx, age)
-        if changed and ctx.holds_identifier(_joined(changed)):
-            raise _Decline  # the gate would read it decoded: let the engine's gate say
-        if self.beyond_ascii and self.decoded_hit(ctx):
+        pieces, items_text = self.clean(ctx, age)
+        if items_text and ctx.holds_identifier(_joined(items_text)):
+            raise _Decline  # the gate would read the items decoded: let the engine's gate say
+        if self.decoded_hit(ctx):
             raise _Decline  # the engine's gate refuses it, or its other lanes clean it otherwise
         if age is not None:
             pieces.append((eng._AGE, _write(eng._AGE, "AS", age, self.implicit)))
@@ -483,7 +485,7 @@ class _Run:
         eng, implicit, values = self.eng, self.implicit, self.values
         pieces: list[tuple[int, bytes | tuple[int, int]]] = []
         kept_text: list[tuple[int, int, str, bytes]] = []  # (piece, tag, VR, value): the later pass
-        changed: list[bytes] = []
+        changed: list[bytes] = []  # the text written in kept sequences' items
         private = []
         marking = eng._MARKING_TAGS
         self.uids = ["", "", "", ""]  # SOP class, study, series, SOP instance as written
@@ -526,14 +528,14 @@ class _Run:
                 continue
             written = _write(tag, vr, out, implicit, self.write_encodings)
             if vr in _GATE_TEXT:
-                self.note_written(changed, written, vr, out)
+                self.note_written(tag, written, vr, out)
             pieces.append((tag, written))
         holding = _holding(ctx, [k[3] for k in kept_text])
         for n, (index, tag, vr, data) in enumerate(kept_text):
             new = self.kept_text(ctx, vr, data, n not in holding)
             if new is not None:
                 written = _write(tag, vr, new, implicit, self.write_encodings)
-                self.note_written(changed, written, vr, new)
+                self.note_written(tag, written, vr, new)
                 pieces[index] = (tag, written)
         kept = _rawpath._private_kept(self.engine, self.raw, private, implicit)
         if kept is None:
@@ -543,23 +545,34 @@ class _Run:
             pieces.sort(key=lambda p: p[0])
         return pieces, changed
 
-    def note_written(self, changed: list[bytes], written: bytes, vr: str, value: str | list[str]) -> None:
-        """A text element written: its bytes for the probe (``changed``) while they are ASCII, else
-        its value for the decoded check (``_write`` writes beyond ASCII only one value)."""
+    def note_written(self, tag: int, written: bytes, vr: str, value: str | list[str]) -> None:
+        """A text element written, for the gate's decoded reading (``decoded_hit``)."""
         data = written[8 if self.implicit or vr not in _LONG else 12 :]
-        if data.isascii():
-            changed.append(data)
-        else:
-            assert isinstance(value, str)
-            self.beyond_ascii.append(value)
+        self.written.append((tag, vr, value, data))
 
     def decoded_hit(self, ctx: _Ctx) -> bool:
-        """The engine's gate on decoded text (``engine._decoded_hit``: the gate's matcher, the
-        pseudonym and the dummy exempt) for the values written beyond ASCII, which the byte probe
-        cannot read (case beyond ASCII, other scripts, single CJK names)."""
+        """The engine's gate on decoded text (``engine._decoded_hit``: the gate's matcher; the
+        pseudonym, the dummy and a coded string's defined terms exempt) for the text elements
+        written. Text beyond ASCII is always read (the byte probe cannot: case beyond ASCII, other
+        scripts, single CJK names); ASCII text only where the probe, which may over-approximate
+        (a name part of two letters inside a longer word), finds one of the identifiers."""
+        written = self.written
+        ascii_data = [data for _, _, _, data in written if data.isascii()]
+        if not ascii_data or not ctx.holds_identifier(_joined(ascii_data)):
+            written = [w for w in written if not w[3].isascii()]
+        if not written:
+            return False
+        eng = self.eng
         matcher = self.engine._gate_matcher(ctx)
-        exempt = (ctx.pseudonym, self.eng.DUMMY_TEXT)
-        return any(text not in exempt and identity_spans(matcher, text) for text in self.beyond_ascii)
+        exempt = (ctx.pseudonym, eng.DUMMY_TEXT)
+        for tag, vr, value, _ in written:
+            terms = eng.ENUMERATED_CS.get(keyword_for_tag(tag) or "", ()) if vr == "CS" else ()
+            for text in value if isinstance(value, list) else [value]:
+                if text in exempt or (terms and text.strip() in terms):
+                    continue
+                if identity_spans(matcher, text):
+                    return True
+        return False
 
     def kept_text(self, ctx: _Ctx, vr: str, data: bytes, clear: bool = False) -> str | list[str] | None:
         """The engine's later pass on kept text (``_clean_text_elem``, not generic): None while its

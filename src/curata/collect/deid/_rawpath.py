@@ -23,6 +23,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from pydicom.datadict import private_dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.tag import BaseTag
 
@@ -344,8 +345,10 @@ def _private_kept(
                 creator = creators[creator_tag] = value.decode("latin-1").strip(" \0").upper()
             if (creator, group, elem & 0xFF) not in safe:
                 continue
-            if implicit:
-                return None  # the engine asks pydicom's private dictionary for the VR
+            if implicit:  # the engine asks pydicom's private dictionary for the VR
+                vr = _implicit_private_vr(raw, tag, by_tag.get(creator_tag))
+                if vr is None:
+                    return None
             if vr in eng.SAFE_PRIVATE_VRS:
                 keep.add(tag)
                 keep.add(creator_tag)
@@ -359,6 +362,26 @@ def _private_kept(
             return None
         out.append((tag, head, start + length))
     return out
+
+
+def _implicit_private_vr(
+    raw: bytes, tag: int, creator: tuple[int, str | None, int, int, int] | None
+) -> str | None:
+    """The VR pydicom gives an implicit-VR private element (``hooks._private_vr_for_tag``): its
+    private dictionary's, looked up by the creator as pydicom reads it (one LO value, right-stripped),
+    else UN. None where the creator is not that plain (the engine reads it)."""
+    if creator is None:
+        return None
+    value = raw[creator[3] : creator[3] + creator[4]]
+    if not value.isascii() or b"\\" in value or b"\x1b" in value:
+        return None
+    name = value.decode("ascii").rstrip("\0 ")
+    if not name:
+        return None
+    try:
+        return str(private_dictionary_VR(tag, name))
+    except KeyError:
+        return "UN"
 
 
 def _finish(
