@@ -317,3 +317,62 @@ def test_descriptions_beyond_ascii_stay_in_the_native_lane_with_the_engines_byte
     # from pydicom's private dictionary) and those of "Nguyễn Văn An", where the byte probe finds
     # "an" inside "STANDARD" and the gate's own reading clears it
     assert native == 24 and cleaned == 12, (native, cleaned)
+
+
+def _undefined_lengths(ds: pydicom.Dataset) -> None:
+    """Every sequence and item of ``ds`` written with undefined length, as many scanners write them."""
+    for elem in ds:
+        if elem.VR == "SQ":
+            elem.is_undefined_length = True
+            for item in elem.value:
+                item.is_undefined_length_sequence_item = True
+                _undefined_lengths(item)
+
+
+def _with_undefined_length_sequences(n: int) -> list[tuple[str, bytes, str]]:
+    """The scanner files above with every sequence of undefined length, and a removed sequence
+    (Other Patient IDs) whose item alone names the patient by a former name, which the cleaned
+    Study Description repeats: removed there only if the lane reads the removed sequence's items.
+    (name, bytes, the former family name)."""
+    out = []
+    for i, (name, raw) in enumerate(_with_scanner_sequences(n)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(raw))
+            other = f"Fujiwara{'abcdefghijkl'[i]}"
+            item = pydicom.Dataset()
+            item.PatientID, item.IssuerOfPatientID = f"OLD{i:03d}", "OLD-RIS"
+            item.PatientName = f"{other}^Michiko"
+            ds.OtherPatientIDsSequence = [item]
+            ds.StudyDescription = f"follow-up, {other}"
+            _undefined_lengths(ds)
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+        out.append((f"{name}, undefined lengths", buf.getvalue(), other))
+    return out
+
+
+@pytest.mark.parametrize("profile", ["research", "basic", "research-strict"])
+def test_sequences_of_undefined_length_stay_in_the_native_lane(profile: str) -> None:
+    """Sequences and items of undefined length (read by pydicom's own functions, as the lean reader
+    reads them): removed ones still give the lane the identifiers their items hold, kept ones are
+    cleaned and written back with undefined lengths by the engine's own steps. The same bytes,
+    record and vault rows as the whole engine; nothing the items named comes out."""
+    lanes = Deidentifier(KEY, load_profile(profile), ocr=False)
+    whole = Deidentifier(KEY, load_profile(profile), ocr=False)
+    whole.raw_lane = False
+    native = 0
+    for name, raw, other in _with_undefined_length_sequences(12):
+        assert b"\xfe\xff\xdd\xe0" in raw  # a sequence delimitation item: undefined lengths
+        expected = _outcome(whole, raw)
+        assert _outcome(lanes, raw) == expected, f"{name}: the lanes and the engine differ"
+        direct = _native.deidentify(lanes, raw, hashlib.sha256(raw).hexdigest())
+        if direct is not None:
+            native += 1
+            got = (direct.output_bytes, direct.record.as_dict(), direct.reid, direct.relative_path)
+            assert ("released", got) == expected, f"{name}: the native lane and the engine differ"
+        if expected[0] == "released":
+            released = expected[1][0]
+            assert isinstance(released, bytes)
+            assert other.lower().encode() not in released.lower(), f"{name}: the former name came out"
+    assert native >= 4, native  # as with defined lengths: the ASCII files with clean items at least

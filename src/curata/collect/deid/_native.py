@@ -190,7 +190,8 @@ def deidentify(engine: Deidentifier, raw: bytes, input_sha: str) -> DeidResult |
     if head is None:
         return None
     meta, pos, implicit = head
-    walked = _rawpath._walk(raw, pos, implicit)
+    sequences: dict[int, DataElement] = {}  # those of undefined length, read by pydicom
+    walked = _rawpath._walk(raw, pos, implicit, sequences)
     if walked is None or (walked and walked[-1][4] == 0xFFFFFFFF):
         return None
     sop_class = _rawpath._sop_class(raw, walked)
@@ -201,7 +202,9 @@ def deidentify(engine: Deidentifier, raw: bytes, input_sha: str) -> DeidResult |
         plan = engine._plans[sop_class] = _rawpath._Plan(engine, sop_class)
     ts_elem = meta.get(0x00020010)  # type: ignore[call-overload]
     try:
-        return _Run(engine, plan, raw, walked, implicit, input_sha, sop_class, ts_elem.value).result()
+        run = _Run(engine, plan, raw, walked, implicit, input_sha, sop_class, ts_elem.value)
+        run.sequences = sequences
+        return run.result()
     except _Decline:
         return None
     except Exception:  # anything unforeseen: the other lanes decide, and say why
@@ -234,6 +237,7 @@ class _Run:
         self.values: dict[int, bytes] = {}  # top-level raw values by tag (ASCII checked on reading)
         self.read: dict[int, str] = {}  # get()'s answers
         self.pixel: memoryview | None = None  # the Pixel Data value
+        self.sequences: dict[int, DataElement] = {}  # top-level sequences of undefined length
         codes: list[int] = []
         known, decide = plan.codes.get, plan.code  # the plan's table, then its decision once
         vrs, values, vr_of = self.vrs, self.values, eng._vr_of
@@ -371,7 +375,9 @@ class _Run:
                     raise _Decline
                 continue
             vr = self.vrs.get(tag)
-            if vr == "SQ":
+            if tag in self.sequences:
+                self.collect_read(ctx, self.sequences[tag])
+            elif vr == "SQ":
                 self.collect_items(ctx, start, start + length)
             else:
                 self.collect_one(ctx, tag, vr, self.values[tag])
@@ -451,6 +457,35 @@ class _Run:
             else:
                 self.collect_one(ctx, tag, vr, raw[start : start + length])
             pos = start + length
+
+    def collect_read(self, ctx: _Ctx, sequence: DataElement) -> None:
+        """A sequence of undefined length as pydicom read it: its items' elements collected as
+        ``collect_item`` collects them (raw values; nested sequences of defined length walked from
+        their bytes, those of undefined length as pydicom read them)."""
+        for item in sequence.value or ():
+            for elem in item._dict.values():
+                tag = int(elem.tag)
+                if not isinstance(elem, RawDataElement):
+                    if elem.VR != "SQ":
+                        raise _Decline
+                    self.collect_read(ctx, elem)
+                    continue
+                if self.implicit:
+                    vr = self.eng._vr_of(tag)
+                else:
+                    vr = elem.VR
+                    if vr not in _reader._KNOWN or vr == "UN":
+                        raise _Decline
+                length = elem.length
+                if length == 0xFFFFFFFF or tag == _CHARSET or not isinstance(elem.value, bytes | None):
+                    raise _Decline
+                if vr == "SQ":
+                    start = elem.value_tell
+                    if start is None or self.raw[start : start + length] != (elem.value or b""):
+                        raise _Decline  # not where the bytes say: not plain
+                    self.collect_items(ctx, start, start + length)
+                else:
+                    self.collect_one(ctx, tag, vr, elem.value or b"")
 
     def age_before(self, ctx: _Ctx) -> str | None:
         eng, profile = self.eng, self.profile
@@ -675,7 +710,9 @@ class _Run:
                 True,
             )
         key = BaseTag(tag)
-        elements[key] = RawDataElement(
+        # one of undefined length is the element the lean reader makes of it (pydicom read its items
+        # in the same character set), written back with undefined lengths as the engine's writer does
+        elements[key] = self.sequences.get(tag) or RawDataElement(
             key, None if self.implicit else "SQ", len(data), data, 0, self.implicit, True
         )
         mini = Dataset(elements)

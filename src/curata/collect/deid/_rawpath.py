@@ -23,9 +23,11 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from pydicom.charset import convert_encodings
 from pydicom.datadict import private_dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.tag import BaseTag
+from pydicom.values import convert_string
 
 from curata.collect.deid import _reader, _writer, pixels
 from curata.collect.deid.table import iod_allowed_tags
@@ -40,6 +42,7 @@ _SHORT = struct.Struct("<HH2sH").unpack_from
 _U32 = struct.Struct("<I").unpack_from
 _IMPLICIT = struct.Struct("<HHI").unpack_from
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+_CHARSET = 0x00080005
 _DOCUMENT = 0x00420011
 # Attributes the engine's steps read by keyword whatever their action (the patient key, the age,
 # the burned-in text test, the required UIDs, the character set, the file meta, the marking).
@@ -150,14 +153,22 @@ def deidentify(engine: Deidentifier, raw: bytes, input_sha: str) -> DeidResult |
         return None
 
 
-def _walk(raw: bytes, pos: int, implicit: bool) -> list[tuple[int, str | None, int, int, int]] | None:
+def _walk(
+    raw: bytes, pos: int, implicit: bool, sequences: dict[int, DataElement] | None = None
+) -> list[tuple[int, str | None, int, int, int]] | None:
     """(tag, raw VR, element start, value start, value length) of each top-level element in order;
     None when an element is out of order, has an unknown VR or a reserved field that is not zero,
-    or the bytes do not end with the last element (undefined lengths are found by pydicom later)."""
+    or the bytes do not end with the last element (undefined lengths are found by pydicom later).
+
+    With ``sequences``, a sequence of undefined length (as many scanners write them) is read by
+    pydicom's own functions, as ``dcmread`` reads it (``_reader._undefined``), and put there by tag;
+    its entry's length then spans its items and its delimiter. Any other undefined length (a UN
+    value, encapsulated pixel data before the end) is not plain."""
     end = len(raw)
     out: list[tuple[int, str | None, int, int, int]] = []
     last = -1
     vr_info = _VR_INFO.get
+    encoding: str | list[str] = "iso8859"  # what the lean reader hands the sequences it reads
     while pos + 8 <= end:
         if implicit:
             group, elem, length = _IMPLICIT(raw, pos)
@@ -180,6 +191,19 @@ def _walk(raw: bytes, pos: int, implicit: bool) -> list[tuple[int, str | None, i
         if tag <= last or group == 0xFFFE:
             return None
         last = tag
+        if length == 0xFFFFFFFF and sequences is not None and tag not in _PIXEL_TAGS:
+            found: dict[BaseTag, RawDataElement | DataElement] = {}
+            stop = _reader._undefined(raw, BaseTag(tag), vr, start, implicit, found, encoding)
+            parsed = found.get(BaseTag(tag))
+            if stop < 0 or not isinstance(parsed, DataElement) or parsed.VR != "SQ":
+                return None
+            sequences[tag] = parsed
+            length = stop - start
+        elif tag == _CHARSET and sequences is not None and start + length <= end:
+            try:  # as the lean reader: the data set's character set, from here on
+                encoding = convert_encodings(convert_string(raw[start : start + length], True))
+            except Exception:
+                return None
         out.append((tag, vr, pos, start, length))
         if length == 0xFFFFFFFF:
             return out if _undefined_tail(raw, out, implicit) else None
