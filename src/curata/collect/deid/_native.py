@@ -24,7 +24,6 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from pydicom.charset import convert_encodings
-from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -33,7 +32,7 @@ from pydicom.values import convert_PN, convert_single_string, convert_text
 
 from curata.collect.deid import _rawpath, _reader, _writer, pixels
 from curata.collect.deid.pseudonyms import age_between, cap_age, is_standard_uid, shift_date, shift_datetime
-from curata.collect.deid.text import clean_text, identity_spans, other_readings
+from curata.collect.deid.text import clean_text, other_readings
 
 if TYPE_CHECKING:
     from curata.collect.deid.engine import Deidentifier, DeidResult, _Ctx
@@ -202,9 +201,9 @@ def deidentify(engine: Deidentifier, raw: bytes, input_sha: str) -> DeidResult |
         plan = engine._plans[sop_class] = _rawpath._Plan(engine, sop_class)
     ts_elem = meta.get(0x00020010)  # type: ignore[call-overload]
     try:
-        run = _Run(engine, plan, raw, walked, implicit, input_sha, sop_class, ts_elem.value)
-        run.sequences = sequences
-        return run.result()
+        return _Run(
+            engine, plan, raw, walked, implicit, input_sha, sop_class, ts_elem.value, sequences
+        ).result()
     except _Decline:
         return None
     except Exception:  # anything unforeseen: the other lanes decide, and say why
@@ -224,6 +223,7 @@ class _Run:
         input_sha: str,
         sop_class: str,
         ts_raw: bytes,
+        sequences: dict[int, DataElement] | None = None,
     ) -> None:
         from curata.collect.deid import engine as eng
 
@@ -237,7 +237,8 @@ class _Run:
         self.values: dict[int, bytes] = {}  # top-level raw values by tag (ASCII checked on reading)
         self.read: dict[int, str] = {}  # get()'s answers
         self.pixel: memoryview | None = None  # the Pixel Data value
-        self.sequences: dict[int, DataElement] = {}  # top-level sequences of undefined length
+        # top-level sequences of undefined length, as pydicom read them (``_rawpath._walk``)
+        self.sequences: dict[int, DataElement] = sequences or {}
         codes: list[int] = []
         known, decide = plan.codes.get, plan.code  # the plan's table, then its decision once
         vrs, values, vr_of = self.vrs, self.values, eng._vr_of
@@ -586,9 +587,8 @@ class _Run:
         self.written.append((tag, vr, value, data))
 
     def decoded_hit(self, ctx: _Ctx) -> bool:
-        """The engine's gate on decoded text (``engine._decoded_hit``: the gate's matcher; the
-        pseudonym, the dummy and a coded string's defined terms exempt) for the text elements
-        written. Text beyond ASCII is always read (the byte probe cannot: case beyond ASCII, other
+        """The engine's gate on decoded text (``engine._text_hit``, as ``_decoded_hit`` applies it)
+        for the text elements written. Text beyond ASCII is always read (the byte probe cannot: case beyond ASCII, other
         scripts, single CJK names); ASCII text only where the probe, which may over-approximate
         (a name part of two letters inside a longer word), finds one of the identifiers."""
         written = self.written
@@ -597,17 +597,11 @@ class _Run:
             written = [w for w in written if not w[3].isascii()]
         if not written:
             return False
-        eng = self.eng
         matcher = self.engine._gate_matcher(ctx)
-        exempt = (ctx.pseudonym, eng.DUMMY_TEXT)
-        for tag, vr, value, _ in written:
-            terms = eng.ENUMERATED_CS.get(keyword_for_tag(tag) or "", ()) if vr == "CS" else ()
-            for text in value if isinstance(value, list) else [value]:
-                if text in exempt or (terms and text.strip() in terms):
-                    continue
-                if identity_spans(matcher, text):
-                    return True
-        return False
+        return any(
+            self.eng._text_hit(matcher, ctx, tag, vr, value if isinstance(value, list) else [value])
+            for tag, vr, value, _ in written
+        )
 
     def kept_text(self, ctx: _Ctx, vr: str, data: bytes, clear: bool = False) -> str | list[str] | None:
         """The engine's later pass on kept text (``_clean_text_elem``, not generic): None while its

@@ -1190,14 +1190,22 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> st
         values = [str(v) for v in value] if isinstance(value, MultiValue | list) else [str(value)]
         if len(values) > 1 and vr != "CS" and not "".join(values).isascii():
             values.append("\\".join(values))  # as cleaning reads them: a character may hold a 5C byte
-        for text in values:
-            if text in (ctx.pseudonym, DUMMY_TEXT):
-                continue
-            if vr == "CS" and text.strip() in ENUMERATED_CS.get(keyword_for_tag(tag) or "", ()):
-                continue
-            if identity_spans(matcher, text):  # in another script, or with letters unread, too
-                return f"{path}{_name(tag)}"
+        if _text_hit(matcher, ctx, tag, vr, values):
+            return f"{path}{_name(tag)}"
     return ""
+
+
+def _text_hit(matcher: Matcher, ctx: _Ctx, tag: int, vr: str, values: list[str]) -> bool:
+    """The gate's decoded rule for one text element's values as read: whether one holds an
+    identifier (in another script, or with letters unread, too); the pseudonym, the dummy and a
+    coded string's defined terms are exempt. The native lane applies it to what it writes."""
+    terms = ENUMERATED_CS.get(keyword_for_tag(tag) or "", frozenset()) if vr == "CS" else frozenset()
+    for text in values:
+        if text in (ctx.pseudonym, DUMMY_TEXT) or text.strip() in terms:
+            continue
+        if identity_spans(matcher, text):
+            return True
+    return False
 
 
 def _drop(ds: Dataset, tags: list[int]) -> None:
