@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from curata import __version__
+from curata import __version__, _pydicom_import
 from curata.console import err_console, guard_library_output
 from curata.errors import CurataError
 
@@ -119,6 +119,7 @@ def __getattr__(name: str) -> Any:
 
 def main() -> None:
     guard_library_output()
+    _pydicom_import.install()  # pydicom, when a command imports it, without its network and progress-bar imports
     args = sys.argv[1:]
     command = args[0] if args and args[0] in _STANDALONE else None
     try:

@@ -177,3 +177,19 @@ def test_deid_with_workers_named_loads_no_settings(tmp_path: Path) -> None:
         assert summary["workers"] == 1
         loaded[len(args)] = r.stdout.strip().splitlines()[-1]
     assert loaded == {2: "[]", 0: "['curata.settings', 'pydantic_settings']"}
+
+
+def test_deid_imports_pydicom_without_its_download_modules(tmp_path: Path) -> None:
+    """`curata deid` imports pydicom without requests and tqdm (pydicom's download of its own test
+    files; about 0.05 CPU-second of each start), and de-identifies as before."""
+    _curata("keygen", "site.key", cwd=tmp_path)
+    inp, _ = _tree(tmp_path)
+    probe = ("import sys\nfrom curata.cli import main\nsys.argv = ['curata', *sys.argv[1:]]\n"
+             "try:\n    main()\nfinally:\n"
+             "    print(sorted(m for m in ('pydicom', 'requests', 'tqdm', 'urllib3') if m in sys.modules))\n")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", probe, "deid", str(inp), "out", "--key-file", "site.key", "--json",
+                        "-j", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = json.loads(r.stdout[: r.stdout.rindex("}") + 1])
+    assert summary["deidentified"] >= 1 and summary["quarantined"] == 0
+    assert r.stdout.strip().splitlines()[-1] == "['pydicom']"
