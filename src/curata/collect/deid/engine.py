@@ -491,7 +491,8 @@ class Deidentifier:
             self._patient(ds, ctx)
             age = self._age_before(ds, ctx)
             pixel_state, cleared_by = self._pixels(ds, ctx, decision)
-            if pixel_state == "kept":
+            if pixel_state in ("kept", "cleaned"):  # "cleaned" may be an emptied offset table alone:
+                # the frames are then the input's, comments and all (pixels re-encoded have none)
                 self._redact_codestream(ds, ctx)
             self._clean(ds, ctx, top=True, structured=False)
             for target, tag, generic in ctx.later:
