@@ -25,6 +25,9 @@ from curata.errors import CurataError
 
 from .conftest import KEY
 from .planting import PATIENTS, Patient, corpus_files, plant_everywhere
+from .test_codestream import FILES as COMPRESSED
+from .test_codestream import NEEDLES as CODESTREAM_NEEDLES
+from .test_codestream import _planted as planted_codestreams
 
 
 def _outcome(deid: Deidentifier, raw: bytes) -> tuple[str, object]:
@@ -376,3 +379,45 @@ def test_sequences_of_undefined_length_stay_in_the_native_lane(profile: str) -> 
             assert isinstance(released, bytes)
             assert other.lower().encode() not in released.lower(), f"{name}: the former name came out"
     assert native >= 4, native  # as with defined lengths: the ASCII files with clean items at least
+
+
+def _compressed_inputs() -> list[tuple[str, bytes, bool]]:
+    """Every compressed object of pydicom-data as it is, and with the codestream test's text planted
+    in its frames' comment and application segments, under a valid Basic Offset Table and under one
+    that is not (text there): (name, bytes, planted)."""
+    out = []
+    for path in COMPRESSED:
+        name = path.rsplit("/", 1)[-1]
+        out.append((name, Path(path).read_bytes(), False))
+        for table in ("valid", "text"):
+            dressed = planted_codestreams(path, table)
+            if dressed is not None:
+                out.append((f"{name} planted, {table} table", dressed[0], True))
+    return out
+
+
+@pytest.mark.parametrize("profile", ["research", "research-strict"])
+def test_compressed_pixel_data_stays_in_the_native_lane_with_the_engines_bytes(profile: str) -> None:
+    """JPEG, JPEG-LS and JPEG 2000 frames go through the engine's own pixel steps inside the native
+    lane (the offset table emptied when it is not one, comment and application segments zeroed, what
+    the codestreams keep scanned by the gate): the same bytes, record and vault rows as the whole
+    engine, and none of the planted text comes out. RLE and objects that may carry burned-in text
+    stay the engine's."""
+    lanes = Deidentifier(KEY, load_profile(profile), ocr=False)
+    whole = Deidentifier(KEY, load_profile(profile), ocr=False)
+    whole.raw_lane = False
+    native = planted_native = 0
+    for name, raw, planted in _compressed_inputs():
+        expected = _outcome(whole, raw)
+        assert _outcome(lanes, raw) == expected, f"{name}: the lanes and the engine differ"
+        direct = _native.deidentify(lanes, raw, hashlib.sha256(raw).hexdigest())
+        if direct is None:
+            continue
+        native += 1
+        planted_native += planted
+        got = (direct.output_bytes, direct.record.as_dict(), direct.reid, direct.relative_path)
+        assert ("released", got) == expected, f"{name}: the native lane and the engine differ"
+        if planted:
+            assert [n for n in CODESTREAM_NEEDLES if n in direct.output_bytes] == [], name
+            assert direct.record.pixels == ("cleaned" if "text table" in name else "kept"), name
+    assert native >= 20 and planted_native >= 12, (native, planted_native)

@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom.charset import convert_encodings
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
+from pydicom.uid import UID
 from pydicom.values import convert_PN, convert_single_string, convert_text
 
-from curata.collect.deid import _rawpath, _reader, _writer, pixels
+from curata.collect.deid import _rawpath, _reader, _writer, codestream, pixels
 from curata.collect.deid.pseudonyms import age_between, cap_age, is_standard_uid, shift_date, shift_datetime
 from curata.collect.deid.text import clean_text, other_readings
 
@@ -57,6 +58,10 @@ _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _SOP_CLASS, _SOP_UID, _STUDY_UID, _SERIES_UID = 0x00080016, 0x00080018, 0x0020000D, 0x0020000E
 _CHARSET, _MODALITY, _ISSUER = 0x00080005, 0x00080060, 0x00100021
 _AGE_DATE_TAGS = (0x00080020, 0x00080021, 0x00080022, 0x00080023)
+# what the engine's steps read of compressed Pixel Data besides its value: the bit layout, the frames
+_PIXEL_MODULE = (0x00280100, 0x00280101, 0x00280102, 0x00280103, 0x00280008)
+_RLE = "1.2.840.10008.1.2.5"  # always decoded and encoded again (pixels._encapsulated): the engine's
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # (FFFE,E0DD), length 0: ends encapsulated data
 
 
 # Elements the engine always reads by keyword (so writes back as read, when it keeps them)
@@ -191,8 +196,8 @@ def deidentify(engine: Deidentifier, raw: bytes, input_sha: str) -> DeidResult |
     meta, pos, implicit = head
     sequences: dict[int, DataElement] = {}  # those of undefined length, read by pydicom
     walked = _rawpath._walk(raw, pos, implicit, sequences)
-    if walked is None or (walked and walked[-1][4] == 0xFFFFFFFF):
-        return None
+    if walked is None or (walked and walked[-1][4] == 0xFFFFFFFF and walked[-1][0] != 0x7FE00010):
+        return None  # an undefined length that is not compressed Pixel Data ending the file
     sop_class = _rawpath._sop_class(raw, walked)
     if not sop_class:
         return None
@@ -237,12 +242,14 @@ class _Run:
         self.values: dict[int, bytes] = {}  # top-level raw values by tag (ASCII checked on reading)
         self.read: dict[int, str] = {}  # get()'s answers
         self.pixel: memoryview | None = None  # the Pixel Data value
+        self.encapsulated: tuple[int, int] | None = None  # compressed: (its header, its value) offsets
+        self.pixel_piece: bytes | tuple[int, int] = (0, 0)  # compressed: as written (encapsulated_pixels)
         # top-level sequences of undefined length, as pydicom read them (``_rawpath._walk``)
         self.sequences: dict[int, DataElement] = sequences or {}
         codes: list[int] = []
         known, decide = plan.codes.get, plan.code  # the plan's table, then its decision once
         vrs, values, vr_of = self.vrs, self.values, eng._vr_of
-        for tag, vr, _, start, length in walked:
+        for tag, vr, head, start, length in walked:
             code = known((tag, vr))
             codes.append(decide(tag, vr) if code is None else code)
             if vr is None:
@@ -251,7 +258,11 @@ class _Run:
                 vrs[tag] = vr
             if tag == 0x7FE00010:  # copied by the output's join, never read here: not sliced (a
                 # fresh copy of a 512x512 CT's 512 KiB costs as much as all the rest of the lane)
-                self.pixel = memoryview(raw)[start : start + length]
+                if length == 0xFFFFFFFF:  # its items, then the delimiter that ends the file (_walk)
+                    self.encapsulated = (head, start)
+                    self.pixel = memoryview(raw)[start : len(raw) - 8]
+                else:
+                    self.pixel = memoryview(raw)[start : start + length]
                 values[tag] = b""
             else:
                 values[tag] = raw[start : start + length]
@@ -301,6 +312,10 @@ class _Run:
         self.has_pixels = has_pixels = any(t in self.values for t in _PIXEL_TAGS)
         if has_pixels and (self.may_carry_burned_in_text() or _rawpath._outside_image(self.raw, self.walked)):
             raise _Decline
+        written_pixel: bytes | memoryview | None = self.pixel if has_pixels else None
+        cleared_by = ""
+        if self.encapsulated is not None:
+            written_pixel, cleared_by = self.encapsulated_pixels(ctx)
         pieces, items_text = self.clean(ctx, age)
         if items_text and ctx.holds_identifier(_joined(items_text)):
             raise _Decline  # the gate would read the items decoded: let the engine's gate say
@@ -322,14 +337,58 @@ class _Run:
             sop_class, sop, self.ts, eng.IMPLEMENTATION_CLASS_UID, version=eng.IMPLEMENTATION_VERSION
         )
         output = self.assemble(meta, pieces)
-        pixel = self.pixel if has_pixels else None
-        if not engine._byte_gate(output, ctx, eng._header_spans(output, pixel)):
+        spans = eng._header_spans(output, written_pixel, ctx.codestream_kept)
+        if not engine._byte_gate(output, ctx, spans):
             raise _Decline
-        state = "kept" if has_pixels else "none"
+        state = ("cleaned" if cleared_by else "kept") if has_pixels else "none"
         names = (study, series, sop, self.ts)
         return engine._result(
-            output, None, ctx, self.input_sha, self.sop_class, state, "", whole=False, names=names
+            output, None, ctx, self.input_sha, self.sop_class, state, cleared_by, whole=False, names=names
         )
+
+    def encapsulated_pixels(self, ctx: _Ctx) -> tuple[bytes | memoryview, str]:
+        """Compressed Pixel Data through the engine's own steps, on a data set of its pixel module
+        alone: ``pixels.clear_outside_image`` (a Basic Offset Table that is not one is emptied), then
+        ``Deidentifier._redact_codestream`` (comment and application segments zeroed; the metadata
+        kept is noted for the gate). The value as it is written, and what was cleared. RLE (always
+        encoded again), frames that would be decoded to check their unused bits, and anything else
+        cleared are the engine's."""
+        assert self.encapsulated is not None and self.pixel is not None
+        if self.raw[-8:] != _SEQUENCE_DELIMITER or self.ts == _RLE or not codestream.is_compressed(self.ts):
+            raise _Decline
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = UID(self.ts)
+        for tag in _PIXEL_MODULE:
+            data = self.values.get(tag)
+            if data is not None:
+                btag = BaseTag(tag)
+                ds[btag] = RawDataElement(btag, self.vrs.get(tag), len(data), data, 0, self.implicit, True)
+        value = bytes(self.pixel)
+        pixel_tag = BaseTag(0x7FE00010)
+        ds[pixel_tag] = RawDataElement(pixel_tag, "OB", 0xFFFFFFFF, value, 0, self.implicit, True)
+        if ds.get("BitsAllocated") is not None:
+            try:
+                allocated, stored, high_bit, _ = pixels._bit_layout(ds)
+            except (TypeError, ValueError):
+                pass  # the engine reads no layout either: it clears the table alone
+            else:
+                table = codestream.offset_table_cleared(value)
+                if pixels.decoded_for_unused_bits(table or value, allocated, stored, high_bit):
+                    raise _Decline
+        cleared = pixels.clear_outside_image(ds)
+        if cleared not in ([], ["offset-table"]):
+            raise _Decline
+        self.engine._redact_codestream(ds, ctx)
+        written = ds.PixelData
+        head, start = self.encapsulated
+        if written is value or written == value:
+            self.pixel_piece = (head, len(self.raw))  # copied as it came, its delimiter with it
+            return self.pixel, "+".join(cleared)
+        if not isinstance(written, bytes | bytearray):
+            raise _Decline
+        self.pixel_piece = bytes(self.raw[head:start]) + bytes(written) + _SEQUENCE_DELIMITER
+        return bytes(written), "+".join(cleared)
 
     def assemble(self, meta: bytes, pieces: list[tuple[int, bytes | tuple[int, int]]]) -> bytes:
         body: list[bytes | memoryview] = [b"\0" * 128 + b"DICM", meta]
@@ -528,6 +587,9 @@ class _Run:
         copy = _rawpath._COPY
         for entry, code in zip(self.walked, self.codes, strict=True):
             tag, _, head, start, length = entry
+            if tag == 0x7FE00010 and self.encapsulated is not None:
+                pieces.append((tag, self.pixel_piece))
+                continue
             end = start + length
             if code == copy and not length & 1:  # most elements (never read, marked or the age)
                 pieces.append((tag, (head, end)))

@@ -235,13 +235,7 @@ def _encapsulated(ds: Dataset, elem: DataElement) -> list[str]:
         _store(ds, np.asarray(_frames(arr, ds) if multi else arr))
         _recompress(ds)
         return [*cleared, "re-encoded"]
-    if stored >= allocated or allocated not in (8, 16, 32):
-        return cleared
-    try:
-        bits = codestream.precision(elem.value)
-    except codestream.CodestreamError:
-        bits = None
-    if bits is not None and bits <= stored and high_bit == stored - 1:
+    if not decoded_for_unused_bits(elem.value, allocated, stored, high_bit):
         return cleared  # no decoder output can reach the unused bits
     arr = _decoded(ds, "check the bits outside Bits Stored", as_coded=True)
     dtype = np.dtype(f"<u{allocated // 8}")
@@ -254,6 +248,20 @@ def _encapsulated(ds: Dataset, elem: DataElement) -> list[str]:
     _store(ds, frames)
     _recompress(ds)
     return [*cleared, "unused-bits"]
+
+
+def decoded_for_unused_bits(value: bytes | bytearray, allocated: int, stored: int, high_bit: int) -> bool:
+    """Whether compressed frames (not RLE) are decoded to check the bits outside Bits Stored: unless
+    none are, or every frame's header declares no more bits than stored (``codestream.precision``)."""
+    from curata.collect.deid import codestream
+
+    if stored >= allocated or allocated not in (8, 16, 32):
+        return False
+    try:
+        bits = codestream.precision(value)
+    except codestream.CodestreamError:
+        bits = None
+    return not (bits is not None and bits <= stored and high_bit == stored - 1)
 
 
 def may_carry_burned_in_text(ds: Dataset) -> bool:
