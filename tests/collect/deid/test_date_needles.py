@@ -19,6 +19,7 @@ from curata.collect.deid.text import (
     _date_needles,
     digit_keys,
     find_identifier,
+    key_runs,
 )
 
 dates = st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2099, 12, 31)).map(
@@ -93,3 +94,13 @@ def test_the_digits_of_a_cjk_form_are_not_taken_for_another_date() -> None:
     assert not _held_date(header.lower(), matcher)
     assert not matcher.spans("created 20011013")
     assert matcher.spans("검사일 2001년 1월 1일") and matcher.spans("2001年1月01日")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.binary(max_size=120) | st.text("0123456789 \t\n\x0b\x0c\r\x1c./-:^a\x00", max_size=120).map(str.encode)
+)
+def test_key_runs_are_the_regular_expressions_runs(data: bytes) -> None:
+    """The gate's runs of digits, made by translate and split, are ``KEY_RUNS.findall``'s: every
+    maximal run of two digits or more, in order, whatever bytes stand between them."""
+    assert key_runs(data) == KEY_RUNS.findall(data)

@@ -37,7 +37,6 @@ from curata.collect.deid.pseudonyms import (
 from curata.collect.deid.table import action_maps, descriptor_tags, iod_allowed_tags, rules
 from curata.collect.deid.text import (
     _SEP_BYTES,
-    KEY_RUNS,
     Identifiers,
     Matcher,
     ProbeGroups,
@@ -47,6 +46,7 @@ from curata.collect.deid.text import (
     find_date,
     group_by_part,
     identity_spans,
+    key_runs,
     normalise,
     other_readings,
 )
@@ -358,7 +358,7 @@ class _Ctx:
 
 def _held_date(low: bytes, matcher: Matcher) -> bool:
     """Whether a written form of one of the input's dates may be in ``low`` (lower-cased bytes)."""
-    runs = KEY_RUNS.findall(low)
+    runs = key_runs(low)
     if not runs:
         return False
     keys = digit_keys(runs)

