@@ -34,13 +34,13 @@ _UNUSED = ("requests", "tqdm")  # imported by pydicom.data.download only, for py
 @contextlib.contextmanager
 def _without(names: tuple[str, ...]) -> Iterator[None]:
     """``import NAME`` raises ImportError inside; the modules as they were after."""
-    before = {name: sys.modules.get(name) for name in names if name not in sys.modules}
-    for name in before:
+    blocked = [name for name in names if name not in sys.modules]  # one already in stays as it is
+    for name in blocked:
         sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not available"
     try:
         yield
     finally:
-        for name in before:
+        for name in blocked:
             if sys.modules.get(name) is None:
                 sys.modules.pop(name, None)
 
