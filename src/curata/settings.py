@@ -24,12 +24,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
+from curata._config_file import CONFIG_NAME, ENV_DELIMITER, ENV_PREFIX, find_config
 from curata._defaults import DEFAULT_DEID_PROFILE
 from curata.errors import ConfigError
 
-CONFIG_NAME = "curata.toml"
-ENV_PREFIX = "CURATA_"
-ENV_DELIMITER = "__"
 # Older, shorter names that keep working: variable -> (section, field). A non-empty value wins over
 # the file and over the CURATA_<SECTION>__<FIELD> spelling.
 ENV_ALIASES: dict[str, tuple[str, str]] = {
@@ -292,13 +290,8 @@ def load_settings(
 def runtime_settings(start: Path | None = None) -> RuntimeSettings:
     """[runtime] of the enclosing workspace (or $CURATA_WORKSPACE), else the defaults and CURATA_* only:
     for commands such as `curata deid` that run with or without a workspace."""
-    here = (start or Path.cwd()).resolve()
-    env_ws = os.environ.get("CURATA_WORKSPACE")
-    candidates = [Path(env_ws)] if env_ws else [here, *here.parents]
-    for folder in candidates:
-        if (folder / CONFIG_NAME).exists():
-            return load_settings(read_toml(folder / CONFIG_NAME))[0].runtime
-    return load_settings({})[0].runtime
+    config = find_config(start)
+    return load_settings({} if config is None else read_toml(config))[0].runtime
 
 
 def describe(settings: Settings, origins: Mapping[str, str]) -> list[SettingValue]:

@@ -158,25 +158,40 @@ def test_refused_inputs_are_named_by_digest_not_by_their_patient_named_path(tmp_
     assert "OKONKWO-BELLO_ADAEZE_MRN-77123" in shown.stdout.replace("\n", "")
 
 
-def test_deid_with_workers_named_loads_no_settings(tmp_path: Path) -> None:
-    """With ``-j N`` no setting changes what `curata deid` does, so pydantic-settings (about 0.1
-    CPU-second to import) is not loaded; without it, [runtime] workers is read as by `curata ingest`."""
+def test_deid_loads_the_settings_only_where_one_could_set_its_workers(tmp_path: Path) -> None:
+    """With ``-j N``, or with neither a workspace file nor a ``CURATA_RUNTIME*`` variable, no setting
+    changes what `curata deid` does, so pydantic-settings (about 0.1 CPU-second to import) is not
+    loaded; where either exists, [runtime] workers is read as by `curata ingest`."""
     _curata("keygen", "site.key", cwd=tmp_path)
     inp, _ = _tree(tmp_path)
     probe = ("import sys\nfrom curata.cli import main\nsys.argv = ['curata', *sys.argv[1:]]\n"
              "try:\n    main()\nfinally:\n"
              "    print(sorted(m for m in ('curata.settings', 'pydantic_settings') if m in sys.modules))\n")  # fmt: skip
-    env = {**os.environ, "CURATA_RUNTIME__WORKERS": "1"}
-    loaded = {}
-    for args in (["-j", "1"], []):
-        r = subprocess.run([sys.executable, "-c", probe, "deid", str(inp), f"out{len(args)}", "--key-file",
-                            "site.key", "--json", *args], cwd=tmp_path, capture_output=True, text=True,
-                           env=env, timeout=300)  # fmt: skip
+    bare = {k: v for k, v in os.environ.items() if not k.upper().startswith("CURATA_")}
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "curata.toml").write_text("[runtime]\nworkers = 1\n")
+    runs = {  # name: (extra arguments, environment, working folder)
+        "named": (["-j", "1"], {**bare, "CURATA_RUNTIME__WORKERS": "1"}, tmp_path),
+        "variable": ([], {**bare, "curata_runtime__workers": "1"}, tmp_path),
+        "file": ([], bare, tmp_path / "ws"),
+        "neither": ([], bare, tmp_path),
+    }
+    seen = {}
+    for name, (args, env, cwd) in runs.items():
+        r = subprocess.run([sys.executable, "-c", probe, "deid", str(inp), str(tmp_path / f"out-{name}"),
+                            "--key-file", str(tmp_path / "site.key"), "--json", *args], cwd=cwd,
+                           capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
         assert r.returncode == 0, r.stdout + r.stderr
         summary = json.loads(r.stdout[: r.stdout.rindex("}") + 1])
-        assert summary["workers"] == 1
-        loaded[len(args)] = r.stdout.strip().splitlines()[-1]
-    assert loaded == {2: "[]", 0: "['curata.settings', 'pydantic_settings']"}
+        seen[name] = (summary["workers"], r.stdout.strip().splitlines()[-1])
+    loaded = "['curata.settings', 'pydantic_settings']"
+    cores = len(os.sched_getaffinity(0))
+    assert seen == {
+        "named": (1, "[]"),
+        "variable": (1, loaded),
+        "file": (1, loaded),
+        "neither": (cores, "[]"),
+    }
 
 
 def test_deid_imports_pydicom_without_its_download_modules(tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ def _read(vr: str, data: bytes, encodings: list[str] | None = None) -> str | lis
     """The value pydicom reads from these bytes (a list where it reads several). Text beyond ASCII
     (names, IDs, descriptions in the declared character set) is read by pydicom's own functions;
     any other value beyond ASCII, and ISO 2022 escapes, are not plain."""
-    if b"\x1b" in data:
+    if data.find(b"\x1b") >= 0:
         raise _Decline
     if not data.isascii():
         if encodings is None or (vr not in _TEXT and vr not in _SINGLE and vr != "PN"):

@@ -224,6 +224,7 @@ def _undefined_tail(raw: bytes, out: list[tuple[int, str | None, int, int, int]]
 
 _BITS = (0x00280100, 0x00280101, 0x00280102, 0x00280103)  # Bits Allocated, Stored, High Bit, Pixel Rep.
 _SIZE = (0x00280002, 0x00280010, 0x00280011)  # Samples per Pixel, Rows, Columns
+_LAYOUT = frozenset(_BITS + _SIZE)  # both, looked up once per element walked (a set: no scan)
 _FRAMES, _PHOTOMETRIC = 0x00280008, 0x00280004
 
 
@@ -236,7 +237,7 @@ def _outside_image(raw: bytes, walked: list[tuple[int, str | None, int, int, int
     frames: int | None = 1
     ybr422 = False
     for tag, _, _, start, length in walked:
-        if tag in _BITS or tag in _SIZE:
+        if tag in _LAYOUT:
             if length != 2:
                 return True
             layout[tag] = raw[start] | raw[start + 1] << 8
@@ -397,7 +398,7 @@ def _implicit_private_vr(
     if creator is None:
         return None
     value = raw[creator[3] : creator[3] + creator[4]]
-    if not value.isascii() or b"\\" in value or b"\x1b" in value:
+    if not value.isascii() or value.find(b"\\") >= 0 or value.find(b"\x1b") >= 0:
         return None
     name = value.decode("ascii").rstrip("\0 ")
     if not name:

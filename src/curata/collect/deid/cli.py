@@ -57,8 +57,13 @@ def deid(
     n_workers = workers if workers > 0 else _configured_workers(workers)
     summary = RunSummary("de-identification", failure_keys=("quarantined", "failed"))
     # what is loaded by now (modules, tables) lives as long as the command: the collector need not
-    # scan it again and again, nor touch (and so copy) its pages in each forked worker
+    # scan it again and again, nor touch (and so copy) its pages in each forked worker. `curata deid`
+    # runs its start-up with the collector off (curata.cli.main); it runs from here on.
     gc.freeze()
+    # a file's objects die with it: collecting every 20,000 allocations rather than 700 walks the
+    # survivors (records, the vault's rows) less often (-0.45 % instructions on 240 small files)
+    gc.set_threshold(20_000)
+    gc.enable()
     with make_progress(quiet=as_json) as progress:
         task = progress.add_task("de-identifying", total=None)
 
@@ -103,8 +108,15 @@ def deid(
 
 def _configured_workers(requested: int) -> int:
     """The workers when ``-j`` names none: the same rule as `curata ingest` ([runtime] workers, else
-    one per core). Only then are the settings read: pydantic-settings costs about 0.1 CPU-second to
-    import, and with ``-j N`` no setting changes the answer."""
+    one per core). The settings are read only where a workspace file or a ``CURATA_RUNTIME*``
+    variable could set it: pydantic-settings costs about 0.1 CPU-second to import, and with ``-j N``,
+    or with neither, no setting changes the answer."""
+    from curata import _config_file
+
+    if _config_file.find_config() is None and not _config_file.env_sets("runtime"):
+        from curata.runtime import default_workers
+
+        return default_workers(requested or None)
     from curata.settings import runtime_settings
 
     return runtime_settings().worker_count(requested or None)

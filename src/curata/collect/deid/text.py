@@ -1356,7 +1356,7 @@ def find_date(low: bytes, dates: Iterable[DateNeedles], start: int, end: int) ->
     for date in dates:
         if not keys.isdisjoint(date.byte_keys):
             for needle in date.data:
-                if needle in low:
+                if low.find(needle) >= 0:
                     pos = find_bounded(low, needle, "date", start, end)
                     if pos >= 0:
                         return pos
@@ -1369,7 +1369,7 @@ def _ascii_compatible(codec: str) -> bool:
 
 def _strip_escapes(data: bytes) -> bytes:
     """ISO 2022 bytes without the escape sequences at either end (the text around them may differ)."""
-    if b"\x1b" not in data:
+    if data.find(b"\x1b") < 0:
         return data
     return re.sub(rb"^(?:\x1b[\x20-\x2f]*[\x40-\x7e])+|(?:\x1b[\x20-\x2f]*[\x40-\x7e])+$", b"", data)
 
