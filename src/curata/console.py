@@ -28,7 +28,18 @@ from rich.table import Table
 console = Console()
 err_console = Console(stderr=True)
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|<[^>]*>|\[[^\]]*\]|`[^`]*`")
+# What may enclose a value, opening and closing: a value may hold the mark itself (O'BRIEN, a repr's
+# \', a bracket), so each mark's span runs from its first opening to its last closing, whole.
+_MARKS = (
+    ("'", "'"),
+    ('"', '"'),
+    ("`", "`"),
+    ("<", ">"),
+    ("[", "]"),
+    ("\u2018", "\u2019"),
+    ("\u201c", "\u201d"),
+    ("\u00ab", "\u00bb"),
+)
 _PATH = re.compile(r"(?:[A-Za-z]:)?[\\/][^\s,;:()]+|~[^\s,;:()]*")
 _LONG_NUMBER = re.compile(r"\d[\d.\-/]{4,}")
 
@@ -36,10 +47,36 @@ _LONG_NUMBER = re.compile(r"\d[\d.\-/]{4,}")
 def redact(text: str) -> str:
     """Quoted text, paths and long numbers (dates, IDs, UIDs) out; words and tags like (0010,0010) stay.
 
-    Parsers quote the value they choke on and name the file they read: both may be the patient's."""
-    text = _QUOTED.sub("'…'", text)
+    Parsers quote the value they choke on and name the file they read: both may be the patient's.
+    Quoted text goes from the first quote mark of a kind to its last: a value that holds the mark
+    (``'O'BRIEN'``, ``'x\\'DOE"'``) would otherwise leave its tail out of a pairwise match. Text
+    between two marks of our own wording (``the file's ... 'value'``) goes too: more is lost, never less."""
+    text = _unquoted(text)
     text = _PATH.sub("<path>", text)
     return _LONG_NUMBER.sub("#", text)
+
+
+def _unquoted(text: str) -> str:
+    """Each mark's span (first opening to last closing) out, the spans found on the whole text and
+    joined where they overlap: one span taken first could cut the closing mark of another."""
+    spans = []
+    for opening, closing in _MARKS:
+        first, last = text.find(opening), text.rfind(closing)
+        if first != -1 and last > first:
+            spans.append((first, last + 1))
+    if not spans:
+        return text
+    spans.sort()
+    out, at = [], 0
+    start, end = spans[0]
+    for lo, hi in spans[1:]:
+        if lo < end:  # overlapping (or nested): one span
+            end = max(end, hi)
+            continue
+        out += [text[at:start], "'…'"]
+        at, (start, end) = end, (lo, hi)
+    out += [text[at:start], "'…'", text[end:]]
+    return "".join(out)
 
 
 _GUARDED = False
