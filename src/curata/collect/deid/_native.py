@@ -447,10 +447,11 @@ class _Run:
 
     def collect_one(self, ctx: _Ctx, tag: int, vr: str | None, data: bytes) -> None:
         eng = self.eng
-        if vr == "CS":
+        sources = self.engine._sources
+        if vr == "CS" and tag not in sources and tag not in eng._NAME_TAGS:  # as the engine's
             ctx.coded.update(v.strip(" \0").upper() for v in data.decode("latin-1").split("\\"))
             return
-        if tag not in self.engine._sources and vr != "PN":
+        if tag not in sources and vr != "PN" and tag not in eng._NAME_TAGS:
             return
         if tag == eng._TIMEZONE_OFFSET or vr is None:
             return
@@ -468,7 +469,7 @@ class _Run:
                 continue
             if tag in eng._STRONG_TAGS:
                 ids.add_strong(text)
-            if vr == "PN":
+            if vr == "PN" or tag in eng._NAME_TAGS:  # as the engine: a name whatever its VR
                 ids.add_name(text)
             elif vr in ("DA", "DT"):
                 if not ctx.full_dates or tag == eng._BIRTH_DATE:

@@ -130,6 +130,8 @@ def _walk(
             return -1
         number = group << 16 | elem
         tag = BaseTag(number)
+        if tag in out:  # a repeated element (pydicom keeps the last): the engine refuses it
+            return -1
         if length == 0xFFFFFFFF:
             if meta_only:
                 return -1

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import re
+import urllib.parse
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +16,8 @@ from typing import Any, NoReturn, cast
 
 import pydicom
 import pydicom.config
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+import pydicom.filereader
+from pydicom.datadict import DicomDictionary, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -44,6 +47,7 @@ from curata.collect.deid.text import (
     digit_keys,
     find_bounded,
     find_date,
+    find_grouped_number,
     group_by_part,
     identity_spans,
     key_runs,
@@ -272,6 +276,9 @@ def _address_tags() -> frozenset[int]:
 # it (``Identifiers.add_address``: Odeku St for 12 Adeola Odeku St, 建国路88号 for 北京市朝阳区建国路88号),
 # as the clinical readers count a patient's address; other addresses and telecoms count as whole values.
 _PERSON_ADDRESSES = frozenset({0x00101040, 0x00401102})  # PatientAddress, PersonAddress
+# Every element the standard defines as a person's name: read as one (its parts looked for on their
+# own) whatever VR the file gives it. PatientName sent as LO or UT is still the patient's name.
+_NAME_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "PN")
 
 
 @cache
@@ -448,6 +455,16 @@ class Deidentifier:
                 ) from None
         except Exception as exc:
             raise InputError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path=source or None) from exc
+        repeated = _repeated_tag(raw, ds)
+        if repeated is not None:
+            # pydicom keeps the last of two values: a real name followed by another would never
+            # be looked for in the rest of the file (the lanes and the lean reader decline such files)
+            raise InputError(
+                f"element {_tag_text(repeated)} appears twice in the data set: which value is the "
+                "patient's cannot be told",
+                path=source or None,
+                hint="export the object again from the source system",
+            )
         return self._run(ds, input_sha, source, decision)
 
     def deidentify_dataset(self, ds: Dataset) -> DeidResult:
@@ -592,7 +609,10 @@ class Deidentifier:
             length = getattr(raw, "length", None)
             value = getattr(raw, "value", None)
             if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
-                raise InputError(f"truncated: element {tag} declares {length} bytes, {len(value)} present")
+                # named only where the standard knows the tag: after a cut, the bytes read as a
+                # tag may be the text that followed (5551,5849 is "QUIX")
+                where = f"element {tag}" if keyword_for_tag(tag) else "an element"
+                raise InputError(f"truncated: {where} declares {length} bytes, {len(value)} present")
 
     def _patient(self, ds: Dataset, ctx: _Ctx) -> None:
         pid = str(ds.get("PatientID", "") or "").strip()
@@ -618,7 +638,9 @@ class Deidentifier:
                 for item in ds[tag].value or ():
                     self._collect(item, ctx, top=False)
                 continue
-            if vr == "CS":  # coded terms (TEXT, CONTAINER, HEAD...) are never a person's identifier
+            # coded terms (TEXT, CONTAINER, HEAD...) are never a person's identifier; an element the
+            # standard defines as an identifier (PatientName, PatientID) sent as CS still is one
+            if vr == "CS" and tag not in sources and tag not in _NAME_TAGS:
                 value = raw.value
                 if isinstance(value, bytes):  # still raw: read it without converting the element
                     ctx.coded.update(v.strip(" \0").upper() for v in value.decode("latin-1").split("\\"))
@@ -627,7 +649,7 @@ class Deidentifier:
                         str(v).upper() for v in (value if isinstance(value, MultiValue) else [value])
                     )
                 continue
-            if tag not in sources and vr != "PN":
+            if tag not in sources and vr != "PN" and tag not in _NAME_TAGS:
                 continue
             if tag == _TIMEZONE_OFFSET:  # "+HHMM" names a clock, not a person, and every DT repeats it
                 continue
@@ -647,7 +669,7 @@ class Deidentifier:
                     continue
                 if tag in _STRONG_TAGS:
                     ids.add_strong(text)
-                if vr == "PN":
+                if vr == "PN" or tag in _NAME_TAGS:
                     ids.add_name(text)
                 elif vr in ("DA", "DT"):
                     if not ctx.full_dates or tag == _BIRTH_DATE:
@@ -1101,6 +1123,8 @@ class Deidentifier:
                                 pos = find_bounded(hay, needle, kind, pos + 1, end - lo)
                             if pos >= 0:
                                 _refuse(pos + lo, kind)
+            if plan.numbers and find_grouped_number(hay, plan.numbers):
+                _refuse(start, "num")
             for uid in plan.uids:
                 if hay.find(uid) >= 0:
                     pos = find_bounded(hay, uid, "uid", start - lo, end - lo)
@@ -1110,6 +1134,24 @@ class Deidentifier:
                 pos = find_date(hay, dates, start - lo, end - lo)
                 if pos >= 0:
                     _refuse(pos + lo, "date")
+            if _ESCAPE.search(hay):
+                unescaped = _unescaped(hay)
+                if unescaped is not None and identity_spans(matcher, unescaped):
+                    _refuse(start, "escaped")
+
+
+# Text escaped for a URL or for HTML (M%C3%9CLLER, M&#220;LLER, M&Uuml;LLER): the gate reads it
+# unescaped too, in a span that holds an escape (the bytes are lower case here)
+_ESCAPE = re.compile(rb"%[0-9a-f]{2}|&(?:#[0-9]{1,7}|#x[0-9a-f]{1,6}|[a-z][a-z0-9]{1,31});")
+
+
+def _unescaped(hay: bytes) -> str | None:
+    """``hay`` (lower-cased bytes) as text with its URL and HTML escapes undone, in either order;
+    None where that changes nothing."""
+    text = hay.decode("utf-8", "replace")
+    once = html.unescape(urllib.parse.unquote(text, errors="replace"))
+    out = html.unescape(urllib.parse.unquote(once, errors="replace"))  # %26%23220%3B, &#37;C3...
+    return None if out == text else out
 
 
 _NUMBER_CHARS = frozenset(b"0123456789+-.eE \\")  # of DS and IS values
@@ -1263,6 +1305,43 @@ def _encodings(ds: Dataset) -> list[str]:
         return []
 
 
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _repeated_tag(raw: bytes, ds: Dataset) -> int | None:
+    """A tag that occurs twice at the top level of ``raw``'s data set (after its file meta), as
+    pydicom walks it; None where none does, or where the walk fails (``dcmread`` read it: the
+    engine's own reading then reports what is wrong)."""
+    pos = 0
+    if raw[128:132] == b"DICM":
+        pos = 132
+    # the file meta: explicit VR little endian, group 0002 (PS3.10 7.1)
+    while pos + 8 <= len(raw) and raw[pos : pos + 2] == b"\x02\x00":
+        vr = raw[pos + 4 : pos + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"):
+            pos += 12 + int.from_bytes(raw[pos + 8 : pos + 12], "little")
+        else:
+            pos += 8 + int.from_bytes(raw[pos + 6 : pos + 8], "little")
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    body = raw[pos:]
+    try:
+        if syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
+            body = zlib.decompress(body, -zlib.MAX_WBITS)
+        implicit, little = ds.original_encoding  # as dcmread read the data set
+        seen: set[int] = set()
+        walk = pydicom.filereader.data_element_generator(io.BytesIO(body), implicit, little, defer_size=256)
+        for elem in walk:
+            tag = int(elem.tag)
+            if tag in seen:
+                return tag
+            seen.add(tag)
+    except Exception:
+        return None
+    return None
+
+
 def _inflated(output: bytes, ds: Dataset) -> bytes:
     """A deflated output as the gate must see it: file meta, then the data set inflated."""
     if ds.file_meta.TransferSyntaxUID != pydicom.uid.DeflatedExplicitVRLittleEndian:
@@ -1281,6 +1360,7 @@ _KIND_TEXT = {
     "num": "an identifier of digits",
     "word": "a short name, ID or text value",
     "sub": "a name, ID or text value, any spacing",
+    "escaped": "a name, ID or date written with URL or HTML escapes",
 }
 
 

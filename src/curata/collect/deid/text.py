@@ -227,6 +227,22 @@ _MONTH_NAMES = (
     "july", "august", "september", "october", "november", "december",
 )  # fmt: skip
 _ROMAN_MONTHS = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x", "xi", "xii")
+# The month in German, French, Spanish, Portuguese and Italian (15. März 1970, 15 mars 1970, 15 de
+# marzo de 1970), with the ASCII spellings of their accented letters, and their abbreviations
+_OTHER_MONTH_NAMES = (
+    ("januar", "janvier", "enero", "janeiro", "gennaio", "jan.", "janv.", "ene."),
+    ("februar", "février", "fevrier", "febrero", "fevereiro", "febbraio", "feb.", "févr.", "fevr.", "fev."),
+    ("märz", "maerz", "marz", "mars", "marzo", "março", "marco", "mär.", "mrz."),
+    ("april", "avril", "abril", "aprile", "avr.", "abr."),
+    ("mai", "mayo", "maio", "maggio"),
+    ("juni", "juin", "junio", "junho", "giugno"),
+    ("juli", "juillet", "julio", "julho", "luglio", "juil."),
+    ("august", "août", "aout", "agosto", "ago."),
+    ("september", "septembre", "septiembre", "setiembre", "setembro", "settembre", "set."),
+    ("oktober", "octobre", "octubre", "outubro", "ottobre", "okt.", "out."),
+    ("november", "novembre", "noviembre", "novembro"),
+    ("dezember", "décembre", "decembre", "diciembre", "dezembro", "dicembre", "dez.", "déc.", "dic."),
+)
 _ORDINAL = {1: "st", 2: "nd", 3: "rd", 21: "st", 22: "nd", 23: "rd", 31: "st"}
 
 
@@ -252,15 +268,31 @@ def _date_forms(da: str) -> list[str]:
             for mm in months:
                 forms |= {sep.join((y, mm, dd)), sep.join((dd, mm, y)), sep.join((mm, dd, y))}
                 forms |= {sep.join((dd, mm, y[2:])), sep.join((mm, dd, y[2:]))}
+    # a two-digit year first (70-03-15), and the three orders of six digits (700315, 150370, 031570)
+    y2 = y[2:]
+    for sep in ("-", "/", ".", "_", " "):
+        forms |= {sep.join((y2, mm, dd)) for dd in days for mm in months}
+    forms |= {y2 + m + d, d + m + y2, m + d + y2}
     name = _MONTH_NAMES[month - 1]
     names = {name, name[:3], name[:3] + ".", *(("sept", "sept.") if month == 9 else ())}
     spoken = {*days, f"{day}{_ORDINAL.get(day, 'th')}"}
     for mon in names:
         for dd in spoken:
-            forms |= {f"{dd}{sep}{mon}{sep}{y}" for sep in (" ", "-", "/", ".", "_", "")}
-            forms |= {f"{dd} {mon}, {y}", f"{dd} of {mon} {y}", f"{dd} of {mon}, {y}"}
-            forms |= {f"{mon} {dd} {y}", f"{mon} {dd}, {y}", f"{mon}-{dd}-{y}", f"{mon}_{dd}_{y}"}
+            for year in (y, y2):  # 15 March 1970, 15MAR70, Mar-15-70
+                forms |= {f"{dd}{sep}{mon}{sep}{year}" for sep in (" ", "-", "/", ".", "_", "")}
+                forms |= {
+                    f"{mon} {dd} {year}",
+                    f"{mon} {dd}, {year}",
+                    f"{mon}-{dd}-{year}",
+                    f"{mon}_{dd}_{year}",
+                }
+            forms |= {f"{dd} {mon}, {y}", f"{dd} of {mon} {y}", f"{dd} of {mon}, {y}", f"{dd}. {mon} {y}"}
             forms |= {f"{y}-{mon}-{dd}", f"{y} {mon} {dd}", f"{y}_{mon}_{dd}"}
+            forms |= {f"{mon} {dd} '{y2}", f"{mon} {dd}, '{y2}", f"{dd} {mon} '{y2}"}  # March 15 '70
+    for mon in _OTHER_MONTH_NAMES[month - 1]:
+        for dd in days:
+            forms |= {f"{dd}{sep}{mon}{sep}{y}" for sep in (" ", "-", "/", ".", "")}
+            forms |= {f"{dd}. {mon} {y}", f"{dd} de {mon} de {y}", f"{dd} {mon}, {y}", f"{mon} {dd}, {y}"}
     for dd in days:  # Chinese and Japanese, Korean
         for mm in months:
             forms |= {f"{y}年{mm}月{dd}日", *(f"{y}년{sep}{mm}월{sep}{dd}일" for sep in ("", " ", "_"))}
@@ -544,6 +576,9 @@ class Identifiers:
         and notes write it without its prefix)."""
         self.strong.update(_strong_forms(value))
         self.words.update(_id_numbers(value.strip()))
+        bare = value.strip().lstrip("0")
+        if value.strip().isdigit() and len(bare) >= _ID_NUMBER and bare != value.strip():
+            self.words.add(bare)  # 0004471923 as a system that reads it as a number writes it
 
         self._changed()
 
@@ -808,7 +843,8 @@ class Matcher:
         subs, words, nums, _ = self._frozen
         sub_groups, plain_groups = _gate_groups(subs, words, nums, frozenset(self.ids.raw), encodings)
         uids = tuple(sorted({u.encode("ascii", "ignore") for u in self.ids.uids}, key=len, reverse=True))
-        return GatePlan(sub_groups, plain_groups, uids)
+        numbers = tuple(n for _, pairs in plain_groups for n, kind in pairs if kind == "num" and _long_id(n))
+        return GatePlan(sub_groups, plain_groups, uids, numbers)
 
     def date_needles(self) -> tuple[DateNeedles, ...]:
         """Each of the input's dates with its written forms, as text and as bytes (see DateNeedles)."""
@@ -970,7 +1006,8 @@ class DateNeedles:
         if len(da) == 8 and da.isdigit():
             y, m, d = da[:4], da[4:6], da[6:]
             # the year, and the forms of digits alone (_date_forms joins these three without a separator)
-            keys = {y, y[2:], y + m + d, d + m + y, m + d + y}
+            # (and the six digits of a two-digit year, _date_forms's 700315, 150370 and 031570)
+            keys = {y, y[2:], y + m + d, d + m + y, m + d + y, y[2:] + m + d, d + m + y[2:], m + d + y[2:]}
         else:
             keys = {da}
         self.keys = frozenset(keys)
@@ -1089,6 +1126,7 @@ class GatePlan(NamedTuple):
     subs: tuple[tuple[bytes, tuple[bytes, ...]], ...]
     plain: tuple[tuple[bytes, tuple[tuple[bytes, str], ...]], ...]
     uids: tuple[bytes, ...]
+    numbers: tuple[bytes, ...] = ()  # IDs of digits alone, looked for with their digits grouped too
 
 
 @lru_cache(maxsize=1024)
@@ -1289,6 +1327,25 @@ def _runs_on(hay: bytes | str, end: int) -> bool:
     return after[0].isdigit() or (after[0] == "." and len(after) > 1 and after[1].isdigit())
 
 
+# Digits grouped by a dash or spaces (447-1923, 447 19 23): an ID of digits as people write it.
+# Not a dot, a slash or a backslash: those join the parts of numbers, dates and multiple values.
+_DIGIT_GAP = re.compile(rb"(?<=[0-9])(?:-| {1,2})(?=[0-9])")
+
+
+def _long_id(needle: bytes) -> bool:
+    return needle.isdigit() and len(needle) >= _ID_NUMBER
+
+
+def find_grouped_number(hay: bytes, numbers: Iterable[bytes]) -> bool:
+    """Whether one of ``numbers`` (IDs of digits alone, 6 digits or more) is in ``hay`` with its
+    digits grouped (447-1923 or 447 19 23 for 4471923), standing on its own once the groups are
+    joined. The ID as written whole is the ``num`` needles' (``find_bounded``)."""
+    if not _DIGIT_GAP.search(hay):
+        return False
+    joined = _DIGIT_GAP.sub(b"", hay)
+    return any(find_bounded(joined, n, "num", 0, len(joined)) >= 0 for n in numbers)
+
+
 def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> int:
     """First occurrence of ``needle`` in ``hay[start:end]`` that stands on its own (not inside a longer
     word, number or UID); -1 if none."""
@@ -1341,6 +1398,9 @@ def find_identifier(data: bytes, needles: list[tuple[bytes, str]]) -> str | None
                 low = data.lower()
             if find_bounded(low, needle, kind, 0, len(low)) >= 0:
                 return kind
+    numbers = [n for n, kind in needles if kind == "num" and _long_id(n)]
+    if numbers and find_grouped_number(data, numbers):
+        return "num"
     dates = getattr(needles, "dates", ())
     if dates:
         low = data.lower() if low is None else low
