@@ -26,7 +26,10 @@ KEY = b"k" * 32
 SIDECAR = SlideIdentity(
     patient_id="MRN4417702", patient_name="SUZUKI^KENJI", birth_date="1961-04-12", accession="S26-12345"
 )
-IDS = ["MRN4417702", "MRN 4417702", "4417702", "19610412", "12.04.1961", "1961-04-12", "SUZUKI", "S26-12345"]
+IDS = ["MRN4417702", "MRN 4417702", "4417702", "19610412", "12.04.1961", "1961-04-12", "SUZUKI", "S26-12345",
+       # the ID's digits grouped by thousands or a dash, the accession's without its letter (an outside
+       # reviewer's: Rack = 4,417,702 and Software 4.417.702 were kept)
+       "4,417,702", "4.417.702", "441-7702", "26-12345"]  # fmt: skip
 
 
 def _squeeze(data: bytes) -> bytes:
@@ -36,6 +39,7 @@ def _squeeze(data: bytes) -> bytes:
 def _forms(value: str) -> set[bytes]:
     forms = {_squeeze(value.encode())}
     forms |= {d.encode() for d in re.findall(r"\d{6,}", value)}
+    forms |= {d.encode() for d in re.findall(r"\d{6,}", re.sub(r"(?<=\d)[-,.](?=\d)", "", value))}
     if re.search(r"1961", value):
         forms.add(b"19610412")
         forms.add(b"12041961")
@@ -145,3 +149,19 @@ def test_a_digit_run_of_an_id_is_no_device_string(value: str) -> None:
     from curata.collect.wsi.deid import device_like
 
     assert not device_like(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [("20", True), ("0.4990", True), ("23.449873", True), ("23,449873", True), ("-0.0012", True), ("2040", True),
+     ("100-200", True), ("68,279,1256,685", True), ("4,417,702", False), ("555-867-5309", False), ("1961,02,03", False), ("078-05-1120", False),
+     ("24-99871", False), ("4.417.702", False), ("1234567", False)],
+)  # fmt: skip
+def test_a_numeric_field_keeps_measurements_and_no_grouped_ids_phones_or_dates(
+    value: str, kept: bool
+) -> None:
+    """Without a sidecar: digits grouped by a dash, a space or thousands are joined before the shape of an
+    ID (7 digits or more) or a date is looked for; a decimal's fraction is no group."""
+    from curata.collect.wsi.deid import _technical_number
+
+    assert _technical_number(value) is kept

@@ -1330,6 +1330,8 @@ def _repeated_tag(raw: bytes, ds: Dataset) -> int | None:
         if syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
             body = zlib.decompress(body, -zlib.MAX_WBITS)
         implicit, little = ds.original_encoding  # as dcmread read the data set
+        if implicit is None or little is None:
+            return None
         seen: set[int] = set()
         walk = pydicom.filereader.data_element_generator(io.BytesIO(body), implicit, little, defer_size=256)
         for elem in walk:

@@ -417,7 +417,12 @@ def _id_numbers(value: str) -> tuple[str, ...]:
     runs of 6 digits or more, each matched as a number (not inside a longer one)."""
     if any(c.isspace() for c in value) or not any(c.isalpha() for c in value):
         return ()
-    return tuple(run for run in _DIGIT_GROUP.findall(value) if len(run) >= _ID_NUMBER)
+    runs = [run for run in _DIGIT_GROUP.findall(value) if len(run) >= _ID_NUMBER]
+    # and its digits joined where they are grouped (S24-99871: 2499871, as a system without letters writes it)
+    joined = "".join(ch for ch in value if ch.isdigit())
+    if len(joined) >= _ID_NUMBER and joined not in runs and re.fullmatch(r"[^\W\d_]*[\d\-./]+", value):
+        runs.append(joined)
+    return tuple(runs)
 
 
 @lru_cache(maxsize=8192)
@@ -1327,9 +1332,13 @@ def _runs_on(hay: bytes | str, end: int) -> bool:
     return after[0].isdigit() or (after[0] == "." and len(after) > 1 and after[1].isdigit())
 
 
-# Digits grouped by a dash or spaces (447-1923, 447 19 23): an ID of digits as people write it.
-# Not a dot, a slash or a backslash: those join the parts of numbers, dates and multiple values.
-_DIGIT_GAP = re.compile(rb"(?<=[0-9])(?:-| {1,2})(?=[0-9])")
+# Digits grouped by a dash or spaces (447-1923, 447 19 23), or by thousands (4.417.702, 4,417,702,
+# 4'417'702): an ID of digits as people and software versions write it. A dot or a comma counts only
+# before a group of exactly three digits: otherwise it joins the parts of a decimal number (447.1923);
+# a slash or a backslash never does (dates, multiple values).
+_DIGIT_GAP = rb"(?:-| {1,2}|[.,'](?=[0-9]{3}(?![0-9])))"
+_GROUPS = re.compile(rb"[0-9]+(?:" + _DIGIT_GAP + rb"[0-9]+)+")
+_GAP = re.compile(_DIGIT_GAP)
 
 
 def _long_id(needle: bytes) -> bool:
@@ -1337,13 +1346,34 @@ def _long_id(needle: bytes) -> bool:
 
 
 def find_grouped_number(hay: bytes, numbers: Iterable[bytes]) -> bool:
-    """Whether one of ``numbers`` (IDs of digits alone, 6 digits or more) is in ``hay`` with its
-    digits grouped (447-1923 or 447 19 23 for 4471923), standing on its own once the groups are
-    joined. The ID as written whole is the ``num`` needles' (``find_bounded``)."""
-    if not _DIGIT_GAP.search(hay):
+    """Whether one of ``numbers`` (IDs of digits alone, 6 digits or more) is in ``hay`` written as
+    two or more consecutive groups of digits (447-1923, 447 19 23 or 4.417.702 for 4471923; in
+    ``GT450 4,417,702`` too). A group is a whole run of digits, so the ID stands on its own; a run
+    after a dot (a UID's or a decimal's) is not looked at. The ID written whole is the ``num``
+    needles' (``find_bounded``)."""
+    wanted = set(numbers)
+    if not wanted:
         return False
-    joined = _DIGIT_GAP.sub(b"", hay)
-    return any(find_bounded(joined, n, "num", 0, len(joined)) >= 0 for n in numbers)
+    # first what the groups need (C speed): the ID's digits together once the marks between groups
+    # are dropped; the groups themselves are looked for only then (a regex over every byte of
+    # every span the gate reads cost more than the rest of the engine)
+    squeezed = hay.translate(None, b"-., '")
+    if not any(squeezed.find(n) >= 0 for n in wanted):
+        return False
+    longest = max(map(len, wanted))
+    for m in _GROUPS.finditer(hay):
+        if m.start() and hay[m.start() - 1] == 0x2E:
+            continue
+        groups = _GAP.split(m.group())
+        for i in range(len(groups) - 1):
+            joined = groups[i]
+            for group in groups[i + 1 :]:
+                joined += group
+                if len(joined) > longest:
+                    break
+                if joined in wanted:
+                    return True
+    return False
 
 
 def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> int:

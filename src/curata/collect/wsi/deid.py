@@ -185,8 +185,8 @@ _NUMERIC = re.compile(r"^[-+0-9.,eE /%]*$")
 # A date has the shape of numbers (``1961/02/03``, ``03.02.1961``, ``19610203``): a field kept for its
 # number keeps no date (a birth date written where a rack or exposure number goes)
 _NUMBER_DATE = re.compile(
-    r"(?<!\d)(?:19|20)\d\d(?:([-/.: ])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))(?!\d)"
-    r"|(?<!\d)\d{1,2}([-/.])\d{1,2}\2(?:19|20)?\d\d(?!\d)"
+    r"(?<!\d)(?:19|20)\d\d(?:([-/.:, ])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))(?!\d)"
+    r"|(?<!\d)\d{1,2}([-/.,])\d{1,2}\2(?:19|20)?\d\d(?!\d)"
 )
 
 
@@ -203,10 +203,22 @@ def _calibration_hex(value: str) -> bool:
 _ID_DIGITS = re.compile(r"(?<![\d.])\d{7,}")
 
 
+# Digits grouped as people write a record number, a phone or an accession: by a dash or a space
+# (555-867-5309, 078-05-1120, 24-99871), or by thousands (4,417,702: one mark, before groups of
+# exactly three digits, the number ending there). A decimal's fraction (0.4990, 23,449873 with a
+# decimal comma) and a list of numbers (68,279,1256,685, an NDPI region) are no such groups.
+_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}([.,])\d{3}(?:\1\d{3})*(?!\d|[.,]\d)")
+_DASHED = re.compile(r"(?<=\d)[- ](?=\d)")
+
+
 def _technical_number(value: str) -> bool:
     """A value kept for its number: digits, signs, separators, and not the shape of a date or of an
-    ID's digits (7 or more in a whole number: ``Rack = 4417702``)."""
-    return bool(_NUMERIC.fullmatch(value)) and not _NUMBER_DATE.search(value) and not _ID_DIGITS.search(value)
+    ID's digits (7 or more in a whole number: ``Rack = 4417702``), its groups joined too
+    (``Rack = 4,417,702``, ``Slide = 555-867-5309``)."""
+    if not _NUMERIC.fullmatch(value) or _NUMBER_DATE.search(value) or _ID_DIGITS.search(value):
+        return False
+    joined = _DASHED.sub("", _THOUSANDS.sub(lambda m: re.sub(r"[.,]", "", m.group()), value))
+    return joined == value or not (_ID_DIGITS.search(joined) or _NUMBER_DATE.search(joined))
 
 
 _HEXISH = re.compile(r"^[0-9A-Fa-f,]*$")
