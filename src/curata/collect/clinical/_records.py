@@ -386,7 +386,12 @@ class RecordBuilder:
             )
         elif table in ("measurement", "observation"):
             num = self.number(value, "value")
-            vtext = None if num is not None else self.text(value, who, limit=50)
+            # the patient's MRN, phone or birth date read as a number: removed, as the cleaner removes
+            # it from text (its text form is not kept either: 4417702.0 is no form the cleaner reads)
+            hidden = who.is_identifying(num)
+            if hidden:
+                num = None
+            vtext = None if num is not None or hidden else self.text(value, who, limit=50)
             u = None
             if unit is not None and str(unit).strip():
                 u = str(unit).strip()
@@ -441,9 +446,12 @@ class RecordBuilder:
             if table in ("observation",) and row.get("value_as_string") is None:
                 row["value_as_string"] = nt[:60]
             row["note"] = nt
-        # the gate: none of the patient's own identifiers may stand in any text of the row
+        # the gate: none of the patient's own identifiers may stand in any text of the row, nor be any
+        # of its numbers
         for k, v in row.items():
             if isinstance(v, str) and k not in ("pseudonym", "record_key") and self.survives(v, who):
                 raise RowError(f"final gate: an identifying value survived in {k}")
+            if isinstance(v, float) and who.is_identifying(v):
+                raise RowError(f"final gate: an identifying number survived in {k}")
         self.batch.events.setdefault(table, []).append(row)
         return row

@@ -9,6 +9,7 @@ cleaner; the final gate refuses any output value in which one of the patient's o
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +41,22 @@ class PatientIdentity:
     pseudonym: str
     shift_days: int
     ids: Identifiers = field(default_factory=Identifiers)
+    # ``identifying_numbers(ids)`` and the sizes of the sets it was read from (they only grow)
+    _numbers: tuple[tuple[int, int], frozenset[float]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def numbers(self) -> frozenset[float]:
+        """The patient's identifiers that a value read as a number can be (``identifying_numbers``),
+        made again only when identifiers were added since (a specimen ID learnt from a row)."""
+        size = (len(self.ids.words), len(self.ids.dates))
+        if self._numbers is None or self._numbers[0] != size:
+            self._numbers = (size, identifying_numbers(self.ids))
+        return self._numbers[1]
+
+    def is_identifying(self, value: float | None) -> bool:
+        """Whether ``value`` (an output number) is one of the patient's own identifiers."""
+        return is_identifying_number(value, self.numbers())
 
 
 _WORD_RE = re.compile(r"\w+")
@@ -139,6 +156,52 @@ class ClinicalDeidentifier:
         return f"{kind.upper()}-" + self.pseudo.patient(f"{kind}:{value.strip()}").removeprefix(
             self.pseudo.prefix
         )
+
+
+ID_DIGITS = 6  # an identifier read as a number has this many digits or more (a year, a ward, 70 kg do not)
+_DIGITS = re.compile(r"[0-9]+")
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def identifying_numbers(ids: Identifiers) -> frozenset[float]:
+    """The patient's identifiers as the numbers a value column holds when a system reads them as one:
+    an ID, MRN or phone of digits (``MRN-4417702``: 4417702; ``+1 555-867-5309``: 15558675309, and
+    5558675309 and 8675309 without the leading groups, as local systems write a phone), any run of 6
+    digits or more in another identifier, and the birth date as the numbers people write it (19610203,
+    3021961, 2031961, 610203: year, day or month first, four- or two-digit year). Only numbers of 6
+    digits or more (``ID_DIGITS``, leading zeros dropped): a measurement of 70 or 5.5 is never taken
+    for an identifier. The text cleaner finds these values in text; a number never reaches it."""
+    out: set[int] = set()
+
+    def add(digits: str) -> None:
+        bare = digits.lstrip("0")
+        if len(bare) >= ID_DIGITS:
+            out.add(int(bare))
+
+    for word in ids.words:
+        groups = _DIGITS.findall(word)
+        for run in groups:
+            add(run)
+        if groups and not _LETTER.search(word):  # digits and separators alone: a phone, an ID, a date
+            for k in range(len(groups) - 1):
+                add("".join(groups[k:]))
+    for da in ids.dates:
+        if len(da) == 8 and da.isdigit():
+            y, m, d = da[:4], da[4:6], da[6:]
+            for form in (y + m + d, d + m + y, m + d + y, y[2:] + m + d, d + m + y[2:], m + d + y[2:]):
+                add(form)
+    return frozenset(out)
+
+
+def is_identifying_number(value: float | None, numbers: frozenset[float]) -> bool:
+    """Whether ``value`` is one of ``numbers`` (its sign dropped: -4417702 is the MRN too)."""
+    if value is None or not numbers or isinstance(value, bool):
+        return False
+    try:
+        f = abs(float(value))
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(f) and f in numbers
 
 
 def shift(day: dt.date | dt.datetime | None, days: int) -> dt.date | dt.datetime | None:

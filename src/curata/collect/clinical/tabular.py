@@ -276,6 +276,7 @@ class _Table:
         self._cleaned: dict[tuple[int, str, int | None], str | None] = {}
         self._gated: dict[tuple[int, str], bool] = {}
         self.others: OtherPatients | None = None  # built once every patient of the export is known
+        self._numbers: npt.NDArray[np.float64] | None = None  # every patient's ``numbers()``, made once
 
     def ids_for(self, p: int, text: str) -> Identifiers:
         """Patient ``p``'s identifiers when one of them may stand in ``text`` (``MatchKeys``: in any form
@@ -425,6 +426,27 @@ class _Table:
         codes = col.codes.copy()
         codes[rows] = len(col.uniques) + inverse
         return Column(codes, [*col.uniques, *extra])
+
+    def identifying(self, number: npt.NDArray[np.float64]) -> BoolArray:
+        """The rows whose ``number`` is one of their own patient's identifiers read as a number (the
+        MRN, a phone, the birth date: ``identifying_numbers``). Any patient's numbers first, in C: rows
+        with none of them (nearly all) are never looked at one by one."""
+        out = np.zeros(self.n, dtype=bool)
+        if self._numbers is None:  # every identifier is learnt before the events are read
+            self._numbers = np.array([n for who in self.patients for n in who.numbers()], dtype=float)
+        if not len(self._numbers):
+            return out
+        with np.errstate(invalid="ignore"):
+            maybe = (self.pid >= 0) & np.isin(np.abs(number), self._numbers)
+        for r in np.nonzero(maybe)[0].tolist():
+            out[r] = self.patients[int(self.pid[r])].is_identifying(float(number[r]))
+        return out
+
+    def gate_numbers(self, number: npt.NDArray[np.float64], field: str) -> None:
+        """Refuse the rows whose number in ``field`` is one of their patient's own identifiers."""
+        self.refuse(
+            self.identifying(number) & self.alive(), f"final gate: an identifying number survived in {field}"
+        )
 
     def gate(self, col: Column, field: str) -> None:
         """Refuse the rows where one of their patient's own identifiers stands in ``col``."""
@@ -771,6 +793,9 @@ def _event(t: _Table, table: str, refs: dict[str, Ref], ei: int) -> tuple[dict[s
         strings.update(vtext=vtext, unit=unit)
         number = np.asarray(num.values(), dtype=float)
         number[~numeric] = np.nan
+        # the patient's MRN, phone or birth date read as a number: removed (the row is kept), as the
+        # cleaner removes it from text; its text is not kept either (a number's is None)
+        number[t.identifying(number)] = np.nan
         if table == "measurement":
             data.update(
                 measurement_date=s_day,
@@ -824,6 +849,9 @@ def _event(t: _Table, table: str, refs: dict[str, Ref], ei: int) -> tuple[dict[s
             data["value_as_string"] = _encode_series(pd.Series(filled, dtype=object))
     for k, col in strings.items():
         t.gate(col, k)
+    for k, v in data.items():  # and none of them may be one of the row's numbers
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+            t.gate_numbers(v, k)
     return data, present
 
 

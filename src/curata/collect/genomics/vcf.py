@@ -4,9 +4,12 @@ Variants are data and are kept (their re-identification risk is named in the dat
 identifies the person or the site in the header is removed: ``##commandline`` and every other command
 or program-call line, ``##SAMPLE`` / ``##PEDIGREE``, ``##fileDate`` and other dates, file paths (in
 ``##reference``, ``##source`` or anywhere), unknown lines, and attributes of INFO / FORMAT / FILTER /
-ALT / META lines that the specification does not define. Descriptions that stay are cleaned with
-the DICOM engine's free-text cleaner, of the patient's identifiers from the clinical inputs of this
-run and of earlier ones (sealed on site under the vault folder, ``clinical/``). The output (bgzip-compressed VCF) passes the byte gate for the
+ALT / META lines that the specification does not define. Every attribute text that stays
+(Description, Source, Version, a contig's assembly, META Values) is cleaned with the DICOM engine's
+free-text cleaner, of the patient's identifiers from the clinical inputs of this run and of earlier ones
+(sealed on site under the vault folder, ``clinical/``), and of what the header's own person lines
+(``##SAMPLE``, ``##individual``, ``##PEDIGREE``) say of the individual: those values are identifiers
+for the rest of the header and for the records too, with or without a clinical input. The output (bgzip-compressed VCF) passes the byte gate for the
 original sample IDs before it is stored; lines with letters beyond ASCII are also read as text by the
 cleaner's matcher (full width, decomposed Hangul, CJK dates), in the gate and where records are cleaned.
 """
@@ -103,25 +106,133 @@ def _header_line(line: str, ids: Identifiers) -> str | None:
         return f"##source={v}" if v else None
     if key == "contig":
         attrs = re.findall(r'([A-Za-z_]+)=("[^"]*"|[^,>]*)', value)
-        kept = [f"{k}={v}" for k, v in attrs if k in _CONTIG_KEEP and not _PATH.search(v)]
+        kept = []
+        for k, v in attrs:
+            if k not in _CONTIG_KEEP or _PATH.search(v):
+                continue
+            cleaned = v if k in _LAYOUT else _attribute_text(v, ids)
+            if cleaned is not None:
+                kept.append(f"{k}={cleaned}")
         return f"##contig=<{','.join(kept)}>" if kept else None
     if value.startswith("<") and value.endswith(">"):
-        # INFO / FORMAT / FILTER / ALT / META: structured; the attributes the specification defines, the
-        # quoted text (Description...) cleaned; others (a lab's own Note=, Lab=) are not kept
+        # INFO / FORMAT / FILTER / ALT / META: structured; the attributes the specification defines, every
+        # text among them (Description, Source, Version, Values...) cleaned; others (a lab's own Note=,
+        # Lab=) are not kept
         kept = []
         for name, raw in _ATTRIBUTE.findall(value[1:-1]):
             if name not in _STRUCTURED_KEEP.get(key, ()):
                 continue
-            if raw.startswith('"'):
-                text = raw[1:-1]
-                if _PATH.search(text):
-                    text = _PATH.split(text)[0]
-                raw = f'"{clean(text, ids) or ""}"'
-            elif _PATH.search(raw):
-                return None
+            if name in _LAYOUT:
+                if _PATH.search(raw):
+                    return None
+            else:
+                cleaned = _attribute_text(raw, ids)
+                if cleaned is None and name != "Description":
+                    continue
+                raw = cleaned or '""'  # INFO and FORMAT lines need their Description, if empty
             kept.append(f"{name}={raw}")
         return f"##{key}=<{','.join(kept)}>" if kept else None
     return None
+
+
+# Attributes that lay the file out (a field's key, its count and type, a contig's length and checksum):
+# read by htslib, never text to clean. An identifier there is left to the gate, which refuses the file.
+_LAYOUT = frozenset({"ID", "Number", "Type", "length", "md5"})
+_BARE = re.compile(r'[^\s,<>"=\[\]]*')  # a value that needs no quotes
+
+
+def _attribute_text(raw: str, ids: Identifiers) -> str | None:
+    """A header attribute's value as written (quoted, a ``[a, b]`` list, or bare) cleaned as the other
+    header text is, of the patient's identifiers and generic shapes, and cut where a path begins.
+    None when nothing is left. A bare value the cleaner changed is quoted (``*`` and spaces)."""
+    if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
+        text = raw[1:-1]
+        if _PATH.search(text):
+            text = _PATH.split(text)[0]
+        out = clean(text, ids)
+        return None if out is None else f'"{out}"'
+    if len(raw) >= 2 and raw[0] == "[" and raw[-1] == "]":
+        items = [clean(item.strip(), ids) for item in raw[1:-1].split(",")]
+        kept = [item for item in items if item and "," not in item]
+        return f"[{', '.join(kept)}]" if kept else None
+    if _PATH.search(raw):
+        raw = _PATH.split(raw)[0]
+    out = clean(raw, ids)
+    if out is None or out == raw or _BARE.fullmatch(out):
+        return out
+    return '"' + out.replace('"', "'") + '"'
+
+
+# Header lines that describe the person sequenced (VCF 4.3 ##SAMPLE and ##PEDIGREE, and the lines
+# pipelines write for the individual): dropped, and every value they carry is an identifier of the file's
+# patient, looked for in the rest of the header and in the records (a name in ##source, a DOB in a field).
+_PERSON_LINES = frozenset(
+    {
+        "sample",
+        "individual",
+        "pedigree",
+        "patient",
+        "subject",
+        "proband",
+        "donor",
+        "person",
+        "dob",
+        "birthdate",
+    }
+)
+# ##SAMPLE attributes that describe the sample, not who it is from (VCF 4.3 section 1.4.8, and the
+# pipelines' own): never taken as an identifier (Disease=Cancer is no name).
+_DESCRIBING = frozenset(
+    {
+        "assay", "ethnicity", "disease", "description", "doi", "genomes", "mixture", "sex", "gender",
+        "tissue", "phenotype", "affected", "status", "type", "sampletype", "source", "platform", "library",
+    }
+)  # fmt: skip
+_WHOLE_DATE = re.compile(r"(\d{4})[-/.]?(\d{2})[-/.]?(\d{2})")
+_WRITTEN_DATE = re.compile(r"(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})")
+
+
+def header_identifiers(header: str, ids: Identifiers) -> None:
+    """Add to ``ids`` what the header itself says about the person sequenced (``_PERSON_LINES``): the
+    individual's name, birth date, IDs and relatives' sample names. A VCF without a clinical input in
+    the run is then cleaned and gated for them as for the identifiers a clinical export names."""
+    for line in header.splitlines():
+        m = re.match(r"##([^=]+)=(.*)$", line)
+        if not m or m.group(1).strip().lower() not in _PERSON_LINES:
+            continue
+        value = m.group(2).strip()
+        if value.startswith("<") and value.endswith(">"):
+            value = value[1:-1]
+        attrs = _ATTRIBUTE.findall(value) if "=" in value else [("", value)]
+        if m.group(1).strip().lower() in ("dob", "birthdate"):
+            attrs = [("DOB", value)]
+        for name, raw in attrs:
+            if name.lower() in _DESCRIBING:
+                continue
+            text = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
+            _add_header_value(ids, text.strip(), sample=name == "ID" or name.startswith("Name_"))
+
+
+def _add_header_value(ids: Identifiers, value: str, *, sample: bool) -> None:
+    """One value of a person's header line, as the identifier it is: a date (as its YYYYMMDD), a name
+    (letters alone), else an ID (4 characters or more; a sample name, as the column's, 2)."""
+    if not value or value == ".":
+        return
+    whole = _WHOLE_DATE.fullmatch(value)
+    written = _WRITTEN_DATE.fullmatch(value)
+    if whole:
+        ids.add_date("".join(whole.groups()))
+    elif written:  # 03/02/1961: day or month first, both taken where both are dates
+        a, b, y = (int(g) for g in written.groups())
+        for month, day in ((b, a), (a, b)):
+            if 1 <= month <= 12 and 1 <= day <= 31:
+                ids.add_date(f"{y:04d}{month:02d}{day:02d}")
+    elif not any(c.isdigit() for c in value):
+        ids.add_name(value)
+        if sample:
+            ids.add_word(value, min_len=2)
+    else:
+        ids.add_word(value, min_len=2 if sample else 4)
 
 
 _ATTRIBUTE = re.compile(r'([A-Za-z_][\w.]*)=("(?:[^"\\]|\\.)*"|\[[^\]]*\]|[^,>]*)')
@@ -248,9 +359,12 @@ def deidentify_vcf(
             p = deid.patient(pid).pseudonym
             n = sum(1 for q in pseudonyms if q.split("_")[0] == p)
             pseudonyms.append(p if n == 0 else f"{p}_{n + 1}")
+        header_text = str(vf.header)
+        if deid is not None:
+            header_identifiers(header_text, ids)
         header_lines, dropped = [], 0
         csq_fields: list[str] | None = None
-        for line in str(vf.header).splitlines():
+        for line in header_text.splitlines():
             if line.startswith("#CHROM"):
                 cols = line.split("\t")
                 header_lines.append(
