@@ -17,7 +17,7 @@ from curata.collect.deid.text import DateNeedles, digit_keys, key_runs
 from curata.errors import CurataError
 
 KEY = b"k" * 32
-DATE_FORMS = ("15 Mar 70", "15MAR70", "700315", "150370", "70-03-15", "15. März 1970", "15 mars 1970",
+DATE_FORMS = ("15 Mar 70", "15MAR70", "70-03-15", "15. März 1970", "15 mars 1970",
               "15 de marzo de 1970", "Mar-15-70", "March 15 '70", "15 março 1970")  # fmt: skip
 ID_FORMS = (("4471923", "447-1923"), ("4471923", "447 19 23"), ("0004471923", "4471923"), ("4417702", "4.417.702"),
             ("4417702", "4,417,702"), ("4417702", "GT450 4,417,702"), ("S24-99871", "24-99871"))  # fmt: skip
@@ -63,7 +63,7 @@ def test_an_id_as_written_never_survives(pid: str, form: str, profile: str, whol
 
 
 @pytest.mark.parametrize(
-    "form", ["70-03-15", "700315", "150370", "031570", "15mar70", "mar-15-70", "march 15 '70"]
+    "form", ["70-03-15", "70/3/15", "15mar70", "mar-15-70", "march 15 '70", "15. märz 1970"]
 )
 def test_the_date_keys_meet_every_new_form(form: str) -> None:
     """A form is looked for only where the date's keys meet the text's runs of digits: each new
@@ -71,6 +71,13 @@ def test_the_date_keys_meet_every_new_form(form: str) -> None:
     date = DateNeedles("19700315")
     assert form in date.forms
     assert not digit_keys(key_runs(form.encode())).isdisjoint(date.byte_keys)
+
+
+def test_six_digits_alone_are_no_date_form() -> None:
+    """113008 is 11:30:08 (a TM) as well as 30 Nov 2008 written month first: six digits alone would
+    refuse every file whose time equals such a form of one of its dates (2 of the bench's 960)."""
+    forms = DateNeedles("20081130").forms
+    assert "113008" not in forms and "081130" not in forms and "301108" not in forms
 
 
 ESCAPED = (  # (the patient's name, how a kept or cleaned value writes it)

@@ -268,11 +268,11 @@ def _date_forms(da: str) -> list[str]:
             for mm in months:
                 forms |= {sep.join((y, mm, dd)), sep.join((dd, mm, y)), sep.join((mm, dd, y))}
                 forms |= {sep.join((dd, mm, y[2:])), sep.join((mm, dd, y[2:]))}
-    # a two-digit year first (70-03-15), and the three orders of six digits (700315, 150370, 031570)
+    # a two-digit year first (70-03-15). Not six digits alone (700315, 150370, 031570): those are
+    # times too (113008 is 11:30:08 and 30 Nov 2008), and refused 2 of the bench's 960 files
     y2 = y[2:]
     for sep in ("-", "/", ".", "_", " "):
         forms |= {sep.join((y2, mm, dd)) for dd in days for mm in months}
-    forms |= {y2 + m + d, d + m + y2, m + d + y2}
     name = _MONTH_NAMES[month - 1]
     names = {name, name[:3], name[:3] + ".", *(("sept", "sept.") if month == 9 else ())}
     spoken = {*days, f"{day}{_ORDINAL.get(day, 'th')}"}
@@ -1011,8 +1011,7 @@ class DateNeedles:
         if len(da) == 8 and da.isdigit():
             y, m, d = da[:4], da[4:6], da[6:]
             # the year, and the forms of digits alone (_date_forms joins these three without a separator)
-            # (and the six digits of a two-digit year, _date_forms's 700315, 150370 and 031570)
-            keys = {y, y[2:], y + m + d, d + m + y, m + d + y, y[2:] + m + d, d + m + y[2:], m + d + y[2:]}
+            keys = {y, y[2:], y + m + d, d + m + y, m + d + y}
         else:
             keys = {da}
         self.keys = frozenset(keys)
