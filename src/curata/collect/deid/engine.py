@@ -460,8 +460,9 @@ class Deidentifier:
             # pydicom keeps the last of two values: a real name followed by another would never
             # be looked for in the rest of the file (the lanes and the lean reader decline such files)
             raise InputError(
-                f"element {_tag_text(repeated)} appears twice in the data set: which value is the "
-                "patient's cannot be told",
+                # named by its keyword only: an unknown tag's digits may be the bytes of a value
+                f"{keyword_for_tag(repeated) or 'an element'} appears twice in the data set: which "
+                "value is the patient's cannot be told",
                 path=source or None,
                 hint="export the object again from the source system",
             )
@@ -1303,10 +1304,6 @@ def _encodings(ds: Dataset) -> list[str]:
         )
     except Exception:
         return []
-
-
-def _tag_text(tag: int) -> str:
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def _repeated_tag(raw: bytes, ds: Dataset) -> int | None:
