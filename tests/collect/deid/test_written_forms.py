@@ -73,6 +73,32 @@ def test_the_date_keys_meet_every_new_form(form: str) -> None:
     assert not digit_keys(key_runs(form.encode())).isdisjoint(date.byte_keys)
 
 
+@pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])
+@pytest.mark.parametrize("profile", ["basic", "research", "research-strict"])
+@pytest.mark.parametrize("form", ["700315", "150370", "031570", "DOB150370", "dob:700315"])
+def test_the_birth_date_in_six_digits_never_survives(form: str, profile: str, whole: bool) -> None:
+    """The patient's own birth date with a two-digit year and no separator (YYMMDD, DDMMYY, MMDDYY),
+    as notes write it: looked for as a whole number, like an ID's digits."""
+    out = _released(profile, whole, form)
+    digits = form[-6:]
+    assert out is None or digits.encode() not in out
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])
+def test_a_time_that_reads_as_a_study_date_is_released(whole: bool) -> None:
+    """Six-digit forms are the birth date's only: a file whose ContentTime (113008) is its StudyDate
+    (20081130) written month first with a two-digit year is released, not refused."""
+    ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "QUIXBORNE^ZELPHINA", "XK4471923", "19700315"
+    ds.StudyDate = ds.ContentDate = "20081130"
+    ds.ContentTime = "113008"
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    deid = Deidentifier(KEY, load_profile("research"), ocr=False)
+    deid.raw_lane = not whole
+    assert deid.deidentify_bytes(buf.getvalue()).output_bytes
+
+
 def test_six_digits_alone_are_no_date_form() -> None:
     """113008 is 11:30:08 (a TM) as well as 30 Nov 2008 written month first: six digits alone would
     refuse every file whose time equals such a form of one of its dates (2 of the bench's 960)."""

@@ -411,6 +411,20 @@ def _strong_forms(value: str) -> frozenset[str]:
 _ID_NUMBER = 6  # digits: shorter runs of an ID (a year, a ward) are not the ID
 
 
+def _six_digit_forms(value: str) -> tuple[str, ...]:
+    """A strong date (the birth date) written with a two-digit year and no separator: 700315, 150370,
+    031570. Matched as whole numbers, like an ID's digits. Only the patient's own dates: the study's
+    dates have no such forms, since 113008 is a time (11:30:08) as much as 30 Nov 2008, and kept times
+    would be refused. A time equal to one of these forms is refused (a safe false refusal); it cannot
+    happen for a birth year whose last two digits are 60 or more (no hour, minute or second reads so)."""
+    if len(value) != 8 or not value.isdigit():
+        return ()
+    y, m, d = value[2:4], value[4:6], value[6:]
+    if not ("01" <= m <= "12" and "01" <= d <= "31"):
+        return ()
+    return (y + m + d, d + m + y, m + d + y)
+
+
 def _id_numbers(value: str) -> tuple[str, ...]:
     """The number of an ID written with letters (MRN-4471923, JP5550193377, KR-700193): systems and notes
     write it without its prefix (4471923). One token only (an address's postal code is not taken), its
@@ -581,6 +595,7 @@ class Identifiers:
         and notes write it without its prefix)."""
         self.strong.update(_strong_forms(value))
         self.words.update(_id_numbers(value.strip()))
+        self.words.update(_six_digit_forms(value.strip()))
         bare = value.strip().lstrip("0")
         if value.strip().isdigit() and len(bare) >= _ID_NUMBER and bare != value.strip():
             self.words.add(bare)  # 0004471923 as a system that reads it as a number writes it
