@@ -10,6 +10,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from curata.collect.deid.calendars import calendar_years
 from curata.collect.deid.engine import _held_date
 from curata.collect.deid.text import (
     _KEY_RUNS_STR,
@@ -44,8 +45,10 @@ def test_every_form_of_a_date_meets_its_keys_and_is_found(da: str, before: str, 
     gate = ids.gate_needles()  # what slides, VCFs and clinical tables are checked with
     assert gate and not list(gate)  # the dates alone, kept apart: still something to look for
     forms = _date_forms(da)
-    # the keys are written without the forms: the year and exactly the forms of digits alone
-    assert needles.keys == {da[:4], da[2:4], *(f for f in forms if f.isdigit())}
+    # the keys are written without the forms: the year, exactly the forms of digits alone, and the
+    # years (and digits alone) of the date in other calendars
+    other = calendar_years(dt.date(int(da[:4]), int(da[4:6]), int(da[6:])))
+    assert needles.keys == {da[:4], da[2:4], *(f for f in forms if f.isdigit()), *other}
     for form in forms:
         text = f"{before}{form}{after}"
         assert not needles.keys.isdisjoint(digit_keys(_KEY_RUNS_STR.findall(text.lower()))), form

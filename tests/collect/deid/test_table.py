@@ -12,6 +12,7 @@ from curata.collect.deid.table import (
     CURVE_GROUP,
     OVERLAY_DATA,
     PRIVATE,
+    SUPPLEMENT,
     action_maps,
     iod_for,
     option_action,
@@ -28,7 +29,7 @@ ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
 
 def test_all_621_rows_load_with_repeating_groups_and_private() -> None:
     table = rules()
-    assert len(table) == 621
+    assert len(table) == 621 + len(SUPPLEMENT)
     assert table[PRIVATE].basic == "X"
     assert table[CURVE_GROUP].basic == "X" and table[OVERLAY_DATA].basic == "X"
     assert {r.basic for r in table.values()} == {"X", "D", "U", "Z", "X/D", "X/Z", "X/Z/D", "Z/D", "X/Z/U*"}

@@ -269,7 +269,11 @@ def _identifier_sources(profile: Profile) -> frozenset[int]:
 
 @cache
 def _address_tags() -> frozenset[int]:
-    return frozenset(t for t, r in rules().items() if t > 0 and ("Address" in r.name or "Telecom" in r.name))
+    return frozenset(
+        t
+        for t, r in rules().items()
+        if t > 0 and ("Address" in r.name or "Telecom" in r.name or "Telephone" in r.name)
+    )
 
 
 # A person's address (the patient's, a Person Identification's) also counts by its street as notes name

@@ -34,9 +34,22 @@ def _load_json(name: str) -> Any:
     return json.loads(resources.files("curata.collect.deid._standard").joinpath(name).read_text())
 
 
+# Rows Curata adds to its copy of the table (a January 2025 snapshot): attributes of the Patient Module
+# that identify the patient as much as a row's attribute does and that the snapshot does not list. All
+# three go (X): Patient's Birth Date in Alternative Calendar (S36.02.03, 25040203, 1339/11/14) is the
+# birth date; without a row it was kept as ordinary text, in every profile. The calendar's name is
+# required only beside those dates (type 1C), so it goes with them.
+SUPPLEMENT = {
+    0x00100033: "Patient's Birth Date in Alternative Calendar",
+    0x00100034: "Patient's Death Date in Alternative Calendar",
+    0x00100035: "Patient's Alternative Calendar",
+}
+
+
 @cache
 def rules() -> dict[int, Rule]:
-    """All 621 rows keyed by tag (repeating groups keyed by their 50xx/60xx base tag)."""
+    """All 621 rows keyed by tag (repeating groups keyed by their 50xx/60xx base tag), and Curata's
+    ``SUPPLEMENT``."""
     column_to_option = {col: opt for opt, (col, _, _) in OPTIONS.items() if col}
     out: dict[int, Rule] = {}
     for row in _load_json("ps3.15-table-E.1-1.json"):
@@ -47,6 +60,8 @@ def rules() -> dict[int, Rule]:
             tag = int((text[1:5] + text[6:10]).replace("X", "0"), 16)
         opts = tuple(sorted((column_to_option[k], v) for k, v in row.items() if k in column_to_option))
         out[tag] = Rule(tag, row["name"].split("\n")[0].strip(), row["basicProfile"], opts)
+    for tag, name in SUPPLEMENT.items():
+        out.setdefault(tag, Rule(tag, name, "X", ()))  # a later edition's own row wins
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import datetime
 import itertools
 import operator
 import re
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import NamedTuple, TypeVar
 
+from curata.collect.deid import calendars
 from curata.collect.deid._readings import fold, folds, legacy_offsets, legacy_readings, unfold_span
 from curata.collect.deid._scripts import latin_spellings
 
@@ -299,6 +301,15 @@ def _date_forms(da: str) -> list[str]:
     roman = _ROMAN_MONTHS[month - 1]
     for dd in days:
         forms |= {f"{dd}{sep}{roman}{sep}{y}" for sep in (" ", "-", "/", ".", "_")}
+    try:
+        day_of = datetime.date(int(y), month, day)
+    except ValueError:  # 31 February: no other calendar has it either
+        return sorted(forms)
+    # other calendars (calendars.py), each form only where a run of its digits is among the date's keys
+    keys = DateNeedles(da).keys
+    for form in calendars.other_calendar_forms(day_of):
+        if any(run in keys or run[:_COMPACT] in keys for run in _KEY_RUNS_STR.findall(form)):
+            forms.add(form)
     return sorted(forms)
 
 
@@ -411,6 +422,33 @@ def _strong_forms(value: str) -> frozenset[str]:
 _ID_NUMBER = 6  # digits: shorter runs of an ID (a year, a ward) are not the ID
 
 
+_PHONE_DIGITS = 7  # a subscriber's number: the shortest part of a phone that is still identifying
+
+
+def _phone_numbers(value: str) -> tuple[str, ...]:
+    """A phone number (digits in groups, no letters) as a note writes it on its own: without its
+    leading groups (``+1 (555) 867-5309``: 5558675309, 8675309), as long as 7 digits are left; and an
+    international number with the trunk prefix a national one writes instead of the country code
+    (``+61 2 9876 5432``: 0298765432, (02) 9876 5432). A national number written with its country code
+    elsewhere (``0412 345 678`` as ``+61 412 345 678``) is not linked: that needs the site's country."""
+    if any(c.isalpha() for c in value):
+        return ()
+    groups = _DIGIT_GROUP.findall(value)
+    if len(groups) < 2:
+        return ()
+    out = []
+    for k in range(1, len(groups)):
+        rest = "".join(groups[k:])
+        if len(rest) >= _PHONE_DIGITS:
+            out.append(rest)
+    if value.lstrip().startswith("+") and len(out) and not out[0].startswith("0"):
+        out.append("0" + out[0])  # the first group is the country code
+    national = "".join(groups).lstrip("0")
+    if groups[0].startswith("0") and len(national) >= _PHONE_DIGITS:
+        out.append(national)  # 0412 345 678 without its trunk prefix: 412345678
+    return tuple(out)
+
+
 def _six_digit_forms(value: str) -> tuple[str, ...]:
     """A strong date (the birth date) written with a two-digit year and no separator: 700315, 150370,
     031570. Matched as whole numbers, like an ID's digits. Only the patient's own dates: the study's
@@ -516,11 +554,27 @@ def _titled_family_names(run: str) -> tuple[str, ...]:
 
 # The kinds of street written after the street's name (Adeola Odeku St, Old Kent Road, Hauptstraße is one
 # word): notes name the street without them too.
-_STREET_KINDS = frozenset({
-    "st", "street", "rd", "road", "ave", "av", "avenue", "blvd", "boulevard", "ln", "lane", "dr", "drive",
-    "way", "ct", "court", "pl", "place", "sq", "square", "ter", "terrace", "cres", "crescent", "close",
-    "hwy", "highway", "pkwy", "parkway", "str", "strasse", "straße", "weg", "gasse", "allee", "platz",
-})  # fmt: skip
+# The kinds of street, each with the ways it is written: a note writes Quokkaburra St for the header's
+# 17 Quokkaburra Street, and Hauptstr. for Hauptstraße (``_street_spellings``).
+_STREET_SPELLINGS = (
+    ("st", "st.", "street"), ("rd", "rd.", "road"), ("ave", "ave.", "av", "av.", "avenue"),
+    ("blvd", "blvd.", "boulevard"), ("ln", "ln.", "lane"), ("dr", "dr.", "drive"), ("way",),
+    ("ct", "ct.", "court"), ("pl", "pl.", "place"), ("sq", "sq.", "square"), ("ter", "ter.", "terrace"),
+    ("cres", "cres.", "crescent"), ("close", "cl."), ("hwy", "hwy.", "highway"),
+    ("pkwy", "pkwy.", "parkway"), ("str", "str.", "strasse", "straße"), ("weg",), ("gasse",),
+    ("allee",), ("platz", "pl."),
+)  # fmt: skip
+_STREET_KINDS = frozenset(k.rstrip(".") for kinds in _STREET_SPELLINGS for k in kinds)
+_KIND_SPELLINGS = {k.rstrip("."): kinds for kinds in _STREET_SPELLINGS for k in kinds}
+# German streets are one word ending in their kind (Hauptstraße, Hauptstr., Hauptstrasse)
+_COMPOUND_STREET = re.compile(r"^(\w{3,}?)(straße|strasse|str\.?)$", re.IGNORECASE)
+
+
+def _street_spellings(name: list[str], kind: str) -> list[str]:
+    """A street's name with each way of writing its kind (``Quokkaburra St``, ``Quokkaburra Street``)."""
+    return [" ".join((*name, spelled)) for spelled in _KIND_SPELLINGS.get(kind.lower().rstrip("."), (kind,))]
+
+
 # The characters that end a place in a CJK address (province, city, district, town, street, lane:
 # 省 市 区 路 街 弄, 都 道 府 県 郡 町 村, 시 도 군 구 동 로 길), and a house number with the characters
 # written in it (88号, 3丁目1番1号, 100弄5号, 2-8-1, 101동 202호).
@@ -621,6 +675,7 @@ class Identifiers:
         if len(value) >= min_len:
             self.words.add(value)
             self.words.update(_id_numbers(value))
+            self.words.update(_phone_numbers(value))
             for part in _WORD_PARTS.split(value):
                 part = part.strip()
                 if len(part) >= 5 and part != value:
@@ -648,7 +703,17 @@ class Identifiers:
             if len(words) >= 3 and words[-1].lower().rstrip(".") in _STREET_KINDS:
                 street = words[:-1][1:] if words[0][:1].isdigit() else words[:-1]
                 tails += [street[k:] for k in range(len(street) - 1)]
-            for tail in map(" ".join, tails):
+            spellings: list[str] = []
+            for i, word in enumerate(words[1:], 1):  # a street's name before its kind, as written
+                if word.lower().rstrip(".") in _STREET_KINDS:  # (Unit 4/88 Kookaburra Road Dubbo)
+                    start = max((j + 1 for j in range(i) if words[j][:1].isdigit()), default=0)
+                    if start < i:
+                        spellings += _street_spellings(words[start:i], word)
+            for word in words:  # Hauptstraße 5: Hauptstr., Hauptstrasse
+                compound = _COMPOUND_STREET.match(word)
+                if compound:
+                    spellings += [compound[1] + kind for kind in ("straße", "strasse", "str.", "str")]
+            for tail in (*map(" ".join, tails), *spellings):
                 if _kind(normalise(tail)) == "sub":
                     self.add_word(tail)
 
@@ -989,7 +1054,8 @@ def _num_groups(nums: Iterable[str]) -> _NumGroups:
 def _find_nums(low: str, groups: _NumGroups, found: list[tuple[int, int]], *, dates: bool = False) -> None:
     """Adds to ``found`` the spans of ``low`` where a number of ``groups`` stands on its own: not
     after a digit or a dot, and not running on into a longer number. A date (``dates``) written in
-    digits alone may run on into a time, as a DT value does (19480614093000), as in the byte gate."""
+    eight digits alone may run on into a time, as a DT value does (19480614093000), as in the byte gate;
+    digits alone of another length (1948166, the ordinal date) may not."""
     size = len(low)
     for part, group in groups:
         if part not in low:  # the many written forms of a date share a run of digits (its year)
@@ -1001,7 +1067,7 @@ def _find_nums(low: str, groups: _NumGroups, found: list[tuple[int, int]], *, da
                 end = pos + n
                 if (pos == 0 or low[pos - 1] not in _DIGITS_DOT) and (
                     end == size
-                    or (dates and digits_only)
+                    or (dates and digits_only and n == _COMPACT)
                     or (low[end] not in _DIGITS and (digits_only or not _runs_on(low, end)))
                 ):
                     found.append((pos, end))
@@ -1027,6 +1093,8 @@ class DateNeedles:
             y, m, d = da[:4], da[4:6], da[6:]
             # the year, and the forms of digits alone (_date_forms joins these three without a separator)
             keys = {y, y[2:], y + m + d, d + m + y, m + d + y}
+            with contextlib.suppress(ValueError):  # and the years of its forms in other calendars
+                keys |= calendars.calendar_years(datetime.date(int(y), int(m), int(d)))
         else:
             keys = {da}
         self.keys = frozenset(keys)
@@ -1413,8 +1481,11 @@ def find_bounded(hay: bytes, needle: bytes, kind: str, start: int, end: int) -> 
                 or (after not in _DIGIT and (needle.isdigit() or not _runs_on(hay, pos + n)))
             )
         elif kind == "date":  # a date may run on into a time (DT); after digits or a dot it is part of a UID
-            # a written form (6/14/48, 1.2.84) must not run on into a longer number or UID either
-            ok = before not in _DIGIT_DOT and (needle.isdigit() or not _runs_on(hay, pos + n))
+            # a written form (6/14/48, 1.2.84) must not run on into a longer number or UID either, nor
+            # may digits alone of another length (1997120, day 120 of 1997, is not in 19971205)
+            ok = before not in _DIGIT_DOT and (
+                (needle.isdigit() and n == _COMPACT) or not _runs_on(hay, pos + n)
+            )
         else:
             ok = before not in _ALNUM and after not in _ALNUM
         if ok:

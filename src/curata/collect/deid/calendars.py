@@ -1,0 +1,165 @@
+"""A Gregorian date as the other calendars that sites write dates in: the Japanese era (昭和36年2月3日,
+S36.02.03), the Republic of China's Minguo years (民國50年2月3日, 050/02/03), the Thai Buddhist era
+(3 ก.พ. 2504, 3/2/2504), the Solar Hijri (Persian) calendar (1339/11/14) and the tabular Islamic calendar
+(18 Sha'ban 1380), and the ISO ordinal date (1961-034). ``text._date_forms`` adds these forms to a
+date's written forms, and ``text.DateNeedles`` their years to its keys, so that a birth date or a study
+date written so in a description is cleaned, and in a kept element refused, like any written form.
+
+Lower case, as ``_date_forms`` writes its forms; the era also in its hiragana reading (しょうわ36ねん).
+Not covered (documented in the deid README): digits other than ASCII (Persian and Arabic-Indic),
+month names in Arabic or Persian script, and forms with no run of two digits for ``DateNeedles`` to
+key them on: an era's first year written 元 with a one-digit month and day (令和元年5月1日), and
+an era year, month and day of one digit each (H2.3.5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+# (first day, name in kanji, initial): an era's year 1 is the Gregorian year of its first day
+_ERAS = (
+    (dt.date(2019, 5, 1), "令和", "r", "れいわ"),
+    (dt.date(1989, 1, 8), "平成", "h", "へいせい"),
+    (dt.date(1926, 12, 25), "昭和", "s", "しょうわ"),
+    (dt.date(1912, 7, 30), "大正", "t", "たいしょう"),
+    (dt.date(1868, 10, 23), "明治", "m", "めいじ"),
+)  # (first day, kanji, initial, hiragana reading)
+_THAI_MONTHS = (
+    ("ม.ค.", "มกราคม"), ("ก.พ.", "กุมภาพันธ์"), ("มี.ค.", "มีนาคม"), ("เม.ย.", "เมษายน"),
+    ("พ.ค.", "พฤษภาคม"), ("มิ.ย.", "มิถุนายน"), ("ก.ค.", "กรกฎาคม"), ("ส.ค.", "สิงหาคม"),
+    ("ก.ย.", "กันยายน"), ("ต.ค.", "ตุลาคม"), ("พ.ย.", "พฤศจิกายน"), ("ธ.ค.", "ธันวาคม"),
+)  # fmt: skip
+_HIJRI_MONTHS = (
+    ("muharram",), ("safar",), ("rabi al-awwal", "rabi' al-awwal", "rabi i"),
+    ("rabi al-thani", "rabi' al-thani", "rabi al-akhir", "rabi ii"), ("jumada al-awwal", "jumada i"),
+    ("jumada al-thani", "jumada al-akhirah", "jumada ii"), ("rajab",), ("shaban", "sha'ban", "shaaban"),
+    ("ramadan", "ramadhan"), ("shawwal",), ("dhu al-qadah", "dhu al-qi'dah", "dhul qadah"),
+    ("dhu al-hijjah", "dhul hijjah", "dhu'l-hijjah"),
+)  # fmt: skip
+_SEPS = ("/", ".", "-")
+_HIJRI_SHIFTS = (-2, -1, 0, 1, 2)  # days: observed Islamic calendars run up to two days from the tabular one
+
+
+def _digits(n: int) -> tuple[str, ...]:
+    """A month or day as written: with and without its zero."""
+    return (f"{n:02d}", str(n)) if n < 10 else (str(n),)
+
+
+def japanese_era(day: dt.date) -> tuple[str, str, str, int] | None:
+    """(kanji, initial, reading, year of the era), or None before Meiji."""
+    for start, kanji, initial, reading in _ERAS:
+        if day >= start:
+            return kanji, initial, reading, day.year - start.year + 1
+    return None
+
+
+def solar_hijri(day: dt.date) -> tuple[int, int, int]:
+    """The Persian (Solar Hijri) date: the arithmetic of the jalaali algorithm (Borkowski), exact for
+    the years a living patient has."""
+    gy, gm, gd = day.year, day.month, day.day
+    before = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
+    gy2 = gy + 1 if gm > 2 else gy
+    days = 355666 + 365 * gy + (gy2 + 3) // 4 - (gy2 + 99) // 100 + (gy2 + 399) // 400 + gd + before[gm - 1]
+    jy = -1595 + 33 * (days // 12053)
+    days %= 12053
+    jy += 4 * (days // 1461)
+    days %= 1461
+    if days > 365:
+        jy += (days - 1) // 365
+        days = (days - 1) % 365
+    if days < 186:
+        return jy, 1 + days // 31, 1 + days % 31
+    return jy, 7 + (days - 186) // 30, 1 + (days - 186) % 30
+
+
+def tabular_islamic(day: dt.date) -> tuple[int, int, int]:
+    """The arithmetic (tabular) Islamic date. Observed calendars differ from it by a day or two, so
+    ``other_calendar_forms`` writes two days either side too."""
+    jd = day.toordinal() + 1721425  # the Julian Day Number
+    ell = jd - 1948440 + 10632
+    n = (ell - 1) // 10631
+    ell = ell - 10631 * n + 354
+    j = ((10985 - ell) // 5316) * ((50 * ell) // 17719) + (ell // 5670) * ((43 * ell) // 15238)
+    ell = ell - ((30 - j) // 15) * ((17719 * j) // 50) - (j // 16) * ((15238 * j) // 43) + 29
+    month = (24 * ell) // 709
+    return 30 * n + j - 30, month, ell - (709 * month) // 24
+
+
+def calendar_years(day: dt.date) -> set[str]:
+    """The years ``other_calendar_forms`` writes, as runs of digits: the keys a text must hold for one
+    of those forms to be there (``DateNeedles``)."""
+    by = str(day.year + 543)  # Thai
+    py, pm, pd = solar_hijri(day)
+    keys = {
+        by,
+        by + f"{day.month:02d}{day.day:02d}",
+        f"{day.day:02d}{day.month:02d}" + by,
+        f"{py}{pm:02d}{pd:02d}",
+    }
+    era = japanese_era(day)
+    if era is not None:
+        keys |= {f"{era[3]:02d}", str(era[3])}
+    if day.year > 1911:
+        roc = day.year - 1911
+        keys |= {str(roc), f"{roc:03d}", f"{roc:03d}{day.month:02d}{day.day:02d}"}
+    keys.add(str(py))
+    for shift in _HIJRI_SHIFTS:
+        keys.add(str(tabular_islamic(day + dt.timedelta(days=shift))[0]))
+    ordinal = day.timetuple().tm_yday
+    keys |= {f"{ordinal:03d}", f"{day.year}{ordinal:03d}"}
+    return {k for k in keys if len(k) >= 2}
+
+
+def other_calendar_forms(day: dt.date) -> set[str]:
+    """``day`` written in the other calendars (module docstring), lower case."""
+    forms: set[str] = set()
+    months, days = _digits(day.month), _digits(day.day)
+    era = japanese_era(day)
+    if era is not None:
+        kanji, initial, reading, year = era
+        years = {*_digits(year), *(("元",) if year == 1 else ())}
+        for ey in years:
+            for mm in months:
+                for dd in days:
+                    for gap in ("", " "):
+                        forms.add(gap.join((kanji, ey, "年", mm, "月", dd, "日")))
+                        forms.add(gap.join((reading, ey, "ねん", mm, "がつ", dd, "にち")))
+                    if ey != "元":
+                        for sep in _SEPS:
+                            forms |= {f"{initial}{ey}{sep}{mm}{sep}{dd}", f"{initial} {ey}{sep}{mm}{sep}{dd}"}
+    if day.year > 1911:
+        roc = day.year - 1911
+        for ry in {str(roc), f"{roc:03d}"}:
+            for mm in months:
+                for dd in days:
+                    for prefix in ("民國", "民国"):
+                        forms |= {f"{prefix}{ry}年{mm}月{dd}日", f"{prefix} {ry} 年 {mm} 月 {dd} 日"}
+                    forms |= {sep.join((ry, mm, dd)) for sep in _SEPS}
+        forms.add(f"{roc:03d}{day.month:02d}{day.day:02d}")  # as Taiwan's claims write it (0500203)
+    by = str(day.year + 543)
+    for mm in months:
+        for dd in days:
+            forms |= {sep.join((dd, mm, by)) for sep in _SEPS} | {sep.join((by, mm, dd)) for sep in _SEPS}
+    forms |= {by + f"{day.month:02d}{day.day:02d}", f"{day.day:02d}{day.month:02d}" + by}
+    for name in _THAI_MONTHS[day.month - 1]:
+        for dd in days:
+            forms |= {f"{dd} {name} {by}", f"{dd} {name} พ.ศ. {by}", f"{dd}{name}{by}"}
+    py, pm, pd = solar_hijri(day)
+    for mm in _digits(pm):
+        for dd in _digits(pd):
+            forms |= {sep.join((str(py), mm, dd)) for sep in _SEPS} | {
+                sep.join((dd, mm, str(py))) for sep in _SEPS
+            }
+    forms.add(f"{py}{pm:02d}{pd:02d}")
+    for shift in _HIJRI_SHIFTS:
+        hy, hm, hd = tabular_islamic(day + dt.timedelta(days=shift))
+        for mm in _digits(hm):
+            for dd in _digits(hd):
+                forms |= {sep.join((str(hy), mm, dd)) for sep in _SEPS}
+                forms |= {sep.join((dd, mm, str(hy))) for sep in _SEPS}
+        for name in _HIJRI_MONTHS[hm - 1]:
+            for dd in _digits(hd):
+                forms |= {f"{dd} {name} {hy}", f"{dd} {name}, {hy}", f"{dd} {name} {hy} ah"}
+    ordinal = day.timetuple().tm_yday
+    forms |= {f"{day.year}-{ordinal:03d}", f"{day.year}{ordinal:03d}"}
+    return forms
