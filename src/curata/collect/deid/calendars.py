@@ -15,6 +15,7 @@ an era year, month and day of one digit each (H2.3.5).
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 # (first day, name in kanji, initial): an era's year 1 is the Gregorian year of its first day
 _ERAS = (
@@ -85,72 +86,88 @@ def tabular_islamic(day: dt.date) -> tuple[int, int, int]:
     return 30 * n + j - 30, month, ell - (709 * month) // 24
 
 
-def calendar_years(day: dt.date) -> set[str]:
-    """The years ``other_calendar_forms`` writes, as runs of digits: the keys a text must hold for one
-    of those forms to be there (``DateNeedles``)."""
-    by = str(day.year + 543)  # Thai
-    py, pm, pd = solar_hijri(day)
-    keys = {
-        by,
-        by + f"{day.month:02d}{day.day:02d}",
-        f"{day.day:02d}{day.month:02d}" + by,
-        f"{py}{pm:02d}{pd:02d}",
-    }
+def _japanese_keys(day: dt.date) -> set[str]:
     era = japanese_era(day)
-    if era is not None:
-        keys |= {f"{era[3]:02d}", str(era[3])}
-    if day.year > 1911:
-        roc = day.year - 1911
-        keys |= {str(roc), f"{roc:03d}", f"{roc:03d}{day.month:02d}{day.day:02d}"}
-    keys.add(str(py))
-    for shift in _HIJRI_SHIFTS:
-        keys.add(str(tabular_islamic(day + dt.timedelta(days=shift))[0]))
-    ordinal = day.timetuple().tm_yday
-    keys |= {f"{ordinal:03d}", f"{day.year}{ordinal:03d}"}
-    return {k for k in keys if len(k) >= 2}
+    return set() if era is None else {f"{era[3]:02d}", str(era[3])}
 
 
-def other_calendar_forms(day: dt.date) -> set[str]:
-    """``day`` written in the other calendars (module docstring), lower case."""
+def _japanese(day: dt.date) -> set[str]:
+    era = japanese_era(day)
+    if era is None:
+        return set()
+    kanji, initial, reading, year = era
     forms: set[str] = set()
-    months, days = _digits(day.month), _digits(day.day)
-    era = japanese_era(day)
-    if era is not None:
-        kanji, initial, reading, year = era
-        years = {*_digits(year), *(("元",) if year == 1 else ())}
-        for ey in years:
-            for mm in months:
-                for dd in days:
-                    for gap in ("", " "):
-                        forms.add(gap.join((kanji, ey, "年", mm, "月", dd, "日")))
-                        forms.add(gap.join((reading, ey, "ねん", mm, "がつ", dd, "にち")))
-                    if ey != "元":
-                        for sep in _SEPS:
-                            forms |= {f"{initial}{ey}{sep}{mm}{sep}{dd}", f"{initial} {ey}{sep}{mm}{sep}{dd}"}
-    if day.year > 1911:
-        roc = day.year - 1911
-        for ry in {str(roc), f"{roc:03d}"}:
-            for mm in months:
-                for dd in days:
-                    for prefix in ("民國", "民国"):
-                        forms |= {f"{prefix}{ry}年{mm}月{dd}日", f"{prefix} {ry} 年 {mm} 月 {dd} 日"}
-                    forms |= {sep.join((ry, mm, dd)) for sep in _SEPS}
-        forms.add(f"{roc:03d}{day.month:02d}{day.day:02d}")  # as Taiwan's claims write it (0500203)
+    for ey in {*_digits(year), *(("元",) if year == 1 else ())}:
+        for mm in _digits(day.month):
+            for dd in _digits(day.day):
+                for gap in ("", " "):
+                    forms.add(gap.join((kanji, ey, "年", mm, "月", dd, "日")))
+                    forms.add(gap.join((reading, ey, "ねん", mm, "がつ", dd, "にち")))
+                if ey != "元":
+                    for sep in _SEPS:
+                        forms |= {f"{initial}{ey}{sep}{mm}{sep}{dd}", f"{initial} {ey}{sep}{mm}{sep}{dd}"}
+    return forms
+
+
+def _minguo_keys(day: dt.date) -> set[str]:
+    if day.year <= 1911:
+        return set()
+    roc = day.year - 1911
+    return {str(roc), f"{roc:03d}", f"{roc:03d}{day.month:02d}{day.day:02d}"}
+
+
+def _minguo(day: dt.date) -> set[str]:
+    if day.year <= 1911:
+        return set()
+    roc = day.year - 1911
+    forms = {f"{roc:03d}{day.month:02d}{day.day:02d}"}  # as Taiwan's claims write it (0500203)
+    for ry in {str(roc), f"{roc:03d}"}:
+        for mm in _digits(day.month):
+            for dd in _digits(day.day):
+                for prefix in ("民國", "民国"):
+                    forms |= {f"{prefix}{ry}年{mm}月{dd}日", f"{prefix} {ry} 年 {mm} 月 {dd} 日"}
+                forms |= {sep.join((ry, mm, dd)) for sep in _SEPS}
+    return forms
+
+
+def _thai_keys(day: dt.date) -> set[str]:
     by = str(day.year + 543)
-    for mm in months:
-        for dd in days:
+    return {by, by + f"{day.month:02d}{day.day:02d}", f"{day.day:02d}{day.month:02d}" + by}
+
+
+def _thai(day: dt.date) -> set[str]:
+    by = str(day.year + 543)
+    forms = {by + f"{day.month:02d}{day.day:02d}", f"{day.day:02d}{day.month:02d}" + by}
+    for mm in _digits(day.month):
+        for dd in _digits(day.day):
             forms |= {sep.join((dd, mm, by)) for sep in _SEPS} | {sep.join((by, mm, dd)) for sep in _SEPS}
-    forms |= {by + f"{day.month:02d}{day.day:02d}", f"{day.day:02d}{day.month:02d}" + by}
     for name in _THAI_MONTHS[day.month - 1]:
-        for dd in days:
+        for dd in _digits(day.day):
             forms |= {f"{dd} {name} {by}", f"{dd} {name} พ.ศ. {by}", f"{dd}{name}{by}"}
+    return forms
+
+
+def _persian_keys(day: dt.date) -> set[str]:
     py, pm, pd = solar_hijri(day)
+    return {str(py), f"{py}{pm:02d}{pd:02d}"}
+
+
+def _persian(day: dt.date) -> set[str]:
+    py, pm, pd = solar_hijri(day)
+    forms = {f"{py}{pm:02d}{pd:02d}"}
     for mm in _digits(pm):
         for dd in _digits(pd):
-            forms |= {sep.join((str(py), mm, dd)) for sep in _SEPS} | {
-                sep.join((dd, mm, str(py))) for sep in _SEPS
-            }
-    forms.add(f"{py}{pm:02d}{pd:02d}")
+            forms |= {sep.join((str(py), mm, dd)) for sep in _SEPS}
+            forms |= {sep.join((dd, mm, str(py))) for sep in _SEPS}
+    return forms
+
+
+def _islamic_keys(day: dt.date) -> set[str]:
+    return {str(tabular_islamic(day + dt.timedelta(days=shift))[0]) for shift in _HIJRI_SHIFTS}
+
+
+def _islamic(day: dt.date) -> set[str]:
+    forms: set[str] = set()
     for shift in _HIJRI_SHIFTS:
         hy, hm, hd = tabular_islamic(day + dt.timedelta(days=shift))
         for mm in _digits(hm):
@@ -160,6 +177,49 @@ def other_calendar_forms(day: dt.date) -> set[str]:
         for name in _HIJRI_MONTHS[hm - 1]:
             for dd in _digits(hd):
                 forms |= {f"{dd} {name} {hy}", f"{dd} {name}, {hy}", f"{dd} {name} {hy} ah"}
-    ordinal = day.timetuple().tm_yday
-    forms |= {f"{day.year}-{ordinal:03d}", f"{day.year}{ordinal:03d}"}
     return forms
+
+
+def _ordinal_keys(day: dt.date) -> set[str]:
+    return {str(day.year), f"{day.year}{day.timetuple().tm_yday:03d}"}
+
+
+def _ordinal(day: dt.date) -> set[str]:
+    ordinal = f"{day.timetuple().tm_yday:03d}"
+    return {f"{day.year}-{ordinal}", f"{day.year}{ordinal}"}
+
+
+# each calendar: (its keys, its forms), computed apart: keys for every date, forms only where they meet
+_FAMILIES = {
+    "japanese": (_japanese_keys, _japanese), "minguo": (_minguo_keys, _minguo), "thai": (_thai_keys, _thai),
+    "persian": (_persian_keys, _persian), "islamic": (_islamic_keys, _islamic),
+    "ordinal": (_ordinal_keys, _ordinal),
+}  # fmt: skip
+_KEY_RUN = re.compile(r"[0-9]{2,}")
+
+
+def family_keys(day: dt.date) -> tuple[tuple[str, frozenset[str]], ...]:
+    """(calendar, the runs of digits one of its forms of ``day`` always holds): a text without any of
+    them holds none of those forms (``DateNeedles`` looks for a calendar's forms only where its keys
+    are). Runs of two digits or more."""
+    return tuple(
+        (name, frozenset(k for k in keys(day) if len(k) >= 2)) for name, (keys, _) in _FAMILIES.items()
+    )
+
+
+def family_forms(day: dt.date, name: str) -> set[str]:
+    """``day`` written in the calendar ``name``, lower case: the forms holding one of its keys whole
+    (with the first 8 digits of a longer run, as ``text.digit_keys`` reads a text)."""
+    make_keys, make_forms = _FAMILIES[name]
+    keys = make_keys(day)
+    return {f for f in make_forms(day) if any(r in keys or r[:8] in keys for r in _KEY_RUN.findall(f))}
+
+
+def calendar_years(day: dt.date) -> set[str]:
+    """Every calendar's keys (``family_keys``)."""
+    return {k for _, keys in family_keys(day) for k in keys}
+
+
+def other_calendar_forms(day: dt.date) -> set[str]:
+    """``day`` written in the other calendars (module docstring), lower case."""
+    return {f for name in _FAMILIES for f in family_forms(day, name)}

@@ -377,7 +377,7 @@ def _held_date(low: bytes, matcher: Matcher) -> bool:
         return False
     keys = digit_keys(runs)
     for date in matcher.date_needles():
-        if not keys.isdisjoint(date.byte_keys) and any(low.find(n) >= 0 for n in date.data):
+        if not keys.isdisjoint(date.byte_keys) and any(low.find(n) >= 0 for n in date.data_for(keys)):
             return True
     return False
 

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from curata.collect.deid import calendars
 from curata.collect.deid._readings import fold, folds, legacy_offsets, legacy_readings, unfold_span
@@ -248,7 +248,7 @@ _OTHER_MONTH_NAMES = (
 _ORDINAL = {1: "st", 2: "nd", 3: "rd", 21: "st", 22: "nd", 23: "rd", 31: "st"}
 
 
-def _date_forms(da: str) -> list[str]:
+def _gregorian_forms(da: str) -> list[str]:
     """A YYYYMMDD date as the ways people write it in free text, lower case: Y-M-D, D-M-Y and M-D-Y with
     six separators; the day and month without their zero (14/6/1948, 1948-6-14); a two-digit year
     (6/14/48, 14.06.48); the month by name, abbreviated or in Roman numerals (14 June 1948, June 14th,
@@ -301,16 +301,25 @@ def _date_forms(da: str) -> list[str]:
     roman = _ROMAN_MONTHS[month - 1]
     for dd in days:
         forms |= {f"{dd}{sep}{roman}{sep}{y}" for sep in (" ", "-", "/", ".", "_")}
-    try:
-        day_of = datetime.date(int(y), month, day)
-    except ValueError:  # 31 February: no other calendar has it either
-        return sorted(forms)
-    # other calendars (calendars.py), each form only where a run of its digits is among the date's keys
-    keys = DateNeedles(da).keys
-    for form in calendars.other_calendar_forms(day_of):
-        if any(run in keys or run[:_COMPACT] in keys for run in _KEY_RUNS_STR.findall(form)):
-            forms.add(form)
     return sorted(forms)
+
+
+def _date_forms(da: str) -> list[str]:
+    """Every written form of a YYYYMMDD date: ``_gregorian_forms`` and its forms in other calendars
+    (``calendars.py``)."""
+    day = _calendar_day(da)
+    if day is None:
+        return _gregorian_forms(da)
+    return sorted({*_gregorian_forms(da), *calendars.other_calendar_forms(day)})
+
+
+def _calendar_day(da: str) -> datetime.date | None:
+    if len(da) != 8 or not da.isdigit():
+        return None
+    try:
+        return datetime.date(int(da[:4]), int(da[4:6]), int(da[6:]))
+    except ValueError:  # 31 February: no other calendar has it either
+        return None
 
 
 # Letters that do not decompose into a base letter and marks, as they are written in ASCII.
@@ -884,7 +893,8 @@ class Matcher:
                 for da in self.dates:
                     date = _date_needles(da)
                     if not keys.isdisjoint(date.keys):
-                        _find_nums(low, date.text, found, dates=True)
+                        for groups in date.text_for(keys):
+                            _find_nums(low, groups, found, dates=True)
         if not found:
             return []
         found.sort()
@@ -917,7 +927,7 @@ class Matcher:
         if key not in self._byte_cache:
             out = dict(self._value_byte_needles(encodings))
             for da in self.dates:
-                for needle in _date_needles(da).data:
+                for needle in _date_needles(da).every_data():
                     out.setdefault(needle, "date")
             self._byte_cache[key] = [(n, out[n]) for n in sorted(out, key=len, reverse=True)]
         return self._byte_cache[key]
@@ -1085,47 +1095,101 @@ class DateNeedles:
     first use. ``tests/collect/deid/test_date_needles.py`` holds every form of many dates to this.
     """
 
-    __slots__ = ("_data", "_forms", "_text", "byte_keys", "da", "keys")
+    __slots__ = (
+        "_base",
+        "_byte_base",
+        "_data",
+        "_day",
+        "_families",
+        "_forms",
+        "_text",
+        "byte_keys",
+        "da",
+        "keys",
+    )
 
     def __init__(self, da: str) -> None:
         self.da = da
         if len(da) == 8 and da.isdigit():
             y, m, d = da[:4], da[4:6], da[6:]
             # the year, and the forms of digits alone (_date_forms joins these three without a separator)
-            keys = {y, y[2:], y + m + d, d + m + y, m + d + y}
-            with contextlib.suppress(ValueError):  # and the years of its forms in other calendars
-                keys |= calendars.calendar_years(datetime.date(int(y), int(m), int(d)))
+            base = {y, y[2:], y + m + d, d + m + y, m + d + y}
         else:
-            keys = {da}
-        self.keys = frozenset(keys)
-        self.byte_keys = frozenset(k.encode("ascii") for k in keys)
+            base = {da}
+        self._base = frozenset(base)
+        self._byte_base = frozenset(k.encode("ascii") for k in base)
+        # each other calendar's forms apart, with its own keys (a met key costs only its calendar's forms)
+        self._day = _calendar_day(da)
+        families = calendars.family_keys(self._day) if self._day is not None else ()
+        self._families: tuple[tuple[str, frozenset[str], frozenset[bytes], list[Any]], ...] = tuple(
+            (name, keys, frozenset(k.encode("ascii") for k in keys), []) for name, keys in families if keys
+        )
+        self.keys = self._base.union(*(f[1] for f in self._families))
+        self.byte_keys = frozenset(k.encode("ascii") for k in self.keys)
         self._forms: list[str] | None = None  # written out only where the keys meet
         self._text: _NumGroups | None = None
         self._data: tuple[bytes, ...] | None = None
 
     @property
     def forms(self) -> list[str]:
-        if self._forms is None:
-            self._forms = _date_forms(self.da)
-        return self._forms
+        """Every form, in every calendar."""
+        return _date_forms(self.da)
 
     @property
     def text(self) -> _NumGroups:
-        """The forms as text, grouped for ``Matcher.spans``."""
+        """The Gregorian forms as text, grouped for ``Matcher.spans``."""
         if self._text is None:
-            self._text = _num_groups(self.forms)
+            self._text = _num_groups(self._gregorian())
         return self._text
 
     @property
     def data(self) -> tuple[bytes, ...]:
-        """The ASCII forms as bytes (kind "date"), longest first. The CJK and Korean forms are left to
-        the decoded text: in no encoding are their digits next to each other (their ASCII digits
+        """The ASCII Gregorian forms as bytes (kind "date"), longest first. The CJK and Korean forms are
+        left to the decoded text: in no encoding are their digits next to each other (their ASCII digits
         alone, 1948614 for 1948年6月14日, were taken for the start of 19486140 and other dates)."""
         if self._data is None:
-            self._data = tuple(
-                sorted((f.encode("ascii") for f in self.forms if f.isascii()), key=len, reverse=True)
-            )
+            self._data = _ascii_longest_first(self._gregorian())
         return self._data
+
+    def _gregorian(self) -> list[str]:
+        if self._forms is None:
+            self._forms = _gregorian_forms(self.da)
+        return self._forms
+
+    def _family(self, family: tuple[str, frozenset[str], frozenset[bytes], list[Any]]) -> list[Any]:
+        """(text groups, ASCII bytes) of one calendar's forms, made on first use."""
+        made = family[3]
+        if not made:
+            assert self._day is not None
+            forms = sorted(calendars.family_forms(self._day, family[0]))
+            made += [_num_groups(forms), _ascii_longest_first(forms)]
+        return made
+
+    def every_data(self) -> tuple[bytes, ...]:
+        """The ASCII forms of every calendar as bytes, longest first (a plain needle list)."""
+        every = [*self.data, *(b for family in self._families for b in self._family(family)[1])]
+        return tuple(sorted(every, key=len, reverse=True))
+
+    def text_for(self, keys: set[str] | frozenset[str]) -> Iterator[_NumGroups]:
+        """The forms' text groups of each calendar whose keys are among ``keys`` (a text's
+        ``digit_keys``), the Gregorian first."""
+        if not keys.isdisjoint(self._base):
+            yield self.text
+        for family in self._families:
+            if not keys.isdisjoint(family[1]):
+                yield self._family(family)[0]
+
+    def data_for(self, keys: set[bytes] | frozenset[bytes]) -> Iterator[bytes]:
+        """The ASCII forms as bytes of each calendar whose keys are among ``keys`` (``text_for``)."""
+        if not keys.isdisjoint(self._byte_base):
+            yield from self.data
+        for family in self._families:
+            if not keys.isdisjoint(family[2]):
+                yield from self._family(family)[1]
+
+
+def _ascii_longest_first(forms: Iterable[str]) -> tuple[bytes, ...]:
+    return tuple(sorted((f.encode("ascii") for f in forms if f.isascii()), key=len, reverse=True))
 
 
 # A form of digits alone is 8 digits long (year, month and day with their zeros, in some order).
@@ -1530,7 +1594,7 @@ def find_date(low: bytes, dates: Iterable[DateNeedles], start: int, end: int) ->
     keys = digit_keys(key_runs(low))
     for date in dates:
         if not keys.isdisjoint(date.byte_keys):
-            for needle in date.data:
+            for needle in date.data_for(keys):
                 if low.find(needle) >= 0:
                     pos = find_bounded(low, needle, "date", start, end)
                     if pos >= 0:
