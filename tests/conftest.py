@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from hypothesis import settings
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -18,6 +19,13 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 def in_ci() -> bool:
     """True under CI (``CI=true``), where scripts/system-deps.sh has installed every real peer."""
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+# Property tests explore new examples on every run here; in CI each runs the same examples
+# (derandomized), so a run of main is reproducible and a merge is judged on what was tested locally.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if in_ci():
+    settings.load_profile("ci")
 
 
 def require_peer(available: bool, what: str, hint: str = "scripts/system-deps.sh installs it") -> None:
