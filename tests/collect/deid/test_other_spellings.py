@@ -261,7 +261,7 @@ def test_the_words_after_a_title_that_are_no_name_stay(text: str) -> None:
 def test_valid_utf8_is_not_also_read_as_latin1() -> None:
     assert other_readings("ØDEGÅRD^BJØRN".encode()) == ["ØDEGÅRD^BJØRN"]
     assert other_readings("MÜLLER".encode("latin-1")) == ["MÜLLER"]  # cp1252 reads it the same
-    assert other_readings(b"\x80\xe9") == ["\x80é", "€é"]
+    assert other_readings(b"\x80\xe9") == ["\x80é", "€é"]  # two letters of Cyrillic (Ђй) are no word
 
 
 def test_a_name_in_utf8_is_not_split_into_fragments_found_by_chance(research) -> None:

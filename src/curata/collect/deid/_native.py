@@ -33,7 +33,7 @@ from pydicom.values import convert_PN, convert_single_string, convert_text
 
 from curata.collect.deid import _rawpath, _reader, _writer, codestream, pixels
 from curata.collect.deid.pseudonyms import age_between, cap_age, is_standard_uid, shift_date, shift_datetime
-from curata.collect.deid.text import clean_text, other_readings
+from curata.collect.deid.text import clean_text, identity_spans, other_readings
 
 if TYPE_CHECKING:
     from curata.collect.deid.engine import Deidentifier, DeidResult, _Ctx
@@ -662,15 +662,32 @@ class _Run:
             return False
         matcher = self.engine._gate_matcher(ctx)
         return any(
-            self.eng._text_hit(matcher, ctx, tag, vr, value if isinstance(value, list) else [value])
-            for tag, vr, value, _ in written
+            self.eng._text_hit(
+                matcher,
+                ctx,
+                tag,
+                vr,
+                [
+                    *(value if isinstance(value, list) else [value]),
+                    *(other_readings(data) if self.eng._read_otherwise(data) else ()),
+                ],
+            )
+            for tag, vr, value, data in written
         )
+
+    def read_otherwise_hit(self, ctx: _Ctx, data: bytes) -> bool:
+        """Whether a text value read in another character set than the declared one
+        (``other_readings``) holds an identifier, as the engine's gate reads it."""
+        matcher = self.engine._gate_matcher(ctx)
+        return any(identity_spans(matcher, text) for text in other_readings(data))
 
     def kept_text(self, ctx: _Ctx, vr: str, data: bytes, clear: bool = False) -> str | list[str] | None:
         """The engine's later pass on kept text (``_clean_text_elem``, not generic): None while its
         bytes hold none of the identifiers and it has an even length (copied as it came); else the
         value written: read (an odd length is rewritten from the value read), the patient's own
         identifiers removed. ``clear``: already known to hold none."""
+        if not clear and self.eng._read_otherwise(data) and self.read_otherwise_hit(ctx, data):
+            raise _Decline  # written in another character set than the declared one: the engine's gate
         if clear or not ctx.holds_identifier(data):
             if len(data) & 1:
                 return _read(vr, data, self.encodings)

@@ -98,6 +98,51 @@ def legacy_readings(data: bytes, least: int = 2) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+# Single-byte code pages of the scripts that Latin-1 and cp1252 cannot read: a name written by a
+# Windows, DOS or Unix system in Cyrillic, Greek, Arabic, Hebrew, Turkish, Central European or Thai
+# without (or with another) declared character set.
+_SINGLE_BYTE = ("cp1251", "koi8_r", "cp866", "iso8859_5", "cp1253", "iso8859_7", "cp1256", "iso8859_6",
+                "cp1255", "iso8859_8", "cp1250", "iso8859_2", "cp1254", "cp874")  # fmt: skip
+
+
+def _script(ch: str) -> str:
+    """The script of a letter, by the first word of its Unicode name (LATIN, CYRILLIC, GREEK...)."""
+    return unicodedata.name(ch, "?").split(" ", 1)[0]
+
+
+def _one_script(text: str) -> bool:
+    """Plausible text: printable, and each word's letters beyond ASCII are letters of one script, the
+    Latin one where the word has ASCII letters too (MÜLLER read as cp1251 is MЬLLER: not a word), and
+    three or more of them in another script."""
+    if not text.isprintable():
+        return False
+    for word in text.replace("^", " ").replace("=", " ").replace("\\", " ").split():
+        wide = [c for c in word if not c.isascii()]
+        if not wide:
+            continue
+        if not all(c.isalpha() for c in wide):
+            return False
+        scripts = {_script(c) for c in wide}
+        if len(scripts) > 1 or (any(c.isascii() and c.isalpha() for c in word) and scripts != {"LATIN"}):
+            return False
+        if scripts != {"LATIN"} and len(wide) < 3:
+            return False  # two letters of another script are what any two bytes read as (ラ's 83 89: ГЙ)
+    return True
+
+
+@lru_cache(maxsize=4096)
+def single_byte_readings(data: bytes) -> tuple[str, ...]:
+    """``data`` read in each single-byte code page (``_SINGLE_BYTE``) where it is plausible text of one
+    script per word (``_one_script``). Text that is valid UTF-8 is not read so (that is its reading)."""
+    out: list[str] = []
+    for codec in _SINGLE_BYTE:
+        with contextlib.suppress(UnicodeDecodeError):
+            text = data.decode(codec)
+            if text not in out and _one_script(text.strip(" \0")):
+                out.append(text)
+    return tuple(out)
+
+
 def legacy_offsets(codec: str, text: str) -> list[int]:
     """The byte offset in ``text.encode(codec)`` of each character of ``text``, then the length."""
     offsets = [0]

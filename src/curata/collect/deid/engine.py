@@ -1229,11 +1229,9 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> st
             continue
         if vr not in _GATE_TEXT_VRS:
             continue
-        if (
-            isinstance(raw, RawDataElement)
-            and isinstance(raw.value, bytes)
-            and not ctx.holds_identifier(raw.value)
-        ):
+        data = raw.value if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes) else None
+        other = data is not None and _read_otherwise(data)
+        if data is not None and not other and not ctx.holds_identifier(data):
             continue  # plain ASCII with none of the identifiers' bytes: the byte scan says the same
         value = ds[tag].value
         if not value:
@@ -1241,9 +1239,32 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> st
         values = [str(v) for v in value] if isinstance(value, MultiValue | list) else [str(value)]
         if len(values) > 1 and vr != "CS" and not "".join(values).isascii():
             values.append("\\".join(values))  # as cleaning reads them: a character may hold a 5C byte
+        if data is None and not all(v.isascii() and "\x1b" not in v for v in values):
+            data = _as_written(values, ctx)  # a value converted and written again: its bytes as written
+            other = data is not None and _read_otherwise(data)
+        if other:
+            assert data is not None
+            values += other_readings(data)  # written in another character set than the declared one
         if _text_hit(matcher, ctx, tag, vr, values):
             return f"{path}{_name(tag)}"
     return ""
+
+
+def _as_written(values: list[str], ctx: _Ctx) -> bytes | None:
+    """A converted text value's bytes as the writer writes them in the data set's character set."""
+    from pydicom.charset import encode_string
+
+    try:
+        return encode_string("\\".join(values), ctx.encodings or ["iso8859"])
+    except (UnicodeError, LookupError, ValueError):
+        return None
+
+
+def _read_otherwise(data: bytes) -> bool:
+    """Whether a text value's bytes may read otherwise than in the declared character set: bytes
+    beyond ASCII, or ISO 2022 escapes (text written in another character set than the declared one:
+    the gate reads it in its ``other_readings`` too)."""
+    return not data.isascii() or data.find(b"\x1b") >= 0
 
 
 def _text_hit(matcher: Matcher, ctx: _Ctx, tag: int, vr: str, values: list[str]) -> bool:

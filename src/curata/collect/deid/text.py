@@ -14,7 +14,14 @@ from functools import lru_cache
 from typing import Any, NamedTuple, TypeVar
 
 from curata.collect.deid import calendars
-from curata.collect.deid._readings import fold, folds, legacy_offsets, legacy_readings, unfold_span
+from curata.collect.deid._readings import (
+    fold,
+    folds,
+    legacy_offsets,
+    legacy_readings,
+    single_byte_readings,
+    unfold_span,
+)
 from curata.collect.deid._scripts import latin_spellings
 
 REDACTED = "*"
@@ -1387,6 +1394,43 @@ def _codecs(encodings: tuple[str, ...]) -> tuple[list[str], bool]:
     return codecs, all(_ascii_compatible(c) for c in codecs[5:])
 
 
+# Text written in another character set than the one the file declares (a report pasted from a
+# Windows, DOS or Unix system, a Big5 or EUC-JP one): a value beyond ASCII is also looked for in the
+# bytes of the code pages that sites write its script in, whatever the file declares. ISO 2022 forms
+# without their escapes are left out: their bytes are ASCII letters and punctuation (山田 is ;3ED),
+# which occur by chance (``other_readings`` reads text holding escapes as ISO 2022 instead).
+_SCRIPT_CODECS = {
+    "LATIN": ("cp1250", "iso8859_2", "cp1254", "iso8859_9", "cp1257", "iso8859_13", "cp1258",
+              "iso8859_16", "cp850", "cp852"),
+    "CYRILLIC": ("cp1251", "koi8_r", "koi8_u", "cp866", "cp855", "mac_cyrillic", "iso8859_5"),
+    "GREEK": ("cp1253", "iso8859_7", "mac_greek", "cp869"),
+    "ARABIC": ("cp1256", "iso8859_6", "cp864"),
+    "HEBREW": ("cp1255", "iso8859_8", "cp862"),
+    "THAI": ("cp874",),
+    "CJK": ("euc_jp", "shift_jis", "cp932", "big5", "big5hkscs", "gbk", "gb18030", "euc_kr", "johab"),
+}  # fmt: skip
+_CJK_SCRIPTS = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "HALFWIDTH", "FULLWIDTH"})
+
+
+@lru_cache(maxsize=8192)
+def _beyond_ascii_codecs(encodings: tuple[str, ...], scripts: frozenset[str]) -> tuple[str, ...]:
+    """The codecs a value beyond ASCII is encoded in for the byte gate: ``_codecs``, and the code
+    pages of its scripts (``_SCRIPT_CODECS``)."""
+    codecs = _codecs(encodings)[0]
+    other = [c for script in sorted(scripts) for c in _SCRIPT_CODECS.get(script, ())]
+    return (*codecs, *dict.fromkeys(c for c in other if c not in codecs))
+
+
+def _scripts(text: str) -> frozenset[str]:
+    """The scripts of the letters of ``text`` beyond ASCII (CJK for Han, kana and Hangul)."""
+    out = set()
+    for ch in text:
+        if not ch.isascii() and ch.isalpha():
+            script = unicodedata.name(ch, "?").split(" ", 1)[0]
+            out.add("CJK" if script in _CJK_SCRIPTS else script)
+    return frozenset(out)
+
+
 def _case_variants(text: str, capitalised: str) -> set[str]:
     """``text`` as it, in capitals and ``capitalised``, each also with a Greek σ written ς (as at a
     word's end): the case forms a value's bytes may take (bytes.lower() folds ASCII only)."""
@@ -1404,6 +1448,7 @@ def _sub_needles(text: str, encodings: tuple[str, ...]) -> tuple[bytes, ...]:
         norm = normalise_bytes(text.encode("ascii"))
         return (norm,) if len(norm) >= 3 else ()
     out: list[bytes] = []
+    codecs = list(_beyond_ascii_codecs(encodings, _scripts(text)))
     for variant in _case_variants(text, text.capitalize()):  # bytes.lower() folds ASCII only
         for codec in codecs:
             try:
@@ -1431,6 +1476,8 @@ def _word_needles(text: str, encodings: tuple[str, ...]) -> tuple[bytes, ...]:
             if len(enc) >= 3 and enc not in out:
                 out.append(enc)
         return tuple(out)
+    if not text.isascii():
+        codecs = list(_beyond_ascii_codecs(encodings, _scripts(text)))
     for variant in _case_variants(text, text.title()):
         for codec in codecs:
             try:
@@ -1622,9 +1669,13 @@ def other_readings(data: bytes) -> list[str]:
     """The plausible readings of non-ASCII text bytes besides the declared one, for text written in
     another character set than the data set declares: as UTF-8 where the bytes are valid UTF-8 (in a
     file declared Latin-1), otherwise as Latin-1 and as Windows-1252 (MÜLLER's Latin-1 bytes in a
-    file declared UTF-8). Valid UTF-8 is not also read as Latin-1: that reading is mojibake, whose
+    file declared UTF-8), in the single-byte code pages of other scripts where each word reads as one
+    script (``_readings.single_byte_readings``: ВОРОБЬЁВА from cp1251 bytes), and text holding ISO 2022
+    escapes as ISO 2022 (JIS and KS X 1001). Valid UTF-8 is not also read as Latin-1: that reading is mojibake, whose
     bytes C3 85 (Å) and C3 A0 (à) end in a space character (NEL, NBSP) and split a name into
     fragments such as RD, short names the byte gate then found by chance in waveform data."""
+    if data.find(b"\x1b") >= 0:  # ISO 2022 escapes in a file that may not declare them
+        return [data.decode(codec, "replace") for codec in ("iso2022_jp_2", "iso2022_kr")]
     try:
         return [data.decode("utf-8")]
     except UnicodeDecodeError:
@@ -1636,6 +1687,8 @@ def other_readings(data: bytes) -> list[str]:
             if text not in out:
                 out.append(text)
     out += [text for _, text in legacy_readings(data) if text not in out]  # an undeclared CJK name
+    # a Cyrillic, Greek, Arabic, Hebrew... name from a system writing its own code page
+    out += [text for text in single_byte_readings(data) if text not in out]
     return out
 
 
