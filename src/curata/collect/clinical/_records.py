@@ -123,16 +123,50 @@ def as_utf8(raw: bytes) -> bytes:
     except UnicodeDecodeError:
         pass
     lines = []
-    for line in raw.split(b"\n"):
+    for n, line in enumerate(raw.split(b"\n"), start=1):
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
+            _refuse_other_scripts(line, n)
             try:
                 line = line.decode("cp1252").encode("utf-8")
             except UnicodeDecodeError:
                 line = line.decode("latin-1").encode("utf-8")
         lines.append(line)
     return b"\n".join(lines)
+
+
+def _latin_letters(word: str) -> bool:
+    """Every character beyond ASCII a Latin letter (what a Windows-1252 word of a name or note holds)."""
+    import unicodedata
+
+    return all(c.isascii() or (c.isalpha() and unicodedata.name(c, "").startswith("LATIN")) for c in word)
+
+
+def _refuse_other_scripts(line: bytes, n: int) -> None:
+    """A line that is not UTF-8 and reads as text of another script in its code page (Cyrillic in
+    cp1251, Japanese in Shift-JIS...) cannot be read as Windows-1252: a name written so would be
+    stored as mojibake that the cleaner never recognises (Чернова as ×åðíîâà). The export is refused
+    with the line and the code pages it may be in; saved as UTF-8, it is read."""
+    from curata.collect.deid.text import legacy_readings, other_script_readings
+    from curata.errors import InputError
+
+    # words beyond ASCII that do not read as Latin letters in Windows-1252 (×åðíîâà, ŽR“c‘¾˜Y): Ölçü,
+    # Müller and Gonçalves do, however else they could read
+    cells = [
+        c
+        for c in line.replace(b";", b" ").replace(b",", b" ").split()
+        if not c.isascii() and not _latin_letters(c.decode("cp1252", "replace"))
+    ]
+    codecs = sorted(
+        {codec for cell in cells for codec, _ in legacy_readings(cell)}
+        | {"a single-byte code page of another script" for cell in cells if other_script_readings(cell)}
+    )
+    if codecs:
+        raise InputError(
+            f"line {n} is not UTF-8 and may be text in {', '.join(codecs)}, not Windows-1252",
+            hint="save the export as UTF-8 and ingest it again",
+        )
 
 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M")

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from curata.collect.deid.calendars import other_calendar_forms
 from curata.collect.deid.pseudonyms import Pseudonymizer
 from curata.collect.deid.text import (
     REDACTED,
@@ -168,7 +169,8 @@ def identifying_numbers(ids: Identifiers) -> frozenset[float]:
     an ID, MRN or phone of digits (``MRN-4417702``: 4417702; ``+1 555-867-5309``: 15558675309, and
     5558675309 and 8675309 without the leading groups, as local systems write a phone), any run of 6
     digits or more in another identifier, and the birth date as the numbers people write it (19610203,
-    3021961, 2031961, 610203: year, day or month first, four- or two-digit year). Only numbers of 6
+    3021961, 2031961, 610203: year, day or month first, four- or two-digit year; and in other calendars,
+    25040203, 13391114, 1961034, 0500203: ``deid.calendars``). Only numbers of 6
     digits or more (``ID_DIGITS``, leading zeros dropped): a measurement of 70 or 5.5 is never taken
     for an identifier. The text cleaner finds these values in text; a number never reaches it."""
     out: set[int] = set()
@@ -190,6 +192,13 @@ def identifying_numbers(ids: Identifiers) -> frozenset[float]:
             y, m, d = da[:4], da[4:6], da[6:]
             for form in (y + m + d, d + m + y, m + d + y, y[2:] + m + d, d + m + y[2:], m + d + y[2:]):
                 add(form)
+            try:  # and in other calendars, digits alone: 25040203 (Thai), 13391114, 1961034, 0500203
+                day = dt.date(int(y), int(m), int(d))
+            except ValueError:
+                continue
+            for form in other_calendar_forms(day):
+                if form.isdigit():
+                    add(form)
     return frozenset(out)
 
 

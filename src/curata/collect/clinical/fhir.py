@@ -196,7 +196,7 @@ def _collect_patient(res: dict[str, Any], who: PatientIdentity, *, own: bool = T
     if own and isinstance(res.get("id"), str | int) and res["id"]:
         ids.add_word(str(res["id"]), min_len=2)
     if isinstance(res.get("birthDate"), str):
-        ids.add_date(res["birthDate"].replace("-", ""))
+        ids.add_birth_date(res["birthDate"].replace("-", ""))
     _collect_extensions(res, ids)
     for inner in _dicts(res.get("contained")):
         _collect_contained(inner, who)

@@ -533,7 +533,7 @@ def _deidentify_table(
         def add_birth(w: PatientIdentity, v: str) -> None:
             got = t.parse(v.strip()) if v.strip() else None
             if got is not None:
-                w.ids.add_date(got[0].strftime("%Y%m%d"))
+                w.ids.add_birth_date(got[0].strftime("%Y%m%d"))
             else:
                 w.ids.add_word(v.strip())
 

@@ -143,6 +143,16 @@ def single_byte_readings(data: bytes) -> tuple[str, ...]:
     return tuple(out)
 
 
+def other_script_readings(data: bytes) -> tuple[str, ...]:
+    """``single_byte_readings`` whose letters beyond ASCII are not Latin (Cyrillic, Greek, Arabic,
+    Hebrew, Thai): what a Windows-1252 reading of the same bytes would turn into mojibake."""
+    return tuple(
+        text
+        for text in single_byte_readings(data)
+        if any(not c.isascii() and c.isalpha() and _script(c) != "LATIN" for c in text)
+    )
+
+
 def legacy_offsets(codec: str, text: str) -> list[int]:
     """The byte offset in ``text.encode(codec)`` of each character of ``text``, then the length."""
     offsets = [0]

@@ -25,6 +25,11 @@ _ERAS = (
     (dt.date(1912, 7, 30), "大正", "t", "たいしょう"),
     (dt.date(1868, 10, 23), "明治", "m", "めいじ"),
 )  # (first day, kanji, initial, hiragana reading)
+# each era's name in romaji and its digit in Japanese claims (receipt) dates: 3360203 is S36.02.03
+_ERA_ROMAJI = {"r": "reiwa", "h": "heisei", "s": "showa", "t": "taisho", "m": "meiji"}
+_ERA_CODE = {"m": "1", "t": "2", "s": "3", "h": "4", "r": "5"}
+_PERSIAN_MONTHS = ("farvardin", "ordibehesht", "khordad", "tir", "mordad", "shahrivar", "mehr", "aban",
+                   "azar", "dey", "bahman", "esfand")  # fmt: skip
 _THAI_MONTHS = (
     ("ม.ค.", "มกราคม"), ("ก.พ.", "กุมภาพันธ์"), ("มี.ค.", "มีนาคม"), ("เม.ย.", "เมษายน"),
     ("พ.ค.", "พฤษภาคม"), ("มิ.ย.", "มิถุนายน"), ("ก.ค.", "กรกฎาคม"), ("ส.ค.", "สิงหาคม"),
@@ -88,7 +93,10 @@ def tabular_islamic(day: dt.date) -> tuple[int, int, int]:
 
 def _japanese_keys(day: dt.date) -> set[str]:
     era = japanese_era(day)
-    return set() if era is None else {f"{era[3]:02d}", str(era[3])}
+    if era is None:
+        return set()
+    compact = f"{era[3]:02d}{day.month:02d}{day.day:02d}"
+    return {f"{era[3]:02d}", str(era[3]), compact, _ERA_CODE[era[1]] + compact}
 
 
 def _japanese(day: dt.date) -> set[str]:
@@ -103,9 +111,17 @@ def _japanese(day: dt.date) -> set[str]:
                 for gap in ("", " "):
                     forms.add(gap.join((kanji, ey, "年", mm, "月", dd, "日")))
                     forms.add(gap.join((reading, ey, "ねん", mm, "がつ", dd, "にち")))
+                for era_name in (initial, kanji[0]):  # S36年2月3日, 昭36年2月3日
+                    forms.add(f"{era_name}{ey}年{mm}月{dd}日")
                 if ey != "元":
                     for sep in _SEPS:
-                        forms |= {f"{initial}{ey}{sep}{mm}{sep}{dd}", f"{initial} {ey}{sep}{mm}{sep}{dd}"}
+                        for era_name in (initial, kanji[0], _ERA_ROMAJI[initial]):  # S, 昭, Showa
+                            forms |= {
+                                f"{era_name}{ey}{sep}{mm}{sep}{dd}",
+                                f"{era_name} {ey}{sep}{mm}{sep}{dd}",
+                            }
+    compact = f"{year:02d}{day.month:02d}{day.day:02d}"
+    forms |= {initial + compact, _ERA_CODE[initial] + compact}  # S360203, and 3360203 in claims
     return forms
 
 
@@ -159,6 +175,8 @@ def _persian(day: dt.date) -> set[str]:
         for dd in _digits(pd):
             forms |= {sep.join((str(py), mm, dd)) for sep in _SEPS}
             forms |= {sep.join((dd, mm, str(py))) for sep in _SEPS}
+    for dd in _digits(pd):  # 14 Bahman 1339
+        forms |= {f"{dd} {_PERSIAN_MONTHS[pm - 1]} {py}", f"{dd} {_PERSIAN_MONTHS[pm - 1]}, {py}"}
     return forms
 
 

@@ -22,6 +22,7 @@ from curata.collect.deid._readings import (
     single_byte_readings,
     unfold_span,
 )
+from curata.collect.deid._readings import other_script_readings as other_script_readings  # for clinical
 from curata.collect.deid._scripts import latin_spellings
 
 REDACTED = "*"
@@ -755,6 +756,15 @@ class Identifiers:
         value = value.strip()[:8]
         if len(value) == 8 and value.isdigit():
             self.dates.add(value)
+            self._changed()
+
+    def add_birth_date(self, value: str) -> None:
+        """The patient's birth date (YYYYMMDD): a date, and its six-digit forms (700315, 150370,
+        031570) as whole numbers, as ``add_strong`` takes DICOM's PatientBirthDate."""
+        self.add_date(value)
+        six = _six_digit_forms(value.strip()[:8])
+        if six:
+            self.words.update(six)
             self._changed()
 
     def add_uid(self, value: str) -> None:

@@ -221,12 +221,12 @@ def _add_header_value(ids: Identifiers, value: str, *, sample: bool) -> None:
     whole = _WHOLE_DATE.fullmatch(value)
     written = _WRITTEN_DATE.fullmatch(value)
     if whole:
-        ids.add_date("".join(whole.groups()))
+        ids.add_birth_date("".join(whole.groups()))
     elif written:  # 03/02/1961: day or month first, both taken where both are dates
         a, b, y = (int(g) for g in written.groups())
         for month, day in ((b, a), (a, b)):
             if 1 <= month <= 12 and 1 <= day <= 31:
-                ids.add_date(f"{y:04d}{month:02d}{day:02d}")
+                ids.add_birth_date(f"{y:04d}{month:02d}{day:02d}")
     elif not any(c.isdigit() for c in value):
         ids.add_name(value)
         if sample:
@@ -359,7 +359,10 @@ def deidentify_vcf(
             p = deid.patient(pid).pseudonym
             n = sum(1 for q in pseudonyms if q.split("_")[0] == p)
             pseudonyms.append(p if n == 0 else f"{p}_{n + 1}")
-        header_text = str(vf.header)
+        try:
+            header_text = str(vf.header)
+        except UnicodeDecodeError:  # the whole ingest stopped here before (a Latin-1 ##SAMPLE line)
+            raise InputError("the VCF header is not UTF-8 text, as VCF requires") from None
         if deid is not None:
             header_identifiers(header_text, ids)
         header_lines, dropped = [], 0

@@ -393,7 +393,7 @@ class SlideIdentity:
         for value in (self.patient_id, self.accession, self.specimen_id, *self.extra):
             _add_id(ids, value)
         if self.birth_date:
-            ids.add_date(_yyyymmdd(self.birth_date))
+            ids.add_birth_date(_yyyymmdd(self.birth_date))
         return ids
 
 
@@ -502,7 +502,7 @@ class Needles:
         if not value:
             return
         if _BIRTH_FIELD.search(key):
-            self.ids.add_date(_yyyymmdd(value))
+            self.ids.add_birth_date(_yyyymmdd(value))
         elif _NAME_FIELD.search(key):
             _add_name(self.ids, value)
         elif _ID_FIELD.search(key):

@@ -126,9 +126,9 @@ def add_ini_identity(ids: Identifiers, key: str, value: str) -> None:
             return  # the scan's own date: a DICOM-WSI header made today holds today's date
         m = _INI_DATE.search(value)
         if m and m.group(1):
-            ids.add_date(f"{m.group(1)}{m.group(2)}{m.group(3)}")
+            ids.add_birth_date(f"{m.group(1)}{m.group(2)}{m.group(3)}")
         elif m:
-            ids.add_date(f"{m.group(6)}{int(m.group(5)):02d}{int(m.group(4)):02d}")
+            ids.add_birth_date(f"{m.group(6)}{int(m.group(5)):02d}{int(m.group(4)):02d}")
         return
     if _INI_ID_KEY.search(key):
         if len(value) >= 4:  # "1", "12": an index, not an identifier (the header holds such numbers)
