@@ -66,3 +66,17 @@ def research() -> Deidentifier:
 @pytest.fixture(scope="session")
 def basic() -> Deidentifier:
     return Deidentifier(KEY, load_profile("basic"), ocr=False)
+
+
+def released_or_none(data: bytes, profile: str, *, whole: bool, key: bytes = KEY) -> bytes | None:
+    """The bytes ``profile`` releases for ``data``, through the lanes or the whole engine alone
+    (``whole``); None where it refuses the object (nothing released)."""
+    from curata.collect.deid import load_profile
+    from curata.errors import CurataError
+
+    deid = Deidentifier(key, load_profile(profile), ocr=False)
+    deid.raw_lane = deid.native_lane = not whole
+    try:
+        return deid.deidentify_bytes(data).output_bytes
+    except CurataError:
+        return None

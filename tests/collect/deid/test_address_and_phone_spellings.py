@@ -13,8 +13,7 @@ import pydicom
 import pydicom.data
 import pytest
 
-from curata.collect.deid import Deidentifier, load_profile
-from curata.errors import CurataError
+from .conftest import released_or_none
 
 KEY = b"k" * 32
 ADDRESSES = (  # (PatientAddress, as a note writes the street, what must not be released)
@@ -48,12 +47,7 @@ def _released(profile: str, whole: bool, text: str, **header: str) -> bytes | No
     ds.Manufacturer = text  # kept
     buf = io.BytesIO()
     ds.save_as(buf)
-    deid = Deidentifier(KEY, load_profile(profile), ocr=False)
-    deid.raw_lane = deid.native_lane = not whole
-    try:
-        return deid.deidentify_bytes(buf.getvalue()).output_bytes
-    except CurataError:
-        return None  # refused: nothing released
+    return released_or_none(buf.getvalue(), profile, whole=whole, key=KEY)
 
 
 @pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])

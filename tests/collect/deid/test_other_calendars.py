@@ -14,9 +14,9 @@ import pydicom
 import pydicom.data
 import pytest
 
-from curata.collect.deid import Deidentifier, load_profile
 from curata.collect.deid.calendars import japanese_era, solar_hijri, tabular_islamic
-from curata.errors import CurataError
+
+from .conftest import released_or_none
 
 KEY = b"k" * 32
 PROFILES = ("basic", "research", "research-strict")
@@ -43,12 +43,7 @@ def _file(**extra: tuple[str, str]) -> bytes:
 
 
 def _released(data: bytes, profile: str, whole: bool) -> bytes | None:
-    deid = Deidentifier(KEY, load_profile(profile), ocr=False)
-    deid.raw_lane = deid.native_lane = not whole
-    try:
-        return deid.deidentify_bytes(data).output_bytes
-    except CurataError:
-        return None  # refused: nothing released
+    return released_or_none(data, profile, whole=whole, key=KEY)
 
 
 @pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])
