@@ -7,6 +7,7 @@ import datetime as dt
 import gc
 import json
 import math
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,8 @@ from curata.collect.clinical.deid import (
     shift,
     survivors,
 )
-from curata.collect.deid.text import Identifiers, MatchKeys
+from curata.collect.deid.text import Identifiers, MatchKeys, legacy_readings, other_script_readings
+from curata.errors import InputError
 
 _NO_IDS = Identifiers()
 
@@ -138,8 +140,6 @@ def as_utf8(raw: bytes) -> bytes:
 
 def _latin_letters(word: str) -> bool:
     """Every character beyond ASCII a Latin letter (what a Windows-1252 word of a name or note holds)."""
-    import unicodedata
-
     return all(c.isascii() or (c.isalpha() and unicodedata.name(c, "").startswith("LATIN")) for c in word)
 
 
@@ -148,9 +148,6 @@ def _refuse_other_scripts(line: bytes, n: int) -> None:
     cp1251, Japanese in Shift-JIS...) cannot be read as Windows-1252: a name written so would be
     stored as mojibake that the cleaner never recognises (Чернова as ×åðíîâà). The export is refused
     with the line and the code pages it may be in; saved as UTF-8, it is read."""
-    from curata.collect.deid.text import legacy_readings, other_script_readings
-    from curata.errors import InputError
-
     # words beyond ASCII that do not read as Latin letters in Windows-1252 (×åðíîâà, ŽR“c‘¾˜Y): Ölçü,
     # Müller and Gonçalves do, however else they could read
     cells = [

@@ -17,6 +17,7 @@ from typing import Any, NoReturn, cast
 import pydicom
 import pydicom.config
 import pydicom.filereader
+from pydicom.charset import encode_string
 from pydicom.datadict import DicomDictionary, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -1252,8 +1253,6 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> st
 
 def _as_written(values: list[str], ctx: _Ctx) -> bytes | None:
     """A converted text value's bytes as the writer writes them in the data set's character set."""
-    from pydicom.charset import encode_string
-
     try:
         return encode_string("\\".join(values), ctx.encodings or ["iso8859"])
     except (UnicodeError, LookupError, ValueError):
