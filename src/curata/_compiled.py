@@ -40,6 +40,9 @@ MODULES: tuple[str, ...] = (
     "curata.collect.deid.engine",
     "curata.collect.deid.pseudonyms",
     "curata.collect.deid.text",
+    "curata.collect.deid.calendars",
+    "curata.collect.deid._readings",
+    "curata.collect.deid._scripts",
     "curata.catalog.dicom_index",
 )
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]  # .cpython-311-x86_64-linux-gnu.so
