@@ -478,8 +478,8 @@ class _Run:
                 ids.add_address(text)
             elif tag in addresses:
                 ids.add_word(text)
-            elif len(text) >= 3:
-                ids.words.add(text)
+            else:
+                ids.add_value(text)
 
     def collect_items(self, ctx: _Ctx, pos: int, end: int) -> None:
         """Items of a defined-length sequence: their elements collected like the top level's."""

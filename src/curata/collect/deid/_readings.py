@@ -5,7 +5,8 @@
   ヤマダ), Latin letters at full width (ＹＡＭＡＤＡ), and the marks that some writers add and others
   leave out (Arabic harakat and tatweel: مُحَمَّد, محـمد for محمد; Hebrew niqqud: כֹּהֵן for כהן; accents),
   and Arabic-script letters written one for the other (ة as ه, ى as ي, Persian ی and ک as ي and ك),
-  with where each folded character came from, so that a match is removed from the text as written.
+  and the digits of every script as ASCII digits (an ID or a date written ٤٤١٧٧٠٢, ۱۳۳۹/۱۱/۱۴, ๒๕๑๓ or
+  १९७०), with where each folded character came from, so that a match is removed from the text as written.
 - ``legacy_readings``: bytes that a Latin-1 (or undeclared) data set holds but that are Shift-JIS,
   Big5, GBK or EUC-KR text (a CJK name from a system that declared no character set). Their second
   bytes may be ``\\`` or ``^`` (許 is B3 5C in Big5, ソ 83 5C in Shift-JIS), so the Latin-1 reading
@@ -37,6 +38,8 @@ _ARABIC = str.maketrans({"\u0629": "\u0647", "\u0649": "\u064a", "\u06cc": "\u06
 
 
 def _fold_char(ch: str) -> str:
+    if ch.isdecimal():  # a digit of any script (Arabic-Indic ٤, Persian ۴, Devanagari ४, Thai ๔...) as ASCII
+        return str(unicodedata.decimal(ch))
     s = unicodedata.normalize("NFKC", ch).translate(_ARABIC)
     if not any(map(_cjk, s)):  # a kana keeps its voicing mark (ダ is not タ); other letters lose theirs
         s = "".join(c for c in unicodedata.normalize("NFD", s) if not unicodedata.combining(c))

@@ -684,8 +684,8 @@ class Deidentifier:
                     ids.add_address(text)
                 elif tag in addresses:
                     ids.add_word(text)
-                elif len(text) >= 3:
-                    ids.words.add(text)
+                else:
+                    ids.add_value(text)
         if top:
             for d in (*_AGE_DATES, "PatientBirthDate"):
                 if not ctx.full_dates:

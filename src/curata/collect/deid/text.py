@@ -664,6 +664,8 @@ class Identifiers:
         """A value naming the patient (name, ID, accession): its parts and run-together forms, and the
         number of an ID written with letters (4417702 for MRN4417702, as ``add_word`` takes it: systems
         and notes write it without its prefix)."""
+        for folded in _folded(value):  # an ID in other digits (٤٤١٧٧٠٢) is 4417702 elsewhere
+            self.add_strong(folded)
         self.strong.update(_strong_forms(value))
         self.words.update(_id_numbers(value.strip()))
         self.words.update(_six_digit_forms(value.strip()))
@@ -671,6 +673,14 @@ class Identifiers:
         if value.strip().isdigit() and len(bare) >= _ID_NUMBER and bare != value.strip():
             self.words.add(bare)  # 0004471923 as a system that reads it as a number writes it
 
+        self._changed()
+
+    def add_value(self, value: str) -> None:
+        """A value that names the patient as a whole (an ID in another element, a serial): as written
+        and, where ``_readings.fold`` changes it, as folded (digits of any script as ASCII)."""
+        for form in (value, *_folded(value)):
+            if len(form) >= 3:
+                self.words.add(form)
         self._changed()
 
     def add_name(self, value: str) -> None:
@@ -1642,7 +1652,24 @@ def find_identifier(data: bytes, needles: list[tuple[bytes, str]]) -> str | None
         low = data.lower() if low is None else low
         if find_date(low, dates, 0, len(low)) >= 0:
             return "date"
-    return None
+    other = _digits_as_ascii(data)  # an ID or a date written in the digits of another script
+    return find_identifier(other, needles) if other is not None else None
+
+
+def _digits_as_ascii(data: bytes) -> bytes | None:
+    """``data`` (UTF-8 text) with the digits of every other script as ASCII digits (٤٤١٧٧٠٢, ۱۳۳۹,
+    ๒๕๐๔, १९७०: as ``_readings.fold`` reads them); None where it holds none, or is not UTF-8."""
+    if data.isascii():
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not any(c.isdecimal() and not c.isascii() for c in text):
+        return None
+    return "".join(
+        str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c for c in text
+    ).encode("utf-8")
 
 
 def find_date(low: bytes, dates: Iterable[DateNeedles], start: int, end: int) -> int:
