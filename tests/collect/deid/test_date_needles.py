@@ -6,6 +6,7 @@ the probe that decides which raw values are decoded."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from curata.collect.deid.calendars import calendar_years
 from curata.collect.deid.engine import _held_date
 from curata.collect.deid.text import (
-    _KEY_RUNS_STR,
+    ERA_MARKS_BYTES,
     KEY_RUNS,
     Identifiers,
     _date_forms,
@@ -21,6 +22,7 @@ from curata.collect.deid.text import (
     digit_keys,
     find_identifier,
     key_runs,
+    key_runs_str,
 )
 
 dates = st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2099, 12, 31)).map(
@@ -51,13 +53,13 @@ def test_every_form_of_a_date_meets_its_keys_and_is_found(da: str, before: str, 
     assert needles.keys == {da[:4], da[2:4], *(f for f in forms if f.isdigit()), *other}
     for form in forms:
         text = f"{before}{form}{after}"
-        assert not needles.keys.isdisjoint(digit_keys(_KEY_RUNS_STR.findall(text.lower()))), form
+        assert not needles.keys.isdisjoint(digit_keys(key_runs_str(text.lower()))), form
         assert matcher.spans(text), form
         if not form.isascii():  # CJK and Korean forms: the decoded text's (spans, above)
             continue
         data = text.encode("ascii")
         low = data.lower()
-        assert not needles.byte_keys.isdisjoint(digit_keys(KEY_RUNS.findall(low))), form
+        assert not needles.byte_keys.isdisjoint(digit_keys(key_runs(low))), form
         assert find_identifier(data, matcher.byte_needles()) == "date", form
         assert find_identifier(data, gate) == "date", form
         assert _held_date(low, matcher), form
@@ -101,9 +103,15 @@ def test_the_digits_of_a_cjk_form_are_not_taken_for_another_date() -> None:
 
 @settings(max_examples=400, deadline=None)
 @given(
-    st.binary(max_size=120) | st.text("0123456789 \t\n\x0b\x0c\r\x1c./-:^a\x00", max_size=120).map(str.encode)
+    st.binary(max_size=120)
+    | st.text("0123456789 \t\n\x0b\x0c\r\x1c./-:^ahsr\x00", max_size=120).map(str.encode)
 )
 def test_key_runs_are_the_regular_expressions_runs(data: bytes) -> None:
     """The gate's runs of digits, made by translate and split, are ``KEY_RUNS.findall``'s: every
-    maximal run of two digits or more, in order, whatever bytes stand between them."""
-    assert key_runs(data) == KEY_RUNS.findall(data)
+    maximal run of two digits or more, in order, whatever bytes stand between them; then, where a
+    digit stands alone, the Japanese era's marks (H2.3.5)."""
+    runs = KEY_RUNS.findall(data)
+    marks = set(ERA_MARKS_BYTES.findall(data)) if re.search(rb"(?<![0-9])[0-9](?![0-9])", data) else set()
+    got = key_runs(data)
+    assert got[: len(runs)] == runs
+    assert sorted(got[len(runs) :]) == sorted(marks)

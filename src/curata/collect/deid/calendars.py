@@ -6,10 +6,10 @@ date's written forms, and ``text.DateNeedles`` their years to its keys, so that 
 date written so in a description is cleaned, and in a kept element refused, like any written form.
 
 Lower case, as ``_date_forms`` writes its forms; the era also in its hiragana reading (しょうわ36ねん).
-Not covered (documented in the deid README): digits other than ASCII (Persian and Arabic-Indic),
-month names in Arabic or Persian script, and forms with no run of two digits for ``DateNeedles`` to
-key them on: an era's first year written 元 with a one-digit month and day (令和元年5月1日), and
-an era year, month and day of one digit each (H2.3.5).
+The digits of other scripts (۱۳۳۹/۱۱/۱۴, ๒๕๐๔) are read as ASCII digits (``_readings.fold``). An era's
+years 1 to 9 may be written with no run of two digits (H2.3.5, 平成2年3月5日, 令和元年5月1日): those
+forms are keyed by the era's marks (``ERA_MARKS``). Not covered (documented in the deid README): month
+names in Arabic or Persian script.
 """
 
 from __future__ import annotations
@@ -95,8 +95,12 @@ def _japanese_keys(day: dt.date) -> set[str]:
     era = japanese_era(day)
     if era is None:
         return set()
-    compact = f"{era[3]:02d}{day.month:02d}{day.day:02d}"
-    return {f"{era[3]:02d}", str(era[3]), compact, _ERA_CODE[era[1]] + compact}
+    kanji, initial, reading, year = era
+    compact = f"{year:02d}{day.month:02d}{day.day:02d}"
+    keys = {f"{year:02d}", str(year), compact, _ERA_CODE[initial] + compact}
+    if year < 10:  # forms with no run of two digits (H2.3.5, 平成2年3月5日, 令和元年5月1日): the era's marks
+        keys |= {kanji[0], initial, _ERA_ROMAJI[initial], reading}
+    return keys
 
 
 def _japanese(day: dt.date) -> set[str]:
@@ -213,24 +217,31 @@ _FAMILIES = {
     "persian": (_persian_keys, _persian), "islamic": (_islamic_keys, _islamic),
     "ordinal": (_ordinal_keys, _ordinal),
 }  # fmt: skip
-_KEY_RUN = re.compile(r"[0-9]{2,}")
+# what a text's keys are made of (``text.digit_keys``): runs of two digits or more, and the marks of a
+# Japanese era (its first kanji, its initial before a digit, its romaji name or reading), which key the
+# forms of an era's years 1 to 9 that hold no run of two digits
+ERA_MARKS = r"[明大昭平令]|[mtshr](?= ?[0-9])|meiji|taisho|showa|heisei|reiwa|めいじ|たいしょう|しょうわ|へいせい|れいわ"
+_DIGIT_RUN = re.compile(r"[0-9]{2,}")
+_KEY_RUN = re.compile(r"[0-9]{2,}|" + ERA_MARKS)  # the Japanese forms' (the others hold no era's marks)
 
 
 def family_keys(day: dt.date) -> tuple[tuple[str, frozenset[str]], ...]:
     """(calendar, the runs of digits one of its forms of ``day`` always holds): a text without any of
     them holds none of those forms (``DateNeedles`` looks for a calendar's forms only where its keys
-    are). Runs of two digits or more."""
+    are). Runs of two digits or more, and a Japanese era's marks (``ERA_MARKS``)."""
     return tuple(
-        (name, frozenset(k for k in keys(day) if len(k) >= 2)) for name, (keys, _) in _FAMILIES.items()
+        (name, frozenset(k for k in keys(day) if len(k) >= 2 or not k.isdigit()))
+        for name, (keys, _) in _FAMILIES.items()
     )
 
 
 def family_forms(day: dt.date, name: str) -> set[str]:
     """``day`` written in the calendar ``name``, lower case: the forms holding one of its keys whole
-    (with the first 8 digits of a longer run, as ``text.digit_keys`` reads a text)."""
+    (with the first 8 digits of a longer run, as ``text.digit_keys`` reads a text; or an era's mark)."""
     make_keys, make_forms = _FAMILIES[name]
     keys = make_keys(day)
-    return {f for f in make_forms(day) if any(r in keys or r[:8] in keys for r in _KEY_RUN.findall(f))}
+    runs = (_KEY_RUN if name == "japanese" else _DIGIT_RUN).findall
+    return {f for f in make_forms(day) if any(r in keys or r[:8] in keys for r in runs(f))}
 
 
 def calendar_years(day: dt.date) -> set[str]:

@@ -373,11 +373,12 @@ class _Ctx:
 
 def _held_date(low: bytes, matcher: Matcher) -> bool:
     """Whether a written form of one of the input's dates may be in ``low`` (lower-cased bytes)."""
-    runs = key_runs(low)
+    dates = matcher.date_needles()
+    runs = key_runs(low, marks=any(date.marked for date in dates))
     if not runs:
         return False
     keys = digit_keys(runs)
-    for date in matcher.date_needles():
+    for date in dates:
         if not keys.isdisjoint(date.byte_keys) and any(low.find(n) >= 0 for n in date.data_for(keys)):
             return True
     return False

@@ -916,7 +916,7 @@ class Matcher:
         if (nums or self.dates) and _ANY_DIGIT.search(low):  # every number and written date holds a digit
             _find_nums(low, nums, found)
             if self.dates:
-                keys = digit_keys(_KEY_RUNS_STR.findall(low))
+                keys = digit_keys(key_runs_str(low))
                 for da in self.dates:
                     date = _date_needles(da)
                     if not keys.isdisjoint(date.keys):
@@ -1133,6 +1133,7 @@ class DateNeedles:
         "byte_keys",
         "da",
         "keys",
+        "marked",
     )
 
     def __init__(self, da: str) -> None:
@@ -1149,10 +1150,11 @@ class DateNeedles:
         self._day = _calendar_day(da)
         families = calendars.family_keys(self._day) if self._day is not None else ()
         self._families: tuple[tuple[str, frozenset[str], frozenset[bytes], list[Any]], ...] = tuple(
-            (name, keys, frozenset(k.encode("ascii") for k in keys), []) for name, keys in families if keys
+            (name, keys, _ascii_keys(keys), []) for name, keys in families if keys
         )
         self.keys = self._base.union(*(f[1] for f in self._families))
-        self.byte_keys = frozenset(k.encode("ascii") for k in self.keys)
+        self.byte_keys = _ascii_keys(self.keys)  # an era's kanji and reading key its forms in text alone
+        self.marked = any(not k.isdigit() for k in self.keys)  # keyed by an era's marks too (H2.3.5)
         self._forms: list[str] | None = None  # written out only where the keys meet
         self._text: _NumGroups | None = None
         self._data: tuple[bytes, ...] | None = None
@@ -1215,6 +1217,10 @@ class DateNeedles:
                 yield from self._family(family)[1]
 
 
+def _ascii_keys(keys: Iterable[str]) -> frozenset[bytes]:
+    return frozenset(k.encode("ascii") for k in keys if k.isascii())
+
+
 def _ascii_longest_first(forms: Iterable[str]) -> tuple[bytes, ...]:
     return tuple(sorted((f.encode("ascii") for f in forms if f.isascii()), key=len, reverse=True))
 
@@ -1226,16 +1232,70 @@ _date_needles = lru_cache(maxsize=8192)(DateNeedles)
 
 _K = TypeVar("_K", str, bytes)
 # runs of two digits or more: every key of a date is (a two-digit year is the shortest)
-_KEY_RUNS_STR = re.compile(r"[0-9]{2,}")
+_DIGIT_RUNS_STR = re.compile(r"[0-9]{2,}")
 KEY_RUNS = re.compile(rb"[0-9]{2,}")
+# and, where a digit stands alone, the marks of a Japanese era, which key its years 1 to 9 (H2.3.5,
+# 平成2年3月5日: ``calendars.ERA_MARKS``; the ASCII forms' alone in bytes, as the byte needles are ASCII)
+ERA_MARKS_BYTES = re.compile(rb"[mtshr](?= ?[0-9])|meiji|taisho|showa|heisei|reiwa")
+_OTHER_ERA_MARKS = re.compile(r"[明大昭平令]|めいじ|たいしょう|しょうわ|へいせい|れいわ")
+_ERA_CHARS = frozenset("明大昭平令めたしへれ")  # the first character of each of those
+_ERA_WORDS = (b"meiji", b"taisho", b"showa", b"heisei", b"reiwa")
+_ERA_INITIALS = (b"m", b"t", b"s", b"h", b"r")
+_LONE_DIGIT = re.compile(r"(?<![0-9])[0-9](?![0-9])")
 _NOT_DIGIT = bytes(b if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # any other byte: a space
+_DIGITS_AS_0 = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
+# digits as 0, the era initials as m, the romaji names' last letters (meiji, showa, taisho) as v
+_ERA_SHAPE = bytes(
+    0x30
+    if 0x30 <= b <= 0x39
+    else 0x6D
+    if b in b"mtshr"
+    else 0x76
+    if b in b"ioa"
+    else 0x20
+    if b == 0x20
+    else 0x78
+    for b in range(256)
+)
 
 
-def key_runs(data: bytes) -> list[bytes]:
-    """``KEY_RUNS.findall(data)``: the runs of two digits or more, in order. Every byte but a digit
-    made a space, then split: four times faster than the regular expression, which walked every
-    byte of every span the gate scans (the date search was a tenth of a small file's engine time)."""
-    return [run for run in data.translate(_NOT_DIGIT).split() if len(run) > 1]
+def _ascii_era_marks(low: bytes) -> list[bytes]:
+    """The distinct matches of ``ERA_MARKS_BYTES`` in lower-cased ``low`` (each initial that stands
+    before a digit or a space and a digit, each romaji name), found by ``bytes.find``: a regular
+    expression tried at every byte of a large binary span cost a fifth of a small file's time. Each
+    mark stands before a digit, or a space and one (``calendars._japanese``): where no initial nor a
+    romaji name's last letter does, there is none."""
+    shape = low.translate(_ERA_SHAPE)
+    if shape.find(b"m0") < 0 and shape.find(b"m 0") < 0 and shape.find(b"v0") < 0 and shape.find(b"v 0") < 0:
+        return []
+    shape = low.translate(_DIGITS_AS_0)
+    out = [w for w in _ERA_WORDS if low.find(w) >= 0]
+    out += [i for i in _ERA_INITIALS if shape.find(i + b"0") >= 0 or shape.find(i + b" 0") >= 0]
+    return out
+
+
+def key_runs_str(low: str) -> list[str]:
+    """``key_runs`` for text (lower case): the runs of two digits or more, then, where a digit stands
+    alone, the era marks it holds (an initial before a digit, a romaji name, a kanji, a reading)."""
+    runs = _DIGIT_RUNS_STR.findall(low)
+    if _LONE_DIGIT.search(low) is not None:
+        runs += [m.decode("ascii") for m in _ascii_era_marks(low.encode("utf-8"))]
+        if not low.isascii() and not _ERA_CHARS.isdisjoint(low):
+            runs += _OTHER_ERA_MARKS.findall(low)
+    return runs
+
+
+def key_runs(data: bytes, *, marks: bool = True) -> list[bytes]:
+    """``KEY_RUNS.findall(data)``: the runs of two digits or more, in order, then, where a digit stands
+    alone, the era marks the ASCII forms hold (``_ascii_era_marks``). Every byte but a digit made a
+    space, then split: four times faster than the regular expression, which walked every byte of
+    every span the gate scans (the date search was a tenth of a small file's engine time). ``marks``
+    False: no date looked for is keyed by an era's marks (``DateNeedles.marked``)."""
+    runs = data.translate(_NOT_DIGIT).split()
+    out = [run for run in runs if len(run) > 1]
+    if marks and len(out) < len(runs):
+        out += _ascii_era_marks(data)
+    return out
 
 
 def digit_keys(runs: list[_K]) -> set[_K]:
@@ -1675,7 +1735,8 @@ def _digits_as_ascii(data: bytes) -> bytes | None:
 def find_date(low: bytes, dates: Iterable[DateNeedles], start: int, end: int) -> int:
     """First standing occurrence in ``low[start:end]`` (lower-cased bytes) of a written form of one of
     ``dates``, looked for only where the date's keys are (``DateNeedles``); -1 if none."""
-    keys = digit_keys(key_runs(low))
+    dates = tuple(dates)
+    keys = digit_keys(key_runs(low, marks=any(date.marked for date in dates)))
     for date in dates:
         if not keys.isdisjoint(date.byte_keys):
             for needle in date.data_for(keys):
@@ -1796,7 +1857,7 @@ class MatchKeys:
 
     def _hit(self, text: str) -> bool:
         low = _lowered(text)
-        if self.date_keys and not self.date_keys.isdisjoint(digit_keys(_KEY_RUNS_STR.findall(low))):
+        if self.date_keys and not self.date_keys.isdisjoint(digit_keys(key_runs_str(low))):
             return True
         norm = low.translate(_DROP_SEPS)
         keys = self.keys
