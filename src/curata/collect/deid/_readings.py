@@ -6,7 +6,9 @@
   leave out (Arabic harakat and tatweel: مُحَمَّد, محـمد for محمد; Hebrew niqqud: כֹּהֵן for כהן; accents),
   and Arabic-script letters written one for the other (ة as ه, ى as ي, Persian ی and ک as ي and ك),
   and the digits of every script as ASCII digits (an ID or a date written ٤٤١٧٧٠٢, ۱۳۳۹/۱۱/۱۴, ๒๕๑๓ or
-  १९७०), with where each folded character came from, so that a match is removed from the text as written.
+  १९७०), the Arabic separators as ASCII ones (۱۳۴۸٫۱۲٫۲۴), invisible format marks dropped (the RLM of
+  ١٥‏/٣‏/١٩٧٠), and spaces beside a kanji or kana dropped (平成 2年 3月 5日), with where each folded
+  character came from, so that a match is removed from the text as written.
 - ``legacy_readings``: bytes that a Latin-1 (or undeclared) data set holds but that are Shift-JIS,
   Big5, GBK or EUC-KR text (a CJK name from a system that declared no character set). Their second
   bytes may be ``\\`` or ``^`` (許 is B3 5C in Big5, ソ 83 5C in Shift-JIS), so the Latin-1 reading
@@ -34,7 +36,17 @@ def _cjk(ch: str) -> bool:
 # Arabic-script letters written one for the other (as search engines normalise them): a final ta
 # marbuta as ha (فاطمة, فاطمه), alif maqsura as ya (مصطفى, مصطفي), and the Persian and Urdu ya and kaf
 # as the Arabic ones (علی, علي). Alif with hamza or madda (أ, إ, آ) loses its mark like any other.
-_ARABIC = str.maketrans({"\u0629": "\u0647", "\u0649": "\u064a", "\u06cc": "\u064a", "\u06a9": "\u0643"})
+# And the Arabic decimal and thousands separators, comma and date separator as the ASCII marks
+# (۱۳۴۸٫۱۲٫۲۴ is 1348.12.24).
+_ARABIC = str.maketrans(
+    {"\u0629": "\u0647", "\u0649": "\u064a", "\u06cc": "\u064a", "\u06a9": "\u0643",
+     "\u066b": ".", "\u066c": ",", "\u060c": ",", "\u060d": "/"}
+)  # fmt: skip
+
+
+def _ideograph_or_kana(ch: str) -> bool:
+    o = ord(ch)
+    return 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF
 
 
 def _fold_char(ch: str) -> str:
@@ -63,9 +75,14 @@ def fold(text: str) -> tuple[str, tuple[int, ...]]:
                 continue
         if ch in _VOICED:
             continue
-        if ch == _TATWEEL:
-            continue
-        for c in _fold_char(ch) if not ch.isascii() else ch:
+        if ch == _TATWEEL or (not ch.isascii() and unicodedata.category(ch) == "Cf"):
+            continue  # tatweel, and the invisible marks (RLM in ١٥‏/٣‏/١٩٧٠, as CLDR writes Arabic dates)
+        folded = _fold_char(ch) if not ch.isascii() else ch
+        if folded == " " and (
+            (out and _ideograph_or_kana(out[-1])) or (i + 1 < len(text) and _ideograph_or_kana(text[i + 1]))
+        ):
+            continue  # Japanese and Chinese write no spaces between words: 平成 2年 3月 5日 is 平成2年3月5日
+        for c in folded:
             out.append(c)
             at.append(i)
     return "".join(out), tuple(at)
@@ -77,8 +94,12 @@ def folds(text: str) -> bool:
 
 
 def unfold_span(text: str, at: tuple[int, ...], a: int, b: int) -> tuple[int, int]:
-    """The span of ``text`` that folded characters ``a:b`` came from, with the marks after them."""
-    return at[a], at[b] if b < len(at) else len(text)
+    """The span of ``text`` that folded characters ``a:b`` came from, with the marks after them (not
+    the spaces that ``fold`` dropped beside a kanji or kana)."""
+    end = at[b] if b < len(at) else len(text)
+    while end > at[b - 1] + 1 and text[end - 1] in " \u3000":
+        end -= 1
+    return at[a], end
 
 
 def _plausible(reading: str, least: int) -> bool:

@@ -43,6 +43,9 @@ _HIJRI_MONTHS = (
     ("dhu al-hijjah", "dhul hijjah", "dhu'l-hijjah"),
 )  # fmt: skip
 _SEPS = ("/", ".", "-")
+# an era date's separators besides: a dot and a space (H2. 3. 5, as forms pad one-digit numbers), the
+# katakana middle dot (H2・3・5). Spaces beside kanji are dropped by ``_readings.fold`` (平成 2年 3月 5日).
+_ERA_SEPS = (*_SEPS, ". ", "・")
 _HIJRI_SHIFTS = (-2, -1, 0, 1, 2)  # days: observed Islamic calendars run up to two days from the tabular one
 
 
@@ -117,13 +120,14 @@ def _japanese(day: dt.date) -> set[str]:
                     forms.add(gap.join((reading, ey, "ねん", mm, "がつ", dd, "にち")))
                 for era_name in (initial, kanji[0]):  # S36年2月3日, 昭36年2月3日
                     forms.add(f"{era_name}{ey}年{mm}月{dd}日")
-                if ey != "元":
-                    for sep in _SEPS:
-                        for era_name in (initial, kanji[0], _ERA_ROMAJI[initial]):  # S, 昭, Showa
-                            forms |= {
-                                f"{era_name}{ey}{sep}{mm}{sep}{dd}",
-                                f"{era_name} {ey}{sep}{mm}{sep}{dd}",
-                            }
+                for sep in _ERA_SEPS:  # S36.2.3, 昭36.2.3, 昭和36/2/3, Showa 36.2.3, H2. 3. 5, R元.5.1
+                    for era_name in (initial, _ERA_ROMAJI[initial]):
+                        forms |= {
+                            f"{era_name}{ey}{sep}{mm}{sep}{dd}",
+                            f"{era_name} {ey}{sep}{mm}{sep}{dd}",
+                        }
+                    # after a kanji no space: ``_readings.fold`` drops it (昭和 36.2.3 is read 昭和36.2.3)
+                    forms |= {f"{era_name}{ey}{sep}{mm}{sep}{dd}" for era_name in (kanji[0], kanji)}
     compact = f"{year:02d}{day.month:02d}{day.day:02d}"
     forms |= {initial + compact, _ERA_CODE[initial] + compact}  # S360203, and 3360203 in claims
     return forms
@@ -220,9 +224,9 @@ _FAMILIES = {
 # what a text's keys are made of (``text.digit_keys``): runs of two digits or more, and the marks of a
 # Japanese era (its first kanji, its initial before a digit, its romaji name or reading), which key the
 # forms of an era's years 1 to 9 that hold no run of two digits
-ERA_MARKS = r"[明大昭平令]|[mtshr](?= ?[0-9])|meiji|taisho|showa|heisei|reiwa|めいじ|たいしょう|しょうわ|へいせい|れいわ"
+ERA_MARKS = r"[明大昭平令]|[mtshr](?= ?[0-9元])|meiji|taisho|showa|heisei|reiwa|めいじ|たいしょう|しょうわ|へいせい|れいわ"
 _DIGIT_RUN = re.compile(r"[0-9]{2,}")
-_KEY_RUN = re.compile(r"[0-9]{2,}|" + ERA_MARKS)  # the Japanese forms' (the others hold no era's marks)
+_ERA_MARK = re.compile(ERA_MARKS)
 
 
 def family_keys(day: dt.date) -> tuple[tuple[str, frozenset[str]], ...]:
@@ -240,8 +244,13 @@ def family_forms(day: dt.date, name: str) -> set[str]:
     (with the first 8 digits of a longer run, as ``text.digit_keys`` reads a text; or an era's mark)."""
     make_keys, make_forms = _FAMILIES[name]
     keys = make_keys(day)
-    runs = (_KEY_RUN if name == "japanese" else _DIGIT_RUN).findall
-    return {f for f in make_forms(day) if any(r in keys or r[:8] in keys for r in runs(f))}
+    marked = any(not k.isdigit() for k in keys)  # an era's years 1 to 9: its marks are keys too
+    return {
+        f
+        for f in make_forms(day)
+        if any(r in keys or r[:8] in keys for r in _DIGIT_RUN.findall(f))
+        or (marked and any(m in keys for m in _ERA_MARK.findall(f)))
+    }
 
 
 def calendar_years(day: dt.date) -> set[str]:

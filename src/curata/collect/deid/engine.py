@@ -49,6 +49,7 @@ from curata.collect.deid.text import (
     find_bounded,
     find_date,
     find_grouped_number,
+    folded_bytes,
     group_by_part,
     identity_spans,
     key_runs,
@@ -1277,7 +1278,19 @@ def _text_hit(matcher: Matcher, ctx: _Ctx, tag: int, vr: str, values: list[str])
             continue
         if identity_spans(matcher, text):
             return True
+        if not text.isascii() and _grouped_otherwise(matcher, ctx, text):
+            return True
     return False
+
+
+def _grouped_otherwise(matcher: Matcher, ctx: _Ctx, text: str) -> bool:
+    """An ID of digits written in groups in the digits of another script (٤٤١-٧٧٠٢, ۰۲۱ ۸۸۷۷ ۶۶۵۵),
+    which the byte scan reads as ASCII only (``find_grouped_number``): read as folded."""
+    plain = folded_bytes(text.encode("utf-8"))
+    if plain is None:
+        return False
+    numbers = matcher.gate_plan(tuple(ctx.encodings)).numbers
+    return bool(numbers) and find_grouped_number(plain.lower(), numbers)
 
 
 def _drop(ds: Dataset, tags: list[int]) -> None:

@@ -1237,8 +1237,8 @@ KEY_RUNS = re.compile(rb"[0-9]{2,}")
 # and, where a digit stands alone, the marks of a Japanese era, which key its years 1 to 9 (H2.3.5,
 # 平成2年3月5日: ``calendars.ERA_MARKS``; the ASCII forms' alone in bytes, as the byte needles are ASCII)
 ERA_MARKS_BYTES = re.compile(rb"[mtshr](?= ?[0-9])|meiji|taisho|showa|heisei|reiwa")
-_OTHER_ERA_MARKS = re.compile(r"[明大昭平令]|めいじ|たいしょう|しょうわ|へいせい|れいわ")
-_ERA_CHARS = frozenset("明大昭平令めたしへれ")  # the first character of each of those
+_OTHER_ERA_MARKS = re.compile(r"[明大昭平令]|[mtshr](?= ?元)|めいじ|たいしょう|しょうわ|へいせい|れいわ")
+_ERA_CHARS = frozenset("明大昭平令元めたしへれ")  # a character each of those holds
 _ERA_WORDS = (b"meiji", b"taisho", b"showa", b"heisei", b"reiwa")
 _ERA_INITIALS = (b"m", b"t", b"s", b"h", b"r")
 _LONE_DIGIT = re.compile(r"(?<![0-9])[0-9](?![0-9])")
@@ -1712,24 +1712,21 @@ def find_identifier(data: bytes, needles: list[tuple[bytes, str]]) -> str | None
         low = data.lower() if low is None else low
         if find_date(low, dates, 0, len(low)) >= 0:
             return "date"
-    other = _digits_as_ascii(data)  # an ID or a date written in the digits of another script
+    other = folded_bytes(data)  # an ID or a date in other digits, with RLM marks or full-width signs
     return find_identifier(other, needles) if other is not None else None
 
 
-def _digits_as_ascii(data: bytes) -> bytes | None:
-    """``data`` (UTF-8 text) with the digits of every other script as ASCII digits (٤٤١٧٧٠٢, ۱۳۳۹,
-    ๒๕๐๔, १९७०: as ``_readings.fold`` reads them); None where it holds none, or is not UTF-8."""
+def folded_bytes(data: bytes) -> bytes | None:
+    """``data`` (UTF-8 text) as ``_readings.fold`` reads it (the digits of every script as ASCII ones:
+    ٤٤١٧٧٠٢, ۱۳۳۹, ๒๕๐๔; full-width signs as ASCII; invisible marks dropped: ١٥‏/٣‏/١٩٧٠), as UTF-8;
+    None where that changes nothing, or the bytes are not UTF-8."""
     if data.isascii():
         return None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if not any(c.isdecimal() and not c.isascii() for c in text):
-        return None
-    return "".join(
-        str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c for c in text
-    ).encode("utf-8")
+    return fold(text)[0].encode("utf-8") if folds(text) else None
 
 
 def find_date(low: bytes, dates: Iterable[DateNeedles], start: int, end: int) -> int:
