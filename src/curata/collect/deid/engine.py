@@ -375,7 +375,7 @@ class _Ctx:
 def _held_date(low: bytes, matcher: Matcher) -> bool:
     """Whether a written form of one of the input's dates may be in ``low`` (lower-cased bytes)."""
     dates = matcher.date_needles()
-    runs = key_runs(low, marks=any(date.marked for date in dates))
+    runs = key_runs(low, marks=dates.marks)
     if not runs:
         return False
     keys = digit_keys(runs)

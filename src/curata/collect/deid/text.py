@@ -802,13 +802,27 @@ class Identifiers:
         return GateNeedles(matcher.byte_needles(tuple(encodings), dates=False), matcher.date_needles())
 
 
+class DateSet(tuple["DateNeedles", ...]):
+    """An identity's dates (``DateNeedles``), and whether one of them is keyed by an era's marks
+    (``DateNeedles.marked``: the byte scans then look for the marks, else not)."""
+
+    marked: bool
+    marks: tuple[bytes, ...]  # the ASCII marks among their keys (b"h", b"heisei"): what the bytes need
+
+    def __new__(cls, dates: Iterable[DateNeedles]) -> DateSet:
+        made = super().__new__(cls, dates)
+        made.marked = any(date.marked for date in made)
+        made.marks = tuple(sorted({k for date in made for k in date.byte_keys if not k.isdigit()}))
+        return made
+
+
 class GateNeedles(list[tuple[bytes, str]]):
     """(bytes, kind) needles of values and UIDs, longest first, and ``dates`` (``DateNeedles``) apart:
     true when either holds something."""
 
     def __init__(self, needles: Iterable[tuple[bytes, str]], dates: tuple[DateNeedles, ...] = ()) -> None:
         super().__init__(needles)
-        self.dates = dates
+        self.dates = dates if isinstance(dates, DateSet) else DateSet(dates)
 
     def __bool__(self) -> bool:
         return len(self) > 0 or bool(self.dates)
@@ -870,6 +884,7 @@ class Matcher:
         self._frozen = (subs, words, nums, frozenset(ids.cjk_names))  # the cached compilation's own
         self._byte_cache: dict[tuple[str, ...], list[tuple[bytes, str]]] = {}
         self._compiled: _Needles | None = None
+        self._date_set: DateSet | None = None
 
     def _needles(self) -> _Needles:
         """The needles as plain strings, prepared on first use. Matching is by ``str.find`` with
@@ -968,9 +983,11 @@ class Matcher:
         numbers = tuple(n for _, pairs in plain_groups for n, kind in pairs if kind == "num" and _long_id(n))
         return GatePlan(sub_groups, plain_groups, uids, numbers)
 
-    def date_needles(self) -> tuple[DateNeedles, ...]:
+    def date_needles(self) -> DateSet:
         """Each of the input's dates with its written forms, as text and as bytes (see DateNeedles)."""
-        return tuple(map(_date_needles, self.dates))
+        if self._date_set is None:
+            self._date_set = DateSet(map(_date_needles, self.dates))
+        return self._date_set
 
     def _value_byte_needles(self, encodings: tuple[str, ...]) -> list[tuple[bytes, str]]:
         if encodings in self._byte_cache:
@@ -1244,34 +1261,19 @@ _ERA_INITIALS = (b"m", b"t", b"s", b"h", b"r")
 _LONE_DIGIT = re.compile(r"(?<![0-9])[0-9](?![0-9])")
 _NOT_DIGIT = bytes(b if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # any other byte: a space
 _DIGITS_AS_0 = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
-# digits as 0, the era initials as m, the romaji names' last letters (meiji, showa, taisho) as v
-_ERA_SHAPE = bytes(
-    0x30
-    if 0x30 <= b <= 0x39
-    else 0x6D
-    if b in b"mtshr"
-    else 0x76
-    if b in b"ioa"
-    else 0x20
-    if b == 0x20
-    else 0x78
-    for b in range(256)
-)
 
 
-def _ascii_era_marks(low: bytes) -> list[bytes]:
-    """The distinct matches of ``ERA_MARKS_BYTES`` in lower-cased ``low`` (each initial that stands
-    before a digit or a space and a digit, each romaji name), found by ``bytes.find``: a regular
-    expression tried at every byte of a large binary span cost a fifth of a small file's time. Each
-    mark stands before a digit, or a space and one (``calendars._japanese``): where no initial nor a
-    romaji name's last letter does, there is none."""
-    shape = low.translate(_ERA_SHAPE)
-    if shape.find(b"m0") < 0 and shape.find(b"m 0") < 0 and shape.find(b"v0") < 0 and shape.find(b"v 0") < 0:
-        return []
+def _ascii_era_marks(low: bytes, wanted: tuple[bytes, ...] = _ERA_INITIALS + _ERA_WORDS) -> list[bytes]:
+    """The matches of ``ERA_MARKS_BYTES`` among ``wanted`` in lower-cased ``low`` (each initial that
+    stands before a digit or a space and a digit, each romaji name), found by ``bytes.find``: a regular
+    expression tried at every byte of a large binary span cost a fifth of a small file's time; the
+    byte scans look for the marks of the eras of the identity's dates alone."""
     shape = low.translate(_DIGITS_AS_0)
-    out = [w for w in _ERA_WORDS if low.find(w) >= 0]
-    out += [i for i in _ERA_INITIALS if shape.find(i + b"0") >= 0 or shape.find(i + b" 0") >= 0]
-    return out
+    return [
+        m
+        for m in wanted
+        if (shape.find(m + b"0") >= 0 or shape.find(m + b" 0") >= 0 if len(m) == 1 else low.find(m) >= 0)
+    ]
 
 
 def key_runs_str(low: str) -> list[str]:
@@ -1285,16 +1287,16 @@ def key_runs_str(low: str) -> list[str]:
     return runs
 
 
-def key_runs(data: bytes, *, marks: bool = True) -> list[bytes]:
+def key_runs(data: bytes, *, marks: tuple[bytes, ...] | None = None) -> list[bytes]:
     """``KEY_RUNS.findall(data)``: the runs of two digits or more, in order, then, where a digit stands
     alone, the era marks the ASCII forms hold (``_ascii_era_marks``). Every byte but a digit made a
     space, then split: four times faster than the regular expression, which walked every byte of
-    every span the gate scans (the date search was a tenth of a small file's engine time). ``marks``
-    False: no date looked for is keyed by an era's marks (``DateNeedles.marked``)."""
+    every span the gate scans (the date search was a tenth of a small file's engine time). ``marks``:
+    the ASCII marks the dates looked for are keyed by (``DateSet.marks``), every mark where None."""
     runs = data.translate(_NOT_DIGIT).split()
     out = [run for run in runs if len(run) > 1]
-    if marks and len(out) < len(runs):
-        out += _ascii_era_marks(data)
+    if marks != () and len(out) < len(runs):
+        out += _ascii_era_marks(data) if marks is None else _ascii_era_marks(data, marks)
     return out
 
 
@@ -1732,8 +1734,9 @@ def folded_bytes(data: bytes) -> bytes | None:
 def find_date(low: bytes, dates: Iterable[DateNeedles], start: int, end: int) -> int:
     """First standing occurrence in ``low[start:end]`` (lower-cased bytes) of a written form of one of
     ``dates``, looked for only where the date's keys are (``DateNeedles``); -1 if none."""
-    dates = tuple(dates)
-    keys = digit_keys(key_runs(low, marks=any(date.marked for date in dates)))
+    if not isinstance(dates, DateSet):
+        dates = DateSet(dates)
+    keys = digit_keys(key_runs(low, marks=dates.marks))
     for date in dates:
         if not keys.isdisjoint(date.byte_keys):
             for needle in date.data_for(keys):
