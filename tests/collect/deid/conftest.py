@@ -80,3 +80,16 @@ def released_or_none(data: bytes, profile: str, *, whole: bool, key: bytes = KEY
         return deid.deidentify_bytes(data).output_bytes
     except CurataError:
         return None
+
+
+def ct_small(patient_id: str, born: str, **values: str) -> bytes:
+    """pydicom-data's CT_small in UTF-8 for the patient QUIXBORNE^ZELPHINA with ``patient_id`` and
+    birth date ``born``, and ``values`` set by keyword (where a test plants a written form)."""
+    ds = read("CT_small.dcm")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "QUIXBORNE^ZELPHINA", patient_id, born
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    return buf.getvalue()

@@ -20,7 +20,7 @@ import pytest
 
 from curata.collect.deid.text import Identifiers, find_identifier
 
-from .conftest import released_or_none
+from .conftest import ct_small, released_or_none
 
 KEY = b"k" * 32
 PROFILES = ("basic", "research", "research-strict")
@@ -69,16 +69,7 @@ GROUPED = [
 
 
 def _file(born: str, **values: str) -> bytes:
-    ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "QUIXBORNE^ZELPHINA", "4417702", born
-    ds.StudyDate = "20240305"
-    ds.PatientTelephoneNumbers = "021-88776655"
-    for keyword, value in values.items():
-        setattr(ds, keyword, value)
-    buf = io.BytesIO()
-    ds.save_as(buf)
-    return buf.getvalue()
+    return ct_small("4417702", born, StudyDate="20240305", PatientTelephoneNumbers="021-88776655", **values)
 
 
 @pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])

@@ -16,7 +16,7 @@ import pytest
 
 from curata.collect.deid.text import Identifiers, find_identifier, identity_spans
 
-from .conftest import released_or_none
+from .conftest import ct_small, released_or_none
 
 KEY = b"k" * 32
 PROFILES = ("basic", "research", "research-strict")
@@ -38,15 +38,7 @@ def _in(script: str, text: str) -> str:
 
 
 def _file(pid: str = "4417702", **values: str) -> bytes:
-    ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "QUIXBORNE^ZELPHINA", pid, "19700315"
-    ds.OtherPatientIDs = "XK4471923"
-    for keyword, value in values.items():
-        setattr(ds, keyword, value)
-    buf = io.BytesIO()
-    ds.save_as(buf)
-    return buf.getvalue()
+    return ct_small(pid, "19700315", OtherPatientIDs="XK4471923", **values)
 
 
 @pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])

@@ -7,15 +7,11 @@ reading)."""
 
 from __future__ import annotations
 
-import io
-
-import pydicom
-import pydicom.data
 import pytest
 
 from curata.collect.deid.text import DateNeedles, Identifiers, find_identifier
 
-from .conftest import released_or_none
+from .conftest import ct_small, released_or_none
 
 KEY = b"k" * 32
 PROFILES = ("basic", "research", "research-strict")
@@ -27,14 +23,7 @@ BORN = {
 
 
 def _file(born: str, **values: str) -> bytes:
-    ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "QUIXBORNE^ZELPHINA", "XK4471923", born
-    for keyword, value in values.items():
-        setattr(ds, keyword, value)
-    buf = io.BytesIO()
-    ds.save_as(buf)
-    return buf.getvalue()
+    return ct_small("XK4471923", born, **values)
 
 
 @pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])
