@@ -803,15 +803,13 @@ class Identifiers:
 
 
 class DateSet(tuple["DateNeedles", ...]):
-    """An identity's dates (``DateNeedles``), and whether one of them is keyed by an era's marks
-    (``DateNeedles.marked``: the byte scans then look for the marks, else not)."""
+    """An identity's dates (``DateNeedles``), and the ASCII era marks among their keys (an era's
+    years 1 to 9: b"h", b"heisei"), the only marks the byte scans look for (none where empty)."""
 
-    marked: bool
-    marks: tuple[bytes, ...]  # the ASCII marks among their keys (b"h", b"heisei"): what the bytes need
+    marks: tuple[bytes, ...]
 
     def __new__(cls, dates: Iterable[DateNeedles]) -> DateSet:
         made = super().__new__(cls, dates)
-        made.marked = any(date.marked for date in made)
         made.marks = tuple(sorted({k for date in made for k in date.byte_keys if not k.isdigit()}))
         return made
 
@@ -1150,7 +1148,6 @@ class DateNeedles:
         "byte_keys",
         "da",
         "keys",
-        "marked",
     )
 
     def __init__(self, da: str) -> None:
@@ -1171,7 +1168,6 @@ class DateNeedles:
         )
         self.keys = self._base.union(*(f[1] for f in self._families))
         self.byte_keys = _ascii_keys(self.keys)  # an era's kanji and reading key its forms in text alone
-        self.marked = any(not k.isdigit() for k in self.keys)  # keyed by an era's marks too (H2.3.5)
         self._forms: list[str] | None = None  # written out only where the keys meet
         self._text: _NumGroups | None = None
         self._data: tuple[bytes, ...] | None = None
