@@ -63,3 +63,36 @@ def test_peers_remove_something(results):
     for name in ("dicognito", "dicom-anonymizer", "gdcmanon", "orthanc"):
         assert name in rows, results
         assert rows[name]["leaked"] < rows[name]["planted_tried"], name
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_deid_under_test", REPO / "bench" / "deid.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_path_leaks_skip_dates_spelled_by_chance_inside_uuid_uids():
+    """A remapped UUID UID is a hash's digits; eight of them can spell a planted date. The bench's
+    path and report scans do not count that, and still count a date written anywhere else and a
+    planted UID of that form."""
+    import random
+
+    from curata.demo.phi import Identity, PlantedSet
+
+    bench = _bench_module()
+    identity = Identity.random(random.Random(5))
+    planted = PlantedSet(identity=identity, study=0, sop_instance_uid="2.25.1234", sop_class_uid="")
+    born = identity.birth_date.strftime("%Y%m%d")
+    planted.add(born, "date", "PatientBirthDate")
+    planted.add("2.25.99" + born + "1", "uid", "SOPInstanceUID")
+    items = [bench.Item(0, Path("in.dcm"), planted, 1)]
+    by_chance = Path(f"out/2.25.31{born}77/2.25.4/2.25.5.dcm")
+    assert planted.scan(str(by_chance).encode())  # what the bench counted before
+    assert bench._path_leaks(items, [by_chance]) == 0
+    assert bench._path_leaks(items, [Path(f"out/{born}/2.25.4/2.25.5.dcm")]) == 1
+    assert bench._path_leaks(items, [Path(f"out/1.2.3.{born}/x.dcm")]) == 1  # not a UUID UID
+    assert bench._path_leaks(items, [Path(f"out/2.25.99{born}1/x.dcm")]) == 1  # the planted UID itself
