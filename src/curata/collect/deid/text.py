@@ -930,10 +930,11 @@ class Matcher:
             _find_nums(low, nums, found)
             if self.dates:
                 keys = digit_keys(key_runs_str(low))
+                arabic = arabic_letters(low)
                 for da in self.dates:
                     date = _date_needles(da)
                     if not keys.isdisjoint(date.keys):
-                        for groups in date.text_for(keys):
+                        for groups in date.text_for(keys, arabic=arabic):
                             _find_nums(low, groups, found, dates=True)
         if not found:
             return []
@@ -1126,6 +1127,10 @@ def _find_nums(low: str, groups: _NumGroups, found: list[tuple[int, int]], *, da
                 pos = low.find(num, pos + 1)
 
 
+# a calendar's forms: (its name, its keys, the ASCII ones as bytes, [text groups, ASCII bytes] once made)
+_Family = tuple[str, frozenset[str], frozenset[bytes], list[Any]]
+
+
 class DateNeedles:
     """One date's written forms (``_date_forms``), prepared once per date, and only as far as needed.
 
@@ -1144,6 +1149,7 @@ class DateNeedles:
         "_day",
         "_families",
         "_forms",
+        "_script",
         "_text",
         "byte_keys",
         "da",
@@ -1163,10 +1169,14 @@ class DateNeedles:
         # each other calendar's forms apart, with its own keys (a met key costs only its calendar's forms)
         self._day = _calendar_day(da)
         families = calendars.family_keys(self._day) if self._day is not None else ()
-        self._families: tuple[tuple[str, frozenset[str], frozenset[bytes], list[Any]], ...] = tuple(
+        every: tuple[_Family, ...] = tuple(
             (name, keys, _ascii_keys(keys), []) for name, keys in families if keys
         )
-        self.keys = self._base.union(*(f[1] for f in self._families))
+        self._families = tuple(f for f in every if f[0] != calendars.ARABIC_SCRIPT)
+        # the month by name in Arabic script (15 مارس 1970, ۲۴ اسفند ۱۳۴۸): text holding an Arabic letter
+        # alone; its keys are years of the other families (no byte key more)
+        self._script = tuple(f for f in every if f[0] == calendars.ARABIC_SCRIPT)
+        self.keys = self._base.union(*(f[1] for f in every))
         self.byte_keys = _ascii_keys(self.keys)  # an era's kanji and reading key its forms in text alone
         self._forms: list[str] | None = None  # written out only where the keys meet
         self._text: _NumGroups | None = None
@@ -1198,7 +1208,7 @@ class DateNeedles:
             self._forms = _gregorian_forms(self.da)
         return self._forms
 
-    def _family(self, family: tuple[str, frozenset[str], frozenset[bytes], list[Any]]) -> list[Any]:
+    def _family(self, family: _Family) -> list[Any]:
         """(text groups, ASCII bytes) of one calendar's forms, made on first use."""
         made = family[3]
         if not made:
@@ -1212,14 +1222,19 @@ class DateNeedles:
         every = [*self.data, *(b for family in self._families for b in self._family(family)[1])]
         return tuple(sorted(every, key=len, reverse=True))
 
-    def text_for(self, keys: set[str] | frozenset[str]) -> Iterator[_NumGroups]:
+    def text_for(self, keys: set[str] | frozenset[str], *, arabic: bool = False) -> Iterator[_NumGroups]:
         """The forms' text groups of each calendar whose keys are among ``keys`` (a text's
-        ``digit_keys``), the Gregorian first."""
+        ``digit_keys``), the Gregorian first; the month names in Arabic script where the text holds an
+        Arabic letter (``arabic``, ``arabic_letters``)."""
         if not keys.isdisjoint(self._base):
             yield self.text
         for family in self._families:
             if not keys.isdisjoint(family[1]):
                 yield self._family(family)[0]
+        if arabic:
+            for family in self._script:
+                if not keys.isdisjoint(family[1]):
+                    yield self._family(family)[0]
 
     def data_for(self, keys: set[bytes] | frozenset[bytes]) -> Iterator[bytes]:
         """The ASCII forms as bytes of each calendar whose keys are among ``keys`` (``text_for``)."""
@@ -1270,6 +1285,15 @@ def _ascii_era_marks(low: bytes, wanted: tuple[bytes, ...] = _ERA_INITIALS + _ER
         for m in wanted
         if (shape.find(m + b"0") >= 0 or shape.find(m + b" 0") >= 0 if len(m) == 1 else low.find(m) >= 0)
     ]
+
+
+_ARABIC_LETTER = re.compile("[\u0621-\u064a\u0671-\u06d3]")
+
+
+def arabic_letters(text: str) -> bool:
+    """Whether ``text`` holds a letter of the Arabic script (Arabic, Persian, Urdu): where the month
+    names in Arabic script are looked for (``DateNeedles.text_for``)."""
+    return not text.isascii() and _ARABIC_LETTER.search(text) is not None
 
 
 def key_runs_str(low: str) -> list[str]:
