@@ -16,7 +16,7 @@ import pydicom.data
 import pytest
 from pydicom.dataelem import DataElement
 
-from curata.collect.deid.text import Identifiers, readings
+from curata.collect.deid.text import Identifiers, find_identifier, readings
 
 from .conftest import ct_small, released_or_none
 
@@ -39,6 +39,8 @@ DATES = [
     ("19700315", "15-مارس-1970"),
     ("19700315", "\u06f1\u06f5 مارس \u06f1\u06f9\u06f7\u06f0"),  # ۱۵ مارس ۱۹۷۰
     ("19700315", "15 مارچ 1970"),
+    ("19700315", "15 مارس 70"),  # the year's last two digits
+    ("19700315", "\u06f2\u06f4 اسفند \u06f4\u06f8"),  # ۲۴ اسفند ۴۸
     ("19700315", "\u0661\u0665 آذار\u060c \u0661\u0669\u0667\u0660"),
     ("19700315", "15 ﻣﺎﺭﺱ 1970"),  # presentation forms
     ("19700315", "\u06f2\u06f4 اسفند \u06f1\u06f3\u06f4\u06f8"),  # ۲۴ اسفند ۱۳۴۸
@@ -212,3 +214,13 @@ def test_the_month_names_are_found_as_any_writer_spells_them() -> None:
     matcher = ids.matcher()
     for text in ("15 أبريل 1970", "15 إبريل 1970", "15 ابريل 1970", "15 أبريـل 1970", "15 أَبْرِيل 1970"):
         assert any(matcher.spans(r) for r in readings(text)), text
+
+
+@pytest.mark.parametrize(
+    "written", ["15 مارس 1970", "\u0661\u0665 آذار\u060c \u0661\u0669\u0667\u0660م", "۲۴ اسفند ۱۳۴۸"]
+)
+def test_the_byte_gate_of_slides_vcf_and_tables_finds_them(written: str) -> None:
+    ids = Identifiers()
+    ids.add_birth_date("19700315")
+    assert find_identifier(f"note {written} seen".encode(), ids.gate_needles()) == "date"
+    assert find_identifier("note 15 مارس 1971 seen".encode(), ids.gate_needles()) is None

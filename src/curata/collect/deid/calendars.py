@@ -270,14 +270,17 @@ def _islamic(day: dt.date) -> set[str]:
     return forms
 
 
-def _written(names: tuple[str, ...], day: int, year: int) -> set[str]:
+def _written(names: tuple[str, ...], day: int, year: int, *, short: bool = False) -> set[str]:
     """A date with its month by name in Arabic script (folded), as written in Arabic, Persian and Urdu:
     day, month and year (15 مارس 1970, with ، read as a comma: 15 مارس، 1970; 15-مارس-1970; 15 مارس عام
     1970, ۲۴ اسفند ماه ۱۳۴۸), or the month first (مارس 15, 1970). Digits of any script are read as
-    ASCII ones, and a letter may follow the year (1970م, 1390هـ)."""
+    ASCII ones, and a letter may follow the year (1970م, 1390هـ). ``short``: also with the year's last
+    two digits, as in 15 March 70 (۱۵ خرداد ۴۲)."""
     forms: set[str] = set()
     for name in names:
         for dd in _digits(day):
+            if short:
+                forms |= {f"{dd}{sep}{name}{sep}{year % 100:02d}" for sep in (" ", "-", "/")}
             forms |= {f"{dd}{sep}{name}{sep}{year}" for sep in (" ", "-", "/")}
             forms |= {f"{dd} {name}, {year}", f"{dd} {name},{year}", f"{dd} من {name} {year}"}
             forms |= {f"{name} {dd}, {year}", f"{name} {dd},{year}", f"{name} {dd} {year}"}
@@ -286,16 +289,17 @@ def _written(names: tuple[str, ...], day: int, year: int) -> set[str]:
 
 
 def _arabic_script_keys(day: dt.date) -> set[str]:
-    return {str(day.year), str(solar_hijri(day)[0]), *_islamic_keys(day)}
+    year, solar = day.year, solar_hijri(day)[0]
+    return {str(year), f"{year % 100:02d}", str(solar), f"{solar % 100:02d}", *_islamic_keys(day)}
 
 
 def _arabic_script(day: dt.date) -> set[str]:
     """``day`` with its month by name in Arabic script: Gregorian (15 مارس 1970, 15 آذار 1970), Solar
     Hijri (۲۴ اسفند ۱۳۴۸) and Hijri (٧ محرم ١٣٩٠, two days either side as ``_islamic``). Text alone
     (``text.DateNeedles`` looks for these only in text that holds a letter of the Arabic script)."""
-    forms = _written(_ARABIC_SCRIPT[day.month - 1], day.day, day.year)
+    forms = _written(_ARABIC_SCRIPT[day.month - 1], day.day, day.year, short=True)
     py, pm, pd = solar_hijri(day)
-    forms |= _written(_PERSIAN_SCRIPT[pm - 1], pd, py)
+    forms |= _written(_PERSIAN_SCRIPT[pm - 1], pd, py, short=True)
     for shift in _HIJRI_SHIFTS:
         hy, hm, hd = tabular_islamic(day + dt.timedelta(days=shift))
         forms |= _written(_HIJRI_SCRIPT[hm - 1], hd, hy)

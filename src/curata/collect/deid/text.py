@@ -1177,7 +1177,8 @@ class DateNeedles:
         # alone; its keys are years of the other families (no byte key more)
         self._script = tuple(f for f in every if f[0] == calendars.ARABIC_SCRIPT)
         self.keys = self._base.union(*(f[1] for f in every))
-        self.byte_keys = _ascii_keys(self.keys)  # an era's kanji and reading key its forms in text alone
+        # an era's kanji and reading key its forms in text alone, and so do the Arabic script's years
+        self.byte_keys = _ascii_keys(self._base.union(*(f[1] for f in self._families)))
         self._forms: list[str] | None = None  # written out only where the keys meet
         self._text: _NumGroups | None = None
         self._data: tuple[bytes, ...] | None = None
@@ -1734,8 +1735,33 @@ def find_identifier(data: bytes, needles: list[tuple[bytes, str]]) -> str | None
         low = data.lower() if low is None else low
         if find_date(low, dates, 0, len(low)) >= 0:
             return "date"
+        if _arabic_month_date(data, dates):
+            return "date"
     other = folded_bytes(data)  # an ID or a date in other digits, with RLM marks or full-width signs
     return find_identifier(other, needles) if other is not None else None
+
+
+def _arabic_month_date(data: bytes, dates: Iterable[DateNeedles]) -> bool:
+    """Whether ``data`` (UTF-8 text) holds one of ``dates`` with its month by name in Arabic script
+    (15 مارس 1970, ۲۴ اسفند ۱۳۴۸: forms of text alone, ``DateNeedles.text_for``), read folded."""
+    if data.isascii():
+        return False
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if not arabic_letters(text):
+        return False
+    low = _lowered(fold(text)[0])
+    keys = digit_keys(key_runs_str(low))
+    found: list[tuple[int, int]] = []
+    for date in dates:
+        if not keys.isdisjoint(date.keys):
+            for groups in date.text_for(keys, arabic=True):
+                _find_nums(low, groups, found, dates=True)
+                if found:
+                    return True
+    return False
 
 
 def folded_bytes(data: bytes) -> bytes | None:
