@@ -1301,7 +1301,8 @@ def key_runs_str(low: str) -> list[str]:
     """``key_runs`` for text (lower case): the runs of two digits or more, then, where a digit stands
     alone, the era marks it holds (an initial before a digit, a romaji name, a kanji, a reading)."""
     runs = _DIGIT_RUNS_STR.findall(low)
-    if _LONE_DIGIT.search(low) is not None:
+    # 元 (an era's year 1) holds no digit: H元-02-02 has no lone digit, but its era's marks key it
+    if _LONE_DIGIT.search(low) is not None or (not low.isascii() and "元" in low):
         runs += [m.decode("ascii") for m in _ascii_era_marks(low.encode("utf-8"))]
         if not low.isascii() and not _ERA_CHARS.isdisjoint(low):
             runs += _OTHER_ERA_MARKS.findall(low)
