@@ -8,8 +8,8 @@ date written so in a description is cleaned, and in a kept element refused, like
 Lower case, as ``_date_forms`` writes its forms; the era also in its hiragana reading (しょうわ36ねん).
 The digits of other scripts (۱۳۳۹/۱۱/۱۴, ๒๕๐๔) are read as ASCII digits (``_readings.fold``). An era's
 years 1 to 9 may be written with no run of two digits (H2.3.5, 平成2年3月5日, 令和元年5月1日): those
-forms are keyed by the era's marks (``ERA_MARKS``). Not covered (documented in the deid README): month
-names in Arabic or Persian script.
+forms are keyed by the era's marks (``ERA_MARKS``). The month by name in Arabic script (15 مارس 1970,
+١٥ آذار ١٩٧٠, ۲۴ اسفند ۱۳۴۸, ٧ محرم ١٣٩٠هـ): ``_arabic_script``, forms of text alone.
 """
 
 from __future__ import annotations
@@ -334,9 +334,13 @@ def family_keys(day: dt.date) -> tuple[tuple[str, frozenset[str]], ...]:
     """(calendar, the runs of digits one of its forms of ``day`` always holds): a text without any of
     them holds none of those forms (``DateNeedles`` looks for a calendar's forms only where its keys
     are). Runs of two digits or more, and a Japanese era's marks (``ERA_MARKS``)."""
+    made = {name: keys(day) for name, (keys, _) in _FAMILIES.items() if name != ARABIC_SCRIPT}
+    # the Arabic script's: the years of the others, not converted again (a date's keys are made for
+    # every date of every file)
+    solar = min(made["persian"], key=len)
+    made[ARABIC_SCRIPT] = {str(day.year), f"{day.year % 100:02d}", solar, solar[-2:], *made["islamic"]}
     return tuple(
-        (name, frozenset(k for k in keys(day) if len(k) >= 2 or not k.isdigit()))
-        for name, (keys, _) in _FAMILIES.items()
+        (name, frozenset(k for k in keys if len(k) >= 2 or not k.isdigit())) for name, keys in made.items()
     )
 
 

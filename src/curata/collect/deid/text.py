@@ -1169,16 +1169,18 @@ class DateNeedles:
         # each other calendar's forms apart, with its own keys (a met key costs only its calendar's forms)
         self._day = _calendar_day(da)
         families = calendars.family_keys(self._day) if self._day is not None else ()
-        every: tuple[_Family, ...] = tuple(
-            (name, keys, _ascii_keys(keys), []) for name, keys in families if keys
+        script = calendars.ARABIC_SCRIPT
+        self._families: tuple[_Family, ...] = tuple(
+            (name, keys, _ascii_keys(keys), []) for name, keys in families if keys and name != script
         )
-        self._families = tuple(f for f in every if f[0] != calendars.ARABIC_SCRIPT)
         # the month by name in Arabic script (15 مارس 1970, ۲۴ اسفند ۱۳۴۸): text holding an Arabic letter
-        # alone; its keys are years of the other families (no byte key more)
-        self._script = tuple(f for f in every if f[0] == calendars.ARABIC_SCRIPT)
-        self.keys = self._base.union(*(f[1] for f in every))
-        # an era's kanji and reading key its forms in text alone, and so do the Arabic script's years
-        self.byte_keys = _ascii_keys(self._base.union(*(f[1] for f in self._families)))
+        # alone, so its keys (years of the other calendars, and their last two digits) are no byte keys
+        self._script: tuple[_Family, ...] = tuple(
+            (name, keys, frozenset(), []) for name, keys in families if keys and name == script
+        )
+        self.keys = self._base.union(*(f[1] for f in self._families), *(f[1] for f in self._script))
+        # an era's kanji and reading key its forms in text alone
+        self.byte_keys = self._byte_base.union(*(f[2] for f in self._families))
         self._forms: list[str] | None = None  # written out only where the keys meet
         self._text: _NumGroups | None = None
         self._data: tuple[bytes, ...] | None = None
