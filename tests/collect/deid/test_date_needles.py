@@ -115,3 +115,14 @@ def test_key_runs_are_the_regular_expressions_runs(data: bytes) -> None:
     got = key_runs(data)
     assert got[: len(runs)] == runs
     assert sorted(got[len(runs) :]) == sorted(marks)
+
+
+def test_an_era_year_one_with_two_digit_month_and_day_meets_its_keys() -> None:
+    """H元-02-02 (2 February 1989) holds no lone digit: its era's marks key it all the same (the
+    property test above drew such a date now and then, and failed)."""
+    for da in ("19890202", "20191120"):
+        needles = _date_needles(da)
+        matcher = _ids(da).matcher()
+        for form in _date_forms(da):
+            assert not needles.keys.isdisjoint(digit_keys(key_runs_str(form.lower()))), form
+            assert matcher.spans(form), form

@@ -8,14 +8,16 @@ date written so in a description is cleaned, and in a kept element refused, like
 Lower case, as ``_date_forms`` writes its forms; the era also in its hiragana reading (しょうわ36ねん).
 The digits of other scripts (۱۳۳۹/۱۱/۱۴, ๒๕๐๔) are read as ASCII digits (``_readings.fold``). An era's
 years 1 to 9 may be written with no run of two digits (H2.3.5, 平成2年3月5日, 令和元年5月1日): those
-forms are keyed by the era's marks (``ERA_MARKS``). Not covered (documented in the deid README): month
-names in Arabic or Persian script.
+forms are keyed by the era's marks (``ERA_MARKS``). The month by name in Arabic script (15 مارس 1970,
+١٥ آذار ١٩٧٠, ۲۴ اسفند ۱۳۴۸, ٧ محرم ١٣٩٠هـ): ``_arabic_script``, forms of text alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+
+from curata.collect.deid._readings import fold
 
 # (first day, name in kanji, initial): an era's year 1 is the Gregorian year of its first day
 _ERAS = (
@@ -43,6 +45,68 @@ _HIJRI_MONTHS = (
     ("dhu al-hijjah", "dhul hijjah", "dhu'l-hijjah"),
 )  # fmt: skip
 _SEPS = ("/", ".", "-")
+# Month names in Arabic script (2026-12-07), as written; folded once (``_readings.fold``: hamza and
+# madda on alif dropped, ة as ه, ى and ی as ي, ک as ك, the ZWNJ of ربیع‌الاول dropped), as a text is read.
+# The Gregorian months: the Egyptian and Gulf names (مارس, أبريل, يونيو/يونيه), the Levantine and Iraqi
+# ones (آذار, نيسان, أيار/مايس, حزيران, تموز, آب, تشرين الأول, كانون الثاني), the Maghreb's (جانفي, فيفري,
+# أفريل, ماي, جوان, جويلية, أوت; Morocco's يوليوز, غشت, شتنبر, نونبر, دجنبر), Persian (ژانویه, فوریه,
+# آوریل, مه, ژوئن, ژوئیه, اوت, سپتامبر, اکتبر, نوامبر, دسامبر) and Urdu (جنوری, فروری, مارچ, اپریل, مئی,
+# جولائی, اگست, ستمبر, اکتوبر, نومبر, دسمبر)
+_ARABIC_SCRIPT_MONTHS = (
+    ("يناير", "كانون الثاني", "كانون ثاني", "جانفي", "ژانویه", "ژانوئیه", "جنوری"),
+    ("فبراير", "شباط", "فيفري", "فوریه", "فروری"),
+    ("مارس", "آذار", "مارچ"),
+    ("أبريل", "نيسان", "أفريل", "آوریل", "اپریل"),
+    ("مايو", "مايس", "أيار", "ماي", "مه", "می", "مئی"),
+    ("يونيو", "يونيه", "حزيران", "جوان", "ژوئن", "جون"),
+    ("يوليو", "يوليه", "تموز", "جويلية", "يوليوز", "ژوئیه", "جولای", "جولائی"),
+    ("أغسطس", "آب", "أوت", "غشت", "آگوست", "اگست"),
+    ("سبتمبر", "أيلول", "شتنبر", "سپتامبر", "ستمبر"),
+    ("أكتوبر", "تشرين الأول", "تشرين أول", "اکتبر"),
+    ("نوفمبر", "تشرين الثاني", "تشرين ثاني", "نونبر", "نوامبر", "نومبر"),
+    ("ديسمبر", "كانون الأول", "كانون أول", "دجنبر", "دسامبر", "دسمبر"),
+)  # fmt: skip
+# and written as two (آذار/مارس, آذار (مارس)), as Levantine papers do: the first two names of a month
+_PAIRED = (("كانون الثاني", "يناير"), ("شباط", "فبراير"), ("آذار", "مارس"), ("نيسان", "أبريل"),
+           ("أيار", "مايو"), ("حزيران", "يونيو"), ("تموز", "يوليو"), ("آب", "أغسطس"), ("أيلول", "سبتمبر"),
+           ("تشرين الأول", "أكتوبر"), ("تشرين الثاني", "نوفمبر"), ("كانون الأول", "ديسمبر"))  # fmt: skip
+# The Solar Hijri months in Persian script (۲۴ اسفند ۱۳۴۸), and Dari's (Afghanistan: حمل, ثور...)
+_PERSIAN_SCRIPT_MONTHS = (
+    ("فروردین", "حمل"), ("اردیبهشت", "ثور"), ("خرداد", "جوزا"), ("تیر", "سرطان"), ("مرداد", "امرداد", "اسد"),
+    ("شهریور", "سنبله"), ("مهر", "میزان"), ("آبان", "عقرب"), ("آذر", "قوس"), ("دی", "جدی"), ("بهمن", "دلو"),
+    ("اسفند", "حوت"),
+)  # fmt: skip
+# The Hijri months in Arabic script (٧ محرم ١٣٩٠هـ), Arabic and Persian spellings
+_HIJRI_SCRIPT_MONTHS = (
+    ("محرم", "المحرم"), ("صفر",), ("ربيع الأول", "ربيع أول", "ربیع‌الاول"),
+    ("ربيع الآخر", "ربيع الثاني", "ربيع ثاني", "ربیع‌الثانی"),
+    ("جمادى الأولى", "جمادى الأول", "جمادی‌الاول", "جمادی‌الاولی"),
+    ("جمادى الآخرة", "جمادى الثانية", "جمادى الآخر", "جمادى الثاني", "جمادی‌الثانی", "جمادی‌الآخر"),
+    ("رجب",), ("شعبان",), ("رمضان",), ("شوال",), ("ذو القعدة", "ذي القعدة", "ذیقعده", "ذی‌القعده"),
+    ("ذو الحجة", "ذي الحجة", "ذیحجه", "ذی‌الحجه"),
+)  # fmt: skip
+# Between the month and the year: "year" (15 مارس عام 1970, 15 مارس سنة 1970) and Persian's "month"
+# (۲۴ اسفند ماه ۱۳۴۸), folded
+_ARABIC_SCRIPT_GAPS = tuple(fold(w)[0] for w in ("عام", "سنة", "ماه", "سال", "ماه سال"))
+
+
+def _folded_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Month names as ``_readings.fold`` reads them, each with several words also run together."""
+    out: dict[str, None] = {}
+    for name in names:
+        folded = fold(name)[0]
+        out[folded] = None
+        out[folded.replace(" ", "")] = None
+    return tuple(out)
+
+
+_ARABIC_SCRIPT = tuple(
+    _folded_names((*names, *(f"{a}{sep}{b}" for a, b in (pair, pair[::-1]) for sep in ("/", " / "))))
+    + tuple(fold(f"{a} ({b})")[0] for a, b in (pair, pair[::-1]))
+    for names, pair in zip(_ARABIC_SCRIPT_MONTHS, _PAIRED, strict=True)
+)
+_PERSIAN_SCRIPT = tuple(map(_folded_names, _PERSIAN_SCRIPT_MONTHS))
+_HIJRI_SCRIPT = tuple(map(_folded_names, _HIJRI_SCRIPT_MONTHS))
 # an era date's separators besides: a dot and a space (H2. 3. 5, as forms pad one-digit numbers), the
 # katakana middle dot (H2・3・5). Spaces beside kanji are dropped by ``_readings.fold`` (平成 2年 3月 5日).
 _ERA_SEPS = (*_SEPS, ". ", "・")
@@ -206,6 +270,42 @@ def _islamic(day: dt.date) -> set[str]:
     return forms
 
 
+def _written(names: tuple[str, ...], day: int, year: int, *, short: bool = False) -> set[str]:
+    """A date with its month by name in Arabic script (folded), as written in Arabic, Persian and Urdu:
+    day, month and year (15 مارس 1970, with ، read as a comma: 15 مارس، 1970; 15-مارس-1970; 15 مارس عام
+    1970, ۲۴ اسفند ماه ۱۳۴۸), or the month first (مارس 15, 1970). Digits of any script are read as
+    ASCII ones, and a letter may follow the year (1970م, 1390هـ). ``short``: also with the year's last
+    two digits, as in 15 March 70 (۱۵ خرداد ۴۲)."""
+    forms: set[str] = set()
+    for name in names:
+        for dd in _digits(day):
+            if short:
+                forms |= {f"{dd}{sep}{name}{sep}{year % 100:02d}" for sep in (" ", "-", "/")}
+            forms |= {f"{dd}{sep}{name}{sep}{year}" for sep in (" ", "-", "/")}
+            forms |= {f"{dd} {name}, {year}", f"{dd} {name},{year}", f"{dd} من {name} {year}"}
+            forms |= {f"{name} {dd}, {year}", f"{name} {dd},{year}", f"{name} {dd} {year}"}
+            forms |= {f"{dd} {name} {gap} {year}" for gap in _ARABIC_SCRIPT_GAPS}
+    return forms
+
+
+def _arabic_script_keys(day: dt.date) -> set[str]:
+    year, solar = day.year, solar_hijri(day)[0]
+    return {str(year), f"{year % 100:02d}", str(solar), f"{solar % 100:02d}", *_islamic_keys(day)}
+
+
+def _arabic_script(day: dt.date) -> set[str]:
+    """``day`` with its month by name in Arabic script: Gregorian (15 مارس 1970, 15 آذار 1970), Solar
+    Hijri (۲۴ اسفند ۱۳۴۸) and Hijri (٧ محرم ١٣٩٠, two days either side as ``_islamic``). Text alone
+    (``text.DateNeedles`` looks for these only in text that holds a letter of the Arabic script)."""
+    forms = _written(_ARABIC_SCRIPT[day.month - 1], day.day, day.year, short=True)
+    py, pm, pd = solar_hijri(day)
+    forms |= _written(_PERSIAN_SCRIPT[pm - 1], pd, py, short=True)
+    for shift in _HIJRI_SHIFTS:
+        hy, hm, hd = tabular_islamic(day + dt.timedelta(days=shift))
+        forms |= _written(_HIJRI_SCRIPT[hm - 1], hd, hy)
+    return forms
+
+
 def _ordinal_keys(day: dt.date) -> set[str]:
     return {str(day.year), f"{day.year}{day.timetuple().tm_yday:03d}"}
 
@@ -215,11 +315,12 @@ def _ordinal(day: dt.date) -> set[str]:
     return {f"{day.year}-{ordinal}", f"{day.year}{ordinal}"}
 
 
+ARABIC_SCRIPT = "arabic_script"  # the month by name in Arabic script: forms of text alone, none ASCII
 # each calendar: (its keys, its forms), computed apart: keys for every date, forms only where they meet
 _FAMILIES = {
     "japanese": (_japanese_keys, _japanese), "minguo": (_minguo_keys, _minguo), "thai": (_thai_keys, _thai),
     "persian": (_persian_keys, _persian), "islamic": (_islamic_keys, _islamic),
-    "ordinal": (_ordinal_keys, _ordinal),
+    "ordinal": (_ordinal_keys, _ordinal), ARABIC_SCRIPT: (_arabic_script_keys, _arabic_script),
 }  # fmt: skip
 # what a text's keys are made of (``text.digit_keys``): runs of two digits or more, and the marks of a
 # Japanese era (its first kanji, its initial before a digit, its romaji name or reading), which key the
@@ -233,9 +334,13 @@ def family_keys(day: dt.date) -> tuple[tuple[str, frozenset[str]], ...]:
     """(calendar, the runs of digits one of its forms of ``day`` always holds): a text without any of
     them holds none of those forms (``DateNeedles`` looks for a calendar's forms only where its keys
     are). Runs of two digits or more, and a Japanese era's marks (``ERA_MARKS``)."""
+    made = {name: keys(day) for name, (keys, _) in _FAMILIES.items() if name != ARABIC_SCRIPT}
+    # the Arabic script's: the years of the others, not converted again (a date's keys are made for
+    # every date of every file)
+    solar = min(made["persian"], key=len)
+    made[ARABIC_SCRIPT] = {str(day.year), f"{day.year % 100:02d}", solar, solar[-2:], *made["islamic"]}
     return tuple(
-        (name, frozenset(k for k in keys(day) if len(k) >= 2 or not k.isdigit()))
-        for name, (keys, _) in _FAMILIES.items()
+        (name, frozenset(k for k in keys if len(k) >= 2 or not k.isdigit())) for name, keys in made.items()
     )
 
 

@@ -930,10 +930,11 @@ class Matcher:
             _find_nums(low, nums, found)
             if self.dates:
                 keys = digit_keys(key_runs_str(low))
+                arabic = arabic_letters(low)
                 for da in self.dates:
                     date = _date_needles(da)
                     if not keys.isdisjoint(date.keys):
-                        for groups in date.text_for(keys):
+                        for groups in date.text_for(keys, arabic=arabic):
                             _find_nums(low, groups, found, dates=True)
         if not found:
             return []
@@ -1126,6 +1127,10 @@ def _find_nums(low: str, groups: _NumGroups, found: list[tuple[int, int]], *, da
                 pos = low.find(num, pos + 1)
 
 
+# a calendar's forms: (its name, its keys, the ASCII ones as bytes, [text groups, ASCII bytes] once made)
+_Family = tuple[str, frozenset[str], frozenset[bytes], list[Any]]
+
+
 class DateNeedles:
     """One date's written forms (``_date_forms``), prepared once per date, and only as far as needed.
 
@@ -1144,6 +1149,7 @@ class DateNeedles:
         "_day",
         "_families",
         "_forms",
+        "_script",
         "_text",
         "byte_keys",
         "da",
@@ -1163,11 +1169,18 @@ class DateNeedles:
         # each other calendar's forms apart, with its own keys (a met key costs only its calendar's forms)
         self._day = _calendar_day(da)
         families = calendars.family_keys(self._day) if self._day is not None else ()
-        self._families: tuple[tuple[str, frozenset[str], frozenset[bytes], list[Any]], ...] = tuple(
-            (name, keys, _ascii_keys(keys), []) for name, keys in families if keys
+        script = calendars.ARABIC_SCRIPT
+        self._families: tuple[_Family, ...] = tuple(
+            (name, keys, _ascii_keys(keys), []) for name, keys in families if keys and name != script
         )
-        self.keys = self._base.union(*(f[1] for f in self._families))
-        self.byte_keys = _ascii_keys(self.keys)  # an era's kanji and reading key its forms in text alone
+        # the month by name in Arabic script (15 مارس 1970, ۲۴ اسفند ۱۳۴۸): text holding an Arabic letter
+        # alone, so its keys (years of the other calendars, and their last two digits) are no byte keys
+        self._script: tuple[_Family, ...] = tuple(
+            (name, keys, frozenset(), []) for name, keys in families if keys and name == script
+        )
+        self.keys = self._base.union(*(f[1] for f in self._families), *(f[1] for f in self._script))
+        # an era's kanji and reading key its forms in text alone
+        self.byte_keys = self._byte_base.union(*(f[2] for f in self._families))
         self._forms: list[str] | None = None  # written out only where the keys meet
         self._text: _NumGroups | None = None
         self._data: tuple[bytes, ...] | None = None
@@ -1198,7 +1211,7 @@ class DateNeedles:
             self._forms = _gregorian_forms(self.da)
         return self._forms
 
-    def _family(self, family: tuple[str, frozenset[str], frozenset[bytes], list[Any]]) -> list[Any]:
+    def _family(self, family: _Family) -> list[Any]:
         """(text groups, ASCII bytes) of one calendar's forms, made on first use."""
         made = family[3]
         if not made:
@@ -1212,14 +1225,19 @@ class DateNeedles:
         every = [*self.data, *(b for family in self._families for b in self._family(family)[1])]
         return tuple(sorted(every, key=len, reverse=True))
 
-    def text_for(self, keys: set[str] | frozenset[str]) -> Iterator[_NumGroups]:
+    def text_for(self, keys: set[str] | frozenset[str], *, arabic: bool = False) -> Iterator[_NumGroups]:
         """The forms' text groups of each calendar whose keys are among ``keys`` (a text's
-        ``digit_keys``), the Gregorian first."""
+        ``digit_keys``), the Gregorian first; the month names in Arabic script where the text holds an
+        Arabic letter (``arabic``, ``arabic_letters``)."""
         if not keys.isdisjoint(self._base):
             yield self.text
         for family in self._families:
             if not keys.isdisjoint(family[1]):
                 yield self._family(family)[0]
+        if arabic:
+            for family in self._script:
+                if not keys.isdisjoint(family[1]):
+                    yield self._family(family)[0]
 
     def data_for(self, keys: set[bytes] | frozenset[bytes]) -> Iterator[bytes]:
         """The ASCII forms as bytes of each calendar whose keys are among ``keys`` (``text_for``)."""
@@ -1272,11 +1290,21 @@ def _ascii_era_marks(low: bytes, wanted: tuple[bytes, ...] = _ERA_INITIALS + _ER
     ]
 
 
+_ARABIC_LETTER = re.compile("[\u0621-\u064a\u0671-\u06d3]")
+
+
+def arabic_letters(text: str) -> bool:
+    """Whether ``text`` holds a letter of the Arabic script (Arabic, Persian, Urdu): where the month
+    names in Arabic script are looked for (``DateNeedles.text_for``)."""
+    return not text.isascii() and _ARABIC_LETTER.search(text) is not None
+
+
 def key_runs_str(low: str) -> list[str]:
     """``key_runs`` for text (lower case): the runs of two digits or more, then, where a digit stands
     alone, the era marks it holds (an initial before a digit, a romaji name, a kanji, a reading)."""
     runs = _DIGIT_RUNS_STR.findall(low)
-    if _LONE_DIGIT.search(low) is not None:
+    # 元 (an era's year 1) holds no digit: H元-02-02 has no lone digit, but its era's marks key it
+    if _LONE_DIGIT.search(low) is not None or (not low.isascii() and "元" in low):
         runs += [m.decode("ascii") for m in _ascii_era_marks(low.encode("utf-8"))]
         if not low.isascii() and not _ERA_CHARS.isdisjoint(low):
             runs += _OTHER_ERA_MARKS.findall(low)
@@ -1710,8 +1738,33 @@ def find_identifier(data: bytes, needles: list[tuple[bytes, str]]) -> str | None
         low = data.lower() if low is None else low
         if find_date(low, dates, 0, len(low)) >= 0:
             return "date"
+        if _arabic_month_date(data, dates):
+            return "date"
     other = folded_bytes(data)  # an ID or a date in other digits, with RLM marks or full-width signs
     return find_identifier(other, needles) if other is not None else None
+
+
+def _arabic_month_date(data: bytes, dates: Iterable[DateNeedles]) -> bool:
+    """Whether ``data`` (UTF-8 text) holds one of ``dates`` with its month by name in Arabic script
+    (15 مارس 1970, ۲۴ اسفند ۱۳۴۸: forms of text alone, ``DateNeedles.text_for``), read folded."""
+    if data.isascii():
+        return False
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if not arabic_letters(text):
+        return False
+    low = _lowered(fold(text)[0])
+    keys = digit_keys(key_runs_str(low))
+    found: list[tuple[int, int]] = []
+    for date in dates:
+        if not keys.isdisjoint(date.keys):
+            for groups in date.text_for(keys, arabic=True):
+                _find_nums(low, groups, found, dates=True)
+                if found:
+                    return True
+    return False
 
 
 def folded_bytes(data: bytes) -> bytes | None:
