@@ -658,3 +658,54 @@ def test_a_damaged_series_is_refused_and_the_others_convert(tmp_path: Path, dama
     refused = json.dumps(result["refused"])
     assert "cannot decode pixel data" in refused and "DAMAGED" in refused and str(tmp_path) not in refused
     assert "Doe" not in refused and "PAT-0001" not in refused
+
+
+def test_a_refused_stack_is_named_by_its_series_number_not_its_description(tmp_path: Path) -> None:
+    """A scanner's description may hold the patient's name (typed into the protocol at the console):
+    a refused stack has no output to name, so messages name it by series number and input digest."""
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from curata.preprocess.cli import register
+
+    app = typer.Typer()
+    register(app)
+    src = tmp_path / "in"
+    write_series(
+        src, axial_slices(VOL, offsets=GAP), series_description="QUIXBORNE ZELPHINA", series_number=3
+    )
+    runner = CliRunner()
+    got = runner.invoke(app, ["convert", str(src), str(tmp_path / "a"), "--json"])
+    assert got.exit_code == 1
+    (refused,) = json.loads(got.stdout)["refused"]
+    assert refused["where"].startswith("series 3 (sha256:") and "missing slice" in refused["reason"]
+    text = runner.invoke(app, ["convert", str(src), str(tmp_path / "b")])
+    assert text.exit_code == 1 and "series 3" in text.output
+    for out in (got.output, text.output):
+        assert "QUIXBORNE" not in out.upper() and "ZELPHINA" not in out.upper()
+
+
+@pytest.mark.parametrize("keyword", ["ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"])
+def test_a_geometry_value_that_is_no_number_skips_its_file_without_quoting_it(
+    tmp_path: Path, keyword: str
+) -> None:
+    """A damaged DS (here holding a patient ID) used to end the run with a traceback quoting the value;
+    the file is skipped with the attribute named, and the other series are converted."""
+    import pydicom
+
+    bad = write_series(tmp_path / "in" / "bad", axial_slices(VOL), series_number=7)
+    write_series(tmp_path / "in" / "good", axial_slices(VOL), series_number=8)
+    ds = pydicom.dcmread(bad[0])
+    count = {"ImagePositionPatient": 3, "ImageOrientationPatient": 6, "PixelSpacing": 2}[keyword]
+    ds[keyword].value = ["123456789"] + ["1"] * (count - 1)  # as long as the ID written over it below
+    ds.save_as(bad[0])
+    data = bad[0].read_bytes()
+    assert data.count(b"123456789") == 1
+    bad[0].write_bytes(data.replace(b"123456789", b"PID-99121"))
+    result = convert_folder(tmp_path / "in", tmp_path / "out")
+    assert [c.name for c in result.converted] == ["8_phantom"]
+    skipped = dict(result.skipped)
+    assert str(bad[0]) in skipped and "not a list of numbers" in skipped[str(bad[0])]
+    assert "PID-99121" not in " ".join(reason for _, reason in result.skipped + result.refused)

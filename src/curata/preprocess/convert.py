@@ -218,6 +218,14 @@ def stack_name(ds: Dataset) -> str:
     return f"{number}_{desc}" if number not in (None, "") else desc
 
 
+def refused_label(ds: Dataset, name: str, base: str) -> str:
+    """A refused stack as messages name it: ``series <SeriesNumber>`` and the suffixes its name has
+    beyond the description (``_e2``, ``_ph``...), never the description itself."""
+    number = ds.get("SeriesNumber")
+    series = f"series {number}" if number not in (None, "") else "a series without a number"
+    return series + name[len(base) :]
+
+
 def load_frames(files: list[Path], result: ConvertResult) -> list[Frame]:
     frames: list[Frame] = []
     for path in files:
@@ -226,6 +234,10 @@ def load_frames(files: list[Path], result: ConvertResult) -> list[Frame]:
             frames.extend(frames_of(ds, path))
         except InputError as exc:
             result.skipped.append((str(path), exc.reason))
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError) as exc:
+            # a value that is not what its attribute needs (a DS that is no number): the file is
+            # skipped, named by the kind of error alone (the message may quote the value)
+            result.skipped.append((str(path), f"malformed attribute value ({type(exc).__name__})"))
     return frames
 
 
@@ -267,8 +279,10 @@ def stacks_to_volumes(
         try:
             pieces = assemble_stack(stack, uneven=uneven, tilt=tilt, philips=philips)
         except InputError as exc:
-            # the stack by its name; the file apart (a path may hold a patient's name: shown on request)
-            result.refused.append((base, exc.reason))
+            # the stack by its series number, not its name: no output carries the name, and a
+            # description written at the scanner may hold the patient's (the file apart, by its
+            # sha256 or, on request, its path)
+            result.refused.append((refused_label(ds, base, stack_name(ds)), exc.reason))
             result.refused_inputs.append(str(exc.path) if exc.path else None)
             continue
         for vol, report in pieces:

@@ -419,9 +419,16 @@ def frames_of(ds: Dataset, path: Path) -> list[Frame]:
             path=str(path),
             hint="a volume needs slice geometry; localizers and secondary captures cannot be stacked",
         )
-    position = np.asarray([float(v) for v in ipp])
-    orientation = np.asarray([float(v) for v in iop])
-    spacing = (float(ps[0]), float(ps[1]))
+    try:
+        position = np.asarray([float(v) for v in ipp])
+        orientation = np.asarray([float(v) for v in iop])
+        spacing = (float(ps[0]), float(ps[1]))
+    except (ValueError, TypeError, IndexError):
+        # named, not quoted: a damaged value may hold anything (a patient's ID)
+        raise InputError(
+            "ImagePositionPatient, ImageOrientationPatient or PixelSpacing is not a list of numbers",
+            path=str(path),
+        ) from None
     rows, cols = int(ds.Rows), int(ds.Columns)
     kind = image_kind(image_type, ds)
     order_key = (
