@@ -172,3 +172,26 @@ def test_the_gateway_does_not_quote_what_it_receives(tmp_path: Path, front_end: 
     printed = out + err
     seen = _norm(printed)
     assert [s for s in SPELLINGS if _norm(s) in seen] == []
+
+
+def test_htslib_does_not_print_a_vcf_header_it_chokes_on(tmp_path: Path) -> None:
+    """htslib (pysam) writes its warnings and errors straight to the process's stderr, quoting the
+    header line it could not read: a ``##SAMPLE`` line without its ``>`` holds the patient's ID and
+    name, a tumour/normal pair named by the same MRN twice is "Duplicated sample name 'MRN'". The real
+    CLI ingests both; nothing it prints holds the identity."""
+    from tests.collect.clinical._fixtures import VCF_HEADER, vcf_text
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    header = [line[:-1] if line.startswith("##SAMPLE") else line for line in VCF_HEADER]
+    assert header != VCF_HEADER, "the fixture's header must have a ##SAMPLE line to break"
+    (drop / "tumour.vcf").write_text(vcf_text("MRN-77123", header))
+    pair = vcf_text("MRN-77123").replace("FORMAT\tMRN-77123", "FORMAT\tMRN-77123\tMRN-77123")
+    (drop / "pair.vcf").write_text(pair.replace("0/1:0.42:58,42", "0/1:0.42:58,42\t0/0:0:99,0"))
+    assert _curata("init", str(tmp_path / "ws"), cwd=tmp_path).returncode == 0
+    run = _curata("ingest", str(drop), "-j", "1", "-w", str(tmp_path / "ws"), "--json", cwd=tmp_path)
+    printed = run.stdout + run.stderr
+    assert "quarantined" in printed  # the pair at least: two samples of one name
+    assert "[W::" not in printed and "[E::" not in printed
+    seen = _norm(printed)
+    assert [s for s in [*SPELLINGS, "Okonkwo-Bello Adaeze", "Adaeze Okonkwo"] if _norm(s) in seen] == []

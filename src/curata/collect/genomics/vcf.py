@@ -313,6 +313,18 @@ def _float(v: Any) -> float | None:
         return None
 
 
+def _quiet_pysam() -> Any:
+    """pysam, with htslib's own messages off. htslib writes its warnings and errors straight to the
+    process's stderr, quoting the header line it could not parse (``Incomplete header line ...
+    ##SAMPLE=<ID=MRN,Individual="NAME"``, ``Duplicated sample name 'MRN'``), past every redaction: a
+    site's service log, or the platform's for a pushed batch. What Curata says of a bad file is its
+    own reason, which names no value."""
+    import pysam
+
+    pysam.set_verbosity(0)
+    return pysam
+
+
 def deidentify_vcf(
     raw: bytes,
     name: str,
@@ -325,8 +337,7 @@ def deidentify_vcf(
     """De-identify one VCF/BCF. ``known``: patient ID -> identifiers from clinical inputs of the same run
     (names, addresses...), so a VCF header that repeats them is cleaned of them and gated for them too.
     ``keep_samples``: the sample names are already pseudonyms (see :func:`index_vcf`); no key is used."""
-    import pysam
-
+    pysam = _quiet_pysam()
     deid = None if keep_samples else ClinicalDeidentifier(key, issuer=mapping.issuer)
     with tempfile.TemporaryDirectory(prefix="curata-vcf-") as tmp:
         src = Path(tmp) / ("in.bcf" if raw[:3] == b"BCF" or name.lower().endswith(".bcf") else "in.vcf.gz")
