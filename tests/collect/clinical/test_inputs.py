@@ -4,6 +4,7 @@ and the age cap."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -321,3 +322,50 @@ def test_the_vcf_column_reader_indexes_as_the_row_reader_does() -> None:
     assert len(got) == 10  # every carrying call of both samples
     assert {r["allele_frequency"] for r in got if r["pos"] == 101} == {0.5, None}  # AD; a call without
     assert got[0]["consequence"] == "missense_variant" and got[0]["population_af"] is None
+
+
+def _damaged_workbooks() -> dict[str, bytes]:
+    """Workbooks damaged in each of their layers, named after a patient as exports often are."""
+    import io
+    import zipfile
+
+    book = io.BytesIO()
+    pd.DataFrame([csv_row()], columns=CSV_COLUMNS).to_excel(book, index=False)
+    whole = book.getvalue()
+    inner = bytearray(whole)
+    at = inner.find(b"xl/worksheets/sheet1.xml")
+    inner[at + 40 : at + 60] = b"\0" * 20  # the sheet's compressed bytes
+    other = io.BytesIO()
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("OKONKWO ADAEZE.txt", "MRN-77123")
+    return {
+        "OKONKWO ADAEZE 1948-06-14.xlsx": whole[: len(whole) // 2],  # cut short: not a zip
+        "zip.xlsx": other.getvalue(),  # a zip, not a workbook
+        "sheet.xlsx": bytes(inner),  # a damaged sheet
+        "old.xls": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"OKONKWO" * 100,  # Excel 97-2003
+    }
+
+
+def test_damaged_inputs_are_quarantined_and_the_run_goes_on(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A damaged workbook failed in its zip, XML or compression layer with errors no reader caught
+    (BadZipFile, KeyError, zlib.error, ImportError), and NDJSON nested past the parser's depth with a
+    RecursionError: each ended the whole `ingest` (and, in a watched drop, every later run). Now each is
+    quarantined with a reason naming no value, and the good table beside them is filed."""
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    for name, data in _damaged_workbooks().items():
+        (folder / name).write_bytes(data)
+    deep = '{"resourceType":"Patient","id":"x","name":[{"family":"OKONKWO"}],"extension":'
+    (folder / "deep.ndjson").write_text(deep + "[" * 50000 + "]" * 50000 + "}\n")
+    write_csv(folder / "zz-good.csv", [csv_row(mrn="MRN-2")])
+    (folder / "clinical-map.toml").write_text(MAPPING)
+    summary, problems = Ingestor(workspace, workers=1).ingest_paths([folder])
+    reasons = {Path(p.source).name: p.reason or "" for p in problems}
+    assert summary.counts.get("ingested") == 1, (summary.counts, reasons)
+    assert summary.counts.get("quarantined") == 5, (summary.counts, reasons)
+    assert "Excel 97-2003" in reasons["old.xls"]
+    assert all(
+        "spreadsheet" in reasons[n] for n in ("OKONKWO ADAEZE 1948-06-14.xlsx", "zip.xlsx", "sheet.xlsx")
+    )
+    assert "nested too deeply" in reasons["deep.ndjson"]
+    assert not any("OKONKWO" in r.upper() or "77123" in r for r in reasons.values())

@@ -418,6 +418,9 @@ def deidentify_fhir(
         except InputError as exc:
             failed.append((digest, exc.reason))
             continue
+        except RecursionError:  # JSON nested deeper than the parser goes: no FHIR export is
+            failed.append((digest, "not readable FHIR JSON: nested too deeply"))
+            continue
         parsed.append((digest, items))
         for _line, res, _err in items:
             if res and res.get("resourceType") == "Patient":

@@ -25,9 +25,10 @@ from curata.collect.clinical.exchange import Batch
 from curata.collect.clinical.mapping import SiteMapping, find_mapping
 from curata.collect.deid.text import Identifiers
 from curata.collect.dicomweb.multipart import Part
+from curata.collect.reasons import is_disk_full
 from curata.collect.sources import Source
 from curata.console import RunSummary
-from curata.errors import CurataError
+from curata.errors import CurataError, safe_reason
 from curata.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -134,9 +135,15 @@ class ClinicalIngestor:
                 return self._table(src, raw, digest, kind)
         except CurataError as exc:
             reason = getattr(exc, "reason", None) or exc.message
-            _quarantine_bytes(str(self.ws.quarantine_path), digest, raw, src.name, reason, "clinical")
-            self._quarantine_row(digest, reason, len(raw))
-            return ClinicalOutcome("quarantined", src.name, digest, reason)
+        except Exception as exc:  # a bad input a reader did not foresee, or a bug
+            if is_disk_full(exc):
+                raise
+            # quarantined with its kind alone, as `ingest` does for DICOM: the message may quote the
+            # input, and one file must not stop the run (nor, in a watched drop, every later one)
+            reason = safe_reason(exc)
+        _quarantine_bytes(str(self.ws.quarantine_path), digest, raw, src.name, reason, "clinical")
+        self._quarantine_row(digest, reason, len(raw))
+        return ClinicalOutcome("quarantined", src.name, digest, reason)
 
     @staticmethod
     def _report(out, summary, problems, on_progress) -> None:  # type: ignore[no-untyped-def]

@@ -122,7 +122,7 @@ def read_table(
     sep = mapping.delimiter or ("\t" if suffix == ".tsv" else ",")
     try:
         if suffix in EXCEL_SUFFIXES:
-            df = pd.read_excel(io.BytesIO(raw), sheet_name=mapping.sheet, dtype=str, keep_default_na=False)
+            df = _read_spreadsheet(raw, suffix, mapping)
         else:
             try:
                 df = pd.read_csv(
@@ -141,6 +141,25 @@ def read_table(
     df.columns = [str(c).strip() for c in df.columns]
     _check_columns(list(df.columns), mapping)
     return df, lines, refused
+
+
+def _read_spreadsheet(raw: bytes, suffix: str, mapping: TableMap) -> pd.DataFrame:
+    """An Excel workbook's sheet, every cell as text. A damaged workbook fails in its zip, XML or
+    compression layer with errors of every kind (BadZipFile, KeyError, zlib.error, XML syntax...):
+    each is this input's refusal, named by its type alone (their messages may quote its content)."""
+    try:
+        return pd.read_excel(io.BytesIO(raw), sheet_name=mapping.sheet, dtype=str, keep_default_na=False)
+    except ImportError:
+        if suffix == ".xls":
+            raise InputError(
+                "an Excel 97-2003 workbook (.xls): not read here",
+                hint="save it as .xlsx or CSV from Excel or LibreOffice",
+            ) from None
+        raise
+    except InputError:
+        raise
+    except Exception as exc:  # the input's failure, whatever layer found it
+        raise InputError(f"not a readable spreadsheet ({type(exc).__name__})") from None
 
 
 def _rows_by_line(raw: bytes, sep: str) -> tuple[pd.DataFrame, IntArray, list[tuple[int, str]]]:
