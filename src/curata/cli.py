@@ -9,6 +9,7 @@ server imported); ``app`` (for tests and ``--help``) holds every stage, built on
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ import typer
 
 from curata import __version__, _pydicom_import
 from curata.console import err_console, guard_library_output
-from curata.errors import CurataError
+from curata.errors import CurataError, safe_reason
 
 if TYPE_CHECKING:
     app: typer.Typer
@@ -135,6 +136,17 @@ def main() -> None:
         if exc.hint:
             err_console.print(f"  [dim]hint:[/] {exc.hint}")
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        # an error no stage turned into its own (a bug, or an input no check foresaw): Python's report
+        # would print its message, which may quote the input (a name, an ID), on the console and in
+        # a service's log. Its type and where it happened only; the whole report on request.
+        if os.environ.get("CURATA_TRACEBACK") == "1":
+            raise
+        err_console.print(f"[bold red]error:[/] {safe_reason(exc)}")
+        err_console.print(
+            "  [dim]hint:[/] CURATA_TRACEBACK=1 shows the whole report (it may quote input data)"
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

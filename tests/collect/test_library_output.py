@@ -195,3 +195,32 @@ def test_htslib_does_not_print_a_vcf_header_it_chokes_on(tmp_path: Path) -> None
     assert "[W::" not in printed and "[E::" not in printed
     seen = _norm(printed)
     assert [s for s in [*SPELLINGS, "Okonkwo-Bello Adaeze", "Adaeze Okonkwo"] if _norm(s) in seen] == []
+
+
+def test_an_unforeseen_error_is_reported_without_its_message(tmp_path: Path) -> None:
+    """An exception no stage turned into its own error used to end the command with Python's report,
+    whose last line quotes what the code choked on (``could not convert string to float: 'MRN-77123'``).
+    The command says the error's type and where it happened; CURATA_TRACEBACK=1 shows the report."""
+    script = (
+        "import sys; sys.argv = ['curata', 'version']\n"
+        "import curata.cli as cli\n"
+        "def boom(command):\n"
+        "    def run():\n"
+        "        float('OKONKWO-BELLO^ADAEZE MRN-77123')\n"
+        "    return run\n"
+        "cli.build_app = boom\n"
+        "cli.main()\n"
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {"PYTHONPATH": src, "PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(tmp_path)}
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert run.returncode == 1
+    assert "ValueError" in run.stderr and "internal error" in run.stderr and "Traceback" not in run.stderr
+    seen = _norm(run.stdout + run.stderr)
+    assert [s for s in SPELLINGS if _norm(s) in seen] == []
+    shown = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={**env, "CURATA_TRACEBACK": "1"}
+    )
+    assert "Traceback" in shown.stderr and "MRN-77123" in shown.stderr
