@@ -6,11 +6,12 @@
   leave out (Arabic harakat and tatweel: مُحَمَّد, محـمد for محمد; Hebrew niqqud: כֹּהֵן for כהן; accents),
   and Arabic-script letters written one for the other (ة as ه, ى as ي, Persian ی and ک as ي and ك),
   and the digits of every script as ASCII digits (an ID or a date written ٤٤١٧٧٠٢, ۱۳۳۹/۱۱/۱۴, ๒๕๑๓ or
-  १९७०), the Arabic separators as ASCII ones (۱۳۴۸٫۱۲٫۲۴), invisible format marks dropped (the RLM of
+  १९७०), CJK numerals as their Arabic value (平成二年三月五日, 三十六 as 36, 一九七〇 as 1970: ``_numeral_runs``),
+  the Arabic separators as ASCII ones (۱۳۴۸٫۱۲٫۲۴), invisible format marks dropped (the RLM of
   ١٥‏/٣‏/١٩٧٠), and spaces beside a kanji or kana dropped (平成 2年 3月 5日), with where each folded
   character came from, so that a match is removed from the text as written.
 - ``legacy_readings``: bytes that a Latin-1 (or undeclared) data set holds but that are Shift-JIS,
-  Big5, GBK or EUC-KR text (a CJK name from a system that declared no character set). Their second
+  EUC-JP, Big5, GBK or EUC-KR text (a CJK name from a system that declared no character set). Their second
   bytes may be ``\\`` or ``^`` (許 is B3 5C in Big5, ソ 83 5C in Shift-JIS), so the Latin-1 reading
   splits them into pieces too short to match; the legacy reading is the name.
 """
@@ -26,7 +27,7 @@ _TATWEEL = "\u0640"
 # the voiced and semi-voiced marks of kana, half-width, combining and spacing: they join the kana before
 _VOICED = {"\uff9e": "\u3099", "\uff9f": "\u309a", "\u3099": "\u3099", "\u309a": "\u309a", "\u309b": "\u3099",
            "\u309c": "\u309a"}  # fmt: skip
-_LEGACY = ("shift_jis", "big5", "gbk", "euc_kr")
+_LEGACY = ("shift_jis", "euc_jp", "big5", "gbk", "euc_kr")
 
 
 def _cjk(ch: str) -> bool:
