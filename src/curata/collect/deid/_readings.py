@@ -162,10 +162,16 @@ def unfold_span(text: str, at: tuple[int, ...], a: int, b: int) -> tuple[int, in
     return at[a], end
 
 
+def _wide(ch: str) -> bool:
+    """A CJK character, or a full-width form or half-width katakana (which only CJK encodings hold)."""
+    return _cjk(ch) or 0xFF01 <= ord(ch) <= 0xFF9F
+
+
 def _plausible(reading: str, least: int) -> bool:
-    """A legacy reading that is CJK text: ``least`` CJK characters or more, at least half its letters."""
-    letters = [c for c in reading if c.isalnum()]
-    cjk = sum(map(_cjk, letters))
+    """A legacy reading that is CJK text: ``least`` CJK characters or more, at least half its letters
+    (ASCII digits are no letters of any script: 平成2年3月5日 in Shift-JIS is CJK text)."""
+    letters = [c for c in reading if c.isalpha() or (c.isalnum() and not c.isascii())]
+    cjk = sum(map(_wide, letters))
     return cjk >= least and 2 * cjk >= len(letters) and reading.isprintable()
 
 
