@@ -199,3 +199,26 @@ def test_fold_reads_a_numeral_run_as_its_value(text: str, folded: str) -> None:
     assert len(at) == len(out)
     if out != text:
         assert at[0] == 0 and at[-1] == len(text) - 1
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])
+def test_a_name_with_numerals_is_no_number(whole: bool) -> None:
+    """A name is not folded to digits (加藤^一二三 gave the name part 123 while an ID's numerals are read:
+    a description's 123 was then cleaned or refused); the name itself is still found as written."""
+    ids = Identifiers()
+    ids.add_name("Kato^Hifumi=加藤^一二三")
+    ids.add_strong("Kato^Hifumi=加藤^一二三")
+    assert not identity_spans(ids.matcher(), "CT 123 slices")
+    assert find_identifier(b"CT 123 slices", ids.gate_needles()) is None
+    assert identity_spans(ids.matcher(), "患者 加藤一二三 様")
+    ds = pydicom.dcmread(io.BytesIO(ct_small(MRN, "19700315")))
+    ds.PatientName = "Kato^Hifumi=加藤^一二三"
+    ds.StudyDescription = "CT 123 slices"
+    ds.Manufacturer = "患者 加藤一二三 様"
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    out = released_or_none(buf.getvalue(), "research", whole=whole, key=KEY)
+    assert out is not None
+    released = pydicom.dcmread(io.BytesIO(out))
+    assert released.StudyDescription == "CT 123 slices"
+    assert "一二三" not in str(released.get("Manufacturer", ""))

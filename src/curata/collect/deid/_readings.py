@@ -106,14 +106,14 @@ def _numeral_runs(text: str) -> dict[int, tuple[int, str]]:
 
 
 @lru_cache(maxsize=8192)
-def fold(text: str) -> tuple[str, tuple[int, ...]]:
+def fold(text: str, numerals: bool = True) -> tuple[str, tuple[int, ...]]:
     """``text`` with kana as full-width hiragana, letters at their normal width, marks and tatweel
     dropped, CJK numerals as Arabic digits; and for each character of the result, the index in
     ``text`` it came from (a numeral run read by its units: its first character's, the last digit its
-    last's)."""
+    last's). ``numerals`` False: CJK numerals as written (a name's: 一郎, 三浦, 一二三)."""
     out: list[str] = []
     at: list[int] = []
-    runs = _numeral_runs(text)
+    runs = _numeral_runs(text) if numerals else {}
     skip = 0
     for i, ch in enumerate(text):
         if i < skip:

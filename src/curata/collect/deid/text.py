@@ -392,8 +392,15 @@ def ascii_spellings(value: str) -> tuple[str, ...]:
 
 
 def _folded(value: str) -> tuple[str, ...]:
-    """``value`` with kana in one script and width, marks and tatweel dropped (``_readings.fold``)."""
-    return (fold(value)[0],) if folds(value) else ()
+    """``value`` with kana in one script and width, marks and tatweel dropped (``_readings.fold``); its
+    CJK numerals as digits only where no ideograph or kana is left (an ID, 四四一七七〇二 or MRN四四一七七〇二):
+    a name is no number (加藤^一二三 would give the name part 123, found in any text's 123)."""
+    if not folds(value):
+        return ()
+    folded = fold(value)[0]
+    if any(map(is_cjk, folded)):
+        folded = fold(value, False)[0]
+    return (folded,) if folded != value else ()
 
 
 _DIGRAPH = re.compile(r"ae|oe|ue|aa", re.IGNORECASE)  # a transliterated ä, ö, ü, å (or ø as oe)
