@@ -6,11 +6,12 @@
   leave out (Arabic harakat and tatweel: مُحَمَّد, محـمد for محمد; Hebrew niqqud: כֹּהֵן for כהן; accents),
   and Arabic-script letters written one for the other (ة as ه, ى as ي, Persian ی and ک as ي and ك),
   and the digits of every script as ASCII digits (an ID or a date written ٤٤١٧٧٠٢, ۱۳۳۹/۱۱/۱۴, ๒๕๑๓ or
-  १९७०), the Arabic separators as ASCII ones (۱۳۴۸٫۱۲٫۲۴), invisible format marks dropped (the RLM of
+  १९७०), CJK numerals as their Arabic value (平成二年三月五日, 三十六 as 36, 一九七〇 as 1970: ``_numeral_runs``),
+  the Arabic separators as ASCII ones (۱۳۴۸٫۱۲٫۲۴), invisible format marks dropped (the RLM of
   ١٥‏/٣‏/١٩٧٠), and spaces beside a kanji or kana dropped (平成 2年 3月 5日), with where each folded
   character came from, so that a match is removed from the text as written.
 - ``legacy_readings``: bytes that a Latin-1 (or undeclared) data set holds but that are Shift-JIS,
-  Big5, GBK or EUC-KR text (a CJK name from a system that declared no character set). Their second
+  EUC-JP, Big5, GBK or EUC-KR text (a CJK name from a system that declared no character set). Their second
   bytes may be ``\\`` or ``^`` (許 is B3 5C in Big5, ソ 83 5C in Shift-JIS), so the Latin-1 reading
   splits them into pieces too short to match; the legacy reading is the name.
 """
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import unicodedata
 from functools import lru_cache
 
@@ -25,7 +27,7 @@ _TATWEEL = "\u0640"
 # the voiced and semi-voiced marks of kana, half-width, combining and spacing: they join the kana before
 _VOICED = {"\uff9e": "\u3099", "\uff9f": "\u309a", "\u3099": "\u3099", "\u309a": "\u309a", "\u309b": "\u3099",
            "\u309c": "\u309a"}  # fmt: skip
-_LEGACY = ("shift_jis", "big5", "gbk", "euc_kr")
+_LEGACY = ("shift_jis", "euc_jp", "big5", "gbk", "euc_kr")
 
 
 def _cjk(ch: str) -> bool:
@@ -59,13 +61,70 @@ def _fold_char(ch: str) -> str:
     return "".join(chr(ord(c) - 0x60) if 0x30A1 <= ord(c) <= 0x30F6 else c for c in s)
 
 
+# CJK numerals (Chinese and Japanese): the digits, 〇 and 零 for zero (and ○, the circle typed for 〇,
+# inside a run of other numerals), 两 and 兩 for two, and the units 十, 百, 千 (in dates and IDs:
+# 三十六 is 36, 千九百七十 1970; a run without units is read digit by digit, 一九七〇 as 1970)
+_NUMERAL_DIGITS = {"〇": 0, "零": 0, "○": 0, "一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5,
+                   "六": 6, "七": 7, "八": 8, "九": 9}  # fmt: skip
+_NUMERAL_UNITS = {"十": 10, "百": 100, "千": 1000}
+_NUMERALS = frozenset(_NUMERAL_DIGITS) | frozenset(_NUMERAL_UNITS)
+_NUMERAL_RUN = re.compile("[" + "".join(sorted(_NUMERALS)) + "]+")
+
+
+def _numeral_value(run: str) -> str | None:
+    """The Arabic digits a run of CJK numerals stands for (三十六: 36, 十五: 15, 二千零二十四: 2024,
+    一九七〇: 1970); None where the run is no number (十十, 二十一二十二, or ○ alone)."""
+    if not any(c in _NUMERAL_UNITS for c in run):
+        return None if set(run) == {"○"} else "".join(str(_NUMERAL_DIGITS[c]) for c in run)
+    total, digit, last = 0, None, 10_000
+    for c in run:
+        unit = _NUMERAL_UNITS.get(c)
+        if unit is not None:
+            if unit >= last:
+                return None
+            total, digit, last = total + (1 if digit is None else digit) * unit, None, unit
+        elif _NUMERAL_DIGITS[c] == 0:
+            if digit is not None:
+                return None
+        elif digit is not None:
+            return None
+        else:
+            digit = _NUMERAL_DIGITS[c]
+    return str(total + (digit or 0))
+
+
+def _numeral_runs(text: str) -> dict[int, tuple[int, str]]:
+    """Where ``text`` holds a run of CJK numerals that reads as a number: start -> (end, digits)."""
+    if _NUMERALS.isdisjoint(text):
+        return {}
+    runs: dict[int, tuple[int, str]] = {}
+    for m in _NUMERAL_RUN.finditer(text):
+        value = _numeral_value(m.group())
+        if value is not None:
+            runs[m.start()] = (m.end(), value)
+    return runs
+
+
 @lru_cache(maxsize=8192)
-def fold(text: str) -> tuple[str, tuple[int, ...]]:
+def fold(text: str, numerals: bool = True) -> tuple[str, tuple[int, ...]]:
     """``text`` with kana as full-width hiragana, letters at their normal width, marks and tatweel
-    dropped; and for each character of the result, the index in ``text`` it came from."""
+    dropped, CJK numerals as Arabic digits; and for each character of the result, the index in
+    ``text`` it came from (a numeral run read by its units: its first character's, the last digit its
+    last's). ``numerals`` False: CJK numerals as written (a name's: 一郎, 三浦, 一二三)."""
     out: list[str] = []
     at: list[int] = []
+    runs = _numeral_runs(text) if numerals else {}
+    skip = 0
     for i, ch in enumerate(text):
+        if i < skip:
+            continue
+        if runs and i in runs:
+            skip, digits = runs[i]
+            same = len(digits) == skip - i  # read digit by digit: each digit from its numeral
+            for k, c in enumerate(digits):
+                out.append(c)
+                at.append(i + k if same else i if k < len(digits) - 1 else skip - 1)
+            continue
         if out and (ch in _VOICED or 0x1160 <= ord(ch) <= 0x11FF):
             # a voicing mark, or a Hangul vowel or final written apart (NFD, as macOS writes 홍길동),
             # joins the character before; a voicing mark that joins none is dropped
@@ -79,7 +138,8 @@ def fold(text: str) -> tuple[str, tuple[int, ...]]:
             continue  # tatweel, and the invisible marks (RLM in ١٥‏/٣‏/١٩٧٠, as CLDR writes Arabic dates)
         folded = _fold_char(ch) if not ch.isascii() else ch
         if folded == " " and (
-            (out and _ideograph_or_kana(out[-1])) or (i + 1 < len(text) and _ideograph_or_kana(text[i + 1]))
+            (out and _ideograph_or_kana(out[-1]))
+            or (i + 1 < len(text) and _ideograph_or_kana(text[i + 1]) and (i + 1) not in runs)
         ):
             continue  # Japanese and Chinese write no spaces between words: 平成 2年 3月 5日 is 平成2年3月5日
         for c in folded:
@@ -102,10 +162,16 @@ def unfold_span(text: str, at: tuple[int, ...], a: int, b: int) -> tuple[int, in
     return at[a], end
 
 
+def _wide(ch: str) -> bool:
+    """A CJK character, or a full-width form or half-width katakana (which only CJK encodings hold)."""
+    return _cjk(ch) or 0xFF01 <= ord(ch) <= 0xFF9F
+
+
 def _plausible(reading: str, least: int) -> bool:
-    """A legacy reading that is CJK text: ``least`` CJK characters or more, at least half its letters."""
-    letters = [c for c in reading if c.isalnum()]
-    cjk = sum(map(_cjk, letters))
+    """A legacy reading that is CJK text: ``least`` CJK characters or more, at least half its letters
+    (ASCII digits are no letters of any script: 平成2年3月5日 in Shift-JIS is CJK text)."""
+    letters = [c for c in reading if c.isalpha() or (c.isalnum() and not c.isascii())]
+    cjk = sum(map(_wide, letters))
     return cjk >= least and 2 * cjk >= len(letters) and reading.isprintable()
 
 

@@ -260,7 +260,7 @@ def _gregorian_forms(da: str) -> list[str]:
     """A YYYYMMDD date as the ways people write it in free text, lower case: Y-M-D, D-M-Y and M-D-Y with
     six separators; the day and month without their zero (14/6/1948, 1948-6-14); a two-digit year
     (6/14/48, 14.06.48); the month by name, abbreviated or in Roman numerals (14 June 1948, June 14th,
-    1948, 14-JUN-1948, 14.VI.1948); 1948年6月14日 and 1948년 6월 14일 (or with none or _ between).
+    1948, 14-JUN-1948, 14.VI.1948); 1948年6月14日 (or 14号) and 1948년 6월 14일 (or with none or _ between).
     Written forms that are not the date's digits are the ones a normalised comparison cannot find."""
     if len(da) != 8 or not da.isdigit():
         return [da]
@@ -303,9 +303,10 @@ def _gregorian_forms(da: str) -> list[str]:
         for dd in days:
             forms |= {f"{dd}{sep}{mon}{sep}{y}" for sep in (" ", "-", "/", ".", "")}
             forms |= {f"{dd}. {mon} {y}", f"{dd} de {mon} de {y}", f"{dd} {mon}, {y}", f"{mon} {dd}, {y}"}
-    for dd in days:  # Chinese and Japanese, Korean
+    for dd in days:  # Chinese and Japanese (号 or 號 for the day, as Chinese speech writes it), Korean
         for mm in months:
-            forms |= {f"{y}年{mm}月{dd}日", *(f"{y}년{sep}{mm}월{sep}{dd}일" for sep in ("", " ", "_"))}
+            forms |= {f"{y}年{mm}月{dd}日", f"{y}年{mm}月{dd}号", f"{y}年{mm}月{dd}號"}
+            forms |= {f"{y}년{sep}{mm}월{sep}{dd}일" for sep in ("", " ", "_")}
     roman = _ROMAN_MONTHS[month - 1]
     for dd in days:
         forms |= {f"{dd}{sep}{roman}{sep}{y}" for sep in (" ", "-", "/", ".", "_")}
@@ -391,8 +392,15 @@ def ascii_spellings(value: str) -> tuple[str, ...]:
 
 
 def _folded(value: str) -> tuple[str, ...]:
-    """``value`` with kana in one script and width, marks and tatweel dropped (``_readings.fold``)."""
-    return (fold(value)[0],) if folds(value) else ()
+    """``value`` with kana in one script and width, marks and tatweel dropped (``_readings.fold``); its
+    CJK numerals as digits only where no ideograph or kana is left (an ID, 四四一七七〇二 or MRN四四一七七〇二):
+    a name is no number (加藤^一二三 would give the name part 123, found in any text's 123)."""
+    if not folds(value):
+        return ()
+    folded = fold(value)[0]
+    if any(map(is_cjk, folded)):
+        folded = fold(value, False)[0]
+    return (folded,) if folded != value else ()
 
 
 _DIGRAPH = re.compile(r"ae|oe|ue|aa", re.IGNORECASE)  # a transliterated ä, ö, ü, å (or ø as oe)
