@@ -54,6 +54,8 @@ def _ideograph_or_kana(ch: str) -> bool:
 def _fold_char(ch: str) -> str:
     if ch.isdecimal():  # a digit of any script (Arabic-Indic ٤, Persian ۴, Devanagari ४, Thai ๔...) as ASCII
         return str(unicodedata.decimal(ch))
+    if unicodedata.category(ch) == "Pd":  # every dash as ASCII's (441‐7702, 441―7702: an ID in groups)
+        return "-"
     s = unicodedata.normalize("NFKC", ch).translate(_ARABIC)
     if not any(map(_cjk, s)):  # a kana keeps its voicing mark (ダ is not タ); other letters lose theirs
         s = "".join(c for c in unicodedata.normalize("NFD", s) if not unicodedata.combining(c))
@@ -64,18 +66,23 @@ def _fold_char(ch: str) -> str:
 # CJK numerals (Chinese and Japanese): the digits, 〇 and 零 for zero (and ○, the circle typed for 〇,
 # inside a run of other numerals), 两 and 兩 for two, and the units 十, 百, 千 (in dates and IDs:
 # 三十六 is 36, 千九百七十 1970; a run without units is read digit by digit, 一九七〇 as 1970)
-_NUMERAL_DIGITS = {"〇": 0, "零": 0, "○": 0, "一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5,
+_NUMERAL_DIGITS = {"〇": 0, "零": 0, "○": 0, "◯": 0, "一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5,
                    "六": 6, "七": 7, "八": 8, "九": 9}  # fmt: skip
 _NUMERAL_UNITS = {"十": 10, "百": 100, "千": 1000}
 _NUMERALS = frozenset(_NUMERAL_DIGITS) | frozenset(_NUMERAL_UNITS)
+_CIRCLES = frozenset("○◯")  # typed for 〇 (U+25CB, U+25EF): a zero only beside other numerals
+_WORD_UNITS = frozenset("百千")
 _NUMERAL_RUN = re.compile("[" + "".join(sorted(_NUMERALS)) + "]+")
 
 
 def _numeral_value(run: str) -> str | None:
     """The Arabic digits a run of CJK numerals stands for (三十六: 36, 十五: 15, 二千零二十四: 2024,
-    一九七〇: 1970); None where the run is no number (十十, 二十一二十二, or ○ alone)."""
+    一九七〇: 1970); None where the run is no number (十十, 二十一二十二, or circles alone: ○○様), and
+    for 百 or 千 alone, which no date holds and many words do (千葉, 百合子, 千代田, 百日咳)."""
+    if run in _WORD_UNITS:
+        return None
     if not any(c in _NUMERAL_UNITS for c in run):
-        return None if set(run) == {"○"} else "".join(str(_NUMERAL_DIGITS[c]) for c in run)
+        return None if set(run) <= _CIRCLES else "".join(str(_NUMERAL_DIGITS[c]) for c in run)
     total, digit, last = 0, None, 10_000
     for c in run:
         unit = _NUMERAL_UNITS.get(c)

@@ -87,7 +87,16 @@ _HIJRI_SCRIPT_MONTHS = (
 )  # fmt: skip
 # Between the month and the year: "year" (15 مارس عام 1970, 15 مارس سنة 1970) and Persian's "month"
 # (۲۴ اسفند ماه ۱۳۴۸), folded
-_ARABIC_SCRIPT_GAPS = tuple(fold(w)[0] for w in ("عام", "سنة", "ماه", "سال", "ماه سال"))
+_ARABIC_SCRIPT_GAPS = tuple(fold(w)[0] for w in ("عام", "سنة", "سنہ", "ماه", "سال", "ماه سال"))
+# "month" before a month's name (15 شهر مارس 1970, 10 من شهر رمضان 1390, ۱۵ ماه مارس), and after a Persian
+# one, apart or joined (۲۴ اسفند ماه, ۲۴ اسفندماه; with its zero-width non-joiner dropped by ``fold``)
+_MONTH_WORDS = tuple(fold(w)[0] for w in ("شهر", "ماه"))
+_PERSIAN_MONTH_WORD = fold("ماه")[0]
+# the Hijri months' epithets, as Arabic and Urdu write them (محرم الحرام, صفر المظفر, رمضان المبارك)
+_HIJRI_EPITHETS = (
+    ("الحرام",), ("المظفر", "الخير"), ("الشريف", "شريف"), ("الشريف", "شريف"), (), (), ("المرجب",),
+    ("المعظم",), ("المبارك", "الكريم"), ("المكرم",), ("الحرام",), ("الحرام",),
+)  # fmt: skip
 
 
 def _folded_names(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -105,8 +114,24 @@ _ARABIC_SCRIPT = tuple(
     + tuple(fold(f"{a} ({b})")[0] for a, b in (pair, pair[::-1]))
     for names, pair in zip(_ARABIC_SCRIPT_MONTHS, _PAIRED, strict=True)
 )
-_PERSIAN_SCRIPT = tuple(map(_folded_names, _PERSIAN_SCRIPT_MONTHS))
-_HIJRI_SCRIPT = tuple(map(_folded_names, _HIJRI_SCRIPT_MONTHS))
+
+
+def _with_month_word(names: tuple[str, ...], after: bool = False) -> tuple[str, ...]:
+    """``names`` and each with the word "month" before it (and, for Persian's, after it)."""
+    out = [*names, *(f"{w} {n}" for w in _MONTH_WORDS for n in names)]
+    if after:
+        out += [f"{n}{sep}{_PERSIAN_MONTH_WORD}" for n in names for sep in (" ", "")]
+    return tuple(dict.fromkeys(out))
+
+
+_ARABIC_SCRIPT = tuple(map(_with_month_word, _ARABIC_SCRIPT))
+_PERSIAN_SCRIPT = tuple(
+    _with_month_word(_folded_names(names), after=True) for names in _PERSIAN_SCRIPT_MONTHS
+)
+_HIJRI_SCRIPT = tuple(
+    _with_month_word(_folded_names((*names, *(f"{n} {e}" for n in names for e in epithets))))
+    for names, epithets in zip(_HIJRI_SCRIPT_MONTHS, _HIJRI_EPITHETS, strict=True)
+)
 # an era date's separators besides: a dot and a space (H2. 3. 5, as forms pad one-digit numbers), the
 # katakana middle dot (H2・3・5). Spaces beside kanji are dropped by ``_readings.fold`` (平成 2年 3月 5日).
 _ERA_SEPS = (*_SEPS, ". ", "・")
@@ -277,14 +302,18 @@ def _written(names: tuple[str, ...], day: int, year: int, *, short: bool = False
     ASCII ones, and a letter may follow the year (1970م, 1390هـ). ``short``: also with the year's last
     two digits, as in 15 March 70 (۱۵ خرداد ۴۲)."""
     forms: set[str] = set()
+    years = (str(year), f"{year % 100:02d}") if short else (str(year),)
     for name in names:
         for dd in _digits(day):
-            if short:
-                forms |= {f"{dd}{sep}{name}{sep}{year % 100:02d}" for sep in (" ", "-", "/")}
-            forms |= {f"{dd}{sep}{name}{sep}{year}" for sep in (" ", "-", "/")}
-            forms |= {f"{dd} {name}, {year}", f"{dd} {name},{year}", f"{dd} من {name} {year}"}
+            for yy in years:
+                forms |= {f"{dd}{sep}{name}{sep}{yy}" for sep in (" ", "-", "/", ".", " - ", "")}
+                forms |= {f"{dd}{name} {yy}", f"{dd} {name}{yy}", f"{dd}ام {name} {yy}"}
+                forms |= {f"{dd} {name} {gap} {yy}" for gap in _ARABIC_SCRIPT_GAPS}
+                forms |= {f"{dd} {name}, {gap} {yy}" for gap in _ARABIC_SCRIPT_GAPS}
+            # ، is read as a comma (15 مارس، 1970), with or without a space before it
+            forms |= {f"{dd} {name}{c}{year}" for c in (", ", ",", " , ")} | {f"{dd} من {name} {year}"}
             forms |= {f"{name} {dd}, {year}", f"{name} {dd},{year}", f"{name} {dd} {year}"}
-            forms |= {f"{dd} {name} {gap} {year}" for gap in _ARABIC_SCRIPT_GAPS}
+            forms |= {f"{year}{sep}{name}{sep}{dd}" for sep in (" ", "-", "/")}  # the year first
     return forms
 
 

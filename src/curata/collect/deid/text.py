@@ -303,9 +303,12 @@ def _gregorian_forms(da: str) -> list[str]:
         for dd in days:
             forms |= {f"{dd}{sep}{mon}{sep}{y}" for sep in (" ", "-", "/", ".", "")}
             forms |= {f"{dd}. {mon} {y}", f"{dd} de {mon} de {y}", f"{dd} {mon}, {y}", f"{mon} {dd}, {y}"}
-    for dd in days:  # Chinese and Japanese (号 or 號 for the day, as Chinese speech writes it), Korean
-        for mm in months:
+    # Chinese and Japanese (号 or 號 for the day, as Chinese speech writes it; 元月 for January), Korean
+    cjk_months = (*months, "元") if month == 1 else months
+    for dd in days:
+        for mm in cjk_months:
             forms |= {f"{y}年{mm}月{dd}日", f"{y}年{mm}月{dd}号", f"{y}年{mm}月{dd}號"}
+        for mm in months:
             forms |= {f"{y}년{sep}{mm}월{sep}{dd}일" for sep in ("", " ", "_")}
     roman = _ROMAN_MONTHS[month - 1]
     for dd in days:
@@ -1116,18 +1119,22 @@ def _find_nums(low: str, groups: _NumGroups, found: list[tuple[int, int]], *, da
     """Adds to ``found`` the spans of ``low`` where a number of ``groups`` stands on its own: not
     after a digit or a dot, and not running on into a longer number. A date (``dates``) written in
     eight digits alone may run on into a time, as a DT value does (19480614093000), as in the byte gate;
-    digits alone of another length (1948166, the ordinal date) may not."""
+    digits alone of another length (1948166, the ordinal date) may not. A date's form that ends in a
+    word (1970年3月15日, 15 مارس 1970م) is over where it ends: a time or an age may follow it at once
+    (2004年1月19日10時30分, 1970年3月15日34歳)."""
     size = len(low)
     for part, group in groups:
         if part not in low:  # the many written forms of a date share a run of digits (its year)
             continue
         for num, digits_only in group:
             n = len(num)
+            closed = dates and num[-1] not in _DIGITS
             pos = low.find(num)
             while pos >= 0:
                 end = pos + n
                 if (pos == 0 or low[pos - 1] not in _DIGITS_DOT) and (
                     end == size
+                    or closed
                     or (dates and digits_only and n == _COMPACT)
                     or (low[end] not in _DIGITS and (digits_only or not _runs_on(low, end)))
                 ):
@@ -1746,29 +1753,30 @@ def find_identifier(data: bytes, needles: list[tuple[bytes, str]]) -> str | None
         low = data.lower() if low is None else low
         if find_date(low, dates, 0, len(low)) >= 0:
             return "date"
-        if _arabic_month_date(data, dates):
+        if _text_date(data, dates):
             return "date"
     other = folded_bytes(data)  # an ID or a date in other digits, with RLM marks or full-width signs
     return find_identifier(other, needles) if other is not None else None
 
 
-def _arabic_month_date(data: bytes, dates: Iterable[DateNeedles]) -> bool:
-    """Whether ``data`` (UTF-8 text) holds one of ``dates`` with its month by name in Arabic script
-    (15 مارس 1970, ۲۴ اسفند ۱۳۴۸: forms of text alone, ``DateNeedles.text_for``), read folded."""
+def _text_date(data: bytes, dates: Iterable[DateNeedles]) -> bool:
+    """Whether ``data`` (UTF-8 text beyond ASCII) holds one of ``dates`` in a form of text alone, read
+    folded as the decoded gate reads it: CJK and Korean (1970年3月15日, 一九七〇年三月十五日, 昭和45年3月15日,
+    1970년 3월 15일), an era's, the month by name in Arabic script (15 مارس 1970, ۲۴ اسفند ۱۳۴۸). The
+    byte needles are ASCII (``DateNeedles.data``): these are the forms they do not hold."""
     if data.isascii():
         return False
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    if not arabic_letters(text):
-        return False
     low = _lowered(fold(text)[0])
     keys = digit_keys(key_runs_str(low))
+    arabic = arabic_letters(text)
     found: list[tuple[int, int]] = []
     for date in dates:
         if not keys.isdisjoint(date.keys):
-            for groups in date.text_for(keys, arabic=True):
+            for groups in date.text_for(keys, arabic=arabic):
                 _find_nums(low, groups, found, dates=True)
                 if found:
                     return True
