@@ -10,6 +10,7 @@ from pathlib import Path
 import pydicom
 import pydicom.data
 import pytest
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from curata.collect.deid import Deidentifier, load_profile
@@ -90,6 +91,34 @@ def ct_small(patient_id: str, born: str, **values: str) -> bytes:
     ds.PatientName, ds.PatientID, ds.PatientBirthDate = "QUIXBORNE^ZELPHINA", patient_id, born
     for keyword, value in values.items():
         setattr(ds, keyword, value)
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    return buf.getvalue()
+
+
+def ct_small_with_bytes(
+    charset: str,
+    text: bytes,
+    elements: tuple[tuple[int, str], ...],
+    *,
+    patient_id: str,
+    born: str,
+    name: bytes = b"QUIXBORNE^ZELPHINA",
+) -> bytes:
+    """pydicom-data's CT_small declaring ``charset`` ("" for none; several parted by a backslash), the
+    patient's name as these bytes, and ``Pt <text> ok`` written as its bytes are (in whatever code page,
+    declared or not) into each of ``elements`` ((tag, VR)): text pasted from another system."""
+    ds = read("CT_small.dcm")
+    if charset:
+        ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
+    else:
+        del ds.SpecificCharacterSet
+    ds.PatientID, ds.PatientBirthDate = patient_id, born
+    ds.add(DataElement(0x00100010, "PN", name))
+    value = b"Pt " + text + b" ok"
+    value += b" " * (len(value) % 2)
+    for tag, vr in elements:
+        ds.add(DataElement(tag, vr, value))
     buf = io.BytesIO()
     ds.save_as(buf)
     return buf.getvalue()

@@ -14,11 +14,10 @@ import io
 import pydicom
 import pydicom.data
 import pytest
-from pydicom.dataelem import DataElement
 
 from curata.collect.deid.text import Identifiers, find_identifier, readings
 
-from .conftest import ct_small, released_or_none
+from .conftest import ct_small, ct_small_with_bytes, released_or_none
 
 KEY = b"k" * 32
 PROFILES = ("basic", "research", "research-strict")
@@ -178,22 +177,6 @@ CHARSETS = [
 ELEMENTS = ((0x00204000, "LT"), (0x0008103E, "LO"), (0x00081090, "LO"), (0x00181020, "LO"))
 
 
-def _raw_file(charset: str, born: str, text: bytes) -> bytes:
-    ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
-    if charset:
-        ds.SpecificCharacterSet = charset
-    else:
-        del ds.SpecificCharacterSet
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "QUIXBORNE^ZELPHINA", "4417702", born
-    value = b"Pt " + text + b" ok"
-    value += b" " * (len(value) % 2)
-    for tag, vr in ELEMENTS:
-        ds.add(DataElement(tag, vr, value))
-    buf = io.BytesIO()
-    ds.save_as(buf)
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize(("charset", "born", "written", "codec"), CHARSETS)
@@ -201,7 +184,12 @@ def test_in_arabic_code_pages_too(
     charset: str, born: str, written: str, codec: str, profile: str, whole: bool
 ) -> None:
     data = written.encode(codec)
-    out = released_or_none(_raw_file(charset, born, data), profile, whole=whole, key=KEY)
+    out = released_or_none(
+        ct_small_with_bytes(charset, data, ELEMENTS, patient_id="4417702", born=born),
+        profile,
+        whole=whole,
+        key=KEY,
+    )
     assert out is None or data not in out
 
 

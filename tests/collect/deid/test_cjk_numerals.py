@@ -14,12 +14,11 @@ import io
 import pydicom
 import pydicom.data
 import pytest
-from pydicom.dataelem import DataElement
 
 from curata.collect.deid._readings import fold
 from curata.collect.deid.text import Identifiers, find_identifier, identity_spans
 
-from .conftest import ct_small, released_or_none
+from .conftest import ct_small, ct_small_with_bytes, released_or_none
 
 KEY = b"k" * 32
 PROFILES = ("basic", "research", "research-strict")
@@ -150,22 +149,6 @@ CHARSETS = {
 ELEMENTS = ((0x0008103E, "LO"), (0x00204000, "LT"), (0x00081090, "LO"), (0x00104000, "LT"))
 
 
-def _charset_file(charset: str, born: str, text: bytes) -> bytes:
-    ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
-    if charset:
-        ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
-    else:
-        del ds.SpecificCharacterSet
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "QUIXBORNE^ZELPHINA", MRN, born
-    value = b"Pt " + text + b" ok"
-    value += b" " * (len(value) % 2)
-    for tag, vr in ELEMENTS:
-        ds.add(DataElement(tag, vr, value))
-    buf = io.BytesIO()
-    ds.save_as(buf)
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("charset", sorted(CHARSETS))
@@ -182,7 +165,12 @@ def test_numerals_in_every_cjk_character_set_never_survive(
     declared, codec = CHARSETS[charset]
     written = form.encode(codec)
     core = written[3:-3] if codec == "iso2022_jp" else written  # JIS bytes without their escapes
-    out = released_or_none(_charset_file(declared, born, written), profile, whole=whole, key=KEY)
+    out = released_or_none(
+        ct_small_with_bytes(declared, written, ELEMENTS, patient_id=MRN, born=born),
+        profile,
+        whole=whole,
+        key=KEY,
+    )
     assert out is None or core not in out, (charset, form)
 
 
@@ -193,7 +181,10 @@ def test_clean_text_with_numerals_in_every_cjk_character_set_is_released(charset
     declared, codec = CHARSETS[charset]
     for text in ("胸部CT 120 kV 造影 2回 平成二十年導入", "二〇二四年三月一日 第一回 十二指腸 ５ mm"):
         out = released_or_none(
-            _charset_file(declared, "19850712", text.encode(codec)), "basic", whole=whole, key=KEY
+            ct_small_with_bytes(declared, text.encode(codec), ELEMENTS, patient_id=MRN, born="19850712"),
+            "basic",
+            whole=whole,
+            key=KEY,
         )
         assert out is not None, (charset, text)
 

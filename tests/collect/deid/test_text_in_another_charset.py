@@ -8,15 +8,12 @@ bytes of the code pages sites write in: the object is refused, or the name clean
 
 from __future__ import annotations
 
-import io
-
-import pydicom
-import pydicom.data
 import pytest
-from pydicom.dataelem import DataElement
 
 from curata.collect.deid import Deidentifier, load_profile
 from curata.errors import CurataError
+
+from .conftest import ct_small_with_bytes
 
 KEY = b"k" * 32
 # (declared character set, PatientName's bytes, the name as the text writes it, the text's codec)
@@ -39,23 +36,6 @@ CASES = {
 ELEMENTS = ((0x0008103E, "LO"), (0x00204000, "LT"), (0x00081090, "LO"), (0x00181020, "LO"))
 
 
-def _file(charset: str, name: bytes, text: bytes) -> bytes:
-    ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
-    if charset:
-        ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
-    else:
-        del ds.SpecificCharacterSet
-    ds.PatientID, ds.PatientBirthDate = "RV4007731", "19630417"
-    ds.add(DataElement(0x00100010, "PN", name))
-    value = b"Pt " + text + b" ok"
-    value += b" " * (len(value) % 2)
-    for tag, vr in ELEMENTS:
-        ds.add(DataElement(tag, vr, value))
-    buf = io.BytesIO()
-    ds.save_as(buf)
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])
 @pytest.mark.parametrize("profile", ["basic", "research", "research-strict"])
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -66,7 +46,11 @@ def test_a_name_in_another_character_set_never_survives(case: str, profile: str,
     deid = Deidentifier(KEY, load_profile(profile), ocr=False)
     deid.raw_lane = deid.native_lane = not whole
     try:
-        out = deid.deidentify_bytes(_file(charset, name, written)).output_bytes
+        out = deid.deidentify_bytes(
+            ct_small_with_bytes(
+                charset, written, ELEMENTS, patient_id="RV4007731", born="19630417", name=name
+            )
+        ).output_bytes
     except CurataError:
         return  # refused: nothing released
     assert core not in out
@@ -80,5 +64,9 @@ def test_text_in_the_declared_character_set_is_still_released(whole: bool) -> No
                           ("ISO_IR 144", "Размер 5 мм".encode("iso8859_5"))):  # fmt: skip
         deid = Deidentifier(KEY, load_profile("research"), ocr=False)
         deid.raw_lane = deid.native_lane = not whole
-        out = deid.deidentify_bytes(_file(charset, b"DOE^JANE", text)).output_bytes
+        out = deid.deidentify_bytes(
+            ct_small_with_bytes(
+                charset, text, ELEMENTS, patient_id="RV4007731", born="19630417", name=b"DOE^JANE"
+            )
+        ).output_bytes
         assert out
