@@ -91,7 +91,7 @@ _ARABIC_SCRIPT_GAPS = tuple(fold(w)[0] for w in ("عام", "سنة", "سنہ", "
 # "month" before a month's name (15 شهر مارس 1970, 10 من شهر رمضان 1390, ۱۵ ماه مارس), and after a Persian
 # one, apart or joined (۲۴ اسفند ماه, ۲۴ اسفندماه; with its zero-width non-joiner dropped by ``fold``)
 _MONTH_WORDS = tuple(fold(w)[0] for w in ("شهر", "ماه"))
-_PERSIAN_MONTH_WORD = fold("ماه")[0]
+_PERSIAN_MONTH_WORD = _MONTH_WORDS[1]
 # the Hijri months' epithets, as Arabic and Urdu write them (محرم الحرام, صفر المظفر, رمضان المبارك)
 _HIJRI_EPITHETS = (
     ("الحرام",), ("المظفر", "الخير"), ("الشريف", "شريف"), ("الشريف", "شريف"), (), (), ("المرجب",),
@@ -109,13 +109,6 @@ def _folded_names(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-_ARABIC_SCRIPT = tuple(
-    _folded_names((*names, *(f"{a}{sep}{b}" for a, b in (pair, pair[::-1]) for sep in ("/", " / "))))
-    + tuple(fold(f"{a} ({b})")[0] for a, b in (pair, pair[::-1]))
-    for names, pair in zip(_ARABIC_SCRIPT_MONTHS, _PAIRED, strict=True)
-)
-
-
 def _with_month_word(names: tuple[str, ...], after: bool = False) -> tuple[str, ...]:
     """``names`` and each with the word "month" before it (and, for Persian's, after it)."""
     out = [*names, *(f"{w} {n}" for w in _MONTH_WORDS for n in names)]
@@ -124,7 +117,13 @@ def _with_month_word(names: tuple[str, ...], after: bool = False) -> tuple[str, 
     return tuple(dict.fromkeys(out))
 
 
-_ARABIC_SCRIPT = tuple(map(_with_month_word, _ARABIC_SCRIPT))
+_ARABIC_SCRIPT = tuple(
+    _with_month_word(
+        _folded_names((*names, *(f"{a}{sep}{b}" for a, b in (pair, pair[::-1]) for sep in ("/", " / "))))
+        + tuple(fold(f"{a} ({b})")[0] for a, b in (pair, pair[::-1]))
+    )
+    for names, pair in zip(_ARABIC_SCRIPT_MONTHS, _PAIRED, strict=True)
+)
 _PERSIAN_SCRIPT = tuple(
     _with_month_word(_folded_names(names), after=True) for names in _PERSIAN_SCRIPT_MONTHS
 )
@@ -297,10 +296,11 @@ def _islamic(day: dt.date) -> set[str]:
 
 def _written(names: tuple[str, ...], day: int, year: int, *, short: bool = False) -> set[str]:
     """A date with its month by name in Arabic script (folded), as written in Arabic, Persian and Urdu:
-    day, month and year (15 مارس 1970, with ، read as a comma: 15 مارس، 1970; 15-مارس-1970; 15 مارس عام
-    1970, ۲۴ اسفند ماه ۱۳۴۸), or the month first (مارس 15, 1970). Digits of any script are read as
-    ASCII ones, and a letter may follow the year (1970م, 1390هـ). ``short``: also with the year's last
-    two digits, as in 15 March 70 (۱۵ خرداد ۴۲)."""
+    day, month and year (15 مارس 1970, with ، read as a comma: 15 مارس، 1970; 15-مارس-1970, 15.مارس.1970,
+    ١٥مارس١٩٧٠; 15 مارس عام 1970, ۲۴ اسفند ماه ۱۳۴۸; the Persian ordinal ۲۴ام), the month first (مارس 15,
+    1970) or the year first (1970 مارس 15). Digits of any script are read as ASCII ones, and a letter may
+    follow the year (1970م, 1390هـ). ``short``: also with the year's last two digits, as in 15 March 70
+    (۱۵ خرداد ۴۲)."""
     forms: set[str] = set()
     years = (str(year), f"{year % 100:02d}") if short else (str(year),)
     for name in names:
