@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -22,7 +23,7 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 from curata.collect.deid import Deidentifier, load_profile, pixels
 from curata.errors import DeidError
 
-from .conftest import KEY
+from .conftest import KEY, released_or_none
 from .planting import corpus_files, corpus_where, release_of
 
 NAME = "QWORTLE ZEPHYRINE"
@@ -182,7 +183,7 @@ def test_clean_objects_keep_their_pixel_bytes() -> None:
         warnings.simplefilter("ignore")
         for path in NATIVE:
             ds = pydicom.dcmread(path)
-            if "PixelData" not in ds:
+            if "PixelData" not in ds or path.endswith("MR_truncated.dcm"):  # cut short: refused, below
                 continue
             pixel = bytes(ds.PixelData)
             if pixels.clear_outside_image(ds) or ds.PixelData != pixel:
@@ -285,3 +286,42 @@ def test_compressed_objects_whose_unused_bits_are_clean_keep_their_bytes() -> No
                 changed.append(path.rsplit("/", 1)[-1])
     assert checked >= 10
     assert changed == []
+
+
+def _shortened(name: str, keep: int | None = None, frames: int | None = None) -> bytes:
+    """pydicom-data's ``name`` whose Pixel Data keeps ``keep`` bytes (or ``frames`` whole frames) and
+    declares that length, as a sender or a spool that rewrites a cut value's length would write it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(pydicom.data.get_testdata_file(name))
+        data = bytes(ds.PixelData)
+        if frames is not None:
+            data = data[: len(data) // int(ds.NumberOfFrames) * frames]
+        ds.PixelData = data[:keep] if keep is not None else data
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])
+@pytest.mark.parametrize("profile", ["research", "basic", "research-strict"])
+def test_native_pixel_data_shorter_than_its_image_is_refused(profile: str, whole: bool) -> None:
+    """Pixel Data whose length is consistent but shorter than its rows, columns, samples, bits and
+    frames (dcmtk's spool writes a cut value so; pydicom-data's MR_truncated is one) is not the image it
+    declares: refused with its reason, never released, in every lane. Before, it was released."""
+    cut = {
+        "a few bytes short": _shortened("CT_small.dcm", keep=-862),
+        "one sample short": _shortened("CT_small.dcm", keep=-2),
+        "a frame missing": _shortened("emri_small.dcm", frames=9),
+        "MR_truncated": Path(str(pydicom.data.get_testdata_file("MR_truncated.dcm"))).read_bytes(),
+    }
+    released = []
+    for label, data in cut.items():
+        if released_or_none(data, profile, whole=whole) is not None:
+            released.append(label)
+    assert released == []
+    with pytest.raises(DeidError, match="truncated"):
+        Deidentifier(KEY, load_profile(profile), ocr=False).deidentify_bytes(cut["a frame missing"])
+    # the whole image, and the same with a pad byte, are released
+    for whole_image in (_shortened("CT_small.dcm"), _shortened("emri_small.dcm", frames=10)):
+        assert released_or_none(whole_image, profile, whole=whole) is not None

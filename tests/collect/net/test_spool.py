@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
@@ -137,6 +138,43 @@ def test_refused_instance_is_answered_then_quarantined_and_the_rest_go_on(worksp
         assert server.counts.refused == 1 and server.counts.stored == 1
     assert count(workspace) == 1 and quarantined_count(workspace) == 1
     assert _spooled(workspace) == []
+
+
+def test_a_malformed_or_cut_data_set_is_dropped_or_quarantined_with_its_reason_and_the_rest_go_on(
+    workspace, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    """Sent as the bytes are (pynetdicom sends a file's data set undecoded): a data set of odd length
+    breaks DIMSE's rules, so dcmtk aborts the association: the sender has no success, and the gateway
+    logs and counts it (before: no line, no count). One whose pixel data was cut short, its length
+    rewritten to what arrived (as dcmtk writes it), is quarantined with its reason (before: filed, and
+    the whole re-send was then answered "present"). The whole instance sent after it is filed."""
+    whole = tmp_path / "whole.dcm"
+    make_ct(whole, rows=64, columns=64)
+    raw = whole.read_bytes()
+    odd = tmp_path / "odd.dcm"
+    odd.write_bytes(raw[:-1])
+    cut = make_ct(sop_uid=pydicom.dcmread(whole).SOPInstanceUID, rows=64, columns=64)
+    cut.PixelData = cut.PixelData[:-1000]
+    cut_path = tmp_path / "cut.dcm"
+    cut.save_as(cut_path, enforce_file_format=True)
+    caplog.set_level("WARNING", logger="curata.gateway")
+    with SpoolGateway(workspace, _config()) as server:
+        statuses = []
+        for path in (odd, cut_path, whole):
+            assoc = _scu().associate("127.0.0.1", server.port, ae_title="CURATA")
+            assert assoc.is_established
+            answer = assoc.send_c_store(str(path))
+            statuses.append(getattr(answer, "Status", None))
+            if assoc.is_established:
+                assoc.release()
+        assert server.wait_idle(60)
+        assert statuses == [None, 0x0000, 0x0000], "odd: aborted, no answer; the others durable in the spool"
+        assert server.counts.dropped_connections == 1
+        assert server.counts.refused == 1 and server.counts.stored == 1 and server.counts.present == 0
+    assert count(workspace) == 1 and quarantined_count(workspace) == 1
+    text = caplog.text
+    assert "not received whole" in text and "truncated" in text
+    assert not any(value in text for value in PLANTED)
 
 
 def test_allow_list_called_ae_and_networks_are_enforced(workspace) -> None:  # type: ignore[no-untyped-def]

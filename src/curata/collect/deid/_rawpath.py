@@ -230,8 +230,8 @@ _FRAMES, _PHOTOMETRIC = 0x00280008, 0x00280004
 
 def _outside_image(raw: bytes, walked: list[tuple[int, str | None, int, int, int]]) -> bool:
     """Whether native Pixel Data holds something outside the image (``pixels.clear_outside_image``:
-    bytes after the last frame, bits outside Bits Stored): the engine clears it, the lanes that copy
-    pixels decline. A layout that cannot be read here is the engine's too."""
+    bytes after the last frame, bits outside Bits Stored), or less than the image: the engine clears
+    the one and refuses the other, the lanes that copy pixels decline. A layout that cannot be read here is the engine's too."""
     layout: dict[int, int] = {}
     pixel = None
     frames: int | None = 1
@@ -256,6 +256,8 @@ def _outside_image(raw: bytes, walked: list[tuple[int, str | None, int, int, int
         return True
     rows, columns, samples = layout[0x00280010], layout[0x00280011], layout.get(0x00280002, 1)
     expected = pixels.image_bytes(rows, columns, frames, samples, allocated, pixel[1], ybr422)
+    if pixel[1] < expected:
+        return True  # truncated: the engine refuses it
     if pixel[1] > expected + (expected & 1) and raw[pixel[0] + expected : pixel[0] + pixel[1]].strip(b"\0"):
         return True
     stored = layout.get(0x00280101) or allocated

@@ -164,6 +164,10 @@ def clear_outside_image(ds: Dataset) -> list[str]:
     ybr422 = str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422"
     frames = frame_count(ds.get("NumberOfFrames") or 1)
     expected = image_bytes(rows, columns, frames, samples, allocated, len(data), ybr422)
+    if len(data) < expected:  # cut short on the way (a sender, a spool, a disk): not the image it declares
+        raise DeidError(
+            f"native pixel data truncated: {len(data)} of the {expected} bytes its size and bit layout declare"
+        )
     if len(data) > expected + (expected & 1) and data[expected:].strip(b"\0"):  # zeros carry nothing
         data = data[:expected] + bytes(expected & 1)
         cleared.append("trailing-bytes")

@@ -109,6 +109,18 @@ std::string clean(const std::string& s) {
     return a == std::string::npos ? std::string() : out.substr(a, b - a + 1);
 }
 
+// dcmtk's words for why a receive failed, without its numbers (a length, an offset): the protocol
+// layer's texts name no value of the data set, and what is left is its letters alone
+std::string condition_words(const OFCondition& cond) {
+    std::string out;
+    for (const char* p = cond.text(); p && *p && out.size() < 80; ++p) {
+        char c = *p;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == ' ' || c == ':') out += c;
+    }
+    while (!out.empty() && (out.back() == ' ' || out.back() == ':')) out.pop_back();
+    return out.empty() ? "a DIMSE error" : out;
+}
+
 bool parse_net(const std::string& text, Net& net) {
     std::string host = text;
     int bits = -1;
@@ -339,6 +351,9 @@ int serve_association(int sock, const std::string& host, bool busy) {
                                                DIMSE_NONBLOCKING, cfg.dimse_timeout);
                     if (ctx.too_big) {
                         emit("dropped\tdata set larger than max_object_bytes\t" + host);
+                    } else if (cond.bad()) {  // a data set the message rules refuse, a timeout, an abort
+                        emit("dropped\tthe data set was not received whole (" + condition_words(cond) +
+                             "): association aborted, nothing acknowledged\t" + host);
                     }
                     unlink(ctx.tmp.c_str());  // a receive that failed half-way leaves nothing behind
                 } else {
