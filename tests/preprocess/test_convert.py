@@ -285,6 +285,33 @@ def test_convert_command(tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     paths = [c["path"] for c in json.loads(ok.stdout)["converted"]]
     assert len(paths) == 2 and all(p.endswith(".nii.gz") and Path(p).exists() for p in paths)
+    assert json.loads(ok.stdout)["not_deidentified"] == 2
+
+
+def test_converting_identified_input_says_convert_is_no_deidentifier(tmp_path: Path) -> None:
+    """Outputs are named by series number and description (as dcm2niix names them) and sidecars keep
+    descriptions and UIDs: run on identified DICOM, the command says so; on de-identified input it
+    does not."""
+    import pydicom
+    import typer
+    from typer.testing import CliRunner
+
+    from curata.preprocess.cli import register
+
+    app = typer.Typer()
+    register(app)
+    write_series(tmp_path / "raw", axial_slices(VOL))
+    runner = CliRunner()
+    raw = runner.invoke(app, ["convert", str(tmp_path / "raw"), str(tmp_path / "a")])
+    assert raw.exit_code == 0, raw.output
+    assert "not marked de-identified" in raw.output and "convert is no de-identifier" in raw.output
+    for path in (tmp_path / "raw").rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.PatientIdentityRemoved = "YES"
+        ds.save_as(path)
+    marked = runner.invoke(app, ["convert", str(tmp_path / "raw"), str(tmp_path / "b")])
+    assert marked.exit_code == 0, marked.output
+    assert "not marked de-identified" not in marked.output
 
 
 def test_12_bit_unsigned_pixels_are_masked_to_bits_stored(tmp_path: Path) -> None:

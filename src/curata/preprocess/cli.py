@@ -127,6 +127,7 @@ def convert_command(
                 ],
                 "refused": [{"where": w, "reason": r} for w, r in refused],
                 "skipped": [{"input": _input_label(p, show_paths), "reason": r} for p, r in result.skipped],
+                "not_deidentified": result.not_deidentified,
                 "summary": summary.as_dict(),
             }
         )
@@ -134,6 +135,14 @@ def convert_command(
         for c in result.converted:
             for warning in c.report.warnings:
                 err_console.print(f"[yellow]{c.name}:[/] {warning}")
+        if result.not_deidentified:
+            err_console.print(
+                f"[yellow]warning:[/] {result.not_deidentified} of the converted series are not marked "
+                "de-identified (Patient Identity Removed): convert is no de-identifier. Their volumes are "
+                "named by series number and description and their sidecars keep descriptions and UIDs, "
+                "as dcm2niix's do. De-identify first (`curata deid`), or convert the workspace's series "
+                "(`curata convert all`)."
+            )
     finish(
         summary if not as_json else None,
         failed=summary.failed,

@@ -51,6 +51,9 @@ class ConvertResult:
     refused: list[tuple[str, str]] = field(default_factory=list)  # (stack name, reason)
     refused_inputs: list[str | None] = field(default_factory=list)  # the file each refusal names, if any
     skipped: list[tuple[str, str]] = field(default_factory=list)  # non-image or non-DICOM files
+    # converted stacks whose input is not marked de-identified (Patient Identity Removed YES): convert
+    # is no de-identifier, and names a volume by its series number and description, as dcm2niix does
+    not_deidentified: int = 0
 
 
 def _seconds(ms: Any) -> float | None:
@@ -333,6 +336,8 @@ def convert_folder(
         side = output / f"{name}.json"
         write_json(side, meta)
         result.converted.append(ConvertedStack(name, target, side, vol.shape, report))
+        if str(ds.get("PatientIdentityRemoved", "")).strip().upper() != "YES":
+            result.not_deidentified += 1
         if on_file:
             on_file()
     return result
