@@ -110,7 +110,12 @@ def _setup_context(ctx: _WorkerContext) -> None:
 
             vault = Vault(Path(ctx.vault_dir), ctx.key)
         profile = load_profile(ctx.profile, config=Path(ctx.profile_config) if ctx.profile_config else None)
-        ctx.deidentifier = Deidentifier(key=ctx.key, profile=profile, vault=vault)
+        identities = None
+        if ctx.vault_dir:  # what each image says of its patient and the site cleans the clinical inputs
+            from curata.collect.deid.identities import SiteIdentities
+
+            identities = SiteIdentities(Path(ctx.vault_dir), ctx.key)
+        ctx.deidentifier = Deidentifier(key=ctx.key, profile=profile, vault=vault, identities=identities)
 
 
 def _quarantine_bytes(folder: str, digest: str, raw: bytes, source: str, reason: str, stage: str) -> None:

@@ -76,6 +76,10 @@ class ClinicalBatch:
     rows: int = 0
     # patient ID -> identity, in memory only: lets a VCF of the same run be cleaned of the names it holds
     identities: dict[str, Any] = field(default_factory=dict, repr=False)
+    # the site's people (staff, related persons) and institutions the input names, in memory only: sealed
+    # on site (deid.identities) so that every other input of the site is cleaned of them
+    people: set[str] = field(default_factory=set, repr=False)
+    institutions: set[str] = field(default_factory=set, repr=False)
     # more rows as column frames ({column: numpy array}, one per OMOP table), from the column-wise reader
     frames: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -283,6 +287,7 @@ class RecordBuilder:
                 out = clean(out, who.ids, generic=False)
         if out is not None and self.others is not None and self._maybe_identifying(out):
             out = self.others.clean(out)  # another patient of the input named in this one's text
+        out = self.deid.site.clean(out)  # the site's people and institutions (deid.identities)
         if out is not None and limit is not None:
             out = out[:limit]
         return out

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from curata.collect.deid.calendars import other_calendar_forms
 from curata.collect.deid.pseudonyms import Pseudonymizer
@@ -25,6 +26,7 @@ from curata.collect.deid.text import (
     is_cjk,
     normalise,
     readings,
+    redact,
 )
 
 AGE_CAP = 89  # ages above this read as 90 (HIPAA Safe Harbor; the DICOM engine caps the same way)
@@ -134,13 +136,133 @@ class OtherPatients:
         return text if ids is None else clean(text, ids, generic=False)
 
 
+# Words before a name that make it one (Dr Pottinger, nurse Dunsworth): with them a single name part
+# of the site's people is found; without, only a person's name in full is.
+_TITLES = frozenset(
+    {"dr", "doctor", "prof", "professor", "mr", "mrs", "ms", "miss", "mx", "nurse", "sister", "rn", "np"}
+)
+_NAME_SPLIT = re.compile(r"[\^,]+|\s+")
+_HONORIFIC_PARTS = frozenset({"dr", "mr", "mrs", "ms", "miss", "prof", "md", "phd", "jr", "sr", "rn", "dds"})
+
+
+class SiteNames:
+    """The site's people other than patients (physicians, operators, practitioners, related persons) and
+    its institutions, as every clinical text of the site is cleaned of them (``deid.identities``).
+
+    Found in a text, case aside: a person's name in full (given and family names in either order, as
+    written: ``Evander Pottinger``, ``Pottinger Evander``, ``Dunsworth-Yarrow``), one part of it of 3
+    letters or more after a title (``Dr Pottinger``, ``nurse Philippa``), and an institution's name
+    whole (two words or more). Then every part of 4 letters or more of a person found stands for them
+    in the rest of that text. A part alone is not looked for: ``Will`` and ``Ward`` are staff names and
+    words of every note (``Will repeat on Ward 5``)."""
+
+    def __init__(self, people: Iterable[str] = (), institutions: Iterable[str] = ()) -> None:
+        self.people, self.institutions = sorted(set(people)), sorted(set(institutions))
+        people, institutions = self.people, self.institutions
+        self.whole: dict[str, tuple[str, ...]] = {}  # normalised form -> the parts of the person it is
+        self.titled: dict[str, tuple[str, ...]] = {}  # normalised part -> the person's parts
+        for value in people:
+            parts = tuple(
+                p
+                for p in _NAME_SPLIT.split(value)
+                if p.strip(".") and p.lower().strip(".") not in _HONORIFIC_PARTS
+            )
+            if not parts:
+                continue
+            for part in parts:
+                if len(normalise(part)) >= 3:
+                    self.titled.setdefault(normalise(part), parts)
+            if len(parts) >= 2:
+                for form in (parts, parts[1:] + parts[:1], tuple(reversed(parts))):
+                    key = normalise("".join(form))
+                    if len(key) >= 6:
+                        self.whole.setdefault(key, parts)
+        for value in institutions:
+            words = _WORD_RE.findall(value)
+            key = normalise("".join(words))
+            if len(words) >= 2 and len(key) >= 8:
+                self.whole.setdefault(key, ())
+        # every beginning of a whole form: a window of tokens grows only while it is one
+        self._prefixes = {k[:i] for k in self.whole for i in range(1, len(k) + 1)}
+        self._found: dict[str, str | None] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.whole or self.titled)
+
+    def clean(self, text: str | None) -> str | None:
+        """``text`` with the site's names in it redacted (None when nothing else is left)."""
+        if not text or not self:
+            return text
+        if text in self._found:
+            return self._found[text]
+        tokens = list(_WORD_RE.finditer(text))
+        norms = [normalise(t.group()) for t in tokens]
+        spans: list[tuple[int, int]] = []
+        people: set[str] = set()
+        for i, first in enumerate(norms):
+            acc = ""
+            for j in range(i, len(norms)):
+                acc += norms[j]
+                if acc not in self._prefixes:
+                    break
+                parts = self.whole.get(acc)
+                if parts is not None:
+                    spans.append((tokens[i].start(), tokens[j].end()))
+                    people.update(normalise(p) for p in parts if len(normalise(p)) >= 4)
+            if first in _TITLES and i + 1 < len(norms) and norms[i + 1] in self.titled:
+                spans.append((tokens[i + 1].start(), tokens[i + 1].end()))
+                people.update(normalise(p) for p in self.titled[norms[i + 1]] if len(normalise(p)) >= 4)
+        if people:
+            spans += [(t.start(), t.end()) for t, n in zip(tokens, norms, strict=True) if n in people]
+        out: str | None = text
+        if spans:
+            merged: list[tuple[int, int]] = []
+            for a, b in sorted(spans):
+                if merged and a <= merged[-1][1]:
+                    merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+                else:
+                    merged.append((a, b))
+            out = _kept(redact(text, merged))
+        if len(self._found) < 200_000:
+            self._found[text] = out
+        return out
+
+
+class KnownIdentities(Protocol):
+    """What the site knows (``deid.identities.SiteIdentities``): a patient's identifiers by patient ID."""
+
+    def get(self, patient_id: str) -> Identifiers | None: ...
+
+
 class ClinicalDeidentifier:
     """Keyed pseudonyms, shifts, text cleaning and the gate for clinical and genomic inputs of one site."""
 
-    def __init__(self, key: bytes, *, issuer: str = "") -> None:
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        issuer: str = "",
+        known: KnownIdentities | None = None,
+        site: SiteNames | None = None,
+    ) -> None:
         self.pseudo = Pseudonymizer(key)
         self.issuer = issuer
         self._patients: dict[str, PatientIdentity] = {}
+        # what the site knows of its patients from its other inputs (their images, other tables), and
+        # its people and institutions: every text is cleaned of them too
+        self.known = known
+        self.people: set[str] = set()  # the site's people and institutions this input names
+        self.institutions: set[str] = set()
+        self._base_site = site if site is not None else SiteNames()
+        self._site: SiteNames | None = self._base_site
+
+    @property
+    def site(self) -> SiteNames:
+        """The site's people and institutions (``site``), and those this input names, to clean away."""
+        if self._site is None:
+            base = self._base_site
+            self._site = SiteNames([*base.people, *self.people], [*base.institutions, *self.institutions])
+        return self._site
 
     def patient(self, patient_id: str) -> PatientIdentity:
         pid = patient_id.strip()
@@ -149,8 +271,20 @@ class ClinicalDeidentifier:
             key = patient_key(pid, self.issuer)
             found = PatientIdentity(self.pseudo.patient(key), self.pseudo.date_shift(key))
             found.ids.add_word(pid, min_len=2)
+            other = self.known.get(pid) if self.known is not None else None
+            if other is not None:
+                found.ids.update(other)
             self._patients[pid] = found
         return found
+
+    def learn_site(self, people: Iterable[str] = (), institutions: Iterable[str] = ()) -> None:
+        """Names of the site's people and institutions this input names: its texts are cleaned of them."""
+        people = {p.strip() for p in people if p.strip()} - self.people
+        institutions = {i.strip() for i in institutions if i.strip()} - self.institutions
+        if people or institutions:
+            self.people |= people
+            self.institutions |= institutions
+            self._site = None
 
     def source_id(self, kind: str, value: str) -> str:
         """A keyed pseudonym for a specimen, slide or sample identifier (same input, same output)."""

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from curata.collect.clinical._records import ClinicalBatch, RecordBuilder, RowError, as_utf8
-from curata.collect.clinical.deid import ClinicalDeidentifier, PatientIdentity
+from curata.collect.clinical.deid import ClinicalDeidentifier, KnownIdentities, PatientIdentity, SiteNames
 from curata.collect.clinical.mapping import FhirMap
 from curata.collect.deid.text import Identifiers
 from curata.errors import InputError
@@ -251,6 +251,66 @@ def _collect_contained(res: dict[str, Any], who: PatientIdentity) -> None:
         _collect_patient(res, who, own=False)
 
 
+# Resources about the site's people and places: their names are the site's (``deid.identities``), every
+# text of the site is cleaned of them, whichever patient it is about.
+_SITE_PEOPLE = ("Practitioner", "RelatedPerson", "Person", "PractitionerRole")
+_SITE_PLACES = ("Organization", "Location", "HealthcareService")
+_SUBJECT_KEYS = frozenset({"subject", "patient", "beneficiary"})
+
+
+def _human_names(node: Any) -> Iterator[str]:
+    """A person's names as written in full: ``text``, or the given names then the family name."""
+    if isinstance(node, str):
+        yield node
+        return
+    for name in _dicts(node):
+        if isinstance(name.get("text"), str):
+            yield name["text"]
+        given = [g for g in name.get("given") or [] if isinstance(g, str)]
+        family = str(name["family"]) if isinstance(name.get("family"), str) else ""
+        if given or family:
+            yield " ".join([*given, family]).strip()
+
+
+def _collect_site(res: dict[str, Any], deid: ClinicalDeidentifier) -> None:
+    """The names of the site's people and places that one resource gives: a Practitioner's, a
+    RelatedPerson's, an Organization's, and the display of every reference to someone other than the
+    patient (an Observation's performer, a Condition's asserter)."""
+    rt = res.get("resourceType")
+    people: list[str] = []
+    places: list[str] = []
+    if rt in _SITE_PEOPLE:
+        people += _human_names(res.get("name"))
+    elif rt in _SITE_PLACES:
+        places += [v for v in (res.get("name"), *(res.get("alias") or [])) if isinstance(v, str)]
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            if (
+                key not in _SUBJECT_KEYS
+                and isinstance(node.get("display"), str)
+                and ("reference" in node or "identifier" in node or key in _REFERENCES)
+            ):
+                people.append(node["display"])
+            for k, v in node.items():
+                if k not in _SUBJECT_KEYS and k != "contained":
+                    walk(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+
+    if rt != "Patient":  # a Patient's references (its doctor, its contacts) are the patient's own
+        walk(res, "")
+    deid.learn_site(people, places)
+
+
+# elements that reference a person or organisation, where a bare display names one
+_REFERENCES = frozenset(
+    {"performer", "asserter", "recorder", "requester", "author", "informationSource", "actor",
+     "practitioner", "organization", "managingOrganization", "serviceProvider", "resultsInterpreter"}
+)  # fmt: skip
+
+
 def _reference(res: dict[str, Any]) -> str | None:
     """The reference of a resource's subject (or patient), whatever shape the sender gave it."""
     for key in ("subject", "patient"):
@@ -401,14 +461,22 @@ def _event(builder: RecordBuilder, res: dict[str, Any], who: PatientIdentity, li
 
 
 def deidentify_fhir(
-    files: list[tuple[str, bytes, str]], mapping: FhirMap, key: bytes
+    files: list[tuple[str, bytes, str]],
+    mapping: FhirMap,
+    key: bytes,
+    *,
+    known: KnownIdentities | None = None,
+    site: SiteNames | None = None,
 ) -> tuple[list[ClinicalBatch], list[tuple[str, str]]]:
     """De-identify FHIR inputs together: Patients of any file resolve references of every file.
 
     ``files`` are (name, raw bytes, sha256). Returns one batch per readable file and (digest, reason)
-    for files that are not FHIR at all.
+    for files that are not FHIR at all. ``known``, ``site``: what the site knows of its patients and
+    its people and institutions from other inputs (``deid.identities``); every text is cleaned of them,
+    and of the site's people and places this export names (Practitioner, RelatedPerson, Organization
+    resources, references' displays).
     """
-    deid = ClinicalDeidentifier(key, issuer=mapping.issuer)
+    deid = ClinicalDeidentifier(key, issuer=mapping.issuer, known=known, site=site)
     refs: dict[str, PatientIdentity] = {}
     parsed: list[tuple[str, list[tuple[int, dict[str, Any] | None, str | None]]]] = []
     failed: list[tuple[str, str]] = []
@@ -434,6 +502,8 @@ def deidentify_fhir(
                         refs[str(ref)] = who
     for _digest, items in parsed:  # people written contained in a resource about a patient of the export
         for _line, res, _err in items:
+            if res:
+                _collect_site(res, deid)
             if res and res.get("resourceType") != "Patient" and res.get("contained"):
                 found = refs.get(_reference(res) or "")
                 if found is not None:
@@ -491,4 +561,5 @@ def deidentify_fhir(
         batches.append(batch)
     if batches:
         batches[0].identities = dict(deid._patients)
+        batches[0].people, batches[0].institutions = set(deid.people), set(deid.institutions)
     return batches, failed

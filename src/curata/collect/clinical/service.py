@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from curata.collect.clinical import _writer
 from curata.collect.clinical._records import ClinicalBatch, no_cycle_collection
-from curata.collect.clinical.deid import AGE_CAP
+from curata.collect.clinical.deid import AGE_CAP, SiteNames
 from curata.collect.clinical.exchange import Batch
 from curata.collect.clinical.mapping import SiteMapping, find_mapping
-from curata.collect.deid.text import Identifiers
+from curata.collect.deid.identities import FOLDER, SiteIdentities
 from curata.collect.dicomweb.multipart import Part
 from curata.collect.reasons import is_disk_full
 from curata.collect.sources import Source
@@ -32,11 +32,9 @@ from curata.errors import CurataError, safe_reason
 from curata.workspace import Workspace
 
 if TYPE_CHECKING:
-    from curata.collect.deid import Vault
     from curata.collect.genomics.vcf import VcfResult
 
-IDENTITIES_FOLDER = "clinical"  # under the vault folder: the clinical inputs' identifiers, sealed
-_REMEMBERED = ("words", "short_names", "cjk_names", "dates", "strong")
+IDENTITIES_FOLDER = FOLDER  # under the vault folder: the site's identities, sealed (deid.identities)
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx", ".xlsm", ".xls")
 FHIR_SUFFIXES = (".ndjson", ".json")
 VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
@@ -76,10 +74,11 @@ class ClinicalIngestor:
         self.mapping_file = mapping_file
         self.key = ws.site_key()
         self.store = ws.store
-        # patient ID -> identifiers, from this run's clinical inputs and those of earlier runs (sealed on
-        # site with the site key, beside the vault: a VCF filed later is cleaned of them too)
-        self.known: dict[str, Identifiers] = {}
-        self._remembered = False
+        # what the site knows of its patients and of itself (deid.identities): from its images (sealed by
+        # the DICOM engine), and from this run's clinical inputs and those of earlier runs, sealed on
+        # site with the site key; every clinical input is cleaned of them
+        self.known = SiteIdentities(ws.vault_path, self.key)
+        self._site: tuple[tuple[int, int], SiteNames] | None = None
 
     def _mapping(self, source: Source) -> SiteMapping:
         cfg = self.ws.config.get("clinical", {}) or {}
@@ -94,8 +93,13 @@ class ClinicalIngestor:
         problems: list[ClinicalOutcome] = []
         with self.ws.catalog.session() as session:
             known = _writer.known_inputs(session, self.site_id)
+        # Identities first, whatever order the inputs come in: those sealed before (the images of this
+        # run and earlier ones, clinical inputs of earlier runs), then the identity columns of every
+        # table of this run; then FHIR (its Patients and people), the tables, and the VCFs last.
+        self.known.recall()
         fhir: list[tuple[Source, bytes, str]] = []
         vcfs: list[tuple[Source, bytes, str]] = []
+        tables: list[tuple[Source, str, str]] = []  # read again when cleaned: a table is not held
         for src in sources:
             kind = input_kind(src.name)
             if kind == "skip":
@@ -113,17 +117,53 @@ class ClinicalIngestor:
             known.add(digest)
             if kind == "fhir":
                 fhir.append((src, raw, digest))
-                continue
-            if kind == "vcf":  # after the clinical inputs, whose identifiers then clean the VCF headers too
+            elif kind == "vcf":
                 vcfs.append((src, raw, digest))
-                continue
-            self._report(self._guarded(src, raw, digest, kind or "csv"), summary, problems, on_progress)
+            else:
+                self._learn_table(src, raw)
+                tables.append((src, digest, kind or "csv"))
         if fhir:
             for out in self._fhir(fhir):
                 self._report(out, summary, problems, on_progress)
+        for src, digest, kind in tables:
+            try:
+                raw = src.read()
+            except CurataError as exc:
+                out = ClinicalOutcome("failed", src.name, reason=getattr(exc, "reason", exc.message))
+                self._report(out, summary, problems, on_progress)
+                continue
+            if hashlib.sha256(raw).hexdigest() != digest:  # changed since it was first read
+                out = ClinicalOutcome("failed", src.name, digest, reason="the file changed while it was read")
+                self._report(out, summary, problems, on_progress)
+                continue
+            self._report(self._guarded(src, raw, digest, kind), summary, problems, on_progress)
         for src, raw, digest in vcfs:
             self._report(self._guarded(src, raw, digest, "vcf"), summary, problems, on_progress)
         return summary, problems
+
+    def _learn_table(self, src: Source, raw: bytes) -> None:
+        """The identities a table's identity columns declare, known before any input is cleaned. A table
+        that cannot be read here is refused, with its reason, when it is cleaned."""
+        from curata.collect.clinical.tabular import declares_identities, table_identities
+
+        try:
+            mapping = self._mapping(src).table
+            if mapping is None or not declares_identities(mapping):
+                return
+            with no_cycle_collection():
+                found = table_identities(raw, src.name, mapping, self.key)
+        except Exception as exc:  # the same input is cleaned next, and refused there with its reason
+            if is_disk_full(exc):
+                raise
+            return
+        self.known.remember(found)
+
+    def _site_names(self) -> SiteNames:
+        """The site's people and institutions (``self.known``), made again only when it learnt more."""
+        size = (len(self.known.people), len(self.known.institutions))
+        if self._site is None or self._site[0] != size:
+            self._site = (size, SiteNames(self.known.people, self.known.institutions))
+        return self._site[1]
 
     def _guarded(self, src: Source, raw: bytes, digest: str, kind: str) -> ClinicalOutcome:
         from curata.collect.ingest import _quarantine_bytes
@@ -203,35 +243,15 @@ class ClinicalIngestor:
             self._quarantine_row(batch.input_digest, reason, len(raw) if raw is not None else 0)
         return out
 
-    def _identities(self) -> Vault:
-        from curata.collect.deid import Vault
-
-        return Vault(self.ws.vault_path / IDENTITIES_FOLDER, self.key)
-
     def _remember(self, batch: ClinicalBatch) -> None:
-        """The batch's patients' identifiers: for this run, and sealed on site for later runs."""
-        records = []
-        for pid, who in batch.identities.items():
-            self.known.setdefault(pid, Identifiers()).update(who.ids)
-            ids = who.ids
-            records.append(
-                {"kind": "identifiers", "patient_id": pid} | {k: sorted(getattr(ids, k)) for k in _REMEMBERED}
+        """The batch's patients' identifiers and the site's names it gave: for this run, and sealed on
+        site for later runs."""
+        if batch.identities or batch.people or batch.institutions:
+            self.known.remember(
+                {pid: who.ids for pid, who in batch.identities.items()},
+                people=batch.people,
+                institutions=batch.institutions,
             )
-        if records:
-            self._identities().append(records)
-
-    def _recall(self) -> None:
-        """The identifiers earlier runs sealed, once per ingestor (a VCF's header is cleaned of them)."""
-        if self._remembered:
-            return
-        self._remembered = True
-        for rec in self._identities().records():
-            if rec.get("kind") != "identifiers" or not isinstance(rec.get("patient_id"), str):
-                continue
-            sealed = Identifiers()
-            for k in _REMEMBERED:
-                getattr(sealed, k).update(str(v) for v in rec.get(k) or ())
-            self.known.setdefault(rec["patient_id"], Identifiers()).update(sealed)
 
     def _filed(self, input_digest: str) -> bool:
         with self.ws.catalog.session() as session:
@@ -260,7 +280,9 @@ class ClinicalIngestor:
         from curata.collect.clinical.tabular import deidentify_table
 
         mapping = self._mapping(src)
-        batch = deidentify_table(raw, src.name, digest, mapping.table, self.key, kind)
+        batch = deidentify_table(
+            raw, src.name, digest, mapping.table, self.key, kind, known=self.known, site=self._site_names()
+        )
         return self._file_batch(src, raw, batch)
 
     def _fhir(self, items: list[tuple[Source, bytes, str]]) -> list[ClinicalOutcome]:
@@ -268,7 +290,13 @@ class ClinicalIngestor:
         from curata.collect.ingest import _quarantine_bytes
 
         mapping = self._mapping(items[0][0])
-        batches, failed = deidentify_fhir([(s.name, raw, d) for s, raw, d in items], mapping.fhir, self.key)
+        batches, failed = deidentify_fhir(
+            [(s.name, raw, d) for s, raw, d in items],
+            mapping.fhir,
+            self.key,
+            known=self.known,
+            site=self._site_names(),
+        )
         by_digest = {d: (s, raw) for s, raw, d in items}
         outs = []
         for digest, reason in failed:
@@ -285,8 +313,8 @@ class ClinicalIngestor:
         from curata.collect.genomics.vcf import deidentify_vcf
 
         mapping = self._mapping(src)
-        self._recall()
-        res = deidentify_vcf(raw, src.name, mapping.vcf, self.key, self.known)
+        self.known.recall()
+        res = deidentify_vcf(raw, src.name, mapping.vcf, self.key, self.known, site=self._site_names())
         return self.file_vcf(res, digest, src.name)
 
     def file_vcf(self, res: VcfResult, input_digest: str, source_name: str) -> ClinicalOutcome:

@@ -45,8 +45,10 @@ from curata.collect.clinical._records import (
 from curata.collect.clinical.deid import (
     AGE_CAP,
     ClinicalDeidentifier,
+    KnownIdentities,
     OtherPatients,
     PatientIdentity,
+    SiteNames,
     clean,
     clean_generic,
     survivors,
@@ -420,8 +422,11 @@ class _Table:
         texts = ["" if v is None else str(v).strip() for v in col.uniques]
         cleaned = iter(clean_generic([s for s in texts if s]))  # generic shapes, all values at once
 
+        site = self.deid.site
+
         def generic(s: str) -> str | None:
             out = next(cleaned) if s else None
+            out = site.clean(out)  # the site's people and institutions, whoever's row it is
             return (
                 out[:limit]
                 if out is not None and limit is not None and not b._maybe_identifying(out)
@@ -494,29 +499,51 @@ def _number(v: Any) -> float:
 
 
 def deidentify_table(
-    raw: bytes, name: str, digest: str, mapping: TableMap | None, key: bytes, kind: str
+    raw: bytes,
+    name: str,
+    digest: str,
+    mapping: TableMap | None,
+    key: bytes,
+    kind: str,
+    *,
+    known: KnownIdentities | None = None,
+    site: SiteNames | None = None,
 ) -> ClinicalBatch:
-    """All rows of one export as de-identified OMOP rows (column frames); refused rows with their number."""
+    """All rows of one export as de-identified OMOP rows (column frames); refused rows with their number.
+    ``known``: what the site knows of its patients from other inputs; ``site``: its people and
+    institutions (``deid.identities``): every text is cleaned of them too."""
     if mapping is None:
         raise ConfigError(
             "no [csv] mapping for this clinical export",
             hint="put a clinical-map.toml beside the export (see curata.collect.clinical.mapping)",
         )
     with no_cycle_collection():
-        return _deidentify_table(raw, name, digest, mapping, key, kind)
+        deid = ClinicalDeidentifier(key, issuer=mapping.issuer, known=known, site=site)
+        return _deidentify_table(raw, name, digest, mapping, deid, kind)
 
 
-def _deidentify_table(
-    raw: bytes, name: str, digest: str, mapping: TableMap, key: bytes, kind: str
-) -> ClinicalBatch:
-    read = read_columns(raw, name, mapping)
-    n, cols = read.n, read.cols
-    deid = ClinicalDeidentifier(key, issuer=mapping.issuer)
-    batch = ClinicalBatch(kind=kind, input_digest=digest)
-    batch.rows = n + len(read.refused)
-    t = _Table(n, cols, mapping, deid)
+def declares_identities(mapping: TableMap | None) -> bool:
+    """Whether a table's mapping names identity columns (names, addresses, phones, IDs, birth date)."""
+    return mapping is not None and bool(
+        mapping.names or mapping.addresses or mapping.phones or mapping.ids or mapping.birth_date
+    )
 
-    # patients: one vault derivation per distinct ID
+
+def table_identities(raw: bytes, name: str, mapping: TableMap, key: bytes) -> dict[str, Identifiers]:
+    """The identifiers a table's identity columns give each patient (patient ID -> identifiers), read
+    before any input of the run is cleaned: another table's notes, a FHIR note or a VCF header of the
+    same patient are cleaned of them whatever the order the inputs come in."""
+    with no_cycle_collection():
+        read = read_columns(raw, name, mapping)
+        deid = ClinicalDeidentifier(key, issuer=mapping.issuer)
+        _learn(_Table(read.n, read.cols, mapping, deid), mapping)
+        return {pid: who.ids for pid, who in deid._patients.items()}
+
+
+def _learn(t: _Table, mapping: TableMap) -> None:
+    """The export's patients (one vault derivation per distinct ID), then every identifier of every
+    patient, so a name in row 1 is also cleaned from row 900."""
+    cols, n = t.cols, t.n
     pcol = cols[mapping.patient_id]
     index: dict[str, int] = {}
     per_unique = np.full(len(pcol.uniques), -1, dtype=np.int64)
@@ -524,7 +551,7 @@ def _deidentify_table(
         s = (v or "").strip()
         if not s:
             continue
-        who = deid.patient(s)
+        who = t.deid.patient(s)
         if who.pseudonym not in index:
             index[who.pseudonym] = len(t.patients)
             t.patients.append(who)
@@ -535,7 +562,6 @@ def _deidentify_table(
     t.shift = np.where(t.pid >= 0, shifts[np.maximum(t.pid, 0)], 0)
     has_pid = t.pid >= 0
 
-    # every identifier of every patient first, so a name in row 1 is also cleaned from row 900
     def learn(col_name: str, add: Callable[[PatientIdentity, str], None]) -> None:
         col = cols[col_name]
         for p, v in _pairs(t.pid, col, has_pid & col.flags(bool)):
@@ -562,6 +588,18 @@ def _deidentify_table(
             r = ev.refs.get(k)
             if ev.table == "specimen" and r is not None and r.column:
                 learn(r.column, lambda w, v: w.ids.add_word(v.strip(), min_len=4))
+
+
+def _deidentify_table(
+    raw: bytes, name: str, digest: str, mapping: TableMap, deid: ClinicalDeidentifier, kind: str
+) -> ClinicalBatch:
+    read = read_columns(raw, name, mapping)
+    n, cols = read.n, read.cols
+    batch = ClinicalBatch(kind=kind, input_digest=digest)
+    batch.rows = n + len(read.refused)
+    t = _Table(n, cols, mapping, deid)
+    _learn(t, mapping)
+    has_pid = t.pid >= 0
     builder = RecordBuilder(deid, batch, mapping.date_format)
     builder.know_identifiers(t.patients)
     t.builder = builder

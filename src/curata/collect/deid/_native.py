@@ -32,6 +32,7 @@ from pydicom.uid import UID
 from pydicom.values import convert_PN, convert_single_string, convert_text
 
 from curata.collect.deid import _rawpath, _reader, _writer, codestream, pixels
+from curata.collect.deid.identities import REMEMBERED_TAGS
 from curata.collect.deid.pseudonyms import age_between, cap_age, is_standard_uid, shift_date, shift_datetime
 from curata.collect.deid.text import clean_text, identity_spans, other_readings
 
@@ -467,6 +468,8 @@ class _Run:
             text = v.strip(" \0")
             if not text:
                 continue
+            if tag in REMEMBERED_TAGS:
+                ctx.remembered.append((tag, text))
             if tag in eng._STRONG_TAGS:
                 ids.add_strong(text)
             if vr == "PN" or tag in eng._NAME_TAGS:  # as the engine: a name whatever its VR

@@ -29,6 +29,7 @@ from pydicom.uid import UID
 
 from curata import __version__
 from curata.collect.deid import _native, _rawpath, _reader, _writer, codestream, pixels
+from curata.collect.deid.identities import REMEMBERED_TAGS, SiteIdentities
 from curata.collect.deid.profile import BASIC_CODE, OPTIONS, Profile, load_profile
 from curata.collect.deid.pseudonyms import (
     Pseudonymizer,
@@ -305,6 +306,7 @@ class _Ctx:
         self.pseudo = pseudo
         self.top, self.nested = action_maps(profile, sop_class)
         self.ids = Identifiers()
+        self.remembered: list[tuple[int, str]] = []  # values the site keeps (deid.identities), sealed
         self.patient_id = ""
         self.patient_name = ""
         self.pseudonym = ""
@@ -393,7 +395,13 @@ class Deidentifier:
     """
 
     def __init__(
-        self, key: bytes, profile: Profile | None = None, vault: Vault | None = None, *, ocr: bool = True
+        self,
+        key: bytes,
+        profile: Profile | None = None,
+        vault: Vault | None = None,
+        *,
+        ocr: bool = True,
+        identities: SiteIdentities | None = None,
     ) -> None:
         self.profile = profile or load_profile()
         self.pseudo = Pseudonymizer(
@@ -403,6 +411,9 @@ class Deidentifier:
             shift_range=self.profile.date_shift_days,
         )
         self.vault = vault
+        # where the patient's identifiers and the site's names each released instance names are sealed
+        # (the clinical inputs of the site are cleaned of them)
+        self.identities = identities
         self.ocr = ocr
         self._sources = _identifier_sources(self.profile)
         # plain little-endian files are read by the lean reader (the same data set as dcmread's);
@@ -608,6 +619,8 @@ class Deidentifier:
         _ = result.relative_path  # validated before anything is written anywhere
         if self.vault is not None:
             self.vault.append(reid)
+        if self.identities is not None and ctx.remembered:
+            self.identities.remember_dicom(ctx.patient_id, ctx.remembered)
         return result
 
     @staticmethod
@@ -675,6 +688,8 @@ class Deidentifier:
                 text = str(v).strip(" \0")
                 if not text:
                     continue
+                if tag in REMEMBERED_TAGS:
+                    ctx.remembered.append((tag, text))
                 if tag in _STRONG_TAGS:
                     ids.add_strong(text)
                 if vr == "PN" or tag in _NAME_TAGS:

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curata.collect.clinical.deid import ClinicalDeidentifier, byte_gate, clean, survivors
+from curata.collect.clinical.deid import (
+    ClinicalDeidentifier,
+    KnownIdentities,
+    SiteNames,
+    byte_gate,
+    clean,
+    survivors,
+)
 from curata.collect.clinical.mapping import VcfMap
 from curata.collect.deid.text import Identifiers, find_identifier
 from curata.errors import DeidError, InputError
@@ -84,8 +91,9 @@ def _pylist(column: Any) -> list[Any]:
     return column.to_pylist() if hasattr(column, "to_pylist") else column.tolist()
 
 
-def _header_line(line: str, ids: Identifiers) -> str | None:
-    """The cleaned header line, or None when it is dropped."""
+def _header_line(line: str, ids: Identifiers, site: SiteNames | None = None) -> str | None:
+    """The cleaned header line, or None when it is dropped. ``site``: the site's people and institutions,
+    cleaned from every attribute text too."""
     m = re.match(r"##([^=]+)=(.*)$", line)
     if not m:
         return None
@@ -97,12 +105,12 @@ def _header_line(line: str, ids: Identifiers) -> str | None:
         return f"##fileformat={m.group(0) if m else 'VCFv4.2'}"
     if key == "reference":
         base = re.split(r"[/\\]", value.removeprefix("file://"))[-1]
-        base = clean(base, ids)
+        base = _clean(base, ids, site)
         return f"##reference={base}" if base and not _DATE.search(base) else None
     if key == "source":
         if _PATH.search(value) or _DATE.search(value):
             return None
-        v = clean(value, ids)
+        v = _clean(value, ids, site)
         return f"##source={v}" if v else None
     if key == "contig":
         attrs = re.findall(r'([A-Za-z_]+)=("[^"]*"|[^,>]*)', value)
@@ -110,7 +118,7 @@ def _header_line(line: str, ids: Identifiers) -> str | None:
         for k, v in attrs:
             if k not in _CONTIG_KEEP or _PATH.search(v):
                 continue
-            cleaned = v if k in _LAYOUT else _attribute_text(v, ids)
+            cleaned = v if k in _LAYOUT else _attribute_text(v, ids, site)
             if cleaned is not None:
                 kept.append(f"{k}={cleaned}")
         return f"##contig=<{','.join(kept)}>" if kept else None
@@ -126,7 +134,7 @@ def _header_line(line: str, ids: Identifiers) -> str | None:
                 if _PATH.search(raw):
                     return None
             else:
-                cleaned = _attribute_text(raw, ids)
+                cleaned = _attribute_text(raw, ids, site)
                 if cleaned is None and name != "Description":
                     continue
                 raw = cleaned or '""'  # INFO and FORMAT lines need their Description, if empty
@@ -135,13 +143,19 @@ def _header_line(line: str, ids: Identifiers) -> str | None:
     return None
 
 
+def _clean(text: str, ids: Identifiers, site: SiteNames | None) -> str | None:
+    """``clean`` for header text: the patient's identifiers, generic shapes, and the site's names."""
+    out = clean(text, ids)
+    return site.clean(out) if site else out
+
+
 # Attributes that lay the file out (a field's key, its count and type, a contig's length and checksum):
 # read by htslib, never text to clean. An identifier there is left to the gate, which refuses the file.
 _LAYOUT = frozenset({"ID", "Number", "Type", "length", "md5"})
 _BARE = re.compile(r'[^\s,<>"=\[\]]*')  # a value that needs no quotes
 
 
-def _attribute_text(raw: str, ids: Identifiers) -> str | None:
+def _attribute_text(raw: str, ids: Identifiers, site: SiteNames | None = None) -> str | None:
     """A header attribute's value as written (quoted, a ``[a, b]`` list, or bare) cleaned as the other
     header text is, of the patient's identifiers and generic shapes, and cut where a path begins.
     None when nothing is left. A bare value the cleaner changed is quoted (``*`` and spaces)."""
@@ -149,15 +163,15 @@ def _attribute_text(raw: str, ids: Identifiers) -> str | None:
         text = raw[1:-1]
         if _PATH.search(text):
             text = _PATH.split(text)[0]
-        out = clean(text, ids)
+        out = _clean(text, ids, site)
         return None if out is None else f'"{out}"'
     if len(raw) >= 2 and raw[0] == "[" and raw[-1] == "]":
-        items = [clean(item.strip(), ids) for item in raw[1:-1].split(",")]
+        items = [_clean(item.strip(), ids, site) for item in raw[1:-1].split(",")]
         kept = [item for item in items if item and "," not in item]
         return f"[{', '.join(kept)}]" if kept else None
     if _PATH.search(raw):
         raw = _PATH.split(raw)[0]
-    out = clean(raw, ids)
+    out = _clean(raw, ids, site)
     if out is None or out == raw or _BARE.fullmatch(out):
         return out
     return '"' + out.replace('"', "'") + '"'
@@ -330,12 +344,15 @@ def deidentify_vcf(
     name: str,
     mapping: VcfMap,
     key: bytes,
-    known: dict[str, Identifiers] | None = None,
+    known: KnownIdentities | None = None,
     *,
     keep_samples: bool = False,
+    site: SiteNames | None = None,
 ) -> VcfResult:
-    """De-identify one VCF/BCF. ``known``: patient ID -> identifiers from clinical inputs of the same run
-    (names, addresses...), so a VCF header that repeats them is cleaned of them and gated for them too.
+    """De-identify one VCF/BCF. ``known``: patient ID -> identifiers the site knows (its images, its
+    clinical inputs of this run and earlier ones: ``deid.identities``), so a VCF header that repeats
+    them is cleaned of them and gated for them too; ``site``: its people and institutions, cleaned from
+    the header's text.
     ``keep_samples``: the sample names are already pseudonyms (see :func:`index_vcf`); no key is used."""
     pysam = _quiet_pysam()
     deid = None if keep_samples else ClinicalDeidentifier(key, issuer=mapping.issuer)
@@ -385,7 +402,7 @@ def deidentify_vcf(
                     "\t".join(cols[:9] + pseudonyms) if len(cols) > 9 else "\t".join(cols[:8])
                 )
                 continue
-            kept = _header_line(line, ids)
+            kept = _header_line(line, ids, site)
             if kept is None:
                 dropped += 1
                 continue
