@@ -1117,6 +1117,8 @@ class Deidentifier:
 
     @staticmethod
     def _scan_bytes(output: bytes, matcher: Matcher, ctx: _Ctx, spans: list[tuple[int, int]]) -> None:
+        if ctx.retain_uids:
+            _refuse_retained_uids(output, ctx, spans)
         plan = matcher.gate_plan(tuple(ctx.encodings))
         dates = matcher.date_needles()
         for start, end in spans:
@@ -1214,6 +1216,59 @@ def _other_number(data: bytes, at: int, needle: bytes) -> bool:
             except ValueError:
                 return False
     return False
+
+
+_UID_BYTES = frozenset(b"0123456789.")
+_DIGIT_BYTES = frozenset(b"0123456789")
+
+
+def _uid_numbers(ctx: _Ctx) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """The patient's own numbers as a UID would hold them: (anywhere in a component, a whole
+    component). Anywhere: each run of 6 digits or more of the patient's IDs, accession number and
+    birth date (``Identifiers.strong``: 88421937 of QF88421937), and the birth date day or month
+    first (19031947, 03191947). A whole component: the birth date in six digits (470319, 190347,
+    031947), which a component's timestamp holds by chance (19:03:47)."""
+    anywhere: set[bytes] = set()
+    whole: set[bytes] = set()
+    for form in ctx.ids.strong:
+        for run in re.findall(r"[0-9]{6,}", form):
+            anywhere.add(run.encode())
+            y, m, d = run[:4], run[4:6], run[6:]
+            if len(run) == 8 and "01" <= m <= "12" and "01" <= d <= "31":  # a birth date
+                anywhere.update({(d + m + y).encode(), (m + d + y).encode()})
+                whole.update(f.encode() for f in (y[2:] + m + d, d + m + y[2:], m + d + y[2:]))
+    return tuple(anywhere), tuple(whole - anywhere)
+
+
+def _refuse_retained_uids(output: bytes, ctx: _Ctx, spans: list[tuple[int, int]]) -> None:
+    """Retain UIDs keeps the input's own UIDs, which the gate does not look inside (a number after a
+    dot is a UID's component): refuse the output where one of them holds one of the patient's own
+    numbers (``_uid_numbers``). A UID here: a run of digits and dots with two dots or more."""
+    anywhere, whole = _uid_numbers(ctx)
+    for needles, alone in ((anywhere, False), (whole, True)):
+        for needle in needles:
+            pos = output.find(needle)
+            while pos >= 0:
+                end = pos + len(needle)
+                a, b = pos, end
+                while a > 0 and output[a - 1] in _UID_BYTES:
+                    a -= 1
+                while b < len(output) and output[b] in _UID_BYTES:
+                    b += 1
+                in_uid = output.count(b".", a, b) >= 2
+                if alone:  # the component is the number: a dot or the UID's edge on each side
+                    in_uid = in_uid and (pos == a or output[pos - 1] not in _DIGIT_BYTES)
+                    in_uid = in_uid and (end == b or output[end] not in _DIGIT_BYTES)
+                if in_uid and any(start <= pos < stop for start, stop in spans):
+                    raise DeidError(
+                        f"final gate: a UID kept by the Retain UIDs option holds one of the patient's "
+                        f"own numbers (an ID, the accession number or the birth date) near byte {pos} "
+                        "of the output; not released",
+                        hint="retain_uids keeps the input's UIDs as they are: de-identify these objects "
+                        "without it (their UIDs are then remapped), or have the source stop building "
+                        "UIDs from patient data",
+                    )
+                pos = output.find(needle, pos + 1)
 
 
 def _refuse(pos: int, kind: str) -> NoReturn:

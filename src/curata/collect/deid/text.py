@@ -54,6 +54,25 @@ _NOT_NAMES = (
 _LOWER_NAME_WORD = (
     rf"(?![{_UPPER}])(?!(?:{_NOT_NAMES})(?![^\W\d_]))[^\W\d_](?:[^\W\d_]|['\u2019\-](?=[^\W\d_]))+"
 )
+# Words naming a person's role, in several languages, with their common abbreviations: between "by" and
+# a name they are skipped ("by nurse Philippa Dunsworth"), and before a capitalised name they mark one
+# ("radiographer Tamsin Oyelaran"). Any case (NURSE, Nurse, nurse). Left out: abbreviations that are
+# also clinical words (PA chest, RT knee, NP, CNS, Rad Onc).
+_ROLE_WORDS = (
+    "nurse|sister|matron|midwife|radiographer|sonographer|technologist|technician|tech|radiologist|"
+    "pathologist|physician|doctor|surgeon|consultant|registrar|resident|fellow|intern|attending|"
+    "pharmacist|therapist|physicist|dentist|practitioner|specialist|clinician|anaesthetist|anesthetist|"
+    "dietitian|dietician|paramedic|porter|scientist|assistant|student|"
+    "rn|rgn|spr|sho|mtra|"
+    "schwester|pfleger|pflegerin|arzt|ärztin|oberarzt|oberärztin|assistenzarzt|assistenzärztin|chefarzt|"
+    "chefärztin|hebamme|infirmière|infirmier|manipulateur|manipulatrice|médecin|interne|docteur|"
+    "radiologue|chirurgien|enfermera|enfermero|enfermeira|enfermeiro|técnico|técnica|médico|médica|"
+    "radiólogo|radióloga|cirujano|infermiera|infermiere|tecnico|medico|dottore|dottoressa|radiologo"
+)
+_ROLE_SUFFIXES = ("ologist", "ographer", "iatrist", "ician")  # oncologist, mammographer, psychiatrist
+_ROLES = rf"(?i:(?:{_ROLE_WORDS})|[^\W\d_]+(?:{'|'.join(_ROLE_SUFFIXES)}))(?![^\W\d_])"
+# between the words of a name: spaces on one line (a name does not run on to the next line)
+_NAME_GAP = r"[^\S\r\n]+"
 
 # Generic identifier shapes, applied to every cleaned descriptor whatever the header says.
 GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
@@ -73,10 +92,10 @@ GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
         rf"\b(?:{_TITLES})\.?\s+(?:(?:{_TITLES})\.?\s+)?(?:{_NAME}|{_LOWER_NAME_WORD})(?:\s+{_NAME}){{0,2}}"
     ),
     re.compile(rf"\b{_PN_LETTERS}+\^(?:{_PN_LETTERS}|[\^ ])*"),  # DICOM person name syntax FAMILY^GIVEN
+    # after "by", "patient"...: the name (the keyword's case only is ignored; see _names_after)
     re.compile(
-        rf"\b(?:patient|pt|name|physician|referred by|signed by|dictated by|reported by|read by|"
-        rf"seen by|by)\s*:?\s+{_NAME}(?:\s+{_NAME})?",
-        re.I,
+        rf"\b(?P<kw>(?i:patient|pt|name|physician|referred by|signed by|dictated by|reported by|read by|"
+        rf"seen by|by))\s*:?\s+(?P<roles>(?:(?:{_ROLES})\.?\s+)*)(?P<name>{_NAME}(?:{_NAME_GAP}{_NAME}){{0,2}})"
     ),
     re.compile(
         r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|"
@@ -89,6 +108,10 @@ GENERIC_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(  # 2021年3月4日, 2021년 3월 4일, ngày 4 tháng 3 năm 2021
         r"\d{4}\s*[年년]\s*\d{1,2}\s*[月월]\s*\d{1,2}\s*[日일]?|\b\d{1,2}\s+tháng\s+\d{1,2}(?:\s+năm)?\s+\d{2,4}\b",
         re.I,
+    ),
+    re.compile(  # a role word before a name, without "by" (nurse Philippa Dunsworth; see _names_after)
+        rf"\b(?P<kw>{_ROLES})(?:\.|\s*:)?\s+(?P<roles>(?:(?:{_ROLES})\.?\s+)*)"
+        rf"(?P<name>{_NAME}(?:{_NAME_GAP}{_NAME}){{0,2}})"
     ),
 )
 
@@ -118,6 +141,7 @@ _SHAPE_LITERALS: dict[int, tuple[tuple[str, ...], bool]] = {
     9: (("^",), False),
     10: (("patient", "pt", "name", "physician", "by"), True),
     12: (_MONTH_STEMS, True),
+    15: (tuple(_ROLE_WORDS.split("|")) + _ROLE_SUFFIXES, True),
 }
 
 
@@ -153,6 +177,126 @@ def _drop_if_digits(minimum: int):  # type: ignore[no-untyped-def]
 
 _DROP_PHONE = _drop_if_digits(7)
 _DROP_TOKEN = _drop_if_digits(5)
+
+
+# ---------------------------------------------------------------- names after "by" and role words
+# GENERIC_PATTERNS whose matches are names only where _names_after says so: after "by", "patient"...
+# (10) and after a role word (15). The shape finds a keyword, role words, and up to three capitalised
+# words; the first of them is no name where clinical text puts a term there:
+# - an acronym: capitals after a keyword that is not in capitals (by PET CT, by RECIST, by BI-RADS), as
+#   long as no given name follows it after a comma (by SMITH, John); after "patient", "pt" and "name"
+#   capitals are a name (Patient SMITH);
+# - a word followed by a score, grade, version or year (Gleason 3+4=7, Lugano 2014), not by a time or
+#   a date (by Dunsworth 14:30 names someone);
+# - a word followed by the noun of a method or a classification (Lugano classification, Seldinger
+#   technique, Hounsfield units), or a role word itself (by Radiologist, Consultant Radiologist report);
+# - words that are all clinical vocabulary (Oncology, Interventional Radiology, Pathology Department):
+#   specialties and methods by their endings (-ology, -graphy, -scopy...), departments, modalities,
+#   eponyms of methods and classifications, weekdays and months. One word outside it makes them a
+#   name (June Dunsworth).
+# Only the name is redacted: the keyword and the role words stay (taken by nurse *).
+_NAME_SHAPES = frozenset(i for i, pat in enumerate(GENERIC_PATTERNS) if "kw" in pat.groupindex)
+_OWN_NAME_KEYWORDS = frozenset({"patient", "pt", "name"})  # capitals after these are a name
+_TERM_ENDINGS = (
+    "ology", "ologie", "ología", "ologia", "graphy", "grafie", "grafía", "scopy", "skopie", "metry",
+    "iatry", "iatrics", "therapy", "therapie", "ectomy", "otomy", "ostomy", "plasty", "pathy", "chemistry",
+    "ography", "ogram", "medicine", "medizin", "imaging",
+)  # fmt: skip
+_TERM_TEXT = (
+    # departments, services, teams
+    "department dept clinic clinics service services unit units ward team teams board committee panel "
+    "meeting office centre center practice laboratory lab lab. mdt mdm hospital trust "
+    "surgery medicine imaging ultrasound sonography nuclear interventional diagnostic emergency "
+    "intensive critical care general internal family primary acute outpatient outpatients inpatient "
+    "tumour tumor multidisciplinary screening breast vascular neuro paediatrics pediatrics "
+    "orthopaedics orthopedics obstetrics gynaecology genetics genomics biopsy cytology contrast "
+    "review report protocol quality safety research trial "
+    # modalities and examinations (DICOM's Modality terms and their common names)
+    "ct mr mri pet pt spect nm us xr cr dx mg rf xa oct ecg ekg eeg emg cxr ir gp ed icu "
+    "angiography mammography fluoroscopy tomosynthesis doppler "
+    # eponyms of methods and classifications
+    "gleason lugano fleischner bosniak hounsfield seldinger breslow fuhrman nottingham bethesda "
+    "child-pugh dukes masaoka enneking valsalva kaplan-meier "
+    # calendar words
+    "monday tuesday wednesday thursday friday saturday sunday today yesterday tomorrow "
+    "january february march april may june july august september october november december"
+)
+_TERM_WORDS = frozenset(_TERM_TEXT.split())
+# a noun that makes the capitalised word before it a method or a classification (Lugano classification)
+_TERM_NOUNS = (
+    "classification|criteria|score|scoring|grade|grading|stage|staging|system|scale|index|pattern|sign|"
+    "method|technique|protocol|units?|guidelines?|rules?|category|categories|sequence|view|projection|"
+    "manoeuvre|maneuver|test|procedure|catheter|needle|approach|nuclear|ultrasound|effect"
+)
+_AFTER_TERM = re.compile(
+    # a score, grade, version or year: not a time (14:30, 14h30, 14.30) nor a date (12/03/2021)
+    r"\s*[-:]?\s*v?\d(?!\d?[:h]\d\d)(?!\d?\.\d\d(?!\d))(?!\d{0,3}[/.\-]\d{1,2}[/.\-]\d)"
+    rf"|\s+(?:{_TERM_NOUNS})(?![^\W\d_])"
+)
+_COMMA_GIVEN = re.compile(rf",\s*[{_UPPER}][^\W\d_]*[a-z]")  # SMITH, John
+_ROLE_RE = re.compile(rf"{_ROLES}")
+_WORD_RE = re.compile(r"[^\W\d_]+(?:['\u2019\-][^\W\d_]+)*\.?")
+
+
+def _vocabulary(word: str) -> bool:
+    """Whether ``word`` is a clinical or calendar word, a role word or a function word (no name)."""
+    low = word.lower().rstrip(".")
+    return (
+        low in _TERM_WORDS
+        or low.endswith(_TERM_ENDINGS)
+        or _ROLE_RE.fullmatch(low) is not None
+        or re.fullmatch(_NOT_NAMES, low) is not None
+    )
+
+
+def _acronym(word: str) -> bool:
+    letters = [c for c in word if c.isalpha()]
+    return len(letters) >= 2 and all(c.isupper() for c in letters)
+
+
+def _name_span(m: re.Match[str], text: str) -> tuple[int, int] | None:
+    """Where the name of a match of a _NAME_SHAPES shape stands; None where it names no one."""
+    keyword = m.group("kw")
+    in_capitals = keyword.isupper()
+    acronyms_end = keyword.lower() not in _OWN_NAME_KEYWORDS and not in_capitals
+    words = list(_WORD_RE.finditer(m.group("name")))
+    base = m.start("name")
+    first = words[0]
+    after_first = base + first.end()
+    if _ROLE_RE.fullmatch(first.group().rstrip(".")):
+        return None  # by Radiologist: the role alone
+    if _AFTER_TERM.match(text, after_first):
+        return None
+    if acronyms_end and _acronym(first.group()) and not _COMMA_GIVEN.match(text, after_first):
+        return None
+    kept = [first]
+    for w in words[1:]:  # an acronym after a name is no part of it (by Philippa Dunsworth MRI)
+        if acronyms_end and _acronym(w.group()):
+            break
+        kept.append(w)
+    if all(_vocabulary(w.group()) for w in kept):
+        return None
+    return base + kept[0].start(), base + kept[-1].end()
+
+
+def _names_after(pat: re.Pattern[str], text: str) -> str:
+    """``pat.sub(REDACTED, text)`` for the _NAME_SHAPES, the name alone redacted and only where the
+    words found name someone (``_name_span``); a match that names no one is looked past by one
+    character, so a name later in it is still found."""
+    out: list[str] = []
+    last = pos = 0
+    while (m := pat.search(text, pos)) is not None:
+        span = _name_span(m, text)
+        if span is None:
+            pos = m.start() + 1
+            continue
+        out.append(text[last : span[0]])
+        out.append(REDACTED)
+        last = pos = span[1]
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
 
 
 # ---------------------------------------------------------------- matching identifiers
@@ -2045,7 +2189,7 @@ def _clean_generic(text: str) -> str:
     digits = _ANY_DIGIT.search(text) is not None
     for i, pat in enumerate(GENERIC_PATTERNS):
         if (digits or i not in _DIGIT_SHAPES) and _may_match(i, text):
-            text = pat.sub(REDACTED, text)
+            text = _names_after(pat, text) if i in _NAME_SHAPES else pat.sub(REDACTED, text)
     if digits:
         text = _PHONE.sub(_DROP_PHONE, text)
         text = _TOKEN_5.sub(_DROP_TOKEN, text)
