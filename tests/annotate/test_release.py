@@ -23,7 +23,9 @@ def test_release_carries_accepted_labels_only(project, tmp_path: Path) -> None: 
     done, undecided = tasks[:2], tasks[2]
     for t in done:
         for reader in t.readers:
-            annotate.file_object(ws, annotate.seg_for(ws, "livers", t.id, truth(), reader=reader))
+            annotate.file_object(
+                ws, annotate.seg_for(ws, "livers", t.id, truth(), reader=reader), reader=reader
+            )
             annotate.submit(ws, "livers", t.id, reader, seconds=5)
     for r in annotate.compute_agreement(ws, "livers"):
         annotate.accept_review(ws, "livers", r.task_id, "dee")

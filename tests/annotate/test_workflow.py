@@ -17,7 +17,7 @@ def _tasks(ws):  # type: ignore[no-untyped-def]
 
 def _read(ws, task_id: int, reader: str, labels: np.ndarray):  # type: ignore[no-untyped-def]
     data = annotate.seg_for(ws, "livers", task_id, labels, reader=reader)
-    return annotate.file_object(ws, data)
+    return annotate.file_object(ws, data, reader=reader)
 
 
 def test_balanced_assignment_skips_the_readers_own_site(project) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +82,7 @@ def test_double_reading_to_accepted_labels(project) -> None:  # type: ignore[no-
     # a correction is a new version naming the old one; the same object filed twice is one read
     tid0 = min(plan)
     a0 = plan[tid0][0]
-    again = annotate.file_object(ws, annotate.seg_for(ws, "livers", tid0, gt, reader=a0))
+    again = annotate.file_object(ws, annotate.seg_for(ws, "livers", tid0, gt, reader=a0), reader=a0)
     assert again.version == 2 and again.supersedes_id is not None
     assert {t.state for t in _tasks(ws).values()} == {"submitted"}
 
