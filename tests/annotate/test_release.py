@@ -11,7 +11,7 @@ import numpy as np
 
 from curata import annotate
 from curata.collect.ingest import Ingestor
-from tests.annotate.conftest import truth
+from tests.annotate.conftest import as_stowed, truth
 
 
 def test_release_carries_accepted_labels_only(project, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -33,6 +33,7 @@ def test_release_carries_accepted_labels_only(project, tmp_path: Path) -> None: 
     stray = tmp_path / "stray" / "seg.dcm"
     stray.parent.mkdir()
     stray.write_bytes(annotate.seg_for(ws, "livers", undecided.id, truth(), reader=undecided.readers[0]))
+    as_stowed(ws, stray.read_bytes(), undecided.readers[0])
     _, problems = Ingestor(ws, deidentify=False, workers=1, site="site-a").ingest_paths([stray.parent])
     assert not problems
 
