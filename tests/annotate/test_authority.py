@@ -279,6 +279,7 @@ def _seal_identity(ws: Any, task: Any) -> None:
 
     from curata.catalog import Patient, Study
     from curata.collect.deid import Vault
+    from curata.collect.deid.identities import SiteIdentities
 
     with ws.catalog.session() as s:
         pseudonym = s.scalar(
@@ -288,6 +289,10 @@ def _seal_identity(ws: Any, task: Any) -> None:
         )
     record = {"kind": "patient", "pseudonym": pseudonym, "patient_id": MRN, "patient_name": NAME}
     Vault(ws.vault_path, ws.site_key()).append([record])
+    # and what the site's inputs said of the patient's care (staff, institution), sealed by the engine
+    SiteIdentities(ws.vault_path, ws.site_key()).remember(
+        {}, people=["FROBISHER^OTTO^DR"], institutions=["Tobermory Royal Infirmary"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -299,6 +304,8 @@ def _seal_identity(ws: Any, task: Any) -> None:
         "nodule, see MRN8675309",
         "nodule, see 8675309",
         "nodule, M R N 8 6 7 5 3 0 9",
+        "Frobisher Otto: spiculated nodule",
+        "seen at Tobermory Royal Infirmary",
     ],
 )
 def test_a_report_naming_the_patient_is_refused(project: Any, impression: str) -> None:

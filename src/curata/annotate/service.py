@@ -1671,20 +1671,18 @@ def _template(p: AnnotationProject) -> list[Any]:
     return template_of((p.report_template or {}).get("fields"))
 
 
-CLINICAL_IDENTITIES = "clinical"  # the vault's sub-folder where clinical ingest seals identifiers
-
-
 def patient_identities(ws: Workspace, study_uid: str) -> Any:
-    """The identifiers of the study's patient that the workspace holds (an ``Identifiers``), or None.
+    """What the workspace knows that identifies the study's patient (an ``Identifiers``), or None.
 
-    A site-local install keeps them in its vault: de-identification seals each patient's name and ID
-    under their pseudonym, clinical ingest every identifier of its inputs under the patient's ID. A
-    central platform receives de-identified data only and holds none: its texts get the generic check.
+    A site-local install keeps it in its vault: de-identification seals each patient's name and ID
+    under their pseudonym, and every identifier of the patient (``collect.deid.identities``: DICOM
+    and clinical inputs) under their keyed ID, with the site's staff and institution names. A central
+    platform receives de-identified data only and holds none: its texts get the generic check alone.
     """
     from curata.collect.deid import Identifiers, Vault
+    from curata.collect.deid.identities import SiteIdentities
 
-    vault = Vault(ws.vault_path, ws.site_key()) if ws.vault_path.is_dir() else None
-    if vault is None or not vault.path.exists():
+    if not ws.key_path.exists() or not ws.vault_path.is_dir():
         return None
     with ws.catalog.session() as session:
         pseudonym = session.scalar(
@@ -1695,27 +1693,29 @@ def patient_identities(ws: Workspace, study_uid: str) -> Any:
         )
     if not pseudonym:
         return None
+    key = ws.site_key()
     ids, patient_ids = Identifiers(), set()
-    for rec in vault.lookup(pseudonym):
+    for rec in Vault(ws.vault_path, key).lookup(pseudonym):
         if rec.get("kind") != "patient":
             continue
-        for name in [str(rec.get("patient_name") or "").strip()]:
-            if name:
-                ids.add_name(name)
-                ids.add_strong(name)
-        pid = str(rec.get("patient_id") or "").strip()
+        name, pid = str(rec.get("patient_name") or "").strip(), str(rec.get("patient_id") or "").strip()
+        if name:
+            ids.add_name(name)
+            ids.add_strong(name)
         if pid:
             ids.add_strong(pid)
             ids.add_value(pid)
             patient_ids.add(pid)
-    clinical = Vault(ws.vault_path / CLINICAL_IDENTITIES, ws.site_key())
-    if patient_ids and clinical.path.exists():
-        for rec in clinical.records():  # as clinical ingest recalls them (collect.clinical)
-            if rec.get("kind") == "identifiers" and rec.get("patient_id") in patient_ids:
-                sealed = Identifiers()
-                for k in ("words", "short_names", "cjk_names", "dates", "strong"):
-                    getattr(sealed, k).update(str(v) for v in rec.get(k) or ())
-                ids.update(sealed)
+    site = SiteIdentities(ws.vault_path, key).recall()
+    for pid in patient_ids:
+        known = site.get(pid)
+        if known is not None:
+            ids.update(known)
+    if patient_ids:  # the site's staff and institutions name its patients' care
+        for person in site.people:
+            ids.add_name(person)
+        for place in site.institutions:
+            ids.add_word(place)
     return ids if (ids.words or ids.strong) else None
 
 
