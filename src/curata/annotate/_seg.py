@@ -36,7 +36,6 @@ def write_seg(
     labels: np.ndarray,
     label_defs: Sequence[Any],
     *,
-    creator: str,
     series_description: str,
     draft: bool = False,
     algorithm: str = "",
@@ -94,7 +93,8 @@ def write_seg(
             manufacturer_model_name="curata-annotate",
             software_versions="1",
             device_serial_number="0",
-            content_creator_name=creator,  # a reader code, never an account name
+            # no Content Creator's Name (PS3.15 Table E.1-1: Z): the reader is the catalog's, from the
+            # account that sent or filed the object; a name here would be trusted by no one
             series_description=series_description[:64],
             content_label="DRAFT" if draft else "READ",
             omit_empty_frames=True,

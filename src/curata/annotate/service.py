@@ -678,7 +678,8 @@ def seg_for(
     algorithm: str = "",
 ) -> bytes:
     """A DICOM SEG of ``labels`` on the task's series with the project's segment codes (what a
-    viewer saves; also Curata's drafts and accepted labels)."""
+    viewer saves; also Curata's drafts and accepted labels). ``reader`` is whose read it is meant to
+    be; the object names no one (its reader is the account that files or sends it)."""
     from curata.annotate._seg import write_seg
 
     with ws.catalog.session() as session:
@@ -690,7 +691,6 @@ def seg_for(
         source_images(ws, series_uid),
         labels,
         defs,
-        creator=reader_code(ws, reader),
         draft=draft,
         algorithm=algorithm,
         series_description=f"{project} {kind} task {task_id}",
