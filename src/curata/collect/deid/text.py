@@ -303,11 +303,14 @@ def _gregorian_forms(da: str) -> list[str]:
         for dd in days:
             forms |= {f"{dd}{sep}{mon}{sep}{y}" for sep in (" ", "-", "/", ".", "")}
             forms |= {f"{dd}. {mon} {y}", f"{dd} de {mon} de {y}", f"{dd} {mon}, {y}", f"{mon} {dd}, {y}"}
-    # Chinese and Japanese (号 or 號 for the day, as Chinese speech writes it; 元月 for January), Korean
+    # Chinese and Japanese (号 or 號 for the day, as Chinese speech writes it; 元月 for January; no
+    # word after the day, 2004年1月19, as Chinese notes write it; the year last, 3月15日、1970年, as
+    # translated from English), Korean
     cjk_months = (*months, "元") if month == 1 else months
     for dd in days:
         for mm in cjk_months:
-            forms |= {f"{y}年{mm}月{dd}日", f"{y}年{mm}月{dd}号", f"{y}年{mm}月{dd}號"}
+            forms |= {f"{y}年{mm}月{dd}日", f"{y}年{mm}月{dd}号", f"{y}年{mm}月{dd}號", f"{y}年{mm}月{dd}"}
+            forms |= {f"{mm}月{dd}日{sep}{y}年" for sep in ("", "、", ",", ", ")}
         for mm in months:
             forms |= {f"{y}년{sep}{mm}월{sep}{dd}일" for sep in ("", " ", "_")}
     roman = _ROMAN_MONTHS[month - 1]
@@ -845,11 +848,22 @@ _Needles = tuple[
 _DIGIT_RUN_STR = re.compile(r"[0-9]+")
 
 
+_NOT_DIGIT_RUN_STR = re.compile(r"[^0-9]+")
+
+
 @lru_cache(maxsize=65536)
 def _num_part(num: str) -> str:
-    """A part of a number's written form that every occurrence holds: its longest run of digits."""
+    """A part of a number's written form that every occurrence holds: its longest run of digits, or
+    in a form beyond ASCII its longest run of other characters where that is longer (the month's name
+    in Arabic script, ` مارس - `: thousands of a date's forms hold its year, a few its month's name)."""
     runs = _DIGIT_RUN_STR.findall(num)
-    return max(runs, key=len) if runs else num
+    part = max(runs, key=len) if runs else num
+    if not num.isascii():
+        words = _NOT_DIGIT_RUN_STR.findall(num)
+        word = max(words, key=len) if words else ""
+        if len(word) > len(part):
+            return word
+    return part
 
 
 def _lowered(text: str) -> str:
@@ -1124,7 +1138,7 @@ def _find_nums(low: str, groups: _NumGroups, found: list[tuple[int, int]], *, da
     (2004年1月19日10時30分, 1970年3月15日34歳)."""
     size = len(low)
     for part, group in groups:
-        if part not in low:  # the many written forms of a date share a run of digits (its year)
+        if part not in low:  # the many written forms of a date share a run of digits (its year), or a name
             continue
         for num, digits_only in group:
             n = len(num)
@@ -1282,19 +1296,21 @@ _DIGIT_RUNS_STR = re.compile(r"[0-9]{2,}")
 KEY_RUNS = re.compile(rb"[0-9]{2,}")
 # and, where a digit stands alone, the marks of a Japanese era, which key its years 1 to 9 (H2.3.5,
 # 平成2年3月5日: ``calendars.ERA_MARKS``; the ASCII forms' alone in bytes, as the byte needles are ASCII)
-ERA_MARKS_BYTES = re.compile(rb"[mtshr](?= ?[0-9])|meiji|taisho|showa|heisei|reiwa")
-_OTHER_ERA_MARKS = re.compile(r"[明大昭平令]|[mtshr](?= ?元)|めいじ|たいしょう|しょうわ|へいせい|れいわ")
+ERA_MARKS_BYTES = re.compile(rb"[mtshr](?=[ .]?[0-9])|meiji|taisho|showa|heisei|reiwa")
+_OTHER_ERA_MARKS = re.compile(r"[明大昭平令]|[mtshr](?=[ .]?元)|めいじ|たいしょう|しょうわ|へいせい|れいわ")
 _ERA_CHARS = frozenset("明大昭平令元めたしへれ")  # a character each of those holds
 _ERA_WORDS = (b"meiji", b"taisho", b"showa", b"heisei", b"reiwa")
 _ERA_INITIALS = (b"m", b"t", b"s", b"h", b"r")
 _LONE_DIGIT = re.compile(r"(?<![0-9])[0-9](?![0-9])")
 _NOT_DIGIT = bytes(b if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # any other byte: a space
-_DIGITS_AS_0 = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
+# a digit as 0, and a dot as a space: an initial before " 0" in the shape stood before a digit with a
+# space or a dot between (H 2.3.5, H.2.3.5)
+_DIGITS_AS_0 = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 if b == 0x2E else b for b in range(256))
 
 
 def _ascii_era_marks(low: bytes, wanted: tuple[bytes, ...] = _ERA_INITIALS + _ERA_WORDS) -> list[bytes]:
     """The matches of ``ERA_MARKS_BYTES`` among ``wanted`` in lower-cased ``low`` (each initial that
-    stands before a digit or a space and a digit, each romaji name), found by ``bytes.find``: a regular
+    stands before a digit, or a space or a dot and a digit, each romaji name), found by ``bytes.find``: a regular
     expression tried at every byte of a large binary span cost a fifth of a small file's time; the
     byte scans look for the marks of the eras of the identity's dates alone."""
     shape = low.translate(_DIGITS_AS_0)
