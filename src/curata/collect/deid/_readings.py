@@ -84,9 +84,8 @@ _HANGUL_NUMERALS = {"영": "〇", "공": "〇", "일": "一", "이": "二", "삼
                     "륙": "六", "칠": "七", "팔": "八", "구": "九", "십": "十", "백": "百", "천": "千"}  # fmt: skip
 _HANGUL_MONTHS = {"유": "6", "시": "10"}
 _HANGUL_RUN = "[" + "".join(_HANGUL_NUMERALS) + "]+"
-_KOREAN_DATE = re.compile(
-    rf"({_HANGUL_RUN}|\d+)년[ _]?({_HANGUL_RUN}|[유시]|\d+)월[ _]?({_HANGUL_RUN}|\d+)일"
-)
+# compiled on first use (``re``'s cache): most processes never read Korean text
+_KOREAN_DATE = rf"({_HANGUL_RUN}|\d+)년[ _]?({_HANGUL_RUN}|[유시]|\d+)월[ _]?({_HANGUL_RUN}|\d+)일"
 
 
 def _units_value(run: str) -> int | None:
@@ -137,7 +136,7 @@ def _korean_date_runs(text: str) -> dict[int, tuple[int, str]]:
     """The Sino-Korean numerals of each date written so in ``text`` (천구백칠십년 삼월 십오일, 1970년 삼월
     십오일): start -> (end, digits), where every run of the date reads as a number, a month and a day."""
     runs: dict[int, tuple[int, str]] = {}
-    for m in _KOREAN_DATE.finditer(text):
+    for m in re.finditer(_KOREAN_DATE, text):
         read: dict[int, tuple[int, str]] = {}
         values: list[int] = []
         for k in (1, 2, 3):

@@ -109,6 +109,13 @@ def _folded_names(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _folded_pairs(pair: tuple[str, str]) -> tuple[tuple[str, str], tuple[str, str]]:
+    """A month's two names folded (each already folded by ``_folded_names``: ``fold`` remembers it),
+    in both orders: bracketed, the two read as they are folded apart."""
+    a, b = fold(pair[0])[0], fold(pair[1])[0]
+    return (a, b), (b, a)
+
+
 def _with_month_word(names: tuple[str, ...], after: bool = False) -> tuple[str, ...]:
     """``names`` and each with the word "month" before it (and, for Persian's, after it)."""
     out = [*names, *(f"{w} {n}" for w in _MONTH_WORDS for n in names)]
@@ -120,7 +127,7 @@ def _with_month_word(names: tuple[str, ...], after: bool = False) -> tuple[str, 
 _ARABIC_SCRIPT = tuple(
     _with_month_word(
         _folded_names((*names, *(f"{a}{sep}{b}" for a, b in (pair, pair[::-1]) for sep in ("/", " / "))))
-        + tuple(fold(f)[0] for a, b in (pair, pair[::-1]) for f in (f"{a} ({b})", f"({a}) {b}"))
+        + tuple(f for a, b in _folded_pairs(pair) for f in (f"{a} ({b})", f"({a}) {b}"))
     )
     for names, pair in zip(_ARABIC_SCRIPT_MONTHS, _PAIRED, strict=True)
 )
