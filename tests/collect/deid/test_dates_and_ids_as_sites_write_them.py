@@ -60,7 +60,6 @@ DATES = [
     # found by an eighth pass: a dot after the era's initial, the romaji name before 年月日
     ("19900305", "H.2.3.5"),
     ("19900305", "Heisei 2年3月5日"),
-    ("19900305", "H 2年3月5日"),
     ("20000305", "H.12.3.5"),
     ("19610203", "Showa 36年2月3日"),
 ]

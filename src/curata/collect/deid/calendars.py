@@ -215,17 +215,14 @@ def _japanese(day: dt.date) -> set[str]:
                     forms.add(gap.join((reading, ey, "ねん", mm, "がつ", dd, "にち")))
                 for era_name in (initial, kanji[0]):  # S36年2月3日, 昭36年2月3日
                     forms.add(f"{era_name}{ey}年{mm}月{dd}日")
-                for era_name in (initial, _ERA_ROMAJI[initial]):  # H 2年3月5日, Heisei 2年3月5日
-                    forms |= {f"{era_name}{gap}{ey}年{mm}月{dd}日" for gap in ("", " ")}
-                for (
-                    sep
-                ) in _ERA_SEPS:  # S36.2.3, 昭36.2.3, 昭和36/2/3, Showa 36.2.3, H2. 3. 5, R元.5.1, H.2.3.5
+                forms.add(f"{_ERA_ROMAJI[initial]} {ey}年{mm}月{dd}日")  # Heisei 2年3月5日
+                forms.add(f"{initial}.{ey}.{mm}.{dd}")  # H.2.3.5
+                for sep in _ERA_SEPS:  # S36.2.3, 昭36.2.3, 昭和36/2/3, Showa 36.2.3, H2. 3. 5, R元.5.1
                     for era_name in (initial, _ERA_ROMAJI[initial]):
                         forms |= {
                             f"{era_name}{ey}{sep}{mm}{sep}{dd}",
                             f"{era_name} {ey}{sep}{mm}{sep}{dd}",
                         }
-                    forms.add(f"{initial}.{ey}{sep}{mm}{sep}{dd}")
                     # after a kanji no space: ``_readings.fold`` drops it (昭和 36.2.3 is read 昭和36.2.3)
                     forms |= {f"{era_name}{ey}{sep}{mm}{sep}{dd}" for era_name in (kanji[0], kanji)}
     compact = f"{year:02d}{day.month:02d}{day.day:02d}"

@@ -853,17 +853,19 @@ _NOT_DIGIT_RUN_STR = re.compile(r"[^0-9]+")
 
 @lru_cache(maxsize=65536)
 def _num_part(num: str) -> str:
-    """A part of a number's written form that every occurrence holds: its longest run of digits, or
-    in a form beyond ASCII its longest run of other characters where that is longer (the month's name
-    in Arabic script, ` مارس - `: thousands of a date's forms hold its year, a few its month's name)."""
+    """A part of a number's written form that every occurrence holds: its longest run of digits."""
     runs = _DIGIT_RUN_STR.findall(num)
-    part = max(runs, key=len) if runs else num
-    if not num.isascii():
-        words = _NOT_DIGIT_RUN_STR.findall(num)
-        word = max(words, key=len) if words else ""
-        if len(word) > len(part):
-            return word
-    return part
+    return max(runs, key=len) if runs else num
+
+
+def _name_part(form: str) -> str:
+    """``_num_part`` of a date's form with its month by name in Arabic script: its longest run of other
+    characters where that is longer (the month's name, ` مارس - `: thousands of a date's forms hold its
+    year, a few its month's name and separators)."""
+    part = _num_part(form)
+    words = _NOT_DIGIT_RUN_STR.findall(form)
+    word = max(words, key=len) if words else ""
+    return word if len(word) > len(part) else part
 
 
 def _lowered(text: str) -> str:
@@ -1121,11 +1123,13 @@ def _num_spellings(num: str) -> frozenset[str]:
     return frozenset(sep.join(groups) for sep in _NUM_SEPARATORS)
 
 
-def _num_groups(nums: Iterable[str]) -> _NumGroups:
-    """Numbers longest first, grouped by a part each of a group holds (``_num_part``)."""
+def _num_groups(nums: Iterable[str], *, by_name: bool = False) -> _NumGroups:
+    """Numbers longest first, grouped by a part each of a group holds (``_num_part``; ``by_name``:
+    ``_name_part``)."""
     groups: dict[str, list[tuple[str, bool]]] = {}
+    part = _name_part if by_name else _num_part
     for n in sorted(nums, key=len, reverse=True):
-        groups.setdefault(_num_part(n), []).append((n, n.isdigit()))
+        groups.setdefault(part(n), []).append((n, n.isdigit()))
     return tuple((part, tuple(group)) for part, group in groups.items())
 
 
@@ -1246,7 +1250,10 @@ class DateNeedles:
         if not made:
             assert self._day is not None
             forms = sorted(calendars.family_forms(self._day, family[0]))
-            made += [_num_groups(forms), _ascii_longest_first(forms)]
+            made += [
+                _num_groups(forms, by_name=family[0] == calendars.ARABIC_SCRIPT),
+                _ascii_longest_first(forms),
+            ]
         return made
 
     def every_data(self) -> tuple[bytes, ...]:
