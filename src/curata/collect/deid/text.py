@@ -958,10 +958,11 @@ class Matcher:
             if self.dates:
                 keys = digit_keys(key_runs_str(low))
                 arabic = arabic_letters(low)
+                ascii = low.isascii()
                 for da in self.dates:
                     date = _date_needles(da)
                     if not keys.isdisjoint(date.keys):
-                        for groups in date.text_for(keys, arabic=arabic):
+                        for groups in date.text_for(keys, arabic=arabic, ascii=ascii):
                             _find_nums(low, groups, found, dates=True)
         if not found:
             return []
@@ -1184,6 +1185,7 @@ class DateNeedles:
         "_forms",
         "_script",
         "_text",
+        "_text_ascii",
         "byte_keys",
         "da",
         "keys",
@@ -1216,6 +1218,7 @@ class DateNeedles:
         self.byte_keys = self._byte_base.union(*(f[2] for f in self._families))
         self._forms: list[str] | None = None  # written out only where the keys meet
         self._text: _NumGroups | None = None
+        self._text_ascii: _NumGroups | None = None
         self._data: tuple[bytes, ...] | None = None
 
     @property
@@ -1239,6 +1242,14 @@ class DateNeedles:
             self._data = _ascii_longest_first(self._gregorian())
         return self._data
 
+    @property
+    def text_ascii(self) -> _NumGroups:
+        """``text`` of the ASCII forms alone: what ASCII text may hold (the CJK and Korean forms are no
+        use there, and each stood in its year's group, tried wherever the year is)."""
+        if self._text_ascii is None:
+            self._text_ascii = _num_groups([f for f in self._gregorian() if f.isascii()])
+        return self._text_ascii
+
     def _gregorian(self) -> list[str]:
         if self._forms is None:
             self._forms = _gregorian_forms(self.da)
@@ -1253,6 +1264,7 @@ class DateNeedles:
             made += [
                 _num_groups(forms, by_name=family[0] == calendars.ARABIC_SCRIPT),
                 _ascii_longest_first(forms),
+                _num_groups([f for f in forms if f.isascii()]),
             ]
         return made
 
@@ -1261,15 +1273,17 @@ class DateNeedles:
         every = [*self.data, *(b for family in self._families for b in self._family(family)[1])]
         return tuple(sorted(every, key=len, reverse=True))
 
-    def text_for(self, keys: set[str] | frozenset[str], *, arabic: bool = False) -> Iterator[_NumGroups]:
+    def text_for(
+        self, keys: set[str] | frozenset[str], *, arabic: bool = False, ascii: bool = False
+    ) -> Iterator[_NumGroups]:
         """The forms' text groups of each calendar whose keys are among ``keys`` (a text's
         ``digit_keys``), the Gregorian first; the month names in Arabic script where the text holds an
-        Arabic letter (``arabic``, ``arabic_letters``)."""
+        Arabic letter (``arabic``, ``arabic_letters``); the ASCII forms alone for ASCII text (``ascii``)."""
         if not keys.isdisjoint(self._base):
-            yield self.text
+            yield self.text_ascii if ascii else self.text
         for family in self._families:
             if not keys.isdisjoint(family[1]):
-                yield self._family(family)[0]
+                yield self._family(family)[2 if ascii else 0]
         if arabic:
             for family in self._script:
                 if not keys.isdisjoint(family[1]):
