@@ -23,6 +23,14 @@ KEY = b"k" * 32
 PROFILES = ("basic", "research", "research-strict")
 # (birth date, written): 15 March 1970 is 24 Esfand 1348 and 7 Muharram 1390 (tabular: 8 Muharram)
 DATES = [
+    # found by an eighth pass: mixed separators, a tatweel carrying a vowel between the day and the
+    # month, the month's other name in brackets first
+    ("19700315", "15 مارس - 1970"),
+    ("19700315", "15-مارس 1970"),
+    ("19700315", "15 مارس/1970"),
+    ("19700315", "\u0661\u0665 \u0640\u0650 مارس \u0661\u0669\u0667\u0660"),  # ١٥ ـِ مارس ١٩٧٠
+    ("19700315", "15 (آذار) مارس 1970"),
+    ("19700315", "15 (مارس) آذار 1970"),
     # found by an outside pass after the first version: "month" before or after the name, the Hijri
     # months' epithets, a space before the Arabic comma, no spaces, the year first, a Persian ordinal
     ("19700315", "15 شهر مارس 1970"),
@@ -173,6 +181,12 @@ CHARSETS = [
     ("ISO_IR 192", "19700315", "15 مارس، 1970", "cp1256"),
     ("", "19700315", "15 مارس 1970", "cp1256"),
     ("", "19700615", "15 حزيران 1970", "iso8859_6"),
+    # found by an eighth pass: the Arabic comma as a word, or after the month, and a month name of two
+    # letters, in cp1256 bytes where no character set is declared
+    ("", "19700315", "15 مارس ، 1970", "cp1256"),
+    ("", "19700315", "15 مارس، 1970", "cp1256"),
+    ("", "19700815", "15 آب 1970", "cp1256"),
+    ("", "19700515", "15 مه 1970", "cp1256"),
 ]
 ELEMENTS = ((0x00204000, "LT"), (0x0008103E, "LO"), (0x00081090, "LO"), (0x00181020, "LO"))
 
@@ -193,6 +207,20 @@ def test_in_arabic_code_pages_too(
     assert out is None or data not in out
 
 
+@pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])
+@pytest.mark.parametrize("text", ["15 مم 1970", "قياس 15 مم ، 1970 مرة", "15 آب 1971", "15 مارس - 1971"])
+def test_clean_arabic_text_in_cp1256_undeclared_is_released(text: str, whole: bool) -> None:
+    """Controls: two letters between numbers (مم, mm) and another year, read from cp1256 bytes."""
+    data = text.encode("cp1256")
+    out = released_or_none(
+        ct_small_with_bytes("", data, ELEMENTS, patient_id="4417702", born="19700315"),
+        "research",
+        whole=whole,
+        key=KEY,
+    )
+    assert out is not None and data in out
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -207,6 +235,9 @@ def test_in_arabic_code_pages_too(
         "7 محرم 1391",  # another Hijri year
         "صفر 15 مم، 1970 مرة",
         "CT \u0663\u0660 mm, 120 kV",
+        "15 (آذار) مارس 1971",
+        "\u0661\u0665 \u0640\u0650 مارس \u0661\u0669\u0667\u0661",
+        "القياس 15 - 1970 مم",
     ],
 )
 @pytest.mark.parametrize("whole", [False, True], ids=["lanes", "whole-engine"])

@@ -48,6 +48,26 @@ FORMS = (
     ("19700315", "四四一七七◯二"),
     ("20040119", "二〇〇四年元月十九日"),
     ("20040119", "2004年元月19日"),
+    # found by an eighth pass: the month and day before the year (digits too), a Chinese date without
+    # 日, Sino-Korean numerals in Hangul (a run read only where it completes a date: 년, 월, 일), 廿 and 卅
+    # for 20 and 30, the katakana middle dot between the numbers, an ID with 万 (441万7702)
+    ("19700315", "三月十五日、一九七〇年"),
+    ("19700315", "3月15日、1970年"),
+    ("19700315", "3月15日，1970年"),
+    ("20040119", "二〇〇四年一月十九"),
+    ("20040119", "2004年1月19"),
+    ("19700315", "천구백칠십년 삼월 십오일"),
+    ("19700315", "일구칠공년 삼월 십오일"),
+    ("19700315", "1970년 삼월 십오일"),
+    ("20040119", "이천사년 일월 십구일"),
+    ("19700615", "천구백칠십년 유월 십오일"),  # 유월 and 시월: June and October as Korean says them
+    ("19701010", "천구백칠십년 시월 십일"),
+    ("19700325", "一九七〇年三月廿五日"),
+    ("19700330", "一九七〇年三月卅日"),
+    ("19700331", "一九七〇年三月卅一日"),
+    ("19700315", "1970・3・15"),
+    ("19700315", "一九七〇・三・十五"),
+    ("19700315", "四百四十一万七千七百零二"),  # the MRN
 )
 # an ID's groups split by a dash other than ASCII's (U+2010, U+2015): refused, as with ASCII's
 DASHED = ("四四一‐七七〇二", "441―7702", "441‐7702")
@@ -119,7 +139,7 @@ def test_the_matcher_and_the_byte_gate_read_numerals(born: str, form: str) -> No
     spans = identity_spans(ids.matcher(), text)
     assert spans
     kept = "".join(c for i, c in enumerate(text) if not any(a <= i < b for a, b in spans))
-    assert not any(c in kept for c in "〇零一二三四五六七八九十百千")  # the whole run is removed
+    assert not any(c in kept for c in "〇零一二三四五六七八九十百千廿卅万")  # the whole run is removed
     # the byte gate of slides, VCF lines and tables finds the numerals as it finds the Arabic digits
     # (it found neither in a CJK date's form: both were None)
     arabic = find_identifier(fold(text)[0].encode(), ids.gate_needles())
@@ -199,6 +219,15 @@ CLEAN = (
     "胸部一般 一〇〇 kV 三〇〇 mA 二十四時間",
     "一般检查 第一次 十二指肠 三月份 两千例",
     "一般 〇〇病院 ○○様 一一確認",
+    # Korean numerals are common syllables; 万, 廿, 卅 and ・ in ordinary words and measurements
+    "이 환자는 삼월에 일일 투여량 이십 밀리그램 사용",
+    "천년 고도 경주에서 오월 십일 검사, 이천 명 중 일부",
+    "구월 십오일 외래 예정 삼십 분 후 재검",
+    "일구칠공 번 버스 사십 세 남자",
+    "万一 一万円 千万 三万五千 十万人 万能",
+    "廿日市 卅年 三月廿五日 会議",
+    "3・5 mm 120・80 mmHg 第一・第二 1・2・3",
+    "胸部CT 120 kV 3.5 mm 平成十二年度",
 )
 
 

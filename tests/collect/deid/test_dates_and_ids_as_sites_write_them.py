@@ -57,6 +57,11 @@ DATES = [
     ("20000305", "H12. 3. 5"),
     ("19610203", "昭和36年 2月 3日"),
     ("19610203", "S36. 2. 3"),
+    # found by an eighth pass: a dot after the era's initial, the romaji name before 年月日
+    ("19900305", "H.2.3.5"),
+    ("19900305", "Heisei 2年3月5日"),
+    ("20000305", "H.12.3.5"),
+    ("19610203", "Showa 36年2月3日"),
 ]
 # an ID (MRN 4417702) or the phone (021-88776655) in groups of another script's digits
 GROUPED = [
@@ -119,6 +124,8 @@ def test_the_byte_gate_of_slides_vcf_and_tables_reads_full_width_and_marks(writt
         "h2o 3.5",
         "\u0e51\u0e52\u0e50 \u0e20\u0e32\u0e1e",
         "平均 2.3.5",
+        "H.264 3.5 mm",
+        "pH 2.3 5 ml",
     ],
 )
 def test_text_that_names_no_one_is_kept(text: str) -> None:

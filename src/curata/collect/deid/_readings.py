@@ -65,24 +65,31 @@ def _fold_char(ch: str) -> str:
 
 # CJK numerals (Chinese and Japanese): the digits, 〇 and 零 for zero (and ○, the circle typed for 〇,
 # inside a run of other numerals), 两 and 兩 for two, and the units 十, 百, 千 (in dates and IDs:
-# 三十六 is 36, 千九百七十 1970; a run without units is read digit by digit, 一九七〇 as 1970)
+# 三十六 is 36, 千九百七十 1970; a run without units is read digit by digit, 一九七〇 as 1970); 廿 and 卅
+# for twenty and thirty (三月廿五日, 卅一日), and 万 (萬) for ten thousand (四百四十一万七千七百零二)
 _NUMERAL_DIGITS = {"〇": 0, "零": 0, "○": 0, "◯": 0, "一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5,
                    "六": 6, "七": 7, "八": 8, "九": 9}  # fmt: skip
 _NUMERAL_UNITS = {"十": 10, "百": 100, "千": 1000}
-_NUMERALS = frozenset(_NUMERAL_DIGITS) | frozenset(_NUMERAL_UNITS)
+_TENS = {"廿": "二十", "卅": "三十"}
+_MYRIAD = frozenset("万萬")
+_NUMERALS = frozenset(_NUMERAL_DIGITS) | frozenset(_NUMERAL_UNITS) | frozenset(_TENS) | _MYRIAD
 _CIRCLES = frozenset("○◯")  # typed for 〇 (U+25CB, U+25EF): a zero only beside other numerals
 _WORD_UNITS = frozenset("百千")
 _NUMERAL_RUN = re.compile("[" + "".join(sorted(_NUMERALS)) + "]+")
+# Sino-Korean numerals in Hangul as the CJK numerals they read (천구백칠십 is 千九百七十, 일구칠공 一九七〇; 공
+# and 영 for zero), and the months Korean says otherwise (유월 June, 시월 October). They are common
+# syllables (이 "this", 일 "day", 사 "four" or "company"): a run is read only where a date's year, month
+# and day stand whole around it (``_korean_date_runs``: 천구백칠십년 삼월 십오일).
+_HANGUL_NUMERALS = {"영": "〇", "공": "〇", "일": "一", "이": "二", "삼": "三", "사": "四", "오": "五", "육": "六",
+                    "륙": "六", "칠": "七", "팔": "八", "구": "九", "십": "十", "백": "百", "천": "千"}  # fmt: skip
+_HANGUL_MONTHS = {"유": "6", "시": "10"}
+_HANGUL_RUN = "[" + "".join(_HANGUL_NUMERALS) + "]+"
+# compiled on first use (``re``'s cache): most processes never read Korean text
+_KOREAN_DATE = rf"({_HANGUL_RUN}|\d+)년[ _]?({_HANGUL_RUN}|[유시]|\d+)월[ _]?({_HANGUL_RUN}|\d+)일"
 
 
-def _numeral_value(run: str) -> str | None:
-    """The Arabic digits a run of CJK numerals stands for (三十六: 36, 十五: 15, 二千零二十四: 2024,
-    一九七〇: 1970); None where the run is no number (十十, 二十一二十二, or circles alone: ○○様), and
-    for 百 or 千 alone, which no date holds and many words do (千葉, 百合子, 千代田, 百日咳)."""
-    if run in _WORD_UNITS:
-        return None
-    if not any(c in _NUMERAL_UNITS for c in run):
-        return None if set(run) <= _CIRCLES else "".join(str(_NUMERAL_DIGITS[c]) for c in run)
+def _units_value(run: str) -> int | None:
+    """The value of a run of numerals with units (三十六, 千九百七十, 二千零二十四), or of one digit."""
     total, digit, last = 0, None, 10_000
     for c in run:
         unit = _NUMERAL_UNITS.get(c)
@@ -97,18 +104,70 @@ def _numeral_value(run: str) -> str | None:
             return None
         else:
             digit = _NUMERAL_DIGITS[c]
-    return str(total + (digit or 0))
+    return total + (digit or 0)
+
+
+def _numeral_value(run: str) -> str | None:
+    """The Arabic digits a run of CJK numerals stands for (三十六: 36, 十五: 15, 二千零二十四: 2024,
+    一九七〇: 1970, 廿五: 25, 四百四十一万七千七百零二: 4417702); None where the run is no number (十十,
+    二十一二十二, or circles alone: ○○様), for 百 or 千 alone, which no date holds and many words do
+    (千葉, 百合子, 千代田, 百日咳), and for 万 without a digit (万一, 千万) or after which the number is
+    spoken short (一万二 for 12,000)."""
+    if run in _WORD_UNITS:
+        return None
+    for tens, written in _TENS.items():
+        run = run.replace(tens, written)
+    if not _MYRIAD.isdisjoint(run):
+        high, _, low = run.replace("萬", "万").partition("万")
+        if "万" in low or all(c in _NUMERAL_UNITS for c in high + low):
+            return None
+        above = _units_value(high) if high else None
+        below = 0 if not low else _units_value(low[1:] if low[0] in "〇零" else low)
+        if above is None or below is None or (low and (low[0] in "〇零") != (below < 1000)):
+            return None
+        return str(above * 10_000 + below)
+    if not any(c in _NUMERAL_UNITS for c in run):
+        return None if set(run) <= _CIRCLES else "".join(str(_NUMERAL_DIGITS[c]) for c in run)
+    value = _units_value(run)
+    return None if value is None else str(value)
+
+
+def _korean_date_runs(text: str) -> dict[int, tuple[int, str]]:
+    """The Sino-Korean numerals of each date written so in ``text`` (천구백칠십년 삼월 십오일, 1970년 삼월
+    십오일): start -> (end, digits), where every run of the date reads as a number, a month and a day."""
+    runs: dict[int, tuple[int, str]] = {}
+    for m in re.finditer(_KOREAN_DATE, text):
+        read: dict[int, tuple[int, str]] = {}
+        values: list[int] = []
+        for k in (1, 2, 3):
+            run = m.group(k)
+            if run.isdecimal():
+                values.append(int(run))
+                continue
+            value = _HANGUL_MONTHS.get(run) if k == 2 else None
+            if value is None:
+                value = _numeral_value("".join(_HANGUL_NUMERALS[c] for c in run))
+            if value is None:
+                break
+            read[m.start(k)] = (m.end(k), value)
+            values.append(int(value))
+        else:
+            if read and 1 <= values[1] <= 12 and 1 <= values[2] <= 31:
+                runs.update(read)
+    return runs
 
 
 def _numeral_runs(text: str) -> dict[int, tuple[int, str]]:
-    """Where ``text`` holds a run of CJK numerals that reads as a number: start -> (end, digits)."""
-    if _NUMERALS.isdisjoint(text):
-        return {}
+    """Where ``text`` holds a run of CJK numerals that reads as a number, or Sino-Korean numerals that
+    read as a date (``_korean_date_runs``): start -> (end, digits)."""
     runs: dict[int, tuple[int, str]] = {}
-    for m in _NUMERAL_RUN.finditer(text):
-        value = _numeral_value(m.group())
-        if value is not None:
-            runs[m.start()] = (m.end(), value)
+    if not _NUMERALS.isdisjoint(text):
+        for m in _NUMERAL_RUN.finditer(text):
+            value = _numeral_value(m.group())
+            if value is not None:
+                runs[m.start()] = (m.end(), value)
+    if "월" in text:
+        runs.update(_korean_date_runs(text))
     return runs
 
 
@@ -122,6 +181,7 @@ def fold(text: str, numerals: bool = True) -> tuple[str, tuple[int, ...]]:
     at: list[int] = []
     runs = _numeral_runs(text) if numerals else {}
     skip = 0
+    dropped = False  # since the last character written: a space after it and a mark alone dropped
     for i, ch in enumerate(text):
         if i < skip:
             continue
@@ -131,6 +191,7 @@ def fold(text: str, numerals: bool = True) -> tuple[str, tuple[int, ...]]:
             for k, c in enumerate(digits):
                 out.append(c)
                 at.append(i + k if same else i if k < len(digits) - 1 else skip - 1)
+            dropped = False
             continue
         if out and (ch in _VOICED or 0x1160 <= ord(ch) <= 0x11FF):
             # a voicing mark, or a Hangul vowel or final written apart (NFD, as macOS writes 홍길동),
@@ -142,17 +203,33 @@ def fold(text: str, numerals: bool = True) -> tuple[str, tuple[int, ...]]:
         if ch in _VOICED:
             continue
         if ch == _TATWEEL or (not ch.isascii() and unicodedata.category(ch) == "Cf"):
+            dropped = dropped or (bool(out) and out[-1] == " ")
             continue  # tatweel, and the invisible marks (RLM in ١٥‏/٣‏/١٩٧٠, as CLDR writes Arabic dates)
         folded = _fold_char(ch) if not ch.isascii() else ch
+        if not folded:  # a mark alone (a vowel a tatweel carried)
+            dropped = dropped or (bool(out) and out[-1] == " ")
+            continue
         if folded == " " and (
             (out and _ideograph_or_kana(out[-1]))
             or (i + 1 < len(text) and _ideograph_or_kana(text[i + 1]) and (i + 1) not in runs)
+            or dropped  # a tatweel between spaces, carrying a vowel or not (١٥ ـِ مارس): one space
         ):
             continue  # Japanese and Chinese write no spaces between words: 平成 2年 3月 5日 is 平成2年3月5日
+        if folded == "・" and out and out[-1] in _ASCII_DIGITS and _digit_at(text, i + 1, runs):
+            folded = "."  # the katakana middle dot between numbers, as a date's separator (1970・3・15)
+        dropped = False
         for c in folded:
             out.append(c)
             at.append(i)
     return "".join(out), tuple(at)
+
+
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def _digit_at(text: str, i: int, runs: dict[int, tuple[int, str]]) -> bool:
+    """Whether a digit of any script, or a run of numerals read as a number, stands at ``text[i]``."""
+    return i < len(text) and (text[i].isdecimal() or i in runs)
 
 
 def folds(text: str) -> bool:
@@ -210,21 +287,40 @@ def _script(ch: str) -> str:
 def _one_script(text: str) -> bool:
     """Plausible text: printable, and each word's letters beyond ASCII are letters of one script, the
     Latin one where the word has ASCII letters too (MÜLLER read as cp1251 is MЬLLER: not a word), and
-    three or more of them in another script."""
+    three or more of them in another script, or two between numbers (a month's name: 15 آب 1970); its
+    punctuation beyond ASCII that of a script its words are in (the Arabic comma: 15 مارس ، 1970)."""
     if not text.isprintable():
         return False
-    for word in text.replace("^", " ").replace("=", " ").replace("\\", " ").split():
+    words = text.replace("^", " ").replace("=", " ").replace("\\", " ").split()
+    seen: set[str] = set()
+    marks: set[str] = set()
+    for k, word in enumerate(words):
         wide = [c for c in word if not c.isascii()]
         if not wide:
             continue
-        if not all(c.isalpha() for c in wide):
+        letters = [c for c in wide if not unicodedata.category(c).startswith("P")]
+        if len(letters) < len(wide):
+            marks.update(_script(c) for c in wide if unicodedata.category(c).startswith("P"))
+            if not letters:
+                continue
+        if not all(c.isalpha() for c in letters):
             return False
-        scripts = {_script(c) for c in wide}
+        scripts = {_script(c) for c in letters}
         if len(scripts) > 1 or (any(c.isascii() and c.isalpha() for c in word) and scripts != {"LATIN"}):
             return False
-        if scripts != {"LATIN"} and len(wide) < 3:
+        if (
+            scripts != {"LATIN"}
+            and len(letters) < 3
+            and not (len(letters) == 2 and _between_numbers(words, k))
+        ):
             return False  # two letters of another script are what any two bytes read as (ラ's 83 89: ГЙ)
-    return True
+        seen |= scripts
+    return marks <= seen
+
+
+def _between_numbers(words: list[str], k: int) -> bool:
+    """Whether ``words[k]`` stands between two numbers of ASCII digits (a date's day and year)."""
+    return 0 < k < len(words) - 1 and all(w.isascii() and w.isdigit() for w in (words[k - 1], words[k + 1]))
 
 
 @lru_cache(maxsize=4096)

@@ -66,7 +66,7 @@ _ARABIC_SCRIPT_MONTHS = (
     ("نوفمبر", "تشرين الثاني", "تشرين ثاني", "نونبر", "نوامبر", "نومبر"),
     ("ديسمبر", "كانون الأول", "كانون أول", "دجنبر", "دسامبر", "دسمبر"),
 )  # fmt: skip
-# and written as two (آذار/مارس, آذار (مارس)), as Levantine papers do: the first two names of a month
+# and written as two (آذار/مارس, آذار (مارس), (آذار) مارس), as Levantine papers do: the first two names of a month
 _PAIRED = (("كانون الثاني", "يناير"), ("شباط", "فبراير"), ("آذار", "مارس"), ("نيسان", "أبريل"),
            ("أيار", "مايو"), ("حزيران", "يونيو"), ("تموز", "يوليو"), ("آب", "أغسطس"), ("أيلول", "سبتمبر"),
            ("تشرين الأول", "أكتوبر"), ("تشرين الثاني", "نوفمبر"), ("كانون الأول", "ديسمبر"))  # fmt: skip
@@ -109,6 +109,13 @@ def _folded_names(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _folded_pairs(pair: tuple[str, str]) -> tuple[tuple[str, str], tuple[str, str]]:
+    """A month's two names folded (each already folded by ``_folded_names``: ``fold`` remembers it),
+    in both orders: bracketed, the two read as they are folded apart."""
+    a, b = fold(pair[0])[0], fold(pair[1])[0]
+    return (a, b), (b, a)
+
+
 def _with_month_word(names: tuple[str, ...], after: bool = False) -> tuple[str, ...]:
     """``names`` and each with the word "month" before it (and, for Persian's, after it)."""
     out = [*names, *(f"{w} {n}" for w in _MONTH_WORDS for n in names)]
@@ -120,7 +127,7 @@ def _with_month_word(names: tuple[str, ...], after: bool = False) -> tuple[str, 
 _ARABIC_SCRIPT = tuple(
     _with_month_word(
         _folded_names((*names, *(f"{a}{sep}{b}" for a, b in (pair, pair[::-1]) for sep in ("/", " / "))))
-        + tuple(fold(f"{a} ({b})")[0] for a, b in (pair, pair[::-1]))
+        + tuple(f for a, b in _folded_pairs(pair) for f in (f"{a} ({b})", f"({a}) {b}"))
     )
     for names, pair in zip(_ARABIC_SCRIPT_MONTHS, _PAIRED, strict=True)
 )
@@ -208,6 +215,8 @@ def _japanese(day: dt.date) -> set[str]:
                     forms.add(gap.join((reading, ey, "ねん", mm, "がつ", dd, "にち")))
                 for era_name in (initial, kanji[0]):  # S36年2月3日, 昭36年2月3日
                     forms.add(f"{era_name}{ey}年{mm}月{dd}日")
+                forms.add(f"{_ERA_ROMAJI[initial]} {ey}年{mm}月{dd}日")  # Heisei 2年3月5日
+                forms.add(f"{initial}.{ey}.{mm}.{dd}")  # H.2.3.5
                 for sep in _ERA_SEPS:  # S36.2.3, 昭36.2.3, 昭和36/2/3, Showa 36.2.3, H2. 3. 5, R元.5.1
                     for era_name in (initial, _ERA_ROMAJI[initial]):
                         forms |= {
@@ -294,6 +303,16 @@ def _islamic(day: dt.date) -> set[str]:
     return forms
 
 
+# between a day, a month's name and a year: the same twice (15-مارس-1970), or one of them a space
+# (15 مارس - 1970, 15-مارس 1970, 15 مارس/1970)
+_WRITTEN_SEPS = tuple(
+    (a, b)
+    for a in (" ", "-", "/", ".", " - ", "")
+    for b in (" ", "-", "/", ".", " - ", "")
+    if " " in (a, b) or a == b
+)
+
+
 def _written(names: tuple[str, ...], day: int, year: int, *, short: bool = False) -> set[str]:
     """A date with its month by name in Arabic script (folded), as written in Arabic, Persian and Urdu:
     day, month and year (15 مارس 1970, with ، read as a comma: 15 مارس، 1970; 15-مارس-1970, 15.مارس.1970,
@@ -306,7 +325,7 @@ def _written(names: tuple[str, ...], day: int, year: int, *, short: bool = False
     for name in names:
         for dd in _digits(day):
             for yy in years:
-                forms |= {f"{dd}{sep}{name}{sep}{yy}" for sep in (" ", "-", "/", ".", " - ", "")}
+                forms |= {f"{dd}{a}{name}{b}{yy}" for a, b in _WRITTEN_SEPS}
                 forms |= {f"{dd}{name} {yy}", f"{dd} {name}{yy}", f"{dd}ام {name} {yy}"}
                 forms |= {f"{dd} {name} {gap} {yy}" for gap in _ARABIC_SCRIPT_GAPS}
                 forms |= {f"{dd} {name}, {gap} {yy}" for gap in _ARABIC_SCRIPT_GAPS}
@@ -354,7 +373,7 @@ _FAMILIES = {
 # what a text's keys are made of (``text.digit_keys``): runs of two digits or more, and the marks of a
 # Japanese era (its first kanji, its initial before a digit, its romaji name or reading), which key the
 # forms of an era's years 1 to 9 that hold no run of two digits
-ERA_MARKS = r"[明大昭平令]|[mtshr](?= ?[0-9元])|meiji|taisho|showa|heisei|reiwa|めいじ|たいしょう|しょうわ|へいせい|れいわ"
+ERA_MARKS = r"[明大昭平令]|[mtshr](?=[ .]?[0-9元])|meiji|taisho|showa|heisei|reiwa|めいじ|たいしょう|しょうわ|へいせい|れいわ"
 _DIGIT_RUN = re.compile(r"[0-9]{2,}")
 _ERA_MARK = re.compile(ERA_MARKS)
 

@@ -447,11 +447,14 @@ def _gregorian_forms(da: str) -> list[str]:
         for dd in days:
             forms |= {f"{dd}{sep}{mon}{sep}{y}" for sep in (" ", "-", "/", ".", "")}
             forms |= {f"{dd}. {mon} {y}", f"{dd} de {mon} de {y}", f"{dd} {mon}, {y}", f"{mon} {dd}, {y}"}
-    # Chinese and Japanese (号 or 號 for the day, as Chinese speech writes it; 元月 for January), Korean
+    # Chinese and Japanese (号 or 號 for the day, as Chinese speech writes it; 元月 for January; no
+    # word after the day, 2004年1月19, as Chinese notes write it; the year last, 3月15日、1970年, as
+    # translated from English), Korean
     cjk_months = (*months, "元") if month == 1 else months
     for dd in days:
         for mm in cjk_months:
-            forms |= {f"{y}年{mm}月{dd}日", f"{y}年{mm}月{dd}号", f"{y}年{mm}月{dd}號"}
+            forms |= {f"{y}年{mm}月{dd}日", f"{y}年{mm}月{dd}号", f"{y}年{mm}月{dd}號", f"{y}年{mm}月{dd}"}
+            forms |= {f"{mm}月{dd}日{sep}{y}年" for sep in ("", "、", ",", ", ")}
         for mm in months:
             forms |= {f"{y}년{sep}{mm}월{sep}{dd}일" for sep in ("", " ", "_")}
     roman = _ROMAN_MONTHS[month - 1]
@@ -989,11 +992,24 @@ _Needles = tuple[
 _DIGIT_RUN_STR = re.compile(r"[0-9]+")
 
 
+_NOT_DIGIT_RUN_STR = re.compile(r"[^0-9]+")
+
+
 @lru_cache(maxsize=65536)
 def _num_part(num: str) -> str:
     """A part of a number's written form that every occurrence holds: its longest run of digits."""
     runs = _DIGIT_RUN_STR.findall(num)
     return max(runs, key=len) if runs else num
+
+
+def _name_part(form: str) -> str:
+    """``_num_part`` of a date's form with its month by name in Arabic script: its longest run of other
+    characters where that is longer (the month's name, ` مارس - `: thousands of a date's forms hold its
+    year, a few its month's name and separators)."""
+    part = _num_part(form)
+    words = _NOT_DIGIT_RUN_STR.findall(form)
+    word = max(words, key=len) if words else ""
+    return word if len(word) > len(part) else part
 
 
 def _lowered(text: str) -> str:
@@ -1086,10 +1102,11 @@ class Matcher:
             if self.dates:
                 keys = digit_keys(key_runs_str(low))
                 arabic = arabic_letters(low)
+                ascii = low.isascii()
                 for da in self.dates:
                     date = _date_needles(da)
                     if not keys.isdisjoint(date.keys):
-                        for groups in date.text_for(keys, arabic=arabic):
+                        for groups in date.text_for(keys, arabic=arabic, ascii=ascii):
                             _find_nums(low, groups, found, dates=True)
         if not found:
             return []
@@ -1251,11 +1268,13 @@ def _num_spellings(num: str) -> frozenset[str]:
     return frozenset(sep.join(groups) for sep in _NUM_SEPARATORS)
 
 
-def _num_groups(nums: Iterable[str]) -> _NumGroups:
-    """Numbers longest first, grouped by a part each of a group holds (``_num_part``)."""
+def _num_groups(nums: Iterable[str], *, by_name: bool = False) -> _NumGroups:
+    """Numbers longest first, grouped by a part each of a group holds (``_num_part``; ``by_name``:
+    ``_name_part``)."""
     groups: dict[str, list[tuple[str, bool]]] = {}
+    part = _name_part if by_name else _num_part
     for n in sorted(nums, key=len, reverse=True):
-        groups.setdefault(_num_part(n), []).append((n, n.isdigit()))
+        groups.setdefault(part(n), []).append((n, n.isdigit()))
     return tuple((part, tuple(group)) for part, group in groups.items())
 
 
@@ -1268,7 +1287,7 @@ def _find_nums(low: str, groups: _NumGroups, found: list[tuple[int, int]], *, da
     (2004年1月19日10時30分, 1970年3月15日34歳)."""
     size = len(low)
     for part, group in groups:
-        if part not in low:  # the many written forms of a date share a run of digits (its year)
+        if part not in low:  # the many written forms of a date share a run of digits (its year), or a name
             continue
         for num, digits_only in group:
             n = len(num)
@@ -1310,6 +1329,7 @@ class DateNeedles:
         "_forms",
         "_script",
         "_text",
+        "_text_ascii",
         "byte_keys",
         "da",
         "keys",
@@ -1342,6 +1362,7 @@ class DateNeedles:
         self.byte_keys = self._byte_base.union(*(f[2] for f in self._families))
         self._forms: list[str] | None = None  # written out only where the keys meet
         self._text: _NumGroups | None = None
+        self._text_ascii: _NumGroups | None = None
         self._data: tuple[bytes, ...] | None = None
 
     @property
@@ -1365,6 +1386,14 @@ class DateNeedles:
             self._data = _ascii_longest_first(self._gregorian())
         return self._data
 
+    @property
+    def text_ascii(self) -> _NumGroups:
+        """``text`` of the ASCII forms alone: what ASCII text may hold (the CJK and Korean forms are no
+        use there, and each stood in its year's group, tried wherever the year is)."""
+        if self._text_ascii is None:
+            self._text_ascii = _num_groups([f for f in self._gregorian() if f.isascii()])
+        return self._text_ascii
+
     def _gregorian(self) -> list[str]:
         if self._forms is None:
             self._forms = _gregorian_forms(self.da)
@@ -1376,7 +1405,11 @@ class DateNeedles:
         if not made:
             assert self._day is not None
             forms = sorted(calendars.family_forms(self._day, family[0]))
-            made += [_num_groups(forms), _ascii_longest_first(forms)]
+            made += [
+                _num_groups(forms, by_name=family[0] == calendars.ARABIC_SCRIPT),
+                _ascii_longest_first(forms),
+                _num_groups([f for f in forms if f.isascii()]),
+            ]
         return made
 
     def every_data(self) -> tuple[bytes, ...]:
@@ -1384,15 +1417,17 @@ class DateNeedles:
         every = [*self.data, *(b for family in self._families for b in self._family(family)[1])]
         return tuple(sorted(every, key=len, reverse=True))
 
-    def text_for(self, keys: set[str] | frozenset[str], *, arabic: bool = False) -> Iterator[_NumGroups]:
+    def text_for(
+        self, keys: set[str] | frozenset[str], *, arabic: bool = False, ascii: bool = False
+    ) -> Iterator[_NumGroups]:
         """The forms' text groups of each calendar whose keys are among ``keys`` (a text's
         ``digit_keys``), the Gregorian first; the month names in Arabic script where the text holds an
-        Arabic letter (``arabic``, ``arabic_letters``)."""
+        Arabic letter (``arabic``, ``arabic_letters``); the ASCII forms alone for ASCII text (``ascii``)."""
         if not keys.isdisjoint(self._base):
-            yield self.text
+            yield self.text_ascii if ascii else self.text
         for family in self._families:
             if not keys.isdisjoint(family[1]):
-                yield self._family(family)[0]
+                yield self._family(family)[2 if ascii else 0]
         if arabic:
             for family in self._script:
                 if not keys.isdisjoint(family[1]):
@@ -1426,19 +1461,21 @@ _DIGIT_RUNS_STR = re.compile(r"[0-9]{2,}")
 KEY_RUNS = re.compile(rb"[0-9]{2,}")
 # and, where a digit stands alone, the marks of a Japanese era, which key its years 1 to 9 (H2.3.5,
 # 平成2年3月5日: ``calendars.ERA_MARKS``; the ASCII forms' alone in bytes, as the byte needles are ASCII)
-ERA_MARKS_BYTES = re.compile(rb"[mtshr](?= ?[0-9])|meiji|taisho|showa|heisei|reiwa")
-_OTHER_ERA_MARKS = re.compile(r"[明大昭平令]|[mtshr](?= ?元)|めいじ|たいしょう|しょうわ|へいせい|れいわ")
+ERA_MARKS_BYTES = re.compile(rb"[mtshr](?=[ .]?[0-9])|meiji|taisho|showa|heisei|reiwa")
+_OTHER_ERA_MARKS = re.compile(r"[明大昭平令]|[mtshr](?=[ .]?元)|めいじ|たいしょう|しょうわ|へいせい|れいわ")
 _ERA_CHARS = frozenset("明大昭平令元めたしへれ")  # a character each of those holds
 _ERA_WORDS = (b"meiji", b"taisho", b"showa", b"heisei", b"reiwa")
 _ERA_INITIALS = (b"m", b"t", b"s", b"h", b"r")
 _LONE_DIGIT = re.compile(r"(?<![0-9])[0-9](?![0-9])")
 _NOT_DIGIT = bytes(b if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # any other byte: a space
-_DIGITS_AS_0 = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
+# a digit as 0, and a dot as a space: an initial before " 0" in the shape stood before a digit with a
+# space or a dot between (H 2.3.5, H.2.3.5)
+_DIGITS_AS_0 = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 if b == 0x2E else b for b in range(256))
 
 
 def _ascii_era_marks(low: bytes, wanted: tuple[bytes, ...] = _ERA_INITIALS + _ERA_WORDS) -> list[bytes]:
     """The matches of ``ERA_MARKS_BYTES`` among ``wanted`` in lower-cased ``low`` (each initial that
-    stands before a digit or a space and a digit, each romaji name), found by ``bytes.find``: a regular
+    stands before a digit, or a space or a dot and a digit, each romaji name), found by ``bytes.find``: a regular
     expression tried at every byte of a large binary span cost a fifth of a small file's time; the
     byte scans look for the marks of the eras of the identity's dates alone."""
     shape = low.translate(_DIGITS_AS_0)
