@@ -67,6 +67,14 @@ class ClinicalOutcome:
     refused_rows: list[tuple[int, str]] = field(default_factory=list)
 
 
+def _read(src: Source) -> bytes | ClinicalOutcome:
+    """An input's bytes, or its failure where it cannot be read (its reason names no value)."""
+    try:
+        return src.read()
+    except CurataError as exc:
+        return ClinicalOutcome("failed", src.name, reason=getattr(exc, "reason", exc.message))
+
+
 class ClinicalIngestor:
     def __init__(self, ws: Workspace, site_id: int, *, mapping_file: Path | None = None) -> None:
         self.ws = ws
@@ -104,11 +112,9 @@ class ClinicalIngestor:
             kind = input_kind(src.name)
             if kind == "skip":
                 continue
-            try:
-                raw = src.read()
-            except CurataError as exc:
-                out = ClinicalOutcome("failed", src.name, reason=getattr(exc, "reason", exc.message))
-                self._report(out, summary, problems, on_progress)
+            raw = _read(src)
+            if isinstance(raw, ClinicalOutcome):
+                self._report(raw, summary, problems, on_progress)
                 continue
             digest = hashlib.sha256(raw).hexdigest()
             if digest in known:
@@ -126,11 +132,9 @@ class ClinicalIngestor:
             for out in self._fhir(fhir):
                 self._report(out, summary, problems, on_progress)
         for src, digest, kind in tables:
-            try:
-                raw = src.read()
-            except CurataError as exc:
-                out = ClinicalOutcome("failed", src.name, reason=getattr(exc, "reason", exc.message))
-                self._report(out, summary, problems, on_progress)
+            raw = _read(src)
+            if isinstance(raw, ClinicalOutcome):
+                self._report(raw, summary, problems, on_progress)
                 continue
             if hashlib.sha256(raw).hexdigest() != digest:  # changed since it was first read
                 out = ClinicalOutcome("failed", src.name, digest, reason="the file changed while it was read")
