@@ -32,7 +32,7 @@ def _images(ws: Any, series_uid: str) -> list[pydicom.Dataset]:
         )
     out = [pydicom.dcmread(io.BytesIO(ws.store.get_bytes(d))) for d in digests]
     for ds in out:  # what highdicom's Segmentation reads from its sources
-        ds.StudyID = ds.get("StudyID") or "1"
+        ds.StudyID = ds.get("StudyID") or ""  # empty, as the stored study has none (a value is refused)
         ds.ReferringPhysicianName = ds.get("ReferringPhysicianName") or ""
         ds.AccessionNumber = ds.get("AccessionNumber") or ""
     return out

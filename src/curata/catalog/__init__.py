@@ -72,6 +72,13 @@ def record_provenance(*args: Any, **kwargs: Any) -> Any:
     return record(*args, **kwargs)
 
 
+def stowed_blobs(*args: Any, **kwargs: Any) -> Any:
+    """:func:`curata.catalog.provenance.stowed_blobs`: objects stored through a project's STOW-RS."""
+    from curata.catalog.provenance import stowed_blobs as _stowed
+
+    return _stowed(*args, **kwargs)
+
+
 def find_provenance(*args: Any, **kwargs: Any) -> Any:
     """:func:`curata.catalog.provenance.find`."""
     from curata.catalog.provenance import find
@@ -106,6 +113,7 @@ __all__ = [
     "list_studies",
     "record_provenance",
     "series_rows",
+    "stowed_blobs",
     "verify_store",
     "workspace_status",
 ]
