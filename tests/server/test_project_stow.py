@@ -38,8 +38,13 @@ def _build(root: Path) -> dict[str, Any]:
     for site, (pid, name) in {"site-a": (MRN, NAME), "site-b": ("MRN24681357", "WOMBLE^TOBERMORY")}.items():
         study, series = generate_uid(), generate_uid()
         for i in range(4):
-            make_ct(root / site / f"IM{i}", patient_id=pid, patient_name=name, study_uid=study,
-                    series_uid=series, index=i, rows=24, columns=24)  # fmt: skip
+            ds = make_ct(patient_id=pid, patient_name=name, study_uid=study, series_uid=series,
+                         index=i, rows=24, columns=24)  # fmt: skip
+            # as a scanner writes it: a SEG made on these images (highdicom) names the equipment
+            # in its ContributingEquipmentSequence, with the serial the site's profile left
+            ds.DeviceSerialNumber, ds.StationName = "SN-44719-QX", "CTAWP73"
+            (root / site).mkdir(parents=True, exist_ok=True)
+            ds.save_as(root / site / f"IM{i}", enforce_file_format=True)
         Ingestor(ws, site=site, workers=1).ingest_paths([root / site])  # de-identified: the vault knows them
     for p, site in (("PA", "site-a"), ("PB", "site-b")):
         create_cohort(ws, f"co{p}", f"site = {site}")
@@ -163,6 +168,14 @@ def test_identifiers_in_a_stowed_seg_are_refused_and_nothing_is_kept(site: Any) 
             reason = r.json()["00081198"]["Value"][0]["00000902"]["Value"][0]
             assert keyword in reason and value not in reason and "QUIMBY" not in reason.upper(), reason
             assert not _stored(ws, ds.SOPInstanceUID), keyword
+        # in a sequence: a value the images do not carry is checked as text, a stored one passes
+        for keyword, value in (("DeviceSerialNumber", "MRN8675309"), ("InstitutionName", "Quimby Clinic")):
+            ds = _seg(ws, "lesPA", "ann1")
+            setattr(ds.ContributingEquipmentSequence[0], keyword, value)
+            r = _stow(client, tokens["ann1"], "PA", ds)
+            assert r.status_code == 409, (keyword, r.text)
+            reason = r.json()["00081198"]["Value"][0]["00000902"]["Value"][0]
+            assert f"ContributingEquipmentSequence[0].{keyword}" in reason and value not in reason
         assert _planted_anywhere(ws.root) == []
         assert annotate.visible_reads(ws, "lesPA", t.id, "ann1", manager=True) == []
         # control: the same reader's well-formed SEG is stored and filed as their read; a private

@@ -27,8 +27,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from curata.catalog import Instance, Provenance, Series, Study
-from curata.catalog.provenance import VIEWER_STOW
+from curata.catalog import VIEWER_STOW, Instance, Provenance, Series, Study
 from curata.collect.deid import Identifiers, clean_text
 from curata.errors import InputError
 
@@ -198,8 +197,10 @@ def check_free_text(ds: Dataset, study: StoredStudy) -> None:
     for where, keyword, text in _texts(ds, "", True):
         if clean_text(text, study.identities, generic=True) == text:
             continue
-        if "." not in where and text.strip() in _stored_values(study, keyword):
-            continue  # the site's de-identification left it so on the images
+        if text.strip() in _stored_values(study, keyword):
+            # the site's de-identification left it so on the images: also where the object repeats
+            # it in a sequence (a SEG names its source's equipment in ContributingEquipmentSequence)
+            continue
         raise _refuse(f"its {where} holds what looks like an identifier (a name, date, ID or address)")
 
 
