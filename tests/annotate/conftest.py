@@ -117,3 +117,21 @@ def on_platform(ws, *readings: str) -> dict[str, str]:  # type: ignore[no-untype
         service.set_role(ws, user, "lab", role)
         tokens[user] = service.create_token(ws, user, "test").token
     return tokens
+
+
+def as_stowed(ws, data: bytes, sender: str) -> None:  # type: ignore[no-untyped-def]
+    """Record ``sender`` as the account that STOWed ``data`` (the provenance the project STOW handler
+    writes, ``server/dicomweb.py``), for objects a test puts in the catalog by ingesting a folder."""
+    import io
+
+    import pydicom
+
+    from curata.annotate.service import STOW_STEP
+    from curata.catalog import record_provenance
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    series = [str(s.SeriesInstanceUID) for s in ds.ReferencedSeriesSequence]
+    with ws.catalog.session() as s:
+        record_provenance(
+            s, STOW_STEP, [*series, str(ds.SOPInstanceUID)], {"project": "lab", "author": sender}, {}
+        )
