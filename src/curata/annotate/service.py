@@ -1680,7 +1680,7 @@ def patient_identities(ws: Workspace, study_uid: str) -> Any:
     platform receives de-identified data only and holds none: its texts get the generic check alone.
     """
     from curata.collect.deid import Identifiers, Vault
-    from curata.collect.deid.identities import SiteIdentities
+    from curata.collect.deid import SiteIdentities
 
     if not ws.key_path.exists() or not ws.vault_path.is_dir():
         return None
