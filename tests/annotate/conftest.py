@@ -28,7 +28,7 @@ def write_series(folder: Path, patient: str, seed: int) -> None:
         path = folder / patient / f"CT{i:02d}.dcm"
         ds = make_ct(path, patient_id=patient, patient_name=patient, study_uid=study, series_uid=series,
                      index=i, rows=SIZE, columns=SIZE, deidentified=True, seed=seed)  # fmt: skip
-        ds.StudyID = "1"
+        ds.StudyID = ""  # every profile empties it (Z)
         ds.ReferringPhysicianName = ""
         ds.PixelData = (phantom_hu()[i] + 1024).astype(np.uint16).tobytes()
         ds.save_as(path, enforce_file_format=True)
