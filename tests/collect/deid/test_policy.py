@@ -193,3 +193,20 @@ def test_verified_refuses_bytes_the_parsed_object_does_not_show() -> None:
     doubled = raw[: at + len(pid.value)] + body.getvalue() + raw[at + len(pid.value) :]
     with pytest.raises((DeidError, InputError)):
         check_deidentified(doubled)
+
+
+def test_verified_reads_overlay_text_as_the_profiles_leave_it() -> None:
+    """An overlay the engine keeps (proven free of text) has its description and label cleaned like
+    any free text: a name redacted to "*" is what a site releases, and the platform accepts it (it
+    refused every such object of `curata deid`); text with an identifier's shape is refused, unquoted."""
+    ds = _released()
+    ds.add_new(0x60000010, "US", 4)
+    ds.add_new(0x60000011, "US", 4)
+    ds.add_new(0x60000022, "LO", "*")
+    ds.add_new(0x60001500, "LO", "* overlay")
+    assert check_deidentified(to_bytes(ds)).PatientIdentityRemoved == "YES"
+    for value in ("Quillfeather^Marisol", "call 914-555-0173", "MRN 88421937"):
+        ds[0x60000022].value = value
+        with pytest.raises(DeidError, match="overlay") as refused:
+            check_deidentified(to_bytes(ds))
+        assert value not in str(refused.value)

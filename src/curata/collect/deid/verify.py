@@ -150,8 +150,16 @@ def _walk(ds: Dataset, actions: Expected, nested: Expected, path: str) -> None:
                 raise DeidError(f"marked de-identified but private element {where} holds text; refused")
             continue
         if 0x6000 <= group <= 0x60FF or 0x5000 <= group <= 0x50FF:  # overlays, curves
-            if elem.tag.element in (0x0022, 0x1500, 0x4000) and str(elem.value or "").strip():
-                raise DeidError(f"marked de-identified but overlay text {where} is present; refused")
+            text = str(elem.value or "").strip(" \0")
+            # description, label, comments: free text the profiles clean (a name redacted to "*")
+            if (
+                elem.tag.element in (0x0022, 0x1500, 0x4000)
+                and text
+                and (clean_text(text, _NO_IDS, generic=True) != text or any(p.search(text) for p in _SHAPES))
+            ):
+                raise DeidError(
+                    f"marked de-identified but overlay text {where} holds an identifier shape; refused"
+                )
             continue
         values = [v for v in _values(elem) if str(v).strip(" \0")]
         if not values:
