@@ -38,7 +38,9 @@ def _ids(da: str) -> Identifiers:
     return ids
 
 
-@settings(max_examples=60, deadline=None)
+# 20 dates: each one writes every form of the date (well over a hundred, in several scripts and
+# calendars) and looks for each three ways; 60 took two and a half minutes of the suite
+@settings(max_examples=20, deadline=None)
 @given(dates, around, around)
 def test_every_form_of_a_date_meets_its_keys_and_is_found(da: str, before: str, after: str) -> None:
     needles = _date_needles(da)
