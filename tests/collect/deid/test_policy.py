@@ -13,7 +13,7 @@ import pytest
 from curata.collect.deid import Deidentifier, check_deidentified, load_profile
 from curata.collect.deid.batch import review_list, run_batch
 from curata.collect.keys import generate_key_file
-from curata.errors import DeidError
+from curata.errors import DeidError, InputError
 
 from .conftest import KEY, read, to_bytes
 from .test_cli import _curata
@@ -116,3 +116,97 @@ def test_verified_deidentified_does_not_trust_the_flag_alone(tmp_path: Path) -> 
     unmarked = read("CT_small.dcm")
     with pytest.raises(DeidError, match="PatientIdentityRemoved"):
         check_deidentified(to_bytes(unmarked))
+
+
+def _released(profile: str = "research") -> pydicom.Dataset:
+    """CT_small as a Curata site releases it under ``profile``."""
+    out = Deidentifier(KEY, load_profile(profile), ocr=False).deidentify_bytes(to_bytes(read("CT_small.dcm")))
+    return pydicom.dcmread(pydicom.filebase.DicomBytesIO(out.output_bytes))
+
+
+def test_verified_refuses_a_marked_object_that_keeps_the_patients_identifiers() -> None:
+    """Reviewer 8, finding 4: marked YES by another tool, with the raw MRN as PatientID and
+    PatientName, the birth date, the accession number and the institution: it passed (no FAMILY^GIVEN,
+    no title, no e-mail), and `ingest --verified-deidentified` stored it."""
+    ds = read("CT_small.dcm")
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "other tool"
+    ds.PatientID = ds.PatientName = "QF88421937"
+    ds.PatientBirthDate = "19470319"
+    ds.AccessionNumber = "ACC5521987"
+    ds.InstitutionName = "St Wendeline General Hospital"
+    ds.StudyDescription = "CT chest Marisol Quillfeather"
+    ds.ReferringPhysicianName = ds.OperatorsName = ""
+    for kw in ("OtherPatientIDsSequence", "OtherPatientIDs", "OtherPatientNames", "PatientAddress"):
+        if kw in ds:
+            delattr(ds, kw)
+    ds.remove_private_tags()
+    with pytest.raises(DeidError, match="PatientID") as refused:
+        check_deidentified(to_bytes(ds))
+    assert "QF88421937" not in str(refused.value)  # the attribute is named, never its value
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "named"),
+    [
+        ("PatientID", "QF88421937", "PatientID"),  # a raw MRN: not a keyed pseudonym
+        ("PatientID", "ANON12345", "PatientID"),  # another tool's code: not what a Curata site writes
+        ("PatientName", "QF88421937", "PatientName"),
+        ("PatientName", "ANON^TEST", "PatientName"),
+        ("PatientBirthDate", "19470319", "PatientBirthDate"),  # every profile empties it
+        ("AccessionNumber", "ACC5521987", "AccessionNumber"),
+        ("InstitutionName", "St Wendeline General Hospital", "InstitutionName"),
+        ("IssuerOfPatientID", "St Wendeline", "IssuerOfPatientID"),
+        ("OperatorsName", "RT007", "OperatorsName"),  # a code with digits passed as a "pseudonym"
+        ("ReferringPhysicianName", "Quillfeather", "ReferringPhysicianName"),
+        ("StudyDescription", "CT chest, DOB 03/19/1947", "StudyDescription"),  # not as the cleaner leaves it
+        ("ImageComments", "call 914-555-0173", "ImageComments"),
+    ],
+)
+def test_verified_expects_what_the_profiles_write(keyword: str, value: str, named: str) -> None:
+    """An attribute a Curata profile pseudonymises must hold a pseudonym, one it removes or empties
+    must be absent or empty, and cleaned free text must be what the site's cleaner leaves; each
+    planted alone into a genuine release (which passes) is refused, named, never quoted."""
+    for profile in ("basic", "research", "research-strict"):
+        ds = _released(profile)
+        assert check_deidentified(to_bytes(ds)).PatientIdentityRemoved == "YES"
+        setattr(ds, keyword, value)
+        with pytest.raises(DeidError, match=named) as refused:
+            check_deidentified(to_bytes(ds))
+        assert value not in str(refused.value)
+
+
+def test_verified_refuses_bytes_the_parsed_object_does_not_show() -> None:
+    """The platform stores the bytes as they came, so what pydicom does not show in the data set is
+    refused too: a preamble holding text, a tag written twice (pydicom keeps the last value)."""
+    raw = to_bytes(_released())
+    assert raw[:128] == bytes(128)
+    with pytest.raises(DeidError, match="preamble"):
+        check_deidentified(b"Quillfeather^Marisol".ljust(128, b"\0") + raw[128:])
+    ds = _released()
+    pid = ds["PatientID"]
+    name = pydicom.dataelem.DataElement(0x00100010, "PN", "QUILLFEATHER^MARISOL")
+    body = pydicom.filebase.DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    pydicom.filewriter.write_data_element(body, name)
+    at = raw.find(pid.value.encode())  # after PatientID's value: a second PatientName, then the rest
+    doubled = raw[: at + len(pid.value)] + body.getvalue() + raw[at + len(pid.value) :]
+    with pytest.raises((DeidError, InputError)):
+        check_deidentified(doubled)
+
+
+def test_verified_reads_overlay_text_as_the_profiles_leave_it() -> None:
+    """An overlay the engine keeps (proven free of text) has its description and label cleaned like
+    any free text: a name redacted to "*" is what a site releases, and the platform accepts it (it
+    refused every such object of `curata deid`); text with an identifier's shape is refused, unquoted."""
+    ds = _released()
+    ds.add_new(0x60000010, "US", 4)
+    ds.add_new(0x60000011, "US", 4)
+    ds.add_new(0x60000022, "LO", "*")
+    ds.add_new(0x60001500, "LO", "* overlay")
+    assert check_deidentified(to_bytes(ds)).PatientIdentityRemoved == "YES"
+    for value in ("Quillfeather^Marisol", "call 914-555-0173", "MRN 88421937"):
+        ds[0x60000022].value = value
+        with pytest.raises(DeidError, match="overlay") as refused:
+            check_deidentified(to_bytes(ds))
+        assert value not in str(refused.value)
