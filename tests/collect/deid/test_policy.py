@@ -210,3 +210,31 @@ def test_verified_reads_overlay_text_as_the_profiles_leave_it() -> None:
         with pytest.raises(DeidError, match="overlay") as refused:
             check_deidentified(to_bytes(ds))
         assert value not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "accepted"), [("HOSPA_", True), ("site-b-", True), ("HOSPA", False), ("", False)]
+)
+def test_verified_accepts_a_sites_own_pseudonym_prefix_that_ends_in_a_separator(
+    tmp_path: Path, prefix: str, accepted: bool
+) -> None:
+    """A site may set its profile's ``pseudonym_prefix``; the platform, which does not know it, takes
+    any that ends in '-' or '_' (it refused every release of such a site). One without such an end
+    runs into the pseudonym's letters, so it is refused, as a bare word of 16 capitals is."""
+    config = tmp_path / "site.toml"
+    config.write_text(f'profile = "research"\npseudonym_prefix = "{prefix}"\n')
+    out = Deidentifier(KEY, load_profile("research", config), ocr=False).deidentify_bytes(
+        to_bytes(read("CT_small.dcm"))
+    )
+    assert (
+        str(out.dataset.PatientID).startswith(prefix) and len(str(out.dataset.PatientID)) == len(prefix) + 16
+    )
+    if accepted:
+        assert check_deidentified(out.output_bytes).PatientIdentityRemoved == "YES"
+    else:
+        with pytest.raises(DeidError, match="PatientID"):
+            check_deidentified(out.output_bytes)
+    ds = _released()
+    ds.PatientID = ds.PatientName = "ABERCROMBIEFITCH"  # 16 capitals: a word, no pseudonym
+    with pytest.raises(DeidError, match="PatientID"):
+        check_deidentified(to_bytes(ds))

@@ -5,8 +5,9 @@ only when it looks like what a Curata site releases. The expectations come from 
 profiles' own actions (Table E.1-1 resolved for the object's SOP class under ``basic``, ``research``
 and ``research-strict``), not from a hand list, so they follow the table:
 
-- PatientID holds a keyed pseudonym (``CUR-`` + 16 base32, :func:`is_pseudonym`: a shape, no key
-  needed); PatientName the pseudonym too, or the dummy, or nothing;
+- PatientID holds a keyed pseudonym (``CUR-``, or the site's own prefix ending in '-' or '_', and
+  16 base32: :func:`is_site_pseudonym`, a shape, no key needed); PatientName the pseudonym too, or
+  the dummy, or nothing;
 - an attribute every profile removes (X) or empties (Z) holds no value (birth date, accession number,
   institution, other IDs, physicians...); one they replace with a dummy (D) holds the dummy; a person
   name holds the dummy or nothing;
@@ -35,7 +36,7 @@ from pydicom.multival import MultiValue
 
 from curata.collect.deid.engine import DUMMY_BY_VR, DUMMY_TEXT, _refuse_encapsulated_documents, _repeated_tag
 from curata.collect.deid.profile import PROFILES, load_profile
-from curata.collect.deid.pseudonyms import is_pseudonym
+from curata.collect.deid.pseudonyms import is_site_pseudonym
 from curata.collect.deid.table import action_maps
 from curata.collect.deid.text import GENERIC_PATTERNS, Identifiers, clean_text
 from curata.errors import DeidError, InputError
@@ -110,10 +111,12 @@ def check_deidentified(raw: bytes) -> Dataset:
         if value not in (None, "") and (not hasattr(value, "__len__") or len(value)):
             raise DeidError(f"marked de-identified but {keyword} holds a value; refused")
     pid = str(ds.get("PatientID", "") or "").strip()
-    if pid and not is_pseudonym(pid):  # none: an input without one (the engine adds none)
+    if pid and not is_site_pseudonym(pid):  # none: an input without one (the engine adds none)
         raise DeidError(
-            "marked de-identified but PatientID is not a Curata pseudonym (CUR- and 16 base32); refused",
-            hint="send it through a Curata gateway, which writes the site's keyed pseudonym",
+            "marked de-identified but PatientID is not a Curata pseudonym (the site's prefix, CUR- by "
+            "default, and 16 base32); refused",
+            hint="send it through a Curata gateway, which writes the site's keyed pseudonym (a "
+            "pseudonym_prefix of its own must end in '-' or '_')",
         )
     top, nested = expected_actions(str(ds.get("SOPClassUID", "") or ""))
     _walk(ds, top, nested, "")
@@ -181,9 +184,9 @@ def _as_released(tag: int, vr: str, values: list[object], actions: frozenset[str
     """Whether non-empty ``values`` are what one of the profiles writes for ``tag``."""
     texts = [str(v).strip(" \0") for v in values]
     if tag == _PATIENT_ID:  # the engine writes the keyed pseudonym at every depth
-        return all(is_pseudonym(t) for t in texts)
+        return all(is_site_pseudonym(t) for t in texts)
     if tag == _PATIENT_NAME:
-        return all(is_pseudonym(t) or t == DUMMY_TEXT for t in texts)
+        return all(is_site_pseudonym(t) or t == DUMMY_TEXT for t in texts)
     if vr == "PN":  # every profile removes, empties or replaces a person name (unlisted ones too)
         return all(_PN_SPLIT.sub("", t).strip() == DUMMY_TEXT for t in texts)
     if actions is None:  # not in the table: kept (UIDs remapped, dates shifted, structured text below)
