@@ -104,6 +104,7 @@ def test_a_slide_qc_cannot_read_fails_with_a_reason_that_quotes_none_of_its_valu
 
     from curata.catalog import QuarantineItem
     from tests.collect.wsi.conftest import find_shared_wsi
+    from tests.conftest import pseudonym_of
 
     shared = find_shared_wsi()
     if shared is None:
@@ -113,7 +114,7 @@ def test_a_slide_qc_cannot_read_fails_with_a_reason_that_quotes_none_of_its_valu
     inbox.mkdir()
     for name, frames in (("good.dcm", None), ("bad.dcm", planted.encode())):
         ds = pydicom.dcmread(shared / "boxes_0.dcm")
-        ds.PatientID = ds.PatientName = "PSEUDO-1"
+        ds.PatientID = ds.PatientName = pseudonym_of("PSEUDO-1")  # as a site releases it
         ds.PatientIdentityRemoved = "YES"
         ds.SeriesInstanceUID = ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         if frames:

@@ -247,3 +247,33 @@ def test_a_release_takes_no_object_a_member_stored(site: Any) -> None:
     files = Manifest.from_bytes(ws.store.get_bytes(rel.manifest)).files
     assert files and digest not in {f.sha256 for f in files}
     assert rel.labelled == 0
+
+
+def test_an_identifier_hidden_in_iso_2022_escapes_is_refused(site: Any) -> None:
+    """Outside review 10, finding 2: the MRN between ISO 2022 escapes decodes to kanji (a fixed point
+    of the cleaner) and was stored; the stored bytes read as the MRN without the character set."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    from curata import annotate
+    from curata.server import create_app
+
+    ws, tokens = site
+    t = _task(ws, "lesPA")
+    annotate.start(ws, "lesPA", t.id, "ann1")
+    with TestClient(create_app(ws)) as client:
+        ds = _seg(ws, "lesPA", "ann1")
+        ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+        raw = b"lesion \x1b$BMRN8675309\x1b(B"
+        ds.SegmentSequence[0][0x00620006] = RawDataElement(
+            Tag(0x00620006), "ST", len(raw), raw, 0, False, True
+        )
+        r = _stow(client, tokens["ann1"], "PA", ds)
+        assert r.status_code == 409, r.text
+        assert "SegmentDescription" in r.text and "8675309" not in r.text
+        assert not _stored(ws, ds.SOPInstanceUID) and _planted_anywhere(ws.root) == []
+        # control: Japanese text in the same character set, with no identifier, is stored
+        ok = _seg(ws, "lesPA", "ann1")
+        ok.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+        ok.SegmentSequence[0].SegmentDescription = "肝臓の病変"
+        assert _stow(client, tokens["ann1"], "PA", ok).status_code == 200

@@ -22,6 +22,7 @@ from importlib import resources
 from typing import Any
 
 import pydicom
+from pydicom.charset import encode_string
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from sqlalchemy import select
@@ -194,14 +195,36 @@ def _texts(ds: Dataset, path: str, top: bool) -> Iterable[tuple[str, str, str]]:
 def check_free_text(ds: Dataset, study: StoredStudy) -> None:
     """Every text value a fixed point of the site's free-text cleaner (generic identifier shapes and
     the patient's own identifiers), unless it is the stored study's own value of that attribute."""
+    encodings = ds._character_set
     for where, keyword, text in _texts(ds, "", True):
-        if clean_text(text, study.identities, generic=True) == text:
+        if clean_text(text, study.identities, generic=True) == text and _read_as_ascii_is_clean(
+            text, encodings, study
+        ):
             continue
         if text.strip() in _stored_values(study, keyword):
             # the site's de-identification left it so on the images: also where the object repeats
             # it in a sequence (a SEG names its source's equipment in ContributingEquipmentSequence)
             continue
         raise _refuse(f"its {where} holds what looks like an identifier (a name, date, ID or address)")
+
+
+_ESCAPE = re.compile(rb"\x1b[\x20-\x2f]*[\x30-\x7e]")
+
+
+def _read_as_ascii_is_clean(text: str, encodings: list[str], study: StoredStudy) -> bool:
+    """Text stored in a code extension (ISO 2022 escapes) is stored as bytes that a reader ignoring the
+    character set reads otherwise (``\x1b$B8675309\x1b(B`` is four kanji, and an ID in ASCII): those
+    bytes, read so, must be clean too."""
+    if text.isascii():
+        return True
+    try:
+        raw = encode_string(text, encodings)
+    except Exception:
+        return False  # not writable in the declared character sets: not as the site's cleaner leaves it
+    if b"\x1b" not in raw:
+        return True
+    view = _ESCAPE.sub(b" ", raw).decode("latin-1")
+    return clean_text(view, study.identities, generic=True) == view
 
 
 def referenced_series(ds: Dataset) -> list[str]:

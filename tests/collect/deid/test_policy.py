@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -111,7 +112,7 @@ def test_verified_deidentified_does_not_trust_the_flag_alone(tmp_path: Path) -> 
     liar = pydicom.dcmread(pydicom.filebase.DicomBytesIO(good.output_bytes))
     block = liar.private_block(0x0029, "ACME", create=True)
     block.add_new(0x10, "LO", "KENJI")
-    with pytest.raises(DeidError, match="private element"):
+    with pytest.raises(DeidError, match="private (element|creator)"):
         check_deidentified(to_bytes(liar))
     unmarked = read("CT_small.dcm")
     with pytest.raises(DeidError, match="PatientIdentityRemoved"):
@@ -238,3 +239,91 @@ def test_verified_accepts_a_sites_own_pseudonym_prefix_that_ends_in_a_separator(
     ds.PatientID = ds.PatientName = "ABERCROMBIEFITCH"  # 16 capitals: a word, no pseudonym
     with pytest.raises(DeidError, match="PatientID"):
         check_deidentified(to_bytes(ds))
+
+
+def _element(tag: int, vr: str, value: object) -> bytes:
+    out = pydicom.filebase.DicomBytesIO()
+    out.is_little_endian, out.is_implicit_VR = True, False
+    pydicom.filewriter.write_data_element(out, pydicom.dataelem.DataElement(tag, vr, value))
+    return out.getvalue()
+
+
+_HIDDEN = "Quillfeather^Marisol"
+_SHAPED = "born 03/19/1947 tel 914-555-0173, 12 Elm Street"
+
+
+def _dup_in_item() -> bytes:
+    ds = _released()
+    item = pydicom.Dataset()
+    item.ReferencedSOPInstanceUID, item.PatientName = ds.SOPInstanceUID, "REMOVED"
+    seq = pydicom.dataelem.DataElement(0x00081140, "SQ", pydicom.sequence.Sequence([item]))
+    seq.is_undefined_length, item.is_undefined_length_sequence_item = True, True
+    ds[0x00081140] = seq
+    raw = to_bytes(ds)
+    at = raw.find(_element(0x00100010, "PN", "REMOVED"))
+    return raw[:at] + _element(0x00100010, "PN", _HIDDEN) + raw[at:]  # pydicom shows the last one
+
+
+def _jis_hidden_date() -> bytes:
+    ds = _released()
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    raw = b"CT \x1b$B19470319\x1b(B"  # decodes to four kanji; an ASCII reader reads the birth date
+    ds[0x00081030] = pydicom.dataelem.RawDataElement(
+        pydicom.tag.Tag(0x00081030), "LO", len(raw), raw, 0, False, True
+    )
+    return to_bytes(ds)
+
+
+def _with(change: Any) -> bytes:
+    ds = _released()
+    change(ds)
+    return to_bytes(ds)
+
+
+def _trailing_pixels(ds: pydicom.Dataset) -> None:
+    ds.PixelData = ds.PixelData + _HIDDEN.encode()
+
+
+# outside review 10, finding 1: each was accepted by the verified mode and stored as it came
+HIDING_PLACES = {
+    "after an item delimiter at the top level": lambda: (
+        to_bytes(_released()) + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + _element(0x00100010, "PN", _HIDDEN)
+    ),
+    "seven stray bytes at the end": lambda: to_bytes(_released()) + b"8842193",
+    "a name written twice in an undefined-length item": _dup_in_item,
+    "file meta private information": lambda: _with(
+        lambda ds: ds.file_meta.add_new(0x00020102, "OB", _HIDDEN.encode())
+    ),
+    "file meta implementation version": lambda: _with(
+        lambda ds: setattr(ds.file_meta, "ImplementationVersionName", "QF8842193719")
+    ),
+    "an element the dictionary does not know": lambda: _with(
+        lambda ds: ds.add_new(0x00100011, "LO", _HIDDEN)
+    ),
+    "a private creator": lambda: _with(lambda ds: ds.add_new(0x00290010, "LO", _HIDDEN)),
+    "a private OB": lambda: _with(
+        lambda ds: (ds.add_new(0x00290010, "LO", "ACME 1.1"), ds.add_new(0x00291010, "OB", _HIDDEN.encode()))
+    ),
+    "a private DA": lambda: _with(
+        lambda ds: (ds.add_new(0x00290010, "LO", "ACME 1.1"), ds.add_new(0x00291012, "DA", "19470319"))
+    ),
+    "an overlay subtype": lambda: _with(lambda ds: ds.add_new(0x60000045, "LO", _SHAPED)),
+    "a curve's text": lambda: _with(lambda ds: ds.add_new(0x50002500, "LO", _SHAPED)),
+    "text no profile lists": lambda: _with(lambda ds: setattr(ds, "TextValue", _SHAPED)),
+    "the de-identification method": lambda: _with(lambda ds: setattr(ds, "DeidentificationMethod", _SHAPED)),
+    "ISO 2022 escapes around digits": _jis_hidden_date,
+    "bytes after the last frame": lambda: _with(_trailing_pixels),
+}
+
+
+@pytest.mark.parametrize("place", sorted(HIDING_PLACES))
+def test_verified_refuses_what_hides_outside_the_checked_data_set(place: str) -> None:
+    """The platform stores the bytes as they came: what pydicom does not show (after a delimiter, a
+    value written twice in an item), what the walk skipped (file meta, unknown and private elements,
+    overlay and curve text, unlisted text, the marking's own text), text that reads otherwise
+    without its character set, and pixel bytes outside the image are refused, never quoted."""
+    raw = HIDING_PLACES[place]()
+    with pytest.raises(DeidError) as refused:
+        check_deidentified(raw)
+    for secret in ("Quillfeather", "8842193", "1947", "555-0173"):
+        assert secret not in str(refused.value), place
