@@ -1679,8 +1679,7 @@ def patient_identities(ws: Workspace, study_uid: str) -> Any:
     and clinical inputs) under their keyed ID, with the site's staff and institution names. A central
     platform receives de-identified data only and holds none: its texts get the generic check alone.
     """
-    from curata.collect.deid import Identifiers, Vault
-    from curata.collect.deid import SiteIdentities
+    from curata.collect.deid import Identifiers, SiteIdentities, Vault
 
     if not ws.key_path.exists() or not ws.vault_path.is_dir():
         return None

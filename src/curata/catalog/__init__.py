@@ -88,6 +88,7 @@ def find_provenance(*args: Any, **kwargs: Any) -> Any:
 
 
 __all__ = [
+    "VIEWER_STOW",
     "Base",
     "Blob",
     "Catalog",
@@ -100,7 +101,6 @@ __all__ = [
     "SeriesFilter",
     "Site",
     "Study",
-    "VIEWER_STOW",
     "cache_key",
     "check_required",
     "code_version",

@@ -195,7 +195,8 @@ def _texts(ds: Dataset, path: str, top: bool) -> Iterable[tuple[str, str, str]]:
 def check_free_text(ds: Dataset, study: StoredStudy) -> None:
     """Every text value a fixed point of the site's free-text cleaner (generic identifier shapes and
     the patient's own identifiers), unless it is the stored study's own value of that attribute."""
-    encodings = ds._character_set
+    charsets = ds._character_set
+    encodings = [charsets] if isinstance(charsets, str) else list(charsets)
     for where, keyword, text in _texts(ds, "", True):
         if clean_text(text, study.identities, generic=True) == text and _read_as_ascii_is_clean(
             text, encodings, study

@@ -78,11 +78,12 @@ _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 # DICOM person name (FAMILY^GIVEN) written into text. (Dates and "by <word>" are ordinary there.)
 _SHAPES = [GENERIC_PATTERNS[i] for i in (0, 7, 8, 9)]
 # In text no profile cleans (kept as it came), what is never a version, model or code: those shapes,
-# a written date, a date with slashes and a four-digit year, a telephone number with hyphens, a street
-# address (a compact date is not: software versions carry their build's, "Ver02.00.00[20010925]")
+# a date with slashes and a four-digit year, a telephone number with hyphens, a street address (a
+# compact or written date is not: software versions carry their build's, "Ver02.00.00[20010925]",
+# "Tue Oct  4 18:39:42 EDT 2022")
 _UNLISTED_SHAPES = [
     *_SHAPES,
-    *(GENERIC_PATTERNS[i] for i in (5, 6, 11)),
+    GENERIC_PATTERNS[11],
     re.compile(r"\b\d{1,2}/\d{1,2}/(?:19|20)\d{2}\b"),
     re.compile(r"(?:\(\d{3}\)\s?|\b\d{3}-)\d{3}-\d{4}\b"),
 ]
