@@ -112,6 +112,19 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
     return Workspace.init(tmp_path / "ws", site="test-site")
 
 
+def pseudonym_of(patient_id: str) -> str:
+    """A stand-in for the site's keyed pseudonym of ``patient_id`` (``CUR-`` + 16 base32), as
+    ``make_ct(deidentified=True)`` writes it; a value that is one already is kept."""
+    import base64
+    import hashlib
+
+    from curata.collect.deid.pseudonyms import is_pseudonym
+
+    if is_pseudonym(patient_id):
+        return patient_id
+    return "CUR-" + base64.b32encode(hashlib.sha256(patient_id.encode()).digest()[:10]).decode()
+
+
 def make_ct(
     path: Path | None = None,
     *,
@@ -170,9 +183,9 @@ def make_ct(
     ds.RescaleSlope = 1
     rng = np.random.default_rng(seed + index)
     ds.PixelData = rng.integers(0, 2000, size=(rows, columns), dtype=np.uint16).tobytes()
-    if deidentified:  # as a de-identifier leaves it: a pseudonym for a name (the flag alone is not trusted)
-        if patient_name == "Doe^Jane":
-            ds.PatientName = patient_id
+    if deidentified:  # as a Curata site releases it: the platform checks more than the flag
+        ds.PatientID = ds.PatientName = pseudonym_of(patient_id)  # a keyed pseudonym's shape
+        ds.PatientBirthDate = ds.AccessionNumber = ""  # every profile empties them
         ds.PatientIdentityRemoved = "YES"
         ds.DeidentificationMethod = "test fixture"
     if path is not None:

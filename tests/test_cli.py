@@ -114,3 +114,92 @@ def test_database_url_env_selects_postgres(
     assert ws.catalog.dialect == "postgresql"
     assert not (tmp_path / "pgws" / "catalog.sqlite").exists()
     ws.catalog.dispose()
+
+
+# -- the central platform (`ingest --verified-deidentified`): reviewer 8, findings 4, 8 and 9 --
+_NEEDLES = (b"QF88421937", b"19470319", b"ACC5521987", b"Wendeline", b"Quillfeather")
+
+
+def _files_holding(folder: Path, needles: tuple[bytes, ...]) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if p.is_file() and any(n in p.read_bytes() for n in needles)]
+
+
+def test_platform_ingest_refuses_a_marked_object_that_keeps_its_identifiers(
+    ws_dir: Path, tmp_path: Path
+) -> None:
+    """Finding 4: marked PatientIdentityRemoved=YES by another tool, the raw MRN as PatientID and
+    PatientName, the birth date, accession and institution: it was stored at the platform."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientIdentityRemoved = "YES"
+    ds.PatientID = ds.PatientName = "QF88421937"
+    ds.PatientBirthDate = "19470319"
+    ds.AccessionNumber = "ACC5521987"
+    ds.InstitutionName = "St Wendeline General Hospital"
+    ds.StudyDescription = "CT chest Marisol Quillfeather"
+    ds.ReferringPhysicianName = ds.OperatorsName = ""
+    for kw in ("OtherPatientIDsSequence", "OtherPatientIDs", "OtherPatientNames", "PatientAddress"):
+        if kw in ds:
+            delattr(ds, kw)
+    ds.remove_private_tags()
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "x.dcm")
+    result = _run("ingest", str(tmp_path / "in"), "-w", str(ws_dir), "--verified-deidentified", "--json",
+                  "-j", "1", ok=False)  # fmt: skip
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["ingested"] == 0 and summary["quarantined"] == 1
+    assert _files_holding(ws_dir / "store", _NEEDLES) == []
+    rows = json.loads(_run("ls", "quarantine", "-w", str(ws_dir), "--json").stdout)
+    assert len(rows) == 1 and "PatientID" in rows[0]["reason"] and "QF88421937" not in rows[0]["reason"]
+
+
+def test_platform_keeps_no_raw_copy_of_what_it_refuses(ws_dir: Path, ct_series) -> None:  # type: ignore[no-untyped-def]
+    """Finding 8: a refused raw object's bytes (name, MRN, birth date) were kept in the platform's
+    quarantine/. Now only the row: digest, size, reason."""
+    folder = ct_series(2, deidentified=False)
+    raws = sorted(p.read_bytes() for p in folder.iterdir())
+    result = _run(
+        "ingest", str(folder), "-w", str(ws_dir), "--verified-deidentified", "--json", "-j", "1", ok=False
+    )
+    assert json.loads(result.stdout)["quarantined"] == 2
+    assert [p.name for p in (ws_dir / "quarantine").rglob("*")] == []
+    assert _files_holding(ws_dir, (b"Doe^Jane", b"PAT-0001", b"ACC123")) == []
+    rows = json.loads(_run("ls", "quarantine", "-w", str(ws_dir), "--json").stdout)
+    import hashlib
+
+    assert sorted(r["input_sha256"] for r in rows) == sorted(hashlib.sha256(r).hexdigest() for r in raws)
+    assert all(r["size"] == len(raws[0]) and "PatientIdentityRemoved" in r["reason"] for r in rows)
+
+
+def test_platform_ingest_refuses_raw_clinical_and_genomic_exports(ws_dir: Path, tmp_path: Path) -> None:
+    """Finding 9: a raw CSV (names, address, phone, birth date) and a raw VCF (sample = MRN) were
+    de-identified with the PLATFORM's key and their identities sealed in a vault made at the platform."""
+    exp = tmp_path / "export"
+    exp.mkdir()
+    (exp / "demo.csv").write_text(
+        "mrn,family,given,street,phone,dob,sex\n"
+        "QF88421937,Quillfeather,Marisol,42 Bramblewood Lane,914-555-0173,1947-03-19,F\n"
+    )
+    (exp / "clinical-map.toml").write_text(
+        '[csv]\npatient_id = "mrn"\n[csv.identifiers]\nnames = ["family", "given"]\n'
+        'addresses = ["street"]\nphones = ["phone"]\nbirth_date = "dob"\n[csv.person]\nsex = "sex"\n'
+    )
+    (exp / "t.vcf").write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=chr7,length=159345973>\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tQF88421937\n"
+        "chr7\t55191822\t.\tT\tG\t50\tPASS\t.\tGT\t0/1\n"
+    )
+    result = _run(
+        "ingest", str(exp), "-w", str(ws_dir), "--verified-deidentified", "--json", "-j", "1", ok=False
+    )
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["ingested"] == 0 and summary["quarantined"] == 2, summary
+    assert list((ws_dir / ".curata" / "vault").rglob("*.vault")) == []
+    assert _files_holding(ws_dir, (b"QF88421937", b"Quillfeather", b"Bramblewood")) == []
+    rows = json.loads(_run("ls", "quarantine", "-w", str(ws_dir), "--json").stdout)
+    assert len(rows) == 2 and all("gateway" in r["reason"] for r in rows), rows

@@ -28,7 +28,7 @@ def write_series(folder: Path, patient: str, seed: int) -> None:
         path = folder / patient / f"CT{i:02d}.dcm"
         ds = make_ct(path, patient_id=patient, patient_name=patient, study_uid=study, series_uid=series,
                      index=i, rows=SIZE, columns=SIZE, deidentified=True, seed=seed)  # fmt: skip
-        ds.StudyID = "1"
+        ds.StudyID = ""  # every profile empties it (Z)
         ds.ReferringPhysicianName = ""
         ds.PixelData = (phantom_hu()[i] + 1024).astype(np.uint16).tobytes()
         ds.save_as(path, enforce_file_format=True)
@@ -117,3 +117,21 @@ def on_platform(ws, *readings: str) -> dict[str, str]:  # type: ignore[no-untype
         service.set_role(ws, user, "lab", role)
         tokens[user] = service.create_token(ws, user, "test").token
     return tokens
+
+
+def as_stowed(ws, data: bytes, sender: str) -> None:  # type: ignore[no-untyped-def]
+    """Record ``sender`` as the account that STOWed ``data`` (the provenance the project STOW handler
+    writes, ``server/dicomweb.py``), for objects a test puts in the catalog by ingesting a folder."""
+    import io
+
+    import pydicom
+
+    from curata.annotate.service import STOW_STEP
+    from curata.catalog import record_provenance
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    series = [str(s.SeriesInstanceUID) for s in ds.ReferencedSeriesSequence]
+    with ws.catalog.session() as s:
+        record_provenance(
+            s, STOW_STEP, [*series, str(ds.SOPInstanceUID)], {"project": "lab", "author": sender}, {}
+        )

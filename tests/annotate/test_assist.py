@@ -127,7 +127,9 @@ def test_monai_label_api_drafts_trains_and_samples(organs) -> None:  # type: ign
         # two cases read and accepted, one left open
         for t in tasks[:2]:
             for reader in t.readers:
-                annotate.file_object(ws, annotate.seg_for(ws, "organs", t.id, _organ_truth(), reader=reader))
+                annotate.file_object(
+                    ws, annotate.seg_for(ws, "organs", t.id, _organ_truth(), reader=reader), reader=reader
+                )
                 annotate.submit(ws, "organs", t.id, reader, seconds=10)
         for res in annotate.compute_agreement(ws, "organs"):
             annotate.accept_review(ws, "organs", res.task_id, "dee")

@@ -139,7 +139,7 @@ def test_refusal_reasons_do_not_quote_the_objects_values(project, tmp_path) -> N
     # the platform's own check refuses person-name shapes; what passes it reaches the filing
     summary, _ = Ingestor(ws, deidentify=False, workers=1, site="site-a").ingest_paths([folder])
     result = annotate.file_new_objects(ws)
-    assert len(result.refused) == summary.counts["ingested"] >= len(spellings)
+    assert len(result.refused) == summary.counts["ingested"] >= 1  # what the gate lets through is refused
     messages += [reason for _, reason in result.refused]
     with ws.catalog.session() as session:
         messages += list(

@@ -21,7 +21,7 @@ def test_workflow_on_postgresql(pg_url, tmp_path, monkeypatch) -> None:  # type:
     missed = truth()
     missed[missed == 1] = 2
     for reader, labels in zip(t.readers, (truth(), missed), strict=True):
-        annotate.file_object(ws, annotate.seg_for(ws, "livers", t.id, labels, reader=reader))
+        annotate.file_object(ws, annotate.seg_for(ws, "livers", t.id, labels, reader=reader), reader=reader)
         annotate.submit(ws, "livers", t.id, reader, seconds=12)
     (res,) = annotate.compute_agreement(ws, "livers")
     assert res.state == "adjudication"

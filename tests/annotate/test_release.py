@@ -11,7 +11,7 @@ import numpy as np
 
 from curata import annotate
 from curata.collect.ingest import Ingestor
-from tests.annotate.conftest import truth
+from tests.annotate.conftest import as_stowed, truth
 
 
 def test_release_carries_accepted_labels_only(project, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -23,7 +23,9 @@ def test_release_carries_accepted_labels_only(project, tmp_path: Path) -> None: 
     done, undecided = tasks[:2], tasks[2]
     for t in done:
         for reader in t.readers:
-            annotate.file_object(ws, annotate.seg_for(ws, "livers", t.id, truth(), reader=reader))
+            annotate.file_object(
+                ws, annotate.seg_for(ws, "livers", t.id, truth(), reader=reader), reader=reader
+            )
             annotate.submit(ws, "livers", t.id, reader, seconds=5)
     for r in annotate.compute_agreement(ws, "livers"):
         annotate.accept_review(ws, "livers", r.task_id, "dee")
@@ -31,6 +33,7 @@ def test_release_carries_accepted_labels_only(project, tmp_path: Path) -> None: 
     stray = tmp_path / "stray" / "seg.dcm"
     stray.parent.mkdir()
     stray.write_bytes(annotate.seg_for(ws, "livers", undecided.id, truth(), reader=undecided.readers[0]))
+    as_stowed(ws, stray.read_bytes(), undecided.readers[0])
     _, problems = Ingestor(ws, deidentify=False, workers=1, site="site-a").ingest_paths([stray.parent])
     assert not problems
 

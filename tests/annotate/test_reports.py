@@ -9,7 +9,6 @@ import pydicom
 import pytest
 
 from curata import annotate
-from curata.annotate._seg import reader_code
 from curata.errors import AnnotationError
 
 PLANTED = [
@@ -41,8 +40,8 @@ def test_report_written_checked_signed_and_rendered(project) -> None:  # type: i
     signed = annotate.sign_report(ws, "livers", rid, second)
     sr = pydicom.dcmread(io.BytesIO(ws.store.get_bytes(signed["sr_digest"])))
     assert sr.Modality == "SR" and sr.VerificationFlag == "VERIFIED"
-    assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == reader_code(second)
-    assert str(sr.ContentCreatorName) == reader_code(author)  # a code, never the staff name
+    assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == annotate.reader_code(ws, second)
+    assert str(sr.ContentCreatorName) == annotate.reader_code(ws, author)  # a code, never the staff name
     items = {str(i.ConceptNameCodeSequence[0].CodeMeaning): i for i in sr.ContentSequence}
     assert items["Impression"].TextValue == impression
     assert float(items["Distance"].MeasuredValueSequence[0].NumericValue) == 12.5

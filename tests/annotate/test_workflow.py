@@ -8,7 +8,7 @@ import pytest
 
 from curata import annotate
 from curata.errors import AnnotationError, InputError
-from tests.annotate.conftest import truth
+from tests.annotate.conftest import as_stowed, truth
 
 
 def _tasks(ws):  # type: ignore[no-untyped-def]
@@ -17,7 +17,7 @@ def _tasks(ws):  # type: ignore[no-untyped-def]
 
 def _read(ws, task_id: int, reader: str, labels: np.ndarray):  # type: ignore[no-untyped-def]
     data = annotate.seg_for(ws, "livers", task_id, labels, reader=reader)
-    return annotate.file_object(ws, data)
+    return annotate.file_object(ws, data, reader=reader)
 
 
 def test_balanced_assignment_skips_the_readers_own_site(project) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +82,7 @@ def test_double_reading_to_accepted_labels(project) -> None:  # type: ignore[no-
     # a correction is a new version naming the old one; the same object filed twice is one read
     tid0 = min(plan)
     a0 = plan[tid0][0]
-    again = annotate.file_object(ws, annotate.seg_for(ws, "livers", tid0, gt, reader=a0))
+    again = annotate.file_object(ws, annotate.seg_for(ws, "livers", tid0, gt, reader=a0), reader=a0)
     assert again.version == 2 and again.supersedes_id is not None
     assert {t.state for t in _tasks(ws).values()} == {"submitted"}
 
@@ -154,16 +154,21 @@ def test_second_read_is_mandatory_and_wrong_objects_are_refused(project, tmp_pat
     bad[0, 0, 0] = 7
     with pytest.raises(InputError, match="not in schema"):
         annotate.file_labelmap(ws, "livers", tid, a, bad, source="edit")
-    # objects arriving in the catalog (as STOW-RS puts them there) are filed; one that fits no task
-    # is refused with its reason and quarantined, and the others go on
+    # objects arriving in the catalog (as STOW-RS puts them there) are filed as the account that sent
+    # them; one whose sender reads no task on the series is refused with its reason and quarantined,
+    # and the others go on
     from curata.catalog import QuarantineItem
     from curata.collect.ingest import Ingestor
 
     assert annotate.file_new_objects(ws).filed == []
     folder = tmp_path / "arrivals"
     folder.mkdir()
-    (folder / "good.dcm").write_bytes(annotate.seg_for(ws, "livers", tid, truth(), reader=t.readers[1]))
-    (folder / "stray.dcm").write_bytes(annotate.seg_for(ws, "livers", tid, truth(), reader=outsider))
+    good = annotate.seg_for(ws, "livers", tid, truth(), reader=t.readers[1])
+    stray = annotate.seg_for(ws, "livers", tid, truth(), reader=outsider)
+    (folder / "good.dcm").write_bytes(good)
+    (folder / "stray.dcm").write_bytes(stray)
+    as_stowed(ws, good, t.readers[1])
+    as_stowed(ws, stray, outsider)
     _, problems = Ingestor(ws, deidentify=False, workers=1, site="site-a").ingest_paths([folder])
     assert not problems
     result = annotate.file_new_objects(ws)

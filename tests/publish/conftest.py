@@ -36,7 +36,7 @@ def write_patient(
         )
         ds.PatientSex = sex
         ds.PatientAge = f"{age:03d}Y"
-        ds.StudyID = "1"
+        ds.StudyID = ""  # every profile empties it (Z)
         ds.ReferringPhysicianName = ""
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)

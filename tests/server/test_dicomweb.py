@@ -114,6 +114,30 @@ def test_central_server_refuses_what_is_not_deidentified(workspace, ct_series, s
     assert sorted(_digests(workspace)) == sorted(hashlib.sha256(c).hexdigest() for c in clean)
 
 
+def test_central_server_keeps_no_raw_copy_of_what_it_refuses(workspace, ct_series, serve) -> None:  # type: ignore[no-untyped-def]
+    """Reviewer 8, finding 8: STOW answered 409 but kept the raw object (name, MRN, birth date) in the
+    platform's quarantine/; finding 4: an object marked YES that keeps the raw MRN was stored. Now the
+    sender keeps its copy and the platform keeps the digest, size and reason only."""
+    from curata.catalog import QuarantineItem
+
+    server = serve(create_app(workspace, token=TOKEN, verified_deidentified=True))
+    raw_phi = _files(ct_series, 1)
+    marked = pydicom.dcmread(io.BytesIO(_files(ct_series, 1, folder="marked", deidentified=True)[0]))
+    marked.PatientID = marked.PatientName = "PAT-0001"  # the raw MRN, under PatientIdentityRemoved YES
+    buf = io.BytesIO()
+    marked.save_as(buf, enforce_file_format=True)
+    r = _stow(server.url, [*raw_phi, buf.getvalue()])
+    assert r.status_code == 409
+    assert [i["00081197"]["Value"][0] for i in r.json()["00081198"]["Value"]] == [0xC000, 0xC000]
+    assert _count(workspace) == 0
+    assert [p.name for p in workspace.quarantine_path.rglob("*")] == []
+    with workspace.catalog.session() as s:
+        rows = {q.input_digest: (q.size, q.reason) for q in s.scalars(select(QuarantineItem))}
+    sent = {hashlib.sha256(b).hexdigest(): len(b) for b in (*raw_phi, buf.getvalue())}
+    assert {d: size for d, (size, _r) in rows.items()} == sent
+    assert not any(p.decode() in reason for p in PLANTED for _s, reason in rows.values())
+
+
 def test_stow_checks_the_content_digest(workspace, ct_series, serve) -> None:  # type: ignore[no-untyped-def]
     server = serve(create_app(workspace, token=TOKEN, verified_deidentified=True))
     good, other = _files(ct_series, 2, deidentified=True)

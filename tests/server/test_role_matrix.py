@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from curata.server.app import create_app, route_table
 
 ANON = "anon"
-MEMBERS = {"adm", "cur", "ann", "rev", "hos", "lic", "root"}  # of project alpha (root: platform admin)
+MEMBERS = {"adm", "cur", "ann", "rev", "hos", "lic", "root", "ann2"}  # of alpha (root: platform admin)
 SIGNED_IN = {*MEMBERS, "outsider"}
 EVERYONE = {ANON, "service", *SIGNED_IN}  # public routes
-WRITERS = {"adm", "cur", "ann", "rev", "hos", "root"}  # STOW: every working role, not a licensee
+WRITERS = {"adm", "cur", "ann", "rev", "hos", "root", "ann2"}  # STOW: every working role, not a licensee
 PROJECT_ADMINS = {"adm", "root"}
 PLATFORM = {"root"}
 
@@ -75,9 +75,9 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/ui/p/{project}/cohorts"): {"adm", "cur", "root"},
     ("POST", "/ui/p/{project}/cohorts"): {"adm", "cur", "root"},
     ("GET", "/ui/p/{project}/runs"): {"adm", "cur", "root"},
-    ("GET", "/ui/p/{project}/releases"): MEMBERS - {"ann"},
-    ("GET", "/ui/p/{project}/releases/{ref}"): MEMBERS - {"ann"},
-    ("GET", "/ui/p/{project}/releases/{ref}/card"): MEMBERS - {"ann"},
+    ("GET", "/ui/p/{project}/releases"): MEMBERS - {"ann", "ann2"},
+    ("GET", "/ui/p/{project}/releases/{ref}"): MEMBERS - {"ann", "ann2"},
+    ("GET", "/ui/p/{project}/releases/{ref}/card"): MEMBERS - {"ann", "ann2"},
     ("GET", "/ui/p/{project}/releases/{ref}/download"): {"lic"},  # a licence holder's own copy only
     ("GET", "/ui/p/{project}/ledger"): MEMBERS,
     ("GET", "/ui/p/{project}/ledger/{index}"): MEMBERS,
@@ -91,20 +91,24 @@ for suffix in _DW_READ:
     EXPECTED[("GET", DW + suffix)] = MEMBERS
     EXPECTED[("GET", GW + suffix)] = PLATFORM | {"service"}
 # the annotation stage: readers (annotators, reviewers) read their own tasks, curators manage;
-# site and licensee accounts, the gateway's shared token and other projects' members are refused
-WORK = {"adm", "cur", "ann", "rev", "root"}
+# site and licensee accounts, the gateway's shared token and other projects' members are refused.
+# ann2, an annotator of alpha who reads nothing in ``reads``, sees its labels and models (and its
+# pages' frames), never its tasks or their state; drafts are hidden in ``reads`` (show_drafts off),
+# so only its curators draft
+MEMBER_WORK = {"adm", "cur", "ann", "rev", "root", "ann2"}
+WORK = {"adm", "cur", "ann", "rev", "root"}  # the reading project's readers and curators
 MANAGE = {"adm", "cur", "root"}
-READ = {"adm", "ann", "rev", "root"}
+READ = {"ann", "rev"}  # a task's own readers (an admin who reads no task of it is refused, 404)
 AN = "/projects/{project}/annotate/{reading}"
 RD = "/ui/p/{project}/reading"
 for method, path, who_may in [
     ("GET", AN + "/monailabel/auth/", EVERYONE),  # MONAI Label's "auth enabled?"
     ("GET", AN + "/monailabel/auth", EVERYONE),
     ("POST", AN + "/monailabel/auth/token", EVERYONE),  # a password sign-in: a short-lived API token
-    ("GET", AN + "/monailabel/auth/token/valid", WORK),
-    ("GET", AN + "/monailabel/info/", WORK),
-    ("GET", AN + "/monailabel/info", WORK),
-    ("POST", AN + "/monailabel/infer/{model}", WORK),
+    ("GET", AN + "/monailabel/auth/token/valid", MEMBER_WORK),
+    ("GET", AN + "/monailabel/info/", MEMBER_WORK),
+    ("GET", AN + "/monailabel/info", MEMBER_WORK),
+    ("POST", AN + "/monailabel/infer/{model}", MANAGE),
     ("GET", AN + "/monailabel/datastore/", WORK),
     ("GET", AN + "/monailabel/datastore", WORK),
     ("POST", AN + "/monailabel/activelearning/{strategy}", WORK),
@@ -113,8 +117,8 @@ for method, path, who_may in [
     ("GET", AN + "/queue", WORK),
     ("GET", AN + "/tasks/{task_id}/reads", WORK),
     ("POST", AN + "/file", MANAGE),
-    ("GET", RD, WORK),
-    ("GET", RD + "/{reading}/", WORK),
+    ("GET", RD, MEMBER_WORK),
+    ("GET", RD + "/{reading}/", MEMBER_WORK),
     ("POST", RD + "/{reading}/assign", MANAGE),
     ("POST", RD + "/{reading}/agreement", MANAGE),
     ("POST", RD + "/{reading}/release", MANAGE),
@@ -175,7 +179,7 @@ def _fill(path: str, p: Any, sop: str) -> str:
         "frames": "1",
         "name": "curata.css",
         "ref": "rel@1",
-        "index": "0",
+        "index": str(p.alpha_entry),
         "path:path": "viewer",
         "model": "body",
         "strategy": "random",
@@ -204,6 +208,11 @@ def app_and_platform(platform: Any, tmp_path: Path) -> tuple[Any, Any]:
     service.add_resource(platform.ws, "alpha", "release", "rel")
     service.create_user(platform.ws, "spare", "a spare long password")
     service.grant_licence(platform.ws, "lic", "alpha", "rel@1")
+    service.create_user(platform.ws, "ann2", "another annotator password")
+    service.set_role(platform.ws, "ann2", "alpha", "annotator")
+    platform.tokens["ann2"] = service.create_token(platform.ws, "ann2", "test").token
+    seen = service.record(platform.ws, "view-series", username="cur", target="x", project="alpha")
+    platform.alpha_entry = seen.ledger_index  # an entry of alpha's log page
     _reading_project(platform)
     app = create_app(platform.ws, token=SERVICE_TOKEN, ohif_dir=dist, verified_deidentified=True)
     return app, platform

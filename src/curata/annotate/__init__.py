@@ -8,8 +8,9 @@ Public API (the CLI, the server, the demo and publish use these)::
     set_schema(ws, project, labels, instructions), add_reader(ws, project, user, site=..., adjudicator=...)
     create_tasks(ws, project) -> int; assign(ws, project[, task_id, reader]) -> {reader: load}
     queue(ws, project, reader), start(...), submit(...), list_tasks(...), status(ws, project)
-    file_object(ws, dicom_bytes), file_new_objects(ws), import_labelmap(ws, project, series, reader, path)
+    file_object(ws, dicom_bytes, reader=SENDER), file_new_objects(ws), import_labelmap(ws, project, series, reader, path)
     visible_reads(ws, project, task, user)                      # blinding
+    reader_code(ws, user), is_reader(ws, project, user)         # keyed reader codes; who reads here
     compute_agreement(ws, project), adjudicate(...), accept_review(...), accepted_labels(ws, project)
     agreement_table(ws, project), reader_stats(ws, project), project_summary(ws, project)
     surface_distances(a, b, spacing, convention), label_agreement(a, b, spacing)   # the metrics
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         file_stowed,
         hidden_series,
         import_labelmap,
+        is_reader,
         list_projects,
         list_tasks,
         next_sample,
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
         queue,
         read_labelmap,
         read_sop_uids,
+        reader_code,
         reader_stats,
         register_bundle,
         release_labels,
@@ -115,6 +118,8 @@ _SERVICE = [
     "project_summary",
     "queue",
     "read_labelmap",
+    "is_reader",
+    "reader_code",
     "reader_stats",
     "register_bundle",
     "release_labels",
@@ -170,6 +175,7 @@ __all__ = [
     "file_stowed",
     "hidden_series",
     "import_labelmap",
+    "is_reader",
     "label_agreement",
     "list_projects",
     "list_tasks",
@@ -180,6 +186,7 @@ __all__ = [
     "queue",
     "read_labelmap",
     "read_sop_uids",
+    "reader_code",
     "reader_stats",
     "register_bundle",
     "release_labels",

@@ -3,21 +3,26 @@ the HTML and PDF renderings.
 
 A template lists fields; each is a coded finding (one of its options), a measurement (a number with a
 UCUM unit) or free text (the impression). Every text a reader writes passes the free-text check of
-de-identification (the collect stage's cleaner, with its generic identifier patterns): a report that
-holds a name, a date, a phone number or an identifier is refused, so none reaches a release.
+de-identification (the collect stage's cleaner): the generic identifier patterns always, and where the
+workspace holds the patient's identities (a site's vault), that patient's own name and IDs in every
+spelling the cleaner knows. A report that holds a name, a date, a phone number or an identifier is
+refused, so none reaches a release.
 """
 
 from __future__ import annotations
 
 import html
 import io
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from curata.annotate._seg import reader_code
 from curata.errors import AnnotationError
+
+if TYPE_CHECKING:
+    from curata.collect.deid import Identifiers
 
 FIELD_KINDS = ("finding", "measurement", "text")
 
@@ -70,15 +75,26 @@ def template_of(raw: Sequence[dict[str, Any]] | None) -> list[ReportField]:
     return fields
 
 
-def free_text_problems(text: str) -> list[str]:
-    """What the de-identification cleaner would remove from ``text`` (the kinds, never the values)."""
+# an identifier written digit by digit ("M R N 8 6 7 5 3 0 9", "8-6-7-5-3-0-9"): seven single digits or
+# more, each joined to the next by one space, dot or hyphen
+_SPACED_DIGITS = re.compile(r"(?<![\w.])\d(?:[ .\-]\d(?!\w)){6,}")
+
+
+def free_text_problems(text: str, identities: Identifiers | None = None) -> list[str]:
+    """What the de-identification cleaner would remove from ``text`` (the kinds, never the values):
+    the patient's own ``identities`` (every spelling the engine's ``Identifiers`` match: parts in any
+    order and case, IDs with or without their prefix) where the workspace holds them, and the generic
+    identifier shapes, digits written one by one included, always."""
     from curata.collect.deid import Identifiers, clean_text
 
-    cleaned = clean_text(text, Identifiers(), generic=True)
-    return [] if cleaned == text else ["identifier-like text (a name, date, phone number, address or ID)"]
+    if clean_text(text, identities or Identifiers(), generic=True) != text or _SPACED_DIGITS.search(text):
+        return ["identifier-like text (a name, date, phone number, address or ID)"]
+    return []
 
 
-def validate(fields: list[ReportField], values: dict[str, Any]) -> dict[str, Any]:
+def validate(
+    fields: list[ReportField], values: dict[str, Any], identities: Identifiers | None = None
+) -> dict[str, Any]:
     known = {f.name: f for f in fields}
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -103,7 +119,7 @@ def validate(fields: list[ReportField], values: dict[str, Any]) -> dict[str, Any
                 raise AnnotationError(f"report field {f.name!r} must be a number ({f.unit})") from exc
         else:
             text = str(v)
-            if free_text_problems(text):
+            if free_text_problems(text, identities):
                 raise AnnotationError(
                     f"report field {f.name!r} fails the free-text de-identification check",
                     hint="write no names, dates, phone numbers, addresses or identifiers in a report",
@@ -122,7 +138,7 @@ def write_sr(
     title: str,
 ) -> bytes:
     """A Comprehensive SR: an imaging report container with one item per filled field, verified by
-    the second reader."""
+    the second reader. ``author`` and ``signer`` are the readers' codes (never account names)."""
     import highdicom as hd
     from pydicom.uid import generate_uid
 
@@ -165,11 +181,11 @@ def write_sr(
         is_complete=True,
         is_final=True,
         is_verified=True,
-        verifying_observer_name=reader_code(signer),
+        verifying_observer_name=signer,
         verifying_organization="Curata reading",
         series_description=title[:64],
     )
-    sr.ContentCreatorName = reader_code(author)
+    sr.ContentCreatorName = author
     if getattr(evidence[0], "PatientIdentityRemoved", "") == "YES":
         sr.PatientIdentityRemoved = "YES"
     buf = io.BytesIO()

@@ -36,7 +36,6 @@ def write_seg(
     labels: np.ndarray,
     label_defs: Sequence[Any],
     *,
-    reader: str,
     series_description: str,
     draft: bool = False,
     algorithm: str = "",
@@ -94,7 +93,8 @@ def write_seg(
             manufacturer_model_name="curata-annotate",
             software_versions="1",
             device_serial_number="0",
-            content_creator_name=reader_code(reader),
+            # no Content Creator's Name (PS3.15 Table E.1-1: Z): the reader is the catalog's, from the
+            # account that sent or filed the object; a name here would be trusted by no one
             series_description=series_description[:64],
             content_label="DRAFT" if draft else "READ",
             omit_empty_frames=True,
@@ -115,11 +115,3 @@ def _scheme(s: str) -> str:
 def _code(c: Sequence[str]) -> tuple[str, str, str]:
     scheme, value, meaning = c  # as a schema writes it: (scheme, code, meaning)
     return value, _scheme(scheme), meaning
-
-
-def reader_code(reader: str) -> str:
-    """What a DICOM object written by Curata names its reader by: a stable code, never the account
-    name (a staff name is an identifier under PS3.15 too). ``READER-<10 digits>`` from the name."""
-    import hashlib
-
-    return f"READER-{int(hashlib.sha256(reader.encode()).hexdigest()[:10], 16) % 10**10:010d}"

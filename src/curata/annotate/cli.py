@@ -187,7 +187,7 @@ def status_cmd(project: str, as_json: bool = JSON, workspace: Path | None = WS) 
 
 @annotate_app.command("file")
 def file_cmd(project: str = typer.Option(None, "--project"), workspace: Path | None = WS) -> None:
-    """File the SEG/SR/RTSTRUCT objects that arrived (STOW-RS) against their tasks and readers."""
+    """File the SEG/SR/RTSTRUCT objects that arrived (STOW-RS) as reads of the accounts that sent them."""
     from curata.annotate.service import file_new_objects
 
     r = file_new_objects(Workspace.find(workspace), project)

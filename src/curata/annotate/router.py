@@ -5,7 +5,11 @@ platform project and calls the service. The reader is the signed-in user (sessio
 
 Roles: annotators and reviewers read their own tasks (a reviewer is the second reader who signs
 reports off); curators and admins manage (filing, assignment, adjudication, training); site and
-licensee accounts are refused.
+licensee accounts are refused. A member who reads in the platform project but not in this reading
+project gets its labels and models (``/info``), never its tasks' state (``/status``, ``/queue``,
+``/datastore``, ``/activelearning``: 403). A reader sees their own tasks only, other readers by their
+reader code (blinding), and drafts a case (``/infer``) only when it is theirs and the project shows
+drafts; one inference at a time per user and ``INFER_PER_HOUR`` an hour (else 429).
 
 MONAI Label routes (shapes as MONAI Label publishes them), with the server address
 ``http://HOST/projects/PROJECT/annotate/READING/monailabel`` and a user's API token as Bearer::
@@ -20,7 +24,8 @@ MONAI Label routes (shapes as MONAI Label publishes them), with the server addre
 from __future__ import annotations
 
 import gzip
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -28,6 +33,9 @@ from fastapi.responses import JSONResponse, Response
 
 from curata.errors import AnnotationError, CurataError
 from curata.server import Access, AuthError, Role, require
+
+INFER_PER_HOUR = 30  # inferences one user may start in an hour (each is minutes of CPU)
+INFER_ACTION = "annotate-infer"
 
 router = APIRouter(prefix="/projects/{project}/annotate", tags=["annotate"])
 
@@ -50,6 +58,34 @@ def reading_of(access: Access, reading: str) -> str:
 
 def manages(access: Access) -> bool:
     return access.has(Role.curator)
+
+
+def reads_here(ws: Any, access: Access, reading: str) -> bool:
+    """True for a curator (or admin); for a reader of ``reading``, False; anyone else is refused
+    (403): the project's tasks and their state are its readers' and curators' business."""
+    from curata.annotate import is_reader
+
+    if manages(access):
+        return True
+    if not is_reader(ws, reading, access.principal.username):
+        raise AuthError(f"you read no task of {reading!r}", status=403)
+    return False
+
+
+def shown_as(ws: Any, access: Access, name: str) -> str:
+    """Another reader as the caller may see them: their account for a curator, else their reader code."""
+    from curata.annotate import reader_code
+
+    if manages(access) or name == access.principal.username or not name or ":" in name:
+        return name  # the caller, or an AI model ("assist:body")
+    return reader_code(ws, name)
+
+
+def running_inferences(app: Any) -> set[str]:
+    """The users with an inference running in this process (one at a time each)."""
+    if not hasattr(app.state, "inferences"):
+        app.state.inferences = set()
+    return app.state.inferences  # type: ignore[no-any-return]
 
 
 def _fail(exc: CurataError) -> HTTPException:
@@ -159,21 +195,39 @@ async def ml_infer(
     opens it from the project's DICOMweb when the project shows drafts) and returned."""
     from starlette.concurrency import run_in_threadpool
 
-    from curata.annotate import draft_seg, read_labelmap, series_grid
-    from curata.server import add_resource
+    from curata.annotate import draft_seg, list_tasks, read_labelmap, series_grid, show_project
+    from curata.server import add_resource, count_recent, record
 
     ws, name = _ws(request), reading_of(access, reading)
+    user = access.principal.username
+    manager = reads_here(ws, access, name)
+    if not manager and not show_project(ws, name).show_drafts:
+        raise AuthError(f"{name!r} hides AI drafts from its readers", status=403)
     if not image:
         raise HTTPException(400, "image (a series UID of the project) is required")
     if output not in ("dicom_seg", "all", "image", "json"):
         raise HTTPException(400, "output is one of dicom_seg, image, json")
     task_id = _task_of(ws, name, image)
+    if not manager and user not in next(t for t in list_tasks(ws, name) if t.id == task_id).readers:
+        raise AuthError(f"no task of yours reads image {image}", status=403)
+    running = running_inferences(request.app)
+    if user in running:
+        raise HTTPException(429, "an inference of yours is already running: wait for it")
+    if count_recent(ws, user, INFER_ACTION, seconds=3600) >= INFER_PER_HOUR:
+        raise HTTPException(
+            429, f"at most {INFER_PER_HOUR} inferences an hour", headers={"Retry-After": "600"}
+        )
+    assert access.project is not None
+    running.add(user)
     try:
+        record(ws, INFER_ACTION, principal=access.principal, target=image, project=access.project.name,
+               detail={"model": model}, ledger=request.app.state.ledger)  # fmt: skip
         draft, seg = await run_in_threadpool(draft_seg, ws, name, task_id, model)
         labels = read_labelmap(ws, draft.id)
     except CurataError as exc:
         raise _fail(exc) from exc
-    assert access.project is not None
+    finally:
+        running.discard(user)
     from curata.annotate import draft_series_uid
 
     seg_series = draft_series_uid(ws, draft.id)
@@ -205,6 +259,7 @@ def ml_datastore(
     from curata.annotate import accepted_labels, list_tasks, status
 
     ws, name = _ws(request), reading_of(access, reading)
+    manager = reads_here(ws, access, name)
     try:
         st = status(ws, name)
         if output == "stats":
@@ -222,6 +277,7 @@ def ml_datastore(
                 else {},
             }
             for t in list_tasks(ws, name)
+            if manager or access.principal.username in t.readers  # a reader: their own tasks
         }
         return {"name": name, "objects": objects}
     except CurataError as exc:
@@ -236,8 +292,10 @@ async def ml_activelearning(
 
     from curata.annotate import next_sample
 
+    ws, name = _ws(request), reading_of(access, reading)
+    reader = None if reads_here(ws, access, name) else access.principal.username
     try:
-        return await run_in_threadpool(next_sample, _ws(request), reading_of(access, reading), strategy)
+        return await run_in_threadpool(partial(next_sample, ws, name, strategy, reader=reader))
     except CurataError as exc:
         raise _fail(exc) from exc
 
@@ -275,8 +333,10 @@ def project_status(
 ) -> dict[str, Any]:
     from curata.annotate import status
 
+    ws, name = _ws(request), reading_of(access, reading)
+    reads_here(ws, access, name)
     try:
-        return status(_ws(request), reading_of(access, reading))
+        return status(ws, name)
     except CurataError as exc:
         raise _fail(exc) from exc
 
@@ -288,11 +348,13 @@ def reader_queue(
     """The caller's own open tasks, next first."""
     from curata.annotate import queue
 
+    ws, name = _ws(request), reading_of(access, reading)
+    reads_here(ws, access, name)
     try:
-        tasks = queue(_ws(request), reading_of(access, reading), access.principal.username)
+        tasks = queue(ws, name, access.principal.username)
     except CurataError as exc:
         raise _fail(exc) from exc
-    return [asdict(t) for t in tasks]
+    return [asdict(replace(t, readers=[shown_as(ws, access, r) for r in t.readers])) for t in tasks]
 
 
 @router.get("/{reading}/tasks/{task_id}/reads")
@@ -302,12 +364,13 @@ def task_reads(
     """The reads the caller may see (blinding applies; curators see all)."""
     from curata.annotate import visible_reads
 
-    name = reading_of(access, reading)
+    ws, name = _ws(request), reading_of(access, reading)
+    reads_here(ws, access, name)
     try:
-        reads = visible_reads(_ws(request), name, task_id, access.principal.username, manager=manages(access))
+        reads = visible_reads(ws, name, task_id, access.principal.username, manager=manages(access))
     except CurataError as exc:
         raise _fail(exc) from exc
-    return [asdict(r) for r in reads]
+    return [asdict(replace(r, reader=shown_as(ws, access, r.reader))) for r in reads]
 
 
 @router.post("/{reading}/file")

@@ -9,6 +9,7 @@ least two readers have filed reads (the second read is mandatory).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 from collections import Counter, defaultdict
@@ -49,7 +50,7 @@ from curata.annotate.models import (
     TaskAssignment,
     TaskState,
 )
-from curata.catalog import Instance, Patient, Series, Site, Study, record_provenance
+from curata.catalog import Instance, Patient, Provenance, Series, Site, Study, record_provenance
 from curata.errors import AnnotationError, InputError, decoding, is_fatal
 from curata.workspace import Workspace
 
@@ -517,6 +518,20 @@ def list_tasks(ws: Workspace, project: str, *, state: str | None = None) -> list
         return [_view(session, t) for t in session.scalars(stmt.order_by(AnnotationTask.id))]
 
 
+def is_reader(ws: Workspace, project: str, user: str) -> bool:
+    """Whether ``user`` reads (or adjudicates) in ``project``: a reader added to it."""
+    with ws.catalog.session() as session:
+        p = _project(session, project)
+        return (
+            session.scalar(
+                select(AnnotationReader.id).where(
+                    AnnotationReader.project_id == p.id, AnnotationReader.user_name == user
+                )
+            )
+            is not None
+        )
+
+
 def queue(ws: Workspace, project: str, reader: str) -> list[TaskView]:
     """A reader's open tasks, next first: highest active-learning score, then oldest."""
     with ws.catalog.session() as session:
@@ -641,6 +656,17 @@ def source_images(ws: Workspace, series_uid: str) -> list[Any]:
     return out
 
 
+_READER_CODE = b"curata reader code v1\x00"
+
+
+def reader_code(ws: Workspace, reader: str) -> str:
+    """What a DICOM object written by Curata, and a reader's pages, name a reader by: a stable code,
+    never the account name (a staff name is an identifier under PS3.15 too). ``READER-<10 digits>``
+    from an HMAC-SHA256 of the name keyed by the workspace secret, so no one computes it from a name."""
+    mac = hmac.new(ws.site_key(), _READER_CODE + reader.encode(), hashlib.sha256).hexdigest()
+    return f"READER-{int(mac[:10], 16) % 10**10:010d}"
+
+
 def seg_for(
     ws: Workspace,
     project: str,
@@ -652,7 +678,8 @@ def seg_for(
     algorithm: str = "",
 ) -> bytes:
     """A DICOM SEG of ``labels`` on the task's series with the project's segment codes (what a
-    viewer saves; also Curata's drafts and accepted labels)."""
+    viewer saves; also Curata's drafts and accepted labels). ``reader`` is whose read it is meant to
+    be; the object names no one (its reader is the account that files or sends it)."""
     from curata.annotate._seg import write_seg
 
     with ws.catalog.session() as session:
@@ -664,7 +691,6 @@ def seg_for(
         source_images(ws, series_uid),
         labels,
         defs,
-        reader=reader,
         draft=draft,
         algorithm=algorithm,
         series_description=f"{project} {kind} task {task_id}",
@@ -785,8 +811,8 @@ def file_object(
     ws: Workspace,
     data: bytes,
     *,
+    reader: str,
     project: str | None = None,
-    reader: str | None = None,
     source: str = "stow",
     keep_object: bool = True,
 ) -> ReadInfo:
@@ -796,8 +822,10 @@ def file_object(
     the derived label map (or the SR's checked answers) is stored, never the file's own bytes.
 
     The task is the one whose series the object references, in ``project`` (or the only project
-    with such a task); the reader is ``reader`` (the authenticated user) or the object's Content
-    Creator's Name. A second object from the same reader is a new version of their read.
+    with such a task) and that ``reader`` reads; the reader is ``reader``: the account that sent the
+    object (recorded by the server at STOW) or the reader a curator names on import, never a name
+    inside the object (its Content Creator's Name is any text anyone can write). A second object from
+    the same reader is a new version of their read.
     """
     import pydicom
 
@@ -813,13 +841,9 @@ def file_object(
     }.get(sop_class, ReadKind.sr if sop_class in SR_SOP_CLASSES else None)
     if kind is None:
         raise InputError(f"SOP class {sop_class} is not an annotation (SEG, SR or RTSTRUCT)")
-    from curata.annotate._seg import reader_code
-
-    who = reader or str(getattr(ds, "ContentCreatorName", "") or "")
+    who = reader
     if not who:
-        raise InputError(
-            "the object names no reader (Content Creator's Name)", hint="sign in, or set the reader"
-        )
+        raise InputError("no reader for the object", hint="file it as the account that sent it")
     series_uid = _referenced_series(ds)
     if series_uid is None:
         raise InputError("the object references no series", hint="segment one of the task's series")
@@ -828,20 +852,16 @@ def file_object(
         if project:
             stmt = stmt.where(AnnotationTask.project_id == _project(session, project).id)
         tasks = list(session.scalars(stmt))
-        # the object names its reader by account name (a client) or by Curata's reader code
-        matched: list[AnnotationTask] = []
-        for t in tasks:
-            for name in session.scalars(select(TaskAssignment.reader).where(TaskAssignment.task_id == t.id)):
-                if who in (name, reader_code(name)):
-                    matched.append(t)
-                    who = name
-                    break
-        tasks = matched
+        tasks = [
+            t
+            for t in tasks
+            if session.scalar(
+                select(TaskAssignment.id).where(TaskAssignment.task_id == t.id, TaskAssignment.reader == who)
+            )
+        ]
         if not tasks:
-            # a name the caller gave is quoted; the object's own Content Creator's Name may be any text
-            named = repr(who) if reader else "the object names (Content Creator's Name)"
             raise AnnotationError(
-                f"no task of reader {named} reads series {series_uid}",
+                f"no task of reader {who!r} reads series {series_uid}",
                 hint="is the reader assigned to this case?",
             )
         if len(tasks) > 1:
@@ -900,11 +920,30 @@ def _sr_values(ds: Any, labels: list[LabelDef]) -> dict[str, Any]:
     return out
 
 
+STOW_STEP = "viewer.stow"  # the server's provenance of a STOW by a signed-in account (its author)
+
+
+def _stow_senders(session: Session) -> dict[str, set[str]]:
+    """SOP Instance UID -> the accounts the server recorded sending it through a project's DICOMweb."""
+    senders: dict[str, set[str]] = defaultdict(set)
+    for inputs, params in session.execute(
+        select(Provenance.inputs, Provenance.parameters).where(Provenance.step == STOW_STEP)
+    ):
+        author = (params or {}).get("author")
+        if inputs and author:
+            senders[str(inputs[-1])].add(str(author))
+    return senders
+
+
 def file_new_objects(ws: Workspace, project: str | None = None) -> FileResult:
-    """File every SEG/SR/RTSTRUCT in the catalog not yet filed (what arrived through STOW-RS);
-    an object that fits no task is reported with its reason and the rest go on."""
+    """File every SEG/SR/RTSTRUCT in the catalog not yet filed (what arrived through STOW-RS) as a
+    read of the account that sent it (the server records the sender at STOW); an object with no
+    such sender (a folder, the DICOM network), or one whose sender reads no task on its series, is
+    refused with its reason and quarantined, and the rest go on. The object's own Content Creator's
+    Name never decides whose read it is."""
     result = FileResult()
     with ws.catalog.session() as session:
+        senders = _stow_senders(session)
         filed = set(
             session.scalars(
                 select(AnnotationRead.sop_instance_uid).where(AnnotationRead.sop_instance_uid.is_not(None))
@@ -924,7 +963,19 @@ def file_new_objects(ws: Workspace, project: str | None = None) -> FileResult:
             result.skipped += 1
             continue
         try:
-            result.filed.append(file_object(ws, ws.store.get_bytes(digest), project=project))
+            sent_by = sorted(senders.get(sop, ()))
+            if not sent_by:
+                raise AnnotationError(
+                    "no signed-in sender is recorded for it (it reached the catalog outside a project's "
+                    "STOW); the names inside an object never make it a reader's read",
+                    hint="import it for its reader: curata annotate import PROJECT --reader NAME",
+                )
+            if len(sent_by) > 1:
+                raise AnnotationError(
+                    f"it was sent by {len(sent_by)} accounts: whose read it is is not known"
+                )
+            data = ws.store.get_bytes(digest)
+            result.filed.append(file_object(ws, data, project=project, reader=sent_by[0]))
         except (InputError, AnnotationError) as exc:
             result.refused.append((sop, exc.message))
             _quarantine(ws, digest, exc.message)
@@ -1620,15 +1671,67 @@ def _template(p: AnnotationProject) -> list[Any]:
     return template_of((p.report_template or {}).get("fields"))
 
 
+def patient_identities(ws: Workspace, study_uid: str) -> Any:
+    """What the workspace knows that identifies the study's patient (an ``Identifiers``), or None.
+
+    A site-local install keeps it in its vault: de-identification seals each patient's name and ID
+    under their pseudonym, and every identifier of the patient (``collect.deid.identities``: DICOM
+    and clinical inputs) under their keyed ID, with the site's staff and institution names. A central
+    platform receives de-identified data only and holds none: its texts get the generic check alone.
+    """
+    from curata.collect.deid import Identifiers, SiteIdentities, Vault
+
+    if not ws.key_path.exists() or not ws.vault_path.is_dir():
+        return None
+    with ws.catalog.session() as session:
+        pseudonym = session.scalar(
+            select(Patient.pseudonym)
+            .join(Study, Study.patient_id == Patient.id)
+            .where(Study.study_uid == study_uid)
+            .limit(1)
+        )
+    if not pseudonym:
+        return None
+    key = ws.site_key()
+    ids, patient_ids = Identifiers(), set()
+    for rec in Vault(ws.vault_path, key).lookup(pseudonym):
+        if rec.get("kind") != "patient":
+            continue
+        name, pid = str(rec.get("patient_name") or "").strip(), str(rec.get("patient_id") or "").strip()
+        if name:
+            ids.add_name(name)
+            ids.add_strong(name)
+        if pid:
+            ids.add_strong(pid)
+            ids.add_value(pid)
+            patient_ids.add(pid)
+    site = SiteIdentities(ws.vault_path, key).recall()
+    for pid in patient_ids:
+        known = site.get(pid)
+        if known is not None:
+            ids.update(known)
+    if patient_ids:  # the site's staff and institutions name its patients' care
+        for person in site.people:
+            ids.add_name(person)
+        for place in site.institutions:
+            ids.add_word(place)
+    return ids if (ids.words or ids.strong) else None
+
+
 def write_report(ws: Workspace, project: str, task_id: int, author: str, values: dict[str, Any]) -> int:
-    """A reader's report (a new version when they write again); every text passes the free-text check."""
+    """A reader's report (a new version when they write again); every text passes the free-text check,
+    with the patient's own identifiers where the workspace holds them (:func:`patient_identities`)."""
     from curata.annotate._report import validate
 
     with ws.catalog.session() as session:
+        t = _task(session, _project(session, project), task_id)
+        _assignment(session, t, author)
+        study_uid = t.study_uid
+    identities = patient_identities(ws, study_uid)
+    with ws.catalog.session() as session:
         p = _project(session, project)
         t = _task(session, p, task_id)
-        _assignment(session, t, author)
-        clean = validate(_template(p), values)
+        clean = validate(_template(p), values, identities)
         last = session.scalar(
             select(ReadingReport)
             .where(ReadingReport.task_id == t.id, ReadingReport.author == author)
@@ -1664,7 +1767,12 @@ def sign_report(ws: Workspace, project: str, report_id: int, signer: str) -> dic
         fields, values, author, series_uid = _template(p), dict(r.values), r.author, t.series_uid
     evidence = source_images(ws, series_uid)
     sr = write_sr(
-        evidence, fields, values, author=author, signer=signer, title=f"{project} report task {r.task_id}"
+        evidence,
+        fields,
+        values,
+        author=reader_code(ws, author),
+        signer=reader_code(ws, signer),
+        title=f"{project} report task {r.task_id}",
     )
     digest = ws.store.put_bytes(sr)
     with ws.catalog.session() as session:
@@ -1914,20 +2022,24 @@ def draft_agreement(ws: Workspace, project: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def next_sample(ws: Workspace, project: str, strategy: str, *, seed: int = 0) -> dict[str, Any]:
+def next_sample(
+    ws: Workspace, project: str, strategy: str, *, seed: int = 0, reader: str | None = None
+) -> dict[str, Any]:
     """Active learning: the next case to read (``first``, ``random``, or ``uncertainty`` from the
-    project's UNet: the mean entropy of its prediction, stored as the tasks' queue priority)."""
+    project's UNet: the mean entropy of its prediction, stored as the tasks' queue priority).
+    ``reader``: among that reader's own open tasks only (else every open case: a curator's view)."""
     from curata.annotate import _assist
 
     with ws.catalog.session() as session:
         p = _project(session, project)
-        open_tasks = list(
-            session.scalars(
-                select(AnnotationTask)
-                .where(AnnotationTask.project_id == p.id, AnnotationTask.state != TaskState.accepted)
-                .order_by(AnnotationTask.id)
-            )
+        stmt = select(AnnotationTask).where(
+            AnnotationTask.project_id == p.id, AnnotationTask.state != TaskState.accepted
         )
+        if reader is not None:
+            stmt = stmt.join(TaskAssignment, TaskAssignment.task_id == AnnotationTask.id).where(
+                TaskAssignment.reader == reader, TaskAssignment.state != AssignmentState.submitted
+            )
+        open_tasks = list(session.scalars(stmt.order_by(AnnotationTask.id)))
     if not open_tasks:
         return {}
     skipped: list[dict[str, Any]] = []

@@ -28,7 +28,7 @@ from curata.errors import CatalogError
 
 if TYPE_CHECKING:
     from curata.catalog.dicom_index import RawView, check_required, index_fields
-    from curata.catalog.provenance import cache_key, code_version
+    from curata.catalog.provenance import VIEWER_STOW, cache_key, code_version
     from curata.catalog.query import join_series_to_site, series_rows
     from curata.catalog.service import (
         SeriesFilter,
@@ -48,6 +48,7 @@ __getattr__ = lazy_exports(
         "check_required": "dicom_index",
         "index_fields": "dicom_index",
         "RawView": "dicom_index",
+        "VIEWER_STOW": "provenance",
         "cache_key": "provenance",
         "code_version": "provenance",
         "join_series_to_site": "query",
@@ -72,6 +73,13 @@ def record_provenance(*args: Any, **kwargs: Any) -> Any:
     return record(*args, **kwargs)
 
 
+def stowed_blobs(*args: Any, **kwargs: Any) -> Any:
+    """:func:`curata.catalog.provenance.stowed_blobs`: objects stored through a project's STOW-RS."""
+    from curata.catalog.provenance import stowed_blobs as _stowed
+
+    return _stowed(*args, **kwargs)
+
+
 def find_provenance(*args: Any, **kwargs: Any) -> Any:
     """:func:`curata.catalog.provenance.find`."""
     from curata.catalog.provenance import find
@@ -80,6 +88,7 @@ def find_provenance(*args: Any, **kwargs: Any) -> Any:
 
 
 __all__ = [
+    "VIEWER_STOW",
     "Base",
     "Blob",
     "Catalog",
@@ -106,6 +115,7 @@ __all__ = [
     "list_studies",
     "record_provenance",
     "series_rows",
+    "stowed_blobs",
     "verify_store",
     "workspace_status",
 ]

@@ -139,8 +139,9 @@ class Instance(Base):
 
 
 class QuarantineItem(Base):
-    """An input Curata refused, with the reason. The bytes stay in the site's quarantine folder, never
-    in the store; ``input_digest`` names them there. No source path: paths can hold patient names."""
+    """An input Curata refused, with the reason. At a site the bytes stay in its quarantine folder, never
+    in the store; ``input_digest`` names them there. A central platform keeps no bytes of what it
+    refuses, only this row. No source path: paths can hold patient names."""
 
     __tablename__ = "quarantine_item"
     __table_args__ = (UniqueConstraint("stage", "input_digest"),)

@@ -60,3 +60,14 @@ def record(
     )
     session.add(prov)
     return prov
+
+
+# Objects a platform member stored through a project's STOW-RS (SEG/SR/RTSTRUCT made in a viewer):
+# checked at the door, not de-identified by a site, and never a release's label on that alone.
+VIEWER_STOW = "viewer.stow"
+
+
+def stowed_blobs(session: Session) -> set[str]:
+    """Blob digests of every object stored through a project's STOW-RS (``VIEWER_STOW`` records)."""
+    rows = session.scalars(select(Provenance.output).where(Provenance.step == VIEWER_STOW))
+    return {str(out.get("blob")) for out in rows if isinstance(out, dict) and out.get("blob")}

@@ -121,7 +121,8 @@ def _setup_context(ctx: _WorkerContext) -> None:
 def _quarantine_bytes(folder: str, digest: str, raw: bytes, source: str, reason: str, stage: str) -> None:
     """Keep a refused input on site (never in the store) with its reason, atomically, readable by
     the service account only (folder 0700, files 0600). The source path is not kept: folder names
-    often hold the patient's name; the sha256 names the input."""
+    often hold the patient's name; the sha256 names the input. (A central platform keeps nothing:
+    see :func:`refuse_bytes`.)"""
     del source
     qdir = Path(folder)
     target = qdir / f"{digest}.bin"
@@ -135,6 +136,16 @@ def _quarantine_bytes(folder: str, digest: str, raw: bytes, source: str, reason:
         "at": datetime.now(UTC).isoformat(),
     }
     write_private(qdir / f"{digest}.json", json.dumps(meta, indent=2).encode())
+
+
+def refuse_bytes(ctx: Any, digest: str, raw: bytes, source: str, reason: str, stage: str) -> None:
+    """Where a refused input goes: at a site, into its quarantine folder; at the central platform
+    (``deidentify`` off, `--verified-deidentified`), nowhere. What the platform refuses may be
+    identified (that is why it is refused) and the platform must never hold identified data: the
+    sender keeps its copy, the platform's catalog keeps the digest, size and reason
+    (``quarantine_item``)."""
+    if ctx.deidentify:
+        _quarantine_bytes(ctx.quarantine_dir, digest, raw, source, reason, stage)
 
 
 _IMAGE_MARKERS = ("Rows", "Columns", "BitsAllocated")
@@ -229,7 +240,7 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
             return IngestOutcome("failed", name, input_digest=digest, reason=DISK_FULL_REASON, size=len(raw))
         reason = safe_reason(exc)
         try:
-            _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
+            refuse_bytes(ctx, digest, raw, name, reason, "ingest")
         except OSError as qexc:
             if is_disk_full(qexc):
                 return IngestOutcome(
@@ -462,12 +473,55 @@ class Ingestor:
     def ingest_clinical(
         self, sources: list[Source], *, on_progress: Callable[[Any], None] | None = None
     ) -> tuple[RunSummary, list[Any]]:
-        """Clinical and genomic inputs, de-identified with the same site key as the images."""
+        """Clinical and genomic inputs, de-identified with the same site key as the images. At the
+        central platform (``deidentify`` off) they are refused instead (:meth:`_refuse_clinical`)."""
         from curata.collect.clinical.service import ClinicalIngestor
+
+        if not self.deidentify:
+            return self._refuse_clinical(sources, on_progress)
 
         with self.ws.catalog.session() as session:
             site_id = ensure_site(session, self.site_name, self.region, self.country).id
         return ClinicalIngestor(self.ws, site_id).ingest(sources, on_progress=on_progress)
+
+    def _refuse_clinical(
+        self, sources: list[Source], on_progress: Callable[[Any], None] | None
+    ) -> tuple[RunSummary, list[IngestOutcome]]:
+        """A CSV, Excel, FHIR or VCF file is a site's raw export: it holds names, record numbers and
+        dates, and nothing in it is marked de-identified. The platform never de-identifies it with its
+        own key (that would make the platform a holder of identities, and its vault their keeper):
+        it is refused, the digest, size and reason kept, the bytes not (:func:`refuse_bytes`)."""
+        from curata.collect.clinical.service import input_kind
+
+        summary = RunSummary("ingest")
+        problems: list[IngestOutcome] = []
+        with self.ws.catalog.session() as session:
+            writer = CatalogWriter(session, ensure_site(session, self.site_name, self.region, self.country))
+            for src in sources:
+                if input_kind(src.name) == "skip":  # a mapping or an index: read with its export
+                    summary.add("skipped")
+                    continue
+                try:
+                    raw = src.read()
+                except InputError as exc:
+                    outcome = IngestOutcome("failed", src.name, reason=sanitize(exc.reason))
+                else:
+                    kind = Path(src.name).suffix.lower().lstrip(".") or "clinical"
+                    outcome = IngestOutcome(
+                        "quarantined",
+                        src.name,
+                        input_digest=hashlib.sha256(raw).hexdigest(),
+                        reason=f"a raw {kind} export reached the central platform; refused (it is never "
+                        "de-identified here: a site's gateway pushes it de-identified, `curata gateway push`)",
+                        size=len(raw),
+                    )
+                    writer.quarantine(outcome, stage="clinical")
+                summary.add(outcome.status)
+                problems.append(outcome)
+                if on_progress:
+                    on_progress(outcome)
+            session.commit()
+        return summary, problems
 
     def ingest_sources(
         self,

@@ -23,13 +23,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from curata import faults
 from curata import select as select_stage
 from curata._io import atomic_write
-from curata.catalog import Blob, Instance, Patient, Series, Site, Study, code_version, join_series_to_site
+from curata.catalog import (
+    Blob,
+    Instance,
+    Patient,
+    Series,
+    Site,
+    Study,
+    code_version,
+    join_series_to_site,
+    stowed_blobs,
+)
 from curata.errors import ConfigError, CurataError, InputError, safe_reason
 from curata.publish import card as card_mod
 from curata.publish.formats import DEFAULT_FORMATS, BuildContext, Case, check_files, parse_formats, registered
@@ -130,6 +140,11 @@ def _load_members(session: Session, series_ids: Sequence[int] | None) -> list[_M
     if series_ids is not None:
         stmt = stmt.where(Series.id.in_(list(series_ids)))
     withdrawn = _withdrawn_patient_ids(session)
+    stowed = stowed_blobs(session)
+    if stowed:  # a series of objects members stored by STOW (SEG, SR, RTSTRUCT) is no image series
+        stmt = stmt.where(
+            exists().where(Instance.series_id == Series.id, Instance.blob_digest.not_in(list(stowed)))
+        )
     return [
         _Member(se, pa, si, st)
         for se, st, pa, si in session.execute(stmt)
@@ -210,14 +225,20 @@ def _instances(session: Session, series_ids: Sequence[int]) -> dict[int, list[tu
         .where(Instance.series_id.in_(list(series_ids)))
         .order_by(Instance.series_id, Instance.instance_number, Instance.sop_instance_uid)
     )
+    stowed = stowed_blobs(session)  # never an object a member stored by STOW, whatever series holds it
     for inst, size in rows:
+        if inst.blob_digest in stowed:
+            continue
         out[inst.series_id].append((inst, int(size)))
     return out
 
 
 def _segs_for(session: Session, ws: Workspace, members: Sequence[_Member]) -> dict[str, list[str]]:
     """Image series UID -> blob digests of the DICOM-SEG instances (same studies) that reference it,
-    leaving out the reads and drafts filed by an annotation project (raw reads are never labels)."""
+    leaving out the reads and drafts filed by an annotation project (raw reads are never labels) and
+    every object a member stored through a project's STOW-RS, filed or not (checked at the door, not
+    de-identified by a site: a release's labels from readers are an annotation project's accepted
+    labels, taken with ``release_labels``)."""
     from curata.annotate import read_sop_uids
 
     study_ids = {m.study.id for m in members}
@@ -232,7 +253,10 @@ def _segs_for(session: Session, ws: Workspace, members: Sequence[_Member]) -> di
         .order_by(Instance.blob_digest)
     )
     out: dict[str, list[str]] = defaultdict(list)
+    stowed = stowed_blobs(session)
     for (digest,) in rows:
+        if digest in stowed:
+            continue
         for uid in seg_referenced_series(ws.store.get_bytes(digest)):
             out[uid].append(digest)
     return out

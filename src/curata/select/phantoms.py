@@ -8,7 +8,9 @@ every defect class with its severities, the rules expected to fire, and how the 
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -75,6 +77,11 @@ def _image(spec: Spec, z: float, rng: np.random.Generator) -> np.ndarray:
     return np.hypot(re, im)
 
 
+# A phantom is no patient, but it arrives as a site releases a patient: under a pseudonym's shape
+# (CUR- and 16 base32), so that a platform's verified mode, which accepts nothing else, takes it.
+PHANTOM_ID = "CUR-" + base64.b32encode(hashlib.sha256(b"curata QC phantom").digest()).decode()[:16]
+
+
 def _dataset(spec: Spec, img: np.ndarray, index: int, position: np.ndarray, uids: Mapping[str, str]) -> Any:
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
@@ -83,7 +90,8 @@ def _dataset(spec: Spec, img: np.ndarray, index: int, position: np.ndarray, uids
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = sop_class
-    ds.PatientID, ds.PatientName, ds.PatientSex, ds.PatientAge = "PHANTOM", "Phantom", "O", "050Y"
+    ds.PatientID, ds.PatientName, ds.PatientSex, ds.PatientAge = PHANTOM_ID, PHANTOM_ID, "O", "050Y"
+    ds.QualityControlSubject = "YES"  # PS3.3 C.7.1.1: the subject is a quality control phantom
     ds.PatientIdentityRemoved = "YES"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = uids["study"], uids["series"]
     ds.FrameOfReferenceUID = uids["frame"]

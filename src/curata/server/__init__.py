@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     from curata.server.dicomweb import bounded_body
     from curata.server.models import Role
     from curata.server.router import token_login
-    from curata.server.service import AuthError, Principal, ProjectRecord, UserRecord, add_resource, record
+    from curata.server.service import (
+        AuthError,
+        Principal,
+        ProjectRecord,
+        UserRecord,
+        add_resource,
+        count_recent,
+        record,
+    )
 
 __getattr__ = lazy_exports(
     __name__,
@@ -38,6 +46,7 @@ __getattr__ = lazy_exports(
         "require_dicomweb_global": "auth",
         "bounded_body": "dicomweb",
         "record": "service",
+        "count_recent": "service",
         "Role": "models",
         "token_login": "router",
         "serve": "cli",
@@ -60,6 +69,7 @@ __all__ = [
     "UserRecord",
     "add_resource",
     "bounded_body",
+    "count_recent",
     "create_app",
     "login_required",
     "platform_admin_required",

@@ -631,82 +631,139 @@ def is_derived_class(sop_class: str) -> bool:
     return sop_class in (SEG_STORAGE, LABELMAP_SEG_STORAGE) or sop_class.startswith(SR_PREFIX)
 
 
-def _referenced_series(ds: Any) -> list[str]:
-    uids = {str(item.get("SeriesInstanceUID", "")) for item in ds.get("ReferencedSeriesSequence", [])}
-    for ev in ds.get("CurrentRequestedProcedureEvidenceSequence", []):
-        uids |= {str(i.get("SeriesInstanceUID", "")) for i in ev.get("ReferencedSeriesSequence", [])}
-    return sorted(u for u in uids if u)
-
-
 def _file_derived(request: Request, data: bytes) -> Any:
     """File a SEG/SR made in the viewer as a new, immutable object beside the images it annotates.
 
-    It must refer to a study this project holds, and its patient module must carry that study's
-    pseudonym and nothing else (it is derived from de-identified images, so it is stored as sent, UIDs
-    intact, and marked de-identified). Its provenance names the series it references and its author.
+    It must refer to a study this project holds (and only to that study's series in the project), its
+    patient and study attributes must be that study's, its text must pass the site's free-text
+    cleaner unchanged, and it may only add a new series or instance (``_derived``): it is derived from
+    de-identified images, so it is stored as checked, UIDs intact, and marked de-identified. Anything
+    else is refused (InputError naming the attribute) with nothing stored. Its provenance names the
+    series it references and its author.
     """
     from curata.catalog import record_provenance
     from curata.collect import Ingestor
+    from curata.server import _derived
 
-    ds = pydicom.dcmread(io.BytesIO(data))
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except Exception as exc:
+        raise InputError(f"not a readable DICOM object ({type(exc).__name__})") from exc
     access = request.state.access
     ws = request.app.state.ws
+    author = access.principal.username
+    project = access.project.name if access.project else ""
     with ws.catalog.session() as s:
         row = s.execute(
-            select(Patient.pseudonym, Site.name)
-            .join(Study, Study.patient_id == Patient.id)
+            select(Study.id, Patient.pseudonym, Site.name)
+            .join(Patient, Study.patient_id == Patient.id)
             .join(Site, Patient.site_id == Site.id)
             .join(Series, Series.study_id == Study.id)
             .where(Study.study_uid == str(ds.get("StudyInstanceUID", "")), Series.id.in_(_scope(request)))
             .limit(1)
         ).first()
-    if row is None:
-        raise InputError("it refers to no study of this project")
-    pseudonym, site = row
+        if row is None:
+            raise InputError("it refers to no study of this project")
+        study = _derived.StoredStudy(row[0], str(ds.StudyInstanceUID), row[1], row[2])
+        refs = _derived.referenced_series(ds)
+        known = set(
+            s.scalars(
+                select(Series.series_uid).where(
+                    Series.series_uid.in_(refs), Series.study_id == study.id, Series.id.in_(_scope(request))
+                )
+            )
+        )
+        if set(refs) - known:
+            raise InputError("it references a series that is not of its study in this project")
+        study.references = _derived.study_references(s, ws.store, study.id, is_derived_class)
     for keyword in ("PatientID", "PatientName"):
-        if str(ds.get(keyword, "") or "") not in ("", pseudonym):
+        if str(ds.get(keyword, "") or "") not in ("", study.pseudonym):
             raise InputError(f"its {keyword} is not the study's pseudonym")
-    for keyword in (
-        "OtherPatientIDs",
-        "OtherPatientIDsSequence",
-        "PatientAddress",
-        "PatientTelephoneNumbers",
-    ):
-        if keyword in ds:
-            del ds[keyword]
+    study.identities = _derived.patient_identities(ws, study.pseudonym)
+    _derived.strip_unsafe(ds)
+    _derived.check_study_attributes(ds, study)
+    _derived.check_free_text(ds, study)
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = "derived in the viewer from de-identified images; patient module checked"
+    _derived.fresh_file_meta(ds)
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
-    outcome = Ingestor(ws, deidentify=False, site=site, workers=1).ingest_bytes(buf.getvalue(), "viewer-stow")
+    checked = buf.getvalue()
+    with ws.catalog.session() as s:
+        _derived.check_uids(s, ds, study, hashlib.sha256(checked).hexdigest(), author, project)
+    outcome = Ingestor(ws, deidentify=False, site=study.site, workers=1).ingest_bytes(checked, "viewer-stow")
     if outcome.status in ("ingested", "present"):
         with ws.catalog.session() as s:
             record_provenance(
                 s,
-                "viewer.stow",
-                [*_referenced_series(ds), str(ds.SOPInstanceUID)],
-                {
-                    "project": access.project.name if access.project else "",
-                    "author": access.principal.username,
-                },
+                _derived.STOW_STEP,
+                [*refs, str(ds.SOPInstanceUID)],
+                {"project": project, "author": author},
                 {"sop_class": str(ds.SOPClassUID), "blob": outcome.blob_digest or ""},
             )
         if access.project is not None and access.project.annotations:
             from curata.annotate import file_stowed
 
             # a reader's SEG/SR: filed against their task as the signed-in user (blinded from now on)
-            file_stowed(ws, buf.getvalue(), access.principal.username, access.project.annotations)
+            file_stowed(ws, checked, author, access.project.annotations)
     return outcome
 
 
-def _file_into_project(request: Request, series_uids: list[str], n_stored: int) -> None:
-    """What a member stores through a project's DICOMweb belongs to that project; the upload is logged."""
+def _check_uids_unclaimed(request: Request, data: bytes) -> None:
+    """An image sent through a project's STOW-RS may not name a study, series or instance that the
+    catalog holds outside what the sender sees (it would join another project's series)."""
+    try:
+        ds = pydicom.dcmread(
+            io.BytesIO(data),
+            stop_before_pixels=True,
+            specific_tags=["SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"],
+        )
+    except Exception:
+        return  # unreadable: the receiver refuses it with its own reason
+    study, series, sop = (
+        str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    )
+    ws = request.app.state.ws
+    with ws.catalog.session() as s:
+        outside = ~Series.id.in_(_scope(request))
+        hits = [
+            select(Series.id)
+            .join(Study, Series.study_id == Study.id)
+            .where(Study.study_uid == study, outside),
+            select(Series.id).where(Series.series_uid == series, outside),
+            select(Instance.id)
+            .join(Series, Instance.series_id == Series.id)
+            .where(Instance.sop_instance_uid == sop, outside),
+        ]
+        if any(s.scalar(q.limit(1)) is not None for q in hits):
+            raise InputError("its study, series or SOP instance UID is already used outside this project")
+
+
+def _file_into_project(request: Request, series_uids: list[str], n_stored: int, stored: set[str]) -> None:
+    """What a member stores through a project's DICOMweb belongs to that project; the upload is logged.
+
+    A series joins the project only when the caller already sees it or every instance in it was
+    stored by this request: a stored UID never extends the project to another project's series."""
     from curata.server.service import add_resource
 
     access = request.state.access
     if access.project is not None:
-        for uid in series_uids:
-            add_resource(request.app.state.ws, access.project.name, "series", uid)
+        ws = request.app.state.ws
+        with ws.catalog.session() as s:
+            visible = set(s.scalars(select(Series.series_uid).where(Series.id.in_(_scope(request)))))
+            own = []
+            for uid in series_uids:
+                held = set(
+                    s.scalars(
+                        select(Instance.sop_instance_uid)
+                        .join(Series, Instance.series_id == Series.id)
+                        .where(Series.series_uid == uid)
+                    )
+                )
+                if uid in visible or held <= stored:
+                    own.append(uid)
+        for uid in own:
+            add_resource(ws, access.project.name, "series", uid)
     if n_stored:
         _record(request, "upload", ",".join(series_uids)[:256], instances=n_stored)
 
@@ -737,15 +794,19 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
         if study_uid and part_study != study_uid:  # POST /studies/{uid}: only that study's instances
             failed.append({**ref, "00081197": _el("US", FAILURE_STUDY_MISMATCH)})
             continue
+        in_project = request.state.access.project is not None
         try:
-            if request.state.access.project is not None and is_derived_class(sop_class):
+            if in_project and is_derived_class(sop_class):
                 outcome = await run_in_threadpool(_file_derived, request, data)
             else:
+                if in_project:
+                    await run_in_threadpool(_check_uids_unclaimed, request, data)
                 outcome = await run_in_threadpool(
                     receiver.receive, data, source="stow-rs", source_uid=sop_uid or None, peer="stow-rs"
                 )
-        except InputError:
-            failed.append({**ref, "00081197": _el("US", FAILURE_REFUSED)})
+        except InputError as exc:
+            # the reason names the attribute, never its value (ErrorComment, as DIMSE's)
+            failed.append({**ref, "00081197": _el("US", FAILURE_REFUSED), "00000902": _el("LO", exc.message)})
             continue
         except Exception:
             failed.append({**ref, "00081197": _el("US", FAILURE_OUT_OF_RESOURCES)})
@@ -762,7 +823,7 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
             item["00081190"] = _el("UR", f"{base}/studies/{st}/series/{se}/instances/{stored_uid}")
             new_series.add(se)
         stored.append(item)
-    _file_into_project(request, sorted(new_series), len(stored))
+    _file_into_project(request, sorted(new_series), len(stored), {i["00081155"]["Value"][0] for i in stored})
     result: dict[str, Any] = {"00081190": _el("UR", f"{base}/studies/{study_uid}" if study_uid else base)}
     if stored:
         result["00081199"] = {"vr": "SQ", "Value": stored}

@@ -601,6 +601,21 @@ def licences_of(ws: Workspace, user_id: int | None, project: str | None = None) 
 
 
 # -- audit trail ---------------------------------------------------------------------------------
+def count_recent(ws: Workspace, username: str, action: str, *, seconds: int) -> int:
+    """How many ``action`` audit rows ``username`` has in the last ``seconds`` (a rate bound that holds
+    across processes: the rows are in the catalog)."""
+    since = _now() - timedelta(seconds=seconds)
+    with ws.catalog.session() as s:
+        return int(
+            s.scalar(
+                select(func.count(AuditEvent.id))
+                .join(User, User.id == AuditEvent.user_id)
+                .where(User.username == username, AuditEvent.action == action, AuditEvent.at >= since)
+            )
+            or 0
+        )
+
+
 def record(
     ws: Workspace,
     action: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -13,7 +14,7 @@ import pytest
 from curata.collect.deid import Deidentifier, check_deidentified, load_profile
 from curata.collect.deid.batch import review_list, run_batch
 from curata.collect.keys import generate_key_file
-from curata.errors import DeidError
+from curata.errors import DeidError, InputError
 
 from .conftest import KEY, read, to_bytes
 from .test_cli import _curata
@@ -111,8 +112,218 @@ def test_verified_deidentified_does_not_trust_the_flag_alone(tmp_path: Path) -> 
     liar = pydicom.dcmread(pydicom.filebase.DicomBytesIO(good.output_bytes))
     block = liar.private_block(0x0029, "ACME", create=True)
     block.add_new(0x10, "LO", "KENJI")
-    with pytest.raises(DeidError, match="private element"):
+    with pytest.raises(DeidError, match="private (element|creator)"):
         check_deidentified(to_bytes(liar))
     unmarked = read("CT_small.dcm")
     with pytest.raises(DeidError, match="PatientIdentityRemoved"):
         check_deidentified(to_bytes(unmarked))
+
+
+def _released(profile: str = "research") -> pydicom.Dataset:
+    """CT_small as a Curata site releases it under ``profile``."""
+    out = Deidentifier(KEY, load_profile(profile), ocr=False).deidentify_bytes(to_bytes(read("CT_small.dcm")))
+    return pydicom.dcmread(pydicom.filebase.DicomBytesIO(out.output_bytes))
+
+
+def test_verified_refuses_a_marked_object_that_keeps_the_patients_identifiers() -> None:
+    """Reviewer 8, finding 4: marked YES by another tool, with the raw MRN as PatientID and
+    PatientName, the birth date, the accession number and the institution: it passed (no FAMILY^GIVEN,
+    no title, no e-mail), and `ingest --verified-deidentified` stored it."""
+    ds = read("CT_small.dcm")
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "other tool"
+    ds.PatientID = ds.PatientName = "QF88421937"
+    ds.PatientBirthDate = "19470319"
+    ds.AccessionNumber = "ACC5521987"
+    ds.InstitutionName = "St Wendeline General Hospital"
+    ds.StudyDescription = "CT chest Marisol Quillfeather"
+    ds.ReferringPhysicianName = ds.OperatorsName = ""
+    for kw in ("OtherPatientIDsSequence", "OtherPatientIDs", "OtherPatientNames", "PatientAddress"):
+        if kw in ds:
+            delattr(ds, kw)
+    ds.remove_private_tags()
+    with pytest.raises(DeidError, match="PatientID") as refused:
+        check_deidentified(to_bytes(ds))
+    assert "QF88421937" not in str(refused.value)  # the attribute is named, never its value
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "named"),
+    [
+        ("PatientID", "QF88421937", "PatientID"),  # a raw MRN: not a keyed pseudonym
+        ("PatientID", "ANON12345", "PatientID"),  # another tool's code: not what a Curata site writes
+        ("PatientName", "QF88421937", "PatientName"),
+        ("PatientName", "ANON^TEST", "PatientName"),
+        ("PatientBirthDate", "19470319", "PatientBirthDate"),  # every profile empties it
+        ("AccessionNumber", "ACC5521987", "AccessionNumber"),
+        ("InstitutionName", "St Wendeline General Hospital", "InstitutionName"),
+        ("IssuerOfPatientID", "St Wendeline", "IssuerOfPatientID"),
+        ("OperatorsName", "RT007", "OperatorsName"),  # a code with digits passed as a "pseudonym"
+        ("ReferringPhysicianName", "Quillfeather", "ReferringPhysicianName"),
+        ("StudyDescription", "CT chest, DOB 03/19/1947", "StudyDescription"),  # not as the cleaner leaves it
+        ("ImageComments", "call 914-555-0173", "ImageComments"),
+    ],
+)
+def test_verified_expects_what_the_profiles_write(keyword: str, value: str, named: str) -> None:
+    """An attribute a Curata profile pseudonymises must hold a pseudonym, one it removes or empties
+    must be absent or empty, and cleaned free text must be what the site's cleaner leaves; each
+    planted alone into a genuine release (which passes) is refused, named, never quoted."""
+    for profile in ("basic", "research", "research-strict"):
+        ds = _released(profile)
+        assert check_deidentified(to_bytes(ds)).PatientIdentityRemoved == "YES"
+        setattr(ds, keyword, value)
+        with pytest.raises(DeidError, match=named) as refused:
+            check_deidentified(to_bytes(ds))
+        assert value not in str(refused.value)
+
+
+def test_verified_refuses_bytes_the_parsed_object_does_not_show() -> None:
+    """The platform stores the bytes as they came, so what pydicom does not show in the data set is
+    refused too: a preamble holding text, a tag written twice (pydicom keeps the last value)."""
+    raw = to_bytes(_released())
+    assert raw[:128] == bytes(128)
+    with pytest.raises(DeidError, match="preamble"):
+        check_deidentified(b"Quillfeather^Marisol".ljust(128, b"\0") + raw[128:])
+    ds = _released()
+    pid = ds["PatientID"]
+    name = pydicom.dataelem.DataElement(0x00100010, "PN", "QUILLFEATHER^MARISOL")
+    body = pydicom.filebase.DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    pydicom.filewriter.write_data_element(body, name)
+    at = raw.find(pid.value.encode())  # after PatientID's value: a second PatientName, then the rest
+    doubled = raw[: at + len(pid.value)] + body.getvalue() + raw[at + len(pid.value) :]
+    with pytest.raises((DeidError, InputError)):
+        check_deidentified(doubled)
+
+
+def test_verified_reads_overlay_text_as_the_profiles_leave_it() -> None:
+    """An overlay the engine keeps (proven free of text) has its description and label cleaned like
+    any free text: a name redacted to "*" is what a site releases, and the platform accepts it (it
+    refused every such object of `curata deid`); text with an identifier's shape is refused, unquoted."""
+    ds = _released()
+    ds.add_new(0x60000010, "US", 4)
+    ds.add_new(0x60000011, "US", 4)
+    ds.add_new(0x60000022, "LO", "*")
+    ds.add_new(0x60001500, "LO", "* overlay")
+    assert check_deidentified(to_bytes(ds)).PatientIdentityRemoved == "YES"
+    for value in ("Quillfeather^Marisol", "call 914-555-0173", "MRN 88421937"):
+        ds[0x60000022].value = value
+        with pytest.raises(DeidError, match="overlay") as refused:
+            check_deidentified(to_bytes(ds))
+        assert value not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "accepted"), [("HOSPA_", True), ("site-b-", True), ("HOSPA", False), ("", False)]
+)
+def test_verified_accepts_a_sites_own_pseudonym_prefix_that_ends_in_a_separator(
+    tmp_path: Path, prefix: str, accepted: bool
+) -> None:
+    """A site may set its profile's ``pseudonym_prefix``; the platform, which does not know it, takes
+    any that ends in '-' or '_' (it refused every release of such a site). One without such an end
+    runs into the pseudonym's letters, so it is refused, as a bare word of 16 capitals is."""
+    config = tmp_path / "site.toml"
+    config.write_text(f'profile = "research"\npseudonym_prefix = "{prefix}"\n')
+    out = Deidentifier(KEY, load_profile("research", config), ocr=False).deidentify_bytes(
+        to_bytes(read("CT_small.dcm"))
+    )
+    assert (
+        str(out.dataset.PatientID).startswith(prefix) and len(str(out.dataset.PatientID)) == len(prefix) + 16
+    )
+    if accepted:
+        assert check_deidentified(out.output_bytes).PatientIdentityRemoved == "YES"
+    else:
+        with pytest.raises(DeidError, match="PatientID"):
+            check_deidentified(out.output_bytes)
+    ds = _released()
+    ds.PatientID = ds.PatientName = "ABERCROMBIEFITCH"  # 16 capitals: a word, no pseudonym
+    with pytest.raises(DeidError, match="PatientID"):
+        check_deidentified(to_bytes(ds))
+
+
+def _element(tag: int, vr: str, value: object) -> bytes:
+    out = pydicom.filebase.DicomBytesIO()
+    out.is_little_endian, out.is_implicit_VR = True, False
+    pydicom.filewriter.write_data_element(out, pydicom.dataelem.DataElement(tag, vr, value))
+    return out.getvalue()
+
+
+_HIDDEN = "Quillfeather^Marisol"
+_SHAPED = "born 03/19/1947 tel 914-555-0173, 12 Elm Street"
+
+
+def _dup_in_item() -> bytes:
+    ds = _released()
+    item = pydicom.Dataset()
+    item.ReferencedSOPInstanceUID, item.PatientName = ds.SOPInstanceUID, "REMOVED"
+    seq = pydicom.dataelem.DataElement(0x00081140, "SQ", pydicom.sequence.Sequence([item]))
+    seq.is_undefined_length, item.is_undefined_length_sequence_item = True, True
+    ds[0x00081140] = seq
+    raw = to_bytes(ds)
+    at = raw.find(_element(0x00100010, "PN", "REMOVED"))
+    return raw[:at] + _element(0x00100010, "PN", _HIDDEN) + raw[at:]  # pydicom shows the last one
+
+
+def _jis_hidden_date() -> bytes:
+    ds = _released()
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    raw = b"CT \x1b$B19470319\x1b(B"  # decodes to four kanji; an ASCII reader reads the birth date
+    ds[0x00081030] = pydicom.dataelem.RawDataElement(
+        pydicom.tag.Tag(0x00081030), "LO", len(raw), raw, 0, False, True
+    )
+    return to_bytes(ds)
+
+
+def _with(change: Any) -> bytes:
+    ds = _released()
+    change(ds)
+    return to_bytes(ds)
+
+
+def _trailing_pixels(ds: pydicom.Dataset) -> None:
+    ds.PixelData = ds.PixelData + _HIDDEN.encode()
+
+
+# outside review 10, finding 1: each was accepted by the verified mode and stored as it came
+HIDING_PLACES = {
+    "after an item delimiter at the top level": lambda: (
+        to_bytes(_released()) + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + _element(0x00100010, "PN", _HIDDEN)
+    ),
+    "seven stray bytes at the end": lambda: to_bytes(_released()) + b"8842193",
+    "a name written twice in an undefined-length item": _dup_in_item,
+    "file meta private information": lambda: _with(
+        lambda ds: ds.file_meta.add_new(0x00020102, "OB", _HIDDEN.encode())
+    ),
+    "file meta implementation version": lambda: _with(
+        lambda ds: setattr(ds.file_meta, "ImplementationVersionName", "QF8842193719")
+    ),
+    "an element the dictionary does not know": lambda: _with(
+        lambda ds: ds.add_new(0x00100011, "LO", _HIDDEN)
+    ),
+    "a private creator": lambda: _with(lambda ds: ds.add_new(0x00290010, "LO", _HIDDEN)),
+    "a private OB": lambda: _with(
+        lambda ds: (ds.add_new(0x00290010, "LO", "ACME 1.1"), ds.add_new(0x00291010, "OB", _HIDDEN.encode()))
+    ),
+    "a private DA": lambda: _with(
+        lambda ds: (ds.add_new(0x00290010, "LO", "ACME 1.1"), ds.add_new(0x00291012, "DA", "19470319"))
+    ),
+    "an overlay subtype": lambda: _with(lambda ds: ds.add_new(0x60000045, "LO", _SHAPED)),
+    "a curve's text": lambda: _with(lambda ds: ds.add_new(0x50002500, "LO", _SHAPED)),
+    "text no profile lists": lambda: _with(lambda ds: setattr(ds, "TextValue", _SHAPED)),
+    "the de-identification method": lambda: _with(lambda ds: setattr(ds, "DeidentificationMethod", _SHAPED)),
+    "ISO 2022 escapes around digits": _jis_hidden_date,
+    "bytes after the last frame": lambda: _with(_trailing_pixels),
+}
+
+
+@pytest.mark.parametrize("place", sorted(HIDING_PLACES))
+def test_verified_refuses_what_hides_outside_the_checked_data_set(place: str) -> None:
+    """The platform stores the bytes as they came: what pydicom does not show (after a delimiter, a
+    value written twice in an item), what the walk skipped (file meta, unknown and private elements,
+    overlay and curve text, unlisted text, the marking's own text), text that reads otherwise
+    without its character set, and pixel bytes outside the image are refused, never quoted."""
+    raw = HIDING_PLACES[place]()
+    with pytest.raises(DeidError) as refused:
+        check_deidentified(raw)
+    for secret in ("Quillfeather", "8842193", "1947", "555-0173"):
+        assert secret not in str(refused.value), place

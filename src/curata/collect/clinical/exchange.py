@@ -112,7 +112,7 @@ class Batch:
     kind: str  # csv, excel, fhir, vcf
     tables: dict[str, Any] = field(default_factory=dict)  # OMOP table -> pyarrow.Table
     vcf: bytes | None = None
-    # the parts as they travelled (name -> bytes): what the platform quarantines if it refuses the batch
+    # the parts as they travelled (name -> bytes); a refused batch's size is recorded, its bytes not kept
     raw: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def parts(self) -> list[Part]:
@@ -147,7 +147,7 @@ class Batch:
         return out
 
     def quarantine_bytes(self) -> bytes:
-        """Every part of the batch in one blob (for the quarantine folder)."""
+        """Every part of the batch in one blob (a refused batch's size is taken from it)."""
         return b"".join(f"--{name}\n".encode() + body + b"\n" for name, body in sorted(self.raw.items()))
 
 

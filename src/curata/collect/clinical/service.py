@@ -636,12 +636,11 @@ def _site_for(ws: Workspace, keys: set[str], site: str | None, series: Any) -> t
 
 
 def _quarantined(ws: Workspace, batch: Batch, message: str) -> FiledBatch:
-    from curata.collect.ingest import quarantine_bytes
-
+    """A pushed batch the platform refuses: it looks identified or malformed, so its bytes are not kept
+    (the platform never holds identified data; the gateway keeps the input and sends it again), only
+    the batch name, size and reason."""
     reason = f"pushed {batch.kind} batch refused: {message}"
-    raw = batch.quarantine_bytes()
-    quarantine_bytes(str(ws.quarantine_path), batch.batch, raw, "push", reason, "clinical")
-    _quarantine_row(ws, batch.batch, reason, len(raw))
+    _quarantine_row(ws, batch.batch, reason, len(batch.quarantine_bytes()))
     return FiledBatch(batch.batch, batch.kind, "quarantined", reason=reason)
 
 

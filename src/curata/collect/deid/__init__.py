@@ -14,6 +14,7 @@ from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from curata.collect.deid.engine import CODE_VERSION, Deidentifier, DeidRecord, DeidResult
+    from curata.collect.deid.identities import SiteIdentities
     from curata.collect.deid.profile import BASIC_CODE, OPTIONS, PROFILES, DeidOption, Profile, load_profile
     from curata.collect.deid.pseudonyms import Pseudonymizer
     from curata.collect.deid.text import Identifiers, clean_text
@@ -38,6 +39,7 @@ __getattr__ = lazy_exports(
         "check_deidentified": "verify",
         "Identifiers": "text",  # the free-text cleaner, for other stages' text (reading reports)
         "clean_text": "text",
+        "SiteIdentities": "identities",  # every identity a site sealed (reading reports are checked with them)
     },
 )
 
@@ -53,6 +55,7 @@ __all__ = [
     "Identifiers",
     "Profile",
     "Pseudonymizer",
+    "SiteIdentities",
     "Vault",
     "check_deidentified",
     "clean_text",

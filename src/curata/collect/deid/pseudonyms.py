@@ -16,6 +16,18 @@ DEFAULT_PREFIX = "CUR-"
 _PSEUDONYM_BODY = re.compile(r"[A-Z2-7]{16}")
 
 
+# a site's own prefix (a profile's ``pseudonym_prefix``) as a receiver that does not know it accepts
+# one: up to 16 letters, digits, '-' or '_', ending in '-' or '_' (so that no word runs into the body)
+_ANY_PREFIX_PSEUDONYM = re.compile(r"[A-Za-z0-9_-]{0,15}[-_][A-Z2-7]{16}")
+
+
+def is_site_pseudonym(value: str) -> bool:
+    """:func:`is_pseudonym` under any site's prefix that ends in '-' or '_' (``CUR-`` by default, or
+    what a site set as its profile's ``pseudonym_prefix``): what a platform that receives from many
+    sites checks. A prefix without such an end (or none) is not recognisable, and is refused."""
+    return _ANY_PREFIX_PSEUDONYM.fullmatch(value) is not None
+
+
 def is_pseudonym(value: str, prefix: str = DEFAULT_PREFIX) -> bool:
     """Whether ``value`` has the exact shape of a keyed pseudonym (``prefix`` + 16 base32 characters).
 

@@ -154,4 +154,9 @@ def iod_allowed_tags(sop_class_uid: str) -> frozenset[int] | None:
             tag = tag_for_keyword(attr["keyword"])
             if tag is not None:
                 tags.add(tag)
+    if 0x7FE00010 in tags:
+        # how many frames the pixel data holds: an object that has them keeps saying so, even where its
+        # IOD does not define the attribute (a multi-frame Secondary Capture sent as single-frame SC),
+        # or every frame after the first would be kept outside the image it declares
+        tags.add(0x00280008)
     return frozenset(tags)

@@ -1,11 +1,25 @@
 """Checks for objects that arrive already de-identified (``--verified-deidentified``).
 
-The PatientIdentityRemoved flag is a claim, not a proof: any tool can set it. Here the object must
-also pass the engine's own checks: no person name that is not a pseudonym or a dummy, no patient
-identity attribute (address, telephone, other names and IDs, birth name...) with a value, no
-identifier shapes (``FAMILY^GIVEN``, titles with names, e-mail, telephone, SSN, dates of birth
-written out) in any text element at any depth, no burned-in annotation flagged YES, and no
-overlay, curve or private element holding readable text.
+The PatientIdentityRemoved flag is a claim, not a proof: any tool can set it. An object is accepted
+only when it looks like what a Curata site releases. The expectations come from the de-identification
+profiles' own actions (Table E.1-1 resolved for the object's SOP class under ``basic``, ``research``
+and ``research-strict``), not from a hand list, so they follow the table:
+
+- PatientID holds a keyed pseudonym (``CUR-``, or the site's own prefix ending in '-' or '_', and
+  16 base32: :func:`is_site_pseudonym`, a shape, no key needed); PatientName the pseudonym too, or
+  the dummy, or nothing;
+- an attribute every profile removes (X) or empties (Z) holds no value (birth date, accession number,
+  institution, other IDs, physicians...); one they replace with a dummy (D) holds the dummy; a person
+  name holds the dummy or nothing;
+- free text the profiles clean (C) is a fixed point of the site's generic cleaner (cleaning it again
+  changes nothing, as ``POST /clinical/batches`` checks its text columns);
+- everywhere: no e-mail, SSN, title with a name or ``FAMILY^GIVEN`` in text, no burned-in annotation
+  flagged YES, no overlay, curve or private element holding readable text, no encapsulated document;
+- the bytes hold nothing the parsed data set does not show (the platform stores them as they came): a
+  zero preamble, as Curata writes it, and no tag written twice.
+
+What no shape can show is not caught here: a bare name in kept free text (``CT chest Marisol
+Quillfeather`` is a fixed point of a cleaner that does not know the name).
 """
 
 from __future__ import annotations
@@ -13,12 +27,32 @@ from __future__ import annotations
 import io
 import re
 import warnings
+import zlib
+from functools import cache
 
 import pydicom
+from pydicom.datadict import (
+    dictionary_has_tag,
+    dictionary_VR,
+    keyword_for_tag,
+    private_dictionary_VR,
+    repeater_has_tag,
+)
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from curata.collect.deid.text import GENERIC_PATTERNS
+from curata.collect.deid import pixels
+from curata.collect.deid.engine import (
+    DUMMY_BY_VR,
+    DUMMY_TEXT,
+    SAFE_PRIVATE_VRS,
+    _refuse_encapsulated_documents,
+    _safe_private,
+)
+from curata.collect.deid.profile import PROFILES, load_profile
+from curata.collect.deid.pseudonyms import is_site_pseudonym
+from curata.collect.deid.table import action_maps
+from curata.collect.deid.text import GENERIC_PATTERNS, Identifiers, clean_text
 from curata.errors import DeidError, InputError
 
 # Patient identity attributes that a de-identified object carries empty or not at all.
@@ -39,16 +73,46 @@ IDENTITY_KEYWORDS = (
     "PersonAddress",
     "PersonTelephoneNumbers",
 )
-# Placeholder words: a name made only of these (ANON^TEST, ANONYMOUS PATIENT) is a dummy.
-_DUMMY_WORDS = {"REMOVED", "ANONYMOUS", "ANONYMIZED", "ANON", "UNKNOWN", "DEIDENTIFIED", "NONE", "NAME",
-                "TEST", "PATIENT", "PHANTOM", "SUBJECT", "DUMMY"}  # fmt: skip
-# A pseudonym: a short prefix then a code with digits (CUR-3f9a0c12, ANON12345, PAT_0007, 4711).
-_PSEUDONYM = re.compile(r"(?=.*\d)[A-Za-z]{0,10}[-_ ]?[A-Za-z0-9_-]{3,}")
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 # The generic shapes that never belong in released text: e-mail, SSN, a title with a name, and a
 # DICOM person name (FAMILY^GIVEN) written into text. (Dates and "by <word>" are ordinary there.)
 _SHAPES = [GENERIC_PATTERNS[i] for i in (0, 7, 8, 9)]
+# In text no profile cleans (kept as it came), what is never a version, model or code: those shapes,
+# a date with slashes and a four-digit year, a telephone number with hyphens, a street address (a
+# compact or written date is not: software versions carry their build's, "Ver02.00.00[20010925]",
+# "Tue Oct  4 18:39:42 EDT 2022")
+_UNLISTED_SHAPES = [
+    *_SHAPES,
+    GENERIC_PATTERNS[11],
+    re.compile(r"\b\d{1,2}/\d{1,2}/(?:19|20)\d{2}\b"),
+    re.compile(r"(?:\(\d{3}\)\s?|\b\d{3}-)\d{3}-\d{4}\b"),
+]
 _MARKING = {0x00120063, 0x00120064}
+_PATIENT_ID, _PATIENT_NAME = 0x00100020, 0x00100010
+_NO_IDS = Identifiers()
+_EMPTY_ACTIONS = frozenset({"X", "Z"})
+_DATE_VRS = frozenset({"DA", "DT", "TM"})
+_PN_SPLIT = re.compile(r"[=^]")
+
+Expected = dict[int, frozenset[str]]
+
+
+@cache
+def expected_actions(sop_class_uid: str) -> tuple[Expected, Expected]:
+    """tag -> every action one of Curata's profiles takes on it, for the top level and for nested
+    data sets of ``sop_class_uid`` (Table E.1-1 resolved by the IOD's attribute types)."""
+    top: dict[int, set[str]] = {}
+    nested: dict[int, set[str]] = {}
+    for name in PROFILES:
+        t, n = action_maps(load_profile(name), sop_class_uid)
+        for tag, action in t.items():
+            top.setdefault(tag, set()).add(action)
+        for tag, action in n.items():
+            nested.setdefault(tag, set()).add(action)
+    return (
+        {t: frozenset(a) for t, a in top.items()},
+        {t: frozenset(a) for t, a in nested.items()},
+    )
 
 
 def check_deidentified(raw: bytes) -> Dataset:
@@ -66,44 +130,313 @@ def check_deidentified(raw: bytes) -> Dataset:
         )
     if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
         raise DeidError("marked de-identified but BurnedInAnnotation is YES; refused")
-    patient_id = str(ds.get("PatientID", "") or "").strip()
     for keyword in IDENTITY_KEYWORDS:
         value = ds.get(keyword)
         if value not in (None, "") and (not hasattr(value, "__len__") or len(value)):
             raise DeidError(f"marked de-identified but {keyword} holds a value; refused")
-    _walk(ds, patient_id, "")
+    pid = str(ds.get("PatientID", "") or "").strip()
+    if pid and not is_site_pseudonym(pid):  # none: an input without one (the engine adds none)
+        raise DeidError(
+            "marked de-identified but PatientID is not a Curata pseudonym (the site's prefix, CUR- by "
+            "default, and 16 base32); refused",
+            hint="send it through a Curata gateway, which writes the site's keyed pseudonym (a "
+            "pseudonym_prefix of its own must end in '-' or '_')",
+        )
+    top, nested = expected_actions(str(ds.get("SOPClassUID", "") or ""))
+    _check_meta(ds)
+    _walk(ds, top, nested, "")
+    _check_bytes(raw, ds)
+    _refuse_encapsulated_documents(ds)
+    pixel_data = ds.get("PixelData")
+    try:
+        # native pixel data: a site's engine cleared what lies outside the image (encapsulated frames
+        # are the gate's and the codestream steps' at the site, and re-encoded there)
+        native = pixel_data is not None and not ds["PixelData"].is_undefined_length
+        outside = pixels.clear_outside_image(ds) if native else []
+    except DeidError as exc:
+        raise DeidError(f"marked de-identified but {exc.message}; refused") from exc
+    if outside:
+        raise DeidError(
+            "marked de-identified but its pixel data holds bytes outside the image "
+            f"({', '.join(outside)}); refused"
+        )
     return ds
 
 
-def _walk(ds: Dataset, patient_id: str, path: str) -> None:
+# File Meta Information (PS3.10 7.1) a Curata site writes, or a sender may add: the rest (private
+# information, addresses) is refused; its text is checked as any text
+_META_ALLOWED = frozenset(
+    {0x00020000, 0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012, 0x00020013, 0x00020016,
+     0x00020017, 0x00020018}
+)  # fmt: skip
+
+
+def _check_meta(ds: Dataset) -> None:
+    meta = getattr(ds, "file_meta", None)
+    for elem in meta or ():
+        where = f"file meta {elem.keyword or elem.tag}"
+        if int(elem.tag) not in _META_ALLOWED:
+            raise DeidError(f"marked de-identified but {where} is present (a site writes none); refused")
+        if elem.VR in ("SH", "AE") and not _clean_text(str(elem.value or "")):
+            raise DeidError(f"marked de-identified but {where} holds an identifier shape; refused")
+
+
+def _clean_text(text: str) -> bool:
+    """Whether ``text`` is as a site's cleaner leaves free text: a fixed point of the generic cleaner
+    (no patient's identifiers known here) with none of the shapes that never belong in released text."""
+    text = text.strip(" \0")
+    return clean_text(text, _NO_IDS, generic=True) == text and not any(p.search(text) for p in _SHAPES)
+
+
+def _check_bytes(raw: bytes, ds: Dataset) -> None:
+    """The platform stores the bytes as they came: they may hold nothing the data set does not show.
+    The whole byte stream is walked, at every depth: a tag written twice in one data set (pydicom
+    shows the last), anything after the data set's end (an item delimiter at the top level ends
+    pydicom's reading; stray bytes after the last element), and text whose bytes read otherwise
+    without the declared character set (ISO 2022 escapes: an ASCII reader sees the bytes)."""
+    if raw[128:132] == b"DICM" and raw[:128].strip(b"\0"):
+        raise DeidError("marked de-identified but its preamble holds data (Curata writes zeros); refused")
+    pos = 132 if raw[128:132] == b"DICM" else 0
+    while pos + 8 <= len(raw) and raw[pos : pos + 2] == b"\x02\x00":  # the file meta (explicit VR LE)
+        vr = raw[pos + 4 : pos + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"):
+            pos += 12 + int.from_bytes(raw[pos + 8 : pos + 12], "little")
+        else:
+            pos += 8 + int.from_bytes(raw[pos + 6 : pos + 8], "little")
+    body = raw[pos:]
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian:
+        try:
+            body = zlib.decompress(body, -zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise DeidError(
+                "marked de-identified but its deflated data set does not inflate; refused"
+            ) from exc
+    implicit, little = ds.original_encoding
+    if implicit is None or little is None:
+        raise DeidError("marked de-identified but its encoding is not known; refused")
+    walk = _Bytes(body, implicit, little)
+    walk.dataset(0, len(body), "", in_item=False)
+
+
+_LONG_VRS = frozenset(
+    {b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"}
+)
+_ITEM, _ITEM_END, _SEQ_END = (0xFFFE, 0xE000), (0xFFFE, 0xE00D), (0xFFFE, 0xE0DD)
+
+
+class _Bytes:
+    """A data set's bytes walked element by element, at every depth, as they are (no parsing into a
+    data set, which keeps one value per tag and stops at a stray delimiter)."""
+
+    def __init__(self, data: bytes, implicit: bool, little: bool):
+        self.data, self.implicit, self.order = data, implicit, "little" if little else "big"
+
+    def _u(self, pos: int, n: int) -> int:
+        if pos + n > len(self.data):
+            raise DeidError("marked de-identified but its bytes end inside an element; refused")
+        return int.from_bytes(self.data[pos : pos + n], self.order)  # type: ignore[arg-type]
+
+    def dataset(self, pos: int, end: int, path: str, *, in_item: bool) -> int:
+        """Walk elements from ``pos`` to ``end`` (or, in an undefined-length item, to its delimiter);
+        where the walk ended."""
+        seen: set[int] = set()
+        while pos < end:
+            if end - pos < 8:
+                raise DeidError("marked de-identified but stray bytes follow its last element; refused")
+            group, element = self._u(pos, 2), self._u(pos + 2, 2)
+            if (group, element) == _ITEM_END and in_item:
+                return pos + 8
+            if group == 0xFFFE:
+                raise DeidError(
+                    "marked de-identified but a delimiter stands where an element should; refused"
+                )
+            tag = group << 16 | element
+            where = f"{path}{keyword_for_tag(tag) or 'an element'}"
+            if tag in seen:
+                raise DeidError(f"marked de-identified but {where} appears twice; refused")
+            seen.add(tag)
+            if self.implicit:
+                vr, length, pos = _vr(tag).encode(), self._u(pos + 4, 4), pos + 8
+            else:
+                vr = self.data[pos + 4 : pos + 6]
+                if vr in _LONG_VRS:
+                    length, pos = self._u(pos + 8, 4), pos + 12
+                else:
+                    length, pos = self._u(pos + 6, 2), pos + 8
+            if vr == b"SQ" or (
+                length == 0xFFFFFFFF and vr in (b"UN", b"UNKNOWN") and self._u(pos, 4) == 0xE000FFFE
+            ):
+                pos = self.items(pos, None if length == 0xFFFFFFFF else pos + length, f"{where}[].")
+            elif length == 0xFFFFFFFF:  # encapsulated pixel data: items up to the sequence delimiter
+                pos = self.fragments(pos)
+            else:
+                if pos + length > len(self.data):
+                    raise DeidError(
+                        f"marked de-identified but {where} runs past the end of the file; refused"
+                    )
+                value = self.data[pos : pos + length]
+                pos += length
+                if b"\x1b" in value and vr in (b"LO", b"SH", b"ST", b"LT", b"UT", b"UC", b"PN", b"CS"):
+                    # what a reader that ignores the character set sees: the bytes between the escapes
+                    view = re.sub(rb"\x1b[\x20-\x2f]*[\x30-\x7e]", b" ", value).decode("latin-1")
+                    if not _clean_text(view.replace("^", " ")):
+                        raise DeidError(
+                            f"marked de-identified but {where} holds, read without its character set, an "
+                            "identifier shape; refused"
+                        )
+        if pos != end:
+            raise DeidError("marked de-identified but an element runs past its data set's end; refused")
+        return pos
+
+    def items(self, pos: int, end: int | None, path: str) -> int:
+        while end is None or pos < end:
+            group, element, length = self._u(pos, 2), self._u(pos + 2, 2), self._u(pos + 4, 4)
+            pos += 8
+            if (group, element) == _SEQ_END and end is None:
+                return pos
+            if (group, element) != _ITEM:
+                raise DeidError(
+                    f"marked de-identified but {path[:-3]} holds bytes outside its items; refused"
+                )
+            if length == 0xFFFFFFFF:
+                pos = self.dataset(pos, len(self.data), path, in_item=True)
+            else:
+                pos = self.dataset(pos, pos + length, path, in_item=False)
+        if pos != end:
+            raise DeidError(f"marked de-identified but an item of {path[:-3]} runs past its end; refused")
+        return pos
+
+    def fragments(self, pos: int) -> int:
+        while True:
+            group, element, length = self._u(pos, 2), self._u(pos + 2, 2), self._u(pos + 4, 4)
+            pos += 8
+            if (group, element) == _SEQ_END:
+                return pos
+            if (group, element) != _ITEM or pos + length > len(self.data):
+                raise DeidError("marked de-identified but its encapsulated pixel data is malformed; refused")
+            pos += length
+
+
+def _walk(ds: Dataset, actions: Expected, nested: Expected, path: str) -> None:
     for elem in ds:
         if elem.tag in _MARKING:
+            if elem.VR != "SQ" and not all(_clean_text(str(v)) for v in _values(elem)):  # the site's words
+                raise DeidError(
+                    f"marked de-identified but {path}{elem.keyword} holds an identifier shape; refused"
+                )
             continue
         where = f"{path}{elem.keyword or elem.tag}"
-        group = elem.tag.group
-        if elem.VR == "SQ":
-            for n, item in enumerate(elem.value or ()):
-                _walk(item, patient_id, f"{where}[{n}].")
+        tag, group = int(elem.tag), elem.tag.group
+        if group & 1:
+            _private(ds, elem, where)
             continue
-        if group & 1 and elem.tag.element >= 0x1000 and elem.VR in (_TEXT_VRS | {"PN", "UN"}):
-            raise DeidError(f"marked de-identified but private element {where} holds text; refused")
-        overlay_text = 0x6000 <= group <= 0x60FF and elem.tag.element in (0x0022, 0x1500, 0x4000)
-        if overlay_text and str(elem.value or "").strip():
-            raise DeidError(f"marked de-identified but overlay text {where} is present; refused")
-        values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
-        if elem.VR == "PN":
-            for v in values:
-                text = str(v or "").strip()
-                bare = text.replace("^", " ").replace("=", " ").strip()
-                if (
-                    set(bare.upper().split()) <= _DUMMY_WORDS
-                    or text == patient_id
-                    or _PSEUDONYM.fullmatch(bare)
-                ):
-                    continue
-                raise DeidError(f"marked de-identified but {where} holds a person name; refused")
-        elif elem.VR in _TEXT_VRS:
-            for v in values:
-                text = str(v or "")
-                if any(p.search(text) for p in _SHAPES):
-                    raise DeidError(f"marked de-identified but {where} holds an identifier shape; refused")
+        if not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
+            # the engine removes an element the data dictionary does not know (it may be PatientName
+            # one bit away): a site never releases one
+            raise DeidError(f"marked de-identified but {where} is not in the data dictionary; refused")
+        if elem.VR == "SQ":
+            if elem.value and actions.get(tag, frozenset()) and actions[tag] <= _EMPTY_ACTIONS:
+                raise DeidError(f"marked de-identified but {where} holds items the profiles remove; refused")
+            for n, item in enumerate(elem.value or ()):
+                _walk(item, nested, nested, f"{where}[{n}].")
+            continue
+        if 0x6000 <= group <= 0x60FF or 0x5000 <= group <= 0x50FF:  # overlays, curves
+            # their text (description, subtype, label, comments...) is free text the profiles clean
+            # (a name redacted to "*"); their bit planes were proven free of text at the site
+            if elem.VR in _TEXT_VRS | {"CS"} and not all(_clean_text(str(v)) for v in _values(elem)):
+                raise DeidError(
+                    f"marked de-identified but overlay text {where} holds an identifier shape; refused"
+                )
+            continue
+        values = [v for v in _values(elem) if str(v).strip(" \0")]
+        if not values:
+            continue  # empty: what Z writes, and what leaks nothing
+        vr = elem.VR if elem.VR != "UN" else _vr(tag)
+        if not _as_released(tag, vr, values, actions.get(tag)):
+            if vr == "PN" or tag == _PATIENT_NAME:
+                raise DeidError(
+                    f"marked de-identified but {where} holds a person name (a pseudonym or REMOVED expected); refused"
+                )
+            raise DeidError(
+                f"marked de-identified but {where} holds a value the profiles do not release; refused"
+            )
+        if vr in _TEXT_VRS and any(p.search(str(v)) for v in values for p in _SHAPES):
+            raise DeidError(f"marked de-identified but {where} holds an identifier shape; refused")
+
+
+def _private(ds: Dataset, elem: pydicom.DataElement, where: str) -> None:
+    """What Retain Safe Private keeps, and nothing else: a numeric element on the safe list, and the
+    creator that names it (every other private element, text or bytes, is removed at a site)."""
+    group, element = elem.tag.group, elem.tag.element
+    safe = _safe_private()
+    if 0x0010 <= element <= 0x00FF:
+        creator = str(elem.value or "").strip(" \0").upper()
+        if any(c == creator and g == group for c, g, _ in safe):
+            return
+        raise DeidError(f"marked de-identified but private creator {where} is not on the safe list; refused")
+    creator_tag = (group << 16) | (element >> 8)
+    creator = ""
+    if element >= 0x1000 and creator_tag in ds:
+        creator = str(ds[creator_tag].value or "").strip(" \0").upper()
+    vr = elem.VR
+    if vr in (None, "UN"):
+        try:
+            vr = private_dictionary_VR(elem.tag, creator)
+        except KeyError:
+            vr = "UN"
+    if (creator, group, element & 0xFF) not in safe or vr not in SAFE_PRIVATE_VRS:
+        raise DeidError(
+            f"marked de-identified but private element {where} is not a safe numeric one; refused"
+        )
+
+
+def _as_released(tag: int, vr: str, values: list[object], actions: frozenset[str] | None) -> bool:
+    """Whether non-empty ``values`` are what one of the profiles writes for ``tag``."""
+    texts = [str(v).strip(" \0") for v in values]
+    if tag == _PATIENT_ID:  # the engine writes the keyed pseudonym at every depth
+        return all(is_site_pseudonym(t) for t in texts)
+    if tag == _PATIENT_NAME:
+        return all(is_site_pseudonym(t) or t == DUMMY_TEXT for t in texts)
+    if vr == "PN":  # every profile removes, empties or replaces a person name (unlisted ones too)
+        return all(_PN_SPLIT.sub("", t).strip() == DUMMY_TEXT for t in texts)
+    if actions is None:  # not in the table: kept (UIDs remapped, dates shifted, text as it was)
+        # kept text (versions, models, code values, coding schemes...) is no cleaner's fixed point
+        # (its digit runs read as IDs): only the shapes that are never anything but an identifier
+        return vr not in _TEXT_VRS | {"CS"} or not any(p.search(t) for t in texts for p in _UNLISTED_SHAPES)
+    for action in actions:
+        if action in ("K", "U") or (action in ("C", "D") and vr in ("UI", "SQ")):
+            return True
+        if action == "C":
+            if vr in _TEXT_VRS:
+                if all(clean_text(t, _NO_IDS, generic=True) == t for t in texts):
+                    return True
+            else:
+                return True  # dates shifted, coded strings kept but for the patient's own identifiers
+        if action == "D" and all(_is_dummy(t, vr) for t in texts):
+            return True
+    return False
+
+
+def _is_dummy(text: str, vr: str) -> bool:
+    if vr in _TEXT_VRS:
+        return text == DUMMY_TEXT
+    if vr in DUMMY_BY_VR:
+        return text == str(DUMMY_BY_VR[vr])
+    return text in ("0", "0.0", "b'\\x00\\x00'")
+
+
+def _values(elem: pydicom.DataElement) -> list[object]:
+    value = elem.value
+    if value is None:
+        return []
+    if isinstance(value, bytes | bytearray):
+        return [] if not value.strip(b"\0 ") else [value]
+    return list(value) if isinstance(value, MultiValue | list) else [value]
+
+
+def _vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"

@@ -48,11 +48,11 @@ def _site_inputs(name: str, ctx: Any) -> tuple[Any, SlideSettings, Any]:
 def _quarantined(name: str, raw: bytes, digest: str, ctx: Any, exc: Exception) -> Any:
     """The slide quarantined with a reason fit to keep (an unforeseen error's message may quote the
     input: only its type and where it happened are kept)."""
-    from curata.collect.ingest import IngestOutcome, _quarantine_bytes
+    from curata.collect.ingest import IngestOutcome, refuse_bytes
     from curata.collect.reasons import safe_reason
 
     reason = safe_reason(exc)
-    _quarantine_bytes(ctx.quarantine_dir, digest, raw, name, reason, "ingest")
+    refuse_bytes(ctx, digest, raw, name, reason, "ingest")  # the platform keeps no raw slide
     return IngestOutcome("quarantined", name, input_digest=digest, reason=reason, size=len(raw))
 
 

@@ -344,8 +344,30 @@ def runs(ws: Workspace, limit: int = 100) -> dict[str, Any]:
 _SIG = re.compile(r"^\u2014 (\S+) ", re.M)
 
 
-def ledger(ws: Workspace, log: Any, *, kind: str | None = None, limit: int = 100) -> dict[str, Any]:
-    """The log's size, its checkpoints with their cosigners (witnesses), and the latest entries."""
+def entry_of_project(kind: str, payload: Any, project: Any) -> bool:
+    """Whether a log entry is ``project``'s (a ``ProjectRecord``): an access entry recorded in it, or a
+    release, licence or usage entry of one of its releases. Site-wide entries (ingest,
+    de-identification, provenance) and other projects' are no project's page's."""
+    if not isinstance(payload, dict):
+        return False
+    if kind == "access":
+        return payload.get("project") == project.name
+    if kind in ("release", "licence", "usage"):
+        name = str(payload.get("release") or payload.get("name") or "").split("@", 1)[0]
+        return name in project.releases
+    return False
+
+
+def ledger(
+    ws: Workspace,
+    log: Any,
+    *,
+    kind: str | None = None,
+    limit: int = 100,
+    project: Any = None,
+) -> dict[str, Any]:
+    """The log's size, its checkpoints with their cosigners (witnesses), and the latest entries
+    (``project``'s only, when given)."""
     from curata.ledger import LedgerEntry
 
     log.refresh()
@@ -370,6 +392,8 @@ def ledger(ws: Workspace, log: Any, *, kind: str | None = None, limit: int = 100
         for i in range(len(block) - 1, -1, -1):
             e = LedgerEntry.decode(start + i, block[i])
             if kind and e.kind != kind:
+                continue
+            if project is not None and not entry_of_project(e.kind, e.payload, project):
                 continue
             entries.append({"index": e.index, "kind": e.kind, "time": e.time, "payload": e.payload})
             if len(entries) >= limit:

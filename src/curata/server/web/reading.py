@@ -8,6 +8,7 @@ is the service's (``visible_reads``) and the DICOMweb scope's (``curata.annotate
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -48,6 +49,23 @@ def _back(access: Access, reading: str, where: str = "/", flash: str = "") -> Re
     return RedirectResponse(_base(access, reading) + where + tail, status_code=303)
 
 
+def shown_as(ws: Any, access: Access, name: str) -> str:
+    """Another reader as the caller may see them: their account for a curator, else their reader code."""
+    from curata.annotate import reader_code
+
+    if access.has(Role.curator) or name == access.principal.username or not name or ":" in name:
+        return name  # the caller, or an AI model ("assist:body")
+    return reader_code(ws, name)
+
+
+def _own_task(ws: Any, name: str, task_id: int, user: str) -> None:
+    """A reader's action on a task: only on a task they read (else 404, as for a task that is not)."""
+    from curata.annotate import list_tasks
+
+    if not any(t.id == task_id and user in t.readers for t in list_tasks(ws, name)):
+        raise AuthError(f"no task {task_id} for you", status=404)
+
+
 def _error(request: Request, access: Access, exc: CurataError, status: int = 409) -> HTMLResponse:
     out = page(
         request,
@@ -64,13 +82,15 @@ def _error(request: Request, access: Access, exc: CurataError, status: int = 409
 
 @router.get("", response_class=HTMLResponse)
 def reading_home(request: Request, access: Access = Depends(require(*WORKERS))) -> Response:
-    from curata.annotate import status
+    from curata.annotate import is_reader, status
 
     assert access.project is not None
     items = []
+    manager = access.has(Role.curator)
     for name in access.project.annotations:
         try:
-            items.append(status(_ws(request), name))
+            if manager or is_reader(_ws(request), name, access.principal.username):
+                items.append(status(_ws(request), name))  # a project's state: its readers and curators
         except CurataError:  # a resource naming an annotation project that is gone: not listed
             continue
     return page(request, "reading.html", access, title="Reading", active="reading", items=items)
@@ -183,9 +203,20 @@ def task_page(
     task = next((t for t in list_tasks(ws, name) if t.id == task_id), None)
     if task is None or not (manager or user in task.readers):
         raise AuthError(f"no task {task_id} for you", status=404)
-    reads = visible_reads(ws, name, task_id, user, manager=manager)
+    reads = [
+        replace(r, reader=shown_as(ws, access, r.reader))
+        for r in visible_reads(ws, name, task_id, user, manager=manager)
+    ]
     all_in = task.state not in ("to_do", "in_progress")
-    reports = [r for r in reports_of(ws, name, task_id) if manager or r["author"] == user or all_in]
+    reports = [
+        {
+            **r,
+            "author": shown_as(ws, access, r["author"]),
+            "signed_by": shown_as(ws, access, r["signed_by"] or ""),
+        }
+        for r in reports_of(ws, name, task_id)
+        if manager or r["author"] == user or all_in
+    ]  # a reader sees the other reader by their code (blinding), a curator by their account
     assert access.project is not None
     return page(
         request,
@@ -213,6 +244,7 @@ def start_page(
     from curata.annotate import start
 
     name = _reading(access, reading)
+    _own_task(_ws(request), name, task_id, access.principal.username)
     try:
         start(_ws(request), name, task_id, access.principal.username)
     except CurataError as exc:
@@ -227,6 +259,7 @@ def submit_page(
     from curata.annotate import submit
 
     name = _reading(access, reading)
+    _own_task(_ws(request), name, task_id, access.principal.username)
     try:
         t = submit(_ws(request), name, task_id, access.principal.username)
     except CurataError as exc:
@@ -243,8 +276,9 @@ async def report_page(
     from curata.annotate import report_fields, write_report
 
     name = _reading(access, reading)
-    form = await request.form()  # cached: the CSRF check read it already
     ws = _ws(request)
+    _own_task(ws, name, task_id, access.principal.username)
+    form = await request.form()  # cached: the CSRF check read it already
     values = {f["name"]: str(form.get(f"f-{f['name']}", "")) for f in report_fields(ws, name)}
     try:
         report = write_report(ws, name, task_id, access.principal.username, values)

@@ -389,7 +389,7 @@ def release_download(
 def ledger_page(request: Request, access: Access = Depends(require()), kind: str = "") -> Response:
     from curata.server.web import pages
 
-    data = pages.ledger(_ws(request), request.app.state.ledger, kind=kind or None)
+    data = pages.ledger(_ws(request), request.app.state.ledger, kind=kind or None, project=access.project)
     return page(request, "ledger.html", access, title="Ledger", active="ledger", **data)
 
 
@@ -401,6 +401,9 @@ def ledger_proof(request: Request, index: int, access: Access = Depends(require(
     log.refresh()
     if not 0 <= index < log.size:
         raise AuthError(f"no entry {index} in the log", status=404)
+    entry = log.entry(index)
+    if not pages.entry_of_project(entry.kind, entry.payload, access.project):
+        raise AuthError(f"no entry {index} for you", status=404)  # another project's, or site-wide
     try:
         data = pages.proof(log, index)
     except service.CurataError as exc:
