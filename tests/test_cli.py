@@ -129,21 +129,9 @@ def test_platform_ingest_refuses_a_marked_object_that_keeps_its_identifiers(
 ) -> None:
     """Finding 4: marked PatientIdentityRemoved=YES by another tool, the raw MRN as PatientID and
     PatientName, the birth date, accession and institution: it was stored at the platform."""
-    import pydicom
-    from pydicom.data import get_testdata_file
+    from tests.collect.deid.planting import falsely_marked_ct
 
-    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
-    ds.PatientIdentityRemoved = "YES"
-    ds.PatientID = ds.PatientName = "QF88421937"
-    ds.PatientBirthDate = "19470319"
-    ds.AccessionNumber = "ACC5521987"
-    ds.InstitutionName = "St Wendeline General Hospital"
-    ds.StudyDescription = "CT chest Marisol Quillfeather"
-    ds.ReferringPhysicianName = ds.OperatorsName = ""
-    for kw in ("OtherPatientIDsSequence", "OtherPatientIDs", "OtherPatientNames", "PatientAddress"):
-        if kw in ds:
-            delattr(ds, kw)
-    ds.remove_private_tags()
+    ds = falsely_marked_ct()
     (tmp_path / "in").mkdir()
     ds.save_as(tmp_path / "in" / "x.dcm")
     result = _run("ingest", str(tmp_path / "in"), "-w", str(ws_dir), "--verified-deidentified", "--json",

@@ -328,3 +328,25 @@ def release_of(deid: Any, raw: bytes) -> Any:
         return deid.deidentify_bytes(raw)
     except CurataError:
         return None
+
+
+def falsely_marked_ct() -> pydicom.Dataset:
+    """CT_small marked PatientIdentityRemoved YES by another tool while it keeps the raw MRN as
+    PatientID and PatientName, the birth date, the accession number, the institution and the name in
+    its description (outside review 8, finding 4: the platform stored such an object)."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "other tool"
+    ds.PatientID = ds.PatientName = "QF88421937"
+    ds.PatientBirthDate = "19470319"
+    ds.AccessionNumber = "ACC5521987"
+    ds.InstitutionName = "St Wendeline General Hospital"
+    ds.StudyDescription = "CT chest Marisol Quillfeather"
+    ds.ReferringPhysicianName = ds.OperatorsName = ""
+    for kw in ("OtherPatientIDsSequence", "OtherPatientIDs", "OtherPatientNames", "PatientAddress"):
+        if kw in ds:
+            delattr(ds, kw)
+    ds.remove_private_tags()
+    return ds

@@ -17,6 +17,7 @@ from curata.collect.keys import generate_key_file
 from curata.errors import DeidError, InputError
 
 from .conftest import KEY, read, to_bytes
+from .planting import falsely_marked_ct
 from .test_cli import _curata
 
 
@@ -112,7 +113,7 @@ def test_verified_deidentified_does_not_trust_the_flag_alone(tmp_path: Path) -> 
     liar = pydicom.dcmread(pydicom.filebase.DicomBytesIO(good.output_bytes))
     block = liar.private_block(0x0029, "ACME", create=True)
     block.add_new(0x10, "LO", "KENJI")
-    with pytest.raises(DeidError, match="private (element|creator)"):
+    with pytest.raises(DeidError, match=r"private (element|creator)"):
         check_deidentified(to_bytes(liar))
     unmarked = read("CT_small.dcm")
     with pytest.raises(DeidError, match="PatientIdentityRemoved"):
@@ -129,19 +130,7 @@ def test_verified_refuses_a_marked_object_that_keeps_the_patients_identifiers() 
     """Reviewer 8, finding 4: marked YES by another tool, with the raw MRN as PatientID and
     PatientName, the birth date, the accession number and the institution: it passed (no FAMILY^GIVEN,
     no title, no e-mail), and `ingest --verified-deidentified` stored it."""
-    ds = read("CT_small.dcm")
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "other tool"
-    ds.PatientID = ds.PatientName = "QF88421937"
-    ds.PatientBirthDate = "19470319"
-    ds.AccessionNumber = "ACC5521987"
-    ds.InstitutionName = "St Wendeline General Hospital"
-    ds.StudyDescription = "CT chest Marisol Quillfeather"
-    ds.ReferringPhysicianName = ds.OperatorsName = ""
-    for kw in ("OtherPatientIDsSequence", "OtherPatientIDs", "OtherPatientNames", "PatientAddress"):
-        if kw in ds:
-            delattr(ds, kw)
-    ds.remove_private_tags()
+    ds = falsely_marked_ct()
     with pytest.raises(DeidError, match="PatientID") as refused:
         check_deidentified(to_bytes(ds))
     assert "QF88421937" not in str(refused.value)  # the attribute is named, never its value
