@@ -475,14 +475,16 @@ class Ingestor:
     ) -> tuple[RunSummary, list[Any]]:
         """Clinical and genomic inputs, de-identified with the same site key as the images. At the
         central platform (``deidentify`` off) they are refused instead (:meth:`_refuse_clinical`)."""
-        from curata.collect.clinical.service import ClinicalIngestor
+        from curata.collect.clinical.service import ClinicalIngestor, site_prefix
 
         if not self.deidentify:
             return self._refuse_clinical(sources, on_progress)
 
         with self.ws.catalog.session() as session:
             site_id = ensure_site(session, self.site_name, self.region, self.country).id
-        return ClinicalIngestor(self.ws, site_id).ingest(sources, on_progress=on_progress)
+        # the prefix of the profile this ingest de-identifies images with: one pseudonym per patient
+        prefix = site_prefix(self.ws, self.profile, self.profile_config)
+        return ClinicalIngestor(self.ws, site_id, prefix=prefix).ingest(sources, on_progress=on_progress)
 
     def _refuse_clinical(
         self, sources: list[Source], on_progress: Callable[[Any], None] | None

@@ -65,6 +65,27 @@ def test_csv_rows_share_the_pseudonym_and_shift_of_the_patients_images(workspace
     assert "cough" in note and "Adaeze" not in note and "Danjuma" not in note and "0199" not in note
 
 
+def test_an_ingest_under_a_profile_with_its_own_prefix_links_every_input(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The profile an ingest names (``--config``) sets the images' pseudonym prefix; its CSV rows,
+    FHIR resources and VCF samples take the same pseudonym (they had CUR-: nothing linked them)."""
+    profile = tmp_path / "site.toml"
+    profile.write_text('profile = "research"\npseudonym_prefix = "site-b-"\n')
+    export = tmp_path / "export"
+    make_ct(export / "ct" / "IM0001", patient_id=PATIENT["mrn"], patient_name="Okonkwo-Bello^Adaeze")
+    write_csv(export / "clinical" / "diagnoses.csv", [csv_row()])
+    write_ndjson(export / "fhir" / "Patient.ndjson", fhir_resources())
+    (export / "lab").mkdir()
+    (export / "lab" / "tumour.vcf").write_text(vcf_text())
+    _summary, problems = Ingestor(workspace, workers=1, profile_config=profile).ingest_paths([export])
+    assert not problems, [p.reason for p in problems]
+    with workspace.catalog.session() as s:
+        (pseudonym,) = s.scalars(sa.select(Patient.pseudonym))
+    assert pseudonym.startswith("site-b-") and len(pseudonym) == len("site-b-") + 16
+    assert {p["pseudonym"] for p in _rows(workspace, OMOP["person"])} == {pseudonym}
+    assert _rows(workspace, genomic_file)[0]["samples"] == [pseudonym]
+    assert _rows(workspace, OMOP["condition_occurrence"])  # the CSV's and the FHIR's rows, linked
+
+
 def test_reingest_is_present_and_bad_rows_are_quarantined_with_line_and_reason(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
     rows = [
         csv_row(),

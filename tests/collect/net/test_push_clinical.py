@@ -150,6 +150,51 @@ def test_push_delivers_clinical_and_genomic_data_linked_to_the_images(site: Any)
     assert _count(central, clinical_source) == 3 and _count(central, genomic_file) == 1
 
 
+def test_a_site_with_its_own_pseudonym_prefix_links_its_clinical_data_to_its_images(
+    workspace: Workspace, tmp_path: Path, serve: Any, tls_files: tuple[Path, Path]
+) -> None:
+    """A site that set its profile's ``pseudonym_prefix`` gives its CSV rows, FHIR resources and VCF
+    samples the pseudonym of its images (they had CUR-, its images HOSPA_: no cohort linked them), and
+    the platform, which does not know the prefix, files them."""
+    import tomllib
+
+    import tomli_w
+
+    profile = tmp_path / "site-profile.toml"
+    profile.write_text('profile = "research"\npseudonym_prefix = "HOSPA_"\n')
+    cfg_path = workspace.root / "curata.toml"
+    cfg = tomllib.loads(cfg_path.read_text())
+    cfg["deid"]["config"] = str(profile)
+    cfg_path.write_text(tomli_w.dumps(cfg))
+    gateway = Workspace.open(workspace.root)
+    watched = CliRunner().invoke(
+        app,
+        ["gateway", "watch", str(_drop(tmp_path)), "--once", "--interval", "0.2", "--json",
+         "-w", str(gateway.root)],
+    )  # fmt: skip
+    assert watched.exit_code == 0, watched.output
+    central = Workspace.init(tmp_path / "central", site="platform")
+    cert, key = tls_files
+    server = serve(create_app(central, token=TOKEN, verified_deidentified=True), certfile=cert, keyfile=key)
+    pushed = _push(gateway, server.url, cert)
+    assert (pushed["pushed"], pushed["clinical_pushed"], pushed["failed"]) == (2, 4, 0), pushed
+    with central.catalog.session() as s:
+        images = set(s.scalars(sa.select(Patient.pseudonym)))
+        persons = set(s.scalars(sa.select(OMOP["person"].c.pseudonym)))
+        assert len(images) == 2 and all(p.startswith("HOSPA_") for p in images), images
+        assert persons == images
+        # images, clinical rows and variants linked: the cohort finds the one patient's CT
+        assert len(set(s.scalars(series_select(COHORT)))) == 1
+    files = _rows_of(central, genomic_file)
+    assert len(files) == 1 and files[0]["samples"][0] in images
+    assert survivors(central) == []
+
+
+def _rows_of(ws: Workspace, table: Any) -> list[dict[str, Any]]:
+    with ws.catalog.session() as s:
+        return [dict(r._mapping) for r in s.execute(sa.select(table))]
+
+
 def test_an_interrupted_push_resumes_without_duplicates(site: Any) -> None:
     gateway, central, url, cert = site
     cable = {"requests": 2}

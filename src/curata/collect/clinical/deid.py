@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from curata.collect.deid.calendars import other_calendar_forms
-from curata.collect.deid.pseudonyms import Pseudonymizer
+from curata.collect.deid.pseudonyms import DEFAULT_PREFIX, Pseudonymizer
 from curata.collect.deid.text import (
     REDACTED,
     Identifiers,
@@ -244,8 +244,11 @@ class ClinicalDeidentifier:
         issuer: str = "",
         known: KnownIdentities | None = None,
         site: SiteNames | None = None,
+        prefix: str = DEFAULT_PREFIX,
     ) -> None:
-        self.pseudo = Pseudonymizer(key)
+        # ``prefix``: the site's ``pseudonym_prefix`` (its DICOM profile's), so that a patient's
+        # clinical rows, variants and slides carry the pseudonym of its images
+        self.pseudo = Pseudonymizer(key, prefix=prefix)
         self.issuer = issuer
         self._patients: dict[str, PatientIdentity] = {}
         # what the site knows of its patients from its other inputs (their images, other tables), and

@@ -42,7 +42,7 @@ from curata.collect.clinical._index import arrow_type
 from curata.collect.clinical._writer import _DATE_COLUMNS
 from curata.collect.clinical.deid import AGE_CAP
 from curata.collect.clinical.models import OMOP
-from curata.collect.deid.pseudonyms import is_pseudonym
+from curata.collect.deid.pseudonyms import is_pseudonym, is_site_pseudonym, sample_patient
 from curata.collect.deid.text import Identifiers, clean_text
 from curata.collect.dicomweb.multipart import Part
 from curata.errors import DeidError, InputError
@@ -68,7 +68,6 @@ CODE_COLUMNS = {t: f"{t.split('_')[0]}_source_value" for t in _DATE_COLUMNS}
 # keyed identifiers of specimens and slides (ClinicalDeidentifier.source_id)
 _SOURCE_IDS = {"specimen_source_id": "SPEC", "slide_id": "SLIDE"}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_SAMPLE = re.compile(r"(?P<p>.+?)(?:_(?P<n>[2-9]|[1-9]\d+))?")
 _NO_IDS = Identifiers()
 # a table's size once decompressed (Parquet's own metadata, read before the data): a small part that
 # would expand past this is refused unread
@@ -320,7 +319,9 @@ def _check_table(name: str, table: Any) -> Any:
                 table = table.set_column(i, col, pc.cast(table.column(col), want))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 raise InputError(f"table {name}: column {col} is not of type {want}") from None
-    row = _first_bad(table.column("pseudonym"), is_pseudonym)
+    # a pseudonym under any site's prefix (CUR- unless the site set its own): the platform receives
+    # from many sites
+    row = _first_bad(table.column("pseudonym"), is_site_pseudonym)
     if row is not None:
         raise DeidError(f"table {name} row {row}: the patient key is not a pseudonym of this platform")
     for col, kind in _SOURCE_IDS.items():
@@ -387,8 +388,7 @@ def check_vcf_header(sent: bytes, cleaned: bytes) -> None:
 def check_samples(samples: list[str]) -> None:
     """VCF sample names must be pseudonyms (a second sample of one patient carries ``_2``, ``_3``...)."""
     for i, sample in enumerate(samples, start=1):
-        m = _SAMPLE.fullmatch(sample)
-        if m is None or not is_pseudonym(m.group("p")):
+        if not is_site_pseudonym(sample_patient(sample)):
             raise DeidError(f"VCF sample {i}: its name is not a pseudonym of this platform")
 
 

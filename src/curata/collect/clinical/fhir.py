@@ -17,6 +17,7 @@ from typing import Any
 from curata.collect.clinical._records import ClinicalBatch, RecordBuilder, RowError, as_utf8
 from curata.collect.clinical.deid import ClinicalDeidentifier, KnownIdentities, PatientIdentity, SiteNames
 from curata.collect.clinical.mapping import FhirMap
+from curata.collect.deid.pseudonyms import DEFAULT_PREFIX
 from curata.collect.deid.text import Identifiers
 from curata.errors import InputError
 
@@ -467,6 +468,7 @@ def deidentify_fhir(
     *,
     known: KnownIdentities | None = None,
     site: SiteNames | None = None,
+    prefix: str = DEFAULT_PREFIX,
 ) -> tuple[list[ClinicalBatch], list[tuple[str, str]]]:
     """De-identify FHIR inputs together: Patients of any file resolve references of every file.
 
@@ -474,9 +476,9 @@ def deidentify_fhir(
     for files that are not FHIR at all. ``known``, ``site``: what the site knows of its patients and
     its people and institutions from other inputs (``deid.identities``); every text is cleaned of them,
     and of the site's people and places this export names (Practitioner, RelatedPerson, Organization
-    resources, references' displays).
+    resources, references' displays). ``prefix``: the site's ``pseudonym_prefix``.
     """
-    deid = ClinicalDeidentifier(key, issuer=mapping.issuer, known=known, site=site)
+    deid = ClinicalDeidentifier(key, issuer=mapping.issuer, known=known, site=site, prefix=prefix)
     refs: dict[str, PatientIdentity] = {}
     parsed: list[tuple[str, list[tuple[int, dict[str, Any] | None, str | None]]]] = []
     failed: list[tuple[str, str]] = []

@@ -24,6 +24,7 @@ from curata.collect.clinical.deid import AGE_CAP, SiteNames
 from curata.collect.clinical.exchange import Batch
 from curata.collect.clinical.mapping import SiteMapping, find_mapping
 from curata.collect.deid.identities import FOLDER, SiteIdentities
+from curata.collect.deid.pseudonyms import sample_patient
 from curata.collect.dicomweb.multipart import Part
 from curata.collect.reasons import is_disk_full
 from curata.collect.sources import Source
@@ -75,18 +76,39 @@ def _read(src: Source) -> bytes | ClinicalOutcome:
         return ClinicalOutcome("failed", src.name, reason=getattr(exc, "reason", exc.message))
 
 
+def site_prefix(ws: Workspace, profile: str | None = None, config: Path | None = None) -> str:
+    """The pseudonym prefix of the site's de-identification profile (``[deid]`` in curata.toml, or
+    ``profile`` and ``config`` where an ingest names its own)."""
+    from curata.collect.deid import load_profile
+
+    cfg = config or (Path(ws.settings.deid.config) if ws.settings.deid.config else None)
+    return load_profile(profile or ws.settings.deid.profile, config=cfg).pseudonym_prefix
+
+
 class ClinicalIngestor:
-    def __init__(self, ws: Workspace, site_id: int, *, mapping_file: Path | None = None) -> None:
+    def __init__(
+        self, ws: Workspace, site_id: int, *, mapping_file: Path | None = None, prefix: str | None = None
+    ) -> None:
         self.ws = ws
         self.site_id = site_id
         self.mapping_file = mapping_file
         self.key = ws.site_key()
+        self._prefix = prefix
         self.store = ws.store
         # what the site knows of its patients and of itself (deid.identities): from its images (sealed by
         # the DICOM engine), and from this run's clinical inputs and those of earlier runs, sealed on
         # site with the site key; every clinical input is cleaned of them
         self.known = SiteIdentities(ws.vault_path, self.key)
         self._site: tuple[tuple[int, int], SiteNames] | None = None
+
+    @property
+    def prefix(self) -> str:
+        """The site's pseudonym prefix (its DICOM profile's ``pseudonym_prefix``, read when first
+        needed: filing a batch pseudonymises nothing): a patient's rows, variants and images carry
+        one pseudonym."""
+        if self._prefix is None:
+            self._prefix = site_prefix(self.ws)
+        return self._prefix
 
     def _mapping(self, source: Source) -> SiteMapping:
         cfg = self.ws.config.get("clinical", {}) or {}
@@ -155,7 +177,7 @@ class ClinicalIngestor:
             if mapping is None or not declares_identities(mapping):
                 return
             with no_cycle_collection():
-                found = table_identities(raw, src.name, mapping, self.key)
+                found = table_identities(raw, src.name, mapping, self.key, prefix=self.prefix)
         except Exception as exc:  # the same input is cleaned next, and refused there with its reason
             if is_disk_full(exc):
                 raise
@@ -285,7 +307,15 @@ class ClinicalIngestor:
 
         mapping = self._mapping(src)
         batch = deidentify_table(
-            raw, src.name, digest, mapping.table, self.key, kind, known=self.known, site=self._site_names()
+            raw,
+            src.name,
+            digest,
+            mapping.table,
+            self.key,
+            kind,
+            known=self.known,
+            site=self._site_names(),
+            prefix=self.prefix,
         )
         return self._file_batch(src, raw, batch)
 
@@ -300,6 +330,7 @@ class ClinicalIngestor:
             self.key,
             known=self.known,
             site=self._site_names(),
+            prefix=self.prefix,
         )
         by_digest = {d: (s, raw) for s, raw, d in items}
         outs = []
@@ -318,7 +349,9 @@ class ClinicalIngestor:
 
         mapping = self._mapping(src)
         self.known.recall()
-        res = deidentify_vcf(raw, src.name, mapping.vcf, self.key, self.known, site=self._site_names())
+        res = deidentify_vcf(
+            raw, src.name, mapping.vcf, self.key, self.known, site=self._site_names(), prefix=self.prefix
+        )
         return self.file_vcf(res, digest, src.name)
 
     def file_vcf(self, res: VcfResult, input_digest: str, source_name: str) -> ClinicalOutcome:
@@ -334,7 +367,7 @@ class ClinicalIngestor:
         if self._filed(input_digest):
             return ClinicalOutcome("present", source_name, input_digest)
         blob = self.store.put_bytes(res.output)
-        base = [p.split("_")[0] for p in res.samples]
+        base = [sample_patient(p) for p in res.samples]
         frame = {k: v for k, v in res.index.items() if k != "sample"}
         # each row's patient: its sample's pseudonym, dictionary-encoded (a few samples, many rows)
         owners, of_sample = np.unique(np.array(base or [""], dtype=object), return_inverse=True)
@@ -670,7 +703,7 @@ def file_deidentified_batch(
             check_vcf_header(batch.vcf, vcf.output)
     except (InputError, DeidError) as exc:
         return _quarantined(ws, batch, exc.message)
-    keys = {p.split("_")[0] for p in vcf.samples} if vcf is not None else set()
+    keys = {sample_patient(p) for p in vcf.samples} if vcf is not None else set()
     for table in batch.tables.values():
         keys.update(table.column("pseudonym").to_pylist())
     site_id, why = _site_for(ws, keys, site, series)

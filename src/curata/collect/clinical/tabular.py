@@ -54,6 +54,7 @@ from curata.collect.clinical.deid import (
     survivors,
 )
 from curata.collect.clinical.mapping import Ref, TableMap
+from curata.collect.deid.pseudonyms import DEFAULT_PREFIX
 from curata.collect.deid.text import Identifiers, MatchKeys
 from curata.errors import ConfigError, InputError
 
@@ -508,17 +509,19 @@ def deidentify_table(
     *,
     known: KnownIdentities | None = None,
     site: SiteNames | None = None,
+    prefix: str = DEFAULT_PREFIX,
 ) -> ClinicalBatch:
     """All rows of one export as de-identified OMOP rows (column frames); refused rows with their number.
     ``known``: what the site knows of its patients from other inputs; ``site``: its people and
-    institutions (``deid.identities``): every text is cleaned of them too."""
+    institutions (``deid.identities``): every text is cleaned of them too. ``prefix``: the site's
+    ``pseudonym_prefix`` (its images' pseudonyms)."""
     if mapping is None:
         raise ConfigError(
             "no [csv] mapping for this clinical export",
             hint="put a clinical-map.toml beside the export (see curata.collect.clinical.mapping)",
         )
     with no_cycle_collection():
-        deid = ClinicalDeidentifier(key, issuer=mapping.issuer, known=known, site=site)
+        deid = ClinicalDeidentifier(key, issuer=mapping.issuer, known=known, site=site, prefix=prefix)
         return _deidentify_table(raw, name, digest, mapping, deid, kind)
 
 
@@ -529,13 +532,15 @@ def declares_identities(mapping: TableMap | None) -> bool:
     )
 
 
-def table_identities(raw: bytes, name: str, mapping: TableMap, key: bytes) -> dict[str, Identifiers]:
+def table_identities(
+    raw: bytes, name: str, mapping: TableMap, key: bytes, *, prefix: str = DEFAULT_PREFIX
+) -> dict[str, Identifiers]:
     """The identifiers a table's identity columns give each patient (patient ID -> identifiers), read
     before any input of the run is cleaned: another table's notes, a FHIR note or a VCF header of the
     same patient are cleaned of them whatever the order the inputs come in."""
     with no_cycle_collection():
         read = read_columns(raw, name, mapping)
-        deid = ClinicalDeidentifier(key, issuer=mapping.issuer)
+        deid = ClinicalDeidentifier(key, issuer=mapping.issuer, prefix=prefix)
         _learn(_Table(read.n, read.cols, mapping, deid), mapping)
         return {pid: who.ids for pid, who in deid._patients.items()}
 

@@ -28,6 +28,19 @@ def is_site_pseudonym(value: str) -> bool:
     return _ANY_PREFIX_PSEUDONYM.fullmatch(value) is not None
 
 
+_SAMPLE_NUMBER = re.compile(r"[2-9]|[1-9][0-9]+")
+
+
+def sample_patient(sample: str) -> str:
+    """The patient pseudonym of a VCF sample name: a patient's second, third... sample carries ``_2``,
+    ``_3``... after it. A site's prefix may hold '_' itself (``HOSPA_``), so only a number after the
+    last '_' of a whole pseudonym is a sample's."""
+    head, sep, number = sample.rpartition("_")
+    if sep and _SAMPLE_NUMBER.fullmatch(number) and is_site_pseudonym(head):
+        return head
+    return sample
+
+
 def is_pseudonym(value: str, prefix: str = DEFAULT_PREFIX) -> bool:
     """Whether ``value`` has the exact shape of a keyed pseudonym (``prefix`` + 16 base32 characters).
 

@@ -32,6 +32,7 @@ from curata.collect.clinical.deid import (
     survivors,
 )
 from curata.collect.clinical.mapping import VcfMap
+from curata.collect.deid.pseudonyms import DEFAULT_PREFIX, sample_patient
 from curata.collect.deid.text import Identifiers, find_identifier
 from curata.errors import DeidError, InputError
 
@@ -348,14 +349,15 @@ def deidentify_vcf(
     *,
     keep_samples: bool = False,
     site: SiteNames | None = None,
+    prefix: str = DEFAULT_PREFIX,
 ) -> VcfResult:
     """De-identify one VCF/BCF. ``known``: patient ID -> identifiers the site knows (its images, its
     clinical inputs of this run and earlier ones: ``deid.identities``), so a VCF header that repeats
     them is cleaned of them and gated for them too; ``site``: its people and institutions, cleaned from
-    the header's text.
+    the header's text; ``prefix``: the site's ``pseudonym_prefix``.
     ``keep_samples``: the sample names are already pseudonyms (see :func:`index_vcf`); no key is used."""
     pysam = _quiet_pysam()
-    deid = None if keep_samples else ClinicalDeidentifier(key, issuer=mapping.issuer)
+    deid = None if keep_samples else ClinicalDeidentifier(key, issuer=mapping.issuer, prefix=prefix)
     with tempfile.TemporaryDirectory(prefix="curata-vcf-") as tmp:
         src = Path(tmp) / ("in.bcf" if raw[:3] == b"BCF" or name.lower().endswith(".bcf") else "in.vcf.gz")
         src.write_bytes(raw)
@@ -385,7 +387,7 @@ def deidentify_vcf(
             if deid is None:
                 break
             p = deid.patient(pid).pseudonym
-            n = sum(1 for q in pseudonyms if q.split("_")[0] == p)
+            n = sum(1 for q in pseudonyms if sample_patient(q) == p)
             pseudonyms.append(p if n == 0 else f"{p}_{n + 1}")
         try:
             header_text = str(vf.header)
