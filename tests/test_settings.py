@@ -61,6 +61,8 @@ def test_historic_variable_names_still_win() -> None:
         ({}, {"CURATA_SITE": "lagos"}, "CURATA_SITE sets the whole"),
         ({}, {"CURATA_RUNTIME__THREADS": "2"}, "runtime.threads"),
         ({"gateway": {"peers": {"pacs": {"ae_title": "X", "host": "h"}}}}, {}, "gateway.peers.pacs.port"),
+        ({"deid": {"site_prefixes": ["HOSPA"]}}, {}, "deid.site_prefixes"),  # no '-' or '_' at its end
+        ({"deid": {"site_prefixes": ["MRN 88421937-"]}}, {}, "deid.site_prefixes"),
     ],
 )
 def test_a_typo_or_a_wrong_type_is_a_config_error(data: dict, env: dict, needle: str) -> None:  # type: ignore[type-arg]

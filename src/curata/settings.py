@@ -19,9 +19,9 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from curata._config_file import CONFIG_NAME, ENV_DELIMITER, ENV_PREFIX, find_config
@@ -64,6 +64,11 @@ class DeidSettings(_Section):
         DEFAULT_DEID_PROFILE, description="De-identification profile (research, basic, ...)."
     )
     config: str = Field("", description="A TOML file of profile overrides; empty = none.")
+    site_prefixes: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{0,15}[-_]$")]] = Field(
+        default_factory=list,
+        description="A platform: the pseudonym prefixes its sites set (pseudonym_prefix, each ending "
+        "in '-' or '_'), accepted besides CUR-; a pseudonym under any other prefix is refused.",
+    )
 
 
 class RuntimeSettings(_Section):

@@ -38,6 +38,7 @@ from curata.catalog import (
     index_fields,
     record_provenance,
 )
+from curata.collect.deid.pseudonyms import accepted_prefixes
 from curata.collect.reasons import is_disk_full, safe_reason, sanitize, sweep_private, write_private
 from curata.collect.sources import Source, iter_sources
 from curata.console import RunSummary
@@ -77,6 +78,8 @@ class _WorkerContext:
     vault_dir: str | None
     known_inputs: frozenset[str]
     wsi: dict[str, Any] = field(default_factory=dict)
+    # verified mode: the pseudonym prefixes accepted (CUR- and the platform's [deid] site_prefixes)
+    prefixes: tuple[str, ...] = ("CUR-",)
     deidentifier: Any = None
     store: Any = None
 
@@ -173,12 +176,12 @@ def _check_complete(raw: bytes) -> None:
         )
 
 
-def _verify_deidentified(raw: bytes) -> tuple[bytes, pydicom.Dataset]:
+def _verify_deidentified(raw: bytes, prefixes: tuple[str, ...]) -> tuple[bytes, pydicom.Dataset]:
     """Central-platform mode: accept only objects already de-identified at a gateway. The
     PatientIdentityRemoved flag alone is not trusted: the de-identification engine's checks run too."""
     from curata.collect.deid import check_deidentified
 
-    return raw, check_deidentified(raw)
+    return raw, check_deidentified(raw, prefixes=prefixes)
 
 
 def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None = None) -> IngestOutcome:
@@ -226,7 +229,7 @@ def process_one(source: Source | tuple[str, bytes], ctx: _WorkerContext | None =
             if out_bytes is result.output_bytes:
                 out_digest = deid_record.get("output_sha256")
         else:
-            out_bytes, ds = _verify_deidentified(raw)
+            out_bytes, ds = _verify_deidentified(raw, ctx.prefixes)
             deid_record = None
         fields = index_fields(ds)
         blob = ctx.store.put_bytes(out_bytes, digest=out_digest)
@@ -426,6 +429,7 @@ class Ingestor:
             vault_dir=str(self.ws.vault_path) if self.deidentify else None,
             known_inputs=known,
             wsi=dict(self.ws.config.get("wsi") or {}),
+            prefixes=accepted_prefixes(self.ws.settings.deid.site_prefixes),
         )
 
     def _known_inputs(self, session: Session) -> frozenset[str]:

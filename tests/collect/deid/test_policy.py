@@ -13,6 +13,7 @@ import pytest
 
 from curata.collect.deid import Deidentifier, check_deidentified, load_profile
 from curata.collect.deid.batch import review_list, run_batch
+from curata.collect.deid.pseudonyms import accepted_prefixes
 from curata.collect.keys import generate_key_file
 from curata.errors import DeidError, InputError
 
@@ -203,14 +204,16 @@ def test_verified_reads_overlay_text_as_the_profiles_leave_it() -> None:
 
 
 @pytest.mark.parametrize(
-    ("prefix", "accepted"), [("HOSPA_", True), ("site-b-", True), ("HOSPA", False), ("", False)]
+    ("prefix", "told", "accepted"),
+    [("HOSPA_", True, True), ("site-b-", True, True), ("HOSPA_", False, False), ("HOSPA", False, False)],
 )
-def test_verified_accepts_a_sites_own_pseudonym_prefix_that_ends_in_a_separator(
-    tmp_path: Path, prefix: str, accepted: bool
+def test_verified_accepts_a_sites_own_pseudonym_prefix_once_told(
+    tmp_path: Path, prefix: str, told: bool, accepted: bool
 ) -> None:
-    """A site may set its profile's ``pseudonym_prefix``; the platform, which does not know it, takes
-    any that ends in '-' or '_' (it refused every release of such a site). One without such an end
-    runs into the pseudonym's letters, so it is refused, as a bare word of 16 capitals is."""
+    """A site may set its profile's ``pseudonym_prefix``; the platform takes it once told (``[deid]
+    site_prefixes``: the prefixes the platform's check is given), and CUR- always. One it was not told
+    is refused: the shape alone (any prefix ending in '-' or '_') took ``MRN88421937-`` followed by a
+    16-letter surname for a pseudonym (outside review 11)."""
     config = tmp_path / "site.toml"
     config.write_text(f'profile = "research"\npseudonym_prefix = "{prefix}"\n')
     out = Deidentifier(KEY, load_profile("research", config), ocr=False).deidentify_bytes(
@@ -219,15 +222,42 @@ def test_verified_accepts_a_sites_own_pseudonym_prefix_that_ends_in_a_separator(
     assert (
         str(out.dataset.PatientID).startswith(prefix) and len(str(out.dataset.PatientID)) == len(prefix) + 16
     )
+    prefixes = accepted_prefixes([prefix] if told else [])
     if accepted:
-        assert check_deidentified(out.output_bytes).PatientIdentityRemoved == "YES"
+        assert check_deidentified(out.output_bytes, prefixes=prefixes).PatientIdentityRemoved == "YES"
     else:
-        with pytest.raises(DeidError, match="PatientID"):
-            check_deidentified(out.output_bytes)
-    ds = _released()
-    ds.PatientID = ds.PatientName = "ABERCROMBIEFITCH"  # 16 capitals: a word, no pseudonym
-    with pytest.raises(DeidError, match="PatientID"):
-        check_deidentified(to_bytes(ds))
+        with pytest.raises(DeidError, match=r"Patient(ID|Name) is not a pseudonym"):
+            check_deidentified(out.output_bytes, prefixes=prefixes)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ABERCROMBIEFITCH",  # 16 capitals: a word, no pseudonym
+        "MRN88421937-QUILLFEATHERMARI",  # the MRN as a prefix, the surname as the body
+        "QUILLFEATHER-MARISOLAAAAAAAAA",
+        "19470319_QUILLFEATHERMARI",
+    ],
+)
+def test_verified_refuses_an_identifier_in_the_shape_of_a_pseudonym(value: str) -> None:
+    """At the top and in a nested item, as PatientID and as PatientName; told prefixes or not."""
+    for nested in (False, True):
+        ds = _released()
+        target = ds
+        if nested:
+            item = pydicom.Dataset()
+            item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+            ds.ReferencedImageSequence = [item]
+            target = item
+        target.PatientID = value
+        with pytest.raises(DeidError, match=r"PatientID (is not a pseudonym|holds a value)") as refused:
+            check_deidentified(to_bytes(ds), prefixes=accepted_prefixes(["HOSPA_"]))
+        assert value not in str(refused.value)
+        if not nested:
+            ds = _released()
+            ds.PatientName = value
+            with pytest.raises(DeidError, match=r"PatientName (is not a pseudonym|holds a person name)"):
+                check_deidentified(to_bytes(ds))
 
 
 def _element(tag: int, vr: str, value: object) -> bytes:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curata.collect.deid.pseudonyms import Pseudonymizer, is_site_pseudonym, sample_patient
+from curata.collect.deid.pseudonyms import (
+    Pseudonymizer,
+    accepted_prefixes,
+    is_accepted_pseudonym,
+    is_site_pseudonym,
+    sample_patient,
+)
 
 KEY = bytes(range(32))
 # a profile's pseudonym_prefix as profile.py accepts it, ending in '-' or '_' (as a platform reads one)
@@ -23,7 +29,8 @@ def test_every_sample_of_a_patient_is_read_back_as_its_pseudonym(prefix: str, pa
     holding '_' (``HOSPA_``), the part before the first '_' was taken for the patient: its VCF
     variants were filed under ``HOSPA``, a pseudonym no image had."""
     pseudonym = Pseudonymizer(KEY, prefix=prefix).patient(patient)
-    assert is_site_pseudonym(pseudonym)
+    assert is_site_pseudonym(pseudonym) and is_accepted_pseudonym(pseudonym, accepted_prefixes([prefix]))
+    assert not is_accepted_pseudonym(pseudonym, accepted_prefixes()) or prefix == "CUR-"
     assert sample_patient(pseudonym) == pseudonym
     assert sample_patient(f"{pseudonym}_{n}") == pseudonym
 

@@ -154,8 +154,8 @@ def test_a_site_with_its_own_pseudonym_prefix_links_its_clinical_data_to_its_ima
     workspace: Workspace, tmp_path: Path, serve: Any, tls_files: tuple[Path, Path]
 ) -> None:
     """A site that set its profile's ``pseudonym_prefix`` gives its CSV rows, FHIR resources and VCF
-    samples the pseudonym of its images (they had CUR-, its images HOSPA_: no cohort linked them), and
-    the platform, which does not know the prefix, files them."""
+    samples the pseudonym of its images (they had CUR-, its images HOSPA_: no cohort linked them). A
+    platform files them once told the prefix (``[deid] site_prefixes``), and refuses them before."""
     import tomllib
 
     import tomli_w
@@ -175,6 +175,22 @@ def test_a_site_with_its_own_pseudonym_prefix_links_its_clinical_data_to_its_ima
     assert watched.exit_code == 0, watched.output
     central = Workspace.init(tmp_path / "central", site="platform")
     cert, key = tls_files
+    server = serve(create_app(central, token=TOKEN, verified_deidentified=True), certfile=cert, keyfile=key)
+    refused = CliRunner().invoke(
+        app,
+        ["gateway", "push", "--to", server.url, "--token", TOKEN, "--ca-cert", str(cert), "--json",
+         "-w", str(gateway.root)],
+    )  # fmt: skip
+    assert refused.exit_code != 0 and "not a pseudonym of this platform" in refused.output, refused.output
+    assert _count(central, Patient) == 0 and _count(central, OMOP["person"]) == 0
+    with central.catalog.session() as s:
+        reasons = list(s.scalars(sa.select(QuarantineItem.reason)))
+    assert reasons and all("HOSPA" not in r for r in reasons), reasons
+    server.__exit__()
+    told = tomllib.loads((central.root / "curata.toml").read_text())
+    told["deid"]["site_prefixes"] = ["HOSPA_"]
+    (central.root / "curata.toml").write_text(tomli_w.dumps(told))
+    central = Workspace.open(central.root)
     server = serve(create_app(central, token=TOKEN, verified_deidentified=True), certfile=cert, keyfile=key)
     pushed = _push(gateway, server.url, cert)
     assert (pushed["pushed"], pushed["clinical_pushed"], pushed["failed"]) == (2, 4, 0), pushed

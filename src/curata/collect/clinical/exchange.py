@@ -31,7 +31,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,7 @@ from curata.collect.clinical._index import arrow_type
 from curata.collect.clinical._writer import _DATE_COLUMNS
 from curata.collect.clinical.deid import AGE_CAP
 from curata.collect.clinical.models import OMOP
-from curata.collect.deid.pseudonyms import is_pseudonym, is_site_pseudonym, sample_patient
+from curata.collect.deid.pseudonyms import DEFAULT_PREFIX, is_accepted_pseudonym, is_pseudonym, sample_patient
 from curata.collect.deid.text import Identifiers, clean_text
 from curata.collect.dicomweb.multipart import Part
 from curata.errors import DeidError, InputError
@@ -238,14 +238,15 @@ def _read_table(body: bytes, rows: Any) -> Any:
         return None
 
 
-def check(batch: Batch) -> None:
+def check(batch: Batch, prefixes: Collection[str] = (DEFAULT_PREFIX,)) -> None:
     """Refuse (InputError: malformed; DeidError: looks identified) a batch the platform must not file;
     a batch that passes has its tables in the catalog's column types.
 
     Patient keys must be pseudonyms of this platform's form, specimen and slide IDs keyed IDs, free text
     as the site's cleaner leaves it, codes, stages and units as the site checked them, every column one
     the format names. Reasons name the table, the
-    column and the row, never a value."""
+    column and the row, never a value. ``prefixes``: the pseudonym prefixes accepted (``CUR-`` and
+    the platform's ``[deid] site_prefixes``)."""
     if (batch.kind == "vcf") != (batch.vcf is not None) or (batch.kind == "vcf" and batch.tables):
         raise InputError(
             f"a {batch.kind} batch must carry " + ("one VCF" if batch.kind == "vcf" else "tables")
@@ -253,7 +254,7 @@ def check(batch: Batch) -> None:
     for name, table in list(batch.tables.items()):
         if table is None:
             raise InputError(f"table {name}: not a readable Parquet file of the declared rows and size")
-        batch.tables[name] = _check_table(name, table)
+        batch.tables[name] = _check_table(name, table, prefixes)
     check_ages(batch)
 
 
@@ -300,7 +301,7 @@ def _first_bad(column: Any, ok: Any) -> int | None:
     return int(hits.argmax()) + 1
 
 
-def _check_table(name: str, table: Any) -> Any:
+def _check_table(name: str, table: Any, prefixes: Collection[str] = (DEFAULT_PREFIX,)) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -319,9 +320,8 @@ def _check_table(name: str, table: Any) -> Any:
                 table = table.set_column(i, col, pc.cast(table.column(col), want))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 raise InputError(f"table {name}: column {col} is not of type {want}") from None
-    # a pseudonym under any site's prefix (CUR- unless the site set its own): the platform receives
-    # from many sites
-    row = _first_bad(table.column("pseudonym"), is_site_pseudonym)
+    # a pseudonym under a prefix the platform accepts (CUR-, and those its sites set)
+    row = _first_bad(table.column("pseudonym"), lambda v: is_accepted_pseudonym(v, prefixes))
     if row is not None:
         raise DeidError(f"table {name} row {row}: the patient key is not a pseudonym of this platform")
     for col, kind in _SOURCE_IDS.items():
@@ -385,10 +385,10 @@ def check_vcf_header(sent: bytes, cleaned: bytes) -> None:
             raise DeidError(f"VCF header line {n}: not as the site's cleaning leaves it (identifying?)")
 
 
-def check_samples(samples: list[str]) -> None:
+def check_samples(samples: list[str], prefixes: Collection[str] = (DEFAULT_PREFIX,)) -> None:
     """VCF sample names must be pseudonyms (a second sample of one patient carries ``_2``, ``_3``...)."""
     for i, sample in enumerate(samples, start=1):
-        if not is_site_pseudonym(sample_patient(sample)):
+        if not is_accepted_pseudonym(sample_patient(sample), prefixes):
             raise DeidError(f"VCF sample {i}: its name is not a pseudonym of this platform")
 
 

@@ -24,7 +24,7 @@ from curata.collect.clinical.deid import AGE_CAP, SiteNames
 from curata.collect.clinical.exchange import Batch
 from curata.collect.clinical.mapping import SiteMapping, find_mapping
 from curata.collect.deid.identities import FOLDER, SiteIdentities
-from curata.collect.deid.pseudonyms import sample_patient
+from curata.collect.deid.pseudonyms import accepted_prefixes, sample_patient
 from curata.collect.dicomweb.multipart import Part
 from curata.collect.reasons import is_disk_full
 from curata.collect.sources import Source
@@ -694,12 +694,13 @@ def file_deidentified_batch(
 
     if _is_filed(ws, batch.batch):
         return FiledBatch(batch.batch, batch.kind, "present")
+    prefixes = accepted_prefixes(ws.settings.deid.site_prefixes)
     try:
-        check(batch)
+        check(batch, prefixes)
         vcf = None
         if batch.vcf is not None:
             vcf = index_vcf(batch.vcf, "pushed.vcf.gz")
-            check_samples(vcf.samples)
+            check_samples(vcf.samples, prefixes)
             check_vcf_header(batch.vcf, vcf.output)
     except (InputError, DeidError) as exc:
         return _quarantined(ws, batch, exc.message)

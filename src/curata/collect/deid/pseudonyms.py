@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import hmac
 import re
+from collections.abc import Iterable
 
 from pydicom.uid import UID_dictionary
 
@@ -16,16 +17,29 @@ DEFAULT_PREFIX = "CUR-"
 _PSEUDONYM_BODY = re.compile(r"[A-Z2-7]{16}")
 
 
-# a site's own prefix (a profile's ``pseudonym_prefix``) as a receiver that does not know it accepts
-# one: up to 16 letters, digits, '-' or '_', ending in '-' or '_' (so that no word runs into the body)
+# a site's own prefix (a profile's ``pseudonym_prefix``) has the shape of one: up to 16 letters,
+# digits, '-' or '_', ending in '-' or '_' (so that no word runs into the body)
 _ANY_PREFIX_PSEUDONYM = re.compile(r"[A-Za-z0-9_-]{0,15}[-_][A-Z2-7]{16}")
 
 
 def is_site_pseudonym(value: str) -> bool:
-    """:func:`is_pseudonym` under any site's prefix that ends in '-' or '_' (``CUR-`` by default, or
-    what a site set as its profile's ``pseudonym_prefix``): what a platform that receives from many
-    sites checks. A prefix without such an end (or none) is not recognisable, and is refused."""
+    """The shape of a pseudonym under some site's prefix that ends in '-' or '_'. A shape only: the
+    prefix may hold anything of its alphabet (``MRN88421937-``), so a receiver checks the prefix
+    against those it accepts with :func:`is_accepted_pseudonym` too."""
     return _ANY_PREFIX_PSEUDONYM.fullmatch(value) is not None
+
+
+def accepted_prefixes(site_prefixes: Iterable[str] = ()) -> tuple[str, ...]:
+    """The pseudonym prefixes a platform accepts: ``CUR-`` and its ``[deid] site_prefixes``."""
+    return tuple(dict.fromkeys([DEFAULT_PREFIX, *site_prefixes]))
+
+
+def is_accepted_pseudonym(value: str, prefixes: Iterable[str] = (DEFAULT_PREFIX,)) -> bool:
+    """:func:`is_pseudonym` under one of ``prefixes``: ``CUR-`` and the prefixes a platform was told
+    its sites use (``[deid] site_prefixes``). What a platform that receives from many sites checks:
+    the shape alone took ``MRN88421937-`` + a 16-letter surname as a site's pseudonym (outside
+    review 11)."""
+    return any(is_pseudonym(value, prefix) for prefix in prefixes) and is_site_pseudonym(value)
 
 
 _SAMPLE_NUMBER = re.compile(r"[2-9]|[1-9][0-9]+")

@@ -5,9 +5,10 @@ only when it looks like what a Curata site releases. The expectations come from 
 profiles' own actions (Table E.1-1 resolved for the object's SOP class under ``basic``, ``research``
 and ``research-strict``), not from a hand list, so they follow the table:
 
-- PatientID holds a keyed pseudonym (``CUR-``, or the site's own prefix ending in '-' or '_', and
-  16 base32: :func:`is_site_pseudonym`, a shape, no key needed); PatientName the pseudonym too, or
-  the dummy, or nothing;
+- PatientID, at every depth, holds a keyed pseudonym under an accepted prefix (``CUR-``, and the
+  site prefixes a platform was told: ``[deid] site_prefixes``; then 16 base32:
+  :func:`is_accepted_pseudonym`, a shape, no key needed); PatientName the pseudonym too, or the
+  dummy, or nothing;
 - an attribute every profile removes (X) or empties (Z) holds no value (birth date, accession number,
   institution, other IDs, physicians...); one they replace with a dummy (D) holds the dummy; a person
   name holds the dummy or nothing;
@@ -28,6 +29,7 @@ import io
 import re
 import warnings
 import zlib
+from collections.abc import Collection
 from functools import cache
 
 import pydicom
@@ -50,7 +52,7 @@ from curata.collect.deid.engine import (
     _safe_private,
 )
 from curata.collect.deid.profile import PROFILES, load_profile
-from curata.collect.deid.pseudonyms import is_site_pseudonym
+from curata.collect.deid.pseudonyms import DEFAULT_PREFIX, is_accepted_pseudonym, is_site_pseudonym
 from curata.collect.deid.table import action_maps
 from curata.collect.deid.text import GENERIC_PATTERNS, Identifiers, clean_text
 from curata.errors import DeidError, InputError
@@ -115,8 +117,9 @@ def expected_actions(sop_class_uid: str) -> tuple[Expected, Expected]:
     )
 
 
-def check_deidentified(raw: bytes) -> Dataset:
-    """The parsed object when it passes; DeidError naming the attribute (never its value) when not."""
+def check_deidentified(raw: bytes, *, prefixes: Collection[str] = (DEFAULT_PREFIX,)) -> Dataset:
+    """The parsed object when it passes; DeidError naming the attribute (never its value) when not.
+    ``prefixes``: the pseudonym prefixes accepted (``CUR-`` and a platform's ``[deid] site_prefixes``)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -135,16 +138,12 @@ def check_deidentified(raw: bytes) -> Dataset:
         if value not in (None, "") and (not hasattr(value, "__len__") or len(value)):
             raise DeidError(f"marked de-identified but {keyword} holds a value; refused")
     pid = str(ds.get("PatientID", "") or "").strip()
-    if pid and not is_site_pseudonym(pid):  # none: an input without one (the engine adds none)
-        raise DeidError(
-            "marked de-identified but PatientID is not a Curata pseudonym (the site's prefix, CUR- by "
-            "default, and 16 base32); refused",
-            hint="send it through a Curata gateway, which writes the site's keyed pseudonym (a "
-            "pseudonym_prefix of its own must end in '-' or '_')",
-        )
+    if pid and not is_accepted_pseudonym(pid, prefixes):  # none: an input without one (the engine adds none)
+        raise DeidError(_NOT_A_PSEUDONYM.format("PatientID", ", ".join(prefixes)), hint=_PREFIX_HINT)
     top, nested = expected_actions(str(ds.get("SOPClassUID", "") or ""))
     _check_meta(ds)
     _walk(ds, top, nested, "")
+    _check_pseudonyms(ds, prefixes)
     _check_bytes(raw, ds)
     _refuse_encapsulated_documents(ds)
     pixel_data = ds.get("PixelData")
@@ -389,6 +388,31 @@ def _private(ds: Dataset, elem: pydicom.DataElement, where: str) -> None:
         raise DeidError(
             f"marked de-identified but private element {where} is not a safe numeric one; refused"
         )
+
+
+_NOT_A_PSEUDONYM = (
+    "marked de-identified but {} is not a pseudonym of an accepted prefix ({}, then 16 base32); refused"
+)
+_PREFIX_HINT = (
+    "send it through a Curata gateway, which writes the site's keyed pseudonym; a platform accepts a "
+    "site's own pseudonym_prefix once told: [deid] site_prefixes in its curata.toml"
+)
+
+
+def _check_pseudonyms(ds: Dataset, prefixes: Collection[str]) -> None:
+    """PatientID, and PatientName where it is not the dummy, hold a pseudonym under an accepted prefix
+    at every depth (none: an input without one; the engine adds none). The shape alone (any prefix
+    ending in '-' or '_') took ``MRN88421937-`` and a 16-letter surname for a site's pseudonym."""
+    for elem in ds.iterall():
+        if elem.tag not in (_PATIENT_ID, _PATIENT_NAME) or elem.VR not in ("LO", "PN"):
+            continue  # (another VR: the walk refuses it as not released)
+        values = elem.value if isinstance(elem.value, MultiValue) else [elem.value]
+        for value in values:
+            text = str(value if value is not None else "").strip(" \0")
+            if not text or (elem.tag == _PATIENT_NAME and text == DUMMY_TEXT):
+                continue
+            if not is_accepted_pseudonym(text, prefixes):
+                raise DeidError(_NOT_A_PSEUDONYM.format(elem.keyword, ", ".join(prefixes)), hint=_PREFIX_HINT)
 
 
 def _as_released(tag: int, vr: str, values: list[object], actions: frozenset[str] | None) -> bool:
