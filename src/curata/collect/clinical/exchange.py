@@ -494,6 +494,31 @@ def check_vcf_header(sent: bytes, cleaned: bytes) -> None:
             raise DeidError(f"VCF header line {n}: not as the site's cleaning leaves it (identifying?)")
 
 
+_VCF_COLUMNS = ("CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT")
+
+
+def check_vcf_records(sent: bytes, cleaned: bytes) -> None:
+    """The records of a pushed VCF must be as the site's cleaning leaves them (``vcf.record_values``:
+    public variant IDs, typed INFO and sample values, annotation text): ``cleaned`` is the platform's
+    run of the same cleaning over ``sent``; a record it changes is refused, naming the record and the
+    column, never the value."""
+    import gzip
+    from itertools import zip_longest
+
+    def records(data: bytes) -> list[bytes]:
+        text = gzip.decompress(data)
+        start = text.find(b"\n", text.find(b"\n#CHROM") + 1)
+        return text[start + 1 :].split(b"\n") if start > 0 else []
+
+    for n, (a, b) in enumerate(zip_longest(records(sent), records(cleaned)), start=1):
+        if a == b:
+            continue
+        cols = zip_longest((a or b"").split(b"\t"), (b or b"").split(b"\t"))
+        i = next(i for i, (x, y) in enumerate(cols) if x != y)
+        where = _VCF_COLUMNS[i] if i < len(_VCF_COLUMNS) else f"sample {i - len(_VCF_COLUMNS) + 1}"
+        raise DeidError(f"VCF record {n}: its {where} column is not as the site's cleaning leaves it")
+
+
 def check_samples(samples: list[str]) -> None:
     """VCF sample names must be pseudonyms (a second sample of one patient carries ``_2``, ``_3``...)."""
     for i, sample in enumerate(samples, start=1):
@@ -512,6 +537,7 @@ __all__ = [
     "check_ages",
     "check_samples",
     "check_vcf_header",
+    "check_vcf_records",
     "content_digest",
     "decode",
     "wire_columns",
