@@ -66,6 +66,7 @@ date = "Lab Date"
 [[csv.events]]
 table = "observation"
 code = "=Response"
+system = "=LOCAL"
 display = "=Treatment response"
 value = "Response"
 date = "Follow-up Date"

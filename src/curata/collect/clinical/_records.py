@@ -34,6 +34,9 @@ from curata.collect.deid.text import Identifiers, MatchKeys, legacy_readings, ot
 from curata.errors import InputError
 
 _NO_IDS = Identifiers()
+# a specimen's code travels without its system (OMOP's specimen keeps none): it must have a shape that
+# needs none (``_codes._unsystematic_code``), as the platform checks it
+SPECIMEN_CODE = "code: a specimen's code is stored without its system, and this one is no code without it"
 
 
 @contextlib.contextmanager
@@ -387,6 +390,8 @@ class RecordBuilder:
         self.cap_birth(who, start)
         sysname = system_name(system)
         c = self.code(code, sysname, "code")
+        if table == "specimen" and c is not None and not valid_code(c, None):
+            raise RowError(SPECIMEN_CODE)
         disp = self.text(display, who, limit=None)
         row: dict[str, Any] = {"pseudonym": who.pseudonym, "record_key": self._key(table, line)}
         if table == "condition_occurrence":

@@ -37,7 +37,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from curata.collect.clinical._codes import kept_system, valid_code, valid_stage
+from curata.collect.clinical._codes import kept_system, normal_stage, stage_group, valid_code, valid_stage
 from curata.collect.clinical._index import arrow_type
 from curata.collect.clinical._writer import _DATE_COLUMNS
 from curata.collect.clinical.deid import AGE_CAP
@@ -55,18 +55,64 @@ KINDS = ("csv", "excel", "fhir", "vcf")
 EVENT_TABLES = tuple(_DATE_COLUMNS)
 PERSON_COLUMNS = ("pseudonym", "gender_source_value", "year_of_birth", "age_capped")
 _INTERNAL = {"person_id", "site_id", "source_digest", "record_key"}
-# free text, cleaned at the site by the DICOM engine's generic cleaner: cleaning it again changes nothing
-TEXT_COLUMNS = (
-    "source_display",
-    "note",
-    "value_as_string",
-    "value_source_value",
-    "anatomic_site_source_value",
-)
+# What the site writes in each column it fills (``_records.RecordBuilder.event``, ``tabular._event``,
+# ``RecordBuilder.person``), and so what the platform checks there. A wire column no rule names is one
+# the site never fills (stop_reason, sig, lot_number, measurement_time, quantity...): it must be empty.
+#   text: free text through the DICOM engine's generic cleaner (cleaning it again changes nothing)
+#   code: the table's code, of its source_system's shape (``_codes.valid_code``)
+#   system, stage, stage_group, unit, sex: a code system's name, a normalised stage and its group, a
+#   UCUM unit, M / F / O
+#   keyed: a keyed identifier (``ClinicalDeidentifier.source_id``); pseudonym: a patient's pseudonym
+#   value: a date, a time stamp, a number or a flag (typed by the cast); concept: 0 (no concept mapped)
+_EVENT_TEXT = {"source_display": "text", "source_system": "system", "note": "text"}
+_RULES: dict[str, dict[str, str]] = {
+    "person": {"gender_source_value": "sex", "year_of_birth": "value", "age_capped": "value"},
+    "condition_occurrence": {
+        **dict.fromkeys(("condition_start_date", "condition_start_datetime"), "value"),
+        **dict.fromkeys(("condition_end_date", "condition_end_datetime"), "value"),
+        "stage": "stage",
+        "stage_group": "stage_group",
+        **_EVENT_TEXT,
+    },
+    "procedure_occurrence": {
+        **dict.fromkeys(("procedure_date", "procedure_datetime"), "value"),
+        **dict.fromkeys(("procedure_end_date", "procedure_end_datetime"), "value"),
+        **_EVENT_TEXT,
+    },
+    "drug_exposure": {
+        **dict.fromkeys(("drug_exposure_start_date", "drug_exposure_start_datetime"), "value"),
+        **dict.fromkeys(("drug_exposure_end_date", "drug_exposure_end_datetime"), "value"),
+        **_EVENT_TEXT,
+    },
+    "measurement": {
+        **dict.fromkeys(("measurement_date", "measurement_datetime", "value_as_number"), "value"),
+        "value_source_value": "text",
+        "unit_source_value": "unit",
+        **_EVENT_TEXT,
+    },
+    "observation": {
+        **dict.fromkeys(("observation_date", "observation_datetime", "value_as_number"), "value"),
+        "value_as_string": "text",
+        "unit_source_value": "unit",
+        **_EVENT_TEXT,
+    },
+    "specimen": {
+        **dict.fromkeys(("specimen_date", "specimen_datetime"), "value"),
+        "specimen_source_id": "keyed",
+        "slide_id": "keyed",
+        "anatomic_site_source_value": "text",
+        "note": "text",
+    },
+}
 # each event table's code column: never free text, so it must fit its system as it did at the site
 CODE_COLUMNS = {t: f"{t.split('_')[0]}_source_value" for t in _DATE_COLUMNS}
+for _table, _code in CODE_COLUMNS.items():
+    _RULES[_table][_code] = "code"
+# free text, cleaned at the site by the DICOM engine's generic cleaner: cleaning it again changes nothing
+TEXT_COLUMNS = tuple(sorted({c for rules in _RULES.values() for c, k in rules.items() if k == "text"}))
 # keyed identifiers of specimens and slides (ClinicalDeidentifier.source_id)
 _SOURCE_IDS = {"specimen_source_id": "SPEC", "slide_id": "SLIDE"}
+_SEXES = frozenset({"M", "F", "O"})  # RecordBuilder.person: U and anything else are not written
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NO_IDS = Identifiers()
 # a table's size once decompressed (Parquet's own metadata, read before the data): a small part that
@@ -196,12 +242,13 @@ def decode(parts: list[Part]) -> tuple[list[Batch], list[Refusal]]:
             entries = manifest.get("parts")
             if not isinstance(entries, list):
                 raise InputError("the manifest lists no parts")
-            for entry in entries:
+            for k, entry in enumerate(entries, start=1):
                 if not isinstance(entry, dict):
                     raise InputError("a part entry of the manifest is not an object")
                 part = str(entry.get("name", ""))
                 if part != "vcf" and part not in ("person", *EVENT_TABLES):
-                    raise InputError(f"part {part[:40]!r} is not an OMOP table Curata files, nor 'vcf'")
+                    # by its place in the manifest: the name is the sender's text, not the format's
+                    raise InputError(f"part {k}: not an OMOP table Curata files, nor 'vcf'")
                 found = by_id.get(f"{name}.{part}")
                 if found is None:
                     raise InputError(f"part {part!r} is missing")
@@ -301,14 +348,23 @@ def _first_bad(column: Any, ok: Any) -> int | None:
     return int(hits.argmax()) + 1
 
 
+def column_rule(table: str, column: str) -> str:
+    """What the site writes in ``column`` of ``table`` (see ``_RULES``): ``empty`` where it writes nothing."""
+    if column == "pseudonym":
+        return "pseudonym"
+    if column.endswith("_concept_id"):
+        return "concept"
+    return _RULES[table].get(column, "empty")
+
+
 def _check_table(name: str, table: Any, prefixes: Collection[str] = (DEFAULT_PREFIX,)) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
     allowed = wire_columns(name)
-    for col in table.column_names:
-        if col not in allowed:
-            raise DeidError(f"table {name}: column {col[:40]!r} is not one the format carries")
+    for i, col in enumerate(table.column_names, start=1):
+        if col not in allowed:  # by its place: the name is the sender's text, not the format's
+            raise DeidError(f"table {name}: its column {i} is not one the format carries")
     needed = ["pseudonym"] + ([_DATE_COLUMNS[name]] if name in _DATE_COLUMNS else [])
     for col in needed:
         if col not in table.column_names or table.column(col).null_count:
@@ -320,32 +376,89 @@ def _check_table(name: str, table: Any, prefixes: Collection[str] = (DEFAULT_PRE
                 table = table.set_column(i, col, pc.cast(table.column(col), want))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 raise InputError(f"table {name}: column {col} is not of type {want}") from None
-    # a pseudonym under a prefix the platform accepts (CUR-, and those its sites set)
-    row = _first_bad(table.column("pseudonym"), lambda v: is_accepted_pseudonym(v, prefixes))
-    if row is not None:
-        raise DeidError(f"table {name} row {row}: the patient key is not a pseudonym of this platform")
-    for col, kind in _SOURCE_IDS.items():
-        if col in table.column_names:
-            row = _first_bad(table.column(col), lambda v, k=kind: is_pseudonym(v, prefix=f"{k}-"))
-            if row is not None:
-                raise DeidError(f"table {name} row {row}: {col} is not a keyed identifier")
-    for col in TEXT_COLUMNS:
-        if col in table.column_names:
-            row = _first_bad(table.column(col), lambda v: clean_text(v, _NO_IDS) == v)
-            if row is not None:
-                raise DeidError(f"table {name} row {row}: {col} holds what looks like an identifier")
-    shapes: tuple[tuple[str, Callable[[str], bool], str], ...] = (
-        ("stage", valid_stage, "stage"),
-        ("unit_source_value", lambda u: valid_code(u, "UCUM"), "unit"),
-        ("source_system", lambda v: kept_system(v) == v, "code system"),
-    )
-    for col, ok, what in shapes:
-        if col in table.column_names:
-            row = _first_bad(table.column(col), ok)
-            if row is not None:
-                raise DeidError(f"table {name} row {row}: {col} is not a {what}")
+    for col in table.column_names:
+        _check_column(name, col, column_rule(name, col), table.column(col), prefixes)
+    _check_stage_groups(name, table)
     _check_codes(name, table)
     return table
+
+
+def _text_ok(v: str) -> bool:
+    return clean_text(v, _NO_IDS) == v
+
+
+# the value checks of the string columns' rules (the code column's is _check_codes: it reads two columns)
+_SHAPES: dict[str, tuple[Callable[[str], bool], str]] = {
+    "text": (_text_ok, "holds what looks like an identifier"),
+    "system": (lambda v: kept_system(v) == v, "is not a code system"),
+    "stage": (lambda v: valid_stage(v) and normal_stage(v) == v, "is not a stage as the site writes it"),
+    "unit": (lambda v: valid_code(v, "UCUM"), "is not a unit"),
+    "sex": (lambda v: v in _SEXES, "is not one of M, F, O"),
+    # a site pseudonym: under any site's prefix (CUR- unless the site set its own), as the platform
+    # receives from many sites
+}
+
+
+def _check_column(
+    name: str, col: str, rule: str, column: Any, prefixes: Collection[str] = (DEFAULT_PREFIX,)
+) -> None:
+    """One column against what the site writes there (``_RULES``); the reason names the table, the
+    column and the row, never the value. ``prefixes``: the pseudonym prefixes the platform accepts."""
+    import pyarrow.compute as pc
+
+    row: int | None
+    if rule == "empty":
+        if column.null_count < len(column):
+            row = int(pc.is_valid(column).to_numpy(zero_copy_only=False).argmax()) + 1
+            raise DeidError(f"table {name} row {row}: {col} is a column the site never fills")
+        return
+    if rule == "concept":
+        row = _first_bad(column, lambda v: v == 0)
+        if row is not None:
+            raise DeidError(f"table {name} row {row}: {col} is not 0 (the site maps no concept)")
+        return
+    if rule == "keyed":
+        prefix = f"{_SOURCE_IDS[col]}-"
+        row = _first_bad(column, lambda v: is_pseudonym(v, prefix=prefix))
+        if row is not None:
+            raise DeidError(f"table {name} row {row}: {col} is not a keyed identifier")
+        return
+    if rule == "pseudonym":  # under a prefix the platform accepts (CUR-, and those its sites set)
+        row = _first_bad(column, lambda v: is_accepted_pseudonym(v, prefixes))
+        if row is not None:
+            raise DeidError(f"table {name} row {row}: the patient key is not a pseudonym of this platform")
+        return
+    shape = _SHAPES.get(rule)
+    if shape is None:  # value, code, stage_group: typed by the cast, or checked with other columns
+        return
+    ok, what = shape
+    row = _first_bad(column, ok)
+    if row is not None:
+        raise DeidError(f"table {name} row {row}: {col} {what}")
+
+
+def _check_stage_groups(name: str, table: Any) -> None:
+    """A stage group is the group of its row's stage (``_codes.stage_group``), as the site derives it;
+    each distinct (stage, group) pair is tested once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "stage_group" not in table.column_names:
+        return
+    if "stage" not in table.column_names:
+        table = table.append_column("stage", pa.nulls(table.num_rows, pa.string()))
+    keys = ["stage", "stage_group"]
+    for pair in table.select(keys).group_by(keys).aggregate([]).to_pylist():
+        stage, group = pair["stage"], pair["stage_group"]
+        if group is None or (stage is not None and stage_group(stage) == group):
+            continue
+        hit = pc.equal(table.column("stage_group"), pa.scalar(group, pa.string()))
+        if stage is not None:
+            hit = pc.and_(hit, pc.equal(table.column("stage"), pa.scalar(stage, pa.string())))
+        else:
+            hit = pc.and_(hit, pc.is_null(table.column("stage")))
+        row = int(pc.fill_null(hit, False).to_numpy(zero_copy_only=False).argmax()) + 1
+        raise DeidError(f"table {name} row {row}: stage_group is not the group of its stage")
 
 
 def _check_codes(name: str, table: Any) -> None:
@@ -385,6 +498,31 @@ def check_vcf_header(sent: bytes, cleaned: bytes) -> None:
             raise DeidError(f"VCF header line {n}: not as the site's cleaning leaves it (identifying?)")
 
 
+_VCF_COLUMNS = ("CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT")
+
+
+def check_vcf_records(sent: bytes, cleaned: bytes) -> None:
+    """The records of a pushed VCF must be as the site's cleaning leaves them (``vcf.record_values``:
+    public variant IDs, typed INFO and sample values, annotation text): ``cleaned`` is the platform's
+    run of the same cleaning over ``sent``; a record it changes is refused, naming the record and the
+    column, never the value."""
+    import gzip
+    from itertools import zip_longest
+
+    def records(data: bytes) -> list[bytes]:
+        text = gzip.decompress(data)
+        start = text.find(b"\n", text.find(b"\n#CHROM") + 1)
+        return text[start + 1 :].split(b"\n") if start > 0 else []
+
+    for n, (a, b) in enumerate(zip_longest(records(sent), records(cleaned)), start=1):
+        if a == b:
+            continue
+        cols = zip_longest((a or b"").split(b"\t"), (b or b"").split(b"\t"))
+        i = next(i for i, (x, y) in enumerate(cols) if x != y)
+        where = _VCF_COLUMNS[i] if i < len(_VCF_COLUMNS) else f"sample {i - len(_VCF_COLUMNS) + 1}"
+        raise DeidError(f"VCF record {n}: its {where} column is not as the site's cleaning leaves it")
+
+
 def check_samples(samples: list[str], prefixes: Collection[str] = (DEFAULT_PREFIX,)) -> None:
     """VCF sample names must be pseudonyms (a second sample of one patient carries ``_2``, ``_3``...)."""
     for i, sample in enumerate(samples, start=1):
@@ -403,6 +541,7 @@ __all__ = [
     "check_ages",
     "check_samples",
     "check_vcf_header",
+    "check_vcf_records",
     "content_digest",
     "decode",
     "wire_columns",

@@ -682,13 +682,19 @@ def file_deidentified_batch(
 ) -> FiledBatch:
     """File one batch a gateway de-identified with its own site key, as it is: nothing is de-identified
     again (no other key ever touches it). Checked first (exchange.check: pseudonyms, keyed IDs, clean
-    text, codes, known columns, ages; a VCF's samples and header): a batch that fails is quarantined
+    text, codes, known columns, ages; a VCF's samples, header and records): a batch that fails is quarantined
     with its reason and nothing of it is filed. Filed under the site of its patients' images (``site``
     names one instead); ``series`` (a project's ``select(Series.id)``) bounds the patients an uploader
     may add to: a batch with others is refused. A batch filed before answers ``present`` (idempotent)."""
     from sqlalchemy.exc import IntegrityError
 
-    from curata.collect.clinical.exchange import check, check_ages, check_samples, check_vcf_header
+    from curata.collect.clinical.exchange import (
+        check,
+        check_ages,
+        check_samples,
+        check_vcf_header,
+        check_vcf_records,
+    )
     from curata.collect.genomics.vcf import index_vcf
     from curata.errors import DeidError, InputError
 
@@ -702,6 +708,7 @@ def file_deidentified_batch(
             vcf = index_vcf(batch.vcf, "pushed.vcf.gz")
             check_samples(vcf.samples, prefixes)
             check_vcf_header(batch.vcf, vcf.output)
+            check_vcf_records(batch.vcf, vcf.output)
     except (InputError, DeidError) as exc:
         return _quarantined(ws, batch, exc.message)
     keys = {sample_patient(p) for p in vcf.samples} if vcf is not None else set()

@@ -35,6 +35,7 @@ from curata.collect.clinical._codes import (
 )
 from curata.collect.clinical._quotes import quote_error
 from curata.collect.clinical._records import (
+    SPECIMEN_CODE,
     ClinicalBatch,
     PersonFacts,
     RecordBuilder,
@@ -800,6 +801,8 @@ def _event(t: _Table, table: str, refs: dict[str, Ref], ei: int) -> tuple[dict[s
     sysname = system.map(system_name)
     code_col = t.ref(refs.get("code")) or Column.constant(t.n, None)
     code = _code(t, code_col, sysname)
+    if table == "specimen":
+        t.refuse(code.flags(lambda c: c is not None and not valid_code(c, None)) & t.alive(), SPECIMEN_CODE)
     data: dict[str, Any] = {"__start": start}
     s_day, s_stamp = _dates_out(start, start_timed)
     e_day, e_stamp = _dates_out(end, end_timed)

@@ -372,6 +372,8 @@ def deidentify_vcf(
             raise InputError(f"not a readable VCF or BCF ({type(exc).__name__})") from None
         fmt = "bcf" if vf.is_bcf else "vcf"
         originals = list(vf.header.samples)
+        info_types = {k: str(v.type) for k, v in vf.header.info.items()}
+        format_types = {k: str(v.type) for k, v in vf.header.formats.items()}
         ids = Identifiers()
         patient_ids = [mapping.samples.get(s, s) for s in originals]
         for s, pid in zip(originals, patient_ids, strict=True):
@@ -475,6 +477,13 @@ def deidentify_vcf(
         vf.close()
         head = ("\n".join(header_lines) + "\n").encode()
         body = body_text if body_text is not None else ("\n".join(body_parts) + "\n").encode()
+        typed = record_values(body, info_types, format_types)
+        if typed != body:  # values no record may carry: indexed again from what is kept
+            body = typed
+            records, variants = _index_text(
+                body.decode("utf-8", errors="replace"), len(originals), csq_fields, af_key, header_count
+            )
+            index = None
         kind = _gate_vcf(head, body, ids)
         if kind is not None:  # an identifier in the records: clean them, index again, gate again
             body = _clean_records(body, ids, header_count)
@@ -550,6 +559,57 @@ def _clean_records(body: bytes, ids: Identifiers, first_line: int) -> bytes:
                 )
         out.append("\t".join(cols).encode())
     return b"\n".join(out)
+
+
+# What a record keeps whoever it is of (``record_values``): variant IDs of the public databases (dbSNP,
+# COSMIC, ClinVar, DGV); INFO entries the header declares, numbers and flags as their type says, text only
+# in the annotations Curata reads and the specification's own text keys; sample fields that are numbers,
+# and the genotype. Anything else (a lab's own ID, NOTE=..., a sample's text field) may be a name or an
+# MRN in a shape no cleaner tells from data: it goes, at the site; the platform refuses a VCF that has it.
+_VARIANT_ID = re.compile(r"(?:rs|ss)\d+|COS[VMN]\d+|[RVS]CV\d+(?:\.\d+)?|[den]sv\d+")
+_INFO_TEXT = frozenset({"ANN", "CSQ", "BCSQ", "LOF", "NMD", "AA", "CIGAR", "SVTYPE"})
+_FORMAT_TEXT = {"GT": re.compile(r"\.|[0-9.]+(?:[/|][0-9.]+)*")}
+_NUMBER = re.compile(r"\.|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)", re.I)
+
+
+def _typed(value: str, kind: str) -> bool:
+    return kind in ("Integer", "Float") and all(_NUMBER.fullmatch(v) for v in value.split(","))
+
+
+def record_values(body: bytes, info: dict[str, str], formats: dict[str, str]) -> bytes:
+    """The records with only the values a record keeps (``_VARIANT_ID``, ``_INFO_TEXT``...); ``info``
+    and ``formats``: the header's declared type of each key. ``body`` itself when nothing goes."""
+    out: list[bytes] = []
+    changed = False
+    for line in body.split(b"\n"):
+        cols = line.decode("utf-8", errors="replace").split("\t") if line else []
+        if len(cols) < 8:
+            out.append(line)
+            continue
+        new = list(cols)
+        new[2] = ";".join(e for e in cols[2].split(";") if _VARIANT_ID.fullmatch(e)) or "."
+        items = []
+        for item in cols[7].split(";"):
+            key, eq, value = item.partition("=")
+            kind = info.get(key)
+            if item == "." or (kind == "Flag" and not eq) or (eq and (_typed(value, kind or "") or (
+                kind in ("String", "Character") and key in _INFO_TEXT
+            ))):  # fmt: skip
+                items.append(item)
+        new[7] = ";".join(i for i in items if i != ".") or "."
+        keys = cols[8].split(":") if len(cols) > 8 else []
+        for i in range(9, len(cols)):
+            fields = cols[i].split(":")
+            for j, (key, value) in enumerate(zip(keys, fields, strict=False)):
+                shape = _FORMAT_TEXT.get(key)
+                if not (shape.fullmatch(value) if shape else _typed(value, formats.get(key, ""))):
+                    fields[j] = "."
+            new[i] = ":".join(fields)
+        if new != cols:
+            changed = True
+            line = "\t".join(new).encode()
+        out.append(line)
+    return b"\n".join(out) if changed else body
 
 
 def index_vcf(raw: bytes, name: str) -> VcfResult:
