@@ -206,6 +206,10 @@ def app_and_platform(platform: Any, tmp_path: Path) -> tuple[Any, Any]:
     dist.mkdir()
     (dist / "index.html").write_text("<!doctype html><title>OHIF</title>")
     service.add_resource(platform.ws, "alpha", "release", "rel")
+    # adm widens alpha only by what they reach elsewhere: the cohort of their other project, delta
+    service.create_project(platform.ws, "delta")
+    service.set_role(platform.ws, "adm", "delta", "admin")
+    service.add_resource(platform.ws, "delta", "cohort", "c-adm")
     service.create_user(platform.ws, "spare", "a spare long password")
     service.grant_licence(platform.ws, "lic", "alpha", "rel@1")
     service.create_user(platform.ws, "ann2", "another annotator password")
@@ -301,3 +305,123 @@ def test_role_matrix(app_and_platform: tuple[Any, Any]) -> None:
                     wrong.append(f"{who} {method} {path}: expected {want}, got {r.status_code} {r.text[:80]}")
     assert not wrong, "\n".join(wrong)
     assert checked == len(route_table(app)) * len(callers)
+
+
+# -- widening a project's reach (POST /api/projects/{project}/resources) ------------------------------
+# who may add each resource to alpha: adm is admin of alpha only; adm2 admin of alpha and of beta (which
+# holds site-b, its series, cohort c-b, release rel-b and reading read-b); root a platform admin; cur a
+# curator (not admin) of alpha and outsider no member of alpha are refused whatever the resource
+WIDENERS = ["adm", "adm2", "cur", "outsider", "root"]
+
+
+def _widening_cases(p: Any) -> list[tuple[str, str, set[str]]]:
+    return [
+        ("site", "site-b", {"adm2", "root"}),
+        ("series", p.series["site-b"], {"adm2", "root"}),  # in beta's scope through its site
+        ("cohort", "c-b", {"adm2", "root"}),
+        ("release", "rel-b", {"adm2", "root"}),
+        ("annotation", "read-b", {"adm2", "root"}),  # a reading: its managers see its blinded reads
+        ("site", "site-z", {"root"}),  # in no project: only a platform admin pre-assigns a site
+        ("site", "site-a", {"adm", "adm2", "root"}),  # alpha holds it already: nothing widens
+    ]
+
+
+@pytest.fixture
+def two_admins(platform: Any) -> Any:
+    from curata.select import create_cohort
+    from curata.server import service
+
+    ws = platform.ws
+    service.create_user(ws, "adm2", "second admin password")
+    for project in ("alpha", "beta"):
+        service.set_role(ws, "adm2", project, "admin")
+    platform.tokens["adm2"] = service.create_token(ws, "adm2", "test").token
+    create_cohort(ws, "c-b", "site = site-b")
+    for kind, name in (("cohort", "c-b"), ("release", "rel-b"), ("annotation", "read-b")):
+        service.add_resource(ws, "beta", kind, name)
+    return platform
+
+
+def test_widening_a_project_needs_the_resource_in_reach_elsewhere(two_admins: Any) -> None:
+    """Every resource kind against every caller: added only by a platform admin or the admin of another
+    project that holds it (else 403 with alpha unchanged); removing it again is alpha's admin's right."""
+    from curata.server import create_app, service
+
+    p = two_admins
+    wrong: list[str] = []
+    with TestClient(create_app(p.ws), follow_redirects=False) as client:
+        for kind, name, allowed in _widening_cases(p):
+            for who in WIDENERS:
+                before = service.get_project(p.ws, "alpha")
+                r = client.post(
+                    "/api/projects/alpha/resources", json={"kind": kind, "name": name}, headers=p.auth(who)
+                )
+                after = service.get_project(p.ws, "alpha")
+                if who in allowed:
+                    held = after.series if kind == "series" else getattr(after, f"{kind}s")
+                    if r.status_code != 200 or name not in held:
+                        wrong.append(f"{who} adding {kind} {name}: {r.status_code} {r.text[:80]}")
+                    if after != before:  # put alpha back, as its admin may
+                        gone = client.post(
+                            "/api/projects/alpha/resources",
+                            json={"kind": kind, "name": name, "remove": True},
+                            headers=p.auth("adm"),
+                        )
+                        assert gone.status_code == 200, gone.text
+                        assert service.get_project(p.ws, "alpha") == before
+                else:
+                    if r.status_code != (404 if who == "outsider" else 403):
+                        wrong.append(f"{who} adding {kind} {name}: expected refused, got {r.status_code}")
+                    if after != before:
+                        wrong.append(f"{who} adding {kind} {name}: alpha changed though refused")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_project_admin_cannot_take_another_projects_site(platform: Any) -> None:
+    """Outside review 11, F6/F7's F7: adm (admin of alpha only) added beta's site to alpha and then
+    read beta's studies, and so did alpha's annotator."""
+    from curata.server import create_app, service
+
+    p = platform
+    beta_study = f"/projects/alpha/dicomweb/studies/{p.studies['site-b']}/metadata"
+    with TestClient(create_app(p.ws), follow_redirects=False) as client:
+        assert client.get(beta_study, headers=p.auth("adm")).status_code == 404
+        r = client.post(
+            "/api/projects/alpha/resources", json={"kind": "site", "name": "site-b"}, headers=p.auth("adm")
+        )
+        assert r.status_code == 403, r.text
+        assert service.get_project(p.ws, "alpha").sites == ["site-a"]
+        for who in ("adm", "ann"):
+            assert client.get(beta_study, headers=p.auth(who)).status_code == 404
+        # a platform admin may widen alpha; then its members read beta's site through it
+        r = client.post(
+            "/api/projects/alpha/resources", json={"kind": "site", "name": "site-b"}, headers=p.auth("root")
+        )
+        assert r.status_code == 200, r.text
+        for who in ("adm", "ann"):
+            assert client.get(beta_study, headers=p.auth(who)).status_code == 200
+
+
+def test_a_reading_release_makes_no_new_version_of_another_projects_release(
+    app_and_platform: tuple[Any, Any],
+) -> None:
+    """A release named like one another project holds would bring every version of it into alpha: the
+    reading's release page refuses it (403, no version made) unless the caller reaches it elsewhere."""
+    from curata.publish import list_releases
+    from curata.server import service
+
+    app, p = app_and_platform
+    page = RD + "/reads/release"
+    with TestClient(app, follow_redirects=False) as client:
+        made = client.post(_fill(page, p, ""), data={"release": "shared"}, headers=p.auth("root"))
+        assert made.status_code == 303, made.text
+        service.remove_resource(p.ws, "alpha", "release", "shared")  # now beta's only
+        service.add_resource(p.ws, "beta", "release", "shared")
+        versions = [r.ref for r in list_releases(p.ws)]
+        for who in ("cur", "adm"):
+            r = client.post(_fill(page, p, ""), data={"release": "shared"}, headers=p.auth(who))
+            assert r.status_code == 403, (who, r.status_code)
+        assert [r.ref for r in list_releases(p.ws)] == versions
+        assert "shared" not in service.get_project(p.ws, "alpha").releases
+        fresh = client.post(_fill(page, p, ""), data={"release": "alpha-own"}, headers=p.auth("cur"))
+        assert fresh.status_code == 303, fresh.text

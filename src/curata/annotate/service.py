@@ -2109,13 +2109,19 @@ def task_agreement(ws: Workspace, project: str, task_id: int) -> list[dict[str, 
 DERIVED_MODALITIES = frozenset({"SEG", "SR", "RTSTRUCT", "PR", "KO"})
 
 
-def hidden_series(user: str) -> Any:
-    """A ``select(Series.id)`` of the series ``user`` may not see while reading: the reads of other
-    readers on open cases of blinded projects, and the AI drafts of projects that hide them (a
-    project's adjudicators see its reads and drafts)."""
-    adjudicates = select(AnnotationReader.project_id).where(
+def hidden_series(user: str, managed: Any = None) -> Any:
+    """A ``select(Series.id)`` of the series ``user`` may not see, whatever project they look through:
+    the reads of other readers on open cases of blinded projects, and the AI drafts of projects that
+    hide them. A project's adjudicators see its reads and drafts, and so does whoever manages it:
+    ``managed``, a ``select`` of the names of the annotation projects ``user`` manages (the platform
+    decides who: curators and admins of a platform project that holds it)."""
+    adjudicates: Any = select(AnnotationReader.project_id).where(
         AnnotationReader.user_name == user, AnnotationReader.adjudicator.is_(True)
     )
+    if managed is not None:
+        adjudicates = union(
+            adjudicates, select(AnnotationProject.id).where(AnnotationProject.name.in_(managed))
+        )
     filed = select(Instance.series_id).join(
         AnnotationRead, AnnotationRead.sop_instance_uid == Instance.sop_instance_uid
     )

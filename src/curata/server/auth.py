@@ -156,7 +156,8 @@ def require(
         wanted = write if (write is not None and request.method not in SAFE_METHODS) else allowed
         record, held = authorize(request.app.state.ws, who, str(name), wanted)
         grants = licences_of(request.app.state.ws, who.user_id, record.name) if Role.licensee in held else []
-        access = Access(who, record, frozenset(held), scope.series_ids(record, held, grants, who.username))
+        seen = scope.series_ids(record, held, grants, who.username, platform_admin=who.platform_admin)
+        access = Access(who, record, frozenset(held), seen)
         request.state.access = access
         return access
 

@@ -51,6 +51,7 @@ class RoleChange(BaseModel):
 class ResourceIn(BaseModel):
     kind: str
     name: str
+    remove: bool = False
 
 
 class LicenceIn(BaseModel):
@@ -192,10 +193,14 @@ def add_resource(
     body: ResourceIn, request: Request, access: Access = Depends(require(Role.admin))
 ) -> dict[str, Any]:
     assert access.project is not None
-    p = service.add_resource(request.app.state.ws, access.project.name, body.kind, body.name)
+    ws = request.app.state.ws
+    if body.remove:  # narrowing is the project admin's own business
+        p = service.remove_resource(ws, access.project.name, body.kind, body.name)
+    else:  # widening: only by what the caller already reaches outside this project (else 403)
+        p = service.add_resource(ws, access.project.name, body.kind, body.name, by=access.principal)
     service.record(
-        request.app.state.ws,
-        "resource-added",
+        ws,
+        "resource-removed" if body.remove else "resource-added",
         principal=access.principal,
         target=f"{body.kind}:{body.name}",
         project=p.name,

@@ -1,10 +1,13 @@
 """What a member of a project may see: the series of its sites, cohorts and releases.
 
 A licensee (holding no other role) sees only the series of the release versions licensed to them.
-A member who does not manage the project (no curator or admin role) never sees the reads of other
-readers on a case still open in a blinded annotation project, nor AI drafts the project hides
-(``curata.annotate.hidden_series``). These are SQL subqueries of ``series.id``, so every DICOMweb query and page joins them and a UID of
-another project simply is not found (404), the same answer as a UID that does not exist.
+Blinding is global, not per project: nobody but a platform admin sees the reads of other readers on
+a case still open in a blinded annotation project, nor AI drafts the project hides
+(``curata.annotate.hidden_series``), through *any* project, even one whose sites hold the case and
+which holds no annotation project. Only the reading's adjudicators and the curators and admins of a
+platform project that holds the reading (``managed_readings``) are let through. These are SQL
+subqueries of ``series.id``, so every DICOMweb query and page joins them and a UID of another project
+simply is not found (404), the same answer as a UID that does not exist.
 """
 
 from __future__ import annotations
@@ -16,21 +19,47 @@ from sqlalchemy import false, or_, select, tuple_
 from curata.catalog import Patient, Series, Site, Study
 from curata.publish import Release, ReleaseMember, ReleaseVersion
 from curata.select import Cohort, CohortSeries
-from curata.server.models import Role
+from curata.server.models import Membership, ProjectResource, ResourceKind, Role, User
 from curata.server.service import Grant, ProjectRecord
 
 
 def series_ids(
-    project: ProjectRecord, roles: set[Role], grants: list[Grant] | None = None, user: str | None = None
+    project: ProjectRecord,
+    roles: set[Role],
+    grants: list[Grant] | None = None,
+    user: str | None = None,
+    *,
+    platform_admin: bool = False,
 ) -> Any:
-    """A ``select(Series.id)`` of every series ``roles`` may see in ``project`` (``user``: who asks,
-    for the blinding of annotation reads)."""
+    """A ``select(Series.id)`` of every series ``roles`` may see in ``project``, less the annotation
+    reads ``user`` (who asks) may not see. Only a platform admin (``platform_admin``) skips the
+    blinding; ``user=None`` is for callers that serve no person (tests of the bare scope)."""
     seen = _series_ids(project, roles, grants)
-    if user is None or roles & {Role.curator, Role.admin} or not project.annotations:
+    if user is None or platform_admin:
         return seen
+    return select(Series.id).where(Series.id.in_(seen), Series.id.not_in(blinded_from(user)))
+
+
+def blinded_from(user: str) -> Any:
+    """A ``select(Series.id)`` of the reads and drafts ``user`` may not see, in every project."""
     from curata.annotate import hidden_series
 
-    return select(Series.id).where(Series.id.in_(seen), Series.id.not_in(hidden_series(user)))
+    return hidden_series(user, managed_readings(user))
+
+
+def managed_readings(user: str) -> Any:
+    """A ``select`` of the names of the annotation projects ``user`` manages: those held by a
+    platform project where they are curator or admin (who assign, adjudicate and release there)."""
+    return (
+        select(ProjectResource.name)
+        .join(Membership, Membership.project_id == ProjectResource.project_id)
+        .join(User, User.id == Membership.user_id)
+        .where(
+            ProjectResource.kind == ResourceKind.annotation.value,
+            User.username == user,
+            Membership.role.in_([Role.curator.value, Role.admin.value]),
+        )
+    )
 
 
 def _series_ids(project: ProjectRecord, roles: set[Role], grants: list[Grant] | None) -> Any:

@@ -450,16 +450,18 @@ def list_projects(ws: Workspace, *, for_user: Principal | None = None) -> list[P
         return [_project_record(s, p) for p in s.scalars(stmt)]
 
 
-def add_resource(ws: Workspace, project: str, kind: str, name: str) -> ProjectRecord:
-    """Put a site, cohort or release (by name) into a project; members see only what it holds."""
-    try:
-        k = ResourceKind(kind)
-    except ValueError:
-        raise AccountError(
-            f"unknown resource kind {kind!r}", hint="use one of site, cohort, release, series, annotation"
-        ) from None
+def add_resource(
+    ws: Workspace, project: str, kind: str, name: str, *, by: Principal | None = None
+) -> ProjectRecord:
+    """Put a site, cohort, release, series or annotation project (by name) into a project; members
+    see only what it holds. ``by``: the person asking (the accounts API), who must already reach
+    the resource outside this project (:func:`check_reach`: 403, nothing changed); None for the
+    operator's CLI and for a stage filing what its own request made (a STOWed series, a new cohort)."""
+    k = _resource_kind(kind)
     with ws.catalog.session() as s:
         p = _project(s, project)
+        if by is not None:
+            _check_reach(s, by, p, k, name)
         if (
             s.scalar(
                 select(ProjectResource.id).where(
@@ -473,6 +475,82 @@ def add_resource(ws: Workspace, project: str, kind: str, name: str) -> ProjectRe
             s.add(ProjectResource(project_id=p.id, kind=k.value, name=name))
             s.flush()
         return _project_record(s, p)
+
+
+def remove_resource(ws: Workspace, project: str, kind: str, name: str) -> ProjectRecord:
+    """Take a resource out of a project (a project admin's right: narrowing needs no reach)."""
+    k = _resource_kind(kind)
+    with ws.catalog.session() as s:
+        p = _project(s, project)
+        s.execute(
+            delete(ProjectResource).where(
+                ProjectResource.project_id == p.id,
+                ProjectResource.kind == k.value,
+                ProjectResource.name == name,
+            )
+        )
+        s.flush()
+        return _project_record(s, p)
+
+
+def _resource_kind(kind: str) -> ResourceKind:
+    try:
+        return ResourceKind(kind)
+    except ValueError:
+        raise AccountError(
+            f"unknown resource kind {kind!r}", hint="use one of site, cohort, release, series, annotation"
+        ) from None
+
+
+def check_reach(ws: Workspace, principal: Principal, project: str, kind: str, name: str) -> None:
+    """Refuse (403) unless ``principal`` may widen ``project`` by the resource ``kind``/``name``.
+
+    A project admin manages their project, not the platform: they may add only what they already
+    read outside it, as admin of another project that holds the same resource (for a series: whose
+    scope holds it). A platform admin adds anything; a resource the project holds already is no
+    widening. A name that exists nowhere answers the same as one held by others (no probing)."""
+    with ws.catalog.session() as s:
+        _check_reach(s, principal, _project(s, project), _resource_kind(kind), name)
+
+
+def _check_reach(s: Session, who: Principal, p: Project, kind: ResourceKind, name: str) -> None:
+    if who.platform_admin:
+        return
+    holders = select(ProjectResource.project_id).where(
+        ProjectResource.kind == kind.value, ProjectResource.name == name
+    )
+    if s.scalar(holders.where(ProjectResource.project_id == p.id)) is not None:
+        return  # held already: nothing widens
+    administered = list(
+        s.scalars(
+            select(Project)
+            .join(Membership, Membership.project_id == Project.id)
+            .where(Membership.user_id == who.user_id, Membership.role == Role.admin.value, Project.id != p.id)
+        )
+    )
+    if any(s.scalar(holders.where(ProjectResource.project_id == q.id)) is not None for q in administered):
+        return
+    if kind is ResourceKind.series and _series_in_reach(
+        s, who, [_project_record(s, q) for q in administered], name
+    ):
+        return
+    raise AuthError(
+        f"you may not add {kind.value} {name!r} to {p.name}: it is in no other project you administer",
+        hint="a platform admin widens a project's reach, or the admin of a project that holds it",
+        status=403,
+    )
+
+
+def _series_in_reach(s: Session, who: Principal, projects: list[ProjectRecord], series_uid: str) -> bool:
+    """Whether ``series_uid`` is in what ``who`` sees, as admin, in one of ``projects``."""
+    from curata.catalog import Series
+    from curata.server import scope
+
+    for record in projects:
+        seen = scope.series_ids(record, {Role.admin}, None, who.username)
+        if s.scalar(select(Series.id).where(Series.series_uid == series_uid, Series.id.in_(seen))):
+            return True
+    return False
 
 
 def set_role(

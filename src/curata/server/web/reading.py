@@ -173,16 +173,22 @@ def release_page(
 ) -> Response:
     """A release of the project's cohort carrying its accepted labels (never a raw read)."""
     from curata.annotate import release_labels, show_project
-    from curata.publish import create_release
+    from curata.publish import create_release, list_releases
 
     ws, name = _ws(request), _reading(access, reading)
     assert access.project is not None
     try:
         service._check_name("release", release)
+        if release not in access.project.releases and any(
+            r.ref.rpartition("@")[0] == release for r in list_releases(ws)
+        ):  # a new version of another project's release would bring all its versions here
+            service.check_reach(ws, access.principal, access.project.name, "release", release)
         labels, card = release_labels(ws, name)
         result = create_release(
             ws, release, cohort=show_project(ws, name).cohort, labels=labels, annotation=card
         )
+    except AuthError as exc:
+        return _error(request, access, exc, status=exc.status)
     except CurataError as exc:
         return _error(request, access, exc)
     service.add_resource(ws, access.project.name, "release", release)
