@@ -12,7 +12,11 @@ and ``research-strict``), not from a hand list, so they follow the table:
   institution, other IDs, physicians...); one they replace with a dummy (D) holds the dummy; a person
   name holds the dummy or nothing;
 - free text the profiles clean (C) is a fixed point of the site's generic cleaner (cleaning it again
-  changes nothing, as ``POST /clinical/batches`` checks its text columns);
+  changes nothing, as ``POST /clinical/batches`` checks its text columns), and so is the free text no
+  profile lists inside a sequence they clean or replace (an SR's TextValue at any depth);
+- text and URLs the engine keeps as they came (unlisted, or K) hold none of the shapes that are never
+  a version, model or code (``_KEPT_SHAPES``); an ICC profile is one, its text zeroed; a safe private
+  element holds numbers its VR and the private dictionary's multiplicity allow;
 - everywhere: no e-mail, SSN, title with a name or ``FAMILY^GIVEN`` in text, no burned-in annotation
   flagged YES, no overlay, curve or private element holding readable text, no encapsulated document;
 - the bytes hold nothing the parsed data set does not show (the platform stores them as they came): a
