@@ -390,7 +390,11 @@ def _metadata(raw: bytes, bulk_base: str) -> dict[str, Any]:
     def bulk(elem: Any) -> str:
         return f"{bulk_base}/bulkdata/{elem.tag:08X}"
 
-    out = ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk)
+    # an element whose value does not read as its VR (a DS holding a word) is left out, not a 500 for
+    # the whole study: the viewer shows the rest (a sequence with such a value in an item goes whole)
+    out = ds.to_json_dict(
+        bulk_data_threshold=1024, bulk_data_element_handler=bulk, suppress_invalid_tags=True
+    )
     for tag in ("7FE00010", "7FE00008", "7FE00009"):  # pixel data is always fetched apart
         if tag in out:
             out[tag] = {"vr": out[tag]["vr"], "BulkDataURI": f"{bulk_base}/bulkdata/{tag}"}

@@ -13,7 +13,11 @@ and ``research-strict``), not from a hand list, so they follow the table:
   institution, other IDs, physicians...); one they replace with a dummy (D) holds the dummy; a person
   name holds the dummy or nothing;
 - free text the profiles clean (C) is a fixed point of the site's generic cleaner (cleaning it again
-  changes nothing, as ``POST /clinical/batches`` checks its text columns);
+  changes nothing, as ``POST /clinical/batches`` checks its text columns), and so is the free text no
+  profile lists inside a sequence they clean or replace (an SR's TextValue at any depth);
+- text and URLs the engine keeps as they came (unlisted, or K) hold none of the shapes that are never
+  a version, model or code (``_KEPT_SHAPES``); an ICC profile is one, its text zeroed; a safe private
+  element holds numbers its VR and the private dictionary's multiplicity allow;
 - everywhere: no e-mail, SSN, title with a name or ``FAMILY^GIVEN`` in text, no burned-in annotation
   flagged YES, no overlay, curve or private element holding readable text, no encapsulated document;
 - the bytes hold nothing the parsed data set does not show (the platform stores them as they came): a
@@ -37,16 +41,19 @@ from pydicom.datadict import (
     dictionary_has_tag,
     dictionary_VR,
     keyword_for_tag,
+    private_dictionary_VM,
     private_dictionary_VR,
     repeater_has_tag,
 )
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from curata.collect.deid import pixels
+from curata.collect.deid import codestream, pixels
 from curata.collect.deid.engine import (
     DUMMY_BY_VR,
     DUMMY_TEXT,
+    FREE_TEXT_VRS,
     SAFE_PRIVATE_VRS,
     _refuse_encapsulated_documents,
     _safe_private,
@@ -79,15 +86,26 @@ _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 # The generic shapes that never belong in released text: e-mail, SSN, a title with a name, and a
 # DICOM person name (FAMILY^GIVEN) written into text. (Dates and "by <word>" are ordinary there.)
 _SHAPES = [GENERIC_PATTERNS[i] for i in (0, 7, 8, 9)]
-# In text no profile cleans (kept as it came), what is never a version, model or code: those shapes,
-# a date with slashes and a four-digit year, a telephone number with hyphens, a street address (a
-# compact or written date is not: software versions carry their build's, "Ver02.00.00[20010925]",
-# "Tue Oct  4 18:39:42 EDT 2022")
-_UNLISTED_SHAPES = [
+# In text the engine keeps as it came (an attribute no profile lists, or one a profile keeps: K), what
+# is never a version, model, serial number or code: those shapes, a date with slashes and a four-digit
+# year, a telephone number (hyphens, spaces, an international prefix), a street address, an identifier
+# after its label (MRN 88421937, DOB 1947-03-19, born 19 March 1947, tel +1 914..., Patient ID 12345), a
+# name after "Patient:" or "Name:". Not a bare compact or written date: software versions carry their
+# build's ("Ver02.00.00[20010925]", "Tue Oct  4 18:39:42 EDT 2022"); not a bare digit run: serial
+# numbers are one.
+_KEPT_SHAPES = [
     *_SHAPES,
     GENERIC_PATTERNS[11],
     re.compile(r"\b\d{1,2}/\d{1,2}/(?:19|20)\d{2}\b"),
-    re.compile(r"(?:\(\d{3}\)\s?|\b\d{3}-)\d{3}-\d{4}\b"),
+    re.compile(r"(?:\(\d{3}\)\s?|\b\d{3}[- ])\d{3}[- ]\d{4}\b"),
+    re.compile(r"(?<![\w.+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]\d{2,4}){2,3}\b"),
+    re.compile(
+        r"\b(?:MRN|DOB|D\.O\.B\.?|SSN)(?![^\W\d_])[\s:#=_./-]*\d"
+        r"|\b(?:born|birth\s*date|date\s+of\s+birth|tel|telephone|phone|fax)\b\.?[\s:#=_-]*[+(]?\d"
+        r"|\bpatient[\s_-]*(?:id|no|number|#)\b\.?[\s:#=_-]*\d{3}",
+        re.I,
+    ),
+    re.compile(r"\b(?i:patient|pt|name)\s*:\s*[A-Z\u00c0-\u024f][^\W\d_]+"),
 ]
 _MARKING = {0x00120063, 0x00120064}
 _PATIENT_ID, _PATIENT_NAME = 0x00100020, 0x00100010
@@ -317,8 +335,12 @@ class _Bytes:
             pos += length
 
 
-def _walk(ds: Dataset, actions: Expected, nested: Expected, path: str) -> None:
-    for elem in ds:
+def _walk(ds: Dataset, actions: Expected, nested: Expected, path: str, *, structured: bool = False) -> None:
+    """``structured``: inside a sequence the profiles clean (C) or replace (D) as a whole (the SR and
+    PR content trees): there the engine cleans the free text no profile lists, as it does C text."""
+    for key in sorted(ds.keys()):
+        raw = ds.get_item(key)  # a private element's bytes and VR as they came, before pydicom reads them
+        elem, tag = ds[key], int(key)
         if elem.tag in _MARKING:
             if elem.VR != "SQ" and not all(_clean_text(str(v)) for v in _values(elem)):  # the site's words
                 raise DeidError(
@@ -326,19 +348,22 @@ def _walk(ds: Dataset, actions: Expected, nested: Expected, path: str) -> None:
                 )
             continue
         where = f"{path}{elem.keyword or elem.tag}"
-        tag, group = int(elem.tag), elem.tag.group
+        group = elem.tag.group
         if group & 1:
-            _private(ds, elem, where)
+            _private(ds, elem, raw, where)
             continue
         if not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
             # the engine removes an element the data dictionary does not know (it may be PatientName
             # one bit away): a site never releases one
             raise DeidError(f"marked de-identified but {where} is not in the data dictionary; refused")
         if elem.VR == "SQ":
-            if elem.value and actions.get(tag, frozenset()) and actions[tag] <= _EMPTY_ACTIONS:
+            taken = actions.get(tag, frozenset())
+            if elem.value and taken and taken <= _EMPTY_ACTIONS:
                 raise DeidError(f"marked de-identified but {where} holds items the profiles remove; refused")
+            # as the engine: the items of a sequence every profile that releases it cleans or replaces
+            inner = structured or bool(taken - _EMPTY_ACTIONS and taken - _EMPTY_ACTIONS <= {"C", "D"})
             for n, item in enumerate(elem.value or ()):
-                _walk(item, nested, nested, f"{where}[{n}].")
+                _walk(item, nested, nested, f"{where}[{n}].", structured=inner)
             continue
         if 0x6000 <= group <= 0x60FF or 0x5000 <= group <= 0x50FF:  # overlays, curves
             # their text (description, subtype, label, comments...) is free text the profiles clean
@@ -352,7 +377,7 @@ def _walk(ds: Dataset, actions: Expected, nested: Expected, path: str) -> None:
         if not values:
             continue  # empty: what Z writes, and what leaks nothing
         vr = elem.VR if elem.VR != "UN" else _vr(tag)
-        if not _as_released(tag, vr, values, actions.get(tag)):
+        if not _as_released(tag, vr, values, actions.get(tag), structured):
             if vr == "PN" or tag == _PATIENT_NAME:
                 raise DeidError(
                     f"marked de-identified but {where} holds a person name (a pseudonym or REMOVED expected); refused"
@@ -364,9 +389,11 @@ def _walk(ds: Dataset, actions: Expected, nested: Expected, path: str) -> None:
             raise DeidError(f"marked de-identified but {where} holds an identifier shape; refused")
 
 
-def _private(ds: Dataset, elem: pydicom.DataElement, where: str) -> None:
+def _private(ds: Dataset, elem: pydicom.DataElement, raw: object, where: str) -> None:
     """What Retain Safe Private keeps, and nothing else: a numeric element on the safe list, and the
-    creator that names it (every other private element, text or bytes, is removed at a site)."""
+    creator that names it (every other private element, text or bytes, is removed at a site). Its value
+    is read as its VR says: a decimal string, or whole numbers of that size, as many as the private
+    dictionary's multiplicity allows, and no identifier shape in its bytes."""
     group, element = elem.tag.group, elem.tag.element
     safe = _safe_private()
     if 0x0010 <= element <= 0x00FF:
@@ -378,8 +405,10 @@ def _private(ds: Dataset, elem: pydicom.DataElement, where: str) -> None:
     creator = ""
     if element >= 0x1000 and creator_tag in ds:
         creator = str(ds[creator_tag].value or "").strip(" \0").upper()
-    vr = elem.VR
-    if vr in (None, "UN"):
+    # the engine keeps an element by the VR it came with; only implicit VR (none) asks the dictionary,
+    # so an element sent as UN (bytes that may be anything, an item with a name) is never kept
+    vr = raw.VR if isinstance(raw, RawDataElement) else elem.VR
+    if not vr:
         try:
             vr = private_dictionary_VR(elem.tag, creator)
         except KeyError:
@@ -387,6 +416,19 @@ def _private(ds: Dataset, elem: pydicom.DataElement, where: str) -> None:
     if (creator, group, element & 0xFF) not in safe or vr not in SAFE_PRIVATE_VRS:
         raise DeidError(
             f"marked de-identified but private element {where} is not a safe numeric one; refused"
+        )
+    least, most = _private_vm(elem.tag, creator)
+    data = raw.value if isinstance(raw, RawDataElement) else None
+    if isinstance(data, bytes):
+        plausible = _private_value_plausible(data, vr, (least, most))
+    else:  # read already (a deferred, long value): as pydicom parsed it, bytes are no numbers
+        count = elem.VM
+        plausible = not isinstance(elem.value, bytes) and (
+            count == 0 or (count >= least and (most is None or count <= most))
+        )
+    if not plausible:
+        raise DeidError(
+            f"marked de-identified but private element {where} holds bytes that are not its numbers; refused"
         )
 
 
@@ -415,7 +457,59 @@ def _check_pseudonyms(ds: Dataset, prefixes: Collection[str]) -> None:
                 raise DeidError(_NOT_A_PSEUDONYM.format(elem.keyword, ", ".join(prefixes)), hint=_PREFIX_HINT)
 
 
-def _as_released(tag: int, vr: str, values: list[object], actions: frozenset[str] | None) -> bool:
+_DECIMAL = {
+    "DS": (re.compile(rb" *[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)? *"), 16),
+    "IS": (re.compile(rb" *[+-]?\d+ *"), 12),
+}
+_BINARY_SIZE = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "UV": 8, "SV": 8}
+
+
+def _private_vm(tag: pydicom.tag.BaseTag, creator: str) -> tuple[int, int | None]:
+    """The least and most values the private dictionary allows (1, None: not known, or 1-n)."""
+    try:
+        vm = str(private_dictionary_VM(tag, creator))
+    except KeyError:
+        return 1, None
+    return (int(vm), int(vm)) if vm.isdigit() else (1, None)
+
+
+def _private_value_plausible(data: bytes, vr: str, vm: tuple[int, int | None]) -> bool:
+    """Whether a safe private element's bytes are what its VR holds: decimal strings for DS and IS,
+    whole numbers of the VR's size for the binary ones, as many as the dictionary allows; and, read as
+    text, none of the identifier shapes (a name or an MRN spelled by the numbers' bytes)."""
+    if not data.strip(b" \0"):
+        return True
+    least, most = vm
+    if vr in _DECIMAL:
+        pattern, longest = _DECIMAL[vr]
+        parts = data.rstrip(b"\0").split(b"\\")
+        if not all(len(p) <= longest and pattern.fullmatch(p) for p in parts):
+            return False
+        count = len(parts)
+    else:
+        size = _BINARY_SIZE[vr]
+        if len(data) % size:
+            return False
+        count = len(data) // size
+    if count < least or (most is not None and count > most):
+        return False
+    return not _holds_text(data)
+
+
+_LETTER_RUN = re.compile(rb"[A-Za-z^]{8,}")
+
+
+def _holds_text(data: bytes) -> bool:
+    """Numbers' bytes that read as words: a run of letters, or an identifier shape."""
+    if _LETTER_RUN.search(data):
+        return True
+    text = data.decode("latin-1")
+    return any(p.search(text) for p in _KEPT_SHAPES)
+
+
+def _as_released(
+    tag: int, vr: str, values: list[object], actions: frozenset[str] | None, structured: bool = False
+) -> bool:
     """Whether non-empty ``values`` are what one of the profiles writes for ``tag``."""
     texts = [str(v).strip(" \0") for v in values]
     if tag == _PATIENT_ID:  # the engine writes the keyed pseudonym at every depth
@@ -424,12 +518,16 @@ def _as_released(tag: int, vr: str, values: list[object], actions: frozenset[str
         return all(is_site_pseudonym(t) or t == DUMMY_TEXT for t in texts)
     if vr == "PN":  # every profile removes, empties or replaces a person name (unlisted ones too)
         return all(_PN_SPLIT.sub("", t).strip() == DUMMY_TEXT for t in texts)
-    if actions is None:  # not in the table: kept (UIDs remapped, dates shifted, text as it was)
-        # kept text (versions, models, code values, coding schemes...) is no cleaner's fixed point
-        # (its digit runs read as IDs): only the shapes that are never anything but an identifier
-        return vr not in _TEXT_VRS | {"CS"} or not any(p.search(t) for t in texts for p in _UNLISTED_SHAPES)
+    if actions is None:  # not in the table
+        if structured and vr in FREE_TEXT_VRS:
+            # the engine cleans it (Clean Structured Content) or writes the dummy, a fixed point too
+            return all(clean_text(t, _NO_IDS, generic=True) == t for t in texts)
+        # kept: UIDs remapped, dates shifted, text, URLs and bytes as they came
+        return _kept(tag, vr, values, texts)
     for action in actions:
-        if action in ("K", "U") or (action in ("C", "D") and vr in ("UI", "SQ")):
+        if action == "K" and _kept(tag, vr, values, texts):
+            return True
+        if action == "U" or (action in ("C", "D") and vr in ("UI", "SQ")):
             return True
         if action == "C":
             if vr in _TEXT_VRS:
@@ -440,6 +538,38 @@ def _as_released(tag: int, vr: str, values: list[object], actions: frozenset[str
         if action == "D" and all(_is_dummy(t, vr) for t in texts):
             return True
     return False
+
+
+_KEPT_TEXT_VRS = _TEXT_VRS | {"CS", "AE", "UR"}
+_ICC_PROFILE = 0x00282000
+_ASCII_RUN = re.compile(rb"[\x20-\x7e]{8,}")
+
+
+def _kept(tag: int, vr: str, values: list[object], texts: list[str]) -> bool:
+    """Whether a value the engine keeps as it came is one a site releases: kept text (versions, models,
+    serial numbers, code values and meanings, URLs) is no cleaner's fixed point (its digit runs read as
+    IDs), so only the shapes that are never anything but an identifier are refused; an ICC profile is
+    one (its signature) with its text zeroed, as the engine leaves it; other byte streams (OB, UN) hold
+    no such shape in their runs of ASCII. Word data (LUTs, waveforms: OW, OF...) are numbers."""
+    if vr in _KEPT_TEXT_VRS:
+        return not any(p.search(t) for t in texts for p in _KEPT_SHAPES)
+    data = values[0] if len(values) == 1 and isinstance(values[0], bytes | bytearray) else None
+    if data is None or tag >> 16 == 0x7FE0:
+        return True  # numbers, dates, UIDs; pixel data is the pixel checks'
+    if tag == _ICC_PROFILE:
+        return _icc_as_released(bytes(data))
+    if vr not in ("OB", "UN"):
+        return True
+    runs = (m.group(0).decode("ascii") for m in _ASCII_RUN.finditer(data))
+    return not any(p.search(run) for run in runs for p in _KEPT_SHAPES)
+
+
+def _icc_as_released(data: bytes) -> bool:
+    """An ICC profile (its 'acsp' signature at byte 36) whose text, dates and unknown bytes the engine
+    zeroed (``codestream.icc_text_spans``); anything else in ICCProfile is no colour profile."""
+    if len(data) < 132 or data[36:40] != b"acsp":
+        return False
+    return not any(data[a:b].strip(b"\0") for a, b in codestream.icc_text_spans(data))
 
 
 def _is_dummy(text: str, vr: str) -> bool:
