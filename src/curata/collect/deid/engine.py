@@ -311,8 +311,6 @@ class _Ctx:
         self.patient_name = ""
         self.pseudonym = ""
         self.shift = 0
-        # tag -> the values the engine wrote by shifting a date there (the gate's own-date exemption)
-        self.shifted: dict[int, set[str]] = {}
         self.full_dates = profile.has("retain_long_full_dates")
         self.mod_dates = profile.has("retain_long_modified_dates")
         self.clean_desc = profile.has("clean_descriptors")
@@ -901,8 +899,6 @@ class Deidentifier:
                 continue
             shifted = fn(text, ctx.shift)
             out.append(shifted if shifted is not None else DUMMY_BY_VR[vr])
-            if shifted is not None and shifted != text:
-                ctx.shifted.setdefault(elem.tag, set()).add(shifted)
         elem.value = out if many else out[0]
 
     def _clean_text_elem(self, ds: Dataset, tag: int, ctx: _Ctx, *, generic: bool) -> None:
@@ -1099,18 +1095,9 @@ class Deidentifier:
         plan = matcher.gate_plan(tuple(ctx.encodings))
         if not (plan.subs or plan.plain or plan.uids or matcher.dates):
             return
-        inflated = _inflated(output, ds)
+        output = _inflated(output, ds)
         px = ds.get("PixelData") if pixel_kept else None
-        spans = _header_spans(inflated, px, ctx.codestream_kept)
-        try:
-            self._scan_bytes(inflated, matcher, ctx, spans)
-        except DeidError:
-            # a shifted date that is, by chance, another date of the patient (StudyDate + 804 days
-            # = the input's InstanceCreationDate): the engine's own value, not one that survived
-            own = _own_shifted_dates(inflated, ctx) if inflated is output else []
-            if not own:
-                raise
-            self._scan_bytes(inflated, matcher, ctx, _less(spans, own))
+        self._scan_bytes(output, matcher, ctx, _header_spans(output, px, ctx.codestream_kept))
 
     def _byte_gate(self, output: bytes, ctx: _Ctx, spans: list[tuple[int, int]]) -> bool:
         """The gate's byte scan alone (a plain little-endian output): True when nothing survived."""
@@ -1537,38 +1524,6 @@ def _is_media_directory(ds: Dataset) -> bool:
     meta = getattr(ds, "file_meta", None)
     media = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
     return media == "1.2.840.10008.1.3.10" or "DirectoryRecordSequence" in ds
-
-
-def _own_shifted_dates(output: bytes, ctx: _Ctx) -> list[tuple[int, int]]:
-    """Byte ranges of the top-level date values the engine wrote by shifting (``ctx.shifted``): an
-    element whose tag it shifted, holding exactly a value it wrote there. Such a value may equal
-    another date of the input by chance (the shift equals the gap between two of the patient's
-    dates), which the gate would otherwise take for a date that survived. Nested dates are not
-    exempt (the object is refused, the safe side)."""
-    if not ctx.shifted:
-        return []
-    head = _reader.header(output)
-    walked = _rawpath._walk(output, head[1], head[2]) if head is not None else None
-    own = []
-    for tag, _vr, _head, start, length in walked or ():
-        values = ctx.shifted.get(tag)
-        if values and length != 0xFFFFFFFF:
-            text = output[start : start + length].decode("ascii", "replace").strip(" \0")
-            if text and all(v in values for v in text.split("\\")):
-                own.append((start, start + length))
-    return own
-
-
-def _less(spans: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """``spans`` without the ranges ``holes`` (both sorted, ``holes`` within one span each)."""
-    out = []
-    for start, end in spans:
-        for a, b in holes:
-            if start <= a and b <= end:
-                out.append((start, a))
-                start = b
-        out.append((start, end))
-    return out
 
 
 def _header_spans(
