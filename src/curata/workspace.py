@@ -120,6 +120,15 @@ class Workspace:
         """Where blobs live: [store] url, or the workspace's own store folder."""
         return self.settings.store.url or str(self.store_path)
 
+    def deid_profile(self) -> tuple[str, Path | None]:
+        """The site's de-identification profile and its file of overrides ([deid] profile, config)."""
+        config = self.settings.deid.config
+        return self.settings.deid.profile, Path(config) if config else None
+
+    def site_prefixes(self) -> tuple[str, ...]:
+        """A platform: the pseudonym prefixes of its sites besides CUR- ([deid] site_prefixes)."""
+        return tuple(self.settings.deid.site_prefixes)
+
     def workers(self, requested: int | None = None) -> int:
         """Worker processes for a batch: ``requested`` if positive, else [runtime] workers, else cores."""
         return self.settings.runtime.worker_count(requested)

@@ -402,8 +402,9 @@ class Ingestor:
     ) -> None:
         self.ws = ws
         self.deidentify = deidentify
-        self.profile = profile or ws.settings.deid.profile
-        cfg = profile_config or (Path(ws.settings.deid.config) if ws.settings.deid.config else None)
+        site_profile, site_config = ws.deid_profile()
+        self.profile = profile or site_profile
+        cfg = profile_config or site_config
         self.profile_config = cfg
         self.site_name = site or ws.site_name
         self.region = region or ws.settings.site.region or None
@@ -429,7 +430,7 @@ class Ingestor:
             vault_dir=str(self.ws.vault_path) if self.deidentify else None,
             known_inputs=known,
             wsi=dict(self.ws.config.get("wsi") or {}),
-            prefixes=accepted_prefixes(self.ws.settings.deid.site_prefixes),
+            prefixes=accepted_prefixes(self.ws.site_prefixes()),
         )
 
     def _known_inputs(self, session: Session) -> frozenset[str]:

@@ -81,8 +81,8 @@ def site_prefix(ws: Workspace, profile: str | None = None, config: Path | None =
     ``profile`` and ``config`` where an ingest names its own)."""
     from curata.collect.deid import load_profile
 
-    cfg = config or (Path(ws.settings.deid.config) if ws.settings.deid.config else None)
-    return load_profile(profile or ws.settings.deid.profile, config=cfg).pseudonym_prefix
+    site_profile, site_config = ws.deid_profile()
+    return load_profile(profile or site_profile, config=config or site_config).pseudonym_prefix
 
 
 class ClinicalIngestor:
@@ -700,7 +700,7 @@ def file_deidentified_batch(
 
     if _is_filed(ws, batch.batch):
         return FiledBatch(batch.batch, batch.kind, "present")
-    prefixes = accepted_prefixes(ws.settings.deid.site_prefixes)
+    prefixes = accepted_prefixes(ws.site_prefixes())
     try:
         check(batch, prefixes)
         vcf = None
