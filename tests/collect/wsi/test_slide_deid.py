@@ -64,6 +64,31 @@ def test_planted_identity_leaves_no_trace(kind: str, tmp_path: Path) -> None:
     assert res.deid.file_name.startswith("CUR-") and "SLD-" in res.deid.file_name
 
 
+def test_an_aperio_page_second_is_kept_as_the_thumbnail_only_when_it_is_the_slide_scaled_down(
+    tmp_path: Path,
+) -> None:
+    """Aperio writes its thumbnail second; a label written there instead, its description without the
+    word 'label', was kept as the thumbnail by its place alone, the patient's name in its pixels."""
+    import numpy as np
+
+    levels = syn._pyramid(syn.tissue_image(1024, 1024, 0), 3)
+    label = np.frombuffer(WHO.label_bytes(96 * 64 * 3), np.uint8).reshape(64, 96, 3)
+    thumb = np.ascontiguousarray(levels[-1][::2, ::2])  # the slide scaled down: a thumbnail
+    head = "Aperio Image Library v12.0.5 \r\n1024x1024 [0,0 1024x1024] (256x256) JPEG/RGB Q=80|AppMag = 20"
+    for second, kept in ((label, False), (thumb, True)):
+        src = tmp_path / f"second-{kept}.svs"
+        with tifffile.TiffWriter(src) as tw:
+            tw.write(levels[0], tile=(256, 256), compression="jpeg", photometric="rgb", description=head,
+                     metadata=None)  # fmt: skip
+            tw.write(second, photometric="rgb", description="Aperio Image Library v12.0.5 \r\n", metadata=None)
+            for lv in levels[1:]:
+                tw.write(lv, tile=(256, 256), compression="jpeg", photometric="rgb", metadata=None,
+                         description=f"Aperio Image Library v12.0.5 \r\n{lv.shape[1]}x{lv.shape[0]} -> ")  # fmt: skip
+        res = SlideDeidentifier(KEY).deidentify_bytes(src.read_bytes(), source=str(src), identity=IDENTITY)
+        assert (res.record.removed_images == []) is kept, res.record.removed_images
+        assert (second.tobytes() in res.output_bytes) is kept
+
+
 def test_aperio_fields_and_tags(tmp_path: Path) -> None:
     src = tmp_path / "a.svs"
     syn.write_svs(src, WHO)

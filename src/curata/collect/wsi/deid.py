@@ -738,8 +738,15 @@ class _Run:
             # would show as a level (and the vendor file would keep)
         if tiled or index == 0:
             return None
-        if self.fmt is SlideFormat.APERIO and index == 1 and self.config.keep_thumbnail:
-            return None  # the Aperio thumbnail: a downsampled view of the scanned area
+        if (
+            self.fmt is SlideFormat.APERIO
+            and index == 1
+            and self.config.keep_thumbnail
+            and self._scaled_base(ifd)
+        ):
+            # the Aperio thumbnail: the scanned area scaled down. Its place alone is no proof (a label
+            # written second, its description without the word, was kept whole: outside review 12)
+            return None
         return "associated"
 
     def _scaled_base(self, ifd: Ifd) -> bool:
