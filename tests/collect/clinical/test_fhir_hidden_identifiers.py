@@ -160,3 +160,25 @@ def test_author_names_leave_the_store(workspace, tmp_path) -> None:  # type: ign
     assert folded_survivors(workspace, needles) == []
     kept = ["to follow up", "reviewed the CT", "lung adenocarcinoma confirmed"]
     assert folded_survivors(workspace, kept) == kept
+
+
+def test_a_reference_to_a_clinical_resource_is_no_name() -> None:
+    """A reference that says it points to a Condition or an Observation displays what it is about;
+    one to a Practitioner or an Organization, or that says nothing of its target, names someone."""
+    procedure = {
+        "resourceType": "Procedure", "id": "pr1", "status": "completed", "subject": {"reference": "Patient/p1"},
+        "code": {"text": "Lobectomy"}, "performedDateTime": "2020-06-01",
+        "reasonReference": [{"reference": "Condition/c1", "display": "Lung adenocarcinoma"},
+                            {"reference": "https://h.example/fhir/Observation/o1/_history/2", "display": "Pleural effusion"},
+                            {"type": "DiagnosticReport", "display": "Frozen section report"}],
+        "performer": [{"actor": {"reference": "https://h.example/fhir/Practitioner/9", "display": "Seraphina Okafor"}}],
+        "note": [{"authorReference": {"reference": "urn:uuid:1f0c", "display": "Evangeline Drummond"}, "text": "-"},
+                 {"text": "Lung adenocarcinoma, Pleural effusion, Frozen section report; Seraphina Okafor and "
+                          "Evangeline Drummond to review"}],
+    }  # fmt: skip
+    batch, notes = _run(procedure, _condition("seen"))
+    for word in ("Lung adenocarcinoma", "Pleural effusion", "Frozen section report", "to review"):
+        assert word in " ".join(notes), (word, notes)
+    for leak in ("Seraphina", "Okafor", "Evangeline", "Drummond"):
+        assert leak not in " ".join(notes), notes
+    assert not batch.people & {"Lung adenocarcinoma", "Pleural effusion", "Frozen section report"}

@@ -366,6 +366,9 @@ def _is_reference(node: dict[str, Any], key: str) -> bool:
         return False
     if "code" in node or "system" in node:
         return False
+    target = _target_type(node)
+    if target is not None and target not in _NAMED_TARGETS:
+        return False  # a Condition, an Observation: its display is what it is about, not someone
     if key in _REFERENCES or "reference" in node or "identifier" in node:
         return True
     if not _own_keys(node) <= _REFERENCE_ELEMENTS:
@@ -374,6 +377,33 @@ def _is_reference(node: dict[str, Any], key: str) -> bool:
     if kind is not None:
         return isinstance(kind, str) and bool(_RESOURCE_TYPE.fullmatch(kind) or "://" in kind)
     return not (key in _CODING_KEYS or key.endswith("Coding"))
+
+
+# Resources a reference's display names as a person or a place (or a device, a team, a group)
+_NAMED_TARGETS = frozenset(
+    {"Practitioner", "PractitionerRole", "RelatedPerson", "Person", "Patient", "Group", "CareTeam",
+     "Organization", "OrganizationAffiliation", "Location", "HealthcareService", "Endpoint", "Device",
+     "InsurancePlan"}
+)  # fmt: skip
+
+
+def _target_type(node: dict[str, Any]) -> str | None:
+    """The resource type a Reference says it points to (its ``type``, or a relative or absolute
+    ``reference``: ``Condition/c1``, ``https://h/fhir/Condition/c1/_history/2``); None where it says
+    none (a display alone, a contained ``#id``, a ``urn:uuid:``)."""
+    kind = node.get("type")
+    if isinstance(kind, str) and kind:
+        name = kind.rstrip("/").rsplit("/", 1)[-1]
+        return name if _RESOURCE_TYPE.fullmatch(name) else None
+    ref = node.get("reference")
+    if not isinstance(ref, str) or ref.startswith(("#", "urn:")):
+        return None
+    parts = [p for p in ref.split("?", 1)[0].split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and _RESOURCE_TYPE.fullmatch(parts[-2]):
+        return parts[-2]
+    return None
 
 
 def _is_human_name(node: dict[str, Any], key: str) -> bool:
