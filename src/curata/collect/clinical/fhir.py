@@ -267,7 +267,7 @@ def _human_names(node: Any) -> Iterator[str]:
     for name in _dicts(node):
         if isinstance(name.get("text"), str):
             yield name["text"]
-        given = [g for g in name.get("given") or [] if isinstance(g, str)]
+        given = [g for g in _dicts_or_strings(name.get("given")) if isinstance(g, str)]
         family = str(name["family"]) if isinstance(name.get("family"), str) else ""
         if given or family:
             yield " ".join([*given, family]).strip()
@@ -275,34 +275,59 @@ def _human_names(node: Any) -> Iterator[str]:
 
 def _collect_site(res: dict[str, Any], deid: ClinicalDeidentifier) -> None:
     """The names of the site's people and places that one resource gives: a Practitioner's, a
-    RelatedPerson's, an Organization's, and the display of every reference to someone other than the
-    patient (an Observation's performer, a Condition's asserter)."""
-    rt = res.get("resourceType")
+    RelatedPerson's, an Organization's, and every name the resource writes of someone other than the
+    patient (``_site_names``)."""
     people: list[str] = []
     places: list[str] = []
+    _site_names(res, people, places)
+    deid.learn_site(people, places)
+
+
+def _site_names(res: dict[str, Any], people: list[str], places: list[str]) -> None:
+    """Walks one resource, and the resources it contains, for the site's names: a person resource's
+    names, a place's name and aliases, and wherever it stands, whatever the element is called, the
+    display of a Reference other than the subject (an Observation's performer, a Condition's asserter,
+    a note's ``authorReference``, ``evidence.detail``, an extension's ``valueReference``), an
+    Annotation's ``authorString``, a HumanName and a ContactDetail's name. A Coding's display (what a
+    code means: ``lung adenocarcinoma``) is no name. In a Patient, only its references (its doctor, its
+    organisation): its own names are the patient's (``_collect_patient``)."""
+    rt = res.get("resourceType")
     if rt in _SITE_PEOPLE:
         people += _human_names(res.get("name"))
     elif rt in _SITE_PLACES:
-        places += [v for v in (res.get("name"), *(res.get("alias") or [])) if isinstance(v, str)]
+        places += [v for v in (res.get("name"), *_dicts_or_strings(res.get("alias"))) if isinstance(v, str)]
+    patient = rt == "Patient"
 
     def walk(node: Any, key: str) -> None:
         if isinstance(node, dict):
-            if (
-                key not in _SUBJECT_KEYS
-                and isinstance(node.get("display"), str)
-                and ("reference" in node or "identifier" in node or key in _REFERENCES)
-            ):
+            if _is_reference(node, key):
                 people.append(node["display"])
+            elif not patient and _is_human_name(node, key):
+                people.extend(_human_names(node))
+            elif not patient and _is_contact_detail(node):
+                people.append(node["name"])
+            if isinstance(node.get("authorString"), str):
+                people.append(node["authorString"])
             for k, v in node.items():
-                if k not in _SUBJECT_KEYS and k != "contained":
+                if k == "contained":
+                    for inner in _dicts(v):
+                        _site_names(inner, people, places)
+                elif k not in _SUBJECT_KEYS:
                     walk(v, k)
         elif isinstance(node, list):
             for v in node:
                 walk(v, key)
 
-    if rt != "Patient":  # a Patient's references (its doctor, its contacts) are the patient's own
-        walk(res, "")
-    deid.learn_site(people, places)
+    walk(res, "")
+
+
+def _dicts_or_strings(node: Any) -> list[Any]:
+    return node if isinstance(node, list) else [node]
+
+
+def _own_keys(node: dict[str, Any]) -> set[str]:
+    """A node's element names, a primitive's extension (``_display``) counted as the element."""
+    return {k[1:] if k.startswith("_") else k for k in node}
 
 
 # elements that reference a person or organisation, where a bare display names one
@@ -310,6 +335,89 @@ _REFERENCES = frozenset(
     {"performer", "asserter", "recorder", "requester", "author", "informationSource", "actor",
      "practitioner", "organization", "managingOrganization", "serviceProvider", "resultsInterpreter"}
 )  # fmt: skip
+# The elements of a Reference, of a HumanName, of a ContactDetail (FHIR R4B and R5).
+_REFERENCE_ELEMENTS = frozenset({"reference", "type", "identifier", "display", "id", "extension"})
+_HUMAN_NAME_ELEMENTS = frozenset(
+    {"use", "text", "family", "given", "prefix", "suffix", "period", "id", "extension"}
+)
+_CONTACT_DETAIL_ELEMENTS = frozenset({"name", "telecom", "id", "extension"})
+# Elements typed Coding in some resource of R4B or R5 and a Reference in none (from fhir.resources'
+# models): an object of a display alone there is a code's meaning, not a reference to someone.
+_CODING_KEYS = frozenset(
+    {"additionalUse", "answerCoding", "bodySite", "category", "channelType", "class", "classification",
+     "code", "coding", "connectionType", "control", "dayOfWeek", "documentType", "eventCoding", "format",
+     "keyword", "laterality", "lifecycle", "media", "modality", "nameType", "nthWeekOfMonth",
+     "operationalStatus", "permittedUnit", "productCategory", "productStatus", "purpose", "reason",
+     "relation", "relationship", "resourceType", "role", "security", "securityLabel", "sopClass",
+     "structureType", "subtype", "tag", "type", "use"}
+)  # fmt: skip
+_HUMAN_NAME_KEYS = frozenset(
+    {"name", "valueHumanName", "defaultValueHumanName", "fixedHumanName", "patternHumanName"}
+)
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+
+
+def _is_reference(node: dict[str, Any], key: str) -> bool:
+    """A Reference with a display, by its shape: a display, no element a Reference does not have (a
+    Coding's ``code``, ``system``; a RelatedArtifact's ``label``...), a ``type`` that names a resource
+    type. A display alone reads as a Reference except where the element is a Coding; the elements that
+    name someone (``_REFERENCES``) are read as before, whatever else the sender put in them."""
+    if key in _SUBJECT_KEYS or not isinstance(node.get("display"), str):
+        return False
+    if "code" in node or "system" in node:
+        return False
+    target = _target_type(node)
+    if target is not None and target not in _NAMED_TARGETS:
+        return False  # a Condition, an Observation: its display is what it is about, not someone
+    if key in _REFERENCES or "reference" in node or "identifier" in node:
+        return True
+    if not _own_keys(node) <= _REFERENCE_ELEMENTS:
+        return False
+    kind = node.get("type")
+    if kind is not None:
+        return isinstance(kind, str) and bool(_RESOURCE_TYPE.fullmatch(kind) or "://" in kind)
+    return not (key in _CODING_KEYS or key.endswith("Coding"))
+
+
+# Resources a reference's display names as a person or a place (or a device, a team, a group)
+_NAMED_TARGETS = frozenset(
+    {"Practitioner", "PractitionerRole", "RelatedPerson", "Person", "Patient", "Group", "CareTeam",
+     "Organization", "OrganizationAffiliation", "Location", "HealthcareService", "Endpoint", "Device",
+     "InsurancePlan"}
+)  # fmt: skip
+
+
+def _target_type(node: dict[str, Any]) -> str | None:
+    """The resource type a Reference says it points to (its ``type``, or a relative or absolute
+    ``reference``: ``Condition/c1``, ``https://h/fhir/Condition/c1/_history/2``); None where it says
+    none (a display alone, a contained ``#id``, a ``urn:uuid:``)."""
+    kind = node.get("type")
+    if isinstance(kind, str) and kind:
+        name = kind.rstrip("/").rsplit("/", 1)[-1]
+        return name if _RESOURCE_TYPE.fullmatch(name) else None
+    ref = node.get("reference")
+    if not isinstance(ref, str) or ref.startswith(("#", "urn:")):
+        return None
+    parts = [p for p in ref.split("?", 1)[0].split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and _RESOURCE_TYPE.fullmatch(parts[-2]):
+        return parts[-2]
+    return None
+
+
+def _is_human_name(node: dict[str, Any], key: str) -> bool:
+    """A HumanName: its elements only, with a given or family name (or, where the element is a
+    HumanName, a text: a CodeableConcept of a text alone is no name)."""
+    if not node or not _own_keys(node) <= _HUMAN_NAME_ELEMENTS:
+        return False
+    return (
+        "given" in node or "family" in node or (key in _HUMAN_NAME_KEYS and isinstance(node.get("text"), str))
+    )
+
+
+def _is_contact_detail(node: dict[str, Any]) -> bool:
+    return isinstance(node.get("name"), str) and _own_keys(node) <= _CONTACT_DETAIL_ELEMENTS
 
 
 def _reference(res: dict[str, Any]) -> str | None:
