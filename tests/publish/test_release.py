@@ -158,7 +158,7 @@ def test_croissant_validates_with_mlcroissant(released, tmp_path: Path) -> None:
     assert set(splits) <= {"train", "validation", "test"}
 
 
-def test_card_compares_with_the_catalog(released) -> None:  # type: ignore[no-untyped-def]
+def test_card_compares_with_its_baseline(released) -> None:  # type: ignore[no-untyped-def]
     ws, release, _ = released
     manifest = _manifest(ws, release.ref)
     md = _read(ws, manifest, "card/README.md").decode()
@@ -172,29 +172,36 @@ def test_card_compares_with_the_catalog(released) -> None:  # type: ignore[no-un
 
 
 def test_card_flags_an_under_represented_site(released) -> None:  # type: ignore[no-untyped-def]
+    """Flags compare the release with its baseline, the release's own sites: a choice of one of site-a's
+    six patients and both of site-b's under-represents site-a; a choice that leaves site-b out compares
+    with site-a alone and says nothing of site-b (outside review 12: the card is no view of other sites)."""
     ws, _, _ = released
-    with ws.catalog.session() as s:  # a cohort-like choice that leaves site-b out
-        keep = [
-            sid
-            for sid, site in s.execute(
-                select(Series.id, Site.name)
-                .join(Study, Series.study_id == Study.id)
-                .join(Patient, Study.patient_id == Patient.id)
-                .join(Site, Patient.site_id == Site.id)
-            )
-            if site != "site-b"
-        ]
+    with ws.catalog.session() as s:
+        rows = s.execute(
+            select(Series.id, Site.name, Patient.pseudonym)
+            .join(Study, Series.study_id == Study.id)
+            .join(Patient, Study.patient_id == Patient.id)
+            .join(Site, Patient.site_id == Site.id)
+        ).all()
+    one_a = sorted(p for _, site, p in rows if site == "site-a")[0]
+    skewed = [sid for sid, site, p in rows if site == "site-b" or p == one_a]
+    only_a = [sid for sid, site, _ in rows if site == "site-a"]
     from curata.publish import release as rel
 
     original = rel.cohort_series_ids
-    rel.cohort_series_ids = lambda session, cohort: keep  # type: ignore[assignment]
     try:
+        rel.cohort_series_ids = lambda session, cohort: skewed  # type: ignore[assignment]
         result = create_release(ws, "skewed", cohort="any", formats="dicom", split="100")
+        rel.cohort_series_ids = lambda session, cohort: only_a  # type: ignore[assignment]
+        site_a = create_release(ws, "site-a-only", cohort="any", formats="dicom", split="100")
     finally:
         rel.cohort_series_ids = original  # type: ignore[assignment]
-    assert any("Site 'site-b' is under-represented" in f for f in result.flags)
-    assert any("Country 'KE'" in f for f in result.flags)
-    assert not any("site-a" in f for f in result.flags)
+    assert "Site 'site-a' is under-represented: 33% of the release vs 75% of the baseline." in result.flags
+    assert any("Country 'NG'" in f for f in result.flags)
+    assert not any("site-b" in f or "'KE'" in f for f in result.flags)
+    assert not any("site-b" in f or "Site '" in f or "Country '" in f for f in site_a.flags)
+    md = _read(ws, _manifest(ws, site_a.ref), "card/README.md").decode()
+    assert "site-b" not in md and "KE" not in md and "| site-a | 6 | 100% | 6 | 100% |" in md
 
 
 def test_same_content_same_version_new_content_new_version(released, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -341,8 +348,8 @@ def test_where_selects_through_the_query_language(released) -> None:  # type: ig
         create_release(ws, "c", cohort="nope", formats="dicom")
 
 
-def test_card_compares_with_the_catalog_of_the_same_modality(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """A CT release is compared with the CT in the catalog: the catalog's MR is not 'missing' from it."""
+def test_card_compares_with_the_same_modality_at_its_sites(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A CT release is compared with the CT of its sites: the site's MR is not 'missing' from it."""
     from pydicom.data import get_testdata_file
 
     from curata.collect.ingest import Ingestor
@@ -355,7 +362,7 @@ def test_card_compares_with_the_catalog_of_the_same_modality(workspace, tmp_path
     (tmp_path / "mr").mkdir()
     raw = Path(get_testdata_file("MR_small.dcm")).read_bytes()
     (tmp_path / "mr" / "mr.dcm").write_bytes(site.deidentify_bytes(raw).output_bytes)
-    _, problems = Ingestor(workspace, deidentify=False, workers=1, site="site-mr").ingest_paths(
+    _, problems = Ingestor(workspace, deidentify=False, workers=1, site="site-a").ingest_paths(
         [tmp_path / "mr"]
     )
     assert not problems
@@ -371,7 +378,7 @@ def test_card_compares_with_the_catalog_of_the_same_modality(workspace, tmp_path
         rel.cohort_series_ids = original  # type: ignore[assignment]
     assert result.flags == []
     md = _read(workspace, _manifest(workspace, result.ref), "card/README.md").decode()
-    assert "same modalities (CT)" in md and "site-mr" not in md
+    assert "(sites: site-a; modalities: CT)" in md and "| MR |" not in md
     everything = create_release(workspace, "all", formats="dicom", split="100")
     md = _read(workspace, _manifest(workspace, everything.ref), "card/README.md").decode()
-    assert "same modalities (CT, MR)" in md and "site-mr" in md
+    assert "(sites: site-a; modalities: CT, MR)" in md and "| MR | 1 |" in md

@@ -1,9 +1,15 @@
-"""The dataset card: who is in the data, compared with the whole catalog, with imbalances flagged.
+"""The dataset card: who is in the data, compared with its baseline, with imbalances flagged.
+
+The *baseline* is the population the release was drawn from: the catalog's image series of the
+release's modalities at the sites the release's series come from (``CardInput.baseline_scope`` names
+them), never the whole catalog. A card is read by everyone who may see the release (its project's
+members, its licensees), who may hold nothing else of the catalog: another site's name, scanners or
+counts are no part of it.
 
 Patient-level groups (sex, age band, site, region, country) count patients; acquisition groups (scanner
 vendor and model, slice thickness, modality) count series. A group is flagged *under-represented* when
-its share of the release is below ``UNDER`` times its share of the catalog, or when it is absent from the
-release although the catalog holds it. Markdown and HTML carry the same tables; the HTML embeds the
+its share of the release is below ``UNDER`` times its share of the baseline, or when it is absent from
+the release although the baseline holds it. Markdown and HTML carry the same tables; the HTML embeds the
 plots (PNG files beside it, drawn with matplotlib).
 """
 
@@ -16,8 +22,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-UNDER = 0.5  # flag when release share < UNDER x catalog share
-MIN_CATALOG_SHARE = 0.02  # groups this rare in the catalog are not flagged
+UNDER = 0.5  # flag when release share < UNDER x baseline share
+MIN_BASELINE_SHARE = 0.02  # groups this rare in the baseline are not flagged
+
+BASELINE_TEXT = (
+    "The baseline columns count the population the release was drawn from: every image series (and its "
+    "patients) of the release's modalities at the sites the release's series come from, withdrawn "
+    "patients left out; nothing of any other site"
+)
 
 PATIENT_DIMENSIONS = (
     ("sex", "Sex"),
@@ -61,7 +73,7 @@ def thickness_band(value: float | None) -> str:
 
 @dataclass
 class Composition:
-    """Counts per dimension and group, for the release or for the catalog."""
+    """Counts per dimension and group, for the release or for its baseline."""
 
     patients: dict[str, Counter[str]] = field(default_factory=dict)
     series: dict[str, Counter[str]] = field(default_factory=dict)
@@ -84,18 +96,18 @@ class Row:
     group: str
     release: int
     release_share: float
-    catalog: int
-    catalog_share: float
+    baseline: int
+    baseline_share: float
     flagged: bool
 
 
-def compare(release: Counter[str], catalog: Counter[str]) -> list[Row]:
-    r_total, c_total = sum(release.values()) or 1, sum(catalog.values()) or 1
+def compare(release: Counter[str], baseline: Counter[str]) -> list[Row]:
+    r_total, b_total = sum(release.values()) or 1, sum(baseline.values()) or 1
     rows = []
-    for group in sorted(set(release) | set(catalog)):
-        rs, cs = release[group] / r_total, catalog[group] / c_total
-        flagged = group != "unknown" and cs >= MIN_CATALOG_SHARE and rs < UNDER * cs
-        rows.append(Row(group, release[group], rs, catalog[group], cs, flagged))
+    for group in sorted(set(release) | set(baseline)):
+        rs, bs = release[group] / r_total, baseline[group] / b_total
+        flagged = group != "unknown" and bs >= MIN_BASELINE_SHARE and rs < UNDER * bs
+        rows.append(Row(group, release[group], rs, baseline[group], bs, flagged))
     return rows
 
 
@@ -104,13 +116,14 @@ class CardInput:
     name: str
     version: int
     release: Composition
-    catalog: Composition
+    baseline: Composition  # the population the release was drawn from (module docstring)
     splits: dict[str, int]  # split -> patients
     qc: dict[str, tuple[int, int]] | None = None  # group -> (passed, assessed); None when QC never ran
     labels: dict[str, tuple[int, float]] = field(default_factory=dict)  # label -> (cases, total ml)
     n_cases: int = 0
     n_labelled: int = 0
-    catalog_scope: str = "all modalities"  # which part of the catalog the release is compared with
+    # what the baseline covers, in words: "sites a, b; modalities CT" (said on the card)
+    baseline_scope: str = "the release's own series"
     # from the annotation stage: {"project", "labels": [{label, reads, pairs, dice{...}, ..., adjudication_rate}]}
     annotation: dict[str, Any] | None = None
 
@@ -119,11 +132,11 @@ def flags(card: CardInput) -> list[str]:
     """One sentence per under-represented group."""
     out = []
     for key, title in (*PATIENT_DIMENSIONS, *SERIES_DIMENSIONS):
-        for row in compare(card.release.counter(key), card.catalog.counter(key)):
+        for row in compare(card.release.counter(key), card.baseline.counter(key)):
             if row.flagged:
                 out.append(
                     f"{title} '{row.group}' is under-represented: {row.release_share:.0%} of the release "
-                    f"vs {row.catalog_share:.0%} of the catalog."
+                    f"vs {row.baseline_share:.0%} of the baseline."
                 )
     return out
 
@@ -139,7 +152,7 @@ def _plot(key: str, title: str, rows: list[Row]) -> bytes:
     groups = [r.group for r in rows]
     x = range(len(groups))
     ax.bar([i - 0.2 for i in x], [100 * r.release_share for r in rows], 0.4, label="release")
-    ax.bar([i + 0.2 for i in x], [100 * r.catalog_share for r in rows], 0.4, label="catalog", alpha=0.6)
+    ax.bar([i + 0.2 for i in x], [100 * r.baseline_share for r in rows], 0.4, label="baseline", alpha=0.6)
     for i, r in enumerate(rows):
         if r.flagged:
             ax.annotate(
@@ -157,24 +170,24 @@ def _plot(key: str, title: str, rows: list[Row]) -> bytes:
 
 
 def _table_md(rows: list[Row]) -> list[str]:
-    lines = ["| group | release | share | catalog | share | |", "|---|---:|---:|---:|---:|---|"]
+    lines = ["| group | release | share | baseline | share | |", "|---|---:|---:|---:|---:|---|"]
     for r in rows:
         flag = "**under-represented**" if r.flagged else ""
         lines.append(
-            f"| {r.group} | {r.release} | {r.release_share:.0%} | {r.catalog} | {r.catalog_share:.0%} | {flag} |"
+            f"| {r.group} | {r.release} | {r.release_share:.0%} | {r.baseline} | {r.baseline_share:.0%} | {flag} |"
         )
     return lines
 
 
 def _table_html(rows: list[Row]) -> str:
     out = [
-        "<table><tr><th>group</th><th>release</th><th>share</th><th>catalog</th><th>share</th><th></th></tr>"
+        "<table><tr><th>group</th><th>release</th><th>share</th><th>baseline</th><th>share</th><th></th></tr>"
     ]
     for r in rows:
         flag = '<b class="flag">under-represented</b>' if r.flagged else ""
         out.append(
             f"<tr><td>{html.escape(r.group)}</td><td>{r.release}</td><td>{r.release_share:.0%}</td>"
-            f"<td>{r.catalog}</td><td>{r.catalog_share:.0%}</td><td>{flag}</td></tr>"
+            f"<td>{r.baseline}</td><td>{r.baseline_share:.0%}</td><td>{flag}</td></tr>"
         )
     out.append("</table>")
     return "".join(out)
@@ -196,14 +209,13 @@ def render(card: CardInput) -> dict[str, bytes]:
     md += [
         f"{card.n_cases} cases ({card.n_labelled} with label maps); patients per split: {split_text}.",
         "No patient is in two splits.",
-        f"The catalog columns count every patient and series in the catalog of the same modalities "
-        f"({card.catalog_scope}).",
+        f"{BASELINE_TEXT} ({card.baseline_scope}).",
         "",
     ]
     hx.append(
         f"<p>{card.n_cases} cases ({card.n_labelled} with label maps); patients per split: "
-        f"{html.escape(split_text)}. No patient is in two splits. The catalog columns count every "
-        f"patient and series in the catalog of the same modalities ({html.escape(card.catalog_scope)}).</p>"
+        f"{html.escape(split_text)}. No patient is in two splits. {html.escape(BASELINE_TEXT)} "
+        f"({html.escape(card.baseline_scope)}).</p>"
     )
     found = flags(card)
     md += ["## Representation flags", ""] + ([f"- {f}" for f in found] or ["- none"]) + [""]
@@ -211,7 +223,7 @@ def render(card: CardInput) -> dict[str, bytes]:
     hx += [f"<li class='flag'>{html.escape(f)}</li>" for f in found] or ["<li>none</li>"]
     hx.append("</ul>")
     for key, dim_title in (*PATIENT_DIMENSIONS, *SERIES_DIMENSIONS):
-        rows = compare(card.release.counter(key), card.catalog.counter(key))
+        rows = compare(card.release.counter(key), card.baseline.counter(key))
         unit = "patients" if key in card.release.patients else "series"
         png = f"{key}.png"
         files[f"card/{png}"] = _plot(key, f"{dim_title} ({unit})", rows)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from curata import faults
@@ -131,7 +131,15 @@ class _Member:
     split: str = ""
 
 
-def _load_members(session: Session, series_ids: Sequence[int] | None) -> list[_Member]:
+def _load_members(
+    session: Session,
+    series_ids: Sequence[int] | None,
+    *,
+    sites: set[int] | None = None,
+    modalities: set[str] | None = None,
+) -> list[_Member]:
+    """The image series a release may hold: of ``series_ids`` (every series when None), and of ``sites``
+    (site ids) and ``modalities`` when given."""
     stmt = (
         join_series_to_site(select(Series, Study, Patient, Site))
         .where(Series.instance_count > 0)
@@ -139,6 +147,10 @@ def _load_members(session: Session, series_ids: Sequence[int] | None) -> list[_M
     )
     if series_ids is not None:
         stmt = stmt.where(Series.id.in_(list(series_ids)))
+    if sites is not None:
+        stmt = stmt.where(Site.id.in_(sorted(sites)))
+    if modalities:
+        stmt = stmt.where(Series.modality.in_(sorted(modalities)))
     withdrawn = _withdrawn_patient_ids(session)
     stowed = stowed_blobs(session)
     if stowed:  # a series of objects members stored by STOW (SEG, SR, RTSTRUCT) is no image series
@@ -304,32 +316,32 @@ def _qc_rates(
     return {k: (v[0], v[1]) for k, v in rates.items()}
 
 
-def _catalog_composition(session: Session, modalities: set[str]) -> card_mod.Composition:
-    """The catalog's patients and series of the release's modalities: what the release is drawn from
-    (a CT release is compared with the CT in the catalog, not with its MR)."""
-    scope = Series.modality.in_(sorted(modalities)) if modalities else Series.modality.is_not(None)
-    patients = [
-        {"sex": pa.sex, "age": age_band(age), "site": si.name, "region": si.region, "country": si.country}
-        for pa, si, age in session.execute(
-            select(Patient, Site, func.max(Study.patient_age_years))
-            .join(Site, Patient.site_id == Site.id)
-            .join(Study, Study.patient_id == Patient.id)
-            .join(Series, Series.study_id == Study.id)
-            .where(scope)
-            .group_by(Patient.id, Site.id)
-        )
-    ]
-    series = [
-        {
-            "modality": s.modality,
-            "vendor": s.manufacturer,
-            "model": s.model,
-            "thickness": card_mod.thickness_band(s.slice_thickness),
-            **card_mod.slide_groups(s.modality, s.body_part, s.description),
-        }
-        for s in session.scalars(select(Series).where(Series.instance_count > 0).where(scope))
-    ]
-    return card_mod.Composition.of(patients, series)
+def _series_groups(m: _Member) -> dict[str, str]:
+    return {
+        "modality": m.series.modality or "unknown",
+        "vendor": m.series.manufacturer or "unknown",
+        "model": m.series.model or "unknown",
+        "thickness": card_mod.thickness_band(m.series.slice_thickness),
+        **card_mod.slide_groups(m.series.modality, m.series.body_part, m.series.description),
+    }
+
+
+def _baseline(session: Session, members: Sequence[_Member]) -> tuple[card_mod.Composition, str]:
+    """The card's baseline, the population the release was drawn from, and its scope in words: the image
+    series a release may hold (consent withdrawals and members' STOW objects left out) of the release's
+    modalities at the sites its series come from. Never the whole catalog: the card is read by the
+    release's project and licensees, who may hold nothing of another site (outside review 12)."""
+    sites = {m.site.id for m in members}
+    modalities = {m.series.modality for m in members if m.series.modality}
+    if not sites:
+        return card_mod.Composition.of([], []), "no sites: the release is empty"
+    pool = _load_members(session, None, sites=sites, modalities=modalities)
+    patients: dict[int, dict[str, str]] = {}
+    for m in pool:  # a patient's first series, as the release counts its own
+        patients.setdefault(m.patient.id, _patient_attributes(m))
+    names = sorted({m.site.name for m in members})
+    scope = f"sites: {', '.join(names)}; modalities: {', '.join(sorted(modalities)) or 'any'}"
+    return card_mod.Composition.of(list(patients.values()), [_series_groups(m) for m in pool]), scope
 
 
 class _Files:
@@ -544,32 +556,20 @@ def _build(
     patients_seen: dict[str, dict[str, str]] = {}
     for c in cases:
         patients_seen.setdefault(c.patient, c.attributes)
-    release_comp = card_mod.Composition.of(
-        list(patients_seen.values()),
-        [
-            {
-                "modality": m.series.modality,
-                "vendor": m.series.manufacturer,
-                "model": m.series.model,
-                "thickness": card_mod.thickness_band(m.series.slice_thickness),
-                **card_mod.slide_groups(m.series.modality, m.series.body_part, m.series.description),
-            }
-            for m in members
-        ],
-    )
+    release_comp = card_mod.Composition.of(list(patients_seen.values()), [_series_groups(m) for m in members])
     labels: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     for c in cases:
         for value, voxels in c.label_voxels.items():
             entry = labels[c.label_names.get(value, str(value))]
             entry[0] += 1
             entry[1] += voxels * c.voxel_ml
-    modalities = {m.series.modality for m in members if m.series.modality}
+    baseline, baseline_scope = _baseline(session, members)
     card_in = card_mod.CardInput(
         name=name,
         version=version,
         release=release_comp,
-        catalog=_catalog_composition(session, modalities),
-        catalog_scope=", ".join(sorted(modalities)) or "all modalities",
+        baseline=baseline,
+        baseline_scope=baseline_scope,
         splits=dict(sorted(Counter(splits.values()).items())),
         qc=_qc_rates(session, [m.series.id for m in members], members),
         labels={k: (int(v[0]), float(v[1])) for k, v in labels.items()},

@@ -302,6 +302,23 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [*out, ""]
 
 
+def _present(v: Any) -> bool:
+    """A value is there: not None, not NaN (a table read back), not blank."""
+    if v is None or (isinstance(v, float) and v != v):
+        return False
+    return bool(str(v).strip())
+
+
+def _coded(code: Any, display: Any) -> str:
+    """``CODE display`` (the display the site sent with the code); a row with no code is ``uncoded``,
+    whatever text it carries (text with no code is the site's free text); ``|`` and line breaks never
+    break the table."""
+    if not _present(code):
+        return "uncoded"
+    text = " ".join(str(x).strip() for x in (code, display) if _present(x))
+    return re.sub(r"[|\r\n]+", " ", text)
+
+
 def card_markdown(
     tables: dict[str, list[dict[str, Any]]],
     who: dict[int, ReleasePatient],
@@ -315,10 +332,13 @@ def card_markdown(
         "patient (intervals kept); ages above 89 read as 90.",
         "",
     ]
+    # coded values only: a code with its display, a normalised stage, a UCUM unit, and counts. A free-text
+    # value (an observation's value_as_string, a note) is never listed: it is what a site wrote about
+    # a patient, and the card is read by roles that may not download the data (outside review 12)
     dx_patients: dict[str, set[int]] = defaultdict(set)
     stages: dict[str, Counter[str]] = defaultdict(Counter)
     for r in tables.get("condition_occurrence", []):
-        name = (r.get("source_display") or r.get("condition_source_value") or "unknown").lower()
+        name = _coded(r.get("condition_source_value"), r.get("source_display"))
         dx_patients[name].add(int(r["person_id"]))
         if r.get("stage_group") or r.get("stage"):
             stages[name][str(r.get("stage_group") or r.get("stage"))] += 1
@@ -327,22 +347,26 @@ def card_markdown(
         ["diagnosis", "patients", "stages"],
         [
             [d, len(p), ", ".join(f"{k}: {v}" for k, v in sorted(stages[d].items())) or "-"]
-            for d, p in sorted(dx_patients.items(), key=lambda kv: -len(kv[1]))
+            for d, p in sorted(dx_patients.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         ],
     )
-    outcomes = Counter(
-        ": ".join(
-            x
-            for x in (r.get("source_display") or r.get("observation_source_value"), r.get("value_as_string"))
-            if x
-        )
-        or "unknown"
-        for r in tables.get("observation", [])
-    )
+    obs: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # rows, numeric, with text
+    for r in tables.get("observation", []):
+        unit = str(r["unit_source_value"]).strip() if _present(r.get("unit_source_value")) else "-"
+        entry = obs[(_coded(r.get("observation_source_value"), r.get("source_display")), unit)]
+        entry[0] += 1
+        entry[1] += int(_present(r.get("value_as_number")))
+        entry[2] += int(_present(r.get("value_as_string")))
     md += ["## Outcomes and observations (rows)", ""]
     md += (
-        _table(["observation", "rows"], [[k, v] for k, v in outcomes.most_common(20)])
-        if outcomes
+        _table(
+            ["observation", "unit", "rows", "numeric values", "rows with free text (not shown)"],
+            [
+                [k, u, n, num, txt]
+                for (k, u), (n, num, txt) in sorted(obs.items(), key=lambda kv: -kv[1][0])[:20]
+            ],
+        )
+        if obs
         else ["none", ""]
     )
     md += ["## Age, sex and region by diagnosis (patients)", ""]
