@@ -34,8 +34,9 @@ from curata.collect.deid.text import Identifiers, MatchKeys, legacy_readings, ot
 from curata.errors import InputError
 
 _NO_IDS = Identifiers()
-# a specimen's code travels without its system (OMOP's specimen keeps none): it must have a shape that
-# needs none (``_codes._unsystematic_code``), as the platform checks it
+# a specimen's code is checked against the system its mapping names, like any code; it then travels
+# without it (OMOP's specimen and the wire keep none), so it must also have a shape that needs none
+# (``_codes._unsystematic_code``: FFPE, LUNG-BX, a SNOMED CT identifier), as the platform checks it
 SPECIMEN_CODE = "code: a specimen's code is stored without its system, and this one is no code without it"
 
 

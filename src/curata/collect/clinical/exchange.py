@@ -59,7 +59,8 @@ _INTERNAL = {"person_id", "site_id", "source_digest", "record_key"}
 # ``RecordBuilder.person``), and so what the platform checks there. A wire column no rule names is one
 # the site never fills (stop_reason, sig, lot_number, measurement_time, quantity...): it must be empty.
 #   text: free text through the DICOM engine's generic cleaner (cleaning it again changes nothing)
-#   code: the table's code, of its source_system's shape (``_codes.valid_code``)
+#   code: the table's code, of its source_system's shape (``_codes.valid_code``); a specimen's has no
+#   source_system on the wire, so it has a shape that needs none, as the site checked it
 #   system, stage, stage_group, unit, sex: a code system's name, a normalised stage and its group, a
 #   UCUM unit, M / F / O
 #   keyed: a keyed identifier (``ClinicalDeidentifier.source_id``); pseudonym: a patient's pseudonym
