@@ -191,6 +191,40 @@ def test_kept_values_a_site_releases_pass() -> None:
     assert check_deidentified(to_bytes(ds)).PatientIdentityRemoved == "YES"
 
 
+# forms near the shapes the check knew that it accepted (outside review 13, B2): record numbers after
+# other labels, dotted, ISO and written dates, a dotted phone, a name after Pat:, Name= or Pt.
+NEAR_FORMS = [
+    "Omnipaque MR# 88421937",
+    "Omnipaque Hosp No 88421937",
+    "Omnipaque PID 88421937",
+    "Acc 88421937",
+    "Omnipaque geb. 19.03.1947",
+    "Omnipaque 1947-03-19",
+    "Omnipaque Mar 19 1947",
+    "Omnipaque 914.555.0173",
+    "Omnipaque Pat: Quillfeather",
+    "Omnipaque Name=Quillfeather",
+    "Pt. Quillfeather",
+]
+
+
+@pytest.mark.parametrize("attribute", ["Manufacturer", "ManufacturerModelName"])
+@pytest.mark.parametrize("text", NEAR_FORMS)
+def test_kept_text_holds_no_near_form_of_an_identifier(attribute: str, text: str) -> None:
+    ds = _release("CT_small.dcm", "research")
+    setattr(ds, attribute, text)
+    _refused(ds)
+
+
+def test_kept_text_like_the_near_forms_that_is_no_identifier_passes() -> None:
+    """A GE model named MR750, a version with its build date, a model year and a dotted version pass."""
+    ds = _release("CT_small.dcm", "research")
+    ds.ManufacturerModelName, ds.Manufacturer = "Discovery MR750", "GE MEDICAL SYSTEMS"
+    ds.SoftwareVersions = ["21.0.1 2019-05-12", "VB20.12.2019", "build 19.03.1947"]
+    ds.DeviceDescription = "Accessory 2.11.2 (2015)"
+    assert check_deidentified(to_bytes(ds)).PatientIdentityRemoved == "YES"
+
+
 def test_an_icc_profile_is_accepted_as_the_engine_leaves_it() -> None:
     """The engine zeroes an ICC profile's text; the platform takes that and refuses the same profile
     with its text, and bytes that are no profile (no 'acsp' signature)."""

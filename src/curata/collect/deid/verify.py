@@ -44,6 +44,7 @@ from pydicom.datadict import (
     private_dictionary_VM,
     private_dictionary_VR,
     repeater_has_tag,
+    tag_for_keyword,
 )
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -98,15 +99,35 @@ _KEPT_SHAPES = [
     GENERIC_PATTERNS[11],
     re.compile(r"\b\d{1,2}/\d{1,2}/(?:19|20)\d{2}\b"),
     re.compile(r"(?:\(\d{3}\)\s?|\b\d{3}[- ])\d{3}[- ]\d{4}\b"),
+    re.compile(r"(?<![\d.])\d{3}\.\d{3}\.\d{4}(?![\d.])"),  # 914.555.0173 (a version has no 3-3-4)
     re.compile(r"(?<![\w.+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]\d{2,4}){2,3}\b"),
     re.compile(
         r"\b(?:MRN|DOB|D\.O\.B\.?|SSN)(?![^\W\d_])[\s:#=_./-]*\d"
         r"|\b(?:born|birth\s*date|date\s+of\s+birth|tel|telephone|phone|fax)\b\.?[\s:#=_-]*[+(]?\d"
-        r"|\bpatient[\s_-]*(?:id|no|number|#)\b\.?[\s:#=_-]*\d{3}",
+        r"|\bpatient[\s_-]*(?:id|no|number|#)\b\.?[\s:#=_-]*\d{3}"
+        # a record's number after its label (outside review 13): MR# 88421937, Hosp No 88421937,
+        # PID 88421937, Acc 88421937; five digits or more (GE's "Discovery MR750" is a model)
+        r"|(?:\bMR\s*(?:#|no\b\.?|number\b)|\b(?:hosp(?:ital)?|chart|case|record|reg(?:istration)?|nhs)"
+        r"\s*(?:#|no\b\.?|number\b)|\b(?:PID|NHS|acc(?:ession)?)\b)[\s:#=_./-]*\d{5}",
         re.I,
     ),
-    re.compile(r"\b(?i:patient|pt|name)\s*:\s*[A-Z\u00c0-\u024f][^\W\d_]+"),
+    re.compile(r"\b(?i:patient|pat|pt|name)\s*(?::|=|\.\s)\s*[A-Z\u00c0-\u024f][^\W\d_]+"),
 ]
+# and, where the value is no version (a build's date is one: SoftwareVersions), a date with a
+# four-digit year: 19.03.1947, 1947-03-19, Mar 19 1947, 19 March 1947
+_KEPT_DATE_SHAPES = [
+    re.compile(r"(?<![\d.])(?:0?[1-9]|[12]\d|3[01])\.(?:0?[1-9]|1[0-2])\.(?:19|20)\d{2}(?![\d.])"),
+    re.compile(r"(?<![\d.-])(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?![\d.-])"),
+    re.compile(
+        r"\b(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+(?:19|20)\d{2}\b"
+        r"|\b\d{1,2}\s+(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?,?\s+(?:19|20)\d{2}\b"
+    ),
+]
+_VERSION_TAGS = frozenset(
+    tag_for_keyword(k) or 0
+    for k in ("SoftwareVersions", "SecondaryCaptureDeviceSoftwareVersions", "HardcopyDeviceSoftwareVersion",
+              "ImplementationVersionName", "DeviceVersion", "ManufacturerModelVersion")
+)  # fmt: skip
 _MARKING = {0x00120063, 0x00120064}
 _PATIENT_ID, _PATIENT_NAME = 0x00100020, 0x00100010
 _NO_IDS = Identifiers()
@@ -552,7 +573,8 @@ def _kept(tag: int, vr: str, values: list[object], texts: list[str]) -> bool:
     one (its signature) with its text zeroed, as the engine leaves it; other byte streams (OB, UN) hold
     no such shape in their runs of ASCII. Word data (LUTs, waveforms: OW, OF...) are numbers."""
     if vr in _KEPT_TEXT_VRS:
-        return not any(p.search(t) for t in texts for p in _KEPT_SHAPES)
+        shapes = _KEPT_SHAPES if tag in _VERSION_TAGS else _KEPT_SHAPES + _KEPT_DATE_SHAPES
+        return not any(p.search(t) for t in texts for p in shapes)
     data = values[0] if len(values) == 1 and isinstance(values[0], bytes | bytearray) else None
     if data is None or tag >> 16 == 0x7FE0:
         return True  # numbers, dates, UIDs; pixel data is the pixel checks'
