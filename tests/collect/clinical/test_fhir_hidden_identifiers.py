@@ -68,19 +68,25 @@ CODED = {
 CLINICAL = ["Lung adenocarcinoma", "Problem list item", "Tumour board review", "Restricted access", "Stage IIIA",
             "Adjuvant chemotherapy"]  # fmt: skip
 
-# (a Condition's elements naming someone, the name): a display alone, under any element, at any depth
+# (a Condition's elements naming someone, the name): a display alone under an element FHIR types as a
+# reference to people (a note's authorReference, an Observation's performer), or a reference under any
+# element that says it points to a person (its type, Practitioner/5, a contained #id), at any depth
 SHAPES = [
     ({"note": [{"authorString": "Ignatius Pemberton", "text": "-"}]}, "Ignatius Pemberton"),
     ({"note": [{"authorReference": {"display": "Hortensia Wolfsbane"}, "text": "-"}]}, "Hortensia Wolfsbane"),
-    ({"evidence": [{"detail": [{"display": "Leopold Marchbanks"}]}]}, "Leopold Marchbanks"),
-    ({"extension": [{"url": TAG + "tumour-board-lead", "valueReference": {"display": "Perpetua Oyelaran"}}]},
+    ({"evidence": [{"detail": [{"reference": "Practitioner/5", "display": "Leopold Marchbanks"}]}]},
+     "Leopold Marchbanks"),
+    ({"contained": [{"resourceType": "Practitioner", "id": "lead"}],
+      "extension": [{"url": TAG + "tumour-board-lead", "valueReference": {"reference": "#lead",
+                                                                         "display": "Perpetua Oyelaran"}}]},
      "Perpetua Oyelaran"),
     ({"extension": [{"url": TAG + "mdt", "extension": [{"url": "chair", "valueReference": {
         "type": "Practitioner", "display": "Cassius Threlkeld"}}]}]}, "Cassius Threlkeld"),
     ({"contained": [{"resourceType": "Observation", "id": "o9", "status": "final", "code": {"text": "ECOG"},
                      "performer": [{"display": "Rosalind Achterberg"}]}]}, "Rosalind Achterberg"),
     ({"contained": [{"resourceType": "Observation", "id": "o9", "status": "final", "code": {"text": "ECOG"},
-                     "derivedFrom": [{"display": "Bartholomew Ekwueme"}]}]}, "Bartholomew Ekwueme"),
+                     "performer": [{"identifier": {"value": "D-4471"}, "display": "Bartholomew Ekwueme"}]}]},
+     "Bartholomew Ekwueme"),
     ({"contained": [{"resourceType": "Practitioner", "id": "pr9",
                      "name": [{"given": ["Wilhelmina"], "family": "Stroud-Adeyemi"}]}]}, "Wilhelmina Stroud-Adeyemi"),
 ]  # fmt: skip
@@ -152,7 +158,7 @@ def test_author_names_leave_the_store(workspace, tmp_path) -> None:  # type: ign
         },
         {"text": "biopsy by Leopold Marchbanks; lung adenocarcinoma confirmed"},
     ]
-    res[1]["evidence"] = [{"detail": [{"display": "Leopold Marchbanks"}]}]
+    res[1]["evidence"] = [{"detail": [{"reference": "Practitioner/5", "display": "Leopold Marchbanks"}]}]
     write_ndjson(tmp_path / "bulk" / "export.ndjson", res)
     summary, problems = Ingestor(workspace, workers=1).ingest_paths([tmp_path / "bulk"])
     assert summary.counts["ingested"] == 1, problems

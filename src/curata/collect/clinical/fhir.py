@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from curata.collect.clinical._fhir_site_elements import ELEMENTS, ELEMENTS_IN, PERSON_TYPES, PLACE_TYPES
 from curata.collect.clinical._records import ClinicalBatch, RecordBuilder, RowError, as_utf8
 from curata.collect.clinical.deid import ClinicalDeidentifier, KnownIdentities, PatientIdentity, SiteNames
 from curata.collect.clinical.mapping import FhirMap
@@ -273,35 +274,45 @@ def _human_names(node: Any) -> Iterator[str]:
             yield " ".join([*given, family]).strip()
 
 
-def _collect_site(res: dict[str, Any], deid: ClinicalDeidentifier) -> None:
+def _collect_site(
+    res: dict[str, Any], deid: ClinicalDeidentifier, urls: Mapping[str, str] | None = None
+) -> None:
     """The names of the site's people and places that one resource gives: a Practitioner's, a
     RelatedPerson's, an Organization's, and every name the resource writes of someone other than the
-    patient (``_site_names``)."""
+    patient (``_site_names``). ``urls``: the resource type of each Bundle entry's ``fullUrl``."""
     people: list[str] = []
     places: list[str] = []
-    _site_names(res, people, places)
+    _site_names(res, people, places, urls or {})
     deid.learn_site(people, places)
 
 
-def _site_names(res: dict[str, Any], people: list[str], places: list[str]) -> None:
+def _site_names(res: dict[str, Any], people: list[str], places: list[str], urls: Mapping[str, str]) -> None:
     """Walks one resource, and the resources it contains, for the site's names: a person resource's
-    names, a place's name and aliases, and wherever it stands, whatever the element is called, the
-    display of a Reference other than the subject (an Observation's performer, a Condition's asserter,
-    a note's ``authorReference``, ``evidence.detail``, an extension's ``valueReference``), an
-    Annotation's ``authorString``, a HumanName and a ContactDetail's name. A Coding's display (what a
-    code means: ``lung adenocarcinoma``) is no name. In a Patient, only its references (its doctor, its
-    organisation): its own names are the patient's (``_collect_patient``)."""
+    names, a place's name and aliases, the display of a Reference that names a person or a place
+    (``_names``: an Observation's performer, a note's ``authorReference``, an extension's
+    ``valueReference`` to a Practitioner), an Annotation's ``authorString``, a HumanName and a
+    ContactDetail's name. The display of a reference to anything else (a ``reasonReference``, a
+    ``specimen``, a ``focus``, a ``medicationReference``, a Device) is what the resource is about, and a
+    Coding's display what a code means: neither is a name. In a Patient, only its references (its
+    doctor, its organisation): its own names are the patient's (``_collect_patient``)."""
     rt = res.get("resourceType")
     if rt in _SITE_PEOPLE:
         people += _human_names(res.get("name"))
     elif rt in _SITE_PLACES:
         places += [v for v in (res.get("name"), *_dicts_or_strings(res.get("alias"))) if isinstance(v, str)]
     patient = rt == "Patient"
+    # a local reference (``#id``) points to a resource this one contains, ``#`` to this one
+    local = {f"#{c['id']}": c.get("resourceType") for c in _dicts(res.get("contained")) if c.get("id")}
+    targets = {**urls, **{k: v for k, v in {"#": rt, **local}.items() if isinstance(v, str)}}
+    own = ELEMENTS_IN.get(rt, {}) if isinstance(rt, str) else {}
 
     def walk(node: Any, key: str) -> None:
         if isinstance(node, dict):
-            if _is_reference(node, key):
+            named = _names(node, key, own, targets)
+            if named == "person":
                 people.append(node["display"])
+            elif named == "place":
+                places.append(node["display"])
             elif not patient and _is_human_name(node, key):
                 people.extend(_human_names(node))
             elif not patient and _is_contact_detail(node):
@@ -311,7 +322,9 @@ def _site_names(res: dict[str, Any], people: list[str], places: list[str]) -> No
             for k, v in node.items():
                 if k == "contained":
                     for inner in _dicts(v):
-                        _site_names(inner, people, places)
+                        _site_names(inner, people, places, targets)
+                elif k == "reference" and isinstance(v, dict):
+                    walk(v, key)  # an R5 CodeableReference's reference: the element is the parent's
                 elif k not in _SUBJECT_KEYS:
                     walk(v, k)
         elif isinstance(node, list):
@@ -330,73 +343,52 @@ def _own_keys(node: dict[str, Any]) -> set[str]:
     return {k[1:] if k.startswith("_") else k for k in node}
 
 
-# elements that reference a person or organisation, where a bare display names one
-_REFERENCES = frozenset(
-    {"performer", "asserter", "recorder", "requester", "author", "informationSource", "actor",
-     "practitioner", "organization", "managingOrganization", "serviceProvider", "resultsInterpreter"}
-)  # fmt: skip
-# The elements of a Reference, of a HumanName, of a ContactDetail (FHIR R4B and R5).
-_REFERENCE_ELEMENTS = frozenset({"reference", "type", "identifier", "display", "id", "extension"})
 _HUMAN_NAME_ELEMENTS = frozenset(
     {"use", "text", "family", "given", "prefix", "suffix", "period", "id", "extension"}
 )
 _CONTACT_DETAIL_ELEMENTS = frozenset({"name", "telecom", "id", "extension"})
-# Elements typed Coding in some resource of R4B or R5 and a Reference in none (from fhir.resources'
-# models): an object of a display alone there is a code's meaning, not a reference to someone.
-_CODING_KEYS = frozenset(
-    {"additionalUse", "answerCoding", "bodySite", "category", "channelType", "class", "classification",
-     "code", "coding", "connectionType", "control", "dayOfWeek", "documentType", "eventCoding", "format",
-     "keyword", "laterality", "lifecycle", "media", "modality", "nameType", "nthWeekOfMonth",
-     "operationalStatus", "permittedUnit", "productCategory", "productStatus", "purpose", "reason",
-     "relation", "relationship", "resourceType", "role", "security", "securityLabel", "sopClass",
-     "structureType", "subtype", "tag", "type", "use"}
-)  # fmt: skip
 _HUMAN_NAME_KEYS = frozenset(
     {"name", "valueHumanName", "defaultValueHumanName", "fixedHumanName", "patternHumanName"}
 )
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 
 
-def _is_reference(node: dict[str, Any], key: str) -> bool:
-    """A Reference with a display, by its shape: a display, no element a Reference does not have (a
-    Coding's ``code``, ``system``; a RelatedArtifact's ``label``...), a ``type`` that names a resource
-    type. A display alone reads as a Reference except where the element is a Coding; the elements that
-    name someone (``_REFERENCES``) are read as before, whatever else the sender put in them."""
+def _names(node: dict[str, Any], key: str, own: Mapping[str, str], targets: Mapping[str, str]) -> str | None:
+    """'person' or 'place' where ``node`` is a Reference whose display names one of the site's people
+    or places, else None. A reference that says what it points to (its ``type``; ``Practitioner/7``, an
+    absolute URL; a contained ``#id`` or a Bundle entry's ``urn:uuid:``) names someone where that is a
+    person or a place (``PERSON_TYPES``, ``PLACE_TYPES``: not a Device, not a Condition). One that says
+    nothing of its target (a display alone, an identifier) names someone only under an element that FHIR
+    types as a reference to people and places (``ELEMENTS``: ``author``, ``authorReference``,
+    ``asserter``, ``actor``...; ``ELEMENTS_IN``: an Observation's ``performer``); under any other
+    (``reasonReference``, ``focus``, ``specimen``, ``evidence.detail``, an extension's
+    ``valueReference``) its display is what the resource is about."""
     if key in _SUBJECT_KEYS or not isinstance(node.get("display"), str):
-        return False
+        return None
     if "code" in node or "system" in node:
-        return False
-    target = _target_type(node)
-    if target is not None and target not in _NAMED_TARGETS:
-        return False  # a Condition, an Observation: its display is what it is about, not someone
-    if key in _REFERENCES or "reference" in node or "identifier" in node:
-        return True
-    if not _own_keys(node) <= _REFERENCE_ELEMENTS:
-        return False
-    kind = node.get("type")
-    if kind is not None:
-        return isinstance(kind, str) and bool(_RESOURCE_TYPE.fullmatch(kind) or "://" in kind)
-    return not (key in _CODING_KEYS or key.endswith("Coding"))
+        return None  # a Coding: what a code means
+    target = _target_type(node, targets)
+    if target is not None:
+        return "person" if target in PERSON_TYPES else "place" if target in PLACE_TYPES else None
+    return own.get(key) or ELEMENTS.get(key)
 
 
-# Resources a reference's display names as a person or a place (or a device, a team, a group)
-_NAMED_TARGETS = frozenset(
-    {"Practitioner", "PractitionerRole", "RelatedPerson", "Person", "Patient", "Group", "CareTeam",
-     "Organization", "OrganizationAffiliation", "Location", "HealthcareService", "Endpoint", "Device",
-     "InsurancePlan"}
-)  # fmt: skip
-
-
-def _target_type(node: dict[str, Any]) -> str | None:
+def _target_type(node: dict[str, Any], targets: Mapping[str, str]) -> str | None:
     """The resource type a Reference says it points to (its ``type``, or a relative or absolute
-    ``reference``: ``Condition/c1``, ``https://h/fhir/Condition/c1/_history/2``); None where it says
-    none (a display alone, a contained ``#id``, a ``urn:uuid:``)."""
+    ``reference``: ``Condition/c1``, ``https://h/fhir/Condition/c1/_history/2``, a contained ``#id``
+    or a Bundle entry's ``urn:uuid:`` found in ``targets``); None where it says none (a display alone,
+    an identifier, a reference that resolves to nothing)."""
     kind = node.get("type")
     if isinstance(kind, str) and kind:
         name = kind.rstrip("/").rsplit("/", 1)[-1]
-        return name if _RESOURCE_TYPE.fullmatch(name) else None
+        if _RESOURCE_TYPE.fullmatch(name):
+            return name
     ref = node.get("reference")
-    if not isinstance(ref, str) or ref.startswith(("#", "urn:")):
+    if not isinstance(ref, str):
+        return None
+    if ref in targets:
+        return targets[ref]
+    if ref.startswith(("#", "urn:")):
         return None
     parts = [p for p in ref.split("?", 1)[0].split("/") if p]
     if "_history" in parts:
@@ -610,10 +602,16 @@ def deidentify_fhir(
                 for ref in (f"Patient/{res.get('id')}", res.get("_curata_full_url")):
                     if ref and ref != "Patient/None":
                         refs[str(ref)] = who
+    urls = {  # what each Bundle entry's fullUrl is: a urn:uuid: reference says its target through it
+        str(res["_curata_full_url"]): res["resourceType"]
+        for _digest, items in parsed
+        for _line, res, _err in items
+        if res and isinstance(res.get("resourceType"), str) and res.get("_curata_full_url")
+    }
     for _digest, items in parsed:  # people written contained in a resource about a patient of the export
         for _line, res, _err in items:
             if res:
-                _collect_site(res, deid)
+                _collect_site(res, deid, urls)
             if res and res.get("resourceType") != "Patient" and res.get("contained"):
                 found = refs.get(_reference(res) or "")
                 if found is not None:

@@ -1,0 +1,121 @@
+"""Regenerate ``curata/collect/clinical/_fhir_site_elements.py``: the FHIR elements whose Reference names
+one of the site's people or places, read from the R4B and R5 models of fhir.resources.
+
+A reference that says nothing of its target (a display alone, a ``urn:uuid:`` or ``#id`` that does not
+resolve) is a name of the site only under an element that FHIR types as a reference to people and
+places: for each element name (``author``, ``performer``...), every field of that name typed Reference or
+CodeableReference in every model of both releases (resources, their backbone elements, datatypes) is
+read for its allowed targets (``enum_reference_types``). An element is a person's where those targets
+are people and places (``PERSON_TYPES``, ``PLACE_TYPES``), a Device or a Group allowed beside them (the
+author of a Composition, an Appointment's actor), and at least one person; a place's where they are
+places only. Where an element name means people in some resources and something else in others (an
+Observation's ``performer``, a Citation's), it is listed for those resources only, provided no datatype,
+which any resource may hold, uses the name otherwise. Canonical references are not references here.
+Run: ``python scripts/gen_fhir_site_elements.py``; tests/collect/clinical/test_fhir_site_names.py checks
+the file is what this writes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import pprint
+from collections import defaultdict
+from importlib.metadata import version
+from pathlib import Path
+
+TARGET = Path(__file__).resolve().parents[1] / "src/curata/collect/clinical/_fhir_site_elements.py"
+RELEASES = {"R5": "fhir.resources", "R4B": "fhir.resources.R4B"}
+PERSON_TYPES = frozenset(
+    {"Practitioner", "PractitionerRole", "RelatedPerson", "Person", "Patient", "CareTeam", "ResearchSubject"}
+)
+PLACE_TYPES = frozenset({"Organization", "Location", "HealthcareService", "OrganizationAffiliation"})
+BESIDE = frozenset({"Device", "Group"})  # allowed beside people, they do not make an element clinical
+
+
+def kind(targets: set[str]) -> str | None:
+    """'person', 'place' or None (not only people and places) for an element's allowed targets."""
+    if not targets or not targets <= PERSON_TYPES | PLACE_TYPES | BESIDE:
+        return None
+    if targets & PERSON_TYPES:
+        return "person"
+    return "place" if targets <= PLACE_TYPES else None
+
+
+def references() -> tuple[dict[str, set[str]], dict[str, dict[str, set[str]]]]:
+    """(element name: targets in datatypes, resource type: {element name: targets in it}), both releases."""
+    datatypes: dict[str, set[str]] = defaultdict(set)
+    resources: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for pkg_name in RELEASES.values():
+        pkg = importlib.import_module(pkg_name)
+        base = importlib.import_module(f"{pkg_name}.resource").Resource
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if info.ispkg or info.name.startswith("fhir"):
+                continue
+            module = importlib.import_module(f"{pkg_name}.{info.name}")
+            classes = [
+                c for c in vars(module).values()
+                if inspect.isclass(c) and c.__module__ == module.__name__ and hasattr(c, "model_fields")
+            ]  # fmt: skip
+            owners: list[str | None] = [
+                c.__name__ for c in classes if issubclass(c, base)
+            ]  # the class of a resource is its type
+            for cls in classes:
+                for name, field in cls.model_fields.items():
+                    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+                    targets = extra.get("enum_reference_types")
+                    if targets is None or "Reference" not in str(field.annotation):
+                        continue  # not a reference, or a canonical one
+                    element = field.alias or name
+                    for owner in owners or [None]:
+                        bucket = datatypes if owner is None else resources[owner]
+                        bucket[element] |= set(targets)
+    return datatypes, resources
+
+
+def render() -> str:
+    datatypes, resources = references()
+    everywhere: dict[str, set[str]] = defaultdict(set)
+    for element, targets in datatypes.items():
+        everywhere[element] |= targets
+    for elements in resources.values():
+        for element, targets in elements.items():
+            everywhere[element] |= targets
+    anywhere = {e: k for e, t in everywhere.items() if (k := kind(t))}
+    within: dict[str, dict[str, str]] = {}
+    for rt, elements in sorted(resources.items()):
+        own = {
+            e: k for e, t in elements.items()
+            if e not in anywhere and e not in datatypes and (k := kind(t))
+        }  # fmt: skip
+        if own:
+            within[rt] = dict(sorted(own.items()))
+    lines = [
+        f'"""Generated by scripts/gen_fhir_site_elements.py from fhir.resources {version("fhir.resources")}'
+        " (R4B and R5): do not edit.",
+        "",
+        "FHIR elements typed a reference to the site's people and places (see the script for how they are",
+        "read): ``ELEMENTS`` wherever they stand, ``ELEMENTS_IN`` in the resources named only. The value",
+        "says whether the display names a person or a place.",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "# fmt: off",
+        f"PERSON_TYPES = frozenset({pprint.pformat(sorted(PERSON_TYPES), width=100, compact=True)})",
+        f"PLACE_TYPES = frozenset({pprint.pformat(sorted(PLACE_TYPES), width=100, compact=True)})",
+        f"ELEMENTS: dict[str, str] = {pprint.pformat(dict(sorted(anywhere.items())), width=100, compact=True)}",
+        f"ELEMENTS_IN: dict[str, dict[str, str]] = {pprint.pformat(within, width=100, compact=True)}",
+        "# fmt: on",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    TARGET.write_text(render())
+
+
+if __name__ == "__main__":
+    main()
