@@ -66,6 +66,8 @@ class ClinicalOutcome:
     reason: str | None = None
     rows: int = 0
     refused_rows: list[tuple[int, str]] = field(default_factory=list)
+    # a VCF's: records and record values the record rules took out (``vcf.record_values``)
+    values_dropped: int = 0
 
 
 def _read(src: Source) -> bytes | ClinicalOutcome:
@@ -216,6 +218,8 @@ class ClinicalIngestor:
         summary.add(out.status)
         if out.refused_rows:
             summary.add("rows refused", len(out.refused_rows))
+        if out.values_dropped:
+            summary.add("VCF values dropped or cleaned", out.values_dropped)
         if out.status in ("quarantined", "failed") or out.refused_rows:
             problems.append(out)
         if on_progress:
@@ -400,7 +404,11 @@ class ClinicalIngestor:
 
         if not self._file_once(input_digest, write):
             return ClinicalOutcome("present", source_name, input_digest)
-        return ClinicalOutcome("ingested", source_name, input_digest, rows=res.records)
+        out = ClinicalOutcome("ingested", source_name, input_digest, rows=res.records)
+        if res.dropped:  # what the record rules took out (``vcf.record_values``): counts, never values
+            out.reason = f"{res.dropped.says()} (values no record rule keeps)"
+            out.values_dropped = res.dropped.records + res.dropped.dropped + res.dropped.cleaned
+        return out
 
 
 def _quarantine_row(ws: Workspace, digest: str, reason: str, size: int) -> None:

@@ -33,7 +33,7 @@ from curata.collect.clinical.deid import (
 )
 from curata.collect.clinical.mapping import VcfMap
 from curata.collect.deid.pseudonyms import DEFAULT_PREFIX, sample_patient
-from curata.collect.deid.text import Identifiers, find_identifier
+from curata.collect.deid.text import Identifiers, clean_text, find_identifier
 from curata.errors import DeidError, InputError
 
 KEEP_KEYS = {
@@ -64,6 +64,8 @@ class VcfResult:
     dropped_header_lines: int = 0
     records: int = 0
     fmt: str = "vcf"
+    # what the record rules took out (``record_values``): records dropped, values dropped or cleaned
+    dropped: RecordCounts = field(default_factory=lambda: RecordCounts())
 
     @property
     def count(self) -> int:
@@ -115,6 +117,8 @@ def _header_line(line: str, ids: Identifiers, site: SiteNames | None = None) -> 
         return f"##source={v}" if v else None
     if key == "contig":
         attrs = re.findall(r'([A-Za-z_]+)=("[^"]*"|[^,>]*)', value)
+        if not any(k == "ID" and _CONTIG.fullmatch(v) for k, v in attrs):
+            return None  # a contig no record may name (``_CONTIG``)
         kept = []
         for k, v in attrs:
             if k not in _CONTIG_KEEP or _PATH.search(v):
@@ -372,8 +376,6 @@ def deidentify_vcf(
             raise InputError(f"not a readable VCF or BCF ({type(exc).__name__})") from None
         fmt = "bcf" if vf.is_bcf else "vcf"
         originals = list(vf.header.samples)
-        info_types = {k: str(v.type) for k, v in vf.header.info.items()}
-        format_types = {k: str(v.type) for k, v in vf.header.formats.items()}
         ids = Identifiers()
         patient_ids = [mapping.samples.get(s, s) for s in originals]
         for s, pid in zip(originals, patient_ids, strict=True):
@@ -399,6 +401,7 @@ def deidentify_vcf(
             header_identifiers(header_text, ids)
         header_lines, dropped = [], 0
         csq_fields: list[str] | None = None
+        fun_fields: list[str] | None = None
         for line in header_text.splitlines():
             if line.startswith("#CHROM"):
                 cols = line.split("\t")
@@ -414,6 +417,9 @@ def deidentify_vcf(
             if kept.startswith("##INFO=<ID=CSQ"):
                 m = re.search(r"Format: ([^\"]+)", kept)
                 csq_fields = m.group(1).strip().split("|") if m else None
+            if kept.startswith("##INFO=<ID=FUNCOTATION"):
+                m = re.search(r"Funcotation fields are: ([^\"]+)", kept)
+                fun_fields = m.group(1).strip().split("|") if m else None
         try:
             parsed = _text_body(raw) if fmt == "vcf" else None
             body_text, header_count = (parsed.records, parsed.lines_before) if parsed else (None, 0)
@@ -423,7 +429,7 @@ def deidentify_vcf(
             index: dict[str, Any] | None = None
             records = 0
             if body_text is not None:  # text VCF: records parsed here (pysam checked the header)
-                fast = None if csq_fields else _index_columns(body_text, len(originals), af_key)
+                fast = None if csq_fields or fun_fields else _index_columns(body_text, len(originals), af_key)
                 if fast is not None:
                     records, index = fast
                 else:
@@ -433,6 +439,7 @@ def deidentify_vcf(
                         csq_fields,
                         af_key,
                         header_count,
+                        fun_fields,
                     )
             for rec in () if body_text is not None else vf:
                 records += 1
@@ -477,18 +484,29 @@ def deidentify_vcf(
         vf.close()
         head = ("\n".join(header_lines) + "\n").encode()
         body = body_text if body_text is not None else ("\n".join(body_parts) + "\n").encode()
-        typed = record_values(body, info_types, format_types)
+        counts = RecordCounts()
+        typed = record_values(body, RecordRules.of(header_lines), ids, site, counts, header_count)
         if typed != body:  # values no record may carry: indexed again from what is kept
             body = typed
             records, variants = _index_text(
-                body.decode("utf-8", errors="replace"), len(originals), csq_fields, af_key, header_count
+                body.decode("utf-8", errors="replace"),
+                len(originals),
+                csq_fields,
+                af_key,
+                header_count,
+                fun_fields,
             )
             index = None
         kind = _gate_vcf(head, body, ids)
         if kind is not None:  # an identifier in the records: clean them, index again, gate again
-            body = _clean_records(body, ids, header_count)
+            body = _clean_records(body, ids, header_count, counts)
             records, variants = _index_text(
-                body.decode("utf-8", errors="replace"), len(originals), csq_fields, af_key, header_count
+                body.decode("utf-8", errors="replace"),
+                len(originals),
+                csq_fields,
+                af_key,
+                header_count,
+                fun_fields,
             )
             index = None
             kind = _gate_vcf(head, body, ids)
@@ -499,7 +517,7 @@ def deidentify_vcf(
         output = _bgzf_output(head, body, parsed, raw)
     if index is None:
         index = _columns(variants)
-    return VcfResult(output, pseudonyms, patient_ids, index, dropped, records, fmt)
+    return VcfResult(output, pseudonyms, patient_ids, index, dropped, records, fmt, counts)
 
 
 # REF and ALT hold bases, not text: a name spelt only in A, C, G, T, N (NAGATA, TANG) may occur there by
@@ -526,7 +544,9 @@ def _text_hit(data: bytes, ids: Identifiers) -> bool:
     return not data.isascii() and survivors(data.decode("utf-8", errors="replace"), ids)
 
 
-def _clean_records(body: bytes, ids: Identifiers, first_line: int) -> bytes:
+def _clean_records(
+    body: bytes, ids: Identifiers, first_line: int, counts: RecordCounts | None = None
+) -> bytes:
     """Records in which one of the patient's identifiers stands: an ID or INFO entry that holds one is
     dropped, a sample's field that holds one becomes ``.``. Anywhere else (CHROM, POS, QUAL, FILTER,
     FORMAT keys) the file is refused, naming the line and column, never the value."""
@@ -548,68 +568,337 @@ def _clean_records(body: bytes, ids: Identifiers, first_line: int) -> bytes:
             if i in (3, 4) or not hit(col):
                 continue
             if i == 2 or i == 7:  # ID, INFO: entries separated by ';'
-                cols[i] = ";".join(e for e in col.split(";") if not hit(e)) or "."
+                entries = col.split(";")
+                cols[i] = ";".join(e for e in entries if not hit(e)) or "."
+                gone = sum(1 for e in entries if hit(e))
             elif i >= 9:  # a sample's fields
-                cols[i] = ":".join("." if hit(f) else f for f in col.split(":"))
+                fields = col.split(":")
+                cols[i] = ":".join("." if hit(f) else f for f in fields)
+                gone = sum(1 for f in fields if hit(f))
             else:
                 raise DeidError(
                     f"final gate: an identifying value stands in column {_VCF_COLUMNS[i]} of line "
                     f"{first_line + n + 1}; not stored",
                     hint="remove it from the site's export and drop the file again",
                 )
+            if counts is not None:
+                counts.dropped += gone
         out.append("\t".join(cols).encode())
     return b"\n".join(out)
 
 
-# What a record keeps whoever it is of (``record_values``): variant IDs of the public databases (dbSNP,
-# COSMIC, ClinVar, DGV); INFO entries the header declares, numbers and flags as their type says, text only
-# in the annotations Curata reads and the specification's own text keys; sample fields that are numbers,
-# and the genotype. Anything else (a lab's own ID, NOTE=..., a sample's text field) may be a name or an
-# MRN in a shape no cleaner tells from data: it goes, at the site; the platform refuses a VCF that has it.
+# What a record keeps (``record_values``), field by field, whoever it is of; the platform runs the same
+# rules with no identifiers and refuses a VCF they change (``exchange.check_vcf_records``):
+# - CHROM: a chromosome or an assembly's contig name (``_CONTIG``); declared in ##contig where the header
+#   declares any. POS: an integer. REF: bases. ALT: bases, ``*``, ``.``, a symbolic allele of the
+#   specification or declared in ##ALT, a breakend. QUAL: a number or ``.``. A record that breaks one
+#   of these is dropped (counted): none of them can be cleaned.
+# - ID: variant IDs of the public databases (``_VARIANT_ID``), or a caller's own (Manta, Delly...: with
+#   a digit, a fixed point of the free-text cleaner); others go.
+# - FILTER: PASS, ``.`` or IDs ##FILTER declares; a record with another is dropped.
+# - INFO: keys the header declares; numbers and flags as their type says; text (String, Character) by
+#   its key's shape where Curata knows it (``_INFO_SHAPES``), else kept where the free-text cleaner (with
+#   the patient's identifiers at the site) leaves it as it is; an annotation (ANN, CSQ, FUNCOTATION...)
+#   is read part by part (``|``, ``&``, ``,``), a part the cleaner changes is emptied. Others go.
+# - FORMAT: keys the header declares (an undeclared one goes with its values); GT strict (allele
+#   indices within the ALT count); PGT, PID, FT by their shapes; numbers as their type says; another
+#   text field (a lab's own, of one person) goes; a sample's fields beyond the FORMAT keys go.
 _VARIANT_ID = re.compile(r"(?:rs|ss)\d+|COS[VMN]\d+|[RVS]CV\d+(?:\.\d+)?|[den]sv\d+")
-_INFO_TEXT = frozenset({"ANN", "CSQ", "BCSQ", "LOF", "NMD", "AA", "CIGAR", "SVTYPE"})
-_FORMAT_TEXT = {"GT": re.compile(r"\.|[0-9.]+(?:[/|][0-9.]+)*")}
 _NUMBER = re.compile(r"\.|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)", re.I)
+_CONTIG = re.compile(
+    r"(?:chr)?(?:[1-9]\d?|X|Y|W|Z|M|MT|Un|EBV)(?:_[A-Z]{2}\d{6}v\d+(?:_random|_alt|_fix|_decoy)?)?"
+    r"|(?:chr)?Un_[A-Z]{2,4}\d{6,8}v\d+(?:_decoy)?|[A-Z]{1,2}_?\d{5,9}(?:\.\d+)?|hs37d5|hs38d1"
+    r"|HLA-[A-Z0-9]+\*[0-9:]+[A-Z]?"
+)
+_REF = re.compile(r"[ACGTNacgtn*]+")
+_NUCLEOTIDES = re.compile(r"[ACGTNacgtn]+")
+_SYMBOLIC = re.compile(
+    r"DEL|INS|DUP|INV|CNV|BND|NON_REF|\*|DUP:TANDEM|CN\d+|(?:DEL|INS):ME(?::(?:ALU|L1|LINE1|SVA|HERV))?"
+)
+_BREAKEND = re.compile(
+    r"[ACGTNacgtn]*([\[\]])([^\[\]:]+):(\d+)\1[ACGTNacgtn]*|\.[ACGTNacgtn]+|[ACGTNacgtn]+\."
+)
+_GT = re.compile(r"(?:\.|\d+)(?:[/|](?:\.|\d+))*")
+_SVTYPE = re.compile(
+    r"(?:DEL|INS|DUP|INV|CNV|BND|TRA|CPX|CTX|MEI)(?::(?:TANDEM|ME|ALU|L1|LINE1|SVA|HERV|DISPERSED))*"
+)
+_AA = re.compile(r"[ACGTNacgtn.?\-]*(?:\|[ACGTNacgtn.?\-]*){0,2}(?:\|(?:insertion|deletion|unsure|indel)?)?")
+_CIGAR = re.compile(r"(?:\d+[MIDNSHP=X])+")
+_PID = re.compile(r"\d+_[ACGTNacgtn*]+_[ACGTNacgtn*]+")
+# parts of an annotation that the free-text cleaner takes for IDs and dates but are the annotation's
+# own: numbers (positions, lengths: as a typed value is kept), ranks and positions (21/28, 858/1210),
+# Ensembl and RefSeq accessions, public variant IDs, HGVS (c., p., g., with a transcript before it)
+_ANNOTATION_PART = re.compile(
+    r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[\d?]+(?:-[\d?]+)?/\d+"
+    r"|ENS[A-Z]*\d{11}(?:\.\d+)?|[NXY][MRPCG]_\d+(?:\.\d+)?|"
+    + _VARIANT_ID.pattern
+    + r"|(?:(?:ENS[A-Z]*\d{11}|[NXY][MRPCG]_\d+)(?:\.\d+)?:)?[cgnmpr]\.\S+"
+)
+
+
+@dataclass
+class RecordRules:
+    """What the (cleaned) header declares, that a record's fields are read against."""
+
+    info: dict[str, str] = field(default_factory=dict)  # key -> Type
+    formats: dict[str, str] = field(default_factory=dict)
+    filters: frozenset[str] = frozenset()
+    alts: frozenset[str] = frozenset()
+    contigs: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, header_lines: list[str]) -> RecordRules:
+        rules = cls()
+        filters: set[str] = {"PASS"}
+        alts: set[str] = set()
+        contigs: set[str] = set()
+        for line in header_lines:
+            m = re.match(r"##(INFO|FORMAT|FILTER|ALT|contig)=<(.*)>$", line)
+            if not m:
+                continue
+            attrs = dict(_ATTRIBUTE.findall(m.group(2)))
+            key = attrs.get("ID")
+            if not key:
+                continue
+            if m.group(1) == "INFO":
+                rules.info[key] = attrs.get("Type", "")
+            elif m.group(1) == "FORMAT":
+                rules.formats[key] = attrs.get("Type", "")
+            else:
+                {"FILTER": filters, "ALT": alts, "contig": contigs}[m.group(1)].add(key)
+        rules.filters, rules.alts, rules.contigs = frozenset(filters), frozenset(alts), frozenset(contigs)
+        return rules
+
+
+@dataclass
+class RecordCounts:
+    """What ``record_values`` took out of the records."""
+
+    records: int = 0  # records dropped (a CHROM, POS, REF, ALT, QUAL or FILTER no rule keeps)
+    dropped: int = 0  # values dropped (an ID, an INFO entry, a sample's field made ``.``)
+    cleaned: int = 0  # values of which a part was emptied (an annotation's)
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.dropped or self.cleaned)
+
+    def says(self) -> str:
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (self.records, "records dropped"),
+                (self.dropped, "record values dropped"),
+                (self.cleaned, "record values cleaned"),
+            )
+            if n
+        ]
+        return ", ".join(parts)
+
+
+class _Values:
+    """The rules of one run: the header's declarations, the identifiers (none at the platform) and the
+    site's names; the cleaner's answer for each distinct text, once."""
+
+    def __init__(self, rules: RecordRules, ids: Identifiers | None, site: SiteNames | None) -> None:
+        self.rules, self.ids, self.site = rules, ids or Identifiers(), site
+        self._clean: dict[str, bool] = {}
+
+    def clean(self, text: str) -> bool:
+        """Whether the free-text cleaner (and the site's names) leave ``text`` as it is."""
+        ok = self._clean.get(text)
+        if ok is None:
+            out = clean_text(text, self.ids)
+            ok = out == text and (self.site is None or self.site.clean(text) == text)
+            self._clean[text] = ok
+        return ok
+
+    def contig(self, name: str) -> bool:
+        return bool(_CONTIG.fullmatch(name)) and (not self.rules.contigs or name in self.rules.contigs)
+
+    def alt(self, allele: str) -> bool:
+        if allele in ("*", ".") or _NUCLEOTIDES.fullmatch(allele):
+            return True
+        if allele.startswith("<") and allele.endswith(">"):
+            sym = allele[1:-1]
+            return bool(_SYMBOLIC.fullmatch(sym)) or (sym in self.rules.alts and self.clean(sym))
+        m = _BREAKEND.fullmatch(allele)
+        return m is not None and (m.group(2) is None or self.contig(m.group(2)))
+
+    def filters(self, text: str) -> bool:
+        return text == "." or all(f in self.rules.filters and self.clean(f) for f in text.split(";"))
+
+    def variant_id(self, vid: str) -> bool:
+        return bool(_VARIANT_ID.fullmatch(vid)) or (
+            any(c.isdigit() for c in vid) and bool(re.fullmatch(r"[\w.:\-]+", vid)) and self.clean(vid)
+        )
+
+    def text(self, key: str, value: str, kind: str, *, sample: bool = False) -> tuple[str | None, bool]:
+        """A String or Character value as kept (None: dropped), and whether a part of it was emptied."""
+        if kind == "Character" and not all(len(v) <= 1 for v in value.split(",")):
+            return None, False
+        shape = (_SAMPLE_SHAPES if sample else _INFO_SHAPES).get(key)
+        if shape is not None:
+            return (value if shape(self, value) else None), False
+        if sample:  # a sample's own text (a lab's field): no shape tells a name there from data
+            return None, False
+        if self.clean(value):
+            return value, False
+        # an annotation, read part by part: a part the cleaner changes is emptied, the layout stays
+        parts = re.split(r"([|&,\[\]])", value)
+        changed = False
+        for i in range(0, len(parts), 2):
+            p = parts[i]
+            if p and not _ANNOTATION_PART.fullmatch(p) and not self.clean(p):
+                parts[i], changed = "", True
+        out = "".join(parts)
+        if not out.strip("|&,[]. ") or not self.clean_parts(out):
+            return None, False
+        return out, changed
+
+    def clean_parts(self, value: str) -> bool:
+        return all(
+            not p or _ANNOTATION_PART.fullmatch(p) or self.clean(p) for p in re.split(r"[|&,\[\]]", value)
+        )
+
+
+def _each(shape: re.Pattern[str]) -> Any:
+    return lambda _v, value: all(shape.fullmatch(x) for x in value.split(","))
+
+
+_INFO_SHAPES: dict[str, Any] = {
+    "SVTYPE": _each(_SVTYPE),
+    "AA": _each(_AA),
+    "CIGAR": _each(_CIGAR),
+    "RU": _each(_NUCLEOTIDES),
+    "MATEID": lambda v, value: all(v.variant_id(x) for x in value.split(",")),
+    "PARID": lambda v, value: all(v.variant_id(x) for x in value.split(",")),
+    "EVENT": lambda v, value: all(v.variant_id(x) for x in value.split(",")),
+    "AS_FilterStatus": lambda v, value: all(
+        x in ("SITE", "PASS", ".") or v.filters(x) for x in re.split(r"[|,]", value)
+    ),
+}
+_SAMPLE_SHAPES: dict[str, Any] = {
+    "PGT": _each(_GT),
+    "PID": lambda _v, value: value == "." or bool(_PID.fullmatch(value)),
+    "FT": lambda v, value: value == "PASS" or v.filters(value),
+}
 
 
 def _typed(value: str, kind: str) -> bool:
     return kind in ("Integer", "Float") and all(_NUMBER.fullmatch(v) for v in value.split(","))
 
 
-def record_values(body: bytes, info: dict[str, str], formats: dict[str, str]) -> bytes:
-    """The records with only the values a record keeps (``_VARIANT_ID``, ``_INFO_TEXT``...); ``info``
-    and ``formats``: the header's declared type of each key. ``body`` itself when nothing goes."""
+def _genotype(value: str, alts: int) -> bool:
+    return bool(_GT.fullmatch(value)) and all(a == "." or int(a) <= alts for a in re.split(r"[/|]", value))
+
+
+def record_values(
+    body: bytes,
+    rules: RecordRules,
+    ids: Identifiers | None = None,
+    site: SiteNames | None = None,
+    counts: RecordCounts | None = None,
+    first_line: int = 0,
+) -> bytes:
+    """The records with only the values a record keeps (the rules above); ``rules``: what the cleaned
+    header declares; ``ids`` and ``site``: the patient's identifiers and the site's names (none at the
+    platform). ``body`` itself when nothing goes; what went is added to ``counts``. A record dropped
+    with one of the patient's identifiers in its CHROM, QUAL or FILTER refuses the file (``first_line``:
+    the lines before ``body``, for the reason)."""
+    v = _Values(rules, ids, site)
+    counts = counts if counts is not None else RecordCounts()
     out: list[bytes] = []
     changed = False
-    for line in body.split(b"\n"):
+    needles = ids.gate_needles() if ids is not None else None
+    for n, line in enumerate(body.split(b"\n")):
         cols = line.decode("utf-8", errors="replace").split("\t") if line else []
-        if len(cols) < 8:
+        if len(cols) < 8 or line[:1] == b"#":
             out.append(line)
             continue
-        new = list(cols)
-        new[2] = ";".join(e for e in cols[2].split(";") if _VARIANT_ID.fullmatch(e)) or "."
-        items = []
-        for item in cols[7].split(";"):
-            key, eq, value = item.partition("=")
-            kind = info.get(key)
-            if item == "." or (kind == "Flag" and not eq) or (eq and (_typed(value, kind or "") or (
-                kind in ("String", "Character") and key in _INFO_TEXT
-            ))):  # fmt: skip
-                items.append(item)
-        new[7] = ";".join(i for i in items if i != ".") or "."
-        keys = cols[8].split(":") if len(cols) > 8 else []
-        for i in range(9, len(cols)):
-            fields = cols[i].split(":")
-            for j, (key, value) in enumerate(zip(keys, fields, strict=False)):
-                shape = _FORMAT_TEXT.get(key)
-                if not (shape.fullmatch(value) if shape else _typed(value, formats.get(key, ""))):
-                    fields[j] = "."
-            new[i] = ":".join(fields)
+        new = _record(cols, v, counts)
+        if new is None:
+            for i in (0, 5, 6):  # the patient's own identifier there: the file is refused, as by the gate
+                if needles and find_identifier(cols[i].encode(), needles) is not None:
+                    raise DeidError(
+                        f"final gate: an identifying value stands in column {_VCF_COLUMNS[i]} of line "
+                        f"{first_line + n + 1}; not stored",
+                        hint="remove it from the site's export and drop the file again",
+                    )
+            changed = True
+            continue
         if new != cols:
             changed = True
             line = "\t".join(new).encode()
         out.append(line)
     return b"\n".join(out) if changed else body
+
+
+def _record(cols: list[str], v: _Values, counts: RecordCounts) -> list[str] | None:
+    """One record as kept (None: dropped)."""
+    chrom, pos, _id, ref, alt, qual, filt = cols[:7]
+    alts = alt.split(",")
+    if not (
+        v.contig(chrom)
+        and pos.isdigit()
+        and _REF.fullmatch(ref)
+        and all(v.alt(a) for a in alts)
+        and _NUMBER.fullmatch(qual)
+        and v.filters(filt)
+    ):
+        counts.records += 1
+        return None
+    new = list(cols)
+    ids = cols[2].split(";")
+    kept_ids = [e for e in ids if e != "." and v.variant_id(e)]
+    counts.dropped += sum(1 for e in ids if e != ".") - len(kept_ids)
+    new[2] = ";".join(kept_ids) or "."
+    items = []
+    for item in cols[7].split(";"):
+        if item in (".", ""):
+            continue
+        key, eq, value = item.partition("=")
+        kind = v.rules.info.get(key)
+        if (kind == "Flag" and not eq) or (eq and _typed(value, kind or "")):
+            items.append(item)
+        elif eq and kind in ("String", "Character"):
+            text, emptied = v.text(key, value, kind)
+            if text is None:
+                counts.dropped += 1
+            else:
+                counts.cleaned += emptied
+                items.append(f"{key}={text}")
+        else:
+            counts.dropped += 1
+    new[7] = ";".join(items) or "."
+    if len(cols) > 8:
+        keys = cols[8].split(":")
+        declared = [j for j, k in enumerate(keys) if k in v.rules.formats]
+        counts.dropped += (len(keys) - len(declared)) * (len(cols) - 9)
+        new[8] = ":".join(keys[j] for j in declared) or "."
+        for i in range(9, len(cols)):
+            fields = cols[i].split(":")
+            counts.dropped += max(len(fields) - len(keys), 0)
+            kept = []
+            for j in declared:
+                if j >= len(fields):
+                    break  # trailing fields a call leaves out (VCF allows it)
+                key, value = keys[j], fields[j]
+                kind = v.rules.formats[key]
+                if key == "GT":
+                    ok = _genotype(value, len(alts))
+                elif value == "." or _typed(value, kind):
+                    ok = True
+                elif kind in ("String", "Character"):
+                    text, emptied = v.text(key, value, kind, sample=True)
+                    ok, value = text is not None, text or "."
+                    counts.cleaned += emptied
+                else:
+                    ok = False
+                if not ok:
+                    counts.dropped += 1
+                    value = "."
+                kept.append(value)
+            new[i] = ":".join(kept) or "."
+    return new
 
 
 def index_vcf(raw: bytes, name: str) -> VcfResult:
@@ -649,7 +938,12 @@ def _gt(text: str) -> tuple[int | None, ...]:
 
 
 def _index_text(
-    body: str, n_samples: int, csq_fields: list[str] | None, af_key: str | None, first_line: int
+    body: str,
+    n_samples: int,
+    csq_fields: list[str] | None,
+    af_key: str | None,
+    first_line: int,
+    fun_fields: list[str] | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """The variant index of a text VCF body: one row per (alt allele, carrying sample)."""
     variants: list[dict[str, Any]] = []
@@ -684,6 +978,8 @@ def _index_text(
             anns.append({"allele": g("Allele"), "consequence": g("Consequence").split("&")[0], "gene": g("SYMBOL"),
                          "hgvs_c": hc.split(":")[-1] if hc else "", "hgvs_p": hp.split(":")[-1] if hp else "",
                          "population_af": g("gnomAD_AF") or g("gnomADe_AF") or g("MAX_AF") or g("AF")})  # fmt: skip
+        if not anns and "FUNCOTATION" in info and fun_fields:
+            anns = _funcotations(info["FUNCOTATION"], fun_fields, alts)
         keys = cols[8].split(":") if n_samples else []
         filt = None if cols[6] in (".", "") else cols[6]
         pop = _float(info.get(af_key)) if af_key else None
@@ -716,6 +1012,31 @@ def _index_text(
                     "population_af": _float(ann.get("population_af")) or pop, "filter": filt,
                 })  # fmt: skip
     return records, variants
+
+
+def _funcotations(value: str, fields: list[str], alts: list[str]) -> list[dict[str, str]]:
+    """GATK Funcotator's ``FUNCOTATION`` (one ``[a|b|...]`` per ALT, its fields as the header's
+    description lists them) as annotations: gene, variant classification, cDNA and protein change."""
+
+    def at(suffix: str) -> int | None:
+        return next((i for i, n in enumerate(fields) if n.endswith("_" + suffix)), None)
+
+    gene, klass, cdna, protein = (
+        at("hugoSymbol"),
+        at("variantClassification"),
+        at("cDnaChange"),
+        at("proteinChange"),
+    )
+    out = []
+    for alt, entry in zip(alts, re.findall(r"\[([^\]]*)\]", value) or value.split(","), strict=False):
+        p = entry.split("|")
+
+        def g(i: int | None, p: list[str] = p) -> str:
+            return p[i] if i is not None and i < len(p) else ""
+
+        out.append({"allele": alt, "consequence": g(klass), "gene": g(gene), "hgvs_c": g(cdna),
+                    "hgvs_p": g(protein)})  # fmt: skip
+    return out
 
 
 def _floats(arr: Any) -> Any:
