@@ -205,6 +205,9 @@ NEAR_FORMS = [
     "Omnipaque Pat: Quillfeather",
     "Omnipaque Name=Quillfeather",
     "Pt. Quillfeather",
+    "Omnipaque M.R.N. 4471203",  # outside review 14
+    "Omnipaque Unit No: 4471203",
+    "Omnipaque 020 7946 0958",
 ]
 
 

@@ -100,14 +100,15 @@ _KEPT_SHAPES = [
     re.compile(r"\b\d{1,2}/\d{1,2}/(?:19|20)\d{2}\b"),
     re.compile(r"(?:\(\d{3}\)\s?|\b\d{3}[- ])\d{3}[- ]\d{4}\b"),
     re.compile(r"(?<![\d.])\d{3}\.\d{3}\.\d{4}(?![\d.])"),  # 914.555.0173 (a version has no 3-3-4)
+    re.compile(r"(?<![\w.])0\d{2,4}[ -]\d{3,4}[ -]\d{4}(?![\w.])"),  # a national number: 020 7946 0958
     re.compile(r"(?<![\w.+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]\d{2,4}){2,3}\b"),
     re.compile(
-        r"\b(?:MRN|DOB|D\.O\.B\.?|SSN)(?![^\W\d_])[\s:#=_./-]*\d"
+        r"\b(?:MRN|M\.R\.N\.?|DOB|D\.O\.B\.?|SSN)(?![^\W\d_])[\s:#=_./-]*\d"
         r"|\b(?:born|birth\s*date|date\s+of\s+birth|tel|telephone|phone|fax)\b\.?[\s:#=_-]*[+(]?\d"
         r"|\bpatient[\s_-]*(?:id|no|number|#)\b\.?[\s:#=_-]*\d{3}"
         # a record's number after its label (outside review 13): MR# 88421937, Hosp No 88421937,
         # PID 88421937, Acc 88421937; five digits or more (GE's "Discovery MR750" is a model)
-        r"|(?:\bMR\s*(?:#|no\b\.?|number\b)|\b(?:hosp(?:ital)?|chart|case|record|reg(?:istration)?|nhs)"
+        r"|(?:\bMR\s*(?:#|no\b\.?|number\b)|\b(?:hosp(?:ital)?|chart|case|record|reg(?:istration)?|nhs|unit)"
         r"\s*(?:#|no\b\.?|number\b)|\b(?:PID|NHS|acc(?:ession)?)\b)[\s:#=_./-]*\d{5}",
         re.I,
     ),
