@@ -145,6 +145,17 @@ _NAME_SPLIT = re.compile(r"[\^,]+|\s+")
 _HONORIFIC_PARTS = frozenset({"dr", "mr", "mrs", "ms", "miss", "prof", "md", "phd", "jr", "sr", "rn", "dds"})
 
 
+# Where a text writes a space otherwise: ``_`` (file names, VCF INFO text) and ``%20`` (URLs), and a
+# capital after a small letter (``DrDanjuma``); ``_separated`` gives a view of the same length, so the
+# words found in it stand at the same places in the text
+_SITE_TOKEN = re.compile(r"[^\W_]+")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
+def _separated(text: str) -> str:
+    return text.replace("%20", "   ") if "%20" in text else text
+
+
 class SiteNames:
     """The site's people other than patients (physicians, operators, practitioners, related persons) and
     its institutions, as every clinical text of the site is cleaned of them (``deid.identities``).
@@ -154,7 +165,9 @@ class SiteNames:
     letters or more after a title (``Dr Pottinger``, ``nurse Philippa``), and an institution's name
     whole (two words or more). Then every part of 4 letters or more of a person found stands for them
     in the rest of that text. A part alone is not looked for: ``Will`` and ``Ward`` are staff names and
-    words of every note (``Will repeat on Ward 5``)."""
+    words of every note (``Will repeat on Ward 5``). Words are cut where files and URLs write a space
+    (``Dr_Musa_Danjuma``, ``Dr%20Musa%20Danjuma``) and where a capital follows a small letter in one run
+    (``DrDanjuma``, ``MusaDanjuma``): a name so written is found as the spaced one is."""
 
     def __init__(self, people: Iterable[str] = (), institutions: Iterable[str] = ()) -> None:
         self.people, self.institutions = sorted(set(people)), sorted(set(institutions))
@@ -195,25 +208,17 @@ class SiteNames:
             return text
         if text in self._found:
             return self._found[text]
-        tokens = list(_WORD_RE.finditer(text))
-        norms = [normalise(t.group()) for t in tokens]
+        view = _separated(text)
+        words = [(m.start(), m.end()) for m in _SITE_TOKEN.finditer(view)]
         spans: list[tuple[int, int]] = []
         people: set[str] = set()
-        for i, first in enumerate(norms):
-            acc = ""
-            for j in range(i, len(norms)):
-                acc += norms[j]
-                if acc not in self._prefixes:
-                    break
-                parts = self.whole.get(acc)
-                if parts is not None:
-                    spans.append((tokens[i].start(), tokens[j].end()))
-                    people.update(normalise(p) for p in parts if len(normalise(p)) >= 4)
-            if first in _TITLES and i + 1 < len(norms) and norms[i + 1] in self.titled:
-                spans.append((tokens[i + 1].start(), tokens[i + 1].end()))
-                people.update(normalise(p) for p in self.titled[norms[i + 1]] if len(normalise(p)) >= 4)
+        pieces = _camel_pieces(view, words) if _CAMEL.search(view) else words
+        for tokens in (words, pieces) if pieces != words else (words,):
+            self._find(view, tokens, spans, people)
         if people:
-            spans += [(t.start(), t.end()) for t, n in zip(tokens, norms, strict=True) if n in people]
+            spans += [
+                (a, b) for tokens in (words, pieces) for a, b in tokens if normalise(view[a:b]) in people
+            ]
         out: str | None = text
         if spans:
             merged: list[tuple[int, int]] = []
@@ -226,6 +231,49 @@ class SiteNames:
         if len(self._found) < 200_000:
             self._found[text] = out
         return out
+
+    def _find(
+        self, view: str, tokens: list[tuple[int, int]], spans: list[tuple[int, int]], people: set[str]
+    ) -> None:
+        """The site's names among ``tokens`` (spans of ``view``): added to ``spans``, and the parts of
+        the people found to ``people``."""
+        norms = [normalise(view[a:b]) for a, b in tokens]
+        for i, first in enumerate(norms):
+            acc = ""
+            for j in range(i, len(norms)):
+                acc += norms[j]
+                if acc not in self._prefixes:
+                    break
+                parts = self.whole.get(acc)
+                if parts is not None:
+                    spans.append((tokens[i][0], tokens[j][1]))
+                    people.update(normalise(p) for p in parts if len(normalise(p)) >= 4)
+            if first in _TITLES and i + 1 < len(norms) and norms[i + 1] in self.titled:
+                spans.append(tokens[i + 1])
+                people.update(normalise(p) for p in self.titled[norms[i + 1]] if len(normalise(p)) >= 4)
+
+    def in_word(self, word: str) -> bool:
+        """Whether ``word`` (a key a file declares: ``MusaDanjuma``, ``Dr_Danjuma``, ``drdanjuma``) holds
+        one of the site's names: as text is cleaned of them, or squeezed into one word (a person's name
+        in full or an institution's anywhere in it; a title and a part of a name as the whole word)."""
+        if not self or not word:
+            return False
+        if self.clean(word) != word:
+            return True
+        norm = normalise(_separated(word))
+        if any(k in norm for k in self.whole if len(k) >= 6):
+            return True
+        return any(norm.startswith(t) and norm[len(t) :] in self.titled for t in _TITLES)
+
+
+def _camel_pieces(view: str, words: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``words`` cut where a capital follows a small letter (``DrDanjuma``: ``Dr``, ``Danjuma``)."""
+    out: list[tuple[int, int]] = []
+    for a, b in words:
+        cuts = [c for c in (m.start() for m in _CAMEL.finditer(view, a, b)) if a < c < b]
+        for x, y in zip([a, *cuts], [*cuts, b], strict=True):
+            out.append((x, y))
+    return out
 
 
 class KnownIdentities(Protocol):

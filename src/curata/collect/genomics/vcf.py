@@ -148,6 +148,28 @@ def _header_line(line: str, ids: Identifiers, site: SiteNames | None = None) -> 
     return None
 
 
+# The keys a header declares (INFO, FORMAT, FILTER, ALT IDs): laid out, never cleaned, but a name there
+# (a FILTER ``DrDanjuma``, an INFO flag ``MusaDanjuma``, an ALT ``<CNV:AdaezeOkonkwo>``) is looked for
+# at the site, of the patient's identifiers and the site's names, with ``_``, ``%20`` and a capital
+# after a small letter read as spaces, and squeezed into one word. A declaration that holds one is
+# dropped, with every use of it in the records (``record_values``, counted): an INFO entry or a FORMAT
+# key and its values go as undeclared ones do, a FILTER is taken out of the records' FILTER (``.``
+# where it was the only one), a record with the ALT allele goes. The name of someone the site does not
+# know (neither the patient nor its people) is not found in a key: a documented limit.
+_DECLARED = re.compile(r"##(INFO|FORMAT|FILTER|ALT)=<ID=([^,>]+)")
+
+
+def _names_someone(key: str, ids: Identifiers, site: SiteNames | None) -> bool:
+    """Whether a declared key holds one of the patient's identifiers or the site's names."""
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", key.replace("%20", " ").replace("_", " "))
+    needles = ids.gate_needles()
+    return (
+        any(find_identifier(form.encode(), needles) is not None for form in (key, spaced))
+        or any(survivors(form, ids) for form in (key, spaced))
+        or (site is not None and site.in_word(key))
+    )
+
+
 def _clean(text: str, ids: Identifiers, site: SiteNames | None) -> str | None:
     """``clean`` for header text: the patient's identifiers, generic shapes, and the site's names."""
     out = clean(text, ids)
@@ -400,6 +422,7 @@ def deidentify_vcf(
         if deid is not None:
             header_identifiers(header_text, ids)
         header_lines, dropped = [], 0
+        withdrawn: set[str] = set()  # FILTER IDs whose declaration went (``_names_someone``)
         csq_fields: list[str] | None = None
         fun_fields: list[str] | None = None
         for line in header_text.splitlines():
@@ -408,6 +431,12 @@ def deidentify_vcf(
                 header_lines.append(
                     "\t".join(cols[:9] + pseudonyms) if len(cols) > 9 else "\t".join(cols[:8])
                 )
+                continue
+            declared = _DECLARED.match(line)
+            if deid is not None and declared and _names_someone(declared.group(2), ids, site):
+                dropped += 1  # its uses go with it (``record_values``), counted there
+                if declared.group(1) == "FILTER":
+                    withdrawn.add(declared.group(2))
                 continue
             kept = _header_line(line, ids, site)
             if kept is None:
@@ -485,7 +514,9 @@ def deidentify_vcf(
         head = ("\n".join(header_lines) + "\n").encode()
         body = body_text if body_text is not None else ("\n".join(body_parts) + "\n").encode()
         counts = RecordCounts()
-        typed = record_values(body, RecordRules.of(header_lines), ids, site, counts, header_count)
+        rules = RecordRules.of(header_lines)
+        rules.withdrawn = frozenset(withdrawn)
+        typed = record_values(body, rules, ids, site, counts, header_count)
         if typed != body:  # values no record may carry: indexed again from what is kept
             body = typed
             records, variants = _index_text(
@@ -616,7 +647,7 @@ _SYMBOLIC = re.compile(
     r"DEL|INS|DUP|INV|CNV|BND|NON_REF|\*|DUP:TANDEM|CN\d+|(?:DEL|INS):ME(?::(?:ALU|L1|LINE1|SVA|HERV))?"
 )
 _BREAKEND = re.compile(
-    r"[ACGTNacgtn]*([\[\]])([^\[\]:]+):(\d+)\1[ACGTNacgtn]*|\.[ACGTNacgtn]+|[ACGTNacgtn]+\."
+    r"[ACGTNacgtn]*([\[\]])([^\[\]]+):(\d+)\1[ACGTNacgtn]*|\.[ACGTNacgtn]+|[ACGTNacgtn]+\."
 )
 _GT = re.compile(r"(?:\.|\d+)(?:[/|](?:\.|\d+))*")
 _SVTYPE = re.compile(
@@ -625,15 +656,43 @@ _SVTYPE = re.compile(
 _AA = re.compile(r"[ACGTNacgtn.?\-]*(?:\|[ACGTNacgtn.?\-]*){0,2}(?:\|(?:insertion|deletion|unsure|indel)?)?")
 _CIGAR = re.compile(r"(?:\d+[MIDNSHP=X])+")
 _PID = re.compile(r"\d+_[ACGTNacgtn*]+_[ACGTNacgtn*]+")
+# public databases' identifiers as annotations write them (VEP's SWISSPROT, TREMBL, UNIPARC, DOMAINS,
+# Existing_variation; ClinVar's CLNDISDB, CLNVCSO, MC): a UniProt accession (P00533.288, A0A024RDD7), a
+# UniParc one, an HGMD one (CM043544), an InterPro entry, and an ID after the name of its database
+# (Pfam:PF07714, PANTHER:PTHR11289:SF5, Gene3D:1.10.510.10, MONDO:MONDO:0005061, MedGen:C0152013,
+# SO:0001583, HP:0001250, OMIM:114480, Orphanet:ORPHA145, EFO:EFO_0000305): the database's name is
+# there, the ID's own letters are few and fixed (no name fits in them)
+_DATABASES = (
+    r"PROSITE_profiles|PROSITE_patterns|Pfam|SMART|PIRSF|PANTHER|Gene3D|Superfamily|SUPERFAMILY|InterPro"
+    r"|CDD|Prints|PRINTS|TIGRFAM|TIGRFAMs|HAMAP|SFLD|NCBIfam|MONDO|MedGen|SO|HP|Human_Phenotype_Ontology"
+    r"|OMIM|MIM|Orphanet|ORPHA|MeSH|EFO|DOID|NCIT|SNOMED_CT|UMLS|HGNC|Gene"
+)
+_PUBLIC_ID = (
+    rf"(?:(?:{_DATABASES}):)+(?:[A-Z]{{0,5}}|cd)_?\d+(?:\.\d+)*(?::[A-Z]{{0,2}}\d+)?"
+    r"|(?:[OPQ]\d[A-Z0-9]{3}\d|[A-NR-Z]\d(?:[A-Z][A-Z0-9]{2}\d){1,2})(?:[.\-]\d+)?"  # UniProt
+    r"|UPI[0-9A-F]{10}|C[DEGIMNPRSX]\d{6}|IPR\d{6}"  # UniParc, HGMD, InterPro
+)
+# a gene named by its clone (RP11-54O7.16, CTD-2270F17.1, AC012345.1), or an Ensembl ID: SnpEff joins
+# two genes' names or IDs with '-' for an intergenic region (RP11-54O7.16-ISG15)
+_CLONE_OR_ENSEMBL = re.compile(
+    r"(?<![^-])(?:(?:RP\d{1,2}|CT[A-D]|CH\d{2}|KB|XXbac|XXyac|LL\d{2}NC\d{2}|WI2|GS1)-[A-Z0-9]+\.\d+"
+    r"|A[CLP]\d{6}\.\d+|ENS[A-Z]*\d{11}(?:\.\d+)?)(?![^-])"
+)
+_GENE_SYMBOL = re.compile(r"[A-Z][A-Za-z0-9]{0,14}(?:-[A-Z0-9]{1,6})?")
 # parts of an annotation that the free-text cleaner takes for IDs and dates but are the annotation's
 # own: numbers (positions, lengths: as a typed value is kept), ranks and positions (21/28, 858/1210),
-# Ensembl and RefSeq accessions, public variant IDs, HGVS (c., p., g., with a transcript before it)
+# Ensembl and RefSeq accessions, public variant IDs, HGVS (c., p., g., with a transcript before it),
+# the public databases' identifiers above
 _ANNOTATION_PART = re.compile(
     r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[\d?]+(?:-[\d?]+)?/\d+"
     r"|ENS[A-Z]*\d{11}(?:\.\d+)?|[NXY][MRPCG]_\d+(?:\.\d+)?|"
     + _VARIANT_ID.pattern
-    + r"|(?:(?:ENS[A-Z]*\d{11}|[NXY][MRPCG]_\d+)(?:\.\d+)?:)?[cgnmpr]\.\S+"
+    + r"|(?:(?:ENS[A-Z]*\d{11}|[NXY][MRPCG]_\d+)(?:\.\d+)?:)?[cgnmpr]\.\S+|"
+    + _PUBLIC_ID
 )
+# a structural-variant caller's own record IDs that the cleaner takes for identifiers: Delly's
+# (DEL00000001, BND00000002); Manta's, Lumpy's, GRIDSS's, Sniffles' it leaves as they are
+_CALLER_ID = re.compile(r"(?:DEL|DUP|INV|BND|INS|TRA|CNV|CPX)\d{1,12}(?:_\d+)?")
 
 
 @dataclass
@@ -645,6 +704,8 @@ class RecordRules:
     filters: frozenset[str] = frozenset()
     alts: frozenset[str] = frozenset()
     contigs: frozenset[str] = frozenset()
+    # FILTER IDs whose declaration the site dropped (a name in them): taken out of the records' FILTER
+    withdrawn: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, header_lines: list[str]) -> RecordRules:
@@ -723,11 +784,24 @@ class _Values:
         m = _BREAKEND.fullmatch(allele)
         return m is not None and (m.group(2) is None or self.contig(m.group(2)))
 
+    def part(self, p: str) -> bool:
+        """Whether a part of an annotation is kept: empty, of a shape annotations write (numbers,
+        accessions, HGVS, public databases' IDs, genes joined by '-'), or left as it is by the cleaner."""
+        return not p or bool(_ANNOTATION_PART.fullmatch(p)) or self.joined(p) or self.clean(p)
+
+    def joined(self, p: str) -> bool:
+        """SnpEff's intergenic gene and ID (``RP11-54O7.16-ISG15``, ``ENSG...-ENSG...``): each of the
+        joined names a clone's, an Ensembl ID, or a gene symbol the cleaner leaves."""
+        if "-" not in p or not _CLONE_OR_ENSEMBL.search(p):
+            return False
+        rest = _CLONE_OR_ENSEMBL.sub("\0", p)
+        return all(x == "\0" or (bool(_GENE_SYMBOL.fullmatch(x)) and self.clean(x)) for x in rest.split("-"))
+
     def filters(self, text: str) -> bool:
         return text == "." or all(f in self.rules.filters and self.clean(f) for f in text.split(";"))
 
     def variant_id(self, vid: str) -> bool:
-        return bool(_VARIANT_ID.fullmatch(vid)) or (
+        return bool(_VARIANT_ID.fullmatch(vid) or _CALLER_ID.fullmatch(vid)) or (
             any(c.isdigit() for c in vid) and bool(re.fullmatch(r"[\w.:\-]+", vid)) and self.clean(vid)
         )
 
@@ -747,7 +821,7 @@ class _Values:
         changed = False
         for i in range(0, len(parts), 2):
             p = parts[i]
-            if p and not _ANNOTATION_PART.fullmatch(p) and not self.clean(p):
+            if not self.part(p):
                 parts[i], changed = "", True
         out = "".join(parts)
         if not out.strip("|&,[]. ") or not self.clean_parts(out):
@@ -755,9 +829,7 @@ class _Values:
         return out, changed
 
     def clean_parts(self, value: str) -> bool:
-        return all(
-            not p or _ANNOTATION_PART.fullmatch(p) or self.clean(p) for p in re.split(r"[|&,\[\]]", value)
-        )
+        return all(self.part(p) for p in re.split(r"[|&,\[\]]", value))
 
 
 def _each(shape: re.Pattern[str]) -> Any:
@@ -835,6 +907,10 @@ def record_values(
 def _record(cols: list[str], v: _Values, counts: RecordCounts) -> list[str] | None:
     """One record as kept (None: dropped)."""
     chrom, pos, _id, ref, alt, qual, filt = cols[:7]
+    if v.rules.withdrawn and filt != ".":
+        kept_filters = [f for f in filt.split(";") if f not in v.rules.withdrawn]
+        counts.dropped += len(filt.split(";")) - len(kept_filters)
+        filt = ";".join(kept_filters) or "."
     alts = alt.split(",")
     if not (
         v.contig(chrom)
@@ -847,6 +923,7 @@ def _record(cols: list[str], v: _Values, counts: RecordCounts) -> list[str] | No
         counts.records += 1
         return None
     new = list(cols)
+    new[6] = filt
     ids = cols[2].split(";")
     kept_ids = [e for e in ids if e != "." and v.variant_id(e)]
     counts.dropped += sum(1 for e in ids if e != ".") - len(kept_ids)
