@@ -14,24 +14,54 @@ from curata.collect.deid.text import Identifiers, clean_text
 # A unit: UCUM's grammar (a term of components joined by . and /, a leading / allowed), each component a
 # unit symbol with an exponent (m2, s-1; m^2 as sites write it), a number (1.73, 24), a power of ten (10*3,
 # 10^9, x10E9), an {annotation} ({1.73_m2}, {beats}) or a (term), with the letters sites write beside
-# UCUM's ASCII: µ or μ (µmol/L), ° (°C), Ω. 40 characters at most, and the free-text cleaner must leave it.
+# UCUM's ASCII: µ or μ (µmol/L), ° (°C), Ω. A space may stand for . after a number (mL/min/1.73 m2, mg/24 h,
+# log10 copies/mL; not mg L). A titer (1:160) is a unit too. 40 characters at most, and the free-text
+# cleaner must leave it. Letters are UCUM's atoms only (``_UNIT_ATOMS``), so a name is no unit.
 _SYM = r"(?:[A-Za-zµμΩ°%'_]|\[[A-Za-z0-9_'.%*+\-]{1,16}\])"
+_POWER = r"[xX×*]?10(?:[*^]|[eE])[+-]?\d{1,2}"
 _COMPONENT = (
-    rf"(?=[^./)])(?:[xX×*]?10(?:[*^]|[eE])[+-]?\d{{1,2}}|\d+(?:\.\d+)?(?:{_SYM}+(?:\^?[+-]?\d{{1,2}})?)?"
+    rf"(?=[^./) ])(?:{_POWER}|\d+(?:\.\d+)?(?:{_SYM}+(?:\^?[+-]?\d{{1,2}})?)?"
     rf"|{_SYM}+(?:\^?[+-]?\d{{1,2}})?)?(?:\{{[!-z|~]{{1,24}}\}})?"
 )
-_TERM = rf"/?{_COMPONENT}(?:[./]{_COMPONENT})*"
-_UNIT = rf"/?(?:{_COMPONENT}|\({_TERM}\))(?:[./](?:{_COMPONENT}|\({_TERM}\)))*"
+_SEP = r"(?:[./]|(?<=\d) )"
+_TERM = rf"/?{_COMPONENT}(?:{_SEP}{_COMPONENT})*"
+_UNIT = rf"/?(?:{_COMPONENT}|\({_TERM}\))(?:{_SEP}(?:{_COMPONENT}|\({_TERM}\)))*"
+_TITER = re.compile(r"1:\d{1,6}")
+# UCUM's atoms as sites write them (compared case-insensitively: MG/DL, ML/MIN), each with one prefix or
+# none, and the clinical counts sites write beside them (copies, cells, IU, mEq, mmHg)
+_PREFIXES = ("", "Y", "Z", "E", "P", "T", "G", "M", "k", "h", "da", "d", "c", "m", "u", "µ", "μ", "mc", "n",
+             "p", "f", "a", "z", "y")  # fmt: skip
+_BASE_ATOMS = ("m", "g", "s", "l", "L", "mol", "eq", "osm", "K", "A", "cd", "Hz", "N", "Pa", "J", "W", "C", "V",
+               "F", "Ohm", "Ω", "S", "Wb", "T", "H", "lm", "lx", "Bq", "Gy", "Sv", "kat", "U", "IU", "iU",
+               "[IU]", "[iU]", "bar", "atm", "cal", "Cel", "t", "B", "Np", "rad", "sr", "Ci", "R", "%")  # fmt: skip
+_PLAIN_ATOMS = ("min", "h", "hr", "hrs", "d", "day", "days", "wk", "week", "weeks", "mo", "month", "months",
+                "a", "y", "yr", "yrs", "year", "years", "sec", "ms", "°", "°C", "°F", "'", "''", "mmHg",
+                "mm[Hg]", "cm[H2O]", "cmH2O", "mmH2O", "[pH]", "pH", "[degF]", "deg", "[in_i]", "in", "ft",
+                "[ft_i]", "lb", "lbs", "[lb_av]", "oz", "[oz_av]", "[ppm]", "ppm", "[ppb]", "ppb", "[HPF]",
+                "[LPF]", "hpf", "lpf", "[arb'U]", "[drp]", "[CFU]", "CFU", "[PFU]", "log", "ln", "lg", "dB",
+                "copies", "copy", "cells", "cell", "wbc", "rbc", "beats", "beat", "bpm", "breaths", "drops",
+                "drop", "gtt", "tab", "tabs", "tablet", "tablets", "cap", "caps", "puff", "puffs", "dose",
+                "doses", "unit", "units", "ratio", "index", "score", "titer", "titre", "thou", "mill",
+                "mcg", "mEq", "mOsm", "[GPL'U]", "[MPL'U]", "[APL'U]", "[BAU]", "[AU]", "[USP'U]")  # fmt: skip
+# as written (mL, mA, Gy), or in one case (MG/DL, mmhg): a capitalised word is an atom only as UCUM writes
+# it, so a short surname (Ma, Ng, Min, Dag) is none
+_UNIT_ATOMS = frozenset([p + a for p in _PREFIXES for a in _BASE_ATOMS] + list(_PLAIN_ATOMS))
+_UNIT_ATOMS_FOLDED = frozenset(a.casefold() for a in _UNIT_ATOMS)
+_UNIT_TOKEN = re.compile(r"[A-Za-zµμΩ°%']+(?:\[[^\]]*\])?|\[[^\]]*\]")
+_ANNOTATION = re.compile(r"\{([^{}]*)\}")
+# a name-like word: capitalised, 3 letters or more (Okafor, Eze); Ehrlich and Bethesda are units' names
+_NAME_WORD = re.compile(r"(?<![A-Za-z])[A-Z][a-z]{2,}(?![a-z])")
+_UNIT_NAMES = frozenset({"Ehrlich", "Bethesda", "Todd", "Svedberg", "Kunkel", "Mclagan", "Knoop"})
 UNIT_MAX = 40
 
 SYSTEMS: dict[str, re.Pattern[str]] = {
     # WHO ICD-10 (U07.1 is COVID-19) and ICD-10-CM (C50.911, C4A.9, S72.001A, T36.0X1A), dot or none
     "ICD10": re.compile(r"[A-Z][0-9][0-9A-Z](?:\.?[0-9A-Z]{1,4})?"),
     "ICD-O-3": re.compile(r"(?:C\d{2}(?:\.\d)?|\d{4}/\d)"),
-    "LOINC": re.compile(r"\d{1,7}-\d"),
-    "SNOMED": re.compile(r"\d{6,18}"),
+    "LOINC": re.compile(r"(?:L[PA])?\d{1,7}-\d"),  # and its parts, answers
+    "SNOMED": re.compile(r"\d{6,18}"),  # and a partition, check digit (``snomed_id``)
     "ATC": re.compile(r"[A-Z](?:\d\d(?:[A-Z](?:[A-Z](?:\d\d)?)?)?)?"),
-    "RXNORM": re.compile(r"\d{1,8}"),
+    "RXNORM": re.compile(r"\d{1,7}"),  # below ten million: no 8-digit date
     "UCUM": re.compile(_UNIT),  # and no identifier's shape (``valid_code``)
     "CPT": re.compile(r"\d{4}[0-9A-Z]"),
     "HGNC": re.compile(r"[A-Z][A-Z0-9\-]{0,15}"),
@@ -70,13 +100,67 @@ LOCAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_:/+]{0,39}")
 #   five digits or more are an identifier's shape).
 # Letter-only shapes cannot tell a short surname from a mnemonic (SMITH reads as HGB does): the site's
 # gate refuses the patient's own names and identifiers and the site's people in every code column.
-_UNNAMED_SHAPES = (SYSTEMS["ICD10"], SYSTEMS["ICD-O-3"], re.compile(r"\d{1,6}-\d"))
+_UNNAMED_SHAPES = (SYSTEMS["ICD10"], SYSTEMS["ICD-O-3"], re.compile(r"(?:L[PA])?\d{1,6}-\d"))
 _SHORT_NUMBER = re.compile(r"\d{1,7}")
 _WORD_CODE = re.compile(r"[A-Za-z][A-Za-z+\-_./]{0,9}")
 _LETTER_RUN = re.compile(r"[A-Za-z]{9,}")
-_ID_LABEL = re.compile(
-    r"(?i)(?:MRN|SSN|NHS|NHI|PID|MPI|EMPI|URN|DOB|TEL|PHONE|CSN|FIN|NPI|ID|PATID|ACCT|ACCN)[-_./:#]?\d"
+_ID_PREFIXES = frozenset(
+    [
+        "MRN",
+        "SSN",
+        "NHS",
+        "NHI",
+        "PID",
+        "MPI",
+        "EMPI",
+        "URN",
+        "DOB",
+        "TEL",
+        "PHONE",
+        "CSN",
+        "FIN",
+        "NPI",
+        "ID",
+        "PATID",
+        "ACCT",
+        "ACCN",
+        "MR",
+        "UR",
+        "HN",
+        "PT",
+        "PAT",
+        "HOSP",
+        "ACC",
+        "CHI",
+        "ENC",
+        "VIS",
+        "VISIT",
+        "EPI",
+        "CASE",
+    ]
 )
+_ID_LABEL = re.compile(
+    r"(?i)(?<![A-Za-z])(?:MRN|SSN|NHS|NHI|PID|MPI|EMPI|URN|DOB|TEL|PHONE|CSN|FIN|NPI|ID|PATID|ACCT|ACCN)"
+    r"[-_./:#]?\d"
+)
+_PREFIXED_NUMBER = re.compile(r"([A-Z]{2,4})[-_]?\d{5,7}")
+_NAME_TOKEN = re.compile(r"[A-Z][a-z]{2,}")
+# a specimen's type as sites write it, with no system (OMOP's specimen keeps none): case and spaces aside
+SPECIMEN_TYPES = frozenset(
+    " ".join(w.split()).casefold()
+    for w in (
+        "serum", "plasma", "blood", "whole blood", "peripheral blood", "cord blood", "venous blood",
+        "arterial blood", "capillary blood", "dried blood spot", "buffy coat", "bone marrow",
+        "bone marrow aspirate", "bone marrow biopsy", "tissue", "fresh tissue", "frozen tissue", "tumor",
+        "tumour", "tumor tissue", "tumour tissue", "normal tissue", "biopsy", "core biopsy", "resection",
+        "urine", "stool", "feces", "faeces", "saliva", "sputum", "swab", "nasal swab", "nasopharyngeal swab",
+        "throat swab", "buccal swab", "csf", "cerebrospinal fluid", "pleural fluid", "ascites",
+        "ascitic fluid", "peritoneal fluid", "synovial fluid", "pericardial fluid", "amniotic fluid",
+        "bronchoalveolar lavage", "bal", "cells", "cell pellet", "cytology", "fine needle aspirate",
+        "aspirate", "lymph node", "skin", "hair", "nail", "semen", "breast milk", "bile", "dna", "rna",
+        "cfdna", "ctdna", "ffpe", "ffpe block", "paraffin block", "slide", "frozen section", "smear",
+    )
+)  # fmt: skip
 # A SNOMED CT identifier's last three digits: its partition (concept, description, relationship; core or
 # extension) and a Verhoeff check digit. A digit run that is not one (an MRN, most of them) is no SNOMED code
 # where no system is named: a specimen's code travels without its system.
@@ -115,17 +199,49 @@ SYSTEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_:/#]{0,63}")
 # each with its prefixes (c, p, y, r, a, m and their combinations: yp, rp, yc), T's and N's subcategories
 # (T1a1, T1mi, N1mi) and their parenthesised suffixes (T(m), N0(sn), N0(i+), N0(mol-), N1(f), M0(i+)), with
 # or without spaces between them (pT2 pN1a M0, ypT2N1M0, pT1c pN0(sn) M0).
-STAGE_GROUP = re.compile(r"(?:stage\s*)?(?:0(?:a|is)?|I{1,3}|IV|[1-4])(?:[A-C][0-9]?)?", re.I)
+STAGE_GROUP = re.compile(r"(?:stage\s*)?(?:0(?:a|is)?|I{1,3}|IV|[1-4])(?:-?[A-C][0-9]?)?", re.I)
 NAMED_STAGES = {"LIMITED": "LIMITED", "EXTENSIVE": "EXTENSIVE", "LOCALIZED": "LOCALIZED",
-                "LOCALISED": "LOCALIZED", "REGIONAL": "REGIONAL", "DISTANT": "DISTANT"}  # fmt: skip
+                "LOCALISED": "LOCALIZED", "REGIONAL": "REGIONAL", "DISTANT": "DISTANT", "CIS": "CIS",
+                "IN SITU": "CIS", "CARCINOMA IN SITU": "CIS"}  # fmt: skip
 NAMED_STAGE = re.compile(
-    r"(?:stage\s*)?(limited|extensive|locali[sz]ed|regional|distant)(?:[\s\-]*(?:stage|disease)){0,2}", re.I
+    r"(?:stage\s*)?(limited|extensive|locali[sz]ed|regional|distant|cis|(?:carcinoma\s+)?in\s+situ)"
+    r"(?:[\s\-]*(?:stage|disease)){0,2}",
+    re.I,
 )
+# A stage of a named staging system, kept as "SYSTEM GROUP" (FIGO IIIC, DUKES C, ANN ARBOR IIB, R-ISS III):
+# FIGO (gynaecological), Dukes (colorectal), Ann Arbor and Lugano (lymphoma), Binet and Rai (CLL), ISS and
+# R-ISS (myeloma), BCLC (liver), Child-Pugh, Gleason (3+4=7) and ISUP grade groups.
+_ROMAN4 = r"(?:IV|I{1,3})"
+STAGING_SYSTEMS: dict[str, tuple[str, str]] = {
+    "FIGO": (r"figo", rf"(?:0|{_ROMAN4}[A-C]?[1-3]?)"),
+    "DUKES": (r"dukes'?", r"(?:[A-D][12]?)"),
+    "ANN ARBOR": (r"ann[\s\-]*arbor", rf"(?:{_ROMAN4}[ABESX]{{0,3}})"),
+    "LUGANO": (r"lugano", rf"(?:{_ROMAN4}[ABESX]{{0,3}})"),
+    "BINET": (r"binet", r"(?:[A-C])"),
+    "RAI": (r"rai", rf"(?:0|{_ROMAN4}|[1-4])"),
+    "R-ISS": (r"r[\s\-]*iss", r"(?:III|II|I|[1-3])"),
+    "ISS": (r"iss", r"(?:III|II|I|[1-3])"),
+    "BCLC": (r"bclc", r"(?:0|[A-D])"),
+    "CHILD-PUGH": (r"child[\s\-]*pugh", r"(?:[A-C]|[5-9]|1[0-5])"),
+    "GLEASON": (r"gleason(?:\s*score)?", r"(?:[1-5]\+[1-5](?:=(?:[2-9]|10))?|[2-9]|10)"),
+    "ISUP": (r"(?:isup(?:\s*grade(?:\s*group)?)?|grade\s*group|gg)", r"(?:[1-5])"),
+}
+SYSTEM_STAGE = re.compile(
+    r"(?:stage\s*)?(?:"
+    + "|".join(rf"(?P<s{i}>{name})[\s:\-]*(?:stage\s*)?(?P<g{i}>{g})" for i, (name, g) in enumerate(
+        STAGING_SYSTEMS.values()))
+    + r")",
+    re.I,
+)  # fmt: skip
 _PREFIX = r"[cpyram]{0,3}"
+# TNM, then a node count ((2/14): nodes involved of those examined) and, in parentheses, its stage group
+# (T1 N1 M0 (Stage IIB)) or a complete response (ypT0 ypN0 (pCR))
 TNM = re.compile(
     rf"(?P<tp>{_PREFIX})T(?P<t>(?:is|a|x|[0-4])(?:[a-d][1-3]?)?(?:mi)?(?:\((?:m|\d{{1,2}})\))?)"
-    rf"(?:\s*(?P<np>{_PREFIX})N(?P<n>(?:x|[0-3])[a-c]?(?:mi)?(?:\((?:sn|i[+\-]|mol[+\-]|f)\)){{0,2}}))?"
-    rf"(?:\s*(?P<mp>{_PREFIX})M(?P<m>(?:x|[01])[a-d]?(?:\((?:i\+|cy\+?|[01])\))?))?",
+    rf"(?:\s*(?P<np>{_PREFIX})N(?P<n>(?:x|[0-3])[a-c]?(?:mi)?(?:\((?:sn|i[+\-]|mol[+\-]|f)\)){{0,2}}"
+    rf"(?:\s*\(\d{{1,2}}/\d{{1,3}}\))?))?"
+    rf"(?:\s*(?P<mp>{_PREFIX})M(?P<m>(?:x|[01])[a-d]?(?:\((?:i\+|cy\+?|[01])\))?))?"
+    rf"(?:\s*\((?:(?P<pcr>pCR)|(?P<grp>{STAGE_GROUP.pattern}))\))?",
     re.I,
 )
 STAGE_MAX = 32  # condition_occurrence.stage
@@ -154,8 +270,45 @@ def valid_code(code: str, system: str | None) -> bool:
     if name is None:
         return _unsystematic_code(c)
     if name == "UCUM":
-        return len(c) <= UNIT_MAX and bool(SYSTEMS["UCUM"].fullmatch(c)) and clean_text(c, _NO_IDS) == c
-    return bool(SYSTEMS.get(name, LOCAL).fullmatch(c))
+        return valid_unit(c)
+    if name == "SNOMED":
+        return snomed_id(c)
+    if name in SYSTEMS:
+        return bool(SYSTEMS[name].fullmatch(c))
+    # a local system's code: its token, and no identifier's shape, as where no system is named
+    if c.isascii() and c.isdigit():
+        return _digit_code(c)
+    return bool(LOCAL.fullmatch(c)) and _identifier_free(c)
+
+
+def valid_unit(unit: str) -> bool:
+    """A unit as sites write it (``_UNIT``): UCUM's grammar, its atoms, short unit-like annotations."""
+    u = unit.strip()
+    if not u or len(u) > UNIT_MAX or clean_text(u, _NO_IDS) != u:
+        return False
+    if _TITER.fullmatch(u):
+        return True
+    if not SYSTEMS["UCUM"].fullmatch(u):
+        return False
+    for note in _ANNOTATION.findall(u):
+        if not _unit_annotation(note):
+            return False
+    bare = re.sub(_POWER, " ", _ANNOTATION.sub(" ", u))
+    return all(_unit_atom(t) for t in _UNIT_TOKEN.findall(bare))
+
+
+def _unit_atom(token: str) -> bool:
+    if token in _UNIT_ATOMS:
+        return True
+    letters = "".join(ch for ch in token if ch.isalpha())
+    return (letters.isupper() or letters.islower()) and token.casefold() in _UNIT_ATOMS_FOLDED
+
+
+def _unit_annotation(note: str) -> bool:
+    """An annotation ({1.73_m2}, {cells}, {RBC}, {Ehrlich'U}): short, no name-like word (Dr_Okafor)."""
+    if not note or len(note) > 24 or clean_text(note, _NO_IDS) != note:
+        return False
+    return all(w in _UNIT_NAMES for w in _NAME_WORD.findall(note))
 
 
 def _date_digits(code: str) -> bool:
@@ -177,8 +330,10 @@ def _unsystematic_code(code: str) -> bool:
     if any(p.fullmatch(code) for p in _UNNAMED_SHAPES):
         return True
     if code.isascii() and code.isdigit():
-        return bool(_SHORT_NUMBER.fullmatch(code)) or (snomed_id(code) and not _date_digits(code))
-    if not LOCAL.fullmatch(code) or _ID_LABEL.match(code):
+        return _digit_code(code)
+    if " ".join(code.split()).casefold() in SPECIMEN_TYPES:
+        return True
+    if not LOCAL.fullmatch(code):
         return False
     if not _DIGIT.search(code):
         if not _WORD_CODE.fullmatch(code) or _LETTER_RUN.search(code):
@@ -186,12 +341,33 @@ def _unsystematic_code(code: str) -> bool:
         letters = sum(ch.isalpha() for ch in code)
         if letters > 4 and not code.isupper():
             return False
+    return _identifier_free(code)
+
+
+def _digit_code(code: str) -> bool:
+    """Digits only: up to 7 (RxNorm's shape; the site's gate refuses its patient's own identifiers, the
+    platform cannot tell a 7-digit MRN of a site from an RXCUI) or a SNOMED CT identifier, not a date."""
+    return bool(_SHORT_NUMBER.fullmatch(code)) or (snomed_id(code) and not _date_digits(code))
+
+
+def _identifier_free(code: str) -> bool:
+    """No identifier's shape in a local code's token: no ID label before a number (MRN88421937), no
+    letter-only run of 9 or more (a word, a surname), no two capitalised words (Chioma_Eze), and one the
+    free-text cleaner leaves as it is (a phone, a date, 5 digits or more), but for a lab's own prefix of
+    2 to 4 capitals (no ID label) before 5 to 7 digits (LAB12345, LAB-1234567)."""
+    if _ID_LABEL.search(code) or _LETTER_RUN.search(code) or len(_NAME_TOKEN.findall(code)) >= 2:
+        return False
+    prefixed = _PREFIXED_NUMBER.fullmatch(code)
+    if prefixed:
+        return prefixed.group(1).upper() not in _ID_PREFIXES
     return clean_text(code, _NO_IDS) == code
 
 
 def valid_stage(value: str) -> bool:
     v = value.strip()
-    if not (STAGE_GROUP.fullmatch(v) or NAMED_STAGE.fullmatch(v) or TNM.fullmatch(v)):
+    if not (
+        STAGE_GROUP.fullmatch(v) or NAMED_STAGE.fullmatch(v) or TNM.fullmatch(v) or SYSTEM_STAGE.fullmatch(v)
+    ):
         return False
     return len(normal_stage(v)) <= STAGE_MAX
 
@@ -202,7 +378,11 @@ def normal_stage(value: str) -> str:
     v = value.strip()
     named = NAMED_STAGE.fullmatch(v)
     if named:
-        return NAMED_STAGES[named.group(1).upper()]
+        return NAMED_STAGES[" ".join(named.group(1).upper().split())]
+    system = SYSTEM_STAGE.fullmatch(v)
+    if system:
+        i = next(j for j in range(len(STAGING_SYSTEMS)) if system[f"s{j}"] is not None)
+        return f"{list(STAGING_SYSTEMS)[i]} {system[f'g{i}'].upper()}"
     tnm = TNM.fullmatch(v)
     if tnm:
         tp = tnm["tp"].lower()
@@ -210,9 +390,18 @@ def normal_stage(value: str) -> str:
         for part in ("n", "m"):
             body, prefix = tnm[part], (tnm[f"{part}p"] or "").lower()
             if body is not None:
-                out += (f" {prefix}" if prefix and prefix != tp else "") + part.upper() + body.upper()
+                body = body.replace(" ", "").upper()
+                out += (f" {prefix}" if prefix and prefix != tp else "") + part.upper() + body
+        if tnm["pcr"]:
+            out += " (pCR)"
+        elif tnm["grp"]:
+            out += f" ({_normal_group(tnm['grp'])})"
         return out
-    return re.sub(r"(?i)^stage\s*", "", v).replace(" ", "").upper()
+    return _normal_group(v)
+
+
+def _normal_group(value: str) -> str:
+    return re.sub(r"(?i)^stage\s*", "", value).replace(" ", "").replace("-", "").upper()
 
 
 _ROMAN = {"0": "0", "1": "I", "2": "II", "3": "III", "4": "IV"}
@@ -220,5 +409,6 @@ _ROMAN = {"0": "0", "1": "I", "2": "II", "3": "III", "4": "IV"}
 
 def stage_group(stage: str) -> str | None:
     """The overall stage group of a normalised stage (``IIIA`` -> ``III``, ``2B`` -> ``II``); None for TNM."""
-    m = re.fullmatch(r"(0|IV|I{1,3}|[0-4])(?:[A-C]\d?|IS)?", stage)
+    grp = re.search(r" \(([^()]*)\)$", stage)  # TNM with its group: T1N1M0 (IIB)
+    m = re.fullmatch(r"(0|IV|I{1,3}|[0-4])(?:[A-C]\d?|IS)?", grp.group(1) if grp else stage)
     return _ROMAN.get(m.group(1), m.group(1)) if m else None
