@@ -71,6 +71,21 @@ def _pg_available() -> bool:
         return False
 
 
+@pytest.fixture(autouse=True)
+def _pydicom_validation_as_found() -> Iterator[None]:
+    """pydicom's validation modes are one global: a test (or the code it runs) that leaves them changed
+    fails here, and they are put back, so no later test of the worker runs under them (the whole suite
+    once failed 52 tests in one worker that found writing validation set to RAISE)."""
+    config = pydicom.config.settings
+    raw = config._reading_validation_mode, config._writing_validation_mode
+    before = config.reading_validation_mode, config.writing_validation_mode
+    yield
+    after = config.reading_validation_mode, config.writing_validation_mode
+    config._reading_validation_mode, config._writing_validation_mode = raw
+    if after != before:
+        pytest.fail(f"pydicom's validation modes were left changed: {before} -> {after}")
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     if not _pg_available():
