@@ -517,28 +517,25 @@ def deidentify_vcf(
         rules = RecordRules.of(header_lines)
         rules.withdrawn = frozenset(withdrawn)
         typed = record_values(body, rules, ids, site, counts, header_count)
-        if typed != body:  # values no record may carry: indexed again from what is kept
-            body = typed
-            records, variants = _index_text(
-                body.decode("utf-8", errors="replace"),
+
+        def reindex(kept: bytes) -> tuple[int, list[dict[str, Any]]]:
+            return _index_text(
+                kept.decode("utf-8", errors="replace"),
                 len(originals),
                 csq_fields,
                 af_key,
                 header_count,
                 fun_fields,
             )
+
+        if typed != body:  # values no record may carry: indexed again from what is kept
+            body = typed
+            records, variants = reindex(body)
             index = None
         kind = _gate_vcf(head, body, ids)
         if kind is not None:  # an identifier in the records: clean them, index again, gate again
             body = _clean_records(body, ids, header_count, counts)
-            records, variants = _index_text(
-                body.decode("utf-8", errors="replace"),
-                len(originals),
-                csq_fields,
-                af_key,
-                header_count,
-                fun_fields,
-            )
+            records, variants = reindex(body)
             index = None
             kind = _gate_vcf(head, body, ids)
         if kind is not None:
