@@ -12,6 +12,7 @@ import functools
 import hashlib
 import io
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,8 @@ from curata.catalog import Instance, Patient, Series, Site, Study
 from curata.collect.dicomweb import multipart_decode, multipart_encode
 from curata.collect.net import OK_STATUSES
 from curata.errors import InputError, decoding
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["dicomweb"])
 DICOM_JSON = "application/dicom+json"
@@ -391,10 +394,16 @@ def _metadata(raw: bytes, bulk_base: str) -> dict[str, Any]:
         return f"{bulk_base}/bulkdata/{elem.tag:08X}"
 
     # an element whose value does not read as its VR (a DS holding a word) is left out, not a 500 for
-    # the whole study: the viewer shows the rest (a sequence with such a value in an item goes whole)
-    out = ds.to_json_dict(
-        bulk_data_threshold=1024, bulk_data_element_handler=bulk, suppress_invalid_tags=True
-    )
+    # the whole study: the viewer shows the rest (a sequence with such a value in an item goes whole).
+    # Element by element here: pydicom's suppress_invalid_tags sets its global reading mode to RAISE
+    # meanwhile, and a de-identification in another thread saved and restored that mode, leaving the
+    # whole process raising on every odd value (the suite failed 52 tests of one worker so)
+    out: dict[str, Any] = {}
+    for key in tuple(ds.keys()):  # ds[key] converts inside the try (iterating ds would not)
+        try:
+            out[f"{key:08X}"] = ds[key].to_json_dict(bulk_data_element_handler=bulk, bulk_data_threshold=1024)
+        except Exception as exc:  # a value that does not read as its VR: left out, named by its tag only
+            log.warning("metadata: element %08X left out (%s)", key, type(exc).__name__)
     for tag in ("7FE00010", "7FE00008", "7FE00009"):  # pixel data is always fetched apart
         if tag in out:
             out[tag] = {"vr": out[tag]["vr"], "BulkDataURI": f"{bulk_base}/bulkdata/{tag}"}
