@@ -6,6 +6,7 @@ import hashlib
 import html
 import io
 import re
+import threading
 import urllib.parse
 import zlib
 from collections.abc import Iterator
@@ -235,17 +236,31 @@ def safe_relative_path(patient: str, study: str, series: str, sop: str) -> str:
     return f"{patient}/{study}/{series}/{sop}.dcm"
 
 
+# pydicom's validation modes are one global of the process; de-identifications run in several threads
+# at once (the gateway's receivers, the server): the first to start saves them, the last to end puts
+# them back. Each saving and restoring on its own left them off for the whole process (a thread saved
+# the modes another had switched off, and restored that after it).
+_QUIET_LOCK = threading.Lock()
+_quiet: list[Any] = [0, None]  # threads inside, the modes found by the first
+
+
 @contextmanager
 def _quiet_pydicom() -> Iterator[None]:
     """pydicom's per-value validation off while we work (a third of the time on small files): input
     values are not ours to judge, and the values we write are generated valid. Restored afterwards."""
     settings = pydicom.config.settings
-    saved = settings.reading_validation_mode, settings.writing_validation_mode
-    settings.reading_validation_mode = settings.writing_validation_mode = pydicom.config.IGNORE
+    with _QUIET_LOCK:
+        if _quiet[0] == 0:
+            _quiet[1] = settings._reading_validation_mode, settings._writing_validation_mode
+            settings.reading_validation_mode = settings.writing_validation_mode = pydicom.config.IGNORE
+        _quiet[0] += 1
     try:
         yield
     finally:
-        settings.reading_validation_mode, settings.writing_validation_mode = saved
+        with _QUIET_LOCK:
+            _quiet[0] -= 1
+            if _quiet[0] == 0:
+                settings._reading_validation_mode, settings._writing_validation_mode = _quiet[1]
 
 
 @cache
