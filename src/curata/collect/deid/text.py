@@ -1278,6 +1278,24 @@ def _num_groups(nums: Iterable[str], *, by_name: bool = False) -> _NumGroups:
     return tuple((part, tuple(group)) for part, group in groups.items())
 
 
+def _form_groups(forms: Iterable[str], parts: tuple[str, ...]) -> _NumGroups:
+    """``_num_groups`` of one date's written forms, each grouped by the first of ``parts`` (longest
+    first: the digits of its year and its compact forms, or its calendar's keys) that it holds, else by
+    its longest run of digits. Any substring of a form is a part every occurrence of it holds, and a
+    date's hundreds of forms are new for every date: the regular expression ``_num_part`` runs for
+    each, and its cache churned through them, was most of a new date's cost."""
+    groups: dict[str, list[tuple[str, bool]]] = {}
+    for n in sorted(forms, key=len, reverse=True):
+        for part in parts:
+            if part in n:
+                break
+        else:
+            runs = _DIGIT_RUN_STR.findall(n)
+            part = max(runs, key=len) if runs else n
+        groups.setdefault(part, []).append((n, n.isdigit()))
+    return tuple((part, tuple(group)) for part, group in groups.items())
+
+
 def _find_nums(low: str, groups: _NumGroups, found: list[tuple[int, int]], *, dates: bool = False) -> None:
     """Adds to ``found`` the spans of ``low`` where a number of ``groups`` stands on its own: not
     after a digit or a dot, and not running on into a longer number. A date (``dates``) written in
@@ -1305,7 +1323,9 @@ def _find_nums(low: str, groups: _NumGroups, found: list[tuple[int, int]], *, da
                 pos = low.find(num, pos + 1)
 
 
-# a calendar's forms: (its name, its keys, the ASCII ones as bytes, [text groups, ASCII bytes] once made)
+# a calendar's forms: (its name, its keys, the ASCII ones as bytes, [its forms, then what
+# ``DateNeedles._family`` made of them at _TEXT, _DATA and _TEXT_ASCII] once made)
+_TEXT, _DATA, _TEXT_ASCII = 1, 2, 3
 _Family = tuple[str, frozenset[str], frozenset[bytes], list[Any]]
 
 
@@ -1327,6 +1347,7 @@ class DateNeedles:
         "_day",
         "_families",
         "_forms",
+        "_parts",
         "_script",
         "_text",
         "_text_ascii",
@@ -1344,6 +1365,7 @@ class DateNeedles:
         else:
             base = {da}
         self._base = frozenset(base)
+        self._parts = tuple(sorted(base, key=len, reverse=True))  # what its forms are grouped by
         self._byte_base = frozenset(k.encode("ascii") for k in base)
         # each other calendar's forms apart, with its own keys (a met key costs only its calendar's forms)
         self._day = _calendar_day(da)
@@ -1374,7 +1396,7 @@ class DateNeedles:
     def text(self) -> _NumGroups:
         """The Gregorian forms as text, grouped for ``Matcher.spans``."""
         if self._text is None:
-            self._text = _num_groups(self._gregorian())
+            self._text = _form_groups(self._gregorian(), self._parts)
         return self._text
 
     @property
@@ -1391,7 +1413,7 @@ class DateNeedles:
         """``text`` of the ASCII forms alone: what ASCII text may hold (the CJK and Korean forms are no
         use there, and each stood in its year's group, tried wherever the year is)."""
         if self._text_ascii is None:
-            self._text_ascii = _num_groups([f for f in self._gregorian() if f.isascii()])
+            self._text_ascii = _ascii_groups(self.text)
         return self._text_ascii
 
     def _gregorian(self) -> list[str]:
@@ -1399,22 +1421,27 @@ class DateNeedles:
             self._forms = _gregorian_forms(self.da)
         return self._forms
 
-    def _family(self, family: _Family) -> list[Any]:
-        """(text groups, ASCII bytes) of one calendar's forms, made on first use."""
+    def _family(self, family: _Family, which: int) -> Any:
+        """One calendar's forms as text groups (``_TEXT``), ASCII bytes (``_DATA``) or the ASCII forms'
+        text groups (``_TEXT_ASCII``), each made on first use (the byte scans want the bytes alone)."""
         made = family[3]
         if not made:
             assert self._day is not None
-            forms = sorted(calendars.family_forms(self._day, family[0]))
-            made += [
-                _num_groups(forms, by_name=family[0] == calendars.ARABIC_SCRIPT),
-                _ascii_longest_first(forms),
-                _num_groups([f for f in forms if f.isascii()]),
-            ]
-        return made
+            made += [sorted(calendars.family_forms(self._day, family[0])), None, None, None]
+        if made[which] is None:
+            if which == _DATA:
+                made[which] = _ascii_longest_first(made[0])
+            elif which == _TEXT_ASCII:
+                made[which] = _ascii_groups(self._family(family, _TEXT))
+            elif family[0] == calendars.ARABIC_SCRIPT:
+                made[which] = _num_groups(made[0], by_name=True)
+            else:
+                made[which] = _form_groups(made[0], tuple(sorted(family[1], key=len, reverse=True)))
+        return made[which]
 
     def every_data(self) -> tuple[bytes, ...]:
         """The ASCII forms of every calendar as bytes, longest first (a plain needle list)."""
-        every = [*self.data, *(b for family in self._families for b in self._family(family)[1])]
+        every = [*self.data, *(b for family in self._families for b in self._family(family, _DATA))]
         return tuple(sorted(every, key=len, reverse=True))
 
     def text_for(
@@ -1427,11 +1454,11 @@ class DateNeedles:
             yield self.text_ascii if ascii else self.text
         for family in self._families:
             if not keys.isdisjoint(family[1]):
-                yield self._family(family)[2 if ascii else 0]
+                yield self._family(family, _TEXT_ASCII if ascii else _TEXT)
         if arabic:
             for family in self._script:
                 if not keys.isdisjoint(family[1]):
-                    yield self._family(family)[0]
+                    yield self._family(family, _TEXT)
 
     def data_for(self, keys: set[bytes] | frozenset[bytes]) -> Iterator[bytes]:
         """The ASCII forms as bytes of each calendar whose keys are among ``keys`` (``text_for``)."""
@@ -1439,7 +1466,17 @@ class DateNeedles:
             yield from self.data
         for family in self._families:
             if not keys.isdisjoint(family[2]):
-                yield from self._family(family)[1]
+                yield from self._family(family, _DATA)
+
+
+def _ascii_groups(groups: _NumGroups) -> _NumGroups:
+    """``groups`` with their forms beyond ASCII left out (what ASCII text may hold), in their order."""
+    out = []
+    for part, group in groups:
+        kept = tuple(g for g in group if g[0].isascii())
+        if kept:
+            out.append((part, kept))
+    return tuple(out)
 
 
 def _ascii_keys(keys: Iterable[str]) -> frozenset[bytes]:
