@@ -52,6 +52,90 @@ _PATH = re.compile(r"(?:[A-Za-z]:\\|\\\\|~/|file:|s3:|gs:|https?:|(?<![\w.])/[\w
 _DATE = re.compile(r"\d{4}[-/.]?\d{2}[-/.]?\d{2}")
 _CONTIG_KEEP = ("ID", "length", "assembly", "md5", "species", "taxonomy")
 
+# VCF text is percent-encoded (VCF 4.3 section 1.2: ``%3A`` ':', ``%3B`` ';', ``%3D`` '=', ``%25`` '%',
+# ``%2C`` ','; writers encode more: ``%20``, ``%2F``, ``%40``). htslib and pysam never decode it; htsjdk
+# and a person reading the file do: ``MRN%204471203``, ``1947%2D03%2D19``, ``Dr%2E%20Danjuma`` and
+# ``%2Fhome%2Fthistlewood`` read as the identifier and the path they are. Every text the site cleans
+# and the platform checks (a header's text, a record's text and annotations, a declared key) is read
+# decoded too (``_vcf_readings``): a text whose decoded reading the cleaner would change is changed
+# (the header: cleaned as it reads, and what is kept encoded again as it was written) or dropped (a
+# record's value), as the text itself would be.
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def _escape_run(run: str) -> list[tuple[str, bool]]:
+    """A run of ``%XX`` escapes as the characters they encode (UTF-8 bytes), each piece with whether it
+    was decoded: bytes that are no UTF-8 stay as written (``%FF``)."""
+    raw = bytes.fromhex(run.replace("%", ""))
+    out: list[tuple[str, bool]] = []
+    i = 0
+    while i < len(raw):
+        for n in (1, 2, 3, 4):
+            if i + n <= len(raw):
+                try:
+                    out.append((raw[i : i + n].decode("utf-8"), True))
+                except UnicodeDecodeError:
+                    continue
+                i += n
+                break
+        else:
+            out.append((run[3 * i : 3 * i + 3], False))
+            i += 1
+    return out
+
+
+def _vcf_decoded(text: str) -> str:
+    """``text`` with its percent escapes decoded once, as a VCF reader that decodes them shows it (a
+    run of escapes as UTF-8); a malformed escape (``50%``, ``%zz``, ``%FF``) as written."""
+    if "%" not in text:
+        return text
+    return _ESCAPES.sub(lambda m: "".join(piece for piece, _ in _escape_run(m.group(0))), text)
+
+
+def _vcf_readings(text: str) -> list[str]:
+    """The readings of ``text`` other than as written: decoded, then decoded again while that changes
+    it (text encoded twice, ``MRN%25204471203``). Empty for text with no escape."""
+    out: list[str] = []
+    while "%" in text and len(out) < 4:
+        plain = _vcf_decoded(text)
+        if plain == text:
+            break
+        out.append(plain)
+        text = plain
+    return out
+
+
+def _vcf_encoded(text: str, like: str) -> str:
+    """``text`` (a decoded reading, cleaned) encoded again as ``like`` was written: the characters
+    ``like`` wrote as escapes, every ``%`` and control character; ``_vcf_decoded`` gives ``text`` back."""
+    escaped = {"%"}
+    for m in _ESCAPES.finditer(like):
+        escaped.update(piece for piece, decoded in _escape_run(m.group(0)) if decoded)
+    return "".join(
+        "".join(f"%{b:02X}" for b in ch.encode("utf-8")) if ch in escaped or ch < " " else ch for ch in text
+    )
+
+
+def _pathed(text: str) -> bool:
+    """Whether a path begins in ``text``, as written or decoded."""
+    return any(_PATH.search(form) for form in (text, *_vcf_readings(text)))
+
+
+def _dated(text: str) -> bool:
+    return any(_DATE.search(form) for form in (text, *_vcf_readings(text)))
+
+
+def _cut_path(text: str) -> str:
+    """``text`` up to where a path begins in it, as written or decoded (what is kept encoded again)."""
+    if _PATH.search(text):
+        text = _PATH.split(text)[0]
+    plain = _vcf_decoded(text)
+    if plain != text:
+        cut = _cut_path(plain)
+        if cut != plain:
+            text = _vcf_encoded(cut, text)
+    return text
+
 
 @dataclass
 class VcfResult:
@@ -107,11 +191,10 @@ def _header_line(line: str, ids: Identifiers, site: SiteNames | None = None) -> 
         m = re.match(r"VCFv4\.\d", value)
         return f"##fileformat={m.group(0) if m else 'VCFv4.2'}"
     if key == "reference":
-        base = re.split(r"[/\\]", value.removeprefix("file://"))[-1]
-        base = _clean(base, ids, site)
-        return f"##reference={base}" if base and not _DATE.search(base) else None
+        base = _clean(_basename(value), ids, site)
+        return f"##reference={base}" if base and not _dated(base) else None
     if key == "source":
-        if _PATH.search(value) or _DATE.search(value):
+        if _pathed(value) or _dated(value):
             return None
         v = _clean(value, ids, site)
         return f"##source={v}" if v else None
@@ -121,7 +204,7 @@ def _header_line(line: str, ids: Identifiers, site: SiteNames | None = None) -> 
             return None  # a contig no record may name (``_CONTIG``)
         kept = []
         for k, v in attrs:
-            if k not in _CONTIG_KEEP or _PATH.search(v):
+            if k not in _CONTIG_KEEP or _pathed(v):
                 continue
             cleaned = v if k in _LAYOUT else _attribute_text(v, ids, site)
             if cleaned is not None:
@@ -136,7 +219,7 @@ def _header_line(line: str, ids: Identifiers, site: SiteNames | None = None) -> 
             if name not in _STRUCTURED_KEEP.get(key, ()):
                 continue
             if name in _LAYOUT:
-                if _PATH.search(raw):
+                if _pathed(raw):
                     return None
             else:
                 cleaned = _attribute_text(raw, ids, site)
@@ -146,6 +229,17 @@ def _header_line(line: str, ids: Identifiers, site: SiteNames | None = None) -> 
             kept.append(f"{name}={raw}")
         return f"##{key}=<{','.join(kept)}>" if kept else None
     return None
+
+
+def _basename(value: str) -> str:
+    """A ``##reference`` path's last part, the path as written or decoded (kept encoded as written)."""
+    base = re.split(r"[/\\]", value.removeprefix("file://"))[-1]
+    plain = _vcf_decoded(base)
+    if plain != base:
+        last = _basename(plain)
+        if last != plain:
+            base = _vcf_encoded(last, base)
+    return base
 
 
 # The keys a header declares (INFO, FORMAT, FILTER, ALT IDs): laid out, never cleaned, but a name there
@@ -160,20 +254,33 @@ _DECLARED = re.compile(r"##(INFO|FORMAT|FILTER|ALT)=<ID=([^,>]+)")
 
 
 def _names_someone(key: str, ids: Identifiers, site: SiteNames | None) -> bool:
-    """Whether a declared key holds one of the patient's identifiers or the site's names."""
-    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", key.replace("%20", " ").replace("_", " "))
+    """Whether a declared key holds one of the patient's identifiers or the site's names (the key as
+    written and decoded: ``_vcf_readings``)."""
     needles = ids.gate_needles()
-    return (
-        any(find_identifier(form.encode(), needles) is not None for form in (key, spaced))
-        or any(survivors(form, ids) for form in (key, spaced))
-        or (site is not None and site.in_word(key))
-    )
+    for word in (key, *_vcf_readings(key)):
+        spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", word.replace("%20", " ").replace("_", " "))
+        if (
+            any(find_identifier(form.encode(), needles) is not None for form in (word, spaced))
+            or any(survivors(form, ids) for form in (word, spaced))
+            or (site is not None and site.in_word(word))
+        ):
+            return True
+    return False
 
 
 def _clean(text: str, ids: Identifiers, site: SiteNames | None) -> str | None:
-    """``clean`` for header text: the patient's identifiers, generic shapes, and the site's names."""
-    out = clean(text, ids)
-    return site.clean(out) if site else out
+    """``clean`` for header text: the patient's identifiers, generic shapes, and the site's names. Text
+    with escapes is cleaned as it reads decoded (``_vcf_decoded``), and kept as written where that
+    reading and the text itself hold nothing; otherwise what is left of the reading, encoded again as
+    the text was (``_vcf_encoded``)."""
+    plain = _vcf_decoded(text)
+    if plain != text:
+        out = _clean(plain, ids, site)
+        if out == plain and not survivors(text, ids) and (site is None or site.clean(text) == text):
+            return text
+        return None if out is None else _vcf_encoded(out, text)
+    cleaned = clean(text, ids)
+    return site.clean(cleaned) if site else cleaned
 
 
 # Attributes that lay the file out (a field's key, its count and type, a contig's length and checksum):
@@ -187,17 +294,14 @@ def _attribute_text(raw: str, ids: Identifiers, site: SiteNames | None = None) -
     header text is, of the patient's identifiers and generic shapes, and cut where a path begins.
     None when nothing is left. A bare value the cleaner changed is quoted (``*`` and spaces)."""
     if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
-        text = raw[1:-1]
-        if _PATH.search(text):
-            text = _PATH.split(text)[0]
+        text = _cut_path(raw[1:-1])
         out = _clean(text, ids, site)
         return None if out is None else f'"{out}"'
     if len(raw) >= 2 and raw[0] == "[" and raw[-1] == "]":
         items = [_clean(item.strip(), ids, site) for item in raw[1:-1].split(",")]
         kept = [item for item in items if item and "," not in item]
         return f"[{', '.join(kept)}]" if kept else None
-    if _PATH.search(raw):
-        raw = _PATH.split(raw)[0]
+    raw = _cut_path(raw)
     out = _clean(raw, ids, site)
     if out is None or out == raw or _BARE.fullmatch(out):
         return out
@@ -251,7 +355,8 @@ def header_identifiers(header: str, ids: Identifiers) -> None:
             if name.lower() in _DESCRIBING:
                 continue
             text = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
-            _add_header_value(ids, text.strip(), sample=name == "ID" or name.startswith("Name_"))
+            for form in (text, *_vcf_readings(text)):  # as written, and as it reads decoded
+                _add_header_value(ids, form.strip(), sample=name == "ID" or name.startswith("Name_"))
 
 
 def _add_header_value(ids: Identifiers, value: str, *, sample: bool) -> None:
@@ -761,13 +866,26 @@ class _Values:
         self._clean: dict[str, bool] = {}
 
     def clean(self, text: str) -> bool:
-        """Whether the free-text cleaner (and the site's names) leave ``text`` as it is."""
+        """Whether the free-text cleaner (and the site's names) leave ``text`` as it is, and as it reads
+        decoded (``_vcf_readings``): a text with escapes is looked at for the patient's identifiers and
+        the site's names as written, for those and the generic shapes as it reads."""
         ok = self._clean.get(text)
         if ok is None:
-            out = clean_text(text, self.ids)
-            ok = out == text and (self.site is None or self.site.clean(text) == text)
+            readings = _vcf_readings(text)
+            if readings:
+                ok = self.names_nobody(text) and all(self.unchanged(r) for r in readings)
+            else:
+                ok = self.unchanged(text)
             self._clean[text] = ok
         return ok
+
+    def unchanged(self, text: str) -> bool:
+        out = clean_text(text, self.ids)
+        return out == text and (self.site is None or self.site.clean(text) == text)
+
+    def names_nobody(self, text: str) -> bool:
+        """Whether ``text`` holds none of the patient's identifiers nor the site's names (no shapes)."""
+        return not survivors(text, self.ids) and (self.site is None or self.site.clean(text) == text)
 
     def contig(self, name: str) -> bool:
         return bool(_CONTIG.fullmatch(name)) and (not self.rules.contigs or name in self.rules.contigs)
@@ -783,7 +901,12 @@ class _Values:
 
     def part(self, p: str) -> bool:
         """Whether a part of an annotation is kept: empty, of a shape annotations write (numbers,
-        accessions, HGVS, public databases' IDs, genes joined by '-'), or left as it is by the cleaner."""
+        accessions, HGVS, public databases' IDs, genes joined by '-'), or left as it is by the cleaner.
+        A part with escapes (VEP's ``ENSP00000275493.2%3Ap.Leu858Arg``): each of its decoded readings
+        so, and the part as written holding none of the patient's identifiers nor the site's names."""
+        readings = _vcf_readings(p)
+        if readings:
+            return self.names_nobody(p) and all(self.part(r) for r in readings)
         return not p or bool(_ANNOTATION_PART.fullmatch(p)) or self.joined(p) or self.clean(p)
 
     def joined(self, p: str) -> bool:
