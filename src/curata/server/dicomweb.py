@@ -13,27 +13,32 @@ import hashlib
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pydicom
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydicom.multival import MultiValue
 from sqlalchemy import func, select
 
 from curata.catalog import Instance, Patient, Series, Site, Study
 from curata.collect.dicomweb import multipart_decode, multipart_encode
 from curata.collect.net import OK_STATUSES
-from curata.errors import InputError, decoding
+from curata.collect.reasons import is_disk_full
+from curata.errors import CatalogError, InputError, StoreError, decoding, safe_reason, sanitize
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["dicomweb"])
 DICOM_JSON = "application/dicom+json"
-FAILURE_PROCESSING = 0x0110
-FAILURE_OUT_OF_RESOURCES = 0xA700
-FAILURE_REFUSED = 0xC000
-FAILURE_DIGEST_MISMATCH = 0xA900
+# Failure Reason (0008,1197) of a Failed SOP Sequence item (PS3.18 Table I.2-2), as the DIMSE
+# C-STORE SCP answers the same cause (curata.collect.net.scp)
+FAILURE_PROCESSING = 0x0110  # a failure of ours in processing the instance (a bug, an unfiled outcome)
+FAILURE_OUT_OF_RESOURCES = 0xA700  # disk, catalog or worker trouble: the sender may send it again later
+FAILURE_REFUSED = 0xC000  # "cannot understand": refused for what the instance holds (quarantined)
+FAILURE_DIGEST_MISMATCH = 0xA900  # the part is not the data set its Content-Digest announced
 FAILURE_STUDY_MISMATCH = 0xC000  # "cannot understand": the instance is not of the study in the URL
 
 
@@ -589,21 +594,120 @@ def _digest_ok(headers: dict[str, str], data: bytes) -> bool:
     return True
 
 
-def _source_uids(data: bytes) -> tuple[str, str, str]:
-    """(SOP Class, SOP Instance, Study Instance UID) as sent, or empty strings when unreadable."""
-    try:
-        ds = pydicom.dcmread(
-            io.BytesIO(data),
-            stop_before_pixels=True,
-            specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"],
-        )
-        return (
-            str(ds.get("SOPClassUID", "")),
-            str(ds.get("SOPInstanceUID", "")),
-            str(ds.get("StudyInstanceUID", "")),
-        )
-    except Exception:
-        return "", "", ""
+class _Part:
+    """What a STOW-RS answer may say of one part: its SOP Class, SOP Instance and Study UIDs as sent
+    (empty strings when unreadable), and the part's own numbers a UID must not hold to be echoed."""
+
+    __slots__ = ("numbers", "sop_class", "sop_uid", "study_uid")
+
+    def __init__(self, data: bytes) -> None:
+        self.sop_class = self.sop_uid = self.study_uid = ""
+        self.numbers: tuple[str, ...] = ()
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=_PART_TAGS)
+            self.sop_class, self.sop_uid, self.study_uid = (
+                str(ds.get(k, "") or "") for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")
+            )
+            self.numbers = _own_numbers(ds)
+        except Exception:  # unreadable (in part): the receiver refuses it with its own reason
+            pass
+
+    def echoable(self, uid: str) -> str:
+        """``uid`` when it may be echoed in the answer, else "".
+
+        PS3.18 has each Failed SOP Sequence item reference the instance, so a value the sender sent as
+        a UID is echoed back to it when it is one: a valid UID (PS3.5 9.1: 64 characters at most,
+        digits and dots, no leading zero in a component), which holds none of the part's own IDs,
+        accession number or birth date (the numbers the de-identification gate refuses in a retained
+        UID). Anything else (a name, an MRN, free text in the UID's place) is left out, and the item
+        says which part it is by its position in the request instead. On a gateway the instances are
+        identified by nature and their UIDs are remapped when stored: a stored item names the new UID,
+        a refused one at most the valid UID its sender sent; on the platform (verified mode) the UIDs
+        are those of an object already de-identified, stored as they are. Either way the answer holds
+        no value of a refused part but a UID that its sender sent as one."""
+        uid = uid.strip("\0 ")
+        if not uid or not pydicom.uid.UID(uid).is_valid:
+            return ""
+        return "" if any(n in uid for n in self.numbers) else uid
+
+
+_PART_TAGS = [
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "PatientID", "OtherPatientIDs", "AccessionNumber",
+    "PatientBirthDate",
+]  # fmt: skip
+
+
+def _own_numbers(ds: pydicom.Dataset) -> tuple[str, ...]:
+    """Each run of 6 digits or more of the part's PatientID, Other Patient IDs, accession number and
+    birth date (the birth date also day or month first), as the gate looks for them in a UID."""
+    values: list[str] = []
+    for keyword in ("PatientID", "OtherPatientIDs", "AccessionNumber", "PatientBirthDate"):
+        value = ds.get(keyword)
+        if value is None:
+            continue
+        values.extend(str(v) for v in (value if isinstance(value, MultiValue | list) else [value]))
+    runs: set[str] = set()
+    for value in values:
+        for run in re.findall(r"[0-9]{6,}", value):
+            runs.add(run)
+            y, m, d = run[:4], run[4:6], run[6:]
+            if len(run) == 8 and "01" <= m <= "12" and "01" <= d <= "31":
+                runs.update((d + m + y, m + d + y))
+    return tuple(runs)
+
+
+def _failed_item(part: _Part, position: int, code: int, reason: str) -> dict[str, Any]:
+    """A Failed SOP Sequence item: the part's UIDs where they may be echoed (``_Part.echoable``), its
+    Failure Reason and, as an Error Comment (0000,0902), its position and the cause.
+
+    PS3.18 Table I.1-1 gives the item no attribute for a reason's words (only the code), and
+    recommends a Warning header with a descriptive reason; dcm4chee-arc answers an Error Comment
+    beside the sequence. The comment is kept in each item here (one per refused part; a client reads
+    it where it reads the code), worded as the catalog's reason and the DIMSE SCP's comment, through
+    the same sanitiser (``curata.errors.sanitize``: quoted text, paths and long numbers out). Its VR is
+    LO, but the reason is not cut to 64 characters: its words name the attribute at fault, often past
+    the 64th character (sanitize keeps 300 at most)."""
+    item: dict[str, Any] = {}
+    sop_class, sop_uid = part.echoable(part.sop_class), part.echoable(part.sop_uid)
+    if sop_class:
+        item["00081150"] = _el("UI", sop_class)
+    if sop_uid:
+        item["00081155"] = _el("UI", sop_uid)
+    item["00081197"] = _el("US", code)
+    item["00000902"] = _el("LO", f"part {position}: {sanitize(reason)}")
+    return item
+
+
+def _failure_of(exc: BaseException) -> tuple[int, str]:
+    """(Failure Reason, reason) for an exception out of the receiver: an input we refuse names the
+    attribute at fault (never its value); disk, catalog or worker trouble is out of resources (the
+    sender may send it again), worded by its kind only (a database's text can quote the row's values);
+    anything else is a processing failure, named by where it happened."""
+    from concurrent.futures import BrokenExecutor
+
+    if isinstance(exc, InputError):  # our own words (sanitised with the others in _failed_item)
+        return FAILURE_REFUSED, exc.reason
+    if is_disk_full(exc):
+        return FAILURE_OUT_OF_RESOURCES, "not stored: no space left on the server; send it again later"
+    if isinstance(exc, OSError):
+        return FAILURE_OUT_OF_RESOURCES, f"not stored: {safe_reason(exc)}; send it again later"
+    if isinstance(exc, CatalogError | StoreError | BrokenExecutor | MemoryError):
+        return FAILURE_OUT_OF_RESOURCES, f"not stored: {type(exc).__name__}; send it again later"
+    return FAILURE_PROCESSING, f"not stored: {safe_reason(exc)}"
+
+
+def _refusal_of(outcome: Any) -> tuple[int, str]:
+    """(Failure Reason, reason) for an outcome that is not stored, as the DIMSE SCP answers it."""
+    from curata.collect.ingest import DISK_FULL_REASON
+
+    reason = outcome.reason or outcome.status
+    if outcome.reason == DISK_FULL_REASON:  # our trouble, not the data's: the sender retries later
+        return FAILURE_OUT_OF_RESOURCES, "not stored: no space left on the server; send it again later"
+    if outcome.status == "skipped" and outcome.input_digest:  # dropped by policy (a slide label image)
+        return FAILURE_REFUSED, f"not kept: {reason}"
+    if outcome.status == "quarantined":  # the reason says it is refused, the code too
+        return FAILURE_REFUSED, reason
+    return FAILURE_PROCESSING, f"not stored: {reason}"
 
 
 DEFAULT_MAX_UPLOAD = 512 << 20
@@ -784,7 +888,9 @@ def _file_into_project(request: Request, series_uids: list[str], n_stored: int, 
 @router.post("/studies")
 @router.post("/studies/{study_uid}")
 async def store_instances(request: Request, study_uid: str | None = None) -> JSONResponse:
-    """STOW-RS: file every part; answer which were stored and which failed (with a reason code)."""
+    """STOW-RS: file every part; answer which were stored and which failed: for each failed part, its
+    UIDs where they may be echoed, its position, a Failure Reason code and its sanitised cause
+    (``_failed_item``)."""
     from starlette.concurrency import run_in_threadpool
 
     body = await _bounded_body(request)
@@ -798,18 +904,22 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
     failed: list[dict[str, Any]] = []
     del body
     new_series: set[str] = set()
-    for headers, data in parts:
-        sop_class, sop_uid, part_study = _source_uids(data)
-        ref = {"00081150": _el("UI", sop_class), "00081155": _el("UI", sop_uid)}
+    deidentifying = bool(getattr(receiver, "deidentify", True))
+    for position, (headers, data) in enumerate(parts, 1):
+        part = _Part(data)
+        sop_class, sop_uid = part.sop_class, part.sop_uid
         if not _digest_ok(headers, data):
-            failed.append({**ref, "00081197": _el("US", FAILURE_DIGEST_MISMATCH)})
+            reason = "its Content-Digest does not match the part's bytes"
+            failed.append(_failed_item(part, position, FAILURE_DIGEST_MISMATCH, reason))
             continue
-        if study_uid and part_study != study_uid:  # POST /studies/{uid}: only that study's instances
-            failed.append({**ref, "00081197": _el("US", FAILURE_STUDY_MISMATCH)})
+        if study_uid and part.study_uid != study_uid:  # POST /studies/{uid}: only that study's instances
+            reason = "its Study Instance UID is not the study of the request's URL"
+            failed.append(_failed_item(part, position, FAILURE_STUDY_MISMATCH, reason))
             continue
         in_project = request.state.access.project is not None
+        derived = in_project and is_derived_class(sop_class)
         try:
-            if in_project and is_derived_class(sop_class):
+            if derived:
                 outcome = await run_in_threadpool(_file_derived, request, data)
             else:
                 if in_project:
@@ -817,26 +927,30 @@ async def store_instances(request: Request, study_uid: str | None = None) -> JSO
                 outcome = await run_in_threadpool(
                     receiver.receive, data, source="stow-rs", source_uid=sop_uid or None, peer="stow-rs"
                 )
-        except InputError as exc:
-            # the reason names the attribute, never its value (ErrorComment, as DIMSE's)
-            failed.append({**ref, "00081197": _el("US", FAILURE_REFUSED), "00000902": _el("LO", exc.message)})
-            continue
-        except Exception:
-            failed.append({**ref, "00081197": _el("US", FAILURE_OUT_OF_RESOURCES)})
+        except Exception as exc:
+            # the reason names the attribute or the kind of trouble, never a value
+            failed.append(_failed_item(part, position, *_failure_of(exc)))
             continue
         if outcome.status not in OK_STATUSES:
-            failed.append({**ref, "00081197": _el("US", FAILURE_REFUSED)})
+            failed.append(_failed_item(part, position, *_refusal_of(outcome)))
             continue
-        stored_uid = outcome.sop_instance_uid or sop_uid
-        item = {"00081150": _el("UI", sop_class), "00081155": _el("UI", stored_uid)}
+        # the UID stored (a gateway's remapped one); the sender's own only where the outcome does not
+        # say it and the object is stored unchanged (verified mode, a viewer's SEG/SR), if echoable
+        kept_as_sent = derived or not deidentifying
+        stored_uid = outcome.sop_instance_uid or (part.echoable(sop_uid) if kept_as_sent else "")
+        item = {"00081150": _el("UI", part.echoable(sop_class))}
+        if stored_uid:
+            item["00081155"] = _el("UI", stored_uid)
         fields = outcome.fields or {}
         st = (fields.get("study") or {}).get("study_uid")
         se = (fields.get("series") or {}).get("series_uid")
         if st and se:
-            item["00081190"] = _el("UR", f"{base}/studies/{st}/series/{se}/instances/{stored_uid}")
+            if stored_uid:
+                item["00081190"] = _el("UR", f"{base}/studies/{st}/series/{se}/instances/{stored_uid}")
             new_series.add(se)
         stored.append(item)
-    _file_into_project(request, sorted(new_series), len(stored), {i["00081155"]["Value"][0] for i in stored})
+    stored_uids = {i["00081155"]["Value"][0] for i in stored if "00081155" in i}
+    _file_into_project(request, sorted(new_series), len(stored), stored_uids)
     result: dict[str, Any] = {"00081190": _el("UR", f"{base}/studies/{study_uid}" if study_uid else base)}
     if stored:
         result["00081199"] = {"vr": "SQ", "Value": stored}
