@@ -28,7 +28,19 @@ PLANT = f"{NAME} {GIVEN} {MRN} {DOB} {PHONE}"
 NEEDLES = [NAME, GIVEN, MRN, "88421937", DOB, "19610423", PHONE, "867-5309", NAME.upper(), GIVEN.upper()]
 FOLDER = f"badmap_{NAME}_{MRN} {GIVEN} {DOB} {PHONE}"
 
-COLUMNS = ["mrn", "dob", "code", "coding_system", "display", "dx_date", "end", "stage", "value", "unit", "note"]
+COLUMNS = [
+    "mrn",
+    "dob",
+    "code",
+    "coding_system",
+    "display",
+    "dx_date",
+    "end",
+    "stage",
+    "value",
+    "unit",
+    "note",
+]
 MAPPING = """
 [csv]
 patient_id = "mrn"
@@ -264,3 +276,25 @@ def test_a_refused_fhir_resource_names_no_value(workspace, tmp_path: Path, resou
     assert kept, output
     assert _leaks(output, *kept) == []
     assert f"line {len(fhir_resources()) + 1}: {resource['resourceType']}" in kept[0], kept
+
+
+def test_a_kept_reason_keeps_the_places_it_counts_and_nothing_else() -> None:
+    from curata.collect.clinical.service import kept_reason
+
+    got = kept_reason(
+        f"line 48213: a quoted cell is never closed; byte 123456 of /data/{NAME}/x.csv; "
+        f"found '{PLANT}'; {MRN} on {DOB} at {PHONE}"
+    )
+    assert got.startswith("line 48213: a quoted cell is never closed; byte 123456 of"), got
+    assert _leaks(got) == [] and "/data" not in got, got
+
+
+def test_a_large_export_s_unclosed_quote_keeps_its_line(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "clin"
+    path = _write_csv(root / FOLDER / "dx.csv", [_row(mrn=f"MRN-{i:05d}") for i in range(12000)])
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(f'MRN-1,1950-01-02,C34.1,ICD10,"{PLANT},2024-02-20,,,,,\n')
+    output, kept = _ingest(workspace, root)
+    assert kept, output
+    assert _leaks(output, *kept) == []
+    assert all("line 12002" in r for r in kept), kept

@@ -157,7 +157,7 @@ def _read_spreadsheet(raw: bytes, suffix: str, mapping: TableMap) -> pd.DataFram
     except ImportError:
         if suffix == ".xls":
             raise InputError(
-                "an Excel 97-2003 workbook (.xls): not read here",
+                "an old Excel workbook (.xls, Excel 97 to 2003): not read here",
                 hint="save it as .xlsx or CSV from Excel or LibreOffice",
             ) from None
         raise
