@@ -298,3 +298,13 @@ def test_a_large_export_s_unclosed_quote_keeps_its_line(workspace, tmp_path: Pat
     assert kept, output
     assert _leaks(output, *kept) == []
     assert all("line 12002" in r for r in kept), kept
+
+
+def test_a_malformed_mapping_beside_fhir_files_quarantines_them(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "clin"
+    write_ndjson(root / FOLDER / f"{NAME}.ndjson", fhir_resources("pat-1"))
+    (root / FOLDER / "clinical-map.toml").write_text(f"[fhir]\npatient_id_system = {MRN}\n")
+    output, kept = _ingest(workspace, root)
+    assert kept, output  # quarantined with its reason, the run not stopped
+    assert _leaks(output, *kept) == []
+    assert all("clinical mapping" in r and "line 2, column 21" in r for r in kept), kept
