@@ -308,3 +308,18 @@ def test_a_malformed_mapping_beside_fhir_files_quarantines_them(workspace, tmp_p
     assert kept, output  # quarantined with its reason, the run not stopped
     assert _leaks(output, *kept) == []
     assert all("clinical mapping" in r and "line 2, column 21" in r for r in kept), kept
+
+
+def test_a_pushed_batch_s_unknown_code_system_is_not_quoted() -> None:
+    import pyarrow as pa
+
+    from curata.collect.clinical.exchange import _check_codes
+    from curata.errors import DeidError
+
+    table = pa.table(
+        {"condition_source_value": ["C34.1", "not a code!"], "source_system": ["ICD10", f"{NAME}-{MRN}"]}
+    )
+    with pytest.raises(DeidError) as err:
+        _check_codes("condition_occurrence", table)
+    assert _leaks(err.value.message) == [], err.value.message
+    assert "row 2: condition_source_value is not a code of its source_system" in err.value.message

@@ -73,7 +73,7 @@ class ClinicalOutcome:
 
 # a place our readers count and name in a reason (line 48213 of a large export, byte 9 of the mapping):
 # never a value, so kept through the sanitiser, which takes every number of five digits or more out
-_COUNTED = re.compile(r"\b(line|lines|byte|column|entry) (\d+)\b")
+_COUNTED = re.compile(r"\b(line|lines|byte|column|entry|row|record) (\d+)\b")
 
 
 def kept_reason(reason: str) -> str:
@@ -720,7 +720,7 @@ def _quarantined(ws: Workspace, batch: Batch, message: str) -> FiledBatch:
     """A pushed batch the platform refuses: it looks identified or malformed, so its bytes are not kept
     (the platform never holds identified data; the gateway keeps the input and sends it again), only
     the batch name, size and reason."""
-    reason = f"pushed {batch.kind} batch refused: {message}"
+    reason = f"pushed {batch.kind} batch refused: {kept_reason(message)}"
     _quarantine_row(ws, batch.batch, reason, len(batch.quarantine_bytes()))
     return FiledBatch(batch.batch, batch.kind, "quarantined", reason=reason)
 
