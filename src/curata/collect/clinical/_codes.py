@@ -254,6 +254,18 @@ def system_name(system: str | None) -> str | None:
     return ALIASES.get(s, s)
 
 
+def code_refusal(field: str, system: str | None, where: str) -> str:
+    """Why a code is refused, naming its system only where it is a known one (``SYSTEMS``): another
+    system is the export's own text (a cell, a FHIR Coding's system), which may be anything, a
+    patient's name or record number included. ``system``: as ``system_name`` gives it; ``where``: where
+    the system came from (``column coding_system``), so that the site can find it."""
+    if not system:
+        return f"{field}: not a valid local code"
+    if system in SYSTEMS:
+        return f"{field}: not a valid {system} code"
+    return f"{field}: not a valid code of an unknown code system ({where})"
+
+
 def kept_system(system: str | None) -> str | None:
     """What the catalog keeps of a code system: a known one's name, another's as written (upper case) when
     it has a system's shape (``SYSTEM``), else None (the codes are checked as local codes either way)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from curata.collect.clinical._codes import (
+    code_refusal,
     kept_system,
     normal_stage,
     stage_group,
@@ -296,7 +297,7 @@ class RecordBuilder:
             out = out[:limit]
         return out
 
-    def code(self, code: Any, system: str | None, name: str) -> str | None:
+    def code(self, code: Any, system: str | None, name: str, where: str = "Coding.system") -> str | None:
         if code is None or not str(code).strip():
             return None
         c = str(code).strip()
@@ -304,7 +305,7 @@ class RecordBuilder:
         if ok is None:
             ok = self._code_ok[(c, system)] = valid_code(c, system)
         if not ok:
-            raise RowError(f"{name}: not a valid {system_name(system) or 'local'} code")
+            raise RowError(code_refusal(name, system_name(system), where))
         return c
 
     @staticmethod

@@ -37,7 +37,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from curata.collect.clinical._codes import kept_system, normal_stage, stage_group, valid_code, valid_stage
+from curata.collect.clinical._codes import (
+    SYSTEMS,
+    kept_system,
+    normal_stage,
+    stage_group,
+    system_name,
+    valid_code,
+    valid_stage,
+)
 from curata.collect.clinical._index import arrow_type
 from curata.collect.clinical._writer import _DATE_COLUMNS
 from curata.collect.clinical.deid import AGE_CAP
@@ -480,7 +488,13 @@ def _check_codes(name: str, table: Any) -> None:
             if system is not None:
                 hit = pc.and_(hit, pc.equal(table.column(system), pa.scalar(sys_name, pa.string())))
             row = int(pc.fill_null(hit, False).to_numpy(zero_copy_only=False).argmax()) + 1
-            raise DeidError(f"table {name} row {row}: {code} is not a {sys_name or 'local'} code")
+            # the system named only where it is a known one: source_system is the sender's text
+            label = system_name(sys_name) or "local"
+            if sys_name and label not in SYSTEMS:
+                raise DeidError(
+                    f"table {name} row {row}: {code} is not a code of its source_system (unknown)"
+                )
+            raise DeidError(f"table {name} row {row}: {code} is not a {label} code")
 
 
 def check_vcf_header(sent: bytes, cleaned: bytes) -> None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curata.errors import ConfigError
+from curata.errors import ConfigError, sanitize
 
 EVENT_TABLES = {
     "condition": "condition_occurrence",
@@ -149,7 +149,7 @@ def _table_map(data: dict[str, Any], where: str) -> TableMap:
     person = data.get("person", {}) or {}
     events = []
     for i, ev in enumerate(data.get("events", []) or []):
-        here = f"{where}.events[{i}]"
+        here = f"{where}.events #{i + 1}"  # the [[csv.events]] table's place, counted from 1
         table = ev.get("table")
         if table not in EVENT_TABLES:
             raise ConfigError(f"{here}: table must be one of {', '.join(EVENT_TABLES)}, found {table!r}")
@@ -182,12 +182,12 @@ def _table_map(data: dict[str, Any], where: str) -> TableMap:
 
 
 def parse_mapping(data: dict[str, Any], path: str = "") -> SiteMapping:
-    table = _table_map(data["csv"], "[csv]") if "csv" in data else None
+    table = _table_map(data["csv"], "csv") if "csv" in data else None
     fhir = data.get("fhir", {}) or {}
     vcf = data.get("vcf", {}) or {}
     samples = vcf.get("samples", {}) or {}
     if not isinstance(samples, dict):
-        raise ConfigError("[vcf.samples]: expected a table of sample name = patient ID")
+        raise ConfigError("vcf.samples: expected a table of sample name = patient ID")
     return SiteMapping(
         table=table,
         fhir=FhirMap(fhir.get("patient_id_system"), str(fhir.get("issuer", "") or "")),
@@ -196,20 +196,40 @@ def parse_mapping(data: dict[str, Any], path: str = "") -> SiteMapping:
     )
 
 
-def load_mapping(path: Path) -> SiteMapping:
+def load_mapping(path: Path, role: str = "the clinical mapping") -> SiteMapping:
+    """The mapping in ``path``. Its errors name it by ``role`` (where it stands for the export it maps:
+    ``find_mapping``), never by its path: folder names often hold a patient's name or record number,
+    and the error becomes the reason an export is quarantined with. They keep what fixes the file: the
+    TOML error's line and column, the key that is wrong."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read the clinical mapping {path}: {exc}") from exc
-    return parse_mapping(data, str(path))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {role}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read {role}: not UTF-8 text (byte {exc.start + 1})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot read {role}: {sanitize(str(exc))}") from None
+    try:
+        return parse_mapping(data, str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{role} is not usable: {sanitize(exc.message)}", hint=exc.hint) from None
+    except (AttributeError, TypeError, ValueError) as exc:  # a key of the wrong TOML type
+        raise ConfigError(f"{role} is not usable: a key has the wrong type ({type(exc).__name__})") from None
 
 
 def find_mapping(data_file: Path, explicit: Path | None = None) -> SiteMapping:
-    """The mapping named explicitly, else ``clinical-map.toml`` in the file's folder or a folder above."""
+    """The mapping named explicitly, else ``clinical-map.toml`` in the file's folder or a folder above.
+    Its errors name it by where it stands from the file, never by its path."""
     if explicit is not None:
-        return load_mapping(explicit)
-    for folder in [data_file.parent, *data_file.parent.parents]:
+        return load_mapping(explicit, "the clinical mapping named in the configuration")
+    for up, folder in enumerate([data_file.parent, *data_file.parent.parents]):
         for name in MAP_NAMES:
             if (folder / name).is_file():
-                return load_mapping(folder / name)
+                return load_mapping(folder / name, mapping_role(name, up))
     return SiteMapping()
+
+
+def mapping_role(name: str, up: int) -> str:
+    """The words for a mapping file ``name`` found ``up`` folders above an export (0: beside it)."""
+    where = "beside the export" if up == 0 else f"{up} folder{'s' if up > 1 else ''} above the export"
+    return f"the clinical mapping {name} {where}"

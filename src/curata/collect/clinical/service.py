@@ -10,6 +10,7 @@ at once, so an interrupted run leaves at worst an unreferenced blob and a re-run
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from curata.collect.dicomweb.multipart import Part
 from curata.collect.reasons import is_disk_full
 from curata.collect.sources import Source
 from curata.console import RunSummary
-from curata.errors import CurataError, safe_reason
+from curata.errors import CurataError, safe_reason, sanitize
 from curata.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -70,12 +71,38 @@ class ClinicalOutcome:
     values_dropped: int = 0
 
 
+# a place our readers count and name in a reason (line 48213 of a large export, byte 9 of the mapping):
+# never a value, so kept through the sanitiser, which takes every number of five digits or more out
+_COUNTED = re.compile(r"\b(line|lines|byte|column|entry|row|record) (\d+)\b")
+
+
+def kept_reason(reason: str) -> str:
+    """A reason as it is kept and shown (catalog, quarantine, console): :func:`~curata.errors.sanitize`d,
+    quoted text, paths and long numbers out, the places it counts kept. Our readers' reasons name no
+    value or path on purpose; this catches the one that would."""
+    held: list[str] = []
+
+    def hold(m: re.Match[str]) -> str:
+        held.append(m.group(2))
+        return f"{m.group(1)} {chr(0xF0000 + len(held) - 1)}"  # a private-use character: no digit, no mark
+
+    out = sanitize(_COUNTED.sub(hold, reason))
+    return "".join(held[ord(ch) - 0xF0000] if 0xF0000 <= ord(ch) < 0xF0000 + len(held) else ch for ch in out)
+
+
+def _reason(exc: BaseException) -> str:
+    """The reason an input is refused for ``exc``: our own message (kept_reason), any other by its type."""
+    if isinstance(exc, CurataError):
+        return kept_reason(getattr(exc, "reason", None) or exc.message)
+    return safe_reason(exc)
+
+
 def _read(src: Source) -> bytes | ClinicalOutcome:
-    """An input's bytes, or its failure where it cannot be read (its reason names no value)."""
+    """An input's bytes, or its failure where it cannot be read (its reason sanitised: no value, no path)."""
     try:
         return src.read()
     except CurataError as exc:
-        return ClinicalOutcome("failed", src.name, reason=getattr(exc, "reason", exc.message))
+        return ClinicalOutcome("failed", src.name, reason=_reason(exc))
 
 
 def site_prefix(ws: Workspace, profile: str | None = None, config: Path | None = None) -> str:
@@ -202,7 +229,10 @@ class ClinicalIngestor:
                     return self._vcf(src, raw, digest)
                 return self._table(src, raw, digest, kind)
         except CurataError as exc:
-            reason = getattr(exc, "reason", None) or exc.message
+            # sanitised like every reason kept (paths, quoted values, long numbers out): an error names
+            # no path or value on purpose, and this keeps the one that would slip through out of the
+            # catalog, the quarantine and the console
+            reason = _reason(exc)
         except Exception as exc:  # a bad input a reader did not foresee, or a bug
             if is_disk_full(exc):
                 raise
@@ -262,7 +292,9 @@ class ClinicalIngestor:
             "ingested", source_name, batch.input_digest, rows=batch.rows, refused_rows=list(batch.quarantined)
         )
         if batch.quarantined:
-            shown = "; ".join(f"line {n}: {why}" for n, why in batch.quarantined[:20])
+            # each row's reason names its field, never its value; sanitised all the same, row by row
+            # (so that no reason is cut short and the line numbers stay)
+            shown = "; ".join(f"line {n}: {kept_reason(why)}" for n, why in batch.quarantined[:20])
             more = f"; and {len(batch.quarantined) - 20} more" if len(batch.quarantined) > 20 else ""
             reason = f"{len(batch.quarantined)} of {batch.rows} rows refused: {shown}{more}"
             out.reason = reason
@@ -325,9 +357,12 @@ class ClinicalIngestor:
 
     def _fhir(self, items: list[tuple[Source, bytes, str]]) -> list[ClinicalOutcome]:
         from curata.collect.clinical.fhir import deidentify_fhir
-        from curata.collect.ingest import _quarantine_bytes
 
-        mapping = self._mapping(items[0][0])
+        try:
+            mapping = self._mapping(items[0][0])
+        except CurataError as exc:  # a malformed mapping: every file quarantined with its reason
+            why = _reason(exc)
+            return [self._quarantine_fhir(s, raw, d, why) for s, raw, d in items]
         batches, failed = deidentify_fhir(
             [(s.name, raw, d) for s, raw, d in items],
             mapping.fhir,
@@ -340,13 +375,18 @@ class ClinicalIngestor:
         outs = []
         for digest, reason in failed:
             s, raw = by_digest[digest]
-            _quarantine_bytes(str(self.ws.quarantine_path), digest, raw, s.name, reason, "clinical")
-            self._quarantine_row(digest, reason, len(raw))
-            outs.append(ClinicalOutcome("quarantined", s.name, digest, reason))
+            outs.append(self._quarantine_fhir(s, raw, digest, kept_reason(reason)))
         for batch in batches:
             s, raw = by_digest[batch.input_digest]
             outs.append(self._file_batch(s, raw, batch))
         return outs
+
+    def _quarantine_fhir(self, src: Source, raw: bytes, digest: str, reason: str) -> ClinicalOutcome:
+        from curata.collect.ingest import _quarantine_bytes
+
+        _quarantine_bytes(str(self.ws.quarantine_path), digest, raw, src.name, reason, "clinical")
+        self._quarantine_row(digest, reason, len(raw))
+        return ClinicalOutcome("quarantined", src.name, digest, reason)
 
     def _vcf(self, src: Source, raw: bytes, digest: str) -> ClinicalOutcome:
         from curata.collect.genomics.vcf import deidentify_vcf
@@ -680,7 +720,7 @@ def _quarantined(ws: Workspace, batch: Batch, message: str) -> FiledBatch:
     """A pushed batch the platform refuses: it looks identified or malformed, so its bytes are not kept
     (the platform never holds identified data; the gateway keeps the input and sends it again), only
     the batch name, size and reason."""
-    reason = f"pushed {batch.kind} batch refused: {message}"
+    reason = f"pushed {batch.kind} batch refused: {kept_reason(message)}"
     _quarantine_row(ws, batch.batch, reason, len(batch.quarantine_bytes()))
     return FiledBatch(batch.batch, batch.kind, "quarantined", reason=reason)
 

@@ -26,6 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from curata.collect.clinical._codes import (
+    code_refusal,
     kept_system,
     normal_stage,
     stage_group,
@@ -156,7 +157,7 @@ def _read_spreadsheet(raw: bytes, suffix: str, mapping: TableMap) -> pd.DataFram
     except ImportError:
         if suffix == ".xls":
             raise InputError(
-                "an Excel 97-2003 workbook (.xls): not read here",
+                "an old Excel workbook (.xls, Excel 97 to 2003): not read here",
                 hint="save it as .xlsx or CSV from Excel or LibreOffice",
             ) from None
         raise
@@ -800,7 +801,7 @@ def _event(t: _Table, table: str, refs: dict[str, Ref], ei: int) -> tuple[dict[s
     system = t.ref(refs.get("system")) or Column.constant(t.n, None)
     sysname = system.map(system_name)
     code_col = t.ref(refs.get("code")) or Column.constant(t.n, None)
-    code = _code(t, code_col, sysname)
+    code = _code(t, code_col, sysname, _system_source(refs.get("system")))
     if table == "specimen":
         t.refuse(code.flags(lambda c: c is not None and not valid_code(c, None)) & t.alive(), SPECIMEN_CODE)
     data: dict[str, Any] = {"__start": start}
@@ -920,12 +921,18 @@ def _event(t: _Table, table: str, refs: dict[str, Ref], ei: int) -> tuple[dict[s
     return data, present
 
 
-def _code(t: _Table, code: Column, sysname: Column) -> Column:
-    """Codes checked against their system once per distinct (code, system); invalid rows refused."""
+def _system_source(ref: Ref | None) -> str:
+    """Where an event's code system comes from, in a reason's words: its column, or the mapping."""
+    return f"column {ref.column}" if ref is not None and ref.column else "given in the mapping"
+
+
+def _code(t: _Table, code: Column, sysname: Column, where: str) -> Column:
+    """Codes checked against their system once per distinct (code, system); invalid rows refused (their
+    reason names a known system, never a cell's: ``code_refusal``)."""
     if len(sysname.uniques) == 1:
         system = sysname.uniques[0]
         valid = code.flags(lambda c: c is None or not str(c).strip() or valid_code(str(c).strip(), system))
-        t.refuse(~valid & t.alive(), f"code: not a valid {system_name(system) or 'local'} code")
+        t.refuse(~valid & t.alive(), code_refusal("code", system_name(system), where))
         return code.map(lambda c: None if c is None or not str(c).strip() else str(c).strip())
     values, systems = code.values(), sysname.values()
     out = np.empty(t.n, dtype=object)
@@ -938,5 +945,5 @@ def _code(t: _Table, code: Column, sysname: Column) -> Column:
                     out[i] = str(c).strip()
                 else:
                     bad[i] = True
-        t.refuse(bad & t.alive(), f"code: not a valid {system_name(s) or 'local'} code")
+        t.refuse(bad & t.alive(), code_refusal("code", system_name(s), where))
     return _encode_series(pd.Series(out, dtype=object))
