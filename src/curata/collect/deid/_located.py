@@ -11,7 +11,7 @@ caller then names the offset as before.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 
@@ -26,6 +26,8 @@ _TRANSFER_SYNTAX = 0x00020010
 
 # (name, first byte of the element, first byte of its value, end, whether it is a leaf)
 _Span = tuple[str, int, int, int, bool]
+# a walk yields the spans inside what it walks and returns where that ends (or its own span)
+_Walk = Generator[_Span, None, int]
 
 
 class _Unreadable(Exception):
@@ -78,9 +80,7 @@ def _spans(data: bytes) -> Iterator[_Span]:
         return
 
 
-def _dataset(
-    data: bytes, i: int, stop: int | None, implicit: bool, little: bool, path: str
-) -> Iterator[_Span]:
+def _dataset(data: bytes, i: int, stop: int | None, implicit: bool, little: bool, path: str) -> _Walk:
     """A data set's elements, to ``stop`` or (undefined length) its item delimiter; returns where it
     ends."""
     end = len(data) if stop is None else stop
@@ -97,7 +97,7 @@ def _dataset(
     return i
 
 
-def _element(data: bytes, i: int, implicit: bool, little: bool, path: str) -> Iterator[_Span]:
+def _element(data: bytes, i: int, implicit: bool, little: bool, path: str) -> Generator[_Span, None, _Span]:
     """One element at ``i`` (the elements inside it first); returns its span."""
     order = "<" if little else ">"
     tag = _tag(data, i, little)
@@ -137,7 +137,7 @@ def _element(data: bytes, i: int, implicit: bool, little: bool, path: str) -> It
     return span
 
 
-def _items(data: bytes, j: int, stop: int | None, implicit: bool, little: bool, name: str) -> Iterator[_Span]:
+def _items(data: bytes, j: int, stop: int | None, implicit: bool, little: bool, name: str) -> _Walk:
     """A sequence's items, to ``stop`` or (undefined length) its delimiter; returns where it ends."""
     order = "<" if little else ">"
     n = 0
