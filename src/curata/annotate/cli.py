@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from curata.cli_common import finish, workspace_option
 from curata.console import console, print_json, print_table
@@ -93,7 +94,7 @@ def project_ls(as_json: bool = JSON, workspace: Path | None = WS) -> None:
 @annotate_app.command("schema")
 def schema(
     project: str,
-    file: Path = typer.Argument(..., help="TOML: instructions = '...' and [[label]] tables."),
+    file: Path = typer.Argument(..., help=escape("TOML: instructions = '...' and [[label]] tables.")),
     workspace: Path | None = WS,
 ) -> None:
     """Set a project's labels (name, value, kind, scheme, code, meaning, colour) and instructions."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from curata.cli_common import finish, workspace_option
 from curata.console import make_progress
@@ -14,7 +15,7 @@ def ingest(
     paths: list[Path] = typer.Argument(..., help="Folders (recursive), files or zip archives."),
     site: str = typer.Option(None, "--site", help="File under this site (default: the workspace's site)."),
     profile: str = typer.Option(
-        None, "--profile", help="De-identification profile (default: [deid] profile in curata.toml)."
+        None, "--profile", help=escape("De-identification profile (default: [deid] profile in curata.toml).")
     ),
     config: Path = typer.Option(None, "--config", help="De-identification TOML overrides."),
     no_deid: bool = typer.Option(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from curata.cli_common import finish, workspace_option
 from curata.console import err_console, make_progress
@@ -34,9 +35,11 @@ def _setup_logging(verbose: bool) -> None:
 
 @gateway_app.command("serve")
 def serve(
-    ae_title: str = typer.Option(None, "--ae-title", help="Our AE title (default: [gateway] ae_title)."),
-    port: int = typer.Option(None, "--port", help="DICOM port (default: [gateway] port, 11112)."),
-    bind: str = typer.Option(None, "--bind", help="Address to listen on (default: [gateway] bind)."),
+    ae_title: str = typer.Option(
+        None, "--ae-title", help=escape("Our AE title (default: [gateway] ae_title).")
+    ),
+    port: int = typer.Option(None, "--port", help=escape("DICOM port (default: [gateway] port, 11112).")),
+    bind: str = typer.Option(None, "--bind", help=escape("Address to listen on (default: [gateway] bind).")),
     allow: list[str] = typer.Option(
         None, "--allow", help="Calling AE allowed to associate, AE or AE@host (repeat; default: config)."
     ),
@@ -50,14 +53,18 @@ def serve(
         None,
         "--processes",
         "-p",
-        help="Listener processes sharing the port (SO_REUSEPORT), each de-identifying in-process "
-        "(default: [gateway] processes, 1).",
+        help=escape(
+            "Listener processes sharing the port (SO_REUSEPORT), each de-identifying in-process "
+            "(default: [gateway] processes, 1)."
+        ),
     ),
     front_end: str = typer.Option(
         None,
         "--front-end",
-        help="python (answers after filing) or dcmtk (answers once durable in the site's spool; "
-        "faster). Default: [gateway] front_end.",
+        help=escape(
+            "python (answers after filing) or dcmtk (answers once durable in the site's spool; "
+            "faster). Default: [gateway] front_end."
+        ),
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every association."),
@@ -153,13 +160,15 @@ def serve(
 @gateway_app.command("pull")
 def pull(
     source: str = typer.Option(
-        None, "--from", help="The PACS: AE@host:port, or a peer named in [gateway.peers]."
+        None, "--from", help=escape("The PACS: AE@host:port, or a peer named in [gateway.peers].")
     ),
     dicomweb: str = typer.Option(None, "--dicomweb", help="A DICOMweb base URL (QIDO-RS + WADO-RS) instead."),
     level: str = typer.Option("study", "--level", help="Retrieve granularity: study or series."),
     match: list[str] = typer.Option(None, "--match", help="C-FIND / QIDO match KEYWORD=VALUE (repeat)."),
     get: bool = typer.Option(False, "--get", help="Retrieve with C-GET instead of C-MOVE."),
-    port: int = typer.Option(None, "--port", help="Our DICOM port for C-MOVE (default: [gateway] port)."),
+    port: int = typer.Option(
+        None, "--port", help=escape("Our DICOM port for C-MOVE (default: [gateway] port).")
+    ),
     token: str = typer.Option(None, "--token", envvar="CURATA_PULL_TOKEN", help="Bearer token for DICOMweb."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -297,8 +306,10 @@ def watch(
 
 
 def server(
-    host: str = typer.Option(None, "--host", help="Address to listen on (default: [gateway] http_host)."),
-    port: int = typer.Option(None, "--port", help="HTTP port (default: [gateway] http_port, 8042)."),
+    host: str = typer.Option(
+        None, "--host", help=escape("Address to listen on (default: [gateway] http_host).")
+    ),
+    port: int = typer.Option(None, "--port", help=escape("HTTP port (default: [gateway] http_port, 8042).")),
     verified: bool = typer.Option(
         False,
         "--verified-deidentified",

@@ -47,6 +47,12 @@ from curata.runtime import imap_unordered
 from curata.workspace import Workspace
 
 DISK_FULL_REASON = "no space left on the device (store, quarantine or catalog)"
+# a second input that de-identifies to another instance under a SOP Instance UID already filed: the
+# catalog holds one instance per UID, so it is refused, never dropped as present (`curata deid`
+# quarantines the same pair as DuplicateUID)
+DUPLICATE_UID_REASON = (
+    "another instance with the same SOP Instance UID and different content is already stored"
+)
 DISK_FULL_HINT = "free space (or move the store or the catalog to a larger disk in curata.toml) and run again: the rerun resumes"
 
 
@@ -315,14 +321,25 @@ class CatalogWriter:
         if outcome.children:
             from curata.collect.wsi import file_slide
 
-            statuses = [self.file(child) for child in outcome.children]
+            statuses = [self._file_instance(child) for child in outcome.children]
             if outcome.slide is not None:
                 file_slide(self.session, outcome.children[0].fields["series"]["series_uid"], outcome.slide)
             return "ingested" if "ingested" in statuses else "present"
+        return self._file_instance(outcome, conflicts=True)
+
+    def _file_instance(self, outcome: IngestOutcome, *, conflicts: bool = False) -> str:
+        """One instance's rows: "ingested", or "present" where its SOP Instance UID is filed already
+        with the same content; with ``conflicts``, "quarantined" (the reason set, the quarantine row
+        added) where that UID holds other content. (A slide's levels keep the old rule: present.)"""
         f = outcome.fields
         uid = f["instance"]["sop_instance_uid"]
-        if self.session.scalar(select(Instance.id).where(Instance.sop_instance_uid == uid)) is not None:
-            return "present"
+        filed = self.session.scalar(select(Instance.blob_digest).where(Instance.sop_instance_uid == uid))
+        if filed is not None:
+            if not conflicts or filed == outcome.blob_digest:
+                return "present"
+            outcome.reason = DUPLICATE_UID_REASON
+            self.quarantine(outcome)
+            return "quarantined"
         patient = self._patient(f["patient"])
         study = self._study(patient, f["study"])
         series = self._series_row(study, f["series"])
@@ -586,7 +603,7 @@ class Ingestor:
             pending: list[IngestOutcome] = []
             last_commit = time.monotonic()
             disk_full = False
-            for _src, outcome in imap_unordered(
+            for src, outcome in imap_unordered(
                 process_one, sources, workers=self.workers, initializer=_init_worker, initargs=(ctx,)
             ):
                 if outcome.reason == DISK_FULL_REASON:  # stop: every later input would fail alike
@@ -595,10 +612,13 @@ class Ingestor:
                     break
                 if outcome.status in ("ingested", "quarantined"):
                     pending.append(outcome)
+                    filed_as = outcome.status
                     try:
                         outcome.status = self._file_one(writer, outcome)
                     except (IntegrityError, OperationalError) as exc:  # another ingest filed it first
                         writer = self._retry(session, pending, exc)
+                    if filed_as == "ingested" and outcome.status == "quarantined":
+                        _keep_refused(ctx, src, outcome)
                 else:
                     summary.add(outcome.status)
                     if outcome.status == "failed":
@@ -653,8 +673,10 @@ class Ingestor:
                 site = ensure_site(session, self.site_name, self.region, self.country)
                 writer = CatalogWriter(session, site)
                 for outcome in pending:
-                    if outcome.status == "present" and outcome.fields:
-                        outcome.status = "ingested"
+                    if outcome.fields and (
+                        outcome.status == "present" or outcome.reason == DUPLICATE_UID_REASON
+                    ):
+                        outcome.status = "ingested"  # decided again against what is filed now
                     outcome.status = self._file_one(writer, outcome)
                 session.commit()
                 return writer
@@ -686,9 +708,26 @@ class Ingestor:
             writer = CatalogWriter(session, site)
             if outcome.status == "ingested":
                 outcome.status = writer.file(outcome)
+                if outcome.status == "quarantined":
+                    _keep_refused(self._single, (source, raw), outcome)
             elif outcome.status == "quarantined":
                 writer.quarantine(outcome)
         return outcome
+
+
+def _keep_refused(ctx: _WorkerContext, source: Source | tuple[str, bytes], outcome: IngestOutcome) -> None:
+    """An input refused when filed (``DUPLICATE_UID_REASON``), after its worker read it: its bytes go
+    where a refused input's go (:func:`refuse_bytes`), read again from the source. Where they cannot
+    be read again, or have changed since, the catalog's quarantine row (digest, size, reason) stays
+    alone."""
+    if not ctx.deidentify or not outcome.input_digest:
+        return  # the platform keeps no refused bytes
+    try:
+        raw = source[1] if isinstance(source, tuple) else source.read()
+        if hashlib.sha256(raw).hexdigest() == outcome.input_digest:
+            refuse_bytes(ctx, outcome.input_digest, raw, outcome.source, outcome.reason or "", "ingest")
+    except (InputError, OSError):
+        pass
 
 
 # -- the public face of the worker set-up, for other services of this stage (the gateway's Receiver) --

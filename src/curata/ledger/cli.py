@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from curata.cli_common import finish, workspace_option
 from curata.console import RunSummary, console, print_table, status
@@ -264,7 +265,9 @@ def licence_list(as_json: bool = JSON, workspace: Path | None = WS) -> None:
 def revenue_statement(
     period: str = typer.Option(..., "--period", help="2026-Q4, 2026-11 or 2026."),
     rule: str = typer.Option(
-        None, "--rule", help="patients (default) or annotated_cases; else [revenue] rule in curata.toml."
+        None,
+        "--rule",
+        help=escape("patients (default) or annotated_cases; else [revenue] rule in curata.toml."),
     ),
     as_json: bool = JSON,
     workspace: Path | None = WS,

@@ -208,3 +208,57 @@ def test_deid_imports_pydicom_without_its_download_modules(tmp_path: Path) -> No
     summary = json.loads(r.stdout[: r.stdout.rindex("}") + 1])
     assert summary["deidentified"] >= 1 and summary["quarantined"] == 0
     assert r.stdout.strip().splitlines()[-1] == "['pydicom']"
+
+
+def _unreadable(path: Path) -> str:
+    """Make ``path`` a real input that cannot be read: a file of mode 000, or, as root (whom modes do not
+    stop), a link to a kernel file whose read fails (EACCES on a write-only sysfs file, EIO on
+    /proc/self/mem). Returns the failure's strerror; skips where none is to be had."""
+    import pytest
+
+    if os.geteuid() != 0:
+        path.write_bytes(vendor_file("CT_small.dcm").read_bytes())
+        path.chmod(0)
+        return "Permission denied"
+    for target in ("/sys/bus/pci/rescan", "/sys/bus/platform/drivers_probe", "/proc/self/mem"):
+        try:
+            Path(target).read_bytes()
+        except OSError as exc:
+            if Path(target).is_file() and exc.strerror:
+                path.symlink_to(target)
+                return exc.strerror
+    pytest.skip("no unreadable file to be had here")
+
+
+def test_an_unreadable_input_is_reported_as_not_read_and_the_batch_goes_on(tmp_path: Path) -> None:
+    """An input that cannot be read (EACCES, EIO) is neither quarantined nor a crash: the console says it
+    could not be read, names it as other refused inputs are named (no patient-named path unless
+    --show-paths), counts it as failed, and the exit status says so; the other inputs are de-identified."""
+    _curata("keygen", "site.key", cwd=tmp_path)
+    folder = tmp_path / "in" / "NWACHUKWU_CHIDINMA_MRN-88231"
+    folder.mkdir(parents=True)
+    shutil.copy(vendor_file("CT_small.dcm"), folder / "a.dcm")
+    why = _unreadable(folder / "Nwachukwu Chidinma 19520311.dcm")
+    args = ("deid", "in", "out", "--key-file", "site.key", "--workers", "1")
+    r = _curata(*args, cwd=tmp_path)
+    both = r.stdout + r.stderr
+    assert r.returncode == 1, both
+    assert "internal error" not in both and "Traceback" not in both
+    assert "quarantined in" not in both  # nothing went to the quarantine
+    assert "1 input(s) could not be read" in r.stdout, both
+    assert f"could not read the input ({why})" in r.stdout
+    printed = re.sub(r"[\s^,.\-_'/\\:|;]+", "", both.lower())
+    assert [n for n in ("nwachukwu", "chidinma", "88231", "19520311") if n in printed] == []
+    assert "an input (--show-paths names it)" in r.stdout
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 1
+    assert not list((tmp_path / "curata-quarantine").glob("*.input"))
+    report = json.loads((tmp_path / "out" / "deid-report.json").read_text())
+    assert report["counts"] == {"deidentified": 1, "failed": 1}
+    assert report["quarantined"] == [] and [f["reason"] for f in report["failed"]] == [
+        f"could not read the input ({why})"
+    ]
+    assert "Nwachukwu" not in (tmp_path / "out" / "deid-report.json").read_text()
+    as_json = _curata(*args[:2], "out2", *args[3:], "--json", cwd=tmp_path)
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["failed"] == 1
+    shown = _curata(*args[:2], "out3", *args[3:], "--show-paths", cwd=tmp_path)
+    assert shown.returncode == 1 and "Nwachukwu Chidinma 19520311.dcm" in shown.stdout.replace("\n", "")

@@ -150,8 +150,10 @@ def _stage_one(path_str: str) -> dict[str, Any] | _Staged:
     path = Path(path_str)
     try:
         raw = path.read_bytes()
-    except OSError as exc:
-        return {"status": "failed", "reason": f"cannot read input ({exc.strerror})", "source": path_str}
+    except OSError as exc:  # not read, so neither quarantined nor named by a digest: counted as failed
+        why = exc.strerror or type(exc).__name__
+        return {"status": "failed", "reason": f"could not read the input ({why})", "error": "ReadError",
+                "source": path_str}  # fmt: skip
     sha = hashlib.sha256(raw).hexdigest()
     try:
         res = deid.deidentify_bytes(raw, input_sha256=sha)
@@ -329,6 +331,7 @@ class BatchReport:
     counts: dict[str, int] = field(default_factory=dict)
     files: list[dict[str, Any]] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)  # inputs that could not be read
 
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -382,11 +385,14 @@ def run_batch(
                     if res["record"]["pixels"] == "cleaned":
                         report.add("pixels_cleaned")
                     report.files.append({"output": res["output"], **res["record"]})
-            else:
-                report.add("quarantined" if status == "quarantined" else "failed")
+            elif status == "quarantined":
+                report.add("quarantined")
                 if res.get("error") == "ReviewNeeded":
                     report.add("review")
                 report.quarantined.append(res)
+            else:  # not read: nothing of it was kept, so it is no quarantine
+                report.add("failed")
+                report.failed.append(res)
             if on_progress:
                 on_progress(done, len(paths))
 
@@ -423,6 +429,7 @@ def write_report(output: Path, profile: Profile, report: BatchReport) -> Path:
         "quarantined": [
             {k: v for k, v in q.items() if k not in ("source", "status")} for q in report.quarantined
         ],
+        "failed": [{k: v for k, v in f.items() if k not in ("source", "status")} for f in report.failed],
     }
     path = output / REPORT_NAME
     atomic_write(path, json.dumps(body, indent=2, sort_keys=True).encode())

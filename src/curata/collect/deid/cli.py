@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from curata.collect.keys import generate_key_file, read_key_file
 from curata.console import RunSummary, console, make_progress
@@ -96,12 +97,16 @@ def deid(
         if report.counts.get("review"):
             console.print(f"{report.counts['review']} object(s) wait for review: curata deid-review list")
         if report.quarantined:
-            console.print(f"[red]{len(report.quarantined)} input(s) quarantined in {qdir}[/]")
-            for q in report.quarantined[
-                :10
-            ]:  # by sha256 (the name of its file there), as `curata ingest` does
+            console.print(f"[red]{len(report.quarantined)} input(s) quarantined in {escape(str(qdir))}[/]")
+            # by sha256 (the name of its file there), as `curata ingest` does
+            for q in report.quarantined[:10]:
                 label = q["source"] if show_paths else f"sha256:{q['input_sha256'][:16]}"
-                console.print(f"  {label}: {q['reason']}")
+                console.print(f"  {escape(label)}: {escape(q['reason'])}")
+        if report.failed:
+            console.print(f"[red]{len(report.failed)} input(s) could not be read[/]")
+            for f in report.failed[:10]:  # never read, so no digest: by path only with --show-paths
+                label = f["source"] if show_paths else "an input (--show-paths names it)"
+                console.print(f"  {escape(label)}: {escape(f['reason'])}")
     if summary.failed:
         raise typer.Exit(1)
 

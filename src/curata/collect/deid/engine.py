@@ -9,7 +9,7 @@ import re
 import threading
 import urllib.parse
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from functools import cache, lru_cache
@@ -29,7 +29,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from curata import __version__
-from curata.collect.deid import _native, _rawpath, _reader, _writer, codestream, pixels
+from curata.collect.deid import _located, _native, _rawpath, _reader, _writer, codestream, pixels
 from curata.collect.deid.identities import REMEMBERED_TAGS, SiteIdentities
 from curata.collect.deid.profile import BASIC_CODE, OPTIONS, Profile, load_profile
 from curata.collect.deid.pseudonyms import (
@@ -1151,7 +1151,7 @@ class Deidentifier:
                         for needle in group:
                             pos = squeezed.find(needle)
                             if pos >= 0:
-                                _refuse(pos + lo, "sub")
+                                _refuse(output, _unsqueezed(hay, pos) + lo, "sub")
             for part, pairs in plan.plain:
                 if hay.find(part) >= 0:
                     for needle, kind in pairs:
@@ -1162,27 +1162,49 @@ class Deidentifier:
                             while pos >= 0 and kind == "num" and _other_number(output, pos + lo, needle):
                                 pos = find_bounded(hay, needle, kind, pos + 1, end - lo)
                             if pos >= 0:
-                                _refuse(pos + lo, kind)
+                                _refuse(output, pos + lo, kind)
             if plan.numbers and find_grouped_number(hay, plan.numbers):
-                _refuse(start, "num")
+                _refuse(output, start, "num", lambda h: find_grouped_number(h, plan.numbers))
             for uid in plan.uids:
                 if hay.find(uid) >= 0:
                     pos = find_bounded(hay, uid, "uid", start - lo, end - lo)
                     if pos >= 0:
-                        _refuse(pos + lo, "uid")
+                        _refuse(output, pos + lo, "uid")
             if dates:
                 pos = find_date(hay, dates, start - lo, end - lo)
                 if pos >= 0:
-                    _refuse(pos + lo, "date")
+                    _refuse(output, pos + lo, "date")
             if _ESCAPE.search(hay):
                 unescaped = _unescaped(hay)
                 if unescaped is not None and identity_spans(matcher, unescaped):
-                    _refuse(start, "escaped")
+                    _refuse(output, start, "escaped", lambda h: _escaped_hit(matcher, h))
 
 
 # Text escaped for a URL or for HTML (M%C3%9CLLER, M&#220;LLER, M&Uuml;LLER): the gate reads it
 # unescaped too, in a span that holds an escape (the bytes are lower case here)
 _ESCAPE = re.compile(rb"%[0-9a-f]{2}|&(?:#[0-9]{1,7}|#x[0-9a-f]{1,6}|[a-z][a-z0-9]{1,31});")
+
+
+def _escaped_hit(matcher: Matcher, hay: bytes) -> bool:
+    """The gate's escaped rule on one span (``_scan_bytes``)."""
+    if not _ESCAPE.search(hay):
+        return False
+    unescaped = _unescaped(hay)
+    return unescaped is not None and bool(identity_spans(matcher, unescaped))
+
+
+def _unsqueezed(hay: bytes, pos: int) -> int:
+    """The offset in ``hay`` of byte ``pos`` of ``hay`` without its separators (``_SEP_BYTES``)."""
+    seen = -1
+    for i, byte in enumerate(hay):
+        if byte not in _SEP_SET:
+            seen += 1
+            if seen == pos:
+                return i
+    return 0
+
+
+_SEP_SET = frozenset(_SEP_BYTES)
 
 
 def _unescaped(hay: bytes) -> str | None:
@@ -1275,10 +1297,11 @@ def _refuse_retained_uids(output: bytes, ctx: _Ctx, spans: list[tuple[int, int]]
                     in_uid = in_uid and (pos == a or output[pos - 1] not in _DIGIT_BYTES)
                     in_uid = in_uid and (end == b or output[end] not in _DIGIT_BYTES)
                 if in_uid and any(start <= pos < stop for start, stop in spans):
+                    where = _located.element_at(output, pos)
                     raise DeidError(
                         f"final gate: a UID kept by the Retain UIDs option holds one of the patient's "
-                        f"own numbers (an ID, the accession number or the birth date) near byte {pos} "
-                        "of the output; not released",
+                        f"own numbers (an ID, the accession number or the birth date) "
+                        f"{f'in {where}' if where else f'near byte {pos} of the output'}; not released",
                         hint="retain_uids keeps the input's UIDs as they are: de-identify these objects "
                         "without it (their UIDs are then remapped), or have the source stop building "
                         "UIDs from patient data",
@@ -1286,10 +1309,15 @@ def _refuse_retained_uids(output: bytes, ctx: _Ctx, spans: list[tuple[int, int]]
                 pos = output.find(needle, pos + 1)
 
 
-def _refuse(pos: int, kind: str) -> NoReturn:
+def _refuse(output: bytes, pos: int, kind: str, test: Callable[[bytes], bool] | None = None) -> NoReturn:
+    """Refuse the output: an identifier of ``kind`` lies at ``pos``, or (``test``: a rule that knows no
+    offset) in the first element whose value passes ``test``. The reason names the element by its
+    tag and keyword (nested, the path of tags; never its value); the offset only where no element
+    is found."""
+    where = (test and _located.element_where(output, test)) or _located.element_at(output, pos)
+    place = f"in {where}" if where else f"near byte {pos} of the output"
     raise DeidError(
-        f"final gate: an identifying value of the input survived near byte {pos} "
-        f"of the output ({_KIND_TEXT[kind]}); not released"
+        f"final gate: an identifying value of the input survived {place} ({_KIND_TEXT[kind]}); not released"
     )
 
 
@@ -1311,7 +1339,7 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> st
             vr = _vr_of(tag) or "UN"
         if vr == "SQ":
             for n, item in enumerate(ds[tag].value or ()):
-                where = _decoded_hit(item, matcher, ctx, f"{path}{_name(tag)}[{n}].")
+                where = _decoded_hit(item, matcher, ctx, f"{path}{_located.label(tag)}[{n}] > ")
                 if where:
                     return where
             continue
@@ -1334,7 +1362,7 @@ def _decoded_hit(ds: Dataset, matcher: Matcher, ctx: _Ctx, path: str = "") -> st
             assert data is not None
             values += other_readings(data)  # written in another character set than the declared one
         if _text_hit(matcher, ctx, tag, vr, values):
-            return f"{path}{_name(tag)}"
+            return f"{path}{_located.label(tag)}"
     return ""
 
 
@@ -1387,10 +1415,6 @@ def _drop(ds: Dataset, tags: list[int]) -> None:
     for tag in tags:
         del items[BaseTag(tag)]
     ds._private_blocks = {}  # a creator may have gone: rebuilt on next access
-
-
-def _name(tag: int) -> str:
-    return keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 # Encapsulated documents whose text layer cannot be cleaned here (PDF text is usually compressed,
