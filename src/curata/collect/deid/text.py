@@ -1324,8 +1324,10 @@ def _find_nums(low: str, groups: _NumGroups, found: list[tuple[int, int]], *, da
 
 
 # a calendar's forms: (its name, its keys, the ASCII ones as bytes, [its forms, then what
-# ``DateNeedles._family`` made of them at _TEXT, _DATA and _TEXT_ASCII] once made)
-_TEXT, _DATA, _TEXT_ASCII = 1, 2, 3
+# ``DateNeedles._family`` made of them at _TEXT, _DATA, _TEXT_ASCII and _DATA_GROUPS] once made)
+_TEXT, _DATA, _TEXT_ASCII, _DATA_GROUPS = 1, 2, 3, 4
+# a date's ASCII forms as bytes by the key each holds (None: no key of digits, an era's year 1 to 9)
+_ByteGroups = tuple[tuple[bytes | None, tuple[bytes, ...]], ...]
 _Family = tuple[str, frozenset[str], frozenset[bytes], list[Any]]
 
 
@@ -1344,6 +1346,7 @@ class DateNeedles:
         "_base",
         "_byte_base",
         "_data",
+        "_data_groups",
         "_day",
         "_families",
         "_forms",
@@ -1386,6 +1389,7 @@ class DateNeedles:
         self._text: _NumGroups | None = None
         self._text_ascii: _NumGroups | None = None
         self._data: tuple[bytes, ...] | None = None
+        self._data_groups: _ByteGroups | None = None
 
     @property
     def forms(self) -> list[str]:
@@ -1427,10 +1431,12 @@ class DateNeedles:
         made = family[3]
         if not made:
             assert self._day is not None
-            made += [sorted(calendars.family_forms(self._day, family[0])), None, None, None]
+            made += [sorted(calendars.family_forms(self._day, family[0])), None, None, None, None]
         if made[which] is None:
             if which == _DATA:
                 made[which] = _ascii_longest_first(made[0])
+            elif which == _DATA_GROUPS:
+                made[which] = _byte_groups(self._family(family, _DATA), family[2])
             elif which == _TEXT_ASCII:
                 made[which] = _ascii_groups(self._family(family, _TEXT))
             elif family[0] == calendars.ARABIC_SCRIPT:
@@ -1461,12 +1467,39 @@ class DateNeedles:
                     yield self._family(family, _TEXT)
 
     def data_for(self, keys: set[bytes] | frozenset[bytes]) -> Iterator[bytes]:
-        """The ASCII forms as bytes of each calendar whose keys are among ``keys`` (``text_for``)."""
+        """The ASCII forms as bytes of each calendar whose keys are among ``keys`` (``text_for``): of those,
+        the forms whose own key is there (``_byte_groups``)."""
         if not keys.isdisjoint(self._byte_base):
-            yield from self.data
+            if self._data_groups is None:
+                self._data_groups = _byte_groups(self.data, self._byte_base)
+            for key, forms in self._data_groups:
+                if key is None or key in keys:
+                    yield from forms
         for family in self._families:
             if not keys.isdisjoint(family[2]):
-                yield from self._family(family, _DATA)
+                for key, forms in self._family(family, _DATA_GROUPS):
+                    if key is None or key in keys:
+                        yield from forms
+
+
+def _byte_groups(forms: tuple[bytes, ...], keys: frozenset[bytes]) -> _ByteGroups:
+    """``forms`` (longest first) grouped by the longest of ``keys`` that one of their runs of digits is,
+    or begins with 8 digits of; None for a form with no such run (an era's mark keys it), in order.
+
+    A standing occurrence of a form (``find_bounded``: no digit or dot before it, no number running on
+    after it but a compact date's) has each of its runs whole among the haystack's runs, and a longer
+    run's first 8 digits too (``digit_keys``): where a form's key is not among the keys, the form is
+    not there. The byte scans then try a few dozen forms where a value holds the date's year, not the
+    hundreds of every form of every calendar whose key the value holds."""
+    groups: dict[bytes | None, list[bytes]] = {}
+    for form in forms:
+        key = None
+        for run in form.translate(_NOT_DIGIT).split():
+            for k in (run, run[:_COMPACT]):
+                if len(k) > 1 and k in keys and (key is None or len(k) > len(key)):
+                    key = k
+        groups.setdefault(key, []).append(form)
+    return tuple((key, tuple(group)) for key, group in groups.items())
 
 
 def _ascii_groups(groups: _NumGroups) -> _NumGroups:
