@@ -85,6 +85,7 @@ COLUMNS = ["mrn", "name", "dob", "sex", "table", "code", "system", "label", "val
 MAPPING = """
 [csv]
 patient_id = "mrn"
+local_systems = ["LAB"]  # the site's lab system, which its system column names
 [csv.identifiers]
 names = ["name"]
 birth_date = "dob"

@@ -81,6 +81,27 @@ ALIASES = {
     "HTTP://UNITSOFMEASURE.ORG": "UCUM",
     "HTTP://TERMINOLOGY.HL7.ORG/CODESYSTEM/ICD-O-3": "ICD-O-3",
     "ICDO3": "ICD-O-3",
+    "SNOMED CT": "SNOMED",
+    "SNOMED_CT": "SNOMED",
+    "SCT": "SNOMED",
+    "RX-NORM": "RXNORM",
+    "ICD-O": "ICD-O-3",
+    "CPT-4": "CPT",
+    "CPT4": "CPT",
+    "HTTP://WWW.AMA-ASSN.ORG/GO/CPT": "CPT",
+    "HTTP://WWW.GENENAMES.ORG": "HGNC",
+    "HTTP://WWW.GENENAMES.ORG/GENEGROUP": "HGNC",
+    # HL7's OIDs of the same systems (bare or urn:oid:, as CDA and v2 exports write them)
+    "2.16.840.1.113883.6.96": "SNOMED",
+    "2.16.840.1.113883.6.1": "LOINC",
+    "2.16.840.1.113883.6.3": "ICD10",
+    "2.16.840.1.113883.6.90": "ICD10",
+    "2.16.840.1.113883.6.88": "RXNORM",
+    "2.16.840.1.113883.6.8": "UCUM",
+    "2.16.840.1.113883.6.73": "ATC",
+    "2.16.840.1.113883.6.12": "CPT",
+    "2.16.840.1.113883.6.43.1": "ICD-O-3",
+    "2.16.840.1.113883.6.281": "HGNC",
 }
 # Any other system: a short token without spaces (a local code), checked by the gate as well.
 LOCAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_:/+]{0,39}")
@@ -190,10 +211,14 @@ def snomed_id(code: str) -> bool:
 
 _DIGIT = re.compile(r"\d")
 _NO_IDS = Identifiers()
-# A system kept beside its codes that is none of the above: a local system's name, URL or OID, one token.
-# Text where the system goes (an MRN, a phone, a sentence) is not kept: no cleaner reads a URL right
-# (the free-text cleaner takes URLs and OIDs for identifier shapes), so the shape is the check.
+# A local system's name, URL or OID as the mapping declares it (``system = "=LOCAL"``, ``local_systems``):
+# one token of this shape (``local_system_ok``). A system read from a cell is kept only where it is a known
+# one or one the mapping declares (``kept_system``): a cell is the export's text, and a bare word (another
+# patient's surname) has no shape that tells it from a local system's name.
 SYSTEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_:/#]{0,63}")
+_OID = re.compile(r"(?:URN:OID:)?[0-2](?:\.(?:0|[1-9]\d{0,9})){3,}")
+_SCHEME = re.compile(r"^(?:HTTPS?://|URN:)", re.I)
+_LONG_DIGITS = re.compile(r"\d{5,}")
 # A stage: a stage group (0, 0a, 0is, I-IV or 1-4 with A-C and a digit, after "Stage" or not), a named stage
 # (limited or extensive, as small-cell lung cancer's; SEER's localized, regional, distant) or TNM: T, N and M,
 # each with its prefixes (c, p, y, r, a, m and their combinations: yp, rp, yc), T's and N's subcategories
@@ -248,10 +273,34 @@ STAGE_MAX = 32  # condition_occurrence.stage
 
 
 def system_name(system: str | None) -> str | None:
-    if not system:
+    """A system as the catalog names it: a known one's name (``SYSTEMS``) for its name, URL or OID
+    (``ALIASES``: ``SNOMED CT``, ``http://loinc.org``, ``2.16.840.1.113883.6.96``), another upper-cased."""
+    if not system or not system.strip():
         return None
-    s = system.strip().upper()
-    return ALIASES.get(s, s)
+    s = " ".join(system.split()).upper()
+    key = s.removeprefix("URN:OID:").rstrip("/")
+    return ALIASES.get(key, ALIASES.get(s, s))
+
+
+def local_system_ok(name: str) -> bool:
+    """Whether ``name`` (upper case, as ``system_name`` gives it) may name a local code system: one token
+    (``SYSTEM``), an OID, or a name or URL with no identifier's shape in it (no ID label before a number,
+    no run of 5 digits or more, nothing the free-text cleaner takes: a phone, a date, an e-mail). The
+    mapping's declarations are checked with it, and the platform checks a pushed ``source_system`` so."""
+    if not SYSTEM.fullmatch(name) or name != name.upper() or system_name(name) in SYSTEMS:
+        return False
+    if _OID.fullmatch(name):
+        return True
+    if _ID_LABEL.search(name) or _LONG_DIGITS.search(name):
+        return False
+    # a URL's host and path are read part by part: the cleaner takes a whole URL for an identifier
+    parts = re.split(r"[/#:]+", _SCHEME.sub("", name))
+    return all(clean_text(p, _NO_IDS) == p for p in parts if p)
+
+
+def accepted_system(value: str) -> bool:
+    """A ``source_system`` the platform accepts: a known system as the catalog names it, or a local one."""
+    return value in SYSTEMS or local_system_ok(value)
 
 
 def code_refusal(field: str, system: str | None, where: str) -> str:
@@ -266,18 +315,30 @@ def code_refusal(field: str, system: str | None, where: str) -> str:
     return f"{field}: not a valid code of an unknown code system ({where})"
 
 
-def kept_system(system: str | None) -> str | None:
-    """What the catalog keeps of a code system: a known one's name, another's as written (upper case) when
-    it has a system's shape (``SYSTEM``), else None (the codes are checked as local codes either way)."""
+def unknown_system(field: str, where: str) -> str:
+    """Why a row whose code system is none the catalog keeps is refused: its place, never its value."""
+    return (
+        f"{field}: an unknown code system ({where}): neither a known one nor a local one the mapping "
+        "declares (local_systems)"
+    )
+
+
+def kept_system(system: str | None, declared: frozenset[str] | set[str] = frozenset()) -> str | None:
+    """What the catalog keeps of a code system: a known one's name (``system_name``), or a local one the
+    mapping declares (``declared``: its names as ``system_name`` gives them), else None: another value is
+    the export's text and is stored nowhere (a tabular row is refused, a FHIR code travels without it)."""
     name = system_name(system)
     if name is None or name in SYSTEMS:
         return name
-    return name if SYSTEM.fullmatch(name) else None
+    return name if name in declared and local_system_ok(name) else None
 
 
 def valid_code(code: str, system: str | None) -> bool:
-    # a system the catalog does not keep (text where the system goes) is none: the code travels without it
-    name = kept_system(system)
+    # a system that cannot name a local one (text where the system goes) is none: the code is checked as
+    # one with no system named
+    name = system_name(system)
+    if name is not None and name not in SYSTEMS and not local_system_ok(name):
+        name = None
     c = code.strip()
     if name is None:
         return _unsystematic_code(c)

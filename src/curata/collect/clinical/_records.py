@@ -202,11 +202,16 @@ class RecordBuilder:
     """Turns mapped values into de-identified OMOP rows for one input."""
 
     def __init__(
-        self, deid: ClinicalDeidentifier, batch: ClinicalBatch, date_format: str | None = None
+        self,
+        deid: ClinicalDeidentifier,
+        batch: ClinicalBatch,
+        date_format: str | None = None,
+        local_systems: frozenset[str] = frozenset(),
     ) -> None:
         self.deid = deid
         self.batch = batch
         self.date_format = date_format
+        self.local_systems = local_systems  # the mapping's own code systems (``kept_system``)
         self._date_cache: dict[str, dt.date | dt.datetime] = {}
         self._shifted: dict[tuple[str, int], tuple[dt.date | None, dt.datetime | None]] = {}
         self._seq = 0
@@ -390,7 +395,9 @@ class RecordBuilder:
             raise RowError("date: missing (OMOP events are dated)")
         end, end_dt = self.date(end_date, "end_date", who)
         self.cap_birth(who, start)
-        sysname = system_name(system)
+        # a Coding's system is kept where it is a known one or one the mapping declares; another is the
+        # export's text: stored nowhere, and the code is checked as one with no system named
+        sysname = kept_system(system, self.local_systems)
         c = self.code(code, sysname, "code")
         if table == "specimen" and c is not None and not valid_code(c, None):
             raise RowError(SPECIMEN_CODE)
@@ -483,7 +490,7 @@ class RecordBuilder:
             raise RowError(f"unknown table {table}")
         if table != "specimen":
             row["source_display"] = disp
-            row["source_system"] = kept_system(system)
+            row["source_system"] = sysname
         nt = self.text(note, who)
         if nt is not None:
             if table in ("observation",) and row.get("value_as_string") is None:

@@ -620,7 +620,7 @@ def deidentify_fhir(
     batches = []
     for digest, items in parsed:
         batch = ClinicalBatch(kind="fhir", input_digest=digest)
-        builder = RecordBuilder(deid, batch)
+        builder = RecordBuilder(deid, batch, local_systems=mapping.local_systems)
         builder.know_identifiers(deid._patients.values())
         for line, res, err in items:
             batch.rows += 1

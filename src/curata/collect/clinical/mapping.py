@@ -5,6 +5,7 @@
 patient_id = "mrn"                # the column holding the ID the images carry as PatientID
 issuer = ""                       # IssuerOfPatientID in the images, when they carry one
 date_format = "%d/%m/%Y"          # optional; ISO 8601 dates are read without it
+local_systems = ["LABSYS"]        # optional; the site's own code systems a system column may name
 
 [csv.identifiers]                 # removed; their values feed the free-text cleaner and the gate
 names = ["patient_name"]
@@ -29,6 +30,12 @@ note = "notes"                    # free text, cleaned like DICOM descriptions
 ```
 
 Columns the mapping does not name are dropped (never stored); identifier columns are dropped too.
+
+A code system read from a column is kept only where it is a known one (SNOMED CT, LOINC, ICD-10, RxNorm,
+UCUM, ATC..., by name, URL or OID) or a local one the mapping declares: a literal ``system = "=LOCAL"`` or
+``local_systems`` (``[csv]``, ``[fhir]``). Another cell is the export's text: its row is refused (CSV) or
+its code travels without it (FHIR). A declared name must have no identifier's shape
+(``_codes.local_system_ok``), as the platform checks it.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curata.collect.clinical._codes import SYSTEMS, local_system_ok, system_name
 from curata.errors import ConfigError, sanitize
 
 EVENT_TABLES = {
@@ -103,6 +111,7 @@ class TableMap:
     sex: str | None = None
     age: str | None = None
     events: tuple[EventMap, ...] = ()
+    local_systems: frozenset[str] = frozenset()  # as ``system_name`` gives them, literals' included
 
     def used_columns(self) -> set[str]:
         cols = {self.patient_id, *self.names, *self.addresses, *self.phones, *self.ids}
@@ -116,6 +125,7 @@ class TableMap:
 class FhirMap:
     patient_id_system: str | None = None  # Patient.identifier.system holding the image PatientID
     issuer: str = ""
+    local_systems: frozenset[str] = frozenset()  # the site's own code systems, as ``system_name`` gives them
 
 
 @dataclass(frozen=True)
@@ -142,12 +152,30 @@ def _list(value: Any, where: str) -> tuple[str, ...]:
     raise ConfigError(f"{where}: expected a column name or a list of them")
 
 
+def _local_system(value: Any, where: str) -> str | None:
+    """A code system the mapping names: a known one's name, or a local one's (``local_system_ok``); the
+    error does not quote it (a mapping is the site's, but its errors become quarantine reasons)."""
+    name = system_name(value) if isinstance(value, str) else None
+    if name is None or (name not in SYSTEMS and not local_system_ok(name)):
+        raise ConfigError(
+            f"{where}: not a code system's name (one token of letters, digits and . - _ : / #, with no "
+            "identifier's shape: no record number, phone or date)"
+        )
+    return None if name in SYSTEMS else name
+
+
+def _local_systems(value: Any, where: str) -> frozenset[str]:
+    names = _list(value, where)
+    return frozenset(n for i, v in enumerate(names, start=1) if (n := _local_system(v, f"{where} #{i}")))
+
+
 def _table_map(data: dict[str, Any], where: str) -> TableMap:
     if not isinstance(data.get("patient_id"), str):
         raise ConfigError(f"{where}: patient_id (the column with the patient's ID) is required")
     idents = data.get("identifiers", {}) or {}
     person = data.get("person", {}) or {}
     events = []
+    declared = set(_local_systems(data.get("local_systems"), f"{where}.local_systems"))
     for i, ev in enumerate(data.get("events", []) or []):
         here = f"{where}.events #{i + 1}"  # the [[csv.events]] table's place, counted from 1
         table = ev.get("table")
@@ -162,6 +190,11 @@ def _table_map(data: dict[str, Any], where: str) -> TableMap:
         refs = {k: Ref.parse(v, f"{here}.{k}") for k, v in ev.items() if k != "table"}
         if "date" not in refs:
             raise ConfigError(f"{here}: a date column is required (OMOP events are dated)")
+        system = refs.get("system")
+        if system is not None and system.literal is not None:
+            literal = _local_system(system.literal, f"{here}.system")
+            if literal:
+                declared.add(literal)
         events.append(EventMap(EVENT_TABLES[table], refs))
     sheet = data.get("sheet", 0)
     return TableMap(
@@ -178,6 +211,7 @@ def _table_map(data: dict[str, Any], where: str) -> TableMap:
         sex=person.get("sex"),
         age=person.get("age"),
         events=tuple(events),
+        local_systems=frozenset(declared),
     )
 
 
@@ -190,7 +224,11 @@ def parse_mapping(data: dict[str, Any], path: str = "") -> SiteMapping:
         raise ConfigError("vcf.samples: expected a table of sample name = patient ID")
     return SiteMapping(
         table=table,
-        fhir=FhirMap(fhir.get("patient_id_system"), str(fhir.get("issuer", "") or "")),
+        fhir=FhirMap(
+            fhir.get("patient_id_system"),
+            str(fhir.get("issuer", "") or ""),
+            _local_systems(fhir.get("local_systems"), "fhir.local_systems"),
+        ),
         vcf=VcfMap({str(k): str(v) for k, v in samples.items()}, str(vcf.get("issuer", "") or "")),
         path=path,
     )

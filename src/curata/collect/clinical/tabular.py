@@ -31,6 +31,7 @@ from curata.collect.clinical._codes import (
     normal_stage,
     stage_group,
     system_name,
+    unknown_system,
     valid_code,
     valid_stage,
 )
@@ -799,9 +800,14 @@ def _event(t: _Table, table: str, refs: dict[str, Ref], ei: int) -> tuple[dict[s
     t.refuse(~present & t.alive(), "date: missing (OMOP events are dated)")
     end, end_timed, end_present = t.dates(t.ref(refs.get("end_date")), "end_date")
     system = t.ref(refs.get("system")) or Column.constant(t.n, None)
-    sysname = system.map(system_name)
+    # what the catalog keeps of the system: a known one's name or a local one the mapping declares; a
+    # cell that is neither (another patient's MRN, a name) is stored nowhere and its row refused
+    kept = system.map(lambda v: kept_system(v, t.mapping.local_systems))
+    where = _system_source(refs.get("system"))
+    unknown = system.flags(lambda v: system_name(v) is not None) & ~kept.flags(lambda v: v is not None)
+    t.refuse(unknown & t.alive(), unknown_system("code", where))
     code_col = t.ref(refs.get("code")) or Column.constant(t.n, None)
-    code = _code(t, code_col, sysname, _system_source(refs.get("system")))
+    code = _code(t, code_col, kept, where)
     if table == "specimen":
         t.refuse(code.flags(lambda c: c is not None and not valid_code(c, None)) & t.alive(), SPECIMEN_CODE)
     data: dict[str, Any] = {"__start": start}
@@ -901,7 +907,7 @@ def _event(t: _Table, table: str, refs: dict[str, Ref], ei: int) -> tuple[dict[s
         raise ConfigError(f"unknown table {table}")
     if table != "specimen":
         disp = t.text(t.ref(refs.get("display")))
-        src_sys = system.map(kept_system)
+        src_sys = kept
         data.update(source_display=disp, source_system=src_sys)
         strings.update(source_display=disp, source_system=src_sys)
     note = t.text(t.ref(refs.get("note")))
