@@ -59,6 +59,23 @@ DUPLICATE_UID_REASON = (
 DISK_FULL_HINT = "free space (or move the store or the catalog to a larger disk in curata.toml) and run again: the rerun resumes"
 
 
+def conflicts_with(
+    blob: str, transfer_syntax: str | None, outcome: IngestOutcome, *, strict: bool = False
+) -> bool:
+    """Whether ``outcome`` is another instance than the one filed under its SOP Instance UID (as
+    ``blob``, in ``transfer_syntax``): other de-identified bytes in the same transfer syntax. In another
+    transfer syntax the bytes differ for a lossless re-encoding of the same instance too (a PACS
+    sending again in what it negotiates now): that is taken as the same instance, present, not
+    compared further. ``strict``: other bytes are another instance in any transfer syntax (a slide's
+    levels: converted here, the same vendor file always gives the same bytes)."""
+    if blob == outcome.blob_digest:
+        return False
+    if strict:
+        return True
+    syntax = (outcome.fields.get("instance") or {}).get("transfer_syntax")
+    return bool(transfer_syntax == syntax)
+
+
 @dataclass
 class IngestOutcome:
     """What became of one input: ingested, present (already in the catalog), skipped or quarantined."""
@@ -328,7 +345,7 @@ class CatalogWriter:
             # number): another slide under a key filed already is refused whole, none of its levels
             # filed (they were counted present, and the levels the other slide lacks filed into its
             # series: two pyramids in one)
-            if any(self._conflicts(child) for child in outcome.children):
+            if any(self._conflicts(child, strict=True) for child in outcome.children):
                 return self._refuse_duplicate(outcome)
             statuses = [self._file_instance(child) for child in outcome.children]
             if outcome.slide is not None:
@@ -336,14 +353,18 @@ class CatalogWriter:
             return "ingested" if "ingested" in statuses else "present"
         return self._file_instance(outcome)
 
-    def _filed_digest(self, outcome: IngestOutcome) -> str | None:
+    def _filed(self, outcome: IngestOutcome) -> tuple[str, str | None] | None:
+        """The blob and transfer syntax filed under the SOP Instance UID of ``outcome``, if any."""
         uid = outcome.fields["instance"]["sop_instance_uid"]
-        return self.session.scalar(select(Instance.blob_digest).where(Instance.sop_instance_uid == uid))
+        row = self.session.execute(
+            select(Instance.blob_digest, Instance.transfer_syntax).where(Instance.sop_instance_uid == uid)
+        ).first()
+        return None if row is None else (row[0], row[1])
 
-    def _conflicts(self, outcome: IngestOutcome) -> bool:
+    def _conflicts(self, outcome: IngestOutcome, *, strict: bool = False) -> bool:
         """Whether the SOP Instance UID of ``outcome`` is filed already with other content."""
-        filed = self._filed_digest(outcome)
-        return filed is not None and filed != outcome.blob_digest
+        filed = self._filed(outcome)
+        return filed is not None and conflicts_with(filed[0], filed[1], outcome, strict=strict)
 
     def _refuse_duplicate(self, outcome: IngestOutcome) -> str:
         outcome.reason = DUPLICATE_UID_REASON
@@ -355,9 +376,9 @@ class CatalogWriter:
         with the same content, or "quarantined" (the reason set, the quarantine row added) where that
         UID holds other content."""
         f = outcome.fields
-        filed = self._filed_digest(outcome)
+        filed = self._filed(outcome)
         if filed is not None:
-            if filed == outcome.blob_digest:
+            if not conflicts_with(filed[0], filed[1], outcome):
                 return "present"
             return self._refuse_duplicate(outcome)
         patient = self._patient(f["patient"])
