@@ -82,3 +82,40 @@ def test_ingest_bytes_quarantines_another_instance_under_a_stored_uid(workspace)
     out = ing.ingest_bytes(raws[1], "assoc-2")
     assert (out.status, out.reason) == ("quarantined", CONFLICT)
     assert _count(workspace, Instance) == 1 and _count(workspace, QuarantineItem) == 1
+
+
+def _store_matches_catalog(ws) -> None:  # type: ignore[no-untyped-def]
+    with ws.catalog.session() as s:
+        filed = set(s.scalars(select(Instance.blob_digest)))
+    assert set(ws.store.digests()) == filed, "a blob with no catalog row was left in the store"
+
+
+@pytest.mark.parametrize("deidentify", [True, False], ids=["site", "platform"])
+def test_a_refused_duplicate_leaves_no_blob_in_the_store(workspace, tmp_path, deidentify) -> None:  # type: ignore[no-untyped-def]
+    """The conflicting input's de-identified bytes were written to the store before it was refused, and
+    stayed there with no row pointing at them; the filed instance's blob stays."""
+    _pair(tmp_path / "in", deidentified=not deidentify, same_pixels=False)
+    summary, _ = Ingestor(workspace, deidentify=deidentify, workers=1).ingest_paths([tmp_path / "in"])
+    assert (summary.counts["ingested"], summary.counts["quarantined"]) == (1, 1)
+    _store_matches_catalog(workspace)
+    assert len(list(workspace.store.digests())) == 1
+    again, _ = Ingestor(workspace, deidentify=deidentify, workers=1).ingest_paths([tmp_path / "in"])
+    assert (again.counts["present"], again.counts["quarantined"]) == (1, 1)
+    _store_matches_catalog(workspace)
+
+
+def test_ingest_bytes_leaves_no_blob_of_a_refused_duplicate(workspace) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    uids = {"study_uid": generate_uid(), "series_uid": generate_uid(), "sop_uid": generate_uid()}
+    raws = []
+    for seed in (1, 2):
+        buf = io.BytesIO()
+        make_ct(deidentified=True, seed=seed, **uids).save_as(buf, enforce_file_format=True)  # type: ignore[arg-type]
+        raws.append(buf.getvalue())
+    ing = Ingestor(workspace, deidentify=False)
+    assert ing.ingest_bytes(raws[0], "assoc-1").status == "ingested"
+    assert ing.ingest_bytes(raws[1], "assoc-2").status == "quarantined"
+    _store_matches_catalog(workspace)
+    assert ing.ingest_bytes(raws[0], "assoc-3").status == "present"
+    _store_matches_catalog(workspace)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ from curata.errors import CatalogError, CurataError, InputError, StoreError, is_
 from curata.runtime import imap_unordered
 from curata.workspace import Workspace
 
+log = logging.getLogger(__name__)
+
 DISK_FULL_REASON = "no space left on the device (store, quarantine or catalog)"
 # a second input that de-identifies to another instance under a SOP Instance UID already filed: the
 # catalog holds one instance per UID, so it is refused, never dropped as present (`curata deid`
@@ -54,6 +57,23 @@ DUPLICATE_UID_REASON = (
     "another instance with the same SOP Instance UID and different content is already stored"
 )
 DISK_FULL_HINT = "free space (or move the store or the catalog to a larger disk in curata.toml) and run again: the rerun resumes"
+
+
+def conflicts_with(
+    blob: str, transfer_syntax: str | None, outcome: IngestOutcome, *, strict: bool = False
+) -> bool:
+    """Whether ``outcome`` is another instance than the one filed under its SOP Instance UID (as
+    ``blob``, in ``transfer_syntax``): other de-identified bytes in the same transfer syntax. In another
+    transfer syntax the bytes differ for a lossless re-encoding of the same instance too (a PACS
+    sending again in what it negotiates now): that is taken as the same instance, present, not
+    compared further. ``strict``: other bytes are another instance in any transfer syntax (a slide's
+    levels: converted here, the same vendor file always gives the same bytes)."""
+    if blob == outcome.blob_digest:
+        return False
+    if strict:
+        return True
+    syntax = (outcome.fields.get("instance") or {}).get("transfer_syntax")
+    return bool(transfer_syntax == syntax)
 
 
 @dataclass
@@ -321,25 +341,46 @@ class CatalogWriter:
         if outcome.children:
             from curata.collect.wsi import file_slide
 
+            # a slide's levels take their UIDs from its slide key (the sidecar's specimen or accession
+            # number): another slide under a key filed already is refused whole, none of its levels
+            # filed (they were counted present, and the levels the other slide lacks filed into its
+            # series: two pyramids in one)
+            if any(self._conflicts(child, strict=True) for child in outcome.children):
+                return self._refuse_duplicate(outcome)
             statuses = [self._file_instance(child) for child in outcome.children]
             if outcome.slide is not None:
                 file_slide(self.session, outcome.children[0].fields["series"]["series_uid"], outcome.slide)
             return "ingested" if "ingested" in statuses else "present"
-        return self._file_instance(outcome, conflicts=True)
+        return self._file_instance(outcome)
 
-    def _file_instance(self, outcome: IngestOutcome, *, conflicts: bool = False) -> str:
+    def _filed(self, outcome: IngestOutcome) -> tuple[str, str | None] | None:
+        """The blob and transfer syntax filed under the SOP Instance UID of ``outcome``, if any."""
+        uid = outcome.fields["instance"]["sop_instance_uid"]
+        row = self.session.execute(
+            select(Instance.blob_digest, Instance.transfer_syntax).where(Instance.sop_instance_uid == uid)
+        ).first()
+        return None if row is None else (row[0], row[1])
+
+    def _conflicts(self, outcome: IngestOutcome, *, strict: bool = False) -> bool:
+        """Whether the SOP Instance UID of ``outcome`` is filed already with other content."""
+        filed = self._filed(outcome)
+        return filed is not None and conflicts_with(filed[0], filed[1], outcome, strict=strict)
+
+    def _refuse_duplicate(self, outcome: IngestOutcome) -> str:
+        outcome.reason = DUPLICATE_UID_REASON
+        self.quarantine(outcome)
+        return "quarantined"
+
+    def _file_instance(self, outcome: IngestOutcome) -> str:
         """One instance's rows: "ingested", or "present" where its SOP Instance UID is filed already
-        with the same content; with ``conflicts``, "quarantined" (the reason set, the quarantine row
-        added) where that UID holds other content. (A slide's levels keep the old rule: present.)"""
+        with the same content, or "quarantined" (the reason set, the quarantine row added) where that
+        UID holds other content."""
         f = outcome.fields
-        uid = f["instance"]["sop_instance_uid"]
-        filed = self.session.scalar(select(Instance.blob_digest).where(Instance.sop_instance_uid == uid))
+        filed = self._filed(outcome)
         if filed is not None:
-            if not conflicts or filed == outcome.blob_digest:
+            if not conflicts_with(filed[0], filed[1], outcome):
                 return "present"
-            outcome.reason = DUPLICATE_UID_REASON
-            self.quarantine(outcome)
-            return "quarantined"
+            return self._refuse_duplicate(outcome)
         patient = self._patient(f["patient"])
         study = self._study(patient, f["study"])
         series = self._series_row(study, f["series"])
@@ -625,11 +666,13 @@ class Ingestor:
                         problems.append(outcome)
                 if pending and (len(pending) >= batch_size or time.monotonic() - last_commit > batch_seconds):
                     writer = self._commit(session, site, writer, pending)
+                    drop_refused_blobs(session, self.ws.store, pending)
                     _tally(summary, problems, pending)
                     pending, last_commit = [], time.monotonic()
                 if on_progress:
                     on_progress(outcome)
             writer = self._commit(session, site, writer, pending)
+            drop_refused_blobs(session, self.ws.store, pending)
             _tally(summary, problems, pending)
             if disk_full:
                 raise StoreError(
@@ -676,7 +719,8 @@ class Ingestor:
                     if outcome.fields and (
                         outcome.status == "present" or outcome.reason == DUPLICATE_UID_REASON
                     ):
-                        outcome.status = "ingested"  # decided again against what is filed now
+                        # decided again against what is filed now
+                        outcome.status, outcome.reason = "ingested", None
                     outcome.status = self._file_one(writer, outcome)
                 session.commit()
                 return writer
@@ -712,6 +756,8 @@ class Ingestor:
                     _keep_refused(self._single, (source, raw), outcome)
             elif outcome.status == "quarantined":
                 writer.quarantine(outcome)
+            session.commit()
+            drop_refused_blobs(session, self._single.store, [outcome])
         return outcome
 
 
@@ -730,7 +776,62 @@ def _keep_refused(ctx: _WorkerContext, source: Source | tuple[str, bytes], outco
         pass
 
 
+def refused_blobs(outcomes: Iterable[IngestOutcome]) -> set[str]:
+    """The blobs written for outcomes refused when filed (``DUPLICATE_UID_REASON``): the instance's,
+    a slide's levels and its vendor file."""
+    digests: set[str] = set()
+    for o in outcomes:
+        if o.status != "quarantined" or o.reason != DUPLICATE_UID_REASON:
+            continue
+        digests.update(d for d in [o.blob_digest, *(c.blob_digest for c in o.children)] if d)
+        if o.slide and o.slide.get("vendor_blob_digest"):
+            digests.add(str(o.slide["vendor_blob_digest"]))
+    return digests
+
+
+def drop_refused_blobs(session: Session, store: Any, outcomes: Iterable[IngestOutcome]) -> int:
+    """Remove from the store the blobs of outcomes refused when filed, once their refusal is committed,
+    each only where no catalog row refers to it (instance, blob, slide). Their worker wrote them before
+    the catalog could tell; nothing pointed at them since. A blob of a refused instance names bytes
+    that hold its SOP Instance UID, and that UID is filed with other content: no later row can point
+    at it (rows are filed only under a UID not filed yet). A crash before this leaves the blob as it
+    was (harmless); a failure here is logged, never raised: the refusal is filed already. Ends the
+    session's transaction (nothing is written). Returns how many were removed."""
+    digests = refused_blobs(outcomes)
+    if not digests:
+        return 0
+    from curata.collect.wsi.models import Slide
+
+    removed = 0
+    try:
+        wanted = sorted(digests)
+        used = set(session.scalars(select(Blob.digest).where(Blob.digest.in_(wanted))))
+        used.update(session.scalars(select(Instance.blob_digest).where(Instance.blob_digest.in_(wanted))))
+        used.update(
+            d
+            for d in session.scalars(
+                select(Slide.vendor_blob_digest).where(Slide.vendor_blob_digest.in_(wanted))
+            )
+            if d
+        )
+        session.commit()
+        for digest in wanted:
+            if digest not in used:
+                store.delete(digest)
+                removed += 1
+    except Exception as exc:  # the store or the catalog: the blob stays, as it did before
+        session.rollback()
+        log.warning("a refused instance's blob could not be removed: %s", safe_reason(exc))
+    return removed
+
+
 # -- the public face of the worker set-up, for other services of this stage (the gateway's Receiver) --
+def keep_refused(ctx: _WorkerContext, source: Source | tuple[str, bytes], outcome: IngestOutcome) -> None:
+    """Keep the bytes of an input refused when filed, as :func:`refuse_bytes` keeps any refused
+    input's (for other services of this stage: the gateway's Receiver)."""
+    _keep_refused(ctx, source, outcome)
+
+
 def worker_context(ingestor: Ingestor) -> _WorkerContext:
     """What a process needs to de-identify and store inputs the way ``ingestor`` does (picklable)."""
     return ingestor._context(frozenset())

@@ -44,12 +44,16 @@ from sqlalchemy.orm import Session
 from curata import faults
 from curata.catalog import Blob, Instance, Provenance, Series, cache_key, code_version
 from curata.collect.ingest import (
+    DUPLICATE_UID_REASON,
     CatalogWriter,
     Ingestor,
     IngestOutcome,
+    conflicts_with,
     current_worker_context,
+    drop_refused_blobs,
     ensure_site,
     init_worker_process,
+    keep_refused,
     prepare_worker,
     process_one,
     worker_context,
@@ -248,6 +252,7 @@ class Receiver:
         self._writer: CatalogWriter | None = None
         self._start_lock = threading.Lock()
         self._blob_store: Any = None
+        self._refuse_ctx: Any = None
 
     # -- public --------------------------------------------------------------------------------
     def key_for(self, source_uid: str) -> str:
@@ -307,6 +312,8 @@ class Receiver:
             self._wait(job)
             if job.error is not None:
                 results[index] = CatalogError(f"the catalog could not file {items[index][1]}: {job.error}")
+            else:
+                self._keep_refused((items[index][1], str(items[index][0])), job.outcome)
         return results
 
     def _receive(
@@ -318,7 +325,25 @@ class Receiver:
         self._wait(prepared)
         if prepared.error is not None:
             raise CatalogError(f"the catalog could not file {source}: {prepared.error}") from prepared.error
+        self._keep_refused(item, prepared.outcome)
         return prepared.outcome
+
+    def _keep_refused(self, item: tuple[str, Any], outcome: IngestOutcome) -> None:
+        """An input refused when filed (another instance under its SOP Instance UID is stored): its
+        bytes go to the quarantine, as those of an input the de-identifier refused (a site keeps them,
+        the platform keeps none). ``item``: ``(source, bytes)`` or ``(source, path)``, read here."""
+        if outcome.status != "quarantined" or outcome.reason != DUPLICATE_UID_REASON:
+            return
+        if not self.deidentify:
+            return
+        source, data = item
+        try:
+            raw = data if isinstance(data, bytes) else Path(data).read_bytes()
+        except OSError:
+            return  # the catalog's quarantine row (digest, size, reason) stays alone
+        if self._refuse_ctx is None:
+            self._refuse_ctx = worker_context(self.ingestor)  # not set up: only its folder is used
+        keep_refused(self._refuse_ctx, (source, raw), outcome)
 
     def _prepare(
         self, work: Any, item: tuple[str, Any], source_uid: str | None, peer: str
@@ -476,6 +501,9 @@ class Receiver:
                 self._file_batch(self._session, self._writer, jobs)
                 self._session.commit()
                 faults.point("gateway.after_commit")
+                # the blobs of instances refused as duplicates were named before the batch could
+                # tell: removed now that the refusal is durable (never raises)
+                drop_refused_blobs(self._session, self._store(), [job.outcome for job in jobs])
                 break
             except (IntegrityError, OperationalError) as exc:
                 # another writer (a second listener process, an ingest) filed the same patient,
@@ -487,8 +515,9 @@ class Receiver:
                         job.error = exc
                     break
                 for job in jobs:
-                    if job.outcome.status == "present" and job.outcome.fields:
-                        job.outcome.status = "ingested"
+                    o = job.outcome
+                    if o.fields and (o.status == "present" or o.reason == DUPLICATE_UID_REASON):
+                        o.status, o.reason = "ingested", None  # decided again against what is filed now
                 time.sleep(0.05 * (attempt + 1))
             except Exception as exc:  # database trouble: nobody in this batch is acknowledged
                 log.exception("catalog commit failed for %d instance(s)", len(jobs))
@@ -585,10 +614,10 @@ class Receiver:
         then one multi-row INSERT per table."""
         uids = [j.outcome.fields["instance"]["sop_instance_uid"] for j in jobs]
         inputs = [j.outcome.input_digest for j in jobs if j.outcome.input_digest]
-        filed: set[str] = set()
+        filed: dict[str, tuple[str, str | None]] = {}  # SOP Instance UID -> its blob, transfer syntax
         by_input: dict[str, str] = {}
-        for uid, source in session.execute(_filed_look_up(uids, inputs)):
-            filed.add(uid)
+        for uid, source, blob, syntax in session.execute(_filed_look_up(uids, inputs)):
+            filed[uid] = (blob, syntax)
             if source:
                 by_input[source] = uid
         fresh: list[tuple[_Job, Series]] = []
@@ -599,10 +628,14 @@ class Receiver:
             if known is not None:  # these exact bytes were filed before (a re-send)
                 o.status, o.sop_instance_uid = "present", known
                 continue
-            if uid in filed:  # same de-identified instance already filed (or twice in this batch)
-                o.status = "present"
+            if uid in filed:
+                if conflicts_with(*filed[uid], o):  # another instance under a filed UID: refused
+                    o.status, o.reason = "quarantined", DUPLICATE_UID_REASON
+                    writer.quarantine(o)
+                else:  # the same de-identified instance filed already (or twice in this batch)
+                    o.status = "present"
                 continue
-            filed.add(uid)
+            filed[uid] = (str(o.blob_digest), o.fields["instance"].get("transfer_syntax"))
             if o.input_digest:
                 by_input[o.input_digest] = uid
             fresh.append((job, writer.series_for(o.fields)))
@@ -660,7 +693,9 @@ def _filed_look_up(uids: list[str], inputs: list[str]) -> Any:
     cond: ColumnElement[bool] = Instance.sop_instance_uid.in_(uids)
     if inputs:
         cond = or_(cond, Instance.source_digest.in_(inputs))
-    return select(Instance.sop_instance_uid, Instance.source_digest).where(cond)
+    return select(
+        Instance.sop_instance_uid, Instance.source_digest, Instance.blob_digest, Instance.transfer_syntax
+    ).where(cond)
 
 
 def _table(model: Any) -> Table:

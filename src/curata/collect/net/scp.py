@@ -35,7 +35,7 @@ from pydicom.uid import (
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 
-from curata.collect.ingest import DISK_FULL_REASON
+from curata.collect.ingest import DISK_FULL_REASON, DUPLICATE_UID_REASON
 from curata.collect.net._guard import GuardedServer, GuardLimits
 from curata.collect.net.config import AllowRule, GatewayConfig
 from curata.collect.net.receive import OK_STATUSES, Receiver
@@ -68,6 +68,10 @@ STATUS_OUT_OF_RESOURCES = 0xA700  # disk or database trouble: retry later
 STATUS_CANNOT_UNDERSTAND = 0xC000  # the dataset was refused (quarantined with its reason)
 STATUS_PROCESSING_FAILURE = 0xC211  # an unexpected error on our side
 STATUS_ELEMENTS_DISCARDED = 0xB006  # a warning: received and deliberately not kept (slide label/overview)
+
+# Error Comment holds 64 characters: reasons too long for it, said shorter (the quarantine row and the
+# log keep the whole reason)
+_SHORT_REASONS = {DUPLICATE_UID_REASON: "SOP Instance UID already stored with other content"}
 
 
 def prefer_senders_order(assoc: Any) -> None:
@@ -384,4 +388,5 @@ class GatewayServer(Serving):
         self.counts.add("refused")
         log.warning("C-STORE from %s refused: %s", calling, outcome.reason)
         status = STATUS_CANNOT_UNDERSTAND if outcome.status == "quarantined" else STATUS_PROCESSING_FAILURE
-        return _failure(status, f"refused: {outcome.reason or outcome.status}")
+        reason = outcome.reason or outcome.status
+        return _failure(status, f"refused: {_SHORT_REASONS.get(reason, reason)}")
