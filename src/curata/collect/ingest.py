@@ -40,7 +40,14 @@ from curata.catalog import (
     record_provenance,
 )
 from curata.collect.deid.pseudonyms import accepted_prefixes
-from curata.collect.reasons import is_disk_full, safe_reason, sanitize, sweep_private, write_private
+from curata.collect.reasons import (
+    DISK_FULL_REASON,
+    is_disk_full,
+    safe_reason,
+    sanitize,
+    sweep_private,
+    write_private,
+)
 from curata.collect.sources import Source, iter_sources
 from curata.console import RunSummary
 from curata.errors import CatalogError, CurataError, InputError, StoreError, is_fatal
@@ -49,7 +56,6 @@ from curata.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-DISK_FULL_REASON = "no space left on the device (store, quarantine or catalog)"
 # a second input that de-identifies to another instance under a SOP Instance UID already filed: the
 # catalog holds one instance per UID, so it is refused, never dropped as present (`curata deid`
 # quarantines the same pair as DuplicateUID)

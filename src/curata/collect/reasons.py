@@ -20,9 +20,11 @@ from curata._io import sweep_stale
 from curata.errors import safe_reason, sanitize
 
 DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG})
+# the reason of an input not filed for want of space: the sender (DIMSE, STOW-RS) is told to retry later
+DISK_FULL_REASON = "no space left on the device (store, quarantine or catalog)"
 
 __all__ = [
-    "DISK_FULL", "is_disk_full", "private_dir", "safe_reason", "sanitize", "sweep_private", "write_private",
+    "DISK_FULL", "DISK_FULL_REASON", "is_disk_full", "private_dir", "safe_reason", "sanitize", "sweep_private", "write_private",
 ]  # fmt: skip
 
 

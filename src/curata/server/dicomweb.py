@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from curata.catalog import Instance, Patient, Series, Site, Study
 from curata.collect.dicomweb import multipart_decode, multipart_encode
 from curata.collect.net import OK_STATUSES
-from curata.collect.reasons import is_disk_full
+from curata.collect.reasons import DISK_FULL_REASON, is_disk_full
 from curata.errors import CatalogError, InputError, StoreError, decoding, safe_reason, sanitize
 
 log = logging.getLogger(__name__)
@@ -698,8 +698,6 @@ def _failure_of(exc: BaseException) -> tuple[int, str]:
 
 def _refusal_of(outcome: Any) -> tuple[int, str]:
     """(Failure Reason, reason) for an outcome that is not stored, as the DIMSE SCP answers it."""
-    from curata.collect.ingest import DISK_FULL_REASON
-
     reason = outcome.reason or outcome.status
     if outcome.reason == DISK_FULL_REASON:  # our trouble, not the data's: the sender retries later
         return FAILURE_OUT_OF_RESOURCES, "not stored: no space left on the server; send it again later"
