@@ -117,7 +117,7 @@ class CardInput:
     version: int
     release: Composition
     baseline: Composition  # the population the release was drawn from (module docstring)
-    splits: dict[str, int]  # split -> patients
+    splits: dict[str, int]  # split -> patients (persons: one pseudonym, whatever site saw them)
     qc: dict[str, tuple[int, int]] | None = None  # group -> (passed, assessed); None when QC never ran
     labels: dict[str, tuple[int, float]] = field(default_factory=dict)  # label -> (cases, total ml)
     n_cases: int = 0
@@ -126,6 +126,28 @@ class CardInput:
     baseline_scope: str = "the release's own series"
     # from the annotation stage: {"project", "labels": [{label, reads, pairs, dice{...}, ..., adjudication_rate}]}
     annotation: dict[str, Any] | None = None
+    n_patients: int | None = None  # persons; the sum of ``splits`` when not given
+    multi_site: dict[int, int] = field(default_factory=dict)  # sites seen at -> persons (2 or more sites)
+
+
+def _patients_text(card: CardInput) -> str:
+    """How many patients, and that none is in two splits, counting a person seen at several sites once."""
+    n = card.n_patients if card.n_patients is not None else sum(card.splits.values())
+    split_text = ", ".join(f"{k}: {v}" for k, v in card.splits.items())
+    text = (
+        f"{n} patient{'s' if n != 1 else ''}; patients per split: {split_text}. No patient is in two splits"
+    )
+    seen = [
+        f"{p} patient{'s' if p != 1 else ''} seen at {k} sites" for k, p in sorted(card.multi_site.items())
+    ]
+    if seen:
+        text += (
+            f" ({', '.join(seen)}: a patient is one pseudonym, counted once and kept in one split; the "
+            "per-site counts count them at each site)"
+        )
+    return text + (
+        ". Pseudonyms under different site prefixes cannot be linked: such records count as different patients."
+    )
 
 
 def flags(card: CardInput) -> list[str]:
@@ -205,16 +227,15 @@ def render(card: CardInput) -> dict[str, bytes]:
         "td,th{border:1px solid #ccc;padding:2px 8px}.flag{color:#b00}</style></head><body>",
         f"<h1>Dataset card: {html.escape(title)}</h1>",
     ]
-    split_text = ", ".join(f"{k}: {v}" for k, v in card.splits.items())
+    patients_text = _patients_text(card)
     md += [
-        f"{card.n_cases} cases ({card.n_labelled} with label maps); patients per split: {split_text}.",
-        "No patient is in two splits.",
+        f"{card.n_cases} cases ({card.n_labelled} with label maps); {patients_text}",
         f"{BASELINE_TEXT} ({card.baseline_scope}).",
         "",
     ]
     hx.append(
-        f"<p>{card.n_cases} cases ({card.n_labelled} with label maps); patients per split: "
-        f"{html.escape(split_text)}. No patient is in two splits. {html.escape(BASELINE_TEXT)} "
+        f"<p>{card.n_cases} cases ({card.n_labelled} with label maps); {html.escape(patients_text)} "
+        f"{html.escape(BASELINE_TEXT)} "
         f"({html.escape(card.baseline_scope)}).</p>"
     )
     found = flags(card)

@@ -176,7 +176,9 @@ def verify(
 def withdraw(
     name: str = typer.Argument(..., help="Release name."),
     patient: str = typer.Option(
-        ..., "--patient", help="Pseudonym (or SITE/PSEUDONYM) of the patient who withdrew consent."
+        ...,
+        "--patient",
+        help="Pseudonym (or SITE/PSEUDONYM) of the patient who withdrew consent; withdrawn at every site.",
     ),
     workspace: Path | None = workspace_option(),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
@@ -188,6 +190,11 @@ def withdraw(
     if as_json:
         finish(result, as_json=True)
         return
+    if len(result.withdrawn_sites) > 1:
+        console.print(
+            f"the same patient (pseudonym) was seen at {len(result.withdrawn_sites)} sites: withdrawn at "
+            f"every one ({', '.join(result.withdrawn_sites)})"
+        )
     if result.removed_series:
         console.print(f"{result.ref}: built without the patient ({result.removed_series} series removed)")
     else:

@@ -51,9 +51,12 @@ SUMMARY_FIELDS = frozenset(
 
 @dataclass(frozen=True)
 class WithdrawalResult(ReleaseVersionInfo):
-    """The version a consent withdrawal left current; ``removed_series`` 0 where it held no such patient."""
+    """The version a consent withdrawal left current; ``removed_series`` 0 where it held no such patient;
+    ``withdrawn_sites`` the sites whose record of that person was withdrawn."""
 
     removed_series: int = 0
+    # every site whose record of the person was withdrawn (a pseudonym seen at two sites is one person)
+    withdrawn_sites: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

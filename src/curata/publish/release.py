@@ -110,11 +110,25 @@ def where_series_ids(session: Session, where: str) -> list[int]:
 
 
 def _withdrawn_patient_ids(session: Session) -> set[int]:
-    return set(session.scalars(select(ConsentWithdrawal.patient_id)))
+    """Every site's record of a person who withdrew: a withdrawal holds for their pseudonym, so a site
+    that ingests them later (or a record a withdrawal before this rule missed) stays out too."""
+    withdrawn = select(Patient.pseudonym).join(ConsentWithdrawal, ConsentWithdrawal.patient_id == Patient.id)
+    return set(session.scalars(select(Patient.id).where(Patient.pseudonym.in_(withdrawn))))
 
 
 def _patient_key(site: str, pseudonym: str) -> str:
+    """A site's record of a patient, ``SITE/PSEUDONYM``: how splits.json, cases.csv and the per-site
+    counts name them."""
     return f"{site}/{pseudonym}"
+
+
+def _person_of(patient_key: str) -> str:
+    """The person a ``SITE/PSEUDONYM`` (or bare pseudonym) names: the pseudonym, whatever site saw them.
+
+    The site key is shared, so the same PatientID gets the same pseudonym at every site: splits are
+    assigned, counted and withdrawn per person. Pseudonyms under different ``[deid] site_prefixes``
+    cannot be linked, so they stay different persons."""
+    return patient_key.rpartition("/")[2]
 
 
 def _case_id(pseudonym: str, series_uid: str) -> str:
@@ -552,10 +566,15 @@ def _build(
     for path, digest in clinical.link.items():
         files.link(path, digest, ws.store.size(digest))
 
-    # the card
+    # the card: patients are persons (one pseudonym, whatever site saw them), each in one split
     patients_seen: dict[str, dict[str, str]] = {}
+    person_split: dict[str, str] = {}
+    person_sites: dict[str, set[str]] = defaultdict(set)
     for c in cases:
-        patients_seen.setdefault(c.patient, c.attributes)
+        person = _person_of(c.patient)
+        patients_seen.setdefault(person, c.attributes)
+        person_split.setdefault(person, c.split)
+        person_sites[person].add(c.patient.rpartition("/")[0])
     release_comp = card_mod.Composition.of(list(patients_seen.values()), [_series_groups(m) for m in members])
     labels: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     for c in cases:
@@ -570,7 +589,9 @@ def _build(
         release=release_comp,
         baseline=baseline,
         baseline_scope=baseline_scope,
-        splits=dict(sorted(Counter(splits.values()).items())),
+        splits=dict(sorted(Counter(person_split.values()).items())),
+        n_patients=len(patients_seen),
+        multi_site=dict(sorted(Counter(len(s) for s in person_sites.values() if len(s) > 1).items())),
         qc=_qc_rates(session, [m.series.id for m in members], members),
         labels={k: (int(v[0]), float(v[1])) for k, v in labels.items()},
         n_cases=len(cases),
@@ -682,8 +703,12 @@ def _version_result(v: ReleaseVersion, created: bool, card: str | None = None) -
     return ReleaseVersionInfo(**_version_fields(v, created), card=card)
 
 
-def _withdrawal_result(v: ReleaseVersion, created: bool, removed: int) -> WithdrawalResult:
-    return WithdrawalResult(**_version_fields(v, created), removed_series=removed)
+def _withdrawal_result(
+    v: ReleaseVersion, created: bool, removed: int, sites: Sequence[str] = ()
+) -> WithdrawalResult:
+    return WithdrawalResult(
+        **_version_fields(v, created), removed_series=removed, withdrawn_sites=list(sites)
+    )
 
 
 def card_folder(ws: Workspace, v: ReleaseVersion) -> Path:
@@ -697,17 +722,36 @@ def card_folder(ws: Workspace, v: ReleaseVersion) -> Path:
     return folder / "card"
 
 
-def _previous_splits(session: Session, release: Release | None) -> dict[str, str]:
-    if release is None or not release.versions:
-        return {}
-    last = release.versions[-1]
-    rows = session.execute(
-        select(Patient.pseudonym, Site.name, ReleaseMember.split)
-        .join(Patient, ReleaseMember.patient_id == Patient.id)
-        .join(Site, Patient.site_id == Site.id)
-        .where(ReleaseMember.version_id == last.id)
-    )
-    return {_patient_key(site, pseudo): split for pseudo, site, split in rows}
+def _manifest_splits(ws: Workspace, v: ReleaseVersion) -> dict[str, str]:
+    """``SITE/PSEUDONYM`` -> split as the version's manifest (the one its log entry records) holds it,
+    never the catalog's member rows, which a database edit could change unseen."""
+    ref = f"{v.release.name}@{v.version}"
+    hint = f"run `curata release verify {ref}`"
+    try:
+        raw = ws.store.get_bytes(v.manifest_digest)
+        if hashlib.sha256(raw).hexdigest() != v.manifest_digest:
+            raise ReleaseError(f"{ref}: its manifest no longer matches its digest", hint=hint)
+        entry = Manifest.from_bytes(raw).file("splits.json")
+        if entry is None:
+            raise ReleaseError(f"{ref}: its manifest holds no splits.json", hint=hint)
+        data = ws.store.get_bytes(entry.sha256)
+        if hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise ReleaseError(f"{ref}: its splits.json is corrupt in the store", hint=hint)
+        return {str(k): str(val) for k, val in json.loads(data).items()}
+    except (OSError, InputError, ValueError, KeyError) as exc:
+        raise ReleaseError(
+            f"{ref}: cannot read its splits from the store ({safe_reason(exc)})", hint=hint
+        ) from exc
+
+
+def _previous_splits(ws: Workspace, release: Release | None) -> dict[str, str]:
+    """Person (pseudonym) -> split, from every earlier version: a person keeps the split of the latest
+    version that held them, so dropping out of a version in between never moves them."""
+    out: dict[str, str] = {}
+    for v in release.versions if release is not None else []:  # in version order: later ones win
+        for key, split in sorted(_manifest_splits(ws, v).items()):
+            out[_person_of(key)] = split
+    return out
 
 
 def _make_version(
@@ -867,50 +911,52 @@ def create_release(
                 hint="check the cohort or query (withdrawn patients are always left out)",
             )
         release = session.scalar(select(Release).where(Release.name == name))
-        infos = {
-            _patient_key(m.site.name, m.patient.pseudonym): PatientInfo(
-                _patient_key(m.site.name, m.patient.pseudonym), _patient_attributes(m)
-            )
-            for m in members
-        }
-        assignment = assign_splits(list(infos.values()), params.split, _previous_splits(session, release))
+        infos: dict[str, PatientInfo] = {}  # per person: the same pseudonym at two sites is one patient
         for m in members:
-            m.split = assignment[_patient_key(m.site.name, m.patient.pseudonym)]
+            infos.setdefault(m.patient.pseudonym, PatientInfo(m.patient.pseudonym, _patient_attributes(m)))
+        assignment = assign_splits(list(infos.values()), params.split, _previous_splits(ws, release))
+        for m in members:
+            m.split = assignment[m.patient.pseudonym]
         row, created = _make_version(ws, session, name, members, params, "created", on_case)
         return _version_result(row, created, card=str(card_folder(ws, row) / "card.html"))
 
 
 def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> WithdrawalResult:
     """Consent withdrawn: record it (every later version leaves the patient out) and, when the release's
-    latest version holds them, build the next version without them and log the withdrawal."""
+    latest version holds them, build the next version without them and log the withdrawal.
+
+    A patient is a person: ``PSEUDONYM`` or ``SITE/PSEUDONYM`` withdraws that pseudonym at every site
+    that saw them (``withdrawn_sites`` names them)."""
     with ws.catalog.session() as session:
-        site_name, _, bare = pseudonym.rpartition("/")  # SITE/PSEUDONYM where one is known at two sites
-        stmt = select(Patient).join(Site, Patient.site_id == Site.id).where(Patient.pseudonym == bare)
-        if site_name:
-            stmt = stmt.where(Site.name == site_name)
-        patients = list(session.scalars(stmt))
-        if not patients:
+        site_name, _, bare = pseudonym.rpartition("/")
+        found = list(
+            session.execute(
+                select(Patient, Site.name)
+                .join(Site, Patient.site_id == Site.id)
+                .where(Patient.pseudonym == bare)
+                .order_by(Site.name)
+            )
+        )
+        if not found or (site_name and site_name not in {site for _, site in found}):
             raise ReleaseError(f"no patient with pseudonym {pseudonym!r} in the catalog")
-        if len(patients) > 1:
-            raise ReleaseError(
-                f"pseudonym {pseudonym!r} is known at {len(patients)} sites; cannot tell which",
-                hint="name the site too: --patient SITE/PSEUDONYM",
-            )
         pseudonym = bare
-        patient = patients[0]
+        patients = [p for p, _ in found]
+        sites = [site for _, site in found]
+        ids = {p.id for p in patients}
         latest = get_version(session, name)
-        if (
-            session.scalar(select(ConsentWithdrawal).where(ConsentWithdrawal.patient_id == patient.id))
-            is None
-        ):
-            session.add(
-                ConsentWithdrawal(
-                    patient_id=patient.id, salt=hashlib.sha256(ws.site_key() + pseudonym.encode()).hexdigest()
-                )
-            )
-            session.flush()
+        recorded = set(
+            session.scalars(select(ConsentWithdrawal.patient_id).where(ConsentWithdrawal.patient_id.in_(ids)))
+        )
+        salt = hashlib.sha256(ws.site_key() + pseudonym.encode()).hexdigest()
+        for patient in patients:
+            if patient.id not in recorded:
+                session.add(ConsentWithdrawal(patient_id=patient.id, salt=salt))
+        session.flush()
+        # the series come from the catalog's member rows; their splits from the manifests the log vouches
+        # for (an edited ``release_member.split`` is never carried into the next version)
+        previous = _previous_splits(ws, latest.release)
         kept = [
-            _Member(se, pa, si, st, split)
+            _Member(se, pa, si, st, previous.get(pa.pseudonym, split))
             for se, st, pa, si, split in session.execute(
                 join_series_to_site(
                     select(Series, Study, Patient, Site, ReleaseMember.split).join(
@@ -921,11 +967,11 @@ def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> WithdrawalResu
                 .order_by(Series.id)
             )
         ]
-        removed = [m for m in kept if m.patient.id == patient.id]
+        removed = [m for m in kept if m.patient.id in ids]
         if not removed:
             session.commit()
-            return _withdrawal_result(latest, False, 0)
-        members = [m for m in kept if m.patient.id != patient.id]
+            return _withdrawal_result(latest, False, 0, sites)
+        members = [m for m in kept if m.patient.id not in ids]
         if not members:
             raise ReleaseError(f"{name}: withdrawing {pseudonym} would leave the release empty")
         params = BuildParams.from_dict(latest.parameters)
@@ -948,7 +994,7 @@ def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> WithdrawalResu
                 "series_removed": len(removed),
             },
         )
-        return _withdrawal_result(row, True, len(removed))
+        return _withdrawal_result(row, True, len(removed), sites)
 
 
 def _commitment(ws: Workspace, value: str) -> str:
@@ -994,6 +1040,14 @@ def verify_version(ws: Workspace, ref: str) -> VerifyResult:
             v.merkle_root,
             v.ledger_index,
         )
+        catalog_splits: dict[str, set[str]] = defaultdict(set)
+        for site, pseudo, split in session.execute(
+            select(Site.name, Patient.pseudonym, ReleaseMember.split)
+            .join(Patient, ReleaseMember.patient_id == Patient.id)
+            .join(Site, Patient.site_id == Site.id)
+            .where(ReleaseMember.version_id == v.id)
+        ):
+            catalog_splits[_patient_key(site, pseudo)].add(split)
     raw = ws.store.get_bytes(digest)
     if hashlib.sha256(raw).hexdigest() != digest:
         problems.append("manifest: its bytes no longer hash to the digest the catalog records")
@@ -1008,6 +1062,7 @@ def verify_version(ws: Workspace, ref: str) -> VerifyResult:
             problems.append(f"missing from the store: {f.path}")
         elif ws.store.hash_of(f.sha256) != f.sha256:
             problems.append(f"corrupt in the store: {f.path}")
+    problems += _split_problems(ws, manifest, catalog_splits)
     if index is None:
         problems.append("no log entry recorded for this version")
     else:
@@ -1023,6 +1078,29 @@ def verify_version(ws: Workspace, ref: str) -> VerifyResult:
         except VerificationError as exc:
             problems.append(f"log: {exc}")
     return VerifyResult(label, not problems, len(manifest.files), index, problems)
+
+
+def _split_problems(ws: Workspace, manifest: Manifest, catalog: dict[str, set[str]]) -> list[str]:
+    """The catalog's member rows (``release_member.split``) against the manifest's splits.json."""
+    entry = manifest.file("splits.json")
+    if entry is None:
+        return ["manifest: no splits.json"]
+    try:
+        data = ws.store.get_bytes(entry.sha256)
+        if hashlib.sha256(data).hexdigest() != entry.sha256:
+            return []  # reported as corrupt in the store above
+        stored = {str(k): str(val) for k, val in json.loads(data).items()}
+    except (OSError, InputError, ValueError, AttributeError):
+        return []  # missing or unreadable: reported above
+    out = []
+    for key in sorted(set(stored) | set(catalog)):
+        rows, expected = sorted(catalog.get(key, set())), stored.get(key)
+        if rows != ([expected] if expected else []):
+            out.append(
+                f"split of {key}: the catalog says {', '.join(rows) or 'not a member'}, "
+                f"the manifest's splits.json says {expected or 'not a member'}"
+            )
+    return out
 
 
 def now_iso() -> str:

@@ -4,8 +4,12 @@ The unit is the patient: all of a patient's studies and series go to one split, 
 two. Patients are ordered by stratum (e.g. sex, age band, site) and, within a stratum, by a seeded
 shuffle; each is then given to the split furthest below its target share of the whole at that point
 (systematic sampling over the stratum-sorted list), so the whole, and every stratum, matches the
-requested fractions to within about one patient. Assignments carried over from an earlier version are kept, so a withdrawal or an added
-patient never reshuffles the others.
+requested fractions to within about one patient. Assignments carried over from earlier versions are kept
+(release.py passes every earlier version's, the latest holding a patient winning), so a withdrawal, an
+added patient or a patient who drops out of a version in between never reshuffles anyone.
+
+A patient is a person: the key is the pseudonym, whatever site saw them (the site key is shared, so one
+PatientID gets one pseudonym at every site). Pseudonyms under different site prefixes cannot be linked.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ class SplitSpec:
 class PatientInfo:
     """What stratification needs to know about one patient (already pseudonymous)."""
 
-    key: str  # stable identifier: the pseudonym (qualified by site)
+    key: str  # stable identifier: the person's pseudonym (the same at every site that saw them)
     attributes: Mapping[str, str] = field(default_factory=dict)
 
 
