@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -298,3 +299,140 @@ def test_export_bytes_do_not_depend_on_the_workers(released, tmp_path: Path, mon
     monkeypatch.setenv("CURATA_RUNTIME__WORKERS", "1")
     serial = export_release(Workspace.open(ws.root), release.ref, tmp_path / "serial", licensee="ACME AI")
     assert (Path(serial.directory) / "manifest.json").read_bytes() == (export / "manifest.json").read_bytes()
+
+
+# -- a stored object changed after the release: the export is refused as a whole (outside review 16, F2)
+@pytest.fixture
+def own_workspace(released, tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+    """A copy of the released workspace this test may damage (the session's one stays intact)."""
+    from curata.workspace import Workspace
+
+    ws, release, _ = released
+    monkeypatch.delenv("CURATA_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CURATA_WORKSPACE", raising=False)
+    shutil.copytree(ws.root, tmp_path / "ws")
+    return Workspace.open(tmp_path / "ws"), release
+
+
+def _release_files(ws, ref: str) -> list:  # type: ignore[no-untyped-def]
+    with ws.catalog.session() as session:
+        digest = get_version(session, ref).manifest_digest
+    return Manifest.from_bytes(ws.store.get_bytes(digest)).files
+
+
+def _tamper(ws, digest: str) -> None:  # type: ignore[no-untyped-def]
+    """Change a stored object in place so that it stays well-formed: one byte of a DICOM or JSON file
+    (its size kept), one voxel byte inside a gzipped NIfTI (re-compressed: its CRC is right)."""
+    import gzip
+
+    path = ws.store.local_path(digest)
+    data = path.read_bytes()
+    gz = data[:2] == b"\x1f\x8b"
+    body = bytearray(gzip.decompress(data) if gz else data)
+    body[-3 if gz else len(body) // 2] ^= 0x20
+    path.chmod(0o644)
+    path.write_bytes(gzip.compress(bytes(body)) if gz else bytes(body))
+
+
+def _ledger_size(ws) -> int:  # type: ignore[no-untyped-def]
+    from curata.ledger import Ledger
+
+    return Ledger.open(ws).size
+
+
+@pytest.mark.parametrize(
+    "pattern", ["dicom/*/*/*.dcm", "nifti/*.nii.gz", "datalist.json"], ids=["dicom", "nifti", "derived"]
+)
+def test_export_refuses_a_stored_object_changed_since_the_release(
+    own_workspace, tmp_path: Path, pattern: str
+) -> None:  # type: ignore[no-untyped-def]
+    import fnmatch
+
+    ws, release = own_workspace
+    files = _release_files(ws, release.ref)
+    victim = sorted((f for f in files if fnmatch.fnmatch(f.path, pattern)), key=lambda f: f.path)[0]
+    _tamper(ws, victim.sha256)
+    before = _ledger_size(ws)
+    out = tmp_path / "out"
+    with pytest.raises(IntegrityError) as caught:
+        export_release(ws, release.ref, out, licensee="Tamper Test")
+    # named by its release path, in `release verify`'s words
+    assert f"corrupt in the store: {victim.path}" in caught.value.message
+    assert _ledger_size(ws) == before  # nothing logged as exported
+    assert not out.exists() and not out.with_name("out.partial").exists()  # no folder left
+    assert [p.name for p in tmp_path.iterdir()] == ["ws"]
+
+
+def test_export_refuses_a_missing_stored_object(own_workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ws, release = own_workspace
+    victim = sorted(_release_files(ws, release.ref), key=lambda f: f.path)[-1]
+    ws.store.local_path(victim.sha256).unlink()
+    before = _ledger_size(ws)
+    with pytest.raises(IntegrityError, match=f"missing from the store: {victim.path}"):
+        export_release(ws, release.ref, tmp_path / "out", licensee="Tamper Test")
+    assert _ledger_size(ws) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ws"]
+
+
+def test_export_refuses_a_changed_release_manifest(own_workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ws, release = own_workspace
+    with ws.catalog.session() as session:
+        digest = get_version(session, release.ref).manifest_digest
+    # still a well-formed manifest (its Merkle root recomputed): one DICOM's entry vouches for another's bytes
+    manifest = Manifest.from_bytes(ws.store.get_bytes(digest))
+    dicom = sorted((f for f in manifest.files if f.path.endswith(".dcm")), key=lambda f: f.path)
+    other = dicom[1]
+    manifest.files = [
+        dataclasses.replace(f, sha256=other.sha256, size=other.size) if f.path == dicom[0].path else f
+        for f in manifest.files
+    ]
+    path = ws.store.local_path(digest)
+    path.chmod(0o644)
+    path.write_bytes(manifest.to_bytes())
+    before = _ledger_size(ws)
+    with pytest.raises(IntegrityError, match="manifest: its bytes no longer hash"):
+        export_release(ws, release.ref, tmp_path / "out", licensee="Tamper Test")
+    assert _ledger_size(ws) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ws"]
+
+
+def test_cli_export_of_a_tampered_release_fails_and_an_intact_one_verifies(
+    own_workspace, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from curata.cli import app
+
+    ws, release = own_workspace
+    good = tmp_path / "good"
+    runner = CliRunner()
+    args = ["release", "export", release.ref, "--licensee", "Tamper Test", "--workspace", str(ws.root)]
+    ok = runner.invoke(app, [*args[:3], str(good), *args[3:]])
+    assert ok.exit_code == 0, ok.output
+    assert _verify(good).returncode == 0  # as the licensee runs it
+    dicom = sorted(
+        (f for f in _release_files(ws, release.ref) if f.path.endswith(".dcm")), key=lambda f: f.path
+    )
+    _tamper(ws, dicom[0].sha256)
+    before = _ledger_size(ws)
+    bad = runner.invoke(app, [*args[:3], str(tmp_path / "bad"), *args[3:]])
+    assert bad.exit_code != 0 and isinstance(bad.exception, IntegrityError)  # `main` prints its message
+    assert f"corrupt in the store: {dicom[0].path}" in bad.exception.message
+    assert _ledger_size(ws) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good", "ws"]
+
+
+def test_export_refuses_a_manifest_its_log_entry_does_not_vouch_for(own_workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A substitute manifest, stored intact and named by the catalog, is not the one the release entry logged."""
+    ws, release = own_workspace
+    with ws.catalog.session() as session:
+        version = get_version(session, release.ref)
+        manifest = Manifest.from_bytes(ws.store.get_bytes(version.manifest_digest))
+        manifest.files = manifest.files[1:]
+        version.manifest_digest = ws.store.put_bytes(manifest.to_bytes())
+        version.merkle_root = manifest.merkle_root()
+        index = version.ledger_index
+        session.commit()
+    before = _ledger_size(ws)
+    with pytest.raises(IntegrityError, match=f"log entry {index} is not this version's manifest"):
+        export_release(ws, release.ref, tmp_path / "out", licensee="Tamper Test")
+    assert _ledger_size(ws) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ws"]

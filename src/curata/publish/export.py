@@ -1,7 +1,10 @@
 """A licensee's copy of a release: fingerprinted files, their manifest, a log receipt and the verifier.
 
 The copy is written into ``DIR.partial`` and renamed to ``DIR`` when complete, so a half-written export
-never looks finished. The export manifest is kept in the store (for ``curata trace``), logged as an
+never looks finished. Every stored object is hashed as it is read and must match the release manifest's
+sha256 (the manifest the version's ``release`` log entry vouches for): an object changed or lost in the
+store since the release refuses the export as a whole, before anything is logged, and the partial folder
+is removed. The export manifest is kept in the store (for ``curata trace``), logged as an
 ``export`` entry, and the entry's receipt ships in ``ledger/export.tlog-proof`` with the log's public key.
 """
 
@@ -20,7 +23,7 @@ import pydicom
 from sqlalchemy import select
 
 from curata._io import fsync_file
-from curata.errors import ConfigError, InputError
+from curata.errors import BlobNotFound, ConfigError, InputError, IntegrityError
 from curata.publish import fingerprint as fp
 from curata.publish.formats import FORMATS, Fingerprint, check_files
 from curata.publish.formats import clinical as clinical_fp
@@ -65,6 +68,35 @@ class _ExportContext:
 
 _CTX: _ExportContext | None = None
 
+# `release verify`'s words for a release file whose stored object no longer matches its manifest
+CORRUPT = "corrupt in the store"
+MISSING = "missing from the store"
+READ = 1 << 20
+
+
+@dataclass(frozen=True)
+class _StoreFault:
+    """A stored object refused as read: ``CORRUPT`` or ``MISSING``."""
+
+    reason: str
+
+
+def _read_checked(store: Any, digest: str) -> bytes | _StoreFault:
+    """The object's bytes, hashed as they are read (one pass): the release manifest's sha256 is the
+    object's store key, so bytes that no longer hash to it were changed in the store since the release."""
+    h = hashlib.sha256()
+    parts: list[bytes] = []
+    try:
+        with store.open(digest) as fh:
+            while chunk := fh.read(READ):
+                h.update(chunk)
+                parts.append(chunk)
+    except (BlobNotFound, FileNotFoundError):
+        return _StoreFault(MISSING)
+    if h.hexdigest() != digest:
+        return _StoreFault(CORRUPT)
+    return b"".join(parts)
+
 
 def _init_export(ctx: _ExportContext) -> None:
     global _CTX
@@ -78,8 +110,10 @@ def _init_export(ctx: _ExportContext) -> None:
 
 def _export_one(
     ctx: _ExportContext, digest: str, paths: list[str], kind: Fingerprint
-) -> tuple[str, int] | str:
-    data = ctx.store.get_bytes(digest)
+) -> tuple[str, int] | str | _StoreFault:
+    data = _read_checked(ctx.store, digest)
+    if isinstance(data, _StoreFault):
+        return data  # nothing of it is written
     try:
         if kind is Fingerprint.DICOM:
             data = fp.fingerprint_dicom(data, ctx.mark, ctx.remap)
@@ -107,7 +141,7 @@ def _export_one(
 
 def _export_chunk(
     job: list[tuple[str, list[str], Fingerprint]],
-) -> list[tuple[list[str], tuple[str, int] | str]]:
+) -> list[tuple[list[str], tuple[str, int] | str | _StoreFault]]:
     assert _CTX is not None
     return [(paths, _export_one(_CTX, digest, paths, kind)) for digest, paths, kind in job]
 
@@ -142,10 +176,87 @@ def _jobs(
     return [[i] for i in big] + [small[k : k + CHUNK] for k in range(0, len(small), CHUNK)]
 
 
+def _refused(label: str, problems: list[str]) -> IntegrityError:
+    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    return IntegrityError(
+        f"{label}: export refused, the store no longer holds the release as logged: {shown}",
+        hint=f"run `curata release verify {label}` for every file, and restore the store from a backup",
+    )
+
+
+def _check_logged(ws: Workspace, label: str, index: int | None, digest: str) -> None:
+    """The version's ``release`` log entry must vouch for the manifest the export is built from."""
+    if index is None:
+        return
+    from curata.ledger import Ledger
+
+    entry = Ledger.open(ws).entry(index)
+    if entry.kind != "release" or entry.payload.get("manifest_sha256") != digest:
+        raise _refused(label, [f"log entry {index} is not this version's manifest"])
+
+
+def _write_files(
+    ws: Workspace,
+    label: str,
+    release_manifest: Manifest,
+    key: bytes,
+    mark: str,
+    partial: Path,
+    on_file: Callable[[], None] | None,
+) -> list[ManifestFile]:
+    """Every release file, fingerprinted, into ``partial``; each stored object checked as it is read.
+
+    One task per stored object (nnU-Net shares the NIfTI files' bytes), in chunks over the pool. The
+    first object changed or lost in the store stops the export (the pool's tasks in flight end first)."""
+    by_digest: dict[str, list[str]] = {}
+    for f in release_manifest.files:
+        by_digest.setdefault(f.sha256, []).append(f.path)
+    sizes = {f.sha256: f.size for f in release_manifest.files}
+    jobs = _jobs(_fingerprint_kinds(by_digest), sizes)
+    ctx = _ExportContext(ws.store_url, key, mark, str(partial))
+    workers = ws.workers()
+    written: dict[str, tuple[str, int]] = {}
+    errors: list[str] = []
+    faults: list[str] = []
+    results = imap_unordered(
+        _export_chunk,
+        jobs,
+        workers=workers if len(jobs) > 1 else 1,
+        initializer=_init_export,
+        initargs=(ctx,),
+    )
+    try:
+        for _job, chunk in results:
+            for paths, outcome in chunk:
+                if isinstance(outcome, _StoreFault):
+                    faults.extend(f"{outcome.reason}: {p}" for p in sorted(paths))
+                elif isinstance(outcome, str):
+                    errors.append(f"{paths[0]}: {outcome}")
+                else:
+                    for path in paths:
+                        written[path] = outcome
+                        if on_file:
+                            on_file()
+            if faults:
+                break
+    finally:
+        close = getattr(results, "close", None)  # a stop ends the pool's tasks in flight first
+        if close is not None:
+            close()
+    if faults:
+        raise _refused(label, faults)
+    if errors:
+        raise ReleaseError(f"{len(errors)} file(s) could not be fingerprinted: {'; '.join(errors[:3])}")
+    return [ManifestFile(p, *written[p]) for p in sorted(written)]
+
+
 def export_release(
     ws: Workspace, ref: str, out_dir: Path | str, licensee: str, on_file: Callable[[], None] | None = None
 ) -> ExportResult:
-    """Write ``licensee``'s fingerprinted copy of ``NAME@V`` into ``out_dir`` and log the export."""
+    """Write ``licensee``'s fingerprinted copy of ``NAME@V`` into ``out_dir`` and log the export.
+
+    Refused as a whole (``IntegrityError``, nothing logged, no folder left) where the release manifest
+    or any object it lists no longer hashes to what the version's log entry vouches for."""
     licensee = licensee.strip()
     if not licensee:
         raise ConfigError("--licensee is required: every export names who receives it")
@@ -157,77 +268,57 @@ def export_release(
         shutil.rmtree(partial)
     with ws.catalog.session() as session:
         version = get_version(session, ref)
-        ensure_logged(ws, session, version)  # a version a kill left unlogged is logged before it leaves
         label = f"{version.release.name}@{version.version}"
-        release_manifest = Manifest.from_bytes(ws.store.get_bytes(version.manifest_digest))
+        raw = ws.store.get_bytes(version.manifest_digest)
+        if hashlib.sha256(raw).hexdigest() != version.manifest_digest:
+            raise _refused(label, ["manifest: its bytes no longer hash to the digest the catalog records"])
+        # a version a kill left unlogged is logged before it leaves; a logged one, as this manifest
+        _check_logged(ws, label, ensure_logged(ws, session, version), version.manifest_digest)
+        release_manifest = Manifest.from_bytes(raw)
         key = ws.site_key()
         mark = fp.make_mark(key, label, licensee)
-        # one task per stored object (nnU-Net shares the NIfTI files' bytes), in chunks over the pool
-        by_digest: dict[str, list[str]] = {}
-        for f in release_manifest.files:
-            by_digest.setdefault(f.sha256, []).append(f.path)
-        sizes = {f.sha256: f.size for f in release_manifest.files}
-        jobs = _jobs(_fingerprint_kinds(by_digest), sizes)
-        ctx = _ExportContext(ws.store_url, key, mark, str(partial))
-        workers = ws.workers()
-        written: dict[str, tuple[str, int]] = {}
-        errors: list[str] = []
-        for _job, results in imap_unordered(
-            _export_chunk,
-            jobs,
-            workers=workers if len(jobs) > 1 else 1,
-            initializer=_init_export,
-            initargs=(ctx,),
-        ):
-            for paths, outcome in results:
-                if isinstance(outcome, str):
-                    errors.append(f"{paths[0]}: {outcome}")
-                    continue
-                for path in paths:
-                    written[path] = outcome
-                    if on_file:
-                        on_file()
-        if errors:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise ReleaseError(f"{len(errors)} file(s) could not be fingerprinted: {'; '.join(errors[:3])}")
-        files = [ManifestFile(p, *written[p]) for p in sorted(written)]
-        manifest = Manifest(
-            release_manifest.release,
-            release_manifest.version,
-            files,
-            {"licensee": licensee, "release_manifest_sha256": version.manifest_digest},
-        )
-        manifest_bytes = manifest.to_bytes()
-        manifest_sha = ws.store.put_bytes(manifest_bytes)  # kept for `curata trace`
-        _write(partial / "manifest.json", manifest_bytes)
-        _write(partial / "verify_release.py", script_source().encode())
+        try:
+            files = _write_files(ws, label, release_manifest, key, mark, partial, on_file)
+            manifest = Manifest(
+                release_manifest.release,
+                release_manifest.version,
+                files,
+                {"licensee": licensee, "release_manifest_sha256": version.manifest_digest},
+            )
+            manifest_bytes = manifest.to_bytes()
+            manifest_sha = ws.store.put_bytes(manifest_bytes)  # kept for `curata trace`
+            _write(partial / "manifest.json", manifest_bytes)
+            _write(partial / "verify_release.py", script_source().encode())
 
-        # every export is logged: the receipt ties the licensee to this manifest
-        from curata.ledger import Ledger
+            # every export is logged: the receipt ties the licensee to this manifest
+            from curata.ledger import Ledger
 
-        ledger = Ledger.open(ws)
-        entry = ledger.append(
-            "export",
-            {
-                "release": version.release.name,
-                "version": version.version,
-                "licensee": licensee,
-                "manifest_sha256": manifest_sha,
-                "release_manifest_sha256": version.manifest_digest,
-                "files": len(files),
-                "bytes": manifest.total_size,
-            },
-        )
-        index = entry.index
-        ledger.checkpoint()
-        receipt = ledger.receipt(index)
-        vkey = (ledger.folder / "log.vkey").read_text()
-        _write(partial / "ledger" / "export.tlog-proof", receipt)
-        _write(partial / "ledger" / "log.vkey", vkey.encode())
-        _fsync_tree(partial, only=("manifest.json", "verify_release.py", "ledger"))
-        if out.exists():
-            out.rmdir()
-        partial.rename(out)
+            ledger = Ledger.open(ws)
+            entry = ledger.append(
+                "export",
+                {
+                    "release": version.release.name,
+                    "version": version.version,
+                    "licensee": licensee,
+                    "manifest_sha256": manifest_sha,
+                    "release_manifest_sha256": version.manifest_digest,
+                    "files": len(files),
+                    "bytes": manifest.total_size,
+                },
+            )
+            index = entry.index
+            ledger.checkpoint()
+            receipt = ledger.receipt(index)
+            vkey = (ledger.folder / "log.vkey").read_text()
+            _write(partial / "ledger" / "export.tlog-proof", receipt)
+            _write(partial / "ledger" / "log.vkey", vkey.encode())
+            _fsync_tree(partial, only=("manifest.json", "verify_release.py", "ledger"))
+            if out.exists():
+                out.rmdir()
+            partial.rename(out)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)  # a refused or failed copy leaves no folder
+            raise
 
         existing = session.scalar(select(ReleaseExport).where(ReleaseExport.mark == mark))
         if existing is None:

@@ -159,3 +159,57 @@ def test_licensee_copies_mark_clinical_tables_and_vcfs_and_trace_names_the_licen
         assert text.replace(f"##curata_fingerprint={marks[who]}\n".encode(), b"") == body
         assert trace_file(workspace, vcf).matches[0].licensee == who
     assert orders["ACME AI"] != orders["Globex"]
+
+
+def test_export_refuses_a_clinical_table_or_vcf_changed_in_the_store(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Tables and VCFs are stored when the release is built and marked at export from those bytes:
+    a stored one rewritten since (still well-formed) refuses the export, logs nothing, leaves no folder."""
+    import pytest
+
+    from curata.errors import IntegrityError
+    from curata.ledger import Ledger
+
+    export = tmp_path / "export"
+    mrns = MRNS[:2]
+    for i, mrn in enumerate(mrns):
+        make_ct(export / "ct" / mrn, patient_id=mrn, patient_name=f"Pat^{i}", seed=i)
+    write_csv(
+        export / "clinical" / "dx.csv", [csv_row(mrn=m, patient_name=f"Pat {i}") for i, m in enumerate(mrns)]
+    )
+    (export / "genomes").mkdir()
+    (export / "genomes" / f"{mrns[0]}.vcf").write_text(vcf_text(sample=mrns[0]))
+    _summary, problems = Ingestor(workspace, workers=1).ingest_paths([export])
+    assert not problems, [p.reason for p in problems]
+    rel = create_release(workspace, "clin-tamper", formats="dicom")
+    with workspace.catalog.session() as s:
+        v = get_version(s, rel.ref)
+        stored = {
+            f.path: f.sha256 for f in Manifest.from_bytes(workspace.store.get_bytes(v.manifest_digest)).files
+        }
+    vcf = next(p for p in stored if p.startswith("genomics/") and p.endswith(".vcf.gz"))
+
+    def table(data: bytes) -> bytes:  # a diagnosis rewritten: a valid Parquet file
+        frame = pd.read_parquet(io.BytesIO(data))
+        frame.iloc[0, frame.columns.get_loc("condition_source_value")] = "Pat 0 lung adenocarcinoma"
+        out = io.BytesIO()
+        frame.to_parquet(out, index=False)
+        return out.getvalue()
+
+    def genome(data: bytes) -> bytes:  # a header line added: a valid gzipped VCF
+        return gzip.compress(gzip.decompress(data).replace(b"#CHROM", b"##note=Pat 0\n#CHROM", 1))
+
+    for path, rewrite in (("clinical/condition_occurrence.parquet", table), (vcf, genome)):
+        blob = workspace.store.local_path(stored[path])
+        original = blob.read_bytes()
+        blob.chmod(0o644)
+        blob.write_bytes(rewrite(original))
+        before = Ledger.open(workspace).size
+        with pytest.raises(IntegrityError, match=f"corrupt in the store: {path}"):
+            export_release(workspace, rel.ref, tmp_path / "out", licensee="Tamper Test")
+        assert Ledger.open(workspace).size == before
+        assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+        blob.write_bytes(original)
+    out = export_release(workspace, rel.ref, tmp_path / "out", licensee="Tamper Test")  # restored: exported
+    res = subprocess.run([sys.executable, "-I", str(Path(out.directory) / "verify_release.py"), out.directory],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
