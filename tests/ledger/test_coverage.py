@@ -203,3 +203,28 @@ def test_cli_statement_refuses_an_edited_fee(workspace) -> None:  # type: ignore
     code, out = cli("revenue", "statement", "--period", "2026", "--json", "-w", ws)
     assert code != 0 and "does not verify" in out and "990000" not in out
     assert Ledger.open(workspace).checkpoint_sizes() == [1, 2]
+
+
+# -- the limit: a wholesale rollback of log and checkpoints, caught only by a copy held elsewhere ----
+def test_a_wholesale_rollback_needs_a_copy_held_elsewhere(tmp_path: Path) -> None:
+    from curata.ledger.witness import Witness, WitnessRefusal, witness_checkpoint
+
+    ledger = licensed(tmp_path)
+    witness = Witness.init(tmp_path / "witness", "hospital-b.example/witness")
+    witness_checkpoint(ledger, witness)
+    earlier = (ledger.folder / "checkpoint").read_text()
+    add_licence(ledger, "acme", "chest-ct@1", 5000, on=date(2026, 11, 21))
+    later = witness_checkpoint(ledger, witness).note
+    # roll everything in the folder back to the signed state of size 2
+    truncate_last(ledger)
+    (ledger.folder / "checkpoints" / "3").unlink()
+    (ledger.folder / "checkpoint").write_text(earlier)
+    for p in (ledger.folder / "tile").rglob("*"):
+        if p.is_file() and p.parent.name == "000.p" and p.name == "3":
+            p.unlink()
+    rolled = make(tmp_path)
+    assert rolled.verify().ok  # the folder alone cannot tell (README: the limit)
+    assert any("rolled back" in p for p in rolled.verify(later).problems)  # a licensee's copy can
+    rolled.append("usage", {"licensee": "acme", "release": "chest-ct@1", "action": "download"})
+    with pytest.raises(WitnessRefusal, match="inconsistent"):  # and so can the witness
+        witness_checkpoint(rolled, witness)
