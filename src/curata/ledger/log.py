@@ -380,17 +380,23 @@ class Ledger:
         return data, when
 
     def append(self, kind: str, payload: dict[str, Any], *, time: datetime | None = None) -> LedgerEntry:
-        """Append one entry; durable when this returns."""
+        """Append one entry; durable, and covered by a signed checkpoint, when this returns."""
         return self.append_many([(kind, payload)], time=time)[0]
 
     def append_many(
         self, items: Sequence[tuple[str, dict[str, Any]]], *, time: datetime | None = None
     ) -> list[LedgerEntry]:
-        """Append several entries with one pair of fsyncs (all durable when this returns)."""
+        """Append several entries with one pair of fsyncs and one checkpoint (all durable and signed when
+        this returns).
+
+        Refused, nothing written, where the log contradicts its latest signed checkpoint: an entry is
+        never appended onto, nor signed over, a rewritten or truncated past.
+        """
         when = (time or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         encoded = [self._encode(kind, payload, when) for kind, payload in items]
         hashes = [leaf_hash(data) for data, _ in encoded]
         with self._locked():
+            latest = self._check_against_signed()
             first = self.size
             records, blob, pos = [], bytearray(), self._end
             for (data, _), h in zip(encoded, hashes, strict=True):
@@ -406,6 +412,7 @@ class Ledger:
                     os.fdatasync(fh.fileno())
             self._end = pos
             self._write_index(records)
+            self._sign(latest)
         return [
             LedgerEntry(first + i, kind, when, payload, data)
             for i, ((kind, payload), (data, when)) in enumerate(zip(items, encoded, strict=True))
@@ -466,19 +473,62 @@ class Ledger:
             raise LedgerError(f"{path}: {exc}") from exc
 
     def checkpoint(self) -> Checkpoint:
-        """Sign the current tree head, publish the new tiles, then the checkpoint (tiles first)."""
+        """Sign the current tree head, publish the new tiles, then the checkpoint (tiles first).
+
+        Refused (``LedgerError``) unless the log extends its latest signed checkpoint (an RFC 6962
+        consistency proof from it to the current head) and the entries since then hash to their leaves.
+        """
         with self._locked():
-            latest = self.load_checkpoint()
-            if latest is not None and latest.size == self.size:
-                return latest
-            size = self.size
-            cp = Checkpoint(self.origin, size, self.tree.root(size)).signed(self.signer)
-            old = latest.size if latest is not None else 0
-            tiles.publish(self.folder, self.tree, self.entry_bytes, old, size, fsync=self._fsync)
-            note = cp.note.encode()
-            tiles.write_atomic(self._checkpoint_path(size), note, fsync=self._fsync)
-            tiles.write_atomic(self.folder / "checkpoint", note, fsync=self._fsync)
-            return cp
+            return self._sign(self._check_against_signed())
+
+    def _check_against_signed(self) -> Checkpoint | None:
+        """Raise unless the current log extends the latest signed checkpoint. Caller holds the lock."""
+        latest = self.load_checkpoint()  # `verify` also compares it with checkpoints/ (a rolled-back file)
+        if latest is None:
+            self._check_leaves(0, self.size)
+            return None
+        hint = "run `curata ledger verify`; restore the ledger folder from a backup or a witness's copy"
+        if latest.size > self.size:
+            raise LedgerError(
+                f"the log has {self.size} entries, its latest signed checkpoint {latest.size}: "
+                "entries were removed; no checkpoint is signed over it",
+                hint=hint,
+            )
+        try:
+            proof = self.tree.consistency_proof(latest.size, self.size)
+            verify_consistency(latest.size, self.size, latest.root_hash, self.tree.root(), proof)
+        except ProofError as exc:
+            raise LedgerError(
+                f"the log is not consistent with its signed checkpoint of size {latest.size} "
+                f"(entries before it were rewritten): {exc}; no checkpoint is signed over it",
+                hint=hint,
+            ) from exc
+        self._check_leaves(latest.size, self.size)
+        return latest
+
+    def _check_leaves(self, start: int, end: int) -> None:
+        """The entries about to be signed first (``start`` to ``end``) must hash to the tree's leaves."""
+        step = 4096
+        for lo in range(start, end, step):
+            for i, data in enumerate(self.entry_bytes(lo, min(end, lo + step)), lo):
+                if leaf_hash(data) != self.tree.levels[0][i]:
+                    raise LedgerError(
+                        f"entry {i} differs from its leaf in the index; no checkpoint is signed over it",
+                        hint="run `curata ledger verify`",
+                    )
+
+    def _sign(self, latest: Checkpoint | None) -> Checkpoint:
+        """Sign the head over ``latest`` (checked by ``_check_against_signed``). Caller holds the lock."""
+        if latest is not None and latest.size == self.size:
+            return latest
+        size = self.size
+        cp = Checkpoint(self.origin, size, self.tree.root(size)).signed(self.signer)
+        old = latest.size if latest is not None else 0
+        tiles.publish(self.folder, self.tree, self.entry_bytes, old, size, fsync=self._fsync)
+        note = cp.note.encode()
+        tiles.write_atomic(self._checkpoint_path(size), note, fsync=self._fsync)
+        tiles.write_atomic(self.folder / "checkpoint", note, fsync=self._fsync)
+        return cp
 
     def add_cosignature(self, cosigned: str) -> Checkpoint:
         """Store a witness's cosignature lines on the checkpoint they cosign."""
@@ -578,12 +628,41 @@ class Ledger:
                     )
             if from_checkpoint is not None:
                 report.problems.extend(self._check_earlier(from_checkpoint, tree))
-            latest = self.load_checkpoint()
+            latest = None
+            try:
+                latest = self.load_checkpoint()
+            except LedgerError as exc:
+                report.problems.append(str(exc))
+            report.problems.extend(self._check_coverage(latest, size))
             if latest is not None and data_ok and latest.size <= size:
                 problems = tiles.check(self.folder, tree, self.entry_bytes, latest.size)
                 report.problems.extend(problems)
                 report.tiles_checked = True
         return report
+
+    def _check_coverage(self, latest: Checkpoint | None, size: int) -> list[str]:
+        """The latest checkpoint against the log and the stored checkpoints; entries none covers."""
+        problems = []
+        sizes = self.checkpoint_sizes()
+        stored = sizes[-1] if sizes else 0
+        named = latest.size if latest is not None else 0
+        if named > size:
+            problems.append(
+                f"the latest checkpoint names size {named}; the log has {size} entries: entries were removed"
+            )
+        if stored != named:
+            problems.append(
+                f"the latest checkpoint names size {named}, checkpoints/ holds one of size {stored}: "
+                "one of them was rolled back or removed"
+            )
+        covered = max(named, stored)
+        if size > covered:
+            which = f"entry {covered}" if size == covered + 1 else f"entries {covered} to {size - 1}"
+            problems.append(
+                f"{which}: no signed checkpoint covers it (appended around curata, or by a writer stopped "
+                "before it signed; if genuine, `curata ledger checkpoint` signs it)"
+            )
+        return problems
 
     def _check_earlier(self, note: str, tree: MerkleTree) -> list[str]:
         try:

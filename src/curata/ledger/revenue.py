@@ -187,11 +187,25 @@ class Statement:
 
 
 def statement(ledger: Ledger, period: str, *, rule: str = "patients") -> Statement:
-    """The period's revenue statement from the log's licence and release entries, up to a fresh checkpoint."""
+    """The period's revenue statement from the log's licence and release entries, up to a fresh checkpoint.
+
+    Refused (``LedgerError``) unless the whole log verifies against its signed checkpoints and tiles.
+    """
     if rule not in RULES:
         raise LedgerError(f"unknown revenue rule {rule!r}", hint=f"use one of {', '.join(RULES)}")
     start, end = parse_period(period)
-    cp = ledger.checkpoint()
+    try:  # refuses to sign a log that contradicts its signed checkpoints
+        cp = ledger.checkpoint()
+    except LedgerError as exc:
+        raise LedgerError(
+            f"the log does not verify, no statement made: {exc.message}", hint=exc.hint
+        ) from exc
+    report = ledger.verify()
+    if not report.ok:
+        raise LedgerError(
+            "the log does not verify, no statement made: " + "; ".join(report.problems[:5]),
+            hint="`curata ledger verify` lists every problem; restore the ledger folder from a backup",
+        )
     releases: dict[str, LedgerEntry] = {}
     out = Statement(period, rule, cp.size, cp.root_hash.hex())
     for e in ledger.entries():
