@@ -425,3 +425,94 @@ def test_a_reading_release_makes_no_new_version_of_another_projects_release(
         assert "shared" not in service.get_project(p.ws, "alpha").releases
         fresh = client.post(_fill(page, p, ""), data={"release": "alpha-own"}, headers=p.auth("cur"))
         assert fresh.status_code == 303, fresh.text
+
+
+# -- a licence that ended: expired, revoked, or its licensee role taken away and given back -----------------
+# every route that serves a licensed release answers the licensee as for a release never licensed
+# (404, "for you": its existence is not revealed) and the attempt is in the audit trail; an open grant
+# of the same release serves (the control row)
+LICENSED = [
+    ("GET", "/ui/p/{project}/releases/{ref}"),
+    ("GET", "/ui/p/{project}/releases/{ref}/card"),
+    ("GET", "/ui/p/{project}/releases/{ref}/download"),
+]
+ENDED = ["open", "expired", "revoked", "revoked-over-http", "role-re-added"]
+
+
+@pytest.mark.parametrize("case", ENDED)
+def test_an_ended_licence_answers_as_none(stocked: Any, case: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from curata.server import service
+    from curata.server.models import LicenceGrant
+
+    p = stocked
+    ws, ref = p.ws, p.release
+    with TestClient(create_app(ws), follow_redirects=False) as client:
+        if case == "expired":
+            service.grant_licence(ws, "lic", "alpha", ref, expires_at=datetime.now(UTC) + timedelta(days=1))
+            with ws.catalog.session() as s:  # a day later
+                s.execute(update(LicenceGrant).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        elif case == "revoked":
+            service.revoke_licence(ws, "lic", "alpha", ref)
+        elif case == "revoked-over-http":
+            body = {"username": "lic", "release": ref, "revoke": True}
+            r = client.post("/api/projects/alpha/licences", json=body, headers=p.auth("adm"))
+            assert r.status_code == 200 and r.json()["revoked_at"]
+        elif case == "role-re-added":
+            service.set_role(ws, "lic", "alpha", "licensee", remove=True)
+            service.set_role(ws, "lic", "alpha", "licensee")
+        before = len(service.audit_events(ws, action="licence-ended"))
+        wrong = []
+        for method, path in LICENSED:
+            r = client.request(method, path.format(project="alpha", ref=ref), headers=p.auth("lic"))
+            if case == "open":
+                if r.status_code != 200:
+                    wrong.append(f"{case} {path}: {r.status_code}")
+            elif not (r.status_code == 404 and "for you" in r.text):
+                wrong.append(f"{case} {path}: expected 404 as unlicensed, got {r.status_code}")
+        assert not wrong, "\n".join(wrong)
+        logged = len(service.audit_events(ws, action="licence-ended")) - before
+        assert logged == (0 if case == "open" else len(LICENSED))
+        # the licensee's DICOMweb scope is its open grants' series only
+        r = client.get("/projects/alpha/dicomweb/series", headers=p.auth("lic"))
+        listed = p.series["site-a"] in r.text
+        assert listed == (case == "open"), (case, r.status_code)
+        if case != "open":  # granting again is a new, explicit grant: it serves
+            service.grant_licence(ws, "lic", "alpha", ref)
+            r = client.get(f"/ui/p/alpha/releases/{ref}", headers=p.auth("lic"))
+            assert r.status_code == 200
+
+
+def test_a_grant_expires_at_the_end_of_its_day_over_http(stocked: Any) -> None:
+    from datetime import date, timedelta
+
+    from curata.server import service
+
+    p = stocked
+    with TestClient(create_app(p.ws), follow_redirects=False) as client:
+        last = (date.today() + timedelta(days=30)).isoformat()
+        body = {"username": "lic", "release": p.release, "expires": last}
+        r = client.post("/api/projects/alpha/licences", json=body, headers=p.auth("adm"))
+        assert r.status_code == 200 and r.json()["expires_at"].startswith(
+            (date.today() + timedelta(days=31)).isoformat()
+        )
+        body["expires"] = "2000-01-01"
+        r = client.post("/api/projects/alpha/licences", json=body, headers=p.auth("adm"))
+        assert r.status_code == 400 and "past" in r.text
+        body = {"username": "lic", "release": p.release, "revoke": True}
+        assert (
+            client.post("/api/projects/alpha/licences", json=body, headers=p.auth("lic")).status_code == 403
+        )
+    assert [g.label for g in service.licences_of(p.ws, _lic_id(p), "alpha")] == [p.release]
+
+
+def _lic_id(p: Any) -> int:
+    from sqlalchemy import select
+
+    from curata.server.models import User
+
+    with p.ws.catalog.session() as s:
+        return int(s.scalar(select(User.id).where(User.username == "lic")))  # type: ignore[arg-type]

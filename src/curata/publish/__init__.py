@@ -16,6 +16,14 @@ from typing import TYPE_CHECKING
 from curata._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from curata.publish.consent import (
+        Superseded,
+        check_may_hand_out,
+        exported_to,
+        superseded,
+        superseded_in,
+        superseded_versions,
+    )
     from curata.publish.models import Release, ReleaseMember, ReleaseVersion
     from curata.publish.service import (
         ExportResult,
@@ -56,6 +64,12 @@ __getattr__ = lazy_exports(
         "trace_file": "service",
         "verify_version": "service",
         "withdraw_patient": "service",
+        "Superseded": "consent",
+        "check_may_hand_out": "consent",
+        "exported_to": "consent",
+        "superseded": "consent",
+        "superseded_in": "consent",
+        "superseded_versions": "consent",
     },
 )
 
@@ -67,14 +81,20 @@ __all__ = [
     "ReleaseRow",
     "ReleaseVersion",
     "ReleaseVersionInfo",
+    "Superseded",
     "TraceMatch",
     "TraceResult",
     "VerifyResult",
     "WithdrawalResult",
+    "check_may_hand_out",
     "create_release",
     "export_release",
+    "exported_to",
     "list_releases",
     "show_release",
+    "superseded",
+    "superseded_in",
+    "superseded_versions",
     "trace_file",
     "verify_version",
     "withdraw_patient",

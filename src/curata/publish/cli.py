@@ -103,9 +103,10 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write a licensee's fingerprinted copy with its manifest, log receipt and verify_release.py."""
-    from curata.publish import export_release
+    from curata.publish import check_may_hand_out, export_release
 
     ws = _ws(workspace)
+    check_may_hand_out(ws, ref)  # a version holding a patient withdrawn since is not handed out
     summary = RunSummary("release export")
     with make_progress(quiet=as_json) as progress:
         task = progress.add_task(f"exporting {ref}", total=None)
@@ -186,7 +187,12 @@ def withdraw(
     """Consent withdrawn: a new version without the patient, logged; later versions leave them out."""
     from curata.publish import withdraw_patient
 
-    result = withdraw_patient(_ws(workspace), name, patient)
+    ws = _ws(workspace)
+    result = withdraw_patient(ws, name, patient)
+    # the versions it left behind stop being handed out: cached downloads deleted, grants carried over
+    from curata.server import after_withdrawal
+
+    after_withdrawal(ws)
     if as_json:
         finish(result, as_json=True)
         return

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ProjectRecord,
         UserRecord,
         add_resource,
+        after_withdrawal,
         count_recent,
         record,
     )
@@ -54,6 +55,7 @@ __getattr__ = lazy_exports(
         "setup_demo_readers": "demo",
         "AuthError": "service",
         "add_resource": "service",
+        "after_withdrawal": "service",
         "Principal": "service",
         "ProjectRecord": "service",
         "UserRecord": "service",
@@ -68,6 +70,7 @@ __all__ = [
     "Role",
     "UserRecord",
     "add_resource",
+    "after_withdrawal",
     "bounded_body",
     "count_recent",
     "create_app",

@@ -216,15 +216,48 @@ def project_grant(
     project: str,
     release: str = typer.Argument(..., help="NAME@VERSION"),
     to: str = typer.Option(..., "--to", help="The licensee's username."),
+    expires: str = typer.Option(
+        None, "--expires", help="Last day the grant serves, YYYY-MM-DD (default: no end)."
+    ),
     workspace: Path | None = WS,
 ) -> None:
     """License a release version to a licensee user (they get the licensee role in the project)."""
+    from datetime import date
+
+    from curata.errors import InputError
+    from curata.server import service
+
+    try:
+        until = service.end_of_day(date.fromisoformat(expires)) if expires else None
+    except ValueError as exc:
+        raise InputError(f"--expires {expires!r} is not a date", hint="YYYY-MM-DD, e.g. 2027-12-31") from exc
+    ws = _ws(workspace)
+    g = service.grant_licence(ws, to, project, release, expires_at=until)
+    service.record(
+        ws,
+        "licence-granted",
+        username="cli",
+        target=f"{to}:{g.label}",
+        project=project,
+        detail={"expires": expires} if expires else None,
+    )
+    console.print(f"{g.label} licensed to {to} in {project}" + (f" through {expires}" if expires else ""))
+
+
+@project_app.command("revoke")
+def project_revoke(
+    project: str,
+    release: str = typer.Argument(..., help="NAME@VERSION"),
+    to: str = typer.Option(..., "--to", help="The licensee's username."),
+    workspace: Path | None = WS,
+) -> None:
+    """End a licence grant now: the licensee's pages, downloads and series of it answer as unlicensed."""
     from curata.server import service
 
     ws = _ws(workspace)
-    g = service.grant_licence(ws, to, project, release)
-    service.record(ws, "licence-granted", username="cli", target=f"{to}:{g.label}", project=project)
-    console.print(f"{g.label} licensed to {to} in {project}")
+    g = service.revoke_licence(ws, to, project, release)
+    service.record(ws, "licence-revoked", username="cli", target=f"{to}:{g.label}", project=project)
+    console.print(f"{g.label} no longer licensed to {to} in {project}")
 
 
 def check_bind(host: str, tls: bool, allow_plain_http: bool) -> str | None:

@@ -114,7 +114,9 @@ class ProjectResource(Base):
 
 
 class LicenceGrant(Base):
-    """A release version (``NAME@V``) licensed to one licensee user within a project."""
+    """A release version (``NAME@V``) licensed to one licensee user within a project, until
+    ``expires_at`` (none: no end) or until it was revoked (``revoked_at``); an ended grant serves nothing
+    and is kept as the record of what was licensed."""
 
     __tablename__ = "licence_grant"
     __table_args__ = (UniqueConstraint("user_id", "release", "version"),)
@@ -125,6 +127,8 @@ class LicenceGrant(Base):
     version: Mapped[int] = mapped_column(Integer)
     granted_by: Mapped[int | None] = mapped_column(ForeignKey("platform_user.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class LoginFailure(Base):

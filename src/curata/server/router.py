@@ -3,6 +3,7 @@ users and the audit trail. Thin: every route calls :mod:`curata.server.service`.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -57,6 +58,8 @@ class ResourceIn(BaseModel):
 class LicenceIn(BaseModel):
     username: str
     release: str  # NAME@V
+    expires: date | None = None  # the last day the grant serves (none: no end)
+    revoke: bool = False  # end the grant now instead
 
 
 class TokenIn(BaseModel):
@@ -212,20 +215,36 @@ def add_resource(
 @router.post("/projects/{project}/licences")
 def grant_licence(
     body: LicenceIn, request: Request, access: Access = Depends(require(Role.admin))
-) -> dict[str, str]:
+) -> dict[str, str | None]:
+    """Grant a release version to a licensee (until ``expires``, inclusive), or with ``revoke`` end it."""
     assert access.project is not None
-    g = service.grant_licence(
-        request.app.state.ws, body.username, access.project.name, body.release, by=access.principal.username
-    )
+    ws = request.app.state.ws
+    if body.revoke:
+        g = service.revoke_licence(ws, body.username, access.project.name, body.release)
+    else:
+        g = service.grant_licence(
+            ws,
+            body.username,
+            access.project.name,
+            body.release,
+            by=access.principal.username,
+            expires_at=service.end_of_day(body.expires) if body.expires else None,
+        )
     service.record(
-        request.app.state.ws,
-        "licence-granted",
+        ws,
+        "licence-revoked" if body.revoke else "licence-granted",
         principal=access.principal,
         target=f"{body.username}:{g.label}",
         project=access.project.name,
+        detail={"expires": body.expires.isoformat()} if body.expires and not body.revoke else None,
         ledger=request.app.state.ledger,
     )
-    return {"release": g.label, "username": body.username}
+    return {
+        "release": g.label,
+        "username": body.username,
+        "expires_at": g.expires_at.isoformat() if g.expires_at else None,
+        "revoked_at": g.revoked_at.isoformat() if g.revoked_at else None,
+    }
 
 
 @router.get("/users")

@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
@@ -133,6 +133,8 @@ class Grant:
     release: str
     version: int
     project: str
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
 
     @property
     def label(self) -> str:
@@ -567,6 +569,8 @@ def set_role(
         )
         if remove and existing is not None:
             s.delete(existing)
+            if r is Role.licensee:
+                _revoke_project_grants(s, user.id, p.id)
         elif not remove and existing is None:
             s.add(Membership(user_id=user.id, project_id=p.id, role=r.value))
         s.flush()
@@ -611,13 +615,42 @@ def authorize(
 
 
 # -- licence grants ----------------------------------------------------------------------------
+def _grant_row(s: Session, user_id: int, name: str, version: int) -> LicenceGrant | None:
+    return s.scalar(
+        select(LicenceGrant).where(
+            LicenceGrant.user_id == user_id, LicenceGrant.release == name, LicenceGrant.version == version
+        )
+    )
+
+
+def end_of_day(day: date) -> datetime:
+    """A grant's expiry given as a day: it serves through that whole day (UTC)."""
+    return datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+
+
+def _open(g: LicenceGrant, now: datetime) -> bool:
+    return g.revoked_at is None and (g.expires_at is None or _aware(g.expires_at) > now)
+
+
 def grant_licence(
-    ws: Workspace, username: str, project: str, release: str, *, by: str | None = None
+    ws: Workspace,
+    username: str,
+    project: str,
+    release: str,
+    *,
+    by: str | None = None,
+    expires_at: datetime | None = None,
 ) -> Grant:
-    """License ``NAME@V`` to a licensee user in ``project`` (the release must belong to the project)."""
+    """License ``NAME@V`` to a licensee user in ``project`` (the release must belong to the project),
+    until ``expires_at`` where given. Granting again reopens a revoked or expired grant with the new end.
+    A version a consent withdrawal left behind is refused, naming the version to license instead."""
+    from curata.publish import superseded
+
     name, _, ver = release.partition("@")
     if not ver.isdigit():
         raise AccountError(f"{release!r} is not NAME@VERSION", hint="e.g. lung-ct@1")
+    if expires_at is not None and _aware(expires_at) <= _now():
+        raise AccountError(f"the expiry {expires_at:%Y-%m-%d} is already past")
     with ws.catalog.session() as s:
         user, p = _user(s, username), _project(s, project)
         if (
@@ -634,22 +667,28 @@ def grant_licence(
                 f"release {name!r} is not in project {project!r}",
                 hint=f"`curata project add-resource {project} release {name}` first",
             )
+        try:
+            gone = superseded(ws, f"{name}@{int(ver)}")
+        except CurataError:  # a version not built yet: granted as before, checked when it is served
+            gone = None
+        if gone is not None:
+            raise AccountError(gone.message, hint=gone.hint)
         granter = s.scalar(select(User.id).where(User.username == by)) if by else None
-        if (
-            s.scalar(
-                select(LicenceGrant.id).where(
-                    LicenceGrant.user_id == user.id,
-                    LicenceGrant.release == name,
-                    LicenceGrant.version == int(ver),
-                )
-            )
-            is None
-        ):
+        row = _grant_row(s, user.id, name, int(ver))
+        if row is None:
             s.add(
                 LicenceGrant(
-                    user_id=user.id, project_id=p.id, release=name, version=int(ver), granted_by=granter
+                    user_id=user.id,
+                    project_id=p.id,
+                    release=name,
+                    version=int(ver),
+                    granted_by=granter,
+                    expires_at=expires_at,
                 )
             )
+        else:  # an explicit new grant: reopened, with this grant's end
+            row.revoked_at, row.expires_at, row.project_id = None, expires_at, p.id
+            row.granted_by = granter if granter is not None else row.granted_by
         if (
             s.scalar(
                 select(Membership.id).where(
@@ -661,21 +700,115 @@ def grant_licence(
             is None
         ):
             s.add(Membership(user_id=user.id, project_id=p.id, role=Role.licensee.value))
-    return Grant(name, int(ver), project)
+    return Grant(name, int(ver), project, expires_at)
 
 
-def licences_of(ws: Workspace, user_id: int | None, project: str | None = None) -> list[Grant]:
+def revoke_licence(ws: Workspace, username: str, project: str, release: str) -> Grant:
+    """End the grant of ``NAME@V`` to ``username`` in ``project`` now (kept as the record, serving nothing)."""
+    name, _, ver = release.partition("@")
+    if not ver.isdigit():
+        raise AccountError(f"{release!r} is not NAME@VERSION", hint="e.g. lung-ct@1")
+    with ws.catalog.session() as s:
+        user, p = _user(s, username), _project(s, project)
+        row = _grant_row(s, user.id, name, int(ver))
+        if row is None or row.project_id != p.id:
+            raise AccountError(f"{username} holds no grant of {release} in {project}")
+        if row.revoked_at is None:
+            row.revoked_at = _now()
+        return Grant(name, int(ver), project, row.expires_at, row.revoked_at)
+
+
+def _revoke_project_grants(s: Session, user_id: int, project_id: int) -> None:
+    """A licensee role taken away ends the user's grants in the project: adding the role back later does
+    not bring them back (a new grant does)."""
+    now = _now()
+    for row in s.scalars(
+        select(LicenceGrant).where(
+            LicenceGrant.user_id == user_id,
+            LicenceGrant.project_id == project_id,
+            LicenceGrant.revoked_at.is_(None),
+        )
+    ):
+        row.revoked_at = now
+
+
+def licences_of(
+    ws: Workspace, user_id: int | None, project: str | None = None, *, ended: bool = False
+) -> list[Grant]:
+    """The user's open grants (revoked and expired ones left out; with ``ended``, those only)."""
+    now = _now()
     with ws.catalog.session() as s:
         stmt = (
-            select(LicenceGrant.release, LicenceGrant.version, Project.name)
+            select(LicenceGrant, Project.name)
             .join(Project, LicenceGrant.project_id == Project.id)
             .where(LicenceGrant.user_id == user_id)
         )
         if project:
             stmt = stmt.where(Project.name == project)
         return [
-            Grant(r, v, p) for r, v, p in s.execute(stmt.order_by(LicenceGrant.release, LicenceGrant.version))
+            Grant(g.release, g.version, p, g.expires_at, g.revoked_at)
+            for g, p in s.execute(stmt.order_by(LicenceGrant.release, LicenceGrant.version))
+            if _open(g, now) != ended
         ]
+
+
+def carry_grants(ws: Workspace) -> list[tuple[str, str, str]]:
+    """After a consent withdrawal: each open grant of a version that holds a patient withdrawn since is
+    carried to the newest version without them (same project, same end). The licensee must stop using
+    the old copy and gets the new one, as a data-access committee asks; the old grant stays, as the record,
+    and its version serves no download any more. Returns ``(username, old, new)`` per carried grant."""
+    from curata.publish import superseded_in
+
+    now = _now()
+    carried: list[tuple[str, str, str]] = []
+    with ws.catalog.session() as s:
+        rows = list(
+            s.execute(select(LicenceGrant, User.username).join(User, LicenceGrant.user_id == User.id))
+        )
+        seen: dict[str, Any] = {}
+        for g, username in rows:
+            if not _open(g, now):
+                continue
+            ref = f"{g.release}@{g.version}"
+            if ref not in seen:
+                try:
+                    seen[ref] = superseded_in(s, ref)
+                except CurataError:  # a grant of a version that is not (or no longer) in the catalog
+                    seen[ref] = None
+            found = seen[ref]
+            if found is None or found.use is None:
+                continue
+            new_version = int(found.use.rsplit("@", 1)[1])
+            row = _grant_row(s, g.user_id, g.release, new_version)
+            if row is None:
+                s.add(
+                    LicenceGrant(
+                        user_id=g.user_id,
+                        project_id=g.project_id,
+                        release=g.release,
+                        version=new_version,
+                        granted_by=g.granted_by,
+                        expires_at=g.expires_at,
+                    )
+                )
+            elif _open(row, now):
+                continue
+            else:
+                row.revoked_at, row.expires_at = None, g.expires_at
+            carried.append((username, ref, found.use))
+    return carried
+
+
+def after_withdrawal(ws: Workspace) -> None:
+    """A consent withdrawal was made: the versions it left behind stop being handed out. Their cached
+    downloads are deleted and open licence grants of them carried to the newest version without the
+    patient (``carry_grants``); both are in the audit trail."""
+    from curata.server.web.downloads import purge_superseded
+
+    for ref in purge_superseded(ws):
+        record(ws, "download-purged", username="cli", target=ref, detail={"reason": "consent withdrawn"})
+    for username, old, new in carry_grants(ws):
+        record(ws, "licence-carried", username="cli", target=f"{username}:{old}->{new}")
 
 
 # -- audit trail ---------------------------------------------------------------------------------

@@ -268,10 +268,11 @@ def scoped_query(access: Access, where: str) -> str:
 
 def releases(ws: Workspace, access: Access, grants: list[Any]) -> list[dict[str, Any]]:
     """The project's release versions; a licensee-only member sees only those licensed to them."""
-    from curata.publish import list_releases
+    from curata.publish import list_releases, superseded_versions
     from curata.server.models import Role
 
     assert access.project is not None
+    gone = {g.ref: g.message for g in superseded_versions(ws)}
     names = set(access.project.releases)
     licensed = {g.label for g in grants}
     licensee_only = access.roles <= {Role.licensee}
@@ -282,7 +283,9 @@ def releases(ws: Workspace, access: Access, grants: list[Any]) -> list[dict[str,
             continue
         if licensee_only and r.ref not in licensed:
             continue
-        out.append({**dataclasses.asdict(r), "licensed": r.ref in licensed})
+        out.append(
+            {**dataclasses.asdict(r), "licensed": r.ref in licensed, "superseded": gone.get(r.ref, "")}
+        )
     return out
 
 

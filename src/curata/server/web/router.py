@@ -332,12 +332,29 @@ def releases_page(request: Request, access: Access = Depends(require(*RELEASE_RO
 
 
 def _release_or_404(request: Request, access: Access, ref: str) -> None:
+    from curata.server.models import Role
     from curata.server.web import pages
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]+@\d+", ref) or not pages.may_see_release(
         access, _grants(request, access), ref
     ):
+        if Role.licensee in access.roles and ref in {
+            g.label
+            for g in service.licences_of(
+                _ws(request),
+                access.principal.user_id,
+                access.project.name if access.project else None,
+                ended=True,
+            )
+        }:  # an expired or revoked grant answers as no grant at all; the attempt is logged
+            record_action(request, access, "licence-ended", ref, path=request.url.path)
         raise AuthError(f"no release {ref} for you", status=404)
+
+
+def _superseded(request: Request, ref: str) -> Any:
+    from curata.publish import superseded
+
+    return superseded(_ws(request), ref)
 
 
 @router.get("/p/{project}/releases/{ref}", response_class=HTMLResponse)
@@ -346,7 +363,9 @@ def release_page(request: Request, ref: str, access: Access = Depends(require(*R
 
     _release_or_404(request, access, ref)
     data = pages.release_detail(_ws(request), ref)
-    may_download = Role.licensee in access.roles and ref in {g.label for g in _grants(request, access)}
+    gone = _superseded(request, ref)
+    licensed = {g.label for g in _grants(request, access)} if Role.licensee in access.roles else set()
+    may_download = gone is None and ref in licensed
     return page(
         request,
         "release.html",
@@ -355,6 +374,9 @@ def release_page(request: Request, ref: str, access: Access = Depends(require(*R
         active="releases",
         ref=ref,
         may_download=may_download,
+        superseded=gone,
+        may_have_had=ref in licensed,
+        use_licensed=gone is not None and gone.use in licensed,
         **data,
     )
 
@@ -372,7 +394,8 @@ def release_card(request: Request, ref: str, access: Access = Depends(require(*R
 def release_download(
     request: Request, ref: str, access: Access = Depends(require(Role.licensee))
 ) -> Response:
-    """The licensee's own fingerprinted copy of a licensed release, as a zip (built once, then reused)."""
+    """The licensee's own fingerprinted copy of a licensed release, as a zip (built once, then reused).
+    A version a consent withdrawal left behind answers 410, naming the version to download instead."""
     from fastapi.responses import FileResponse
 
     from curata.server.web import downloads
@@ -380,6 +403,10 @@ def release_download(
     _release_or_404(request, access, ref)
     if ref not in {g.label for g in _grants(request, access)}:
         raise AuthError(f"{ref} is not licensed to you", status=403)
+    gone = _superseded(request, ref)
+    if gone is not None:
+        record_action(request, access, "download-refused", ref, reason="consent withdrawn", use=gone.use)
+        raise AuthError(gone.message, hint=gone.hint, status=410)
     path = downloads.licensee_zip(_ws(request), ref, access.principal.username)
     record_action(request, access, "download", ref, bytes=path.stat().st_size)
     return FileResponse(path, media_type="application/zip", filename=f"{ref.replace('@', '-v')}.zip")
