@@ -10,6 +10,8 @@ from collections import Counter
 import pytest
 
 from curata.publish import card as card_mod
+from curata.publish.formats import clinical as clinical_fmt
+from curata.publish.formats.clinical import ReleasePatient
 
 # a two-site release of 14 patients: one of sex O (7%), six F, seven M
 SEX = ["O"] + ["F"] * 6 + ["M"] * 7
@@ -100,3 +102,59 @@ def test_the_threshold_is_a_parameter_with_a_floor() -> None:
     assert "| site-b | <10 | - |" in md and "| site-a | <10 | - |" in md
     with pytest.raises(ValueError, match="at least 2"):
         card_mod.render(_card(min_cell=1))
+
+
+def _clinical() -> str:
+    who = {
+        i + 1: ReleasePatient(
+            f"site-a/P{i}", "train", {k: str(v) for k, v in p.items() if k in ("sex", "age", "region")}
+        )
+        for i, p in enumerate(PATIENTS)
+    }
+    conditions = [
+        {
+            "person_id": i,
+            "condition_source_value": "C34.1",
+            "source_display": "Lung adenocarcinoma",
+            "stage": "III",
+        }
+        for i in range(2, 15)
+    ] + [{"person_id": 1, "condition_source_value": "C71.9", "source_display": "Glioblastoma", "stage": "IV"}]
+    tables = {"person": [{"person_id": i} for i in who], "condition_occurrence": conditions}
+    variants = [{"file_id": 1, "gene": "BRCA2", "population_af": None}] * 2
+    return clinical_fmt.card_markdown(tables, who, variants, {})
+
+
+def test_the_clinical_summary_shows_no_count_under_the_threshold() -> None:
+    md = _clinical()
+    assert "Counts under 5 are shown as <5" in md
+    table_cells = [c.strip() for line in md.splitlines() if line.startswith("|") for c in line.split("|")]
+    assert _small(table_cells) == []
+    listed = re.findall(r"\b[\w-]+: (\d+)\b", md)  # "F: 6" in breakdowns and stages
+    assert listed and _small(listed) == []
+    assert "| Glioblastoma" not in md  # the code leads
+    assert "| C71.9 Glioblastoma | <5 | - |" in md and "| C34.1 Lung adenocarcinoma | 13 | III: 13 |" in md
+    assert "| BRCA2 | <5 |" in md
+
+
+def test_a_diagnosis_of_one_patient_is_not_broken_down() -> None:
+    md = _clinical()
+    rows = [ln for ln in md.splitlines() if ln.startswith("| C71.9")]
+    assert rows[1:] == ["| C71.9 Glioblastoma | - | not shown: fewer than 5 patients |"]
+    # the 13 patients of C34.1: F 6, M 7 (the patient of sex O is not among them), shown and adding up
+    assert "| C34.1 Lung adenocarcinoma | sex | F: 6, M: 7 |" in md
+    assert "| C34.1 Lung adenocarcinoma | age | 40-49: 5, 50-59: 8 |" in md
+    assert "| C34.1 Lung adenocarcinoma | region | north: 6, south: 7 |" in md
+
+
+def test_a_breakdown_hides_a_count_its_diagnosis_total_would_give_back() -> None:
+    who = {
+        i: ReleasePatient(f"s/P{i}", "train", {"sex": "O" if i == 1 else "F" if i < 8 else "M"})
+        for i in range(1, 15)
+    }
+    tables = {
+        "person": [{"person_id": i} for i in who],
+        "condition_occurrence": [{"person_id": i, "condition_source_value": "C34.1"} for i in who],
+    }
+    md = clinical_fmt.card_markdown(tables, who, [], {})
+    assert "| C34.1 | 14 | - |" in md and "| C34.1 | sex | F: hidden, M: 7, O: <5 |" in md
