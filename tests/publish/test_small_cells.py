@@ -90,6 +90,33 @@ def test_suppressed_rule() -> None:
     assert card_mod.suppressed({"a": 1, "b": 6}, total_known=False) == {"a"}
 
 
+def test_a_hidden_count_is_not_pinned_by_the_rule_itself() -> None:
+    """1 and 5 hidden of 15 with 9 shown: a reader knows the two sum to 6 and that the one hidden for the
+    total is 5 or more, so the "<5" is 1: the 9 is hidden too. Every hidden count keeps two values."""
+    assert card_mod.suppressed({"a": 1, "b": 5, "c": 9}) == {"a", "b", "c"}
+    assert card_mod.suppressed({"a": 2, "b": 5, "c": 6, "d": 30}) == {"a", "b"}  # a: 1 or 2, b: 5 or 6
+    for counts in ({"a": 1, "b": 5, "c": 9}, {"a": 2, "b": 5, "c": 6, "d": 30}, {"a": 4, "b": 4, "c": 50}):
+        hidden = card_mod.suppressed(counts)
+        total = sum(counts[g] for g in hidden)
+        shown = [n for g, n in counts.items() if g not in hidden]
+        cap = min(shown, default=10**6)
+        bounds = {g: (1, 4) if counts[g] < 5 else (5, cap) for g in hidden}
+        for g, (lo, hi) in bounds.items():  # the values g can take, given the others' bounds and the sum
+            others_lo = sum(b[0] for h, b in bounds.items() if h != g)
+            others_hi = sum(b[1] for h, b in bounds.items() if h != g)
+            assert min(hi, total - others_lo) > max(lo, total - others_hi), (counts, g)
+    md = card_mod.render(
+        card_mod.CardInput(
+            name="pinned",
+            version=1,
+            release=card_mod.Composition.of([{"sex": "O"}] + [{"sex": "F"}] * 5 + [{"sex": "M"}] * 9, []),
+            baseline=card_mod.Composition.of([{"sex": "O"}] + [{"sex": "F"}] * 5 + [{"sex": "M"}] * 9, []),
+            splits={"train": 15},
+        )
+    )["card/README.md"].decode()
+    assert "| O | <5 | - |" in md and "| F | hidden | - |" in md and "| M | hidden | - |" in md
+
+
 def test_a_flag_never_gives_a_hidden_share() -> None:
     found = card_mod.flags(_card())
     assert "Sex 'O' is under-represented: <5 patients of the release vs 46% of the baseline." in found

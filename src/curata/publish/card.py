@@ -16,8 +16,8 @@ Small cells (statistical disclosure control, outside review F7a): a card is publ
 no count under ``min_cell`` (default ``MIN_CELL`` = 5, at least ``MIN_CELL_FLOOR``) is shown, in the
 release column or the baseline column: it reads ``<5`` and its share, plot bar and flag sentence hide
 the number too. Each table's total is known (the patients per split, the series), so where the hidden
-counts could be worked out from it (one hidden count; hidden counts summing below ``min_cell``), the
-next smallest counts are hidden as well (``suppressed``). The card says the rule it applied. There is
+counts could be worked out from it (one hidden count; two hidden ones of 1; a ``<5`` beside a hidden 5),
+the next smallest counts are hidden as well (``suppressed``). The card says the rule it applied. There is
 one card per release, the one in its manifest: the web UI shows that same file to the project's
 members, so internal reviewers see the suppressed card too (exact counts are theirs through the catalog
 and cohort tools, inside the data controller). The card is a file of the release (its digest is in the
@@ -56,15 +56,26 @@ def small_cell_rule(min_cell: int = MIN_CELL) -> str:
 
 def suppressed(counts: Mapping[str, int], min_cell: int = MIN_CELL, *, total_known: bool = True) -> set[str]:
     """The groups whose counts are hidden: every count from 1 to ``min_cell - 1`` (primary), and, when the
-    table's total is published, the next smallest shown counts until the hidden ones could not be worked
-    out from it: at least two hidden, summing to ``min_cell`` or more (secondary). Zero is shown."""
+    table's total is published, the next smallest shown counts until no hidden count can be worked out
+    from it (secondary; ``_pinned``). Zero is shown."""
     hidden = {g for g, n in counts.items() if 0 < n < min_cell}
     if not hidden or not total_known:
         return hidden
     rest = sorted((n, g) for g, n in counts.items() if n > 0 and g not in hidden)
-    while rest and (len(hidden) < 2 or sum(counts[g] for g in hidden) < min_cell):
+    while rest and _pinned({g: counts[g] for g in hidden}, min_cell, rest[0][0]):
         hidden.add(rest.pop(0)[1])
     return hidden
+
+
+def _pinned(hidden: Mapping[str, int], min_cell: int, smallest_shown: int) -> bool:
+    """Whether a reader who knows the rule can work out one of the hidden counts: they know the hidden
+    counts' sum (the total less what is shown), that a ``<5`` count is 1 to 4, and that a count hidden
+    for the total is 5 or more and no more than the smallest shown count."""
+    total = sum(hidden.values())
+    bounds = {g: (1, min_cell - 1) if n < min_cell else (min_cell, smallest_shown) for g, n in hidden.items()}
+    low, high = sum(b[0] for b in bounds.values()), sum(b[1] for b in bounds.values())
+    # each count lies within its bounds and within what the sum leaves once the others take theirs
+    return any(min(hi, total - (low - lo)) <= max(lo, total - (high - hi)) for lo, hi in bounds.values())
 
 
 def shown(n: int, hide: bool, min_cell: int = MIN_CELL) -> str:
