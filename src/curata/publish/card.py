@@ -11,6 +11,18 @@ vendor and model, slice thickness, modality) count series. A group is flagged *u
 its share of the release is below ``UNDER`` times its share of the baseline, or when it is absent from
 the release although the baseline holds it. Markdown and HTML carry the same tables; the HTML embeds the
 plots (PNG files beside it, drawn with matplotlib).
+
+Small cells (statistical disclosure control, outside review F7a): a card is published aggregate data, so
+no count under ``min_cell`` (default ``MIN_CELL`` = 5, at least ``MIN_CELL_FLOOR``) is shown, in the
+release column or the baseline column: it reads ``<5`` and its share, plot bar and flag sentence hide
+the number too. Each table's total is known (the patients per split, the series), so where the hidden
+counts could be worked out from it (one hidden count; two hidden ones of 1; a ``<5`` beside a hidden 5),
+the next smallest counts are hidden as well (``suppressed``). The card says the rule it applied. There is
+one card per release, the one in its manifest: the web UI shows that same file to the project's
+members, so internal reviewers see the suppressed card too (exact counts are theirs through the catalog
+and cohort tools, inside the data controller). The card is a file of the release (its digest is in the
+manifest and the Merkle root): releases built before this rule keep their cards; only new versions carry
+suppressed ones.
 """
 
 from __future__ import annotations
@@ -24,6 +36,55 @@ from typing import Any
 
 UNDER = 0.5  # flag when release share < UNDER x baseline share
 MIN_BASELINE_SHARE = 0.02  # groups this rare in the baseline are not flagged
+MIN_CELL = 5  # counts under this are shown as "<5" (small-cell suppression)
+MIN_CELL_FLOOR = 2  # a threshold under this would hide nothing
+
+
+def cell_threshold(min_cell: int) -> int:
+    if min_cell < MIN_CELL_FLOOR:
+        raise ValueError(f"the small-cell threshold must be at least {MIN_CELL_FLOOR}, not {min_cell}")
+    return min_cell
+
+
+def small_cell_rule(min_cell: int = MIN_CELL) -> str:
+    """The rule in words, said on the card and on the clinical summary."""
+    return (
+        f"Counts under {min_cell} are shown as <{min_cell} and their shares are not shown; where a hidden "
+        "count could be worked out from a total, the next smallest counts are hidden too (shown as hidden)"
+    )
+
+
+def suppressed(counts: Mapping[str, int], min_cell: int = MIN_CELL, *, total_known: bool = True) -> set[str]:
+    """The groups whose counts are hidden: every count from 1 to ``min_cell - 1`` (primary), and, when the
+    table's total is published, the next smallest shown counts until no hidden count can be worked out
+    from it (secondary; ``_pinned``). Zero is shown."""
+    hidden = {g for g, n in counts.items() if 0 < n < min_cell}
+    if not hidden or not total_known:
+        return hidden
+    rest = sorted((n, g) for g, n in counts.items() if n > 0 and g not in hidden)
+    while rest and _pinned({g: counts[g] for g in hidden}, min_cell, rest[0][0]):
+        hidden.add(rest.pop(0)[1])
+    return hidden
+
+
+def _pinned(hidden: Mapping[str, int], min_cell: int, smallest_shown: int) -> bool:
+    """Whether a reader who knows the rule can work out one of the hidden counts: they know the hidden
+    counts' sum (the total less what is shown), that a ``<5`` count is 1 to 4, and that a count hidden
+    for the total is 5 or more and no more than the smallest shown count."""
+    total = sum(hidden.values())
+    bounds = {g: (1, min_cell - 1) if n < min_cell else (min_cell, smallest_shown) for g, n in hidden.items()}
+    low, high = sum(b[0] for b in bounds.values()), sum(b[1] for b in bounds.values())
+    # each count lies within its bounds and within what the sum leaves once the others take theirs
+    return any(min(hi, total - (low - lo)) <= max(lo, total - (high - hi)) for lo, hi in bounds.values())
+
+
+def shown(n: int, hide: bool, min_cell: int = MIN_CELL) -> str:
+    """A count as published: ``<5`` under the threshold, ``hidden`` when hidden for a total (it is not
+    under the threshold, and ``<5`` would be untrue)."""
+    if not hide:
+        return str(n)
+    return f"<{min_cell}" if n < min_cell else "hidden"
+
 
 BASELINE_TEXT = (
     "The baseline columns count the population the release was drawn from: every image series (and its "
@@ -99,16 +160,32 @@ class Row:
     baseline: int
     baseline_share: float
     flagged: bool
+    release_hidden: bool = False  # small cell: shown as "<min_cell", share hidden
+    baseline_hidden: bool = False
 
 
-def compare(release: Counter[str], baseline: Counter[str]) -> list[Row]:
+def compare(release: Counter[str], baseline: Counter[str], min_cell: int = MIN_CELL) -> list[Row]:
     r_total, b_total = sum(release.values()) or 1, sum(baseline.values()) or 1
+    r_hidden, b_hidden = suppressed(release, min_cell), suppressed(baseline, min_cell)
     rows = []
     for group in sorted(set(release) | set(baseline)):
         rs, bs = release[group] / r_total, baseline[group] / b_total
         flagged = group != "unknown" and bs >= MIN_BASELINE_SHARE and rs < UNDER * bs
-        rows.append(Row(group, release[group], rs, baseline[group], bs, flagged))
+        rows.append(
+            Row(group, release[group], rs, baseline[group], bs, flagged, group in r_hidden, group in b_hidden)
+        )
     return rows
+
+
+def _share(share: float, hide: bool) -> str:
+    return "-" if hide else f"{share:.0%}"
+
+
+def _said(n: int, share: float, hide: bool, k: int, unit: str) -> str:
+    """A share in a flag's sentence: ``<5 patients`` or ``a hidden share`` where the count is hidden."""
+    if not hide:
+        return f"{share:.0%}"
+    return f"<{k} {unit}" if n < k else "a hidden share"
 
 
 @dataclass
@@ -128,6 +205,7 @@ class CardInput:
     annotation: dict[str, Any] | None = None
     n_patients: int | None = None  # persons; the sum of ``splits`` when not given
     multi_site: dict[int, int] = field(default_factory=dict)  # sites seen at -> persons (2 or more sites)
+    min_cell: int = MIN_CELL  # small-cell threshold (module docstring)
 
 
 def _patients_text(card: CardInput) -> str:
@@ -137,8 +215,10 @@ def _patients_text(card: CardInput) -> str:
     text = (
         f"{n} patient{'s' if n != 1 else ''}; patients per split: {split_text}. No patient is in two splits"
     )
+    k_min = cell_threshold(card.min_cell)  # how many were seen at several sites is a small cell too
     seen = [
-        f"{p} patient{'s' if p != 1 else ''} seen at {k} sites" for k, p in sorted(card.multi_site.items())
+        f"{shown(p, p < k_min, k_min)} patient{'s' if p != 1 or p < k_min else ''} seen at {k} sites"
+        for k, p in sorted(card.multi_site.items())
     ]
     if seen:
         text += (
@@ -151,19 +231,22 @@ def _patients_text(card: CardInput) -> str:
 
 
 def flags(card: CardInput) -> list[str]:
-    """One sentence per under-represented group."""
+    """One sentence per under-represented group; a hidden count is said as ``<5 patients``, never a share."""
+    k = cell_threshold(card.min_cell)
     out = []
     for key, title in (*PATIENT_DIMENSIONS, *SERIES_DIMENSIONS):
-        for row in compare(card.release.counter(key), card.baseline.counter(key)):
+        unit = "patients" if key in card.release.patients else "series"
+        for row in compare(card.release.counter(key), card.baseline.counter(key), k):
             if row.flagged:
+                rel = _said(row.release, row.release_share, row.release_hidden, k, unit)
+                base = _said(row.baseline, row.baseline_share, row.baseline_hidden, k, unit)
                 out.append(
-                    f"{title} '{row.group}' is under-represented: {row.release_share:.0%} of the release "
-                    f"vs {row.baseline_share:.0%} of the baseline."
+                    f"{title} '{row.group}' is under-represented: {rel} of the release vs {base} of the baseline."
                 )
     return out
 
 
-def _plot(key: str, title: str, rows: list[Row]) -> bytes:
+def _plot(key: str, title: str, rows: list[Row], min_cell: int = MIN_CELL) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,13 +256,17 @@ def _plot(key: str, title: str, rows: list[Row]) -> bytes:
     ax = fig.add_axes((0.1, 0.25, 0.88, 0.63))  # fixed layout: tight_layout costs a second per plot
     groups = [r.group for r in rows]
     x = range(len(groups))
-    ax.bar([i - 0.2 for i in x], [100 * r.release_share for r in rows], 0.4, label="release")
-    ax.bar([i + 0.2 for i in x], [100 * r.baseline_share for r in rows], 0.4, label="baseline", alpha=0.6)
+    # a hidden count draws no bar (its height would give the count away), only "<5"
+    rel = [0.0 if r.release_hidden else 100 * r.release_share for r in rows]
+    base = [0.0 if r.baseline_hidden else 100 * r.baseline_share for r in rows]
+    ax.bar([i - 0.2 for i in x], rel, 0.4, label="release")
+    ax.bar([i + 0.2 for i in x], base, 0.4, label="baseline", alpha=0.6)
     for i, r in enumerate(rows):
+        for dx, hide in ((-0.2, r.release_hidden), (0.2, r.baseline_hidden)):
+            if hide:
+                ax.annotate(f"<{min_cell}", (i + dx, 0), ha="center", va="bottom", fontsize=7)
         if r.flagged:
-            ax.annotate(
-                "under", (i - 0.2, 100 * r.release_share), ha="center", va="bottom", color="red", fontsize=8
-            )
+            ax.annotate("under", (i - 0.2, rel[i]), ha="center", va="bottom", color="red", fontsize=8)
     ax.set_xticks(list(x), groups, rotation=20, fontsize=8)
     ax.set_ylabel("%")
     ax.set_title(title)
@@ -191,26 +278,31 @@ def _plot(key: str, title: str, rows: list[Row]) -> bytes:
     return buf.getvalue()
 
 
-def _table_md(rows: list[Row]) -> list[str]:
+def _cells(r: Row, k: int) -> list[str]:
+    return [
+        shown(r.release, r.release_hidden, k),
+        _share(r.release_share, r.release_hidden),
+        shown(r.baseline, r.baseline_hidden, k),
+        _share(r.baseline_share, r.baseline_hidden),
+    ]
+
+
+def _table_md(rows: list[Row], k: int = MIN_CELL) -> list[str]:
     lines = ["| group | release | share | baseline | share | |", "|---|---:|---:|---:|---:|---|"]
     for r in rows:
         flag = "**under-represented**" if r.flagged else ""
-        lines.append(
-            f"| {r.group} | {r.release} | {r.release_share:.0%} | {r.baseline} | {r.baseline_share:.0%} | {flag} |"
-        )
+        lines.append(f"| {r.group} | {' | '.join(_cells(r, k))} | {flag} |")
     return lines
 
 
-def _table_html(rows: list[Row]) -> str:
+def _table_html(rows: list[Row], k: int = MIN_CELL) -> str:
     out = [
         "<table><tr><th>group</th><th>release</th><th>share</th><th>baseline</th><th>share</th><th></th></tr>"
     ]
     for r in rows:
         flag = '<b class="flag">under-represented</b>' if r.flagged else ""
-        out.append(
-            f"<tr><td>{html.escape(r.group)}</td><td>{r.release}</td><td>{r.release_share:.0%}</td>"
-            f"<td>{r.baseline}</td><td>{r.baseline_share:.0%}</td><td>{flag}</td></tr>"
-        )
+        cells = "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r, k))
+        out.append(f"<tr><td>{html.escape(r.group)}</td>{cells}<td>{flag}</td></tr>")
     out.append("</table>")
     return "".join(out)
 
@@ -218,6 +310,7 @@ def _table_html(rows: list[Row]) -> str:
 def render(card: CardInput) -> dict[str, bytes]:
     """card/README.md, card/card.html and card/<dimension>.png."""
     files: dict[str, bytes] = {}
+    k = cell_threshold(card.min_cell)
     title = f"{card.name}@{card.version}"
     md = [f"# Dataset card: {title}", ""]
     hx = [
@@ -232,27 +325,30 @@ def render(card: CardInput) -> dict[str, bytes]:
         f"{card.n_cases} cases ({card.n_labelled} with label maps); {patients_text}",
         f"{BASELINE_TEXT} ({card.baseline_scope}).",
         "",
+        f"{small_cell_rule(k)}.",
+        "",
     ]
     hx.append(
         f"<p>{card.n_cases} cases ({card.n_labelled} with label maps); {html.escape(patients_text)} "
         f"{html.escape(BASELINE_TEXT)} "
         f"({html.escape(card.baseline_scope)}).</p>"
     )
+    hx.append(f"<p class='rule'>{html.escape(small_cell_rule(k))}.</p>")
     found = flags(card)
     md += ["## Representation flags", ""] + ([f"- {f}" for f in found] or ["- none"]) + [""]
     hx.append("<h2>Representation flags</h2><ul>")
     hx += [f"<li class='flag'>{html.escape(f)}</li>" for f in found] or ["<li>none</li>"]
     hx.append("</ul>")
     for key, dim_title in (*PATIENT_DIMENSIONS, *SERIES_DIMENSIONS):
-        rows = compare(card.release.counter(key), card.baseline.counter(key))
+        rows = compare(card.release.counter(key), card.baseline.counter(key), k)
         unit = "patients" if key in card.release.patients else "series"
         png = f"{key}.png"
-        files[f"card/{png}"] = _plot(key, f"{dim_title} ({unit})", rows)
-        md += [f"## {dim_title} ({unit})", "", f"![{dim_title}]({png})", "", *_table_md(rows), ""]
+        files[f"card/{png}"] = _plot(key, f"{dim_title} ({unit})", rows, k)
+        md += [f"## {dim_title} ({unit})", "", f"![{dim_title}]({png})", "", *_table_md(rows, k), ""]
         hx += [
             f"<h2>{html.escape(dim_title)} ({unit})</h2>",
             f"<img src='{png}' alt='{html.escape(dim_title)}'>",
-            _table_html(rows),
+            _table_html(rows, k),
         ]
     md += ["## Quality control", ""]
     hx.append("<h2>Quality control</h2>")

@@ -69,7 +69,9 @@ def test_release_carries_clinical_and_genomic_files_split_with_the_images(worksp
     kinds = {e.resource.get_resource_type() for e in bundle.entry}
     assert {"Patient", "Condition", "Observation", "Specimen"} <= kinds
     card = workspace.store.get_bytes(paths["card/clinical.md"]).decode()
-    assert "lung adenocarcinoma" in card and "III: 2" in card and "re-identification" in card
+    # two patients per stage: small cells, shown as <5 (six patients of the diagnosis are shown)
+    assert "lung adenocarcinoma | 6 |" in card and "III: <5" in card and "re-identification" in card
+    assert "Counts under 5 are shown as <5" in card
     assert "Missing data per field" in card
     assert b"clinical.md" in workspace.store.get_bytes(paths["card/README.md"])
     # the licensee's copy carries them and the shipped verifier accepts it

@@ -8,7 +8,9 @@
   ``genomics/variants.parquet`` / ``.csv``: the variant index;
 - ``fhir/<split>/<pseudonym>.json`` (``--format ...,fhir``): a FHIR R4 collection Bundle per patient;
 - ``card/clinical.md``: diagnoses, stages, outcomes, age / sex / region by diagnosis, missing data per
-  field, and the re-identification risk of rare variants.
+  field, and the re-identification risk of rare variants. Its counts follow the card's small-cell rule
+  (``card.suppressed``): a count under the threshold reads ``<5``, and a diagnosis held by fewer patients
+  than that is never broken down by age band, sex or region (only its margin, ``<5``, is published).
 
 Only rows of the release's patients are read; nothing is written for a release without clinical data.
 """
@@ -58,6 +60,7 @@ def build(
     patients: dict[tuple[int, str], ReleasePatient],
     *,
     fhir: bool = False,
+    min_cell: int | None = None,
 ) -> ClinicalFiles:
     """Files for the release's patients: ``patients`` maps (site id, pseudonym) -> the release's patient."""
     from curata.collect.clinical import OMOP, clinical_rows, omop_fields
@@ -124,7 +127,7 @@ def build(
             out.put[f"fhir/{rp.split}/{prow['pseudonym']}.json"] = json.dumps(
                 bundle, indent=1, default=str
             ).encode()
-    out.put["card/clinical.md"] = card_markdown(tables, who, variants, missing).encode()
+    out.put["card/clinical.md"] = card_markdown(tables, who, variants, missing, min_cell=min_cell).encode()
     out.summary = {
         "patients_with_clinical_rows": len(people),
         "rows": {n: len(r) for n, r in tables.items()},
@@ -324,12 +327,28 @@ def card_markdown(
     who: dict[int, ReleasePatient],
     variants: list[dict[str, Any]],
     missing: dict[str, dict[str, float]],
+    *,
+    min_cell: int | None = None,
 ) -> str:
+    from curata.publish.card import MIN_CELL, cell_threshold, shown, small_cell_rule, suppressed
+
+    k = cell_threshold(MIN_CELL if min_cell is None else min_cell)
+
+    def counts(c: dict[str, int], *, total_known: bool = True) -> dict[str, str]:
+        hide = suppressed(c, k, total_known=total_known)
+        return {g: shown(n, g in hide, k) for g, n in c.items()}
+
+    def one(n: int) -> str:
+        return f"<{k}" if 0 < n < k else str(n)
+
     md = ["# Clinical and genomic composition", ""]
     n_people = len(tables["person"])
     md += [
         f"{n_people} of the release's patients have clinical or genomic rows. Dates are shifted per "
         "patient (intervals kept); ages above 89 read as 90.",
+        "",
+        f"{small_cell_rule(k)}; a diagnosis held by fewer than {k} patients is not broken down by age "
+        "band, sex or region.",
         "",
     ]
     # coded values only: a code with its display, a normalised stage, a UCUM unit, and counts. A free-text
@@ -343,10 +362,20 @@ def card_markdown(
         if r.get("stage_group") or r.get("stage"):
             stages[name][str(r.get("stage_group") or r.get("stage"))] += 1
     md += ["## Diagnoses (patients)", ""]
+    # a patient may hold several diagnoses or none: no published total gives a hidden count back, and a
+    # shown count must match its breakdown below (primary suppression only)
+    dx_shown = counts({d: len(p) for d, p in dx_patients.items()}, total_known=False)
+
+    def stage_text(d: str) -> str:
+        if len(dx_patients[d]) < k:  # a small diagnosis: its margin only
+            return "-"
+        shown = counts(dict(stages[d]))
+        return ", ".join(f"{s}: {shown[s]}" for s in sorted(shown)) or "-"
+
     md += _table(
         ["diagnosis", "patients", "stages"],
         [
-            [d, len(p), ", ".join(f"{k}: {v}" for k, v in sorted(stages[d].items())) or "-"]
+            [d, dx_shown[d], stage_text(d)]
             for d, p in sorted(dx_patients.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         ],
     )
@@ -362,8 +391,8 @@ def card_markdown(
         _table(
             ["observation", "unit", "rows", "numeric values", "rows with free text (not shown)"],
             [
-                [k, u, n, num, txt]
-                for (k, u), (n, num, txt) in sorted(obs.items(), key=lambda kv: -kv[1][0])[:20]
+                [o, u, one(n), one(num), one(txt)]
+                for (o, u), (n, num, txt) in sorted(obs.items(), key=lambda kv: -kv[1][0])[:20]
             ],
         )
         if obs
@@ -372,9 +401,12 @@ def card_markdown(
     md += ["## Age, sex and region by diagnosis (patients)", ""]
     rows = []
     for d, pids in sorted(dx_patients.items()):
+        if len(pids) < k:  # no cross-tabulation under the threshold: the margin (above) only
+            rows.append([d, "-", f"not shown: fewer than {k} patients"])
+            continue
         for dim in ("age", "sex", "region"):
-            c = Counter(who[p].attributes.get(dim, "unknown") for p in pids)
-            rows.append([d, dim, ", ".join(f"{k}: {v}" for k, v in sorted(c.items()))])
+            c = counts(dict(Counter(who[p].attributes.get(dim, "unknown") for p in pids)))
+            rows.append([d, dim, ", ".join(f"{g}: {n}" for g, n in sorted(c.items()))])
     md += _table(["diagnosis", "dimension", "patients"], rows)
     md += ["## Missing data per field (share of released rows with no value)", ""]
     mrows = [
@@ -388,7 +420,7 @@ def card_markdown(
     md += ["## Genomic data and re-identification risk", ""]
     md += [
         f"{len(variants)} variant calls from {len({v['file_id'] for v in variants})} VCF files. "
-        f"{len(rare)} calls are rare (population allele frequency below {RARE_AF} or unknown). "
+        f"{one(len(rare))} calls are rare (population allele frequency below {RARE_AF} or unknown). "
         "Variants are data and are released unchanged: a rare variant, or a set of common ones, can "
         "single out a person or their relatives when matched against another genomic database. Sample "
         "IDs are pseudonyms and identifying header lines were removed at the site, but the genotype "
@@ -396,7 +428,8 @@ def card_markdown(
         "",
     ]
     genes = Counter(v.get("gene") or "unknown" for v in variants)
-    md += _table(["gene", "variant calls"], [[g, n] for g, n in genes.most_common(15)]) if variants else [""]
+    gene_rows = [[g, one(n)] for g, n in genes.most_common(15)]
+    md += _table(["gene", "variant calls"], gene_rows) if variants else [""]
     return "\n".join(md) + "\n"
 
 
