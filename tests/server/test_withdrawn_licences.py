@@ -60,8 +60,14 @@ def test_a_withdrawal_stops_handing_out_the_version_it_left_behind(platform: Any
         assert r.status_code == 200
         cached = list((p.ws.root / "exports").rglob("*.zip"))
         assert cached, "the download is cached"
+        assert len(c.get("/projects/alpha/dicomweb/studies", headers=lic).json()) == 2
 
         _withdraw(p)
+        # the licensee's DICOMweb view no longer shows the withdrawn patient (the old grant stays open
+        # as the record; the new version is licensed in its place)
+        qido = c.get("/projects/alpha/dicomweb/studies", headers=lic)
+        assert qido.status_code == 200 and len(qido.json()) == 1
+        assert p.withdrawn not in qido.text
         assert not list((p.ws.root / "exports").rglob("*.zip")), "the old version's cached zip is deleted"
         r = c.get("/ui/p/alpha/releases/rel-w@1/download", headers=lic)
         assert r.status_code == 410

@@ -31,10 +31,10 @@ from curata.server.service import (
     ProjectRecord,
     authorize,
     close_session,
-    licences_of,
     open_session,
     principal_from_session,
     principal_from_token,
+    serving_licences,
 )
 
 SESSION_COOKIE = "curata_session"
@@ -155,7 +155,9 @@ def require(
             raise AuthError(f"this route has no {{{project_param}}} path parameter", status=500)
         wanted = write if (write is not None and request.method not in SAFE_METHODS) else allowed
         record, held = authorize(request.app.state.ws, who, str(name), wanted)
-        grants = licences_of(request.app.state.ws, who.user_id, record.name) if Role.licensee in held else []
+        grants = (
+            serving_licences(request.app.state.ws, who.user_id, record.name) if Role.licensee in held else []
+        )
         seen = scope.series_ids(record, held, grants, who.username, platform_admin=who.platform_admin)
         access = Access(who, record, frozenset(held), seen)
         request.state.access = access

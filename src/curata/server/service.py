@@ -752,6 +752,27 @@ def licences_of(
         ]
 
 
+def serving_licences(ws: Workspace, user_id: int | None, project: str) -> list[Grant]:
+    """The user's open grants in ``project`` whose version may still be served: a version that holds a
+    patient withdrawn since serves nothing, its project DICOMweb view included (the grant stays open as
+    the record; ``carry_grants`` licenses the new version in its place)."""
+    from curata.publish import superseded_in
+
+    grants = licences_of(ws, user_id, project)
+    if not grants:
+        return grants
+    kept = []
+    with ws.catalog.session() as s:
+        for g in grants:
+            try:
+                gone = superseded_in(s, g.label)
+            except CurataError:  # a version not built yet (a grant may come first): nothing to serve
+                gone = None
+            if gone is None:
+                kept.append(g)
+    return kept
+
+
 def carry_grants(ws: Workspace) -> list[tuple[str, str, str]]:
     """After a consent withdrawal: each open grant of a version that holds a patient withdrawn since is
     carried to the newest version without them (same project, same end). The licensee must stop using
