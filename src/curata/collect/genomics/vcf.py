@@ -781,6 +781,48 @@ _CLONE_OR_ENSEMBL = re.compile(
     r"|A[CLP]\d{6}\.\d+|ENS[A-Z]*\d{11}(?:\.\d+)?)(?![^-])"
 )
 _GENE_SYMBOL = re.compile(r"[A-Z][A-Za-z0-9]{0,14}(?:-[A-Z0-9]{1,6})?")
+# HGVS (varnomen.hgvs.org) as VEP, SnpEff, ClinVar and Funcotator write it: a reference sequence
+# (a transcript's, a protein's, a chromosome's) and ':' or none, then c. n. r. g. m. and a position
+# (offsets -, *, intronic +/-, a range with '_', an uncertain one in parentheses) and an edit, or p.
+# and amino acids (3- or 1-letter codes) with their positions and an edit. Only the codes, digits and
+# the edits' few words fit: a part written 'c.' or 'p.' that is not HGVS is no annotation (c.Okafor)
+_HGVS_REF = (
+    r"(?:(?:ENS[A-Z]*\d{11}|[NXY][MRPCGTW]_\d+|LRG_\d+(?:[tp]\d+)?)(?:\.\d+)?"
+    r"|(?:chr)?(?:[1-9]|1\d|2[0-2]|X|Y|MT?)):"
+)
+_HGVS_LIKE = re.compile(rf"(?:{_HGVS_REF})?[cgnmpr]\.")
+_NT = r"[ACGTUNacgtun]+"
+_NT_POS = r"(?:[-*]?\d+|\?|e\d+)(?:[+-](?:\d+|\?))?"  # e21+1: Funcotator's splice site
+_NT_POINT = rf"(?:{_NT_POS}|\({_NT_POS}(?:_{_NT_POS})?\))"
+_NT_EDIT = (
+    rf"(?:{_NT})?>{_NT}|del(?:{_NT}|\d+)?(?:ins{_NT})?|dup(?:{_NT}|\d+)?|inv(?:{_NT}|\d+)?"
+    rf"|ins(?:{_NT}|\(\d+\)|N\[\d+\])|(?:{_NT})?(?:\[\d+\]|=|\?)"
+)
+_NT_HGVS = (
+    rf"[cnrgm]\.(?:(?:chr)?(?:\d{{1,2}}|X|Y|MT?):)?"  # g.chr7:55191822T>G: Funcotator's genome change
+    rf"(?:{_NT_POINT}(?:_{_NT_POINT})?(?:{_NT_EDIT})|e\d+[+-]\d+|\(?[=?]\)?|0\??|spl\??)"
+)
+_AMINO = r"(?:Ala|Arg|Asn|Asp|Cys|Gln|Glu|Gly|His|Ile|Leu|Lys|Met|Phe|Pro|Ser|Thr|Trp|Tyr|Val|Sec|Pyl|Ter|Xaa|[A-Z*])"
+_AMINO_EDIT = (
+    rf"(?:{_AMINO})?fs(?:(?:Ter|\*)(?:\d+|\?))?|(?:{_AMINO})?ext(?:-\d+|(?:Ter|\*)(?:\d+|\?))"
+    rf"|delins(?:{_AMINO})+|del|dup|ins(?:(?:{_AMINO})+|\d+)|{_AMINO}|=|\?|\[\d+\]|_splice"
+)
+_AMINO_BODY = rf"(?:{_AMINO}\d+(?:_{_AMINO}\d+)?(?:{_AMINO_EDIT})|=|\?|0\??)"
+_HGVS = rf"(?:{_HGVS_REF})?(?:{_NT_HGVS}|p\.(?:{_AMINO_BODY}|\({_AMINO_BODY}\)))"
+_HGVS_SHAPE = re.compile(_HGVS)
+# an annotation's separators: '|', '&', ',' and Funcotator's brackets, not an HGVS repeat's ([3])
+_SEPARATORS = r"[|&,]|\[(?!\d+\])|(?<!\[\d)(?<!\[\d\d)(?<!\[\d\d\d)\]"
+
+
+def _hgvs_shaped(text: str) -> bool:
+    """Whether each part of ``text`` written as HGVS is (``c.2573T>G``, not ``c.Okafor``), as written
+    and as it reads decoded (``ENST00000275493.7%3Ac.2573T>G``)."""
+    readings = _vcf_readings(text)
+    if readings:
+        return all(_hgvs_shaped(r) for r in readings)
+    return all(not _HGVS_LIKE.match(p) or bool(_HGVS_SHAPE.fullmatch(p)) for p in re.split(_SEPARATORS, text))
+
+
 # parts of an annotation that the free-text cleaner takes for IDs and dates but are the annotation's
 # own: numbers (positions, lengths: as a typed value is kept), ranks and positions (21/28, 858/1210),
 # Ensembl and RefSeq accessions, public variant IDs, HGVS (c., p., g., with a transcript before it),
@@ -789,7 +831,9 @@ _ANNOTATION_PART = re.compile(
     r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[\d?]+(?:-[\d?]+)?/\d+"
     r"|ENS[A-Z]*\d{11}(?:\.\d+)?|[NXY][MRPCG]_\d+(?:\.\d+)?|"
     + _VARIANT_ID.pattern
-    + r"|(?:(?:ENS[A-Z]*\d{11}|[NXY][MRPCG]_\d+)(?:\.\d+)?:)?[cgnmpr]\.\S+|"
+    + "|"
+    + _HGVS
+    + "|"
     + _PUBLIC_ID
 )
 # a structural-variant caller's own record IDs that the cleaner takes for identifiers: Delly's
@@ -907,6 +951,8 @@ class _Values:
         readings = _vcf_readings(p)
         if readings:
             return self.names_nobody(p) and all(self.part(r) for r in readings)
+        if _HGVS_LIKE.match(p):  # written as HGVS: kept only as HGVS
+            return bool(_HGVS_SHAPE.fullmatch(p))
         return not p or bool(_ANNOTATION_PART.fullmatch(p)) or self.joined(p) or self.clean(p)
 
     def joined(self, p: str) -> bool:
@@ -934,10 +980,10 @@ class _Values:
             return (value if shape(self, value) else None), False
         if sample:  # a sample's own text (a lab's field): no shape tells a name there from data
             return None, False
-        if self.clean(value):
+        if self.clean(value) and _hgvs_shaped(value):
             return value, False
         # an annotation, read part by part: a part the cleaner changes is emptied, the layout stays
-        parts = re.split(r"([|&,\[\]])", value)
+        parts = re.split(f"({_SEPARATORS})", value)
         changed = False
         for i in range(0, len(parts), 2):
             p = parts[i]
@@ -949,7 +995,7 @@ class _Values:
         return out, changed
 
     def clean_parts(self, value: str) -> bool:
-        return all(self.part(p) for p in re.split(r"[|&,\[\]]", value))
+        return all(self.part(p) for p in re.split(_SEPARATORS, value))
 
 
 def _each(shape: re.Pattern[str]) -> Any:
