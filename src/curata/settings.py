@@ -148,6 +148,15 @@ class ServerSettings(_Section):
     )
 
 
+class PublishSettings(_Section):
+    min_cell: int = Field(
+        5,
+        ge=2,
+        description="Small-cell threshold of dataset cards and clinical summaries: counts under it are "
+        "shown as <N (and counts a total would give back are hidden too).",
+    )
+
+
 class RevenueSettings(_Section):
     rule: str = Field("patients", description="How a licence fee is split among sites.")
 
@@ -185,6 +194,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     revenue: RevenueSettings = Field(default_factory=RevenueSettings)
+    publish: PublishSettings = Field(default_factory=PublishSettings)
     annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
     wsi: WsiSettings = Field(default_factory=WsiSettings)
     clinical: ClinicalSettings = Field(default_factory=ClinicalSettings)

@@ -129,6 +129,10 @@ class Workspace:
         """A platform: the pseudonym prefixes of its sites besides CUR- ([deid] site_prefixes)."""
         return tuple(self.settings.deid.site_prefixes)
 
+    def min_cell(self) -> int:
+        """The small-cell threshold of the dataset cards and clinical summaries ([publish] min_cell)."""
+        return self.settings.publish.min_cell
+
     def workers(self, requested: int | None = None) -> int:
         """Worker processes for a batch: ``requested`` if positive, else [runtime] workers, else cores."""
         return self.settings.runtime.worker_count(requested)

@@ -130,3 +130,26 @@ def test_edited_split_rows_fail_verify_and_are_not_carried(workspace, tmp_path: 
     assert _splits(workspace, "e@2")[f"site-a/{victim}"] == original[f"site-a/{victim}"]
     grown = create_release(workspace, "e", formats="dicom", seed=3)
     assert _splits(workspace, grown.ref)[f"site-a/{victim}"] == original[f"site-a/{victim}"]
+
+
+def test_the_small_cell_threshold_is_the_sites_setting(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``[publish] min_cell`` sets the card's threshold: 3 women and 3 men are hidden as <5 by default,
+    shown under a threshold of 2; the default leaves a release's parameters (its identity) as they were."""
+    from curata.workspace import Workspace
+
+    populate(workspace, tmp_path, TWO_SITES)
+    default = create_release(workspace, "cells", formats="dicom", seed=1)
+    card = _card(workspace, default.ref)
+    assert "Counts under 5 are shown as <5" in card and "| <5 |" in card
+    with workspace.catalog.session() as s:
+        assert "min_cell" not in get_version(s, default.ref).parameters
+    (workspace.root / "curata.toml").write_text(
+        (workspace.root / "curata.toml").read_text() + "\n[publish]\nmin_cell = 2\n"
+    )
+    ws2 = Workspace.open(workspace.root)
+    assert ws2.min_cell() == 2
+    low = create_release(ws2, "cells2", formats="dicom", seed=1)
+    card = _card(ws2, low.ref)
+    assert "Counts under 2 are shown as <2" in card and "| <5 |" not in card
+    with ws2.catalog.session() as s:
+        assert get_version(s, low.ref).parameters["min_cell"] == 2

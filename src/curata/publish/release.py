@@ -212,9 +212,10 @@ class BuildParams:
     # when set, the release carries these and no other SEG of the catalog (readers' reads stay out)
     labels: dict[str, list[str]] | None = None
     annotation: dict[str, Any] | None = None  # the project's reading statistics, for the card
+    min_cell: int = card_mod.MIN_CELL  # small-cell threshold of the card and clinical summary
 
     def as_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "formats": list(self.formats),
             "split": self.split.as_dict(),
             "pipeline": self.pipeline,
@@ -225,6 +226,8 @@ class BuildParams:
         if self.labels is not None:
             out["labels"] = {k: sorted(v) for k, v in sorted(self.labels.items())}
             out["annotation"] = self.annotation
+        if self.min_cell != card_mod.MIN_CELL:  # named only where not the default: a release built
+            out["min_cell"] = self.min_cell  # before the setting keeps its identity
         return out
 
     @classmethod
@@ -240,6 +243,7 @@ class BuildParams:
             where=data.get("where"),
             labels=data.get("labels"),
             annotation=data.get("annotation"),
+            min_cell=int(data.get("min_cell") or card_mod.MIN_CELL),
         )
 
 
@@ -559,7 +563,7 @@ def _build(
 
     # clinical tables, OMOP CSVs, per-case VCFs (and FHIR Bundles on request), split with the images
     clinical = clinical_fmt.build(
-        session, ws.store, _release_patients(members), fhir="fhir" in params.formats
+        session, ws.store, _release_patients(members), fhir="fhir" in params.formats, min_cell=params.min_cell
     )
     for path, data in clinical.put.items():
         files.put(path, data)
@@ -597,6 +601,7 @@ def _build(
         n_cases=len(cases),
         n_labelled=sum(1 for c in cases if c.label),
         annotation=params.annotation,
+        min_cell=params.min_cell,
     )
     for path, data in card_mod.render(card_in).items():
         if path == "card/README.md" and "card/clinical.md" in clinical.put:
@@ -892,6 +897,7 @@ def create_release(
         where=where,
         labels=labels,
         annotation=annotation,
+        min_cell=ws.min_cell(),
     )
     if pipeline:
         from curata.publish.formats.pipeline import pipeline_digest
@@ -975,6 +981,8 @@ def withdraw_patient(ws: Workspace, name: str, pseudonym: str) -> WithdrawalResu
         if not members:
             raise ReleaseError(f"{name}: withdrawing {pseudonym} would leave the release empty")
         params = BuildParams.from_dict(latest.parameters)
+        # the release's own threshold, or the site's where it has been raised since
+        params.min_cell = max(params.min_cell, ws.min_cell())
         if params.pipeline:
             from curata.publish.formats.pipeline import pipeline_digest
 
