@@ -68,7 +68,8 @@ def test_the_same_instance_sent_again_is_present(workspace, tmp_path) -> None:  
     assert (again.counts["ingested"], again.counts["present"], again.counts["quarantined"]) == (0, 2, 0)
 
 
-def test_ingest_bytes_quarantines_another_instance_under_a_stored_uid(workspace) -> None:  # type: ignore[no-untyped-def]
+def _two_under_one_uid() -> list[bytes]:
+    """Two de-identified CT slices with other pixels under one SOP Instance UID (and study, series)."""
     import io
 
     uids = {"study_uid": generate_uid(), "series_uid": generate_uid(), "sop_uid": generate_uid()}
@@ -77,6 +78,11 @@ def test_ingest_bytes_quarantines_another_instance_under_a_stored_uid(workspace)
         buf = io.BytesIO()
         make_ct(deidentified=True, seed=seed, **uids).save_as(buf, enforce_file_format=True)  # type: ignore[arg-type]
         raws.append(buf.getvalue())
+    return raws
+
+
+def test_ingest_bytes_quarantines_another_instance_under_a_stored_uid(workspace) -> None:  # type: ignore[no-untyped-def]
+    raws = _two_under_one_uid()
     ing = Ingestor(workspace, deidentify=False)
     assert ing.ingest_bytes(raws[0], "assoc-1").status == "ingested"
     out = ing.ingest_bytes(raws[1], "assoc-2")
@@ -105,14 +111,7 @@ def test_a_refused_duplicate_leaves_no_blob_in_the_store(workspace, tmp_path, de
 
 
 def test_ingest_bytes_leaves_no_blob_of_a_refused_duplicate(workspace) -> None:  # type: ignore[no-untyped-def]
-    import io
-
-    uids = {"study_uid": generate_uid(), "series_uid": generate_uid(), "sop_uid": generate_uid()}
-    raws = []
-    for seed in (1, 2):
-        buf = io.BytesIO()
-        make_ct(deidentified=True, seed=seed, **uids).save_as(buf, enforce_file_format=True)  # type: ignore[arg-type]
-        raws.append(buf.getvalue())
+    raws = _two_under_one_uid()
     ing = Ingestor(workspace, deidentify=False)
     assert ing.ingest_bytes(raws[0], "assoc-1").status == "ingested"
     assert ing.ingest_bytes(raws[1], "assoc-2").status == "quarantined"
