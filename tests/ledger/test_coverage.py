@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import struct
 from datetime import date
 from pathlib import Path
@@ -212,16 +213,14 @@ def test_a_wholesale_rollback_needs_a_copy_held_elsewhere(tmp_path: Path) -> Non
     ledger = licensed(tmp_path)
     witness = Witness.init(tmp_path / "witness", "hospital-b.example/witness")
     witness_checkpoint(ledger, witness)
-    earlier = (ledger.folder / "checkpoint").read_text()
+    earlier = tmp_path / "earlier"  # the folder as it was at the signed state of size 2
+    shutil.copytree(ledger.folder, earlier)
     add_licence(ledger, "acme", "chest-ct@1", 5000, on=date(2026, 11, 21))
     later = witness_checkpoint(ledger, witness).note
-    # roll everything in the folder back to the signed state of size 2
-    truncate_last(ledger)
-    (ledger.folder / "checkpoints" / "3").unlink()
-    (ledger.folder / "checkpoint").write_text(earlier)
-    for p in (ledger.folder / "tile").rglob("*"):
-        if p.is_file() and p.parent.name == "000.p" and p.name == "3":
-            p.unlink()
+    # roll everything in the folder back to the signed state of size 2 (the folder kept no narrower
+    # partial tiles: the attacker restores the earlier copy whole)
+    shutil.rmtree(ledger.folder)
+    shutil.copytree(earlier, ledger.folder)
     rolled = make(tmp_path)
     assert rolled.verify().ok  # the folder alone cannot tell (README: the limit)
     assert any("rolled back" in p for p in rolled.verify(later).problems)  # a licensee's copy can

@@ -107,3 +107,22 @@ def test_a_published_log_audits_from_its_tiles_alone(tmp_path: Path) -> None:
     upper.write_bytes(bytes(data))
     with pytest.raises(vs.VerificationError, match="tile tile/1/000 does not match"):
         vs.verify_tiles(str(ledger.folder), ledger.verifier.vkey)
+
+
+def test_signing_every_append_keeps_one_partial_tile_per_tile(tmp_path: Path) -> None:
+    """Each append is signed, and publishes the tiles that grew: a wider partial tile replaces the
+    narrower ones of its index (C2SP tlog-tiles lets a log delete them), so 600 single appends leave a
+    few tile files, not one per width per append (outside review 17: 8,015 files, 114 MB for 4,000),
+    and the published log still audits from its tiles alone."""
+    ledger = Ledger(tmp_path / "ledger", tmp_path / "ledger.key", origin="curata/site-a/ledger", fsync=False)
+    for i in range(600):
+        ledger.append("access", {"action": "dicomweb-get", "target": f"1.2.3.{i}"})
+    files = [p for p in (ledger.folder / "tile").rglob("*") if p.is_file()]
+    # level 0: two full tiles and one partial (and their entry bundles); level 1: one partial
+    assert len(files) <= 8, sorted(str(p.relative_to(ledger.folder)) for p in files)
+    partial = sorted(
+        str(p.relative_to(ledger.folder / "tile")) for p in files if p.parent.name.endswith(".p")
+    )
+    assert partial == ["0/002.p/88", "1/000.p/2", "entries/002.p/88"]  # 600 = 2 * 256 + 88; 600 >> 8 = 2
+    assert vs.verify_tiles(str(ledger.folder), ledger.verifier.vkey)["entries"] == 600
+    assert ledger.verify().ok
