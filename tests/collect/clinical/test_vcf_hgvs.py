@@ -92,6 +92,13 @@ REAL = [
     ("FUNCOTATION", "p.E746_A750del"),
     ("FUNCOTATION", "p.L747Pfs*13"),
     ("FUNCOTATION", "c.e21+1G>A"),
+    # Funcotator writes the reference codon before a deletion, frameshift or insertion (review 17, F3)
+    ("FUNCOTATION", "c.(2233-2250)aaggaattaagagaagcadel"),
+    ("FUNCOTATION", "c.(34-36)ggcfs"),
+    ("FUNCOTATION", "c.(2233-2235)aaginsaaaa"),
+    ("CSQ", "ENST00000275493.7:c.2573_2574ins"),
+    ("CSQ", "ENST00000275493.7:c.100_101ins10"),
+    ("CLNHGVS", "NC_000001.11:g.1234567890del"),
 ]
 # text written as HGVS that is not HGVS: a name, a record number, a date of birth without an edit, a phone
 PLANTED = [
@@ -102,8 +109,17 @@ PLANTED = [
     "c.555-867-5309",
     "ENST00000275493.7:c.Okafor",
     "ENST00000275493.7%3Ap.ThistlewoodMarigold",
+    # numbers written as positions no sequence has (review 17, F4): a phone, a record number, a date
+    "c.5558675309dup",
+    "c.4471203del",
+    "p.Gly4471203Ala",
+    "c.(19470319)del",
+    "c.1947+0319G>A",
 ]
-_GONE = ("Thistlewood", "Marigold", "88421937", "Okafor", "19470319", "867-5309")
+_GONE = (
+    "Thistlewood", "Marigold", "88421937", "Okafor", "19470319", "867-5309", "5558675309", "4471203",
+    "1947+0319",
+)  # fmt: skip
 
 
 def _record(key: str, hgvs: str) -> str:

@@ -792,22 +792,30 @@ _HGVS_REF = (
 )
 _HGVS_LIKE = re.compile(rf"(?:{_HGVS_REF})?[cgnmpr]\.")
 _NT = r"[ACGTUNacgtun]+"
-_NT_POS = r"(?:[-*]?\d+|\?|e\d+)(?:[+-](?:\d+|\?))?"  # e21+1: Funcotator's splice site
-_NT_POINT = rf"(?:{_NT_POS}|\({_NT_POS}(?:_{_NT_POS})?\))"
+# positions as real sequences have them: a coding one of at most 6 digits (the longest transcript is
+# ~110,000 bases), no leading zero (c.4471203del, c.5558675309dup, c.1947+0319G>A are numbers, not
+# variants); a genomic one of at most 10 digits
+_C_POS = r"(?:[-*]?[1-9]\d{0,5}|\?|e\d{1,3})(?:[+-](?:[1-9]\d{0,5}|\?))?"  # e21+1: Funcotator's splice site
+_G_POS = r"(?:[1-9]\d{0,9}|\?)"
+_C_POINT = rf"(?:{_C_POS}|\({_C_POS}(?:_{_C_POS})?\))"
+_G_POINT = rf"(?:{_G_POS}|\({_G_POS}(?:_{_G_POS})?\))"
+# edits; Funcotator writes the reference codon's bases first: c.(2233-2250)aaggaattaagagaagcadel,
+# c.(34-36)ggcfs, c.(2233-2235)aaginsaaaa; an insertion may give its length alone (c.100_101ins10)
 _NT_EDIT = (
-    rf"(?:{_NT})?>{_NT}|del(?:{_NT}|\d+)?(?:ins{_NT})?|dup(?:{_NT}|\d+)?|inv(?:{_NT}|\d+)?"
-    rf"|ins(?:{_NT}|\(\d+\)|N\[\d+\])|(?:{_NT})?(?:\[\d+\]|=|\?)"
+    rf"(?:{_NT})?>{_NT}|(?:{_NT})?del(?:{_NT}|\d+)?(?:ins{_NT})?|dup(?:{_NT}|\d+)?|inv(?:{_NT}|\d+)?"
+    rf"|(?:{_NT})?ins(?:{_NT}|\(\d+\)|N\[\d+\]|\d+)?|(?:{_NT})?fs|(?:{_NT})?(?:\[\d+\]|=|\?)"
 )
 _NT_HGVS = (
-    rf"[cnrgm]\.(?:(?:chr)?(?:\d{{1,2}}|X|Y|MT?):)?"  # g.chr7:55191822T>G: Funcotator's genome change
-    rf"(?:{_NT_POINT}(?:_{_NT_POINT})?(?:{_NT_EDIT})|e\d+[+-]\d+|\(?[=?]\)?|0\??|spl\??)"
+    rf"(?:[cnr]\.(?:{_C_POINT}(?:_{_C_POINT})?(?:{_NT_EDIT})|e\d+[+-]\d+|\(?[=?]\)?|0\??|spl\??)"
+    rf"|[gm]\.(?:(?:chr)?(?:\d{{1,2}}|X|Y|MT?):)?"  # g.chr7:55191822T>G: Funcotator's genome change
+    rf"(?:{_G_POINT}(?:_{_G_POINT})?(?:{_NT_EDIT})|\(?[=?]\)?|0\??))"
 )
 _AMINO = r"(?:Ala|Arg|Asn|Asp|Cys|Gln|Glu|Gly|His|Ile|Leu|Lys|Met|Phe|Pro|Ser|Thr|Trp|Tyr|Val|Sec|Pyl|Ter|Xaa|[A-Z*])"
 _AMINO_EDIT = (
     rf"(?:{_AMINO})?fs(?:(?:Ter|\*)(?:\d+|\?))?|(?:{_AMINO})?ext(?:-\d+|(?:Ter|\*)(?:\d+|\?))"
     rf"|delins(?:{_AMINO})+|del|dup|ins(?:(?:{_AMINO})+|\d+)|{_AMINO}|=|\?|\[\d+\]|_splice"
 )
-_AMINO_BODY = rf"(?:{_AMINO}\d+(?:_{_AMINO}\d+)?(?:{_AMINO_EDIT})|=|\?|0\??)"
+_AMINO_BODY = rf"(?:{_AMINO}[1-9]\d{{0,4}}(?:_{_AMINO}[1-9]\d{{0,4}})?(?:{_AMINO_EDIT})|=|\?|0\??)"
 _HGVS = rf"(?:{_HGVS_REF})?(?:{_NT_HGVS}|p\.(?:{_AMINO_BODY}|\({_AMINO_BODY}\)))"
 _HGVS_SHAPE = re.compile(_HGVS)
 # an annotation's separators: '|', '&', ',' and Funcotator's brackets, not an HGVS repeat's ([3])
