@@ -500,7 +500,7 @@ def deidentify_vcf(
                 hint="recompress it with `bgzip` (htslib) or drop it uncompressed",
             ) from None
         except (OSError, ValueError) as exc:
-            raise InputError(f"not a readable VCF or BCF ({type(exc).__name__})") from None
+            raise InputError(_unreadable_reason(raw, exc)) from None
         fmt = "bcf" if vf.is_bcf else "vcf"
         originals = list(vf.header.samples)
         ids = Identifiers()
@@ -1204,8 +1204,17 @@ def _index_text(
         if not line or line[0] == "#":
             continue
         cols = line.rstrip("\r").split("\t")
-        if len(cols) < 8 + (1 + n_samples if n_samples else 0) or not cols[1].isdigit():
-            raise InputError(f"VCF line {n} is malformed (columns or POS)")
+        if len(cols) < 8:
+            raise InputError(
+                f"VCF line {n} is malformed: {len(cols)} columns, a record needs the 8 fixed ones"
+            )
+        if n_samples and len(cols) < 9 + n_samples:
+            raise InputError(
+                f"VCF line {n} is malformed: {max(len(cols) - 9, 0)} sample column(s)"
+                f"{'' if len(cols) > 8 else ' and no FORMAT column'}, the #CHROM header line names {n_samples}"
+            )
+        if not cols[1].isdigit():
+            raise InputError(f"VCF line {n} is malformed: POS is not a whole number")
         records += 1
         chrom, pos, ref, alts = cols[0], int(cols[1]), cols[3], cols[4].split(",")
         info: dict[str, str] = {}
@@ -1678,6 +1687,43 @@ def _bgzf_output(head: bytes, body: bytes, parsed: _Body | None, raw: bytes) -> 
         return bgzip(head + body)
     out = bgzip(head + body[: parsed.block_tail], eof=False) + raw[parsed.blocks_after :]
     return out if out.endswith(_BGZF_EOF) else out + _BGZF_EOF
+
+
+def _unreadable_reason(raw: bytes, exc: Exception) -> str:
+    """Why htslib could not open ``raw``, said by place (a line's number, a column count), never by a
+    line's content: a header line may hold a name. The file is read again here only to say which fault
+    it is; htslib's refusal stands whatever this finds."""
+    import zlib
+
+    if raw[:3] == b"BCF":
+        return f"not a readable BCF ({type(exc).__name__})"
+    data = raw
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(raw)  # every member: BGZF is gzip members end to end
+        except (OSError, EOFError, zlib.error):
+            return "not a readable VCF: its gzip/BGZF stream is broken (truncated or corrupt)"
+        if data[:3] == b"BCF":
+            return f"not a readable BCF ({type(exc).__name__})"
+    lines = data.split(b"\n")
+    chrom = next((i for i, line in enumerate(lines) if line.startswith(b"#CHROM")), None)
+    for i, line in enumerate(lines[: len(lines) if chrom is None else chrom]):
+        line = line.rstrip(b"\r")
+        if line and not line.startswith(b"##"):
+            if chrom is None and not line.startswith(b"#"):
+                return f"not a readable VCF: no #CHROM header line before the first record (line {i + 1})"
+            return f"not a readable VCF: header line {i + 1} is malformed (not a ## meta-information line)"
+    if chrom is None:
+        return "not a readable VCF: no #CHROM header line"
+    cols = lines[chrom].rstrip(b"\r").split(b"\t")
+    where = f"the #CHROM header line (line {chrom + 1})"
+    if len(cols) < 8:
+        return f"not a readable VCF: {where} has {len(cols)} columns; VCF requires the 8 fixed ones"
+    if len(cols) > 8 and cols[8] != b"FORMAT":
+        return f"not a readable VCF: {where} names sample columns without a FORMAT column"
+    if len(set(cols[9:])) != len(cols[9:]):
+        return f"not a readable VCF: {where} names a sample twice"
+    return f"not a readable VCF or BCF ({type(exc).__name__})"
 
 
 def _text_body(raw: bytes) -> _Body:

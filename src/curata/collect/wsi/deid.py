@@ -1635,9 +1635,10 @@ def _gate(
     spelled = ids.gate_needles() if ids is not None else []
     for start, end in regions if spelled else ():
         if find_identifier(out[start:end], spelled):
+            where = _where(out, start, end, lambda d: find_identifier(d, spelled) is not None)
             raise DeidError(
-                f"final gate: the patient identity, in some spelling, survived in the slide metadata near "
-                f"byte {start}; not released"
+                f"final gate: the patient identity, in some spelling, survived in the slide metadata "
+                f"({where}); not released"
             )
     if not needles:
         return
@@ -1647,10 +1648,94 @@ def _gate(
     )
     pattern = re.compile(rb"(?<![a-z0-9])(?:" + b"|".join(alts) + rb")(?![a-z0-9])")
     pattern16 = re.compile(b"|".join(wide)) if wide else None
+
+    def hit(data: bytes) -> bool:
+        hay = data.lower()
+        return bool(pattern.search(hay) or (pattern16 is not None and pattern16.search(hay)))
+
     for start, end in regions:
-        hay = out[start:end].lower()
-        if pattern.search(hay) or (pattern16 is not None and pattern16.search(hay)):
+        if hit(out[start:end]):
             raise DeidError(
-                f"final gate: an identifying value survived in the slide's metadata near byte {start}; "
-                "not released"
+                f"final gate: an identifying value survived in the slide's metadata "
+                f"({_where(out, start, end, hit)}); not released"
             )
+
+
+_KEY_SHAPE = re.compile(r"[A-Za-z][\w .:\-]{0,63}")
+
+
+def _where(out: bytes, start: int, end: int, hit: Any) -> str:
+    """The place in ``out`` where ``hit`` (a test on bytes) finds an identifier, between ``start`` and
+    ``end``: the TIFF page (its IFD index and role) and the tag whose value holds it, and the vendor
+    property's key where the value is a list of them. Places only: never a value (a key that itself
+    holds the identifier is left out)."""
+    try:
+        ed = TiffEditor(out)
+    except InputError:
+        return f"near byte {start}, in a TIFF whose pages cannot be walked"
+    pages = [(ifd, _page_name(ed, ifd)) for ifd in ed.ifds + ed.sub_ifds]
+    for ifd, page in pages:
+        for e in ifd.entries:
+            lo, hi = max(e.value_pos, start), min(e.value_pos + e.size, end)
+            if lo < hi and hit(out[lo:hi]):
+                key = _property_key(out[e.value_pos : e.value_pos + e.size], hit)
+                return f"{page}, tag {_tag_name(e.tag)} ({e.tag}){f', property {key!r}' if key else ''}"
+    for ifd, page in pages:
+        for a, b in ed.data_ranges(ifd):
+            lo, hi = max(a, start), min(b, end)
+            if lo < hi and hit(out[lo:hi]):
+                return f"{page}, in the metadata of its image data (a tile or strip)"
+    for ifd, page in pages:
+        if ifd.offset <= start < ifd.next_pos + ed.off_size:
+            return f"{page}, in its directory entries"
+    return f"near byte {start}, in no tag's value"
+
+
+def _page_name(ed: TiffEditor, ifd: Ifd) -> str:
+    """``TIFF page 2 (label)``: the IFD's index in the chain (a SubIFD named by its parent's) and its
+    role where the file says it (a fixed word, never the description's text)."""
+    name = f"TIFF page {ifd.index}" + (" (a SubIFD)" if ifd.parent is not None else "")
+    role = None
+    e = ifd.get(_NDPI_MAGNIFICATION)
+    desc = (ed.text(ifd, _DESCRIPTION) or "").lower()
+    if ed.ndpi and e is not None and e.dtype == 11:
+        mag = struct.unpack_from(ed.bo + "f", ed.buf, e.value_pos)[0]
+        role = "macro" if mag == -1 else "map" if mag <= 0 else "level"
+    elif m := re.search(r"\b(label|macro|overview|thumbnail|barcode)\b", desc[:400]):
+        role = m.group(1)
+    elif ifd.get(322) is not None:
+        role = "level"
+    elif ifd.index == 1 and desc.startswith("aperio"):
+        role = "thumbnail"
+    return f"{name} ({role})" if role else name
+
+
+def _tag_name(tag: int) -> str:
+    try:
+        import tifffile
+
+        return str(tifffile.TIFF.TAGS.get(tag) or "tag")
+    except ImportError:  # pragma: no cover - tifffile is a dependency of the slide reader
+        return "tag"
+
+
+def _property_key(value: bytes, hit: Any) -> str | None:
+    """The key of the vendor property that holds the hit, in a tag's text value: a Philips or OME XML
+    attribute (``Name="..."``, else the element or attribute name), an Aperio ``key = value`` between
+    ``|``, or a ``key=value`` line (Hamamatsu). None when the value is not such a list, or the key
+    itself holds the identifier."""
+    text = value.decode("utf-8", errors="replace")
+    pairs: list[tuple[str, str]] = []
+    if "<" in text:
+        pairs += [(m[1], m[2]) for m in re.finditer(r'Name="([^"<>]{1,64})"[^>]*>([^<]*)<', text)]
+        pairs += [(m[1], m[2]) for m in re.finditer(r"<([\w:.\-]{1,64})[^<>]*>([^<]*)<", text)]
+        pairs += [(m[1], m[2]) for m in re.finditer(r'([\w:.\-]{1,64})="([^"]*)"', text)]
+    else:
+        for part in re.split(r"[|\r\n]", text):
+            k, sep, v = part.partition("=")
+            if sep:
+                pairs.append((k.strip(), v))
+    for k, v in pairs:
+        if hit(v.encode("utf-8")) and _KEY_SHAPE.fullmatch(k) and not hit(k.encode("utf-8")):
+            return k
+    return None
