@@ -1714,7 +1714,7 @@ def _tag_name(tag: int) -> str:
     try:
         import tifffile
 
-        return str(tifffile.TIFF.TAGS.get(tag) or "tag")
+        return str(tifffile.TIFF.TAGS.get(tag, None) or "tag")
     except ImportError:  # pragma: no cover - tifffile is a dependency of the slide reader
         return "tag"
 
