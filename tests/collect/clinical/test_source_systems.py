@@ -134,3 +134,27 @@ def test_the_platform_accepts_known_and_local_systems() -> None:
         code = {"SNOMED": "254637007", "LOINC": "718-7", "ICD10": "C34.1", "RXNORM": "1721560", "UCUM": "mg",
                 "ATC": "L01XE03"}.get(system, "LAB-7")  # fmt: skip
         _platform([{"condition_source_value": code, "source_system": system}])
+
+
+@pytest.mark.parametrize(
+    ("written", "name"),
+    [
+        ("LN", "LOINC"),
+        ("LNC", "LOINC"),
+        ("I10", "ICD10"),
+        ("I10C", "ICD10"),
+        ("SNOMEDCT_US", "SNOMED"),
+        ("https://loinc.org", "LOINC"),
+        ("ICD10-CM", "ICD10"),
+        ("ICD 10", "ICD10"),
+        ("SNOMED CT-US", "SNOMED"),
+        ("http://snomed.info/sct/731000124108", "SNOMED"),
+        ("http://www.genenames.org/geneId", "HGNC"),
+    ],
+)
+def test_real_spellings_of_known_systems_are_known(written: str, name: str) -> None:
+    """HL7 v2's table 0396 codes, UMLS source names, https, a SNOMED edition's URI (outside review 17):
+    refused unless declared before, some not even declarable."""
+    from curata.collect.clinical._codes import system_name
+
+    assert system_name(written) == name

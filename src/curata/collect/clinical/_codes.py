@@ -102,6 +102,18 @@ ALIASES = {
     "2.16.840.1.113883.6.12": "CPT",
     "2.16.840.1.113883.6.43.1": "ICD-O-3",
     "2.16.840.1.113883.6.281": "HGNC",
+    # HL7 v2 table 0396 and UMLS source abbreviations, and other spellings sites export (review 17)
+    "LN": "LOINC",
+    "LNC": "LOINC",
+    "I10": "ICD10",
+    "I10C": "ICD10",
+    "ICD10-CM": "ICD10",
+    "ICD 10": "ICD10",
+    "ICD 10 CM": "ICD10",
+    "SNOMEDCT_US": "SNOMED",
+    "SNOMED CT-US": "SNOMED",
+    "SNOMED-CT-US": "SNOMED",
+    "HTTP://WWW.GENENAMES.ORG/GENEID": "HGNC",
 }
 # Any other system: a short token without spaces (a local code), checked by the gate as well.
 LOCAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_:/+]{0,39}")
@@ -278,7 +290,10 @@ def system_name(system: str | None) -> str | None:
     if not system or not system.strip():
         return None
     s = " ".join(system.split()).upper()
-    key = s.removeprefix("URN:OID:").rstrip("/")
+    key = s.removeprefix("URN:OID:").rstrip("/").replace("HTTPS://", "HTTP://", 1)
+    edition = key.removeprefix("HTTP://SNOMED.INFO/SCT/")
+    if edition != key and edition.isdigit():  # a SNOMED CT edition's URI (/731000124108: the US one)
+        return "SNOMED"
     return ALIASES.get(key, ALIASES.get(s, s))
 
 
