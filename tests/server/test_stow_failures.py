@@ -140,3 +140,28 @@ def test_a_receiver_failure_has_the_code_of_its_cause_and_a_sanitised_reason(
     (item,) = _failed(r)
     assert item["00081197"]["Value"] == [code]
     assert words in _comment(item), _comment(item)
+
+
+def test_no_uid_holding_the_parts_own_numbers_is_echoed() -> None:
+    """A UID holding an ID of the Other Patient IDs Sequence, a 5-digit PatientID, digits of the name or
+    a six-digit form of the birth date is not echoed (outside review 17, F8); a clean one is."""
+    import io
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    from curata.server.dicomweb import _Part
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4"
+    ds.PatientID, ds.PatientName, ds.PatientBirthDate = "55012", "Okafor^Ada^77123", "19470319"
+    other = Dataset()
+    other.PatientID = "MRN4471203"
+    ds.OtherPatientIDsSequence = [other]
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    part = _Part(buf.getvalue())
+    for uid in ("1.2.840.4471203.5", "1.2.3.470319.1", "1.2.55012.9", "1.2.3.77123.4", "1.2.3.190347.2"):
+        assert part.echoable(uid) == "", uid
+    assert part.echoable("1.2.840.10008.5.1.4.1.1.2") == "1.2.840.10008.5.1.4.1.1.2"

@@ -633,26 +633,30 @@ class _Part:
 
 _PART_TAGS = [
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "PatientID", "OtherPatientIDs", "AccessionNumber",
-    "PatientBirthDate",
+    "PatientBirthDate", "OtherPatientIDsSequence", "PatientName",
 ]  # fmt: skip
 
 
 def _own_numbers(ds: pydicom.Dataset) -> tuple[str, ...]:
-    """Each run of 6 digits or more of the part's PatientID, Other Patient IDs, accession number and
-    birth date (the birth date also day or month first), as the gate looks for them in a UID."""
+    """Each run of 5 digits or more of the part's PatientID, Other Patient IDs (the retired attribute and
+    the sequence's items), accession number, name and birth date (the birth date also day or month
+    first, and in its six-digit forms), as the gate looks for them in a UID."""
     values: list[str] = []
-    for keyword in ("PatientID", "OtherPatientIDs", "AccessionNumber", "PatientBirthDate"):
+    for keyword in ("PatientID", "OtherPatientIDs", "AccessionNumber", "PatientBirthDate", "PatientName"):
         value = ds.get(keyword)
         if value is None:
             continue
         values.extend(str(v) for v in (value if isinstance(value, MultiValue | list) else [value]))
+    for item in ds.get("OtherPatientIDsSequence") or []:
+        values.append(str(item.get("PatientID", "") or ""))
     runs: set[str] = set()
     for value in values:
-        for run in re.findall(r"[0-9]{6,}", value):
+        for run in re.findall(r"[0-9]{5,}", value):
             runs.add(run)
             y, m, d = run[:4], run[4:6], run[6:]
             if len(run) == 8 and "01" <= m <= "12" and "01" <= d <= "31":
-                runs.update((d + m + y, m + d + y))
+                yy = y[2:]
+                runs.update((d + m + y, m + d + y, yy + m + d, d + m + yy, m + d + yy))
     return tuple(runs)
 
 
