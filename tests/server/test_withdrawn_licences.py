@@ -171,3 +171,19 @@ def test_two_downloads_of_one_copy_at_once(platform: Any) -> None:
     assert results[0] == results[1] and len(calls) == 1
     with zipfile.ZipFile(results[0]) as zf:
         assert zf.testzip() is None and "verify_release.py" in zf.namelist()
+
+
+def test_a_carried_grant_an_admin_revoked_stays_revoked(platform: Any) -> None:
+    """Carrying grants again (another withdrawal, a re-run) does not reopen a grant of the new version
+    that an admin revoked (outside review 17, F9)."""
+    from curata.server import service
+
+    p = platform
+    _two_patient_release(p)
+    _withdraw(p)
+    uid = _uid(p, "lic")
+    assert "rel-w@2" in {g.label for g in service.licences_of(p.ws, uid, "alpha")}
+    service.revoke_licence(p.ws, "lic", "alpha", "rel-w@2")
+    assert "rel-w@2" not in {g.label for g in service.licences_of(p.ws, uid, "alpha")}
+    service.carry_grants(p.ws)
+    assert "rel-w@2" not in {g.label for g in service.licences_of(p.ws, uid, "alpha")}

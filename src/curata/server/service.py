@@ -812,10 +812,10 @@ def carry_grants(ws: Workspace) -> list[tuple[str, str, str]]:
                         expires_at=g.expires_at,
                     )
                 )
-            elif _open(row, now):
-                continue
-            else:
-                row.revoked_at, row.expires_at = None, g.expires_at
+            elif _open(row, now) or row.revoked_at is not None:
+                continue  # licensed already, or revoked by an admin: a revocation stands
+            else:  # expired: carried with the old grant's end
+                row.expires_at = g.expires_at
             carried.append((username, ref, found.use))
     return carried
 
