@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,16 +126,22 @@ def _dated(text: str) -> bool:
     return any(_DATE.search(form) for form in (text, *_vcf_readings(text)))
 
 
+def _as_decoded(text: str, change: Callable[[str], str]) -> str:
+    """``text`` with ``change`` applied to its decoded reading too: what ``change`` alters there is kept
+    encoded again as ``text`` was written; ``text`` as it is where the reading stays the same."""
+    plain = _vcf_decoded(text)
+    if plain != text:
+        changed = change(plain)
+        if changed != plain:
+            return _vcf_encoded(changed, text)
+    return text
+
+
 def _cut_path(text: str) -> str:
     """``text`` up to where a path begins in it, as written or decoded (what is kept encoded again)."""
     if _PATH.search(text):
         text = _PATH.split(text)[0]
-    plain = _vcf_decoded(text)
-    if plain != text:
-        cut = _cut_path(plain)
-        if cut != plain:
-            text = _vcf_encoded(cut, text)
-    return text
+    return _as_decoded(text, _cut_path)
 
 
 @dataclass
@@ -233,13 +240,7 @@ def _header_line(line: str, ids: Identifiers, site: SiteNames | None = None) -> 
 
 def _basename(value: str) -> str:
     """A ``##reference`` path's last part, the path as written or decoded (kept encoded as written)."""
-    base = re.split(r"[/\\]", value.removeprefix("file://"))[-1]
-    plain = _vcf_decoded(base)
-    if plain != base:
-        last = _basename(plain)
-        if last != plain:
-            base = _vcf_encoded(last, base)
-    return base
+    return _as_decoded(re.split(r"[/\\]", value.removeprefix("file://"))[-1], _basename)
 
 
 # The keys a header declares (INFO, FORMAT, FILTER, ALT IDs): laid out, never cleaned, but a name there
